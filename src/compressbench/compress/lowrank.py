@@ -1,0 +1,1 @@
+"""Placeholder: implemented by the compression-methods work (issue 3)."""

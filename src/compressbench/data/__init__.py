@@ -1,0 +1,215 @@
+"""Built-in datasets. Each loader returns a :class:`DatasetBundle` of decoded uint8 tensors.
+
+Loaders take ``(root: Path | None, cache_dir: Path, download: bool, **options)``. Nothing is
+downloaded silently when offline: a missing dataset fails with one line saying how to get it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..registry import datasets
+from .base import DataMeta, DatasetBundle, DatasetError, ImageSet, eval_indices, to_uint8_nchw
+
+__all__ = ["DataMeta", "DatasetBundle", "DatasetError", "ImageSet", "eval_indices", "load_dataset",
+           "DEBIAN_FASHION_MNIST"]
+
+log = logging.getLogger(__name__)
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                   "Bag", "Ankle boot")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("COMPRESSBENCH_CACHE", Path.home() / ".cache" / "compressbench"))
+
+
+def load_dataset(name: str, root: str | Path | None = None, cache_dir: str | Path | None = None,
+                 download: bool = True, **options: Any) -> DatasetBundle:
+    loader = datasets.get(name)
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    return loader(Path(root) if root else None, cache / "data", download, **options)
+
+
+# --------------------------------------------------------------------------- IDX (MNIST family)
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): the MNIST / Fashion-MNIST format."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise DatasetError(f"{path} is not an unsigned-byte IDX file")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(shape)):
+        raise DatasetError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {arr.size}")
+    return arr.reshape(shape)
+
+
+_IDX = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+        "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+
+
+def _find_idx(folder: Path) -> dict[str, Path] | None:
+    found = {}
+    for key, stem in _IDX.items():
+        for cand in (folder / stem, folder / f"{stem}.gz", folder / "raw" / stem, folder / "raw" / f"{stem}.gz",
+                     folder / "FashionMNIST" / "raw" / stem, folder / "FashionMNIST" / "raw" / f"{stem}.gz"):
+            if cand.is_file():
+                found[key] = cand
+                break
+        else:
+            return None
+    return found
+
+
+@datasets.register("fashion-mnist", description="Fashion-MNIST 28×28 grayscale, 10 classes (60k/10k)")
+def fashion_mnist(root: Path | None, cache: Path, download: bool, **_: Any) -> DatasetBundle:
+    """Search order: ``root``, the Debian package, the cache dir, then a torchvision download."""
+    places = [p for p in (root, DEBIAN_FASHION_MNIST, cache / "fashion-mnist") if p is not None]
+    files = next((f for f in (_find_idx(p) for p in places) if f), None)
+    if files is None and download:
+        try:
+            from torchvision.datasets import FashionMNIST
+
+            FashionMNIST(str(cache / "fashion-mnist"), train=True, download=True)
+            FashionMNIST(str(cache / "fashion-mnist"), train=False, download=True)
+            files = _find_idx(cache / "fashion-mnist")
+        except Exception as e:  # offline: fall through to the one-line error
+            log.debug("Fashion-MNIST download failed: %s", e)
+    if files is None:
+        raise DatasetError(
+            "Fashion-MNIST not found in " + ", ".join(str(p) for p in places)
+            + " and could not be downloaded; install it with 'apt-get install dataset-fashion-mnist' "
+            "(Debian/Ubuntu) or set dataset.root to a folder with the four IDX files")
+    train = ImageSet(to_uint8_nchw(read_idx(files["train_x"])), torch.from_numpy(read_idx(files["train_y"]).astype(np.int64)))
+    test = ImageSet(to_uint8_nchw(read_idx(files["test_x"])), torch.from_numpy(read_idx(files["test_y"]).astype(np.int64)))
+    meta = DataMeta("fashion-mnist", 10, 1, (28, 28), (0.2860,), (0.3530,), FASHION_CLASSES, augment="crop")
+    return DatasetBundle(meta, train, test)
+
+
+# --------------------------------------------------------------------------- CIFAR
+def _cifar(name: str, tv_cls: str, num_classes: int, mean: tuple, std: tuple):
+    def loader(root: Path | None, cache: Path, download: bool, **_: Any) -> DatasetBundle:
+        import torchvision.datasets as tvd
+
+        folder = root or cache / name
+        cls = getattr(tvd, tv_cls)
+        try:
+            tr = cls(str(folder), train=True, download=download)
+            te = cls(str(folder), train=False, download=download)
+        except Exception as e:
+            raise DatasetError(f"{name} not found in {folder} and could not be downloaded ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0] if str(e) else ''}); put the python-version archive's "
+                               f"extracted folder there or run once with internet") from None
+        classes = tuple(getattr(tr, "classes", ()))
+        meta = DataMeta(name, num_classes, 3, (32, 32), mean, std, classes, augment="flip_crop")
+        return DatasetBundle(meta, ImageSet(to_uint8_nchw(tr.data), torch.tensor(tr.targets)),
+                             ImageSet(to_uint8_nchw(te.data), torch.tensor(te.targets)))
+
+    return loader
+
+
+datasets.register("cifar10", _cifar("cifar10", "CIFAR10", 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+                  description="CIFAR-10 32×32 RGB via torchvision (downloads to the cache dir)")
+datasets.register("cifar100", _cifar("cifar100", "CIFAR100", 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+                  description="CIFAR-100 32×32 RGB via torchvision (downloads to the cache dir)")
+
+
+# --------------------------------------------------------------------------- image folders
+@datasets.register("imagefolder", description="any folder of class subfolders (train/ and test/ or a split)")
+def imagefolder(root: Path | None, cache: Path, download: bool, size: int = 32, channels: int = 3,
+                test_fraction: float = 0.2, split_seed: int = 0, **_: Any) -> DatasetBundle:
+    """``root/train/<class>/*`` and ``root/test/<class>/*``, or ``root/<class>/*`` split by seed.
+    Images are decoded and resized once (PIL), then kept as tensors."""
+    if root is None or not Path(root).is_dir():
+        raise DatasetError(f"imagefolder needs dataset.root to be an existing folder, got {root}")
+    root = Path(root)
+
+    def read(folder: Path, classes: list[str]) -> ImageSet:
+        from PIL import Image
+
+        xs, ys = [], []
+        for ci, c in enumerate(classes):
+            for f in sorted((folder / c).iterdir()) if (folder / c).is_dir() else []:
+                if f.suffix.lower() not in {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}:
+                    continue
+                with Image.open(f) as im:
+                    im = im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.BILINEAR)
+                    xs.append(np.asarray(im))
+                ys.append(ci)
+        if not xs:
+            raise DatasetError(f"no images found under {folder}")
+        return ImageSet(to_uint8_nchw(np.stack(xs)), torch.tensor(ys))
+
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        classes = sorted(d.name for d in (root / "train").iterdir() if d.is_dir())
+        train, test = read(root / "train", classes), read(root / "test", classes)
+    else:
+        classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+        full = read(root, classes)
+        perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(split_seed))
+        k = max(1, int(len(full) * test_fraction))
+        test, train = full.subset(perm[:k].sort().values), full.subset(perm[k:].sort().values)
+    xf = train.x.float() / 255
+    mean = tuple(xf.mean(dim=(0, 2, 3)).tolist())
+    std = tuple(xf.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
+    meta = DataMeta(root.name, len(classes), channels, (size, size), mean, std, tuple(classes), augment="flip_crop")
+    return DatasetBundle(meta, train, test)
+
+
+# --------------------------------------------------------------------------- tiny real / synthetic data
+@datasets.register("digits", description="scikit-learn's bundled 8×8 handwritten digits (1797), upsampled; for tests")
+def digits(root: Path | None, cache: Path, download: bool, size: int = 16, test_fraction: float = 0.25,
+           **_: Any) -> DatasetBundle:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
+    if size != 8:
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    y = torch.from_numpy(d.target.astype(np.int64))
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    k = int(len(y) * test_fraction)
+    full = ImageSet(x, y)
+    xf = x.float() / 255
+    meta = DataMeta("digits", 10, 1, (size, size), (float(xf.mean()),), (float(xf.std()),),
+                    tuple(str(i) for i in range(10)), augment="none")
+    return DatasetBundle(meta, full.subset(perm[k:].sort().values), full.subset(perm[:k].sort().values))
+
+
+@datasets.register("synthetic", description="seeded RGB shapes (class = shape×colour), any size; for tests")
+def synthetic(root: Path | None, cache: Path, download: bool, n_train: int = 600, n_test: int = 200,
+              size: int = 32, num_classes: int = 4, channels: int = 3, seed: int = 0, **_: Any) -> DatasetBundle:
+    """A learnable RGB dataset generated on the fly: class c draws a bright blob whose position and
+    colour depend on c, over textured noise. Used where a 3-channel image set is needed offline."""
+    g = torch.Generator().manual_seed(seed)
+
+    def make(n: int) -> ImageSet:
+        y = torch.randint(0, num_classes, (n,), generator=g)
+        yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        base = torch.rand(n, channels, size, size, generator=g) * 0.3
+        ang = 2 * torch.pi * y.float() / num_classes
+        cy = size / 2 + size / 4 * torch.sin(ang) + torch.randn(n, generator=g) * size / 16
+        cx = size / 2 + size / 4 * torch.cos(ang) + torch.randn(n, generator=g) * size / 16
+        r2 = (yy[None] - cy[:, None, None]) ** 2 + (xx[None] - cx[:, None, None]) ** 2
+        blob = torch.exp(-r2 / (2 * (size / 8) ** 2))
+        colour = torch.stack([torch.cos(ang + k) * 0.35 + 0.65 for k in range(channels)], 1)
+        img = (base + blob[:, None] * colour[:, :, None, None]).clamp(0, 1)
+        return ImageSet((img * 255).round().to(torch.uint8), y)
+
+    train, test = make(n_train), make(n_test)
+    xf = train.x.float() / 255
+    meta = DataMeta("synthetic", num_classes, channels, (size, size), tuple(xf.mean(dim=(0, 2, 3)).tolist()),
+                    tuple(xf.std(dim=(0, 2, 3)).tolist()), tuple(f"c{i}" for i in range(num_classes)), augment="none")
+    return DatasetBundle(meta, train, test)

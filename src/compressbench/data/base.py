@@ -1,0 +1,107 @@
+"""Dataset containers: decoded once into uint8 tensors, batched without per-image PIL work.
+
+Images are kept as ``uint8`` N×C×H×W tensors and converted to float in [0, 1] per batch.
+Normalisation (mean/std) is *not* applied here: it lives inside the model wrapper
+(:class:`compressbench.models.Normalize`) so that corruptions and attacks work in pixel space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+
+
+class DatasetError(RuntimeError):
+    """A dataset is missing or malformed. The message says how to fix it (one line)."""
+
+
+@dataclass(frozen=True)
+class DataMeta:
+    """Preprocessing that travels with the data (timm's PretrainedCfg idea)."""
+
+    name: str
+    num_classes: int
+    channels: int
+    size: tuple[int, int]  # (H, W)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...] = ()
+    augment: str = "crop"  # default train augmentation: "none" | "crop" | "flip_crop"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DataMeta":
+        d = dict(d)
+        d["size"] = tuple(d["size"])
+        d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
+        d["class_names"] = tuple(d.get("class_names", ()))
+        return cls(**d)
+
+
+@dataclass
+class ImageSet:
+    """``x``: uint8 N×C×H×W; ``y``: int64 N. ``index``: original dataset indices."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.x.dtype != torch.uint8 or self.x.dim() != 4:
+            raise DatasetError(f"ImageSet.x must be uint8 N×C×H×W, got {self.x.dtype} {tuple(self.x.shape)}")
+        if self.index is None:
+            self.index = torch.arange(len(self.y))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, idx: torch.Tensor | np.ndarray | list[int]) -> "ImageSet":
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return ImageSet(self.x[idx], self.y[idx], self.index[idx])
+
+    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
+                device: torch.device | str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield (float images in [0,1], labels, dataset indices)."""
+        n = len(self)
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        for s in range(0, n, batch_size):
+            b = order[s:s + batch_size]
+            x = self.x[b].to(device, non_blocking=True).float().div_(255.0)
+            yield x, self.y[b].to(device), self.index[b]
+
+
+@dataclass
+class DatasetBundle:
+    meta: DataMeta
+    train: ImageSet
+    test: ImageSet
+
+    def eval_subset(self, size: int | None, seed: int = 0) -> ImageSet:
+        """A fixed, seeded subset of the test split (same indices for every model)."""
+        return self.test.subset(eval_indices(len(self.test), size, seed))
+
+
+def eval_indices(n: int, size: int | None, seed: int = 0) -> torch.Tensor:
+    """Fixed evaluation index list: the first ``size`` of a seeded permutation, sorted."""
+    if size is None or size >= n:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed(10_007 + seed)
+    return torch.randperm(n, generator=g)[:size].sort().values
+
+
+def to_uint8_nchw(arr: np.ndarray) -> torch.Tensor:
+    """N×H×W or N×H×W×C uint8 array -> uint8 N×C×H×W tensor."""
+    arr = np.asarray(arr)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    elif arr.ndim == 4 and arr.shape[-1] in (1, 3, 4) and arr.shape[1] not in (1, 3):
+        arr = arr.transpose(0, 3, 1, 2)
+    arr = np.ascontiguousarray(arr.astype(np.uint8, copy=False))
+    if not arr.flags.writeable:
+        arr = arr.copy()
+    return torch.from_numpy(arr)

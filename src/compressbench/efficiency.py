@@ -1,0 +1,1 @@
+"""Placeholder: efficiency profile (issue 4)."""

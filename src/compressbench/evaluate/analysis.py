@@ -1,0 +1,1 @@
+"""Placeholder: calibration and disagreement evaluators (issue 7)."""

@@ -1,0 +1,1 @@
+"""Placeholder: adversarial attacks (issue 6)."""

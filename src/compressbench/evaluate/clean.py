@@ -1,0 +1,51 @@
+"""Clean accuracy: top-1, top-5 (when there are more than 5 classes), per-class accuracy, NLL."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..interfaces import EvalContext, Measurement, Params
+from ..registry import evaluators
+from ..train import predict
+
+
+class CleanParams(Params):
+    subset: int | None = None  # None: the experiment's default evaluation subset
+    batch_size: int = 512
+    per_class: bool = True
+
+
+def top1(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    return float((logits.argmax(1) == targets).float().mean())
+
+
+def topk(logits: torch.Tensor, targets: torch.Tensor, k: int) -> float:
+    k = min(k, logits.shape[1])
+    return float((logits.topk(k, 1).indices == targets[:, None]).any(1).float().mean())
+
+
+def nll(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    return float(F.cross_entropy(logits.float(), targets))
+
+
+@evaluators.register("clean", params=CleanParams, version=1,
+                     description="top-1/top-5 accuracy, per-class accuracy and NLL on the evaluation subset")
+def clean(model: nn.Module, ctx: EvalContext, params: CleanParams) -> list[Measurement]:
+    images = ctx.eval_set(params.subset if params.subset is not None else -1)
+    logits = predict(model, images, params.batch_size, ctx.device, desc="clean" if ctx.progress else None)
+    y = images.y
+    out = [Measurement("top1", top1(logits, y)), Measurement("nll", nll(logits, y)),
+           Measurement("n_images", float(len(y)))]
+    if logits.shape[1] > 5:
+        out.append(Measurement("top5", topk(logits, y, 5)))
+    if params.per_class:
+        pred = logits.argmax(1)
+        names = ctx.meta.class_names or tuple(str(i) for i in range(ctx.meta.num_classes))
+        for c in range(ctx.meta.num_classes):
+            m = y == c
+            if m.any():
+                out.append(Measurement("class_top1", float((pred[m] == c).float().mean()),
+                                       condition={"class": names[c] if c < len(names) else str(c)}))
+    return out

@@ -1,0 +1,133 @@
+"""The contracts between the runner and its plug-ins (compressors and evaluators).
+
+Compressor (registered in ``registry.methods``)::
+
+    @methods.register("prune.unstructured", params=MyParams, budgets=("params", "knob"),
+                      description="...", version=1)
+    def unstructured(parent: nn.Module, ctx: CompressContext, budget: Budget | None,
+                     params: MyParams) -> CompressResult: ...
+
+Evaluator (registered in ``registry.evaluators``)::
+
+    @evaluators.register("clean", params=MyParams, description="...", version=1)
+    def clean(model: nn.Module, ctx: EvalContext, params: MyParams) -> list[Measurement]: ...
+
+``params`` classes are pydantic models (``extra="forbid"``) so that configs are validated
+before any work. Models always take float images in [0, 1] (N×C×H×W); normalisation is the
+model's first layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from .data.base import DatasetBundle, DataMeta
+
+log = logging.getLogger(__name__)
+
+BudgetKind = Literal["knob", "params", "bytes", "flops"]
+
+
+class Params(BaseModel):
+    """Base class of every method's / evaluator's parameter schema."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A compression target. ``kind='knob'`` means the method's own knob (e.g. pruning ratio);
+    ``params``/``bytes``/``flops`` are fractions of the parent's value, shared across families."""
+
+    kind: BudgetKind
+    value: float
+
+    def label(self) -> str:
+        return f"{self.kind}={self.value:g}"
+
+
+@dataclass
+class Measurement:
+    """One measured number. The runner adds experiment/variant/method/budget/seed/evaluator."""
+
+    metric: str
+    value: float
+    condition: dict[str, Any] = field(default_factory=dict)  # e.g. {"corruption": "fog", "severity": 3}
+    tag: str = ""  # e.g. "realised" | "theoretical" | "simulated" | "transfer" | "whitebox-ste"
+    unit: str = ""
+
+
+@dataclass
+class CompressContext:
+    """What a compressor may use besides the parent model."""
+
+    data: DatasetBundle
+    meta: DataMeta
+    device: torch.device
+    seed: int
+    workdir: Path  # scratch / artifact dir for this job
+    # train(model, epochs=..., lr=..., teacher=None, kd_alpha=..., kd_temperature=..., desc=...) -> model
+    train: Callable[..., nn.Module]
+    # accuracy(model, images: ImageSet | None = None) -> float in [0, 1]
+    accuracy: Callable[..., float]
+    parent_spec: dict[str, Any] = field(default_factory=dict)  # how to rebuild the parent (checkpoint recipe)
+    progress: bool = True
+
+
+@dataclass
+class CompressResult:
+    model: nn.Module
+    # What was done: target and achieved budget, per-layer sparsity or ranks, knobs chosen, ...
+    record: dict[str, Any] = field(default_factory=dict)
+    # Steps needed to rebuild the architecture before loading the state dict (see checkpoint.py)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    # e.g. {"params": 0.251} — achieved fractions of the parent
+    achieved: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class VariantInfo:
+    name: str
+    method: str  # "baseline" for the uncompressed parent
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_quantized(self) -> bool:
+        return any(s.get("kind", "").startswith("quantize") for s in self.steps)
+
+
+@dataclass
+class EvalContext:
+    """What an evaluator may use besides the model."""
+
+    data: DatasetBundle
+    meta: DataMeta
+    device: torch.device
+    seed: int
+    workdir: Path  # files written here (images, JSON) are kept with the job's artifact
+    variant: VariantInfo
+    load_parent: Callable[[], nn.Module]  # the uncompressed float parent for the same seed
+    eval_size: int | None = None  # default evaluation subset size (None = whole test set)
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def eval_set(self, size: int | None = -1):
+        """The fixed, seeded evaluation subset (``size=-1`` -> experiment default)."""
+        return self.data.eval_subset(self.eval_size if size == -1 else size, seed=0)
+
+
+class FinetuneParams(Params):
+    """Fine-tuning after compression: the experiment's training recipe with these overrides."""
+
+    epochs: float = 1.0
+    lr: float | None = None  # None -> 0.1 × the baseline recipe's lr
+    optimizer: Literal["sgd", "adam", "adamw"] | None = None
+    schedule: Literal["cosine", "onecycle", "step", "constant"] = "cosine"

@@ -1,0 +1,164 @@
+"""Model zoo. Every model is a :class:`Classifier`: ``Normalize(mean, std)`` then the network,
+so models take float images in [0, 1] and preprocessing travels with the model.
+
+Registered factories take ``(meta: DataMeta, width: float = 1.0, **kwargs) -> nn.Module``
+(the bare network); :func:`create_model` wraps it. Any user model is reachable as
+``"package.module:factory"`` with the same signature.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+from torchvision.models import resnet as tv_resnet
+
+from ..data.base import DataMeta
+from ..registry import import_object, models
+
+__all__ = ["Classifier", "Normalize", "create_model", "count_params"]
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std with per-channel constants kept as buffers (saved with the model)."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class Classifier(nn.Module):
+    """normalize -> net. ``net`` is any module mapping normalised images to logits."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))
+
+
+def count_params(model: nn.Module, nonzero: bool = False) -> int:
+    ps = [p for p in model.parameters()]
+    return int(sum(int((p != 0).sum()) if nonzero else p.numel() for p in ps))
+
+
+def create_model(name: str, meta: DataMeta, width: float = 1.0, **kwargs: Any) -> Classifier:
+    """Build a registered model (or ``"pkg.mod:factory"``) for a dataset's metadata."""
+    factory = import_object(name) if ":" in name else models.get(name)
+    net = factory(meta, width=width, **kwargs)
+    return Classifier(net, meta.mean, meta.std)
+
+
+def _w(c: int, width: float) -> int:
+    return max(1, int(round(c * width)))
+
+
+# --------------------------------------------------------------------------- small CNNs
+def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+@models.register("cnn5", description="plain CNN: 5 conv-bn-relu layers (2 max-pools), global pool, linear")
+def cnn5(meta: DataMeta, width: float = 1.0, channels: Sequence[int] = (32, 32, 64, 64, 128)) -> nn.Module:
+    c = [_w(ch, width) for ch in channels]
+    layers: list[nn.Module] = []
+    cin = meta.channels
+    for i, cout in enumerate(c):
+        layers += _conv_bn(cin, cout)
+        if i in (1, 3):
+            layers.append(nn.MaxPool2d(2))
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, meta.num_classes)]
+    return nn.Sequential(*layers)
+
+
+@models.register("tinycnn", description="2-conv test fixture (a few thousand parameters)")
+def tinycnn(meta: DataMeta, width: float = 1.0) -> nn.Module:
+    c1, c2 = _w(8, width), _w(16, width)
+    return nn.Sequential(*_conv_bn(meta.channels, c1), nn.MaxPool2d(2), *_conv_bn(c1, c2),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c2, meta.num_classes))
+
+
+# --------------------------------------------------------------------------- ResNets
+class ResNet(tv_resnet.ResNet):
+    """torchvision's ResNet with configurable stage widths/depths, stem and input channels.
+
+    ``stem='cifar'``: 3×3 stride-1 conv, no max-pool (for 32×32 / 28×28 images).
+    ``stem='imagenet'``: torchvision's 7×7 stride-2 conv + max-pool.
+    """
+
+    def __init__(self, block: type, layers: Sequence[int], widths: Sequence[int], num_classes: int,
+                 in_channels: int = 3, stem: str = "cifar"):
+        nn.Module.__init__(self)
+        self._norm_layer = nn.BatchNorm2d
+        self.dilation, self.groups, self.base_width = 1, 1, 64
+        self.inplanes = widths[0]
+        if stem == "cifar":
+            self.conv1 = nn.Conv2d(in_channels, self.inplanes, 3, 1, 1, bias=False)
+            self.maxpool = nn.Identity()
+        else:
+            self.conv1 = nn.Conv2d(in_channels, self.inplanes, 7, 2, 3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.bn1 = nn.BatchNorm2d(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        stages = []
+        for i, (w, n) in enumerate(zip(widths, layers)):
+            stages.append(self._make_layer(block, w, n, stride=1 if i == 0 else 2))
+        self.layer1 = stages[0]
+        self.layer2 = stages[1] if len(stages) > 1 else nn.Identity()
+        self.layer3 = stages[2] if len(stages) > 2 else nn.Identity()
+        self.layer4 = stages[3] if len(stages) > 3 else nn.Identity()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(widths[len(stages) - 1] * block.expansion, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+
+def _cifar_resnet(depth: int):
+    """He et al. (2016) CIFAR ResNets: 6n+2 layers, widths 16/32/64 (1×1-conv shortcuts)."""
+    n = (depth - 2) // 6
+
+    def factory(meta: DataMeta, width: float = 1.0, depth_scale: float = 1.0) -> nn.Module:
+        blocks = max(1, int(round(n * depth_scale)))
+        return ResNet(tv_resnet.BasicBlock, [blocks] * 3, [_w(c, width) for c in (16, 32, 64)],
+                      meta.num_classes, meta.channels, "cifar")
+
+    factory.__doc__ = f"CIFAR ResNet-{depth} (He et al. 2016), 3 stages of {n} basic blocks"
+    return factory
+
+
+for _d in (8, 20, 32, 44, 56, 110):
+    models.register(f"resnet{_d}", _cifar_resnet(_d), description=f"CIFAR ResNet-{_d} of He et al. (3×3 stem)")
+
+_TV = {18: (tv_resnet.BasicBlock, [2, 2, 2, 2]), 34: (tv_resnet.BasicBlock, [3, 4, 6, 3]),
+       50: (tv_resnet.Bottleneck, [3, 4, 6, 3]), 101: (tv_resnet.Bottleneck, [3, 4, 23, 3]),
+       152: (tv_resnet.Bottleneck, [3, 8, 36, 3])}
+
+
+def _tv_resnet(depth: int, stem: str):
+    block, layers = _TV[depth]
+
+    def factory(meta: DataMeta, width: float = 1.0, depth_scale: float = 1.0) -> nn.Module:
+        ls = [max(1, int(round(n * depth_scale))) for n in layers]
+        return ResNet(block, ls, [_w(c, width) for c in (64, 128, 256, 512)], meta.num_classes,
+                      meta.channels, stem)
+
+    return factory
+
+
+for _d in _TV:
+    models.register(f"cifar_resnet{_d}", _tv_resnet(_d, "cifar"),
+                    description=f"ResNet-{_d} (torchvision blocks) with a 3×3 stem for small images")
+    models.register(f"tv_resnet{_d}", _tv_resnet(_d, "imagenet"),
+                    description=f"torchvision ImageNet ResNet-{_d} (7×7 stem), random init")

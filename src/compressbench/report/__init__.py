@@ -1,0 +1,1 @@
+"""Placeholder: report (issue 7)."""

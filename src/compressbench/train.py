@@ -1,0 +1,191 @@
+"""One training loop for baseline training, fine-tuning and knowledge distillation.
+
+SGD/Adam(W), cosine/one-cycle/step/constant schedules, label smoothing, flips/crops where they
+suit the data, seeding of python/numpy/torch, CUDA + AMP when a GPU is present. Distillation
+uses Hinton et al.'s loss ``α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1−α)·CE(z_s, y)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data.base import ImageSet
+from .progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainRecipe:
+    epochs: float = 3
+    batch_size: int = 128
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: Literal["cosine", "onecycle", "step", "constant"] = "onecycle"
+    step_size: float = 1.0  # epochs between decays for "step"
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+    augment: Literal["auto", "none", "crop", "flip_crop"] = "auto"
+    warmup_epochs: float = 0.0
+    amp: bool = True  # only used on CUDA
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def augment_batch(x: torch.Tensor, mode: str, g: torch.Generator) -> torch.Tensor:
+    """Random crop with 4-px (size/8) zero padding, and horizontal flips for ``flip_crop``; batched."""
+    if mode == "none":
+        return x
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    xp = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=g)
+    rows = (dy[:, None] + torch.arange(h)[None]).to(x.device)  # n×h
+    cols = (dx[:, None] + torch.arange(w)[None]).to(x.device)  # n×w
+    idx_n = torch.arange(n, device=x.device)[:, None, None]
+    out = xp.permute(0, 2, 3, 1)[idx_n, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    if mode == "flip_crop":
+        flip = (torch.rand(n, generator=g) < 0.5).to(x.device)
+        out = torch.where(flip[:, None, None, None], out.flip(3), out)
+    return out.contiguous()
+
+
+def _optimizer(model: nn.Module, r: TrainRecipe) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": r.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if r.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=r.lr, momentum=r.momentum, nesterov=r.momentum > 0)
+    if r.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=r.lr)
+    return torch.optim.AdamW(groups, lr=r.lr)
+
+
+def _lr_factor(r: TrainRecipe, progress: float) -> float:
+    """LR multiplier at ``progress`` (in epochs)."""
+    if r.warmup_epochs and progress < r.warmup_epochs:
+        return (progress + 1e-3) / r.warmup_epochs
+    t = min(1.0, progress / max(r.epochs, 1e-9))
+    if r.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    if r.schedule == "onecycle":  # linear warm-up over 15 % then cosine anneal (Smith's one-cycle shape)
+        return t / 0.15 if t < 0.15 else 0.5 * (1 + math.cos(math.pi * (t - 0.15) / 0.85))
+    if r.schedule == "step":
+        return r.gamma ** int(progress // max(r.step_size, 1e-9))
+    return 1.0
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
+            alpha: float, temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Hinton et al. (2015): α·T²·KL(p_t^T ‖ p_s^T) + (1−α)·CE(z_s, y)."""
+    t = temperature
+    kl = F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1),
+                  reduction="batchmean", log_target=True)
+    ce = F.cross_entropy(student_logits, targets, label_smoothing=label_smoothing)
+    return alpha * t * t * kl + (1 - alpha) * ce
+
+
+def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 0,
+          device: torch.device | str = "cpu", augment_default: str = "crop", teacher: nn.Module | None = None,
+          kd_alpha: float = 0.9, kd_temperature: float = 4.0, desc: str = "train", show_progress: bool = True,
+          ) -> dict[str, float]:
+    """Train ``model`` in place on ``data``. Returns summary stats (final loss/acc, seconds, images/s).
+
+    Fractional ``epochs`` are allowed (e.g. 0.5 for a short fine-tune)."""
+    device = torch.device(device)
+    seed_everything(seed)
+    g = torch.Generator().manual_seed(seed)
+    model.to(device).train()
+    if teacher is not None:
+        teacher.to(device).eval()
+    opt = _optimizer(model, recipe)
+    aug = augment_default if recipe.augment == "auto" else recipe.augment
+    use_amp = recipe.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    n = len(data)
+    steps_per_epoch = max(1, math.ceil(n / recipe.batch_size))
+    total_steps = max(1, int(round(recipe.epochs * steps_per_epoch)))
+    base_lrs = [pg["lr"] for pg in opt.param_groups]
+    step, t0, seen = 0, time.perf_counter(), 0
+    run_loss = run_acc = 0.0
+    bar = progress_bar(total=total_steps, desc=desc, unit="step", disable=not show_progress)
+    while step < total_steps:
+        for x, y, _ in data.batches(recipe.batch_size, shuffle=True, generator=g, device=device):
+            if step >= total_steps:
+                break
+            f = _lr_factor(recipe, step / steps_per_epoch)
+            for pg, lr0 in zip(opt.param_groups, base_lrs):
+                pg["lr"] = lr0 * f
+            x = augment_batch(x, aug, g)
+            with torch.autocast(device.type, enabled=use_amp):
+                logits = model(x)
+                if teacher is not None:
+                    with torch.no_grad():
+                        t_logits = teacher(x)
+                    loss = kd_loss(logits.float(), t_logits.float(), y, kd_alpha, kd_temperature,
+                                   recipe.label_smoothing)
+                else:
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            acc = (logits.argmax(1) == y).float().mean().item()
+            run_loss = loss.item() if step == 0 else 0.95 * run_loss + 0.05 * loss.item()
+            run_acc = acc if step == 0 else 0.95 * run_acc + 0.05 * acc
+            seen += len(y)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}",
+                            img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
+    bar.close()
+    model.eval()
+    secs = time.perf_counter() - t0
+    return {"train_loss": run_loss, "train_acc": run_acc, "train_seconds": secs, "train_images_per_s": seen / secs,
+            "train_steps": step}
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, data: ImageSet, batch_size: int = 512, device: torch.device | str = "cpu",
+            desc: str | None = None) -> torch.Tensor:
+    """Logits (float32, CPU) for every image of ``data``, in order."""
+    model.eval()
+    out = []
+    bar = progress_bar(total=len(data), desc=desc or "predict", unit="img", disable=desc is None)
+    for x, _, _ in data.batches(batch_size, device=device):
+        out.append(model(x).float().cpu())
+        bar.update(len(x))
+    bar.close()
+    return torch.cat(out) if out else torch.empty(0)
+
+
+def accuracy(model: nn.Module, data: ImageSet, device: torch.device | str = "cpu", batch_size: int = 512) -> float:
+    logits = predict(model, data, batch_size, device)
+    return float((logits.argmax(1) == data.y).float().mean())
