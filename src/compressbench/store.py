@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS results (
     evaluator TEXT NOT NULL, evaluator_version INTEGER, condition TEXT NOT NULL DEFAULT '',
     condition_json TEXT NOT NULL DEFAULT '{}', metric TEXT NOT NULL, value REAL, unit TEXT DEFAULT '',
     tag TEXT DEFAULT '', error TEXT, job_key TEXT NOT NULL, run_id TEXT, created_at TEXT);
+CREATE TABLE IF NOT EXISTS artifacts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, job_key TEXT NOT NULL, experiment TEXT, variant TEXT, method TEXT,
+    seed INTEGER, evaluator TEXT, name TEXT, path TEXT, created_at TEXT);
 CREATE INDEX IF NOT EXISTS results_job ON results(job_key);
 CREATE INDEX IF NOT EXISTS results_exp ON results(experiment, variant, evaluator);
 """
@@ -100,6 +103,24 @@ class ResultStore:
                 "seed, evaluator, evaluator_version, condition, condition_json, metric, value, unit, tag, error, "
                 "job_key, run_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", recs)
         return len(recs)
+
+    def add_artifact(self, job_key: str, experiment: str, variant: str, method: str, seed: int | None,
+                     evaluator: str, name: str, path: str | Path, created_at: str | None = None) -> None:
+        """Record a file an evaluator wrote (an image, a JSON) so the report can embed it."""
+        with self._conn() as c:
+            if c.execute("SELECT 1 FROM artifacts WHERE job_key=? AND name=?", (job_key, name)).fetchone():
+                return
+            c.execute("INSERT INTO artifacts (job_key, experiment, variant, method, seed, evaluator, name, path, "
+                      "created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                      (job_key, experiment, variant, method, seed, evaluator, name, str(path), created_at))
+
+    def artifacts(self, experiment: str | None = None) -> list[dict[str, Any]]:
+        q, args = "SELECT * FROM artifacts", []
+        if experiment is not None:
+            q, args = q + " WHERE experiment=?", [experiment]
+        with self._conn() as c:
+            c.row_factory = sqlite3.Row
+            return [dict(r) for r in c.execute(q + " ORDER BY id", args)]
 
     # ------------------------------------------------------------------ reading
     def rows(self, experiment: str | None = None, **where: Any) -> list[dict[str, Any]]:
