@@ -79,9 +79,15 @@ class ResultStore:
                       (run_id, experiment, started_at, json.dumps(config, sort_keys=True, default=str), git_hash,
                        json.dumps(versions, sort_keys=True), device, json.dumps(host, sort_keys=True)))
 
-    def has_job(self, job_key: str) -> bool:
+    def has_job(self, job_key: str, experiment: str | None = None, variant: str | None = None) -> bool:
+        """Whether a job's (successful) rows are already stored, under these labels if given."""
+        q, args = "SELECT 1 FROM results WHERE job_key=? AND error IS NULL", [job_key]
+        if experiment is not None:
+            q, args = q + " AND experiment=?", args + [experiment]
+        if variant is not None:
+            q, args = q + " AND variant=?", args + [variant]
         with self._conn() as c:
-            return c.execute("SELECT 1 FROM results WHERE job_key=? LIMIT 1", (job_key,)).fetchone() is not None
+            return c.execute(q + " LIMIT 1", args).fetchone() is not None
 
     def add_rows(self, rows: Iterable[dict[str, Any]]) -> int:
         """Insert measurement dicts (keys from :data:`COLUMNS`, ``condition`` may be a dict)."""

@@ -1,0 +1,54 @@
+"""compressbench: compress image classifiers at matched budgets; measure what is lost and gained.
+
+Public API::
+
+    import compressbench as cb
+    exp = cb.load_config("configs/quickstart.yaml")
+    summary = cb.run(exp)                 # same code path as `compressbench run`
+    df = cb.load_results(summary.store)   # one flat row per measurement
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from typing import Any
+
+__all__ = ["run", "load_config", "validate_config", "load_results", "create_model", "load_dataset", "load_model",
+           "save_model", "registry", "Experiment", "__version__"]
+
+
+def __getattr__(name: str) -> Any:  # lazy: keep `import compressbench` light
+    if name == "run":
+        from .runner import run
+
+        return run
+    if name in ("load_config", "Experiment"):
+        from . import config
+
+        return getattr(config, name)
+    if name == "validate_config":
+        from .config import validate
+
+        return validate
+    if name == "load_results":
+        from .store import load_results
+
+        return load_results
+    if name == "create_model":
+        from .models import create_model
+
+        return create_model
+    if name == "load_dataset":
+        from .data import load_dataset
+
+        return load_dataset
+    if name in ("load_model", "save_model"):
+        from . import checkpoint
+
+        return getattr(checkpoint, name)
+    if name == "registry":
+        from . import registry
+
+        return registry
+    raise AttributeError(name)

@@ -1,0 +1,256 @@
+"""The ``compressbench`` command: a thin shell over the library.
+
+Subcommands: run · validate · list · results · report · profile · corrupt.
+Errors in user input print one line and exit with code 2 (no traceback, no work started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+EXIT_USAGE = 2
+
+# Subcommands implemented in their own modules: (module, add_arguments, command, help)
+_HOOKS: dict[str, tuple[str, str, str, str]] = {
+    "report": ("compressbench.report", "add_report_arguments", "report_command",
+               "write tables, plots and a self-contained HTML report from a results store"),
+    "profile": ("compressbench.efficiency", "add_profile_arguments", "profile_command",
+                "measure params, bytes, FLOPs, latency and throughput of a saved model or package.module:factory"),
+    "corrupt": ("compressbench.evaluate.corruptions", "add_corrupt_arguments", "corrupt_command",
+                "write a corrupted copy of a dataset in the CIFAR-10-C layout"),
+}
+
+
+def _fail(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose >= 0 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stderr)
+    for noisy in ("matplotlib", "PIL", "torch", "onnx", "onnxruntime", "onnxscript"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    t0 = time.perf_counter()
+    exp = load_config(args.config)
+    variants = exp.variants_resolved()
+    from .plan import plan
+
+    jobs = plan(exp, variants)
+    kinds = {k: sum(1 for j in jobs if j.kind == k) for k in ("train", "compress", "evaluate")}
+    print(f"{args.config}: OK — experiment '{exp.name}', {len(exp.seeds)} seed(s), {len(variants)} variant(s) "
+          f"+ baseline, {len(exp.evaluations)} evaluation(s) -> {kinds['train']} train, {kinds['compress']} compress, "
+          f"{kinds['evaluate']} evaluate jobs ({time.perf_counter() - t0:.2f}s)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .runner import run
+
+    overrides = {}
+    for kv in args.set or []:
+        if "=" not in kv:
+            return _fail(f"--set expects key=value, got '{kv}'")
+        import yaml
+
+        k, v = kv.split("=", 1)
+        overrides[k] = yaml.safe_load(v)
+    exp = load_config(args.config, overrides)  # validated before any work
+    t0 = time.perf_counter()
+    summary = run(exp, progress=None if not args.no_progress else False)
+    dt = time.perf_counter() - t0
+    print(f"experiment '{summary.experiment}': {summary.jobs} jobs — {summary.ran} ran, {summary.cached} cached, "
+          f"{summary.failed} failed ({dt:.1f}s)")
+    for what, err in summary.failures:
+        print(f"  FAILED {what}: {err}")
+    print(f"results: {summary.store}")
+    if not args.quiet:
+        _print_summary(summary.store, summary.experiment)
+    return 1 if summary.failed and args.strict else 0
+
+
+def _print_summary(store_path: Path, experiment: str) -> None:
+    from .store import ResultStore
+
+    rows = ResultStore(store_path).rows(experiment)
+    by_variant: dict[str, dict[str, list[float]]] = {}
+    order: list[str] = []
+    for r in rows:
+        if r["error"] or r["value"] is None:
+            continue
+        v = r["variant"]
+        if v not in by_variant:
+            by_variant[v] = {}
+            order.append(v)
+        key = None
+        if r["evaluator"] == "clean" and r["metric"] == "top1":
+            key = "top1"
+        elif r["evaluator"] == "compress" and r["metric"] in ("params_nonzero", "checkpoint_bytes", "flops"):
+            key = r["metric"]
+        elif r["evaluator"] == "corruptions" and r["metric"] == "mean_top1":
+            key = "corr"
+        if key:
+            by_variant[v].setdefault(key, []).append(r["value"])
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover
+        return
+    t = Table(title=f"{experiment} (mean over seeds)")
+    for c in ("variant", "clean top-1", "corruption top-1", "params (nonzero)", "checkpoint bytes", "MFLOPs"):
+        t.add_column(c, justify="left" if c == "variant" else "right")
+
+    def mean(v: str, k: str, fmt: str) -> str:
+        xs = by_variant[v].get(k)
+        return format(sum(xs) / len(xs), fmt) if xs else "–"
+
+    for v in order:
+        fl = by_variant[v].get("flops")
+        t.add_row(v, mean(v, "top1", ".2%"), mean(v, "corr", ".2%"), mean(v, "params_nonzero", ",.0f"),
+                  mean(v, "checkpoint_bytes", ",.0f"), f"{sum(fl) / len(fl) / 1e6:.2f}" if fl else "–")
+    Console(stderr=False).print(t)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .registry import ALL
+
+    what = args.what
+    regs = ALL if what == "all" else {what: ALL[what]}
+    for kind, reg in regs.items():
+        print(f"{kind}:")
+        for name in reg.names():
+            meta = reg.meta(name)
+            desc = meta.get("description") or (getattr(reg.get(name), "__doc__", "") or "").strip().split("\n")[0]
+            line = f"  {name:<24} {desc}"
+            extras = []
+            if meta.get("budgets"):
+                extras.append("budgets: " + ", ".join(meta["budgets"]))
+            if meta.get("suite"):
+                extras.append(f"suite: {meta['suite']}")
+            extras.append(f"v{meta.get('version', 1)}")
+            print(line + ("  [" + "; ".join(extras) + "]" if extras else ""))
+            schema = meta.get("params")
+            if schema is not None and args.verbose_params:
+                for fname, f in schema.model_fields.items():
+                    ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+                    default = "required" if f.is_required() else f"default {f.default!r}"
+                    print(f"      {fname}: {ann} ({default})")
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from .store import load_results
+
+    df = load_results(args.store, args.experiment)
+    if args.metric:
+        df = df[df["metric"].isin(args.metric)]
+    if args.evaluator:
+        df = df[df["evaluator"].isin(args.evaluator)]
+    cols = ["experiment", "variant", "method", "budget_kind", "budget_target", "budget_achieved", "seed",
+            "evaluator", "condition", "metric", "value", "tag", "error"]
+    if args.csv:
+        df[cols + ["unit", "job_key", "run_id", "created_at"]].to_csv(args.csv, index=False)
+        print(f"wrote {len(df)} rows to {args.csv}")
+        return 0
+    if df.empty:
+        print("no results")
+        return 0
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", args.limit, "display.width", 200, "display.max_columns", 20):
+        print(df[cols].to_string(index=False, max_rows=args.limit))
+    return 0
+
+
+def _hooked(name: str) -> tuple[Callable, Callable] | None:
+    mod_name, add_name, cmd_name, _ = _HOOKS[name]
+    try:
+        mod = importlib.import_module(mod_name)
+    except ImportError:
+        return None
+    add, cmd = getattr(mod, add_name, None), getattr(mod, cmd_name, None)
+    return (add, cmd) if add and cmd else None
+
+
+def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="compressbench", description="Compress image classifiers at matched budgets "
+                                "and measure accuracy, robustness and real efficiency.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    p.add_argument("-q", "--quiet", action="store_true", help="less output")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    r = sub.add_parser("run", help="run an experiment (cached: unchanged jobs are not re-run)")
+    r.add_argument("config", help="experiment YAML")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=1")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--strict", action="store_true", help="exit 1 if any job failed")
+    r.add_argument("-q", "--quiet", action="store_true", help="do not print the summary table")
+    r.set_defaults(fn=cmd_run)
+    v = sub.add_parser("validate", help="check an experiment file (fast, no work started)")
+    v.add_argument("config")
+    v.set_defaults(fn=cmd_validate)
+    ls = sub.add_parser("list", help="list registered models, datasets, methods, evaluators, corruptions, attacks")
+    ls.add_argument("what", nargs="?", default="all",
+                    choices=["all", "models", "datasets", "methods", "evaluators", "corruptions", "attacks"])
+    ls.add_argument("--params", dest="verbose_params", action="store_true", help="show each entry's parameters")
+    ls.set_defaults(fn=cmd_list)
+    res = sub.add_parser("results", help="print or export the rows of a results store")
+    res.add_argument("store")
+    res.add_argument("--experiment")
+    res.add_argument("--metric", action="append")
+    res.add_argument("--evaluator", action="append")
+    res.add_argument("--csv", help="write CSV here instead of printing")
+    res.add_argument("--limit", type=int, default=60, help="rows to print")
+    res.set_defaults(fn=cmd_results)
+    for name in _HOOKS:
+        hp = sub.add_parser(name, help=_HOOKS[name][3])
+        if name in hook_names:
+            hooked = _hooked(name)
+            if hooked:
+                hooked[0](hp)
+                hp.set_defaults(fn=hooked[1])
+                continue
+        hp.set_defaults(fn=lambda a, n=name: _fail(f"'{n}' is not available in this installation"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # only import a hooked subcommand's module when it is the one asked for (keeps startup fast)
+    hook = next((a for a in argv if a in _HOOKS), None)
+    parser = build_parser((hook,) if hook else ())
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return EXIT_USAGE
+    _setup_logging(-1 if args.quiet else args.verbose)
+    from .config import ConfigError
+    from .data.base import DatasetError
+    from .registry import UnknownNameError
+
+    try:
+        return int(args.fn(args) or 0)
+    except (ConfigError, DatasetError, UnknownNameError, FileNotFoundError) as e:
+        return _fail(str(e))
+    except BrokenPipeError:  # e.g. `compressbench list | head`
+        sys.stderr.close()
+        return 0
+    except KeyboardInterrupt:
+        print("interrupted: finished jobs are cached; run again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

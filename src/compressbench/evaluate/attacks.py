@@ -1,1 +1,0 @@
-"""Placeholder: adversarial attacks (issue 6)."""

@@ -1,0 +1,92 @@
+"""Experiment -> a DAG of jobs with content keys.
+
+train baseline (per seed) ─▶ compress variant (method × budget × seed) ─▶ evaluate (evaluator × variant × seed)
+
+A job's key is ``sha256(kind, spec, upstream keys, component version)``: re-running an unchanged
+experiment finds every artifact cached; changing one method re-keys only its own jobs and those
+downstream. Names (experiment, variant) are *labels*, not part of a key, so renaming re-runs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Experiment, ResolvedVariant, resolve_evaluations
+from .registry import evaluators, methods
+
+TRAIN_VERSION = 1  # bump when the training loop's numbers could move
+COMPRESS_RUNNER_VERSION = 1
+EVAL_RUNNER_VERSION = 1
+
+
+def content_key(obj: Any) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+@dataclass
+class Job:
+    kind: str  # "train" | "compress" | "evaluate"
+    key: str
+    spec: dict[str, Any]  # everything the job function needs (JSON-serialisable)
+    deps: list[str] = field(default_factory=list)
+    labels: dict[str, Any] = field(default_factory=dict)  # experiment, variant, method, seed, evaluator, budget
+
+    def describe(self) -> str:
+        lab = self.labels
+        if self.kind == "train":
+            return f"train baseline seed={lab['seed']}"
+        if self.kind == "compress":
+            return f"compress {lab['variant']} seed={lab['seed']}"
+        return f"evaluate {lab['evaluator']} on {lab['variant']} seed={lab['seed']}"
+
+
+def _dump(params: Any) -> Any:
+    return params.model_dump(mode="json") if params is not None and hasattr(params, "model_dump") else params
+
+
+def plan(exp: Experiment, variants: list[ResolvedVariant] | None = None) -> list[Job]:
+    """The job DAG in topological order."""
+    variants = variants if variants is not None else exp.variants_resolved()
+    evals = resolve_evaluations(exp, [v.name for v in variants])
+    data_spec = exp.dataset.model_dump(mode="json")
+    data_spec.pop("download", None)
+    model_spec = exp.model.model_dump(mode="json")
+    train_spec = exp.train.model_dump(mode="json")
+    jobs: list[Job] = []
+    for seed in exp.seeds:
+        tspec = {"dataset": data_spec, "model": model_spec, "train": train_spec, "seed": seed}
+        tkey = content_key({"kind": "train", "spec": tspec, "v": TRAIN_VERSION})
+        base_labels = {"experiment": exp.name, "seed": seed, "variant": "baseline", "method": "baseline",
+                       "budget": None}
+        jobs.append(Job("train", tkey, tspec, [], dict(base_labels)))
+        # (variant label, method, model-producing job key, budget)
+        producers: list[tuple[str, str, str, Any]] = [("baseline", "baseline", tkey, None)]
+        for v in variants:
+            meta = methods.meta(v.method)
+            cspec = {"method": v.method, "params": _dump(v.params),
+                     "budget": None if v.budget is None else {"kind": v.budget.kind, "value": v.budget.value},
+                     "dataset": data_spec, "train": train_spec, "seed": seed}
+            ckey = content_key({"kind": "compress", "spec": cspec, "deps": [tkey],
+                                "v": [COMPRESS_RUNNER_VERSION, meta.get("version", 1)]})
+            jobs.append(Job("compress", ckey, cspec, [tkey],
+                            {"experiment": exp.name, "seed": seed, "variant": v.name, "method": v.method,
+                             "budget": cspec["budget"]}))
+            producers.append((v.name, v.method, ckey, cspec["budget"]))
+        for ev, params in evals:
+            emeta = evaluators.meta(ev.evaluator)
+            for vname, method, pkey, budget in producers:
+                if ev.variants is not None and vname not in ev.variants:
+                    continue
+                espec = {"evaluator": ev.evaluator, "params": _dump(params), "eval_subset": exp.dataset.eval_subset,
+                         "dataset": data_spec, "seed": seed, "model_job": pkey, "parent_job": tkey}
+                ekey = content_key({"kind": "evaluate", "spec": espec, "deps": sorted({pkey, tkey}),
+                                    "v": [EVAL_RUNNER_VERSION, emeta.get("version", 1)]})
+                jobs.append(Job("evaluate", ekey, espec, sorted({pkey, tkey}),
+                                {"experiment": exp.name, "seed": seed, "variant": vname, "method": method,
+                                 "evaluator": ev.evaluator, "evaluator_version": emeta.get("version", 1),
+                                 "budget": budget}))
+    return jobs

@@ -1,0 +1,302 @@
+"""``compressbench.run``: plan an experiment, execute its jobs with caching, store the results.
+
+The CLI's ``run`` calls exactly this. Job functions here are plain functions of (job spec,
+upstream artifact dirs) so that any executor can run them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import subprocess
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import load_model, save_model
+from .config import Experiment, load_config
+from .data import DatasetBundle, load_dataset
+from .data.base import ImageSet
+from .efficiency import count_flops, param_counts
+from .execute import EXECUTORS, JobResult
+from .interfaces import Budget, CompressContext, EvalContext, VariantInfo
+from .models import create_model
+from .plan import Job, plan
+from .progress import progress_enabled
+from .registry import evaluators, methods
+from .store import ResultStore
+from .train import TrainRecipe, accuracy, resolve_device, train
+
+log = logging.getLogger("compressbench")
+
+
+# --------------------------------------------------------------------------- data (decoded once per process)
+@lru_cache(maxsize=4)
+def _dataset(spec_json: str, cache_dir: str) -> DatasetBundle:
+    spec = json.loads(spec_json)
+    bundle = load_dataset(spec["name"], root=spec.get("root"), cache_dir=cache_dir, download=spec.get("download", True),
+                          **spec.get("options", {}))
+    n = spec.get("train_subset")
+    if n and n < len(bundle.train):
+        idx = torch.randperm(len(bundle.train), generator=torch.Generator().manual_seed(1234))[:n].sort().values
+        bundle = DatasetBundle(bundle.meta, bundle.train.subset(idx), bundle.test)
+    return bundle
+
+
+def get_dataset(spec: dict[str, Any], cache_dir: Path) -> DatasetBundle:
+    return _dataset(json.dumps(spec, sort_keys=True), str(cache_dir))
+
+
+# --------------------------------------------------------------------------- helpers
+def _device() -> torch.device:
+    return resolve_device(os.environ.get("COMPRESSBENCH_DEVICE", "auto"))
+
+
+def _size_measurements(model: torch.nn.Module, ckpt: Path, input_shape: tuple[int, ...],
+                       parent: dict[str, float] | None) -> tuple[list[dict], dict[str, float]]:
+    pc = param_counts(model)
+    try:
+        flops = float(count_flops(model, input_shape))
+    except Exception as e:  # quantized kernels are invisible to FlopCounterMode
+        log.debug("FLOP count failed: %s", e)
+        flops = float("nan")
+    size = {"params": float(pc["params"]), "params_nonzero": float(pc["params_nonzero"]),
+            "checkpoint_bytes": float(ckpt.stat().st_size), "flops": flops}
+    ms = [{"metric": "params", "value": size["params"], "tag": "realised"},
+          {"metric": "params_nonzero", "value": size["params_nonzero"], "tag": "realised"},
+          {"metric": "checkpoint_bytes", "value": size["checkpoint_bytes"], "unit": "B", "tag": "realised"},
+          {"metric": "flops", "value": flops, "unit": "FLOP (2×MAC)", "tag": "theoretical"}]
+    return ms, size
+
+
+def _recipe(train_spec: dict[str, Any], **over: Any) -> TrainRecipe:
+    r = TrainRecipe(**train_spec)
+    for k, v in over.items():
+        if v is not None:
+            setattr(r, k, v)
+    return r
+
+
+# --------------------------------------------------------------------------- job functions
+def job_train(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir: Path, device: torch.device,
+              show_progress: bool) -> tuple[list[dict], dict]:
+    s = job.spec
+    data = get_dataset(s["dataset"], cache_dir)
+    model = create_model(s["model"]["name"], data.meta, width=s["model"]["width"], **s["model"]["kwargs"])
+    stats = train(model, data.train, _recipe(s["train"]), seed=s["seed"], device=device,
+                  augment_default=data.meta.augment, desc=f"train seed={s['seed']}", show_progress=show_progress)
+    model.cpu()
+    spec = {"model": s["model"]["name"], "width": s["model"]["width"], "kwargs": s["model"]["kwargs"],
+            "meta": data.meta.to_dict()}
+    ckpt = save_model(model, out / "model.pt", spec)
+    ms, size = _size_measurements(model, ckpt, (1, data.meta.channels, *data.meta.size), None)
+    ms += [{"metric": k, "value": float(v)} for k, v in stats.items()]
+    for m in ms:
+        m.setdefault("evaluator", "compress" if m["metric"] in size or m["metric"] == "checkpoint_bytes" else "train")
+    ms += [{"evaluator": "compress", "metric": f"achieved_{k}", "value": 1.0} for k in ("params", "bytes", "flops")]
+    return ms, {"size": size, "spec": spec, "steps": [], "record": {}, "achieved": {"params": 1.0, "bytes": 1.0,
+                                                                                    "flops": 1.0}}
+
+
+def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir: Path, device: torch.device,
+                 show_progress: bool) -> tuple[list[dict], dict]:
+    s = job.spec
+    parent_res = upstream[job.deps[0]]
+    data = get_dataset(s["dataset"], cache_dir)
+    parent, ck = load_model(parent_res.dir / "model.pt")
+    parent.to(device)
+    entry = methods.entry(s["method"])
+    schema = entry.meta.get("params")
+    params = schema.model_validate(s["params"]) if schema is not None else None
+    budget = Budget(s["budget"]["kind"], s["budget"]["value"]) if s["budget"] else None
+    base_lr = s["train"]["lr"]
+
+    def ctx_train(model, epochs: float, lr: float | None = None, optimizer=None, schedule=None, teacher=None,
+                  kd_alpha: float = 0.9, kd_temperature: float = 4.0, desc: str = "finetune", images=None):
+        recipe = _recipe(s["train"], epochs=epochs, lr=lr if lr is not None else 0.1 * base_lr,
+                         optimizer=optimizer, schedule=schedule)
+        dev = next((p.device for p in model.parameters()), device)
+        train(model, images if images is not None else data.train, recipe, seed=s["seed"], device=dev,
+              augment_default=data.meta.augment, teacher=teacher, kd_alpha=kd_alpha,
+              kd_temperature=kd_temperature, desc=desc, show_progress=show_progress)
+        return model
+
+    def ctx_accuracy(model, images: ImageSet | None = None) -> float:
+        imgs = images if images is not None else data.eval_subset(s["dataset"].get("eval_subset"))
+        dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+        return accuracy(model, imgs, device=dev)
+
+    ctx = CompressContext(data=data, meta=data.meta, device=device, seed=s["seed"], workdir=out,
+                          train=ctx_train, accuracy=ctx_accuracy, parent_spec=ck["spec"], progress=show_progress)
+    res = entry.load()(parent, ctx, budget, params)
+    model = res.model.cpu() if not any(st.get("kind", "").startswith("quantize") for st in res.steps) else res.model
+    ckpt = save_model(model, out / "model.pt", ck["spec"], res.steps)
+    ms, size = _size_measurements(model, ckpt, (1, data.meta.channels, *data.meta.size), parent_res.info.get("size"))
+    psize = parent_res.info["size"]
+    achieved = dict(res.achieved)
+    achieved.setdefault("params", size["params_nonzero"] / max(psize["params_nonzero"], 1))
+    achieved.setdefault("bytes", size["checkpoint_bytes"] / max(psize["checkpoint_bytes"], 1))
+    if size["flops"] == size["flops"]:
+        achieved.setdefault("flops", size["flops"] / max(psize["flops"], 1))
+    for m in ms:
+        m["evaluator"] = "compress"
+    ms += [{"evaluator": "compress", "metric": f"achieved_{k}", "value": float(v)} for k, v in achieved.items()]
+    if "knob" in res.record:
+        ms.append({"evaluator": "compress", "metric": "knob", "value": float(res.record["knob"])})
+    (out / "record.json").write_text(json.dumps(res.record, indent=1, default=str))
+    return ms, {"size": size, "steps": res.steps, "record": json.loads(json.dumps(res.record, default=str)),
+                "achieved": achieved}
+
+
+def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir: Path, device: torch.device,
+                 show_progress: bool) -> tuple[list[dict], dict]:
+    s = job.spec
+    data = get_dataset(s["dataset"], cache_dir)
+    src = upstream[s["model_job"]]
+    parent_dir = upstream[s["parent_job"]].dir
+    model, ck = load_model(src.dir / "model.pt")
+    quantized = any(st.get("kind", "").startswith("quantize") for st in ck["steps"])
+    dev = torch.device("cpu") if quantized else device
+    model.to(dev)
+    entry = evaluators.entry(s["evaluator"])
+    schema = entry.meta.get("params")
+    params = schema.model_validate(s["params"]) if schema is not None else None
+
+    def load_parent():
+        p, _ = load_model(parent_dir / "model.pt")
+        return p.to(device)
+
+    variant = VariantInfo(job.labels["variant"], job.labels["method"], ck["steps"], src.info.get("record", {}))
+    ctx = EvalContext(data=data, meta=data.meta, device=dev, seed=s["seed"], workdir=out, variant=variant,
+                      load_parent=load_parent, eval_size=s["eval_subset"], progress=show_progress,
+                      extra={"checkpoint": str(src.dir / "model.pt"), "parent_checkpoint": str(parent_dir / "model.pt")})
+    ms = entry.load()(model, ctx, params)
+    return [{"metric": m.metric, "value": float(m.value), "condition": m.condition, "tag": m.tag, "unit": m.unit}
+            for m in ms], {}
+
+
+JOB_FNS = {"train": job_train, "compress": job_compress, "evaluate": job_evaluate}
+
+
+# --------------------------------------------------------------------------- provenance
+def _git_hash() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        h = out.stdout.strip()
+        if h and subprocess.run(["git", "diff", "--quiet"], cwd=here, timeout=5).returncode:
+            h += "-dirty"
+        return h or None
+    except Exception:
+        return None
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("compressbench", "torch", "torchvision", "numpy", "torch-pruning", "onnxruntime", "pydantic",
+                "foolbox", "torchattacks"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def host_info() -> dict[str, Any]:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+# --------------------------------------------------------------------------- the run
+@dataclass
+class RunSummary:
+    experiment: str
+    store: Path
+    run_id: str
+    jobs: int
+    ran: int
+    cached: int
+    failed: int
+    failures: list[tuple[str, str]]
+
+
+def run(experiment: Experiment | str | Path, *, progress: bool | None = None, executor: str | None = None
+        ) -> RunSummary:
+    """Run an experiment (an :class:`Experiment` or a YAML path). Same code path as the CLI."""
+    exp = experiment if isinstance(experiment, Experiment) else load_config(experiment)
+    show = progress_enabled() if progress is None else progress
+    if exp.threads:
+        torch.set_num_threads(exp.threads)
+    device = resolve_device(exp.device)
+    cache = Path(exp.cache_dir)
+    jobs = plan(exp)
+    store = ResultStore(exp.store_path)
+    run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    store.add_run(run_id, exp.name, dt.datetime.now(dt.timezone.utc).isoformat(), exp.model_dump(mode="json"),
+                  _git_hash(), versions(), str(device), host_info())
+    by_key = {j.key: j for j in jobs}
+    results: dict[str, JobResult] = {}
+
+    def fn(job: Job, out: Path, upstream: dict[str, JobResult]):
+        return JOB_FNS[job.kind](job, out, upstream, cache, device, show)
+
+    def on_done(job: Job, res: JobResult) -> None:
+        results[job.key] = res
+        _store_job(store, job, res, by_key, results, run_id)
+
+    EXECUTORS[executor or exp.executor](cache, show_progress=show).run(jobs, fn, on_done)
+    failures = [(by_key[k].describe(), r.error) for k, r in results.items() if r.error]
+    return RunSummary(exp.name, exp.store_path, run_id, len(jobs), sum(1 for r in results.values() if not r.cached
+                                                                       and not r.error),
+                      sum(1 for r in results.values() if r.cached), len(failures), failures)  # type: ignore[arg-type]
+
+
+def _store_job(store: ResultStore, job: Job, res: JobResult, by_key: dict[str, Job], results: dict[str, JobResult],
+               run_id: str) -> None:
+    lab = job.labels
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    budget = lab.get("budget") or {}
+    producer = job.key if job.kind != "evaluate" else job.spec["model_job"]
+    achieved = results[producer].info.get("achieved", {}) if producer in results else {}
+    kind = budget.get("kind")
+    b_ach = achieved.get(kind) if kind and kind != "knob" else (
+        results[producer].info.get("record", {}).get("knob") if producer in results and kind == "knob" else None)
+    base = {"experiment": lab["experiment"], "variant": lab["variant"], "method": lab["method"],
+            "budget_kind": kind, "budget_target": budget.get("value"),
+            "budget_achieved": float(b_ach) if isinstance(b_ach, (int, float)) else None, "seed": lab["seed"],
+            "job_key": job.key, "run_id": run_id, "created_at": now}
+    default_eval = lab.get("evaluator", job.kind)
+    if res.error:
+        store.add_rows([{**base, "evaluator": default_eval, "evaluator_version": lab.get("evaluator_version"),
+                         "metric": "error", "value": None, "error": res.error}])
+        return
+    if store.has_job(job.key, lab["experiment"], lab["variant"]):
+        return
+    rows = [{**base, "evaluator": m.get("evaluator", default_eval), "evaluator_version": lab.get("evaluator_version"),
+             "metric": m["metric"], "value": m["value"], "condition": m.get("condition") or {},
+             "tag": m.get("tag", ""), "unit": m.get("unit", "")} for m in res.measurements]
+    store.add_rows(rows)
+    for f in sorted(res.dir.iterdir()) if res.dir.is_dir() else []:
+        if f.suffix.lower() in (".png", ".svg", ".jpg", ".json", ".csv") and f.name != "result.json":
+            store.add_artifact(job.key, lab["experiment"], lab["variant"], lab["method"], lab["seed"], default_eval,
+                               f.name, f.resolve(), now)
