@@ -1,1 +1,100 @@
-"""Placeholder: report (issue 7)."""
+"""The report: tables (CSV / Markdown / LaTeX), figures (PNG / SVG) and one self-contained HTML page,
+drawn from the results store alone.
+
+``build_report(store_path, out_dir)`` is a pure function of the store: it reads rows, artifacts and
+runs and writes::
+
+    out_dir/report.html                       every experiment, images embedded
+    out_dir/<experiment>/summary.{csv,md,tex} one row per variant
+    out_dir/<experiment>/{corruptions,robustness,calibration}.{csv,md,tex}   when measured
+    out_dir/<experiment>/figures/*.{png,svg}
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from .data import ExperimentData, load_experiment, load_store
+from .html import _slug, experiment_html, page
+from .plots import Figure, Plotter
+from .stats import Estimate, mean_ci
+from .tables import ReportOptions, Table, all_tables, summary_table
+
+__all__ = ["build_report", "add_report_arguments", "report_command", "ReportOptions", "summary_table",
+           "all_tables", "load_experiment", "mean_ci", "Estimate", "ExperimentData", "Table", "Figure", "FORMATS"]
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("html", "csv", "md", "tex", "png", "svg")
+
+
+def build_report(store_path: str | Path, out_dir: str | Path, experiment: str | None = None,
+                 formats: tuple[str, ...] | list[str] | set[str] = FORMATS,
+                 options: ReportOptions | None = None) -> Path:
+    """Write the report for ``experiment`` (default: every experiment in the store) into ``out_dir``.
+
+    Returns the HTML page's path (or the output directory when ``html`` is not among ``formats``)."""
+    fmts = set(formats)
+    unknown = fmts - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown report format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
+    opts = options or ReportOptions()
+    store = load_store(store_path)
+    names = store.experiments()
+    if experiment is not None:
+        if experiment not in names:
+            raise ValueError(f"experiment '{experiment}' not in {store_path} (has: {', '.join(names) or 'none'})")
+        names = [experiment]
+    if not names:
+        raise ValueError(f"the store {store_path} has no results yet")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sections = []
+    for name in names:
+        data = load_experiment(store, name)
+        exp_dir = out / _slug(name)
+        tables = all_tables(data, opts)
+        for t in tables:
+            t.write(exp_dir, fmts)
+        fig_formats = fmts & {"png", "svg"}
+        if "html" in fmts:
+            fig_formats = fig_formats or {"png"}
+        figures = Plotter(data, exp_dir / "figures", fig_formats, opts).draw_all() if fig_formats else []
+        log.info("experiment %s: %d variants, %d seeds, %d tables, %d figures", name, len(data.variant_order),
+                 len(data.seeds), len(tables), len(figures))
+        if "html" in fmts:
+            sections.append(experiment_html(data, tables, figures, str(exp_dir.relative_to(out))))
+    if "html" not in fmts:
+        return out
+    title = f"compressbench report: {', '.join(names)}"
+    path = out / "report.html"
+    path.write_text(page(sections, title, str(store_path)), encoding="utf-8")
+    return path
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``compressbench report STORE --out DIR [--experiment NAME] [--formats ...]``."""
+    parser.add_argument("store", help="results store (SQLite file written by `compressbench run`)")
+    parser.add_argument("--out", "-o", default="report", help="output directory (default: ./report)")
+    parser.add_argument("--experiment", "-e", default=None, help="only this experiment (default: all)")
+    parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS, metavar="FMT",
+                        help=f"any of {' '.join(FORMATS)} (default: all)")
+    parser.add_argument("--main-eps", default="8/255",
+                        help="summary robust accuracy at the largest ε ≤ this (default 8/255)")
+    parser.add_argument("--norm", default="linf", help="attack norm for the summary column (default linf)")
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """Run the ``report`` subcommand; prints the report's path. Returns the exit code."""
+    from .data import to_float
+
+    eps = to_float(getattr(args, "main_eps", "8/255"))
+    if eps != eps or eps < 0:
+        raise ValueError(f"--main-eps must be a number or a fraction like 8/255, got '{args.main_eps}'")
+    opts = ReportOptions(main_eps=eps, norm=getattr(args, "norm", "linf"))
+    path = build_report(args.store, args.out, experiment=args.experiment,
+                        formats=tuple(getattr(args, "formats", FORMATS)), options=opts)
+    print(f"report written: {path}")
+    return 0

@@ -1,0 +1,176 @@
+"""Reading the store for the report: one experiment's rows as a tidy DataFrame, plus helpers that
+pick "one number per (variant, seed)" out of it.
+
+Everything here is a pure function of the store's contents; nothing is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..store import ResultStore
+
+log = logging.getLogger(__name__)
+
+BASELINE = "baseline"
+# preference when one metric is stored under several tags (efficiency: realised vs theoretical ...)
+TAG_PREFERENCE = ("realised", "", "theoretical", "simulated")
+
+
+def to_float(v: Any) -> float:
+    """Condition values as numbers: ``0.031``, ``"8/255"``, ``"0.5"``; anything else -> nan."""
+    if v is None:
+        return math.nan
+    if isinstance(v, (int, float)):
+        return float(v)
+    try:
+        return float(Fraction(str(v).strip()))
+    except (ValueError, ZeroDivisionError):
+        return math.nan
+
+
+@dataclass
+class ExperimentData:
+    """One experiment's measurements, ready for tables and plots."""
+
+    name: str
+    df: pd.DataFrame  # successful rows, deduplicated; condition keys expanded to ``c_<key>`` columns
+    errors: pd.DataFrame  # failed jobs (metric 'error' / value NULL with an error message)
+    variants: pd.DataFrame  # one row per variant: variant, method, budget_kind, budget_target, budget_achieved
+    seeds: list[int]
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def variant_order(self) -> list[str]:
+        return list(self.variants["variant"])
+
+    def has(self, evaluator: str, metric: str | None = None) -> bool:
+        m = self.df["evaluator"] == evaluator
+        if metric is not None:
+            m &= self.df["metric"] == metric
+        return bool(m.any())
+
+    def cond(self, key: str) -> pd.Series:
+        """The condition column ``key`` (all-None when no row has it)."""
+        col = f"c_{key}"
+        if col in self.df:
+            return self.df[col]
+        return pd.Series([None] * len(self.df), index=self.df.index, dtype=object)
+
+
+def _expand_conditions(df: pd.DataFrame) -> pd.DataFrame:
+    keys: set[str] = set()
+    for c in df["condition_json"]:
+        keys.update(c or {})
+    for k in sorted(keys):
+        df[f"c_{k}"] = [(c or {}).get(k) for c in df["condition_json"]]
+    return df
+
+
+def _variant_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Variant, method and budget (target from any row; achieved from the ``compress`` rows, mean over seeds)."""
+    recs = []
+    for v, g in df.groupby("variant", sort=False):
+        comp = g[g["evaluator"] == "compress"]
+        src = comp if len(comp) else g
+        kind = src["budget_kind"].dropna()
+        target = src["budget_target"].dropna()
+        achieved = comp["budget_achieved"].dropna() if len(comp) else g["budget_achieved"].dropna()
+        if len(comp) and not len(achieved) and len(kind):
+            # fall back to the compress metric of the budget's kind (achieved_params, ...)
+            am = comp[comp["metric"] == f"achieved_{kind.iloc[0]}"]["value"].dropna()
+            achieved = am
+        recs.append({"variant": v, "method": str(g["method"].iloc[0]),
+                     "budget_kind": kind.iloc[0] if len(kind) else None,
+                     "budget_target": float(target.iloc[0]) if len(target) else math.nan,
+                     "budget_achieved": float(achieved.mean()) if len(achieved) else math.nan})
+    out = pd.DataFrame(recs, columns=["variant", "method", "budget_kind", "budget_target", "budget_achieved"])
+    if out.empty:
+        return out
+    out["_base"] = out["method"] != BASELINE
+    out["_t"] = out["budget_target"].fillna(math.inf)
+    out = out.sort_values(["_base", "method", "budget_kind", "_t", "variant"], ascending=[True, True, True, False,
+                                                                                        True], na_position="last")
+    return out.drop(columns=["_base", "_t"]).reset_index(drop=True)
+
+
+def load_experiment(store: ResultStore, name: str) -> ExperimentData:
+    """Read one experiment's rows, artifacts and runs from the store."""
+    rows = store.rows(name)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        raise ValueError(f"experiment '{name}' has no rows in {store.path}")
+    err_mask = df["error"].notna() & (df["error"].astype(str) != "") | df["value"].isna()
+    errors = df[err_mask].copy()
+    df = df[~err_mask].copy()
+    # a job re-run under a new evaluator version adds rows; keep the latest per measurement
+    key = ["variant", "seed", "evaluator", "condition", "metric", "tag"]
+    df = df.sort_values("id").drop_duplicates(key, keep="last")
+    df["seed"] = df["seed"].fillna(0).astype(int)
+    df = _expand_conditions(df.reset_index(drop=True))
+    variants = _variant_table(pd.concat([df, errors]) if len(errors) else df)
+    artifacts: list[dict[str, Any]] = []
+    if hasattr(store, "artifacts"):
+        try:
+            artifacts = [a for a in store.artifacts(experiment=name)]
+        except Exception as e:  # an older store without the table
+            log.warning("could not read artifacts from %s: %s", store.path, e)
+    runs = [r for r in store.runs() if r.get("experiment") in (name, None)]
+    seeds = sorted(int(s) for s in df["seed"].unique())
+    return ExperimentData(name, df, errors, variants, seeds, artifacts, runs)
+
+
+def pick_tag(sub: pd.DataFrame, tags: tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Keep, per (variant, seed, condition, metric), the row with the most preferred tag."""
+    if sub.empty:
+        return sub
+    tags = tags or TAG_PREFERENCE
+    rank = {t: i for i, t in enumerate(tags)}
+    sub = sub.assign(_rank=sub["tag"].fillna("").map(lambda t: rank.get(t, len(rank))))
+    sub = sub.sort_values("_rank").drop_duplicates(["variant", "seed", "condition", "metric"], keep="first")
+    return sub.drop(columns="_rank")
+
+
+def pick_condition(sub: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """When one metric is stored under several conditions (e.g. threads=1 and threads=4), keep the
+    condition that covers the most variants (ties: the first in sort order). Returns (rows, condition)."""
+    if sub.empty:
+        return sub, ""
+    cover = sub.groupby("condition")["variant"].nunique()
+    best = sorted(cover.index, key=lambda c: (-cover[c], str(c)))[0]
+    return sub[sub["condition"] == best], str(best)
+
+
+def per_seed(data: ExperimentData, evaluator: str, metric: str, where: dict[str, Any] | None = None,
+             clean_only: bool = False, tags: tuple[str, ...] | None = None,
+             one_condition: bool = True) -> tuple[pd.Series, str]:
+    """One value per (variant, seed): a Series with that MultiIndex, and the condition used.
+
+    ``where`` filters on condition keys; ``clean_only`` keeps rows without a condition."""
+    df = data.df
+    m = (df["evaluator"] == evaluator) & (df["metric"] == metric)
+    if clean_only:
+        m &= df["condition"].fillna("") == ""
+    for k, v in (where or {}).items():
+        m &= data.cond(k).astype(object).map(lambda x, v=v: x == v or str(x) == str(v))
+    sub = pick_tag(df[m], tags)
+    cond = ""
+    if one_condition:
+        sub, cond = pick_condition(sub)
+    s = sub.groupby(["variant", "seed"])["value"].mean()
+    return s, cond
+
+
+def load_store(store_path: str | Path) -> ResultStore:
+    p = Path(store_path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no results store at {p}")
+    return ResultStore(p)

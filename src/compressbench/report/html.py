@@ -1,0 +1,172 @@
+"""One self-contained HTML page: tables (sortable by a few lines of inline JS), figures as base64 PNG
+(or inline SVG), evaluator images (corruption gallery, disagreement thumbnails), the experiment's
+config and provenance. No external resource, readable from ``file://``."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .data import ExperimentData
+from .plots import Figure
+from .tables import Table
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1400px;padding:1em 2em;
+color:#222;line-height:1.4}
+h1{margin-bottom:.2em}h2{border-bottom:2px solid #4a6fa5;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;font-size:13px;margin:.6em 0}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
+th{background:#eef2f8;cursor:pointer;user-select:none;position:sticky;top:0}
+th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
+td.t,th.t{text-align:left}tr:nth-child(even) td{background:#fafafa}tr.baseline td{font-weight:600}
+.scroll{overflow-x:auto;max-width:100%}.note{color:#555;font-size:13px;margin:.2em 0}
+.warn{background:#fff4e0;border-left:4px solid #e0a000;padding:.4em .8em}
+figure{display:inline-block;vertical-align:top;margin:.5em 1em .5em 0;max-width:100%}
+figure img{max-width:100%;height:auto;border:1px solid #ddd}figcaption{font-size:13px;color:#444;max-width:640px}
+pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:12px}nav a{margin-right:1em}
+"""
+
+_JS = """
+function sortTable(th){
+  const table=th.closest('table'), idx=[...th.parentNode.children].indexOf(th);
+  const body=table.tBodies[0], rows=[...body.rows];
+  const asc=!th.classList.contains('sorted-asc');
+  table.querySelectorAll('th').forEach(h=>h.classList.remove('sorted-asc','sorted-desc'));
+  th.classList.add(asc?'sorted-asc':'sorted-desc');
+  const key=r=>{const c=r.cells[idx]; const v=c.dataset.v;
+    if(v!==undefined&&v!==''){const f=parseFloat(v); if(!isNaN(f)) return f;}
+    return c.textContent.trim();};
+  rows.sort((a,b)=>{const x=key(a),y=key(b);
+    if(x===''&&y!=='')return 1; if(y===''&&x!=='')return -1;
+    const r=(typeof x==='number'&&typeof y==='number')?x-y:String(x).localeCompare(String(y));
+    return asc?r:-r;});
+  rows.forEach(r=>body.appendChild(r));
+}
+document.addEventListener('DOMContentLoaded',()=>{
+  document.querySelectorAll('table.sortable th').forEach(th=>th.addEventListener('click',()=>sortTable(th)));
+});
+"""
+
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+               ".svg": "image/svg+xml", ".webp": "image/webp"}
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _slug(s: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in s).strip("-").lower()
+
+
+def table_html(t: Table, exp_slug: str) -> str:
+    text_cols = list(t.text.columns)
+    head = "".join(f'<th class="t">{_e(c)}</th>' for c in text_cols)
+    head += "".join(f"<th>{_e(c.label)}</th>" for c in t.columns)
+    rows = []
+    for v, srow in zip(t.text.index, t.string_rows(), strict=False):
+        cells = [f'<td class="t">{_e(x)}</td>' for x in srow[:len(text_cols)]]
+        for c, s in zip(t.columns, srow[len(text_cols):], strict=False):
+            m = t.mean.at[v, c.key]
+            dv = "" if m is None or (isinstance(m, float) and math.isnan(m)) else repr(float(m))
+            cells.append(f'<td data-v="{dv}">{_e(s)}</td>')
+        cls = ' class="baseline"' if t.text.at[v, "method"] == "baseline" else ""
+        rows.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    notes = "".join(f'<p class="note">{_e(n)}</p>' for n in t.notes)
+    return (f'<h3 id="{exp_slug}-{t.name}">{_e(t.title)}</h3><div class="scroll">'
+            f'<table class="sortable" data-name="{_e(t.name)}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div>{notes}')
+
+
+def _img_tag(path: Path, alt: str) -> str:
+    mime = IMAGE_TYPES.get(path.suffix.lower())
+    if mime is None or not path.is_file():
+        return f'<p class="note">({_e(path.name)} not found)</p>'
+    if mime == "image/svg+xml":
+        svg = path.read_text(encoding="utf-8")
+        start = svg.find("<svg")
+        return svg[start:] if start >= 0 else ""
+    b64 = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{_e(alt)}" src="data:{mime};base64,{b64}">'
+
+
+def figure_html(f: Figure) -> str:
+    path = f.files.get("png") or f.files.get("svg")
+    if path is None:
+        return ""
+    return (f'<figure data-name="{_e(f.name)}">{_img_tag(path, f.title)}'
+            f"<figcaption><b>{_e(f.title)}</b>{(' ' + _e(f.caption)) if f.caption else ''}</figcaption></figure>")
+
+
+def artifacts_html(data: ExperimentData) -> str:
+    imgs = [a for a in data.artifacts if Path(str(a.get("name", ""))).suffix.lower() in IMAGE_TYPES]
+    if not imgs:
+        return ""
+    out = []
+    for a in imgs:
+        title = f"{a.get('evaluator')}: {a.get('name')} — {a.get('variant')} (seed {a.get('seed')})"
+        out.append(f'<figure class="artifact" data-name="{_e(a.get("name"))}">{_img_tag(Path(a["path"]), title)}'
+                   f"<figcaption>{_e(title)}</figcaption></figure>")
+    return "<h3>Images written by evaluators</h3>" + "".join(out)
+
+
+def provenance_html(data: ExperimentData) -> str:
+    if not data.runs:
+        return '<p class="note">No run recorded in the store (no provenance).</p>'
+    head = "<tr><th class='t'>run</th><th class='t'>started</th><th class='t'>git</th><th class='t'>device</th>" \
+           "<th class='t'>host</th><th class='t'>versions</th></tr>"
+    rows = []
+    for r in data.runs:
+        host = ", ".join(f"{k}={v}" for k, v in (r.get("host_json") or {}).items())
+        vers = ", ".join(f"{k} {v}" for k, v in (r.get("versions_json") or {}).items())
+        cells = (r.get("run_id"), r.get("started_at"), r.get("git_hash") or "", r.get("device") or "", host, vers)
+        rows.append("<tr>" + "".join(f'<td class="t">{_e(x)}</td>' for x in cells) + "</tr>")
+    cfg = data.runs[-1].get("config_json") or {}
+    cfg_txt = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None) if cfg else "(no config recorded)"
+    return (f'<div class="scroll"><table class="prov">{head}{"".join(rows)}</table></div>'
+            f"<details open><summary>Resolved config of the latest run</summary><pre>{_e(cfg_txt)}</pre></details>")
+
+
+def errors_html(data: ExperimentData) -> str:
+    if data.errors.empty:
+        return ""
+    rows = "".join(
+        f'<tr><td class="t">{_e(r.variant)}</td><td>{_e(r.seed)}</td><td class="t">{_e(r.evaluator)}</td>'
+        f'<td class="t">{_e(r.error)}</td></tr>'
+        for r in data.errors.drop_duplicates(["variant", "seed", "evaluator", "error"]).itertuples())
+    return ('<h3>Failed jobs</h3><div class="warn"><table><tr><th class="t">variant</th><th>seed</th>'
+            f'<th class="t">evaluator</th><th class="t">error</th></tr>{rows}</table></div>')
+
+
+def experiment_html(data: ExperimentData, tables: list[Table], figures: list[Figure], files_dir: str) -> str:
+    s = _slug(data.name)
+    nav = " ".join(f'<a href="#{s}-{t.name}">{_e(t.name)}</a>' for t in tables)
+    parts = [f'<section class="experiment" id="{s}"><h2>Experiment: {_e(data.name)}</h2>',
+             f'<p class="note">{len(data.variant_order)} variants · seeds {_e(data.seeds)} · '
+             f"files in <code>{_e(files_dir)}</code></p>", f"<nav>{nav} <a href='#{s}-figures'>figures</a> "
+             f"<a href='#{s}-provenance'>provenance</a></nav>"]
+    if len(data.seeds) <= 1:
+        parts.append('<p class="warn">1 seed: no confidence interval.</p>')
+    parts += [table_html(t, s) for t in tables]
+    parts.append(errors_html(data))
+    parts.append(f'<h3 id="{s}-figures">Figures</h3>')
+    parts += [figure_html(f) for f in figures] or ['<p class="note">No figure: not enough data.</p>']
+    parts.append(artifacts_html(data))
+    parts.append(f'<h3 id="{s}-provenance">Config and provenance</h3>{provenance_html(data)}</section>')
+    return "\n".join(p for p in parts if p)
+
+
+def page(sections: list[str], title: str, store_path: str) -> str:
+    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{_e(title)}</title><style>{_CSS}</style><script>{_JS}</script></head><body>"
+            f"<h1>{_e(title)}</h1><p class='note'>Drawn from the results store <code>{_e(store_path)}</code>. "
+            "Accuracies in %; sizes in KiB (1024 bytes); click a column header to sort.</p>"
+            + "\n".join(sections) + "\n<script>window.__report_ok=" + json.dumps(True) + ";</script></body></html>\n")

@@ -1,0 +1,170 @@
+"""A store filled with SYNTHETIC rows (made-up numbers) in the metric naming contract.
+
+Used by the report's tests and to render the sample screenshot in the docs. Values follow simple
+formulas so tests can check the tables: e.g. clean top-1 of a variant at seed index ``i`` is
+``CLEAN[variant] + SEED_OFFSETS[i]``. The experiment is called ``synthetic-demo`` and its run's
+config says ``synthetic: true``; nothing here is a measurement.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from ..store import ResultStore
+
+EXPERIMENT = "synthetic-demo"
+SEED_OFFSETS = (-0.01, 0.0, 0.01)
+# variant -> (method, budget_kind, budget_target, achieved fraction)
+VARIANTS = {
+    "baseline": ("baseline", None, None, 1.0),
+    "prune.unstructured@params=0.5": ("prune.unstructured", "params", 0.5, 0.502),
+    "prune.unstructured@params=0.25": ("prune.unstructured", "params", 0.25, 0.251),
+    "prune.structured@params=0.5": ("prune.structured", "params", 0.5, 0.49),
+    "quantize.dynamic@knob=8": ("quantize.dynamic", "knob", 8.0, None),
+    "distill@params=0.25": ("distill", "params", 0.25, 0.26),
+}
+CLEAN = {"baseline": 0.90, "prune.unstructured@params=0.5": 0.89, "prune.unstructured@params=0.25": 0.85,
+         "prune.structured@params=0.5": 0.87, "quantize.dynamic@knob=8": 0.895, "distill@params=0.25": 0.86}
+CORRUPTIONS = ("gaussian_noise", "defocus_blur", "contrast")
+SEVERITIES = (1, 3, 5)
+EPS = (0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
+ALL_EVALUATORS = ("compress", "clean", "efficiency", "corruptions", "adversarial", "calibration", "agreement")
+PARENT_PARAMS = 140_000
+
+
+def corruption_top1(variant: str, corruption: str, severity: int, seed_offset: float) -> float:
+    """Synthetic accuracy: clean minus a corruption- and severity-dependent drop."""
+    k = {"gaussian_noise": 0.06, "defocus_blur": 0.04, "contrast": 0.02}[corruption]
+    frag = 1.0 if variant == "baseline" else 1.0 + (0.9 - CLEAN[variant]) * 10
+    return CLEAN[variant] + seed_offset - k * severity * frag
+
+
+def robust_top1(variant: str, eps: float, seed_offset: float) -> float:
+    return max(0.0, CLEAN[variant] + seed_offset - eps * 255 * 0.1)
+
+
+def _png(path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(2, 4, figsize=(4, 2.2), dpi=60)
+    rng = np.random.default_rng(0)
+    for ax in axes.flat:
+        ax.imshow(rng.random((8, 8)), cmap="gray")
+        ax.axis("off")
+    fig.suptitle(f"{title} (synthetic)", fontsize=8)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def make_store(path: str | Path, seeds: Iterable[int] = (0, 1, 2), evaluators: Iterable[str] = ALL_EVALUATORS,
+               artifacts_dir: str | Path | None = None, variants: Iterable[str] | None = None) -> ResultStore:
+    """Write a synthetic experiment into a new store at ``path`` and return it."""
+    seeds = list(seeds)
+    evaluators = set(evaluators)
+    store = ResultStore(path)
+    store.add_run("run-synthetic", EXPERIMENT, "2025-01-01T00:00:00", {"name": EXPERIMENT, "synthetic": True,
+                  "seeds": seeds, "model": {"name": "cnn5"}, "dataset": {"name": "fashion-mnist"}},
+                  "0000000synthetic", {"torch": "synthetic"}, "cpu", {"cpu": "synthetic", "threads": 2})
+    rows = []
+    for v in (variants or VARIANTS):
+        method, bkind, btarget, ach = VARIANTS[v]
+        for i, seed in enumerate(seeds):
+            off = SEED_OFFSETS[i % len(SEED_OFFSETS)]
+            base = {"experiment": EXPERIMENT, "variant": v, "method": method, "budget_kind": bkind,
+                    "budget_target": btarget, "budget_achieved": ach, "seed": seed, "run_id": "run-synthetic"}
+
+            def add(evaluator: str, metric: str, value: float, condition: dict | None = None, tag: str = "",
+                    base=base, v=v, seed=seed) -> None:
+                rows.append({**base, "evaluator": evaluator, "metric": metric, "value": value,
+                             "condition": condition or {}, "tag": tag, "job_key": f"{v}/{seed}/{evaluator}"})
+
+            frac = ach if ach is not None else 1.0
+            if "compress" in evaluators:
+                add("compress", "achieved_params", frac)
+                add("compress", "achieved_bytes", 0.25 if method.startswith("quantize") else frac)
+                add("compress", "achieved_flops", frac)
+            if "clean" in evaluators:
+                add("clean", "top1", CLEAN[v] + off)
+                add("clean", "top5", min(1.0, CLEAN[v] + 0.08 + off))
+                add("clean", "nll", 0.3 + (0.9 - CLEAN[v]) + off)
+                add("clean", "n_images", 2000)
+                for c in ("shirt", "bag"):
+                    add("clean", "class_top1", CLEAN[v] - 0.05, {"class": c})
+            if "efficiency" in evaluators:
+                nz = PARENT_PARAMS * frac
+                dense = PARENT_PARAMS * 4.0 * (frac if method in ("prune.structured", "distill") else 1.0)
+                comp = dense * (0.25 if method.startswith("quantize") else frac if method == "prune.unstructured"
+                                else 1.0) * 0.95
+                tag = "simulated" if method == "prune.unstructured" else "realised"
+                add("efficiency", "params", PARENT_PARAMS * (frac if method in ("prune.structured", "distill")
+                                                             else 1.0), tag="realised")
+                add("efficiency", "params_nonzero", nz, tag="theoretical")
+                add("efficiency", "bytes_dense", dense, tag="realised")
+                add("efficiency", "bytes_compressed", comp, tag="realised")
+                add("efficiency", "flops", 2.4e7 * frac, tag="realised")
+                add("efficiency", "flops_effective", 2.4e7 * frac, tag="theoretical")
+                lat = 1.0 * (frac if method in ("prune.structured", "distill") else 0.5
+                             if method.startswith("quantize") else 1.0) + 0.01 * i
+                add("efficiency", "latency_b1_ms", lat, {"batch": 1, "threads": 1, "runtime": "eager"}, tag)
+                add("efficiency", "latency_b1_iqr_ms", 0.05, {"batch": 1, "threads": 1, "runtime": "eager"}, tag)
+                add("efficiency", "throughput_img_s", 3000 / lat, {"batch": 64, "threads": 1, "runtime": "eager"},
+                    tag)
+                add("efficiency", "onnx_latency_b1_ms", lat * 0.6, {"batch": 1, "threads": 1,
+                                                                    "runtime": "onnxruntime"}, "realised")
+            if "corruptions" in evaluators:
+                accs = []
+                for c in CORRUPTIONS:
+                    for s in SEVERITIES:
+                        a = corruption_top1(v, c, s, off)
+                        accs.append(a)
+                        add("corruptions", "top1", a, {"corruption": c, "severity": s, "suite": "cifar"})
+                mean = sum(accs) / len(accs)
+                add("corruptions", "mean_top1", mean, {"suite": "cifar"})
+                add("corruptions", "mce_unnormalised", 100 * (1 - mean), {"suite": "cifar"})
+            if "adversarial" in evaluators:
+                for e in EPS:
+                    add("adversarial", "robust_top1", robust_top1(v, e, off),
+                        {"attack": "pgd", "norm": "linf", "eps": e, "steps": 10, "mode": "whitebox"}, "whitebox")
+                add("adversarial", "robust_top1", robust_top1(v, 8 / 255, off) + 0.05,
+                    {"attack": "fgsm", "norm": "linf", "eps": 8 / 255, "steps": 1, "mode": "whitebox"}, "whitebox")
+                add("adversarial", "robust_top1", robust_top1(v, 8 / 255, off) + 0.2,
+                    {"attack": "pgd", "norm": "linf", "eps": 8 / 255, "steps": 10, "mode": "transfer"}, "transfer")
+                add("adversarial", "robust_top1", 0.5 + off,
+                    {"attack": "pgd", "norm": "l2", "eps": 0.5, "steps": 10, "mode": "whitebox"}, "whitebox")
+            if "calibration" in evaluators:
+                add("calibration", "ece", 0.02 + (0.9 - CLEAN[v]) + off / 10)
+                add("calibration", "nll", 0.3 + (0.9 - CLEAN[v]))
+                add("calibration", "brier", 0.15 + (0.9 - CLEAN[v]))
+                for c in CORRUPTIONS:
+                    add("calibration", "ece", 0.08 + (0.9 - CLEAN[v]), {"corruption": c, "severity": 3})
+                    add("calibration", "nll", 0.6, {"corruption": c, "severity": 3})
+                    add("calibration", "brier", 0.3, {"corruption": c, "severity": 3})
+            if "agreement" in evaluators:
+                d = 0.0 if v == "baseline" else (0.9 - CLEAN[v]) * 2 + 0.01
+                add("agreement", "disagreement", d)
+                add("agreement", "agreement_top1", 1 - d)
+    store.add_rows(rows)
+    if artifacts_dir is not None and hasattr(store, "add_artifact"):
+        adir = Path(artifacts_dir)
+        adir.mkdir(parents=True, exist_ok=True)
+        seed = seeds[0]
+        if "corruptions" in evaluators:
+            p = _png(adir / "gallery.png", "corruption gallery")
+            _add_artifact(store, "baseline", "baseline", seed, "corruptions", p)
+        if "agreement" in evaluators:
+            for v in ("prune.unstructured@params=0.25",):
+                p = _png(adir / "disagreed.png", f"disagreed {v}")
+                _add_artifact(store, v, VARIANTS[v][0], seed, "agreement", p)
+    return store
+
+
+def _add_artifact(store: ResultStore, variant: str, method: str, seed: int, evaluator: str, path: Path) -> None:
+    store.add_artifact(job_key=f"{variant}/{seed}/{evaluator}", experiment=EXPERIMENT, variant=variant,
+                       method=method, seed=seed, evaluator=evaluator, name=path.name, path=str(path),
+                       created_at="2025-01-01T00:00:00")
