@@ -1,1 +1,242 @@
-"""Placeholder: calibration and disagreement evaluators (issue 7)."""
+"""Analysis evaluators: ``calibration`` (ECE, NLL, Brier; clean and under corruption) and
+``agreement`` (how often a compressed variant's prediction differs from its parent's, and which
+images it disagrees on most — the "compression-identified exemplars" of Hooker et al. 2019).
+
+The metrics are a few lines each, written here as pure functions ``(logits, targets) -> float``:
+torchmetrics is not a dependency, and its ECE matches this definition (equal-width bins on the top-1
+confidence, ``|acc − conf|`` weighted by the bin's share; Guo et al. 2017 with 15 bins).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from ..data.base import ImageSet
+from ..interfaces import EvalContext, Measurement, Params
+from ..registry import evaluators
+from ..train import predict
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CORRUPTIONS = ("gaussian_noise", "defocus_blur", "contrast", "jpeg_compression")
+
+
+# ------------------------------------------------------------------ pure metric functions
+def expected_calibration_error(logits: torch.Tensor, targets: torch.Tensor, n_bins: int = 15) -> float:
+    """ECE: Σ_b |B_b|/n · |accuracy(B_b) − mean confidence(B_b)|, bins (k/n_bins, (k+1)/n_bins] on the
+    top-1 softmax probability."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    if len(targets) == 0:
+        return math.nan
+    probs = logits.float().softmax(1)
+    conf, pred = probs.max(1)
+    correct = (pred == targets).float()
+    edges = torch.linspace(0, 1, n_bins + 1)
+    ece = torch.zeros(())
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.float().mean() * (correct[m].mean() - conf[m].mean()).abs()
+    return float(ece)
+
+
+def negative_log_likelihood(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Mean cross-entropy (natural log)."""
+    return float(F.cross_entropy(logits.float(), targets))
+
+
+def brier_score(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """Multi-class Brier score: mean over images of Σ_k (p_k − 1[k = y])² (range [0, 2])."""
+    probs = logits.float().softmax(1)
+    onehot = F.one_hot(targets, probs.shape[1]).float()
+    return float(((probs - onehot) ** 2).sum(1).mean())
+
+
+def disagreement(logits_a: torch.Tensor, logits_b: torch.Tensor) -> float:
+    """Share of images whose top-1 predictions differ."""
+    return float((logits_a.argmax(1) != logits_b.argmax(1)).float().mean())
+
+
+def probability_shift(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """Per image: total-variation distance ½ Σ_k |p_k − q_k| between the two softmax outputs, in [0, 1]."""
+    return 0.5 * (logits_a.float().softmax(1) - logits_b.float().softmax(1)).abs().sum(1)
+
+
+# ------------------------------------------------------------------ calibration
+class CalibrationParams(Params):
+    subset: int | None = None  # None: the experiment's evaluation subset
+    batch_size: int = 512
+    n_bins: int = Field(15, ge=1)
+    # corruption names (registry ``corruptions``), "all", or [] for clean only
+    corruptions: list[str] | str = Field(default_factory=lambda: list(DEFAULT_CORRUPTIONS))
+    severities: list[int] = Field(default_factory=lambda: [3])
+    corruption_seed: int = 0
+
+
+def _calib(logits: torch.Tensor, y: torch.Tensor, n_bins: int, cond: dict[str, Any]) -> list[Measurement]:
+    return [Measurement("ece", expected_calibration_error(logits, y, n_bins), dict(cond)),
+            Measurement("nll", negative_log_likelihood(logits, y), dict(cond)),
+            Measurement("brier", brier_score(logits, y), dict(cond))]
+
+
+def _corruption_fn():
+    """The corruptions module's ``corrupt`` function, or None (with a warning) when unavailable."""
+    try:
+        from . import corruptions as mod
+    except Exception as e:  # pragma: no cover - depends on another module's state
+        log.warning("calibration: corruptions module not importable (%s); corrupted conditions skipped", e)
+        return None
+    fn = getattr(mod, "corrupt", None)
+    if fn is None:
+        log.warning("calibration: compressbench.evaluate.corruptions has no corrupt(); corrupted conditions skipped")
+    return fn
+
+
+def _call_corrupt(fn, x: torch.Tensor, name: str, severity: int, index: torch.Tensor, seed: int) -> torch.Tensor:
+    """Call ``corrupt`` by parameter names (images, corruption name, severity, dataset indices, seed)."""
+    params = list(inspect.signature(fn).parameters)
+    kw: dict[str, Any] = {}
+    aliases = {"index": index, "indices": index, "idx": index, "seed": seed, "severity": severity,
+               "name": name, "corruption": name}
+    for p in params[1:]:
+        if p in aliases:
+            kw[p] = aliases[p]
+    if not ({"name", "corruption"} & kw.keys()):
+        return fn(x, name, severity, **{k: v for k, v in kw.items() if k not in ("severity",)})
+    return fn(x, **kw)
+
+
+def corrupted_logits(model: nn.Module, images: ImageSet, fn, name: str, severity: int, seed: int,
+                     batch_size: int, device: torch.device) -> torch.Tensor:
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for x, _, idx in images.batches(batch_size, device=device):
+            xc = _call_corrupt(fn, x, name, severity, idx, seed)
+            out.append(model(xc.to(device)).float().cpu())
+    return torch.cat(out)
+
+
+def _corruption_names(spec: list[str] | str) -> list[str]:
+    from ..registry import corruptions as registry
+
+    try:
+        known = registry.names()
+    except Exception as e:
+        log.warning("calibration: corruption registry unavailable (%s)", e)
+        known = []
+    if spec == "all":
+        return known
+    if isinstance(spec, str):
+        spec = [spec]
+    if known:
+        missing = [n for n in spec if n not in known]
+        if missing:
+            log.warning("calibration: corruptions %s not registered; skipped", missing)
+        return [n for n in spec if n in known]
+    return list(spec)
+
+
+@evaluators.register("calibration", params=CalibrationParams, version=1,
+                     description="15-bin ECE, NLL and Brier score, clean and under selected corruptions")
+def calibration(model: nn.Module, ctx: EvalContext, params: CalibrationParams) -> list[Measurement]:
+    images = ctx.eval_set(params.subset if params.subset is not None else -1)
+    logits = predict(model, images, params.batch_size, ctx.device, desc="calibration" if ctx.progress else None)
+    out = _calib(logits, images.y, params.n_bins, {})
+    names = _corruption_names(params.corruptions) if params.corruptions else []
+    fn = _corruption_fn() if names else None
+    if fn is None:
+        return out
+    for name in names:
+        for s in params.severities:
+            try:
+                lg = corrupted_logits(model, images, fn, name, s, params.corruption_seed, params.batch_size,
+                                      ctx.device)
+            except Exception as e:
+                log.warning("calibration: corruption %s severity %s failed (%s); skipped", name, s, e)
+                continue
+            out += _calib(lg, images.y, params.n_bins, {"corruption": name, "severity": s})
+    return out
+
+
+# ------------------------------------------------------------------ agreement with the parent
+class AgreementParams(Params):
+    subset: int | None = None
+    batch_size: int = 512
+    thumbnails: int = Field(16, ge=0)  # most-disagreed images saved as disagreed.png (0: none)
+
+
+def save_thumbnail_grid(path: Path, images: torch.Tensor, titles: list[str], ncols: int = 8) -> Path:
+    """uint8 N×C×H×W images with a title each -> one PNG grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.45 * ncols, 1.75 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, t in zip(axes.flat, images, titles, strict=False):
+        arr = img.permute(1, 2, 0).numpy()
+        if arr.shape[2] == 1:
+            ax.imshow(arr[:, :, 0], cmap="gray", vmin=0, vmax=255)
+        else:
+            ax.imshow(arr[:, :, :3])
+        ax.set_title(t, fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+@evaluators.register("agreement", params=AgreementParams, version=1,
+                     description="disagreement with the parent's top-1 predictions; most-disagreed images")
+def agreement(model: nn.Module, ctx: EvalContext, params: AgreementParams) -> list[Measurement]:
+    images = ctx.eval_set(params.subset if params.subset is not None else -1)
+    desc = "agreement" if ctx.progress else None
+    lv = predict(model, images, params.batch_size, ctx.device, desc=desc)
+    if ctx.variant.method == "baseline":
+        lp = lv
+    else:
+        lp = predict(ctx.load_parent(), images, params.batch_size, ctx.device, desc=desc)
+    y = images.y
+    pp, pv = lp.argmax(1), lv.argmax(1)
+    shift = probability_shift(lp, lv)
+    d = disagreement(lp, lv)
+    out = [Measurement("disagreement", d), Measurement("agreement_top1", 1.0 - d),
+           Measurement("churn_correct_to_wrong", float(((pp == y) & (pv != y)).float().mean())),
+           Measurement("churn_wrong_to_correct", float(((pp != y) & (pv == y)).float().mean())),
+           Measurement("prob_shift_mean", float(shift.mean()))]
+    differ = pp != pv
+    k = min(params.thumbnails, int(differ.sum()))
+    if k == 0:
+        return out
+    # rank disagreeing images by how far the probabilities moved
+    score = torch.where(differ, shift, torch.full_like(shift, -1.0))
+    top = score.topk(k).indices
+    names = ctx.meta.class_names or tuple(str(i) for i in range(ctx.meta.num_classes))
+
+    def cname(i: int) -> str:
+        return names[i] if i < len(names) else str(i)
+
+    titles = [f"P: {cname(int(pp[i]))}\nV: {cname(int(pv[i]))}\n(true {cname(int(y[i]))})" for i in top]
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    save_thumbnail_grid(ctx.workdir / "disagreed.png", images.x[top], titles)
+    info = [{"index": int(images.index[i]), "true": cname(int(y[i])), "parent": cname(int(pp[i])),
+             "variant": cname(int(pv[i])), "prob_shift": float(shift[i])} for i in top]
+    (ctx.workdir / "disagreed.json").write_text(json.dumps(info, indent=1))
+    return out
