@@ -1,0 +1,197 @@
+"""The report from a synthetic store: table numbers, seed CIs, every figure, missing evaluators, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from compressbench.report import ReportOptions, add_report_arguments, build_report, report_command
+from compressbench.report.data import load_experiment, to_float
+from compressbench.report.plots import pareto_front
+from compressbench.report.stats import mean_ci
+from compressbench.report.synthetic import (
+    CLEAN,
+    CORRUPTIONS,
+    EXPERIMENT,
+    SEED_OFFSETS,
+    SEVERITIES,
+    corruption_top1,
+    make_store,
+)
+from compressbench.report.tables import all_tables, summary_table
+from compressbench.store import ResultStore
+
+T95_2 = float(stats.t.ppf(0.975, 2))  # 4.3027
+CI3 = T95_2 * 0.01 / math.sqrt(3)  # offsets -0.01, 0, 0.01: s = 0.01
+U25 = "prune.unstructured@params=0.25"
+
+EXPECTED_FIGURES = {"acc_vs_budget_params", "acc_vs_budget_params_corruptions", "bars_corruptions",
+                    "acc_vs_severity", "retention_heatmap", "pareto_latency", "pareto_bytes", "robust_vs_eps_linf",
+                    "robust_vs_eps_l2", "calibration_ece"}
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    d = tmp_path_factory.mktemp("full")
+    make_store(d / "s.db", artifacts_dir=d / "art")
+    return d
+
+
+def test_mean_ci_matches_scipy():
+    xs = [0.81, 0.84, 0.79, 0.83]
+    e = mean_ci(xs)
+    lo, hi = stats.t.interval(0.95, len(xs) - 1, loc=sum(xs) / 4, scale=stats.sem(xs))
+    assert e.mean == pytest.approx(sum(xs) / 4) and e.n == 4
+    assert e.low == pytest.approx(lo) and e.high == pytest.approx(hi)
+    one = mean_ci([0.5])
+    assert one.mean == 0.5 and math.isnan(one.ci) and one.n == 1
+    assert mean_ci([]).n == 0 and math.isnan(mean_ci([float("nan")]).mean)
+
+
+def test_helpers():
+    assert to_float("8/255") == pytest.approx(8 / 255) and to_float(0.5) == 0.5 and math.isnan(to_float("x"))
+    assert pareto_front([(1, 80), (2, 90), (3, 85), (0.5, 70), (2, 70)]) == [(0.5, 70), (1, 80), (2, 90)]
+
+
+def test_summary_numbers(full):
+    data = load_experiment(ResultStore(full / "s.db"), EXPERIMENT)
+    assert data.seeds == [0, 1, 2] and data.variant_order[0] == "baseline"
+    t = summary_table(data)
+    m, ci = t.mean, t.ci
+    for v, acc in CLEAN.items():
+        assert m.at[v, "clean_top1"] == pytest.approx(acc)
+        assert ci.at[v, "clean_top1"] == pytest.approx(CI3)
+    # mean corruption accuracy and retention
+    exp_corr = sum(corruption_top1(U25, c, s, 0.0) for c in CORRUPTIONS for s in SEVERITIES) / 9
+    assert m.at[U25, "corr_top1"] == pytest.approx(exp_corr)
+    ret = [sum(corruption_top1(U25, c, s, o) for c in CORRUPTIONS for s in SEVERITIES) / 9 / (CLEAN[U25] + o)
+           for o in SEED_OFFSETS]
+    assert m.at[U25, "retention"] == pytest.approx(sum(ret) / 3)
+    # CE and relative CE vs the baseline (ImageNet-C formulas), seed 0 offsets cancel per seed
+    ces, rces = [], []
+    for o in SEED_OFFSETS:
+        ce_c, rce_c = [], []
+        for c in CORRUPTIONS:
+            ev = sum(1 - corruption_top1(U25, c, s, o) for s in SEVERITIES)
+            eb = sum(1 - corruption_top1("baseline", c, s, o) for s in SEVERITIES)
+            ce_c.append(ev / eb)
+            rv = sum((1 - corruption_top1(U25, c, s, o)) - (1 - CLEAN[U25] - o) for s in SEVERITIES)
+            rb = sum((1 - corruption_top1("baseline", c, s, o)) - (1 - CLEAN["baseline"] - o) for s in SEVERITIES)
+            rce_c.append(rv / rb)
+        ces.append(sum(ce_c) / 3)
+        rces.append(sum(rce_c) / 3)
+    assert m.at[U25, "mce"] == pytest.approx(sum(ces) / 3)
+    assert m.at[U25, "rel_mce"] == pytest.approx(sum(rces) / 3)
+    assert m.at["baseline", "mce"] == pytest.approx(1.0) and m.at["baseline", "rel_mce"] == pytest.approx(1.0)
+    # robust accuracy: worst white-box attack (pgd < fgsm) at 8/255; the transfer row is ignored
+    assert m.at["baseline", "robust_top1"] == pytest.approx(0.90 - 0.8)
+    assert "8/255" in next(c.label for c in t.columns if c.key == "robust_top1")
+    # efficiency: compression % vs the baseline's dense bytes; realised latency
+    assert m.at[U25, "compression_pct"] == pytest.approx(100 * (1 - 0.251 * 0.95))
+    assert m.at["baseline", "latency_b1_ms"] == pytest.approx(1.01)
+    assert m.at["quantize.dynamic@knob=8", "gflops"] == pytest.approx(0.024)
+    assert m.at[U25, "disagreement"] == pytest.approx(0.11)
+    assert t.text.at[U25, "budget"] == "params=0.25" and t.text.at[U25, "achieved"] == "0.251"
+    # formatted cells
+    assert t.cell("baseline", "clean_top1") == f"90.00 ± {100 * CI3:.2f}"
+
+
+def test_main_eps_option(full):
+    data = load_experiment(ResultStore(full / "s.db"), EXPERIMENT)
+    t = summary_table(data, ReportOptions(main_eps=5 / 255))  # largest stored eps <= 5/255 is 4/255
+    assert t.mean.at["baseline", "robust_top1"] == pytest.approx(0.90 - 0.4)
+    assert "4/255" in next(c.label for c in t.columns if c.key == "robust_top1")
+
+
+def test_build_report_files(full):
+    out = full / "out"
+    html = build_report(full / "s.db", out)
+    assert html == out / "report.html"
+    exp = out / EXPERIMENT
+    for name in ("summary", "corruptions", "robustness", "calibration"):
+        for ext in ("csv", "md", "tex"):
+            assert (exp / f"{name}.{ext}").stat().st_size > 100, (name, ext)
+    figs = {p.stem for p in (exp / "figures").glob("*.png")}
+    assert EXPECTED_FIGURES <= figs
+    assert {p.stem for p in (exp / "figures").glob("*.svg")} == figs
+    csv = pd.read_csv(exp / "summary.csv")
+    row = csv.set_index("variant").loc["baseline"]
+    assert row["clean_top1"] == pytest.approx(0.9) and row["clean_top1_ci95"] == pytest.approx(CI3)
+    assert row["clean_top1_n"] == 3
+    md = (exp / "summary.md").read_text()
+    assert "3 seeds (0, 1, 2): mean ± 95 % CI" in md and md.count("\n| ") >= 6
+    tex = (exp / "summary.tex").read_text()
+    assert r"\begin{tabular}" in tex and r"$\pm$" in tex and r"prune.unstructured@params=0.25" in tex
+    page = html.read_text()
+    assert "http://" not in page and "https://" not in page  # self-contained
+    assert page.count("data:image/png;base64,") >= len(EXPECTED_FIGURES) + 2  # figures + gallery + disagreed
+    assert "gallery.png" in page and "disagreed.png" in page and "synthetic: true" in page
+    for v in CLEAN:
+        assert v in page
+
+
+def test_formats_and_errors(full, tmp_path):
+    p = build_report(full / "s.db", tmp_path / "o", formats=["csv"])
+    assert p == tmp_path / "o" and (p / EXPERIMENT / "summary.csv").exists()
+    assert not list(p.rglob("*.png")) and not (p / "report.html").exists()
+    with pytest.raises(ValueError, match="unknown report format"):
+        build_report(full / "s.db", tmp_path / "x", formats=["pdf"])
+    with pytest.raises(ValueError, match="experiment 'nope' not in"):
+        build_report(full / "s.db", tmp_path / "x", experiment="nope")
+    with pytest.raises(FileNotFoundError, match="no results store"):
+        build_report(tmp_path / "missing.db", tmp_path / "x")
+
+
+def test_one_seed_says_so(tmp_path):
+    make_store(tmp_path / "s.db", seeds=[0])
+    html = build_report(tmp_path / "s.db", tmp_path / "out", formats=("html", "csv", "md"))
+    assert "1 seed: no confidence interval" in html.read_text()
+    csv = pd.read_csv(tmp_path / "out" / EXPERIMENT / "summary.csv")
+    assert csv["clean_top1_ci95"].isna().all()
+    assert "±" not in (tmp_path / "out" / EXPERIMENT / "summary.md").read_text().split("- 1 seed")[0]
+
+
+@pytest.mark.parametrize("evaluators", [("clean",), ("compress", "clean"), ("compress", "efficiency"),
+                                        ("corruptions",), ("adversarial", "agreement"), ("calibration",)])
+def test_missing_evaluators_do_not_break(tmp_path, evaluators):
+    make_store(tmp_path / "s.db", seeds=[0, 1], evaluators=evaluators, artifacts_dir=tmp_path / "a")
+    html = build_report(tmp_path / "s.db", tmp_path / "out", formats=("html", "csv"))
+    text = html.read_text()
+    assert "Experiment: synthetic-demo" in text
+    data = load_experiment(ResultStore(tmp_path / "s.db"), EXPERIMENT)
+    t = all_tables(data)[0]
+    keys = {c.key for c in t.columns}
+    assert "clean_top1" in keys  # always shown, blank if not measured
+    if "clean" not in evaluators:
+        assert t.cell("baseline", "clean_top1") == ""
+    if "efficiency" not in evaluators:
+        assert "latency_b1_ms" not in keys
+
+
+def test_no_baseline_and_failed_jobs(tmp_path):
+    store = make_store(tmp_path / "s.db", seeds=[0], variants=[U25, "distill@params=0.25"])
+    store.add_rows([{"experiment": EXPERIMENT, "variant": "distill@params=0.25", "method": "distill", "seed": 0,
+                     "evaluator": "adversarial", "metric": "error", "value": None, "error": "RuntimeError: boom",
+                     "job_key": "failed-job"}])
+    html = build_report(tmp_path / "s.db", tmp_path / "out", formats=("html",)).read_text()
+    assert "Failed jobs" in html and "RuntimeError: boom" in html
+    data = load_experiment(store, EXPERIMENT)
+    t = summary_table(data)
+    assert "mce" not in {c.key for c in t.columns}  # needs a baseline
+    assert t.mean.at[U25, "clean_top1"] == pytest.approx(CLEAN[U25] + SEED_OFFSETS[0])
+
+
+def test_cli(full, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    add_report_arguments(parser)
+    args = parser.parse_args([str(full / "s.db"), "--out", str(tmp_path / "r"), "--experiment", EXPERIMENT,
+                              "--formats", "html", "md", "--main-eps", "4/255"])
+    assert report_command(args) == 0
+    assert re.search(r"report written: .*report\.html", capsys.readouterr().out)
+    assert "Robust acc. % (linf ε=4/255)" in (tmp_path / "r" / "report.html").read_text()
+    assert not list((tmp_path / "r").rglob("*.svg"))
