@@ -213,3 +213,4 @@ def synthetic(root: Path | None, cache: Path, download: bool, n_train: int = 600
     meta = DataMeta("synthetic", num_classes, channels, (size, size), tuple(xf.mean(dim=(0, 2, 3)).tolist()),
                     tuple(xf.std(dim=(0, 2, 3)).tolist()), tuple(f"c{i}" for i in range(num_classes)), augment="none")
     return DatasetBundle(meta, train, test)
+from . import cifar_c  # noqa: E402,F401
