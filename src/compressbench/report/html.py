@@ -51,6 +51,7 @@ function sortTable(th){
 }
 document.addEventListener('DOMContentLoaded',()=>{
   document.querySelectorAll('table.sortable th').forEach(th=>th.addEventListener('click',()=>sortTable(th)));
+  document.body.dataset.ready='1';
 });
 """
 
