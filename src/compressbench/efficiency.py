@@ -284,10 +284,13 @@ def shape_macs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, dict
             rec["macs"] += int(o.numel()) * int(per)
         return fn
 
-    for name, m in model.named_modules():
+    def is_layer(m: nn.Module) -> bool:
         conv = hasattr(m, "kernel_size") and hasattr(m, "in_channels") and hasattr(m, "groups")
-        lin = hasattr(m, "in_features") and hasattr(m, "out_features")
-        if (conv or lin) and not list(m.children()):
+        return conv or (hasattr(m, "in_features") and hasattr(m, "out_features"))
+
+    for name, m in model.named_modules():
+        # innermost layers only (quantized Linear owns a packed-params child, so "leaf" is too strict)
+        if is_layer(m) and not any(is_layer(c) for c in m.modules() if c is not m):
             hooks.append(m.register_forward_hook(hook(name, m)))
     was_training = model.training
     model.eval()

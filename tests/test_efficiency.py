@@ -1,0 +1,244 @@
+"""Efficiency profile: exact counts against hand formulas, byte math of the sparse encoding,
+int8 sizes, and a sane latency protocol (in-process and in a fresh process)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from compressbench import efficiency as eff
+from compressbench.data.base import DataMeta
+from compressbench.models import create_model
+
+META = DataMeta("t", 10, 3, (32, 32), (0.5,) * 3, (0.25,) * 3)
+
+
+# ----------------------------------------------------------------- params and FLOPs
+def test_conv_flops_and_params_exact():
+    conv = nn.Conv2d(3, 8, 3, padding=1, bias=True)
+    macs = 8 * 16 * 16 * (3 * 3 * 3)  # out elements × (cin × kh × kw)
+    assert eff.count_flops(conv, (1, 3, 16, 16)) == 2 * macs
+    assert eff.param_counts(conv)["params"] == 8 * 3 * 9 + 8
+    assert eff.shape_macs(conv, (1, 3, 16, 16))[""]["macs"] == macs
+    # grouped + strided
+    g = nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=4, bias=False)
+    assert eff.count_flops(g, (2, 8, 16, 16)) == 2 * (2 * 16 * 8 * 8) * (8 // 4 * 9)
+
+
+def test_linear_flops_and_params_exact():
+    lin = nn.Linear(20, 5)
+    assert eff.count_flops(lin, (4, 20)) == 2 * 4 * 20 * 5
+    assert eff.param_counts(lin) == {"params": 20 * 5 + 5, "params_nonzero": 105}
+    prof = eff.flop_profile(lin, (4, 20))
+    assert prof["macs"] == 400 and prof["flops_effective"] == 800 and prof["int8_ops"] == 0
+
+
+def _resnet8_macs() -> int:
+    """He et al. ResNet-8 (16/32/64, one basic block per stage, 1×1 projection shortcuts), 32×32 input."""
+    def conv(cout, hw, cin, k):
+        return cout * hw * hw * cin * k * k
+    return (conv(16, 32, 3, 3)                                                  # stem
+            + 2 * conv(16, 32, 16, 3)                                           # layer1
+            + conv(32, 16, 16, 3) + conv(32, 16, 32, 3) + conv(32, 16, 16, 1)   # layer2 (+ shortcut)
+            + conv(64, 8, 32, 3) + conv(64, 8, 64, 3) + conv(64, 8, 32, 1)      # layer3 (+ shortcut)
+            + 64 * 10)                                                          # fc
+
+
+def _resnet8_params() -> int:
+    convs = 3 * 16 * 9 + 2 * 16 * 16 * 9 + (16 * 32 * 9 + 32 * 32 * 9 + 16 * 32) + (32 * 64 * 9 + 64 * 64 * 9 + 32 * 64)
+    bns = 2 * (16 + 2 * 16 + 3 * 32 + 3 * 64)
+    return convs + bns + 64 * 10 + 10
+
+
+def test_small_resnet_exact():
+    m = create_model("resnet8", META).eval()
+    prof = eff.flop_profile(m, (1, 3, 32, 32))
+    assert prof["macs"] == _resnet8_macs() == 12_501_632
+    assert prof["flops"] == 2 * _resnet8_macs()
+    assert eff.param_counts(m)["params"] == _resnet8_params() == 78_042
+    # the shape counter agrees with FlopCounterMode on a float model
+    assert sum(r["macs"] for r in eff.shape_macs(m, (1, 3, 32, 32)).values()) == _resnet8_macs()
+
+
+def test_masked_pruning_counts_effective_weights():
+    m = create_model("resnet8", META).eval()
+    dense_bytes = eff.serialized_bytes(m)
+    nz0 = eff.param_counts(m)["params_nonzero"]  # BN biases start at zero
+    conv = m.net.layer3[0].conv2
+    prune.l1_unstructured(conv, "weight", amount=0.9)
+    assert eff.is_masked_model(m)
+    pc = eff.param_counts(m)
+    assert pc["params"] == _resnet8_params()  # weight_orig is not counted twice
+    assert pc["params_nonzero"] == nz0 - round(0.9 * conv.weight.numel())
+    dens = {r["layer"]: r["density"] for r in eff.layer_density(m)}
+    assert dens["net.layer3.0.conv2"] == pytest.approx(0.1, abs=1e-3)
+    prof = eff.flop_profile(m, (1, 3, 32, 32))
+    removed = 2 * 64 * 8 * 8 * 64 * 9 * 0.9
+    assert prof["flops_effective"] == pytest.approx(prof["flops"] - removed, rel=1e-3)
+    # masks are folded: the deployable dense file is as big as the unpruned one (not bigger)
+    assert abs(eff.serialized_bytes(m) - dense_bytes) < 2_000
+    assert "net.layer3.0.conv2.weight" in eff.deployable_state_dict(m)
+
+
+# ----------------------------------------------------------------- bytes
+def test_sparse_encoding_byte_math_and_roundtrip():
+    g = torch.Generator().manual_seed(0)
+    w = torch.zeros(1000, 64)
+    idx = torch.randperm(w.numel(), generator=g)[:6400]
+    w.view(-1)[idx] = torch.randn(6400, generator=g)
+    dense = torch.randn(10, 10)  # 100 % dense: stays in the torch.save blob
+    sd = {"w": w, "dense": dense}
+    blob = eff.encode_sparse_state_dict(sd)
+    assert eff.bitmask_encoded_size(64_000, 6_400, 4) == 8_000 + 25_600
+    rest = io.BytesIO()
+    torch.save({"dense": dense}, rest)
+    head = json.dumps({"tensors": [{"name": "w", "shape": [1000, 64], "dtype": "float32", "mask": 8000,
+                                    "values": 25600}], "rest": rest.tell()}).encode()
+    assert len(blob) == len(b"CBSPARSE1\n") + 8 + len(head) + 33_600 + rest.tell()
+    back = eff.decode_sparse_state_dict(blob)
+    assert torch.equal(back["w"], w) and torch.equal(back["dense"], dense)
+    with pytest.raises(ValueError, match="magic"):
+        eff.decode_sparse_state_dict(b"nope")
+
+
+def test_unstructured_90_compressed_bytes():
+    m = create_model("resnet8", META).eval()
+    params = [(mod, "weight") for mod in m.modules() if isinstance(mod, (nn.Conv2d, nn.Linear))]
+    prune.global_unstructured(params, prune.L1Unstructured, amount=0.9)
+    sizes = eff.compressed_sizes(m)
+    assert sizes["bitmask"] < 0.2 * sizes["torch.save"]
+    assert sizes["bitmask+zstd"] <= sizes["bitmask"]
+
+
+def _quantize_fx(model: nn.Module, shape) -> nn.Module:
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86"
+    x = torch.rand(*shape)
+    p = prepare_fx(copy.deepcopy(model).eval(), get_default_qconfig_mapping("x86"), (x,))
+    with torch.no_grad():
+        for _ in range(2):
+            p(torch.rand(8, *shape[1:]))
+    return convert_fx(p)
+
+
+def test_quantized_model_bytes_params_and_int8_ops():
+    net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)).eval()
+    q = _quantize_fx(net, (1, 3, 16, 16))
+    assert eff.is_quantized_model(q) and not eff.is_quantized_model(net)
+    weights = 64 * 3 * 9 + 64 * 64 * 9 + 64 * 10
+    assert eff.param_counts(q)["params"] == eff.param_counts(net)["params"]
+    qb, fb = eff.serialized_bytes(q), eff.serialized_bytes(net)
+    assert weights <= qb <= weights + 16_000  # one byte per weight + scales, biases, pickle overhead
+    assert qb < 0.35 * fb  # small model: per-channel scales and pickle overhead weigh in
+    prof = eff.flop_profile(q, (1, 3, 16, 16))
+    float_macs = eff.flop_profile(net, (1, 3, 16, 16))["macs"]
+    assert prof["int8_ops"] == 2 * float_macs  # FlopCounterMode sees none of these
+    assert prof["flops"] == prof["int8_ops"]
+
+
+# ----------------------------------------------------------------- latency protocol
+def test_time_torch_sane():
+    m = create_model("tinycnn", META).eval()
+    r = eff.time_torch(m, torch.rand(1, 3, 32, 32), threads=1, warmup=2, repeats=5)
+    assert r["n"] == 5 and 0 < r["min_ms"] <= r["median_ms"] < 1_000 and r["iqr_ms"] >= 0
+    with pytest.raises(ValueError, match="repeats"):
+        eff.time_torch(m, torch.rand(1, 3, 32, 32), threads=1, repeats=0)
+
+
+def _fake_ctx(bundle, workdir, extra=None):
+    from compressbench.interfaces import EvalContext, VariantInfo
+
+    return EvalContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0, workdir=workdir,
+                       variant=VariantInfo("baseline", "baseline"), load_parent=lambda: None, progress=False,
+                       extra=extra or {})
+
+
+def test_evaluator_in_process(digits_bundle, tmp_path):
+    from compressbench.registry import evaluators
+
+    tiny_model = create_model("tinycnn", digits_bundle.meta).eval()  # speed needs no training
+
+    fn = evaluators.get("efficiency")
+    params = evaluators.meta("efficiency")["params"].model_validate(
+        {"repeats": 3, "warmup": 1, "throughput_batch": 8, "throughput_repeats": 2, "onnx": False})
+    ms = fn(tiny_model, _fake_ctx(digits_bundle, tmp_path), params)
+    by = {m.metric: m for m in ms}
+    for k in ("params", "params_nonzero", "bytes_dense", "bytes_compressed", "flops", "flops_effective", "macs",
+              "latency_b1_ms", "latency_b1_iqr_ms", "throughput_img_s", "peak_mem_mb"):
+        assert k in by, k
+    assert by["latency_b1_ms"].tag == "realised" and by["flops"].tag == "theoretical"
+    assert by["latency_b1_ms"].condition["process"] == "in-process"
+    assert by["latency_b1_ms"].value > 0 and by["throughput_img_s"].value > 0
+    assert by["macs"].value * 2 == by["flops"].value
+    assert (tmp_path / "efficiency.json").is_file()
+
+
+def test_fresh_process_checkpoint_and_onnx(digits_bundle, tmp_path):
+    """Worker processes: torch timing from the saved checkpoint, ONNX Runtime without torch."""
+    from compressbench.checkpoint import save_model
+    from compressbench.registry import evaluators
+
+    tiny_model = create_model("tinycnn", digits_bundle.meta).eval()
+
+    spec = {"model": "tinycnn", "width": 1.0, "kwargs": {}, "meta": digits_bundle.meta.to_dict()}
+    ck = save_model(tiny_model, tmp_path / "model.pt", spec, [])
+    params = eff.EfficiencyParams(repeats=3, warmup=1, throughput_batch=8, throughput_repeats=2)
+    ms = evaluators.get("efficiency")(tiny_model, _fake_ctx(digits_bundle, tmp_path, {"checkpoint": str(ck)}), params)
+    by = {(m.metric, m.condition.get("dtype")): m for m in ms}
+    lat = by[("latency_b1_ms", None)]
+    assert lat.condition["process"] == "fresh" and lat.value > 0 and lat.condition["threads"] == 1
+    assert by[("peak_mem_mb", None)].value > 0
+    onnx = by[("onnx_latency_b1_ms", "fp32")]
+    assert onnx.value > 0 and onnx.condition["runtime"].startswith("onnxruntime")
+    rep = json.loads((tmp_path / "efficiency.json").read_text())
+    assert rep["torch"]["torch_threads"] == 1 and rep["onnx"]["fp32"]["torch_imported"] is False
+
+
+def test_onnx_int8_static_quantization(tmp_path):
+    m = create_model("tinycnn", META).eval()
+    fp32 = eff.export_onnx(m, tmp_path / "m.onnx", (1, 3, 32, 32))
+    calib = [np.random.default_rng(i).random((4, 3, 32, 32), dtype=np.float32) for i in range(2)]
+    q = eff.quantize_onnx_static(fp32, tmp_path / "m_int8.onnx", calib)
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(q)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    r = eff.time_onnx(q, (1, 3, 32, 32), threads=1, throughput_batch=4, warmup=1, repeats=3, throughput_repeats=2)
+    assert r["latency"]["median_ms"] > 0 and r["throughput"]["img_s"] > 0
+
+
+# ----------------------------------------------------------------- CLI
+def test_profile_command_table_and_json(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    eff.add_profile_arguments(parser)
+    out = tmp_path / "p.json"
+    args = parser.parse_args(["tinycnn", "--input-shape", "1,3,16,16", "--no-onnx", "--in-process",
+                              "--repeats", "3", "--warmup", "1", "--batch", "4", "--json", str(out)])
+    assert eff.profile_command(args) == 0
+    rep = json.loads(out.read_text())
+    assert rep["params"]["params"] == eff.param_counts(create_model("tinycnn", DataMeta(
+        "p", 10, 3, (16, 16), (0.5,) * 3, (0.25,) * 3)))["params"]
+    assert rep["torch"]["latency"]["median_ms"] > 0 and rep["hardware"]["torch"] == torch.__version__
+    assert "efficiency" in capsys.readouterr().out
+
+
+def test_bad_inputs_are_one_line_errors():
+    with pytest.raises(ValueError, match="input-shape"):
+        eff.parse_shape("1,a,3")
+    with pytest.raises(ValueError, match="input-shape"):
+        eff.load_target("tinycnn", None)
+    with pytest.raises(ValueError, match="neither"):
+        eff.load_target("no_such_model", (1, 3, 8, 8))
+    with pytest.raises(ValueError, match="does not exist"):
+        eff.load_target("missing.pt", None)
