@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,10 +53,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 def save_model(model: nn.Module, path: str | Path, spec: dict[str, Any], steps: list[dict[str, Any]] | None = None,
                extra: dict[str, Any] | None = None) -> Path:
     """Atomically write a checkpoint that :func:`load_model` can rebuild."""
+    sd = model.state_dict()
+    state = OrderedDict((k, v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in sd.items())
+    # module versions (e.g. quantized Linear's packed-params layout) are read from _metadata on load
+    state._metadata = getattr(sd, "_metadata", OrderedDict())  # type: ignore[attr-defined]
     payload = {"format": CHECKPOINT_FORMAT, "spec": spec, "steps": list(steps or []),
-               "state_dict": {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v
-                              for k, v in model.state_dict().items()},
-               "extra": extra or {}}
+               "state_dict": state, "extra": extra or {}}
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(Path(path), buf.getvalue())

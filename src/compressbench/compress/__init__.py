@@ -1,3 +1,3 @@
 """Compression methods. Importing this package registers every built-in method and rebuilder."""
 
-from . import unstructured, structured, quantize, distill, lowrank, pipeline  # noqa: F401
+from . import distill, lowrank, pipeline, quantize, structured, unstructured  # noqa: F401

@@ -1,1 +1,299 @@
-"""Placeholder: implemented by the compression-methods work (issue 3)."""
+"""Quantization: int8 dynamic, int8 static (post-training, calibrated), int8 QAT, fp16 / bf16 casts.
+
+Backend choice — ``torch.ao`` **eager mode** (``torch.ao.quantization.prepare/convert``), not
+torchao's PT2E path, on measured evidence (see ``docs/methods.md``, "Why eager torch.ao"):
+eager-converted models run real int8 fbgemm/x86 kernels in plain eager PyTorch, save as an
+ordinary state dict (packed int8 weights, scales, zero points) and rebuild without tracing;
+a PT2E-converted model is an exported graph of quantize/dequantize ops that only becomes an int8
+model under ``torch.compile`` (Inductor), which costs a C++ compile per model and process.
+
+Eager mode needs explicit structure, added here without touching the model zoo:
+
+* the float normalisation (the model's first layer) stays float; a ``QuantStub`` /
+  ``DeQuantStub`` pair wraps ``model.net``;
+* conv-bn(-relu), conv-relu, linear-relu runs inside ``nn.Sequential`` containers are fused;
+* torchvision residual blocks (``out += identity`` is not eager-quantizable) are switched to
+  torchvision's ``QuantizableBasicBlock`` / ``QuantizableBottleneck`` (same parameters, the add
+  done by a ``FloatFunctional``) and fused with their own ``fuse_model``.
+
+The rebuild for save / reload repeats the same preparation on the freshly built float model and
+converts it without calibration; the saved state dict then supplies weights, scales and zero points.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.ao import quantization as tq
+
+from ..checkpoint import register_rebuilder
+from ..interfaces import Budget, CompressContext, CompressResult, FinetuneParams, Params
+from ..registry import methods
+from .common import BudgetError, clone, finetune, fractions, model_stats
+
+log = logging.getLogger(__name__)
+
+
+def _no_budget(method: str):
+    def check(budget: Budget | None, params: Any) -> str | None:
+        if budget is None:
+            return None
+        return (f"{method} has a fixed size and cannot be steered to {budget.label()}; give no budget, or put a "
+                f"pruning / distillation / lowrank stage before it in a 'pipeline' and budget that stage")
+    return check
+
+
+def default_backend() -> str:
+    engines = torch.backends.quantized.supported_engines
+    for e in ("x86", "fbgemm", "qnnpack"):
+        if e in engines:
+            return e
+    raise RuntimeError(f"no int8 quantization engine available (supported: {engines})")
+
+
+# --------------------------------------------------------------------------- eager preparation
+class QuantNet(nn.Module):
+    """``QuantStub -> net -> DeQuantStub``: the quantized region of a Classifier (after normalisation)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.net = net
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dequant(self.net(self.quant(x)))
+
+
+_FUSE_PATTERNS = [
+    (nn.Conv2d, nn.BatchNorm2d, nn.ReLU), (nn.Conv2d, nn.BatchNorm2d), (nn.Conv2d, nn.ReLU),
+    (nn.Conv1d, nn.BatchNorm1d, nn.ReLU), (nn.Conv1d, nn.BatchNorm1d), (nn.Linear, nn.ReLU),
+    (nn.Linear, nn.BatchNorm1d),
+]
+
+
+def _sequential_groups(seq: nn.Sequential) -> list[list[str]]:
+    names = list(seq._modules)
+    mods = [seq._modules[n] for n in names]
+    groups, i = [], 0
+    while i < len(mods):
+        for pat in _FUSE_PATTERNS:
+            k = len(pat)
+            if i + k <= len(mods) and all(type(m) is t for m, t in zip(mods[i:i + k], pat, strict=True)):
+                groups.append(names[i:i + k])
+                i += k
+                break
+        else:
+            i += 1
+    return groups
+
+
+def make_quantizable(net: nn.Module, qat: bool) -> nn.Module:
+    """Swap torchvision residual blocks for their quantizable twins and fuse conv-bn-relu runs (in place)."""
+    from torchvision.models import resnet as tvr
+    from torchvision.models.quantization import resnet as qr
+
+    fuse = tq.fuse_modules_qat if qat else tq.fuse_modules
+    for m in list(net.modules()):
+        if type(m) is tvr.BasicBlock:
+            m.__class__ = qr.QuantizableBasicBlock
+            m.add_relu = nn.quantized.FloatFunctional()
+            m.fuse_model(is_qat=qat)
+        elif type(m) is tvr.Bottleneck:
+            m.__class__ = qr.QuantizableBottleneck
+            m.skip_add_relu = nn.quantized.FloatFunctional()
+            m.relu1, m.relu2 = nn.ReLU(inplace=False), nn.ReLU(inplace=False)
+            m.fuse_model(is_qat=qat)
+        elif isinstance(m, tvr.ResNet) and isinstance(getattr(m, "conv1", None), nn.Conv2d):
+            fuse(m, [["conv1", "bn1", "relu"]], inplace=True)
+        if isinstance(m, nn.Sequential):
+            groups = _sequential_groups(m)
+            if groups:
+                fuse(m, groups, inplace=True)
+    return net
+
+
+def prepare_int8(model: nn.Module, backend: str, qat: bool = False) -> nn.Module:
+    """Float Classifier -> prepared (observed / fake-quant) model; normalisation stays float."""
+    torch.backends.quantized.engine = backend
+    if not hasattr(model, "net") or not hasattr(model, "normalize"):
+        raise ValueError("int8 quantization expects a compressbench Classifier (normalize -> net)")
+    if qat:
+        model.train()
+    else:
+        model.eval()
+    model.net = QuantNet(make_quantizable(model.net, qat))
+    model.net.qconfig = tq.get_default_qat_qconfig(backend) if qat else tq.get_default_qconfig(backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        (tq.prepare_qat if qat else tq.prepare)(model, inplace=True)
+    return model
+
+
+def convert_int8(model: nn.Module) -> nn.Module:
+    model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tq.convert(model, inplace=True)
+    return model
+
+
+def calibrate(model: nn.Module, ctx: CompressContext, batches: int, batch_size: int) -> int:
+    g = torch.Generator().manual_seed(ctx.seed)
+    seen = 0
+    with torch.inference_mode():
+        for i, (x, _, _) in enumerate(ctx.data.train.batches(batch_size, shuffle=True, generator=g)):
+            if i >= batches:
+                break
+            model(x)
+            seen += len(x)
+    return seen
+
+
+def _result(parent: nn.Module, model: nn.Module, ctx: CompressContext, steps: list[dict], record: dict,
+            float_flops_model: nn.Module | None = None) -> CompressResult:
+    ps = model_stats(parent, ctx.meta)
+    # FLOPs of a quantized graph = FLOPs of the float graph it came from (same ops, int8 kernels)
+    flops = model_stats(float_flops_model, ctx.meta).flops if float_flops_model is not None else ps.flops
+    cs = model_stats(model, ctx.meta, flops=flops)
+    record = {**record, "parent": ps.to_dict(), "child": cs.to_dict()}
+    return CompressResult(model=model, record=record, steps=steps, achieved=fractions(ps, cs))
+
+
+# --------------------------------------------------------------------------- static int8
+class StaticParams(Params):
+    calibration_batches: int = 16
+    batch_size: int = 128
+    backend: Literal["auto", "x86", "fbgemm", "qnnpack"] = "auto"
+
+
+@methods.register("quantize.static", params=StaticParams, budgets=(), check_budget=_no_budget("quantize.static"),
+                  family="quantization", version=1,
+                  description="int8 post-training static quantization (torch.ao eager, conv-bn-relu fusion, "
+                              "calibration on training batches, real int8 CPU kernels)")
+def static_int8(parent: nn.Module, ctx: CompressContext, budget: Budget | None, params: StaticParams) -> CompressResult:
+    if budget is not None:
+        raise BudgetError(_no_budget("quantize.static")(budget, params))
+    backend = default_backend() if params.backend == "auto" else params.backend
+    float_model = clone(parent).cpu()
+    model = prepare_int8(clone(parent).cpu(), backend)
+    n = calibrate(model, ctx, params.calibration_batches, params.batch_size)
+    convert_int8(model)
+    return _result(parent, model, ctx, [{"kind": "quantize.int8", "mode": "static", "backend": backend}],
+                   {"backend": backend, "calibration_images": n, "path": "torch.ao eager"}, float_model)
+
+
+# --------------------------------------------------------------------------- QAT
+class QATParams(Params):
+    finetune: FinetuneParams = FinetuneParams(epochs=0.5)
+    calibration_batches: int = 4  # observer warm-up before fake-quant training
+    batch_size: int = 128
+    backend: Literal["auto", "x86", "fbgemm", "qnnpack"] = "auto"
+
+
+@methods.register("quantize.qat", params=QATParams, budgets=(), check_budget=_no_budget("quantize.qat"),
+                  family="quantization", version=1,
+                  description="int8 quantization-aware training (fake-quant fine-tuning, then convert to int8)")
+def qat_int8(parent: nn.Module, ctx: CompressContext, budget: Budget | None, params: QATParams) -> CompressResult:
+    if budget is not None:
+        raise BudgetError(_no_budget("quantize.qat")(budget, params))
+    backend = default_backend() if params.backend == "auto" else params.backend
+    float_model = clone(parent).cpu()
+    model = prepare_int8(clone(parent).cpu(), backend, qat=True)
+    n = calibrate(model, ctx, params.calibration_batches, params.batch_size)
+    model = finetune(model, ctx, params.finetune, desc="finetune(qat)")
+    convert_int8(model)
+    return _result(parent, model, ctx, [{"kind": "quantize.int8", "mode": "qat", "backend": backend}],
+                   {"backend": backend, "warmup_images": n, "qat_epochs": params.finetune.epochs,
+                    "path": "torch.ao eager QAT"}, float_model)
+
+
+# --------------------------------------------------------------------------- dynamic int8
+class DynamicParams(Params):
+    backend: Literal["auto", "x86", "fbgemm", "qnnpack"] = "auto"
+
+
+@methods.register("quantize.dynamic", params=DynamicParams, budgets=(), check_budget=_no_budget("quantize.dynamic"),
+                  family="quantization", version=1,
+                  description="int8 dynamic quantization of linear layers (weights int8, activations "
+                              "quantized on the fly; convs stay fp32)")
+def dynamic_int8(parent: nn.Module, ctx: CompressContext, budget: Budget | None,
+                 params: DynamicParams) -> CompressResult:
+    if budget is not None:
+        raise BudgetError(_no_budget("quantize.dynamic")(budget, params))
+    backend = default_backend() if params.backend == "auto" else params.backend
+    model = _dynamic(clone(parent).cpu(), backend)
+    n_lin = sum(1 for m in model.modules() if "quantized" in type(m).__module__ and "Linear" in type(m).__name__)
+    return _result(parent, model, ctx, [{"kind": "quantize.int8", "mode": "dynamic", "backend": backend}],
+                   {"backend": backend, "quantized_linear_layers": n_lin}, parent)
+
+
+def _dynamic(model: nn.Module, backend: str) -> nn.Module:
+    torch.backends.quantized.engine = backend
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return tq.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=False)
+
+
+@register_rebuilder("quantize.int8")
+def _rebuild_int8(model: nn.Module, step: dict, state_dict: dict) -> nn.Module:
+    backend = step.get("backend", "x86")
+    if backend not in torch.backends.quantized.supported_engines:
+        backend = default_backend()
+    if step["mode"] == "dynamic":
+        return _dynamic(model, backend)
+    model = prepare_int8(model, backend, qat=False)  # QAT converts to the same int8 modules
+    return convert_int8(model)
+
+
+# --------------------------------------------------------------------------- fp16 / bf16
+class CastNet(nn.Module):
+    """Runs ``net`` in a narrower float type: casts its input, returns float32 logits."""
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.net = net.to(dtype)
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.to(self.dtype)).float()
+
+
+_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def cast_model(model: nn.Module, dtype_name: str) -> nn.Module:
+    dtype = _DTYPES[dtype_name]
+    if hasattr(model, "net") and hasattr(model, "normalize"):
+        model.net = CastNet(model.net, dtype)  # normalisation stays float32
+        return model
+    return CastNet(model, dtype)
+
+
+class CastParams(Params):
+    pass
+
+
+def _cast_method(dtype_name: str):
+    def fn(parent: nn.Module, ctx: CompressContext, budget: Budget | None, params: CastParams) -> CompressResult:
+        if budget is not None:
+            raise BudgetError(_no_budget(f"quantize.{dtype_name}")(budget, params))
+        model = cast_model(clone(parent).cpu(), dtype_name).eval()
+        return _result(parent, model, ctx, [{"kind": "quantize.cast", "dtype": dtype_name}], {"dtype": dtype_name},
+                       parent)
+    return fn
+
+
+for _short, _dt in (("fp16", "float16"), ("bf16", "bfloat16")):
+    methods.register(f"quantize.{_short}", _cast_method(_dt), params=CastParams, budgets=(),
+                     check_budget=_no_budget(f"quantize.{_short}"), family="quantization", version=1,
+                     description=f"cast weights and activations to {_dt} (normalisation stays float32)")
+
+
+@register_rebuilder("quantize.cast")
+def _rebuild_cast(model: nn.Module, step: dict, state_dict: dict) -> nn.Module:
+    return cast_model(model, step["dtype"])
