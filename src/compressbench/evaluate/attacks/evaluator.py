@@ -1,0 +1,316 @@
+"""The ``adversarial`` evaluator: robust accuracy of a variant under a list of attacks.
+
+Modes (condition key ``mode`` and the row's tag):
+
+* ``whitebox``      — attack crafted on the variant itself (differentiable float variants);
+* ``transfer``      — crafted on the float parent (``ctx.load_parent()``), evaluated on the variant;
+* ``whitebox-ste``  — crafted on a float simulation of a quantized variant (fake-quant + STE,
+  see :mod:`.quantsim`), evaluated on the real quantized variant.
+
+``auto`` picks ``whitebox`` for differentiable variants, and ``transfer`` + ``whitebox-ste`` (when
+the quantization can be simulated) for quantized or non-differentiable ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from contextlib import contextmanager
+from typing import Any, Iterator, Literal
+
+import torch
+from pydantic import Field, model_validator
+from torch import nn
+
+from ...interfaces import EvalContext, Measurement, Params
+from ...progress import progress_bar
+from ...registry import evaluators
+from .library import Attack, AttackSpec, build_attack, perturbation_norm
+from .quantsim import (
+    NotSimulatable,
+    forward_float,
+    gradient_works,
+    is_quantized_model,
+    low_precision_dtype,
+    model_device,
+    ste_simulation,
+)
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["auto", "whitebox", "transfer", "whitebox-ste"]
+
+DEFAULT_THRESHOLDS = {"l2": [0.0, 0.25, 0.5, 1.0, 2.0], "linf": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]}
+
+
+def _default_attacks() -> list[AttackSpec]:
+    grid = [0.0, 1 / 255, 2 / 255, 4 / 255]
+    return [AttackSpec(name="fgsm", eps=grid), AttackSpec(name="pgd", eps=grid, steps=10)]
+
+
+class AdversarialParams(Params):
+    attacks: list[AttackSpec] = Field(default_factory=_default_attacks)
+    subset: int | None = Field(200, ge=1)  # fixed seeded subset of the test set; None: experiment default
+    batch_size: int = Field(100, ge=1)
+    seed: int = 0  # random starts / AutoAttack
+    modes: list[Mode] = Field(default_factory=lambda: ["auto"])
+    monotone_tol: float = Field(0.0, ge=0)  # allowed rise of robust_top1 with ε before check_monotone_eps = 0
+    stronger_tol: float = Field(0.01, ge=0)  # allowed rise of robust_top1 with more PGD steps
+    masking_probe_eps: float | None = Field(None, gt=0)  # extra PGD-L∞ at this large ε; robust_top1 must be ~0
+    masking_tol: float = Field(0.02, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> AdversarialParams:
+        if not self.attacks:
+            raise ValueError("adversarial: 'attacks' is empty")
+        return self
+
+
+def _r(v: float) -> float:
+    """Condition values: short, stable labels (stored values stay unrounded)."""
+    return float(f"{v:.6g}")
+
+
+@contextmanager
+def _frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and no parameter gradients during the attack (restored afterwards)."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    model.eval()
+    try:
+        yield model
+    finally:
+        for p, f in flags:
+            p.requires_grad_(f)
+        model.train(was_training)
+
+
+@contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+class _Float32(nn.Module):
+    """Wraps a low-precision (fp16/bf16) model so that attacks see float32 in and out."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return forward_float(self.model, x)
+
+
+def resolve_modes(model: nn.Module, ctx: EvalContext, params: AdversarialParams,
+                  probe: torch.Tensor) -> tuple[list[str], list[str]]:
+    """Modes to run and human-readable reasons for the ones skipped."""
+    quantized = ctx.variant.is_quantized or is_quantized_model(model)
+    differentiable = not quantized and gradient_works(model, probe)
+    is_baseline = ctx.variant.method == "baseline"
+    wanted: list[str] = []
+    for m in params.modes:
+        if m == "auto":
+            wanted += ["whitebox"] if differentiable else ["transfer", "whitebox-ste"]
+        else:
+            wanted.append(m)
+    modes, skipped = [], []
+    for m in dict.fromkeys(wanted):
+        if m == "whitebox" and not differentiable:
+            skipped.append("whitebox: the variant is quantized / not differentiable (use transfer or whitebox-ste)")
+        elif m == "transfer" and is_baseline:
+            skipped.append("transfer: the baseline is its own parent")
+        elif m == "whitebox-ste" and not quantized:
+            skipped.append("whitebox-ste: the variant is not quantized")
+        else:
+            modes.append(m)
+    return modes, skipped
+
+
+def _source_for(mode: str, model: nn.Module, ctx: EvalContext) -> nn.Module:
+    if mode == "whitebox":
+        return model
+    if mode == "transfer":
+        return ctx.load_parent().eval()
+    return ste_simulation(model)  # may raise NotSimulatable
+
+
+class _Tally:
+    """Per-image outcomes accumulated over batches."""
+
+    def __init__(self) -> None:
+        self.data: dict[Any, list[torch.Tensor]] = defaultdict(list)
+
+    def add(self, key: Any, t: torch.Tensor) -> None:
+        self.data[key].append(t.detach().cpu())
+
+    def get(self, key: Any) -> torch.Tensor:
+        return torch.cat(self.data[key])
+
+
+def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list[Attack],
+              params: AdversarialParams, ctx: EvalContext) -> list[Measurement]:
+    dev = model_device(source, ctx.device)
+    tdev = model_device(model, "cpu")
+    tally = _Tally()
+    strong: dict[int, tuple[Attack, float]] = {}
+    for i, a in enumerate(atks):
+        if a.name == "pgd" and a.spec.stronger_steps != 0:
+            nz = sorted(e for e in a.spec.eps if e > 0)
+            if nz:
+                n_strong = a.spec.stronger_steps or 4 * int(a.steps)
+                strong[i] = (a.with_steps(n_strong), nz[(len(nz) - 1) // 2])  # the middle non-zero ε
+    probe_atk = None
+    if params.masking_probe_eps and mode != "transfer":
+        probe_atk = build_attack(AttackSpec(name="pgd", eps=[params.masking_probe_eps], steps=20), ctx.meta.num_classes)
+
+    def target_correct(xa: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return forward_float(model, xa.to(tdev)).argmax(1).cpu() == y.cpu()
+
+    n_jobs = sum(1 if a.minimum_norm else len(a.spec.eps) for a in atks) + len(strong) + (probe_atk is not None)
+    bar = progress_bar(total=n_jobs * len(images), desc=f"adversarial[{mode}]", unit="img",
+                       disable=not ctx.progress)
+    sim_agree = []
+    with _frozen(source) as src:
+        for bi, (x, y, _) in enumerate(images.batches(params.batch_size, device=dev)):
+            clean_ok = target_correct(x, y)
+            tally.add("clean", clean_ok)
+            if mode == "whitebox-ste":
+                with torch.no_grad():
+                    sim_pred = src(x).argmax(1).cpu()
+                    real_pred = forward_float(model, x.to(tdev)).argmax(1).cpu()
+                sim_agree.append(sim_pred == real_pred)
+            for i, a in enumerate(atks):
+                seed = params.seed * 1_000_003 + bi * 101 + i
+                if a.minimum_norm:
+                    with _seeded(seed):
+                        xa = a.run(src, x, y)
+                    ok = target_correct(xa, y)
+                    norms = perturbation_norm(xa - x, a.norm).cpu()
+                    # 0 where already misclassified, the norm where the attack fooled the target, inf otherwise
+                    eff = torch.where(~clean_ok, torch.zeros_like(norms),
+                                      torch.where(ok, torch.full_like(norms, math.inf), norms))
+                    tally.add((i, "norm"), eff)
+                    bar.update(len(x))
+                    continue
+                for e in a.spec.eps:
+                    with _seeded(seed):
+                        xa = a.run(src, x, y, e)
+                    tally.add((i, e), target_correct(xa, y))
+                    bar.update(len(x))
+            for i, (sa, e) in strong.items():
+                with _seeded(params.seed * 1_000_003 + bi * 101 + i):
+                    tally.add((i, "strong"), target_correct(sa.run(src, x, y, e), y))
+                bar.update(len(x))
+            if probe_atk is not None:
+                with _seeded(params.seed + bi):
+                    tally.add("probe", target_correct(probe_atk.run(src, x, y, params.masking_probe_eps), y))
+                bar.update(len(x))
+    bar.close()
+
+    out: list[Measurement] = []
+    clean = tally.get("clean")
+    n_correct = int(clean.sum())
+
+    def m(metric: str, value: float, cond: dict[str, Any]) -> None:
+        out.append(Measurement(metric, float(value), {**cond, "mode": mode}, tag=mode))
+
+    def success(ok: torch.Tensor) -> float:
+        return float((clean & ~ok).sum()) / n_correct if n_correct else 0.0
+
+    robust: dict[tuple[int, float], float] = {}
+    for i, a in enumerate(atks):
+        cond = a.describe()
+        if a.minimum_norm:
+            eff = tally.get((i, "norm"))
+            ok_norms = eff[clean]
+            m("median_norm", float(ok_norms.median()) if n_correct else math.nan, cond)
+            m("success_rate", float(torch.isfinite(ok_norms).float().mean()) if n_correct else 0.0, cond)
+            for t in a.spec.thresholds if a.spec.thresholds is not None else DEFAULT_THRESHOLDS[a.norm]:
+                m("robust_top1_at_norm", float((eff > t).float().mean()), {**cond, "eps": _r(t)})
+            continue
+        accs = []
+        for e in a.spec.eps:
+            ok = tally.get((i, e))
+            robust[(i, e)] = acc = float(ok.float().mean())
+            accs.append((e, acc))
+            m("robust_top1", acc, {**cond, "eps": _r(e)})
+            m("success_rate", success(ok), {**cond, "eps": _r(e)})
+        accs.sort()
+        mono = all(b[1] <= a_[1] + params.monotone_tol for a_, b in zip(accs, accs[1:], strict=False))
+        if not mono:
+            log.warning("adversarial[%s]: robust accuracy of %s rises with ε: %s", mode, a.name, accs)
+        m("check_monotone_eps", 1.0 if mono else 0.0, cond)
+        if i in strong:
+            sa, e = strong[i]
+            acc_s = float(tally.get((i, "strong")).float().mean())
+            m("robust_top1", acc_s, {**sa.describe(), "eps": _r(e)})
+            m("success_rate", success(tally.get((i, "strong"))), {**sa.describe(), "eps": _r(e)})
+            ok_s = acc_s <= robust[(i, e)] + params.stronger_tol
+            if not ok_s:
+                log.warning("adversarial[%s]: PGD with %d steps (%.3f) is weaker than with %s steps (%.3f) at ε=%g",
+                            mode, sa.steps, acc_s, a.steps, robust[(i, e)], e)
+            m("check_stronger_not_weaker", 1.0 if ok_s else 0.0,
+              {**cond, "eps": _r(e), "steps_strong": int(sa.steps)})
+
+    if mode != "transfer":  # a transfer attack may legitimately be weaker than a one-step white-box one
+        reasons = []
+        fg = [(i, a) for i, a in enumerate(atks) if a.name == "fgsm"]
+        it = [(i, a) for i, a in enumerate(atks) if a.name in ("pgd", "autoattack")]
+        for i, f in fg:
+            for j, p in it:
+                if p.norm != f.norm:
+                    continue
+                for e in set(f.spec.eps) & set(p.spec.eps):
+                    if e > 0 and robust[(i, e)] + params.masking_tol < robust[(j, e)]:
+                        reasons.append(f"fgsm ({robust[(i, e)]:.3f}) beats {p.name} ({robust[(j, e)]:.3f}) "
+                                       f"at {p.norm} ε={e:g}")
+        checks = ["fgsm_vs_iterative"] if fg and it else []
+        if probe_atk is not None:
+            acc_p = float(tally.get("probe").float().mean())
+            m("robust_top1", acc_p, {**probe_atk.describe(), "eps": _r(params.masking_probe_eps), "probe": True})
+            checks.append("large_eps")
+            if acc_p > params.masking_tol:
+                reasons.append(f"PGD-L∞ at ε={params.masking_probe_eps:g} leaves {acc_p:.3f} accuracy")
+        if checks:
+            for r in reasons:
+                log.warning("adversarial[%s]: possible gradient masking: %s", mode, r)
+            m("gradient_masking_suspect", 1.0 if reasons else 0.0, {"check": "+".join(checks)})
+    if sim_agree:
+        m("check_ste_fidelity", float(torch.cat(sim_agree).float().mean()), {})
+    return out
+
+
+@evaluators.register("adversarial", params=AdversarialParams, version=1,
+                     description="robust accuracy under FGSM / PGD / DeepFool / C&W / DDN / AutoAttack "
+                                 "(white-box, transfer from the float parent, or white-box through fake-quant STE)")
+def adversarial(model: nn.Module, ctx: EvalContext, params: AdversarialParams) -> list[Measurement]:
+    images = ctx.eval_set(params.subset if params.subset is not None else -1)
+    atks = [build_attack(s, ctx.meta.num_classes) for s in params.attacks]
+    model.eval()
+    probe, _, _ = next(images.batches(2, device=model_device(model, ctx.device)))
+    modes, skipped = resolve_modes(model, ctx, params, probe)
+    for s in skipped:
+        log.info("adversarial: skipping %s", s)
+    out: list[Measurement] = []
+    for mode in modes:
+        try:
+            source = _source_for(mode, model, ctx)
+        except NotSimulatable as e:
+            log.warning("adversarial: no whitebox-ste mode for variant %s: %s", ctx.variant.name, e)
+            continue
+        if mode != "whitebox-ste" and is_quantized_model(source) and not gradient_works(source, probe):
+            log.warning("adversarial: %s source model is not differentiable; skipping", mode)
+            continue
+        if low_precision_dtype(source) is not None:
+            source = _Float32(source)
+        out += _run_mode(mode, model, source, images, atks, params, ctx)
+    if not out:
+        raise RuntimeError(f"adversarial: no attack mode applies to variant '{ctx.variant.name}' "
+                           f"({'; '.join(skipped) or 'see warnings'})")
+    return out
