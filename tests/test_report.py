@@ -94,6 +94,10 @@ def test_summary_numbers(full):
     # efficiency: compression % vs the baseline's dense bytes; realised latency
     assert m.at[U25, "compression_pct"] == pytest.approx(100 * (1 - 0.251 * 0.95))
     assert m.at["baseline", "latency_b1_ms"] == pytest.approx(1.01)
+    q = "quantize.dynamic@knob=8"  # different runtime (int8) still under the same threads/batch protocol
+    assert m.at[q, "latency_b1_ms"] == pytest.approx(0.51)
+    assert m.at[q, "onnx_latency_b1_ms"] == pytest.approx(0.51 * 0.3)  # fastest ONNX dtype
+    assert m.at[U25, "bytes_compressed"] == pytest.approx(140_000 * 4 * 0.251 * 0.95)
     assert m.at["quantize.dynamic@knob=8", "gflops"] == pytest.approx(0.024)
     assert m.at[U25, "disagreement"] == pytest.approx(0.11)
     assert t.text.at[U25, "budget"] == "params=0.25" and t.text.at[U25, "achieved"] == "0.251"

@@ -9,7 +9,6 @@ confidence, ``|acc − conf|`` weighted by the bin's share; Guo et al. 2017 with
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import math
@@ -78,7 +77,7 @@ class CalibrationParams(Params):
     subset: int | None = None  # None: the experiment's evaluation subset
     batch_size: int = 512
     n_bins: int = Field(15, ge=1)
-    # corruption names (registry ``corruptions``), "all", or [] for clean only
+    # corruption or suite names (``compressbench.evaluate.corruptions``), "all", or [] for clean only
     corruptions: list[str] | str = Field(default_factory=lambda: list(DEFAULT_CORRUPTIONS))
     severities: list[int] = Field(default_factory=lambda: [3])
     corruption_seed: int = 0
@@ -103,49 +102,32 @@ def _corruption_fn():
     return fn
 
 
-def _call_corrupt(fn, x: torch.Tensor, name: str, severity: int, index: torch.Tensor, seed: int) -> torch.Tensor:
-    """Call ``corrupt`` by parameter names (images, corruption name, severity, dataset indices, seed)."""
-    params = list(inspect.signature(fn).parameters)
-    kw: dict[str, Any] = {}
-    aliases = {"index": index, "indices": index, "idx": index, "seed": seed, "severity": severity,
-               "name": name, "corruption": name}
-    for p in params[1:]:
-        if p in aliases:
-            kw[p] = aliases[p]
-    if not ({"name", "corruption"} & kw.keys()):
-        return fn(x, name, severity, **{k: v for k, v in kw.items() if k not in ("severity",)})
-    return fn(x, **kw)
-
-
 def corrupted_logits(model: nn.Module, images: ImageSet, fn, name: str, severity: int, seed: int,
                      batch_size: int, device: torch.device) -> torch.Tensor:
     model.eval()
     out = []
     with torch.inference_mode():
         for x, _, idx in images.batches(batch_size, device=device):
-            xc = _call_corrupt(fn, x, name, severity, idx, seed)
+            xc = fn(x, idx, name, severity, seed=seed)
             out.append(model(xc.to(device)).float().cpu())
     return torch.cat(out)
 
 
 def _corruption_names(spec: list[str] | str) -> list[str]:
-    from ..registry import corruptions as registry
-
+    """Names (or suite names, e.g. ``cifar10-c``) -> corruption names; unknown ones are skipped with a warning."""
+    items = [spec] if isinstance(spec, str) else list(spec)
     try:
-        known = registry.names()
+        from .corruptions import resolve_names
     except Exception as e:
-        log.warning("calibration: corruption registry unavailable (%s)", e)
-        known = []
-    if spec == "all":
-        return known
-    if isinstance(spec, str):
-        spec = [spec]
-    if known:
-        missing = [n for n in spec if n not in known]
-        if missing:
-            log.warning("calibration: corruptions %s not registered; skipped", missing)
-        return [n for n in spec if n in known]
-    return list(spec)
+        log.warning("calibration: corruptions unavailable (%s); corrupted conditions skipped", e)
+        return []
+    out: list[str] = []
+    for it in items:
+        try:
+            out += [n for n in resolve_names([it]) if n not in out]
+        except (KeyError, ValueError) as e:
+            log.warning("calibration: %s; skipped", e)
+    return out
 
 
 @evaluators.register("calibration", params=CalibrationParams, version=1,

@@ -150,22 +150,32 @@ def pick_condition(sub: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 
 def per_seed(data: ExperimentData, evaluator: str, metric: str, where: dict[str, Any] | None = None,
-             clean_only: bool = False, tags: tuple[str, ...] | None = None,
-             one_condition: bool = True) -> tuple[pd.Series, str]:
+             clean_only: bool = False, tags: tuple[str, ...] | None = None, one_condition: bool = True,
+             protocol: tuple[str, ...] | None = None, exact_keys: set[str] | None = None,
+             agg: str = "mean") -> tuple[pd.Series, str]:
     """One value per (variant, seed): a Series with that MultiIndex, and the condition used.
 
-    ``where`` filters on condition keys; ``clean_only`` keeps rows without a condition."""
+    ``where`` filters on condition keys; ``clean_only`` keeps rows without a condition;
+    ``exact_keys`` keeps rows whose condition has exactly these keys. With ``one_condition`` the
+    rows of one condition are kept (the one covering most variants); ``protocol`` restricts that
+    choice to these keys (e.g. threads, batch), so rows that differ only in other keys (runtime,
+    dtype, ...) all stay and are reduced with ``agg`` ("mean" / "min")."""
     df = data.df
     m = (df["evaluator"] == evaluator) & (df["metric"] == metric)
     if clean_only:
         m &= df["condition"].fillna("") == ""
+    if exact_keys is not None:
+        m &= df["condition_json"].map(lambda c: set(c or {}) == exact_keys)
     for k, v in (where or {}).items():
         m &= data.cond(k).astype(object).map(lambda x, v=v: x == v or str(x) == str(v))
     sub = pick_tag(df[m], tags)
     cond = ""
-    if one_condition:
+    if one_condition and not sub.empty:
+        if protocol is not None:
+            sub = sub.assign(condition=sub["condition_json"].map(
+                lambda c: ",".join(f"{k}={(c or {}).get(k)}" for k in protocol if k in (c or {}))))
         sub, cond = pick_condition(sub)
-    s = sub.groupby(["variant", "seed"])["value"].mean()
+    s = sub.groupby(["variant", "seed"])["value"].agg(agg)
     return s, cond
 
 

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 
 from .data import BASELINE, ExperimentData, per_seed  # noqa: E402
 from .stats import mean_ci  # noqa: E402
-from .tables import ReportOptions, _eps_str, corruption_cells, robust_cells  # noqa: E402
+from .tables import ReportOptions, _eps_str, corruption_cells, robust_cells, timing  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +224,10 @@ class Plotter:
         acc = _agg(clean, ["variant"]).set_index("variant")
         for metric, name, xlabel, scale in (("latency_b1_ms", "pareto_latency", "latency at batch 1, ms", 1.0),
                                             ("bytes_compressed", "pareto_bytes", "compressed size, KiB", 1 / 1024)):
-            tags = ("realised", "") if metric.startswith("latency") else None
-            s, cond = per_seed(self.data, "efficiency", metric, tags=tags)
+            if metric.startswith("latency"):
+                s, cond = timing(self.data, metric)
+            else:
+                s, cond = per_seed(self.data, "efficiency", metric, one_condition=False)
             if not len(s):
                 continue
             x = _agg(s, ["variant"]).set_index("variant")
