@@ -214,3 +214,26 @@ def test_autoattack_not_weaker_than_pgd(tiny_model, digits_bundle, tmp_path):
     aa = one(ms, "robust_top1", attack="autoattack", eps=4 / 255)
     pgd = one(ms, "robust_top1", attack="pgd", eps=4 / 255)
     assert aa <= pgd + 0.025
+
+
+@pytest.mark.parametrize("method", ["quantize.static", "quantize.dynamic", "quantize.fp16"])
+def test_variants_from_compress_quantize(method, tiny_model, digits_bundle, tmp_path):
+    """The real quantized variants of compress/quantize.py: transfer always, white-box via STE simulation."""
+    from compressbench.registry import methods
+    from test_compress_common import make_context
+
+    meta = methods.meta(method)
+    res = methods.get(method)(copy.deepcopy(tiny_model), make_context(digits_bundle, tmp_path), None,
+                              meta["params"]())
+    q = res.model
+    ctx = make_ctx(digits_bundle, tiny_model, tmp_path, method=method, steps=res.steps)
+    assert ctx.variant.is_quantized
+    p = AdversarialParams(attacks=[AttackSpec(name="pgd", eps=[0.0, 0.05, 0.3], steps=5, stronger_steps=0)],
+                          subset=60)
+    ms = adversarial(q, ctx, p)
+    assert {m.tag for m in ms} == {"transfer", "whitebox-ste"}
+    assert one(ms, "check_ste_fidelity") >= 0.9
+    for mode in ("transfer", "whitebox-ste"):
+        assert one(ms, "robust_top1", eps=0.3, mode=mode) <= 0.1 < one(ms, "robust_top1", eps=0.0, mode=mode)
+    p2 = p.model_copy(update={"modes": ["auto-transfer"]})
+    assert {m.tag for m in adversarial(q, ctx, p2)} == {"transfer"}

@@ -8,7 +8,8 @@ Modes (condition key ``mode`` and the row's tag):
   see :mod:`.quantsim`), evaluated on the real quantized variant.
 
 ``auto`` picks ``whitebox`` for differentiable variants, and ``transfer`` + ``whitebox-ste`` (when
-the quantization can be simulated) for quantized or non-differentiable ones.
+the quantization can be simulated) for quantized or non-differentiable ones; ``auto-transfer`` is
+the cheap variant (``whitebox`` or ``transfer`` only). fp16/bf16 casts count as quantized.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from .quantsim import (
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["auto", "whitebox", "transfer", "whitebox-ste"]
+Mode = Literal["auto", "auto-transfer", "whitebox", "transfer", "whitebox-ste"]
 
 DEFAULT_THRESHOLDS = {"l2": [0.0, 0.25, 0.5, 1.0, 2.0], "linf": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]}
 
@@ -116,6 +117,8 @@ def resolve_modes(model: nn.Module, ctx: EvalContext, params: AdversarialParams,
     for m in params.modes:
         if m == "auto":
             wanted += ["whitebox"] if differentiable else ["transfer", "whitebox-ste"]
+        elif m == "auto-transfer":
+            wanted += ["whitebox"] if differentiable else ["transfer"]
         else:
             wanted.append(m)
     modes, skipped = [], []

@@ -9,7 +9,8 @@ same function as closely as float arithmetic allows:
   ``torch.fake_quantize_per_tensor_affine``, whose gradient is the straight-through estimator
   (identity inside the quantization range, zero outside);
 * dynamic int8 ``Linear``: the input is fake-quantized with a per-batch scale (as the kernel does);
-* fp16 / bf16 casts: the float32 copy of the (exactly representable) low-precision weights.
+* fp16 / bf16 casts (``compress.quantize.CastNet`` or a bare ``.half()``): the float32 copy of the
+  (exactly representable) low-precision weights; activation rounding is not simulated.
 
 The attack is crafted on the simulation and **evaluated on the real variant**; the
 ``check_ste_fidelity`` row (prediction agreement of simulation and variant) says how faithful it was.
@@ -47,11 +48,22 @@ def _has_quant_graph_ops(model: nn.Module) -> bool:
     return any(_has_quant_graph_ops(c) for c in model.children())
 
 
+_LOW = (torch.float16, torch.bfloat16)
+
+
 def low_precision_dtype(model: nn.Module) -> torch.dtype | None:
-    """fp16 / bf16 if the model's floating parameters are stored in it."""
+    """fp16 / bf16 if any floating parameter or buffer of the model is stored in it."""
+    for p in list(model.parameters()) + list(model.buffers()):
+        if p.is_floating_point() and p.dtype in _LOW:
+            return p.dtype
+    return None
+
+
+def _input_dtype(model: nn.Module) -> torch.dtype | None:
+    """fp16 / bf16 if the model's *first* floating tensor is (a bare ``model.half()``: cast the input)."""
     for p in list(model.parameters()) + list(model.buffers()):
         if p.is_floating_point():
-            return p.dtype if p.dtype in (torch.float16, torch.bfloat16) else None
+            return p.dtype if p.dtype in _LOW else None
     return None
 
 
@@ -73,8 +85,8 @@ def model_device(model: nn.Module, default: torch.device | str = "cpu") -> torch
 
 def forward_float(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Run ``model`` on float32 [0,1] images whatever its precision; float32 logits."""
-    dt = low_precision_dtype(model)
-    if dt is not None and not isinstance(model, torch.fx.GraphModule):
+    dt = _input_dtype(model)
+    if dt is not None:
         x = x.to(dt)
     return model(x).float()
 
@@ -225,6 +237,9 @@ def ste_simulation(model: nn.Module) -> nn.Module:
     sim = copy.deepcopy(model)
     if low_precision_dtype(sim) is not None:
         sim = sim.float()
+        for m in sim.modules():  # cast wrappers (compress.quantize.CastNet) keep their target dtype
+            if getattr(m, "dtype", None) in _LOW:
+                m.dtype = torch.float32
     if isinstance(sim, nn.Module) and _convert(sim) is not None:
         raise NotSimulatable(f"top-level quantized module {type(sim).__name__}")
     _swap(sim)
