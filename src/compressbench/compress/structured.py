@@ -114,15 +114,21 @@ def prune_once(model: nn.Module, ctx: CompressContext, params: StructuredParams,
 
 
 def resize_step(model: nn.Module) -> dict[str, Any]:
-    """The channel counts of every conv / linear / BN layer (enough to rebuild the architecture)."""
-    mods: dict[str, dict[str, int]] = {}
+    """Channel counts and tensor shapes of every conv / linear / BN layer (enough to rebuild the
+    architecture, independent of later steps that rename or fold the tensors)."""
+    mods: dict[str, dict[str, Any]] = {}
     for n, m in model.named_modules():
         if isinstance(m, nn.modules.conv._ConvNd):
-            mods[n] = {"in_channels": m.in_channels, "out_channels": m.out_channels, "groups": m.groups}
+            attrs: dict[str, Any] = {"in_channels": m.in_channels, "out_channels": m.out_channels, "groups": m.groups}
         elif isinstance(m, nn.Linear):
-            mods[n] = {"in_features": m.in_features, "out_features": m.out_features}
+            attrs = {"in_features": m.in_features, "out_features": m.out_features}
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            mods[n] = {"num_features": m.num_features}
+            attrs = {"num_features": m.num_features}
+        else:
+            continue
+        shapes = {k: list(t.shape) for k, t in list(m.named_parameters(recurse=False))
+                  + list(m.named_buffers(recurse=False)) if t is not None and t.dim() > 0}
+        mods[n] = {"attrs": attrs, "shapes": shapes}
     return {"kind": "prune.structured", "modules": mods}
 
 
@@ -198,18 +204,15 @@ def structured(parent: nn.Module, ctx: CompressContext, budget: Budget | None,
 
 @register_rebuilder("prune.structured")
 def rebuild_resized(model: nn.Module, step: dict, state_dict: dict) -> nn.Module:
-    """Resize conv / linear / BN layers to the recorded channel counts (tensor shapes from the state dict)."""
-    for name, attrs in step["modules"].items():
+    """Resize conv / linear / BN layers to the recorded channel counts and tensor shapes."""
+    for name, spec in step["modules"].items():
         m = get_module(model, name)
-        for k, v in attrs.items():
+        for k, v in spec["attrs"].items():
             setattr(m, k, v)
-        prefix = f"{name}." if name else ""
-        for pname, p in list(m.named_parameters(recurse=False)):
-            shape = state_dict[prefix + pname].shape
-            if p.shape != shape:
-                setattr(m, pname, nn.Parameter(torch.empty(shape, dtype=p.dtype)))
-        for bname, b in list(m.named_buffers(recurse=False)):
-            key = prefix + bname
-            if b is not None and key in state_dict and b.shape != state_dict[key].shape:
-                setattr(m, bname, torch.empty(state_dict[key].shape, dtype=b.dtype))
+        for tname, shape in spec["shapes"].items():
+            t = getattr(m, tname)
+            if list(t.shape) == list(shape):
+                continue
+            new = torch.zeros(shape, dtype=t.dtype)
+            setattr(m, tname, nn.Parameter(new, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else new)
     return model
