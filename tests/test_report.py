@@ -98,7 +98,8 @@ def test_summary_numbers(full):
     assert m.at[q, "latency_b1_ms"] == pytest.approx(0.51)
     assert m.at[q, "onnx_latency_b1_ms"] == pytest.approx(0.51 * 0.3)  # fastest ONNX dtype
     assert m.at[U25, "bytes_compressed"] == pytest.approx(140_000 * 4 * 0.251 * 0.95)
-    assert m.at["quantize.dynamic@knob=8", "gflops"] == pytest.approx(0.024)
+    assert m.at["quantize.dynamic@knob=8", "gflops"] == pytest.approx(24.0)  # MFLOPs for a tiny model
+    assert "MFLOPs (eff.)" in t.header()
     assert m.at[U25, "disagreement"] == pytest.approx(0.11)
     assert t.text.at[U25, "budget"] == "params=0.25" and t.text.at[U25, "achieved"] == "0.251"
     # formatted cells

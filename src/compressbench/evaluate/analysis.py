@@ -169,7 +169,7 @@ def save_thumbnail_grid(path: Path, images: torch.Tensor, titles: list[str], nco
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.45 * ncols, 1.75 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.5 * ncols, 2.0 * nrows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, t in zip(axes.flat, images, titles, strict=False):
@@ -178,9 +178,9 @@ def save_thumbnail_grid(path: Path, images: torch.Tensor, titles: list[str], nco
             ax.imshow(arr[:, :, 0], cmap="gray", vmin=0, vmax=255)
         else:
             ax.imshow(arr[:, :, :3])
-        ax.set_title(t, fontsize=6)
+        ax.set_title(t, fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -107,12 +107,23 @@ def figure_html(f: Figure) -> str:
 
 
 def artifacts_html(data: ExperimentData) -> str:
-    imgs = [a for a in data.artifacts if Path(str(a.get("name", ""))).suffix.lower() in IMAGE_TYPES]
+    """Images evaluators wrote (one per variant × evaluator × file name: the first seed's)."""
+    seen: set[tuple] = set()
+    imgs = []
+    for a in sorted(data.artifacts, key=lambda a: (a.get("seed") is None, a.get("seed") or 0, a.get("id") or 0)):
+        key = (a.get("variant"), a.get("evaluator"), a.get("name"))
+        if Path(str(a.get("name", ""))).suffix.lower() in IMAGE_TYPES and key not in seen:
+            seen.add(key)
+            imgs.append(a)
     if not imgs:
         return ""
+    order = {v: i for i, v in enumerate(data.variant_order)}
+    imgs.sort(key=lambda a: (str(a.get("evaluator")), order.get(a.get("variant"), 1 << 30)))
     out = []
     for a in imgs:
         title = f"{a.get('evaluator')}: {a.get('name')} — {a.get('variant')} (seed {a.get('seed')})"
+        if a.get("name") == "disagreed.png":
+            title += ": images the variant disagrees on most with its parent (P: parent, V: variant)"
         out.append(f'<figure class="artifact" data-name="{_e(a.get("name"))}">{_img_tag(Path(a["path"]), title)}'
                    f"<figcaption>{_e(title)}</figcaption></figure>")
     return "<h3>Images written by evaluators</h3>" + "".join(out)
@@ -136,14 +147,18 @@ def provenance_html(data: ExperimentData) -> str:
 
 
 def errors_html(data: ExperimentData) -> str:
+    """Failed jobs: root causes listed; jobs skipped because an upstream job failed are counted."""
     if data.errors.empty:
         return ""
+    err = data.errors.drop_duplicates(["variant", "seed", "evaluator", "error"])
+    upstream = err["error"].astype(str).str.startswith("upstream job failed")
     rows = "".join(
         f'<tr><td class="t">{_e(r.variant)}</td><td>{_e(r.seed)}</td><td class="t">{_e(r.evaluator)}</td>'
-        f'<td class="t">{_e(r.error)}</td></tr>'
-        for r in data.errors.drop_duplicates(["variant", "seed", "evaluator", "error"]).itertuples())
-    return ('<h3>Failed jobs</h3><div class="warn"><table><tr><th class="t">variant</th><th>seed</th>'
-            f'<th class="t">evaluator</th><th class="t">error</th></tr>{rows}</table></div>')
+        f'<td class="t">{_e(r.error)}</td></tr>' for r in err[~upstream].itertuples())
+    skipped = int(upstream.sum())
+    note = f'<p class="note">{skipped} more job(s) did not run because an upstream job failed.</p>' if skipped else ""
+    return ('<h3>Failed jobs</h3><div class="warn"><table class="errors"><tr><th class="t">variant</th><th>seed</th>'
+            f'<th class="t">evaluator</th><th class="t">error</th></tr>{rows}</table>{note}</div>')
 
 
 def experiment_html(data: ExperimentData, tables: list[Table], figures: list[Figure], files_dir: str) -> str:

@@ -30,6 +30,12 @@ class Figure:
     caption: str = ""
 
 
+def _yerr(mean: pd.Series, ci: pd.Series, lo: float = 0.0, hi: float = 100.0) -> np.ndarray:
+    """Asymmetric error bars clipped to the metric's valid range (a CI of 2 seeds can exceed 0–100 %)."""
+    m, c = np.asarray(mean, float), np.nan_to_num(np.asarray(ci, float))
+    return np.vstack([np.minimum(c, np.maximum(m - lo, 0)), np.minimum(c, np.maximum(hi - m, 0))])
+
+
 def _agg(s: pd.Series, by: list[str], conf: float = 0.95) -> pd.DataFrame:
     """Per-seed values (index/columns include ``by`` + seed) -> mean, ci (0 for one seed), n."""
     df = s.reset_index() if isinstance(s, pd.Series) else s
@@ -60,7 +66,7 @@ class Plotter:
         self.single_seed = len(data.seeds) <= 1
 
     # ------------------------------------------------------------ helpers
-    def _save(self, fig: plt.Figure, name: str, title: str, caption: str = "") -> None:
+    def _save(self, fig: plt.Figure, name: str, title: str, caption: str = "", error_bars: bool = True) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         files = {}
         for fmt in self.formats:
@@ -68,8 +74,9 @@ class Plotter:
             fig.savefig(p, dpi=110, bbox_inches="tight", metadata={"Date": None} if fmt == "svg" else None)
             files[fmt] = p
         plt.close(fig)
-        if not self.single_seed:
-            caption = (caption + " " if caption else "") + "Error bars: 95 % CI over seeds."
+        if not self.single_seed and error_bars:
+            caption = (caption + " " if caption else "") + \
+                "Error bars: 95 % CI over seeds (clipped to the valid range)."
         self.figures.append(Figure(name, title, files, caption))
 
     def _short(self, v: str) -> str:
@@ -122,8 +129,8 @@ class Plotter:
                             continue
                         am["x"] = am["variant"].map(self._x_of)
                         am = am.sort_values("x")
-                        ax.errorbar(am["x"], 100 * am["mean"], yerr=100 * am["ci"], marker="o", capsize=3,
-                                    label=m, color=self.mcolors[m])
+                        ax.errorbar(am["x"], 100 * am["mean"], yerr=_yerr(100 * am["mean"], 100 * am["ci"]),
+                                    marker="o", capsize=3, label=m, color=self.mcolors[m])
                     b = a[a["variant"] == BASELINE]
                     if len(b):
                         ax.axhline(100 * b["mean"].iloc[0], ls="--", color="gray", lw=1, label="baseline")
@@ -158,7 +165,8 @@ class Plotter:
         x = np.arange(len(groups))
         for i, v in enumerate(vs):
             av = a[a["variant"] == v].set_index("corruption").reindex(groups)
-            ax.bar(x + (i - (len(vs) - 1) / 2) * w, 100 * av["mean"], w, yerr=100 * av["ci"], capsize=2,
+            ax.bar(x + (i - (len(vs) - 1) / 2) * w, 100 * av["mean"], w, yerr=_yerr(100 * av["mean"], 100 * av["ci"]),
+                   capsize=2,
                    label=self._short(v), color=self.colors[v])
         ax.set_xticks(x, groups, rotation=30, ha="right")
         ax.set_ylabel("top-1 accuracy %")
@@ -183,8 +191,8 @@ class Plotter:
             av = a[a["variant"] == v].sort_values("severity")
             if av.empty:
                 continue
-            ax.errorbar(av["severity"], 100 * av["mean"], yerr=100 * av["ci"], marker="o", capsize=3,
-                        label=self._short(v), color=self.colors[v], ls="--" if v == BASELINE else "-")
+            ax.errorbar(av["severity"], 100 * av["mean"], yerr=_yerr(100 * av["mean"], 100 * av["ci"]), marker="o",
+                        capsize=3, label=self._short(v), color=self.colors[v], ls="--" if v == BASELINE else "-")
         ax.set_xlabel("severity (0 = clean)")
         ax.set_ylabel("top-1 accuracy %, mean over corruptions")
         ax.grid(alpha=0.3)
@@ -215,7 +223,9 @@ class Plotter:
                     ax.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=7, color="w")
         fig.colorbar(im, ax=ax, label="retention = corrupted / clean accuracy")
         fig.tight_layout()
-        self._save(fig, "retention_heatmap", "Retention (corrupted / clean accuracy), variant × corruption")
+        self._save(fig, "retention_heatmap", "Retention (corrupted / clean accuracy), variant × corruption",
+                   "Mean over seeds and severities." if not self.single_seed else "Mean over severities.",
+                   error_bars=False)
 
     def pareto(self) -> None:
         clean, _ = per_seed(self.data, "clean", "top1", clean_only=True)
@@ -238,7 +248,7 @@ class Plotter:
             pts = []
             for v in vs:
                 xv, yv = x.at[v, "mean"] * scale, 100 * acc.at[v, "mean"]
-                ax.errorbar(xv, yv, xerr=x.at[v, "ci"] * scale, yerr=100 * acc.at[v, "ci"], fmt="o",
+                ax.errorbar(xv, yv, xerr=x.at[v, "ci"] * scale, yerr=_yerr([yv], [100 * acc.at[v, "ci"]]), fmt="o",
                             color=self.colors[v], capsize=3, label=self._short(v))
                 pts.append((xv, yv))
             front = pareto_front(pts)
@@ -264,7 +274,8 @@ class Plotter:
                 av = a[a["variant"] == v].sort_values("eps")
                 if av.empty:
                     continue
-                ax.errorbar(av["eps"] * (255 if norm == "linf" else 1), 100 * av["mean"], yerr=100 * av["ci"],
+                ax.errorbar(av["eps"] * (255 if norm == "linf" else 1), 100 * av["mean"],
+                            yerr=_yerr(100 * av["mean"], 100 * av["ci"]),
                             marker="o", capsize=3, label=self._short(v), color=self.colors[v],
                             ls="--" if v == BASELINE else "-")
             ax.set_xlabel("ε × 255" if norm == "linf" else "ε (L2)")
@@ -293,7 +304,8 @@ class Plotter:
         x = np.arange(len(vs))
         for i, c in enumerate(conds):
             ac = a[a["cond"] == c].set_index("variant").reindex(vs)
-            ax.bar(x + (i - (len(conds) - 1) / 2) * w, ac["mean"], w, yerr=ac["ci"], capsize=2, label=c)
+            ax.bar(x + (i - (len(conds) - 1) / 2) * w, ac["mean"], w, yerr=_yerr(ac["mean"], ac["ci"], 0, 1), capsize=2,
+                   label=c)
         ax.set_xticks(x, [self._short(v) for v in vs], rotation=30, ha="right")
         ax.set_ylabel("ECE (15 bins)")
         ax.grid(axis="y", alpha=0.3)

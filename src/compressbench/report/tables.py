@@ -310,6 +310,12 @@ def summary_table(data: ExperimentData, opts: ReportOptions = ReportOptions()) -
     for metric in ("params_nonzero", "bytes_dense", "bytes_compressed", "flops_effective"):
         # one row per variant; its condition (encoding, counter) may differ between variants
         effs[metric], _ = per_seed(data, "efficiency", metric, one_condition=False)
+    # without the efficiency evaluator: the runner's own counts from the compress job
+    for metric, fallback in (("params_nonzero", "params_nonzero"), ("flops_effective", "flops")):
+        if not len(effs[metric]):
+            effs[metric], _ = per_seed(data, "compress", fallback, one_condition=False)
+            if len(effs[metric]):
+                notes.append(f"{metric}: from the compress job (no efficiency rows).")
     cols["params_nonzero"] = effs["params_nonzero"]
     cols["bytes_dense"] = effs["bytes_dense"]
     cols["bytes_compressed"] = effs["bytes_compressed"]
@@ -325,7 +331,9 @@ def summary_table(data: ExperimentData, opts: ReportOptions = ReportOptions()) -
         if comp:
             notes.append("Compression % from the compressor's achieved_bytes (no efficiency rows).")
     cols["compression_pct"] = pd.Series(comp, dtype=float)
-    cols["gflops"] = effs["flops_effective"] / 1e9
+    flops = effs["flops_effective"]
+    small = len(flops) and float(flops.max()) < 1e8  # tiny models: MFLOPs are readable, GFLOPs are not
+    cols["gflops"] = flops / (1e6 if small else 1e9)
     for metric in ("latency_b1_ms", "throughput_img_s", "onnx_latency_b1_ms"):
         cols[metric], cond = timing(data, metric)
         if cond and len(cols[metric]):
@@ -341,7 +349,8 @@ def summary_table(data: ExperimentData, opts: ReportOptions = ReportOptions()) -
         Column("ece", "ECE", _f3), Column("disagreement", "Disagree %", _pct),
         Column("params_nonzero", "Params (nonzero)", _int), Column("bytes_dense", "Dense KiB", _kb),
         Column("bytes_compressed", "Compressed KiB", _kb), Column("compression_pct", "Compression %", _f1),
-        Column("gflops", "GFLOPs (eff.)", _g), Column("latency_b1_ms", "Latency b1 ms", _ms),
+        Column("gflops", "MFLOPs (eff.)" if small else "GFLOPs (eff.)", _g),
+        Column("latency_b1_ms", "Latency b1 ms", _ms),
         Column("throughput_img_s", "Throughput img/s", _int), Column("onnx_latency_b1_ms", "ORT latency b1 ms", _ms),
     ]
     # keep only columns with any data; the clean accuracy column always stays
@@ -353,6 +362,10 @@ def summary_table(data: ExperimentData, opts: ReportOptions = ReportOptions()) -
         per = pd.DataFrame(columns=[c.key for c in columns],
                            index=pd.MultiIndex.from_tuples([], names=["variant", "seed"]))
     notes.insert(0, seeds_note(data))
+    if not data.errors.empty:
+        failed = sorted(set(data.errors["variant"]) - set(data.df["variant"]))
+        if failed:
+            notes.append(f"No numbers for {', '.join(failed)}: every job failed (see Failed jobs).")
     return _aggregate("summary", f"{data.name}: summary", data, per, columns, opts.confidence, notes=notes)
 
 
