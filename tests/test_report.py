@@ -200,3 +200,13 @@ def test_cli(full, tmp_path, capsys):
     assert re.search(r"report written: .*report\.html", capsys.readouterr().out)
     assert "Robust acc. % (linf ε=4/255)" in (tmp_path / "r" / "report.html").read_text()
     assert not list((tmp_path / "r").rglob("*.svg"))
+
+
+def test_only_failed_jobs(tmp_path):
+    s = ResultStore(tmp_path / "s.db")
+    s.add_rows([{"experiment": "x", "variant": "baseline", "method": "baseline", "seed": 0, "evaluator": "train",
+                 "metric": "error", "value": None, "error": "RuntimeError: out of memory", "job_key": "k"}])
+    html = build_report(tmp_path / "s.db", tmp_path / "out", formats=("html", "md")).read_text()
+    assert "RuntimeError: out of memory" in html and "No figure" in html
+    md = (tmp_path / "out" / "x" / "summary.md").read_text()
+    assert "No successful measurement yet." in md and "| baseline | baseline |" in md

@@ -380,7 +380,9 @@ def _eps_str(eps: float) -> str:
 
 def seeds_note(data: ExperimentData) -> str:
     n = len(data.seeds)
-    if n <= 1:
+    if n == 0:
+        return "No successful measurement yet."
+    if n == 1:
         return f"{n} seed: no confidence interval."
     return f"{n} seeds ({', '.join(map(str, data.seeds))}): mean ± 95 % CI (Student t, {n - 1} d.o.f.)."
 
