@@ -490,6 +490,21 @@ def _resolve(params: EfficiencyParams) -> tuple[str, int, int]:
     return device, threads, tb
 
 
+def timing_job(mode: Literal["torch", "onnx"], input_shape: tuple[int, ...], params: EfficiencyParams, *,
+               target: dict[str, Any] | None = None, path: str | Path | None = None,
+               device: str | None = None) -> dict[str, Any]:
+    """The JSON job :func:`run_worker` hands to a fresh process (torch: ``target``; onnx: ``path``)."""
+    dev, threads, tb = _resolve(params)
+    job: dict[str, Any] = {"mode": mode, "input_shape": list(input_shape), "threads": threads, "throughput_batch": tb,
+                           "warmup": params.warmup, "repeats": params.repeats,
+                           "throughput_repeats": params.throughput_repeats}
+    if mode == "torch":
+        job.update(target=target, device=device or dev, quantized_engine=torch.backends.quantized.engine)
+    else:
+        job["path"] = str(path)
+    return job
+
+
 def static_profile(model: nn.Module, input_shape: tuple[int, ...], zstd_level: int = 10) -> dict[str, Any]:
     """Parameters, per-layer density, bytes under every encoding, FLOPs — no timing."""
     model = model.eval()
@@ -522,10 +537,7 @@ def profile(model: nn.Module, input_shape: tuple[int, ...], params: EfficiencyPa
     if not params.timing:
         return rep
     fresh = params.fresh_process and target is not None
-    job = {"mode": "torch", "target": target, "input_shape": list(input_shape), "threads": threads,
-           "throughput_batch": tb, "warmup": params.warmup, "repeats": params.repeats,
-           "throughput_repeats": params.throughput_repeats, "device": device,
-           "quantized_engine": torch.backends.quantized.engine}
+    job = timing_job("torch", input_shape, params, target=target, device=device)
     if fresh:
         rep["torch"] = run_worker(job, params.timeout_s)
     else:
@@ -572,9 +584,7 @@ def _onnx_profiles(model, input_shape, params, threads, tb, quant, float_model, 
                 else:
                     out.setdefault("calibration", "data")
                 path = quantize_onnx_static(fp32, wd / "model_int8.onnx", calib[:params.calib_batches])
-            job = {"mode": "onnx", "path": str(path), "input_shape": list(input_shape), "threads": threads,
-                   "throughput_batch": tb, "warmup": params.warmup, "repeats": params.repeats,
-                   "throughput_repeats": params.throughput_repeats}
+            job = timing_job("onnx", input_shape, params, path=path)
             r = run_worker(job, params.timeout_s) if fresh or params.fresh_process else time_onnx(
                 path, tuple(input_shape), threads, tb, params.warmup, params.repeats, params.throughput_repeats)
             r["bytes"] = Path(path).stat().st_size
@@ -761,7 +771,7 @@ def profile_command(args: argparse.Namespace) -> int:
         float_model = float_source_from_checkpoint(target)
     rep = profile(model, shape, params, target=target, float_model=float_model)
     rep["target"] = args.target
-    Console().print(render_table({args.target: rep}))
+    Console(width=max(160, Console().width)).print(render_table({args.target: rep}))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(rep, indent=1, default=str))
@@ -791,50 +801,65 @@ def _fmt_bytes(n: float) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
-def summary_row(rep: dict[str, Any], ref: dict[str, Any] | None = None) -> dict[str, str]:
-    """Readable cells of one profile (ratios against ``ref`` when given)."""
+def summary_rows(rep: dict[str, Any], ref: dict[str, Any] | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """Readable cells of one profile — (size & compute, speed) — with ratios against ``ref``."""
     b, f, p = rep["bytes"], rep["flops"], rep["params"]
     best = min((k for k in b if k != "torch.save"), key=lambda k: b[k])
-    row = {"params": f"{p['params'] / 1e6:.3f} M", "nonzero [T]": f"{p['params_nonzero'] / 1e6:.3f} M",
-           "bytes dense [R]": _fmt_bytes(b["torch.save"]), "bytes best [R]": f"{_fmt_bytes(b[best])} ({best})",
-           "FLOPs [T]": f"{f['flops'] / 1e6:.1f} M", "eff. FLOPs [T]": f"{f['flops_effective'] / 1e6:.1f} M"}
+    size = {"params": f"{p['params'] / 1e6:.3f} M", "nonzero [T]": f"{p['params_nonzero'] / 1e6:.3f} M",
+            "dense [R]": _fmt_bytes(b["torch.save"]), "compressed [R]": f"{_fmt_bytes(b[best])} {best}",
+            "FLOPs [T]": f"{f['flops'] / 1e6:.1f} M", "eff. FLOPs [T]": f"{f['flops_effective'] / 1e6:.1f} M"}
+    if f.get("int8_ops"):
+        size["FLOPs [T]"] += " (int8)"
+    if ref is not None:
+        size["bytes ×"] = f"{b['torch.save'] / ref['bytes']['torch.save']:.3f}"
+        size["compr. ×"] = f"{b[best] / ref['bytes']['torch.save']:.3f}"
+    speed: dict[str, str] = {}
     t = rep.get("torch")
     if t:
-        row["b1 ms [R]"] = f"{t['latency']['median_ms']:.2f} ±{t['latency']['iqr_ms']:.2f}"
+        speed["b1 ms [R]"] = f"{t['latency']['median_ms']:.2f} ±{t['latency']['iqr_ms']:.2f}"
+        if ref is not None and ref.get("torch"):
+            r = t.get("speedup_b1") or ref["torch"]["latency"]["median_ms"] / t["latency"]["median_ms"]
+            speed["b1 speedup"] = f"{r:.2f}×"
         if "throughput" in t:
-            row["img/s [R]"] = f"{t['throughput']['img_s']:.0f}"
+            speed["img/s [R]"] = f"{t['throughput']['img_s']:.0f}"
         if t.get("peak_mem_mb") is not None:
-            row["peak MB [R]"] = f"{t['peak_mem_mb']:.0f}"
+            speed["peak MB [R]"] = f"{t['peak_mem_mb']:.0f}"
     for dt in ("fp32", "int8"):
         r = (rep.get("onnx") or {}).get(dt)
-        if r:
-            row[f"ORT {dt} b1 ms [R]"] = f"{r['latency']['median_ms']:.2f}"
-    if ref is not None:
-        if t and ref.get("torch"):
-            row["b1 speedup"] = f"{ref['torch']['latency']['median_ms'] / t['latency']['median_ms']:.2f}×"
-        row["bytes ratio"] = f"{b[best] / ref['bytes']['torch.save']:.3f}"
-    return row
+        if isinstance(r, dict) and "latency" in r:
+            speed[f"ORT {dt} b1 ms [R]"] = f"{r['latency']['median_ms']:.2f}"
+            if "throughput" in r:
+                speed[f"ORT {dt} img/s [R]"] = f"{r['throughput']['img_s']:.0f}"
+    return size, speed
 
 
 def render_table(reps: dict[str, dict[str, Any]], ref: str | None = None):
-    """A rich table: one row per profiled model. [R] realised, [T] theoretical."""
+    """Rich tables (size & compute, then speed): one row per profiled model.
+    [R] realised (measured / really encoded), [T] theoretical (counted)."""
+    from rich.console import Group
     from rich.table import Table
 
-    rows = {name: summary_row(r, reps.get(ref) if ref else None) for name, r in reps.items()}
-    cols: list[str] = []
-    for r in rows.values():
-        cols += [c for c in r if c not in cols]
+    rows = {name: summary_rows(r, reps.get(ref) if ref else None) for name, r in reps.items()}
     any_rep = next(iter(reps.values()))
     hw, st = any_rep["hardware"], any_rep["settings"]
-    table = Table(title=f"efficiency — {hw['cpu']} · {st['threads']} thread(s) · torch {hw['torch']} · "
-                        f"onnxruntime {hw['onnxruntime']} · throughput batch {st['throughput_batch']}",
-                  caption="[R] realised (measured / really encoded)  [T] theoretical (counted)")
-    table.add_column("model")
-    for c in cols:
-        table.add_column(c, justify="right")
-    for name, r in rows.items():
-        table.add_row(name, *[r.get(c, "—") for c in cols])
-    return table
+    titles = ("size and compute — [R] realised (bytes really written), [T] theoretical (counted)",
+              f"speed — {hw['cpu']}, {st['threads']} thread(s), torch {hw['torch']}, onnxruntime "
+              f"{hw['onnxruntime']}, throughput batch {st['throughput_batch']}; median ± IQR")
+    tables = []
+    for i, title in enumerate(titles):
+        cols: list[str] = []
+        for r in rows.values():
+            cols += [c for c in r[i] if c not in cols]
+        if not cols:
+            continue
+        table = Table(title=title, title_justify="left")
+        table.add_column("model", no_wrap=True)
+        for c in cols:
+            table.add_column(c, justify="right")
+        for name, r in rows.items():
+            table.add_row(name, *[r[i].get(c, "—") for c in cols])
+        tables.append(table)
+    return Group(*tables)
 
 
 __all__ = ["param_counts", "serialized_bytes", "count_flops", "layer_density", "deployable_state_dict",
