@@ -243,3 +243,18 @@ def test_bad_inputs_are_one_line_errors():
         eff.load_target("no_such_model", (1, 3, 8, 8))
     with pytest.raises(ValueError, match="does not exist"):
         eff.load_target("missing.pt", None)
+
+
+def test_profile_quantized_variant_uses_float_source_for_ort(tmp_path):
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(16, 4)).eval()
+    q = _quantize_fx(net, (1, 3, 16, 16))
+    params = eff.EfficiencyParams(repeats=3, warmup=1, throughput_batch=4, throughput_repeats=2, fresh_process=False)
+    rep = eff.profile(q, (1, 3, 16, 16), params, float_model=net, workdir=tmp_path)
+    assert set(rep["onnx"]) >= {"int8"} and "fp32" not in rep["onnx"]
+    ms = eff.to_measurements(rep)
+    ort = [m for m in ms if m.metric == "onnx_latency_b1_ms"]
+    assert len(ort) == 1 and ort[0].condition["dtype"] == "int8" and ort[0].condition["source"] == "float-source"
+    assert any(m.metric == "int8_ops" and m.tag == "theoretical" for m in ms)
+    lat = next(m for m in ms if m.metric == "latency_b1_ms")
+    assert lat.condition["runtime"].endswith("-int8") and lat.condition["process"] == "in-process"

@@ -588,7 +588,8 @@ def _onnx_profiles(model, input_shape, params, threads, tb, quant, float_model, 
             r = run_worker(job, params.timeout_s) if fresh or params.fresh_process else time_onnx(
                 path, tuple(input_shape), threads, tb, params.warmup, params.repeats, params.throughput_repeats)
             r["bytes"] = Path(path).stat().st_size
-            r["source"] = "float-source-of-quantized-variant" if quant else "variant"
+            r["source"] = "float-source" if quant else "variant"
+            r["process"] = "fresh" if fresh or params.fresh_process else "in-process"
             out[dt] = r
     except Exception as e:  # noqa: BLE001 — ONNX is best-effort; the torch figures still stand
         out["error"] = f"{type(e).__name__}: {e}"
@@ -633,7 +634,7 @@ def to_measurements(rep: dict[str, Any]) -> list[Measurement]:
         if not isinstance(r, dict):
             continue
         base = {"threads": st["threads"], "runtime": f"onnxruntime-{hw['onnxruntime']}", "dtype": dt,
-                "device": f"cpu:{hw['cpu']}", "process": "fresh"}
+                "device": f"cpu:{hw['cpu']}", "process": r.get("process", "fresh"), "source": r["source"]}
         ms += [Measurement("onnx_latency_b1_ms", r["latency"]["median_ms"], {**base, "batch": 1}, "realised", "ms"),
                Measurement("onnx_latency_b1_iqr_ms", r["latency"]["iqr_ms"], {**base, "batch": 1}, "realised", "ms")]
         if "throughput" in r:
@@ -658,7 +659,13 @@ def efficiency(model: nn.Module, ctx: EvalContext, params: EfficiencyParams) -> 
     float_model = calib = None
     if params.onnx and (quant or params.onnx_int8 == "always"):
         if quant:
-            float_model = ctx.load_parent()
+            # torch.ao int8 modules do not export to ONNX: ORT int8 is onnxruntime's own static
+            # quantization of the float model. Pure quantization: the trained parent. After an
+            # architecture-changing step (pipeline): that architecture, random weights (speed only).
+            if any(not s.get("kind", "").startswith("quantize") for s in ctx.variant.steps) and target:
+                float_model = float_source_from_checkpoint(target)
+            else:
+                float_model = ctx.load_parent()
         calib = [x.numpy() for x, _, _ in _take(ctx.data.train.batches(32), params.calib_batches)]
     rep = profile(model, input_shape, params, target=target, float_model=float_model, calib=calib,
                   workdir=ctx.workdir)
