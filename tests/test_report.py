@@ -94,6 +94,7 @@ def test_summary_numbers(full):
     # efficiency: compression % vs the baseline's dense bytes; realised latency
     assert m.at[U25, "compression_pct"] == pytest.approx(100 * (1 - 0.251 * 0.95))
     assert m.at["baseline", "latency_b1_ms"] == pytest.approx(1.01)
+    assert math.isnan(m.at[U25, "latency_b1_ms"])  # its timing is tagged simulated: not shown as realised
     q = "quantize.dynamic@knob=8"  # different runtime (int8) still under the same threads/batch protocol
     assert m.at[q, "latency_b1_ms"] == pytest.approx(0.51)
     assert m.at[q, "onnx_latency_b1_ms"] == pytest.approx(0.51 * 0.3)  # fastest ONNX dtype

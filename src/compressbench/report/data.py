@@ -129,9 +129,12 @@ def load_experiment(store: ResultStore, name: str) -> ExperimentData:
 
 
 def pick_tag(sub: pd.DataFrame, tags: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """Keep, per (variant, seed, condition, metric), the row with the most preferred tag."""
+    """Keep, per (variant, seed, condition, metric), the row with the most preferred tag. Given ``tags``,
+    rows with other tags are dropped (e.g. only ``realised`` timings, never ``simulated`` ones)."""
     if sub.empty:
         return sub
+    if tags:
+        sub = sub[sub["tag"].fillna("").isin(tags)]
     tags = tags or TAG_PREFERENCE
     rank = {t: i for i, t in enumerate(tags)}
     sub = sub.assign(_rank=sub["tag"].fillna("").map(lambda t: rank.get(t, len(rank))))
