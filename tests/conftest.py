@@ -9,7 +9,7 @@ import pytest
 import torch
 
 os.environ.setdefault("COMPRESSBENCH_PROGRESS", "0")
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tiny models: threads only add overhead
 
 
 @pytest.fixture(scope="session")

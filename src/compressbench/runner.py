@@ -32,7 +32,7 @@ from .plan import Job, plan
 from .progress import progress_enabled
 from .registry import evaluators, methods
 from .store import ResultStore
-from .train import TrainRecipe, accuracy, resolve_device, train
+from .train import TrainRecipe, accuracy, resolve_device, seed_everything, train
 
 log = logging.getLogger("compressbench")
 
@@ -89,6 +89,7 @@ def job_train(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir: Pa
               show_progress: bool) -> tuple[list[dict], dict]:
     s = job.spec
     data = get_dataset(s["dataset"], cache_dir)
+    seed_everything(s["seed"])  # weight init is part of the seeded run
     model = create_model(s["model"]["name"], data.meta, width=s["model"]["width"], **s["model"]["kwargs"])
     stats = train(model, data.train, _recipe(s["train"]), seed=s["seed"], device=device,
                   augment_default=data.meta.augment, desc=f"train seed={s['seed']}", show_progress=show_progress)

@@ -1,0 +1,38 @@
+import subprocess
+import sys
+
+import yaml
+
+from compressbench.cli import main
+
+
+def test_list_models_and_datasets(capsys):
+    assert main(["list", "models"]) == 0
+    out = capsys.readouterr().out
+    assert "cnn5" in out and "resnet20" in out
+    assert main(["list", "datasets"]) == 0
+    assert "fashion-mnist" in capsys.readouterr().out
+
+
+def test_run_results_csv_and_module_entry(tmp_path, monkeypatch):
+    cfg = {"name": "c", "dataset": {"name": "digits", "eval_subset": 100}, "model": {"name": "tinycnn"},
+           "train": {"epochs": 1, "batch_size": 128}, "cache_dir": str(tmp_path / "cache"),
+           "store": str(tmp_path / "c.sqlite")}
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    monkeypatch.setenv("COMPRESSBENCH_PROGRESS", "0")
+    r = subprocess.run([sys.executable, "-m", "compressbench", "run", str(p), "--quiet"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert "2 jobs — 2 ran" in r.stdout and f"results: {tmp_path / 'c.sqlite'}" in r.stdout
+    assert main(["results", str(tmp_path / "c.sqlite"), "--csv", str(tmp_path / "out.csv")]) == 0
+    import pandas as pd
+
+    df = pd.read_csv(tmp_path / "out.csv")
+    assert {"variant", "metric", "value", "seed", "evaluator"} <= set(df.columns)
+    assert (df.query("metric == 'top1'")["value"].between(0, 1)).all()
+
+
+def test_results_missing_store(tmp_path, capsys):
+    assert main(["results", str(tmp_path / "none.sqlite")]) == 2
+    assert "no results store" in capsys.readouterr().err

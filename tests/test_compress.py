@@ -1,0 +1,64 @@
+"""Every registered compression method on the tiny model: it runs, reports all achieved fractions,
+and its output round-trips through checkpoint.save_model / load_model with identical predictions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from compressbench.checkpoint import load_model, save_model
+from compressbench.interfaces import Budget, CompressResult
+from compressbench.registry import methods
+from test_compress_common import make_context
+
+FT = {"epochs": 0.2}
+# cheap params per method; every registered method must appear here
+TEST_PARAMS: dict[str, tuple[dict, Budget | None]] = {
+    "prune.unstructured": ({"finetune": FT}, Budget("knob", 0.6)),
+    "prune.structured": ({"finetune": FT}, Budget("knob", 0.4)),
+    "quantize.static": ({"calibration_batches": 4, "batch_size": 64}, None),
+    "quantize.dynamic": ({}, None),
+    "quantize.qat": ({"finetune": FT, "calibration_batches": 2}, None),
+    "quantize.fp16": ({}, None),
+    "quantize.bf16": ({}, None),
+    "distill": ({"epochs": 0.3}, Budget("knob", 0.5)),
+    "lowrank": ({"finetune": FT}, Budget("knob", 0.5)),
+    "finetune": (FT, None),
+    "pipeline": ({"stages": [{"method": "prune.structured", "params": {"finetune": {"epochs": 0}}},
+                             {"method": "finetune", "params": FT},
+                             {"method": "quantize.static", "params": {"calibration_batches": 2}}]},
+                 Budget("params", 0.6)),
+}
+
+
+def test_every_method_has_test_params_and_metadata():
+    names = methods.names()
+    assert set(names) == set(TEST_PARAMS), f"untested or stale methods: {set(names) ^ set(TEST_PARAMS)}"
+    for n in names:
+        meta = methods.meta(n)
+        assert meta["description"] and meta["version"] >= 1 and "params" in meta
+        assert isinstance(meta.get("budgets"), tuple)
+        assert "check_budget" in meta or not meta["budgets"]
+
+
+@pytest.mark.parametrize("name", sorted(TEST_PARAMS))
+def test_method_runs_and_round_trips(name, tiny_model, digits_bundle, tmp_path):
+    ctx = make_context(digits_bundle, tmp_path)
+    params, budget = TEST_PARAMS[name]
+    p = methods.meta(name)["params"].model_validate(params)
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    res = methods.get(name)(tiny_model, ctx, budget, p)
+    assert isinstance(res, CompressResult)
+    # the parent is untouched
+    assert all(torch.equal(before[k], v) for k, v in tiny_model.state_dict().items())
+    assert set(res.achieved) >= {"params", "bytes", "flops"}
+    assert all(0 < v <= 1.05 for v in res.achieved.values()), res.achieved
+    x = digits_bundle.test.x[:32].float() / 255
+    with torch.inference_mode():
+        y = res.model(x)
+    assert y.shape == (32, digits_bundle.meta.num_classes) and y.dtype == torch.float32
+    path = save_model(res.model, tmp_path / "v.pt", ctx.parent_spec, res.steps)
+    reloaded, ck = load_model(path)
+    with torch.inference_mode():
+        assert torch.equal(reloaded(x), y)
+    assert not any(k.endswith(("weight_orig", "weight_mask")) for k in ck["state_dict"])

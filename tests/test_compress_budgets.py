@@ -1,0 +1,120 @@
+"""Matched budgets: shared targets are met within ±2 %, unreachable ones fail early and clearly,
+and the efficiency claims hold (structured pruning cuts FLOPs, static int8 stores int8 weights)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from compressbench.compress.common import BudgetError, within
+from compressbench.interfaces import Budget
+from compressbench.models import create_model
+from compressbench.registry import methods
+from compressbench.train import TrainRecipe, train
+from test_compress_common import make_context
+
+NO_FT = {"finetune": {"epochs": 0}}
+
+
+@pytest.fixture(scope="module")
+def cnn_parent(digits_bundle):
+    """cnn5 at half width on digits (~30k params: fine enough channel granularity for ±2 %)."""
+    m = create_model("cnn5", digits_bundle.meta, width=0.5)
+    train(m, digits_bundle.train, TrainRecipe(epochs=1, batch_size=64, lr=0.05, augment="none"), show_progress=False)
+    return m.eval()
+
+
+@pytest.fixture
+def cnn_ctx(digits_bundle, tmp_path):
+    spec = {"model": "cnn5", "width": 0.5, "kwargs": {}, "meta": digits_bundle.meta.to_dict()}
+    return make_context(digits_bundle, tmp_path, spec=spec)
+
+
+def run(name, parent, ctx, budget, **params):
+    return methods.get(name)(parent, ctx, budget, methods.meta(name)["params"].model_validate(params))
+
+
+@pytest.mark.parametrize("name,params", [
+    ("prune.unstructured", NO_FT),
+    ("prune.structured", NO_FT),
+    ("distill", {"epochs": 0.1}),
+])
+def test_params_budget_within_two_percent(name, params, cnn_parent, cnn_ctx):
+    res = run(name, cnn_parent, cnn_ctx, Budget("params", 0.25), **params)
+    assert within(res.achieved["params"], 0.25), res.achieved
+    assert res.record["target"] == {"kind": "params", "value": 0.25}
+    assert res.record["within_tolerance"] is True
+    if name == "prune.unstructured":  # nonzero parameters; dense tensors keep their size
+        assert res.achieved["bytes"] > 0.95
+        assert res.record["bytes_sparse_fraction"] < 0.6
+    else:  # really smaller: fewer FLOPs too
+        assert res.achieved["flops"] < 0.45
+
+
+def test_structured_flops_budget_and_iterative(cnn_parent, cnn_ctx):
+    res = run("prune.structured", cnn_parent, cnn_ctx, Budget("flops", 0.4), **NO_FT)
+    assert within(res.achieved["flops"], 0.4) and res.achieved["params"] < 0.6
+    it = run("prune.structured", cnn_parent, cnn_ctx, Budget("params", 0.5), iterative_steps=2,
+             step_finetune={"epochs": 0.1}, finetune={"epochs": 0}, criterion="taylor")
+    assert within(it.achieved["params"], 0.5) and len(it.record["knob"]["step_ratios"]) == 2
+
+
+def test_structured_local_knob_removes_channels(cnn_parent, cnn_ctx):
+    res = run("prune.structured", cnn_parent, cnn_ctx, Budget("knob", 0.5), scope="local", criterion="l2", **NO_FT)
+    convs = [m for m in res.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 8, 16, 16, 32]  # half of 16,16,32,32,64
+    assert res.achieved["flops"] < 0.35
+
+
+def test_lowrank_params_budget(cnn_parent, cnn_ctx):
+    for conv in ("channel_svd", "tucker2"):
+        res = run("lowrank", cnn_parent, cnn_ctx, Budget("params", 0.5), conv=conv, **NO_FT)
+        assert within(res.achieved["params"], 0.5, tol=0.03), (conv, res.achieved)
+        assert res.record["layers"]
+
+
+def test_static_int8_stores_int8_weights(digits_bundle, tmp_path):
+    parent = create_model("cnn5", digits_bundle.meta).eval()  # ~140k params: bytes dominated by weights
+    ctx = make_context(digits_bundle, tmp_path)
+    res = run("quantize.static", parent, ctx, None, calibration_batches=2)
+    assert 0.22 < res.achieved["bytes"] < 0.30, res.achieved
+    qconvs = [m for m in res.model.modules() if type(m).__name__ == "ConvReLU2d" and hasattr(m, "weight")]
+    assert qconvs and all(m.weight().dtype == torch.qint8 for m in qconvs)
+
+
+def test_pipeline_distill_then_int8(cnn_parent, cnn_ctx):
+    res = run("pipeline", cnn_parent, cnn_ctx, Budget("params", 0.3),
+              stages=[{"method": "distill", "params": {"epochs": 0.1}}, {"method": "quantize.static",
+                                                                         "params": {"calibration_batches": 2}}])
+    assert res.record["stages"][0]["budget"] == "params=0.3"
+    assert [s["kind"] for s in res.steps] == ["distill.student", "quantize.int8"]
+    assert res.achieved["bytes"] < 0.12  # 0.3 of the params, int8
+
+
+@pytest.mark.parametrize("name,budget,params,needle", [
+    ("quantize.dynamic", Budget("params", 0.25), {}, "fixed size"),
+    ("prune.unstructured", Budget("flops", 0.5), {}, "does not support 'flops'"),
+    ("prune.structured", Budget("params", 1.5), {}, "fraction of the parent"),
+    ("pipeline", Budget("bytes", 0.2), {"stages": [{"method": "prune.structured"}, {"method": "quantize.static"}]},
+     "bytes budget"),
+    ("pipeline", Budget("params", 0.2), {"stages": [{"method": "quantize.static"}]}, "no stage supports"),
+])
+def test_check_budget_messages(name, budget, params, needle):
+    meta = methods.meta(name)
+    msg = meta["check_budget"](budget, meta["params"].model_validate(params))
+    assert msg and needle in msg and "\n" not in msg
+
+
+def test_pipeline_params_validated():
+    schema = methods.meta("pipeline")["params"]
+    with pytest.raises(ValueError, match="did you mean"):
+        schema.model_validate({"stages": [{"method": "prune.structurd"}]})
+    with pytest.raises(ValueError, match="stage 0"):
+        schema.model_validate({"stages": [{"method": "prune.structured", "params": {"ratioo": 0.3}}]})
+
+
+def test_unreachable_targets_raise(cnn_parent, cnn_ctx):
+    with pytest.raises(BudgetError, match="unreachable"):
+        run("prune.unstructured", cnn_parent, cnn_ctx, Budget("params", 0.001), **NO_FT)
+    with pytest.raises(BudgetError, match="unreachable"):
+        run("lowrank", cnn_parent, cnn_ctx, Budget("params", 0.01), **NO_FT)

@@ -1,0 +1,122 @@
+"""Bad configs fail fast with one line naming the field, the value and what is allowed."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from compressbench.config import ConfigError, load_config, validate
+
+GOOD = {
+    "name": "ok",
+    "dataset": {"name": "digits"},
+    "model": {"name": "tinycnn"},
+    "train": {"epochs": 1},
+}
+
+
+def _err(raw) -> str:
+    with pytest.raises(ConfigError) as e:
+        validate(raw)
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_good_config():
+    exp = validate(GOOD)
+    assert exp.seeds == [0] and exp.train.epochs == 1 and exp.store_path.name == "ok.sqlite"
+
+
+def test_unknown_dataset_did_you_mean():
+    msg = _err({**GOOD, "dataset": {"name": "fashion-mnst"}})
+    assert msg.startswith("dataset.name:") and "did you mean 'fashion-mnist'" in msg
+
+
+def test_negative_epochs():
+    msg = _err({**GOOD, "train": {"epochs": -1}})
+    assert msg.startswith("train.epochs:") and "greater than 0" in msg and "-1" in msg
+
+
+def test_missing_field():
+    raw = dict(GOOD)
+    del raw["model"]
+    assert _err(raw) == "model: required field is missing"
+
+
+def test_wrong_type():
+    msg = _err({**GOOD, "seeds": "zero"})
+    assert msg.startswith("seeds:") and "'zero'" in msg
+
+
+def test_unknown_field_did_you_mean():
+    msg = _err({**GOOD, "train": {"epocs": 2}})
+    assert msg.startswith("train.epocs: unknown field") and "did you mean 'epochs'" in msg
+
+
+def test_unknown_model_and_evaluator():
+    assert "did you mean 'cnn5'" in _err({**GOOD, "model": {"name": "cnn4"}})
+    msg = _err({**GOOD, "evaluations": [{"evaluator": "claen"}]})
+    assert msg.startswith("evaluations[0].evaluator:") and "did you mean 'clean'" in msg
+
+
+def test_evaluator_params_checked():
+    msg = _err({**GOOD, "evaluations": [{"evaluator": "clean", "params": {"subsett": 3}}]})
+    assert msg.startswith("evaluations[0].params.subsett: unknown parameter") and "subset" in msg
+
+
+def test_bad_budget_kind():
+    msg = _err({**GOOD, "variants": [{"method": "x", "budget": {"parms": 0.5}}]})
+    assert msg.startswith("variants[0].budget") and "did you mean 'params'" in msg
+
+
+def test_yaml_syntax_error(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "not valid YAML" in str(e.value)
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "compressbench", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.mark.parametrize("bad, expect", [
+    ({"dataset": {"name": "nope"}}, "dataset.name"),
+    ({"train": {"epochs": -3}}, "train.epochs"),
+    ({"model": None}, "model"),
+    ({"seeds": [0, "a"]}, "seeds[1]"),
+])
+def test_cli_validate_exit_2_one_line(tmp_path, bad, expect):
+    raw = {**GOOD, **bad}
+    if raw.get("model") is None:
+        raw.pop("model")
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    t0 = time.perf_counter()
+    r = _cli("validate", str(p))
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {expect}") and "Traceback" not in r.stderr
+    assert time.perf_counter() - t0 < 30  # includes interpreter + torch import on a loaded CI box
+    # `run` refuses the same file before any work
+    r = _cli("run", str(p), cwd=tmp_path)
+    assert r.returncode == 2 and not (tmp_path / ".compressbench").exists()
+
+
+def test_cli_validate_ok(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(GOOD))
+    r = _cli("validate", str(p))
+    assert r.returncode == 0 and "OK" in r.stdout
+
+
+def test_validate_is_fast_in_process():
+    validate(GOOD)  # warm imports
+    t0 = time.perf_counter()
+    for _ in range(10):
+        validate(GOOD)
+    assert (time.perf_counter() - t0) / 10 < 1.0

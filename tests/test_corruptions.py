@@ -1,0 +1,232 @@
+"""Corruptions: shape/dtype/range, monotonic severity, determinism, reference formulas."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+import numpy as np
+import pytest
+import torch
+
+from compressbench.evaluate.corruptions import SUITES, corrupt, ops
+from compressbench.evaluate.corruptions.params import CIFAR, IMAGENET, resolve_set
+from compressbench.registry import corruptions
+
+ALL = SUITES["all"] + ("gauss_noise", "iso_noise", "rgb_shift", "pixel_dropout", "random_fog")
+
+
+@pytest.fixture(scope="module")
+def rgb(rgb_bundle):
+    return rgb_bundle.test.x[:8].float() / 255
+
+
+@pytest.fixture(scope="module")
+def natural():
+    """Smooth, textured RGB 32×32 images with saturated and gray pixels (for reference checks)."""
+    g = torch.Generator().manual_seed(3)
+    base = torch.rand(6, 3, 4, 4, generator=g)
+    x = torch.nn.functional.interpolate(base, size=(32, 32), mode="bicubic", align_corners=False)
+    x = (x + 0.15 * torch.rand(6, 3, 32, 32, generator=g)).clamp(0, 1)
+    x[0, :, :8, :8] = 0.5  # gray patch
+    x[1, :, :4] = 1.0  # white rows
+    return torch.round(x * 255) / 255  # uint8-valued like dataset images
+
+
+def np_hwc(x: torch.Tensor) -> np.ndarray:
+    return x.permute(1, 2, 0).double().numpy()
+
+
+def test_registry_has_all_with_meta():
+    assert len(SUITES["cifar10-c"]) == 15 and len(SUITES["extra"]) == 4
+    for name in ALL:
+        m = corruptions.meta(name)
+        assert m["suite"] in ("cifar10-c", "extra", "noise") and m["version"] >= 1
+    for _s in range(5):
+        assert set(CIFAR) == set(IMAGENET) == set(SUITES["all"])
+    assert resolve_set("auto", 32, 32) == "cifar" and resolve_set("auto", 224, 224) == "imagenet"
+    with pytest.raises(ValueError, match="unknown corruption"):
+        corrupt(torch.rand(1, 3, 8, 8), None, "fogg", 1)
+    with pytest.raises(ValueError, match="severity"):
+        corrupt(torch.rand(1, 3, 8, 8), None, "fog", 6)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_shape_dtype_range_rgb_and_gray(name, rgb):
+    gray = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    for x in (rgb[:3], gray):
+        for s in range(1, 6):
+            y = corrupt(x, None, name, s)
+            assert y.shape == x.shape and y.dtype == x.dtype
+            assert torch.isfinite(y).all() and y.min() >= 0 and y.max() <= 1
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = ((a - b) ** 2).mean((1, 2, 3)).clamp_min(1e-10)
+    return float((10 * torch.log10(1 / mse)).mean())
+
+
+# The reference constants themselves are not ordered by pixel distance for these (e.g. saturate's
+# severities 1–2 desaturate, 3–5 oversaturate; elastic's severity 1 is a pure affine shift).
+NOT_MONOTONIC = {"glass_blur", "elastic_transform", "spatter", "saturate", "random_fog"}
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if n not in NOT_MONOTONIC])
+def test_severity_monotonic_psnr(name, rgb_bundle):
+    x = rgb_bundle.test.x[:32].float() / 255  # enough images to average out the random draws
+    p = [psnr(corrupt(x, None, name, s), x) for s in range(1, 6)]
+    assert all(b <= a + 0.1 for a, b in zip(p, p[1:], strict=False)), p
+    assert p[-1] < p[0]
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "glass_blur", "fog", "frost", "snow", "elastic_transform",
+                                  "motion_blur", "impulse_noise", "shot_noise", "spatter", "iso_noise"])
+def test_deterministic_per_index_across_batch_sizes(name, rgb):
+    idx = torch.arange(100, 108)
+    full = corrupt(rgb, idx, name, 3, seed=7)
+    part = corrupt(rgb[2:5], idx[2:5], name, 3, seed=7)
+    assert torch.allclose(full[2:5], part, atol=1e-5)
+    single = corrupt(rgb[6:7], idx[6:7], name, 3, seed=7)
+    assert torch.allclose(full[6:7], single, atol=1e-5)
+    other_seed = corrupt(rgb, idx, name, 3, seed=8)
+    assert not torch.allclose(full, other_seed)
+    shifted = corrupt(rgb, idx + 1, name, 3, seed=7)
+    assert not torch.allclose(full, shifted)
+
+
+def test_quantize_truncates_to_uint8_steps(rgb):
+    y = corrupt(rgb, None, "gaussian_noise", 2, quantize=True)
+    assert torch.allclose(y * 255, torch.round(y * 255), atol=1e-4)
+    z = corrupt(rgb, None, "gaussian_noise", 2)
+    assert ((z - y) >= -1e-6).all() and ((z - y) < 1 / 255 + 1e-6).all()
+
+
+def test_uint8_input_is_accepted(rgb):
+    u8 = (rgb * 255).round().to(torch.uint8)
+    assert torch.allclose(corrupt(u8, None, "contrast", 2), corrupt(rgb, None, "contrast", 2), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- reference formulas
+def reference(name: str, img: np.ndarray, s: int) -> np.ndarray:
+    """The make_cifar_c.py functions (float HWC in [0, 1] in, [0, 255] float out), with their
+    OpenCV calls replaced by scipy equivalents (filter2D/GaussianBlur: mode 'mirror')."""
+    import skimage as sk
+    from PIL import Image
+    from scipy.ndimage import correlate, correlate1d
+    from scipy.ndimage import zoom as scizoom
+    from skimage.filters import gaussian
+
+    c = CIFAR[name][s - 1]
+    x = img.copy()
+    if name == "brightness":
+        h = sk.color.rgb2hsv(x)
+        h[:, :, 2] = np.clip(h[:, :, 2] + c, 0, 1)
+        return np.clip(sk.color.hsv2rgb(h), 0, 1) * 255
+    if name == "saturate":
+        h = sk.color.rgb2hsv(x)
+        h[:, :, 1] = np.clip(h[:, :, 1] * c[0] + c[1], 0, 1)
+        return np.clip(sk.color.hsv2rgb(h), 0, 1) * 255
+    if name == "contrast":
+        m = np.mean(x, axis=(0, 1), keepdims=True)
+        return np.clip((x - m) * c + m, 0, 1) * 255
+    if name == "gaussian_blur":
+        return np.clip(gaussian(x, sigma=c, channel_axis=-1), 0, 1) * 255
+    if name == "defocus_blur":
+        radius, alias = c
+        L = np.arange(-8, 8 + 1)
+        X, Y = np.meshgrid(L, L)
+        d = np.array((X ** 2 + Y ** 2) <= radius ** 2, dtype=np.float32)
+        d /= np.sum(d)
+        t = np.arange(3) - 1.0
+        g = np.exp(-t ** 2 / (2 * alias ** 2))
+        g /= g.sum()
+        k = correlate1d(correlate1d(d, g, axis=0, mode="mirror"), g, axis=1, mode="mirror")
+        return np.clip(np.stack([correlate(x[:, :, i], k, mode="mirror") for i in range(3)], -1), 0, 1) * 255
+    if name == "zoom_blur":
+        zs = np.arange(*c)
+
+        def clipped_zoom(im, z):
+            h = im.shape[0]
+            ch = int(np.ceil(h / z))
+            top = (h - ch) // 2
+            im = scizoom(im[top:top + ch, top:top + ch], (z, z, 1), order=1)
+            tt = (im.shape[0] - h) // 2
+            return im[tt:tt + h, tt:tt + h]
+
+        xf = x.astype(np.float32)
+        out = np.zeros_like(xf)
+        for z in zs:
+            out += clipped_zoom(xf, z)
+        return np.clip((xf + out) / (len(zs) + 1), 0, 1) * 255
+    pil = Image.fromarray(np.uint8(np.round(x * 255)))
+    if name == "pixelate":
+        pil = pil.resize((int(32 * c), int(32 * c)), Image.BOX).resize((32, 32), Image.BOX)
+        return np.asarray(pil).astype(np.float64)
+    if name == "jpeg_compression":
+        buf = BytesIO()
+        pil.save(buf, "JPEG", quality=c)
+        return np.asarray(Image.open(buf)).astype(np.float64)
+    raise KeyError(name)
+
+
+# exact float formulas: |Δ| < 0.02/255 ; PIL uint8 paths: ≤ 1 level
+TOL = {"brightness": 0.02, "saturate": 0.02, "contrast": 0.02, "gaussian_blur": 0.02, "defocus_blur": 0.02,
+       "zoom_blur": 0.02, "pixelate": 1.0, "jpeg_compression": 1.0}
+
+
+@pytest.mark.parametrize("name", list(TOL))
+def test_reproduces_reference_formula(name, natural):
+    for s in range(1, 6):
+        ours = corrupt(natural, None, name, s, params="cifar") * 255
+        for i in range(len(natural)):
+            ref = reference(name, np_hwc(natural[i]), s)
+            diff = np.abs(np_hwc(ours[i]) - ref).max()
+            assert diff <= TOL[name], f"{name} severity {s} image {i}: max |Δ| = {diff:.4f} (uint8 units)"
+
+
+def test_defocus_kernel_matches_opencv_when_available():
+    cv2 = pytest.importorskip("cv2")
+    for radius, alias in CIFAR["defocus_blur"] + IMAGENET["defocus_blur"]:
+        L = np.arange(-8, 9) if radius <= 8 else np.arange(-radius, radius + 1)
+        X, Y = np.meshgrid(L, L)
+        d = np.array((X ** 2 + Y ** 2) <= radius ** 2, dtype=np.float32)
+        d /= d.sum()
+        ref = cv2.GaussianBlur(d, ksize=(3, 3) if radius <= 8 else (5, 5), sigmaX=alias)
+        ours = ops.disk_kernel(float(radius), float(alias))
+        h = ours.shape[0] // 2
+        c = ref.shape[0] // 2
+        assert np.abs(ref[c - h:c + h + 1, c - h:c + h + 1] - ours).max() < 1e-6
+        assert abs(ref.sum() - ours.sum()) < 1e-5  # nothing outside the crop
+
+
+def test_motion_blur_matches_imagecorruptions_numpy_port_when_available():
+    ic = pytest.importorskip("imagecorruptions.corruptions")
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for angle in (-40.0, -10.0, 0.0, 25.0, 44.0):
+        ref = ic._motion_blur(np_hwc(x[0]), radius=6, sigma=2, angle=angle)
+        ours = ops.motion_blur(x, 6, 2, torch.tensor([angle]))[0].permute(1, 2, 0).numpy()
+        assert np.abs(ref - ours).max() < 1e-5, angle
+
+
+def test_glass_blur_copy_semantics_match_sequential_loop():
+    """Our pointer-jumping gather == the source's sequential 'swap' on numpy views."""
+    torch.manual_seed(0)
+    for d, H in ((1, 12), (2, 12), (3, 14)):
+        rng = ops.BatchRNG([123], "cpu")
+        from compressbench.evaluate.corruptions.hendrycks import _glass_sources
+
+        deltas = ops.BatchRNG([123], "cpu").randint(-d, d, (1, H, H, 2))[0, 0]
+        src = _glass_sources(rng, H, H, d, 1, "cpu")[0][0]
+        img = np.arange(H * H).reshape(H, H)
+        for h in range(H - d, d, -1):
+            for w in range(H - d, d, -1):
+                dx, dy = int(deltas[h, w, 0]), int(deltas[h, w, 1])
+                img[h, w] = img[h + dy, w + dx]
+        assert np.array_equal(img.reshape(-1), src.numpy())
+
+
+def test_grayscale_colour_corruptions_are_sensible():
+    g = torch.full((1, 1, 16, 16), 0.5)
+    assert torch.allclose(corrupt(g, None, "saturate", 1), g, atol=1e-6)  # no colour, no change
+    assert torch.allclose(corrupt(g, None, "brightness", 2), g + 0.1, atol=1e-6)
+    f = corrupt(g, None, "frost", 3)
+    assert f.shape == g.shape and (f - 0.9 * g).min() >= -1e-6  # frost only adds light
