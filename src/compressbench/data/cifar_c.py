@@ -60,8 +60,13 @@ def load_cifar_c(folder: str | Path, corruption: str, severity: int) -> ImageSet
     return ImageSet(x, lab, torch.tensor(idx) if idx is not None else torch.arange(n))
 
 
-def load_cifar_c_rows(folder: Path, corruption: str, severity: int, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float [0, 1] images and labels of the given clean-test-set ``index`` values."""
+def load_cifar_c_rows(folder: Path, corruption: str, severity: int, index: torch.Tensor,
+                      test_index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float [0, 1] images and labels of the test images with dataset indices ``index``.
+
+    Rows of official files are test-split positions: ``test_index`` (the clean test split's
+    dataset indices, in order) maps indices to positions (identity when None). Folders written by
+    ``compressbench corrupt`` record their dataset indices in meta.json and are matched by those."""
     arr, sev, n = _layout(folder, corruption)
     if severity not in sev:
         raise DatasetError(f"severity {severity} not in {folder / (corruption + '.npy')} (has {sev})")
@@ -72,6 +77,9 @@ def load_cifar_c_rows(folder: Path, corruption: str, severity: int, index: torch
         missing = [int(i) for i in pos if int(i) not in where]
         if missing:
             raise DatasetError(f"{folder} does not contain test images {missing[:5]}…")
+        pos = np.array([where[int(i)] for i in pos], dtype=np.int64)
+    elif test_index is not None:
+        where = {int(v): i for i, v in enumerate(test_index.tolist())}
         pos = np.array([where[int(i)] for i in pos], dtype=np.int64)
     if pos.size and pos.max() >= n:
         raise DatasetError(f"{folder / (corruption + '.npy')} has {n} images per severity; index {pos.max()} asked")

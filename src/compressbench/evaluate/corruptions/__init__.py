@@ -80,7 +80,8 @@ def corrupt(images: torch.Tensor, indices: torch.Tensor | Sequence[int] | None, 
         raise ValueError(f"corruption severity must be in 1..5, got {severity}")
     pset = resolve_set(params, H, W)
     c = constant(name, int(severity), pset)
-    rng = BatchRNG([image_key(seed, name, int(severity), i) for i in idx], x.device)
+    sev = int(severity)
+    rng = BatchRNG(lambda: [image_key(seed, name, sev, i) for i in idx], x.device, n=N)
     with torch.no_grad():
         y = fn(x, rng, c, pset).clamp_(0, 1)
     if quantize:

@@ -72,12 +72,13 @@ class CorruptionsParams(Params):
         return [(s, list(suite_names(s))) for s in self.suites]
 
 
-def _file_batches(files: str, name: str, severity: int, index: torch.Tensor, batch_size: int):
+def _file_batches(files: str, name: str, severity: int, index: torch.Tensor, batch_size: int,
+                  test_index: torch.Tensor):
     from ...data.cifar_c import load_cifar_c_rows
 
     for s in range(0, len(index), batch_size):
         b = index[s:s + batch_size]
-        yield load_cifar_c_rows(Path(files), name, severity, b)
+        yield load_cifar_c_rows(Path(files), name, severity, b, test_index)
 
 
 @evaluators.register("corruptions", params=CorruptionsParams, version=1,
@@ -105,7 +106,8 @@ def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: Corruption
                 for sev in params.severities:
                     hits = 0
                     if params.files:
-                        for x, y in _file_batches(params.files, name, sev, images.index, params.batch_size):
+                        for x, y in _file_batches(params.files, name, sev, images.index, params.batch_size,
+                                                      ctx.data.test.index):
                             hits += correct(x.to(device), y.to(device))
                             bar.update(len(y))
                     else:

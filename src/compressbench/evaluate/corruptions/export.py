@@ -52,7 +52,8 @@ def write_corrupted(images: torch.Tensor, labels: torch.Tensor, index: torch.Ten
                 for s in range(0, N, batch_size):
                     x = images[s:s + batch_size].float() / 255
                     y = corrupt(x, index[s:s + batch_size], name, sev, seed=seed, params=params, quantize=True)
-                    arr[k * N + s:k * N + s + len(x)] = (y * 255 + 1e-3).floor().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+                    u8 = (y * 255 + 1e-3).floor().to(torch.uint8)
+                    arr[k * N + s:k * N + s + len(x)] = u8.permute(0, 2, 3, 1).cpu().numpy()
                     bar.update(len(x))
             p = out / f"{name}.npy"
             np.save(p, arr)

@@ -13,11 +13,10 @@ from __future__ import annotations
 import hashlib
 import math
 from functools import lru_cache
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as cv2.COLOR_RGB2GRAY
 
@@ -36,12 +35,24 @@ class BatchRNG:
     corruption depends only on its key — not on the batch it sits in, nor on the device.
     """
 
-    def __init__(self, keys: Sequence[int], device: torch.device | str = "cpu"):
-        self.gens = [torch.Generator().manual_seed(int(k)) for k in keys]
+    def __init__(self, keys: Sequence[int] | Callable[[], Sequence[int]], device: torch.device | str = "cpu",
+                 n: int | None = None):
+        # keys (or a function returning them) are only turned into generators on the first draw,
+        # so deterministic corruptions pay nothing
+        self._keys = keys
+        self._gens: list[torch.Generator] | None = None
+        self._n = n if n is not None else (None if callable(keys) else len(keys))
         self.device = torch.device(device)
 
+    @property
+    def gens(self) -> list[torch.Generator]:
+        if self._gens is None:
+            keys = self._keys() if callable(self._keys) else self._keys
+            self._gens = [torch.Generator().manual_seed(int(k)) for k in keys]
+        return self._gens
+
     def __len__(self) -> int:
-        return len(self.gens)
+        return self._n if self._n is not None else len(self.gens)
 
     def _stack(self, parts: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack(parts).to(self.device)
@@ -49,6 +60,9 @@ class BatchRNG:
     def uniform(self, shape: Sequence[int] = (), low: float = 0.0, high: float = 1.0) -> torch.Tensor:
         u = self._stack([torch.rand(tuple(shape), generator=g) for g in self.gens])
         return u * (high - low) + low
+
+    def uniform_double(self, shape: Sequence[int] = ()) -> torch.Tensor:
+        return self._stack([torch.rand(tuple(shape), generator=g, dtype=torch.float64) for g in self.gens])
 
     def normal(self, shape: Sequence[int] = (), mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
         z = self._stack([torch.randn(tuple(shape), generator=g) for g in self.gens])
@@ -62,6 +76,44 @@ class BatchRNG:
         """Poisson samples with per-element rates (N×...), drawn image by image on the CPU."""
         r = rates.detach().to("cpu", torch.float32).clamp_min(0)
         return self._stack([torch.poisson(r[i], generator=g) for i, g in enumerate(self.gens)])
+
+
+QUANTILES = 2048
+
+
+@lru_cache(maxsize=32)
+def _poisson_table(c: float) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """For the 256 rates c·v/255: the CDFs offset by +v (flat, rows kept apart) and an inverse
+    table ``inv[v, j]`` = the Poisson value k for every u in [j/Q, (j+1)/Q), or −1 when a CDF
+    step falls inside that bucket (then the exact search decides)."""
+    from scipy.special import pdtr
+
+    K = int(math.ceil(c + 12 * math.sqrt(c) + 30))
+    lam = c * np.arange(256) / 255.0
+    cdf = pdtr(np.arange(K)[None, :], lam[:, None])
+    cdf[:, -1] = 1.0
+    cdf = np.maximum.accumulate(cdf, axis=1)
+    Q = QUANTILES
+    edges = np.arange(Q + 1) / Q
+    lo = np.stack([np.searchsorted(cdf[v], edges[:-1], side="left") for v in range(256)])
+    hi = np.stack([np.searchsorted(cdf[v], np.nextafter(edges[1:], 0), side="left") for v in range(256)])
+    inv = np.where(lo == hi, lo, -1).astype(np.int16)
+    offset = torch.from_numpy((cdf + np.arange(256)[:, None]).reshape(-1))
+    return offset, torch.from_numpy(inv).reshape(-1), K
+
+
+def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float) -> torch.Tensor:
+    """Exact Poisson(c·v/255) samples for integer v in 0..255 (N×...), by inversion
+    k = min{k : CDF(k) ≥ u}: a table lookup for most u, a binary search for the rest."""
+    offset, inv, K = _poisson_table(float(c))
+    u = rng.uniform_double(v.shape[1:])
+    j = (u * QUANTILES).long().clamp_(max=QUANTILES - 1)
+    k = inv.to(v.device)[v * QUANTILES + j].to(torch.int64)
+    amb = k < 0
+    if bool(amb.any()):
+        vv = v[amb]
+        k[amb] = torch.searchsorted(offset.to(v.device), u[amb] + vv.to(torch.float64)) - vv * K
+    return k.to(torch.float32)
 
 
 # --------------------------------------------------------------------------- padding
@@ -104,24 +156,35 @@ def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> np.ndarray:
     return k / k.sum()
 
 
-def _conv_planes(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Correlate every (N, C) plane of an already padded x with one 2-D kernel (valid mode)."""
-    N, C, H, W = x.shape
-    y = F.conv2d(x.reshape(N * C, 1, H, W), kernel[None, None].to(x.dtype))
-    return y.reshape(N, C, y.shape[-2], y.shape[-1])
+@lru_cache(maxsize=1024)
+def _filter_matrix_cached(n: int, weights: tuple[float, ...], first: int, mode: str) -> np.ndarray:
+    M = np.zeros((n, n))
+    k = len(weights)
+    idx = pad_index(n, max(0, -first), max(0, first + k - 1), mode).numpy()
+    off = max(0, -first)
+    for i in range(n):
+        for j, w in enumerate(weights):
+            M[i, idx[i + first + j + off]] += w
+    return M
 
 
-def separable_filter(x: torch.Tensor, kh: np.ndarray | torch.Tensor, kw: np.ndarray | torch.Tensor,
-                     mode: str) -> torch.Tensor:
-    """Correlate with ``kh`` along H then ``kw`` along W (odd lengths), scipy boundary ``mode``."""
-    kh = torch.as_tensor(kh, dtype=x.dtype, device=x.device)
-    kw = torch.as_tensor(kw, dtype=x.dtype, device=x.device)
-    rh, rw = len(kh) // 2, len(kw) // 2
-    if rh:
-        x = _conv_planes(pad2d(x, rh, 0, mode), kh[:, None])
-    if rw:
-        x = _conv_planes(pad2d(x, 0, rw, mode), kw[None, :])
-    return x
+def filter_matrix(n: int, weights, first: int, mode: str) -> np.ndarray:
+    """n×n matrix of a 1-D correlation ``y[i] = Σ_j w[j]·x[i + first + j]`` with the scipy
+    boundary ``mode`` folded in. Filtering a batch is then one (batched) matmul per axis —
+    much faster on CPU than ``conv2d`` on many small single-channel planes."""
+    return _filter_matrix_cached(int(n), tuple(float(w) for w in np.asarray(weights).ravel()), int(first), mode)
+
+
+def _tensor(a: np.ndarray, x: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(a, dtype=x.dtype, device=x.device)
+
+
+def separable_filter(x: torch.Tensor, kh: np.ndarray, kw: np.ndarray, mode: str) -> torch.Tensor:
+    """Correlate with the odd-length ``kh`` along H and ``kw`` along W, scipy boundary ``mode``."""
+    H, W = x.shape[-2:]
+    A = filter_matrix(H, kh, -(len(kh) // 2), mode)
+    B = filter_matrix(W, kw, -(len(kw) // 2), mode)
+    return torch.matmul(torch.matmul(_tensor(A, x), x), _tensor(B, x).T)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float, mode: str = "nearest", truncate: float = 4.0) -> torch.Tensor:
@@ -133,22 +196,37 @@ def gaussian_blur(x: torch.Tensor, sigma: float, mode: str = "nearest", truncate
     return separable_filter(x, k, k, mode)
 
 
-def filter2d(x: torch.Tensor, kernel: np.ndarray | torch.Tensor, mode: str = "mirror") -> torch.Tensor:
-    """``cv2.filter2D`` (correlation, default border REFLECT_101 = ``mirror``) with an odd kernel."""
-    k = torch.as_tensor(kernel, dtype=x.dtype, device=x.device)
-    rh, rw = k.shape[0] // 2, k.shape[1] // 2
-    return _conv_planes(pad2d(x, rh, rw, mode), k)
+@lru_cache(maxsize=64)
+def _svd_terms(kernel_bytes: bytes, shape: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray]]:
+    k = np.frombuffer(kernel_bytes, dtype=np.float64).reshape(shape)
+    U, S, Vt = np.linalg.svd(k)
+    keep = S > S[0] * 1e-9
+    return [(U[:, r] * S[r], Vt[r]) for r in np.nonzero(keep)[0]]
+
+
+def filter2d(x: torch.Tensor, kernel: np.ndarray, mode: str = "mirror") -> torch.Tensor:
+    """``cv2.filter2D`` (correlation, default border REFLECT_101 = ``mirror``) with an odd kernel,
+    computed exactly as a sum of separable rank-1 terms (SVD of the kernel)."""
+    k = np.asarray(kernel, dtype=np.float64)
+    H, W = x.shape[-2:]
+    out = None
+    for u, v in _svd_terms(k.tobytes(), k.shape):
+        A = _tensor(filter_matrix(H, u, -(len(u) // 2), mode), x)
+        B = _tensor(filter_matrix(W, v, -(len(v) // 2), mode), x)
+        y = torch.matmul(torch.matmul(A, x), B.T)
+        out = y if out is None else out + y
+    return out if out is not None else torch.zeros_like(x)
 
 
 def box_blur(x: torch.Tensor, k: int, mode: str = "mirror") -> torch.Tensor:
-    """``cv2.blur(x, (k, k))`` (normalised box, anchor at centre, border REFLECT_101)."""
+    """``cv2.blur(x, (k, k))``: normalised box, OpenCV's anchor ``k // 2``, border REFLECT_101."""
     if k <= 1:
         return x
-    H, W = x.shape[-2:]  # OpenCV's default anchor is k // 2 (window [i - k//2, i - k//2 + k - 1])
-    x = x.index_select(-2, pad_index(H, k // 2, k - 1 - k // 2, mode).to(x.device))
-    x = x.index_select(-1, pad_index(W, k // 2, k - 1 - k // 2, mode).to(x.device))
-    w = torch.full((k, k), 1.0 / (k * k), dtype=x.dtype, device=x.device)
-    return _conv_planes(x, w)
+    H, W = x.shape[-2:]
+    w = np.full(k, 1.0 / k)
+    A = _tensor(filter_matrix(H, w, -(k // 2), mode), x)
+    B = _tensor(filter_matrix(W, w, -(k // 2), mode), x)
+    return torch.matmul(torch.matmul(A, x), B.T)
 
 
 def cv2_gaussian_kernel(ksize: int, sigma: float) -> np.ndarray:
@@ -212,17 +290,14 @@ def rgb_to_hsv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 
 
 def hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """skimage.color.hsv2rgb (N×H×W planes -> N×3×H×W)."""
-    hi = torch.floor(h * 6)
-    f = h * 6 - hi
-    p = v * (1 - s)
-    q = v * (1 - f * s)
-    t = v * (1 - (1 - f) * s)
-    hi = torch.remainder(hi, 6).long()
-    table = torch.stack([torch.stack(c, 1) for c in
-                         ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))], 0)  # 6×N×3×H×W
-    idx = hi[None, :, None].expand(1, -1, 3, -1, -1)
-    return table.gather(0, idx)[0]
+    """skimage.color.hsv2rgb (N×H×W planes -> N×3×H×W), in the closed form
+    ``c_n = v − v·s·clip(min(k, 4 − k), 0, 1)`` with ``k = (n + 6h) mod 6``, n = 5, 3, 1 for R, G, B
+    (the same values as skimage's sector table)."""
+    h6 = (h * 6)[:, None]
+    n = torch.tensor([5.0, 3.0, 1.0], dtype=h.dtype, device=h.device).view(1, 3, 1, 1)
+    k = torch.remainder(n + h6, 6.0)
+    w = torch.minimum(k, 4 - k).clamp(0, 1)
+    return v[:, None] * (1 - s[:, None] * w)
 
 
 def rgb_to_hls(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
