@@ -99,11 +99,21 @@ def main(job_path: str, out_path: str) -> int:
         torch.set_num_interop_threads(1)
         if job.get("quantized_engine") in torch.backends.quantized.supported_engines:
             torch.backends.quantized.engine = job["quantized_engine"]
+        # import what building / loading needs (model zoo, torchvision, rebuilders, Timer) and initialise
+        # the kernel libraries on a throw-away op first, so that peak - base = model + activations
+        # (+ workspace), not library start-up
+        import importlib
+
+        import torch.utils.benchmark  # noqa: F401
+
         from compressbench.checkpoint import load_model
         from compressbench.efficiency import build_factory, measure_torch_model
 
-        # initialise the kernel libraries / thread pool on a throw-away op first, so that
-        # peak - base = model + activations (+ workspace), not library start-up
+        for mod in ("compressbench.models", "compressbench.compress"):
+            try:
+                importlib.import_module(mod)
+            except Exception:  # noqa: BLE001 — only a warm-up; load_model reports real errors
+                pass
         with torch.inference_mode():
             torch.nn.functional.conv2d(torch.rand(1, 3, 8, 8), torch.rand(4, 3, 3, 3)).sum()
             (torch.rand(4, 8) @ torch.rand(8, 4)).sum()

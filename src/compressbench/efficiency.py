@@ -453,10 +453,16 @@ def quantize_onnx_static(fp32_path: str | Path, out_path: str | Path, calib: lis
             return next(self.it, None)
 
     pre = Path(out_path).with_suffix(".pre.onnx")
-    quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-    quantize_static(str(pre), str(out_path), _Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    pre.unlink(missing_ok=True)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # onnxruntime.quantization logs every bias copy at INFO on root
+    try:
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(out_path), _Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+        pre.unlink(missing_ok=True)
     return Path(out_path)
 
 
@@ -754,6 +760,7 @@ def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (0 = all cores; default 1)")
     parser.add_argument("--batch", type=int, default=None, help="throughput batch (default 64 CPU / 256 GPU)")
     parser.add_argument("--repeats", type=int, default=50, help="batch-1 timing samples")
+    parser.add_argument("--throughput-repeats", type=int, default=10, help="throughput-batch timing samples")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--no-onnx", action="store_true", help="skip ONNX export / ONNX Runtime")
     parser.add_argument("--onnx-int8", choices=["auto", "always", "never"], default="auto",
@@ -771,7 +778,8 @@ def profile_command(args: argparse.Namespace) -> int:
     shape = parse_shape(args.input_shape) if args.input_shape else None
     model, target, shape = load_target(args.target, shape, args.num_classes)
     params = EfficiencyParams(throughput_batch=args.batch, threads=args.threads, repeats=args.repeats,
-                              warmup=args.warmup, onnx=not args.no_onnx, onnx_int8=args.onnx_int8,
+                              throughput_repeats=args.throughput_repeats, warmup=args.warmup,
+                              onnx=not args.no_onnx, onnx_int8=args.onnx_int8,
                               fresh_process=not args.in_process, timing=not args.no_timing, device=args.device)
     float_model = None
     if params.onnx and is_quantized_model(model):
