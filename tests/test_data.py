@@ -86,7 +86,8 @@ def test_imagefolder(tmp_path):
         for c in ("cat", "dog"):
             (tmp_path / split / c).mkdir(parents=True)
             for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)).save(tmp_path / split / c / f"{i}.png")
+                img = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
+                Image.fromarray(img).save(tmp_path / split / c / f"{i}.png")
     b = load_dataset("imagefolder", root=tmp_path, cache_dir=tmp_path / "c", size=24)
     assert b.train.x.shape == (12, 3, 24, 24) and b.test.x.shape == (4, 3, 24, 24)
     assert b.meta.class_names == ("cat", "dog") and len(b.meta.mean) == 3

@@ -51,7 +51,8 @@ def test_user_factory(tmp_path, monkeypatch):
     (tmp_path / "mymodels.py").write_text(
         "import torch.nn as nn\n"
         "def build(meta, width=1.0):\n"
-        "    return nn.Sequential(nn.Flatten(), nn.Linear(meta.channels * meta.size[0] * meta.size[1], meta.num_classes))\n")
+        "    n = meta.channels * meta.size[0] * meta.size[1]\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(n, meta.num_classes))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     m = create_model("mymodels:build", GRAY)
     assert m(torch.rand(3, 1, 28, 28)).shape == (3, 10)

@@ -11,7 +11,7 @@ def test_training_learns_and_is_seeded(digits_bundle):
     torch.manual_seed(0)
     b = create_model("tinycnn", digits_bundle.meta)
     sa = train(a, digits_bundle.train, r, seed=1, show_progress=False)
-    sb = train(b, digits_bundle.train, r, seed=1, show_progress=False)
+    train(b, digits_bundle.train, r, seed=1, show_progress=False)
     assert sa["train_steps"] == 6 * -(-len(digits_bundle.train) // 64)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)

@@ -77,7 +77,8 @@ class VariantConfig(_Strict):
             raise ValueError(f"give exactly one budget kind out of {', '.join(BUDGET_KINDS)}, got {sorted(v)}")
         kind = next(iter(v))
         if kind not in BUDGET_KINDS:
-            raise ValueError(f"unknown budget kind '{kind}'{_dym(kind, BUDGET_KINDS)}; allowed: {', '.join(BUDGET_KINDS)}")
+            raise ValueError(f"unknown budget kind '{kind}'{_dym(kind, BUDGET_KINDS)}; "
+                             f"allowed: {', '.join(BUDGET_KINDS)}")
         vals = v[kind] if isinstance(v[kind], list) else [v[kind]]
         if not vals:
             raise ValueError("the budget list is empty")

@@ -65,7 +65,8 @@ def run_one(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]) ->
     failed = [k for k in job.deps if upstream.get(k) is None or upstream[k].error]
     final = job_dir(cache, job.key)
     if failed:
-        return JobResult(job.key, final, error=f"upstream job failed: {upstream[failed[0]].error if failed[0] in upstream else failed[0]}")
+        why = upstream[failed[0]].error if failed[0] in upstream else failed[0]
+        return JobResult(job.key, final, error=f"upstream job failed: {why}")
     tmp = cache / "jobs" / f".tmp-{job.key}-{time.time_ns()}"
     tmp.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

@@ -28,7 +28,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from .data.base import DatasetBundle, DataMeta
+from .data.base import DataMeta, DatasetBundle
 
 log = logging.getLogger(__name__)
 

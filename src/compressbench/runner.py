@@ -177,7 +177,8 @@ def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
     variant = VariantInfo(job.labels["variant"], job.labels["method"], ck["steps"], src.info.get("record", {}))
     ctx = EvalContext(data=data, meta=data.meta, device=dev, seed=s["seed"], workdir=out, variant=variant,
                       load_parent=load_parent, eval_size=s["eval_subset"], progress=show_progress,
-                      extra={"checkpoint": str(src.dir / "model.pt"), "parent_checkpoint": str(parent_dir / "model.pt")})
+                      extra={"checkpoint": str(src.dir / "model.pt"),
+                             "parent_checkpoint": str(parent_dir / "model.pt")})
     ms = entry.load()(model, ctx, params)
     return [{"metric": m.metric, "value": float(m.value), "condition": m.condition, "tag": m.tag, "unit": m.unit}
             for m in ms], {}

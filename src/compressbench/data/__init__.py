@@ -91,8 +91,11 @@ def fashion_mnist(root: Path | None, cache: Path, download: bool, **_: Any) -> D
             "Fashion-MNIST not found in " + ", ".join(str(p) for p in places)
             + " and could not be downloaded; install it with 'apt-get install dataset-fashion-mnist' "
             "(Debian/Ubuntu) or set dataset.root to a folder with the four IDX files")
-    train = ImageSet(to_uint8_nchw(read_idx(files["train_x"])), torch.from_numpy(read_idx(files["train_y"]).astype(np.int64)))
-    test = ImageSet(to_uint8_nchw(read_idx(files["test_x"])), torch.from_numpy(read_idx(files["test_y"]).astype(np.int64)))
+    def labels(key: str) -> torch.Tensor:
+        return torch.from_numpy(read_idx(files[key]).astype(np.int64))
+
+    train = ImageSet(to_uint8_nchw(read_idx(files["train_x"])), labels("train_y"))
+    test = ImageSet(to_uint8_nchw(read_idx(files["test_x"])), labels("test_y"))
     meta = DataMeta("fashion-mnist", 10, 1, (28, 28), (0.2860,), (0.3530,), FASHION_CLASSES, augment="crop")
     return DatasetBundle(meta, train, test)
 
