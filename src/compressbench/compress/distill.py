@@ -25,7 +25,7 @@ from ..interfaces import Budget, CompressContext, CompressResult, Params
 from ..models import create_model
 from ..registry import methods
 from ..train import seed_everything
-from .common import BudgetError, check_fraction, fractions, model_stats, search_knob, within
+from .common import BudgetError, check_fraction, fraction_of, fractions, model_stats, search_knob, within
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +93,18 @@ def distill(parent: nn.Module, ctx: CompressContext, budget: Budget | None, para
         kind, target = budget.kind, budget.value
 
         def evaluate(s: float) -> float:
-            return fractions(ps, model_stats(build_student(name, ctx.meta, base_width * s, kwargs), ctx.meta))[kind]
+            return fraction_of(build_student(name, ctx.meta, base_width * s, kwargs), ctx.meta, ps, kind)
 
-        hi = 1.0
-        while evaluate(hi) < target and hi < 8:
+        hi, hi_val = 1.0, evaluate(1.0)
+        while hi_val < target and hi < 8:
             hi *= 2
+            hi_val = evaluate(hi)
         lo_val = evaluate(0.01)
         if lo_val > target * 1.02:
             raise BudgetError(f"distill: {kind}={target:g} is unreachable — the narrowest '{name}' student keeps "
                               f"{lo_val:.3f} of the parent (try depth_scale or a smaller student model)")
-        scale, _, hist = search_knob(evaluate, target, 0.01, hi, decreasing=False, what=f"distill {kind}")
+        scale, _, hist = search_knob(evaluate, target, 0.01, hi, decreasing=False, what=f"distill {kind}",
+                                     seen=[(0.01, lo_val), (hi, hi_val)])
         record["target"] = {"kind": kind, "value": target}
         record["search"] = [[k, v] for k, v in hist]
     width = base_width * scale

@@ -30,6 +30,7 @@ from .common import (
     check_fraction,
     clone,
     finetune,
+    fraction_of,
     fractions,
     get_module,
     head_name,
@@ -167,7 +168,7 @@ def lowrank(parent: nn.Module, ctx: CompressContext, budget: Budget | None, para
         def evaluate(r: float) -> float:
             cand = clone(parent).cpu()
             apply_lowrank(cand, r, params)
-            return fractions(ps, model_stats(cand, ctx.meta))[kind]
+            return fraction_of(cand, ctx.meta, ps, kind)
 
         lo_val = evaluate(1e-3)
         if lo_val > target * 1.02:

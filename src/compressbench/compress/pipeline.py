@@ -117,7 +117,12 @@ class FinetuneOnly(FinetuneParams):
     pass
 
 
-@methods.register("finetune", params=FinetuneOnly, budgets=(), family="pipeline", version=1,
+def _finetune_budget(budget: Budget | None, params: FinetuneOnly) -> str | None:
+    return None if budget is None else "finetune takes no budget"
+
+
+@methods.register("finetune", params=FinetuneOnly, budgets=(), check_budget=_finetune_budget, family="pipeline",
+                  version=1,
                   description="fine-tune with the experiment's recipe (a pipeline stage between methods)")
 def finetune_method(parent: nn.Module, ctx: CompressContext, budget: Budget | None,
                     params: FinetuneOnly) -> CompressResult:

@@ -32,6 +32,7 @@ from .common import (
     check_fraction,
     clone,
     finetune,
+    fraction_of,
     fractions,
     get_module,
     head_name,
@@ -171,20 +172,21 @@ def structured(parent: nn.Module, ctx: CompressContext, budget: Budget | None,
 
             def evaluate(r: float, base=base, best=best, step_target=step_target) -> float:
                 cand = prune_once(copy.deepcopy(base), ctx, params, r)
-                val = fractions(ps, model_stats(cand, ctx.meta))[kind]
+                val = fraction_of(cand, ctx.meta, ps, kind)
                 if not best or abs(val - step_target) < abs(best["val"] - step_target):
                     best.update(val=val, model=cand, ratio=r)
                 return val
 
             start = fractions(ps, model_stats(base, ctx.meta))[kind]
             if not within(start, step_target):
-                lo_val = evaluate(params.max_layer_ratio * 0.999)
+                hi_r = params.max_layer_ratio * 0.999
+                lo_val = evaluate(hi_r)
                 if lo_val > step_target * (1 + 0.02):
                     raise BudgetError(f"prune.structured: {kind}={target:g} is unreachable — at the maximum "
                                       f"per-layer ratio {params.max_layer_ratio:g} the model keeps {lo_val:.3f} "
                                       f"of the parent (raise max_layer_ratio)")
-                search_knob(evaluate, step_target, 0.0, params.max_layer_ratio * 0.999, decreasing=True,
-                            what=f"prune.structured {kind}", seen=[(params.max_layer_ratio * 0.999, lo_val)])
+                search_knob(evaluate, step_target, 0.0, hi_r, decreasing=True, what=f"prune.structured {kind}",
+                            seen=[(hi_r, lo_val), (0.0, start)])
                 model = best["model"]
                 ratios.append(best["ratio"])
             if k < k_steps:
