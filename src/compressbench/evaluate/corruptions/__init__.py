@@ -83,9 +83,12 @@ def corrupt(images: torch.Tensor, indices: torch.Tensor | Sequence[int] | None, 
     sev = int(severity)
     rng = BatchRNG(lambda: [image_key(seed, name, sev, i) for i in idx], x.device, n=N)
     with torch.no_grad():
-        y = fn(x, rng, c, pset).clamp_(0, 1)
-    if quantize:
-        y = torch.floor(y * 255 + 1e-4).div_(255)
+        y = fn(x, rng, c, pset)
+        if y.data_ptr() == images.data_ptr():  # never modify the caller's tensor in place
+            y = y.clone()
+        y.clamp_(0, 1)
+        if quantize:
+            y.mul_(255).add_(1e-4).floor_().div_(255)
     return y.to(out_dtype)
 
 

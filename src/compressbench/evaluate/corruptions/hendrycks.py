@@ -63,7 +63,7 @@ def _via_rgb(fn: Fn) -> Fn:
 @_register("gaussian_noise", "cifar10-c", False, "additive Gaussian noise, σ per severity")
 def gaussian_noise(x, rng, c, pset):
     """``x + N(0, c²)`` per pixel and channel."""
-    return x + rng.normal(x.shape[1:], std=float(c)).to(x.dtype)
+    return rng.normal(x.shape[1:]).to(x.dtype).mul_(float(c)).add_(x)
 
 
 @_register("shot_noise", "cifar10-c", False, "Poisson (photon) noise")
@@ -78,15 +78,15 @@ def shot_noise(x, rng, c, pset):
 
 @_register("impulse_noise", "cifar10-c", False, "salt-and-pepper noise (skimage random_noise 's&p')")
 def impulse_noise(x, rng, c, pset):
-    """Each value (per channel, as skimage) is replaced with prob. ``c``: half 1 (salt), half 0."""
-    u = rng.uniform((2, *x.shape[1:])).to(x.dtype)
-    flip, salt = u[:, 0] < c, u[:, 1] < 0.5
-    return torch.where(flip, salt.to(x.dtype), x)
+    """Each value (per channel, as skimage) is replaced with prob. ``c``: half 1 (salt), half 0.
+    One uniform per value: u < c flips, and u < c/2 (half of the flips) is salt."""
+    u = rng.uniform(x.shape[1:]).to(x.dtype)
+    return torch.where(u < c, (u < c / 2).to(x.dtype), x)
 
 
 @_register("speckle_noise", "extra", False, "multiplicative Gaussian noise")
 def speckle_noise(x, rng, c, pset):
-    return x + x * rng.normal(x.shape[1:], std=float(c)).to(x.dtype)
+    return rng.normal(x.shape[1:]).to(x.dtype).mul_(float(c)).add_(1).mul_(x)
 
 
 # --------------------------------------------------------------------------- blur
@@ -263,21 +263,21 @@ def _spatter_rgb(x, rng, c, pset):
         mag = torch.hypot(gx, gy)
         strong = mag >= 150
         weak = mag >= 50
-        grow = F.max_pool2d(strong.to(x.dtype), 3, 1, 1) > 0
+        sp = ops.pad2d(strong.to(x.dtype), 1, 1, "nearest")
+        grow = sum(sp[..., dy:dy + H, dx:dx + W] for dy in range(3) for dx in range(3)) > 0
         edges = strong | (weak & grow)
         # distance to the nearest edge (chamfer 1/√2), truncated at 20 like cv2.threshold(TRUNC, 20)
-        big = torch.tensor(20.0, dtype=x.dtype, device=x.device)
-        dist = torch.where(edges, torch.zeros_like(lq), big.expand_as(lq))
+        dist = torch.where(edges, torch.zeros_like(lq), torch.full_like(lq, 20.0))
         for _ in range(20):
             p = ops.pad2d(dist, 1, 1, "nearest")
-            cand = [p[..., 1:-1, 1:-1]]
-            for dy in (0, 1, 2):
-                for dx in (0, 1, 2):
-                    if dy == 1 and dx == 1:
-                        continue
-                    step = 1.0 if (dy == 1 or dx == 1) else 2 ** 0.5
-                    cand.append(p[..., dy:dy + H, dx:dx + W] + step)
-            dist = torch.stack(cand).amin(0)
+            cross = torch.minimum(torch.minimum(p[..., :-2, 1:-1], p[..., 2:, 1:-1]),
+                                  torch.minimum(p[..., 1:-1, :-2], p[..., 1:-1, 2:]))
+            diag = torch.minimum(torch.minimum(p[..., :-2, :-2], p[..., 2:, 2:]),
+                                 torch.minimum(p[..., :-2, 2:], p[..., 2:, :-2]))
+            new = torch.minimum(dist, torch.minimum(cross + 1, diag + 2 ** 0.5))
+            if torch.equal(new, dist):
+                break
+            dist = new
         dist = torch.floor(ops.box_blur(dist.clamp(max=20), 3))  # blur then astype(uint8)
         # equalizeHist per image
         di = dist.long().clamp(0, 255).view(N, -1)
@@ -325,7 +325,7 @@ saturate = _register("saturate", "extra", True, "HSV saturation × a + b")(_via_
 @_register("contrast", "cifar10-c", True, "(x − per-channel mean) · c + mean")
 def contrast(x, rng, c, pset):
     m = x.mean((2, 3), keepdim=True)
-    return (x - m) * c + m
+    return torch.add(m * (1 - c), x, alpha=c)
 
 
 @_register("pixelate", "cifar10-c", True, "PIL BOX downscale to int(size·c) and back")

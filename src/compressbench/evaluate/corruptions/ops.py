@@ -66,7 +66,7 @@ class BatchRNG:
 
     def normal(self, shape: Sequence[int] = (), mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
         z = self._stack([torch.randn(tuple(shape), generator=g) for g in self.gens])
-        return z * std + mean
+        return z if (std == 1.0 and mean == 0.0) else z.mul_(std).add_(mean)
 
     def randint(self, low: int, high: int, shape: Sequence[int] = ()) -> torch.Tensor:
         """Integers in [low, high) (numpy's ``randint`` convention)."""
@@ -106,13 +106,13 @@ def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float) -> torch.Tensor:
     """Exact Poisson(c·v/255) samples for integer v in 0..255 (N×...), by inversion
     k = min{k : CDF(k) ≥ u}: a table lookup for most u, a binary search for the rest."""
     offset, inv, K = _poisson_table(float(c))
-    u = rng.uniform_double(v.shape[1:])
-    j = (u * QUANTILES).long().clamp_(max=QUANTILES - 1)
-    k = inv.to(v.device)[v * QUANTILES + j].to(torch.int64)
+    u = rng.uniform(v.shape[1:])  # 24-bit uniforms: the tail beyond 1 − 2⁻²⁴ is not reached
+    j = u.mul(QUANTILES).long().clamp_(max=QUANTILES - 1)
+    k = inv.to(v.device)[j.add_(v * QUANTILES)].to(torch.int64)
     amb = k < 0
     if bool(amb.any()):
         vv = v[amb]
-        k[amb] = torch.searchsorted(offset.to(v.device), u[amb] + vv.to(torch.float64)) - vv * K
+        k[amb] = torch.searchsorted(offset.to(v.device), u[amb].double() + vv.to(torch.float64)) - vv * K
     return k.to(torch.float32)
 
 
@@ -424,6 +424,7 @@ def motion_blur(x: torch.Tensor, radius: float, sigma: float, angle_deg: torch.T
     """
     N, C, H, W = x.shape
     k = motion_kernel(radius, sigma)
+    k = k[k > 1e-9 * k[0]]  # taps below float32 resolution change nothing
     a = torch.deg2rad(angle_deg.to(x.device, torch.float64)).view(N, 1)
     i = torch.arange(len(k), device=x.device, dtype=torch.float64).view(1, -1)
     ox = torch.ceil(i * torch.cos(a) - 0.5).long()  # N×K
