@@ -161,6 +161,24 @@ def errors_html(data: ExperimentData) -> str:
             f'<th class="t">evaluator</th><th class="t">error</th></tr>{rows}</table>{note}</div>')
 
 
+def checks_html(data: ExperimentData) -> str:
+    """Evaluators' self-checks (metrics ``check_*``, 1 = passed): a count, and every failure listed."""
+    df = data.df[data.df["metric"].astype(str).str.startswith("check_")]
+    if df.empty:
+        return ""
+    failed = df[df["value"] < 1]
+    head = (f'<p class="note">Evaluator self-checks: {len(df) - len(failed)} of {len(df)} passed '
+            "(attack strength, monotonicity, STE fidelity, ...).</p>")
+    if failed.empty:
+        return head
+    rows = "".join(f'<tr><td class="t">{_e(r.variant)}</td><td>{_e(r.seed)}</td><td class="t">{_e(r.evaluator)}'
+                   f'</td><td class="t">{_e(r.metric)}</td><td class="t">{_e(r.condition)}</td></tr>'
+                   for r in failed.itertuples())
+    return (head + '<div class="warn"><b>Failed checks</b> — numbers of these evaluations may be unreliable'
+            '<table class="checks"><tr><th class="t">variant</th><th>seed</th><th class="t">evaluator</th>'
+            f'<th class="t">check</th><th class="t">condition</th></tr>{rows}</table></div>')
+
+
 def experiment_html(data: ExperimentData, tables: list[Table], figures: list[Figure], files_dir: str) -> str:
     s = _slug(data.name)
     nav = " ".join(f'<a href="#{s}-{t.name}">{_e(t.name)}</a>' for t in tables)
@@ -172,6 +190,7 @@ def experiment_html(data: ExperimentData, tables: list[Table], figures: list[Fig
         parts.append('<p class="warn">1 seed: no confidence interval.</p>')
     parts += [table_html(t, s) for t in tables]
     parts.append(errors_html(data))
+    parts.append(checks_html(data))
     parts.append(f'<h3 id="{s}-figures">Figures</h3>')
     parts += [figure_html(f) for f in figures] or ['<p class="note">No figure: not enough data.</p>']
     parts.append(artifacts_html(data))

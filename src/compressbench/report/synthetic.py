@@ -142,6 +142,12 @@ def make_store(path: str | Path, seeds: Iterable[int] = (0, 1, 2), evaluators: I
                     {"attack": "fgsm", "norm": "linf", "eps": 8 / 255, "steps": 1, "mode": "whitebox"}, "whitebox")
                 add("adversarial", "robust_top1", robust_top1(v, 8 / 255, off) + 0.2,
                     {"attack": "pgd", "norm": "linf", "eps": 8 / 255, "steps": 10, "mode": "transfer"}, "transfer")
+                # the evaluator's stronger-attack check: more PGD steps, slightly lower accuracy
+                add("adversarial", "robust_top1", robust_top1(v, 8 / 255, off) - 0.01,
+                    {"attack": "pgd", "norm": "linf", "eps": 8 / 255, "steps": 20, "mode": "whitebox"}, "whitebox")
+                add("adversarial", "check_monotone_eps", 1.0, {"attack": "pgd", "norm": "linf", "steps": 10})
+                add("adversarial", "check_stronger_not_weaker", 0.0 if method == "distill" else 1.0,
+                    {"attack": "pgd", "norm": "linf", "steps": 10, "steps_strong": 20})
                 add("adversarial", "robust_top1", 0.5 + off,
                     {"attack": "pgd", "norm": "l2", "eps": 0.5, "steps": 10, "mode": "whitebox"}, "whitebox")
             if "calibration" in evaluators:
