@@ -214,3 +214,14 @@ def test_only_failed_jobs(tmp_path):
     assert "RuntimeError: out of memory" in html and "No figure" in html
     md = (tmp_path / "out" / "x" / "summary.md").read_text()
     assert "No successful measurement yet." in md and "| baseline | baseline |" in md
+
+
+def test_cli_errors_are_one_line(full, tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    add_report_arguments(parser)
+    for argv, msg in (([str(full / "s.db"), "--experiment", "nope"], "experiment 'nope' not in"),
+                      ([str(full / "s.db"), "--main-eps", "abc"], "--main-eps must be"),
+                      ([str(tmp_path / "none.db")], "no results store")):
+        assert report_command(parser.parse_args(argv + ["--out", str(tmp_path / "o")])) == 2
+        err = capsys.readouterr().err
+        assert msg in err and err.count("\n") == 1

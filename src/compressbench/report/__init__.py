@@ -88,13 +88,19 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
 
 def report_command(args: argparse.Namespace) -> int:
     """Run the ``report`` subcommand; prints the report's path. Returns the exit code."""
+    import sys
+
     from .data import to_float
 
-    eps = to_float(getattr(args, "main_eps", "8/255"))
-    if eps != eps or eps < 0:
-        raise ValueError(f"--main-eps must be a number or a fraction like 8/255, got '{args.main_eps}'")
-    opts = ReportOptions(main_eps=eps, norm=getattr(args, "norm", "linf"))
-    path = build_report(args.store, args.out, experiment=args.experiment,
-                        formats=tuple(getattr(args, "formats", FORMATS)), options=opts)
+    try:
+        eps = to_float(getattr(args, "main_eps", "8/255"))
+        if eps != eps or eps < 0:
+            raise ValueError(f"--main-eps must be a number or a fraction like 8/255, got '{args.main_eps}'")
+        opts = ReportOptions(main_eps=eps, norm=getattr(args, "norm", "linf"))
+        path = build_report(args.store, args.out, experiment=args.experiment,
+                            formats=tuple(getattr(args, "formats", FORMATS)), options=opts)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"report written: {path}")
     return 0
