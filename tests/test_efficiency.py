@@ -243,6 +243,8 @@ def test_bad_inputs_are_one_line_errors():
         eff.load_target("no_such_model", (1, 3, 8, 8))
     with pytest.raises(ValueError, match="does not exist"):
         eff.load_target("missing.pt", None)
+    with pytest.raises(ValueError, match="repeats"):  # pydantic ValidationError is a ValueError
+        eff.EfficiencyParams.model_validate({"repeats": 0})
 
 
 def test_profile_quantized_variant_uses_float_source_for_ort(tmp_path):

@@ -50,6 +50,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from ._profile_worker import _rss_kb, reset_peak_rss, summarize, time_onnx
@@ -470,19 +471,19 @@ def quantize_onnx_static(fp32_path: str | Path, out_path: str | Path, calib: lis
 class EfficiencyParams(Params):
     """Parameters of the ``efficiency`` evaluator (and ``compressbench profile``)."""
 
-    throughput_batch: int | None = None  # None: 64 on CPU, 256 on GPU; 0: no throughput run
-    threads: int = 1  # intra-op threads for torch and ONNX Runtime (0 = all logical cores)
-    warmup: int = 10
-    repeats: int = 50  # batch-1 samples (median + IQR)
-    throughput_repeats: int = 10
+    throughput_batch: int | None = Field(None, ge=0)  # None: 64 on CPU, 256 on GPU; 0: no throughput run
+    threads: int = Field(1, ge=0)  # intra-op threads for torch and ONNX Runtime (0 = all logical cores)
+    warmup: int = Field(10, ge=0)
+    repeats: int = Field(50, ge=1)  # batch-1 samples (median + IQR)
+    throughput_repeats: int = Field(10, ge=1)
     timing: bool = True  # False: parameters, bytes and FLOPs only
     onnx: bool = True  # ONNX export + ONNX Runtime latency
     onnx_int8: Literal["auto", "always", "never"] = "auto"  # auto: only for quantized variants
-    calib_batches: int = 4  # for ORT static int8 calibration
+    calib_batches: int = Field(4, ge=1)  # for ORT static int8 calibration
     fresh_process: bool = True  # time each variant in its own process (needs a checkpoint / factory)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    zstd_level: int = 10
-    timeout_s: float = 900.0
+    zstd_level: int = Field(10, ge=1, le=22)
+    timeout_s: float = Field(900.0, gt=0)
 
 
 def _resolve(params: EfficiencyParams) -> tuple[str, int, int]:
