@@ -53,6 +53,8 @@ def test_method_runs_and_round_trips(name, tiny_model, digits_bundle, tmp_path):
     assert all(torch.equal(before[k], v) for k, v in tiny_model.state_dict().items())
     assert set(res.achieved) >= {"params", "bytes", "flops"}
     assert all(0 < v <= 1.05 for v in res.achieved.values()), res.achieved
+    if budget is not None:  # the runner stores record["knob"] as a float metric
+        assert isinstance(res.record["knob"], float)
     x = digits_bundle.test.x[:32].float() / 255
     with torch.inference_mode():
         y = res.model(x)

@@ -56,7 +56,7 @@ def test_structured_flops_budget_and_iterative(cnn_parent, cnn_ctx):
     assert within(res.achieved["flops"], 0.4) and res.achieved["params"] < 0.6
     it = run("prune.structured", cnn_parent, cnn_ctx, Budget("params", 0.5), iterative_steps=2,
              step_finetune={"epochs": 0.1}, finetune={"epochs": 0}, criterion="taylor")
-    assert within(it.achieved["params"], 0.5) and len(it.record["knob"]["step_ratios"]) == 2
+    assert within(it.achieved["params"], 0.5) and len(it.record["knobs"]["step_ratios"]) == 2
 
 
 def test_structured_local_knob_removes_channels(cnn_parent, cnn_ctx):

@@ -110,7 +110,8 @@ def distill(parent: nn.Module, ctx: CompressContext, budget: Budget | None, para
     width = base_width * scale
     seed_everything(ctx.seed)
     student = build_student(name, ctx.meta, width, kwargs)
-    record["knob"] = {"width": scale, "student_width": width, **({"depth_scale": params.depth_scale}
+    record["knob"] = scale
+    record["knobs"] = {"width": scale, "student_width": width, **({"depth_scale": params.depth_scale}
                                                                  if params.depth_scale is not None else {})}
     parent.eval()
     out = ctx.train(student, epochs=params.epochs, lr=params.lr, optimizer=params.optimizer, schedule=params.schedule,

@@ -179,7 +179,8 @@ def lowrank(parent: nn.Module, ctx: CompressContext, budget: Budget | None, para
         record["target"] = {"kind": kind, "value": target}
     model = clone(parent).cpu()
     layers = apply_lowrank(model, ratio, params)
-    record["knob"] = {"ratio": ratio}
+    record["knobs"] = {"ratio": ratio}
+    record["knob"] = ratio
     record["layers"] = layers
     model = finetune(model, ctx, params.finetune, desc="finetune(lowrank)")
     model.eval()

@@ -106,7 +106,9 @@ def pipeline(parent: nn.Module, ctx: CompressContext, budget: Budget | None, par
     cs = model_stats(model, ctx.meta, flops=int(round(flops_frac * ps.flops)))
     achieved = fractions(ps, cs, nonzero=nonzero)
     record: dict[str, Any] = {"stages": stages, "parent": ps.to_dict(), "child": cs.to_dict(),
-                              "knob": {s["method"]: s["record"].get("knob") for s in stages if "knob" in s["record"]}}
+                              "knobs": {s["method"]: s["record"]["knobs"] for s in stages if "knobs" in s["record"]}}
+    if b_idx is not None and "knob" in stages[b_idx]["record"]:
+        record["knob"] = stages[b_idx]["record"]["knob"]
     if budget is not None and budget.kind != "knob":
         record["target"] = {"kind": budget.kind, "value": budget.value, "stage": b_idx}
         record["within_tolerance"] = within(achieved[budget.kind], budget.value)

@@ -149,7 +149,8 @@ def structured(parent: nn.Module, ctx: CompressContext, budget: Budget | None,
                               "parent": ps.to_dict()}
     if budget is None or budget.kind == "knob":
         ratio = budget.value if budget is not None else params.ratio
-        record["knob"] = {"ratio": ratio}
+        record["knobs"] = {"ratio": ratio}
+        record["knob"] = ratio
         if k_steps == 1:
             prune_once(model, ctx, params, ratio)
         else:  # Torch-Pruning's own iterative schedule, fine-tuning between steps
@@ -191,7 +192,8 @@ def structured(parent: nn.Module, ctx: CompressContext, budget: Budget | None,
                 ratios.append(best["ratio"])
             if k < k_steps:
                 finetune(model, ctx, params.step_finetune, desc=f"finetune(structured {k}/{k_steps})")
-        record["knob"] = {"ratio": ratios[-1] if ratios else 0.0, "step_ratios": ratios}
+        record["knobs"] = {"ratio": ratios[-1] if ratios else 0.0, "step_ratios": ratios}
+        record["knob"] = record["knobs"]["ratio"]
         record["target"] = {"kind": kind, "value": target}
     model = finetune(model, ctx, params.finetune, desc="finetune(structured)")
     model.eval()
