@@ -148,9 +148,11 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
         achieved.setdefault("flops", size["flops"] / max(psize["flops"], 1))
     for m in ms:
         m["evaluator"] = "compress"
-    ms += [{"evaluator": "compress", "metric": f"achieved_{k}", "value": float(v)} for k, v in achieved.items()]
-    if "knob" in res.record:
-        ms.append({"evaluator": "compress", "metric": "knob", "value": float(res.record["knob"])})
+    ms += [{"evaluator": "compress", "metric": f"achieved_{k}", "value": float(v)} for k, v in achieved.items()
+           if isinstance(v, (int, float))]
+    knob = res.record.get("knob")
+    if isinstance(knob, (int, float)) and not isinstance(knob, bool):
+        ms.append({"evaluator": "compress", "metric": "knob", "value": float(knob)})
     (out / "record.json").write_text(json.dumps(res.record, indent=1, default=str))
     return ms, {"size": size, "steps": res.steps, "record": json.loads(json.dumps(res.record, default=str)),
                 "achieved": achieved}
