@@ -222,7 +222,7 @@ def frost(x, rng, c, pset):
     """``c0·x + c1·frost_crop`` with a random crop of one of the first five textures (the
     source's ``randint(5)``). Textures: ``textures.frost_textures`` (procedural, see there)."""
     N, C, H, W = x.shape
-    tex = frost_textures(ops.next_pow2(max(H, W)) * 4)  # 6×3×S×S uint8, CPU
+    tex = frost_textures(max(128, 2 * ops.next_pow2(max(H, W))))  # 6×3×S×S uint8, CPU (128 for 32 px)
     S = tex.shape[-1]
     r = rng.uniform((3,))  # texture, row, column
     ti = (r[:, 0] * 5).long().clamp(0, 4).cpu()

@@ -10,8 +10,8 @@ to be shipped or downloaded:
   directions, which gives the thin bright branching lines of ice crystals;
 * a fine grain, and a cold tint (R, G, B) ∝ (0.86, 0.93, 1.00).
 
-The textures are deterministic (fixed seed), uint8 RGB, S×S with S = 4 × the next power of two
-of the image side, and their mean intensity (≈ 0.45) and contrast are in the range of the
+The textures are deterministic (fixed seed), uint8 RGB, S×S with S = max(128, 2 × the next power
+of two of the image side), and their mean intensity (≈ 0.45) and contrast are in the range of the
 photographs'. They are not the photographs: numbers from ``frost`` differ from the published
 CIFAR-10-C frost files by more than the other corruptions do; use the official files (the
 ``cifar10-c`` dataset) for numbers comparable with papers.
