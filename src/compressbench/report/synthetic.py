@@ -126,14 +126,14 @@ def make_store(path: str | Path, seeds: Iterable[int] = (0, 1, 2), evaluators: I
                     for s in SEVERITIES:
                         a = corruption_top1(v, c, s, off)
                         accs.append(a)
-                        add("corruptions", "top1", a, {"corruption": c, "severity": s, "suite": "cifar"})
+                        add("corruptions", "top1", a, {"corruption": c, "severity": s, "suite": "cifar10-c"})
                 mean = sum(accs) / len(accs)
-                add("corruptions", "mean_top1", mean, {"suite": "cifar"})
+                add("corruptions", "mean_top1", mean, {"suite": "cifar10-c"})
                 for s in SEVERITIES:  # the evaluator's partial means must not leak into the overall mean
-                    add("corruptions", "mean_top1", 0.0, {"suite": "cifar", "severity": s})
+                    add("corruptions", "mean_top1", 0.0, {"suite": "cifar10-c", "severity": s})
                 for c in CORRUPTIONS:
-                    add("corruptions", "mean_top1", 0.0, {"suite": "cifar", "corruption": c})
-                add("corruptions", "mce_unnormalised", 100 * (1 - mean), {"suite": "cifar"})
+                    add("corruptions", "mean_top1", 0.0, {"suite": "cifar10-c", "corruption": c})
+                add("corruptions", "mce_unnormalised", 1 - mean, {"suite": "cifar10-c"})
             if "adversarial" in evaluators:
                 for e in EPS:
                     add("adversarial", "robust_top1", robust_top1(v, e, off),
