@@ -66,8 +66,10 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 # The reference constants themselves are not ordered by pixel distance for these (e.g. saturate's
-# severities 1–2 desaturate, 3–5 oversaturate; elastic's severity 1 is a pure affine shift).
-NOT_MONOTONIC = {"glass_blur", "elastic_transform", "spatter", "saturate", "random_fog"}
+# severities 1–2 desaturate, 3–5 oversaturate; elastic's severity 1 is a pure affine shift; frost's
+# severity 4 lowers the image weight 0.9 → 0.85 at the same frost weight 0.4, so less clips and the
+# mean PSNR over 512 images rises from 15.9 to 16.4 dB — with the old per-image generators too).
+NOT_MONOTONIC = {"glass_blur", "elastic_transform", "spatter", "saturate", "random_fog", "frost"}
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if n not in NOT_MONOTONIC])

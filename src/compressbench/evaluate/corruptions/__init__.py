@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from ...registry import corruptions
 from . import hendrycks, noise  # noqa: F401  (registers the corruptions)
 from .hendrycks import CIFAR_C, EXTRA
-from .ops import BatchRNG, image_key
+from .ops import BatchRNG, image_keys
 from .params import constant, resolve_set
 
 log = logging.getLogger(__name__)
@@ -70,9 +71,13 @@ def corrupt(images: torch.Tensor, indices: torch.Tensor | Sequence[int] | None, 
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"corrupt() needs an N×C×H×W tensor with C in (1, 3), got {shape}")
     out_dtype = images.dtype if images.is_floating_point() else torch.float32
-    x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    x = images.float().div_(255) if images.dtype == torch.uint8 else images.float()
     N, _, H, W = x.shape
-    idx = list(range(N)) if indices is None else [int(i) for i in torch.as_tensor(indices).reshape(-1).tolist()]
+    if indices is None:
+        idx = np.arange(N, dtype=np.int64)
+    else:
+        idx = (indices.detach().cpu().numpy() if isinstance(indices, torch.Tensor)
+               else np.asarray(indices)).astype(np.int64).reshape(-1)
     if len(idx) != N:
         raise ValueError(f"corrupt(): {len(idx)} indices for {N} images")
     fn = corruptions.get(name)
@@ -81,14 +86,15 @@ def corrupt(images: torch.Tensor, indices: torch.Tensor | Sequence[int] | None, 
     pset = resolve_set(params, H, W)
     c = constant(name, int(severity), pset)
     sev = int(severity)
-    rng = BatchRNG(lambda: [image_key(seed, name, sev, i) for i in idx], x.device, n=N)
+    rng = BatchRNG(lambda: image_keys(seed, name, sev, idx), x.device, n=N)
     with torch.no_grad():
         y = fn(x, rng, c, pset)
         if y.data_ptr() == images.data_ptr():  # never modify the caller's tensor in place
             y = y.clone()
-        y.clamp_(0, 1)
-        if quantize:
-            y.mul_(255).add_(1e-4).floor_().div_(255)
+        if quantize:  # np.uint8(clip(x, 0, 1) · 255): truncation to uint8 steps
+            y.mul_(255).clamp_(0, 255).add_(1e-4).floor_().div_(255)
+        else:
+            y.clamp_(0, 1)
     return y.to(out_dtype)
 
 

@@ -5,8 +5,9 @@ Each function mirrors the corresponding function of ``make_cifar_c.py`` / ``make
 (named in its docstring). Where the source used a library call, the call's exact semantics
 (boundary mode, kernel size, rounding) are reproduced; deviations are listed here:
 
-* Random draws use a per-image torch generator (see ``ops.BatchRNG``): same distributions as
-  the source's numpy draws, different numbers.
+* Random draws come from a per-image counter-based stream (SplitMix64 keyed by dataset index,
+  corruption, severity and seed; see ``ops.BatchRNG``): same distributions as the source's numpy
+  draws (normals by Box–Muller on 24-bit uniforms), different numbers.
 * ``motion_blur``/``snow``: ImageMagick's ``MotionBlurImage`` is reimplemented (``ops.motion_blur``),
   so no ImageMagick/Wand is needed.
 * ``frost``: the six frost photographs are replaced by procedural textures (``textures.py``).
@@ -70,9 +71,10 @@ def gaussian_noise(x, rng, c, pset):
 def shot_noise(x, rng, c, pset):
     """``Poisson(x·c) / c``. For uint8-valued images (every dataset image) the Poisson draw is an
     exact inverse-CDF lookup over the 256 possible rates — one ``searchsorted`` per batch."""
-    v = torch.round(x * 255)
-    if float((x * 255 - v).abs().max()) < 1e-3:
-        return ops.poisson_uint8(rng, v.long(), float(c)).to(x.dtype) / c
+    x255 = x * 255
+    v = torch.round(x255)
+    if float(x255.sub_(v).abs_().max()) < 1e-3:
+        return ops.poisson_uint8(rng, v.to(torch.uint8), float(c)).to(x.dtype).div_(c)
     return rng.poisson(x * c).to(x.dtype) / c
 
 

@@ -22,60 +22,167 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as cv2.COLOR_RGB2GRAY
 
 
 # --------------------------------------------------------------------------- keyed RNG
+_GAMMA = np.uint64(0x9E37_79B9_7F4A_7C15)  # SplitMix64 increment (golden ratio)
+_M1 = np.uint64(0xBF58_476D_1CE4_E5B9)
+_M2 = np.uint64(0x94D0_49BB_1331_11EB)
+_CHUNK = 1 << 15  # uint64 words per mixing chunk (256 KiB: stays in L2 cache)
+
+
+def _mix64(z: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
+    """SplitMix64's output function (Stafford's "Mix13" finaliser), in place on uint64."""
+    t = np.empty_like(z) if tmp is None else tmp
+    np.right_shift(z, np.uint64(30), out=t)
+    z ^= t
+    z *= _M1
+    np.right_shift(z, np.uint64(27), out=t)
+    z ^= t
+    z *= _M2
+    np.right_shift(z, np.uint64(31), out=t)
+    z ^= t
+    return z
+
+
+def _base_key(seed: int, name: str, severity: int) -> np.uint64:
+    h = hashlib.blake2b(f"{seed}|{name}|{severity}".encode(), digest_size=8).digest()
+    return np.uint64(int.from_bytes(h, "little"))
+
+
+def image_keys(seed: int, name: str, severity: int, indices: np.ndarray | Sequence[int]) -> np.ndarray:
+    """64-bit keys (uint64, one per image) from (seed, corruption, severity, dataset index) — the
+    only inputs of the noise: ``mix(blake2b(seed|name|severity) + mix(index + 1)·γ)``, vectorised."""
+    idx = np.asarray(indices, dtype=np.int64).astype(np.uint64).reshape(-1)
+    with np.errstate(over="ignore"):
+        z = _mix64((idx + np.uint64(1)) * _GAMMA)
+        z += _base_key(seed, name, severity)
+        return _mix64(z)
+
+
 def image_key(seed: int, name: str, severity: int, index: int) -> int:
-    """63-bit key from (seed, corruption, severity, dataset index): the only inputs of the noise."""
-    h = hashlib.blake2b(f"{seed}|{name}|{severity}|{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(h, "little") & 0x7FFF_FFFF_FFFF_FFFF
+    """The key of one image (see :func:`image_keys`), as a Python int."""
+    return int(image_keys(seed, name, severity, [index])[0])
 
 
 class BatchRNG:
-    """One CPU ``torch.Generator`` per image, seeded by :func:`image_key`.
+    """Counter-based random numbers for a batch: image i's stream is SplitMix64 seeded with its
+    key (``word_n = mix(key_i + n·γ)``, Steele, Lea & Flood 2014), computed for the whole batch
+    at once with uint64 array ops (no per-image generator, no Python loop over images).
 
-    Every draw is made per image on the CPU and then moved to ``device``, so an image's
-    corruption depends only on its key — not on the batch it sits in, nor on the device.
+    Every draw consumes the same number of words for every image, so an image's numbers depend
+    only on its key and the sequence of draws of the corruption — not on the batch it sits in.
+    Numbers are made on the CPU (numpy) and then moved to ``device``: identical on CPU and GPU.
+    Uniforms have 24 random bits (float32 resolution), normals come from Box–Muller on them.
     """
 
-    def __init__(self, keys: Sequence[int] | Callable[[], Sequence[int]], device: torch.device | str = "cpu",
-                 n: int | None = None):
-        # keys (or a function returning them) are only turned into generators on the first draw,
+    def __init__(self, keys: Sequence[int] | np.ndarray | Callable[[], Sequence[int] | np.ndarray],
+                 device: torch.device | str = "cpu", n: int | None = None):
+        # keys (or a function returning them) are only evaluated on the first draw,
         # so deterministic corruptions pay nothing
-        self._keys = keys
-        self._gens: list[torch.Generator] | None = None
+        self._keys_src = keys
+        self._keys: np.ndarray | None = None
         self._n = n if n is not None else (None if callable(keys) else len(keys))
+        self._ctr = 0  # words consumed per image so far
         self.device = torch.device(device)
 
     @property
-    def gens(self) -> list[torch.Generator]:
-        if self._gens is None:
-            keys = self._keys() if callable(self._keys) else self._keys
-            self._gens = [torch.Generator().manual_seed(int(k)) for k in keys]
-        return self._gens
+    def keys(self) -> np.ndarray:
+        if self._keys is None:
+            k = self._keys_src() if callable(self._keys_src) else self._keys_src
+            self._keys = np.asarray([int(v) for v in k] if not isinstance(k, np.ndarray) else k,
+                                    dtype=np.uint64).reshape(-1)
+        return self._keys
 
     def __len__(self) -> int:
-        return self._n if self._n is not None else len(self.gens)
+        return self._n if self._n is not None else len(self.keys)
 
-    def _stack(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack(parts).to(self.device)
+    def words(self, n: int) -> np.ndarray:
+        """The next ``n`` 64-bit words of every image's stream: uint64 N×n."""
+        keys = self.keys
+        N = len(keys)
+        out = np.empty((N, n), dtype=np.uint64)
+        if N == 0 or n == 0:
+            self._ctr += n
+            return out
+        with np.errstate(over="ignore"):
+            ctr = np.arange(self._ctr + 1, self._ctr + n + 1, dtype=np.uint64) * _GAMMA
+            rows = max(1, _CHUNK // n)
+            tmp = np.empty((min(rows, N), n), dtype=np.uint64)
+            for s in range(0, N, rows):
+                z = out[s:s + rows]
+                np.add(ctr[None, :], keys[s:s + rows, None], out=z)
+                _mix64(z, tmp[:len(z)])
+        self._ctr += n
+        return out
+
+    def bits24(self, m: int) -> np.ndarray:
+        """``m`` 24-bit integers per image (uint32 N×m): two per 64-bit word."""
+        w = self.words((m + 1) // 2).view(np.uint32)[:, :m]
+        return np.right_shift(w, np.uint32(8))
+
+    def _out(self, a: np.ndarray | torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+        t = torch.from_numpy(a) if isinstance(a, np.ndarray) else a
+        return t.reshape(len(self), *tuple(shape)).to(self.device)
 
     def uniform(self, shape: Sequence[int] = (), low: float = 0.0, high: float = 1.0) -> torch.Tensor:
-        u = self._stack([torch.rand(tuple(shape), generator=g) for g in self.gens])
-        return u * (high - low) + low
+        """float32 U[low, high) (24-bit resolution), N×shape."""
+        m = math.prod(shape)
+        u = self.bits24(m).astype(np.float32)
+        u *= np.float32((high - low) * 2.0 ** -24)
+        if low:
+            u += np.float32(low)
+        return self._out(u, shape)
 
     def uniform_double(self, shape: Sequence[int] = ()) -> torch.Tensor:
-        return self._stack([torch.rand(tuple(shape), generator=g, dtype=torch.float64) for g in self.gens])
+        """float64 U[0, 1) with 53-bit resolution, N×shape."""
+        w = self.words(math.prod(shape))
+        u = np.right_shift(w, np.uint64(11)).astype(np.float64) * 2.0 ** -53
+        return self._out(u, shape)
 
     def normal(self, shape: Sequence[int] = (), mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
-        z = self._stack([torch.randn(tuple(shape), generator=g) for g in self.gens])
-        return z if (std == 1.0 and mean == 0.0) else z.mul_(std).add_(mean)
+        """float32 N(mean, std²), N×shape, by Box–Muller on pairs of 24-bit uniforms (tails
+        beyond ≈ 5.9σ are not reached)."""
+        m = math.prod(shape)
+        h = (m + 1) // 2
+        b = self.bits24(2 * h).astype(np.float32).reshape(-1, 2, h)  # numpy: SIMD float32 log/sin/cos
+        r, th = b[:, 0], b[:, 1]
+        r += np.float32(0.5)
+        r *= np.float32(2.0 ** -24)  # u ∈ (0, 1)
+        np.log(r, out=r)
+        r *= np.float32(-2.0)
+        np.sqrt(r, out=r)
+        th *= np.float32(2 * math.pi * 2.0 ** -24)
+        z = np.empty_like(b)
+        np.cos(th, out=z[:, 0])
+        np.sin(th, out=z[:, 1])
+        z *= r[:, None]
+        z = z.reshape(-1, 2 * h)[:, :m]
+        if std != 1.0 or mean != 0.0:
+            z = z * np.float32(std)
+            z += np.float32(mean)
+        return self._out(np.ascontiguousarray(z), shape)
 
     def randint(self, low: int, high: int, shape: Sequence[int] = ()) -> torch.Tensor:
-        """Integers in [low, high) (numpy's ``randint`` convention)."""
-        return self._stack([torch.randint(low, high, tuple(shape), generator=g) for g in self.gens])
+        """int64 integers in [low, high) (numpy's ``randint`` convention), N×shape
+        (multiply-shift on 32-bit words; bias < range / 2³²)."""
+        m = math.prod(shape)
+        w = self.words((m + 1) // 2).view(np.uint32)[:, :m].astype(np.uint64)
+        w *= np.uint64(high - low)
+        r = np.right_shift(w, np.uint64(32)).astype(np.int64)
+        if low:
+            r += low
+        return self._out(r, shape)
+
+    @property
+    def gens(self) -> list[torch.Generator]:
+        """One CPU ``torch.Generator`` per image, seeded from its stream (for the few
+        draws that need a library sampler, e.g. Poisson with arbitrary rates)."""
+        seeds = np.right_shift(self.words(1)[:, 0], np.uint64(1))
+        return [torch.Generator().manual_seed(int(s)) for s in seeds]
 
     def poisson(self, rates: torch.Tensor) -> torch.Tensor:
-        """Poisson samples with per-element rates (N×...), drawn image by image on the CPU."""
+        """Poisson samples with per-element rates (N×...): torch's sampler, one generator per image
+        seeded from the image's stream (exact; only used off the fast paths)."""
         r = rates.detach().to("cpu", torch.float32).clamp_min(0)
-        return self._stack([torch.poisson(r[i], generator=g) for i, g in enumerate(self.gens)])
+        return torch.stack([torch.poisson(r[i], generator=g) for i, g in enumerate(self.gens)]).to(self.device)
 
 
 QUANTILES = 2048
@@ -103,17 +210,23 @@ def _poisson_table(c: float) -> tuple[torch.Tensor, torch.Tensor, int]:
 
 
 def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float) -> torch.Tensor:
-    """Exact Poisson(c·v/255) samples for integer v in 0..255 (N×...), by inversion
-    k = min{k : CDF(k) ≥ u}: a table lookup for most u, a binary search for the rest."""
+    """Exact Poisson(c·v/255) samples for integer v in 0..255 (uint8 N×..., any device), by
+    inversion k = min{k : CDF(k) ≥ u} with 24-bit uniforms u: a table lookup (numpy ``take``) for
+    most u, a binary search over the exact CDF for the rest. Returns float32 on ``v``'s device."""
     offset, inv, K = _poisson_table(float(c))
-    u = rng.uniform(v.shape[1:])  # 24-bit uniforms: the tail beyond 1 − 2⁻²⁴ is not reached
-    j = u.mul(QUANTILES).long().clamp_(max=QUANTILES - 1)
-    k = inv.to(v.device)[j.add_(v * QUANTILES)].to(torch.int64)
+    shape = v.shape
+    vv = v.to("cpu", torch.uint8).reshape(len(rng), -1).numpy()
+    r = rng.bits24(vv.shape[1])  # the tail beyond 1 − 2⁻²⁴ is not reached
+    idx = vv.astype(np.int32)
+    idx <<= 11  # QUANTILES = 2¹¹ buckets: bucket = top 11 of the 24 bits
+    idx |= (r >> np.uint32(13)).view(np.int32)
+    k = np.take(inv.numpy(), idx)
     amb = k < 0
-    if bool(amb.any()):
-        vv = v[amb]
-        k[amb] = torch.searchsorted(offset.to(v.device), u[amb].double() + vv.to(torch.float64)) - vv * K
-    return k.to(torch.float32)
+    if amb.any():
+        va = vv[amb].astype(np.int64)
+        u = r[amb].astype(np.float64) * 2.0 ** -24
+        k[amb] = np.searchsorted(offset.numpy(), u + va, side="left") - va * K
+    return torch.from_numpy(k.astype(np.float32)).reshape(shape).to(v.device)
 
 
 # --------------------------------------------------------------------------- padding
