@@ -92,28 +92,36 @@ def _sequential_groups(seq: nn.Sequential) -> list[list[str]]:
     return groups
 
 
+def _fuse_if_plain(module: nn.Module, groups: list[list[str]], qat: bool) -> None:
+    """Fuse the named groups whose first module is a plain conv / linear (a factorised conv —
+    an ``nn.Sequential`` from ``lowrank`` — stays unfused)."""
+    ok = [g for g in groups if all(hasattr(module, n) for n in g)
+          and type(getattr(module, g[0])) in (nn.Conv2d, nn.Conv1d, nn.Linear)]
+    if ok:
+        (tq.fuse_modules_qat if qat else tq.fuse_modules)(module, ok, inplace=True)
+
+
 def make_quantizable(net: nn.Module, qat: bool) -> nn.Module:
     """Swap torchvision residual blocks for their quantizable twins and fuse conv-bn-relu runs (in place)."""
     from torchvision.models import resnet as tvr
     from torchvision.models.quantization import resnet as qr
 
-    fuse = tq.fuse_modules_qat if qat else tq.fuse_modules
     for m in list(net.modules()):
         if type(m) is tvr.BasicBlock:
             m.__class__ = qr.QuantizableBasicBlock
             m.add_relu = nn.quantized.FloatFunctional()
-            m.fuse_model(is_qat=qat)
+            _fuse_if_plain(m, [["conv1", "bn1", "relu"], ["conv2", "bn2"]], qat)
         elif type(m) is tvr.Bottleneck:
             m.__class__ = qr.QuantizableBottleneck
             m.skip_add_relu = nn.quantized.FloatFunctional()
             m.relu1, m.relu2 = nn.ReLU(inplace=False), nn.ReLU(inplace=False)
-            m.fuse_model(is_qat=qat)
-        elif isinstance(m, tvr.ResNet) and isinstance(getattr(m, "conv1", None), nn.Conv2d):
-            fuse(m, [["conv1", "bn1", "relu"]], inplace=True)
+            _fuse_if_plain(m, [["conv1", "bn1", "relu1"], ["conv2", "bn2", "relu2"], ["conv3", "bn3"]], qat)
+        elif isinstance(m, tvr.ResNet):
+            _fuse_if_plain(m, [["conv1", "bn1", "relu"]], qat)
         if isinstance(m, nn.Sequential):
             groups = _sequential_groups(m)
             if groups:
-                fuse(m, groups, inplace=True)
+                (tq.fuse_modules_qat if qat else tq.fuse_modules)(m, groups, inplace=True)
     return net
 
 
