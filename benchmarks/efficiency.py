@@ -158,7 +158,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--impl", choices=["auto", "registered", "direct"], default="auto")
     ap.add_argument("--variants", default="fp32,unstructured90,unstructured90-masked,structured50,int8")
     ap.add_argument("--out", default=str(HERE / "results" / "efficiency.json"))
+    ap.add_argument("--recheck", metavar="JSON", help="re-print table and targets of a saved result (no timing)")
     args = ap.parse_args(argv)
+    if args.recheck:
+        from rich.console import Console
+
+        saved = json.loads(Path(args.recheck).read_text())
+        add_min_speedups(saved["variants"])
+        saved["checks"] = evaluate_targets(saved["variants"])
+        Console(width=160).print(eff.render_table(saved["variants"], ref="fp32"))
+        for c in saved["checks"]:
+            print(f"{'PASS' if c['pass'] else 'MISS'}  {c['what']}: {c['value']:.3f} (target {c['target']})")
+        Path(args.recheck).write_text(json.dumps(saved, indent=1, default=str))
+        return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from rich.console import Console
 
@@ -256,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 reps[name]["torch"] = agg
             else:
                 reps[name]["onnx"][kind.split("-", 1)[1]].update(agg)
+    add_min_speedups(reps)
     if "int8" in reps and "int8" in (reps["int8"].get("onnx") or {}) and "int8" in reps["fp32"].get("onnx", {}):
         reps["int8"]["onnx"]["int8"] = {**reps["fp32"]["onnx"]["int8"],
                                         "source": "onnxruntime static int8 (QDQ) of the fp32 parent"}
@@ -271,6 +284,18 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"load average before {load_before[0]:.2f}, after {out['load_avg_after'][0]:.2f} "
                   f"(on {os.cpu_count()} logical cores) · {out['wall_seconds']:.0f} s · wrote {args.out}")
     return 0
+
+
+def add_min_speedups(reps: dict[str, dict]) -> None:
+    """Load-robust companion of the median speedup: per round, fp32's fastest call / the variant's
+    fastest call; median over rounds. On a shared CPU other processes only ever add time, so the
+    minimum is the least contaminated estimate — reported *next to* the median, labelled."""
+    base = [x["latency"]["min_ms"] for x in reps["fp32"]["torch"]["rounds"]]
+    for rep in reps.values():
+        t = rep.get("torch")
+        if t and "rounds" in t:
+            t["speedup_b1_min"] = _median([b / x["latency"]["min_ms"] for b, x in zip(base, t["rounds"], strict=True)])
+            t["speedup_throughput"] = t["throughput"]["img_s"] / reps["fp32"]["torch"]["throughput"]["img_s"]
 
 
 def evaluate_targets(reps: dict[str, dict]) -> list[dict]:
@@ -289,14 +314,19 @@ def evaluate_targets(reps: dict[str, dict]) -> list[dict]:
         r = u["torch"]["speedup_b1"]
         add("unstructured90 b1 speedup (≈ 1: zeros are not skipped)", r, "0.9–1.1", 0.9 <= r <= 1.1)
         best = min(v for k, v in u["bytes"].items() if k != "torch.save")
+        add("  same, min-based (load-robust)", u["torch"]["speedup_b1_min"], "0.9–1.1",
+            0.9 <= u["torch"]["speedup_b1_min"] <= 1.1)
         add("unstructured90 compressed bytes / fp32 dense", best / dense, "≤ 0.15", best / dense <= 0.15)
     if "structured50" in reps:
         r = reps["structured50"]["torch"]["speedup_b1"]
         add("structured50 b1 speedup", r, "≥ 2.5", r >= 2.5)
+        rm = reps["structured50"]["torch"]["speedup_b1_min"]
+        add("  same, min-based (load-robust)", rm, "≥ 2.5", rm >= 2.5)
     if "int8" in reps:
         q = reps["int8"]
         r = q["torch"]["speedup_b1"]
         add("int8 b1 speedup (torch eager)", r, "≥ 3", r >= 3)
+        add("  same, min-based (load-robust)", q["torch"]["speedup_b1_min"], "≥ 3", q["torch"]["speedup_b1_min"] >= 3)
         rb = q["bytes"]["torch.save"] / dense
         add("int8 bytes / fp32 dense", rb, "≤ 0.27", rb <= 0.27)
     return out
