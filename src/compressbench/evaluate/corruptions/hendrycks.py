@@ -42,7 +42,9 @@ CIFAR_C = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "gla
 EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 
 
-def _register(name: str, suite: str, deterministic: bool, description: str, version: int = 1):
+def _register(name: str, suite: str, deterministic: bool, description: str, version: int | None = None):
+    # version 2 of the random ones: counter-based streams (different draws than version 1)
+    version = version if version is not None else (1 if deterministic else 2)
     return corruptions.register(name, suite=suite, deterministic=deterministic, description=description,
                                 version=version)
 
@@ -230,8 +232,10 @@ def frost(x, rng, c, pset):
     ti = (r[:, 0] * 5).long().clamp(0, 4).cpu()
     ys = (r[:, 1] * (S - H)).long().cpu()
     xs = (r[:, 2] * (S - W)).long().cpu()
-    crops = torch.stack([tex[ti[i], :, ys[i]:ys[i] + H, xs[i]:xs[i] + W] for i in range(N)])
-    crops = crops.to(x.device, x.dtype) / 255
+    rows = (ys[:, None] + torch.arange(H))[:, None, :, None]  # one gather for the whole batch
+    cols = (xs[:, None] + torch.arange(W))[:, None, None, :]
+    crops = tex[ti[:, None, None, None], torch.arange(3)[None, :, None, None], rows, cols]
+    crops = crops.to(x.device, x.dtype).mul_(1 / 255)
     if C == 1:
         crops = ops.gray(crops)
     return c[0] * x + c[1] * crops
@@ -265,18 +269,17 @@ def _spatter_rgb(x, rng, c, pset):
         mag = torch.hypot(gx, gy)
         strong = mag >= 150
         weak = mag >= 50
-        sp = ops.pad2d(strong.to(x.dtype), 1, 1, "nearest")
-        grow = sum(sp[..., dy:dy + H, dx:dx + W] for dy in range(3) for dx in range(3)) > 0
+        # any strong pixel in the 3×3 neighbourhood (edge replication adds nothing new to a max)
+        grow = F.max_pool2d(strong.to(x.dtype), 3, stride=1, padding=1) > 0
         edges = strong | (weak & grow)
         # distance to the nearest edge (chamfer 1/√2), truncated at 20 like cv2.threshold(TRUNC, 20)
         dist = torch.where(edges, torch.zeros_like(lq), torch.full_like(lq, 20.0))
         for _ in range(20):
-            p = ops.pad2d(dist, 1, 1, "nearest")
-            cross = torch.minimum(torch.minimum(p[..., :-2, 1:-1], p[..., 2:, 1:-1]),
-                                  torch.minimum(p[..., 1:-1, :-2], p[..., 1:-1, 2:]))
-            diag = torch.minimum(torch.minimum(p[..., :-2, :-2], p[..., 2:, 2:]),
-                                 torch.minimum(p[..., :-2, 2:], p[..., 2:, :-2]))
-            new = torch.minimum(dist, torch.minimum(cross + 1, diag + 2 ** 0.5))
+            p = F.pad(dist, (1, 1, 1, 1), mode="replicate")
+            vert = torch.minimum(p[..., :-2, :], p[..., 2:, :])  # up/down neighbours, all columns
+            diag = torch.minimum(vert[..., :-2], vert[..., 2:]).add_(2 ** 0.5)
+            cross = torch.minimum(torch.minimum(p[..., 1:-1, :-2], p[..., 1:-1, 2:]), vert[..., 1:-1]).add_(1)
+            new = torch.minimum(dist, torch.minimum(cross, diag))
             if torch.equal(new, dist):
                 break
             dist = new
@@ -330,12 +333,12 @@ def contrast(x, rng, c, pset):
     return torch.add(m * (1 - c), x, alpha=c)
 
 
-@_register("pixelate", "cifar10-c", True, "PIL BOX downscale to int(size·c) and back")
+@_register("pixelate", "cifar10-c", True, "PIL BOX downscale to int(size·c) and back", version=2)
 def pixelate(x, rng, c, pset):
     H, W = x.shape[-2:]
-    y = torch.round(x * 255) / 255  # the source works on a PIL (uint8) image
+    y = torch.round(x * 255)  # the source works on a PIL (uint8) image; we stay in uint8 units
     y = ops.pil_box_resize(y, (int(H * c), int(W * c)))
-    return ops.pil_box_resize(y, (H, W))
+    return ops.pil_box_resize(y, (H, W)).to(x.dtype).div_(255)
 
 
 def _jpeg_torchvision(u8: torch.Tensor, quality: int) -> torch.Tensor | None:
@@ -352,6 +355,27 @@ def _jpeg_torchvision(u8: torch.Tensor, quality: int) -> torch.Tensor | None:
             return torch.stack(decode_jpeg(enc, mode=ImageReadMode.UNCHANGED))
     except Exception:  # torchvision without image codecs (deprecated since 0.29)
         return None
+
+
+def _jpeg_cv2(u8: torch.Tensor, quality: int) -> torch.Tensor | None:
+    """libjpeg(-turbo) round trip via OpenCV when it is installed (optional; bit-identical to PIL's
+    defaults — 4:2:0, islow DCT, fancy upsampling — and the cheapest per call); else None."""
+    try:
+        import cv2
+    except Exception:
+        return None
+    gray = u8.shape[1] == 1
+    arr = u8[:, 0].numpy() if gray else u8.permute(0, 2, 3, 1).numpy()[..., ::-1]  # OpenCV is BGR
+    out = np.empty(arr.shape, dtype=np.uint8)
+    flag = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    for i in range(len(arr)):
+        ok, buf = cv2.imencode(".jpg", arr[i], params)
+        if not ok:
+            return None
+        out[i] = cv2.imdecode(buf, flag)
+    t = torch.from_numpy(out)
+    return t[:, None] if gray else t.flip(-1).permute(0, 3, 1, 2)
 
 
 def _jpeg_pil(u8: torch.Tensor, quality: int) -> torch.Tensor:
@@ -371,9 +395,12 @@ def _jpeg_pil(u8: torch.Tensor, quality: int) -> torch.Tensor:
 
 @_register("jpeg_compression", "cifar10-c", True, "JPEG at the given quality (libjpeg, as PIL; CPU)")
 def jpeg_compression(x, rng, c, pset):
-    """``PIL.Image.save(format='JPEG', quality=c)`` and decode, on uint8 (rounded) images."""
+    """``PIL.Image.save(format='JPEG', quality=c)`` and decode, on uint8 (rounded) images — through
+    OpenCV's libjpeg if installed, else torchvision's, else PIL (all bit-identical here)."""
     u8 = (x * 255).round().clamp(0, 255).to("cpu", torch.uint8).contiguous()
-    out = _jpeg_torchvision(u8, int(c))
+    out = _jpeg_cv2(u8, int(c))
+    if out is None:
+        out = _jpeg_torchvision(u8, int(c))
     if out is None:
         out = _jpeg_pil(u8, int(c))
     return out.to(x.device, x.dtype) / 255

@@ -28,7 +28,7 @@ from . import ops
 
 
 def _register(name: str, description: str):
-    return corruptions.register(name, suite="noise", deterministic=False, description=description, version=1)
+    return corruptions.register(name, suite="noise", deterministic=False, description=description, version=2)
 
 
 @_register("gauss_noise", "albumentations-1.x GaussNoise(var_limit): σ = √U(lo, hi) / 255")

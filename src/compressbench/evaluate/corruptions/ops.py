@@ -504,19 +504,53 @@ def pil_box_matrix(in_size: int, out_size: int) -> np.ndarray:
     return _pil_box_coeffs(in_size, out_size)
 
 
-def pil_box_resize(x: torch.Tensor, size: tuple[int, int], round_uint8: bool = True) -> torch.Tensor:
-    """``PIL.Image.resize(size, BOX)`` on a batch: horizontal pass then vertical, each rounded
-    to uint8 steps like Pillow's 8-bit path (``round_uint8``)."""
+PIL_PRECISION_BITS = 22  # Pillow's Resample.c: 32 − 8 − 2
+
+
+@lru_cache(maxsize=128)
+def pil_box_int_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """Pillow's 8-bit fixed-point BOX coefficients (``normalize_coeffs_8bpc``: w·2²², rounded
+    half away from zero), as float64 (exact integers)."""
+    w = _pil_box_coeffs(in_size, out_size) * (1 << PIL_PRECISION_BITS)
+    return np.where(w < 0, np.trunc(w - 0.5), np.trunc(w + 0.5))
+
+
+@lru_cache(maxsize=128)
+def _pil_box_pass(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(0/1 tap matrix, 1/n per output pixel, 0.5 + tie nudge per output pixel) — see
+    :func:`pil_box_resize`."""
+    K = pil_box_int_matrix(n_in, n_out)
+    ones = (K > 0).astype(np.float64)
+    n = ones.sum(1)
+    k = K.max(1)
+    nudge = np.sign(k - (1 << PIL_PRECISION_BITS) / n) * 1e-3
+    return ones, 1.0 / n, 0.5 + nudge
+
+
+def pil_box_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``PIL.Image.resize(size, BOX)`` on a batch of uint8-valued images **in uint8 units**
+    (0..255), bit-exact with Pillow's 8-bit path: horizontal pass then vertical pass, each
+    ``clip8((Σ v·k + 2²¹) >> 22)`` with fixed-point weights k.
+
+    BOX weights are equal within an output pixel (n taps, k = round(2²²/n)), so the result is
+    ``floor(S/n + ½ + S·ε)`` with S = Σ v (an exact float32 matmul with a 0/1 matrix) and
+    ε = k/2²² − 1/n: S·ε (< 2·10⁻⁴) only matters on exact ties (S/n = m + ½), where it decides
+    the direction — reproduced by the nudge ±10⁻³; elsewhere S/n + ½ is ≥ 1/6 from an integer."""
     H, W = x.shape[-2:]
     oh, ow = size
+    x = x.to(torch.float32)
+
+    def one_pass(t: torch.Tensor, n_in: int, n_out: int, last: bool) -> torch.Tensor:
+        ones, recip, bias = (torch.as_tensor(a, dtype=torch.float32, device=t.device)
+                             for a in _pil_box_pass(n_in, n_out))
+        if last:
+            return torch.matmul(t, ones.T).mul_(recip).add_(bias).floor_()
+        return torch.matmul(ones, t).mul_(recip[:, None]).add_(bias[:, None]).floor_()
+
     if ow != W:
-        x = torch.matmul(x, torch.as_tensor(pil_box_matrix(W, ow), dtype=x.dtype, device=x.device).T)
-        if round_uint8:
-            x = torch.round(x * 255) / 255
+        x = one_pass(x, W, ow, True)
     if oh != H:
-        x = torch.matmul(torch.as_tensor(pil_box_matrix(H, oh), dtype=x.dtype, device=x.device), x)
-        if round_uint8:
-            x = torch.round(x * 255) / 255
+        x = one_pass(x, H, oh, False)
     return x
 
 
