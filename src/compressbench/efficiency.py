@@ -36,6 +36,7 @@ torch.utils.flop_counter, torch.utils.benchmark, torch.onnx, onnxruntime(.quanti
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import json
 import logging
@@ -429,7 +430,9 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval().cpu()
+    if any(t.device.type != "cpu" for t in list(model.parameters()) + list(model.buffers())):
+        model = copy.deepcopy(model).cpu()  # never move the caller's model
+    model = model.eval()
     x = torch.rand(*input_shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -575,12 +578,14 @@ def _onnx_profiles(model, input_shape, params, threads, tb, quant, float_model, 
             out["error"] = "quantized model without its float source: ONNX Runtime int8 skipped"
             log.warning("efficiency: %s", out["error"])
             return out
-        fp32 = export_onnx(src, wd / "model_fp32.onnx", (1, *input_shape[1:]))
         dtypes = []
         if not quant:
             dtypes.append("fp32")
-        if quant or params.onnx_int8 == "always":
+        if params.onnx_int8 == "always" or (quant and params.onnx_int8 == "auto"):
             dtypes.append("int8")
+        if not dtypes:
+            return out
+        fp32 = export_onnx(src, wd / "model_fp32.onnx", (1, *input_shape[1:]))
         for dt in dtypes:
             path = fp32
             if dt == "int8":
@@ -664,7 +669,7 @@ def efficiency(model: nn.Module, ctx: EvalContext, params: EfficiencyParams) -> 
     target = {"kind": "checkpoint", "path": str(ck)} if ck else None
     quant = is_quantized_model(model)
     float_model = calib = None
-    if params.onnx and (quant or params.onnx_int8 == "always"):
+    if params.onnx and ((quant and params.onnx_int8 != "never") or params.onnx_int8 == "always"):
         if quant:
             # torch.ao int8 modules do not export to ONNX: ORT int8 is onnxruntime's own static
             # quantization of the float model. Pure quantization: the trained parent. After an
