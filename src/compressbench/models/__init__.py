@@ -12,7 +12,6 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
-from torchvision.models import resnet as tv_resnet
 
 from ..data.base import DataMeta
 from ..registry import import_object, models
@@ -87,49 +86,17 @@ def tinycnn(meta: DataMeta, width: float = 1.0) -> nn.Module:
 
 
 # --------------------------------------------------------------------------- ResNets
-class ResNet(tv_resnet.ResNet):
-    """torchvision's ResNet with configurable stage widths/depths, stem and input channels.
-
-    ``stem='cifar'``: 3×3 stride-1 conv, no max-pool (for 32×32 / 28×28 images).
-    ``stem='imagenet'``: torchvision's 7×7 stride-2 conv + max-pool.
-    """
-
-    def __init__(self, block: type, layers: Sequence[int], widths: Sequence[int], num_classes: int,
-                 in_channels: int = 3, stem: str = "cifar"):
-        nn.Module.__init__(self)
-        self._norm_layer = nn.BatchNorm2d
-        self.dilation, self.groups, self.base_width = 1, 1, 64
-        self.inplanes = widths[0]
-        if stem == "cifar":
-            self.conv1 = nn.Conv2d(in_channels, self.inplanes, 3, 1, 1, bias=False)
-            self.maxpool = nn.Identity()
-        else:
-            self.conv1 = nn.Conv2d(in_channels, self.inplanes, 7, 2, 3, bias=False)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self.bn1 = nn.BatchNorm2d(self.inplanes)
-        self.relu = nn.ReLU(inplace=True)
-        stages = []
-        for i, (w, n) in enumerate(zip(widths, layers)):
-            stages.append(self._make_layer(block, w, n, stride=1 if i == 0 else 2))
-        self.layer1 = stages[0]
-        self.layer2 = stages[1] if len(stages) > 1 else nn.Identity()
-        self.layer3 = stages[2] if len(stages) > 2 else nn.Identity()
-        self.layer4 = stages[3] if len(stages) > 3 else nn.Identity()
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(widths[len(stages) - 1] * block.expansion, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-
+# torchvision is imported when a ResNet is built, not when the registry is listed or a config is
+# validated (importing torchvision.models pulls in torch._dynamo: seconds).
 def _cifar_resnet(depth: int):
     """He et al. (2016) CIFAR ResNets: 6n+2 layers, widths 16/32/64 (1×1-conv shortcuts)."""
     n = (depth - 2) // 6
 
     def factory(meta: DataMeta, width: float = 1.0, depth_scale: float = 1.0) -> nn.Module:
+        from torchvision.models import resnet as tv_resnet
+
+        from .resnet import ResNet
+
         blocks = max(1, int(round(n * depth_scale)))
         return ResNet(tv_resnet.BasicBlock, [blocks] * 3, [_w(c, width) for c in (16, 32, 64)],
                       meta.num_classes, meta.channels, "cifar")
@@ -141,15 +108,19 @@ def _cifar_resnet(depth: int):
 for _d in (8, 20, 32, 44, 56, 110):
     models.register(f"resnet{_d}", _cifar_resnet(_d), description=f"CIFAR ResNet-{_d} of He et al. (3×3 stem)")
 
-_TV = {18: (tv_resnet.BasicBlock, [2, 2, 2, 2]), 34: (tv_resnet.BasicBlock, [3, 4, 6, 3]),
-       50: (tv_resnet.Bottleneck, [3, 4, 6, 3]), 101: (tv_resnet.Bottleneck, [3, 4, 23, 3]),
-       152: (tv_resnet.Bottleneck, [3, 8, 36, 3])}
+_TV = {18: ("BasicBlock", [2, 2, 2, 2]), 34: ("BasicBlock", [3, 4, 6, 3]), 50: ("Bottleneck", [3, 4, 6, 3]),
+       101: ("Bottleneck", [3, 4, 23, 3]), 152: ("Bottleneck", [3, 8, 36, 3])}
 
 
 def _tv_resnet(depth: int, stem: str):
-    block, layers = _TV[depth]
+    block_name, layers = _TV[depth]
 
     def factory(meta: DataMeta, width: float = 1.0, depth_scale: float = 1.0) -> nn.Module:
+        from torchvision.models import resnet as tv_resnet
+
+        from .resnet import ResNet
+
+        block = getattr(tv_resnet, block_name)
         ls = [max(1, int(round(n * depth_scale))) for n in layers]
         return ResNet(block, ls, [_w(c, width) for c in (64, 128, 256, 512)], meta.num_classes,
                       meta.channels, stem)
