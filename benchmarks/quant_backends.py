@@ -66,8 +66,8 @@ def pt2e_int8(model, bundle):
         get_default_x86_inductor_quantization_config,
     )
 
-    x0 = torch.rand(1, *bundle.train.x.shape[1:])
-    dyn = {"x": {0: torch.export.Dim("batch", min=1, max=1024)}}
+    x0 = torch.rand(8, *bundle.train.x.shape[1:])
+    dyn = {"x": {0: torch.export.Dim.AUTO}}
     exported = torch.export.export(copy.deepcopy(model).eval(), (x0,), dynamic_shapes=dyn).module()
     q = X86InductorQuantizer()
     q.set_global(get_default_x86_inductor_quantization_config())
