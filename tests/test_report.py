@@ -225,3 +225,25 @@ def test_cli_errors_are_one_line(full, tmp_path, capsys):
         assert report_command(parser.parse_args(argv + ["--out", str(tmp_path / "o")])) == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1
+
+
+def test_transfer_only_variant_gets_transfer_robustness(tmp_path):
+    """An int8 variant attacked only by transfer still shows a robust figure, labelled as transfer."""
+    store = ResultStore(tmp_path / "t.db")
+    base = {"experiment": "q", "seed": 0, "job_key": "k", "budget_kind": None}
+    rows = []
+    for v, m in (("baseline", "baseline"), ("quantize.static", "quantize.static")):
+        rows.append({**base, "variant": v, "method": m, "evaluator": "clean", "metric": "top1", "value": 0.9})
+        modes = ("whitebox",) if v == "baseline" else ("transfer",)
+        for mode in modes:
+            rows.append({**base, "variant": v, "method": m, "evaluator": "adversarial", "metric": "robust_top1",
+                         "value": 0.4 if v == "baseline" else 0.7, "tag": mode,
+                         "condition": {"attack": "pgd", "norm": "linf", "eps": 4 / 255, "steps": 5, "mode": mode}})
+    store.add_rows(rows)
+    t = summary_table(load_experiment(store, "q")).to_frame().set_index("variant")
+    col = next(c for c in t.columns if c.startswith("robust") and not c.endswith(("_ci95", "_n")))
+    assert t.loc["baseline", col] == pytest.approx(0.4 * 100 if t.loc["baseline", col] > 1 else 0.4)
+    assert t.loc["quantize.static", col] == pytest.approx(0.7 * 100 if t.loc["quantize.static", col] > 1 else 0.7)
+    build_report(tmp_path / "t.db", tmp_path / "out", formats=("md",))
+    md = (tmp_path / "out" / "q" / "summary.md").read_text()
+    assert "quantize.static: transfer attacks from the float parent" in md

@@ -111,17 +111,22 @@ def _print_summary(store_path: Path, experiment: str) -> None:
         return
     t = Table(title=f"{experiment} (mean over seeds)")
     for c in ("variant", "clean top-1", "corruption top-1", "params (nonzero)", "checkpoint bytes", "MFLOPs"):
-        t.add_column(c, justify="left" if c == "variant" else "right")
+        if c == "variant":
+            t.add_column(c, justify="left", no_wrap=True, overflow="fold", min_width=12)
+        else:
+            t.add_column(c, justify="right")
 
     def mean(v: str, k: str, fmt: str) -> str:
         xs = by_variant[v].get(k)
         return format(sum(xs) / len(xs), fmt) if xs else "–"
 
     for v in order:
-        fl = by_variant[v].get("flops")
+        fl = [f for f in by_variant[v].get("flops", []) if f == f and f > 0]  # int8 kernels are not counted
         t.add_row(v, mean(v, "top1", ".2%"), mean(v, "corr", ".2%"), mean(v, "params_nonzero", ",.0f"),
-                  mean(v, "checkpoint_bytes", ",.0f"), f"{sum(fl) / len(fl) / 1e6:.2f}" if fl else "–")
-    Console(stderr=False).print(t)
+                  mean(v, "checkpoint_bytes", ",.0f"), f"{sum(fl) / len(fl) / 1e6:.2f}" if fl else "– (int8)")
+    Console(stderr=False, width=max(100, Console().width)).print(t)
+    print("MFLOPs: dense FLOPs (2×MAC) of one image; the efficiency evaluator and `compressbench report` "
+          "give realised latency/throughput and effective FLOPs.")
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -228,10 +228,24 @@ def robust_cells(data: ExperimentData) -> pd.DataFrame:
 
 
 def robust_at(data: ExperimentData, eps: float, norm: str) -> tuple[pd.Series, list[str]]:
-    """Worst case over white-box attacks at (norm, eps), per (variant, seed); the attacks used."""
+    """Worst case over white-box attacks at (norm, eps), per (variant, seed); the attacks used.
+
+    A variant with no white-box rows (e.g. an int8 model attacked only by transfer from its float
+    parent) gets its worst transfer figure instead; :func:`robust_transfer_only` names those."""
     r = robust_cells(data)
-    r = r[(r["norm"] == norm) & (np.isclose(r["eps"], eps, rtol=1e-6, atol=1e-9)) & (r["mode"] != "transfer")]
-    return r.groupby(["variant", "seed"])["value"].min(), sorted(r["attack"].unique())
+    r = r[(r["norm"] == norm) & (np.isclose(r["eps"], eps, rtol=1e-6, atol=1e-9))]
+    white = r[r["mode"] != "transfer"].groupby(["variant", "seed"])["value"].min()
+    transfer = r[r["mode"] == "transfer"].groupby(["variant", "seed"])["value"].min()
+    only_t = transfer[~transfer.index.isin(white.index)]
+    return pd.concat([white, only_t]).sort_index(), sorted(r["attack"].unique())
+
+
+def robust_transfer_only(data: ExperimentData, eps: float, norm: str) -> list[str]:
+    """Variants whose robust figure at (norm, eps) comes from transfer attacks only."""
+    r = robust_cells(data)
+    r = r[(r["norm"] == norm) & (np.isclose(r["eps"], eps, rtol=1e-6, atol=1e-9))]
+    modes = r.groupby("variant")["mode"].agg(lambda m: set(m))
+    return sorted(v for v, ms in modes.items() if ms == {"transfer"})
 
 
 def _baseline_of(series: pd.Series, seed: int) -> float:
@@ -309,6 +323,10 @@ def summary_table(data: ExperimentData, opts: ReportOptions = ReportOptions()) -
         cols["robust_top1"], attacks = robust_at(data, eps, opts.norm)
         eps_label = f"{opts.norm} ε={_eps_str(eps)}"
         notes.append(f"Robust accuracy: worst case over white-box attacks ({', '.join(attacks)}) at {eps_label}.")
+        t_only = robust_transfer_only(data, eps, opts.norm)
+        if t_only:
+            notes.append(f"Robust accuracy of {', '.join(t_only)}: transfer attacks from the float parent "
+                         "(no white-box gradient through int8 kernels).")
     cols["ece"], _ = per_seed(data, "calibration", "ece", clean_only=True)
     cols["disagreement"], _ = per_seed(data, "agreement", "disagreement")
     effs = {}
