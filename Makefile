@@ -16,7 +16,6 @@ $(PY):
 
 # torch/torchvision pinned to the releases this project is tested with (local wheels on our machines)
 $(STAMP): $(PY) pyproject.toml
-	$(PIP) install --upgrade pip >/dev/null
 	$(PIP) install "torch==2.14.1" "torchvision==0.29.1"
 	$(PIP) install -e ".[dev]"
 	touch $(STAMP)
