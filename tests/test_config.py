@@ -120,3 +120,14 @@ def test_validate_is_fast_in_process():
     for _ in range(10):
         validate(GOOD)
     assert (time.perf_counter() - t0) / 10 < 1.0
+
+
+def test_unreachable_budget_fails_at_validation():
+    msg = _err({**GOOD, "variants": [{"method": "quantize.dynamic", "budget": {"params": 0.25}}]})
+    assert msg.startswith("variants[0].budget: params=0.25 is unreachable for 'quantize.dynamic'")
+
+
+def test_budget_sweep_expands_to_named_variants():
+    exp = validate({**GOOD, "variants": [{"method": "prune.unstructured", "budgets": {"params": [0.5, 0.25]}}]})
+    names = [v.name for v in exp.variants_resolved()]
+    assert names == ["prune.unstructured@params=0.5", "prune.unstructured@params=0.25"]

@@ -253,13 +253,13 @@ def resolve_variants(exp: Experiment) -> list[ResolvedVariant]:
         for b in budgets:
             if b is None:
                 continue
-            if b.kind not in allowed:
-                raise ConfigError(f"{where}.budget: method '{v.method}' cannot target '{b.kind}'; "
-                                  f"allowed budget kinds: {', '.join(allowed) or 'none'}")
             check = meta.get("check_budget")
             msg = check(b, params) if check else None
             if msg:
                 raise ConfigError(f"{where}.budget: {b.label()} is unreachable for '{v.method}': {msg}")
+            if b.kind not in allowed:
+                raise ConfigError(f"{where}.budget: method '{v.method}' cannot target '{b.kind}'; "
+                                  f"allowed budget kinds: {', '.join(allowed) or 'none (fixed size)'}")
             name = v.name if v.name and len(budgets) == 1 else f"{v.name or v.method}@{b.label()}"
             out.append(ResolvedVariant(name, v.method, params, b, i))
         if budgets == [None]:
