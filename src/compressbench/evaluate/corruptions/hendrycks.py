@@ -76,7 +76,7 @@ def shot_noise(x, rng, c, pset):
     x255 = x * 255
     v = torch.round(x255)
     if float(x255.sub_(v).abs_().max()) < 1e-3:
-        return ops.poisson_uint8(rng, v.to(torch.uint8), float(c)).to(x.dtype).div_(c)
+        return ops.poisson_uint8(rng, v, float(c), scaled=True).to(x.dtype)
     return rng.poisson(x * c).to(x.dtype) / c
 
 

@@ -189,10 +189,14 @@ QUANTILES = 2048
 
 
 @lru_cache(maxsize=32)
-def _poisson_table(c: float) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """For the 256 rates c·v/255: the CDFs offset by +v (flat, rows kept apart) and an inverse
-    table ``inv[v, j]`` = the Poisson value k for every u in [j/Q, (j+1)/Q), or −1 when a CDF
-    step falls inside that bucket (then the exact search decides)."""
+def _poisson_table(c: float) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """For the 256 rates c·v/255: the CDFs offset by +v (flat, rows kept apart), an inverse
+    table ``inv[v, j]`` = the Poisson value k for every u in [j/Q, (j+1)/Q), or the sentinel
+    (``-1``, or 255 for the uint8 table used when k < 255) when a CDF step falls inside that
+    bucket (then the exact search decides), and ``k / c`` as float32 (the output values).
+
+    Built without a Python loop: ``#{k : CDF(k) < j/Q}`` = ``#{k : ⌊CDF(k)·Q⌋ < j}`` (exact, Q is a
+    power of two), a per-row histogram of ``⌊CDF·Q⌋`` and its cumulative sum."""
     from scipy.special import pdtr
 
     K = int(math.ceil(c + 12 * math.sqrt(c) + 30))
@@ -201,32 +205,39 @@ def _poisson_table(c: float) -> tuple[torch.Tensor, torch.Tensor, int]:
     cdf[:, -1] = 1.0
     cdf = np.maximum.accumulate(cdf, axis=1)
     Q = QUANTILES
-    edges = np.arange(Q + 1) / Q
-    lo = np.stack([np.searchsorted(cdf[v], edges[:-1], side="left") for v in range(256)])
-    hi = np.stack([np.searchsorted(cdf[v], np.nextafter(edges[1:], 0), side="left") for v in range(256)])
-    inv = np.where(lo == hi, lo, -1).astype(np.int16)
-    offset = torch.from_numpy((cdf + np.arange(256)[:, None]).reshape(-1))
-    return offset, torch.from_numpy(inv).reshape(-1), K
+    b = np.minimum(np.floor(cdf * Q), Q).astype(np.int64)  # CDF(k) < j/Q  ⟺  b[k] < j
+    flat = (np.arange(256)[:, None] * (Q + 2) + b + 1).reshape(-1)
+    lo = np.bincount(flat, minlength=256 * (Q + 2)).reshape(256, Q + 2).cumsum(1)[:, :Q + 1]
+    small = K < 255
+    inv = np.where(lo[:, :-1] == lo[:, 1:], lo[:, :-1], 255 if small else -1)
+    inv = inv.astype(np.uint8 if small else np.int16).reshape(-1)  # uint8: half the cache footprint
+    offset = (cdf + np.arange(256)[:, None]).reshape(-1)
+    values = (np.arange(max(K, 256), dtype=np.float32) / np.float32(c)).astype(np.float32)
+    return offset, inv, K, values
 
 
-def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float) -> torch.Tensor:
-    """Exact Poisson(c·v/255) samples for integer v in 0..255 (uint8 N×..., any device), by
-    inversion k = min{k : CDF(k) ≥ u} with 24-bit uniforms u: a table lookup (numpy ``take``) for
-    most u, a binary search over the exact CDF for the rest. Returns float32 on ``v``'s device."""
-    offset, inv, K = _poisson_table(float(c))
+def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float, scaled: bool = False) -> torch.Tensor:
+    """Exact Poisson(c·v/255) samples for integer v in 0..255 (integer or uint8 tensor N×..., any
+    device), by inversion k = min{k : CDF(k) ≥ u} with 24-bit uniforms u: a table lookup (numpy
+    ``take``) for most u, a binary search over the exact CDF for the rest. Returns float32 ``k``
+    (or ``k / c`` with ``scaled``) on ``v``'s device."""
+    offset, inv, K, values = _poisson_table(float(c))
     shape = v.shape
-    vv = v.to("cpu", torch.uint8).reshape(len(rng), -1).numpy()
-    r = rng.bits24(vv.shape[1])  # the tail beyond 1 − 2⁻²⁴ is not reached
-    idx = vv.astype(np.int32)
+    t = v.to("cpu", torch.int32)
+    if t.data_ptr() == v.data_ptr():  # modified in place below: never the caller's tensor
+        t = t.clone()
+    idx = t.reshape(len(rng), -1).numpy()
+    r = rng.bits24(idx.shape[1])  # the tail beyond 1 − 2⁻²⁴ is not reached
     idx <<= 11  # QUANTILES = 2¹¹ buckets: bucket = top 11 of the 24 bits
     idx |= (r >> np.uint32(13)).view(np.int32)
-    k = np.take(inv.numpy(), idx)
-    amb = k < 0
+    k = np.take(inv, idx)
+    amb = k == (255 if inv.dtype == np.uint8 else -1)
     if amb.any():
-        va = vv[amb].astype(np.int64)
+        va = (idx[amb] >> 11).astype(np.int64)
         u = r[amb].astype(np.float64) * 2.0 ** -24
-        k[amb] = np.searchsorted(offset.numpy(), u + va, side="left") - va * K
-    return torch.from_numpy(k.astype(np.float32)).reshape(shape).to(v.device)
+        k[amb] = np.searchsorted(offset, u + va, side="left") - va * K
+    out = np.take(values, k) if scaled else k.astype(np.float32)
+    return torch.from_numpy(out).reshape(shape).to(v.device)
 
 
 # --------------------------------------------------------------------------- padding
