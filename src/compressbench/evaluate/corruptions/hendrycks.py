@@ -99,7 +99,8 @@ def gaussian_blur(x, rng, c, pset):
     return ops.gaussian_blur(x, float(c))
 
 
-@_register("defocus_blur", "cifar10-c", True, "disk (defocus) blur, anti-aliased disk kernel")
+# version 2: stacked rank-1 terms in two matmuls (float32 rounding differs, |Δ| ≈ 10⁻⁴/255)
+@_register("defocus_blur", "cifar10-c", True, "disk (defocus) blur, anti-aliased disk kernel", version=2)
 def defocus_blur(x, rng, c, pset):
     """``cv2.filter2D(x, -1, disk(radius, alias_blur))`` per channel (BORDER_REFLECT_101)."""
     return ops.filter2d(x, ops.disk_kernel(float(c[0]), float(c[1])), mode="mirror")
@@ -263,9 +264,10 @@ def _spatter_rgb(x, rng, c, pset):
     if c[5] == 0:
         lq = torch.floor(liquid * 255).clamp(0, 255)  # astype(uint8) (values ≤ 1 here)
         # Canny(50, 150) approximated by the Sobel gradient magnitude with hysteresis-like thresholds
-        sob = np.array([[-1., 0., 1.], [-2., 0., 2.], [-1., 0., 1.]])
-        gx = ops.filter2d(lq, sob, "mirror")
-        gy = ops.filter2d(lq, sob.T, "mirror")
+        # (Sobel = [1 2 1]ᵀ ⊗ [−1 0 1]: separable integer taps, exact in float32 as in OpenCV)
+        smooth, diff = np.array([1., 2., 1.]), np.array([-1., 0., 1.])
+        gx = ops.separable_filter(lq, smooth, diff, "mirror")
+        gy = ops.separable_filter(lq, diff, smooth, "mirror")
         mag = torch.hypot(gx, gy)
         strong = mag >= 150
         weak = mag >= 50
@@ -307,7 +309,9 @@ def _spatter_rgb(x, rng, c, pset):
     return x * (1 - m) + color * m
 
 
-spatter = _register("spatter", "extra", False, "water (sev. 1–3) or mud (sev. 4–5) spatter")(_via_rgb(_spatter_rgb))
+# version 3: exact integer Sobel (before: float rank-1 terms whose rounding could flip edge pixels)
+spatter = _register("spatter", "extra", False, "water (sev. 1–3) or mud (sev. 4–5) spatter",
+                    version=3)(_via_rgb(_spatter_rgb))
 
 
 # --------------------------------------------------------------------------- digital
