@@ -150,10 +150,23 @@ def cmd_list(args: argparse.Namespace) -> int:
             schema = meta.get("params")
             if schema is not None and args.verbose_params:
                 for fname, f in schema.model_fields.items():
-                    ann = getattr(f.annotation, "__name__", None) or str(f.annotation).replace("typing.", "")
+                    ann = _type_name(f.annotation)
                     default = "required" if f.is_required() else f"default {f.default!r}"
                     print(f"      {fname}: {ann} ({default})")
     return 0
+
+
+def _type_name(ann) -> str:
+    """A readable type: Literal['l1', 'l2'], float | None, FinetuneParams."""
+    import re
+
+    if isinstance(ann, type) and not getattr(ann, "__args__", None):
+        return ann.__name__
+    s = str(ann).replace("typing.", "")
+    s = re.sub(r"<class '([\w.]+)'>", lambda m: m.group(1).rsplit(".", 1)[-1], s)
+    s = re.sub(r"\b[\w]+(?:\.[\w]+)+\.(\w+)", r"\1", s)  # drop module paths
+    m = re.fullmatch(r"Optional\[(.*)\]", s)
+    return f"{m.group(1)} | None" if m else s
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -241,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     _setup_logging(-1 if args.quiet else args.verbose)
+    if args.verbose < 2:  # torch's deprecation chatter about int8 tensors says nothing to a CLI user
+        import warnings
+
+        for msg in ("TypedStorage is deprecated", "torch.quantize_per_tensor", "torch.ao.quantization is deprecated",
+                    "Please use quant_min and quant_max"):
+            warnings.filterwarnings("ignore", message=f".*{msg}")
     from .config import ConfigError
     from .data.base import DatasetError
     from .registry import UnknownNameError
