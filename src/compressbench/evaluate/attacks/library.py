@@ -30,6 +30,7 @@ tuned for 40 steps at ε = 0.3; with few steps it under-attacks (it came out *we
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -86,7 +87,7 @@ def perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
 
 
-class Attack:
+class Attack(ABC):
     """Base class. Subclasses set ``name``, ``norms``, ``minimum_norm`` and implement ``_run``."""
 
     name: ClassVar[str] = ""
@@ -116,8 +117,9 @@ class Attack:
                 raise RuntimeError(f"attack '{self.name}' exceeded its budget: ‖δ‖={n:.6g} > ε={eps:.6g}")
         return x_adv
 
+    @abstractmethod
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None) -> torch.Tensor:
-        raise NotImplementedError
+        """The backend call: adversarial images (the base class clamps and checks the budget)."""
 
     def describe(self) -> dict[str, Any]:
         """Condition keys identifying this configuration (steps only where it means something)."""
@@ -131,8 +133,9 @@ class Attack:
 class _Foolbox(Attack):
     backend = "foolbox"
 
+    @abstractmethod
     def _make(self, eps: float | None) -> Any:
-        raise NotImplementedError
+        """The configured foolbox attack object."""
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None) -> torch.Tensor:
         import foolbox as fb
