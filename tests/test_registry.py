@@ -28,6 +28,15 @@ def test_unknown_name_did_you_mean():
     assert "did you mean 'prune.unstructured'" in msg and "\n" not in msg
 
 
+def test_unregister():
+    reg: Registry = Registry("thing")
+    reg.register("a", 1)
+    reg.unregister("a")
+    assert "a" not in reg
+    with pytest.raises(UnknownNameError):
+        reg.unregister("a")
+
+
 def test_duplicate_registration_rejected():
     reg: Registry = Registry("thing")
     reg.register("a", 1)

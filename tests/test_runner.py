@@ -39,11 +39,13 @@ def _parent_agree(model, ctx, params):
 
 @pytest.fixture(scope="module", autouse=True)
 def _register():
-    if "test.halve" not in methods:
-        methods.register("test.halve", _halve, params=HalfParams, budgets=("knob",), description="test")
-        evaluators.register("test.boom", _boom, description="test")
-        evaluators.register("test.agree", _parent_agree, description="test")
+    methods.register("test.halve", _halve, params=HalfParams, budgets=("knob",), description="test")
+    evaluators.register("test.boom", _boom, description="test")
+    evaluators.register("test.agree", _parent_agree, description="test")
     yield
+    methods.unregister("test.halve")  # registries are global: leave them as found
+    evaluators.unregister("test.boom")
+    evaluators.unregister("test.agree")
 
 
 def _exp(tmp_path, **over):

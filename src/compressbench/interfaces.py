@@ -92,6 +92,11 @@ class CompressResult:
     achieved: dict[str, float] = field(default_factory=dict)
 
 
+def steps_quantize(steps: list[dict[str, Any]]) -> bool:
+    """Whether a variant's compression steps leave quantized (int8 / fp16 / bf16) modules."""
+    return any(s.get("kind", "").startswith("quantize") for s in steps)
+
+
 @dataclass
 class VariantInfo:
     name: str
@@ -101,7 +106,7 @@ class VariantInfo:
 
     @property
     def is_quantized(self) -> bool:
-        return any(s.get("kind", "").startswith("quantize") for s in self.steps)
+        return steps_quantize(self.steps)
 
 
 @dataclass

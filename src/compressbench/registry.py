@@ -85,6 +85,11 @@ class Registry(Generic[T]):
         meta.setdefault("version", 1)
         self._entries[name] = Entry(name, target, meta)
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry (for tests and plugins that register temporarily)."""
+        self.entry(name)  # unknown name -> the usual one-line error
+        del self._entries[name]
+
     def entry(self, name: str) -> Entry[T]:
         self._ensure_loaded()
         if name not in self._entries:

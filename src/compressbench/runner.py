@@ -26,7 +26,7 @@ from .data import DatasetBundle, load_dataset
 from .data.base import ImageSet
 from .efficiency import count_flops, param_counts
 from .execute import EXECUTORS, JobResult
-from .interfaces import Budget, CompressContext, EvalContext, VariantInfo
+from .interfaces import Budget, CompressContext, EvalContext, VariantInfo, steps_quantize
 from .models import create_model
 from .plan import Job, plan
 from .progress import progress_enabled
@@ -59,8 +59,8 @@ def _device() -> torch.device:
     return resolve_device(os.environ.get("COMPRESSBENCH_DEVICE", "auto"))
 
 
-def _size_measurements(model: torch.nn.Module, ckpt: Path, input_shape: tuple[int, ...],
-                       parent: dict[str, float] | None) -> tuple[list[dict], dict[str, float]]:
+def _size_measurements(model: torch.nn.Module, ckpt: Path, input_shape: tuple[int, ...]
+                       ) -> tuple[list[dict], dict[str, float]]:
     pc = param_counts(model)
     try:
         flops = float(count_flops(model, input_shape))
@@ -97,7 +97,7 @@ def job_train(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir: Pa
     spec = {"model": s["model"]["name"], "width": s["model"]["width"], "kwargs": s["model"]["kwargs"],
             "meta": data.meta.to_dict()}
     ckpt = save_model(model, out / "model.pt", spec)
-    ms, size = _size_measurements(model, ckpt, (1, data.meta.channels, *data.meta.size), None)
+    ms, size = _size_measurements(model, ckpt, (1, data.meta.channels, *data.meta.size))
     ms += [{"metric": k, "value": float(v)} for k, v in stats.items()]
     for m in ms:
         m.setdefault("evaluator", "compress" if m["metric"] in size or m["metric"] == "checkpoint_bytes" else "train")
@@ -137,9 +137,9 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
     ctx = CompressContext(data=data, meta=data.meta, device=device, seed=s["seed"], workdir=out,
                           train=ctx_train, accuracy=ctx_accuracy, parent_spec=ck["spec"], progress=show_progress)
     res = entry.load()(parent, ctx, budget, params)
-    model = res.model.cpu() if not any(st.get("kind", "").startswith("quantize") for st in res.steps) else res.model
+    model = res.model if steps_quantize(res.steps) else res.model.cpu()
     ckpt = save_model(model, out / "model.pt", ck["spec"], res.steps)
-    ms, size = _size_measurements(model, ckpt, (1, data.meta.channels, *data.meta.size), parent_res.info.get("size"))
+    ms, size = _size_measurements(model, ckpt, (1, data.meta.channels, *data.meta.size))
     psize = parent_res.info["size"]
     achieved = dict(res.achieved)
     achieved.setdefault("params", size["params_nonzero"] / max(psize["params_nonzero"], 1))
@@ -165,8 +165,7 @@ def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
     src = upstream[s["model_job"]]
     parent_dir = upstream[s["parent_job"]].dir
     model, ck = load_model(src.dir / "model.pt")
-    quantized = any(st.get("kind", "").startswith("quantize") for st in ck["steps"])
-    dev = torch.device("cpu") if quantized else device
+    dev = torch.device("cpu") if steps_quantize(ck["steps"]) else device
     model.to(dev)
     entry = evaluators.entry(s["evaluator"])
     schema = entry.meta.get("params")

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..efficiency import count_flops, param_counts, serialized_bytes
+from ..efficiency import bitmask_encoded_size, count_flops, param_counts, serialized_bytes
 from ..interfaces import Budget, CompressContext, FinetuneParams
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ def sparse_bytes(model: nn.Module) -> int:
         dense = t.numel() * t.element_size()
         if t.is_floating_point():
             nnz = int((t != 0).sum())
-            total += min(dense, (t.numel() + 7) // 8 + nnz * t.element_size())
+            total += min(dense, bitmask_encoded_size(t.numel(), nnz, t.element_size()))
         else:
             total += dense
     return total

@@ -109,10 +109,11 @@ def unstructured(parent: nn.Module, ctx: CompressContext, budget: Budget | None,
     model.eval()
     cs = model_stats(model, ctx.meta)
     achieved = fractions(ps, cs, nonzero=True)
+    b_sparse = sparse_bytes(model)
     record = {"knobs": {"sparsity": sparsity}, "knob": sparsity, "criterion": params.criterion,
               "scope": params.scope,
-              "parent": ps.to_dict(), "child": cs.to_dict(), "bytes_sparse": sparse_bytes(model),
-              "bytes_sparse_fraction": sparse_bytes(model) / ps.bytes,
+              "parent": ps.to_dict(), "child": cs.to_dict(), "bytes_sparse": b_sparse,
+              "bytes_sparse_fraction": b_sparse / ps.bytes,
               "layers": {n: v for n, v in layer_table(model).items() if n in dict(layers)}}
     if budget is not None:
         record["target"] = {"kind": budget.kind, "value": budget.value}
