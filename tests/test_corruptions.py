@@ -29,6 +29,7 @@ def natural():
     x = (x + 0.15 * torch.rand(6, 3, 32, 32, generator=g)).clamp(0, 1)
     x[0, :, :8, :8] = 0.5  # gray patch
     x[1, :, :4] = 1.0  # white rows
+    x[2, :, :4, :4] = 0.0  # black patch (HSV v = 0)
     return torch.round(x * 255) / 255  # uint8-valued like dataset images
 
 
@@ -102,9 +103,14 @@ def test_quantize_truncates_to_uint8_steps(rgb):
     assert ((z - y) >= -1e-6).all() and ((z - y) < 1 / 255 + 1e-6).all()
 
 
-def test_uint8_input_is_accepted(rgb):
+@pytest.mark.parametrize("name", SUITES["all"] + SUITES["noise"])
+def test_uint8_in_uint8_out_equals_quantized_float(rgb, name):
+    """uint8 input returns uint8, equal to the float path with ``quantize=True`` (same draws)."""
     u8 = (rgb * 255).round().to(torch.uint8)
-    assert torch.allclose(corrupt(u8, None, "contrast", 2), corrupt(rgb, None, "contrast", 2), atol=1e-6)
+    q = corrupt(u8, None, name, 3, seed=3)
+    assert q.dtype == torch.uint8 and q.shape == u8.shape
+    f = corrupt(u8.float() / 255, None, name, 3, seed=3, quantize=True)
+    assert torch.equal(q, (f * 255).round().to(torch.uint8))
 
 
 # --------------------------------------------------------------------------- reference formulas
@@ -245,3 +251,33 @@ def test_counter_rng_distributions_and_batch_independence():
     one = ops.BatchRNG(keys[5:6])  # the same draw sequence for image 5 alone: identical numbers
     assert torch.equal(one.uniform((4096,))[0], u[5]) and torch.equal(one.normal((4096,))[0], z[5])
     assert len(set(keys.tolist())) == 64
+
+
+def test_normal_table_is_exact_quantiles():
+    from scipy.special import ndtr
+
+    t = ops.normal_table().astype(np.float64)
+    n = len(t)
+    assert n == 1 << 16 and np.all(np.diff(t) > 0) and np.allclose(t, -t[::-1])
+    # each value carries probability 2⁻¹⁶: the step CDF is within 2⁻¹⁷ (+ float32 rounding) of Φ
+    assert np.abs(ndtr(t) - (np.arange(n) + 0.5) / n).max() < 1e-7
+    assert 4.32 < t.max() < 4.33
+    rng = ops.BatchRNG(ops.image_keys(1, "x", 1, np.arange(16)))
+    z = rng.normal((8192,), mean=0.5, std=0.1)
+    assert abs(float(z.mean()) - 0.5) < 0.002 and abs(float(z.std()) - 0.1) < 0.002
+
+
+def test_impulse_and_shot_noise_rates(rgb):
+    x = torch.full((64, 3, 32, 32), 0.5)
+    for s in (1, 5):
+        c = CIFAR["impulse_noise"][s - 1]
+        y = corrupt(x, None, "impulse_noise", s)
+        assert abs(float((y == 1).float().mean()) - c / 2) < 0.003
+        assert abs(float((y == 0).float().mean()) - c / 2) < 0.003
+        assert float(((y != 0) & (y != 1) & (y != 0.5)).float().sum()) == 0
+    v = torch.full((64, 3, 32, 32), 128, dtype=torch.uint8)
+    c = CIFAR["shot_noise"][4]
+    k = corrupt(v, None, "shot_noise", 5).double()  # uint8 out: floor(255·k/c)/… ≈ Poisson(c·128/255)·255/c
+    lam = c * 128 / 255
+    assert abs(float(k.mean()) * c / 255 - lam) < 0.05 * lam ** 0.5 + 0.5
+    assert abs(float((k * c / 255).var()) / lam - 1) < 0.1

@@ -7,7 +7,7 @@ Each function mirrors the corresponding function of ``make_cifar_c.py`` / ``make
 
 * Random draws come from a per-image counter-based stream (SplitMix64 keyed by dataset index,
   corruption, severity and seed; see ``ops.BatchRNG``): same distributions as the source's numpy
-  draws (normals by Box–Muller on 24-bit uniforms), different numbers.
+  draws (normals by inversion of 16-bit uniforms, ``ops.normal_table``), different numbers.
 * ``motion_blur``/``snow``: ImageMagick's ``MotionBlurImage`` is reimplemented (``ops.motion_blur``),
   so no ImageMagick/Wand is needed.
 * ``frost``: the six frost photographs are replaced by procedural textures (``textures.py``).
@@ -42,11 +42,14 @@ CIFAR_C = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "gla
 EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 
 
-def _register(name: str, suite: str, deterministic: bool, description: str, version: int | None = None):
+def _register(name: str, suite: str, deterministic: bool, description: str, version: int | None = None,
+              uint8: bool = False):
+    """``uint8=True``: the function also accepts the caller's uint8 batch as is (it works in uint8
+    units) and may return uint8; the others always get float [0, 1] images."""
     # version 2 of the random ones: counter-based streams (different draws than version 1)
     version = version if version is not None else (1 if deterministic else 2)
     return corruptions.register(name, suite=suite, deterministic=deterministic, description=description,
-                                version=version)
+                                version=version, uint8=uint8)
 
 
 def _via_rgb(fn: Fn) -> Fn:
@@ -63,34 +66,44 @@ def _via_rgb(fn: Fn) -> Fn:
 
 
 # --------------------------------------------------------------------------- noise
-@_register("gaussian_noise", "cifar10-c", False, "additive Gaussian noise, σ per severity")
+# version 3 of the normal-based ones: normals by inversion of 16-bit uniforms (ops.normal_table)
+@_register("gaussian_noise", "cifar10-c", False, "additive Gaussian noise, σ per severity", version=3)
 def gaussian_noise(x, rng, c, pset):
     """``x + N(0, c²)`` per pixel and channel."""
-    return rng.normal(x.shape[1:]).to(x.dtype).mul_(float(c)).add_(x)
+    return rng.normal(x.shape[1:], std=float(c)).to(x.dtype).add_(x)
 
 
-@_register("shot_noise", "cifar10-c", False, "Poisson (photon) noise")
+# version 3: 32-bit uniforms for the inversion (was 24-bit; same table, different draws)
+@_register("shot_noise", "cifar10-c", False, "Poisson (photon) noise", version=3, uint8=True)
 def shot_noise(x, rng, c, pset):
     """``Poisson(x·c) / c``. For uint8-valued images (every dataset image) the Poisson draw is an
-    exact inverse-CDF lookup over the 256 possible rates — one ``searchsorted`` per batch."""
-    x255 = x * 255
-    v = torch.round(x255)
-    if float(x255.sub_(v).abs_().max()) < 1e-3:
-        return ops.poisson_uint8(rng, v, float(c), scaled=True).to(x.dtype)
-    return rng.poisson(x * c).to(x.dtype) / c
+    exact inverse-CDF lookup over the 256 possible rates (``ops.poisson_uint8``)."""
+    if x.dtype == torch.uint8:
+        v = x
+    else:
+        x255 = x * 255
+        v = torch.round(x255)
+        if float(x255.sub_(v).abs_().max()) >= 1e-3:
+            return rng.poisson(x * c).to(x.dtype) / c
+    return ops.poisson_uint8(rng, v, float(c), scaled=True)  # float32 k / c
 
 
-@_register("impulse_noise", "cifar10-c", False, "salt-and-pepper noise (skimage random_noise 's&p')")
+# version 3: 32-bit uniforms compared with integer thresholds
+@_register("impulse_noise", "cifar10-c", False, "salt-and-pepper noise (skimage random_noise 's&p')", version=3)
 def impulse_noise(x, rng, c, pset):
     """Each value (per channel, as skimage) is replaced with prob. ``c``: half 1 (salt), half 0.
-    One uniform per value: u < c flips, and u < c/2 (half of the flips) is salt."""
-    u = rng.uniform(x.shape[1:]).to(x.dtype)
-    return torch.where(u < c, (u < c / 2).to(x.dtype), x)
+    One 32-bit uniform u per value: u < c·2³² flips, and u < c/2·2³² (half of the flips) is salt."""
+    u = rng.uniform_u32(x[0].numel())
+    keep = torch.from_numpy((u >= np.uint32(min(round(c * 2 ** 32), 2 ** 32 - 1))).view(np.uint8))
+    salt = torch.from_numpy((u < np.uint32(round(c / 2 * 2 ** 32))).view(np.uint8))
+    # branch-free x·keep + salt (a select on a random mask is ≈ 5× slower on CPU)
+    return torch.addcmul(salt.to(x.device, x.dtype).view(x.shape), x, keep.to(x.device, x.dtype).view(x.shape))
 
 
-@_register("speckle_noise", "extra", False, "multiplicative Gaussian noise")
+@_register("speckle_noise", "extra", False, "multiplicative Gaussian noise", version=3)
 def speckle_noise(x, rng, c, pset):
-    return rng.normal(x.shape[1:]).to(x.dtype).mul_(float(c)).add_(1).mul_(x)
+    """``x · (1 + N(0, c²))``."""
+    return rng.normal(x.shape[1:], mean=1.0, std=float(c)).to(x.dtype).mul_(x)
 
 
 # --------------------------------------------------------------------------- blur
@@ -242,7 +255,7 @@ def frost(x, rng, c, pset):
     return c[0] * x + c[1] * crops
 
 
-@_register("snow", "cifar10-c", False, "snow flakes: zoomed, thresholded, motion-blurred noise layer")
+@_register("snow", "cifar10-c", False, "snow flakes: zoomed, thresholded, motion-blurred noise layer", version=3)
 def snow(x, rng, c, pset):
     N, C, H, W = x.shape
     layer = rng.normal((1, H, W), mean=float(c[0]), std=float(c[1])).to(x.dtype)
@@ -309,26 +322,43 @@ def _spatter_rgb(x, rng, c, pset):
     return x * (1 - m) + color * m
 
 
-# version 3: exact integer Sobel (before: float rank-1 terms whose rounding could flip edge pixels)
+# version 3: exact integer Sobel (before: float rank-1 terms whose rounding could flip edge pixels);
+# version 4: normals by inversion of 16-bit uniforms
 spatter = _register("spatter", "extra", False, "water (sev. 1–3) or mud (sev. 4–5) spatter",
-                    version=3)(_via_rgb(_spatter_rgb))
+                    version=4)(_via_rgb(_spatter_rgb))
 
 
 # --------------------------------------------------------------------------- digital
-@_register("brightness", "cifar10-c", True, "HSV value + c")
+# HSV corruptions in closed form: with v = max(rgb), δ = max − min, s = δ/v, skimage's hsv2rgb
+# gives rgb = v − δ·w(h) (w ∈ [0, 1]³ depends on the hue only); so a change of v or s is a
+# per-pixel affine map of rgb — no hue, no sector selects (a select on data-dependent masks is
+# several times slower on CPU than arithmetic). Equal to rgb2hsv → edit → hsv2rgb in exact
+# arithmetic; float32 rounding differs by ≈ 10⁻⁷ (version 2).
+@_register("brightness", "cifar10-c", True, "HSV value + c", version=2)
 def brightness(x, rng, c, pset):
+    """``hsv2rgb(h, s, clip(v + c, 0, 1))``: rgb·v'/v, and (v', v', v') for black pixels."""
     if x.shape[1] == 1:
         return (x + c).clamp(0, 1)
-    h, s, v = ops.rgb_to_hsv(x)
-    return ops.hsv_to_rgb(h, s, (v + c).clamp(0, 1))
+    v = x.amax(1, keepdim=True)
+    v2 = (v + c).clamp_(0, 1)
+    r = v2 / v.clamp_min(1e-12)
+    return torch.addcmul(v2 - v * r, x, r)  # the first term is v' for v = 0, else 0 (± rounding)
 
 
 def _saturate_rgb(x, rng, c, pset):
-    h, s, v = ops.rgb_to_hsv(x)
-    return ops.hsv_to_rgb(h, (s * c[0] + c[1]).clamp(0, 1), v)
+    """``hsv2rgb(h, clip(s·a + b, 0, 1), v)``: v − (v − rgb)·v·s'/δ; gray pixels (δ = 0, hue 0)
+    become v·(1, 1 − s', 1 − s'), as in skimage."""
+    v = x.amax(1, keepdim=True)
+    delta = v - x.amin(1, keepdim=True)
+    s2 = (delta / v.clamp_min(1e-12)).mul_(c[0]).add_(c[1]).clamp_(0, 1)
+    g = v * s2 / delta.clamp_min(1e-12)
+    out = torch.addcmul(v, v - x, g, value=-1)
+    if c[1]:  # s' > 0 on gray pixels only when b > 0
+        out[:, 1:] -= (delta == 0).to(x.dtype) * v * s2
+    return out
 
 
-saturate = _register("saturate", "extra", True, "HSV saturation × a + b")(_via_rgb(_saturate_rgb))
+saturate = _register("saturate", "extra", True, "HSV saturation × a + b", version=2)(_via_rgb(_saturate_rgb))
 
 
 @_register("contrast", "cifar10-c", True, "(x − per-channel mean) · c + mean")
@@ -337,12 +367,13 @@ def contrast(x, rng, c, pset):
     return torch.add(m * (1 - c), x, alpha=c)
 
 
-@_register("pixelate", "cifar10-c", True, "PIL BOX downscale to int(size·c) and back", version=2)
+@_register("pixelate", "cifar10-c", True, "PIL BOX downscale to int(size·c) and back", version=2, uint8=True)
 def pixelate(x, rng, c, pset):
+    """The source works on a PIL (uint8) image: so do we, and return uint8."""
     H, W = x.shape[-2:]
-    y = torch.round(x * 255)  # the source works on a PIL (uint8) image; we stay in uint8 units
+    y = x if x.dtype == torch.uint8 else torch.round(x * 255)
     y = ops.pil_box_resize(y, (int(H * c), int(W * c)))
-    return ops.pil_box_resize(y, (H, W)).to(x.dtype).div_(255)
+    return ops.pil_box_resize(y, (H, W))  # BOX upscaling: a gather
 
 
 def _jpeg_torchvision(u8: torch.Tensor, quality: int) -> torch.Tensor | None:
@@ -397,17 +428,18 @@ def _jpeg_pil(u8: torch.Tensor, quality: int) -> torch.Tensor:
     return t[:, None] if t.dim() == 3 else t.permute(0, 3, 1, 2)
 
 
-@_register("jpeg_compression", "cifar10-c", True, "JPEG at the given quality (libjpeg, as PIL; CPU)")
+@_register("jpeg_compression", "cifar10-c", True, "JPEG at the given quality (libjpeg, as PIL; CPU)", uint8=True)
 def jpeg_compression(x, rng, c, pset):
     """``PIL.Image.save(format='JPEG', quality=c)`` and decode, on uint8 (rounded) images — through
     OpenCV's libjpeg if installed, else torchvision's, else PIL (all bit-identical here)."""
-    u8 = (x * 255).round().clamp(0, 255).to("cpu", torch.uint8).contiguous()
+    u8 = x if x.dtype == torch.uint8 else ops.as_uint8((x * 255).round_().clamp_(0, 255))
+    u8 = u8.to("cpu").contiguous()
     out = _jpeg_cv2(u8, int(c))
     if out is None:
         out = _jpeg_torchvision(u8, int(c))
     if out is None:
         out = _jpeg_pil(u8, int(c))
-    return out.to(x.device, x.dtype) / 255
+    return out.to(x.device)
 
 
 @_register("elastic_transform", "cifar10-c", False, "random affine + smooth elastic displacement")

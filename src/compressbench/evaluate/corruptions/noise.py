@@ -27,11 +27,12 @@ from ...registry import corruptions
 from . import ops
 
 
-def _register(name: str, description: str):
-    return corruptions.register(name, suite="noise", deterministic=False, description=description, version=2)
+def _register(name: str, description: str, version: int = 2):
+    return corruptions.register(name, suite="noise", deterministic=False, description=description, version=version)
 
 
-@_register("gauss_noise", "albumentations-1.x GaussNoise(var_limit): σ = √U(lo, hi) / 255")
+# version 3 (and iso_noise's): normals by inversion of 16-bit uniforms (ops.normal_table)
+@_register("gauss_noise", "albumentations-1.x GaussNoise(var_limit): σ = √U(lo, hi) / 255", version=3)
 def gauss_noise(x, rng, c, pset):
     lo, hi = c
     sigma = torch.sqrt(rng.uniform((), lo, hi)) / 255.0
@@ -39,7 +40,7 @@ def gauss_noise(x, rng, c, pset):
     return x + z * ops.per_image(sigma, x)
 
 
-@_register("iso_noise", "albumentations-1.x ISONoise: HLS hue jitter + Poisson luminance noise")
+@_register("iso_noise", "albumentations-1.x ISONoise: HLS hue jitter + Poisson luminance noise", version=3)
 def iso_noise(x, rng, c, pset):
     (cs_lo, cs_hi), (in_lo, in_hi) = c
     N, C, H, W = x.shape
