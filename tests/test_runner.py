@@ -135,3 +135,28 @@ def test_checkpoints_reload_weights_only(tmp_path):
     model, ck = load_model(ckpts[0])
     assert ck["spec"]["model"] == "tinycnn"
     assert model(torch.rand(2, 1, 16, 16)).shape == (2, 10)
+
+
+def test_evaluation_key_covers_the_corruption_versions(tmp_path):
+    """A changed corruption (new version) re-keys the evaluations that use it, for every model;
+    the other evaluations keep their keys."""
+    from compressbench.plan import plan
+    from compressbench.registry import corruptions
+
+    raw = {"evaluations": [{"evaluator": "clean"},
+                           {"evaluator": "corruptions", "params": {"corruptions": ["fog", "gaussian_noise"]}},
+                           {"evaluator": "corruptions", "params": {"corruptions": ["contrast"]}}]}
+    keys = lambda: {(j.labels.get("evaluator"), j.labels["variant"], str(j.spec.get("params"))): j.key  # noqa: E731
+                    for j in plan(_exp(tmp_path, **raw)) if j.kind == "evaluate"}
+    before = keys()
+    meta = corruptions.meta("fog")
+    old = meta["version"]
+    meta["version"] = old + 100
+    try:
+        after = keys()
+    finally:
+        meta["version"] = old
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed and all(k[0] == "corruptions" and "fog" in k[2] for k in changed)
+    assert len(changed) == 2  # baseline and the compressed variant
+    assert keys() == before

@@ -83,8 +83,11 @@ def plan(exp: Experiment, variants: list[ResolvedVariant] | None = None) -> list
                     continue
                 espec = {"evaluator": ev.evaluator, "params": _dump(params), "eval_subset": exp.dataset.eval_subset,
                          "dataset": data_spec, "seed": seed, "model_job": pkey, "parent_job": tkey}
-                ekey = content_key({"kind": "evaluate", "spec": espec, "deps": sorted({pkey, tkey}),
-                                    "v": [EVAL_RUNNER_VERSION, emeta.get("version", 1)]})
+                # an evaluator may add the versions of the components it uses (e.g. each corruption's):
+                # a changed corruption re-runs its evaluations for every model of the study together
+                kv = emeta.get("key_versions")
+                ev_v = [EVAL_RUNNER_VERSION, emeta.get("version", 1)] + ([kv(params)] if kv else [])
+                ekey = content_key({"kind": "evaluate", "spec": espec, "deps": sorted({pkey, tkey}), "v": ev_v})
                 jobs.append(Job("evaluate", ekey, espec, sorted({pkey, tkey}),
                                 {"experiment": exp.name, "seed": seed, "variant": vname, "method": method,
                                  "evaluator": ev.evaluator, "evaluator_version": emeta.get("version", 1),

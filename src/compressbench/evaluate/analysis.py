@@ -130,7 +130,17 @@ def _corruption_names(spec: list[str] | str) -> list[str]:
     return out
 
 
-@evaluators.register("calibration", params=CalibrationParams, version=1,
+def _key_versions(p: CalibrationParams) -> dict[str, int]:
+    """Versions of the corruptions used (part of the job key), {} when none or unavailable."""
+    names = _corruption_names(p.corruptions) if p.corruptions else []
+    if not names:
+        return {}
+    from .corruptions.evaluator import corruption_versions
+
+    return corruption_versions(names)
+
+
+@evaluators.register("calibration", params=CalibrationParams, version=1, key_versions=_key_versions,
                      description="15-bin ECE, NLL and Brier score, clean and under selected corruptions")
 def calibration(model: nn.Module, ctx: EvalContext, params: CalibrationParams) -> list[Measurement]:
     images = ctx.eval_set(params.subset if params.subset is not None else -1)

@@ -81,7 +81,13 @@ def _file_batches(files: str, name: str, severity: int, index: torch.Tensor, bat
         yield load_cifar_c_rows(Path(files), name, severity, b, test_index)
 
 
+def corruption_versions(names) -> dict[str, int]:
+    """{name: version} of the given corruptions (part of the evaluation job keys)."""
+    return {n: int(corruption_registry.meta(n).get("version", 1)) for n in names}
+
+
 @evaluators.register("corruptions", params=CorruptionsParams, version=1,
+                     key_versions=lambda p: corruption_versions(n for _, ns in p.plan() for n in ns),
                      description="top-1 under CIFAR-10-C / extra / noise-study corruptions × severities "
                                  "(deterministic, corrupted on the fly); mean_top1, mce_unnormalised")
 def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: CorruptionsParams) -> list[Measurement]:
@@ -110,10 +116,16 @@ def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: Corruption
                                                       ctx.data.test.index):
                             hits += correct(x.to(device), y.to(device))
                             bar.update(len(y))
+                    elif params.quantize:  # uint8 in -> uint8 out: the quantised images, cheapest
+                        for s in range(0, len(images), params.batch_size):
+                            x8 = images.x[s:s + params.batch_size].to(device)
+                            y, idx = images.y[s:s + params.batch_size].to(device), images.index[s:s + params.batch_size]
+                            xc = corrupt(x8, idx, name, sev, seed=params.seed, params=params.param_set)
+                            hits += correct(xc.float().div_(255), y)
+                            bar.update(len(y))
                     else:
                         for x, y, idx in images.batches(params.batch_size, device=device):
-                            xc = corrupt(x, idx, name, sev, seed=params.seed, params=params.param_set,
-                                         quantize=params.quantize)
+                            xc = corrupt(x, idx, name, sev, seed=params.seed, params=params.param_set)
                             hits += correct(xc, y)
                             bar.update(len(y))
                     acc[name, sev] = hits / len(images)

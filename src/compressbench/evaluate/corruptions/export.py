@@ -50,11 +50,10 @@ def write_corrupted(images: torch.Tensor, labels: torch.Tensor, index: torch.Ten
             arr = np.empty((len(severities) * N, images.shape[2], images.shape[3], images.shape[1]), np.uint8)
             for k, sev in enumerate(severities):
                 for s in range(0, N, batch_size):
-                    x = images[s:s + batch_size].float() / 255
-                    y = corrupt(x, index[s:s + batch_size], name, sev, seed=seed, params=params, quantize=True)
-                    u8 = (y * 255 + 1e-3).floor().to(torch.uint8)
-                    arr[k * N + s:k * N + s + len(x)] = u8.permute(0, 2, 3, 1).cpu().numpy()
-                    bar.update(len(x))
+                    u8 = corrupt(images[s:s + batch_size], index[s:s + batch_size], name, sev, seed=seed,
+                                 params=params)  # uint8 in -> uint8 out (truncated as the published files)
+                    arr[k * N + s:k * N + s + len(u8)] = u8.permute(0, 2, 3, 1).cpu().numpy()
+                    bar.update(len(u8))
             p = out / f"{name}.npy"
             np.save(p, arr)
             written.append(p)
