@@ -442,35 +442,40 @@ def jpeg_compression(x, rng, c, pset):
     return out.to(x.device)
 
 
-@_register("elastic_transform", "cifar10-c", False, "random affine + smooth elastic displacement")
+# version 2: float32 sampling grids from fused affine_grid / one multiply-add (was float64
+# coordinate arithmetic; |Δ| ≈ 10⁻⁶ px)
+@_register("elastic_transform", "cifar10-c", False, "random affine + smooth elastic displacement", version=2)
 def elastic_transform(x, rng, c, pset):
+    """Random affine (three points around the centre moved by U(−a, a), ``cv2.getAffineTransform``
+    + ``warpAffine`` with BORDER_REFLECT_101), then a smooth random displacement field
+    (uniform noise, Gaussian-blurred, × alpha; ``map_coordinates(order=1, mode='reflect')``)."""
     N, C, H, W = x.shape
     scale = min(H, W) / REF_SIZE[pset]
     alpha, sigma, aff = c[0] * scale, c[1] * scale, c[2] * scale
     dev, dt = x.device, x.dtype
-    r_aff = rng.uniform((3, 2), -aff, aff).to(dev, torch.float64)
+    r_aff = rng.uniform((3, 2), -aff, aff).to(torch.float64)
     fields = rng.uniform((2, H, W), -1.0, 1.0).to(dev, dt)
-    # random affine: three points around the centre moved by U(-aff, aff) (cv2.getAffineTransform)
-    cs = torch.tensor([H // 2, W // 2], dtype=torch.float64, device=dev)
+    cs = torch.tensor([H // 2, W // 2], dtype=torch.float64)
     ss = min(H, W) // 3
     p1 = torch.stack([cs + ss, torch.stack([cs[0] + ss, cs[1] - ss]), cs - ss])  # 3×2, (x, y) as cv2 reads it
-    p2 = p1[None] + r_aff
-    P1 = torch.cat([p1, torch.ones(3, 1, dtype=torch.float64, device=dev)], 1)  # 3×3
-    M = torch.linalg.solve(P1[None].expand(N, 3, 3), p2).transpose(1, 2)  # N×2×3: dst = M·[x y 1]
-    A, b = M[:, :, :2], M[:, :, 2]
-    Ainv = torch.linalg.inv(A)
-    yy, xx = torch.meshgrid(torch.arange(H, device=dev, dtype=torch.float64),
-                            torch.arange(W, device=dev, dtype=torch.float64), indexing="ij")
-    dst = torch.stack([xx, yy], -1).view(1, H * W, 2) - b[:, None]
-    src = torch.einsum("nij,npj->npi", Ainv, dst).view(N, H, W, 2)  # (x, y) source coordinates
-    grid = torch.stack([2 * src[..., 0] / max(W - 1, 1) - 1, 2 * src[..., 1] / max(H - 1, 1) - 1], -1)
+    P1 = torch.cat([p1, torch.ones(3, 1, dtype=torch.float64)], 1)  # 3×3
+    M = torch.linalg.solve(P1[None].expand(N, 3, 3), p1[None] + r_aff).transpose(1, 2)  # N×2×3: dst = M·[x y 1]
+    Ainv = torch.linalg.inv(M[:, :, :2])
+    # warpAffine samples src = A⁻¹(dst − b) in pixels; in grid_sample's normalised coordinates
+    # (align_corners=True: px = D(n + 1), D = diag((W−1)/2, (H−1)/2)) that is θ = [D⁻¹A⁻¹D | D⁻¹A⁻¹(D1 − b) − 1]
+    D = torch.tensor([max(W - 1, 1) / 2, max(H - 1, 1) / 2], dtype=torch.float64)
+    lin = Ainv * D[None, None, :] / D[None, :, None]
+    shift = torch.einsum("nij,nj->ni", Ainv, D[None] - M[:, :, 2]) / D - 1
+    theta = torch.cat([lin, shift[:, :, None]], 2).to(dev, dt)
+    grid = F.affine_grid(theta, [N, C, H, W], align_corners=True)
     # BORDER_REFLECT_101 == reflection about the edge pixel centres (align_corners=True)
-    y = F.grid_sample(x, grid.to(dt), mode="bilinear", padding_mode="reflection", align_corners=True)
+    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
     if alpha == 0:
         return y
-    d = ops.gaussian_blur(fields.reshape(N * 2, 1, H, W), sigma, mode="reflect", truncate=3.0).view(N, 2, H, W) * alpha
-    dx, dy = d[:, 0].to(torch.float64), d[:, 1].to(torch.float64)
-    sx, sy = xx[None] + dx, yy[None] + dy
-    # map_coordinates(order=1, mode='reflect') == half-sample reflection (align_corners=False)
-    grid = torch.stack([(2 * sx + 1) / W - 1, (2 * sy + 1) / H - 1], -1)
-    return F.grid_sample(y, grid.to(dt), mode="bilinear", padding_mode="reflection", align_corners=False)
+    d = ops.gaussian_blur(fields.reshape(N * 2, 1, H, W), sigma, mode="reflect", truncate=3.0).view(N, 2, H, W)
+    # map_coordinates(order=1, mode='reflect') at (x + dx, y + dy) == half-sample reflection
+    # (align_corners=False): n = (2(px + d) + 1)/S − 1 = base + d·2α/S
+    base = F.affine_grid(torch.eye(2, 3, dtype=dt, device=dev)[None], [1, C, H, W], align_corners=False)
+    k = torch.tensor([2 * alpha / W, 2 * alpha / H], dtype=dt, device=dev)
+    grid = torch.addcmul(base, d.permute(0, 2, 3, 1), k)
+    return F.grid_sample(y, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
