@@ -269,11 +269,16 @@ def snow(x, rng, c, pset):
     return y + layer + torch.flip(layer, (-2, -1))
 
 
+def _below(t: float) -> float:
+    """The largest float32 below ``t``: ``F.threshold(v, _below(t), 0)`` zeroes exactly v < t."""
+    return float(np.nextafter(np.float32(t), np.float32(-np.inf)))
+
+
 def _spatter_rgb(x, rng, c, pset):
     N, C, H, W = x.shape
     liquid = rng.normal((1, H, W), mean=float(c[0]), std=float(c[1])).to(x.dtype)
     liquid = ops.gaussian_blur(liquid, float(c[2]))
-    liquid = torch.where(liquid < c[3], torch.zeros_like(liquid), liquid)
+    liquid = F.threshold(liquid, _below(c[3]), 0.0)  # liquid[liquid < c3] = 0 (branch-free)
     if c[5] == 0:
         lq = torch.floor(liquid * 255).clamp(0, 255)  # astype(uint8) (values ≤ 1 here)
         # Canny(50, 150) approximated by the Sobel gradient magnitude with hysteresis-like thresholds
@@ -285,19 +290,22 @@ def _spatter_rgb(x, rng, c, pset):
         strong = mag >= 150
         weak = mag >= 50
         # any strong pixel in the 3×3 neighbourhood (edge replication adds nothing new to a max)
-        grow = F.max_pool2d(strong.to(x.dtype), 3, stride=1, padding=1) > 0
+        grow = ops.max3x3(strong.to(x.dtype)) > 0
         edges = strong | (weak & grow)
         # distance to the nearest edge (chamfer 1/√2), truncated at 20 like cv2.threshold(TRUNC, 20)
-        dist = torch.where(edges, torch.zeros_like(lq), torch.full_like(lq, 20.0))
+        # (relaxation to the fixed point; an +inf frame is equivalent to edge replication here:
+        # a replicated neighbour never offers a shorter path than the pixel's real neighbours)
+        p = torch.full((N, 1, H + 2, W + 2), float("inf"), dtype=x.dtype, device=x.device)
+        dist = p[..., 1:-1, 1:-1]
+        dist.copy_(torch.where(edges, torch.zeros_like(lq), torch.full_like(lq, 20.0)))
         for _ in range(20):
-            p = F.pad(dist, (1, 1, 1, 1), mode="replicate")
             vert = torch.minimum(p[..., :-2, :], p[..., 2:, :])  # up/down neighbours, all columns
             diag = torch.minimum(vert[..., :-2], vert[..., 2:]).add_(2 ** 0.5)
             cross = torch.minimum(torch.minimum(p[..., 1:-1, :-2], p[..., 1:-1, 2:]), vert[..., 1:-1]).add_(1)
             new = torch.minimum(dist, torch.minimum(cross, diag))
             if torch.equal(new, dist):
                 break
-            dist = new
+            dist.copy_(new)
         dist = torch.floor(ops.box_blur(dist.clamp(max=20), 3))  # blur then astype(uint8)
         # equalizeHist per image
         di = dist.long().clamp(0, 255).view(N, -1)
@@ -314,12 +322,12 @@ def _spatter_rgb(x, rng, c, pset):
         m = liquid * dist
         m = m / m.amax((2, 3), keepdim=True).clamp_min(1e-12) * c[4]
         color = torch.tensor([175 / 255, 238 / 255, 238 / 255], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-        return x + m * color
+        return torch.addcmul(x, m, color)
     m = (liquid > c[3]).to(x.dtype)
     m = ops.gaussian_blur(m, float(c[4]))
-    m = torch.where(m < 0.8, torch.zeros_like(m), m)
+    m = F.threshold(m, _below(0.8), 0.0)
     color = torch.tensor([63 / 255, 42 / 255, 20 / 255], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return x * (1 - m) + color * m
+    return torch.addcmul(x * (1 - m), color, m)
 
 
 # version 3: exact integer Sobel (before: float rank-1 terms whose rounding could flip edge pixels);

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as cv2.COLOR_RGB2GRAY
 
@@ -366,6 +367,14 @@ def filter2d(x: torch.Tensor, kernel: np.ndarray, mode: str = "mirror") -> torch
     y = torch.matmul(x.reshape(-1, W), _tensor(Bt, x))  # (planes·H) × (R·W)
     out = torch.matmul(_tensor(A, x), y.view(-1, A.shape[1], W))  # planes × H × W
     return out.view(x.shape)
+
+
+def max3x3(x: torch.Tensor) -> torch.Tensor:
+    """3×3 maximum filter of a non-negative N×C×H×W batch (zero outside; edge replication would
+    add nothing to a maximum): two separable passes of shifted maxima."""
+    p = F.pad(x, (1, 1, 1, 1))
+    r = torch.maximum(torch.maximum(p[..., :-2, :], p[..., 1:-1, :]), p[..., 2:, :])
+    return torch.maximum(torch.maximum(r[..., :-2], r[..., 1:-1]), r[..., 2:])
 
 
 def box_blur(x: torch.Tensor, k: int, mode: str = "mirror") -> torch.Tensor:
