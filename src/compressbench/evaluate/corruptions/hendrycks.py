@@ -1,5 +1,6 @@
 """The 15 CIFAR-10-C corruptions and the 4 extra ones of Hendrycks & Dietterich (ICLR 2019),
-as batched torch operations on float [0, 1] N×C×H×W images (any device).
+as batched torch operations on float [0, 1] N×C×H×W images (any device); those registered with
+``uint8=True`` (shot noise, pixelate, JPEG) also take the caller's uint8 batch as is.
 
 Each function mirrors the corresponding function of ``make_cifar_c.py`` / ``make_imagenet_c.py``
 (named in its docstring). Where the source used a library call, the call's exact semantics
@@ -10,6 +11,7 @@ Each function mirrors the corresponding function of ``make_cifar_c.py`` / ``make
   draws (normals by inversion of 16-bit uniforms, ``ops.normal_table``), different numbers.
 * ``motion_blur``/``snow``: ImageMagick's ``MotionBlurImage`` is reimplemented (``ops.motion_blur``),
   so no ImageMagick/Wand is needed.
+* ``jpeg_compression``: PIL's libjpeg-turbo round trip is emulated bit for bit in torch (``jpeg.py``).
 * ``frost``: the six frost photographs are replaced by procedural textures (``textures.py``).
 * ``glass_blur``: the source's pixel "swap" on numpy views copies one pixel over the other,
   sequentially; we reproduce that exactly (pointer jumping over the copy chain).
@@ -22,7 +24,6 @@ Each function mirrors the corresponding function of ``make_cifar_c.py`` / ``make
 
 from __future__ import annotations
 
-from io import BytesIO
 from typing import Any, Callable
 
 import numpy as np
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 
 from ...registry import corruptions
 from . import ops
+from .jpeg import jpeg_roundtrip
 from .params import REF_SIZE, zoom_factors
 from .textures import frost_textures
 
@@ -384,70 +386,14 @@ def pixelate(x, rng, c, pset):
     return ops.pil_box_resize(y, (H, W))  # BOX upscaling: a gather
 
 
-def _jpeg_torchvision(u8: torch.Tensor, quality: int) -> torch.Tensor | None:
-    """Batched libjpeg(-turbo) round trip via torchvision (bit-identical to PIL's default
-    settings: 4:2:0, islow DCT, fancy upsampling); None if unavailable."""
-    try:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
-
-            enc = encode_jpeg(list(u8), quality=quality)
-            return torch.stack(decode_jpeg(enc, mode=ImageReadMode.UNCHANGED))
-    except Exception:  # torchvision without image codecs (deprecated since 0.29)
-        return None
-
-
-def _jpeg_cv2(u8: torch.Tensor, quality: int) -> torch.Tensor | None:
-    """libjpeg(-turbo) round trip via OpenCV when it is installed (optional; bit-identical to PIL's
-    defaults — 4:2:0, islow DCT, fancy upsampling — and the cheapest per call); else None."""
-    try:
-        import cv2
-    except Exception:
-        return None
-    gray = u8.shape[1] == 1
-    arr = u8[:, 0].numpy() if gray else u8.permute(0, 2, 3, 1).numpy()[..., ::-1]  # OpenCV is BGR
-    out = np.empty(arr.shape, dtype=np.uint8)
-    flag = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-    for i in range(len(arr)):
-        ok, buf = cv2.imencode(".jpg", arr[i], params)
-        if not ok:
-            return None
-        out[i] = cv2.imdecode(buf, flag)
-    t = torch.from_numpy(out)
-    return t[:, None] if gray else t.flip(-1).permute(0, 3, 1, 2)
-
-
-def _jpeg_pil(u8: torch.Tensor, quality: int) -> torch.Tensor:
-    from PIL import Image
-
-    arr = u8[:, 0].numpy() if u8.shape[1] == 1 else u8.permute(0, 2, 3, 1).contiguous().numpy()
-    out = np.empty_like(arr)
-    for i in range(len(arr)):
-        buf = BytesIO()
-        Image.fromarray(arr[i]).save(buf, "JPEG", quality=quality)
-        buf.seek(0)
-        with Image.open(buf) as im:
-            out[i] = np.asarray(im)
-    t = torch.from_numpy(out)
-    return t[:, None] if t.dim() == 3 else t.permute(0, 3, 1, 2)
-
-
-@_register("jpeg_compression", "cifar10-c", True, "JPEG at the given quality (libjpeg, as PIL; CPU)", uint8=True)
+@_register("jpeg_compression", "cifar10-c", True, "JPEG at the given quality (libjpeg-turbo as PIL, bit-exact)",
+           uint8=True)
 def jpeg_compression(x, rng, c, pset):
-    """``PIL.Image.save(format='JPEG', quality=c)`` and decode, on uint8 (rounded) images — through
-    OpenCV's libjpeg if installed, else torchvision's, else PIL (all bit-identical here)."""
+    """``PIL.Image.save(format='JPEG', quality=c)`` and decode, on uint8 (rounded) images: the
+    batched, bit-exact torch emulation of libjpeg-turbo's round trip (``jpeg.jpeg_roundtrip``;
+    any device, no per-image library calls)."""
     u8 = x if x.dtype == torch.uint8 else ops.as_uint8((x * 255).round_().clamp_(0, 255))
-    u8 = u8.to("cpu").contiguous()
-    out = _jpeg_cv2(u8, int(c))
-    if out is None:
-        out = _jpeg_torchvision(u8, int(c))
-    if out is None:
-        out = _jpeg_pil(u8, int(c))
-    return out.to(x.device)
+    return jpeg_roundtrip(u8, int(c))
 
 
 # version 2: float32 sampling grids from fused affine_grid / one multiply-add (was float64
