@@ -229,11 +229,14 @@ def _poisson_table(c: float) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     return offset, inv, K, values
 
 
-def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float, scaled: bool = False) -> torch.Tensor:
+def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float, output: str = "count") -> torch.Tensor:
     """Exact Poisson(c·v/255) samples for integer v in 0..255 (integer or uint8 tensor N×..., any
     device), by inversion k = min{k : CDF(k) ≥ u} with 32-bit uniforms u: a table lookup (numpy
     ``take``; the bucket is the top 11 bits of u) for most u, a binary search over the exact CDF
-    for the rest. Returns float32 ``k`` (or ``k / c`` with ``scaled``) on ``v``'s device."""
+    for the ≈ 1–2 % that fall in a bucket holding a CDF step. ``output``: ``count`` (float32 k),
+    ``scaled`` (float32 k / c) or ``uint8`` (``np.uint8(clip(k / c, 0, 1)·255)`` computed exactly
+    as :func:`~compressbench.evaluate.corruptions.corrupt` truncates the float32 k / c), on ``v``'s
+    device."""
     offset, inv, K, values = _poisson_table(float(c))
     shape = v.shape
     vc = v.to("cpu")
@@ -242,13 +245,23 @@ def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float, scaled: bool = False
     r = rng.uniform_u32(idx.shape[1])  # the tail beyond 1 − 2⁻³² is not reached
     idx |= np.right_shift(r, np.uint32(32 - 11)).view(np.int32)
     k = np.take(inv, idx)
-    amb = k == (255 if inv.dtype == np.uint8 else -1)
-    if amb.any():
-        va = (idx[amb] >> 11).astype(np.int64)
-        u = r[amb].astype(np.float64) * 2.0 ** -32
-        k[amb] = np.searchsorted(offset, u + va, side="left") - va * K
-    out = np.take(values, k) if scaled else k.astype(np.float32)
+    pos = np.flatnonzero(k == (255 if inv.dtype == np.uint8 else -1))  # ambiguous buckets
+    if len(pos):
+        va = (idx.ravel()[pos] >> 11).astype(np.int64)
+        u = r.ravel()[pos].astype(np.float64) * 2.0 ** -32
+        k.ravel()[pos] = np.searchsorted(offset, u + va, side="left") - va * K
+    if output == "count":
+        out = k.astype(np.float32)
+    else:
+        out = np.take(values if output == "scaled" else _scaled_uint8(values), k)
     return torch.from_numpy(out).reshape(shape).to(v.device)
+
+
+def _scaled_uint8(values: np.ndarray) -> np.ndarray:
+    """k -> uint8 of the float32 k / c with corrupt()'s truncation (same float32 operations)."""
+    y = values.astype(np.float32) * np.float32(255)
+    y += np.float32(1e-4)
+    return np.clip(y, 0, 255).astype(np.uint8)
 
 
 # --------------------------------------------------------------------------- padding
