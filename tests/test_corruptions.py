@@ -281,3 +281,17 @@ def test_impulse_and_shot_noise_rates(rgb):
     lam = c * 128 / 255
     assert abs(float(k.mean()) * c / 255 - lam) < 0.05 * lam ** 0.5 + 0.5
     assert abs(float((k * c / 255).var()) / lam - 1) < 0.1
+
+
+def test_jpeg_large_images_go_through_pillow_with_the_same_bytes():
+    """Above 112×112 px on CPU the corruption calls Pillow per image; the emulation agrees."""
+    from compressbench.evaluate.corruptions.hendrycks import JPEG_EMULATION_MAX_PIXELS
+    from compressbench.evaluate.corruptions.jpeg import jpeg_roundtrip
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.interpolate(torch.rand(2, 3, 8, 8, generator=g), size=(120, 128), mode="bicubic")
+    u8 = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    assert 120 * 128 > JPEG_EMULATION_MAX_PIXELS
+    for s in (1, 5):
+        q = IMAGENET["jpeg_compression"][s - 1]
+        assert torch.equal(corrupt(u8, None, "jpeg_compression", s), jpeg_roundtrip(u8, q))

@@ -387,13 +387,37 @@ def pixelate(x, rng, c, pset):
     return ops.pil_box_resize(y, (H, W))  # BOX upscaling: a gather
 
 
+JPEG_EMULATION_MAX_PIXELS = 112 * 112  # on CPU, above this libjpeg per image is faster (measured)
+
+
+def _jpeg_pil(u8: torch.Tensor, quality: int) -> torch.Tensor:
+    """Pillow's own round trip, image by image (the reference itself)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    arr = u8[:, 0].numpy() if u8.shape[1] == 1 else u8.permute(0, 2, 3, 1).contiguous().numpy()
+    out = np.empty_like(arr)
+    for i in range(len(arr)):
+        buf = BytesIO()
+        Image.fromarray(arr[i]).save(buf, "JPEG", quality=quality)
+        buf.seek(0)
+        with Image.open(buf) as im:
+            out[i] = np.asarray(im)
+    t = torch.from_numpy(out)
+    return t[:, None] if t.dim() == 3 else t.permute(0, 3, 1, 2)
+
+
 @_register("jpeg_compression", "cifar10-c", True, "JPEG at the given quality (libjpeg-turbo as PIL, bit-exact)",
            uint8=True)
 def jpeg_compression(x, rng, c, pset):
     """``PIL.Image.save(format='JPEG', quality=c)`` and decode, on uint8 (rounded) images: the
-    batched, bit-exact torch emulation of libjpeg-turbo's round trip (``jpeg.jpeg_roundtrip``;
-    any device, no per-image library calls)."""
+    batched, bit-exact torch emulation of libjpeg-turbo's round trip (``jpeg.jpeg_roundtrip``; any
+    device), or — on CPU for images above 112×112 px, where libjpeg's per-image code is faster than
+    the batched tensor passes — Pillow itself. Both give the same bytes."""
     u8 = x if x.dtype == torch.uint8 else ops.as_uint8((x * 255).round_().clamp_(0, 255))
+    if u8.device.type == "cpu" and u8.shape[-2] * u8.shape[-1] > JPEG_EMULATION_MAX_PIXELS:
+        return _jpeg_pil(u8, int(c))
     return jpeg_roundtrip(u8, int(c))
 
 
