@@ -295,3 +295,21 @@ def test_jpeg_large_images_go_through_pillow_with_the_same_bytes():
     for s in (1, 5):
         q = IMAGENET["jpeg_compression"][s - 1]
         assert torch.equal(corrupt(u8, None, "jpeg_compression", s), jpeg_roundtrip(u8, q))
+
+
+@pytest.mark.parametrize("mode", ["mirror", "nearest", "reflect", "wrap"])
+def test_filter_paths_agree_on_large_images(mode):
+    """The sliced 1-D passes and the FFT path (large images) equal the dense matrix formulation."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, 112, 100, generator=g)
+    w = np.array([0.1, 0.2, 0.4, 0.2, 0.1])
+    for dim, n in ((-1, 100), (-2, 112)):
+        M = torch.as_tensor(ops.filter_matrix(n, w, -2, mode), dtype=torch.float32)
+        dense = torch.matmul(x, M.T) if dim == -1 else torch.matmul(M, x)
+        assert torch.allclose(ops.filter1d(x, w, -2, mode, dim), dense, atol=1e-5)
+    if mode == "mirror":  # cv2.filter2D's border
+        k = ops.disk_kernel(6.0, 0.5)
+        A, Bt = ops._filter2d_matrices(np.asarray(k, np.float64).tobytes(), k.shape, 112, 100, "mirror")
+        y = torch.matmul(x.reshape(-1, 100), torch.as_tensor(Bt, dtype=torch.float32))
+        dense = torch.matmul(torch.as_tensor(A, dtype=torch.float32), y.view(-1, A.shape[1], 100)).view(x.shape)
+        assert torch.allclose(ops.filter2d(x, k, "mirror"), dense, atol=2e-6)  # float32 FFT

@@ -90,7 +90,7 @@ def _haze_points(g: torch.Generator, H: int, W: int, fog_coef: float) -> list[tu
     return pts
 
 
-@_register("random_fog", "albumentations-1.x RandomFog: alpha-blended white haze discs + box blur")
+@_register("random_fog", "albumentations-1.x RandomFog: alpha-blended white haze discs + box blur", version=3)
 def random_fog(x, rng, c, pset):
     lo, hi, alpha_coef = c
     N, C, H, W = x.shape

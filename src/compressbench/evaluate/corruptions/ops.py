@@ -327,12 +327,40 @@ def _tensor(a: np.ndarray, x: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(a, dtype=x.dtype, device=x.device)
 
 
+SLICE_RATIO = 16  # a 1-D pass of k taps over n samples uses k shifted slices when k·16 ≤ n, else a matmul
+FFT_MIN_PIXELS = 96 * 96  # 2-D kernels ≥ 5×5 on larger CPU images: FFT convolution (float32)
+_TORCH_PAD = {"mirror": "reflect", "nearest": "replicate", "wrap": "circular"}  # scipy -> F.pad
+_NUMPY_PAD = {"mirror": "reflect", "reflect": "symmetric", "nearest": "edge", "wrap": "wrap"}  # scipy -> np.pad
+
+
+def filter1d(x: torch.Tensor, weights, first: int, mode: str, dim: int) -> torch.Tensor:
+    """``y[i] = Σ_j w[j]·x[i + first + j]`` along ``dim`` (−1 or −2) with the scipy boundary
+    ``mode``. Short kernels on long axes (k·16 ≤ n): k shifted slices of the padded batch (O(k) per
+    sample); otherwise one matmul with the n×n matrix that folds the boundary in (O(n) per sample,
+    but a GEMM: the faster one at CIFAR sizes)."""
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    n, k = x.shape[dim], len(w)
+    if k * SLICE_RATIO > n:
+        M = _tensor(filter_matrix(n, w, first, mode), x)
+        return torch.matmul(x, M.T) if dim == -1 else torch.matmul(M, x)
+    before, after = max(0, -first), max(0, first + k - 1)
+    if mode in _TORCH_PAD:
+        pad = (before, after, 0, 0) if dim == -1 else (0, 0, before, after)
+        xp = F.pad(x.reshape(-1, 1, *x.shape[-2:]), pad, mode=_TORCH_PAD[mode])
+        xp = xp.view(*x.shape[:-2], *xp.shape[-2:])
+    else:
+        xp = x.index_select(dim, pad_index(n, before, after, mode).to(x.device))
+    off = first + before
+    out = xp.narrow(dim, off, n) * float(w[0])
+    for j in range(1, k):
+        out.add_(xp.narrow(dim, off + j, n), alpha=float(w[j]))
+    return out
+
+
 def separable_filter(x: torch.Tensor, kh: np.ndarray, kw: np.ndarray, mode: str) -> torch.Tensor:
     """Correlate with the odd-length ``kh`` along H and ``kw`` along W, scipy boundary ``mode``."""
-    H, W = x.shape[-2:]
-    A = filter_matrix(H, kh, -(len(kh) // 2), mode)
-    B = filter_matrix(W, kw, -(len(kw) // 2), mode)
-    return torch.matmul(torch.matmul(_tensor(A, x), x), _tensor(B, x).T)
+    y = filter1d(x, kh, -(len(kh) // 2), mode, -2)
+    return filter1d(y, kw, -(len(kw) // 2), mode, -1)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float, mode: str = "nearest", truncate: float = 4.0) -> torch.Tensor:
@@ -366,16 +394,48 @@ def _filter2d_matrices(kernel_bytes: bytes, shape: tuple[int, int], H: int, W: i
     return A, np.ascontiguousarray(B.T)
 
 
+@lru_cache(maxsize=32)
+def _kernel_spectrum(kernel_bytes: bytes, shape: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """rfft2 of the flipped kernel (correlation = convolution with the flip) at ``size``."""
+    import scipy.fft as sf
+
+    k = np.frombuffer(kernel_bytes, dtype=np.float64).reshape(shape)
+    return sf.rfft2(k[::-1, ::-1], s=size).astype(np.complex64)
+
+
 def filter2d(x: torch.Tensor, kernel: np.ndarray, mode: str = "mirror") -> torch.Tensor:
-    """``cv2.filter2D`` (correlation, default border REFLECT_101 = ``mirror``) with an odd kernel,
-    computed as a sum of separable rank-1 terms (SVD of the kernel; terms below 10⁻⁷ of the
-    largest dropped), in two matmuls: all row filters at once (one GEMM over every image row,
-    ``Y[p, h, r, :] = X[p, h, :] B_rᵀ``), then ``out[p] = Σ_{h,r} A_r[:, h] Y[p, h, r, :]`` as one
-    batched matmul with the stacked column filters (the layout of Y needs no transpose)."""
+    """``cv2.filter2D`` (correlation, default border REFLECT_101 = ``mirror``) with an odd kernel.
+
+    As a sum of separable rank-1 terms (SVD of the kernel; terms below 10⁻⁷ of the largest
+    dropped): at CIFAR sizes in two matmuls — all row filters at once (one GEMM over every image
+    row, ``Y[p, h, r, :] = X[p, h, :] B_rᵀ``), then ``out[p] = Σ_{h,r} A_r[:, h] Y[p, h, r, :]`` as
+    one batched matmul with the stacked column filters (the layout of Y needs no transpose); for
+    kernels short next to the image, each term as two sliced 1-D passes. Kernels of 5×5 and more
+    on CPU images above 96×96 px: one float32 FFT convolution of the padded planes (as OpenCV's own
+    DFT path for large kernels; |error| ≈ 10⁻⁶)."""
     k = np.asarray(kernel, dtype=np.float64)
     H, W = x.shape[-2:]
-    if not _svd_terms(k.tobytes(), k.shape):
+    terms = _svd_terms(k.tobytes(), k.shape)
+    if not terms:
         return torch.zeros_like(x)
+    kh, kw = k.shape
+    if x.device.type == "cpu" and H * W >= FFT_MIN_PIXELS and max(kh, kw) >= 5:
+        import scipy.fft as sf
+
+        # float32 FFT (as cv2.filter2D's own DFT path for large kernels): |error| ≈ 10⁻⁶
+        p = ((0, 0),) * (x.dim() - 2) + ((kh // 2, kh // 2), (kw // 2, kw // 2))
+        xp = np.pad(x.numpy(), p, mode=_NUMPY_PAD[mode])
+        L = (sf.next_fast_len(xp.shape[-2], real=True), sf.next_fast_len(xp.shape[-1], real=True))
+        # circular convolution of length ≥ the padded size: the valid part has no wrap-around
+        y = sf.irfft2(sf.rfft2(xp, s=L, axes=(-2, -1)) * _kernel_spectrum(k.tobytes(), k.shape, L), s=L,
+                      axes=(-2, -1))
+        return torch.from_numpy(np.ascontiguousarray(y[..., kh - 1:kh - 1 + H, kw - 1:kw - 1 + W])).to(x.dtype)
+    if max(kh, kw) * SLICE_RATIO <= min(H, W):
+        out = None
+        for u, v in terms:
+            t = filter1d(filter1d(x, u, -(kh // 2), mode, -2), v, -(kw // 2), mode, -1)
+            out = t if out is None else out.add_(t)
+        return out
     A, Bt = _filter2d_matrices(k.tobytes(), k.shape, H, W, mode)
     y = torch.matmul(x.reshape(-1, W), _tensor(Bt, x))  # (planes·H) × (R·W)
     out = torch.matmul(_tensor(A, x), y.view(-1, A.shape[1], W))  # planes × H × W
@@ -394,11 +454,8 @@ def box_blur(x: torch.Tensor, k: int, mode: str = "mirror") -> torch.Tensor:
     """``cv2.blur(x, (k, k))``: normalised box, OpenCV's anchor ``k // 2``, border REFLECT_101."""
     if k <= 1:
         return x
-    H, W = x.shape[-2:]
     w = np.full(k, 1.0 / k)
-    A = _tensor(filter_matrix(H, w, -(k // 2), mode), x)
-    B = _tensor(filter_matrix(W, w, -(k // 2), mode), x)
-    return torch.matmul(torch.matmul(A, x), B.T)
+    return filter1d(filter1d(x, w, -(k // 2), mode, -2), w, -(k // 2), mode, -1)
 
 
 def cv2_gaussian_kernel(ksize: int, sigma: float) -> np.ndarray:
