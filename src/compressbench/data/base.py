@@ -65,14 +65,16 @@ class ImageSet:
         return ImageSet(self.x[idx], self.y[idx], self.index[idx])
 
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
-                device: torch.device | str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Yield (float images in [0,1], labels, dataset indices)."""
+                device: torch.device | str = "cpu",
+                uint8: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Yield (float images in [0,1] — or the stored uint8 images with ``uint8`` —, labels,
+        dataset indices)."""
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         for s in range(0, n, batch_size):
             b = order[s:s + batch_size]
-            x = self.x[b].to(device, non_blocking=True).float().div_(255.0)
-            yield x, self.y[b].to(device), self.index[b]
+            x = self.x[b].to(device, non_blocking=True)
+            yield (x if uint8 else x.float().div_(255.0)), self.y[b].to(device), self.index[b]
 
 
 @dataclass

@@ -116,17 +116,10 @@ def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: Corruption
                                                       ctx.data.test.index):
                             hits += correct(x.to(device), y.to(device))
                             bar.update(len(y))
-                    elif params.quantize:  # uint8 in -> uint8 out: the quantised images, cheapest
-                        for s in range(0, len(images), params.batch_size):
-                            x8 = images.x[s:s + params.batch_size].to(device)
-                            y, idx = images.y[s:s + params.batch_size].to(device), images.index[s:s + params.batch_size]
-                            xc = corrupt(x8, idx, name, sev, seed=params.seed, params=params.param_set)
-                            hits += correct(xc.float().div_(255), y)
-                            bar.update(len(y))
-                    else:
-                        for x, y, idx in images.batches(params.batch_size, device=device):
+                    else:  # quantize: uint8 in -> uint8 out, the cheapest path (same images)
+                        for x, y, idx in images.batches(params.batch_size, device=device, uint8=params.quantize):
                             xc = corrupt(x, idx, name, sev, seed=params.seed, params=params.param_set)
-                            hits += correct(xc, y)
+                            hits += correct(xc.float().div_(255) if params.quantize else xc, y)
                             bar.update(len(y))
                     acc[name, sev] = hits / len(images)
                     out.append(Measurement("top1", acc[name, sev], {"corruption": name, "severity": sev,

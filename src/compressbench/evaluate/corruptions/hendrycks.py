@@ -88,7 +88,7 @@ def shot_noise(x, rng, c, pset):
         if float(x255.sub_(v).abs_().max()) >= 1e-3:
             return rng.poisson(x * c).to(x.dtype) / c
     # uint8 in: uint8 out straight from the lookup (k -> truncated 255·k/c), else float32 k / c
-    return ops.poisson_uint8(rng, v, float(c), output="uint8" if x.dtype == torch.uint8 else "scaled")
+    return ops.poisson_uint8(rng, v, float(c), uint8=x.dtype == torch.uint8)
 
 
 # version 3: 32-bit uniforms compared with integer thresholds

@@ -229,14 +229,13 @@ def _poisson_table(c: float) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     return offset, inv, K, values
 
 
-def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float, output: str = "count") -> torch.Tensor:
+def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float, uint8: bool = False) -> torch.Tensor:
     """Exact Poisson(c·v/255) samples for integer v in 0..255 (integer or uint8 tensor N×..., any
     device), by inversion k = min{k : CDF(k) ≥ u} with 32-bit uniforms u: a table lookup (numpy
     ``take``; the bucket is the top 11 bits of u) for most u, a binary search over the exact CDF
-    for the ≈ 1–2 % that fall in a bucket holding a CDF step. ``output``: ``count`` (float32 k),
-    ``scaled`` (float32 k / c) or ``uint8`` (``np.uint8(clip(k / c, 0, 1)·255)`` computed exactly
-    as :func:`~compressbench.evaluate.corruptions.corrupt` truncates the float32 k / c), on ``v``'s
-    device."""
+    for the ≈ 1–2 % that fall in a bucket holding a CDF step. Returns the float32 k / c on ``v``'s
+    device, or with ``uint8`` ``np.uint8(clip(k / c, 0, 1)·255)`` computed exactly as
+    :func:`~compressbench.evaluate.corruptions.corrupt` truncates the float32 k / c."""
     offset, inv, K, values = _poisson_table(float(c))
     shape = v.shape
     vc = v.to("cpu")
@@ -250,10 +249,7 @@ def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float, output: str = "count
         va = (idx.ravel()[pos] >> 11).astype(np.int64)
         u = r.ravel()[pos].astype(np.float64) * 2.0 ** -32
         k.ravel()[pos] = np.searchsorted(offset, u + va, side="left") - va * K
-    if output == "count":
-        out = k.astype(np.float32)
-    else:
-        out = np.take(values if output == "scaled" else _scaled_uint8(values), k)
+    out = np.take(_scaled_uint8(values) if uint8 else values, k)
     return torch.from_numpy(out).reshape(shape).to(v.device)
 
 
@@ -358,7 +354,8 @@ def filter1d(x: torch.Tensor, weights, first: int, mode: str, dim: int) -> torch
 
 
 def separable_filter(x: torch.Tensor, kh: np.ndarray, kw: np.ndarray, mode: str) -> torch.Tensor:
-    """Correlate with the odd-length ``kh`` along H and ``kw`` along W, scipy boundary ``mode``."""
+    """Correlate with ``kh`` along H and ``kw`` along W (anchored at ``len // 2``: centred for odd
+    lengths, OpenCV's anchor for even ones), scipy boundary ``mode``."""
     y = filter1d(x, kh, -(len(kh) // 2), mode, -2)
     return filter1d(y, kw, -(len(kw) // 2), mode, -1)
 
@@ -431,10 +428,9 @@ def filter2d(x: torch.Tensor, kernel: np.ndarray, mode: str = "mirror") -> torch
                       axes=(-2, -1))
         return torch.from_numpy(np.ascontiguousarray(y[..., kh - 1:kh - 1 + H, kw - 1:kw - 1 + W])).to(x.dtype)
     if max(kh, kw) * SLICE_RATIO <= min(H, W):
-        out = None
-        for u, v in terms:
-            t = filter1d(filter1d(x, u, -(kh // 2), mode, -2), v, -(kw // 2), mode, -1)
-            out = t if out is None else out.add_(t)
+        out = separable_filter(x, *terms[0], mode)
+        for u, v in terms[1:]:
+            out.add_(separable_filter(x, u, v, mode))
         return out
     A, Bt = _filter2d_matrices(k.tobytes(), k.shape, H, W, mode)
     y = torch.matmul(x.reshape(-1, W), _tensor(Bt, x))  # (planes·H) × (R·W)
@@ -455,7 +451,7 @@ def box_blur(x: torch.Tensor, k: int, mode: str = "mirror") -> torch.Tensor:
     if k <= 1:
         return x
     w = np.full(k, 1.0 / k)
-    return filter1d(filter1d(x, w, -(k // 2), mode, -2), w, -(k // 2), mode, -1)
+    return separable_filter(x, w, w, mode)
 
 
 def cv2_gaussian_kernel(ksize: int, sigma: float) -> np.ndarray:
