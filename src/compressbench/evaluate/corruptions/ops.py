@@ -1,5 +1,5 @@
 """Batched tensor primitives for the corruptions: per-image keyed RNG, padding modes of
-scipy/OpenCV, separable and 2-D filters, HSV/HLS colour spaces (skimage / OpenCV formulas),
+scipy/OpenCV, separable and 2-D filters, HLS colour space (OpenCV formulas),
 resampling matrices (scipy ``zoom``, PIL ``BOX``) and the ImageMagick motion-blur kernel.
 
 Why our own: the reference generators (``make_cifar_c.py``, ``imagecorruptions``) work one
@@ -131,12 +131,6 @@ class BatchRNG:
         u *= np.float32((high - low) * 2.0 ** -24)
         if low:
             u += np.float32(low)
-        return self._out(u, shape)
-
-    def uniform_double(self, shape: Sequence[int] = ()) -> torch.Tensor:
-        """float64 U[0, 1) with 53-bit resolution, N×shape."""
-        w = self.words(math.prod(shape))
-        u = np.right_shift(w, np.uint64(11)).astype(np.float64) * 2.0 ** -53
         return self._out(u, shape)
 
     def normal(self, shape: Sequence[int] = (), mean: float = 0.0, std: float = 1.0) -> torch.Tensor:
@@ -498,33 +492,6 @@ def gray(x: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(1, keepdim=True)
 
 
-def rgb_to_hsv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """skimage.color.rgb2hsv on N×3×H×W (same tie-breaking: blue > green > red for the max)."""
-    r, g, b = x[:, 0], x[:, 1], x[:, 2]
-    v = x.amax(1)
-    delta = v - x.amin(1)
-    zero = delta == 0
-    ds = torch.where(zero, torch.ones_like(delta), delta)
-    s = torch.where(zero, torch.zeros_like(delta), delta / torch.where(v == 0, torch.ones_like(v), v))
-    h = (g - b) / ds
-    h = torch.where(g == v, 2.0 + (b - r) / ds, h)
-    h = torch.where(b == v, 4.0 + (r - g) / ds, h)
-    h = torch.remainder(h / 6.0, 1.0)
-    h = torch.where(zero, torch.zeros_like(h), h)
-    return h, s, v
-
-
-def hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """skimage.color.hsv2rgb (N×H×W planes -> N×3×H×W), in the closed form
-    ``c_n = v − v·s·clip(min(k, 4 − k), 0, 1)`` with ``k = (n + 6h) mod 6``, n = 5, 3, 1 for R, G, B
-    (the same values as skimage's sector table)."""
-    h6 = (h * 6)[:, None]
-    n = torch.tensor([5.0, 3.0, 1.0], dtype=h.dtype, device=h.device).view(1, 3, 1, 1)
-    k = torch.remainder(n + h6, 6.0)
-    w = torch.minimum(k, 4 - k).clamp(0, 1)
-    return v[:, None] * (1 - s[:, None] * w)
-
-
 def rgb_to_hls(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """OpenCV float RGB->HLS: H in [0, 360), L, S in [0, 1]."""
     r, g, b = x[:, 0], x[:, 1], x[:, 2]
@@ -609,11 +576,6 @@ def _pil_box_coeffs(in_size: int, out_size: int) -> np.ndarray:
         if tot:
             M[xx, xmin:xmax] = np.array(ws) / tot
     return M
-
-
-@lru_cache(maxsize=128)
-def pil_box_matrix(in_size: int, out_size: int) -> np.ndarray:
-    return _pil_box_coeffs(in_size, out_size)
 
 
 PIL_PRECISION_BITS = 22  # Pillow's Resample.c: 32 − 8 − 2
@@ -726,10 +688,6 @@ def motion_blur(x: torch.Tensor, radius: float, sigma: float, angle_deg: torch.T
 def per_image(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Reshape an N-vector to broadcast against an N×C×H×W batch."""
     return t.to(x.device, x.dtype).view(-1, *([1] * (x.dim() - 1)))
-
-
-def to_rgb(x: torch.Tensor) -> torch.Tensor:
-    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
 def next_pow2(n: int) -> int:
