@@ -81,7 +81,7 @@ def batch(digits_bundle):
 def test_registry_lists_every_attack():
     assert {"fgsm", "pgd", "deepfool", "cw", "ddn", "autoattack"} <= set(attacks.names())
     assert "adversarial" in evaluators
-    assert attacks.meta("ddn")["minimum_norm"] and not attacks.meta("pgd")["minimum_norm"]
+    assert attacks.spec("ddn").minimum_norm and not attacks.spec("pgd").minimum_norm
 
 
 def test_spec_validation_errors():
@@ -222,9 +222,8 @@ def test_variants_from_compress_quantize(method, tiny_model, digits_bundle, tmp_
     from compressbench.registry import methods
     from test_compress_common import make_context
 
-    meta = methods.meta(method)
     res = methods.get(method)(copy.deepcopy(tiny_model), make_context(digits_bundle, tmp_path), None,
-                              meta["params"]())
+                              methods.spec(method).params())
     q = res.model
     ctx = make_ctx(digits_bundle, tiny_model, tmp_path, method=method, steps=res.steps)
     assert ctx.variant.is_quantized

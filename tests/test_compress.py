@@ -35,17 +35,17 @@ def test_every_method_has_test_params_and_metadata():
     names = methods.names()
     assert set(names) == set(TEST_PARAMS), f"untested or stale methods: {set(names) ^ set(TEST_PARAMS)}"
     for n in names:
-        meta = methods.meta(n)
-        assert meta["description"] and meta["version"] >= 1 and "params" in meta
-        assert isinstance(meta.get("budgets"), tuple)
-        assert "check_budget" in meta or not meta["budgets"]
+        spec = methods.spec(n)
+        assert spec.description and spec.version >= 1 and spec.params is not None
+        assert isinstance(spec.budgets, tuple)
+        assert spec.check_budget is not None or not spec.budgets
 
 
 @pytest.mark.parametrize("name", sorted(TEST_PARAMS))
 def test_method_runs_and_round_trips(name, tiny_model, digits_bundle, tmp_path):
     ctx = make_context(digits_bundle, tmp_path)
     params, budget = TEST_PARAMS[name]
-    p = methods.meta(name)["params"].model_validate(params)
+    p = methods.spec(name).params.model_validate(params)
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     res = methods.get(name)(tiny_model, ctx, budget, p)
     assert isinstance(res, CompressResult)

@@ -31,7 +31,7 @@ def cnn_ctx(digits_bundle, tmp_path):
 
 
 def run(name, parent, ctx, budget, **params):
-    return methods.get(name)(parent, ctx, budget, methods.meta(name)["params"].model_validate(params))
+    return methods.get(name)(parent, ctx, budget, methods.spec(name).params.model_validate(params))
 
 
 @pytest.mark.parametrize("name,params", [
@@ -100,13 +100,13 @@ def test_pipeline_distill_then_int8(cnn_parent, cnn_ctx):
     ("pipeline", Budget("params", 0.2), {"stages": [{"method": "quantize.static"}]}, "no stage supports"),
 ])
 def test_check_budget_messages(name, budget, params, needle):
-    meta = methods.meta(name)
-    msg = meta["check_budget"](budget, meta["params"].model_validate(params))
+    spec = methods.spec(name)
+    msg = spec.check_budget(budget, spec.params.model_validate(params))
     assert msg and needle in msg and "\n" not in msg
 
 
 def test_pipeline_params_validated():
-    schema = methods.meta("pipeline")["params"]
+    schema = methods.spec("pipeline").params
     with pytest.raises(ValueError, match="did you mean"):
         schema.model_validate({"stages": [{"method": "prune.structurd"}]})
     with pytest.raises(ValueError, match="stage 0"):

@@ -40,8 +40,8 @@ def np_hwc(x: torch.Tensor) -> np.ndarray:
 def test_registry_has_all_with_meta():
     assert len(SUITES["cifar10-c"]) == 15 and len(SUITES["extra"]) == 4
     for name in ALL:
-        m = corruptions.meta(name)
-        assert m["suite"] in ("cifar10-c", "extra", "noise") and m["version"] >= 1
+        m = corruptions.spec(name)
+        assert set(m.suites) <= {"cifar10-c", "extra", "noise"} and len(m.suites) == 1 and m.version >= 1
     for _s in range(5):
         assert set(CIFAR) == set(IMAGENET) == set(SUITES["all"])
     assert resolve_set("auto", 32, 32) == "cifar" and resolve_set("auto", 224, 224) == "imagenet"

@@ -47,7 +47,7 @@ def _ctx(bundle, tmp_path, method="baseline"):
 
 
 def test_params_validation():
-    P = evaluators.meta("corruptions")["params"]
+    P = evaluators.spec("corruptions").params
     assert P is CorruptionsParams
     with pytest.raises(ValueError, match="severities"):
         P.model_validate({"severities": [0, 3]})

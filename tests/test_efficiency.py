@@ -170,7 +170,7 @@ def test_evaluator_in_process(digits_bundle, tmp_path):
     tiny_model = create_model("tinycnn", digits_bundle.meta).eval()  # speed needs no training
 
     fn = evaluators.get("efficiency")
-    params = evaluators.meta("efficiency")["params"].model_validate(
+    params = evaluators.spec("efficiency").params.model_validate(
         {"repeats": 3, "warmup": 1, "throughput_batch": 8, "throughput_repeats": 2, "onnx": False})
     ms = fn(tiny_model, _fake_ctx(digits_bundle, tmp_path), params)
     by = {m.metric: m for m in ms}

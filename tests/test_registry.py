@@ -14,8 +14,8 @@ def test_register_get_and_meta():
     assert reg.names() == ["alpha", "beta"]
     assert reg.get("alpha")() == 1
     assert reg.get("beta")(9) == 3.0
-    assert reg.meta("alpha")["version"] == 3
-    assert reg.meta("beta")["version"] == 1
+    assert reg.spec("alpha").version == 3 and reg.spec("alpha").description == "first"
+    assert reg.spec("beta").version == 1
     assert "alpha" in reg and len(reg) == 2
 
 

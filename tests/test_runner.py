@@ -149,13 +149,15 @@ def test_evaluation_key_covers_the_corruption_versions(tmp_path):
     keys = lambda: {(j.labels.get("evaluator"), j.labels["variant"], str(j.spec.get("params"))): j.key  # noqa: E731
                     for j in plan(_exp(tmp_path, **raw)) if j.kind == "evaluate"}
     before = keys()
-    meta = corruptions.meta("fog")
-    old = meta["version"]
-    meta["version"] = old + 100
+    import dataclasses
+
+    entry = corruptions.entry("fog")
+    old = entry.spec
+    entry.spec = dataclasses.replace(old, version=old.version + 100)
     try:
         after = keys()
     finally:
-        meta["version"] = old
+        entry.spec = old
     changed = {k for k in before if before[k] != after[k]}
     assert changed and all(k[0] == "corruptions" and "fog" in k[2] for k in changed)
     assert len(changed) == 2  # baseline and the compressed variant

@@ -137,17 +137,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     for kind, reg in regs.items():
         print(f"{kind}:")
         for name in reg.names():
-            meta = reg.meta(name)
-            desc = meta.get("description") or (getattr(reg.get(name), "__doc__", "") or "").strip().split("\n")[0]
+            spec = reg.spec(name)
+            desc = spec.description or (getattr(reg.get(name), "__doc__", "") or "").strip().split("\n")[0]
             line = f"  {name:<24} {desc}"
             extras = []
-            if meta.get("budgets"):
-                extras.append("budgets: " + ", ".join(meta["budgets"]))
-            if meta.get("suite"):
-                extras.append(f"suite: {meta['suite']}")
-            extras.append(f"v{meta.get('version', 1)}")
+            if getattr(spec, "budgets", None):
+                extras.append("budgets: " + ", ".join(spec.budgets))
+            if getattr(spec, "suites", None):
+                extras.append(f"suite: {', '.join(spec.suites)}")
+            extras.append(f"v{spec.version}")
             print(line + ("  [" + "; ".join(extras) + "]" if extras else ""))
-            schema = meta.get("params")
+            schema = spec.params
             if schema is not None and args.verbose_params:
                 for fname, f in schema.model_fields.items():
                     ann = _type_name(f.annotation)

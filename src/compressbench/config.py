@@ -210,8 +210,8 @@ def _check_name(reg, name: str, where: str) -> None:
         raise ConfigError(f"{where}: {e}") from None
 
 
-def _validate_params(meta: dict, raw: dict, where: str) -> Any:
-    schema = meta.get("params")
+def _validate_params(spec: Any, raw: dict, where: str) -> Any:
+    schema = spec.params
     if schema is None:
         if raw:
             raise ConfigError(f"{where}: this takes no parameters; got {_short(raw)}")
@@ -238,8 +238,8 @@ def resolve_variants(exp: Experiment) -> list[ResolvedVariant]:
     for i, v in enumerate(exp.variants):
         where = f"variants[{i}]"
         _check_name(methods, v.method, f"{where}.method")
-        meta = methods.meta(v.method)
-        params = _validate_params(meta, v.params, f"{where}.params")
+        spec = methods.spec(v.method)
+        params = _validate_params(spec, v.params, f"{where}.params")
         if v.budget is not None and v.budgets is not None:
             raise ConfigError(f"{where}: give either 'budget' or 'budgets', not both")
         budgets: list[Budget | None] = [None]
@@ -249,11 +249,11 @@ def resolve_variants(exp: Experiment) -> list[ResolvedVariant]:
         elif v.budgets is not None:
             k, vals = next(iter(v.budgets.items()))
             budgets = [Budget(k, float(x)) for x in vals]  # type: ignore[arg-type]
-        allowed = tuple(meta.get("budgets", ("knob",)))
+        allowed = tuple(spec.budgets)
         for b in budgets:
             if b is None:
                 continue
-            check = meta.get("check_budget")
+            check = spec.check_budget
             msg = check(b, params) if check else None
             if msg:
                 raise ConfigError(f"{where}.budget: {b.label()} is unreachable for '{v.method}': {msg}")
@@ -280,7 +280,7 @@ def resolve_evaluations(exp: Experiment, variant_names: list[str]) -> list[tuple
     for i, ev in enumerate(exp.evaluations):
         where = f"evaluations[{i}]"
         _check_name(evaluators, ev.evaluator, f"{where}.evaluator")
-        params = _validate_params(evaluators.meta(ev.evaluator), ev.params, f"{where}.params")
+        params = _validate_params(evaluators.spec(ev.evaluator), ev.params, f"{where}.params")
         for j, vn in enumerate(ev.variants or []):
             if vn not in variant_names and vn != "baseline":
                 raise ConfigError(f"{where}.variants[{j}]: unknown variant '{vn}'{_dym(vn, variant_names)}; "

@@ -66,18 +66,18 @@ def plan(exp: Experiment, variants: list[ResolvedVariant] | None = None) -> list
         # (variant label, method, model-producing job key, budget)
         producers: list[tuple[str, str, str, Any]] = [("baseline", "baseline", tkey, None)]
         for v in variants:
-            meta = methods.meta(v.method)
+            mspec = methods.spec(v.method)
             cspec = {"method": v.method, "params": _dump(v.params),
                      "budget": None if v.budget is None else {"kind": v.budget.kind, "value": v.budget.value},
                      "dataset": data_spec, "train": train_spec, "seed": seed}
             ckey = content_key({"kind": "compress", "spec": cspec, "deps": [tkey],
-                                "v": [COMPRESS_RUNNER_VERSION, meta.get("version", 1)]})
+                                "v": [COMPRESS_RUNNER_VERSION, mspec.version]})
             jobs.append(Job("compress", ckey, cspec, [tkey],
                             {"experiment": exp.name, "seed": seed, "variant": v.name, "method": v.method,
                              "budget": cspec["budget"]}))
             producers.append((v.name, v.method, ckey, cspec["budget"]))
         for ev, params in evals:
-            emeta = evaluators.meta(ev.evaluator)
+            espec_ = evaluators.spec(ev.evaluator)
             for vname, method, pkey, budget in producers:
                 if ev.variants is not None and vname not in ev.variants:
                     continue
@@ -85,11 +85,11 @@ def plan(exp: Experiment, variants: list[ResolvedVariant] | None = None) -> list
                          "dataset": data_spec, "seed": seed, "model_job": pkey, "parent_job": tkey}
                 # an evaluator may add the versions of the components it uses (e.g. each corruption's):
                 # a changed corruption re-runs its evaluations for every model of the study together
-                kv = emeta.get("key_versions")
-                ev_v = [EVAL_RUNNER_VERSION, emeta.get("version", 1)] + ([kv(params)] if kv else [])
+                kv = espec_.key_versions
+                ev_v = [EVAL_RUNNER_VERSION, espec_.version] + ([kv(params)] if kv else [])
                 ekey = content_key({"kind": "evaluate", "spec": espec, "deps": sorted({pkey, tkey}), "v": ev_v})
                 jobs.append(Job("evaluate", ekey, espec, sorted({pkey, tkey}),
                                 {"experiment": exp.name, "seed": seed, "variant": vname, "method": method,
-                                 "evaluator": ev.evaluator, "evaluator_version": emeta.get("version", 1),
+                                 "evaluator": ev.evaluator, "evaluator_version": espec_.version,
                                  "budget": budget}))
     return jobs

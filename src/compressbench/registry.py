@@ -1,36 +1,69 @@
-"""One generic, typed registry for every extension point.
+"""One generic, typed registry per extension point.
 
-A decorator registers an object under a name; unknown names fail with the list of known
-names and a "did you mean". Heavy optional backends can be registered lazily as a
-``"pkg.mod:obj"`` string that is imported on first use.
+A decorator registers an object under a name together with its *spec* (``specs.py``): the keyword
+arguments of ``register`` build the registry's spec class, so a mistyped field fails at import time.
+Unknown names fail with the list of known names and a "did you mean".
+
+Plugins (DESIGN.md 14: data never chooses code):
+
+* ``"pkg.mod:obj"`` written by the user in a config or a flag is imported by :meth:`Registry.resolve`
+  (importing the module registers ``obj``; a model factory needs no registration). Nothing else
+  imports: a name read from a checkpoint, a cache record or a job spec only looks up what is
+  registered already.
+* installed packages register through the ``compressbench.plugins`` entry-point group (each entry
+  point is a module that registers on import, or a callable taking no arguments), loaded once, the
+  first time any registry is used.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
-from dataclasses import dataclass, field
+import logging
+import re
+from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
+from .specs import (
+    AttackSpec,
+    ComponentSpec,
+    CorruptionSpec,
+    DatasetSpec,
+    EvaluatorSpec,
+    MethodSpec,
+    ModelSpec,
+)
+
 T = TypeVar("T")
+S = TypeVar("S", bound=ComponentSpec)
+
+log = logging.getLogger(__name__)
+
+PLUGIN_GROUP = "compressbench.plugins"
+_OBJECT_PATH = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")
 
 
 class UnknownNameError(KeyError, ValueError):
     """An unknown registry name. ``str()`` is one readable line."""
 
-    def __init__(self, kind: str, name: str, known: list[str]):
+    def __init__(self, kind: str, name: str, known: list[str], message: str | None = None):
         self.kind, self.name, self.known = kind, name, known
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        self.message = f"unknown {kind} '{name}'{hint} (known: {', '.join(known) or 'none'})"
+        self.message = message or f"unknown {kind} '{name}'{hint} (known: {', '.join(known) or 'none'})"
         super().__init__(self.message)
 
     def __str__(self) -> str:  # KeyError would repr() the message otherwise
         return self.message
 
 
+def is_object_path(name: str) -> bool:
+    """``"package.module:object"`` (what a user writes to name code outside the registries)."""
+    return bool(_OBJECT_PATH.fullmatch(name))
+
+
 def import_object(path: str) -> Any:
-    """Import ``"package.module:attr"`` (attr may be dotted)."""
+    """Import ``"package.module:attr"`` (attr may be dotted). Only call this on a name the user wrote."""
     if ":" not in path:
         raise ValueError(f"'{path}' is not of the form 'package.module:object'")
     mod_name, attr = path.split(":", 1)
@@ -41,10 +74,10 @@ def import_object(path: str) -> Any:
 
 
 @dataclass
-class Entry(Generic[T]):
+class Entry(Generic[T, S]):
     name: str
-    target: T | str  # the object, or a lazy "pkg.mod:obj" string
-    meta: dict[str, Any] = field(default_factory=dict)
+    target: T | str  # the object, or a lazy "pkg.mod:obj" string (built-in backends only)
+    spec: S
 
     def load(self) -> T:
         if isinstance(self.target, str):
@@ -52,63 +85,131 @@ class Entry(Generic[T]):
         return self.target  # type: ignore[return-value]
 
 
-class Registry(Generic[T]):
-    """Name -> object, with metadata (description, params schema, version, ...)."""
+_plugins_loaded = False
 
-    def __init__(self, kind: str, loader: str | None = None):
+
+def load_plugins() -> None:
+    """Load the ``compressbench.plugins`` entry points of installed packages (once)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            obj = ep.load()
+            if callable(obj) and not isinstance(obj, type(importlib)):
+                obj()
+        except Exception as e:  # a broken plugin must not break the tool: say which one
+            log.warning("plugin %s (%s) failed to load: %s: %s", ep.name, ep.value, type(e).__name__, e)
+
+
+class Registry(Generic[T, S]):
+    """Name -> (object, spec). ``spec``: the registry's spec class (``specs.py``)."""
+
+    def __init__(self, kind: str, loader: str | None = None, spec: type[S] = ComponentSpec,  # type: ignore[assignment]
+                 adopt: Callable[[Any], bool] | None = None):
         self.kind = kind
-        self._entries: dict[str, Entry[T]] = {}
+        self.spec_cls = spec
+        self._entries: dict[str, Entry[T, S]] = {}
+        self._aliases: dict[str, str] = {}
         # module imported on first lookup so that built-ins self-register lazily
         self._loader = loader
         self._loaded = loader is None
+        # for "pkg.mod:obj" names: may an unregistered object be registered on the fly (model factories)?
+        self._adopt = adopt
 
     def _ensure_loaded(self) -> None:
         if not self._loaded:
             self._loaded = True
             importlib.import_module(self._loader)  # type: ignore[arg-type]
+            load_plugins()
 
-    def register(self, name: str, target: T | str | None = None, **meta: Any) -> Callable[[T], T] | T:
-        """``@reg.register("name", version=1)`` or ``reg.register("name", "pkg.mod:obj")``."""
+    def make_spec(self, fields: dict[str, Any]) -> S:
+        allowed = self.spec_cls.field_names()
+        bad = [k for k in fields if k not in allowed]
+        if bad:
+            raise TypeError(f"unknown {self.kind} spec field(s) {bad}; allowed: {', '.join(allowed)}")
+        return self.spec_cls(**fields)
+
+    def register(self, name: str, target: T | str | None = None, *, spec: S | None = None,
+                 **fields: Any) -> Callable[[T], T] | T:
+        """``@reg.register("name", version=1, ...)`` or ``reg.register("name", obj_or_"pkg.mod:obj", ...)``.
+        ``fields`` build the registry's spec (or pass a ready ``spec``)."""
+        if spec is not None and fields:
+            raise TypeError("give either spec= or spec fields, not both")
+        s = spec if spec is not None else self.make_spec(fields)
+        if not isinstance(s, self.spec_cls):
+            raise TypeError(f"a {self.kind} needs a {self.spec_cls.__name__}, got {type(s).__name__}")
         if target is not None:
-            self._add(name, target, meta)
+            self._add(name, target, s)
             return target  # type: ignore[return-value]
 
         def deco(obj: T) -> T:
-            self._add(name, obj, meta)
+            self._add(name, obj, s)
             return obj
 
         return deco
 
-    def _add(self, name: str, target: T | str, meta: dict[str, Any]) -> None:
+    def _add(self, name: str, target: T | str, spec: S) -> None:
         if name in self._entries and self._entries[name].target is not target:
             raise ValueError(f"{self.kind} '{name}' is already registered")
-        meta.setdefault("version", 1)
-        self._entries[name] = Entry(name, target, meta)
+        self._entries[name] = Entry(name, target, spec)
 
     def unregister(self, name: str) -> None:
         """Remove an entry (for tests and plugins that register temporarily)."""
-        self.entry(name)  # unknown name -> the usual one-line error
-        del self._entries[name]
+        e = self.entry(name)  # unknown name -> the usual one-line error
+        del self._entries[e.name]
+        self._aliases = {k: v for k, v in self._aliases.items() if v != e.name and k != name}
 
-    def entry(self, name: str) -> Entry[T]:
+    def entry(self, name: str) -> Entry[T, S]:
         self._ensure_loaded()
+        name = self._aliases.get(name, name)
         if name not in self._entries:
             raise UnknownNameError(self.kind, name, self.names())
         return self._entries[name]
 
+    def resolve(self, name: str) -> str:
+        """The registered name for ``name``. A ``"pkg.mod:obj"`` the user wrote is imported here (its
+        module registers ``obj``); afterwards :meth:`entry` finds it under that string too. Raises
+        :class:`UnknownNameError` (one line) for anything else."""
+        self._ensure_loaded()
+        name = self._aliases.get(name, name)
+        if name in self._entries or not is_object_path(name):
+            return self.entry(name).name
+        try:
+            obj = import_object(name)
+        except Exception as e:  # ImportError, AttributeError, or the module's own error
+            raise UnknownNameError(self.kind, name, self.names(), f"cannot import {self.kind} '{name}': "
+                                   f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        for e in self._entries.values():
+            if e.target is obj:
+                self._aliases[name] = e.name
+                return e.name
+        if self._adopt is not None and self._adopt(obj):
+            self._add(name, obj, self.spec_cls(description=(obj.__doc__ or "").strip().split("\n")[0]))
+            return name
+        raise UnknownNameError(self.kind, name, self.names(),
+                               f"'{name}' is not a registered {self.kind}: register it in its module with "
+                               f"@compressbench.registry.{_REGISTRY_NAMES.get(self.kind, self.kind)}.register(...)")
+
     def get(self, name: str) -> T:
         return self.entry(name).load()
 
-    def meta(self, name: str) -> dict[str, Any]:
-        return self.entry(name).meta
+    def spec(self, name: str) -> S:
+        return self.entry(name).spec
 
     def names(self) -> list[str]:
         self._ensure_loaded()
         return sorted(self._entries)
 
+    def items(self) -> list[tuple[str, S]]:
+        return [(n, self._entries[n].spec) for n in self.names()]
+
     def __contains__(self, name: object) -> bool:
         self._ensure_loaded()
-        return name in self._entries
+        return name in self._entries or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -118,12 +219,13 @@ class Registry(Generic[T]):
 
 
 # The project's extension points. Each loader module registers the built-ins.
-datasets: Registry[Any] = Registry("dataset", "compressbench.data")
-models: Registry[Any] = Registry("model", "compressbench.models")
-methods: Registry[Any] = Registry("method", "compressbench.compress")
-evaluators: Registry[Any] = Registry("evaluator", "compressbench.evaluate")
-corruptions: Registry[Any] = Registry("corruption", "compressbench.evaluate.corruptions")
-attacks: Registry[Any] = Registry("attack", "compressbench.evaluate.attacks")
+datasets: Registry[Any, DatasetSpec] = Registry("dataset", "compressbench.data", DatasetSpec)
+models: Registry[Any, ModelSpec] = Registry("model", "compressbench.models", ModelSpec, adopt=callable)
+methods: Registry[Any, MethodSpec] = Registry("method", "compressbench.compress", MethodSpec)
+evaluators: Registry[Any, EvaluatorSpec] = Registry("evaluator", "compressbench.evaluate", EvaluatorSpec)
+corruptions: Registry[Any, CorruptionSpec] = Registry("corruption", "compressbench.evaluate.corruptions",
+                                                      CorruptionSpec)
+attacks: Registry[Any, AttackSpec] = Registry("attack", "compressbench.evaluate.attacks", AttackSpec)
 
 ALL = {
     "datasets": datasets,
@@ -133,3 +235,4 @@ ALL = {
     "corruptions": corruptions,
     "attacks": attacks,
 }
+_REGISTRY_NAMES = {r.kind: n for n, r in ALL.items()}

@@ -114,7 +114,7 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
     parent, ck = load_model(parent_res.dir / "model.pt")
     parent.to(device)
     entry = methods.entry(s["method"])
-    schema = entry.meta.get("params")
+    schema = entry.spec.params
     params = schema.model_validate(s["params"]) if schema is not None else None
     budget = Budget(s["budget"]["kind"], s["budget"]["value"]) if s["budget"] else None
     base_lr = s["train"]["lr"]
@@ -168,7 +168,7 @@ def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
     dev = torch.device("cpu") if steps_quantize(ck["steps"]) else device
     model.to(dev)
     entry = evaluators.entry(s["evaluator"])
-    schema = entry.meta.get("params")
+    schema = entry.spec.params
     params = schema.model_validate(s["params"]) if schema is not None else None
 
     def load_parent():

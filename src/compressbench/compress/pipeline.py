@@ -43,9 +43,9 @@ class PipelineParams(Params):
         for i, st in enumerate(self.stages):
             if st.method == "pipeline":
                 raise ValueError(f"pipeline stage {i}: pipelines cannot be nested")
-            meta = methods.meta(st.method)  # unknown name -> error with did-you-mean
+            spec = methods.spec(st.method)  # unknown name -> error with did-you-mean
             try:
-                meta["params"].model_validate(st.params)
+                spec.params.model_validate(st.params)
             except Exception as e:  # pydantic's message names the field
                 raise ValueError(f"pipeline stage {i} ({st.method}): {e}") from e
         if self.budget_stage is not None and not 0 <= self.budget_stage < len(self.stages):
@@ -59,7 +59,7 @@ def _budget_stage(budget: Budget | None, params: PipelineParams) -> int | None:
     if params.budget_stage is not None:
         return params.budget_stage
     for i, st in enumerate(params.stages):
-        if budget.kind in methods.meta(st.method).get("budgets", ("knob",)):
+        if budget.kind in methods.spec(st.method).budgets:
             return i
     return None
 
@@ -72,10 +72,10 @@ def check_budget(budget: Budget | None, params: PipelineParams) -> str | None:
     if i is None:
         return f"pipeline: no stage supports a '{budget.kind}' budget ({[s.method for s in params.stages]})"
     st = params.stages[i]
-    if budget.kind not in methods.meta(st.method).get("budgets", ("knob",)):
+    if budget.kind not in methods.spec(st.method).budgets:
         return f"pipeline: stage {i} ({st.method}) does not support '{budget.kind}' budgets"
-    check = methods.meta(st.method).get("check_budget")
-    sub = check(budget, methods.meta(st.method)["params"].model_validate(st.params)) if check else None
+    check = methods.spec(st.method).check_budget
+    sub = check(budget, methods.spec(st.method).params.model_validate(st.params)) if check else None
     if sub:
         return f"pipeline stage {i}: {sub}"
     if budget.kind == "bytes" and any(s.method.startswith("quantize.") for s in params.stages[i + 1:]):
@@ -95,7 +95,7 @@ def pipeline(parent: nn.Module, ctx: CompressContext, budget: Budget | None, par
     ps = model_stats(parent, ctx.meta)
     model, steps, stages, flops_frac = parent, [], [], 1.0
     for i, st in enumerate(params.stages):
-        sp = methods.meta(st.method)["params"].model_validate(st.params)
+        sp = methods.spec(st.method).params.model_validate(st.params)
         res = methods.get(st.method)(model, ctx, budget if i == b_idx else None, sp)
         model = res.model
         steps += res.steps

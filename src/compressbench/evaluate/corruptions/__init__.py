@@ -26,12 +26,14 @@ from ...registry import corruptions
 from . import hendrycks, noise, ops  # noqa: F401  (hendrycks, noise: register the corruptions)
 from .hendrycks import CIFAR_C, EXTRA
 from .ops import BatchRNG, image_keys
-from .params import constant, resolve_set
+from .params import resolve_set
 
 log = logging.getLogger(__name__)
 
 NOISE_STUDY = ("gauss_noise", "iso_noise", "rgb_shift", "pixel_dropout", "random_fog", "brightness", "contrast",
                "defocus_blur")
+# the built-in suites in their published order; a corruption registered elsewhere joins the suites named
+# in its spec's ``suites`` (after the built-in members), and may name new suites
 SUITES: dict[str, tuple[str, ...]] = {
     "cifar10-c": CIFAR_C,
     "extra": EXTRA,
@@ -41,18 +43,31 @@ SUITES: dict[str, tuple[str, ...]] = {
 SEVERITIES = (1, 2, 3, 4, 5)
 
 
+def suites() -> dict[str, tuple[str, ...]]:
+    """Every suite: the built-in ones, extended by the ``suites`` of every registered corruption."""
+    out = {k: list(v) for k, v in SUITES.items()}
+    for name, spec in corruptions.items():
+        for s in spec.suites:
+            members = out.setdefault(s, [])
+            if name not in members:
+                members.append(name)
+    return {k: tuple(v) for k, v in out.items()}
+
+
 def suite_names(suite: str) -> tuple[str, ...]:
-    """The corruption names of a suite (``cifar10-c``, ``extra``, ``noise``, ``all``)."""
-    if suite not in SUITES:
-        raise ValueError(f"unknown corruption suite '{suite}' (known: {', '.join(SUITES)})")
-    return SUITES[suite]
+    """The corruption names of a suite (``cifar10-c``, ``extra``, ``noise``, ``all``, or a plugin's)."""
+    known = suites()
+    if suite not in known:
+        raise ValueError(f"unknown corruption suite '{suite}' (known: {', '.join(known)})")
+    return known[suite]
 
 
 def resolve_names(items: Sequence[str]) -> list[str]:
     """Expand suite names and check corruption names (order kept, duplicates dropped)."""
     out: list[str] = []
+    known = suites()
     for it in items:
-        names = SUITES[it] if it in SUITES else (corruptions.entry(it).name,)
+        names = known[it] if it in known else (corruptions.entry(it).name,)
         out += [n for n in names if n not in out]
     return out
 
@@ -74,9 +89,10 @@ def corrupt(images: torch.Tensor, indices: torch.Tensor | Sequence[int] | None, 
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"corrupt() needs an N×C×H×W tensor with C in (1, 3), got {shape}")
     u8_in = images.dtype == torch.uint8
-    fn = corruptions.get(name)
+    entry = corruptions.entry(name)
+    fn, spec = entry.load(), entry.spec
     # corruptions registered with uint8=True take uint8 input as is (they work in uint8 units)
-    x = images if u8_in and corruptions.meta(name).get("uint8") else images.float()
+    x = images if u8_in and spec.uint8 else images.float()
     if u8_in and x is not images:
         x = x.div_(255)
     N, _, H, W = x.shape
@@ -90,7 +106,7 @@ def corrupt(images: torch.Tensor, indices: torch.Tensor | Sequence[int] | None, 
     if not 1 <= int(severity) <= 5:
         raise ValueError(f"corruption severity must be in 1..5, got {severity}")
     pset = resolve_set(params, H, W)
-    c = constant(name, int(severity), pset)
+    c = spec.constant(int(severity), pset)
     sev = int(severity)
     rng = BatchRNG(lambda: image_keys(seed, name, sev, idx), x.device, n=N)
     with torch.no_grad():
@@ -113,7 +129,7 @@ from .export import add_corrupt_arguments, corrupt_command  # noqa: E402
 from .gallery import make_gallery  # noqa: E402
 from .metrics import corruption_error, mean_corruption_error, relative_ce, retention  # noqa: E402
 
-__all__ = ["corrupt", "SUITES", "SEVERITIES", "suite_names", "resolve_names", "CorruptionsParams",
+__all__ = ["corrupt", "SUITES", "suites", "SEVERITIES", "suite_names", "resolve_names", "CorruptionsParams",
            "corruptions_evaluator", "add_corrupt_arguments", "corrupt_command", "make_gallery",
            "corruption_error", "mean_corruption_error", "relative_ce", "retention", "CIFAR_C", "EXTRA",
            "NOISE_STUDY"]

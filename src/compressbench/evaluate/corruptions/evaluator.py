@@ -48,11 +48,12 @@ class CorruptionsParams(Params):
     @field_validator("suites")
     @classmethod
     def _suites(cls, v: list[str]) -> list[str]:
-        from . import SUITES
+        from . import suites
 
-        bad = [s for s in v if s not in SUITES]
+        known = suites()
+        bad = [s for s in v if s not in known]
         if bad:
-            raise ValueError(f"unknown corruption suite(s) {bad} (known: {', '.join(SUITES)})")
+            raise ValueError(f"unknown corruption suite(s) {bad} (known: {', '.join(known)})")
         return v
 
     @field_validator("corruptions")
@@ -83,7 +84,7 @@ def _file_batches(files: str, name: str, severity: int, index: torch.Tensor, bat
 
 def corruption_versions(names) -> dict[str, int]:
     """{name: version} of the given corruptions (part of the evaluation job keys)."""
-    return {n: int(corruption_registry.meta(n).get("version", 1)) for n in names}
+    return {n: corruption_registry.spec(n).version for n in names}
 
 
 @evaluators.register("corruptions", params=CorruptionsParams, version=1,

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from ...registry import corruptions
 from . import ops
 from .jpeg import jpeg_roundtrip
-from .params import REF_SIZE, zoom_factors
+from .params import CIFAR, IMAGENET, REF_SIZE, zoom_factors
 from .textures import frost_textures
 
 Fn = Callable[[torch.Tensor, ops.BatchRNG, Any, str], torch.Tensor]
@@ -50,8 +50,9 @@ def _register(name: str, suite: str, deterministic: bool, description: str, vers
     units) and may return uint8; the others always get float [0, 1] images."""
     # version 2 of the random ones: counter-based streams (different draws than version 1)
     version = version if version is not None else (1 if deterministic else 2)
-    return corruptions.register(name, suite=suite, deterministic=deterministic, description=description,
-                                version=version, uint8=uint8)
+    return corruptions.register(name, suites=(suite,), deterministic=deterministic, description=description,
+                                version=version, uint8=uint8,
+                                constants={"cifar": CIFAR[name], "imagenet": IMAGENET[name]})
 
 
 def _via_rgb(fn: Fn) -> Fn:

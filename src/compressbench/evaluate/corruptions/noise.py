@@ -25,10 +25,12 @@ import torch
 
 from ...registry import corruptions
 from . import ops
+from .params import NOISE
 
 
 def _register(name: str, description: str, version: int = 2):
-    return corruptions.register(name, suite="noise", deterministic=False, description=description, version=version)
+    return corruptions.register(name, suites=("noise",), deterministic=False, description=description,
+                                version=version, constants={"any": NOISE[name]})
 
 
 # version 3 (and iso_noise's): normals by inversion of 16-bit uniforms (ops.normal_table)

@@ -119,16 +119,6 @@ def resolve_set(params: str, height: int, width: int) -> str:
     return params
 
 
-def constant(name: str, severity: int, param_set: str) -> Any:
-    """The constant(s) of ``name`` at ``severity`` (1..5) in ``param_set`` (or the noise table)."""
-    if not 1 <= int(severity) <= 5:
-        raise ValueError(f"severity must be in 1..5, got {severity}")
-    table = NOISE if name in NOISE else PARAM_SETS[param_set]
-    if name not in table:
-        raise ValueError(f"corruption '{name}' has no constants in parameter set '{param_set}'")
-    return table[name][int(severity) - 1]
-
-
 def zoom_factors(spec: tuple[float, float, float]) -> np.ndarray:
     """The source's ``np.arange(start, stop, step)`` zoom list (kept as numpy for bit-equality)."""
     return np.arange(*spec)

@@ -1,0 +1,249 @@
+"""The typed spec of every extension point: what a component *is* and what it *does*.
+
+Each registry (``registry.methods``, ``registry.evaluators``, ...) holds one spec class; the keyword
+arguments of ``registry.register(name, ...)`` build that spec, so an unknown or mistyped field fails
+at registration, not in the middle of a run. Code outside a component's own module reads only these
+specs — capabilities (``sparsifies``, ``quantizes``, ``minimum_norm``, declared metrics ...) — and
+never tests a component's name (DESIGN.md, conventions 13 and 14)::
+
+    @methods.register("my.sparsify", params=MyParams, family="pruning", budgets=("knob", "params"),
+                      knob=Knob("sparsity", lo=0.0, hi=0.99, shrinks=True, default=lambda p: p.sparsity),
+                      apply=my_apply, sparsifies=True, version=1, description="...")
+    def my_sparsify(parent, ctx, solution, params) -> CompressResult: ...
+
+Why frozen dataclasses rather than pydantic models: specs hold callables and classes, are built once
+at import time and are never read from user data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Literal, Mapping, Sequence
+
+# --------------------------------------------------------------------------- common
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """Fields every component has. ``params``: a pydantic schema (``extra="forbid"``) validated with the
+    experiment config; ``version``: bumped whenever the component's numbers could move (part of the
+    cache keys, so cached results of the old version are never mixed with new ones)."""
+
+    description: str = ""
+    version: int = 1
+    params: type | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.version, int) or isinstance(self.version, bool) or self.version < 1:
+            raise TypeError(f"version must be a positive int, got {self.version!r}")
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+# --------------------------------------------------------------------------- methods
+
+BudgetKind = Literal["knob", "params", "bytes", "flops"]
+SHARED_BUDGETS: tuple[str, ...] = ("params", "bytes", "flops")
+
+
+def _const(v: float) -> Callable[[Any], float]:
+    return lambda _params: v
+
+
+@dataclass(frozen=True)
+class Knob:
+    """The one number a method turns to reach a shared budget (Torch-Pruning's split: a method is a
+    transform ``apply(model, knob)``; the shared solver in ``compress.budget`` chooses the knob).
+
+    ``lo`` / ``hi``: the search range (numbers, or functions of the method's params); ``shrinks``:
+    the model gets smaller as the knob grows (a pruning ratio) rather than larger (a width, a rank);
+    ``grow_hi``: the range's upper end may be doubled up to this value while the target is not yet
+    bracketed (a student width may exceed 1); ``default``: the knob used without a budget (a function
+    of the params); ``exact``: an optional closed-form solver ``exact(parent_stats, parent, kind,
+    target, params) -> knob | None`` tried before searching; ``hint``: appended to the
+    "unreachable" error."""
+
+    name: str
+    lo: float | Callable[[Any], float]
+    hi: float | Callable[[Any], float]
+    shrinks: bool
+    default: Callable[[Any], float] | None = None
+    grow_hi: float | None = None
+    exact: Callable[..., float | None] | None = None
+    hint: str = ""
+    valid: Callable[[float], str | None] | None = None  # a knob budget's value check: message or None
+
+    def bounds(self, params: Any) -> tuple[float, float]:
+        lo = self.lo(params) if callable(self.lo) else float(self.lo)
+        hi = self.hi(params) if callable(self.hi) else float(self.hi)
+        return lo, hi
+
+
+@dataclass(frozen=True)
+class MethodSpec(ComponentSpec):
+    """A compression method. Capabilities are what the runner, pipeline, efficiency and report read:
+
+    * ``sparsifies``: leaves zeros in dense tensors (a params budget counts *nonzero* parameters);
+    * ``quantizes``: leaves int8 / fp16 modules (evaluated on CPU kernels; FLOPs are those of the
+      float graph it came from; gradients need a simulation);
+    * ``changes_architecture``: the saved state dict needs a rebuild step (see ``checkpoint``);
+    * ``needs_training_data``: reads training images (fine-tunes, calibration, distillation);
+    * ``composite``: runs other methods (a pipeline); its capabilities are its stages'.
+
+    ``budgets``: the budget kinds it accepts (``knob`` = its own knob); shared kinds need a ``knob``
+    and an ``apply(model, knob, ctx, params) -> model`` transform (cheap, no training).
+    ``check_budget(budget, params) -> message | None`` adds method-specific reachability checks.
+    ``check_model(model) -> message | None`` says, before any work, why an architecture is not
+    supported (None: supported)."""
+
+    family: str = "other"
+    budgets: tuple[str, ...] = ()
+    sparsifies: bool = False
+    quantizes: bool = False
+    changes_architecture: bool = False
+    needs_training_data: bool = False
+    composite: bool = False
+    knob: Knob | None = None
+    apply: Callable[..., Any] | None = None
+    check_budget: Callable[[Any, Any], str | None] | None = None
+    check_model: Callable[[Any], str | None] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bad = [b for b in self.budgets if b not in ("knob", *SHARED_BUDGETS)]
+        if bad:
+            raise TypeError(f"unknown budget kind(s) {bad}; allowed: knob, {', '.join(SHARED_BUDGETS)}")
+
+
+# --------------------------------------------------------------------------- evaluators
+
+Aggregate = Literal["mean", "min", "max", "sum"]
+Format = Literal["pct", "f3", "int", "bytes", "ms", "g"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric an evaluator declares (lm-evaluation-harness' ``Metric`` idea). The report reads these
+    declarations, never metric names.
+
+    ``aggregate``: how the rows of one (variant, seed) reduce to one number when several conditions
+    match ``where`` (e.g. the mean over corruptions); ``where``: condition items a row must have to
+    count (``{"suite": "cifar10-c"}``), a key mapped to ``None`` must be *absent* from the condition
+    (the overall mean, not the per-severity ones); ``summary``: a column of the report's summary table;
+    ``table``: the detail table it appears in (``""``: its evaluator's own table, ``None``: none);
+    ``figure``: ``"vs_budget"`` plots it against the achieved budget per family."""
+
+    name: str
+    label: str = ""
+    unit: str = ""
+    higher_is_better: bool | None = None
+    fmt: Format = "g"
+    aggregate: Aggregate = "mean"
+    where: Mapping[str, Any] = field(default_factory=dict)
+    summary: bool = False
+    table: str | None = ""
+    figure: str | None = None
+    tag: str | None = None  # only rows with this tag (None: prefer realised, then untagged, theoretical ...)
+    description: str = ""
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
+
+
+@dataclass(frozen=True)
+class EvaluatorSpec(ComponentSpec):
+    """An evaluator ``fn(model, ctx, params) -> list[Measurement]``.
+
+    ``metrics``: what it measures (see :class:`MetricSpec`); ``key_versions(params)``: versions of the
+    components it uses (e.g. each corruption's), part of its jobs' cache keys; ``report``: optional
+    ``fn(data, options) -> list[Table]`` / ``figures``: ``fn(plotter) -> list[Figure]`` for detail
+    tables and figures beyond the generic ones drawn from ``metrics``."""
+
+    metrics: tuple[MetricSpec, ...] = ()
+    key_versions: Callable[[Any], Any] | None = None
+    report: Callable[..., Any] | None = None
+    figures: Callable[..., Any] | None = None
+
+    def metric(self, name: str) -> MetricSpec | None:
+        return next((m for m in self.metrics if m.name == name), None)
+
+
+# --------------------------------------------------------------------------- corruptions
+
+
+@dataclass(frozen=True)
+class CorruptionSpec(ComponentSpec):
+    """A corruption ``fn(x, rng, constant, param_set) -> x'`` on float [0, 1] N×C×H×W images.
+
+    ``constants``: severity 1→5 constants per parameter set (``{"cifar": [...5], "imagenet": [...5]}``,
+    or ``{"any": [...5]}`` when one table serves every image size); ``suites``: suites it belongs to;
+    ``uint8``: the function also takes the caller's uint8 batch as is (it works in uint8 units);
+    ``deterministic``: no randomness."""
+
+    constants: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    suites: tuple[str, ...] = ()
+    deterministic: bool = False
+    uint8: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.constants:
+            raise TypeError("a corruption needs 'constants' (severity 1..5 per parameter set, or 'any')")
+        for k, v in self.constants.items():
+            if len(v) != 5:
+                raise TypeError(f"constants['{k}'] must list 5 severities, got {len(v)}")
+
+    def constant(self, severity: int, param_set: str) -> Any:
+        if not 1 <= int(severity) <= 5:
+            raise ValueError(f"severity must be in 1..5, got {severity}")
+        table = self.constants.get(param_set, self.constants.get("any"))
+        if table is None:
+            raise ValueError(f"no constants for parameter set '{param_set}' (has: {', '.join(self.constants)})")
+        return table[int(severity) - 1]
+
+
+# --------------------------------------------------------------------------- attacks
+
+
+@dataclass(frozen=True)
+class AttackSpec(ComponentSpec):
+    """An attack class (``compressbench.evaluate.attacks.Attack``). ``norms``: supported norms, the first
+    is the default; ``minimum_norm``: finds the smallest perturbation (no ε budget); ``iterative``: has
+    a step count (stronger with more steps); ``single_step``: one gradient step (the gradient-masking
+    check compares it with the iterative attacks); ``params``: the attack's own options schema."""
+
+    norms: tuple[str, ...] = ("linf",)
+    minimum_norm: bool = False
+    iterative: bool = False
+    single_step: bool = False
+    backend: str = ""
+    default_steps: int | None = None
+
+
+# --------------------------------------------------------------------------- datasets and models
+
+
+@dataclass(frozen=True)
+class DatasetSpec(ComponentSpec):
+    """A dataset loader ``fn(root, cache, download, **options) -> DatasetBundle``; ``params`` is the
+    schema of ``dataset.options`` (unknown options are an error, not silently ignored)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec(ComponentSpec):
+    """A model factory ``fn(meta, width=1.0, **kwargs) -> nn.Module`` (the bare network). ``family``:
+    architecture family (what methods can be checked against)."""
+
+    family: str = "other"
+
+
+SPEC_TYPES: dict[str, type[ComponentSpec]] = {
+    "method": MethodSpec, "evaluator": EvaluatorSpec, "corruption": CorruptionSpec, "attack": AttackSpec,
+    "dataset": DatasetSpec, "model": ModelSpec,
+}
+
+__all__ = ["ComponentSpec", "Knob", "MethodSpec", "MetricSpec", "EvaluatorSpec", "CorruptionSpec", "AttackSpec",
+           "DatasetSpec", "ModelSpec", "SPEC_TYPES", "SHARED_BUDGETS", "BudgetKind"]
