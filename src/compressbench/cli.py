@@ -260,13 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         for msg in ("TypedStorage is deprecated", "torch.quantize_per_tensor", "torch.ao.quantization is deprecated",
                     "Please use quant_min and quant_max"):
             warnings.filterwarnings("ignore", message=f".*{msg}")
-    from .config import ConfigError
-    from .data.base import DatasetError
-    from .registry import UnknownNameError
+    from .errors import UserError
 
     try:
         return int(args.fn(args) or 0)
-    except (ConfigError, DatasetError, UnknownNameError, FileNotFoundError) as e:
+    except (UserError, FileNotFoundError) as e:
         return _fail(str(e))
     except BrokenPipeError:  # e.g. `compressbench list | head`
         sys.stderr.close()

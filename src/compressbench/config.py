@@ -15,11 +15,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .errors import UserError
 from .interfaces import Budget
 from .registry import UnknownNameError, datasets, evaluators, methods, models
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A bad experiment config. ``str()`` is a single line."""
 
 

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
+from .errors import UserError
 from .specs import (
     AttackSpec,
     ComponentSpec,
@@ -43,7 +44,7 @@ PLUGIN_GROUP = "compressbench.plugins"
 _OBJECT_PATH = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")
 
 
-class UnknownNameError(KeyError, ValueError):
+class UnknownNameError(UserError, KeyError, ValueError):
     """An unknown registry name. ``str()`` is one readable line."""
 
     def __init__(self, kind: str, name: str, known: list[str], message: str | None = None):

@@ -13,8 +13,10 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ..errors import UserError
 
-class DatasetError(RuntimeError):
+
+class DatasetError(UserError, RuntimeError):
     """A dataset is missing or malformed. The message says how to fix it (one line)."""
 
 
