@@ -84,6 +84,7 @@ def _ctx(workdir: Path):
 # --------------------------------------------------------------------------- building variants
 def build_registered(name: str, parent: nn.Module, workdir: Path) -> tuple[nn.Module, list[dict]]:
     """A variant from compressbench's registered methods (no fine-tuning)."""
+    from compressbench.compress import compress
     from compressbench.interfaces import Budget
     from compressbench.registry import methods
 
@@ -92,8 +93,8 @@ def build_registered(name: str, parent: nn.Module, workdir: Path) -> tuple[nn.Mo
         "structured50": ("prune.structured", {"ratio": 0.5, "finetune": {"epochs": 0}}, Budget("knob", 0.5)),
         "int8": ("quantize.static", {"calibration_batches": 4, "batch_size": 64}, None),
     }[name]
-    p = methods.meta(method)["params"].model_validate(params)
-    res = methods.get(method)(parent, _ctx(workdir), budget, p)
+    p = methods.spec(method).params.model_validate(params)
+    res = compress(method, parent, _ctx(workdir), budget, p)
     return res.model.eval(), res.steps
 
 

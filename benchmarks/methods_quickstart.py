@@ -24,6 +24,7 @@ import torch
 os.environ.setdefault("COMPRESSBENCH_PROGRESS", "0")
 
 from compressbench.checkpoint import load_model, save_model  # noqa: E402
+from compressbench.compress import compress  # noqa: E402
 from compressbench.data import load_dataset  # noqa: E402
 from compressbench.interfaces import Budget, CompressContext  # noqa: E402
 from compressbench.models import create_model  # noqa: E402
@@ -99,7 +100,7 @@ def main() -> None:
         if only and label not in only:
             continue
         t0 = time.perf_counter()
-        res = methods.get(name)(parent, ctx, budget, methods.meta(name)["params"].model_validate(p))
+        res = compress(name, parent, ctx, budget, methods.spec(name).params.model_validate(p))
         secs = time.perf_counter() - t0
         acc = accuracy(res.model, ev)
         path = save_model(res.model, work / "v.pt", spec, res.steps)

@@ -31,6 +31,7 @@ def _trained(bundle, name="tinycnn", epochs=15, width=1.0):
     from compressbench.models import create_model
     from compressbench.train import TrainRecipe, train
 
+    torch.manual_seed(0)  # the initial weights must not depend on which tests ran before
     model = create_model(name, bundle.meta, width=width)
     train(model, bundle.train, TrainRecipe(epochs=epochs, batch_size=64, lr=0.1, augment="none"), seed=0,
           show_progress=False)

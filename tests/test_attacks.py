@@ -12,7 +12,7 @@ from torch import nn
 
 from compressbench.evaluate.attacks import (
     AdversarialParams,
-    AttackSpec,
+    AttackConfig,
     adversarial,
     build_attack,
     is_quantized_model,
@@ -28,8 +28,12 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def make_ctx(bundle, parent, tmp_path, method="baseline", steps=None) -> EvalContext:
+    from compressbench.compress import capabilities
+    from compressbench.registry import methods
+
+    caps = capabilities(method, methods.spec(method).params()) if method in methods else {}
     return EvalContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0, workdir=tmp_path,
-                       variant=VariantInfo(name=method, method=method, steps=steps or []),
+                       variant=VariantInfo(name=method, method=method, steps=steps or [], capabilities=caps),
                        load_parent=lambda: parent, progress=False)
 
 
@@ -86,21 +90,32 @@ def test_registry_lists_every_attack():
 
 def test_spec_validation_errors():
     with pytest.raises(ValueError, match="did you mean 'pgd'"):
-        AttackSpec(name="pgdd", eps=[0.1])
+        AttackConfig(name="pgdd", eps=[0.1])
     with pytest.raises(ValueError, match="needs an eps grid"):
-        AttackSpec(name="fgsm")
+        AttackConfig(name="fgsm")
     with pytest.raises(ValueError, match="supports norms"):
-        AttackSpec(name="ddn", norm="linf")
-    with pytest.raises(ValueError, match="extra"):
+        AttackConfig(name="ddn", norm="linf")
+    with pytest.raises(ValueError, match="unknown parameter 'stepz' for attack 'pgd'; allowed: .*steps"):
         AdversarialParams.model_validate({"attacks": [{"name": "pgd", "eps": [0.1], "stepz": 3}]})
+    # issue 11: eps on a minimum-norm attack, unknown backend options, stronger_steps on a one-step attack
+    with pytest.raises(ValueError, match="minimum-norm .* takes no eps"):
+        AttackConfig(name="deepfool", eps=[0.1])
+    with pytest.raises(ValueError, match="unknown parameter 'options'"):
+        AttackConfig(name="cw", options={"bogus": 1})
+    with pytest.raises(ValueError, match="not iterative"):
+        AttackConfig(name="fgsm", eps=[0.1], stronger_steps=3)
+    with pytest.raises(ValueError, match="'steps'"):
+        AttackConfig(name="pgd", eps=[0.1], steps=0)
+    assert AttackConfig(name="cw", binary_search_steps=3).params.binary_search_steps == 3
 
 
 def test_whitebox_eps0_clean_large_eps_zero_monotone(tiny_model, digits_bundle, tmp_path, batch):
     grid = [0.0, 1 / 255, 4 / 255, 0.1, 0.3]
     # FGSM is not monotone at huge ε (a single step overshoots), so its grid stops at 0.1
-    p = AdversarialParams(attacks=[AttackSpec(name="fgsm", eps=grid[:-1]),
-                                   AttackSpec(name="pgd", eps=grid, steps=10, stronger_steps=20),
-                                   AttackSpec(name="pgd", norm="l2", eps=[0.0, 0.5, 4.0], steps=10, stronger_steps=0)],
+    p = AdversarialParams(attacks=[AttackConfig(name="fgsm", eps=grid[:-1]),
+                                   AttackConfig(name="pgd", eps=grid, steps=10, stronger_steps=20),
+                                   AttackConfig(name="pgd", norm="l2", eps=[0.0, 0.5, 4.0], steps=10,
+                                                stronger_steps=0)],
                           subset=N, masking_probe_eps=0.5)
     ms = adversarial(tiny_model, make_ctx(digits_bundle, tiny_model, tmp_path), p)
     clean = float((predict(tiny_model, batch).argmax(1) == batch.y).float().mean())
@@ -125,7 +140,7 @@ def test_whitebox_eps0_clean_large_eps_zero_monotone(tiny_model, digits_bundle, 
                                              ("cw", 30, "l2"), ("ddn", 50, "l2")])
 def test_minimum_norm_attacks_report_norms(tiny_model, batch, name, steps, norm):
     x, y = batch.x[:40].float() / 255, batch.y[:40]
-    a = build_attack(AttackSpec(name=name, steps=steps, norm=norm), 10)
+    a = build_attack(AttackConfig(name=name, steps=steps, norm=norm), 10)
     xa = a.run(tiny_model, x, y)
     with torch.no_grad():
         ok0, ok = tiny_model(x).argmax(1) == y, tiny_model(xa).argmax(1) == y
@@ -137,9 +152,9 @@ def test_minimum_norm_attacks_report_norms(tiny_model, batch, name, steps, norm)
 
 
 def test_minimum_norm_rows(tiny_model, digits_bundle, tmp_path, batch):
-    p = AdversarialParams(attacks=[AttackSpec(name="ddn", steps=50), AttackSpec(name="deepfool"),
-                                   AttackSpec(name="cw", steps=30, thresholds=[0.0, 0.5, 100.0],
-                                              options={"binary_search_steps": 3})], subset=N)
+    p = AdversarialParams(attacks=[AttackConfig(name="ddn", steps=50), AttackConfig(name="deepfool"),
+                                   AttackConfig(name="cw", steps=30, thresholds=[0.0, 0.5, 100.0],
+                                              binary_search_steps=3)], subset=N)
     ms = adversarial(tiny_model, make_ctx(digits_bundle, tiny_model, tmp_path), p)
     clean = float((predict(tiny_model, batch).argmax(1) == batch.y).float().mean())
     for atk in ("ddn", "deepfool", "cw"):
@@ -161,7 +176,7 @@ def test_quantized_transfer_and_ste(tiny_model, digits_bundle, tmp_path, batch):
     assert is_quantized_model(q)
     steps = [{"kind": "quantize.static_int8"}]
     grid = [0.0, 2 / 255, 0.1, 0.3]
-    p = AdversarialParams(attacks=[AttackSpec(name="fgsm", eps=grid), AttackSpec(name="pgd", eps=grid, steps=10)],
+    p = AdversarialParams(attacks=[AttackConfig(name="fgsm", eps=grid), AttackConfig(name="pgd", eps=grid, steps=10)],
                           subset=N)
     ms = adversarial(q, make_ctx(digits_bundle, tiny_model, tmp_path, method="quantize.static_int8", steps=steps), p)
     assert {m.condition["mode"] for m in ms} == {"transfer", "whitebox-ste"}
@@ -190,7 +205,7 @@ def test_ste_simulation_matches_dynamic_and_half(tiny_model, batch):
 
 def test_dynamic_int8_transfer_runs(tiny_model, digits_bundle, tmp_path):
     dyn = tq.quantize_dynamic(copy.deepcopy(tiny_model), {nn.Linear}, dtype=torch.qint8)
-    p = AdversarialParams(attacks=[AttackSpec(name="fgsm", eps=[0.0, 0.1])], subset=50, modes=["transfer"])
+    p = AdversarialParams(attacks=[AttackConfig(name="fgsm", eps=[0.0, 0.1])], subset=50, modes=["transfer"])
     ms = adversarial(dyn, make_ctx(digits_bundle, tiny_model, tmp_path, method="quantize.dynamic_int8",
                                    steps=[{"kind": "quantize.dynamic_int8"}]), p)
     assert {m.tag for m in ms} == {"transfer"}
@@ -199,7 +214,7 @@ def test_dynamic_int8_transfer_runs(tiny_model, digits_bundle, tmp_path):
 
 def test_whitebox_on_quantized_is_refused(tiny_model, digits_bundle, tmp_path):
     dyn = tq.quantize_dynamic(copy.deepcopy(tiny_model), {nn.Linear}, dtype=torch.qint8)
-    p = AdversarialParams(attacks=[AttackSpec(name="fgsm", eps=[0.0, 0.1])], subset=20, modes=["whitebox"])
+    p = AdversarialParams(attacks=[AttackConfig(name="fgsm", eps=[0.0, 0.1])], subset=20, modes=["whitebox"])
     with pytest.raises(RuntimeError, match="no attack mode applies"):
         adversarial(dyn, make_ctx(digits_bundle, tiny_model, tmp_path, method="q",
                                   steps=[{"kind": "quantize.dynamic_int8"}]), p)
@@ -208,8 +223,8 @@ def test_whitebox_on_quantized_is_refused(tiny_model, digits_bundle, tmp_path):
 @pytest.mark.slow
 def test_autoattack_not_weaker_than_pgd(tiny_model, digits_bundle, tmp_path):
     eps = [0.0, 4 / 255]
-    p = AdversarialParams(attacks=[AttackSpec(name="pgd", eps=eps, steps=10, stronger_steps=0),
-                                   AttackSpec(name="autoattack", eps=eps)], subset=40)
+    p = AdversarialParams(attacks=[AttackConfig(name="pgd", eps=eps, steps=10, stronger_steps=0),
+                                   AttackConfig(name="autoattack", eps=eps)], subset=40)
     ms = adversarial(tiny_model, make_ctx(digits_bundle, tiny_model, tmp_path), p)
     aa = one(ms, "robust_top1", attack="autoattack", eps=4 / 255)
     pgd = one(ms, "robust_top1", attack="pgd", eps=4 / 255)
@@ -219,15 +234,16 @@ def test_autoattack_not_weaker_than_pgd(tiny_model, digits_bundle, tmp_path):
 @pytest.mark.parametrize("method", ["quantize.static", "quantize.dynamic", "quantize.fp16"])
 def test_variants_from_compress_quantize(method, tiny_model, digits_bundle, tmp_path):
     """The real quantized variants of compress/quantize.py: transfer always, white-box via STE simulation."""
+    from compressbench.compress import compress
     from compressbench.registry import methods
     from test_compress_common import make_context
 
-    res = methods.get(method)(copy.deepcopy(tiny_model), make_context(digits_bundle, tmp_path), None,
-                              methods.spec(method).params())
+    res = compress(method, copy.deepcopy(tiny_model), make_context(digits_bundle, tmp_path), None,
+                   methods.spec(method).params())
     q = res.model
     ctx = make_ctx(digits_bundle, tiny_model, tmp_path, method=method, steps=res.steps)
     assert ctx.variant.is_quantized
-    p = AdversarialParams(attacks=[AttackSpec(name="pgd", eps=[0.0, 0.05, 0.3], steps=5, stronger_steps=0)],
+    p = AdversarialParams(attacks=[AttackConfig(name="pgd", eps=[0.0, 0.05, 0.3], steps=5, stronger_steps=0)],
                           subset=60)
     ms = adversarial(q, ctx, p)
     assert {m.tag for m in ms} == {"transfer", "whitebox-ste"}

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from compressbench.checkpoint import load_model, save_model
+from compressbench.compress import compress
 from compressbench.interfaces import Budget, CompressResult
 from compressbench.registry import methods
 from test_compress_common import make_context
@@ -38,7 +39,8 @@ def test_every_method_has_test_params_and_metadata():
         spec = methods.spec(n)
         assert spec.description and spec.version >= 1 and spec.params is not None
         assert isinstance(spec.budgets, tuple)
-        assert spec.check_budget is not None or not spec.budgets
+        shared = [b for b in spec.budgets if b != "knob"]
+        assert spec.stages is not None or not shared or (spec.knob is not None and spec.apply is not None)
 
 
 @pytest.mark.parametrize("name", sorted(TEST_PARAMS))
@@ -47,7 +49,7 @@ def test_method_runs_and_round_trips(name, tiny_model, digits_bundle, tmp_path):
     params, budget = TEST_PARAMS[name]
     p = methods.spec(name).params.model_validate(params)
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
-    res = methods.get(name)(tiny_model, ctx, budget, p)
+    res = compress(name, tiny_model, ctx, budget, p)
     assert isinstance(res, CompressResult)
     # the parent is untouched
     assert all(torch.equal(before[k], v) for k, v in tiny_model.state_dict().items())

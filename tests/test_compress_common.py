@@ -40,7 +40,7 @@ def ctx(digits_bundle, tmp_path):
 
 
 def test_search_knob_bisection():
-    from compressbench.compress.common import search_knob, within
+    from compressbench.compress.budget import search_knob, within
 
     knob, val, hist = search_knob(lambda r: 1 - r ** 2, 0.25, 0.0, 1.0, decreasing=True)
     assert within(val, 0.25) and abs(knob - 0.75 ** 0.5) < 0.01

@@ -1,6 +1,5 @@
 """End-to-end: plan -> cached jobs -> store, on digits with the tiny CNN."""
 
-import copy
 
 import pytest
 import torch
@@ -10,6 +9,7 @@ from compressbench.config import validate
 from compressbench.interfaces import CompressResult, Measurement, Params
 from compressbench.registry import evaluators, methods
 from compressbench.runner import run
+from compressbench.specs import Knob
 from compressbench.store import ResultStore
 
 
@@ -17,9 +17,9 @@ class HalfParams(Params):
     scale: float = 0.5
 
 
-def _halve(parent: nn.Module, ctx, budget, params: HalfParams) -> CompressResult:
+def _halve(parent: nn.Module, ctx, sol, params: HalfParams) -> CompressResult:
     """Test compressor: zero the smaller half of the last layer's weights (no architecture change)."""
-    m = copy.deepcopy(parent)
+    m = sol.model  # the solver's copy of the parent
     w = m.net[-1].weight.data
     w[w.abs() < w.abs().median()] = 0
     acc = ctx.accuracy(m)
@@ -39,7 +39,9 @@ def _parent_agree(model, ctx, params):
 
 @pytest.fixture(scope="module", autouse=True)
 def _register():
-    methods.register("test.halve", _halve, params=HalfParams, budgets=("knob",), description="test")
+    methods.register("test.halve", _halve, params=HalfParams, budgets=("knob",), description="test",
+                     knob=Knob("scale", lo=0.0, hi=1.0, shrinks=True, default=lambda p: p.scale),
+                     apply=lambda model, knob, ctx, params: model)
     evaluators.register("test.boom", _boom, description="test")
     evaluators.register("test.agree", _parent_agree, description="test")
     yield

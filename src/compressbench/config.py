@@ -15,6 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .compress.budget import check_budget
 from .errors import UserError
 from .interfaces import Budget
 from .registry import UnknownNameError, datasets, evaluators, methods, models
@@ -250,17 +251,12 @@ def resolve_variants(exp: Experiment) -> list[ResolvedVariant]:
         elif v.budgets is not None:
             k, vals = next(iter(v.budgets.items()))
             budgets = [Budget(k, float(x)) for x in vals]  # type: ignore[arg-type]
-        allowed = tuple(spec.budgets)
         for b in budgets:
             if b is None:
                 continue
-            check = spec.check_budget
-            msg = check(b, params) if check else None
+            msg = check_budget(v.method, b, params)
             if msg:
                 raise ConfigError(f"{where}.budget: {b.label()} is unreachable for '{v.method}': {msg}")
-            if b.kind not in allowed:
-                raise ConfigError(f"{where}.budget: method '{v.method}' cannot target '{b.kind}'; "
-                                  f"allowed budget kinds: {', '.join(allowed) or 'none (fixed size)'}")
             name = v.name if v.name and len(budgets) == 1 else f"{v.name or v.method}@{b.label()}"
             out.append(ResolvedVariant(name, v.method, params, b, i))
         if budgets == [None]:

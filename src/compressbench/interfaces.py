@@ -1,11 +1,16 @@
 """The contracts between the runner and its plug-ins (compressors and evaluators).
 
-Compressor (registered in ``registry.methods``)::
+Compressor (registered in ``registry.methods``; the spec fields are in ``specs.MethodSpec``)::
 
-    @methods.register("prune.unstructured", params=MyParams, budgets=("params", "knob"),
-                      description="...", version=1)
-    def unstructured(parent: nn.Module, ctx: CompressContext, budget: Budget | None,
+    @methods.register("prune.unstructured", params=MyParams, budgets=("knob", "params"),
+                      knob=Knob("sparsity", lo=0.0, hi=0.999, shrinks=True, default=lambda p: p.sparsity),
+                      apply=attach_masks, sparsifies=True, description="...", version=1)
+    def unstructured(parent: nn.Module, ctx: CompressContext, solution: Solution,
                      params: MyParams) -> CompressResult: ...
+
+``compress.budget.compress(name, parent, ctx, budget, params)`` checks the budget, solves the knob
+(``solution.knob``; ``solution.model`` is ``apply`` at that knob on a copy of the parent), calls the
+method, and measures and records what it achieved.
 
 Evaluator (registered in ``registry.evaluators``)::
 
@@ -25,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from .data.base import DataMeta, DatasetBundle
@@ -84,17 +89,15 @@ class CompressContext:
 @dataclass
 class CompressResult:
     model: nn.Module
-    # What was done: target and achieved budget, per-layer sparsity or ranks, knobs chosen, ...
+    # What was done: per-layer sparsity or ranks, knobs chosen, ... (the runner adds target, achieved, tolerance)
     record: dict[str, Any] = field(default_factory=dict)
     # Steps needed to rebuild the architecture before loading the state dict (see checkpoint.py)
     steps: list[dict[str, Any]] = field(default_factory=list)
-    # e.g. {"params": 0.251} — achieved fractions of the parent
+    # achieved fractions of the parent, e.g. {"params": 0.251}: filled by ``compress.budget.compress``
+    # (a composite method that measures itself may fill it)
     achieved: dict[str, float] = field(default_factory=dict)
-
-
-def steps_quantize(steps: list[dict[str, Any]]) -> bool:
-    """Whether a variant's compression steps leave quantized (int8 / fp16 / bf16) modules."""
-    return any(s.get("kind", "").startswith("quantize") for s in steps)
+    # dense FLOPs of the result when they cannot be counted on it (None: count them)
+    flops: int | None = None
 
 
 @dataclass
@@ -103,10 +106,12 @@ class VariantInfo:
     method: str  # "baseline" for the uncompressed parent
     steps: list[dict[str, Any]] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)
+    # the method's capability flags (``compress.budget.capabilities``): sparsifies, quantizes, ...
+    capabilities: dict[str, bool] = field(default_factory=dict)
 
     @property
     def is_quantized(self) -> bool:
-        return steps_quantize(self.steps)
+        return bool(self.capabilities.get("quantizes"))
 
 
 @dataclass
@@ -132,7 +137,7 @@ class EvalContext:
 class FinetuneParams(Params):
     """Fine-tuning after compression: the experiment's training recipe with these overrides."""
 
-    epochs: float = 1.0
-    lr: float | None = None  # None -> 0.1 × the baseline recipe's lr
+    epochs: float = Field(1.0, ge=0, le=10_000)
+    lr: float | None = Field(None, gt=0)  # None -> 0.1 × the baseline recipe's lr
     optimizer: Literal["sgd", "adam", "adamw"] | None = None
     schedule: Literal["cosine", "onecycle", "step", "constant"] = "cosine"

@@ -18,7 +18,7 @@ from .config import Experiment, ResolvedVariant, resolve_evaluations
 from .registry import evaluators, methods
 
 TRAIN_VERSION = 1  # bump when the training loop's numbers could move
-COMPRESS_RUNNER_VERSION = 1
+COMPRESS_RUNNER_VERSION = 2  # 2: capabilities in the job record; methods run through compress.budget
 EVAL_RUNNER_VERSION = 1
 
 

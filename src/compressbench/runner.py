@@ -21,12 +21,13 @@ from typing import Any
 import torch
 
 from .checkpoint import load_model, save_model
+from .compress import capabilities, compress
 from .config import Experiment, load_config
 from .data import DatasetBundle, load_dataset
 from .data.base import ImageSet
 from .efficiency import count_flops, param_counts
 from .execute import EXECUTORS, JobResult
-from .interfaces import Budget, CompressContext, EvalContext, VariantInfo, steps_quantize
+from .interfaces import Budget, CompressContext, EvalContext, VariantInfo
 from .models import create_model
 from .plan import Job, plan
 from .progress import progress_enabled
@@ -113,8 +114,7 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
     data = get_dataset(s["dataset"], cache_dir)
     parent, ck = load_model(parent_res.dir / "model.pt")
     parent.to(device)
-    entry = methods.entry(s["method"])
-    schema = entry.spec.params
+    schema = methods.spec(s["method"]).params
     params = schema.model_validate(s["params"]) if schema is not None else None
     budget = Budget(s["budget"]["kind"], s["budget"]["value"]) if s["budget"] else None
     base_lr = s["train"]["lr"]
@@ -136,8 +136,9 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
 
     ctx = CompressContext(data=data, meta=data.meta, device=device, seed=s["seed"], workdir=out,
                           train=ctx_train, accuracy=ctx_accuracy, parent_spec=ck["spec"], progress=show_progress)
-    res = entry.load()(parent, ctx, budget, params)
-    model = res.model if steps_quantize(res.steps) else res.model.cpu()
+    res = compress(s["method"], parent, ctx, budget, params)
+    caps = capabilities(s["method"], params)
+    model = res.model if caps["quantizes"] else res.model.cpu()  # int8 kernels run on CPU
     ckpt = save_model(model, out / "model.pt", ck["spec"], res.steps)
     ms, size = _size_measurements(model, ckpt, (1, data.meta.channels, *data.meta.size))
     psize = parent_res.info["size"]
@@ -155,7 +156,7 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
         ms.append({"evaluator": "compress", "metric": "knob", "value": float(knob)})
     (out / "record.json").write_text(json.dumps(res.record, indent=1, default=str))
     return ms, {"size": size, "steps": res.steps, "record": json.loads(json.dumps(res.record, default=str)),
-                "achieved": achieved}
+                "achieved": achieved, "capabilities": caps}
 
 
 def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir: Path, device: torch.device,
@@ -165,7 +166,8 @@ def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
     src = upstream[s["model_job"]]
     parent_dir = upstream[s["parent_job"]].dir
     model, ck = load_model(src.dir / "model.pt")
-    dev = torch.device("cpu") if steps_quantize(ck["steps"]) else device
+    caps = src.info.get("capabilities", {})
+    dev = torch.device("cpu") if caps.get("quantizes") else device
     model.to(dev)
     entry = evaluators.entry(s["evaluator"])
     schema = entry.spec.params
@@ -175,7 +177,7 @@ def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
         p, _ = load_model(parent_dir / "model.pt")
         return p.to(device)
 
-    variant = VariantInfo(job.labels["variant"], job.labels["method"], ck["steps"], src.info.get("record", {}))
+    variant = VariantInfo(job.labels["variant"], job.labels["method"], ck["steps"], src.info.get("record", {}), caps)
     ctx = EvalContext(data=data, meta=data.meta, device=dev, seed=s["seed"], workdir=out, variant=variant,
                       load_parent=load_parent, eval_size=s["eval_subset"], progress=show_progress,
                       extra={"checkpoint": str(src.dir / "model.pt"),

@@ -89,14 +89,19 @@ class MethodSpec(ComponentSpec):
     * ``quantizes``: leaves int8 / fp16 modules (evaluated on CPU kernels; FLOPs are those of the
       float graph it came from; gradients need a simulation);
     * ``changes_architecture``: the saved state dict needs a rebuild step (see ``checkpoint``);
-    * ``needs_training_data``: reads training images (fine-tunes, calibration, distillation);
-    * ``composite``: runs other methods (a pipeline); its capabilities are its stages'.
+    * ``needs_training_data``: reads training images (fine-tunes, calibration, distillation).
 
     ``budgets``: the budget kinds it accepts (``knob`` = its own knob); shared kinds need a ``knob``
-    and an ``apply(model, knob, ctx, params) -> model`` transform (cheap, no training).
-    ``check_budget(budget, params) -> message | None`` adds method-specific reachability checks.
-    ``check_model(model) -> message | None`` says, before any work, why an architecture is not
-    supported (None: supported)."""
+    and an ``apply(model, knob, ctx, params) -> model`` transform (cheap, no training) that
+    ``compress.budget`` searches (on a copy of the parent, or on the parent itself when
+    ``apply_on_copy`` is False — a transform that builds a new model, e.g. a student, and must not
+    modify its input). ``own_budget(params) -> bool``: for these params the method applies its knob
+    itself and solves a shared budget itself (e.g. iterative pruning, which re-solves after every
+    fine-tune); the solver then hands it the knob (or none, for a shared budget) and no model.
+    ``stages(params) -> [(method, params), ...]``: a composite method (a pipeline); its capabilities
+    are the union of its stages'. ``check_budget(budget, params) -> message | None`` adds
+    method-specific reachability checks. ``check_model(model) -> message | None`` says, before any
+    work, why an architecture is not supported (None: supported)."""
 
     family: str = "other"
     budgets: tuple[str, ...] = ()
@@ -104,9 +109,11 @@ class MethodSpec(ComponentSpec):
     quantizes: bool = False
     changes_architecture: bool = False
     needs_training_data: bool = False
-    composite: bool = False
     knob: Knob | None = None
     apply: Callable[..., Any] | None = None
+    apply_on_copy: bool = True
+    own_budget: Callable[[Any], bool] | None = None
+    stages: Callable[[Any], list[tuple[str, Any]]] | None = None
     check_budget: Callable[[Any, Any], str | None] | None = None
     check_model: Callable[[Any], str | None] | None = None
 
@@ -115,6 +122,9 @@ class MethodSpec(ComponentSpec):
         bad = [b for b in self.budgets if b not in ("knob", *SHARED_BUDGETS)]
         if bad:
             raise TypeError(f"unknown budget kind(s) {bad}; allowed: knob, {', '.join(SHARED_BUDGETS)}")
+        if self.budgets and self.stages is None and (self.knob is None or self.apply is None):
+            raise TypeError("a method that takes budgets needs a 'knob' and an 'apply' transform "
+                            "(or 'stages', for a composite method)")
 
 
 # --------------------------------------------------------------------------- evaluators

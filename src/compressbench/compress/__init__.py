@@ -1,3 +1,10 @@
-"""Compression methods. Importing this package registers every built-in method and rebuilder."""
+"""Compression methods. Importing this package registers every built-in method and rebuilder.
+
+Run a method with :func:`compress` (``compress.budget.compress``): it checks the budget, solves the
+method's knob, runs the method and records what it achieved.
+"""
 
 from . import distill, lowrank, pipeline, quantize, structured, unstructured  # noqa: F401
+from .budget import BudgetError, capabilities, check_budget, compress
+
+__all__ = ["compress", "capabilities", "check_budget", "BudgetError"]

@@ -1,15 +1,6 @@
-"""Helpers shared by every compressor: measuring a model against its parent (params, bytes,
-FLOPs), searching a method's knob for a shared budget, fine-tuning, and layer lookup.
-
-Budget semantics (fractions of the parent):
-
-* ``params`` — stored parameters of the compressed model / parent parameters. For methods that
-  leave zeros in dense tensors (unstructured pruning) the numerator counts **nonzero** values.
-* ``bytes`` — dense bytes on disk (``torch.save(state_dict)``), i.e. what a checkpoint costs.
-* ``flops`` — dense FLOPs of one forward pass at batch 1 (2 × MACs). For int8 / fp16 models the
-  FLOPs are those of the float graph they were converted from (same operations, narrower types).
-
-A shared target is met when the achieved value is within ``TOLERANCE`` (relative, ±2 %) of it.
+"""Helpers shared by every compressor: measuring a model against its parent (params, bytes, FLOPs),
+fine-tuning, cloning and layer lookup. Budgets (checks, the knob solver, the entry point that runs a
+method) are in :mod:`.budget`.
 """
 
 from __future__ import annotations
@@ -17,23 +8,15 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..efficiency import bitmask_encoded_size, count_flops, param_counts, serialized_bytes
-from ..interfaces import Budget, CompressContext, FinetuneParams
+from ..interfaces import CompressContext, FinetuneParams
 
 log = logging.getLogger(__name__)
-
-TOLERANCE = 0.02  # relative tolerance on shared budgets
-SHARED_KINDS = ("params", "bytes", "flops")
-
-
-class BudgetError(ValueError):
-    """A budget cannot be met by a method (one readable line)."""
-
 
 @dataclass(frozen=True)
 class ModelStats:
@@ -68,57 +51,11 @@ def fractions(parent: ModelStats, child: ModelStats, nonzero: bool = False) -> d
             "flops": child.flops / max(parent.flops, 1)}
 
 
-def within(achieved: float, target: float, tol: float = TOLERANCE) -> bool:
-    return abs(achieved - target) <= tol * target + 1e-12
-
-
-def search_knob(evaluate: Callable[[float], float], target: float, lo: float, hi: float, *,
-                decreasing: bool = True, tol: float = TOLERANCE, max_iter: int = 20,
-                what: str = "knob", seen: list[tuple[float, float]] = ()
-                ) -> tuple[float, float, list[tuple[float, float]]]:
-    """Find a knob in ``[lo, hi]`` with ``evaluate(knob)`` ≈ ``target`` (monotone ``evaluate``).
-
-    Safeguarded regula falsi: interpolate inside the bracket, but never closer than 10 % of the
-    bracket to its ends, so that step-shaped functions (whole channels) still converge like
-    bisection; smooth ones converge in a few evaluations (each evaluation compresses a copy).
-    ``decreasing``: the fraction falls as the knob grows (pruning ratio); otherwise it rises
-    (student width, rank ratio). ``seen``: (knob, value) pairs already measured. Stops once within
-    ``tol / 3`` (a margin) and returns the best ``(knob, achieved, history)`` seen."""
-    history: list[tuple[float, float]] = list(seen)
-    known = dict(history)
-
-    def ev(k: float) -> float:
-        if k not in known:
-            known[k] = evaluate(k)
-            history.append((k, known[k]))
-        return known[k]
-
-    a, b = lo, hi
-    fa, fb = ev(a), ev(b)
-    sign = -1.0 if decreasing else 1.0
-    for _ in range(max_iter):
-        best = min(history, key=lambda kv: abs(kv[1] - target))
-        if within(best[1], target, tol / 3) or b - a < 1e-6:
-            break
-        x = a + (target - fa) * (b - a) / (fb - fa) if fb != fa else 0.5 * (a + b)
-        margin = 0.1 * (b - a)
-        x = min(max(x, a + margin), b - margin)
-        fx = ev(x)
-        if sign * (fx - target) < 0:  # knob too small
-            a, fa = x, fx
-        else:
-            b, fb = x, fx
-    best = min(history, key=lambda kv: abs(kv[1] - target))
-    if not within(best[1], target, tol):
-        log.warning("%s search: best achieved %.4f for target %.4f (outside ±%.0f %%)", what, best[1], target,
-                    tol * 100)
-    return best[0], best[1], history
-
-
-def fraction_of(model: nn.Module, meta: Any, parent: ModelStats, kind: str) -> float:
-    """One achieved fraction (params / bytes / flops), computing only what is needed (for searches)."""
+def fraction_of(model: nn.Module, meta: Any, parent: ModelStats, kind: str, nonzero: bool = False) -> float:
+    """One achieved fraction (params / bytes / flops), computing only what is needed (for searches).
+    ``nonzero``: count nonzero parameters (methods that leave zeros in dense tensors)."""
     if kind == "params":
-        return param_counts(model)["params"] / parent.params
+        return param_counts(model)["params_nonzero" if nonzero else "params"] / parent.params
     if kind == "bytes":
         return serialized_bytes(model) / parent.bytes
     return count_flops(model, input_shape(meta)) / max(parent.flops, 1)
@@ -158,18 +95,6 @@ def clone(model: nn.Module) -> nn.Module:
     m = copy.deepcopy(model)
     m.eval()
     return m
-
-
-def check_fraction(budget: Budget | None, allowed: tuple[str, ...], method: str) -> str | None:
-    """Common budget checks: known kind, shared fractions in (0, 1]."""
-    if budget is None:
-        return None
-    if budget.kind not in allowed:
-        return (f"{method} does not support '{budget.kind}' budgets (supported: "
-                f"{', '.join(allowed) or 'none — give no budget'})")
-    if budget.kind in SHARED_KINDS and not 0 < budget.value <= 1:
-        return f"{method}: a {budget.kind} budget is a fraction of the parent in (0, 1], got {budget.value:g}"
-    return None
 
 
 def sparse_bytes(model: nn.Module) -> int:

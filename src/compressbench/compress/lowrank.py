@@ -7,7 +7,8 @@
   1×1 (I→r_in) → k×k core (r_in→r_out) → 1×1 (r_out→O), ``r_* = ratio · channels``.
 * linear layers: truncated SVD into two linears (``r = ratio · min(in, out)``).
 
-A layer is factorised only where it saves parameters. A shared budget bisects the rank ratio.
+A layer is factorised only where it saves parameters. A shared budget is met by the shared solver
+(``compress.budget``) searching the rank ratio (the knob).
 
 Why our own code: the decompositions are a few lines of ``torch.linalg.svd``; the libraries that
 package them for ``nn.Module`` surgery (e.g. tensorly-torch) are not dependencies here, and a
@@ -20,25 +21,15 @@ import logging
 from typing import Any, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from ..checkpoint import register_rebuilder
-from ..interfaces import Budget, CompressContext, CompressResult, FinetuneParams, Params
+from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
 from ..registry import methods
-from .common import (
-    BudgetError,
-    check_fraction,
-    clone,
-    finetune,
-    fraction_of,
-    fractions,
-    get_module,
-    head_name,
-    model_stats,
-    search_knob,
-    set_module,
-    within,
-)
+from ..specs import Knob
+from .budget import Solution
+from .common import finetune, get_module, head_name, set_module
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +39,9 @@ BUDGETS = ("knob", "params", "bytes", "flops")
 class LowRankParams(Params):
     conv: Literal["channel_svd", "tucker2", "none"] = "channel_svd"
     linear: bool = True  # factorise linear layers (SVD)
-    ratio: float = 0.5  # the knob: rank ratio (used without a budget)
+    ratio: float = Field(0.5, gt=0, le=1)  # the knob: rank ratio (used without a budget)
     include_head: bool = False
     finetune: FinetuneParams = FinetuneParams(epochs=0.5)
-
-
-def check_budget(budget: Budget | None, params: LowRankParams) -> str | None:
-    msg = check_fraction(budget, BUDGETS, "lowrank")
-    if msg is None and budget is not None and budget.kind == "knob" and not 0 < budget.value <= 1:
-        msg = f"lowrank: knob (rank ratio) must be in (0, 1], got {budget.value:g}"
-    return msg
 
 
 def _r(ratio: float, full: int) -> int:
@@ -139,58 +123,35 @@ def _targets(model: nn.Module, params: LowRankParams) -> list[tuple[str, nn.Modu
             if isinstance(m, (nn.Conv2d, nn.Linear)) and (params.include_head or n != head)]
 
 
-def apply_lowrank(model: nn.Module, ratio: float, params: LowRankParams) -> dict[str, dict[str, Any]]:
-    """Factorise ``model``'s layers in place at ``ratio``; returns the per-layer plan."""
-    layers: dict[str, dict[str, Any]] = {}
-    for n, m in _targets(model, params):
-        plan = plan_layer(m, ratio, params)
-        if plan is not None:
-            set_module(model, n, factorise(m, plan))
-            layers[n] = plan
-    return layers
+def lowrank_plan(model: nn.Module, ratio: float, params: LowRankParams) -> dict[str, dict[str, Any]]:
+    """The factorisation of every layer that saves parameters at ``ratio``: {layer: plan}."""
+    plans = {n: plan_layer(m, ratio, params) for n, m in _targets(model, params)}
+    return {n: p for n, p in plans.items() if p is not None}
 
 
-@methods.register("lowrank", params=LowRankParams, budgets=BUDGETS, check_budget=check_budget,
-                  family="factorization", version=1,
+def apply_lowrank(model: nn.Module, ratio: float, ctx: CompressContext | None, params: LowRankParams) -> nn.Module:
+    """The transform: factorise ``model``'s layers in place at ``ratio``."""
+    for n, plan in lowrank_plan(model, ratio, params).items():
+        set_module(model, n, factorise(get_module(model, n), plan))
+    return model
+
+
+def _knob_range(v: float) -> str | None:
+    return None if 0 < v <= 1 else "must be in (0, 1]"
+
+
+@methods.register("lowrank", params=LowRankParams, budgets=BUDGETS, family="factorization",
+                  knob=Knob("ratio", lo=1e-3, hi=1.0, shrinks=False, default=lambda p: p.ratio,
+                            hint="factorise the head / linear layers, or prune instead", valid=_knob_range),
+                  apply=apply_lowrank, changes_architecture=True, needs_training_data=True, version=1,
                   description="low-rank factorisation: channel SVD or Tucker-2 for convs, SVD for linears, "
                               "to a rank ratio, then fine-tuning")
-def lowrank(parent: nn.Module, ctx: CompressContext, budget: Budget | None, params: LowRankParams) -> CompressResult:
-    msg = check_budget(budget, params)
-    if msg:
-        raise BudgetError(msg)
-    ps = model_stats(parent, ctx.meta)
-    record: dict[str, Any] = {"conv": params.conv, "linear": params.linear, "parent": ps.to_dict()}
-    if budget is None or budget.kind == "knob":
-        ratio = budget.value if budget is not None else params.ratio
-    else:
-        kind, target = budget.kind, budget.value
-
-        def evaluate(r: float) -> float:
-            cand = clone(parent).cpu()
-            apply_lowrank(cand, r, params)
-            return fraction_of(cand, ctx.meta, ps, kind)
-
-        lo_val = evaluate(1e-3)
-        if lo_val > target * 1.02:
-            raise BudgetError(f"lowrank: {kind}={target:g} is unreachable — at rank 1 the model keeps {lo_val:.3f} "
-                              f"of the parent (factorise the head / linear layers, or prune instead)")
-        ratio, _, _ = search_knob(evaluate, target, 1e-3, 1.0, decreasing=False, what=f"lowrank {kind}",
-                                  seen=[(1e-3, lo_val)])
-        record["target"] = {"kind": kind, "value": target}
-    model = clone(parent).cpu()
-    layers = apply_lowrank(model, ratio, params)
-    record["knobs"] = {"ratio": ratio}
-    record["knob"] = ratio
-    record["layers"] = layers
-    model = finetune(model, ctx, params.finetune, desc="finetune(lowrank)")
+def lowrank(parent: nn.Module, ctx: CompressContext, sol: Solution, params: LowRankParams) -> CompressResult:
+    layers = lowrank_plan(parent, sol.knob, params)
+    model = finetune(sol.model, ctx, params.finetune, desc="finetune(lowrank)")
     model.eval()
-    cs = model_stats(model, ctx.meta)
-    achieved = fractions(ps, cs)
-    if budget is not None and budget.kind != "knob":
-        record["within_tolerance"] = within(achieved[budget.kind], budget.value)
-    record["child"] = cs.to_dict()
-    return CompressResult(model=model, record=record, steps=[{"kind": "lowrank", "layers": layers}],
-                          achieved=achieved)
+    return CompressResult(model=model, record={"conv": params.conv, "linear": params.linear, "layers": layers},
+                          steps=[{"kind": "lowrank", "layers": layers}])
 
 
 @register_rebuilder("lowrank")

@@ -24,27 +24,20 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Literal
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.ao import quantization as tq
 
 from ..checkpoint import register_rebuilder
-from ..interfaces import Budget, CompressContext, CompressResult, FinetuneParams, Params
+from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
 from ..registry import methods
-from .common import BudgetError, clone, finetune, fractions, model_stats
+from .budget import Solution
+from .common import clone, finetune
 
 log = logging.getLogger(__name__)
-
-
-def _no_budget(method: str):
-    def check(budget: Budget | None, params: Any) -> str | None:
-        if budget is None:
-            return None
-        return (f"{method} has a fixed size and cannot be steered to {budget.label()}; give no budget, or put a "
-                f"pruning / distillation / lowrank stage before it in a 'pipeline' and budget that stage")
-    return check
 
 
 def default_backend() -> str:
@@ -162,62 +155,46 @@ def calibrate(model: nn.Module, ctx: CompressContext, batches: int, batch_size: 
     return seen
 
 
-def _result(parent: nn.Module, model: nn.Module, ctx: CompressContext, steps: list[dict], record: dict,
-            float_flops_model: nn.Module | None = None) -> CompressResult:
-    ps = model_stats(parent, ctx.meta)
-    # FLOPs of a quantized graph = FLOPs of the float graph it came from (same ops, int8 kernels)
-    flops = model_stats(float_flops_model, ctx.meta).flops if float_flops_model is not None else ps.flops
-    cs = model_stats(model, ctx.meta, flops=flops)
-    record = {**record, "parent": ps.to_dict(), "child": cs.to_dict()}
-    return CompressResult(model=model, record=record, steps=steps, achieved=fractions(ps, cs))
-
-
 # --------------------------------------------------------------------------- static int8
 class StaticParams(Params):
-    calibration_batches: int = 16
-    batch_size: int = 128
+    calibration_batches: int = Field(16, ge=1)
+    batch_size: int = Field(128, ge=1)
     backend: Literal["auto", "x86", "fbgemm", "qnnpack"] = "auto"
 
 
-@methods.register("quantize.static", params=StaticParams, budgets=(), check_budget=_no_budget("quantize.static"),
-                  family="quantization", version=1,
+@methods.register("quantize.static", params=StaticParams, family="quantization", quantizes=True,
+                  changes_architecture=True, needs_training_data=True, version=1,
                   description="int8 post-training static quantization (torch.ao eager, conv-bn-relu fusion, "
                               "calibration on training batches, real int8 CPU kernels)")
-def static_int8(parent: nn.Module, ctx: CompressContext, budget: Budget | None, params: StaticParams) -> CompressResult:
-    if budget is not None:
-        raise BudgetError(_no_budget("quantize.static")(budget, params))
+def static_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: StaticParams) -> CompressResult:
     backend = default_backend() if params.backend == "auto" else params.backend
-    float_model = clone(parent).cpu()
     model = prepare_int8(clone(parent).cpu(), backend)
     n = calibrate(model, ctx, params.calibration_batches, params.batch_size)
     convert_int8(model)
-    return _result(parent, model, ctx, [{"kind": "quantize.int8", "mode": "static", "backend": backend}],
-                   {"backend": backend, "calibration_images": n, "path": "torch.ao eager"}, float_model)
+    return CompressResult(model, {"backend": backend, "calibration_images": n, "path": "torch.ao eager"},
+                          [{"kind": "quantize.int8", "mode": "static", "backend": backend}])
 
 
 # --------------------------------------------------------------------------- QAT
 class QATParams(Params):
     finetune: FinetuneParams = FinetuneParams(epochs=0.5)
-    calibration_batches: int = 4  # observer warm-up before fake-quant training
-    batch_size: int = 128
+    calibration_batches: int = Field(4, ge=1)  # observer warm-up before fake-quant training
+    batch_size: int = Field(128, ge=1)
     backend: Literal["auto", "x86", "fbgemm", "qnnpack"] = "auto"
 
 
-@methods.register("quantize.qat", params=QATParams, budgets=(), check_budget=_no_budget("quantize.qat"),
-                  family="quantization", version=1,
+@methods.register("quantize.qat", params=QATParams, family="quantization", quantizes=True,
+                  changes_architecture=True, needs_training_data=True, version=1,
                   description="int8 quantization-aware training (fake-quant fine-tuning, then convert to int8)")
-def qat_int8(parent: nn.Module, ctx: CompressContext, budget: Budget | None, params: QATParams) -> CompressResult:
-    if budget is not None:
-        raise BudgetError(_no_budget("quantize.qat")(budget, params))
+def qat_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: QATParams) -> CompressResult:
     backend = default_backend() if params.backend == "auto" else params.backend
-    float_model = clone(parent).cpu()
     model = prepare_int8(clone(parent).cpu(), backend, qat=True)
     n = calibrate(model, ctx, params.calibration_batches, params.batch_size)
     model = finetune(model, ctx, params.finetune, desc="finetune(qat)")
     convert_int8(model)
-    return _result(parent, model, ctx, [{"kind": "quantize.int8", "mode": "qat", "backend": backend}],
-                   {"backend": backend, "warmup_images": n, "qat_epochs": params.finetune.epochs,
-                    "path": "torch.ao eager QAT"}, float_model)
+    return CompressResult(model, {"backend": backend, "warmup_images": n, "qat_epochs": params.finetune.epochs,
+                                  "path": "torch.ao eager QAT"},
+                          [{"kind": "quantize.int8", "mode": "qat", "backend": backend}])
 
 
 # --------------------------------------------------------------------------- dynamic int8
@@ -225,19 +202,16 @@ class DynamicParams(Params):
     backend: Literal["auto", "x86", "fbgemm", "qnnpack"] = "auto"
 
 
-@methods.register("quantize.dynamic", params=DynamicParams, budgets=(), check_budget=_no_budget("quantize.dynamic"),
-                  family="quantization", version=1,
+@methods.register("quantize.dynamic", params=DynamicParams, family="quantization", quantizes=True,
+                  changes_architecture=True, version=1,
                   description="int8 dynamic quantization of linear layers (weights int8, activations "
                               "quantized on the fly; convs stay fp32)")
-def dynamic_int8(parent: nn.Module, ctx: CompressContext, budget: Budget | None,
-                 params: DynamicParams) -> CompressResult:
-    if budget is not None:
-        raise BudgetError(_no_budget("quantize.dynamic")(budget, params))
+def dynamic_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: DynamicParams) -> CompressResult:
     backend = default_backend() if params.backend == "auto" else params.backend
     model = _dynamic(clone(parent).cpu(), backend)
     n_lin = sum(1 for m in model.modules() if "quantized" in type(m).__module__ and "Linear" in type(m).__name__)
-    return _result(parent, model, ctx, [{"kind": "quantize.int8", "mode": "dynamic", "backend": backend}],
-                   {"backend": backend, "quantized_linear_layers": n_lin}, parent)
+    return CompressResult(model, {"backend": backend, "quantized_linear_layers": n_lin},
+                          [{"kind": "quantize.int8", "mode": "dynamic", "backend": backend}])
 
 
 def _dynamic(model: nn.Module, backend: str) -> nn.Module:
@@ -287,18 +261,15 @@ class CastParams(Params):
 
 
 def _cast_method(dtype_name: str):
-    def fn(parent: nn.Module, ctx: CompressContext, budget: Budget | None, params: CastParams) -> CompressResult:
-        if budget is not None:
-            raise BudgetError(_no_budget(f"quantize.{dtype_name}")(budget, params))
+    def fn(parent: nn.Module, ctx: CompressContext, sol: Solution, params: CastParams) -> CompressResult:
         model = cast_model(clone(parent).cpu(), dtype_name).eval()
-        return _result(parent, model, ctx, [{"kind": "quantize.cast", "dtype": dtype_name}], {"dtype": dtype_name},
-                       parent)
+        return CompressResult(model, {"dtype": dtype_name}, [{"kind": "quantize.cast", "dtype": dtype_name}])
     return fn
 
 
 for _short, _dt in (("fp16", "float16"), ("bf16", "bfloat16")):
-    methods.register(f"quantize.{_short}", _cast_method(_dt), params=CastParams, budgets=(),
-                     check_budget=_no_budget(f"quantize.{_short}"), family="quantization", version=1,
+    methods.register(f"quantize.{_short}", _cast_method(_dt), params=CastParams, family="quantization",
+                     quantizes=True, changes_architecture=True, version=1,
                      description=f"cast weights and activations to {_dt} (normalisation stays float32)")
 
 

@@ -6,9 +6,10 @@ really shrink. Criteria: L1 / L2 magnitude, BatchNorm scale (network slimming), 
 Taylor (gradients on a few training batches) or random. Local (same ratio per layer) or global
 (ranked across layers) scope; one-shot or iterative with fine-tuning between steps.
 
-Shared budgets: bisection on Torch-Pruning's ``pruning_ratio`` (on copies of the model) until the
-achieved params / bytes / FLOPs fraction is within ±2 % of the target; iterative pruning aims each
-step at an interpolated target so the final step lands on the budget.
+Shared budgets: the shared solver (``compress.budget``) searches Torch-Pruning's ``pruning_ratio``
+(the knob; the transform prunes a copy one-shot) until the achieved params / bytes / FLOPs fraction
+is within ±2 % of the target; iterative pruning solves each step itself, aiming at an interpolated
+target so the final step lands on the budget.
 
 Save / reload: the step records the new channel counts of every resized layer; the rebuilder
 resizes a freshly built parent to them (shapes only), after which the state dict loads.
@@ -22,26 +23,15 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from ..checkpoint import register_rebuilder
-from ..interfaces import Budget, CompressContext, CompressResult, FinetuneParams, Params
+from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
 from ..registry import methods
-from .common import (
-    BudgetError,
-    check_fraction,
-    clone,
-    finetune,
-    fraction_of,
-    fractions,
-    get_module,
-    head_name,
-    input_shape,
-    layer_table,
-    model_stats,
-    search_knob,
-    within,
-)
+from ..specs import Knob
+from .budget import Solution, solve_knob
+from .common import clone, finetune, get_module, head_name, input_shape, layer_table
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +41,13 @@ BUDGETS = ("knob", "params", "bytes", "flops")
 class StructuredParams(Params):
     criterion: Literal["l1", "l2", "bn_scale", "taylor", "random"] = "l1"
     scope: Literal["local", "global"] = "global"
-    ratio: float = 0.5  # the knob: Torch-Pruning's channel pruning ratio (used without a budget)
-    iterative_steps: int = 1  # >1: prune in steps with fine-tuning in between
+    ratio: float = Field(0.5, ge=0, lt=1)  # the knob: Torch-Pruning's channel pruning ratio (used without a budget)
+    iterative_steps: int = Field(1, ge=1, le=100)  # >1: prune in steps with fine-tuning in between
     step_finetune: FinetuneParams = FinetuneParams(epochs=0.25)  # between iterative steps
     finetune: FinetuneParams = FinetuneParams(epochs=0.5)  # after the last step
-    max_layer_ratio: float = 0.9  # never remove more than this fraction of one layer's channels
-    round_to: int | None = None  # keep channel counts multiples of this (e.g. 8 for SIMD)
-    taylor_batches: int = 4
-
-
-def check_budget(budget: Budget | None, params: StructuredParams) -> str | None:
-    msg = check_fraction(budget, BUDGETS, "prune.structured")
-    if msg is None and budget is not None and budget.kind == "knob" and not 0 <= budget.value < 1:
-        msg = f"prune.structured: knob (pruning ratio) must be in [0, 1), got {budget.value:g}"
-    return msg
+    max_layer_ratio: float = Field(0.9, gt=0, lt=1)  # never remove more than this fraction of one layer's channels
+    round_to: int | None = Field(None, ge=1)  # keep channel counts multiples of this (e.g. 8 for SIMD)
+    taylor_batches: int = Field(4, ge=1)
 
 
 def _importance(criterion: str):
@@ -133,77 +116,66 @@ def resize_step(model: nn.Module) -> dict[str, Any]:
     return {"kind": "prune.structured", "modules": mods}
 
 
-@methods.register("prune.structured", params=StructuredParams, budgets=BUDGETS, check_budget=check_budget,
-                  family="pruning", version=1,
+def _prune(model: nn.Module, ratio: float, ctx: CompressContext, params: StructuredParams) -> nn.Module:
+    """The transform: one-shot pruning at Torch-Pruning ratio ``ratio`` (in place)."""
+    return prune_once(model, ctx, params, ratio)
+
+
+def _knob_range(v: float) -> str | None:
+    return None if 0 <= v < 1 else "must be in [0, 1)"
+
+
+KNOB = Knob("ratio", lo=0.0, hi=lambda p: p.max_layer_ratio * 0.999, shrinks=True, default=lambda p: p.ratio,
+            hint="raise max_layer_ratio", valid=_knob_range)
+
+
+@methods.register("prune.structured", params=StructuredParams, budgets=BUDGETS, family="pruning", knob=KNOB,
+                  apply=_prune, own_budget=lambda p: p.iterative_steps > 1, changes_architecture=True,
+                  needs_training_data=True, version=1,
                   description="channel pruning that removes filters (Torch-Pruning dependency graph): "
                               "L1/L2/BN-scale/Taylor/random, local or global, one-shot or iterative")
-def structured(parent: nn.Module, ctx: CompressContext, budget: Budget | None,
-               params: StructuredParams) -> CompressResult:
-    msg = check_budget(budget, params)
-    if msg:
-        raise BudgetError(msg)
-    model = clone(parent).cpu()
-    ps = model_stats(parent, ctx.meta)
-    k_steps = max(1, params.iterative_steps)
-    record: dict[str, Any] = {"criterion": params.criterion, "scope": params.scope, "iterative_steps": k_steps,
-                              "parent": ps.to_dict()}
-    if budget is None or budget.kind == "knob":
-        ratio = budget.value if budget is not None else params.ratio
-        record["knobs"] = {"ratio": ratio}
-        record["knob"] = ratio
-        if k_steps == 1:
-            prune_once(model, ctx, params, ratio)
-        else:  # Torch-Pruning's own iterative schedule, fine-tuning between steps
-            torch.manual_seed(ctx.seed)
-            pruner = _pruner(model, ctx.meta, params, ratio, steps=k_steps)
-            for k in range(k_steps):
-                if params.criterion == "taylor":
-                    _taylor_grads(model, ctx, params.taylor_batches)
-                pruner.step()
-                model.zero_grad(set_to_none=True)
-                if k < k_steps - 1:
-                    finetune(model, ctx, params.step_finetune, desc=f"finetune(structured {k + 1}/{k_steps})")
-    else:
-        kind, target = budget.kind, budget.value
-        ratios = []
-        for k in range(1, k_steps + 1):
-            step_target = 1 - (1 - target) * k / k_steps
-            base = model
-            best: dict[str, Any] = {}
-
-            def evaluate(r: float, base=base, best=best, step_target=step_target) -> float:
-                cand = prune_once(copy.deepcopy(base), ctx, params, r)
-                val = fraction_of(cand, ctx.meta, ps, kind)
-                if not best or abs(val - step_target) < abs(best["val"] - step_target):
-                    best.update(val=val, model=cand, ratio=r)
-                return val
-
-            start = fractions(ps, model_stats(base, ctx.meta))[kind]
-            if not within(start, step_target):
-                hi_r = params.max_layer_ratio * 0.999
-                lo_val = evaluate(hi_r)
-                if lo_val > step_target * (1 + 0.02):
-                    raise BudgetError(f"prune.structured: {kind}={target:g} is unreachable — at the maximum "
-                                      f"per-layer ratio {params.max_layer_ratio:g} the model keeps {lo_val:.3f} "
-                                      f"of the parent (raise max_layer_ratio)")
-                search_knob(evaluate, step_target, 0.0, hi_r, decreasing=True, what=f"prune.structured {kind}",
-                            seen=[(hi_r, lo_val), (0.0, start)])
-                model = best["model"]
-                ratios.append(best["ratio"])
-            if k < k_steps:
-                finetune(model, ctx, params.step_finetune, desc=f"finetune(structured {k}/{k_steps})")
+def structured(parent: nn.Module, ctx: CompressContext, sol: Solution, params: StructuredParams) -> CompressResult:
+    k_steps = params.iterative_steps
+    record: dict[str, Any] = {"criterion": params.criterion, "scope": params.scope, "iterative_steps": k_steps}
+    if sol.model is not None:  # one shot at the solved ratio
+        model = sol.model
+    elif sol.knob is not None:  # Torch-Pruning's own iterative schedule, fine-tuning between steps
+        model = clone(parent).cpu()
+        torch.manual_seed(ctx.seed)
+        pruner = _pruner(model, ctx.meta, params, sol.knob, steps=k_steps)
+        for k in range(k_steps):
+            if params.criterion == "taylor":
+                _taylor_grads(model, ctx, params.taylor_batches)
+            pruner.step()
+            model.zero_grad(set_to_none=True)
+            if k < k_steps - 1:
+                finetune(model, ctx, params.step_finetune, desc=f"finetune(structured {k + 1}/{k_steps})")
+    else:  # a shared budget, iteratively: each step aims at an interpolated target, re-solved after fine-tuning
+        model, ratios = _iterative_to_budget(parent, ctx, sol, params)
         record["knobs"] = {"ratio": ratios[-1] if ratios else 0.0, "step_ratios": ratios}
         record["knob"] = record["knobs"]["ratio"]
-        record["target"] = {"kind": kind, "value": target}
     model = finetune(model, ctx, params.finetune, desc="finetune(structured)")
     model.eval()
-    cs = model_stats(model, ctx.meta)
-    achieved = fractions(ps, cs)
-    if budget is not None and budget.kind != "knob":
-        record["within_tolerance"] = within(achieved[budget.kind], budget.value)
-    record["child"] = cs.to_dict()
     record["layers"] = {n: v["shape"] for n, v in layer_table(model).items()}
-    return CompressResult(model=model, record=record, steps=[resize_step(model)], achieved=achieved)
+    return CompressResult(model=model, record=record, steps=[resize_step(model)])
+
+
+def _iterative_to_budget(parent: nn.Module, ctx: CompressContext, sol: Solution,
+                         params: StructuredParams) -> tuple[nn.Module, list[float]]:
+    kind, target = sol.budget.kind, sol.budget.value
+    k_steps = params.iterative_steps
+    model, ratios = clone(parent).cpu(), []
+    for k in range(1, k_steps + 1):
+        step_target = 1 - (1 - target) * k / k_steps
+        base = model
+        ratio, _ = solve_knob("prune.structured", KNOB, lambda r, base=base: prune_once(copy.deepcopy(base), ctx,
+                                                                                         params, r),
+                              sol.parent_stats, ctx.meta, kind, step_target, params)
+        model = prune_once(copy.deepcopy(base), ctx, params, ratio)
+        ratios.append(ratio)
+        if k < k_steps:
+            finetune(model, ctx, params.step_finetune, desc=f"finetune(structured {k}/{k_steps})")
+    return model, ratios
 
 
 @register_rebuilder("prune.structured")

@@ -7,120 +7,105 @@ model holds plain dense tensors with zeros, no ``weight_orig`` / ``weight_mask``
 
 A ``params`` budget counts **nonzero** parameters of the whole model (biases, BatchNorm and any
 unpruned layer included) as a fraction of the parent's parameters; the number of weights to
-remove is solved exactly rather than searched. Dense bytes and FLOPs do not change — the
-record carries the theoretical sparse size (bitmask + values) for reference.
+remove is solved exactly (``Knob.exact``) rather than searched. Dense bytes and FLOPs do not
+change — the record carries the theoretical sparse size (bitmask + values) for reference.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Any, Literal
 
+from pydantic import Field
 from torch import nn
 from torch.nn.utils import prune
 
 from ..checkpoint import register_rebuilder
-from ..interfaces import Budget, CompressContext, CompressResult, FinetuneParams, Params
+from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
 from ..registry import methods
-from .common import (
-    BudgetError,
-    check_fraction,
-    clone,
-    finetune,
-    fractions,
-    head_name,
-    layer_table,
-    model_stats,
-    sparse_bytes,
-    within,
-)
+from ..specs import Knob
+from .budget import BudgetError, Solution
+from .common import ModelStats, finetune, head_name, layer_table, sparse_bytes
 
 log = logging.getLogger(__name__)
-
-BUDGETS = ("knob", "params")
 
 
 class UnstructuredParams(Params):
     criterion: Literal["l1", "random"] = "l1"
     scope: Literal["local", "global"] = "global"
-    sparsity: float = 0.5  # the knob: fraction of prunable weights set to zero (used without a budget)
+    sparsity: float = Field(0.5, ge=0, lt=1)  # the knob: fraction of prunable weights set to zero (no budget)
     include_head: bool = False  # prune the classifier head too
     finetune: FinetuneParams = FinetuneParams(epochs=0.5)
 
 
-def check_budget(budget: Budget | None, params: UnstructuredParams) -> str | None:
-    msg = check_fraction(budget, BUDGETS, "prune.unstructured")
-    if msg is None and budget is not None and budget.kind == "knob" and not 0 <= budget.value < 1:
-        msg = f"prune.unstructured: knob (sparsity) must be in [0, 1), got {budget.value:g}"
-    return msg
-
-
 def prunable_layers(model: nn.Module, include_head: bool) -> list[tuple[str, nn.Module]]:
     head = head_name(model)
-    return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) and (include_head or n != head)]
+    layers = [(n, m) for n, m in model.named_modules()
+              if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) and (include_head or n != head)]
+    if not layers:
+        raise BudgetError("prune.unstructured: the model has no conv/linear layers to prune")
+    return layers
 
 
-def apply_masks(model: nn.Module, layers: list[tuple[str, nn.Module]], n_prune: int | float, criterion: str,
+def apply_masks(model: nn.Module, layers: list[tuple[str, nn.Module]], n_prune: int, criterion: str,
                 scope: str) -> None:
-    """Attach pruning masks removing ``n_prune`` weights (int) or that fraction (float)."""
+    """Attach pruning masks removing ``n_prune`` weights (globally ranked, or the same fraction per layer)."""
     method = prune.L1Unstructured if criterion == "l1" else prune.RandomUnstructured
     if scope == "global":
         prune.global_unstructured([(m, "weight") for _, m in layers], pruning_method=method, amount=n_prune)
         return
-    total = sum(m.weight.numel() for _, m in layers)
-    frac = n_prune / total if isinstance(n_prune, int) else n_prune
+    frac = n_prune / sum(m.weight.numel() for _, m in layers)
     for _, m in layers:
         method.apply(m, "weight", amount=int(round(frac * m.weight.numel())))
 
 
-@methods.register("prune.unstructured", params=UnstructuredParams, budgets=BUDGETS, check_budget=check_budget,
-                  family="pruning", version=1,
+def attach_masks(model: nn.Module, sparsity: float, ctx: CompressContext, params: UnstructuredParams) -> nn.Module:
+    """The transform: masks zeroing ``sparsity`` of the prunable weights (in place; masks stay attached)."""
+    layers = prunable_layers(model, params.include_head)
+    apply_masks(model, layers, int(round(sparsity * sum(m.weight.numel() for _, m in layers))), params.criterion,
+                params.scope)
+    return model
+
+
+def exact_sparsity(ref: ModelStats, parent: nn.Module, kind: str, target: float,
+                   params: UnstructuredParams) -> float | None:
+    """A params budget in closed form: zero exactly enough weights that ``target`` of the parent's
+    parameters stay nonzero (everything not prunable counts as kept)."""
+    if kind != "params":
+        return None
+    layers = prunable_layers(parent, params.include_head)
+    w_total = sum(m.weight.numel() for _, m in layers)
+    other_nonzero = ref.params_nonzero - sum(int((m.weight != 0).sum()) for _, m in layers)
+    keep = int(round(target * ref.params)) - other_nonzero
+    if keep <= 0:
+        raise BudgetError(f"prune.unstructured: params={target:g} is unreachable — the unpruned parameters alone "
+                          f"are {other_nonzero / ref.params:.3f} of the parent"
+                          + ("" if params.include_head else " (try include_head: true)"))
+    return max(0, w_total - keep) / w_total
+
+
+def _knob_range(v: float) -> str | None:
+    return None if 0 <= v < 1 else "must be in [0, 1)"
+
+
+@methods.register("prune.unstructured", params=UnstructuredParams, budgets=("knob", "params"), family="pruning",
+                  knob=Knob("sparsity", lo=0.0, hi=0.999, shrinks=True, default=lambda p: p.sparsity,
+                            exact=exact_sparsity, valid=_knob_range),
+                  apply=attach_masks, sparsifies=True, needs_training_data=True, version=2,
                   description="unstructured L1/random weight pruning (torch.nn.utils.prune), local or global; "
                               "params = nonzero parameters")
-def unstructured(parent: nn.Module, ctx: CompressContext, budget: Budget | None,
-                 params: UnstructuredParams) -> CompressResult:
-    msg = check_budget(budget, params)
-    if msg:
-        raise BudgetError(msg)
-    model = clone(parent).cpu()
-    ps = model_stats(parent, ctx.meta)
+def unstructured(parent: nn.Module, ctx: CompressContext, sol: Solution, params: UnstructuredParams) -> CompressResult:
+    model = sol.model
     layers = prunable_layers(model, params.include_head)
-    if not layers:
-        raise BudgetError("prune.unstructured: the model has no conv/linear layers to prune")
-    w_total = sum(m.weight.numel() for _, m in layers)
-    w_nonzero = sum(int((m.weight != 0).sum()) for _, m in layers)
-    if budget is not None and budget.kind == "params":
-        other_nonzero = ps.params_nonzero - w_nonzero
-        keep = int(round(budget.value * ps.params)) - other_nonzero
-        if keep <= 0:
-            raise BudgetError(f"prune.unstructured: params={budget.value:g} is unreachable — the unpruned "
-                              f"parameters alone are {other_nonzero / ps.params:.3f} of the parent"
-                              + ("" if params.include_head else " (try include_head: true)"))
-        n_prune: int | float = max(0, w_total - keep)
-        sparsity = n_prune / w_total
-    else:
-        sparsity = budget.value if budget is not None else params.sparsity
-        n_prune = int(round(sparsity * w_total))
-    apply_masks(model, layers, n_prune, params.criterion, params.scope)
     model = finetune(model, ctx, params.finetune, desc="finetune(unstructured)")
     for _, m in layers:
         prune.remove(m, "weight")
     model.eval()
-    cs = model_stats(model, ctx.meta)
-    achieved = fractions(ps, cs, nonzero=True)
     b_sparse = sparse_bytes(model)
-    record = {"knobs": {"sparsity": sparsity}, "knob": sparsity, "criterion": params.criterion,
-              "scope": params.scope,
-              "parent": ps.to_dict(), "child": cs.to_dict(), "bytes_sparse": b_sparse,
-              "bytes_sparse_fraction": b_sparse / ps.bytes,
-              "layers": {n: v for n, v in layer_table(model).items() if n in dict(layers)}}
-    if budget is not None:
-        record["target"] = {"kind": budget.kind, "value": budget.value}
-        if budget.kind == "params":
-            record["within_tolerance"] = within(achieved["params"], budget.value)
-    steps = [{"kind": "prune.unstructured", "sparsity": sparsity}]
-    return CompressResult(model=model, record=record, steps=steps, achieved=achieved)
+    record: dict[str, Any] = {"criterion": params.criterion, "scope": params.scope, "bytes_sparse": b_sparse,
+                              "bytes_sparse_fraction": b_sparse / sol.parent_stats.bytes,
+                              "layers": {n: v for n, v in layer_table(model).items() if n in dict(layers)}}
+    return CompressResult(model=model, record=record, steps=[{"kind": "prune.unstructured", "sparsity": sol.knob}])
 
 
 @register_rebuilder("prune.unstructured")

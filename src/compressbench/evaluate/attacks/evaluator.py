@@ -27,7 +27,7 @@ from torch import nn
 from ...interfaces import EvalContext, Measurement, Params
 from ...progress import progress_bar
 from ...registry import evaluators
-from .library import Attack, AttackSpec, build_attack, perturbation_norm
+from .library import Attack, AttackConfig, build_attack, perturbation_norm
 from .quantsim import (
     NotSimulatable,
     forward_float,
@@ -45,13 +45,17 @@ Mode = Literal["auto", "auto-transfer", "whitebox", "transfer", "whitebox-ste"]
 DEFAULT_THRESHOLDS = {"l2": [0.0, 0.25, 0.5, 1.0, 2.0], "linf": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]}
 
 
-def _default_attacks() -> list[AttackSpec]:
+# the gradient-masking probe: a strong fixed-budget iterative attack at a large ε (robust accuracy must be ~0)
+MASKING_PROBE = {"name": "pgd", "steps": 20}
+
+
+def _default_attacks() -> list[AttackConfig]:
     grid = [0.0, 1 / 255, 2 / 255, 4 / 255]
-    return [AttackSpec(name="fgsm", eps=grid), AttackSpec(name="pgd", eps=grid, steps=10)]
+    return [AttackConfig(name="fgsm", eps=grid), AttackConfig(name="pgd", eps=grid, steps=10)]
 
 
 class AdversarialParams(Params):
-    attacks: list[AttackSpec] = Field(default_factory=_default_attacks)
+    attacks: list[AttackConfig] = Field(default_factory=_default_attacks)
     subset: int | None = Field(200, ge=1)  # fixed seeded subset of the test set; None: experiment default
     batch_size: int = Field(100, ge=1)
     seed: int = 0  # random starts / AutoAttack
@@ -161,21 +165,21 @@ def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list
     tdev = model_device(model, "cpu")
     tally = _Tally()
     strong: dict[int, tuple[Attack, float]] = {}
-    for i, a in enumerate(atks):
-        if a.name == "pgd" and a.spec.stronger_steps != 0:
-            nz = sorted(e for e in a.spec.eps if e > 0)
+    for i, a in enumerate(atks):  # fixed-budget iterative attacks: is a stronger one (more steps) not weaker?
+        if a.spec.iterative and not a.minimum_norm and a.steps is not None and a.config.stronger_steps != 0:
+            nz = sorted(e for e in a.config.eps if e > 0)
             if nz:
-                n_strong = a.spec.stronger_steps or 4 * int(a.steps)
-                strong[i] = (a.with_steps(n_strong), nz[(len(nz) - 1) // 2])  # the middle non-zero ε
+                n_strong = a.config.stronger_steps or 4 * int(a.steps)
+                strong[i] = (a.with_params(steps=n_strong), nz[(len(nz) - 1) // 2])  # the middle non-zero ε
     probe_atk = None
     if params.masking_probe_eps and mode != "transfer":
-        probe_atk = build_attack(AttackSpec(name="pgd", eps=[params.masking_probe_eps], steps=20), ctx.meta.num_classes)
+        probe_atk = build_attack(AttackConfig(**MASKING_PROBE, eps=[params.masking_probe_eps]), ctx.meta.num_classes)
 
     def target_correct(xa: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return forward_float(model, xa.to(tdev)).argmax(1).cpu() == y.cpu()
 
-    n_jobs = sum(1 if a.minimum_norm else len(a.spec.eps) for a in atks) + len(strong) + (probe_atk is not None)
+    n_jobs = sum(1 if a.minimum_norm else len(a.config.eps) for a in atks) + len(strong) + (probe_atk is not None)
     bar = progress_bar(total=n_jobs * len(images), desc=f"adversarial[{mode}]", unit="img",
                        disable=not ctx.progress)
     sim_agree = []
@@ -201,7 +205,7 @@ def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list
                     tally.add((i, "norm"), eff)
                     bar.update(len(x))
                     continue
-                for e in a.spec.eps:
+                for e in a.config.eps:
                     with _seeded(seed):
                         xa = a.run(src, x, y, e)
                     tally.add((i, e), target_correct(xa, y))
@@ -234,11 +238,11 @@ def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list
             ok_norms = eff[clean]
             m("median_norm", float(ok_norms.median()) if n_correct else math.nan, cond)
             m("success_rate", float(torch.isfinite(ok_norms).float().mean()) if n_correct else 0.0, cond)
-            for t in a.spec.thresholds if a.spec.thresholds is not None else DEFAULT_THRESHOLDS[a.norm]:
+            for t in a.config.thresholds if a.config.thresholds is not None else DEFAULT_THRESHOLDS[a.norm]:
                 m("robust_top1_at_norm", float((eff > t).float().mean()), {**cond, "eps": _r(t)})
             continue
         accs = []
-        for e in a.spec.eps:
+        for e in a.config.eps:
             ok = tally.get((i, e))
             robust[(i, e)] = acc = float(ok.float().mean())
             accs.append((e, acc))
@@ -263,15 +267,15 @@ def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list
 
     if mode != "transfer":  # a transfer attack may legitimately be weaker than a one-step white-box one
         reasons = []
-        fg = [(i, a) for i, a in enumerate(atks) if a.name == "fgsm"]
-        it = [(i, a) for i, a in enumerate(atks) if a.name in ("pgd", "autoattack")]
+        fg = [(i, a) for i, a in enumerate(atks) if a.spec.single_step]
+        it = [(i, a) for i, a in enumerate(atks) if a.spec.iterative and not a.minimum_norm]
         for i, f in fg:
             for j, p in it:
                 if p.norm != f.norm:
                     continue
-                for e in set(f.spec.eps) & set(p.spec.eps):
+                for e in set(f.config.eps) & set(p.config.eps):
                     if e > 0 and robust[(i, e)] + params.masking_tol < robust[(j, e)]:
-                        reasons.append(f"fgsm ({robust[(i, e)]:.3f}) beats {p.name} ({robust[(j, e)]:.3f}) "
+                        reasons.append(f"{f.name} ({robust[(i, e)]:.3f}) beats {p.name} ({robust[(j, e)]:.3f}) "
                                        f"at {p.norm} ε={e:g}")
         checks = ["fgsm_vs_iterative"] if fg and it else []
         if probe_atk is not None:

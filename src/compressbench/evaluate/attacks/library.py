@@ -1,7 +1,10 @@
 """Attacks behind one interface, registered in ``registry.attacks``.
 
-Every attack is a class built from an :class:`AttackSpec` (one entry of the ``adversarial``
-evaluator's ``attacks`` list) and run as ``attack.run(model, x, y, eps)``:
+Every attack is a class registered with an :class:`~compressbench.specs.AttackSpec` (its norms,
+whether it is minimum-norm / iterative / single-step, its own parameters schema, its version) and
+built from an :class:`AttackConfig` (one entry of the ``adversarial`` evaluator's ``attacks`` list:
+``{name, eps | thresholds, norm, stronger_steps}`` plus the attack's own parameters, validated by
+its schema), then run as ``attack.run(model, x, y, eps)``:
 
 * fixed-budget attacks (FGSM, PGD, AutoAttack) return adversarials with ``‖x_adv − x‖ ≤ eps``;
 * minimum-norm attacks (DeepFool, C&W-L2, DDN) ignore ``eps`` and return the smallest
@@ -31,54 +34,86 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from ...interfaces import Params
 from ...registry import attacks
+from ...specs import AttackSpec
 
 log = logging.getLogger(__name__)
 
 Norm = Literal["linf", "l2"]
 
 
-class AttackSpec(Params):
-    """One attack configuration. Unused fields are ignored by attacks that do not need them."""
+class AttackConfig(BaseModel):
+    """One attack configuration: the fields every attack understands, plus the attack's own
+    parameters (any other key), validated by the attack's registered ``params`` schema.
+
+    ``eps`` (fixed-budget attacks only): ε grid in pixel space ([0, 1] images; 0 → clean);
+    ``thresholds`` (minimum-norm attacks only): report ``robust_top1_at_norm`` at these norms;
+    ``stronger_steps`` (iterative attacks only): sanity check — re-run at one ε with this many steps
+    (0: off; None: 4 × steps)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     name: str
-    eps: list[float] | None = None  # fixed-budget attacks: ε grid in pixel space ([0, 1] images); 0 -> clean
-    norm: Norm | None = None  # None: the attack's default norm
-    steps: int | None = Field(None, ge=1)  # iterations (PGD, DeepFool, C&W per binary-search step, DDN)
-    step_size: float | None = Field(None, gt=0)  # absolute step size (PGD); default rel_step_size·ε
-    rel_step_size: float | None = Field(None, gt=0)  # PGD step as a fraction of ε; default 2.5 / steps
-    random_start: bool = True  # PGD
-    thresholds: list[float] | None = None  # minimum-norm attacks: report robust_top1_at_norm at these norms
-    stronger_steps: int | None = Field(None, ge=0)  # PGD sanity check: re-run at one ε with this many steps
-    options: dict[str, Any] = Field(default_factory=dict)  # extra backend keyword arguments
+    eps: list[float] | None = None
+    norm: Norm | None = None
+    thresholds: list[float] | None = None
+    stronger_steps: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
-    def _check(self) -> AttackSpec:
-        if self.name not in attacks:
-            # raises the registry's one-line "unknown attack ...; did you mean" error
-            attacks.entry(self.name)
-        cls = attacks.get(self.name)
-        if self.norm is not None and self.norm not in cls.norms:
-            raise ValueError(f"attack '{self.name}' supports norms {list(cls.norms)}, not '{self.norm}'")
-        if not cls.minimum_norm:
+    def _check(self) -> AttackConfig:
+        spec = attacks.spec(attacks.resolve(self.name))  # unknown -> "unknown attack ...; did you mean"
+        n = self.name
+        if self.norm is not None and self.norm not in spec.norms:
+            raise ValueError(f"attack '{n}' supports norms {list(spec.norms)}, not '{self.norm}'")
+        if spec.minimum_norm:
+            if self.eps is not None:
+                raise ValueError(f"attack '{n}' is minimum-norm (it finds the smallest perturbation): it takes no "
+                                 f"eps; use 'thresholds' to report robust accuracy at given norms")
+            if self.thresholds is not None and any(not t >= 0 for t in self.thresholds):
+                raise ValueError(f"attack '{n}': thresholds must be >= 0, got {self.thresholds}")
+        else:
             if not self.eps:
-                raise ValueError(f"attack '{self.name}' needs an eps grid (e.g. eps: [0, 0.00392, 0.00784])")
-            if any(e < 0 for e in self.eps):
-                raise ValueError(f"attack '{self.name}': eps must be >= 0, got {self.eps}")
-        if self.thresholds is not None and any(t < 0 for t in self.thresholds):
-            raise ValueError(f"attack '{self.name}': thresholds must be >= 0, got {self.thresholds}")
+                raise ValueError(f"attack '{n}' needs an eps grid (e.g. eps: [0, 0.00392, 0.00784])")
+            if any(not e >= 0 for e in self.eps):
+                raise ValueError(f"attack '{n}': eps must be >= 0, got {self.eps}")
+            if self.thresholds is not None:
+                raise ValueError(f"attack '{n}' has a fixed budget (eps): 'thresholds' is for minimum-norm attacks")
+        if self.stronger_steps is not None and not spec.iterative:
+            raise ValueError(f"attack '{n}' is not iterative: 'stronger_steps' does not apply")
+        self.params  # validate the attack's own parameters now  # noqa: B018
         return self
 
     @property
+    def params(self) -> Params:
+        """The attack's own parameters (validated by its schema)."""
+        spec = attacks.spec(self.name)
+        extra = dict(self.model_extra or {})
+        if spec.params is None:
+            if extra:
+                raise ValueError(f"attack '{self.name}' takes no parameters besides eps/norm; got {sorted(extra)}")
+            return Params()
+        try:
+            return spec.params.model_validate(extra)
+        except ValidationError as e:
+            err = e.errors()[0]
+            field = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                common = ["thresholds" if spec.minimum_norm else "eps", "norm"]
+                common += ["stronger_steps"] if spec.iterative else []
+                raise ValueError(f"unknown parameter '{field}' for attack '{self.name}'; allowed: "
+                                 f"{', '.join(common + list(spec.params.model_fields))}") from None
+            raise ValueError(f"attack '{self.name}' parameter '{field}': {err['msg']}") from None
+
+    @property
     def resolved_norm(self) -> str:
-        return self.norm or attacks.get(self.name).norms[0]
+        return self.norm or attacks.spec(self.name).norms[0]
 
 
 def perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
@@ -88,19 +123,21 @@ def perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
 
 
 class Attack(ABC):
-    """Base class. Subclasses set ``name``, ``norms``, ``minimum_norm`` and implement ``_run``."""
+    """Base class of the attacks. ``config`` is the user's entry, ``spec`` the registered capabilities,
+    ``p`` the attack's own validated parameters."""
 
-    name: ClassVar[str] = ""
-    norms: ClassVar[tuple[str, ...]] = ("linf",)
-    minimum_norm: ClassVar[bool] = False
-    backend: ClassVar[str] = ""
-    default_steps: ClassVar[int | None] = None
-
-    def __init__(self, spec: AttackSpec, num_classes: int):
-        self.spec = spec
-        self.norm = spec.resolved_norm
-        self.steps = spec.steps if spec.steps is not None else self.default_steps
+    def __init__(self, config: AttackConfig, num_classes: int):
+        self.config = config
+        self.spec: AttackSpec = attacks.spec(config.name)
+        self.name = attacks.entry(config.name).name
+        self.p = config.params
+        self.norm = config.resolved_norm
+        self.steps: int | None = getattr(self.p, "steps", None)
         self.num_classes = num_classes
+
+    @property
+    def minimum_norm(self) -> bool:
+        return self.spec.minimum_norm
 
     def run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None = None) -> torch.Tensor:
         """Adversarial images for ``model`` (float, eval mode, differentiable)."""
@@ -121,18 +158,23 @@ class Attack(ABC):
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None) -> torch.Tensor:
         """The backend call: adversarial images (the base class clamps and checks the budget)."""
 
+    def with_params(self, **changes: Any) -> Attack:
+        """The same attack with some of its own parameters changed (e.g. more steps)."""
+        cfg = AttackConfig(**{**self.config.model_dump(exclude_none=True), **changes})
+        return type(self)(cfg, self.num_classes)
+
     def describe(self) -> dict[str, Any]:
         """Condition keys identifying this configuration (steps only where it means something)."""
         d: dict[str, Any] = {"attack": self.name, "norm": self.norm}
-        if self.steps is not None:
+        if self.spec.single_step:
+            d["steps"] = 1
+        elif self.steps is not None:
             d["steps"] = int(self.steps)
         return d
 
 
 # --------------------------------------------------------------------------- foolbox-backed
 class _Foolbox(Attack):
-    backend = "foolbox"
-
     @abstractmethod
     def _make(self, eps: float | None) -> Any:
         """The configured foolbox attack object."""
@@ -148,111 +190,108 @@ class _Foolbox(Attack):
         return clipped
 
 
-@attacks.register("fgsm", version=1, backend="foolbox", minimum_norm=False, norms=("linf", "l2"),
+@attacks.register("fgsm", version=1, backend="foolbox", norms=("linf", "l2"), single_step=True,
                   description="FGSM (Goodfellow et al. 2015); norm l2 = fast gradient method")
 class FGSM(_Foolbox):
-    name = "fgsm"
-    norms = ("linf", "l2")
-
     def _make(self, eps: float | None) -> Any:
         import foolbox as fb
 
-        return fb.attacks.FGSM(**self.spec.options) if self.norm == "linf" else \
-            fb.attacks.L2FastGradientAttack(**self.spec.options)
-
-    def describe(self) -> dict[str, Any]:
-        return {"attack": self.name, "norm": self.norm, "steps": 1}
+        return fb.attacks.FGSM() if self.norm == "linf" else fb.attacks.L2FastGradientAttack()
 
 
-@attacks.register("pgd", version=1, backend="foolbox", minimum_norm=False, norms=("linf", "l2"),
+class PGDParams(Params):
+    steps: int = Field(10, ge=1, le=100_000)
+    step_size: float | None = Field(None, gt=0)  # absolute step size; default rel_step_size·ε
+    rel_step_size: float | None = Field(None, gt=0)  # step as a fraction of ε; default 2.5 / steps
+    random_start: bool = True
+
+
+@attacks.register("pgd", version=1, backend="foolbox", norms=("linf", "l2"), iterative=True, params=PGDParams,
                   description="PGD (Madry et al. 2018), L∞ or L2, random start; step 2.5·ε/steps by default")
 class PGD(_Foolbox):
-    name = "pgd"
-    norms = ("linf", "l2")
-    default_steps = 10
-
     def _make(self, eps: float | None) -> Any:
         import foolbox as fb
 
-        steps = int(self.steps)
-        kw: dict[str, Any] = {"steps": steps, "random_start": self.spec.random_start}
-        if self.spec.step_size is not None:
-            kw["abs_stepsize"] = self.spec.step_size
+        p = self.p
+        kw: dict[str, Any] = {"steps": p.steps, "random_start": p.random_start}
+        if p.step_size is not None:
+            kw["abs_stepsize"] = p.step_size
         else:
-            kw["rel_stepsize"] = self.spec.rel_step_size or 2.5 / steps
-        kw.update(self.spec.options)
-        cls = fb.attacks.LinfPGD if self.norm == "linf" else fb.attacks.L2PGD
-        return cls(**kw)
-
-    def with_steps(self, steps: int) -> PGD:
-        """The same attack with more iterations (step size re-derived unless absolute)."""
-        return PGD(self.spec.model_copy(update={"steps": steps}), self.num_classes)
+            kw["rel_stepsize"] = p.rel_step_size or 2.5 / p.steps
+        return (fb.attacks.LinfPGD if self.norm == "linf" else fb.attacks.L2PGD)(**kw)
 
 
-@attacks.register("deepfool", version=1, backend="foolbox", minimum_norm=True, norms=("l2", "linf"),
+class DeepFoolParams(Params):
+    steps: int = Field(50, ge=1, le=100_000)
+    candidates: int | None = Field(None, ge=2)  # None: min(10, classes)
+    overshoot: float = Field(0.02, ge=0)
+
+
+@attacks.register("deepfool", version=1, backend="foolbox", norms=("l2", "linf"), minimum_norm=True, iterative=True,
+                  params=DeepFoolParams,
                   description="DeepFool (Moosavi-Dezfooli et al. 2016), minimum-norm, 10 candidate classes")
 class DeepFool(_Foolbox):
-    name = "deepfool"
-    norms = ("l2", "linf")
-    minimum_norm = True
-    default_steps = 50
-
     def _make(self, eps: float | None) -> Any:
         import foolbox as fb
 
-        kw = {"steps": int(self.steps), "candidates": min(10, self.num_classes), **self.spec.options}
+        kw = {"steps": self.p.steps, "candidates": self.p.candidates or min(10, self.num_classes),
+              "overshoot": self.p.overshoot}
         return (fb.attacks.L2DeepFoolAttack if self.norm == "l2" else fb.attacks.LinfDeepFoolAttack)(**kw)
 
 
-@attacks.register("cw", version=1, backend="foolbox", minimum_norm=True, norms=("l2",),
-                  description="Carlini & Wagner L2 with binary search over c (options.binary_search_steps)")
-class CarliniWagner(_Foolbox):
-    name = "cw"
-    norms = ("l2",)
-    minimum_norm = True
-    default_steps = 100  # per binary-search step; the paper uses up to 10 000 (too slow on CPU)
+class CWParams(Params):
+    steps: int = Field(100, ge=1, le=100_000)  # per binary-search step; the paper uses up to 10 000 (slow on CPU)
+    binary_search_steps: int = Field(5, ge=1, le=100)
+    stepsize: float = Field(0.01, gt=0)
+    initial_const: float = Field(0.01, gt=0)
+    confidence: float = Field(0.0, ge=0)
+    abort_early: bool = True
 
+
+@attacks.register("cw", version=1, backend="foolbox", norms=("l2",), minimum_norm=True, iterative=True,
+                  params=CWParams,
+                  description="Carlini & Wagner L2 with binary search over c (binary_search_steps)")
+class CarliniWagner(_Foolbox):
     def _make(self, eps: float | None) -> Any:
         import foolbox as fb
 
-        kw = {"steps": int(self.steps), "binary_search_steps": 5, "stepsize": 0.01, "initial_const": 0.01,
-              **self.spec.options}
-        return fb.attacks.L2CarliniWagnerAttack(**kw)
+        return fb.attacks.L2CarliniWagnerAttack(**self.p.model_dump())
 
     def describe(self) -> dict[str, Any]:
-        bss = self.spec.options.get("binary_search_steps", 5)
-        return {**super().describe(), "search_steps": int(bss)}
+        return {**super().describe(), "search_steps": int(self.p.binary_search_steps)}
 
 
-@attacks.register("ddn", version=1, backend="foolbox", minimum_norm=True, norms=("l2",),
+class DDNParams(Params):
+    steps: int = Field(100, ge=1, le=100_000)
+    init_epsilon: float = Field(1.0, gt=0)
+    gamma: float = Field(0.05, gt=0, lt=1)
+
+
+@attacks.register("ddn", version=1, backend="foolbox", norms=("l2",), minimum_norm=True, iterative=True,
+                  params=DDNParams,
                   description="Decoupled Direction and Norm (Rony et al. 2019), minimum-norm L2")
 class DDN(_Foolbox):
-    name = "ddn"
-    norms = ("l2",)
-    minimum_norm = True
-    default_steps = 100
-
     def _make(self, eps: float | None) -> Any:
         import foolbox as fb
 
-        return fb.attacks.DDNAttack(**{"steps": int(self.steps), "init_epsilon": 1.0, "gamma": 0.05,
-                                       **self.spec.options})
+        return fb.attacks.DDNAttack(**self.p.model_dump())
 
 
 # --------------------------------------------------------------------------- torchattacks
-@attacks.register("autoattack", version=1, backend="torchattacks", minimum_norm=False, norms=("linf", "l2"),
+class AutoAttackParams(Params):
+    version: Literal["standard", "plus", "rand"] = "standard"
+    seed: int = Field(0, ge=0, lt=2**32)
+
+
+@attacks.register("autoattack", version=1, backend="torchattacks", norms=("linf", "l2"), iterative=True,
+                  params=AutoAttackParams,
                   description="AutoAttack standard suite (APGD-CE, APGD-T, FAB-T, Square), torchattacks; slow")
 class AutoAttack(Attack):
-    name = "autoattack"
-    norms = ("linf", "l2")
-    backend = "torchattacks"
-
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None) -> torch.Tensor:
         import torchattacks
 
-        kw = {"version": "standard", "seed": 0, **self.spec.options}
         atk = torchattacks.AutoAttack(model, norm="Linf" if self.norm == "linf" else "L2", eps=float(eps),
-                                      n_classes=self.num_classes, **kw)
+                                      n_classes=self.num_classes, version=self.p.version, seed=self.p.seed)
         x_adv = atk(x, y)
         # guard against float round-off of the projection
         delta = x_adv - x
@@ -264,6 +303,6 @@ class AutoAttack(Attack):
         return (x + delta).clamp(0, 1)
 
 
-def build_attack(spec: AttackSpec, num_classes: int) -> Attack:
-    """Instantiate the registered attack for one spec."""
-    return attacks.get(spec.name)(spec, num_classes)
+def build_attack(config: AttackConfig, num_classes: int) -> Attack:
+    """Instantiate the registered attack for one config."""
+    return attacks.get(config.name)(config, num_classes)

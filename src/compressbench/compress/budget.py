@@ -1,0 +1,253 @@
+"""Matched budgets, solved once for every method (Torch-Pruning's Importance / Pruner split).
+
+A method declares a :class:`~compressbench.specs.Knob` (the one number it turns: a pruning ratio, a
+student width, a rank ratio) and a cheap transform ``apply(model, knob, ctx, params) -> model`` (no
+training). This module turns the experiment's budget into that knob:
+
+* no budget → the knob's default (from the params); ``knob`` budget → that value;
+* ``params`` / ``bytes`` / ``flops`` budget (fractions of the parent) → the knob's closed form
+  (``Knob.exact``) if it has one, else a safeguarded regula-falsi search over ``apply`` on copies of
+  the parent, until the achieved fraction is within ±2 % (:data:`TOLERANCE`);
+
+and :func:`compress` (the one entry point the runner, the pipeline and tests use) runs the method on
+the solved knob, measures the result against the parent and records target, achieved and tolerance
+the same way for every method.
+
+Budget semantics (fractions of the parent):
+
+* ``params`` — parameters of the compressed model / the parent's. For methods that leave zeros in
+  dense tensors (``MethodSpec.sparsifies``) the numerator counts **nonzero** values.
+* ``bytes`` — dense bytes of the serialised state dict (what a checkpoint's weights cost).
+* ``flops`` — dense FLOPs of one forward pass at batch 1 (2 × MACs). For quantized models
+  (``MethodSpec.quantizes``) the FLOPs of the float graph they were converted from.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from ..interfaces import Budget, CompressContext, CompressResult
+from ..registry import methods
+from ..specs import SHARED_BUDGETS, Knob, MethodSpec
+from ..train import seed_everything
+from .common import ModelStats, fraction_of, fractions, model_stats
+
+log = logging.getLogger(__name__)
+
+TOLERANCE = 0.02  # relative tolerance on shared budgets
+
+
+class BudgetError(ValueError):
+    """A budget cannot be met by a method (one readable line)."""
+
+
+def within(achieved: float, target: float, tol: float = TOLERANCE) -> bool:
+    return abs(achieved - target) <= tol * target + 1e-12
+
+
+# --------------------------------------------------------------------------- checks (validate time)
+def check_budget(name: str, budget: Budget | None, params: Any) -> str | None:
+    """Why ``budget`` cannot be met by method ``name`` with ``params`` (None: it can, as far as a
+    check without a model can tell). Used by ``validate`` and again before any work."""
+    if budget is None:
+        return None
+    spec = methods.spec(name)
+    if not spec.budgets:
+        return (f"{name} has a fixed size and cannot be steered to {budget.label()}; give no budget, or put a "
+                f"size-steerable method (pruning, distillation, lowrank) before it in a 'pipeline' and budget "
+                f"that stage")
+    if budget.kind not in spec.budgets:
+        return f"{name} does not support '{budget.kind}' budgets (supported: {', '.join(spec.budgets)})"
+    if budget.kind in SHARED_BUDGETS and not 0 < budget.value <= 1:
+        return f"{name}: a {budget.kind} budget is a fraction of the parent in (0, 1], got {budget.value:g}"
+    if budget.kind == "knob" and spec.knob is not None and spec.knob.valid is not None:
+        msg = spec.knob.valid(budget.value)
+        if msg:
+            return f"{name}: knob ({spec.knob.name}) {msg}, got {budget.value:g}"
+    return spec.check_budget(budget, params) if spec.check_budget else None
+
+
+# --------------------------------------------------------------------------- the search
+def search_knob(evaluate: Callable[[float], float], target: float, lo: float, hi: float, *,
+                decreasing: bool = True, tol: float = TOLERANCE, max_iter: int = 20,
+                what: str = "knob", seen: list[tuple[float, float]] = ()
+                ) -> tuple[float, float, list[tuple[float, float]]]:
+    """Find a knob in ``[lo, hi]`` with ``evaluate(knob)`` ≈ ``target`` (monotone ``evaluate``).
+
+    Safeguarded regula falsi: interpolate inside the bracket, but never closer than 10 % of the
+    bracket to its ends, so that step-shaped functions (whole channels) still converge like
+    bisection; smooth ones converge in a few evaluations (each evaluation compresses a copy).
+    ``decreasing``: the fraction falls as the knob grows (pruning ratio); otherwise it rises
+    (student width, rank ratio). ``seen``: (knob, value) pairs already measured. Stops once within
+    ``tol / 3`` (a margin) and returns the best ``(knob, achieved, history)`` seen."""
+    history: list[tuple[float, float]] = list(seen)
+    known = dict(history)
+
+    def ev(k: float) -> float:
+        if k not in known:
+            known[k] = evaluate(k)
+            history.append((k, known[k]))
+        return known[k]
+
+    a, b = lo, hi
+    fa, fb = ev(a), ev(b)
+    sign = -1.0 if decreasing else 1.0
+    for _ in range(max_iter):
+        best = min(history, key=lambda kv: abs(kv[1] - target))
+        if within(best[1], target, tol / 3) or b - a < 1e-6:
+            break
+        x = a + (target - fa) * (b - a) / (fb - fa) if fb != fa else 0.5 * (a + b)
+        margin = 0.1 * (b - a)
+        x = min(max(x, a + margin), b - margin)
+        fx = ev(x)
+        if sign * (fx - target) < 0:  # knob too small
+            a, fa = x, fx
+        else:
+            b, fb = x, fx
+    best = min(history, key=lambda kv: abs(kv[1] - target))
+    if not within(best[1], target, tol):
+        log.warning("%s search: best achieved %.4f for target %.4f (outside ±%.0f %%)", what, best[1], target,
+                    tol * 100)
+    return best[0], best[1], history
+
+
+def solve_knob(name: str, knob: Knob, transform: Callable[[float], nn.Module], ref: ModelStats, meta: Any,
+               kind: str, target: float, params: Any, nonzero: bool = False
+               ) -> tuple[float, list[tuple[float, float]]]:
+    """The knob at which ``transform(knob)`` (a compressed copy) keeps ``target`` of ``ref`` in ``kind``.
+
+    Evaluates the range's ends (growing ``hi`` up to ``knob.grow_hi`` while the target is not
+    bracketed), fails with :class:`BudgetError` when even the smallest end keeps more than the target,
+    then searches. ``nonzero``: a params budget counts nonzero parameters. Returns (knob, history of
+    (knob, fraction))."""
+    lo, hi = knob.bounds(params)
+
+    def frac(k: float) -> float:
+        return fraction_of(transform(k), meta, ref, kind, nonzero)
+
+    big, small = (lo, hi) if knob.shrinks else (hi, lo)  # the knob values giving the largest / smallest model
+    big_val = frac(big)
+    if knob.grow_hi is not None and not knob.shrinks:
+        while big_val < target and hi < knob.grow_hi:
+            hi *= 2
+            big, big_val = hi, frac(hi)
+    small_val = frac(small)
+    if small_val > target * (1 + TOLERANCE):
+        hint = f" ({knob.hint})" if knob.hint else ""
+        raise BudgetError(f"{name}: {kind}={target:g} is unreachable — at {knob.name}={small:g} the model keeps "
+                          f"{small_val:.3f} of the parent{hint}")
+    value, _, history = search_knob(frac, target, lo, hi, decreasing=knob.shrinks, what=f"{name} {kind}",
+                                    seen=[(small, small_val), (big, big_val)])
+    return value, history
+
+
+@dataclass
+class Solution:
+    """What the solver hands a method: the budget, the parent's stats, and — for a method with a knob —
+    the knob and the parent transformed at it (``apply``, seeded with the job's seed), plus how the
+    knob was found. ``knob``/``model`` are None for methods without a knob and for ``own_budget``."""
+
+    budget: Budget | None
+    parent_stats: ModelStats
+    knob: float | None = None
+    model: nn.Module | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def solve(name: str, parent: nn.Module, ctx: CompressContext, budget: Budget | None, params: Any,
+          ref: ModelStats | None = None) -> Solution:
+    """Turn ``budget`` into method ``name``'s knob and apply it (see the module docstring)."""
+    spec = methods.spec(name)
+    ref = ref or model_stats(parent, ctx.meta)
+    knob = spec.knob
+    if knob is None or spec.apply is None:
+        return Solution(budget, ref)
+    record: dict[str, Any] = {}
+    itself = spec.own_budget is not None and spec.own_budget(params)
+    if itself and budget is not None and budget.kind != "knob":
+        return Solution(budget, ref)  # the method solves the shared budget itself
+    if budget is None:
+        value = knob.default(params) if knob.default else knob.bounds(params)[1]
+    elif budget.kind == "knob":
+        value = budget.value
+    else:
+        value = knob.exact(ref, parent, budget.kind, budget.value, params) if knob.exact else None
+        if value is None:
+            value, history = solve_knob(name, knob, lambda k: apply(spec, parent, k, ctx, params), ref, ctx.meta,
+                                        budget.kind, budget.value, params, nonzero=spec.sparsifies)
+            record["search"] = [[k, v] for k, v in history]
+    if itself:  # the method applies the knob itself
+        return Solution(budget, ref, float(value), None, record)
+    seed_everything(ctx.seed)  # random criteria and fresh students are reproducible per job
+    return Solution(budget, ref, float(value), apply(spec, parent, value, ctx, params), record)
+
+
+def apply(spec: MethodSpec, model: nn.Module, knob: float, ctx: CompressContext, params: Any) -> nn.Module:
+    """``spec.apply`` at ``knob``, on a CPU copy of ``model`` unless the transform builds a new model."""
+    return spec.apply(_copy(model) if spec.apply_on_copy else model, knob, ctx, params)
+
+
+def _copy(model: nn.Module) -> nn.Module:
+    m = copy.deepcopy(model).cpu()
+    m.eval()
+    return m
+
+
+# --------------------------------------------------------------------------- the entry point
+def capabilities(name: str, params: Any) -> dict[str, bool]:
+    """What a variant made by method ``name`` is: the method's capability flags, or for a composite
+    method (a pipeline) the union over its stages."""
+    spec = methods.spec(name)
+    if spec.stages is not None:
+        out = {k: False for k in CAPABILITIES}
+        for st_name, st_params in spec.stages(params):
+            for k, v in capabilities(st_name, st_params).items():
+                out[k] = out[k] or v
+        return out
+    return {k: bool(getattr(spec, k)) for k in CAPABILITIES}
+
+
+CAPABILITIES = ("sparsifies", "quantizes", "changes_architecture", "needs_training_data")
+
+
+def measure_result(parent_stats: ModelStats, model: nn.Module, meta: Any, *, sparsifies: bool,
+                   flops: int | None = None) -> tuple[ModelStats, dict[str, float]]:
+    """Stats of a compressed model and its achieved fractions of the parent."""
+    cs = model_stats(model, meta, flops=flops)
+    return cs, fractions(parent_stats, cs, nonzero=sparsifies)
+
+
+def compress(name: str, parent: nn.Module, ctx: CompressContext, budget: Budget | None, params: Any
+             ) -> CompressResult:
+    """Run method ``name`` on ``parent`` at ``budget``: check, solve the knob, run, measure, record.
+
+    The parent is never modified. ``result.achieved`` holds the achieved params / bytes / FLOPs
+    fractions; ``result.record`` the knob, target, tolerance check, parent and child stats and the
+    method's own record."""
+    spec: MethodSpec = methods.spec(name)
+    msg = check_budget(name, budget, params)
+    if msg:
+        raise BudgetError(msg)
+    ps = model_stats(parent, ctx.meta)
+    sol = solve(name, parent, ctx, budget, params, ps)
+    res = methods.get(name)(parent, ctx, sol, params)
+    record: dict[str, Any] = {**sol.record, **res.record}
+    if sol.knob is not None and spec.knob is not None:
+        record["knob"] = sol.knob
+        record.setdefault("knobs", {})[spec.knob.name] = sol.knob
+    if res.achieved:  # a composite method measured itself (against the same parent)
+        achieved = dict(res.achieved)
+    else:
+        flops = res.flops if res.flops is not None else (ps.flops if spec.quantizes else None)
+        cs, achieved = measure_result(ps, res.model, ctx.meta, sparsifies=spec.sparsifies, flops=flops)
+        record["parent"], record["child"] = ps.to_dict(), cs.to_dict()
+    if budget is not None:
+        record["target"] = {"kind": budget.kind, "value": budget.value, **record.get("target", {})}
+        if budget.kind != "knob":
+            record["within_tolerance"] = within(achieved[budget.kind], budget.value)
+    return CompressResult(model=res.model, record=record, steps=res.steps, achieved=achieved)
