@@ -48,7 +48,7 @@ def __getattr__(name: str) -> Any:  # lazy: keep `import compressbench` light
 
         return getattr(checkpoint, name)
     if name == "registry":
-        from . import registry
+        import importlib
 
-        return registry
+        return importlib.import_module(f"{__name__}.registry")  # `from . import` would recurse into here
     raise AttributeError(name)

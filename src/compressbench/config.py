@@ -201,13 +201,11 @@ def _allowed_fields(e: ValidationError, err: dict) -> list[str]:
 _SCHEMA_BY_TITLE: dict[str, type[BaseModel]] = {"Experiment": Experiment}
 
 
-def _check_name(reg, name: str, where: str) -> None:
-    if ":" in name and reg is models:
-        if not re.fullmatch(r"[\w.]+:[\w.]+", name):
-            raise ConfigError(f"{where}: '{name}' is not of the form 'package.module:factory'")
-        return
+def _check_name(reg, name: str, where: str) -> str:
+    """The registered name for ``name``: a registered name, or a ``"pkg.mod:obj"`` the user wrote
+    (imported here: the config is the user's)."""
     try:
-        reg.entry(name)
+        return reg.resolve(name)
     except UnknownNameError as e:
         raise ConfigError(f"{where}: {e}") from None
 
@@ -239,8 +237,8 @@ def resolve_variants(exp: Experiment) -> list[ResolvedVariant]:
     out: list[ResolvedVariant] = []
     for i, v in enumerate(exp.variants):
         where = f"variants[{i}]"
-        _check_name(methods, v.method, f"{where}.method")
-        spec = methods.spec(v.method)
+        method = _check_name(methods, v.method, f"{where}.method")
+        spec = methods.spec(method)
         params = _validate_params(spec, v.params, f"{where}.params")
         if v.budget is not None and v.budgets is not None:
             raise ConfigError(f"{where}: give either 'budget' or 'budgets', not both")
@@ -254,13 +252,13 @@ def resolve_variants(exp: Experiment) -> list[ResolvedVariant]:
         for b in budgets:
             if b is None:
                 continue
-            msg = check_budget(v.method, b, params)
+            msg = check_budget(method, b, params)
             if msg:
                 raise ConfigError(f"{where}.budget: {b.label()} is unreachable for '{v.method}': {msg}")
-            name = v.name if v.name and len(budgets) == 1 else f"{v.name or v.method}@{b.label()}"
-            out.append(ResolvedVariant(name, v.method, params, b, i))
+            name = v.name if v.name and len(budgets) == 1 else f"{v.name or method}@{b.label()}"
+            out.append(ResolvedVariant(name, method, params, b, i))
         if budgets == [None]:
-            out.append(ResolvedVariant(v.name or v.method, v.method, params, None, i))
+            out.append(ResolvedVariant(v.name or method, method, params, None, i))
     seen: dict[str, int] = {}
     for rv in out:
         if rv.name == "baseline":
@@ -276,7 +274,7 @@ def resolve_evaluations(exp: Experiment, variant_names: list[str]) -> list[tuple
     out = []
     for i, ev in enumerate(exp.evaluations):
         where = f"evaluations[{i}]"
-        _check_name(evaluators, ev.evaluator, f"{where}.evaluator")
+        ev = ev.model_copy(update={"evaluator": _check_name(evaluators, ev.evaluator, f"{where}.evaluator")})
         params = _validate_params(evaluators.spec(ev.evaluator), ev.params, f"{where}.params")
         for j, vn in enumerate(ev.variants or []):
             if vn not in variant_names and vn != "baseline":

@@ -42,7 +42,7 @@ class PipelineParams(Params):
         if not self.stages:
             raise ValueError("pipeline needs at least one stage")
         for i, st in enumerate(self.stages):
-            spec = methods.spec(st.method)  # unknown name -> error with did-you-mean
+            spec = methods.spec(methods.resolve(st.method))  # unknown name -> error with did-you-mean
             if spec.stages is not None:
                 raise ValueError(f"pipeline stage {i}: pipelines cannot be nested")
             try:

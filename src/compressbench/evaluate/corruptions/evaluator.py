@@ -61,7 +61,7 @@ class CorruptionsParams(Params):
     def _names(cls, v: list[str] | None) -> list[str] | None:
         if v is not None:
             for n in v:
-                corruption_registry.entry(n)  # raises with the known names and a "did you mean"
+                corruption_registry.resolve(n)  # raises with the known names and a "did you mean"
         return v
 
     def plan(self) -> list[tuple[str, list[str]]]:

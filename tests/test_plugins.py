@@ -1,0 +1,140 @@
+"""Extension points from outside the package (issue 12): a method, an evaluator with a new metric, a
+corruption and an attack, each registered once in ``tests/plugins/cb_demo_plugin.py`` — a module
+that is not part of compressbench — are used by a tiny experiment written in YAML, and an installed
+package registers through the ``compressbench.plugins`` entry-point group."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from compressbench import registry
+from compressbench.config import ConfigError, load_config
+from compressbench.registry import attacks, corruptions, evaluators, methods
+from compressbench.runner import run
+from compressbench.store import ResultStore
+
+PLUGINS = Path(__file__).parent / "plugins"
+
+
+@pytest.fixture
+def demo_plugin(monkeypatch):
+    """The plug-in's module importable (as a user's package would be); its registrations undone after."""
+    monkeypatch.syspath_prepend(str(PLUGINS))
+    yield
+    for reg, name in ((methods, "demo.magnitude"), (evaluators, "demo.margin"), (corruptions, "demo.invert"),
+                      (attacks, "demo.sign_noise")):
+        if name in reg:
+            reg.unregister(name)
+    sys.modules.pop("cb_demo_plugin", None)
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "exp.yaml"
+    p.write_text(textwrap.dedent(text).replace("TMP", str(tmp_path)))
+    return p
+
+
+EXPERIMENT = """
+    name: plugins
+    seeds: [0]
+    dataset: {name: digits, eval_subset: 150}
+    model: {name: tinycnn}
+    train: {epochs: 10, batch_size: 64, lr: 0.1, augment: none}
+    variants:
+      - method: "cb_demo_plugin:magnitude"
+        budget: {params: 0.5}
+      - name: magnitude+fp16
+        method: pipeline
+        params: {stages: [{method: "cb_demo_plugin:magnitude"}, {method: quantize.fp16}]}
+        budget: {params: 0.5}
+    evaluations:
+      - evaluator: clean
+      - evaluator: "cb_demo_plugin:margin"
+      - evaluator: corruptions
+        params: {corruptions: ["cb_demo_plugin:invert"], severities: [1, 5], subset: 100}
+      - evaluator: adversarial
+        variants: [baseline]
+        params:
+          subset: 60
+          attacks: [{name: "cb_demo_plugin:SignNoise", eps: [0.0, 0.3]}]
+    cache_dir: TMP/cache
+    store: TMP/plugins.sqlite
+"""
+
+
+def test_plugin_components_from_yaml(demo_plugin, tmp_path):
+    exp = load_config(_write(tmp_path, EXPERIMENT))
+    summary = run(exp, progress=False)
+    assert summary.failed == 0, summary.failures
+    rows = [r for r in ResultStore(exp.store_path).rows("plugins") if r["error"] is None]
+
+    def value(variant, evaluator, metric, **cond):
+        vals = [r["value"] for r in rows if (r["variant"], r["evaluator"], r["metric"]) == (variant, evaluator, metric)
+                and all(r["condition_json"].get(k) == v for k, v in cond.items())]
+        assert len(vals) == 1, (variant, evaluator, metric, cond, vals)
+        return vals[0]
+
+    plug = "demo.magnitude@params=0.5"
+    # the plug-in method reached its budget in nonzero parameters, alone and inside a pipeline
+    # (before issue 12 a pipeline counted nonzero values only for 'prune.unstructured': it reported 1.0)
+    assert value(plug, "compress", "achieved_params") == pytest.approx(0.5, rel=0.02)
+    assert value("magnitude+fp16", "compress", "achieved_params") == pytest.approx(0.5, rel=0.02)
+    nz, total = value(plug, "compress", "params_nonzero"), value(plug, "compress", "params")
+    assert nz / total == pytest.approx(0.5, rel=0.02)
+    # the evaluator's new metric, for every variant
+    for v in ("baseline", plug, "magnitude+fp16"):
+        assert value(v, "demo.margin", "mean_margin") > 0
+    # the corruption: mild at severity 1, harsher at 5 (blending 40 % towards the negative)
+    s1 = value("baseline", "corruptions", "top1", corruption="demo.invert", severity=1)
+    s5 = value("baseline", "corruptions", "top1", corruption="demo.invert", severity=5)
+    assert s5 < s1 <= 1.0
+    # the attack: ε = 0 is the clean accuracy on the same images; ε = 0.3 sign noise hurts
+    r0 = value("baseline", "adversarial", "robust_top1", attack="demo.sign_noise", eps=0.0)
+    r3 = value("baseline", "adversarial", "robust_top1", attack="demo.sign_noise", eps=0.3)
+    assert r3 < r0
+
+
+def test_unknown_plugin_names_are_one_line(demo_plugin, tmp_path):
+    bad = EXPERIMENT.replace('"cb_demo_plugin:margin"', '"cb_demo_plugin:margn"')
+    with pytest.raises(ConfigError, match=r"evaluations\[1\]\.evaluator: cannot import evaluator") as e:
+        load_config(_write(tmp_path, bad))
+    assert "\n" not in str(e.value)
+    bad = EXPERIMENT.replace('"cb_demo_plugin:magnitude"\n', '"cb_demo_plugin:MagnitudeParams"\n')
+    with pytest.raises(ConfigError, match="is not a registered method"):
+        load_config(_write(tmp_path, bad))
+
+
+def test_entry_point_group_registers(tmp_path, monkeypatch):
+    """An installed package's ``compressbench.plugins`` entry point is loaded once, on first use."""
+    pkg = tmp_path / "cb_ep_plugin.py"
+    pkg.write_text(textwrap.dedent('''
+        from compressbench.registry import corruptions
+
+        @corruptions.register("ep.darken", constants={"any": [0.9, 0.8, 0.7, 0.6, 0.5]}, deterministic=True,
+                              description="entry-point demo")
+        def darken(x, rng, c, pset):
+            return x * c
+    '''))
+    dist = tmp_path / "cb_ep_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cb-ep-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[compressbench.plugins]\ndemo = cb_ep_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_plugins_loaded", False)
+    try:
+        registry.load_plugins()
+        assert "ep.darken" in corruptions
+        import torch
+
+        from compressbench.evaluate.corruptions import corrupt
+
+        x = torch.full((1, 1, 4, 4), 0.5)
+        assert torch.allclose(corrupt(x, None, "ep.darken", 5), torch.full_like(x, 0.25))
+    finally:
+        if "ep.darken" in corruptions:
+            corruptions.unregister("ep.darken")
+        sys.modules.pop("cb_ep_plugin", None)
