@@ -252,3 +252,18 @@ def test_variants_from_compress_quantize(method, tiny_model, digits_bundle, tmp_
         assert one(ms, "robust_top1", eps=0.3, mode=mode) <= 0.1 < one(ms, "robust_top1", eps=0.0, mode=mode)
     p2 = p.model_copy(update={"modes": ["auto-transfer"]})
     assert {m.tag for m in adversarial(q, ctx, p2)} == {"transfer"}
+
+
+def test_jsma_runs_via_torchattacks(tiny_model, batch):
+    """JSMA (issue 16) comes from torchattacks: an L0 minimum-norm attack, targeted at the next class."""
+    assert attacks.spec("jsma").minimum_norm and attacks.spec("jsma").norms == ("l0",)
+    x, y = batch.x[:12].float() / 255, batch.y[:12]
+    a = build_attack(AttackConfig(name="jsma", gamma=0.1), 10)
+    xa = a.run(tiny_model, x, y)
+    with torch.no_grad():
+        ok0, ok = tiny_model(x).argmax(1) == y, tiny_model(xa).argmax(1) == y
+    d = perturbation_norm(xa - x, "l0")
+    assert (d <= 0.1 + 1 / x[0].numel() + 1e-6).all()  # at most gamma of the features (pairs: one extra)
+    assert (ok0 & ~ok).sum() >= 0.5 * ok0.sum()  # most correctly classified images are fooled
+    with pytest.raises(ValueError, match="features"):
+        a.run(tiny_model, torch.rand(2, 3, 64, 64), torch.zeros(2, dtype=torch.long))

@@ -17,6 +17,7 @@ FT = {"epochs": 0.2}
 TEST_PARAMS: dict[str, tuple[dict, Budget | None]] = {
     "prune.unstructured": ({"finetune": FT}, Budget("knob", 0.6)),
     "prune.structured": ({"finetune": FT}, Budget("knob", 0.4)),
+    "prune.soft_filter": ({"train": FT}, Budget("params", 0.6)),
     "quantize.static": ({"calibration_batches": 4, "batch_size": 64}, None),
     "quantize.dynamic": ({}, None),
     "quantize.qat": ({"finetune": FT, "calibration_batches": 2}, None),

@@ -119,3 +119,26 @@ def test_unreachable_targets_raise(cnn_parent, cnn_ctx):
         run("prune.unstructured", cnn_parent, cnn_ctx, Budget("params", 0.001), **NO_FT)
     with pytest.raises(BudgetError, match="unreachable"):
         run("lowrank", cnn_parent, cnn_ctx, Budget("params", 0.01), **NO_FT)
+
+
+def test_soft_filter_pruning_keeps_zeroed_filters_trainable_then_removes_them(cnn_parent, cnn_ctx):
+    """issue 16: SFP zeroes the lowest-L2 filters, they keep training (and may regrow), and after the
+    last epoch the zeroed ones are removed for real."""
+    import copy
+
+    from compressbench.compress.soft_filter import SoftFilterParams, soft_zero
+
+    p = SoftFilterParams(rate=0.5)
+    m = copy.deepcopy(cnn_parent)
+    conv0 = m.net[0]
+    assert soft_zero(m, cnn_ctx, p, 0.5) > 0
+    zero_rows = (conv0.weight.detach().flatten(1).abs().sum(1) == 0)
+    assert zero_rows.sum() == conv0.out_channels // 2  # half of the first conv's filters are zero ...
+    cnn_ctx.train(m, epochs=0.2, lr=0.05)  # ... and still trainable: (those whose channel is not dead
+    regrown = conv0.weight.detach()[zero_rows].flatten(1).abs().sum(1) > 0  # after BN+ReLU) grow back
+    assert conv0.weight.requires_grad and regrown.sum() >= zero_rows.sum() // 2
+    res = run("prune.soft_filter", cnn_parent, cnn_ctx, Budget("knob", 0.5), train={"epochs": 1.0})
+    convs = [mod for mod in res.model.modules() if isinstance(mod, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 8, 16, 16, 32]  # half of every layer removed for real
+    assert res.achieved["params"] < 0.35 and res.achieved["flops"] < 0.35
+    assert len(res.record["zeroing"]) == 1 and res.record["zeroing"][0]["zeroed"] > 0  # the epoch-end re-zeroing

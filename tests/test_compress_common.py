@@ -19,11 +19,11 @@ def make_context(bundle, workdir: Path, spec: dict | None = None, seed: int = 0,
     """What the runner builds: ``train(model, epochs, lr=None -> 0.1 × baseline lr, ...)``."""
 
     def ctx_train(model, epochs, lr=None, optimizer=None, schedule=None, teacher=None, kd_alpha=0.9,
-                  kd_temperature=4.0, desc="finetune"):
+                  kd_temperature=4.0, kd_kind="hinton", desc="finetune", epoch_end=None):
         r = TrainRecipe(**{**recipe.__dict__, "epochs": epochs, "lr": recipe.lr * 0.1 if lr is None else lr,
                            "optimizer": optimizer or recipe.optimizer, "schedule": schedule or recipe.schedule})
         train(model, bundle.train, r, seed=seed, teacher=teacher, kd_alpha=kd_alpha, kd_temperature=kd_temperature,
-              desc=desc, show_progress=False)
+              kd_kind=kd_kind, desc=desc, show_progress=False, epoch_end=epoch_end)
         return model
 
     def ctx_accuracy(model, images=None):

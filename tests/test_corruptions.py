@@ -327,3 +327,23 @@ def test_motion_blur_slices_equal_gathers():
     finally:
         ops.MOTION_SLICE_PIXELS = old
     assert torch.equal(sliced, gathered)
+
+
+def test_random_brightness_contrast_equals_albumentations_1x_lut():
+    """albumentations 1.x RandomBrightnessContrast(brightness_by_max=True) on uint8 images: per image
+    α = 1 + U(−c, c), β = U(−b, b), lut = clip(arange(256)·α + 255·β, 0, 255).astype(uint8) (truncated),
+    out = lut[img] — with α, β drawn from the same per-image streams ``corrupt`` uses."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 256, (6, 3, 16, 16), generator=g, dtype=torch.uint8)
+    idx = np.arange(100, 106)
+    for sev in (1, 3, 5):
+        out = corrupt(x, idx, "random_brightness_contrast", sev, seed=7).numpy()
+        b_lim, c_lim = corruptions.spec("random_brightness_contrast").constant(sev, "cifar")
+        rng = ops.BatchRNG(ops.image_keys(7, "random_brightness_contrast", sev, idx), "cpu", n=6)
+        beta = rng.uniform((), -b_lim, b_lim).numpy()
+        alpha = 1.0 + rng.uniform((), -c_lim, c_lim).numpy()
+        for i in range(6):
+            lut = np.arange(256, dtype=np.float32) * np.float32(alpha[i]) + np.float32(beta[i]) * 255
+            ref = np.clip(lut, 0, 255).astype(np.uint8)[x[i].numpy()]
+            assert np.abs(out[i].astype(int) - ref.astype(int)).max() <= 1  # float32 rounding at k/255
+            assert (out[i] == ref).mean() > 0.99

@@ -39,3 +39,19 @@ def test_kd_loss_limits():
     assert torch.isclose(kd_loss(z, z, y, 0.0, 4.0), torch.nn.functional.cross_entropy(z, y))
     assert torch.isclose(kd_loss(z, z, y, 1.0, 4.0), torch.tensor(0.0), atol=1e-6)
     assert kd_loss(z, -z, y, 1.0, 4.0) > 0
+
+
+def test_kd_loss_variants_equal_their_formulas():
+    """issue 16: reverse-KL and 2T²α losses, on fixed logits, against the formulas written out."""
+    g = torch.Generator().manual_seed(0)
+    zs, zt = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
+    y = torch.randint(0, 5, (8,), generator=g)
+    a, t = 0.7, 3.0
+    ps, pt = (zs / t).softmax(1), (zt / t).softmax(1)
+    kl_ts = (pt * (pt.log() - ps.log())).sum(1).mean()  # KL(p_t ‖ p_s)
+    kl_st = (ps * (ps.log() - pt.log())).sum(1).mean()  # KL(p_s ‖ p_t)
+    ce = torch.nn.functional.cross_entropy(zs, y)
+    assert torch.isclose(kd_loss(zs, zt, y, a, t), a * t * t * kl_ts + (1 - a) * ce, atol=1e-6)
+    assert torch.isclose(kd_loss(zs, zt, y, a, t, kind="hinton_2t2"), 2 * t * t * a * kl_ts + (1 - a) * ce, atol=1e-6)
+    assert torch.isclose(kd_loss(zs, zt, y, a, t, kind="reverse_kl"), a * t * t * kl_st + (1 - a) * ce, atol=1e-6)
+    assert not torch.isclose(kl_ts, kl_st)  # the two directions really differ here

@@ -78,7 +78,8 @@ class CompressContext:
     device: torch.device
     seed: int
     workdir: Path  # scratch / artifact dir for this job
-    # train(model, epochs=..., lr=..., teacher=None, kd_alpha=..., kd_temperature=..., desc=...) -> model
+    # train(model, epochs=..., lr=..., teacher=None, kd_alpha=..., kd_temperature=..., kd_kind=..., desc=...,
+    #       epoch_end=None) -> model
     train: Callable[..., nn.Module]
     # accuracy(model, images: ImageSet | None = None) -> float in [0, 1]
     accuracy: Callable[..., float]

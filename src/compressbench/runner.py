@@ -120,13 +120,15 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
     base_lr = s["train"]["lr"]
 
     def ctx_train(model, epochs: float, lr: float | None = None, optimizer=None, schedule=None, teacher=None,
-                  kd_alpha: float = 0.9, kd_temperature: float = 4.0, desc: str = "finetune", images=None):
+                  kd_alpha: float = 0.9, kd_temperature: float = 4.0, kd_kind: str = "hinton", desc: str = "finetune",
+                  images=None, epoch_end=None):
         recipe = _recipe(s["train"], epochs=epochs, lr=lr if lr is not None else 0.1 * base_lr,
                          optimizer=optimizer, schedule=schedule)
         dev = next((p.device for p in model.parameters()), device)
         train(model, images if images is not None else data.train, recipe, seed=s["seed"], device=dev,
               augment_default=data.meta.augment, teacher=teacher, kd_alpha=kd_alpha,
-              kd_temperature=kd_temperature, desc=desc, show_progress=show_progress)
+              kd_temperature=kd_temperature, kd_kind=kd_kind, desc=desc, show_progress=show_progress,
+              epoch_end=epoch_end)
         return model
 
     def ctx_accuracy(model, images: ImageSet | None = None) -> float:

@@ -95,9 +95,11 @@ class MethodSpec(ComponentSpec):
     and an ``apply(model, knob, ctx, params) -> model`` transform (cheap, no training) that
     ``compress.budget`` searches (on a copy of the parent, or on the parent itself when
     ``apply_on_copy`` is False — a transform that builds a new model, e.g. a student, and must not
-    modify its input). ``own_budget(params) -> bool``: for these params the method applies its knob
-    itself and solves a shared budget itself (e.g. iterative pruning, which re-solves after every
-    fine-tune); the solver then hands it the knob (or none, for a shared budget) and no model.
+    modify its input); ``wants_model``: False when the method only needs the solved knob, not the
+    transformed model (e.g. soft pruning, which trains the unpruned model).
+    ``own_budget(params) -> bool``: for these params the method applies its knob itself and solves a
+    shared budget itself (e.g. iterative pruning, which re-solves after every fine-tune); the solver
+    then hands it the knob (or none, for a shared budget) and no model.
     ``stages(params) -> [(method, params), ...]``: a composite method (a pipeline); its capabilities
     are the union of its stages'. ``check_budget(budget, params) -> message | None`` adds
     method-specific reachability checks. ``check_model(model) -> message | None`` says, before any
@@ -112,6 +114,7 @@ class MethodSpec(ComponentSpec):
     knob: Knob | None = None
     apply: Callable[..., Any] | None = None
     apply_on_copy: bool = True
+    wants_model: bool = True
     own_budget: Callable[[Any], bool] | None = None
     stages: Callable[[Any], list[tuple[str, Any]]] | None = None
     check_budget: Callable[[Any, Any], str | None] | None = None

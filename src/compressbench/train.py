@@ -2,7 +2,8 @@
 
 SGD/Adam(W), cosine/one-cycle/step/constant schedules, label smoothing, flips/crops where they
 suit the data, seeding of python/numpy/torch, CUDA + AMP when a GPU is present. Distillation
-uses Hinton et al.'s loss ``α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1−α)·CE(z_s, y)``.
+uses Hinton et al.'s loss ``α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1−α)·CE(z_s, y)`` or one of
+the variants the reference studies used (:data:`KD_LOSSES`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -102,23 +103,37 @@ def _lr_factor(r: TrainRecipe, progress: float) -> float:
     return 1.0
 
 
+KD_LOSSES = ("hinton", "hinton_2t2", "reverse_kl")
+"""``hinton``: α·T²·KL(p_t ‖ p_s) + (1−α)·CE (Hinton et al. 2015); ``hinton_2t2``: 2T²α·KL(p_t ‖ p_s) +
+(1−α)·CE, as one reference study wrote it; ``reverse_kl``: α·T²·KL(p_s ‖ p_t) + (1−α)·CE, the direction
+another study used (KL(student ‖ teacher)). p = softmax(z / T); KL and CE are batch means."""
+
+
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-            alpha: float, temperature: float, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Hinton et al. (2015): α·T²·KL(p_t^T ‖ p_s^T) + (1−α)·CE(z_s, y)."""
+            alpha: float, temperature: float, label_smoothing: float = 0.0, kind: str = "hinton") -> torch.Tensor:
+    """The distillation loss ``kind`` (:data:`KD_LOSSES`)."""
     t = temperature
-    kl = F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1),
-                  reduction="batchmean", log_target=True)
+    log_s, log_t = F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1)
+    if kind == "reverse_kl":  # KL(p_s ‖ p_t) = Σ p_s (log p_s − log p_t)
+        kl = F.kl_div(log_t, log_s, reduction="batchmean", log_target=True)
+    elif kind in ("hinton", "hinton_2t2"):  # KL(p_t ‖ p_s)
+        kl = F.kl_div(log_s, log_t, reduction="batchmean", log_target=True)
+    else:
+        raise ValueError(f"unknown distillation loss '{kind}' (known: {', '.join(KD_LOSSES)})")
     ce = F.cross_entropy(student_logits, targets, label_smoothing=label_smoothing)
-    return alpha * t * t * kl + (1 - alpha) * ce
+    scale = 2.0 if kind == "hinton_2t2" else 1.0
+    return scale * alpha * t * t * kl + (1 - alpha) * ce
 
 
 def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 0,
           device: torch.device | str = "cpu", augment_default: str = "crop", teacher: nn.Module | None = None,
-          kd_alpha: float = 0.9, kd_temperature: float = 4.0, desc: str = "train", show_progress: bool = True,
+          kd_alpha: float = 0.9, kd_temperature: float = 4.0, kd_kind: str = "hinton", desc: str = "train",
+          show_progress: bool = True, epoch_end: Callable[[nn.Module, int], None] | None = None
           ) -> dict[str, float]:
     """Train ``model`` in place on ``data``. Returns summary stats (final loss/acc, seconds, images/s).
 
-    Fractional ``epochs`` are allowed (e.g. 0.5 for a short fine-tune)."""
+    Fractional ``epochs`` are allowed (e.g. 0.5 for a short fine-tune). ``epoch_end(model, epoch)`` is
+    called after every completed epoch (e.g. soft filter pruning's re-zeroing)."""
     device = torch.device(device)
     seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
@@ -150,7 +165,7 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
                     with torch.no_grad():
                         t_logits = teacher(x)
                     loss = kd_loss(logits.float(), t_logits.float(), y, kd_alpha, kd_temperature,
-                                   recipe.label_smoothing)
+                                   recipe.label_smoothing, kd_kind)
                 else:
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
             opt.zero_grad(set_to_none=True)
@@ -162,6 +177,8 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
             run_acc = acc if step == 0 else 0.95 * run_acc + 0.05 * acc
             seen += len(y)
             step += 1
+            if epoch_end is not None and step % steps_per_epoch == 0:
+                epoch_end(model, step // steps_per_epoch)
             bar.update(1)
             bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}",
                             img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)

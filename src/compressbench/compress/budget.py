@@ -181,7 +181,7 @@ def solve(name: str, parent: nn.Module, ctx: CompressContext, budget: Budget | N
             value, history = solve_knob(name, knob, lambda k: apply(spec, parent, k, ctx, params), ref, ctx.meta,
                                         budget.kind, budget.value, params, nonzero=spec.sparsifies)
             record["search"] = [[k, v] for k, v in history]
-    if itself:  # the method applies the knob itself
+    if itself or not spec.wants_model:  # the method applies the knob itself
         return Solution(budget, ref, float(value), None, record)
     seed_everything(ctx.seed)  # random criteria and fresh students are reproducible per job
     return Solution(budget, ref, float(value), apply(spec, parent, value, ctx, params), record)

@@ -2,7 +2,9 @@
 
 Loss ``α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1−α)·CE(z_s, y)`` — the training loop's own
 ``kd_loss`` (``ctx.train(..., teacher=parent)``), so distillation uses the same recipe, seeding
-and progress as every other training run.
+and progress as every other training run; ``loss`` picks the variants the reference studies used
+(``hinton_2t2``: 2T²α·KL, ``reverse_kl``: KL(student ‖ teacher)); ``alpha: 0`` trains the student on
+the labels alone.
 
 The student is either named explicitly (``student: {model: cnn5, width: 0.5}``) or derived from
 the parent's family (its model name and kwargs from ``ctx.parent_spec``), scaled in width
@@ -43,8 +45,9 @@ class DistillParams(Params):
     student: StudentSpec | None = None  # None: the parent's family, scaled
     width: float = Field(0.5, gt=0, le=64)  # the knob: student width relative to the parent's / the spec's
     depth_scale: float | None = Field(None, gt=0, le=16)  # e.g. 0.5 halves the blocks per ResNet stage
-    alpha: float = Field(0.9, ge=0, le=1)
+    alpha: float = Field(0.9, ge=0, le=1)  # 0: the student learns from the labels alone ("raw student")
     temperature: float = Field(4.0, gt=0)
+    loss: Literal["hinton", "hinton_2t2", "reverse_kl"] = "hinton"  # see train.KD_LOSSES
     epochs: float = Field(3.0, ge=0, le=10_000)  # the student trains from scratch: use the baseline's epochs
     lr: float = Field(0.05, gt=0)  # scratch-training learning rate (set to the baseline's)
     optimizer: Literal["sgd", "adam", "adamw"] | None = None
@@ -95,14 +98,15 @@ def distill(parent: nn.Module, ctx: CompressContext, sol: Solution, params: Dist
     name, base_width, kwargs = _student_kwargs(ctx, params)
     width = base_width * sol.knob
     record: dict[str, Any] = {"student": name, "derived": params.student is None, "alpha": params.alpha,
-                              "temperature": params.temperature, "epochs": params.epochs,
+                              "temperature": params.temperature, "loss": params.loss, "epochs": params.epochs,
                               "knobs": {"student_width": width,
                                         **({"depth_scale": params.depth_scale} if params.depth_scale is not None
                                            else {})}}
     parent.eval()
     student = sol.model  # built after seeding with the job's seed
     out = ctx.train(student, epochs=params.epochs, lr=params.lr, optimizer=params.optimizer, schedule=params.schedule,
-                    teacher=parent, kd_alpha=params.alpha, kd_temperature=params.temperature, desc="distill")
+                    teacher=parent, kd_alpha=params.alpha, kd_temperature=params.temperature, kd_kind=params.loss,
+                    desc="distill")
     student = (out if out is not None else student).cpu().eval()
     step = {"kind": "distill.student", "model": name, "width": width, "kwargs": kwargs, "meta": ctx.meta.to_dict()}
     return CompressResult(model=student, record=record, steps=[step])

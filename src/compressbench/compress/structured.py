@@ -60,13 +60,16 @@ def _importance(criterion: str):
             "random": lambda: tp.importance.RandomImportance()}[criterion]()
 
 
-def _pruner(model: nn.Module, meta: Any, params: StructuredParams, ratio: float, steps: int = 1):
+def _pruner(model: nn.Module, meta: Any, params: StructuredParams, ratio: float, steps: int = 1,
+            importance: Any = None):
+    """Torch-Pruning's MetaPruner for ``model`` (the classifier head is never pruned); ``importance``
+    overrides the criterion's."""
     import torch_pruning as tp
 
     head = head_name(model)
     ignored = [get_module(model, head)] if head else []
     example = torch.rand(*input_shape(meta))
-    return tp.pruner.MetaPruner(model, example, importance=_importance(params.criterion),
+    return tp.pruner.MetaPruner(model, example, importance=importance or _importance(params.criterion),
                                 global_pruning=params.scope == "global", pruning_ratio=ratio,
                                 iterative_steps=steps, max_pruning_ratio=params.max_layer_ratio,
                                 ignored_layers=ignored, round_to=params.round_to)

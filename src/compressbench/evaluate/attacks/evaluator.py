@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["auto", "auto-transfer", "whitebox", "transfer", "whitebox-ste"]
 
-DEFAULT_THRESHOLDS = {"l2": [0.0, 0.25, 0.5, 1.0, 2.0], "linf": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255]}
+DEFAULT_THRESHOLDS = {"l2": [0.0, 0.25, 0.5, 1.0, 2.0], "linf": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255],
+                      "l0": [0.0, 0.005, 0.01, 0.02, 0.05, 0.1]}  # l0: fraction of input features changed
 
 
 # the gradient-masking probe: a strong fixed-budget iterative attack at a large ε (robust accuracy must be ~0)

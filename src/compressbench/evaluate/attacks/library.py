@@ -46,7 +46,7 @@ from ...specs import AttackSpec
 
 log = logging.getLogger(__name__)
 
-Norm = Literal["linf", "l2"]
+Norm = Literal["linf", "l2", "l0"]
 
 
 class AttackConfig(BaseModel):
@@ -117,8 +117,11 @@ class AttackConfig(BaseModel):
 
 
 def perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
-    """Per-image norm of a perturbation in pixel space."""
+    """Per-image norm of a perturbation in pixel space; ``l0`` is the *fraction* of input features
+    (pixels × channels) changed, so that thresholds do not depend on the image size."""
     flat = delta.flatten(1).float()
+    if norm == "l0":
+        return (flat.abs() > 1e-6).float().mean(1)
     return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
 
 
@@ -301,6 +304,34 @@ class AutoAttack(Attack):
             n = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
             delta = delta * (eps / n).clamp(max=1.0).view(-1, *[1] * (x.dim() - 1))
         return (x + delta).clamp(0, 1)
+
+
+class JSMAParams(Params):
+    theta: float = Field(1.0, gt=0, le=1)  # perturbation per changed feature (pixels pushed towards 1 or 0)
+    gamma: float = Field(0.1, gt=0, le=1)  # largest fraction of features that may change
+
+
+JSMA_MAX_FEATURES = 4096  # the saliency map is features × features floats per image: 4096² × 4 B = 64 MB
+
+
+@attacks.register("jsma", version=1, backend="torchattacks", norms=("l0",), minimum_norm=True, params=JSMAParams,
+                  description="Jacobian saliency map attack (Papernot et al. 2016), L0, torchattacks; small images")
+class JSMA(Attack):
+    """torchattacks' JSMA, targeted at the next class ``(y + 1) mod classes`` (its own untargeted default
+    assumes 10 classes). Its saliency map is features × features per image, so inputs are limited to
+    :data:`JSMA_MAX_FEATURES` features (e.g. 64×64 gray, 36×36 RGB)."""
+
+    def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None) -> torch.Tensor:
+        import torchattacks
+
+        feats = int(x[0].numel())
+        if feats > JSMA_MAX_FEATURES:
+            raise ValueError(f"jsma: {tuple(x.shape[1:])} inputs have {feats} features; torchattacks' JSMA needs "
+                             f"features² memory per image — use images of at most {JSMA_MAX_FEATURES} features")
+        atk = torchattacks.JSMA(model, theta=self.p.theta, gamma=self.p.gamma)
+        n = self.num_classes
+        atk.set_mode_targeted_by_function(lambda _x, labels: (labels + 1) % n, quiet=True)
+        return atk(x, y)
 
 
 def build_attack(config: AttackConfig, num_classes: int) -> Attack:

@@ -16,6 +16,10 @@ study's setting; the table is ``params.NOISE``.
   alpha-blended at positions drawn as albumentations does, then a box blur. Faithful consequence:
   on images narrower than 30 px no haze is drawn unless ``fog_coef`` = 1, so at 28–32 px it is
   (almost) the identity — as it was in the study.
+* ``random_brightness_contrast`` — ``RandomBrightnessContrast(brightness_limit=b, contrast_limit=c,
+  brightness_by_max=True)``: per image ``α = 1 + U(−c, c)``, ``β = U(−b, b)``, out = ``x·α + β`` (uint8:
+  ``clip(u8·α + 255·β)`` truncated, albumentations' lookup table). Not in the ``noise`` suite (whose
+  brightness / contrast are the CIFAR-10-C ones); name it where a protocol used it.
 * ``brightness``, ``contrast``, ``defocus_blur`` of the study are the CIFAR-10-C ones (suite lists).
 """
 
@@ -28,8 +32,8 @@ from . import ops
 from .params import NOISE
 
 
-def _register(name: str, description: str, version: int = 2):
-    return corruptions.register(name, suites=("noise",), deterministic=False, description=description,
+def _register(name: str, description: str, version: int = 2, suites: tuple[str, ...] = ("noise",)):
+    return corruptions.register(name, suites=suites, deterministic=False, description=description,
                                 version=version, constants={"any": NOISE[name]})
 
 
@@ -112,3 +116,12 @@ def random_fog(x, rng, c, pset):
             img = 1 - (1 - img) * torch.pow(torch.tensor(1 - a, dtype=x.dtype, device=x.device), k)
         out.append(ops.box_blur(img, hw // 10))
     return torch.cat(out)
+
+
+@_register("random_brightness_contrast", "albumentations-1.x RandomBrightnessContrast: x·(1 + U(−c, c)) + U(−b, b)",
+           version=1, suites=())
+def random_brightness_contrast(x, rng, c, pset):
+    b_lim, c_lim = c
+    beta = rng.uniform((), -float(b_lim), float(b_lim))
+    alpha = 1.0 + rng.uniform((), -float(c_lim), float(c_lim))
+    return x * ops.per_image(alpha, x) + ops.per_image(beta, x)

@@ -105,6 +105,8 @@ NOISE: dict[str, list[Any]] = {
     "pixel_dropout": [0.0025, 0.005, 0.01, 0.02, 0.04],
     # RandomFog(fog_coef_lower, fog_coef_upper, alpha_coef)
     "random_fog": [(0.1, 0.3, 0.08), (0.2, 0.6, 0.08), (0.3, 1.0, 0.08), (0.6, 1.0, 0.12), (0.9, 1.0, 0.16)],
+    # RandomBrightnessContrast(brightness_limit=b, contrast_limit=c, brightness_by_max=True); 3 = the defaults
+    "random_brightness_contrast": [(0.05, 0.05), (0.1, 0.1), (0.2, 0.2), (0.3, 0.3), (0.4, 0.4)],
 }
 
 PARAM_SETS = {"cifar": CIFAR, "imagenet": IMAGENET}
