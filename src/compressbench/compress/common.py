@@ -5,7 +5,8 @@ Budget semantics (fractions of the parent):
 
 * ``params`` — stored parameters of the compressed model / parent parameters. For methods that
   leave zeros in dense tensors (unstructured pruning) the numerator counts **nonzero** values.
-* ``bytes`` — dense bytes on disk (``torch.save(state_dict)``), i.e. what a checkpoint costs.
+* ``bytes`` — dense bytes of the weights (``measure.sizes.dense_bytes``: ``torch.save`` of the
+  deployable state dict), i.e. what shipping them costs.
 * ``flops`` — dense FLOPs of one forward pass at batch 1 (2 × MACs). For int8 / fp16 models the
   FLOPs are those of the float graph they were converted from (same operations, narrower types).
 
@@ -19,11 +20,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import torch
 from torch import nn
 
-from ..efficiency import bitmask_encoded_size, count_flops, param_counts, serialized_bytes
 from ..interfaces import Budget, CompressContext, FinetuneParams
+from ..measure.counting import param_counts
+from ..measure.flops import count_flops
+from ..measure.sizes import dense_bytes
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +54,13 @@ def input_shape(meta: Any) -> tuple[int, int, int, int]:
 
 
 def model_stats(model: nn.Module, meta: Any, flops: int | None = None) -> ModelStats:
-    """Params (total, nonzero), dense bytes and FLOPs of ``model``.
+    """Params (total, nonzero), dense bytes (:func:`~compressbench.measure.sizes.dense_bytes`) and FLOPs.
 
     ``flops`` overrides the count (quantized kernels are invisible to ``FlopCounterMode``)."""
     pc = param_counts(model)
     if flops is None:
         flops = count_flops(model, input_shape(meta))
-    return ModelStats(pc["params"], pc["params_nonzero"], serialized_bytes(model), int(flops))
+    return ModelStats(pc["params"], pc["params_nonzero"], dense_bytes(model), int(flops))
 
 
 def fractions(parent: ModelStats, child: ModelStats, nonzero: bool = False) -> dict[str, float]:
@@ -120,7 +122,7 @@ def fraction_of(model: nn.Module, meta: Any, parent: ModelStats, kind: str) -> f
     if kind == "params":
         return param_counts(model)["params"] / parent.params
     if kind == "bytes":
-        return serialized_bytes(model) / parent.bytes
+        return dense_bytes(model) / parent.bytes
     return count_flops(model, input_shape(meta)) / max(parent.flops, 1)
 
 
@@ -170,27 +172,6 @@ def check_fraction(budget: Budget | None, allowed: tuple[str, ...], method: str)
     if budget.kind in SHARED_KINDS and not 0 < budget.value <= 1:
         return f"{method}: a {budget.kind} budget is a fraction of the parent in (0, 1], got {budget.value:g}"
     return None
-
-
-def sparse_bytes(model: nn.Module) -> int:
-    """Bytes of the weights stored sparsely where it pays: per floating tensor, the smaller of
-    dense (numel × itemsize) and bitmask + nonzero values (numel / 8 + nnz × itemsize).
-
-    The *theoretical* size of an unstructured-pruned model in a compressed format (the dense
-    checkpoint is what :func:`serialized_bytes` reports)."""
-    total = 0
-    for t in model.state_dict().values():
-        if not isinstance(t, torch.Tensor):
-            continue
-        if t.is_quantized:
-            t = t.int_repr()
-        dense = t.numel() * t.element_size()
-        if t.is_floating_point():
-            nnz = int((t != 0).sum())
-            total += min(dense, bitmask_encoded_size(t.numel(), nnz, t.element_size()))
-        else:
-            total += dense
-    return total
 
 
 def layer_table(model: nn.Module) -> dict[str, dict[str, Any]]:

@@ -21,6 +21,7 @@ from torch.nn.utils import prune
 
 from ..checkpoint import register_rebuilder
 from ..interfaces import Budget, CompressContext, CompressResult, FinetuneParams, Params
+from ..measure.sizes import sparse_payload_bytes
 from ..registry import methods
 from .common import (
     BudgetError,
@@ -31,7 +32,6 @@ from .common import (
     head_name,
     layer_table,
     model_stats,
-    sparse_bytes,
     within,
 )
 
@@ -109,7 +109,7 @@ def unstructured(parent: nn.Module, ctx: CompressContext, budget: Budget | None,
     model.eval()
     cs = model_stats(model, ctx.meta)
     achieved = fractions(ps, cs, nonzero=True)
-    b_sparse = sparse_bytes(model)
+    b_sparse = sparse_payload_bytes(model)
     record = {"knobs": {"sparsity": sparsity}, "knob": sparsity, "criterion": params.criterion,
               "scope": params.scope,
               "parent": ps.to_dict(), "child": cs.to_dict(), "bytes_sparse": b_sparse,
