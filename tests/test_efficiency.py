@@ -151,6 +151,86 @@ def test_quantized_model_bytes_params_and_int8_ops():
     assert prof["flops"] == prof["int8_ops"]
 
 
+def _conv_linear_macs(model: nn.Module, hw: int) -> dict[str, int]:
+    """tinycnn's MACs per layer by formula (3×3 convs, padding 1; a 2×2 max-pool between them)."""
+    net = model.net
+    c1, c2, fc = net[0], net[4], net[-1]
+    return {"net.0": c1.out_channels * hw * hw * c1.in_channels * 9,
+            "net.4": c2.out_channels * (hw // 2) ** 2 * c2.in_channels * 9,
+            "net.9": fc.in_features * fc.out_features}
+
+
+def test_trained_model_profile_numbers_by_independent_computation(tiny_model, digits_bundle, tmp_path):
+    """Every static figure of the profile JSON of the trained fixture, recomputed without the measure
+    package: parameters from ``model.parameters()``, bytes from ``torch.save`` / zlib, FLOPs by formula."""
+    import zlib
+
+    from compressbench.checkpoint import save_model
+    from compressbench.runner import _size_measurements
+
+    m = copy.deepcopy(tiny_model)
+    shape = (1, digits_bundle.meta.channels, *digits_bundle.meta.size)
+    assert shape == (1, 1, 16, 16)
+    with torch.no_grad():  # prune half of conv2 (exactly 576 of 1152 weights) so density matters
+        w = m.net[4].weight
+        w.view(-1)[w.abs().view(-1).argsort()[:w.numel() // 2]] = 0
+    rep = profiling.profile(m, shape, profiling.ProfileSettings(timing=False))
+    ps = list(m.parameters())
+    assert rep["params"] == {"params": sum(p.numel() for p in ps),
+                             "params_nonzero": sum(int((p != 0).sum()) for p in ps)}
+    assert rep["params"]["params"] == 8 * 9 + 2 * 8 + 16 * 8 * 9 + 2 * 16 + 16 * 10 + 10 == 1442
+    buf = io.BytesIO()
+    torch.save(dict(m.state_dict()), buf)  # the tensors as a plain dict (no module-version metadata)
+    dense = buf.getvalue()
+    assert rep["bytes"]["torch.save"] == len(dense) and rep["bytes"]["zlib"] == len(zlib.compress(dense, 6))
+    macs = _conv_linear_macs(m, 16)
+    assert rep["flops"]["macs"] == sum(macs.values()) == 92_320 and rep["flops"]["flops"] == 2 * 92_320
+    density = {k: float((m.get_submodule(k).weight != 0).float().mean()) for k in macs}
+    assert density["net.4"] == 0.5
+    eff_flops = sum(2 * v * density[k] for k, v in macs.items())
+    assert rep["flops"]["flops_effective"] == pytest.approx(eff_flops, abs=1e-6) and rep["flops"]["int8_ops"] == 0
+    # the three sizes: checkpoint file, dense weights, theoretical sparse payload
+    ck = save_model(m, tmp_path / "m.pt", {"model": "tinycnn", "width": 1.0, "kwargs": {},
+                                           "meta": digits_bundle.meta.to_dict()})
+    rows, size = _size_measurements(m, ck, shape)
+    assert size["checkpoint_bytes"] == (tmp_path / "m.pt").stat().st_size == sizes.checkpoint_bytes(ck)
+    assert sizes.dense_bytes(m) == len(dense)
+    payload = 0
+    for t in m.state_dict().values():
+        n, es = t.numel(), t.element_size()
+        payload += min(n * es, (n + 7) // 8 + int((t != 0).sum()) * es) if t.is_floating_point() else n * es
+    assert sizes.sparse_payload_bytes(m) == payload
+    assert {r["metric"]: r["tag"] for r in rows}["params_nonzero"] == "theoretical"
+    ms = {x.metric: x for x in to_measurements({**rep, "torch": None})}
+    assert ms["params_nonzero"].tag == "theoretical" and ms["params_nonzero"].value == size["params_nonzero"]
+    # int8 of the same model: every MAC becomes an int8 op
+    q = _quantize_fx(m, shape)
+    qf = flops.flop_profile(q, shape)
+    assert qf["int8_ops"] == 2 * 92_320 and qf["flops"] == qf["int8_ops"] + qf["float_flops"]
+
+
+def test_quantization_kind_one_answer_for_both_call_sites():
+    from compressbench.compress.quantize import cast_model
+    from compressbench.evaluate.attacks.quantsim import is_quantized_model
+
+    net = create_model("tinycnn", META).eval()
+
+    class QDQ(nn.Module):
+        def forward(self, x):
+            return torch.dequantize(torch.quantize_per_tensor(x, 0.1, 0, torch.quint8))
+
+    cases = {"float": (net, None), "int8": (_quantize_fx(net, (1, 3, 16, 16)), "int8"),
+             "dynamic": (torch.ao.quantization.quantize_dynamic(copy.deepcopy(net), {nn.Linear}), "int8"),
+             "fp16": (cast_model(copy.deepcopy(net), "float16"), "float16"),
+             "bf16": (copy.deepcopy(net).bfloat16(), "bfloat16"),
+             "qdq": (nn.Sequential(torch.fx.symbolic_trace(QDQ()), copy.deepcopy(net)), "int8-qdq")}
+    for name, (model, kind) in cases.items():
+        assert precision.quantization_kind(model) == kind, name
+        assert is_quantized_model(model) == (kind is not None), name  # the attacks' question
+        if name in ("float", "int8", "dynamic", "fp16"):  # the profile's question: int8 kernels?
+            assert profiling.static_profile(model, (1, 3, 16, 16))["quantized"] == (kind == "int8"), name
+
+
 # ----------------------------------------------------------------- latency protocol
 def test_time_torch_sane():
     m = create_model("tinycnn", META).eval()
@@ -207,6 +287,8 @@ def test_fresh_process_checkpoint_and_onnx(digits_bundle, tmp_path):
     assert onnx.value > 0 and onnx.condition["runtime"].startswith("onnxruntime")
     rep = json.loads((tmp_path / "efficiency.json").read_text())
     assert rep["torch"]["torch_threads"] == 1 and rep["onnx"]["fp32"]["torch_imported"] is False
+    assert (tmp_path / "model_fp32.onnx").is_file()  # the ONNX file is kept with the job's artifacts
+    assert not list(tmp_path.glob("cb-profile-*"))  # the scratch folder (job files) is not
 
 
 def test_onnx_int8_static_quantization(tmp_path):

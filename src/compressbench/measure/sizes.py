@@ -60,7 +60,8 @@ def checkpoint_bytes(path: str | Path) -> int:
 
 
 def dense_bytes(model: nn.Module) -> int:
-    """Size of ``torch.save(deployable state dict)``: masks folded (a masked model ships as its dense
+    """Size of ``torch.save`` of :func:`deployable_state_dict` — a plain dict of the tensors, without the
+    module-version metadata a checkpoint carries: masks folded (a masked model ships as its dense
     weights), int8 modules at int8 size."""
     return len(torch_save_bytes(deployable_state_dict(model)))
 
