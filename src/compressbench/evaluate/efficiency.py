@@ -29,7 +29,8 @@ class EfficiencyParams(ProfileSettings):
 
 def to_measurements(rep: dict[str, Any]) -> list[Measurement]:
     """Flatten a :func:`~compressbench.measure.profiling.profile` report into tagged measurements (the metric
-    naming contract)."""
+    naming contract). ``params_nonzero`` is ``theoretical`` here and in the compress job's own rows: the count
+    is exact, but the saving it implies needs a sparse format or sparse kernels."""
     hw, st = rep["hardware"], rep["settings"]
     dev = f"{st['device']}:{hw.get('gpu') or hw['cpu']}"
     ms: list[Measurement] = []
