@@ -44,9 +44,13 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from compressbench import efficiency as eff  # noqa: E402
 from compressbench.data.base import DataMeta  # noqa: E402
+from compressbench.measure.fresh import run_worker  # noqa: E402
+from compressbench.measure.hardware import hardware_info  # noqa: E402
+from compressbench.measure.onnxrt import export_onnx, quantize_onnx_static  # noqa: E402
+from compressbench.measure.profiling import ProfileSettings, static_profile, timing_job  # noqa: E402
 from compressbench.models import create_model  # noqa: E402
+from compressbench.profile_cli import render_table  # noqa: E402
 
 log = logging.getLogger("bench.efficiency")
 
@@ -167,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads(Path(args.recheck).read_text())
         add_min_speedups(saved["variants"])
         saved["checks"] = evaluate_targets(saved["variants"])
-        Console(width=160).print(eff.render_table(saved["variants"], ref="fp32"))
+        Console(width=160).print(render_table(saved["variants"], ref="fp32"))
         for c in saved["checks"]:
             print(f"{'PASS' if c['pass'] else 'MISS'}  {c['what']}: {c['value']:.3f} (target {c['target']})")
         Path(args.recheck).write_text(json.dumps(saved, indent=1, default=str))
@@ -192,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # noqa: BLE001 — in-progress methods must not block the benchmark
             log.warning("registered methods unavailable (%s): using the libraries directly", e)
             impl = "direct"
-    params = eff.EfficiencyParams(threads=args.threads, throughput_batch=args.batch, repeats=args.repeats,
+    params = ProfileSettings(threads=args.threads, throughput_batch=args.batch, repeats=args.repeats,
                                   throughput_repeats=args.throughput_repeats, warmup=args.warmup, fresh_process=True)
     reps: dict[str, dict] = {}
     jobs: dict[str, dict[str, dict]] = {}  # variant -> {"torch" | "onnx-fp32" | "onnx-int8": job}
@@ -219,28 +223,28 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 target = {"kind": "factory", "target": "efficiency:worker_variant", "kwargs": {"name": name},
                           "input_shape": list(SHAPE), "sys_path": [str(HERE), str(HERE.parent / "src")]}
-            rep = eff.static_profile(model, SHAPE)
+            rep = static_profile(model, SHAPE)
             rep.pop("layers", None)
-            rep["hardware"] = eff.hardware_info("cpu", args.threads)
+            rep["hardware"] = hardware_info("cpu", args.threads)
             rep["settings"] = {"threads": args.threads, "throughput_batch": args.batch, "warmup": args.warmup,
                                "repeats": args.repeats, "throughput_repeats": args.throughput_repeats,
                                "rounds": args.rounds, "device": "cpu"}
             rep["build"] = {"impl": how, "target_kind": target["kind"]}
-            jobs[name] = {"torch": eff.timing_job("torch", SHAPE, params, target=target, device="cpu")}
+            jobs[name] = {"torch": timing_job("torch", SHAPE, params, target=target, device="cpu")}
             if not args.no_onnx and not name.endswith("masked"):
                 rep["onnx"] = {}
                 if name == "int8":  # torch.ao int8 modules do not export: ORT int8 of the float parent
                     if "onnx-int8" in jobs["fp32"]:  # same file: timed once, under fp32, reported for both
                         rep["onnx"]["int8"] = {"source": "onnxruntime static int8 (QDQ) of the fp32 parent"}
                 else:
-                    fp = eff.export_onnx(model, wd / f"{name}.onnx", SHAPE)
-                    jobs[name]["onnx-fp32"] = eff.timing_job("onnx", SHAPE, params, path=fp)
+                    fp = export_onnx(model, wd / f"{name}.onnx", SHAPE)
+                    jobs[name]["onnx-fp32"] = timing_job("onnx", SHAPE, params, path=fp)
                     rep["onnx"]["fp32"] = {"source": "variant", "bytes": fp.stat().st_size}
                     if name == "fp32":
                         rng = np.random.default_rng(SEED)
                         calib = [rng.random((16, *SHAPE[1:]), dtype=np.float32) for _ in range(4)]
-                        q = eff.quantize_onnx_static(fp, wd / "fp32_int8.onnx", calib)
-                        jobs[name]["onnx-int8"] = eff.timing_job("onnx", SHAPE, params, path=q)
+                        q = quantize_onnx_static(fp, wd / "fp32_int8.onnx", calib)
+                        jobs[name]["onnx-int8"] = timing_job("onnx", SHAPE, params, path=q)
                         rep["onnx"]["int8"] = {"source": "onnxruntime static int8 (QDQ), random calibration",
                                                "bytes": q.stat().st_size}
             rep["build"]["seconds"] = time.time() - t0
@@ -252,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             order = names[r % len(names):] + names[:r % len(names)]  # rotate so drift hits everyone alike
             for name in order:
                 for kind, job in jobs[name].items():
-                    results[name][kind].append(eff.run_worker(job))
+                    results[name][kind].append(run_worker(job))
             console.print(f"[dim]round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.1f}[/dim]")
     # ---- 3. aggregate: medians over rounds; speedups as medians of per-round ratios
     base_lat = [x["latency"]["median_ms"] for x in results["fp32"]["torch"]]
@@ -273,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     if "int8" in reps and "int8" in (reps["int8"].get("onnx") or {}) and "int8" in reps["fp32"].get("onnx", {}):
         reps["int8"]["onnx"]["int8"] = {**reps["fp32"]["onnx"]["int8"],
                                         "source": "onnxruntime static int8 (QDQ) of the fp32 parent"}
-    console.print(eff.render_table(reps, ref="fp32"))
+    console.print(render_table(reps, ref="fp32"))
     checks = evaluate_targets(reps)
     for c in checks:
         console.print(f"{'PASS' if c['pass'] else 'MISS'}  {c['what']}: {c['value']:.3f} (target {c['target']})")

@@ -48,16 +48,6 @@ def test_search_knob_bisection():
     assert within(val, 0.4)
 
 
-def test_sparse_bytes_smaller_for_sparse_tensors():
-    from compressbench.compress.common import sparse_bytes
-
-    lin = torch.nn.Linear(100, 100, bias=False)
-    dense = sparse_bytes(lin)
-    with torch.no_grad():
-        lin.weight[:, 10:] = 0
-    assert sparse_bytes(lin) < 0.2 * dense
-
-
 def test_model_stats_and_fractions(tiny_model, digits_bundle):
     from compressbench.compress.common import fractions, model_stats
 

@@ -26,15 +26,22 @@ from torch import nn
 
 from .data.base import DataMeta
 from .registry import Registry
+from .specs import RebuildSpec
 
 CHECKPOINT_FORMAT = 1
-rebuilders: Registry[Callable[[nn.Module, dict[str, Any], dict[str, torch.Tensor]], nn.Module]] = Registry(
-    "rebuild step", "compressbench.compress")
+rebuilders: Registry[Callable[[nn.Module, dict[str, Any], dict[str, torch.Tensor]], nn.Module], RebuildSpec] = \
+    Registry("rebuild step", "compressbench.compress", RebuildSpec)
 
 
-def register_rebuilder(kind: str):
-    """``@register_rebuilder("prune.structured")`` on ``fn(model, step, state_dict) -> model``."""
-    return rebuilders.register(kind)
+def register_rebuilder(kind: str, quantizes: bool = False):
+    """``@register_rebuilder("prune.structured")`` on ``fn(model, step, state_dict) -> model``;
+    ``quantizes=True`` for steps that make float modules quantized / low-precision."""
+    return rebuilders.register(kind, quantizes=quantizes)
+
+
+def step_quantizes(step: dict[str, Any]) -> bool:
+    """Whether a saved compression step quantizes (its rebuilder's spec says so)."""
+    return rebuilders.spec(step["kind"]).quantizes
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

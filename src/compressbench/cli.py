@@ -20,7 +20,7 @@ EXIT_USAGE = 2
 _HOOKS: dict[str, tuple[str, str, str, str]] = {
     "report": ("compressbench.report", "add_report_arguments", "report_command",
                "write tables, plots and a self-contained HTML report from a results store"),
-    "profile": ("compressbench.efficiency", "add_profile_arguments", "profile_command",
+    "profile": ("compressbench.profile_cli", "add_profile_arguments", "profile_command",
                 "measure params, bytes, FLOPs, latency and throughput of a saved model or package.module:factory"),
     "corrupt": ("compressbench.evaluate.corruptions", "add_corrupt_arguments", "corrupt_command",
                 "write a corrupted copy of a dataset in the CIFAR-10-C layout"),

@@ -253,10 +253,19 @@ class ModelSpec(ComponentSpec):
     family: str = "other"
 
 
+@dataclass(frozen=True)
+class RebuildSpec(ComponentSpec):
+    """A checkpoint rebuild step ``fn(model, step, state_dict) -> model`` (``checkpoint``).
+    ``quantizes``: the step turns float modules into quantized / low-precision ones (replaying only the
+    other steps gives the variant's float architecture)."""
+
+    quantizes: bool = False
+
+
 SPEC_TYPES: dict[str, type[ComponentSpec]] = {
     "method": MethodSpec, "evaluator": EvaluatorSpec, "corruption": CorruptionSpec, "attack": AttackSpec,
     "dataset": DatasetSpec, "model": ModelSpec,
 }
 
 __all__ = ["ComponentSpec", "Knob", "MethodSpec", "MetricSpec", "EvaluatorSpec", "CorruptionSpec", "AttackSpec",
-           "DatasetSpec", "ModelSpec", "SPEC_TYPES", "SHARED_BUDGETS", "BudgetKind"]
+           "DatasetSpec", "ModelSpec", "RebuildSpec", "SPEC_TYPES", "SHARED_BUDGETS", "BudgetKind"]

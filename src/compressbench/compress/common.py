@@ -10,11 +10,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import nn
 
-from ..efficiency import bitmask_encoded_size, count_flops, param_counts, serialized_bytes
 from ..interfaces import CompressContext, FinetuneParams
+from ..measure.counting import param_counts
+from ..measure.flops import count_flops
+from ..measure.sizes import dense_bytes
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,13 @@ def input_shape(meta: Any) -> tuple[int, int, int, int]:
 
 
 def model_stats(model: nn.Module, meta: Any, flops: int | None = None) -> ModelStats:
-    """Params (total, nonzero), dense bytes and FLOPs of ``model``.
+    """Params (total, nonzero), dense bytes (:func:`~compressbench.measure.sizes.dense_bytes`) and FLOPs.
 
     ``flops`` overrides the count (quantized kernels are invisible to ``FlopCounterMode``)."""
     pc = param_counts(model)
     if flops is None:
         flops = count_flops(model, input_shape(meta))
-    return ModelStats(pc["params"], pc["params_nonzero"], serialized_bytes(model), int(flops))
+    return ModelStats(pc["params"], pc["params_nonzero"], dense_bytes(model), int(flops))
 
 
 def fractions(parent: ModelStats, child: ModelStats, nonzero: bool = False) -> dict[str, float]:
@@ -57,7 +58,7 @@ def fraction_of(model: nn.Module, meta: Any, parent: ModelStats, kind: str, nonz
     if kind == "params":
         return param_counts(model)["params_nonzero" if nonzero else "params"] / parent.params
     if kind == "bytes":
-        return serialized_bytes(model) / parent.bytes
+        return dense_bytes(model) / parent.bytes
     return count_flops(model, input_shape(meta)) / max(parent.flops, 1)
 
 
@@ -97,25 +98,6 @@ def clone(model: nn.Module) -> nn.Module:
     return m
 
 
-def sparse_bytes(model: nn.Module) -> int:
-    """Bytes of the weights stored sparsely where it pays: per floating tensor, the smaller of
-    dense (numel × itemsize) and bitmask + nonzero values (numel / 8 + nnz × itemsize).
-
-    The *theoretical* size of an unstructured-pruned model in a compressed format (the dense
-    checkpoint is what :func:`serialized_bytes` reports)."""
-    total = 0
-    for t in model.state_dict().values():
-        if not isinstance(t, torch.Tensor):
-            continue
-        if t.is_quantized:
-            t = t.int_repr()
-        dense = t.numel() * t.element_size()
-        if t.is_floating_point():
-            nnz = int((t != 0).sum())
-            total += min(dense, bitmask_encoded_size(t.numel(), nnz, t.element_size()))
-        else:
-            total += dense
-    return total
 
 
 def layer_table(model: nn.Module) -> dict[str, dict[str, Any]]:

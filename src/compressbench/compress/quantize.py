@@ -221,7 +221,7 @@ def _dynamic(model: nn.Module, backend: str) -> nn.Module:
         return tq.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=False)
 
 
-@register_rebuilder("quantize.int8")
+@register_rebuilder("quantize.int8", quantizes=True)
 def _rebuild_int8(model: nn.Module, step: dict, state_dict: dict) -> nn.Module:
     backend = step.get("backend", "x86")
     if backend not in torch.backends.quantized.supported_engines:
@@ -273,6 +273,6 @@ for _short, _dt in (("fp16", "float16"), ("bf16", "bfloat16")):
                      description=f"cast weights and activations to {_dt} (normalisation stays float32)")
 
 
-@register_rebuilder("quantize.cast")
+@register_rebuilder("quantize.cast", quantizes=True)
 def _rebuild_cast(model: nn.Module, step: dict, state_dict: dict) -> nn.Module:
     return cast_model(model, step["dtype"])

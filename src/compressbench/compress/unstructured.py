@@ -22,10 +22,11 @@ from torch.nn.utils import prune
 
 from ..checkpoint import register_rebuilder
 from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
+from ..measure.sizes import sparse_payload_bytes
 from ..registry import methods
 from ..specs import Knob
 from .budget import BudgetError, Solution
-from .common import ModelStats, finetune, head_name, layer_table, sparse_bytes
+from .common import ModelStats, finetune, head_name, layer_table
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def unstructured(parent: nn.Module, ctx: CompressContext, sol: Solution, params:
     for _, m in layers:
         prune.remove(m, "weight")
     model.eval()
-    b_sparse = sparse_bytes(model)
+    b_sparse = sparse_payload_bytes(model)
     record: dict[str, Any] = {"criterion": params.criterion, "scope": params.scope, "bytes_sparse": b_sparse,
                               "bytes_sparse_fraction": b_sparse / sol.parent_stats.bytes,
                               "layers": {n: v for n, v in layer_table(model).items() if n in dict(layers)}}

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...measure.precision import LOW_PRECISION, has_qdq_graph, is_int8_module, low_precision_dtype, quantization_kind
+
 log = logging.getLogger(__name__)
 
 
@@ -35,45 +37,18 @@ class NotSimulatable(RuntimeError):
     """The variant contains a quantized op we cannot simulate in float (message names it)."""
 
 
-_QUANT_NAMESPACES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized", "torch.nn.quantized")
-
-
-def _is_quant_module(m: nn.Module) -> bool:
-    return type(m).__module__.startswith(_QUANT_NAMESPACES)
-
-
-def _has_quant_graph_ops(model: nn.Module) -> bool:
-    if isinstance(model, torch.fx.GraphModule):
-        return any("quantize" in str(n.target) for n in model.graph.nodes if n.op == "call_function")
-    return any(_has_quant_graph_ops(c) for c in model.children())
-
-
-_LOW = (torch.float16, torch.bfloat16)
-
-
-def low_precision_dtype(model: nn.Module) -> torch.dtype | None:
-    """fp16 / bf16 if any floating parameter or buffer of the model is stored in it."""
-    for p in list(model.parameters()) + list(model.buffers()):
-        if p.is_floating_point() and p.dtype in _LOW:
-            return p.dtype
-    return None
-
-
 def _input_dtype(model: nn.Module) -> torch.dtype | None:
     """fp16 / bf16 if the model's *first* floating tensor is (a bare ``model.half()``: cast the input)."""
     for p in list(model.parameters()) + list(model.buffers()):
         if p.is_floating_point():
-            return p.dtype if p.dtype in _LOW else None
+            return p.dtype if p.dtype in LOW_PRECISION else None
     return None
 
 
 def is_quantized_model(model: nn.Module) -> bool:
-    """True for int8 eager / dynamic / PT2E models and fp16/bf16 casts."""
-    if any(_is_quant_module(m) for m in model.modules()):
-        return True
-    if any(t.is_quantized for t in list(model.parameters()) + list(model.buffers())):
-        return True
-    return _has_quant_graph_ops(model) or low_precision_dtype(model) is not None
+    """True for int8 eager / dynamic / PT2E models and fp16/bf16 casts: a float gradient does not pass
+    through them unchanged."""
+    return quantization_kind(model) is not None
 
 
 def model_device(model: nn.Module, default: torch.device | str = "cpu") -> torch.device:
@@ -209,7 +184,7 @@ def _convert(m: nn.Module) -> nn.Module | None:
         return FakeQFunctional(float(m.scale), int(m.zero_point))
     elif isinstance(m, (nnq.ReLU6,)):
         return nn.ReLU6()
-    elif _is_quant_module(m):
+    elif is_int8_module(m):
         raise NotSimulatable(f"no float simulation for quantized module {type(m).__module__}.{type(m).__name__}")
     else:
         return None
@@ -232,18 +207,18 @@ def ste_simulation(model: nn.Module) -> nn.Module:
     Raises :class:`NotSimulatable` when the model holds ops we do not know how to simulate.
     """
     model = model.eval()
-    if _has_quant_graph_ops(model):
+    if has_qdq_graph(model):
         raise NotSimulatable("PT2E / FX graph quantization is not simulated (use transfer mode)")
     sim = copy.deepcopy(model)
     if low_precision_dtype(sim) is not None:
         sim = sim.float()
         for m in sim.modules():  # cast wrappers (compress.quantize.CastNet) keep their target dtype
-            if getattr(m, "dtype", None) in _LOW:
+            if getattr(m, "dtype", None) in LOW_PRECISION:
                 m.dtype = torch.float32
     if isinstance(sim, nn.Module) and _convert(sim) is not None:
         raise NotSimulatable(f"top-level quantized module {type(sim).__name__}")
     _swap(sim)
-    if any(_is_quant_module(m) for m in sim.modules()):
+    if any(is_int8_module(m) for m in sim.modules()):
         raise NotSimulatable("quantized modules remain after simulation")
     if any(t.is_quantized for t in list(sim.parameters()) + list(sim.buffers())):
         raise NotSimulatable("quantized tensors remain after simulation")

@@ -1,0 +1,106 @@
+"""The ``efficiency`` evaluator: the measurement core's profile of a variant, as tagged measurements.
+
+Every figure carries a tag. ``theoretical``: counted, not measured — FLOPs, MACs, effective FLOPs
+(dense × per-layer density), int8 op counts, nonzero parameters; a sparse or fake-quantized model is
+never faster or smaller because of these numbers alone. ``realised``: measured on this machine —
+bytes of a file really written (and decodable), stored parameters, wall-clock latency/throughput,
+peak resident memory. The protocol itself is in :mod:`compressbench.measure` (docs/efficiency.md).
+"""
+
+from __future__ import annotations
+
+import json
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..checkpoint import step_quantizes
+from ..interfaces import EvalContext, Measurement
+from ..measure.precision import quantization_kind
+from ..measure.profiling import ProfileSettings, profile
+from ..measure.targets import float_source_from_checkpoint
+from ..registry import evaluators
+
+
+class EfficiencyParams(ProfileSettings):
+    """Parameters of the ``efficiency`` evaluator: the measurement protocol's settings."""
+
+
+def to_measurements(rep: dict[str, Any]) -> list[Measurement]:
+    """Flatten a :func:`~compressbench.measure.profiling.profile` report into tagged measurements (the metric
+    naming contract). ``params_nonzero`` is ``theoretical`` here and in the compress job's own rows: the count
+    is exact, but the saving it implies needs a sparse format or sparse kernels."""
+    hw, st = rep["hardware"], rep["settings"]
+    dev = f"{st['device']}:{hw.get('gpu') or hw['cpu']}"
+    ms: list[Measurement] = []
+    p, b, f = rep["params"], rep["bytes"], rep["flops"]
+    ms += [Measurement("params", p["params"], tag="realised"),
+           Measurement("params_nonzero", p["params_nonzero"], tag="theoretical")]
+    ms.append(Measurement("bytes_dense", b["torch.save"], {"encoding": "torch.save"}, "realised", "B"))
+    best = min((k for k in b if k != "torch.save"), key=lambda k: b[k])
+    ms.append(Measurement("bytes_compressed", b[best], {"encoding": best}, "realised", "B"))
+    fc = {"counter": f["counter"]}
+    ms += [Measurement("flops", f["flops"], fc, "theoretical", "FLOP"),
+           Measurement("macs", f["macs"], fc, "theoretical", "MAC"),
+           Measurement("flops_effective", f["flops_effective"], fc, "theoretical", "FLOP")]
+    if f["int8_ops"]:
+        ms.append(Measurement("int8_ops", f["int8_ops"], {"counter": "shape-hooks"}, "theoretical", "OP"))
+    t = rep.get("torch")
+    if t:
+        rt = f"torch-{hw['torch']}" + ("-int8" if rep["quantized"] else "")
+        base = {"threads": st["threads"], "runtime": rt, "device": dev, "process": t["process"]}
+        ms += _timing_rows("", t, base, st)
+        if t.get("peak_mem_mb") is not None:
+            ms.append(Measurement("peak_mem_mb", t["peak_mem_mb"],
+                                  {**base, "batch": st["throughput_batch"], "scope": t["peak_mem_scope"]},
+                                  "realised", "MB"))
+    for dt, r in (rep.get("onnx") or {}).items():
+        if not isinstance(r, dict):
+            continue
+        base = {"threads": st["threads"], "runtime": f"onnxruntime-{hw['onnxruntime']}", "dtype": dt,
+                "device": f"cpu:{hw['cpu']}", "process": r.get("process", "fresh"), "source": r["source"]}
+        ms += _timing_rows("onnx_", r, base, st)
+        ms.append(Measurement("onnx_bytes", r["bytes"], {"dtype": dt}, "realised", "B"))
+    for m in ms:
+        m.value = float(m.value)
+    return ms
+
+
+def _timing_rows(prefix: str, r: dict[str, Any], base: dict[str, Any], st: dict[str, Any]) -> list[Measurement]:
+    """``<prefix>latency_b1_ms``, ``<prefix>latency_b1_iqr_ms`` and ``<prefix>throughput_img_s`` of one runtime."""
+    ms = [Measurement(f"{prefix}latency_b1_ms", r["latency"]["median_ms"], {**base, "batch": 1}, "realised", "ms"),
+          Measurement(f"{prefix}latency_b1_iqr_ms", r["latency"]["iqr_ms"], {**base, "batch": 1}, "realised", "ms")]
+    if "throughput" in r:
+        ms.append(Measurement(f"{prefix}throughput_img_s", r["throughput"]["img_s"],
+                              {**base, "batch": st["throughput_batch"]}, "realised", "img/s"))
+    return ms
+
+
+@evaluators.register("efficiency", params=EfficiencyParams, version=1,
+                     description="params, bytes (dense / sparse-encoded / zstd), FLOPs & MACs (dense, effective, "
+                                 "int8), latency b1 + throughput + peak memory in a fresh process, ONNX Runtime "
+                                 "fp32/int8 latency; each figure tagged realised or theoretical")
+def efficiency(model: nn.Module, ctx: EvalContext, params: EfficiencyParams) -> list[Measurement]:
+    input_shape = (1, ctx.meta.channels, *ctx.meta.size)
+    ck = ctx.extra.get("checkpoint")
+    target = {"kind": "checkpoint", "path": str(ck)} if ck else None
+    int8 = quantization_kind(model) == "int8"
+    float_model = calib = None
+    if params.onnx and ((int8 and params.onnx_int8 != "never") or params.onnx_int8 == "always"):
+        if int8:
+            # torch.ao int8 modules do not export to ONNX: ORT int8 is onnxruntime's own static
+            # quantization of the float model. Pure quantization: the trained parent. After an
+            # architecture-changing step (pipeline): that architecture, random weights (speed only).
+            if target and not all(step_quantizes(s) for s in ctx.variant.steps):
+                float_model = float_source_from_checkpoint(target)
+            else:
+                float_model = ctx.load_parent()
+        calib = [x.numpy() for x, _, _ in islice(ctx.data.train.batches(32), params.calib_batches)]
+    rep = profile(model, input_shape, params, target=target, float_model=float_model, calib=calib,
+                  workdir=ctx.workdir)
+    Path(ctx.workdir).mkdir(parents=True, exist_ok=True)
+    (Path(ctx.workdir) / "efficiency.json").write_text(json.dumps(rep, indent=1, default=str))
+    return to_measurements(rep)
+

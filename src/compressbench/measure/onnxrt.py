@@ -1,0 +1,102 @@
+"""ONNX: export (``torch.onnx``), onnxruntime's own static int8 quantization, and ONNX Runtime timing.
+
+Module-level imports are numpy and the standard library only: the fresh-process worker times an
+``.onnx`` file with :func:`time_onnx` in an interpreter that never imports torch (only
+:func:`export_onnx` does, when called).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .protocol import latency_and_throughput, peak_mem_mb, reset_peak_rss, rss_kb, summarize
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...], opset: int = 17) -> Path:
+    """Export with a dynamic batch axis (TorchScript-based exporter: it handles every model of the
+    zoo, masked pruning included, and needs no onnxscript rewrite). Never moves the caller's model."""
+    import copy
+    import warnings
+
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if any(t.device.type != "cpu" for t in list(model.parameters()) + list(model.buffers())):
+        model = copy.deepcopy(model).cpu()
+    model = model.eval()
+    x = torch.rand(*input_shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+                          dynamo=False)
+    return path
+
+
+def quantize_onnx_static(fp32_path: str | Path, out_path: str | Path, calib: list[np.ndarray],
+                         per_channel: bool = True) -> Path:
+    """onnxruntime's own static int8 quantization (QDQ format, int8 weights per channel, uint8
+    activations), calibrated (MinMax) on ``calib`` batches."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter([{"input": b.astype(np.float32)} for b in calib])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.it, None)
+
+    pre = Path(out_path).with_suffix(".pre.onnx")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))  # onnxruntime.quantization logs every bias copy at INFO on root
+    try:
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(out_path), _Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+        pre.unlink(missing_ok=True)
+    return Path(out_path)
+
+
+def time_onnx(path: str | Path, input_shape: tuple[int, ...], threads: int, throughput_batch: int, warmup: int,
+              repeats: int, throughput_repeats: int) -> dict[str, Any]:
+    """ONNX Runtime (CPU EP, ``intra_op_num_threads=threads``, sequential, all graph optimisations)
+    latency and throughput, timed per call with ``time.perf_counter``; peak memory of the session."""
+    import onnxruntime as ort
+
+    base = rss_kb()
+    reset_peak_rss()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+
+    def time_batch(batch: int, w: int, r: int) -> dict[str, Any]:
+        x = np.random.default_rng(0).random((batch, *input_shape[1:]), dtype=np.float32)
+        for _ in range(w):
+            sess.run(None, {name: x})
+        samples = []
+        for _ in range(r):
+            t = time.perf_counter()
+            sess.run(None, {name: x})
+            samples.append(time.perf_counter() - t)
+        return summarize(samples)
+
+    res = latency_and_throughput(time_batch, input_shape[0], throughput_batch, warmup, repeats, throughput_repeats)
+    res.update(peak_mem_mb=peak_mem_mb(base), peak_mem_scope="session+activations", ort_version=ort.__version__)
+    return res

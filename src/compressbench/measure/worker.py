@@ -1,0 +1,137 @@
+"""Fresh-process measurement worker, run as a *file*: ``python worker.py job.json out.json --parent PID``.
+
+Run by :func:`compressbench.measure.fresh.run_worker` so that a new interpreter starts with nothing but
+what the job needs. Mode ``torch`` loads the model (a checkpoint through ``checkpoint.load_model`` or a
+factory) and times it; mode ``onnx`` imports only numpy + onnxruntime and times an ``.onnx`` file. The
+resident set is read before the model is loaded, so peak memory counts model + activations + workspace.
+
+Module-level imports are the standard library only: the same file also runs as the scratch folder's
+*janitor* (``python -I worker.py --janitor DIR``), which waits until its parent closes the pipe on its
+stdin — or dies — and then removes ``DIR``.
+
+A worker dies with its parent: on Linux through ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; everywhere
+through a watchdog thread that exits when the parent's end of the stdin pipe closes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+PR_SET_PDEATHSIG = 1
+
+
+def wait_for_eof() -> None:
+    """Block until stdin reaches EOF: the parent closed its end of the pipe, or died. Raw ``os.read``, not
+    ``sys.stdin``: a daemon thread blocked in a buffered read aborts the interpreter at shutdown."""
+    try:
+        while os.read(0, 4096):
+            pass
+    except OSError:
+        pass
+
+
+def die_with_parent(parent: int) -> None:
+    """Exit when the parent process dies (see the module docstring)."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover — no libc prctl: the watchdog still works
+            pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(70)
+
+    def watch() -> None:
+        wait_for_eof()
+        os._exit(70)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def janitor(folder: str) -> int:
+    """Remove ``folder`` once stdin reaches EOF (parent done or dead); Ctrl-C does not stop it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    wait_for_eof()
+    shutil.rmtree(folder, ignore_errors=True)
+    return 0
+
+
+def _time_torch_target(job: dict[str, Any]) -> dict[str, Any]:
+    import importlib
+
+    import torch
+
+    torch.set_num_threads(int(job["threads"]))
+    torch.set_num_interop_threads(1)
+    if job.get("quantized_engine") in torch.backends.quantized.supported_engines:
+        torch.backends.quantized.engine = job["quantized_engine"]
+    # import what building / loading needs (model zoo, torchvision, rebuilders, Timer) and initialise the
+    # kernel libraries on a throw-away op first, so that peak - base = model + activations (+ workspace)
+    import torch.utils.benchmark  # noqa: F401
+
+    from compressbench.checkpoint import load_model
+    from compressbench.measure.protocol import rss_kb
+    from compressbench.measure.targets import build_factory
+    from compressbench.measure.timing import measure_torch_model
+
+    for mod in ("compressbench.models", "compressbench.compress"):
+        try:
+            importlib.import_module(mod)
+        except Exception:  # noqa: BLE001 — only a warm-up; load_model reports real errors
+            pass
+    with torch.inference_mode():
+        torch.nn.functional.conv2d(torch.rand(1, 3, 8, 8), torch.rand(4, 3, 3, 3)).sum()
+        (torch.rand(4, 8) @ torch.rand(8, 4)).sum()
+    base = rss_kb()
+    t = job["target"]
+    if t["kind"] == "checkpoint":
+        model, _ = load_model(t["path"])
+    elif t["kind"] == "factory":
+        model = build_factory(t)
+    else:
+        raise ValueError(f"unknown target kind '{t['kind']}'")
+    res = measure_torch_model(model, tuple(job["input_shape"]), int(job["threads"]), int(job["throughput_batch"]),
+                              int(job["warmup"]), int(job["repeats"]), int(job["throughput_repeats"]),
+                              job.get("device", "cpu"), rss_base_kb=base)
+    res["torch_threads"] = torch.get_num_threads()
+    return res
+
+
+def main(job_path: str, out_path: str) -> int:
+    """Run one job file, write its JSON result."""
+    job = json.loads(Path(job_path).read_text())
+    if job["mode"] == "onnx":
+        from compressbench.measure.onnxrt import time_onnx
+
+        res = time_onnx(job["path"], tuple(job["input_shape"]), int(job["threads"]), int(job["throughput_batch"]),
+                        int(job["warmup"]), int(job["repeats"]), int(job["throughput_repeats"]))
+        res["torch_imported"] = "torch" in sys.modules
+    elif job["mode"] == "torch":
+        res = _time_torch_target(job)
+    else:
+        raise ValueError(f"unknown worker mode '{job['mode']}'")
+    Path(out_path).write_text(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--janitor":
+        sys.exit(janitor(sys.argv[2]))
+    # run as a file, sys.path[0] is this folder: put the package root there instead (no sibling module can
+    # shadow a standard one, and the worker imports the same compressbench as the parent that started it)
+    _root = str(Path(__file__).resolve().parents[2])
+    if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+        sys.path[0] = _root
+    else:
+        sys.path.insert(0, _root)
+    if len(sys.argv) > 4 and sys.argv[3] == "--parent":
+        die_with_parent(int(sys.argv[4]))
+    sys.exit(main(sys.argv[1], sys.argv[2]))
