@@ -10,21 +10,19 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from compressbench.report import ReportOptions, add_report_arguments, build_report, report_command
+from compressbench.report import (
+    ReportOptions,
+    add_report_arguments,
+    all_tables,
+    build_report,
+    report_command,
+    summary_table,
+)
 from compressbench.report.data import load_experiment, to_float
 from compressbench.report.plots import pareto_front
 from compressbench.report.stats import mean_ci
-from compressbench.report.synthetic import (
-    CLEAN,
-    CORRUPTIONS,
-    EXPERIMENT,
-    SEED_OFFSETS,
-    SEVERITIES,
-    corruption_top1,
-    make_store,
-)
-from compressbench.report.tables import all_tables, summary_table
 from compressbench.store import ResultStore
+from synthetic_store import CLEAN, CORRUPTIONS, EXPERIMENT, SEED_OFFSETS, SEVERITIES, corruption_top1, make_store
 
 T95_2 = float(stats.t.ppf(0.975, 2))  # 4.3027
 CI3 = T95_2 * 0.01 / math.sqrt(3)  # offsets -0.01, 0, 0.01: s = 0.01
