@@ -93,7 +93,11 @@ def _print_summary(store_path: Path, experiment: str) -> None:
         from rich.table import Table
     except ImportError:  # pragma: no cover
         return
-    headers, rows, notes = console_summary(load_experiment(ResultStore(store_path), experiment))
+    try:
+        data = load_experiment(ResultStore(store_path), experiment)
+    except ValueError:  # no rows at all
+        return
+    headers, rows, notes = console_summary(data)
     t = Table(title=f"{experiment} (mean over seeds)")
     for i, c in enumerate(headers):
         if i == 0:
