@@ -120,7 +120,7 @@ class MethodSpec(ComponentSpec):
 # --------------------------------------------------------------------------- evaluators
 
 Aggregate = Literal["mean", "min", "max", "sum"]
-# cell formats (the report's and the console's renderings: ``report.tables.FORMATS``)
+# cell formats (the report's and the console's renderings: ``report.tables.CELL_FORMATS``)
 Format = Literal["pct", "f1", "f2", "f3", "int", "bytes", "ms", "g"]
 ANY = "*"  # a ``where`` value: the condition has this key, with any value
 

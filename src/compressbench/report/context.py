@@ -17,7 +17,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from ..specs import ANY, EvaluatorSpec, MetricSpec
-from .data import ExperimentData, empty_series, per_seed, select_rows
+from .data import ExperimentData, empty_series, per_seed, reduce_rows, select_rows
 from .declared import Decl, declarations, hook, specs_for
 from .tables import Column, ReportOptions, Table, aggregate, seeds_note
 
@@ -108,7 +108,7 @@ class SummaryColumns:
                 return Derived(empty_series())
             return r if isinstance(r, Derived) else Derived(r)
         rows, cond = select_rows(self.ctx.data, d.evaluator, spec)
-        values, _ = per_seed(self.ctx.data, d.evaluator, spec) if len(rows) else (empty_series(), "")
+        values = reduce_rows(rows, spec)
         notes = []
         if spec.protocol and cond and len(values) and not spec.fallback:
             notes.append((spec.note or "{name}: {condition}.").format(

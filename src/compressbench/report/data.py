@@ -182,9 +182,14 @@ def per_seed(data: ExperimentData, evaluator: str, spec: MetricSpec) -> tuple[pd
     """One value per (variant, seed) for a declaration: its rows reduced with ``spec.aggregate``.
     Returns the Series (MultiIndex variant, seed) and the protocol condition used."""
     sub, cond = select_rows(data, evaluator, spec)
+    return reduce_rows(sub, spec), cond
+
+
+def reduce_rows(sub: pd.DataFrame, spec: MetricSpec) -> pd.Series:
+    """Selected rows -> one value per (variant, seed) with ``spec.aggregate``."""
     if sub.empty:
-        return empty_series(), cond
-    return sub.groupby(["variant", "seed"])["value"].agg(spec.aggregate), cond
+        return empty_series()
+    return sub.groupby(["variant", "seed"])["value"].agg(spec.aggregate)
 
 
 def empty_series() -> pd.Series:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..specs import MetricSpec
 from .context import ReportContext
-from .data import ExperimentData, select_rows
+from .data import ExperimentData, reduce_rows, select_rows
 from .declared import evaluator_order, hook
 from .summary import summary_table
 from .tables import Column, ReportOptions, Table
@@ -58,7 +58,7 @@ def generic_tables(ctx: ReportContext) -> list[Table]:
             rows, _ = select_rows(ctx.data, ctx.evaluator, replace(m, protocol=()))
             for cond, g in rows.groupby(rows["condition"].fillna(""), sort=True):
                 key = m.name if cond == "" else f"{m.name}[{cond}]"
-                per[key] = g.groupby(["variant", "seed"])["value"].agg(m.aggregate)
+                per[key] = reduce_rows(g, m)
                 columns.append(Column.of(key, m.title if cond == "" else f"{m.title} ({cond})", m.fmt))
         if columns:
             frame = pd.DataFrame(per)

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .context import ReportContext  # noqa: E402
-from .data import BASELINE, ExperimentData, select_rows  # noqa: E402
+from .data import BASELINE, ExperimentData, reduce_rows, select_rows  # noqa: E402
 from .declared import Decl, declarations, evaluator_order, hook  # noqa: E402
 from .stats import mean_ci  # noqa: E402
 from .tables import ReportOptions  # noqa: E402
@@ -118,10 +118,9 @@ class Plotter:
         if rows.empty:
             return []
         if d.spec.panels is None:
-            return [(d.spec.title, rows.groupby(["variant", "seed"])["value"].agg(d.spec.aggregate))]
+            return [(d.spec.title, reduce_rows(rows, d.spec))]
         by = self.data.cond(d.spec.panels)[rows.index].astype(str)
-        return [(str(p), g.groupby(["variant", "seed"])["value"].agg(d.spec.aggregate))
-                for p, g in rows.groupby(by, sort=True)]
+        return [(str(p), reduce_rows(g, d.spec)) for p, g in rows.groupby(by, sort=True)]
 
     def vs_budget(self) -> None:
         """Each declared figure: its metrics (panels) vs the achieved budget, a line per method, the

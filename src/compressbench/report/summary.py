@@ -10,7 +10,7 @@ import pandas as pd
 from .context import ReportContext, rescale
 from .data import ExperimentData
 from .declared import declarations
-from .tables import FORMATS, Column, ReportOptions, Table, aggregate, seeds_note
+from .tables import CELL_FORMATS, Column, ReportOptions, Table, aggregate, seeds_note
 
 
 def summary_table(data: ExperimentData, opts: ReportOptions | None = None, ctx: ReportContext | None = None) -> Table:
@@ -47,7 +47,7 @@ def console_summary(data: ExperimentData) -> tuple[list[str], list[list[str]], l
     for d in decls:
         means = ctx.summary.evaluate(d).values.groupby(level=0).mean()
         means, _ = rescale(means, d.spec, "")
-        fmt = FORMATS[d.spec.fmt].console
+        fmt = CELL_FORMATS[d.spec.fmt].console
         for row, v in zip(cells, order, strict=True):
             x = means.get(v, math.nan)
             row.append(fmt(x) if x == x else d.spec.console.missing)  # type: ignore[union-attr]

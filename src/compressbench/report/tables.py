@@ -40,8 +40,8 @@ class Column:
 
     @classmethod
     def of(cls, key: str, label: str, fmt: str = "g") -> Column:
-        """A column rendered with a declared format name (see :data:`FORMATS`)."""
-        return cls(key, label, FORMATS[fmt].cell)
+        """A column rendered with a declared format name (see :data:`CELL_FORMATS`)."""
+        return cls(key, label, CELL_FORMATS[fmt].cell)
 
 
 def _pct(v: float) -> str:
@@ -64,7 +64,7 @@ def _same(f: Callable[[float], str]) -> CellFormat:
     return CellFormat(f, f)
 
 
-FORMATS: dict[str, CellFormat] = {
+CELL_FORMATS: dict[str, CellFormat] = {
     "pct": CellFormat(_pct, lambda v: f"{v:.2%}"),  # fractions shown in %
     "f1": _same(lambda v: f"{v:.1f}"),
     "f2": _same(lambda v: f"{v:.2f}"),
