@@ -156,7 +156,7 @@ class MetricSpec:
 
     *Where it shows*: ``summary``: a column of the summary table, keyed ``key`` (default ``name``; the
     CSV's column) at position ``order``; ``fallback``: fills its key's column only when the main
-    declaration of that key has no rows; ``scale``: ``((below, divisor, label), ...)``, the first step
+    declaration of that key has no numbers; ``scale``: ``((below, divisor, label), ...)``, the first step
     whose ``below`` exceeds the column's largest value divides it and names it (MFLOPs vs GFLOPs);
     ``note``: a note under the summary table when the column shows a protocol or a fallback
     (``{name}``, ``{label}``, ``{condition}``, ``{evaluator}``, ``{primary}``). ``table``: the detail
