@@ -10,21 +10,19 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from compressbench.report import ReportOptions, add_report_arguments, build_report, report_command
+from compressbench.report import (
+    ReportOptions,
+    add_report_arguments,
+    all_tables,
+    build_report,
+    report_command,
+    summary_table,
+)
 from compressbench.report.data import load_experiment, to_float
 from compressbench.report.plots import pareto_front
 from compressbench.report.stats import mean_ci
-from compressbench.report.synthetic import (
-    CLEAN,
-    CORRUPTIONS,
-    EXPERIMENT,
-    SEED_OFFSETS,
-    SEVERITIES,
-    corruption_top1,
-    make_store,
-)
-from compressbench.report.tables import all_tables, summary_table
 from compressbench.store import ResultStore
+from synthetic_store import CLEAN, CORRUPTIONS, EXPERIMENT, SEED_OFFSETS, SEVERITIES, corruption_top1, make_store
 
 T95_2 = float(stats.t.ppf(0.975, 2))  # 4.3027
 CI3 = T95_2 * 0.01 / math.sqrt(3)  # offsets -0.01, 0, 0.01: s = 0.01
@@ -247,3 +245,57 @@ def test_transfer_only_variant_gets_transfer_robustness(tmp_path):
     build_report(tmp_path / "t.db", tmp_path / "out", formats=("md",))
     md = (tmp_path / "out" / "q" / "summary.md").read_text()
     assert "quantize.static: transfer attacks from the float parent" in md
+
+
+def _console_store(path):
+    s = ResultStore(path)
+    rows = []
+    for v, m, top1, nz, ck, fl in (("baseline", "baseline", 0.9, 1000, 5000, 2.5e6), ("q8", "quantize.static", 0.8,
+                                                                                     990, 1500, 0.0)):
+        base = {"experiment": "c", "variant": v, "method": m, "seed": 0, "job_key": f"{v}/k"}
+        rows += [{**base, "evaluator": "clean", "metric": "top1", "value": top1},
+                 {**base, "evaluator": "corruptions", "metric": "mean_top1", "value": top1 - 0.2,
+                  "condition": {"suite": "cifar10-c"}},
+                 {**base, "evaluator": "corruptions", "metric": "mean_top1", "value": 0.0,  # a per-severity mean
+                  "condition": {"suite": "cifar10-c", "severity": 1}},
+                 {**base, "evaluator": "compress", "metric": "params_nonzero", "value": nz, "tag": "realised"},
+                 {**base, "evaluator": "compress", "metric": "checkpoint_bytes", "value": ck, "tag": "realised"},
+                 {**base, "evaluator": "compress", "metric": "flops", "value": fl, "tag": "theoretical"}]
+    s.add_rows(rows)
+    return s
+
+
+def test_console_summary_from_declarations(tmp_path, capsys):
+    from compressbench.cli import _print_summary
+    from compressbench.report import console_summary
+
+    store = _console_store(tmp_path / "c.db")
+    headers, rows, notes = console_summary(load_experiment(store, "c"))
+    assert headers == ["variant", "clean top-1", "corruption top-1", "params (nonzero)", "checkpoint bytes", "MFLOPs"]
+    assert rows == [["baseline", "90.00%", "70.00%", "1,000", "5,000", "2.50"],
+                    ["q8", "80.00%", "60.00%", "990", "1,500", "– (int8)"]]  # 0 FLOPs: int8 kernels not counted
+    assert notes and notes[0].startswith("MFLOPs: dense FLOPs")
+    _print_summary(tmp_path / "c.db", "c")
+    out = capsys.readouterr().out
+    assert "c (mean over seeds)" in out and "– (int8)" in out and "MFLOPs: dense FLOPs" in out
+
+
+def test_declared_hooks_resolve_and_report_names_nothing():
+    """Every declared hook imports; no evaluator or metric name appears as a literal in report/ (the
+    report reads declarations; budget kinds are another vocabulary)."""
+    from pathlib import Path
+
+    import compressbench.report as rep
+    from compressbench.report.declared import hook, known_specs
+    from compressbench.specs import SHARED_BUDGETS
+
+    specs = known_specs()
+    names = set(specs)
+    for spec in specs.values():
+        for h in (spec.report, spec.figures, *(m.derive for m in spec.metrics)):
+            assert h is None or callable(hook(h))
+        names |= {m.name for m in spec.metrics} | {m.column for m in spec.metrics}
+    names -= {"knob", *SHARED_BUDGETS}
+    src = "\n".join(p.read_text() for p in Path(rep.__file__).parent.glob("*.py"))
+    found = sorted(n for n in names if f'"{n}"' in src or f"'{n}'" in src)
+    assert not found, found

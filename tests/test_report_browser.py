@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from compressbench.report import build_report
-from compressbench.report.synthetic import CLEAN, make_store
+from synthetic_store import CLEAN, make_store
 
 pytestmark = pytest.mark.browser
 

@@ -83,50 +83,32 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(store_path: Path, experiment: str) -> None:
+    """The run's table: a column per metric declared with ``console=`` (``specs.MetricSpec``)."""
+    from .report.data import load_experiment
+    from .report.summary import console_summary
     from .store import ResultStore
 
-    rows = ResultStore(store_path).rows(experiment)
-    by_variant: dict[str, dict[str, list[float]]] = {}
-    order: list[str] = []
-    for r in rows:
-        if r["error"] or r["value"] is None:
-            continue
-        v = r["variant"]
-        if v not in by_variant:
-            by_variant[v] = {}
-            order.append(v)
-        key = None
-        if r["evaluator"] == "clean" and r["metric"] == "top1":
-            key = "top1"
-        elif r["evaluator"] == "compress" and r["metric"] in ("params_nonzero", "checkpoint_bytes", "flops"):
-            key = r["metric"]
-        elif r["evaluator"] == "corruptions" and r["metric"] == "mean_top1":
-            key = "corr"
-        if key:
-            by_variant[v].setdefault(key, []).append(r["value"])
     try:
         from rich.console import Console
         from rich.table import Table
     except ImportError:  # pragma: no cover
         return
+    try:
+        data = load_experiment(ResultStore(store_path), experiment)
+    except ValueError:  # no rows at all
+        return
+    headers, rows, notes = console_summary(data)
     t = Table(title=f"{experiment} (mean over seeds)")
-    for c in ("variant", "clean top-1", "corruption top-1", "params (nonzero)", "checkpoint bytes", "MFLOPs"):
-        if c == "variant":
+    for i, c in enumerate(headers):
+        if i == 0:
             t.add_column(c, justify="left", no_wrap=True, overflow="fold", min_width=12)
         else:
             t.add_column(c, justify="right")
-
-    def mean(v: str, k: str, fmt: str) -> str:
-        xs = by_variant[v].get(k)
-        return format(sum(xs) / len(xs), fmt) if xs else "–"
-
-    for v in order:
-        fl = [f for f in by_variant[v].get("flops", []) if f == f and f > 0]  # int8 kernels are not counted
-        t.add_row(v, mean(v, "top1", ".2%"), mean(v, "corr", ".2%"), mean(v, "params_nonzero", ",.0f"),
-                  mean(v, "checkpoint_bytes", ",.0f"), f"{sum(fl) / len(fl) / 1e6:.2f}" if fl else "– (int8)")
+    for row in rows:
+        t.add_row(*row)
     Console(stderr=False, width=max(100, Console().width)).print(t)
-    print("MFLOPs: dense FLOPs (2×MAC) of one image; the efficiency evaluator and `compressbench report` "
-          "give realised latency/throughput and effective FLOPs.")
+    for note in notes:
+        print(note)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -133,20 +133,51 @@ class MethodSpec(ComponentSpec):
 # --------------------------------------------------------------------------- evaluators
 
 Aggregate = Literal["mean", "min", "max", "sum"]
-Format = Literal["pct", "f3", "int", "bytes", "ms", "g"]
+# cell formats (the report's and the console's renderings: ``report.tables.CELL_FORMATS``)
+Format = Literal["pct", "f1", "f2", "f3", "int", "bytes", "ms", "g"]
+ANY = "*"  # a ``where`` value: the condition has this key, with any value
+
+
+@dataclass(frozen=True)
+class Console:
+    """A column of the table ``compressbench run`` prints: ``title``; ``missing``: an empty cell's text
+    (why it is empty); ``note``: a line printed under the table."""
+
+    title: str
+    missing: str = "–"
+    note: str = ""
 
 
 @dataclass(frozen=True)
 class MetricSpec:
     """One metric an evaluator declares (lm-evaluation-harness' ``Metric`` idea). The report reads these
-    declarations, never metric names.
+    declarations, never metric names (docs/report.md, "Declaring metrics")::
 
-    ``aggregate``: how the rows of one (variant, seed) reduce to one number when several conditions
-    match ``where`` (e.g. the mean over corruptions); ``where``: condition items a row must have to
-    count (``{"suite": "cifar10-c"}``), a key mapped to ``None`` must be *absent* from the condition
-    (the overall mean, not the per-severity ones); ``summary``: a column of the report's summary table;
-    ``table``: the detail table it appears in (``""``: its evaluator's own table, ``None``: none);
-    ``figure``: ``"vs_budget"`` plots it against the achieved budget per family."""
+        MetricSpec("top1", label="Clean acc. %", fmt="pct", higher_is_better=True, where={}, exact=True,
+                   summary=True, key="clean_top1", order=10, table=None, figure="acc_vs_budget_{kind}")
+
+    *Which rows* make one number per (variant, seed): rows of the metric ``name`` whose condition matches
+    ``where`` (``{key: value}``; ``None``: the key is absent; ``ANY``: present with any value) — with
+    ``exact``, the condition has no other key (``where={}, exact=True``: unconditioned rows only);
+    ``tag``: only rows with this tag (a tuple: these tags, preferred in order; None: prefer realised,
+    then untagged, theoretical, simulated); ``positive``: values ≤ 0 are not measurements (a counter
+    blind to int8 kernels reports 0); ``protocol``: condition keys of one measurement protocol — the
+    protocol covering most variants is kept and named in a note; the remaining rows reduce with
+    ``aggregate``. ``derive``: instead of reading rows, ``fn(ctx) -> Series | report.Derived`` (or a
+    ``"pkg.mod:fn"`` string, imported by the report only) computes the number, e.g. from other
+    summary columns (``ctx.column(key)``) or relative to the baseline.
+
+    *Where it shows*: ``summary``: a column of the summary table, keyed ``key`` (default ``name``; the
+    CSV's column) at position ``order``; ``fallback``: fills its key's column only when the main
+    declaration of that key has no numbers; ``scale``: ``((below, divisor, label), ...)``, the first step
+    whose ``below`` exceeds the column's largest value divides it and names it (MFLOPs vs GFLOPs);
+    ``note``: a note under the summary table when the column shows a protocol or a fallback
+    (``{name}``, ``{label}``, ``{condition}``, ``{evaluator}``, ``{primary}``). ``table``: the detail
+    table (``""``: its evaluator's generic table, ``None``: none — e.g. an evaluator's own ``report``
+    draws it). ``figure``: a figure (file stem, ``{kind}`` = budget kind) plotting it against the
+    achieved budget, a line per method, panels per declaration or, with ``panels``, per value of that
+    condition key. ``check``: a self-check (1 = passed), counted and failures listed. ``console``: a
+    column of the table ``compressbench run`` prints."""
 
     name: str
     label: str = ""
@@ -155,15 +186,41 @@ class MetricSpec:
     fmt: Format = "g"
     aggregate: Aggregate = "mean"
     where: Mapping[str, Any] = field(default_factory=dict)
+    exact: bool = False
+    tag: str | tuple[str, ...] | None = None
+    positive: bool = False
+    protocol: tuple[str, ...] = ()
+    derive: Callable[..., Any] | str | None = None
     summary: bool = False
+    key: str = ""
+    order: float = 100.0
+    fallback: bool = False
+    scale: tuple[tuple[float, float, str], ...] = ()
+    note: str = ""
     table: str | None = ""
     figure: str | None = None
-    tag: str | None = None  # only rows with this tag (None: prefer realised, then untagged, theoretical ...)
+    panels: str | None = None
+    check: bool = False
+    console: Console | None = None
     description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.fmt not in Format.__args__:  # type: ignore[attr-defined]
+            raise TypeError(f"metric '{self.name}': fmt must be one of {Format.__args__}, got {self.fmt!r}")  # type: ignore[attr-defined]
+        if self.aggregate not in Aggregate.__args__:  # type: ignore[attr-defined]
+            raise TypeError(f"metric '{self.name}': aggregate must be one of {Aggregate.__args__}, "  # type: ignore[attr-defined]
+                            f"got {self.aggregate!r}")
+        if self.fallback and not self.summary:
+            raise TypeError(f"metric '{self.name}': fallback=True needs summary=True")
 
     @property
     def title(self) -> str:
         return self.label or self.name
+
+    @property
+    def column(self) -> str:
+        """The key of its summary / detail column."""
+        return self.key or self.name
 
 
 @dataclass(frozen=True)
@@ -171,14 +228,23 @@ class EvaluatorSpec(ComponentSpec):
     """An evaluator ``fn(model, ctx, params) -> list[Measurement]``.
 
     ``metrics``: what it measures (see :class:`MetricSpec`); ``key_versions(params)``: versions of the
-    components it uses (e.g. each corruption's), part of its jobs' cache keys; ``report``: optional
-    ``fn(data, options) -> list[Table]`` / ``figures``: ``fn(plotter) -> list[Figure]`` for detail
-    tables and figures beyond the generic ones drawn from ``metrics``."""
+    components it uses (e.g. each corruption's), part of its jobs' cache keys; ``report``:
+    ``fn(ctx) -> list[Table]`` and ``figures``: ``fn(ctx, plot) -> None`` draw detail tables and figures
+    beyond the generic ones (callables, or ``"pkg.mod:fn"`` strings imported by the report only, so
+    registering an evaluator never imports pandas or matplotlib); ``captions``: ``{file name: caption}``
+    of the images it writes, shown under them in the HTML."""
 
     metrics: tuple[MetricSpec, ...] = ()
     key_versions: Callable[[Any], Any] | None = None
-    report: Callable[..., Any] | None = None
-    figures: Callable[..., Any] | None = None
+    report: Callable[..., Any] | str | None = None
+    figures: Callable[..., Any] | str | None = None
+    captions: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        bad = [m for m in self.metrics if not isinstance(m, MetricSpec)]
+        if bad:
+            raise TypeError(f"metrics must be MetricSpec instances, got {bad[:3]}")
 
     def metric(self, name: str) -> MetricSpec | None:
         return next((m for m in self.metrics if m.name == name), None)
@@ -267,5 +333,5 @@ SPEC_TYPES: dict[str, type[ComponentSpec]] = {
     "dataset": DatasetSpec, "model": ModelSpec,
 }
 
-__all__ = ["ComponentSpec", "Knob", "MethodSpec", "MetricSpec", "EvaluatorSpec", "CorruptionSpec", "AttackSpec",
-           "DatasetSpec", "ModelSpec", "RebuildSpec", "SPEC_TYPES", "SHARED_BUDGETS", "BudgetKind"]
+__all__ = ["ComponentSpec", "Knob", "MethodSpec", "MetricSpec", "Console", "ANY", "EvaluatorSpec", "CorruptionSpec",
+           "AttackSpec", "DatasetSpec", "ModelSpec", "RebuildSpec", "SPEC_TYPES", "SHARED_BUDGETS", "BudgetKind"]

@@ -23,6 +23,7 @@ from torch import nn
 from ..data.base import ImageSet
 from ..interfaces import EvalContext, Measurement, Params
 from ..registry import evaluators
+from ..specs import MetricSpec
 from ..train import predict
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,16 @@ def _key_versions(p: CalibrationParams) -> dict[str, int]:
 
 
 @evaluators.register("calibration", params=CalibrationParams, version=1, key_versions=_key_versions,
-                     description="15-bin ECE, NLL and Brier score, clean and under selected corruptions")
+                     description="15-bin ECE, NLL and Brier score, clean and under selected corruptions",
+                     metrics=(
+                         MetricSpec("ece", label="ECE", fmt="f3", higher_is_better=False, where={}, exact=True,
+                                    summary=True, order=40, table=None,
+                                    description="15-bin expected calibration error, clean"),
+                         MetricSpec("nll", label="NLL", fmt="f3", higher_is_better=False, table=None),
+                         MetricSpec("brier", label="Brier", fmt="f3", higher_is_better=False, table=None),
+                     ),
+                     report="compressbench.evaluate.analysis_report:tables",
+                     figures="compressbench.evaluate.analysis_report:figures")
 def calibration(model: nn.Module, ctx: EvalContext, params: CalibrationParams) -> list[Measurement]:
     images = ctx.eval_set(params.subset if params.subset is not None else -1)
     logits = predict(model, images, params.batch_size, ctx.device, desc="calibration" if ctx.progress else None)
@@ -196,7 +206,20 @@ def save_thumbnail_grid(path: Path, images: torch.Tensor, titles: list[str], nco
 
 
 @evaluators.register("agreement", params=AgreementParams, version=1,
-                     description="disagreement with the parent's top-1 predictions; most-disagreed images")
+                     description="disagreement with the parent's top-1 predictions; most-disagreed images",
+                     metrics=(
+                         MetricSpec("disagreement", label="Disagree %", fmt="pct", higher_is_better=False,
+                                    summary=True, order=50, table=None,
+                                    description="share of images whose top-1 differs from the parent's"),
+                         MetricSpec("agreement_top1", label="Agree %", fmt="pct", higher_is_better=True, table=None),
+                         MetricSpec("churn_correct_to_wrong", label="Correct → wrong %", fmt="pct",
+                                    higher_is_better=False, table=None),
+                         MetricSpec("churn_wrong_to_correct", label="Wrong → correct %", fmt="pct", table=None),
+                         MetricSpec("prob_shift_mean", label="Prob. shift", fmt="f3", higher_is_better=False,
+                                    table=None, description="mean total-variation distance of the softmax outputs"),
+                     ),
+                     captions={"disagreed.png": "images the variant disagrees on most with its parent "
+                                                "(P: parent, V: variant)"})
 def agreement(model: nn.Module, ctx: EvalContext, params: AgreementParams) -> list[Measurement]:
     images = ctx.eval_set(params.subset if params.subset is not None else -1)
     desc = "agreement" if ctx.progress else None

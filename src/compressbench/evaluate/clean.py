@@ -8,6 +8,7 @@ from torch import nn
 
 from ..interfaces import EvalContext, Measurement, Params
 from ..registry import evaluators
+from ..specs import ANY, Console, MetricSpec
 from ..train import predict
 
 
@@ -31,7 +32,18 @@ def nll(logits: torch.Tensor, targets: torch.Tensor) -> float:
 
 
 @evaluators.register("clean", params=CleanParams, version=1,
-                     description="top-1/top-5 accuracy, per-class accuracy and NLL on the evaluation subset")
+                     description="top-1/top-5 accuracy, per-class accuracy and NLL on the evaluation subset",
+                     metrics=(
+                         MetricSpec("top1", label="Clean acc. %", fmt="pct", higher_is_better=True, where={},
+                                    exact=True, summary=True, key="clean_top1", order=10, table=None,
+                                    figure="acc_vs_budget_{kind}", console=Console("clean top-1"),
+                                    description="top-1 accuracy on the clean evaluation subset"),
+                         MetricSpec("top5", label="Top-5 %", fmt="pct", higher_is_better=True, table=None),
+                         MetricSpec("nll", label="NLL", fmt="f3", higher_is_better=False, table=None),
+                         MetricSpec("n_images", label="Images", fmt="int", table=None),
+                         MetricSpec("class_top1", label="Class acc. %", fmt="pct", higher_is_better=True,
+                                    where={"class": ANY}, table=None, description="top-1 per true class"),
+                     ))
 def clean(model: nn.Module, ctx: EvalContext, params: CleanParams) -> list[Measurement]:
     images = ctx.eval_set(params.subset if params.subset is not None else -1)
     logits = predict(model, images, params.batch_size, ctx.device, desc="clean" if ctx.progress else None)

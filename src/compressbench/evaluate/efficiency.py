@@ -22,6 +22,7 @@ from ..measure.precision import quantization_kind
 from ..measure.profiling import ProfileSettings, profile
 from ..measure.targets import float_source_from_checkpoint
 from ..registry import evaluators
+from ..specs import MetricSpec
 
 
 class EfficiencyParams(ProfileSettings):
@@ -81,7 +82,42 @@ def _timing_rows(prefix: str, r: dict[str, Any], base: dict[str, Any], st: dict[
 @evaluators.register("efficiency", params=EfficiencyParams, version=1,
                      description="params, bytes (dense / sparse-encoded / zstd), FLOPs & MACs (dense, effective, "
                                  "int8), latency b1 + throughput + peak memory in a fresh process, ONNX Runtime "
-                                 "fp32/int8 latency; each figure tagged realised or theoretical")
+                                 "fp32/int8 latency; each figure tagged realised or theoretical",
+                     metrics=(
+                         MetricSpec("params", label="Params", unit="params", fmt="int", table=None),
+                         MetricSpec("params_nonzero", label="Params (nonzero)", unit="params", fmt="int",
+                                    higher_is_better=False, summary=True, order=60, table=None),
+                         MetricSpec("bytes_dense", label="Dense KiB", unit="B", fmt="bytes", higher_is_better=False,
+                                    summary=True, order=61, table=None, description="torch.save of the dense model"),
+                         MetricSpec("bytes_compressed", label="Compressed KiB", unit="B", fmt="bytes",
+                                    higher_is_better=False, summary=True, order=62, table=None,
+                                    description="smallest encoding (sparse / zstd) of the saved model"),
+                         MetricSpec("compression_pct", label="Compression %", fmt="f1", higher_is_better=True,
+                                    summary=True, order=63, table=None,
+                                    derive="compressbench.evaluate.efficiency_report:compression_pct"),
+                         MetricSpec("flops", label="FLOPs", unit="FLOP", fmt="g", table=None),
+                         MetricSpec("macs", label="MACs", unit="MAC", fmt="g", table=None),
+                         MetricSpec("flops_effective", label="GFLOPs (eff.)", unit="FLOP", fmt="g",
+                                    higher_is_better=False, summary=True, key="gflops", order=64, table=None,
+                                    scale=((1e8, 1e6, "MFLOPs (eff.)"), (float("inf"), 1e9, "GFLOPs (eff.)"))),
+                         MetricSpec("int8_ops", label="int8 ops", unit="OP", fmt="g", table=None),
+                         *(MetricSpec(name, label=label, unit=unit, fmt=fmt, higher_is_better=hib, summary=summary,
+                                      order=order, tag=("realised", ""), protocol=("threads", "batch"),
+                                      aggregate=agg, note=note, table=None)
+                           for name, label, unit, fmt, hib, summary, order, agg, note in (
+                               ("latency_b1_ms", "Latency b1 ms", "ms", "ms", False, True, 70, "mean", ""),
+                               ("throughput_img_s", "Throughput img/s", "img/s", "int", True, True, 71, "mean", ""),
+                               ("onnx_latency_b1_ms", "ORT latency b1 ms", "ms", "ms", False, True, 72, "min",
+                                "{name}: {condition} (fastest ONNX dtype per variant)."),
+                               ("latency_b1_iqr_ms", "Latency b1 IQR ms", "ms", "ms", None, False, 100, "mean", ""),
+                               ("peak_mem_mb", "Peak memory MB", "MB", "f1", False, False, 100, "mean", ""),
+                               ("onnx_latency_b1_iqr_ms", "ORT latency b1 IQR ms", "ms", "ms", None, False, 100,
+                                "min", ""),
+                               ("onnx_throughput_img_s", "ORT throughput img/s", "img/s", "int", True, False, 100,
+                                "max", ""))),
+                         MetricSpec("onnx_bytes", label="ONNX KiB", unit="B", fmt="bytes", table=None),
+                     ),
+                     figures="compressbench.evaluate.efficiency_report:figures")
 def efficiency(model: nn.Module, ctx: EvalContext, params: EfficiencyParams) -> list[Measurement]:
     input_shape = (1, ctx.meta.channels, *ctx.meta.size)
     ck = ctx.extra.get("checkpoint")

@@ -6,8 +6,11 @@ runs and writes::
 
     out_dir/report.html                       every experiment, images embedded
     out_dir/<experiment>/summary.{csv,md,tex} one row per variant
-    out_dir/<experiment>/{corruptions,robustness,calibration}.{csv,md,tex}   when measured
+    out_dir/<experiment>/<table>.{csv,md,tex} every evaluator's detail tables, when measured
     out_dir/<experiment>/figures/*.{png,svg}
+
+What goes where is drawn from metric declarations (``specs.MetricSpec``, ``EvaluatorSpec.report`` /
+``figures``): nothing here knows an evaluator or a metric by name (docs/report.md).
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ import argparse
 import logging
 from pathlib import Path
 
+from .context import Derived, ReportContext
 from .data import ExperimentData, load_experiment, load_store
+from .detail import all_tables
 from .html import _slug, experiment_html, page
 from .plots import Figure, Plotter
 from .stats import Estimate, mean_ci
-from .tables import ReportOptions, Table, all_tables, summary_table
+from .summary import console_summary, summary_table
+from .tables import Column, ReportOptions, Table
 
-__all__ = ["build_report", "add_report_arguments", "report_command", "ReportOptions", "summary_table",
-           "all_tables", "load_experiment", "mean_ci", "Estimate", "ExperimentData", "Table", "Figure", "FORMATS"]
+__all__ = ["build_report", "add_report_arguments", "report_command", "ReportOptions", "ReportContext", "Derived",
+           "summary_table", "console_summary", "all_tables", "load_experiment", "mean_ci", "Estimate",
+           "ExperimentData", "Table", "Column", "Figure", "FORMATS"]
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +61,19 @@ def build_report(store_path: str | Path, out_dir: str | Path, experiment: str | 
     sections = []
     for name in names:
         data = load_experiment(store, name)
+        ctx = ReportContext.build(data, opts)
         exp_dir = out / _slug(name)
-        tables = all_tables(data, opts)
+        tables = all_tables(data, opts, ctx)
         for t in tables:
             t.write(exp_dir, fmts)
         fig_formats = fmts & {"png", "svg"}
         if "html" in fmts:
             fig_formats = fig_formats or {"png"}
-        figures = Plotter(data, exp_dir / "figures", fig_formats, opts).draw_all() if fig_formats else []
+        figures = Plotter(data, exp_dir / "figures", fig_formats, opts, ctx).draw_all() if fig_formats else []
         log.info("experiment %s: %d variants, %d seeds, %d tables, %d figures", name, len(data.variant_order),
                  len(data.seeds), len(tables), len(figures))
         if "html" in fmts:
-            sections.append(experiment_html(data, tables, figures, str(exp_dir.relative_to(out))))
+            sections.append(experiment_html(data, tables, figures, str(exp_dir.relative_to(out)), ctx.specs))
     if "html" not in fmts:
         return out
     title = f"compressbench report: {', '.join(names)}"

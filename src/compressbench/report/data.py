@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..specs import ANY, MetricSpec
 from ..store import ResultStore
 
 log = logging.getLogger(__name__)
@@ -52,11 +53,11 @@ class ExperimentData:
     def variant_order(self) -> list[str]:
         return list(self.variants["variant"])
 
-    def has(self, evaluator: str, metric: str | None = None) -> bool:
-        m = self.df["evaluator"] == evaluator
-        if metric is not None:
-            m &= self.df["metric"] == metric
-        return bool(m.any())
+    @property
+    def evaluators(self) -> list[str]:
+        """Evaluators with rows (successful or failed), in the order they first appear in the store."""
+        both = pd.concat([self.df, self.errors])
+        return list(dict.fromkeys(both.sort_values("id")["evaluator"])) if len(both) else []
 
     def cond(self, key: str) -> pd.Series:
         """The condition column ``key`` (all-None when no row has it)."""
@@ -76,18 +77,13 @@ def _expand_conditions(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _variant_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Variant, method and budget (target from any row; achieved from the ``compress`` rows, mean over seeds)."""
+    """Variant, method and budget: target from any row, achieved = the mean over seeds of the value the
+    runner stamped on the variant's rows (the compress job's achieved fraction, or its knob)."""
     recs = []
     for v, g in df.groupby("variant", sort=False):
-        comp = g[g["evaluator"] == "compress"]
-        src = comp if len(comp) else g
-        kind = src["budget_kind"].dropna()
-        target = src["budget_target"].dropna()
-        achieved = comp["budget_achieved"].dropna() if len(comp) else g["budget_achieved"].dropna()
-        if len(comp) and not len(achieved) and len(kind):
-            # fall back to the compress metric of the budget's kind (achieved_params, ...)
-            am = comp[comp["metric"] == f"achieved_{kind.iloc[0]}"]["value"].dropna()
-            achieved = am
+        kind = g["budget_kind"].dropna()
+        target = g["budget_target"].dropna()
+        achieved = g.dropna(subset=["budget_achieved"]).groupby("seed")["budget_achieved"].first()
         recs.append({"variant": v, "method": str(g["method"].iloc[0]),
                      "budget_kind": kind.iloc[0] if len(kind) else None,
                      "budget_target": float(target.iloc[0]) if len(target) else math.nan,
@@ -152,34 +148,63 @@ def pick_condition(sub: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return sub[sub["condition"] == best], str(best)
 
 
-def per_seed(data: ExperimentData, evaluator: str, metric: str, where: dict[str, Any] | None = None,
-             clean_only: bool = False, tags: tuple[str, ...] | None = None, one_condition: bool = True,
-             protocol: tuple[str, ...] | None = None, exact_keys: set[str] | None = None,
-             agg: str = "mean") -> tuple[pd.Series, str]:
-    """One value per (variant, seed): a Series with that MultiIndex, and the condition used.
-
-    ``where`` filters on condition keys; ``clean_only`` keeps rows without a condition;
-    ``exact_keys`` keeps rows whose condition has exactly these keys. With ``one_condition`` the
-    rows of one condition are kept (the one covering most variants); ``protocol`` restricts that
-    choice to these keys (e.g. threads, batch), so rows that differ only in other keys (runtime,
-    dtype, ...) all stay and are reduced with ``agg`` ("mean" / "min")."""
+def select_rows(data: ExperimentData, evaluator: str, spec: MetricSpec) -> tuple[pd.DataFrame, str]:
+    """The rows a declaration reads (see :class:`~compressbench.specs.MetricSpec`): metric ``spec.name`` of
+    ``evaluator`` matching ``where`` / ``exact`` / ``positive``, one tag per measurement, and — with a
+    ``protocol`` — the protocol covering most variants. Returns (rows, protocol condition or "")."""
     df = data.df
-    m = (df["evaluator"] == evaluator) & (df["metric"] == metric)
-    if clean_only:
-        m &= df["condition"].fillna("") == ""
-    if exact_keys is not None:
-        m &= df["condition_json"].map(lambda c: set(c or {}) == exact_keys)
-    for k, v in (where or {}).items():
-        m &= data.cond(k).astype(object).map(lambda x, v=v: x == v or str(x) == str(v))
-    sub = pick_tag(df[m], tags)
+    sub = df[(df["evaluator"] == evaluator) & (df["metric"] == spec.name)]
+    for k, v in spec.where.items():
+        col = data.cond(k)[sub.index]
+        if v is None:
+            keep = col.isna()
+        elif v == ANY:
+            keep = col.notna()
+        else:
+            keep = col.astype(object).map(lambda x, v=v: x == v or str(x) == str(v))
+        sub = sub[keep.astype(bool)]
+    if spec.exact:
+        keys = {k for k, v in spec.where.items() if v is not None}
+        sub = sub[sub["condition_json"].map(lambda c: set(c or {}) == keys).astype(bool)]
+    if spec.positive:
+        sub = sub[sub["value"] > 0]
+    tags = (spec.tag,) if isinstance(spec.tag, str) else spec.tag
+    sub = pick_tag(sub, tags)
     cond = ""
-    if one_condition and not sub.empty:
-        if protocol is not None:
-            sub = sub.assign(condition=sub["condition_json"].map(
-                lambda c: ",".join(f"{k}={(c or {}).get(k)}" for k in protocol if k in (c or {}))))
+    if spec.protocol and not sub.empty:
+        sub = sub.assign(condition=sub["condition_json"].map(
+            lambda c: ",".join(f"{k}={(c or {}).get(k)}" for k in spec.protocol if k in (c or {}))))
         sub, cond = pick_condition(sub)
-    s = sub.groupby(["variant", "seed"])["value"].agg(agg)
-    return s, cond
+    return sub, cond
+
+
+def per_seed(data: ExperimentData, evaluator: str, spec: MetricSpec) -> tuple[pd.Series, str]:
+    """One value per (variant, seed) for a declaration: its rows reduced with ``spec.aggregate``.
+    Returns the Series (MultiIndex variant, seed) and the protocol condition used."""
+    sub, cond = select_rows(data, evaluator, spec)
+    return reduce_rows(sub, spec), cond
+
+
+def reduce_rows(sub: pd.DataFrame, spec: MetricSpec) -> pd.Series:
+    """Selected rows -> one value per (variant, seed) with ``spec.aggregate``."""
+    if sub.empty:
+        return empty_series()
+    return sub.groupby(["variant", "seed"])["value"].agg(spec.aggregate)
+
+
+def empty_series() -> pd.Series:
+    """An empty per-(variant, seed) Series."""
+    return pd.Series(dtype=float, index=pd.MultiIndex.from_tuples([], names=["variant", "seed"]))
+
+
+def baseline_value(series: pd.Series, seed: int) -> float:
+    """The baseline's value in a per-(variant, seed) Series for ``seed`` (its mean over seeds if that seed
+    is missing; nan without a baseline)."""
+    if (BASELINE, seed) in series.index:
+        return float(series.loc[(BASELINE, seed)])
+    if BASELINE in series.index.get_level_values(0):
+        return float(series.loc[BASELINE].mean())
+    return math.nan
 
 
 def load_store(store_path: str | Path) -> ResultStore:

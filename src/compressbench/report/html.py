@@ -13,9 +13,12 @@ from typing import Any
 
 import yaml
 
+from ..specs import EvaluatorSpec
 from .data import ExperimentData
 from .plots import Figure
 from .tables import Table
+
+Specs = dict[str, EvaluatorSpec | None]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0 auto;max-width:1900px;padding:1em 2em;
@@ -106,8 +109,9 @@ def figure_html(f: Figure) -> str:
             f"<figcaption><b>{_e(f.title)}</b>{(' ' + _e(f.caption)) if f.caption else ''}</figcaption></figure>")
 
 
-def artifacts_html(data: ExperimentData) -> str:
-    """Images evaluators wrote (one per variant × evaluator × file name: the first seed's)."""
+def artifacts_html(data: ExperimentData, specs: Specs) -> str:
+    """Images evaluators wrote (one per variant × evaluator × file name: the first seed's), captioned as
+    their evaluator declares (``EvaluatorSpec.captions``)."""
     seen: set[tuple] = set()
     imgs = []
     for a in sorted(data.artifacts, key=lambda a: (a.get("seed") is None, a.get("seed") or 0, a.get("id") or 0)):
@@ -122,8 +126,10 @@ def artifacts_html(data: ExperimentData) -> str:
     out = []
     for a in imgs:
         title = f"{a.get('evaluator')}: {a.get('name')} — {a.get('variant')} (seed {a.get('seed')})"
-        if a.get("name") == "disagreed.png":
-            title += ": images the variant disagrees on most with its parent (P: parent, V: variant)"
+        spec = specs.get(str(a.get("evaluator")))
+        caption = spec.captions.get(str(a.get("name"))) if spec is not None else None
+        if caption:
+            title += f": {caption}"
         out.append(f'<figure class="artifact" data-name="{_e(a.get("name"))}">{_img_tag(Path(a["path"]), title)}'
                    f"<figcaption>{_e(title)}</figcaption></figure>")
     return "<h3>Images written by evaluators</h3>" + "".join(out)
@@ -161,14 +167,16 @@ def errors_html(data: ExperimentData) -> str:
             f'<th class="t">evaluator</th><th class="t">error</th></tr>{rows}</table>{note}</div>')
 
 
-def checks_html(data: ExperimentData) -> str:
-    """Evaluators' self-checks (metrics ``check_*``, 1 = passed): a count, and every failure listed."""
-    df = data.df[data.df["metric"].astype(str).str.startswith("check_")]
+def checks_html(data: ExperimentData, specs: Specs) -> str:
+    """Evaluators' self-checks (metrics declared ``check=True``, 1 = passed): a count, and every failure."""
+    checks = {(ev, m.name): m.title for ev, spec in specs.items() if spec is not None for m in spec.metrics
+              if m.check}
+    df = data.df[[(e, m) in checks for e, m in zip(data.df["evaluator"], data.df["metric"], strict=True)]]
     if df.empty:
         return ""
     failed = df[df["value"] < 1]
-    head = (f'<p class="note">Evaluator self-checks: {len(df) - len(failed)} of {len(df)} passed '
-            "(attack strength, monotonicity, STE fidelity, ...).</p>")
+    what = ", ".join(dict.fromkeys(checks[e, m] for e, m in zip(df["evaluator"], df["metric"], strict=True)))
+    head = f'<p class="note">Evaluator self-checks: {len(df) - len(failed)} of {len(df)} passed ({_e(what)}).</p>'
     if failed.empty:
         return head
     rows = "".join(f'<tr><td class="t">{_e(r.variant)}</td><td>{_e(r.seed)}</td><td class="t">{_e(r.evaluator)}'
@@ -179,7 +187,8 @@ def checks_html(data: ExperimentData) -> str:
             f'<th class="t">check</th><th class="t">condition</th></tr>{rows}</table></div>')
 
 
-def experiment_html(data: ExperimentData, tables: list[Table], figures: list[Figure], files_dir: str) -> str:
+def experiment_html(data: ExperimentData, tables: list[Table], figures: list[Figure], files_dir: str,
+                    specs: Specs) -> str:
     s = _slug(data.name)
     nav = " ".join(f'<a href="#{s}-{t.name}">{_e(t.name)}</a>' for t in tables)
     parts = [f'<section class="experiment" id="{s}"><h2>Experiment: {_e(data.name)}</h2>',
@@ -190,10 +199,10 @@ def experiment_html(data: ExperimentData, tables: list[Table], figures: list[Fig
         parts.append('<p class="warn">1 seed: no confidence interval.</p>')
     parts += [table_html(t, s) for t in tables]
     parts.append(errors_html(data))
-    parts.append(checks_html(data))
+    parts.append(checks_html(data, specs))
     parts.append(f'<h3 id="{s}-figures">Figures</h3>')
     parts += [figure_html(f) for f in figures] or ['<p class="note">No figure: not enough data.</p>']
-    parts.append(artifacts_html(data))
+    parts.append(artifacts_html(data, specs))
     parts.append(f'<h3 id="{s}-provenance">Config and provenance</h3>{provenance_html(data)}</section>')
     return "\n".join(p for p in parts if p)
 

@@ -1,11 +1,15 @@
 """The report's figures (matplotlib, Agg backend; PNG and/or SVG). Each plot is drawn only when its
-data exists. With several seeds every point is a mean with a 95 % Student-t error bar."""
+data exists. With several seeds every point is a mean with a 95 % Student-t error bar.
+
+Generic figures come from declarations (``MetricSpec.figure``: the metric against the achieved budget,
+a line per method); evaluators draw their own through ``EvaluatorSpec.figures`` hooks
+``fn(ctx, plot)``, with the helpers here (:meth:`Plotter.save`, :func:`agg`, :func:`yerr`)."""
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib
@@ -15,9 +19,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .data import BASELINE, ExperimentData, per_seed  # noqa: E402
+from .context import ReportContext  # noqa: E402
+from .data import BASELINE, ExperimentData, reduce_rows, select_rows  # noqa: E402
+from .declared import Decl, declarations, evaluator_order, hook  # noqa: E402
 from .stats import mean_ci  # noqa: E402
-from .tables import ReportOptions, _eps_str, corruption_cells, robust_cells, timing  # noqa: E402
+from .tables import ReportOptions  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +36,13 @@ class Figure:
     caption: str = ""
 
 
-def _yerr(mean: pd.Series, ci: pd.Series, lo: float = 0.0, hi: float = 100.0) -> np.ndarray:
+def yerr(mean, ci, lo: float = 0.0, hi: float = 100.0) -> np.ndarray:
     """Asymmetric error bars clipped to the metric's valid range (a CI of 2 seeds can exceed 0–100 %)."""
     m, c = np.asarray(mean, float), np.nan_to_num(np.asarray(ci, float))
     return np.vstack([np.minimum(c, np.maximum(m - lo, 0)), np.minimum(c, np.maximum(hi - m, 0))])
 
 
-def _agg(s: pd.Series, by: list[str], conf: float = 0.95) -> pd.DataFrame:
+def agg(s: pd.Series | pd.DataFrame, by: list[str], conf: float = 0.95) -> pd.DataFrame:
     """Per-seed values (index/columns include ``by`` + seed) -> mean, ci (0 for one seed), n."""
     df = s.reset_index() if isinstance(s, pd.Series) else s
     val = "value" if "value" in df else df.columns[-1]
@@ -50,10 +56,13 @@ def _agg(s: pd.Series, by: list[str], conf: float = 0.95) -> pd.DataFrame:
 
 
 class Plotter:
-    """Draws every figure for one experiment into ``out_dir``."""
+    """Draws every figure for one experiment into ``out_dir``: the declared vs-budget figures, then each
+    evaluator's ``figures`` hook (evaluators in summary order)."""
 
-    def __init__(self, data: ExperimentData, out_dir: Path, formats: set[str], opts: ReportOptions = ReportOptions()):
-        self.data, self.out_dir, self.opts = data, out_dir, opts
+    def __init__(self, data: ExperimentData, out_dir: Path, formats: set[str], opts: ReportOptions | None = None,
+                 ctx: ReportContext | None = None):
+        self.ctx = ctx or ReportContext.build(data, opts)
+        self.data, self.out_dir, self.opts = data, out_dir, self.ctx.options
         self.formats = [f for f in ("png", "svg") if f in formats] or ["png"]
         self.figures: list[Figure] = []
         cmap = plt.get_cmap("tab10" if len(data.variant_order) <= 10 else "tab20")
@@ -65,8 +74,9 @@ class Plotter:
         self.budget = mv[["budget_kind", "budget_target", "budget_achieved"]]
         self.single_seed = len(data.seeds) <= 1
 
-    # ------------------------------------------------------------ helpers
-    def _save(self, fig: plt.Figure, name: str, title: str, caption: str = "", error_bars: bool = True) -> None:
+    # ------------------------------------------------------------ helpers for figure hooks
+    def save(self, fig: plt.Figure, name: str, title: str, caption: str = "", error_bars: bool = True) -> None:
+        """Write ``fig`` in every format, close it and list it in the report."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         files = {}
         for fmt in self.formats:
@@ -79,239 +89,87 @@ class Plotter:
                 "Error bars: 95 % CI over seeds (clipped to the valid range)."
         self.figures.append(Figure(name, title, files, caption))
 
-    def _short(self, v: str) -> str:
+    def short(self, v: str) -> str:
         return v if len(v) <= 32 else v[:30] + "…"
 
     def draw_all(self) -> list[Figure]:
-        for f in (self.acc_vs_budget, self.bars_corruptions, self.acc_vs_severity, self.retention_heatmap,
-                  self.pareto, self.robust_vs_eps, self.calibration_bars):
-            try:
-                f()
-            except Exception:  # a plot must never take the report down
-                log.exception("plot %s failed; skipped", f.__name__)
+        present = list(dict.fromkeys(self.data.df["evaluator"]))
+        self._safe("vs_budget", self.vs_budget)
+        for ev in evaluator_order(self.ctx.specs, present):
+            spec = self.ctx.specs.get(ev)
+            if spec is not None and spec.figures is not None:
+                self._safe(f"figures of {ev}", lambda spec=spec, ev=ev: hook(spec.figures)(self.ctx.at(ev), self))
         return self.figures
 
-    # ------------------------------------------------------------ figures
+    def _safe(self, what: str, fn) -> None:
+        try:
+            fn()
+        except Exception:  # a plot must never take the report down
+            log.exception("plot %s failed; skipped", what)
+
+    # ------------------------------------------------------------ the declared vs-budget figures
     def _x_of(self, v: str) -> float:
         b = self.budget.loc[v]
         return b["budget_achieved"] if not math.isnan(b["budget_achieved"]) else b["budget_target"]
 
-    def acc_vs_budget(self) -> None:
-        """Clean accuracy (and per-corruption accuracy) vs budget, one line per method."""
-        clean, _ = per_seed(self.data, "clean", "top1", clean_only=True)
-        cells = corruption_cells(self.data)
+    def _panels(self, d: Decl) -> list[tuple[str, pd.Series]]:
+        """(title, per-seed values) panels of one declaration: one, or one per value of ``panels``."""
+        rows, _ = select_rows(self.data, d.evaluator, replace(d.spec, protocol=()))
+        if rows.empty:
+            return []
+        if d.spec.panels is None:
+            return [(d.spec.title, reduce_rows(rows, d.spec))]
+        by = self.data.cond(d.spec.panels)[rows.index].astype(str)
+        return [(str(p), reduce_rows(g, d.spec)) for p, g in rows.groupby(by, sort=True)]
+
+    def vs_budget(self) -> None:
+        """Each declared figure: its metrics (panels) vs the achieved budget, a line per method, the
+        baseline dashed; one figure per budget kind with at least two variants."""
+        groups: dict[str, list[Decl]] = {}
+        for d in sorted((d for d in declarations(self.ctx.specs) if d.spec.figure), key=lambda d: d.spec.order):
+            groups.setdefault(d.spec.figure, []).append(d)  # type: ignore[arg-type]
         var = self.data.variants
         kinds = sorted(k for k in var.loc[var["method"] != BASELINE, "budget_kind"].dropna().unique())
         for kind in kinds:
             vs = list(var.loc[(var["budget_kind"] == kind) & (var["method"] != BASELINE), "variant"])
             if len(vs) < 2:  # a single point says nothing about a trend; the tables have it
                 continue
-            panels: list[tuple[str, pd.Series]] = []
-            if len(clean):
-                panels.append(("clean", clean))
-            per_c = {}
-            if not cells.empty:
-                for c, g in cells.groupby("corruption"):
-                    per_c[c] = g.groupby(["variant", "seed"])["value"].mean()
-            for suffix, pans in (("", panels), ("_corruptions", list(per_c.items()))):
-                pans = [(t, s) for t, s in pans if set(vs) & set(s.index.get_level_values(0))]
-                if not pans:
+            for name, decls in groups.items():
+                pans = [(t, s, d.spec) for d in decls for t, s in self._panels(d)]
+                pans = [p for p in pans if set(vs) & set(p[1].index.get_level_values(0))]
+                if pans:
+                    self._vs_budget_figure(name.format(kind=kind), kind, vs, pans)
+
+    def _vs_budget_figure(self, name: str, kind: str, vs: list[str], pans: list) -> None:
+        ncol = min(4, len(pans))
+        nrow = math.ceil(len(pans) / ncol)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
+        for ax, (title, s, spec) in zip(axes.flat, pans, strict=False):
+            k = 100 if spec.fmt == "pct" else 1
+            a = agg(s, ["variant"])
+            a = a[a["variant"].isin(vs + [BASELINE])]
+            for m in dict.fromkeys(self.method_of[v] for v in vs):
+                am = a[a["variant"].map(self.method_of) == m].copy()
+                if am.empty:
                     continue
-                ncol = min(4, len(pans))
-                nrow = math.ceil(len(pans) / ncol)
-                fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
-                for ax, (title, s) in zip(axes.flat, pans, strict=False):
-                    a = _agg(s, ["variant"])
-                    a = a[a["variant"].isin(vs + [BASELINE])]
-                    for m in dict.fromkeys(self.method_of[v] for v in vs):
-                        am = a[a["variant"].map(self.method_of) == m].copy()
-                        if am.empty:
-                            continue
-                        am["x"] = am["variant"].map(self._x_of)
-                        am = am.sort_values("x")
-                        ax.errorbar(am["x"], 100 * am["mean"], yerr=_yerr(100 * am["mean"], 100 * am["ci"]),
-                                    marker="o", capsize=3, label=m, color=self.mcolors[m])
-                    b = a[a["variant"] == BASELINE]
-                    if len(b):
-                        ax.axhline(100 * b["mean"].iloc[0], ls="--", color="gray", lw=1, label="baseline")
-                    ax.set_title(title)
-                    ax.set_xlabel(f"budget ({kind}{'' if kind == 'knob' else ', fraction of parent'})")
-                    ax.set_ylabel("top-1 accuracy %")
-                    ax.grid(alpha=0.3)
-                for ax in list(axes.flat)[len(pans):]:
-                    ax.axis("off")
-                axes.flat[0].legend(fontsize=7)
-                fig.tight_layout()
-                what = "clean" if not suffix else "per corruption (mean over severities)"
-                self._save(fig, f"acc_vs_budget_{kind}{suffix}", f"Accuracy vs {kind} budget, {what}",
-                           "x: achieved budget where recorded, else the target.")
-
-    def bars_corruptions(self) -> None:
-        """Grouped bars: variants × (clean, each corruption averaged over severities)."""
-        cells = corruption_cells(self.data)
-        if cells.empty:
-            return
-        clean, _ = per_seed(self.data, "clean", "top1", clean_only=True)
-        per = cells.groupby(["variant", "seed", "corruption"])["value"].mean().reset_index()
-        if len(clean):
-            c = clean.reset_index()
-            c["corruption"] = "clean"
-            per = pd.concat([c[["variant", "seed", "corruption", "value"]], per])
-        a = _agg(per.set_index(["variant", "seed", "corruption"])["value"], ["variant", "corruption"])
-        groups = list(dict.fromkeys(a["corruption"]))
-        vs = [v for v in self.data.variant_order if v in set(a["variant"])]
-        w = 0.8 / max(len(vs), 1)
-        fig, ax = plt.subplots(figsize=(max(6, 0.35 * len(groups) * len(vs) + 2), 4))
-        x = np.arange(len(groups))
-        for i, v in enumerate(vs):
-            av = a[a["variant"] == v].set_index("corruption").reindex(groups)
-            ax.bar(x + (i - (len(vs) - 1) / 2) * w, 100 * av["mean"], w, yerr=_yerr(100 * av["mean"], 100 * av["ci"]),
-                   capsize=2,
-                   label=self._short(v), color=self.colors[v])
-        ax.set_xticks(x, groups, rotation=30, ha="right")
-        ax.set_ylabel("top-1 accuracy %")
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-        fig.tight_layout()
-        self._save(fig, "bars_corruptions", "Accuracy per corruption and variant (mean over severities)")
-
-    def acc_vs_severity(self) -> None:
-        cells = corruption_cells(self.data)
-        if cells.empty:
-            return
-        clean, _ = per_seed(self.data, "clean", "top1", clean_only=True)
-        per = cells.groupby(["variant", "seed", "severity"])["value"].mean().reset_index()
-        if len(clean):
-            c = clean.reset_index()
-            c["severity"] = 0.0
-            per = pd.concat([c[["variant", "seed", "severity", "value"]], per])
-        a = _agg(per.set_index(["variant", "seed", "severity"])["value"], ["variant", "severity"])
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for v in self.data.variant_order:
-            av = a[a["variant"] == v].sort_values("severity")
-            if av.empty:
-                continue
-            ax.errorbar(av["severity"], 100 * av["mean"], yerr=_yerr(100 * av["mean"], 100 * av["ci"]), marker="o",
-                        capsize=3, label=self._short(v), color=self.colors[v], ls="--" if v == BASELINE else "-")
-        ax.set_xlabel("severity (0 = clean)")
-        ax.set_ylabel("top-1 accuracy %, mean over corruptions")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        self._save(fig, "acc_vs_severity", "Accuracy vs corruption severity")
-
-    def retention_heatmap(self) -> None:
-        cells = corruption_cells(self.data)
-        clean, _ = per_seed(self.data, "clean", "top1", clean_only=True)
-        if cells.empty or not len(clean):
-            return
-        per = cells.groupby(["variant", "seed", "corruption"])["value"].mean().reset_index()
-        per["clean"] = [clean.get((v, s), math.nan) for v, s in zip(per["variant"], per["seed"], strict=False)]
-        per["value"] = per["value"] / per["clean"]
-        a = _agg(per.set_index(["variant", "seed", "corruption"])["value"], ["variant", "corruption"])
-        mat = a.pivot(index="variant", columns="corruption", values="mean")
-        mat = mat.reindex([v for v in self.data.variant_order if v in mat.index])
-        fig, ax = plt.subplots(figsize=(1.1 * mat.shape[1] + 3, 0.45 * mat.shape[0] + 1.6))
-        im = ax.imshow(mat.values, cmap="viridis", aspect="auto", vmin=np.nanmin(mat.values),
-                       vmax=max(1.0, np.nanmax(mat.values)))
-        ax.set_xticks(range(mat.shape[1]), mat.columns, rotation=30, ha="right")
-        ax.set_yticks(range(mat.shape[0]), [self._short(v) for v in mat.index])
-        for i in range(mat.shape[0]):
-            for j in range(mat.shape[1]):
-                val = mat.values[i, j]
-                if not math.isnan(val):
-                    ax.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=7, color="w")
-        fig.colorbar(im, ax=ax, label="retention = corrupted / clean accuracy")
-        fig.tight_layout()
-        self._save(fig, "retention_heatmap", "Retention (corrupted / clean accuracy), variant × corruption",
-                   "Mean over seeds and severities." if not self.single_seed else "Mean over severities.",
-                   error_bars=False)
-
-    def pareto(self) -> None:
-        clean, _ = per_seed(self.data, "clean", "top1", clean_only=True)
-        if not len(clean):
-            return
-        acc = _agg(clean, ["variant"]).set_index("variant")
-        for metric, name, xlabel, scale in (("latency_b1_ms", "pareto_latency", "latency at batch 1, ms", 1.0),
-                                            ("bytes_compressed", "pareto_bytes", "compressed size, KiB", 1 / 1024)):
-            if metric.startswith("latency"):
-                s, cond = timing(self.data, metric)
-            else:
-                s, cond = per_seed(self.data, "efficiency", metric, one_condition=False)
-            if not len(s):
-                continue
-            x = _agg(s, ["variant"]).set_index("variant")
-            vs = [v for v in self.data.variant_order if v in x.index and v in acc.index]
-            if not vs:
-                continue
-            fig, ax = plt.subplots(figsize=(6, 4))
-            pts = []
-            for v in vs:
-                xv, yv = x.at[v, "mean"] * scale, 100 * acc.at[v, "mean"]
-                ax.errorbar(xv, yv, xerr=x.at[v, "ci"] * scale, yerr=_yerr([yv], [100 * acc.at[v, "ci"]]), fmt="o",
-                            color=self.colors[v], capsize=3, label=self._short(v))
-                pts.append((xv, yv))
-            front = pareto_front(pts)
-            ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
-            ax.set_xlabel(xlabel + (f" ({cond})" if cond else ""))
-            ax.set_ylabel("clean top-1 accuracy %")
+                am["x"] = am["variant"].map(self._x_of)
+                am = am.sort_values("x")
+                err = yerr(k * am["mean"], k * am["ci"]) if k == 100 else k * am["ci"]
+                ax.errorbar(am["x"], k * am["mean"], yerr=err, marker="o", capsize=3, label=m, color=self.mcolors[m])
+            b = a[a["variant"] == BASELINE]
+            if len(b):
+                ax.axhline(k * b["mean"].iloc[0], ls="--", color="gray", lw=1, label="baseline")
+            ax.set_title(title)
+            ax.set_xlabel(f"budget ({kind}{'' if kind == 'knob' else ', fraction of parent'})")
+            ax.set_ylabel(pans[0][2].title)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-            fig.tight_layout()
-            self._save(fig, name, f"Accuracy vs {'latency' if 'latency' in metric else 'size'}: Pareto front",
-                       "Upper left is better; the dashed line joins the non-dominated variants.")
-
-    def robust_vs_eps(self) -> None:
-        r = robust_cells(self.data)
-        r = r[r["mode"] != "transfer"]
-        if r.empty:
-            return
-        for norm, g in r.groupby("norm"):
-            worst = g.groupby(["variant", "seed", "eps"])["value"].min()
-            a = _agg(worst, ["variant", "eps"])
-            fig, ax = plt.subplots(figsize=(6, 4))
-            for v in self.data.variant_order:
-                av = a[a["variant"] == v].sort_values("eps")
-                if av.empty:
-                    continue
-                ax.errorbar(av["eps"] * (255 if norm == "linf" else 1), 100 * av["mean"],
-                            yerr=_yerr(100 * av["mean"], 100 * av["ci"]),
-                            marker="o", capsize=3, label=self._short(v), color=self.colors[v],
-                            ls="--" if v == BASELINE else "-")
-            ax.set_xlabel("ε × 255" if norm == "linf" else "ε (L2)")
-            ax.set_ylabel("robust top-1 accuracy %")
-            ax.set_title(f"{norm}: worst case over white-box attacks")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-            fig.tight_layout()
-            eps_main = _eps_str(self.opts.main_eps) if norm == self.opts.norm else ""
-            self._save(fig, f"robust_vs_eps_{norm}", f"Robust accuracy vs ε ({norm})",
-                       f"The summary table uses the largest ε ≤ {eps_main}." if eps_main else "")
-
-    def calibration_bars(self) -> None:
-        df = self.data.df
-        m = (df["evaluator"] == "calibration") & (df["metric"] == "ece")
-        if not m.any():
-            return
-        sub = df[m].copy()
-        sub["cond"] = np.where(sub["condition"].fillna("") == "", "clean", "corrupted (mean)")
-        per = sub.groupby(["variant", "seed", "cond"])["value"].mean()
-        a = _agg(per, ["variant", "cond"])
-        conds = list(dict.fromkeys(sorted(a["cond"], key=lambda c: c != "clean")))
-        vs = [v for v in self.data.variant_order if v in set(a["variant"])]
-        fig, ax = plt.subplots(figsize=(max(5, 0.5 * len(vs) * len(conds) + 2), 3.6))
-        w = 0.8 / len(conds)
-        x = np.arange(len(vs))
-        for i, c in enumerate(conds):
-            ac = a[a["cond"] == c].set_index("variant").reindex(vs)
-            ax.bar(x + (i - (len(conds) - 1) / 2) * w, ac["mean"], w, yerr=_yerr(ac["mean"], ac["ci"], 0, 1), capsize=2,
-                   label=c)
-        ax.set_xticks(x, [self._short(v) for v in vs], rotation=30, ha="right")
-        ax.set_ylabel("ECE (15 bins)")
-        ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7)
+        for ax in list(axes.flat)[len(pans):]:
+            ax.axis("off")
+        axes.flat[0].legend(fontsize=7)
         fig.tight_layout()
-        self._save(fig, "calibration_ece", "Expected calibration error, clean and under corruption")
+        spec = pans[0][2]
+        what = f"{spec.title}, per {spec.panels}" if spec.panels else ", ".join(dict.fromkeys(p[2].title for p in pans))
+        self.save(fig, name, f"{what} vs {kind} budget", "x: achieved budget where recorded, else the target.")
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -27,6 +27,7 @@ from torch import nn
 from ...interfaces import EvalContext, Measurement, Params
 from ...progress import progress_bar
 from ...registry import evaluators
+from ...specs import MetricSpec
 from .library import Attack, AttackConfig, build_attack, perturbation_norm
 from .quantsim import (
     NotSimulatable,
@@ -296,7 +297,28 @@ def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list
 
 @evaluators.register("adversarial", params=AdversarialParams, version=1,
                      description="robust accuracy under FGSM / PGD / DeepFool / C&W / DDN / AutoAttack "
-                                 "(white-box, transfer from the float parent, or white-box through fake-quant STE)")
+                                 "(white-box, transfer from the float parent, or white-box through fake-quant STE)",
+                     metrics=(
+                         MetricSpec("robust_top1", label="Robust acc. %", fmt="pct", higher_is_better=True,
+                                    summary=True, order=30, table=None,
+                                    derive="compressbench.evaluate.attacks.report:robust_summary",
+                                    description="worst case over white-box attacks at the report's main ε "
+                                                "(transfer where no white-box attack applies)"),
+                         MetricSpec("success_rate", label="Success rate", fmt="pct", higher_is_better=False,
+                                    table=None),
+                         MetricSpec("median_norm", label="Median norm", fmt="g", higher_is_better=True, table=None,
+                                    description="minimum-norm attacks: median perturbation norm"),
+                         MetricSpec("robust_top1_at_norm", label="Robust acc. % at norm", fmt="pct",
+                                    higher_is_better=True, table=None),
+                         MetricSpec("gradient_masking_suspect", label="Gradient masking suspected", fmt="int",
+                                    higher_is_better=False, table=None),
+                         MetricSpec("check_monotone_eps", label="monotone in ε", fmt="int", check=True, table=None),
+                         MetricSpec("check_stronger_not_weaker", label="stronger attack not weaker", fmt="int",
+                                    check=True, table=None),
+                         MetricSpec("check_ste_fidelity", label="STE fidelity", fmt="f3", check=True, table=None),
+                     ),
+                     report="compressbench.evaluate.attacks.report:tables",
+                     figures="compressbench.evaluate.attacks.report:figures")
 def adversarial(model: nn.Module, ctx: EvalContext, params: AdversarialParams) -> list[Measurement]:
     images = ctx.eval_set(params.subset if params.subset is not None else -1)
     atks = [build_attack(s, ctx.meta.num_classes) for s in params.attacks]

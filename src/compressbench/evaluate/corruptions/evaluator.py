@@ -21,6 +21,7 @@ from ...interfaces import EvalContext, Measurement, Params
 from ...progress import progress_bar
 from ...registry import corruptions as corruption_registry
 from ...registry import evaluators
+from ...specs import ANY, Console, MetricSpec
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,38 @@ def corruption_versions(names) -> dict[str, int]:
 @evaluators.register("corruptions", params=CorruptionsParams, version=1,
                      key_versions=lambda p: corruption_versions(n for _, ns in p.plan() for n in ns),
                      description="top-1 under CIFAR-10-C / extra / noise-study corruptions × severities "
-                                 "(deterministic, corrupted on the fly); mean_top1, mce_unnormalised")
+                                 "(deterministic, corrupted on the fly); mean_top1, mce_unnormalised",
+                     metrics=(
+                         MetricSpec("mean_top1", label="Corruption acc. %", fmt="pct", higher_is_better=True,
+                                    where={"suite": ANY}, exact=True, summary=True, key="corr_top1", order=20,
+                                    table=None, console=Console("corruption top-1"),
+                                    description="mean top-1 over the suite's corruptions × severities (several "
+                                                "suites: their mean)"),
+                         MetricSpec("top1", label="Corruption acc. %", fmt="pct", higher_is_better=True,
+                                    summary=True, key="corr_top1", fallback=True, order=20, table=None,
+                                    note="Corruption acc. %: mean over the stored cells (no mean_top1 rows).",
+                                    description="top-1 per corruption × severity (without mean_top1 rows: their "
+                                                "mean)"),
+                         MetricSpec("top1", label="top-1 accuracy %", fmt="pct", higher_is_better=True,
+                                    where={"corruption": ANY}, order=20, table=None, panels="corruption",
+                                    figure="acc_vs_budget_{kind}_corruptions"),
+                         MetricSpec("retention", label="Retention", fmt="f3", higher_is_better=True, summary=True,
+                                    order=21, derive="compressbench.evaluate.corruptions.report:retention",
+                                    description="mean corruption accuracy / clean accuracy"),
+                         MetricSpec("mce", label="CE vs base", fmt="f3", higher_is_better=False, summary=True,
+                                    order=22, derive="compressbench.evaluate.corruptions.report:mce",
+                                    description="mean corruption error relative to the baseline (ImageNet-C)"),
+                         MetricSpec("rel_mce", label="Rel. CE vs base", fmt="f3", higher_is_better=False,
+                                    summary=True, order=23, derive="compressbench.evaluate.corruptions.report:"
+                                                                   "relative_mce",
+                                    description="relative mCE vs the baseline (degradation from clean)"),
+                         MetricSpec("mce_unnormalised", label="1 − corruption acc.", fmt="f3",
+                                    higher_is_better=False, table=None),
+                         MetricSpec("clean_top1", label="Clean acc. % (same subset)", fmt="pct",
+                                    higher_is_better=True, table=None),
+                     ),
+                     report="compressbench.evaluate.corruptions.report:tables",
+                     figures="compressbench.evaluate.corruptions.report:figures")
 def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: CorruptionsParams) -> list[Measurement]:
     from . import corrupt, make_gallery
 

@@ -1,4 +1,4 @@
-"""A store filled with SYNTHETIC rows (made-up numbers) in the metric naming contract.
+"""A test fixture: a store filled with SYNTHETIC rows (made-up numbers) in the metric naming contract.
 
 Used by the report's tests and to render the sample screenshot in the docs. Values follow simple
 formulas so tests can check the tables: e.g. clean top-1 of a variant at seed index ``i`` is
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from ..store import ResultStore
+from compressbench.store import ResultStore
 
 EXPERIMENT = "synthetic-demo"
 SEED_OFFSETS = (-0.01, 0.0, 0.01)

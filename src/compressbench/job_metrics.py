@@ -1,0 +1,59 @@
+"""Declared metrics of the rows the runner's own jobs write (evaluators ``train`` and ``compress``), so
+the report and the printed run summary read them like any evaluator's (``specs.MetricSpec``).
+
+``compress`` rows: the size of every model the runner saves (the baseline's included) and, for a
+variant, the achieved fraction of the parent per budget kind and the method's knob. ``train`` rows:
+the baseline's training statistics.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .specs import Console, EvaluatorSpec, MetricSpec
+
+_NO_TABLE: dict[str, Any] = {"table": None}
+
+
+def compression_from_achieved(ctx: Any) -> Any:
+    """Compression % from the compressor's achieved byte fraction (when no efficiency rows exist)."""
+    return 100 * (1 - ctx.values("achieved_bytes"))
+
+
+COMPRESS_METRICS = (
+    MetricSpec("params", label="Params", unit="params", fmt="int", higher_is_better=False, **_NO_TABLE,
+               description="parameters of the saved model"),
+    MetricSpec("params_nonzero", label="Params (nonzero)", unit="params", fmt="int", higher_is_better=False,
+               summary=True, fallback=True, order=60, console=Console("params (nonzero)"), **_NO_TABLE,
+               description="nonzero parameters of the saved model"),
+    MetricSpec("checkpoint_bytes", label="Checkpoint bytes", unit="B", fmt="bytes", higher_is_better=False,
+               order=61, console=Console("checkpoint bytes"), **_NO_TABLE,
+               description="size of the saved checkpoint file"),
+    MetricSpec("flops", label="MFLOPs", unit="FLOP", fmt="f2", higher_is_better=False, positive=True,
+               summary=True, key="gflops", fallback=True, order=64, scale=((math.inf, 1e6, "MFLOPs"),),
+               console=Console("MFLOPs", missing="– (int8)",
+                               note="MFLOPs: dense FLOPs (2×MAC) of one image; the efficiency evaluator and "
+                                    "`compressbench report` give realised latency/throughput and effective FLOPs."),
+               **_NO_TABLE, description="dense FLOPs (2×MAC) of one image; 0 for int8 kernels the counter "
+                                        "cannot see (not a measurement)"),
+    *(MetricSpec(f"achieved_{k}", label=f"Achieved {k}", fmt="f3", **_NO_TABLE,
+                 description=f"{k} of the variant as a fraction of its parent's")
+      for k in ("params", "bytes", "flops")),
+    MetricSpec("compression_pct", label="Compression %", fmt="f1", higher_is_better=True, summary=True,
+               fallback=True, order=63, derive=compression_from_achieved,
+               note="Compression % from the compressor's achieved_bytes (no efficiency rows).", **_NO_TABLE,
+               description="1 − achieved byte fraction, in %"),
+    MetricSpec("knob", label="Knob", **_NO_TABLE, description="the method's knob that met the budget"),
+)
+
+TRAIN_METRICS = tuple(
+    MetricSpec(name, label=label, fmt=fmt, **_NO_TABLE)
+    for name, label, fmt in (("train_loss", "Train loss", "f3"), ("train_acc", "Train acc. %", "pct"),
+                             ("train_seconds", "Train seconds", "f1"), ("train_images_per_s", "Train img/s", "int"),
+                             ("train_steps", "Train steps", "int")))
+
+JOB_SPECS: dict[str, EvaluatorSpec] = {
+    "compress": EvaluatorSpec(metrics=COMPRESS_METRICS, description="size of every saved model; achieved budget"),
+    "train": EvaluatorSpec(metrics=TRAIN_METRICS, description="the baseline's training statistics"),
+}
