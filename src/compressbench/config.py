@@ -567,8 +567,9 @@ ConfigLoader.add_constructor(None, ConfigLoader.construct_undefined)
 
 def parse_yaml(text: str, source: str) -> Any:
     """Parse YAML text with :class:`ConfigLoader`; every failure is one :class:`ConfigError` line."""
-    loader = ConfigLoader(text)
+    loader = None
     try:
+        loader = ConfigLoader(text)  # the reader checks the characters here already
         return loader.get_single_data()
     except _LimitError as e:
         mark = e.problem_mark
@@ -586,7 +587,8 @@ def parse_yaml(text: str, source: str) -> Any:
     except RecursionError:  # a safety net: the depth limit fails first
         raise ConfigError(f"{source}: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 # ------------------------------------------------------------------ --set overrides
