@@ -326,12 +326,12 @@ def _check_name(reg, name: str, where: str) -> None:
 
 
 def validate_params(schema: type[BaseModel] | None, raw: Mapping[str, Any], where: str,
-                    kind: str = "parameter") -> Any:
+                    kind: str = "parameter", owner: str = "this") -> Any:
     """Validate a component's params dict against its schema (``None``: it takes none). Errors name the
     path under ``where`` and, for an unknown key at any depth, the keys allowed there."""
     if schema is None:
         if raw:
-            raise ConfigError(f"{where}: takes no {kind}s; got {_short(dict(raw))}")
+            raise ConfigError(f"{where}: {owner} takes no {kind}s; got {_short(dict(raw))}")
         return None
     try:
         params = schema.model_validate(raw)
@@ -343,8 +343,8 @@ def validate_params(schema: type[BaseModel] | None, raw: Mapping[str, Any], wher
     return params
 
 
-def _validate_params(spec: Any, raw: dict, where: str) -> Any:
-    return validate_params(spec.params, raw, where)
+def _validate_params(spec: Any, raw: dict, where: str, owner: str) -> Any:
+    return validate_params(spec.params, raw, where, owner=owner)
 
 
 def _check_dataset(exp: Experiment) -> None:
@@ -356,7 +356,8 @@ def _check_dataset(exp: Experiment) -> None:
                               f"dataset, or leave root out to use the default places)")
         if not root.is_dir():
             raise ConfigError(f"dataset.root: '{ds.root}' is not a folder")
-    validate_params(datasets.spec(ds.name).params, ds.options, "dataset.options", kind="option")
+    validate_params(datasets.spec(ds.name).params, ds.options, "dataset.options", kind="option",
+                    owner=f"dataset '{ds.name}'")
 
 
 def _check_model(exp: Experiment) -> None:
@@ -374,7 +375,7 @@ def resolve_variants(exp: Experiment) -> list[ResolvedVariant]:
         where = f"variants[{i}]"
         _check_name(methods, v.method, f"{where}.method")
         spec = methods.spec(v.method)
-        params = _validate_params(spec, v.params, f"{where}.params")
+        params = _validate_params(spec, v.params, f"{where}.params", f"method '{v.method}'")
         if v.budget is not None and v.budgets is not None:
             raise ConfigError(f"{where}: give either 'budget' or 'budgets', not both")
         budgets: list[Budget | None] = [None]
@@ -415,7 +416,8 @@ def resolve_evaluations(exp: Experiment, variant_names: list[str]) -> list[tuple
     for i, ev in enumerate(exp.evaluations):
         where = f"evaluations[{i}]"
         _check_name(evaluators, ev.evaluator, f"{where}.evaluator")
-        params = _validate_params(evaluators.spec(ev.evaluator), ev.params, f"{where}.params")
+        params = _validate_params(evaluators.spec(ev.evaluator), ev.params, f"{where}.params",
+                                  f"evaluator '{ev.evaluator}'")
         for j, vn in enumerate(ev.variants or []):
             if vn not in variant_names and vn != "baseline":
                 raise ConfigError(f"{where}.variants[{j}]: unknown variant '{vn}'{_dym(vn, variant_names)}; "
@@ -558,7 +560,8 @@ class ConfigLoader(yaml.SafeLoader):
         return node
 
     def construct_undefined(self, node: Any) -> Any:
-        raise _LimitError(None, None, f"the tag '{node.tag}' is not allowed: a config is plain data "
+        tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+        raise _LimitError(None, None, f"the tag '{tag}' is not allowed: a config is plain data "
                           f"(mappings, lists, strings, numbers, booleans)", node.start_mark)
 
 

@@ -51,7 +51,8 @@ def dataset_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     Raises ConfigError (one line, "did you mean" for unknown options)."""
     from ..config import validate_params  # config imports interfaces, which imports this package
 
-    params = validate_params(datasets.spec(name).params, options, "dataset.options", kind="option")
+    params = validate_params(datasets.spec(name).params, options, "dataset.options", kind="option",
+                             owner=f"dataset '{name}'")
     return params.model_dump() if params is not None else {}
 
 
