@@ -517,3 +517,12 @@ def test_download_false_reaches_the_loader_and_keeps_keys(tmp_path):
         assert seen == [False, True]
     finally:
         datasets.unregister("cb-test-probe")
+
+
+def test_list_params_shows_ranges_not_annotated_noise(capsys):
+    assert main(["list", "evaluators", "--params"]) == 0
+    out = capsys.readouterr().out
+    assert "subset: int >= 1 | None (default None)" in out and "FieldInfo" not in out
+    assert "severities: list[int >= 1, <= 5] (default [3])" in out and "PydanticUndefined" not in out
+    assert main(["list", "datasets", "--params"]) == 0
+    assert "test_fraction: float, > 0, < 1 (default 0.25)" in capsys.readouterr().out

@@ -151,23 +151,50 @@ def cmd_list(args: argparse.Namespace) -> int:
             schema = spec.params
             if schema is not None and args.verbose_params:
                 for fname, f in schema.model_fields.items():
-                    ann = _type_name(f.annotation)
-                    default = "required" if f.is_required() else f"default {f.default!r}"
-                    print(f"      {fname}: {ann} ({default})")
+                    print(f"      {_param_line(fname, f)}")
     return 0
 
 
-def _type_name(ann) -> str:
-    """A readable type: Literal['l1', 'l2'], float | None, FinetuneParams."""
-    import re
+_BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
 
-    if isinstance(ann, type) and not getattr(ann, "__args__", None):
-        return ann.__name__
-    s = str(ann).replace("typing.", "")
-    s = re.sub(r"<class '([\w.]+)'>", lambda m: m.group(1).rsplit(".", 1)[-1], s)
-    s = re.sub(r"\b[\w]+(?:\.[\w]+)+\.(\w+)", r"\1", s)  # drop module paths
-    m = re.fullmatch(r"Optional\[(.*)\]", s)
-    return f"{m.group(1)} | None" if m else s
+
+def _bounds(metadata: list) -> str:
+    """Range constraints of a field (``>= 1, <= 5``) from its pydantic / annotated-types metadata."""
+    out = [f"{sym} {getattr(m, attr)}" for m in metadata for attr, sym in _BOUNDS if hasattr(m, attr)]
+    return ", ".join(out)
+
+
+def _type_name(ann) -> str:
+    """A readable type: Literal['l1', 'l2'], float | None, list[int >= 1], FinetuneParams."""
+    import types
+
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Annotated:
+        inner, meta = _type_name(args[0]), [m for a in args[1:] for m in getattr(a, "metadata", [a])]
+        rng = _bounds(meta)
+        return f"{inner} {rng}" if rng else inner
+    if origin is typing.Union or isinstance(ann, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is typing.Literal:
+        return f"Literal[{', '.join(repr(a) for a in args)}]"
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin).replace("typing.", ""))
+        return f"{name}[{', '.join(_type_name(a) for a in args)}]"
+    if ann is type(None):
+        return "None"
+    return ann.__name__ if isinstance(ann, type) else str(ann).replace("typing.", "")
+
+
+def _param_line(fname: str, f) -> str:
+    """``name: type, range (default ...)`` of one schema field for ``list --params``."""
+    ann = _type_name(f.annotation)
+    rng = _bounds(f.metadata)
+    if f.is_required():
+        default = "required"
+    else:
+        value = repr(f.get_default(call_default_factory=True))
+        default = f"default {value if len(value) <= 80 else value[:77] + '...'}"
+    return f"{fname}: {ann}{', ' + rng if rng else ''} ({default})"
 
 
 def cmd_results(args: argparse.Namespace) -> int:
