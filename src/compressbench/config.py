@@ -26,7 +26,7 @@ from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from .errors import UserError
-from .fields import Epochs, Seed
+from .fields import MAX_BATCH_SIZE, Epochs, FinetuneEpochs, Seed
 from .interfaces import Budget
 from .registry import UnknownNameError, datasets, evaluators, methods, models
 
@@ -54,7 +54,7 @@ class _Strict(BaseModel):
 
 class DatasetConfig(_Strict):
     name: str
-    root: str | None = None  # folder to look in first
+    root: str | None = None  # the folder holding the data: the only place looked at (None: default places)
     eval_subset: int | None = Field(None, gt=0)  # fixed seeded test subset for costly evaluators
     train_subset: int | None = Field(None, gt=0)  # use only the first N (seeded) training images
     download: bool = True  # False: never download (a missing dataset is an error); not part of job keys
@@ -69,17 +69,17 @@ class ModelConfig(_Strict):
 
 class TrainConfig(_Strict):
     epochs: Epochs = 3
-    batch_size: int = Field(128, gt=0, le=65_536)
+    batch_size: int = Field(128, gt=0, le=MAX_BATCH_SIZE)
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = Field(0.05, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
     schedule: Literal["cosine", "onecycle", "step", "constant"] = "onecycle"
-    step_size: float = Field(1.0, gt=0, le=10_000)
+    step_size: Epochs = 1.0
     gamma: float = Field(0.1, gt=0, le=1)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     augment: Literal["auto", "none", "crop", "flip_crop"] = "auto"
-    warmup_epochs: float = Field(0.0, ge=0, le=10_000)
+    warmup_epochs: FinetuneEpochs = 0.0
     amp: bool = True
 
 
@@ -303,8 +303,10 @@ def check_data(obj: Any, where: str = "") -> None:
         elif isinstance(v, (dict, list, tuple)):
             if depth >= MAX_DEPTH:
                 raise ConfigError(f"{path or 'config'}: nested deeper than {MAX_DEPTH} levels")
-            items = v.items() if isinstance(v, dict) else enumerate(v)
-            for k, child in items:
+            if count + len(v) > MAX_NODES:
+                raise ConfigError(f"{where or 'config'}: more than {MAX_NODES:,} values; a config is not a data file")
+            items = list(v.items() if isinstance(v, dict) else enumerate(v))
+            for k, child in reversed(items):  # reversed: the first bad value in file order is reported
                 sub = _join(path, f"[{k}]") if not isinstance(v, dict) else _join(path, str(k))
                 stack.append((child, sub, depth + 1))
 
