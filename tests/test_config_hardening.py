@@ -18,6 +18,18 @@ from compressbench.config import ConfigError, apply_override, load_config, parse
 GOOD = {"name": "ok", "dataset": {"name": "digits"}, "model": {"name": "tinycnn"}, "train": {"epochs": 1}}
 
 
+@pytest.fixture
+def forget_adopted_models():
+    """Validating a ``pkg.mod:factory`` model registers it (registry.resolve adopts it): forget those
+    afterwards so that other tests see only the built-in zoo."""
+    from compressbench.registry import models
+
+    before = set(models.names())
+    yield
+    for name in set(models.names()) - before:
+        models.unregister(name)
+
+
 def _err(raw) -> str:
     with pytest.raises(ConfigError) as e:
         validate(raw)
@@ -237,7 +249,7 @@ def test_model_kwargs_checked_against_factory():
     assert validate({**GOOD, "model": {"name": "cnn5", "kwargs": {"channels": [8, 8, 16, 16, 32]}}})
 
 
-def test_user_factory_kwargs(tmp_path, monkeypatch):
+def test_user_factory_kwargs(tmp_path, monkeypatch, forget_adopted_models):
     (tmp_path / "cb_user_models.py").write_text(
         "def strict(meta, width=1.0, depth=2):\n    raise RuntimeError('not built at validate')\n"
         "def loose(meta, width=1.0, **kw):\n    raise RuntimeError('not built at validate')\n"
@@ -378,7 +390,7 @@ def test_strict_flag_is_gone(capsys):
     assert "unrecognized arguments: --strict" in capsys.readouterr().err
 
 
-def test_run_exits_1_when_a_job_failed(tmp_path, capsys, monkeypatch):
+def test_run_exits_1_when_a_job_failed(tmp_path, capsys, monkeypatch, forget_adopted_models):
     """A factory that takes the kwargs but raises at build: every job fails, run prints the summary, exit 1."""
     (tmp_path / "cb_failing_model.py").write_text(
         "def build(meta, width=1.0):\n    raise RuntimeError('boom at build time')\n")
