@@ -31,7 +31,8 @@ _HOOKS: dict[str, tuple[str, str, str, str]] = {
 
 
 def _fail(msg: str) -> int:
-    print(f"error: {' '.join(str(msg).split(chr(10)))}", file=sys.stderr)  # always one line
+    one_line = " ".join(str(msg).splitlines())  # a message from deep inside may carry line breaks
+    print(f"error: {one_line}", file=sys.stderr)
     return EXIT_USAGE
 
 
