@@ -43,9 +43,10 @@ def test_fashion_mnist_missing_is_one_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr(d, "DEBIAN_FASHION_MNIST", tmp_path / "nope")
     with pytest.raises(DatasetError) as e:
-        load_dataset("fashion-mnist", root=tmp_path / "missing", cache_dir=tmp_path / "c", download=False)
+        load_dataset("fashion-mnist", cache_dir=tmp_path / "c", download=False)
     msg = str(e.value)
     assert "apt-get install dataset-fashion-mnist" in msg and "\n" not in msg
+    assert "dataset.download: false" in msg
 
 
 def test_debian_fashion_mnist_if_installed():

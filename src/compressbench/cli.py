@@ -1,7 +1,8 @@
 """The ``compressbench`` command: a thin shell over the library.
 
 Subcommands: run · validate · list · results · report · profile · corrupt.
-Errors in user input print one line and exit with code 2 (no traceback, no work started).
+Errors in user input print one line and exit with code 2 (no traceback, no work started);
+``run`` exits 1 when any job failed (after printing the summary), 0 when all succeeded.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import importlib
 import logging
 import sys
 import time
+import typing
 from pathlib import Path
 from typing import Callable
 
-EXIT_USAGE = 2
+EXIT_USAGE = 2  # bad input: one line on stderr, nothing done
+EXIT_JOBS_FAILED = 1  # `run` finished, but at least one job failed (its row holds the error)
 
 # Subcommands implemented in their own modules: (module, add_arguments, command, help)
 _HOOKS: dict[str, tuple[str, str, str, str]] = {
@@ -28,8 +31,15 @@ _HOOKS: dict[str, tuple[str, str, str, str]] = {
 
 
 def _fail(msg: str) -> int:
-    print(f"error: {msg}", file=sys.stderr)
+    one_line = " ".join(str(msg).splitlines())  # a message from deep inside may carry line breaks
+    print(f"error: {one_line}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def _overrides(items: list[str] | None) -> dict[str, object]:
+    from .config import parse_override
+
+    return dict(parse_override(kv) for kv in items or [])
 
 
 def _setup_logging(verbose: int) -> None:
@@ -44,7 +54,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .config import load_config
 
     t0 = time.perf_counter()
-    exp = load_config(args.config)
+    exp = load_config(args.config, _overrides(args.set))
     variants = exp.variants_resolved()
     from .plan import plan
 
@@ -60,15 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .runner import run
 
-    overrides = {}
-    for kv in args.set or []:
-        if "=" not in kv:
-            return _fail(f"--set expects key=value, got '{kv}'")
-        import yaml
-
-        k, v = kv.split("=", 1)
-        overrides[k] = yaml.safe_load(v)
-    exp = load_config(args.config, overrides)  # validated before any work
+    exp = load_config(args.config, _overrides(args.set))  # validated before any work
     t0 = time.perf_counter()
     summary = run(exp, progress=None if not args.no_progress else False)
     dt = time.perf_counter() - t0
@@ -79,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"results: {summary.store}")
     if not args.quiet:
         _print_summary(summary.store, summary.experiment)
-    return 1 if summary.failed and args.strict else 0
+    return EXIT_JOBS_FAILED if summary.failed else 0
 
 
 def _print_summary(store_path: Path, experiment: str) -> None:
@@ -132,23 +134,50 @@ def cmd_list(args: argparse.Namespace) -> int:
             schema = spec.params
             if schema is not None and args.verbose_params:
                 for fname, f in schema.model_fields.items():
-                    ann = _type_name(f.annotation)
-                    default = "required" if f.is_required() else f"default {f.default!r}"
-                    print(f"      {fname}: {ann} ({default})")
+                    print(f"      {_param_line(fname, f)}")
     return 0
 
 
-def _type_name(ann) -> str:
-    """A readable type: Literal['l1', 'l2'], float | None, FinetuneParams."""
-    import re
+_BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
 
-    if isinstance(ann, type) and not getattr(ann, "__args__", None):
-        return ann.__name__
-    s = str(ann).replace("typing.", "")
-    s = re.sub(r"<class '([\w.]+)'>", lambda m: m.group(1).rsplit(".", 1)[-1], s)
-    s = re.sub(r"\b[\w]+(?:\.[\w]+)+\.(\w+)", r"\1", s)  # drop module paths
-    m = re.fullmatch(r"Optional\[(.*)\]", s)
-    return f"{m.group(1)} | None" if m else s
+
+def _bounds(metadata: list) -> str:
+    """Range constraints of a field (``>= 1, <= 5``) from its pydantic / annotated-types metadata."""
+    out = [f"{sym} {getattr(m, attr)}" for m in metadata for attr, sym in _BOUNDS if hasattr(m, attr)]
+    return ", ".join(out)
+
+
+def _type_name(ann) -> str:
+    """A readable type: Literal['l1', 'l2'], float | None, list[int >= 1], FinetuneParams."""
+    import types
+
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Annotated:
+        inner, meta = _type_name(args[0]), [m for a in args[1:] for m in getattr(a, "metadata", [a])]
+        rng = _bounds(meta)
+        return f"{inner} {rng}" if rng else inner
+    if origin is typing.Union or isinstance(ann, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is typing.Literal:
+        return f"Literal[{', '.join(repr(a) for a in args)}]"
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin).replace("typing.", ""))
+        return f"{name}[{', '.join(_type_name(a) for a in args)}]"
+    if ann is type(None):
+        return "None"
+    return ann.__name__ if isinstance(ann, type) else str(ann).replace("typing.", "")
+
+
+def _param_line(fname: str, f) -> str:
+    """``name: type, range (default ...)`` of one schema field for ``list --params``."""
+    ann = _type_name(f.annotation)
+    rng = _bounds(f.metadata)
+    if f.is_required():
+        default = "required"
+    else:
+        value = repr(f.get_default(call_default_factory=True))
+        default = f"default {value if len(value) <= 80 else value[:77] + '...'}"
+    return f"{fname}: {ann}{', ' + rng if rng else ''} ({default})"
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -185,21 +214,32 @@ def _hooked(name: str) -> tuple[Callable, Callable] | None:
     return (add, cmd) if add and cmd else None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line too (``error: ...; see --help``), exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        _fail(f"{message} (see '{self.prog} --help')")
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="compressbench", description="Compress image classifiers at matched budgets "
+    p = _Parser(prog="compressbench", description="Compress image classifiers at matched budgets "
                                 "and measure accuracy, robustness and real efficiency.")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="less output")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    r = sub.add_parser("run", help="run an experiment (cached: unchanged jobs are not re-run)")
+    r = sub.add_parser("run", help="run an experiment (cached: unchanged jobs are not re-run); exit code 1 if "
+                       "any job failed")
     r.add_argument("config", help="experiment YAML")
-    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=1")
+    set_help = ("override a config field (the value is YAML), e.g. train.epochs=1 or variants.0.budget={params: 0.5}; "
+                "repeatable")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    r.add_argument("--strict", action="store_true", help="exit 1 if any job failed")
     r.add_argument("-q", "--quiet", action="store_true", help="do not print the summary table")
     r.set_defaults(fn=cmd_run)
     v = sub.add_parser("validate", help="check an experiment file (fast, no work started)")
     v.add_argument("config")
+    v.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     v.set_defaults(fn=cmd_validate)
     ls = sub.add_parser("list", help="list registered models, datasets, methods, evaluators, corruptions, attacks")
     ls.add_argument("what", nargs="?", default="all",

@@ -53,7 +53,10 @@ def plan(exp: Experiment, variants: list[ResolvedVariant] | None = None) -> list
     variants = variants if variants is not None else exp.variants_resolved()
     evals = resolve_evaluations(exp, [v.name for v in variants])
     data_spec = exp.dataset.model_dump(mode="json")
+    # whether a missing dataset may be downloaded does not change results: out of the keys, but the
+    # jobs get it (their spec is the keyed one plus "download")
     data_spec.pop("download", None)
+    run_data = {**data_spec, "download": exp.dataset.download}
     model_spec = exp.model.model_dump(mode="json")
     train_spec = exp.train.model_dump(mode="json")
     jobs: list[Job] = []
@@ -62,7 +65,7 @@ def plan(exp: Experiment, variants: list[ResolvedVariant] | None = None) -> list
         tkey = content_key({"kind": "train", "spec": tspec, "v": TRAIN_VERSION})
         base_labels = {"experiment": exp.name, "seed": seed, "variant": "baseline", "method": "baseline",
                        "budget": None}
-        jobs.append(Job("train", tkey, tspec, [], dict(base_labels)))
+        jobs.append(Job("train", tkey, {**tspec, "dataset": run_data}, [], dict(base_labels)))
         # (variant label, method, model-producing job key, budget)
         producers: list[tuple[str, str, str, Any]] = [("baseline", "baseline", tkey, None)]
         for v in variants:
@@ -72,7 +75,7 @@ def plan(exp: Experiment, variants: list[ResolvedVariant] | None = None) -> list
                      "dataset": data_spec, "train": train_spec, "seed": seed}
             ckey = content_key({"kind": "compress", "spec": cspec, "deps": [tkey],
                                 "v": [COMPRESS_RUNNER_VERSION, mspec.version]})
-            jobs.append(Job("compress", ckey, cspec, [tkey],
+            jobs.append(Job("compress", ckey, {**cspec, "dataset": run_data}, [tkey],
                             {"experiment": exp.name, "seed": seed, "variant": v.name, "method": v.method,
                              "budget": cspec["budget"]}))
             producers.append((v.name, v.method, ckey, cspec["budget"]))
@@ -88,7 +91,7 @@ def plan(exp: Experiment, variants: list[ResolvedVariant] | None = None) -> list
                 kv = espec_.key_versions
                 ev_v = [EVAL_RUNNER_VERSION, espec_.version] + ([kv(params)] if kv else [])
                 ekey = content_key({"kind": "evaluate", "spec": espec, "deps": sorted({pkey, tkey}), "v": ev_v})
-                jobs.append(Job("evaluate", ekey, espec, sorted({pkey, tkey}),
+                jobs.append(Job("evaluate", ekey, {**espec, "dataset": run_data}, sorted({pkey, tkey}),
                                 {"experiment": exp.name, "seed": seed, "variant": vname, "method": method,
                                  "evaluator": ev.evaluator, "evaluator_version": espec_.version,
                                  "budget": budget}))

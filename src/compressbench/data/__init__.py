@@ -1,7 +1,19 @@
 """Built-in datasets. Each loader returns a :class:`DatasetBundle` of decoded uint8 tensors.
 
-Loaders take ``(root: Path | None, cache_dir: Path, download: bool, **options)``. Nothing is
-downloaded silently when offline: a missing dataset fails with one line saying how to get it.
+Loaders take ``(root: Path | None, cache_dir: Path, download: bool, **options)`` where ``options``
+are exactly the fields of the loader's options schema (a :class:`DatasetOptions` registered as the
+dataset spec's ``params``; none registered = the loader takes no options)::
+
+    class MyOptions(DatasetOptions):
+        size: int = Field(32, ge=1)
+
+    @datasets.register("my-set", params=MyOptions, description="...")
+    def my_set(root, cache, download, size=32) -> DatasetBundle: ...
+
+``dataset.options`` are validated against the schema at ``validate`` (unknown ones are errors).
+A ``root`` the user gives is the only place looked at (no silent fallback to another copy); with
+``download: false`` nothing is downloaded. Nothing is downloaded silently when offline: a missing
+dataset fails with one line saying how to get it.
 """
 
 from __future__ import annotations
@@ -10,16 +22,18 @@ import gzip
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
+from ..fields import Fraction, Seed
 from ..registry import datasets
-from .base import DataMeta, DatasetBundle, DatasetError, ImageSet, eval_indices, to_uint8_nchw
+from .base import DataMeta, DatasetBundle, DatasetError, DatasetOptions, ImageSet, eval_indices, to_uint8_nchw
 
-__all__ = ["DataMeta", "DatasetBundle", "DatasetError", "ImageSet", "eval_indices", "load_dataset",
-           "DEBIAN_FASHION_MNIST"]
+__all__ = ["DataMeta", "DatasetBundle", "DatasetError", "DatasetOptions", "ImageSet", "eval_indices",
+           "load_dataset", "dataset_options", "DEBIAN_FASHION_MNIST"]
 
 log = logging.getLogger(__name__)
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -32,11 +46,33 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("COMPRESSBENCH_CACHE", Path.home() / ".cache" / "compressbench"))
 
 
+def dataset_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` checked against dataset ``name``'s schema, with defaults filled in (the loader's kwargs).
+    Raises ConfigError (one line, "did you mean" for unknown options)."""
+    from ..config import validate_params  # config imports interfaces, which imports this package
+
+    params = validate_params(datasets.spec(name).params, options, "dataset.options", kind="option",
+                             owner=f"dataset '{name}'")
+    return params.model_dump() if params is not None else {}
+
+
 def load_dataset(name: str, root: str | Path | None = None, cache_dir: str | Path | None = None,
                  download: bool = True, **options: Any) -> DatasetBundle:
+    """Load a registered dataset. ``root``: the folder to read it from (the only place looked at when
+    given); ``download``: may a missing dataset be downloaded; ``options``: the loader's options."""
     loader = datasets.get(name)
+    kwargs = dataset_options(name, options)
+    folder = Path(root).expanduser() if root else None
+    if folder is not None and not folder.is_dir():
+        raise DatasetError(f"{name}: dataset.root {root} is not an existing folder")
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    return loader(Path(root) if root else None, cache / "data", download, **options)
+    return loader(folder, cache / "data", download, **kwargs)
+
+
+def _counts_match(images: Path, x: np.ndarray, labels: Path, y: np.ndarray) -> None:
+    if len(x) != len(y):
+        raise DatasetError(f"{images} has {len(x):,} images but {labels} has {len(y):,} labels; "
+                           f"the files do not belong together (re-download or re-extract them)")
 
 
 # --------------------------------------------------------------------------- IDX (MNIST family)
@@ -73,36 +109,47 @@ def _find_idx(folder: Path) -> dict[str, Path] | None:
 
 
 @datasets.register("fashion-mnist", description="Fashion-MNIST 28×28 grayscale, 10 classes (60k/10k)")
-def fashion_mnist(root: Path | None, cache: Path, download: bool, **_: Any) -> DatasetBundle:
-    """Search order: ``root``, the Debian package, the cache dir, then a torchvision download."""
-    places = [p for p in (root, DEBIAN_FASHION_MNIST, cache / "fashion-mnist") if p is not None]
+def fashion_mnist(root: Path | None, cache: Path, download: bool) -> DatasetBundle:
+    """Search order: the Debian package, the cache dir, then a torchvision download (into the cache);
+    with ``root``: only ``root`` (downloaded into it when ``download``)."""
+    target = root if root is not None else cache / "fashion-mnist"
+    places = [root] if root is not None else [DEBIAN_FASHION_MNIST, target]
     files = next((f for f in (_find_idx(p) for p in places) if f), None)
     if files is None and download:
         try:
             from torchvision.datasets import FashionMNIST
 
-            FashionMNIST(str(cache / "fashion-mnist"), train=True, download=True)
-            FashionMNIST(str(cache / "fashion-mnist"), train=False, download=True)
-            files = _find_idx(cache / "fashion-mnist")
+            FashionMNIST(str(target), train=True, download=True)
+            FashionMNIST(str(target), train=False, download=True)
+            files = _find_idx(target)
         except Exception as e:  # offline: fall through to the one-line error
             log.debug("Fashion-MNIST download failed: %s", e)
     if files is None:
-        raise DatasetError(
-            "Fashion-MNIST not found in " + ", ".join(str(p) for p in places)
-            + " and could not be downloaded; install it with 'apt-get install dataset-fashion-mnist' "
-            "(Debian/Ubuntu) or set dataset.root to a folder with the four IDX files")
-    def labels(key: str) -> torch.Tensor:
-        return torch.from_numpy(read_idx(files[key]).astype(np.int64))
+        how = "could not be downloaded" if download else "was not downloaded (dataset.download: false)"
+        fix = ("put the four IDX files there, or leave dataset.root out to use the system copy "
+               "('apt-get install dataset-fashion-mnist' on Debian/Ubuntu)" if root is not None else
+               "install it with 'apt-get install dataset-fashion-mnist' (Debian/Ubuntu) or set dataset.root "
+               "to a folder with the four IDX files")
+        where = f"dataset.root {root}" if root is not None else ", ".join(str(p) for p in places)
+        raise DatasetError(f"Fashion-MNIST not found in {where} and {how}; {fix}")
 
-    train = ImageSet(to_uint8_nchw(read_idx(files["train_x"])), labels("train_y"))
-    test = ImageSet(to_uint8_nchw(read_idx(files["test_x"])), labels("test_y"))
+    def split(xk: str, yk: str) -> ImageSet:
+        x, y = read_idx(files[xk]), read_idx(files[yk])
+        _counts_match(files[xk], x, files[yk], y)
+        if y.size and int(y.max()) >= 10:
+            raise DatasetError(f"{files[yk]} has label {int(y.max())}; Fashion-MNIST labels are 0..9")
+        return ImageSet(to_uint8_nchw(x), torch.from_numpy(y.astype(np.int64)))
+
+    train, test = split("train_x", "train_y"), split("test_x", "test_y")
     meta = DataMeta("fashion-mnist", 10, 1, (28, 28), (0.2860,), (0.3530,), FASHION_CLASSES, augment="crop")
     return DatasetBundle(meta, train, test)
 
 
 # --------------------------------------------------------------------------- CIFAR
 def _cifar(name: str, tv_cls: str, num_classes: int, mean: tuple, std: tuple):
-    def loader(root: Path | None, cache: Path, download: bool, **_: Any) -> DatasetBundle:
+    def loader(root: Path | None, cache: Path, download: bool) -> DatasetBundle:
+        """torchvision's CIFAR reader: from ``root`` when given (downloaded into it when ``download``),
+        else from the cache dir."""
         import torchvision.datasets as tvd
 
         folder = root or cache / name
@@ -111,9 +158,13 @@ def _cifar(name: str, tv_cls: str, num_classes: int, mean: tuple, std: tuple):
             tr = cls(str(folder), train=True, download=download)
             te = cls(str(folder), train=False, download=download)
         except Exception as e:
-            raise DatasetError(f"{name} not found in {folder} and could not be downloaded ({type(e).__name__}: "
+            where = f"dataset.root {folder}" if root is not None else str(folder)
+            how = "could not be downloaded" if download else "was not downloaded (dataset.download: false)"
+            raise DatasetError(f"{name} not found in {where} and {how} ({type(e).__name__}: "
                                f"{str(e).splitlines()[0] if str(e) else ''}); put the python-version archive's "
                                f"extracted folder there or run once with internet") from None
+        if len(tr.data) != len(tr.targets) or len(te.data) != len(te.targets):
+            raise DatasetError(f"{name} in {folder}: images and labels differ in number; re-extract the archive")
         classes = tuple(getattr(tr, "classes", ()))
         meta = DataMeta(name, num_classes, 3, (32, 32), mean, std, classes, augment="flip_crop")
         return DatasetBundle(meta, ImageSet(to_uint8_nchw(tr.data), torch.tensor(tr.targets)),
@@ -129,9 +180,17 @@ datasets.register("cifar100", _cifar("cifar100", "CIFAR100", 100, (0.5071, 0.486
 
 
 # --------------------------------------------------------------------------- image folders
-@datasets.register("imagefolder", description="any folder of class subfolders (train/ and test/ or a split)")
+class ImageFolderOptions(DatasetOptions):
+    size: int = Field(32, ge=1, le=1024)  # images are resized to size × size
+    channels: Literal[1, 3] = 3  # 1: grayscale, 3: RGB
+    test_fraction: Fraction = 0.2  # share held out as the test split when there is no train/ + test/
+    split_seed: Seed = 0
+
+
+@datasets.register("imagefolder", params=ImageFolderOptions,
+                   description="any folder of class subfolders (train/ and test/ or a split)")
 def imagefolder(root: Path | None, cache: Path, download: bool, size: int = 32, channels: int = 3,
-                test_fraction: float = 0.2, split_seed: int = 0, **_: Any) -> DatasetBundle:
+                test_fraction: float = 0.2, split_seed: int = 0) -> DatasetBundle:
     """``root/train/<class>/*`` and ``root/test/<class>/*``, or ``root/<class>/*`` split by seed.
     Images are decoded and resized once (PIL), then kept as tensors."""
     if root is None or not Path(root).is_dir():
@@ -171,9 +230,15 @@ def imagefolder(root: Path | None, cache: Path, download: bool, size: int = 32, 
 
 
 # --------------------------------------------------------------------------- tiny real / synthetic data
-@datasets.register("digits", description="scikit-learn's bundled 8×8 handwritten digits (1797), upsampled; for tests")
-def digits(root: Path | None, cache: Path, download: bool, size: int = 16, test_fraction: float = 0.25,
-           **_: Any) -> DatasetBundle:
+class DigitsOptions(DatasetOptions):
+    size: int = Field(16, ge=1, le=256)  # the 8×8 images are resized to size × size
+    test_fraction: Fraction = 0.25
+
+
+@datasets.register("digits", params=DigitsOptions,
+                   description="scikit-learn's bundled 8×8 handwritten digits (1797), upsampled; for tests")
+def digits(root: Path | None, cache: Path, download: bool, size: int = 16,
+           test_fraction: float = 0.25) -> DatasetBundle:
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -183,7 +248,7 @@ def digits(root: Path | None, cache: Path, download: bool, size: int = 16, test_
     x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
     y = torch.from_numpy(d.target.astype(np.int64))
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
-    k = int(len(y) * test_fraction)
+    k = max(1, int(len(y) * test_fraction))
     full = ImageSet(x, y)
     xf = x.float() / 255
     meta = DataMeta("digits", 10, 1, (size, size), (float(xf.mean()),), (float(xf.std()),),
@@ -191,9 +256,19 @@ def digits(root: Path | None, cache: Path, download: bool, size: int = 16, test_
     return DatasetBundle(meta, full.subset(perm[k:].sort().values), full.subset(perm[:k].sort().values))
 
 
-@datasets.register("synthetic", description="seeded RGB shapes (class = shape×colour), any size; for tests")
+class SyntheticOptions(DatasetOptions):
+    n_train: int = Field(600, ge=1, le=1_000_000)
+    n_test: int = Field(200, ge=1, le=1_000_000)
+    size: int = Field(32, ge=4, le=512)
+    num_classes: int = Field(4, ge=2, le=1000)
+    channels: int = Field(3, ge=1, le=4)
+    seed: Seed = 0
+
+
+@datasets.register("synthetic", params=SyntheticOptions,
+                   description="seeded RGB shapes (class = shape×colour), any size; for tests")
 def synthetic(root: Path | None, cache: Path, download: bool, n_train: int = 600, n_test: int = 200,
-              size: int = 32, num_classes: int = 4, channels: int = 3, seed: int = 0, **_: Any) -> DatasetBundle:
+              size: int = 32, num_classes: int = 4, channels: int = 3, seed: int = 0) -> DatasetBundle:
     """A learnable RGB dataset generated on the fly: class c draws a bright blob whose position and
     colour depend on c, over textured noise. Used where a 3-channel image set is needed offline."""
     g = torch.Generator().manual_seed(seed)

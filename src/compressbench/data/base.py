@@ -12,12 +12,23 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict
 
 from ..errors import UserError
 
 
 class DatasetError(UserError, RuntimeError):
     """A dataset is missing or malformed. The message says how to fix it (one line)."""
+
+
+class DatasetOptions(BaseModel):
+    """Base class of a loader's ``dataset.options`` schema (registered as the dataset spec's ``params``).
+
+    Same contract as ``interfaces.Params`` (unknown keys are errors, values frozen, no inf/nan); it
+    lives here because ``interfaces`` imports this module. A loader takes exactly its schema's
+    fields as keyword arguments: ``fn(root, cache, download, **options)``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,8 @@ class ImageSet:
     def __post_init__(self) -> None:
         if self.x.dtype != torch.uint8 or self.x.dim() != 4:
             raise DatasetError(f"ImageSet.x must be uint8 N×C×H×W, got {self.x.dtype} {tuple(self.x.shape)}")
+        if len(self.x) != len(self.y):
+            raise DatasetError(f"{len(self.x)} images but {len(self.y)} labels")
         if self.index is None:
             self.index = torch.arange(len(self.y))
 

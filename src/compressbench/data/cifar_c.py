@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import field_validator
 
+from ..fields import Severity
 from ..registry import datasets
-from .base import DataMeta, DatasetBundle, DatasetError, ImageSet, to_uint8_nchw
+from .base import DataMeta, DatasetBundle, DatasetError, DatasetOptions, ImageSet, to_uint8_nchw
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _STATS = {"cifar10-c": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 10, "CIFAR-10-C"),
@@ -54,6 +56,9 @@ def load_cifar_c(folder: str | Path, corruption: str, severity: int) -> ImageSet
     if not labels_f.is_file():
         raise DatasetError(f"{labels_f} not found")
     y = np.load(labels_f, mmap_mode="r")
+    if len(y) != len(arr):
+        raise DatasetError(f"{folder / (corruption + '.npy')} has {len(arr):,} images but {labels_f} has "
+                           f"{len(y):,} labels; the files do not belong together")
     x = to_uint8_nchw(np.asarray(arr[k * n:(k + 1) * n]))
     lab = torch.from_numpy(np.asarray(y[k * n:(k + 1) * n]).astype(np.int64))
     idx = _meta_json(folder).get("indices")
@@ -89,11 +94,24 @@ def load_cifar_c_rows(folder: Path, corruption: str, severity: int, index: torch
     return x, y
 
 
+class CifarCOptions(DatasetOptions):
+    corruption: str = "gaussian_noise"  # the <corruption>.npy file to use as the test split
+    severity: Severity = 5
+
+    @field_validator("corruption")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from ..registry import corruptions
+
+        corruptions.entry(v)  # unknown: the known names and a "did you mean"
+        return v
+
+
 def _loader(name: str):
     mean, std, ncls, folder_name = _STATS[name]
 
-    def load(root: Path | None, cache: Path, download: bool, corruption: str = "gaussian_noise", severity: int = 5,
-             **_: Any) -> DatasetBundle:
+    def load(root: Path | None, cache: Path, download: bool, corruption: str = "gaussian_noise",
+             severity: int = 5) -> DatasetBundle:
         folder = Path(root) if root else cache / folder_name
         if not folder.is_dir():
             raise DatasetError(f"{name}: folder {folder} not found; download the .npy files (Zenodo "
@@ -108,7 +126,7 @@ def _loader(name: str):
     return load
 
 
-datasets.register("cifar10-c", _loader("cifar10-c"),
+datasets.register("cifar10-c", _loader("cifar10-c"), params=CifarCOptions,
                   description="official CIFAR-10-C .npy files (one corruption × severity as the test split)")
-datasets.register("cifar100-c", _loader("cifar100-c"),
+datasets.register("cifar100-c", _loader("cifar100-c"), params=CifarCOptions,
                   description="official CIFAR-100-C .npy files (one corruption × severity as the test split)")

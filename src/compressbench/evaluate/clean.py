@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..fields import BatchSize, Subset
 from ..interfaces import EvalContext, Measurement, Params
 from ..registry import evaluators
 from ..specs import ANY, Console, MetricSpec
@@ -13,8 +14,8 @@ from ..train import predict
 
 
 class CleanParams(Params):
-    subset: int | None = None  # None: the experiment's default evaluation subset
-    batch_size: int = 512
+    subset: Subset = None  # None: the experiment's default evaluation subset; else >= 1 images
+    batch_size: BatchSize = 512
     per_class: bool = True
 
 

@@ -8,6 +8,8 @@ Registered factories take ``(meta: DataMeta, width: float = 1.0, **kwargs) -> nn
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from typing import Any, Sequence
 
 import torch
@@ -16,7 +18,7 @@ from torch import nn
 from ..data.base import DataMeta
 from ..registry import import_object, models
 
-__all__ = ["Classifier", "Normalize", "create_model", "count_params"]
+__all__ = ["Classifier", "Normalize", "create_model", "count_params", "check_factory_kwargs"]
 
 
 class Normalize(nn.Module):
@@ -53,6 +55,43 @@ def create_model(name: str, meta: DataMeta, width: float = 1.0, **kwargs: Any) -
     factory = import_object(name) if ":" in name else models.get(name)
     net = factory(meta, width=width, **kwargs)
     return Classifier(net, meta.mean, meta.std)
+
+
+def check_factory_kwargs(name: str, kwargs: dict[str, Any]) -> tuple[str, str] | None:
+    """Why ``model.kwargs`` cannot be passed to the factory ``name``: ``(config path, one-line reason)``,
+    or None. Checked against the factory's signature at validate time, so that a kwarg it does not
+    take (``pretrained: true``) fails before any work instead of failing every job at build time.
+    ``name`` must already be resolved (registered, or a ``pkg.mod:factory`` the user wrote); nothing
+    is called."""
+    factory = models.get(name)
+    for reserved in ("meta", "width"):
+        if reserved in kwargs:
+            how = "model.width" if reserved == "width" else "compressbench (the dataset's metadata)"
+            return f"model.kwargs.{reserved}", f"'{reserved}' is not a kwarg: it is given by {how}"
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):  # a callable without an inspectable signature: nothing to check
+        return None
+    params = list(sig.parameters.values())
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in params)
+    named = [p.name for p in params[1:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    accepted = [n for n in named if n != "width"]
+    if not var_kw:
+        for k in kwargs:
+            if k not in named:
+                close = difflib.get_close_matches(str(k), accepted, n=1, cutoff=0.5)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                return f"model.kwargs.{k}", (f"model '{name}' takes no argument '{k}'{hint}; accepted: "
+                                             f"{', '.join(accepted) or 'none (only model.width)'}")
+    try:
+        sig.bind(None, width=1.0, **kwargs)
+    except TypeError as e:
+        missing = [p.name for p in params[1:] if p.default is p.empty and p.name not in kwargs
+                   and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "width"]
+        if missing:
+            return f"model.kwargs.{missing[0]}", f"model '{name}' needs argument '{missing[0]}' ({e})"
+        return "model.name", f"'{name}' is not a model factory fn(meta, width=1.0, **kwargs): its signature is {sig}"
+    return None
 
 
 def _w(c: int, width: float) -> int:

@@ -32,6 +32,7 @@ tuned for 40 steps at ε = 0.3; with few steps it under-attacks (it came out *we
 
 from __future__ import annotations
 
+import difflib
 import logging
 from abc import ABC, abstractmethod
 from typing import Any, Literal
@@ -105,10 +106,12 @@ class AttackConfig(BaseModel):
             err = e.errors()[0]
             field = ".".join(str(p) for p in err["loc"])
             if err["type"] == "extra_forbidden":
-                common = ["thresholds" if spec.minimum_norm else "eps", "norm"]
-                common += ["stronger_steps"] if spec.iterative else []
-                raise ValueError(f"unknown parameter '{field}' for attack '{self.name}'; allowed: "
-                                 f"{', '.join(common + list(spec.params.model_fields))}") from None
+                allowed = ["name", "thresholds" if spec.minimum_norm else "eps", "norm"]
+                allowed += (["stronger_steps"] if spec.iterative else []) + list(spec.params.model_fields)
+                close = difflib.get_close_matches(field, allowed, n=1, cutoff=0.5)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ValueError(f"unknown parameter '{field}' for attack '{self.name}'{hint}; allowed: "
+                                 f"{', '.join(allowed)}") from None
             raise ValueError(f"attack '{self.name}' parameter '{field}': {err['msg']}") from None
 
     @property

@@ -17,6 +17,7 @@ import torch
 from pydantic import field_validator
 from torch import nn
 
+from ...fields import BatchSize, Seed, Subset
 from ...interfaces import EvalContext, Measurement, Params
 from ...progress import progress_bar
 from ...registry import corruptions as corruption_registry
@@ -30,9 +31,9 @@ class CorruptionsParams(Params):
     suites: list[str] = ["cifar10-c"]  # cifar10-c | extra | noise | all
     corruptions: list[str] | None = None  # explicit names: replaces `suites` (suite label = "custom")
     severities: list[int] = [1, 2, 3, 4, 5]
-    subset: int | None = None  # None: the experiment's evaluation subset
-    batch_size: int = 256
-    seed: int = 0  # corruption seed (NOT the training seed): same inputs for every model
+    subset: Subset = None  # None: the experiment's evaluation subset
+    batch_size: BatchSize = 256
+    seed: Seed = 0  # corruption seed (NOT the training seed): same inputs for every model
     param_set: Literal["auto", "cifar", "imagenet"] = "auto"
     quantize: bool = True  # truncate to uint8 steps, as the published CIFAR-10-C files
     gallery: bool | None = None  # write gallery.png; None = only for the baseline variant
@@ -53,6 +54,8 @@ class CorruptionsParams(Params):
 
         known = suites()
         bad = [s for s in v if s not in known]
+        if not v:
+            raise ValueError(f"give at least one suite (known: {', '.join(known)})")
         if bad:
             raise ValueError(f"unknown corruption suite(s) {bad} (known: {', '.join(known)})")
         return v
