@@ -106,7 +106,7 @@ def main(job_path: str, out_path: str) -> int:
 
         import torch.utils.benchmark  # noqa: F401
 
-        from compressbench.checkpoint import load_model
+        from compressbench.checkpoint import load_model_in_worker
         from compressbench.efficiency import build_factory, measure_torch_model
 
         for mod in ("compressbench.models", "compressbench.compress"):
@@ -120,7 +120,7 @@ def main(job_path: str, out_path: str) -> int:
         base = _rss_kb()
         t = job["target"]
         if t["kind"] == "checkpoint":
-            model, _ = load_model(t["path"])
+            model, _ = load_model_in_worker(t)  # the driver's trust decisions, never the file's
         elif t["kind"] == "factory":
             model = build_factory(t)
         else:

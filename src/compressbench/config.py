@@ -204,9 +204,10 @@ def _check_name(reg, name: str, where: str) -> None:
     if ":" in name and reg is models:
         if not re.fullmatch(r"[\w.]+:[\w.]+", name):
             raise ConfigError(f"{where}: '{name}' is not of the form 'package.module:factory'")
-        return
     try:
-        reg.entry(name)
+        # a "pkg.mod:factory" the user wrote is imported here, so that building it later (and loading
+        # checkpoints that name it) only looks it up: data never chooses code (DESIGN.md 14)
+        reg.resolve(name) if reg is models else reg.entry(name)
     except UnknownNameError as e:
         raise ConfigError(f"{where}: {e}") from None
 

@@ -665,8 +665,10 @@ def to_measurements(rep: dict[str, Any]) -> list[Measurement]:
                                  "fp32/int8 latency; each figure tagged realised or theoretical")
 def efficiency(model: nn.Module, ctx: EvalContext, params: EfficiencyParams) -> list[Measurement]:
     input_shape = (1, ctx.meta.channels, *ctx.meta.size)
+    from .checkpoint import worker_trust
+
     ck = ctx.extra.get("checkpoint")
-    target = {"kind": "checkpoint", "path": str(ck)} if ck else None
+    target = {"kind": "checkpoint", "path": str(ck), **worker_trust()} if ck else None
     quant = is_quantized_model(model)
     float_model = calib = None
     if params.onnx and ((quant and params.onnx_int8 != "never") or params.onnx_int8 == "always"):
@@ -705,21 +707,22 @@ def parse_shape(s: str) -> tuple[int, ...]:
 
 
 def load_target(target: str, input_shape: tuple[int, ...] | None = None, num_classes: int = 10,
-                kwargs: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any], tuple[int, ...]]:
+                kwargs: dict[str, Any] | None = None, *, trust: bool = False
+                ) -> tuple[nn.Module, dict[str, Any], tuple[int, ...]]:
     """A model from a checkpoint (.pt), a ``package.module:factory`` or a registered model name.
-    Returns (model, worker target dict, input shape)."""
-    from .checkpoint import load_model
+    Returns (model, worker target dict, input shape). ``trust``: see ``checkpoint.load_model``."""
+    from .checkpoint import load_model, worker_trust
 
     kwargs = dict(kwargs or {})
     p = Path(target)
     if p.suffix in (".pt", ".pth") or p.is_file():
         if not p.is_file():
             raise ValueError(f"checkpoint '{target}' does not exist")
-        model, ck = load_model(p)
+        model, ck = load_model(p, trust=trust)
         if input_shape is None:
             meta = ck["spec"]["meta"]
             input_shape = (1, meta["channels"], *meta["size"])
-        return model, {"kind": "checkpoint", "path": str(p.resolve())}, input_shape
+        return model, {"kind": "checkpoint", "path": str(p.resolve()), **worker_trust(trust)}, input_shape
     if input_shape is None:
         raise ValueError(f"'{target}' is not a checkpoint: give --input-shape, e.g. 1,3,32,32")
     spec = {"kind": "factory", "target": target, "kwargs": kwargs, "input_shape": list(input_shape),
@@ -746,6 +749,7 @@ def build_factory(spec: dict[str, Any]) -> nn.Module:
     if ":" in target:
         fn = import_object(target)
         if "meta" in inspect.signature(fn).parameters:
+            models.resolve(target)  # the user named it on the command line: register it for create_model
             return create_model(target, meta, **kwargs)
         model = fn(**kwargs)
     elif target in models:
@@ -775,6 +779,8 @@ def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-timing", action="store_true", help="params, bytes and FLOPs only")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--json", metavar="FILE", help="write the full profile as JSON")
+    parser.add_argument("--trust-code", action="store_true",
+                        help="let a checkpoint's 'pkg.mod:factory' model name be imported and run (trusted files only)")
 
 
 def profile_command(args: argparse.Namespace) -> int:
@@ -782,7 +788,7 @@ def profile_command(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     shape = parse_shape(args.input_shape) if args.input_shape else None
-    model, target, shape = load_target(args.target, shape, args.num_classes)
+    model, target, shape = load_target(args.target, shape, args.num_classes, trust=args.trust_code)
     params = EfficiencyParams(throughput_batch=args.batch, threads=args.threads, repeats=args.repeats,
                               throughput_repeats=args.throughput_repeats, warmup=args.warmup,
                               onnx=not args.no_onnx, onnx_int8=args.onnx_int8,
@@ -805,13 +811,16 @@ def float_source_from_checkpoint(target: dict[str, Any]) -> nn.Module | None:
     if target.get("kind") != "checkpoint":
         return None
     from .checkpoint import build_from_spec, read_checkpoint, rebuilders
+    from .models import trusting_code
 
     ck = read_checkpoint(target["path"])
-    model = build_from_spec(ck["spec"])
+    trust = bool(target.get("trust", False))
+    model = build_from_spec(ck["spec"], trust=trust)
     try:
-        for step in ck["steps"]:
-            if not step["kind"].startswith("quantize"):
-                model = rebuilders.get(step["kind"])(model, step, ck["state_dict"])
+        with trusting_code(trust):
+            for step in ck["steps"]:
+                if not step["kind"].startswith("quantize"):
+                    model = rebuilders.get(step["kind"])(model, step, ck["state_dict"])
     except Exception as e:  # noqa: BLE001
         log.warning("efficiency: cannot rebuild the float source of %s (%s): ONNX int8 skipped", target["path"], e)
         return None

@@ -22,7 +22,7 @@ from torch import nn
 from ..checkpoint import register_rebuilder
 from ..data.base import DataMeta
 from ..interfaces import Budget, CompressContext, CompressResult, Params
-from ..models import create_model
+from ..models import ModelName, create_model
 from ..registry import methods
 from ..train import seed_everything
 from .common import BudgetError, check_fraction, fraction_of, fractions, model_stats, search_knob, within
@@ -33,7 +33,7 @@ BUDGETS = ("knob", "params", "bytes", "flops")
 
 
 class StudentSpec(Params):
-    model: str  # a registered model or "pkg.mod:factory"
+    model: ModelName  # a registered model or "pkg.mod:factory" (resolved = imported when validated)
     width: float = 1.0
     kwargs: dict[str, Any] = {}
 
