@@ -134,7 +134,9 @@ class ResultStore:
         with self._conn() as c:
             bad = [r[0] for r in c.execute("PRAGMA quick_check(5)")]
             if bad != ["ok"]:
-                raise self._damaged("integrity check: " + "; ".join(str(b) for b in bad)[:200])
+                lines = [ln.strip() for b in bad for ln in str(b).splitlines() if ln.strip() and "***" not in ln]
+                more = f" and {len(lines) - 1} more problem(s)" if len(lines) > 1 else ""
+                raise self._damaged(f"integrity check: {lines[0][:120] if lines else bad[0]}{more}")
             version = self._version(c)
             if version == SCHEMA_VERSION:
                 return
