@@ -564,6 +564,18 @@ def test_claims_and_stale_locks(tmp_path):
     assert claim_job(cache, "e") is None
 
 
+def test_heartbeat_keeps_a_claim_fresh(tmp_path):
+    """A live driver's lock mtime is refreshed (here every 0.2 s), so a long job is never judged stale."""
+    code = ("import os, sys, time; from pathlib import Path; from compressbench.execute import claim_job\n"
+            "c = claim_job(Path(sys.argv[1]), 'k'); os.utime(c.path, (0, 0)); time.sleep(1.5)\n"
+            "print(time.time() - c.path.stat().st_mtime)")
+    (tmp_path / "jobs").mkdir()
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120,
+                       env={**_env(), "COMPRESSBENCH_LOCK_HEARTBEAT_S": "0.2"})
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout) < 1.0
+
+
 def _race(cache: str, key: str, start: float, q, done) -> None:
     while time.time() < start:
         pass

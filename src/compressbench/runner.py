@@ -300,7 +300,8 @@ def _store_job(store: ResultStore, job: Job, res: JobResult, by_key: dict[str, J
     rows = [{**base, "evaluator": m.get("evaluator", default_eval), "evaluator_version": lab.get("evaluator_version"),
              "metric": m["metric"], "value": m["value"], "condition": m.get("condition") or {},
              "tag": m.get("tag", ""), "unit": m.get("unit", "")} for m in res.measurements]
-    keys = {(r["evaluator"], condition_str(r["condition"]), r["metric"]) for r in rows}
+    keys = {(r["evaluator"], r["condition"] if isinstance(r["condition"], str) else condition_str(r["condition"]),
+             r["metric"]) for r in rows}
     if len(keys) < len(rows):
         log.warning("job %s gave %d measurements with the same (evaluator, condition, metric): only the first of each "
                     "is stored", job.describe(), len(rows) - len(keys))
