@@ -95,7 +95,7 @@ def test_spec_validation_errors():
         AttackConfig(name="fgsm")
     with pytest.raises(ValueError, match="supports norms"):
         AttackConfig(name="ddn", norm="linf")
-    with pytest.raises(ValueError, match="unknown parameter 'stepz' for attack 'pgd' .did you mean 'steps'.*allowed: .*steps"):
+    with pytest.raises(ValueError, match="unknown parameter 'stepz' for attack 'pgd' .did you mean 'steps'"):
         AdversarialParams.model_validate({"attacks": [{"name": "pgd", "eps": [0.1], "stepz": 3}]})
     # issue 11: eps on a minimum-norm attack, unknown backend options, stronger_steps on a one-step attack
     with pytest.raises(ValueError, match="minimum-norm .* takes no eps"):

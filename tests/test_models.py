@@ -3,7 +3,7 @@ import torch
 
 from compressbench.data.base import DataMeta
 from compressbench.models import Classifier, count_params, create_model
-from compressbench.registry import models
+from compressbench.registry import UnknownNameError, models
 
 GRAY = DataMeta("g", 10, 1, (28, 28), (0.5,), (0.25,))
 RGB = DataMeta("c", 7, 3, (32, 32), (0.4, 0.5, 0.6), (0.2, 0.2, 0.2))
@@ -54,8 +54,14 @@ def test_user_factory(tmp_path, monkeypatch):
         "    n = meta.channels * meta.size[0] * meta.size[1]\n"
         "    return nn.Sequential(nn.Flatten(), nn.Linear(n, meta.num_classes))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    m = create_model("mymodels:build", GRAY)
-    assert m(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    with pytest.raises(UnknownNameError, match="not registered in this process"):
+        create_model("mymodels:build", GRAY)  # create_model only looks up: it never imports
+    models.resolve("mymodels:build")  # what a config naming it does at validation
+    try:
+        m = create_model("mymodels:build", GRAY)
+        assert m(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    finally:
+        models.unregister("mymodels:build")  # registries are global: leave them as found
 
 
 def test_every_registered_model_builds():

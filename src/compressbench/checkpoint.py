@@ -10,13 +10,20 @@ A checkpoint is ``{"format": 1, "spec": {...}, "steps": [...], "state_dict": {..
   model (shapes only, no data), after which the saved state dict loads exactly.
 
 Compressors register rebuilders with :func:`register_rebuilder`.
+
+Loading trusts nothing in the file (DESIGN.md 14): ``torch.load(weights_only=True)`` unpickles no
+code, and the model names in ``spec`` / ``steps`` are only *looked up* in the model registry. A
+``"pkg.mod:factory"`` name is imported only if this process resolved it already (the user wrote it
+in a config or a flag) or the caller passes ``trust=True`` (CLI: ``--trust-code``). Every failure is
+a one-line :class:`~compressbench.errors.CheckpointError` naming the file.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import tempfile
+import secrets
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +32,8 @@ import torch
 from torch import nn
 
 from .data.base import DataMeta
-from .registry import Registry
+from .errors import CheckpointError
+from .registry import Registry, UnknownNameError
 from .specs import RebuildSpec
 
 CHECKPOINT_FORMAT = 1
@@ -44,16 +52,23 @@ def step_quantizes(step: dict[str, Any]) -> bool:
     return rebuilders.spec(step["kind"]).quantizes
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:
+    """Write ``data`` to a temporary file next to ``path``, then rename it into place: a reader sees
+    the old file or the new one, never a partial one. The file gets the usual ``0o666 & ~umask``
+    permissions (``mkstemp``'s 0600 would make a shared cache unreadable to the rest of a team)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -72,28 +87,126 @@ def save_model(model: nn.Module, path: str | Path, spec: dict[str, Any], steps: 
     return Path(path)
 
 
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    if not lines:
+        return type(e).__name__
+    first = lines[0].split(". ")[0].rstrip(".")  # torch appends paragraphs of advice to the one fact
+    return f"{type(e).__name__}: {first[:200]}"
+
+
+def _unpickle_reason(e: BaseException) -> str:
+    """The one informative line of torch's multi-line ``weights_only`` refusal."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if "GLOBAL" in ln or ln.startswith(("Unsupported", "Trying to load")):
+            return ln[:200]
+    return lines[-1][:200] if lines else type(e).__name__
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
+    """``torch.load(weights_only=True)`` of a compressbench checkpoint: no code is unpickled. Raises a
+    one-line :class:`CheckpointError` for a missing, damaged, foreign or unsafe file."""
+    import pickle
+
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such checkpoint file")
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise on top of the real error
+            warnings.simplefilter("ignore")
+            ck = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{p}: not a compressbench checkpoint, or an unsafe pickle — refused by weights-only "
+                              f"loading, which never runs code from a file ({_unpickle_reason(e)})") from None
+    except Exception as e:  # truncated / garbled zip, empty file, I/O error
+        raise CheckpointError(f"{p}: not a readable checkpoint (damaged or truncated?): {_first_line(e)}") from None
+    ok = (isinstance(ck, dict) and isinstance(ck.get("spec"), dict) and isinstance(ck.get("state_dict"), dict)
+          and isinstance(ck.get("steps", []), list) and isinstance(ck["spec"].get("model"), str)
+          and isinstance(ck["spec"].get("meta"), dict))
+    if not ok:
+        raise CheckpointError(f"{p}: not a compressbench checkpoint (expected a dict with 'spec' {{model, meta, ...}}, "
+                              f"'steps' and 'state_dict'; save one with compressbench.save_model)")
+    ck.setdefault("steps", [])
+    return ck
 
 
-def build_from_spec(spec: dict[str, Any]) -> nn.Module:
-    from .models import create_model
+def build_from_spec(spec: dict[str, Any], *, trust: bool = False) -> nn.Module:
+    """The parent architecture a checkpoint's spec names (random weights). ``trust``: see :func:`load_model`."""
+    from .models import create_model, trusting_code
 
     meta = DataMeta.from_dict(spec["meta"])
-    return create_model(spec["model"], meta, width=spec.get("width", 1.0), **spec.get("kwargs", {}))
+    with trusting_code(trust):
+        return create_model(spec["model"], meta, width=spec.get("width", 1.0), **spec.get("kwargs", {}))
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the architecture from spec + steps, load the weights. Returns (model in eval mode, checkpoint)."""
+def load_model(path: str | Path, *, trust: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the architecture from spec + steps, load the weights. Returns (model in eval mode, checkpoint).
+
+    Only registered models are built. A ``"pkg.mod:factory"`` named by the file is imported (and run)
+    only with ``trust=True`` — or when this process resolved that name already because the user wrote
+    it (a config's ``model.name``, a ``--model`` flag). Every failure is one :class:`CheckpointError` line."""
+    from .models import UntrustedModelError, trusting_code
+
     ck = read_checkpoint(path)
-    model = build_from_spec(ck["spec"])
     sd = ck["state_dict"]
-    for step in ck["steps"]:
-        model = rebuilders.get(step["kind"])(model, step, sd)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    try:
+        with trusting_code(trust):
+            model = build_from_spec(ck["spec"], trust=trust)
+            for step in ck["steps"]:
+                model = rebuilders.get(step["kind"])(model, step, sd)
+    except UntrustedModelError as e:
+        raise CheckpointError(f"{path}: the checkpoint names the model factory '{e.name}', which is not registered "
+                              f"here, and loading it would import and run that code; if you trust this file pass "
+                              f"trust=True (CLI: --trust-code), or name the factory in your config / --model"
+                              ) from None
+    except UnknownNameError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    except Exception as e:  # kwargs a factory does not take, a malformed step ...
+        raise CheckpointError(f"{path}: cannot rebuild the model it describes: {_first_line(e)}") from None
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except Exception as e:  # shape mismatch
+        raise CheckpointError(f"{path}: weights do not fit the rebuilt model: {_first_line(e)}") from None
     # quantized modules keep packed params under private keys; anything else must match
     bad = [k for k in list(missing) + list(unexpected) if not k.endswith("_packed_params.dtype")]
     if bad:
-        raise RuntimeError(f"checkpoint {path} does not fit its rebuilt model: {bad[:5]}")
+        raise CheckpointError(f"{path}: weights do not fit the rebuilt model (missing/unexpected keys {bad[:5]})")
     model.eval()
     return model, ck
+
+
+def worker_trust(trust: bool = False) -> dict[str, Any]:
+    """What a fresh worker process needs to load a checkpoint with this process's trust decisions:
+    ``trust`` (the caller's ``--trust-code``) and the ``"pkg.mod:factory"`` names the user resolved
+    here (with the folders their modules were imported from) — never names read from the file."""
+    import sys
+
+    from .models import user_model_names
+
+    names = user_model_names()
+    paths: list[str] = []
+    for n in names:
+        mod = sys.modules.get(n.split(":", 1)[0])
+        f = getattr(mod, "__file__", None)
+        if not f:
+            continue
+        depth = n.split(":", 1)[0].count(".") + (1 if Path(f).name == "__init__.py" else 0)
+        root = str(Path(f).resolve().parents[depth])
+        if root not in paths:
+            paths.append(root)
+    return {"trust": bool(trust), "resolve_models": names, "sys_path": paths}
+
+
+def load_model_in_worker(target: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    """:func:`load_model` in a fresh process, given a target made with :func:`worker_trust`."""
+    import sys
+
+    from .registry import models
+
+    for sp in target.get("sys_path", []):
+        if sp not in sys.path:
+            sys.path.insert(0, sp)
+    for n in target.get("resolve_models", []):
+        models.resolve(n)
+    return load_model(target["path"], trust=bool(target.get("trust", False)))

@@ -40,20 +40,21 @@ def parse_shape(s: str) -> tuple[int, ...]:
 
 
 def load_target(target: str, input_shape: tuple[int, ...] | None = None, num_classes: int = 10,
-                kwargs: dict[str, Any] | None = None) -> tuple[nn.Module, dict[str, Any], tuple[int, ...]]:
+                kwargs: dict[str, Any] | None = None, *, trust: bool = False
+                ) -> tuple[nn.Module, dict[str, Any], tuple[int, ...]]:
     """A model from a checkpoint (.pt), a ``package.module:factory`` or a registered model name.
-    Returns (model, worker target dict, input shape)."""
-    from .checkpoint import load_model
+    Returns (model, worker target dict, input shape). ``trust``: see ``checkpoint.load_model``."""
+    from .checkpoint import load_model, worker_trust
 
     p = Path(target)
     if p.suffix in (".pt", ".pth") or p.is_file():
         if not p.is_file():
             raise CheckpointError(f"checkpoint '{target}' does not exist")
-        model, ck = load_model(p)
+        model, ck = load_model(p, trust=trust)
         if input_shape is None:
             meta = ck["spec"]["meta"]
             input_shape = (1, meta["channels"], *meta["size"])
-        return model, {"kind": "checkpoint", "path": str(p.resolve())}, input_shape
+        return model, {"kind": "checkpoint", "path": str(p.resolve()), **worker_trust(trust)}, input_shape
     if input_shape is None:
         raise ProfileInputError(f"'{target}' is not a checkpoint: give --input-shape N,C,H,W, e.g. 1,3,32,32")
     spec = {"kind": "factory", "target": target, "kwargs": dict(kwargs or {}), "input_shape": list(input_shape),
@@ -93,6 +94,8 @@ def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-timing", action="store_true", help="params, bytes and FLOPs only")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--json", metavar="FILE", help="write the full profile as JSON")
+    parser.add_argument("--trust-code", action="store_true",
+                        help="let a checkpoint's 'pkg.mod:factory' model name be imported and run (trusted files only)")
 
 
 def profile_command(args: argparse.Namespace) -> int:
@@ -101,7 +104,7 @@ def profile_command(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     shape = parse_shape(args.input_shape) if args.input_shape else None
-    model, target, shape = load_target(args.target, shape, args.num_classes)
+    model, target, shape = load_target(args.target, shape, args.num_classes, trust=args.trust_code)
     float_model = None
     if settings.onnx and quantization_kind(model) == "int8":
         float_model = float_source_from_checkpoint(target)

@@ -25,7 +25,7 @@ from .compress import capabilities, compress
 from .config import Experiment, load_config
 from .data import DatasetBundle, load_dataset
 from .data.base import ImageSet
-from .execute import EXECUTORS, JobResult
+from .execute import EXECUTORS, JobResult, prepare_cache
 from .interfaces import Budget, CompressContext, EvalContext, VariantInfo
 from .measure.counting import param_counts
 from .measure.flops import count_flops
@@ -35,7 +35,7 @@ from .models import create_model
 from .plan import Job, plan
 from .progress import progress_enabled
 from .registry import evaluators, methods
-from .store import ResultStore
+from .store import ResultStore, condition_str
 from .train import TrainRecipe, accuracy, resolve_device, seed_everything, train
 
 log = logging.getLogger("compressbench")
@@ -257,7 +257,11 @@ def run(experiment: Experiment | str | Path, *, progress: bool | None = None, ex
     device = resolve_device(exp.device)
     cache = Path(exp.cache_dir)
     jobs = plan(exp)
+    # before any work: the store opens (header, integrity, schema) and is writable; the cache is a
+    # writable folder, or read-only but holding every job of the plan
     store = ResultStore(exp.store_path)
+    store.check_writable()
+    prepare_cache(cache, jobs)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     store.add_run(run_id, exp.name, dt.datetime.now(dt.timezone.utc).isoformat(), exp.model_dump(mode="json"),
                   _git_hash(), versions(), str(device), host_info())
@@ -294,16 +298,20 @@ def _store_job(store: ResultStore, job: Job, res: JobResult, by_key: dict[str, J
             "job_key": job.key, "run_id": run_id, "created_at": now}
     default_eval = lab.get("evaluator", job.kind)
     if res.error:
-        store.add_rows([{**base, "evaluator": default_eval, "evaluator_version": lab.get("evaluator_version"),
-                         "metric": "error", "value": None, "error": res.error}])
-        return
-    if store.has_job(job.key, lab["experiment"], lab["variant"]):
+        store.add_job([{**base, "evaluator": default_eval, "evaluator_version": lab.get("evaluator_version"),
+                        "metric": "error", "value": None, "error": res.error}])
         return
     rows = [{**base, "evaluator": m.get("evaluator", default_eval), "evaluator_version": lab.get("evaluator_version"),
              "metric": m["metric"], "value": m["value"], "condition": m.get("condition") or {},
              "tag": m.get("tag", ""), "unit": m.get("unit", "")} for m in res.measurements]
-    store.add_rows(rows)
-    for f in sorted(res.dir.iterdir()) if res.dir.is_dir() else []:
-        if f.suffix.lower() in (".png", ".svg", ".jpg", ".json", ".csv") and f.name != "result.json":
-            store.add_artifact(job.key, lab["experiment"], lab["variant"], lab["method"], lab["seed"], default_eval,
-                               f.name, f.resolve(), now)
+    keys = {(r["evaluator"], r["condition"] if isinstance(r["condition"], str) else condition_str(r["condition"]),
+             r["metric"]) for r in rows}
+    if len(keys) < len(rows):
+        log.warning("job %s gave %d measurements with the same (evaluator, condition, metric): only the first of each "
+                    "is stored", job.describe(), len(rows) - len(keys))
+    arts = [{"job_key": job.key, "experiment": lab["experiment"], "variant": lab["variant"], "method": lab["method"],
+             "seed": lab["seed"], "evaluator": default_eval, "name": f.name, "path": f.resolve(), "created_at": now}
+            for f in (sorted(res.dir.iterdir()) if res.dir.is_dir() else [])
+            if f.suffix.lower() in (".png", ".svg", ".jpg", ".json", ".csv") and f.name != "result.json"]
+    # one transaction per job; rows already stored (a cached job, another driver) are skipped by the unique key
+    store.add_job(rows, arts)

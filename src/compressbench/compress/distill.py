@@ -25,7 +25,7 @@ from torch import nn
 from ..checkpoint import register_rebuilder
 from ..data.base import DataMeta
 from ..interfaces import CompressContext, CompressResult, Params
-from ..models import create_model
+from ..models import ModelName, create_model
 from ..registry import methods
 from ..specs import Knob
 from .budget import Solution
@@ -36,7 +36,7 @@ BUDGETS = ("knob", "params", "bytes", "flops")
 
 
 class StudentSpec(Params):
-    model: str  # a registered model or "pkg.mod:factory"
+    model: ModelName  # a registered model or "pkg.mod:factory" (resolved = imported when validated)
     width: float = Field(1.0, gt=0, le=64)
     kwargs: dict[str, Any] = {}
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from ..checkpoint import step_quantizes
+from ..checkpoint import step_quantizes, worker_trust
 from ..interfaces import EvalContext, Measurement
 from ..measure.precision import quantization_kind
 from ..measure.profiling import ProfileSettings, profile
@@ -121,7 +121,7 @@ def _timing_rows(prefix: str, r: dict[str, Any], base: dict[str, Any], st: dict[
 def efficiency(model: nn.Module, ctx: EvalContext, params: EfficiencyParams) -> list[Measurement]:
     input_shape = (1, ctx.meta.channels, *ctx.meta.size)
     ck = ctx.extra.get("checkpoint")
-    target = {"kind": "checkpoint", "path": str(ck)} if ck else None
+    target = {"kind": "checkpoint", "path": str(ck), **worker_trust()} if ck else None
     int8 = quantization_kind(model) == "int8"
     float_model = calib = None
     if params.onnx and ((int8 and params.onnx_int8 != "never") or params.onnx_int8 == "always"):

@@ -44,6 +44,7 @@ def build_factory(spec: dict[str, Any]) -> nn.Module:
         except (ImportError, AttributeError, ValueError) as e:
             raise ProfileInputError(f"cannot import profile target '{target}': {type(e).__name__}: {e}") from e
         if "meta" in inspect.signature(fn).parameters:
+            models.resolve(target)  # the user named it on the command line: register it for create_model
             return create_model(target, meta, **kwargs).eval()
         model = fn(**kwargs)
     elif target in models:
@@ -63,13 +64,16 @@ def float_source_from_checkpoint(target: dict[str, Any]) -> nn.Module | None:
     if target.get("kind") != "checkpoint":
         return None
     from ..checkpoint import build_from_spec, read_checkpoint, rebuilders, step_quantizes
+    from ..models import trusting_code
 
     ck = read_checkpoint(target["path"])
-    model = build_from_spec(ck["spec"])
+    trust = bool(target.get("trust", False))
+    model = build_from_spec(ck["spec"], trust=trust)
     try:
-        for step in ck["steps"]:
-            if not step_quantizes(step):
-                model = rebuilders.get(step["kind"])(model, step, ck["state_dict"])
+        with trusting_code(trust):
+            for step in ck["steps"]:
+                if not step_quantizes(step):
+                    model = rebuilders.get(step["kind"])(model, step, ck["state_dict"])
     except Exception as e:  # noqa: BLE001
         log.warning("efficiency: cannot rebuild the float source of %s (%s): ONNX int8 skipped", target["path"], e)
         return None

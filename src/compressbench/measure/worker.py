@@ -77,7 +77,7 @@ def _time_torch_target(job: dict[str, Any]) -> dict[str, Any]:
     # kernel libraries on a throw-away op first, so that peak - base = model + activations (+ workspace)
     import torch.utils.benchmark  # noqa: F401
 
-    from compressbench.checkpoint import load_model
+    from compressbench.checkpoint import load_model_in_worker
     from compressbench.measure.protocol import rss_kb
     from compressbench.measure.targets import build_factory
     from compressbench.measure.timing import measure_torch_model
@@ -93,7 +93,7 @@ def _time_torch_target(job: dict[str, Any]) -> dict[str, Any]:
     base = rss_kb()
     t = job["target"]
     if t["kind"] == "checkpoint":
-        model, _ = load_model(t["path"])
+        model, _ = load_model_in_worker(t)  # the driver's trust decisions, never the file's
     elif t["kind"] == "factory":
         model = build_factory(t)
     else:

@@ -3,22 +3,70 @@ so models take float images in [0, 1] and preprocessing travels with the model.
 
 Registered factories take ``(meta: DataMeta, width: float = 1.0, **kwargs) -> nn.Module``
 (the bare network); :func:`create_model` wraps it. Any user model is reachable as
-``"package.module:factory"`` with the same signature.
+``"package.module:factory"`` with the same signature, once *resolved*: ``models.resolve(name)``
+imports the module and registers the factory under that string. A config (``model.name``, a distill
+student — :data:`ModelName`) and the ``--model`` flags resolve what the user wrote; :func:`create_model`
+itself only looks names up, so a name read from a checkpoint never imports code (DESIGN.md 14)
+unless the caller opts in with :func:`trusting_code` (``load_model(..., trust=True)``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
 import inspect
-from typing import Any, Sequence
+from typing import Annotated, Any, Iterator, Sequence
 
 import torch
+from pydantic import AfterValidator
 from torch import nn
 
 from ..data.base import DataMeta
-from ..registry import import_object, models
+from ..registry import UnknownNameError, is_object_path, models
 
-__all__ = ["Classifier", "Normalize", "create_model", "count_params", "check_factory_kwargs"]
+__all__ = ["Classifier", "Normalize", "create_model", "count_params", "ModelName", "trusting_code",
+           "user_model_names", "check_factory_kwargs"]
+
+# while set, create_model may import an unregistered "pkg.mod:factory" (the caller trusts the source)
+_TRUST_CODE: contextvars.ContextVar[bool] = contextvars.ContextVar("compressbench_trust_code", default=False)
+
+
+@contextlib.contextmanager
+def trusting_code(trust: bool = True) -> Iterator[None]:
+    """Within this block :func:`create_model` resolves (imports) ``"pkg.mod:factory"`` names it meets —
+    for ``load_model(path, trust=True)`` on a checkpoint whose source the caller trusts."""
+    token = _TRUST_CODE.set(trust)
+    try:
+        yield
+    finally:
+        _TRUST_CODE.reset(token)
+
+
+class UntrustedModelError(UnknownNameError):
+    """A ``"pkg.mod:factory"`` that nobody resolved in this process: building it would import code."""
+
+    def __init__(self, name: str):
+        super().__init__("model", name, models.names(),
+                         f"model factory '{name}' is not registered in this process, and importing it would run "
+                         f"its code: name it in the config's model.name (or call "
+                         f"compressbench.registry.models.resolve('{name}')) first")
+
+
+def _resolve_model_name(name: str) -> str:
+    models.resolve(name)  # imports a "pkg.mod:factory" the user wrote; one-line error otherwise
+    return name
+
+
+ModelName = Annotated[str, AfterValidator(_resolve_model_name)]
+"""A model name in a config or a method's parameters: validating it resolves it (imports a
+``"pkg.mod:factory"`` the user wrote), so later :func:`create_model` calls find it registered."""
+
+
+def user_model_names() -> list[str]:
+    """The ``"pkg.mod:factory"`` names resolved in this process (written by the user in a config or
+    a flag) — a fresh worker process re-resolves exactly these, and nothing a checkpoint names."""
+    return [n for n in models.names() if is_object_path(n)]
 
 
 class Normalize(nn.Module):
@@ -51,8 +99,14 @@ def count_params(model: nn.Module, nonzero: bool = False) -> int:
 
 
 def create_model(name: str, meta: DataMeta, width: float = 1.0, **kwargs: Any) -> Classifier:
-    """Build a registered model (or ``"pkg.mod:factory"``) for a dataset's metadata."""
-    factory = import_object(name) if ":" in name else models.get(name)
+    """Build a registered model for a dataset's metadata. Only looks ``name`` up: a
+    ``"pkg.mod:factory"`` must have been resolved first (``models.resolve(name)``, done by config
+    validation), or be met inside :func:`trusting_code`."""
+    if is_object_path(name) and name not in models:
+        if not _TRUST_CODE.get():
+            raise UntrustedModelError(name)
+        models.resolve(name)
+    factory = models.get(name)
     net = factory(meta, width=width, **kwargs)
     return Classifier(net, meta.mean, meta.std)
 
