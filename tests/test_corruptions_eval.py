@@ -134,3 +134,36 @@ def test_official_layout_fake_files_and_evaluator_files_mode(tmp_path, tiny_mode
     rows = fn(tiny_model, _ctx(digits_bundle, tmp_path / "w"), p)
     top = {r.condition["severity"]: r.value for r in rows if r.metric == "top1"}
     assert 0 <= top[5] <= top[1] + 0.05
+
+
+def test_corruption_parameters_given_directly(tiny_model, digits_bundle, tmp_path):
+    """issue 16: {name: gauss_noise, params: {var_limit: [0, 2]}} — the protocol's exact setting, one condition
+    labelled by its parameters; its constant is what albumentations 1.x means (σ² ~ U(0, 2) in uint8² units)."""
+    from compressbench.registry import corruptions
+
+    P = evaluators.spec("corruptions").params
+    p = P.model_validate({"corruptions": ["contrast", {"name": "gauss_noise", "params": {"var_limit": [0, 2]}},
+                                          {"name": "rgb_shift", "params": {"r_shift_limit": 20, "g_shift_limit": 20,
+                                                                           "b_shift_limit": 20}}],
+                          "severities": [3], "subset": 60})
+    (suite, cells), = p.cells()
+    assert suite == "custom" and [c.name for c in cells] == ["contrast", "gauss_noise", "rgb_shift"]
+    assert cells[1].constant == (0.0, 2.0) and cells[1].condition["params"] == "var_limit=[0.0, 2.0]"
+    # the study's settings are the severity-3 constants of the noise set: same numbers either way
+    assert cells[1].constant == corruptions.spec("gauss_noise").constant(3, "cifar")
+    assert cells[2].constant == corruptions.spec("rgb_shift").constant(3, "cifar")
+    x = digits_bundle.test.x[:8]
+    a = corrupt(x, None, "gauss_noise", 0, constant=cells[1].constant)
+    b = corrupt(x, None, "gauss_noise", 0, constant=cells[1].constant)
+    assert torch.equal(a, b) and (a.int() - x.int()).abs().max() <= 6  # σ ≤ √2/255 per pixel: a few levels
+    ms = evaluators.get("corruptions")(tiny_model, _ctx(digits_bundle, tmp_path), p)
+    by = {(m.metric, tuple(sorted(m.condition.items()))): m.value for m in ms}
+    direct = [m for m in ms if m.metric == "top1" and "params" in m.condition]
+    assert len(direct) == 2 and all(0 <= m.value <= 1 for m in direct)
+    assert ("mean_top1", (("severity", 3), ("suite", "custom"))) in by  # the by-name corruptions' mean
+    with pytest.raises(ValueError, match="takes no parameters directly"):
+        P.model_validate({"corruptions": [{"name": "fog", "params": {"x": 1}}]})
+    with pytest.raises(ValueError, match="unknown parameter 'var'"):
+        P.model_validate({"corruptions": [{"name": "gauss_noise", "params": {"var": [0, 2]}}]})
+    with pytest.raises(ValueError, match="lower end"):
+        P.model_validate({"corruptions": [{"name": "gauss_noise", "params": {"var_limit": [3, 2]}}]})

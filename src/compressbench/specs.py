@@ -260,12 +260,15 @@ class CorruptionSpec(ComponentSpec):
     ``constants``: severity 1→5 constants per parameter set (``{"cifar": [...5], "imagenet": [...5]}``,
     or ``{"any": [...5]}`` when one table serves every image size); ``suites``: suites it belongs to;
     ``uint8``: the function also takes the caller's uint8 batch as is (it works in uint8 units);
-    ``deterministic``: no randomness."""
+    ``deterministic``: no randomness. ``params`` + ``from_params(params) -> constant``: the corruption
+    also takes its parameters directly (a protocol's exact setting, e.g. albumentations'
+    ``GaussNoise(var_limit=(0, 2))``) instead of a severity."""
 
     constants: Mapping[str, Sequence[Any]] = field(default_factory=dict)
     suites: tuple[str, ...] = ()
     deterministic: bool = False
     uint8: bool = False
+    from_params: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -274,6 +277,8 @@ class CorruptionSpec(ComponentSpec):
         for k, v in self.constants.items():
             if len(v) != 5:
                 raise TypeError(f"constants['{k}'] must list 5 severities, got {len(v)}")
+        if (self.params is None) != (self.from_params is None):
+            raise TypeError("direct parameters need both 'params' (a schema) and 'from_params' (-> the constant)")
 
     def constant(self, severity: int, param_set: str) -> Any:
         if not 1 <= int(severity) <= 5:

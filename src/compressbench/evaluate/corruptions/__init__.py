@@ -17,7 +17,7 @@ Python API::
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -73,12 +73,14 @@ def resolve_names(items: Sequence[str]) -> list[str]:
 
 
 def corrupt(images: torch.Tensor, indices: torch.Tensor | Sequence[int] | None, name: str, severity: int,
-            seed: int = 0, params: str = "auto", quantize: bool = False) -> torch.Tensor:
+            seed: int = 0, params: str = "auto", quantize: bool = False, constant: Any = None) -> torch.Tensor:
     """Corrupt a batch deterministically.
 
     ``images``: float N×C×H×W in [0, 1], or uint8 (0..255), C ∈ {1, 3}, on any device. ``indices``:
     the images' dataset indices (N ints; ``None`` = 0..N−1) — with ``name``, ``severity`` and
-    ``seed`` they are the only inputs of the randomness. ``params``: ``auto`` (``cifar`` for ≤ 64 px,
+    ``seed`` they are the only inputs of the randomness. ``constant``: the corruption's setting given
+    directly (``spec.from_params`` of its parameters) instead of a severity's (then ``severity`` is 0, a
+    stream of its own). ``params``: ``auto`` (``cifar`` for ≤ 64 px,
     else ``imagenet``), ``cifar`` or ``imagenet``. ``quantize``: truncate to uint8 steps as the
     published CIFAR-10-C files were (``np.uint8(x)``).
 
@@ -103,10 +105,10 @@ def corrupt(images: torch.Tensor, indices: torch.Tensor | Sequence[int] | None, 
                else np.asarray(indices)).astype(np.int64).reshape(-1)
     if len(idx) != N:
         raise ValueError(f"corrupt(): {len(idx)} indices for {N} images")
-    if not 1 <= int(severity) <= 5:
-        raise ValueError(f"corruption severity must be in 1..5, got {severity}")
+    if not (1 <= int(severity) <= 5 or (constant is not None and int(severity) == 0)):
+        raise ValueError(f"corruption severity must be in 1..5 (0 with a constant given), got {severity}")
     pset = resolve_set(params, H, W)
-    c = spec.constant(int(severity), pset)
+    c = spec.constant(int(severity), pset) if constant is None else constant
     sev = int(severity)
     rng = BatchRNG(lambda: image_keys(seed, name, sev, idx), x.device, n=N)
     with torch.no_grad():

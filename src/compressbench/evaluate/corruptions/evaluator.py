@@ -9,12 +9,14 @@ retention and relative CE). CE / relative CE against the parent are computed by 
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-from pydantic import field_validator
+from pydantic import ValidationError, field_validator, model_validator
 from torch import nn
 
 from ...fields import BatchSize, Seed, Subset
@@ -27,9 +29,48 @@ from ...specs import ANY, Console, MetricSpec
 log = logging.getLogger(__name__)
 
 
+class CorruptionSetting(Params):
+    """A corruption with its parameters given directly (its registered schema) instead of severities:
+    ``{name: gauss_noise, params: {var_limit: [0, 2]}}`` — one condition, labelled by the parameters."""
+
+    name: str
+    params: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _check(self) -> CorruptionSetting:
+        spec = corruption_registry.spec(corruption_registry.resolve(self.name))
+        if spec.params is None:
+            raise ValueError(f"corruption '{self.name}' takes no parameters directly; list it by name and choose "
+                             f"'severities'")
+        self.typed  # validate now  # noqa: B018
+        return self
+
+    @property
+    def typed(self) -> Params:
+        spec = corruption_registry.spec(self.name)
+        try:
+            return spec.params.model_validate(self.params)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            if err["type"] == "extra_forbidden":
+                raise ValueError(f"corruption '{self.name}': unknown parameter '{loc}'; allowed: "
+                                 f"{', '.join(spec.params.model_fields)}") from None
+            raise ValueError(f"corruption '{self.name}' parameter '{loc}': {err['msg']}") from None
+
+    @property
+    def label(self) -> str:
+        """The condition value naming the setting: ``var_limit=[0.0, 2.0]`` (every parameter, defaults included)."""
+        return ",".join(f"{k}={json.dumps(v)}" for k, v in self.typed.model_dump(mode="json").items())
+
+    def constant(self) -> Any:
+        return corruption_registry.spec(self.name).from_params(self.typed)
+
+
 class CorruptionsParams(Params):
     suites: list[str] = ["cifar10-c"]  # cifar10-c | extra | noise | all
-    corruptions: list[str] | None = None  # explicit names: replaces `suites` (suite label = "custom")
+    # explicit names (at `severities`) and/or settings with parameters: replace `suites` (suite label "custom")
+    corruptions: list[str | CorruptionSetting] | None = None
     severities: list[int] = [1, 2, 3, 4, 5]
     subset: Subset = None  # None: the experiment's evaluation subset
     batch_size: BatchSize = 256
@@ -62,19 +103,49 @@ class CorruptionsParams(Params):
 
     @field_validator("corruptions")
     @classmethod
-    def _names(cls, v: list[str] | None) -> list[str] | None:
+    def _names(cls, v: list[str | CorruptionSetting] | None) -> list[str | CorruptionSetting] | None:
         if v is not None:
             for n in v:
-                corruption_registry.resolve(n)  # raises with the known names and a "did you mean"
+                if isinstance(n, str):
+                    corruption_registry.resolve(n)  # raises with the known names and a "did you mean"
         return v
 
     def plan(self) -> list[tuple[str, list[str]]]:
-        """(suite label, corruption names) pairs to evaluate."""
+        """(suite label, corruption names evaluated at ``severities``) pairs."""
         from . import resolve_names, suite_names
 
         if self.corruptions:
-            return [("custom", resolve_names(self.corruptions))]
+            names = [n for n in self.corruptions if isinstance(n, str)]
+            return [("custom", resolve_names(names))] if names else []
         return [(s, list(suite_names(s))) for s in self.suites]
+
+    def settings(self) -> list[CorruptionSetting]:
+        """The corruptions given with their parameters (evaluated once each, suite ``custom``)."""
+        return [n for n in self.corruptions or [] if isinstance(n, CorruptionSetting)]
+
+    def cells(self) -> list[tuple[str, list[Cell]]]:
+        """(suite label, cells): every (corruption, severity) to evaluate, and every direct setting."""
+        out = [(suite, [Cell(corruption_registry.entry(n).name, sev, None, {"corruption": n, "severity": sev})
+                        for n in names for sev in self.severities]) for suite, names in self.plan()]
+        direct = [Cell(corruption_registry.entry(st.name).name, 0, st.constant(),
+                       {"corruption": corruption_registry.entry(st.name).name, "params": st.label})
+                  for st in self.settings()]
+        if direct:
+            if out and out[0][0] == "custom":
+                out[0][1].extend(direct)
+            else:
+                out.append(("custom", direct))
+        return out
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One corrupted condition: a corruption at a severity, or with its parameters given (severity 0)."""
+
+    name: str
+    severity: int
+    constant: Any  # None: the severity's constant
+    condition: dict[str, Any]
 
 
 def _file_batches(files: str, name: str, severity: int, index: torch.Tensor, batch_size: int,
@@ -92,7 +163,7 @@ def corruption_versions(names) -> dict[str, int]:
 
 
 @evaluators.register("corruptions", params=CorruptionsParams, version=1,
-                     key_versions=lambda p: corruption_versions(n for _, ns in p.plan() for n in ns),
+                     key_versions=lambda p: corruption_versions(c.name for _, cs in p.cells() for c in cs),
                      description="top-1 under CIFAR-10-C / extra / noise-study corruptions × severities "
                                  "(deterministic, corrupted on the fly); mean_top1, mce_unnormalised",
                      metrics=(
@@ -133,7 +204,8 @@ def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: Corruption
     device = ctx.device
     model = model.eval()
     plan = params.plan()
-    total = sum(len(n) for _, n in plan) * len(params.severities) * len(images)
+    cells = params.cells()
+    total = sum(len(c) for _, c in cells) * len(images)
     out: list[Measurement] = []
 
     @torch.inference_mode()
@@ -142,36 +214,36 @@ def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: Corruption
 
     clean = sum(correct(x, y) for x, y, _ in images.batches(params.batch_size, device=device)) / len(images)
     with progress_bar(total=total, desc="corruptions", unit="img", disable=not ctx.progress) as bar:
-        for suite, names in plan:
-            acc: dict[tuple[str, int], float] = {}
-            for name in names:
-                for sev in params.severities:
-                    hits = 0
-                    if params.files:
-                        for x, y in _file_batches(params.files, name, sev, images.index, params.batch_size,
-                                                      ctx.data.test.index):
-                            hits += correct(x.to(device), y.to(device))
-                            bar.update(len(y))
-                    else:  # quantize: uint8 in -> uint8 out, the cheapest path (same images)
-                        for x, y, idx in images.batches(params.batch_size, device=device, uint8=params.quantize):
-                            xc = corrupt(x, idx, name, sev, seed=params.seed, params=params.param_set)
-                            hits += correct(xc.float().div_(255) if params.quantize else xc, y)
-                            bar.update(len(y))
-                    acc[name, sev] = hits / len(images)
-                    out.append(Measurement("top1", acc[name, sev], {"corruption": name, "severity": sev,
-                                                                     "suite": suite}))
-            mean = sum(acc.values()) / len(acc)
+        for suite, suite_cells in cells:
+            acc: list[tuple[Cell, float]] = []
+            for cell in suite_cells:
+                hits = 0
+                if params.files and cell.constant is None:
+                    for x, y in _file_batches(params.files, cell.name, cell.severity, images.index,
+                                              params.batch_size, ctx.data.test.index):
+                        hits += correct(x.to(device), y.to(device))
+                        bar.update(len(y))
+                else:  # quantize: uint8 in -> uint8 out, the cheapest path (same images)
+                    for x, y, idx in images.batches(params.batch_size, device=device, uint8=params.quantize):
+                        xc = corrupt(x, idx, cell.name, cell.severity, seed=params.seed, params=params.param_set,
+                                     constant=cell.constant)
+                        hits += correct(xc.float().div_(255) if params.quantize else xc, y)
+                        bar.update(len(y))
+                acc.append((cell, hits / len(images)))
+                out.append(Measurement("top1", acc[-1][1], {**cell.condition, "suite": suite}))
+            mean = sum(a for _, a in acc) / len(acc)
             out.append(Measurement("mean_top1", mean, {"suite": suite}))
             out.append(Measurement("mce_unnormalised", 1.0 - mean, {"suite": suite}))
             out.append(Measurement("clean_top1", clean, {"suite": suite}))
-            for sev in params.severities:
-                vals = [acc[n, sev] for n in names]
-                out.append(Measurement("mean_top1", sum(vals) / len(vals), {"suite": suite, "severity": sev}))
-            for n in names:
-                vals = [acc[n, s] for s in params.severities]
+            for sev in params.severities:  # the means over severities, of the corruptions listed by name
+                vals = [a for c, a in acc if c.constant is None and c.severity == sev]
+                if vals:
+                    out.append(Measurement("mean_top1", sum(vals) / len(vals), {"suite": suite, "severity": sev}))
+            for n in dict.fromkeys(c.name for c, _ in acc if c.constant is None):
+                vals = [a for c, a in acc if c.constant is None and c.name == n]
                 out.append(Measurement("mean_top1", sum(vals) / len(vals), {"suite": suite, "corruption": n}))
     want_gallery = params.gallery if params.gallery is not None else ctx.variant.method == "baseline"
-    if want_gallery and not params.files:
+    if want_gallery and not params.files and plan:
         try:
             ctx.workdir.mkdir(parents=True, exist_ok=True)
             names = [n for _, ns in plan for n in ns]

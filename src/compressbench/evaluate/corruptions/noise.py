@@ -26,15 +26,83 @@ study's setting; the table is ``params.NOISE``.
 from __future__ import annotations
 
 import torch
+from pydantic import Field, model_validator
 
+from ...interfaces import Params
 from ...registry import corruptions
 from . import ops
 from .params import NOISE
 
+# --------------------------------------------------------------------------- direct parameters
+# albumentations 1.x argument names and defaults; ``from_params`` turns them into the constant the
+# function takes (the same layout as a severity's). Symmetric limits only (a float l means (−l, l)).
+
+
+class _Range(Params):
+    @model_validator(mode="after")
+    def _ordered(self):
+        for name, v in self:
+            if isinstance(v, tuple) and len(v) == 2 and v[0] > v[1]:
+                raise ValueError(f"{name}: the lower end {v[0]} is above the upper end {v[1]}")
+        return self
+
+
+class GaussNoiseParams(_Range):
+    var_limit: tuple[float, float] = (10.0, 50.0)  # variance in uint8² units, drawn per image
+
+
+class ISONoiseParams(_Range):
+    color_shift: tuple[float, float] = (0.01, 0.05)
+    intensity: tuple[float, float] = (0.1, 0.5)
+
+
+class RGBShiftParams(Params):
+    r_shift_limit: float = Field(20.0, ge=0, le=255)
+    g_shift_limit: float = Field(20.0, ge=0, le=255)
+    b_shift_limit: float = Field(20.0, ge=0, le=255)
+
+
+class PixelDropoutParams(Params):
+    dropout_prob: float = Field(0.01, ge=0, le=1)
+
+
+class RandomFogParams(Params):
+    fog_coef_lower: float = Field(0.3, ge=0, le=1)
+    fog_coef_upper: float = Field(1.0, ge=0, le=1)
+    alpha_coef: float = Field(0.08, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.fog_coef_lower > self.fog_coef_upper:
+            raise ValueError("fog_coef_lower must not exceed fog_coef_upper")
+        return self
+
+
+class BrightnessContrastParams(Params):
+    brightness_limit: float = Field(0.2, ge=0, le=1)
+    contrast_limit: float = Field(0.2, ge=0, le=1)
+
+
+def _rgb_constant(p: RGBShiftParams):
+    lims = (p.r_shift_limit, p.g_shift_limit, p.b_shift_limit)
+    return lims[0] if len(set(lims)) == 1 else lims
+
+
+DIRECT = {
+    "gauss_noise": (GaussNoiseParams, lambda p: tuple(p.var_limit)),
+    "iso_noise": (ISONoiseParams, lambda p: (tuple(p.color_shift), tuple(p.intensity))),
+    "rgb_shift": (RGBShiftParams, _rgb_constant),
+    "pixel_dropout": (PixelDropoutParams, lambda p: p.dropout_prob),
+    "random_fog": (RandomFogParams, lambda p: (p.fog_coef_lower, p.fog_coef_upper, p.alpha_coef)),
+    "random_brightness_contrast": (BrightnessContrastParams, lambda p: (p.brightness_limit, p.contrast_limit)),
+}
+
 
 def _register(name: str, description: str, version: int = 2, suites: tuple[str, ...] = ("noise",)):
+    schema, from_params = DIRECT[name]
     return corruptions.register(name, suites=suites, deterministic=False, description=description,
-                                version=version, constants={"any": NOISE[name]})
+                                version=version, constants={"any": NOISE[name]}, params=schema,
+                                from_params=from_params)
 
 
 # version 3 (and iso_noise's): normals by inversion of 16-bit uniforms (ops.normal_table)
@@ -68,7 +136,11 @@ def iso_noise(x, rng, c, pset):
 
 @_register("rgb_shift", "albumentations-1.x RGBShift: per-channel shift U(−l, l)/255")
 def rgb_shift(x, rng, c, pset):
-    s = rng.uniform((x.shape[1],), -float(c), float(c)) / 255.0
+    if isinstance(c, (tuple, list)):  # per-channel limits (r, g, b) given directly
+        lim = torch.tensor([float(v) for v in c][: x.shape[1]], dtype=torch.float32)
+        s = (rng.uniform((x.shape[1],)) * 2 - 1) * lim / 255.0
+    else:
+        s = rng.uniform((x.shape[1],), -float(c), float(c)) / 255.0
     return x + s.to(x.dtype)[:, :, None, None]
 
 
