@@ -1,6 +1,7 @@
 """The 15 CIFAR-10-C corruptions and the 4 extra ones of Hendrycks & Dietterich (ICLR 2019),
 as batched torch operations on float [0, 1] N×C×H×W images (any device); those registered with
-``uint8=True`` (shot noise, pixelate, JPEG) also take the caller's uint8 batch as is.
+``uint8=True`` (shot noise, pixelate, JPEG) also take the caller's uint8 batch as is. One module
+(~460 lines) because it mirrors one source file function by function, 19 short functions.
 
 Each function mirrors the corresponding function of ``make_cifar_c.py`` / ``make_imagenet_c.py``
 (named in its docstring). Where the source used a library call, the call's exact semantics

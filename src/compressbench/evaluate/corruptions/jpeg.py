@@ -8,7 +8,8 @@ What it reproduces: ``np.asarray(PIL.Image.open(buf))`` after
 both ways, no smoothing, fancy (triangle) upsampling on decode. Entropy coding is lossless and is
 skipped; every lossy step is done with libjpeg's own integer arithmetic, so the result is equal bit
 for bit (checked against Pillow on random, smooth and extreme images of every size up to 40×40 and
-larger ones, qualities 1–100; see tests/test_jpeg_exact.py).
+larger ones, qualities 1–100; see tests/test_jpeg_exact.py). One module (~450 lines, much of it the
+standard's tables) because it is one algorithm whose steps must match libjpeg's exactly.
 
 Why our own: libjpeg codes one image at a time, on the CPU only; this runs a whole uint8 N×C×H×W
 batch as tensor ops on any device, with the same result. On one CPU thread, 32×32 RGB at batch 128:

@@ -6,6 +6,10 @@ Why our own: the reference generators (``make_cifar_c.py``, ``imagecorruptions``
 numpy/PIL/ImageMagick image at a time; here every op acts on a float N×C×H×W batch on any
 device, and each primitive reproduces the boundary handling of the library the reference used
 (scipy ``nearest``/``reflect``/``mirror``, OpenCV ``BORDER_REFLECT_101``, ImageMagick edge pixels).
+
+Why one module of ~700 lines: these are the primitives every corruption shares, each small and
+tested against its library; splitting them by family would scatter the padding and resampling
+conventions they must agree on.
 """
 
 from __future__ import annotations
