@@ -29,6 +29,7 @@ from .compress.budget import check_budget
 from .errors import UserError
 from .fields import MAX_BATCH_SIZE, Epochs, FinetuneEpochs, Seed
 from .interfaces import Budget
+from .layouts import ReportLayout, check_layout
 from .registry import UnknownNameError, datasets, evaluators, methods, models
 
 # Limits on what a config may cost to read, far above any real experiment file (the shipped ones
@@ -133,6 +134,7 @@ class Experiment(_Strict):
     cache_dir: str = ".compressbench/cache"
     store: str | None = None  # default: results/<name>.sqlite
     executor: str = "local"  # a key of compressbench.execute.EXECUTORS
+    report: ReportLayout | None = None  # study tables drawn next to the standard report (layouts.py)
 
     @field_validator("name")
     @classmethod
@@ -433,7 +435,11 @@ def validate(raw: dict[str, Any]) -> Experiment:
     _check_name(models, exp.model.name, "model.name")
     _check_model(exp)
     variants = resolve_variants(exp)
-    resolve_evaluations(exp, [v.name for v in variants])
+    evals = resolve_evaluations(exp, [v.name for v in variants])
+    if exp.report is not None:
+        msg = check_layout(exp.report, [ev.evaluator for ev, _ in evals])
+        if msg:
+            raise ConfigError(msg)
     return exp
 
 

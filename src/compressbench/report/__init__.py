@@ -25,6 +25,7 @@ from .detail import all_tables
 from .html import _slug, experiment_html, page
 from .plots import Figure, Plotter
 from .stats import Estimate, mean_ci
+from .study import study_tables
 from .summary import console_summary, summary_table
 from .tables import Column, ReportOptions, Table
 
@@ -63,7 +64,7 @@ def build_report(store_path: str | Path, out_dir: str | Path, experiment: str | 
         data = load_experiment(store, name)
         ctx = ReportContext.build(data, opts)
         exp_dir = out / _slug(name)
-        tables = all_tables(data, opts, ctx)
+        tables = all_tables(data, opts, ctx) + study_tables(data, opts.confidence)
         for t in tables:
             t.write(exp_dir, fmts)
         fig_formats = fmts & {"png", "svg"}
