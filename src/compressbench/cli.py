@@ -53,16 +53,21 @@ def _setup_logging(verbose: int) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     from .config import load_config
 
-    t0 = time.perf_counter()
-    exp = load_config(args.config, _overrides(args.set))
-    variants = exp.variants_resolved()
+    from .config import scale_names
     from .plan import plan
 
-    jobs = plan(exp, variants)
-    kinds = {k: sum(1 for j in jobs if j.kind == k) for k in ("train", "compress", "evaluate")}
-    print(f"{args.config}: OK — experiment '{exp.name}', {len(exp.seeds)} seed(s), {len(variants)} variant(s) "
-          f"+ baseline, {len(exp.evaluations)} evaluation(s) -> {kinds['train']} train, {kinds['compress']} compress, "
-          f"{kinds['evaluate']} evaluate jobs ({time.perf_counter() - t0:.2f}s)")
+    # the file as written, and every override profile it declares (a preset's smoke scale never rots)
+    scales = [args.scale] if args.scale else [None, *scale_names(args.config)]
+    for scale in scales:
+        t0 = time.perf_counter()
+        exp = load_config(args.config, _overrides(args.set), scale=scale)
+        variants = exp.variants_resolved()
+        jobs = plan(exp, variants)
+        kinds = {k: sum(1 for j in jobs if j.kind == k) for k in ("train", "compress", "evaluate")}
+        label = f" [scale {scale}]" if scale else ""
+        print(f"{args.config}{label}: OK — experiment '{exp.name}', {len(exp.seeds)} seed(s), {len(variants)} "
+              f"variant(s) + baseline, {len(exp.evaluations)} evaluation(s) -> {kinds['train']} train, "
+              f"{kinds['compress']} compress, {kinds['evaluate']} evaluate jobs ({time.perf_counter() - t0:.2f}s)")
     return 0
 
 
@@ -70,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .runner import run
 
-    exp = load_config(args.config, _overrides(args.set))  # validated before any work
+    exp = load_config(args.config, _overrides(args.set), scale=args.scale)  # validated before any work
     t0 = time.perf_counter()
     summary = run(exp, progress=None if not args.no_progress else False)
     dt = time.perf_counter() - t0
@@ -234,12 +239,15 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     set_help = ("override a config field (the value is YAML), e.g. train.epochs=1 or variants.0.budget={params: 0.5}; "
                 "repeatable")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    scale_help = "apply an override profile the file declares under 'scales:' (e.g. smoke: the same study, tiny)"
+    r.add_argument("--scale", metavar="NAME", help=scale_help)
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("-q", "--quiet", action="store_true", help="do not print the summary table")
     r.set_defaults(fn=cmd_run)
     v = sub.add_parser("validate", help="check an experiment file (fast, no work started)")
     v.add_argument("config")
     v.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    v.add_argument("--scale", metavar="NAME", help="validate only this scale (default: the file and every scale)")
     v.set_defaults(fn=cmd_validate)
     ls = sub.add_parser("list", help="list registered models, datasets, methods, evaluators, corruptions, attacks")
     ls.add_argument("what", nargs="?", default="all",

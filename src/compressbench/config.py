@@ -443,18 +443,45 @@ def validate(raw: dict[str, Any]) -> Experiment:
     return exp
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Experiment:
-    """Read a YAML experiment file, apply ``overrides`` (``{"train.epochs": 1, "variants.0.method": ...}``)
+SCALES = "scales"
+
+
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None,
+                scale: str | None = None) -> Experiment:
+    """Read a YAML experiment file, apply the named ``scale`` (an override profile the file declares under
+    ``scales:``, e.g. ``smoke``), then ``overrides`` (``{"train.epochs": 1, "variants.0.method": ...}``),
     and validate it. Raises ConfigError (one line)."""
     p = Path(path)
-    raw = parse_yaml(read_config_text(p), str(p))
-    if raw is None:
-        raise ConfigError(f"{p}: the config file is empty")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: the config must be a mapping of fields, got {_kind(raw)}")
+    raw, scales = read_raw(p)
+    if scale is not None:
+        if scale not in scales:
+            raise ConfigError(f"{p}: no scale '{scale}'{_dym(scale, scales)}; the file declares: "
+                              f"{', '.join(scales) or 'none'}")
+        for k, v in scales[scale].items():
+            apply_override(raw, k, v)
     for k, v in (overrides or {}).items():
         apply_override(raw, k, v)
     return validate(raw)
+
+
+def read_raw(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The config mapping of a file, and its ``scales`` (name -> {dotted key: value}), taken out of it."""
+    raw = parse_yaml(read_config_text(path), str(path))
+    if raw is None:
+        raise ConfigError(f"{path}: the config file is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of fields, got {_kind(raw)}")
+    scales = raw.pop(SCALES, None) or {}
+    if not isinstance(scales, dict) or not all(isinstance(k, str) and isinstance(v, dict) and
+                                               all(isinstance(kk, str) for kk in v) for k, v in scales.items()):
+        raise ConfigError(f"{SCALES}: give a mapping of scale names to mappings of overrides "
+                          f"({{smoke: {{train.epochs: 0.1, ...}}}})")
+    return raw, scales
+
+
+def scale_names(path: str | Path) -> list[str]:
+    """The override profiles (``scales:``) a config file declares."""
+    return list(read_raw(Path(path))[1])
 
 
 # ------------------------------------------------------------------ reading YAML safely
