@@ -4,18 +4,32 @@ from pathlib import Path
 
 import pytest
 
-from compressbench.config import load_config
+from compressbench.config import load_config, scale_names
 from compressbench.plan import plan
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
+CASES = [(p, s) for p in CONFIGS for s in [None, *scale_names(p)]]
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
-def test_shipped_config_validates(path):
-    exp = load_config(path)
+@pytest.mark.parametrize("path,scale", CASES, ids=[f"{p.name}{'@' + s if s else ''}" for p, s in CASES])
+def test_shipped_config_validates(path, scale):
+    exp = load_config(path, scale=scale)
     jobs = plan(exp)
     assert sum(j.kind == "train" for j in jobs) == len(exp.seeds)
     assert len({j.key for j in jobs}) == len(jobs)  # no two jobs share a key
+
+
+def test_study_presets_have_a_smoke_scale_of_the_same_graph():
+    """A preset's smoke scale keeps every family, budget kind and evaluator of the full study."""
+    studies = sorted((Path(__file__).parents[1] / "configs" / "studies").glob("*.yaml"))
+    assert studies
+    for path in studies:
+        full, smoke = load_config(path), load_config(path, scale="smoke")
+        assert {v.name for v in full.variants} == {v.name for v in smoke.variants}
+        assert {(v.method, v.budget.kind if v.budget else None) for v in full.variants_resolved()} == \
+            {(v.method, v.budget.kind if v.budget else None) for v in smoke.variants_resolved()}
+        assert [e.evaluator for e in full.evaluations] == [e.evaluator for e in smoke.evaluations]
+        assert full.report == smoke.report
 
 
 def test_quickstart_covers_every_family():
