@@ -33,10 +33,22 @@ def default_cache_dir() -> Path:
 
 
 def load_dataset(name: str, root: str | Path | None = None, cache_dir: str | Path | None = None,
-                 download: bool = True, **options: Any) -> DatasetBundle:
+                 download: bool = True, source: str | None = None, targets: list[str] | None = None,
+                 split: dict[str, Any] | None = None, **options: Any) -> DatasetBundle:
+    """Load a registered dataset. For a dataset with named domains (``DatasetSpec.domains``):
+    ``source`` / ``targets`` (default: the first declared domain / every other one) and ``split``
+    (``{test_fraction, seed, target_holdout}``), see :mod:`.domains`."""
     loader = datasets.get(name)
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    return loader(Path(root) if root else None, cache / "data", download, **options)
+    folder = Path(root) if root else None
+    if datasets.spec(name).domain_names(options):
+        from .domains import load_domain_dataset
+
+        return load_domain_dataset(name, loader, folder, cache / "data", download, source, targets, split,
+                                   **options)
+    if source is not None or targets is not None:
+        raise DatasetError(f"dataset '{name}' has no named domains; 'source' / 'targets' need one that does")
+    return loader(folder, cache / "data", download, **options)
 
 
 # --------------------------------------------------------------------------- IDX (MNIST family)
@@ -129,11 +141,24 @@ datasets.register("cifar100", _cifar("cifar100", "CIFAR100", 100, (0.5071, 0.486
 
 
 # --------------------------------------------------------------------------- image folders
-@datasets.register("imagefolder", description="any folder of class subfolders (train/ and test/ or a split)")
+def _folder_domains(options: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(options.get("domains") or ())
+
+
+@datasets.register("imagefolder", domains=_folder_domains,
+                   description="any folder of class subfolders (train/ and test/ or a split); with options "
+                               "domains: {name: folder}, one domain per folder")
 def imagefolder(root: Path | None, cache: Path, download: bool, size: int = 32, channels: int = 3,
-                test_fraction: float = 0.2, split_seed: int = 0, **_: Any) -> DatasetBundle:
+                test_fraction: float = 0.2, split_seed: int = 0, domains: dict[str, str] | None = None,
+                requested: tuple[str, ...] | None = None, **_: Any) -> Any:
     """``root/train/<class>/*`` and ``root/test/<class>/*``, or ``root/<class>/*`` split by seed.
-    Images are decoded and resized once (PIL), then kept as tensors."""
+    Images are decoded and resized once (PIL), then kept as tensors. With ``domains`` (domain name ->
+    class-folder tree, relative to ``root``) it is a dataset with domains: ``requested`` are read by
+    :func:`.domains.folder_domains` (source / targets / split as for every dataset with domains)."""
+    if requested is not None:
+        from .domains import folder_domains
+
+        return folder_domains(root, cache, domains or {}, requested, size, channels)
     if root is None or not Path(root).is_dir():
         raise DatasetError(f"imagefolder needs dataset.root to be an existing folder, got {root}")
     root = Path(root)
@@ -216,4 +241,4 @@ def synthetic(root: Path | None, cache: Path, download: bool, n_train: int = 600
     meta = DataMeta("synthetic", num_classes, channels, (size, size), tuple(xf.mean(dim=(0, 2, 3)).tolist()),
                     tuple(xf.std(dim=(0, 2, 3)).tolist()), tuple(f"c{i}" for i in range(num_classes)), augment="none")
     return DatasetBundle(meta, train, test)
-from . import cifar_c  # noqa: E402,F401
+from . import cifar_c, digits_domains, office31  # noqa: E402,F401
