@@ -59,11 +59,15 @@ class AdaptParams(BaseModel):
     method: Literal["coral"] = "coral"
     weight: float = Field(1.0, ge=0, le=1e6)  # λ
     targets: list[str] | None = None
+    # penultimate: the classifier head's input (d = feature width); logits: the head's output (d = classes),
+    # where the paper applied it (AlexNet's fc8)
+    features: Literal["penultimate", "logits"] = "penultimate"
 
     def label(self) -> str:
-        """A short name for tables: ``coral(λ=1)`` (plus the domains when chosen)."""
+        """A short name for tables: ``coral(λ=1)`` (plus the layer and domains when not the defaults)."""
         tg = f"→{'+'.join(self.targets)}" if self.targets else ""
-        return f"{self.method}(λ={self.weight:g}){tg}"
+        at = ", logits" if self.features == "logits" else ""
+        return f"{self.method}(λ={self.weight:g}{at}){tg}"
 
 
 class FeatureTap:
@@ -94,6 +98,7 @@ class Adaptation:
     method: str
     weight: float
     target: ImageSet
+    features: str = "penultimate"
 
     def loss(self, source_features: torch.Tensor, target_features: torch.Tensor) -> torch.Tensor:
         return ADAPT_LOSSES[self.method](source_features, target_features)
@@ -128,4 +133,4 @@ def make_adaptation(params: AdaptParams | dict | None, data: DatasetBundle) -> A
     if params is None:
         return None
     p = params if isinstance(params, AdaptParams) else AdaptParams.model_validate(params)
-    return Adaptation(p.method, p.weight, target_images(data, p.targets))
+    return Adaptation(p.method, p.weight, target_images(data, p.targets), p.features)

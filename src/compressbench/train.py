@@ -169,8 +169,9 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
             with torch.autocast(device.type, enabled=use_amp):
                 if adapt is not None:  # one pass over [source; target]: BatchNorm sees both domains
                     xt = augment_batch(next(target_batches), aug, g_target)  # type: ignore[arg-type]
-                    logits = model(torch.cat([x, xt]))[:len(x)]
-                    feats = tap.features  # type: ignore[union-attr]
+                    both = model(torch.cat([x, xt]))
+                    logits = both[:len(x)]
+                    feats = both if adapt.features == "logits" else tap.features  # type: ignore[union-attr]
                     adapt_loss = adapt.loss(feats[:len(x)].float(), feats[len(x):].float())
                 else:
                     logits = model(x)

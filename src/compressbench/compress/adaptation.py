@@ -28,13 +28,14 @@ log = logging.getLogger(__name__)
 class CoralParams(Params):
     weight: float = Field(1.0, ge=0, le=1e6)  # λ
     targets: list[str] | None = None  # target domains to align with (None: every target, pooled)
+    features: Literal["penultimate", "logits"] = "penultimate"  # where the CORAL loss is taken
     epochs: float = Field(1.0, gt=0, le=10_000)
     lr: float | None = Field(None, gt=0)  # None: 0.1 × the baseline recipe's lr
     optimizer: Literal["sgd", "adam", "adamw"] | None = None
     schedule: Literal["cosine", "onecycle", "step", "constant"] = "cosine"
 
     def adaptation(self) -> AdaptParams:
-        return AdaptParams(method="coral", weight=self.weight, targets=self.targets)
+        return AdaptParams(method="coral", weight=self.weight, targets=self.targets, features=self.features)
 
 
 def _is_float(model: nn.Module) -> bool:

@@ -3,7 +3,8 @@ Amazon (product images, 2,817), DSLR (498) and Webcam (795) — the standard dom
 (Deep CORAL's six tasks A→W, A→D, W→A, W→D, D→A, D→W).
 
 Nothing is downloaded (the archive has no stable public URL): extract ``domain_adaptation_images.tar.gz``
-and point ``dataset.root`` at it. Accepted layouts (``<d>`` ∈ amazon, dslr, webcam)::
+and point ``dataset.root`` at it (without ``root``: ``<cache_dir>/data/office31``). Accepted layouts
+(``<d>`` ∈ amazon, dslr, webcam)::
 
     <root>/<d>/images/<class>/*.jpg                              the archive's layout
     <root>/domain_adaptation_images/<d>/images/<class>/*.jpg     the archive's top folder kept
@@ -59,16 +60,15 @@ def domain_folder(root: Path, domain: str) -> Path | None:
 def office31(root: Path | None, cache: Path, download: bool, *, requested: tuple[str, ...] = DOMAINS,
              size: int = 224, resize: int | None = None, channels: int = 3,
              stats: str = "source") -> DomainImages:
-    if root is None:
-        raise DatasetError("office31 needs dataset.root: the folder where domain_adaptation_images.tar.gz was "
-                           "extracted (with amazon/, dslr/, webcam/); it cannot be downloaded automatically")
-    root = Path(root).expanduser()
-    folders = {d: domain_folder(root, d) for d in DOMAINS}
+    given = root is not None
+    root = Path(root).expanduser() if given else cache / "office31"
+    folders = {d: domain_folder(root, d) if root.is_dir() else None for d in DOMAINS}
     missing = [d for d in requested if folders[d] is None]
     if missing:
-        raise DatasetError(f"office31: no {'/'.join(missing)} images under {root}; expected "
-                           f"<root>/<domain>/images/<class>/*.jpg (or the archive's domain_adaptation_images/ "
-                           f"top folder)")
+        where = f"under {root}" if given else f"under {root} (dataset.root not set)"
+        raise DatasetError(f"office31: no {'/'.join(missing)} images {where}; extract "
+                           f"domain_adaptation_images.tar.gz and set dataset.root to it (expected "
+                           f"<root>/<domain>/images/<class>/*.jpg); it cannot be downloaded automatically")
     classes = sorted({c for f in folders.values() if f is not None for c in list_class_images(f)})
     files = {d: list_class_images(folders[d]) for d in requested}  # type: ignore[arg-type]
     fingerprint = {"v": _VERSION, "size": size, "resize": resize, "channels": channels, "classes": classes,

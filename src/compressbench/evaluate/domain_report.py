@@ -85,29 +85,36 @@ def _model_name(ctx: ReportContext) -> str:
 
 def study_table(ctx: ReportContext) -> Table | None:
     """Rows = model × compression × budget; columns = in-domain per source, then source → target pairs,
-    each per adaptation (mean ± CI over seeds)."""
+    each per adaptation, and the paired difference adapted − source-only (per seed, then mean ± CI)."""
     comp = compositions(ctx)
     if comp.empty:
         return None
     tgt, src = _per_seed(ctx, "target_top1"), _per_seed(ctx, "source_top1")
     rowkey = _row_keys(comp)
     adapts = [SOURCE_ONLY] + sorted(set(comp["adapt"]) - {SOURCE_ONLY})
-    cells: dict[tuple[str, str], list[float]] = {}
-    columns: list[tuple[str, str, str]] = []  # (key, label, fmt)
-    blocks = [(src, lambda r: f"{r.source} (in-domain)"), (tgt, lambda r: _arrow(r.source, r.target))]
-    for frame, label_of in blocks:
+    cells: dict[tuple[str, str], dict[int, float]] = {}  # (row, column) -> {seed: value}
+    columns: list[tuple[str, str]] = []  # (key, label)
+    for frame in (src, tgt):
         frame = frame[frame["variant"].isin(comp.index)]
-        labels = sorted({label_of(r) for r in frame.itertuples()})
-        for lab in labels:
+        frame = frame.assign(label=[f"{s} (in-domain)" if not t else _arrow(s, t)
+                                    for s, t in zip(frame["source"], frame["target"], strict=True)],
+                             adapt=comp.loc[frame["variant"], "adapt"].to_numpy())
+        for lab in sorted(set(frame["label"])):
             for a in adapts:
-                key = f"{lab} [{a}]"
-                vals = frame[[label_of(r) == lab for r in frame.itertuples()]]
-                vals = vals[comp.loc[vals["variant"], "adapt"].to_numpy() == a]
+                vals = frame[(frame["label"] == lab) & (frame["adapt"] == a)]
                 if vals.empty:
                     continue
-                columns.append((key, lab if a == SOURCE_ONLY and len(adapts) == 1 else f"{lab} {a}", "pct"))
+                key = f"{lab} [{a}]"
+                columns.append((key, lab if len(adapts) == 1 else f"{lab} {a}"))
                 for r in vals.itertuples():
-                    cells.setdefault((rowkey[r.variant], key), []).append(r.value)
+                    cells.setdefault((rowkey[r.variant], key), {})[int(r.seed)] = r.value
+            for a in adapts[1:]:  # paired by seed: the same baseline seed below both
+                key, base = f"{lab} [Δ {a}]", f"{lab} [{SOURCE_ONLY}]"
+                diffs = {rk: {sd: v - cells[rk, base][sd] for sd, v in cells.get((rk, f"{lab} [{a}]"), {}).items()
+                              if sd in cells.get((rk, base), {})} for rk in set(rowkey)}
+                if any(diffs.values()):
+                    columns.append((key, f"{lab} Δ {a} (pts)"))
+                    cells.update({(rk, key): d for rk, d in diffs.items() if d})
     order = list(dict.fromkeys(rowkey[[v for v in ctx.data.variant_order if v in rowkey.index]]))
     order.sort(key=lambda k: not k.startswith(BASELINE + "|"))
     text = pd.DataFrame({"model": _model_name(ctx), "compression": [k.split("|")[0] for k in order],
@@ -120,14 +127,15 @@ def study_table(ctx: ReportContext) -> Table | None:
     ci, n = mean.copy(), mean.copy()
     for rk in order:
         for k in keys:
-            e = mean_ci(cells.get((rk, k), []), ctx.options.confidence)
+            e = mean_ci(list(cells.get((rk, k), {}).values()), ctx.options.confidence)
             mean.at[rk, k], ci.at[rk, k], n.at[rk, k] = e.mean, e.ci, e.n
     notes = [seeds_note(ctx.data), "Top-1 %. A row is a base model × compression × budget; a column a source → "
              "target pair (or the source's own test split) without adaptation (source-only) and with each "
-             "adaptation the variants applied. Adaptation-only variants (e.g. adapt.coral on the baseline) "
-             "share the baseline row; '(parent)': the baseline was trained with that adaptation."]
+             "adaptation the variants applied; Δ: adapted − source-only of the same seed, in points (paired). "
+             "Adaptation-only variants (e.g. adapt.coral on the baseline) share the baseline row; '(parent)': "
+             "the baseline was trained with that adaptation."]
     return Table("domain_shift", f"{ctx.data.name}: target-domain accuracy % (rows: model × compression × budget)",
-                 text, [Column.of(k, lab, fmt) for k, lab, fmt in columns], mean, ci, n, notes)
+                 text, [Column.of(k, lab, "pct") for k, lab in columns], mean, ci, n, notes)
 
 
 def variant_table(ctx: ReportContext) -> Table | None:
