@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from compressbench.config import load_config
+from compressbench.config import experiment_parts, load_config
 from compressbench.plan import plan
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
@@ -14,7 +14,8 @@ CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
 def test_shipped_config_validates(path):
     exp = load_config(path)
     jobs = plan(exp)
-    assert sum(j.kind == "train" for j in jobs) == len(exp.seeds)
+    # one baseline per seed and experiment (a list of source domains runs one sibling experiment per source)
+    assert sum(j.kind == "train" for j in jobs) == len(exp.seeds) * len(experiment_parts(exp))
     assert len({j.key for j in jobs}) == len(jobs)  # no two jobs share a key
 
 

@@ -60,21 +60,24 @@ def _exp(tmp, source, tamper="none", name="d"):
         "threads": 1, "cache_dir": str(tmp / "cache"), "store": str(tmp / "r.sqlite")})
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+@pytest.fixture(scope="module", autouse=True)
+def _register():
     datasets.register("test.digit-domains", _tampered, params=TamperOptions, domains=("printed", "handwritten"),
                       description="test")
-    try:
-        out = {}
-        for key, source, tamper in (("both", ["printed", "handwritten"], "none"), ("labels", "printed", "labels"),
-                                    ("images", "printed", "images")):
-            tmp = tmp_path_factory.mktemp(key)
-            summary = run(_exp(tmp, source, tamper), progress=False)
-            assert summary.failed == 0, summary.failures
-            out[key] = (tmp, ResultStore(summary.store))
-        yield out
-    finally:
-        datasets.unregister("test.digit-domains")
+    yield
+    datasets.unregister("test.digit-domains")  # registries are global: leave them as found
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = {}
+    for key, source, tamper in (("both", ["printed", "handwritten"], "none"), ("labels", "printed", "labels"),
+                                ("images", "printed", "images")):
+        tmp = tmp_path_factory.mktemp(key)
+        summary = run(_exp(tmp, source, tamper), progress=False)
+        assert summary.failed == 0, summary.failures
+        out[key] = (tmp, ResultStore(summary.store))
+    return out
 
 
 def _weights(store: ResultStore, experiment: str, cache) -> dict[str, dict[str, torch.Tensor]]:
@@ -161,3 +164,21 @@ def test_report_domain_table_and_study_section(runs, tmp_path):
     assert (tmp_path / "rep" / "d" / "figures" / "domain_pairs.png").is_file()  # knob budgets: no vs-budget plot
     summary = pd.read_csv(tmp_path / "rep" / "d-printed" / "summary.csv")
     assert {"source_top1", "target_top1", "gap"} <= set(summary.columns)
+
+
+def test_train_adapt_trains_the_baseline_with_coral(runs, tmp_path):
+    """``train.adapt``: the baseline itself minimises CORAL; its variants are labelled '(parent)'."""
+    raw = _exp(tmp_path, "printed").model_dump(mode="json")
+    raw["train"]["adapt"] = CORAL
+    raw["variants"] = [VARIANTS[1]]
+    raw["name"] = "tadapt"
+    summary = run(validate(raw), progress=False)
+    assert summary.failed == 0, summary.failures
+    store = ResultStore(summary.store)
+    comp = {r.variant: r.condition_json for r in _rows(store, "tadapt", "composition").itertuples()}
+    assert comp == {"baseline": {"compression": "", "adapt": "coral(λ=5)"},
+                    "prune.structured@knob=0.3": {"compression": "prune.structured", "adapt": "coral(λ=5) (parent)"}}
+    df = store.dataframe("tadapt")
+    assert (df[(df["evaluator"] == "train") & (df["metric"] == "train_adapt_loss")]["value"] > 0).all()
+    ref_tmp, ref = runs["both"]  # a different baseline from the source-only one of the same seed
+    assert not _equal(_weights(store, "tadapt", tmp_path)["baseline"], _weights(ref, "d.printed", ref_tmp)["baseline"])

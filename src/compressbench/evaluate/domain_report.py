@@ -85,7 +85,8 @@ def _model_name(ctx: ReportContext) -> str:
 
 def study_table(ctx: ReportContext) -> Table | None:
     """Rows = model × compression × budget; columns = in-domain per source, then source → target pairs,
-    each per adaptation, and the paired difference adapted − source-only (per seed, then mean ± CI)."""
+    each per adaptation, and for the pairs the difference adapted − source-only (paired by seed, then
+    mean ± CI)."""
     comp = compositions(ctx)
     if comp.empty:
         return None
@@ -94,7 +95,7 @@ def study_table(ctx: ReportContext) -> Table | None:
     adapts = [SOURCE_ONLY] + sorted(set(comp["adapt"]) - {SOURCE_ONLY})
     cells: dict[tuple[str, str], dict[int, float]] = {}  # (row, column) -> {seed: value}
     columns: list[tuple[str, str]] = []  # (key, label)
-    for frame in (src, tgt):
+    for frame, paired in ((src, False), (tgt, True)):
         frame = frame[frame["variant"].isin(comp.index)]
         frame = frame.assign(label=[f"{s} (in-domain)" if not t else _arrow(s, t)
                                     for s, t in zip(frame["source"], frame["target"], strict=True)],
@@ -108,7 +109,7 @@ def study_table(ctx: ReportContext) -> Table | None:
                 columns.append((key, lab if len(adapts) == 1 else f"{lab} {a}"))
                 for r in vals.itertuples():
                     cells.setdefault((rowkey[r.variant], key), {})[int(r.seed)] = r.value
-            for a in adapts[1:]:  # paired by seed: the same baseline seed below both
+            for a in adapts[1:] if paired else []:  # paired by seed: the same baseline seed below both
                 key, base = f"{lab} [Δ {a}]", f"{lab} [{SOURCE_ONLY}]"
                 diffs = {rk: {sd: v - cells[rk, base][sd] for sd, v in cells.get((rk, f"{lab} [{a}]"), {}).items()
                               if sd in cells.get((rk, base), {})} for rk in set(rowkey)}
