@@ -40,6 +40,8 @@ def _tampered(root, cache, download, *, requested, tamper="none") -> DomainImage
 CORAL = {"method": "coral", "weight": 5.0}
 VARIANTS = [
     {"method": "adapt.coral", "params": {"weight": 5.0, "epochs": 0.5}},
+    {"name": "coral-scratch", "method": "adapt.coral",  # the baseline's recipe: what train.adapt does
+     "params": {"weight": 5.0, "init": "scratch", "epochs": 30, "lr": 0.1, "schedule": "onecycle"}},
     {"method": "prune.structured", "params": {"finetune": {"epochs": 0.3}}, "budget": {"knob": 0.3}},
     {"name": "prune+coral", "method": "pipeline", "budget": {"knob": 0.3},
      "params": {"stages": [{"method": "prune.structured", "params": {"finetune": {"epochs": 0}}},
@@ -47,7 +49,7 @@ VARIANTS = [
     {"method": "distill", "params": {"epochs": 3}, "budget": {"knob": 0.5}},
     {"name": "distill+coral", "method": "distill", "params": {"epochs": 3, "adapt": CORAL}, "budget": {"knob": 0.5}},
 ]
-ADAPTING = {"adapt.coral", "prune+coral", "distill+coral"}
+ADAPTING = {"adapt.coral", "coral-scratch", "prune+coral", "distill+coral"}
 
 
 def _exp(tmp, source, tamper="none", name="d"):
@@ -94,7 +96,7 @@ def _equal(a, b) -> bool:
 def test_targets_reach_training_only_as_unlabeled_images(runs):
     ref_tmp, ref = runs["both"]
     base = _weights(ref, "d.printed", ref_tmp)
-    assert set(base) == {"baseline", "adapt.coral", "prune.structured@knob=0.3", "prune+coral",
+    assert set(base) == {"baseline", "adapt.coral", "coral-scratch", "prune.structured@knob=0.3", "prune+coral",
                          "distill@knob=0.5", "distill+coral"}
     lab_tmp, lab = runs["labels"]
     for v, sd in _weights(lab, "d", lab_tmp).items():  # permuted target labels: every model identical
@@ -115,13 +117,14 @@ def test_domain_shift_rows(runs):
         t = _rows(store, exp_name, "target_top1")
         s = _rows(store, exp_name, "source_top1").set_index("variant")["value"]
         gap = _rows(store, exp_name, "gap").set_index("variant")["value"]
-        assert len(t) == 6 and all(c == {"source": src, "target": tgt} for c in t["condition_json"])
+        assert len(t) == 7 and all(c == {"source": src, "target": tgt} for c in t["condition_json"])
         t = t.set_index("variant")["value"]
         assert s["baseline"] > 0.7 and 0.2 < t["baseline"] < s["baseline"] - 0.1  # a real domain gap
         assert (gap - (s - t)).abs().max() < 1e-12
         comp = {r.variant: r.condition_json for r in _rows(store, exp_name, "composition").itertuples()}
         assert comp["baseline"] == {"compression": "", "adapt": ""}
         assert comp["adapt.coral"] == {"compression": "", "adapt": "coral(λ=5)"}
+        assert comp["coral-scratch"] == {"compression": "", "adapt": "coral(λ=5, from scratch)"}
         assert comp["prune+coral"] == {"compression": "prune.structured", "adapt": "coral(λ=5)"}
         assert comp["distill+coral"] == {"compression": "distill", "adapt": "coral(λ=5)"}
     # the labels of the tampered target are permuted: target accuracy falls to chance, source accuracy is kept
@@ -141,26 +144,30 @@ def test_report_domain_table_and_study_section(runs, tmp_path):
         assert f"Experiment: {exp_name}<" in html
     import pandas as pd
 
-    study = pd.read_csv(tmp_path / "rep" / "d" / "domain_shift.csv")
-    assert list(study["compression"]) == ["baseline", "distill", "prune.structured"]
-    assert set(study["budget"].fillna("")) == {"", "knob=0.5", "knob=0.3"}
-    cols = [c for c in study.columns if "→" in c and not c.endswith(("_ci95", "_n"))]
-    assert cols == ["handwritten→printed [source-only]", "handwritten→printed [coral(λ=5)]",
-                    "handwritten→printed [Δ coral(λ=5)]", "printed→handwritten [source-only]",
-                    "printed→handwritten [coral(λ=5)]", "printed→handwritten [Δ coral(λ=5)]"]
-    # each cell is the store's number for that pair and variant
+    study = pd.read_csv(tmp_path / "rep" / "d" / "domain_shift.csv").fillna("")
+    assert list(zip(study["compression"], study["budget"], study["adaptation"], strict=True)) == [
+        ("baseline", "", "source-only"), ("baseline", "", "coral(λ=5)"), ("baseline", "", "coral(λ=5, from scratch)"),
+        ("distill", "knob=0.5", "source-only"), ("distill", "knob=0.5", "coral(λ=5)"),
+        ("prune.structured", "knob=0.3", "source-only"), ("prune.structured", "knob=0.3", "coral(λ=5)")]
+    cols = [c for c in study.columns if c not in ("model", "compression", "budget", "adaptation")
+            and not c.endswith(("_ci95", "_n"))]
+    assert cols == ["handwritten→printed", "printed→handwritten", "Δ handwritten→printed", "Δ printed→handwritten",
+                    "handwritten (in-domain)", "printed (in-domain)"]
+    # each cell is the store's number for that pair and variant; Δ is paired with the source-only row
     t = _rows(store, "d.printed", "target_top1").set_index("variant")["value"]
-    row = study.set_index("compression")
-    assert row.at["baseline", "printed→handwritten [source-only]"] == pytest.approx(t["baseline"])
-    assert row.at["baseline", "printed→handwritten [coral(λ=5)]"] == pytest.approx(t["adapt.coral"])
-    assert row.at["prune.structured", "printed→handwritten [coral(λ=5)]"] == pytest.approx(t["prune+coral"])
-    assert row.at["distill", "printed→handwritten [source-only]"] == pytest.approx(t["distill@knob=0.5"])
+    s = _rows(store, "d.printed", "source_top1").set_index("variant")["value"]
+    cell = study.set_index(["compression", "adaptation"])
+    assert cell.at[("baseline", "source-only"), "printed→handwritten"] == pytest.approx(t["baseline"])
+    assert cell.at[("baseline", "coral(λ=5)"), "printed→handwritten"] == pytest.approx(t["adapt.coral"])
+    assert cell.at[("prune.structured", "coral(λ=5)"), "printed→handwritten"] == pytest.approx(t["prune+coral"])
+    assert cell.at[("distill", "coral(λ=5)"), "Δ printed→handwritten"] == pytest.approx(
+        t["distill+coral"] - t["distill@knob=0.5"])
+    assert cell.at[("distill", "source-only"), "Δ printed→handwritten"] == ""
+    assert cell.at[("prune.structured", "source-only"), "printed (in-domain)"] == pytest.approx(
+        s["prune.structured@knob=0.3"])
     single = pd.read_csv(tmp_path / "rep" / "d-printed" / "domain_shift.csv")
     assert [c for c in single.columns if "→" in c and not c.endswith(("_ci95", "_n"))] == [
-        "printed→handwritten [source-only]", "printed→handwritten [coral(λ=5)]", "printed→handwritten [Δ coral(λ=5)]"]
-    delta = single.set_index("compression")
-    assert delta.at["distill", "printed→handwritten [Δ coral(λ=5)]"] == pytest.approx(
-        t["distill+coral"] - t["distill@knob=0.5"])
+        "printed→handwritten", "Δ printed→handwritten"]
     assert (tmp_path / "rep" / "d" / "figures" / "domain_pairs.png").is_file()  # knob budgets: no vs-budget plot
     summary = pd.read_csv(tmp_path / "rep" / "d-printed" / "summary.csv")
     assert {"source_top1", "target_top1", "gap"} <= set(summary.columns)
@@ -170,7 +177,7 @@ def test_train_adapt_trains_the_baseline_with_coral(runs, tmp_path):
     """``train.adapt``: the baseline itself minimises CORAL; its variants are labelled '(parent)'."""
     raw = _exp(tmp_path, "printed").model_dump(mode="json")
     raw["train"]["adapt"] = CORAL
-    raw["variants"] = [VARIANTS[1]]
+    raw["variants"] = [VARIANTS[2]]  # prune.structured
     raw["name"] = "tadapt"
     summary = run(validate(raw), progress=False)
     assert summary.failed == 0, summary.failures
@@ -180,5 +187,6 @@ def test_train_adapt_trains_the_baseline_with_coral(runs, tmp_path):
                     "prune.structured@knob=0.3": {"compression": "prune.structured", "adapt": "coral(λ=5) (parent)"}}
     df = store.dataframe("tadapt")
     assert (df[(df["evaluator"] == "train") & (df["metric"] == "train_adapt_loss")]["value"] > 0).all()
-    ref_tmp, ref = runs["both"]  # a different baseline from the source-only one of the same seed
-    assert not _equal(_weights(store, "tadapt", tmp_path)["baseline"], _weights(ref, "d.printed", ref_tmp)["baseline"])
+    ref_tmp, ref = runs["both"]  # not the source-only baseline, but exactly adapt.coral's init: scratch variant
+    mine, theirs = _weights(store, "tadapt", tmp_path)["baseline"], _weights(ref, "d.printed", ref_tmp)
+    assert not _equal(mine, theirs["baseline"]) and _equal(mine, theirs["coral-scratch"])

@@ -162,6 +162,8 @@ def _cfg(**dataset):
                                                                "params": {"targets": ["handwritten"]}}]},
      "variants[0]: adaptation target(s) ['handwritten'] are not targets of experiment 'd.handwritten'"),
     ({**_cfg(), "train": {"adapt": {"method": "mmd"}}}, "train.adapt.method"),
+    ({**_cfg(), "variants": [{"method": "adapt.coral", "params": {"init": "scratch"}}]},
+     "init: scratch trains from scratch: give its lr"),
     ({**_cfg(), "dataset": {"name": "digits-domains", "domain_split": {"test_fraction": 1.5}}},
      "dataset.domain_split.test_fraction"),
 ])

@@ -66,8 +66,10 @@ class AdaptParams(BaseModel):
     def label(self) -> str:
         """A short name for tables: ``coral(λ=1)`` (plus the layer and domains when not the defaults)."""
         tg = f"→{'+'.join(self.targets)}" if self.targets else ""
-        at = ", logits" if self.features == "logits" else ""
-        return f"{self.method}(λ={self.weight:g}{at}){tg}"
+        return f"{self.method}({', '.join(self._label_parts())}){tg}"
+
+    def _label_parts(self) -> list[str]:
+        return [f"λ={self.weight:g}"] + (["logits"] if self.features == "logits" else [])
 
 
 class FeatureTap:

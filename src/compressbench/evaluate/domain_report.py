@@ -69,10 +69,16 @@ def _per_seed(ctx: ReportContext, metric: str) -> pd.DataFrame:
 
 
 def _row_keys(comp: pd.DataFrame) -> pd.Series:
-    """Each variant's row: compression and budget; variants that would share a cell get their own row."""
+    """Each variant's group: ``compression|budget`` (the baseline's compression is ``baseline``); variants
+    that would share a group and an adaptation keep a group of their own (``|<variant>``)."""
     key = comp["compression"].replace("", BASELINE) + "|" + comp["budget"]
     clash = comp.assign(key=key).groupby(["key", "adapt"])["compression"].transform("size") > 1
     return key.where(~clash, key + "|" + comp.index.to_series())
+
+
+def _group_order(ctx: ReportContext, groups: pd.Series) -> list[str]:
+    order = list(dict.fromkeys(groups[[v for v in ctx.data.variant_order if v in groups.index]]))
+    return sorted(order, key=lambda k: not k.startswith(BASELINE + "|"))
 
 
 def _model_name(ctx: ReportContext) -> str:
@@ -84,59 +90,59 @@ def _model_name(ctx: ReportContext) -> str:
 
 
 def study_table(ctx: ReportContext) -> Table | None:
-    """Rows = model × compression × budget; columns = in-domain per source, then source → target pairs,
-    each per adaptation, and for the pairs the difference adapted − source-only (paired by seed, then
-    mean ± CI)."""
+    """The study's shape: a row per model × compression × budget × adaptation (source-only first); a column
+    per source → target pair (target top-1), then per pair Δ = adapted − source-only of the same group,
+    paired by seed (both derive from that seed's baseline), then the in-domain top-1 per source."""
     comp = compositions(ctx)
     if comp.empty:
         return None
-    tgt, src = _per_seed(ctx, "target_top1"), _per_seed(ctx, "source_top1")
-    rowkey = _row_keys(comp)
+    group = _row_keys(comp)
+    row_of = group + "#" + comp["adapt"]
     adapts = [SOURCE_ONLY] + sorted(set(comp["adapt"]) - {SOURCE_ONLY})
+    order = [f"{g}#{a}" for g in _group_order(ctx, group) for a in adapts if f"{g}#{a}" in set(row_of)]
     cells: dict[tuple[str, str], dict[int, float]] = {}  # (row, column) -> {seed: value}
     columns: list[tuple[str, str]] = []  # (key, label)
-    for frame, paired in ((src, False), (tgt, True)):
-        frame = frame[frame["variant"].isin(comp.index)]
-        frame = frame.assign(label=[f"{s} (in-domain)" if not t else _arrow(s, t)
-                                    for s, t in zip(frame["source"], frame["target"], strict=True)],
-                             adapt=comp.loc[frame["variant"], "adapt"].to_numpy())
-        for lab in sorted(set(frame["label"])):
-            for a in adapts:
-                vals = frame[(frame["label"] == lab) & (frame["adapt"] == a)]
-                if vals.empty:
-                    continue
-                key = f"{lab} [{a}]"
-                columns.append((key, lab if len(adapts) == 1 else f"{lab} {a}"))
-                for r in vals.itertuples():
-                    cells.setdefault((rowkey[r.variant], key), {})[int(r.seed)] = r.value
-            for a in adapts[1:] if paired else []:  # paired by seed: the same baseline seed below both
-                key, base = f"{lab} [Δ {a}]", f"{lab} [{SOURCE_ONLY}]"
-                diffs = {rk: {sd: v - cells[rk, base][sd] for sd, v in cells.get((rk, f"{lab} [{a}]"), {}).items()
-                              if sd in cells.get((rk, base), {})} for rk in set(rowkey)}
-                if any(diffs.values()):
-                    columns.append((key, f"{lab} Δ {a} (pts)"))
-                    cells.update({(rk, key): d for rk, d in diffs.items() if d})
-    order = list(dict.fromkeys(rowkey[[v for v in ctx.data.variant_order if v in rowkey.index]]))
-    order.sort(key=lambda k: not k.startswith(BASELINE + "|"))
-    text = pd.DataFrame({"model": _model_name(ctx), "compression": [k.split("|")[0] for k in order],
-                         "budget": [k.split("|")[1] for k in order],
-                         "variant": ["" if k.count("|") < 2 else k.split("|")[2] for k in order]}, index=order)
+    tgt, src = _per_seed(ctx, "target_top1"), _per_seed(ctx, "source_top1")
+    tgt = tgt[tgt["variant"].isin(comp.index)]
+    src = src[src["variant"].isin(comp.index)]
+    pairs = sorted({_arrow(a, b) for a, b in zip(tgt["source"], tgt["target"], strict=True)})
+    for frame, label_of, fmt in ((tgt, lambda r: _arrow(r.source, r.target), "{}"), (src, lambda r: r.source,
+                                                                                    "{} (in-domain)")):
+        for r in frame.itertuples():
+            cells.setdefault((row_of[r.variant], fmt.format(label_of(r))), {})[int(r.seed)] = r.value
+        columns += [(fmt.format(x), fmt.format(x)) for x in sorted({label_of(r) for r in frame.itertuples()})]
+        if frame is tgt and len(adapts) > 1:  # Δ columns right after the pairs
+            for pair in pairs:
+                key = f"Δ {pair}"
+                for row in order:
+                    g, a = row.split("#")
+                    base, mine = cells.get((f"{g}#{SOURCE_ONLY}", pair), {}), cells.get((row, pair), {})
+                    if a != SOURCE_ONLY and base and mine:
+                        cells[row, key] = {sd: v - base[sd] for sd, v in mine.items() if sd in base}
+                columns.append((key, f"{key} (pts)"))
+    text = pd.DataFrame({"model": _model_name(ctx),
+                         "compression": [r.split("#")[0].split("|")[0] for r in order],
+                         "budget": [r.split("#")[0].split("|")[1] for r in order],
+                         "adaptation": [r.split("#")[1] for r in order],
+                         "variant": [r.split("#")[0].split("|")[2] if r.count("|") > 1 else "" for r in order]},
+                        index=order)
     if not (text["variant"] != "").any():
         text = text.drop(columns="variant")
     keys = [c[0] for c in columns]
     mean = pd.DataFrame(index=order, columns=keys, dtype=float)
     ci, n = mean.copy(), mean.copy()
-    for rk in order:
+    for row in order:
         for k in keys:
-            e = mean_ci(list(cells.get((rk, k), {}).values()), ctx.options.confidence)
-            mean.at[rk, k], ci.at[rk, k], n.at[rk, k] = e.mean, e.ci, e.n
-    notes = [seeds_note(ctx.data), "Top-1 %. A row is a base model × compression × budget; a column a source → "
-             "target pair (or the source's own test split) without adaptation (source-only) and with each "
-             "adaptation the variants applied; Δ: adapted − source-only of the same seed, in points (paired). "
-             "Adaptation-only variants (e.g. adapt.coral on the baseline) share the baseline row; '(parent)': "
-             "the baseline was trained with that adaptation."]
-    return Table("domain_shift", f"{ctx.data.name}: target-domain accuracy % (rows: model × compression × budget)",
-                 text, [Column.of(k, lab, "pct") for k, lab in columns], mean, ci, n, notes)
+            e = mean_ci(list(cells.get((row, k), {}).values()), ctx.options.confidence)
+            mean.at[row, k], ci.at[row, k], n.at[row, k] = e.mean, e.ci, e.n
+    notes = [seeds_note(ctx.data), "Top-1 % on the target domain of each source → target pair, and on the source's "
+             "own test split (in-domain). A row is a base model × compression × budget × adaptation; Δ: the row's "
+             "target accuracy − the source-only row's of the same compression and budget, per seed (both derive "
+             "from that seed's baseline), in points. Adaptation-only variants (adapt.coral on the baseline) are "
+             "rows of the baseline; '(parent)': the baseline itself was trained with that adaptation."]
+    return Table("domain_shift", f"{ctx.data.name}: target-domain accuracy % (model × compression × budget × "
+                 "adaptation; columns: source → target)", text,
+                 [Column.of(k, lab, "pct") for k, lab in columns], mean, ci, n, notes)
 
 
 def variant_table(ctx: ReportContext) -> Table | None:
@@ -236,8 +242,7 @@ def _bars(ctx: ReportContext, plot: Plotter, comp: pd.DataFrame, tgt: pd.DataFra
     t = tgt.assign(row=tgt["variant"].map(rowkey), adapt=tgt["variant"].map(comp["adapt"]))
     a = agg(t.set_index(["row", "adapt", "pair", "seed"])["value"], ["row", "adapt", "pair"])
     pairs = sorted(a["pair"].unique())
-    rows = list(dict.fromkeys(rowkey[[v for v in ctx.data.variant_order if v in rowkey.index]]))
-    rows.sort(key=lambda k: not k.startswith(BASELINE + "|"))
+    rows = _group_order(ctx, rowkey)
     adapts = [SOURCE_ONLY] + sorted(set(a["adapt"]) - {SOURCE_ONLY})
     if len(adapts) < 2 and len(rows) < 2:
         return
