@@ -3,19 +3,21 @@ report only).
 
 Tables:
 
-* ``domain_shift`` — the study's shape: one row per base model × compression × budget (the variant's
-  compressing stages, ``compress.budget.composition``), one column per source → target pair and
-  adaptation (``source-only``, ``coral(λ=1)``, ...), plus the in-domain accuracy per source; so each
-  compressed model's target accuracy without and with adaptation sit side by side. A variant that only
-  adapts (``adapt.coral`` on the baseline) shares the baseline's row.
+* ``domain_shift`` — the study's shape: a row per base model × compression × budget × adaptation (the
+  variant's compressing stages, ``compress.budget.composition``; ``source-only`` first, then each
+  adaptation the variants applied, e.g. ``coral(λ=10)``); a column per source → target pair (target top-1),
+  then per pair Δ = adapted − source-only of the same compression and budget, paired by seed, then the
+  in-domain top-1 per source. A variant that only adapts (``adapt.coral`` on the baseline) is a row of the
+  baseline.
 * ``domain_shift_variants`` — one row per variant: in-domain and target accuracy and the gap per pair.
 
 Figures: ``target_acc_vs_<kind>`` (target accuracy vs the achieved budget, a panel per pair, a colour per
-compression, solid = source-only, dashed = adapted; the baselines as horizontal lines) and
-``domain_pairs`` (bars per row, source-only next to adapted, a panel per pair).
+compression, solid = source-only, dashed / dotted with hollow markers = adapted; the baselines as
+horizontal lines) and ``domain_pairs`` (bars per compression × budget, source-only next to adapted, a panel
+per pair).
 
 With several source domains (sibling experiments ``<name>.<source>``) the report draws these hooks once
-more over all siblings' rows (``EvaluatorSpec.gathers``), which gives the full table of pairs.
+more over all siblings' rows (``EvaluatorSpec.gathers``, ``report.study``): the full table of pairs.
 """
 
 from __future__ import annotations
@@ -221,8 +223,10 @@ def _vs_budget(ctx: ReportContext, plot: Plotter, comp: pd.DataFrame, tgt: pd.Da
             if not c:  # the baseline and adaptation-only variants: horizontal lines
                 ax.axhline(100 * g["mean"].mean(), color="gray", ls=dashes[ad], lw=1, label=f"baseline, {ad}")
                 continue
+            hollow = ad != SOURCE_ONLY
             ax.errorbar(g["x"], 100 * g["mean"], yerr=yerr(100 * g["mean"], 100 * g["ci"]), color=colour[c],
-                        ls=dashes[ad], marker="o", capsize=3, label=f"{c}, {ad}")
+                        ls=dashes[ad], marker="s" if hollow else "o", mfc="white" if hollow else colour[c],
+                        capsize=3, label=f"{c}, {ad}")
         ax.set_title(pair)
         ax.set_xlabel(f"achieved {kind} (fraction of the parent)")
         ax.set_ylabel("target top-1 %")
@@ -259,6 +263,9 @@ def _bars(ctx: ReportContext, plot: Plotter, comp: pd.DataFrame, tgt: pd.DataFra
         ax.set_ylabel("target top-1 %")
         ax.set_title(pair)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7)
+        low = float(np.nanmin(100 * (a.loc[a["pair"] == pair, "mean"] - a.loc[a["pair"] == pair, "ci"])))
+        ax.set_ylim(max(0.0, 10 * math.floor(low / 10) - 10), 100)
+    axes.flat[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    plot.save(fig, "domain_pairs", "Target-domain accuracy per compression and budget, source-only vs adapted")
+    plot.save(fig, "domain_pairs", "Target-domain accuracy per compression and budget, source-only vs adapted",
+              "The y axis starts below the lowest bar; the domain table has the paired differences.")
