@@ -28,7 +28,7 @@ from torch import nn
 
 from ..interfaces import EvalContext, Measurement, Params
 from ..registry import evaluators
-from ..specs import ANY, Console, MetricSpec
+from ..specs import ANY, MetricSpec
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def _hits(model: nn.Module, batches, device: torch.device, fn=None) -> int:
         MetricSpec("source_top1", label="Source acc. %", fmt="pct", higher_is_better=True, where={"source": ANY},
                    summary=True, order=11, table=None, description="top-1 on the source domain's test split"),
         MetricSpec("target_top1", label="Target acc. %", fmt="pct", higher_is_better=True, where={"target": ANY},
-                   summary=True, order=12, table=None, console=Console("target top-1"),
+                   summary=True, order=12, table=None,
                    description="top-1 on the target domain(s) (several: their mean)"),
         MetricSpec("gap", label="Domain gap (pts)", fmt="pct", higher_is_better=False, where={"target": ANY},
                    summary=True, order=13, table=None, description="source top-1 − target top-1"),

@@ -4,7 +4,8 @@ of a domain-shift study, ``config.experiment_parts``) seen together.
 Every sibling keeps its own section. In addition, the evaluators that declare ``gathers`` get one section
 ``<name>`` in which their report and figure hooks see the rows of all siblings at once (their conditions
 tell the siblings apart, e.g. ``source``) — e.g. the full Office-31 table of six source → target pairs.
-Only those evaluators' rows (and the compress jobs' achieved budgets, for figure axes) are gathered.
+Only those evaluators' rows (and the runner's own job rows: sizes and achieved budgets, for figure axes)
+are gathered.
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ def gathering(specs: dict) -> list[str]:
 
 def study_data(store: ResultStore, name: str, members: list[str]) -> ExperimentData | None:
     """The gathering evaluators' rows of every sibling as one :class:`ExperimentData` (None: none)."""
+    from ..job_metrics import JOB_SPECS
+
     parts = [load_experiment(store, m) for m in members]
     evs = gathering(specs_for(sorted({e for p in parts for e in p.evaluators})))
-    keep = [p.df[p.df["evaluator"].isin(evs) | ((p.df["evaluator"] == "compress")
-                                                & p.df["metric"].str.startswith("achieved_"))] for p in parts]
+    # the gathering evaluators' rows, and the runner's own job rows (sizes, achieved budgets) for the axes
+    keep = [p.df[p.df["evaluator"].isin([*evs, *JOB_SPECS])] for p in parts]
     df = pd.concat(keep, ignore_index=True)
     if not df["evaluator"].isin(evs).any():
         return None
