@@ -110,5 +110,34 @@ def test_adaptation_params_and_targets(digits_bundle):
         make_adaptation({"targets": ["x"]}, b)
     ad = make_adaptation(p, b)
     assert (ad.target.y == -1).all() and len(ad.target) == len(digits_bundle.test)
+    two = dataclasses.replace(b, targets={**b.targets, "u": digits_bundle.train},
+                              unlabeled={**b.unlabeled, "u": unlabeled(digits_bundle.train)})
+    pooled = make_adaptation(p, two).target  # no targets named: every target, pooled
+    assert len(pooled) == len(digits_bundle.test) + len(digits_bundle.train) and (pooled.y == -1).all()
+    assert len(make_adaptation({"targets": ["u"]}, two).target) == len(digits_bundle.train)
     first = next(ad.batches(16, seed=0, device=torch.device("cpu")))
     assert torch.equal(first, next(ad.batches(16, seed=0, device=torch.device("cpu"))))  # seeded
+
+
+def test_domain_shift_evaluator_on_target_images(tiny_model, digits_bundle, tmp_path):
+    """In-domain and target top-1, the gap, and top-1 on corrupted target images, measured directly."""
+    from compressbench.evaluate.domain_shift import DomainShiftParams, domain_shift
+    from compressbench.interfaces import EvalContext, VariantInfo
+    from compressbench.train import accuracy
+
+    inverted = dataclasses.replace(digits_bundle.test, x=255 - digits_bundle.test.x)  # another "domain"
+    b = _with_target(digits_bundle, inverted)
+    ctx = EvalContext(data=b, meta=b.meta, device=torch.device("cpu"), seed=0, workdir=tmp_path,
+                      variant=VariantInfo("baseline", "baseline"), load_parent=lambda: tiny_model, progress=False)
+    params = DomainShiftParams(corruptions=["gaussian_noise", "contrast"], severities=[2, 5])
+    ms = {(m.metric, tuple(sorted(m.condition.items()))): m.value for m in domain_shift(tiny_model, ctx, params)}
+    src, tgt = ms["source_top1", (("source", "s"),)], ms["target_top1", (("source", "s"), ("target", "t"))]
+    assert src == pytest.approx(accuracy(tiny_model, digits_bundle.test)) and src > 0.9
+    assert tgt == pytest.approx(accuracy(tiny_model, inverted)) and tgt < 0.5
+    assert ms["gap", (("source", "s"), ("target", "t"))] == pytest.approx(src - tgt)
+    cells = [v for (name, _), v in ms.items() if name == "target_corruption_top1"]
+    assert len(cells) == 4 and all(0 <= v <= 1 for v in cells)
+    assert ms["target_corruption_mean", (("source", "s"), ("target", "t"))] == pytest.approx(sum(cells) / 4)
+    assert ms["composition", (("adapt", ""), ("compression", ""))] == 1.0
+    small = domain_shift(tiny_model, ctx, DomainShiftParams(subset=50))
+    assert ctx.eval_set(50, domain="t").x.shape[0] == 50 and len(small) == 4

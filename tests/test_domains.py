@@ -84,6 +84,8 @@ def test_office31_errors_are_one_line(tmp_path):
         _office(empty, tmp_path)
     with pytest.raises(DatasetError, match="did you mean 'webcam'"):
         _office(empty, tmp_path, source="amazon", targets=["webcamm"])
+    with pytest.raises(DatasetError, match="stats: imagenet needs channels: 3"):
+        _office(empty, tmp_path, channels=1, stats="imagenet")
 
 
 def test_digits_domains_are_two_real_domains(tmp_path):

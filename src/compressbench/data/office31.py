@@ -60,6 +60,8 @@ def domain_folder(root: Path, domain: str) -> Path | None:
 def office31(root: Path | None, cache: Path, download: bool, *, requested: tuple[str, ...] = DOMAINS,
              size: int = 224, resize: int | None = None, channels: int = 3,
              stats: str = "source") -> DomainImages:
+    if stats == "imagenet" and channels != 3:
+        raise DatasetError("office31: stats: imagenet needs channels: 3 (ImageNet statistics are per RGB channel)")
     given = root is not None
     root = Path(root).expanduser() if given else cache / "office31"
     folders = {d: domain_folder(root, d) if root.is_dir() else None for d in DOMAINS}
@@ -75,7 +77,7 @@ def office31(root: Path | None, cache: Path, download: bool, *, requested: tuple
                    "files": tree_fingerprint(files)}
     sets = cached_sets(cache, "office31", fingerprint,
                        lambda: {d: read_class_folder(files[d], classes, size, channels, resize) for d in requested})
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if stats == "imagenet" and channels == 3 else ((), ())
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if stats == "imagenet" else ((), ())
     meta = DataMeta("office31", len(classes), channels, (size, size), mean, std, tuple(classes),
                     augment="flip_crop")
     return DomainImages(meta, sets, {"root": str(root)})
