@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class DomainShiftParams(Params):
-    subset: int | None = Field(None, gt=0)  # per domain: a fixed seeded subset of at most this many (None: all)
+    subset: int | None = Field(None, gt=0)  # per domain: a fixed seeded subset (None: dataset.eval_subset, or all)
     batch_size: int = Field(512, ge=1, le=65_536)
     targets: list[str] | None = None  # target domains to measure (None: every target of the experiment)
     corruptions: list[str] = []  # also top-1 on corrupted target images (corruption or suite names)
@@ -107,12 +107,13 @@ def domain_shift(model: nn.Module, ctx: EvalContext, params: DomainShiftParams) 
     targets = params.targets or list(data.targets)
     model = model.eval()
     dev, bs, src = ctx.device, params.batch_size, data.source
-    source = ctx.eval_set(params.subset)
+    size = params.subset if params.subset is not None else -1  # -1: the experiment's eval_subset
+    source = ctx.eval_set(size)
     s_acc = _hits(model, source.batches(bs), dev) / len(source)
     out = [Measurement("source_top1", s_acc, {"source": src}),
            Measurement("composition", 1.0, variant_composition(ctx))]
     for t in targets:
-        images = ctx.eval_set(params.subset, domain=t)
+        images = ctx.eval_set(size, domain=t)
         t_acc = _hits(model, images.batches(bs), dev) / len(images)
         cond = {"source": src, "target": t}
         out += [Measurement("target_top1", t_acc, cond), Measurement("gap", s_acc - t_acc, cond)]
