@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from compressbench.config import experiment_parts, load_config
+from compressbench.config import load_config
+from compressbench.domain_config import experiment_parts
 from compressbench.plan import plan
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from compressbench.config import ConfigError, experiment_parts, validate
+from compressbench.config import ConfigError, validate
 from compressbench.data import DatasetError, load_dataset
 from compressbench.data.domains import build_bundle, stratified_split
+from compressbench.domain_config import experiment_parts
 
 OFFICE_CLASSES = ("back_pack", "bike", "mug")
 # per domain: images per class (amazon has more, as in the archive)

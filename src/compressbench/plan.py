@@ -14,7 +14,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .config import Experiment, ResolvedVariant, dataset_spec, experiment_parts, resolve_evaluations
+from .config import Experiment, ResolvedVariant, resolve_evaluations
+from .domain_config import dataset_spec, experiment_parts
 from .registry import evaluators, methods
 
 TRAIN_VERSION = 1  # bump when the training loop's numbers could move
