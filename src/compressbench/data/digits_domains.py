@@ -141,7 +141,7 @@ def _to_images(counts: np.ndarray, labels: np.ndarray, size: int) -> ImageSet:
 
 
 @datasets.register("digits-domains", params=DigitsDomainsOptions, domains=DOMAINS,
-                   description="offline two-domain digits: printed (25 matplotlib fonts, jittered) vs handwritten "
+                   description="offline two-domain digits: printed (22 matplotlib fonts, jittered) vs handwritten "
                                "(scikit-learn's 1,797), both via UCI's 32×32 -> 8×8 block counts")
 def digits_domains(root: Path | None, cache: Path, download: bool, *, requested: tuple[str, ...] = DOMAINS,
                    size: int = 16, renders: int = 8, seed: int = 0) -> DomainImages:
