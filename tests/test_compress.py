@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from compressbench.checkpoint import load_model, save_model
-from compressbench.compress import compress
+from compressbench.compress import capabilities, compress
 from compressbench.interfaces import Budget, CompressResult
 from compressbench.registry import methods
-from test_compress_common import make_context
+from test_compress_common import make_context, with_target
 
 FT = {"epochs": 0.2}
 # cheap params per method; every registered method must appear here
@@ -26,6 +26,7 @@ TEST_PARAMS: dict[str, tuple[dict, Budget | None]] = {
     "distill": ({"epochs": 0.3}, Budget("knob", 0.5)),
     "lowrank": ({"finetune": FT}, Budget("knob", 0.5)),
     "finetune": (FT, None),
+    "adapt.coral": ({"weight": 1.0, "epochs": 0.2}, None),
     "pipeline": ({"stages": [{"method": "prune.structured", "params": {"finetune": {"epochs": 0}}},
                              {"method": "finetune", "params": FT},
                              {"method": "quantize.static", "params": {"calibration_batches": 2}}]},
@@ -46,9 +47,11 @@ def test_every_method_has_test_params_and_metadata():
 
 @pytest.mark.parametrize("name", sorted(TEST_PARAMS))
 def test_method_runs_and_round_trips(name, tiny_model, digits_bundle, tmp_path):
-    ctx = make_context(digits_bundle, tmp_path)
     params, budget = TEST_PARAMS[name]
     p = methods.spec(name).params.model_validate(params)
+    # a method that adapts to a target domain gets one (the digits test split, unlabeled)
+    bundle = with_target(digits_bundle) if capabilities(name, p)["adapts"] else digits_bundle
+    ctx = make_context(bundle, tmp_path)
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     res = compress(name, tiny_model, ctx, budget, p)
     assert isinstance(res, CompressResult)

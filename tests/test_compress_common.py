@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from compressbench.adapt import make_adaptation
 from compressbench.interfaces import CompressContext
 from compressbench.train import TrainRecipe, accuracy, train
 
@@ -19,11 +20,12 @@ def make_context(bundle, workdir: Path, spec: dict | None = None, seed: int = 0,
     """What the runner builds: ``train(model, epochs, lr=None -> 0.1 × baseline lr, ...)``."""
 
     def ctx_train(model, epochs, lr=None, optimizer=None, schedule=None, teacher=None, kd_alpha=0.9,
-                  kd_temperature=4.0, kd_kind="hinton", desc="finetune", epoch_end=None):
+                  kd_temperature=4.0, kd_kind="hinton", desc="finetune", epoch_end=None, adapt=None):
         r = TrainRecipe(**{**recipe.__dict__, "epochs": epochs, "lr": recipe.lr * 0.1 if lr is None else lr,
                            "optimizer": optimizer or recipe.optimizer, "schedule": schedule or recipe.schedule})
         train(model, bundle.train, r, seed=seed, teacher=teacher, kd_alpha=kd_alpha, kd_temperature=kd_temperature,
-              kd_kind=kd_kind, desc=desc, show_progress=False, epoch_end=epoch_end)
+              kd_kind=kd_kind, desc=desc, show_progress=False, epoch_end=epoch_end,
+              adapt=make_adaptation(adapt, bundle))
         return model
 
     def ctx_accuracy(model, images=None):
@@ -32,6 +34,16 @@ def make_context(bundle, workdir: Path, spec: dict | None = None, seed: int = 0,
     spec = spec or {"model": "tinycnn", "width": 1.0, "kwargs": {}, "meta": bundle.meta.to_dict()}
     return CompressContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=seed, workdir=workdir,
                            train=ctx_train, accuracy=ctx_accuracy, parent_spec=spec, progress=False)
+
+
+def with_target(bundle):
+    """``bundle`` with its test split as a target domain "target" (for methods that adapt)."""
+    import dataclasses
+
+    from compressbench.data.domains import unlabeled
+
+    return dataclasses.replace(bundle, source="source", targets={"target": bundle.test},
+                               unlabeled={"target": unlabeled(bundle.test)})
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from compressbench.config import load_config, scale_names
+from compressbench.domain_config import experiment_parts
 from compressbench.plan import plan
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
@@ -15,7 +16,8 @@ CASES = [(p, s) for p in CONFIGS for s in [None, *scale_names(p)]]
 def test_shipped_config_validates(path, scale):
     exp = load_config(path, scale=scale)
     jobs = plan(exp)
-    assert sum(j.kind == "train" for j in jobs) == len(exp.seeds)
+    # one baseline per seed and experiment (a list of source domains runs one sibling experiment per source)
+    assert sum(j.kind == "train" for j in jobs) == len(exp.seeds) * len(experiment_parts(exp))
     assert len({j.key for j in jobs}) == len(jobs)  # no two jobs share a key
 
 

@@ -153,6 +153,10 @@ def _walk(obj: Any, path: Path_ = ()) -> Iterator[tuple[Path_, Any]]:
     yield path, obj
     if isinstance(obj, dict):
         for k, v in obj.items():
+            if not path and k == "scales":  # override profiles apply only with --scale (checked by validate)
+                continue
+            if k == "where":  # a study table's condition filter: any scalar is a valid value to match
+                continue
             yield from _walk(v, (*path, k))
     elif isinstance(obj, list):
         for i, v in enumerate(obj):

@@ -51,9 +51,7 @@ def _setup_logging(verbose: int) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .config import load_config
-
-    from .config import scale_names
+    from .config import load_config, scale_names
     from .plan import plan
 
     # the file as written, and every override profile it declares (a preset's smoke scale never rots)

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from .adapt import AdaptParams
 from .compress.budget import check_budget
 from .errors import UserError
 from .fields import MAX_BATCH_SIZE, Epochs, FinetuneEpochs, Seed
@@ -54,6 +55,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+class DomainSplitConfig(_Strict):
+    """How a dataset with domains is split (``data.domains``): the source's held-out test fraction
+    (stratified, seeded) and, optionally, a held-out fraction of each target that adaptation never sees
+    (None: the transductive protocol — adaptation sees every target image, unlabeled)."""
+
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+    target_holdout: float | None = Field(None, gt=0, lt=1)
+
+
 class DatasetConfig(_Strict):
     name: str
     root: str | None = None  # the folder holding the data: the only place looked at (None: default places)
@@ -61,6 +72,11 @@ class DatasetConfig(_Strict):
     train_subset: int | None = Field(None, gt=0)  # use only the first N (seeded) training images
     download: bool = True  # False: never download (a missing dataset is an error); not part of job keys
     options: dict[str, Any] = {}  # loader-specific options, checked against the loader's schema (spec.params)
+    # datasets with named domains (data.domains): train on `source`, evaluate on `targets`; a list of
+    # sources runs one sibling experiment `<name>.<source>` per source in the same store
+    source: str | list[str] | None = None
+    targets: list[str] | None = None
+    domain_split: DomainSplitConfig | None = None
 
 
 class ModelConfig(_Strict):
@@ -83,6 +99,7 @@ class TrainConfig(_Strict):
     augment: Literal["auto", "none", "crop", "flip_crop"] = "auto"
     warmup_epochs: FinetuneEpochs = 0.0
     amp: bool = True
+    adapt: AdaptParams | None = None  # domain adaptation of the baseline, e.g. {method: coral, weight: 1}
 
 
 BUDGET_KINDS = ("knob", "params", "bytes", "flops")
@@ -440,6 +457,9 @@ def validate(raw: dict[str, Any]) -> Experiment:
         msg = check_layout(exp.report, [ev.evaluator for ev, _ in evals])
         if msg:
             raise ConfigError(msg)
+    from .domain_config import check_domains  # datasets with domains, adaptation (imports this module)
+
+    check_domains(exp, variants)
     return exp
 
 

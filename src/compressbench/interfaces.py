@@ -130,9 +130,10 @@ class EvalContext:
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def eval_set(self, size: int | None = -1):
-        """The fixed, seeded evaluation subset (``size=-1`` -> experiment default)."""
-        return self.data.eval_subset(self.eval_size if size == -1 else size, seed=0)
+    def eval_set(self, size: int | None = -1, domain: str | None = None):
+        """The fixed, seeded evaluation subset (``size=-1`` -> experiment default); ``domain``: of that
+        target domain's evaluation images (datasets with domains; None: the source's test split)."""
+        return self.data.eval_subset(self.eval_size if size == -1 else size, seed=0, domain=domain)
 
 
 class FinetuneParams(Params):

@@ -51,7 +51,8 @@ TRAIN_METRICS = tuple(
     MetricSpec(name, label=label, fmt=fmt, **_NO_TABLE)
     for name, label, fmt in (("train_loss", "Train loss", "f3"), ("train_acc", "Train acc. %", "pct"),
                              ("train_seconds", "Train seconds", "f1"), ("train_images_per_s", "Train img/s", "int"),
-                             ("train_steps", "Train steps", "int")))
+                             ("train_steps", "Train steps", "int"),
+                             ("train_adapt_loss", "Train adaptation loss", "g")))
 
 JOB_SPECS: dict[str, EvaluatorSpec] = {
     "compress": EvaluatorSpec(metrics=COMPRESS_METRICS, description="size of every saved model; achieved budget"),

@@ -24,7 +24,7 @@ evaluations — never imported.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -46,7 +46,7 @@ class StudyColumn(_Strict):
     label: str = Field(min_length=1, max_length=80)
     evaluator: str
     metric: str
-    where: dict[str, Any] = {}
+    where: dict[str, str | int | float | bool | None] = {}
     exact: bool = False
     aggregate: Aggregate = "mean"
     tag: str | None = None

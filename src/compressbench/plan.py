@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Experiment, ResolvedVariant, resolve_evaluations
+from .domain_config import dataset_spec, experiment_parts
 from .registry import evaluators, methods
 
 TRAIN_VERSION = 1  # bump when the training loop's numbers could move
@@ -52,18 +53,27 @@ def plan(exp: Experiment, variants: list[ResolvedVariant] | None = None) -> list
     """The job DAG in topological order."""
     variants = variants if variants is not None else exp.variants_resolved()
     evals = resolve_evaluations(exp, [v.name for v in variants])
-    data_spec = exp.dataset.model_dump(mode="json")
-    # whether a missing dataset may be downloaded does not change results: out of the keys, but the
-    # jobs get it (their spec is the keyed one plus "download")
-    data_spec.pop("download", None)
-    run_data = {**data_spec, "download": exp.dataset.download}
     model_spec = exp.model.model_dump(mode="json")
     train_spec = exp.train.model_dump(mode="json")
+    if train_spec.get("adapt") is None:  # unset: the keys of configs without it stay as they were
+        train_spec.pop("adapt", None)
     jobs: list[Job] = []
+    for name, dataset in experiment_parts(exp):  # one part, or one per source domain
+        jobs += _plan_part(exp, name, dataset_spec(dataset), model_spec, train_spec, variants, evals)
+    return jobs
+
+
+def _plan_part(exp: Experiment, name: str, data_spec: dict[str, Any], model_spec: dict[str, Any],
+               train_spec: dict[str, Any], variants: list[ResolvedVariant], evals: list) -> list[Job]:
+    """The jobs of one experiment (``name``) on one dataset."""
+    jobs: list[Job] = []
+    # whether a missing dataset may be downloaded does not change results: out of the keys, but the
+    # jobs get it (their spec is the keyed one plus "download")
+    run_data = {**data_spec, "download": exp.dataset.download}
     for seed in exp.seeds:
         tspec = {"dataset": data_spec, "model": model_spec, "train": train_spec, "seed": seed}
         tkey = content_key({"kind": "train", "spec": tspec, "v": TRAIN_VERSION})
-        base_labels = {"experiment": exp.name, "seed": seed, "variant": "baseline", "method": "baseline",
+        base_labels = {"experiment": name, "seed": seed, "variant": "baseline", "method": "baseline",
                        "budget": None}
         jobs.append(Job("train", tkey, {**tspec, "dataset": run_data}, [], dict(base_labels)))
         # (variant label, method, model-producing job key, budget)
@@ -76,7 +86,7 @@ def plan(exp: Experiment, variants: list[ResolvedVariant] | None = None) -> list
             ckey = content_key({"kind": "compress", "spec": cspec, "deps": [tkey],
                                 "v": [COMPRESS_RUNNER_VERSION, mspec.version]})
             jobs.append(Job("compress", ckey, {**cspec, "dataset": run_data}, [tkey],
-                            {"experiment": exp.name, "seed": seed, "variant": v.name, "method": v.method,
+                            {"experiment": name, "seed": seed, "variant": v.name, "method": v.method,
                              "budget": cspec["budget"]}))
             producers.append((v.name, v.method, ckey, cspec["budget"]))
         for ev, params in evals:
@@ -92,7 +102,7 @@ def plan(exp: Experiment, variants: list[ResolvedVariant] | None = None) -> list
                 ev_v = [EVAL_RUNNER_VERSION, espec_.version] + ([kv(params)] if kv else [])
                 ekey = content_key({"kind": "evaluate", "spec": espec, "deps": sorted({pkey, tkey}), "v": ev_v})
                 jobs.append(Job("evaluate", ekey, {**espec, "dataset": run_data}, sorted({pkey, tkey}),
-                                {"experiment": exp.name, "seed": seed, "variant": vname, "method": method,
+                                {"experiment": name, "seed": seed, "variant": vname, "method": method,
                                  "evaluator": ev.evaluator, "evaluator_version": espec_.version,
                                  "budget": budget}))
     return jobs

@@ -6,6 +6,7 @@ upstream artifact dirs) so that any executor can run them.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -20,6 +21,7 @@ from typing import Any
 
 import torch
 
+from .adapt import AdaptParams, make_adaptation
 from .checkpoint import load_model, save_model
 from .compress import capabilities, compress
 from .config import Experiment, load_config
@@ -45,12 +47,15 @@ log = logging.getLogger("compressbench")
 @lru_cache(maxsize=4)
 def _dataset(spec_json: str, cache_dir: str) -> DatasetBundle:
     spec = json.loads(spec_json)
+    domains = {k: spec[k] for k in ("source", "targets") if spec.get(k) is not None}
+    if spec.get("domain_split") is not None:
+        domains["split"] = spec["domain_split"]
     bundle = load_dataset(spec["name"], root=spec.get("root"), cache_dir=cache_dir, download=spec.get("download", True),
-                          **spec.get("options", {}))
+                          **domains, **spec.get("options", {}))
     n = spec.get("train_subset")
     if n and n < len(bundle.train):
         idx = torch.randperm(len(bundle.train), generator=torch.Generator().manual_seed(1234))[:n].sort().values
-        bundle = DatasetBundle(bundle.meta, bundle.train.subset(idx), bundle.test)
+        bundle = dataclasses.replace(bundle, train=bundle.train.subset(idx))
     return bundle
 
 
@@ -85,7 +90,9 @@ def _size_measurements(model: torch.nn.Module, ckpt: Path, input_shape: tuple[in
 
 
 def _recipe(train_spec: dict[str, Any], **over: Any) -> TrainRecipe:
-    r = TrainRecipe(**train_spec)
+    """The training recipe of the config's ``train`` (its ``adapt`` is the baseline's alone: fine-tunes
+    adapt only through their own method's parameters)."""
+    r = TrainRecipe(**{k: v for k, v in train_spec.items() if k != "adapt"})
     for k, v in over.items():
         if v is not None:
             setattr(r, k, v)
@@ -99,8 +106,11 @@ def job_train(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir: Pa
     data = get_dataset(s["dataset"], cache_dir)
     seed_everything(s["seed"])  # weight init is part of the seeded run
     model = create_model(s["model"]["name"], data.meta, width=s["model"]["width"], **s["model"]["kwargs"])
+    adapt = AdaptParams.model_validate(s["train"]["adapt"]) if s["train"].get("adapt") else None
     stats = train(model, data.train, _recipe(s["train"]), seed=s["seed"], device=device,
-                  augment_default=data.meta.augment, desc=f"train seed={s['seed']}", show_progress=show_progress)
+                  augment_default=data.meta.augment, desc=f"train seed={s['seed']}", show_progress=show_progress,
+                  adapt=make_adaptation(adapt, data))
+    record = {"composition": {"compression": "", "adapt": adapt.label()}} if adapt is not None else {}
     model.cpu()
     spec = {"model": s["model"]["name"], "width": s["model"]["width"], "kwargs": s["model"]["kwargs"],
             "meta": data.meta.to_dict()}
@@ -110,8 +120,8 @@ def job_train(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir: Pa
     for m in ms:
         m.setdefault("evaluator", "compress" if m["metric"] in size or m["metric"] == "checkpoint_bytes" else "train")
     ms += [{"evaluator": "compress", "metric": f"achieved_{k}", "value": 1.0} for k in ("params", "bytes", "flops")]
-    return ms, {"size": size, "spec": spec, "steps": [], "record": {}, "achieved": {"params": 1.0, "bytes": 1.0,
-                                                                                    "flops": 1.0}}
+    return ms, {"size": size, "spec": spec, "steps": [], "record": record,
+                "achieved": {"params": 1.0, "bytes": 1.0, "flops": 1.0}}
 
 
 def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir: Path, device: torch.device,
@@ -128,14 +138,14 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
 
     def ctx_train(model, epochs: float, lr: float | None = None, optimizer=None, schedule=None, teacher=None,
                   kd_alpha: float = 0.9, kd_temperature: float = 4.0, kd_kind: str = "hinton", desc: str = "finetune",
-                  images=None, epoch_end=None):
+                  images=None, epoch_end=None, adapt=None):
         recipe = _recipe(s["train"], epochs=epochs, lr=lr if lr is not None else 0.1 * base_lr,
                          optimizer=optimizer, schedule=schedule)
         dev = next((p.device for p in model.parameters()), device)
         train(model, images if images is not None else data.train, recipe, seed=s["seed"], device=dev,
               augment_default=data.meta.augment, teacher=teacher, kd_alpha=kd_alpha,
               kd_temperature=kd_temperature, kd_kind=kd_kind, desc=desc, show_progress=show_progress,
-              epoch_end=epoch_end)
+              epoch_end=epoch_end, adapt=make_adaptation(adapt, data))
         return model
 
     def ctx_accuracy(model, images: ImageSet | None = None) -> float:
@@ -190,7 +200,8 @@ def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
     ctx = EvalContext(data=data, meta=data.meta, device=dev, seed=s["seed"], workdir=out, variant=variant,
                       load_parent=load_parent, eval_size=s["eval_subset"], progress=show_progress,
                       extra={"checkpoint": str(src.dir / "model.pt"),
-                             "parent_checkpoint": str(parent_dir / "model.pt")})
+                             "parent_checkpoint": str(parent_dir / "model.pt"),
+                             "parent_record": upstream[s["parent_job"]].info.get("record", {})})
     ms = entry.load()(model, ctx, params)
     return [{"metric": m.metric, "value": float(m.value), "condition": m.condition, "tag": m.tag, "unit": m.unit}
             for m in ms], {}

@@ -103,7 +103,10 @@ class MethodSpec(ComponentSpec):
     ``stages(params) -> [(method, params), ...]``: a composite method (a pipeline); its capabilities
     are the union of its stages'. ``check_budget(budget, params) -> message | None`` adds
     method-specific reachability checks. ``check_model(model) -> message | None`` says, before any
-    work, why an architecture is not supported (None: supported)."""
+    work, why an architecture is not supported (None: supported). ``adapts(params) -> AdaptParams | None``:
+    the domain adaptation the method applies for these params (``compressbench.adapt``; it then trains
+    on unlabeled target-domain images — capability ``adapts``); a method of ``family="adaptation"``
+    only adapts (it does not compress: the report files its variants under the stages around it)."""
 
     family: str = "other"
     budgets: tuple[str, ...] = ()
@@ -119,6 +122,7 @@ class MethodSpec(ComponentSpec):
     stages: Callable[[Any], list[tuple[str, Any]]] | None = None
     check_budget: Callable[[Any, Any], str | None] | None = None
     check_model: Callable[[Any], str | None] | None = None
+    adapts: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -232,9 +236,15 @@ class EvaluatorSpec(ComponentSpec):
     ``fn(ctx) -> list[Table]`` and ``figures``: ``fn(ctx, plot) -> None`` draw detail tables and figures
     beyond the generic ones (callables, or ``"pkg.mod:fn"`` strings imported by the report only, so
     registering an evaluator never imports pandas or matplotlib); ``captions``: ``{file name: caption}``
-    of the images it writes, shown under them in the HTML."""
+    of the images it writes, shown under them in the HTML. ``target_domains(params) -> list | None``: the
+    evaluator needs a dataset with named domains (``data.domains``) and measures these targets (None:
+    every target) — checked against the experiment's targets by ``validate``. ``gathers``: with several
+    source domains (sibling experiments ``<name>.<source>`` of one run), the report also draws its hooks
+    once over the rows of all the siblings (a study section; its conditions must tell them apart)."""
 
     metrics: tuple[MetricSpec, ...] = ()
+    target_domains: Callable[[Any], Any] | None = None
+    gathers: bool = False
     key_versions: Callable[[Any], Any] | None = None
     report: Callable[..., Any] | str | None = None
     figures: Callable[..., Any] | str | None = None
@@ -313,7 +323,19 @@ class AttackSpec(ComponentSpec):
 @dataclass(frozen=True)
 class DatasetSpec(ComponentSpec):
     """A dataset loader ``fn(root, cache, download, **options) -> DatasetBundle``; ``params`` is the
-    schema of ``dataset.options`` (unknown options are an error, not silently ignored)."""
+    schema of ``dataset.options`` (unknown options are an error, not silently ignored).
+
+    ``domains``: the named domains of a dataset that has them (Office-31: amazon, dslr, webcam), or
+    ``fn(options: dict) -> tuple`` when the options name them (imagefolder's ``domains:`` mapping).
+    A loader with domains is called as ``fn(root, cache, download, requested=(...), **options)`` and
+    returns a ``data.domains.DomainImages``; ``data.domains`` splits the source domain into train /
+    test and keeps the targets for evaluation (``dataset.source`` / ``dataset.targets``)."""
+
+    domains: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = ()
+
+    def domain_names(self, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+        """The declared domains (for these options); () for a dataset without domains."""
+        return tuple(self.domains(dict(options or {}))) if callable(self.domains) else tuple(self.domains)
 
 
 @dataclass(frozen=True)

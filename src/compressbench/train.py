@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .adapt import Adaptation, FeatureTap
 from .data.base import ImageSet
 from .progress import progress_bar
 
@@ -128,12 +129,14 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
 def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 0,
           device: torch.device | str = "cpu", augment_default: str = "crop", teacher: nn.Module | None = None,
           kd_alpha: float = 0.9, kd_temperature: float = 4.0, kd_kind: str = "hinton", desc: str = "train",
-          show_progress: bool = True, epoch_end: Callable[[nn.Module, int], None] | None = None
-          ) -> dict[str, float]:
+          show_progress: bool = True, epoch_end: Callable[[nn.Module, int], None] | None = None,
+          adapt: Adaptation | None = None) -> dict[str, float]:
     """Train ``model`` in place on ``data``. Returns summary stats (final loss/acc, seconds, images/s).
 
     Fractional ``epochs`` are allowed (e.g. 0.5 for a short fine-tune). ``epoch_end(model, epoch)`` is
-    called after every completed epoch (e.g. soft filter pruning's re-zeroing)."""
+    called after every completed epoch (e.g. soft filter pruning's re-zeroing). ``adapt``: add a domain
+    adaptation loss on the penultimate features of unlabeled target batches (:mod:`.adapt`, Deep CORAL);
+    the source batches, their order and augmentation are the same as without it."""
     device = torch.device(device)
     seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
@@ -151,6 +154,10 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
     step, t0, seen = 0, time.perf_counter(), 0
     run_loss = run_acc = 0.0
     bar = progress_bar(total=total_steps, desc=desc, unit="step", disable=not show_progress)
+    tap = FeatureTap(model) if adapt is not None else None
+    target_batches = adapt.batches(recipe.batch_size, seed, device) if adapt is not None else None
+    g_target = torch.Generator().manual_seed(seed + 104_729)  # the target batches' own augmentation stream
+    run_adapt = 0.0
     while step < total_steps:
         for x, y, _ in data.batches(recipe.batch_size, shuffle=True, generator=g, device=device):
             if step >= total_steps:
@@ -160,7 +167,14 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
                 pg["lr"] = lr0 * f
             x = augment_batch(x, aug, g)
             with torch.autocast(device.type, enabled=use_amp):
-                logits = model(x)
+                if adapt is not None:  # one pass over [source; target]: BatchNorm sees both domains
+                    xt = augment_batch(next(target_batches), aug, g_target)  # type: ignore[arg-type]
+                    both = model(torch.cat([x, xt]))
+                    logits = both[:len(x)]
+                    feats = both if adapt.features == "logits" else tap.features  # type: ignore[union-attr]
+                    adapt_loss = adapt.loss(feats[:len(x)].float(), feats[len(x):].float())
+                else:
+                    logits = model(x)
                 if teacher is not None:
                     with torch.no_grad():
                         t_logits = teacher(x)
@@ -168,6 +182,9 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
                                    recipe.label_smoothing, kd_kind)
                 else:
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+                if adapt is not None:
+                    loss = loss + adapt.weight * adapt_loss
+                    run_adapt = adapt_loss.item() if step == 0 else 0.95 * run_adapt + 0.05 * adapt_loss.item()
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -183,10 +200,15 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
             bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}",
                             img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
     bar.close()
+    if tap is not None:
+        tap.close()
     model.eval()
     secs = time.perf_counter() - t0
-    return {"train_loss": run_loss, "train_acc": run_acc, "train_seconds": secs, "train_images_per_s": seen / secs,
-            "train_steps": step}
+    stats = {"train_loss": run_loss, "train_acc": run_acc, "train_seconds": secs, "train_images_per_s": seen / secs,
+             "train_steps": step}
+    if adapt is not None:
+        stats["train_adapt_loss"] = run_adapt
+    return stats
 
 
 @torch.inference_mode()

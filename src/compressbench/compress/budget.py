@@ -201,7 +201,8 @@ def _copy(model: nn.Module) -> nn.Module:
 # --------------------------------------------------------------------------- the entry point
 def capabilities(name: str, params: Any) -> dict[str, bool]:
     """What a variant made by method ``name`` is: the method's capability flags, or for a composite
-    method (a pipeline) the union over its stages."""
+    method (a pipeline) the union over its stages. ``adapts``: it trains on unlabeled target-domain
+    images (:func:`adaptations`)."""
     spec = methods.spec(name)
     if spec.stages is not None:
         out = {k: False for k in CAPABILITIES}
@@ -209,10 +210,35 @@ def capabilities(name: str, params: Any) -> dict[str, bool]:
             for k, v in capabilities(st_name, st_params).items():
                 out[k] = out[k] or v
         return out
-    return {k: bool(getattr(spec, k)) for k in CAPABILITIES}
+    flags = {k: bool(getattr(spec, k)) for k in CAPABILITIES if k != "adapts"}
+    flags["adapts"] = bool(adaptations(name, params))
+    return flags
 
 
-CAPABILITIES = ("sparsifies", "quantizes", "changes_architecture", "needs_training_data")
+CAPABILITIES = ("sparsifies", "quantizes", "changes_architecture", "needs_training_data", "adapts")
+
+
+def adaptations(name: str, params: Any) -> list[Any]:
+    """The domain adaptations (``adapt.AdaptParams``) method ``name`` applies with ``params``, stages
+    of a composite method included, in order."""
+    spec = methods.spec(name)
+    if spec.stages is not None:
+        return [a for st_name, st_params in spec.stages(params) for a in adaptations(st_name, st_params)]
+    a = spec.adapts(params) if spec.adapts is not None else None
+    return [a] if a is not None else []
+
+
+def composition(name: str, params: Any) -> dict[str, str]:
+    """What a variant is made of, for tables that pair variants: ``compression`` — its compressing
+    stages joined by '+' ('' when it only adapts, e.g. ``adapt.coral`` on the baseline) — and ``adapt``
+    — the labels of the adaptations it applies ('' for none)."""
+    spec = methods.spec(name)
+    if spec.stages is not None:
+        parts = [composition(n, p) for n, p in spec.stages(params)]
+        return {"compression": "+".join(c["compression"] for c in parts if c["compression"]),
+                "adapt": "+".join(c["adapt"] for c in parts if c["adapt"])}
+    return {"compression": "" if spec.family == "adaptation" else name,
+            "adapt": "+".join(a.label() for a in adaptations(name, params))}
 
 
 def measure_result(parent_stats: ModelStats, model: nn.Module, meta: Any, *, sparsifies: bool,
@@ -236,7 +262,7 @@ def compress(name: str, parent: nn.Module, ctx: CompressContext, budget: Budget 
     ps = model_stats(parent, ctx.meta)
     sol = solve(name, parent, ctx, budget, params, ps)
     res = methods.get(name)(parent, ctx, sol, params)
-    record: dict[str, Any] = {**sol.record, **res.record}
+    record: dict[str, Any] = {**sol.record, **res.record, "composition": composition(name, params)}
     if sol.knob is not None and spec.knob is not None:
         record["knob"] = sol.knob
         record.setdefault("knobs", {})[spec.knob.name] = sol.knob

@@ -12,6 +12,9 @@ the parent's family (its model name and kwargs from ``ctx.parent_spec``), scaled
 For a shared budget the shared solver (``compress.budget``) searches the width (the knob) on freshly
 built, untrained students until their params / bytes / FLOPs fraction is within ±2 % of the target —
 cheap, since no training is needed to count — and then only the chosen student is trained.
+
+``adapt: {method: coral, weight: λ}`` adds Deep CORAL to the student's loss (unlabeled target batches,
+:mod:`compressbench.adapt`): distillation and adaptation in one training run.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_serializer
 from torch import nn
 
+from ..adapt import AdaptParams
 from ..checkpoint import register_rebuilder
 from ..data.base import DataMeta
 from ..interfaces import CompressContext, CompressResult, Params
@@ -52,6 +56,16 @@ class DistillParams(Params):
     lr: float = Field(0.05, gt=0)  # scratch-training learning rate (set to the baseline's)
     optimizer: Literal["sgd", "adam", "adamw"] | None = None
     schedule: Literal["cosine", "onecycle", "step", "constant"] | None = None
+    adapt: AdaptParams | None = None  # e.g. {method: coral, weight: 1}: the student also minimises λ·CORAL
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_adapt(self, handler: Any) -> dict[str, Any]:
+        """Without ``adapt`` the dump (hence every distill variant's cache key) is what it was before
+        the field existed: cached students are not retrained for nothing."""
+        out = handler(self)
+        if out.get("adapt") is None:
+            out.pop("adapt", None)
+        return out
 
 
 def _student_base(ctx: CompressContext, params: DistillParams) -> tuple[str, float, dict[str, Any]]:
@@ -91,7 +105,7 @@ def _knob_range(v: float) -> str | None:
                   knob=Knob("width", lo=0.01, hi=1.0, grow_hi=8.0, shrinks=False, default=lambda p: p.width,
                             hint="try depth_scale or a smaller student model", valid=_knob_range),
                   apply=fresh_student, apply_on_copy=False, changes_architecture=True, needs_training_data=True,
-                  version=1,
+                  adapts=lambda p: p.adapt, version=1,
                   description="Hinton knowledge distillation into a named student or the parent's family "
                               "scaled in width (searched to a budget) and depth")
 def distill(parent: nn.Module, ctx: CompressContext, sol: Solution, params: DistillParams) -> CompressResult:
@@ -99,6 +113,8 @@ def distill(parent: nn.Module, ctx: CompressContext, sol: Solution, params: Dist
     width = base_width * sol.knob
     record: dict[str, Any] = {"student": name, "derived": params.student is None, "alpha": params.alpha,
                               "temperature": params.temperature, "loss": params.loss, "epochs": params.epochs,
+                              **({"adapt": {**params.adapt.model_dump(), "label": params.adapt.label()}}
+                                 if params.adapt is not None else {}),
                               "knobs": {"student_width": width,
                                         **({"depth_scale": params.depth_scale} if params.depth_scale is not None
                                            else {})}}
@@ -106,7 +122,7 @@ def distill(parent: nn.Module, ctx: CompressContext, sol: Solution, params: Dist
     student = sol.model  # built after seeding with the job's seed
     out = ctx.train(student, epochs=params.epochs, lr=params.lr, optimizer=params.optimizer, schedule=params.schedule,
                     teacher=parent, kd_alpha=params.alpha, kd_temperature=params.temperature, kd_kind=params.loss,
-                    desc="distill")
+                    desc="distill", **({"adapt": params.adapt} if params.adapt is not None else {}))
     student = (out if out is not None else student).cpu().eval()
     step = {"kind": "distill.student", "model": name, "width": width, "kwargs": kwargs, "meta": ctx.meta.to_dict()}
     return CompressResult(model=student, record=record, steps=[step])

@@ -57,15 +57,26 @@ def dataset_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_dataset(name: str, root: str | Path | None = None, cache_dir: str | Path | None = None,
-                 download: bool = True, **options: Any) -> DatasetBundle:
+                 download: bool = True, source: str | None = None, targets: list[str] | None = None,
+                 split: dict[str, Any] | None = None, **options: Any) -> DatasetBundle:
     """Load a registered dataset. ``root``: the folder to read it from (the only place looked at when
-    given); ``download``: may a missing dataset be downloaded; ``options``: the loader's options."""
+    given); ``download``: may a missing dataset be downloaded; ``options``: the loader's options. For a
+    dataset with named domains (``DatasetSpec.domains``): ``source`` / ``targets`` (default: the first
+    declared domain / every other one) and ``split`` (``{test_fraction, seed, target_holdout}``), see
+    :mod:`.domains`."""
     loader = datasets.get(name)
     kwargs = dataset_options(name, options)
     folder = Path(root).expanduser() if root else None
     if folder is not None and not folder.is_dir():
         raise DatasetError(f"{name}: dataset.root {root} is not an existing folder")
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    if datasets.spec(name).domain_names(kwargs):
+        from .domains import load_domain_dataset
+
+        return load_domain_dataset(name, loader, folder, cache / "data", download, source, targets, split,
+                                   **kwargs)
+    if source is not None or targets is not None:
+        raise DatasetError(f"dataset '{name}' has no named domains; 'source' / 'targets' need one that does")
     return loader(folder, cache / "data", download, **kwargs)
 
 
@@ -185,14 +196,27 @@ class ImageFolderOptions(DatasetOptions):
     channels: Literal[1, 3] = 3  # 1: grayscale, 3: RGB
     test_fraction: Fraction = 0.2  # share held out as the test split when there is no train/ + test/
     split_seed: Seed = 0
+    domains: dict[str, str] | None = None  # domain name -> class-folder tree (relative to root)
 
 
-@datasets.register("imagefolder", params=ImageFolderOptions,
-                   description="any folder of class subfolders (train/ and test/ or a split)")
-def imagefolder(root: Path | None, cache: Path, download: bool, size: int = 32, channels: int = 3,
-                test_fraction: float = 0.2, split_seed: int = 0) -> DatasetBundle:
+def _folder_domains(options: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(options.get("domains") or ())
+
+
+@datasets.register("imagefolder", params=ImageFolderOptions, domains=_folder_domains,
+                   description="any folder of class subfolders (train/ and test/ or a split); with options "
+                               "domains: {name: folder}, one domain per folder")
+def imagefolder(root: Path | None, cache: Path, download: bool, *, requested: tuple[str, ...] | None = None,
+                size: int = 32, channels: int = 3, test_fraction: float = 0.2, split_seed: int = 0,
+                domains: dict[str, str] | None = None) -> Any:
     """``root/train/<class>/*`` and ``root/test/<class>/*``, or ``root/<class>/*`` split by seed.
-    Images are decoded and resized once (PIL), then kept as tensors."""
+    Images are decoded and resized once (PIL), then kept as tensors. With ``domains`` (domain name ->
+    class-folder tree, relative to ``root``) it is a dataset with domains: ``requested`` are read by
+    :func:`.domains.folder_domains` (source / targets / split as for every dataset with domains)."""
+    if requested is not None:
+        from .domains import folder_domains
+
+        return folder_domains(root, cache, domains or {}, requested, size, channels)
     if root is None or not Path(root).is_dir():
         raise DatasetError(f"imagefolder needs dataset.root to be an existing folder, got {root}")
     root = Path(root)
@@ -291,4 +315,4 @@ def synthetic(root: Path | None, cache: Path, download: bool, n_train: int = 600
     meta = DataMeta("synthetic", num_classes, channels, (size, size), tuple(xf.mean(dim=(0, 2, 3)).tolist()),
                     tuple(xf.std(dim=(0, 2, 3)).tolist()), tuple(f"c{i}" for i in range(num_classes)), augment="none")
     return DatasetBundle(meta, train, test)
-from . import cifar_c  # noqa: E402,F401
+from . import cifar_c, digits_domains, office31  # noqa: E402,F401

@@ -94,13 +94,32 @@ class ImageSet:
 
 @dataclass
 class DatasetBundle:
+    """``train`` / ``test``: the (source domain's) labelled splits. A dataset with named domains also
+    carries ``source`` (its name), ``targets`` (each target domain's labelled *evaluation* images) and
+    ``unlabeled`` (each target domain's images that adaptation may train on, labels replaced by -1;
+    see :mod:`compressbench.data.domains`)."""
+
     meta: DataMeta
     train: ImageSet
     test: ImageSet
+    source: str | None = None
+    targets: dict[str, ImageSet] = field(default_factory=dict)
+    unlabeled: dict[str, ImageSet] = field(default_factory=dict)
 
-    def eval_subset(self, size: int | None, seed: int = 0) -> ImageSet:
-        """A fixed, seeded subset of the test split (same indices for every model)."""
-        return self.test.subset(eval_indices(len(self.test), size, seed))
+    def eval_subset(self, size: int | None, seed: int = 0, domain: str | None = None) -> ImageSet:
+        """A fixed, seeded subset of the test split (same indices for every model); ``domain``: of that
+        target domain's evaluation images instead (the source's name or None: the test split)."""
+        images = self.domain_set(domain)
+        return images.subset(eval_indices(len(images), size, seed))
+
+    def domain_set(self, domain: str | None) -> ImageSet:
+        """The labelled evaluation images of ``domain`` (None or the source: the test split)."""
+        if domain is None or domain == self.source:
+            return self.test
+        if domain not in self.targets:
+            known = ", ".join(self.targets) or "none (the dataset has no target domains)"
+            raise DatasetError(f"no target domain '{domain}' in this dataset (targets: {known})")
+        return self.targets[domain]
 
 
 def eval_indices(n: int, size: int | None, seed: int = 0) -> torch.Tensor:

@@ -5,5 +5,6 @@ from . import (
     attacks,  # noqa: F401
     clean,  # noqa: F401
     corruptions,  # noqa: F401
+    domain_shift,  # noqa: F401
     efficiency,  # noqa: F401
 )

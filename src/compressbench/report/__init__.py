@@ -23,9 +23,9 @@ from .context import Derived, ReportContext
 from .data import ExperimentData, load_experiment, load_store
 from .detail import all_tables
 from .html import _slug, experiment_html, page
+from .layout import study_tables
 from .plots import Figure, Plotter
 from .stats import Estimate, mean_ci
-from .study import study_tables
 from .summary import console_summary, summary_table
 from .tables import Column, ReportOptions, Table
 
@@ -75,12 +75,34 @@ def build_report(store_path: str | Path, out_dir: str | Path, experiment: str | 
                  len(data.seeds), len(tables), len(figures))
         if "html" in fmts:
             sections.append(experiment_html(data, tables, figures, str(exp_dir.relative_to(out)), ctx.specs))
+    sections += _studies(store, names, out, fmts, opts)
     if "html" not in fmts:
         return out
     title = f"compressbench report: {', '.join(names)}"
     path = out / "report.html"
     path.write_text(page(sections, title, str(store_path)), encoding="utf-8")
     return path
+
+
+def _studies(store, names: list[str], out: Path, fmts: set[str], opts: ReportOptions) -> list[str]:
+    """Sections gathering sibling experiments (``<name>.<part>``, e.g. one per source domain) for the
+    evaluators that declare ``gathers`` (:mod:`.study`); their tables and figures go to ``out/<name>/``."""
+    from .study import study_groups, study_section
+
+    sections = []
+    for name, members in study_groups(names).items():
+        exp_dir = out / _slug(name)
+        fig_formats = fmts & {"png", "svg"} or ({"png"} if "html" in fmts else set())
+        res = study_section(store, name, members, exp_dir, fig_formats, opts)
+        if res is None:
+            continue
+        data, tables, figures = res
+        for t in tables:
+            t.write(exp_dir, fmts)
+        if "html" in fmts:
+            sections.append(experiment_html(data, tables, figures, str(exp_dir.relative_to(out)),
+                                            ReportContext.build(data, opts).specs))
+    return sections
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:

@@ -119,7 +119,8 @@ def load_experiment(store: ResultStore, name: str) -> ExperimentData:
             artifacts = [a for a in store.artifacts(experiment=name)]
         except Exception as e:  # an older store without the table
             log.warning("could not read artifacts from %s: %s", store.path, e)
-    runs = [r for r in store.runs() if r.get("experiment") in (name, None)]
+    # a sibling experiment <name>.<part> (one per source domain, ...) was run under <name>
+    runs = [r for r in store.runs() if r.get("experiment") in (name, name.rsplit(".", 1)[0], None)]
     seeds = sorted(int(s) for s in df["seed"].unique())
     return ExperimentData(name, df, errors, variants, seeds, artifacts, runs)
 

@@ -81,7 +81,8 @@ def table_html(t: Table, exp_slug: str) -> str:
             m = t.mean.at[v, c.key]
             dv = "" if m is None or (isinstance(m, float) and math.isnan(m)) else repr(float(m))
             cells.append(f'<td data-v="{dv}">{_e(s)}</td>')
-        cls = ' class="baseline"' if t.text.at[v, "method"] == "baseline" else ""
+        base = "method" in t.text and t.text.at[v, "method"] == "baseline"  # hooks' tables may have no method
+        cls = ' class="baseline"' if base else ""
         rows.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     notes = "".join(f'<p class="note">{_e(n)}</p>' for n in t.notes)
     return (f'<h3 id="{exp_slug}-{t.name}">{_e(t.title)}</h3><div class="scroll">'

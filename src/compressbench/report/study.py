@@ -1,108 +1,78 @@
-"""Study tables: the layouts an experiment file declares under ``report.tables`` (``layouts.py``),
-drawn from the store like every other table (mean ± 95 % CI over seeds), written as CSV / Markdown /
-LaTeX and shown in the HTML next to the standard report. The layout is read from the experiment's
-latest run in the store, so the report stays a pure function of the store.
+"""Study sections: one run of several sibling experiments (``<name>.<part>``, e.g. one per source domain
+of a domain-shift study, ``domain_config.experiment_parts``) seen together.
+
+Every sibling keeps its own section. In addition, the evaluators that declare ``gathers`` get one section
+``<name>`` in which their report and figure hooks see the rows of all siblings at once (their conditions
+tell the siblings apart, e.g. ``source``) — e.g. the full Office-31 table of six source → target pairs.
+Only those evaluators' rows (and the runner's own job rows: sizes and achieved budgets, for figure axes)
+are gathered.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from typing import Any
 
 import pandas as pd
 
-from ..layouts import ReportLayout, StudyColumn, StudyTable
-from ..specs import ANY, MetricSpec
-from .data import BASELINE, ExperimentData, per_seed
-from .stats import mean_ci
-from .tables import Column, Table
+from ..store import ResultStore
+from .context import ReportContext
+from .data import ExperimentData, _variant_table, load_experiment
+from .declared import hook, specs_for
+from .plots import Plotter
+from .tables import ReportOptions, Table
 
 log = logging.getLogger(__name__)
 
 
-def layout_of(data: ExperimentData) -> ReportLayout | None:
-    """The ``report`` layout of the experiment's latest run (None: none declared)."""
-    for run in reversed(data.runs):
-        cfg = run.get("config_json") or {}
-        if cfg.get("name", data.name) == data.name and cfg.get("report"):
-            try:
-                return ReportLayout.model_validate(cfg["report"])
-            except Exception as e:  # a layout written by another version: say so, draw the rest
-                log.warning("experiment %s: study tables not drawn (%s)", data.name, str(e).splitlines()[0])
-                return None
-    return None
-
-
-def _spec(col: StudyColumn) -> MetricSpec:
-    where = {k: (ANY if v == "*" else v) for k, v in col.where.items()}
-    return MetricSpec(col.metric, where=where, exact=col.exact, aggregate=col.aggregate, tag=col.tag)
-
-
-def _family(method: str) -> str:
-    if method == BASELINE:
-        return BASELINE
-    from ..registry import methods
-
-    return methods.spec(method).family if method in methods else method
-
-
-def _groups(data: ExperimentData, table: StudyTable) -> list[tuple[str, list[str]]]:
-    """(group label, variants) blocks; each non-trivial group starts with the baseline."""
-    v = data.variants.set_index("variant")
-    order = data.variant_order
-    if table.group_by == "none":
-        return [("", order)]
-    key = {"family": lambda n: _family(v.at[n, "method"]), "method": lambda n: v.at[n, "method"],
-           "name": lambda n: n.split("@", 1)[0]}[table.group_by]
+def study_groups(names: list[str]) -> dict[str, list[str]]:
+    """``{study: [siblings]}``: experiments ``<study>.<part>`` (at least two) whose study name is not an
+    experiment of its own."""
     groups: dict[str, list[str]] = {}
-    for n in order:
-        if v.at[n, "method"] != BASELINE:
-            groups.setdefault(key(n), []).append(n)
-    base = [n for n in order if v.at[n, "method"] == BASELINE]
-    return [(g, base + members) for g, members in groups.items()]
+    for n in names:
+        if "." in n:
+            groups.setdefault(n.rsplit(".", 1)[0], []).append(n)
+    return {s: ms for s, ms in groups.items() if len(ms) >= 2 and s not in names}
 
 
-def _row_label(data: ExperimentData, variant: str, how: str) -> str:
-    r = data.variants.set_index("variant").loc[variant]
-    if how == "variant" or r["method"] == BASELINE:
-        return variant if how == "variant" else BASELINE
-    kind, target = r["budget_kind"], r["budget_target"]
-    if kind is None or (isinstance(target, float) and math.isnan(target)):
-        return variant
-    if how == "reduction" and kind != "knob":
-        return f"{(1 - float(target)) * 100:.0f} % smaller ({kind})"
-    return f"{kind}={float(target):g}"
+def gathering(specs: dict) -> list[str]:
+    return [ev for ev, spec in specs.items() if spec is not None and spec.gathers]
 
 
-def study_table(data: ExperimentData, table: StudyTable, confidence: float = 0.95) -> Table:
-    """One declared study table."""
-    keys = [f"c{i}" for i in range(len(table.columns))]
-    per = {k: per_seed(data, c.evaluator, _spec(c))[0] * c.scale for k, c in zip(keys, table.columns)}
-    rows: list[tuple[str, dict[str, Any]]] = []
-    method = data.variants.set_index("variant")["method"]
-    for group, variants in _groups(data, table):
-        for v in variants:
-            text = {"group": group} if table.group_by != "none" else {}
-            text.update({"row": _row_label(data, v, table.row_label), "variant": v, "method": method[v]})
-            rows.append((f"{group}/{v}", text))
-    index = [k for k, _ in rows]
-    text_df = pd.DataFrame([t for _, t in rows], index=index)
-    mean = pd.DataFrame(index=index, columns=keys, dtype=float)
-    ci, n = mean.copy(), mean.copy()
-    for (row_key, t) in rows:
-        for k in keys:
-            s = per[k]
-            vals = s.loc[t["variant"]].tolist() if t["variant"] in s.index.get_level_values(0) else []
-            e = mean_ci(vals, confidence)
-            mean.at[row_key, k], ci.at[row_key, k], n.at[row_key, k] = e.mean, e.ci, e.n
-    columns = [Column.of(k, c.label, c.fmt) for k, c in zip(keys, table.columns)]
-    notes = [f"{c.label}: {c.evaluator} · {c.metric}" + (f" where {c.where}" if c.where else "")
-             + (f" × {c.scale:g}" if c.scale != 1 else "") for c in table.columns]
-    return Table(f"study-{table.name}", table.title, text_df, columns, mean, ci, n, notes)
+def study_data(store: ResultStore, name: str, members: list[str]) -> ExperimentData | None:
+    """The gathering evaluators' rows of every sibling as one :class:`ExperimentData` (None: none)."""
+    from ..job_metrics import JOB_SPECS
+
+    parts = [load_experiment(store, m) for m in members]
+    evs = gathering(specs_for(sorted({e for p in parts for e in p.evaluators})))
+    # the gathering evaluators' rows, and the runner's own job rows (sizes, achieved budgets) for the axes
+    keep = [p.df[p.df["evaluator"].isin([*evs, *JOB_SPECS])] for p in parts]
+    df = pd.concat(keep, ignore_index=True)
+    if not df["evaluator"].isin(evs).any():
+        return None
+    errors = pd.concat([p.errors[p.errors["evaluator"].isin(evs)] for p in parts], ignore_index=True)
+    variants = _variant_table(df)
+    seeds = sorted({s for p in parts for s in p.seeds})
+    runs = list({r["run_id"]: r for p in parts for r in p.runs}.values())
+    return ExperimentData(name, df, errors, variants, seeds, [], runs)
 
 
-def study_tables(data: ExperimentData, confidence: float = 0.95) -> list[Table]:
-    """Every study table the experiment declares (none: [])."""
-    layout = layout_of(data)
-    return [study_table(data, t, confidence) for t in layout.tables] if layout else []
+def study_section(store: ResultStore, name: str, members: list[str], out_dir, fig_formats: set[str],
+                  opts: ReportOptions) -> tuple[ExperimentData, list[Table], list] | None:
+    """(data, tables, figures) of one study: each gathering evaluator's hooks over all siblings."""
+    data = study_data(store, name, members)
+    if data is None:
+        return None
+    ctx = ReportContext.build(data, opts)
+    tables: list[Table] = []
+    plotter = Plotter(data, out_dir / "figures", fig_formats, opts, ctx) if fig_formats else None
+    for ev in gathering(ctx.specs):
+        spec = ctx.specs[ev]
+        if ev not in set(data.df["evaluator"]):
+            continue
+        try:
+            tables += hook(spec.report)(ctx.at(ev)) or [] if spec.report is not None else []
+            if plotter is not None and spec.figures is not None:
+                hook(spec.figures)(ctx.at(ev), plotter)
+        except Exception:  # a study section must never take the report down
+            log.exception("study section %s: hooks of %s failed", name, ev)
+    return data, tables, (plotter.figures if plotter is not None else [])

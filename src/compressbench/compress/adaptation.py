@@ -1,0 +1,96 @@
+"""``adapt.coral``: fine-tune a model with the Deep CORAL loss (Sun & Saenko 2016) — a pipeline stage
+after pruning or distillation and before int8, or a variant of its own on the baseline — so that the
+report can put every variant's target-domain accuracy without and with adaptation side by side.
+
+The stage trains with the experiment's recipe (``epochs``, ``lr`` = 0.1 × the baseline's unless given,
+cosine schedule): cross-entropy on the labelled source images plus ``weight`` × the CORAL loss between
+the penultimate features of each source batch and an unlabeled target batch (:mod:`compressbench.adapt`).
+It changes no architecture and takes no budget: in a pipeline the budget goes to the compressing stage.
+
+``init: scratch`` instead trains the baseline's architecture from the very initial weights the baseline
+started from (rebuilt from the checkpoint spec after seeding with the job's seed, as the train job does):
+with the baseline's ``epochs``, ``lr`` and ``schedule`` it is exactly ``train.adapt`` — Deep CORAL's own
+setting — as a variant next to the source-only baseline, so one experiment holds both.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from pydantic import Field, model_validator
+from torch import nn
+
+from ..adapt import AdaptParams
+from ..interfaces import CompressContext, CompressResult, Params
+from ..registry import methods
+from ..train import seed_everything
+from .budget import Solution
+from .common import clone
+
+log = logging.getLogger(__name__)
+
+
+class CoralStage(AdaptParams):
+    """The adaptation an ``adapt.coral`` variant applies; ``init: scratch`` shows in its label."""
+
+    init: Literal["parent", "scratch"] = "parent"
+
+    def _label_parts(self) -> list[str]:
+        return super()._label_parts() + (["from scratch"] if self.init == "scratch" else [])
+
+
+class CoralParams(Params):
+    weight: float = Field(1.0, ge=0, le=1e6)  # λ
+    targets: list[str] | None = None  # target domains to align with (None: every target, pooled)
+    features: Literal["penultimate", "logits"] = "penultimate"  # where the CORAL loss is taken
+    # parent: fine-tune the input model; scratch: train the baseline's architecture from the baseline's own
+    # initial weights (the job's seed) with CORAL — Deep CORAL's setting, what train.adapt does, as a variant
+    init: Literal["parent", "scratch"] = "parent"
+    epochs: float = Field(1.0, gt=0, le=10_000)
+    lr: float | None = Field(None, gt=0)  # None: 0.1 × the baseline recipe's lr (init: scratch needs it given)
+    optimizer: Literal["sgd", "adam", "adamw"] | None = None
+    schedule: Literal["cosine", "onecycle", "step", "constant"] = "cosine"
+
+    @model_validator(mode="after")
+    def _scratch_lr(self) -> CoralParams:
+        if self.init == "scratch" and self.lr is None:
+            raise ValueError("init: scratch trains from scratch: give its lr (and epochs, schedule) — the baseline's")
+        return self
+
+    def adaptation(self) -> CoralStage:
+        return CoralStage(method="coral", weight=self.weight, targets=self.targets, features=self.features,
+                          init=self.init)
+
+
+def _is_float(model: nn.Module) -> bool:
+    return not any("quantized" in type(m).__module__ for m in model.modules())
+
+
+def _fresh(parent: nn.Module, ctx: CompressContext) -> nn.Module:
+    """The baseline's architecture with the baseline's initial weights: seeded like the train job."""
+    from ..checkpoint import build_from_spec
+
+    seed_everything(ctx.seed)
+    model = build_from_spec(ctx.parent_spec)
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    if shapes != [tuple(p.shape) for p in parent.parameters()]:
+        raise ValueError("adapt.coral init: scratch rebuilds the baseline's architecture; use it on the baseline, "
+                         "not after a stage that changes the architecture")
+    return model
+
+
+@methods.register("adapt.coral", params=CoralParams, family="adaptation", needs_training_data=True,
+                  adapts=lambda p: p.adaptation(), version=1,
+                  description="Deep CORAL (Sun & Saenko 2016): source cross-entropy + λ·CORAL on the penultimate "
+                              "features of unlabeled target batches; fine-tuning (a stage before int8) or from scratch")
+def coral(parent: nn.Module, ctx: CompressContext, sol: Solution, params: CoralParams) -> CompressResult:
+    if not _is_float(parent):
+        raise ValueError("adapt.coral: cannot train an int8-converted model; put adapt.coral before quantization")
+    model = _fresh(parent, ctx) if params.init == "scratch" else clone(parent).cpu()
+    ad = params.adaptation()
+    out = ctx.train(model, epochs=params.epochs, lr=params.lr, optimizer=params.optimizer, schedule=params.schedule,
+                    desc="coral", adapt=ad)
+    model = (out if out is not None else model).eval()
+    return CompressResult(model=model, record={"adapt": {**ad.model_dump(), "label": ad.label()},
+                                               "epochs": params.epochs})

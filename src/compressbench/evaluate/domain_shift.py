@@ -1,0 +1,141 @@
+"""The ``domain_shift`` evaluator: how a variant holds up on another domain.
+
+For a dataset with named domains (``data.domains``; ``dataset.source`` / ``dataset.targets``) it
+measures, for every variant, top-1 on the source's held-out test split (in-domain) and on every target
+domain's evaluation images, and the gap between them. Optionally it also measures top-1 on *corrupted*
+target images (the deterministic CIFAR-10-C style corruptions of ``evaluate.corruptions``): robustness
+and domain shift together.
+
+Measurements (naming contract; conditions in braces):
+
+* ``source_top1`` {source}: in-domain top-1;
+* ``target_top1`` {source, target}: top-1 on the target domain;
+* ``gap`` {source, target}: ``source_top1 − target_top1`` (a fraction; the report shows points);
+* ``target_corruption_top1`` {source, target, corruption, severity} and its mean over corruptions and
+  severities ``target_corruption_mean`` {source, target}, with ``corruptions``;
+* ``composition`` = 1 {compression, adapt}: what the variant is made of (``compress.budget.composition``:
+  its compressing stages, and the adaptation it — or its parent baseline — applied), so the report can
+  put each variant's source-only and adapted numbers side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from pydantic import Field, field_validator
+from torch import nn
+
+from ..interfaces import EvalContext, Measurement, Params
+from ..registry import evaluators
+from ..specs import ANY, MetricSpec
+
+log = logging.getLogger(__name__)
+
+
+class DomainShiftParams(Params):
+    subset: int | None = Field(None, gt=0)  # per domain: a fixed seeded subset (None: dataset.eval_subset, or all)
+    batch_size: int = Field(512, ge=1, le=65_536)
+    targets: list[str] | None = None  # target domains to measure (None: every target of the experiment)
+    corruptions: list[str] = []  # also top-1 on corrupted target images (corruption or suite names)
+    severities: list[int] = [3]
+    corruption_seed: int = Field(0, ge=0)
+
+    @field_validator("severities")
+    @classmethod
+    def _sev(cls, v: list[int]) -> list[int]:
+        if not v or any(not 1 <= s <= 5 for s in v):
+            raise ValueError(f"severities must be a non-empty list of integers in 1..5, got {v}")
+        return v
+
+    @field_validator("corruptions")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        from .corruptions import resolve_names
+
+        resolve_names(v)  # unknown names fail with the known ones and a "did you mean"
+        return v
+
+
+def variant_composition(ctx: EvalContext) -> dict[str, str]:
+    """{compression, adapt} of the evaluated variant; a variant that does not adapt itself but whose
+    baseline was trained with adaptation is labelled ``<label> (parent)``."""
+    comp = dict(ctx.variant.record.get("composition") or {"compression": "", "adapt": ""})
+    parent = (ctx.extra.get("parent_record") or {}).get("composition") or {}
+    if not comp.get("adapt") and parent.get("adapt") and ctx.variant.method != "baseline":
+        comp["adapt"] = f"{parent['adapt']} (parent)"
+    return {"compression": comp.get("compression", ""), "adapt": comp.get("adapt", "")}
+
+
+@torch.inference_mode()
+def _hits(model: nn.Module, batches, device: torch.device, fn=None) -> int:
+    n = 0
+    for x, y, idx in batches:
+        x = fn(x, idx) if fn is not None else x
+        n += int((model(x.to(device)).argmax(1) == y.to(device)).sum())
+    return n
+
+
+@evaluators.register(
+    "domain_shift", params=DomainShiftParams, version=1, target_domains=lambda p: p.targets, gathers=True,
+    description="top-1 in-domain (source test split) and on every target domain, the gap; optionally on "
+                "corrupted target images",
+    metrics=(
+        MetricSpec("source_top1", label="Source acc. %", fmt="pct", higher_is_better=True, where={"source": ANY},
+                   summary=True, order=11, table=None, description="top-1 on the source domain's test split"),
+        MetricSpec("target_top1", label="Target acc. %", fmt="pct", higher_is_better=True, where={"target": ANY},
+                   summary=True, order=12, table=None,
+                   description="top-1 on the target domain(s) (several: their mean)"),
+        MetricSpec("gap", label="Domain gap (pts)", fmt="pct", higher_is_better=False, where={"target": ANY},
+                   summary=True, order=13, table=None, description="source top-1 − target top-1"),
+        MetricSpec("target_corruption_mean", label="Target corr. acc. %", fmt="pct", higher_is_better=True,
+                   where={"target": ANY}, summary=True, order=14, table=None,
+                   description="top-1 on corrupted target images, mean over corruptions × severities"),
+        MetricSpec("target_corruption_top1", label="Target acc. % (corrupted)", fmt="pct", higher_is_better=True,
+                   table=None),
+        MetricSpec("composition", label="Composition", table=None,
+                   description="1 per variant; its condition names the compression and the adaptation"),
+    ),
+    report="compressbench.evaluate.domain_report:tables",
+    figures="compressbench.evaluate.domain_report:figures",
+)
+def domain_shift(model: nn.Module, ctx: EvalContext, params: DomainShiftParams) -> list[Measurement]:
+    data = ctx.data
+    if data.source is None or not data.targets:
+        raise ValueError("domain_shift needs a dataset with named domains and target domains (dataset.source / "
+                         "dataset.targets)")
+    targets = params.targets or list(data.targets)
+    model = model.eval()
+    dev, bs, src = ctx.device, params.batch_size, data.source
+    size = params.subset if params.subset is not None else -1  # -1: the experiment's eval_subset
+    source = ctx.eval_set(size)
+    s_acc = _hits(model, source.batches(bs), dev) / len(source)
+    out = [Measurement("source_top1", s_acc, {"source": src}),
+           Measurement("composition", 1.0, variant_composition(ctx))]
+    for t in targets:
+        images = ctx.eval_set(size, domain=t)
+        t_acc = _hits(model, images.batches(bs), dev) / len(images)
+        cond = {"source": src, "target": t}
+        out += [Measurement("target_top1", t_acc, cond), Measurement("gap", s_acc - t_acc, cond)]
+        if params.corruptions:
+            out += _corrupted(model, images, params, cond, dev)
+    return out
+
+
+def _corrupted(model: nn.Module, images, params: DomainShiftParams, cond: dict, dev: torch.device
+               ) -> list[Measurement]:
+    """Top-1 on the target images under each corruption × severity (uint8 in, uint8 out, as the
+    corruptions evaluator does), and their mean."""
+    from .corruptions import corrupt, resolve_names
+
+    out, accs = [], []
+    for name in resolve_names(params.corruptions):
+        for sev in params.severities:
+            def fn(x: torch.Tensor, idx: torch.Tensor, name: str = name, sev: int = sev) -> torch.Tensor:
+                return corrupt(x, idx, name, sev, seed=params.corruption_seed).float().div_(255)
+
+            acc = _hits(model, images.batches(params.batch_size, uint8=True), dev, fn) / len(images)
+            accs.append(acc)
+            out.append(Measurement("target_corruption_top1", acc, {**cond, "corruption": name, "severity": sev}))
+    out.append(Measurement("target_corruption_mean", sum(accs) / len(accs), cond))
+    return out
