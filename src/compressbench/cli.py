@@ -54,7 +54,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from .config import load_config
 
     t0 = time.perf_counter()
-    exp = load_config(args.config, _overrides(args.set))
+    exp = load_config(args.config, _overrides(args.set), executor=args.executor, address=args.address)
     variants = exp.variants_resolved()
     from .plan import plan
 
@@ -70,7 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .runner import run
 
-    exp = load_config(args.config, _overrides(args.set))  # validated before any work
+    exp = load_config(args.config, _overrides(args.set), executor=args.executor,
+                      address=args.address)  # validated before any work
     t0 = time.perf_counter()
     summary = run(exp, progress=None if not args.no_progress else False)
     dt = time.perf_counter() - t0
@@ -222,6 +223,13 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _executor_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", metavar="NAME", help="run the jobs with this executor (local, ray), overriding the "
+                   "config's 'executor' (its options are kept when the name is the same)")
+    p.add_argument("--address", metavar="ADDR", help="ray executor: the cluster to join ('auto', 'ray://HOST:10001', "
+                   "'HOST:PORT'); without it a local Ray instance sized to this machine is started")
+
+
 def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     p = _Parser(prog="compressbench", description="Compress image classifiers at matched budgets "
                                 "and measure accuracy, robustness and real efficiency.")
@@ -234,12 +242,14 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     set_help = ("override a config field (the value is YAML), e.g. train.epochs=1 or variants.0.budget={params: 0.5}; "
                 "repeatable")
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    _executor_flags(r)
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("-q", "--quiet", action="store_true", help="do not print the summary table")
     r.set_defaults(fn=cmd_run)
     v = sub.add_parser("validate", help="check an experiment file (fast, no work started)")
     v.add_argument("config")
     v.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    _executor_flags(v)
     v.set_defaults(fn=cmd_validate)
     ls = sub.add_parser("list", help="list registered models, datasets, methods, evaluators, corruptions, attacks")
     ls.add_argument("what", nargs="?", default="all",

@@ -1,0 +1,506 @@
+"""The Ray executor: a study's jobs in parallel on a local Ray instance or a Ray cluster, kill-safe.
+
+``executor: {name: ray, address: null | auto | "ray://host:10001" | "host:6379", resources: {...},
+max_retries: 2}``. With no address a local Ray instance sized to this machine is started (and stopped at
+the end), bound to 127.0.0.1; ``auto`` joins the cluster ``ray start`` runs on this machine; otherwise the
+given cluster. Ray's usage statistics are off unless ``RAY_USAGE_STATS_ENABLED`` is set.
+
+Scheduling follows the DAG (Ray's task API, as in STYLE-EXAMPLES "Executors"): the driver looks a job up
+in the cache once its upstream jobs are done, and submits it as a task if it is not there; independent
+tasks run concurrently; ``ray.wait`` collects them as they finish. Each task asks for its kind's
+resources (``num_cpus``, ``num_gpus`` — a fraction lets small jobs share a GPU —, ``memory``) and sets
+torch's threads to its CPU share, so jobs never oversubscribe the cores. Evaluators that measure
+wall-clock time (a declared metric in ms, s or img/s) get a whole node's CPUs unless configured:
+latency measured beside other jobs would be noise.
+
+A task runs :func:`~compressbench.execute.cache.run_one` in its worker — the same verify / claim /
+atomic-commit protocol as the local executor, into the shared cache folder (every node must see it:
+docs/reliability.md) — and returns the job's result; the driver alone writes the store (DESIGN.md 15).
+A worker that dies mid-job is retried (``max_retries``): its claim names the Ray task, so the retry
+takes it over at once, on any node. A driver killed with SIGKILL leaves only claims of dead processes
+and temporary folders that the next run cleans; it resumes from the cache.
+
+Workers import the driver's compressbench (its folder is put first on their ``PYTHONPATH``) and check
+that their code is the driver's; they re-validate the experiment's config, which imports exactly the
+``"pkg.mod:obj"`` names the user wrote (and nothing named by a data file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import math
+import os
+import re
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..errors import UserError
+from ..plan import Job
+from ..progress import progress_enabled
+from ..progress.board import RunBoard
+from .cache import (
+    _HOST,
+    GPU_SHARE,
+    WAIT_LOG_S,
+    WAIT_POLL_S,
+    JobFn,
+    JobResult,
+    clean_stale_tmp,
+    inspect_cached,
+    lock_is_stale,
+    lock_owner,
+    run_one,
+)
+
+log = logging.getLogger("compressbench")
+
+TIME_UNITS = ("ms", "s", "us", "img/s")  # declared metric units that mean "measured wall-clock time"
+_ADDRESS = re.compile(r"auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
+
+
+class ExecutorError(UserError):
+    """The executor cannot run (Ray missing, a cluster that cannot be reached or cannot run a job)."""
+
+
+# =========================================================================== options (validated with the config)
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class JobResources(_Strict):
+    """What one job asks Ray for. ``num_cpus`` also sets the job's torch threads (its floor, at least 1);
+    unset, it is the experiment's ``threads`` (or 1). ``num_gpus``: a fraction (0.25) shares a GPU between
+    jobs; above 1 it must be whole. ``memory``: bytes Ray reserves for the job (a scheduling hint)."""
+
+    num_cpus: float | None = Field(None, gt=0, le=4096)
+    num_gpus: float = Field(0.0, ge=0, le=1024)
+    memory: int | None = Field(None, gt=0)
+
+    @field_validator("num_gpus")
+    @classmethod
+    def _whole_above_one(cls, v: float) -> float:
+        if v > 1 and v != int(v):
+            raise ValueError(f"above 1, a GPU count must be whole (Ray's rule); got {v}")
+        return v
+
+
+class ResourceTable(_Strict):
+    """Resources per job kind; ``evaluators``: per evaluator, over ``evaluate`` (fields given there win)."""
+
+    train: JobResources = JobResources()
+    compress: JobResources = JobResources()
+    evaluate: JobResources = JobResources()
+    evaluators: dict[str, JobResources] = {}
+
+
+class RayOptions(_Strict):
+    """The Ray executor's options (``executor: {name: ray, ...}``)."""
+
+    address: str | None = None  # None: a local instance; "auto"; "ray://host:10001" (Ray Client); "host:port"
+    resources: ResourceTable = ResourceTable()
+    max_retries: int = Field(2, ge=0, le=100)  # re-runs of a job whose worker process or node died
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and not _ADDRESS.fullmatch(v):
+            raise ValueError("give null (start a local Ray instance), 'auto' (the cluster `ray start` runs on this "
+                             "machine), 'ray://HOST:10001' (Ray Client) or 'HOST:PORT' (the head's GCS)")
+        return v
+
+
+def ray_missing() -> bool:
+    mod = sys.modules.get("ray", False)
+    if mod is not False:
+        return mod is None
+    try:
+        return importlib.util.find_spec("ray") is None
+    except (ImportError, ValueError):
+        return True
+
+
+def measures_time(evaluator: str) -> bool:
+    """Whether an evaluator declares a metric of measured wall-clock time (its spec, never its name)."""
+    from ..registry import evaluators
+
+    try:
+        spec = evaluators.spec(evaluator)
+    except Exception:
+        return False
+    return any(m.unit in TIME_UNITS for m in spec.metrics)
+
+
+def check_experiment(exp: Any, opts: RayOptions) -> str | None:
+    """Rules that need the whole experiment: one error line (``path: problem``), or None."""
+    if ray_missing():
+        return "executor: the ray executor needs Ray, which is not installed: pip install 'compressbench[ray]'"
+    if re.fullmatch(r"cuda:\d+", exp.device):
+        return (f"device: '{exp.device}' names one GPU, but the ray executor gives each job its own GPU share; use "
+                f"device: cuda (or auto)")
+    from ..config import resolve_evaluations
+
+    used = {ev.evaluator for ev, _ in resolve_evaluations(exp, [v.name for v in exp.variants_resolved()])}
+    from ..registry import evaluators
+
+    for name in opts.resources.evaluators:
+        try:
+            resolved = evaluators.resolve(name)
+        except Exception:
+            resolved = name
+        if resolved not in used:
+            from ..config import _dym
+
+            return (f"executor.resources.evaluators.{name}: no evaluation of this experiment uses evaluator '{name}'"
+                    f"{_dym(name, used)}; its evaluators: {', '.join(sorted(used))}")
+    kinds: dict[str, JobResources] = {"train": opts.resources.train}
+    if exp.variants:
+        kinds["compress"] = opts.resources.compress
+    for ev in sorted(used):
+        kinds[f"evaluators.{ev}"] = resources_for(opts.resources, "evaluate", ev)
+    for where, r in kinds.items():
+        label = where if "." not in where else where.split(".", 1)[1] + " evaluation"
+        if exp.device == "cuda" and r.num_gpus == 0:
+            path = where if where in ("train", "compress") else (
+                where if where.split(".", 1)[1] in opts.resources.evaluators else "evaluate")
+            return (f"executor.resources.{path}.num_gpus: device is 'cuda' but {label} jobs ask for no GPU; give them "
+                    f"a GPU share (e.g. 0.25) or use device: auto (jobs without a GPU share then run on the CPU)")
+        if exp.threads and r.num_cpus is not None and max(1, math.floor(r.num_cpus)) != exp.threads:
+            return (f"threads: {exp.threads}, but {label} jobs ask for num_cpus {r.num_cpus:g} and run "
+                    f"{max(1, math.floor(r.num_cpus))} thread(s): with the ray executor a job's threads follow its "
+                    f"CPU share; drop 'threads' or make them agree")
+    return None
+
+
+def resources_for(table: ResourceTable, kind: str, evaluator: str | None = None) -> JobResources:
+    base = getattr(table, kind)
+    over = table.evaluators.get(evaluator) if evaluator else None
+    if over is None and evaluator:  # the table may name it as the user wrote it ("pkg.mod:obj")
+        over = next((r for n, r in table.evaluators.items() if _same_evaluator(n, evaluator)), None)
+    if over is None:
+        return base
+    merged = {**base.model_dump(exclude_unset=True), **over.model_dump(exclude_unset=True)}
+    return JobResources(**merged)
+
+
+def _same_evaluator(a: str, b: str) -> bool:
+    from ..registry import evaluators
+
+    try:
+        return evaluators.resolve(a) == evaluators.resolve(b)
+    except Exception:
+        return False
+
+
+# =========================================================================== the worker side
+@lru_cache(maxsize=1)
+def code_fingerprint() -> tuple[str, str]:
+    """(sha256 of compressbench's Python sources, their folder): a worker must run the driver's code."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest(), str(root)
+
+
+def _worker_run(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], setup: dict[str, Any]
+                ) -> JobResult | None:
+    """One job in a Ray worker: the cache protocol (:func:`run_one`), with this task's identity in its claim."""
+    import ray
+
+    for p in setup["sys_path"]:
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    if setup["cwd"] and os.path.isdir(setup["cwd"]):
+        os.chdir(setup["cwd"])  # relative paths in the config mean what they mean to the driver
+    digest, where = code_fingerprint()
+    if digest != setup["code"][0]:
+        return JobResult(job.key, cache / "jobs" / job.key, error=(
+            f"the worker on {_HOST} runs compressbench from {where}, whose code differs from the driver's "
+            f"({setup['code'][1]}): install the same compressbench on every node"))
+    import torch
+
+    torch.set_num_threads(setup["threads"])
+    task = ray.get_runtime_context().get_task_id()
+    token = GPU_SHARE.set(setup["num_gpus"])
+    try:
+        return run_one(job, cache, fn, upstream, owner={"ray_task": task},
+                       is_dead=lambda info: info.get("ray_task") == task)  # an earlier attempt of this very task
+    finally:
+        GPU_SHARE.reset(token)
+
+
+def _user_paths() -> list[str]:
+    """Folders of the modules behind every ``"pkg.mod:obj"`` name resolved in the driver (the user wrote
+    them in the config): a worker puts them on ``sys.path`` before re-validating the config."""
+    from ..registry import ALL, is_object_path
+
+    out: list[str] = []
+    for reg in ALL.values():
+        for n in reg.names():
+            if not is_object_path(n):
+                continue
+            mod = n.split(":", 1)[0]
+            f = getattr(sys.modules.get(mod), "__file__", None)
+            if not f:
+                continue
+            depth = mod.count(".") + (1 if Path(f).name == "__init__.py" else 0)
+            root = str(Path(f).resolve().parents[depth])
+            if root not in out:
+                out.append(root)
+    return out
+
+
+def worker_env() -> dict[str, str]:
+    """Environment of the workers: the driver's compressbench first on ``PYTHONPATH``, the driver's
+    ``COMPRESSBENCH_*`` settings, and no progress bars (a worker's output is forwarded to the driver's log)."""
+    pkg_parent = str(Path(__file__).resolve().parents[2])
+    env = {k: v for k, v in os.environ.items() if k.startswith("COMPRESSBENCH_")}
+    env["COMPRESSBENCH_PROGRESS"] = "0"
+    env["PYTHONPATH"] = pkg_parent + os.pathsep + "${PYTHONPATH}"
+    return env
+
+
+# =========================================================================== the driver side
+class RayExecutor:
+    """Runs the DAG on Ray; see the module docstring."""
+
+    Options = RayOptions
+    check = staticmethod(check_experiment)
+
+    def __init__(self, cache: Path, show_progress: bool = True, options: RayOptions | None = None,
+                 experiment: Any = None):
+        self.cache = Path(cache).resolve()
+        self.show_progress = show_progress
+        self.options = options or RayOptions()
+        self.threads = getattr(experiment, "threads", None)
+
+    # ------------------------------------------------------------------ connecting
+    def _connect(self) -> tuple[Any, bool]:
+        """(the ray module, whether this call started Ray and must shut it down)."""
+        if ray_missing():
+            raise ExecutorError("the ray executor needs Ray, which is not installed: pip install 'compressbench[ray]'")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        address = self.options.address
+        if address is None:
+            # a local instance talks over loopback only (Ray's own single-host mode, as on macOS): no port
+            # of this run is reachable from the network, and nothing leaves the machine
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        import ray
+
+        if ray.is_initialized():
+            if address is not None:
+                raise ExecutorError(f"executor.address: Ray is already initialised in this process; leave the address "
+                                    f"empty to use that connection, or call ray.shutdown() first (got '{address}')")
+            return ray, False
+        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
+        if address is None:
+            try:
+                from ray._private import ray_constants  # Ray imported before us: its flag is already read
+
+                ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "false")
+            except (ImportError, AttributeError):  # pragma: no cover — Ray moved it: _node_ip_address still asks
+                pass
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            if cpus and cpus < (os.cpu_count() or cpus):
+                kw["num_cpus"] = cpus  # e.g. a Slurm allocation: the cores this process may use
+            kw["_node_ip_address"] = "127.0.0.1"
+        else:
+            kw["address"] = address
+        t0 = time.perf_counter()
+        try:
+            ray.init(**kw)
+        except Exception as e:  # unreachable cluster, bad address, version mismatch
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ExecutorError(f"executor.address: cannot connect to Ray at '{address}': {first[:300]}") from None
+        res = ray.cluster_resources()
+        log.info("%s Ray in %.1fs: %g CPU(s), %g GPU(s), %d node(s)", "started a local" if address is None else
+                 f"connected to {address}:", time.perf_counter() - t0, res.get("CPU", 0), res.get("GPU", 0),
+                 len([n for n in ray.nodes() if n.get("Alive")]))
+        return ray, True
+
+    # ------------------------------------------------------------------ resources
+    def _plan_resources(self, ray: Any, jobs: list[Job]) -> dict[str, dict[str, Any]]:
+        """Ray options per job: its kind's (or its evaluator's) resources, checked against the cluster."""
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        max_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+        max_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+        table = self.options.resources
+        out: dict[str, dict[str, Any]] = {}
+        timed_note: set[str] = set()
+        for job in jobs:
+            ev = job.spec.get("evaluator") if job.kind == "evaluate" else None
+            r = resources_for(table, job.kind, ev)
+            cpus = r.num_cpus
+            if cpus is None and ev and r is table.evaluate and measures_time(ev):
+                cpus = max_cpus or 1  # a whole node: timings beside other jobs would be noise
+                timed_note.add(ev)
+            cpus = cpus or self.threads or 1
+            where = f"evaluators.{ev}" if ev and r is not table.evaluate else job.kind
+            if cpus > max_cpus or r.num_gpus > max_gpus:
+                msg = (f"executor.resources.{where}: a {job.kind} job asks for {cpus:g} CPU(s) and {r.num_gpus:g} "
+                       f"GPU(s), but the largest node of the Ray cluster has {max_cpus:g} CPU(s) and {max_gpus:g} "
+                       f"GPU(s)")
+                if self.options.address is None:
+                    raise ExecutorError(msg)
+                log.warning("%s: it waits until the cluster grows", msg)
+            opts = {"num_cpus": cpus, "num_gpus": r.num_gpus}
+            if r.memory is not None:
+                opts["memory"] = r.memory
+            out[job.key] = opts
+        for ev in sorted(timed_note):
+            log.info("%s jobs measure wall-clock time: each runs alone on a node (num_cpus=%g); set "
+                     "executor.resources.evaluators.%s to share nodes instead", ev, max_cpus, ev)
+        return out
+
+    # ------------------------------------------------------------------ the run
+    def run(self, jobs: list[Job], fn: JobFn, on_done: Callable[[Job, JobResult], None]) -> dict[str, JobResult]:
+        ray, started = self._connect()
+        try:
+            return self._run(ray, jobs, fn, on_done)
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _run(self, ray: Any, jobs: list[Job], fn: JobFn, on_done: Callable[[Job, JobResult], None]
+             ) -> dict[str, JobResult]:
+        cache = self.cache
+        clean_stale_tmp(cache)
+        asks = self._plan_resources(ray, jobs)
+        total = ray.cluster_resources()
+        cpus, gpus = total.get("CPU", 1) or 1, total.get("GPU", 0)
+
+        def share(job: Job) -> float:
+            a = asks[job.key]
+            return max(a["num_cpus"] / cpus, a["num_gpus"] / gpus if a["num_gpus"] and gpus else 0.0)
+
+        remote = ray.remote(_worker_run)
+        fn_ref = ray.put(fn)
+        env = {"env_vars": worker_env()}
+        base_setup = {"sys_path": _user_paths(), "cwd": os.getcwd(), "code": code_fingerprint()}
+        results: dict[str, JobResult] = {}
+        waiting = list(jobs)  # not submitted yet, in plan (topological) order
+        inflight: dict[Any, tuple[Job, float]] = {}
+        held: dict[str, Job] = {}  # claimed by another driver: it runs there
+        counter = {"done": 0, "unverified": 0}
+        last_wait_log = time.monotonic()
+        live = self.show_progress and progress_enabled()
+        board = RunBoard(jobs, live=live, share=share, title=f"jobs on Ray ({cpus:g} CPU, {gpus:g} GPU)")
+
+        def finish(job: Job, res: JobResult) -> None:
+            results[job.key] = res
+            counter["done"] += 1
+            counter["unverified"] += res.cached and not res.verified
+            state = "cached" if res.cached else ("FAILED" if res.error else f"{res.seconds:.1f}s")
+            log.info("[%d/%d] %s: %s", counter["done"], len(jobs), job.describe(), state)
+            board.finish(job.key, "cached" if res.cached else ("failed" if res.error else "ran"), res.seconds)
+            on_done(job, res)
+
+        def submit(job: Job, upstream: dict[str, JobResult]) -> None:
+            a = asks[job.key]
+            setup = {**base_setup, "threads": max(1, math.floor(a["num_cpus"])), "num_gpus": a["num_gpus"]}
+            ref = remote.options(**a, max_retries=self.options.max_retries, retry_exceptions=False,
+                                 runtime_env=env, name=f"compressbench {job.kind} {job.key[:8]}").remote(
+                job, cache, fn_ref, upstream, setup)
+            inflight[ref] = (job, time.monotonic())
+            board.set(job.key, "queued")
+
+        with board:
+            while waiting or inflight or held:
+                progressed = False
+                still: list[Job] = []
+                for job in waiting:  # 1. jobs whose upstream jobs are done: the cache, else a task
+                    if any(d not in results for d in job.deps):
+                        still.append(job)
+                        continue
+                    upstream = {d: results[d] for d in job.deps}
+                    res, _ = inspect_cached(cache, job.key, upstream)
+                    failed = [d for d in job.deps if upstream[d].error]
+                    if res is None and failed:
+                        res = JobResult(job.key, cache / "jobs" / job.key,
+                                        error=f"upstream job failed: {upstream[failed[0]].error}")
+                    if res is not None:
+                        finish(job, res)
+                        progressed = True
+                    else:
+                        submit(job, upstream)
+                waiting = still
+                if progressed:
+                    continue
+                if inflight:  # 2. collect finished tasks
+                    ready, _ = ray.wait(list(inflight), num_returns=1, timeout=WAIT_POLL_S)
+                    if ready:
+                        ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0)
+                    for ref in ready:
+                        job, _t = inflight.pop(ref)
+                        res = self._collect(ray, ref, job)
+                        if res is None:
+                            held[job.key] = job
+                            board.set(job.key, "held")
+                            log.info("%s is being run by %s: waiting for its result", job.describe(),
+                                     _owner_str(lock_owner(cache, job.key)))
+                        else:
+                            finish(job, res)
+                    for job, _t in inflight.values():  # started = claimed (its lock exists)
+                        board.set(job.key, "running" if (cache / "jobs" / f"{job.key}.lock").exists() else "queued")
+                else:
+                    time.sleep(WAIT_POLL_S)
+                for key, job in list(held.items()):  # 3. jobs another driver runs
+                    upstream = {d: results[d] for d in job.deps}
+                    res, _ = inspect_cached(cache, key, upstream)
+                    lock = cache / "jobs" / f"{key}.lock"
+                    if res is not None:
+                        del held[key]
+                        finish(job, res)
+                    elif not lock.exists() or lock_is_stale(lock, lock_owner(cache, key)):
+                        del held[key]  # its owner failed it or died: run it here
+                        board.set(key, "waiting")
+                        waiting.append(job)
+                if held and not inflight and time.monotonic() - last_wait_log >= WAIT_LOG_S:
+                    last_wait_log = time.monotonic()
+                    first = next(iter(held.values()))
+                    log.info("waiting for %d job(s) run by other drivers, e.g. %s (%s)", len(held), first.describe(),
+                             _owner_str(lock_owner(cache, first.key)))
+        clean_stale_tmp(cache)  # e.g. the temporary folder of a worker killed mid-job on another node
+        if counter["unverified"]:
+            log.warning("%d cached job(s) were written by an older compressbench and carry no checksums: used "
+                        "unverified (delete the cache folder to rebuild them with checksums)", counter["unverified"])
+        return results
+
+    def _collect(self, ray: Any, ref: Any, job: Job) -> JobResult | None:
+        """A finished task's result; a task that raised or whose workers kept dying is an error result."""
+        d = self.cache / "jobs" / job.key
+        try:
+            res = ray.get(ref)
+        except ray.exceptions.RayTaskError as e:  # our code raised outside the job function
+            cause = e.cause if getattr(e, "cause", None) is not None else e
+            return JobResult(job.key, d, error=f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:400]}")
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError,
+                ray.exceptions.RayError) as e:
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            return JobResult(job.key, d, error=f"{type(e).__name__} after {self.options.max_retries + 1} attempt(s) "
+                             f"(executor.max_retries={self.options.max_retries}): {first}")
+        if res is None or res.error or res.digest is None:
+            return res
+        try:  # the driver must see what the worker committed: the cache is on a filesystem every node sees
+            seen = hashlib.sha256((d / "result.json").read_bytes()).hexdigest()
+        except OSError:
+            seen = None
+        if seen != res.digest:
+            return JobResult(job.key, d, error=f"the job finished on a worker, but the driver does not see its folder "
+                             f"{d} (or sees other bytes): cache_dir must be on a filesystem every Ray node and the "
+                             f"driver share, at the same path")
+        return res
+
+
+def _owner_str(info: dict[str, Any] | None) -> str:
+    if not info:
+        return "another driver"
+    task = f", Ray task {info['ray_task'][:8]}" if info.get("ray_task") else ""
+    return f"pid {info.get('pid')} on {info.get('host')}{task} since {info.get('started', '?')}"
