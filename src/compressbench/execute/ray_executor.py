@@ -236,24 +236,31 @@ def _worker_run(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]
         GPU_SHARE.reset(token)
 
 
-def _user_paths() -> list[str]:
-    """Folders of the modules behind every ``"pkg.mod:obj"`` name resolved in the driver (the user wrote
-    them in the config): a worker puts them on ``sys.path`` before re-validating the config."""
-    from ..registry import ALL, is_object_path
+def _user_paths(config: Any) -> list[str]:
+    """Folders of the modules behind the ``"pkg.mod:obj"`` names the user wrote in the config (the driver
+    imported them when it validated it): a worker puts them on ``sys.path`` before re-validating."""
+    from ..registry import is_object_path
 
+    names: list[str] = []
+    stack = [config]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, str) and is_object_path(v):
+            names.append(v)
     out: list[str] = []
-    for reg in ALL.values():
-        for n in reg.names():
-            if not is_object_path(n):
-                continue
-            mod = n.split(":", 1)[0]
-            f = getattr(sys.modules.get(mod), "__file__", None)
-            if not f:
-                continue
-            depth = mod.count(".") + (1 if Path(f).name == "__init__.py" else 0)
-            root = str(Path(f).resolve().parents[depth])
-            if root not in out:
-                out.append(root)
+    for n in names:
+        mod = n.split(":", 1)[0]
+        f = getattr(sys.modules.get(mod), "__file__", None)
+        if not f:
+            continue
+        depth = mod.count(".") + (1 if Path(f).name == "__init__.py" else 0)
+        root = str(Path(f).resolve().parents[depth])
+        if root not in out:
+            out.append(root)
     return out
 
 
@@ -268,6 +275,32 @@ def worker_env() -> dict[str, str]:
 
 
 # =========================================================================== the driver side
+def _is_loopback(address: str) -> bool:
+    if address == "auto":
+        try:
+            from ray._private.services import get_ray_address_from_environment
+
+            address = get_ray_address_from_environment("auto", None) or ""
+        except Exception:  # no cluster recorded: ray.init says so
+            return False
+    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def _loopback_only() -> None:
+    """Keep Ray on 127.0.0.1 in this process and the ones it starts. Ray replaces a loopback node address
+    by the machine's network address unless it runs in its single-host mode (its default on macOS and
+    Windows), which ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` selects; Ray reads it when imported, so the
+    flag it read is set too."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    try:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "false")
+    except (ImportError, AttributeError):  # pragma: no cover — Ray moved it; _node_ip_address still asks
+        pass
+
+
 class RayExecutor:
     """Runs the DAG on Ray; see the module docstring."""
 
@@ -280,6 +313,7 @@ class RayExecutor:
         self.show_progress = show_progress
         self.options = options or RayOptions()
         self.threads = getattr(experiment, "threads", None)
+        self.config = experiment.model_dump(mode="json") if experiment is not None else {}
 
     # ------------------------------------------------------------------ connecting
     def _connect(self) -> tuple[Any, bool]:
@@ -287,42 +321,39 @@ class RayExecutor:
         if ray_missing():
             raise ExecutorError("the ray executor needs Ray, which is not installed: pip install 'compressbench[ray]'")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        address = self.options.address
-        if address is None:
-            # a local instance talks over loopback only (Ray's own single-host mode, as on macOS): no port
-            # of this run is reachable from the network, and nothing leaves the machine
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import ray
 
+        address = self.options.address
         if ray.is_initialized():
             if address is not None:
                 raise ExecutorError(f"executor.address: Ray is already initialised in this process; leave the address "
                                     f"empty to use that connection, or call ray.shutdown() first (got '{address}')")
             return ray, False
+        # no address: like Ray itself, join RAY_ADDRESS when set (e.g. under `ray job submit`), else start one
+        target = address or os.environ.get("RAY_ADDRESS") or None
+        if target is None or _is_loopback(target):
+            _loopback_only()
         kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
-        if address is None:
-            try:
-                from ray._private import ray_constants  # Ray imported before us: its flag is already read
-
-                ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "false")
-            except (ImportError, AttributeError):  # pragma: no cover — Ray moved it: _node_ip_address still asks
-                pass
+        if target is None:
             cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
             if cpus and cpus < (os.cpu_count() or cpus):
                 kw["num_cpus"] = cpus  # e.g. a Slurm allocation: the cores this process may use
             kw["_node_ip_address"] = "127.0.0.1"
         else:
-            kw["address"] = address
+            kw["address"] = target
         t0 = time.perf_counter()
         try:
             ray.init(**kw)
         except Exception as e:  # unreachable cluster, bad address, version mismatch
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ExecutorError(f"executor.address: cannot connect to Ray at '{address}': {first[:300]}") from None
+            where = f"cannot connect to Ray at '{target}'" if target else "cannot start a local Ray instance"
+            hint = ("; a cluster with token authentication also needs RAY_AUTH_MODE=token and its token (Ray's "
+                    "docs: token-auth)" if target and "RAY_AUTH_MODE" not in os.environ else "")
+            raise ExecutorError(f"executor.address: {where}: {first[:300]}{hint}") from None
         res = ray.cluster_resources()
-        log.info("%s Ray in %.1fs: %g CPU(s), %g GPU(s), %d node(s)", "started a local" if address is None else
-                 f"connected to {address}:", time.perf_counter() - t0, res.get("CPU", 0), res.get("GPU", 0),
-                 len([n for n in ray.nodes() if n.get("Alive")]))
+        log.info("%s in %.1fs: %g CPU(s), %g GPU(s), %d node(s)", "started a local Ray instance" if target is None
+                 else f"joined the Ray cluster at {target}", time.perf_counter() - t0, res.get("CPU", 0),
+                 res.get("GPU", 0), len([n for n in ray.nodes() if n.get("Alive")]))
         return ray, True
 
     # ------------------------------------------------------------------ resources
@@ -383,7 +414,7 @@ class RayExecutor:
         remote = ray.remote(_worker_run)
         fn_ref = ray.put(fn)
         env = {"env_vars": worker_env()}
-        base_setup = {"sys_path": _user_paths(), "cwd": os.getcwd(), "code": code_fingerprint()}
+        base_setup = {"sys_path": _user_paths(self.config), "cwd": os.getcwd(), "code": code_fingerprint()}
         results: dict[str, JobResult] = {}
         waiting = list(jobs)  # not submitted yet, in plan (topological) order
         inflight: dict[Any, tuple[Job, float]] = {}
