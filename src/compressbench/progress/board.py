@@ -46,7 +46,7 @@ class RunBoard:
     of the cluster one such job occupies (for the ETA)."""
 
     def __init__(self, jobs: Iterable[Any], *, live: bool, share: Callable[[Any], float] | None = None,
-                 log_every: float = LOG_EVERY_S, title: str = "jobs"):
+                 log_every: float = LOG_EVERY_S, title: str = "jobs", console: Any = None):
         self.jobs = {j.key: j for j in jobs}
         self.live = live
         self.share = share or (lambda job: 1.0)
@@ -60,6 +60,7 @@ class RunBoard:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._live: Any = None
+        self._console = console  # live mode's rich Console (default: stderr)
         self._swapped: list[tuple[logging.StreamHandler, Any]] = []
 
     # ------------------------------------------------------------------ updates (from the executor)
@@ -129,28 +130,28 @@ class RunBoard:
         return f"{self.title}: " + "; ".join(parts + [tail])
 
     def table(self) -> Any:
+        from rich import box
         from rich.table import Table
 
         eta, exact = self.eta()
         cap = f"elapsed {fmt_seconds(time.monotonic() - self.t0)}"
         if eta is not None:
             cap += f" · ETA {'' if exact else '≥ '}{fmt_seconds(eta)}"
-        t = Table(title=self.title, caption=cap, title_justify="left", caption_justify="left")
+        t = Table(title=self.title, caption=cap, title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD)
         cols = ("ran", "cached", "failed", "running", "queued", "waiting")
-        t.add_column("kind")
+        t.add_column("kind", no_wrap=True, min_width=8)
         for col in cols:
-            t.add_column(col, justify="right")
+            t.add_column(col, justify="right", no_wrap=True)
         c = self.counts()
-        if c.get("all", {}).get("held"):
-            t.add_column("other drivers", justify="right")
-        t.add_column("done / total", justify="right")
-        t.add_column("mean", justify="right")
+        held = c.get("all", {}).get("held", 0)
+        if held:
+            t.caption = f"{cap} · {held} run by other drivers (waited for)"
+        t.add_column("done", justify="right", no_wrap=True, min_width=5)
+        t.add_column("mean", justify="right", no_wrap=True, min_width=5)
         with self._lock:
             means = {k: sum(v) / len(v) for k, v in self.seconds.items() if v}
         for kind, v in c.items():
             row = [kind, *(str(v[s]) for s in cols)]
-            if c["all"]["held"]:
-                row.append(str(v["held"]))
             row.append(f"{sum(v[s] for s in _FINISHED)}/{v['total']}")
             row.append(fmt_seconds(means[kind]) if kind in means else "")
             t.add_row(*row, style="bold" if kind == "all" else None)
@@ -163,7 +164,8 @@ class RunBoard:
             from rich.console import Console
             from rich.live import Live
 
-            self._live = Live(get_renderable=self.table, console=Console(stderr=True), refresh_per_second=2,
+            self._live = Live(get_renderable=self.table, console=self._console or Console(stderr=True),
+                              refresh_per_second=2,
                               redirect_stdout=True, redirect_stderr=True, transient=False)
             before = sys.stderr
             self._live.start()
