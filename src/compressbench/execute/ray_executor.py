@@ -28,253 +28,32 @@ that their code is the driver's; they re-validate the experiment's config, which
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import math
 import os
-import re
-import sys
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from ..errors import UserError
 from ..plan import Job
 from ..progress import progress_enabled
 from ..progress.board import RunBoard
-from .cache import (
-    _HOST,
-    GPU_SHARE,
-    WAIT_LOG_S,
-    WAIT_POLL_S,
-    JobFn,
-    JobResult,
-    clean_stale_tmp,
-    inspect_cached,
-    lock_is_stale,
-    lock_owner,
-    run_one,
+from .cache import WAIT_LOG_S, WAIT_POLL_S, JobFn, JobResult, clean_stale_tmp, inspect_cached, lock_is_stale, lock_owner
+from .ray_options import (  # noqa: F401 — re-exported: the options live beside the executor for readers
+    ExecutorError,
+    JobResources,
+    RayOptions,
+    ResourceTable,
+    check_experiment,
+    measures_time,
+    ray_missing,
+    resources_for,
 )
+from .ray_worker import _worker_run, _worker_run_gpu, code_fingerprint, user_paths, worker_env
 
 log = logging.getLogger("compressbench")
 
-TIME_UNITS = ("ms", "s", "us", "img/s")  # declared metric units that mean "measured wall-clock time"
-_ADDRESS = re.compile(r"auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
 
-
-class ExecutorError(UserError):
-    """The executor cannot run (Ray missing, a cluster that cannot be reached or cannot run a job)."""
-
-
-# =========================================================================== options (validated with the config)
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class JobResources(_Strict):
-    """What one job asks Ray for. ``num_cpus`` also sets the job's torch threads (its floor, at least 1);
-    unset, it is the experiment's ``threads`` (or 1). ``num_gpus``: a fraction (0.25) shares a GPU between
-    jobs; above 1 it must be whole. ``memory``: bytes Ray reserves for the job (a scheduling hint)."""
-
-    num_cpus: float | None = Field(None, gt=0, le=4096)
-    num_gpus: float = Field(0.0, ge=0, le=1024)
-    memory: int | None = Field(None, gt=0)
-
-    @field_validator("num_gpus")
-    @classmethod
-    def _whole_above_one(cls, v: float) -> float:
-        if v > 1 and v != int(v):
-            raise ValueError(f"above 1, a GPU count must be whole (Ray's rule); got {v}")
-        return v
-
-
-class ResourceTable(_Strict):
-    """Resources per job kind; ``evaluators``: per evaluator, over ``evaluate`` (fields given there win)."""
-
-    train: JobResources = JobResources()
-    compress: JobResources = JobResources()
-    evaluate: JobResources = JobResources()
-    evaluators: dict[str, JobResources] = {}
-
-
-class RayOptions(_Strict):
-    """The Ray executor's options (``executor: {name: ray, ...}``)."""
-
-    address: str | None = None  # None: a local instance; "auto"; "ray://host:10001" (Ray Client); "host:port"
-    resources: ResourceTable = ResourceTable()
-    max_retries: int = Field(2, ge=0, le=100)  # re-runs of a job whose worker process or node died
-
-    @field_validator("address")
-    @classmethod
-    def _address(cls, v: str | None) -> str | None:
-        if v is not None and not _ADDRESS.fullmatch(v):
-            raise ValueError("give null (start a local Ray instance), 'auto' (the cluster `ray start` runs on this "
-                             "machine), 'ray://HOST:10001' (Ray Client) or 'HOST:PORT' (the head's GCS)")
-        return v
-
-
-def ray_missing() -> bool:
-    mod = sys.modules.get("ray", False)
-    if mod is not False:
-        return mod is None
-    try:
-        return importlib.util.find_spec("ray") is None
-    except (ImportError, ValueError):
-        return True
-
-
-def measures_time(evaluator: str) -> bool:
-    """Whether an evaluator declares a metric of measured wall-clock time (its spec, never its name)."""
-    from ..registry import evaluators
-
-    try:
-        spec = evaluators.spec(evaluator)
-    except Exception:
-        return False
-    return any(m.unit in TIME_UNITS for m in spec.metrics)
-
-
-def check_experiment(exp: Any, opts: RayOptions) -> str | None:
-    """Rules that need the whole experiment: one error line (``path: problem``), or None."""
-    if ray_missing():
-        return "executor: the ray executor needs Ray, which is not installed: pip install 'compressbench[ray]'"
-    if re.fullmatch(r"cuda:\d+", exp.device):
-        return (f"device: '{exp.device}' names one GPU, but the ray executor gives each job its own GPU share; use "
-                f"device: cuda (or auto)")
-    from ..config import resolve_evaluations
-
-    used = {ev.evaluator for ev, _ in resolve_evaluations(exp, [v.name for v in exp.variants_resolved()])}
-    from ..registry import evaluators
-
-    for name in opts.resources.evaluators:
-        try:
-            resolved = evaluators.resolve(name)
-        except Exception:
-            resolved = name
-        if resolved not in used:
-            from ..config import _dym
-
-            return (f"executor.resources.evaluators.{name}: no evaluation of this experiment uses evaluator '{name}'"
-                    f"{_dym(name, used)}; its evaluators: {', '.join(sorted(used))}")
-    kinds: dict[str, JobResources] = {"train": opts.resources.train}
-    if exp.variants:
-        kinds["compress"] = opts.resources.compress
-    for ev in sorted(used):
-        kinds[f"evaluators.{ev}"] = resources_for(opts.resources, "evaluate", ev)
-    for where, r in kinds.items():
-        label = where if "." not in where else where.split(".", 1)[1] + " evaluation"
-        if exp.device == "cuda" and r.num_gpus == 0:
-            path = where if where in ("train", "compress") else (
-                where if where.split(".", 1)[1] in opts.resources.evaluators else "evaluate")
-            return (f"executor.resources.{path}.num_gpus: device is 'cuda' but {label} jobs ask for no GPU; give them "
-                    f"a GPU share (e.g. 0.25) or use device: auto (jobs without a GPU share then run on the CPU)")
-        if exp.threads and r.num_cpus is not None and max(1, math.floor(r.num_cpus)) != exp.threads:
-            return (f"threads: {exp.threads}, but {label} jobs ask for num_cpus {r.num_cpus:g} and run "
-                    f"{max(1, math.floor(r.num_cpus))} thread(s): with the ray executor a job's threads follow its "
-                    f"CPU share; drop 'threads' or make them agree")
-    return None
-
-
-def resources_for(table: ResourceTable, kind: str, evaluator: str | None = None) -> JobResources:
-    base = getattr(table, kind)
-    over = table.evaluators.get(evaluator) if evaluator else None
-    if over is None and evaluator:  # the table may name it as the user wrote it ("pkg.mod:obj")
-        over = next((r for n, r in table.evaluators.items() if _same_evaluator(n, evaluator)), None)
-    if over is None:
-        return base
-    merged = {**base.model_dump(exclude_unset=True), **over.model_dump(exclude_unset=True)}
-    return JobResources(**merged)
-
-
-def _same_evaluator(a: str, b: str) -> bool:
-    from ..registry import evaluators
-
-    try:
-        return evaluators.resolve(a) == evaluators.resolve(b)
-    except Exception:
-        return False
-
-
-# =========================================================================== the worker side
-@lru_cache(maxsize=1)
-def code_fingerprint() -> tuple[str, str]:
-    """(sha256 of compressbench's Python sources, their folder): a worker must run the driver's code."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest(), str(root)
-
-
-def _worker_run(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], setup: dict[str, Any]
-                ) -> JobResult | None:
-    """One job in a Ray worker: the cache protocol (:func:`run_one`), with this task's identity in its claim."""
-    import ray
-
-    for p in setup["sys_path"]:
-        if p not in sys.path:
-            sys.path.insert(0, p)
-    if setup["cwd"] and os.path.isdir(setup["cwd"]):
-        os.chdir(setup["cwd"])  # relative paths in the config mean what they mean to the driver
-    digest, where = code_fingerprint()
-    if digest != setup["code"][0]:
-        return JobResult(job.key, cache / "jobs" / job.key, error=(
-            f"the worker on {_HOST} runs compressbench from {where}, whose code differs from the driver's "
-            f"({setup['code'][1]}): install the same compressbench on every node"))
-    import torch
-
-    torch.set_num_threads(setup["threads"])
-    task = ray.get_runtime_context().get_task_id()
-    token = GPU_SHARE.set(setup["num_gpus"])
-    try:
-        return run_one(job, cache, fn, upstream, owner={"ray_task": task},
-                       is_dead=lambda info: info.get("ray_task") == task)  # an earlier attempt of this very task
-    finally:
-        GPU_SHARE.reset(token)
-
-
-def _user_paths(config: Any) -> list[str]:
-    """Folders of the modules behind the ``"pkg.mod:obj"`` names the user wrote in the config (the driver
-    imported them when it validated it): a worker puts them on ``sys.path`` before re-validating."""
-    from ..registry import is_object_path
-
-    names: list[str] = []
-    stack = [config]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, dict):
-            stack.extend(v.values())
-        elif isinstance(v, (list, tuple)):
-            stack.extend(v)
-        elif isinstance(v, str) and is_object_path(v):
-            names.append(v)
-    out: list[str] = []
-    for n in names:
-        mod = n.split(":", 1)[0]
-        f = getattr(sys.modules.get(mod), "__file__", None)
-        if not f:
-            continue
-        depth = mod.count(".") + (1 if Path(f).name == "__init__.py" else 0)
-        root = str(Path(f).resolve().parents[depth])
-        if root not in out:
-            out.append(root)
-    return out
-
-
-def worker_env() -> dict[str, str]:
-    """Environment of the workers: the driver's compressbench first on ``PYTHONPATH``, the driver's
-    ``COMPRESSBENCH_*`` settings, and no progress bars (a worker's output is forwarded to the driver's log)."""
-    pkg_parent = str(Path(__file__).resolve().parents[2])
-    env = {k: v for k, v in os.environ.items() if k.startswith("COMPRESSBENCH_")}
-    env["COMPRESSBENCH_PROGRESS"] = "0"
-    env["PYTHONPATH"] = pkg_parent + os.pathsep + "${PYTHONPATH}"
-    return env
-
-
-# =========================================================================== the driver side
 def _is_loopback(address: str) -> bool:
     if address == "auto":
         try:
@@ -412,9 +191,10 @@ class RayExecutor:
             return max(a["num_cpus"] / cpus, a["num_gpus"] / gpus if a["num_gpus"] and gpus else 0.0)
 
         remote = ray.remote(_worker_run)
+        remote_gpu = ray.remote(max_calls=1)(_worker_run_gpu)
         fn_ref = ray.put(fn)
         env = {"env_vars": worker_env()}
-        base_setup = {"sys_path": _user_paths(self.config), "cwd": os.getcwd(), "code": code_fingerprint()}
+        base_setup = {"sys_path": user_paths(self.config), "cwd": os.getcwd(), "code": code_fingerprint()}
         results: dict[str, JobResult] = {}
         waiting = list(jobs)  # not submitted yet, in plan (topological) order
         inflight: dict[Any, tuple[Job, float]] = {}
@@ -436,9 +216,10 @@ class RayExecutor:
         def submit(job: Job, upstream: dict[str, JobResult]) -> None:
             a = asks[job.key]
             setup = {**base_setup, "threads": max(1, math.floor(a["num_cpus"])), "num_gpus": a["num_gpus"]}
-            ref = remote.options(**a, max_retries=self.options.max_retries, retry_exceptions=False,
-                                 runtime_env=env, name=f"compressbench {job.kind} {job.key[:8]}").remote(
-                job, cache, fn_ref, upstream, setup)
+            fun = remote_gpu if a["num_gpus"] else remote
+            ref = fun.options(**a, max_retries=self.options.max_retries, retry_exceptions=False, runtime_env=env,
+                              name=f"compressbench {job.kind} {job.key[:8]}").remote(job, cache, fn_ref, upstream,
+                                                                                      setup)
             inflight[ref] = (job, time.monotonic())
             board.set(job.key, "queued")
 
