@@ -65,6 +65,22 @@ def load1() -> float:
     return os.getloadavg()[0]
 
 
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores since boot (/proc/stat): the machine's use over an interval."""
+    f = [float(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    idle = f[3] + f[4]
+    return sum(f) - idle, sum(f)
+
+
+def busy_pct(before: tuple[float, float], after: tuple[float, float]) -> float:
+    return 100 * (after[0] - before[0]) / max(after[1] - before[1], 1)
+
+
+def job_seconds(root: Path) -> list[float]:
+    """Each job's own time (``result.json`` "seconds"), in the order of the cache folders."""
+    return sorted(json.loads(f.read_text())["seconds"] for f in (root / "cache" / "jobs").glob("*/result.json"))
+
+
 def study(root: Path, n: int, subset: int, executor) -> dict:
     return {"name": "bench-executors", "seeds": list(range(n)), "threads": 1,
             "dataset": {"name": "fashion-mnist", "train_subset": subset},
@@ -84,24 +100,30 @@ def rows(store: Path) -> dict:
 # ------------------------------------------------------------------ 1. speed-up
 def part_speedup(tmp: Path, n: int, subset: int, ray) -> dict:
     out: dict = {"jobs": n, "subset": subset, "load_before": load1()}
-    t0 = time.perf_counter()
+    c0, t0 = cpu_times(), time.perf_counter()
     s = run(validate(study(tmp / "local", n, subset, "local")), progress=False)
     out["local_s"] = time.perf_counter() - t0
+    out["local_machine_busy_pct"] = busy_pct(c0, cpu_times())
     assert (s.ran, s.failed) == (n, 0), s.failures
     out["load_mid"] = load1()
     t0 = time.perf_counter()
     ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=logging.WARNING)
     out["ray_start_s"] = time.perf_counter() - t0
     out["ray_cpus"] = ray.cluster_resources().get("CPU")
-    t0 = time.perf_counter()
+    c0, t0 = cpu_times(), time.perf_counter()
     s = run(validate(study(tmp / "ray", n, subset, {"name": "ray", "resources": {"train": {"num_cpus": 1}}})),
             progress=False)
     out["ray_s"] = time.perf_counter() - t0
+    out["ray_machine_busy_pct"] = busy_pct(c0, cpu_times())
     assert (s.ran, s.failed) == (n, 0), s.failures
     out["load_after"] = load1()
     a, b = rows(tmp / "local" / "r.sqlite"), rows(tmp / "ray" / "r.sqlite")
     assert a == b and len(a) >= 8 * n, "the two executors gave different numbers"
     out["identical_rows"] = len(a)
+    # each job's own time: equal under both executors on a quiet machine; longer under Ray when other
+    # work takes the second core (then no executor can reach 2x)
+    out["local_job_s"], out["ray_job_s"] = job_seconds(tmp / "local"), job_seconds(tmp / "ray")
+    out["ray_ideal_s"] = sum(out["ray_job_s"]) / (out["ray_cpus"] or 1)
     out["speedup"] = out["local_s"] / out["ray_s"]
     out["speedup_with_start"] = out["local_s"] / (out["ray_s"] + out["ray_start_s"])
     return out
@@ -128,7 +150,7 @@ def part_overhead(tmp: Path, n: int) -> dict:
         opts = RayOptions(resources=ResourceTable(evaluate=JobResources(num_cpus=cpus)))
         ex = RayExecutor(tmp / f"ov-{label}", show_progress=False, options=opts)
         (tmp / f"ov-{label}" / "jobs").mkdir(parents=True)
-        ex.run(trivial_jobs(4, "w" + label[4]), noop, lambda j, r: None)  # warm the workers
+        ex.run(trivial_jobs(20, "w" + label[4]), noop, lambda j, r: None)  # start (and warm) the workers
         t0 = time.perf_counter()
         res = ex.run(trivial_jobs(n, label[4]), noop, lambda j, r: done.append(r))
         out[f"{label}_s"] = time.perf_counter() - t0
@@ -219,6 +241,10 @@ def main() -> None:
               f"-> speed-up {s['speedup']:.2f}x (target >= 1.7); with the instance's start ({s['ray_start_s']:.1f}s) "
               f"{s['speedup_with_start']:.2f}x; load {s['load_before']:.2f} / {s['load_mid']:.2f} / "
               f"{s['load_after']:.2f}; {s['identical_rows']} rows identical")
+        mean_l, mean_r = statistics.mean(s["local_job_s"]), statistics.mean(s["ray_job_s"])
+        print(f"   mean job: local {mean_l:.1f}s, ray {mean_r:.1f}s "
+              f"(ideal ray wall {s['ray_ideal_s']:.1f}s); machine busy: local run {s['local_machine_busy_pct']:.0f} %, "
+              f"ray run {s['ray_machine_busy_pct']:.0f} %")
     if "overhead" in res:
         o = res["overhead"]
         print(f"2. {o['jobs']} trivial jobs: local {o['local_per_job_ms']:.1f} ms/job, ray one at a time "

@@ -218,6 +218,12 @@ class JobRunner:
             exp = _VALIDATED[self.config] = validate(json.loads(self.config))
         return exp
 
+    def prepare(self, jobs: list[Job]) -> None:
+        """Once, in the driver, before ``jobs`` run in parallel: load each dataset they use, so that a missing
+        one is downloaded by this process alone — not by every worker at once into the same folder."""
+        for spec in sorted({json.dumps(j.spec["dataset"], sort_keys=True) for j in jobs if "dataset" in j.spec}):
+            get_dataset(json.loads(spec), self.cache)
+
     def __call__(self, job: Job, out: Path, upstream: dict[str, JobResult]) -> tuple[list[dict], dict]:
         exp = self.experiment()
         share = GPU_SHARE.get()

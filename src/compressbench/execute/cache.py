@@ -70,6 +70,9 @@ class JobResult:
 
 
 JobFn = Callable[[Job, Path, dict[str, "JobResult"]], tuple[list[dict[str, Any]], dict[str, Any]]]
+"""``fn(job, out dir, upstream results) -> (measurements, info)``. An executor that runs jobs in parallel
+or in other processes needs it picklable, and calls its ``prepare(jobs)``, if it has one, once in the
+driver before (e.g. the runner's ``JobRunner`` loads each dataset there once, downloading it if missing)."""
 
 
 class Executor(Protocol):

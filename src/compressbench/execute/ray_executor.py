@@ -190,6 +190,9 @@ class RayExecutor:
             a = asks[job.key]
             return max(a["num_cpus"] / cpus, a["num_gpus"] / gpus if a["num_gpus"] and gpus else 0.0)
 
+        todo = [j for j in jobs if not (cache / "jobs" / j.key / "result.json").is_file()]
+        if todo and hasattr(fn, "prepare"):  # e.g. download a missing dataset once, here, not in every worker
+            fn.prepare(todo)
         remote = ray.remote(_worker_run)
         remote_gpu = ray.remote(max_calls=1)(_worker_run_gpu)
         fn_ref = ray.put(fn)
