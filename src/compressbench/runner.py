@@ -282,8 +282,10 @@ class RunSummary:
 def run(experiment: Experiment | str | Path, *, progress: bool | None = None, executor: str | None = None
         ) -> RunSummary:
     """Run an experiment (an :class:`Experiment` or a YAML path). Same code path as the CLI.
-    ``executor`` overrides the experiment's executor by name (its options apply if they are that one's)."""
+    ``executor`` overrides the experiment's executor by name (with that executor's default options)."""
     exp = experiment if isinstance(experiment, Experiment) else load_config(experiment)
+    if executor is not None and executor != exp.executor.name:  # validated as if the config said so
+        exp = validate({**exp.model_dump(mode="json"), "executor": executor})
     show = progress_enabled() if progress is None else progress
     if exp.threads:
         torch.set_num_threads(exp.threads)
@@ -309,7 +311,7 @@ def run(experiment: Experiment | str | Path, *, progress: bool | None = None, ex
         results[job.key] = res
         _store_job(store, job, res, by_key, results, run_id)
 
-    create_executor(exp, cache, show, executor).run(jobs, fn, on_done)
+    create_executor(exp, cache, show).run(jobs, fn, on_done)
     failures = [(by_key[k].describe(), r.error) for k, r in results.items() if r.error]
     return RunSummary(exp.name, exp.store_path, run_id, len(jobs), sum(1 for r in results.values() if not r.cached
                                                                        and not r.error),

@@ -56,16 +56,14 @@ def executor_options(name: str, raw: dict[str, Any]) -> Any:
     return schema.model_validate(raw) if schema is not None else None
 
 
-def create_executor(experiment: Any, cache: Path, show_progress: bool, name: str | None = None) -> Executor:
-    """The experiment's executor (``name`` overrides it; the experiment's options then apply only if they
-    are that executor's)."""
+def create_executor(experiment: Any, cache: Path, show_progress: bool) -> Executor:
+    """The experiment's executor, with its validated options."""
     spec = experiment.executor
-    name = name or spec.name
-    factory = EXECUTORS[name]
+    factory = EXECUTORS[spec.name]
     if getattr(factory, "Options", None) is None:
         return factory(cache, show_progress=show_progress)
-    opts = executor_options(name, spec.options if name == spec.name else {})
-    return factory(cache, show_progress=show_progress, options=opts, experiment=experiment)
+    return factory(cache, show_progress=show_progress, options=executor_options(spec.name, spec.options),
+                   experiment=experiment)
 
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorError", "JobFn", "JobResult", "LocalExecutor", "RayExecutor",
