@@ -112,8 +112,6 @@ class RayExecutor:
         target = address or os.environ.get("RAY_ADDRESS") or None
         if target is None or _is_loopback(target):
             _loopback_only()
-        if target is None:  # Ray's default for an instance it starts, said explicitly (no warning about it)
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
         kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
         if target is None:
             cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
