@@ -49,7 +49,7 @@ from .ray_options import (  # noqa: F401 — re-exported: the options live besid
     ray_missing,
     resources_for,
 )
-from .ray_worker import _worker_run, _worker_run_gpu, code_fingerprint, user_paths, worker_env
+from .ray_worker import _worker_run, _worker_run_gpu, code_fingerprint, user_paths, warm, worker_env
 
 log = logging.getLogger("compressbench")
 
@@ -190,13 +190,19 @@ class RayExecutor:
             a = asks[job.key]
             return max(a["num_cpus"] / cpus, a["num_gpus"] / gpus if a["num_gpus"] and gpus else 0.0)
 
+        env = {"env_vars": worker_env()}
         todo = [j for j in jobs if not (cache / "jobs" / j.key / "result.json").is_file()]
+        cpu_asks = [asks[j.key]["num_cpus"] for j in todo if not asks[j.key]["num_gpus"]]
+        if cpu_asks:  # start the workers now, in parallel with the driver's preparation
+            each = min(cpu_asks)
+            warming = [ray.remote(warm).options(num_cpus=each, runtime_env=env).remote()
+                       for _ in range(min(len(cpu_asks), max(1, int(cpus // each))))]
+            log.debug("warming %d worker(s): %s", len(warming), warming)
         if todo and hasattr(fn, "prepare"):  # e.g. download a missing dataset once, here, not in every worker
             fn.prepare(todo)
         remote = ray.remote(_worker_run)
         remote_gpu = ray.remote(max_calls=1)(_worker_run_gpu)
         fn_ref = ray.put(fn)
-        env = {"env_vars": worker_env()}
         base_setup = {"sys_path": user_paths(self.config), "cwd": os.getcwd(), "code": code_fingerprint()}
         results: dict[str, JobResult] = {}
         waiting = list(jobs)  # not submitted yet, in plan (topological) order

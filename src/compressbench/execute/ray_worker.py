@@ -64,6 +64,14 @@ def _worker_run_gpu(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobRes
     return _worker_run(job, cache, fn, upstream, setup)
 
 
+def warm() -> int:
+    """Import what the jobs need (torch, the job functions) in a worker, while the driver prepares: a
+    fresh worker takes seconds to get there, and the first jobs would wait for it anyway."""
+    import compressbench.runner  # noqa: F401 — imports torch and the registries
+
+    return os.getpid()
+
+
 def user_paths(config: Any) -> list[str]:
     """Folders of the modules behind the ``"pkg.mod:obj"`` names the user wrote in the config (the driver
     imported them when it validated it): a worker puts them on ``sys.path`` before re-validating."""
