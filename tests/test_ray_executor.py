@@ -215,6 +215,32 @@ def test_job_claimed_by_another_driver_is_waited_for(ray_run, tmp_path, caplog):
     assert _leftovers(d) == []
 
 
+# =========================================================================== resources
+def test_resources_threads_and_infeasible_requests(ray_address, tmp_path):
+    from compressbench.execute import ExecutorError, RayExecutor, create_executor
+    from compressbench.plan import plan
+
+    raw = _raw(tmp_path, threads=None, evaluations=[{"evaluator": "clean"}, {"evaluator": "efficiency"}],
+               executor={"name": "ray", "resources": {"compress": {"num_cpus": 0.5},
+                                                      "evaluators": {"clean": {"num_cpus": 2}}}})
+    exp = validate(raw)
+    ex = create_executor(exp, tmp_path / "cache", False)
+    assert isinstance(ex, RayExecutor)
+    asks, threads = ex._plan_resources(ray, plan(exp))
+    got = {(j.kind, j.labels.get("evaluator"), j.labels["variant"]): (asks[j.key]["num_cpus"], asks[j.key]["num_gpus"],
+                                                                      threads[j.key]) for j in plan(exp)}
+    v = "prune.unstructured@params=0.5"
+    assert got[("train", None, "baseline")] == (1, 0, 1)
+    assert got[("compress", None, v)] == (0.5, 0, 1)  # a fraction of a CPU still runs one thread
+    assert got[("evaluate", "clean", v)] == (2, 0, 2)
+    assert got[("evaluate", "efficiency", v)] == (2, 0, 2)  # it measures time: the whole (2-CPU) node
+    raw["executor"] = {"name": "ray", "resources": {"train": {"num_gpus": 1}}}
+    with pytest.raises(ExecutorError, match=r"^executor.resources.train: a train job asks for 1 CPU\(s\) and 1 "
+                                            r"GPU\(s\), but the largest node of the Ray cluster has 2 CPU\(s\) and 0"):
+        run(validate(raw), progress=False)
+    assert not list((tmp_path / "cache" / "jobs").iterdir())  # no job was started
+
+
 # =========================================================================== configuration and CLI surface
 def test_executor_options_are_validated(tmp_path):
     g = {**RAW, "cache_dir": str(tmp_path / "c")}

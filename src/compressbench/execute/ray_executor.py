@@ -136,22 +136,25 @@ class RayExecutor:
         return ray, True
 
     # ------------------------------------------------------------------ resources
-    def _plan_resources(self, ray: Any, jobs: list[Job]) -> dict[str, dict[str, Any]]:
-        """Ray options per job: its kind's (or its evaluator's) resources, checked against the cluster."""
+    def _plan_resources(self, ray: Any, jobs: list[Job]) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+        """Ray options per job — its kind's (or its evaluator's) resources, checked against the cluster —
+        and its torch threads."""
         nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
         max_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
         max_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
         table = self.options.resources
         out: dict[str, dict[str, Any]] = {}
+        threads: dict[str, int] = {}
         timed_note: set[str] = set()
         for job in jobs:
             ev = job.spec.get("evaluator") if job.kind == "evaluate" else None
             r = resources_for(table, job.kind, ev)
-            cpus = r.num_cpus
-            if cpus is None and ev and r is table.evaluate and measures_time(ev):
-                cpus = max_cpus or 1  # a whole node: timings beside other jobs would be noise
+            cpus = r.num_cpus or self.threads or 1
+            threads[job.key] = max(1, math.floor(cpus))
+            if ev and r is table.evaluate and measures_time(ev):  # no resources.evaluators entry for it
+                cpus = max(max_cpus, 1)  # a whole node: timings beside other jobs would be noise
+                threads[job.key] = self.threads or max(1, math.floor(cpus))  # as many as the local executor's
                 timed_note.add(ev)
-            cpus = cpus or self.threads or 1
             where = f"evaluators.{ev}" if ev and r is not table.evaluate else job.kind
             if cpus > max_cpus or r.num_gpus > max_gpus:
                 msg = (f"executor.resources.{where}: a {job.kind} job asks for {cpus:g} CPU(s) and {r.num_gpus:g} "
@@ -167,7 +170,7 @@ class RayExecutor:
         for ev in sorted(timed_note):
             log.info("%s jobs measure wall-clock time: each runs alone on a node (num_cpus=%g); set "
                      "executor.resources.evaluators.%s to share nodes instead", ev, max_cpus, ev)
-        return out
+        return out, threads
 
     # ------------------------------------------------------------------ the run
     def run(self, jobs: list[Job], fn: JobFn, on_done: Callable[[Job, JobResult], None]) -> dict[str, JobResult]:
@@ -182,7 +185,7 @@ class RayExecutor:
              ) -> dict[str, JobResult]:
         cache = self.cache
         clean_stale_tmp(cache)
-        asks = self._plan_resources(ray, jobs)
+        asks, threads = self._plan_resources(ray, jobs)
         total = ray.cluster_resources()
         cpus, gpus = total.get("CPU", 1) or 1, total.get("GPU", 0)
 
@@ -224,7 +227,7 @@ class RayExecutor:
 
         def submit(job: Job, upstream: dict[str, JobResult]) -> None:
             a = asks[job.key]
-            setup = {**base_setup, "threads": max(1, math.floor(a["num_cpus"])), "num_gpus": a["num_gpus"]}
+            setup = {**base_setup, "threads": threads[job.key], "num_gpus": a["num_gpus"]}
             fun = remote_gpu if a["num_gpus"] else remote
             ref = fun.options(**a, max_retries=self.options.max_retries, retry_exceptions=False, runtime_env=env,
                               name=f"compressbench {job.kind} {job.key[:8]}").remote(job, cache, fn_ref, upstream,
