@@ -101,12 +101,14 @@ def user_paths(config: Any) -> list[str]:
 
 
 def worker_env() -> dict[str, str]:
-    """Environment of the workers: the driver's compressbench first on ``PYTHONPATH``, the driver's
-    ``COMPRESSBENCH_*`` settings, and no progress bars (a worker's output is forwarded to the driver's log)."""
-    pkg_parent = str(Path(__file__).resolve().parents[2])
+    """Environment of the workers: the driver's ``COMPRESSBENCH_*`` settings, no progress bars (a worker's
+    output is forwarded to the driver's log), and — when the driver imports compressbench from a source
+    folder (a checkout on ``PYTHONPATH``, an editable install) — that folder first on ``PYTHONPATH``, so
+    workers import the same code. An installed package needs nothing: workers in the same environment
+    import the same copy (a site-packages folder is never put ahead of the standard library)."""
     env = {k: v for k, v in os.environ.items() if k.startswith("COMPRESSBENCH_")}
     env["COMPRESSBENCH_PROGRESS"] = "0"
-    env["PYTHONPATH"] = pkg_parent + os.pathsep + "${PYTHONPATH}"
+    pkg_parent = Path(__file__).resolve().parents[2]
+    if pkg_parent.name not in ("site-packages", "dist-packages"):
+        env["PYTHONPATH"] = str(pkg_parent) + os.pathsep + "${PYTHONPATH}"
     return env
-
-
