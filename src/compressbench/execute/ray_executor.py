@@ -20,9 +20,10 @@ A worker that dies mid-job is retried (``max_retries``): its claim names the Ray
 takes it over at once, on any node. A driver killed with SIGKILL leaves only claims of dead processes
 and temporary folders that the next run cleans; it resumes from the cache.
 
-Workers import the driver's compressbench (its folder is put first on their ``PYTHONPATH``) and check
-that their code is the driver's; they re-validate the experiment's config, which imports exactly the
-``"pkg.mod:obj"`` names the user wrote (and nothing named by a data file).
+Workers import the driver's compressbench and check that their code is the driver's; they re-validate
+the experiment's config, which imports exactly the ``"pkg.mod:obj"`` names the user wrote (and nothing
+named by a data file) — :mod:`.ray_worker`. The options and their validation: :mod:`.ray_options`.
+docs/executors.md is the user's guide.
 """
 
 from __future__ import annotations
