@@ -21,6 +21,7 @@ The cache protocol (every executor uses these functions; docs/reliability.md sta
 
 :func:`run_one` is the whole protocol for one job (verify → claim → re-verify → run → commit →
 release); an executor only decides what to run next and what to do with ``None`` (come back later).
+(One module of ≈ 470 lines on purpose: hashing, claims and the commit are one protocol, read together.)
 """
 
 from __future__ import annotations
