@@ -265,11 +265,13 @@ def test_user_factory_kwargs(tmp_path, monkeypatch, forget_adopted_models):
 
 
 def test_executor_names(monkeypatch):
-    assert _err({**GOOD, "executor": "ray"}) == "executor: unknown executor 'ray'; known: local"
+    assert _err({**GOOD, "executor": "slurm"}) == "executor: unknown executor 'slurm'; known: local, ray"
+    assert _err({**GOOD, "executor": "rya"}) == ("executor: unknown executor 'rya' (did you mean 'ray'?); "
+                                                 "known: local, ray")
     from compressbench import execute
 
-    monkeypatch.setitem(execute.EXECUTORS, "ray", execute.LocalExecutor)  # registering one is one line
-    assert validate({**GOOD, "executor": "ray"}).executor == "ray"
+    monkeypatch.setitem(execute.EXECUTORS, "slurm", execute.LocalExecutor)  # registering one is one line
+    assert validate({**GOOD, "executor": "slurm"}).executor.name == "slurm"
 
 
 def test_nested_unknown_key_lists_the_nested_schema():

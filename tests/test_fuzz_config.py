@@ -111,7 +111,7 @@ def hand_cases() -> list[Case]:
         Case("model-kwarg-pretrained", _tiny(model={"name": "cnn5", "kwargs": {"pretrained": True}})),
         Case("model-kwarg-width", _tiny(model={"name": "cnn5", "kwargs": {"width": 2}})),
         Case("model-unimportable", _tiny(model={"name": "cb_fuzz_no_such_module:build"})),
-        Case("executor-ray", _tiny(executor="ray")),
+        Case("executor-unknown", _tiny(executor="slurm")),
         Case("nested-unknown-key", _tiny(variants=[{"method": "prune.unstructured",
                                                      "params": {"finetune": {"epoch": 1}}}])),
         Case("unknown-dataset", _tiny(dataset={"name": "fashion-mnst"})),
@@ -324,7 +324,7 @@ def test_broken_config_is_one_line_exit_2_nothing_written(case, sandbox, capsys)
     assert not (sandbox / "pwned").exists()
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.id in ("alias-bomb", "set-bad-yaml", "executor-ray")],
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in ("alias-bomb", "set-bad-yaml", "executor-unknown")],
                          ids=lambda c: c.id)
 def test_subprocess_cli_path(case, tmp_path):
     """The real ``python -m compressbench`` path: same one line, exit 2, nothing written."""

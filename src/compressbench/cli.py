@@ -58,7 +58,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     scales = [args.scale] if args.scale else [None, *scale_names(args.config)]
     for scale in scales:
         t0 = time.perf_counter()
-        exp = load_config(args.config, _overrides(args.set), scale=scale)
+        exp = load_config(args.config, _overrides(args.set), scale=scale, executor=args.executor,
+                          address=args.address)
         variants = exp.variants_resolved()
         jobs = plan(exp, variants)
         kinds = {k: sum(1 for j in jobs if j.kind == k) for k in ("train", "compress", "evaluate")}
@@ -73,7 +74,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .runner import run
 
-    exp = load_config(args.config, _overrides(args.set), scale=args.scale)  # validated before any work
+    exp = load_config(args.config, _overrides(args.set), scale=args.scale, executor=args.executor,
+                      address=args.address)  # validated before any work
     t0 = time.perf_counter()
     summary = run(exp, progress=None if not args.no_progress else False)
     dt = time.perf_counter() - t0
@@ -225,6 +227,13 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _executor_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", metavar="NAME", help="run the jobs with this executor (local, ray), overriding the "
+                   "config's 'executor' (its options are kept when the name is the same)")
+    p.add_argument("--address", metavar="ADDR", help="ray executor: the cluster to join ('auto', 'ray://HOST:10001', "
+                   "'HOST:PORT'); without it a local Ray instance sized to this machine is started")
+
+
 def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     p = _Parser(prog="compressbench", description="Compress image classifiers at matched budgets "
                                 "and measure accuracy, robustness and real efficiency.")
@@ -239,6 +248,7 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     scale_help = "apply an override profile the file declares under 'scales:' (e.g. smoke: the same study, tiny)"
     r.add_argument("--scale", metavar="NAME", help=scale_help)
+    _executor_flags(r)
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("-q", "--quiet", action="store_true", help="do not print the summary table")
     r.set_defaults(fn=cmd_run)
@@ -246,6 +256,7 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     v.add_argument("config")
     v.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     v.add_argument("--scale", metavar="NAME", help="validate only this scale (default: the file and every scale)")
+    _executor_flags(v)
     v.set_defaults(fn=cmd_validate)
     ls = sub.add_parser("list", help="list registered models, datasets, methods, evaluators, corruptions, attacks")
     ls.add_argument("what", nargs="?", default="all",

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
@@ -138,6 +138,36 @@ class EvaluationConfig(_Strict):
     variants: list[str] | None = None  # None -> every variant (and the baseline)
 
 
+class ExecutorConfig(BaseModel):
+    """``executor: NAME`` or ``executor: {name: NAME, <that executor's options>}`` (e.g. ``{name: ray,
+    address: auto, resources: {train: {num_gpus: 1}}, max_retries: 2}``). The name must be registered in
+    ``compressbench.execute.EXECUTORS``; the options are checked against that executor's ``Options``
+    schema by :func:`validate` (an option it does not take is an error)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = "local"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_or_mapping(cls, v: Any) -> Any:
+        from .execute import EXECUTORS  # imported here: execute -> plan -> config
+
+        if isinstance(v, str):
+            v = {"name": v}
+        if not isinstance(v, dict):
+            raise ValueError(f"give an executor name ({', '.join(sorted(EXECUTORS))}) or a mapping "
+                             f"{{name: ..., <options>}}")
+        name = v.get("name", "local")
+        if not isinstance(name, str) or name not in EXECUTORS:
+            raise ValueError(f"unknown executor {name!r}{_dym(name, EXECUTORS)}; known: {', '.join(sorted(EXECUTORS))}")
+        return v
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options as written (everything but ``name``)."""
+        return dict(self.model_extra or {})
+
+
 class Experiment(_Strict):
     name: str = Field(max_length=100)
     seeds: list[Seed] = Field([0], min_length=1, max_length=1000)
@@ -150,7 +180,7 @@ class Experiment(_Strict):
     threads: int | None = Field(None, gt=0, le=4096)
     cache_dir: str = ".compressbench/cache"
     store: str | None = None  # default: results/<name>.sqlite
-    executor: str = "local"  # a key of compressbench.execute.EXECUTORS
+    executor: ExecutorConfig = ExecutorConfig.model_construct()  # "local", "ray", {name: ray, address: ..., ...}
     report: ReportLayout | None = None  # study tables drawn next to the standard report (layouts.py)
 
     @field_validator("name")
@@ -165,15 +195,6 @@ class Experiment(_Strict):
     def _device(cls, v: str) -> str:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", v):
             raise ValueError("allowed: auto, cpu, cuda, cuda:N, mps")
-        return v
-
-    @field_validator("executor")
-    @classmethod
-    def _executor(cls, v: str) -> str:
-        from .execute import EXECUTORS  # imported here: execute -> plan -> config
-
-        if v not in EXECUTORS:
-            raise ValueError(f"unknown executor '{v}'{_dym(v, EXECUTORS)}; known: {', '.join(sorted(EXECUTORS))}")
         return v
 
     @field_validator("seeds")
@@ -460,17 +481,49 @@ def validate(raw: dict[str, Any]) -> Experiment:
     from .domain_config import check_domains  # datasets with domains, adaptation (imports this module)
 
     check_domains(exp, variants)
+    _check_executor(exp)
     return exp
+
+
+def _check_executor(exp: Experiment) -> None:
+    """The executor's options against its schema, then its own rules about the whole experiment."""
+    from .execute import EXECUTORS
+
+    factory = EXECUTORS[exp.executor.name]
+    opts = validate_params(getattr(factory, "Options", None), exp.executor.options, "executor", kind="option",
+                           owner=f"executor '{exp.executor.name}'")
+    check = getattr(factory, "check", None)
+    bad = check(exp, opts) if check is not None and opts is not None else None
+    if bad:
+        raise ConfigError(bad)
+
+
+def with_executor(raw: dict[str, Any], name: str | None = None, address: str | None = None) -> None:
+    """Apply ``--executor NAME`` / ``--address ADDR`` to a raw config: a new name drops the options of the
+    executor the file named (they were that executor's); an address is set on the executor's mapping."""
+    cur = raw.get("executor")
+    cur = {"name": cur} if isinstance(cur, str) else dict(cur) if isinstance(cur, dict) else {}
+    if name is not None and name != cur.get("name", "local"):
+        cur = {"name": name}
+    if address is not None:
+        from .execute import EXECUTORS
+
+        schema = getattr(EXECUTORS.get(cur.get("name", "local")), "Options", None)
+        if schema is None or "address" not in schema.model_fields:
+            raise ConfigError(f"--address: the {cur.get('name', 'local')} executor joins no cluster; "
+                              f"add --executor ray")
+        cur["address"] = address
+    raw["executor"] = cur
 
 
 SCALES = "scales"
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None,
-                scale: str | None = None) -> Experiment:
+def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None, scale: str | None = None, *,
+                executor: str | None = None, address: str | None = None) -> Experiment:
     """Read a YAML experiment file, apply the named ``scale`` (an override profile the file declares under
-    ``scales:``, e.g. ``smoke``), then ``overrides`` (``{"train.epochs": 1, "variants.0.method": ...}``),
-    and validate it. Raises ConfigError (one line)."""
+    ``scales:``, e.g. ``smoke``), then ``overrides`` (``{"train.epochs": 1, "variants.0.method": ...}``)
+    and ``executor`` / ``address`` (:func:`with_executor`), and validate it. Raises ConfigError (one line)."""
     p = Path(path)
     raw, scales = read_raw(p)
     if scale is not None:
@@ -481,6 +534,8 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None,
             apply_override(raw, k, v)
     for k, v in (overrides or {}).items():
         apply_override(raw, k, v)
+    if executor is not None or address is not None:
+        with_executor(raw, executor, address)
     return validate(raw)
 
 

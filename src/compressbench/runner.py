@@ -24,10 +24,10 @@ import torch
 from .adapt import AdaptParams, make_adaptation
 from .checkpoint import load_model, save_model
 from .compress import capabilities, compress
-from .config import Experiment, load_config
+from .config import Experiment, load_config, validate
 from .data import DatasetBundle, load_dataset
 from .data.base import ImageSet
-from .execute import EXECUTORS, JobResult, prepare_cache
+from .execute import GPU_SHARE, JobResult, create_executor, prepare_cache
 from .interfaces import Budget, CompressContext, EvalContext, VariantInfo
 from .measure.counting import param_counts
 from .measure.flops import count_flops
@@ -209,6 +209,38 @@ def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
 
 JOB_FNS = {"train": job_train, "compress": job_compress, "evaluate": job_evaluate}
 
+_VALIDATED: dict[str, Experiment] = {}  # per process: config JSON -> the validated experiment
+
+
+@dataclass(frozen=True)
+class JobRunner:
+    """The job function an executor calls, ``(job, out dir, upstream) -> (measurements, info)``, as a
+    picklable value: an executor may call it in another process (a Ray worker). There it first
+    re-validates the experiment's config — which imports exactly the ``"pkg.mod:obj"`` names the user
+    wrote — and resolves the device: the executor's GPU share decides (none: the CPU)."""
+
+    config: str  # the experiment, as JSON
+    cache: Path
+    progress: bool
+
+    def experiment(self) -> Experiment:
+        exp = _VALIDATED.get(self.config)
+        if exp is None:
+            exp = _VALIDATED[self.config] = validate(json.loads(self.config))
+        return exp
+
+    def prepare(self, jobs: list[Job]) -> None:
+        """Once, in the driver, before ``jobs`` run in parallel: load each dataset they use, so that a missing
+        one is downloaded by this process alone — not by every worker at once into the same folder."""
+        for spec in sorted({json.dumps(j.spec["dataset"], sort_keys=True) for j in jobs if "dataset" in j.spec}):
+            get_dataset(json.loads(spec), self.cache)
+
+    def __call__(self, job: Job, out: Path, upstream: dict[str, JobResult]) -> tuple[list[dict], dict]:
+        exp = self.experiment()
+        share = GPU_SHARE.get()
+        device = resolve_device("cpu" if share == 0 and exp.device == "auto" else exp.device)
+        return JOB_FNS[job.kind](job, out, upstream, self.cache, device, self.progress)
+
 
 # --------------------------------------------------------------------------- provenance
 def _git_hash() -> str | None:
@@ -260,8 +292,11 @@ class RunSummary:
 
 def run(experiment: Experiment | str | Path, *, progress: bool | None = None, executor: str | None = None
         ) -> RunSummary:
-    """Run an experiment (an :class:`Experiment` or a YAML path). Same code path as the CLI."""
+    """Run an experiment (an :class:`Experiment` or a YAML path). Same code path as the CLI.
+    ``executor`` overrides the experiment's executor by name (with that executor's default options)."""
     exp = experiment if isinstance(experiment, Experiment) else load_config(experiment)
+    if executor is not None and executor != exp.executor.name:  # validated as if the config said so
+        exp = validate({**exp.model_dump(mode="json"), "executor": executor})
     show = progress_enabled() if progress is None else progress
     if exp.threads:
         torch.set_num_threads(exp.threads)
@@ -279,14 +314,15 @@ def run(experiment: Experiment | str | Path, *, progress: bool | None = None, ex
     by_key = {j.key: j for j in jobs}
     results: dict[str, JobResult] = {}
 
-    def fn(job: Job, out: Path, upstream: dict[str, JobResult]):
-        return JOB_FNS[job.kind](job, out, upstream, cache, device, show)
+    config = json.dumps(exp.model_dump(mode="json"), sort_keys=True)
+    _VALIDATED[config] = exp
+    fn = JobRunner(config, cache.resolve(), show)
 
     def on_done(job: Job, res: JobResult) -> None:
         results[job.key] = res
         _store_job(store, job, res, by_key, results, run_id)
 
-    EXECUTORS[executor or exp.executor](cache, show_progress=show).run(jobs, fn, on_done)
+    create_executor(exp, cache, show).run(jobs, fn, on_done)
     failures = [(by_key[k].describe(), r.error) for k, r in results.items() if r.error]
     return RunSummary(exp.name, exp.store_path, run_id, len(jobs), sum(1 for r in results.values() if not r.cached
                                                                        and not r.error),

@@ -1,5 +1,5 @@
-"""Executors run a job DAG. Jobs are plain functions of (job spec, upstream artifact dirs), so an
-executor only has to respect dependencies; the local one runs them in order in this process.
+"""The artifact cache protocol that every executor uses (the local one in this process, the Ray one in
+its workers): verify, claim, run into a temporary folder, commit by rename, release.
 
 The cache protocol (every executor uses these functions; docs/reliability.md states the guarantees)
 ----------------------------------------------------------------------------------------------------
@@ -21,10 +21,12 @@ The cache protocol (every executor uses these functions; docs/reliability.md sta
 
 :func:`run_one` is the whole protocol for one job (verify → claim → re-verify → run → commit →
 release); an executor only decides what to run next and what to do with ``None`` (come back later).
+(One module of ≈ 470 lines on purpose: hashing, claims and the commit are one protocol, read together.)
 """
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import logging
@@ -38,10 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from .checkpoint import atomic_write_bytes
-from .errors import CacheError
-from .plan import Job
-from .progress import progress_bar
+from ..checkpoint import atomic_write_bytes
+from ..errors import CacheError
+from ..plan import Job
 
 log = logging.getLogger("compressbench")
 
@@ -51,6 +52,9 @@ LOCK_STALE_S = float(os.environ.get("COMPRESSBENCH_LOCK_STALE_S", "600"))
 WAIT_POLL_S = 0.5
 WAIT_LOG_S = 30.0
 _HASH_CHUNK = 1 << 20
+# the GPU share an executor gave the running job (None: the executor assigns no devices, e.g. local);
+# the job function reads it to choose its device (0: the CPU, whatever GPUs the process could see)
+GPU_SHARE: contextvars.ContextVar[float | None] = contextvars.ContextVar("compressbench_gpu_share", default=None)
 
 
 @dataclass
@@ -67,6 +71,9 @@ class JobResult:
 
 
 JobFn = Callable[[Job, Path, dict[str, "JobResult"]], tuple[list[dict[str, Any]], dict[str, Any]]]
+"""``fn(job, out dir, upstream results) -> (measurements, info)``. An executor that runs jobs in parallel
+or in other processes needs it picklable, and calls its ``prepare(jobs)``, if it has one, once in the
+driver before (e.g. the runner's ``JobRunner`` loads each dataset there once, downloading it if missing)."""
 
 
 class Executor(Protocol):
@@ -197,11 +204,20 @@ def _read_lock(path: Path) -> dict[str, Any] | None:
         return None  # being written, or garbage: judged by its age alone
 
 
-def lock_is_stale(path: Path, info: dict[str, Any] | None) -> bool:
-    """Stale: the owner is on this host and dead; otherwise, no heartbeat for ``LOCK_STALE_S``."""
+DeadOwner = Callable[[dict[str, Any]], bool]
+"""An executor's extra knowledge of dead owners: ``is_dead(lock info) -> True`` when the lock's owner is
+known to be gone (e.g. the Ray executor: the lock names this very task, whose earlier attempt's worker
+died — that is why Ray retries it — possibly on another host, where pids tell nothing)."""
+
+
+def lock_is_stale(path: Path, info: dict[str, Any] | None, is_dead: DeadOwner | None = None) -> bool:
+    """Stale: the owner is on this host and dead, or ``is_dead`` says it is gone; otherwise, no heartbeat
+    for ``LOCK_STALE_S``."""
     try:
         age = time.time() - path.stat().st_mtime
     except FileNotFoundError:
+        return True
+    if info and is_dead is not None and is_dead(info):
         return True
     if info and info.get("host") == _HOST and isinstance(info.get("pid"), int):
         if not _pid_alive(info["pid"], info.get("pid_start")):
@@ -260,7 +276,7 @@ class _Heartbeat:
                     cls.forget(c)
 
 
-def _break_stale(lock: Path, seen: dict[str, Any] | None) -> None:
+def _break_stale(lock: Path, seen: dict[str, Any] | None, is_dead: DeadOwner | None = None) -> None:
     """Remove a stale lock, serialised by ``<lock>.break`` (O_EXCL): of several drivers that judged the
     same lock stale, one removes it and the others find it changed or gone; then all race for a
     fresh claim with O_EXCL, which exactly one wins."""
@@ -278,7 +294,7 @@ def _break_stale(lock: Path, seen: dict[str, Any] | None) -> None:
     try:
         now = _read_lock(lock)
         same = (now or {}).get("token") == (seen or {}).get("token")
-        if same and lock_is_stale(lock, now):
+        if same and lock_is_stale(lock, now, is_dead):
             owner = f"pid {now.get('pid')} on {now.get('host')}" if now else "an unknown owner"
             log.warning("taking over the stale claim on job %s (%s, started %s)", lock.stem, owner,
                         (now or {}).get("started", "?"))
@@ -287,25 +303,27 @@ def _break_stale(lock: Path, seen: dict[str, Any] | None) -> None:
         breaker.unlink(missing_ok=True)
 
 
-def claim_job(cache: Path, key: str) -> Claim | None:
-    """Claim a job for this process, or None when a live owner holds it. Raises :class:`CacheError`
-    when the cache cannot be written."""
+def claim_job(cache: Path, key: str, owner: dict[str, Any] | None = None,
+              is_dead: DeadOwner | None = None) -> Claim | None:
+    """Claim a job for this process, or None when a live owner holds it. ``owner``: extra fields for
+    the lock file (who we are, e.g. a Ray task id); ``is_dead``: see :data:`DeadOwner`. Raises
+    :class:`CacheError` when the cache cannot be written."""
     lock = cache / "jobs" / f"{key}.lock"
     for _ in range(3):
         try:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             info = _read_lock(lock)
-            if not lock_is_stale(lock, info):
+            if not lock_is_stale(lock, info, is_dead):
                 return None
-            _break_stale(lock, info)
+            _break_stale(lock, info, is_dead)
             continue
         except OSError as e:
             raise CacheError(f"{cache}: cannot claim job {key} ({e.strerror}); the cache must be writable to run "
                              f"jobs that are not in it yet") from None
         token = os.urandom(8).hex()
         with os.fdopen(fd, "w") as f:
-            json.dump({**_owner(), "token": token, "key": key}, f)
+            json.dump({**(owner or {}), **_owner(), "token": token, "key": key}, f)
         claim = Claim(lock, token)
         _Heartbeat.add(claim)
         return claim
@@ -369,10 +387,12 @@ def execute_job(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]
                      digest=hashlib.sha256(blob).hexdigest())
 
 
-def run_one(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]) -> JobResult | None:
+def run_one(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], *, owner: dict[str, Any] | None = None,
+            is_dead: DeadOwner | None = None) -> JobResult | None:
     """Verify → claim → re-verify → run → commit → release, for one job whose upstream results are in
     ``upstream``. Returns the (cached or new) result, an error result (the job or an upstream
-    failed), or None when another live driver holds the job's claim: call again later."""
+    failed), or None when another live driver holds the job's claim: call again later. ``owner`` and
+    ``is_dead`` go to :func:`claim_job`."""
     res, problem = inspect_cached(cache, job.key, upstream)
     if res is not None:
         return res
@@ -380,7 +400,7 @@ def run_one(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]) ->
     if failed:
         why = upstream[failed[0]].error if failed[0] in upstream else failed[0]
         return JobResult(job.key, job_dir(cache, job.key), error=f"upstream job failed: {why}")
-    claim = claim_job(cache, job.key)
+    claim = claim_job(cache, job.key, owner, is_dead)
     if claim is None:
         return None
     try:
@@ -456,72 +476,3 @@ def prepare_cache(cache: Path, jobs: list[Job]) -> None:
     if missing:
         raise CacheError(f"{cache}: the cache is read-only and {len(missing)} of {len(jobs)} jobs are not in it "
                          f"(first: {missing[0].describe()}); make it writable or set 'cache_dir' to a writable folder")
-
-
-# =========================================================================== the local executor
-class LocalExecutor:
-    """Runs jobs one after another in this process, in topological order. A job another driver has
-    claimed is set aside: the other runnable jobs go first, then this driver waits for it (a log line
-    every ``WAIT_LOG_S``) and uses its cached result."""
-
-    def __init__(self, cache: Path, show_progress: bool = True):
-        self.cache = cache
-        self.show_progress = show_progress
-
-    def run(self, jobs: list[Job], fn: JobFn, on_done: Callable[[Job, JobResult], None]) -> dict[str, JobResult]:
-        results: dict[str, JobResult] = {}
-        bar = progress_bar(total=len(jobs), desc="jobs", unit="job", disable=not self.show_progress, position=1)
-        clean_stale_tmp(self.cache)
-        pending = list(jobs)
-        done = 0
-        told: set[str] = set()
-        last_log = time.monotonic()
-        unverified = 0
-        while pending:
-            progressed = False
-            waiting: list[Job] = []
-            for job in pending:
-                if any(d not in results for d in job.deps):  # an upstream job is still elsewhere
-                    waiting.append(job)
-                    continue
-                res = run_one(job, self.cache, fn, results)
-                if res is None:
-                    waiting.append(job)
-                    if job.key not in told:
-                        told.add(job.key)
-                        log.info("%s is being run by %s: doing other work first", job.describe(),
-                                 _owner_str(lock_owner(self.cache, job.key)))
-                    continue
-                results[job.key] = res
-                done += 1
-                progressed = True
-                unverified += res.cached and not res.verified
-                state = "cached" if res.cached else ("FAILED" if res.error else f"{res.seconds:.1f}s")
-                log.info("[%d/%d] %s: %s", done, len(jobs), job.describe(), state)
-                on_done(job, res)
-                bar.update(1)
-            pending = waiting
-            if pending and not progressed:
-                if time.monotonic() - last_log >= WAIT_LOG_S:
-                    last_log = time.monotonic()
-                    held = [j for j in pending if j.key in told]
-                    first = held[0] if held else pending[0]
-                    log.info("waiting for %d job(s) run by other drivers, e.g. %s (%s)", len(pending),
-                             first.describe(), _owner_str(lock_owner(self.cache, first.key)))
-                time.sleep(WAIT_POLL_S)
-            elif progressed:
-                last_log = time.monotonic()
-        bar.close()
-        if unverified:
-            log.warning("%d cached job(s) were written by an older compressbench and carry no checksums: used "
-                        "unverified (delete the cache folder to rebuild them with checksums)", unverified)
-        return results
-
-
-def _owner_str(info: dict[str, Any] | None) -> str:
-    if not info:
-        return "another driver"
-    return f"pid {info.get('pid')} on {info.get('host')} since {info.get('started', '?')}"
-
-
-EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}

@@ -1,0 +1,331 @@
+"""The Ray executor: a study's jobs in parallel on a local Ray instance or a Ray cluster, kill-safe.
+
+``executor: {name: ray, address: null | auto | "ray://host:10001" | "host:6379", resources: {...},
+max_retries: 2}``. With no address a local Ray instance sized to this machine is started (and stopped at
+the end), bound to 127.0.0.1; ``auto`` joins the cluster ``ray start`` runs on this machine; otherwise the
+given cluster. Ray's usage statistics are off unless ``RAY_USAGE_STATS_ENABLED`` is set.
+
+Scheduling follows the DAG (Ray's task API, as in STYLE-EXAMPLES "Executors"): the driver looks a job up
+in the cache once its upstream jobs are done, and submits it as a task if it is not there; independent
+tasks run concurrently; ``ray.wait`` collects them as they finish. Each task asks for its kind's
+resources (``num_cpus``, ``num_gpus`` — a fraction lets small jobs share a GPU —, ``memory``) and sets
+torch's threads to its CPU share, so jobs never oversubscribe the cores. Evaluators that measure
+wall-clock time (a declared metric in ms, s or img/s) get a whole node's CPUs unless configured:
+latency measured beside other jobs would be noise.
+
+A task runs :func:`~compressbench.execute.cache.run_one` in its worker — the same verify / claim /
+atomic-commit protocol as the local executor, into the shared cache folder (every node must see it:
+docs/reliability.md) — and returns the job's result; the driver alone writes the store (DESIGN.md 15).
+A worker that dies mid-job is retried (``max_retries``): its claim names the Ray task, so the retry
+takes it over at once, on any node. A driver killed with SIGKILL leaves only claims of dead processes
+and temporary folders that the next run cleans; it resumes from the cache.
+
+Workers import the driver's compressbench and check that their code is the driver's; they re-validate
+the experiment's config, which imports exactly the ``"pkg.mod:obj"`` names the user wrote (and nothing
+named by a data file) — :mod:`.ray_worker`. The options and their validation: :mod:`.ray_options`.
+docs/executors.md is the user's guide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..plan import Job
+from ..progress import progress_enabled
+from ..progress.board import RunBoard
+from .cache import WAIT_LOG_S, WAIT_POLL_S, JobFn, JobResult, clean_stale_tmp, inspect_cached, lock_is_stale, lock_owner
+from .ray_options import (  # noqa: F401 — re-exported: the options live beside the executor for readers
+    ExecutorError,
+    JobResources,
+    RayOptions,
+    ResourceTable,
+    check_experiment,
+    measures_time,
+    ray_missing,
+    resources_for,
+)
+from .ray_worker import _worker_run, _worker_run_gpu, code_fingerprint, user_paths, warm, worker_env
+
+log = logging.getLogger("compressbench")
+
+
+def _is_loopback(address: str) -> bool:
+    if address == "auto":
+        try:
+            from ray._private.services import get_ray_address_from_environment
+
+            address = get_ray_address_from_environment("auto", None) or ""
+        except Exception:  # no cluster recorded: ray.init says so
+            return False
+    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+def _loopback_only() -> None:
+    """Keep Ray on 127.0.0.1 in this process and the ones it starts. Ray replaces a loopback node address
+    by the machine's network address unless it runs in its single-host mode (its default on macOS and
+    Windows), which ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` selects; Ray reads it when imported, so the
+    flag it read is set too."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    try:
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] not in ("0", "false")
+    except (ImportError, AttributeError):  # pragma: no cover — Ray moved it; _node_ip_address still asks
+        pass
+
+
+class RayExecutor:
+    """Runs the DAG on Ray; see the module docstring."""
+
+    Options = RayOptions
+    check = staticmethod(check_experiment)
+
+    def __init__(self, cache: Path, show_progress: bool = True, options: RayOptions | None = None,
+                 experiment: Any = None):
+        self.cache = Path(cache).resolve()
+        self.show_progress = show_progress
+        self.options = options or RayOptions()
+        self.threads = getattr(experiment, "threads", None)
+        self.config = experiment.model_dump(mode="json") if experiment is not None else {}
+
+    # ------------------------------------------------------------------ connecting
+    def _connect(self) -> tuple[Any, bool]:
+        """(the ray module, whether this call started Ray and must shut it down)."""
+        if ray_missing():
+            raise ExecutorError("the ray executor needs Ray, which is not installed: pip install 'compressbench[ray]'")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        import ray
+
+        address = self.options.address
+        if ray.is_initialized():
+            if address is not None:
+                raise ExecutorError(f"executor.address: Ray is already initialised in this process; leave the address "
+                                    f"empty to use that connection, or call ray.shutdown() first (got '{address}')")
+            return ray, False
+        # no address: like Ray itself, join RAY_ADDRESS when set (e.g. under `ray job submit`), else start one
+        target = address or os.environ.get("RAY_ADDRESS") or None
+        if target is None or _is_loopback(target):
+            _loopback_only()
+        kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
+        if target is None:
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            if cpus and cpus < (os.cpu_count() or cpus):
+                kw["num_cpus"] = cpus  # e.g. a Slurm allocation: the cores this process may use
+            kw["_node_ip_address"] = "127.0.0.1"
+        else:
+            kw["address"] = target
+        t0 = time.perf_counter()
+        try:
+            ray.init(**kw)
+        except Exception as e:  # unreachable cluster, bad address, version mismatch
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            where = f"cannot connect to Ray at '{target}'" if target else "cannot start a local Ray instance"
+            hint = ("; a cluster with token authentication also needs RAY_AUTH_MODE=token and its token (Ray's "
+                    "docs: token-auth)" if target and "RAY_AUTH_MODE" not in os.environ else "")
+            raise ExecutorError(f"executor.address: {where}: {first[:300]}{hint}") from None
+        res = ray.cluster_resources()
+        log.info("%s in %.1fs: %g CPU(s), %g GPU(s), %d node(s)", "started a local Ray instance" if target is None
+                 else f"joined the Ray cluster at {target}", time.perf_counter() - t0, res.get("CPU", 0),
+                 res.get("GPU", 0), len([n for n in ray.nodes() if n.get("Alive")]))
+        return ray, True
+
+    # ------------------------------------------------------------------ resources
+    def _plan_resources(self, ray: Any, jobs: list[Job]) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+        """Ray options per job — its kind's (or its evaluator's) resources, checked against the cluster —
+        and its torch threads."""
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+        max_cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+        max_gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+        table = self.options.resources
+        out: dict[str, dict[str, Any]] = {}
+        threads: dict[str, int] = {}
+        timed_note: set[str] = set()
+        for job in jobs:
+            ev = job.spec.get("evaluator") if job.kind == "evaluate" else None
+            r = resources_for(table, job.kind, ev)
+            cpus = r.num_cpus or self.threads or 1
+            threads[job.key] = max(1, math.floor(cpus))
+            if ev and r is table.evaluate and measures_time(ev):  # no resources.evaluators entry for it
+                cpus = max(max_cpus, 1)  # a whole node: timings beside other jobs would be noise
+                threads[job.key] = self.threads or max(1, math.floor(cpus))  # as many as the local executor's
+                timed_note.add(ev)
+            where = f"evaluators.{ev}" if ev and r is not table.evaluate else job.kind
+            if cpus > max_cpus or r.num_gpus > max_gpus:
+                msg = (f"executor.resources.{where}: a {job.kind} job asks for {cpus:g} CPU(s) and {r.num_gpus:g} "
+                       f"GPU(s), but the largest node of the Ray cluster has {max_cpus:g} CPU(s) and {max_gpus:g} "
+                       f"GPU(s)")
+                if self.options.address is None:
+                    raise ExecutorError(msg)
+                log.warning("%s: it waits until the cluster grows", msg)
+            opts = {"num_cpus": cpus, "num_gpus": r.num_gpus}
+            if r.memory is not None:
+                opts["memory"] = r.memory
+            out[job.key] = opts
+        for ev in sorted(timed_note):
+            log.info("%s jobs measure wall-clock time: each runs alone on a node (num_cpus=%g); set "
+                     "executor.resources.evaluators.%s to share nodes instead", ev, max_cpus, ev)
+        return out, threads
+
+    # ------------------------------------------------------------------ the run
+    def run(self, jobs: list[Job], fn: JobFn, on_done: Callable[[Job, JobResult], None]) -> dict[str, JobResult]:
+        ray, started = self._connect()
+        try:
+            return self._run(ray, jobs, fn, on_done)
+        finally:
+            if started:
+                ray.shutdown()
+
+    def _run(self, ray: Any, jobs: list[Job], fn: JobFn, on_done: Callable[[Job, JobResult], None]
+             ) -> dict[str, JobResult]:
+        cache = self.cache
+        clean_stale_tmp(cache)
+        asks, threads = self._plan_resources(ray, jobs)
+        total = ray.cluster_resources()
+        cpus, gpus = total.get("CPU", 1) or 1, total.get("GPU", 0)
+
+        def share(job: Job) -> float:
+            a = asks[job.key]
+            return max(a["num_cpus"] / cpus, a["num_gpus"] / gpus if a["num_gpus"] and gpus else 0.0)
+
+        env = {"env_vars": worker_env()}
+        todo = [j for j in jobs if not (cache / "jobs" / j.key / "result.json").is_file()]
+        cpu_asks = [asks[j.key]["num_cpus"] for j in todo if not asks[j.key]["num_gpus"]]
+        if cpu_asks:  # start the workers now, in parallel with the driver's preparation
+            each = min(cpu_asks)
+            warming = [ray.remote(warm).options(num_cpus=each, runtime_env=env).remote()
+                       for _ in range(min(len(cpu_asks), max(1, int(cpus // each))))]
+            log.debug("warming %d worker(s): %s", len(warming), warming)
+        if todo and hasattr(fn, "prepare"):  # e.g. download a missing dataset once, here, not in every worker
+            fn.prepare(todo)
+        remote = ray.remote(_worker_run)
+        remote_gpu = ray.remote(max_calls=1)(_worker_run_gpu)
+        fn_ref = ray.put(fn)
+        base_setup = {"sys_path": user_paths(self.config), "cwd": os.getcwd(), "code": code_fingerprint()}
+        results: dict[str, JobResult] = {}
+        waiting = list(jobs)  # not submitted yet, in plan (topological) order
+        inflight: dict[Any, tuple[Job, float]] = {}
+        held: dict[str, Job] = {}  # claimed by another driver: it runs there
+        counter = {"done": 0, "unverified": 0}
+        last_wait_log = time.monotonic()
+        live = self.show_progress and progress_enabled()
+        board = RunBoard(jobs, live=live, share=share, title=f"jobs on Ray ({cpus:g} CPU, {gpus:g} GPU)")
+
+        def finish(job: Job, res: JobResult) -> None:
+            results[job.key] = res
+            counter["done"] += 1
+            counter["unverified"] += res.cached and not res.verified
+            state = "cached" if res.cached else ("FAILED" if res.error else f"{res.seconds:.1f}s")
+            log.info("[%d/%d] %s: %s", counter["done"], len(jobs), job.describe(), state)
+            board.finish(job.key, "cached" if res.cached else ("failed" if res.error else "ran"), res.seconds)
+            on_done(job, res)
+
+        def submit(job: Job, upstream: dict[str, JobResult]) -> None:
+            a = asks[job.key]
+            setup = {**base_setup, "threads": threads[job.key], "num_gpus": a["num_gpus"]}
+            fun = remote_gpu if a["num_gpus"] else remote
+            ref = fun.options(**a, max_retries=self.options.max_retries, retry_exceptions=False, runtime_env=env,
+                              name=f"compressbench {job.kind} {job.key[:8]}").remote(job, cache, fn_ref, upstream,
+                                                                                      setup)
+            inflight[ref] = (job, time.monotonic())
+            board.set(job.key, "queued")
+
+        with board:
+            while waiting or inflight or held:
+                progressed = False
+                still: list[Job] = []
+                for job in waiting:  # 1. jobs whose upstream jobs are done: the cache, else a task
+                    if any(d not in results for d in job.deps):
+                        still.append(job)
+                        continue
+                    upstream = {d: results[d] for d in job.deps}
+                    res, _ = inspect_cached(cache, job.key, upstream)
+                    failed = [d for d in job.deps if upstream[d].error]
+                    if res is None and failed:
+                        res = JobResult(job.key, cache / "jobs" / job.key,
+                                        error=f"upstream job failed: {upstream[failed[0]].error}")
+                    if res is not None:
+                        finish(job, res)
+                        progressed = True
+                    else:
+                        submit(job, upstream)
+                waiting = still
+                if progressed:
+                    continue
+                if inflight:  # 2. collect finished tasks
+                    ready, _ = ray.wait(list(inflight), num_returns=1, timeout=WAIT_POLL_S)
+                    if ready:
+                        ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0)
+                    for ref in ready:
+                        job, _t = inflight.pop(ref)
+                        res = self._collect(ray, ref, job)
+                        if res is None:
+                            held[job.key] = job
+                            board.set(job.key, "held")
+                            log.info("%s is being run by %s: waiting for its result", job.describe(),
+                                     _owner_str(lock_owner(cache, job.key)))
+                        else:
+                            finish(job, res)
+                    for job, _t in inflight.values():  # started = claimed (its lock exists)
+                        board.set(job.key, "running" if (cache / "jobs" / f"{job.key}.lock").exists() else "queued")
+                else:
+                    time.sleep(WAIT_POLL_S)
+                for key, job in list(held.items()):  # 3. jobs another driver runs
+                    upstream = {d: results[d] for d in job.deps}
+                    res, _ = inspect_cached(cache, key, upstream)
+                    lock = cache / "jobs" / f"{key}.lock"
+                    if res is not None:
+                        del held[key]
+                        finish(job, res)
+                    elif not lock.exists() or lock_is_stale(lock, lock_owner(cache, key)):
+                        del held[key]  # its owner failed it or died: run it here
+                        board.set(key, "waiting")
+                        waiting.append(job)
+                if held and not inflight and time.monotonic() - last_wait_log >= WAIT_LOG_S:
+                    last_wait_log = time.monotonic()
+                    first = next(iter(held.values()))
+                    log.info("waiting for %d job(s) run by other drivers, e.g. %s (%s)", len(held), first.describe(),
+                             _owner_str(lock_owner(cache, first.key)))
+        clean_stale_tmp(cache)  # e.g. the temporary folder of a worker killed mid-job on another node
+        if counter["unverified"]:
+            log.warning("%d cached job(s) were written by an older compressbench and carry no checksums: used "
+                        "unverified (delete the cache folder to rebuild them with checksums)", counter["unverified"])
+        return results
+
+    def _collect(self, ray: Any, ref: Any, job: Job) -> JobResult | None:
+        """A finished task's result; a task that raised or whose workers kept dying is an error result."""
+        d = self.cache / "jobs" / job.key
+        try:
+            res = ray.get(ref)
+        except ray.exceptions.RayTaskError as e:  # our code raised outside the job function
+            cause = e.cause if getattr(e, "cause", None) is not None else e
+            return JobResult(job.key, d, error=f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:400]}")
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError,
+                ray.exceptions.RayError) as e:
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            return JobResult(job.key, d, error=f"{type(e).__name__} after {self.options.max_retries + 1} attempt(s) "
+                             f"(executor.max_retries={self.options.max_retries}): {first}")
+        if res is None or res.error or res.digest is None:
+            return res
+        try:  # the driver must see what the worker committed: the cache is on a filesystem every node sees
+            seen = hashlib.sha256((d / "result.json").read_bytes()).hexdigest()
+        except OSError:
+            seen = None
+        if seen != res.digest:
+            return JobResult(job.key, d, error=f"the job finished on a worker, but the driver does not see its folder "
+                             f"{d} (or sees other bytes): cache_dir must be on a filesystem every Ray node and the "
+                             f"driver share, at the same path")
+        return res
+
+
+def _owner_str(info: dict[str, Any] | None) -> str:
+    if not info:
+        return "another driver"
+    task = f", Ray task {info['ray_task'][:8]}" if info.get("ray_task") else ""
+    return f"pid {info.get('pid')} on {info.get('host')}{task} since {info.get('started', '?')}"

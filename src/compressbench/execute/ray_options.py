@@ -1,0 +1,149 @@
+"""The Ray executor's options (``executor: {name: ray, ...}``), validated with the config, and the rules
+that need the whole experiment (:func:`check_experiment`). Importing this module does not import Ray."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import re
+import sys
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..errors import UserError
+
+TIME_UNITS = ("ms", "s", "us", "img/s")  # declared metric units that mean "measured wall-clock time"
+_ADDRESS = re.compile(r"auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
+
+
+class ExecutorError(UserError):
+    """The executor cannot run (Ray missing, a cluster that cannot be reached or cannot run a job)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class JobResources(_Strict):
+    """What one job asks Ray for. ``num_cpus`` also sets the job's torch threads (its floor, at least 1);
+    unset, it is the experiment's ``threads`` (or 1). ``num_gpus``: a fraction (0.25) shares a GPU between
+    jobs; above 1 it must be whole. ``memory``: bytes Ray reserves for the job (a scheduling hint)."""
+
+    num_cpus: float | None = Field(None, gt=0, le=4096)
+    num_gpus: float = Field(0.0, ge=0, le=1024)
+    memory: int | None = Field(None, gt=0)
+
+    @field_validator("num_gpus")
+    @classmethod
+    def _whole_above_one(cls, v: float) -> float:
+        if v > 1 and v != int(v):
+            raise ValueError(f"above 1, a GPU count must be whole (Ray's rule); got {v}")
+        return v
+
+
+class ResourceTable(_Strict):
+    """Resources per job kind; ``evaluators``: per evaluator, over ``evaluate`` (fields given there win)."""
+
+    train: JobResources = JobResources()
+    compress: JobResources = JobResources()
+    evaluate: JobResources = JobResources()
+    evaluators: dict[str, JobResources] = {}
+
+
+class RayOptions(_Strict):
+    """The Ray executor's options (``executor: {name: ray, ...}``)."""
+
+    address: str | None = None  # None: a local instance; "auto"; "ray://host:10001" (Ray Client); "host:port"
+    resources: ResourceTable = ResourceTable()
+    max_retries: int = Field(2, ge=0, le=100)  # re-runs of a job whose worker process or node died
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and not _ADDRESS.fullmatch(v):
+            raise ValueError("give null (start a local Ray instance), 'auto' (the cluster `ray start` runs on this "
+                             "machine), 'ray://HOST:10001' (Ray Client) or 'HOST:PORT' (the head's GCS)")
+        return v
+
+
+def ray_missing() -> bool:
+    mod = sys.modules.get("ray", False)
+    if mod is not False:
+        return mod is None
+    try:
+        return importlib.util.find_spec("ray") is None
+    except (ImportError, ValueError):
+        return True
+
+
+def measures_time(evaluator: str) -> bool:
+    """Whether an evaluator declares a metric of measured wall-clock time (its spec, never its name)."""
+    from ..registry import evaluators
+
+    try:
+        spec = evaluators.spec(evaluator)
+    except Exception:
+        return False
+    return any(m.unit in TIME_UNITS for m in spec.metrics)
+
+
+def check_experiment(exp: Any, opts: RayOptions) -> str | None:
+    """Rules that need the whole experiment: one error line (``path: problem``), or None."""
+    if ray_missing():
+        return "executor: the ray executor needs Ray, which is not installed: pip install 'compressbench[ray]'"
+    if re.fullmatch(r"cuda:\d+", exp.device):
+        return (f"device: '{exp.device}' names one GPU, but the ray executor gives each job its own GPU share; use "
+                f"device: cuda (or auto)")
+    from ..config import resolve_evaluations
+
+    used = {ev.evaluator for ev, _ in resolve_evaluations(exp, [v.name for v in exp.variants_resolved()])}
+    from ..registry import evaluators
+
+    for name in opts.resources.evaluators:
+        try:
+            resolved = evaluators.resolve(name)
+        except Exception:
+            resolved = name
+        if resolved not in used:
+            from ..config import _dym
+
+            return (f"executor.resources.evaluators.{name}: no evaluation of this experiment uses evaluator '{name}'"
+                    f"{_dym(name, used)}; its evaluators: {', '.join(sorted(used))}")
+    kinds: dict[str, JobResources] = {"train": opts.resources.train}
+    if exp.variants:
+        kinds["compress"] = opts.resources.compress
+    for ev in sorted(used):
+        kinds[f"evaluators.{ev}"] = resources_for(opts.resources, "evaluate", ev)
+    for where, r in kinds.items():
+        label = where if "." not in where else where.split(".", 1)[1] + " evaluation"
+        if exp.device == "cuda" and r.num_gpus == 0:
+            path = where if where in ("train", "compress") else (
+                where if where.split(".", 1)[1] in opts.resources.evaluators else "evaluate")
+            return (f"executor.resources.{path}.num_gpus: device is 'cuda' but {label} jobs ask for no GPU; give them "
+                    f"a GPU share (e.g. 0.25) or use device: auto (jobs without a GPU share then run on the CPU)")
+        if exp.threads and r.num_cpus is not None and max(1, math.floor(r.num_cpus)) != exp.threads:
+            return (f"threads: {exp.threads}, but {label} jobs ask for num_cpus {r.num_cpus:g} and run "
+                    f"{max(1, math.floor(r.num_cpus))} thread(s): with the ray executor a job's threads follow its "
+                    f"CPU share; drop 'threads' or make them agree")
+    return None
+
+
+def resources_for(table: ResourceTable, kind: str, evaluator: str | None = None) -> JobResources:
+    base = getattr(table, kind)
+    over = table.evaluators.get(evaluator) if evaluator else None
+    if over is None and evaluator:  # the table may name it as the user wrote it ("pkg.mod:obj")
+        over = next((r for n, r in table.evaluators.items() if _same_evaluator(n, evaluator)), None)
+    if over is None:
+        return base
+    merged = {**base.model_dump(exclude_unset=True), **over.model_dump(exclude_unset=True)}
+    return JobResources(**merged)
+
+
+def _same_evaluator(a: str, b: str) -> bool:
+    from ..registry import evaluators
+
+    try:
+        return evaluators.resolve(a) == evaluators.resolve(b)
+    except Exception:
+        return False

@@ -1,0 +1,114 @@
+"""The Ray executor's worker side: one job in a Ray worker process, through the same cache protocol as
+the local executor (:func:`~compressbench.execute.cache.run_one`), with the task's identity in its claim.
+
+Workers import the driver's compressbench (:func:`worker_env` puts its folder first on their
+``PYTHONPATH``) and check that their code is the driver's (:func:`code_fingerprint`); the job function
+(the runner's ``JobRunner``) re-validates the experiment's config in the worker, which imports exactly
+the ``"pkg.mod:obj"`` names the user wrote, from the folders :func:`user_paths` found in the driver."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..plan import Job
+from .cache import _HOST, GPU_SHARE, JobFn, JobResult, run_one
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> tuple[str, str]:
+    """(sha256 of compressbench's Python sources, their folder): a worker must run the driver's code."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest(), str(root)
+
+
+def _worker_run(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], setup: dict[str, Any]
+                ) -> JobResult | None:
+    """One job in a Ray worker: the cache protocol (:func:`run_one`), with this task's identity in its claim."""
+    import ray
+
+    for p in setup["sys_path"]:
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    if setup["cwd"] and os.path.isdir(setup["cwd"]):
+        os.chdir(setup["cwd"])  # relative paths in the config mean what they mean to the driver
+    digest, where = code_fingerprint()
+    if digest != setup["code"][0]:
+        return JobResult(job.key, cache / "jobs" / job.key, error=(
+            f"the worker on {_HOST} runs compressbench from {where}, whose code differs from the driver's "
+            f"({setup['code'][1]}): install the same compressbench on every node"))
+    import torch
+
+    torch.set_num_threads(setup["threads"])
+    task = ray.get_runtime_context().get_task_id()
+    token = GPU_SHARE.set(setup["num_gpus"])
+    try:
+        return run_one(job, cache, fn, upstream, owner={"ray_task": task},
+                       is_dead=lambda info: info.get("ray_task") == task)  # an earlier attempt of this very task
+    finally:
+        GPU_SHARE.reset(token)
+
+
+def _worker_run_gpu(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], setup: dict[str, Any]
+                    ) -> JobResult | None:
+    """:func:`_worker_run` for a job with a GPU share: submitted as a function whose worker process serves
+    one task only (``max_calls=1``, as Ray does for ``@ray.remote(num_gpus=...)``): CUDA, once initialised
+    in a process, keeps the GPU it saw first, and the next job may be given another one."""
+    return _worker_run(job, cache, fn, upstream, setup)
+
+
+def warm() -> int:
+    """Import what the jobs need (torch, the job functions) in a worker, while the driver prepares: a
+    fresh worker takes seconds to get there, and the first jobs would wait for it anyway."""
+    import compressbench.runner  # noqa: F401 — imports torch and the registries
+
+    return os.getpid()
+
+
+def user_paths(config: Any) -> list[str]:
+    """Folders of the modules behind the ``"pkg.mod:obj"`` names the user wrote in the config (the driver
+    imported them when it validated it): a worker puts them on ``sys.path`` before re-validating."""
+    from ..registry import is_object_path
+
+    names: list[str] = []
+    stack = [config]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, str) and is_object_path(v):
+            names.append(v)
+    out: list[str] = []
+    for n in names:
+        mod = n.split(":", 1)[0]
+        f = getattr(sys.modules.get(mod), "__file__", None)
+        if not f:
+            continue
+        depth = mod.count(".") + (1 if Path(f).name == "__init__.py" else 0)
+        root = str(Path(f).resolve().parents[depth])
+        if root not in out:
+            out.append(root)
+    return out
+
+
+def worker_env() -> dict[str, str]:
+    """Environment of the workers: the driver's ``COMPRESSBENCH_*`` settings, no progress bars (a worker's
+    output is forwarded to the driver's log), and — when the driver imports compressbench from a source
+    folder (a checkout on ``PYTHONPATH``, an editable install) — that folder first on ``PYTHONPATH``, so
+    workers import the same code. An installed package needs nothing: workers in the same environment
+    import the same copy (a site-packages folder is never put ahead of the standard library)."""
+    env = {k: v for k, v in os.environ.items() if k.startswith("COMPRESSBENCH_")}
+    env["COMPRESSBENCH_PROGRESS"] = "0"
+    pkg_parent = Path(__file__).resolve().parents[2]
+    if pkg_parent.name not in ("site-packages", "dist-packages"):
+        env["PYTHONPATH"] = str(pkg_parent) + os.pathsep + "${PYTHONPATH}"
+    return env
