@@ -87,10 +87,23 @@ def _knob_range(v: float) -> str | None:
     return None if v > 0 else "must be > 0"
 
 
+def check_student(parent: nn.Module, ctx: CompressContext, params: DistillParams) -> str | None:
+    """``check_model``: the student can be built (at its width and at half of it, as a budget search
+    does) — e.g. a derived student needs an architecture that can be narrowed."""
+    try:
+        for scale in (1.0, 0.5):
+            fresh_student(parent, scale * params.width, ctx, params)
+    except Exception as e:
+        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        return f"cannot build the student ({type(e).__name__}: {lines[0][:160] if lines else ''})"
+    return None
+
+
 @methods.register("distill", params=DistillParams, budgets=BUDGETS, family="distillation",
                   knob=Knob("width", lo=0.01, hi=1.0, grow_hi=8.0, shrinks=False, default=lambda p: p.width,
                             hint="try depth_scale or a smaller student model", valid=_knob_range),
                   apply=fresh_student, apply_on_copy=False, changes_architecture=True, needs_training_data=True,
+                  check_model=check_student,
                   version=1,
                   description="Hinton knowledge distillation into a named student or the parent's family "
                               "scaled in width (searched to a budget) and depth")

@@ -31,7 +31,7 @@ from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
 from ..registry import methods
 from ..specs import Knob
 from .budget import Solution, solve_knob
-from .common import clone, finetune, get_module, head_name, input_shape, layer_table
+from .common import clone, finetune, first_unplain_module, get_module, head_name, input_shape, layer_table
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +128,40 @@ def _knob_range(v: float) -> str | None:
     return None if 0 <= v < 1 else "must be in [0, 1)"
 
 
+def dry_run(model: nn.Module, ctx: CompressContext, transform: Any) -> str | None:
+    """Why ``transform(copy)`` (channel removal at a small ratio) fails on ``model`` or removes nothing
+    (None: it works; plain networks — the model zoo — are not dry-run)."""
+    if first_unplain_module(getattr(model, "net", model)) is None:
+        return None
+    m = copy.deepcopy(model).cpu().eval()
+    n0 = sum(p.numel() for p in m.parameters())
+    try:
+        m = transform(m)
+        with torch.inference_mode():
+            m(torch.rand(*input_shape(ctx.meta)))
+    except Exception as e:
+        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        return f"Torch-Pruning cannot remove its channels ({type(e).__name__}: {lines[0][:160] if lines else ''})"
+    if sum(p.numel() for p in m.parameters()) >= n0:
+        return ("Torch-Pruning finds no channel group it can remove (every group is coupled to something it cannot "
+                "shrink, e.g. a transformer's attention heads and position embedding)")
+    return None
+
+
+def check_structured(model: nn.Module, ctx: CompressContext, params: StructuredParams) -> str | None:
+    """``check_model``: one-shot pruning at ratio 0.3 on a copy must remove channels and run (the
+    Taylor criterion, which needs data, is dry-run as L1: the dependency graph is the same)."""
+    p = params.model_copy(update={"criterion": "l1"}) if params.criterion == "taylor" else params
+    return dry_run(model, ctx, lambda m: prune_once(m, ctx, p, 0.3))
+
+
 KNOB = Knob("ratio", lo=0.0, hi=lambda p: p.max_layer_ratio * 0.999, shrinks=True, default=lambda p: p.ratio,
             hint="raise max_layer_ratio", valid=_knob_range)
 
 
 @methods.register("prune.structured", params=StructuredParams, budgets=BUDGETS, family="pruning", knob=KNOB,
                   apply=_prune, own_budget=lambda p: p.iterative_steps > 1, changes_architecture=True,
+                  check_model=check_structured,
                   needs_training_data=True, version=1,
                   description="channel pruning that removes filters (Torch-Pruning dependency graph): "
                               "L1/L2/BN-scale/Taylor/random, local or global, one-shot or iterative")
