@@ -18,7 +18,7 @@ import stat
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, ClassVar, Iterable, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -27,7 +27,7 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from .compress.budget import check_budget
 from .errors import UserError
-from .fields import MAX_BATCH_SIZE, Epochs, FinetuneEpochs, Seed
+from .fields import MAX_BATCH_SIZE, Epochs, FinetuneEpochs, Fraction, ImageSize, PositiveFloat, Seed
 from .interfaces import Budget
 from .registry import UnknownNameError, datasets, evaluators, methods, models
 
@@ -51,6 +51,17 @@ class ConfigError(UserError, ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # fields added after job keys existed: they enter a key only when set, so that adding them re-ran
+    # nothing (an unchanged experiment keeps its keys)
+    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ()
+
+    def key_dump(self) -> dict[str, Any]:
+        """``model_dump(mode="json")`` without the ``KEY_OPTIONAL`` fields that are at their defaults."""
+        d = self.model_dump(mode="json")
+        for f in self.KEY_OPTIONAL:
+            if getattr(self, f) == type(self).model_fields[f].default:
+                d.pop(f, None)
+        return d
 
 
 class DatasetConfig(_Strict):
@@ -60,12 +71,34 @@ class DatasetConfig(_Strict):
     train_subset: int | None = Field(None, gt=0)  # use only the first N (seeded) training images
     download: bool = True  # False: never download (a missing dataset is an error); not part of job keys
     options: dict[str, Any] = {}  # loader-specific options, checked against the loader's schema (spec.params)
+    resize: ImageSize | tuple[ImageSize, ImageSize] | None = None  # batches resized to S×S / H×W (every split)
+    val_fraction: Fraction | None = None  # stratified held-out share of train: best epoch, int8 calibration
+
+    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("resize", "val_fraction")
 
 
 class ModelConfig(_Strict):
     name: str
     width: float = Field(1.0, gt=0, le=64)
     kwargs: dict[str, Any] = {}  # checked against the factory's signature at validate time
+    # a file (.pt / .pth / .bin / .safetensors / our model.pt) or published weights (torchvision:<ENUM>,
+    # timm:<tag>): the baseline (train: null) or the start of fine-tuning (train.init: weights)
+    weights: str | None = Field(None, min_length=1, max_length=4096)
+    # the input normalisation a foreign weights file was trained with (default: the dataset's statistics;
+    # published weights and compressbench files carry their own)
+    mean: tuple[float, ...] | None = Field(None, min_length=1, max_length=4)
+    std: tuple[PositiveFloat, ...] | None = Field(None, min_length=1, max_length=4)
+
+    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("weights", "mean", "std")
+
+
+class ColorJitterConfig(_Strict):
+    """Per-image factors uniform in [1 − x, 1 + x] (hue: a shift in ±x of a turn), as torchvision's ColorJitter."""
+
+    brightness: float = Field(0.0, ge=0, le=1)
+    contrast: float = Field(0.0, ge=0, le=1)
+    saturation: float = Field(0.0, ge=0, le=1)  # needs 3-channel images
+    hue: float = Field(0.0, ge=0, le=0.5)  # needs 3-channel images
 
 
 class TrainConfig(_Strict):
@@ -82,6 +115,12 @@ class TrainConfig(_Strict):
     augment: Literal["auto", "none", "crop", "flip_crop"] = "auto"
     warmup_epochs: FinetuneEpochs = 0.0
     amp: bool = True
+    init: Literal["scratch", "weights"] | None = None  # None: "weights" when model.weights is given
+    freeze_epochs: FinetuneEpochs = 0.0  # transfer: only the classifier head trains for the first N epochs
+    rotation: float = Field(0.0, ge=0, le=180)  # random rotation in ±degrees (after crop / flip)
+    color_jitter: ColorJitterConfig | None = None
+
+    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("init", "freeze_epochs", "rotation", "color_jitter")
 
 
 BUDGET_KINDS = ("knob", "params", "bytes", "flops")
@@ -125,7 +164,7 @@ class Experiment(_Strict):
     seeds: list[Seed] = Field([0], min_length=1, max_length=1000)
     dataset: DatasetConfig
     model: ModelConfig
-    train: TrainConfig = TrainConfig()
+    train: TrainConfig | None = TrainConfig()  # None: model.weights are the baseline, nothing is trained
     variants: list[VariantConfig] = []
     evaluations: list[EvaluationConfig] = [EvaluationConfig(evaluator="clean")]
     device: str = "auto"
@@ -163,6 +202,16 @@ class Experiment(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("seeds must be distinct")
         return v
+
+    @property
+    def recipe(self) -> TrainConfig:
+        """The training recipe compression fine-tunes build on (the defaults when ``train: null``)."""
+        return self.train if self.train is not None else TrainConfig()
+
+    @property
+    def transfer(self) -> bool:
+        """The baseline is fine-tuned from ``model.weights`` (head / first conv may be adapted)."""
+        return self.train is not None and self.model.weights is not None and self.train.init != "scratch"
 
     @property
     def store_path(self) -> Path:
@@ -363,6 +412,31 @@ def _check_model(exp: Experiment) -> None:
     bad = check_factory_kwargs(exp.model.name, exp.model.kwargs)
     if bad:
         raise ConfigError(f"{bad[0]}: {bad[1]}")
+    m, t = exp.model, exp.train
+    if (m.mean is None) != (m.std is None) or (m.mean is not None and len(m.mean) != len(m.std)):
+        raise ConfigError("model.mean / model.std: give both, with one value per input channel")
+    if t is None and m.weights is None:
+        raise ConfigError("train: null means the model is not trained here, so model.weights must give the weights "
+                          "to compress (a file, torchvision:<ENUM> or timm:<tag>); or give a train: recipe")
+    if t is not None and t.init == "weights" and m.weights is None:
+        raise ConfigError("train.init: 'weights' needs model.weights (the weights to start from)")
+    if t is not None and t.init == "scratch" and m.weights is not None:
+        raise ConfigError("train.init: 'scratch' ignores model.weights; drop one of them (init: weights fine-tunes "
+                          "the weights, train: null uses them as they are)")
+    if t is not None and t.freeze_epochs > 0:
+        if not exp.transfer:
+            raise ConfigError("train.freeze_epochs: freezing the backbone needs pretrained weights to keep: set "
+                              "model.weights (train.init: weights)")
+        if t.freeze_epochs > t.epochs:
+            raise ConfigError(f"train.freeze_epochs: {t.freeze_epochs:g} > train.epochs ({t.epochs:g})")
+    if m.weights is not None and m.mean is not None and m.weights.split(":", 1)[0] in ("torchvision", "timm"):
+        raise ConfigError("model.mean / model.std: published weights bring their own normalisation; leave them out")
+    if m.weights is not None:
+        from .preflight import check_weights_source
+
+        msg = check_weights_source(m.name, m.weights)
+        if msg:
+            raise ConfigError(f"model.weights: {msg}")
 
 
 def resolve_variants(exp: Experiment) -> list[ResolvedVariant]:
@@ -434,6 +508,9 @@ def validate(raw: dict[str, Any]) -> Experiment:
     _check_model(exp)
     variants = resolve_variants(exp)
     resolve_evaluations(exp, [v.name for v in variants])
+    from .preflight import check_parent  # last: builds the model (the checks above are cheaper)
+
+    check_parent(exp, variants)
     return exp
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.base import ImageSet
+from .data.transforms import photometric
 from .progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ class TrainRecipe:
     augment: Literal["auto", "none", "crop", "flip_crop"] = "auto"
     warmup_epochs: float = 0.0
     amp: bool = True  # only used on CUDA
+    init: str | None = None  # where the baseline starts (read by the baseline job, not by this loop)
+    freeze_epochs: float = 0.0  # with ``train(trainable=...)``: only those parameters train at first
+    rotation: float = 0.0  # degrees (``data.transforms.rotate``)
+    color_jitter: dict | None = None  # brightness / contrast / saturation / hue (``data.transforms.color_jitter``)
 
 
 def seed_everything(seed: int) -> None:
@@ -128,12 +133,14 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
 def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 0,
           device: torch.device | str = "cpu", augment_default: str = "crop", teacher: nn.Module | None = None,
           kd_alpha: float = 0.9, kd_temperature: float = 4.0, kd_kind: str = "hinton", desc: str = "train",
-          show_progress: bool = True, epoch_end: Callable[[nn.Module, int], None] | None = None
-          ) -> dict[str, float]:
+          show_progress: bool = True, epoch_end: Callable[[nn.Module, int], None] | None = None,
+          trainable: set[str] | None = None) -> dict[str, float]:
     """Train ``model`` in place on ``data``. Returns summary stats (final loss/acc, seconds, images/s).
 
     Fractional ``epochs`` are allowed (e.g. 0.5 for a short fine-tune). ``epoch_end(model, epoch)`` is
-    called after every completed epoch (e.g. soft filter pruning's re-zeroing)."""
+    called after every completed epoch (e.g. soft filter pruning's re-zeroing). ``trainable`` with
+    ``recipe.freeze_epochs``: for that many epochs only these parameters train and the rest of the model
+    stays in eval mode (BatchNorm statistics frozen too), then everything trains (transfer learning)."""
     device = torch.device(device)
     seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
@@ -141,6 +148,10 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
     if teacher is not None:
         teacher.to(device).eval()
     opt = _optimizer(model, recipe)
+    frozen = [p for n, p in model.named_parameters() if n not in trainable and p.requires_grad] \
+        if trainable is not None and recipe.freeze_epochs > 0 else []
+    for p in frozen:  # in the optimizer already, so they train once unfrozen
+        p.requires_grad_(False)
     aug = augment_default if recipe.augment == "auto" else recipe.augment
     use_amp = recipe.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -155,10 +166,17 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
         for x, y, _ in data.batches(recipe.batch_size, shuffle=True, generator=g, device=device):
             if step >= total_steps:
                 break
+            if frozen and step / steps_per_epoch >= recipe.freeze_epochs:
+                for p in frozen:
+                    p.requires_grad_(True)
+                frozen = []
+                model.train()
+            if frozen:
+                model.eval()
             f = _lr_factor(recipe, step / steps_per_epoch)
             for pg, lr0 in zip(opt.param_groups, base_lrs):
                 pg["lr"] = lr0 * f
-            x = augment_batch(x, aug, g)
+            x = photometric(augment_batch(x, aug, g), recipe, g)
             with torch.autocast(device.type, enabled=use_amp):
                 logits = model(x)
                 if teacher is not None:
@@ -183,6 +201,8 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
             bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}",
                             img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
     bar.close()
+    for p in frozen:  # freeze_epochs == epochs
+        p.requires_grad_(True)
     model.eval()
     secs = time.perf_counter() - t0
     return {"train_loss": run_loss, "train_acc": run_acc, "train_seconds": secs, "train_images_per_s": seen / secs,
