@@ -60,6 +60,18 @@ def convert_fx(model: nn.Module) -> nn.Module:
     return model
 
 
+def mark_observed(model: nn.Module) -> None:
+    """Give every activation observer that saw no data a placeholder range, so that ``convert_fx``
+    quantizes every node as it did for the calibrated variant (it leaves unobserved nodes in float).
+    For rebuilding a checkpoint: the real scales and zero points come from its state dict."""
+    for m in model.modules():
+        lo, hi = getattr(m, "min_val", None), getattr(m, "max_val", None)
+        if isinstance(lo, torch.Tensor) and isinstance(hi, torch.Tensor) and lo.numel() == 1 \
+                and not torch.isfinite(lo).all():
+            lo.fill_(-1.0)
+            hi.fill_(1.0)
+
+
 def is_fx(model: nn.Module) -> bool:
     return isinstance(getattr(model, "net", None), torch.fx.GraphModule)
 

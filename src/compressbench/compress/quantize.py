@@ -268,7 +268,12 @@ def _rebuild_int8(model: nn.Module, step: dict, state_dict: dict) -> nn.Module:
     if step["mode"] == "dynamic":
         return _dynamic(model, backend)
     # QAT converts to the same int8 modules as static preparation
-    model = prepare_any(model, backend, False, step.get("path", "eager"), tuple(step.get("input_shape", ())))
+    path, shape = step.get("path", "eager"), tuple(step.get("input_shape", ()))
+    if path == "fx":  # the same preparation as the variant's (QAT and static FX graphs differ)
+        model = int8_fx.prepare_fx(model, backend, step["mode"] == "qat", shape)
+        int8_fx.mark_observed(model)
+        return convert_int8(model)
+    model = prepare_int8(model, backend, qat=False)  # eager QAT converts to the same int8 modules as static
     return convert_int8(model)
 
 

@@ -101,8 +101,11 @@ def prune_once(model: nn.Module, ctx: CompressContext, params: StructuredParams,
 
 
 def resize_step(model: nn.Module) -> dict[str, Any]:
-    """Channel counts and tensor shapes of every conv / linear / BN layer (enough to rebuild the
-    architecture, independent of later steps that rename or fold the tensors)."""
+    """Channel counts and tensor shapes of every conv / linear / norm layer, and the tensor shapes of any
+    other module holding its own parameters (e.g. ConvNeXt's layer scales) — enough to rebuild the
+    architecture, independent of later steps that rename or fold the tensors."""
+    from ..models import Normalize
+
     mods: dict[str, dict[str, Any]] = {}
     for n, m in model.named_modules():
         if isinstance(m, nn.modules.conv._ConvNd):
@@ -111,8 +114,12 @@ def resize_step(model: nn.Module) -> dict[str, Any]:
             attrs = {"in_features": m.in_features, "out_features": m.out_features}
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
             attrs = {"num_features": m.num_features}
-        else:
+        elif isinstance(m, nn.LayerNorm):
+            attrs = {"normalized_shape": list(m.normalized_shape)}
+        elif isinstance(m, Normalize) or not list(m.parameters(recurse=False)):
             continue
+        else:
+            attrs = {}
         shapes = {k: list(t.shape) for k, t in list(m.named_parameters(recurse=False))
                   + list(m.named_buffers(recurse=False)) if t is not None and t.dim() > 0}
         mods[n] = {"attrs": attrs, "shapes": shapes}
@@ -148,9 +155,25 @@ def dry_run(model: nn.Module, ctx: CompressContext, transform: Any) -> str | Non
     return None
 
 
+def attention_blocker(model: nn.Module) -> str | None:
+    """Multi-head attention (a module with ``num_heads`` and a ``qkv`` projection): removing channels
+    of its projections breaks the head split unless Torch-Pruning is told each architecture's heads,
+    which this method does not do (measured on ViT-tiny: errors, or a ratio-to-size curve that is
+    not monotone). Refused rather than pruned wrongly."""
+    for n, m in model.named_modules():
+        if isinstance(getattr(m, "num_heads", None), int) and hasattr(m, "qkv"):
+            return (f"multi-head attention ({n}: {m.num_heads} heads) — Torch-Pruning needs each architecture's "
+                    f"head layout, which channel pruning here does not set (prune the MLPs with lowrank, or use "
+                    f"unstructured pruning / distillation)")
+    return None
+
+
 def check_structured(model: nn.Module, ctx: CompressContext, params: StructuredParams) -> str | None:
-    """``check_model``: one-shot pruning at ratio 0.3 on a copy must remove channels and run (the
-    Taylor criterion, which needs data, is dry-run as L1: the dependency graph is the same)."""
+    """``check_model``: no multi-head attention, and one-shot pruning at ratio 0.3 on a copy must remove
+    channels and run (the Taylor criterion, which needs data, is dry-run as L1: the graph is the same)."""
+    blocked = attention_blocker(model)
+    if blocked:
+        return blocked
     p = params.model_copy(update={"criterion": "l1"}) if params.criterion == "taylor" else params
     return dry_run(model, ctx, lambda m: prune_once(m, ctx, p, 0.3))
 
@@ -215,7 +238,7 @@ def rebuild_resized(model: nn.Module, step: dict, state_dict: dict) -> nn.Module
     for name, spec in step["modules"].items():
         m = get_module(model, name)
         for k, v in spec["attrs"].items():
-            setattr(m, k, v)
+            setattr(m, k, tuple(v) if isinstance(getattr(m, k, None), tuple) else v)
         for tname, shape in spec["shapes"].items():
             t = getattr(m, tname)
             if list(t.shape) == list(shape):

@@ -294,7 +294,8 @@ def fit_state_dict(sd: Mapping[str, torch.Tensor], model: nn.Module, *, classifi
             parts.append(f"{len(missing)} missing key(s): {_few(missing)}")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected key(s): {_few(unexpected)}")
-        raise CheckpointError(f"{label} do not fit {what}: " + "; ".join(parts) + _hint(shapes, mapped, target, head, stem, transfer))
+        hint = _hint(shapes, mapped, target, head, stem, transfer)
+        raise CheckpointError(f"{label} do not fit {what}: " + "; ".join(parts) + hint)
     for k in [k for k in mapped if k.endswith("num_batches_tracked")]:
         mapped[k] = mapped[k].to(target[k].dtype)
     has_norm = any(k.startswith("normalize.") for k in mapped)
