@@ -261,12 +261,12 @@ def run(experiment: Experiment | str | Path, *, progress: bool | None = None, ex
     device = resolve_device(exp.device)
     cache = Path(exp.cache_dir)
     jobs = plan(exp)
+    prefetch_weights(exp, jobs, cache)  # published weights the baseline needs (offline: one line, nothing written)
     # before any work: the store opens (header, integrity, schema) and is writable; the cache is a
     # writable folder, or read-only but holding every job of the plan
     store = ResultStore(exp.store_path)
     store.check_writable()
     prepare_cache(cache, jobs)
-    prefetch_weights(exp, jobs, cache)  # published weights the baseline needs (offline: one line)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     store.add_run(run_id, exp.name, dt.datetime.now(dt.timezone.utc).isoformat(), exp.model_dump(mode="json"),
                   _git_hash(), versions(), str(device), host_info())

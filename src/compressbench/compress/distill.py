@@ -90,12 +90,17 @@ def _knob_range(v: float) -> str | None:
 def check_student(parent: nn.Module, ctx: CompressContext, params: DistillParams) -> str | None:
     """``check_model``: the student can be built (at its width and at half of it, as a budget search
     does) — e.g. a derived student needs an architecture that can be narrowed."""
-    try:
-        for scale in (1.0, 0.5):
-            fresh_student(parent, scale * params.width, ctx, params)
-    except Exception as e:
-        lines = [ln for ln in str(e).splitlines() if ln.strip()]
-        return f"cannot build the student ({type(e).__name__}: {lines[0][:160] if lines else ''})"
+    name, base, kwargs = _student_kwargs(ctx, params)
+    for scale in (1.0, 0.5):
+        width = base * scale * params.width
+        try:
+            build_student(name, ctx.meta, width, kwargs)
+        except Exception as e:
+            root = e.__cause__ or e
+            lines = [ln for ln in str(root).splitlines() if ln.strip()]
+            extra = f" with {kwargs}" if kwargs else ""
+            return (f"cannot build the student {name} at width {width:g}{extra} ({type(root).__name__}: "
+                    f"{lines[0][:200] if lines else ''})")
     return None
 
 

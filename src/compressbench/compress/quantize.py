@@ -270,7 +270,7 @@ def _rebuild_int8(model: nn.Module, step: dict, state_dict: dict) -> nn.Module:
     # QAT converts to the same int8 modules as static preparation
     path, shape = step.get("path", "eager"), tuple(step.get("input_shape", ()))
     if path == "fx":  # the same preparation as the variant's (QAT and static FX graphs differ)
-        model = int8_fx.prepare_fx(model, backend, step["mode"] == "qat", shape)
+        model = int8_fx.prepare_fx(model, backend, step["mode"] == "qat", shape, cheap=True)
         int8_fx.mark_observed(model)
         return convert_int8(model)
     model = prepare_int8(model, backend, qat=False)  # eager QAT converts to the same int8 modules as static

@@ -10,7 +10,8 @@ Reading trusts nothing in the file (DESIGN.md 14). Safetensors hold tensors only
 ``torch.load(weights_only=True)``; the classes a training script pickled next to the weights
 (``argparse.Namespace`` of its arguments, a LightningModule's hyper-parameters, a whole model) are
 *not* imported or called: each becomes an inert placeholder (:class:`Inert`) that only keeps the plain
-data it was given, from which a pickled module's tensors are read.
+data it was given, from which a pickled module's tensors are read. Globals of modules torch blocks
+outright (``os``, ``subprocess``, ``builtins.eval`` ...) refuse the file.
 
 Fitting (:func:`fit_state_dict`) maps the file's keys onto the model's: ``module.`` (DataParallel),
 ``model.`` (Lightning) and ``_orig_mod.`` (``torch.compile``) prefixes are stripped, a bare network's
@@ -82,8 +83,11 @@ def _torch_load(path: Path) -> Any:
         try:
             with torch.serialization.safe_globals([_inert(n) for n in names]):
                 return torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            raise CheckpointError(f"{path}: refused by weights-only loading ({_first_line(e)})") from None
+        except pickle.UnpicklingError as e:  # e.g. a global of a blocked module (os, subprocess ...)
+            from ..checkpoint import _unpickle_reason
+
+            raise CheckpointError(f"{path}: refused by weights-only loading, which never runs code from a file "
+                                  f"({_unpickle_reason(e)})") from None
         except Exception as e:
             raise CheckpointError(f"{path}: not a readable weights file (damaged or truncated?): "
                                   f"{_first_line(e)}") from None
