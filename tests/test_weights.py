@@ -184,6 +184,11 @@ def test_weights_enter_the_key_by_content_not_path(tiny_model, tmp_path):
     changed = plan(validate(_config(tmp_path, str(tmp_path / "moved" / "b.pt"))))
     assert changed[0].key != key["a"]
     assert changed[0].spec["model"]["weights"] == str((tmp_path / "moved" / "b.pt").resolve())  # the job gets the path
+    # train.epochs: 0 trains nothing either: the same baseline job as train: null (its recipe is for fine-tunes)
+    zero = plan(validate(_config(tmp_path, str(tmp_path / "a.pt"), train={"epochs": 0, "batch_size": 32})))
+    assert zero[0].key == key["a"] and zero[0].describe() == "load baseline weights seed=0"
+    assert zero[1].spec["train"]["batch_size"] == 32 and zero[1].key != plan(validate(_config(
+        tmp_path, str(tmp_path / "a.pt"))))[1].key
 
 
 def test_new_fields_at_defaults_keep_every_key():

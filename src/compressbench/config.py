@@ -102,7 +102,7 @@ class ColorJitterConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    epochs: Epochs = 3
+    epochs: FinetuneEpochs = 3  # 0 (with model.weights): nothing trained, the recipe is what fine-tunes use
     batch_size: int = Field(128, gt=0, le=MAX_BATCH_SIZE)
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = Field(0.05, gt=0)
@@ -209,9 +209,14 @@ class Experiment(_Strict):
         return self.train if self.train is not None else TrainConfig()
 
     @property
+    def trains_baseline(self) -> bool:
+        """The baseline job trains (``train: null`` and ``train.epochs: 0`` use ``model.weights`` as they are)."""
+        return self.train is not None and self.train.epochs > 0
+
+    @property
     def transfer(self) -> bool:
         """The baseline is fine-tuned from ``model.weights`` (head / first conv may be adapted)."""
-        return self.train is not None and self.model.weights is not None and self.train.init != "scratch"
+        return self.trains_baseline and self.model.weights is not None and self.train.init != "scratch"
 
     @property
     def store_path(self) -> Path:
@@ -418,17 +423,20 @@ def _check_model(exp: Experiment) -> None:
     if t is None and m.weights is None:
         raise ConfigError("train: null means the model is not trained here, so model.weights must give the weights "
                           "to compress (a file, torchvision:<ENUM> or timm:<tag>); or give a train: recipe")
+    if t is not None and t.epochs == 0 and m.weights is None:
+        raise ConfigError("train.epochs: 0 trains nothing, so model.weights must give the baseline (the recipe is then "
+                          "what compression fine-tunes build on); or train for epochs > 0")
     if t is not None and t.init == "weights" and m.weights is None:
         raise ConfigError("train.init: 'weights' needs model.weights (the weights to start from)")
     if t is not None and t.init == "scratch" and m.weights is not None:
         raise ConfigError("train.init: 'scratch' ignores model.weights; drop one of them (init: weights fine-tunes "
                           "the weights, train: null uses them as they are)")
     if t is not None and t.freeze_epochs > 0:
+        if t.freeze_epochs > t.epochs:
+            raise ConfigError(f"train.freeze_epochs: {t.freeze_epochs:g} > train.epochs ({t.epochs:g})")
         if not exp.transfer:
             raise ConfigError("train.freeze_epochs: freezing the backbone needs pretrained weights to keep: set "
                               "model.weights (train.init: weights)")
-        if t.freeze_epochs > t.epochs:
-            raise ConfigError(f"train.freeze_epochs: {t.freeze_epochs:g} > train.epochs ({t.epochs:g})")
     if m.weights is not None and m.mean is not None and m.weights.split(":", 1)[0] in ("torchvision", "timm"):
         raise ConfigError("model.mean / model.std: published weights bring their own normalisation; leave them out")
     if m.weights is not None:

@@ -68,7 +68,7 @@ def plan(exp: Experiment, variants: list[ResolvedVariant] | None = None) -> list
 
         model_spec["weights"] = weights_identity(exp.model.name, exp.model.weights)
         run_model["weights"] = run_path(exp.model.weights)
-    train_spec = exp.train.key_dump() if exp.train is not None else None  # None: nothing is trained
+    train_spec = exp.train.key_dump() if exp.trains_baseline else None  # None: nothing is trained
     recipe = exp.recipe.key_dump()  # what compression fine-tunes build on
     jobs: list[Job] = []
     for seed in exp.seeds:
