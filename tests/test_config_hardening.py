@@ -403,8 +403,9 @@ def test_run_exits_1_when_a_job_failed(tmp_path, capsys, monkeypatch, forget_ado
     summary, exit 1. (A factory that raises at build is a validate error now: test_user_factory_kwargs.)"""
     (tmp_path / "cb_failing_model.py").write_text(
         "from torch import nn\n"
+        "import torch\n"
         "class Boom(nn.Module):\n"
-        "    def __init__(self):\n        super().__init__()\n        self.w = nn.Parameter(nn.init.zeros_(__import__('torch').empty(1)))\n"
+        "    def __init__(self):\n        super().__init__()\n        self.w = nn.Parameter(torch.zeros(1))\n"
         "    def forward(self, x):\n        raise RuntimeError('boom at train time')\n"
         "def build(meta, width=1.0):\n    return Boom()\n")
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -417,34 +417,9 @@ def _check_model(exp: Experiment) -> None:
     bad = check_factory_kwargs(exp.model.name, exp.model.kwargs)
     if bad:
         raise ConfigError(f"{bad[0]}: {bad[1]}")
-    m, t = exp.model, exp.train
-    if (m.mean is None) != (m.std is None) or (m.mean is not None and len(m.mean) != len(m.std)):
-        raise ConfigError("model.mean / model.std: give both, with one value per input channel")
-    if t is None and m.weights is None:
-        raise ConfigError("train: null means the model is not trained here, so model.weights must give the weights "
-                          "to compress (a file, torchvision:<ENUM> or timm:<tag>); or give a train: recipe")
-    if t is not None and t.epochs == 0 and m.weights is None:
-        raise ConfigError("train.epochs: 0 trains nothing, so model.weights must give the baseline (the recipe is then "
-                          "what compression fine-tunes build on); or train for epochs > 0")
-    if t is not None and t.init == "weights" and m.weights is None:
-        raise ConfigError("train.init: 'weights' needs model.weights (the weights to start from)")
-    if t is not None and t.init == "scratch" and m.weights is not None:
-        raise ConfigError("train.init: 'scratch' ignores model.weights; drop one of them (init: weights fine-tunes "
-                          "the weights, train: null uses them as they are)")
-    if t is not None and t.freeze_epochs > 0:
-        if t.freeze_epochs > t.epochs:
-            raise ConfigError(f"train.freeze_epochs: {t.freeze_epochs:g} > train.epochs ({t.epochs:g})")
-        if not exp.transfer:
-            raise ConfigError("train.freeze_epochs: freezing the backbone needs pretrained weights to keep: set "
-                              "model.weights (train.init: weights)")
-    if m.weights is not None and m.mean is not None and m.weights.split(":", 1)[0] in ("torchvision", "timm"):
-        raise ConfigError("model.mean / model.std: published weights bring their own normalisation; leave them out")
-    if m.weights is not None:
-        from .preflight import check_weights_source
+    from .preflight import check_model_fields
 
-        msg = check_weights_source(m.name, m.weights)
-        if msg:
-            raise ConfigError(f"model.weights: {msg}")
+    check_model_fields(exp)  # model.weights / mean / std and train: null / init / epochs / freeze_epochs
 
 
 def resolve_variants(exp: Experiment) -> list[ResolvedVariant]:

@@ -1,4 +1,5 @@
-"""The last checks of ``validate``: the ones that need the parent model.
+"""The checks of ``validate`` that concern the parent model: how its fields fit together
+(:func:`check_model_fields`), and, last, the ones that need the model built (:func:`check_parent`).
 
 ``config.validate`` calls :func:`check_parent` after everything cheaper passed. It learns the dataset's
 metadata (``DatasetSpec.probe``: classes, channels, image size — no image decoded; ``dataset.resize``
@@ -50,6 +51,40 @@ def _config_error(msg: str) -> Exception:
     from .config import ConfigError
 
     return ConfigError(msg)
+
+
+def check_model_fields(exp: Any) -> None:
+    """How ``model.weights`` / ``mean`` / ``std`` and ``train`` (null, ``init``, ``epochs: 0``,
+    ``freeze_epochs``) fit together, and the weights source itself — no model built yet. One line each."""
+    m, t = exp.model, exp.train
+    if (m.mean is None) != (m.std is None) or (m.mean is not None and len(m.mean) != len(m.std)):
+        raise _config_error("model.mean / model.std: give both, with one value per input channel")
+    if t is None and m.weights is None:
+        raise _config_error("train: null means the model is not trained here, so model.weights must give the "
+                            "weights to compress (a file, torchvision:<ENUM> or timm:<tag>); or give a train: recipe")
+    if t is not None and t.epochs == 0 and m.weights is None:
+        raise _config_error("train.epochs: 0 trains nothing, so model.weights must give the baseline (the recipe is "
+                            "then what compression fine-tunes build on); or train for epochs > 0")
+    if t is not None and t.init == "weights" and m.weights is None:
+        raise _config_error("train.init: 'weights' needs model.weights (the weights to start from)")
+    if t is not None and t.init == "scratch" and m.weights is not None:
+        raise _config_error("train.init: 'scratch' ignores model.weights; drop one of them (init: weights "
+                            "fine-tunes the weights, train: null uses them as they are)")
+    if t is not None and t.freeze_epochs > 0:
+        if t.freeze_epochs > t.epochs:
+            raise _config_error(f"train.freeze_epochs: {t.freeze_epochs:g} > train.epochs ({t.epochs:g})")
+        if not exp.transfer:
+            raise _config_error("train.freeze_epochs: freezing the backbone needs pretrained weights to keep: "
+                                "set model.weights (train.init: weights)")
+    from .models.weights import is_published
+
+    if m.weights is not None and m.mean is not None and is_published(m.weights):
+        raise _config_error("model.mean / model.std: published weights bring their own normalisation; leave them "
+                            "out")
+    if m.weights is not None:
+        msg = check_weights_source(m.name, m.weights)
+        if msg:
+            raise _config_error(f"model.weights: {msg}")
 
 
 @lru_cache(maxsize=8)

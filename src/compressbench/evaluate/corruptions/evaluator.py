@@ -17,6 +17,7 @@ import torch
 from pydantic import field_validator
 from torch import nn
 
+from ...data.transforms import fit_size
 from ...fields import BatchSize, Seed, Subset
 from ...interfaces import EvalContext, Measurement, Params
 from ...progress import progress_bar
@@ -150,6 +151,7 @@ def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: Corruption
                     if params.files:
                         for x, y in _file_batches(params.files, name, sev, images.index, params.batch_size,
                                                       ctx.data.test.index):
+                            x = fit_size(x, ctx.meta.size)  # dataset.resize: the files hold 32-px images
                             hits += correct(x.to(device), y.to(device))
                             bar.update(len(y))
                     else:  # quantize: uint8 in -> uint8 out, the cheapest path (same images)
