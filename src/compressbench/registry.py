@@ -126,11 +126,18 @@ class Registry(Generic[T, S]):
         self._adopt = adopt
         # name families served by an installed library: prefix -> fn(name) -> (object, spec)
         self._sources: dict[str, Callable[[str], tuple[Any, S]]] = {}
+        self._source_help: dict[str, str] = {}
 
-    def add_source(self, prefix: str, fn: Callable[[str], tuple[Any, S]]) -> None:
+    def add_source(self, prefix: str, fn: Callable[[str], tuple[Any, S]], description: str = "") -> None:
         """Serve every name starting with ``prefix`` (e.g. ``"timm:"``) from ``fn(name) -> (object, spec)``,
         which raises :class:`UnknownNameError` (one line) for a name its library does not know."""
         self._sources[prefix] = fn
+        self._source_help[prefix] = description
+
+    def sources(self) -> dict[str, str]:
+        """{prefix: description} of the name families served by libraries (for ``compressbench list``)."""
+        self._ensure_loaded()
+        return dict(self._source_help)
 
     def source_of(self, name: str) -> str | None:
         """The prefix of the name family ``name`` belongs to (None: an ordinary name)."""

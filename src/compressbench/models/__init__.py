@@ -250,5 +250,6 @@ def _torchvision_source(name: str):
     return tv.source(name)
 
 
-models.add_source("timm:", _timm_source)
-models.add_source("torchvision:", _torchvision_source)
+models.add_source("timm:", _timm_source, "any timm architecture, random init (timm.list_models())")
+models.add_source("torchvision:", _torchvision_source,
+                  "any torchvision classification model, random init (torchvision.models.list_models())")
