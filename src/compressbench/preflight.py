@@ -88,7 +88,9 @@ def check_model_fields(exp: Any) -> None:
 
 
 @lru_cache(maxsize=8)
-def _parent(model_json: str, data_json: str, transfer: bool, cache_dir: str) -> Any:
+def _parent(model_json: str, data_json: str, transfer: bool, cache_dir: str, stamp: Any = None) -> Any:
+    """(meta, Baseline) — cached per process; ``stamp`` (a weights file's size and mtime) re-checks a file
+    that changed since."""
     from .baseline import build_baseline
     from .data.prepare import dataset_meta
 
@@ -115,12 +117,12 @@ def _parent(model_json: str, data_json: str, transfer: bool, cache_dir: str) -> 
 
 @lru_cache(maxsize=64)
 def _method_check(method: str, params_json: str, model_json: str, data_json: str, transfer: bool,
-                  cache_dir: str) -> str | None:
+                  cache_dir: str, stamp: Any = None) -> str | None:
     from .compress.budget import check_model
     from .interfaces import CompressContext
     from .registry import methods
 
-    meta, base = _parent(model_json, data_json, transfer, cache_dir)
+    meta, base = _parent(model_json, data_json, transfer, cache_dir, stamp)
     schema = methods.spec(method).params
     params = schema.model_validate(json.loads(params_json)) if schema is not None else None
     cfg = json.loads(model_json)
@@ -140,7 +142,9 @@ def check_parent(exp: Any, variants: list[Any]) -> None:
     """Build the parent and check its weights and every variant's method against it (see above)."""
     data_json = json.dumps(exp.dataset.model_dump(mode="json"), sort_keys=True)
     model_json = json.dumps(exp.model.model_dump(mode="json"), sort_keys=True)
-    args = (model_json, data_json, exp.transfer, str(Path(exp.cache_dir)))
+    w = Path(exp.model.weights).expanduser() if exp.model.weights else None
+    stamp = (w.stat().st_size, w.stat().st_mtime_ns) if w is not None and w.is_file() else None
+    args = (model_json, data_json, exp.transfer, str(Path(exp.cache_dir)), stamp)
     meta, base = _parent(*args)
     cj = exp.train.color_jitter if exp.train is not None else None
     if cj is not None and (cj.saturation > 0 or cj.hue > 0) and meta.channels != 3:
