@@ -135,6 +135,9 @@ def build_baseline(cfg: dict[str, Any], meta: DataMeta, *, transfer: bool, fetch
         return out
     spec = models.spec(cfg["name"])
     pub = published_for(cfg["name"], source) if is_published(source) else None
+    if pub is not None and pub.input_size and tuple(pub.input_size) != tuple(meta.size):
+        log.warning("%s were trained on %d×%d images; %s gives %d×%d (dataset.resize: %d resizes them)", pub.label,
+                    *pub.input_size, meta.name, *meta.size, pub.input_size[0])
     if pub is not None:
         path = pub.fetch() if fetch else pub.locate()
         if path is None:
