@@ -37,7 +37,7 @@ def test_unknown_dataset_did_you_mean():
 
 def test_negative_epochs():
     msg = _err({**GOOD, "train": {"epochs": -1}})
-    assert msg.startswith("train.epochs:") and "greater than 0" in msg and "-1" in msg
+    assert msg.startswith("train.epochs:") and "greater than or equal to 0" in msg and "-1" in msg
 
 
 def test_missing_field():

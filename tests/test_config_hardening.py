@@ -250,10 +250,15 @@ def test_model_kwargs_checked_against_factory():
 
 
 def test_user_factory_kwargs(tmp_path, monkeypatch, forget_adopted_models):
+    # validate builds the parent (issue 13: weights and methods are checked against it), so these build
     (tmp_path / "cb_user_models.py").write_text(
-        "def strict(meta, width=1.0, depth=2):\n    raise RuntimeError('not built at validate')\n"
-        "def loose(meta, width=1.0, **kw):\n    raise RuntimeError('not built at validate')\n"
-        "def needs(meta, width=1.0, *, depth):\n    raise RuntimeError('not built at validate')\n"
+        "from torch import nn\n"
+        "def _net(meta):\n    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), "
+        "nn.Linear(meta.channels, meta.num_classes))\n"
+        "def strict(meta, width=1.0, depth=2):\n    return _net(meta)\n"
+        "def loose(meta, width=1.0, **kw):\n    return _net(meta)\n"
+        "def needs(meta, width=1.0, *, depth):\n    return _net(meta)\n"
+        "def broken(meta, width=1.0):\n    raise RuntimeError('boom')\n"
         "def not_a_factory(command):\n    raise RuntimeError('not called')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert validate({**GOOD, "model": {"name": "cb_user_models:strict", "kwargs": {"depth": 3}}})
@@ -261,7 +266,9 @@ def test_user_factory_kwargs(tmp_path, monkeypatch, forget_adopted_models):
     assert "accepted: depth" in _err({**GOOD, "model": {"name": "cb_user_models:strict", "kwargs": {"pretrained": 1}}})
     assert _err({**GOOD, "model": {"name": "cb_user_models:needs"}}).startswith("model.kwargs.depth: ")
     assert "is not a model factory" in _err({**GOOD, "model": {"name": "cb_user_models:not_a_factory"}})
-    assert "cannot import model" in _err({**GOOD, "model": {"name": "cb_no_such_module:f"}})
+    assert "cannot import model" in _err({**GOOD, "model": {"name": "cb_user_models_no_such_module:f"}})
+    assert _err({**GOOD, "model": {"name": "cb_user_models:broken"}}) == (
+        "model: cannot build 'cb_user_models:broken' for digits (1 channel(s), 10 classes, 16×16): RuntimeError: boom")
 
 
 def test_executor_names(monkeypatch):
@@ -394,9 +401,15 @@ def test_strict_flag_is_gone(capsys):
 
 
 def test_run_exits_1_when_a_job_failed(tmp_path, capsys, monkeypatch, forget_adopted_models):
-    """A factory that takes the kwargs but raises at build: every job fails, run prints the summary, exit 1."""
+    """A model that builds (validate builds the parent) but raises in forward: every job fails, run prints the
+    summary, exit 1. (A factory that raises at build is a validate error now: test_user_factory_kwargs.)"""
     (tmp_path / "cb_failing_model.py").write_text(
-        "def build(meta, width=1.0):\n    raise RuntimeError('boom at build time')\n")
+        "from torch import nn\n"
+        "import torch\n"
+        "class Boom(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.w = nn.Parameter(torch.zeros(1))\n"
+        "    def forward(self, x):\n        raise RuntimeError('boom at train time')\n"
+        "def build(meta, width=1.0):\n    return Boom()\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COMPRESSBENCH_CACHE", str(tmp_path / "home-cache"))
@@ -531,7 +544,8 @@ def test_download_false_reaches_the_loader_and_keeps_keys(tmp_path):
         assert all(j.spec["dataset"]["download"] is False for j in off)
         get_dataset(off[0].spec["dataset"], tmp_path)
         get_dataset(on[0].spec["dataset"], tmp_path)
-        assert seen == [False, True]
+        # validate loads a dataset without a metadata probe (to build the parent), with the config's flag
+        assert seen == [True, False, False, True]
     finally:
         datasets.unregister("cb-test-probe")
 

@@ -13,10 +13,25 @@ CASES = [(p, s) for p in CONFIGS for s in [None, *scale_names(p)]]
 
 
 @pytest.mark.parametrize("path,scale", CASES, ids=[f"{p.name}{'@' + s if s else ''}" for p, s in CASES])
-def test_shipped_config_validates(path, scale):
-    exp = load_config(path, scale=scale)
+def test_shipped_config_validates(path, scale, tmp_path):
+    import torch
+    import yaml
+
+    overrides = {}
+    weights = (yaml.safe_load(path.read_text()).get("model") or {}).get("weights")
+    if weights and not weights.startswith(("torchvision", "timm")) and not Path(weights).is_file():
+        # a file a script makes (configs/examples/own_model.yaml: scripts/export_baseline.py): a stand-in
+        from compressbench.data.prepare import dataset_meta
+        from compressbench.models import create_model
+
+        raw = yaml.safe_load(path.read_text())
+        meta = dataset_meta(raw["dataset"]["name"], None, raw["dataset"].get("options") or {})
+        torch.save(create_model(raw["model"]["name"], meta).net.state_dict(), tmp_path / "w.pt")
+        overrides["model.weights"] = str(tmp_path / "w.pt")
+    exp = load_config(path, overrides, scale=scale)
     jobs = plan(exp)
-    # one baseline per seed and experiment (a list of source domains runs one sibling experiment per source)
+    # one baseline per seed and experiment (a list of source domains runs one sibling experiment per source);
+    # a training or a weights-loading job
     assert sum(j.kind == "train" for j in jobs) == len(exp.seeds) * len(experiment_parts(exp))
     assert len({j.key for j in jobs}) == len(jobs)  # no two jobs share a key
 

@@ -72,11 +72,49 @@ def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = False) -> None:
         raise
 
 
+# FX graph-mode int8 keeps the weights of functional quantized ops as packed C++ objects, which
+# weights-only loading refuses: they are saved as their tensors and packed again on load
+_PACKED = {"LinearPackedParamsBase": "linear", "Conv2dPackedParamsBase": "conv2d"}
+
+
+def _portable(v: Any) -> Any:
+    if not isinstance(v, torch.ScriptObject):
+        return v.detach().cpu() if isinstance(v, torch.Tensor) else v
+    kind = _PACKED.get(v._type().name())
+    if kind is None:
+        raise ValueError(f"cannot save a {v._type().name()} object in a checkpoint")
+    w, b = getattr(torch.ops.quantized, f"{kind}_unpack")(v)
+    return {"packed": kind, "weight": w, "bias": b}
+
+
+def _repack(model: nn.Module, sd: dict[str, Any]) -> dict[str, Any]:
+    """Put saved packed int8 params (see ``_portable``) back on ``model``; returns the rest of ``sd`` (with
+    its ``_metadata``: module versions)."""
+    if not any(isinstance(v, dict) for v in sd.values()):
+        return sd
+    rest: dict[str, Any] = OrderedDict()
+    rest._metadata = getattr(sd, "_metadata", OrderedDict())  # type: ignore[attr-defined]
+    for k, v in sd.items():
+        if not (isinstance(v, dict) and v.get("packed") in _PACKED.values()):
+            rest[k] = v
+            continue
+        owner, _, attr = k.rpartition(".")
+        mod = model.get_submodule(owner) if owner else model
+        cur = getattr(mod, attr)
+        if v["packed"] == "linear":
+            new = torch.ops.quantized.linear_prepack(v["weight"], v["bias"])
+        else:
+            new = torch.ops.quantized.conv2d_prepack(v["weight"], v["bias"], cur.stride(), cur.padding(),
+                                                    cur.dilation(), cur.groups())
+        setattr(mod, attr, new)
+    return rest
+
+
 def save_model(model: nn.Module, path: str | Path, spec: dict[str, Any], steps: list[dict[str, Any]] | None = None,
                extra: dict[str, Any] | None = None) -> Path:
     """Atomically write a checkpoint that :func:`load_model` can rebuild."""
     sd = model.state_dict()
-    state = OrderedDict((k, v.detach().cpu() if isinstance(v, torch.Tensor) else v) for k, v in sd.items())
+    state = OrderedDict((k, _portable(v)) for k, v in sd.items())
     # module versions (e.g. quantized Linear's packed-params layout) are read from _metadata on load
     state._metadata = getattr(sd, "_metadata", OrderedDict())  # type: ignore[attr-defined]
     payload = {"format": CHECKPOINT_FORMAT, "spec": spec, "steps": list(steps or []),
@@ -165,6 +203,7 @@ def load_model(path: str | Path, *, trust: bool = False) -> tuple[nn.Module, dic
     except Exception as e:  # kwargs a factory does not take, a malformed step ...
         raise CheckpointError(f"{path}: cannot rebuild the model it describes: {_first_line(e)}") from None
     try:
+        sd = _repack(model, sd)
         missing, unexpected = model.load_state_dict(sd, strict=False)
     except Exception as e:  # shape mismatch
         raise CheckpointError(f"{path}: weights do not fit the rebuilt model: {_first_line(e)}") from None

@@ -140,6 +140,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             if schema is not None and args.verbose_params:
                 for fname, f in schema.model_fields.items():
                     print(f"      {_param_line(fname, f)}")
+        for prefix, desc in reg.sources().items():
+            print(f"  {prefix + '<name>':<24} {desc}")
     return 0
 
 

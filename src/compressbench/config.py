@@ -18,7 +18,7 @@ import stat
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, ClassVar, Iterable, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -28,7 +28,7 @@ from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from .adapt import AdaptParams
 from .compress.budget import check_budget
 from .errors import UserError
-from .fields import MAX_BATCH_SIZE, Epochs, FinetuneEpochs, Seed
+from .fields import MAX_BATCH_SIZE, Epochs, FinetuneEpochs, Fraction, ImageSize, PositiveFloat, Seed
 from .interfaces import Budget
 from .layouts import ReportLayout, check_layout
 from .registry import UnknownNameError, datasets, evaluators, methods, models
@@ -53,6 +53,17 @@ class ConfigError(UserError, ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # fields added after job keys existed: they enter a key only when set, so that adding them re-ran
+    # nothing (an unchanged experiment keeps its keys)
+    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ()
+
+    def key_dump(self) -> dict[str, Any]:
+        """``model_dump(mode="json")`` without the ``KEY_OPTIONAL`` fields that are at their defaults."""
+        d = self.model_dump(mode="json")
+        for f in self.KEY_OPTIONAL:
+            if getattr(self, f) == type(self).model_fields[f].default:
+                d.pop(f, None)
+        return d
 
 
 class DomainSplitConfig(_Strict):
@@ -77,16 +88,39 @@ class DatasetConfig(_Strict):
     source: str | list[str] | None = None
     targets: list[str] | None = None
     domain_split: DomainSplitConfig | None = None
+    resize: ImageSize | tuple[ImageSize, ImageSize] | None = None  # batches resized to S×S / H×W (every split)
+    val_fraction: Fraction | None = None  # stratified held-out share of train: best epoch, int8 calibration
+
+    # fields left out of job keys while at their defaults (configs without them keep their cache keys)
+    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("resize", "val_fraction", "source", "targets", "domain_split")
 
 
 class ModelConfig(_Strict):
     name: str
     width: float = Field(1.0, gt=0, le=64)
     kwargs: dict[str, Any] = {}  # checked against the factory's signature at validate time
+    # a file (.pt / .pth / .bin / .safetensors / our model.pt) or published weights (torchvision:<ENUM>,
+    # timm:<tag>): the baseline (train: null) or the start of fine-tuning (train.init: weights)
+    weights: str | None = Field(None, min_length=1, max_length=4096)
+    # the input normalisation a foreign weights file was trained with (default: the dataset's statistics;
+    # published weights and compressbench files carry their own)
+    mean: tuple[float, ...] | None = Field(None, min_length=1, max_length=4)
+    std: tuple[PositiveFloat, ...] | None = Field(None, min_length=1, max_length=4)
+
+    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("weights", "mean", "std")
+
+
+class ColorJitterConfig(_Strict):
+    """Per-image factors uniform in [1 − x, 1 + x] (hue: a shift in ±x of a turn), as torchvision's ColorJitter."""
+
+    brightness: float = Field(0.0, ge=0, le=1)
+    contrast: float = Field(0.0, ge=0, le=1)
+    saturation: float = Field(0.0, ge=0, le=1)  # needs 3-channel images
+    hue: float = Field(0.0, ge=0, le=0.5)  # needs 3-channel images
 
 
 class TrainConfig(_Strict):
-    epochs: Epochs = 3
+    epochs: FinetuneEpochs = 3  # 0 (with model.weights): nothing trained, the recipe is what fine-tunes use
     batch_size: int = Field(128, gt=0, le=MAX_BATCH_SIZE)
     optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = Field(0.05, gt=0)
@@ -100,6 +134,12 @@ class TrainConfig(_Strict):
     warmup_epochs: FinetuneEpochs = 0.0
     amp: bool = True
     adapt: AdaptParams | None = None  # domain adaptation of the baseline, e.g. {method: coral, weight: 1}
+    init: Literal["scratch", "weights"] | None = None  # None: "weights" when model.weights is given
+    freeze_epochs: FinetuneEpochs = 0.0  # transfer: only the classifier head trains for the first N epochs
+    rotation: float = Field(0.0, ge=0, le=180)  # random rotation in ±degrees (after crop / flip)
+    color_jitter: ColorJitterConfig | None = None
+
+    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("init", "freeze_epochs", "rotation", "color_jitter", "adapt")
 
 
 BUDGET_KINDS = ("knob", "params", "bytes", "flops")
@@ -173,7 +213,7 @@ class Experiment(_Strict):
     seeds: list[Seed] = Field([0], min_length=1, max_length=1000)
     dataset: DatasetConfig
     model: ModelConfig
-    train: TrainConfig = TrainConfig()
+    train: TrainConfig | None = TrainConfig()  # None: model.weights are the baseline, nothing is trained
     variants: list[VariantConfig] = []
     evaluations: list[EvaluationConfig] = [EvaluationConfig(evaluator="clean")]
     device: str = "auto"
@@ -203,6 +243,21 @@ class Experiment(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("seeds must be distinct")
         return v
+
+    @property
+    def recipe(self) -> TrainConfig:
+        """The training recipe compression fine-tunes build on (the defaults when ``train: null``)."""
+        return self.train if self.train is not None else TrainConfig()
+
+    @property
+    def trains_baseline(self) -> bool:
+        """The baseline job trains (``train: null`` and ``train.epochs: 0`` use ``model.weights`` as they are)."""
+        return self.train is not None and self.train.epochs > 0
+
+    @property
+    def transfer(self) -> bool:
+        """The baseline is fine-tuned from ``model.weights`` (head / first conv may be adapted)."""
+        return self.trains_baseline and self.model.weights is not None and self.train.init != "scratch"
 
     @property
     def store_path(self) -> Path:
@@ -403,6 +458,9 @@ def _check_model(exp: Experiment) -> None:
     bad = check_factory_kwargs(exp.model.name, exp.model.kwargs)
     if bad:
         raise ConfigError(f"{bad[0]}: {bad[1]}")
+    from .preflight import check_model_fields
+
+    check_model_fields(exp)  # model.weights / mean / std and train: null / init / epochs / freeze_epochs
 
 
 def resolve_variants(exp: Experiment) -> list[ResolvedVariant]:
@@ -482,6 +540,9 @@ def validate(raw: dict[str, Any]) -> Experiment:
 
     check_domains(exp, variants)
     _check_executor(exp)
+    from .preflight import check_parent  # last: builds the model (the checks above are cheaper)
+
+    check_parent(exp, variants)
     return exp
 
 

@@ -17,12 +17,10 @@ _DOMAIN_FIELDS = ("source", "targets", "domain_split")
 
 
 def dataset_spec(ds: DatasetConfig) -> dict[str, Any]:
-    """The dataset's part of a job spec: domain fields left out when unset (existing cache keys stay)."""
-    out = ds.model_dump(mode="json")
+    """The dataset's part of a job key: unset optional fields (domains, resize, ...) left out, so existing
+    cache keys stay; ``download`` left out (it does not change results; the jobs get it separately)."""
+    out = ds.key_dump()
     out.pop("download", None)
-    for k in _DOMAIN_FIELDS:
-        if out.get(k) is None:
-            out.pop(k, None)
     return out
 
 
@@ -65,7 +63,7 @@ def check_domains(exp: Experiment, variants: list[ResolvedVariant]) -> None:
                               f"dataset.source / dataset.targets; '{ds.name}' has none")
         _check_targets(exp, declared, domains_of(params) or [], f"evaluations[{i}].params.targets")
     wanted: list[tuple[str, AdaptParams]] = []
-    if exp.train.adapt is not None:
+    if exp.train is not None and exp.train.adapt is not None:
         wanted.append(("train.adapt", exp.train.adapt))
     wanted += [(f"variants[{v.index}]", a) for v in variants for a in adaptations(v.method, v.params)]
     for where, a in wanted:

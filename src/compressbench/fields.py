@@ -38,6 +38,7 @@ Subset = Annotated[int, Field(ge=1)] | None  # images of the evaluation subset; 
 Severity = Annotated[int, Field(ge=1, le=5)]  # corruption severity (Hendrycks & Dietterich's 1..5)
 Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]  # open interval (0, 1)
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+ImageSize = Annotated[int, Field(ge=1, le=4096)]  # pixels of one image side (dataset.resize)
 
 __all__ = ["MAX_EPOCHS", "SEED_LIMIT", "MAX_BATCH_SIZE", "FiniteFloat", "Epochs", "FinetuneEpochs", "Seed",
-           "PositiveInt", "NonNegativeInt", "BatchSize", "Subset", "Severity", "Fraction", "PositiveFloat"]
+           "PositiveInt", "NonNegativeInt", "BatchSize", "Subset", "Severity", "Fraction", "PositiveFloat", "ImageSize"]

@@ -5,6 +5,9 @@ train baseline (per seed) ─▶ compress variant (method × budget × seed) ─
 A job's key is ``sha256(kind, spec, upstream keys, component version)``: re-running an unchanged
 experiment finds every artifact cached; changing one method re-keys only its own jobs and those
 downstream. Names (experiment, variant) are *labels*, not part of a key, so renaming re-runs nothing.
+Config fields added later enter keys only when set (``config._Strict.key_dump``). A weights file
+(``model.weights``) enters the baseline's key by its sha256, not its path (moving the file re-runs
+nothing, changing its bytes re-runs everything); the job itself gets the absolute path.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ class Job:
     def describe(self) -> str:
         lab = self.labels
         if self.kind == "train":
-            return f"train baseline seed={lab['seed']}"
+            what = "load baseline weights" if self.spec.get("train") is None else "train baseline"
+            return f"{what} seed={lab['seed']}"
         if self.kind == "compress":
             return f"compress {lab['variant']} seed={lab['seed']}"
         return f"evaluate {lab['evaluator']} on {lab['variant']} seed={lab['seed']}"
@@ -53,19 +57,28 @@ def plan(exp: Experiment, variants: list[ResolvedVariant] | None = None) -> list
     """The job DAG in topological order."""
     variants = variants if variants is not None else exp.variants_resolved()
     evals = resolve_evaluations(exp, [v.name for v in variants])
-    model_spec = exp.model.model_dump(mode="json")
-    train_spec = exp.train.model_dump(mode="json")
-    if train_spec.get("adapt") is None:  # unset: the keys of configs without it stay as they were
-        train_spec.pop("adapt", None)
+    model_spec = exp.model.key_dump()
+    run_model = dict(model_spec)
+    if exp.model.weights is not None:
+        from .baseline import run_path, weights_identity
+
+        model_spec["weights"] = weights_identity(exp.model.name, exp.model.weights)
+        run_model["weights"] = run_path(exp.model.weights)
+    train_spec = exp.train.key_dump() if exp.trains_baseline else None  # None: nothing is trained
+    recipe = exp.recipe.key_dump()  # what compression fine-tunes build on
     jobs: list[Job] = []
     for name, dataset in experiment_parts(exp):  # one part, or one per source domain
-        jobs += _plan_part(exp, name, dataset_spec(dataset), model_spec, train_spec, variants, evals)
+        jobs += _plan_part(exp, name, dataset_spec(dataset), (model_spec, run_model), train_spec, recipe, variants,
+                           evals)
     return jobs
 
 
-def _plan_part(exp: Experiment, name: str, data_spec: dict[str, Any], model_spec: dict[str, Any],
-               train_spec: dict[str, Any], variants: list[ResolvedVariant], evals: list) -> list[Job]:
-    """The jobs of one experiment (``name``) on one dataset."""
+def _plan_part(exp: Experiment, name: str, data_spec: dict[str, Any], models: tuple[dict[str, Any], dict[str, Any]],
+               train_spec: dict[str, Any] | None, recipe: dict[str, Any], variants: list[ResolvedVariant],
+               evals: list) -> list[Job]:
+    """The jobs of one experiment (``name``) on one dataset. ``models``: the model's keyed spec and the
+    spec its job gets (a weights file by its content hash in the key, by its path in the job)."""
+    model_spec, run_model = models
     jobs: list[Job] = []
     # whether a missing dataset may be downloaded does not change results: out of the keys, but the
     # jobs get it (their spec is the keyed one plus "download")
@@ -75,14 +88,14 @@ def _plan_part(exp: Experiment, name: str, data_spec: dict[str, Any], model_spec
         tkey = content_key({"kind": "train", "spec": tspec, "v": TRAIN_VERSION})
         base_labels = {"experiment": name, "seed": seed, "variant": "baseline", "method": "baseline",
                        "budget": None}
-        jobs.append(Job("train", tkey, {**tspec, "dataset": run_data}, [], dict(base_labels)))
+        jobs.append(Job("train", tkey, {**tspec, "dataset": run_data, "model": run_model}, [], dict(base_labels)))
         # (variant label, method, model-producing job key, budget)
         producers: list[tuple[str, str, str, Any]] = [("baseline", "baseline", tkey, None)]
         for v in variants:
             mspec = methods.spec(v.method)
             cspec = {"method": v.method, "params": _dump(v.params),
                      "budget": None if v.budget is None else {"kind": v.budget.kind, "value": v.budget.value},
-                     "dataset": data_spec, "train": train_spec, "seed": seed}
+                     "dataset": data_spec, "train": recipe, "seed": seed}
             ckey = content_key({"kind": "compress", "spec": cspec, "deps": [tkey],
                                 "v": [COMPRESS_RUNNER_VERSION, mspec.version]})
             jobs.append(Job("compress", ckey, {**cspec, "dataset": run_data}, [tkey],

@@ -13,6 +13,10 @@ Plugins (DESIGN.md 14: data never chooses code):
 * installed packages register through the ``compressbench.plugins`` entry-point group (each entry
   point is a module that registers on import, or a callable taking no arguments), loaded once, the
   first time any registry is used.
+* *name families* of an installed library (``"timm:<architecture>"``, ``"torchvision:<model>"``) are
+  served by a source (:meth:`Registry.add_source`): the first lookup of such a name asks the library
+  whether it knows it and registers it. Nothing is imported but the library itself, so a checkpoint
+  may name these (DESIGN.md 14).
 """
 
 from __future__ import annotations
@@ -120,6 +124,34 @@ class Registry(Generic[T, S]):
         self._loaded = loader is None
         # for "pkg.mod:obj" names: may an unregistered object be registered on the fly (model factories)?
         self._adopt = adopt
+        # name families served by an installed library: prefix -> fn(name) -> (object, spec)
+        self._sources: dict[str, Callable[[str], tuple[Any, S]]] = {}
+        self._source_help: dict[str, str] = {}
+
+    def add_source(self, prefix: str, fn: Callable[[str], tuple[Any, S]], description: str = "") -> None:
+        """Serve every name starting with ``prefix`` (e.g. ``"timm:"``) from ``fn(name) -> (object, spec)``,
+        which raises :class:`UnknownNameError` (one line) for a name its library does not know."""
+        self._sources[prefix] = fn
+        self._source_help[prefix] = description
+
+    def sources(self) -> dict[str, str]:
+        """{prefix: description} of the name families served by libraries (for ``compressbench list``)."""
+        self._ensure_loaded()
+        return dict(self._source_help)
+
+    def source_of(self, name: str) -> str | None:
+        """The prefix of the name family ``name`` belongs to (None: an ordinary name)."""
+        self._ensure_loaded()
+        return next((p for p in self._sources if name.startswith(p)), None)
+
+    def _from_source(self, name: str) -> bool:
+        prefix = self.source_of(name)
+        if prefix is None:
+            return False
+        if name not in self._entries:
+            target, spec = self._sources[prefix](name)
+            self._add(name, target, spec)
+        return True
 
     def _ensure_loaded(self) -> None:
         if not self._loaded:
@@ -167,7 +199,7 @@ class Registry(Generic[T, S]):
     def entry(self, name: str) -> Entry[T, S]:
         self._ensure_loaded()
         name = self._aliases.get(name, name)
-        if name not in self._entries:
+        if name not in self._entries and not self._from_source(name):
             raise UnknownNameError(self.kind, name, self.names())
         return self._entries[name]
 
@@ -177,7 +209,7 @@ class Registry(Generic[T, S]):
         :class:`UnknownNameError` (one line) for anything else."""
         self._ensure_loaded()
         name = self._aliases.get(name, name)
-        if name in self._entries or not is_object_path(name):
+        if name in self._entries or not is_object_path(name) or self.source_of(name):
             return self.entry(name).name
         try:
             obj = import_object(name)
@@ -210,7 +242,12 @@ class Registry(Generic[T, S]):
 
     def __contains__(self, name: object) -> bool:
         self._ensure_loaded()
-        return name in self._entries or name in self._aliases
+        if name in self._entries or name in self._aliases:
+            return True
+        try:
+            return isinstance(name, str) and self._from_source(name)
+        except UnknownNameError:
+            return False
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

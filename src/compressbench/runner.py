@@ -6,7 +6,6 @@ upstream artifact dirs) so that any executor can run them.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -22,18 +21,19 @@ from typing import Any
 import torch
 
 from .adapt import AdaptParams, make_adaptation
+from .baseline import build_baseline, prefetch_weights, train_baseline
 from .checkpoint import load_model, save_model
 from .compress import capabilities, compress
 from .config import Experiment, load_config, validate
 from .data import DatasetBundle, load_dataset
 from .data.base import ImageSet
+from .data.prepare import prepare_bundle
 from .execute import GPU_SHARE, JobResult, create_executor, prepare_cache
 from .interfaces import Budget, CompressContext, EvalContext, VariantInfo
 from .measure.counting import param_counts
 from .measure.flops import count_flops
 from .measure.hardware import cpu_model
 from .measure.sizes import checkpoint_bytes
-from .models import create_model
 from .plan import Job, plan
 from .progress import progress_enabled
 from .registry import evaluators, methods
@@ -52,11 +52,8 @@ def _dataset(spec_json: str, cache_dir: str) -> DatasetBundle:
         domains["split"] = spec["domain_split"]
     bundle = load_dataset(spec["name"], root=spec.get("root"), cache_dir=cache_dir, download=spec.get("download", True),
                           **domains, **spec.get("options", {}))
-    n = spec.get("train_subset")
-    if n and n < len(bundle.train):
-        idx = torch.randperm(len(bundle.train), generator=torch.Generator().manual_seed(1234))[:n].sort().values
-        bundle = dataclasses.replace(bundle, train=bundle.train.subset(idx))
-    return bundle
+    return prepare_bundle(bundle, train_subset=spec.get("train_subset"), val_fraction=spec.get("val_fraction"),
+                          resize=spec.get("resize"))
 
 
 def get_dataset(spec: dict[str, Any], cache_dir: Path) -> DatasetBundle:
@@ -105,12 +102,14 @@ def job_train(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir: Pa
     s = job.spec
     data = get_dataset(s["dataset"], cache_dir)
     seed_everything(s["seed"])  # weight init is part of the seeded run
-    model = create_model(s["model"]["name"], data.meta, width=s["model"]["width"], **s["model"]["kwargs"])
-    adapt = AdaptParams.model_validate(s["train"]["adapt"]) if s["train"].get("adapt") else None
-    stats = train(model, data.train, _recipe(s["train"]), seed=s["seed"], device=device,
-                  augment_default=data.meta.augment, desc=f"train seed={s['seed']}", show_progress=show_progress,
-                  adapt=make_adaptation(adapt, data))
-    record = {"composition": {"compression": "", "adapt": adapt.label()}} if adapt is not None else {}
+    # the model, with model.weights loaded (as they are, or adapted for fine-tuning: baseline.py)
+    base = build_baseline(s["model"], data.meta, transfer=s["train"] is not None and bool(s["model"].get("weights")))
+    model, stats, fit = base.model, {}, {}
+    adapt = AdaptParams.model_validate(s["train"]["adapt"]) if s["train"] and s["train"].get("adapt") else None
+    if s["train"] is not None:  # train: null -> the given weights are the baseline
+        stats, fit = train_baseline(model, data, _recipe(s["train"]), model_name=s["model"]["name"], seed=s["seed"],
+                                    device=device, show_progress=show_progress,
+                                    adapt=make_adaptation(adapt, data) if adapt is not None else None)
     model.cpu()
     spec = {"model": s["model"]["name"], "width": s["model"]["width"], "kwargs": s["model"]["kwargs"],
             "meta": data.meta.to_dict()}
@@ -120,8 +119,11 @@ def job_train(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir: Pa
     for m in ms:
         m.setdefault("evaluator", "compress" if m["metric"] in size or m["metric"] == "checkpoint_bytes" else "train")
     ms += [{"evaluator": "compress", "metric": f"achieved_{k}", "value": 1.0} for k in ("params", "bytes", "flops")]
-    return ms, {"size": size, "spec": spec, "steps": [], "record": record,
-                "achieved": {"params": 1.0, "bytes": 1.0, "flops": 1.0}}
+    record = {**base.record(), **fit} if s["model"].get("weights") or fit else {}
+    if adapt is not None:
+        record["composition"] = {"compression": "", "adapt": adapt.label()}
+    return ms, {"size": size, "spec": spec, "steps": [], "record": record, "achieved": {"params": 1.0, "bytes": 1.0,
+                                                                                        "flops": 1.0}}
 
 
 def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir: Path, device: torch.device,
@@ -149,7 +151,9 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
         return model
 
     def ctx_accuracy(model, images: ImageSet | None = None) -> float:
-        imgs = images if images is not None else data.eval_subset(s["dataset"].get("eval_subset"))
+        # the validation split when there is one: the test split is for evaluators only
+        imgs = images if images is not None else (data.val if data.val is not None and len(data.val)
+                                                  else data.eval_subset(s["dataset"].get("eval_subset")))
         dev = next((p.device for p in model.parameters()), torch.device("cpu"))
         return accuracy(model, imgs, device=dev)
 
@@ -303,6 +307,7 @@ def run(experiment: Experiment | str | Path, *, progress: bool | None = None, ex
     device = resolve_device(exp.device)
     cache = Path(exp.cache_dir)
     jobs = plan(exp)
+    prefetch_weights(exp, jobs, cache)  # published weights the baseline needs (offline: one line, nothing written)
     # before any work: the store opens (header, integrity, schema) and is writable; the cache is a
     # writable folder, or read-only but holding every job of the plan
     store = ResultStore(exp.store_path)

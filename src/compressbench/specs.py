@@ -102,11 +102,16 @@ class MethodSpec(ComponentSpec):
     then hands it the knob (or none, for a shared budget) and no model.
     ``stages(params) -> [(method, params), ...]``: a composite method (a pipeline); its capabilities
     are the union of its stages'. ``check_budget(budget, params) -> message | None`` adds
-    method-specific reachability checks. ``check_model(model) -> message | None`` says, before any
-    work, why an architecture is not supported (None: supported). ``adapts(params) -> AdaptParams | None``:
-    the domain adaptation the method applies for these params (``compressbench.adapt``; it then trains
-    on unlabeled target-domain images — capability ``adapts``); a method of ``family="adaptation"``
-    only adapts (it does not compress: the report files its variants under the stages around it)."""
+    method-specific reachability checks. ``check_model(model, ctx, params) -> message | None`` says,
+    at ``validate`` (before any work), why the method cannot handle this architecture (None: it can):
+    ``model`` is the experiment's parent (built for the dataset, random or given weights), ``ctx`` a
+    :class:`~compressbench.interfaces.CompressContext` with ``meta`` and ``parent_spec`` but no data
+    and no training; the check must be cheap (a dry run on a copy at most) and leave ``model`` as it
+    was. A pipeline is checked stage by stage (``compress.budget.check_model``).
+    ``adapts(params) -> AdaptParams | None``: the domain adaptation the method applies for these params
+    (``compressbench.adapt``; it then trains on unlabeled target-domain images — capability ``adapts``);
+    a method of ``family="adaptation"`` only adapts (it does not compress: the report files its variants
+    under the stages around it)."""
 
     family: str = "other"
     budgets: tuple[str, ...] = ()
@@ -329,9 +334,15 @@ class DatasetSpec(ComponentSpec):
     ``fn(options: dict) -> tuple`` when the options name them (imagefolder's ``domains:`` mapping).
     A loader with domains is called as ``fn(root, cache, download, requested=(...), **options)`` and
     returns a ``data.domains.DomainImages``; ``data.domains`` splits the source domain into train /
-    test and keeps the targets for evaluation (``dataset.source`` / ``dataset.targets``)."""
+    test and keeps the targets for evaluation (``dataset.source`` / ``dataset.targets``).
+
+    ``probe(root, **options) -> DataMeta``: the metadata without decoding the images (for ``validate``,
+    which builds the model to check weights files and methods against it): ``num_classes``,
+    ``channels`` and ``size`` must be exact, ``mean`` / ``std`` may be placeholders. Without a probe,
+    ``validate`` loads the dataset to learn them."""
 
     domains: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = ()
+    probe: Callable[..., Any] | None = None
 
     def domain_names(self, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
         """The declared domains (for these options); () for a dataset without domains."""
@@ -340,10 +351,24 @@ class DatasetSpec(ComponentSpec):
 
 @dataclass(frozen=True)
 class ModelSpec(ComponentSpec):
-    """A model factory ``fn(meta, width=1.0, **kwargs) -> nn.Module`` (the bare network). ``family``:
-    architecture family (what methods can be checked against)."""
+    """A model factory ``fn(meta, width=1.0, **kwargs) -> nn.Module`` (the bare network).
+
+    ``family``: architecture family (``resnet``, ``mobilenetv3``, ``vit`` ...; shown in tables).
+    Where the network's input and output are, as timm's ``PretrainedCfg`` names them, so that loading
+    foreign weights is generic (DESIGN.md 4): ``classifier`` — the module path of the classifier head
+    inside the network (its weights are replaced when the dataset has another number of classes);
+    ``first_conv`` — the module path of the first convolution (its weights are adapted when the
+    dataset has another number of channels). None: found by position (the last / first conv or linear
+    module). ``published(tag) -> models.weights.Published``: published weights by tag
+    (``torchvision:IMAGENET1K_V1``, ``timm:a1_in1k``; None: the model has none); ``filter_weights(
+    state_dict, net) -> state_dict``: the architecture's own converter for foreign checkpoints (timm's
+    ``checkpoint_filter_fn``: resampled position embeddings, renamed keys)."""
 
     family: str = "other"
+    classifier: str | None = None
+    first_conv: str | None = None
+    published: Callable[[str], Any] | None = None
+    filter_weights: Callable[[dict, Any], dict] | None = None
 
 
 @dataclass(frozen=True)

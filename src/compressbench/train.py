@@ -22,6 +22,7 @@ from torch import nn
 
 from .adapt import Adaptation, FeatureTap
 from .data.base import ImageSet
+from .data.transforms import photometric
 from .progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,10 @@ class TrainRecipe:
     augment: Literal["auto", "none", "crop", "flip_crop"] = "auto"
     warmup_epochs: float = 0.0
     amp: bool = True  # only used on CUDA
+    init: str | None = None  # where the baseline starts (read by the baseline job, not by this loop)
+    freeze_epochs: float = 0.0  # with ``train(trainable=...)``: only those parameters train at first
+    rotation: float = 0.0  # degrees (``data.transforms.rotate``)
+    color_jitter: dict | None = None  # brightness / contrast / saturation / hue (``data.transforms.color_jitter``)
 
 
 def seed_everything(seed: int) -> None:
@@ -130,13 +135,15 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
           device: torch.device | str = "cpu", augment_default: str = "crop", teacher: nn.Module | None = None,
           kd_alpha: float = 0.9, kd_temperature: float = 4.0, kd_kind: str = "hinton", desc: str = "train",
           show_progress: bool = True, epoch_end: Callable[[nn.Module, int], None] | None = None,
-          adapt: Adaptation | None = None) -> dict[str, float]:
+          adapt: Adaptation | None = None, trainable: set[str] | None = None) -> dict[str, float]:
     """Train ``model`` in place on ``data``. Returns summary stats (final loss/acc, seconds, images/s).
 
     Fractional ``epochs`` are allowed (e.g. 0.5 for a short fine-tune). ``epoch_end(model, epoch)`` is
     called after every completed epoch (e.g. soft filter pruning's re-zeroing). ``adapt``: add a domain
     adaptation loss on the penultimate features of unlabeled target batches (:mod:`.adapt`, Deep CORAL);
-    the source batches, their order and augmentation are the same as without it."""
+    the source batches, their order and augmentation are the same as without it. ``trainable`` with
+    ``recipe.freeze_epochs``: for that many epochs only these parameters train and the rest of the model
+    stays in eval mode (BatchNorm statistics frozen too), then everything trains (transfer learning)."""
     device = torch.device(device)
     seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
@@ -144,6 +151,10 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
     if teacher is not None:
         teacher.to(device).eval()
     opt = _optimizer(model, recipe)
+    frozen = [p for n, p in model.named_parameters() if n not in trainable and p.requires_grad] \
+        if trainable is not None and recipe.freeze_epochs > 0 else []
+    for p in frozen:  # in the optimizer already, so they train once unfrozen
+        p.requires_grad_(False)
     aug = augment_default if recipe.augment == "auto" else recipe.augment
     use_amp = recipe.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -162,10 +173,17 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
         for x, y, _ in data.batches(recipe.batch_size, shuffle=True, generator=g, device=device):
             if step >= total_steps:
                 break
+            if frozen and step / steps_per_epoch >= recipe.freeze_epochs:
+                for p in frozen:
+                    p.requires_grad_(True)
+                frozen = []
+                model.train()
+            if frozen:
+                model.eval()
             f = _lr_factor(recipe, step / steps_per_epoch)
             for pg, lr0 in zip(opt.param_groups, base_lrs):
                 pg["lr"] = lr0 * f
-            x = augment_batch(x, aug, g)
+            x = photometric(augment_batch(x, aug, g), recipe, g)
             with torch.autocast(device.type, enabled=use_amp):
                 if adapt is not None:  # one pass over [source; target]: BatchNorm sees both domains
                     xt = augment_batch(next(target_batches), aug, g_target)  # type: ignore[arg-type]
@@ -202,6 +220,8 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
     bar.close()
     if tap is not None:
         tap.close()
+    for p in frozen:  # freeze_epochs == epochs
+        p.requires_grad_(True)
     model.eval()
     secs = time.perf_counter() - t0
     stats = {"train_loss": run_loss, "train_acc": run_acc, "train_seconds": secs, "train_images_per_s": seen / secs,

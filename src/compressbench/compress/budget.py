@@ -72,6 +72,19 @@ def check_budget(name: str, budget: Budget | None, params: Any) -> str | None:
     return spec.check_budget(budget, params) if spec.check_budget else None
 
 
+def check_model(name: str, model: nn.Module, ctx: CompressContext, params: Any) -> str | None:
+    """Why method ``name`` cannot handle ``model`` (``MethodSpec.check_model``; a composite method: its
+    first stage that cannot). Used by ``validate``; ``model`` is left unchanged."""
+    spec = methods.spec(name)
+    if spec.stages is not None:
+        for st_name, st_params in spec.stages(params):
+            msg = check_model(st_name, model, ctx, st_params)
+            if msg:
+                return f"stage {st_name}: {msg}"
+        return None
+    return spec.check_model(model, ctx, params) if spec.check_model else None
+
+
 # --------------------------------------------------------------------------- the search
 def search_knob(evaluate: Callable[[float], float], target: float, lo: float, hi: float, *,
                 decreasing: bool = True, tol: float = TOLERANCE, max_iter: int = 20,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +99,27 @@ def clone(model: nn.Module) -> nn.Module:
     return m
 
 
+
+
+# building blocks every method is known to handle (tested on the model zoo): modules whose forward is
+# one standard op, sequential containers, and torchvision's ResNet classes
+_PLAIN = (nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.Linear, nn.MaxPool2d, nn.AvgPool2d,
+          nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)
+
+
+def first_unplain_module(net: nn.Module) -> str | None:
+    """The first module of ``net`` that is not a plain building block (see ``_PLAIN``), or None. A
+    method's ``check_model`` skips its dry run for plain networks. Only types are inspected; torchvision's
+    ResNet classes are recognised only when ``torchvision.models.resnet`` is loaded (a network that has
+    them loaded it), so this never imports anything."""
+    tvr = sys.modules.get("torchvision.models.resnet")
+    for name, m in net.named_modules():
+        if isinstance(m, _PLAIN) or type(m) is nn.Sequential:
+            continue
+        if tvr is not None and (type(m) in (tvr.BasicBlock, tvr.Bottleneck) or isinstance(m, tvr.ResNet)):
+            continue
+        return f"{name or 'the network'} ({type(m).__module__}.{type(m).__name__})"
+    return None
 
 
 def layer_table(model: nn.Module) -> dict[str, dict[str, Any]]:

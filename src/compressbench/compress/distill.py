@@ -101,11 +101,28 @@ def _knob_range(v: float) -> str | None:
     return None if v > 0 else "must be > 0"
 
 
+def check_student(parent: nn.Module, ctx: CompressContext, params: DistillParams) -> str | None:
+    """``check_model``: the student can be built (at its width and at half of it, as a budget search
+    does) — e.g. a derived student needs an architecture that can be narrowed."""
+    name, base, kwargs = _student_kwargs(ctx, params)
+    for scale in (1.0, 0.5):
+        width = base * scale * params.width
+        try:
+            build_student(name, ctx.meta, width, kwargs)
+        except Exception as e:
+            root = e.__cause__ or e
+            lines = [ln for ln in str(root).splitlines() if ln.strip()]
+            extra = f" with {kwargs}" if kwargs else ""
+            return (f"cannot build the student {name} at width {width:g}{extra} ({type(root).__name__}: "
+                    f"{lines[0][:200] if lines else ''})")
+    return None
+
+
 @methods.register("distill", params=DistillParams, budgets=BUDGETS, family="distillation",
                   knob=Knob("width", lo=0.01, hi=1.0, grow_hi=8.0, shrinks=False, default=lambda p: p.width,
                             hint="try depth_scale or a smaller student model", valid=_knob_range),
                   apply=fresh_student, apply_on_copy=False, changes_architecture=True, needs_training_data=True,
-                  adapts=lambda p: p.adapt, version=1,
+                  adapts=lambda p: p.adapt, check_model=check_student, version=1,
                   description="Hinton knowledge distillation into a named student or the parent's family "
                               "scaled in width (searched to a budget) and depth")
 def distill(parent: nn.Module, ctx: CompressContext, sol: Solution, params: DistillParams) -> CompressResult:

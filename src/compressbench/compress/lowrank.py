@@ -140,7 +140,14 @@ def _knob_range(v: float) -> str | None:
     return None if 0 < v <= 1 else "must be in (0, 1]"
 
 
-@methods.register("lowrank", params=LowRankParams, budgets=BUDGETS, family="factorization",
+def check_lowrank(model: nn.Module, ctx: CompressContext, params: LowRankParams) -> str | None:
+    if not lowrank_plan(model, 0.5, params):
+        return ("no conv / linear layer whose factorisation saves parameters (grouped and depthwise convs are "
+                "skipped; try linear: true or include_head: true)")
+    return None
+
+
+@methods.register("lowrank", params=LowRankParams, check_model=check_lowrank, budgets=BUDGETS, family="factorization",
                   knob=Knob("ratio", lo=1e-3, hi=1.0, shrinks=False, default=lambda p: p.ratio,
                             hint="factorise the head / linear layers, or prune instead", valid=_knob_range),
                   apply=apply_lowrank, changes_architecture=True, needs_training_data=True, version=1,

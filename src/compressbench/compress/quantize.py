@@ -16,6 +16,11 @@ Eager mode needs explicit structure, added here without touching the model zoo:
   torchvision's ``QuantizableBasicBlock`` / ``QuantizableBottleneck`` (same parameters, the add
   done by a ``FloatFunctional``) and fused with their own ``fuse_model``.
 
+Architectures eager mode cannot handle (timm / torchvision-hub networks that add, multiply or normalise
+in their ``forward``) go through FX graph mode instead (:mod:`.int8_fx`); the step records which.
+Calibration uses the validation split when the experiment has one (``dataset.val_fraction``), else
+training batches.
+
 The rebuild for save / reload repeats the same preparation on the freshly built float model and
 converts it without calibration; the saved state dict then supplies weights, scales and zero points.
 """
@@ -34,8 +39,9 @@ from torch.ao import quantization as tq
 from ..checkpoint import register_rebuilder
 from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
 from ..registry import methods
+from . import int8_fx
 from .budget import Solution
-from .common import clone, finetune
+from .common import clone, finetune, input_shape
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +142,8 @@ def prepare_int8(model: nn.Module, backend: str, qat: bool = False) -> nn.Module
 
 
 def convert_int8(model: nn.Module) -> nn.Module:
+    if int8_fx.is_fx(model):
+        return int8_fx.convert_fx(model)
     model.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -143,11 +151,32 @@ def convert_int8(model: nn.Module) -> nn.Module:
     return model
 
 
+def prepare_any(model: nn.Module, backend: str, qat: bool, path: str, shape: tuple[int, ...]) -> nn.Module:
+    """:func:`prepare_int8` (eager) or FX graph mode's prepare, by ``path``."""
+    return int8_fx.prepare_fx(model, backend, qat, shape) if path == "fx" else prepare_int8(model, backend, qat)
+
+
+def _int8_step(mode: str, backend: str, path: str, shape: tuple[int, ...]) -> dict:
+    step = {"kind": "quantize.int8", "mode": mode, "backend": backend}
+    return step if path == "eager" else {**step, "path": path, "input_shape": list(shape)}
+
+
+def check_int8(model: nn.Module, ctx: CompressContext, params: Params) -> str | None:
+    """``check_model`` of static / QAT int8: eager or FX graph mode must be able to prepare the model."""
+    backend = default_backend() if params.backend == "auto" else params.backend
+    shape = input_shape(ctx.meta)
+    if int8_fx.choose_path(model, backend, shape) == "eager":
+        return None
+    return int8_fx.fx_blocker(model, backend, shape, qat=isinstance(params, QATParams))
+
+
 def calibrate(model: nn.Module, ctx: CompressContext, batches: int, batch_size: int) -> int:
     g = torch.Generator().manual_seed(ctx.seed)
     seen = 0
+    val = getattr(ctx.data, "val", None)
+    images = val if val is not None and len(val) else ctx.data.train  # the test split stays untouched
     with torch.inference_mode():
-        for i, (x, _, _) in enumerate(ctx.data.train.batches(batch_size, shuffle=True, generator=g)):
+        for i, (x, _, _) in enumerate(images.batches(batch_size, shuffle=True, generator=g)):
             if i >= batches:
                 break
             model(x)
@@ -163,16 +192,18 @@ class StaticParams(Params):
 
 
 @methods.register("quantize.static", params=StaticParams, family="quantization", quantizes=True,
-                  changes_architecture=True, needs_training_data=True, version=1,
+                  changes_architecture=True, needs_training_data=True, version=1, check_model=check_int8,
                   description="int8 post-training static quantization (torch.ao eager, conv-bn-relu fusion, "
                               "calibration on training batches, real int8 CPU kernels)")
 def static_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: StaticParams) -> CompressResult:
     backend = default_backend() if params.backend == "auto" else params.backend
-    model = prepare_int8(clone(parent).cpu(), backend)
+    shape = input_shape(ctx.meta)
+    path = int8_fx.choose_path(parent, backend, shape)
+    model = prepare_any(clone(parent).cpu(), backend, False, path, shape)
     n = calibrate(model, ctx, params.calibration_batches, params.batch_size)
     convert_int8(model)
-    return CompressResult(model, {"backend": backend, "calibration_images": n, "path": "torch.ao eager"},
-                          [{"kind": "quantize.int8", "mode": "static", "backend": backend}])
+    return CompressResult(model, {"backend": backend, "calibration_images": n, "path": f"torch.ao {path}"},
+                          [_int8_step("static", backend, path, shape)])
 
 
 # --------------------------------------------------------------------------- QAT
@@ -184,17 +215,19 @@ class QATParams(Params):
 
 
 @methods.register("quantize.qat", params=QATParams, family="quantization", quantizes=True,
-                  changes_architecture=True, needs_training_data=True, version=1,
+                  changes_architecture=True, needs_training_data=True, version=1, check_model=check_int8,
                   description="int8 quantization-aware training (fake-quant fine-tuning, then convert to int8)")
 def qat_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: QATParams) -> CompressResult:
     backend = default_backend() if params.backend == "auto" else params.backend
-    model = prepare_int8(clone(parent).cpu(), backend, qat=True)
+    shape = input_shape(ctx.meta)
+    path = int8_fx.choose_path(parent, backend, shape)
+    model = prepare_any(clone(parent).cpu(), backend, True, path, shape)
     n = calibrate(model, ctx, params.calibration_batches, params.batch_size)
     model = finetune(model, ctx, params.finetune, desc="finetune(qat)")
     convert_int8(model)
     return CompressResult(model, {"backend": backend, "warmup_images": n, "qat_epochs": params.finetune.epochs,
-                                  "path": "torch.ao eager QAT"},
-                          [{"kind": "quantize.int8", "mode": "qat", "backend": backend}])
+                                  "path": f"torch.ao {path} QAT"},
+                          [_int8_step("qat", backend, path, shape)])
 
 
 # --------------------------------------------------------------------------- dynamic int8
@@ -202,8 +235,14 @@ class DynamicParams(Params):
     backend: Literal["auto", "x86", "fbgemm", "qnnpack"] = "auto"
 
 
+def check_dynamic(model: nn.Module, ctx: CompressContext, params: Params) -> str | None:
+    if not any(isinstance(m, nn.Linear) for m in model.modules()):
+        return "dynamic int8 quantizes nn.Linear layers only, and this model has none"
+    return None
+
+
 @methods.register("quantize.dynamic", params=DynamicParams, family="quantization", quantizes=True,
-                  changes_architecture=True, version=1,
+                  changes_architecture=True, version=1, check_model=check_dynamic,
                   description="int8 dynamic quantization of linear layers (weights int8, activations "
                               "quantized on the fly; convs stay fp32)")
 def dynamic_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: DynamicParams) -> CompressResult:
@@ -228,7 +267,13 @@ def _rebuild_int8(model: nn.Module, step: dict, state_dict: dict) -> nn.Module:
         backend = default_backend()
     if step["mode"] == "dynamic":
         return _dynamic(model, backend)
-    model = prepare_int8(model, backend, qat=False)  # QAT converts to the same int8 modules
+    # QAT converts to the same int8 modules as static preparation
+    path, shape = step.get("path", "eager"), tuple(step.get("input_shape", ()))
+    if path == "fx":  # the same preparation as the variant's (QAT and static FX graphs differ)
+        model = int8_fx.prepare_fx(model, backend, step["mode"] == "qat", shape, cheap=True)
+        int8_fx.mark_observed(model)
+        return convert_int8(model)
+    model = prepare_int8(model, backend, qat=False)  # eager QAT converts to the same int8 modules as static
     return convert_int8(model)
 
 

@@ -30,7 +30,7 @@ from ..registry import methods
 from ..specs import Knob
 from .budget import Solution
 from .common import clone, finetune, layer_table
-from .structured import StructuredParams, _pruner, resize_step
+from .structured import StructuredParams, _pruner, attention_blocker, dry_run, resize_step
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,12 @@ def _hard(model: nn.Module, rate: float, ctx: CompressContext, params: SoftFilte
     return model.eval()
 
 
-@methods.register("prune.soft_filter", params=SoftFilterParams, budgets=("knob", "params", "bytes", "flops"),
+def check_soft_filter(model: nn.Module, ctx: CompressContext, params: SoftFilterParams) -> str | None:
+    return attention_blocker(model) or dry_run(model, ctx, lambda m: _hard(m, 0.3, ctx, params))
+
+
+@methods.register("prune.soft_filter", params=SoftFilterParams, check_model=check_soft_filter,
+                  budgets=("knob", "params", "bytes", "flops"),
                   family="pruning",
                   knob=Knob("rate", lo=0.0, hi=lambda p: p.max_layer_ratio * 0.999, shrinks=True,
                             default=lambda p: p.rate, hint="raise max_layer_ratio",

@@ -31,7 +31,7 @@ from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
 from ..registry import methods
 from ..specs import Knob
 from .budget import Solution, solve_knob
-from .common import clone, finetune, get_module, head_name, input_shape, layer_table
+from .common import clone, finetune, first_unplain_module, get_module, head_name, input_shape, layer_table
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,11 @@ def prune_once(model: nn.Module, ctx: CompressContext, params: StructuredParams,
 
 
 def resize_step(model: nn.Module) -> dict[str, Any]:
-    """Channel counts and tensor shapes of every conv / linear / BN layer (enough to rebuild the
-    architecture, independent of later steps that rename or fold the tensors)."""
+    """Channel counts and tensor shapes of every conv / linear / norm layer, and the tensor shapes of any
+    other module holding its own parameters (e.g. ConvNeXt's layer scales) — enough to rebuild the
+    architecture, independent of later steps that rename or fold the tensors."""
+    from ..models import Normalize
+
     mods: dict[str, dict[str, Any]] = {}
     for n, m in model.named_modules():
         if isinstance(m, nn.modules.conv._ConvNd):
@@ -111,8 +114,12 @@ def resize_step(model: nn.Module) -> dict[str, Any]:
             attrs = {"in_features": m.in_features, "out_features": m.out_features}
         elif isinstance(m, nn.modules.batchnorm._BatchNorm):
             attrs = {"num_features": m.num_features}
-        else:
+        elif isinstance(m, nn.LayerNorm):
+            attrs = {"normalized_shape": list(m.normalized_shape)}
+        elif isinstance(m, Normalize) or not list(m.parameters(recurse=False)):
             continue
+        else:
+            attrs = {}
         shapes = {k: list(t.shape) for k, t in list(m.named_parameters(recurse=False))
                   + list(m.named_buffers(recurse=False)) if t is not None and t.dim() > 0}
         mods[n] = {"attrs": attrs, "shapes": shapes}
@@ -128,12 +135,56 @@ def _knob_range(v: float) -> str | None:
     return None if 0 <= v < 1 else "must be in [0, 1)"
 
 
+def dry_run(model: nn.Module, ctx: CompressContext, transform: Any) -> str | None:
+    """Why ``transform(copy)`` (channel removal at a small ratio) fails on ``model`` or removes nothing
+    (None: it works; plain networks — the model zoo — are not dry-run)."""
+    if first_unplain_module(getattr(model, "net", model)) is None:
+        return None
+    m = copy.deepcopy(model).cpu().eval()
+    n0 = sum(p.numel() for p in m.parameters())
+    try:
+        m = transform(m)
+        with torch.inference_mode():
+            m(torch.rand(*input_shape(ctx.meta)))
+    except Exception as e:
+        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        return f"Torch-Pruning cannot remove its channels ({type(e).__name__}: {lines[0][:160] if lines else ''})"
+    if sum(p.numel() for p in m.parameters()) >= n0:
+        return ("Torch-Pruning finds no channel group it can remove (every group is coupled to something it cannot "
+                "shrink, e.g. a transformer's attention heads and position embedding)")
+    return None
+
+
+def attention_blocker(model: nn.Module) -> str | None:
+    """Multi-head attention (a module with ``num_heads`` and a ``qkv`` projection): removing channels
+    of its projections breaks the head split unless Torch-Pruning is told each architecture's heads,
+    which this method does not do (measured on ViT-tiny: errors, or a ratio-to-size curve that is
+    not monotone). Refused rather than pruned wrongly."""
+    for n, m in model.named_modules():
+        if isinstance(getattr(m, "num_heads", None), int) and hasattr(m, "qkv"):
+            return (f"multi-head attention ({n}: {m.num_heads} heads) — Torch-Pruning needs each architecture's "
+                    f"head layout, which channel pruning here does not set (prune the MLPs with lowrank, or use "
+                    f"unstructured pruning / distillation)")
+    return None
+
+
+def check_structured(model: nn.Module, ctx: CompressContext, params: StructuredParams) -> str | None:
+    """``check_model``: no multi-head attention, and one-shot pruning at ratio 0.3 on a copy must remove
+    channels and run (the Taylor criterion, which needs data, is dry-run as L1: the graph is the same)."""
+    blocked = attention_blocker(model)
+    if blocked:
+        return blocked
+    p = params.model_copy(update={"criterion": "l1"}) if params.criterion == "taylor" else params
+    return dry_run(model, ctx, lambda m: prune_once(m, ctx, p, 0.3))
+
+
 KNOB = Knob("ratio", lo=0.0, hi=lambda p: p.max_layer_ratio * 0.999, shrinks=True, default=lambda p: p.ratio,
             hint="raise max_layer_ratio", valid=_knob_range)
 
 
 @methods.register("prune.structured", params=StructuredParams, budgets=BUDGETS, family="pruning", knob=KNOB,
                   apply=_prune, own_budget=lambda p: p.iterative_steps > 1, changes_architecture=True,
+                  check_model=check_structured,
                   needs_training_data=True, version=1,
                   description="channel pruning that removes filters (Torch-Pruning dependency graph): "
                               "L1/L2/BN-scale/Taylor/random, local or global, one-shot or iterative")
@@ -187,7 +238,7 @@ def rebuild_resized(model: nn.Module, step: dict, state_dict: dict) -> nn.Module
     for name, spec in step["modules"].items():
         m = get_module(model, name)
         for k, v in spec["attrs"].items():
-            setattr(m, k, v)
+            setattr(m, k, tuple(v) if isinstance(getattr(m, k, None), tuple) else v)
         for tname, shape in spec["shapes"].items():
             t = getattr(m, tname)
             if list(t.shape) == list(shape):

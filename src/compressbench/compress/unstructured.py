@@ -89,7 +89,16 @@ def _knob_range(v: float) -> str | None:
     return None if 0 <= v < 1 else "must be in [0, 1)"
 
 
-@methods.register("prune.unstructured", params=UnstructuredParams, budgets=("knob", "params"), family="pruning",
+def check_unstructured(model: nn.Module, ctx: CompressContext, params: UnstructuredParams) -> str | None:
+    try:
+        prunable_layers(model, params.include_head)
+    except BudgetError as e:
+        return str(e)
+    return None
+
+
+@methods.register("prune.unstructured", params=UnstructuredParams, check_model=check_unstructured,
+                  budgets=("knob", "params"), family="pruning",
                   knob=Knob("sparsity", lo=0.0, hi=0.999, shrinks=True, default=lambda p: p.sparsity,
                             exact=exact_sparsity, valid=_knob_range),
                   apply=attach_masks, sparsifies=True, needs_training_data=True, version=2,

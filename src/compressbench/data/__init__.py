@@ -119,7 +119,11 @@ def _find_idx(folder: Path) -> dict[str, Path] | None:
     return found
 
 
-@datasets.register("fashion-mnist", description="Fashion-MNIST 28×28 grayscale, 10 classes (60k/10k)")
+FASHION_META = DataMeta("fashion-mnist", 10, 1, (28, 28), (0.2860,), (0.3530,), FASHION_CLASSES, augment="crop")
+
+
+@datasets.register("fashion-mnist", probe=lambda root: FASHION_META,
+                   description="Fashion-MNIST 28×28 grayscale, 10 classes (60k/10k)")
 def fashion_mnist(root: Path | None, cache: Path, download: bool) -> DatasetBundle:
     """Search order: the Debian package, the cache dir, then a torchvision download (into the cache);
     with ``root``: only ``root`` (downloaded into it when ``download``)."""
@@ -152,8 +156,7 @@ def fashion_mnist(root: Path | None, cache: Path, download: bool) -> DatasetBund
         return ImageSet(to_uint8_nchw(x), torch.from_numpy(y.astype(np.int64)))
 
     train, test = split("train_x", "train_y"), split("test_x", "test_y")
-    meta = DataMeta("fashion-mnist", 10, 1, (28, 28), (0.2860,), (0.3530,), FASHION_CLASSES, augment="crop")
-    return DatasetBundle(meta, train, test)
+    return DatasetBundle(FASHION_META, train, test)
 
 
 # --------------------------------------------------------------------------- CIFAR
@@ -184,9 +187,17 @@ def _cifar(name: str, tv_cls: str, num_classes: int, mean: tuple, std: tuple):
     return loader
 
 
-datasets.register("cifar10", _cifar("cifar10", "CIFAR10", 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+def _cifar_probe(name: str, num_classes: int, mean: tuple, std: tuple, classes: tuple = ()):
+    meta = DataMeta(name, num_classes, 3, (32, 32), mean, std, classes, augment="flip_crop")
+    return lambda root: meta
+
+
+_C10 = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+_C100 = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
+datasets.register("cifar10", _cifar("cifar10", "CIFAR10", 10, *_C10),
+                  probe=_cifar_probe("cifar10", 10, *_C10, CIFAR10_CLASSES),
                   description="CIFAR-10 32×32 RGB via torchvision (downloads to the cache dir)")
-datasets.register("cifar100", _cifar("cifar100", "CIFAR100", 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+datasets.register("cifar100", _cifar("cifar100", "CIFAR100", 100, *_C100), probe=_cifar_probe("cifar100", 100, *_C100),
                   description="CIFAR-100 32×32 RGB via torchvision (downloads to the cache dir)")
 
 
@@ -203,7 +214,21 @@ def _folder_domains(options: dict[str, Any]) -> tuple[str, ...]:
     return tuple(options.get("domains") or ())
 
 
-@datasets.register("imagefolder", params=ImageFolderOptions, domains=_folder_domains,
+def _imagefolder_probe(root: Path | None, size: int = 32, channels: int = 3, test_fraction: float = 0.2,
+                      split_seed: int = 0, domains: dict[str, str] | None = None) -> DataMeta:
+    """Classes from the folder names; mean / std are placeholders (computed from the images at load)."""
+    if root is None or not Path(root).is_dir():
+        raise DatasetError(f"imagefolder needs dataset.root to be an existing folder, got {root}")
+    if domains:  # the first domain's class folders (every domain must have the same classes)
+        base = root / next(iter(domains.values()))
+    else:
+        base = root / "train" if (root / "train").is_dir() and (root / "test").is_dir() else root
+    classes = tuple(sorted(d.name for d in base.iterdir() if d.is_dir())) if base.is_dir() else ()
+    return DataMeta(root.name, len(classes), channels, (size, size), (0.5,) * channels, (0.25,) * channels, classes,
+                    augment="flip_crop")
+
+
+@datasets.register("imagefolder", params=ImageFolderOptions, domains=_folder_domains, probe=_imagefolder_probe,
                    description="any folder of class subfolders (train/ and test/ or a split); with options "
                                "domains: {name: folder}, one domain per folder")
 def imagefolder(root: Path | None, cache: Path, download: bool, *, requested: tuple[str, ...] | None = None,
@@ -260,6 +285,8 @@ class DigitsOptions(DatasetOptions):
 
 
 @datasets.register("digits", params=DigitsOptions,
+                   probe=lambda root, size=16, test_fraction=0.25: DataMeta(
+                       "digits", 10, 1, (size, size), (0.5,), (0.25,), tuple(map(str, range(10))), augment="none"),
                    description="scikit-learn's bundled 8×8 handwritten digits (1797), upsampled; for tests")
 def digits(root: Path | None, cache: Path, download: bool, size: int = 16,
            test_fraction: float = 0.25) -> DatasetBundle:
@@ -289,7 +316,13 @@ class SyntheticOptions(DatasetOptions):
     seed: Seed = 0
 
 
-@datasets.register("synthetic", params=SyntheticOptions,
+def _synthetic_probe(root: Path | None, n_train: int = 600, n_test: int = 200, size: int = 32, num_classes: int = 4,
+                     channels: int = 3, seed: int = 0) -> DataMeta:
+    return DataMeta("synthetic", num_classes, channels, (size, size), (0.5,) * channels, (0.25,) * channels,
+                    tuple(f"c{i}" for i in range(num_classes)), augment="none")
+
+
+@datasets.register("synthetic", params=SyntheticOptions, probe=_synthetic_probe,
                    description="seeded RGB shapes (class = shape×colour), any size; for tests")
 def synthetic(root: Path | None, cache: Path, download: bool, n_train: int = 600, n_test: int = 200,
               size: int = 32, num_classes: int = 4, channels: int = 3, seed: int = 0) -> DatasetBundle:

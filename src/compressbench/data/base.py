@@ -58,11 +58,14 @@ class DataMeta:
 
 @dataclass
 class ImageSet:
-    """``x``: uint8 N×C×H×W; ``y``: int64 N. ``index``: original dataset indices."""
+    """``x``: uint8 N×C×H×W; ``y``: int64 N. ``index``: original dataset indices. ``size``: (H, W) the
+    batches are resized to (``dataset.resize``; the stored images keep their size, so CIFAR-10 at 224 px
+    costs no more memory than at 32 px)."""
 
     x: torch.Tensor
     y: torch.Tensor
     index: torch.Tensor = field(default=None)  # type: ignore[assignment]
+    size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.x.dtype != torch.uint8 or self.x.dim() != 4:
@@ -77,7 +80,7 @@ class ImageSet:
 
     def subset(self, idx: torch.Tensor | np.ndarray | list[int]) -> "ImageSet":
         idx = torch.as_tensor(idx, dtype=torch.long)
-        return ImageSet(self.x[idx], self.y[idx], self.index[idx])
+        return ImageSet(self.x[idx], self.y[idx], self.index[idx], self.size)
 
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
                 device: torch.device | str = "cpu",
@@ -89,6 +92,10 @@ class ImageSet:
         for s in range(0, n, batch_size):
             b = order[s:s + batch_size]
             x = self.x[b].to(device, non_blocking=True)
+            if self.size is not None:
+                from .transforms import fit_size
+
+                x = fit_size(x, self.size)
             yield (x if uint8 else x.float().div_(255.0)), self.y[b].to(device), self.index[b]
 
 
@@ -97,11 +104,14 @@ class DatasetBundle:
     """``train`` / ``test``: the (source domain's) labelled splits. A dataset with named domains also
     carries ``source`` (its name), ``targets`` (each target domain's labelled *evaluation* images) and
     ``unlabeled`` (each target domain's images that adaptation may train on, labels replaced by -1;
-    see :mod:`compressbench.data.domains`)."""
+    see :mod:`compressbench.data.domains`). ``val``: a held-out part of the training set
+    (``dataset.val_fraction``) that picks the best epoch and calibrates quantization, so that ``test`` is
+    touched only by evaluators (None: no split)."""
 
     meta: DataMeta
     train: ImageSet
     test: ImageSet
+    val: ImageSet | None = None
     source: str | None = None
     targets: dict[str, ImageSet] = field(default_factory=dict)
     unlabeled: dict[str, ImageSet] = field(default_factory=dict)

@@ -52,7 +52,25 @@ def domain_folder(root: Path, domain: str) -> Path | None:
     return None
 
 
-@datasets.register("office31", params=Office31Options, domains=DOMAINS,
+NUM_CLASSES = 31
+
+
+def _probe(root: Path | None, size: int = 224, resize: int | None = None, channels: int = 3,
+           stats: str = "source") -> DataMeta:
+    """The metadata without decoding an image (validate builds the model from it): 31 classes, the class
+    names from the extracted tree when it is there; placeholder statistics (``stats: source`` computes them
+    from the source domain at load). A missing archive is reported when the data is loaded, before any work."""
+    names: tuple[str, ...] = ()
+    if root is not None and Path(root).is_dir():
+        folders = [f for f in (domain_folder(Path(root), d) for d in DOMAINS) if f is not None]
+        names = tuple(sorted({c for f in folders for c in list_class_images(f)}))
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if stats == "imagenet" and channels == 3 else \
+        ((0.5,) * channels, (0.25,) * channels)
+    return DataMeta("office31", len(names) or NUM_CLASSES, channels, (size, size), mean, std, names,
+                    augment="flip_crop")
+
+
+@datasets.register("office31", params=Office31Options, domains=DOMAINS, probe=_probe,
                    description="Office-31 (amazon, dslr, webcam; 31 classes) from the extracted archive at "
                                "dataset.root; decoded once, cached")
 def office31(root: Path | None, cache: Path, download: bool, *, requested: tuple[str, ...] = DOMAINS,

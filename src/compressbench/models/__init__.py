@@ -8,6 +8,10 @@ imports the module and registers the factory under that string. A config (``mode
 student — :data:`ModelName`) and the ``--model`` flags resolve what the user wrote; :func:`create_model`
 itself only looks names up, so a name read from a checkpoint never imports code (DESIGN.md 14)
 unless the caller opts in with :func:`trusting_code` (``load_model(..., trust=True)``).
+
+Library models: ``"timm:<architecture>"`` (:mod:`.timm`) and ``"torchvision:<model>"`` (:mod:`.tv`) are
+name families the registry serves on first use. Weights of any model come from ``model.weights``
+(:mod:`.weights` for files, :mod:`.published` for torchvision / timm tags; :mod:`.baseline` puts them in).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from torch import nn
 
 from ..data.base import DataMeta
 from ..registry import UnknownNameError, is_object_path, models
+from .published import torchvision_weights
 
 __all__ = ["Classifier", "Normalize", "create_model", "count_params", "ModelName", "trusting_code",
            "user_model_names", "check_factory_kwargs"]
@@ -65,8 +70,9 @@ ModelName = Annotated[str, AfterValidator(_resolve_model_name)]
 
 def user_model_names() -> list[str]:
     """The ``"pkg.mod:factory"`` names resolved in this process (written by the user in a config or
-    a flag) — a fresh worker process re-resolves exactly these, and nothing a checkpoint names."""
-    return [n for n in models.names() if is_object_path(n)]
+    a flag) — a fresh worker process re-resolves exactly these, and nothing a checkpoint names.
+    Library name families (``timm:...``) need no trust and are not listed."""
+    return [n for n in models.names() if is_object_path(n) and not models.source_of(n)]
 
 
 class Normalize(nn.Module):
@@ -102,7 +108,7 @@ def create_model(name: str, meta: DataMeta, width: float = 1.0, **kwargs: Any) -
     """Build a registered model for a dataset's metadata. Only looks ``name`` up: a
     ``"pkg.mod:factory"`` must have been resolved first (``models.resolve(name)``, done by config
     validation), or be met inside :func:`trusting_code`."""
-    if is_object_path(name) and name not in models:
+    if is_object_path(name) and name not in models and not models.source_of(name):
         if not _TRUST_CODE.get():
             raise UntrustedModelError(name)
         models.resolve(name)
@@ -157,7 +163,8 @@ def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-@models.register("cnn5", description="plain CNN: 5 conv-bn-relu layers (2 max-pools), global pool, linear")
+@models.register("cnn5", family="cnn",
+                 description="plain CNN: 5 conv-bn-relu layers (2 max-pools), global pool, linear")
 def cnn5(meta: DataMeta, width: float = 1.0, channels: Sequence[int] = (32, 32, 64, 64, 128)) -> nn.Module:
     c = [_w(ch, width) for ch in channels]
     layers: list[nn.Module] = []
@@ -171,7 +178,7 @@ def cnn5(meta: DataMeta, width: float = 1.0, channels: Sequence[int] = (32, 32, 
     return nn.Sequential(*layers)
 
 
-@models.register("tinycnn", description="2-conv test fixture (a few thousand parameters)")
+@models.register("tinycnn", family="cnn", description="2-conv test fixture (a few thousand parameters)")
 def tinycnn(meta: DataMeta, width: float = 1.0) -> nn.Module:
     c1, c2 = _w(8, width), _w(16, width)
     return nn.Sequential(*_conv_bn(meta.channels, c1), nn.MaxPool2d(2), *_conv_bn(c1, c2),
@@ -199,7 +206,8 @@ def _cifar_resnet(depth: int):
 
 
 for _d in (8, 20, 32, 44, 56, 110):
-    models.register(f"resnet{_d}", _cifar_resnet(_d), description=f"CIFAR ResNet-{_d} of He et al. (3×3 stem)")
+    models.register(f"resnet{_d}", _cifar_resnet(_d), family="resnet", classifier="fc", first_conv="conv1",
+                    description=f"CIFAR ResNet-{_d} of He et al. (3×3 stem)")
 
 _TV = {18: ("BasicBlock", [2, 2, 2, 2]), 34: ("BasicBlock", [3, 4, 6, 3]), 50: ("Bottleneck", [3, 4, 6, 3]),
        101: ("Bottleneck", [3, 4, 23, 3]), 152: ("Bottleneck", [3, 8, 36, 3])}
@@ -222,7 +230,26 @@ def _tv_resnet(depth: int, stem: str):
 
 
 for _d in _TV:
-    models.register(f"cifar_resnet{_d}", _tv_resnet(_d, "cifar"),
+    models.register(f"cifar_resnet{_d}", _tv_resnet(_d, "cifar"), family="resnet", classifier="fc",
+                    first_conv="conv1",
                     description=f"ResNet-{_d} (torchvision blocks) with a 3×3 stem for small images")
-    models.register(f"tv_resnet{_d}", _tv_resnet(_d, "imagenet"),
-                    description=f"torchvision ImageNet ResNet-{_d} (7×7 stem), random init")
+    models.register(f"tv_resnet{_d}", _tv_resnet(_d, "imagenet"), family="resnet", classifier="fc",
+                    first_conv="conv1", published=torchvision_weights(f"resnet{_d}"),
+                    description=f"torchvision ImageNet ResNet-{_d} (7×7 stem; torchvision:IMAGENET1K_V1 weights load)")
+
+
+def _timm_source(name: str):
+    from . import timm as timm_models
+
+    return timm_models.source(name)
+
+
+def _torchvision_source(name: str):
+    from . import tv
+
+    return tv.source(name)
+
+
+models.add_source("timm:", _timm_source, "any timm architecture, random init (timm.list_models())")
+models.add_source("torchvision:", _torchvision_source,
+                  "any torchvision classification model, random init (torchvision.models.list_models())")

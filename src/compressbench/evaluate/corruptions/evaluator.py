@@ -19,6 +19,7 @@ import torch
 from pydantic import ValidationError, field_validator, model_validator
 from torch import nn
 
+from ...data.transforms import fit_size
 from ...fields import BatchSize, Seed, Subset
 from ...interfaces import EvalContext, Measurement, Params
 from ...progress import progress_bar
@@ -221,6 +222,7 @@ def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: Corruption
                 if params.files and cell.constant is None:
                     for x, y in _file_batches(params.files, cell.name, cell.severity, images.index,
                                               params.batch_size, ctx.data.test.index):
+                        x = fit_size(x, ctx.meta.size)  # dataset.resize: the files hold 32-px images
                         hits += correct(x.to(device), y.to(device))
                         bar.update(len(y))
                 else:  # quantize: uint8 in -> uint8 out, the cheapest path (same images)

@@ -1,0 +1,212 @@
+"""Weights files: every format a training script writes loads into the architecture (bit-identical
+logits); mismatches are one line naming the first offending keys; nothing in a file runs code; a weights
+file enters job keys by its content hash (issue 13, items 1 and 6)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from compressbench.baseline import build_baseline
+from compressbench.checkpoint import save_model
+from compressbench.cli import main as cli_main
+from compressbench.config import ConfigError, validate
+from compressbench.errors import CheckpointError
+from compressbench.models.weights import read_weights
+from compressbench.plan import plan
+
+CFG = {"name": "tinycnn", "width": 1.0, "kwargs": {}}
+
+
+def _net_sd(model) -> dict:
+    return {k: v.clone() for k, v in model.net.state_dict().items()}
+
+
+class _Evil:
+    """Unpickling this would run a shell command (if the loader ran code)."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _Callback:
+    """A training script's own class, pickled next to the weights: its code must not run on load."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __setstate__(self, state):
+        Path(state["marker"]).touch()
+
+
+def _formats(model, tmp: Path) -> dict[str, Path]:
+    from safetensors.torch import save_file
+
+    net = _net_sd(model)
+    full = {k: v.contiguous() for k, v in model.state_dict().items()}
+    files = {
+        "bare.pt": net,
+        "lightning.ckpt": {"state_dict": {f"model.{k}": v for k, v in net.items()}, "epoch": 3,
+                           "hyper_parameters": {"lr": 0.1, "arch": "tinycnn"}},
+        "torchvision_reference.pth": {"model": net, "optimizer": {"state": {}, "param_groups": []}, "epoch": 7,
+                                      "args": argparse.Namespace(lr=0.1, model="tinycnn")},
+        "ddp.pth": {f"module.{k}": v for k, v in net.items()},
+        "compiled_lightning.ckpt": {"state_dict": {f"model._orig_mod.{k}": v for k, v in net.items()}},
+        "timm_train.pth.tar": {"state_dict": net, "state_dict_ema": {k: v * 0 for k, v in net.items()}, "epoch": 1},
+        "whole_classifier_keys.pt": full,
+        "pickled_module.pt": model.net,
+    }
+    out = {}
+    for name, obj in files.items():
+        torch.save(obj, tmp / name)
+        out[name] = tmp / name
+    save_file(full, str(tmp / "full.safetensors"))
+    save_file(net, str(tmp / "net.safetensors"))
+    out["full.safetensors"] = tmp / "full.safetensors"
+    out["net.safetensors"] = tmp / "net.safetensors"
+    spec = {"model": "tinycnn", "width": 1.0, "kwargs": {}, "meta": None}
+    out["compressbench_model.pt"] = save_model(model, tmp / "model.pt", spec)
+    return out
+
+
+def test_every_format_loads_bit_identically(tiny_model, digits_bundle, tmp_path):
+    x = torch.rand(16, 1, 16, 16)
+    with torch.inference_mode():
+        ref = tiny_model(x)
+    files = _formats(tiny_model, tmp_path)
+    where = {}
+    for name, path in files.items():
+        base = build_baseline({**CFG, "weights": str(path)}, digits_bundle.meta, transfer=False)
+        with torch.inference_mode():
+            assert torch.equal(base.model.eval()(x), ref), name
+        where[name] = base.where
+    assert "key 'state_dict'" in where["lightning.ckpt"] and "key 'model'" in where["torchvision_reference.pth"]
+    assert "key 'state_dict'" in where["timm_train.pth.tar"]  # the trained weights, not the EMA copy
+    assert "pickled" in where["pickled_module.pt"] and "compressbench checkpoint" in where["compressbench_model.pt"]
+
+
+def test_no_code_runs_from_a_weights_file(tiny_model, digits_bundle, tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": _net_sd(tiny_model), "callback": _Callback(str(marker))}, tmp_path / "cb.pth")
+    base = build_baseline({**CFG, "weights": str(tmp_path / "cb.pth")}, digits_bundle.meta, transfer=False)
+    assert not marker.exists() and base.where.endswith("(key 'state_dict')")  # the class was never imported
+    torch.save(_Callback(str(marker)), tmp_path / "only_object.pth")
+    with pytest.raises(CheckpointError, match="holds no state dict"):
+        read_weights(tmp_path / "only_object.pth")
+    torch.save({"state_dict": _net_sd(tiny_model), "x": _Evil(str(marker))}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match="never runs code.*GLOBAL posix.system") as e:
+        read_weights(tmp_path / "evil.pth")
+    assert "\n" not in str(e.value) and not marker.exists()
+
+
+@pytest.mark.parametrize("damage, expect", [
+    ("drop", "1 missing key(s): net.5.running_var"),
+    ("extra", "1 unexpected key(s): net.extra.weight"),
+    ("shape", "shape of net.0.weight is [8, 1, 5, 5] in the file but [8, 1, 3, 3] in the model"),
+    ("classes", "another number of classes: fine-tune them on this dataset with train: {init: weights"),
+])
+def test_mismatch_is_one_line_naming_the_key(tiny_model, digits_bundle, tmp_path, damage, expect):
+    sd = _net_sd(tiny_model)
+    if damage == "drop":
+        del sd["5.running_var"]
+    elif damage == "extra":
+        sd["extra.weight"] = torch.zeros(2)
+    elif damage == "shape":
+        sd["0.weight"] = torch.zeros(8, 1, 5, 5)
+    else:
+        sd["9.weight"], sd["9.bias"] = torch.zeros(1000, 16), torch.zeros(1000)
+    torch.save(sd, tmp_path / "w.pt")
+    with pytest.raises(CheckpointError) as e:
+        build_baseline({**CFG, "weights": str(tmp_path / "w.pt")}, digits_bundle.meta, transfer=False)
+    msg = str(e.value)
+    assert expect in msg and "\n" not in msg and "do not fit tinycnn built for digits" in msg
+
+
+def _config(tmp: Path, weights: str, **over) -> dict:
+    raw = {"name": "own", "dataset": {"name": "digits"}, "model": {"name": "tinycnn", "weights": weights},
+           "train": None, "variants": [{"method": "quantize.dynamic"}], "cache_dir": str(tmp / "cache"),
+           "store": str(tmp / "r.sqlite")}
+    raw.update(over)
+    return raw
+
+
+def test_cli_validate_mismatch_exit_2_one_line(tiny_model, tmp_path, capsys):
+    sd = _net_sd(tiny_model)
+    del sd["9.bias"]
+    torch.save(sd, tmp_path / "w.pt")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(_config(tmp_path, str(tmp_path / "w.pt"))))
+    assert cli_main(["validate", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: model.weights: weights ") and "net.9.bias" in err[0]
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("over, expect", [
+    ({"model": {"name": "tinycnn", "weights": "/no/such/file.pt"}}, "model.weights: no such file '/no/such/file.pt'"),
+    ({"model": {"name": "tinycnn"}}, "train: null means the model is not trained here"),
+    ({"train": {"epochs": 1, "init": "scratch"}}, "train.init: 'scratch' ignores model.weights"),
+    ({"model": {"name": "tinycnn"}, "train": {"epochs": 1, "init": "weights"}}, "train.init: 'weights' needs"),
+    ({"train": {"epochs": 1, "freeze_epochs": 2}}, "train.freeze_epochs: 2 > train.epochs (1)"),
+    ({"model": {"name": "tinycnn", "weights": "torchvision:IMAGENET1K_V1"}}, "model 'tinycnn' has no published"),
+    ({"model": {"name": "tv_resnet18", "weights": "torchvision:IMAGENET1K_V9"}}, "did you mean 'IMAGENET1K_V1'"),
+    ({"model": {"name": "timm:resnet18", "weights": "timm:a1_in1"}}, "did you mean 'a1_in1k'"),
+    ({"model": {"name": "timm:resnt18"}}, "unknown timm architecture 'resnt18'; did you mean 'timm:resnet18'?"),
+    ({"model": {"name": "timm:resnet18.a1_in1k"}}, "the pretrained tag as model.weights ('timm:a1_in1k')"),
+])
+def test_config_mistakes_are_one_line(tiny_model, tmp_path, over, expect):
+    torch.save(_net_sd(tiny_model), tmp_path / "w.pt")
+    raw = _config(tmp_path, str(tmp_path / "w.pt"), **over)
+    with pytest.raises(ConfigError) as e:
+        validate(raw)
+    assert expect in str(e.value) and "\n" not in str(e.value)
+
+
+def test_weights_enter_the_key_by_content_not_path(tiny_model, tmp_path):
+    sd = _net_sd(tiny_model)
+    torch.save(sd, tmp_path / "a.pt")
+    (tmp_path / "moved").mkdir()
+    shutil.copy(tmp_path / "a.pt", tmp_path / "moved" / "b.pt")  # the same bytes elsewhere
+    key = {n: plan(validate(_config(tmp_path, str(p))))[0].key for n, p in
+           (("a", tmp_path / "a.pt"), ("b", tmp_path / "moved" / "b.pt"))}
+    assert key["a"] == key["b"]
+    sd["0.weight"] = sd["0.weight"] + 1e-3
+    torch.save(sd, tmp_path / "moved" / "b.pt")
+    changed = plan(validate(_config(tmp_path, str(tmp_path / "moved" / "b.pt"))))
+    assert changed[0].key != key["a"]
+    assert changed[0].spec["model"]["weights"] == str((tmp_path / "moved" / "b.pt").resolve())  # the job gets the path
+    # train.epochs: 0 trains nothing either: the same baseline job as train: null (its recipe is for fine-tunes)
+    zero = plan(validate(_config(tmp_path, str(tmp_path / "a.pt"), train={"epochs": 0, "batch_size": 32})))
+    assert zero[0].key == key["a"] and zero[0].describe() == "load baseline weights seed=0"
+    assert zero[1].spec["train"]["batch_size"] == 32 and zero[1].key != plan(validate(_config(
+        tmp_path, str(tmp_path / "a.pt"))))[1].key
+
+
+def test_new_fields_at_defaults_keep_every_key():
+    """The quickstart's jobs keep the keys they had before issue 13 (commit 52e96a2): nothing re-runs."""
+    import hashlib
+
+    from compressbench.config import load_config
+
+    root = Path(__file__).parents[1]
+    jobs = plan(load_config(root / "configs" / "quickstart.yaml"))
+    assert jobs[0].key == "c0de933b628298da5c61a647"
+    digest = hashlib.sha256("".join(j.key for j in jobs).encode()).hexdigest()
+    assert digest == "82b2238e14b9ff5a5081b12724828afba3c470be923d4466624ba91fcf880926"
+    raw = yaml.safe_load((root / "configs" / "quickstart.yaml").read_text())
+    explicit = copy.deepcopy(raw)
+    explicit["dataset"].update(resize=None, val_fraction=None)
+    explicit["model"].update(weights=None, mean=None, std=None)
+    explicit["train"].update(init=None, freeze_epochs=0.0, rotation=0.0, color_jitter=None)
+    assert [j.key for j in plan(validate(explicit))] == [j.key for j in jobs]
+    raw["dataset"]["val_fraction"] = 0.1
+    assert plan(validate(raw))[0].key != jobs[0].key
