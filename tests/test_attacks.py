@@ -267,3 +267,16 @@ def test_jsma_runs_via_torchattacks(tiny_model, batch):
     assert (ok0 & ~ok).sum() >= 0.5 * ok0.sum()  # most correctly classified images are fooled
     with pytest.raises(ValueError, match="features"):
         a.run(tiny_model, torch.rand(2, 3, 64, 64), torch.zeros(2, dtype=torch.long))
+
+
+def test_jsma_on_large_images_is_refused_at_validate(tmp_path):
+    from compressbench.config import ConfigError, validate
+
+    raw = {"name": "j", "dataset": {"name": "synthetic", "options": {"size": 64}}, "model": {"name": "tinycnn"},
+           "evaluations": [{"evaluator": "adversarial", "params": {"attacks": [{"name": "jsma"}]}}],
+           "cache_dir": str(tmp_path / "c"), "store": str(tmp_path / "s.sqlite")}
+    with pytest.raises(ConfigError, match=r"evaluations\[0\].params: attacks\[0\]: 'jsma' handles inputs of at most "
+                                          r"4,096 features .* 12,288"):
+        validate(raw)
+    raw["dataset"]["options"]["size"] = 32  # 3×32×32 = 3,072 features: fine
+    validate(raw)

@@ -70,3 +70,24 @@ def test_method_runs_and_round_trips(name, tiny_model, digits_bundle, tmp_path):
     with torch.inference_mode():
         assert torch.equal(reloaded(x), y)
     assert not any(k.endswith(("weight_orig", "weight_mask")) for k in ck["state_dict"])
+
+
+@pytest.mark.parametrize("arch", ["tv_resnet50", "cifar_resnet18"])
+def test_static_int8_on_zoo_resnets_round_trips(arch, digits_bundle, tmp_path):
+    """Eager int8 on torchvision's Bottleneck and BasicBlock ResNets: fused, converted, reloaded exactly
+    (the Bottleneck's new ReLUs must share the block's mode, or conv-bn-relu fusion refuses them)."""
+    from compressbench.models import create_model
+
+    torch.manual_seed(0)
+    parent = create_model(arch, digits_bundle.meta, width=0.0625).eval()
+    spec = {"model": arch, "width": 0.0625, "kwargs": {}, "meta": digits_bundle.meta.to_dict()}
+    ctx = make_context(digits_bundle, tmp_path, spec=spec)
+    res = compress("quantize.static", parent, ctx, None,
+                   methods.spec("quantize.static").params(calibration_batches=2, batch_size=32))
+    x = digits_bundle.test.x[:16].float() / 255
+    with torch.inference_mode():
+        y = res.model(x)
+    reloaded, _ = load_model(save_model(res.model, tmp_path / "q.pt", spec, res.steps))
+    with torch.inference_mode():
+        assert torch.equal(reloaded(x), y)
+    assert res.achieved["bytes"] < 0.5

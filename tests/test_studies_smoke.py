@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from compressbench.config import load_config
+from compressbench.domain_config import experiment_parts
 from compressbench.report import build_report
+from compressbench.report.html import _slug
 from compressbench.runner import run
 
 STUDIES = sorted((Path(__file__).parents[1] / "configs" / "studies").glob("*.yaml"))
@@ -26,13 +28,14 @@ def test_study_preset_at_smoke_scale(path, tmp_path):
     assert summary.failed == 0, summary.failures
     assert summary.ran == summary.jobs
     build_report(exp.store_path, tmp_path / "report", formats=("html", "csv"))
-    exp_dir = tmp_path / "report" / exp.name
     assert exp.report is not None and exp.report.tables
-    for table in exp.report.tables:  # every study table renders with a number in every column
-        rows = list(csv.DictReader(open(exp_dir / f"study-{table.name}.csv")))
-        assert rows, table.name
-        for i, col in enumerate(table.columns):
-            assert any(r[f"c{i}"] not in ("", "nan") for r in rows), (table.name, col.label)
+    for name, _ in experiment_parts(exp):  # each experiment (one per source domain for domain studies)
+        exp_dir = tmp_path / "report" / _slug(name)
+        for table in exp.report.tables:  # every study table renders with a number in every column
+            rows = list(csv.DictReader(open(exp_dir / f"study-{table.name}.csv")))
+            assert rows, table.name
+            for i, col in enumerate(table.columns):
+                assert any(r[f"c{i}"] not in ("", "nan") for r in rows), (name, table.name, col.label)
     html = (tmp_path / "report" / "report.html").read_text()
     assert all(t.title.split("(")[0].strip() in html for t in exp.report.tables)
     print(f"{path.stem} at smoke scale: {summary.jobs} jobs in {secs:.1f} s")

@@ -55,3 +55,12 @@ def test_kd_loss_variants_equal_their_formulas():
     assert torch.isclose(kd_loss(zs, zt, y, a, t, kind="hinton_2t2"), 2 * t * t * a * kl_ts + (1 - a) * ce, atol=1e-6)
     assert torch.isclose(kd_loss(zs, zt, y, a, t, kind="reverse_kl"), a * t * t * kl_st + (1 - a) * ce, atol=1e-6)
     assert not torch.isclose(kl_ts, kl_st)  # the two directions really differ here
+
+
+def test_flip_only_augmentation_flips_without_cropping():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 8, 8)
+    out = augment_batch(x, "flip", g)
+    same = (out == x).flatten(1).all(1)
+    flipped = (out == x.flip(3)).flatten(1).all(1)
+    assert (same | flipped).all() and same.any() and flipped.any()

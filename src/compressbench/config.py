@@ -130,7 +130,7 @@ class TrainConfig(_Strict):
     step_size: Epochs = 1.0
     gamma: float = Field(0.1, gt=0, le=1)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    augment: Literal["auto", "none", "crop", "flip_crop"] = "auto"
+    augment: Literal["auto", "none", "crop", "flip", "flip_crop"] = "auto"
     warmup_epochs: FinetuneEpochs = 0.0
     amp: bool = True
     adapt: AdaptParams | None = None  # domain adaptation of the baseline, e.g. {method: coral, weight: 1}

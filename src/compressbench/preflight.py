@@ -161,3 +161,11 @@ def check_parent(exp: Any, variants: list[Any]) -> None:
         if msg:
             raise _config_error(f"variants[{v.index}].method: '{v.method}' cannot handle {exp.model.name} "
                                 f"({family}): {msg}")
+    from .config import resolve_evaluations
+    from .registry import evaluators
+
+    for i, (ev, params) in enumerate(resolve_evaluations(exp, [v.name for v in variants])):
+        check = evaluators.spec(ev.evaluator).check_data
+        msg = check(params, meta) if check is not None else None
+        if msg:
+            raise _config_error(f"evaluations[{i}].params: {msg}")

@@ -248,6 +248,9 @@ class EvaluatorSpec(ComponentSpec):
     once over the rows of all the siblings (a study section; its conditions must tell them apart)."""
 
     metrics: tuple[MetricSpec, ...] = ()
+    # check_data(params, meta) -> message | None: what the evaluator cannot do on this dataset's images,
+    # said at validate (before any work), e.g. an attack that needs small inputs
+    check_data: Callable[[Any, Any], str | None] | None = None
     target_domains: Callable[[Any], Any] | None = None
     gathers: bool = False
     key_versions: Callable[[Any], Any] | None = None
@@ -319,7 +322,7 @@ class AttackSpec(ComponentSpec):
     iterative: bool = False
     single_step: bool = False
     backend: str = ""
-    default_steps: int | None = None
+    max_features: int | None = None  # the largest input (channels × height × width) it can attack
 
 
 # --------------------------------------------------------------------------- datasets and models

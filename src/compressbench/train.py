@@ -40,7 +40,7 @@ class TrainRecipe:
     step_size: float = 1.0  # epochs between decays for "step"
     gamma: float = 0.1
     label_smoothing: float = 0.0
-    augment: Literal["auto", "none", "crop", "flip_crop"] = "auto"
+    augment: Literal["auto", "none", "crop", "flip", "flip_crop"] = "auto"
     warmup_epochs: float = 0.0
     amp: bool = True  # only used on CUDA
     init: str | None = None  # where the baseline starts (read by the baseline job, not by this loop)
@@ -64,10 +64,14 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def augment_batch(x: torch.Tensor, mode: str, g: torch.Generator) -> torch.Tensor:
-    """Random crop with 4-px (size/8) zero padding, and horizontal flips for ``flip_crop``; batched."""
+    """Random crop with 4-px (size/8) zero padding, and horizontal flips for ``flip_crop``; ``flip``:
+    horizontal flips only; batched."""
     if mode == "none":
         return x
     n, _, h, w = x.shape
+    if mode == "flip":
+        flip = (torch.rand(n, generator=g) < 0.5).to(x.device)
+        return torch.where(flip[:, None, None, None], x.flip(3), x).contiguous()
     pad = max(1, h // 8)
     xp = F.pad(x, (pad, pad, pad, pad))
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=g)

@@ -113,7 +113,8 @@ def make_quantizable(net: nn.Module, qat: bool) -> nn.Module:
         elif type(m) is tvr.Bottleneck:
             m.__class__ = qr.QuantizableBottleneck
             m.skip_add_relu = nn.quantized.FloatFunctional()
-            m.relu1, m.relu2 = nn.ReLU(inplace=False), nn.ReLU(inplace=False)
+            # new modules start in training mode: match the block's, or fusing conv-bn-relu refuses the mix
+            m.relu1, m.relu2 = nn.ReLU(inplace=False).train(m.training), nn.ReLU(inplace=False).train(m.training)
             _fuse_if_plain(m, [["conv1", "bn1", "relu1"], ["conv2", "bn2", "relu2"], ["conv3", "bn3"]], qat)
         elif isinstance(m, tvr.ResNet):
             _fuse_if_plain(m, [["conv1", "bn1", "relu"]], qat)

@@ -25,7 +25,8 @@ def layout_of(data: ExperimentData) -> ReportLayout | None:
     """The ``report`` layout of the experiment's latest run (None: none declared)."""
     for run in reversed(data.runs):
         cfg = run.get("config_json") or {}
-        if cfg.get("name", data.name) == data.name and cfg.get("report"):
+        name = cfg.get("name", data.name)  # a sibling experiment (<name>.<source>) runs its parent's config
+        if (data.name == name or data.name.startswith(f"{name}.")) and cfg.get("report"):
             try:
                 return ReportLayout.model_validate(cfg["report"])
             except Exception as e:  # a layout written by another version: say so, draw the rest

@@ -26,6 +26,7 @@ from torch import nn
 
 from ...interfaces import EvalContext, Measurement, Params
 from ...progress import progress_bar
+from ...registry import attacks as attacks_registry
 from ...registry import evaluators
 from ...specs import MetricSpec
 from .library import Attack, AttackConfig, build_attack, perturbation_norm
@@ -295,7 +296,18 @@ def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list
     return out
 
 
-@evaluators.register("adversarial", params=AdversarialParams, version=1,
+def check_inputs(params: AdversarialParams, meta: Any) -> str | None:
+    """An attack that cannot handle inputs of this size (its spec's ``max_features``), before any work."""
+    feats = int(meta.channels) * int(meta.size[0]) * int(meta.size[1])
+    for i, a in enumerate(params.attacks):
+        limit = attacks_registry.spec(a.name).max_features
+        if limit is not None and feats > limit:
+            return (f"attacks[{i}]: '{a.name}' handles inputs of at most {limit:,} features (channels × height × "
+                    f"width); {meta.name} at {meta.channels}×{meta.size[0]}×{meta.size[1]} has {feats:,}")
+    return None
+
+
+@evaluators.register("adversarial", params=AdversarialParams, version=1, check_data=check_inputs,
                      description="robust accuracy under FGSM / PGD / DeepFool / C&W / DDN / AutoAttack "
                                  "(white-box, transfer from the float parent, or white-box through fake-quant STE)",
                      metrics=(

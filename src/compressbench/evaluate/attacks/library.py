@@ -318,6 +318,7 @@ JSMA_MAX_FEATURES = 4096  # the saliency map is features × features floats per 
 
 
 @attacks.register("jsma", version=1, backend="torchattacks", norms=("l0",), minimum_norm=True, params=JSMAParams,
+                  max_features=JSMA_MAX_FEATURES,
                   description="Jacobian saliency map attack (Papernot et al. 2016), L0, torchattacks; small images")
 class JSMA(Attack):
     """torchattacks' JSMA, targeted at the next class ``(y + 1) mod classes`` (its own untargeted default
