@@ -36,3 +36,23 @@ def test_run_results_csv_and_module_entry(tmp_path, monkeypatch):
 def test_results_missing_store(tmp_path, capsys):
     assert main(["results", str(tmp_path / "none.sqlite")]) == 2
     assert "no results store" in capsys.readouterr().err
+
+
+def test_run_prints_a_table_per_sibling_experiment(tmp_path, capsys):
+    """A dataset with several source domains runs sibling experiments: `run` prints each one's table."""
+    from compressbench.cli import main
+
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text(f"""
+name: sib
+dataset: {{name: digits-domains, source: [printed, handwritten], options: {{size: 8, renders: 1}},
+          train_subset: 128}}
+model: {{name: tinycnn}}
+train: {{epochs: 0.5, batch_size: 64, augment: none}}
+evaluations: [{{evaluator: clean}}]
+cache_dir: {tmp_path / 'c'}
+store: {tmp_path / 's.sqlite'}
+""")
+    assert main(["run", str(cfg), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "sib.printed (mean over seeds)" in out and "sib.handwritten (mean over seeds)" in out

@@ -85,7 +85,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  FAILED {what}: {err}")
     print(f"results: {summary.store}")
     if not args.quiet:
-        _print_summary(summary.store, summary.experiment)
+        from .domain_config import experiment_parts
+
+        for name, _ in experiment_parts(exp):  # one table per experiment (one per source domain, if several)
+            _print_summary(summary.store, name)
     return EXIT_JOBS_FAILED if summary.failed else 0
 
 
