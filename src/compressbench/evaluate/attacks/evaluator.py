@@ -27,7 +27,7 @@ from torch import nn
 from ...costs import INPUT_GRADIENT, CostContext, EvalCost, attack_cost
 from ...interfaces import EvalContext, Measurement, Params
 from ...progress import progress_bar
-from ...registry import attacks as attack_registry
+from ...registry import attacks as attacks_registry
 from ...registry import evaluators
 from ...specs import MetricSpec
 from .library import Attack, AttackConfig, build_attack, perturbation_norm
@@ -170,7 +170,7 @@ class _Tally:
 
 def strong_steps(a: AttackConfig) -> int | None:
     """Steps of the stronger-attack re-run of a fixed-budget iterative attack (None: no re-run)."""
-    spec, steps = attack_registry.spec(a.name), getattr(a.params, "steps", None)
+    spec, steps = attacks_registry.spec(a.name), getattr(a.params, "steps", None)
     if not spec.iterative or spec.minimum_norm or steps is None or a.stronger_steps == 0 or not any(
             e > 0 for e in a.eps or ()):
         return None
@@ -319,7 +319,7 @@ def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
     modes, _ = choose_modes(p.modes, ctx.quantizes, not ctx.quantizes, ctx.baseline)
     grad, fwd = 0.0, 1.0  # the clean check
     for a in p.attacks:
-        spec = attack_registry.spec(a.name)
+        spec = attacks_registry.spec(a.name)
         per = attack_cost(spec, a.params, ctx.meta)
         runs = 1 if spec.minimum_norm else sum(1 for e in a.eps or () if e > 0)
         grad, fwd = grad + per * runs, fwd + (1 if spec.minimum_norm else len(a.eps or ()))
