@@ -303,8 +303,12 @@ def estimate(exp: Experiment, *, gpu: str = DEFAULT_GPU, utilisation: float = DE
 
 
 # --------------------------------------------------------------------------- output
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
 def _hours(h: float) -> str:
-    return f"{h:.3g}" if h >= 0.001 else f"{h * 3600:.2g} s" if h > 0 else "0"
+    return _num(h) if h >= 0.001 else f"{h * 3600:.2g} s" if h > 0 else "0"
 
 
 def render(est: Estimate, config: str) -> str:
@@ -320,7 +324,7 @@ def render(est: Estimate, config: str) -> str:
     lines.append(f"  parent: {exp.model.name} at {'×'.join(map(str, est.input_shape))}: "
                  f"{est.parent_flops / 1e6:,.2f} MFLOPs per image (forward, 2×MAC)")
     head = ("", "jobs", "cached", "TFLOP", "GPU-h", "CPU-h")
-    rows = [(label, f"{j}", f"{c}", f"{t:,.3g}", _hours(g), _hours(h)) for label, j, c, t, g, h in est.rows()]
+    rows = [(label, f"{j}", f"{c}", _num(t), _hours(g), _hours(h)) for label, j, c, t, g, h in est.rows()]
     width = [max(len(r[i]) for r in [head, *rows]) for i in range(6)]
     for r in [head, *rows]:
         lines.append("  " + "  ".join(r[i].ljust(width[i]) if i == 0 else r[i].rjust(width[i]) for i in range(6)))
