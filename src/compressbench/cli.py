@@ -1,6 +1,6 @@
 """The ``compressbench`` command: a thin shell over the library.
 
-Subcommands: run · validate · list · results · report · profile · corrupt.
+Subcommands: run · validate · plan · list · results · report · profile · corrupt.
 Errors in user input print one line and exit with code 2 (no traceback, no work started);
 ``run`` exits 1 when any job failed (after printing the summary), 0 when all succeeded.
 """
@@ -67,6 +67,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{args.config}{label}: OK — experiment '{exp.name}', {len(exp.seeds)} seed(s), {len(variants)} "
               f"variant(s) + baseline, {len(exp.evaluations)} evaluation(s) -> {kinds['train']} train, "
               f"{kinds['compress']} compress, {kinds['evaluate']} evaluate jobs ({time.perf_counter() - t0:.2f}s)")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """The job DAG without running it: counts, what is cached, and a compute estimate (``estimate``)."""
+    import json
+
+    from .config import load_config
+    from .estimate import estimate, render, to_json
+
+    exp = load_config(args.config, _overrides(args.set), scale=args.scale)
+    est = estimate(exp, gpu=args.gpu, utilisation=args.gpu_util, cpu_gflops=args.cpu_gflops)
+    print(render(est, args.config + (f" [scale {args.scale}]" if args.scale else "")))
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(to_json(est), indent=1))
+        except OSError as e:
+            return _fail(f"--json: cannot write {args.json} ({e.strerror or type(e).__name__})")
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -263,6 +282,29 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     v.add_argument("--scale", metavar="NAME", help="validate only this scale (default: the file and every scale)")
     _executor_flags(v)
     v.set_defaults(fn=cmd_validate)
+    from .estimate import DEFAULT_GPU, DEFAULT_UTILISATION, GPUS
+
+    pl = sub.add_parser("plan", help="the job DAG without running it: jobs per kind, what is cached, and estimated "
+                        "compute (TFLOP, GPU-hours on a reference GPU, CPU-hours here); writes nothing",
+                        description="Estimate: passes over images declared by each method / evaluator / attack "
+                        "(docs/extending.md) × forward FLOPs per image of the model (a budgeted variant: that "
+                        "fraction of the parent's; a training step = 3 forward FLOPs, an attack step = 2). "
+                        "GPU-h = FLOPs / (peak × utilisation); CPU-h = FLOPs / this machine's rate, measured in a "
+                        "few seconds on the experiment's model (per second of CPU time: user + sys). Fixed per-job "
+                        "costs (loading data and checkpoints, process start-up) are not counted.")
+    pl.add_argument("config")
+    pl.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    pl.add_argument("--scale", metavar="NAME", help=scale_help)
+    pl.add_argument("--gpu", default=DEFAULT_GPU, metavar="NAME",
+                    help=f"reference GPU for GPU-hours: {', '.join(GPUS)} (default {DEFAULT_GPU}: "
+                         f"{GPUS[DEFAULT_GPU].name}, {GPUS[DEFAULT_GPU].peak_tflops:g} TFLOPS "
+                         f"{GPUS[DEFAULT_GPU].precision})")
+    pl.add_argument("--gpu-util", type=float, default=DEFAULT_UTILISATION, metavar="FRACTION",
+                    help=f"sustained share of the GPU's peak (default {DEFAULT_UTILISATION:g})")
+    pl.add_argument("--cpu-gflops", type=float, metavar="GFLOPS",
+                    help="this machine's sustained GFLOP per CPU-second, instead of measuring it")
+    pl.add_argument("--json", metavar="FILE", help="also write the estimate (assumptions, totals, every job) as JSON")
+    pl.set_defaults(fn=cmd_plan)
     ls = sub.add_parser("list", help="list registered models, datasets, methods, evaluators, corruptions, attacks")
     ls.add_argument("what", nargs="?", default="all",
                     choices=["all", "models", "datasets", "methods", "evaluators", "corruptions", "attacks"])

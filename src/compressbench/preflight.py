@@ -138,13 +138,23 @@ def _method_check(method: str, params_json: str, model_json: str, data_json: str
         return check_model(method, base.model, ctx, params)
 
 
-def check_parent(exp: Any, variants: list[Any]) -> None:
-    """Build the parent and check its weights and every variant's method against it (see above)."""
+def _parent_args(exp: Any) -> tuple[str, str, bool, str, Any]:
     data_json = json.dumps(exp.dataset.model_dump(mode="json"), sort_keys=True)
     model_json = json.dumps(exp.model.model_dump(mode="json"), sort_keys=True)
     w = Path(exp.model.weights).expanduser() if exp.model.weights else None
     stamp = (w.stat().st_size, w.stat().st_mtime_ns) if w is not None and w.is_file() else None
-    args = (model_json, data_json, exp.transfer, str(Path(exp.cache_dir)), stamp)
+    return model_json, data_json, exp.transfer, str(Path(exp.cache_dir)), stamp
+
+
+def parent_model(exp: Any) -> tuple[Any, Any]:
+    """(dataset metadata, :class:`~compressbench.baseline.Baseline`) of the experiment's parent, built as
+    ``validate`` builds it (cached per process: after ``validate`` this costs nothing)."""
+    return _parent(*_parent_args(exp))
+
+
+def check_parent(exp: Any, variants: list[Any]) -> None:
+    """Build the parent and check its weights and every variant's method against it (see above)."""
+    args = _parent_args(exp)
     meta, base = _parent(*args)
     cj = exp.train.color_jitter if exp.train is not None else None
     if cj is not None and (cj.saturation > 0 or cj.hue > 0) and meta.channels != 3:

@@ -111,7 +111,8 @@ class MethodSpec(ComponentSpec):
     ``adapts(params) -> AdaptParams | None``: the domain adaptation the method applies for these params
     (``compressbench.adapt``; it then trains on unlabeled target-domain images — capability ``adapts``);
     a method of ``family="adaptation"`` only adapts (it does not compress: the report files its variants
-    under the stages around it)."""
+    under the stages around it). ``cost(params) -> costs.TrainingCost``: the training it does, for
+    ``compressbench plan`` (None: every ``FinetuneParams`` field's epochs; see :mod:`compressbench.costs`)."""
 
     family: str = "other"
     budgets: tuple[str, ...] = ()
@@ -128,6 +129,7 @@ class MethodSpec(ComponentSpec):
     check_budget: Callable[[Any, Any], str | None] | None = None
     check_model: Callable[[Any], str | None] | None = None
     adapts: Callable[[Any], Any] | None = None
+    cost: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -245,7 +247,9 @@ class EvaluatorSpec(ComponentSpec):
     evaluator needs a dataset with named domains (``data.domains``) and measures these targets (None:
     every target) — checked against the experiment's targets by ``validate``. ``gathers``: with several
     source domains (sibling experiments ``<name>.<source>`` of one run), the report also draws its hooks
-    once over the rows of all the siblings (a study section; its conditions must tell them apart)."""
+    once over the rows of all the siblings (a study section; its conditions must tell them apart).
+    ``cost(params, ctx: costs.CostContext) -> costs.EvalCost``: the passes over images one job makes, for
+    ``compressbench plan`` (None: one forward pass over its evaluation images; :mod:`compressbench.costs`)."""
 
     metrics: tuple[MetricSpec, ...] = ()
     # check_data(params, meta) -> message | None: what the evaluator cannot do on this dataset's images,
@@ -257,6 +261,7 @@ class EvaluatorSpec(ComponentSpec):
     report: Callable[..., Any] | str | None = None
     figures: Callable[..., Any] | str | None = None
     captions: Mapping[str, str] = field(default_factory=dict)
+    cost: Callable[[Any, Any], Any] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -315,7 +320,10 @@ class AttackSpec(ComponentSpec):
     """An attack class (``compressbench.evaluate.attacks.Attack``). ``norms``: supported norms, the first
     is the default; ``minimum_norm``: finds the smallest perturbation (no ε budget); ``iterative``: has
     a step count (stronger with more steps); ``single_step``: one gradient step (the gradient-masking
-    check compares it with the iterative attacks); ``params``: the attack's own options schema."""
+    check compares it with the iterative attacks); ``params``: the attack's own options schema.
+    ``cost(params, meta) -> float``: forward-FLOP equivalents per image of one run (one ε, or one
+    minimum-norm run), for ``compressbench plan`` (None: ``params.steps`` input gradients;
+    :mod:`compressbench.costs`)."""
 
     norms: tuple[str, ...] = ("linf",)
     minimum_norm: bool = False
@@ -323,6 +331,8 @@ class AttackSpec(ComponentSpec):
     single_step: bool = False
     backend: str = ""
     max_features: int | None = None  # the largest input (channels × height × width) it can attack
+    default_steps: int | None = None
+    cost: Callable[[Any, Any], float] | None = None
 
 
 # --------------------------------------------------------------------------- datasets and models
@@ -342,10 +352,15 @@ class DatasetSpec(ComponentSpec):
     ``probe(root, **options) -> DataMeta``: the metadata without decoding the images (for ``validate``,
     which builds the model to check weights files and methods against it): ``num_classes``,
     ``channels`` and ``size`` must be exact, ``mean`` / ``std`` may be placeholders. Without a probe,
-    ``validate`` loads the dataset to learn them."""
+    ``validate`` loads the dataset to learn them.
+
+    ``sizes(root, **options) -> {name: images}``: how many labelled images it has without decoding them,
+    for ``compressbench plan``: ``{"train": n, "test": n}``, or for a dataset with domains each domain's
+    images (``{"amazon": 2817, ...}``). Without it, ``plan`` loads the dataset (never downloading)."""
 
     domains: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = ()
     probe: Callable[..., Any] | None = None
+    sizes: Callable[..., Mapping[str, int]] | None = None
 
     def domain_names(self, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
         """The declared domains (for these options); () for a dataset without domains."""

@@ -22,6 +22,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from ..adapt import AdaptParams
+from ..costs import TrainingCost
 from ..interfaces import CompressContext, CompressResult, Params
 from ..registry import methods
 from ..train import seed_everything
@@ -81,7 +82,7 @@ def _fresh(parent: nn.Module, ctx: CompressContext) -> nn.Module:
 
 
 @methods.register("adapt.coral", params=CoralParams, family="adaptation", needs_training_data=True,
-                  adapts=lambda p: p.adaptation(), version=1,
+                  adapts=lambda p: p.adaptation(), version=1, cost=lambda p: TrainingCost(epochs=p.epochs, adapt=True),
                   description="Deep CORAL (Sun & Saenko 2016): source cross-entropy + λ·CORAL on the penultimate "
                               "features of unlabeled target batches; fine-tuning (a stage before int8) or from scratch")
 def coral(parent: nn.Module, ctx: CompressContext, sol: Solution, params: CoralParams) -> CompressResult:

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..adapt import AdaptParams
 from ..checkpoint import register_rebuilder
+from ..costs import TrainingCost
 from ..data.base import DataMeta
 from ..interfaces import CompressContext, CompressResult, Params
 from ..models import ModelName, create_model
@@ -123,6 +124,7 @@ def check_student(parent: nn.Module, ctx: CompressContext, params: DistillParams
                             hint="try depth_scale or a smaller student model", valid=_knob_range),
                   apply=fresh_student, apply_on_copy=False, changes_architecture=True, needs_training_data=True,
                   adapts=lambda p: p.adapt, check_model=check_student, version=1,
+                  cost=lambda p: TrainingCost(epochs=p.epochs, teacher=True, adapt=p.adapt is not None),
                   description="Hinton knowledge distillation into a named student or the parent's family "
                               "scaled in width (searched to a budget) and depth")
 def distill(parent: nn.Module, ctx: CompressContext, sol: Solution, params: DistillParams) -> CompressResult:

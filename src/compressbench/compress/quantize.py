@@ -37,6 +37,7 @@ from torch import nn
 from torch.ao import quantization as tq
 
 from ..checkpoint import register_rebuilder
+from ..costs import TrainingCost
 from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
 from ..registry import methods
 from . import int8_fx
@@ -194,6 +195,7 @@ class StaticParams(Params):
 
 @methods.register("quantize.static", params=StaticParams, family="quantization", quantizes=True,
                   changes_architecture=True, needs_training_data=True, version=1, check_model=check_int8,
+                  cost=lambda p: TrainingCost(forward_images=p.calibration_batches * p.batch_size),
                   description="int8 post-training static quantization (torch.ao eager, conv-bn-relu fusion, "
                               "calibration on training batches, real int8 CPU kernels)")
 def static_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: StaticParams) -> CompressResult:
@@ -217,6 +219,8 @@ class QATParams(Params):
 
 @methods.register("quantize.qat", params=QATParams, family="quantization", quantizes=True,
                   changes_architecture=True, needs_training_data=True, version=1, check_model=check_int8,
+                  cost=lambda p: TrainingCost(input_epochs=p.finetune.epochs,
+                                              forward_images=p.calibration_batches * p.batch_size),
                   description="int8 quantization-aware training (fake-quant fine-tuning, then convert to int8)")
 def qat_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: QATParams) -> CompressResult:
     backend = default_backend() if params.backend == "auto" else params.backend

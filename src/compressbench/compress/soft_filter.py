@@ -25,6 +25,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from ..costs import TrainingCost
 from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
 from ..registry import methods
 from ..specs import Knob
@@ -115,6 +116,7 @@ def check_soft_filter(model: nn.Module, ctx: CompressContext, params: SoftFilter
                             default=lambda p: p.rate, hint="raise max_layer_ratio",
                             valid=lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
                   apply=_hard, wants_model=False, changes_architecture=True, needs_training_data=True, version=1,
+                  cost=lambda p: TrainingCost(input_epochs=p.train.epochs, epochs=p.finetune.epochs),
                   description="Soft Filter Pruning (He et al. 2018): lowest-L2 filters zeroed after every epoch, "
                               "still trained, removed at the end (Torch-Pruning groups)")
 def soft_filter(parent: nn.Module, ctx: CompressContext, sol: Solution, params: SoftFilterParams) -> CompressResult:

@@ -27,6 +27,7 @@ from pydantic import Field
 from torch import nn
 
 from ..checkpoint import register_rebuilder
+from ..costs import TrainingCost
 from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
 from ..registry import methods
 from ..specs import Knob
@@ -178,13 +179,21 @@ def check_structured(model: nn.Module, ctx: CompressContext, params: StructuredP
     return dry_run(model, ctx, lambda m: prune_once(m, ctx, p, 0.3))
 
 
+def structured_cost(p: StructuredParams) -> TrainingCost:
+    """``compressbench plan``: the fine-tunes between iterative steps (counted at the final size) and after
+    the last one; Taylor importance's gradient batches (64 images) at every step."""
+    taylor = 64 * p.taylor_batches * p.iterative_steps if p.criterion == "taylor" else 0
+    return TrainingCost(epochs=p.finetune.epochs + p.step_finetune.epochs * (p.iterative_steps - 1),
+                        gradient_images=taylor)
+
+
 KNOB = Knob("ratio", lo=0.0, hi=lambda p: p.max_layer_ratio * 0.999, shrinks=True, default=lambda p: p.ratio,
             hint="raise max_layer_ratio", valid=_knob_range)
 
 
 @methods.register("prune.structured", params=StructuredParams, budgets=BUDGETS, family="pruning", knob=KNOB,
                   apply=_prune, own_budget=lambda p: p.iterative_steps > 1, changes_architecture=True,
-                  check_model=check_structured,
+                  check_model=check_structured, cost=structured_cost,
                   needs_training_data=True, version=1,
                   description="channel pruning that removes filters (Torch-Pruning dependency graph): "
                               "L1/L2/BN-scale/Taylor/random, local or global, one-shot or iterative")

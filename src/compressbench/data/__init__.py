@@ -123,6 +123,7 @@ FASHION_META = DataMeta("fashion-mnist", 10, 1, (28, 28), (0.2860,), (0.3530,), 
 
 
 @datasets.register("fashion-mnist", probe=lambda root: FASHION_META,
+                   sizes=lambda root: {"train": 60_000, "test": 10_000},
                    description="Fashion-MNIST 28×28 grayscale, 10 classes (60k/10k)")
 def fashion_mnist(root: Path | None, cache: Path, download: bool) -> DatasetBundle:
     """Search order: the Debian package, the cache dir, then a torchvision download (into the cache);
@@ -192,12 +193,14 @@ def _cifar_probe(name: str, num_classes: int, mean: tuple, std: tuple, classes: 
     return lambda root: meta
 
 
+_CIFAR_SIZES = {"train": 50_000, "test": 10_000}
 _C10 = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 _C100 = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
 datasets.register("cifar10", _cifar("cifar10", "CIFAR10", 10, *_C10),
-                  probe=_cifar_probe("cifar10", 10, *_C10, CIFAR10_CLASSES),
+                  probe=_cifar_probe("cifar10", 10, *_C10, CIFAR10_CLASSES), sizes=lambda root: _CIFAR_SIZES,
                   description="CIFAR-10 32×32 RGB via torchvision (downloads to the cache dir)")
 datasets.register("cifar100", _cifar("cifar100", "CIFAR100", 100, *_C100), probe=_cifar_probe("cifar100", 100, *_C100),
+                  sizes=lambda root: _CIFAR_SIZES,
                   description="CIFAR-100 32×32 RGB via torchvision (downloads to the cache dir)")
 
 
@@ -228,7 +231,29 @@ def _imagefolder_probe(root: Path | None, size: int = 32, channels: int = 3, tes
                     augment="flip_crop")
 
 
+def _count_images(folder: Path) -> int:
+    from .domains import IMAGE_SUFFIXES
+
+    return sum(1 for d in folder.iterdir() if d.is_dir() for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _imagefolder_sizes(root: Path | None, size: int = 32, channels: int = 3, test_fraction: float = 0.2,
+                       split_seed: int = 0, domains: dict[str, str] | None = None) -> dict[str, int]:
+    """Image files per split (``train/`` + ``test/``, or the split by ``test_fraction``) or per domain; none decoded."""
+    if root is None or not Path(root).is_dir():
+        raise DatasetError(f"imagefolder needs dataset.root to be an existing folder, got {root}")
+    root = Path(root)
+    if domains:
+        return {d: _count_images((root / f).expanduser()) for d, f in domains.items()}
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        return {"train": _count_images(root / "train"), "test": _count_images(root / "test")}
+    n = _count_images(root)
+    k = max(1, int(n * test_fraction))
+    return {"train": n - k, "test": k}
+
+
 @datasets.register("imagefolder", params=ImageFolderOptions, domains=_folder_domains, probe=_imagefolder_probe,
+                   sizes=_imagefolder_sizes,
                    description="any folder of class subfolders (train/ and test/ or a split); with options "
                                "domains: {name: folder}, one domain per folder")
 def imagefolder(root: Path | None, cache: Path, download: bool, *, requested: tuple[str, ...] | None = None,
@@ -287,6 +312,8 @@ class DigitsOptions(DatasetOptions):
 @datasets.register("digits", params=DigitsOptions,
                    probe=lambda root, size=16, test_fraction=0.25: DataMeta(
                        "digits", 10, 1, (size, size), (0.5,), (0.25,), tuple(map(str, range(10))), augment="none"),
+                   sizes=lambda root, size=16, test_fraction=0.25: {
+                       "train": 1797 - max(1, int(1797 * test_fraction)), "test": max(1, int(1797 * test_fraction))},
                    description="scikit-learn's bundled 8×8 handwritten digits (1797), upsampled; for tests")
 def digits(root: Path | None, cache: Path, download: bool, size: int = 16,
            test_fraction: float = 0.25) -> DatasetBundle:
@@ -323,6 +350,7 @@ def _synthetic_probe(root: Path | None, n_train: int = 600, n_test: int = 200, s
 
 
 @datasets.register("synthetic", params=SyntheticOptions, probe=_synthetic_probe,
+                   sizes=lambda root, n_train=600, n_test=200, **_: {"train": n_train, "test": n_test},
                    description="seeded RGB shapes (class = shape×colour), any size; for tests")
 def synthetic(root: Path | None, cache: Path, download: bool, n_train: int = 600, n_test: int = 200,
               size: int = 32, num_classes: int = 4, channels: int = 3, seed: int = 0) -> DatasetBundle:

@@ -126,7 +126,15 @@ def _loader(name: str):
     return load
 
 
-datasets.register("cifar10-c", _loader("cifar10-c"), params=CifarCOptions,
+def _sizes(root: Path | None, corruption: str = "gaussian_noise", severity: int = 5) -> dict[str, int]:
+    """No training images; the test images of one severity (from the file's header when ``root`` has it,
+    else the published files' 10,000)."""
+    f = Path(root) / f"{corruption}.npy" if root is not None else None
+    n = _layout(Path(root), corruption)[2] if f is not None and f.is_file() else 10_000
+    return {"train": 0, "test": n}
+
+
+datasets.register("cifar10-c", _loader("cifar10-c"), params=CifarCOptions, sizes=_sizes,
                   description="official CIFAR-10-C .npy files (one corruption × severity as the test split)")
-datasets.register("cifar100-c", _loader("cifar100-c"), params=CifarCOptions,
+datasets.register("cifar100-c", _loader("cifar100-c"), params=CifarCOptions, sizes=_sizes,
                   description="official CIFAR-100-C .npy files (one corruption × severity as the test split)")

@@ -138,7 +138,18 @@ def _to_images(counts: np.ndarray, labels: np.ndarray, size: int) -> ImageSet:
     return ImageSet((x.clamp(0, 1) * 255).round().to(torch.uint8), torch.from_numpy(labels.astype(np.int64)))
 
 
-@datasets.register("digits-domains", params=DigitsDomainsOptions, domains=DOMAINS,
+def _probe(root: Path | None, size: int = 16, renders: int = 8, seed: int = 0) -> DataMeta:
+    """The metadata without rendering a digit (statistics: placeholders, computed on the source at load)."""
+    return DataMeta("digits-domains", 10, 1, (size, size), (0.5,), (0.25,), tuple(str(i) for i in range(10)),
+                    augment="none")
+
+
+def _sizes(root: Path | None, size: int = 16, renders: int = 8, seed: int = 0) -> dict[str, int]:
+    """Printed: every usable font × 10 digits × ``renders``; handwritten: scikit-learn's 1,797."""
+    return {"printed": len(font_files()) * 10 * renders, "handwritten": 1797}
+
+
+@datasets.register("digits-domains", params=DigitsDomainsOptions, domains=DOMAINS, probe=_probe, sizes=_sizes,
                    description="offline two-domain digits: printed (22 matplotlib fonts, jittered) vs handwritten "
                                "(scikit-learn's 1,797), both via UCI's 32×32 -> 8×8 block counts")
 def digits_domains(root: Path | None, cache: Path, download: bool, *, requested: tuple[str, ...] = DOMAINS,

@@ -70,7 +70,21 @@ def _probe(root: Path | None, size: int = 224, resize: int | None = None, channe
                     augment="flip_crop")
 
 
-@datasets.register("office31", params=Office31Options, domains=DOMAINS, probe=_probe,
+PUBLISHED_SIZES = {"amazon": 2817, "dslr": 498, "webcam": 795}  # images per domain in the archive
+
+
+def _sizes(root: Path | None, **options: object) -> dict[str, int]:
+    """Images per domain: counted in the extracted tree when it is there (none decoded), else the archive's."""
+    out = dict(PUBLISHED_SIZES)
+    if root is not None and Path(root).is_dir():
+        for d in DOMAINS:
+            folder = domain_folder(Path(root), d)
+            if folder is not None:
+                out[d] = sum(len(v) for v in list_class_images(folder).values())
+    return out
+
+
+@datasets.register("office31", params=Office31Options, domains=DOMAINS, probe=_probe, sizes=_sizes,
                    description="Office-31 (amazon, dslr, webcam; 31 classes) from the extracted archive at "
                                "dataset.root; decoded once, cached")
 def office31(root: Path | None, cache: Path, download: bool, *, requested: tuple[str, ...] = DOMAINS,

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
+from ..costs import CostContext, EvalCost
 from ..data.base import ImageSet
 from ..fields import BatchSize, Seed, Severity, Subset
 from ..interfaces import EvalContext, Measurement, Params
@@ -160,7 +161,14 @@ def _key_versions(p: CalibrationParams) -> dict[str, int]:
     return corruption_versions(names)
 
 
+def _calibration_cost(p: CalibrationParams, ctx: CostContext) -> EvalCost:
+    """A clean pass, and one per corruption × severity."""
+    cells = len(_corruption_names(p.corruptions)) * len(p.severities) if p.corruptions else 0
+    return EvalCost(forward=(1 + cells) * ctx.images(-1 if p.subset is None else p.subset))
+
+
 @evaluators.register("calibration", params=CalibrationParams, version=1, key_versions=_key_versions,
+                     cost=_calibration_cost,
                      description="15-bin ECE, NLL and Brier score, clean and under selected corruptions",
                      metrics=(
                          MetricSpec("ece", label="ECE", fmt="f3", higher_is_better=False, where={}, exact=True,
@@ -224,7 +232,13 @@ def save_thumbnail_grid(path: Path, images: torch.Tensor, titles: list[str], nco
     return path
 
 
-@evaluators.register("agreement", params=AgreementParams, version=1,
+def _agreement_cost(p: AgreementParams, ctx: CostContext) -> EvalCost:
+    """A pass of the variant and one of its parent (the baseline is its own parent: one pass)."""
+    n = ctx.images(-1 if p.subset is None else p.subset)
+    return EvalCost(forward=n, parent_forward=0 if ctx.baseline else n)
+
+
+@evaluators.register("agreement", params=AgreementParams, version=1, cost=_agreement_cost,
                      description="disagreement with the parent's top-1 predictions; most-disagreed images",
                      metrics=(
                          MetricSpec("disagreement", label="Disagree %", fmt="pct", higher_is_better=False,

@@ -26,6 +26,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
+from ..costs import CostContext, EvalCost
 from ..interfaces import EvalContext, Measurement, Params
 from ..registry import evaluators
 from ..specs import ANY, MetricSpec
@@ -76,8 +77,19 @@ def _hits(model: nn.Module, batches, device: torch.device, fn=None) -> int:
     return n
 
 
+def _domain_shift_cost(p: DomainShiftParams, ctx: CostContext) -> EvalCost:
+    """The source's test subset, and per target its images once plus once per corruption × severity."""
+    from .corruptions import resolve_names
+
+    size = p.subset if p.subset is not None else -1
+    per_target = 1 + (len(resolve_names(p.corruptions)) * len(p.severities) if p.corruptions else 0)
+    targets = p.targets or list(ctx.targets)
+    return EvalCost(forward=ctx.images(size) + sum(per_target * ctx.images(size, domain=t) for t in targets))
+
+
 @evaluators.register(
     "domain_shift", params=DomainShiftParams, version=1, target_domains=lambda p: p.targets, gathers=True,
+    cost=_domain_shift_cost,
     description="top-1 in-domain (source test split) and on every target domain, the gap; optionally on "
                 "corrupted target images",
     metrics=(

@@ -17,9 +17,10 @@ from typing import Any
 from torch import nn
 
 from ..checkpoint import step_quantizes, worker_trust
+from ..costs import CostContext, EvalCost
 from ..interfaces import EvalContext, Measurement
 from ..measure.precision import quantization_kind
-from ..measure.profiling import ProfileSettings, profile
+from ..measure.profiling import ProfileSettings, profile, resolve
 from ..measure.targets import float_source_from_checkpoint
 from ..registry import evaluators
 from ..specs import MetricSpec
@@ -79,7 +80,28 @@ def _timing_rows(prefix: str, r: dict[str, Any], base: dict[str, Any], st: dict[
     return ms
 
 
-@evaluators.register("efficiency", params=EfficiencyParams, version=1,
+# fixed CPU seconds of the profile, measured on this project's 2-core machine with the quickstart's 140 k-parameter
+# CNN (``compressbench plan``): counts and encodings (bytes, zstd) in this process; a fresh timing process
+# (interpreter, torch, the model rebuilt); an ONNX export and ONNX Runtime session
+STATIC_S, FRESH_PROCESS_S, ONNX_S = 0.3, 2.0, 0.6
+
+
+def efficiency_cost(p: EfficiencyParams, ctx: CostContext) -> EvalCost:
+    """``compressbench plan``: per runtime (torch; ONNX Runtime fp32 for a float variant, int8 as ``onnx_int8``
+    says), warm-up and repeats at batch 1 and at the throughput batch; plus the fixed seconds above."""
+    if not p.timing:
+        return EvalCost(seconds=STATIC_S)
+    _, _, tb = resolve(p)
+    per_runtime = (p.warmup + p.repeats) + ((max(1, p.warmup // 5) + p.throughput_repeats) * tb if tb else 0)
+    onnx = 0
+    if p.onnx:
+        onnx = (0 if ctx.quantizes else 1) + (p.onnx_int8 == "always" or (ctx.quantizes and p.onnx_int8 == "auto"))
+    runtimes = 1 + onnx
+    return EvalCost(forward=per_runtime * runtimes,
+                    seconds=STATIC_S + (FRESH_PROCESS_S if p.fresh_process else 0) + ONNX_S * onnx)
+
+
+@evaluators.register("efficiency", params=EfficiencyParams, version=1, cost=efficiency_cost,
                      description="params, bytes (dense / sparse-encoded / zstd), FLOPs & MACs (dense, effective, "
                                  "int8), latency b1 + throughput + peak memory in a fresh process, ONNX Runtime "
                                  "fp32/int8 latency; each figure tagged realised or theoretical",

@@ -24,6 +24,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from ...costs import INPUT_GRADIENT, CostContext, EvalCost, attack_cost
 from ...interfaces import EvalContext, Measurement, Params
 from ...progress import progress_bar
 from ...registry import attacks as attacks_registry
@@ -119,9 +120,14 @@ def resolve_modes(model: nn.Module, ctx: EvalContext, params: AdversarialParams,
     """Modes to run and human-readable reasons for the ones skipped."""
     quantized = ctx.variant.is_quantized or is_quantized_model(model)
     differentiable = not quantized and gradient_works(model, probe)
-    is_baseline = ctx.variant.method == "baseline"
+    return choose_modes(params.modes, quantized, differentiable, ctx.variant.method == "baseline")
+
+
+def choose_modes(wanted_modes: list[str], quantized: bool, differentiable: bool,
+                 is_baseline: bool) -> tuple[list[str], list[str]]:
+    """:func:`resolve_modes` once the variant's nature is known (also what ``compressbench plan`` counts)."""
     wanted: list[str] = []
-    for m in params.modes:
+    for m in wanted_modes:
         if m == "auto":
             wanted += ["whitebox"] if differentiable else ["transfer", "whitebox-ste"]
         elif m == "auto-transfer":
@@ -162,6 +168,15 @@ class _Tally:
         return torch.cat(self.data[key])
 
 
+def strong_steps(a: AttackConfig) -> int | None:
+    """Steps of the stronger-attack re-run of a fixed-budget iterative attack (None: no re-run)."""
+    spec, steps = attacks_registry.spec(a.name), getattr(a.params, "steps", None)
+    if not spec.iterative or spec.minimum_norm or steps is None or a.stronger_steps == 0 or not any(
+            e > 0 for e in a.eps or ()):
+        return None
+    return a.stronger_steps or 4 * int(steps)
+
+
 def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list[Attack],
               params: AdversarialParams, ctx: EvalContext) -> list[Measurement]:
     dev = model_device(source, ctx.device)
@@ -169,11 +184,10 @@ def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list
     tally = _Tally()
     strong: dict[int, tuple[Attack, float]] = {}
     for i, a in enumerate(atks):  # fixed-budget iterative attacks: is a stronger one (more steps) not weaker?
-        if a.spec.iterative and not a.minimum_norm and a.steps is not None and a.config.stronger_steps != 0:
+        n_strong = strong_steps(a.config)
+        if n_strong is not None:
             nz = sorted(e for e in a.config.eps if e > 0)
-            if nz:
-                n_strong = a.config.stronger_steps or 4 * int(a.steps)
-                strong[i] = (a.with_params(steps=n_strong), nz[(len(nz) - 1) // 2])  # the middle non-zero ε
+            strong[i] = (a.with_params(steps=n_strong), nz[(len(nz) - 1) // 2])  # the middle non-zero ε
     probe_atk = None
     if params.masking_probe_eps and mode != "transfer":
         probe_atk = build_attack(AttackConfig(**MASKING_PROBE, eps=[params.masking_probe_eps]), ctx.meta.num_classes)
@@ -307,7 +321,33 @@ def check_inputs(params: AdversarialParams, meta: Any) -> str | None:
     return None
 
 
+def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
+    """``compressbench plan``: per mode (:func:`choose_modes`; a float variant counted differentiable), every
+    attack's declared cost per image at each non-zero ε (once for a minimum-norm attack), the stronger-attack
+    re-runs and the masking probe, each followed by a forward pass of the variant; crafted on the parent for
+    ``transfer``, on the variant (or its float simulation) otherwise."""
+    n = ctx.images(-1 if p.subset is None else p.subset)
+    modes, _ = choose_modes(p.modes, ctx.quantizes, not ctx.quantizes, ctx.baseline)
+    grad, fwd = 0.0, 1.0  # the clean check
+    for a in p.attacks:
+        spec = attacks_registry.spec(a.name)
+        per = attack_cost(spec, a.params, ctx.meta)
+        runs = 1 if spec.minimum_norm else sum(1 for e in a.eps or () if e > 0)
+        grad, fwd = grad + per * runs, fwd + (1 if spec.minimum_norm else len(a.eps or ()))
+        strong = strong_steps(a)
+        if strong is not None:
+            grad, fwd = grad + attack_cost(spec, a.params.model_copy(update={"steps": strong}), ctx.meta), fwd + 1
+    total = EvalCost()
+    for mode in modes:
+        probe = INPUT_GRADIENT * MASKING_PROBE["steps"] if p.masking_probe_eps and mode != "transfer" else 0.0
+        g = (grad + probe) * n
+        total += EvalCost(forward=(fwd + (probe > 0) + 2 * (mode == "whitebox-ste")) * n,
+                          gradient=0.0 if mode == "transfer" else g, parent_gradient=g if mode == "transfer" else 0.0)
+    return total
+
+
 @evaluators.register("adversarial", params=AdversarialParams, version=1, check_data=check_inputs,
+                     cost=adversarial_cost,
                      description="robust accuracy under FGSM / PGD / DeepFool / C&W / DDN / AutoAttack "
                                  "(white-box, transfer from the float parent, or white-box through fake-quant STE)",
                      metrics=(

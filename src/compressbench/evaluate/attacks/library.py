@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 from abc import ABC, abstractmethod
 from typing import Any, Literal
 
@@ -41,6 +42,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
+from ...costs import INPUT_GRADIENT
 from ...interfaces import Params
 from ...registry import attacks
 from ...specs import AttackSpec
@@ -233,8 +235,15 @@ class DeepFoolParams(Params):
     overshoot: float = Field(0.02, ge=0)
 
 
+def _deepfool_cost(p: DeepFoolParams, meta: Any) -> float:
+    """An upper bound: every step takes a gradient per candidate class but the first (foolbox stops early
+    once every image of the batch is fooled — after a few steps on an undefended model)."""
+    candidates = p.candidates or min(10, meta.num_classes)
+    return INPUT_GRADIENT * p.steps * max(1, candidates - 1)
+
+
 @attacks.register("deepfool", version=1, backend="foolbox", norms=("l2", "linf"), minimum_norm=True, iterative=True,
-                  params=DeepFoolParams,
+                  params=DeepFoolParams, cost=_deepfool_cost,
                   description="DeepFool (Moosavi-Dezfooli et al. 2016), minimum-norm, 10 candidate classes")
 class DeepFool(_Foolbox):
     def _make(self, eps: float | None) -> Any:
@@ -255,7 +264,7 @@ class CWParams(Params):
 
 
 @attacks.register("cw", version=1, backend="foolbox", norms=("l2",), minimum_norm=True, iterative=True,
-                  params=CWParams,
+                  params=CWParams, cost=lambda p, meta: INPUT_GRADIENT * p.steps * p.binary_search_steps,  # at most
                   description="Carlini & Wagner L2 with binary search over c (binary_search_steps)")
 class CarliniWagner(_Foolbox):
     def _make(self, eps: float | None) -> Any:
@@ -289,8 +298,10 @@ class AutoAttackParams(Params):
     seed: int = Field(0, ge=0, lt=2**32)
 
 
+# ``compressbench plan``: APGD-CE's 100 steps; the suite's later attacks (APGD-T, FAB-T, Square) run only on
+# the images still robust — few on an undefended model, up to ≈ 50× more on a robust one
 @attacks.register("autoattack", version=1, backend="torchattacks", norms=("linf", "l2"), iterative=True,
-                  params=AutoAttackParams,
+                  params=AutoAttackParams, cost=lambda p, meta: INPUT_GRADIENT * 100,
                   description="AutoAttack standard suite (APGD-CE, APGD-T, FAB-T, Square), torchattacks; slow")
 class AutoAttack(Attack):
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None) -> torch.Tensor:
@@ -317,8 +328,16 @@ class JSMAParams(Params):
 JSMA_MAX_FEATURES = 4096  # the saliency map is features × features floats per image: 4096² × 4 B = 64 MB
 
 
+def _jsma_cost(p: JSMAParams, meta: Any) -> float:
+    """At most ``features × gamma / 2`` iterations (two features change per iteration), each a forward pass
+    and one input gradient per class (the Jacobian), image by image."""
+    features = meta.channels * meta.size[0] * meta.size[1]
+    return math.ceil(features * p.gamma / 2) * (1 + meta.num_classes)
+
+
 @attacks.register("jsma", version=1, backend="torchattacks", norms=("l0",), minimum_norm=True, params=JSMAParams,
                   max_features=JSMA_MAX_FEATURES,
+                  cost=_jsma_cost,
                   description="Jacobian saliency map attack (Papernot et al. 2016), L0, torchattacks; small images")
 class JSMA(Attack):
     """torchattacks' JSMA, targeted at the next class ``(y + 1) mod classes`` (its own untargeted default

@@ -19,6 +19,7 @@ import torch
 from pydantic import ValidationError, field_validator, model_validator
 from torch import nn
 
+from ...costs import CostContext, EvalCost
 from ...data.transforms import fit_size
 from ...fields import BatchSize, Seed, Subset
 from ...interfaces import EvalContext, Measurement, Params
@@ -163,7 +164,14 @@ def corruption_versions(names) -> dict[str, int]:
     return {n: corruption_registry.spec(n).version for n in names}
 
 
-@evaluators.register("corruptions", params=CorruptionsParams, version=1,
+def corruptions_cost(p: CorruptionsParams, ctx: CostContext) -> EvalCost:
+    """``compressbench plan``: a clean pass and one per cell over the subset (the corruptions' own pixel work
+    is not counted)."""
+    cells = sum(len(c) for _, c in p.cells())
+    return EvalCost(forward=(1 + cells) * ctx.images(-1 if p.subset is None else p.subset))
+
+
+@evaluators.register("corruptions", params=CorruptionsParams, version=1, cost=corruptions_cost,
                      key_versions=lambda p: corruption_versions(c.name for _, cs in p.cells() for c in cs),
                      description="top-1 under CIFAR-10-C / extra / noise-study corruptions × severities "
                                  "(deterministic, corrupted on the fly); mean_top1, mce_unnormalised",

@@ -1,0 +1,365 @@
+"""``compressbench plan``: what an experiment will compute, before it runs — job counts, what is cached,
+and compute in FLOPs, GPU-hours on a named reference GPU and CPU-hours on this machine.
+
+Every job of ``plan.plan(exp)`` is priced from the specs alone (DESIGN.md 13; no component is named here):
+
+* **passes over images** — a method's ``cost`` (:class:`~.costs.TrainingCost`: training epochs, teacher,
+  adaptation, calibration images), an evaluator's (:class:`~.costs.EvalCost`), an attack's; the
+  defaults of :mod:`.costs` for components that declare nothing; a pipeline sums its stages;
+* **images** — the dataset's declared sizes (``DatasetSpec.sizes``; else the local copy, loaded without
+  downloading), with ``train_subset``, ``val_fraction``, the source's test split and ``eval_subset`` applied;
+* **FLOPs per image** — the experiment's parent, built as ``validate`` builds it, counted by
+  ``measure.flops.count_flops``. A variant with a params / FLOPs / bytes budget is taken as that fraction of
+  the parent (approximate: structured pruning and students shrink FLOPs roughly with parameters); a
+  sparsifying variant keeps the parent's dense FLOPs, and so does a variant without a shared budget.
+  A training step counts 3 forward FLOPs, an attack step 2 (:mod:`.costs`).
+
+Hours: FLOPs / (a reference GPU's peak × an assumed utilisation) and FLOPs / this machine's sustained rate
+(``measure.throughput``: training and inference measured separately, per second of CPU time), plus the fixed
+seconds components declare (fresh processes). Not counted: loading data and checkpoints, the budget search,
+the corruptions' own pixel work, cache hashing — fixed per-job costs that dominate tiny jobs. Nothing is
+written: the cache is only read (``execute.cache.inspect_cached``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .compress.budget import capabilities
+from .config import Experiment
+from .costs import TRAIN_STEP, CostContext, EvalCost, eval_cost, method_cost
+from .domain_config import experiment_parts
+from .errors import UserError
+from .plan import Job, plan
+from .registry import datasets, evaluators, methods
+from .specs import SHARED_BUDGETS
+
+
+@dataclass(frozen=True)
+class ReferenceGPU:
+    """A named GPU and the dense peak its estimate assumes (``precision``: which number that is)."""
+
+    name: str
+    precision: str
+    peak_tflops: float
+
+
+GPUS: dict[str, ReferenceGPU] = {
+    "a100": ReferenceGPU("NVIDIA A100-SXM4-80GB", "TF32 tensor cores, dense", 156.0),
+    "h100": ReferenceGPU("NVIDIA H100 SXM5 80GB", "TF32 tensor cores, dense", 494.7),
+    "v100": ReferenceGPU("NVIDIA V100-SXM2-32GB", "FP32", 15.7),
+    "rtx4090": ReferenceGPU("NVIDIA GeForce RTX 4090", "TF32 tensor cores, dense", 82.6),
+    "t4": ReferenceGPU("NVIDIA T4", "FP32", 8.1),
+}
+DEFAULT_GPU, DEFAULT_UTILISATION = "a100", 0.35
+
+
+@dataclass(frozen=True)
+class DataSizes:
+    """Images per epoch and per evaluation set of one experiment (part), and where the counts came from."""
+
+    train: int
+    val: int
+    test: int
+    targets: dict[str, int] = field(default_factory=dict)
+    how: str = "declared"
+
+
+@dataclass
+class JobCost:
+    """One job's work: FLOPs in forward-only and in gradient passes, fixed seconds, and whether it is cached."""
+
+    job: Job
+    group: str  # "baseline", the method, or the evaluator
+    forward: float = 0.0
+    gradient: float = 0.0
+    seconds: float = 0.0
+    cached: bool = False
+
+    @property
+    def flops(self) -> float:
+        return self.forward + self.gradient
+
+
+# --------------------------------------------------------------------------- images
+def data_sizes(ds: Any, cache_dir: str) -> DataSizes:
+    """The image counts of one experiment part's dataset (``DatasetConfig``). One-line UserError if unknown."""
+    from .data import dataset_options
+    from .data.domains import resolve_domains
+
+    spec = datasets.spec(ds.name)
+    opts = dataset_options(ds.name, ds.options)
+    if spec.sizes is None:
+        return _loaded_sizes(ds, cache_dir)
+    raw = dict(spec.sizes(Path(ds.root).expanduser() if ds.root else None, **opts))
+    targets: dict[str, int] = {}
+    if spec.domain_names(opts):
+        src, tg = resolve_domains(ds.name, opts, ds.source, ds.targets)
+        split = ds.domain_split
+        test = max(1, round((split.test_fraction if split else 0.2) * raw[src]))
+        train = raw[src] - test
+        hold = split.target_holdout if split else None
+        targets = {t: raw[t] if hold is None else max(1, round(hold * raw[t])) for t in tg}
+    else:
+        train, test = raw["train"], raw["test"]
+    if ds.train_subset:
+        train = min(train, ds.train_subset)
+    val = round(ds.val_fraction * train) if ds.val_fraction else 0
+    return DataSizes(train - val, val, test, targets)
+
+
+def _loaded_sizes(ds: Any, cache_dir: str) -> DataSizes:
+    """A dataset without a size declaration: its local copy, loaded (never downloaded) and prepared."""
+    from .data import load_dataset
+    from .data.prepare import prepare_bundle
+
+    domains = {k: getattr(ds, k) for k in ("source", "targets") if getattr(ds, k) is not None}
+    if ds.domain_split is not None:
+        domains["split"] = ds.domain_split.model_dump()
+    try:
+        b = load_dataset(ds.name, root=ds.root, cache_dir=cache_dir, download=False, **domains, **ds.options)
+    except UserError as e:
+        raise UserError(f"dataset: cannot count the images of '{ds.name}': it declares no sizes and has no local "
+                        f"copy ({e})") from None
+    b = prepare_bundle(b, train_subset=ds.train_subset, val_fraction=ds.val_fraction)
+    return DataSizes(len(b.train), len(b.val) if b.val is not None else 0, len(b.test),
+                     {k: len(v) for k, v in b.targets.items()}, how="loaded")
+
+
+# --------------------------------------------------------------------------- model sizes
+def size_fraction(method: str, params: Any, budget: dict[str, Any] | None) -> float:
+    """The variant's forward FLOPs as a fraction of the parent's (see the module docstring)."""
+    if budget is None or budget["kind"] not in SHARED_BUDGETS or capabilities(method, params)["sparsifies"]:
+        return 1.0
+    return float(budget["value"])
+
+
+def _stages(method: str, params: Any, budget: dict[str, Any] | None, fp: float
+            ) -> list[tuple[Any, Any, float, float]]:
+    """(spec, params, FLOPs of its input, FLOPs of its output) per stage: a lone method is one stage; in a
+    pipeline the first stage that takes the budget's kind shrinks the model to the variant's size."""
+    spec, child = methods.spec(method), fp * size_fraction(method, params, budget)
+    if spec.stages is None:
+        return [(spec, params, fp, child)]
+    out, f_in, shrunk = [], fp, False
+    for name, sp in spec.stages(params):
+        st = methods.spec(name)
+        takes = budget is not None and not shrunk and budget["kind"] in st.budgets
+        f_out, shrunk = (child if takes else f_in), shrunk or takes
+        out.append((st, sp, f_in, f_out))
+        f_in = f_out
+    return out
+
+
+# --------------------------------------------------------------------------- jobs
+def _train_cost(exp: Experiment, n: DataSizes, fp: float) -> tuple[float, float]:
+    """(forward, gradient) FLOPs of the baseline job: epochs (frozen-backbone epochs forward only), doubled with
+    ``train.adapt``; a validation pass after every whole epoch and at the end."""
+    if not exp.trains_baseline:
+        return 0.0, 0.0
+    t = exp.train
+    mult = 2.0 if t.adapt is not None else 1.0
+    val_passes = math.floor(t.epochs) + (t.epochs != math.floor(t.epochs)) if n.val else 0
+    return (n.train * fp * t.freeze_epochs * mult + n.val * fp * val_passes,
+            n.train * fp * TRAIN_STEP * (t.epochs - t.freeze_epochs) * mult)
+
+
+def _compress_cost(method: str, params: Any, budget: Any, n: DataSizes, fp: float) -> tuple[float, float]:
+    fwd = grad = 0.0
+    cap = n.train + n.val  # calibration / importance batches: at most one pass
+    for spec, sp, f_in, f_out in _stages(method, params, budget, fp):
+        c = method_cost(spec, sp)
+        grad += n.train * TRAIN_STEP * (c.epochs * f_out * (2 if c.adapt else 1) + c.input_epochs * f_in)
+        grad += min(c.gradient_images, cap) * TRAIN_STEP * f_in
+        fwd += (n.train * c.epochs * f_in if c.teacher else 0.0) + min(c.forward_images, cap) * f_in
+    return fwd, grad
+
+
+def _params(schema: Any, dumped: Any) -> Any:
+    return schema.model_validate(dumped) if schema is not None else None
+
+
+def job_costs(exp: Experiment, jobs: list[Job], fp: float, meta: Any, sizes: dict[str, DataSizes]) -> list[JobCost]:
+    """Every job's FLOPs (``fp``: the parent's forward FLOPs per image; ``sizes``: per experiment part)."""
+    by_key = {j.key: j for j in jobs}
+    out: list[JobCost] = []
+    for job in jobs:
+        s, n = job.spec, sizes[job.labels["experiment"]]
+        if job.kind == "train":
+            out.append(JobCost(job, "baseline", *_train_cost(exp, n, fp)))
+        elif job.kind == "compress":
+            params = _params(methods.spec(s["method"]).params, s["params"])
+            out.append(JobCost(job, s["method"], *_compress_cost(s["method"], params, s["budget"], n, fp)))
+        else:
+            producer = by_key[s["model_job"]]
+            frac, quantizes = 1.0, False
+            if producer.kind == "compress":
+                mp = _params(methods.spec(producer.spec["method"]).params, producer.spec["params"])
+                frac = size_fraction(producer.spec["method"], mp, producer.spec["budget"])
+                quantizes = capabilities(producer.spec["method"], mp)["quantizes"]
+            espec = evaluators.spec(s["evaluator"])
+            ctx = CostContext(test=n.test, eval_subset=s["eval_subset"], targets=n.targets, meta=meta,
+                              quantizes=quantizes, baseline=producer.kind == "train")
+            c: EvalCost = eval_cost(espec, _params(espec.params, s["params"]), ctx)
+            out.append(JobCost(job, s["evaluator"], (c.forward * frac + c.parent_forward) * fp,
+                               (c.gradient * frac + c.parent_gradient) * fp, c.seconds))
+    return out
+
+
+def mark_cached(costs: list[JobCost], cache: Path) -> int:
+    """Set ``cached`` on every job whose verified artifact is in ``cache`` with its upstream jobs; returns how
+    many artifacts are there but unusable (they will be re-run). Reads only: nothing is created."""
+    from .execute.cache import JobResult, inspect_cached
+
+    results: dict[str, JobResult] = {}
+    damaged = 0
+    if not (cache / "jobs").is_dir():
+        return 0
+    for c in costs:
+        if any(d not in results for d in c.job.deps):
+            continue  # an upstream job runs again: so does this one
+        res, why = inspect_cached(cache, c.job.key, {d: results[d] for d in c.job.deps})
+        damaged += why is not None
+        if res is not None:
+            results[c.job.key], c.cached = res, True
+    return damaged
+
+
+# --------------------------------------------------------------------------- the whole estimate
+@dataclass
+class Estimate:
+    exp: Experiment
+    costs: list[JobCost]
+    sizes: dict[str, DataSizes]
+    parent_flops: float
+    input_shape: tuple[int, ...]
+    gpu: ReferenceGPU
+    utilisation: float
+    rates: Any  # measure.throughput.Rates, or None when given
+    cpu_given: float | None = None  # --cpu-gflops: one rate for all work (FLOP/s of CPU time)
+    damaged: int = 0
+
+    @property
+    def gpu_flops_s(self) -> float:
+        return self.gpu.peak_tflops * 1e12 * self.utilisation
+
+    def gpu_hours(self, c: JobCost) -> float:
+        return (c.flops / self.gpu_flops_s + c.seconds) / 3600
+
+    def cpu_hours(self, c: JobCost) -> float:
+        if self.cpu_given is not None:
+            return (c.flops / self.cpu_given + c.seconds) / 3600
+        return (c.forward / self.rates.infer_cpu + c.gradient / self.rates.train_cpu + c.seconds) / 3600
+
+    def rows(self) -> list[tuple[str, int, int, float, float, float]]:
+        """(label, jobs, cached, TFLOP to run, GPU-h to run, CPU-h to run) per kind, per method / evaluator
+        under it (indented), and the total."""
+        def row(label: str, cs: list[JobCost]) -> tuple[str, int, int, float, float, float]:
+            todo = [c for c in cs if not c.cached]
+            return (label, len(cs), len(cs) - len(todo), sum(c.flops for c in todo) / 1e12,
+                    sum(self.gpu_hours(c) for c in todo), sum(self.cpu_hours(c) for c in todo))
+        out = []
+        for kind in ("train", "compress", "evaluate"):
+            cs = [c for c in self.costs if c.job.kind == kind]
+            out.append(row(kind, cs))
+            groups = list(dict.fromkeys(c.group for c in cs))
+            if kind != "train" and len(groups) > 1:
+                out += [row(f"  {g}", [c for c in cs if c.group == g]) for g in groups]
+        out.append(row("total", self.costs))
+        return out
+
+
+def estimate(exp: Experiment, *, gpu: str = DEFAULT_GPU, utilisation: float = DEFAULT_UTILISATION,
+             cpu_gflops: float | None = None) -> Estimate:
+    """Price every job of ``exp`` (validated). ``cpu_gflops``: this machine's sustained rate in GFLOP per CPU
+    second instead of measuring it (a few seconds on the experiment's model)."""
+    from .measure.flops import count_flops
+    from .preflight import parent_model
+
+    if gpu not in GPUS:
+        raise UserError(f"--gpu: unknown reference GPU '{gpu}' (known: {', '.join(GPUS)})")
+    if not 0 < utilisation <= 1:
+        raise UserError(f"--gpu-util: give a fraction in (0, 1], got {utilisation:g}")
+    if cpu_gflops is not None and not cpu_gflops > 0:
+        raise UserError(f"--cpu-gflops: give a positive rate, got {cpu_gflops:g}")
+    jobs = plan(exp)
+    sizes = {name: data_sizes(ds, exp.cache_dir) for name, ds in experiment_parts(exp)}
+    meta, base = parent_model(exp)
+    shape = (meta.channels, *meta.size)
+    fp = float(count_flops(base.model, (1, *shape)))
+    costs = job_costs(exp, jobs, fp, meta, sizes)
+    damaged = mark_cached(costs, Path(exp.cache_dir))
+    rates = None
+    if cpu_gflops is None:
+        from .measure.throughput import sustained_rates
+
+        rates = sustained_rates(base.model, shape, fp, batch_size=exp.recipe.batch_size,
+                                num_classes=meta.num_classes, threads=exp.threads)
+    return Estimate(exp, costs, sizes, fp, shape, GPUS[gpu], utilisation, rates,
+                    cpu_gflops * 1e9 if cpu_gflops is not None else None, damaged)
+
+
+# --------------------------------------------------------------------------- output
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
+
+def _hours(h: float) -> str:
+    return _num(h) if h >= 0.001 else f"{h * 3600:.2g} s" if h > 0 else "0"
+
+
+def render(est: Estimate, config: str) -> str:
+    """The table ``compressbench plan`` prints, with the assumptions under it."""
+    exp, n_jobs = est.exp, len(est.costs)
+    cached = sum(c.cached for c in est.costs)
+    lines = [f"{config}: experiment '{exp.name}', {len(exp.seeds)} seed(s) — {n_jobs} jobs, {cached} cached"
+             + (f" ({est.damaged} damaged artifact(s) will be re-run)" if est.damaged else "")]
+    for name, n in est.sizes.items():
+        tg = "".join(f", target {t} {v:,}" for t, v in n.targets.items())
+        lines.append(f"  images ({name}, {n.how}): train {n.train:,}" + (f", validation {n.val:,}" if n.val else "")
+                     + f", test {n.test:,}{tg}; eval_subset {exp.dataset.eval_subset or 'none'}")
+    lines.append(f"  parent: {exp.model.name} at {'×'.join(map(str, est.input_shape))}: "
+                 f"{est.parent_flops / 1e6:,.2f} MFLOPs per image (forward, 2×MAC)")
+    head = ("", "jobs", "cached", "TFLOP", "GPU-h", "CPU-h")
+    rows = [(label, f"{j}", f"{c}", _num(t), _hours(g), _hours(h)) for label, j, c, t, g, h in est.rows()]
+    width = [max(len(r[i]) for r in [head, *rows]) for i in range(6)]
+    for r in [head, *rows]:
+        lines.append("  " + "  ".join(r[i].ljust(width[i]) if i == 0 else r[i].rjust(width[i]) for i in range(6)))
+    lines.append("  (TFLOP and hours: the jobs not cached; estimated — FLOPs-based, see `compressbench plan --help`)")
+    g = est.gpu
+    lines.append(f"GPU-h: {g.name}, {g.peak_tflops:g} TFLOPS peak ({g.precision}) × {est.utilisation:.0%} assumed "
+                 f"utilisation = {est.gpu_flops_s / 1e12:.3g} TFLOP/s sustained (--gpu, --gpu-util)")
+    if est.cpu_given is not None:
+        lines.append(f"CPU-h: {est.cpu_given / 1e9:g} GFLOP per CPU-second, as given (--cpu-gflops)")
+    else:
+        r = est.rates
+        lines.append(f"CPU-h (CPU time, user + sys): measured here on {exp.model.name} in {r.seconds:.1f} s with "
+                     f"{r.threads} thread(s): training {r.train_cpu / 1e9:.3g} GFLOP/s (batch {r.train_batch}), "
+                     f"inference {r.infer_cpu / 1e9:.3g} GFLOP/s (batch {r.infer_batch}) per CPU-second; "
+                     f"wall-clock here ≈ {sum(est.cpu_hours(c) for c in est.costs if not c.cached) * _wall(r):.3g} h")
+        if r.busy:
+            lines.append(f"  note: the machine was busy (load {r.load:.1f} on {r.cores} cores): the rate is low and "
+                         f"the CPU-h high; measure when it is quiet, or give --cpu-gflops")
+    return "\n".join(lines)
+
+
+def _wall(r: Any) -> float:
+    """Wall-clock hours per CPU-hour in the measurement (threads running at once)."""
+    return r.train_cpu / r.train_wall
+
+
+def to_json(est: Estimate) -> dict[str, Any]:
+    """The estimate as data: assumptions, totals per kind, and every job."""
+    return {"experiment": est.exp.name, "parent_flops_per_image": est.parent_flops, "input_shape": est.input_shape,
+            "images": {k: vars(v) for k, v in est.sizes.items()},
+            "gpu": {**vars(est.gpu), "utilisation": est.utilisation, "sustained_flops_s": est.gpu_flops_s},
+            "cpu": est.rates.to_dict() if est.rates is not None else {"given_flops_per_cpu_s": est.cpu_given},
+            "rows": [dict(zip(("label", "jobs", "cached", "tflop", "gpu_hours", "cpu_hours"), r, strict=True))
+                     for r in est.rows()],
+            "jobs": [{"key": c.job.key, "kind": c.job.kind, "what": c.job.describe(), "group": c.group,
+                      "cached": c.cached, "forward_flops": c.forward, "gradient_flops": c.gradient,
+                      "fixed_seconds": c.seconds, "gpu_hours": est.gpu_hours(c), "cpu_hours": est.cpu_hours(c)}
+                     for c in est.costs]}
