@@ -41,7 +41,7 @@ from .configfile import (  # noqa: F401  (re-exported: the config API)
     read_config_text,
 )
 from .errors import UserError
-from .fields import MAX_BATCH_SIZE, Epochs, FinetuneEpochs, Fraction, ImageSize, PositiveFloat, Seed
+from .fields import MAX_BATCH_SIZE, Epochs, FileName, FinetuneEpochs, Fraction, ImageSize, PositiveFloat, Seed
 from .interfaces import Budget
 from .layouts import ReportLayout, check_layout
 from .registry import UnknownNameError, datasets, evaluators, methods, models
@@ -205,7 +205,7 @@ class ExecutorConfig(BaseModel):
 
 
 class Experiment(_Strict):
-    name: str = Field(max_length=100)
+    name: FileName(100)  # type: ignore[valid-type]
     seeds: list[Seed] = Field([0], min_length=1, max_length=1000)
     dataset: DatasetConfig
     model: ModelConfig
@@ -218,13 +218,6 @@ class Experiment(_Strict):
     store: str | None = None  # default: results/<name>.sqlite
     executor: ExecutorConfig = ExecutorConfig.model_construct()  # "local", "ray", {name: ray, address: ..., ...}
     report: ReportLayout | None = None  # study tables drawn next to the standard report (layouts.py)
-
-    @field_validator("name")
-    @classmethod
-    def _slug(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
-            raise ValueError("use letters, digits, '-', '_' or '.' (it names files)")
-        return v
 
     @field_validator("device")
     @classmethod

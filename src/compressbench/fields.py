@@ -19,9 +19,10 @@ Non-finite floats (``.inf``, ``.nan``) are rejected anywhere in a config by ``co
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 MAX_EPOCHS = 10_000  # a bound that no real recipe reaches, but that a typo (1e12) does
 SEED_LIMIT = 2**32  # numpy / torch generators take seeds in [0, 2**32)
@@ -42,3 +43,15 @@ ImageSize = Annotated[int, Field(ge=1, le=4096)]  # pixels of one image side (da
 
 __all__ = ["MAX_EPOCHS", "SEED_LIMIT", "MAX_BATCH_SIZE", "FiniteFloat", "Epochs", "FinetuneEpochs", "Seed",
            "PositiveInt", "NonNegativeInt", "BatchSize", "Subset", "Severity", "Fraction", "PositiveFloat", "ImageSize"]
+
+
+def file_name(v: str) -> str:
+    """Validator: a string that names a file or folder (no '/', no leading '.' or '-')."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+        raise ValueError("use letters, digits, '-', '_' or '.' (it names files)")
+    return v
+
+
+def FileName(longest: int) -> object:  # noqa: N802  (used as a type: ``name: FileName(64)``)
+    """A string field that names a file or folder, at most ``longest`` characters."""
+    return Annotated[str, Field(max_length=longest), AfterValidator(file_name)]

@@ -23,11 +23,11 @@ evaluations — never imported.
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .fields import FileName
 from .specs import Aggregate, Format
 
 RUNNER_EVALUATORS = ("compress", "train")  # the rows the runner's own jobs write (job_metrics.py)
@@ -55,18 +55,11 @@ class StudyColumn(_Strict):
 
 
 class StudyTable(_Strict):
-    name: str
+    name: FileName(64)  # type: ignore[valid-type]
     title: str = Field(min_length=1, max_length=200)
     group_by: Literal["none", "family", "method", "name"] = "none"  # name: the variant name before "@"
     row_label: Literal["variant", "budget", "reduction"] = "variant"
     columns: list[StudyColumn] = Field(min_length=1, max_length=64)
-
-    @field_validator("name")
-    @classmethod
-    def _slug(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", v):
-            raise ValueError("use letters, digits, '-', '_' or '.' (it names files)")
-        return v
 
 
 class ReportLayout(_Strict):
