@@ -7,6 +7,7 @@ import time
 import pytest
 import yaml
 
+from compressbench.cli import main
 from compressbench.config import ConfigError, load_config, validate
 
 GOOD = {
@@ -90,21 +91,25 @@ def _cli(*args, cwd=None):
     ({"model": None}, "model"),
     ({"seeds": [0, "a"]}, "seeds[1]"),
 ])
-def test_cli_validate_exit_2_one_line(tmp_path, bad, expect):
+def test_cli_validate_exit_2_one_line(tmp_path, bad, expect, monkeypatch, capsys):
     raw = {**GOOD, **bad}
     if raw.get("model") is None:
         raw.pop("model")
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(raw))
-    t0 = time.perf_counter()
-    r = _cli("validate", str(p))
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {expect}") and "Traceback" not in r.stderr
-    assert time.perf_counter() - t0 < 30  # includes interpreter + torch import on a loaded CI box
+    if expect == "dataset.name":  # the real entry point, in a fresh interpreter, once
+        t0 = time.perf_counter()
+        r = _cli("validate", str(p))
+        rc, stderr = r.returncode, r.stderr
+        assert time.perf_counter() - t0 < 30  # includes interpreter + torch import on a loaded CI box
+    else:  # the same main(), in this process
+        rc, stderr = main(["validate", str(p)]), capsys.readouterr().err
+    assert rc == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {expect}") and "Traceback" not in stderr
     # `run` refuses the same file before any work
-    r = _cli("run", str(p), cwd=tmp_path)
-    assert r.returncode == 2 and not (tmp_path / ".compressbench").exists()
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(p)]) == 2 and not (tmp_path / ".compressbench").exists()
 
 
 def test_cli_validate_ok(tmp_path):
