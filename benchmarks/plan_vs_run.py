@@ -63,13 +63,12 @@ def main() -> None:
             rec = json.loads((Path(tmp) / "cache" / "jobs" / c.job.key / "result.json").read_text())
             job_s[c.job.kind] = job_s.get(c.job.kind, 0.0) + float(rec.get("seconds", 0.0))
     r = est.rates
-    wall_per_cpu = r.train_cpu / r.train_wall
     est_cpu = sum(est.cpu_hours(c) for c in est.costs) * 3600
     kinds = {}
     for kind in ("train", "compress", "evaluate"):
         cs = [c for c in est.costs if c.job.kind == kind]
         kinds[kind] = {"jobs": len(cs), "tflop": sum(c.flops for c in cs) / 1e12,
-                       "est_wall_s": sum(est.cpu_hours(c) for c in cs) * 3600 * wall_per_cpu,
+                       "est_wall_s": sum(est.cpu_hours(c) for c in cs) * 3600 * r.wall_per_cpu,
                        "measured_wall_s": job_s.get(kind, 0.0)}
     out = {"config": args.config, "scale": args.scale, "set": args.set, "experiment": exp.name,
            "jobs": len(est.costs), "plan_seconds": plan_s, "rates": r.to_dict(),

@@ -102,6 +102,24 @@ def test_validation_split_and_domain_sizes():
     assert (n.train, n.test, n.targets) == (249, 249, {"amazon": 282})
 
 
+def test_sizes_and_probes_take_exactly_their_datasets_options():
+    """No ``**_``: a size or probe function names every option of its dataset (an option it took and
+    ignored silently would be a bug waiting) and no option the schema lacks."""
+    import inspect
+
+    from compressbench.registry import datasets
+
+    for name in datasets.names():
+        spec = datasets.spec(name)
+        options = set(spec.params.model_fields) if spec.params is not None else set()
+        for fn in (spec.sizes, spec.probe):
+            if fn is None:
+                continue
+            ps = list(inspect.signature(fn).parameters.values())[1:]  # after root
+            assert not any(p.kind is p.VAR_KEYWORD for p in ps), (name, fn)
+            assert {p.name for p in ps} == options, (name, fn, options)
+
+
 def test_a_dataset_without_sizes_is_loaded_or_one_line(tmp_path):
     from compressbench.data import DataMeta, DatasetBundle, DatasetError, ImageSet
     from compressbench.registry import datasets

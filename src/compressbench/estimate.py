@@ -336,19 +336,15 @@ def render(est: Estimate, config: str) -> str:
         lines.append(f"CPU-h: {est.cpu_given / 1e9:g} GFLOP per CPU-second, as given (--cpu-gflops)")
     else:
         r = est.rates
+        todo_cpu_h = sum(est.cpu_hours(c) for c in est.costs if not c.cached)
         lines.append(f"CPU-h (CPU time, user + sys): measured here on {exp.model.name} in {r.seconds:.1f} s with "
                      f"{r.threads} thread(s): training {r.train_cpu / 1e9:.3g} GFLOP/s (batch {r.train_batch}), "
                      f"inference {r.infer_cpu / 1e9:.3g} GFLOP/s (batch {r.infer_batch}) per CPU-second; "
-                     f"wall-clock here ≈ {sum(est.cpu_hours(c) for c in est.costs if not c.cached) * _wall(r):.3g} h")
+                     f"wall-clock here ≈ {todo_cpu_h * r.wall_per_cpu:.3g} h")
         if r.busy:
             lines.append(f"  note: the machine was busy (load {r.load:.1f} on {r.cores} cores): the rate is low and "
                          f"the CPU-h high; measure when it is quiet, or give --cpu-gflops")
     return "\n".join(lines)
-
-
-def _wall(r: Any) -> float:
-    """Wall-clock hours per CPU-hour in the measurement (threads running at once)."""
-    return r.train_cpu / r.train_wall
 
 
 def to_json(est: Estimate) -> dict[str, Any]:

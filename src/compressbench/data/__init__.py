@@ -349,8 +349,12 @@ def _synthetic_probe(root: Path | None, n_train: int = 600, n_test: int = 200, s
                     tuple(f"c{i}" for i in range(num_classes)), augment="none")
 
 
-@datasets.register("synthetic", params=SyntheticOptions, probe=_synthetic_probe,
-                   sizes=lambda root, n_train=600, n_test=200, **_: {"train": n_train, "test": n_test},
+def _synthetic_sizes(root: Path | None, n_train: int = 600, n_test: int = 200, size: int = 32, num_classes: int = 4,
+                     channels: int = 3, seed: int = 0) -> dict[str, int]:
+    return {"train": n_train, "test": n_test}
+
+
+@datasets.register("synthetic", params=SyntheticOptions, probe=_synthetic_probe, sizes=_synthetic_sizes,
                    description="seeded RGB shapes (class = shape×colour), any size; for tests")
 def synthetic(root: Path | None, cache: Path, download: bool, n_train: int = 600, n_test: int = 200,
               size: int = 32, num_classes: int = 4, channels: int = 3, seed: int = 0) -> DatasetBundle:

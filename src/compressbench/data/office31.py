@@ -73,8 +73,10 @@ def _probe(root: Path | None, size: int = 224, resize: int | None = None, channe
 PUBLISHED_SIZES = {"amazon": 2817, "dslr": 498, "webcam": 795}  # images per domain in the archive
 
 
-def _sizes(root: Path | None, **options: object) -> dict[str, int]:
-    """Images per domain: counted in the extracted tree when it is there (none decoded), else the archive's."""
+def _sizes(root: Path | None, size: int = 224, resize: int | None = None, channels: int = 3,
+           stats: str = "source") -> dict[str, int]:
+    """Images per domain: counted in the extracted tree when it is there (none decoded), else the archive's;
+    no option changes the counts."""
     out = dict(PUBLISHED_SIZES)
     if root is not None and Path(root).is_dir():
         for d in DOMAINS:

@@ -47,6 +47,11 @@ class Rates:
         """Other work was running: multi-threaded torch then waits (and spins) at every operator."""
         return self.load > self.cores - 0.5
 
+    @property
+    def wall_per_cpu(self) -> float:
+        """Wall-clock seconds per CPU second while training (below 1 with several threads busy at once)."""
+        return self.train_cpu / self.train_wall
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
