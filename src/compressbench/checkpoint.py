@@ -133,19 +133,12 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {first[:200]}"
 
 
-def _unpickle_reason(e: BaseException) -> str:
-    """The one informative line of torch's multi-line ``weights_only`` refusal."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    for ln in lines:
-        if "GLOBAL" in ln or ln.startswith(("Unsupported", "Trying to load")):
-            return ln[:200]
-    return lines[-1][:200] if lines else type(e).__name__
-
-
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """``torch.load(weights_only=True)`` of a compressbench checkpoint: no code is unpickled. Raises a
     one-line :class:`CheckpointError` for a missing, damaged, foreign or unsafe file."""
     import pickle
+
+    from .models.weights import unpickle_reason
 
     p = Path(path)
     if not p.is_file():
@@ -156,7 +149,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             ck = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{p}: not a compressbench checkpoint, or an unsafe pickle — refused by weights-only "
-                              f"loading, which never runs code from a file ({_unpickle_reason(e)})") from None
+                              f"loading, which never runs code from a file ({unpickle_reason(e)})") from None
     except Exception as e:  # truncated / garbled zip, empty file, I/O error
         raise CheckpointError(f"{p}: not a readable checkpoint (damaged or truncated?): {_first_line(e)}") from None
     ok = (isinstance(ck, dict) and isinstance(ck.get("spec"), dict) and isinstance(ck.get("state_dict"), dict)

@@ -84,13 +84,20 @@ def _torch_load(path: Path) -> Any:
             with torch.serialization.safe_globals([_inert(n) for n in names]):
                 return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:  # e.g. a global of a blocked module (os, subprocess ...)
-            from ..checkpoint import _unpickle_reason
-
             raise CheckpointError(f"{path}: refused by weights-only loading, which never runs code from a file "
-                                  f"({_unpickle_reason(e)})") from None
+                                  f"({unpickle_reason(e)})") from None
         except Exception as e:
             raise CheckpointError(f"{path}: not a readable weights file (damaged or truncated?): "
                                   f"{_first_line(e)}") from None
+
+
+def unpickle_reason(e: BaseException) -> str:
+    """The one informative line of torch's multi-line ``weights_only`` refusal."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if "GLOBAL" in ln or ln.startswith(("Unsupported", "Trying to load")):
+            return ln[:200]
+    return lines[-1][:200] if lines else type(e).__name__
 
 
 def _first_line(e: BaseException) -> str:
