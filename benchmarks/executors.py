@@ -51,12 +51,12 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only
 import torch  # noqa: E402
 
 from compressbench.checkpoint import load_model  # noqa: E402
-from compressbench.config import validate  # noqa: E402
 from compressbench.execute import LocalExecutor, RayExecutor, run_one  # noqa: E402
 from compressbench.execute.ray_options import JobResources, RayOptions, ResourceTable  # noqa: E402
 from compressbench.measure.hardware import cpu_model  # noqa: E402
 from compressbench.plan import Job, plan  # noqa: E402
 from compressbench.runner import get_dataset, run  # noqa: E402
+from compressbench.validate import validate  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "executors.json"
 

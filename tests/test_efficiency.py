@@ -244,7 +244,8 @@ def _fake_ctx(bundle, workdir, extra=None):
     from compressbench.interfaces import EvalContext, VariantInfo
 
     return EvalContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0, workdir=workdir,
-                       variant=VariantInfo("baseline", "baseline"), load_parent=lambda: None, progress=False,
+                       variant=VariantInfo("baseline", "baseline", is_parent=True), load_parent=lambda: None,
+                       progress=False,
                        extra=extra or {})
 
 

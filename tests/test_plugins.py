@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from compressbench import registry
-from compressbench.config import ConfigError, load_config
+from compressbench.config import ConfigError
 from compressbench.registry import attacks, corruptions, evaluators, methods
 from compressbench.runner import run
 from compressbench.store import ResultStore
+from compressbench.validate import load_config
 
 PLUGINS = Path(__file__).parent / "plugins"
 

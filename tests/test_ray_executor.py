@@ -24,10 +24,12 @@ import pytest
 import yaml
 
 from compressbench.cli import main as cli_main
-from compressbench.config import ConfigError, validate
+from compressbench.config import ConfigError
 from compressbench.execute import claim_job
+from compressbench.execute.ray_options import RayOptions
 from compressbench.registry import evaluators
 from compressbench.runner import run
+from compressbench.validate import validate
 
 ray = pytest.importorskip("ray")
 
@@ -194,8 +196,8 @@ def test_job_claimed_by_another_driver_is_waited_for(ray_run, tmp_path, caplog):
     plan_raw = _raw(d, executor="ray")
     from compressbench.plan import plan
 
-    job = next(j for j in plan(validate(plan_raw)) if j.kind == "evaluate" and j.labels["evaluator"] == "clean"
-               and j.labels["variant"] == "baseline")
+    job = next(j for j in plan(validate(plan_raw)) if j.kind == "evaluate" and j.labels.evaluator == "clean"
+               and j.labels.variant == "baseline")
     shutil.rmtree(d / "cache" / "jobs" / job.key)  # this job must run again ...
     claim = claim_job(d / "cache", job.key)  # ... but "another driver" (this process) holds it
     assert claim is not None
@@ -227,8 +229,8 @@ def test_resources_threads_and_infeasible_requests(ray_address, tmp_path):
     ex = create_executor(exp, tmp_path / "cache", False)
     assert isinstance(ex, RayExecutor)
     asks, threads = ex._plan_resources(ray, plan(exp))
-    got = {(j.kind, j.labels.get("evaluator"), j.labels["variant"]): (asks[j.key]["num_cpus"], asks[j.key]["num_gpus"],
-                                                                      threads[j.key]) for j in plan(exp)}
+    got = {(j.kind, j.labels.evaluator, j.labels.variant): (asks[j.key]["num_cpus"], asks[j.key]["num_gpus"],
+                                                              threads[j.key]) for j in plan(exp)}
     v = "prune.unstructured@params=0.5"
     assert got[("train", None, "baseline")] == (1, 0, 1)
     assert got[("compress", None, v)] == (0.5, 0, 1)  # a fraction of a CPU still runs one thread
@@ -253,8 +255,8 @@ def test_executor_options_are_validated(tmp_path):
     ok = validate({**g, "executor": {"name": "ray", "address": "ray://head:10001", "max_retries": 3,
                                      "resources": {"train": {"num_gpus": 1}, "compress": {"num_gpus": 0.5},
                                                    "evaluate": {"num_gpus": 0.25, "num_cpus": 1}}}})
-    assert ok.executor.name == "ray" and ok.executor.options["max_retries"] == 3
-    assert validate({**g, "executor": "ray"}).executor.options == {}
+    assert ok.executor.name == "ray" and ok.executor.options.max_retries == 3
+    assert validate({**g, "executor": "ray"}).executor.options == RayOptions()
     assert err(executor={"name": "ray", "adress": "auto"}).startswith(
         "executor.adress: unknown option (did you mean 'address'?); allowed: address, resources, max_retries")
     assert err(executor={"name": "local", "max_retries": 1}) == ("executor: executor 'local' takes no options; got "

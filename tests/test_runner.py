@@ -5,12 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from compressbench.config import validate
 from compressbench.interfaces import CompressResult, Measurement, Params
+from compressbench.jobs import dump_params
 from compressbench.registry import evaluators, methods
 from compressbench.runner import run
 from compressbench.specs import Knob
 from compressbench.store import ResultStore
+from compressbench.validate import validate
 
 
 class HalfParams(Params):
@@ -148,7 +149,7 @@ def test_evaluation_key_covers_the_corruption_versions(tmp_path):
     raw = {"evaluations": [{"evaluator": "clean"},
                            {"evaluator": "corruptions", "params": {"corruptions": ["fog", "gaussian_noise"]}},
                            {"evaluator": "corruptions", "params": {"corruptions": ["contrast"]}}]}
-    keys = lambda: {(j.labels.get("evaluator"), j.labels["variant"], str(j.spec.get("params"))): j.key  # noqa: E731
+    keys = lambda: {(j.labels.evaluator, j.labels.variant, str(dump_params(j.spec.params))): j.key  # noqa: E731
                     for j in plan(_exp(tmp_path, **raw)) if j.kind == "evaluate"}
     before = keys()
     import dataclasses

@@ -19,12 +19,12 @@ Where it is used: ``train.adapt`` (the baseline), the ``adapt.coral`` compressio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterator
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from .config.schema import AdaptParams  # noqa: F401 (the schema of train.adapt, re-exported)
 from .data.base import DatasetBundle, ImageSet
 
 
@@ -46,30 +46,6 @@ def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 ADAPT_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"coral": coral_loss}
-
-
-class AdaptParams(BaseModel):
-    """How a training run adapts to the target domain(s): ``{method: coral, weight: λ}``.
-
-    ``targets``: the target domains whose unlabeled images are drawn (None: every target of the
-    dataset, pooled — with one target, that one)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    method: Literal["coral"] = "coral"
-    weight: float = Field(1.0, ge=0, le=1e6)  # λ
-    targets: list[str] | None = None
-    # penultimate: the classifier head's input (d = feature width); logits: the head's output (d = classes),
-    # where the paper applied it (AlexNet's fc8)
-    features: Literal["penultimate", "logits"] = "penultimate"
-
-    def label(self) -> str:
-        """A short name for tables: ``coral(λ=1)`` (plus the layer and domains when not the defaults)."""
-        tg = f"→{'+'.join(self.targets)}" if self.targets else ""
-        return f"{self.method}({', '.join(self._label_parts())}){tg}"
-
-    def _label_parts(self) -> list[str]:
-        return [f"λ={self.weight:g}"] + (["logits"] if self.features == "logits" else [])
 
 
 class FeatureTap:

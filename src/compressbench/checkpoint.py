@@ -208,37 +208,25 @@ def load_model(path: str | Path, *, trust: bool = False) -> tuple[nn.Module, dic
     return model, ck
 
 
-def worker_trust(trust: bool = False) -> dict[str, Any]:
+def worker_trust(trust: bool = False, plugins: Any = None) -> dict[str, Any]:
     """What a fresh worker process needs to load a checkpoint with this process's trust decisions:
-    ``trust`` (the caller's ``--trust-code``) and the ``"pkg.mod:factory"`` names the user resolved
-    here (with the folders their modules were imported from) — never names read from the file."""
-    import sys
-
+    ``trust`` (the caller's ``--trust-code``) and the plug-in set (``config.PluginSet``: the user's modules
+    with their folders, the model factories the user named, the entry points) — of the experiment when
+    ``plugins`` is given, else the ``"pkg.mod:factory"`` names the user resolved here (a ``--model`` flag) —
+    never names read from the file."""
+    from .config.plugins import PluginSet
     from .models import user_model_names
 
-    names = user_model_names()
-    paths: list[str] = []
-    for n in names:
-        mod = sys.modules.get(n.split(":", 1)[0])
-        f = getattr(mod, "__file__", None)
-        if not f:
-            continue
-        depth = n.split(":", 1)[0].count(".") + (1 if Path(f).name == "__init__.py" else 0)
-        root = str(Path(f).resolve().parents[depth])
-        if root not in paths:
-            paths.append(root)
-    return {"trust": bool(trust), "resolve_models": names, "sys_path": paths}
+    if plugins is None:
+        names = user_model_names()
+        plugins = PluginSet.collect(names, names)
+    return {"trust": bool(trust), "plugins": plugins.to_json()}
 
 
 def load_model_in_worker(target: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    """:func:`load_model` in a fresh process, given a target made with :func:`worker_trust`."""
-    import sys
+    """:func:`load_model` in a fresh process, given a target made with :func:`worker_trust` (its plug-in
+    set loaded first: a plug-in's rebuilder is then registered here too)."""
+    from .config.plugins import PluginSet
 
-    from .registry import models
-
-    for sp in target.get("sys_path", []):
-        if sp not in sys.path:
-            sys.path.insert(0, sp)
-    for n in target.get("resolve_models", []):
-        models.resolve(n)
+    PluginSet.from_json(target.get("plugins")).load()
     return load_model(target["path"], trust=bool(target.get("trust", False)))

@@ -35,6 +35,7 @@ from .specs import (
     CorruptionSpec,
     DatasetSpec,
     EvaluatorSpec,
+    ExecutorSpec,
     MethodSpec,
     ModelSpec,
 )
@@ -91,6 +92,7 @@ class Entry(Generic[T, S]):
 
 
 _plugins_loaded = False
+_plugins: list[str] = []  # "name = value" of each entry point loaded
 
 
 def load_plugins() -> None:
@@ -106,8 +108,14 @@ def load_plugins() -> None:
             obj = ep.load()
             if callable(obj) and not isinstance(obj, type(importlib)):
                 obj()
+            _plugins.append(f"{ep.name} = {ep.value}")
         except Exception as e:  # a broken plugin must not break the tool: say which one
             log.warning("plugin %s (%s) failed to load: %s: %s", ep.name, ep.value, type(e).__name__, e)
+
+
+def loaded_plugins() -> list[str]:
+    """The entry points :func:`load_plugins` loaded in this process (``name = value``)."""
+    return list(_plugins)
 
 
 class Registry(Generic[T, S]):
@@ -138,6 +146,10 @@ class Registry(Generic[T, S]):
         """{prefix: description} of the name families served by libraries (for ``compressbench list``)."""
         self._ensure_loaded()
         return dict(self._source_help)
+
+    def serves(self, name: str) -> bool:
+        """Whether ``name`` belongs to a name family a library serves here (never loads anything)."""
+        return any(name.startswith(p) for p in self._sources)
 
     def source_of(self, name: str) -> str | None:
         """The prefix of the name family ``name`` belongs to (None: an ordinary name)."""
@@ -264,6 +276,7 @@ evaluators: Registry[Any, EvaluatorSpec] = Registry("evaluator", "compressbench.
 corruptions: Registry[Any, CorruptionSpec] = Registry("corruption", "compressbench.evaluate.corruptions",
                                                       CorruptionSpec)
 attacks: Registry[Any, AttackSpec] = Registry("attack", "compressbench.evaluate.attacks", AttackSpec)
+executors: Registry[Any, ExecutorSpec] = Registry("executor", "compressbench.execute", ExecutorSpec)
 
 ALL = {
     "datasets": datasets,
@@ -272,5 +285,6 @@ ALL = {
     "evaluators": evaluators,
     "corruptions": corruptions,
     "attacks": attacks,
+    "executors": executors,
 }
 _REGISTRY_NAMES = {r.kind: n for n, r in ALL.items()}

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Literal, Mapping, Sequence
 
+from .fields import Aggregate, Format  # noqa: F401 (the vocabulary of metric declarations)
+
 # --------------------------------------------------------------------------- common
 
 
@@ -143,9 +145,6 @@ class MethodSpec(ComponentSpec):
 
 # --------------------------------------------------------------------------- evaluators
 
-Aggregate = Literal["mean", "min", "max", "sum"]
-# cell formats (the report's and the console's renderings: ``report.tables.CELL_FORMATS``)
-Format = Literal["pct", "f1", "f2", "f3", "int", "bytes", "ms", "g"]
 ANY = "*"  # a ``where`` value: the condition has this key, with any value
 
 
@@ -398,10 +397,21 @@ class RebuildSpec(ComponentSpec):
     quantizes: bool = False
 
 
+@dataclass(frozen=True)
+class ExecutorSpec(ComponentSpec):
+    """An executor (``execute``): a factory ``(cache, show_progress=..., options=..., experiment=...)`` of an
+    object with ``run(jobs, fn, on_done)``. ``params``: its options' schema (``executor: {name: ..., <options>}``,
+    validated when the experiment is resolved; None: it takes none). ``check(experiment, options) -> message |
+    None``: its rules about the whole resolved experiment, run by ``validate`` before any work."""
+
+    check: Callable[[Any, Any], str | None] | None = None
+
+
 SPEC_TYPES: dict[str, type[ComponentSpec]] = {
     "method": MethodSpec, "evaluator": EvaluatorSpec, "corruption": CorruptionSpec, "attack": AttackSpec,
-    "dataset": DatasetSpec, "model": ModelSpec,
+    "dataset": DatasetSpec, "model": ModelSpec, "executor": ExecutorSpec,
 }
 
 __all__ = ["ComponentSpec", "Knob", "MethodSpec", "MetricSpec", "Console", "ANY", "EvaluatorSpec", "CorruptionSpec",
-           "AttackSpec", "DatasetSpec", "ModelSpec", "RebuildSpec", "SPEC_TYPES", "SHARED_BUDGETS", "BudgetKind"]
+           "AttackSpec", "DatasetSpec", "ModelSpec", "RebuildSpec", "ExecutorSpec", "SPEC_TYPES", "SHARED_BUDGETS",
+           "BudgetKind"]

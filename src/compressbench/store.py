@@ -3,7 +3,8 @@
 Tables
 ------
 ``runs``     one row per ``compressbench run`` invocation: provenance (resolved config, git hash,
-             package versions, device, host, timestamp).
+             package versions, device, host, timestamp, the plug-in set: the user modules the config named
+             with their folders, and the entry-point plug-ins loaded).
 ``results``  one row per measurement: experiment, variant, method, budget, seed, evaluator,
              condition, metric, value (unrounded float) — plus the job key, the run that produced
              it, a tag (``realised`` / ``theoretical`` / ``simulated`` / ``transfer`` ...), and for a
@@ -31,7 +32,7 @@ from typing import Any, Iterable, Iterator
 
 from .errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 2: unique rows; 3: runs.plugins_json
 
 COLUMNS = ["experiment", "variant", "method", "budget_kind", "budget_target", "budget_achieved", "seed",
            "evaluator", "evaluator_version", "condition", "metric", "value", "unit", "tag", "error",
@@ -45,7 +46,7 @@ _TABLES = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, experiment TEXT, started_at TEXT, config_json TEXT, git_hash TEXT,
-    versions_json TEXT, device TEXT, host_json TEXT);
+    versions_json TEXT, device TEXT, host_json TEXT, plugins_json TEXT);
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     experiment TEXT NOT NULL, variant TEXT NOT NULL, method TEXT NOT NULL,
@@ -65,6 +66,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS results_once ON results({", ".join(UNIQUE_KEY)
 CREATE UNIQUE INDEX IF NOT EXISTS results_error_once ON results({", ".join(ERROR_KEY)}) WHERE error IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS artifacts_once ON artifacts(job_key, name);
 """
+
+# a version-2 store gains the runs' plug-in set (NULL for the runs it already holds)
+_ADD_PLUGINS = "ALTER TABLE runs ADD COLUMN plugins_json TEXT"
 
 _DEDUP = f"""
 DELETE FROM results WHERE error IS NULL AND id NOT IN
@@ -151,15 +155,18 @@ class ResultStore:
                             c.execute(stmt)
                         c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                     elif version < SCHEMA_VERSION:
-                        for stmt in _statements(_TABLES + _DEDUP + _UNIQUE):
+                        for stmt in _statements(_TABLES + (_DEDUP if version < 2 else "") + _UNIQUE):
                             c.execute(stmt)
+                        cols = {r[1] for r in c.execute("PRAGMA table_info(runs)")}
+                        if "plugins_json" not in cols:
+                            c.execute(_ADD_PLUGINS)
                         c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
             except sqlite3.OperationalError as e:
                 if "readonly" not in str(e) and "read-only" not in str(e):
                     raise
                 if version is None:
                     raise StoreError(f"{self.path}: cannot create the results store ({e})") from None
-                self._dedup_reads = True  # readable as is; duplicates hidden when reading
+                self._dedup_reads = version < 2  # readable as is; a version-1 store's duplicates hidden when reading
 
     @staticmethod
     def _version(c: sqlite3.Connection) -> int | None:
@@ -205,11 +212,13 @@ class ResultStore:
 
     # ------------------------------------------------------------------ writing
     def add_run(self, run_id: str, experiment: str, started_at: str, config: dict, git_hash: str | None,
-                versions: dict, device: str, host: dict) -> None:
+                versions: dict, device: str, host: dict, plugins: dict | None = None) -> None:
         with self._conn() as c, self._tx(c):
-            c.execute("INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?,?,?,?)",
+            c.execute("INSERT OR IGNORE INTO runs (run_id, experiment, started_at, config_json, git_hash, "
+                      "versions_json, device, host_json, plugins_json) VALUES (?,?,?,?,?,?,?,?,?)",
                       (run_id, experiment, started_at, json.dumps(config, sort_keys=True, default=str), git_hash,
-                       json.dumps(versions, sort_keys=True), device, json.dumps(host, sort_keys=True)))
+                       json.dumps(versions, sort_keys=True), device, json.dumps(host, sort_keys=True),
+                       json.dumps(plugins or {}, sort_keys=True)))
 
     def has_job(self, job_key: str, experiment: str | None = None, variant: str | None = None) -> bool:
         """Whether a job's (successful) rows are already stored, under these labels if given."""
@@ -306,8 +315,8 @@ class ResultStore:
             c.row_factory = sqlite3.Row
             out = [dict(r) for r in c.execute("SELECT * FROM runs ORDER BY started_at")]
         for r in out:
-            for k in ("config_json", "versions_json", "host_json"):
-                r[k] = json.loads(r[k] or "{}")
+            for k in ("config_json", "versions_json", "host_json", "plugins_json"):
+                r[k] = json.loads(r.get(k) or "{}")
         return out
 
     def dataframe(self, experiment: str | None = None):

@@ -253,7 +253,7 @@ def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: Corruption
             for n in dict.fromkeys(c.name for c, _ in acc if c.constant is None):
                 vals = [a for c, a in acc if c.constant is None and c.name == n]
                 out.append(Measurement("mean_top1", sum(vals) / len(vals), {"suite": suite, "corruption": n}))
-    want_gallery = params.gallery if params.gallery is not None else ctx.variant.method == "baseline"
+    want_gallery = params.gallery if params.gallery is not None else ctx.variant.is_parent
     if want_gallery and not params.files and plan:
         try:
             ctx.workdir.mkdir(parents=True, exist_ok=True)
