@@ -88,7 +88,7 @@ def ray_address():
             yield ray.get_runtime_context().gcs_address
         finally:
             ray.shutdown()
-            for name in ("raytest.crash_once", "raytest.rendezvous", "raytest.sleepy", "raytest.fails"):
+            for name in ("raytest.crash_once", "raytest.rendezvous", "raytest.sleepy", "raytest.fails", "raytest.spy"):
                 if name in evaluators:
                     evaluators.unregister(name)
             sys.modules.pop("cb_ray_plugin", None)
@@ -124,6 +124,26 @@ def test_ray_rows_equal_the_local_rows_value_for_value(local_run, ray_run):
     s = run(validate(_raw(ray_run, executor="ray")), progress=False)  # a rerun: all cached, no new rows
     assert (s.ran, s.cached, s.failed) == (0, 6, 0)
     assert _values(ray_run / "r.sqlite") == ray_values
+
+
+# =========================================================================== resolved once, never validated
+def test_a_worker_resolves_the_experiment_once_and_never_validates_it(ray_address, tmp_path, monkeypatch):
+    """Counted by spies around the real functions inside the workers (``cb_ray_plugin``): each worker process
+    resolves variants and evaluations exactly once (then checks the fingerprint), and never calls
+    ``check_parent`` — the driver validated the experiment, the worker only runs jobs."""
+    monkeypatch.setenv("COMPRESSBENCH_TEST_SPY", str(os.getpid()))  # the spies wrap only outside this process
+    raw = _raw(tmp_path, executor="ray", seeds=[0, 1], evaluations=[{"evaluator": "cb_ray_plugin:spy"}])
+    s = run(validate(raw), progress=False)
+    assert (s.ran, s.failed) == (8, 0), s.failures  # 2 × (train, compress, spy on baseline, spy on the variant)
+    rows: dict = {}
+    with sqlite3.connect(tmp_path / "r.sqlite") as c:
+        for key, metric, value in c.execute("SELECT job_key, metric, value FROM results WHERE evaluator = "
+                                            "'raytest.spy'"):
+            rows.setdefault(key, {})[metric] = value
+    assert len(rows) == 4
+    for r in rows.values():
+        assert r["pid"] != os.getpid()  # measured in a worker
+        assert (r["resolve_variants"], r["resolve_evaluations"], r["check_parent"]) == (1, 1, 0), r
 
 
 # =========================================================================== a worker killed mid-job

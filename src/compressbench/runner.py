@@ -25,7 +25,7 @@ from .adapt import make_adaptation
 from .baseline import build_baseline, prefetch_weights, train_baseline
 from .checkpoint import load_model, save_model
 from .compress import capabilities, compress
-from .config import DatasetConfig, Experiment, PluginSet, ResolvedExperiment, resolve, resolve_experiment
+from .config import DatasetConfig, Experiment, PluginSet, ResolvedExperiment, resolve_config, resolve_experiment
 from .data import DatasetBundle, load_dataset
 from .data.base import ImageSet
 from .data.prepare import prepare_bundle
@@ -233,7 +233,7 @@ class JobRunner:
         exp = _RESOLVED.get(self.fingerprint)
         if exp is None:
             PluginSet.from_json(self.plugins).load()
-            exp = resolve(json.loads(self.config))
+            exp = resolve_config(json.loads(self.config))
             if exp.fingerprint != self.fingerprint:
                 raise FingerprintError(
                     f"this process ({platform.node()}, pid {os.getpid()}) resolves the experiment differently from "

@@ -21,7 +21,7 @@ from .resolve import (
     experiment_parts,
     parse_experiment,
     read_experiment,
-    resolve,
+    resolve_config,
     resolve_evaluations,
     resolve_executor,
     resolve_experiment,
@@ -61,7 +61,7 @@ from .text import (
 
 __all__ = ["ConfigError", "did_you_mean", "one_line_error", "validate_params", "PluginSet", "ExperimentPart",
            "ResolvedEvaluation", "ResolvedExecutor", "ResolvedExperiment", "ResolvedVariant", "check_budget",
-           "experiment_parts", "parse_experiment", "read_experiment", "resolve", "resolve_evaluations",
+           "experiment_parts", "parse_experiment", "read_experiment", "resolve_config", "resolve_evaluations",
            "resolve_executor", "resolve_experiment", "resolve_variants", "with_executor", "BASELINE", "AdaptParams",
            "Budget", "DatasetConfig", "DomainSplitConfig", "EvaluationConfig", "ExecutorConfig", "Experiment",
            "ModelConfig", "ReportLayout", "TrainConfig", "VariantConfig", "MAX_ALIASES", "MAX_CONFIG_BYTES",

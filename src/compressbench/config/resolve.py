@@ -347,7 +347,7 @@ def resolve_experiment(exp: Experiment) -> ResolvedExperiment:
     return ResolvedExperiment(exp, tuple(variants), tuple(evals), executor, experiment_parts(exp), plugins)
 
 
-def resolve(raw: Any) -> ResolvedExperiment:
+def resolve_config(raw: Any) -> ResolvedExperiment:
     """:func:`parse_experiment` then :func:`resolve_experiment`."""
     return resolve_experiment(parse_experiment(raw))
 
@@ -363,6 +363,6 @@ def read_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None
 
 
 __all__ = ["ResolvedExperiment", "ResolvedVariant", "ResolvedEvaluation", "ResolvedExecutor", "ExperimentPart",
-           "resolve", "resolve_experiment", "parse_experiment", "resolve_variants", "resolve_evaluations",
+           "resolve_config", "resolve_experiment", "parse_experiment", "resolve_variants", "resolve_evaluations",
            "resolve_executor", "experiment_parts", "check_budget", "with_executor", "read_experiment",
            "EvaluationConfig"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..config import ConfigError, ResolvedExperiment, read_experiment, resolve
+from ..config import ConfigError, ResolvedExperiment, read_experiment, resolve_config
 from ..registry import executors
 from .domains import check_domains
 from .parent import check_model, check_model_fields, check_parent, check_weights_source, parent_model
@@ -44,7 +44,7 @@ def validate(raw: dict[str, Any]) -> ResolvedExperiment:
     """Validate a config mapping completely: schema, registry names, params, budgets, dataset options, model
     kwargs and weights, domains, executor, every method against the parent. Raises :class:`ConfigError`
     (one line); does no work and writes nothing."""
-    return check(resolve(raw))
+    return check(resolve_config(raw))
 
 
 def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None, scale: str | None = None, *,
