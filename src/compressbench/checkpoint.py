@@ -11,8 +11,8 @@ A checkpoint is ``{"format": 1, "spec": {...}, "steps": [...], "state_dict": {..
 
 Compressors register rebuilders with :func:`register_rebuilder`.
 
-Loading trusts nothing in the file (DESIGN.md 14): ``torch.load(weights_only=True)`` unpickles no
-code, and the model names in ``spec`` / ``steps`` are only *looked up* in the model registry. A
+Loading trusts nothing in the file (docs/architecture.md, convention 14): ``torch.load(weights_only=True)``
+unpickles no code, and the model names in ``spec`` / ``steps`` are only *looked up* in the model registry. A
 ``"pkg.mod:factory"`` name is imported only if this process resolved it already (the user wrote it
 in a config or a flag) or the caller passes ``trust=True`` (CLI: ``--trust-code``). Every failure is
 a one-line :class:`~compressbench.errors.CheckpointError` naming the file.

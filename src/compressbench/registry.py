@@ -4,7 +4,7 @@ A decorator registers an object under a name together with its *spec* (``specs.p
 arguments of ``register`` build the registry's spec class, so a mistyped field fails at import time.
 Unknown names fail with the list of known names and a "did you mean".
 
-Plugins (DESIGN.md 14: data never chooses code):
+Plugins (docs/architecture.md, convention 14: data never chooses code):
 
 * ``"pkg.mod:obj"`` written by the user in a config or a flag is imported by :meth:`Registry.resolve`
   (importing the module registers ``obj``; a model factory needs no registration). Nothing else
@@ -16,7 +16,7 @@ Plugins (DESIGN.md 14: data never chooses code):
 * *name families* of an installed library (``"timm:<architecture>"``, ``"torchvision:<model>"``) are
   served by a source (:meth:`Registry.add_source`): the first lookup of such a name asks the library
   whether it knows it and registers it. Nothing is imported but the library itself, so a checkpoint
-  may name these (DESIGN.md 14).
+  may name these (docs/architecture.md, convention 14).
 """
 
 from __future__ import annotations

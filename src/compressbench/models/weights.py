@@ -6,8 +6,8 @@ torchvision's reference scripts, ``{"model_state_dict": ...}``, a whole pickled 
 ``.safetensors``, or one of our own ``model.pt`` checkpoints — or **published weights**
 (``torchvision:IMAGENET1K_V1``, ``timm:a1_in1k``: :mod:`.published`).
 
-Reading trusts nothing in the file (DESIGN.md 14). Safetensors hold tensors only. Pickles are read with
-``torch.load(weights_only=True)``; the classes a training script pickled next to the weights
+Reading trusts nothing in the file (docs/architecture.md, convention 14). Safetensors hold tensors only.
+Pickles are read with ``torch.load(weights_only=True)``; the classes a training script pickled next to the weights
 (``argparse.Namespace`` of its arguments, a LightningModule's hyper-parameters, a whole model) are
 *not* imported or called: each becomes an inert placeholder (:class:`Inert`) that only keeps the plain
 data it was given, from which a pickled module's tensors are read. Globals of modules torch blocks
