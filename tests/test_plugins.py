@@ -40,6 +40,14 @@ def _write(tmp_path: Path, text: str) -> Path:
     return p
 
 
+def _one(rows: list[dict], variant: str, evaluator: str, metric: str, **cond) -> float:
+    """The value of the one row with these labels and condition items."""
+    vals = [r["value"] for r in rows if (r["variant"], r["evaluator"], r["metric"]) == (variant, evaluator, metric)
+            and all(r["condition_json"].get(k) == v for k, v in cond.items())]
+    assert len(vals) == 1, (variant, evaluator, metric, cond, vals)
+    return vals[0]
+
+
 EXPERIMENT = """
     name: plugins
     seeds: [0]
@@ -75,10 +83,7 @@ def test_plugin_components_from_yaml(demo_plugin, tmp_path):
     rows = [r for r in ResultStore(exp.store_path).rows("plugins") if r["error"] is None]
 
     def value(variant, evaluator, metric, **cond):
-        vals = [r["value"] for r in rows if (r["variant"], r["evaluator"], r["metric"]) == (variant, evaluator, metric)
-                and all(r["condition_json"].get(k) == v for k, v in cond.items())]
-        assert len(vals) == 1, (variant, evaluator, metric, cond, vals)
-        return vals[0]
+        return _one(rows, variant, evaluator, metric, **cond)
 
     plug = "demo.magnitude@params=0.5"
     # the plug-in method reached its budget in nonzero parameters, alone and inside a pipeline
@@ -137,10 +142,7 @@ def test_plugin_method_that_changes_the_architecture_is_timed_in_a_fresh_process
     rows = [r for r in store.rows("plugarch") if r["error"] is None]
 
     def one(variant, evaluator, metric, **cond):
-        vals = [r for r in rows if (r["variant"], r["evaluator"], r["metric"]) == (variant, evaluator, metric)
-                and all(r["condition_json"].get(k) == v for k, v in cond.items())]
-        assert len(vals) == 1, (variant, evaluator, metric, cond, vals)
-        return vals[0]["value"]
+        return _one(rows, variant, evaluator, metric, **cond)
 
     # tinycnn's head: 16 -> 10 (170 parameters) becomes 16 -> 3 -> 10 (48 + 40)
     base, fact = one("baseline", "compress", "params"), one("factored", "compress", "params")

@@ -1,6 +1,7 @@
 """Evaluators for the Ray executor's tests (``tests/test_ray_executor.py``), named in configs as
-``"cb_ray_plugin:<fn>"``: the driver imports this module when it validates the config, and each Ray
-worker re-imports it when it re-validates the config — the path a user's plug-in takes.
+``"cb_ray_plugin:<fn>"``: the driver imports this module when it resolves the config, and each Ray worker
+imports it from the experiment's plug-in set before it resolves the config once — the path a user's
+plug-in takes.
 
 * ``crash_once``: on its first attempt for a variant, kills its own worker process (``os._exit``, no
   exception, no result); the retry measures top-1 and reports both attempts' pids.

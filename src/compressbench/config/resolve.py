@@ -69,6 +69,11 @@ class ExperimentPart:
     dataset: DatasetConfig
 
 
+def _from_config(field: str) -> Any:
+    """A read-only property reading ``field`` of the experiment's schema object."""
+    return property(lambda self: getattr(self.config, field), doc=f"``config.{field}``")
+
+
 def _dump(params: Any) -> Any:
     return params.model_dump(mode="json") if params is not None and hasattr(params, "model_dump") else params
 
@@ -85,58 +90,20 @@ class ResolvedExperiment:
     parts: tuple[ExperimentPart, ...]
     plugins: PluginSet
 
-    # the config's fields, read-only
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def seeds(self) -> list[int]:
-        return self.config.seeds
-
-    @property
-    def dataset(self) -> DatasetConfig:
-        return self.config.dataset
-
-    @property
-    def model(self) -> Any:
-        return self.config.model
-
-    @property
-    def train(self) -> Any:
-        return self.config.train
-
-    @property
-    def recipe(self) -> Any:
-        return self.config.recipe
-
-    @property
-    def trains_baseline(self) -> bool:
-        return self.config.trains_baseline
-
-    @property
-    def transfer(self) -> bool:
-        return self.config.transfer
-
-    @property
-    def device(self) -> str:
-        return self.config.device
-
-    @property
-    def threads(self) -> int | None:
-        return self.config.threads
-
-    @property
-    def cache_dir(self) -> str:
-        return self.config.cache_dir
-
-    @property
-    def store_path(self) -> Path:
-        return self.config.store_path
-
-    @property
-    def report(self) -> Any:
-        return self.config.report
+    # the config's fields a reader needs most, read-only (the rest: ``config``)
+    name = _from_config("name")
+    seeds = _from_config("seeds")
+    dataset = _from_config("dataset")
+    model = _from_config("model")
+    train = _from_config("train")
+    recipe = _from_config("recipe")  # the training recipe fine-tunes build on
+    trains_baseline = _from_config("trains_baseline")
+    transfer = _from_config("transfer")
+    device = _from_config("device")
+    threads = _from_config("threads")
+    cache_dir = _from_config("cache_dir")
+    store_path = _from_config("store_path")
+    report = _from_config("report")
 
     def config_json(self) -> str:
         """The config as canonical JSON (what a Ray worker resolves again)."""

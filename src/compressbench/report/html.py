@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from ..specs import EvaluatorSpec
-from .data import ExperimentData
+from .data import BASELINE, ExperimentData
 from .plots import Figure
 from .tables import Table
 
@@ -81,7 +81,7 @@ def table_html(t: Table, exp_slug: str) -> str:
             m = t.mean.at[v, c.key]
             dv = "" if m is None or (isinstance(m, float) and math.isnan(m)) else repr(float(m))
             cells.append(f'<td data-v="{dv}">{_e(s)}</td>')
-        base = "method" in t.text and t.text.at[v, "method"] == "baseline"  # hooks' tables may have no method
+        base = "method" in t.text and t.text.at[v, "method"] == BASELINE  # hooks' tables may have no method
         cls = ' class="baseline"' if base else ""
         rows.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     notes = "".join(f'<p class="note">{_e(n)}</p>' for n in t.notes)
