@@ -1,7 +1,8 @@
 """Extension points from outside the package (issue 12): a method, an evaluator with a new metric, a
 corruption and an attack, each registered once in ``tests/plugins/cb_demo_plugin.py`` — a module
 that is not part of compressbench — are used by a tiny experiment written in YAML, and an installed
-package registers through the ``compressbench.plugins`` entry-point group."""
+package registers through the ``compressbench.plugins`` entry-point group. The report of that run, made by
+a process that cannot import the plug-in, shows its metric from the declarations stored with the run."""
 
 from __future__ import annotations
 
@@ -105,6 +106,34 @@ def test_plugin_components_from_yaml(demo_plugin, tmp_path):
     assert "mean_margin" in summary_csv.splitlines()[0] or "logit margin" in summary_csv.splitlines()[0]
     base_margin = value("baseline", "demo.margin", "mean_margin")
     assert f"{base_margin:.3f}" in html
+    _report_without_the_plugin(exp.store_path, tmp_path / "report2", base_margin)
+
+
+def _report_without_the_plugin(store: Path, out: Path, base_margin: float) -> None:
+    """``compressbench report`` in a process that cannot import the plug-in (tests/plugins is not on its path)
+    renders the plug-in's metric from the declarations the run stored: its summary column and its HTML."""
+    import os
+    import subprocess
+
+    import compressbench
+
+    script = ("import importlib.util, sys\n"
+              "assert importlib.util.find_spec('cb_demo_plugin') is None, 'the plug-in is importable'\n"
+              "from compressbench.cli import main\n"
+              f"rc = main(['report', {str(store)!r}, '--out', {str(out)!r}, '--formats', 'html', 'csv'])\n"
+              "assert 'cb_demo_plugin' not in sys.modules\n"
+              "sys.exit(rc)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(compressbench.__file__).parents[1])}
+    res = subprocess.run([sys.executable, "-c", script], cwd=out.parent, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    header = (out / "plugins" / "summary.csv").read_text().splitlines()
+    cols = header[0].split(",")
+    assert "mean_margin" in cols
+    baseline = dict(zip(cols, next(r for r in header[1:] if r.startswith("baseline,")).split(","), strict=True))
+    assert float(baseline["mean_margin"]) == pytest.approx(base_margin, rel=1e-12)
+    page = (out / "report.html").read_text()
+    assert "logit margin" in page and f"{base_margin:.3f}" in page
 
 
 def test_unknown_plugin_names_are_one_line(demo_plugin, tmp_path):
