@@ -153,7 +153,8 @@ class ReportOption:
     """An option of ``compressbench report`` that an evaluator's report hooks read (``ctx.option(name)``),
     declared on its spec (``EvaluatorSpec.report_options``) so the generic report knows no evaluator's
     options. ``name`` is also the flag (``main_eps`` -> ``--main-eps``); ``default``: the value when not
-    given; ``parse(text) -> value``: converts the flag's text (raise ``ValueError`` with what is allowed);
+    given (text, with ``parse``: ``"8/255"``); ``parse(text) -> value``: converts the flag's text (raise
+    ``ValueError`` with what is allowed);
     ``choices``: the allowed values, if a closed set. Two evaluators declaring one name share its value."""
 
     name: str
@@ -165,6 +166,10 @@ class ReportOption:
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def default_value(self) -> Any:
+        return self.value(self.default)
 
     def value(self, raw: Any) -> Any:
         """A given value (text from the command line, or a Python value), checked."""

@@ -135,7 +135,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     for name, (opt, owners) in report_options().items():
         parser.add_argument(opt.flag, dest=f"option_{name}", default=None, metavar=name.upper(),
                             choices=list(opt.choices) or None,
-                            help=f"{opt.help} (default {opt.default!r}; {', '.join(owners)})")
+                            help=f"{opt.help} (default {opt.default}; declared by {', '.join(owners)})")
 
 
 def report_command(args: argparse.Namespace) -> int:

@@ -202,7 +202,7 @@ class ReportContext:
         for spec in (self.spec, *self.specs.values()):
             opt = next((o for o in spec.report_options if o.name == name), None) if spec is not None else None
             if opt is not None:
-                return opt.default
+                return opt.default_value
         raise KeyError(f"no evaluator declares the report option '{name}'")
 
     def memo(self, key: Any, fn: Callable[[], Any]) -> Any:

@@ -383,8 +383,7 @@ def parse_eps(text: str) -> float:
 
 
 REPORT_OPTIONS = (
-    ReportOption("main_eps", 8 / 255, "summary robust accuracy at the largest stored ε ≤ this (e.g. 8/255)",
-                 parse=parse_eps),
+    ReportOption("main_eps", "8/255", "summary robust accuracy at the largest stored ε ≤ this", parse=parse_eps),
     ReportOption("norm", "linf", "attack norm of the summary's robust accuracy", choices=get_args(Norm)),
 )
 
