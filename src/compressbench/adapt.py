@@ -14,18 +14,24 @@ reads the source half only, and the target labels are never read (they are -1, s
 
 Where it is used: ``train.adapt`` (the baseline), the ``adapt.coral`` compression stage, and the
 ``adapt`` parameter of ``distill`` (each builds an :class:`Adaptation`).
+
+The loss is looked up in ``registry.adapt_losses`` (``fn(source_features, target_features) -> loss``):
+another alignment loss is one registration, and ``adapt.method`` is validated against that registry with
+the config (an unknown name fails in one line, with a "did you mean").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
+from pydantic import field_validator
 from torch import nn
 
-from .config.schema import AdaptParams  # noqa: F401 (the schema of train.adapt, re-exported)
+from .config.schema import AdaptConfig
 from .data.base import DatasetBundle, ImageSet
+from .registry import adapt_losses
 
 
 def covariance(f: torch.Tensor) -> torch.Tensor:
@@ -45,7 +51,20 @@ def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (diff * diff).sum() / (4 * d * d)
 
 
-ADAPT_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"coral": coral_loss}
+adapt_losses.register("coral", coral_loss, version=1,
+                      description="Deep CORAL (Sun & Saenko 2016): ‖C_S − C_T‖²_F / (4d²) of the feature covariances")
+
+
+class AdaptParams(AdaptConfig):
+    """:class:`~compressbench.config.schema.AdaptConfig` (``{method: coral, weight: λ}``) with its loss looked
+    up in ``registry.adapt_losses`` when validated: the form methods' params use (``train.adapt`` is checked
+    the same way when the experiment is resolved)."""
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        adapt_losses.resolve(v)  # unknown -> "unknown adaptation loss ...; did you mean" (a ValueError)
+        return v
 
 
 class FeatureTap:
@@ -79,7 +98,7 @@ class Adaptation:
     features: str = "penultimate"
 
     def loss(self, source_features: torch.Tensor, target_features: torch.Tensor) -> torch.Tensor:
-        return ADAPT_LOSSES[self.method](source_features, target_features)
+        return adapt_losses.get(self.method)(source_features, target_features)
 
     def batches(self, batch_size: int, seed: int, device: torch.device) -> Iterator[torch.Tensor]:
         """Unlabeled target batches forever: seeded permutations (epoch after epoch) of the images."""
@@ -106,9 +125,9 @@ def target_images(data: DatasetBundle, targets: list[str] | None) -> ImageSet:
                     torch.arange(sum(len(s) for s in sets)))
 
 
-def make_adaptation(params: AdaptParams | dict | None, data: DatasetBundle) -> Adaptation | None:
+def make_adaptation(params: AdaptConfig | dict | None, data: DatasetBundle) -> Adaptation | None:
     """An :class:`Adaptation` for ``params`` on ``data`` (None: no adaptation)."""
     if params is None:
         return None
-    p = params if isinstance(params, AdaptParams) else AdaptParams.model_validate(params)
+    p = params if isinstance(params, AdaptConfig) else AdaptParams.model_validate(params)
     return Adaptation(p.method, p.weight, target_images(data, p.targets), p.features)

@@ -307,7 +307,7 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
                         "executors")
     ls.add_argument("what", nargs="?", default="all",
                     choices=["all", "models", "datasets", "methods", "evaluators", "corruptions", "attacks",
-                             "executors"])
+                             "channel_criteria", "weight_criteria", "adapt_losses", "executors"])
     ls.add_argument("--params", dest="verbose_params", action="store_true", help="show each entry's parameters")
     ls.set_defaults(fn=cmd_list)
     res = sub.add_parser("results", help="print or export the rows of a results store")

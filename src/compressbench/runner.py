@@ -29,6 +29,7 @@ from .config import DatasetConfig, Experiment, PluginSet, ResolvedExperiment, re
 from .data import DatasetBundle, load_dataset
 from .data.base import ImageSet
 from .data.prepare import prepare_bundle
+from .declarations import record_run
 from .execute import GPU_SHARE, JobResult, create_executor, prepare_cache
 from .interfaces import CompressContext, EvalContext, VariantInfo
 from .jobs import PARENT_ACHIEVED, CompressSpec, EvaluateSpec, Job, ModelOutcome, SizeStats, TrainSpec, dataset_record
@@ -339,6 +340,7 @@ def run(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: b
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     store.add_run(run_id, exp.name, dt.datetime.now(dt.timezone.utc).isoformat(), exp.config.model_dump(mode="json"),
                   _git_hash(), versions(), str(device), host_info(), plugins=exp.plugins.to_json())
+    record_run(store, run_id, {j.labels.evaluator for j in jobs if j.kind == "evaluate"})  # report: no code
     by_key = {j.key: j for j in jobs}
     results: dict[str, JobResult] = {}
     fn = JobRunner.for_experiment(exp, cache.resolve(), show)

@@ -3,8 +3,14 @@
 Tables
 ------
 ``runs``     one row per ``compressbench run`` invocation: provenance (resolved config, git hash,
-             package versions, device, host, timestamp, the plug-in set: the user modules the config named
-             with their folders, and the entry-point plug-ins loaded).
+             package versions, device, host, timestamp).
+``run_plugins`` one row per run: its plug-in set (``config.PluginSet``: the user modules the config named,
+             their folders, the entry-point plug-ins loaded), read by :meth:`ResultStore.runs` as
+             ``plugins_json``. Added in place like ``declarations``.
+``declarations`` one row per (run, evaluator): what the report needs of the evaluator's spec — its metric
+             declarations, as JSON (:mod:`compressbench.declarations`), so a report renders a plug-in's
+             metrics without its code. Added in place (created on the first write; an older compressbench
+             ignores the table).
 ``results``  one row per measurement: experiment, variant, method, budget, seed, evaluator,
              condition, metric, value (unrounded float) — plus the job key, the run that produced
              it, a tag (``realised`` / ``theoretical`` / ``simulated`` / ``transfer`` ...), and for a
@@ -32,7 +38,7 @@ from typing import Any, Iterable, Iterator
 
 from .errors import StoreError
 
-SCHEMA_VERSION = 3  # 2: unique rows; 3: runs.plugins_json
+SCHEMA_VERSION = 2
 
 COLUMNS = ["experiment", "variant", "method", "budget_kind", "budget_target", "budget_achieved", "seed",
            "evaluator", "evaluator_version", "condition", "metric", "value", "unit", "tag", "error",
@@ -42,11 +48,19 @@ COLUMNS = ["experiment", "variant", "method", "budget_kind", "budget_target", "b
 UNIQUE_KEY = ("experiment", "variant", "job_key", "evaluator", "condition", "metric")
 ERROR_KEY = ("run_id", "job_key", "evaluator", "metric")
 
-_TABLES = """
+_DECLARATIONS = """
+CREATE TABLE IF NOT EXISTS declarations (
+    run_id TEXT NOT NULL, evaluator TEXT NOT NULL, evaluator_version INTEGER, json TEXT NOT NULL,
+    PRIMARY KEY (run_id, evaluator))"""
+
+# each run's plug-in set (``config.PluginSet``), added in place like ``declarations``
+_PLUGINS = "CREATE TABLE IF NOT EXISTS run_plugins (run_id TEXT PRIMARY KEY, json TEXT NOT NULL)"
+
+_TABLES = _DECLARATIONS + ";\n" + _PLUGINS + """;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, experiment TEXT, started_at TEXT, config_json TEXT, git_hash TEXT,
-    versions_json TEXT, device TEXT, host_json TEXT, plugins_json TEXT);
+    versions_json TEXT, device TEXT, host_json TEXT);
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     experiment TEXT NOT NULL, variant TEXT NOT NULL, method TEXT NOT NULL,
@@ -66,9 +80,6 @@ CREATE UNIQUE INDEX IF NOT EXISTS results_once ON results({", ".join(UNIQUE_KEY)
 CREATE UNIQUE INDEX IF NOT EXISTS results_error_once ON results({", ".join(ERROR_KEY)}) WHERE error IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS artifacts_once ON artifacts(job_key, name);
 """
-
-# a version-2 store gains the runs' plug-in set (NULL for the runs it already holds)
-_ADD_PLUGINS = "ALTER TABLE runs ADD COLUMN plugins_json TEXT"
 
 _DEDUP = f"""
 DELETE FROM results WHERE error IS NULL AND id NOT IN
@@ -155,18 +166,15 @@ class ResultStore:
                             c.execute(stmt)
                         c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                     elif version < SCHEMA_VERSION:
-                        for stmt in _statements(_TABLES + (_DEDUP if version < 2 else "") + _UNIQUE):
+                        for stmt in _statements(_TABLES + _DEDUP + _UNIQUE):
                             c.execute(stmt)
-                        cols = {r[1] for r in c.execute("PRAGMA table_info(runs)")}
-                        if "plugins_json" not in cols:
-                            c.execute(_ADD_PLUGINS)
                         c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
             except sqlite3.OperationalError as e:
                 if "readonly" not in str(e) and "read-only" not in str(e):
                     raise
                 if version is None:
                     raise StoreError(f"{self.path}: cannot create the results store ({e})") from None
-                self._dedup_reads = version < 2  # readable as is; a version-1 store's duplicates hidden when reading
+                self._dedup_reads = True  # readable as is; duplicates hidden when reading
 
     @staticmethod
     def _version(c: sqlite3.Connection) -> int | None:
@@ -214,11 +222,32 @@ class ResultStore:
     def add_run(self, run_id: str, experiment: str, started_at: str, config: dict, git_hash: str | None,
                 versions: dict, device: str, host: dict, plugins: dict | None = None) -> None:
         with self._conn() as c, self._tx(c):
-            c.execute("INSERT OR IGNORE INTO runs (run_id, experiment, started_at, config_json, git_hash, "
-                      "versions_json, device, host_json, plugins_json) VALUES (?,?,?,?,?,?,?,?,?)",
+            c.execute("INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?,?,?,?)",
                       (run_id, experiment, started_at, json.dumps(config, sort_keys=True, default=str), git_hash,
-                       json.dumps(versions, sort_keys=True), device, json.dumps(host, sort_keys=True),
-                       json.dumps(plugins or {}, sort_keys=True)))
+                       json.dumps(versions, sort_keys=True), device, json.dumps(host, sort_keys=True)))
+            c.execute(_PLUGINS)
+            c.execute("INSERT OR IGNORE INTO run_plugins VALUES (?,?)", (run_id, json.dumps(plugins or {},
+                                                                                         sort_keys=True)))
+
+    def add_declarations(self, run_id: str, records: dict[str, str], versions: dict[str, int]) -> None:
+        """Store each evaluator's declarations (``records``: evaluator -> JSON) for run ``run_id``, once."""
+        with self._conn() as c, self._tx(c):
+            c.execute(_DECLARATIONS)
+            c.executemany("INSERT OR IGNORE INTO declarations VALUES (?,?,?,?)",
+                          [(run_id, ev, versions.get(ev), js) for ev, js in records.items()])
+
+    def declarations(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """``{run_id: {evaluator: record}}`` of these runs ({} for a store without the table)."""
+        ids = list(run_ids)
+        with self._conn() as c:
+            if not ids or not c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='declarations'"
+                                        ).fetchone():
+                return {}
+            out: dict[str, dict[str, Any]] = {}
+            for run_id, ev, js in c.execute(f"SELECT run_id, evaluator, json FROM declarations WHERE run_id IN "
+                                            f"({','.join('?' * len(ids))})", ids):
+                out.setdefault(run_id, {})[ev] = json.loads(js)
+        return out
 
     def has_job(self, job_key: str, experiment: str | None = None, variant: str | None = None) -> bool:
         """Whether a job's (successful) rows are already stored, under these labels if given."""
@@ -311,12 +340,16 @@ class ResultStore:
         return out
 
     def runs(self) -> list[dict[str, Any]]:
+        """Every run's provenance, ``plugins_json`` included ({} for a run stored without its plug-in set)."""
         with self._conn() as c:
             c.row_factory = sqlite3.Row
             out = [dict(r) for r in c.execute("SELECT * FROM runs ORDER BY started_at")]
+            has = c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='run_plugins'").fetchone()
+            plugins = dict(c.execute("SELECT run_id, json FROM run_plugins").fetchall()) if has else {}
         for r in out:
+            r["plugins_json"] = plugins.get(r["run_id"])
             for k in ("config_json", "versions_json", "host_json", "plugins_json"):
-                r[k] = json.loads(r.get(k) or "{}")
+                r[k] = json.loads(r[k] or "{}")
         return out
 
     def dataframe(self, experiment: str | None = None):

@@ -30,7 +30,7 @@ from .resolve import (
 )
 from .schema import (
     BASELINE,
-    AdaptParams,
+    AdaptConfig,
     Budget,
     DatasetConfig,
     DomainSplitConfig,
@@ -62,7 +62,7 @@ from .text import (
 __all__ = ["ConfigError", "did_you_mean", "one_line_error", "validate_params", "PluginSet", "ExperimentPart",
            "ResolvedEvaluation", "ResolvedExecutor", "ResolvedExperiment", "ResolvedVariant", "check_budget",
            "experiment_parts", "parse_experiment", "read_experiment", "resolve_config", "resolve_evaluations",
-           "resolve_executor", "resolve_experiment", "resolve_variants", "with_executor", "BASELINE", "AdaptParams",
+           "resolve_executor", "resolve_experiment", "resolve_variants", "with_executor", "BASELINE", "AdaptConfig",
            "Budget", "DatasetConfig", "DomainSplitConfig", "EvaluationConfig", "ExecutorConfig", "Experiment",
            "ModelConfig", "ReportLayout", "TrainConfig", "VariantConfig", "MAX_ALIASES", "MAX_CONFIG_BYTES",
            "MAX_DEPTH", "MAX_NODES", "MAX_OVERRIDE_CHARS", "ConfigLoader", "apply_override", "check_data",

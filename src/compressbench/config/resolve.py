@@ -25,7 +25,17 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError, did_you_mean
 from ..layouts import check_layout
-from ..registry import ALL, UnknownNameError, datasets, evaluators, executors, is_object_path, methods, models
+from ..registry import (
+    ALL,
+    UnknownNameError,
+    adapt_losses,
+    datasets,
+    evaluators,
+    executors,
+    is_object_path,
+    methods,
+    models,
+)
 from ..specs import SHARED_BUDGETS
 from .params import one_line_error, validate_params
 from .plugins import PluginSet, object_names
@@ -298,6 +308,8 @@ def parse_experiment(raw: Any) -> Experiment:
 
 def resolve_experiment(exp: Experiment) -> ResolvedExperiment:
     """Resolve a parsed experiment (see the module docstring). Raises :class:`ConfigError` (one line)."""
+    if exp.train is not None and exp.train.adapt is not None:  # methods' params check theirs (adapt.AdaptParams)
+        _check_name(adapt_losses, exp.train.adapt.method, "train.adapt.method")
     _check_dataset(exp)
     _check_name(models, exp.model.name, "model.name")
     variants = resolve_variants(exp)

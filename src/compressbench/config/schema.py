@@ -119,15 +119,16 @@ class ColorJitterConfig(_Strict):
     hue: float = Field(0.0, ge=0, le=0.5)  # needs 3-channel images
 
 
-class AdaptParams(BaseModel):
+class AdaptConfig(BaseModel):
     """How a training run adapts to the target domain(s): ``{method: coral, weight: λ}``.
 
-    ``targets``: the target domains whose unlabeled images are drawn (None: every target of the
-    dataset, pooled — with one target, that one)."""
+    ``method``: an adaptation loss (``registry.adapt_losses``; looked up when the experiment is resolved,
+    and by ``adapt.AdaptParams`` in methods' params). ``targets``: the target domains whose unlabeled images
+    are drawn (None: every target of the dataset, pooled — with one target, that one)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: Literal["coral"] = "coral"
+    method: str = "coral"
     weight: float = Field(1.0, ge=0, le=1e6)  # λ
     targets: list[str] | None = None
     # penultimate: the classifier head's input (d = feature width); logits: the head's output (d = classes),
@@ -157,7 +158,7 @@ class TrainConfig(_Strict):
     augment: Literal["auto", "none", "crop", "flip", "flip_crop"] = "auto"
     warmup_epochs: FinetuneEpochs = 0.0
     amp: bool = True
-    adapt: AdaptParams | None = None  # domain adaptation of the baseline, e.g. {method: coral, weight: 1}
+    adapt: AdaptConfig | None = None  # domain adaptation of the baseline, e.g. {method: coral, weight: 1}
     init: Literal["scratch", "weights"] | None = None  # None: "weights" when model.weights is given
     freeze_epochs: FinetuneEpochs = 0.0  # transfer: only the classifier head trains for the first N epochs
     rotation: float = Field(0.0, ge=0, le=180)  # random rotation in ±degrees (after crop / flip)

@@ -15,7 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..errors import UserError, did_you_mean
 from ..registry import evaluators
 
-TIME_UNITS = ("ms", "s", "us", "img/s")  # declared metric units that mean "measured wall-clock time"
 _ADDRESS = re.compile(r"auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
 
 
@@ -80,12 +79,12 @@ def ray_missing() -> bool:
 
 
 def measures_time(evaluator: str) -> bool:
-    """Whether an evaluator declares a metric of measured wall-clock time (its spec, never its name)."""
+    """Whether an evaluator measures wall-clock time (``EvaluatorSpec.measures_time``; never its name)."""
     try:
         spec = evaluators.spec(evaluator)
     except Exception:
         return False
-    return any(m.unit in TIME_UNITS for m in spec.metrics)
+    return spec.measures_time
 
 
 def check_experiment(exp: Any, opts: RayOptions) -> str | None:

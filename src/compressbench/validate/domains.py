@@ -7,7 +7,7 @@ resolved with it (:func:`compressbench.config.experiment_parts`)."""
 from __future__ import annotations
 
 from ..compress.budget import adaptations
-from ..config import AdaptParams, ResolvedExperiment
+from ..config import AdaptConfig, ResolvedExperiment
 from ..data.domains import check_domains as check_declared
 from ..errors import ConfigError
 from ..registry import datasets, evaluators
@@ -37,7 +37,7 @@ def check_domains(exp: ResolvedExperiment) -> None:
             raise ConfigError(f"evaluations[{ev.index}]: {ev.evaluator} needs a dataset with named domains and "
                               f"dataset.source / dataset.targets; '{ds.name}' has none")
         _check_targets(exp, declared, domains_of(ev.params) or [], f"evaluations[{ev.index}].params.targets")
-    wanted: list[tuple[str, AdaptParams]] = []
+    wanted: list[tuple[str, AdaptConfig]] = []
     if exp.train is not None and exp.train.adapt is not None:
         wanted.append(("train.adapt", exp.train.adapt))
     wanted += [(f"variants[{v.index}]", a) for v in exp.variants for a in adaptations(v.method, v.params)]
