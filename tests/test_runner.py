@@ -206,3 +206,21 @@ def test_an_experiment_is_resolved_and_validated_once_per_run(tmp_path, monkeypa
     calls.clear()
     s = run(cfg, progress=False)  # a path: loaded (once) inside run
     assert s.cached == 18 and calls == {"resolve_variants": 1, "resolve_evaluations": 1, "check_parent": 1}
+
+
+def test_a_new_process_resolves_the_config_once_and_checks_the_fingerprint(tmp_path):
+    """What a Ray worker does with the job function, in this process with its cache emptied: it resolves the
+    config JSON once (same fingerprint as the driver's) and keeps it; a job function whose fingerprint is not
+    what this process resolves (another plug-in version on a node) fails in one line."""
+    from compressbench import runner
+
+    exp = _exp(tmp_path)
+    fn = runner.JobRunner.for_experiment(exp, tmp_path / "cache", False)
+    assert runner._RESOLVED[exp.fingerprint] is exp  # the driver never resolves again
+    runner._RESOLVED.clear()  # as in a fresh worker process
+    again = fn.experiment()
+    assert again is not exp and again.fingerprint == exp.fingerprint and fn.experiment() is again
+    assert [v.name for v in again.variants] == [v.name for v in exp.variants]
+    other = runner.JobRunner(fn.config, fn.plugins, "0" * 64, fn.cache, False)
+    with pytest.raises(runner.FingerprintError, match="resolves the experiment differently from the driver"):
+        other.experiment()
