@@ -316,7 +316,8 @@ def test_filter_paths_agree_on_large_images(mode):
 
 
 def test_motion_blur_slices_equal_gathers():
-    """Large images take the per-image sliced path: bit-identical to the batched gathers."""
+    """Large images take the per-image sliced path: equal to the batched gathers up to float32 rounding
+    (the slices accumulate with fused multiply-adds)."""
     g = torch.Generator().manual_seed(2)
     x, ang = torch.rand(3, 3, 70, 66, generator=g), torch.tensor([-44.0, 3.0, 37.5])
     sliced = ops.motion_blur(x, 10, 3, ang)
@@ -326,7 +327,7 @@ def test_motion_blur_slices_equal_gathers():
         gathered = ops.motion_blur(x, 10, 3, ang)
     finally:
         ops.MOTION_SLICE_PIXELS = old
-    assert torch.equal(sliced, gathered)
+    assert torch.allclose(sliced, gathered, atol=1e-6, rtol=0)
 
 
 def test_random_brightness_contrast_equals_albumentations_1x_lut():
