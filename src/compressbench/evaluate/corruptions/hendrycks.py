@@ -75,9 +75,18 @@ def _via_rgb(fn: Fn) -> Fn:
 
 # --------------------------------------------------------------------------- noise
 # version 3 of the normal-based ones: normals by inversion of 16-bit uniforms (ops.normal_table)
-@_register("gaussian_noise", "cifar10-c", False, "additive Gaussian noise, σ per severity", version=3)
+# version 4: large uint8 images in integers (below)
+@_register("gaussian_noise", "cifar10-c", False, "additive Gaussian noise, σ per severity", version=4, uint8=True)
 def gaussian_noise(x, rng, c, pset):
-    """``x + N(0, c²)`` per pixel and channel."""
+    """``x + N(0, c²)`` per pixel and channel. Large uint8 images: since x is an integer,
+    ``⌊x + 255·z + ε⌋ = x + ⌊255·z + ε⌋``, so the normal's table is tabulated as integer offsets and
+    the image is one int16 addition and a clip (the float path's bytes up to float32 rounding)."""
+    if x.dtype == torch.uint8:
+        if large.is_large(x):
+            z = ops.normal_table() * np.float32(c)  # the float path's z, float32
+            offsets = np.floor(z.astype(np.float64) * 255 + 1e-4).astype(np.int16)
+            return large.offset_uint8(x, offsets, rng.normal_index(x[0].numel()))
+        x = x.float().div_(255)  # as corrupt() converts
     return rng.normal(x.shape[1:], std=float(c)).to(x.dtype).add_(x)
 
 
@@ -120,9 +129,16 @@ def impulse_noise(x, rng, c, pset):
     return torch.addcmul(salt_t, x, keep_t)
 
 
-@_register("speckle_noise", "extra", False, "multiplicative Gaussian noise", version=3)
+# version 4: large uint8 images in uint8 units (below)
+@_register("speckle_noise", "extra", False, "multiplicative Gaussian noise", version=4, uint8=True)
 def speckle_noise(x, rng, c, pset):
-    """``x · (1 + N(0, c²))``."""
+    """``x · (1 + N(0, c²))``. Large uint8 images: in uint8 units, ``⌊x·m + ε⌋`` with the factor m
+    looked up from the normal's table (no conversion to [0, 1] and back)."""
+    if x.dtype == torch.uint8:
+        if large.is_large(x):
+            m = ops.normal_table() * np.float32(c) + np.float32(1.0)  # the float path's factors
+            return large.scale_uint8(x, m, rng.normal_index(x[0].numel()))
+        x = x.float().div_(255)  # as corrupt() converts
     return rng.normal(x.shape[1:], mean=1.0, std=float(c)).to(x.dtype).mul_(x)
 
 
@@ -351,14 +367,14 @@ def _spatter_rgb(x, rng, c, pset):
         p = torch.full((N, 1, H + 2, W + 2), float("inf"), dtype=x.dtype, device=x.device)
         dist = p[..., 1:-1, 1:-1]
         dist.copy_(torch.where(edges, torch.zeros_like(lq), torch.full_like(lq, 20.0)))
-        for _ in range(20):
+        for it in range(20):
             vert = torch.minimum(p[..., :-2, :], p[..., 2:, :])  # up/down neighbours, all columns
-            diag = torch.minimum(vert[..., :-2], vert[..., 2:]).add_(2 ** 0.5)
+            cand = torch.minimum(vert[..., :-2], vert[..., 2:]).add_(2 ** 0.5)  # diagonal neighbours
             cross = torch.minimum(torch.minimum(p[..., 1:-1, :-2], p[..., 1:-1, 2:]), vert[..., 1:-1]).add_(1)
-            new = torch.minimum(dist, torch.minimum(cross, diag))
-            if torch.equal(new, dist):
+            torch.minimum(cand, cross, out=cand)
+            if it % 4 == 3 and not bool((cand < dist).any()):  # the fixed point (checked every 4th step)
                 break
-            dist.copy_(new)
+            torch.minimum(dist, cand, out=dist)  # cand was computed from the previous step (Jacobi)
         dist = torch.floor(ops.box_blur(dist.clamp(max=20), 3))  # blur then astype(uint8)
         # equalizeHist per image
         di = dist.long().clamp(0, 255).view(N, -1)
@@ -395,9 +411,21 @@ spatter = _register("spatter", "extra", False, "water (sev. 1–3) or mud (sev. 
 # per-pixel affine map of rgb — no hue, no sector selects (a select on data-dependent masks is
 # several times slower on CPU than arithmetic). Equal to rgb2hsv → edit → hsv2rgb in exact
 # arithmetic; float32 rounding differs by ≈ 10⁻⁷ (version 2).
-@_register("brightness", "cifar10-c", True, "HSV value + c", version=2)
+# version 3: large uint8 images in uint8 units (below)
+@_register("brightness", "cifar10-c", True, "HSV value + c", version=3, uint8=True)
 def brightness(x, rng, c, pset):
-    """``hsv2rgb(h, s, clip(v + c, 0, 1))``: rgb·v'/v, and (v', v', v') for black pixels."""
+    """``hsv2rgb(h, s, clip(v + c, 0, 1))``: rgb·v'/v, and (v', v', v') for black pixels. Large uint8
+    images: the same map in uint8 units (no conversion to [0, 1] and back; float32 rounding differs)."""
+    if x.dtype == torch.uint8:
+        if large.is_large(x):
+            xf = x.float()
+            if x.shape[1] == 1:
+                return ops.as_uint8(xf.add_(255 * c + 1e-4).clamp_(0, 255))
+            v = x.amax(1, keepdim=True).float()
+            v2 = (v + 255 * c).clamp_(0, 255)
+            r = v2 / v.clamp_min(1e-12)
+            return ops.as_uint8(torch.addcmul(v2.addcmul_(v, r, value=-1).add_(1e-4), xf, r).clamp_(0, 255))
+        x = x.float().div_(255)  # as corrupt() converts
     if x.shape[1] == 1:
         return (x + c).clamp(0, 1)
     v = x.amax(1, keepdim=True)
@@ -422,17 +450,16 @@ def _saturate_rgb(x, rng, c, pset):
 saturate = _register("saturate", "extra", True, "HSV saturation × a + b", version=2)(_via_rgb(_saturate_rgb))
 
 
-# version 2: large uint8 images through a per-image, per-channel lookup table (large.lut_apply)
+# version 2: large uint8 images in uint8 units (below)
 @_register("contrast", "cifar10-c", True, "(x − per-channel mean) · c + mean", version=2, uint8=True)
 def contrast(x, rng, c, pset):
-    """Per channel ``(x − mean)·c + mean``. Large uint8 images: a per-plane affine map of the 256 values,
-    tabulated in float64 from the exact integer mean and applied as a 256-entry lookup."""
+    """Per channel ``(x − mean)·c + mean``. Large uint8 images: in uint8 units, with the exact integer
+    mean (float32 rounding differs)."""
     if x.dtype == torch.uint8:
         if large.is_large(x):
-            m = x.sum((2, 3), dtype=torch.int64).double().div_(x.shape[-2] * x.shape[-1] * 255)  # N×C
-            v = torch.arange(256, dtype=torch.float64, device=x.device) / 255
-            lut = (m[..., None] * (1 - c) + v * c).clamp_(0, 1).mul_(255).add_(1e-4).floor_().to(torch.uint8)
-            return large.lut_apply(lut, x)
+            xf = x.float()
+            m = xf.sum((2, 3), keepdim=True).double().div_(x.shape[-2] * x.shape[-1])  # exact below 2²⁴
+            return ops.as_uint8(torch.add((m * (1 - c) + 1e-4).float(), xf, alpha=c).clamp_(0, 255))
         x = x.float().div_(255)  # as corrupt() converts
     m = x.mean((2, 3), keepdim=True)
     return torch.add(m * (1 - c), x, alpha=c)

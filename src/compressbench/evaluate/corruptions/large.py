@@ -243,15 +243,28 @@ def box_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x
 
 
-# --------------------------------------------------------------------------- lookup tables
-def lut_apply(lut: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``out[n, c] = lut[n, c][x[n, c]]``: a uint8 N×C×H×W batch through per-plane 256-entry uint8 tables
-    (N×C×256); on the CPU one numpy ``take`` per plane (a byte-indexed lookup, no index conversion)."""
-    N, C, H, W = x.shape
+# --------------------------------------------------------------------------- noise in uint8 units
+def _normal_values(table: np.ndarray, idx: np.ndarray, x: torch.Tensor) -> np.ndarray | torch.Tensor:
     if x.device.type == "cpu":
-        xs, ls = x.reshape(N * C, H * W).numpy(), lut.reshape(N * C, 256).numpy()
-        out = np.empty_like(xs)
-        for i in range(N * C):
-            np.take(ls[i], xs[i], out=out[i])
-        return torch.from_numpy(out).view(N, C, H, W)
-    return torch.gather(lut.view(N, C, 256), 2, x.reshape(N, C, H * W).long()).view(N, C, H, W)
+        return np.take(table, idx)
+    return torch.as_tensor(table, device=x.device)[torch.from_numpy(idx.astype(np.int64)).to(x.device)]
+
+
+def offset_uint8(x: torch.Tensor, offsets: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+    """``clip(x + offsets[idx], 0, 255)`` as uint8 (x: uint8 N×C×H×W; offsets: int16 table; idx: N×(C·H·W)
+    table indices)."""
+    t = _normal_values(offsets, idx, x)
+    if x.device.type != "cpu":
+        return t.view(x.shape).add_(x).clamp_(0, 255).to(torch.uint8)
+    np.add(t, x.numpy().reshape(t.shape), out=t)
+    return torch.from_numpy(np.clip(t, 0, 255, out=t).astype(np.uint8)).view(x.shape)
+
+
+def scale_uint8(x: torch.Tensor, factors: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+    """``⌊clip(x·factors[idx] + 10⁻⁴, 0, 255)⌋`` as uint8 (x: uint8 N×C×H×W; factors: float32 table)."""
+    t = _normal_values(factors, idx, x)
+    if x.device.type != "cpu":
+        return t.view(x.shape).mul_(x).add_(1e-4).clamp_(0, 255).to(torch.uint8)
+    np.multiply(t, x.numpy().reshape(t.shape), out=t)
+    t += np.float32(1e-4)
+    return torch.from_numpy(np.clip(t, 0, 255, out=t).astype(np.uint8)).view(x.shape)

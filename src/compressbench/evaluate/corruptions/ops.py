@@ -143,11 +143,16 @@ class BatchRNG:
         per draw; see :func:`normal_table`). ``mean`` and ``std`` are folded into the 65,536-entry
         table, not applied to the N×shape output."""
         m = math.prod(shape)
-        idx = self.words((m + 3) // 4).view(np.uint16)[:, :m]  # little-endian word order (x86, ARM)
+        idx = self.normal_index(m)
         tab = normal_table()
         if std != 1.0 or mean != 0.0:
             tab = tab * np.float32(std) + np.float32(mean)
         return self._out(np.take(tab, idx), shape)
+
+    def normal_index(self, m: int) -> np.ndarray:
+        """The 16-bit table indices behind the next :meth:`normal` draw of ``m`` values per image (uint16
+        N×m, four per 64-bit word): for callers that tabulate a function of the normal instead."""
+        return self.words((m + 3) // 4).view(np.uint16)[:, :m]  # little-endian word order (x86, ARM)
 
     def uniform_u32(self, m: int) -> np.ndarray:
         """``m`` 32-bit integers per image (uint32 N×m, two per 64-bit word): for thresholds
