@@ -157,9 +157,14 @@ def defocus_blur(x, rng, c, pset):
     """``cv2.filter2D(x, -1, disk(radius, alias_blur))`` per channel (BORDER_REFLECT_101). Large
     images: ``large.disk_filter`` where the kernel is a blurred disk without border effects (every
     radius below 8), in uint8 units."""
-    if large.is_large(x):
-        units = x.float() if x.dtype == torch.uint8 else x * 255
+    if large.is_large(x) and x.dtype == torch.uint8:  # in uint8 units, uint8 out (no round trip to [0, 1])
+        units = x.float()
         y = large.disk_filter(units, float(c[0]), float(c[1]))
+        if y is None:
+            y = ops.filter2d(units, ops.disk_kernel(float(c[0]), float(c[1])), mode="mirror")
+        return ops.as_uint8(y.add_(1e-4).clamp_(0, 255))
+    if large.is_large(x):
+        y = large.disk_filter(x * 255, float(c[0]), float(c[1]))
         if y is not None:
             return y.div_(255)
     x = x.float().div_(255) if x.dtype == torch.uint8 else x  # as corrupt() converts
@@ -343,6 +348,28 @@ def _below(t: float) -> float:
     return float(np.nextafter(np.float32(t), np.float32(-np.inf)))
 
 
+CHAMFER_CHUNK = 4  # large images on the CPU: this many per chamfer relaxation (1.4× faster than the batch, measured)
+
+
+def _chamfer(init: torch.Tensor) -> torch.Tensor:
+    """Relaxation to the fixed point (≤ 20 steps) of the chamfer (1, √2) distance from ``init`` (0 at edges,
+    20 elsewhere). An +inf frame is equivalent to edge replication here: a replicated neighbour never
+    offers a shorter path than the pixel's real neighbours."""
+    N, _, H, W = init.shape
+    p = torch.full((N, 1, H + 2, W + 2), float("inf"), dtype=init.dtype, device=init.device)
+    dist = p[..., 1:-1, 1:-1]
+    dist.copy_(init)
+    for it in range(20):
+        vert = torch.minimum(p[..., :-2, :], p[..., 2:, :])  # up/down neighbours, all columns
+        cand = torch.minimum(vert[..., :-2], vert[..., 2:]).add_(2 ** 0.5)  # diagonal neighbours
+        cross = torch.minimum(torch.minimum(p[..., 1:-1, :-2], p[..., 1:-1, 2:]), vert[..., 1:-1]).add_(1)
+        torch.minimum(cand, cross, out=cand)
+        if it % 4 == 3 and not bool((cand < dist).any()):  # the fixed point (checked every 4th step)
+            break
+        torch.minimum(dist, cand, out=dist)  # cand was computed from the previous step (Jacobi)
+    return dist
+
+
 def _spatter_rgb(x, rng, c, pset):
     N, C, H, W = x.shape
     liquid = rng.normal((1, H, W), mean=float(c[0]), std=float(c[1])).to(x.dtype)
@@ -362,19 +389,11 @@ def _spatter_rgb(x, rng, c, pset):
         grow = ops.max3x3(strong.to(x.dtype)) > 0
         edges = strong | (weak & grow)
         # distance to the nearest edge (chamfer 1/√2), truncated at 20 like cv2.threshold(TRUNC, 20)
-        # (relaxation to the fixed point; an +inf frame is equivalent to edge replication here:
-        # a replicated neighbour never offers a shorter path than the pixel's real neighbours)
-        p = torch.full((N, 1, H + 2, W + 2), float("inf"), dtype=x.dtype, device=x.device)
-        dist = p[..., 1:-1, 1:-1]
-        dist.copy_(torch.where(edges, torch.zeros_like(lq), torch.full_like(lq, 20.0)))
-        for it in range(20):
-            vert = torch.minimum(p[..., :-2, :], p[..., 2:, :])  # up/down neighbours, all columns
-            cand = torch.minimum(vert[..., :-2], vert[..., 2:]).add_(2 ** 0.5)  # diagonal neighbours
-            cross = torch.minimum(torch.minimum(p[..., 1:-1, :-2], p[..., 1:-1, 2:]), vert[..., 1:-1]).add_(1)
-            torch.minimum(cand, cross, out=cand)
-            if it % 4 == 3 and not bool((cand < dist).any()):  # the fixed point (checked every 4th step)
-                break
-            torch.minimum(dist, cand, out=dist)  # cand was computed from the previous step (Jacobi)
+        init = torch.where(edges, torch.zeros_like(lq), torch.full_like(lq, 20.0))
+        if large.is_large(x) and x.device.type == "cpu":  # a few images at a time: the 20 steps stay in cache
+            dist = torch.cat([_chamfer(init[s:s + CHAMFER_CHUNK]) for s in range(0, N, CHAMFER_CHUNK)])
+        else:
+            dist = _chamfer(init)
         dist = torch.floor(ops.box_blur(dist.clamp(max=20), 3))  # blur then astype(uint8)
         # equalizeHist per image
         di = dist.long().clamp(0, 255).view(N, -1)
