@@ -97,18 +97,13 @@ def disk_runs(radius: float, alias_blur: float) -> tuple[tuple[tuple[int, int], 
     of its grid (radius < 8 with the source's 17×17 grid): then ``cv2.GaussianBlur``'s border handling
     never applies and kernel = Gaussian ⊛ disk exactly (checked here against the kernel, to 10⁻¹²);
     the source's radii 8 and 10 touch the edge, and the caller keeps the exact 2-D path for them."""
+    from scipy.signal import convolve2d
+
     from . import ops
 
     r = float(radius)
-    if r <= 8:
-        L, ksize = np.arange(-8, 8 + 1), 3
-    else:
-        L, ksize = np.arange(-r, r + 1), 5
-    X, Y = np.meshgrid(L, L)
-    d = ((X ** 2 + Y ** 2) <= r ** 2).astype(np.float64)
+    L, d, g = ops.disk_parts(r, float(alias_blur))
     area = d.sum()
-    g = ops.cv2_gaussian_kernel(ksize, alias_blur)
-    from scipy.signal import convolve2d
 
     full = convolve2d(d / area, np.outer(g, g))  # the disk blurred without any border
     kernel = ops.disk_kernel(r, float(alias_blur)).astype(np.float64)

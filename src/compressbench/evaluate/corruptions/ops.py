@@ -447,19 +447,25 @@ def cv2_gaussian_kernel(ksize: int, sigma: float) -> np.ndarray:
     return k / k.sum()
 
 
-@lru_cache(maxsize=64)
-def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
-    """The ``disk()`` of make_cifar_c.py / make_imagenet_c.py: an aliased disk on a 17×17 grid
-    (or (2r+1)² for r > 8), normalised, then ``cv2.GaussianBlur`` (3×3 or 5×5, REFLECT_101).
-    Returned cropped to its non-zero support (identical result, fewer multiply-adds)."""
+def disk_parts(radius: float, alias_blur: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pieces of the source's ``disk()``: its grid coordinates (17 points, or 2r + 1 for r > 8), the
+    binary (aliased) disk on that grid (float64 0/1) and the anti-aliasing Gaussian's taps (3 or 5)."""
     if radius <= 8:
         L, ksize = np.arange(-8, 8 + 1), 3
     else:
         L, ksize = np.arange(-radius, radius + 1), 5
     X, Y = np.meshgrid(L, L)
-    d = ((X ** 2 + Y ** 2) <= radius ** 2).astype(np.float64)
+    return L, ((X ** 2 + Y ** 2) <= radius ** 2).astype(np.float64), cv2_gaussian_kernel(ksize, alias_blur)
+
+
+@lru_cache(maxsize=64)
+def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
+    """The ``disk()`` of make_cifar_c.py / make_imagenet_c.py: an aliased disk on a 17×17 grid
+    (or (2r+1)² for r > 8), normalised, then ``cv2.GaussianBlur`` (3×3 or 5×5, REFLECT_101).
+    Returned cropped to its non-zero support (identical result, fewer multiply-adds)."""
+    _, d, g = disk_parts(radius, alias_blur)
     d /= d.sum()
-    g = cv2_gaussian_kernel(ksize, alias_blur)
+    ksize = len(g)
     r = ksize // 2
     n = d.shape[0]
     idx = pad_index(n, r, r, "mirror").numpy()
