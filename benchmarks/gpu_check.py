@@ -208,7 +208,7 @@ def _evaluator_loop(device: torch.device, size: int, n: int, batch: int, names: 
 
     with torch.inference_mode():  # warm-up: kernels, tables, textures
         for name in names:
-            model(corrupt(x[:4], idx[:4], name, 3).float().div_(255))
+            model(corrupt(x[:1], idx[:1], name, 3).float().div_(255))
     if device.type == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
@@ -225,7 +225,7 @@ def section_corrupt(out: Path) -> None:
     note = (f"15 CIFAR-10-C corruptions × severity 3: corrupt (uint8) + ResNet-18 forward; CPU "
             f"{torch.get_num_threads()} threads")
     rows = []
-    for size, n_gpu, n_cpu, batch in ((32, 2048, 32, 256), (224, 256, 2, 64)):
+    for size, n_gpu, n_cpu, batch in ((32, 2048, 32, 256), (224, 256, 1, 64)):
         cpu = _evaluator_loop(torch.device("cpu"), size, n_cpu, min(batch, n_cpu), names)
         if CUDA:
             gpu = _evaluator_loop(torch.device("cuda"), size, n_gpu, batch, names)
