@@ -289,4 +289,4 @@ def compress(name: str, parent: nn.Module, ctx: CompressContext, budget: Budget 
         record["target"] = {"kind": budget.kind, "value": budget.value, **record.get("target", {})}
         if budget.kind != "knob":
             record["within_tolerance"] = within(achieved[budget.kind], budget.value)
-    return CompressResult(model=res.model, record=record, steps=res.steps, achieved=achieved)
+    return CompressResult(model=res.model, record=record, steps=res.steps, achieved=achieved, trained=res.trained)
