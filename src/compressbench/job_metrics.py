@@ -48,11 +48,12 @@ COMPRESS_METRICS = (
 )
 
 TRAIN_METRICS = tuple(
-    MetricSpec(name, label=label, fmt=fmt, **_NO_TABLE)
-    for name, label, fmt in (("train_loss", "Train loss", "f3"), ("train_acc", "Train acc. %", "pct"),
-                             ("train_seconds", "Train seconds", "f1"), ("train_images_per_s", "Train img/s", "int"),
-                             ("train_steps", "Train steps", "int"),
-                             ("train_adapt_loss", "Train adaptation loss", "g")))
+    MetricSpec(name, label=label, fmt=fmt, unit=unit, **_NO_TABLE)
+    for name, label, fmt, unit in (("train_loss", "Train loss", "f3", ""), ("train_acc", "Train acc. %", "pct", ""),
+                                   ("train_seconds", "Train seconds", "f1", "s"),
+                                   ("train_images_per_s", "Train img/s", "int", "img/s"),
+                                   ("train_steps", "Train steps", "int", "step"),
+                                   ("train_adapt_loss", "Train adaptation loss", "g", "")))
 
 JOB_SPECS: dict[str, EvaluatorSpec] = {
     "compress": EvaluatorSpec(metrics=COMPRESS_METRICS, description="size of every saved model; achieved budget"),
