@@ -45,7 +45,24 @@ COMPRESS_METRICS = (
                note="Compression % from the compressor's achieved_bytes (no efficiency rows).", **_NO_TABLE,
                description="1 − achieved byte fraction, in %"),
     MetricSpec("knob", label="Knob", **_NO_TABLE, description="the method's knob that met the budget"),
+    MetricSpec("budget_matched", label="Budget matched (±2 %)", fmt="int", check=True, **_NO_TABLE,
+               description="1: the achieved fraction of a params / bytes / FLOPs budget is within ±2 % of it; 0: "
+                           "it is not, and the variant is labelled 'budget not matched' (budget_not_matched)"),
 )
+
+
+def budget_not_matched(df: Any) -> dict[str, str]:
+    """``{variant: "budget not matched: ..."}`` for every variant whose compress rows say its shared budget
+    was not met (``budget_matched`` 0) — the label the summary table and the run's printed table carry."""
+    if df is None or len(df) == 0 or "metric" not in df:
+        return {}
+    rows = df[(df["evaluator"] == "compress") & (df["metric"] == "budget_matched") & (df["value"] < 1)]
+    out: dict[str, str] = {}
+    for r in rows.itertuples():
+        ach = f"{r.budget_achieved:.4g}" if r.budget_achieved == r.budget_achieved else "?"
+        out.setdefault(r.variant, f"budget not matched: {r.budget_kind} {ach} of the parent for a target of "
+                                  f"{r.budget_target:g} (±2 %)")
+    return out
 
 TRAIN_METRICS = tuple(
     MetricSpec(name, label=label, fmt=fmt, unit=unit, **_NO_TABLE)

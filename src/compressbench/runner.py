@@ -173,6 +173,8 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
         m["evaluator"] = "compress"
     ms += [{"evaluator": "compress", "metric": f"achieved_{k}", "value": float(v)} for k, v in achieved.items()
            if isinstance(v, (int, float))]
+    if "within_tolerance" in res.record:  # a shared budget: matched within ±2 % or not (job_metrics)
+        ms.append({"evaluator": "compress", "metric": "budget_matched", "value": float(res.record["within_tolerance"])})
     knob = res.record.get("knob")
     if isinstance(knob, (int, float)) and not isinstance(knob, bool):
         ms.append({"evaluator": "compress", "metric": "knob", "value": float(knob)})

@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 
+from ..job_metrics import budget_not_matched
 from .context import ReportContext, rescale
 from .data import ExperimentData
 from .declared import declarations
@@ -29,6 +30,7 @@ def summary_table(data: ExperimentData, opts: ReportOptions | None = None, ctx: 
                            index=pd.MultiIndex.from_tuples([], names=["variant", "seed"]))
     per.index = per.index.set_names(["variant", "seed"])
     notes = [seeds_note(data)] + [n for c in shown for n in c.notes]
+    notes += [f"{v}: {msg}." for v, msg in budget_not_matched(data.df).items()]
     if not data.errors.empty:
         failed = sorted(set(data.errors["variant"]) - set(data.df["variant"]))
         if failed:
@@ -43,7 +45,8 @@ def console_summary(data: ExperimentData) -> tuple[list[str], list[list[str]], l
     ctx = ReportContext.build(data)
     decls = sorted((d for d in declarations(ctx.specs) if d.spec.console is not None), key=lambda d: d.spec.order)
     order = list(data.df.sort_values("id")["variant"].drop_duplicates()) if len(data.df) else []
-    cells: list[list[str]] = [[v] for v in order]
+    misses = budget_not_matched(data.df)
+    cells: list[list[str]] = [[v + (" (budget not matched)" if v in misses else "")] for v in order]
     for d in decls:
         means = ctx.summary.evaluate(d).values.groupby(level=0).mean()
         means, _ = rescale(means, d.spec, "")
@@ -53,4 +56,5 @@ def console_summary(data: ExperimentData) -> tuple[list[str], list[list[str]], l
             row.append(fmt(x) if x == x else d.spec.console.missing)  # type: ignore[union-attr]
     headers = ["variant"] + [d.spec.console.title for d in decls]  # type: ignore[union-attr]
     notes = [d.spec.console.note for d in decls if d.spec.console.note]  # type: ignore[union-attr]
+    notes += [f"{v}: {msg}." for v, msg in misses.items()]
     return headers, cells, notes
