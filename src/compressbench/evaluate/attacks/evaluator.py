@@ -192,9 +192,12 @@ def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list
     if params.masking_probe_eps and mode != "transfer":
         probe_atk = build_attack(AttackConfig(**MASKING_PROBE, eps=[params.masking_probe_eps]), ctx.meta.num_classes)
 
-    def target_correct(xa: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def target_pred(xa: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return forward_float(model, xa.to(tdev)).argmax(1).cpu() == y.cpu()
+            return forward_float(model, xa.to(tdev)).argmax(1).cpu()
+
+    def target_correct(xa: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return target_pred(xa) == y.cpu()
 
     n_jobs = sum(1 if a.minimum_norm else len(a.config.eps) for a in atks) + len(strong) + (probe_atk is not None)
     bar = progress_bar(total=n_jobs * len(images), desc=f"adversarial[{mode}]", unit="img",
@@ -214,7 +217,11 @@ def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list
                 if a.minimum_norm:
                     with _seeded(seed):
                         xa = a.run(src, x, y)
-                    ok = target_correct(xa, y)
+                    pred = target_pred(xa)
+                    ok = pred == y.cpu()
+                    goal = a.targets(y)
+                    if goal is not None:  # a targeted attack: did it reach its target class?
+                        tally.add((i, "hit"), pred == goal.cpu())
                     norms = perturbation_norm(xa - x, a.norm).cpu()
                     # 0 where already misclassified, the norm where the attack fooled the target, inf otherwise
                     eff = torch.where(~clean_ok, torch.zeros_like(norms),
@@ -255,6 +262,9 @@ def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list
             ok_norms = eff[clean]
             m("median_norm", float(ok_norms.median()) if n_correct else math.nan, cond)
             m("success_rate", float(torch.isfinite(ok_norms).float().mean()) if n_correct else 0.0, cond)
+            if (i, "hit") in tally.data:
+                hit = tally.get((i, "hit"))[clean]
+                m("targeted_success_rate", float(hit.float().mean()) if n_correct else 0.0, cond)
             for t in a.config.thresholds if a.config.thresholds is not None else DEFAULT_THRESHOLDS[a.norm]:
                 m("robust_top1_at_norm", float((eff > t).float().mean()), {**cond, "eps": _r(t)})
             continue
@@ -357,7 +367,12 @@ def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
                                     description="worst case over white-box attacks at the report's main ε "
                                                 "(transfer where no white-box attack applies)"),
                          MetricSpec("success_rate", label="Success rate", fmt="pct", higher_is_better=False,
-                                    table=None),
+                                    table=None, description="share of correctly classified images the attack "
+                                    "makes misclassified — as any wrong class, targeted attacks (JSMA) included"),
+                         MetricSpec("targeted_success_rate", label="Targeted success rate", fmt="pct",
+                                    higher_is_better=False, table=None,
+                                    description="targeted attacks (JSMA: the next class): share of correctly "
+                                                "classified images classified as the target after the attack"),
                          MetricSpec("median_norm", label="Median norm", fmt="g", higher_is_better=True, table=None,
                                     description="minimum-norm attacks: median perturbation norm"),
                          MetricSpec("robust_top1_at_norm", label="Robust acc. % at norm", fmt="pct",
