@@ -5,8 +5,9 @@ On one machine an unchanged experiment is bit-identical; across machines CPU ker
 and generated datasets move values by small amounts. This command pairs the measurements of two stores
 by (experiment, variant, seed, evaluator, condition, metric) and prints every pair whose values are not
 identical, with both values — except timing measurements, which differ on every run: a metric is timing
-when its stored unit or its declared unit (``MetricSpec.unit`` of its evaluator, or of the runner's own
-rows) is a time (``s``, ``ms`` ...) or a rate (``img/s``). Then it prints every field of the runs' host
+when its stored unit or its declared unit (the declarations stored with the run, else ``MetricSpec``'s
+``unit`` of the evaluator registered here, or of the runner's own rows) is a time (``s``, ``ms`` ...) or
+a rate (``img/s``). Then it prints every field of the runs' host
 and versions records that differs (``host.cpu_capability: AVX512 | AVX2``), over the runs that wrote the
 compared rows.
 
@@ -45,7 +46,17 @@ def declared_unit(evaluator: str, metric: str) -> str:
     if spec is None and evaluator in evaluators.names():
         spec = evaluators.spec(evaluator)
     m = spec.metric(metric) if spec is not None else None
-    return m.unit if m is not None else ""
+    return m.show.unit if m is not None else ""
+
+
+def _stored_units(store: ResultStore, run_ids: set[str]) -> dict[tuple[str, str], str]:
+    """``{(evaluator, metric): unit}`` from the declarations the runs stored with their rows."""
+    out: dict[tuple[str, str], str] = {}
+    for records in store.declarations(run_ids).values():
+        for ev, rec in records.items():
+            for m in rec.get("metrics", []):
+                out.setdefault((ev, m["name"]), (m.get("show") or {}).get("unit", ""))
+    return out
 
 
 @dataclass
@@ -110,12 +121,12 @@ def compare_stores(a: str | Path, b: str | Path) -> Comparison:
     vb, ub, rb = _values(sb)
     out = Comparison()
     timing: set[str] = set()
-    unit_cache: dict[tuple[str, str], str] = {}
+    units = {**_stored_units(sb, rb), **_stored_units(sa, ra)}  # declared with the rows; else this installation's
     for k in sorted(set(va) & set(vb), key=str):
         ev, metric = k[3], k[5]
-        if (ev, metric) not in unit_cache:
-            unit_cache[ev, metric] = declared_unit(ev, metric)
-        if is_timing_unit(ua.get(k)) or is_timing_unit(ub.get(k)) or is_timing_unit(unit_cache[ev, metric]):
+        if (ev, metric) not in units:
+            units[ev, metric] = declared_unit(ev, metric)
+        if is_timing_unit(ua.get(k)) or is_timing_unit(ub.get(k)) or is_timing_unit(units[ev, metric]):
             timing.add(f"{ev}/{metric}")
             continue
         out.compared += 1
