@@ -59,9 +59,11 @@ def budget_not_matched(df: Any) -> dict[str, str]:
     rows = df[(df["evaluator"] == "compress") & (df["metric"] == "budget_matched") & (df["value"] < 1)]
     out: dict[str, str] = {}
     for r in rows.itertuples():
-        ach = f"{r.budget_achieved:.4g}" if r.budget_achieved == r.budget_achieved else "?"
-        out.setdefault(r.variant, f"budget not matched: {r.budget_kind} {ach} of the parent for a target of "
-                                  f"{r.budget_target:g} (±2 %)")
+        ach, tgt = r.budget_achieved, r.budget_target
+        ach_s = f"{ach:.4g}" if isinstance(ach, (int, float)) and ach == ach else "?"
+        tgt_s = f"{tgt:g}" if isinstance(tgt, (int, float)) and tgt == tgt else "?"
+        out.setdefault(r.variant, f"budget not matched: {r.budget_kind} {ach_s} of the parent for a target of "
+                                  f"{tgt_s} (±2 %)")
     return out
 
 TRAIN_METRICS = tuple(
