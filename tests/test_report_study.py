@@ -40,10 +40,10 @@ def test_study_table_from_a_real_run(tmp_path):
     assert run(exp, progress=False).failed == 0
     build_report(exp.store_path, tmp_path / "rep", formats=("html", "csv", "md"))
     rows = list(csv.DictReader(open(tmp_path / "rep" / "study" / "study-per-name.csv")))
-    # two blocks (the report's variant order: by method), each starting with the baseline
-    assert [(r["group"], r["row"]) for r in rows] == [("filters", "baseline"), ("filters", "50 % smaller (params)"),
-                                                     ("l1", "baseline"), ("l1", "10 % smaller (params)"),
-                                                     ("l1", "50 % smaller (params)")]
+    # two blocks in the experiment file's order (entries, then budgets as listed), each starting with the baseline
+    assert [(r["group"], r["row"]) for r in rows] == [("l1", "baseline"), ("l1", "10 % smaller (params)"),
+                                                     ("l1", "50 % smaller (params)"), ("filters", "baseline"),
+                                                     ("filters", "50 % smaller (params)")]
     store = [r for r in ResultStore(exp.store_path).rows("study") if r["error"] is None]
 
     def one(variant, evaluator, metric, cond=""):

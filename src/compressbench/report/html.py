@@ -16,7 +16,7 @@ import yaml
 from ..specs import EvaluatorSpec
 from .data import ExperimentData
 from .plots import Figure
-from .tables import Table
+from .tables import Column, Table
 
 Specs = dict[str, EvaluatorSpec | None]
 
@@ -26,7 +26,12 @@ color:#222;line-height:1.4}
 h1{margin-bottom:.2em}h2{border-bottom:2px solid #4a6fa5;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;font-size:13px;margin:.6em 0}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
-th{background:#eef2f8;cursor:pointer;user-select:none;position:sticky;top:0}
+th{background:#eef2f8;cursor:pointer;user-select:none;position:sticky;top:0;white-space:normal;min-width:3.5em;
+max-width:9em;vertical-align:bottom}th sup{color:#4a6fa5;margin-left:1px}th[title]{cursor:help}
+td .ci{display:block;font-size:11px;color:#666}td.good{background:#e7f5e9!important}
+td.bad{background:#fbe9e7!important}
+input.allcols{margin-left:0}label.allcols{font-size:13px;color:#4a6fa5;cursor:pointer}
+input.allcols:not(:checked)~.scroll .more{display:none}
 th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
 td.t,th.t{text-align:left}tr:nth-child(even) td{background:#fafafa}tr.baseline td{font-weight:600}
 .scroll{overflow-x:auto;max-width:100%}.note{color:#555;font-size:13px;margin:.2em 0}
@@ -70,22 +75,50 @@ def _slug(s: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in s).strip("-").lower()
 
 
+def _cell_html(t: Table, v: str, c: Column, text: str) -> str:
+    """A numeric cell: the mean (sort key in ``data-v``), its ± half-width on a line of its own, and for a
+    change-vs-parent column a colour saying whether the change is better or worse."""
+    m = t.mean.at[v, c.key]
+    dv = "" if m is None or (isinstance(m, float) and math.isnan(m)) else repr(float(m))
+    value, _, ci = text.partition(" ± ")
+    body = _e(value) + (f'<span class="ci">± {_e(ci)}</span>' if ci else "")
+    cls = ""
+    if c.good and dv:
+        half = t.ci.at[v, c.key]
+        half = 0.0 if half is None or math.isnan(half) else float(half)
+        change = float(m) - c.neutral
+        if abs(change) > max(half, 1e-12 * max(1.0, abs(c.neutral))):  # the interval excludes "no change"
+            cls = " good" if change * c.good > 0 else " bad"
+    return f'<td class="n{cls}" data-v="{dv}">{body}</td>'
+
+
 def table_html(t: Table, exp_slug: str) -> str:
+    """A sortable table. With ``t.lead`` set, the columns after the first ``lead`` numeric ones are hidden
+    until "show all columns" is ticked — a checkbox and CSS, no script — and the page reads without them."""
     text_cols = list(t.text.columns)
+    hide = t.lead is not None and t.lead < len(t.columns)
+    more = [hide and i >= t.lead for i in range(len(t.columns))]  # type: ignore[operator]
     head = "".join(f'<th class="t">{_e(c)}</th>' for c in text_cols)
-    head += "".join(f"<th>{_e(c.label)}</th>" for c in t.columns)
+    for c, x in zip(t.columns, more, strict=True):
+        cls = ' class="more"' if x else ""
+        tip = f' title="{_e(c.note)}"' if c.note else ""
+        head += f"<th{cls}{tip}>{_e(c.label)}{'<sup>?</sup>' if c.note else ''}</th>"
     rows = []
     for v, srow in zip(t.text.index, t.string_rows(), strict=False):
         cells = [f'<td class="t">{_e(x)}</td>' for x in srow[:len(text_cols)]]
-        for c, s in zip(t.columns, srow[len(text_cols):], strict=False):
-            m = t.mean.at[v, c.key]
-            dv = "" if m is None or (isinstance(m, float) and math.isnan(m)) else repr(float(m))
-            cells.append(f'<td data-v="{dv}">{_e(s)}</td>')
+        for c, s, x in zip(t.columns, srow[len(text_cols):], more, strict=False):
+            cell = _cell_html(t, v, c, s)
+            cells.append(cell.replace('<td class="n', '<td class="more n', 1) if x else cell)
         base = "method" in t.text and t.text.at[v, "method"] == "baseline"  # hooks' tables may have no method
         cls = ' class="baseline"' if base else ""
         rows.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     notes = "".join(f'<p class="note">{_e(n)}</p>' for n in t.notes)
-    return (f'<h3 id="{exp_slug}-{t.name}">{_e(t.title)}</h3><div class="scroll">'
+    toggle = ""
+    if hide:
+        box = f"{exp_slug}-{t.name}-all"
+        toggle = (f'<input type="checkbox" class="allcols" id="{box}"><label class="allcols" for="{box}">'
+                  f"Show all {len(t.columns)} columns ({len(t.columns) - t.lead} more)</label>")  # type: ignore[operator]
+    return (f'<h3 id="{exp_slug}-{t.name}">{_e(t.title)}</h3>{toggle}<div class="scroll">'
             f'<table class="sortable" data-name="{_e(t.name)}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>{notes}')
 
@@ -213,5 +246,6 @@ def page(sections: list[str], title: str, store_path: str) -> str:
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{_e(title)}</title><style>{_CSS}</style><script>{_JS}</script></head><body>"
             f"<h1>{_e(title)}</h1><p class='note'>Drawn from the results store <code>{_e(store_path)}</code>. "
-            "Accuracies in %; sizes in KiB (1024 bytes); click a column header to sort.</p>"
+            "Accuracies in %; sizes in kB and MB (decimal: 1 kB = 1,000 bytes, 1 MB = 1,000,000 bytes); "
+            "hover a header marked ? for what it means; click a header to sort.</p>"
             + "\n".join(sections) + "\n<script>window.__report_ok=" + json.dumps(True) + ";</script></body></html>\n")
