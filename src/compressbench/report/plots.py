@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import matplotlib
@@ -34,6 +34,8 @@ class Figure:
     title: str
     files: dict[str, Path]  # format -> path
     caption: str = ""
+    series: list[str] = field(default_factory=list)  # the legend's entries (first panel), as drawn
+    xlabel: str = ""  # the first panel's x-axis label
 
 
 def yerr(mean, ci, lo: float = 0.0, hi: float = 100.0) -> np.ndarray:
@@ -76,6 +78,10 @@ class Plotter:
     def save(self, fig: plt.Figure, name: str, title: str, caption: str = "", error_bars: bool = True) -> None:
         """Write ``fig`` in every format, close it and list it in the report."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        ax = fig.axes[0] if fig.axes else None
+        legend = ax.get_legend() if ax is not None else None
+        series = [t.get_text() for t in legend.get_texts()] if legend is not None else []
+        xlabel = ax.get_xlabel() if ax is not None else ""
         files = {}
         for fmt in self.formats:
             p = self.out_dir / f"{name}.{fmt}"
@@ -85,7 +91,7 @@ class Plotter:
         if not self.single_seed and error_bars:
             caption = (caption + " " if caption else "") + \
                 "Error bars: 95 % CI over seeds (clipped to the valid range)."
-        self.figures.append(Figure(name, title, files, caption))
+        self.figures.append(Figure(name, title, files, caption, series, xlabel))
 
     def short(self, v: str) -> str:
         return v if len(v) <= 32 else v[:30] + "…"

@@ -209,21 +209,28 @@ def _tex(s: str) -> str:
     return s.replace("±", r"$\pm$").replace("ε", r"$\varepsilon$").replace("Δ", r"$\Delta$")
 
 
+def estimates(per: pd.DataFrame, order: list[str], cols: list[str], confidence: float
+              ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """``per``: index (row, seed), a column per key -> (mean, CI half-width, n) per row of ``order`` and key."""
+    mean = pd.DataFrame(index=order, columns=cols, dtype=float)
+    ci = mean.copy()
+    n = mean.copy()
+    rows = set(per.index.get_level_values(0))
+    for v in order:
+        for c in cols:
+            vals = per.loc[v, c].tolist() if (c in per and v in rows) else []
+            e = mean_ci(vals, confidence)
+            mean.at[v, c], ci.at[v, c], n.at[v, c] = e.mean, e.ci, e.n
+    return mean, ci, n
+
+
 def aggregate(name: str, title: str, data: ExperimentData, per: pd.DataFrame, columns: list[Column],
               confidence: float, text: pd.DataFrame | None = None, notes: list[str] | None = None) -> Table:
     """``per``: index (variant, seed), one column per Column.key -> Table over data.variant_order."""
     order = data.variant_order
     if text is None:
         text = variant_text(data)
-    cols = [c.key for c in columns]
-    mean = pd.DataFrame(index=order, columns=cols, dtype=float)
-    ci = mean.copy()
-    n = mean.copy()
-    for v in order:
-        for c in cols:
-            vals = per.loc[v, c].tolist() if (c in per and v in per.index.get_level_values(0)) else []
-            e = mean_ci(vals, confidence)
-            mean.at[v, c], ci.at[v, c], n.at[v, c] = e.mean, e.ci, e.n
+    mean, ci, n = estimates(per, order, [c.key for c in columns], confidence)
     return Table(name, title, text.loc[order], columns, mean, ci, n, notes or [])
 
 
