@@ -90,8 +90,8 @@ def summary_columns(ctx: ReportContext, scaled: bool = True) -> tuple[list[Summa
         if d is not None:
             out.append(d)
         notes += c.notes
-        if c.main is not None and c.main.select.derive is not None and desc and not c.notes:
-            notes.append(f"{label}: {desc}.")  # what a derived column computes (unless its own notes say)
+        if c.main is not None and c.main.select.derive is not None and desc:
+            notes.append(f"{label}: {desc}.")  # what a derived column computes
     if any(c.fmt in ("delta_pct", "ratio") for c in out):
         notes.append(DELTA_NOTE)
     return out, notes
