@@ -9,6 +9,9 @@ runs and writes::
     out_dir/<experiment>/<table>.{csv,md,tex} every evaluator's detail tables, when measured
     out_dir/<experiment>/figures/*.{png,svg}
 
+Given several stores (or a folder of them), a comparison table across them leads the page
+(``out_dir/comparison/``, :mod:`.compare`) and each store's experiments go to ``out_dir/<store>/``.
+
 What goes where is drawn from metric declarations (``specs.MetricSpec``, ``EvaluatorSpec.report`` /
 ``figures``) — those each run stored with its rows (:mod:`compressbench.declarations`), else this
 installation's — and the report options evaluators declare (``EvaluatorSpec.report_options``, a flag

@@ -1,6 +1,7 @@
-"""One self-contained HTML page: tables (sortable by a few lines of inline JS), figures as base64 PNG
-(or inline SVG), evaluator images (corruption gallery, disagreement thumbnails), the experiment's
-config and provenance. No external resource, readable from ``file://``."""
+"""One self-contained HTML page: tables (sortable by a few lines of inline JS; a summary's non-leading
+columns behind a "show all columns" checkbox, plain CSS), figures as base64 PNG (or inline SVG),
+evaluator images (corruption gallery, disagreement thumbnails), the experiment's config and provenance.
+No external resource, readable from ``file://``."""
 
 from __future__ import annotations
 

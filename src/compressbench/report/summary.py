@@ -42,7 +42,7 @@ class SummaryColumn:
 DELTA_NOTE = ("Δ pp: the variant minus its parent (the baseline of the same seed), in percentage points; "
               "× parent: the variant's value over its parent's (0.50× = half); blank for the baseline itself. "
               "In the HTML, green: better, red: worse (as each metric declares higher or lower is better), "
-              "where the 95 % interval excludes no change.")
+              "where the 95 % interval excludes no change (one seed: wherever it changed).")
 
 
 def delta_column(c: SummaryColumn) -> SummaryColumn | None:
