@@ -14,6 +14,7 @@ Needs chromium (scripts/ensure_browser.sh).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -42,14 +43,19 @@ def main() -> None:
     ap.add_argument("--quickstart", help="store of a quickstart run (results/quickstart.sqlite)")
     ap.add_argument("--tradeoffs", help="store of a smoke-scale run of the trade-offs preset")
     args = ap.parse_args()
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        make_store(tmp / "synthetic.db", artifacts_dir=tmp / "art")
-        shot(build_report(tmp / "synthetic.db", tmp / "one", formats=("html",)), out / "report-screenshot.png")
-        make_store(tmp / "one-seed.db", seeds=(0,))
-        two = build_report([tmp / "synthetic.db", tmp / "one-seed.db"], tmp / "two", formats=("html",))
-        shot(two, out / "report-comparison.png", "1400,900")
+        here = os.getcwd()
+        os.chdir(tmp)  # the page names the stores as given: short relative names
+        try:
+            make_store("synthetic.db", artifacts_dir=tmp / "art")
+            shot(build_report("synthetic.db", tmp / "one", formats=("html",)), out / "report-screenshot.png")
+            make_store("one-seed.db", seeds=(0,))
+            two = build_report(["synthetic.db", "one-seed.db"], tmp / "two", formats=("html",))
+            shot(two, out / "report-comparison.png", "1400,900")
+        finally:
+            os.chdir(here)
         if args.quickstart:
             page = build_report(args.quickstart, tmp / "quickstart", formats=("html",))
             shot(page, out / "quickstart-report.png", "1400,1200")

@@ -27,7 +27,7 @@ from typing import Sequence
 
 from .compare import find_stores, open_stores
 from .context import Derived, ReportContext
-from .data import ExperimentData, load_experiment, load_store
+from .data import ExperimentData, load_experiment
 from .declared import report_options
 from .detail import all_tables
 from .html import _slug, comparison_html, experiment_html, page
@@ -59,9 +59,8 @@ def build_report(store_path: str | Path | Sequence[str | Path], out_dir: str | P
     if unknown:
         raise ValueError(f"unknown report format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
     opts = checked_options(options or ReportOptions())
-    several = not isinstance(store_path, (str, Path))
-    paths = find_stores(list(store_path)) if several else [load_store(store_path).path]  # type: ignore[arg-type]
-    several = several and len(paths) > 1
+    paths = find_stores([store_path] if isinstance(store_path, (str, Path)) else list(store_path))
+    several = len(paths) > 1
     stores = open_stores(paths)
     picked = [(label, store, [n for n in store.experiments() if experiment is None or n == experiment])
               for label, store in stores]
