@@ -27,7 +27,7 @@ COMPRESS_METRICS = (
     MetricSpec("params_nonzero", label="Params (nonzero)", unit="params", fmt="int", higher_is_better=False,
                summary=True, fallback=True, order=60, console=Console("params (nonzero)"), **_NO_TABLE,
                description="nonzero parameters of the saved model"),
-    MetricSpec("checkpoint_bytes", label="Checkpoint bytes", unit="B", fmt="bytes", higher_is_better=False,
+    MetricSpec("checkpoint_bytes", label="Checkpoint size", unit="B", fmt="bytes", higher_is_better=False,
                order=61, console=Console("checkpoint bytes"), **_NO_TABLE,
                description="size of the saved checkpoint file"),
     MetricSpec("flops", label="MFLOPs", unit="FLOP", fmt="f2", higher_is_better=False, positive=True,
@@ -40,10 +40,10 @@ COMPRESS_METRICS = (
     *(MetricSpec(f"achieved_{k}", label=f"Achieved {k}", fmt="f3", **_NO_TABLE,
                  description=f"{k} of the variant as a fraction of its parent's")
       for k in ("params", "bytes", "flops")),
-    MetricSpec("compression_pct", label="Compression %", fmt="f1", higher_is_better=True, summary=True,
+    MetricSpec("compression_pct", label="Saved vs base dense %", fmt="f1", higher_is_better=True, summary=True,
                fallback=True, order=63, derive=compression_from_achieved,
-               note="Compression % from the compressor's achieved_bytes (no efficiency rows).", **_NO_TABLE,
-               description="1 − achieved byte fraction, in %"),
+               note="{label}: 1 − the compressor's achieved_bytes (dense bytes vs the parent's; no efficiency rows).",
+               **_NO_TABLE, description="1 − the variant's dense bytes / its parent's, in % (no encoding)"),
     MetricSpec("knob", label="Knob", **_NO_TABLE, description="the method's knob that met the budget"),
     MetricSpec("budget_matched", label="Budget matched (±2 %)", fmt="int", check=True, **_NO_TABLE,
                description="1: the achieved fraction of a params / bytes / FLOPs budget is within ±2 % of it; 0: "

@@ -442,7 +442,7 @@ def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
                                  "(white-box, transfer from the float parent, or white-box through fake-quant STE)",
                      metrics=(
                          MetricSpec("robust_top1", label="Robust acc. %", fmt="pct", higher_is_better=True,
-                                    summary=True, order=30, table=None,
+                                    summary=True, order=30, table=None, lead=True,
                                     derive="compressbench.evaluate.attacks.report:robust_summary",
                                     description="worst case over white-box attacks at the report's main ε "
                                                 "(transfer where no white-box attack applies)"),
