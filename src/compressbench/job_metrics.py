@@ -45,14 +45,34 @@ COMPRESS_METRICS = (
                note="{label}: 1 − the compressor's achieved_bytes (dense bytes vs the parent's; no efficiency rows).",
                **_NO_TABLE, description="1 − the variant's dense bytes / its parent's, in % (no encoding)"),
     MetricSpec("knob", label="Knob", **_NO_TABLE, description="the method's knob that met the budget"),
+    MetricSpec("budget_matched", label="Budget matched (±2 %)", fmt="int", check=True, **_NO_TABLE,
+               description="1: the achieved fraction of a params / bytes / FLOPs budget is within ±2 % of it; 0: "
+                           "it is not, and the variant is labelled 'budget not matched' (budget_not_matched)"),
 )
 
+
+def budget_not_matched(df: Any) -> dict[str, str]:
+    """``{variant: "budget not matched: ..."}`` for every variant whose compress rows say its shared budget
+    was not met (``budget_matched`` 0) — the label the summary table and the run's printed table carry."""
+    if df is None or len(df) == 0 or "metric" not in df:
+        return {}
+    rows = df[(df["evaluator"] == "compress") & (df["metric"] == "budget_matched") & (df["value"] < 1)]
+    out: dict[str, str] = {}
+    for r in rows.itertuples():
+        ach, tgt = r.budget_achieved, r.budget_target
+        ach_s = f"{ach:.4g}" if isinstance(ach, (int, float)) and ach == ach else "?"
+        tgt_s = f"{tgt:g}" if isinstance(tgt, (int, float)) and tgt == tgt else "?"
+        out.setdefault(r.variant, f"budget not matched: {r.budget_kind} {ach_s} of the parent for a target of "
+                                  f"{tgt_s} (±2 %)")
+    return out
+
 TRAIN_METRICS = tuple(
-    MetricSpec(name, label=label, fmt=fmt, **_NO_TABLE)
-    for name, label, fmt in (("train_loss", "Train loss", "f3"), ("train_acc", "Train acc. %", "pct"),
-                             ("train_seconds", "Train seconds", "f1"), ("train_images_per_s", "Train img/s", "int"),
-                             ("train_steps", "Train steps", "int"),
-                             ("train_adapt_loss", "Train adaptation loss", "g")))
+    MetricSpec(name, label=label, fmt=fmt, unit=unit, **_NO_TABLE)
+    for name, label, fmt, unit in (("train_loss", "Train loss", "f3", ""), ("train_acc", "Train acc. %", "pct", ""),
+                                   ("train_seconds", "Train seconds", "f1", "s"),
+                                   ("train_images_per_s", "Train img/s", "int", "img/s"),
+                                   ("train_steps", "Train steps", "int", "step"),
+                                   ("train_adapt_loss", "Train adaptation loss", "g", "")))
 
 JOB_SPECS: dict[str, EvaluatorSpec] = {
     "compress": EvaluatorSpec(metrics=COMPRESS_METRICS, description="size of every saved model; achieved budget"),

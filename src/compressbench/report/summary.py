@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..job_metrics import budget_not_matched
 from ..specs import MetricSpec
 from .context import ReportContext, rescale
 from .data import BASELINE, ExperimentData, baseline_value
@@ -119,6 +120,7 @@ def summary_table(data: ExperimentData, opts: ReportOptions | None = None, ctx: 
                            index=pd.MultiIndex.from_tuples([], names=["variant", "seed"]))
     per.index = per.index.set_names(["variant", "seed"])
     notes = [seeds_note(data)] + col_notes + ctx.notes
+    notes += [f"{v}: {msg}." for v, msg in budget_not_matched(data.df).items()]
     if not data.errors.empty:
         failed = sorted(set(data.errors["variant"]) - set(data.df["variant"]))
         if failed:
@@ -138,7 +140,8 @@ def console_summary(data: ExperimentData) -> tuple[list[str], list[list[str]], l
     decls = sorted((d for d in declarations(ctx.specs) if d.spec.show.console is not None and d.evaluator in present),
                    key=lambda d: d.spec.show.order)
     order = [v for v in data.variant_order if v in set(data.df["variant"])]
-    cells: list[list[str]] = [[v] for v in order]
+    misses = budget_not_matched(data.df)
+    cells: list[list[str]] = [[v + (" (budget not matched)" if v in misses else "")] for v in order]
     for d in decls:
         means = ctx.summary.evaluate(d).values.groupby(level=0).mean()
         means, _ = rescale(means, d.spec, "")
@@ -148,4 +151,5 @@ def console_summary(data: ExperimentData) -> tuple[list[str], list[list[str]], l
             row.append(fmt(x) if x == x else d.spec.show.console.missing)  # type: ignore[union-attr]
     headers = ["variant"] + [d.spec.show.console.title for d in decls]  # type: ignore[union-attr]
     notes = [d.spec.show.console.note for d in decls if d.spec.show.console.note]  # type: ignore[union-attr]
+    notes += [f"{v}: {msg}." for v, msg in misses.items()]
     return headers, cells, notes
