@@ -89,6 +89,9 @@ class CompressResult:
     # the result's measured stats (``compress.common.ModelStats``), filled by ``compress.budget.compress``
     # (a composite method that measured itself may fill it): the job reuses them, it does not measure again
     stats: Any = None
+    # the model as trained and evaluated inside the method when ``model`` is a restructured copy of it
+    # (Soft Filter Pruning: the zeroed model before its channels are removed); None: ``model`` is it
+    trained: nn.Module | None = None
 
 
 @dataclass

@@ -209,9 +209,13 @@ class ModelOutcome:
         return float(v) if isinstance(v, (int, float)) else None
 
     def rows(self) -> list[dict[str, Any]]:
-        """The job's own rows after its size rows: the achieved fractions, and the knob."""
+        """The job's own rows after its size rows: the achieved fractions, whether a shared budget was matched,
+        and the knob."""
         out = [{"evaluator": "compress", "metric": f"achieved_{k}", "value": float(v)}
                for k, v in self.achieved.items() if isinstance(v, (int, float))]
+        if "within_tolerance" in self.record:  # a shared budget: matched within ±2 % or not (job_metrics)
+            out.append({"evaluator": "compress", "metric": "budget_matched",
+                        "value": float(self.record["within_tolerance"])})
         if self.knob is not None:
             out.append({"evaluator": "compress", "metric": "knob", "value": self.knob})
         return out

@@ -35,10 +35,10 @@ from .interfaces import CompressContext, EvalContext, VariantInfo
 from .jobs import PARENT_ACHIEVED, CompressSpec, EvaluateSpec, Job, ModelOutcome, SizeStats, TrainSpec, dataset_record
 from .measure.counting import param_counts
 from .measure.flops import count_flops
-from .measure.hardware import cpu_model
 from .measure.sizes import checkpoint_bytes
 from .plan import plan
 from .progress import progress_enabled
+from .provenance import host_info, versions
 from .registry import evaluators
 from .store import ResultStore, condition_str
 from .train import TrainRecipe, accuracy, resolve_device, seed_everything, train
@@ -272,28 +272,6 @@ def _git_hash() -> str | None:
         return None
 
 
-def versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in ("compressbench", "torch", "torchvision", "numpy", "torch-pruning", "onnxruntime", "pydantic",
-                "foolbox", "torchattacks"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def host_info() -> dict[str, Any]:
-    """The run's host, stored with its provenance (CPU model from :func:`~compressbench.measure.hardware.cpu_model`)."""
-    info = {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
 # --------------------------------------------------------------------------- the run
 @dataclass
 class RunSummary:
@@ -339,7 +317,7 @@ def run(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: b
     prepare_cache(cache, jobs)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     store.add_run(run_id, exp.name, dt.datetime.now(dt.timezone.utc).isoformat(), exp.config.model_dump(mode="json"),
-                  _git_hash(), versions(), str(device), host_info(), plugins=exp.plugins.to_json())
+                  _git_hash(), versions(exp), str(device), host_info(), plugins=exp.plugins.to_json())
     record_run(store, run_id, {j.labels.evaluator for j in jobs if j.kind == "evaluate"})  # report: no code
     by_key = {j.key: j for j in jobs}
     results: dict[str, JobResult] = {}
