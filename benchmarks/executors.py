@@ -51,12 +51,14 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only
 import torch  # noqa: E402
 
 from compressbench.checkpoint import load_model  # noqa: E402
-from compressbench.config import validate  # noqa: E402
+from compressbench.config import DatasetConfig  # noqa: E402
 from compressbench.execute import LocalExecutor, RayExecutor, run_one  # noqa: E402
 from compressbench.execute.ray_options import JobResources, RayOptions, ResourceTable  # noqa: E402
+from compressbench.jobs import EvaluateSpec, Job, JobLabels  # noqa: E402
 from compressbench.measure.hardware import cpu_model  # noqa: E402
-from compressbench.plan import Job, plan  # noqa: E402
+from compressbench.plan import plan  # noqa: E402
 from compressbench.runner import get_dataset, run  # noqa: E402
+from compressbench.validate import validate  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "executors.json"
 
@@ -146,8 +148,9 @@ def nap(job: Job, out: Path, upstream: dict) -> tuple[list, dict]:
 
 
 def trivial_jobs(n: int, tag: str) -> list[Job]:
-    return [Job("evaluate", f"{tag}{i:020d}", {"evaluator": "noop"}, [],
-                {"evaluator": "noop", "variant": "v", "seed": i}) for i in range(n)]
+    data = DatasetConfig(name="digits")
+    return [Job("evaluate", f"{tag}{i:020d}", EvaluateSpec("noop", None, None, data, i, "", ""), [],
+                JobLabels("bench", i, "v", "m", evaluator="noop")) for i in range(n)]
 
 
 def part_overhead(tmp: Path, n: int) -> dict:
@@ -190,9 +193,9 @@ def part_harness(tmp: Path, repeats: int) -> dict:
     jobs = plan(exp)
     train, clean = jobs[0], jobs[1]
     up = {train.key: run_one(train, cache, None, {})}  # cached: verified, not re-run
-    fn = JobRunner(json.dumps(exp.model_dump(mode="json"), sort_keys=True), cache, False)
+    fn = JobRunner.for_experiment(exp, cache, False)
     model, _ = load_model(cache / "jobs" / train.key / "model.pt")
-    test = get_dataset(clean.spec["dataset"], cache).test
+    test = get_dataset(clean.spec.dataset, cache).test
     xs = [x.clone() for x, _, _ in test.batches(512)]  # the same images, as float tensors in memory
     out: dict = {"images": len(test), "threads": torch.get_num_threads(), "batch": 512, "load_before": load1()}
     bare, harness = [], []

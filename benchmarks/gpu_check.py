@@ -265,11 +265,11 @@ def section_ray(out: Path) -> None:
     trained), so that the runs differ only where they evaluate: the local executor on the CPU, then Ray
     with ``evaluate: {num_gpus: 0.25}`` (four evaluation jobs share the GPU). Asserts every top-1 row
     equal within 0.5 pt."""
-    from compressbench.config import validate
     from compressbench.data import load_dataset
     from compressbench.models import create_model
     from compressbench.runner import run
     from compressbench.train import TrainRecipe, train
+    from compressbench.validate import validate
 
     rows = []
     with tempfile.TemporaryDirectory() as d:

@@ -30,8 +30,9 @@ from pathlib import Path
 
 os.environ.setdefault("COMPRESSBENCH_PROGRESS", "0")
 
-from compressbench.config import load_config, parse_override  # noqa: E402
+from compressbench.config import parse_override  # noqa: E402
 from compressbench.estimate import estimate  # noqa: E402
+from compressbench.validate import load_config  # noqa: E402
 
 
 def _children_cpu() -> float:

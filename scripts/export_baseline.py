@@ -30,8 +30,8 @@ from safetensors.torch import save_file  # noqa: E402
 
 import compressbench as cb  # noqa: E402
 from compressbench.checkpoint import load_model  # noqa: E402
-from compressbench.config import load_config  # noqa: E402
 from compressbench.plan import plan  # noqa: E402
+from compressbench.validate import load_config, validate  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -46,8 +46,8 @@ def main(argv: list[str] | None = None) -> Path:
     exp = load_config(args.config, overrides)
     if exp.train is None:
         raise SystemExit(f"{args.config} trains no baseline (train: null); give a config that trains one")
-    exp = exp.model_copy(update={"variants": [], "evaluations": [], "store": str(out / "export.sqlite"),
-                                 "seeds": exp.seeds[:1]})
+    exp = validate({**exp.config.model_dump(mode="json"), "variants": [], "evaluations": [],
+                    "store": str(out / "export.sqlite"), "seeds": exp.seeds[:1]})
     summary = cb.run(exp, progress=False)
     if summary.failed:
         raise SystemExit(f"training the baseline failed: {summary.failures[0][1]}")

@@ -70,8 +70,8 @@ def test_registered():
 
 def _ctx(bundle, tmp_path, method, parent):
     return EvalContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0, workdir=tmp_path,
-                       variant=VariantInfo(name=method, method=method), load_parent=lambda: parent,
-                       eval_size=300, progress=False)
+                       variant=VariantInfo(name=method, method=method, is_parent=method == "baseline"),
+                       load_parent=lambda: parent, eval_size=300, progress=False)
 
 
 def test_calibration_evaluator_clean(tiny_model, digits_bundle, tmp_path):

@@ -33,7 +33,8 @@ def make_ctx(bundle, parent, tmp_path, method="baseline", steps=None) -> EvalCon
 
     caps = capabilities(method, methods.spec(method).params()) if method in methods else {}
     return EvalContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0, workdir=tmp_path,
-                       variant=VariantInfo(name=method, method=method, steps=steps or [], capabilities=caps),
+                       variant=VariantInfo(name=method, method=method, steps=steps or [], capabilities=caps,
+                                           is_parent=method == "baseline"),
                        load_parent=lambda: parent, progress=False)
 
 
@@ -293,7 +294,8 @@ def test_jsma_reports_targeted_success_next_to_misclassification(tiny_model, dig
 
 
 def test_jsma_on_large_images_is_refused_at_validate(tmp_path):
-    from compressbench.config import ConfigError, validate
+    from compressbench.config import ConfigError
+    from compressbench.validate import validate
 
     raw = {"name": "j", "dataset": {"name": "synthetic", "options": {"size": 64}}, "model": {"name": "tinycnn"},
            "evaluations": [{"evaluator": "adversarial", "params": {"attacks": [{"name": "jsma"}]}}],

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from compressbench.config import validate
 from compressbench.interfaces import CompressResult, Params
 from compressbench.registry import methods
 from compressbench.report import build_report, summary_table
@@ -16,6 +15,7 @@ from compressbench.report.summary import console_summary
 from compressbench.runner import run
 from compressbench.specs import Knob
 from compressbench.store import ResultStore
+from compressbench.validate import validate
 
 
 class KeepParams(Params):

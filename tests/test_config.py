@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from compressbench.cli import main
-from compressbench.config import ConfigError, load_config, validate
+from compressbench.config import ConfigError
+from compressbench.validate import load_config, validate
 
 GOOD = {
     "name": "ok",
@@ -134,5 +135,5 @@ def test_unreachable_budget_fails_at_validation():
 
 def test_budget_sweep_expands_to_named_variants():
     exp = validate({**GOOD, "variants": [{"method": "prune.unstructured", "budgets": {"params": [0.5, 0.25]}}]})
-    names = [v.name for v in exp.variants_resolved()]
+    names = [v.name for v in exp.variants]
     assert names == ["prune.unstructured@params=0.5", "prune.unstructured@params=0.25"]

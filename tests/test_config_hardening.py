@@ -13,7 +13,8 @@ import yaml
 
 from compressbench import config as cfg
 from compressbench.cli import main
-from compressbench.config import ConfigError, apply_override, load_config, parse_override, parse_yaml, validate
+from compressbench.config import ConfigError, apply_override, parse_override, parse_yaml
+from compressbench.validate import load_config, validate
 
 GOOD = {"name": "ok", "dataset": {"name": "digits"}, "model": {"name": "tinycnn"}, "train": {"epochs": 1}}
 
@@ -106,8 +107,8 @@ def test_merge_keys_and_aliases_still_work(tmp_path):
                  "  - method: prune.unstructured\n    name: second\n    params: {<<: *p, criterion: random}\n"
                  "  - method: prune.unstructured\n    name: third\n    params: *p\n")
     exp = load_config(p)
-    assert exp.variants[1].params == {"criterion": "random", "finetune": {"epochs": 0.1}}
-    assert exp.variants[2].params == exp.variants[0].params
+    assert exp.config.variants[1].params == {"criterion": "random", "finetune": {"epochs": 0.1}}
+    assert exp.config.variants[2].params == exp.config.variants[0].params
 
 
 @pytest.mark.parametrize("tag", ["!!python/object/apply:os.system ['touch pwned']", "!!python/name:os.system",
@@ -276,9 +277,13 @@ def test_executor_names(monkeypatch):
     assert _err({**GOOD, "executor": "rya"}) == ("executor: unknown executor 'rya' (did you mean 'ray'?); "
                                                  "known: local, ray")
     from compressbench import execute
+    from compressbench.registry import executors
 
-    monkeypatch.setitem(execute.EXECUTORS, "slurm", execute.LocalExecutor)  # registering one is one line
-    assert validate({**GOOD, "executor": "slurm"}).executor.name == "slurm"
+    executors.register("slurm", execute.LocalExecutor)  # registering one is one line
+    try:
+        assert validate({**GOOD, "executor": "slurm"}).executor.name == "slurm"
+    finally:
+        executors.unregister("slurm")
 
 
 def test_nested_unknown_key_lists_the_nested_schema():
@@ -337,7 +342,7 @@ def _with_overrides(tmp_path, *items):
 def test_set_list_index_and_nested(tmp_path):
     exp = _with_overrides(tmp_path, "variants.0.method=prune.structured", "variants.0.budget={params: 0.5}",
                           "train.epochs=2", "seeds=[0, 1]", "store=null", "dataset.options.size=8")
-    assert exp.variants[0].method == "prune.structured" and exp.variants[0].budget == {"params": 0.5}
+    assert exp.config.variants[0].method == "prune.structured" and exp.config.variants[0].budget == {"params": 0.5}
     assert exp.train.epochs == 2 and exp.seeds == [0, 1] and exp.dataset.options == {"size": 8}
 
 
@@ -541,9 +546,9 @@ def test_download_false_reaches_the_loader_and_keeps_keys(tmp_path):
         on = plan(validate(raw))
         off = plan(validate({**raw, "dataset": {"name": "cb-test-probe", "download": False}}))
         assert [j.key for j in on] == [j.key for j in off]  # not part of the cache key
-        assert all(j.spec["dataset"]["download"] is False for j in off)
-        get_dataset(off[0].spec["dataset"], tmp_path)
-        get_dataset(on[0].spec["dataset"], tmp_path)
+        assert all(j.spec.dataset.download is False for j in off)
+        get_dataset(off[0].spec.dataset, tmp_path)
+        get_dataset(on[0].spec.dataset, tmp_path)
         # validate loads a dataset without a metadata probe (to build the parent), with the config's flag
         assert seen == [True, False, False, True]
     finally:

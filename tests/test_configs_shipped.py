@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from compressbench.config import load_config, scale_names
-from compressbench.domain_config import experiment_parts
+from compressbench.config import scale_names
 from compressbench.plan import plan
+from compressbench.validate import load_config
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").rglob("*.yaml"))
 CASES = [(p, s) for p in CONFIGS for s in [None, *scale_names(p)]]
@@ -32,7 +32,7 @@ def test_shipped_config_validates(path, scale, tmp_path):
     jobs = plan(exp)
     # one baseline per seed and experiment (a list of source domains runs one sibling experiment per source);
     # a training or a weights-loading job
-    assert sum(j.kind == "train" for j in jobs) == len(exp.seeds) * len(experiment_parts(exp))
+    assert sum(j.kind == "train" for j in jobs) == len(exp.seeds) * len(exp.parts)
     assert len({j.key for j in jobs}) == len(jobs)  # no two jobs share a key
 
 
@@ -42,16 +42,16 @@ def test_study_presets_have_a_smoke_scale_of_the_same_graph():
     assert studies
     for path in studies:
         full, smoke = load_config(path), load_config(path, scale="smoke")
-        assert {v.name for v in full.variants} == {v.name for v in smoke.variants}
-        assert {(v.method, v.budget.kind if v.budget else None) for v in full.variants_resolved()} == \
-            {(v.method, v.budget.kind if v.budget else None) for v in smoke.variants_resolved()}
+        assert {v.name for v in full.config.variants} == {v.name for v in smoke.config.variants}
+        assert {(v.method, v.budget.kind if v.budget else None) for v in full.variants} == \
+            {(v.method, v.budget.kind if v.budget else None) for v in smoke.variants}
         assert [e.evaluator for e in full.evaluations] == [e.evaluator for e in smoke.evaluations]
         assert full.report == smoke.report
 
 
 def test_quickstart_covers_every_family():
     exp = load_config(Path(__file__).parents[1] / "configs" / "quickstart.yaml")
-    methods = {v.method for v in exp.variants_resolved()}
+    methods = {v.method for v in exp.variants}
     assert {"prune.unstructured", "prune.structured", "distill", "lowrank", "quantize.static",
             "quantize.dynamic", "pipeline"} <= methods
     evaluators = {e.evaluator for e in exp.evaluations}

@@ -128,7 +128,8 @@ def test_domain_shift_evaluator_on_target_images(tiny_model, digits_bundle, tmp_
     inverted = dataclasses.replace(digits_bundle.test, x=255 - digits_bundle.test.x)  # another "domain"
     b = _with_target(digits_bundle, inverted)
     ctx = EvalContext(data=b, meta=b.meta, device=torch.device("cpu"), seed=0, workdir=tmp_path,
-                      variant=VariantInfo("baseline", "baseline"), load_parent=lambda: tiny_model, progress=False)
+                      variant=VariantInfo("baseline", "baseline", is_parent=True), load_parent=lambda: tiny_model,
+                      progress=False)
     params = DomainShiftParams(corruptions=["gaussian_noise", "contrast"], severities=[2, 5])
     ms = {(m.metric, tuple(sorted(m.condition.items()))): m.value for m in domain_shift(tiny_model, ctx, params)}
     src, tgt = ms["source_top1", (("source", "s"),)], ms["target_top1", (("source", "s"), ("target", "t"))]

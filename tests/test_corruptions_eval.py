@@ -42,8 +42,8 @@ def test_corruption_error_formulas():
 # --------------------------------------------------------------------------- evaluator
 def _ctx(bundle, tmp_path, method="baseline"):
     return EvalContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0, workdir=tmp_path,
-                       variant=VariantInfo(name=method, method=method), load_parent=lambda: None, eval_size=120,
-                       progress=False)
+                       variant=VariantInfo(name=method, method=method, is_parent=method == "baseline"),
+                       load_parent=lambda: None, eval_size=120, progress=False)
 
 
 def test_params_validation():

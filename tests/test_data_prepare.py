@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compressbench.config import ConfigError, validate
+from compressbench.config import ConfigError
 from compressbench.data.base import DatasetBundle, ImageSet
 from compressbench.data.prepare import prepare_bundle, stratified_split
 from compressbench.data.transforms import color_jitter, fit_size, photometric, rotate
+from compressbench.validate import validate
 
 
 def test_validation_split_is_stratified_seeded_and_disjoint(digits_bundle):

@@ -11,12 +11,12 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from compressbench.checkpoint import load_model
-from compressbench.config import validate
 from compressbench.data.digits_domains import digits_domains
 from compressbench.data.domains import DomainImages
 from compressbench.registry import datasets
 from compressbench.runner import run
 from compressbench.store import ResultStore
+from compressbench.validate import validate
 
 
 class TamperOptions(BaseModel):
@@ -175,7 +175,7 @@ def test_report_domain_table_and_study_section(runs, tmp_path):
 
 def test_train_adapt_trains_the_baseline_with_coral(runs, tmp_path):
     """``train.adapt``: the baseline itself minimises CORAL; its variants are labelled '(parent)'."""
-    raw = _exp(tmp_path, "printed").model_dump(mode="json")
+    raw = _exp(tmp_path, "printed").config.model_dump(mode="json")
     raw["train"]["adapt"] = CORAL
     raw["variants"] = [VARIANTS[2]]  # prune.structured
     raw["name"] = "tadapt"

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from compressbench.config import ConfigError, validate
+from compressbench.config import ConfigError
 from compressbench.data import DatasetError, load_dataset
 from compressbench.data.domains import build_bundle, stratified_split
-from compressbench.domain_config import experiment_parts
+from compressbench.validate import validate
 
 OFFICE_CLASSES = ("back_pack", "bike", "mug")
 # per domain: images per class (amazon has more, as in the archive)
@@ -181,11 +181,11 @@ def test_a_list_of_sources_expands_into_siblings():
 
     exp = validate({**_cfg(source=["printed", "handwritten"]), "variants": [{"method": "adapt.coral"}],
                     "evaluations": [{"evaluator": "domain_shift"}]})
-    parts = experiment_parts(exp)
-    assert [(n, d.source, d.targets) for n, d in parts] == [("d.printed", "printed", None),
+    parts = exp.parts
+    assert [(p.name, p.dataset.source, p.dataset.targets) for p in parts] == [("d.printed", "printed", None),
                                                             ("d.handwritten", "handwritten", None)]
     jobs = plan(exp)
-    assert {j.labels["experiment"] for j in jobs} == {"d.printed", "d.handwritten"}
+    assert {j.labels.experiment for j in jobs} == {"d.printed", "d.handwritten"}
     assert sum(j.kind == "train" for j in jobs) == 2 and len({j.key for j in jobs}) == len(jobs)
     one = validate({**_cfg(source="printed", targets=["handwritten"])})
-    assert [n for n, _ in experiment_parts(one)] == ["d"]
+    assert [p.name for p in one.parts] == ["d"]

@@ -166,7 +166,7 @@ def test_trained_model_profile_numbers_by_independent_computation(tiny_model, di
     import zlib
 
     from compressbench.checkpoint import save_model
-    from compressbench.runner import _size_measurements
+    from compressbench.runner import measure_size
 
     m = copy.deepcopy(tiny_model)
     shape = (1, digits_bundle.meta.channels, *digits_bundle.meta.size)
@@ -192,8 +192,9 @@ def test_trained_model_profile_numbers_by_independent_computation(tiny_model, di
     # the three sizes: checkpoint file, dense weights, theoretical sparse payload
     ck = save_model(m, tmp_path / "m.pt", {"model": "tinycnn", "width": 1.0, "kwargs": {},
                                            "meta": digits_bundle.meta.to_dict()})
-    rows, size = _size_measurements(m, ck, shape)
-    assert size["checkpoint_bytes"] == (tmp_path / "m.pt").stat().st_size == sizes.checkpoint_bytes(ck)
+    size = measure_size(m, ck, shape)
+    rows = size.rows()
+    assert size.checkpoint_bytes == (tmp_path / "m.pt").stat().st_size == sizes.checkpoint_bytes(ck)
     assert sizes.dense_bytes(m) == len(dense)
     payload = 0
     for t in m.state_dict().values():
@@ -202,7 +203,7 @@ def test_trained_model_profile_numbers_by_independent_computation(tiny_model, di
     assert sizes.sparse_payload_bytes(m) == payload
     assert {r["metric"]: r["tag"] for r in rows}["params_nonzero"] == "theoretical"
     ms = {x.metric: x for x in to_measurements({**rep, "torch": None})}
-    assert ms["params_nonzero"].tag == "theoretical" and ms["params_nonzero"].value == size["params_nonzero"]
+    assert ms["params_nonzero"].tag == "theoretical" and ms["params_nonzero"].value == size.params_nonzero
     # int8 of the same model: every MAC becomes an int8 op
     q = _quantize_fx(m, shape)
     qf = flops.flop_profile(q, shape)
@@ -244,7 +245,8 @@ def _fake_ctx(bundle, workdir, extra=None):
     from compressbench.interfaces import EvalContext, VariantInfo
 
     return EvalContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0, workdir=workdir,
-                       variant=VariantInfo("baseline", "baseline"), load_parent=lambda: None, progress=False,
+                       variant=VariantInfo("baseline", "baseline", is_parent=True), load_parent=lambda: None,
+                       progress=False,
                        extra=extra or {})
 
 

@@ -12,9 +12,10 @@ import torch
 import yaml
 
 from compressbench.cli import main
-from compressbench.config import DatasetConfig, validate
+from compressbench.config import DatasetConfig
 from compressbench.errors import UserError
 from compressbench.estimate import data_sizes, estimate
+from compressbench.validate import validate
 
 # tinycnn on digits (1×16×16, 10 classes): conv 1→8 at 16×16 (18,432 MACs), max-pool, conv 8→16 at 8×8
 # (73,728 MACs), linear 16→10 (160 MACs): 92,320 MACs = 184,640 FLOPs per image
@@ -31,7 +32,7 @@ def _config(tmp_path: Path, **over) -> dict:
 
 
 def _by(est, kind: str, **labels):
-    out = [c for c in est.costs if c.job.kind == kind and all(c.job.labels.get(k) == v for k, v in labels.items())]
+    out = [c for c in est.costs if c.job.kind == kind and all(getattr(c.job.labels, k) == v for k, v in labels.items())]
     assert len(out) == 1, (kind, labels, [c.job.labels for c in est.costs])
     return out[0]
 

@@ -1,5 +1,6 @@
-"""The package's module-level import graph has no cycles, and the measurement core registers nothing,
-has no CLI, and is importable without the evaluators."""
+"""The package's import graph has no cycles — counting the imports inside functions too (only
+``if TYPE_CHECKING:`` blocks are left out) —, the experiment schema sits at its bottom, and the measurement
+core registers nothing, has no CLI, and is importable without the evaluators."""
 
 from __future__ import annotations
 
@@ -40,13 +41,24 @@ def _module_level_imports(stmts: list[ast.stmt]):
             yield from _module_level_imports(s.body)
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Module -> the package modules it imports at module level (``from . import x`` -> the submodule ``x``)."""
+def _all_imports(tree: ast.Module):
+    """Every import statement of a module, in functions and methods too, but not under TYPE_CHECKING."""
+    skip: set[int] = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test):
+            skip |= {id(m) for s in n.body for m in ast.walk(s)}
+    return [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) and id(n) not in skip]
+
+
+def import_graph(inside_functions: bool = False) -> dict[str, set[str]]:
+    """Module -> the package modules it imports at module level (``from . import x`` -> the submodule ``x``);
+    ``inside_functions``: every import, wherever it is (TYPE_CHECKING blocks excepted)."""
     mods = _modules()
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for m, (f, is_pkg) in mods.items():
         here = m if is_pkg else m.rpartition(".")[0]
-        for node in _module_level_imports(ast.parse(f.read_text()).body):
+        tree = ast.parse(f.read_text())
+        for node in _all_imports(tree) if inside_functions else _module_level_imports(tree.body):
             if isinstance(node, ast.Import):
                 graph[m] |= {a.name for a in node.names if a.name in mods}
                 continue
@@ -97,6 +109,35 @@ def test_package_import_graph_is_acyclic():
     assert "compressbench.measure.profiling" in graph and "compressbench.evaluate.efficiency" in graph
     assert "compressbench.measure.counting" in graph["compressbench.measure.profiling"]  # edges are found
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_no_import_cycle_even_through_imports_inside_functions():
+    graph = import_graph(inside_functions=True)
+    assert "compressbench.validate" in graph["compressbench.runner"]  # the call-time edges are counted
+    assert "compressbench.models" in graph["compressbench.validate.parent"]
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, stack = set(), [start]
+    while stack:
+        for d in graph[stack.pop()] - seen:
+            seen.add(d)
+            stack.append(d)
+    return seen
+
+
+def test_the_config_schema_is_the_bottom_of_the_graph():
+    """``config/schema.py`` imports nothing of the project but ``fields`` and ``errors`` (which import nothing
+    of it), and nothing in ``config/`` reaches up to the layers that build models or run jobs."""
+    graph = import_graph(inside_functions=True)
+    assert _reachable(graph, "compressbench.config.schema") == {"compressbench.fields", "compressbench.errors"}
+    above = ("compressbench.validate", "compressbench.plan", "compressbench.execute", "compressbench.runner",
+             "compressbench.compress", "compressbench.models", "compressbench.evaluate", "compressbench.report",
+             "compressbench.data", "compressbench.baseline", "compressbench.train")
+    for m in graph:
+        if m.startswith("compressbench.config"):
+            assert not {d for d in _reachable(graph, m) if d.startswith(above)}, m
 
 
 def test_measure_registers_nothing_and_has_no_cli():

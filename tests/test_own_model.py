@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from compressbench.config import load_config
 from compressbench.runner import run
 from compressbench.store import ResultStore
+from compressbench.validate import load_config
 
 ROOT = Path(__file__).parents[1]
 VARIANTS = [

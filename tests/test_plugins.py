@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from compressbench import registry
-from compressbench.config import ConfigError, load_config
+from compressbench.checkpoint import rebuilders
+from compressbench.config import ConfigError
 from compressbench.registry import attacks, corruptions, evaluators, methods
 from compressbench.runner import run
 from compressbench.store import ResultStore
+from compressbench.validate import load_config
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -26,8 +28,8 @@ def demo_plugin(monkeypatch):
     """The plug-in's module importable (as a user's package would be); its registrations undone after."""
     monkeypatch.syspath_prepend(str(PLUGINS))
     yield
-    for reg, name in ((methods, "demo.magnitude"), (evaluators, "demo.margin"), (corruptions, "demo.invert"),
-                      (attacks, "demo.sign_noise")):
+    for reg, name in ((methods, "demo.magnitude"), (methods, "demo.factor_head"), (evaluators, "demo.margin"),
+                      (corruptions, "demo.invert"), (attacks, "demo.sign_noise"), (rebuilders, "demo.factor_head")):
         if name in reg:
             reg.unregister(name)
     sys.modules.pop("cb_demo_plugin", None)
@@ -37,6 +39,14 @@ def _write(tmp_path: Path, text: str) -> Path:
     p = tmp_path / "exp.yaml"
     p.write_text(textwrap.dedent(text).replace("TMP", str(tmp_path)))
     return p
+
+
+def _one(rows: list[dict], variant: str, evaluator: str, metric: str, **cond) -> float:
+    """The value of the one row with these labels and condition items."""
+    vals = [r["value"] for r in rows if (r["variant"], r["evaluator"], r["metric"]) == (variant, evaluator, metric)
+            and all(r["condition_json"].get(k) == v for k, v in cond.items())]
+    assert len(vals) == 1, (variant, evaluator, metric, cond, vals)
+    return vals[0]
 
 
 EXPERIMENT = """
@@ -74,10 +84,7 @@ def test_plugin_components_from_yaml(demo_plugin, tmp_path):
     rows = [r for r in ResultStore(exp.store_path).rows("plugins") if r["error"] is None]
 
     def value(variant, evaluator, metric, **cond):
-        vals = [r["value"] for r in rows if (r["variant"], r["evaluator"], r["metric"]) == (variant, evaluator, metric)
-                and all(r["condition_json"].get(k) == v for k, v in cond.items())]
-        assert len(vals) == 1, (variant, evaluator, metric, cond, vals)
-        return vals[0]
+        return _one(rows, variant, evaluator, metric, **cond)
 
     plug = "demo.magnitude@params=0.5"
     # the plug-in method reached its budget in nonzero parameters, alone and inside a pipeline
@@ -129,6 +136,47 @@ def _report_without_the_plugin(store: Path, out: Path, base_margin: float) -> No
     assert "logit margin" in page and f"{base_margin:.3f}" in page
 
 
+ARCHITECTURE = """
+    name: plugarch
+    seeds: [0]
+    dataset: {name: digits, eval_subset: 100}
+    model: {name: tinycnn}
+    train: {epochs: 2, batch_size: 64, lr: 0.1, augment: none}
+    variants:
+      - {name: factored, method: "cb_demo_plugin:factor_head", params: {rank: 3}}
+    evaluations:
+      - evaluator: efficiency
+        params: {warmup: 1, repeats: 3, throughput_repeats: 1, throughput_batch: 8, onnx: false}
+    cache_dir: TMP/cache
+    store: TMP/plugarch.sqlite
+"""
+
+
+def test_plugin_method_that_changes_the_architecture_is_timed_in_a_fresh_process(demo_plugin, tmp_path):
+    """A plug-in method replaces the classifier head and registers the rebuilder that replays it. The
+    efficiency evaluator times every variant in a fresh process, which rebuilds the checkpoint: it must load
+    the experiment's plug-in set first (before, it knew only user *model* modules: "unknown rebuild step")."""
+    exp = load_config(_write(tmp_path, ARCHITECTURE))
+    assert exp.plugins.objects == ("cb_demo_plugin:factor_head",) and exp.plugins.paths == (str(PLUGINS),)
+    summary = run(exp, progress=False)
+    assert summary.failed == 0, summary.failures
+    store = ResultStore(exp.store_path)
+    rows = [r for r in store.rows("plugarch") if r["error"] is None]
+
+    def one(variant, evaluator, metric, **cond):
+        return _one(rows, variant, evaluator, metric, **cond)
+
+    # tinycnn's head: 16 -> 10 (170 parameters) becomes 16 -> 3 -> 10 (48 + 40)
+    base, fact = one("baseline", "compress", "params"), one("factored", "compress", "params")
+    assert base - fact == 170 - (16 * 3 + 3 * 10 + 10)
+    assert one("factored", "efficiency", "params") == fact  # the evaluator measured the rebuilt model
+    for v in ("baseline", "factored"):
+        assert one(v, "efficiency", "latency_b1_ms", process="fresh") > 0  # timed in the fresh process
+        assert one(v, "efficiency", "throughput_img_s", process="fresh", batch=8) > 0
+    # the run's provenance names the plug-in set
+    assert store.runs()[-1]["plugins_json"]["objects"] == ["cb_demo_plugin:factor_head"]
+
+
 def test_unknown_plugin_names_are_one_line(demo_plugin, tmp_path):
     bad = EXPERIMENT.replace('"cb_demo_plugin:margin"', '"cb_demo_plugin:margn"')
     with pytest.raises(ConfigError, match=r"evaluations\[1\]\.evaluator: cannot import evaluator") as e:
@@ -156,9 +204,11 @@ def test_entry_point_group_registers(tmp_path, monkeypatch):
     (dist / "entry_points.txt").write_text("[compressbench.plugins]\ndemo = cb_ep_plugin\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "_plugins_loaded", False)
+    monkeypatch.setattr(registry, "_plugins", [])
     try:
         registry.load_plugins()
         assert "ep.darken" in corruptions
+        assert registry.loaded_plugins() == ["demo = cb_ep_plugin"]  # recorded with each run (its plug-in set)
         import torch
 
         from compressbench.evaluate.corruptions import corrupt

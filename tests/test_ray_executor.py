@@ -24,10 +24,12 @@ import pytest
 import yaml
 
 from compressbench.cli import main as cli_main
-from compressbench.config import ConfigError, validate
+from compressbench.config import ConfigError
 from compressbench.execute import claim_job
+from compressbench.execute.ray_options import RayOptions
 from compressbench.registry import evaluators
 from compressbench.runner import run
+from compressbench.validate import validate
 
 ray = pytest.importorskip("ray")
 
@@ -86,7 +88,7 @@ def ray_address():
             yield ray.get_runtime_context().gcs_address
         finally:
             ray.shutdown()
-            for name in ("raytest.crash_once", "raytest.rendezvous", "raytest.sleepy", "raytest.fails"):
+            for name in ("raytest.crash_once", "raytest.rendezvous", "raytest.sleepy", "raytest.fails", "raytest.spy"):
                 if name in evaluators:
                     evaluators.unregister(name)
             sys.modules.pop("cb_ray_plugin", None)
@@ -122,6 +124,26 @@ def test_ray_rows_equal_the_local_rows_value_for_value(local_run, ray_run):
     s = run(validate(_raw(ray_run, executor="ray")), progress=False)  # a rerun: all cached, no new rows
     assert (s.ran, s.cached, s.failed) == (0, 6, 0)
     assert _values(ray_run / "r.sqlite") == ray_values
+
+
+# =========================================================================== resolved once, never validated
+def test_a_worker_resolves_the_experiment_once_and_never_validates_it(ray_address, tmp_path, monkeypatch):
+    """Counted by spies around the real functions inside the workers (``cb_ray_plugin``): each worker process
+    resolves variants and evaluations exactly once (then checks the fingerprint), and never calls
+    ``check_parent`` — the driver validated the experiment, the worker only runs jobs."""
+    monkeypatch.setenv("COMPRESSBENCH_TEST_SPY", str(os.getpid()))  # the spies wrap only outside this process
+    raw = _raw(tmp_path, executor="ray", seeds=[0, 1], evaluations=[{"evaluator": "cb_ray_plugin:spy"}])
+    s = run(validate(raw), progress=False)
+    assert (s.ran, s.failed) == (8, 0), s.failures  # 2 × (train, compress, spy on baseline, spy on the variant)
+    rows: dict = {}
+    with sqlite3.connect(tmp_path / "r.sqlite") as c:
+        for key, metric, value in c.execute("SELECT job_key, metric, value FROM results WHERE evaluator = "
+                                            "'raytest.spy'"):
+            rows.setdefault(key, {})[metric] = value
+    assert len(rows) == 4
+    for r in rows.values():
+        assert r["pid"] != os.getpid()  # measured in a worker
+        assert (r["resolve_variants"], r["resolve_evaluations"], r["check_parent"]) == (1, 1, 0), r
 
 
 # =========================================================================== a worker killed mid-job
@@ -194,8 +216,8 @@ def test_job_claimed_by_another_driver_is_waited_for(ray_run, tmp_path, caplog):
     plan_raw = _raw(d, executor="ray")
     from compressbench.plan import plan
 
-    job = next(j for j in plan(validate(plan_raw)) if j.kind == "evaluate" and j.labels["evaluator"] == "clean"
-               and j.labels["variant"] == "baseline")
+    job = next(j for j in plan(validate(plan_raw)) if j.kind == "evaluate" and j.labels.evaluator == "clean"
+               and j.labels.variant == "baseline")
     shutil.rmtree(d / "cache" / "jobs" / job.key)  # this job must run again ...
     claim = claim_job(d / "cache", job.key)  # ... but "another driver" (this process) holds it
     assert claim is not None
@@ -227,8 +249,8 @@ def test_resources_threads_and_infeasible_requests(ray_address, tmp_path):
     ex = create_executor(exp, tmp_path / "cache", False)
     assert isinstance(ex, RayExecutor)
     asks, threads = ex._plan_resources(ray, plan(exp))
-    got = {(j.kind, j.labels.get("evaluator"), j.labels["variant"]): (asks[j.key]["num_cpus"], asks[j.key]["num_gpus"],
-                                                                      threads[j.key]) for j in plan(exp)}
+    got = {(j.kind, j.labels.evaluator, j.labels.variant): (asks[j.key]["num_cpus"], asks[j.key]["num_gpus"],
+                                                              threads[j.key]) for j in plan(exp)}
     v = "prune.unstructured@params=0.5"
     assert got[("train", None, "baseline")] == (1, 0, 1)
     assert got[("compress", None, v)] == (0.5, 0, 1)  # a fraction of a CPU still runs one thread
@@ -253,8 +275,8 @@ def test_executor_options_are_validated(tmp_path):
     ok = validate({**g, "executor": {"name": "ray", "address": "ray://head:10001", "max_retries": 3,
                                      "resources": {"train": {"num_gpus": 1}, "compress": {"num_gpus": 0.5},
                                                    "evaluate": {"num_gpus": 0.25, "num_cpus": 1}}}})
-    assert ok.executor.name == "ray" and ok.executor.options["max_retries"] == 3
-    assert validate({**g, "executor": "ray"}).executor.options == {}
+    assert ok.executor.name == "ray" and ok.executor.options.max_retries == 3
+    assert validate({**g, "executor": "ray"}).executor.options == RayOptions()
     assert err(executor={"name": "ray", "adress": "auto"}).startswith(
         "executor.adress: unknown option (did you mean 'address'?); allowed: address, resources, max_retries")
     assert err(executor={"name": "local", "max_retries": 1}) == ("executor: executor 'local' takes no options; got "

@@ -15,7 +15,7 @@ from compressbench.compress import compress
 from compressbench.compress.budget import composition
 from compressbench.compress.structured import StructuredParams
 from compressbench.compress.unstructured import UnstructuredParams
-from compressbench.config import ConfigError, validate
+from compressbench.config import ConfigError
 from compressbench.data.domains import unlabeled
 from compressbench.evaluate.attacks import AttackConfig
 from compressbench.evaluate.attacks.evaluator import AdversarialParams, probe_attack
@@ -24,6 +24,7 @@ from compressbench.models import create_model
 from compressbench.registry import adapt_losses, attacks, channel_criteria, evaluators, methods, weight_criteria
 from compressbench.specs import MetricSpec
 from compressbench.train import TrainRecipe, train
+from compressbench.validate import validate
 from test_compress_common import make_context
 
 BASE = {"name": "t", "dataset": {"name": "digits"}, "model": {"name": "tinycnn"}, "train": {"epochs": 1},

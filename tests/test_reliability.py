@@ -27,7 +27,7 @@ import yaml
 from compressbench import execute
 from compressbench.checkpoint import atomic_write_bytes, load_model, save_model
 from compressbench.cli import main as cli_main
-from compressbench.config import ConfigError, validate
+from compressbench.config import ConfigError
 from compressbench.data.base import DataMeta
 from compressbench.errors import CacheError, CheckpointError, StoreError
 from compressbench.execute import claim_job, clean_stale_tmp, file_sha256
@@ -35,6 +35,7 @@ from compressbench.models import create_model
 from compressbench.registry import models
 from compressbench.runner import run
 from compressbench.store import ResultStore
+from compressbench.validate import validate
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 META = DataMeta("t", 10, 1, (8, 8), (0.5,), (0.25,))

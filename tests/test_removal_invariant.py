@@ -68,9 +68,9 @@ def test_soft_filter_stored_top1_is_the_masked_models(tmp_path, monkeypatch, dig
     """Through ``compressbench.run``: the store's top-1 of the SFP variant equals the top-1 of the zeroed
     model the method trained (captured on its way to the removal check, which it calls with both)."""
     from compressbench.compress import soft_filter
-    from compressbench.config import validate
     from compressbench.runner import run
     from compressbench.store import ResultStore
+    from compressbench.validate import validate
 
     seen: list[nn.Module] = []
     real = soft_filter.check_same_function

@@ -11,10 +11,10 @@ import shutil
 import pandas as pd
 import pytest
 
-from compressbench.config import validate
 from compressbench.report import add_report_arguments, build_report, report_command
 from compressbench.runner import run
 from compressbench.store import ResultStore
+from compressbench.validate import validate
 
 MODELS = {"tiny": "tinycnn", "five": "cnn5"}
 PRUNED = "prune.unstructured@knob=0.5"

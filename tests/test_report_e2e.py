@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 import torch
 
-from compressbench.config import validate
 from compressbench.interfaces import Measurement
 from compressbench.registry import evaluators
 from compressbench.report import ReportContext, build_report, load_experiment, summary_table
 from compressbench.runner import run
 from compressbench.specs import MetricSpec
 from compressbench.store import ResultStore
+from compressbench.validate import validate
 
 PLUGIN = "test.margin"
 PRUNED = ("prune.unstructured@knob=0.5", "prune.unstructured@knob=0.75")

@@ -7,10 +7,11 @@ import csv
 
 import pytest
 
-from compressbench.config import ConfigError, validate
+from compressbench.config import ConfigError
 from compressbench.report import build_report
 from compressbench.runner import run
 from compressbench.store import ResultStore
+from compressbench.validate import validate
 
 LAYOUT = {"tables": [
     {"name": "per-name", "title": "Accuracy and size per method", "group_by": "name", "row_label": "reduction",

@@ -5,12 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from compressbench.config import validate
 from compressbench.interfaces import CompressResult, Measurement, Params
+from compressbench.jobs import dump_params
 from compressbench.registry import evaluators, methods
 from compressbench.runner import run
 from compressbench.specs import Knob
 from compressbench.store import ResultStore
+from compressbench.validate import validate
 
 
 class HalfParams(Params):
@@ -148,7 +149,7 @@ def test_evaluation_key_covers_the_corruption_versions(tmp_path):
     raw = {"evaluations": [{"evaluator": "clean"},
                            {"evaluator": "corruptions", "params": {"corruptions": ["fog", "gaussian_noise"]}},
                            {"evaluator": "corruptions", "params": {"corruptions": ["contrast"]}}]}
-    keys = lambda: {(j.labels.get("evaluator"), j.labels["variant"], str(j.spec.get("params"))): j.key  # noqa: E731
+    keys = lambda: {(j.labels.evaluator, j.labels.variant, str(dump_params(j.spec.params))): j.key  # noqa: E731
                     for j in plan(_exp(tmp_path, **raw)) if j.kind == "evaluate"}
     before = keys()
     import dataclasses
@@ -164,3 +165,62 @@ def test_evaluation_key_covers_the_corruption_versions(tmp_path):
     assert changed and all(k[0] == "corruptions" and "fog" in k[2] for k in changed)
     assert len(changed) == 2  # baseline and the compressed variant
     assert keys() == before
+
+
+def test_an_experiment_is_resolved_and_validated_once_per_run(tmp_path, monkeypatch):
+    """Spies around the real functions count the calls: loading a config resolves its variants and its
+    evaluations once and validates it (builds the parent: ``check_parent``) once; the run — plan, executor,
+    every job — uses that resolved experiment and never resolves or validates again."""
+    import yaml
+
+    import compressbench.config.resolve as resolve_mod
+    import compressbench.validate as validate_mod
+    from compressbench.validate import load_config
+
+    calls: dict[str, int] = {}
+
+    def spy(owner, name: str) -> None:
+        real = getattr(owner, name)
+
+        def counted(*a, **k):
+            calls[name] = calls.get(name, 0) + 1
+            return real(*a, **k)
+
+        monkeypatch.setattr(owner, name, counted)
+
+    for owner, name in ((resolve_mod, "resolve_variants"), (resolve_mod, "resolve_evaluations"),
+                        (validate_mod, "check_parent")):
+        spy(owner, name)
+    raw = {"name": "t", "seeds": [0, 1], "dataset": {"name": "digits", "eval_subset": 100},
+           "model": {"name": "tinycnn"}, "train": {"epochs": 1, "batch_size": 64, "lr": 0.2, "augment": "none"},
+           "variants": [{"method": "test.halve", "budgets": {"knob": [0.5, 0.25]}}],
+           "evaluations": [{"evaluator": "clean"}, {"evaluator": "test.agree"}],
+           "cache_dir": str(tmp_path / "cache"), "store": str(tmp_path / "r.sqlite")}
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    exp = load_config(cfg)
+    assert calls == {"resolve_variants": 1, "resolve_evaluations": 1, "check_parent": 1}
+    s = run(exp, progress=False)
+    assert (s.jobs, s.ran, s.failed) == (18, 18, 0)  # 2 seeds × (train, 2 × compress, 3 models × 2 evaluations)
+    assert calls == {"resolve_variants": 1, "resolve_evaluations": 1, "check_parent": 1}
+    calls.clear()
+    s = run(cfg, progress=False)  # a path: loaded (once) inside run
+    assert s.cached == 18 and calls == {"resolve_variants": 1, "resolve_evaluations": 1, "check_parent": 1}
+
+
+def test_a_new_process_resolves_the_config_once_and_checks_the_fingerprint(tmp_path):
+    """What a Ray worker does with the job function, in this process with its cache emptied: it resolves the
+    config JSON once (same fingerprint as the driver's) and keeps it; a job function whose fingerprint is not
+    what this process resolves (another plug-in version on a node) fails in one line."""
+    from compressbench import runner
+
+    exp = _exp(tmp_path)
+    fn = runner.JobRunner.for_experiment(exp, tmp_path / "cache", False)
+    assert runner._RESOLVED[exp.fingerprint] is exp  # the driver never resolves again
+    runner._RESOLVED.clear()  # as in a fresh worker process
+    again = fn.experiment()
+    assert again is not exp and again.fingerprint == exp.fingerprint and fn.experiment() is again
+    assert [v.name for v in again.variants] == [v.name for v in exp.variants]
+    other = runner.JobRunner(fn.config, fn.plugins, "0" * 64, fn.cache, False)
+    with pytest.raises(runner.FingerprintError, match="resolves the experiment differently from the driver"):
+        other.experiment()

@@ -13,12 +13,13 @@ import yaml
 from compressbench.checkpoint import load_model, save_model
 from compressbench.cli import main as cli_main
 from compressbench.compress import compress
-from compressbench.config import ConfigError, validate
+from compressbench.config import ConfigError
 from compressbench.data import load_dataset
 from compressbench.interfaces import Budget
 from compressbench.models import create_model
 from compressbench.registry import methods, models
 from compressbench.train import TrainRecipe, train
+from compressbench.validate import validate
 from test_compress_common import make_context
 
 ARCHS = ["timm:resnet18", "timm:mobilenetv3_small_100"]

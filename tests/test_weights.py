@@ -17,10 +17,11 @@ import yaml
 from compressbench.baseline import build_baseline
 from compressbench.checkpoint import save_model
 from compressbench.cli import main as cli_main
-from compressbench.config import ConfigError, validate
+from compressbench.config import ConfigError
 from compressbench.errors import CheckpointError
 from compressbench.models.weights import read_weights
 from compressbench.plan import plan
+from compressbench.validate import validate
 
 CFG = {"name": "tinycnn", "width": 1.0, "kwargs": {}}
 
@@ -183,11 +184,11 @@ def test_weights_enter_the_key_by_content_not_path(tiny_model, tmp_path):
     torch.save(sd, tmp_path / "moved" / "b.pt")
     changed = plan(validate(_config(tmp_path, str(tmp_path / "moved" / "b.pt"))))
     assert changed[0].key != key["a"]
-    assert changed[0].spec["model"]["weights"] == str((tmp_path / "moved" / "b.pt").resolve())  # the job gets the path
+    assert changed[0].spec.weights == str((tmp_path / "moved" / "b.pt").resolve())  # the job gets the path
     # train.epochs: 0 trains nothing either: the same baseline job as train: null (its recipe is for fine-tunes)
     zero = plan(validate(_config(tmp_path, str(tmp_path / "a.pt"), train={"epochs": 0, "batch_size": 32})))
     assert zero[0].key == key["a"] and zero[0].describe() == "load baseline weights seed=0"
-    assert zero[1].spec["train"]["batch_size"] == 32 and zero[1].key != plan(validate(_config(
+    assert zero[1].spec.recipe.batch_size == 32 and zero[1].key != plan(validate(_config(
         tmp_path, str(tmp_path / "a.pt"))))[1].key
 
 
@@ -198,7 +199,7 @@ def test_new_fields_at_defaults_keep_every_key():
     are unchanged, but a version is part of the key); the baseline's key is unchanged."""
     import hashlib
 
-    from compressbench.config import load_config
+    from compressbench.validate import load_config
 
     root = Path(__file__).parents[1]
     jobs = plan(load_config(root / "configs" / "quickstart.yaml"))

@@ -3,7 +3,7 @@
 Public API::
 
     import compressbench as cb
-    exp = cb.load_config("configs/quickstart.yaml")
+    exp = cb.load_config("configs/quickstart.yaml")   # resolved and checked once (a ResolvedExperiment)
     summary = cb.run(exp)                 # same code path as `compressbench run`
     df = cb.load_results(summary.store)   # one flat row per measurement
 """
@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 from typing import Any
 
 __all__ = ["run", "load_config", "validate_config", "load_results", "create_model", "load_dataset", "load_model",
-           "save_model", "registry", "Experiment", "__version__"]
+           "save_model", "registry", "Experiment", "ResolvedExperiment", "__version__"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: keep `import compressbench` light
@@ -23,14 +23,18 @@ def __getattr__(name: str) -> Any:  # lazy: keep `import compressbench` light
         from .runner import run
 
         return run
-    if name in ("load_config", "Experiment"):
+    if name == "load_config":
+        from .validate import load_config
+
+        return load_config
+    if name == "validate_config":
+        from .validate import validate
+
+        return validate
+    if name in ("Experiment", "ResolvedExperiment"):
         from . import config
 
         return getattr(config, name)
-    if name == "validate_config":
-        from .config import validate
-
-        return validate
     if name == "load_results":
         from .store import load_results
 

@@ -23,12 +23,13 @@ the config (an unknown name fails in one line, with a "did you mean").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import field_validator
 from torch import nn
 
+from .config.schema import AdaptConfig
 from .data.base import DatasetBundle, ImageSet
 from .registry import adapt_losses
 
@@ -54,34 +55,16 @@ adapt_losses.register("coral", coral_loss, version=1,
                       description="Deep CORAL (Sun & Saenko 2016): ‖C_S − C_T‖²_F / (4d²) of the feature covariances")
 
 
-class AdaptParams(BaseModel):
-    """How a training run adapts to the target domain(s): ``{method: coral, weight: λ}``.
-
-    ``targets``: the target domains whose unlabeled images are drawn (None: every target of the
-    dataset, pooled — with one target, that one)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    method: str = "coral"  # an adaptation loss (registry.adapt_losses)
-    weight: float = Field(1.0, ge=0, le=1e6)  # λ
-    targets: list[str] | None = None
-    # penultimate: the classifier head's input (d = feature width); logits: the head's output (d = classes),
-    # where the paper applied it (AlexNet's fc8)
-    features: Literal["penultimate", "logits"] = "penultimate"
+class AdaptParams(AdaptConfig):
+    """:class:`~compressbench.config.schema.AdaptConfig` (``{method: coral, weight: λ}``) with its loss looked
+    up in ``registry.adapt_losses`` when validated: the form methods' params use (``train.adapt`` is checked
+    the same way when the experiment is resolved)."""
 
     @field_validator("method")
     @classmethod
     def _method(cls, v: str) -> str:
         adapt_losses.resolve(v)  # unknown -> "unknown adaptation loss ...; did you mean" (a ValueError)
         return v
-
-    def label(self) -> str:
-        """A short name for tables: ``coral(λ=1)`` (plus the layer and domains when not the defaults)."""
-        tg = f"→{'+'.join(self.targets)}" if self.targets else ""
-        return f"{self.method}({', '.join(self._label_parts())}){tg}"
-
-    def _label_parts(self) -> list[str]:
-        return [f"λ={self.weight:g}"] + (["logits"] if self.features == "logits" else [])
 
 
 class FeatureTap:
@@ -142,9 +125,9 @@ def target_images(data: DatasetBundle, targets: list[str] | None) -> ImageSet:
                     torch.arange(sum(len(s) for s in sets)))
 
 
-def make_adaptation(params: AdaptParams | dict | None, data: DatasetBundle) -> Adaptation | None:
+def make_adaptation(params: AdaptConfig | dict | None, data: DatasetBundle) -> Adaptation | None:
     """An :class:`Adaptation` for ``params`` on ``data`` (None: no adaptation)."""
     if params is None:
         return None
-    p = params if isinstance(params, AdaptParams) else AdaptParams.model_validate(params)
+    p = params if isinstance(params, AdaptConfig) else AdaptParams.model_validate(params)
     return Adaptation(p.method, p.weight, target_images(data, p.targets), p.features)

@@ -6,10 +6,11 @@ classifier head is replaced when the dataset has another number of classes, the 
 adapted when it has another number of channels; :func:`~compressbench.models.weights.fit_state_dict`).
 Compression methods then start from it exactly as from a baseline trained here.
 
-The input normalisation travels with the weights (DESIGN.md 4): a compressbench model carries its own
-(``normalize.*`` in the file); published weights bring theirs (ImageNet's mean / std for torchvision
-and most timm weights; averaged over RGB for a one-channel dataset); ``model.mean`` / ``model.std``
-state it for any other file; otherwise the dataset's statistics are used, as for a model trained here.
+The input normalisation travels with the weights (docs/architecture.md, convention 4): a compressbench
+model carries its own (``normalize.*`` in the file); published weights bring theirs (ImageNet's mean / std
+for torchvision and most timm weights; averaged over RGB for a one-channel dataset); ``model.mean`` /
+``model.std`` state it for any other file; otherwise the dataset's statistics are used, as for a model
+trained here.
 
 The same code runs at ``validate`` (every check before any work: the file exists, is readable and fits
 the architecture built for the dataset) and in the baseline job.

@@ -11,8 +11,8 @@ A checkpoint is ``{"format": 1, "spec": {...}, "steps": [...], "state_dict": {..
 
 Compressors register rebuilders with :func:`register_rebuilder`.
 
-Loading trusts nothing in the file (DESIGN.md 14): ``torch.load(weights_only=True)`` unpickles no
-code, and the model names in ``spec`` / ``steps`` are only *looked up* in the model registry. A
+Loading trusts nothing in the file (docs/architecture.md, convention 14): ``torch.load(weights_only=True)``
+unpickles no code, and the model names in ``spec`` / ``steps`` are only *looked up* in the model registry. A
 ``"pkg.mod:factory"`` name is imported only if this process resolved it already (the user wrote it
 in a config or a flag) or the caller passes ``trust=True`` (CLI: ``--trust-code``). Every failure is
 a one-line :class:`~compressbench.errors.CheckpointError` naming the file.
@@ -133,19 +133,12 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {first[:200]}"
 
 
-def _unpickle_reason(e: BaseException) -> str:
-    """The one informative line of torch's multi-line ``weights_only`` refusal."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    for ln in lines:
-        if "GLOBAL" in ln or ln.startswith(("Unsupported", "Trying to load")):
-            return ln[:200]
-    return lines[-1][:200] if lines else type(e).__name__
-
-
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """``torch.load(weights_only=True)`` of a compressbench checkpoint: no code is unpickled. Raises a
     one-line :class:`CheckpointError` for a missing, damaged, foreign or unsafe file."""
     import pickle
+
+    from .models.weights import unpickle_reason
 
     p = Path(path)
     if not p.is_file():
@@ -156,7 +149,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             ck = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{p}: not a compressbench checkpoint, or an unsafe pickle — refused by weights-only "
-                              f"loading, which never runs code from a file ({_unpickle_reason(e)})") from None
+                              f"loading, which never runs code from a file ({unpickle_reason(e)})") from None
     except Exception as e:  # truncated / garbled zip, empty file, I/O error
         raise CheckpointError(f"{p}: not a readable checkpoint (damaged or truncated?): {_first_line(e)}") from None
     ok = (isinstance(ck, dict) and isinstance(ck.get("spec"), dict) and isinstance(ck.get("state_dict"), dict)
@@ -215,37 +208,25 @@ def load_model(path: str | Path, *, trust: bool = False) -> tuple[nn.Module, dic
     return model, ck
 
 
-def worker_trust(trust: bool = False) -> dict[str, Any]:
+def worker_trust(trust: bool = False, plugins: Any = None) -> dict[str, Any]:
     """What a fresh worker process needs to load a checkpoint with this process's trust decisions:
-    ``trust`` (the caller's ``--trust-code``) and the ``"pkg.mod:factory"`` names the user resolved
-    here (with the folders their modules were imported from) — never names read from the file."""
-    import sys
-
+    ``trust`` (the caller's ``--trust-code``) and the plug-in set (``config.PluginSet``: the user's modules
+    with their folders, the model factories the user named, the entry points) — of the experiment when
+    ``plugins`` is given, else the ``"pkg.mod:factory"`` names the user resolved here (a ``--model`` flag) —
+    never names read from the file."""
+    from .config.plugins import PluginSet
     from .models import user_model_names
 
-    names = user_model_names()
-    paths: list[str] = []
-    for n in names:
-        mod = sys.modules.get(n.split(":", 1)[0])
-        f = getattr(mod, "__file__", None)
-        if not f:
-            continue
-        depth = n.split(":", 1)[0].count(".") + (1 if Path(f).name == "__init__.py" else 0)
-        root = str(Path(f).resolve().parents[depth])
-        if root not in paths:
-            paths.append(root)
-    return {"trust": bool(trust), "resolve_models": names, "sys_path": paths}
+    if plugins is None:
+        names = user_model_names()
+        plugins = PluginSet.collect(names, names)
+    return {"trust": bool(trust), "plugins": plugins.to_json()}
 
 
 def load_model_in_worker(target: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    """:func:`load_model` in a fresh process, given a target made with :func:`worker_trust`."""
-    import sys
+    """:func:`load_model` in a fresh process, given a target made with :func:`worker_trust` (its plug-in
+    set loaded first: a plug-in's rebuilder is then registered here too)."""
+    from .config.plugins import PluginSet
 
-    from .registry import models
-
-    for sp in target.get("sys_path", []):
-        if sp not in sys.path:
-            sys.path.insert(0, sp)
-    for n in target.get("resolve_models", []):
-        models.resolve(n)
+    PluginSet.from_json(target.get("plugins")).load()
     return load_model(target["path"], trust=bool(target.get("trust", False)))

@@ -39,7 +39,7 @@ def _fail(msg: str) -> int:
 
 
 def _overrides(items: list[str] | None) -> dict[str, object]:
-    from .config import parse_override
+    from .config.text import parse_override
 
     return dict(parse_override(kv) for kv in items or [])
 
@@ -53,8 +53,9 @@ def _setup_logging(verbose: int) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .config import load_config, scale_names
+    from .config.text import scale_names
     from .plan import plan
+    from .validate import load_config
 
     # the file as written, and every override profile it declares (a preset's smoke scale never rots)
     scales = [args.scale] if args.scale else [None, *scale_names(args.config)]
@@ -62,11 +63,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         exp = load_config(args.config, _overrides(args.set), scale=scale, executor=args.executor,
                           address=args.address)
-        variants = exp.variants_resolved()
-        jobs = plan(exp, variants)
+        jobs = plan(exp)
         kinds = {k: sum(1 for j in jobs if j.kind == k) for k in ("train", "compress", "evaluate")}
         label = f" [scale {scale}]" if scale else ""
-        print(f"{args.config}{label}: OK — experiment '{exp.name}', {len(exp.seeds)} seed(s), {len(variants)} "
+        print(f"{args.config}{label}: OK — experiment '{exp.name}', {len(exp.seeds)} seed(s), {len(exp.variants)} "
               f"variant(s) + baseline, {len(exp.evaluations)} evaluation(s) -> {kinds['train']} train, "
               f"{kinds['compress']} compress, {kinds['evaluate']} evaluate jobs ({time.perf_counter() - t0:.2f}s)")
     return 0
@@ -76,8 +76,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """The job DAG without running it: counts, what is cached, and a compute estimate (``estimate``)."""
     import json
 
-    from .config import load_config
     from .estimate import estimate, render, to_json
+    from .validate import load_config
 
     exp = load_config(args.config, _overrides(args.set), scale=args.scale)
     est = estimate(exp, gpu=args.gpu, utilisation=args.gpu_util, cpu_gflops=args.cpu_gflops)
@@ -92,8 +92,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .config import load_config
     from .runner import run
+    from .validate import load_config
 
     exp = load_config(args.config, _overrides(args.set), scale=args.scale, executor=args.executor,
                       address=args.address)  # validated before any work
@@ -106,10 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  FAILED {what}: {err}")
     print(f"results: {summary.store}")
     if not args.quiet:
-        from .domain_config import experiment_parts
-
-        for name, _ in experiment_parts(exp):  # one table per experiment (one per source domain, if several)
-            _print_summary(summary.store, name)
+        for part in exp.parts:  # one table per experiment (one per source domain, if several)
+            _print_summary(summary.store, part.name)
     return EXIT_JOBS_FAILED if summary.failed else 0
 
 
@@ -286,10 +284,11 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
                     help="this machine's sustained GFLOP per CPU-second, instead of measuring it")
     pl.add_argument("--json", metavar="FILE", help="also write the estimate (assumptions, totals, every job) as JSON")
     pl.set_defaults(fn=cmd_plan)
-    ls = sub.add_parser("list", help="list registered models, datasets, methods, evaluators, corruptions, attacks")
+    ls = sub.add_parser("list", help="list registered models, datasets, methods, evaluators, corruptions, attacks, "
+                        "executors")
     ls.add_argument("what", nargs="?", default="all",
                     choices=["all", "models", "datasets", "methods", "evaluators", "corruptions", "attacks",
-                             "channel_criteria", "weight_criteria", "adapt_losses"])
+                             "channel_criteria", "weight_criteria", "adapt_losses", "executors"])
     ls.add_argument("--params", dest="verbose_params", action="store_true", help="show each entry's parameters")
     ls.set_defaults(fn=cmd_list)
     res = sub.add_parser("results", help="print or export the rows of a results store")

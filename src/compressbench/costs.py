@@ -1,4 +1,5 @@
-"""What a component costs to run, declared next to it (``compressbench plan`` adds it up; DESIGN.md 13).
+"""What a component costs to run, declared next to it (``compressbench plan`` adds it up; capabilities, not
+names: docs/architecture.md, convention 13).
 
 A cost is counted in *passes over images* of a model; ``estimate`` multiplies them by that model's
 forward FLOPs per image. Two kinds of pass are kept apart because hardware runs them at different

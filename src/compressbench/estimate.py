@@ -1,7 +1,8 @@
 """``compressbench plan``: what an experiment will compute, before it runs — job counts, what is cached,
 and compute in FLOPs, GPU-hours on a named reference GPU and CPU-hours on this machine.
 
-Every job of ``plan.plan(exp)`` is priced from the specs alone (DESIGN.md 13; no component is named here):
+Every job of ``plan.plan(exp)`` is priced from the specs alone (capabilities, not names: no component is
+named here):
 
 * **passes over images** — a method's ``cost`` (:class:`~.costs.TrainingCost`: training epochs, teacher,
   adaptation, calibration images), an evaluator's (:class:`~.costs.EvalCost`), an attack's; the
@@ -29,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from .compress.budget import capabilities
-from .config import Experiment
+from .config import BASELINE, Budget, ResolvedExperiment
 from .costs import TRAIN_STEP, CostContext, EvalCost, eval_cost, method_cost
-from .domain_config import experiment_parts
 from .errors import UserError
-from .plan import Job, plan
+from .jobs import CompressSpec, EvaluateSpec, Job
+from .plan import plan
 from .registry import datasets, evaluators, methods
 from .specs import SHARED_BUDGETS
 
@@ -73,7 +74,7 @@ class JobCost:
     """One job's work: FLOPs in forward-only and in gradient passes, fixed seconds, and whether it is cached."""
 
     job: Job
-    group: str  # "baseline", the method, or the evaluator
+    group: str  # BASELINE, the method, or the evaluator
     forward: float = 0.0
     gradient: float = 0.0
     seconds: float = 0.0
@@ -130,14 +131,14 @@ def _loaded_sizes(ds: Any, cache_dir: str) -> DataSizes:
 
 
 # --------------------------------------------------------------------------- model sizes
-def size_fraction(method: str, params: Any, budget: dict[str, Any] | None) -> float:
+def size_fraction(method: str, params: Any, budget: Budget | None) -> float:
     """The variant's forward FLOPs as a fraction of the parent's (see the module docstring)."""
-    if budget is None or budget["kind"] not in SHARED_BUDGETS or capabilities(method, params)["sparsifies"]:
+    if budget is None or budget.kind not in SHARED_BUDGETS or capabilities(method, params)["sparsifies"]:
         return 1.0
-    return float(budget["value"])
+    return float(budget.value)
 
 
-def _stages(method: str, params: Any, budget: dict[str, Any] | None, fp: float
+def _stages(method: str, params: Any, budget: Budget | None, fp: float
             ) -> list[tuple[Any, Any, float, float]]:
     """(spec, params, FLOPs of its input, FLOPs of its output) per stage: a lone method is one stage; in a
     pipeline the first stage that takes the budget's kind shrinks the model to the variant's size."""
@@ -147,7 +148,7 @@ def _stages(method: str, params: Any, budget: dict[str, Any] | None, fp: float
     out, f_in, shrunk = [], fp, False
     for name, sp in spec.stages(params):
         st = methods.spec(name)
-        takes = budget is not None and not shrunk and budget["kind"] in st.budgets
+        takes = budget is not None and not shrunk and budget.kind in st.budgets
         f_out, shrunk = (child if takes else f_in), shrunk or takes
         out.append((st, sp, f_in, f_out))
         f_in = f_out
@@ -155,7 +156,7 @@ def _stages(method: str, params: Any, budget: dict[str, Any] | None, fp: float
 
 
 # --------------------------------------------------------------------------- jobs
-def _train_cost(exp: Experiment, n: DataSizes, fp: float) -> tuple[float, float]:
+def _train_cost(exp: ResolvedExperiment, n: DataSizes, fp: float) -> tuple[float, float]:
     """(forward, gradient) FLOPs of the baseline job: epochs (frozen-backbone epochs forward only), doubled with
     ``train.adapt``; a validation pass after every whole epoch and at the end."""
     if not exp.trains_baseline:
@@ -178,35 +179,33 @@ def _compress_cost(method: str, params: Any, budget: Any, n: DataSizes, fp: floa
     return fwd, grad
 
 
-def _params(schema: Any, dumped: Any) -> Any:
-    return schema.model_validate(dumped) if schema is not None else None
-
-
-def job_costs(exp: Experiment, jobs: list[Job], fp: float, meta: Any, sizes: dict[str, DataSizes]) -> list[JobCost]:
+def job_costs(exp: ResolvedExperiment, jobs: list[Job], fp: float, meta: Any, sizes: dict[str, DataSizes]
+              ) -> list[JobCost]:
     """Every job's FLOPs (``fp``: the parent's forward FLOPs per image; ``sizes``: per experiment part)."""
     by_key = {j.key: j for j in jobs}
     out: list[JobCost] = []
     for job in jobs:
-        s, n = job.spec, sizes[job.labels["experiment"]]
-        if job.kind == "train":
-            out.append(JobCost(job, "baseline", *_train_cost(exp, n, fp)))
-        elif job.kind == "compress":
-            params = _params(methods.spec(s["method"]).params, s["params"])
-            out.append(JobCost(job, s["method"], *_compress_cost(s["method"], params, s["budget"], n, fp)))
+        s, n = job.spec, sizes[job.labels.experiment]
+        if isinstance(s, CompressSpec):
+            out.append(JobCost(job, s.method, *_compress_cost(s.method, s.params, s.budget, n, fp)))
+        elif isinstance(s, EvaluateSpec):
+            out.append(_evaluate_cost(job, s, by_key[s.model_job].spec, n, fp, meta))
         else:
-            producer = by_key[s["model_job"]]
-            frac, quantizes = 1.0, False
-            if producer.kind == "compress":
-                mp = _params(methods.spec(producer.spec["method"]).params, producer.spec["params"])
-                frac = size_fraction(producer.spec["method"], mp, producer.spec["budget"])
-                quantizes = capabilities(producer.spec["method"], mp)["quantizes"]
-            espec = evaluators.spec(s["evaluator"])
-            ctx = CostContext(test=n.test, eval_subset=s["eval_subset"], targets=n.targets, meta=meta,
-                              quantizes=quantizes, baseline=producer.kind == "train")
-            c: EvalCost = eval_cost(espec, _params(espec.params, s["params"]), ctx)
-            out.append(JobCost(job, s["evaluator"], (c.forward * frac + c.parent_forward) * fp,
-                               (c.gradient * frac + c.parent_gradient) * fp, c.seconds))
+            out.append(JobCost(job, BASELINE, *_train_cost(exp, n, fp)))
     return out
+
+
+def _evaluate_cost(job: Job, s: EvaluateSpec, producer: Any, n: DataSizes, fp: float, meta: Any) -> JobCost:
+    frac, quantizes = 1.0, False
+    if isinstance(producer, CompressSpec):
+        frac = size_fraction(producer.method, producer.params, producer.budget)
+        quantizes = capabilities(producer.method, producer.params)["quantizes"]
+    espec = evaluators.spec(s.evaluator)
+    ctx = CostContext(test=n.test, eval_subset=s.eval_subset, targets=n.targets, meta=meta, quantizes=quantizes,
+                      baseline=not isinstance(producer, CompressSpec))
+    c: EvalCost = eval_cost(espec, s.params, ctx)
+    return JobCost(job, s.evaluator, (c.forward * frac + c.parent_forward) * fp,
+                   (c.gradient * frac + c.parent_gradient) * fp, c.seconds)
 
 
 def mark_cached(costs: list[JobCost], cache: Path) -> int:
@@ -231,7 +230,7 @@ def mark_cached(costs: list[JobCost], cache: Path) -> int:
 # --------------------------------------------------------------------------- the whole estimate
 @dataclass
 class Estimate:
-    exp: Experiment
+    exp: ResolvedExperiment
     costs: list[JobCost]
     sizes: dict[str, DataSizes]
     parent_flops: float
@@ -272,12 +271,12 @@ class Estimate:
         return out
 
 
-def estimate(exp: Experiment, *, gpu: str = DEFAULT_GPU, utilisation: float = DEFAULT_UTILISATION,
+def estimate(exp: ResolvedExperiment, *, gpu: str = DEFAULT_GPU, utilisation: float = DEFAULT_UTILISATION,
              cpu_gflops: float | None = None) -> Estimate:
     """Price every job of ``exp`` (validated). ``cpu_gflops``: this machine's sustained rate in GFLOP per CPU
     second instead of measuring it (a few seconds on the experiment's model)."""
     from .measure.flops import count_flops
-    from .preflight import parent_model
+    from .validate import parent_model
 
     if gpu not in GPUS:
         raise UserError(f"--gpu: unknown reference GPU '{gpu}' (known: {', '.join(GPUS)})")
@@ -286,7 +285,7 @@ def estimate(exp: Experiment, *, gpu: str = DEFAULT_GPU, utilisation: float = DE
     if cpu_gflops is not None and not cpu_gflops > 0:
         raise UserError(f"--cpu-gflops: give a positive rate, got {cpu_gflops:g}")
     jobs = plan(exp)
-    sizes = {name: data_sizes(ds, exp.cache_dir) for name, ds in experiment_parts(exp)}
+    sizes = {part.name: data_sizes(part.dataset, exp.cache_dir) for part in exp.parts}
     meta, base = parent_model(exp)
     shape = (meta.channels, *meta.size)
     fp = float(count_flops(base.model, (1, *shape)))

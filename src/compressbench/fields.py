@@ -20,7 +20,7 @@ Non-finite floats (``.inf``, ``.nan``) are rejected anywhere in a config by ``co
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -40,9 +40,13 @@ Severity = Annotated[int, Field(ge=1, le=5)]  # corruption severity (Hendrycks &
 Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]  # open interval (0, 1)
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 ImageSize = Annotated[int, Field(ge=1, le=4096)]  # pixels of one image side (dataset.resize)
+Aggregate = Literal["mean", "min", "max", "sum"]  # how a metric's conditions reduce to one number
+# cell formats (the report's and the console's renderings: ``report.tables.CELL_FORMATS``)
+Format = Literal["pct", "f1", "f2", "f3", "int", "bytes", "ms", "g"]
 
 __all__ = ["MAX_EPOCHS", "SEED_LIMIT", "MAX_BATCH_SIZE", "FiniteFloat", "Epochs", "FinetuneEpochs", "Seed",
-           "PositiveInt", "NonNegativeInt", "BatchSize", "Subset", "Severity", "Fraction", "PositiveFloat", "ImageSize"]
+           "PositiveInt", "NonNegativeInt", "BatchSize", "Subset", "Severity", "Fraction", "PositiveFloat", "ImageSize",
+           "Aggregate", "Format"]
 
 
 def file_name(v: str) -> str:

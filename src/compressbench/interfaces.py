@@ -33,29 +33,16 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from .config.plugins import PluginSet
+from .config.schema import BASELINE, Budget, BudgetKind  # noqa: F401 (re-exported: the plug-in contract)
 from .data.base import DataMeta, DatasetBundle
 
 log = logging.getLogger(__name__)
-
-BudgetKind = Literal["knob", "params", "bytes", "flops"]
-
 
 class Params(BaseModel):
     """Base class of every method's / evaluator's parameter schema."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """A compression target. ``kind='knob'`` means the method's own knob (e.g. pruning ratio);
-    ``params``/``bytes``/``flops`` are fractions of the parent's value, shared across families."""
-
-    kind: BudgetKind
-    value: float
-
-    def label(self) -> str:
-        return f"{self.kind}={self.value:g}"
 
 
 @dataclass
@@ -99,6 +86,9 @@ class CompressResult:
     achieved: dict[str, float] = field(default_factory=dict)
     # dense FLOPs of the result when they cannot be counted on it (None: count them)
     flops: int | None = None
+    # the result's measured stats (``compress.common.ModelStats``), filled by ``compress.budget.compress``
+    # (a composite method that measured itself may fill it): the job reuses them, it does not measure again
+    stats: Any = None
     # the model as trained and evaluated inside the method when ``model`` is a restructured copy of it
     # (Soft Filter Pruning: the zeroed model before its channels are removed); None: ``model`` is it
     trained: nn.Module | None = None
@@ -106,12 +96,16 @@ class CompressResult:
 
 @dataclass
 class VariantInfo:
+    """The model an evaluator measures: its labels, how it was made, and what it is (never test its name:
+    ``is_parent`` tells the uncompressed parent from a compressed variant, ``capabilities`` what a method did)."""
+
     name: str
-    method: str  # "baseline" for the uncompressed parent
+    method: str  # :data:`BASELINE` for the uncompressed parent (a label)
     steps: list[dict[str, Any]] = field(default_factory=list)
     record: dict[str, Any] = field(default_factory=dict)
     # the method's capability flags (``compress.budget.capabilities``): sparsifies, quantizes, ...
     capabilities: dict[str, bool] = field(default_factory=dict)
+    is_parent: bool = False  # the uncompressed parent (the baseline job's model)
 
     @property
     def is_quantized(self) -> bool:
@@ -132,6 +126,8 @@ class EvalContext:
     eval_size: int | None = None  # default evaluation subset size (None = whole test set)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    # the experiment's plug-ins: a process the evaluator starts loads them first (``PluginSet.load``)
+    plugins: PluginSet = field(default_factory=PluginSet)
 
     def eval_set(self, size: int | None = -1, domain: str | None = None):
         """The fixed, seeded evaluation subset (``size=-1`` -> experiment default); ``domain``: of that

@@ -16,11 +16,10 @@ These classes are re-exported by :mod:`compressbench.specs`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Mapping
 
-Aggregate = Literal["mean", "min", "max", "sum"]
-# cell formats (the report's and the console's renderings: ``report.tables.CELL_FORMATS``)
-Format = Literal["pct", "f1", "f2", "f3", "int", "bytes", "ms", "g"]
+from .fields import Aggregate, Format  # the vocabulary shared with the config's study tables
+
 ANY = "*"  # a ``where`` value: the condition has this key, with any value
 
 # the quantity a declaration stands for, for other evaluators' report hooks (``MetricSpec.role``)

@@ -4,7 +4,7 @@ A decorator registers an object under a name together with its *spec* (``specs.p
 arguments of ``register`` build the registry's spec class, so a mistyped field fails at import time.
 Unknown names fail with the list of known names and a "did you mean".
 
-Plugins (DESIGN.md 14: data never chooses code):
+Plugins (docs/architecture.md, convention 14: data never chooses code):
 
 * ``"pkg.mod:obj"`` written by the user in a config or a flag is imported by :meth:`Registry.resolve`
   (importing the module registers ``obj``; a model factory needs no registration). Nothing else
@@ -16,7 +16,7 @@ Plugins (DESIGN.md 14: data never chooses code):
 * *name families* of an installed library (``"timm:<architecture>"``, ``"torchvision:<model>"``) are
   served by a source (:meth:`Registry.add_source`): the first lookup of such a name asks the library
   whether it knows it and registers it. Nothing is imported but the library itself, so a checkpoint
-  may name these (DESIGN.md 14).
+  may name these (docs/architecture.md, convention 14).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from .specs import (
     CriterionSpec,
     DatasetSpec,
     EvaluatorSpec,
+    ExecutorSpec,
     MethodSpec,
     ModelSpec,
 )
@@ -92,6 +93,7 @@ class Entry(Generic[T, S]):
 
 
 _plugins_loaded = False
+_plugins: list[str] = []  # "name = value" of each entry point loaded
 
 
 def load_plugins() -> None:
@@ -107,8 +109,14 @@ def load_plugins() -> None:
             obj = ep.load()
             if callable(obj) and not isinstance(obj, type(importlib)):
                 obj()
+            _plugins.append(f"{ep.name} = {ep.value}")
         except Exception as e:  # a broken plugin must not break the tool: say which one
             log.warning("plugin %s (%s) failed to load: %s: %s", ep.name, ep.value, type(e).__name__, e)
+
+
+def loaded_plugins() -> list[str]:
+    """The entry points :func:`load_plugins` loaded in this process (``name = value``)."""
+    return list(_plugins)
 
 
 class Registry(Generic[T, S]):
@@ -139,6 +147,10 @@ class Registry(Generic[T, S]):
         """{prefix: description} of the name families served by libraries (for ``compressbench list``)."""
         self._ensure_loaded()
         return dict(self._source_help)
+
+    def serves(self, name: str) -> bool:
+        """Whether ``name`` belongs to a name family a library serves here (never loads anything)."""
+        return any(name.startswith(p) for p in self._sources)
 
     def source_of(self, name: str) -> str | None:
         """The prefix of the name family ``name`` belongs to (None: an ordinary name)."""
@@ -272,6 +284,7 @@ weight_criteria: Registry[Any, CriterionSpec] = Registry("weight criterion", "co
                                                          CriterionSpec)
 # domain adaptation losses fn(source_features, target_features) -> loss (compressbench.adapt)
 adapt_losses: Registry[Any, ComponentSpec] = Registry("adaptation loss", "compressbench.adapt", ComponentSpec)
+executors: Registry[Any, ExecutorSpec] = Registry("executor", "compressbench.execute", ExecutorSpec)
 
 ALL = {
     "datasets": datasets,
@@ -283,5 +296,6 @@ ALL = {
     "channel_criteria": channel_criteria,
     "weight_criteria": weight_criteria,
     "adapt_losses": adapt_losses,
+    "executors": executors,
 }
 _REGISTRY_NAMES = {r.kind: n for n, r in ALL.items()}

@@ -1,7 +1,8 @@
-"""``compressbench.run``: plan an experiment, execute its jobs with caching, store the results.
+"""``compressbench.run``: plan a resolved experiment, execute its jobs with caching, store the results.
 
-The CLI's ``run`` calls exactly this. Job functions here are plain functions of (job spec,
-upstream artifact dirs) so that any executor can run them.
+The CLI's ``run`` calls exactly this. Job functions here are plain functions of (typed job spec, upstream
+results, :class:`JobEnv`) so that any executor can run them; :class:`JobRunner` is the picklable value an
+executor calls, in this process or in a Ray worker (docs/architecture.md: the job contract).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import os
+import platform
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -19,26 +21,28 @@ from typing import Any
 
 import torch
 
-from .adapt import AdaptParams, make_adaptation
+from .adapt import make_adaptation
 from .baseline import build_baseline, prefetch_weights, train_baseline
 from .checkpoint import load_model, save_model
 from .compress import capabilities, compress
-from .config import Experiment, load_config, validate
+from .config import DatasetConfig, Experiment, PluginSet, ResolvedExperiment, resolve_config, resolve_experiment
 from .data import DatasetBundle, load_dataset
 from .data.base import ImageSet
 from .data.prepare import prepare_bundle
 from .declarations import record_run
 from .execute import GPU_SHARE, JobResult, create_executor, prepare_cache
-from .interfaces import Budget, CompressContext, EvalContext, VariantInfo
+from .interfaces import CompressContext, EvalContext, VariantInfo
+from .jobs import PARENT_ACHIEVED, CompressSpec, EvaluateSpec, Job, ModelOutcome, SizeStats, TrainSpec, dataset_record
 from .measure.counting import param_counts
 from .measure.flops import count_flops
 from .measure.sizes import checkpoint_bytes
-from .plan import Job, plan
+from .plan import plan
 from .progress import progress_enabled
 from .provenance import host_info, versions
-from .registry import evaluators, methods
+from .registry import evaluators
 from .store import ResultStore, condition_str
 from .train import TrainRecipe, accuracy, resolve_device, seed_everything, train
+from .validate import check, load_config, with_executor
 
 log = logging.getLogger("compressbench")
 
@@ -56,34 +60,43 @@ def _dataset(spec_json: str, cache_dir: str) -> DatasetBundle:
                           resize=spec.get("resize"))
 
 
-def get_dataset(spec: dict[str, Any], cache_dir: Path) -> DatasetBundle:
-    return _dataset(json.dumps(spec, sort_keys=True), str(cache_dir))
+def get_dataset(ds: DatasetConfig, cache_dir: Path) -> DatasetBundle:
+    """The prepared dataset a job uses (decoded once per process: the cache key is its JSON)."""
+    return _dataset(json.dumps(dataset_record(ds), sort_keys=True), str(cache_dir))
 
 
 # --------------------------------------------------------------------------- helpers
-def _device() -> torch.device:
-    return resolve_device(os.environ.get("COMPRESSBENCH_DEVICE", "auto"))
+@dataclass(frozen=True)
+class JobEnv:
+    """Where and how a job runs: the artifact cache, the device, progress bars, the experiment's plug-ins."""
+
+    cache: Path
+    device: torch.device
+    progress: bool
+    plugins: PluginSet
 
 
-def _size_measurements(model: torch.nn.Module, ckpt: Path, input_shape: tuple[int, ...]
-                       ) -> tuple[list[dict], dict[str, float]]:
-    """The compress job's own size rows: stored and nonzero parameters, the checkpoint file's bytes
-    (:func:`~compressbench.measure.sizes.checkpoint_bytes`) and dense FLOPs (NaN where int8 kernels hide
-    them). ``params_nonzero`` is ``theoretical`` here as in the efficiency evaluator: the count is exact,
-    but the saving it implies needs a sparse format or sparse kernels (the file and the kernels are dense)."""
-    pc = param_counts(model)
+def _flops(model: torch.nn.Module, input_shape: tuple[int, ...]) -> float:
+    """Dense FLOPs, NaN where int8 kernels hide them from FlopCounterMode."""
     try:
-        flops = float(count_flops(model, input_shape))
+        return float(count_flops(model, input_shape))
     except Exception as e:  # quantized kernels are invisible to FlopCounterMode
         log.debug("FLOP count failed: %s", e)
-        flops = float("nan")
-    size = {"params": float(pc["params"]), "params_nonzero": float(pc["params_nonzero"]),
-            "checkpoint_bytes": float(checkpoint_bytes(ckpt)), "flops": flops}
-    ms = [{"metric": "params", "value": size["params"], "tag": "realised"},
-          {"metric": "params_nonzero", "value": size["params_nonzero"], "tag": "theoretical"},
-          {"metric": "checkpoint_bytes", "value": size["checkpoint_bytes"], "unit": "B", "tag": "realised"},
-          {"metric": "flops", "value": flops, "unit": "FLOP (2×MAC)", "tag": "theoretical"}]
-    return ms, size
+        return float("nan")
+
+
+def measure_size(model: torch.nn.Module, ckpt: Path, input_shape: tuple[int, ...], stats: Any = None) -> SizeStats:
+    """The job's model's size (:class:`~compressbench.jobs.SizeStats`): the checkpoint file's bytes
+    (:func:`~compressbench.measure.sizes.checkpoint_bytes`) measured here, params and FLOPs taken from
+    ``stats`` (``compress.common.ModelStats``: what ``compress`` measured on this very model) when given —
+    FLOPs only if they were counted there, not carried over from the parent."""
+    if stats is None:
+        pc = param_counts(model)
+        params, nonzero, flops = float(pc["params"]), float(pc["params_nonzero"]), _flops(model, input_shape)
+    else:
+        params, nonzero = float(stats.params), float(stats.params_nonzero)
+        flops = float(stats.flops) if stats.flops_counted else _flops(model, input_shape)
+    return SizeStats(params, nonzero, float(checkpoint_bytes(ckpt)), flops)
 
 
 def _recipe(train_spec: dict[str, Any], **over: Any) -> TrainRecipe:
@@ -97,155 +110,153 @@ def _recipe(train_spec: dict[str, Any], **over: Any) -> TrainRecipe:
 
 
 # --------------------------------------------------------------------------- job functions
-def job_train(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir: Path, device: torch.device,
-              show_progress: bool) -> tuple[list[dict], dict]:
-    s = job.spec
-    data = get_dataset(s["dataset"], cache_dir)
-    seed_everything(s["seed"])  # weight init is part of the seeded run
+def job_train(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEnv) -> tuple[list[dict], dict]:
+    s: TrainSpec = job.spec  # type: ignore[assignment]
+    data = get_dataset(s.dataset, env.cache)
+    seed_everything(s.seed)  # weight init is part of the seeded run
+    cfg = s.model_config()
     # the model, with model.weights loaded (as they are, or adapted for fine-tuning: baseline.py)
-    base = build_baseline(s["model"], data.meta, transfer=s["train"] is not None and bool(s["model"].get("weights")))
+    base = build_baseline(cfg, data.meta, transfer=s.train is not None and bool(s.weights))
     model, stats, fit = base.model, {}, {}
-    adapt = AdaptParams.model_validate(s["train"]["adapt"]) if s["train"] and s["train"].get("adapt") else None
-    if s["train"] is not None:  # train: null -> the given weights are the baseline
-        stats, fit = train_baseline(model, data, _recipe(s["train"]), model_name=s["model"]["name"], seed=s["seed"],
-                                    device=device, show_progress=show_progress,
+    adapt = s.train.adapt if s.train is not None else None
+    if s.train is not None:  # train: null -> the given weights are the baseline
+        stats, fit = train_baseline(model, data, _recipe(s.train.key_dump()), model_name=cfg["name"], seed=s.seed,
+                                    device=env.device, show_progress=env.progress,
                                     adapt=make_adaptation(adapt, data) if adapt is not None else None)
     model.cpu()
-    spec = {"model": s["model"]["name"], "width": s["model"]["width"], "kwargs": s["model"]["kwargs"],
-            "meta": data.meta.to_dict()}
+    spec = {"model": cfg["name"], "width": cfg["width"], "kwargs": cfg["kwargs"], "meta": data.meta.to_dict()}
     ckpt = save_model(model, out / "model.pt", spec)
-    ms, size = _size_measurements(model, ckpt, (1, data.meta.channels, *data.meta.size))
-    ms += [{"metric": k, "value": float(v)} for k, v in stats.items()]
-    for m in ms:
-        m.setdefault("evaluator", "compress" if m["metric"] in size or m["metric"] == "checkpoint_bytes" else "train")
-    ms += [{"evaluator": "compress", "metric": f"achieved_{k}", "value": 1.0} for k in ("params", "bytes", "flops")]
-    record = {**base.record(), **fit} if s["model"].get("weights") or fit else {}
+    size = measure_size(model, ckpt, (1, data.meta.channels, *data.meta.size))
+    record = {**base.record(), **fit} if s.weights or fit else {}
     if adapt is not None:
         record["composition"] = {"compression": "", "adapt": adapt.label()}
-    return ms, {"size": size, "spec": spec, "steps": [], "record": record, "achieved": {"params": 1.0, "bytes": 1.0,
-                                                                                        "flops": 1.0}}
+    made = ModelOutcome(size, dict(PARENT_ACHIEVED), [], record, None, spec)
+    ms = size.rows() + [{"evaluator": "train", "metric": k, "value": float(v)} for k, v in stats.items()]
+    return ms + made.rows(), made.to_info()
 
 
-def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir: Path, device: torch.device,
-                 show_progress: bool) -> tuple[list[dict], dict]:
-    s = job.spec
-    parent_res = upstream[job.deps[0]]
-    data = get_dataset(s["dataset"], cache_dir)
-    parent, ck = load_model(parent_res.dir / "model.pt")
+def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEnv) -> tuple[list[dict], dict]:
+    s: CompressSpec = job.spec  # type: ignore[assignment]
+    device = env.device
+    data = get_dataset(s.dataset, env.cache)
+    parent, ck = load_model(upstream[job.deps[0]].dir / "model.pt")
     parent.to(device)
-    schema = methods.spec(s["method"]).params
-    params = schema.model_validate(s["params"]) if schema is not None else None
-    budget = Budget(s["budget"]["kind"], s["budget"]["value"]) if s["budget"] else None
-    base_lr = s["train"]["lr"]
+    recipe = s.recipe.key_dump()
 
     def ctx_train(model, epochs: float, lr: float | None = None, optimizer=None, schedule=None, teacher=None,
                   kd_alpha: float = 0.9, kd_temperature: float = 4.0, kd_kind: str = "hinton", desc: str = "finetune",
                   images=None, epoch_end=None, adapt=None):
-        recipe = _recipe(s["train"], epochs=epochs, lr=lr if lr is not None else 0.1 * base_lr,
-                         optimizer=optimizer, schedule=schedule)
+        r = _recipe(recipe, epochs=epochs, lr=lr if lr is not None else 0.1 * recipe["lr"], optimizer=optimizer,
+                    schedule=schedule)
         dev = next((p.device for p in model.parameters()), device)
-        train(model, images if images is not None else data.train, recipe, seed=s["seed"], device=dev,
+        train(model, images if images is not None else data.train, r, seed=s.seed, device=dev,
               augment_default=data.meta.augment, teacher=teacher, kd_alpha=kd_alpha,
-              kd_temperature=kd_temperature, kd_kind=kd_kind, desc=desc, show_progress=show_progress,
+              kd_temperature=kd_temperature, kd_kind=kd_kind, desc=desc, show_progress=env.progress,
               epoch_end=epoch_end, adapt=make_adaptation(adapt, data))
         return model
 
     def ctx_accuracy(model, images: ImageSet | None = None) -> float:
         # the validation split when there is one: the test split is for evaluators only
         imgs = images if images is not None else (data.val if data.val is not None and len(data.val)
-                                                  else data.eval_subset(s["dataset"].get("eval_subset")))
+                                                  else data.eval_subset(s.dataset.eval_subset))
         dev = next((p.device for p in model.parameters()), torch.device("cpu"))
         return accuracy(model, imgs, device=dev)
 
-    ctx = CompressContext(data=data, meta=data.meta, device=device, seed=s["seed"], workdir=out,
-                          train=ctx_train, accuracy=ctx_accuracy, parent_spec=ck["spec"], progress=show_progress)
-    res = compress(s["method"], parent, ctx, budget, params)
-    caps = capabilities(s["method"], params)
+    ctx = CompressContext(data=data, meta=data.meta, device=device, seed=s.seed, workdir=out,
+                          train=ctx_train, accuracy=ctx_accuracy, parent_spec=ck["spec"], progress=env.progress)
+    res = compress(s.method, parent, ctx, s.budget, s.params)
+    caps = capabilities(s.method, s.params)
     model = res.model if caps["quantizes"] else res.model.cpu()  # int8 kernels run on CPU
     ckpt = save_model(model, out / "model.pt", ck["spec"], res.steps)
-    ms, size = _size_measurements(model, ckpt, (1, data.meta.channels, *data.meta.size))
-    psize = parent_res.info["size"]
-    achieved = dict(res.achieved)
-    achieved.setdefault("params", size["params_nonzero"] / max(psize["params_nonzero"], 1))
-    achieved.setdefault("bytes", size["checkpoint_bytes"] / max(psize["checkpoint_bytes"], 1))
-    if size["flops"] == size["flops"]:
-        achieved.setdefault("flops", size["flops"] / max(psize["flops"], 1))
-    for m in ms:
-        m["evaluator"] = "compress"
-    ms += [{"evaluator": "compress", "metric": f"achieved_{k}", "value": float(v)} for k, v in achieved.items()
-           if isinstance(v, (int, float))]
-    if "within_tolerance" in res.record:  # a shared budget: matched within ±2 % or not (job_metrics)
-        ms.append({"evaluator": "compress", "metric": "budget_matched", "value": float(res.record["within_tolerance"])})
-    knob = res.record.get("knob")
-    if isinstance(knob, (int, float)) and not isinstance(knob, bool):
-        ms.append({"evaluator": "compress", "metric": "knob", "value": float(knob)})
+    size = measure_size(model, ckpt, (1, data.meta.channels, *data.meta.size), res.stats)
     (out / "record.json").write_text(json.dumps(res.record, indent=1, default=str))
-    return ms, {"size": size, "steps": res.steps, "record": json.loads(json.dumps(res.record, default=str)),
-                "achieved": achieved, "capabilities": caps}
+    made = ModelOutcome(size, dict(res.achieved), res.steps, json.loads(json.dumps(res.record, default=str)), caps)
+    return size.rows() + made.rows(), made.to_info()
 
 
-def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir: Path, device: torch.device,
-                 show_progress: bool) -> tuple[list[dict], dict]:
-    s = job.spec
-    data = get_dataset(s["dataset"], cache_dir)
-    src = upstream[s["model_job"]]
-    parent_dir = upstream[s["parent_job"]].dir
+def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEnv) -> tuple[list[dict], dict]:
+    s: EvaluateSpec = job.spec  # type: ignore[assignment]
+    data = get_dataset(s.dataset, env.cache)
+    src, parent_res = upstream[s.model_job], upstream[s.parent_job]
     model, ck = load_model(src.dir / "model.pt")
-    caps = src.info.get("capabilities", {})
-    dev = torch.device("cpu") if caps.get("quantizes") else device
+    made = ModelOutcome.from_info(src.info)
+    caps = made.capabilities or {}
+    dev = torch.device("cpu") if caps.get("quantizes") else env.device
     model.to(dev)
-    entry = evaluators.entry(s["evaluator"])
-    schema = entry.spec.params
-    params = schema.model_validate(s["params"]) if schema is not None else None
+    entry = evaluators.entry(s.evaluator)
 
     def load_parent():
-        p, _ = load_model(parent_dir / "model.pt")
-        return p.to(device)
+        p, _ = load_model(parent_res.dir / "model.pt")
+        return p.to(env.device)
 
-    variant = VariantInfo(job.labels["variant"], job.labels["method"], ck["steps"], src.info.get("record", {}), caps)
-    ctx = EvalContext(data=data, meta=data.meta, device=dev, seed=s["seed"], workdir=out, variant=variant,
-                      load_parent=load_parent, eval_size=s["eval_subset"], progress=show_progress,
+    lab = job.labels
+    variant = VariantInfo(lab.variant, lab.method, ck["steps"], made.record, caps, is_parent=lab.is_parent)
+    ctx = EvalContext(data=data, meta=data.meta, device=dev, seed=s.seed, workdir=out, variant=variant,
+                      load_parent=load_parent, eval_size=s.eval_subset, progress=env.progress,
                       extra={"checkpoint": str(src.dir / "model.pt"),
-                             "parent_checkpoint": str(parent_dir / "model.pt"),
-                             "parent_record": upstream[s["parent_job"]].info.get("record", {})})
-    ms = entry.load()(model, ctx, params)
+                             "parent_checkpoint": str(parent_res.dir / "model.pt"),
+                             "parent_record": ModelOutcome.from_info(parent_res.info).record},
+                      plugins=env.plugins)
+    ms = entry.load()(model, ctx, s.params)
     return [{"metric": m.metric, "value": float(m.value), "condition": m.condition, "tag": m.tag, "unit": m.unit}
             for m in ms], {}
 
 
 JOB_FNS = {"train": job_train, "compress": job_compress, "evaluate": job_evaluate}
 
-_VALIDATED: dict[str, Experiment] = {}  # per process: config JSON -> the validated experiment
+_RESOLVED: dict[str, ResolvedExperiment] = {}  # per process: fingerprint -> the resolved experiment
+
+
+class FingerprintError(RuntimeError):
+    """A process resolved the experiment differently from the driver (other code or plug-ins)."""
 
 
 @dataclass(frozen=True)
 class JobRunner:
     """The job function an executor calls, ``(job, out dir, upstream) -> (measurements, info)``, as a
-    picklable value: an executor may call it in another process (a Ray worker). There it first
-    re-validates the experiment's config — which imports exactly the ``"pkg.mod:obj"`` names the user
-    wrote — and resolves the device: the executor's GPU share decides (none: the CPU)."""
+    picklable value: an executor may call it in another process (a Ray worker). The driver registers its
+    resolved experiment here (:meth:`for_experiment`); a new process loads the plug-in set, resolves the
+    config once, and checks that the fingerprint is the driver's — no validation, no model built. The device:
+    the executor's GPU share decides (none: the CPU)."""
 
-    config: str  # the experiment, as JSON
+    config: str  # the experiment's config, as JSON
+    plugins: dict[str, Any]  # its plug-in set, as JSON
+    fingerprint: str  # of the driver's resolved experiment
     cache: Path
     progress: bool
 
-    def experiment(self) -> Experiment:
-        exp = _VALIDATED.get(self.config)
+    @classmethod
+    def for_experiment(cls, exp: ResolvedExperiment, cache: Path, progress: bool) -> JobRunner:
+        _RESOLVED[exp.fingerprint] = exp
+        return cls(exp.config_json(), exp.plugins.to_json(), exp.fingerprint, cache, progress)
+
+    def experiment(self) -> ResolvedExperiment:
+        exp = _RESOLVED.get(self.fingerprint)
         if exp is None:
-            exp = _VALIDATED[self.config] = validate(json.loads(self.config))
+            PluginSet.from_json(self.plugins).load()
+            exp = resolve_config(json.loads(self.config))
+            if exp.fingerprint != self.fingerprint:
+                raise FingerprintError(
+                    f"this process ({platform.node()}, pid {os.getpid()}) resolves the experiment differently from "
+                    f"the driver (fingerprint {exp.fingerprint[:12]}, the driver's {self.fingerprint[:12]}): install "
+                    f"the same compressbench and plug-ins ({', '.join(exp.plugins.modules) or 'none'}) everywhere")
+            _RESOLVED[self.fingerprint] = exp
         return exp
 
     def prepare(self, jobs: list[Job]) -> None:
         """Once, in the driver, before ``jobs`` run in parallel: load each dataset they use, so that a missing
         one is downloaded by this process alone — not by every worker at once into the same folder."""
-        for spec in sorted({json.dumps(j.spec["dataset"], sort_keys=True) for j in jobs if "dataset" in j.spec}):
-            get_dataset(json.loads(spec), self.cache)
+        seen: dict[str, DatasetConfig] = {}
+        for j in jobs:
+            seen.setdefault(json.dumps(dataset_record(j.spec.dataset), sort_keys=True), j.spec.dataset)
+        for key in sorted(seen):
+            get_dataset(seen[key], self.cache)
 
     def __call__(self, job: Job, out: Path, upstream: dict[str, JobResult]) -> tuple[list[dict], dict]:
         exp = self.experiment()
         share = GPU_SHARE.get()
         device = resolve_device("cpu" if share == 0 and exp.device == "auto" else exp.device)
-        return JOB_FNS[job.kind](job, out, upstream, self.cache, device, self.progress)
+        return JOB_FNS[job.kind](job, out, upstream, JobEnv(self.cache, device, self.progress, exp.plugins))
 
 
 # --------------------------------------------------------------------------- provenance
@@ -274,13 +285,24 @@ class RunSummary:
     failures: list[tuple[str, str]]
 
 
-def run(experiment: Experiment | str | Path, *, progress: bool | None = None, executor: str | None = None
-        ) -> RunSummary:
-    """Run an experiment (an :class:`Experiment` or a YAML path). Same code path as the CLI.
-    ``executor`` overrides the experiment's executor by name (with that executor's default options)."""
-    exp = experiment if isinstance(experiment, Experiment) else load_config(experiment)
-    if executor is not None and executor != exp.executor.name:  # validated as if the config said so
-        exp = validate({**exp.model_dump(mode="json"), "executor": executor})
+def _resolved(experiment: ResolvedExperiment | Experiment | str | Path) -> ResolvedExperiment:
+    """A resolved, checked experiment: as given, or resolved and checked now (an :class:`Experiment` schema
+    object, a YAML path)."""
+    if isinstance(experiment, ResolvedExperiment):
+        return experiment
+    if isinstance(experiment, Experiment):
+        return check(resolve_experiment(experiment))
+    return load_config(experiment)
+
+
+def run(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: bool | None = None,
+        executor: str | None = None) -> RunSummary:
+    """Run an experiment (resolved by :func:`compressbench.load_config` / ``validate_config``, or a YAML path).
+    Same code path as the CLI. ``executor`` overrides the experiment's executor by name (with that executor's
+    default options; checked against the experiment as if the config said so)."""
+    exp = _resolved(experiment)
+    if executor is not None and executor != exp.executor.name:
+        exp = with_executor(exp, executor)
     show = progress_enabled() if progress is None else progress
     if exp.threads:
         torch.set_num_threads(exp.threads)
@@ -294,19 +316,16 @@ def run(experiment: Experiment | str | Path, *, progress: bool | None = None, ex
     store.check_writable()
     prepare_cache(cache, jobs)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-    store.add_run(run_id, exp.name, dt.datetime.now(dt.timezone.utc).isoformat(), exp.model_dump(mode="json"),
-                  _git_hash(), versions(exp), str(device), host_info())
-    record_run(store, run_id, {j.labels["evaluator"] for j in jobs if j.kind == "evaluate"})  # report: no code
+    store.add_run(run_id, exp.name, dt.datetime.now(dt.timezone.utc).isoformat(), exp.config.model_dump(mode="json"),
+                  _git_hash(), versions(exp), str(device), host_info(), plugins=exp.plugins.to_json())
+    record_run(store, run_id, {j.labels.evaluator for j in jobs if j.kind == "evaluate"})  # report: no code
     by_key = {j.key: j for j in jobs}
     results: dict[str, JobResult] = {}
-
-    config = json.dumps(exp.model_dump(mode="json"), sort_keys=True)
-    _VALIDATED[config] = exp
-    fn = JobRunner(config, cache.resolve(), show)
+    fn = JobRunner.for_experiment(exp, cache.resolve(), show)
 
     def on_done(job: Job, res: JobResult) -> None:
         results[job.key] = res
-        _store_job(store, job, res, by_key, results, run_id)
+        _store_job(store, job, res, results, run_id)
 
     create_executor(exp, cache, show).run(jobs, fn, on_done)
     failures = [(by_key[k].describe(), r.error) for k, r in results.items() if r.error]
@@ -315,26 +334,22 @@ def run(experiment: Experiment | str | Path, *, progress: bool | None = None, ex
                       sum(1 for r in results.values() if r.cached), len(failures), failures)  # type: ignore[arg-type]
 
 
-def _store_job(store: ResultStore, job: Job, res: JobResult, by_key: dict[str, Job], results: dict[str, JobResult],
-               run_id: str) -> None:
-    lab = job.labels
+def _store_job(store: ResultStore, job: Job, res: JobResult, results: dict[str, JobResult], run_id: str) -> None:
+    """The job's rows and artifacts, in one transaction: its labels and budget on every row, the budget
+    achieved read from the outcome of the job that made the model."""
+    lab, b = job.labels, job.labels.budget
     now = dt.datetime.now(dt.timezone.utc).isoformat()
-    budget = lab.get("budget") or {}
-    producer = job.key if job.kind != "evaluate" else job.spec["model_job"]
-    achieved = results[producer].info.get("achieved", {}) if producer in results else {}
-    kind = budget.get("kind")
-    b_ach = achieved.get(kind) if kind and kind != "knob" else (
-        results[producer].info.get("record", {}).get("knob") if producer in results and kind == "knob" else None)
-    base = {"experiment": lab["experiment"], "variant": lab["variant"], "method": lab["method"],
-            "budget_kind": kind, "budget_target": budget.get("value"),
-            "budget_achieved": float(b_ach) if isinstance(b_ach, (int, float)) else None, "seed": lab["seed"],
-            "job_key": job.key, "run_id": run_id, "created_at": now}
-    default_eval = lab.get("evaluator", job.kind)
+    producer = results.get(job.spec.model_job if isinstance(job.spec, EvaluateSpec) else job.key)
+    achieved = ModelOutcome.from_info(producer.info).budget_achieved(b) if producer is not None else None
+    base = {"experiment": lab.experiment, "variant": lab.variant, "method": lab.method,
+            "budget_kind": b.kind if b else None, "budget_target": b.value if b else None,
+            "budget_achieved": achieved, "seed": lab.seed, "job_key": job.key, "run_id": run_id, "created_at": now}
+    default_eval = lab.evaluator or job.kind
     if res.error:
-        store.add_job([{**base, "evaluator": default_eval, "evaluator_version": lab.get("evaluator_version"),
+        store.add_job([{**base, "evaluator": default_eval, "evaluator_version": lab.evaluator_version,
                         "metric": "error", "value": None, "error": res.error}])
         return
-    rows = [{**base, "evaluator": m.get("evaluator", default_eval), "evaluator_version": lab.get("evaluator_version"),
+    rows = [{**base, "evaluator": m.get("evaluator", default_eval), "evaluator_version": lab.evaluator_version,
              "metric": m["metric"], "value": m["value"], "condition": m.get("condition") or {},
              "tag": m.get("tag", ""), "unit": m.get("unit", "")} for m in res.measurements]
     keys = {(r["evaluator"], r["condition"] if isinstance(r["condition"], str) else condition_str(r["condition"]),
@@ -342,8 +357,8 @@ def _store_job(store: ResultStore, job: Job, res: JobResult, by_key: dict[str, J
     if len(keys) < len(rows):
         log.warning("job %s gave %d measurements with the same (evaluator, condition, metric): only the first of each "
                     "is stored", job.describe(), len(rows) - len(keys))
-    arts = [{"job_key": job.key, "experiment": lab["experiment"], "variant": lab["variant"], "method": lab["method"],
-             "seed": lab["seed"], "evaluator": default_eval, "name": f.name, "path": f.resolve(), "created_at": now}
+    arts = [{"job_key": job.key, "experiment": lab.experiment, "variant": lab.variant, "method": lab.method,
+             "seed": lab.seed, "evaluator": default_eval, "name": f.name, "path": f.resolve(), "created_at": now}
             for f in (sorted(res.dir.iterdir()) if res.dir.is_dir() else [])
             if f.suffix.lower() in (".png", ".svg", ".jpg", ".json", ".csv") and f.name != "result.json"]
     # one transaction per job; rows already stored (a cached job, another driver) are skipped by the unique key

@@ -4,7 +4,7 @@ Each registry (``registry.methods``, ``registry.evaluators``, ...) holds one spe
 arguments of ``registry.register(name, ...)`` build that spec, so an unknown or mistyped field fails
 at registration, not in the middle of a run. Code outside a component's own module reads only these
 specs — capabilities (``sparsifies``, ``quantizes``, ``minimum_norm``, declared metrics ...) — and
-never tests a component's name (DESIGN.md, conventions 13 and 14)::
+never tests a component's name (docs/architecture.md, conventions 13 and 14)::
 
     @methods.register("my.sparsify", params=MyParams, family="pruning", budgets=("knob", "params"),
                       knob=Knob("sparsity", lo=0.0, hi=0.99, shrinks=True, default=lambda p: p.sparsity),
@@ -317,8 +317,8 @@ class ModelSpec(ComponentSpec):
 
     ``family``: architecture family (``resnet``, ``mobilenetv3``, ``vit`` ...; shown in tables).
     Where the network's input and output are, as timm's ``PretrainedCfg`` names them, so that loading
-    foreign weights is generic (DESIGN.md 4): ``classifier`` — the module path of the classifier head
-    inside the network (its weights are replaced when the dataset has another number of classes);
+    foreign weights is generic (docs/architecture.md, convention 4): ``classifier`` — the module path of the
+    classifier head inside the network (its weights are replaced when the dataset has another number of classes);
     ``first_conv`` — the module path of the first convolution (its weights are adapted when the
     dataset has another number of channels). None: found by position (the last / first conv or linear
     module). ``published(tag) -> models.weights.Published``: published weights by tag
@@ -342,6 +342,14 @@ class RebuildSpec(ComponentSpec):
     quantizes: bool = False
 
 
+@dataclass(frozen=True)
+class ExecutorSpec(ComponentSpec):
+    """An executor (``execute``): a factory ``(cache, show_progress=..., options=..., experiment=...)`` of an
+    object with ``run(jobs, fn, on_done)``. ``params``: its options' schema (``executor: {name: ..., <options>}``,
+    validated when the experiment is resolved; None: it takes none). ``check(experiment, options) -> message |
+    None``: its rules about the whole resolved experiment, run by ``validate`` before any work."""
+
+    check: Callable[[Any, Any], str | None] | None = None
 # --------------------------------------------------------------------------- pruning criteria
 
 
@@ -358,9 +366,10 @@ class CriterionSpec(ComponentSpec):
 
 SPEC_TYPES: dict[str, type[ComponentSpec]] = {
     "method": MethodSpec, "evaluator": EvaluatorSpec, "corruption": CorruptionSpec, "attack": AttackSpec,
-    "dataset": DatasetSpec, "model": ModelSpec,
+    "dataset": DatasetSpec, "model": ModelSpec, "executor": ExecutorSpec,
 }
 
 __all__ = ["ComponentSpec", "Knob", "MethodSpec", "MetricSpec", "Console", "ANY", "EvaluatorSpec", "CorruptionSpec",
-           "AttackSpec", "DatasetSpec", "ModelSpec", "RebuildSpec", "CriterionSpec", "SPEC_TYPES", "SHARED_BUDGETS",
-           "BudgetKind", "Selection", "Presentation", "ReportOption", "CLEAN_ACCURACY", "Aggregate", "Format"]
+           "AttackSpec", "DatasetSpec", "ModelSpec", "RebuildSpec", "CriterionSpec", "ExecutorSpec", "SPEC_TYPES",
+           "SHARED_BUDGETS", "BudgetKind", "Selection", "Presentation", "ReportOption", "CLEAN_ACCURACY", "Aggregate",
+           "Format"]

@@ -4,10 +4,13 @@ Tables
 ------
 ``runs``     one row per ``compressbench run`` invocation: provenance (resolved config, git hash,
              package versions, device, host, timestamp).
+``run_plugins`` one row per run: its plug-in set (``config.PluginSet``: the user modules the config named,
+             their folders, the entry-point plug-ins loaded), read by :meth:`ResultStore.runs` as
+             ``plugins_json``. Added in place like ``declarations``.
 ``declarations`` one row per (run, evaluator): what the report needs of the evaluator's spec — its metric
              declarations, as JSON (:mod:`compressbench.declarations`), so a report renders a plug-in's
-             metrics without its code. Added in place (created on the first write; the schema version
-             stays 2, so an older compressbench still reads the store and ignores the table).
+             metrics without its code. Added in place (created on the first write; an older compressbench
+             ignores the table).
 ``results``  one row per measurement: experiment, variant, method, budget, seed, evaluator,
              condition, metric, value (unrounded float) — plus the job key, the run that produced
              it, a tag (``realised`` / ``theoretical`` / ``simulated`` / ``transfer`` ...), and for a
@@ -50,7 +53,10 @@ CREATE TABLE IF NOT EXISTS declarations (
     run_id TEXT NOT NULL, evaluator TEXT NOT NULL, evaluator_version INTEGER, json TEXT NOT NULL,
     PRIMARY KEY (run_id, evaluator))"""
 
-_TABLES = _DECLARATIONS + """;
+# each run's plug-in set (``config.PluginSet``), added in place like ``declarations``
+_PLUGINS = "CREATE TABLE IF NOT EXISTS run_plugins (run_id TEXT PRIMARY KEY, json TEXT NOT NULL)"
+
+_TABLES = _DECLARATIONS + ";\n" + _PLUGINS + """;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, experiment TEXT, started_at TEXT, config_json TEXT, git_hash TEXT,
@@ -214,11 +220,14 @@ class ResultStore:
 
     # ------------------------------------------------------------------ writing
     def add_run(self, run_id: str, experiment: str, started_at: str, config: dict, git_hash: str | None,
-                versions: dict, device: str, host: dict) -> None:
+                versions: dict, device: str, host: dict, plugins: dict | None = None) -> None:
         with self._conn() as c, self._tx(c):
             c.execute("INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?,?,?,?)",
                       (run_id, experiment, started_at, json.dumps(config, sort_keys=True, default=str), git_hash,
                        json.dumps(versions, sort_keys=True), device, json.dumps(host, sort_keys=True)))
+            c.execute(_PLUGINS)
+            c.execute("INSERT OR IGNORE INTO run_plugins VALUES (?,?)", (run_id, json.dumps(plugins or {},
+                                                                                         sort_keys=True)))
 
     def add_declarations(self, run_id: str, records: dict[str, str], versions: dict[str, int]) -> None:
         """Store each evaluator's declarations (``records``: evaluator -> JSON) for run ``run_id``, once."""
@@ -331,11 +340,15 @@ class ResultStore:
         return out
 
     def runs(self) -> list[dict[str, Any]]:
+        """Every run's provenance, ``plugins_json`` included ({} for a run stored without its plug-in set)."""
         with self._conn() as c:
             c.row_factory = sqlite3.Row
             out = [dict(r) for r in c.execute("SELECT * FROM runs ORDER BY started_at")]
+            has = c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='run_plugins'").fetchone()
+            plugins = dict(c.execute("SELECT run_id, json FROM run_plugins").fetchall()) if has else {}
         for r in out:
-            for k in ("config_json", "versions_json", "host_json"):
+            r["plugins_json"] = plugins.get(r["run_id"])
+            for k in ("config_json", "versions_json", "host_json", "plugins_json"):
                 r[k] = json.loads(r[k] or "{}")
         return out
 

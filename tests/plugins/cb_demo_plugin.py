@@ -1,5 +1,7 @@
 """A plug-in written outside the package, as a user would: one method, one evaluator with a new
-metric, one corruption and one attack — each one registration, nothing in ``src/`` edited.
+metric, one corruption and one attack — each one registration, nothing in ``src/`` edited — and a
+method that changes the architecture, with the rebuilder that replays it when a checkpoint is loaded
+(in any process: the efficiency evaluator's fresh timing process loads this module first).
 
 Used by ``tests/test_plugins.py`` (as ``"cb_demo_plugin:<obj>"`` names in an experiment's YAML, and
 through the ``compressbench.plugins`` entry-point group)."""
@@ -10,6 +12,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from compressbench.checkpoint import register_rebuilder
 from compressbench.evaluate.attacks.library import Attack
 from compressbench.interfaces import CompressResult, Measurement, Params
 from compressbench.registry import attacks, corruptions, evaluators, methods
@@ -39,6 +42,46 @@ def zero_smallest(model: nn.Module, fraction: float, ctx, params: MagnitudeParam
                   apply=zero_smallest, sparsifies=True, description="demo: global magnitude zeroing, no fine-tune")
 def magnitude(parent: nn.Module, ctx, sol, params: MagnitudeParams) -> CompressResult:
     return CompressResult(sol.model, record={"zeroed_fraction_of_weights": sol.knob})
+
+
+# --------------------------------------------------------------------------- an architecture-changing method
+class FactorParams(Params):
+    rank: int = Field(4, ge=1)  # the rank of the factored classifier head
+
+
+def _head(model: nn.Module) -> str:
+    """The name of the last ``nn.Linear`` (the classifier head)."""
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+
+
+def _factored(in_f: int, out_f: int, rank: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_f, rank, bias=False), nn.Linear(rank, out_f))
+
+
+@methods.register("demo.factor_head", params=FactorParams, family="lowrank", changes_architecture=True,
+                  description="demo: the classifier head as two linear layers of a truncated SVD (rank r)")
+def factor_head(parent: nn.Module, ctx, sol, params: FactorParams) -> CompressResult:
+    import copy
+
+    model = copy.deepcopy(parent).cpu().eval()
+    name = _head(model)
+    lin = model.get_submodule(name)
+    u, s, vh = torch.linalg.svd(lin.weight.detach(), full_matrices=False)
+    r = min(params.rank, s.numel())
+    new = _factored(lin.in_features, lin.out_features, r)
+    with torch.no_grad():
+        new[0].weight.copy_(vh[:r] * s[:r, None])
+        new[1].weight.copy_(u[:, :r])
+        new[1].bias.copy_(lin.bias.detach())
+    model.set_submodule(name, new)
+    return CompressResult(model, record={"rank": r}, steps=[{"kind": "demo.factor_head", "module": name, "rank": r}])
+
+
+@register_rebuilder("demo.factor_head")
+def _rebuild_factor_head(model: nn.Module, step: dict, state_dict: dict) -> nn.Module:
+    lin = model.get_submodule(step["module"])
+    model.set_submodule(step["module"], _factored(lin.in_features, lin.out_features, int(step["rank"])))
+    return model
 
 
 # --------------------------------------------------------------------------- an evaluator with a new metric

@@ -1,6 +1,7 @@
 """Evaluators for the Ray executor's tests (``tests/test_ray_executor.py``), named in configs as
-``"cb_ray_plugin:<fn>"``: the driver imports this module when it validates the config, and each Ray
-worker re-imports it when it re-validates the config — the path a user's plug-in takes.
+``"cb_ray_plugin:<fn>"``: the driver imports this module when it resolves the config, and each Ray worker
+imports it from the experiment's plug-in set before it resolves the config once — the path a user's
+plug-in takes.
 
 * ``crash_once``: on its first attempt for a variant, kills its own worker process (``os._exit``, no
   exception, no result); the retry measures top-1 and reports both attempts' pids.
@@ -9,6 +10,10 @@ worker re-imports it when it re-validates the config — the path a user's plug-
 * ``sleepy``: the first of its jobs writes ``started`` and sleeps (the test kills the driver meanwhile);
   every other measures top-1 at once.
 * ``fails``: raises — a failed job must become a row with its error.
+* ``spy``: reports how often this worker process resolved the experiment's variants and evaluations and
+  validated it (``check_parent``): counted by spies this module wraps around the real functions when it
+  is imported in a process other than ``COMPRESSBENCH_TEST_SPY`` (the driver's pid) — a worker imports it
+  before it resolves anything (the plug-in set is loaded first).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
+import compressbench.config.resolve as _resolve
 from compressbench.interfaces import Measurement, Params
 from compressbench.registry import evaluators
 from compressbench.specs import MetricSpec
@@ -75,3 +81,34 @@ def sleepy(model, ctx, params: DirParams) -> list[Measurement]:
 @evaluators.register("raytest.fails", version=1, metrics=(MetricSpec("top1"),))
 def fails(model, ctx, params) -> list[Measurement]:
     raise ValueError("this evaluator always fails")
+
+
+# --------------------------------------------------------------------------- the spy
+CALLS = {"resolve_variants": 0, "resolve_evaluations": 0, "check_parent": 0}
+
+
+def _spy(owner, name: str, key: str) -> None:
+    real = getattr(owner, name)
+
+    def counted(*a, **k):
+        CALLS[key] += 1
+        return real(*a, **k)
+
+    setattr(owner, name, counted)
+
+
+if os.environ.get("COMPRESSBENCH_TEST_SPY", str(os.getpid())) != str(os.getpid()):
+    import compressbench.validate as _validate
+    import compressbench.validate.parent as _parent
+
+    _spy(_resolve, "resolve_variants", "resolve_variants")
+    _spy(_resolve, "resolve_evaluations", "resolve_evaluations")
+    _spy(_validate, "check_parent", "check_parent")  # the name validate.check calls
+    _spy(_parent, "check_parent", "check_parent")
+
+
+@evaluators.register("raytest.spy", version=1, metrics=(MetricSpec("resolve_variants"),
+                                                         MetricSpec("resolve_evaluations"), MetricSpec("check_parent"),
+                                                         MetricSpec("pid")))
+def spy(model, ctx, params) -> list[Measurement]:
+    return [Measurement(k, float(v)) for k, v in CALLS.items()] + [Measurement("pid", float(os.getpid()))]

@@ -11,7 +11,8 @@ training). This module turns the experiment's budget into that knob:
 
 and :func:`compress` (the one entry point the runner, the pipeline and tests use) runs the method on
 the solved knob, measures the result against the parent and records target, achieved and tolerance
-the same way for every method.
+the same way for every method (the result's stats travel with it: the compress job does not measure
+the model again).
 
 Budget semantics (fractions of the parent):
 
@@ -31,15 +32,17 @@ from typing import Any, Callable
 
 from torch import nn
 
+from ..config.resolve import check_budget  # noqa: F401 (re-exported: run again before any work)
 from ..interfaces import Budget, CompressContext, CompressResult
 from ..registry import methods
-from ..specs import SHARED_BUDGETS, Knob, MethodSpec
+from ..specs import Knob, MethodSpec
 from ..train import seed_everything
 from .common import ModelStats, fraction_of, fractions, model_stats
 
 log = logging.getLogger(__name__)
 
 TOLERANCE = 0.02  # relative tolerance on shared budgets
+SIZE_KINDS = ("params", "bytes", "flops")  # the achieved fractions every compressed variant records
 
 
 class BudgetError(ValueError):
@@ -51,27 +54,6 @@ def within(achieved: float, target: float, tol: float = TOLERANCE) -> bool:
 
 
 # --------------------------------------------------------------------------- checks (validate time)
-def check_budget(name: str, budget: Budget | None, params: Any) -> str | None:
-    """Why ``budget`` cannot be met by method ``name`` with ``params`` (None: it can, as far as a
-    check without a model can tell). Used by ``validate`` and again before any work."""
-    if budget is None:
-        return None
-    spec = methods.spec(name)
-    if not spec.budgets:
-        return (f"{name} has a fixed size and cannot be steered to {budget.label()}; give no budget, or put a "
-                f"size-steerable method (pruning, distillation, lowrank) before it in a 'pipeline' and budget "
-                f"that stage")
-    if budget.kind not in spec.budgets:
-        return f"{name} does not support '{budget.kind}' budgets (supported: {', '.join(spec.budgets)})"
-    if budget.kind in SHARED_BUDGETS and not 0 < budget.value <= 1:
-        return f"{name}: a {budget.kind} budget is a fraction of the parent in (0, 1], got {budget.value:g}"
-    if budget.kind == "knob" and spec.knob is not None and spec.knob.valid is not None:
-        msg = spec.knob.valid(budget.value)
-        if msg:
-            return f"{name}: knob ({spec.knob.name}) {msg}, got {budget.value:g}"
-    return spec.check_budget(budget, params) if spec.check_budget else None
-
-
 def check_model(name: str, model: nn.Module, ctx: CompressContext, params: Any) -> str | None:
     """Why method ``name`` cannot handle ``model`` (``MethodSpec.check_model``; a composite method: its
     first stage that cannot). Used by ``validate``; ``model`` is left unchanged."""
@@ -279,8 +261,14 @@ def compress(name: str, parent: nn.Module, ctx: CompressContext, budget: Budget 
     if sol.knob is not None and spec.knob is not None:
         record["knob"] = res.record.get("knob", sol.knob)  # a method may refine the solved knob (distill's trim)
         record.setdefault("knobs", {})[spec.knob.name] = record["knob"]
+    cs = res.stats
     if res.achieved:  # a composite method measured itself (against the same parent)
         achieved = dict(res.achieved)
+        missing = [k for k in SIZE_KINDS if k not in achieved]
+        if missing:  # it measured only part: the rest is measured here, as for any method
+            cs, measured = measure_result(ps, res.model, ctx.meta, sparsifies=spec.sparsifies,
+                                          flops=ps.flops if capabilities(name, params)["quantizes"] else None)
+            achieved.update((k, measured[k]) for k in missing)
     else:
         flops = res.flops if res.flops is not None else (ps.flops if spec.quantizes else None)
         cs, achieved = measure_result(ps, res.model, ctx.meta, sparsifies=spec.sparsifies, flops=flops)
@@ -289,4 +277,5 @@ def compress(name: str, parent: nn.Module, ctx: CompressContext, budget: Budget 
         record["target"] = {"kind": budget.kind, "value": budget.value, **record.get("target", {})}
         if budget.kind != "knob":
             record["within_tolerance"] = within(achieved[budget.kind], budget.value)
-    return CompressResult(model=res.model, record=record, steps=res.steps, achieved=achieved, trained=res.trained)
+    return CompressResult(model=res.model, record=record, steps=res.steps, achieved=achieved, stats=cs,
+                          trained=res.trained)

@@ -21,12 +21,14 @@ from ..measure.sizes import dense_bytes
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class ModelStats:
     params: int
     params_nonzero: int
     bytes: int
     flops: int
+    flops_counted: bool = True  # False: ``flops`` was given (e.g. the float graph's, for a quantized model)
 
     def to_dict(self) -> dict[str, int]:
         return {"params": self.params, "params_nonzero": self.params_nonzero, "bytes": self.bytes,
@@ -42,9 +44,10 @@ def model_stats(model: nn.Module, meta: Any, flops: int | None = None) -> ModelS
 
     ``flops`` overrides the count (quantized kernels are invisible to ``FlopCounterMode``)."""
     pc = param_counts(model)
+    counted = flops is None
     if flops is None:
         flops = count_flops(model, input_shape(meta))
-    return ModelStats(pc["params"], pc["params_nonzero"], dense_bytes(model), int(flops))
+    return ModelStats(pc["params"], pc["params_nonzero"], dense_bytes(model), int(flops), counted)
 
 
 def fractions(parent: ModelStats, child: ModelStats, nonzero: bool = False) -> dict[str, float]:

@@ -10,7 +10,7 @@ on the graph, and converts it to a ``GraphModule`` that runs the same int8 fbgem
 (quantized conv / linear modules and quantized add / mul / hardswish ops), leaving float only what
 has no int8 kernel (with quantize / dequantize around it). Still ``torch.ao``, no compiler.
 
-The path is chosen per model (:func:`choose_path`): eager when the network is built only from
+The path is chosen per model (``quantize.choose_path``): eager when the network is built only from
 modules eager handles (the model zoo: plain CNNs, torchvision-block ResNets — numbers unchanged), or
 when an eager dry run on a copy succeeds; FX otherwise. The step records the path and the example
 input shape, so a checkpoint rebuilds by tracing a fresh model the same way (shapes only; scales and
@@ -25,8 +25,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from .common import first_unplain_module
 
 
 def _mapping(backend: str, qat: bool, cheap: bool = False) -> Any:
@@ -98,32 +96,6 @@ def mark_observed(model: nn.Module) -> None:
 
 def is_fx(model: nn.Module) -> bool:
     return isinstance(getattr(model, "net", None), torch.fx.GraphModule)
-
-
-def eager_dry_run(model: nn.Module, backend: str, input_shape: tuple[int, ...]) -> str | None:
-    """Why eager int8 fails on a copy of ``model`` (one random batch through prepare, convert and a
-    forward pass), or None when it works."""
-    from .quantize import convert_int8, prepare_int8
-
-    try:
-        m = prepare_int8(copy.deepcopy(model).cpu(), backend)
-        x = torch.rand(*input_shape)
-        with torch.inference_mode():
-            m(x)
-        convert_int8(m)
-        with torch.inference_mode():
-            m(x)
-        return None
-    except Exception as e:
-        lines = [ln for ln in str(e).splitlines() if ln.strip()]
-        return f"{type(e).__name__}: {lines[0][:160] if lines else ''}"
-
-
-def choose_path(model: nn.Module, backend: str, input_shape: tuple[int, ...]) -> str:
-    """``eager`` when eager int8 handles the network (see the module docstring), else ``fx``."""
-    if first_unplain_module(model.net) is None or eager_dry_run(model, backend, input_shape) is None:
-        return "eager"
-    return "fx"
 
 
 def fx_blocker(model: nn.Module, backend: str, input_shape: tuple[int, ...], qat: bool) -> str | None:

@@ -111,7 +111,7 @@ def pipeline(parent: nn.Module, ctx: CompressContext, sol: Solution, params: Pip
         record["knob"] = stages[b_idx]["record"]["knob"]
     if budget is not None and budget.kind != "knob":
         record["target"] = {"stage": b_idx}
-    return CompressResult(model=model, record=record, steps=steps, achieved=achieved)
+    return CompressResult(model=model, record=record, steps=steps, achieved=achieved, stats=cs)
 
 
 class FinetuneOnly(FinetuneParams):

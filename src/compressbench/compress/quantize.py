@@ -27,6 +27,7 @@ converts it without calibration; the saved state dict then supplies weights, sca
 
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 from typing import Literal
@@ -42,7 +43,7 @@ from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
 from ..registry import methods
 from . import int8_fx
 from .budget import Solution
-from .common import clone, finetune, input_shape
+from .common import clone, finetune, first_unplain_module, input_shape
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,30 @@ def convert_int8(model: nn.Module) -> nn.Module:
     return model
 
 
+def eager_dry_run(model: nn.Module, backend: str, input_shape: tuple[int, ...]) -> str | None:
+    """Why eager int8 fails on a copy of ``model`` (one random batch through prepare, convert and a
+    forward pass), or None when it works."""
+    try:
+        m = prepare_int8(copy.deepcopy(model).cpu(), backend)
+        x = torch.rand(*input_shape)
+        with torch.inference_mode():
+            m(x)
+        convert_int8(m)
+        with torch.inference_mode():
+            m(x)
+        return None
+    except Exception as e:
+        lines = [ln for ln in str(e).splitlines() if ln.strip()]
+        return f"{type(e).__name__}: {lines[0][:160] if lines else ''}"
+
+
+def choose_path(model: nn.Module, backend: str, input_shape: tuple[int, ...]) -> str:
+    """``eager`` when eager int8 handles the network (see the module docstring), else ``fx``."""
+    if first_unplain_module(model.net) is None or eager_dry_run(model, backend, input_shape) is None:
+        return "eager"
+    return "fx"
+
+
 def prepare_any(model: nn.Module, backend: str, qat: bool, path: str, shape: tuple[int, ...]) -> nn.Module:
     """:func:`prepare_int8` (eager) or FX graph mode's prepare, by ``path``."""
     return int8_fx.prepare_fx(model, backend, qat, shape) if path == "fx" else prepare_int8(model, backend, qat)
@@ -167,7 +192,7 @@ def check_int8(model: nn.Module, ctx: CompressContext, params: Params) -> str | 
     """``check_model`` of static / QAT int8: eager or FX graph mode must be able to prepare the model."""
     backend = default_backend() if params.backend == "auto" else params.backend
     shape = input_shape(ctx.meta)
-    if int8_fx.choose_path(model, backend, shape) == "eager":
+    if choose_path(model, backend, shape) == "eager":
         return None
     return int8_fx.fx_blocker(model, backend, shape, qat=isinstance(params, QATParams))
 
@@ -201,7 +226,7 @@ class StaticParams(Params):
 def static_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: StaticParams) -> CompressResult:
     backend = default_backend() if params.backend == "auto" else params.backend
     shape = input_shape(ctx.meta)
-    path = int8_fx.choose_path(parent, backend, shape)
+    path = choose_path(parent, backend, shape)
     model = prepare_any(clone(parent).cpu(), backend, False, path, shape)
     n = calibrate(model, ctx, params.calibration_batches, params.batch_size)
     convert_int8(model)
@@ -225,7 +250,7 @@ class QATParams(Params):
 def qat_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: QATParams) -> CompressResult:
     backend = default_backend() if params.backend == "auto" else params.backend
     shape = input_shape(ctx.meta)
-    path = int8_fx.choose_path(parent, backend, shape)
+    path = choose_path(parent, backend, shape)
     model = prepare_any(clone(parent).cpu(), backend, True, path, shape)
     n = calibrate(model, ctx, params.calibration_batches, params.batch_size)
     model = finetune(model, ctx, params.finetune, desc="finetune(qat)")

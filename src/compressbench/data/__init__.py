@@ -49,7 +49,7 @@ def default_cache_dir() -> Path:
 def dataset_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """``options`` checked against dataset ``name``'s schema, with defaults filled in (the loader's kwargs).
     Raises ConfigError (one line, "did you mean" for unknown options)."""
-    from ..config import validate_params  # config imports interfaces, which imports this package
+    from ..config.params import validate_params
 
     params = validate_params(datasets.spec(name).params, options, "dataset.options", kind="option",
                              owner=f"dataset '{name}'")

@@ -257,7 +257,7 @@ def agreement(model: nn.Module, ctx: EvalContext, params: AgreementParams) -> li
     images = ctx.eval_set(params.subset if params.subset is not None else -1)
     desc = "agreement" if ctx.progress else None
     lv = predict(model, images, params.batch_size, ctx.device, desc=desc)
-    if ctx.variant.method == "baseline":
+    if ctx.variant.is_parent:
         lp = lv
     else:
         lp = predict(ctx.load_parent(), images, params.batch_size, ctx.device, desc=desc)

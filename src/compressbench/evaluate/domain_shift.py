@@ -63,7 +63,7 @@ def variant_composition(ctx: EvalContext) -> dict[str, str]:
     baseline was trained with adaptation is labelled ``<label> (parent)``."""
     comp = dict(ctx.variant.record.get("composition") or {"compression": "", "adapt": ""})
     parent = (ctx.extra.get("parent_record") or {}).get("composition") or {}
-    if not comp.get("adapt") and parent.get("adapt") and ctx.variant.method != "baseline":
+    if not comp.get("adapt") and parent.get("adapt") and not ctx.variant.is_parent:
         comp["adapt"] = f"{parent['adapt']} (parent)"
     return {"compression": comp.get("compression", ""), "adapt": comp.get("adapt", "")}
 

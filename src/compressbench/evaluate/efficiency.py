@@ -152,7 +152,7 @@ def efficiency_cost(p: EfficiencyParams, ctx: CostContext) -> EvalCost:
 def efficiency(model: nn.Module, ctx: EvalContext, params: EfficiencyParams) -> list[Measurement]:
     input_shape = (1, ctx.meta.channels, *ctx.meta.size)
     ck = ctx.extra.get("checkpoint")
-    target = {"kind": "checkpoint", "path": str(ck), **worker_trust()} if ck else None
+    target = {"kind": "checkpoint", "path": str(ck), **worker_trust(plugins=ctx.plugins)} if ck else None
     int8 = quantization_kind(model) == "int8"
     float_model = calib = None
     if params.onnx and ((int8 and params.onnx_int8 != "never") or params.onnx_int8 == "always"):

@@ -1,22 +1,26 @@
-"""Executors run a job DAG. Jobs are plain functions of (job spec, upstream artifact dirs), so an
-executor only decides what runs where and when; the cache protocol (:mod:`.cache`) makes any of them
-kill-safe and lets several share one cache.
+"""Executors run a job DAG. Jobs are plain functions of (typed job spec, upstream results), so an executor
+only decides what runs where and when; the cache protocol (:mod:`.cache`) makes any of them kill-safe and
+lets several share one cache, and one scheduling loop (:mod:`.loop`) walks the DAG for all of them.
 
 * ``local`` (:mod:`.local`): every job in this process, one after another.
 * ``ray`` (:mod:`.ray_executor`): jobs as Ray tasks on a local instance or a cluster, in parallel.
 
-Adding an executor is a registration in :data:`EXECUTORS`: a factory ``(cache, show_progress=...)``
-returning an object with ``run(jobs, fn, on_done) -> {key: JobResult}``. A factory that takes options
-declares them as a pydantic schema in its ``Options`` attribute (validated with the config, from the
-``executor: {name: ..., <options>}`` mapping; it is then called with ``options=`` and ``experiment=``)
-and may define ``check(experiment, options) -> error line | None`` for rules that need the experiment.
+Executors are a registry (``registry.executors``) like every other extension point: a plug-in registers a
+factory ``(cache, show_progress=..., options=..., experiment=...)`` of an object with ``run(jobs, fn,
+on_done) -> {key: JobResult}`` — usually a :class:`~.loop.Backend` handed to :func:`~.loop.schedule` —
+with its options' schema as ``params`` (validated when the experiment is resolved, from the ``executor:
+{name: ..., <options>}`` mapping) and ``check(experiment, options) -> error line | None`` for rules that
+need the whole experiment (run by ``validate``)::
+
+    executors.register("myexec", MyExecutor, params=MyOptions, description="...")
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
+from ..registry import executors
 from .cache import (  # noqa: F401 — the protocol's public names (and _HOST, read by tests)
     _HOST,
     GPU_SHARE,
@@ -44,28 +48,21 @@ from .cache import (  # noqa: F401 — the protocol's public names (and _HOST, r
     run_one,
 )
 from .local import LocalExecutor
+from .loop import SUBMITTED, Backend, schedule
 from .ray_executor import ExecutorError, RayExecutor
+from .ray_options import RayOptions, check_experiment
 
-EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor, "ray": RayExecutor}
-
-
-def executor_options(name: str, raw: dict[str, Any]) -> Any:
-    """The validated options of executor ``name`` (None when it takes none). Raises pydantic's
-    ValidationError; :func:`compressbench.config.validate` turns it into one line."""
-    schema = getattr(EXECUTORS[name], "Options", None)
-    return schema.model_validate(raw) if schema is not None else None
+executors.register("local", LocalExecutor, description="every job in this process, one after another")
+executors.register("ray", RayExecutor, params=RayOptions, check=check_experiment,
+                   description="jobs as Ray tasks on a local Ray instance or a Ray cluster, in parallel")
 
 
 def create_executor(experiment: Any, cache: Path, show_progress: bool) -> Executor:
-    """The experiment's executor, with its validated options."""
-    spec = experiment.executor
-    factory = EXECUTORS[spec.name]
-    if getattr(factory, "Options", None) is None:
-        return factory(cache, show_progress=show_progress)
-    return factory(cache, show_progress=show_progress, options=executor_options(spec.name, spec.options),
-                   experiment=experiment)
+    """The resolved experiment's executor, with its validated options."""
+    factory = executors.get(experiment.executor.name)
+    return factory(cache, show_progress=show_progress, options=experiment.executor.options, experiment=experiment)
 
 
-__all__ = ["EXECUTORS", "Executor", "ExecutorError", "JobFn", "JobResult", "LocalExecutor", "RayExecutor",
-           "create_executor", "executor_options", "run_one", "prepare_cache", "clean_stale_tmp", "claim_job",
+__all__ = ["Executor", "ExecutorError", "JobFn", "JobResult", "LocalExecutor", "RayExecutor", "Backend", "schedule",
+           "SUBMITTED", "create_executor", "run_one", "prepare_cache", "clean_stale_tmp", "claim_job",
            "inspect_cached", "load_cached", "execute_job", "discard_job", "GPU_SHARE"]

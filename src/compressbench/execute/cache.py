@@ -42,7 +42,7 @@ from typing import Any, Callable, Protocol
 
 from ..checkpoint import atomic_write_bytes
 from ..errors import CacheError
-from ..plan import Job
+from ..jobs import Job
 
 log = logging.getLogger("compressbench")
 
@@ -368,7 +368,7 @@ def execute_job(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]
         log.debug("%s", traceback.format_exc())
         return JobResult(job.key, final, error=msg, seconds=time.perf_counter() - t0)
     secs = time.perf_counter() - t0
-    record = {"format": RECORD_FORMAT, "key": job.key, "kind": job.kind, "spec": job.spec,
+    record = {"format": RECORD_FORMAT, "key": job.key, "kind": job.kind, "spec": job.spec.record(),
               "measurements": measurements, "info": info, "seconds": secs, "files": artifact_manifest(tmp),
               "upstream": {k: upstream[k].digest for k in job.deps if k in upstream}}
     blob = json.dumps(record, default=str, indent=1).encode()

@@ -5,24 +5,25 @@ max_retries: 2}``. With no address a local Ray instance sized to this machine is
 the end), bound to 127.0.0.1; ``auto`` joins the cluster ``ray start`` runs on this machine; otherwise the
 given cluster. Ray's usage statistics are off unless ``RAY_USAGE_STATS_ENABLED`` is set.
 
-Scheduling follows the DAG (Ray's task API, as in STYLE-EXAMPLES "Executors"): the driver looks a job up
-in the cache once its upstream jobs are done, and submits it as a task if it is not there; independent
-tasks run concurrently; ``ray.wait`` collects them as they finish. Each task asks for its kind's
-resources (``num_cpus``, ``num_gpus`` — a fraction lets small jobs share a GPU —, ``memory``) and sets
-torch's threads to its CPU share, so jobs never oversubscribe the cores. Evaluators that measure
-wall-clock time (a declared metric in ms, s or img/s) get a whole node's CPUs unless configured:
-latency measured beside other jobs would be noise.
+Scheduling follows the DAG (Ray's task API): the shared loop of :mod:`.loop` starts a job once its
+upstream jobs are done — this executor looks it up in the cache in the driver and submits it as a task if
+it is not there; independent tasks run concurrently; ``ray.wait`` collects them as they finish. Each task
+asks for its kind's resources (``num_cpus``, ``num_gpus`` — a fraction lets small jobs share a GPU —,
+``memory``) and sets torch's threads to its CPU share, so jobs never oversubscribe the cores. Evaluators
+that measure wall-clock time (a declared metric in ms, s or img/s) get a whole node's CPUs unless
+configured: latency measured beside other jobs would be noise.
 
 A task runs :func:`~compressbench.execute.cache.run_one` in its worker — the same verify / claim /
 atomic-commit protocol as the local executor, into the shared cache folder (every node must see it:
-docs/reliability.md) — and returns the job's result; the driver alone writes the store (DESIGN.md 15).
-A worker that dies mid-job is retried (``max_retries``): its claim names the Ray task, so the retry
-takes it over at once, on any node. A driver killed with SIGKILL leaves only claims of dead processes
-and temporary folders that the next run cleans; it resumes from the cache.
+docs/reliability.md) — and returns the job's result; the driver alone writes the store (one writer per
+store, docs/architecture.md). A worker that dies mid-job is retried (``max_retries``): its claim names
+the Ray task, so the retry takes it over at once, on any node. A driver killed with SIGKILL leaves only
+claims of dead processes and temporary folders that the next run cleans; it resumes from the cache.
 
-Workers import the driver's compressbench and check that their code is the driver's; they re-validate
-the experiment's config, which imports exactly the ``"pkg.mod:obj"`` names the user wrote (and nothing
-named by a data file) — :mod:`.ray_worker`. The options and their validation: :mod:`.ray_options`.
+Workers import the driver's compressbench and check that their code is the driver's; the experiment's
+plug-in set travels with the job function (its folders on the workers' ``PYTHONPATH``), and a worker
+resolves the experiment once and checks its fingerprint — it never validates it again
+(:mod:`.ray_worker`, ``runner.JobRunner``). The options and their validation: :mod:`.ray_options`.
 docs/executors.md is the user's guide.
 """
 
@@ -36,10 +37,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..plan import Job
+from ..jobs import Job
 from ..progress import progress_enabled
 from ..progress.board import RunBoard
-from .cache import WAIT_LOG_S, WAIT_POLL_S, JobFn, JobResult, clean_stale_tmp, inspect_cached, lock_is_stale, lock_owner
+from .cache import JobFn, JobResult, clean_stale_tmp, inspect_cached
+from .loop import SUBMITTED, schedule
 from .ray_options import (  # noqa: F401 — re-exported: the options live beside the executor for readers
     ExecutorError,
     JobResources,
@@ -50,7 +52,7 @@ from .ray_options import (  # noqa: F401 — re-exported: the options live besid
     ray_missing,
     resources_for,
 )
-from .ray_worker import _worker_run, _worker_run_gpu, code_fingerprint, user_paths, warm, worker_env
+from .ray_worker import _worker_run, _worker_run_gpu, code_fingerprint, warm, worker_env
 
 log = logging.getLogger("compressbench")
 
@@ -84,16 +86,13 @@ def _loopback_only() -> None:
 class RayExecutor:
     """Runs the DAG on Ray; see the module docstring."""
 
-    Options = RayOptions
-    check = staticmethod(check_experiment)
-
     def __init__(self, cache: Path, show_progress: bool = True, options: RayOptions | None = None,
                  experiment: Any = None):
         self.cache = Path(cache).resolve()
         self.show_progress = show_progress
         self.options = options or RayOptions()
         self.threads = getattr(experiment, "threads", None)
-        self.config = experiment.model_dump(mode="json") if experiment is not None else {}
+        self.plugins = getattr(experiment, "plugins", None)  # its folders go on the workers' PYTHONPATH
 
     # ------------------------------------------------------------------ connecting
     def _connect(self) -> tuple[Any, bool]:
@@ -148,7 +147,7 @@ class RayExecutor:
         threads: dict[str, int] = {}
         timed_note: set[str] = set()
         for job in jobs:
-            ev = job.spec.get("evaluator") if job.kind == "evaluate" else None
+            ev = job.labels.evaluator
             r = resources_for(table, job.kind, ev)
             cpus = r.num_cpus or self.threads or 1
             threads[job.key] = max(1, math.floor(cpus))
@@ -184,8 +183,7 @@ class RayExecutor:
 
     def _run(self, ray: Any, jobs: list[Job], fn: JobFn, on_done: Callable[[Job, JobResult], None]
              ) -> dict[str, JobResult]:
-        cache = self.cache
-        clean_stale_tmp(cache)
+        clean_stale_tmp(self.cache)
         asks, threads = self._plan_resources(ray, jobs)
         total = ray.cluster_resources()
         cpus, gpus = total.get("CPU", 1) or 1, total.get("GPU", 0)
@@ -194,109 +192,28 @@ class RayExecutor:
             a = asks[job.key]
             return max(a["num_cpus"] / cpus, a["num_gpus"] / gpus if a["num_gpus"] and gpus else 0.0)
 
-        env = {"env_vars": worker_env()}
-        todo = [j for j in jobs if not (cache / "jobs" / j.key / "result.json").is_file()]
-        cpu_asks = [asks[j.key]["num_cpus"] for j in todo if not asks[j.key]["num_gpus"]]
-        if cpu_asks:  # start the workers now, in parallel with the driver's preparation
-            each = min(cpu_asks)
-            warming = [ray.remote(warm).options(num_cpus=each, runtime_env=env).remote()
-                       for _ in range(min(len(cpu_asks), max(1, int(cpus // each))))]
-            log.debug("warming %d worker(s): %s", len(warming), warming)
+        env = {"env_vars": worker_env(self.plugins)}
+        todo = [j for j in jobs if not (self.cache / "jobs" / j.key / "result.json").is_file()]
+        self._warm(ray, [asks[j.key]["num_cpus"] for j in todo if not asks[j.key]["num_gpus"]], cpus, env)
         if todo and hasattr(fn, "prepare"):  # e.g. download a missing dataset once, here, not in every worker
             fn.prepare(todo)
-        remote = ray.remote(_worker_run)
-        remote_gpu = ray.remote(max_calls=1)(_worker_run_gpu)
-        fn_ref = ray.put(fn)
-        base_setup = {"sys_path": user_paths(self.config), "cwd": os.getcwd(), "code": code_fingerprint()}
-        results: dict[str, JobResult] = {}
-        waiting = list(jobs)  # not submitted yet, in plan (topological) order
-        inflight: dict[Any, tuple[Job, float]] = {}
-        held: dict[str, Job] = {}  # claimed by another driver: it runs there
-        counter = {"done": 0, "unverified": 0}
-        last_wait_log = time.monotonic()
-        live = self.show_progress and progress_enabled()
-        board = RunBoard(jobs, live=live, share=share, title=f"jobs on Ray ({cpus:g} CPU, {gpus:g} GPU)")
-
-        def finish(job: Job, res: JobResult) -> None:
-            results[job.key] = res
-            counter["done"] += 1
-            counter["unverified"] += res.cached and not res.verified
-            state = "cached" if res.cached else ("FAILED" if res.error else f"{res.seconds:.1f}s")
-            log.info("[%d/%d] %s: %s", counter["done"], len(jobs), job.describe(), state)
-            board.finish(job.key, "cached" if res.cached else ("failed" if res.error else "ran"), res.seconds)
-            on_done(job, res)
-
-        def submit(job: Job, upstream: dict[str, JobResult]) -> None:
-            a = asks[job.key]
-            setup = {**base_setup, "threads": threads[job.key], "num_gpus": a["num_gpus"]}
-            fun = remote_gpu if a["num_gpus"] else remote
-            ref = fun.options(**a, max_retries=self.options.max_retries, retry_exceptions=False, runtime_env=env,
-                              name=f"compressbench {job.kind} {job.key[:8]}").remote(job, cache, fn_ref, upstream,
-                                                                                      setup)
-            inflight[ref] = (job, time.monotonic())
-            board.set(job.key, "queued")
-
+        board = RunBoard(jobs, live=self.show_progress and progress_enabled(), share=share,
+                         title=f"jobs on Ray ({cpus:g} CPU, {gpus:g} GPU)")
+        backend = _RayTasks(self, ray, fn, asks, threads, env, board)
         with board:
-            while waiting or inflight or held:
-                progressed = False
-                still: list[Job] = []
-                for job in waiting:  # 1. jobs whose upstream jobs are done: the cache, else a task
-                    if any(d not in results for d in job.deps):
-                        still.append(job)
-                        continue
-                    upstream = {d: results[d] for d in job.deps}
-                    res, _ = inspect_cached(cache, job.key, upstream)
-                    failed = [d for d in job.deps if upstream[d].error]
-                    if res is None and failed:
-                        res = JobResult(job.key, cache / "jobs" / job.key,
-                                        error=f"upstream job failed: {upstream[failed[0]].error}")
-                    if res is not None:
-                        finish(job, res)
-                        progressed = True
-                    else:
-                        submit(job, upstream)
-                waiting = still
-                if progressed:
-                    continue
-                if inflight:  # 2. collect finished tasks
-                    ready, _ = ray.wait(list(inflight), num_returns=1, timeout=WAIT_POLL_S)
-                    if ready:
-                        ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0)
-                    for ref in ready:
-                        job, _t = inflight.pop(ref)
-                        res = self._collect(ray, ref, job)
-                        if res is None:
-                            held[job.key] = job
-                            board.set(job.key, "held")
-                            log.info("%s is being run by %s: waiting for its result", job.describe(),
-                                     _owner_str(lock_owner(cache, job.key)))
-                        else:
-                            finish(job, res)
-                    for job, _t in inflight.values():  # started = claimed (its lock exists)
-                        board.set(job.key, "running" if (cache / "jobs" / f"{job.key}.lock").exists() else "queued")
-                else:
-                    time.sleep(WAIT_POLL_S)
-                for key, job in list(held.items()):  # 3. jobs another driver runs
-                    upstream = {d: results[d] for d in job.deps}
-                    res, _ = inspect_cached(cache, key, upstream)
-                    lock = cache / "jobs" / f"{key}.lock"
-                    if res is not None:
-                        del held[key]
-                        finish(job, res)
-                    elif not lock.exists() or lock_is_stale(lock, lock_owner(cache, key)):
-                        del held[key]  # its owner failed it or died: run it here
-                        board.set(key, "waiting")
-                        waiting.append(job)
-                if held and not inflight and time.monotonic() - last_wait_log >= WAIT_LOG_S:
-                    last_wait_log = time.monotonic()
-                    first = next(iter(held.values()))
-                    log.info("waiting for %d job(s) run by other drivers, e.g. %s (%s)", len(held), first.describe(),
-                             _owner_str(lock_owner(cache, first.key)))
-        clean_stale_tmp(cache)  # e.g. the temporary folder of a worker killed mid-job on another node
-        if counter["unverified"]:
-            log.warning("%d cached job(s) were written by an older compressbench and carry no checksums: used "
-                        "unverified (delete the cache folder to rebuild them with checksums)", counter["unverified"])
+            results = schedule(jobs, backend, self.cache, board, on_done)
+        clean_stale_tmp(self.cache)  # e.g. the temporary folder of a worker killed mid-job on another node
         return results
+
+    @staticmethod
+    def _warm(ray: Any, cpu_asks: list[float], cpus: float, env: dict[str, Any]) -> None:
+        """Start the workers now, in parallel with the driver's preparation."""
+        if not cpu_asks:
+            return
+        each = min(cpu_asks)
+        warming = [ray.remote(warm).options(num_cpus=each, runtime_env=env).remote()
+                   for _ in range(min(len(cpu_asks), max(1, int(cpus // each))))]
+        log.debug("warming %d worker(s): %s", len(warming), warming)
 
     def _collect(self, ray: Any, ref: Any, job: Job) -> JobResult | None:
         """A finished task's result; a task that raised or whose workers kept dying is an error result."""
@@ -324,8 +241,45 @@ class RayExecutor:
         return res
 
 
-def _owner_str(info: dict[str, Any] | None) -> str:
-    if not info:
-        return "another driver"
-    task = f", Ray task {info['ray_task'][:8]}" if info.get("ray_task") else ""
-    return f"pid {info.get('pid')} on {info.get('host')}{task} since {info.get('started', '?')}"
+class _RayTasks:
+    """The :class:`~.loop.Backend` of the Ray executor: a job is looked up in the cache in the driver and
+    submitted as a task if it is not there; finished tasks are collected with ``ray.wait``."""
+
+    def __init__(self, ex: RayExecutor, ray: Any, fn: JobFn, asks: dict[str, dict[str, Any]], threads: dict[str, int],
+                 env: dict[str, Any], board: RunBoard):
+        self.ex, self.ray, self.asks, self.threads, self.env, self.board = ex, ray, asks, threads, env, board
+        self.remote = ray.remote(_worker_run)
+        self.remote_gpu = ray.remote(max_calls=1)(_worker_run_gpu)
+        self.fn_ref = ray.put(fn)
+        self.setup = {"cwd": os.getcwd(), "code": code_fingerprint()}
+        self.inflight: dict[Any, Job] = {}
+
+    def start(self, job: Job, upstream: dict[str, JobResult]) -> JobResult | object:
+        cache = self.ex.cache
+        res, _ = inspect_cached(cache, job.key, upstream)
+        failed = [d for d in job.deps if upstream[d].error]
+        if res is None and failed:
+            res = JobResult(job.key, cache / "jobs" / job.key,
+                            error=f"upstream job failed: {upstream[failed[0]].error}")
+        if res is not None:
+            return res
+        a = self.asks[job.key]
+        setup = {**self.setup, "threads": self.threads[job.key], "num_gpus": a["num_gpus"]}
+        fun = self.remote_gpu if a["num_gpus"] else self.remote
+        ref = fun.options(**a, max_retries=self.ex.options.max_retries, retry_exceptions=False, runtime_env=self.env,
+                          name=f"compressbench {job.kind} {job.key[:8]}").remote(job, cache, self.fn_ref, upstream,
+                                                                                  setup)
+        self.inflight[ref] = job
+        return SUBMITTED
+
+    def in_flight(self) -> int:
+        return len(self.inflight)
+
+    def collect(self, timeout: float) -> list[tuple[Job, JobResult | None]]:
+        ready, _ = self.ray.wait(list(self.inflight), num_returns=1, timeout=timeout)
+        if ready:
+            ready, _ = self.ray.wait(list(self.inflight), num_returns=len(self.inflight), timeout=0)
+        out = [(job, self.ex._collect(self.ray, ref, job)) for ref in ready for job in [self.inflight.pop(ref)]]
+        for job in self.inflight.values():  # started = claimed (its lock exists)
+            self.board.set(job.key, "running" if (self.ex.cache / "jobs" / f"{job.key}.lock").exists() else "queued")
+        return out

@@ -1,5 +1,6 @@
-"""The Ray executor's options (``executor: {name: ray, ...}``), validated with the config, and the rules
-that need the whole experiment (:func:`check_experiment`). Importing this module does not import Ray."""
+"""The Ray executor's options (``executor: {name: ray, ...}``), validated when the experiment is resolved,
+and the rules that need the whole resolved experiment (:func:`check_experiment`, run by ``validate``).
+Importing this module does not import Ray."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..errors import UserError
+from ..errors import UserError, did_you_mean
+from ..registry import evaluators
 
 _ADDRESS = re.compile(r"auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
 
@@ -78,8 +80,6 @@ def ray_missing() -> bool:
 
 def measures_time(evaluator: str) -> bool:
     """Whether an evaluator measures wall-clock time (``EvaluatorSpec.measures_time``; never its name)."""
-    from ..registry import evaluators
-
     try:
         spec = evaluators.spec(evaluator)
     except Exception:
@@ -94,21 +94,15 @@ def check_experiment(exp: Any, opts: RayOptions) -> str | None:
     if re.fullmatch(r"cuda:\d+", exp.device):
         return (f"device: '{exp.device}' names one GPU, but the ray executor gives each job its own GPU share; use "
                 f"device: cuda (or auto)")
-    from ..config import resolve_evaluations
-
-    used = {ev.evaluator for ev, _ in resolve_evaluations(exp, [v.name for v in exp.variants_resolved()])}
-    from ..registry import evaluators
-
+    used = {ev.evaluator for ev in exp.evaluations}
     for name in opts.resources.evaluators:
         try:
             resolved = evaluators.resolve(name)
         except Exception:
             resolved = name
         if resolved not in used:
-            from ..config import _dym
-
             return (f"executor.resources.evaluators.{name}: no evaluation of this experiment uses evaluator '{name}'"
-                    f"{_dym(name, used)}; its evaluators: {', '.join(sorted(used))}")
+                    f"{did_you_mean(name, used)}; its evaluators: {', '.join(sorted(used))}")
     kinds: dict[str, JobResources] = {"train": opts.resources.train}
     if exp.variants:
         kinds["compress"] = opts.resources.compress
@@ -140,8 +134,6 @@ def resources_for(table: ResourceTable, kind: str, evaluator: str | None = None)
 
 
 def _same_evaluator(a: str, b: str) -> bool:
-    from ..registry import evaluators
-
     try:
         return evaluators.resolve(a) == evaluators.resolve(b)
     except Exception:

@@ -2,20 +2,22 @@
 the local executor (:func:`~compressbench.execute.cache.run_one`), with the task's identity in its claim.
 
 Workers import the driver's compressbench (:func:`worker_env` puts its folder first on their
-``PYTHONPATH``) and check that their code is the driver's (:func:`code_fingerprint`); the job function
-(the runner's ``JobRunner``) re-validates the experiment's config in the worker, which imports exactly
-the ``"pkg.mod:obj"`` names the user wrote, from the folders :func:`user_paths` found in the driver."""
+``PYTHONPATH``, and the folders of the experiment's plug-in set after it, so a job whose params are a
+plug-in's class can be unpickled) and check that their code is the driver's (:func:`code_fingerprint`).
+The job function (the runner's ``JobRunner``) then loads the plug-in set, resolves the experiment once per
+worker process and compares its fingerprint with the driver's: exactly the ``"pkg.mod:obj"`` names the
+user wrote are imported, nothing is validated again, no model is built."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..plan import Job
+from ..config.plugins import PluginSet
+from ..jobs import Job
 from .cache import _HOST, GPU_SHARE, JobFn, JobResult, run_one
 
 
@@ -34,9 +36,6 @@ def _worker_run(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]
     """One job in a Ray worker: the cache protocol (:func:`run_one`), with this task's identity in its claim."""
     import ray
 
-    for p in setup["sys_path"]:
-        if p not in sys.path:
-            sys.path.insert(0, p)
     if setup["cwd"] and os.path.isdir(setup["cwd"]):
         os.chdir(setup["cwd"])  # relative paths in the config mean what they mean to the driver
     digest, where = code_fingerprint()
@@ -65,50 +64,25 @@ def _worker_run_gpu(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobRes
 
 
 def warm() -> int:
-    """Import what the jobs need (torch, the job functions) in a worker, while the driver prepares: a
-    fresh worker takes seconds to get there, and the first jobs would wait for it anyway."""
-    import compressbench.runner  # noqa: F401 — imports torch and the registries
+    """Import what the jobs need (torch, the methods, the training loop) in a worker, while the driver
+    prepares: a fresh worker takes seconds to get there, and the first jobs would wait for it anyway."""
+    from .. import compress, train  # noqa: F401 — imports torch and registers the methods
 
     return os.getpid()
 
 
-def user_paths(config: Any) -> list[str]:
-    """Folders of the modules behind the ``"pkg.mod:obj"`` names the user wrote in the config (the driver
-    imported them when it validated it): a worker puts them on ``sys.path`` before re-validating."""
-    from ..registry import is_object_path
-
-    names: list[str] = []
-    stack = [config]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, dict):
-            stack.extend(v.values())
-        elif isinstance(v, (list, tuple)):
-            stack.extend(v)
-        elif isinstance(v, str) and is_object_path(v):
-            names.append(v)
-    out: list[str] = []
-    for n in names:
-        mod = n.split(":", 1)[0]
-        f = getattr(sys.modules.get(mod), "__file__", None)
-        if not f:
-            continue
-        depth = mod.count(".") + (1 if Path(f).name == "__init__.py" else 0)
-        root = str(Path(f).resolve().parents[depth])
-        if root not in out:
-            out.append(root)
-    return out
-
-
-def worker_env() -> dict[str, str]:
+def worker_env(plugins: PluginSet | None = None) -> dict[str, str]:
     """Environment of the workers: the driver's ``COMPRESSBENCH_*`` settings, no progress bars (a worker's
-    output is forwarded to the driver's log), and — when the driver imports compressbench from a source
-    folder (a checkout on ``PYTHONPATH``, an editable install) — that folder first on ``PYTHONPATH``, so
-    workers import the same code. An installed package needs nothing: workers in the same environment
-    import the same copy (a site-packages folder is never put ahead of the standard library)."""
+    output is forwarded to the driver's log), and on ``PYTHONPATH`` — when the driver imports compressbench
+    from a source folder (a checkout on ``PYTHONPATH``, an editable install) — that folder first, so workers
+    import the same code, then the folders of the experiment's plug-ins. An installed package needs nothing:
+    workers in the same environment import the same copy (a site-packages folder is never put ahead of the
+    standard library)."""
     env = {k: v for k, v in os.environ.items() if k.startswith("COMPRESSBENCH_")}
     env["COMPRESSBENCH_PROGRESS"] = "0"
     pkg_parent = Path(__file__).resolve().parents[2]
-    if pkg_parent.name not in ("site-packages", "dist-packages"):
-        env["PYTHONPATH"] = str(pkg_parent) + os.pathsep + "${PYTHONPATH}"
+    first = [str(pkg_parent)] if pkg_parent.name not in ("site-packages", "dist-packages") else []
+    paths = list(dict.fromkeys(first + list(plugins.paths if plugins is not None else ())))
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths + ["${PYTHONPATH}"])
     return env

@@ -3,7 +3,8 @@
 Each job runs in its own Python process (:mod:`.worker`, started as a file) so that nothing one
 measurement leaves behind — thread pools, allocator caches, oneDNN primitive caches, ``torch.compile``
 state, ORT sessions — can change the next. Thread env vars are pinned so the child's pools match
-``job["threads"]``.
+``job["threads"]``. The job names everything the child may import: a checkpoint target carries the
+experiment's plug-in set (``checkpoint.worker_trust``), which the child loads before the model.
 
 Nothing outlives the run, whatever ends it: a worker is killed on timeout or when the caller is
 interrupted, and dies by itself when its parent dies (``kill -9``; see :mod:`.worker`). Job files live

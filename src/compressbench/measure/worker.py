@@ -1,9 +1,11 @@
 """Fresh-process measurement worker, run as a *file*: ``python worker.py job.json out.json --parent PID``.
 
 Run by :func:`compressbench.measure.fresh.run_worker` so that a new interpreter starts with nothing but
-what the job needs. Mode ``torch`` loads the model (a checkpoint through ``checkpoint.load_model`` or a
-factory) and times it; mode ``onnx`` imports only numpy + onnxruntime and times an ``.onnx`` file. The
-resident set is read before the model is loaded, so peak memory counts model + activations + workspace.
+what the job needs. Mode ``torch`` loads the model (a checkpoint through ``checkpoint.load_model``, after
+loading the plug-in set the job names — ``config.PluginSet``: the experiment's user modules and entry
+points, so a plug-in method's rebuilder exists here as in the driver — or a factory) and times it; mode
+``onnx`` imports only numpy + onnxruntime and times an ``.onnx`` file. The resident set is read before the
+model is loaded (and after the plug-ins), so peak memory counts model + activations + workspace.
 
 Module-level imports are the standard library only: the same file also runs as the scratch folder's
 *janitor* (``python -I worker.py --janitor DIR``), which waits until its parent closes the pipe on its
@@ -87,11 +89,15 @@ def _time_torch_target(job: dict[str, Any]) -> dict[str, Any]:
             importlib.import_module(mod)
         except Exception:  # noqa: BLE001 — only a warm-up; load_model reports real errors
             pass
+    t = job["target"]
+    if t["kind"] == "checkpoint":  # the experiment's plug-ins (a method's rebuilder, a model factory), as the
+        from compressbench.config.plugins import PluginSet  # driver loaded them: before the baseline memory
+
+        PluginSet.from_json(t.get("plugins")).load()
     with torch.inference_mode():
         torch.nn.functional.conv2d(torch.rand(1, 3, 8, 8), torch.rand(4, 3, 3, 3)).sum()
         (torch.rand(4, 8) @ torch.rand(8, 4)).sum()
     base = rss_kb()
-    t = job["target"]
     if t["kind"] == "checkpoint":
         model, _ = load_model_in_worker(t)  # the driver's trust decisions, never the file's
     elif t["kind"] == "factory":

@@ -6,8 +6,8 @@ Registered factories take ``(meta: DataMeta, width: float = 1.0, **kwargs) -> nn
 ``"package.module:factory"`` with the same signature, once *resolved*: ``models.resolve(name)``
 imports the module and registers the factory under that string. A config (``model.name``, a distill
 student — :data:`ModelName`) and the ``--model`` flags resolve what the user wrote; :func:`create_model`
-itself only looks names up, so a name read from a checkpoint never imports code (DESIGN.md 14)
-unless the caller opts in with :func:`trusting_code` (``load_model(..., trust=True)``).
+itself only looks names up, so a name read from a checkpoint never imports code (docs/architecture.md,
+convention 14) unless the caller opts in with :func:`trusting_code` (``load_model(..., trust=True)``).
 
 Library models: ``"timm:<architecture>"`` (:mod:`.timm`) and ``"torchvision:<model>"`` (:mod:`.tv`) are
 name families the registry serves on first use. Weights of any model come from ``model.weights``

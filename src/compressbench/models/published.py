@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 class Published:
     """One set of published weights: ``label`` (e.g. ``torchvision:ResNet18_Weights.IMAGENET1K_V1``),
     where it comes from (``url``, or a Hugging Face ``hf_hub_id`` + ``filenames``), where it is cached,
-    and the preprocessing and classes it was trained with (DESIGN.md 4)."""
+    and the preprocessing and classes it was trained with (docs/architecture.md, convention 4)."""
 
     label: str
     mean: tuple[float, ...]

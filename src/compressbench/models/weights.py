@@ -6,8 +6,8 @@ torchvision's reference scripts, ``{"model_state_dict": ...}``, a whole pickled 
 ``.safetensors``, or one of our own ``model.pt`` checkpoints — or **published weights**
 (``torchvision:IMAGENET1K_V1``, ``timm:a1_in1k``: :mod:`.published`).
 
-Reading trusts nothing in the file (DESIGN.md 14). Safetensors hold tensors only. Pickles are read with
-``torch.load(weights_only=True)``; the classes a training script pickled next to the weights
+Reading trusts nothing in the file (docs/architecture.md, convention 14). Safetensors hold tensors only.
+Pickles are read with ``torch.load(weights_only=True)``; the classes a training script pickled next to the weights
 (``argparse.Namespace`` of its arguments, a LightningModule's hyper-parameters, a whole model) are
 *not* imported or called: each becomes an inert placeholder (:class:`Inert`) that only keeps the plain
 data it was given, from which a pickled module's tensors are read. Globals of modules torch blocks
@@ -84,13 +84,20 @@ def _torch_load(path: Path) -> Any:
             with torch.serialization.safe_globals([_inert(n) for n in names]):
                 return torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:  # e.g. a global of a blocked module (os, subprocess ...)
-            from ..checkpoint import _unpickle_reason
-
             raise CheckpointError(f"{path}: refused by weights-only loading, which never runs code from a file "
-                                  f"({_unpickle_reason(e)})") from None
+                                  f"({unpickle_reason(e)})") from None
         except Exception as e:
             raise CheckpointError(f"{path}: not a readable weights file (damaged or truncated?): "
                                   f"{_first_line(e)}") from None
+
+
+def unpickle_reason(e: BaseException) -> str:
+    """The one informative line of torch's multi-line ``weights_only`` refusal."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if "GLOBAL" in ln or ln.startswith(("Unsupported", "Trying to load")):
+            return ln[:200]
+    return lines[-1][:200] if lines else type(e).__name__
 
 
 def _first_line(e: BaseException) -> str:

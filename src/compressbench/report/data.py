@@ -15,12 +15,12 @@ from typing import Any
 
 import pandas as pd
 
+from ..config.schema import BASELINE  # noqa: F401 (the parent's label; re-exported for the report)
 from ..specs import ANY, MetricSpec
 from ..store import ResultStore
 
 log = logging.getLogger(__name__)
 
-BASELINE = "baseline"
 # preference when one metric is stored under several tags (efficiency: realised vs theoretical ...)
 TAG_PREFERENCE = ("realised", "", "theoretical", "simulated")
 

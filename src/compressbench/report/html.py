@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from ..specs import EvaluatorSpec
-from .data import ExperimentData
+from .data import BASELINE, ExperimentData
 from .plots import Figure
 from .tables import Column, Table
 
@@ -119,7 +119,7 @@ def table_html(t: Table, exp_slug: str) -> str:
         for c, s, x in zip(t.columns, srow[len(text_cols):], more, strict=False):
             cell = _cell_html(t, v, c, s)
             cells.append(cell.replace('<td class="n', '<td class="more n', 1) if x else cell)
-        base = "method" in t.text and t.text.at[v, "method"] == "baseline"  # hooks' tables may have no method
+        base = "method" in t.text and t.text.at[v, "method"] == BASELINE  # hooks' tables may have no method
         cls = ' class="baseline"' if base else ""
         rows.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     notes = "".join(f'<p class="note">{_e(n)}</p>' for n in t.notes)

@@ -1,5 +1,5 @@
 """Study sections: one run of several sibling experiments (``<name>.<part>``, e.g. one per source domain
-of a domain-shift study, ``domain_config.experiment_parts``) seen together.
+of a domain-shift study, ``config.experiment_parts``) seen together.
 
 Every sibling keeps its own section. In addition, the evaluators that declare ``gathers`` get one section
 ``<name>`` in which their report and figure hooks see the rows of all siblings at once (their conditions

@@ -119,7 +119,7 @@ def resolve_modes(model: nn.Module, ctx: EvalContext, params: AdversarialParams,
     """Modes to run and human-readable reasons for the ones skipped."""
     quantized = ctx.variant.is_quantized or is_quantized_model(model)
     differentiable = not quantized and gradient_works(model, probe)
-    return choose_modes(params.modes, quantized, differentiable, ctx.variant.method == "baseline")
+    return choose_modes(params.modes, quantized, differentiable, ctx.variant.is_parent)
 
 
 def choose_modes(wanted_modes: list[str], quantized: bool, differentiable: bool,

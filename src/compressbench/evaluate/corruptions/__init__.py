@@ -16,120 +16,13 @@ Python API::
 
 from __future__ import annotations
 
-import logging
-from typing import Any, Sequence
-
-import numpy as np
-import torch
-
-from ...registry import corruptions
 from . import hendrycks, noise, ops  # noqa: F401  (hendrycks, noise: register the corruptions)
+from .core import NOISE_STUDY, SEVERITIES, SUITES, corrupt, resolve_names, suite_names, suites
+from .evaluator import CorruptionsParams, corruptions_evaluator
+from .export import add_corrupt_arguments, corrupt_command
+from .gallery import make_gallery
 from .hendrycks import CIFAR_C, EXTRA
-from .ops import BatchRNG, image_keys
-from .params import resolve_set
-
-log = logging.getLogger(__name__)
-
-NOISE_STUDY = ("gauss_noise", "iso_noise", "rgb_shift", "pixel_dropout", "random_fog", "brightness", "contrast",
-               "defocus_blur")
-# the built-in suites in their published order; a corruption registered elsewhere joins the suites named
-# in its spec's ``suites`` (after the built-in members), and may name new suites
-SUITES: dict[str, tuple[str, ...]] = {
-    "cifar10-c": CIFAR_C,
-    "extra": EXTRA,
-    "noise": NOISE_STUDY,
-    "all": CIFAR_C + EXTRA,
-}
-SEVERITIES = (1, 2, 3, 4, 5)
-
-
-def suites() -> dict[str, tuple[str, ...]]:
-    """Every suite: the built-in ones, extended by the ``suites`` of every registered corruption."""
-    out = {k: list(v) for k, v in SUITES.items()}
-    for name, spec in corruptions.items():
-        for s in spec.suites:
-            members = out.setdefault(s, [])
-            if name not in members:
-                members.append(name)
-    return {k: tuple(v) for k, v in out.items()}
-
-
-def suite_names(suite: str) -> tuple[str, ...]:
-    """The corruption names of a suite (``cifar10-c``, ``extra``, ``noise``, ``all``, or a plugin's)."""
-    known = suites()
-    if suite not in known:
-        raise ValueError(f"unknown corruption suite '{suite}' (known: {', '.join(known)})")
-    return known[suite]
-
-
-def resolve_names(items: Sequence[str]) -> list[str]:
-    """Expand suite names and check corruption names (order kept, duplicates dropped)."""
-    out: list[str] = []
-    known = suites()
-    for it in items:
-        names = known[it] if it in known else (corruptions.entry(it).name,)
-        out += [n for n in names if n not in out]
-    return out
-
-
-def corrupt(images: torch.Tensor, indices: torch.Tensor | Sequence[int] | None, name: str, severity: int,
-            seed: int = 0, params: str = "auto", quantize: bool = False, constant: Any = None) -> torch.Tensor:
-    """Corrupt a batch deterministically.
-
-    ``images``: float N×C×H×W in [0, 1], or uint8 (0..255), C ∈ {1, 3}, on any device. ``indices``:
-    the images' dataset indices (N ints; ``None`` = 0..N−1) — with ``name``, ``severity`` and
-    ``seed`` they are the only inputs of the randomness. ``constant``: the corruption's setting given
-    directly (``spec.from_params`` of its parameters) instead of a severity's (then ``severity`` is 0, a
-    stream of its own). ``params``: ``auto`` (``cifar`` for ≤ 64 px,
-    else ``imagenet``), ``cifar`` or ``imagenet``. ``quantize``: truncate to uint8 steps as the
-    published CIFAR-10-C files were (``np.uint8(x)``).
-
-    Returns float images in [0, 1] for float input; for **uint8 input, uint8 images** (always
-    truncated as the published files — the layout of CIFAR-10-C and of ``imagecorruptions``).
-    """
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] not in (1, 3):
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"corrupt() needs an N×C×H×W tensor with C in (1, 3), got {shape}")
-    u8_in = images.dtype == torch.uint8
-    entry = corruptions.entry(name)
-    fn, spec = entry.load(), entry.spec
-    # corruptions registered with uint8=True take uint8 input as is (they work in uint8 units)
-    x = images if u8_in and spec.uint8 else images.float()
-    if u8_in and x is not images:
-        x = x.div_(255)
-    N, _, H, W = x.shape
-    if indices is None:
-        idx = np.arange(N, dtype=np.int64)
-    else:
-        idx = (indices.detach().cpu().numpy() if isinstance(indices, torch.Tensor)
-               else np.asarray(indices)).astype(np.int64).reshape(-1)
-    if len(idx) != N:
-        raise ValueError(f"corrupt(): {len(idx)} indices for {N} images")
-    if not (1 <= int(severity) <= 5 or (constant is not None and int(severity) == 0)):
-        raise ValueError(f"corruption severity must be in 1..5 (0 with a constant given), got {severity}")
-    pset = resolve_set(params, H, W)
-    c = spec.constant(int(severity), pset) if constant is None else constant
-    sev = int(severity)
-    rng = BatchRNG(lambda: image_keys(seed, name, sev, idx), x.device, n=N)
-    with torch.no_grad():
-        y = fn(x, rng, c, pset)
-        if y.data_ptr() == images.data_ptr():  # never modify (or return) the caller's tensor
-            y = y.clone()
-        if y.dtype == torch.uint8:  # a corruption computed exactly in uint8 units (pixelate, JPEG)
-            return y if u8_in else y.to(images.dtype).div_(255)
-        if u8_in:  # np.uint8(clip(x, 0, 1) · 255); the margin absorbs float rounding below k/255
-            return ops.as_uint8(y.mul_(255).add_(1e-4).clamp_(0, 255))
-        if quantize:
-            y.mul_(255).clamp_(0, 255).add_(1e-4).floor_().div_(255)
-        else:
-            y.clamp_(0, 1)
-    return y.to(images.dtype)
-
-
-from .evaluator import CorruptionsParams, corruptions_evaluator  # noqa: E402
-from .export import add_corrupt_arguments, corrupt_command  # noqa: E402
-from .gallery import make_gallery  # noqa: E402
-from .metrics import corruption_error, mean_corruption_error, relative_ce, retention  # noqa: E402
+from .metrics import corruption_error, mean_corruption_error, relative_ce, retention
 
 __all__ = ["corrupt", "SUITES", "suites", "SEVERITIES", "suite_names", "resolve_names", "CorruptionsParams",
            "corruptions_evaluator", "add_corrupt_arguments", "corrupt_command", "make_gallery",

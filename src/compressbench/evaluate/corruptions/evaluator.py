@@ -93,7 +93,7 @@ class CorruptionsParams(Params):
     @field_validator("suites")
     @classmethod
     def _suites(cls, v: list[str]) -> list[str]:
-        from . import suites
+        from .core import suites
 
         known = suites()
         bad = [s for s in v if s not in known]
@@ -114,7 +114,7 @@ class CorruptionsParams(Params):
 
     def plan(self) -> list[tuple[str, list[str]]]:
         """(suite label, corruption names evaluated at ``severities``) pairs."""
-        from . import resolve_names, suite_names
+        from .core import resolve_names, suite_names
 
         if self.corruptions:
             names = [n for n in self.corruptions if isinstance(n, str)]
@@ -216,7 +216,8 @@ def corruptions_cost(p: CorruptionsParams, ctx: CostContext) -> EvalCost:
                      report="compressbench.evaluate.corruptions.report:tables",
                      figures="compressbench.evaluate.corruptions.report:figures")
 def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: CorruptionsParams) -> list[Measurement]:
-    from . import corrupt, make_gallery
+    from .core import corrupt
+    from .gallery import make_gallery
 
     images = ctx.eval_set(params.subset if params.subset is not None else -1)
     device = ctx.device
@@ -261,7 +262,7 @@ def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: Corruption
             for n in dict.fromkeys(c.name for c, _ in acc if c.constant is None):
                 vals = [a for c, a in acc if c.constant is None and c.name == n]
                 out.append(Measurement("mean_top1", sum(vals) / len(vals), {"suite": suite, "corruption": n}))
-    want_gallery = params.gallery if params.gallery is not None else ctx.variant.method == "baseline"
+    want_gallery = params.gallery if params.gallery is not None else ctx.variant.is_parent
     if want_gallery and not params.files and plan:
         try:
             ctx.workdir.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ def write_corrupted(images: torch.Tensor, labels: torch.Tensor, index: torch.Ten
                     batch_size: int = 500, dataset: str = "", progress: bool = True) -> list[Path]:
     """Corrupt uint8 N×C×H×W ``images`` and write the CIFAR-10-C layout into ``out``."""
     from ...progress import progress_bar
-    from . import corrupt
+    from .core import corrupt
     from .params import resolve_set
 
     out.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ def corrupt_command(args: argparse.Namespace) -> int:
     """Entry point of ``compressbench corrupt``; returns the exit code."""
     from ...data import load_dataset
     from ...data.base import DatasetError
-    from . import resolve_names
+    from .core import resolve_names
 
     try:
         bad = [s for s in args.severities if not 1 <= s <= 5]

@@ -17,7 +17,7 @@ def make_gallery(images: torch.Tensor, names: Sequence[str], severities: Sequenc
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from . import corrupt
+    from .core import corrupt
 
     x = images if images.dim() == 4 else images[None]
     x = (x[:1].float() / 255) if x.dtype == torch.uint8 else x[:1].float()

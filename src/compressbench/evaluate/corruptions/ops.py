@@ -401,7 +401,7 @@ def filter2d(x: torch.Tensor, kernel: np.ndarray, mode: str = "mirror") -> torch
     row, ``Y[p, h, r, :] = X[p, h, :] B_rᵀ``), then ``out[p] = Σ_{h,r} A_r[:, h] Y[p, h, r, :]`` as
     one batched matmul with the stacked column filters (the layout of Y needs no transpose); for
     kernels short next to the image, each term as two sliced 1-D passes. Kernels of 5×5 and more
-    on images above 96×96 px: one float32 FFT convolution of the padded planes (``large.fft_filter2d``,
+    on images above 96×96 px: one float32 FFT convolution of the padded planes (``planes.fft_filter2d``,
     as OpenCV's own DFT path for large kernels; |error| ≈ 10⁻⁶)."""
     k = np.asarray(kernel, dtype=np.float64)
     H, W = x.shape[-2:]
@@ -410,7 +410,7 @@ def filter2d(x: torch.Tensor, kernel: np.ndarray, mode: str = "mirror") -> torch
         return torch.zeros_like(x)
     kh, kw = k.shape
     if H * W >= FFT_MIN_PIXELS and max(kh, kw) >= 5 and mode in _TORCH_PAD:
-        from .large import fft_filter2d
+        from .planes import fft_filter2d
 
         return fft_filter2d(x, k, _TORCH_PAD[mode])
     if max(kh, kw) * SLICE_RATIO <= min(H, W):

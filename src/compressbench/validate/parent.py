@@ -1,7 +1,7 @@
 """The checks of ``validate`` that concern the parent model: how its fields fit together
 (:func:`check_model_fields`), and, last, the ones that need the model built (:func:`check_parent`).
 
-``config.validate`` calls :func:`check_parent` after everything cheaper passed. It learns the dataset's
+:func:`compressbench.validate.check` calls :func:`check_parent` after everything cheaper passed. It learns the dataset's
 metadata (``DatasetSpec.probe``: classes, channels, image size — no image decoded; ``dataset.resize``
 applied), builds the parent exactly as the baseline job will (:func:`baseline.build_baseline`: the
 weights file read, mapped and checked key by key and shape by shape; published weights are checked
@@ -22,16 +22,21 @@ from typing import Any
 
 import torch
 
-from .errors import UserError
+from ..baseline import build_baseline, published_for
+from ..compress.budget import check_model as check_method_model
+from ..config import ResolvedExperiment
+from ..data.prepare import dataset_meta
+from ..errors import ConfigError, UserError
+from ..interfaces import CompressContext
+from ..models import check_factory_kwargs
+from ..models.weights import is_published
+from ..registry import evaluators, methods, models
 
 log = logging.getLogger(__name__)
 
 
 def check_weights_source(model_name: str, source: str) -> str | None:
     """Cheap checks of ``model.weights``: a file exists; a published tag resolves. None: fine."""
-    from .baseline import published_for
-    from .models.weights import is_published
-
     if is_published(source):
         try:
             published_for(model_name, source)
@@ -47,10 +52,12 @@ def check_weights_source(model_name: str, source: str) -> str | None:
     return None
 
 
-def _config_error(msg: str) -> Exception:
-    from .config import ConfigError
-
-    return ConfigError(msg)
+def check_model(exp: ResolvedExperiment) -> None:
+    """The factory's keyword arguments (``model.kwargs``), then how the model's fields fit together."""
+    bad = check_factory_kwargs(exp.model.name, exp.model.kwargs)
+    if bad:
+        raise ConfigError(f"{bad[0]}: {bad[1]}")
+    check_model_fields(exp)
 
 
 def check_model_fields(exp: Any) -> None:
@@ -58,57 +65,52 @@ def check_model_fields(exp: Any) -> None:
     ``freeze_epochs``) fit together, and the weights source itself — no model built yet. One line each."""
     m, t = exp.model, exp.train
     if (m.mean is None) != (m.std is None) or (m.mean is not None and len(m.mean) != len(m.std)):
-        raise _config_error("model.mean / model.std: give both, with one value per input channel")
+        raise ConfigError("model.mean / model.std: give both, with one value per input channel")
     if t is None and m.weights is None:
-        raise _config_error("train: null means the model is not trained here, so model.weights must give the "
+        raise ConfigError("train: null means the model is not trained here, so model.weights must give the "
                             "weights to compress (a file, torchvision:<ENUM> or timm:<tag>); or give a train: recipe")
     if t is not None and t.epochs == 0 and m.weights is None:
-        raise _config_error("train.epochs: 0 trains nothing, so model.weights must give the baseline (the recipe is "
+        raise ConfigError("train.epochs: 0 trains nothing, so model.weights must give the baseline (the recipe is "
                             "then what compression fine-tunes build on); or train for epochs > 0")
     if t is not None and t.init == "weights" and m.weights is None:
-        raise _config_error("train.init: 'weights' needs model.weights (the weights to start from)")
+        raise ConfigError("train.init: 'weights' needs model.weights (the weights to start from)")
     if t is not None and t.init == "scratch" and m.weights is not None:
-        raise _config_error("train.init: 'scratch' ignores model.weights; drop one of them (init: weights "
+        raise ConfigError("train.init: 'scratch' ignores model.weights; drop one of them (init: weights "
                             "fine-tunes the weights, train: null uses them as they are)")
     if t is not None and t.freeze_epochs > 0:
         if t.freeze_epochs > t.epochs:
-            raise _config_error(f"train.freeze_epochs: {t.freeze_epochs:g} > train.epochs ({t.epochs:g})")
+            raise ConfigError(f"train.freeze_epochs: {t.freeze_epochs:g} > train.epochs ({t.epochs:g})")
         if not exp.transfer:
-            raise _config_error("train.freeze_epochs: freezing the backbone needs pretrained weights to keep: "
+            raise ConfigError("train.freeze_epochs: freezing the backbone needs pretrained weights to keep: "
                                 "set model.weights (train.init: weights)")
-    from .models.weights import is_published
-
     if m.weights is not None and m.mean is not None and is_published(m.weights):
-        raise _config_error("model.mean / model.std: published weights bring their own normalisation; leave them "
+        raise ConfigError("model.mean / model.std: published weights bring their own normalisation; leave them "
                             "out")
     if m.weights is not None:
         msg = check_weights_source(m.name, m.weights)
         if msg:
-            raise _config_error(f"model.weights: {msg}")
+            raise ConfigError(f"model.weights: {msg}")
 
 
 @lru_cache(maxsize=8)
 def _parent(model_json: str, data_json: str, transfer: bool, cache_dir: str, stamp: Any = None) -> Any:
     """(meta, Baseline) — cached per process; ``stamp`` (a weights file's size and mtime) re-checks a file
     that changed since."""
-    from .baseline import build_baseline
-    from .data.prepare import dataset_meta
-
     d = json.loads(data_json)
     try:
         meta = dataset_meta(d["name"], d.get("root"), d.get("options") or {}, resize=d.get("resize"),
                             cache_dir=cache_dir, download=d.get("download", True))
     except UserError as e:
-        raise _config_error(f"dataset: {e}") from None
+        raise ConfigError(f"dataset: {e}") from None
     cfg = json.loads(model_json)
     try:
         base = build_baseline(cfg, meta, transfer=transfer, fetch=False)
     except UserError as e:
         where = "model.weights" if cfg.get("weights") else "model"
-        raise _config_error(f"{where}: {str(e).removeprefix('model.weights: ')}") from None
+        raise ConfigError(f"{where}: {str(e).removeprefix('model.weights: ')}") from None
     except (TypeError, ValueError, RuntimeError, AssertionError) as e:
         lines = [ln for ln in str(e).splitlines() if ln.strip()]
-        raise _config_error(f"model: cannot build '{cfg['name']}' for {meta.name} ({meta.channels} channel(s), "
+        raise ConfigError(f"model: cannot build '{cfg['name']}' for {meta.name} ({meta.channels} channel(s), "
                             f"{meta.num_classes} classes, {meta.size[0]}×{meta.size[1]}): {type(e).__name__}: "
                             f"{lines[0][:200] if lines else ''}") from None
     base.model.eval()
@@ -118,10 +120,6 @@ def _parent(model_json: str, data_json: str, transfer: bool, cache_dir: str, sta
 @lru_cache(maxsize=64)
 def _method_check(method: str, params_json: str, model_json: str, data_json: str, transfer: bool,
                   cache_dir: str, stamp: Any = None) -> str | None:
-    from .compress.budget import check_model
-    from .interfaces import CompressContext
-    from .registry import methods
-
     meta, base = _parent(model_json, data_json, transfer, cache_dir, stamp)
     schema = methods.spec(method).params
     params = schema.model_validate(json.loads(params_json)) if schema is not None else None
@@ -135,10 +133,10 @@ def _method_check(method: str, params_json: str, model_json: str, data_json: str
     ctx = CompressContext(data=None, meta=meta, device=torch.device("cpu"), seed=0, workdir=Path("."),  # type: ignore[arg-type]
                           train=no_training, accuracy=no_training, parent_spec=spec, progress=False)
     with torch.random.fork_rng():
-        return check_model(method, base.model, ctx, params)
+        return check_method_model(method, base.model, ctx, params)
 
 
-def _parent_args(exp: Any) -> tuple[str, str, bool, str, Any]:
+def _parent_args(exp: ResolvedExperiment) -> tuple[str, str, bool, str, Any]:
     data_json = json.dumps(exp.dataset.model_dump(mode="json"), sort_keys=True)
     model_json = json.dumps(exp.model.model_dump(mode="json"), sort_keys=True)
     w = Path(exp.model.weights).expanduser() if exp.model.weights else None
@@ -146,36 +144,31 @@ def _parent_args(exp: Any) -> tuple[str, str, bool, str, Any]:
     return model_json, data_json, exp.transfer, str(Path(exp.cache_dir)), stamp
 
 
-def parent_model(exp: Any) -> tuple[Any, Any]:
+def parent_model(exp: ResolvedExperiment) -> tuple[Any, Any]:
     """(dataset metadata, :class:`~compressbench.baseline.Baseline`) of the experiment's parent, built as
     ``validate`` builds it (cached per process: after ``validate`` this costs nothing)."""
     return _parent(*_parent_args(exp))
 
 
-def check_parent(exp: Any, variants: list[Any]) -> None:
+def check_parent(exp: ResolvedExperiment) -> None:
     """Build the parent and check its weights and every variant's method against it (see above)."""
     args = _parent_args(exp)
     meta, base = _parent(*args)
     cj = exp.train.color_jitter if exp.train is not None else None
     if cj is not None and (cj.saturation > 0 or cj.hue > 0) and meta.channels != 3:
-        raise _config_error(f"train.color_jitter: saturation and hue need 3-channel images; {meta.name} has "
+        raise ConfigError(f"train.color_jitter: saturation and hue need 3-channel images; {meta.name} has "
                             f"{meta.channels} channel(s) (use brightness / contrast)")
     if not base.checked:
         log.info("model.weights %s", base.where)
-    from .registry import models
-
     family = models.spec(exp.model.name).family
-    for v in variants:
+    for v in exp.variants:
         params_json = json.dumps(v.params.model_dump(mode="json") if v.params is not None else {}, sort_keys=True)
         msg = _method_check(v.method, params_json, *args)
         if msg:
-            raise _config_error(f"variants[{v.index}].method: '{v.method}' cannot handle {exp.model.name} "
+            raise ConfigError(f"variants[{v.index}].method: '{v.method}' cannot handle {exp.model.name} "
                                 f"({family}): {msg}")
-    from .config import resolve_evaluations
-    from .registry import evaluators
-
-    for i, (ev, params) in enumerate(resolve_evaluations(exp, [v.name for v in variants])):
+    for ev in exp.evaluations:
         check = evaluators.spec(ev.evaluator).check_data
-        msg = check(params, meta) if check is not None else None
+        msg = check(ev.params, meta) if check is not None else None
         if msg:
-            raise _config_error(f"evaluations[{i}].params: {msg}")
+            raise ConfigError(f"evaluations[{ev.index}].params: {msg}")

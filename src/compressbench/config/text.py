@@ -1,5 +1,5 @@
-"""Reading an experiment file safely: a bounded YAML loader, ``--set`` overrides, and the values no
-schema accepts — the text side of the experiment config (:mod:`compressbench.config` holds the schema).
+"""Reading an experiment file safely: a bounded YAML loader, ``--set`` overrides and scales, and the values
+no schema accepts — the text side of the experiment config (:mod:`.schema` holds the schema).
 
 A config file is untrusted text: it is read by a YAML loader that builds plain data only (no
 ``!!python`` tags), refuses duplicate keys, and bounds the work a file can cause — its size, its
@@ -10,17 +10,16 @@ milliseconds instead of growing to gigabytes). See the ``MAX_*`` constants. Ever
 
 from __future__ import annotations
 
-import difflib
 import math
 import stat
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from .errors import UserError
+from ..errors import ConfigError, did_you_mean
 
 # Limits on what a config may cost to read, far above any real experiment file (the shipped ones
 # are 2-4 KB with at most 240 values and 9 levels) and low enough that the pure-Python YAML parser
@@ -31,16 +30,6 @@ MAX_DEPTH = 64  # nesting levels (YAML and the Python API)
 MAX_NODES = 5_000  # values in a document, counted after expanding aliases
 MAX_ALIASES = 1_000  # alias uses (*name) in a document
 _MERGE_TAG = "tag:yaml.org,2002:merge"
-
-class ConfigError(UserError, ValueError):
-    """A bad experiment config. ``str()`` is a single line (line breaks in a message are folded)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split("\n")))
-
-def _dym(name: Any, known: Iterable[Any]) -> str:
-    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _fmt_loc(loc: Iterable[Any]) -> str:
@@ -281,3 +270,45 @@ def apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
             raise ConfigError(f"--set {dotted}: {here} is {_kind(cur)} ({_short(cur)}), not a mapping; "
                               f"cannot set '{part}' inside it")
         cur = nxt
+
+
+# ------------------------------------------------------------------ scales
+SCALES = "scales"
+
+
+def read_raw(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The config mapping of a file, and its ``scales`` (name -> {dotted key: value}), taken out of it."""
+    raw = parse_yaml(read_config_text(path), str(path))
+    if raw is None:
+        raise ConfigError(f"{path}: the config file is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of fields, got {_kind(raw)}")
+    scales = raw.pop(SCALES, None) or {}
+    if not isinstance(scales, dict) or not all(isinstance(k, str) and isinstance(v, dict) and
+                                               all(isinstance(kk, str) for kk in v) for k, v in scales.items()):
+        raise ConfigError(f"{SCALES}: give a mapping of scale names to mappings of overrides "
+                          f"({{smoke: {{train.epochs: 0.1, ...}}}})")
+    return raw, scales
+
+
+def scale_names(path: str | Path) -> list[str]:
+    """The override profiles (``scales:``) a config file declares."""
+    return list(read_raw(Path(path))[1])
+
+
+def read_config(path: str | Path, overrides: Mapping[str, Any] | None = None, scale: str | None = None
+                ) -> dict[str, Any]:
+    """The raw config of a YAML file with the named ``scale`` (an override profile the file declares under
+    ``scales:``, e.g. ``smoke``) and then ``overrides`` (``{"train.epochs": 1, "variants.0.method": ...}``)
+    applied. Raises ConfigError (one line)."""
+    p = Path(path)
+    raw, scales = read_raw(p)
+    if scale is not None:
+        if scale not in scales:
+            raise ConfigError(f"{p}: no scale '{scale}'{did_you_mean(scale, scales)}; the file declares: "
+                              f"{', '.join(scales) or 'none'}")
+        for k, v in scales[scale].items():
+            apply_override(raw, k, v)
+    for k, v in (overrides or {}).items():
+        apply_override(raw, k, v)
+    return raw

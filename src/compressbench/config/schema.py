@@ -1,0 +1,316 @@
+"""The experiment schema: a YAML experiment as frozen, typed pydantic classes — data only.
+
+This module is the bottom of the import graph: it imports nothing of compressbench but :mod:`..fields`
+and :mod:`..errors`, so anything may read an experiment's fields. Names of components (methods,
+evaluators, datasets, models, executors) are plain strings here; :mod:`.resolve` looks them up in the
+registries and validates their params, and :mod:`compressbench.validate` runs the checks that need a
+model built (docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..errors import did_you_mean
+from ..fields import (
+    MAX_BATCH_SIZE,
+    Aggregate,
+    Epochs,
+    FileName,
+    FinetuneEpochs,
+    Format,
+    Fraction,
+    ImageSize,
+    PositiveFloat,
+    Seed,
+)
+
+BASELINE = "baseline"  # the label of the parent model (its variant and method); no variant may take it
+BudgetKind = Literal["knob", "params", "bytes", "flops"]
+BUDGET_KINDS: tuple[str, ...] = ("knob", "params", "bytes", "flops")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A compression target. ``kind='knob'`` means the method's own knob (e.g. pruning ratio);
+    ``params``/``bytes``/``flops`` are fractions of the parent's value, shared across families."""
+
+    kind: BudgetKind
+    value: float
+
+    def label(self) -> str:
+        return f"{self.kind}={self.value:g}"
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"kind", "value"}``: the form job keys and rows hold."""
+        return {"kind": self.kind, "value": self.value}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # fields added after job keys existed: they enter a key only when set, so that adding them re-ran
+    # nothing (an unchanged experiment keeps its keys)
+    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ()
+
+    def key_dump(self) -> dict[str, Any]:
+        """``model_dump(mode="json")`` without the ``KEY_OPTIONAL`` fields that are at their defaults."""
+        d = self.model_dump(mode="json")
+        for f in self.KEY_OPTIONAL:
+            if getattr(self, f) == type(self).model_fields[f].default:
+                d.pop(f, None)
+        return d
+
+
+class DomainSplitConfig(_Strict):
+    """How a dataset with domains is split (``data.domains``): the source's held-out test fraction
+    (stratified, seeded) and, optionally, a held-out fraction of each target that adaptation never sees
+    (None: the transductive protocol — adaptation sees every target image, unlabeled)."""
+
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = Field(0, ge=0)
+    target_holdout: float | None = Field(None, gt=0, lt=1)
+
+
+class DatasetConfig(_Strict):
+    name: str
+    root: str | None = None  # the folder holding the data: the only place looked at (None: default places)
+    eval_subset: int | None = Field(None, gt=0)  # fixed seeded test subset for costly evaluators
+    train_subset: int | None = Field(None, gt=0)  # use only the first N (seeded) training images
+    download: bool = True  # False: never download (a missing dataset is an error); not part of job keys
+    options: dict[str, Any] = {}  # loader-specific options, checked against the loader's schema (spec.params)
+    # datasets with named domains (data.domains): train on `source`, evaluate on `targets`; a list of
+    # sources runs one sibling experiment `<name>.<source>` per source in the same store
+    source: str | list[str] | None = None
+    targets: list[str] | None = None
+    domain_split: DomainSplitConfig | None = None
+    resize: ImageSize | tuple[ImageSize, ImageSize] | None = None  # batches resized to S×S / H×W (every split)
+    val_fraction: Fraction | None = None  # stratified held-out share of train: best epoch, int8 calibration
+
+    # fields left out of job keys while at their defaults (configs without them keep their cache keys)
+    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("resize", "val_fraction", "source", "targets", "domain_split")
+
+
+class ModelConfig(_Strict):
+    name: str
+    width: float = Field(1.0, gt=0, le=64)
+    kwargs: dict[str, Any] = {}  # checked against the factory's signature at validate time
+    # a file (.pt / .pth / .bin / .safetensors / our model.pt) or published weights (torchvision:<ENUM>,
+    # timm:<tag>): the baseline (train: null) or the start of fine-tuning (train.init: weights)
+    weights: str | None = Field(None, min_length=1, max_length=4096)
+    # the input normalisation a foreign weights file was trained with (default: the dataset's statistics;
+    # published weights and compressbench files carry their own)
+    mean: tuple[float, ...] | None = Field(None, min_length=1, max_length=4)
+    std: tuple[PositiveFloat, ...] | None = Field(None, min_length=1, max_length=4)
+
+    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("weights", "mean", "std")
+
+
+class ColorJitterConfig(_Strict):
+    """Per-image factors uniform in [1 − x, 1 + x] (hue: a shift in ±x of a turn), as torchvision's ColorJitter."""
+
+    brightness: float = Field(0.0, ge=0, le=1)
+    contrast: float = Field(0.0, ge=0, le=1)
+    saturation: float = Field(0.0, ge=0, le=1)  # needs 3-channel images
+    hue: float = Field(0.0, ge=0, le=0.5)  # needs 3-channel images
+
+
+class AdaptConfig(BaseModel):
+    """How a training run adapts to the target domain(s): ``{method: coral, weight: λ}``.
+
+    ``method``: an adaptation loss (``registry.adapt_losses``; looked up when the experiment is resolved,
+    and by ``adapt.AdaptParams`` in methods' params). ``targets``: the target domains whose unlabeled images
+    are drawn (None: every target of the dataset, pooled — with one target, that one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    method: str = "coral"
+    weight: float = Field(1.0, ge=0, le=1e6)  # λ
+    targets: list[str] | None = None
+    # penultimate: the classifier head's input (d = feature width); logits: the head's output (d = classes),
+    # where the paper applied it (AlexNet's fc8)
+    features: Literal["penultimate", "logits"] = "penultimate"
+
+    def label(self) -> str:
+        """A short name for tables: ``coral(λ=1)`` (plus the layer and domains when not the defaults)."""
+        tg = f"→{'+'.join(self.targets)}" if self.targets else ""
+        return f"{self.method}({', '.join(self._label_parts())}){tg}"
+
+    def _label_parts(self) -> list[str]:
+        return [f"λ={self.weight:g}"] + (["logits"] if self.features == "logits" else [])
+
+
+class TrainConfig(_Strict):
+    epochs: FinetuneEpochs = 3  # 0 (with model.weights): nothing trained, the recipe is what fine-tunes use
+    batch_size: int = Field(128, gt=0, le=MAX_BATCH_SIZE)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["cosine", "onecycle", "step", "constant"] = "onecycle"
+    step_size: Epochs = 1.0
+    gamma: float = Field(0.1, gt=0, le=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    augment: Literal["auto", "none", "crop", "flip", "flip_crop"] = "auto"
+    warmup_epochs: FinetuneEpochs = 0.0
+    amp: bool = True
+    adapt: AdaptConfig | None = None  # domain adaptation of the baseline, e.g. {method: coral, weight: 1}
+    init: Literal["scratch", "weights"] | None = None  # None: "weights" when model.weights is given
+    freeze_epochs: FinetuneEpochs = 0.0  # transfer: only the classifier head trains for the first N epochs
+    rotation: float = Field(0.0, ge=0, le=180)  # random rotation in ±degrees (after crop / flip)
+    color_jitter: ColorJitterConfig | None = None
+
+    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("init", "freeze_epochs", "rotation", "color_jitter", "adapt")
+
+
+class VariantConfig(_Strict):
+    method: str
+    name: str | None = None
+    params: dict[str, Any] = {}
+    budget: dict[str, float] | None = None  # {kind: value}
+    budgets: dict[str, list[float]] | None = None  # {kind: [values]} -> one variant per value
+
+    @field_validator("budget", "budgets")
+    @classmethod
+    def _one_kind(cls, v: dict | None) -> dict | None:
+        if v is None:
+            return v
+        if len(v) != 1:
+            raise ValueError(f"give exactly one budget kind out of {', '.join(BUDGET_KINDS)}, got {sorted(v)}")
+        kind = next(iter(v))
+        if kind not in BUDGET_KINDS:
+            raise ValueError(f"unknown budget kind '{kind}'{did_you_mean(kind, BUDGET_KINDS)}; "
+                             f"allowed: {', '.join(BUDGET_KINDS)}")
+        vals = v[kind] if isinstance(v[kind], list) else [v[kind]]
+        if not vals:
+            raise ValueError("the budget list is empty")
+        for x in vals:
+            if not (x > 0) or (kind != "knob" and x > 1):
+                raise ValueError(f"budget {kind}={x} must be in (0, 1] (a fraction of the parent)")
+        return v
+
+
+class EvaluationConfig(_Strict):
+    evaluator: str
+    params: dict[str, Any] = {}
+    variants: list[str] | None = None  # None -> every variant (and the baseline)
+
+
+class ExecutorConfig(BaseModel):
+    """``executor: NAME`` or ``executor: {name: NAME, <that executor's options>}`` (e.g. ``{name: ray,
+    address: auto, resources: {train: {num_gpus: 1}}, max_retries: 2}``). The name must be registered in
+    ``registry.executors``; the options are checked against that executor's ``params`` schema when the
+    experiment is resolved (an option it does not take is an error)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: str = "local"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_or_mapping(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = {"name": v}
+        if not isinstance(v, dict) or not isinstance(v.get("name", "local"), str):
+            raise ValueError("give an executor name (e.g. local, ray) or a mapping {name: ..., <options>}")
+        return v
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options as written (everything but ``name``)."""
+        return dict(self.model_extra or {})
+
+
+# ------------------------------------------------------------------ study tables (report:)
+class _Layout(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StudyColumn(_Layout):
+    """One column: the rows of ``metric`` from ``evaluator`` whose condition has the ``where`` items
+    (``null``: the key must be absent; ``"*"``: present with any value), reduced per (variant, seed)
+    with ``aggregate`` (over the matching conditions), multiplied by ``scale``, then mean ± 95 % CI
+    over seeds."""
+
+    label: str = Field(min_length=1, max_length=80)
+    evaluator: str
+    metric: str
+    where: dict[str, str | int | float | bool | None] = {}
+    exact: bool = False
+    aggregate: Aggregate = "mean"
+    tag: str | None = None
+    fmt: Format = "g"
+    scale: float = Field(1.0, gt=0, allow_inf_nan=False)
+
+
+class StudyTable(_Layout):
+    name: FileName(64)  # type: ignore[valid-type]
+    title: str = Field(min_length=1, max_length=200)
+    group_by: Literal["none", "family", "method", "name"] = "none"  # name: the variant name before "@"
+    row_label: Literal["variant", "budget", "reduction"] = "variant"
+    columns: list[StudyColumn] = Field(min_length=1, max_length=64)
+
+
+class ReportLayout(_Layout):
+    tables: list[StudyTable] = Field(default_factory=list, max_length=32)
+
+    @field_validator("tables")
+    @classmethod
+    def _distinct(cls, v: list[StudyTable]) -> list[StudyTable]:
+        names = [t.name for t in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate study table name(s) {dup}")
+        return v
+
+
+class Experiment(_Strict):
+    name: FileName(100)  # type: ignore[valid-type]
+    seeds: list[Seed] = Field([0], min_length=1, max_length=1000)
+    dataset: DatasetConfig
+    model: ModelConfig
+    train: TrainConfig | None = TrainConfig()  # None: model.weights are the baseline, nothing is trained
+    variants: list[VariantConfig] = []
+    evaluations: list[EvaluationConfig] = [EvaluationConfig(evaluator="clean")]
+    device: str = "auto"
+    threads: int | None = Field(None, gt=0, le=4096)
+    cache_dir: str = ".compressbench/cache"
+    store: str | None = None  # default: results/<name>.sqlite
+    executor: ExecutorConfig = ExecutorConfig.model_construct()  # "local", "ray", {name: ray, address: ..., ...}
+    report: ReportLayout | None = None  # study tables drawn next to the standard report (layouts.py)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", v):
+            raise ValueError("allowed: auto, cpu, cuda, cuda:N, mps")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("seeds must be distinct")
+        return v
+
+    @property
+    def recipe(self) -> TrainConfig:
+        """The training recipe compression fine-tunes build on (the defaults when ``train: null``)."""
+        return self.train if self.train is not None else TrainConfig()
+
+    @property
+    def trains_baseline(self) -> bool:
+        """The baseline job trains (``train: null`` and ``train.epochs: 0`` use ``model.weights`` as they are)."""
+        return self.train is not None and self.train.epochs > 0
+
+    @property
+    def transfer(self) -> bool:
+        """The baseline is fine-tuned from ``model.weights`` (head / first conv may be adapted)."""
+        return self.trains_baseline and self.model.weights is not None and self.train.init != "scratch"
+
+    @property
+    def store_path(self) -> Path:
+        return Path(self.store) if self.store else Path("results") / f"{self.name}.sqlite"

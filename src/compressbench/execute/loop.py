@@ -1,0 +1,157 @@
+"""The one scheduling loop every executor shares: it walks the DAG, starts each job once its upstream jobs
+are done, collects what finishes, and waits for jobs another driver holds. An executor supplies only a
+:class:`Backend` — how a job is started and how finished ones are collected:
+
+* the local executor runs a job to completion inside :meth:`Backend.start` (the cache protocol's
+  :func:`~.cache.run_one`) and never has jobs in flight;
+* the Ray executor looks a job up in the cache in the driver, submits it as a task otherwise, and
+  :meth:`Backend.collect` gathers finished tasks with ``ray.wait``.
+
+A job another live driver has claimed (``start`` or ``collect`` answers None) is set aside: the other
+runnable jobs go first, then this driver polls the cache for its result (a log line every ``WAIT_LOG_S``)
+and runs it itself if its claim disappears or goes stale. The driver alone calls ``on_done`` (which writes
+the store), once per job, in the order jobs finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Protocol
+
+from ..jobs import Job
+from ..progress.board import RunBoard
+from .cache import WAIT_LOG_S, WAIT_POLL_S, JobResult, inspect_cached, lock_is_stale, lock_owner
+
+log = logging.getLogger("compressbench")
+
+SUBMITTED = object()  # what Backend.start returns for a job now running elsewhere (collect() returns it later)
+
+
+class Backend(Protocol):
+    """What an executor supplies to :func:`schedule`."""
+
+    def start(self, job: Job, upstream: dict[str, JobResult]) -> JobResult | None | object:
+        """Run or submit ``job`` (its upstream results in ``upstream``): its result, ``None`` when another
+        driver holds it, or :data:`SUBMITTED` when it runs elsewhere and :meth:`collect` will return it."""
+        ...
+
+    def in_flight(self) -> int:
+        """How many submitted jobs have not been collected yet."""
+        ...
+
+    def collect(self, timeout: float) -> list[tuple[Job, JobResult | None]]:
+        """Submitted jobs that finished within ``timeout`` seconds (None: another driver holds it)."""
+        ...
+
+
+def owner_str(info: dict[str, Any] | None) -> str:
+    """A claim's owner for log lines (the Ray task when a Ray worker holds it)."""
+    if not info:
+        return "another driver"
+    task = f", Ray task {info['ray_task'][:8]}" if info.get("ray_task") else ""
+    return f"pid {info.get('pid')} on {info.get('host')}{task} since {info.get('started', '?')}"
+
+
+class _Run:
+    """The state of one :func:`schedule` call."""
+
+    def __init__(self, jobs: list[Job], backend: Backend, cache: Any, board: RunBoard,
+                 on_done: Callable[[Job, JobResult], None], tick: Callable[[], None]):
+        self.jobs, self.backend, self.cache, self.board = jobs, backend, cache, board
+        self.on_done, self.tick = on_done, tick
+        self.results: dict[str, JobResult] = {}
+        self.waiting = list(jobs)  # not started yet, in plan (topological) order
+        self.held: dict[str, Job] = {}  # claimed by another driver: it runs there
+        self.unverified = 0
+        self.last_wait_log = time.monotonic()
+
+    def finish(self, job: Job, res: JobResult) -> None:
+        self.results[job.key] = res
+        self.unverified += res.cached and not res.verified
+        state = "cached" if res.cached else ("FAILED" if res.error else f"{res.seconds:.1f}s")
+        log.info("[%d/%d] %s: %s", len(self.results), len(self.jobs), job.describe(), state)
+        self.board.finish(job.key, "cached" if res.cached else ("failed" if res.error else "ran"), res.seconds)
+        self.on_done(job, res)
+        self.tick()
+
+    def hold(self, job: Job) -> None:
+        self.held[job.key] = job
+        self.board.set(job.key, "held")
+        log.info("%s is being run by %s: doing other work first, then waiting for its result", job.describe(),
+                 owner_str(lock_owner(self.cache, job.key)))
+
+    def start_ready(self) -> bool:
+        """Start every job whose upstream jobs are done; whether any finished."""
+        progressed = False
+        still: list[Job] = []
+        for job in self.waiting:
+            if any(d not in self.results for d in job.deps):  # an upstream job is still running (or held)
+                still.append(job)
+                continue
+            self.board.set(job.key, "running")
+            res = self.backend.start(job, {d: self.results[d] for d in job.deps})
+            if res is SUBMITTED:
+                self.board.set(job.key, "queued")
+            elif res is None:
+                self.hold(job)
+            else:
+                self.finish(job, res)  # type: ignore[arg-type]
+                progressed = True
+        self.waiting = still
+        return progressed
+
+    def collect(self) -> bool:
+        done = self.backend.collect(WAIT_POLL_S)
+        for job, res in done:
+            if res is None:
+                self.hold(job)
+            else:
+                self.finish(job, res)
+        return bool(done)
+
+    def poll_held(self) -> bool:
+        """Jobs another driver holds: its result once cached; back to waiting if its claim went away."""
+        progressed = False
+        for key, job in list(self.held.items()):
+            res, _ = inspect_cached(self.cache, key, {d: self.results[d] for d in job.deps})
+            lock = self.cache / "jobs" / f"{key}.lock"
+            if res is not None:
+                del self.held[key]
+                self.finish(job, res)
+                progressed = True
+            elif not lock.exists() or lock_is_stale(lock, lock_owner(self.cache, key)):
+                del self.held[key]  # its owner failed it or died: run it here
+                self.board.set(key, "waiting")
+                self.waiting.append(job)
+                progressed = True
+        return progressed
+
+    def wait(self) -> None:
+        if self.held and time.monotonic() - self.last_wait_log >= WAIT_LOG_S:
+            self.last_wait_log = time.monotonic()
+            first = next(iter(self.held.values()))
+            log.info("waiting for %d job(s) run by other drivers, e.g. %s (%s)", len(self.held), first.describe(),
+                     owner_str(lock_owner(self.cache, first.key)))
+        time.sleep(WAIT_POLL_S)
+
+
+def schedule(jobs: list[Job], backend: Backend, cache: Any, board: RunBoard,
+             on_done: Callable[[Job, JobResult], None], tick: Callable[[], None] = lambda: None
+             ) -> dict[str, JobResult]:
+    """Run ``jobs`` (a DAG in topological order) through ``backend`` until every one has a result (see the
+    module docstring). ``tick`` is called after each finished job (e.g. a progress bar's update)."""
+    r = _Run(jobs, backend, cache, board, on_done, tick)
+    while r.waiting or r.held or backend.in_flight():
+        if r.start_ready():
+            continue
+        progressed = r.collect() if backend.in_flight() else False
+        progressed = r.poll_held() or progressed
+        if not progressed and not backend.in_flight():
+            r.wait()
+        elif progressed:
+            r.last_wait_log = time.monotonic()
+    if r.unverified:
+        log.warning("%d cached job(s) were written by an older compressbench and carry no checksums: used "
+                    "unverified (delete the cache folder to rebuild them with checksums)", r.unverified)
+    return r.results
