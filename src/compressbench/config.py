@@ -42,6 +42,7 @@ from .configfile import (  # noqa: F401  (re-exported: the config API)
 )
 from .errors import UserError
 from .fields import MAX_BATCH_SIZE, Epochs, FileName, FinetuneEpochs, Fraction, ImageSize, PositiveFloat, Seed
+from .findings_schema import Finding, experiment_check
 from .interfaces import Budget
 from .layouts import ReportLayout, check_layout
 from .registry import UnknownNameError, datasets, evaluators, methods, models
@@ -218,6 +219,7 @@ class Experiment(_Strict):
     store: str | None = None  # default: results/<name>.sqlite
     executor: ExecutorConfig = ExecutorConfig.model_construct()  # "local", "ray", {name: ray, address: ..., ...}
     report: ReportLayout | None = None  # study tables drawn next to the standard report (layouts.py)
+    findings: list[Finding] = Field([], max_length=200)  # declared claims, tested on the results (findings_schema.py)
 
     @field_validator("device")
     @classmethod
@@ -468,6 +470,9 @@ def validate(raw: dict[str, Any]) -> Experiment:
         msg = check_layout(exp.report, [ev.evaluator for ev, _ in evals])
         if msg:
             raise ConfigError(msg)
+    msg = experiment_check(exp.findings, variants, [ev.evaluator for ev, _ in evals])
+    if msg:
+        raise ConfigError(msg)
     from .domain_config import check_domains  # datasets with domains, adaptation (imports this module)
 
     check_domains(exp, variants)

@@ -76,6 +76,9 @@ def build_report(store_path: str | Path, out_dir: str | Path, experiment: str | 
         if "html" in fmts:
             sections.append(experiment_html(data, tables, figures, str(exp_dir.relative_to(out)), ctx.specs))
     sections += _studies(store, names, out, fmts, opts)
+    from ..findings import report_section  # the declared findings, tested: first on the page
+
+    sections.insert(0, report_section(store_path, names, out, fmts, opts))
     if "html" not in fmts:
         return out
     title = f"compressbench report: {', '.join(names)}"

@@ -26,6 +26,7 @@ from torch import nn
 
 from ...costs import INPUT_GRADIENT, CostContext, EvalCost, attack_cost
 from ...interfaces import EvalContext, Measurement, Params
+from ...outcomes import OutcomeRecorder, eval_set_name
 from ...progress import progress_bar
 from ...registry import attacks as attacks_registry
 from ...registry import evaluators
@@ -178,7 +179,7 @@ def strong_steps(a: AttackConfig) -> int | None:
 
 
 def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list[Attack],
-              params: AdversarialParams, ctx: EvalContext) -> list[Measurement]:
+              params: AdversarialParams, ctx: EvalContext, rec: OutcomeRecorder | None = None) -> list[Measurement]:
     dev = model_device(source, ctx.device)
     tdev = model_device(model, "cpu")
     tally = _Tally()
@@ -241,8 +242,12 @@ def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list
     clean = tally.get("clean")
     n_correct = int(clean.sum())
 
-    def m(metric: str, value: float, cond: dict[str, Any]) -> None:
+    iset = rec.image_set(eval_set_name(), images.index) if rec is not None else None
+
+    def m(metric: str, value: float, cond: dict[str, Any], bits: torch.Tensor | None = None) -> None:
         out.append(Measurement(metric, float(value), {**cond, "mode": mode}, tag=mode))
+        if bits is not None and rec is not None:  # per-image outcomes of an accuracy (compressbench.outcomes)
+            rec.mean(metric, float(value), {**cond, "mode": mode}, iset, bits)
 
     def success(ok: torch.Tensor) -> float:
         return float((clean & ~ok).sum()) / n_correct if n_correct else 0.0
@@ -256,14 +261,14 @@ def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list
             m("median_norm", float(ok_norms.median()) if n_correct else math.nan, cond)
             m("success_rate", float(torch.isfinite(ok_norms).float().mean()) if n_correct else 0.0, cond)
             for t in a.config.thresholds if a.config.thresholds is not None else DEFAULT_THRESHOLDS[a.norm]:
-                m("robust_top1_at_norm", float((eff > t).float().mean()), {**cond, "eps": _r(t)})
+                m("robust_top1_at_norm", float((eff > t).float().mean()), {**cond, "eps": _r(t)}, eff > t)
             continue
         accs = []
         for e in a.config.eps:
             ok = tally.get((i, e))
             robust[(i, e)] = acc = float(ok.float().mean())
             accs.append((e, acc))
-            m("robust_top1", acc, {**cond, "eps": _r(e)})
+            m("robust_top1", acc, {**cond, "eps": _r(e)}, ok)
             m("success_rate", success(ok), {**cond, "eps": _r(e)})
         accs.sort()
         mono = all(b[1] <= a_[1] + params.monotone_tol for a_, b in zip(accs, accs[1:], strict=False))
@@ -273,7 +278,7 @@ def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list
         if i in strong:
             sa, e = strong[i]
             acc_s = float(tally.get((i, "strong")).float().mean())
-            m("robust_top1", acc_s, {**sa.describe(), "eps": _r(e)})
+            m("robust_top1", acc_s, {**sa.describe(), "eps": _r(e)}, tally.get((i, "strong")))
             m("success_rate", success(tally.get((i, "strong"))), {**sa.describe(), "eps": _r(e)})
             ok_s = acc_s <= robust[(i, e)] + params.stronger_tol
             if not ok_s:
@@ -297,7 +302,8 @@ def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list
         checks = ["fgsm_vs_iterative"] if fg and it else []
         if probe_atk is not None:
             acc_p = float(tally.get("probe").float().mean())
-            m("robust_top1", acc_p, {**probe_atk.describe(), "eps": _r(params.masking_probe_eps), "probe": True})
+            m("robust_top1", acc_p, {**probe_atk.describe(), "eps": _r(params.masking_probe_eps), "probe": True},
+              tally.get("probe"))
             checks.append("large_eps")
             if acc_p > params.masking_tol:
                 reasons.append(f"PGD-L∞ at ε={params.masking_probe_eps:g} leaves {acc_p:.3f} accuracy")
@@ -380,6 +386,7 @@ def adversarial(model: nn.Module, ctx: EvalContext, params: AdversarialParams) -
     for s in skipped:
         log.info("adversarial: skipping %s", s)
     out: list[Measurement] = []
+    rec = OutcomeRecorder()
     for mode in modes:
         try:
             source = _source_for(mode, model, ctx)
@@ -391,8 +398,9 @@ def adversarial(model: nn.Module, ctx: EvalContext, params: AdversarialParams) -
             continue
         if low_precision_dtype(source) is not None:
             source = _Float32(source)
-        out += _run_mode(mode, model, source, images, atks, params, ctx)
+        out += _run_mode(mode, model, source, images, atks, params, ctx, rec)
     if not out:
         raise RuntimeError(f"adversarial: no attack mode applies to variant '{ctx.variant.name}' "
                            f"({'; '.join(skipped) or 'see warnings'})")
+    rec.save(ctx.workdir)
     return out
