@@ -201,3 +201,18 @@ def test_validate_accepts_the_three_forms(tmp_path, capsys):
         {"claim": "v", "vs_parent": "all", "metric": {"evaluator": "clean", "metric": "top1", "where": {}},
          "expect": "a ≈ b", "margin": 0.01}]}))
     assert main(["validate", str(p)]) == 0, capsys.readouterr().err
+
+
+def test_the_coral_statement_comes_from_declared_findings():
+    """docs/domain_shift.md's "did CORAL help?" is the verdict of findings the demo declares: every CORAL
+    variant against its source-only twin on the target domain."""
+    from pathlib import Path
+
+    from compressbench.config import load_config
+
+    root = Path(__file__).parents[1]
+    exp = load_config(root / "configs" / "digits_domain_shift.yaml")
+    coral = {v.name for v in exp.variants_resolved() if "coral" in v.name and "control" not in v.name}
+    tested = {f.compare.a for f in exp.findings if f.compare and f.metric == "target_top1" and f.expect == "a > b"}
+    assert coral == tested
+    assert "compressbench findings" in (root / "docs" / "domain_shift.md").read_text()

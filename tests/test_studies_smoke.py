@@ -4,6 +4,7 @@ study table) on offline data with tiny epochs and subsets — so a preset can ne
 from __future__ import annotations
 
 import csv
+import math
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from compressbench.config import load_config
 from compressbench.domain_config import experiment_parts
+from compressbench.findings import evaluate_store
 from compressbench.report import build_report
 from compressbench.report.html import _slug
 from compressbench.runner import run
@@ -38,4 +40,13 @@ def test_study_preset_at_smoke_scale(path, tmp_path):
                 assert any(r[f"c{i}"] not in ("", "nan") for r in rows), (name, table.name, col.label)
     html = (tmp_path / "report" / "report.html").read_text()
     assert all(t.title.split("(")[0].strip() in html for t in exp.report.tables)
+    # the study's claims are tested on every experiment: one seed, so by the paired bootstrap over the images
+    # whose outcomes the evaluators wrote (the verdicts themselves mean nothing at this scale)
+    assert exp.findings and 'id="findings"' in html and (tmp_path / "report" / "findings.csv").is_file()
+    tests = [t for r in evaluate_store(exp.store_path, n_boot=200) for t in r.tests]
+    assert len(tests) >= len(exp.findings) * len(experiment_parts(exp))
+    for t in tests:
+        assert t.estimate is not None and not math.isnan(t.estimate.mean), (t.fid, t.experiment, t.reason)
+        assert t.estimate.method == "bootstrap" and t.estimate.n_images > 0, (t.fid, t.experiment, t.reason)
+        assert t.verdict in ("holds", "contradicted", "inconclusive")
     print(f"{path.stem} at smoke scale: {summary.jobs} jobs in {secs:.1f} s")
