@@ -213,7 +213,7 @@ def experiment_check(findings: list[Finding], variants: Iterable[Any], evaluator
     for v in variants:
         budgets[v.name] = (v.budget.kind, float(v.budget.value)) if v.budget is not None else (None, None)
     specs = {**{ev: evaluators.spec(ev) for ev in evaluator_names}, **JOB_SPECS}
-    keys = {m.column for s in specs.values() for m in s.metrics if m.summary}
+    keys = {m.column for s in specs.values() for m in s.metrics if m.show.summary}
     names = {ev: [m.name for m in s.metrics] for ev, s in specs.items()}
     return check_findings(findings, budgets, keys, names)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..findings_schema import Finding
 from ..report.data import load_experiment, load_store
+from ..report.declared import report_options
 from ..report.tables import ReportOptions
 from ..stats import DEFAULT_BOOTSTRAP
 from .engine import (
@@ -97,8 +98,10 @@ def add_findings_arguments(parser: argparse.ArgumentParser) -> None:
                         "1 − confidence after Holm (default 0.95)")
     parser.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, metavar="N",
                         help=f"bootstrap replicates for one-seed tests (default {DEFAULT_BOOTSTRAP})")
-    parser.add_argument("--main-eps", default="8/255", help="robust accuracy at the largest ε ≤ this, as in the "
-                        "report (default 8/255)")
+    for name, (opt, owners) in report_options().items():  # the report's options: numbers as the report's
+        parser.add_argument(opt.flag, dest=f"option_{name}", default=None, metavar=name.upper(),
+                            choices=list(opt.choices) or None,
+                            help=f"{opt.help} (default {opt.default}; declared by {', '.join(owners)})")
     parser.add_argument("--csv", metavar="FILE", help="also write the verdicts as CSV")
     parser.add_argument("--md", metavar="FILE", help="also write them as Markdown")
 
@@ -106,15 +109,17 @@ def add_findings_arguments(parser: argparse.ArgumentParser) -> None:
 def findings_command(args: argparse.Namespace) -> int:
     """``compressbench findings``: print (and optionally write) the verdicts; exit 2 on bad input."""
     from ..errors import UserError
-    from ..report.data import to_float
+    from ..report import checked_options
 
     if not 0.5 <= args.confidence < 1:
         raise UserError(f"--confidence must be in [0.5, 1), got {args.confidence}")
     if not 100 <= args.bootstrap <= 100_000:
         raise UserError(f"--bootstrap must be between 100 and 100000 replicates, got {args.bootstrap}")
-    eps = to_float(args.main_eps)
-    if eps != eps or eps < 0:
-        raise UserError(f"--main-eps must be a number or a fraction like 8/255, got '{args.main_eps}'")
+    given = {k.removeprefix("option_"): v for k, v in vars(args).items() if k.startswith("option_") and v is not None}
+    try:
+        opts = checked_options(ReportOptions(args.confidence, **given))
+    except ValueError as e:
+        raise UserError(str(e)) from None
     findings, names = None, args.experiment
     if args.config:
         from ..config import load_config, parse_override
@@ -127,7 +132,6 @@ def findings_command(args: argparse.Namespace) -> int:
         names = names or [n for n, _ in experiment_parts(exp)]
     elif args.scale or args.set:
         raise UserError("--scale / --set apply to --config FILE")
-    opts = ReportOptions(main_eps=eps, confidence=args.confidence)
     try:
         results = evaluate_store(args.store, names, findings, opts, args.bootstrap)
     except ValueError as e:

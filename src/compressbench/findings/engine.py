@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -96,7 +96,7 @@ def metric_values(data: ExperimentData, metric: str | MetricRef, options: Report
     spec = _ref_spec(metric)
     declared = ctx.specs.get(metric.evaluator)
     d = declared.metric(metric.metric) if declared is not None else None
-    return per_seed(data, metric.evaluator, spec)[0], (d.fmt if d is not None else "g")
+    return per_seed(data, metric.evaluator, spec)[0], (d.show.fmt if d is not None else "g")
 
 
 def _ref_spec(ref: MetricRef) -> MetricSpec:
@@ -111,7 +111,7 @@ def _reads(data: ExperimentData, metric: str | MetricRef, options: ReportOptions
         return {(metric.evaluator, metric.metric)}, False
     ctx = ReportContext.build(data, options)
     decls = ctx.summary.by_key.get(metric, [])
-    return {(d.evaluator, d.spec.name) for d in decls}, any(d.spec.derive is not None for d in decls)
+    return {(d.evaluator, d.spec.name) for d in decls}, any(d.spec.select.derive is not None for d in decls)
 
 
 # ---------------------------------------------------------------- per-image outcomes of a store's rows
@@ -229,7 +229,7 @@ def replicate_values(data: ExperimentData, seed: int, variants: list[str], metri
         rep["value"] = values.reshape(-1)
         rep["id"] = np.arange(len(rep))
         rdata = ExperimentData(data.name, rep.reset_index(drop=True), data.errors.iloc[:0], data.variants,
-                               list(range(b)), [], data.runs)
+                               list(range(b)), [], data.runs, data.declared)
         vals, _ = metric_values(rdata, metric, options)
         for v in variants:
             s = vals.loc[v] if v in vals.index.get_level_values(0) else pd.Series(dtype=float)
@@ -353,11 +353,6 @@ def decide(tests: list[Verdict], confidence: float = 0.95) -> list[Verdict]:
     return tests
 
 
-def with_options(options: ReportOptions | None, confidence: float | None) -> ReportOptions:
-    options = options or ReportOptions()
-    return replace(options, confidence=confidence) if confidence is not None else options
-
-
 def _latest_config(data: ExperimentData) -> dict[str, Any] | None:
     """The config of the experiment's latest run (a sibling ``<name>.<part>`` runs its parent's config)."""
     for run in reversed(data.runs):
@@ -429,4 +424,4 @@ def evaluate(datas: list[ExperimentData], findings: list[Finding] | None = None,
 
 
 __all__ = ["Verdict", "FindingsResult", "HOLDS", "CONTRADICTED", "INCONCLUSIVE", "metric_values", "replicate_values",
-           "evaluate_experiment", "decide", "evaluate", "findings_of", "OutcomeFiles", "subjects", "with_options"]
+           "evaluate_experiment", "decide", "evaluate", "findings_of", "OutcomeFiles", "subjects"]
