@@ -216,3 +216,18 @@ def test_the_coral_statement_comes_from_declared_findings():
     tested = {f.compare.a for f in exp.findings if f.compare and f.metric == "target_top1" and f.expect == "a > b"}
     assert coral == tested
     assert "compressbench findings" in (root / "docs" / "domain_shift.md").read_text()
+
+
+def test_findings_command(tmp_path, capsys):
+    path = _store(tmp_path, {"baseline": [0.9] * 3, "a": A, "b": B},
+                  [{"claim": "a beats b", "compare": {"a": "a", "b": "b"}, "metric": "clean_top1", "expect": "a > b"}])
+    assert main(["findings", str(path), "--csv", str(tmp_path / "f.csv"), "--md", str(tmp_path / "f.md")]) == 0
+    out = capsys.readouterr().out
+    assert "F1 HOLDS: a beats b" in out and "3 seeds (t)" in out
+    assert "holds" in (tmp_path / "f.csv").read_text() and "**holds**" in (tmp_path / "f.md").read_text()
+    for bad, msg in ((["--confidence", "2"], "--confidence"), (["--bootstrap", "5"], "--bootstrap"),
+                     (["--main-eps", "x"], "--main-eps"), (["--scale", "smoke"], "--config"),
+                     (["-e", "nope"], "experiment 'nope' not in")):
+        assert main(["findings", str(path), *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and msg in err and err.count("\n") == 1, err

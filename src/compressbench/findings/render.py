@@ -78,21 +78,25 @@ def _shown_columns(results: list[FindingsResult]) -> list[str]:
     return [c for c in COLUMNS if c != "experiment" or len(exps) > 1]
 
 
+def _by_finding(r: FindingsResult) -> dict[str, list[Verdict]]:
+    by: dict[str, list[Verdict]] = {}
+    for t in r.tests:
+        by.setdefault(t.fid, []).append(t)
+    return by
+
+
+def _headline(fid: str, ts: list[Verdict]) -> str:
+    """A finding's verdict over its tests (holds only if every test holds) and its claim."""
+    verdicts = [t.verdict for t in ts]
+    overall = HOLDS if all(v == HOLDS for v in verdicts) else CONTRADICTED if CONTRADICTED in verdicts \
+        else INCONCLUSIVE
+    counts = ", ".join(f"{verdicts.count(v)} {v}" for v in (HOLDS, CONTRADICTED, INCONCLUSIVE) if verdicts.count(v))
+    return f"{fid} {overall.upper()}: {ts[0].claim} ({counts})"
+
+
 def summary_lines(results: list[FindingsResult]) -> list[str]:
-    """One line per finding: its verdict over its tests (holds only if every test holds)."""
-    lines = []
-    for r in results:
-        by: dict[str, list[Verdict]] = {}
-        for t in r.tests:
-            by.setdefault(t.fid, []).append(t)
-        for fid, ts in by.items():
-            verdicts = [t.verdict for t in ts]
-            overall = HOLDS if all(v == HOLDS for v in verdicts) else CONTRADICTED if CONTRADICTED in verdicts \
-                else INCONCLUSIVE
-            counts = ", ".join(f"{verdicts.count(v)} {v}" for v in (HOLDS, CONTRADICTED, INCONCLUSIVE)
-                               if verdicts.count(v))
-            lines.append(f"{fid} {overall.upper()}: {ts[0].claim} ({counts})")
-    return lines
+    """One line per finding: its verdict over its tests."""
+    return [_headline(fid, ts) for r in results for fid, ts in _by_finding(r).items()]
 
 
 def method_note(results: list[FindingsResult]) -> str:
@@ -144,16 +148,12 @@ def console_lines(results: list[FindingsResult]) -> list[str]:
     """Per finding: its overall verdict and claim, then one line per test (readable in a log, no wrapping)."""
     out = []
     for r in results:
-        by: dict[str, list[Verdict]] = {}
-        for t in r.tests:
-            by.setdefault(t.fid, []).append(t)
-        heads = dict(zip(by, summary_lines([FindingsResult(r.name, [t for ts in by.values() for t in ts],
-                                                                   r.confidence)]), strict=True))
-        for fid, ts in by.items():
-            out.append(heads[fid])
+        several = len({v.experiment for v in r.tests}) > 1
+        for fid, ts in _by_finding(r).items():
+            out.append(_headline(fid, ts))
             for t in ts:
                 x = row(t)
-                where = f"{t.experiment}: " if len({v.experiment for v in r.tests}) > 1 else ""
+                where = f"{t.experiment}: " if several else ""
                 out.append(f"    {where}{t.subject} on {x['metric']} = {x['difference']}, {r.confidence:.0%} CI "
                            f"{x['ci']}; {x['method']}; expected {x['expected']}; p {x['p']}, Holm {x['p_holm']} "
                            f"-> {t.verdict}" + (f" ({x['note']})" if x["note"] else ""))
