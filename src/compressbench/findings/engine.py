@@ -185,8 +185,9 @@ def replicate_values(data: ExperimentData, seed: int, variants: list[str], metri
                      options: ReportOptions, files: OutcomeFiles, n_boot: int = DEFAULT_BOOTSTRAP,
                      boot_seed: int = 0) -> tuple[dict[str, np.ndarray], int] | str:
     """Bootstrap replicates of ``metric`` for ``variants`` at ``seed``: {variant: n_boot values} and the number
-    of images resampled — or the reason there are none. Each replicate resamples every image set once (the
-    same draw for every variant and every row on those images) and re-computes the metric from the
+    of images behind the rows it reads (every image set they use, counted once) — or the reason there are
+    none. Each replicate resamples every image set once (the same draw for every variant and every row on
+    those images; sets are drawn independently of each other) and re-computes the metric from the
     re-evaluated rows exactly as the report does."""
     df = data.df
     keep = set(variants) | {BASELINE}
@@ -237,7 +238,9 @@ def replicate_values(data: ExperimentData, seed: int, variants: list[str], metri
     reps = {v: np.concatenate(x) for v, x in out.items()}
     if all(np.nanmax(r) - np.nanmin(r) == 0 if np.isfinite(r).any() else True for r in reps.values()):
         return "the metric does not change with the evaluation images (no image-level test)"
-    return reps, max(sets.values())
+    # the images behind the rows the metric reads (a derived column's own rows: e.g. the attacks' subset)
+    read_sets = {key for i in read_pos for key, _, _ in forms[i].terms} or set(sets)
+    return reps, sum(sets[k] for k in read_sets)
 
 
 # ---------------------------------------------------------------- one test
