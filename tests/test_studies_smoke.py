@@ -4,11 +4,13 @@ study table) on offline data with tiny epochs and subsets — so a preset can ne
 from __future__ import annotations
 
 import csv
+import math
 import time
 from pathlib import Path
 
 import pytest
 
+from compressbench.findings import evaluate_store
 from compressbench.report import build_report
 from compressbench.report.console import run_tables
 from compressbench.report.data import load_experiment, series_of
@@ -52,4 +54,13 @@ def test_study_preset_at_smoke_scale(path, tmp_path):
                 assert set(fig.series) - {"baseline"} == {plot.series_label(vs) for vs in entries.values()}, fig.name
     html = (tmp_path / "report" / "report.html").read_text()
     assert all(t.title.split("(")[0].strip() in html for t in exp.report.tables)
+    # the study's claims are tested on every experiment: one seed, so by the paired bootstrap over the images
+    # whose outcomes the evaluators wrote (the verdicts themselves mean nothing at this scale)
+    assert exp.findings and 'id="findings"' in html and (tmp_path / "report" / "findings.csv").is_file()
+    tests = [t for r in evaluate_store(exp.store_path, n_boot=200) for t in r.tests]
+    assert len(tests) >= len(exp.findings) * len(exp.parts)
+    for t in tests:
+        assert t.estimate is not None and not math.isnan(t.estimate.mean), (t.fid, t.experiment, t.reason)
+        assert t.estimate.method == "bootstrap" and t.estimate.n_images > 0, (t.fid, t.experiment, t.reason)
+        assert t.verdict in ("holds", "contradicted", "inconclusive")
     print(f"{path.stem} at smoke scale: {summary.jobs} jobs in {secs:.1f} s")

@@ -1,6 +1,6 @@
 """The ``compressbench`` command: a thin shell over the library.
 
-Subcommands: run · validate · plan · list · results · report · profile · corrupt · compare.
+Subcommands: run · validate · plan · list · results · report · findings · profile · corrupt · compare.
 Errors in user input print one line and exit with code 2 (no traceback, no work started);
 ``run`` exits 1 when any job failed (after printing the summary), 0 when all succeeded.
 """
@@ -27,6 +27,9 @@ _HOOKS: dict[str, tuple[str, str, str, str]] = {
                 "measure params, bytes, FLOPs, latency and throughput of a saved model or package.module:factory"),
     "corrupt": ("compressbench.evaluate.corruptions", "add_corrupt_arguments", "corrupt_command",
                 "write a corrupted copy of a dataset in the CIFAR-10-C layout"),
+    "findings": ("compressbench.findings", "add_findings_arguments", "findings_command",
+                 "test the findings an experiment file declares on a results store: holds / contradicted / "
+                 "inconclusive, paired statistics, Holm"),
     "compare": ("compressbench.compare", "add_compare_arguments", "compare_command",
                 "which non-timing values and which recorded environment fields differ between two stores"),
 }
@@ -108,6 +111,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         for part in exp.parts:  # one table per experiment (one per source domain, if several)
             _print_summary(summary.store, part.name)
+        if exp.findings:  # the declared claims, tested (compressbench.findings)
+            from .findings import print_findings
+
+            print_findings(summary.store, [p.name for p in exp.parts], list(exp.findings))
     return EXIT_JOBS_FAILED if summary.failed else 0
 
 

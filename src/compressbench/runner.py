@@ -360,6 +360,6 @@ def _store_job(store: ResultStore, job: Job, res: JobResult, results: dict[str, 
     arts = [{"job_key": job.key, "experiment": lab.experiment, "variant": lab.variant, "method": lab.method,
              "seed": lab.seed, "evaluator": default_eval, "name": f.name, "path": f.resolve(), "created_at": now}
             for f in (sorted(res.dir.iterdir()) if res.dir.is_dir() else [])
-            if f.suffix.lower() in (".png", ".svg", ".jpg", ".json", ".csv") and f.name != "result.json"]
+            if f.suffix.lower() in (".png", ".svg", ".jpg", ".json", ".csv", ".npz") and f.name != "result.json"]
     # one transaction per job; rows already stored (a cached job, another driver) are skipped by the unique key
     store.add_job(rows, arts)

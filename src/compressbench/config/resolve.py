@@ -37,6 +37,7 @@ from ..registry import (
     models,
 )
 from ..specs import SHARED_BUDGETS
+from .findings import experiment_check
 from .params import one_line_error, validate_params
 from .plugins import PluginSet, object_names
 from .schema import BASELINE, Budget, DatasetConfig, EvaluationConfig, ExecutorConfig, Experiment
@@ -114,6 +115,7 @@ class ResolvedExperiment:
     cache_dir = _from_config("cache_dir")
     store_path = _from_config("store_path")
     report = _from_config("report")
+    findings = _from_config("findings")
 
     def config_json(self) -> str:
         """The config as canonical JSON (what a Ray worker resolves again)."""
@@ -318,6 +320,9 @@ def resolve_experiment(exp: Experiment) -> ResolvedExperiment:
         msg = check_layout(exp.report, [e.evaluator for e in evals])
         if msg:
             raise ConfigError(msg)
+    msg = experiment_check(list(exp.findings), variants, [e.evaluator for e in evals])
+    if msg:
+        raise ConfigError(msg)
     executor = resolve_executor(exp)
     # the user's code: "pkg.mod:obj" names, but not the name families a library serves ("timm:<arch>")
     names = [n for n in object_names(exp.model_dump(mode="json")) if not any(r.serves(n) for r in ALL.values())]

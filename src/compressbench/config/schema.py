@@ -267,6 +267,92 @@ class ReportLayout(_Layout):
         return v
 
 
+# ------------------------------------------------------------------ findings: claims declared before the run
+# (the forms are described in compressbench.config.findings; the statistics in compressbench.findings)
+FINDING_ORDER = ("a > b", "a < b", "a ~= b")
+FINDING_TREND = ("decreases", "increases")
+FINDING_ALL = "all"
+
+
+class FindingPair(_Strict):
+    a: str = Field(min_length=1, max_length=200)
+    b: str = Field(min_length=1, max_length=200)
+
+
+class MetricRef(_Strict):
+    """The rows of ``metric`` from ``evaluator`` whose condition has the ``where`` items (``null``: the key is
+    absent; ``"*"``: present with any value; ``exact``: no other key), reduced per (variant, seed) with
+    ``aggregate`` — a selection as a study table's column makes."""
+
+    evaluator: str = Field(min_length=1, max_length=100)
+    metric: str = Field(min_length=1, max_length=100)
+    where: dict[str, str | int | float | bool | None] = {}
+    exact: bool = False
+    aggregate: Aggregate = "mean"
+    tag: str | None = None
+
+    def label(self) -> str:
+        cond = ",".join(f"{k}={v}" for k, v in self.where.items())
+        return f"{self.evaluator}.{self.metric}" + (f"[{cond}]" if cond else "")
+
+
+def _normalise_expect(v: Any) -> Any:
+    """``a>b``, ``a ≈ b``, ``A > B`` -> the canonical spelling."""
+    if not isinstance(v, str):
+        return v
+    s = re.sub(r"\s+", "", v.strip().lower()).replace("≈", "~=").replace("==", "~=")
+    m = re.fullmatch(r"a(>|<|~=)b", s)
+    return f"a {m.group(1)} b" if m else v.strip().lower()
+
+
+class Finding(_Strict):
+    """One declared claim (see the module docstring for the three forms)."""
+
+    claim: str = Field(min_length=1, max_length=400)
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")  # default F1, F2, ...
+    metric: str | MetricRef
+    compare: FindingPair | None = None
+    trend: str | list[str] | None = None
+    vs_parent: list[str] | Literal["all"] | None = None
+    expect: str
+    margin: float | None = Field(None, gt=0)
+    parent: bool = False
+
+    @field_validator("expect", mode="before")
+    @classmethod
+    def _expect(cls, v: Any) -> Any:
+        return _normalise_expect(v)
+
+    @field_validator("trend")
+    @classmethod
+    def _trend(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(v, list) and len(v) < 2:
+            raise ValueError("a trend over listed variants needs at least 2 of them (least compressed first)")
+        return v
+
+    @model_validator(mode="after")
+    def _form(self) -> Finding:
+        forms = [f for f in ("compare", "trend", "vs_parent") if getattr(self, f) is not None]
+        if len(forms) != 1:
+            raise ValueError(f"give exactly one of compare, trend, vs_parent (got {', '.join(forms) or 'none'})")
+        allowed = FINDING_TREND if self.trend is not None else FINDING_ORDER
+        if self.expect not in allowed:
+            raise ValueError(f"expect '{self.expect}' is not allowed with {forms[0]}; allowed: {', '.join(allowed)}")
+        if (self.expect == "a ~= b") != (self.margin is not None):
+            raise ValueError("'a ~= b' needs a margin (how close counts as equal, in the metric's units) and only "
+                             "'a ~= b' takes one")
+        if self.parent and self.trend is None:
+            raise ValueError("parent: true belongs to a trend (the parent as its first point)")
+        return self
+
+    @property
+    def form(self) -> str:
+        return "compare" if self.compare is not None else "trend" if self.trend is not None else "vs_parent"
+
+    def metric_label(self) -> str:
+        return self.metric if isinstance(self.metric, str) else self.metric.label()
+
+
 class Experiment(_Strict):
     name: FileName(100)  # type: ignore[valid-type]
     seeds: list[Seed] = Field([0], min_length=1, max_length=1000)
@@ -281,6 +367,7 @@ class Experiment(_Strict):
     store: str | None = None  # default: results/<name>.sqlite
     executor: ExecutorConfig = ExecutorConfig.model_construct()  # "local", "ray", {name: ray, address: ..., ...}
     report: ReportLayout | None = None  # study tables drawn next to the standard report (layouts.py)
+    findings: list[Finding] = Field([], max_length=200)  # declared claims, tested on the results (config/findings.py)
 
     @field_validator("device")
     @classmethod

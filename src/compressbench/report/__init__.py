@@ -28,7 +28,7 @@ from typing import Sequence
 from .compare import find_stores, open_stores
 from .context import Derived, ReportContext
 from .data import ExperimentData, load_experiment
-from .declared import report_options
+from .declared import checked_options, report_options
 from .detail import all_tables
 from .html import _slug, comparison_html, experiment_html, page
 from .layout import study_tables
@@ -84,6 +84,11 @@ def build_report(store_path: str | Path | Sequence[str | Path], out_dir: str | P
         sections += _studies(store, names, base, out, fmts, opts)
     if several:
         sections.insert(0, _comparison_section(parts, out / "comparison", out, fmts, opts))
+    from ..findings import report_section  # the declared findings, tested: first on the page
+
+    findings = [report_section(store.path, names, out / _slug(label) if several else out, fmts, opts)
+                for label, store, names in picked if names]
+    sections[:0] = findings
     if "html" not in fmts:
         return out
     every = [n for _, _, names in picked for n in names]
@@ -143,22 +148,6 @@ def _studies(store, names: list[str], base: Path, out: Path, fmts: set[str], opt
             sections.append(experiment_html(data, tables, figures, str(exp_dir.relative_to(out)),
                                             ReportContext.build(data, opts).specs))
     return sections
-
-
-def checked_options(opts: ReportOptions) -> ReportOptions:
-    """``opts`` with every evaluator option checked against its declaration (text parsed, e.g. ``"8/255"``);
-    an option no registered evaluator declares, or a bad value, is a ``ValueError`` (one line)."""
-    declared = report_options()
-    values = {}
-    for name, raw in opts.values.items():
-        if name not in declared:
-            raise ValueError(f"unknown report option '{name}' (declared: {', '.join(sorted(declared)) or 'none'})")
-        opt = declared[name][0]
-        try:
-            values[name] = opt.value(raw)
-        except ValueError as e:
-            raise ValueError(f"{opt.flag} {e}") from None
-    return ReportOptions(opts.confidence, **values)
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:

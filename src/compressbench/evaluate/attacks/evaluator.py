@@ -27,6 +27,7 @@ from torch import nn
 
 from ...costs import CostContext, EvalCost, attack_cost
 from ...interfaces import EvalContext, Measurement, Params
+from ...outcomes import OutcomeRecorder, eval_set_name
 from ...progress import progress_bar
 from ...registry import attacks as attacks_registry
 from ...registry import evaluators
@@ -208,8 +209,9 @@ class _ModeRun:
     its middle non-zero ε (is a stronger attack not weaker?), and the gradient-masking probe."""
 
     def __init__(self, mode: str, model: nn.Module, source: nn.Module, atks: list[Attack],
-                 params: AdversarialParams, ctx: EvalContext):
+                 params: AdversarialParams, ctx: EvalContext, rec: OutcomeRecorder | None = None):
         self.mode, self.model, self.source, self.atks, self.params, self.ctx = mode, model, source, atks, params, ctx
+        self.rec, self.iset = rec, None  # per-image outcomes of the accuracies (compressbench.outcomes)
         self.tdev = model_device(model, "cpu")
         self.tally = _Tally()
         self.strong: dict[int, tuple[Attack, float]] = {
@@ -230,6 +232,8 @@ class _ModeRun:
 
     def craft(self, images: Any) -> None:
         """Run every attack on every batch of ``images``, tallying per-image outcomes."""
+        if self.rec is not None:
+            self.iset = self.rec.image_set(eval_set_name(), images.index)
         n_runs = sum(1 if a.minimum_norm else len(a.config.eps) for a in self.atks) + len(self.strong) + (
             self.probe is not None)
         bar = progress_bar(total=n_runs * len(images), desc=f"adversarial[{self.mode}]", unit="img",
@@ -302,8 +306,10 @@ class _ModeRun:
             self._m("check_ste_fidelity", float(torch.cat(self.sim_agree).float().mean()), {})
         return self.out
 
-    def _m(self, metric: str, value: float, cond: dict[str, Any]) -> None:
+    def _m(self, metric: str, value: float, cond: dict[str, Any], bits: torch.Tensor | None = None) -> None:
         self.out.append(Measurement(metric, float(value), {**cond, "mode": self.mode}, tag=self.mode))
+        if bits is not None and self.rec is not None:  # an accuracy: which images it counted as correct
+            self.rec.mean(metric, float(value), {**cond, "mode": self.mode}, self.iset, bits)
 
     def _success(self, ok: torch.Tensor) -> float:
         return float((self.clean & ~ok).sum()) / self.n_correct if self.n_correct else 0.0
@@ -318,7 +324,7 @@ class _ModeRun:
             hit = self.tally.get((i, "hit"))[self.clean]
             self._m("targeted_success_rate", float(hit.float().mean()) if self.n_correct else 0.0, cond)
         for t in a.config.thresholds if a.config.thresholds is not None else DEFAULT_THRESHOLDS[a.norm]:
-            self._m("robust_top1_at_norm", float((eff > t).float().mean()), {**cond, "eps": _r(t)})
+            self._m("robust_top1_at_norm", float((eff > t).float().mean()), {**cond, "eps": _r(t)}, eff > t)
 
     def _fixed_budget_rows(self, i: int, a: Attack) -> dict[tuple[int, float], float]:
         """Robust accuracy and success rate per ε, the monotone-in-ε check, the stronger re-run."""
@@ -327,7 +333,7 @@ class _ModeRun:
         for e in a.config.eps:
             ok = self.tally.get((i, e))
             robust[(i, e)] = float(ok.float().mean())
-            self._m("robust_top1", robust[(i, e)], {**cond, "eps": _r(e)})
+            self._m("robust_top1", robust[(i, e)], {**cond, "eps": _r(e)}, ok)
             self._m("success_rate", self._success(ok), {**cond, "eps": _r(e)})
         accs = sorted((e, robust[(i, e)]) for e in a.config.eps)
         mono = all(b[1] <= a_[1] + self.params.monotone_tol for a_, b in zip(accs, accs[1:], strict=False))
@@ -342,7 +348,7 @@ class _ModeRun:
         sa, e = self.strong[i]
         ok_strong = self.tally.get((i, "strong"))
         acc_s = float(ok_strong.float().mean())
-        self._m("robust_top1", acc_s, {**sa.describe(), "eps": _r(e)})
+        self._m("robust_top1", acc_s, {**sa.describe(), "eps": _r(e)}, ok_strong)
         self._m("success_rate", self._success(ok_strong), {**sa.describe(), "eps": _r(e)})
         ok_s = acc_s <= robust[(i, e)] + self.params.stronger_tol
         if not ok_s:
@@ -364,7 +370,8 @@ class _ModeRun:
         if self.probe is not None:
             eps = self.params.masking_probe_eps
             acc_p = float(self.tally.get("probe").float().mean())
-            self._m("robust_top1", acc_p, {**self.probe.describe(), "eps": _r(eps), "probe": True})
+            self._m("robust_top1", acc_p, {**self.probe.describe(), "eps": _r(eps), "probe": True},
+                    self.tally.get("probe"))
             checks.append("large_eps")
             if acc_p > tol:
                 reasons.append(f"{self.probe.name}-{self.probe.norm} at ε={eps:g} leaves {acc_p:.3f} accuracy")
@@ -375,8 +382,8 @@ class _ModeRun:
 
 
 def _run_mode(mode: str, model: nn.Module, source: nn.Module, images: Any, atks: list[Attack],
-              params: AdversarialParams, ctx: EvalContext) -> list[Measurement]:
-    run = _ModeRun(mode, model, source, atks, params, ctx)
+              params: AdversarialParams, ctx: EvalContext, rec: OutcomeRecorder | None = None) -> list[Measurement]:
+    run = _ModeRun(mode, model, source, atks, params, ctx, rec)
     run.craft(images)
     return run.measurements()
 
@@ -476,6 +483,7 @@ def adversarial(model: nn.Module, ctx: EvalContext, params: AdversarialParams) -
     for s in skipped:
         log.info("adversarial: skipping %s", s)
     out: list[Measurement] = []
+    rec = OutcomeRecorder()
     for mode in modes:
         try:
             source = _source_for(mode, model, ctx)
@@ -487,8 +495,9 @@ def adversarial(model: nn.Module, ctx: EvalContext, params: AdversarialParams) -
             continue
         if low_precision_dtype(source) is not None:
             source = _Float32(source)
-        out += _run_mode(mode, model, source, images, atks, params, ctx)
+        out += _run_mode(mode, model, source, images, atks, params, ctx, rec)
     if not out:
         raise RuntimeError(f"adversarial: no attack mode applies to variant '{ctx.variant.name}' "
                            f"({'; '.join(skipped) or 'see warnings'})")
+    rec.save(ctx.workdir)
     return out

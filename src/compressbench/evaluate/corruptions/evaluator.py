@@ -23,6 +23,7 @@ from ...costs import CostContext, EvalCost
 from ...data.transforms import fit_size
 from ...fields import BatchSize, Seed, Subset
 from ...interfaces import EvalContext, Measurement, Params
+from ...outcomes import OutcomeRecorder, Term, eval_set_name
 from ...progress import progress_bar
 from ...registry import corruptions as corruption_registry
 from ...registry import evaluators
@@ -228,40 +229,57 @@ def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: Corruption
     out: list[Measurement] = []
 
     @torch.inference_mode()
-    def correct(x: torch.Tensor, y: torch.Tensor) -> int:
-        return int((model(x).argmax(1) == y).sum())
+    def correct(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (model(x).argmax(1) == y).cpu()
 
-    clean = sum(correct(x, y) for x, y, _ in images.batches(params.batch_size, device=device)) / len(images)
+    # per-image outcomes of every row below (a mean over cells is a mean of their vectors): the image-level
+    # test of findings on one seed (compressbench.outcomes)
+    rec = OutcomeRecorder()
+    iset = rec.image_set(eval_set_name(), images.index)
+
+    def mean_row(metric: str, cond: dict, terms: list[Term], const: float = 0.0, sign: float = 1.0) -> float:
+        value = const + sign * sum(float(rec_vals[t]) for t in terms) / len(terms)
+        rec.row(metric, value, cond, [(t, sign / len(terms)) for t in terms], const)
+        out.append(Measurement(metric, value, cond))
+        return value
+
+    rec_vals: dict[Term, float] = {}
+    clean_ok = torch.cat([correct(x, y) for x, y, _ in images.batches(params.batch_size, device=device)])
+    clean_t = rec.vector(iset, clean_ok)
+    rec_vals[clean_t] = int(clean_ok.sum()) / len(images)
     with progress_bar(total=total, desc="corruptions", unit="img", disable=not ctx.progress) as bar:
         for suite, suite_cells in cells:
-            acc: list[tuple[Cell, float]] = []
+            acc: list[tuple[Cell, Term]] = []
             for cell in suite_cells:
-                hits = 0
+                oks = []
                 if params.files and cell.constant is None:
                     for x, y in _file_batches(params.files, cell.name, cell.severity, images.index,
                                               params.batch_size, ctx.data.test.index):
                         x = fit_size(x, ctx.meta.size)  # dataset.resize: the files hold 32-px images
-                        hits += correct(x.to(device), y.to(device))
+                        oks.append(correct(x.to(device), y.to(device)))
                         bar.update(len(y))
                 else:  # quantize: uint8 in -> uint8 out, the cheapest path (same images)
                     for x, y, idx in images.batches(params.batch_size, device=device, uint8=params.quantize):
                         xc = corrupt(x, idx, cell.name, cell.severity, seed=params.seed, params=params.param_set,
                                      constant=cell.constant)
-                        hits += correct(xc.float().div_(255) if params.quantize else xc, y)
+                        oks.append(correct(xc.float().div_(255) if params.quantize else xc, y))
                         bar.update(len(y))
-                acc.append((cell, hits / len(images)))
-                out.append(Measurement("top1", acc[-1][1], {**cell.condition, "suite": suite}))
-            mean = sum(a for _, a in acc) / len(acc)
-            out.append(Measurement("mean_top1", mean, {"suite": suite}))
-            out.append(Measurement("mce_unnormalised", 1.0 - mean, {"suite": suite}))
-            out.append(Measurement("clean_top1", clean, {"suite": suite}))
+                ok = torch.cat(oks)
+                t = rec.vector(iset, ok)
+                rec_vals[t] = int(ok.sum()) / len(images)
+                acc.append((cell, t))
+                mean_row("top1", {**cell.condition, "suite": suite}, [t])
+            mean_row("mean_top1", {"suite": suite}, [t for _, t in acc])
+            mean_row("mce_unnormalised", {"suite": suite}, [t for _, t in acc], const=1.0, sign=-1.0)
+            mean_row("clean_top1", {"suite": suite}, [clean_t])
             for sev in params.severities:  # the means over severities, of the corruptions listed by name
-                vals = [a for c, a in acc if c.constant is None and c.severity == sev]
-                if vals:
-                    out.append(Measurement("mean_top1", sum(vals) / len(vals), {"suite": suite, "severity": sev}))
+                ts = [t for c, t in acc if c.constant is None and c.severity == sev]
+                if ts:
+                    mean_row("mean_top1", {"suite": suite, "severity": sev}, ts)
             for n in dict.fromkeys(c.name for c, _ in acc if c.constant is None):
-                vals = [a for c, a in acc if c.constant is None and c.name == n]
-                out.append(Measurement("mean_top1", sum(vals) / len(vals), {"suite": suite, "corruption": n}))
+                mean_row("mean_top1", {"suite": suite, "corruption": n},
+                         [t for c, t in acc if c.constant is None and c.name == n])
+    rec.save(ctx.workdir)
     want_gallery = params.gallery if params.gallery is not None else ctx.variant.is_parent
     if want_gallery and not params.files and plan:
         try:
