@@ -1,6 +1,6 @@
 """The ``compressbench`` command: a thin shell over the library.
 
-Subcommands: run · validate · plan · list · results · report · profile · corrupt.
+Subcommands: run · validate · plan · list · results · report · profile · corrupt · export.
 Errors in user input print one line and exit with code 2 (no traceback, no work started);
 ``run`` exits 1 when any job failed (after printing the summary), 0 when all succeeded.
 """
@@ -27,6 +27,9 @@ _HOOKS: dict[str, tuple[str, str, str, str]] = {
                 "measure params, bytes, FLOPs, latency and throughput of a saved model or package.module:factory"),
     "corrupt": ("compressbench.evaluate.corruptions", "add_corrupt_arguments", "corrupt_command",
                 "write a corrupted copy of a dataset in the CIFAR-10-C layout"),
+    "export": ("compressbench.deploy.cli", "add_export_arguments", "export_command",
+               "export a variant of a study to a deployment runtime (onnx, executorch, openvino, pt2, safetensors), "
+               "verify it there and write its model card"),
 }
 
 

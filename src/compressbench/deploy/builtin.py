@@ -78,7 +78,11 @@ def open_onnx(path: Path, threads: int) -> Predict:
 
 formats.register("onnx", write_onnx, label="ONNX Runtime", suffix=".onnx", open=open_onnx,
                  runtime_version=lambda: f"onnxruntime-{metadata.version('onnxruntime')}",
-                 missing=lambda: _absent("onnxruntime"), version=1,
+                 missing=lambda: _absent("onnxruntime"), version=1, worker="onnx",
+                 usage='import numpy as np, onnxruntime as ort\n'
+                       'sess = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])\n'
+                       'x = np.random.rand({shape}).astype(np.float32)  # images in [0, 1], N×C×H×W\n'
+                       'logits = sess.run(None, {{"input": x}})[0]',
                  description="ONNX (opset 17, dynamic batch): fp32, or QDQ int8 with the variant's own scales")
 
 
@@ -118,6 +122,9 @@ def open_openvino(path: Path, threads: int) -> Predict:
 formats.register("openvino", write_openvino, label="OpenVINO", suffix=".xml", open=open_openvino,
                  runtime_version=lambda: f"openvino-{metadata.version('openvino')}",
                  missing=lambda: _absent("openvino"), extra="openvino", version=1,
+                 usage='import numpy as np, openvino as ov\n'
+                       'compiled = ov.Core().compile_model("model.xml", "CPU")\n'
+                       'logits = compiled(np.random.rand({shape}).astype(np.float32))[0]  # images in [0, 1]',
                  description="OpenVINO IR (openvino.convert_model of the ONNX export; int8 from its QDQ graph)")
 
 
@@ -154,6 +161,10 @@ def open_pt2(path: Path, threads: int) -> Predict:
 
 formats.register("pt2", write_pt2, label="torch.export (eager)", suffix=".pt2", open=open_pt2,
                  runtime_version=lambda: f"torch.export-{torch.__version__}", version=1,
+                 usage='import torch\n'
+                       '# int8 graphs: import torchao.quantization.pt2e first (registers the q/dq ops)\n'
+                       'module = torch.export.load("model.pt2").module()\n'
+                       'logits = module(torch.rand({shape}))  # images in [0, 1], batch up to 64',
                  description="torch.export ExportedProgram (torch.export.save), the entry to ExecuTorch and "
                              "AOTInductor; int8 variants as an XNNPACK-quantized q/dq graph")
 
@@ -193,6 +204,10 @@ def open_executorch(path: Path, threads: int) -> Predict:
 formats.register("executorch", write_executorch, label="ExecuTorch (XNNPACK)", suffix=".pte", open=open_executorch,
                  runtime_version=lambda: f"executorch-{metadata.version('executorch')}-xnnpack",
                  missing=lambda: _absent("executorch"), extra="executorch", version=1,
+                 usage='import torch\n'
+                       'from executorch.runtime import Runtime\n'
+                       'method = Runtime.get().load_program("model.pte").load_method("forward")\n'
+                       'logits = method.execute([torch.rand({shape})])[0]  # images in [0, 1], batch up to 64',
                  description="ExecuTorch .pte lowered to XNNPACK; int8 variants through the XNNPACK quantizer")
 
 
@@ -255,5 +270,9 @@ def open_safetensors(path: Path, threads: int) -> Predict:
 formats.register("safetensors", write_safetensors, label="PyTorch (safetensors)", suffix=".safetensors",
                  open=open_safetensors, runtime_version=lambda: f"torch-{torch.__version__}",
                  missing=lambda: _absent("safetensors"), graph="weights", worker="torch", version=1,
+                 usage='import compressbench as cb, torch\n'
+                       'model, _ = cb.load_model("model.safetensors")  # + model.json; nothing unpickled\n'
+                       'logits = model(torch.rand({shape}))  # images in [0, 1]\n'
+                       '# without compressbench (float models): from load_model import load; model = load("model")',
                  description="safetensors + a JSON architecture spec (no pickle): compressbench.load_model, "
                              "or torch + safetensors alone with the standalone loader for float models")

@@ -34,7 +34,8 @@ class FormatSpec(ComponentSpec):
     zero weights (none of the built-ins does); ``graph``: what it stores — ``"graph"`` (a standalone
     program) or ``"weights"`` (tensors plus a recipe); ``worker``: how a fresh process times it —
     ``"artifact"`` (``open`` in the worker) or ``"torch"`` (the efficiency protocol's PyTorch worker, which
-    rebuilds the file with ``checkpoint.load_model``)."""
+    rebuilds the file with ``checkpoint.load_model``); ``usage``: Python lines that run the file (``{shape}``:
+    the input shape), quoted in the model card."""
 
     label: str = ""
     suffix: str = ""
@@ -45,6 +46,7 @@ class FormatSpec(ComponentSpec):
     exploits_sparsity: bool = False
     graph: str = "graph"
     worker: str = "artifact"
+    usage: str = ""
 
 
 @dataclass

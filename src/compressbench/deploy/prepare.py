@@ -58,37 +58,31 @@ def int8_kind(model: nn.Module) -> Int8Kind | None:
 
 
 def _float_module(m: nn.Module) -> nn.Module | None:
-    """The float module computing what int8 module ``m`` computes, with its dequantized weights (None: ``m``
-    is not an int8 module this knows)."""
+    """The float module computing what int8 module ``m`` computes, with its dequantized weights, and no
+    activation rounding (None: ``m`` is not an int8 module this knows). The attacks' straight-through
+    simulation (``evaluate.attacks.quantsim``) does the same swap but keeps the variant's activation
+    scales as fake-quant ops, which a runtime's quantizer must not see."""
     import torch.ao.nn.intrinsic.quantized as nniq
     import torch.ao.nn.quantized as nnq
     import torch.ao.nn.quantized.dynamic as nnqd
 
-    relu = isinstance(m, (nniq.ConvReLU2d, nniq.LinearReLU, nniq.ConvReLU1d))
-    if isinstance(m, (nnq.Conv2d, nnq.Conv1d)):
-        cls = nn.Conv2d if isinstance(m, nnq.Conv2d) else nn.Conv1d
-        w, b = m.weight().dequantize(), m.bias()
-        f: nn.Module = cls(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation,
-                           m.groups, b is not None, m.padding_mode)
+    from ..evaluate.attacks.quantsim import float_conv, float_linear
+
+    if isinstance(m, (nnq.Conv1d, nnq.Conv2d, nnq.Conv3d)):
+        f: nn.Module = float_conv(m)
     elif isinstance(m, (nnq.Linear, nnqd.Linear)):
-        w, b = m.weight().dequantize(), m.bias()
-        f = nn.Linear(m.in_features, m.out_features, b is not None)
+        f = float_linear(m)
     elif isinstance(m, (nnq.Quantize, nnq.DeQuantize)):
         return nn.Identity()
     elif isinstance(m, nnq.QFunctional):
         return nn.quantized.FloatFunctional()
-    elif isinstance(m, (nnq.ReLU6, nnq.Hardswish)):
-        return nn.ReLU6() if isinstance(m, nnq.ReLU6) else nn.Hardswish()
-    elif isinstance(m, nnq.BatchNorm2d):
-        f = nn.BatchNorm2d(m.num_features, m.eps)
-        f.load_state_dict({k: v for k, v in m.state_dict().items() if k in f.state_dict()}, strict=False)
-        return f.eval()
+    elif isinstance(m, nnq.ReLU6):
+        return nn.ReLU6()
+    elif isinstance(m, nnq.Hardswish):
+        return nn.Hardswish()
     else:
         return None
-    with torch.no_grad():
-        f.weight.copy_(w)
-        if b is not None:
-            f.bias.copy_(b.detach())
+    relu = isinstance(m, (nniq.ConvReLU1d, nniq.ConvReLU2d, nniq.ConvReLU3d, nniq.LinearReLU))
     return nn.Sequential(f, nn.ReLU()) if relu else f
 
 
@@ -154,7 +148,7 @@ def pt2e_program(model: nn.Module, input_shape: tuple[int, ...], max_batch: int,
                     prepared(x)
                     n += len(x)
         converted = convert_pt2e(prepared)
-        notes.append(f"int8 re-quantized by the XNNPACK quantizer (PT2E) from the variant's dequantized weights"
+        notes.append("int8 re-quantized by the XNNPACK quantizer (PT2E) from the variant's dequantized weights"
                      + (f", activations calibrated on {n} images" if kind == "static" else
                         ", linear layers with dynamic activation quantization")
                      + ": the runtime's own int8 scales, not the variant's")

@@ -141,5 +141,6 @@ def timings(name: str, written: Written, input_shape: tuple[int, ...], settings:
 
 def failure(name: str, error: BaseException | str) -> Measurement:
     """The ``verified = 0`` row of an export that could not be written or run."""
-    msg = error if isinstance(error, str) else f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    first = str(error).splitlines()[0] if str(error) else ""
+    msg = error if isinstance(error, str) else f"{type(error).__name__}: {first}"
     return Measurement("verified", 0.0, {**condition(name), "reason": msg[:300]})
