@@ -99,7 +99,7 @@ def test_report_has_a_latency_column_per_runtime(study):
     from compressbench.report import load_experiment, summary_table
 
     exp, _ = study
-    frame = summary_table(load_experiment(ResultStore(exp.store_path), "ship")).to_frame()
+    frame = summary_table(load_experiment(ResultStore(exp.store_path), "ship")).to_frame().set_index("variant")
     for fmt in AVAILABLE:
         assert f"latency_b1_ms@{fmt}" in frame.columns, (fmt, list(frame.columns))
     assert frame.loc["quantize.static", f"latency_b1_ms@{AVAILABLE[0]}"] > 0
@@ -123,7 +123,7 @@ def test_cli_export_stores_rows_once_and_writes_a_card(study, fmt, tmp_path, cap
     _skip_missing(fmt)
     exp, _ = study
     out = tmp_path / fmt
-    assert _export(exp.store_path, "structured", fmt, out) == 2  # not a variant: one line, exit 2
+    assert _export(exp.store_path, "prune.structured", fmt, out) == 2  # not a variant: one line, exit 2
     assert "did you mean 'prune.structured@params=0.5'" in capsys.readouterr().err
     assert _export(exp.store_path, "quantize.static", fmt, out) == 0
     store = ResultStore(exp.store_path)

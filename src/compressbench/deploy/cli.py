@@ -56,8 +56,8 @@ def _settings(args: argparse.Namespace):
     try:
         return VerifySettings(threads=args.threads, repeats=args.repeats, warmup=args.warmup,
                               throughput_batch=args.batch, throughput_repeats=args.throughput_repeats,
-                              calib_batches=args.calib_batches, min_agreement=args.min_agreement, fp32_atol=args.fp32_atol,
-                              timing=not args.no_timing, fresh_process=not args.in_process)
+                              calib_batches=args.calib_batches, min_agreement=args.min_agreement,
+                              fp32_atol=args.fp32_atol, timing=not args.no_timing, fresh_process=not args.in_process)
     except ValidationError as e:
         err = e.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else ""

@@ -85,7 +85,8 @@ def _object_paths(obj: Any) -> set[str]:
 def _pick(what: str, value: Any, known: list[Any], flag: str) -> Any:
     if value is not None:
         if value not in known:
-            near = difflib.get_close_matches(str(value), [str(k) for k in known], n=1)
+            names = [str(k) for k in known]
+            near = [k for k in names if str(value) in k][:1] or difflib.get_close_matches(str(value), names, n=1)
             hint = f"; did you mean '{near[0]}'?" if near else ""
             raise ExportError(f"{flag}: no {what} '{value}' in the store{hint} (known: "
                               f"{', '.join(str(k) for k in known) or 'none'})")
