@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..measure.onnxrt import export_onnx, ort_session
+from ..measure.onnxrt import export_onnx, ort_session, quantize_onnx_dynamic
 from ..measure.precision import low_precision_dtype
 from .formats import ExportInput, Predict, Written, formats
 from .prepare import float_twin, int8_kind, pt2e_program
@@ -55,12 +55,9 @@ def write_onnx(inp: ExportInput, out: Path) -> Written:
     path = out / "model.onnx"
     notes = []
     if int8_kind(inp.model) == "dynamic":  # quantized::linear_dynamic has no ONNX export: ORT's own dynamic int8
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_onnx(float_twin(inp.model), Path(tmp) / "fp32.onnx", inp.input_shape)
-            quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul", "Gemm"])
+            quantize_onnx_dynamic(fp32, path)
         notes.append("dynamic int8 by ONNX Runtime's quantize_dynamic (MatMul/Gemm) of the variant's dequantized "
                      "weights: the runtime's own weight scales")
     else:

@@ -7,9 +7,10 @@ Module-level imports are numpy and the standard library only: the fresh-process 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -56,17 +57,37 @@ def quantize_onnx_static(fp32_path: str | Path, out_path: str | Path, calib: lis
             return next(self.it, None)
 
     pre = Path(out_path).with_suffix(".pre.onnx")
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.WARNING))  # onnxruntime.quantization logs every bias copy at INFO on root
     try:
-        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(out_path), _Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        with _quiet_root(logging.WARNING):
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+            quantize_static(str(pre), str(out_path), _Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     finally:
-        root.setLevel(level)
         pre.unlink(missing_ok=True)
     return Path(out_path)
+
+
+def quantize_onnx_dynamic(fp32_path: str | Path, out_path: str | Path) -> Path:
+    """onnxruntime's own dynamic int8 quantization of the MatMul / Gemm layers (int8 weights per channel,
+    activations quantized on the fly)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet_root(logging.ERROR):  # it also advises pre-processing on root at WARNING, every call
+        quantize_dynamic(str(fp32_path), str(out_path), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul", "Gemm"])
+    return Path(out_path)
+
+
+@contextlib.contextmanager
+def _quiet_root(level: int) -> Iterator[None]:
+    """onnxruntime.quantization logs on the root logger (every bias copy at INFO): at most ``level`` meanwhile."""
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(max(before, level))
+    try:
+        yield
+    finally:
+        root.setLevel(before)
 
 
 def time_onnx(path: str | Path, input_shape: tuple[int, ...], threads: int, throughput_batch: int, warmup: int,
