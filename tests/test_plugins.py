@@ -1,7 +1,8 @@
 """Extension points from outside the package (issue 12): a method, an evaluator with a new metric, a
 corruption and an attack, each registered once in ``tests/plugins/cb_demo_plugin.py`` — a module
 that is not part of compressbench — are used by a tiny experiment written in YAML, and an installed
-package registers through the ``compressbench.plugins`` entry-point group."""
+package registers through the ``compressbench.plugins`` entry-point group. The report of that run, made by
+a process that cannot import the plug-in, shows its metric from the declarations stored with the run."""
 
 from __future__ import annotations
 
@@ -96,15 +97,36 @@ def test_plugin_components_from_yaml(demo_plugin, tmp_path):
     r0 = value("baseline", "adversarial", "robust_top1", attack="demo.sign_noise", eps=0.0)
     r3 = value("baseline", "adversarial", "robust_top1", attack="demo.sign_noise", eps=0.3)
     assert r3 < r0
-    # the new metric reaches the report (HTML and CSV) with no report code change
-    from compressbench.report import build_report
+    # the new metric reaches the report (HTML and CSV) with no report code change, and without the plug-in's
+    # code (tests/test_report_e2e.py renders a plug-in's metric in a process where it is registered)
+    _report_without_the_plugin(exp.store_path, tmp_path / "report", value("baseline", "demo.margin", "mean_margin"))
 
-    html = build_report(exp.store_path, tmp_path / "report", formats=("html", "csv")).read_text()
-    assert "logit margin" in html
-    summary_csv = (tmp_path / "report" / "plugins" / "summary.csv").read_text()
-    assert "mean_margin" in summary_csv.splitlines()[0] or "logit margin" in summary_csv.splitlines()[0]
-    base_margin = value("baseline", "demo.margin", "mean_margin")
-    assert f"{base_margin:.3f}" in html
+
+def _report_without_the_plugin(store: Path, out: Path, base_margin: float) -> None:
+    """``compressbench report`` in a process that cannot import the plug-in (tests/plugins is not on its path)
+    renders the plug-in's metric from the declarations the run stored: its summary column and its HTML."""
+    import os
+    import subprocess
+
+    import compressbench
+
+    script = ("import importlib.util, sys\n"
+              "assert importlib.util.find_spec('cb_demo_plugin') is None, 'the plug-in is importable'\n"
+              "from compressbench.cli import main\n"
+              f"rc = main(['report', {str(store)!r}, '--out', {str(out)!r}, '--formats', 'html', 'csv'])\n"
+              "assert 'cb_demo_plugin' not in sys.modules\n"
+              "sys.exit(rc)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(compressbench.__file__).parents[1])}
+    res = subprocess.run([sys.executable, "-c", script], cwd=out.parent, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    header = (out / "plugins" / "summary.csv").read_text().splitlines()
+    cols = header[0].split(",")
+    assert "mean_margin" in cols
+    baseline = dict(zip(cols, next(r for r in header[1:] if r.startswith("baseline,")).split(","), strict=True))
+    assert float(baseline["mean_margin"]) == pytest.approx(base_margin, rel=1e-12)
+    page = (out / "report.html").read_text()
+    assert "logit margin" in page and f"{base_margin:.3f}" in page
 
 
 def test_unknown_plugin_names_are_one_line(demo_plugin, tmp_path):

@@ -292,7 +292,7 @@ def test_declared_hooks_resolve_and_report_names_nothing():
     specs = known_specs()
     names = set(specs)
     for spec in specs.values():
-        for h in (spec.report, spec.figures, *(m.derive for m in spec.metrics)):
+        for h in (spec.report, spec.figures, *(m.select.derive for m in spec.metrics)):
             assert h is None or callable(hook(h))
         names |= {m.name for m in spec.metrics} | {m.column for m in spec.metrics}
     names -= {"knob", *SHARED_BUDGETS}

@@ -1,7 +1,8 @@
 """The report from a store made by a real tiny run (digits, tinycnn, two pruned variants): the numbers in
 the CSVs and the HTML are the ones measured; an evaluator registered here — outside the package — with
-a declared metric reaches the summary, its own table and a figure without any report code; and once
-unregistered, its rows still render generically from the store alone."""
+a declared metric reaches the summary, its own table and a figure without any report code; once
+unregistered, its stored declarations still render it; and a store without declarations renders its rows
+generically."""
 
 from __future__ import annotations
 
@@ -117,13 +118,37 @@ def test_plugin_generic_table_lists_declared_and_undeclared_metrics(store):
     assert (t["n_seen[split=eval]"] > 0).all()  # undeclared: still reported, under its raw name
 
 
-def test_unregistered_evaluator_still_renders_from_the_store(store, tmp_path):
+def test_unregistered_evaluator_renders_from_its_stored_declarations(store, tmp_path):
+    """Without the plug-in, the run's stored declarations still give its summary column and figure."""
     assert PLUGIN not in evaluators  # as on a machine without the plug-in
     data = load_experiment(ResultStore(store["path"]), "e2e")
-    assert PLUGIN in data.evaluators
+    assert PLUGIN in data.evaluators and PLUGIN in data.declared
+    t = summary_table(data, ctx=ReportContext.build(data))
+    margins = _measured(store["path"], PLUGIN, "margin")
+    assert next(c.label for c in t.columns if c.key == "margin") == "Logit margin"
+    for v, x in margins.items():
+        assert t.mean.at[v, "margin"] == pytest.approx(x)
+    out = build_report(store["path"], tmp_path / "out", formats=("html", "csv"))
+    page = out.read_text()
+    assert 'data-name="margin_vs_budget_knob"' in page and 'data-name="test-margin"' in page
+
+
+def test_store_without_declarations_renders_generically(store, tmp_path):
+    """A store written before runs recorded their declarations (no table): an evaluator this installation
+    does not know has no summary column, but its rows still render in its generic table."""
+    import shutil
+    import sqlite3
+
+    old = tmp_path / "old.sqlite"
+    shutil.copy(store["path"], old)
+    with sqlite3.connect(old) as c:
+        c.execute("DROP TABLE declarations")
+    data = load_experiment(ResultStore(old), "e2e")
+    assert data.declared == {}
     t = summary_table(data, ctx=ReportContext.build(data))
     assert "margin" not in {c.key for c in t.columns}  # no declaration: no summary column ...
-    out = build_report(store["path"], tmp_path / "out", formats=("html", "csv"))
+    assert "clean_top1" in {c.key for c in t.columns}  # (the built-ins: from the registry)
+    out = build_report(old, tmp_path / "out", formats=("html", "csv"))
     g = pd.read_csv(tmp_path / "out" / "e2e" / "test-margin.csv").set_index("variant")  # ... but its table
     margins = _measured(store["path"], PLUGIN, "margin")
     for v, x in margins.items():

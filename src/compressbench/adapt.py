@@ -14,18 +14,23 @@ reads the source half only, and the target labels are never read (they are -1, s
 
 Where it is used: ``train.adapt`` (the baseline), the ``adapt.coral`` compression stage, and the
 ``adapt`` parameter of ``distill`` (each builds an :class:`Adaptation`).
+
+The loss is looked up in ``registry.adapt_losses`` (``fn(source_features, target_features) -> loss``):
+another alignment loss is one registration, and ``adapt.method`` is validated against that registry with
+the config (an unknown name fails in one line, with a "did you mean").
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Iterator, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from .data.base import DatasetBundle, ImageSet
+from .registry import adapt_losses
 
 
 def covariance(f: torch.Tensor) -> torch.Tensor:
@@ -45,7 +50,8 @@ def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (diff * diff).sum() / (4 * d * d)
 
 
-ADAPT_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"coral": coral_loss}
+adapt_losses.register("coral", coral_loss, version=1,
+                      description="Deep CORAL (Sun & Saenko 2016): ‖C_S − C_T‖²_F / (4d²) of the feature covariances")
 
 
 class AdaptParams(BaseModel):
@@ -56,12 +62,18 @@ class AdaptParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: Literal["coral"] = "coral"
+    method: str = "coral"  # an adaptation loss (registry.adapt_losses)
     weight: float = Field(1.0, ge=0, le=1e6)  # λ
     targets: list[str] | None = None
     # penultimate: the classifier head's input (d = feature width); logits: the head's output (d = classes),
     # where the paper applied it (AlexNet's fc8)
     features: Literal["penultimate", "logits"] = "penultimate"
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        adapt_losses.resolve(v)  # unknown -> "unknown adaptation loss ...; did you mean" (a ValueError)
+        return v
 
     def label(self) -> str:
         """A short name for tables: ``coral(λ=1)`` (plus the layer and domains when not the defaults)."""
@@ -103,7 +115,7 @@ class Adaptation:
     features: str = "penultimate"
 
     def loss(self, source_features: torch.Tensor, target_features: torch.Tensor) -> torch.Tensor:
-        return ADAPT_LOSSES[self.method](source_features, target_features)
+        return adapt_losses.get(self.method)(source_features, target_features)
 
     def batches(self, batch_size: int, seed: int, device: torch.device) -> Iterator[torch.Tensor]:
         """Unlabeled target batches forever: seeded permutations (epoch after epoch) of the images."""

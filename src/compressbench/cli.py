@@ -310,7 +310,8 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     pl.set_defaults(fn=cmd_plan)
     ls = sub.add_parser("list", help="list registered models, datasets, methods, evaluators, corruptions, attacks")
     ls.add_argument("what", nargs="?", default="all",
-                    choices=["all", "models", "datasets", "methods", "evaluators", "corruptions", "attacks"])
+                    choices=["all", "models", "datasets", "methods", "evaluators", "corruptions", "attacks",
+                             "channel_criteria", "weight_criteria", "adapt_losses"])
     ls.add_argument("--params", dest="verbose_params", action="store_true", help="show each entry's parameters")
     ls.set_defaults(fn=cmd_list)
     res = sub.add_parser("results", help="print or export the rows of a results store")

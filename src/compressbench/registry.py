@@ -33,6 +33,7 @@ from .specs import (
     AttackSpec,
     ComponentSpec,
     CorruptionSpec,
+    CriterionSpec,
     DatasetSpec,
     EvaluatorSpec,
     MethodSpec,
@@ -264,6 +265,13 @@ evaluators: Registry[Any, EvaluatorSpec] = Registry("evaluator", "compressbench.
 corruptions: Registry[Any, CorruptionSpec] = Registry("corruption", "compressbench.evaluate.corruptions",
                                                       CorruptionSpec)
 attacks: Registry[Any, AttackSpec] = Registry("attack", "compressbench.evaluate.attacks", AttackSpec)
+# pruning importance criteria: channel groups (Torch-Pruning importances) and single weights (torch.nn.utils.prune)
+channel_criteria: Registry[Any, CriterionSpec] = Registry("channel criterion", "compressbench.compress.criteria",
+                                                          CriterionSpec)
+weight_criteria: Registry[Any, CriterionSpec] = Registry("weight criterion", "compressbench.compress.criteria",
+                                                         CriterionSpec)
+# domain adaptation losses fn(source_features, target_features) -> loss (compressbench.adapt)
+adapt_losses: Registry[Any, ComponentSpec] = Registry("adaptation loss", "compressbench.adapt", ComponentSpec)
 
 ALL = {
     "datasets": datasets,
@@ -272,5 +280,8 @@ ALL = {
     "evaluators": evaluators,
     "corruptions": corruptions,
     "attacks": attacks,
+    "channel_criteria": channel_criteria,
+    "weight_criteria": weight_criteria,
+    "adapt_losses": adapt_losses,
 }
 _REGISTRY_NAMES = {r.kind: n for n, r in ALL.items()}

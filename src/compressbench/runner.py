@@ -28,6 +28,7 @@ from .config import Experiment, load_config, validate
 from .data import DatasetBundle, load_dataset
 from .data.base import ImageSet
 from .data.prepare import prepare_bundle
+from .declarations import record_run
 from .execute import GPU_SHARE, JobResult, create_executor, prepare_cache
 from .interfaces import Budget, CompressContext, EvalContext, VariantInfo
 from .measure.counting import param_counts
@@ -316,6 +317,7 @@ def run(experiment: Experiment | str | Path, *, progress: bool | None = None, ex
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     store.add_run(run_id, exp.name, dt.datetime.now(dt.timezone.utc).isoformat(), exp.model_dump(mode="json"),
                   _git_hash(), versions(), str(device), host_info())
+    record_run(store, run_id, {j.labels["evaluator"] for j in jobs if j.kind == "evaluate"})  # report: no code
     by_key = {j.key: j for j in jobs}
     results: dict[str, JobResult] = {}
 

@@ -20,6 +20,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Literal, Mapping, Sequence
 
+from .metric_specs import (
+    ANY,
+    CLEAN_ACCURACY,
+    Aggregate,
+    Console,
+    Format,
+    MetricSpec,
+    Presentation,
+    ReportOption,
+    Selection,
+)
+
 # --------------------------------------------------------------------------- common
 
 
@@ -109,10 +121,11 @@ class MethodSpec(ComponentSpec):
     and no training; the check must be cheap (a dry run on a copy at most) and leave ``model`` as it
     was. A pipeline is checked stage by stage (``compress.budget.check_model``).
     ``adapts(params) -> AdaptParams | None``: the domain adaptation the method applies for these params
-    (``compressbench.adapt``; it then trains on unlabeled target-domain images — capability ``adapts``);
-    a method of ``family="adaptation"`` only adapts (it does not compress: the report files its variants
-    under the stages around it). ``cost(params) -> costs.TrainingCost``: the training it does, for
-    ``compressbench plan`` (None: every ``FinetuneParams`` field's epochs; see :mod:`compressbench.costs`)."""
+    (``compressbench.adapt``; it then trains on unlabeled target-domain images — capability ``adapts``).
+    ``compresses``: False for a method that only adapts or fine-tunes (tables that pair variants file it
+    under the stages around it, not as a compression of its own). ``cost(params) -> costs.TrainingCost``:
+    the training it does, for ``compressbench plan`` (None: every ``FinetuneParams`` field's epochs; see
+    :mod:`compressbench.costs`)."""
 
     family: str = "other"
     budgets: tuple[str, ...] = ()
@@ -130,6 +143,7 @@ class MethodSpec(ComponentSpec):
     check_model: Callable[[Any], str | None] | None = None
     adapts: Callable[[Any], Any] | None = None
     cost: Callable[[Any], Any] | None = None
+    compresses: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -143,96 +157,7 @@ class MethodSpec(ComponentSpec):
 
 # --------------------------------------------------------------------------- evaluators
 
-Aggregate = Literal["mean", "min", "max", "sum"]
-# cell formats (the report's and the console's renderings: ``report.tables.CELL_FORMATS``)
-Format = Literal["pct", "f1", "f2", "f3", "int", "bytes", "ms", "g"]
-ANY = "*"  # a ``where`` value: the condition has this key, with any value
-
-
-@dataclass(frozen=True)
-class Console:
-    """A column of the table ``compressbench run`` prints: ``title``; ``missing``: an empty cell's text
-    (why it is empty); ``note``: a line printed under the table."""
-
-    title: str
-    missing: str = "–"
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """One metric an evaluator declares (lm-evaluation-harness' ``Metric`` idea). The report reads these
-    declarations, never metric names (docs/report.md, "Declaring metrics")::
-
-        MetricSpec("top1", label="Clean acc. %", fmt="pct", higher_is_better=True, where={}, exact=True,
-                   summary=True, key="clean_top1", order=10, table=None, figure="acc_vs_budget_{kind}")
-
-    *Which rows* make one number per (variant, seed): rows of the metric ``name`` whose condition matches
-    ``where`` (``{key: value}``; ``None``: the key is absent; ``ANY``: present with any value) — with
-    ``exact``, the condition has no other key (``where={}, exact=True``: unconditioned rows only);
-    ``tag``: only rows with this tag (a tuple: these tags, preferred in order; None: prefer realised,
-    then untagged, theoretical, simulated); ``positive``: values ≤ 0 are not measurements (a counter
-    blind to int8 kernels reports 0); ``protocol``: condition keys of one measurement protocol — the
-    protocol covering most variants is kept and named in a note; the remaining rows reduce with
-    ``aggregate``. ``derive``: instead of reading rows, ``fn(ctx) -> Series | report.Derived`` (or a
-    ``"pkg.mod:fn"`` string, imported by the report only) computes the number, e.g. from other
-    summary columns (``ctx.column(key)``) or relative to the baseline.
-
-    *Where it shows*: ``summary``: a column of the summary table, keyed ``key`` (default ``name``; the
-    CSV's column) at position ``order``; ``fallback``: fills its key's column only when the main
-    declaration of that key has no numbers; ``scale``: ``((below, divisor, label), ...)``, the first step
-    whose ``below`` exceeds the column's largest value divides it and names it (MFLOPs vs GFLOPs);
-    ``note``: a note under the summary table when the column shows a protocol or a fallback
-    (``{name}``, ``{label}``, ``{condition}``, ``{evaluator}``, ``{primary}``). ``table``: the detail
-    table (``""``: its evaluator's generic table, ``None``: none — e.g. an evaluator's own ``report``
-    draws it). ``figure``: a figure (file stem, ``{kind}`` = budget kind) plotting it against the
-    achieved budget, a line per method, panels per declaration or, with ``panels``, per value of that
-    condition key. ``check``: a self-check (1 = passed), counted and failures listed. ``console``: a
-    column of the table ``compressbench run`` prints."""
-
-    name: str
-    label: str = ""
-    unit: str = ""
-    higher_is_better: bool | None = None
-    fmt: Format = "g"
-    aggregate: Aggregate = "mean"
-    where: Mapping[str, Any] = field(default_factory=dict)
-    exact: bool = False
-    tag: str | tuple[str, ...] | None = None
-    positive: bool = False
-    protocol: tuple[str, ...] = ()
-    derive: Callable[..., Any] | str | None = None
-    summary: bool = False
-    key: str = ""
-    order: float = 100.0
-    fallback: bool = False
-    scale: tuple[tuple[float, float, str], ...] = ()
-    note: str = ""
-    table: str | None = ""
-    figure: str | None = None
-    panels: str | None = None
-    check: bool = False
-    console: Console | None = None
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        if self.fmt not in Format.__args__:  # type: ignore[attr-defined]
-            raise TypeError(f"metric '{self.name}': fmt must be one of {Format.__args__}, got {self.fmt!r}")  # type: ignore[attr-defined]
-        if self.aggregate not in Aggregate.__args__:  # type: ignore[attr-defined]
-            raise TypeError(f"metric '{self.name}': aggregate must be one of {Aggregate.__args__}, "  # type: ignore[attr-defined]
-                            f"got {self.aggregate!r}")
-        if self.fallback and not self.summary:
-            raise TypeError(f"metric '{self.name}': fallback=True needs summary=True")
-
-    @property
-    def title(self) -> str:
-        return self.label or self.name
-
-    @property
-    def column(self) -> str:
-        """The key of its summary / detail column."""
-        return self.key or self.name
-
+# metric declarations and report options: :mod:`compressbench.metric_specs` (re-exported here)
 
 @dataclass(frozen=True)
 class EvaluatorSpec(ComponentSpec):
@@ -249,7 +174,13 @@ class EvaluatorSpec(ComponentSpec):
     source domains (sibling experiments ``<name>.<source>`` of one run), the report also draws its hooks
     once over the rows of all the siblings (a study section; its conditions must tell them apart).
     ``cost(params, ctx: costs.CostContext) -> costs.EvalCost``: the passes over images one job makes, for
-    ``compressbench plan`` (None: one forward pass over its evaluation images; :mod:`compressbench.costs`)."""
+    ``compressbench plan`` (None: one forward pass over its evaluation images; :mod:`compressbench.costs`).
+    ``report_options``: options of ``compressbench report`` its hooks read (:class:`ReportOption`, a flag
+    each). ``measures_time``: it measures wall-clock time (latency, throughput), so an executor gives its
+    jobs a machine of their own (other jobs beside it would be noise in its numbers).
+
+    What the report needs of a spec — ``metrics``, ``captions``, ``gathers``, the names of its hooks and its
+    report options — is stored with every run (:mod:`compressbench.declarations`)."""
 
     metrics: tuple[MetricSpec, ...] = ()
     # check_data(params, meta) -> message | None: what the evaluator cannot do on this dataset's images,
@@ -262,12 +193,17 @@ class EvaluatorSpec(ComponentSpec):
     figures: Callable[..., Any] | str | None = None
     captions: Mapping[str, str] = field(default_factory=dict)
     cost: Callable[[Any, Any], Any] | None = None
+    report_options: tuple[ReportOption, ...] = ()
+    measures_time: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
         bad = [m for m in self.metrics if not isinstance(m, MetricSpec)]
         if bad:
             raise TypeError(f"metrics must be MetricSpec instances, got {bad[:3]}")
+        bad = [o for o in self.report_options if not isinstance(o, ReportOption)]
+        if bad:
+            raise TypeError(f"report_options must be ReportOption instances, got {bad[:3]}")
 
     def metric(self, name: str) -> MetricSpec | None:
         return next((m for m in self.metrics if m.name == name), None)
@@ -324,7 +260,8 @@ class AttackSpec(ComponentSpec):
     check compares it with the iterative attacks); ``params``: the attack's own options schema.
     ``cost(params, meta) -> float``: forward-FLOP equivalents per image of one run (one ε, or one
     minimum-norm run), for ``compressbench plan`` (None: ``params.steps`` input gradients;
-    :mod:`compressbench.costs`)."""
+    :mod:`compressbench.costs`). ``masking_probe``: the attack can be the adversarial evaluator's
+    gradient-masking probe (a strong fixed-budget L∞ attack at a large ε): its parameters for that."""
 
     norms: tuple[str, ...] = ("linf",)
     minimum_norm: bool = False
@@ -334,6 +271,7 @@ class AttackSpec(ComponentSpec):
     max_features: int | None = None  # the largest input (channels × height × width) it can attack
     default_steps: int | None = None
     cost: Callable[[Any, Any], float] | None = None
+    masking_probe: Mapping[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- datasets and models
@@ -399,10 +337,25 @@ class RebuildSpec(ComponentSpec):
     quantizes: bool = False
 
 
+# --------------------------------------------------------------------------- pruning criteria
+
+
+@dataclass(frozen=True)
+class CriterionSpec(ComponentSpec):
+    """A pruning importance criterion (Torch-Pruning's split: the criterion scores, the method's pruner decides
+    how much to remove and when). Registered in ``registry.channel_criteria`` as ``fn() -> importance`` (a
+    Torch-Pruning importance scoring channel groups: structured pruning) or in ``registry.weight_criteria``
+    as a ``torch.nn.utils.prune`` method class (scoring single weights: unstructured pruning).
+    ``gradients``: it reads loss gradients, which the method accumulates on a few training batches first."""
+
+    gradients: bool = False
+
+
 SPEC_TYPES: dict[str, type[ComponentSpec]] = {
     "method": MethodSpec, "evaluator": EvaluatorSpec, "corruption": CorruptionSpec, "attack": AttackSpec,
     "dataset": DatasetSpec, "model": ModelSpec,
 }
 
 __all__ = ["ComponentSpec", "Knob", "MethodSpec", "MetricSpec", "Console", "ANY", "EvaluatorSpec", "CorruptionSpec",
-           "AttackSpec", "DatasetSpec", "ModelSpec", "RebuildSpec", "SPEC_TYPES", "SHARED_BUDGETS", "BudgetKind"]
+           "AttackSpec", "DatasetSpec", "ModelSpec", "RebuildSpec", "CriterionSpec", "SPEC_TYPES", "SHARED_BUDGETS",
+           "BudgetKind", "Selection", "Presentation", "ReportOption", "CLEAN_ACCURACY", "Aggregate", "Format"]

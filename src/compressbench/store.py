@@ -4,6 +4,10 @@ Tables
 ------
 ``runs``     one row per ``compressbench run`` invocation: provenance (resolved config, git hash,
              package versions, device, host, timestamp).
+``declarations`` one row per (run, evaluator): what the report needs of the evaluator's spec — its metric
+             declarations, as JSON (:mod:`compressbench.declarations`), so a report renders a plug-in's
+             metrics without its code. Added in place (created on the first write; the schema version
+             stays 2, so an older compressbench still reads the store and ignores the table).
 ``results``  one row per measurement: experiment, variant, method, budget, seed, evaluator,
              condition, metric, value (unrounded float) — plus the job key, the run that produced
              it, a tag (``realised`` / ``theoretical`` / ``simulated`` / ``transfer`` ...), and for a
@@ -41,7 +45,12 @@ COLUMNS = ["experiment", "variant", "method", "budget_kind", "budget_target", "b
 UNIQUE_KEY = ("experiment", "variant", "job_key", "evaluator", "condition", "metric")
 ERROR_KEY = ("run_id", "job_key", "evaluator", "metric")
 
-_TABLES = """
+_DECLARATIONS = """
+CREATE TABLE IF NOT EXISTS declarations (
+    run_id TEXT NOT NULL, evaluator TEXT NOT NULL, evaluator_version INTEGER, json TEXT NOT NULL,
+    PRIMARY KEY (run_id, evaluator))"""
+
+_TABLES = _DECLARATIONS + """;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, experiment TEXT, started_at TEXT, config_json TEXT, git_hash TEXT,
@@ -210,6 +219,26 @@ class ResultStore:
             c.execute("INSERT OR IGNORE INTO runs VALUES (?,?,?,?,?,?,?,?)",
                       (run_id, experiment, started_at, json.dumps(config, sort_keys=True, default=str), git_hash,
                        json.dumps(versions, sort_keys=True), device, json.dumps(host, sort_keys=True)))
+
+    def add_declarations(self, run_id: str, records: dict[str, str], versions: dict[str, int]) -> None:
+        """Store each evaluator's declarations (``records``: evaluator -> JSON) for run ``run_id``, once."""
+        with self._conn() as c, self._tx(c):
+            c.execute(_DECLARATIONS)
+            c.executemany("INSERT OR IGNORE INTO declarations VALUES (?,?,?,?)",
+                          [(run_id, ev, versions.get(ev), js) for ev, js in records.items()])
+
+    def declarations(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """``{run_id: {evaluator: record}}`` of these runs ({} for a store without the table)."""
+        ids = list(run_ids)
+        with self._conn() as c:
+            if not ids or not c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='declarations'"
+                                        ).fetchone():
+                return {}
+            out: dict[str, dict[str, Any]] = {}
+            for run_id, ev, js in c.execute(f"SELECT run_id, evaluator, json FROM declarations WHERE run_id IN "
+                                            f"({','.join('?' * len(ids))})", ids):
+                out.setdefault(run_id, {})[ev] = json.loads(js)
+        return out
 
     def has_job(self, job_key: str, experiment: str | None = None, variant: str | None = None) -> bool:
         """Whether a job's (successful) rows are already stored, under these labels if given."""

@@ -250,7 +250,7 @@ def composition(name: str, params: Any) -> dict[str, str]:
         parts = [composition(n, p) for n, p in spec.stages(params)]
         return {"compression": "+".join(c["compression"] for c in parts if c["compression"]),
                 "adapt": "+".join(c["adapt"] for c in parts if c["adapt"])}
-    return {"compression": "" if spec.family == "adaptation" else name,
+    return {"compression": name if spec.compresses else "",
             "adapt": "+".join(a.label() for a in adaptations(name, params))}
 
 

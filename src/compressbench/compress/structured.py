@@ -2,8 +2,9 @@
 
 Channels are **physically removed** (coupled layers — BatchNorm, the next conv, residual
 branches — are pruned consistently by ``tp.pruner.MetaPruner``), so parameters, bytes and FLOPs
-really shrink. Criteria: L1 / L2 magnitude, BatchNorm scale (network slimming), first-order
-Taylor (gradients on a few training batches) or random. Local (same ratio per layer) or global
+really shrink. Criteria (``registry.channel_criteria``, :mod:`.criteria`): L1 / L2 magnitude, BatchNorm
+scale (network slimming), first-order Taylor (gradients on a few training batches), random, or a
+registered plug-in's. Local (same ratio per layer) or global
 (ranked across layers) scope; one-shot or iterative with fine-tuning between steps.
 
 Shared budgets: the shared solver (``compress.budget``) searches Torch-Pruning's ``pruning_ratio``
@@ -23,16 +24,17 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
 from ..checkpoint import register_rebuilder
 from ..costs import TrainingCost
 from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
-from ..registry import methods
+from ..registry import channel_criteria, methods
 from ..specs import Knob
 from .budget import Solution, solve_knob
 from .common import clone, finetune, first_unplain_module, get_module, head_name, input_shape, layer_table
+from .criteria import check_criterion
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ BUDGETS = ("knob", "params", "bytes", "flops")
 
 
 class StructuredParams(Params):
-    criterion: Literal["l1", "l2", "bn_scale", "taylor", "random"] = "l1"
+    criterion: str = "l1"  # a channel criterion (registry.channel_criteria): l1, l2, bn_scale, taylor, random
     scope: Literal["local", "global"] = "global"
     ratio: float = Field(0.5, ge=0, lt=1)  # the knob: Torch-Pruning's channel pruning ratio (used without a budget)
     iterative_steps: int = Field(1, ge=1, le=100)  # >1: prune in steps with fine-tuning in between
@@ -48,17 +50,16 @@ class StructuredParams(Params):
     finetune: FinetuneParams = FinetuneParams(epochs=0.5)  # after the last step
     max_layer_ratio: float = Field(0.9, gt=0, lt=1)  # never remove more than this fraction of one layer's channels
     round_to: int | None = Field(None, ge=1)  # keep channel counts multiples of this (e.g. 8 for SIMD)
-    taylor_batches: int = Field(4, ge=1)
+    taylor_batches: int = Field(4, ge=1)  # training batches whose gradients a gradient criterion reads
 
+    @field_validator("criterion")
+    @classmethod
+    def _criterion(cls, v: str) -> str:
+        return check_criterion(channel_criteria, v)
 
-def _importance(criterion: str):
-    import torch_pruning as tp
-
-    return {"l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
-            "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
-            "bn_scale": lambda: tp.importance.BNScaleImportance(),
-            "taylor": lambda: tp.importance.GroupTaylorImportance(),
-            "random": lambda: tp.importance.RandomImportance()}[criterion]()
+    @property
+    def needs_gradients(self) -> bool:
+        return channel_criteria.spec(self.criterion).gradients
 
 
 def _pruner(model: nn.Module, meta: Any, params: StructuredParams, ratio: float, steps: int = 1,
@@ -70,14 +71,14 @@ def _pruner(model: nn.Module, meta: Any, params: StructuredParams, ratio: float,
     head = head_name(model)
     ignored = [get_module(model, head)] if head else []
     example = torch.rand(*input_shape(meta))
-    return tp.pruner.MetaPruner(model, example, importance=importance or _importance(params.criterion),
+    return tp.pruner.MetaPruner(model, example, importance=importance or channel_criteria.get(params.criterion)(),
                                 global_pruning=params.scope == "global", pruning_ratio=ratio,
                                 iterative_steps=steps, max_pruning_ratio=params.max_layer_ratio,
                                 ignored_layers=ignored, round_to=params.round_to)
 
 
 def _taylor_grads(model: nn.Module, ctx: CompressContext, n_batches: int) -> None:
-    """Accumulate loss gradients on a few training batches (Taylor importance needs them)."""
+    """Accumulate loss gradients on a few training batches (a gradient criterion, e.g. Taylor, reads them)."""
     model.zero_grad(set_to_none=True)
     model.train()
     g = torch.Generator().manual_seed(ctx.seed)
@@ -94,7 +95,7 @@ def prune_once(model: nn.Module, ctx: CompressContext, params: StructuredParams,
         return model
     torch.manual_seed(ctx.seed)  # random importance is reproducible
     pruner = _pruner(model, ctx.meta, params, ratio)
-    if params.criterion == "taylor":
+    if params.needs_gradients:
         _taylor_grads(model, ctx, params.taylor_batches)
     pruner.step()
     model.zero_grad(set_to_none=True)
@@ -171,18 +172,18 @@ def attention_blocker(model: nn.Module) -> str | None:
 
 def check_structured(model: nn.Module, ctx: CompressContext, params: StructuredParams) -> str | None:
     """``check_model``: no multi-head attention, and one-shot pruning at ratio 0.3 on a copy must remove
-    channels and run (the Taylor criterion, which needs data, is dry-run as L1: the graph is the same)."""
+    channels and run (a gradient criterion, which needs data, is dry-run as L1: the graph is the same)."""
     blocked = attention_blocker(model)
     if blocked:
         return blocked
-    p = params.model_copy(update={"criterion": "l1"}) if params.criterion == "taylor" else params
+    p = params.model_copy(update={"criterion": "l1"}) if params.needs_gradients else params
     return dry_run(model, ctx, lambda m: prune_once(m, ctx, p, 0.3))
 
 
 def structured_cost(p: StructuredParams) -> TrainingCost:
     """``compressbench plan``: the fine-tunes between iterative steps (counted at the final size) and after
-    the last one; Taylor importance's gradient batches (64 images) at every step."""
-    taylor = 64 * p.taylor_batches * p.iterative_steps if p.criterion == "taylor" else 0
+    the last one; a gradient criterion's batches (64 images) at every step."""
+    taylor = 64 * p.taylor_batches * p.iterative_steps if p.needs_gradients else 0
     return TrainingCost(epochs=p.finetune.epochs + p.step_finetune.epochs * (p.iterative_steps - 1),
                         gradient_images=taylor)
 
@@ -196,7 +197,8 @@ KNOB = Knob("ratio", lo=0.0, hi=lambda p: p.max_layer_ratio * 0.999, shrinks=Tru
                   check_model=check_structured, cost=structured_cost,
                   needs_training_data=True, version=1,
                   description="channel pruning that removes filters (Torch-Pruning dependency graph): "
-                              "L1/L2/BN-scale/Taylor/random, local or global, one-shot or iterative")
+                              "a registered criterion (L1/L2/BN-scale/Taylor/random), local or global, one-shot or "
+                              "iterative")
 def structured(parent: nn.Module, ctx: CompressContext, sol: Solution, params: StructuredParams) -> CompressResult:
     k_steps = params.iterative_steps
     record: dict[str, Any] = {"criterion": params.criterion, "scope": params.scope, "iterative_steps": k_steps}
@@ -207,7 +209,7 @@ def structured(parent: nn.Module, ctx: CompressContext, sol: Solution, params: S
         torch.manual_seed(ctx.seed)
         pruner = _pruner(model, ctx.meta, params, sol.knob, steps=k_steps)
         for k in range(k_steps):
-            if params.criterion == "taylor":
+            if params.needs_gradients:
                 _taylor_grads(model, ctx, params.taylor_batches)
             pruner.step()
             model.zero_grad(set_to_none=True)

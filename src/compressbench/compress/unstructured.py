@@ -1,6 +1,8 @@
 """Unstructured (weight) pruning with ``torch.nn.utils.prune``.
 
-Magnitude (L1) or random, per layer (``local``) or over all prunable layers (``global``), on conv
+A weight criterion (``registry.weight_criteria``, :mod:`.criteria`: magnitude ``l1``, ``random``, or a
+registered plug-in's ``torch.nn.utils.prune`` method), per layer (``local``) or over all prunable layers
+(``global``), on conv
 and linear weights (the classifier head optional). Masks stay in place during fine-tuning (so
 pruned weights cannot regrow) and are made permanent with ``prune.remove`` afterwards: the saved
 model holds plain dense tensors with zeros, no ``weight_orig`` / ``weight_mask``.
@@ -16,27 +18,33 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 from torch.nn.utils import prune
 
 from ..checkpoint import register_rebuilder
 from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
 from ..measure.sizes import sparse_payload_bytes
-from ..registry import methods
+from ..registry import methods, weight_criteria
 from ..specs import Knob
 from .budget import BudgetError, Solution
 from .common import ModelStats, finetune, head_name, layer_table
+from .criteria import check_criterion
 
 log = logging.getLogger(__name__)
 
 
 class UnstructuredParams(Params):
-    criterion: Literal["l1", "random"] = "l1"
+    criterion: str = "l1"  # a weight criterion (registry.weight_criteria): l1, random
     scope: Literal["local", "global"] = "global"
     sparsity: float = Field(0.5, ge=0, lt=1)  # the knob: fraction of prunable weights set to zero (no budget)
     include_head: bool = False  # prune the classifier head too
     finetune: FinetuneParams = FinetuneParams(epochs=0.5)
+
+    @field_validator("criterion")
+    @classmethod
+    def _criterion(cls, v: str) -> str:
+        return check_criterion(weight_criteria, v)
 
 
 def prunable_layers(model: nn.Module, include_head: bool) -> list[tuple[str, nn.Module]]:
@@ -51,7 +59,7 @@ def prunable_layers(model: nn.Module, include_head: bool) -> list[tuple[str, nn.
 def apply_masks(model: nn.Module, layers: list[tuple[str, nn.Module]], n_prune: int, criterion: str,
                 scope: str) -> None:
     """Attach pruning masks removing ``n_prune`` weights (globally ranked, or the same fraction per layer)."""
-    method = prune.L1Unstructured if criterion == "l1" else prune.RandomUnstructured
+    method = weight_criteria.get(criterion)
     if scope == "global":
         prune.global_unstructured([(m, "weight") for _, m in layers], pruning_method=method, amount=n_prune)
         return
@@ -102,8 +110,8 @@ def check_unstructured(model: nn.Module, ctx: CompressContext, params: Unstructu
                   knob=Knob("sparsity", lo=0.0, hi=0.999, shrinks=True, default=lambda p: p.sparsity,
                             exact=exact_sparsity, valid=_knob_range),
                   apply=attach_masks, sparsifies=True, needs_training_data=True, version=2,
-                  description="unstructured L1/random weight pruning (torch.nn.utils.prune), local or global; "
-                              "params = nonzero parameters")
+                  description="unstructured weight pruning by a registered criterion (L1, random: "
+                              "torch.nn.utils.prune), local or global; params = nonzero parameters")
 def unstructured(parent: nn.Module, ctx: CompressContext, sol: Solution, params: UnstructuredParams) -> CompressResult:
     model = sol.model
     layers = prunable_layers(model, params.include_head)

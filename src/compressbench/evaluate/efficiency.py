@@ -101,7 +101,7 @@ def efficiency_cost(p: EfficiencyParams, ctx: CostContext) -> EvalCost:
                     seconds=STATIC_S + (FRESH_PROCESS_S if p.fresh_process else 0) + ONNX_S * onnx)
 
 
-@evaluators.register("efficiency", params=EfficiencyParams, version=1, cost=efficiency_cost,
+@evaluators.register("efficiency", params=EfficiencyParams, version=1, cost=efficiency_cost, measures_time=True,
                      description="params, bytes (dense / sparse-encoded / zstd), FLOPs & MACs (dense, effective, "
                                  "int8), latency b1 + throughput + peak memory in a fresh process, ONNX Runtime "
                                  "fp32/int8 latency; each figure tagged realised or theoretical",

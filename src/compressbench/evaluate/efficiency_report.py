@@ -8,8 +8,7 @@ import matplotlib.pyplot as plt
 from ..report import Derived, ReportContext
 from ..report.data import baseline_value
 from ..report.plots import Plotter, agg, pareto_front, yerr
-
-ACCURACY = "clean_top1"  # the summary column plotted against cost
+from ..specs import CLEAN_ACCURACY
 
 
 def compression_pct(ctx: ReportContext) -> Derived:
@@ -23,7 +22,7 @@ def compression_pct(ctx: ReportContext) -> Derived:
 
 def figures(ctx: ReportContext, plot: Plotter) -> None:
     """Clean accuracy vs latency and vs compressed size, with the Pareto front."""
-    clean = ctx.column(ACCURACY)
+    clean = ctx.role(CLEAN_ACCURACY)
     if not len(clean):
         return
     acc = agg(clean, ["variant"]).set_index("variant")

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import UserError
 
-TIME_UNITS = ("ms", "s", "us", "img/s")  # declared metric units that mean "measured wall-clock time"
 _ADDRESS = re.compile(r"auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
 
 
@@ -78,14 +77,14 @@ def ray_missing() -> bool:
 
 
 def measures_time(evaluator: str) -> bool:
-    """Whether an evaluator declares a metric of measured wall-clock time (its spec, never its name)."""
+    """Whether an evaluator measures wall-clock time (``EvaluatorSpec.measures_time``; never its name)."""
     from ..registry import evaluators
 
     try:
         spec = evaluators.spec(evaluator)
     except Exception:
         return False
-    return any(m.unit in TIME_UNITS for m in spec.metrics)
+    return spec.measures_time
 
 
 def check_experiment(exp: Any, opts: RayOptions) -> str | None:

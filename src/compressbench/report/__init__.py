@@ -10,7 +10,9 @@ runs and writes::
     out_dir/<experiment>/figures/*.{png,svg}
 
 What goes where is drawn from metric declarations (``specs.MetricSpec``, ``EvaluatorSpec.report`` /
-``figures``): nothing here knows an evaluator or a metric by name (docs/report.md).
+``figures``) — those each run stored with its rows (:mod:`compressbench.declarations`), else this
+installation's — and the report options evaluators declare (``EvaluatorSpec.report_options``, a flag
+each): nothing here knows an evaluator, a metric or an option by name (docs/report.md).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 from .context import Derived, ReportContext
 from .data import ExperimentData, load_experiment, load_store
+from .declared import report_options
 from .detail import all_tables
 from .html import _slug, experiment_html, page
 from .layout import study_tables
@@ -48,7 +51,7 @@ def build_report(store_path: str | Path, out_dir: str | Path, experiment: str | 
     unknown = fmts - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown report format(s) {sorted(unknown)}; choose from {', '.join(FORMATS)}")
-    opts = options or ReportOptions()
+    opts = checked_options(options or ReportOptions())
     store = load_store(store_path)
     names = store.experiments()
     if experiment is not None:
@@ -105,29 +108,43 @@ def _studies(store, names: list[str], out: Path, fmts: set[str], opts: ReportOpt
     return sections
 
 
+def checked_options(opts: ReportOptions) -> ReportOptions:
+    """``opts`` with every evaluator option checked against its declaration (text parsed, e.g. ``"8/255"``);
+    an option no registered evaluator declares, or a bad value, is a ``ValueError`` (one line)."""
+    declared = report_options()
+    values = {}
+    for name, raw in opts.values.items():
+        if name not in declared:
+            raise ValueError(f"unknown report option '{name}' (declared: {', '.join(sorted(declared)) or 'none'})")
+        opt = declared[name][0]
+        try:
+            values[name] = opt.value(raw)
+        except ValueError as e:
+            raise ValueError(f"{opt.flag} {e}") from None
+    return ReportOptions(opts.confidence, **values)
+
+
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``compressbench report STORE --out DIR [--experiment NAME] [--formats ...]``."""
+    """Arguments of ``compressbench report STORE --out DIR [--experiment NAME] [--formats ...]``, and a flag
+    per report option the registered evaluators declare (``--main-eps`` ...)."""
     parser.add_argument("store", help="results store (SQLite file written by `compressbench run`)")
     parser.add_argument("--out", "-o", default="report", help="output directory (default: ./report)")
     parser.add_argument("--experiment", "-e", default=None, help="only this experiment (default: all)")
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS, metavar="FMT",
                         help=f"any of {' '.join(FORMATS)} (default: all)")
-    parser.add_argument("--main-eps", default="8/255",
-                        help="summary robust accuracy at the largest ε ≤ this (default 8/255)")
-    parser.add_argument("--norm", default="linf", help="attack norm for the summary column (default linf)")
+    for name, (opt, owners) in report_options().items():
+        parser.add_argument(opt.flag, dest=f"option_{name}", default=None, metavar=name.upper(),
+                            choices=list(opt.choices) or None,
+                            help=f"{opt.help} (default {opt.default}; declared by {', '.join(owners)})")
 
 
 def report_command(args: argparse.Namespace) -> int:
     """Run the ``report`` subcommand; prints the report's path. Returns the exit code."""
     import sys
 
-    from .data import to_float
-
+    given = {k.removeprefix("option_"): v for k, v in vars(args).items() if k.startswith("option_") and v is not None}
     try:
-        eps = to_float(getattr(args, "main_eps", "8/255"))
-        if eps != eps or eps < 0:
-            raise ValueError(f"--main-eps must be a number or a fraction like 8/255, got '{args.main_eps}'")
-        opts = ReportOptions(main_eps=eps, norm=getattr(args, "norm", "linf"))
+        opts = ReportOptions(**given)
         path = build_report(args.store, args.out, experiment=args.experiment,
                             formats=tuple(getattr(args, "formats", FORMATS)), options=opts)
     except (ValueError, FileNotFoundError) as e:

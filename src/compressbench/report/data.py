@@ -48,6 +48,8 @@ class ExperimentData:
     seeds: list[int]
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    # evaluator -> its stored declarations (``compressbench.declarations``), from the latest run recording it
+    declared: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def variant_order(self) -> list[str]:
@@ -122,7 +124,16 @@ def load_experiment(store: ResultStore, name: str) -> ExperimentData:
     # a sibling experiment <name>.<part> (one per source domain, ...) was run under <name>
     runs = [r for r in store.runs() if r.get("experiment") in (name, name.rsplit(".", 1)[0], None)]
     seeds = sorted(int(s) for s in df["seed"].unique())
-    return ExperimentData(name, df, errors, variants, seeds, artifacts, runs)
+    return ExperimentData(name, df, errors, variants, seeds, artifacts, runs, latest_declarations(store, runs))
+
+
+def latest_declarations(store: ResultStore, runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per evaluator, the declarations stored by the latest of ``runs`` that recorded it (runs in start order)."""
+    by_run = store.declarations(r["run_id"] for r in runs)
+    out: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        out.update(by_run.get(r["run_id"], {}))
+    return out
 
 
 def pick_tag(sub: pd.DataFrame, tags: tuple[str, ...] | None = None) -> pd.DataFrame:
@@ -150,12 +161,12 @@ def pick_condition(sub: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 
 def select_rows(data: ExperimentData, evaluator: str, spec: MetricSpec) -> tuple[pd.DataFrame, str]:
-    """The rows a declaration reads (see :class:`~compressbench.specs.MetricSpec`): metric ``spec.name`` of
+    """The rows a declaration reads (its :class:`~compressbench.specs.Selection`): metric ``spec.name`` of
     ``evaluator`` matching ``where`` / ``exact`` / ``positive``, one tag per measurement, and — with a
     ``protocol`` — the protocol covering most variants. Returns (rows, protocol condition or "")."""
-    df = data.df
+    df, sel = data.df, spec.select
     sub = df[(df["evaluator"] == evaluator) & (df["metric"] == spec.name)]
-    for k, v in spec.where.items():
+    for k, v in sel.where.items():
         col = data.cond(k)[sub.index]
         if v is None:
             keep = col.isna()
@@ -164,33 +175,33 @@ def select_rows(data: ExperimentData, evaluator: str, spec: MetricSpec) -> tuple
         else:
             keep = col.astype(object).map(lambda x, v=v: x == v or str(x) == str(v))
         sub = sub[keep.astype(bool)]
-    if spec.exact:
-        keys = {k for k, v in spec.where.items() if v is not None}
+    if sel.exact:
+        keys = {k for k, v in sel.where.items() if v is not None}
         sub = sub[sub["condition_json"].map(lambda c: set(c or {}) == keys).astype(bool)]
-    if spec.positive:
+    if sel.positive:
         sub = sub[sub["value"] > 0]
-    tags = (spec.tag,) if isinstance(spec.tag, str) else spec.tag
+    tags = (sel.tag,) if isinstance(sel.tag, str) else sel.tag
     sub = pick_tag(sub, tags)
     cond = ""
-    if spec.protocol and not sub.empty:
+    if sel.protocol and not sub.empty:
         sub = sub.assign(condition=sub["condition_json"].map(
-            lambda c: ",".join(f"{k}={(c or {}).get(k)}" for k in spec.protocol if k in (c or {}))))
+            lambda c: ",".join(f"{k}={(c or {}).get(k)}" for k in sel.protocol if k in (c or {}))))
         sub, cond = pick_condition(sub)
     return sub, cond
 
 
 def per_seed(data: ExperimentData, evaluator: str, spec: MetricSpec) -> tuple[pd.Series, str]:
-    """One value per (variant, seed) for a declaration: its rows reduced with ``spec.aggregate``.
+    """One value per (variant, seed) for a declaration: its rows reduced with ``spec.select.aggregate``.
     Returns the Series (MultiIndex variant, seed) and the protocol condition used."""
     sub, cond = select_rows(data, evaluator, spec)
     return reduce_rows(sub, spec), cond
 
 
 def reduce_rows(sub: pd.DataFrame, spec: MetricSpec) -> pd.Series:
-    """Selected rows -> one value per (variant, seed) with ``spec.aggregate``."""
+    """Selected rows -> one value per (variant, seed) with ``spec.select.aggregate``."""
     if sub.empty:
         return empty_series()
-    return sub.groupby(["variant", "seed"])["value"].agg(spec.aggregate)
+    return sub.groupby(["variant", "seed"])["value"].agg(spec.select.aggregate)
 
 
 def empty_series() -> pd.Series:

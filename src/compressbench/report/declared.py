@@ -1,15 +1,19 @@
-"""Where the report finds metric declarations: the evaluator registry, plus the rows the runner's own
-jobs write (``compressbench.job_metrics``). An evaluator this installation does not know has no
-declarations: its rows still render, generically, from the store alone."""
+"""Where the report finds metric declarations: first the store (each run records the declarations of the
+evaluators it used, :mod:`compressbench.declarations`), then — for a store written before that, and for
+the code parts of a declaration (``derive``, report and figure hooks) — the evaluators registered in this
+installation, plus the rows the runner's own jobs write (``compressbench.job_metrics``). An evaluator with
+neither has no declarations: its rows still render, generically, from the store alone. No name read
+from the store is ever imported."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from ..specs import EvaluatorSpec, MetricSpec
+from ..declarations import spec_from_record
+from ..specs import EvaluatorSpec, MetricSpec, ReportOption
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +26,17 @@ class Decl:
     spec: MetricSpec
 
 
+@dataclass
+class Declared:
+    """The specs the report renders with (None: an evaluator with rows but no declarations) and notes on
+    what was left out because its code is not installed here."""
+
+    specs: dict[str, EvaluatorSpec | None]
+    notes: list[str] = field(default_factory=list)
+
+
 def known_specs() -> dict[str, EvaluatorSpec]:
-    """Every declaring evaluator: the runner's jobs first, then the registered evaluators."""
+    """Every declaring evaluator this installation has: the runner's jobs first, then the registered ones."""
     from ..job_metrics import JOB_SPECS
     from ..registry import evaluators
 
@@ -33,12 +46,24 @@ def known_specs() -> dict[str, EvaluatorSpec]:
     return out
 
 
-def specs_for(evaluators: list[str]) -> dict[str, EvaluatorSpec | None]:
-    """Every known declaring evaluator, plus ``evaluators`` seen in a store (None: not installed here)."""
-    known: dict[str, EvaluatorSpec | None] = dict(known_specs())
+def specs_for(evaluators: list[str], stored: Mapping[str, Mapping[str, Any]] | None = None) -> Declared:
+    """Every known declaring evaluator, with the declarations stored for it where there are some (``stored``:
+    evaluator -> record), plus ``evaluators`` seen in a store (None: no declarations anywhere)."""
+    known = known_specs()
+    specs: dict[str, EvaluatorSpec | None] = dict(known)
+    notes: list[str] = []
+    for name, record in (stored or {}).items():
+        try:
+            rendered = spec_from_record(name, record, known.get(name))
+        except Exception as e:  # a record another version wrote: say so, render from the code (or generically)
+            log.warning("stored declarations of %s not readable (%s: %s); using this installation's", name,
+                        type(e).__name__, e)
+            continue
+        specs[name] = rendered.spec
+        notes += rendered.notes
     for name in evaluators:
-        known.setdefault(name, None)
-    return known
+        specs.setdefault(name, None)
+    return Declared(specs, notes)
 
 
 def declarations(specs: dict[str, EvaluatorSpec | None]) -> list[Decl]:
@@ -51,9 +76,18 @@ def evaluator_order(specs: dict[str, EvaluatorSpec | None], present: list[str]) 
     order); undeclared evaluators after them, in store order."""
     def rank(ev: str) -> float:
         spec = specs.get(ev)
-        return min((m.order for m in spec.metrics), default=1e9) if spec else 2e9
+        return min((m.show.order for m in spec.metrics), default=1e9) if spec else 2e9
 
     return sorted(present, key=lambda ev: (rank(ev), present.index(ev)))
+
+
+def report_options() -> dict[str, tuple[ReportOption, list[str]]]:
+    """The report options the registered evaluators declare: name -> (declaration, evaluators declaring it)."""
+    out: dict[str, tuple[ReportOption, list[str]]] = {}
+    for name, spec in known_specs().items():
+        for opt in spec.report_options:
+            out.setdefault(opt.name, (opt, []))[1].append(name)
+    return out
 
 
 @cache
@@ -64,7 +98,8 @@ def _import(path: str) -> Any:
 
 
 def hook(obj: Callable[..., Any] | str | None) -> Callable[..., Any] | None:
-    """A declared hook: a callable, or a ``"pkg.mod:fn"`` string imported on first use."""
+    """A declared hook of a registered evaluator: a callable, or a ``"pkg.mod:fn"`` string its registration
+    names, imported on first use (never a name read from the store: see :mod:`compressbench.declarations`)."""
     if obj is None or callable(obj):
         return obj
     return _import(obj)

@@ -37,14 +37,14 @@ def _table_metrics(ctx: ReportContext) -> dict[str, list[MetricSpec]]:
     for name in names:
         mine = [m for m in decls if m.name == name]
         if mine:
-            m = next((m for m in mine if m.table is not None), None)
+            m = next((m for m in mine if m.show.table is not None), None)
             if m is None:
                 continue
         else:
             units = ctx.rows.loc[ctx.rows["metric"] == name, "unit"].dropna()
             m = MetricSpec(name, unit=units.iloc[0] if len(units) else "",
                            fmt=_UNIT_FORMATS.get(units.iloc[0] if len(units) else "", "g"))  # type: ignore[arg-type]
-        out.setdefault(m.table or ctx.evaluator, []).append(m)
+        out.setdefault(m.show.table or ctx.evaluator, []).append(m)
     return out
 
 
@@ -59,7 +59,7 @@ def generic_tables(ctx: ReportContext) -> list[Table]:
             for cond, g in rows.groupby(rows["condition"].fillna(""), sort=True):
                 key = m.name if cond == "" else f"{m.name}[{cond}]"
                 per[key] = reduce_rows(g, m)
-                columns.append(Column.of(key, m.title if cond == "" else f"{m.title} ({cond})", m.fmt))
+                columns.append(Column.of(key, m.title if cond == "" else f"{m.title} ({cond})", m.show.fmt))
         if columns:
             frame = pd.DataFrame(per)
             frame.index = frame.index.set_names(["variant", "seed"])

@@ -171,7 +171,7 @@ def errors_html(data: ExperimentData) -> str:
 def checks_html(data: ExperimentData, specs: Specs) -> str:
     """Evaluators' self-checks (metrics declared ``check=True``, 1 = passed): a count, and every failure."""
     checks = {(ev, m.name): m.title for ev, spec in specs.items() if spec is not None for m in spec.metrics
-              if m.check}
+              if m.show.check}
     df = data.df[[(e, m) in checks for e, m in zip(data.df["evaluator"], data.df["metric"], strict=True)]]
     if df.empty:
         return ""

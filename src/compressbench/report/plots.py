@@ -117,17 +117,19 @@ class Plotter:
         rows, _ = select_rows(self.data, d.evaluator, replace(d.spec, protocol=()))
         if rows.empty:
             return []
-        if d.spec.panels is None:
+        panels = d.spec.show.panels
+        if panels is None:
             return [(d.spec.title, reduce_rows(rows, d.spec))]
-        by = self.data.cond(d.spec.panels)[rows.index].astype(str)
+        by = self.data.cond(panels)[rows.index].astype(str)
         return [(str(p), reduce_rows(g, d.spec)) for p, g in rows.groupby(by, sort=True)]
 
     def vs_budget(self) -> None:
         """Each declared figure: its metrics (panels) vs the achieved budget, a line per method, the
         baseline dashed; one figure per budget kind with at least two variants."""
         groups: dict[str, list[Decl]] = {}
-        for d in sorted((d for d in declarations(self.ctx.specs) if d.spec.figure), key=lambda d: d.spec.order):
-            groups.setdefault(d.spec.figure, []).append(d)  # type: ignore[arg-type]
+        for d in sorted((d for d in declarations(self.ctx.specs) if d.spec.show.figure),
+                        key=lambda d: d.spec.show.order):
+            groups.setdefault(d.spec.show.figure, []).append(d)  # type: ignore[arg-type]
         var = self.data.variants
         kinds = sorted(k for k in var.loc[var["method"] != BASELINE, "budget_kind"].dropna().unique())
         for kind in kinds:
@@ -145,7 +147,7 @@ class Plotter:
         nrow = math.ceil(len(pans) / ncol)
         fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
         for ax, (title, s, spec) in zip(axes.flat, pans, strict=False):
-            k = 100 if spec.fmt == "pct" else 1
+            k = 100 if spec.show.fmt == "pct" else 1
             a = agg(s, ["variant"])
             a = a[a["variant"].isin(vs + [BASELINE])]
             for m in dict.fromkeys(self.method_of[v] for v in vs):
@@ -168,7 +170,8 @@ class Plotter:
         axes.flat[0].legend(fontsize=7)
         fig.tight_layout()
         spec = pans[0][2]
-        what = f"{spec.title}, per {spec.panels}" if spec.panels else ", ".join(dict.fromkeys(p[2].title for p in pans))
+        what = (f"{spec.title}, per {spec.show.panels}" if spec.show.panels
+                else ", ".join(dict.fromkeys(p[2].title for p in pans)))
         self.save(fig, name, f"{what} vs {kind} budget", "x: achieved budget where recorded, else the target.")
 
 

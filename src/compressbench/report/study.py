@@ -43,7 +43,8 @@ def study_data(store: ResultStore, name: str, members: list[str]) -> ExperimentD
     from ..job_metrics import JOB_SPECS
 
     parts = [load_experiment(store, m) for m in members]
-    evs = gathering(specs_for(sorted({e for p in parts for e in p.evaluators})))
+    declared = {ev: rec for p in parts for ev, rec in p.declared.items()}
+    evs = gathering(specs_for(sorted({e for p in parts for e in p.evaluators}), declared).specs)
     # the gathering evaluators' rows, and the runner's own job rows (sizes, achieved budgets) for the axes
     keep = [p.df[p.df["evaluator"].isin([*evs, *JOB_SPECS])] for p in parts]
     df = pd.concat(keep, ignore_index=True)
@@ -53,7 +54,7 @@ def study_data(store: ResultStore, name: str, members: list[str]) -> ExperimentD
     variants = _variant_table(df)
     seeds = sorted({s for p in parts for s in p.seeds})
     runs = list({r["run_id"]: r for p in parts for r in p.runs}.values())
-    return ExperimentData(name, df, errors, variants, seeds, [], runs)
+    return ExperimentData(name, df, errors, variants, seeds, [], runs, declared)
 
 
 def study_section(store: ResultStore, name: str, members: list[str], out_dir, fig_formats: set[str],

@@ -28,7 +28,7 @@ def summary_table(data: ExperimentData, opts: ReportOptions | None = None, ctx: 
         per = pd.DataFrame(columns=[c.key for c in shown],
                            index=pd.MultiIndex.from_tuples([], names=["variant", "seed"]))
     per.index = per.index.set_names(["variant", "seed"])
-    notes = [seeds_note(data)] + [n for c in shown for n in c.notes]
+    notes = [seeds_note(data)] + [n for c in shown for n in c.notes] + ctx.notes
     if not data.errors.empty:
         failed = sorted(set(data.errors["variant"]) - set(data.df["variant"]))
         if failed:
@@ -41,16 +41,17 @@ def console_summary(data: ExperimentData) -> tuple[list[str], list[list[str]], l
     """The run's printed table: (headers, rows, notes). Variants in the order they first appear in the
     store; a cell is the mean over seeds of the declaration's value (scaled as declared)."""
     ctx = ReportContext.build(data)
-    decls = sorted((d for d in declarations(ctx.specs) if d.spec.console is not None), key=lambda d: d.spec.order)
+    decls = sorted((d for d in declarations(ctx.specs) if d.spec.show.console is not None),
+                   key=lambda d: d.spec.show.order)
     order = list(data.df.sort_values("id")["variant"].drop_duplicates()) if len(data.df) else []
     cells: list[list[str]] = [[v] for v in order]
     for d in decls:
         means = ctx.summary.evaluate(d).values.groupby(level=0).mean()
         means, _ = rescale(means, d.spec, "")
-        fmt = CELL_FORMATS[d.spec.fmt].console
+        fmt = CELL_FORMATS[d.spec.show.fmt].console
         for row, v in zip(cells, order, strict=True):
             x = means.get(v, math.nan)
-            row.append(fmt(x) if x == x else d.spec.console.missing)  # type: ignore[union-attr]
-    headers = ["variant"] + [d.spec.console.title for d in decls]  # type: ignore[union-attr]
-    notes = [d.spec.console.note for d in decls if d.spec.console.note]  # type: ignore[union-attr]
+            row.append(fmt(x) if x == x else d.spec.show.console.missing)  # type: ignore[union-attr]
+    headers = ["variant"] + [d.spec.show.console.title for d in decls]  # type: ignore[union-attr]
+    notes = [d.spec.show.console.note for d in decls if d.spec.show.console.note]  # type: ignore[union-attr]
     return headers, cells, notes

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
@@ -22,13 +22,19 @@ from .data import BASELINE, ExperimentData
 from .stats import mean_ci
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ReportOptions:
-    """Choices the report makes when the store holds several candidates."""
+    """Choices the report makes: ``confidence`` of the intervals over seeds, and the values of options that
+    evaluators declare for their report hooks (``EvaluatorSpec.report_options``, e.g. the adversarial
+    evaluator's ``main_eps`` and ``norm``), by name: ``ReportOptions(main_eps=4 / 255)``. An option not given
+    takes its declared default (``ReportContext.option``)."""
 
-    main_eps: float = 8 / 255  # robust accuracy at the largest eps <= this ...
-    norm: str = "linf"  # ... for this norm
-    confidence: float = 0.95
+    confidence: float
+    values: Mapping[str, Any]
+
+    def __init__(self, confidence: float = 0.95, **values: Any):
+        object.__setattr__(self, "confidence", confidence)
+        object.__setattr__(self, "values", dict(values))
 
 
 @dataclass

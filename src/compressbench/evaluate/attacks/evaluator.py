@@ -18,19 +18,20 @@ import logging
 import math
 from collections import defaultdict
 from contextlib import contextmanager
-from typing import Any, Iterator, Literal
+from fractions import Fraction
+from typing import Any, Iterator, Literal, get_args
 
 import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from ...costs import INPUT_GRADIENT, CostContext, EvalCost, attack_cost
+from ...costs import CostContext, EvalCost, attack_cost
 from ...interfaces import EvalContext, Measurement, Params
 from ...progress import progress_bar
 from ...registry import attacks as attacks_registry
 from ...registry import evaluators
-from ...specs import MetricSpec
-from .library import Attack, AttackConfig, build_attack, perturbation_norm
+from ...specs import MetricSpec, ReportOption
+from .library import Attack, AttackConfig, Norm, build_attack, perturbation_norm
 from .quantsim import (
     NotSimulatable,
     forward_float,
@@ -48,9 +49,6 @@ Mode = Literal["auto", "auto-transfer", "whitebox", "transfer", "whitebox-ste"]
 DEFAULT_THRESHOLDS = {"l2": [0.0, 0.25, 0.5, 1.0, 2.0], "linf": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255],
                       "l0": [0.0, 0.005, 0.01, 0.02, 0.05, 0.1]}  # l0: fraction of input features changed
 
-
-# the gradient-masking probe: a strong fixed-budget iterative attack at a large ε (robust accuracy must be ~0)
-MASKING_PROBE = {"name": "pgd", "steps": 20}
 
 
 def _default_attacks() -> list[AttackConfig]:
@@ -73,6 +71,7 @@ class AdversarialParams(Params):
     def _check(self) -> AdversarialParams:
         if not self.attacks:
             raise ValueError("adversarial: 'attacks' is empty")
+        probe_attack(self)  # an attack that can probe gradient masking, when masking_probe_eps asks for one
         return self
 
 
@@ -177,137 +176,216 @@ def strong_steps(a: AttackConfig) -> int | None:
     return a.stronger_steps or 4 * int(steps)
 
 
-def _run_mode(mode: str, model: nn.Module, source: nn.Module, images, atks: list[Attack],
-              params: AdversarialParams, ctx: EvalContext) -> list[Measurement]:
-    dev = model_device(source, ctx.device)
-    tdev = model_device(model, "cpu")
-    tally = _Tally()
-    strong: dict[int, tuple[Attack, float]] = {}
-    for i, a in enumerate(atks):  # fixed-budget iterative attacks: is a stronger one (more steps) not weaker?
-        n_strong = strong_steps(a.config)
-        if n_strong is not None:
-            nz = sorted(e for e in a.config.eps if e > 0)
-            strong[i] = (a.with_params(steps=n_strong), nz[(len(nz) - 1) // 2])  # the middle non-zero ε
-    probe_atk = None
-    if params.masking_probe_eps and mode != "transfer":
-        probe_atk = build_attack(AttackConfig(**MASKING_PROBE, eps=[params.masking_probe_eps]), ctx.meta.num_classes)
+def probe_attack(params: AdversarialParams) -> AttackConfig | None:
+    """The gradient-masking probe (None without ``masking_probe_eps``): the attack whose spec declares
+    ``masking_probe`` (its parameters for the probe) and supports L∞, run at ``masking_probe_eps``. With
+    several such attacks registered, the first of them that the evaluation lists in ``attacks``."""
+    if not params.masking_probe_eps:
+        return None
+    able = [n for n, spec in attacks_registry.items() if spec.masking_probe is not None and "linf" in spec.norms]
+    if len(able) > 1:
+        listed = [n for n in dict.fromkeys(attacks_registry.resolve(a.name) for a in params.attacks) if n in able]
+        able = listed[:1] or able
+    if len(able) != 1:
+        raise ValueError("masking_probe_eps: " + ("no registered attack declares masking_probe (an L∞ attack that "
+                                                  "can probe gradient masking)" if not able else
+                                                  f"several attacks can be the probe ({', '.join(able)}); list the "
+                                                  f"one to use in 'attacks'"))
+    spec = attacks_registry.spec(able[0])
+    return AttackConfig(name=able[0], norm="linf", eps=[params.masking_probe_eps], **dict(spec.masking_probe or {}))
 
-    def target_correct(xa: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+
+def _middle_eps(a: Attack) -> float:
+    nz = sorted(e for e in a.config.eps if e > 0)
+    return nz[(len(nz) - 1) // 2]
+
+
+class _ModeRun:
+    """One mode of the adversarial evaluator: every attack crafted on ``source`` and checked on ``model``,
+    batch by batch (:meth:`craft`), then the rows and self-checks (:meth:`measurements`).
+
+    Besides the configured attacks: a stronger re-run (more steps) of each fixed-budget iterative attack at
+    its middle non-zero ε (is a stronger attack not weaker?), and the gradient-masking probe."""
+
+    def __init__(self, mode: str, model: nn.Module, source: nn.Module, atks: list[Attack],
+                 params: AdversarialParams, ctx: EvalContext):
+        self.mode, self.model, self.source, self.atks, self.params, self.ctx = mode, model, source, atks, params, ctx
+        self.tdev = model_device(model, "cpu")
+        self.tally = _Tally()
+        self.strong: dict[int, tuple[Attack, float]] = {
+            i: (a.with_params(steps=n), _middle_eps(a)) for i, a in enumerate(atks)
+            if (n := strong_steps(a.config)) is not None}
+        probe = probe_attack(params) if mode != "transfer" else None
+        self.probe = build_attack(probe, ctx.meta.num_classes) if probe is not None else None
+        self.sim_agree: list[torch.Tensor] = []
+        self.out: list[Measurement] = []
+
+    # ------------------------------------------------------------ crafting
+    def target_correct(self, xa: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return forward_float(model, xa.to(tdev)).argmax(1).cpu() == y.cpu()
+            return forward_float(self.model, xa.to(self.tdev)).argmax(1).cpu() == y.cpu()
 
-    n_jobs = sum(1 if a.minimum_norm else len(a.config.eps) for a in atks) + len(strong) + (probe_atk is not None)
-    bar = progress_bar(total=n_jobs * len(images), desc=f"adversarial[{mode}]", unit="img",
-                       disable=not ctx.progress)
-    sim_agree = []
-    with _frozen(source) as src:
-        for bi, (x, y, _) in enumerate(images.batches(params.batch_size, device=dev)):
-            clean_ok = target_correct(x, y)
-            tally.add("clean", clean_ok)
-            if mode == "whitebox-ste":
-                with torch.no_grad():
-                    sim_pred = src(x).argmax(1).cpu()
-                    real_pred = forward_float(model, x.to(tdev)).argmax(1).cpu()
-                sim_agree.append(sim_pred == real_pred)
-            for i, a in enumerate(atks):
-                seed = params.seed * 1_000_003 + bi * 101 + i
-                if a.minimum_norm:
-                    with _seeded(seed):
-                        xa = a.run(src, x, y)
-                    ok = target_correct(xa, y)
-                    norms = perturbation_norm(xa - x, a.norm).cpu()
-                    # 0 where already misclassified, the norm where the attack fooled the target, inf otherwise
-                    eff = torch.where(~clean_ok, torch.zeros_like(norms),
-                                      torch.where(ok, torch.full_like(norms, math.inf), norms))
-                    tally.add((i, "norm"), eff)
+    def craft(self, images: Any) -> None:
+        """Run every attack on every batch of ``images``, tallying per-image outcomes."""
+        n_runs = sum(1 if a.minimum_norm else len(a.config.eps) for a in self.atks) + len(self.strong) + (
+            self.probe is not None)
+        bar = progress_bar(total=n_runs * len(images), desc=f"adversarial[{self.mode}]", unit="img",
+                           disable=not self.ctx.progress)
+        dev = model_device(self.source, self.ctx.device)
+        with _frozen(self.source) as src:
+            for bi, (x, y, _) in enumerate(images.batches(self.params.batch_size, device=dev)):
+                clean_ok = self.target_correct(x, y)
+                self.tally.add("clean", clean_ok)
+                if self.mode == "whitebox-ste":
+                    self._ste_agreement(src, x)
+                for i, a in enumerate(self.atks):
+                    self._attack_batch(i, a, self._seed(bi, i), src, x, y, clean_ok)
+                    bar.update(len(x) * (1 if a.minimum_norm else len(a.config.eps)))
+                for i, (sa, e) in self.strong.items():
+                    with _seeded(self._seed(bi, i)):
+                        self.tally.add((i, "strong"), self.target_correct(sa.run(src, x, y, e), y))
                     bar.update(len(x))
-                    continue
-                for e in a.config.eps:
-                    with _seeded(seed):
-                        xa = a.run(src, x, y, e)
-                    tally.add((i, e), target_correct(xa, y))
+                if self.probe is not None:
+                    with _seeded(self.params.seed + bi):
+                        self.tally.add("probe", self.target_correct(
+                            self.probe.run(src, x, y, self.params.masking_probe_eps), y))
                     bar.update(len(x))
-            for i, (sa, e) in strong.items():
-                with _seeded(params.seed * 1_000_003 + bi * 101 + i):
-                    tally.add((i, "strong"), target_correct(sa.run(src, x, y, e), y))
-                bar.update(len(x))
-            if probe_atk is not None:
-                with _seeded(params.seed + bi):
-                    tally.add("probe", target_correct(probe_atk.run(src, x, y, params.masking_probe_eps), y))
-                bar.update(len(x))
-    bar.close()
+        bar.close()
 
-    out: list[Measurement] = []
-    clean = tally.get("clean")
-    n_correct = int(clean.sum())
+    def _seed(self, bi: int, i: int) -> int:
+        return self.params.seed * 1_000_003 + bi * 101 + i
 
-    def m(metric: str, value: float, cond: dict[str, Any]) -> None:
-        out.append(Measurement(metric, float(value), {**cond, "mode": mode}, tag=mode))
+    def _ste_agreement(self, src: nn.Module, x: torch.Tensor) -> None:
+        with torch.no_grad():
+            sim_pred = src(x).argmax(1).cpu()
+            real_pred = forward_float(self.model, x.to(self.tdev)).argmax(1).cpu()
+        self.sim_agree.append(sim_pred == real_pred)
 
-    def success(ok: torch.Tensor) -> float:
-        return float((clean & ~ok).sum()) / n_correct if n_correct else 0.0
+    def _attack_batch(self, i: int, a: Attack, seed: int, src: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      clean_ok: torch.Tensor) -> None:
+        """Attack ``i`` on one batch: correctness at every ε, or (minimum-norm) the norm that fooled it."""
+        if not a.minimum_norm:
+            for e in a.config.eps:
+                with _seeded(seed):
+                    xa = a.run(src, x, y, e)
+                self.tally.add((i, e), self.target_correct(xa, y))
+            return
+        with _seeded(seed):
+            xa = a.run(src, x, y)
+        ok = self.target_correct(xa, y)
+        norms = perturbation_norm(xa - x, a.norm).cpu()
+        # 0 where already misclassified, the norm where the attack fooled the target, inf otherwise
+        eff = torch.where(~clean_ok, torch.zeros_like(norms), torch.where(ok, torch.full_like(norms, math.inf), norms))
+        self.tally.add((i, "norm"), eff)
 
-    robust: dict[tuple[int, float], float] = {}
-    for i, a in enumerate(atks):
+    # ------------------------------------------------------------ rows
+    def measurements(self) -> list[Measurement]:
+        """Every attack's rows, the stronger-attack and gradient-masking checks, the STE fidelity."""
+        self.clean = self.tally.get("clean")
+        self.n_correct = int(self.clean.sum())
+        robust: dict[tuple[int, float], float] = {}
+        for i, a in enumerate(self.atks):
+            if a.minimum_norm:
+                self._minimum_norm_rows(i, a)
+            else:
+                robust.update(self._fixed_budget_rows(i, a))
+        if self.mode != "transfer":  # a transfer attack may legitimately be weaker than a one-step white-box one
+            self._masking_rows(robust)
+        if self.sim_agree:
+            self._m("check_ste_fidelity", float(torch.cat(self.sim_agree).float().mean()), {})
+        return self.out
+
+    def _m(self, metric: str, value: float, cond: dict[str, Any]) -> None:
+        self.out.append(Measurement(metric, float(value), {**cond, "mode": self.mode}, tag=self.mode))
+
+    def _success(self, ok: torch.Tensor) -> float:
+        return float((self.clean & ~ok).sum()) / self.n_correct if self.n_correct else 0.0
+
+    def _minimum_norm_rows(self, i: int, a: Attack) -> None:
         cond = a.describe()
-        if a.minimum_norm:
-            eff = tally.get((i, "norm"))
-            ok_norms = eff[clean]
-            m("median_norm", float(ok_norms.median()) if n_correct else math.nan, cond)
-            m("success_rate", float(torch.isfinite(ok_norms).float().mean()) if n_correct else 0.0, cond)
-            for t in a.config.thresholds if a.config.thresholds is not None else DEFAULT_THRESHOLDS[a.norm]:
-                m("robust_top1_at_norm", float((eff > t).float().mean()), {**cond, "eps": _r(t)})
-            continue
-        accs = []
-        for e in a.config.eps:
-            ok = tally.get((i, e))
-            robust[(i, e)] = acc = float(ok.float().mean())
-            accs.append((e, acc))
-            m("robust_top1", acc, {**cond, "eps": _r(e)})
-            m("success_rate", success(ok), {**cond, "eps": _r(e)})
-        accs.sort()
-        mono = all(b[1] <= a_[1] + params.monotone_tol for a_, b in zip(accs, accs[1:], strict=False))
-        if not mono:
-            log.warning("adversarial[%s]: robust accuracy of %s rises with ε: %s", mode, a.name, accs)
-        m("check_monotone_eps", 1.0 if mono else 0.0, cond)
-        if i in strong:
-            sa, e = strong[i]
-            acc_s = float(tally.get((i, "strong")).float().mean())
-            m("robust_top1", acc_s, {**sa.describe(), "eps": _r(e)})
-            m("success_rate", success(tally.get((i, "strong"))), {**sa.describe(), "eps": _r(e)})
-            ok_s = acc_s <= robust[(i, e)] + params.stronger_tol
-            if not ok_s:
-                log.warning("adversarial[%s]: PGD with %d steps (%.3f) is weaker than with %s steps (%.3f) at ε=%g",
-                            mode, sa.steps, acc_s, a.steps, robust[(i, e)], e)
-            m("check_stronger_not_weaker", 1.0 if ok_s else 0.0,
-              {**cond, "eps": _r(e), "steps_strong": int(sa.steps)})
+        eff = self.tally.get((i, "norm"))
+        ok_norms = eff[self.clean]
+        self._m("median_norm", float(ok_norms.median()) if self.n_correct else math.nan, cond)
+        self._m("success_rate", float(torch.isfinite(ok_norms).float().mean()) if self.n_correct else 0.0, cond)
+        for t in a.config.thresholds if a.config.thresholds is not None else DEFAULT_THRESHOLDS[a.norm]:
+            self._m("robust_top1_at_norm", float((eff > t).float().mean()), {**cond, "eps": _r(t)})
 
-    if mode != "transfer":  # a transfer attack may legitimately be weaker than a one-step white-box one
-        reasons = []
-        fg = [(i, a) for i, a in enumerate(atks) if a.spec.single_step]
-        it = [(i, a) for i, a in enumerate(atks) if a.spec.iterative and not a.minimum_norm]
-        for i, f in fg:
-            for j, p in it:
-                if p.norm != f.norm:
-                    continue
-                for e in set(f.config.eps) & set(p.config.eps):
-                    if e > 0 and robust[(i, e)] + params.masking_tol < robust[(j, e)]:
-                        reasons.append(f"{f.name} ({robust[(i, e)]:.3f}) beats {p.name} ({robust[(j, e)]:.3f}) "
-                                       f"at {p.norm} ε={e:g}")
-        checks = ["fgsm_vs_iterative"] if fg and it else []
-        if probe_atk is not None:
-            acc_p = float(tally.get("probe").float().mean())
-            m("robust_top1", acc_p, {**probe_atk.describe(), "eps": _r(params.masking_probe_eps), "probe": True})
+    def _fixed_budget_rows(self, i: int, a: Attack) -> dict[tuple[int, float], float]:
+        """Robust accuracy and success rate per ε, the monotone-in-ε check, the stronger re-run."""
+        cond = a.describe()
+        robust: dict[tuple[int, float], float] = {}
+        for e in a.config.eps:
+            ok = self.tally.get((i, e))
+            robust[(i, e)] = float(ok.float().mean())
+            self._m("robust_top1", robust[(i, e)], {**cond, "eps": _r(e)})
+            self._m("success_rate", self._success(ok), {**cond, "eps": _r(e)})
+        accs = sorted((e, robust[(i, e)]) for e in a.config.eps)
+        mono = all(b[1] <= a_[1] + self.params.monotone_tol for a_, b in zip(accs, accs[1:], strict=False))
+        if not mono:
+            log.warning("adversarial[%s]: robust accuracy of %s rises with ε: %s", self.mode, a.name, accs)
+        self._m("check_monotone_eps", 1.0 if mono else 0.0, cond)
+        if i in self.strong:
+            self._stronger_rows(i, a, robust)
+        return robust
+
+    def _stronger_rows(self, i: int, a: Attack, robust: dict[tuple[int, float], float]) -> None:
+        sa, e = self.strong[i]
+        ok_strong = self.tally.get((i, "strong"))
+        acc_s = float(ok_strong.float().mean())
+        self._m("robust_top1", acc_s, {**sa.describe(), "eps": _r(e)})
+        self._m("success_rate", self._success(ok_strong), {**sa.describe(), "eps": _r(e)})
+        ok_s = acc_s <= robust[(i, e)] + self.params.stronger_tol
+        if not ok_s:
+            log.warning("adversarial[%s]: PGD with %d steps (%.3f) is weaker than with %s steps (%.3f) at ε=%g",
+                        self.mode, sa.steps, acc_s, a.steps, robust[(i, e)], e)
+        self._m("check_stronger_not_weaker", 1.0 if ok_s else 0.0,
+                {**a.describe(), "eps": _r(e), "steps_strong": int(sa.steps)})
+
+    def _masking_rows(self, robust: dict[tuple[int, float], float]) -> None:
+        """Gradient masking suspected: a one-step attack beating an iterative one of the same norm and ε by
+        more than ``masking_tol``, or the probe at a large ε leaving accuracy above it."""
+        tol = self.params.masking_tol
+        single = [(i, a) for i, a in enumerate(self.atks) if a.spec.single_step]
+        iterative = [(i, a) for i, a in enumerate(self.atks) if a.spec.iterative and not a.minimum_norm]
+        reasons = [f"{f.name} ({robust[(i, e)]:.3f}) beats {p.name} ({robust[(j, e)]:.3f}) at {p.norm} ε={e:g}"
+                   for i, f in single for j, p in iterative if p.norm == f.norm
+                   for e in set(f.config.eps) & set(p.config.eps) if e > 0 and robust[(i, e)] + tol < robust[(j, e)]]
+        checks = ["fgsm_vs_iterative"] if single and iterative else []
+        if self.probe is not None:
+            eps = self.params.masking_probe_eps
+            acc_p = float(self.tally.get("probe").float().mean())
+            self._m("robust_top1", acc_p, {**self.probe.describe(), "eps": _r(eps), "probe": True})
             checks.append("large_eps")
-            if acc_p > params.masking_tol:
-                reasons.append(f"PGD-L∞ at ε={params.masking_probe_eps:g} leaves {acc_p:.3f} accuracy")
+            if acc_p > tol:
+                reasons.append(f"{self.probe.name}-{self.probe.norm} at ε={eps:g} leaves {acc_p:.3f} accuracy")
         if checks:
             for r in reasons:
-                log.warning("adversarial[%s]: possible gradient masking: %s", mode, r)
-            m("gradient_masking_suspect", 1.0 if reasons else 0.0, {"check": "+".join(checks)})
-    if sim_agree:
-        m("check_ste_fidelity", float(torch.cat(sim_agree).float().mean()), {})
-    return out
+                log.warning("adversarial[%s]: possible gradient masking: %s", self.mode, r)
+            self._m("gradient_masking_suspect", 1.0 if reasons else 0.0, {"check": "+".join(checks)})
+
+
+def _run_mode(mode: str, model: nn.Module, source: nn.Module, images: Any, atks: list[Attack],
+              params: AdversarialParams, ctx: EvalContext) -> list[Measurement]:
+    run = _ModeRun(mode, model, source, atks, params, ctx)
+    run.craft(images)
+    return run.measurements()
+
+
+def parse_eps(text: str) -> float:
+    """``--main-eps``: a number or a fraction such as ``8/255``."""
+    try:
+        v = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        v = math.nan
+    if not v >= 0:
+        raise ValueError(f"must be a number or a fraction like 8/255, got '{text}'")
+    return v
+
+
+REPORT_OPTIONS = (
+    ReportOption("main_eps", "8/255", "summary robust accuracy at the largest stored ε ≤ this", parse=parse_eps),
+    ReportOption("norm", "linf", "attack norm of the summary's robust accuracy", choices=get_args(Norm)),
+)
 
 
 def check_inputs(params: AdversarialParams, meta: Any) -> str | None:
@@ -337,9 +415,11 @@ def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
         strong = strong_steps(a)
         if strong is not None:
             grad, fwd = grad + attack_cost(spec, a.params.model_copy(update={"steps": strong}), ctx.meta), fwd + 1
+    probe_atk = probe_attack(p)
+    probe_grad = attack_cost(attacks_registry.spec(probe_atk.name), probe_atk.params, ctx.meta) if probe_atk else 0.0
     total = EvalCost()
     for mode in modes:
-        probe = INPUT_GRADIENT * MASKING_PROBE["steps"] if p.masking_probe_eps and mode != "transfer" else 0.0
+        probe = probe_grad if mode != "transfer" else 0.0
         g = (grad + probe) * n
         total += EvalCost(forward=(fwd + (probe > 0) + 2 * (mode == "whitebox-ste")) * n,
                           gradient=0.0 if mode == "transfer" else g, parent_gradient=g if mode == "transfer" else 0.0)
@@ -369,6 +449,7 @@ def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
                                     check=True, table=None),
                          MetricSpec("check_ste_fidelity", label="STE fidelity", fmt="f3", check=True, table=None),
                      ),
+                     report_options=REPORT_OPTIONS,
                      report="compressbench.evaluate.attacks.report:tables",
                      figures="compressbench.evaluate.attacks.report:figures")
 def adversarial(model: nn.Module, ctx: EvalContext, params: AdversarialParams) -> list[Measurement]:

@@ -215,6 +215,7 @@ class PGDParams(Params):
 
 
 @attacks.register("pgd", version=1, backend="foolbox", norms=("linf", "l2"), iterative=True, params=PGDParams,
+                  masking_probe={"steps": 20},
                   description="PGD (Madry et al. 2018), L∞ or L2, random start; step 2.5·ε/steps by default")
 class PGD(_Foolbox):
     def _make(self, eps: float | None) -> Any:

@@ -2,7 +2,8 @@
 report only): robust accuracy at the report's main ε (summary column), the variant × attack table and
 the robust-accuracy-vs-ε figures.
 
-Summary: the worst case over white-box attacks at the largest stored ε ≤ ``--main-eps`` for ``--norm``;
+Summary: the worst case over white-box attacks at the largest stored ε ≤ ``--main-eps`` for ``--norm`` (the
+evaluator's report options, read with ``ctx.option``);
 a variant with no white-box rows (an int8 model attacked only by transfer from its float parent) gets
 its worst transfer figure instead, and a note names it.
 """
@@ -39,16 +40,16 @@ def robust_cells(ctx: ReportContext) -> pd.DataFrame:
 
 
 def main_eps(ctx: ReportContext) -> float | None:
-    """The largest ε ≤ ``options.main_eps`` stored for ``options.norm`` (None if there is none)."""
+    """The largest ε ≤ the ``main_eps`` option stored for the ``norm`` option (None if there is none)."""
     r = robust_cells(ctx)
-    eps = r.loc[r["norm"] == ctx.options.norm, "eps"].dropna()
-    eps = eps[eps <= ctx.options.main_eps * (1 + 1e-4) + 1e-12]  # stored values may be rounded (0.0313725)
+    eps = r.loc[r["norm"] == ctx.option("norm"), "eps"].dropna()
+    eps = eps[eps <= ctx.option("main_eps") * (1 + 1e-4) + 1e-12]  # stored values may be rounded (0.0313725)
     return float(eps.max()) if len(eps) else None
 
 
 def _at(ctx: ReportContext, eps: float) -> pd.DataFrame:
     r = robust_cells(ctx)
-    return r[(r["norm"] == ctx.options.norm) & (np.isclose(r["eps"], eps, rtol=1e-6, atol=1e-9))]
+    return r[(r["norm"] == ctx.option("norm")) & (np.isclose(r["eps"], eps, rtol=1e-6, atol=1e-9))]
 
 
 def robust_summary(ctx: ReportContext) -> Derived:
@@ -60,7 +61,7 @@ def robust_summary(ctx: ReportContext) -> Derived:
     white = r[r["mode"] != "transfer"].groupby(["variant", "seed"])["value"].min()
     transfer = r[r["mode"] == "transfer"].groupby(["variant", "seed"])["value"].min()
     values = pd.concat([white, transfer[~transfer.index.isin(white.index)]]).sort_index()
-    label = f"{ctx.options.norm} ε={eps_str(eps)}"
+    label = f"{ctx.option('norm')} ε={eps_str(eps)}"
     notes = [f"Robust accuracy: worst case over white-box attacks ({', '.join(sorted(r['attack'].unique()))}) "
              f"at {label}."]
     modes = r.groupby("variant")["mode"].agg(lambda m: set(m))
@@ -106,6 +107,6 @@ def figures(ctx: ReportContext, plot: Plotter) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        eps_main = eps_str(ctx.options.main_eps) if norm == ctx.options.norm else ""
+        eps_main = eps_str(ctx.option("main_eps")) if norm == ctx.option("norm") else ""
         plot.save(fig, f"robust_vs_eps_{norm}", f"Robust accuracy vs ε ({norm})",
                   f"The summary table uses the largest ε ≤ {eps_main}." if eps_main else "")

@@ -10,7 +10,8 @@ a relative CE whose baseline does not degrade is ``nan``):
 * relative CE ``Σ_s (E_{s,c} − E_clean) / Σ_s (E^{base}_{s,c} − E^{base}_clean)``, relative mCE likewise;
 * retention = mean corruption accuracy / clean accuracy.
 
-The clean accuracy is the summary's ``clean_top1`` column (the clean evaluator's), as in the tables.
+The clean accuracy is the summary column declared with the role ``CLEAN_ACCURACY`` (the clean evaluator's
+top-1), as in the tables.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ import pandas as pd
 from ...report import Column, ReportContext, Table
 from ...report.data import BASELINE, baseline_value, to_float
 from ...report.plots import Plotter, agg, yerr
-
-CLEAN = "clean_top1"  # the summary column corrupted accuracy is compared with
+from ...specs import CLEAN_ACCURACY
 
 
 def cells(ctx: ReportContext) -> pd.DataFrame:
@@ -47,7 +47,7 @@ def cells(ctx: ReportContext) -> pd.DataFrame:
 # ---------------------------------------------------------------- summary columns
 def retention(ctx: ReportContext) -> pd.Series:
     """Mean corruption accuracy / clean accuracy, per (variant, seed)."""
-    corr, clean = ctx.column("corr_top1"), ctx.column(CLEAN)
+    corr, clean = ctx.column("corr_top1"), ctx.role(CLEAN_ACCURACY)
     if not len(corr) or not len(clean):
         return corr.iloc[:0]
     return (corr / clean).dropna()
@@ -55,7 +55,7 @@ def retention(ctx: ReportContext) -> pd.Series:
 
 def _ce(ctx: ReportContext) -> pd.DataFrame:
     """mCE and relative mCE vs the baseline, per (variant, seed)."""
-    c, clean = cells(ctx), ctx.column(CLEAN)
+    c, clean = cells(ctx), ctx.role(CLEAN_ACCURACY)
     if c.empty or BASELINE not in set(c["variant"]):
         return pd.DataFrame(columns=["mce", "rel_mce"], index=clean.index[:0])
     base = c[c["variant"] == BASELINE]
@@ -104,7 +104,7 @@ def tables(ctx: ReportContext) -> list[Table]:
 
 # ---------------------------------------------------------------- figures
 def _with_clean(ctx: ReportContext, per: pd.DataFrame, by: str, clean_as) -> pd.DataFrame:
-    clean = ctx.column(CLEAN)
+    clean = ctx.role(CLEAN_ACCURACY)
     if not len(clean):
         return per
     c = clean.rename("value").reset_index()
@@ -162,7 +162,7 @@ def _severity(ctx: ReportContext, plot: Plotter, c: pd.DataFrame) -> None:
 
 
 def _retention_heatmap(ctx: ReportContext, plot: Plotter, c: pd.DataFrame) -> None:
-    clean = ctx.column(CLEAN)
+    clean = ctx.role(CLEAN_ACCURACY)
     if not len(clean):
         return
     per = c.groupby(["variant", "seed", "corruption"])["value"].mean().reset_index()
