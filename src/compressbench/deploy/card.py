@@ -91,7 +91,7 @@ def metric_tables(rows: list[dict[str, Any]]) -> tuple[list[str], int]:
     by_ev: dict[str, list] = defaultdict(list)
     for (ev, metric, cond, tag, unit), vals in groups.items():
         d = _decl(ev, metric)
-        if d is not None and d.positive:
+        if d is not None and d.select.positive:
             vals = [v for v in vals if v > 0]  # e.g. a FLOP counter blind to int8 kernels: 0 is no measurement
         if vals:
             by_ev[ev].append((metric, cond, tag, unit, vals))
@@ -100,7 +100,7 @@ def metric_tables(rows: list[dict[str, Any]]) -> tuple[list[str], int]:
         for metric, cond, tag, unit, vals in items:
             d = _decl(ev, metric)
             label = d.title if d is not None else metric
-            fmt = d.fmt if d is not None else ("bytes" if unit == "B" else "ms" if unit == "ms" else "g")
+            fmt = d.show.fmt if d is not None else ("bytes" if unit == "B" else "ms" if unit == "ms" else "g")
             unit_s = f" {unit}" if unit and fmt not in ("pct", "bytes") else ""
             out.append(f"| {_cell(label)} (`{metric}`) | {_cell(cond) or '–'} | {_estimate(vals, fmt)}{unit_s} | "
                        f"{tag or '–'} |")
@@ -249,8 +249,8 @@ def render(loc: Any, ck: dict[str, Any], fmt_name: str, written: Written | None,
         d = _decl("export", m.metric)
         unit = "" if not m.unit or m.unit == "B" else f" {m.unit}"
         where = f" ({_cond(m.condition, ('format', 'runtime', 'dtype'))})" if m.metric in _TIMINGS else ""
-        out.append(f"| {_cell(d.title if d is not None else m.metric)} | {_fmt(m.value, d.fmt if d else 'g')}{unit}"
-                   f"{where} |")
+        title, fmt = (d.title, d.show.fmt) if d is not None else (m.metric, "g")
+        out.append(f"| {_cell(title)} | {_fmt(m.value, fmt)}{unit}{where} |")
     out += ["", "## Runtime latencies (every runtime measured for this variant)", ""]
     out += latency_table(rows)
     out += ["", "## Evaluation results (the store's rows for this variant)", "",
