@@ -69,10 +69,15 @@ def condition(name: str, written: Written | None = None) -> dict[str, Any]:
 
 
 def run_artifact(name: str, written: Written, images: list[torch.Tensor], threads: int) -> np.ndarray:
-    """Logits of the artifact in its runtime, batch by batch (batches split to what it takes)."""
-    predict = formats.spec(name).open(written.path, threads)
-    out = [predict(np.ascontiguousarray(x.numpy(), dtype=np.float32))
-           for batch in images for x in batch.split(max(1, written.max_batch))]
+    """Logits of the artifact in its runtime, batch by batch (batches split to what it takes). A runtime
+    that is PyTorch sets this process's thread count: it is restored afterwards."""
+    before = torch.get_num_threads()
+    try:
+        predict = formats.spec(name).open(written.path, threads)
+        out = [predict(np.ascontiguousarray(x.numpy(), dtype=np.float32))
+               for batch in images for x in batch.split(max(1, written.max_batch))]
+    finally:
+        torch.set_num_threads(before)
     return np.concatenate(out).astype(np.float32)
 
 
@@ -126,8 +131,12 @@ def timings(name: str, written: Written, input_shape: tuple[int, ...], settings:
         job["throughput_batch"] = tb
         res = run_worker(job, settings.timeout_s, scratch)
     else:
-        predict = spec.open(written.path, threads)
-        res = time_calls(predict, shape, tb, settings.warmup, settings.repeats, settings.throughput_repeats)
+        before = torch.get_num_threads()
+        try:
+            predict = spec.open(written.path, threads)
+            res = time_calls(predict, shape, tb, settings.warmup, settings.repeats, settings.throughput_repeats)
+        finally:
+            torch.set_num_threads(before)
     base = {**condition(name, written), "threads": threads, "device": f"cpu:{cpu_model()}",
             "process": "fresh" if settings.fresh_process else "in-process"}
     lat = res["latency"]
