@@ -1,19 +1,29 @@
 """Throughput of our batched corruptions vs the ``imagecorruptions`` package, per corruption.
 
-Same 32×32 RGB images, same core: both run in this process with 1 thread (torch, OpenCV,
-BLAS/OpenMP limited to 1). Both take uint8 images and return uint8 images: ours as batches
-(``corrupt(u8_batch, indices, ...)`` -> uint8, truncated as the published files), timed with the
-``imagenet`` constants (the ones ``imagecorruptions`` uses: like for like) and with the ``cifar``
-constants (our default at 32 px); ``imagecorruptions`` image by image, as it must be (its float
-output cast to uint8). A corruption that raises is reported as crashed. Each side is timed
-``--repeat`` times, interleaved, and its best (fastest) time kept — the usual ``timeit`` practice,
-which filters out the other tenants of a shared machine. Prints a table and writes
-``benchmarks/results/corruptions.json``.
+Same RGB images (the seeded ``synthetic`` dataset, 32×32 by default, ``--size`` for larger ones),
+same core: both run with 1 thread (torch, OpenCV, BLAS/OpenMP limited to 1). Both take uint8 images
+and return uint8 images: ours as batches (``corrupt(u8_batch, indices, ...)`` -> uint8, truncated as
+the published files), timed with the ``imagenet`` constants (the ones ``imagecorruptions`` uses:
+like for like) and, at ≤ 64 px, with the ``cifar`` constants (our default there);
+``imagecorruptions`` image by image, as it must be (its float output cast to uint8). A corruption
+that raises is reported as crashed.
+
+Timing: each side is timed ``--repeat`` times, interleaved, and its best (fastest) run kept — the
+``timeit`` practice, which filters out the other tenants of a shared machine. Both clocks are
+recorded: wall-clock time and the process's CPU time (user + system). The speed-up is computed from
+CPU time by default (``--clock``): on a loaded 2-core machine a single-threaded run spends a varying
+share of its wall-clock time waiting for a core, which moves wall-clock rates by 2–3× between runs.
+
+``--before-src DIR`` adds a "before" column: our corruptions as another source tree (e.g. the main
+branch's ``src``) computes them, in a worker process (1 thread, same images) that runs interleaved
+with the other two sides — before and after measured side by side, in one run.
+
+Prints a table and writes ``benchmarks/results/corruptions.json`` (``--out``).
 
     .venv/bin/pip install imagecorruptions "setuptools<81"   # bench-only; pkg_resources is needed
     .venv/bin/python benchmarks/corruptions.py [--n-ours 512] [--n-ref 96] [--batch 128] [--repeat 3]
-    .venv/bin/python benchmarks/corruptions.py --size 224 --n-ours 32 --n-ref 8 --batch 16 --repeat 2 \
-        --out benchmarks/results/corruptions_224.json        # larger images (no target there)
+    .venv/bin/python benchmarks/corruptions.py --size 224 --n-ours 32 --n-ref 16 --batch 16 --repeat 5 \\
+        --before-src /path/to/main/src --out benchmarks/results/corruptions_224.json
 """
 
 from __future__ import annotations
@@ -26,10 +36,12 @@ for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXP
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -38,28 +50,101 @@ from compressbench.data import load_dataset  # noqa: E402
 from compressbench.evaluate.corruptions import SUITES, corrupt  # noqa: E402
 
 
-def ours_rate(u8: torch.Tensor, name: str, params: str, batch: int) -> float:
+class Rate:
+    """Images per second of one side, by wall-clock and by CPU time, the best run of each kept."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def add(self, n: int, wall_s: float, cpu_s: float) -> None:
+        self.wall = max(self.wall, n / wall_s)
+        self.cpu = max(self.cpu, n / max(cpu_s, 1e-9))
+
+    def get(self, clock: str) -> float:
+        return self.cpu if clock == "cpu" else self.wall
+
+
+def timed(fn: Callable[[], None]) -> tuple[float, float]:
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def images(size: int, n: int) -> torch.Tensor:
+    return load_dataset("synthetic", n_train=1, n_test=n, size=size).test.x[:n].contiguous()
+
+
+def ours_run(u8: torch.Tensor, name: str, params: str, batch: int) -> tuple[int, float, float]:
+    """One timed pass over the 5 severities (after a warm-up call): (images, wall s, CPU s)."""
     n = len(u8)
     corrupt(u8[:8], torch.arange(8), name, 3, params=params)  # warm caches (kernels, textures, tables)
-    t = time.perf_counter()
-    for sev in range(1, 6):
-        for s in range(0, n, batch):
-            corrupt(u8[s:s + batch], torch.arange(s, min(s + batch, n)), name, sev, params=params)
-    return 5 * n / (time.perf_counter() - t)
+
+    def run() -> None:
+        for sev in range(1, 6):
+            for s in range(0, n, batch):
+                corrupt(u8[s:s + batch], torch.arange(s, min(s + batch, n)), name, sev, params=params)
+
+    return (5 * n, *timed(run))
 
 
-def ref_rate(imgs: np.ndarray, name: str) -> tuple[float | None, str]:
+def ref_run(imgs: np.ndarray, name: str) -> tuple[int, float, float] | str:
     from imagecorruptions import corrupt as ic_corrupt
 
-    try:
-        ic_corrupt(imgs[0], corruption_name=name, severity=3)
-        t = time.perf_counter()
+    def run() -> None:
         for sev in range(1, 6):
             for im in imgs:
                 np.asarray(ic_corrupt(im, corruption_name=name, severity=sev)).astype(np.uint8)
-        return 5 * len(imgs) / (time.perf_counter() - t), "ok"
+
+    try:
+        ic_corrupt(imgs[0], corruption_name=name, severity=3)
+        return (5 * len(imgs), *timed(run))
     except Exception as e:  # the package is unmaintained; report, do not stop
-        return None, f"crashed: {type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
+        return f"crashed: {type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
+
+
+class Before:
+    """Our corruptions from another source tree, in a worker process (``--worker``) fed one line per run."""
+
+    def __init__(self, src: str, size: int, n: int):
+        env = {**os.environ, "PYTHONPATH": src}
+        self.p = subprocess.Popen([sys.executable, __file__, "--worker", "--size", str(size), "--n-ours", str(n)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def run(self, name: str, params: str, batch: int) -> tuple[int, float, float]:
+        assert self.p.stdin and self.p.stdout
+        self.p.stdin.write(f"{name} {params} {batch}\n")
+        self.p.stdin.flush()
+        n, wall, cpu = self.p.stdout.readline().split()
+        return int(n), float(wall), float(cpu)
+
+    def close(self) -> None:
+        if self.p.stdin:
+            self.p.stdin.close()
+        self.p.wait(timeout=60)
+
+
+def worker(size: int, n: int) -> None:
+    torch.set_num_threads(1)
+    u8 = images(size, n)
+    for line in sys.stdin:
+        name, params, batch = line.split()
+        print(*ours_run(u8, name, params, int(batch)), flush=True)
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def geomean(xs: list[float]) -> float | None:
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
 
 
 def main() -> None:
@@ -68,9 +153,19 @@ def main() -> None:
     ap.add_argument("--n-ref", type=int, default=96)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--size", type=int, default=32, help="image side (the target is defined at 32)")
+    ap.add_argument("--size", type=int, default=32, help="image side (the 15× target is defined at 32)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "corruptions.json"))
+    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                    help="the time the speed-up is computed from: the process's CPU time (default: robust on a "
+                         "shared, loaded machine) or wall-clock time (both are recorded)")
+    ap.add_argument("--before-src", default=None,
+                    help="another source tree's src/ (e.g. main's): timed as a 'before' column, interleaved")
+    ap.add_argument("--only", default=None, help="comma-separated corruptions (default: all 19)")
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.worker:
+        return worker(args.size, args.n_ours)
+    clock = args.clock
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     try:
@@ -85,41 +180,70 @@ def main() -> None:
         print(f"imagecorruptions not importable ({e}); reporting ours only")
         have_ref, ic_version = False, None
 
-    data = load_dataset("synthetic", n_train=1, n_test=max(args.n_ours, args.n_ref), size=args.size)
-    u8 = data.test.x[:args.n_ours].contiguous()
-    ref_imgs = data.test.x[:args.n_ref].permute(0, 2, 3, 1).numpy()
+    u8 = images(args.size, max(args.n_ours, args.n_ref))
+    ref_imgs = u8[:args.n_ref].permute(0, 2, 3, 1).numpy()
+    u8 = u8[:args.n_ours].contiguous()
+    before = Before(args.before_src, args.size, args.n_ours) if args.before_src else None
+    names = args.only.split(",") if args.only else SUITES["all"]
     rows = []
-    head = ("corruption", "ours(imagenet)", "ours(cifar)", "imagecorr.", "speedup")
-    print(f"{head[0]:18s} {head[1]:>14s} {head[2]:>12s} {head[3]:>11s} {head[4]:>8s}  status")
-    for name in SUITES["all"]:
-        o_in = o_ci = 0.0
-        r: float | None = None
+    print(f"{'corruption':18s} {'ours(imagenet)':>14s} {'ours(cifar)':>12s} {'imagecorr.':>11s} {'speedup':>8s}"
+          + (f" {'before':>8s} {'b.speedup':>9s} {'after/before':>12s}" if before else "") + "  status")
+    for name in names:
+        o_in, o_ci, r, b = Rate(), Rate(), Rate(), Rate()
         status = "not installed"
         for _ in range(args.repeat):  # interleaved; best of each
-            o_in = max(o_in, ours_rate(u8, name, "imagenet", args.batch))
+            o_in.add(*ours_run(u8, name, "imagenet", args.batch))
+            if before:
+                b.add(*before.run(name, "imagenet", args.batch))
             if have_ref and status in ("ok", "not installed"):
-                ri, status = ref_rate(ref_imgs, name)
-                r = max(r or 0.0, ri) if ri else None
+                res = ref_run(ref_imgs, name)
+                status = res if isinstance(res, str) else "ok"
+                if not isinstance(res, str):
+                    r.add(*res)
             if args.size <= 64:  # the CIFAR constants are for small images
-                o_ci = max(o_ci, ours_rate(u8, name, "cifar", args.batch))
-        sp = o_in / r if r else None
-        rows.append({"corruption": name, "ours_imagenet_img_s": o_in, "ours_cifar_img_s": o_ci or None,
-                     "imagecorruptions_img_s": r, "speedup": sp, "status": status})
-        print(f"{name:18s} {o_in:14.0f} {o_ci or float('nan'):12.0f} {r if r else float('nan'):11.0f} "
-              f"{sp if sp else float('nan'):7.1f}x  {status}", flush=True)
-    sps = [r["speedup"] for r in rows if r["speedup"]]
-    geo = math.exp(sum(math.log(s) for s in sps) / len(sps)) if sps else None
+                o_ci.add(*ours_run(u8, name, "cifar", args.batch))
+        ok = status == "ok"
+        row = {"corruption": name, "status": status,
+               "ours_imagenet_img_s": o_in.get(clock), "ours_cifar_img_s": o_ci.get(clock) or None,
+               "imagecorruptions_img_s": r.get(clock) if ok else None,
+               "speedup": o_in.get(clock) / r.get(clock) if ok else None,
+               "speedup_wall": o_in.wall / r.wall if ok else None,
+               "wall_img_s": {"ours_imagenet": o_in.wall, "ours_cifar": o_ci.wall or None,
+                              "imagecorruptions": r.wall if ok else None},
+               "cpu_img_s": {"ours_imagenet": o_in.cpu, "ours_cifar": o_ci.cpu or None,
+                             "imagecorruptions": r.cpu if ok else None}}
+        if before:
+            row.update({"before_img_s": b.get(clock), "before_speedup": b.get(clock) / r.get(clock) if ok else None,
+                        "after_over_before": o_in.get(clock) / b.get(clock),
+                        "before_wall_img_s": b.wall, "before_cpu_img_s": b.cpu})
+        rows.append(row)
+        nan = float("nan")
+        line = (f"{name:18s} {o_in.get(clock):14.0f} {o_ci.get(clock) or nan:12.0f} "
+                f"{r.get(clock) if ok else nan:11.0f} {row['speedup'] or nan:7.1f}x")
+        if before:
+            line += f" {b.get(clock):8.0f} {row['before_speedup'] or nan:8.1f}x {row['after_over_before']:11.2f}x"
+        print(f"{line}  (wall {row['speedup_wall'] or nan:.1f}x)  {status}", flush=True)
+    if before:
+        before.close()
+    geo = geomean([r["speedup"] for r in rows if r["speedup"]])
+    geo_wall = geomean([r["speedup_wall"] for r in rows if r["speedup_wall"]])
+    geo_before = geomean([r["before_speedup"] for r in rows if r.get("before_speedup")])
+    n_both = sum(1 for r in rows if r["speedup"])
     load = os.getloadavg()
-    print(f"geometric-mean speedup over {len(sps)} corruptions both implement: {geo:.1f}x" if geo else "no reference")
+    if geo:
+        print(f"geometric-mean speedup over {n_both} corruptions both implement: {geo:.1f}x ({clock} time; "
+              f"wall-clock: {geo_wall:.1f}x)" + (f"; before: {geo_before:.1f}x" if geo_before else ""))
+        print(f"slowest row: {min(r['speedup'] for r in rows if r['speedup']):.1f}x")
+    else:
+        print("no reference")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"load average during run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {cores} usable cores")
-    out = {"rows": rows, "geomean_speedup": geo, "n_both": len(sps), "threads": 1, "n_ours": args.n_ours,
-           "n_ref": args.n_ref, "batch": args.batch, "repeat": args.repeat,
+    out = {"rows": rows, "geomean_speedup": geo, "geomean_speedup_wall": geo_wall,
+           "geomean_speedup_before": geo_before, "before_src": args.before_src, "n_both": n_both, "threads": 1,
+           "n_ours": args.n_ours, "n_ref": args.n_ref, "batch": args.batch, "repeat": args.repeat, "clock": clock,
            "timing": "best of repeat, interleaved", "image_size": args.size, "severities": [1, 2, 3, 4, 5],
-           "loadavg": load,
-           "cpu": platform.processor() or platform.machine(), "cores": cores,
-           "torch": torch.__version__, "imagecorruptions": ic_version,
-           "all_ours_work": all(r["ours_imagenet_img_s"] > 0 for r in rows)}
+           "loadavg": load, "cpu": cpu_model(), "cores": cores, "torch": torch.__version__,
+           "imagecorruptions": ic_version, "all_ours_work": all(r["ours_imagenet_img_s"] > 0 for r in rows)}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")

@@ -269,6 +269,29 @@ def test_jsma_runs_via_torchattacks(tiny_model, batch):
         a.run(tiny_model, torch.rand(2, 3, 64, 64), torch.zeros(2, dtype=torch.long))
 
 
+def test_jsma_reports_targeted_success_next_to_misclassification(tiny_model, digits_bundle, tmp_path):
+    """issue 20: JSMA is targeted (the next class); success_rate counts any misclassification, and
+    targeted_success_rate only the images classified as the target — both stored, each as computed here."""
+    from compressbench.evaluate.attacks.evaluator import AdversarialParams, adversarial
+
+    ctx = make_ctx(digits_bundle, tiny_model, tmp_path)
+    ms = adversarial(tiny_model, ctx, AdversarialParams(attacks=[AttackConfig(name="jsma", gamma=0.1)], subset=24,
+                                                        modes=["whitebox"]))
+    images = ctx.eval_set(24)
+    x, y = images.x.float() / 255, images.y
+    a = build_attack(AttackConfig(name="jsma", gamma=0.1), 10)
+    torch.manual_seed(0)
+    xa = a.run(tiny_model, x, y)
+    with torch.no_grad():
+        clean, pred = tiny_model(x).argmax(1) == y, tiny_model(xa).argmax(1)
+    fooled = float((pred[clean] != y[clean]).float().mean())
+    hit = float((pred[clean] == (y[clean] + 1) % 10).float().mean())
+    assert one(ms, "success_rate", attack="jsma") == pytest.approx(fooled)
+    assert one(ms, "targeted_success_rate", attack="jsma") == pytest.approx(hit)
+    assert hit <= fooled
+    assert not rows(ms, "targeted_success_rate", attack="pgd")  # untargeted attacks have none
+
+
 def test_jsma_on_large_images_is_refused_at_validate(tmp_path):
     from compressbench.config import ConfigError, validate
 

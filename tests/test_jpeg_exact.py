@@ -95,6 +95,7 @@ def test_float64_path_and_chunks(monkeypatch):
     assert torch.equal(jpeg.jpeg_roundtrip(x[1::2], 40), ref[1::2])  # non-contiguous input
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_matches_cpu():
     x = torch.from_numpy(_images(5, 3, 28, 28))

@@ -40,10 +40,10 @@ def test_study_table_from_a_real_run(tmp_path):
     assert run(exp, progress=False).failed == 0
     build_report(exp.store_path, tmp_path / "rep", formats=("html", "csv", "md"))
     rows = list(csv.DictReader(open(tmp_path / "rep" / "study" / "study-per-name.csv")))
-    # two blocks (the report's variant order: by method), each starting with the baseline
-    assert [(r["group"], r["row"]) for r in rows] == [("filters", "baseline"), ("filters", "50 % smaller (params)"),
-                                                     ("l1", "baseline"), ("l1", "10 % smaller (params)"),
-                                                     ("l1", "50 % smaller (params)")]
+    # two blocks in the experiment file's order (entries, then budgets as listed), each starting with the baseline
+    assert [(r["group"], r["row"]) for r in rows] == [("l1", "baseline"), ("l1", "10 % smaller (params)"),
+                                                     ("l1", "50 % smaller (params)"), ("filters", "baseline"),
+                                                     ("filters", "50 % smaller (params)")]
     store = [r for r in ResultStore(exp.store_path).rows("study") if r["error"] is None]
 
     def one(variant, evaluator, metric, cond=""):
@@ -70,3 +70,50 @@ def test_study_layout_is_validated(tmp_path):
         validate(_raw(tmp_path, report=bad))
     with pytest.raises(ConfigError, match="group_by"):
         validate(_raw(tmp_path, report={"tables": [{**LAYOUT["tables"][0], "group_by": "families"}]}))
+
+
+SWEEP = {"tables": [
+    {"name": "sweep", "title": "Pruning sweep: L1 vs random",
+     "columns": [{"label": "Accuracy %", "evaluator": "clean", "metric": "top1", "exact": True, "fmt": "pct"},
+                 {"label": "Dense size (% of base)", "evaluator": "compress", "metric": "achieved_bytes",
+                  "scale": 100, "fmt": "f1"}]},
+]}
+
+
+def test_study_outputs_keep_the_studys_series_order_and_console(tmp_path, capsys):
+    """The trade-offs study's shape at toy size: L1 and random pruning of one method over one knob sweep stay
+    two series in the figure (x: the knob's name), the study table has no repeated column and its rows follow
+    the file (0.5 before 0.9), and `compressbench run` prints the study table, not the standard one."""
+    import yaml
+
+    from compressbench.cli import main
+    from compressbench.report.data import load_experiment
+    from compressbench.report.plots import Plotter
+
+    raw = _raw(tmp_path, name="sweep", report=SWEEP, variants=[
+        {"name": "l1-local", "method": "prune.unstructured", "budgets": {"knob": [0.5, 0.9]},
+         "params": {"criterion": "l1", "scope": "local", "finetune": {"epochs": 0}}},
+        {"name": "random", "method": "prune.unstructured", "budgets": {"knob": [0.5, 0.9]},
+         "params": {"criterion": "random", "scope": "local", "finetune": {"epochs": 0}}}],
+        evaluations=[{"evaluator": "clean"}])
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(cfg), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Pruning sweep: L1 vs random" in out and "Dense size (% of base)" in out
+    assert "corruption top-1" not in out and "mean over seeds" not in out  # not the standard table
+    assert out.index("l1-local@knob=0.5") < out.index("l1-local@knob=0.9") < out.index("random@knob=0.5")
+
+    build_report(tmp_path / "s.sqlite", tmp_path / "rep", formats=("html", "csv", "md", "png"))
+    md = (tmp_path / "rep" / "sweep" / "study-sweep.md").read_text().splitlines()
+    header = [c.strip() for c in md[2].strip("|").split("|")]
+    assert header == ["variant", "method", "Accuracy %", "Dense size (% of base)"]  # no duplicate row/variant
+    rows = [line.split("|")[1].strip() for line in md[4:9]]
+    assert rows == ["baseline", "l1-local@knob=0.5", "l1-local@knob=0.9", "random@knob=0.5", "random@knob=0.9"]
+
+    data = load_experiment(ResultStore(tmp_path / "s.sqlite"), "sweep")
+    figs = {f.name: f for f in Plotter(data, tmp_path / "figs", {"png"}).draw_all()}
+    knob = figs["acc_vs_budget_knob"]
+    assert sorted(knob.series) == ["baseline", "l1-local (prune.unstructured)", "random (prune.unstructured)"]
+    assert "sparsity" in knob.xlabel and "prune.unstructured" in knob.xlabel
+    assert (tmp_path / "rep" / "sweep" / "figures" / "acc_vs_budget_knob.png").stat().st_size > 5_000

@@ -1,6 +1,6 @@
 """The ``compressbench`` command: a thin shell over the library.
 
-Subcommands: run · validate · plan · list · results · report · profile · corrupt · export.
+Subcommands: run · validate · plan · list · results · report · profile · corrupt · compare · export.
 Errors in user input print one line and exit with code 2 (no traceback, no work started);
 ``run`` exits 1 when any job failed (after printing the summary), 0 when all succeeded.
 """
@@ -27,6 +27,8 @@ _HOOKS: dict[str, tuple[str, str, str, str]] = {
                 "measure params, bytes, FLOPs, latency and throughput of a saved model or package.module:factory"),
     "corrupt": ("compressbench.evaluate.corruptions", "add_corrupt_arguments", "corrupt_command",
                 "write a corrupted copy of a dataset in the CIFAR-10-C layout"),
+    "compare": ("compressbench.compare", "add_compare_arguments", "compare_command",
+                "which non-timing values and which recorded environment fields differ between two stores"),
     "export": ("compressbench.deploy.cli", "add_export_arguments", "export_command",
                "export a variant of a study to a deployment runtime (onnx, executorch, openvino, pt2, safetensors), "
                "verify it there and write its model card"),
@@ -115,32 +117,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(store_path: Path, experiment: str) -> None:
-    """The run's table: a column per metric declared with ``console=`` (``specs.MetricSpec``)."""
-    from .report.data import load_experiment
-    from .report.summary import console_summary
-    from .store import ResultStore
+    """The run's tables: the study tables the file declares (``report.tables``), else a column per metric
+    declared with ``console=`` (``specs.MetricSpec``)."""
+    from .report.console import print_run_tables
 
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:  # pragma: no cover
-        return
-    try:
-        data = load_experiment(ResultStore(store_path), experiment)
-    except ValueError:  # no rows at all
-        return
-    headers, rows, notes = console_summary(data)
-    t = Table(title=f"{experiment} (mean over seeds)")
-    for i, c in enumerate(headers):
-        if i == 0:
-            t.add_column(c, justify="left", no_wrap=True, overflow="fold", min_width=12)
-        else:
-            t.add_column(c, justify="right")
-    for row in rows:
-        t.add_row(*row)
-    Console(stderr=False, width=max(100, Console().width)).print(t)
-    for note in notes:
-        print(note)
+    print_run_tables(store_path, experiment)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

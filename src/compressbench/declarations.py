@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterable, Mapping
 
 from .job_metrics import JOB_SPECS
+from .metric_specs import PRESENTATION_FIELDS
 from .registry import evaluators as registry
 from .specs import Console, EvaluatorSpec, MetricSpec, Presentation, Selection
 from .store import ResultStore
@@ -89,6 +90,7 @@ def spec_from_record(evaluator: str, record: Mapping[str, Any], code: EvaluatorS
     metrics, notes = [], []
     for r in record.get("metrics", []):
         m = metric_from_record(r)
+        m = _newer_fields(m, r, code)
         derive = r["select"].get("derive")
         if derive is not None:
             own = next((c for c in (code.metrics if code else ()) if c.name == m.name and c.column == m.column
@@ -111,6 +113,17 @@ def spec_from_record(evaluator: str, record: Mapping[str, Any], code: EvaluatorS
         notes.append(f"{evaluator}: its own tables and figures are drawn by code this installation does not have "
                      f"({', '.join(hooks)}); its rows are in its generic table.")
     return Rendered(EvaluatorSpec(version=int(record.get("version", 1)), **fields), notes)
+
+
+def _newer_fields(m: MetricSpec, r: Mapping[str, Any], code: EvaluatorSpec | None) -> MetricSpec:
+    """A record written before a presentation field existed (e.g. ``lead``) takes that field from this
+    installation's declaration of the same metric and column; every field the record has is kept."""
+    missing = set(PRESENTATION_FIELDS) - set(r.get("show", {}))
+    own = next((c for c in (code.metrics if code else ()) if c.name == m.name and c.column == m.column), None)
+    if not missing or own is None:
+        return m
+    return MetricSpec(m.name, role=m.role, select=m.select,
+                      show=replace(m.show, **{f: getattr(own.show, f) for f in missing}))
 
 
 def run_records(evaluators: Iterable[str]) -> dict[str, dict[str, Any]]:

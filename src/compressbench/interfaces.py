@@ -99,6 +99,9 @@ class CompressResult:
     achieved: dict[str, float] = field(default_factory=dict)
     # dense FLOPs of the result when they cannot be counted on it (None: count them)
     flops: int | None = None
+    # the model as trained and evaluated inside the method when ``model`` is a restructured copy of it
+    # (Soft Filter Pruning: the zeroed model before its channels are removed); None: ``model`` is it
+    trained: nn.Module | None = None
 
 
 @dataclass

@@ -29,7 +29,7 @@ COMPRESS_METRICS = (
     MetricSpec("params_nonzero", label="Params (nonzero)", unit="params", fmt="int", higher_is_better=False,
                summary=True, fallback=True, order=60, console=Console("params (nonzero)"), **_NO_TABLE,
                description="nonzero parameters of the saved model"),
-    MetricSpec("checkpoint_bytes", label="Checkpoint bytes", unit="B", fmt="bytes", higher_is_better=False,
+    MetricSpec("checkpoint_bytes", label="Checkpoint size", unit="B", fmt="bytes", higher_is_better=False,
                order=61, console=Console("checkpoint bytes"), **_NO_TABLE,
                description="size of the saved checkpoint file"),
     MetricSpec("flops", label="MFLOPs", unit="FLOP", fmt="f2", higher_is_better=False, positive=True,
@@ -42,19 +42,39 @@ COMPRESS_METRICS = (
     *(MetricSpec(f"achieved_{k}", label=f"Achieved {k}", fmt="f3", **_NO_TABLE,
                  description=f"{k} of the variant as a fraction of its parent's")
       for k in ("params", "bytes", "flops")),
-    MetricSpec("compression_pct", label="Compression %", fmt="f1", higher_is_better=True, summary=True,
+    MetricSpec("compression_pct", label="Saved vs base dense %", fmt="f1", higher_is_better=True, summary=True,
                fallback=True, order=63, derive=compression_from_achieved,
-               note="Compression % from the compressor's achieved_bytes (no efficiency rows).", **_NO_TABLE,
-               description="1 − achieved byte fraction, in %"),
+               note="{label}: 1 − the compressor's achieved_bytes (dense bytes vs the parent's; no efficiency rows).",
+               **_NO_TABLE, description="1 − the variant's dense bytes / its parent's, in % (no encoding)"),
     MetricSpec("knob", label="Knob", **_NO_TABLE, description="the method's knob that met the budget"),
+    MetricSpec("budget_matched", label="Budget matched (±2 %)", fmt="int", check=True, **_NO_TABLE,
+               description="1: the achieved fraction of a params / bytes / FLOPs budget is within ±2 % of it; 0: "
+                           "it is not, and the variant is labelled 'budget not matched' (budget_not_matched)"),
 )
 
+
+def budget_not_matched(df: Any) -> dict[str, str]:
+    """``{variant: "budget not matched: ..."}`` for every variant whose compress rows say its shared budget
+    was not met (``budget_matched`` 0) — the label the summary table and the run's printed table carry."""
+    if df is None or len(df) == 0 or "metric" not in df:
+        return {}
+    rows = df[(df["evaluator"] == "compress") & (df["metric"] == "budget_matched") & (df["value"] < 1)]
+    out: dict[str, str] = {}
+    for r in rows.itertuples():
+        ach, tgt = r.budget_achieved, r.budget_target
+        ach_s = f"{ach:.4g}" if isinstance(ach, (int, float)) and ach == ach else "?"
+        tgt_s = f"{tgt:g}" if isinstance(tgt, (int, float)) and tgt == tgt else "?"
+        out.setdefault(r.variant, f"budget not matched: {r.budget_kind} {ach_s} of the parent for a target of "
+                                  f"{tgt_s} (±2 %)")
+    return out
+
 TRAIN_METRICS = tuple(
-    MetricSpec(name, label=label, fmt=fmt, **_NO_TABLE)
-    for name, label, fmt in (("train_loss", "Train loss", "f3"), ("train_acc", "Train acc. %", "pct"),
-                             ("train_seconds", "Train seconds", "f1"), ("train_images_per_s", "Train img/s", "int"),
-                             ("train_steps", "Train steps", "int"),
-                             ("train_adapt_loss", "Train adaptation loss", "g")))
+    MetricSpec(name, label=label, fmt=fmt, unit=unit, **_NO_TABLE)
+    for name, label, fmt, unit in (("train_loss", "Train loss", "f3", ""), ("train_acc", "Train acc. %", "pct", ""),
+                                   ("train_seconds", "Train seconds", "f1", "s"),
+                                   ("train_images_per_s", "Train img/s", "int", "img/s"),
+                                   ("train_steps", "Train steps", "int", "step"),
+                                   ("train_adapt_loss", "Train adaptation loss", "g", "")))
 
 JOB_SPECS: dict[str, EvaluatorSpec] = {
     "compress": EvaluatorSpec(metrics=COMPRESS_METRICS, description="size of every saved model; achieved budget"),

@@ -76,7 +76,10 @@ class Presentation:
     ``report`` draws it). ``figure``: a figure (file stem, ``{kind}`` = budget kind) plotting it against
     the achieved budget, a line per method, panels per declaration or, with ``panels``, per value of that
     condition key. ``check``: a self-check (1 = passed), counted and failures listed. ``console``: a
-    column of the table ``compressbench run`` prints."""
+    column of the table ``compressbench run`` prints. ``lead``: a summary column a decision needs (accuracy
+    clean / corrupted / under attack, size, latency): the summary shows it first, with its change vs the
+    parent next to it — points for a ``pct`` metric, a ratio (×) otherwise, when ``higher_is_better`` is
+    set — and the other summary columns behind a "show all columns" control."""
 
     label: str = ""
     unit: str = ""
@@ -94,6 +97,7 @@ class Presentation:
     panels: str | None = None
     check: bool = False
     console: Console | None = None
+    lead: bool = False
 
     def __post_init__(self) -> None:
         if self.fmt not in Format.__args__:  # type: ignore[attr-defined]

@@ -10,7 +10,6 @@ import datetime as dt
 import json
 import logging
 import os
-import platform
 import subprocess
 import uuid
 from dataclasses import dataclass
@@ -33,10 +32,10 @@ from .execute import GPU_SHARE, JobResult, create_executor, prepare_cache
 from .interfaces import Budget, CompressContext, EvalContext, VariantInfo
 from .measure.counting import param_counts
 from .measure.flops import count_flops
-from .measure.hardware import cpu_model
 from .measure.sizes import checkpoint_bytes
 from .plan import Job, plan
 from .progress import progress_enabled
+from .provenance import host_info, versions
 from .registry import evaluators, methods
 from .store import ResultStore, condition_str
 from .train import TrainRecipe, accuracy, resolve_device, seed_everything, train
@@ -175,6 +174,8 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], cache_dir:
         m["evaluator"] = "compress"
     ms += [{"evaluator": "compress", "metric": f"achieved_{k}", "value": float(v)} for k, v in achieved.items()
            if isinstance(v, (int, float))]
+    if "within_tolerance" in res.record:  # a shared budget: matched within ±2 % or not (job_metrics)
+        ms.append({"evaluator": "compress", "metric": "budget_matched", "value": float(res.record["within_tolerance"])})
     knob = res.record.get("knob")
     if isinstance(knob, (int, float)) and not isinstance(knob, bool):
         ms.append({"evaluator": "compress", "metric": "knob", "value": float(knob)})
@@ -260,28 +261,6 @@ def _git_hash() -> str | None:
         return None
 
 
-def versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in ("compressbench", "torch", "torchvision", "numpy", "torch-pruning", "onnxruntime", "pydantic",
-                "foolbox", "torchattacks"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def host_info() -> dict[str, Any]:
-    """The run's host, stored with its provenance (CPU model from :func:`~compressbench.measure.hardware.cpu_model`)."""
-    info = {"platform": platform.platform(), "cpu": cpu_model(), "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
 # --------------------------------------------------------------------------- the run
 @dataclass
 class RunSummary:
@@ -316,7 +295,7 @@ def run(experiment: Experiment | str | Path, *, progress: bool | None = None, ex
     prepare_cache(cache, jobs)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     store.add_run(run_id, exp.name, dt.datetime.now(dt.timezone.utc).isoformat(), exp.model_dump(mode="json"),
-                  _git_hash(), versions(), str(device), host_info())
+                  _git_hash(), versions(exp), str(device), host_info())
     record_run(store, run_id, {j.labels["evaluator"] for j in jobs if j.kind == "evaluate"})  # report: no code
     by_key = {j.key: j for j in jobs}
     results: dict[str, JobResult] = {}

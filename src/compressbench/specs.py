@@ -295,11 +295,17 @@ class DatasetSpec(ComponentSpec):
 
     ``sizes(root, **options) -> {name: images}``: how many labelled images it has without decoding them,
     for ``compressbench plan``: ``{"train": n, "test": n}``, or for a dataset with domains each domain's
-    images (``{"amazon": 2817, ...}``). Without it, ``plan`` loads the dataset (never downloading)."""
+    images (``{"amazon": 2817, ...}``). Without it, ``plan`` loads the dataset (never downloading).
+
+    ``fingerprint(root, cache, **options) -> {field: value}``: for a dataset generated on this machine, what
+    its images depend on (the generator's input files and their sha256, the libraries that draw them) and a
+    digest of the images — stored with every run (:mod:`compressbench.provenance`) so ``compressbench
+    compare`` can tell that two machines drew different images."""
 
     domains: tuple[str, ...] | Callable[[Mapping[str, Any]], tuple[str, ...]] = ()
     probe: Callable[..., Any] | None = None
     sizes: Callable[..., Mapping[str, int]] | None = None
+    fingerprint: Callable[..., Mapping[str, Any]] | None = None
 
     def domain_names(self, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
         """The declared domains (for these options); () for a dataset without domains."""

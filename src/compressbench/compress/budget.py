@@ -277,8 +277,8 @@ def compress(name: str, parent: nn.Module, ctx: CompressContext, budget: Budget 
     res = methods.get(name)(parent, ctx, sol, params)
     record: dict[str, Any] = {**sol.record, **res.record, "composition": composition(name, params)}
     if sol.knob is not None and spec.knob is not None:
-        record["knob"] = sol.knob
-        record.setdefault("knobs", {})[spec.knob.name] = sol.knob
+        record["knob"] = res.record.get("knob", sol.knob)  # a method may refine the solved knob (distill's trim)
+        record.setdefault("knobs", {})[spec.knob.name] = record["knob"]
     if res.achieved:  # a composite method measured itself (against the same parent)
         achieved = dict(res.achieved)
     else:
@@ -289,4 +289,4 @@ def compress(name: str, parent: nn.Module, ctx: CompressContext, budget: Budget 
         record["target"] = {"kind": budget.kind, "value": budget.value, **record.get("target", {})}
         if budget.kind != "knob":
             record["within_tolerance"] = within(achieved[budget.kind], budget.value)
-    return CompressResult(model=res.model, record=record, steps=res.steps, achieved=achieved)
+    return CompressResult(model=res.model, record=record, steps=res.steps, achieved=achieved, trained=res.trained)

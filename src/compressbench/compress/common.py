@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..interfaces import CompressContext, FinetuneParams
@@ -71,6 +72,31 @@ def finetune(model: nn.Module, ctx: CompressContext, ft: FinetuneParams | None, 
     out = ctx.train(model, epochs=ft.epochs, lr=ft.lr, optimizer=ft.optimizer, schedule=ft.schedule, desc=desc,
                     **kw)
     return out if out is not None else model
+
+
+SAME_FUNCTION_TOL = 1e-4  # max |Δlogit| between a trained model and its restructured (saved) form
+
+
+def logit_gap(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
+    """Max |a(x) − b(x)| over a batch (both in eval mode, on ``b``'s device)."""
+    dev = next((p.device for p in b.parameters()), torch.device("cpu"))
+    a.eval()
+    b.eval()
+    with torch.inference_mode():
+        return float((a.to(dev)(x.to(dev)).float() - b(x.to(dev)).float()).abs().max())
+
+
+def check_same_function(trained: nn.Module, model: nn.Module, ctx: CompressContext, what: str,
+                        n_images: int = 64) -> dict[str, float]:
+    """``model`` (restructured: channels removed) must compute what ``trained`` computed — logits within
+    :data:`SAME_FUNCTION_TOL` on the first ``n_images`` training images; raises otherwise (the job fails
+    with the gap rather than storing a model that is not the one trained). Returns the record."""
+    x, _, _ = next(ctx.data.train.batches(n_images))
+    gap = logit_gap(trained, model, x)
+    if not gap <= SAME_FUNCTION_TOL:
+        raise RuntimeError(f"{what} changed the model's function: max |Δlogit| {gap:.3g} > {SAME_FUNCTION_TOL:g} on "
+                           f"{len(x)} training images")
+    return {"max_abs_logit_diff": gap, "images": len(x), "tolerance": SAME_FUNCTION_TOL}
 
 
 def head_name(model: nn.Module) -> str | None:

@@ -14,6 +14,12 @@ target so the final step lands on the budget.
 
 Save / reload: the step records the new channel counts of every resized layer; the rebuilder
 resizes a freshly built parent to them (shapes only), after which the state dict loads.
+
+No model here is ever evaluated masked: Torch-Pruning removes each channel together with its BatchNorm
+and the next layer's inputs in one step — one-shot, at every iterative step, and as a pipeline stage —
+so the model fine-tuned, measured and saved is the physically smaller one. (The hazard of removing a
+zeroed channel whose BatchNorm still emits a constant exists only where a method trains a masked model
+first: ``prune.soft_filter``, which zeroes the BatchNorm too and checks the removal.)
 """
 
 from __future__ import annotations

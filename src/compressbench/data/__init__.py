@@ -354,7 +354,18 @@ def _synthetic_sizes(root: Path | None, n_train: int = 600, n_test: int = 200, s
     return {"train": n_train, "test": n_test}
 
 
+def _synthetic_fingerprint(root: Path | None, cache: Path, **options: int) -> dict[str, object]:
+    """Provenance (``DatasetSpec.fingerprint``): drawn from torch's RNG with torch's CPU kernels (exp, sin,
+    cos): the options, torch's version and CPU capability, and a sha256 of the generated images."""
+    from ..provenance import cpu_capability, sha256_tensors
+
+    b = synthetic(root, cache, False, **options)
+    return {"options": dict(options), "torch": torch.__version__, "cpu_capability": cpu_capability(),
+            "images_sha256": sha256_tensors([b.train.x, b.train.y, b.test.x, b.test.y])}
+
+
 @datasets.register("synthetic", params=SyntheticOptions, probe=_synthetic_probe, sizes=_synthetic_sizes,
+                   fingerprint=_synthetic_fingerprint,
                    description="seeded RGB shapes (class = shape×colour), any size; for tests")
 def synthetic(root: Path | None, cache: Path, download: bool, n_train: int = 600, n_test: int = 200,
               size: int = 32, num_classes: int = 4, channels: int = 3, seed: int = 0) -> DatasetBundle:

@@ -20,7 +20,9 @@ of the 1,797 the digit spans the full height, and the outer columns are nearly a
 block-counted. With the default 8 renders: 22 × 10 × 8 = 1,760 images, 176 per class.
 
 Built once (about two seconds) and cached as uint8 tensors in the cache dir, keyed by the options, the
-font files (names and sizes) and a version number.
+font files (names and sha256), the Pillow / FreeType / matplotlib / numpy versions and a version number.
+The same inputs and a digest of the images are the dataset's provenance (``fingerprint``, stored with
+every run): FreeType rasterises the glyphs, so another FreeType or font file can draw other pixels.
 """
 
 from __future__ import annotations
@@ -149,11 +151,22 @@ def _sizes(root: Path | None, size: int = 16, renders: int = 8, seed: int = 0) -
     return {"printed": len(font_files()) * 10 * renders, "handwritten": 1797}
 
 
-@datasets.register("digits-domains", params=DigitsDomainsOptions, domains=DOMAINS, probe=_probe, sizes=_sizes,
-                   description="offline two-domain digits: printed (22 matplotlib fonts, jittered) vs handwritten "
-                               "(scikit-learn's 1,797), both via UCI's 32×32 -> 8×8 block counts")
-def digits_domains(root: Path | None, cache: Path, download: bool, *, requested: tuple[str, ...] = DOMAINS,
-                   size: int = 16, renders: int = 8, seed: int = 0) -> DomainImages:
+def _render_inputs() -> dict[str, object]:
+    """What the printed digits' pixels depend on besides the options: the font files (name, sha256) and
+    the libraries that rasterise them (Pillow's FreeType draws; matplotlib ships the fonts)."""
+    import matplotlib
+    import PIL
+    from PIL import features
+
+    from ..provenance import sha256_file
+
+    return {"fonts": [[f.name, sha256_file(f)] for f in font_files()], "matplotlib": matplotlib.__version__,
+            "pillow": PIL.__version__, "freetype": features.version("freetype2"), "numpy": np.__version__}
+
+
+def _domain_sets(cache: Path, requested: tuple[str, ...], size: int, renders: int, seed: int
+                 ) -> tuple[dict[str, ImageSet], dict[str, object]]:
+    """The domains' images (built once per inputs, cached) and the render inputs they were built from."""
     def build() -> dict[str, ImageSet]:
         out = {}
         if "printed" in requested:
@@ -166,10 +179,32 @@ def digits_domains(root: Path | None, cache: Path, download: bool, *, requested:
             out["handwritten"] = _to_images(d.images.round().astype(np.int64), d.target, size)
         return out
 
-    fonts = [(f.name, f.stat().st_size) for f in font_files()] if "printed" in requested else []
+    inputs = _render_inputs() if "printed" in requested else {}
     fingerprint = {"v": _VERSION, "size": size, "renders": renders, "seed": seed, "domains": sorted(requested),
-                   "fonts": fonts}
-    sets = cached_sets(cache, "digits-domains", fingerprint, build)
+                   **inputs}
+    return cached_sets(cache, "digits-domains", fingerprint, build), inputs
+
+
+def _fingerprint(root: Path | None, cache: Path, size: int = 16, renders: int = 8, seed: int = 0) -> dict[str, object]:
+    """Provenance (``DatasetSpec.fingerprint``): the render inputs, scikit-learn's version (the handwritten
+    digits ship with it) and a sha256 of each domain's images and labels."""
+    import sklearn
+
+    from ..provenance import sha256_tensors
+
+    sets, inputs = _domain_sets(cache, DOMAINS, size, renders, seed)
+    return {"generator_version": _VERSION, "options": {"size": size, "renders": renders, "seed": seed}, **inputs,
+            "scikit-learn": sklearn.__version__,
+            "images_sha256": {d: sha256_tensors([sets[d].x, sets[d].y]) for d in DOMAINS}}
+
+
+@datasets.register("digits-domains", params=DigitsDomainsOptions, domains=DOMAINS, probe=_probe, sizes=_sizes,
+                   fingerprint=_fingerprint,
+                   description="offline two-domain digits: printed (22 matplotlib fonts, jittered) vs handwritten "
+                               "(scikit-learn's 1,797), both via UCI's 32×32 -> 8×8 block counts")
+def digits_domains(root: Path | None, cache: Path, download: bool, *, requested: tuple[str, ...] = DOMAINS,
+                   size: int = 16, renders: int = 8, seed: int = 0) -> DomainImages:
+    sets, inputs = _domain_sets(cache, requested, size, renders, seed)
     meta = DataMeta("digits-domains", 10, 1, (size, size), (), (), tuple(str(i) for i in range(10)),
                     augment="none")
-    return DomainImages(meta, sets, {"fonts": [n for n, _ in fonts]})
+    return DomainImages(meta, sets, {"fonts": [n for n, _ in inputs.get("fonts", [])]})

@@ -38,6 +38,7 @@ def nll(logits: torch.Tensor, targets: torch.Tensor) -> float:
                          MetricSpec("top1", label="Clean acc. %", fmt="pct", higher_is_better=True, where={},
                                     exact=True, summary=True, key="clean_top1", order=10, table=None,
                                     figure="acc_vs_budget_{kind}", console=Console("clean top-1"), role=CLEAN_ACCURACY,
+                                    lead=True,
                                     description="top-1 accuracy on the clean evaluation subset"),
                          MetricSpec("top5", label="Top-5 %", fmt="pct", higher_is_better=True, table=None),
                          MetricSpec("nll", label="NLL", fmt="f3", higher_is_better=False, table=None),

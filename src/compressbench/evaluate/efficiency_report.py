@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 from ..report import Derived, ReportContext
 from ..report.data import baseline_value
 from ..report.plots import Plotter, agg, pareto_front, yerr
+from ..report.tables import size_unit
 from ..specs import CLEAN_ACCURACY
 
 
@@ -17,7 +18,7 @@ def compression_pct(ctx: ReportContext) -> Derived:
     if not (len(bc) and len(bd)):
         return Derived(bc.iloc[:0])
     values = (100 * (1 - bc / [baseline_value(bd, s) for _, s in bc.index])).astype(float)
-    return Derived(values, ["Compression %: 1 − compressed bytes / the baseline's dense (torch.save) bytes."])
+    return Derived(values)  # what it computes: the declaration's description, under the summary
 
 
 def figures(ctx: ReportContext, plot: Plotter) -> None:
@@ -26,11 +27,15 @@ def figures(ctx: ReportContext, plot: Plotter) -> None:
     if not len(clean):
         return
     acc = agg(clean, ["variant"]).set_index("variant")
-    for key, name, xlabel, scale in (("latency_b1_ms", "pareto_latency", "latency at batch 1, ms", 1.0),
-                                     ("bytes_compressed", "pareto_bytes", "compressed size, KiB", 1 / 1024)):
+    for key, name, xlabel in (("latency_b1_ms", "pareto_latency", "latency at batch 1, ms"),
+                              ("bytes_compressed", "pareto_bytes", "compressed size")):
         col = ctx.summary.column(key)
         if not len(col.values):
             continue
+        scale = 1.0
+        if col.fmt == "bytes":  # the report's one size unit (decimal kB / MB), as in the tables
+            divisor, unit = size_unit(col.values)
+            scale, xlabel = 1 / divisor, f"{xlabel}, {unit}"
         cond = col.condition
         x = agg(col.values, ["variant"]).set_index("variant")
         vs = [v for v in ctx.data.variant_order if v in x.index and v in acc.index]

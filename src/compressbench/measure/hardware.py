@@ -12,15 +12,26 @@ from pathlib import Path
 from typing import Any
 
 
-def cpu_model() -> str:
-    """The CPU's marketing name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
+def _cpuinfo(*keys: str) -> str | None:
+    """The value of the first ``/proc/cpuinfo`` line starting with one of ``keys`` (Linux; None elsewhere)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
+            if line.lower().startswith(keys):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags(wanted: tuple[str, ...]) -> list[str]:
+    """Which of the ISA extensions ``wanted`` this CPU reports (``/proc/cpuinfo`` flags; [] elsewhere)."""
+    have = set((_cpuinfo("flags", "features") or "").split())
+    return [f for f in wanted if f in have]
 
 
 def hardware_info(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:

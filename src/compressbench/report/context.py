@@ -38,7 +38,9 @@ class Derived:
 
 @dataclass
 class ColumnResult:
-    """A summary column: presentation from its main declaration, values from the first that has rows."""
+    """A summary column: presentation from its main declaration (``main``), values per (variant, seed) from
+    the first declaration that has rows (``source``), as stored — a declared ``scale`` is applied where the
+    column is shown (:func:`rescale`)."""
 
     key: str
     label: str
@@ -47,6 +49,7 @@ class ColumnResult:
     notes: list[str]
     source: Decl | None = None
     condition: str = ""
+    main: MetricSpec | None = None
 
 
 class SummaryColumns:
@@ -94,9 +97,8 @@ class SummaryColumns:
             tmpl = used.spec.show.note or "{name}: from the {evaluator} job (no {primary} rows)."
             notes.append(tmpl.format(name=main.spec.name, label=main.spec.title, evaluator=used.evaluator,
                                      primary=main.evaluator, condition=""))
-        values, label = out.values, out.label or main.spec.title
-        values, label = rescale(values, main.spec, label)
-        return ColumnResult(key, label, main.spec.show.fmt, values, notes, used, out.condition)
+        return ColumnResult(key, out.label or main.spec.title, main.spec.show.fmt, out.values, notes, used,
+                            out.condition, main.spec)
 
     def evaluate(self, d: Decl) -> Derived:
         """One declaration's values per (variant, seed), and its notes."""

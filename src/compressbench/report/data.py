@@ -50,6 +50,7 @@ class ExperimentData:
     runs: list[dict[str, Any]] = field(default_factory=list)
     # evaluator -> its stored declarations (``compressbench.declarations``), from the latest run recording it
     declared: dict[str, dict[str, Any]] = field(default_factory=dict)
+    source: str = ""  # the store it was read from, as the report names it (a report across stores)
 
     @property
     def variant_order(self) -> list[str]:
@@ -78,9 +79,33 @@ def _expand_conditions(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _variant_table(df: pd.DataFrame) -> pd.DataFrame:
+def series_of(variant: str) -> str:
+    """The series a variant belongs to: its experiment-file entry (one method with one set of params), whose
+    name (or method) the runner writes before ``@<budget>`` when the entry lists several budgets."""
+    return variant.split("@", 1)[0]
+
+
+def _file_position(variant: str, kind: Any, target: float, entries: list[dict[str, Any]]) -> tuple[float, float]:
+    """(entry index, budget index) of a variant in the experiment file's ``variants`` list (``inf`` when it
+    cannot be placed): the entry named as the variant's series whose budget list holds its target."""
+    best = (math.inf, math.inf)
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict) or series_of(variant) != str(e.get("name") or e.get("method")):
+            continue
+        budgets = e.get("budgets") or {k: [v] for k, v in (e.get("budget") or {}).items()}
+        values = budgets.get(kind) if isinstance(budgets, dict) and kind is not None else None
+        for j, x in enumerate(values or []):
+            if isinstance(x, (int, float)) and math.isclose(float(x), target, rel_tol=1e-9, abs_tol=1e-12):
+                return (i, j)
+        best = min(best, (i, math.inf))
+    return best
+
+
+def _variant_table(df: pd.DataFrame, config: dict[str, Any] | None = None) -> pd.DataFrame:
     """Variant, method and budget: target from any row, achieved = the mean over seeds of the value the
-    runner stamped on the variant's rows (the compress job's achieved fraction, or its knob)."""
+    runner stamped on the variant's rows (the compress job's achieved fraction, or its knob). Order: the
+    baseline, then the experiment file's order (``config``: the run's resolved config; entries, then each
+    entry's budgets as listed), then — for variants the file does not place — method, kind and target."""
     recs = []
     for v, g in df.groupby("variant", sort=False):
         kind = g["budget_kind"].dropna()
@@ -93,11 +118,15 @@ def _variant_table(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(recs, columns=["variant", "method", "budget_kind", "budget_target", "budget_achieved"])
     if out.empty:
         return out
+    entries = (config or {}).get("variants") or []
+    pos = [_file_position(r.variant, r.budget_kind, r.budget_target, entries if isinstance(entries, list) else [])
+           for r in out.itertuples()]
     out["_base"] = out["method"] != BASELINE
+    out["_i"], out["_j"] = [p[0] for p in pos], [p[1] for p in pos]
     out["_t"] = out["budget_target"].fillna(math.inf)
-    out = out.sort_values(["_base", "method", "budget_kind", "_t", "variant"], ascending=[True, True, True, False,
-                                                                                        True], na_position="last")
-    return out.drop(columns=["_base", "_t"]).reset_index(drop=True)
+    out = out.sort_values(["_base", "_i", "_j", "method", "budget_kind", "_t", "variant"],
+                          ascending=[True, True, True, True, True, False, True], na_position="last")
+    return out.drop(columns=["_base", "_i", "_j", "_t"]).reset_index(drop=True)
 
 
 def load_experiment(store: ResultStore, name: str) -> ExperimentData:
@@ -114,7 +143,6 @@ def load_experiment(store: ResultStore, name: str) -> ExperimentData:
     df = df.sort_values("id").drop_duplicates(key, keep="last")
     df["seed"] = df["seed"].fillna(0).astype(int)
     df = _expand_conditions(df.reset_index(drop=True))
-    variants = _variant_table(pd.concat([df, errors]) if len(errors) else df)
     artifacts: list[dict[str, Any]] = []
     if hasattr(store, "artifacts"):
         try:
@@ -123,8 +151,14 @@ def load_experiment(store: ResultStore, name: str) -> ExperimentData:
             log.warning("could not read artifacts from %s: %s", store.path, e)
     # a sibling experiment <name>.<part> (one per source domain, ...) was run under <name>
     runs = [r for r in store.runs() if r.get("experiment") in (name, name.rsplit(".", 1)[0], None)]
+    variants = _variant_table(pd.concat([df, errors]) if len(errors) else df, latest_config(runs))
     seeds = sorted(int(s) for s in df["seed"].unique())
     return ExperimentData(name, df, errors, variants, seeds, artifacts, runs, latest_declarations(store, runs))
+
+
+def latest_config(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The resolved config of the latest run that recorded one (runs in start order)."""
+    return next((r["config_json"] for r in reversed(runs) if isinstance(r.get("config_json"), dict)), None)
 
 
 def latest_declarations(store: ResultStore, runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

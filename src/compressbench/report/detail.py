@@ -59,7 +59,8 @@ def generic_tables(ctx: ReportContext) -> list[Table]:
             for cond, g in rows.groupby(rows["condition"].fillna(""), sort=True):
                 key = m.name if cond == "" else f"{m.name}[{cond}]"
                 per[key] = reduce_rows(g, m)
-                columns.append(Column.of(key, m.title if cond == "" else f"{m.title} ({cond})", m.show.fmt))
+                columns.append(Column.of(key, m.title if cond == "" else f"{m.title} ({cond})", m.show.fmt,
+                                         per[key], m.show.description))
         if columns:
             frame = pd.DataFrame(per)
             frame.index = frame.index.set_names(["variant", "seed"])

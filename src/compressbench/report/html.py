@@ -1,6 +1,7 @@
-"""One self-contained HTML page: tables (sortable by a few lines of inline JS), figures as base64 PNG
-(or inline SVG), evaluator images (corruption gallery, disagreement thumbnails), the experiment's
-config and provenance. No external resource, readable from ``file://``."""
+"""One self-contained HTML page: tables (sortable by a few lines of inline JS; a summary's non-leading
+columns behind a "show all columns" checkbox, plain CSS), figures as base64 PNG (or inline SVG),
+evaluator images (corruption gallery, disagreement thumbnails), the experiment's config and provenance.
+No external resource, readable from ``file://``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import base64
 import html
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ import yaml
 from ..specs import EvaluatorSpec
 from .data import ExperimentData
 from .plots import Figure
-from .tables import Table
+from .tables import Column, Table
 
 Specs = dict[str, EvaluatorSpec | None]
 
@@ -26,14 +28,21 @@ color:#222;line-height:1.4}
 h1{margin-bottom:.2em}h2{border-bottom:2px solid #4a6fa5;padding-bottom:.2em;margin-top:2em}
 table{border-collapse:collapse;font-size:13px;margin:.6em 0}
 th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;white-space:nowrap}
-th{background:#eef2f8;cursor:pointer;user-select:none;position:sticky;top:0}
+th{background:#eef2f8;cursor:pointer;user-select:none;position:sticky;top:0;white-space:normal;min-width:3.5em;
+max-width:9em;vertical-align:bottom}th sup{color:#4a6fa5;margin-left:1px}th[title]{cursor:help}
+td .ci{display:block;font-size:11px;color:#666}td.good{background:#e7f5e9!important}
+td.bad{background:#fbe9e7!important}
+input.allcols{margin-left:0}label.allcols{font-size:13px;color:#4a6fa5;cursor:pointer}
+input.allcols:not(:checked)~.scroll .more{display:none}
 th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
-td.t,th.t{text-align:left}tr:nth-child(even) td{background:#fafafa}tr.baseline td{font-weight:600}
+td.t,th.t{text-align:left}td.t{white-space:normal}
+tr:nth-child(even) td{background:#fafafa}tr.baseline td{font-weight:600}
 .scroll{overflow-x:auto;max-width:100%}.note{color:#555;font-size:13px;margin:.2em 0}
 .warn{background:#fff4e0;border-left:4px solid #e0a000;padding:.4em .8em}
 figure{display:inline-block;vertical-align:top;margin:.5em 1em .5em 0;max-width:100%}
 figure img{max-width:100%;height:auto;border:1px solid #ddd}figcaption{font-size:13px;color:#444;max-width:640px}
 pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:12px}nav a{margin-right:1em}
+h2 .store{font-weight:normal;color:#555;font-size:70%}
 """
 
 _JS = """
@@ -70,22 +79,56 @@ def _slug(s: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in s).strip("-").lower()
 
 
+def _breakable(x: str) -> str:
+    """Text with optional line breaks (``<wbr>``) after ``@ = /`` and a ``.`` before a letter: a long variant
+    name wraps there when the table would not fit the window, and stays on one line when it does."""
+    return re.sub(r"([@=/](?=.)|\.(?=[A-Za-z]))", r"\1<wbr>", _e(x))
+
+
+def _cell_html(t: Table, v: str, c: Column, text: str) -> str:
+    """A numeric cell: the mean (sort key in ``data-v``), its ± half-width on a line of its own, and for a
+    change-vs-parent column a colour saying whether the change is better or worse."""
+    m = t.mean.at[v, c.key]
+    dv = "" if m is None or (isinstance(m, float) and math.isnan(m)) else repr(float(m))
+    value, _, ci = text.partition(" ± ")
+    body = _e(value) + (f'<span class="ci">± {_e(ci)}</span>' if ci else "")
+    cls = ""
+    if c.good and dv:
+        half = t.ci.at[v, c.key]
+        half = 0.0 if half is None or math.isnan(half) else float(half)
+        change = float(m) - c.neutral
+        if abs(change) > max(half, 1e-12 * max(1.0, abs(c.neutral))):  # the interval excludes "no change"
+            cls = " good" if change * c.good > 0 else " bad"
+    return f'<td class="n{cls}" data-v="{dv}">{body}</td>'
+
+
 def table_html(t: Table, exp_slug: str) -> str:
+    """A sortable table. With ``t.lead`` set, the columns after the first ``lead`` numeric ones are hidden
+    until "show all columns" is ticked — a checkbox and CSS, no script — and the page reads without them."""
     text_cols = list(t.text.columns)
+    hide = t.lead is not None and t.lead < len(t.columns)
+    more = [hide and i >= t.lead for i in range(len(t.columns))]  # type: ignore[operator]
     head = "".join(f'<th class="t">{_e(c)}</th>' for c in text_cols)
-    head += "".join(f"<th>{_e(c.label)}</th>" for c in t.columns)
+    for c, x in zip(t.columns, more, strict=True):
+        cls = ' class="more"' if x else ""
+        tip = f' title="{_e(c.note)}"' if c.note else ""
+        head += f"<th{cls}{tip}>{_e(c.label)}{'<sup>?</sup>' if c.note else ''}</th>"
     rows = []
     for v, srow in zip(t.text.index, t.string_rows(), strict=False):
-        cells = [f'<td class="t">{_e(x)}</td>' for x in srow[:len(text_cols)]]
-        for c, s in zip(t.columns, srow[len(text_cols):], strict=False):
-            m = t.mean.at[v, c.key]
-            dv = "" if m is None or (isinstance(m, float) and math.isnan(m)) else repr(float(m))
-            cells.append(f'<td data-v="{dv}">{_e(s)}</td>')
+        cells = [f'<td class="t">{_breakable(x)}</td>' for x in srow[:len(text_cols)]]
+        for c, s, x in zip(t.columns, srow[len(text_cols):], more, strict=False):
+            cell = _cell_html(t, v, c, s)
+            cells.append(cell.replace('<td class="n', '<td class="more n', 1) if x else cell)
         base = "method" in t.text and t.text.at[v, "method"] == "baseline"  # hooks' tables may have no method
         cls = ' class="baseline"' if base else ""
         rows.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     notes = "".join(f'<p class="note">{_e(n)}</p>' for n in t.notes)
-    return (f'<h3 id="{exp_slug}-{t.name}">{_e(t.title)}</h3><div class="scroll">'
+    toggle = ""
+    if hide:
+        box = f"{exp_slug}-{t.name}-all"
+        toggle = (f'<input type="checkbox" class="allcols" id="{box}"><label class="allcols" for="{box}">'
+                  f"Show all {len(t.columns)} columns ({len(t.columns) - t.lead} more)</label>")  # type: ignore[operator]
+    return (f'<h3 id="{exp_slug}-{t.name}">{_e(t.title)}</h3>{toggle}<div class="scroll">'
             f'<table class="sortable" data-name="{_e(t.name)}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(rows)}</tbody></table></div>{notes}')
 
@@ -190,9 +233,10 @@ def checks_html(data: ExperimentData, specs: Specs) -> str:
 
 def experiment_html(data: ExperimentData, tables: list[Table], figures: list[Figure], files_dir: str,
                     specs: Specs) -> str:
-    s = _slug(data.name)
+    s = _slug(f"{data.source}-{data.name}" if data.source else data.name)
     nav = " ".join(f'<a href="#{s}-{t.name}">{_e(t.name)}</a>' for t in tables)
-    parts = [f'<section class="experiment" id="{s}"><h2>Experiment: {_e(data.name)}</h2>',
+    store = f' <span class="store">({_e(data.source)})</span>' if data.source else ""
+    parts = [f'<section class="experiment" id="{s}"><h2>Experiment: {_e(data.name)}{store}</h2>',
              f'<p class="note">{len(data.variant_order)} variants · seeds {_e(data.seeds)} · '
              f"files in <code>{_e(files_dir)}</code></p>", f"<nav>{nav} <a href='#{s}-figures'>figures</a> "
              f"<a href='#{s}-provenance'>provenance</a></nav>"]
@@ -208,10 +252,22 @@ def experiment_html(data: ExperimentData, tables: list[Table], figures: list[Fig
     return "\n".join(p for p in parts if p)
 
 
-def page(sections: list[str], title: str, store_path: str) -> str:
+def comparison_html(table: Table, figures: list[Figure], files_dir: str) -> str:
+    """The section comparing experiments across stores (:mod:`.compare`)."""
+    return (f'<section class="experiment" id="comparison"><h2>Comparison across stores</h2>'
+            f'<p class="note">One row per store · experiment · variant; files in <code>{_e(files_dir)}</code>. '
+            f"Each experiment follows in its own section.</p>{table_html(table, 'comparison')}"
+            + "".join(figure_html(f) for f in figures) + "</section>")
+
+
+def page(sections: list[str], title: str, store_path: str | list[str]) -> str:
+    stores = [store_path] if isinstance(store_path, str) else store_path
+    where = ("the results store " if len(stores) == 1 else "the results stores ") + ", ".join(
+        f"<code>{_e(p)}</code>" for p in stores)
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{_e(title)}</title><style>{_CSS}</style><script>{_JS}</script></head><body>"
-            f"<h1>{_e(title)}</h1><p class='note'>Drawn from the results store <code>{_e(store_path)}</code>. "
-            "Accuracies in %; sizes in KiB (1024 bytes); click a column header to sort.</p>"
+            f"<h1>{_e(title)}</h1><p class='note'>Drawn from {where}. "
+            "Accuracies in %; sizes in kB and MB (decimal: 1 kB = 1,000 bytes, 1 MB = 1,000,000 bytes); "
+            "hover a header marked ? for what it means; click a header to sort.</p>"
             + "\n".join(sections) + "\n<script>window.__report_ok=" + json.dumps(True) + ";</script></body></html>\n")

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..layouts import ReportLayout, StudyColumn, StudyTable
 from ..specs import ANY, MetricSpec
-from .data import BASELINE, ExperimentData, per_seed
+from .data import BASELINE, ExperimentData, per_seed, series_of
 from .stats import mean_ci
 from .tables import Column, Table
 
@@ -55,7 +55,7 @@ def _groups(data: ExperimentData, table: StudyTable) -> list[tuple[str, list[str
     if table.group_by == "none":
         return [("", order)]
     key = {"family": lambda n: _family(v.at[n, "method"]), "method": lambda n: v.at[n, "method"],
-           "name": lambda n: n.split("@", 1)[0]}[table.group_by]
+           "name": series_of}[table.group_by]
     groups: dict[str, list[str]] = {}
     for n in order:
         if v.at[n, "method"] != BASELINE:
@@ -66,8 +66,8 @@ def _groups(data: ExperimentData, table: StudyTable) -> list[tuple[str, list[str
 
 def _row_label(data: ExperimentData, variant: str, how: str) -> str:
     r = data.variants.set_index("variant").loc[variant]
-    if how == "variant" or r["method"] == BASELINE:
-        return variant if how == "variant" else BASELINE
+    if r["method"] == BASELINE:
+        return BASELINE
     kind, target = r["budget_kind"], r["budget_target"]
     if kind is None or (isinstance(target, float) and math.isnan(target)):
         return variant
@@ -85,7 +85,9 @@ def study_table(data: ExperimentData, table: StudyTable, confidence: float = 0.9
     for group, variants in _groups(data, table):
         for v in variants:
             text = {"group": group} if table.group_by != "none" else {}
-            text.update({"row": _row_label(data, v, table.row_label), "variant": v, "method": method[v]})
+            if table.row_label != "variant":  # a label of its own (else the variant column says it)
+                text["row"] = _row_label(data, v, table.row_label)
+            text.update({"variant": v, "method": method[v]})
             rows.append((f"{group}/{v}", text))
     index = [k for k, _ in rows]
     text_df = pd.DataFrame([t for _, t in rows], index=index)
@@ -97,7 +99,7 @@ def study_table(data: ExperimentData, table: StudyTable, confidence: float = 0.9
             vals = s.loc[t["variant"]].tolist() if t["variant"] in s.index.get_level_values(0) else []
             e = mean_ci(vals, confidence)
             mean.at[row_key, k], ci.at[row_key, k], n.at[row_key, k] = e.mean, e.ci, e.n
-    columns = [Column.of(k, c.label, c.fmt) for k, c in zip(keys, table.columns)]
+    columns = [Column.of(k, c.label, c.fmt, per[k]) for k, c in zip(keys, table.columns)]
     notes = [f"{c.label}: {c.evaluator} · {c.metric}" + (f" where {c.where}" if c.where else "")
              + (f" × {c.scale:g}" if c.scale != 1 else "") for c in table.columns]
     return Table(f"study-{table.name}", table.title, text_df, columns, mean, ci, n, notes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import matplotlib
@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .context import ReportContext  # noqa: E402
-from .data import BASELINE, ExperimentData, reduce_rows, select_rows  # noqa: E402
+from .data import BASELINE, ExperimentData, reduce_rows, select_rows, series_of  # noqa: E402
 from .declared import Decl, declarations, evaluator_order, hook  # noqa: E402
 from .stats import mean_ci  # noqa: E402
 from .tables import ReportOptions  # noqa: E402
@@ -34,6 +34,8 @@ class Figure:
     title: str
     files: dict[str, Path]  # format -> path
     caption: str = ""
+    series: list[str] = field(default_factory=list)  # the legend's entries (first panel), as drawn
+    xlabel: str = ""  # the first panel's x-axis label
 
 
 def yerr(mean, ci, lo: float = 0.0, hi: float = 100.0) -> np.ndarray:
@@ -67,8 +69,6 @@ class Plotter:
         self.figures: list[Figure] = []
         cmap = plt.get_cmap("tab10" if len(data.variant_order) <= 10 else "tab20")
         self.colors = {v: cmap(i % cmap.N) for i, v in enumerate(data.variant_order)}
-        methods = list(dict.fromkeys(data.variants["method"]))
-        self.mcolors = {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
         mv = data.variants.set_index("variant")
         self.method_of = mv["method"].to_dict()
         self.budget = mv[["budget_kind", "budget_target", "budget_achieved"]]
@@ -78,6 +78,10 @@ class Plotter:
     def save(self, fig: plt.Figure, name: str, title: str, caption: str = "", error_bars: bool = True) -> None:
         """Write ``fig`` in every format, close it and list it in the report."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        ax = fig.axes[0] if fig.axes else None
+        legend = ax.get_legend() if ax is not None else None
+        series = [t.get_text() for t in legend.get_texts()] if legend is not None else []
+        xlabel = ax.get_xlabel() if ax is not None else ""
         files = {}
         for fmt in self.formats:
             p = self.out_dir / f"{name}.{fmt}"
@@ -87,7 +91,7 @@ class Plotter:
         if not self.single_seed and error_bars:
             caption = (caption + " " if caption else "") + \
                 "Error bars: 95 % CI over seeds (clipped to the valid range)."
-        self.figures.append(Figure(name, title, files, caption))
+        self.figures.append(Figure(name, title, files, caption, series, xlabel))
 
     def short(self, v: str) -> str:
         return v if len(v) <= 32 else v[:30] + "…"
@@ -108,10 +112,6 @@ class Plotter:
             log.exception("plot %s failed; skipped", what)
 
     # ------------------------------------------------------------ the declared vs-budget figures
-    def _x_of(self, v: str) -> float:
-        b = self.budget.loc[v]
-        return b["budget_achieved"] if not math.isnan(b["budget_achieved"]) else b["budget_target"]
-
     def _panels(self, d: Decl) -> list[tuple[str, pd.Series]]:
         """(title, per-seed values) panels of one declaration: one, or one per value of ``panels``."""
         rows, _ = select_rows(self.data, d.evaluator, replace(d.spec, protocol=()))
@@ -123,9 +123,15 @@ class Plotter:
         by = self.data.cond(panels)[rows.index].astype(str)
         return [(str(p), reduce_rows(g, d.spec)) for p, g in rows.groupby(by, sort=True)]
 
+    def series_label(self, variants: list[str]) -> str:
+        """A series' legend entry: its experiment-file entry's name, with the method when they differ."""
+        name, method = series_of(variants[0]), self.method_of[variants[0]]
+        return name if name == method else f"{name} ({method})"
+
     def vs_budget(self) -> None:
-        """Each declared figure: its metrics (panels) vs the achieved budget, a line per method, the
-        baseline dashed; one figure per budget kind with at least two variants."""
+        """Each declared figure: its metrics (panels) vs the budget, a line per experiment-file entry (one
+        method with one set of params: L1 and random pruning stay apart), the baseline dashed; one figure
+        per budget kind with at least two variants."""
         groups: dict[str, list[Decl]] = {}
         for d in sorted((d for d in declarations(self.ctx.specs) if d.spec.show.figure),
                         key=lambda d: d.spec.show.order):
@@ -142,27 +148,58 @@ class Plotter:
                 if pans:
                     self._vs_budget_figure(name.format(kind=kind), kind, vs, pans)
 
+    def budget_axis(self, kind: str, vs: list[str]) -> tuple[list[float], str]:
+        """The budget targets of ``vs`` in the order compression grows (left to right) and the axis label.
+        A shared kind is the fraction of the parent kept (decreasing to the right); a knob is the methods'
+        own (its name from the method's spec where this installation has it; increasing to the right
+        when it shrinks the model)."""
+        targets = sorted({t for t in (float(self.budget.at[v, "budget_target"]) for v in vs) if not math.isnan(t)})
+        if kind != "knob":
+            return targets[::-1], f"{kind} budget (target fraction of the parent kept) → more compressed"
+        from ..registry import methods
+
+        knobs = {m: methods.spec(m).knob for m in dict.fromkeys(self.method_of[v] for v in vs) if m in methods}
+        names = sorted({k.name for k in knobs.values() if k is not None})
+        grows = [k.shrinks for k in knobs.values() if k is not None]
+        if grows and not any(grows):  # a knob that grows the model: more compressed at smaller values
+            targets = targets[::-1]
+        what = f"knob: {', '.join(names)}" if names else "the method's knob"
+        return targets, f"{what} ({', '.join(knobs) or 'method'}) → more compressed"
+
     def _vs_budget_figure(self, name: str, kind: str, vs: list[str], pans: list) -> None:
+        """Categorical x (the budget targets, evenly spaced: nearly equal achieved values such as 0.500 and
+        0.5016 never crowd a linear axis), series side by side within a category."""
         ncol = min(4, len(pans))
         nrow = math.ceil(len(pans) / ncol)
-        fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False)
+        targets, xlabel = self.budget_axis(kind, vs)
+        pos = {t: i for i, t in enumerate(targets)}
+        series: dict[str, list[str]] = {}
+        for v in vs:
+            series.setdefault(series_of(v), []).append(v)
+        cmap = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")
+        width = 0.5 / max(1, len(series))
+        fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.4 * nrow), squeeze=False)
         for ax, (title, s, spec) in zip(axes.flat, pans, strict=False):
             k = 100 if spec.show.fmt == "pct" else 1
             a = agg(s, ["variant"])
             a = a[a["variant"].isin(vs + [BASELINE])]
-            for m in dict.fromkeys(self.method_of[v] for v in vs):
-                am = a[a["variant"].map(self.method_of) == m].copy()
+            for i, members in enumerate(series.values()):
+                am = a[a["variant"].isin(members)].copy()
                 if am.empty:
                     continue
-                am["x"] = am["variant"].map(self._x_of)
+                am["x"] = [pos[float(self.budget.at[v, "budget_target"])] + (i - (len(series) - 1) / 2) * width
+                           for v in am["variant"]]
                 am = am.sort_values("x")
                 err = yerr(k * am["mean"], k * am["ci"]) if k == 100 else k * am["ci"]
-                ax.errorbar(am["x"], k * am["mean"], yerr=err, marker="o", capsize=3, label=m, color=self.mcolors[m])
+                ax.errorbar(am["x"], k * am["mean"], yerr=err, marker="o", capsize=3,
+                            label=self.series_label(members), color=cmap(i % cmap.N))
             b = a[a["variant"] == BASELINE]
             if len(b):
                 ax.axhline(k * b["mean"].iloc[0], ls="--", color="gray", lw=1, label="baseline")
+            ax.set_xticks(range(len(targets)), [f"{t:g}" for t in targets])
+            ax.set_xlim(-0.6, len(targets) - 0.4)
             ax.set_title(title)
-            ax.set_xlabel(f"budget ({kind}{'' if kind == 'knob' else ', fraction of parent'})")
+            ax.set_xlabel(xlabel, fontsize=8)
             ax.set_ylabel(pans[0][2].title)
             ax.grid(alpha=0.3)
         for ax in list(axes.flat)[len(pans):]:
@@ -172,7 +209,9 @@ class Plotter:
         spec = pans[0][2]
         what = (f"{spec.title}, per {spec.show.panels}" if spec.show.panels
                 else ", ".join(dict.fromkeys(p[2].title for p in pans)))
-        self.save(fig, name, f"{what} vs {kind} budget", "x: achieved budget where recorded, else the target.")
+        self.save(fig, name, f"{what} vs {kind} budget",
+                  "x: the budget target, evenly spaced (the achieved values are in the summary table); "
+                  "one line per experiment-file entry (method and params).")
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..store import ResultStore
 from .context import ReportContext
-from .data import ExperimentData, _variant_table, load_experiment
+from .data import ExperimentData, _variant_table, latest_config, load_experiment
 from .declared import hook, specs_for
 from .plots import Plotter
 from .tables import ReportOptions, Table
@@ -51,9 +51,9 @@ def study_data(store: ResultStore, name: str, members: list[str]) -> ExperimentD
     if not df["evaluator"].isin(evs).any():
         return None
     errors = pd.concat([p.errors[p.errors["evaluator"].isin(evs)] for p in parts], ignore_index=True)
-    variants = _variant_table(df)
     seeds = sorted({s for p in parts for s in p.seeds})
     runs = list({r["run_id"]: r for p in parts for r in p.runs}.values())
+    variants = _variant_table(df, latest_config(runs))
     return ExperimentData(name, df, errors, variants, seeds, [], runs, declared)
 
 

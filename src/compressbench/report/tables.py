@@ -12,6 +12,7 @@ Markdown and LaTeX are written by hand (a dozen lines) so the report needs neith
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -39,15 +40,45 @@ class ReportOptions:
 
 @dataclass
 class Column:
+    """A numeric column: ``key`` (the CSV's), ``label``, cell format; ``note``: what it means (the HTML's hover
+    text); ``ci_fmt``: the format of its ± half-width (default ``fmt``); ``good``: for a change-vs-parent
+    column, +1 when a larger value is better, −1 when smaller is, around ``neutral`` (no change)."""
+
     key: str
     label: str
     fmt: Callable[[float], str]
     note: str = ""
+    ci_fmt: Callable[[float], str] | None = None
+    good: int = 0
+    neutral: float = 0.0
 
     @classmethod
-    def of(cls, key: str, label: str, fmt: str = "g") -> Column:
-        """A column rendered with a declared format name (see :data:`CELL_FORMATS`)."""
-        return cls(key, label, CELL_FORMATS[fmt].cell)
+    def of(cls, key: str, label: str, fmt: str = "g", values: Any = None, note: str = "") -> Column:
+        """A column rendered with a format name (see :data:`CELL_FORMATS`). A ``bytes`` column reads in one
+        decimal unit, kB or MB, chosen from its largest value (``values``; kB without them), named in its label."""
+        if fmt == "bytes":
+            divisor, unit = size_unit(values)
+            digits = 2 if divisor > 1e3 else 1
+            return cls(key, f"{strip_size_unit(label)} {unit}", lambda v: f"{v / divisor:,.{digits}f}", note)
+        f = CELL_FORMATS[fmt]
+        return cls(key, label, f.cell, note, f.ci)
+
+
+SIZE_UNITS = ((1e6, "MB"), (1e3, "kB"))  # the report's one size unit system: decimal (1 kB = 1,000 bytes)
+_SIZE_WORDS = re.compile(r"\s*\(?\b(KiB|MiB|GiB|kB|KB|MB|GB|bytes|B)\)?\s*$")
+
+
+def size_unit(values: Any = None) -> tuple[float, str]:
+    """(divisor, unit) for a size column: MB when its largest value reaches 1 MB, else kB."""
+    s = pd.Series(values, dtype=float) if values is not None else pd.Series(dtype=float)
+    top = float(s.abs().max()) if s.notna().any() else 0.0
+    return next(((d, u) for d, u in SIZE_UNITS if top >= d), SIZE_UNITS[-1])
+
+
+def strip_size_unit(label: str) -> str:
+    """A size column's label without the unit word it may carry (a store written by an older version says
+    "Dense KiB"): the report appends the unit it shows."""
+    return _SIZE_WORDS.sub("", label) or label
 
 
 def _pct(v: float) -> str:
@@ -58,12 +89,18 @@ def _int(v: float) -> str:
     return f"{v:,.0f}"
 
 
+def _ratio(v: float) -> str:
+    return f"{v:.2f}×" if abs(v) >= 0.1 else f"{v:.2g}×"
+
+
 @dataclass(frozen=True)
 class CellFormat:
-    """How a declared ``fmt`` renders: ``cell`` in report tables, ``console`` in the printed run summary."""
+    """How a format renders: ``cell`` in report tables, ``console`` in the printed run summary, ``ci`` the
+    ± half-width in report tables (default: as ``cell``)."""
 
     cell: Callable[[float], str]
     console: Callable[[float], str]
+    ci: Callable[[float], str] | None = None
 
 
 def _same(f: Callable[[float], str]) -> CellFormat:
@@ -76,9 +113,12 @@ CELL_FORMATS: dict[str, CellFormat] = {
     "f2": _same(lambda v: f"{v:.2f}"),
     "f3": _same(lambda v: f"{v:.3f}"),
     "int": _same(_int),
-    "bytes": CellFormat(lambda v: f"{v / 1024:,.1f}", _int),  # KiB in tables (the CSV keeps bytes)
+    "bytes": CellFormat(lambda v: f"{v / 1e3:,.1f}", _int),  # kB in tables (the CSV keeps bytes): Column.of
     "ms": _same(lambda v: f"{v:.3g}"),
     "g": _same(lambda v: f"{v:.4g}"),
+    # the summary's change-vs-parent columns (not declarable: the report derives them)
+    "delta_pct": CellFormat(lambda v: f"{100 * v:+.2f}", lambda v: f"{100 * v:+.2f} pp", _pct),  # points
+    "ratio": CellFormat(_ratio, _ratio, lambda v: f"{v:.2g}"),  # variant / parent
 }
 
 
@@ -94,6 +134,7 @@ class Table:
     ci: pd.DataFrame
     n: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    lead: int | None = None  # the HTML shows the first ``lead`` columns, the rest behind "show all columns"
 
     def cell(self, variant: str, key: str, with_ci: bool = True) -> str:
         col = next(c for c in self.columns if c.key == key)
@@ -104,7 +145,7 @@ class Table:
         ci = self.ci.at[variant, key]
         if with_ci and not math.isnan(ci):
             ci = 0.0 if abs(ci) <= 1e-9 * max(abs(m), 1e-300) else ci
-            s += " ± " + col.fmt(ci)
+            s += " ± " + (col.ci_fmt or col.fmt)(ci)
         return s
 
     def header(self) -> list[str]:
@@ -168,21 +209,28 @@ def _tex(s: str) -> str:
     return s.replace("±", r"$\pm$").replace("ε", r"$\varepsilon$").replace("Δ", r"$\Delta$")
 
 
+def estimates(per: pd.DataFrame, order: list[str], cols: list[str], confidence: float
+              ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """``per``: index (row, seed), a column per key -> (mean, CI half-width, n) per row of ``order`` and key."""
+    mean = pd.DataFrame(index=order, columns=cols, dtype=float)
+    ci = mean.copy()
+    n = mean.copy()
+    rows = set(per.index.get_level_values(0))
+    for v in order:
+        for c in cols:
+            vals = per.loc[v, c].tolist() if (c in per and v in rows) else []
+            e = mean_ci(vals, confidence)
+            mean.at[v, c], ci.at[v, c], n.at[v, c] = e.mean, e.ci, e.n
+    return mean, ci, n
+
+
 def aggregate(name: str, title: str, data: ExperimentData, per: pd.DataFrame, columns: list[Column],
               confidence: float, text: pd.DataFrame | None = None, notes: list[str] | None = None) -> Table:
     """``per``: index (variant, seed), one column per Column.key -> Table over data.variant_order."""
     order = data.variant_order
     if text is None:
         text = variant_text(data)
-    cols = [c.key for c in columns]
-    mean = pd.DataFrame(index=order, columns=cols, dtype=float)
-    ci = mean.copy()
-    n = mean.copy()
-    for v in order:
-        for c in cols:
-            vals = per.loc[v, c].tolist() if (c in per and v in per.index.get_level_values(0)) else []
-            e = mean_ci(vals, confidence)
-            mean.at[v, c], ci.at[v, c], n.at[v, c] = e.mean, e.ci, e.n
+    mean, ci, n = estimates(per, order, [c.key for c in columns], confidence)
     return Table(name, title, text.loc[order], columns, mean, ci, n, notes or [])
 
 

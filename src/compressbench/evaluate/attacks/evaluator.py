@@ -221,9 +221,12 @@ class _ModeRun:
         self.out: list[Measurement] = []
 
     # ------------------------------------------------------------ crafting
-    def target_correct(self, xa: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def target_pred(self, xa: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return forward_float(self.model, xa.to(self.tdev)).argmax(1).cpu() == y.cpu()
+            return forward_float(self.model, xa.to(self.tdev)).argmax(1).cpu()
+
+    def target_correct(self, xa: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.target_pred(xa) == y.cpu()
 
     def craft(self, images: Any) -> None:
         """Run every attack on every batch of ``images``, tallying per-image outcomes."""
@@ -272,7 +275,11 @@ class _ModeRun:
             return
         with _seeded(seed):
             xa = a.run(src, x, y)
-        ok = self.target_correct(xa, y)
+        pred = self.target_pred(xa)
+        ok = pred == y.cpu()
+        goal = a.targets(y)
+        if goal is not None:  # a targeted attack: did it reach its target class?
+            self.tally.add((i, "hit"), pred == goal.cpu())
         norms = perturbation_norm(xa - x, a.norm).cpu()
         # 0 where already misclassified, the norm where the attack fooled the target, inf otherwise
         eff = torch.where(~clean_ok, torch.zeros_like(norms), torch.where(ok, torch.full_like(norms, math.inf), norms))
@@ -307,6 +314,9 @@ class _ModeRun:
         ok_norms = eff[self.clean]
         self._m("median_norm", float(ok_norms.median()) if self.n_correct else math.nan, cond)
         self._m("success_rate", float(torch.isfinite(ok_norms).float().mean()) if self.n_correct else 0.0, cond)
+        if (i, "hit") in self.tally.data:
+            hit = self.tally.get((i, "hit"))[self.clean]
+            self._m("targeted_success_rate", float(hit.float().mean()) if self.n_correct else 0.0, cond)
         for t in a.config.thresholds if a.config.thresholds is not None else DEFAULT_THRESHOLDS[a.norm]:
             self._m("robust_top1_at_norm", float((eff > t).float().mean()), {**cond, "eps": _r(t)})
 
@@ -432,12 +442,17 @@ def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
                                  "(white-box, transfer from the float parent, or white-box through fake-quant STE)",
                      metrics=(
                          MetricSpec("robust_top1", label="Robust acc. %", fmt="pct", higher_is_better=True,
-                                    summary=True, order=30, table=None,
+                                    summary=True, order=30, table=None, lead=True,
                                     derive="compressbench.evaluate.attacks.report:robust_summary",
                                     description="worst case over white-box attacks at the report's main ε "
                                                 "(transfer where no white-box attack applies)"),
                          MetricSpec("success_rate", label="Success rate", fmt="pct", higher_is_better=False,
-                                    table=None),
+                                    table=None, description="share of correctly classified images the attack "
+                                    "makes misclassified — as any wrong class, targeted attacks (JSMA) included"),
+                         MetricSpec("targeted_success_rate", label="Targeted success rate", fmt="pct",
+                                    higher_is_better=False, table=None,
+                                    description="targeted attacks (JSMA: the next class): share of correctly "
+                                                "classified images classified as the target after the attack"),
                          MetricSpec("median_norm", label="Median norm", fmt="g", higher_is_better=True, table=None,
                                     description="minimum-norm attacks: median perturbation norm"),
                          MetricSpec("robust_top1_at_norm", label="Robust acc. % at norm", fmt="pct",

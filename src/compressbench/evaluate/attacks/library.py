@@ -166,6 +166,11 @@ class Attack(ABC):
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None) -> torch.Tensor:
         """The backend call: adversarial images (the base class clamps and checks the budget)."""
 
+    def targets(self, y: torch.Tensor) -> torch.Tensor | None:
+        """The classes a targeted attack pushes ``y``'s images to (None: untargeted). The evaluator then
+        reports ``targeted_success_rate`` (the target reached) next to ``success_rate`` (any wrong class)."""
+        return None
+
     def with_params(self, **changes: Any) -> Attack:
         """The same attack with some of its own parameters changed (e.g. more steps)."""
         cfg = AttackConfig(**{**self.config.model_dump(exclude_none=True), **changes})
@@ -336,14 +341,21 @@ def _jsma_cost(p: JSMAParams, meta: Any) -> float:
     return math.ceil(features * p.gamma / 2) * (1 + meta.num_classes)
 
 
-@attacks.register("jsma", version=1, backend="torchattacks", norms=("l0",), minimum_norm=True, params=JSMAParams,
+@attacks.register("jsma", version=2, backend="torchattacks", norms=("l0",), minimum_norm=True, params=JSMAParams,
                   max_features=JSMA_MAX_FEATURES,
                   cost=_jsma_cost,
                   description="Jacobian saliency map attack (Papernot et al. 2016), L0, torchattacks; small images")
 class JSMA(Attack):
     """torchattacks' JSMA, targeted at the next class ``(y + 1) mod classes`` (its own untargeted default
     assumes 10 classes). Its saliency map is features × features per image, so inputs are limited to
-    :data:`JSMA_MAX_FEATURES` features (e.g. 64×64 gray, 36×36 RGB)."""
+    :data:`JSMA_MAX_FEATURES` features (e.g. 64×64 gray, 36×36 RGB).
+
+    Success, two ways (version 2 adds the second): ``success_rate`` and ``median_norm`` / ``robust_top1_at_norm``
+    count an image as fooled when it is misclassified *as anything* (as for every attack, so JSMA sits on
+    the same robustness axis); ``targeted_success_rate`` counts only those classified as the target."""
+
+    def targets(self, y: torch.Tensor) -> torch.Tensor:
+        return (y + 1) % self.num_classes
 
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None) -> torch.Tensor:
         import torchattacks
@@ -353,8 +365,7 @@ class JSMA(Attack):
             raise ValueError(f"jsma: {tuple(x.shape[1:])} inputs have {feats} features; torchattacks' JSMA needs "
                              f"features² memory per image — use images of at most {JSMA_MAX_FEATURES} features")
         atk = torchattacks.JSMA(model, theta=self.p.theta, gamma=self.p.gamma)
-        n = self.num_classes
-        atk.set_mode_targeted_by_function(lambda _x, labels: (labels + 1) % n, quiet=True)
+        atk.set_mode_targeted_by_function(lambda _x, labels: self.targets(labels), quiet=True)
         return atk(x, y)
 
 

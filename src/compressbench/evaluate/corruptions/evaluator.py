@@ -178,7 +178,7 @@ def corruptions_cost(p: CorruptionsParams, ctx: CostContext) -> EvalCost:
                      metrics=(
                          MetricSpec("mean_top1", label="Corruption acc. %", fmt="pct", higher_is_better=True,
                                     where={"suite": ANY}, exact=True, summary=True, key="corr_top1", order=20,
-                                    table=None, console=Console("corruption top-1"),
+                                    table=None, console=Console("corruption top-1"), lead=True,
                                     description="mean top-1 over the suite's corruptions × severities (several "
                                                 "suites: their mean)"),
                          MetricSpec("top1", label="Corruption acc. %", fmt="pct", higher_is_better=True,
@@ -191,14 +191,23 @@ def corruptions_cost(p: CorruptionsParams, ctx: CostContext) -> EvalCost:
                                     figure="acc_vs_budget_{kind}_corruptions"),
                          MetricSpec("retention", label="Retention", fmt="f3", higher_is_better=True, summary=True,
                                     order=21, derive="compressbench.evaluate.corruptions.report:retention",
-                                    description="mean corruption accuracy / clean accuracy"),
+                                    description="corrupted accuracy / clean accuracy of the same variant and "
+                                                "seed; 1 = nothing lost under corruption"),
                          MetricSpec("mce", label="CE vs base", fmt="f3", higher_is_better=False, summary=True,
                                     order=22, derive="compressbench.evaluate.corruptions.report:mce",
-                                    description="mean corruption error relative to the baseline (ImageNet-C)"),
+                                    description="corruption error vs the baseline (ImageNet-C's CE with the "
+                                                "baseline of the same seed in place of AlexNet): Σ_s E_s,c / "
+                                                "Σ_s E^base_s,c, mean over corruptions; 1 = as many errors as "
+                                                "the baseline, < 1 fewer"),
                          MetricSpec("rel_mce", label="Rel. CE vs base", fmt="f3", higher_is_better=False,
                                     summary=True, order=23, derive="compressbench.evaluate.corruptions.report:"
                                                                    "relative_mce",
-                                    description="relative mCE vs the baseline (degradation from clean)"),
+                                    description="relative corruption error vs the baseline: the variant's "
+                                                "loss from clean to corrupted over the baseline's, Σ_s (E_s,c − "
+                                                "E_clean) / Σ_s (E^base_s,c − E^base_clean), mean over "
+                                                "corruptions; 1 = degrades like the baseline, < 1 less, < 0: "
+                                                "more accurate corrupted than clean; large when the baseline "
+                                                "barely degrades (a ratio over a small number)"),
                          MetricSpec("mce_unnormalised", label="1 − corruption acc.", fmt="f3",
                                     higher_is_better=False, table=None),
                          MetricSpec("clean_top1", label="Clean acc. % (same subset)", fmt="pct",

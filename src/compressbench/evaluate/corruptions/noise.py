@@ -15,7 +15,9 @@ study's setting; the table is ``params.NOISE``.
 * ``random_fog`` — ``RandomFog(fog_coef_lower, fog_coef_upper, alpha_coef)``: white discs ("haze")
   alpha-blended at positions drawn as albumentations does, then a box blur. Faithful consequence:
   on images narrower than 30 px no haze is drawn unless ``fog_coef`` = 1, so at 28–32 px it is
-  (almost) the identity — as it was in the study.
+  (almost) the identity — as it was in the study. The discs are blended in float (``1 − (1 − x)(1 − a)^k``
+  under k discs: the intended formula); albumentations 1.3.1 rounds the uint8 image after every disc,
+  which at 224 px and fog coefficient 0.6 adds about 19 % more haze (docs/corruptions.md).
 * ``random_brightness_contrast`` — ``RandomBrightnessContrast(brightness_limit=b, contrast_limit=c,
   brightness_by_max=True)``: per image ``α = 1 + U(−c, c)``, ``β = U(−b, b)``, out = ``x·α + β`` (uint8:
   ``clip(u8·α + 255·β)`` truncated, albumentations' lookup table). Not in the ``noise`` suite (whose

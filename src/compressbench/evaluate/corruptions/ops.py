@@ -143,11 +143,16 @@ class BatchRNG:
         per draw; see :func:`normal_table`). ``mean`` and ``std`` are folded into the 65,536-entry
         table, not applied to the N×shape output."""
         m = math.prod(shape)
-        idx = self.words((m + 3) // 4).view(np.uint16)[:, :m]  # little-endian word order (x86, ARM)
+        idx = self.normal_index(m)
         tab = normal_table()
         if std != 1.0 or mean != 0.0:
             tab = tab * np.float32(std) + np.float32(mean)
         return self._out(np.take(tab, idx), shape)
+
+    def normal_index(self, m: int) -> np.ndarray:
+        """The 16-bit table indices behind the next :meth:`normal` draw of ``m`` values per image (uint16
+        N×m, four per 64-bit word): for callers that tabulate a function of the normal instead."""
+        return self.words((m + 3) // 4).view(np.uint16)[:, :m]  # little-endian word order (x86, ARM)
 
     def uniform_u32(self, m: int) -> np.ndarray:
         """``m`` 32-bit integers per image (uint32 N×m, two per 64-bit word): for thresholds
@@ -324,7 +329,6 @@ def _tensor(a: np.ndarray, x: torch.Tensor) -> torch.Tensor:
 SLICE_RATIO = 16  # a 1-D pass of k taps over n samples uses k shifted slices when k·16 ≤ n, else a matmul
 FFT_MIN_PIXELS = 96 * 96  # 2-D kernels ≥ 5×5 on larger CPU images: FFT convolution (float32)
 _TORCH_PAD = {"mirror": "reflect", "nearest": "replicate", "wrap": "circular"}  # scipy -> F.pad
-_NUMPY_PAD = {"mirror": "reflect", "reflect": "symmetric", "nearest": "edge", "wrap": "wrap"}  # scipy -> np.pad
 
 
 def filter1d(x: torch.Tensor, weights, first: int, mode: str, dim: int) -> torch.Tensor:
@@ -389,15 +393,6 @@ def _filter2d_matrices(kernel_bytes: bytes, shape: tuple[int, int], H: int, W: i
     return A, np.ascontiguousarray(B.T)
 
 
-@lru_cache(maxsize=32)
-def _kernel_spectrum(kernel_bytes: bytes, shape: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
-    """rfft2 of the flipped kernel (correlation = convolution with the flip) at ``size``."""
-    import scipy.fft as sf
-
-    k = np.frombuffer(kernel_bytes, dtype=np.float64).reshape(shape)
-    return sf.rfft2(k[::-1, ::-1], s=size).astype(np.complex64)
-
-
 def filter2d(x: torch.Tensor, kernel: np.ndarray, mode: str = "mirror") -> torch.Tensor:
     """``cv2.filter2D`` (correlation, default border REFLECT_101 = ``mirror``) with an odd kernel.
 
@@ -406,25 +401,18 @@ def filter2d(x: torch.Tensor, kernel: np.ndarray, mode: str = "mirror") -> torch
     row, ``Y[p, h, r, :] = X[p, h, :] B_rᵀ``), then ``out[p] = Σ_{h,r} A_r[:, h] Y[p, h, r, :]`` as
     one batched matmul with the stacked column filters (the layout of Y needs no transpose); for
     kernels short next to the image, each term as two sliced 1-D passes. Kernels of 5×5 and more
-    on CPU images above 96×96 px: one float32 FFT convolution of the padded planes (as OpenCV's own
-    DFT path for large kernels; |error| ≈ 10⁻⁶)."""
+    on images above 96×96 px: one float32 FFT convolution of the padded planes (``large.fft_filter2d``,
+    as OpenCV's own DFT path for large kernels; |error| ≈ 10⁻⁶)."""
     k = np.asarray(kernel, dtype=np.float64)
     H, W = x.shape[-2:]
     terms = _svd_terms(k.tobytes(), k.shape)
     if not terms:
         return torch.zeros_like(x)
     kh, kw = k.shape
-    if x.device.type == "cpu" and H * W >= FFT_MIN_PIXELS and max(kh, kw) >= 5:
-        import scipy.fft as sf
+    if H * W >= FFT_MIN_PIXELS and max(kh, kw) >= 5 and mode in _TORCH_PAD:
+        from .large import fft_filter2d
 
-        # float32 FFT (as cv2.filter2D's own DFT path for large kernels): |error| ≈ 10⁻⁶
-        p = ((0, 0),) * (x.dim() - 2) + ((kh // 2, kh // 2), (kw // 2, kw // 2))
-        xp = np.pad(x.numpy(), p, mode=_NUMPY_PAD[mode])
-        L = (sf.next_fast_len(xp.shape[-2], real=True), sf.next_fast_len(xp.shape[-1], real=True))
-        # circular convolution of length ≥ the padded size: the valid part has no wrap-around
-        y = sf.irfft2(sf.rfft2(xp, s=L, axes=(-2, -1)) * _kernel_spectrum(k.tobytes(), k.shape, L), s=L,
-                      axes=(-2, -1))
-        return torch.from_numpy(np.ascontiguousarray(y[..., kh - 1:kh - 1 + H, kw - 1:kw - 1 + W])).to(x.dtype)
+        return fft_filter2d(x, k, _TORCH_PAD[mode])
     if max(kh, kw) * SLICE_RATIO <= min(H, W):
         out = separable_filter(x, *terms[0], mode)
         for u, v in terms[1:]:
@@ -459,19 +447,25 @@ def cv2_gaussian_kernel(ksize: int, sigma: float) -> np.ndarray:
     return k / k.sum()
 
 
-@lru_cache(maxsize=64)
-def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
-    """The ``disk()`` of make_cifar_c.py / make_imagenet_c.py: an aliased disk on a 17×17 grid
-    (or (2r+1)² for r > 8), normalised, then ``cv2.GaussianBlur`` (3×3 or 5×5, REFLECT_101).
-    Returned cropped to its non-zero support (identical result, fewer multiply-adds)."""
+def disk_parts(radius: float, alias_blur: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pieces of the source's ``disk()``: its grid coordinates (17 points, or 2r + 1 for r > 8), the
+    binary (aliased) disk on that grid (float64 0/1) and the anti-aliasing Gaussian's taps (3 or 5)."""
     if radius <= 8:
         L, ksize = np.arange(-8, 8 + 1), 3
     else:
         L, ksize = np.arange(-radius, radius + 1), 5
     X, Y = np.meshgrid(L, L)
-    d = ((X ** 2 + Y ** 2) <= radius ** 2).astype(np.float64)
+    return L, ((X ** 2 + Y ** 2) <= radius ** 2).astype(np.float64), cv2_gaussian_kernel(ksize, alias_blur)
+
+
+@lru_cache(maxsize=64)
+def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
+    """The ``disk()`` of make_cifar_c.py / make_imagenet_c.py: an aliased disk on a 17×17 grid
+    (or (2r+1)² for r > 8), normalised, then ``cv2.GaussianBlur`` (3×3 or 5×5, REFLECT_101).
+    Returned cropped to its non-zero support (identical result, fewer multiply-adds)."""
+    _, d, g = disk_parts(radius, alias_blur)
     d /= d.sum()
-    g = cv2_gaussian_kernel(ksize, alias_blur)
+    ksize = len(g)
     r = ksize // 2
     n = d.shape[0]
     idx = pad_index(n, r, r, "mirror").numpy()
@@ -651,7 +645,7 @@ def motion_kernel(radius: float, sigma: float) -> np.ndarray:
     return k / k.sum()
 
 
-MOTION_SLICE_PIXELS = 64 * 64  # from here: per-image shifted slices (measured ≈ 2× faster at 96 px, 14× at 224)
+MOTION_SLICE_PIXELS = 64 * 64  # from here: per-image shifted slices (measured ≈ 2× faster at 96 px, 40× at 224)
 
 
 def motion_blur(x: torch.Tensor, radius: float, sigma: float, angle_deg: torch.Tensor) -> torch.Tensor:
@@ -667,14 +661,19 @@ def motion_blur(x: torch.Tensor, radius: float, sigma: float, angle_deg: torch.T
     i = torch.arange(len(k), device=x.device, dtype=torch.float64).view(1, -1)
     ox = torch.ceil(i * torch.cos(a) - 0.5).long()  # N×K
     oy = torch.ceil(i * torch.sin(a) - 0.5).long()
-    if H * W >= MOTION_SLICE_PIXELS:  # large images: per image, each tap is a shifted slice
-        p = int(max(ox.abs().max(), oy.abs().max()))
-        xp = F.pad(x, (p, p, p, p), mode="replicate") if p else x
-        out = torch.zeros_like(x)
+    if H * W >= MOTION_SLICE_PIXELS:  # large images: per image (cache-sized), each tap a shifted slice
+        out = torch.empty_like(x)
         offsets = torch.stack([oy, ox], -1).tolist()  # N × K × (dy, dx)
         for i in range(N):
-            for (dy, dx), w in zip(offsets[i], k, strict=True):
-                out[i] += float(w) * xp[i, :, p + dy:p + dy + H, p + dx:p + dx + W]  # same rounding as below
+            p = max(max(abs(dy), abs(dx)) for dy, dx in offsets[i])
+            xp = F.pad(x[i:i + 1], (p, p, p, p), mode="replicate")[0] if p else x[i]
+            acc = out[i]
+            for j, ((dy, dx), w) in enumerate(zip(offsets[i], k, strict=True)):
+                tap = xp[:, p + dy:p + dy + H, p + dx:p + dx + W]
+                if j == 0:
+                    torch.mul(tap, float(w), out=acc)
+                else:
+                    acc.add_(tap, alpha=float(w))  # one fused pass (rounds as a multiply-add)
         return out
     rows = torch.arange(H, device=x.device).view(1, 1, H, 1)
     cols = torch.arange(W, device=x.device).view(1, 1, 1, W)

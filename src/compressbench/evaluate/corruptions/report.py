@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ...report import Column, ReportContext, Table
+from ...report import Column, Derived, ReportContext, Table
 from ...report.data import BASELINE, baseline_value, to_float
 from ...report.plots import Plotter, agg, yerr
 from ...specs import CLEAN_ACCURACY
@@ -86,8 +86,22 @@ def mce(ctx: ReportContext) -> pd.Series:
     return ctx.memo("corruptions.ce", lambda: _ce(ctx))["mce"]
 
 
-def relative_mce(ctx: ReportContext) -> pd.Series:
-    return ctx.memo("corruptions.ce", lambda: _ce(ctx))["rel_mce"]
+SMALL_DROP = 0.02  # a baseline losing less than 2 points under corruption makes relative CE a ratio of small numbers
+
+
+def relative_mce(ctx: ReportContext) -> Derived:
+    """Relative mCE per (variant, seed), and a note when the baseline barely degrades under corruption (the
+    ratio's denominator): then large values and sign changes say little."""
+    values = ctx.memo("corruptions.ce", lambda: _ce(ctx))["rel_mce"]
+    c, clean = cells(ctx), ctx.role(CLEAN_ACCURACY)
+    base = c[c["variant"] == BASELINE]
+    notes = []
+    if len(base) and len(clean):
+        drop = float(np.nanmean([baseline_value(clean, s) - g["value"].mean() for s, g in base.groupby("seed")]))
+        if drop < SMALL_DROP:
+            notes.append(f"Rel. CE vs base: the baseline loses only {100 * drop:.2f} points under corruption, so "
+                         "this ratio divides by a small number — large values and sign changes are expected.")
+    return Derived(values, notes)
 
 
 # ---------------------------------------------------------------- table
