@@ -3,7 +3,8 @@ the report and the printed run summary read them like any evaluator's (``specs.M
 
 ``compress`` rows: the size of every model the runner saves (the baseline's included) and, for a
 variant, the achieved fraction of the parent per budget kind and the method's knob. ``train`` rows:
-the baseline's training statistics.
+the baseline's training statistics. ``export`` rows: ``compressbench export``'s (declared in
+``deploy.metrics``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .deploy.metrics import EXPORT_SPEC
 from .specs import Console, EvaluatorSpec, MetricSpec
 
 _NO_TABLE: dict[str, Any] = {"table": None}
@@ -77,4 +79,5 @@ TRAIN_METRICS = tuple(
 JOB_SPECS: dict[str, EvaluatorSpec] = {
     "compress": EvaluatorSpec(metrics=COMPRESS_METRICS, description="size of every saved model; achieved budget"),
     "train": EvaluatorSpec(metrics=TRAIN_METRICS, description="the baseline's training statistics"),
+    "export": EXPORT_SPEC,  # rows of `compressbench export` (compressbench.deploy)
 }

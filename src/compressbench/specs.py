@@ -228,6 +228,7 @@ class CorruptionSpec(ComponentSpec):
     deterministic: bool = False
     uint8: bool = False
     from_params: Callable[[Any], Any] | None = None
+    caveat: str = ""  # how its numbers differ from the published ones (a model card lists it)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -7,6 +7,7 @@ worker loads only numpy and onnxruntime). The torch half is :mod:`.timing`.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -57,3 +58,21 @@ def latency_and_throughput(time_batch: Callable[[int, int, int], dict[str, Any]]
         tp["img_s"] = throughput_batch / (tp["median_ms"] / 1e3)
         res["throughput"] = tp
     return res
+
+
+def time_calls(run: Callable[[np.ndarray], Any], input_shape: tuple[int, ...], throughput_batch: int, warmup: int,
+               repeats: int, throughput_repeats: int) -> dict[str, Any]:
+    """:func:`latency_and_throughput` of a runtime that takes numpy batches (ONNX Runtime, OpenVINO,
+    ExecuTorch ...): each call on the same uniform random float32 batch, timed with ``time.perf_counter``."""
+    def time_batch(batch: int, w: int, r: int) -> dict[str, Any]:
+        x = np.random.default_rng(0).random((batch, *input_shape[1:]), dtype=np.float32)
+        for _ in range(w):
+            run(x)
+        samples = []
+        for _ in range(r):
+            t = time.perf_counter()
+            run(x)
+            samples.append(time.perf_counter() - t)
+        return summarize(samples)
+
+    return latency_and_throughput(time_batch, input_shape[0], throughput_batch, warmup, repeats, throughput_repeats)
