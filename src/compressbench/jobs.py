@@ -114,6 +114,13 @@ class EvaluateSpec:
     def record(self) -> dict[str, Any]:
         return {**self.key_spec(), "dataset": dataset_record(self.dataset)}
 
+    def shared_spec(self) -> dict[str, Any]:
+        """What the evaluations of one evaluator share across the models of a seed: the key spec without the
+        model (same evaluator, params, images, seed and parent)."""
+        out = self.key_spec()
+        del out["model_job"]
+        return out
+
 
 JobSpec = Union[TrainSpec, CompressSpec, EvaluateSpec]
 
@@ -139,6 +146,9 @@ class Job:
     spec: JobSpec
     deps: list[str] = field(default_factory=list)
     labels: JobLabels = None  # type: ignore[assignment]
+    # jobs with the same group (an evaluator with a ``group`` form, one seed and parent, the same params) may
+    # run together, sharing their model-independent work (:mod:`compressbench.execute.group`); not in the key
+    group: str | None = None
 
     def describe(self) -> str:
         lab = self.labels

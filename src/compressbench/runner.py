@@ -39,7 +39,7 @@ from .measure.sizes import checkpoint_bytes
 from .plan import plan
 from .progress import progress_enabled
 from .provenance import host_info, versions
-from .registry import evaluators
+from .registry import evaluators, import_object
 from .store import ResultStore, condition_str
 from .train import TrainRecipe, accuracy, resolve_device, seed_everything, train
 from .validate import check, load_config, with_executor
@@ -174,7 +174,8 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEn
     return size.rows() + made.rows(), made.to_info()
 
 
-def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEnv) -> tuple[list[dict], dict]:
+def _eval_member(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEnv) -> tuple[Any, EvalContext]:
+    """The model an evaluate job measures, on its device, and the job's :class:`EvalContext`."""
     s: EvaluateSpec = job.spec  # type: ignore[assignment]
     data = get_dataset(s.dataset, env.cache)
     src, parent_res = upstream[s.model_job], upstream[s.parent_job]
@@ -183,7 +184,6 @@ def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEn
     caps = made.capabilities or {}
     dev = torch.device("cpu") if caps.get("quantizes") else env.device
     model.to(dev)
-    entry = evaluators.entry(s.evaluator)
 
     def load_parent():
         p, _ = load_model(parent_res.dir / "model.pt")
@@ -197,9 +197,40 @@ def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEn
                              "parent_checkpoint": str(parent_res.dir / "model.pt"),
                              "parent_record": ModelOutcome.from_info(parent_res.info).record},
                       plugins=env.plugins)
-    ms = entry.load()(model, ctx, s.params)
+    return model, ctx
+
+
+def _rows(ms: list[Any]) -> list[dict[str, Any]]:
     return [{"metric": m.metric, "value": float(m.value), "condition": m.condition, "tag": m.tag, "unit": m.unit}
-            for m in ms], {}
+            for m in ms]
+
+
+def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEnv) -> tuple[list[dict], dict]:
+    s: EvaluateSpec = job.spec  # type: ignore[assignment]
+    model, ctx = _eval_member(job, out, upstream, env)
+    return _rows(evaluators.entry(s.evaluator).load()(model, ctx, s.params)), {}
+
+
+def job_evaluate_group(jobs: list[Job], outs: dict[str, Path], upstreams: dict[str, dict[str, JobResult]],
+                       env: JobEnv) -> dict[str, tuple[list[dict], dict] | BaseException]:
+    """The evaluate jobs of one group (one evaluator, seed, parent and params) through the evaluator's
+    ``group`` form: their shared inputs made once (``execute.group``). A member whose model cannot be loaded
+    fails alone."""
+    s: EvaluateSpec = jobs[0].spec  # type: ignore[assignment]
+    group = evaluators.spec(s.evaluator).group
+    fn = import_object(group) if isinstance(group, str) else group
+    result: dict[str, tuple[list[dict], dict] | BaseException] = {}
+    members, keys = [], []
+    for job in jobs:
+        try:
+            members.append(_eval_member(job, outs[job.key], upstreams[job.key], env))
+            keys.append(job.key)
+        except Exception as e:  # this member fails; the others go on
+            result[job.key] = e
+    if members:
+        for key, got in zip(keys, fn(members, s.params), strict=True):
+            result[key] = got if isinstance(got, BaseException) else (_rows(got), {})
+    return result
 
 
 JOB_FNS = {"train": job_train, "compress": job_compress, "evaluate": job_evaluate}
@@ -252,11 +283,19 @@ class JobRunner:
         for key in sorted(seen):
             get_dataset(seen[key], self.cache)
 
-    def __call__(self, job: Job, out: Path, upstream: dict[str, JobResult]) -> tuple[list[dict], dict]:
+    def env(self) -> JobEnv:
         exp = self.experiment()
         share = GPU_SHARE.get()
         device = resolve_device("cpu" if share == 0 and exp.device == "auto" else exp.device)
-        return JOB_FNS[job.kind](job, out, upstream, JobEnv(self.cache, device, self.progress, exp.plugins))
+        return JobEnv(self.cache, device, self.progress, exp.plugins)
+
+    def __call__(self, job: Job, out: Path, upstream: dict[str, JobResult]) -> tuple[list[dict], dict]:
+        return JOB_FNS[job.kind](job, out, upstream, self.env())
+
+    def group(self, jobs: list[Job], outs: dict[str, Path], upstreams: dict[str, dict[str, JobResult]]
+              ) -> dict[str, tuple[list[dict], dict] | BaseException]:
+        """The jobs of one group together (``execute.group.GroupFn``)."""
+        return job_evaluate_group(jobs, outs, upstreams, self.env())
 
 
 # --------------------------------------------------------------------------- provenance

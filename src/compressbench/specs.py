@@ -177,7 +177,13 @@ class EvaluatorSpec(ComponentSpec):
     ``compressbench plan`` (None: one forward pass over its evaluation images; :mod:`compressbench.costs`).
     ``report_options``: options of ``compressbench report`` its hooks read (:class:`ReportOption`, a flag
     each). ``measures_time``: it measures wall-clock time (latency, throughput), so an executor gives its
-    jobs a machine of their own (other jobs beside it would be noise in its numbers).
+    jobs a machine of their own (other jobs beside it would be noise in its numbers). ``group``:
+    ``fn(members, params) -> [rows | exception per member]``, the evaluator run on several models at once
+    (``members``: ``(model, ctx)`` pairs of one seed, one parent and the same params), sharing the work that
+    does not depend on the model — each corrupted batch generated once, a transfer attack crafted once on the
+    parent; each member's rows must be exactly what ``fn(model, ctx, params)`` gives it alone. The scheduler
+    runs the evaluator's jobs of one seed together through it (each job still cached, stored and resumed on
+    its own: :mod:`compressbench.execute.group`); None: one model at a time.
 
     What the report needs of a spec — ``metrics``, ``captions``, ``gathers``, the names of its hooks and its
     report options — is stored with every run (:mod:`compressbench.declarations`)."""
@@ -195,6 +201,7 @@ class EvaluatorSpec(ComponentSpec):
     cost: Callable[[Any, Any], Any] | None = None
     report_options: tuple[ReportOption, ...] = ()
     measures_time: bool = False
+    group: Callable[[Any, Any], Any] | str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
