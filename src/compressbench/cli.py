@@ -271,7 +271,7 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     v.add_argument("--scale", metavar="NAME", help="validate only this scale (default: the file and every scale)")
     _executor_flags(v)
     v.set_defaults(fn=cmd_validate)
-    from .estimate import DEFAULT_GPU, DEFAULT_UTILISATION, GPUS
+    from .costs import DEFAULT_GPU, DEFAULT_UTILISATION, GPUS  # no torch: --help stays instant
 
     pl = sub.add_parser("plan", help="the job DAG without running it: jobs per kind, what is cached, and estimated "
                         "compute (TFLOP, GPU-hours on a reference GPU, CPU-hours here); writes nothing",

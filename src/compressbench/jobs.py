@@ -149,6 +149,8 @@ class Job:
     # jobs with the same group (an evaluator with a ``group`` form, one seed and parent, the same params) may
     # run together, sharing their model-independent work (:mod:`compressbench.execute.group`); not in the key
     group: str | None = None
+    # seconds the plan's cost model expects this job to take here (``estimate.expected_seconds``; the live ETA)
+    expected_s: float | None = None
 
     def describe(self) -> str:
         lab = self.labels

@@ -349,6 +349,7 @@ def run(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: b
     cache = Path(exp.cache_dir)
     jobs = plan(exp)
     prefetch_weights(exp, jobs, cache)  # published weights the baseline needs (offline: one line, nothing written)
+    _set_expected(exp, jobs)
     # before any work: the store opens (header, integrity, schema) and is writable; the cache is a
     # writable folder, or read-only but holding every job of the plan
     store = ResultStore(exp.store_path)
@@ -371,6 +372,20 @@ def run(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: b
     return RunSummary(exp.name, exp.store_path, run_id, len(jobs), sum(1 for r in results.values() if not r.cached
                                                                        and not r.error),
                       sum(1 for r in results.values() if r.cached), len(failures), failures)  # type: ignore[arg-type]
+
+
+def _set_expected(exp: ResolvedExperiment, jobs: list[Job]) -> None:
+    """Each job's expected seconds from the plan's cost model (the live ETA, ``progress.board``); an experiment
+    the model cannot price (a plug-in it cannot build here) runs without (the ETA then waits for finished jobs)."""
+    from .estimate import expected_seconds
+
+    try:
+        exp_s = expected_seconds(exp, jobs)
+    except Exception as e:  # noqa: BLE001 — the ETA is a convenience, never a reason to fail a run
+        log.debug("no cost model for the live ETA: %s", e)
+        return
+    for j in jobs:
+        j.expected_s = exp_s.get(j.key)
 
 
 def _store_job(store: ResultStore, job: Job, res: JobResult, results: dict[str, JobResult], run_id: str) -> None:

@@ -372,20 +372,33 @@ def failed_job(job: Job, cache: Path, tmp: Path, e: BaseException, seconds: floa
 def execute_job(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]) -> JobResult:
     """Run a claimed job into a private temporary folder, record checksums, move it into place."""
     tmp = tmp_job_dir(cache, job.key)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     try:
         measurements, info = fn(job, tmp, upstream)
     except Exception as e:  # a failed job is a row with its error, not a crashed sweep
         return failed_job(job, cache, tmp, e, time.perf_counter() - t0)
-    return commit_job(job, cache, tmp, measurements, info, time.perf_counter() - t0, upstream)
+    return commit_job(job, cache, tmp, measurements, info, time.perf_counter() - t0, upstream,
+                      cpu_seconds() - c0)
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + sys) of this process and of the child processes it has waited for (e.g. a fresh timing
+    process); recorded with each job (``result.json``'s ``cpu_seconds``: what ``compressbench plan`` models)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def commit_job(job: Job, cache: Path, tmp: Path, measurements: list[dict[str, Any]], info: dict[str, Any],
-               secs: float, upstream: dict[str, JobResult]) -> JobResult:
-    """Record a finished job's checksums in ``tmp/result.json`` and move ``tmp`` into place (the commit)."""
+               secs: float, upstream: dict[str, JobResult], cpu: float | None = None) -> JobResult:
+    """Record a finished job's checksums in ``tmp/result.json`` and move ``tmp`` into place (the commit).
+    ``secs``: its wall-clock seconds; ``cpu``: its CPU seconds (this process's threads and waited-for children;
+    a process-wide figure, so exact only when jobs do not run in parallel threads of one process)."""
     final = job_dir(cache, job.key)
     record = {"format": RECORD_FORMAT, "key": job.key, "kind": job.kind, "spec": job.spec.record(),
-              "measurements": measurements, "info": info, "seconds": secs, "files": artifact_manifest(tmp),
+              "measurements": measurements, "info": info, "seconds": secs,
+              **({"cpu_seconds": cpu} if cpu is not None else {}), "files": artifact_manifest(tmp),
               "upstream": {k: upstream[k].digest for k in job.deps if k in upstream}}
     blob = json.dumps(record, default=str, indent=1).encode()
     atomic_write_bytes(tmp / "result.json", blob)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..jobs import Job
-from .cache import DeadOwner, JobResult, claim_to_run, commit_job, failed_job, tmp_job_dir
+from .cache import DeadOwner, JobResult, claim_to_run, commit_job, cpu_seconds, failed_job, tmp_job_dir
 
 GROUP_MAX = 16  # models of one group in memory at once
 
@@ -56,12 +56,12 @@ def run_group(jobs: list[Job], cache: Path, fn: GroupFn, upstreams: dict[str, di
         if not todo:
             return results
         tmps = {j.key: tmp_job_dir(cache, j.key) for j in todo}
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         try:
             outs = fn(todo, tmps, {j.key: upstreams[j.key] for j in todo})
         except Exception as e:  # the shared work failed: every member is an error row
             outs = {j.key: e for j in todo}
-        total = time.perf_counter() - t0
+        total, cpu = time.perf_counter() - t0, cpu_seconds() - c0
         share = total / len(todo)
         for j in todo:
             out = outs.get(j.key, RuntimeError("the group evaluation returned nothing for this job"))
@@ -70,7 +70,7 @@ def run_group(jobs: list[Job], cache: Path, fn: GroupFn, upstreams: dict[str, di
             else:
                 ms, info = out
                 info = {**info, "group": {"jobs": len(todo), "seconds": total}}
-                results[j.key] = commit_job(j, cache, tmps[j.key], ms, info, share, upstreams[j.key])
+                results[j.key] = commit_job(j, cache, tmps[j.key], ms, info, share, upstreams[j.key], cpu / len(todo))
     finally:
         for c in claims.values():
             c.release()
