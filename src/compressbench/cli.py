@@ -279,8 +279,9 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
                         "(docs/extending.md) × forward FLOPs per image of the model (a budgeted variant: that "
                         "fraction of the parent's; a training step = 3 forward FLOPs, an attack step = 2). "
                         "GPU-h = FLOPs / (peak × utilisation); CPU-h = FLOPs / this machine's rate, measured in a "
-                        "few seconds on the experiment's model (per second of CPU time: user + sys). Fixed per-job "
-                        "costs (loading data and checkpoints, process start-up) are not counted.")
+                        "few seconds on the experiment's model (per second of CPU time: user + sys), plus fixed costs "
+                        "measured here: the run's process start once, a model build and checkpoint round trip per "
+                        "job (data decoding is not counted).")
     pl.add_argument("config")
     pl.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     pl.add_argument("--scale", metavar="NAME", help=scale_help)
