@@ -1,6 +1,7 @@
 """The ``compressbench`` command: a thin shell over the library.
 
-Subcommands: run · validate · plan · list · results · report · findings · profile · corrupt · compare · export.
+Subcommands: run · search · validate · plan · list · results · report · findings · recommend · remeasure · profile ·
+corrupt · compare · export.
 Errors in user input print one line and exit with code 2 (no traceback, no work started);
 ``run`` exits 1 when any job failed (after printing the summary), 0 when all succeeded.
 """
@@ -32,6 +33,9 @@ _HOOKS: dict[str, tuple[str, str, str, str]] = {
                  "inconclusive, paired statistics, Holm"),
     "compare": ("compressbench.compare", "add_compare_arguments", "compare_command",
                 "which non-timing values and which recorded environment fields differ between two stores"),
+    "recommend": ("compressbench.goal", "add_recommend_arguments", "recommend_command",
+                  "the variant to ship for a goal (objective + tolerated drops) on an existing store: recommended "
+                  "variant per objective, gains, losses with CIs, Pareto fronts, rejected candidates; runs nothing"),
     "export": ("compressbench.deploy.cli", "add_export_arguments", "export_command",
                "export a variant of a study to a deployment runtime (onnx, executorch, openvino, pt2, safetensors), "
                "verify it there and write its model card"),
