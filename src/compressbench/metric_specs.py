@@ -24,6 +24,7 @@ ANY = "*"  # a ``where`` value: the condition has this key, with any value
 
 # the quantity a declaration stands for, for other evaluators' report hooks (``MetricSpec.role``)
 CLEAN_ACCURACY = "clean_accuracy"
+CORRUPTION_ACCURACY = "corruption_accuracy"
 
 
 @dataclass(frozen=True)

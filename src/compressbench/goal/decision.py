@@ -183,6 +183,9 @@ def decide(a: Assessment, accept_noisy: bool | None = None) -> Decision:
     notes = list(a.notes)
     if goal_obj not in a.objectives:
         notes.append(f"no variant has a number for the objective {goal_obj}")
+    if rec.candidate is not None and not math.isnan(rec.parent) and rec.value >= rec.parent:
+        notes.append(f"the best qualifying variant ({rec.candidate.variant}) is not below the parent on {goal_obj} "
+                     f"({rec.value:.4g} vs {rec.parent:.4g}): keeping the parent gives up nothing")
     pareto = {k: pareto_front(a, k, goal_obj) for k in a.goal.constraints}
     return Decision(a, accept, rec, per, qualifying, rejected, closest, pareto, monotonicity(a), notes)
 
