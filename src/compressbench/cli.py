@@ -1,6 +1,6 @@
 """The ``compressbench`` command: a thin shell over the library.
 
-Subcommands: run · search · validate · plan · list · results · report · findings · recommend · remeasure · profile ·
+Subcommands: run · search · validate · plan · list · results · report · findings · recommend · profile ·
 corrupt · compare · export.
 Errors in user input print one line and exit with code 2 (no traceback, no work started);
 ``run`` exits 1 when any job failed (after printing the summary), 0 when all succeeded.

@@ -258,7 +258,8 @@ def pareto_figure(dec: Decision, out: Path, formats: set[str]) -> list[Path]:
         ax.set_title(f"{key} vs {obj}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-    fig.suptitle(f"{a.experiment}: candidates (green meet every constraint, red do not), bars = "
+    sep = ", " if len(keys) > 1 else "\n"  # one panel: two lines (the title must fit its width)
+    fig.suptitle(f"{a.experiment}: green meet every constraint, red do not{sep}bars: "
                  f"{round(100 * a.goal.confidence)} % intervals", fontsize=9)
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)

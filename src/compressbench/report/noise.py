@@ -13,7 +13,8 @@ cores). Thresholds (docs/efficiency.md, "Noisy timings"):
   part of the time.
 
 A row without its spread / load rows (an older store, another OS) is judged on what it has. Everything here
-is a function of the store's rows; nothing is written. ``compressbench remeasure`` re-times noisy rows.
+is a function of the store's rows; nothing is written. Re-timing noisy rows in place (``compressbench
+remeasure``) is not built yet.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ def noise_note(items: list[Timing], limit: int = 6) -> str:
     more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
     return (f"Noisy timings ({len(bad)} of {len(items)} rows; thresholds: IQR/median > {SPREAD_MAX:g}, load on free "
             f"cores > {LOAD_MAX:g}): {shown}{more}. A decision leaves them out unless accepted (--accept-noisy); "
-            f"`compressbench remeasure STORE --evaluator efficiency` re-times them.")
+            f"re-time them on a quieter machine (a new cache or store; `compressbench remeasure` is not built yet).")
 
 
 __all__ = ["SPREAD_MAX", "LOAD_MAX", "Timing", "judge", "timings", "timing_declarations", "noisy_index",
