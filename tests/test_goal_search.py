@@ -161,3 +161,10 @@ def test_int8_fallback_keeps_the_fragile_layer_in_float(tmp_path, digits_bundle)
     assert ck["state_dict"]["net.net.0.weight"].dtype == torch.qint8  # the other layers are int8
     text = "\n".join(res.lines())
     assert "int8 fallback for quantize.static: quantize.static+1float keeps net.4 in float" in text
+    # end to end: the report of that store leads with the decision, and shows the per-layer sensitivity
+    from compressbench.report import build_report
+
+    html = build_report(tmp_path / "frag.sqlite", tmp_path / "report", formats=("html", "md")).read_text()
+    assert html.index('<section id="decision"') < html.index("per-layer sensitivity")
+    assert "Recommended: quantize.static+1float" in html
+    assert (tmp_path / "report" / "decision.md").is_file()
