@@ -29,7 +29,7 @@ from ..registry import evaluators, methods
 from ..report.context import ReportContext
 from ..report.data import load_experiment
 from .assess import Assessment
-from .search import Searcher, single
+from .probes import single
 
 log = logging.getLogger("compressbench")
 
@@ -82,7 +82,7 @@ class Fallback:
         return out
 
 
-def _sensitivity_evaluation(s: Searcher) -> str | None:
+def _sensitivity_evaluation(s: Any) -> str | None:
     """The registered name of an evaluation of the experiment that measures per-layer quantization sensitivity on
     the parent (the one this module reads), or None."""
     for e in s.exp.evaluations:
@@ -93,7 +93,7 @@ def _sensitivity_evaluation(s: Searcher) -> str | None:
     return None
 
 
-def _ranking(s: Searcher, a: Assessment) -> tuple[list[tuple[str, float]], list[str], list[str]]:
+def _ranking(s: Any, a: Assessment) -> tuple[list[tuple[str, float]], list[str], list[str]]:
     """(layer, score) best first, the constraints that ranked them, those that could not."""
     data = load_experiment(s.session.store, s.exp.parts[0].name)
     ctx = ReportContext.build(data)
@@ -122,7 +122,7 @@ def _ranking(s: Searcher, a: Assessment) -> tuple[list[tuple[str, float]], list[
     return sorted(scores.items(), key=lambda kv: -kv[1]), used, unused
 
 
-def fallback(s: Searcher) -> list[Fallback]:
+def fallback(s: Any) -> list[Fallback]:
     """Run the fallback for every int8 variant of the search that breaks the goal (see the module docstring)."""
     a = s.assess()
     targets = []

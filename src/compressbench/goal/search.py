@@ -38,6 +38,8 @@ from ..report.data import load_experiment
 from ..runner import RunSummary, Session, _resolved, execute, start_run
 from .assess import Assessment, assess
 from .decision import Decision, decide
+from .fallback import fallback
+from .probes import single
 
 log = logging.getLogger("compressbench")
 
@@ -155,15 +157,6 @@ def entry_of(exp: ResolvedExperiment, index: int) -> dict[str, Any]:
     return exp.config.variants[index].model_dump(mode="json", exclude_none=True)
 
 
-def single(entry: dict[str, Any], name: str, kind: str | None = None, value: float | None = None,
-           params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A single-variant entry (``name``, one budget or none) from a variants entry."""
-    out = {"method": entry["method"], "name": name, "params": params if params is not None else entry.get("params", {})}
-    if kind is not None:
-        out["budget"] = {kind: value}
-    return out
-
-
 def families_and_fixed(exp: ResolvedExperiment) -> tuple[list[Family], list[dict[str, Any]]]:
     """The budgets lists to bisect, and every other variant as a single-variant entry."""
     fams, fixed = [], []
@@ -251,8 +244,6 @@ def search(experiment: ResolvedExperiment | Experiment | str | Path, *, progress
            accept_noisy: bool | None = None) -> SearchResult:
     """Search for the experiment's goal (see the module docstring); returns what was done and decided. The rows of
     every probe are in the experiment's store under one run; ``compressbench report`` draws the decision first."""
-    from .fallback import fallback
-
     exp = _resolved(experiment)
     if exp.goal is None:
         raise ConfigError(f"experiment '{exp.name}' declares no goal (add goal: {{objective: ..., constraints: ...}})")
