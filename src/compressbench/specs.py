@@ -195,6 +195,9 @@ class EvaluatorSpec(ComponentSpec):
     cost: Callable[[Any, Any], Any] | None = None
     report_options: tuple[ReportOption, ...] = ()
     measures_time: bool = False
+    # extras(params) -> the pip extras (compressbench.extras.EXTRAS) these params need; validate refuses the
+    # evaluation with one line naming a missing one
+    extras: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
