@@ -251,7 +251,7 @@ class _RayTasks:
         self.remote = ray.remote(_worker_run)
         self.remote_gpu = ray.remote(max_calls=1)(_worker_run_gpu)
         self.fn_ref = ray.put(fn)
-        self.setup = {"cwd": os.getcwd(), "code": code_fingerprint()}
+        self.setup = {"cwd": os.getcwd(), "code": code_fingerprint(), "log_level": log.getEffectiveLevel()}
         self.inflight: dict[Any, Job] = {}
 
     def start(self, job: Job, upstream: dict[str, JobResult]) -> JobResult | object:

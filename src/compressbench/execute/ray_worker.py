@@ -11,6 +11,7 @@ user wrote are imported, nothing is validated again, no model is built."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +32,18 @@ def code_fingerprint() -> tuple[str, str]:
     return h.hexdigest(), str(root)
 
 
+def _log_like_the_driver(level: int) -> None:
+    """The job's own lines (a training loop's epoch / loss / images/s) at the driver's level on the worker's
+    stderr, which Ray forwards to the driver's log (``log_to_driver``)."""
+    lg = logging.getLogger("compressbench")
+    if not lg.handlers:
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S"))
+        lg.addHandler(h)
+        lg.propagate = False  # one copy of each line, whatever the worker's root logger does
+    lg.setLevel(level)
+
+
 def _worker_run(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], setup: dict[str, Any]
                 ) -> JobResult | None:
     """One job in a Ray worker: the cache protocol (:func:`run_one`), with this task's identity in its claim."""
@@ -46,6 +59,7 @@ def _worker_run(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]
     import torch
 
     torch.set_num_threads(setup["threads"])
+    _log_like_the_driver(setup.get("log_level", logging.INFO))
     task = ray.get_runtime_context().get_task_id()
     token = GPU_SHARE.set(setup["num_gpus"])
     try:
