@@ -74,6 +74,18 @@ def _missing_extra(exc: BaseException) -> str | None:
     return None
 
 
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.extras("attacks", ...)``: the test needs these pip extras (a subprocess run, say, where the
+    refusal is an exit code, not an exception): skipped, naming the first missing one, where it is missing."""
+    from compressbench.extras import install_hint, missing
+
+    for item in items:
+        for mark in item.iter_markers("extras"):
+            absent = [e for e in mark.args if missing(e)]
+            if absent:
+                item.add_marker(pytest.mark.skip(reason=f"needs the '{absent[0]}' extra: {install_hint(absent[0])}"))
+
+
 @contextlib.contextmanager
 def _skip_if_extra_missing():
     """Tests of an optional feature skip, naming the extra, where it is not installed (a core install:

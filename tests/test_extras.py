@@ -94,16 +94,18 @@ def test_fresh_core_venv_runs_the_quickstart_minus_attacks(tmp_path):
     """``pip install compressbench`` (no extras) in a fresh venv: the quickstart without its adversarial
     evaluation runs at a tiny scale and reports; asking for attacks is the one line naming [attacks]."""
     venv = tmp_path / "core"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the venv's own install, not the tree's
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip, cb = venv / "bin" / "pip", venv / "bin" / "compressbench"
-    subprocess.run([str(pip), "install", "-q", "torch==2.14.1", "torchvision==0.29.1"], check=True, timeout=1800)
-    subprocess.run([str(pip), "install", "-q", str(ROOT)], check=True, timeout=1800)
+    subprocess.run([str(pip), "install", "-q", "torch==2.14.1", "torchvision==0.29.1"], check=True, timeout=1800,
+                   env=env)
+    subprocess.run([str(pip), "install", "-q", str(ROOT)], check=True, timeout=1800, env=env)
     py = venv / "bin" / "python"
     for extra, modules in EXTRAS.items():  # the core pulls in no extra
         found = subprocess.run([str(py), "-c", f"import importlib.util as u; print([m for m in {list(modules)!r} "
-                                               f"if u.find_spec(m)])"], capture_output=True, text=True, check=True)
+                                               f"if u.find_spec(m)])"], capture_output=True, text=True, check=True,
+                               env=env)
         assert found.stdout.strip() == "[]", (extra, found.stdout)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     r = subprocess.run([str(cb), "validate", str(QUICKSTART)], capture_output=True, text=True, cwd=tmp_path,
                        env=env)
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
