@@ -92,7 +92,7 @@ def test_summary_line():
     line = b.line()
     assert line.startswith("jobs on Ray (2 CPU, 0 GPU): 4/10 finished (2 ran, 1 cached, 1 failed); 1 running, "
                            "0 queued, 4 waiting, 1 run by other drivers; train 1/1, compress 2/3, evaluate 1/6; "
-                           "elapsed 0s, ETA ≥ ")
+                           "running: c2 (0s); elapsed 0s, ETA ≥ ")  # the running job by name (no describe(): key)
     assert [fmt_seconds(s) for s in (0.4, 59, 61, 3599, 3600 * 2 + 65)] == ["0s", "59s", "1m01s", "59m59s", "2h01m"]
 
 

@@ -172,6 +172,22 @@ def test_config_mistakes_are_one_line(tiny_model, tmp_path, over, expect):
     assert expect in str(e.value) and "\n" not in str(e.value)
 
 
+def test_weights_without_train_is_a_choice_not_a_silent_finetune(tiny_model, tmp_path, capsys):
+    """model.weights with no `train:` line would fine-tune the user's model with the default recipe: validate
+    refuses it (exit 2, one line) and offers both choices; each choice validates."""
+    torch.save(_net_sd(tiny_model), tmp_path / "w.pt")
+    raw = _config(tmp_path, str(tmp_path / "w.pt"))
+    del raw["train"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    assert cli_main(["validate", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: train: model.weights is given but 'train' is not")
+    assert "'train: null'" in err[0] and "'train: {init: weights" in err[0]
+    assert not (tmp_path / "cache").exists()
+    assert not validate({**raw, "train": None}).config.trains_baseline
+    assert validate({**raw, "train": {"init": "weights", "epochs": 1}}).config.transfer
+
+
 def test_weights_enter_the_key_by_content_not_path(tiny_model, tmp_path):
     sd = _net_sd(tiny_model)
     torch.save(sd, tmp_path / "a.pt")

@@ -206,6 +206,9 @@ class EvaluatorSpec(ComponentSpec):
     report_options: tuple[ReportOption, ...] = ()
     measures_time: bool = False
     group: Callable[[Any, Any], Any] | str | None = None
+    # extras(params) -> the pip extras (compressbench.extras.EXTRAS) these params need; validate refuses the
+    # evaluation with one line naming a missing one
+    extras: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()

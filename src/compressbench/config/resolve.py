@@ -24,6 +24,7 @@ from typing import Any, Mapping
 from pydantic import ValidationError
 
 from ..errors import ConfigError, did_you_mean
+from ..extras import needs
 from ..layouts import check_layout
 from ..registry import (
     ALL,
@@ -256,6 +257,8 @@ def resolve_evaluations(exp: Experiment, variant_names: list[str]) -> list[Resol
         name = _check_name(evaluators, ev.evaluator, f"{where}.evaluator")
         params = validate_params(evaluators.spec(name).params, ev.params, f"{where}.params",
                                  owner=f"evaluator '{name}'")
+        for extra in (evaluators.spec(name).extras or (lambda _: ()))(params):
+            needs(f"{where}: the {name} evaluator", extra)
         for j, vn in enumerate(ev.variants or []):
             if vn not in variant_names and vn != BASELINE:
                 raise ConfigError(f"{where}.variants[{j}]: unknown variant '{vn}'{did_you_mean(vn, variant_names)}; "
@@ -312,6 +315,11 @@ def parse_experiment(raw: Any) -> Experiment:
 
 def resolve_experiment(exp: Experiment) -> ResolvedExperiment:
     """Resolve a parsed experiment (see the module docstring). Raises :class:`ConfigError` (one line)."""
+    if exp.model.weights is not None and "train" not in exp.model_fields_set:
+        # the default recipe would silently fine-tune the user's model: they choose
+        raise ConfigError("train: model.weights is given but 'train' is not: write 'train: null' to use the weights "
+                          "as they are (nothing is trained), or 'train: {init: weights, epochs: ..., lr: ...}' to "
+                          "fine-tune them first")
     if exp.train is not None and exp.train.adapt is not None:  # methods' params check theirs (adapt.AdaptParams)
         _check_name(adapt_losses, exp.train.adapt.method, "train.adapt.method")
     _check_dataset(exp)

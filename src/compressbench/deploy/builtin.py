@@ -75,7 +75,7 @@ def open_onnx(path: Path, threads: int) -> Predict:
 
 formats.register("onnx", write_onnx, label="ONNX Runtime", suffix=".onnx", open=open_onnx,
                  runtime_version=lambda: f"onnxruntime-{metadata.version('onnxruntime')}",
-                 missing=lambda: _absent("onnxruntime"), version=1, worker="onnx",
+                 missing=lambda: _absent("onnxruntime"), extra="onnx", version=1, worker="onnx",
                  usage='import numpy as np, onnxruntime as ort\n'
                        'sess = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])\n'
                        'x = np.random.rand({shape}).astype(np.float32)  # images in [0, 1], N×C×H×W\n'

@@ -271,7 +271,7 @@ class _RayTasks:
         self.remote_group_gpu = ray.remote(max_calls=1)(_worker_run_group_gpu)
         self.fn = fn
         self.fn_ref = ray.put(fn)
-        self.setup = {"cwd": os.getcwd(), "code": code_fingerprint()}
+        self.setup = {"cwd": os.getcwd(), "code": code_fingerprint(), "log_level": log.getEffectiveLevel()}
         self.inflight: dict[Any, list[Job]] = {}
 
     def _known(self, job: Job, upstream: dict[str, JobResult]) -> JobResult | None:

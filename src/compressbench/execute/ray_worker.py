@@ -12,6 +12,7 @@ user wrote are imported, nothing is validated again, no model is built."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -44,7 +45,20 @@ def _setup_worker(setup: dict[str, Any]) -> str | None:
     import torch
 
     torch.set_num_threads(setup["threads"])
+    _log_like_the_driver(setup.get("log_level", logging.INFO))
     return None
+
+
+def _log_like_the_driver(level: int) -> None:
+    """The job's own lines (a training loop's epoch / loss / images/s) at the driver's level on the worker's
+    stderr, which Ray forwards to the driver's log (``log_to_driver``)."""
+    lg = logging.getLogger("compressbench")
+    if not lg.handlers:
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S"))
+        lg.addHandler(h)
+        lg.propagate = False  # one copy of each line, whatever the worker's root logger does
+    lg.setLevel(level)
 
 
 def _worker_run(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], setup: dict[str, Any]

@@ -2,8 +2,10 @@
 waiting for their upstream jobs — and an ETA.
 
 On a terminal (progress enabled) it is a rich table redrawn twice a second, the run's log lines printed
-above it. Otherwise (CI, a log file, ``COMPRESSBENCH_PROGRESS=0``) it is one summary line at least every
-``LOG_EVERY_S`` seconds, next to the executor's per-job lines, so a long job never leaves a log silent.
+above it. Otherwise (CI, a log file, ``COMPRESSBENCH_PROGRESS=0``) it is one summary line (counts, the running
+jobs by name, ETA) at least every ``LOG_EVERY_S`` seconds (``COMPRESSBENCH_PROGRESS_LOG_S``), next to the
+executor's per-job lines and the training loop's epoch / loss / images-per-second lines, so a long job never
+leaves a log silent.
 
 The ETA is the remaining work divided among the slots: each job left is expected to take what the plan's
 cost model says (``job.expected_s``: ``compressbench plan``'s estimate for it on this machine, FLOPs and
@@ -19,15 +21,16 @@ ETA a lower bound (``≥``).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
 from typing import Any, Callable, Iterable
 
+from . import log_interval
+
 log = logging.getLogger("compressbench")
 
-LOG_EVERY_S = float(os.environ.get("COMPRESSBENCH_PROGRESS_LOG_S", "30"))
+LOG_EVERY_S = log_interval()
 KINDS = ("train", "compress", "evaluate")
 # per-job states; "held": claimed by another driver (it runs there, this run waits for its result)
 STATES = ("waiting", "queued", "running", "held", "ran", "cached", "failed")
@@ -41,6 +44,11 @@ def fmt_seconds(s: float) -> str:
     if s < 3600:
         return f"{int(s // 60)}m{int(s % 60):02d}s"
     return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+
+
+def _name(job: Any) -> str:
+    describe = getattr(job, "describe", None)
+    return describe() if callable(describe) else str(job.key)
 
 
 class RunBoard:
@@ -136,8 +144,16 @@ class RunBoard:
             return None, False
         return work, exact
 
+    def running(self) -> list[tuple[str, float]]:
+        """(name, seconds so far) of the running jobs, longest first."""
+        now = time.monotonic()
+        with self._lock:
+            run = [(_name(self.jobs[k]), now - self.started.get(k, now)) for k, st in self.state.items()
+                   if st == "running"]
+        return sorted(run, key=lambda r: -r[1])
+
     def line(self) -> str:
-        """One summary line, e.g. for a log every 30 s."""
+        """One summary line, e.g. for a log every 30 s: counts, the running jobs by name, elapsed and ETA."""
         c = self.counts()
         a = c.get("all", {s: 0 for s in (*STATES, "total")})
         fin = sum(a[s] for s in _FINISHED)
@@ -146,6 +162,10 @@ class RunBoard:
         if a["held"]:
             parts[-1] += f", {a['held']} run by other drivers"
         parts.append(", ".join(f"{k} {sum(v[s] for s in _FINISHED)}/{v['total']}" for k, v in c.items() if k != "all"))
+        run = self.running()
+        if run:
+            more = f" and {len(run) - 3} more" if len(run) > 3 else ""
+            parts.append("running: " + ", ".join(f"{name} ({fmt_seconds(s)})" for name, s in run[:3]) + more)
         eta, exact = self.eta()
         tail = f"elapsed {fmt_seconds(time.monotonic() - self.t0)}"
         if eta is not None:

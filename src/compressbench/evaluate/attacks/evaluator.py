@@ -26,6 +26,7 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from ...costs import CostContext, EvalCost, attack_cost
+from ...extras import extra_of
 from ...interfaces import EvalContext, Measurement, Params
 from ...outcomes import OutcomeRecorder, eval_set_name
 from ...progress import progress_bar
@@ -461,8 +462,15 @@ def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
     return total
 
 
+def attack_extras(params: AdversarialParams) -> list[str]:
+    """The pip extras the attacks' backends come from (``attacks``: foolbox, torchattacks)."""
+    found = (extra_of(attacks_registry.spec(a.name).backend or "") for a in params.attacks)
+    return list(dict.fromkeys(e for e in found if e))
+
+
 @evaluators.register("adversarial", params=AdversarialParams, version=1, check_data=check_inputs,
                      cost=adversarial_cost, group="compressbench.evaluate.attacks.evaluator:adversarial_group",
+                     extras=attack_extras,
                      description="robust accuracy under FGSM / PGD / DeepFool / C&W / DDN / AutoAttack "
                                  "(white-box, transfer from the float parent, or white-box through fake-quant STE)",
                      metrics=(
