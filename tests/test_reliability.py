@@ -248,6 +248,7 @@ def test_result_json_records_checksums(pristine):
     import hashlib
 
     assert rec["upstream"] == {json.loads(train)["key"]: hashlib.sha256(train).hexdigest()}
+    assert rec["format"] == execute.RECORD_FORMAT == 3 and rec["record_sha256"] == execute.record_hash(rec)
 
 
 def test_garbled_variant_checkpoint_is_detected_and_rebuilt(pristine, tmp_path, caplog):
@@ -314,18 +315,77 @@ def test_unreadable_job_record_is_rerun(pristine, tmp_path, caplog, damage):
     assert _values(tmp_path / "r.sqlite") == _values(pristine / "r.sqlite")
 
 
-def test_records_without_checksums_still_load(pristine, tmp_path, caplog):
-    """A cache written before checksums existed: used as is (same keys, nothing re-runs), one warning."""
+@pytest.mark.parametrize("damage", ["format-1", "no-files", "value-edit", "info-edit", "condition-bit-flip"])
+def test_record_without_checksums_or_edited_is_rerun(pristine, tmp_path, caplog, damage):
+    """Issue 22: a record without checksums is *not cached* (never "older version, trusted"): a format-1 cache, a
+    format-2 record without its ``files`` key (15 wrong rows before), a valid-JSON edit of a value, an edit of the
+    info dependents read, and a bit flip renaming a condition each re-run what they touch; the numbers equal the
+    uninterrupted run's."""
     cache = _copy_cache(pristine, tmp_path)
-    for f in (cache / "jobs").glob("*/result.json"):
+    jobs = _job_dirs(cache)
+    reruns = {"format-1": N_JOBS, "no-files": 1, "value-edit": 1, "info-edit": 3, "condition-bit-flip": 1}[damage]
+    if damage == "format-1":
+        for f in (cache / "jobs").glob("*/result.json"):
+            rec = json.loads(f.read_text())
+            for k in ("files", "upstream", "format", "record_sha256"):
+                rec.pop(k, None)
+            f.write_text(json.dumps(rec))
+    elif damage == "no-files":
+        f = jobs["evaluate:agreement:variant"] / "result.json"
         rec = json.loads(f.read_text())
-        for k in ("files", "upstream", "format"):
-            rec.pop(k)
-        f.write_text(json.dumps(rec))
+        del rec["files"]
+        f.write_text(json.dumps(rec, indent=1))
+    elif damage == "value-edit":  # 0.452 instead of the measured top-1: valid JSON, the hash no longer matches
+        f = jobs["evaluate:clean:variant"] / "result.json"
+        rec = json.loads(f.read_text())
+        next(m for m in rec["measurements"] if m["metric"] == "top1")["value"] = 0.452
+        f.write_text(json.dumps(rec, indent=1))
+    elif damage == "info-edit":  # the achieved budget the rows are labelled with: the variant and its 2 evaluations
+        f = jobs["compress"] / "result.json"
+        rec = json.loads(f.read_text())
+        rec["info"]["achieved"]["params"] = 0.9
+        f.write_text(json.dumps(rec, indent=1))
+    else:  # one bit: "class": "3" -> "class": "2" (0x33 -> 0x32)
+        f = jobs["evaluate:clean:variant"] / "result.json"
+        blob = bytearray(f.read_bytes())
+        i = blob.index(b'"class": "3"') + len(b'"class": "')
+        blob[i] ^= 0x01
+        json.loads(bytes(blob))  # still valid JSON: one row renamed, one missing
+        f.write_bytes(bytes(blob))
     with caplog.at_level(logging.WARNING, logger="compressbench"):
         s = run(validate(_raw(tmp_path)), progress=False)
-    assert s.cached == N_JOBS
-    assert [r.getMessage() for r in caplog.records if "carry no checksums" in r.getMessage()]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    want = "carries no content hash" if damage in ("format-1", "no-files") else "does not match its own content hash"
+    assert any(want in w for w in warned), warned
+    assert (s.ran, s.cached, s.failed) == (reruns, N_JOBS - reruns, 0)
+    assert _values(tmp_path / "r.sqlite") == _values(pristine / "r.sqlite")
+
+
+def test_no_bit_flip_in_a_record_is_used(pristine, tmp_path):
+    """40 seeded single-bit flips anywhere in a result.json: each is refused by :func:`inspect_cached`, or leaves
+    the parsed record exactly as it was (e.g. ``1e-05`` -> ``1E-05``)."""
+    import random
+
+    cache = _copy_cache(pristine, tmp_path)
+    f = _job_dirs(cache)["evaluate:clean:variant"] / "result.json"
+    orig = f.read_bytes()
+    key = f.parent.name
+    rng = random.Random(22)
+    refused = 0
+    for _ in range(40):
+        blob = bytearray(orig)
+        i = rng.randrange(len(blob))
+        blob[i] ^= 1 << rng.randrange(8)
+        f.write_bytes(bytes(blob))
+        res, problem = execute.inspect_cached(cache, key)
+        if res is None:
+            assert problem, "refused without a reason"
+            refused += 1
+        else:
+            assert json.loads(bytes(blob)) == json.loads(orig)
+    f.write_bytes(orig)
+    assert execute.inspect_cached(cache, key)[0] is not None
+    assert refused >= 35
 
 
 def test_hashing_cost(tmp_path):

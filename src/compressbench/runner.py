@@ -116,7 +116,10 @@ def job_train(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEnv) 
     seed_everything(s.seed)  # weight init is part of the seeded run
     cfg = s.model_config()
     # the model, with model.weights loaded (as they are, or adapted for fine-tuning: baseline.py)
-    base = build_baseline(cfg, data.meta, transfer=s.train is not None and bool(s.weights))
+    # a weights file is read once and must have the sha256 the job's key was planned with: a file swapped
+    # since fails the job (nothing cached) instead of filing another file's numbers under this key
+    base = build_baseline(cfg, data.meta, transfer=s.train is not None and bool(s.weights),
+                          sha256=(s.weights_key or {}).get("sha256"))
     model, stats, fit = base.model, {}, {}
     adapt = s.train.adapt if s.train is not None else None
     if s.train is not None:  # train: null -> the given weights are the baseline
