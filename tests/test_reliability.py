@@ -575,7 +575,7 @@ def test_store_migrates_a_version_1_store(tmp_path):
     assert [a["path"] for a in s.artifacts()] == ["/1"]
     assert s.add_rows([{**ROW, "value": 0.1}]) == 0
     with sqlite3.connect(p) as c:
-        assert c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+        assert c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("3",)
 
 
 # =========================================================================== 6b: claims

@@ -32,7 +32,17 @@ from .data.prepare import prepare_bundle
 from .declarations import record_run
 from .execute import GPU_SHARE, JobResult, create_executor, prepare_cache
 from .interfaces import CompressContext, EvalContext, VariantInfo
-from .jobs import PARENT_ACHIEVED, CompressSpec, EvaluateSpec, Job, ModelOutcome, SizeStats, TrainSpec, dataset_record
+from .jobs import (
+    PARENT_ACHIEVED,
+    CompressSpec,
+    EvaluateSpec,
+    Job,
+    ModelOutcome,
+    SizeStats,
+    TrainSpec,
+    dataset_record,
+    measurement_rows,
+)
 from .measure.counting import param_counts
 from .measure.flops import count_flops
 from .measure.sizes import checkpoint_bytes
@@ -352,9 +362,7 @@ def _store_job(store: ResultStore, job: Job, res: JobResult, results: dict[str, 
         store.add_job([{**base, "evaluator": default_eval, "evaluator_version": lab.evaluator_version,
                         "metric": "error", "value": None, "error": res.error}])
         return
-    rows = [{**base, "evaluator": m.get("evaluator", default_eval), "evaluator_version": lab.evaluator_version,
-             "metric": m["metric"], "value": m["value"], "condition": m.get("condition") or {},
-             "tag": m.get("tag", ""), "unit": m.get("unit", "")} for m in res.measurements]
+    rows = measurement_rows(base, default_eval, lab.evaluator_version, res.measurements, res.record_sha256)
     keys = {(r["evaluator"], r["condition"] if isinstance(r["condition"], str) else condition_str(r["condition"]),
              r["metric"]) for r in rows}
     if len(keys) < len(rows):
