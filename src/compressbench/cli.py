@@ -1,6 +1,7 @@
 """The ``compressbench`` command: a thin shell over the library.
 
-Subcommands: run · validate · plan · list · results · report · findings · profile · corrupt · compare · export.
+Subcommands: run · validate · plan · list · results · report · findings · profile · corrupt · compare · export ·
+verify.
 Errors in user input print one line and exit with code 2 (no traceback, no work started);
 ``run`` exits 1 when any job failed (after printing the summary), 0 when all succeeded.
 """
@@ -32,6 +33,9 @@ _HOOKS: dict[str, tuple[str, str, str, str]] = {
                  "inconclusive, paired statistics, Holm"),
     "compare": ("compressbench.compare", "add_compare_arguments", "compare_command",
                 "which non-timing values and which recorded environment fields differ between two stores"),
+    "verify": ("compressbench.verify", "add_verify_arguments", "verify_command",
+               "check that every number in a results store is the one measured: each row's hash and, with --cache, "
+               "each row re-derived from its job record; exit 1 if any fails"),
     "export": ("compressbench.deploy.cli", "add_export_arguments", "export_command",
                "export a variant of a study to a deployment runtime (onnx, executorch, openvino, pt2, safetensors), "
                "verify it there and write its model card"),

@@ -380,10 +380,12 @@ class ResultStore:
         chk = self.check_table(rows, table)
         if chk.bad:
             what = chk.bad[0][1]
+            fix = ("`compressbench run` replaces them from the cache" if table in ("results", "artifacts") else
+                   "a run's provenance cannot be rebuilt: move the store away and `compressbench run` again (the cache "
+                   "holds every job)")
             raise StoreError(f"{self.path}: {len(chk.bad)} of {chk.rows} {table} row(s) fail their integrity hash "
                              f"(first: {what}): the store changed after they were written; `compressbench verify "
-                             f"{self.path} --cache CACHE_DIR` lists them, `compressbench run` replaces them from the "
-                             f"cache")
+                             f"{self.path} --cache CACHE_DIR` lists them; {fix}")
         if chk.unhashed and str(self.path) not in ResultStore._warned_unhashed:
             ResultStore._warned_unhashed.add(str(self.path))
             log.warning("%s: %d row(s) were written before rows carried hashes (schema 2) and cannot be checked; "
@@ -491,16 +493,18 @@ class ResultStore:
         """Delete the rows of these jobs whose hash fails (a damaged row would otherwise win over the fresh one
         by the unique key). Returns how many."""
         c.row_factory = sqlite3.Row
-        bad: list[int] = []
-        for key in job_keys:
-            rows = [dict(r) for r in c.execute("SELECT * FROM results WHERE job_key=?", (key,))]
-            bad += [r["id"] for r in rows if r["row_sha256"] is not None and r["row_sha256"] != row_hash("results", r)]
+        n = 0
+        for table in ("results", "artifacts"):
+            bad: list[int] = []
+            for key in job_keys:
+                rows = [dict(r) for r in c.execute(f"SELECT * FROM {table} WHERE job_key=?", (key,))]
+                bad += [r["id"] for r in rows if r["row_sha256"] is not None and r["row_sha256"] != row_hash(table, r)]
+            c.executemany(f"DELETE FROM {table} WHERE id=?", [(i,) for i in bad])
+            n += len(bad)
         c.row_factory = None
-        if bad:
-            c.executemany("DELETE FROM results WHERE id=?", [(i,) for i in bad])
-            log.warning("%s: replaced %d damaged row(s) (their hash failed) with the job's verified record", self.path,
-                        len(bad))
-        return len(bad)
+        if n:
+            log.warning("%s: replaced %d damaged row(s) (their hash failed) with the job's verified record", self.path, n)
+        return n
 
     @_guarded
     def add_job(self, rows: Iterable[dict[str, Any]], artifacts: Iterable[dict[str, Any]] = ()) -> int:
