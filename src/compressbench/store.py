@@ -503,7 +503,8 @@ class ResultStore:
             n += len(bad)
         c.row_factory = None
         if n:
-            log.warning("%s: replaced %d damaged row(s) (their hash failed) with the job's verified record", self.path, n)
+            log.warning("%s: replaced %d damaged row(s) (their hash failed) with the job's verified record", self.path,
+                        n)
         return n
 
     @_guarded

@@ -180,7 +180,7 @@ def render(rep: VerifyReport, show: int = 20) -> list[str]:
         if t.unhashed:
             parts.append(f"{t.unhashed} carry no row hash (written by schema 2, before hashes)")
         lines.append(f"{name}: {t.rows} row(s): " + ", ".join(parts))
-    for i, what in rep.tables["results"].bad[:show]:
+    for _, what in rep.tables["results"].bad[:show]:
         lines.append(f"  FAIL {what}: its hash does not match its values")
     for name, t in rep.tables.items():
         if name != "results":
