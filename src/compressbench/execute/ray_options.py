@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
 import re
 import sys
 from typing import Any
@@ -87,6 +88,13 @@ def measures_time(evaluator: str) -> bool:
     return spec.measures_time
 
 
+def _machine_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def check_experiment(exp: Any, opts: RayOptions) -> str | None:
     """Rules that need the whole experiment: one error line (``path: problem``), or None."""
     if ray_missing():
@@ -108,8 +116,15 @@ def check_experiment(exp: Any, opts: RayOptions) -> str | None:
         kinds["compress"] = opts.resources.compress
     for ev in sorted(used):
         kinds[f"evaluators.{ev}"] = resources_for(opts.resources, "evaluate", ev)
+    mem = _machine_memory() if opts.address is None else None
     for where, r in kinds.items():
         label = where if "." not in where else where.split(".", 1)[1] + " evaluation"
+        if mem is not None and r.memory is not None and r.memory > mem:  # a local instance never has more
+            path = where if where in ("train", "compress") else (
+                where if where.split(".", 1)[1] in opts.resources.evaluators else "evaluate")
+            return (f"executor.resources.{path}.memory: {label} jobs ask for {r.memory / 2**30:.3g} GiB, but the "
+                    f"local Ray instance has at most this machine's {mem / 2**30:.3g} GiB: they would never be "
+                    f"scheduled; ask for less (or give executor.address of a cluster with such nodes)")
         if exp.device == "cuda" and r.num_gpus == 0:
             path = where if where in ("train", "compress") else (
                 where if where.split(".", 1)[1] in opts.resources.evaluators else "evaluate")
