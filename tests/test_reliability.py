@@ -841,3 +841,31 @@ def test_random_bit_flips_in_the_store_are_never_a_traceback(pristine, tmp_path,
             assert got == want, f"flip {n} at byte {i}: verify passed a changed value"
     assert len(codes["verify"]) == 40
     print({k: {c: v.count(c) for c in set(v)} for k, v in codes.items()})
+
+
+# =========================================================================== 7: what a report reveals (issue 22)
+def test_report_redact_removes_paths_platform_cpu_and_host(pristine, tmp_path):
+    """A report names the machine (platform string, CPU model), absolute paths (store, cache_dir) and the host;
+    `report --redact` replaces each in every text file, and the numbers stay."""
+    import socket
+
+    from compressbench.report.redact import TEXT_SUFFIXES
+
+    host = ResultStore(pristine / "r.sqlite").runs()[0]["host_json"]
+    hidden = [host["platform"], host["cpu"], str((pristine / "cache").resolve()), str(pristine.resolve()),
+              *([socket.gethostname()] if len(socket.gethostname()) > 3 else [])]  # "vm" would hit words
+
+    def texts(d: Path) -> str:
+        return "\n".join(f.read_text(errors="replace") for f in d.rglob("*") if f.suffix in TEXT_SUFFIXES)
+
+    assert cli_main(["report", str(pristine / "r.sqlite"), "-o", str(tmp_path / "plain"), "--formats", "html", "csv",
+                     "md"]) == 0
+    plain = texts(tmp_path / "plain")
+    assert all(h in plain for h in hidden[:3]), [h for h in hidden[:3] if h not in plain]  # they were there
+    assert cli_main(["report", str(pristine / "r.sqlite"), "-o", str(tmp_path / "red"), "--formats", "html", "csv",
+                     "md", "--redact"]) == 0
+    red = texts(tmp_path / "red")
+    assert [h for h in hidden if h in red] == []
+    assert "<platform>" in red and "<cpu>" in red and "<path>" in red
+    top1 = f"{_values(pristine / 'r.sqlite')[('baseline', 'clean', '', 'top1')] * 100:.1f}"
+    assert top1 in red  # the numbers stay
