@@ -4,6 +4,7 @@ real files and a real store. Formats whose library is not installed are skipped 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -65,7 +66,13 @@ def test_every_variant_agrees_in_every_runtime(study, fmt):
     exp, _ = study
     store = ResultStore(exp.store_path)
     agree, verified = _values(store, "runtimes", "agreement"), _values(store, "runtimes", "verified")
+    int8_needs = fmt == "pt2" and importlib.util.find_spec("executorch") is None
     for v in VARIANTS:
+        if int8_needs and v == "quantize.static":  # int8 pt2 needs ExecuTorch's quantizer: one row, the extra named
+            row = [r for r in store.rows("ship", evaluator="runtimes", metric="verified")
+                   if r["variant"] == v and r["condition_json"]["format"] == fmt][0]
+            assert row["value"] == 0.0 and "compressbench[executorch]" in row["condition_json"]["reason"], row
+            continue
         assert verified[v, fmt] == 1.0, (v, fmt)
         assert agree[v, fmt] >= 0.99, (v, fmt, agree[v, fmt])
         if fmt == "onnx" and v != "quantize.static":  # fp32 ONNX: exactly the variant's labels
@@ -73,7 +80,7 @@ def test_every_variant_agrees_in_every_runtime(study, fmt):
     dl = _values(store, "runtimes", "max_abs_dlogit")
     assert dl["baseline", fmt] < 1e-3  # fp32 artifacts: the same logits up to float rounding
     lat = _values(store, "runtimes", "latency_b1_ms")
-    assert all(lat[v, fmt] > 0 for v in VARIANTS)
+    assert all(lat[v, fmt] > 0 for v in VARIANTS if not (int8_needs and v == "quantize.static"))
 
 
 def test_sizes_structured_and_int8_onnx(study):

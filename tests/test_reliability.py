@@ -717,15 +717,17 @@ def test_kill_9_mid_run_then_rerun(pristine, tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "compressbench", "run", str(cfg)], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
     seen = []
-    for line in p.stderr:  # kill while the variant is being built (after the baseline is stored)
+    jobs = tmp_path / "cache" / "jobs"
+    for line in p.stderr:  # kill while a later job runs (after the baseline is stored)
         seen.append(line)
         if "[1/6]" in line:
-            time.sleep(0.5)
             break
+    deadline = time.monotonic() + 60  # a loaded machine: wait until a job holds its claim, then kill inside it
+    while not list(jobs.glob("*.lock")) and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.02)
     os.kill(p.pid, signal.SIGKILL)
     p.wait()
     assert any("[1/6]" in s for s in seen), seen
-    jobs = tmp_path / "cache" / "jobs"
     assert list(jobs.glob("*.lock")) or list(jobs.glob(".tmp-*"))  # killed inside a job: its claim is left behind
     before = _values(tmp_path / "r.sqlite")
     assert before and len(before) < len(_values(pristine / "r.sqlite"))  # a partial run: some rows, not all

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import logging
 import warnings
 from typing import Literal
@@ -22,6 +23,8 @@ import torch
 from torch import nn
 
 from ..measure.precision import is_int8_module, low_precision_dtype
+
+INT8_EXTRA = "compressbench[executorch]"  # the int8 pt2 / executorch path: its XNNPACK quantizer and torchao
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,9 @@ def pt2e_program(model: nn.Module, input_shape: tuple[int, ...], max_batch: int,
             low = low_precision_dtype(model)
             dtype = "fp32" if low is None else str(low).replace("torch.", "")
             return torch.export.export(model, example, dynamic_shapes=dyn), dtype, notes
+        if importlib.util.find_spec("executorch") is None or importlib.util.find_spec("torchao") is None:
+            raise ModuleNotFoundError(f"an int8 ({kind}) variant is re-quantized by ExecuTorch's XNNPACK quantizer "
+                                      f"(PT2E): pip install '{INT8_EXTRA}'")
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
         twin = float_twin(model)
