@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
 import re
 import sys
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import UserError, did_you_mean
+from ..measure.hardware import total_memory
 from ..registry import evaluators
 
 _ADDRESS = re.compile(r"auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
@@ -88,13 +88,6 @@ def measures_time(evaluator: str) -> bool:
     return spec.measures_time
 
 
-def _machine_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def check_experiment(exp: Any, opts: RayOptions) -> str | None:
     """Rules that need the whole experiment: one error line (``path: problem``), or None."""
     if ray_missing():
@@ -116,7 +109,7 @@ def check_experiment(exp: Any, opts: RayOptions) -> str | None:
         kinds["compress"] = opts.resources.compress
     for ev in sorted(used):
         kinds[f"evaluators.{ev}"] = resources_for(opts.resources, "evaluate", ev)
-    mem = _machine_memory() if opts.address is None else None
+    mem = total_memory() if opts.address is None else None
     for where, r in kinds.items():
         label = where if "." not in where else where.split(".", 1)[1] + " evaluation"
         if mem is not None and r.memory is not None and r.memory > mem:  # a local instance never has more

@@ -7,12 +7,12 @@ number."""
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import torch
 
 from ..config import ConfigError, ResolvedExperiment
+from ..measure.hardware import total_memory
 
 log = logging.getLogger(__name__)
 FLOAT_BYTES = 4
@@ -43,14 +43,6 @@ def check_split(exp: ResolvedExperiment, num_classes: int) -> None:
         raise ConfigError(f"dataset.val_fraction: {ds.val_fraction:g} of {n.train + n.val} training image(s) leaves "
                           f"{n.train} for training and {n.val} for validation, fewer than one per class "
                           f"({num_classes} classes); use a fraction that leaves both sides one image per class")
-
-
-def total_memory() -> int | None:
-    """This machine's physical memory in bytes (None where unknown)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def activations_per_pixel(model: torch.nn.Module, channels: int, side: int = 32) -> float | None:
@@ -95,4 +87,4 @@ def check_resize(exp: ResolvedExperiment, meta: Any, model: torch.nn.Module) -> 
                           f"{mem / 2**30:.0f} GiB; use a smaller resize or batch_size")
 
 
-__all__ = ["check_recipe", "check_split", "check_resize", "total_memory", "activations_per_pixel"]
+__all__ = ["check_recipe", "check_split", "check_resize", "activations_per_pixel"]
