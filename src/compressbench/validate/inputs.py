@@ -32,7 +32,7 @@ def check_split(exp: ResolvedExperiment, num_classes: int) -> None:
     ds = exp.dataset
     if not ds.val_fraction:
         return
-    from ..estimate import data_sizes
+    from ..data.sizes import data_sizes
 
     try:
         n = data_sizes(ds, str(exp.cache_dir))
