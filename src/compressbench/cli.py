@@ -1,7 +1,7 @@
 """The ``compressbench`` command: a thin shell over the library.
 
-Subcommands: run · validate · plan · list · results · report · findings · profile · corrupt · compare · export ·
-verify.
+Subcommands: run · search · validate · plan · list · results · report · findings · recommend · profile ·
+corrupt · compare · export · verify.
 Errors in user input print one line and exit with code 2 (no traceback, no work started);
 ``run`` exits 1 when any job failed (after printing the summary), 0 when all succeeded.
 """
@@ -33,6 +33,9 @@ _HOOKS: dict[str, tuple[str, str, str, str]] = {
                  "inconclusive, paired statistics, Holm"),
     "compare": ("compressbench.compare", "add_compare_arguments", "compare_command",
                 "which non-timing values and which recorded environment fields differ between two stores"),
+    "recommend": ("compressbench.goal", "add_recommend_arguments", "recommend_command",
+                  "the variant to ship for a goal (objective + tolerated drops) on an existing store: recommended "
+                  "variant per objective, gains, losses with CIs, Pareto fronts, rejected candidates; runs nothing"),
     "verify": ("compressbench.verify", "add_verify_arguments", "verify_command",
                "check that every number in a results store is the one measured: each row's hash and, with --cache, "
                "each row re-derived from its job record; exit 1 if any fails"),
@@ -107,14 +110,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     exp = load_config(args.config, _overrides(args.set), scale=args.scale, executor=args.executor,
                       address=args.address)  # validated before any work
+    if exp.goal is not None:  # tolerances: the budgets lists are search ranges (compressbench.goal)
+        return _search(exp, args)
     t0 = time.perf_counter()
     summary = run(exp, progress=None if not args.no_progress else False)
-    dt = time.perf_counter() - t0
-    print(f"experiment '{summary.experiment}': {summary.jobs} jobs — {summary.ran} ran, {summary.cached} cached, "
-          f"{summary.failed} failed ({dt:.1f}s)")
-    for what, err in summary.failures:
-        print(f"  FAILED {what}: {err}")
-    print(f"results: {summary.store}")
+    _print_run(summary, time.perf_counter() - t0)
     if not args.quiet:
         for part in exp.parts:  # one table per experiment (one per source domain, if several)
             _print_summary(summary.store, part.name)
@@ -123,6 +123,41 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             print_findings(summary.store, [p.name for p in exp.parts], list(exp.findings))
     return EXIT_JOBS_FAILED if summary.failed else 0
+
+
+def _print_run(summary, seconds: float) -> None:
+    print(f"experiment '{summary.experiment}': {summary.jobs} jobs — {summary.ran} ran, {summary.cached} cached, "
+          f"{summary.failed} failed ({seconds:.1f}s)")
+    for what, err in summary.failures:
+        print(f"  FAILED {what}: {err}")
+    print(f"results: {summary.store}")
+
+
+def _search(exp, args: argparse.Namespace) -> int:
+    """``run`` / ``search`` of an experiment with a goal: the search, its summary, the decision."""
+    from .goal import print_decision
+    from .goal.search import search
+
+    t0 = time.perf_counter()
+    res = search(exp, progress=None if not args.no_progress else False,
+                 accept_noisy=True if getattr(args, "accept_noisy", False) else None)
+    _print_run(res.summary, time.perf_counter() - t0)
+    print("\n".join(res.lines()))
+    if res.decision is not None:
+        print_decision([res.decision])
+    return EXIT_JOBS_FAILED if res.summary.failed else 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .validate import load_config
+
+    exp = load_config(args.config, _overrides(args.set), scale=args.scale, executor=args.executor,
+                      address=args.address)
+    if exp.goal is None:
+        raise ConfigError(f"{args.config}: declares no goal; add goal: {{objective: {{minimize: latency_b1_ms}}, "
+                          f"constraints: {{clean_top1: 1.0}}}} (docs/goal.md)")
+    return _search(exp, args)
 
 
 def _print_summary(store_path: Path, experiment: str) -> None:
@@ -268,7 +303,17 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     _executor_flags(r)
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("-q", "--quiet", action="store_true", help="do not print the summary table")
+    r.add_argument("--accept-noisy", action="store_true", help="with a goal: let timings flagged noisy decide")
     r.set_defaults(fn=cmd_run)
+    se = sub.add_parser("search", help="search an experiment's goal: per family, the most compressed budget meeting "
+                        "every constraint (bisection through the cached job DAG), the int8 fallback, the decision")
+    se.add_argument("config", help="experiment YAML with a goal: block")
+    se.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    se.add_argument("--scale", metavar="NAME", help=scale_help)
+    _executor_flags(se)
+    se.add_argument("--no-progress", action="store_true", help="no progress bars")
+    se.add_argument("--accept-noisy", action="store_true", help="let timings flagged noisy decide")
+    se.set_defaults(fn=cmd_search)
     v = sub.add_parser("validate", help="check an experiment file (fast, no work started)")
     v.add_argument("config")
     v.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)

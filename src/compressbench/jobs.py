@@ -23,7 +23,10 @@ from .config import BASELINE, Budget, DatasetConfig, ModelConfig, TrainConfig
 
 
 def dump_params(params: Any) -> Any:
-    """A component's validated params as JSON data (``None``: it takes none)."""
+    """A component's validated params as JSON data (``None``: it takes none); fields its schema added after keys
+    existed are left out while at their defaults (``interfaces.Params.key_dump``)."""
+    if params is not None and hasattr(params, "key_dump"):
+        return params.key_dump()
     return params.model_dump(mode="json") if params is not None and hasattr(params, "model_dump") else params
 
 

@@ -14,7 +14,7 @@ import os
 import platform
 import subprocess
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -308,43 +308,87 @@ def _resolved(experiment: ResolvedExperiment | Experiment | str | Path) -> Resol
     return load_config(experiment)
 
 
-def run(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: bool | None = None,
-        executor: str | None = None) -> RunSummary:
-    """Run an experiment (resolved by :func:`compressbench.load_config` / ``validate_config``, or a YAML path).
-    Same code path as the CLI. ``executor`` overrides the experiment's executor by name (with that executor's
-    default options; checked against the experiment as if the config said so)."""
-    exp = _resolved(experiment)
-    if executor is not None and executor != exp.executor.name:
-        exp = with_executor(exp, executor)
+@dataclass
+class Session:
+    """One run in progress: its store, run id, cache and the results of the jobs it has executed so far. The
+    goal's search executes several plans in one session (:mod:`compressbench.goal.search`)."""
+
+    exp: ResolvedExperiment
+    store: ResultStore
+    run_id: str
+    cache: Path
+    progress: bool
+    results: dict[str, JobResult]
+    planned: dict[str, Job]
+    ran: set[str] = field(default_factory=set)  # jobs computed (not found in the cache) in this session
+
+    def summary(self) -> RunSummary:
+        """Distinct jobs: those that ran in this session, those only ever found cached, and those that failed."""
+        failures = [(self.planned[k].describe(), r.error) for k, r in self.results.items() if r.error]
+        cached = sum(1 for k, r in self.results.items() if r.cached and k not in self.ran)
+        return RunSummary(self.exp.name, self.exp.store_path, self.run_id, len(self.planned), len(self.ran), cached,
+                          len(failures), failures)  # type: ignore[arg-type]
+
+
+def start_run(exp: ResolvedExperiment, progress: bool | None = None, evaluators: set[str] | None = None) -> Session:
+    """Open the store (checked, writable) and record the run: its provenance and the declarations of
+    ``evaluators`` (default: the experiment's). Nothing is executed."""
     show = progress_enabled() if progress is None else progress
     if exp.threads:
         torch.set_num_threads(exp.threads)
     device = resolve_device(exp.device)
-    cache = Path(exp.cache_dir)
-    jobs = plan(exp)
-    prefetch_weights(exp, jobs, cache)  # published weights the baseline needs (offline: one line, nothing written)
-    # before any work: the store opens (header, integrity, schema) and is writable; the cache is a
-    # writable folder, or read-only but holding every job of the plan
     store = ResultStore(exp.store_path)
     store.check_writable()
-    prepare_cache(cache, jobs)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     store.add_run(run_id, exp.name, dt.datetime.now(dt.timezone.utc).isoformat(), exp.config.model_dump(mode="json"),
                   _git_hash(), versions(exp), str(device), host_info(), plugins=exp.plugins.to_json())
-    record_run(store, run_id, {j.labels.evaluator for j in jobs if j.kind == "evaluate"})  # report: no code
-    by_key = {j.key: j for j in jobs}
-    results: dict[str, JobResult] = {}
-    fn = JobRunner.for_experiment(exp, cache.resolve(), show)
+    record_run(store, run_id, evaluators if evaluators is not None else {e.evaluator for e in exp.evaluations})
+    return Session(exp, store, run_id, Path(exp.cache_dir), show, {}, {})
+
+
+def execute(session: Session, exp: ResolvedExperiment, jobs: list[Job] | None = None) -> dict[str, JobResult]:
+    """Run ``jobs`` (default: ``plan(exp)``) with ``exp``'s executor and store their rows under the session's
+    run. ``exp`` is the experiment the jobs were planned from (its fingerprint is what a worker checks): the
+    session's own, or one the search derived from it (its probes as ordinary variants)."""
+    jobs = plan(exp) if jobs is None else jobs
+    cache = session.cache
+    prefetch_weights(exp, jobs, cache)  # published weights the baseline needs (offline: one line, nothing written)
+    prepare_cache(cache, jobs)  # a writable folder, or read-only but holding every job of the plan
+    record_run(session.store, session.run_id, {j.labels.evaluator for j in jobs if j.kind == "evaluate"})
+    fn = JobRunner.for_experiment(exp, cache.resolve(), session.progress)
+    session.planned.update({j.key: j for j in jobs})
+    done: dict[str, JobResult] = {}
 
     def on_done(job: Job, res: JobResult) -> None:
-        results[job.key] = res
-        _store_job(store, job, res, results, run_id)
+        session.results[job.key] = done[job.key] = res
+        if not res.cached and not res.error:
+            session.ran.add(job.key)
+        _store_job(session.store, job, res, session.results, session.run_id)
 
-    create_executor(exp, cache, show).run(jobs, fn, on_done)
-    failures = [(by_key[k].describe(), r.error) for k, r in results.items() if r.error]
-    return RunSummary(exp.name, exp.store_path, run_id, len(jobs), sum(1 for r in results.values() if not r.cached
-                                                                       and not r.error),
-                      sum(1 for r in results.values() if r.cached), len(failures), failures)  # type: ignore[arg-type]
+    create_executor(exp, cache, session.progress).run(jobs, fn, on_done)
+    return done
+
+
+def run(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: bool | None = None,
+        executor: str | None = None) -> RunSummary:
+    """Run an experiment (resolved by :func:`compressbench.load_config` / ``validate_config``, or a YAML path).
+    Same code path as the CLI. ``executor`` overrides the experiment's executor by name (with that executor's
+    default options; checked against the experiment as if the config said so). An experiment with a ``goal``
+    is searched instead: ``compressbench.run`` (:func:`compressbench.goal.search.run`) does that."""
+    exp = _resolved(experiment)
+    if executor is not None and executor != exp.executor.name:
+        exp = with_executor(exp, executor)
+    if exp.goal is not None:
+        from .errors import ConfigError
+
+        raise ConfigError(f"experiment '{exp.name}' declares a goal: its budgets lists are search ranges, not "
+                          f"variants to run; run it with compressbench.run / compressbench.goal.search (the CLI's "
+                          f"run and search do), or remove 'goal'")
+    jobs = plan(exp)
+    prefetch_weights(exp, jobs, Path(exp.cache_dir))  # before the store is touched: offline, nothing is written
+    session = start_run(exp, progress)
+    execute(session, exp, jobs)
+    return session.summary()
 
 
 def _store_job(store: ResultStore, job: Job, res: JobResult, results: dict[str, JobResult], run_id: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 from .metric_specs import (
     ANY,
     CLEAN_ACCURACY,
+    CORRUPTION_ACCURACY,
     Aggregate,
     Console,
     Format,
@@ -125,7 +126,9 @@ class MethodSpec(ComponentSpec):
     ``compresses``: False for a method that only adapts or fine-tunes (tables that pair variants file it
     under the stages around it, not as a compression of its own). ``cost(params) -> costs.TrainingCost``:
     the training it does, for ``compressbench plan`` (None: every ``FinetuneParams`` field's epochs; see
-    :mod:`compressbench.costs`)."""
+    :mod:`compressbench.costs`). ``float_layers``: the name of its params field listing layers it keeps in
+    float (mixed precision: the module paths of the parent's conv / linear layers) — the goal's accuracy-aware
+    int8 fallback fills it (:mod:`compressbench.goal.fallback`)."""
 
     family: str = "other"
     budgets: tuple[str, ...] = ()
@@ -144,6 +147,7 @@ class MethodSpec(ComponentSpec):
     adapts: Callable[[Any], Any] | None = None
     cost: Callable[[Any], Any] | None = None
     compresses: bool = True
+    float_layers: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -372,5 +376,6 @@ SPEC_TYPES: dict[str, type[ComponentSpec]] = {
 
 __all__ = ["ComponentSpec", "Knob", "MethodSpec", "MetricSpec", "Console", "ANY", "EvaluatorSpec", "CorruptionSpec",
            "AttackSpec", "DatasetSpec", "ModelSpec", "RebuildSpec", "CriterionSpec", "ExecutorSpec", "SPEC_TYPES",
-           "SHARED_BUDGETS", "BudgetKind", "Selection", "Presentation", "ReportOption", "CLEAN_ACCURACY", "Aggregate",
+           "SHARED_BUDGETS", "BudgetKind", "Selection", "Presentation", "ReportOption", "CLEAN_ACCURACY",
+           "CORRUPTION_ACCURACY", "Aggregate",
            "Format"]

@@ -27,7 +27,7 @@ from ...outcomes import OutcomeRecorder, Term, eval_set_name
 from ...progress import progress_bar
 from ...registry import corruptions as corruption_registry
 from ...registry import evaluators
-from ...specs import ANY, Console, MetricSpec
+from ...specs import ANY, CORRUPTION_ACCURACY, Console, MetricSpec
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,7 @@ def corruptions_cost(p: CorruptionsParams, ctx: CostContext) -> EvalCost:
                          MetricSpec("mean_top1", label="Corruption acc. %", fmt="pct", higher_is_better=True,
                                     where={"suite": ANY}, exact=True, summary=True, key="corr_top1", order=20,
                                     table=None, console=Console("corruption top-1"), lead=True,
+                                    role=CORRUPTION_ACCURACY,
                                     description="mean top-1 over the suite's corruptions × severities (several "
                                                 "suites: their mean)"),
                          MetricSpec("top1", label="Corruption acc. %", fmt="pct", higher_is_better=True,
