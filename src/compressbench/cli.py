@@ -1,7 +1,7 @@
 """The ``compressbench`` command: a thin shell over the library.
 
 Subcommands: run · search · validate · plan · list · results · report · findings · recommend · profile ·
-corrupt · compare · export.
+corrupt · compare · export · verify.
 Errors in user input print one line and exit with code 2 (no traceback, no work started);
 ``run`` exits 1 when any job failed (after printing the summary), 0 when all succeeded.
 """
@@ -36,6 +36,9 @@ _HOOKS: dict[str, tuple[str, str, str, str]] = {
     "recommend": ("compressbench.goal", "add_recommend_arguments", "recommend_command",
                   "the variant to ship for a goal (objective + tolerated drops) on an existing store: recommended "
                   "variant per objective, gains, losses with CIs, Pareto fronts, rejected candidates; runs nothing"),
+    "verify": ("compressbench.verify", "add_verify_arguments", "verify_command",
+               "check that every number in a results store is the one measured: each row's hash and, with --cache, "
+               "each row re-derived from its job record; exit 1 if any fails"),
     "export": ("compressbench.deploy.cli", "add_export_arguments", "export_command",
                "export a variant of a study to a deployment runtime (onnx, executorch, openvino, pt2, safetensors), "
                "verify it there and write its model card"),

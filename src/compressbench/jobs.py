@@ -251,5 +251,16 @@ class ModelOutcome:
                    dict(info.get("record") or {}), info.get("capabilities"), info.get("spec"))
 
 
+def measurement_rows(base: dict[str, Any], default_evaluator: str, evaluator_version: int | None,
+                     measurements: list[dict[str, Any]], record_sha256: str | None) -> list[dict[str, Any]]:
+    """A finished job's store rows: ``base`` (its labels, budget, seed, job key, run) on each of its record's
+    measurements, with the record's content hash. The runner stores these; ``compressbench verify`` derives
+    them again from the cached record and compares them with the store's."""
+    return [{**base, "evaluator": m.get("evaluator", default_evaluator), "evaluator_version": evaluator_version,
+             "metric": m["metric"], "value": m.get("value"), "condition": m.get("condition") or {},
+             "tag": m.get("tag", ""), "unit": m.get("unit", ""), "record_sha256": record_sha256}
+            for m in measurements]
+
+
 __all__ = ["Job", "JobLabels", "JobSpec", "TrainSpec", "CompressSpec", "EvaluateSpec", "SizeStats", "ModelOutcome",
-           "PARENT_ACHIEVED", "BASELINE", "dataset_key", "dataset_record", "dump_params"]
+           "PARENT_ACHIEVED", "BASELINE", "dataset_key", "dataset_record", "dump_params", "measurement_rows"]

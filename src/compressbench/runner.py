@@ -32,7 +32,17 @@ from .data.prepare import prepare_bundle
 from .declarations import record_run
 from .execute import GPU_SHARE, JobResult, create_executor, prepare_cache
 from .interfaces import CompressContext, EvalContext, VariantInfo
-from .jobs import PARENT_ACHIEVED, CompressSpec, EvaluateSpec, Job, ModelOutcome, SizeStats, TrainSpec, dataset_record
+from .jobs import (
+    PARENT_ACHIEVED,
+    CompressSpec,
+    EvaluateSpec,
+    Job,
+    ModelOutcome,
+    SizeStats,
+    TrainSpec,
+    dataset_record,
+    measurement_rows,
+)
 from .measure.counting import param_counts
 from .measure.flops import count_flops
 from .measure.sizes import checkpoint_bytes
@@ -116,7 +126,10 @@ def job_train(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEnv) 
     seed_everything(s.seed)  # weight init is part of the seeded run
     cfg = s.model_config()
     # the model, with model.weights loaded (as they are, or adapted for fine-tuning: baseline.py)
-    base = build_baseline(cfg, data.meta, transfer=s.train is not None and bool(s.weights))
+    # a weights file is read once and must have the sha256 the job's key was planned with: a file swapped
+    # since fails the job (nothing cached) instead of filing another file's numbers under this key
+    base = build_baseline(cfg, data.meta, transfer=s.train is not None and bool(s.weights),
+                          sha256=(s.weights_key or {}).get("sha256"))
     model, stats, fit = base.model, {}, {}
     adapt = s.train.adapt if s.train is not None else None
     if s.train is not None:  # train: null -> the given weights are the baseline
@@ -447,9 +460,7 @@ def _store_job(store: ResultStore, job: Job, res: JobResult, results: dict[str, 
         store.add_job([{**base, "evaluator": default_eval, "evaluator_version": lab.evaluator_version,
                         "metric": "error", "value": None, "error": res.error}])
         return
-    rows = [{**base, "evaluator": m.get("evaluator", default_eval), "evaluator_version": lab.evaluator_version,
-             "metric": m["metric"], "value": m["value"], "condition": m.get("condition") or {},
-             "tag": m.get("tag", ""), "unit": m.get("unit", "")} for m in res.measurements]
+    rows = measurement_rows(base, default_eval, lab.evaluator_version, res.measurements, res.record_sha256)
     keys = {(r["evaluator"], r["condition"] if isinstance(r["condition"], str) else condition_str(r["condition"]),
              r["metric"]) for r in rows}
     if len(keys) < len(rows):

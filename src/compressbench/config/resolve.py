@@ -327,7 +327,8 @@ def resolve_experiment(exp: Experiment) -> ResolvedExperiment:
     variants = resolve_variants(exp)
     evals = resolve_evaluations(exp, [v.name for v in variants])
     if exp.report is not None:
-        msg = check_layout(exp.report, [e.evaluator for e in evals])
+        msg = check_layout(exp.report, [e.evaluator for e in evals],
+                           {e.evaluator: [m.name for m in evaluators.spec(e.evaluator).metrics] for e in evals})
         if msg:
             raise ConfigError(msg)
     msg = experiment_check(list(exp.findings), variants, [e.evaluator for e in evals])

@@ -26,7 +26,8 @@ from ..fields import (
     Format,
     Fraction,
     ImageSize,
-    PositiveFloat,
+    NormMean,
+    NormStd,
     Seed,
 )
 
@@ -104,8 +105,8 @@ class ModelConfig(_Strict):
     weights: str | None = Field(None, min_length=1, max_length=4096)
     # the input normalisation a foreign weights file was trained with (default: the dataset's statistics;
     # published weights and compressbench files carry their own)
-    mean: tuple[float, ...] | None = Field(None, min_length=1, max_length=4)
-    std: tuple[PositiveFloat, ...] | None = Field(None, min_length=1, max_length=4)
+    mean: tuple[NormMean, ...] | None = Field(None, min_length=1, max_length=4)
+    std: tuple[NormStd, ...] | None = Field(None, min_length=1, max_length=4)
 
     KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("weights", "mean", "std")
 

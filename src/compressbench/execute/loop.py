@@ -77,12 +77,10 @@ class _Run:
         self.results: dict[str, JobResult] = {}
         self.waiting = list(jobs)  # not started yet, in plan (topological) order
         self.held: dict[str, Job] = {}  # claimed by another driver: it runs there
-        self.unverified = 0
         self.last_wait_log = time.monotonic()
 
     def finish(self, job: Job, res: JobResult) -> None:
         self.results[job.key] = res
-        self.unverified += res.cached and not res.verified
         state = "cached" if res.cached else ("FAILED" if res.error else f"{res.seconds:.1f}s")
         log.info("[%d/%d] %s: %s", len(self.results), len(self.jobs), job.describe(), state)
         self.board.finish(job.key, "cached" if res.cached else ("failed" if res.error else "ran"), res.seconds)
@@ -196,7 +194,4 @@ def schedule(jobs: list[Job], backend: Backend, cache: Any, board: RunBoard,
             r.wait()
         elif progressed:
             r.last_wait_log = time.monotonic()
-    if r.unverified:
-        log.warning("%d cached job(s) were written by an older compressbench and carry no checksums: used "
-                    "unverified (delete the cache folder to rebuild them with checksums)", r.unverified)
     return r.results

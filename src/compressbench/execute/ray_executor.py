@@ -40,6 +40,7 @@ from typing import Any, Callable
 from ..jobs import Job
 from ..progress import progress_enabled
 from ..progress.board import RunBoard
+from . import ray_reaper
 from .cache import JobFn, JobResult, clean_stale_tmp, inspect_cached
 from .loop import SUBMITTED, schedule
 from .ray_options import (  # noqa: F401 — re-exported: the options live beside the executor for readers
@@ -63,6 +64,37 @@ from .ray_worker import (
 )
 
 log = logging.getLogger("compressbench")
+
+
+# how long `executor.address` may stay silent before the run stops (ray.init itself retries for minutes)
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of ``"ray://host:10001"`` / ``"host:6379"`` / ``"[::1]:6379"``, or None (``auto``, no port)."""
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def probe(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """One TCP connection to the address's head port, bounded by ``timeout``: ``ray.init`` itself retries a port
+    where nothing listens for over ten minutes. One-line :class:`ExecutorError` when nothing answers."""
+    import socket
+
+    hp = _host_port(address)
+    if hp is None:
+        return
+    t0 = time.monotonic()
+    try:
+        socket.create_connection(hp, timeout=timeout).close()
+    except OSError as e:
+        why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__)
+        raise ExecutorError(f"executor.address: nothing answers at '{address}' ({why} after "
+                            f"{time.monotonic() - t0:.1f}s; limit {timeout:g}s): is the Ray cluster running there "
+                            f"(`ray status`), and is the port its head's?") from None
 
 
 def _is_loopback(address: str) -> bool:
@@ -101,6 +133,7 @@ class RayExecutor:
         self.options = options or RayOptions()
         self.threads = getattr(experiment, "threads", None)
         self.plugins = getattr(experiment, "plugins", None)  # its folders go on the workers' PYTHONPATH
+        self._local = False  # whether _connect started a local instance (not a cluster)
 
     # ------------------------------------------------------------------ connecting
     def _connect(self) -> tuple[Any, bool]:
@@ -121,6 +154,7 @@ class RayExecutor:
         if target is None or _is_loopback(target):
             _loopback_only()
         kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
+        self._local = target is None
         if target is None:
             cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
             if cpus and cpus < (os.cpu_count() or cpus):
@@ -128,6 +162,7 @@ class RayExecutor:
             kw["_node_ip_address"] = "127.0.0.1"
         else:
             kw["address"] = target
+            probe(target)
         t0 = time.perf_counter()
         try:
             ray.init(**kw)
@@ -183,11 +218,14 @@ class RayExecutor:
     # ------------------------------------------------------------------ the run
     def run(self, jobs: list[Job], fn: JobFn, on_done: Callable[[Job, JobResult], None]) -> dict[str, JobResult]:
         ray, started = self._connect()
+        # a local instance this driver started is torn down even if the driver is killed (:mod:`.ray_reaper`)
+        watcher = ray_reaper.spawn() if started and self._local else None
         try:
             return self._run(ray, jobs, fn, on_done)
         finally:
             if started:
                 ray.shutdown()
+            ray_reaper.stop(watcher)
 
     def _run(self, ray: Any, jobs: list[Job], fn: JobFn, on_done: Callable[[Job, JobResult], None]
              ) -> dict[str, JobResult]:

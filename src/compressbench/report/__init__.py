@@ -164,6 +164,9 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", "-e", default=None, help="only this experiment (default: all)")
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS, metavar="FMT",
                         help=f"any of {' '.join(FORMATS)} (default: all)")
+    parser.add_argument("--redact", action="store_true",
+                        help="for sharing: replace absolute paths, the platform string, CPU/GPU model and host name in "
+                             "the report's text files with placeholders (docs/reliability.md)")
     for name, (opt, owners) in report_options().items():
         parser.add_argument(opt.flag, dest=f"option_{name}", default=None, metavar=name.upper(),
                             choices=list(opt.choices) or None,
@@ -179,6 +182,13 @@ def report_command(args: argparse.Namespace) -> int:
         opts = ReportOptions(**given)
         path = build_report(args.store, args.out, experiment=args.experiment,
                             formats=tuple(getattr(args, "formats", FORMATS)), options=opts)
+        if getattr(args, "redact", False):
+            from .compare import find_stores, open_stores
+            from .redact import redact_folder, secrets
+
+            paths = find_stores(list(args.store))
+            n = redact_folder(args.out, secrets([s for _, s in open_stores(paths)], paths))
+            log.info("--redact: %d file(s) of the report redacted", n)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -94,8 +94,8 @@ def check_model_fields(exp: Any) -> None:
 
 @lru_cache(maxsize=8)
 def _parent(model_json: str, data_json: str, transfer: bool, cache_dir: str, stamp: Any = None) -> Any:
-    """(meta, Baseline) — cached per process; ``stamp`` (a weights file's size and mtime) re-checks a file
-    that changed since."""
+    """(meta, Baseline) — cached per process; ``stamp`` (a weights file's inode, size, mtime and
+    ctime) re-checks a file that changed since."""
     d = json.loads(data_json)
     try:
         meta = dataset_meta(d["name"], d.get("root"), d.get("options") or {}, resize=d.get("resize"),
@@ -107,7 +107,8 @@ def _parent(model_json: str, data_json: str, transfer: bool, cache_dir: str, sta
         base = build_baseline(cfg, meta, transfer=transfer, fetch=False)
     except UserError as e:
         where = "model.weights" if cfg.get("weights") else "model"
-        raise ConfigError(f"{where}: {str(e).removeprefix('model.weights: ')}") from None
+        msg = str(e).removeprefix("model.weights: ")
+        raise ConfigError(msg if msg.startswith("model.") else f"{where}: {msg}") from None
     except (TypeError, ValueError, RuntimeError, AssertionError) as e:
         lines = [ln for ln in str(e).splitlines() if ln.strip()]
         raise ConfigError(f"model: cannot build '{cfg['name']}' for {meta.name} ({meta.channels} channel(s), "
@@ -140,7 +141,8 @@ def _parent_args(exp: ResolvedExperiment) -> tuple[str, str, bool, str, Any]:
     data_json = json.dumps(exp.dataset.model_dump(mode="json"), sort_keys=True)
     model_json = json.dumps(exp.model.model_dump(mode="json"), sort_keys=True)
     w = Path(exp.model.weights).expanduser() if exp.model.weights else None
-    stamp = (w.stat().st_size, w.stat().st_mtime_ns) if w is not None and w.is_file() else None
+    st = w.stat() if w is not None and w.is_file() else None
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) if st is not None else None
     return model_json, data_json, exp.transfer, str(Path(exp.cache_dir)), stamp
 
 
