@@ -35,6 +35,8 @@ _HOOKS: dict[str, tuple[str, str, str, str]] = {
     "export": ("compressbench.deploy.cli", "add_export_arguments", "export_command",
                "export a variant of a study to a deployment runtime (onnx, executorch, openvino, pt2, safetensors), "
                "verify it there and write its model card"),
+    "export-mlflow": ("compressbench.tracking", "add_export_mlflow_arguments", "export_mlflow_command",
+                      "copy a results store to MLflow: one run per variant x seed (params, every row as a metric)"),
 }
 
 

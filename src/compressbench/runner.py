@@ -328,10 +328,30 @@ def run(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: b
         _store_job(store, job, res, results, run_id)
 
     create_executor(exp, cache, show).run(jobs, fn, on_done)
+    _track(exp)
     failures = [(by_key[k].describe(), r.error) for k, r in results.items() if r.error]
     return RunSummary(exp.name, exp.store_path, run_id, len(jobs), sum(1 for r in results.values() if not r.cached
                                                                        and not r.error),
                       sum(1 for r in results.values() if r.cached), len(failures), failures)  # type: ignore[arg-type]
+
+
+def _track(exp: ResolvedExperiment) -> None:
+    """``tracking: {mlflow: ...}``: copy this experiment's rows to MLflow (:mod:`.tracking`). A tracking server
+    that fails is one logged line: the results are in the store, and ``compressbench export-mlflow`` retries."""
+    t = exp.config.tracking
+    if t is None or t.mlflow is None:
+        return
+    from .tracking import export_store
+
+    for part in exp.parts:
+        try:
+            runs = export_store(exp.store_path, t.mlflow.uri, experiment=part.name)
+        except Exception as e:  # the store holds everything; tracking is a copy
+            log.error("tracking.mlflow: export to %s failed (%s: %s); retry with `compressbench export-mlflow %s`",
+                      t.mlflow.uri or "MLflow's default URI", type(e).__name__, str(e).splitlines()[0][:200] if str(e)
+                      else "", exp.store_path)
+            return
+        log.info("tracking.mlflow: %d run(s) of %s in %s", len(runs), part.name, t.mlflow.uri or "MLflow's default URI")
 
 
 def _store_job(store: ResultStore, job: Job, res: JobResult, results: dict[str, JobResult], run_id: str) -> None:

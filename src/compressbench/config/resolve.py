@@ -15,6 +15,7 @@ their built-ins on first use. :mod:`compressbench.validate` runs the checks that
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -308,6 +309,13 @@ def parse_experiment(raw: Any) -> Experiment:
     return exp
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules: hidden, as if not installed
+        return False
+
+
 def resolve_experiment(exp: Experiment) -> ResolvedExperiment:
     """Resolve a parsed experiment (see the module docstring). Raises :class:`ConfigError` (one line)."""
     if exp.train is not None and exp.train.adapt is not None:  # methods' params check theirs (adapt.AdaptParams)
@@ -323,6 +331,9 @@ def resolve_experiment(exp: Experiment) -> ResolvedExperiment:
     msg = experiment_check(list(exp.findings), variants, [e.evaluator for e in evals])
     if msg:
         raise ConfigError(msg)
+    if exp.tracking is not None and exp.tracking.mlflow is not None and not _installed("mlflow"):
+        raise ConfigError("tracking.mlflow: MLflow is not installed; pip install 'compressbench[mlflow]' "
+                          "(or mlflow-skinny), or drop tracking:")
     executor = resolve_executor(exp)
     # the user's code: "pkg.mod:obj" names, but not the name families a library serves ("timm:<arch>")
     names = [n for n in object_names(exp.model_dump(mode="json")) if not any(r.serves(n) for r in ALL.values())]
