@@ -30,7 +30,8 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
-from typing import Literal
+import weakref
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -191,10 +192,18 @@ def _int8_step(mode: str, backend: str, path: str, shape: tuple[int, ...]) -> di
 def check_int8(model: nn.Module, ctx: CompressContext, params: Params) -> str | None:
     """``check_model`` of static / QAT int8: eager or FX graph mode must be able to prepare the model."""
     backend = default_backend() if params.backend == "auto" else params.backend
-    shape = input_shape(ctx.meta)
-    if choose_path(model, backend, shape) == "eager":
+    shape, qat = input_shape(ctx.meta), isinstance(params, QATParams)
+    memo = _CHECKED.setdefault(model, {})  # static, QAT and a pipeline's int8 stage ask once per model
+    if ("path", backend, shape) not in memo:
+        memo["path", backend, shape] = choose_path(model, backend, shape)
+    if memo["path", backend, shape] == "eager":
         return None
-    return int8_fx.fx_blocker(model, backend, shape, qat=isinstance(params, QATParams))
+    if ("fx", backend, shape, qat) not in memo:
+        memo["fx", backend, shape, qat] = int8_fx.fx_blocker(model, backend, shape, qat=qat)
+    return memo["fx", backend, shape, qat]
+
+
+_CHECKED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Any]] = weakref.WeakKeyDictionary()
 
 
 def calibrate(model: nn.Module, ctx: CompressContext, batches: int, batch_size: int) -> int:
