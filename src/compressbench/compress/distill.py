@@ -174,7 +174,7 @@ def check_student(parent: nn.Module, ctx: CompressContext, params: DistillParams
         if dr.error:
             extra = f" with {kwargs}" if kwargs else ""
             return dr.error if dr.error.startswith("gave up") else \
-                f"cannot build the student {name} at width {width:g}{extra} ({dr.error.removeprefix('ValueError: ')})"
+                f"cannot build the student {name} at width {width:g}{extra} ({dr.error})"
     return None
 
 

@@ -53,6 +53,7 @@ _STATS: weakref.WeakKeyDictionary[nn.Module, ModelStats] = weakref.WeakKeyDictio
 
 
 def _one_line(e: BaseException) -> str:
+    e = e.__cause__ or e  # the root of a wrapped error (e.g. a factory's TypeError)
     lines = [ln for ln in str(e).splitlines() if ln.strip()]
     return f"{type(e).__name__}: {lines[0][:160] if lines else ''}"
 
@@ -66,9 +67,9 @@ def _work(model: nn.Module, meta: Any, ref: ModelStats, transform: Callable[[nn.
         with torch.inference_mode():
             m(torch.rand(*input_shape(meta)))
         return DryRun(None, {k: fraction_of(m, meta, ref, k, nonzero) for k in SIZE_KINDS})
-    except MemoryError:
-        return DryRun(f"gave up: the dry run needed more than {MEMORY_LIMIT >> 30} GB (validate's limit)")
-    except Exception as e:
+    except Exception as e:  # MemoryError, or torch's allocator refusing past RLIMIT_AS
+        if isinstance(e, MemoryError) or "can't allocate memory" in str(e):
+            return DryRun(f"gave up: the dry run needed more than {MEMORY_LIMIT >> 30} GB (validate's limit)")
         return DryRun(_one_line(e))
 
 
