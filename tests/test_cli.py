@@ -56,3 +56,20 @@ store: {tmp_path / 's.sqlite'}
     assert main(["run", str(cfg), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "sib.printed (mean over seeds)" in out and "sib.handwritten (mean over seeds)" in out
+
+
+def test_cuda_home_warning_is_silenced_by_the_cli(capfd):
+    """A smoke run printed torch's `No CUDA runtime is found, using CUDA_HOME=...` (nvcc, no GPU): the CLI's
+    logging setup silences that one logger (nothing here builds C++ extensions)."""
+    import logging
+    import subprocess
+    import sys
+
+    from compressbench.cli import _setup_logging
+
+    _setup_logging(0)
+    assert logging.getLogger("torch.utils.cpp_extension").getEffectiveLevel() >= logging.ERROR
+    code = ("import logging, os; os.environ['CUDA_HOME'] = '/nonexistent-cuda'; from compressbench.cli import "
+            "_setup_logging; _setup_logging(0); import torch.utils.cpp_extension")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stderr
+    assert "No CUDA runtime is found" not in err
