@@ -52,7 +52,8 @@ _MEMO: weakref.WeakKeyDictionary[nn.Module, dict[str, DryRun]] = weakref.WeakKey
 _STATS: weakref.WeakKeyDictionary[nn.Module, ModelStats] = weakref.WeakKeyDictionary()
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
+    """``Type: first line`` of an error (of its cause, when it wraps one)."""
     e = e.__cause__ or e  # the root of a wrapped error (e.g. a factory's TypeError)
     lines = [ln for ln in str(e).splitlines() if ln.strip()]
     return f"{type(e).__name__}: {lines[0][:160] if lines else ''}"
@@ -63,14 +64,14 @@ def _work(model: nn.Module, meta: Any, ref: ModelStats, transform: Callable[[nn.
     import copy
 
     try:
-        m = transform(copy.deepcopy(model).cpu().eval())
+        m = transform(copy.deepcopy(model).cpu().eval()).eval()  # a new model (a student) comes in train mode
         with torch.inference_mode():
             m(torch.rand(*input_shape(meta)))
         return DryRun(None, {k: fraction_of(m, meta, ref, k, nonzero) for k in SIZE_KINDS})
     except Exception as e:  # MemoryError, or torch's allocator refusing past RLIMIT_AS
         if isinstance(e, MemoryError) or "can't allocate memory" in str(e):
             return DryRun(f"gave up: the dry run needed more than {MEMORY_LIMIT >> 30} GB (validate's limit)")
-        return DryRun(_one_line(e))
+        return DryRun(one_line(e))
 
 
 def _child(conn: Any, model: nn.Module, meta: Any, ref: ModelStats, transform: Callable, nonzero: bool) -> None:
