@@ -61,7 +61,7 @@ class UnknownNameError(UserError, KeyError, ValueError):
         same = sorted((k for k in known if k.lower().endswith(("_" + name.lower(), ":" + name.lower()))), key=len)
         if same and ":" not in name:
             same += [f"{p}{name}" for p in families]
-        close = same[:3] or difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        close = list(dict.fromkeys(same))[:3] or difflib.get_close_matches(name, known, n=1, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         self.message = message or f"unknown {kind} '{name}'{hint} (known: {', '.join(known) or 'none'})"
         super().__init__(self.message)
