@@ -84,12 +84,17 @@ def test_estimate_matches_hand_computed_flops(tmp_path):
     assert _by(est, "evaluate", evaluator="agreement", variant="baseline").forward == approx(30 * F)
     assert _by(est, "evaluate", evaluator="agreement", variant="distill@params=0.25").forward == \
         approx(30 * F + 30 * 0.25 * F)
-    # hours: FLOPs at the given rate (1 GFLOP per CPU-second) and on the reference GPU
+    # hours: FLOPs at the given rate (1 GFLOP per CPU-second) and on the reference GPU, plus the fixed costs
+    # measured here (model builds and checkpoint round trips per job, the run's start-up once)
+    fx = est.fixed
+    assert fx.startup > 0 and fx.build > 0 and fx.per_job["compress"] > fx.per_job["train"] > 0
     c = _by(est, "train")
-    assert est.cpu_hours(c) == approx(c.flops / 1e9 / 3600)
-    assert est.gpu_hours(c) == approx(c.flops / (156e12 * 0.35) / 3600)
+    assert c.seconds == approx(fx.per_job["train"])
+    assert est.cpu_hours(c) == approx((c.flops / 1e9 + c.seconds) / 3600)
+    assert est.gpu_hours(c) == approx((c.flops / (156e12 * 0.35) + c.seconds) / 3600)
     total = est.rows()[-1]
     assert total[:3] == ("total", len(est.costs), 0)
+    assert total[5] == approx(sum(est.cpu_hours(c) for c in est.costs) + fx.startup / 3600)
     assert total[3] == approx(sum(c.flops for c in est.costs) / 1e12)
 
 

@@ -20,8 +20,8 @@ __all__ = ["run", "load_config", "validate_config", "load_results", "create_mode
 
 
 def __getattr__(name: str) -> Any:  # lazy: keep `import compressbench` light
-    if name == "run":
-        from .runner import run
+    if name == "run":  # an experiment with a goal is searched (compressbench.goal.search.run)
+        from .goal.search import run
 
         return run
     if name == "load_config":

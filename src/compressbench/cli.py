@@ -1,6 +1,7 @@
 """The ``compressbench`` command: a thin shell over the library.
 
-Subcommands: run · validate · plan · list · results · report · findings · profile · corrupt · compare · export.
+Subcommands: run · search · validate · plan · list · results · report · findings · recommend · profile ·
+corrupt · compare · export.
 Errors in user input print one line and exit with code 2 (no traceback, no work started);
 ``run`` exits 1 when any job failed (after printing the summary), 0 when all succeeded.
 """
@@ -32,6 +33,9 @@ _HOOKS: dict[str, tuple[str, str, str, str]] = {
                  "inconclusive, paired statistics, Holm"),
     "compare": ("compressbench.compare", "add_compare_arguments", "compare_command",
                 "which non-timing values and which recorded environment fields differ between two stores"),
+    "recommend": ("compressbench.goal", "add_recommend_arguments", "recommend_command",
+                  "the variant to ship for a goal (objective + tolerated drops) on an existing store: recommended "
+                  "variant per objective, gains, losses with CIs, Pareto fronts, rejected candidates; runs nothing"),
     "export": ("compressbench.deploy.cli", "add_export_arguments", "export_command",
                "export a variant of a study to a deployment runtime (onnx, executorch, openvino, pt2, safetensors), "
                "verify it there and write its model card"),
@@ -111,14 +115,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     exp = load_config(args.config, _overrides(args.set), scale=args.scale, executor=args.executor,
                       address=args.address)  # validated before any work
+    if exp.goal is not None:  # tolerances: the budgets lists are search ranges (compressbench.goal)
+        return _search(exp, args)
     t0 = time.perf_counter()
     summary = run(exp, progress=None if not args.no_progress else False)
-    dt = time.perf_counter() - t0
-    print(f"experiment '{summary.experiment}': {summary.jobs} jobs — {summary.ran} ran, {summary.cached} cached, "
-          f"{summary.failed} failed ({dt:.1f}s)")
-    for what, err in summary.failures:
-        print(f"  FAILED {what}: {err}")
-    print(f"results: {summary.store}")
+    _print_run(summary, time.perf_counter() - t0)
     if not args.quiet:
         for part in exp.parts:  # one table per experiment (one per source domain, if several)
             _print_summary(summary.store, part.name)
@@ -127,6 +128,41 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             print_findings(summary.store, [p.name for p in exp.parts], list(exp.findings))
     return EXIT_JOBS_FAILED if summary.failed else 0
+
+
+def _print_run(summary, seconds: float) -> None:
+    print(f"experiment '{summary.experiment}': {summary.jobs} jobs — {summary.ran} ran, {summary.cached} cached, "
+          f"{summary.failed} failed ({seconds:.1f}s)")
+    for what, err in summary.failures:
+        print(f"  FAILED {what}: {err}")
+    print(f"results: {summary.store}")
+
+
+def _search(exp, args: argparse.Namespace) -> int:
+    """``run`` / ``search`` of an experiment with a goal: the search, its summary, the decision."""
+    from .goal import print_decision
+    from .goal.search import search
+
+    t0 = time.perf_counter()
+    res = search(exp, progress=None if not args.no_progress else False,
+                 accept_noisy=True if getattr(args, "accept_noisy", False) else None)
+    _print_run(res.summary, time.perf_counter() - t0)
+    print("\n".join(res.lines()))
+    if res.decision is not None:
+        print_decision([res.decision])
+    return EXIT_JOBS_FAILED if res.summary.failed else 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .validate import load_config
+
+    exp = load_config(args.config, _overrides(args.set), scale=args.scale, executor=args.executor,
+                      address=args.address)
+    if exp.goal is None:
+        raise ConfigError(f"{args.config}: declares no goal; add goal: {{objective: {{minimize: latency_b1_ms}}, "
+                          f"constraints: {{clean_top1: 1.0}}}} (docs/goal.md)")
+    return _search(exp, args)
 
 
 def _print_summary(store_path: Path, experiment: str) -> None:
@@ -272,14 +308,24 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     _executor_flags(r)
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("-q", "--quiet", action="store_true", help="do not print the summary table")
+    r.add_argument("--accept-noisy", action="store_true", help="with a goal: let timings flagged noisy decide")
     r.set_defaults(fn=cmd_run)
+    se = sub.add_parser("search", help="search an experiment's goal: per family, the most compressed budget meeting "
+                        "every constraint (bisection through the cached job DAG), the int8 fallback, the decision")
+    se.add_argument("config", help="experiment YAML with a goal: block")
+    se.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    se.add_argument("--scale", metavar="NAME", help=scale_help)
+    _executor_flags(se)
+    se.add_argument("--no-progress", action="store_true", help="no progress bars")
+    se.add_argument("--accept-noisy", action="store_true", help="let timings flagged noisy decide")
+    se.set_defaults(fn=cmd_search)
     v = sub.add_parser("validate", help="check an experiment file (fast, no work started)")
     v.add_argument("config")
     v.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     v.add_argument("--scale", metavar="NAME", help="validate only this scale (default: the file and every scale)")
     _executor_flags(v)
     v.set_defaults(fn=cmd_validate)
-    from .estimate import DEFAULT_GPU, DEFAULT_UTILISATION, GPUS
+    from .costs import DEFAULT_GPU, DEFAULT_UTILISATION, GPUS  # no torch: --help stays instant
 
     pl = sub.add_parser("plan", help="the job DAG without running it: jobs per kind, what is cached, and estimated "
                         "compute (TFLOP, GPU-hours on a reference GPU, CPU-hours here); writes nothing",
@@ -287,8 +333,9 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
                         "(docs/extending.md) × forward FLOPs per image of the model (a budgeted variant: that "
                         "fraction of the parent's; a training step = 3 forward FLOPs, an attack step = 2). "
                         "GPU-h = FLOPs / (peak × utilisation); CPU-h = FLOPs / this machine's rate, measured in a "
-                        "few seconds on the experiment's model (per second of CPU time: user + sys). Fixed per-job "
-                        "costs (loading data and checkpoints, process start-up) are not counted.")
+                        "few seconds on the experiment's model (per second of CPU time: user + sys), plus fixed costs "
+                        "measured here: the run's process start once, a model build and checkpoint round trip per "
+                        "job (data decoding is not counted).")
     pl.add_argument("config", nargs="+", help="experiment YAML(s)")
     pl.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     pl.add_argument("--scale", metavar="NAME", help=scale_help)

@@ -39,6 +39,7 @@ from ..registry import (
 )
 from ..specs import SHARED_BUDGETS
 from .findings import experiment_check
+from .goal import check_goal
 from .params import one_line_error, validate_params
 from .plugins import PluginSet, object_names
 from .schema import BASELINE, Budget, DatasetConfig, EvaluationConfig, ExecutorConfig, Experiment
@@ -117,6 +118,7 @@ class ResolvedExperiment:
     store_path = _from_config("store_path")
     report = _from_config("report")
     findings = _from_config("findings")
+    goal = _from_config("goal")
 
     def config_json(self) -> str:
         """The config as canonical JSON (what a Ray worker resolves again)."""
@@ -331,6 +333,10 @@ def resolve_experiment(exp: Experiment) -> ResolvedExperiment:
     msg = experiment_check(list(exp.findings), variants, [e.evaluator for e in evals])
     if msg:
         raise ConfigError(msg)
+    if exp.goal is not None:
+        msg = check_goal(exp.goal, evals, len(exp.variants), len(experiment_parts(exp)))
+        if msg:
+            raise ConfigError(msg)
     if exp.tracking is not None and exp.tracking.mlflow is not None and not _installed("mlflow"):
         raise ConfigError("tracking.mlflow: MLflow is not installed; pip install 'compressbench[mlflow]' "
                           "(or mlflow-skinny), or drop tracking:")

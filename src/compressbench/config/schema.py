@@ -379,6 +379,90 @@ class Finding(_Strict):
         return self.metric if isinstance(self.metric, str) else self.metric.label()
 
 
+# ------------------------------------------------------------------ goal: tolerances -> the variant to ship
+# (the checks against the experiment's evaluators are in compressbench.config.goal; the search in compressbench.goal)
+GOAL_OBJECTIVES = ("latency_b1_ms", "bytes", "flops", "params", "onnx_latency_b1_ms")  # + "latency_b1_ms@<format>"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How much a constraint metric may get worse than the parent: ``value`` in points (a percentage metric:
+    ``1.0`` = one point) or the metric's own units, or — ``relative`` — a fraction of the parent's value
+    (written ``"2%"``)."""
+
+    value: float
+    relative: bool = False
+
+    def label(self) -> str:
+        return f"{100 * self.value:g}%" if self.relative else f"{self.value:g}"
+
+
+def parse_tolerance(v: Any) -> Tolerance:
+    """``1.0`` / ``0.02`` (points or units) or ``"2%"`` / ``"0.5 %"`` (relative to the parent)."""
+    if isinstance(v, Tolerance):
+        return v
+    if isinstance(v, bool):
+        raise ValueError("give a number (points, or the metric's units) or a percentage such as '2%'")
+    if isinstance(v, (int, float)):
+        x, rel = float(v), False
+    elif isinstance(v, str) and re.fullmatch(r"\s*[0-9]*\.?[0-9]+(e-?[0-9]+)?\s*%\s*", v):
+        x, rel = float(v.strip().rstrip("%").strip()) / 100, True
+    else:
+        raise ValueError(f"{v!r} is not a tolerance: give a number (points, or the metric's units) or a "
+                         f"percentage of the parent's value such as '2%'")
+    if not (x >= 0) or x != x or x == float("inf"):
+        raise ValueError(f"a tolerance must be a finite number >= 0, got {v!r}")
+    if rel and x > 1:
+        raise ValueError(f"a relative tolerance above 100 % allows anything, got {v!r}")
+    return Tolerance(x, rel)
+
+
+class GoalObjective(_Strict):
+    """``{minimize: <objective>}``: latency_b1_ms (eager PyTorch), onnx_latency_b1_ms, latency_b1_ms@<format>
+    (a runtime of the ``runtimes`` evaluator), bytes, flops or params — whichever the experiment's
+    evaluators measure (their metric declarations say which objective each metric measures)."""
+
+    minimize: str = Field(min_length=1, max_length=100)
+
+
+class GoalSearch(_Strict):
+    """How the search walks each family's budget range: ``points`` budgets evenly spaced from the smallest
+    to the largest listed budget, bisected (at most ceil(log2(points + 1)) probes per family); ``fallback``:
+    int8 variants that break a constraint get the accuracy-aware fallback (the most sensitive layers kept in
+    float); ``max_float_layers``: how many layers the fallback may keep in float (None: all but one)."""
+
+    points: int = Field(10, ge=2, le=1000)
+    fallback: bool = True
+    max_float_layers: int | None = Field(None, ge=1, le=10_000)
+
+
+class GoalConfig(_Strict):
+    """``goal:``: what the user ships for — minimise ``objective`` subject to ``constraints`` on the drop of each
+    named metric from the parent (a summary metric the experiment's evaluators declare, e.g. ``clean_top1``,
+    ``corr_top1``, ``robust_top1``, ``target_top1``, ``ece``), at ``confidence`` (a constraint holds when the
+    one-sided upper confidence bound of the drop is within its tolerance)."""
+
+    objective: GoalObjective
+    constraints: dict[str, Any] = Field(min_length=1, max_length=50)
+    confidence: float = Field(0.95, ge=0.5, lt=1)
+    accept_noisy: bool = False  # timing rows flagged noisy may decide (default: they are left out)
+    search: GoalSearch = GoalSearch()
+
+    @field_validator("constraints")
+    @classmethod
+    def _tolerances(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k, x in v.items():
+            try:
+                parse_tolerance(x)
+            except ValueError as e:
+                raise ValueError(f"{k}: {e}") from None
+        return v
+
+    def tolerances(self) -> dict[str, Tolerance]:
+        """The constraints, parsed: metric key -> :class:`Tolerance`."""
+        return {k: parse_tolerance(x) for k, x in self.constraints.items()}
+
+
 class Experiment(_Strict):
     name: FileName(100)  # type: ignore[valid-type]
     seeds: list[Seed] = Field([0], min_length=1, max_length=1000)
@@ -395,6 +479,7 @@ class Experiment(_Strict):
     report: ReportLayout | None = None  # study tables drawn next to the standard report (layouts.py)
     findings: list[Finding] = Field([], max_length=200)  # declared claims, tested on the results (config/findings.py)
     tracking: TrackingConfig | None = None  # copy the results to MLflow at the end of a run (compressbench.tracking)
+    goal: GoalConfig | None = None  # tolerances -> a search and a decision (config/goal.py, compressbench.goal)
 
     @field_validator("device")
     @classmethod

@@ -23,8 +23,16 @@ _METRICS = (
     ("agreement", "agreement %", "", "pct", True, False, 100.0),
     ("max_abs_dlogit", "max |Δlogit|", "logit", "g", False, False, 100.0),
     ("file_bytes", "file KiB", "B", "bytes", False, False, 100.0),
+    ("latency_b1_load", "load on free cores, latency b1", "", "f2", None, False, 100.0),
 )
-_TIMING = {"latency_b1_ms", "throughput_img_s", "latency_b1_iqr_ms"}
+_TIMING = {"latency_b1_ms", "throughput_img_s", "latency_b1_iqr_ms", "latency_b1_load"}
+
+
+def _links(name: str, fmt_name: str) -> dict[str, str]:
+    """A runtime's batch-1 latency: the goal objective it measures and its spread / load rows (noise flag)."""
+    if name != "latency_b1_ms":
+        return {}
+    return {"objective": f"{name}@{fmt_name}", "spread": "latency_b1_iqr_ms", "load": "latency_b1_load"}
 
 
 def declarations(fallback: bool = False) -> tuple[MetricSpec, ...]:
@@ -46,7 +54,7 @@ def declarations(fallback: bool = False) -> tuple[MetricSpec, ...]:
                 order=order + i / 100, table=None, tag=("realised",) if timing else None,
                 protocol=("threads", "batch") if timing else (),
                 note="{label}: {condition}." if timing and summary else "",
-                description=f"{label} of the {fmt_name} export in {spec.label}"))
+                description=f"{label} of the {fmt_name} export in {spec.label}", **_links(name, fmt_name)))
     return tuple(out)
 
 

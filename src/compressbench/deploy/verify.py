@@ -27,7 +27,7 @@ from ..interfaces import Measurement, Params
 from ..measure.fresh import ScratchDir, run_worker
 from ..measure.hardware import cpu_model
 from ..measure.profiling import ProfileSettings, resolve, timing_job
-from ..measure.protocol import time_calls
+from ..measure.protocol import free_core_load, time_calls
 from .formats import Written, formats, runtime_name
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,9 @@ def timings(name: str, written: Written, input_shape: tuple[int, ...], settings:
     lat = res["latency"]
     ms = [Measurement("latency_b1_ms", lat["median_ms"], {**base, "batch": 1}, written.tag, "ms"),
           Measurement("latency_b1_iqr_ms", lat["iqr_ms"], {**base, "batch": 1}, written.tag, "ms")]
+    load = free_core_load(lat.get("load"), threads)
+    if load is not None:  # the machine's other work during the batch-1 samples (what flags a noisy timing)
+        ms.append(Measurement("latency_b1_load", load, {**base, "batch": 1}, written.tag))
     if "throughput" in res:
         ms.append(Measurement("throughput_img_s", res["throughput"]["img_s"], {**base, "batch": tb}, written.tag,
                               "img/s"))

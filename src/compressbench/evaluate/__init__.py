@@ -8,4 +8,5 @@ from . import (
     domain_shift,  # noqa: F401
     efficiency,  # noqa: F401
     runtimes,  # noqa: F401
+    sensitivity,  # noqa: F401
 )

@@ -353,23 +353,52 @@ def discard_job(cache: Path, key: str) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+def tmp_job_dir(cache: Path, key: str) -> Path:
+    """A new private folder a claimed job runs into (renamed into place by :func:`commit_job`)."""
+    tmp = cache / "jobs" / f".tmp-{key}-{_tag()}"
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def failed_job(job: Job, cache: Path, tmp: Path, e: BaseException, seconds: float) -> JobResult:
+    """The error result of a job whose function raised ``e`` (its temporary folder removed, nothing cached)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+    log.error("job %s failed: %s", job.describe(), msg)
+    log.debug("%s", "".join(traceback.format_exception(e)))
+    return JobResult(job.key, job_dir(cache, job.key), error=msg, seconds=seconds)
+
+
 def execute_job(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]) -> JobResult:
     """Run a claimed job into a private temporary folder, record checksums, move it into place."""
-    final = job_dir(cache, job.key)
-    tmp = cache / "jobs" / f".tmp-{job.key}-{_tag()}"
-    tmp.mkdir(parents=True)
-    t0 = time.perf_counter()
+    tmp = tmp_job_dir(cache, job.key)
+    t0, c0 = time.perf_counter(), cpu_seconds()
     try:
         measurements, info = fn(job, tmp, upstream)
     except Exception as e:  # a failed job is a row with its error, not a crashed sweep
-        shutil.rmtree(tmp, ignore_errors=True)
-        msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-        log.error("job %s failed: %s", job.describe(), msg)
-        log.debug("%s", traceback.format_exc())
-        return JobResult(job.key, final, error=msg, seconds=time.perf_counter() - t0)
-    secs = time.perf_counter() - t0
+        return failed_job(job, cache, tmp, e, time.perf_counter() - t0)
+    return commit_job(job, cache, tmp, measurements, info, time.perf_counter() - t0, upstream,
+                      cpu_seconds() - c0)
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + sys) of this process and of the child processes it has waited for (e.g. a fresh timing
+    process); recorded with each job (``result.json``'s ``cpu_seconds``: what ``compressbench plan`` models)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def commit_job(job: Job, cache: Path, tmp: Path, measurements: list[dict[str, Any]], info: dict[str, Any],
+               secs: float, upstream: dict[str, JobResult], cpu: float | None = None) -> JobResult:
+    """Record a finished job's checksums in ``tmp/result.json`` and move ``tmp`` into place (the commit).
+    ``secs``: its wall-clock seconds; ``cpu``: its CPU seconds (this process's threads and waited-for children;
+    a process-wide figure, so exact only when jobs do not run in parallel threads of one process)."""
+    final = job_dir(cache, job.key)
     record = {"format": RECORD_FORMAT, "key": job.key, "kind": job.kind, "spec": job.spec.record(),
-              "measurements": measurements, "info": info, "seconds": secs, "files": artifact_manifest(tmp),
+              "measurements": measurements, "info": info, "seconds": secs,
+              **({"cpu_seconds": cpu} if cpu is not None else {}), "files": artifact_manifest(tmp),
               "upstream": {k: upstream[k].digest for k in job.deps if k in upstream}}
     blob = json.dumps(record, default=str, indent=1).encode()
     atomic_write_bytes(tmp / "result.json", blob)
@@ -387,30 +416,47 @@ def execute_job(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]
                      digest=hashlib.sha256(blob).hexdigest())
 
 
+def claim_to_run(job: Job, cache: Path, upstream: dict[str, JobResult], *, owner: dict[str, Any] | None = None,
+                 is_dead: DeadOwner | None = None) -> tuple[JobResult | None, Claim | None]:
+    """The protocol up to running a job: verify → claim → re-verify (a damaged artifact discarded).
+    ``(result, None)``: cached, or an error result (an upstream job failed); ``(None, None)``: another live
+    driver holds the job's claim; ``(None, claim)``: this process runs it now and releases the claim after
+    the commit."""
+    res, problem = inspect_cached(cache, job.key, upstream)
+    if res is not None:
+        return res, None
+    failed = [k for k in job.deps if upstream.get(k) is None or upstream[k].error]
+    if failed:
+        why = upstream[failed[0]].error if failed[0] in upstream else failed[0]
+        return JobResult(job.key, job_dir(cache, job.key), error=f"upstream job failed: {why}"), None
+    claim = claim_job(cache, job.key, owner, is_dead)
+    if claim is None:
+        return None, None
+    try:
+        res, problem = inspect_cached(cache, job.key, upstream)  # another driver may have committed it
+        if res is not None:
+            claim.release()
+            return res, None
+        if problem:
+            log.warning("cached job %s (%s) is not usable: %s — discarding and re-running it", job.describe(),
+                        job.key, problem)
+            discard_job(cache, job.key)
+    except BaseException:
+        claim.release()
+        raise
+    return None, claim
+
+
 def run_one(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], *, owner: dict[str, Any] | None = None,
             is_dead: DeadOwner | None = None) -> JobResult | None:
     """Verify → claim → re-verify → run → commit → release, for one job whose upstream results are in
     ``upstream``. Returns the (cached or new) result, an error result (the job or an upstream
     failed), or None when another live driver holds the job's claim: call again later. ``owner`` and
     ``is_dead`` go to :func:`claim_job`."""
-    res, problem = inspect_cached(cache, job.key, upstream)
-    if res is not None:
-        return res
-    failed = [k for k in job.deps if upstream.get(k) is None or upstream[k].error]
-    if failed:
-        why = upstream[failed[0]].error if failed[0] in upstream else failed[0]
-        return JobResult(job.key, job_dir(cache, job.key), error=f"upstream job failed: {why}")
-    claim = claim_job(cache, job.key, owner, is_dead)
+    res, claim = claim_to_run(job, cache, upstream, owner=owner, is_dead=is_dead)
     if claim is None:
-        return None
+        return res
     try:
-        res, problem = inspect_cached(cache, job.key, upstream)  # another driver may have committed it
-        if res is not None:
-            return res
-        if problem:
-            log.warning("cached job %s (%s) is not usable: %s — discarding and re-running it", job.describe(),
-                        job.key, problem)
-            discard_job(cache, job.key)
         return execute_job(job, cache, fn, upstream)
     finally:
         claim.release()

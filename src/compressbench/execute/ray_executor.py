@@ -52,7 +52,15 @@ from .ray_options import (  # noqa: F401 — re-exported: the options live besid
     ray_missing,
     resources_for,
 )
-from .ray_worker import _worker_run, _worker_run_gpu, code_fingerprint, warm, worker_env
+from .ray_worker import (
+    _worker_run,
+    _worker_run_gpu,
+    _worker_run_group,
+    _worker_run_group_gpu,
+    code_fingerprint,
+    warm,
+    worker_env,
+)
 
 log = logging.getLogger("compressbench")
 
@@ -215,19 +223,28 @@ class RayExecutor:
                    for _ in range(min(len(cpu_asks), max(1, int(cpus // each))))]
         log.debug("warming %d worker(s): %s", len(warming), warming)
 
-    def _collect(self, ray: Any, ref: Any, job: Job) -> JobResult | None:
-        """A finished task's result; a task that raised or whose workers kept dying is an error result."""
-        d = self.cache / "jobs" / job.key
+    def _collect(self, ray: Any, ref: Any, jobs: list[Job]) -> list[tuple[Job, JobResult | None]]:
+        """A finished task's result per job (a group's task ran several); a task that raised or whose workers
+        kept dying is an error result for each of its jobs."""
         try:
-            res = ray.get(ref)
+            got = ray.get(ref)
         except ray.exceptions.RayTaskError as e:  # our code raised outside the job function
             cause = e.cause if getattr(e, "cause", None) is not None else e
-            return JobResult(job.key, d, error=f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:400]}")
+            msg = f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:400]}"
+            return [(j, JobResult(j.key, self.cache / "jobs" / j.key, error=msg)) for j in jobs]
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError,
                 ray.exceptions.RayError) as e:
             first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-            return JobResult(job.key, d, error=f"{type(e).__name__} after {self.options.max_retries + 1} attempt(s) "
-                             f"(executor.max_retries={self.options.max_retries}): {first}")
+            msg = (f"{type(e).__name__} after {self.options.max_retries + 1} attempt(s) "
+                   f"(executor.max_retries={self.options.max_retries}): {first}")
+            return [(j, JobResult(j.key, self.cache / "jobs" / j.key, error=msg)) for j in jobs]
+        if not isinstance(got, dict):
+            got = {jobs[0].key: got}
+        return [(j, self._seen(j, got.get(j.key))) for j in jobs]
+
+    def _seen(self, job: Job, res: JobResult | None) -> JobResult | None:
+        """``res``, once the driver sees the folder the worker committed."""
+        d = self.cache / "jobs" / job.key
         if res is None or res.error or res.digest is None:
             return res
         try:  # the driver must see what the worker committed: the cache is on a filesystem every node sees
@@ -250,36 +267,68 @@ class _RayTasks:
         self.ex, self.ray, self.asks, self.threads, self.env, self.board = ex, ray, asks, threads, env, board
         self.remote = ray.remote(_worker_run)
         self.remote_gpu = ray.remote(max_calls=1)(_worker_run_gpu)
+        self.remote_group = ray.remote(_worker_run_group)
+        self.remote_group_gpu = ray.remote(max_calls=1)(_worker_run_group_gpu)
+        self.fn = fn
         self.fn_ref = ray.put(fn)
         self.setup = {"cwd": os.getcwd(), "code": code_fingerprint()}
-        self.inflight: dict[Any, Job] = {}
+        self.inflight: dict[Any, list[Job]] = {}
 
-    def start(self, job: Job, upstream: dict[str, JobResult]) -> JobResult | object:
+    def _known(self, job: Job, upstream: dict[str, JobResult]) -> JobResult | None:
+        """The job's result without running it: cached (looked up in the driver), or an upstream failed."""
         cache = self.ex.cache
         res, _ = inspect_cached(cache, job.key, upstream)
         failed = [d for d in job.deps if upstream[d].error]
         if res is None and failed:
             res = JobResult(job.key, cache / "jobs" / job.key,
                             error=f"upstream job failed: {upstream[failed[0]].error}")
+        return res
+
+    def _submit(self, jobs: list[Job], fun: Any, what: Any, upstream: Any) -> None:
+        """One task running ``what`` (a job, or the jobs of a group) with the first job's resources."""
+        a = self.asks[jobs[0].key]
+        setup = {**self.setup, "threads": self.threads[jobs[0].key], "num_gpus": a["num_gpus"]}
+        name = f"compressbench {jobs[0].kind} {jobs[0].key[:8]}" + (f" +{len(jobs) - 1}" if len(jobs) > 1 else "")
+        ref = fun.options(**a, max_retries=self.ex.options.max_retries, retry_exceptions=False, runtime_env=self.env,
+                          name=name).remote(what, self.ex.cache, self.fn_ref, upstream, setup)
+        self.inflight[ref] = jobs
+
+    def start(self, job: Job, upstream: dict[str, JobResult]) -> JobResult | object:
+        res = self._known(job, upstream)
         if res is not None:
             return res
-        a = self.asks[job.key]
-        setup = {**self.setup, "threads": self.threads[job.key], "num_gpus": a["num_gpus"]}
-        fun = self.remote_gpu if a["num_gpus"] else self.remote
-        ref = fun.options(**a, max_retries=self.ex.options.max_retries, retry_exceptions=False, runtime_env=self.env,
-                          name=f"compressbench {job.kind} {job.key[:8]}").remote(job, cache, self.fn_ref, upstream,
-                                                                                  setup)
-        self.inflight[ref] = job
+        self._submit([job], self.remote_gpu if self.asks[job.key]["num_gpus"] else self.remote, job, upstream)
         return SUBMITTED
 
+    def start_group(self, jobs: list[Job], upstreams: dict[str, dict[str, JobResult]]
+                    ) -> dict[str, JobResult | object]:
+        """The group's jobs not known yet as one task (:mod:`.group`); one job alone as :meth:`start` does."""
+        out: dict[str, JobResult | object] = {}
+        todo = []
+        for j in jobs:
+            res = self._known(j, upstreams[j.key])
+            out[j.key] = res if res is not None else SUBMITTED
+            if res is None:
+                todo.append(j)
+        if len(todo) == 1 or (todo and not hasattr(self.fn, "group")):
+            for j in todo:
+                out[j.key] = self.start(j, upstreams[j.key])
+        elif todo:
+            gpu = self.asks[todo[0].key]["num_gpus"]
+            self._submit(todo, self.remote_group_gpu if gpu else self.remote_group, todo,
+                         {j.key: upstreams[j.key] for j in todo})
+        return out
+
     def in_flight(self) -> int:
-        return len(self.inflight)
+        return sum(len(js) for js in self.inflight.values())
 
     def collect(self, timeout: float) -> list[tuple[Job, JobResult | None]]:
         ready, _ = self.ray.wait(list(self.inflight), num_returns=1, timeout=timeout)
         if ready:
             ready, _ = self.ray.wait(list(self.inflight), num_returns=len(self.inflight), timeout=0)
-        out = [(job, self.ex._collect(self.ray, ref, job)) for ref in ready for job in [self.inflight.pop(ref)]]
-        for job in self.inflight.values():  # started = claimed (its lock exists)
-            self.board.set(job.key, "running" if (self.ex.cache / "jobs" / f"{job.key}.lock").exists() else "queued")
+        out = [pair for ref in ready for pair in self.ex._collect(self.ray, ref, self.inflight.pop(ref))]
+        for jobs in self.inflight.values():  # started = claimed (its lock exists)
+            for job in jobs:
+                self.board.set(job.key, "running" if (self.ex.cache / "jobs" / f"{job.key}.lock").exists()
+                               else "queued")
         return out

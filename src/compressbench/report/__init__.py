@@ -88,7 +88,11 @@ def build_report(store_path: str | Path | Sequence[str | Path], out_dir: str | P
 
     findings = [report_section(store.path, names, out / _slug(label) if several else out, fmts, opts)
                 for label, store, names in picked if names]
-    sections[:0] = findings
+    from ..goal import report_section as decision_section  # the goal's decision: before the findings
+
+    decisions = [decision_section(store.path, names, out / _slug(label) if several else out, fmts, opts)
+                 for label, store, names in picked if names]
+    sections[:0] = decisions + findings
     if "html" not in fmts:
         return out
     every = [n for _, _, names in picked for n in names]
