@@ -166,6 +166,14 @@ def test_cached_counts_after_a_run_and_plan_writes_nothing(tmp_path, capsys):
     assert main(["plan", str(p), "--cpu-gflops", "5"]) == 0
     out = capsys.readouterr().out
     assert "4 jobs, 0 cached" in out and _tree(tmp_path) == before  # no cache dir, no store
+    total = next(ln for ln in out.splitlines() if ln.strip().startswith("total")).split()
+    assert float(total[-2]) > 0 and float(total[-1]) > 0 and " s " not in out  # GPU-h / CPU-h: hours, numbers
+    # several configs: one table each
+    p2 = tmp_path / "est2.yaml"
+    p2.write_text(yaml.safe_dump({**cfg, "name": "est2"}))
+    assert main(["plan", str(p), str(p2), "--cpu-gflops", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "experiment 'est'" in out and "experiment 'est2'" in out and out.count("4 jobs, 0 cached") == 2
     assert not (tmp_path / "cache").exists()
     run(validate(cfg), progress=False)
     before = _tree(tmp_path)

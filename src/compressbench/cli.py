@@ -42,6 +42,8 @@ _HOOKS: dict[str, tuple[str, str, str, str]] = {
     "export": ("compressbench.deploy.cli", "add_export_arguments", "export_command",
                "export a variant of a study to a deployment runtime (onnx, executorch, openvino, pt2, safetensors), "
                "verify it there and write its model card"),
+    "export-mlflow": ("compressbench.tracking", "add_export_mlflow_arguments", "export_mlflow_command",
+                      "copy a results store to MLflow: one run per variant x seed (params, every row as a metric)"),
 }
 
 
@@ -63,6 +65,9 @@ def _setup_logging(verbose: int) -> None:
                         stream=sys.stderr)
     for noisy in ("matplotlib", "PIL", "torch", "onnx", "onnxruntime", "onnxscript"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # torch's C++-extension helper, imported by some libraries, warns "No CUDA runtime is found, using CUDA_HOME=..."
+    # on any machine with nvcc but no GPU; nothing here builds extensions, so the line only alarms (issue 25)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -92,12 +97,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .estimate import estimate, render, to_json
     from .validate import load_config
 
-    exp = load_config(args.config, _overrides(args.set), scale=args.scale)
-    est = estimate(exp, gpu=args.gpu, utilisation=args.gpu_util, cpu_gflops=args.cpu_gflops)
-    print(render(est, args.config + (f" [scale {args.scale}]" if args.scale else "")))
+    out = []
+    for config in args.config:  # several configs: one table each (a --json FILE then holds a list)
+        exp = load_config(config, _overrides(args.set), scale=args.scale)
+        est = estimate(exp, gpu=args.gpu, utilisation=args.gpu_util, cpu_gflops=args.cpu_gflops)
+        print(render(est, config + (f" [scale {args.scale}]" if args.scale else "")))
+        out.append(to_json(est))
     if args.json:
         try:
-            Path(args.json).write_text(json.dumps(to_json(est), indent=1))
+            Path(args.json).write_text(json.dumps(out[0] if len(out) == 1 else out, indent=1))
         except OSError as e:
             return _fail(f"--json: cannot write {args.json} ({e.strerror or type(e).__name__})")
         print(f"wrote {args.json}")
@@ -331,7 +339,7 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
                         "few seconds on the experiment's model (per second of CPU time: user + sys), plus fixed costs "
                         "measured here: the run's process start once, a model build and checkpoint round trip per "
                         "job (data decoding is not counted).")
-    pl.add_argument("config")
+    pl.add_argument("config", nargs="+", help="experiment YAML(s)")
     pl.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     pl.add_argument("--scale", metavar="NAME", help=scale_help)
     pl.add_argument("--gpu", default=DEFAULT_GPU, metavar="NAME",

@@ -328,7 +328,8 @@ def _num(x: float) -> str:
 
 
 def _hours(h: float) -> str:
-    return _num(h) if h >= 0.001 else f"{h * 3600:.2g} s" if h > 0 else "0"
+    """Hours, always (the columns say h): 3 significant digits, 2 below a thousandth of an hour."""
+    return _num(h) if h >= 0.001 else f"{h:.2g}" if h > 0 else "0"
 
 
 def render(est: Estimate, config: str) -> str:

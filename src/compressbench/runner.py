@@ -428,6 +428,7 @@ def run(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: b
     prefetch_weights(exp, jobs, Path(exp.cache_dir))  # before the store is touched: offline, nothing is written
     session = start_run(exp, progress)
     execute(session, exp, jobs)
+    _track(exp)
     return session.summary()
 
 
@@ -443,6 +444,25 @@ def _set_expected(exp: ResolvedExperiment, jobs: list[Job]) -> None:
         return
     for j in jobs:
         j.expected_s = exp_s.get(j.key)
+
+
+def _track(exp: ResolvedExperiment) -> None:
+    """``tracking: {mlflow: ...}``: copy this experiment's rows to MLflow (:mod:`.tracking`). A tracking server
+    that fails is one logged line: the results are in the store, and ``compressbench export-mlflow`` retries."""
+    t = exp.config.tracking
+    if t is None or t.mlflow is None:
+        return
+    from .tracking import export_store
+
+    for part in exp.parts:
+        try:
+            runs = export_store(exp.store_path, t.mlflow.uri, experiment=part.name)
+        except Exception as e:  # the store holds everything; tracking is a copy
+            log.error("tracking.mlflow: export to %s failed (%s: %s); retry with `compressbench export-mlflow %s`",
+                      t.mlflow.uri or "MLflow's default URI", type(e).__name__, str(e).splitlines()[0][:200] if str(e)
+                      else "", exp.store_path)
+            return
+        log.info("tracking.mlflow: %d run(s) of %s in %s", len(runs), part.name, t.mlflow.uri or "MLflow's default URI")
 
 
 def _store_job(store: ResultStore, job: Job, res: JobResult, results: dict[str, JobResult], run_id: str) -> None:

@@ -30,7 +30,8 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
-from typing import ClassVar, Literal
+import weakref
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -252,13 +253,21 @@ def check_int8(model: nn.Module, ctx: CompressContext, params: Params) -> str | 
     """``check_model`` of static / QAT int8: eager or FX graph mode must be able to prepare the model, and the
     layers kept in float must be its conv / linear layers."""
     backend = default_backend() if params.backend == "auto" else params.backend
-    shape = input_shape(ctx.meta)
+    shape, qat = input_shape(ctx.meta), isinstance(params, QATParams)
     msg = check_float_layers(model, list(getattr(params, "keep_float", []) or []))
     if msg:
         return msg
-    if choose_path(model, backend, shape) == "eager":
+    memo = _CHECKED.setdefault(model, {})  # static, QAT and a pipeline's int8 stage ask once per model
+    if ("path", backend, shape) not in memo:
+        memo["path", backend, shape] = choose_path(model, backend, shape)
+    if memo["path", backend, shape] == "eager":
         return None
-    return int8_fx.fx_blocker(model, backend, shape, qat=isinstance(params, QATParams))
+    if ("fx", backend, shape, qat) not in memo:
+        memo["fx", backend, shape, qat] = int8_fx.fx_blocker(model, backend, shape, qat=qat)
+    return memo["fx", backend, shape, qat]
+
+
+_CHECKED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Any]] = weakref.WeakKeyDictionary()
 
 
 def calibrate(model: nn.Module, ctx: CompressContext, batches: int, batch_size: int) -> int:

@@ -15,6 +15,7 @@ their built-ins on first use. :mod:`compressbench.validate` runs the checks that
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -313,6 +314,13 @@ def parse_experiment(raw: Any) -> Experiment:
     return exp
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules: hidden, as if not installed
+        return False
+
+
 def resolve_experiment(exp: Experiment) -> ResolvedExperiment:
     """Resolve a parsed experiment (see the module docstring). Raises :class:`ConfigError` (one line)."""
     if exp.model.weights is not None and "train" not in exp.model_fields_set:
@@ -338,6 +346,9 @@ def resolve_experiment(exp: Experiment) -> ResolvedExperiment:
         msg = check_goal(exp.goal, evals, len(exp.variants), len(experiment_parts(exp)))
         if msg:
             raise ConfigError(msg)
+    if exp.tracking is not None and exp.tracking.mlflow is not None and not _installed("mlflow"):
+        raise ConfigError("tracking.mlflow: MLflow is not installed; pip install 'compressbench[mlflow]' "
+                          "(or mlflow-skinny), or drop tracking:")
     executor = resolve_executor(exp)
     # the user's code: "pkg.mod:obj" names, but not the name families a library serves ("timm:<arch>")
     names = [n for n in object_names(exp.model_dump(mode="json")) if not any(r.serves(n) for r in ALL.values())]

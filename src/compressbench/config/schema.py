@@ -225,6 +225,32 @@ class ExecutorConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+# ------------------------------------------------------------------ tracking (tracking:)
+_TRACKING_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+
+
+class MlflowTracking(_Strict):
+    """``tracking: {mlflow: {uri: ...}}``: at the end of a run, the store's rows of this experiment go to MLflow
+    (:mod:`compressbench.tracking`). ``uri``: a tracking URI (``file:``, ``sqlite:``, ``http(s):``, a database
+    URI, ``databricks``) or a folder; None: MLflow's default ($MLFLOW_TRACKING_URI, else ./mlruns)."""
+
+    uri: str | None = None
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        scheme = v.split(":", 1)[0].split("+", 1)[0] if re.match(r"^[A-Za-z][\w+.-]*:", v) else ""
+        if not v.strip() or (scheme and scheme not in _TRACKING_SCHEMES):
+            raise ValueError(f"a tracking URI ({', '.join(s + ':' for s in _TRACKING_SCHEMES)}) or a folder")
+        return v
+
+
+class TrackingConfig(_Strict):
+    mlflow: MlflowTracking | None = None
+
+
 # ------------------------------------------------------------------ study tables (report:)
 class _Layout(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -453,6 +479,7 @@ class Experiment(_Strict):
     executor: ExecutorConfig = ExecutorConfig.model_construct()  # "local", "ray", {name: ray, address: ..., ...}
     report: ReportLayout | None = None  # study tables drawn next to the standard report (layouts.py)
     findings: list[Finding] = Field([], max_length=200)  # declared claims, tested on the results (config/findings.py)
+    tracking: TrackingConfig | None = None  # copy the results to MLflow at the end of a run (compressbench.tracking)
     goal: GoalConfig | None = None  # tolerances -> a search and a decision (config/goal.py, compressbench.goal)
 
     @field_validator("device")
