@@ -23,8 +23,9 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
+from dataclasses import dataclass
 from itertools import islice
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 from pydantic import Field, field_validator
@@ -111,6 +112,21 @@ def sensitivity_cost(p: SensitivityParams, ctx: CostContext) -> EvalCost:
     return EvalCost(forward=(1 + 8 * len(p.ops)) * cells * ctx.images(-1 if p.subset is None else p.subset))
 
 
+@dataclass(frozen=True)
+class _Op:
+    """One per-layer operation: what it needs and how it builds the model with that layer alone changed."""
+
+    needs_calibration: bool
+    apply: Callable[..., nn.Module]  # (model, layer, calib, backend, params) -> the changed copy
+
+
+OPS: dict[str, _Op] = {
+    "quantize": _Op(True, lambda model, name, calib, backend, params: quantize_alone(model, name, calib, backend)),
+    "prune": _Op(False, lambda model, name, calib, backend, params: prune_alone(model, name, params.prune_ratio)),
+}
+
+
+
 @evaluators.register("sensitivity", params=SensitivityParams, version=1, cost=sensitivity_cost,
                      description="per conv / linear layer: the drop in clean and corrupted top-1 when that layer "
                                  "alone is quantized to int8 or L1-pruned (feeds the goal's int8 fallback)",
@@ -158,7 +174,7 @@ def sensitivity(model: nn.Module, ctx: EvalContext, params: SensitivityParams) -
         raise ValueError(f"sensitivity: the model has no layer '{unknown[0]}' (layers: "
                          f"{', '.join(quantizable(model))})")
     calib: list[torch.Tensor] = []
-    if "quantize" in params.ops:
+    if any(OPS[op].needs_calibration for op in params.ops):
         val = getattr(ctx.data, "val", None)
         src = val if val is not None and len(val) else ctx.data.train
         g = torch.Generator().manual_seed(ctx.seed)
@@ -169,8 +185,7 @@ def sensitivity(model: nn.Module, ctx: EvalContext, params: SensitivityParams) -
         for name in layers:
             for op in params.ops:
                 try:
-                    m = quantize_alone(model, name, calib, backend) if op == "quantize" else \
-                        prune_alone(model, name, params.prune_ratio)
+                    m = OPS[op].apply(model, name, calib, backend, params)
                 except Exception as e:  # a layer torch.ao cannot quantize alone: say so, measure the rest
                     log.warning("sensitivity: %s of %s failed: %s", op, name, e)
                     bar.update(1)
