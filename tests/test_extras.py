@@ -27,12 +27,20 @@ HIDDEN = textwrap.dedent("""
     HIDE = set(sys.argv[1].split(","))
 
     class Hide(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in HIDE:
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-            return None
+        # wraps every real finder: a hidden name is found by none of them, exactly as when it is not installed
+        # (importlib.util.find_spec answers None, import raises ModuleNotFoundError)
+        def __init__(self, finder):
+            self.finder = finder
 
-    sys.meta_path.insert(0, Hide())
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in HIDE or not hasattr(self.finder, "find_spec"):
+                return None
+            return self.finder.find_spec(name, path, target)
+
+        def invalidate_caches(self):
+            getattr(self.finder, "invalidate_caches", lambda: None)()
+
+    sys.meta_path[:] = [Hide(f) for f in sys.meta_path]
     from compressbench.cli import main
     sys.exit(main(sys.argv[2:]))
 """)

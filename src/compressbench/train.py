@@ -225,7 +225,7 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
             bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}",
                             img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
             now = time.perf_counter()
-            if every > 0 and now - last_line >= every:
+            if every > 0 and (now - last_line >= every or step == total_steps):  # and the last step, always
                 last_line = now
                 log.info("%s: epoch %d/%g (step %d/%d), loss %.4f, acc %.3f, %.0f images/s, %s", desc,
                          min(math.ceil(step / steps_per_epoch), math.ceil(recipe.epochs)), recipe.epochs, step,
