@@ -133,9 +133,12 @@ def test_noisy_row_is_retimed_kept_quieter_and_old_recorded(copy, quiet_threshol
     # every reader sees the kept rows
     from compressbench.report.data import load_experiment
 
-    df = load_experiment(store, "rm").df
-    lat = df[(df["variant"] == PRUNED) & (df["metric"] == "latency_b1_ms")]
+    data = load_experiment(store, "rm")
+    lat = data.df[(data.df["variant"] == PRUNED) & (data.df["metric"] == "latency_b1_ms")]
     assert list(lat["job_key"]) == [new_key]
+    from compressbench.report.html import superseded_html
+
+    assert "Re-timed measurements" in superseded_html(data) and old_key[:12] in superseded_html(data)
     capsys.readouterr()
     assert main(["results", str(copy / "s.sqlite"), "--superseded"]) == 0
     assert f"job {old_key[:12]} superseded by job {new_key[:12]}" in capsys.readouterr().out
@@ -171,6 +174,16 @@ def test_variant_picks_one(copy, capsys):
     store = ResultStore(copy / "s.sqlite")
     assert [s["variant"] for s in store.superseded()] == ["baseline"]
     assert "remeasure [1/1]" in capsys.readouterr().err
+    # the record of what was replaced is as protected as the rows: an edited one stops every reader
+    import sqlite3
+
+    from compressbench.errors import StoreError
+
+    with sqlite3.connect(copy / "s.sqlite") as c:
+        c.execute("UPDATE superseded SET why = 'edited'")
+    with pytest.raises(StoreError, match="superseded row"):
+        store.rows("rm")
+    assert main(["verify", str(copy / "s.sqlite")]) == 1
 
 
 def _tamper_model(d: Path) -> None:

@@ -29,6 +29,7 @@ import difflib
 import json
 import logging
 import math
+import os
 import re
 import sys
 import uuid
@@ -196,6 +197,7 @@ def prepare(store: ResultStore, targets: list[Target], evaluator: str, cache: st
     from .registry import evaluators
 
     spec_ev = evaluators.spec(evaluator)
+    store.check_writable()
     runs = {r["run_id"]: r for r in store.runs()}
     resolved: dict[str, Any] = {}
     at = dt.datetime.now(dt.timezone.utc).isoformat()
@@ -206,6 +208,9 @@ def prepare(store: ResultStore, targets: list[Target], evaluator: str, cache: st
         if not (where / "jobs").is_dir():
             raise RemeasureError(f"the cache of the run that timed '{t.variant}' ({where}) holds no jobs folder: give "
                                  f"the run's cache_dir with --cache")
+        if not os.access(where / "jobs", os.W_OK | os.X_OK):
+            raise RemeasureError(f"the cache {where} is not writable: the re-timing is a new job of it; fix the "
+                                 f"permissions or copy the cache and give --cache")
         what = f"the {evaluator} record of '{t.variant}' seed {t.seed}"
         rec_res = _verified(where, t.job_key, what)
         rec = json.loads((rec_res.dir / "result.json").read_bytes())
