@@ -87,14 +87,15 @@ CREATE TABLE IF NOT EXISTS declarations (
 # each run's plug-in set (``config.PluginSet``), added in place like ``declarations``
 _PLUGINS = "CREATE TABLE IF NOT EXISTS run_plugins (run_id TEXT PRIMARY KEY, json TEXT NOT NULL, row_sha256 TEXT)"
 
-# rows no reader uses any more (``compressbench remeasure`` kept another measurement of the same keys)
+# rows no reader uses any more (``compressbench remeasure`` kept another measurement of the same keys): created with
+# the first such row, which makes the store schema 4 (a store never re-timed keeps schema 3's tables and layout)
 _SUPERSEDED = """
 CREATE TABLE IF NOT EXISTS superseded (
     experiment TEXT NOT NULL, variant TEXT NOT NULL, seed INTEGER, evaluator TEXT NOT NULL, job_key TEXT NOT NULL,
     by_job_key TEXT NOT NULL, run_id TEXT, at TEXT, why TEXT, row_sha256 TEXT,
     PRIMARY KEY (experiment, variant, evaluator, job_key))"""
 
-_TABLES = _DECLARATIONS + ";\n" + _PLUGINS + ";\n" + _SUPERSEDED + """;
+_TABLES = _DECLARATIONS + ";\n" + _PLUGINS + """;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, experiment TEXT, started_at TEXT, config_json TEXT, git_hash TEXT,
