@@ -77,6 +77,7 @@ class Target:
     job: Job | None = None  # the re-timing job (after the checks)
     upstream: dict[str, Any] = field(default_factory=dict)  # the verified results of its model and parent jobs
     run: dict[str, Any] = field(default_factory=dict)  # the run that timed it
+    cache: Path | None = None  # the cache holding its records (the run's, or --cache)
 
     @property
     def noisy(self) -> bool:
@@ -254,7 +255,7 @@ def prepare(store: ResultStore, targets: list[Target], evaluator: str, cache: st
         labels = JobLabels(t.experiment, t.seed, t.variant, first["method"], budget, evaluator, spec_ev.version,
                            is_parent=first["method"] == BASELINE)
         t.job = Job("evaluate", key, new, [spec["model_job"], spec["parent_job"]], labels)
-        t.upstream = {spec["model_job"]: model, spec["parent_job"]: parent, "_cache": where}
+        t.upstream, t.cache = {spec["model_job"]: model, spec["parent_job"]: parent}, where
     return resolved
 
 
@@ -304,9 +305,9 @@ def remeasure(store_path: str | Path, evaluator: str = "efficiency", variants: l
             record_run(store, run_id, {evaluator})
             run_ids[t.experiment] = run_id
         run_id = run_ids[t.experiment]
-        where: Path = t.upstream.pop("_cache")
+        assert t.job is not None and t.cache is not None
+        where = t.cache
         env = JobEnv(where.resolve(), resolve_device(exp.device), False, exp.plugins)
-        assert t.job is not None
         say(f"remeasure [{i}/{len(targets)}] {t.job.describe()} ({'noisy' if t.noisy else 'asked'}) ...")
         res = execute_job(t.job, where, lambda j, o, up, env=env: job_evaluate(j, o, up, env), t.upstream)
         o = Outcome(t, t.job.key)
