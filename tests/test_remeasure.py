@@ -186,6 +186,20 @@ def test_variant_picks_one(copy, capsys):
     assert main(["verify", str(copy / "s.sqlite")]) == 1
 
 
+def test_tries_retimes_until_quiet_each_attempt_recorded(copy, monkeypatch, capsys):
+    monkeypatch.setattr(noise, "SPREAD_MAX", -1.0)  # test-only: every timing is noisy, so no attempt ends it early
+    assert _remeasure(copy, "--variant", "baseline", "--tries", "3") == 0
+    assert "attempt 3/3" in capsys.readouterr().err
+    store = ResultStore(copy / "s.sqlite")
+    sups = store.superseded()
+    assert len(sups) == 3 and all(s["variant"] == "baseline" for s in sups)
+    jobs = {s["job_key"] for s in sups} | {s["by_job_key"] for s in sups}
+    assert len(jobs) == 4  # the old measurement and three re-timings
+    (kept,) = jobs - {s["job_key"] for s in sups}
+    assert {r["job_key"] for r in _eff(store, "baseline")} == {kept}
+    assert verify_store(copy / "s.sqlite", copy / "cache").ok
+
+
 def _tamper_model(d: Path) -> None:
     store = ResultStore(d / "s.sqlite")
     key = _eff(store, PRUNED)[0]["job_key"]
@@ -203,6 +217,7 @@ def _drop_record(d: Path) -> None:
 
 @pytest.mark.parametrize("case, args, prepare, says", [
     ("evaluator", ["--evaluator", "clean"], None, "--evaluator clean: it does not measure time"),
+    ("tries", ["--evaluator", "efficiency", "--tries", "0"], None, "--tries must be between 1 and 20"),
     ("unknown evaluator", ["--evaluator", "efficency"], None, "did you mean 'efficiency'"),
     ("variant", ["--evaluator", "efficiency", "--variant", "prune"], None, "--variant: no variant 'prune'"),
     ("no jobs folder", ["--evaluator", "efficiency", "--cache", "EMPTY"], None, "holds no jobs folder"),

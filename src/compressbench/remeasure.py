@@ -24,6 +24,7 @@ the kept one, and ``compressbench results STORE --superseded`` lists what was re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import difflib
 import json
@@ -86,14 +87,15 @@ class Target:
 
 @dataclass
 class Outcome:
-    """What one re-timing did."""
+    """What re-timing one job did: its attempts, and which measurement is kept."""
 
     target: Target
-    new_key: str | None = None
+    new_key: str | None = None  # the kept re-timing, or the last attempt when the old one is kept
     new_timings: list[Timing] = field(default_factory=list)
     kept: str = ""  # "new" | "old"
     why: str = ""
     error: str | None = None
+    attempts: int = 0
 
 
 # ------------------------------------------------------------------------------------------------- judging
@@ -194,7 +196,6 @@ def prepare(store: ResultStore, targets: list[Target], evaluator: str, cache: st
     re-timing job. Returns the experiments' resolved configs by run id."""
     from .config import resolve_config
     from .deploy.locate import _object_paths
-    from .plan import content_key
     from .registry import evaluators
 
     spec_ev = evaluators.spec(evaluator)
@@ -249,17 +250,24 @@ def prepare(store: ResultStore, targets: list[Target], evaluator: str, cache: st
         budget = Budget(first["budget_kind"], float(first["budget_target"])) if first["budget_kind"] else None
         new = RemeasureSpec(evaluator, params, spec.get("eval_subset"), ds, int(spec["seed"]), spec["model_job"],
                             spec["parent_job"], remeasure_of=t.job_key, at=at)
-        key = content_key({"kind": "evaluate", "spec": new.key_spec(), "version": spec_ev.version})
         from .config import BASELINE
 
         labels = JobLabels(t.experiment, t.seed, t.variant, first["method"], budget, evaluator, spec_ev.version,
                            is_parent=first["method"] == BASELINE)
-        t.job = Job("evaluate", key, new, [spec["model_job"], spec["parent_job"]], labels)
+        t.job = retime_job(new, labels)
         t.upstream, t.cache = {spec["model_job"]: model, spec["parent_job"]: parent}, where
     return resolved
 
 
 # ------------------------------------------------------------------------------------------------- re-timing
+def retime_job(spec: RemeasureSpec, labels: JobLabels) -> Job:
+    """The evaluate job of one re-timing: its key from its spec (which names the job it re-times and when)."""
+    from .plan import content_key
+
+    key = content_key({"kind": "evaluate", "spec": spec.key_spec(), "version": labels.evaluator_version})
+    return Job("evaluate", key, spec, [spec.model_job, spec.parent_job], labels)
+
+
 def _superseded(loser: str, winner: str, t: Target, run_id: str, why: str) -> dict[str, Any]:
     return {"experiment": t.experiment, "variant": t.variant, "seed": t.seed, "evaluator": t.rows[0]["evaluator"],
             "job_key": loser, "by_job_key": winner, "run_id": run_id,
@@ -268,19 +276,21 @@ def _superseded(loser: str, winner: str, t: Target, run_id: str, why: str) -> di
 
 def remeasure(store_path: str | Path, evaluator: str = "efficiency", variants: list[str] | None = None,
               every: bool = False, experiment: str | None = None, cache: str | Path | None = None,
-              trust: bool = False, progress: Callable[[str], None] | None = None) -> list[Outcome]:
-    """Re-time the store's timing jobs of ``evaluator`` (see the module docstring). Raises :class:`RemeasureError`
-    (one line; nothing timed or written) for a path that is not a store, an evaluator that does not time, an
-    unknown variant, a cache whose records or files are missing or changed."""
+              trust: bool = False, progress: Callable[[str], None] | None = None, tries: int = 1) -> list[Outcome]:
+    """Re-time the store's timing jobs of ``evaluator`` (see the module docstring), each up to ``tries`` times
+    until the kept measurement is quiet. Raises :class:`RemeasureError` (one line; nothing timed or written) for
+    a path that is not a store, an evaluator that does not time, an unknown variant, a cache whose records or
+    files are missing or changed."""
     import torch
 
     from .declarations import record_run
-    from .execute.cache import execute_job
     from .provenance import host_info, versions
     from .report.data import latest_config
-    from .runner import JobEnv, _git_hash, job_evaluate, job_rows
+    from .runner import JobEnv, _git_hash
     from .train import resolve_device
 
+    if not 1 <= tries <= 20:
+        raise RemeasureError(f"--tries must be between 1 and 20, got {tries}")
     _check_evaluator(evaluator)
     store = open_existing(store_path)
     targets, _ = select(store, evaluator, variants, every, experiment)
@@ -308,31 +318,51 @@ def remeasure(store_path: str | Path, evaluator: str = "efficiency", variants: l
         assert t.job is not None and t.cache is not None
         where = t.cache
         env = JobEnv(where.resolve(), resolve_device(exp.device), False, exp.plugins)
-        say(f"remeasure [{i}/{len(targets)}] {t.job.describe()} ({'noisy' if t.noisy else 'asked'}) ...")
-        res = execute_job(t.job, where, lambda j, o, up, env=env: job_evaluate(j, o, up, env), t.upstream)
-        o = Outcome(t, t.job.key)
+        out.append(_retime(store, t, env, run_id, evaluator, tries, f"remeasure [{i}/{len(targets)}]", say))
+    return out
+
+
+def _retime(store: ResultStore, t: Target, env: Any, run_id: str, evaluator: str, tries: int, tag: str,
+            say: Callable[[str], None]) -> Outcome:
+    """Up to ``tries`` re-timings of one job, each compared with the measurement kept so far (the loser's rows
+    superseded in the same transaction as the new rows), until the kept one is quiet."""
+    from .execute.cache import execute_job
+    from .runner import job_evaluate, job_rows
+
+    assert t.job is not None and t.cache is not None
+    o = Outcome(t)
+    cur_key, cur = t.job_key, t.timings
+    for attempt in range(1, tries + 1):
+        now = dt.datetime.now(dt.timezone.utc).isoformat()
+        job = t.job if attempt == 1 else retime_job(
+            dataclasses.replace(t.job.spec, remeasure_of=cur_key, at=now), t.job.labels)  # type: ignore[arg-type]
+        more = f", attempt {attempt}/{tries}" if tries > 1 else ""
+        say(f"{tag} {job.describe()} ({'noisy' if t.noisy else 'asked'}{more}) ...")
+        res = execute_job(job, t.cache, lambda j, d, up: job_evaluate(j, d, up, env), t.upstream)
         if res.error:
             o.error = res.error
-            say(f"remeasure [{i}/{len(targets)}] {t.variant} seed {t.seed}: FAILED ({res.error}); its rows are kept")
-            out.append(o)
-            continue
-        rows, arts = job_rows(t.job, res, t.upstream, run_id)
-        o.new_timings = _timings([{**r, "id": 0, "condition": _cond(r["condition"])} for r in rows], evaluator)
-        q_old, q_new = quietness(t.timings), quietness(o.new_timings)
-        if q_new <= q_old:
-            o.kept = "new"
-            o.why = f"re-timed: the new measurement is quieter or as quiet ({_state(o.new_timings)}; was " \
-                    f"{_state(t.timings)})"
-            sup = _superseded(t.job_key, t.job.key, t, run_id, o.why)
+            say(f"{tag} {t.variant} seed {t.seed}: FAILED ({res.error}); the kept rows stay")
+            break
+        o.attempts = attempt
+        rows, arts = job_rows(job, res, t.upstream, run_id)
+        new = _timings([{**r, "id": 0, "condition": _cond(r["condition"])} for r in rows], evaluator)
+        if quietness(new) <= quietness(cur):
+            why = f"re-timed: the new measurement is quieter or as quiet ({_state(new)}; was {_state(cur)})"
+            sup = _superseded(cur_key, job.key, t, run_id, why)
+            cur_key, cur = job.key, new
         else:
-            o.kept = "old"
-            o.why = f"re-timed: the new measurement was noisier ({_state(o.new_timings)}; the kept one " \
-                    f"{_state(t.timings)})"
-            sup = _superseded(t.job.key, t.job_key, t, run_id, o.why)
+            why = f"re-timed: the new measurement was noisier ({_state(new)}; the kept one {_state(cur)})"
+            sup = _superseded(job.key, cur_key, t, run_id, why)
         store.add_job(rows, arts, superseded=[sup])
-        say(f"remeasure [{i}/{len(targets)}] {t.variant} seed {t.seed}: kept the {o.kept} measurement")
-        out.append(o)
-    return out
+        o.why = why
+        o.new_key, o.new_timings = (cur_key, cur) if cur_key != t.job_key else (job.key, new)
+        if not any(x.noisy for x in cur):
+            break
+    o.kept = "new" if cur_key != t.job_key else "old"
+    if o.attempts:
+        say(f"{tag} {t.variant} seed {t.seed}: kept the {o.kept} measurement"
+            + (f" after {o.attempts} attempt(s)" if tries > 1 else ""))
+    return o
 
 
 def _cond(c: Any) -> str:
@@ -360,7 +390,8 @@ def lines(outcomes: list[Outcome]) -> list[str]:
             out.append(f"{head}: re-timing FAILED ({o.error}); the old rows stay")
             continue
         kept = o.new_key if o.kept == "new" else t.job_key
-        out.append(f"{head}: kept the {o.kept} measurement (job {(kept or '')[:12]}): {o.why}")
+        tries = f" after {o.attempts} re-timing(s)" if o.attempts > 1 else ""
+        out.append(f"{head}: kept the {o.kept} measurement (job {(kept or '')[:12]}){tries}: {o.why}")
         new = {_label(n): n for n in o.new_timings}
         for old in t.timings:
             metric, dtype = _label(old)
@@ -378,6 +409,9 @@ def add_remeasure_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", action="append", metavar="NAME", help="re-time this variant's rows (repeatable)")
     p.add_argument("--experiment", help="only this experiment of the store")
     p.add_argument("--cache", metavar="DIR", help="the cache_dir the run used (default: the one its config names)")
+    p.add_argument("--tries", type=int, default=1, metavar="N",
+                   help="re-time a job up to N times until the kept measurement is quiet (default 1; each attempt "
+                        "is recorded)")
     p.add_argument("--trust-code", action="store_true",
                    help="resolve a run config that names code (package.module:object) again, importing it")
 
@@ -386,7 +420,7 @@ def remeasure_command(args: argparse.Namespace) -> int:
     """``compressbench remeasure``: exit 0 all re-timed (or nothing to re-time), 1 some re-timing failed."""
     store = Path(args.store)
     outcomes = remeasure(store, args.evaluator, args.variant, args.every, args.experiment, args.cache,
-                         args.trust_code, progress=lambda s: print(s, file=sys.stderr, flush=True))
+                         args.trust_code, progress=lambda s: print(s, file=sys.stderr, flush=True), tries=args.tries)
     if not outcomes:
         print(f"no noisy {args.evaluator} timing in {store} (thresholds: IQR/median > {noise.SPREAD_MAX:g}, load on "
               f"free cores > {noise.LOAD_MAX:g}; docs/efficiency.md): nothing re-timed (--all re-times every variant)")
