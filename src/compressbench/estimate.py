@@ -15,12 +15,24 @@ named here):
   sparsifying variant keeps the parent's dense FLOPs, and so does a variant without a shared budget.
   A training step counts 3 forward FLOPs, an attack step 2 (:mod:`.costs`).
 
-Hours: FLOPs / (a reference GPU's peak × an assumed utilisation) and FLOPs / this machine's sustained rate
-(``measure.throughput``: training and inference measured separately, per second of CPU time), plus the fixed
-seconds components declare (fresh processes), plus fixed costs measured here (:class:`FixedCosts`: the run's process
-start once, model builds and checkpoint round trips per job). Not counted: data decoding, the budget search,
-the corruptions' own pixel work, cache hashing — fixed per-job costs that dominate tiny jobs. Nothing is
-written: the cache is only read (``execute.cache.inspect_cached``).
+* **model calls** — the passes above cut into the batches the job really uses: the training batch (the
+  baseline's; the recipe's for fine-tunes, distillation and its teacher), a method's declared batch
+  (calibration, importance), an evaluator's (``EvalCost.calls``: its ``batch_size``; the adversarial
+  evaluator's batch × every attack step, DeepFool's per-candidate gradients included; the efficiency
+  evaluator's batch-1 latency loop). A call costs a + b × FLOPs: at small scales the per-call overhead ``a``
+  (per-layer dispatch, ∝ the model's layers) dominates.
+
+CPU hours, per job: for each kind of pass (inference, training step, input gradient), calls × ``a`` + FLOPs ×
+``b``, both measured here on the parent (``measure.throughput.sustained_rates``: each kind timed at the smallest
+batch and at a large one, per second of CPU time), plus fixed seconds: those components declare
+(``EvalCost.seconds``: fresh processes, ONNX exports; ``TrainingCost.seconds``), and those measured here
+(:class:`FixedCosts`: the run's process start once, model builds and checkpoint round trips per job, and per
+budget-searched compression its search's trial compressions, each priced as one model build plus
+:data:`SEARCH_TRIAL_CALLS` training-call overheads — a dependency-graph trace is a forward and backward pass of
+the model plus per-layer bookkeeping). ``a`` is the parent's for every variant: right for pruned ones (same
+layers), high for a shallower student. GPU hours: FLOPs / (a reference GPU's peak × an assumed
+utilisation) plus the fixed seconds. Not counted: data decoding, the corruptions' own pixel work, cache
+hashing. Nothing is written: the cache is only read (``execute.cache.inspect_cached``).
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from typing import Any
 from .compress.budget import capabilities
 from .config import BASELINE, Budget, ResolvedExperiment
 from .costs import (
+    DEFAULT_EVAL_BATCH,
     DEFAULT_GPU,
     DEFAULT_UTILISATION,
     GPUS,
@@ -40,6 +53,7 @@ from .costs import (
     CostContext,
     EvalCost,
     ReferenceGPU,
+    batches,
     eval_cost,
     method_cost,
 )
@@ -53,18 +67,23 @@ from .specs import SHARED_BUDGETS
 
 @dataclass
 class JobCost:
-    """One job's work: FLOPs in forward-only and in gradient passes, fixed seconds, and whether it is cached."""
+    """One job's work: FLOPs in forward-only, training-step and input-gradient (attack) passes, the model calls
+    of each (every call pays the model's per-call overhead), fixed seconds, and whether it is cached."""
 
     job: Job
     group: str  # BASELINE, the method, or the evaluator
     forward: float = 0.0
-    gradient: float = 0.0
+    gradient: float = 0.0  # training steps (weights updated)
     seconds: float = 0.0
     cached: bool = False
+    input_gradient: float = 0.0  # attack steps: forward and backward to the input, weights frozen
+    forward_calls: float = 0.0
+    train_calls: float = 0.0
+    gradient_calls: float = 0.0
 
     @property
     def flops(self) -> float:
-        return self.forward + self.gradient
+        return self.forward + self.gradient + self.input_gradient
 
 
 # --------------------------------------------------------------------------- model sizes
@@ -93,27 +112,43 @@ def _stages(method: str, params: Any, budget: Budget | None, fp: float
 
 
 # --------------------------------------------------------------------------- jobs
-def _train_cost(exp: ResolvedExperiment, n: DataSizes, fp: float) -> tuple[float, float]:
-    """(forward, gradient) FLOPs of the baseline job: epochs (frozen-backbone epochs forward only), doubled with
-    ``train.adapt``; a validation pass after every whole epoch and at the end."""
+def _train_cost(job: Job, exp: ResolvedExperiment, n: DataSizes, fp: float) -> JobCost:
+    """The baseline job: epochs (frozen-backbone epochs forward only) at the training batch, doubled with
+    ``train.adapt``; a validation pass (batches of :data:`~.costs.DEFAULT_EVAL_BATCH`) after every whole epoch
+    and at the end."""
+    c = JobCost(job, BASELINE)
     if not exp.trains_baseline:
-        return 0.0, 0.0
+        return c
     t = exp.train
     mult = 2.0 if t.adapt is not None else 1.0
     val_passes = math.floor(t.epochs) + (t.epochs != math.floor(t.epochs)) if n.val else 0
-    return (n.train * fp * t.freeze_epochs * mult + n.val * fp * val_passes,
-            n.train * fp * TRAIN_STEP * (t.epochs - t.freeze_epochs) * mult)
+    steps = batches(n.train, t.batch_size) * mult  # per epoch
+    c.forward = n.train * fp * t.freeze_epochs * mult + n.val * fp * val_passes
+    c.gradient = n.train * fp * TRAIN_STEP * (t.epochs - t.freeze_epochs) * mult
+    c.forward_calls = steps * t.freeze_epochs + batches(n.val, None) * val_passes
+    c.train_calls = steps * (t.epochs - t.freeze_epochs)
+    return c
 
 
-def _compress_cost(method: str, params: Any, budget: Any, n: DataSizes, fp: float) -> tuple[float, float]:
-    fwd = grad = 0.0
+def _compress_cost(job: Job, method: str, params: Any, budget: Any, n: DataSizes, fp: float, batch: int
+                   ) -> JobCost:
+    """A compression job: its stages' training epochs at the run's batch (``batch``: the recipe's), teacher
+    passes, calibration and importance batches (at most one pass, in batches of the method's ``batch``), and
+    each stage's declared fixed seconds."""
+    out = JobCost(job, method)
     cap = n.train + n.val  # calibration / importance batches: at most one pass
+    steps = batches(n.train, batch)  # per epoch
     for spec, sp, f_in, f_out in _stages(method, params, budget, fp):
         c = method_cost(spec, sp)
-        grad += n.train * TRAIN_STEP * (c.epochs * f_out * (2 if c.adapt else 1) + c.input_epochs * f_in)
-        grad += min(c.gradient_images, cap) * TRAIN_STEP * f_in
-        fwd += (n.train * c.epochs * f_in if c.teacher else 0.0) + min(c.forward_images, cap) * f_in
-    return fwd, grad
+        out.gradient += n.train * TRAIN_STEP * (c.epochs * f_out * (2 if c.adapt else 1) + c.input_epochs * f_in)
+        out.train_calls += steps * (c.epochs * (2 if c.adapt else 1) + c.input_epochs)
+        g_img, f_img = min(c.gradient_images, cap), min(c.forward_images, cap)
+        out.gradient += g_img * TRAIN_STEP * f_in
+        out.train_calls += batches(g_img, c.batch or batch)
+        out.forward += (n.train * c.epochs * f_in if c.teacher else 0.0) + f_img * f_in
+        out.forward_calls += (steps * c.epochs if c.teacher else 0.0) + batches(f_img, c.batch or batch)
+        out.seconds += c.seconds
+    return out
 
 
 def job_costs(exp: ResolvedExperiment, jobs: list[Job], fp: float, meta: Any, sizes: dict[str, DataSizes]
@@ -124,11 +159,11 @@ def job_costs(exp: ResolvedExperiment, jobs: list[Job], fp: float, meta: Any, si
     for job in jobs:
         s, n = job.spec, sizes[job.labels.experiment]
         if isinstance(s, CompressSpec):
-            out.append(JobCost(job, s.method, *_compress_cost(s.method, s.params, s.budget, n, fp)))
+            out.append(_compress_cost(job, s.method, s.params, s.budget, n, fp, exp.recipe.batch_size))
         elif isinstance(s, EvaluateSpec):
             out.append(_evaluate_cost(job, s, by_key[s.model_job].spec, n, fp, meta))
         else:
-            out.append(JobCost(job, BASELINE, *_train_cost(exp, n, fp)))
+            out.append(_train_cost(job, exp, n, fp))
     return out
 
 
@@ -141,8 +176,11 @@ def _evaluate_cost(job: Job, s: EvaluateSpec, producer: Any, n: DataSizes, fp: f
     ctx = CostContext(test=n.test, eval_subset=s.eval_subset, targets=n.targets, meta=meta, quantizes=quantizes,
                       baseline=not isinstance(producer, CompressSpec))
     c: EvalCost = eval_cost(espec, s.params, ctx)
-    return JobCost(job, s.evaluator, (c.forward * frac + c.parent_forward) * fp,
-                   (c.gradient * frac + c.parent_gradient) * fp, c.seconds)
+    fwd = c.forward + c.parent_forward
+    calls = c.calls if c.calls or not fwd else fwd / max(1, getattr(s.params, "batch_size", None) or DEFAULT_EVAL_BATCH)
+    return JobCost(job, s.evaluator, forward=(c.forward * frac + c.parent_forward) * fp, seconds=c.seconds,
+                   input_gradient=(c.gradient * frac + c.parent_gradient) * fp, forward_calls=calls,
+                   gradient_calls=c.gradient_calls)
 
 
 def mark_cached(costs: list[JobCost], cache: Path) -> int:
@@ -189,7 +227,7 @@ class Estimate:
     def cpu_hours(self, c: JobCost) -> float:
         if self.cpu_given is not None:
             return (c.flops / self.cpu_given + c.seconds) / 3600
-        return (c.forward / self.rates.infer_cpu + c.gradient / self.rates.train_cpu + c.seconds) / 3600
+        return cpu_seconds(c, self.rates) / 3600
 
     def rows(self) -> list[tuple[str, int, int, float, float, float]]:
         """(label, jobs, cached, TFLOP to run, GPU-h to run, CPU-h to run) per kind, per method / evaluator
@@ -216,6 +254,17 @@ class Estimate:
         with ``--cpu-gflops``, its CPU time): the run's live ETA (``progress.board``)."""
         per = self.rates.wall_per_cpu if self.rates is not None else 1.0
         return {c.job.key: self.cpu_hours(c) * 3600 * per for c in self.costs}
+
+
+def cpu_seconds(c: JobCost, r: Any) -> float:
+    """A job's CPU seconds at the rates ``r`` (``measure.throughput.Rates``): per kind of pass, its calls × the
+    per-call overhead + its FLOPs / the marginal rate (rates measured without the split: FLOPs / the rate at
+    the measured batch), plus the job's fixed seconds."""
+    def part(flops: float, calls: float, call_s: float, marginal: float, rate: float) -> float:
+        return calls * call_s + flops / marginal if marginal > 0 else flops / rate
+    return (part(c.forward, c.forward_calls, r.infer_call, r.infer_marginal, r.infer_cpu)
+            + part(c.gradient, c.train_calls, r.train_call, r.train_marginal, r.train_cpu)
+            + part(c.input_gradient, c.gradient_calls, r.grad_call, r.grad_marginal, r.train_cpu) + c.seconds)
 
 
 @dataclass(frozen=True)

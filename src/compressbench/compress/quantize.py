@@ -298,7 +298,7 @@ class StaticParams(Params):
 @methods.register("quantize.static", params=StaticParams, family="quantization", quantizes=True,
                   changes_architecture=True, needs_training_data=True, version=1, check_model=check_int8,
                   float_layers="keep_float",
-                  cost=lambda p: TrainingCost(forward_images=p.calibration_batches * p.batch_size),
+                  cost=lambda p: TrainingCost(forward_images=p.calibration_batches * p.batch_size, batch=p.batch_size),
                   description="int8 post-training static quantization (torch.ao eager, conv-bn-relu fusion, "
                               "calibration on training batches, real int8 CPU kernels)")
 def static_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: StaticParams) -> CompressResult:
