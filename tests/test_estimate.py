@@ -14,7 +14,7 @@ import yaml
 from compressbench.cli import main
 from compressbench.config import DatasetConfig
 from compressbench.errors import UserError
-from compressbench.estimate import data_sizes, estimate
+from compressbench.estimate import SEARCH_TRIAL_BUILDS, SEARCH_TRIALS, data_sizes, estimate
 from compressbench.validate import validate
 
 # tinycnn on digits (1×16×16, 10 classes): conv 1→8 at 16×16 (18,432 MACs), max-pool, conv 8→16 at 8×8
@@ -72,6 +72,9 @@ def test_estimate_matches_hand_computed_flops(tmp_path):
     # default) draws at most one pass over the training images, through the pruned model
     c = _by(est, "compress", variant="s+q")
     assert (c.forward, c.gradient) == (approx(TRAIN * 0.5 * F), approx(0.5 * TRAIN * 3 * 0.5 * F))
+    # its pruning stage searches the ratio that meets the budget: trial compressions, each a model copy
+    assert c.search_trials == SEARCH_TRIALS and _by(est, "compress", variant="quantize.static").search_trials == 0
+    assert c.seconds == approx(est.fixed.per_job["compress"] + SEARCH_TRIALS * SEARCH_TRIAL_BUILDS * est.fixed.build)
     # evaluations: clean on eval_subset, one pass per corruption cell plus a clean one
     assert _by(est, "evaluate", evaluator="clean", variant="baseline").forward == approx(100 * F)
     assert _by(est, "evaluate", evaluator="clean", variant="s+q").forward == approx(100 * 0.5 * F)

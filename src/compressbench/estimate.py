@@ -14,7 +14,6 @@ named here):
   the parent (approximate: structured pruning and students shrink FLOPs roughly with parameters); a
   sparsifying variant keeps the parent's dense FLOPs, and so does a variant without a shared budget.
   A training step counts 3 forward FLOPs, an attack step 2 (:mod:`.costs`).
-
 * **model calls** — the passes above cut into the batches the job really uses: the training batch (the
   baseline's; the recipe's for fine-tunes, distillation and its teacher), a method's declared batch
   (calibration, importance), an evaluator's (``EvalCost.calls``: its ``batch_size``; the adversarial
@@ -27,11 +26,10 @@ CPU hours, per job: for each kind of pass (inference, training step, input gradi
 batch and at a large one, per second of CPU time), plus fixed seconds: those components declare
 (``EvalCost.seconds``: fresh processes, ONNX exports; ``TrainingCost.seconds``), and those measured here
 (:class:`FixedCosts`: the run's process start once, model builds and checkpoint round trips per job, and per
-budget-searched compression its search's trial compressions, each priced as one model build plus
-:data:`SEARCH_TRIAL_CALLS` training-call overheads — a dependency-graph trace is a forward and backward pass of
-the model plus per-layer bookkeeping). ``a`` is the parent's for every variant: right for pruned ones (same
-layers), high for a shallower student. GPU hours: FLOPs / (a reference GPU's peak × an assumed
-utilisation) plus the fixed seconds. Not counted: data decoding, the corruptions' own pixel work, cache
+budget-searched compression its search's :data:`SEARCH_TRIALS` trial compressions, each priced as
+:data:`SEARCH_TRIAL_BUILDS` model builds — a dependency-graph trace is per-layer Python work like a build).
+``a`` is the parent's for every variant: right for pruned ones (same layers), high for a shallower student.
+GPU hours: FLOPs / (a reference GPU's peak × an assumed utilisation) plus the fixed seconds. Not counted: data decoding, the corruptions' own pixel work, cache
 hashing. Nothing is written: the cache is only read (``execute.cache.inspect_cached``).
 """
 
@@ -80,6 +78,7 @@ class JobCost:
     forward_calls: float = 0.0
     train_calls: float = 0.0
     gradient_calls: float = 0.0
+    search_trials: int = 0  # trial compressions of a budget search (priced by FixedCosts.trial)
 
     @property
     def flops(self) -> float:
@@ -95,20 +94,28 @@ def size_fraction(method: str, params: Any, budget: Budget | None) -> float:
 
 
 def _stages(method: str, params: Any, budget: Budget | None, fp: float
-            ) -> list[tuple[Any, Any, float, float]]:
-    """(spec, params, FLOPs of its input, FLOPs of its output) per stage: a lone method is one stage; in a
-    pipeline the first stage that takes the budget's kind shrinks the model to the variant's size."""
+            ) -> list[tuple[Any, Any, float, float, bool]]:
+    """(spec, params, FLOPs of its input, FLOPs of its output, whether it searches its knob) per stage: a lone
+    method is one stage; in a pipeline the first stage that takes the budget's kind shrinks the model to the
+    variant's size."""
     spec, child = methods.spec(method), fp * size_fraction(method, params, budget)
     if spec.stages is None:
-        return [(spec, params, fp, child)]
+        return [(spec, params, fp, child, searches(spec, params, budget))]
     out, f_in, shrunk = [], fp, False
     for name, sp in spec.stages(params):
         st = methods.spec(name)
         takes = budget is not None and not shrunk and budget.kind in st.budgets
         f_out, shrunk = (child if takes else f_in), shrunk or takes
-        out.append((st, sp, f_in, f_out))
+        out.append((st, sp, f_in, f_out, takes and searches(st, sp, budget)))
         f_in = f_out
     return out
+
+
+def searches(spec: Any, params: Any, budget: Budget | None) -> bool:
+    """Whether the shared budget solver searches this method's knob (``compress.budget.solve``): a shared
+    budget, a knob with a transform, no closed form, and the method not solving the budget itself."""
+    return (budget is not None and budget.kind in SHARED_BUDGETS and spec.knob is not None and spec.apply is not None
+            and spec.knob.exact is None and not (spec.own_budget is not None and spec.own_budget(params)))
 
 
 # --------------------------------------------------------------------------- jobs
@@ -138,8 +145,9 @@ def _compress_cost(job: Job, method: str, params: Any, budget: Any, n: DataSizes
     out = JobCost(job, method)
     cap = n.train + n.val  # calibration / importance batches: at most one pass
     steps = batches(n.train, batch)  # per epoch
-    for spec, sp, f_in, f_out in _stages(method, params, budget, fp):
+    for spec, sp, f_in, f_out, searched in _stages(method, params, budget, fp):
         c = method_cost(spec, sp)
+        out.search_trials += SEARCH_TRIALS if searched else 0
         out.gradient += n.train * TRAIN_STEP * (c.epochs * f_out * (2 if c.adapt else 1) + c.input_epochs * f_in)
         out.train_calls += steps * (c.epochs * (2 if c.adapt else 1) + c.input_epochs)
         g_img, f_img = min(c.gradient_images, cap), min(c.forward_images, cap)
@@ -277,6 +285,16 @@ class FixedCosts:
     build: float  # one model build + checkpoint save and load
 
 
+# a budget search's trial compressions (``compress.budget.solve_knob``: both ends of the knob's range, then a
+# safeguarded regula falsi; and the final apply): 3–9 trials, mean 6, in the search records of the Office-31 smoke
+# and the goal-search benchmark's runs (result.json ``search``), + 1
+SEARCH_TRIALS = 7
+# one trial in model builds (``FixedCosts.build``: a deep copy + checkpoint round trip, single-threaded per-layer
+# work like the trial's): a copy, a Torch-Pruning dependency graph (a traced forward and backward at batch 1, then
+# a walk layer by layer) and the pruning step took 0.23–0.45 CPU s on the Office-31 smoke parent (ResNet-50 at
+# 1/16 width) where a deep copy took 0.08 s (AMD EPYC, 2 cores, loaded; /tmp script, 3 trials)
+SEARCH_TRIAL_BUILDS = 3.0
+
 # a job's model builds + checkpoint round trips: train builds and saves one; compress loads the parent and saves
 # a variant (2 + its method's own copies); evaluate loads its model (and a transfer attack's parent: counted by
 # the evaluator's parent_forward work, not here)
@@ -338,14 +356,15 @@ def estimate(exp: ResolvedExperiment, *, gpu: str = DEFAULT_GPU, utilisation: fl
     costs = job_costs(exp, jobs, fp, meta, sizes)
     damaged = mark_cached(costs, Path(exp.cache_dir))
     fixed = measure_fixed(base.model)
-    for c in costs:
-        c.seconds += fixed.per_job.get(c.job.kind, 0.0)
     rates = None
     if cpu_gflops is None:
         from .measure.throughput import sustained_rates
 
         rates = sustained_rates(base.model, shape, fp, batch_size=exp.recipe.batch_size,
                                 num_classes=meta.num_classes, threads=exp.threads)
+    trial = SEARCH_TRIAL_BUILDS * fixed.build
+    for c in costs:
+        c.seconds += fixed.per_job.get(c.job.kind, 0.0) + c.search_trials * trial
     return Estimate(exp, costs, sizes, fp, shape, GPUS[gpu], utilisation, rates,
                     cpu_gflops * 1e9 if cpu_gflops is not None else None, damaged, fixed)
 
@@ -368,7 +387,7 @@ def expected_seconds(exp: ResolvedExperiment, jobs: list[Job]) -> dict[str, floa
     fp = float(count_flops(base.model, (1, meta.channels, *meta.size)))
     fixed = measure_fixed(base.model, startup=False)
     return {c.job.key: c.flops / NOMINAL_WALL_FLOPS + c.seconds + fixed.per_job.get(c.job.kind, 0.0)
-            for c in job_costs(exp, jobs, fp, meta, sizes)}
+            + c.search_trials * SEARCH_TRIAL_BUILDS * fixed.build for c in job_costs(exp, jobs, fp, meta, sizes)}
 
 
 # --------------------------------------------------------------------------- output
