@@ -86,6 +86,9 @@ def main() -> None:
     print(f"rate: training {r.train_cpu / 1e9:.3g}, inference {r.infer_cpu / 1e9:.3g} GFLOP per CPU-second "
           f"({r.threads} threads, batch {r.train_batch} / {r.infer_batch}, load {r.load:.1f}); "
           f"plan took {plan_s:.1f} s")
+    print(f"per call: inference {r.infer_call * 1e3:.3g} ms + FLOPs at {r.infer_marginal / 1e9:.3g} GFLOP/s, "
+          f"training step {r.train_call * 1e3:.3g} ms + {r.train_marginal / 1e9:.3g}, "
+          f"input gradient {r.grad_call * 1e3:.3g} ms + {r.grad_marginal / 1e9:.3g} (CPU time)")
     print(f"CPU time: estimated {est_cpu:.0f} s, measured {cpu:.0f} s (user + sys) -> ratio {est_cpu / cpu:.2f}; "
           f"wall {wall:.0f} s, of which jobs {sum(job_s.values()):.0f} s")
     print("| kind | jobs | TFLOP | est. wall s | measured wall s (jobs) | ratio |\n|---|---|---|---|---|---|")

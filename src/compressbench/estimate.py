@@ -29,8 +29,9 @@ batch and at a large one, per second of CPU time), plus fixed seconds: those com
 budget-searched compression its search's :data:`SEARCH_TRIALS` trial compressions, each priced as
 :data:`SEARCH_TRIAL_BUILDS` model builds — a dependency-graph trace is per-layer Python work like a build).
 ``a`` is the parent's for every variant: right for pruned ones (same layers), high for a shallower student.
-GPU hours: FLOPs / (a reference GPU's peak × an assumed utilisation) plus the fixed seconds. Not counted: data decoding, the corruptions' own pixel work, cache
-hashing. Nothing is written: the cache is only read (``execute.cache.inspect_cached``).
+GPU hours: FLOPs / (a reference GPU's peak × an assumed utilisation) plus the fixed seconds. Not counted: data
+decoding, the corruptions' own pixel work, cache hashing. Nothing is written: the cache is only read
+(``execute.cache.inspect_cached``).
 """
 
 from __future__ import annotations
