@@ -27,7 +27,8 @@ batch and at a large one, per second of CPU time), plus fixed seconds: those com
 (``EvalCost.seconds``: fresh processes, ONNX exports; ``TrainingCost.seconds``), and those measured here
 (:class:`FixedCosts`: the run's process start once, model builds and checkpoint round trips per job, and per
 budget-searched compression its search's :data:`SEARCH_TRIALS` trial compressions, each priced as
-:data:`SEARCH_TRIAL_BUILDS` model builds — a dependency-graph trace is per-layer Python work like a build).
+:data:`SEARCH_TRIAL_BUILDS` model builds — a dependency-graph trace is per-layer Python work like a build —
+and a method's declared ``TrainingCost.builds``: static int8's fusion, observers and conversion).
 ``a`` is the parent's for every variant: right for pruned ones (same layers), high for a shallower student.
 GPU hours: FLOPs / (a reference GPU's peak × an assumed utilisation) plus the fixed seconds. Not counted: data
 decoding, the corruptions' own pixel work, cache hashing. Nothing is written: the cache is only read
@@ -79,7 +80,8 @@ class JobCost:
     forward_calls: float = 0.0
     train_calls: float = 0.0
     gradient_calls: float = 0.0
-    search_trials: int = 0  # trial compressions of a budget search (priced by FixedCosts.trial)
+    search_trials: int = 0  # trial compressions of a budget search (SEARCH_TRIAL_BUILDS model builds each)
+    builds: float = 0.0  # a method's declared fixed work in model builds (TrainingCost.builds)
 
     @property
     def flops(self) -> float:
@@ -157,6 +159,7 @@ def _compress_cost(job: Job, method: str, params: Any, budget: Any, n: DataSizes
         out.forward += (n.train * c.epochs * f_in if c.teacher else 0.0) + f_img * f_in
         out.forward_calls += (steps * c.epochs if c.teacher else 0.0) + batches(f_img, c.batch or batch)
         out.seconds += c.seconds
+        out.builds += c.builds
     return out
 
 
@@ -293,8 +296,9 @@ SEARCH_TRIALS = 7
 # one trial in model builds (``FixedCosts.build``: a deep copy + checkpoint round trip, single-threaded per-layer
 # work like the trial's): a copy, a Torch-Pruning dependency graph (a traced forward and backward at batch 1, then
 # a walk layer by layer) and the pruning step took 0.23–0.45 CPU s on the Office-31 smoke parent (ResNet-50 at
-# 1/16 width) where a deep copy took 0.08 s (AMD EPYC, 2 cores, loaded; /tmp script, 3 trials)
-SEARCH_TRIAL_BUILDS = 3.0
+# 1/16 width) where a deep copy took 0.08 s (AMD EPYC, 2 cores, loaded, 2 threads: the trace's share inflated by
+# spinning threads); in the smoke run itself (1 thread) its 6 searched jobs took 0.92 CPU s each, fine-tune included
+SEARCH_TRIAL_BUILDS = 2.0
 
 # a job's model builds + checkpoint round trips: train builds and saves one; compress loads the parent and saves
 # a variant (2 + its method's own copies); evaluate loads its model (and a transfer attack's parent: counted by
@@ -304,13 +308,13 @@ BUILDS_PER_JOB = {"train": 1.0, "compress": 3.0, "evaluate": 1.0}
 
 def measure_fixed(model: Any, startup: bool = True) -> FixedCosts:
     """Measure the fixed costs on this machine: a fresh ``python -c 'import compressbench.runner'`` (the run's
-    start-up, CPU time of that child) and a deep copy + checkpoint save/load of the parent (best of 3)."""
+    start-up, CPU time of that child) and a deep copy + checkpoint save/load of the parent (best of 3, CPU time:
+    what the estimate predicts; wall-clock time on a busy machine is mostly waiting)."""
     import copy
     import io
     import resource
     import subprocess
     import sys
-    import time
 
     import torch
 
@@ -326,13 +330,13 @@ def measure_fixed(model: Any, startup: bool = True) -> FixedCosts:
         start = k2.ru_utime + k2.ru_stime - k.ru_utime - k.ru_stime
     best = float("inf")
     for _ in range(3):
-        c0, t0 = cpu(), time.perf_counter()
+        c0 = cpu()
         m = copy.deepcopy(model)
         buf = io.BytesIO()
         torch.save(m.state_dict(), buf)
         buf.seek(0)
         m.load_state_dict(torch.load(buf, weights_only=True))
-        best = min(best, max(cpu() - c0, time.perf_counter() - t0))
+        best = min(best, cpu() - c0)
     return FixedCosts(start, {k: n * best for k, n in BUILDS_PER_JOB.items()}, best)
 
 
@@ -363,9 +367,9 @@ def estimate(exp: ResolvedExperiment, *, gpu: str = DEFAULT_GPU, utilisation: fl
 
         rates = sustained_rates(base.model, shape, fp, batch_size=exp.recipe.batch_size,
                                 num_classes=meta.num_classes, threads=exp.threads)
-    trial = SEARCH_TRIAL_BUILDS * fixed.build
     for c in costs:
-        c.seconds += fixed.per_job.get(c.job.kind, 0.0) + c.search_trials * trial
+        builds = c.search_trials * SEARCH_TRIAL_BUILDS + c.builds
+        c.seconds += fixed.per_job.get(c.job.kind, 0.0) + builds * fixed.build
     return Estimate(exp, costs, sizes, fp, shape, GPUS[gpu], utilisation, rates,
                     cpu_gflops * 1e9 if cpu_gflops is not None else None, damaged, fixed)
 
@@ -388,7 +392,8 @@ def expected_seconds(exp: ResolvedExperiment, jobs: list[Job]) -> dict[str, floa
     fp = float(count_flops(base.model, (1, meta.channels, *meta.size)))
     fixed = measure_fixed(base.model, startup=False)
     return {c.job.key: c.flops / NOMINAL_WALL_FLOPS + c.seconds + fixed.per_job.get(c.job.kind, 0.0)
-            + c.search_trials * SEARCH_TRIAL_BUILDS * fixed.build for c in job_costs(exp, jobs, fp, meta, sizes)}
+            + (c.search_trials * SEARCH_TRIAL_BUILDS + c.builds) * fixed.build
+            for c in job_costs(exp, jobs, fp, meta, sizes)}
 
 
 # --------------------------------------------------------------------------- output
