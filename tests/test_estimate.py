@@ -14,7 +14,7 @@ import yaml
 from compressbench.cli import main
 from compressbench.config import DatasetConfig
 from compressbench.errors import UserError
-from compressbench.estimate import SEARCH_TRIAL_BUILDS, SEARCH_TRIALS, data_sizes, estimate
+from compressbench.estimate import JOB_BOOKKEEPING_S, SEARCH_TRIAL_BUILDS, SEARCH_TRIALS, data_sizes, estimate
 from compressbench.validate import validate
 
 # tinycnn on digits (1×16×16, 10 classes): conv 1→8 at 16×16 (18,432 MACs), max-pool, conv 8→16 at 8×8
@@ -74,7 +74,8 @@ def test_estimate_matches_hand_computed_flops(tmp_path):
     assert (c.forward, c.gradient) == (approx(TRAIN * 0.5 * F), approx(0.5 * TRAIN * 3 * 0.5 * F))
     # its pruning stage searches the ratio that meets the budget: trial compressions, each a model copy
     assert c.search_trials == SEARCH_TRIALS and _by(est, "compress", variant="quantize.static").search_trials == 0
-    assert c.seconds == approx(est.fixed.per_job["compress"] + SEARCH_TRIALS * SEARCH_TRIAL_BUILDS * est.fixed.build)
+    assert c.seconds == approx(est.fixed.per_job["compress"] + SEARCH_TRIALS * SEARCH_TRIAL_BUILDS * est.fixed.build
+                               + JOB_BOOKKEEPING_S)
     # evaluations: clean on eval_subset, one pass per corruption cell plus a clean one
     assert _by(est, "evaluate", evaluator="clean", variant="baseline").forward == approx(100 * F)
     assert _by(est, "evaluate", evaluator="clean", variant="s+q").forward == approx(100 * 0.5 * F)
@@ -98,7 +99,7 @@ def test_estimate_matches_hand_computed_flops(tmp_path):
     fx = est.fixed
     assert fx.startup > 0 and fx.build > 0 and fx.per_job["compress"] > fx.per_job["train"] > 0
     c = _by(est, "train")
-    assert c.seconds == approx(fx.per_job["train"])
+    assert c.seconds == approx(fx.per_job["train"] + JOB_BOOKKEEPING_S)
     assert est.cpu_hours(c) == approx((c.flops / 1e9 + c.seconds) / 3600)
     assert est.gpu_hours(c) == approx((c.flops / (156e12 * 0.35) + c.seconds) / 3600)
     total = est.rows()[-1]
