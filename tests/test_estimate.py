@@ -12,9 +12,10 @@ import torch
 import yaml
 
 from compressbench.cli import main
+from compressbench.compress.quantize import STATIC_OVERHEAD_CALLS
 from compressbench.config import DatasetConfig
 from compressbench.errors import UserError
-from compressbench.estimate import JOB_BOOKKEEPING_S, SEARCH_TRIAL_BUILDS, SEARCH_TRIALS, data_sizes, estimate
+from compressbench.estimate import JOB_BOOKKEEPING_S, SEARCH_TRIALS, data_sizes, estimate
 from compressbench.validate import validate
 
 # tinycnn on digits (1×16×16, 10 classes): conv 1→8 at 16×16 (18,432 MACs), max-pool, conv 8→16 at 8×8
@@ -74,8 +75,8 @@ def test_estimate_matches_hand_computed_flops(tmp_path):
     assert (c.forward, c.gradient) == (approx(TRAIN * 0.5 * F), approx(0.5 * TRAIN * 3 * 0.5 * F))
     # its pruning stage searches the ratio that meets the budget: trial compressions, each a model copy
     assert c.search_trials == SEARCH_TRIALS and _by(est, "compress", variant="quantize.static").search_trials == 0
-    assert c.seconds == approx(est.fixed.per_job["compress"] + SEARCH_TRIALS * SEARCH_TRIAL_BUILDS * est.fixed.build
-                               + JOB_BOOKKEEPING_S)
+    assert c.seconds == approx(est.fixed.per_job["compress"] + JOB_BOOKKEEPING_S)  # no call overheads: --cpu-gflops
+    assert c.overhead_calls == STATIC_OVERHEAD_CALLS  # its int8 stage's declared per-layer work
     # evaluations: clean on eval_subset, one pass per corruption cell plus a clean one
     assert _by(est, "evaluate", evaluator="clean", variant="baseline").forward == approx(100 * F)
     assert _by(est, "evaluate", evaluator="clean", variant="s+q").forward == approx(100 * 0.5 * F)

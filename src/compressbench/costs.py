@@ -46,9 +46,9 @@ class TrainingCost:
     (calibration); ``gradient_images``: images passed forward and backward through it (Taylor
     importance). Image passes are drawn from the training (or validation) images: at most one pass.
     ``batch``: the images per call of those passes (None: the run's training batch); ``seconds``: fixed CPU
-    seconds of the method's own machinery that no pass count sees; ``builds``: the same in units of one model
-    build (a deep copy + checkpoint round trip of the parent, measured by ``plan`` on this machine: per-layer
-    work scales with the model as a build does) — module fusion, observer insertion, int8 conversion."""
+    seconds of the method's own machinery that no pass count sees; ``overhead_calls``: per-layer Python work
+    (module fusion, observer insertion, int8 conversion) in units of the model's per-call inference overhead
+    (measured by ``plan`` on the parent: it is per-layer dispatch too, so it scales with the model's layers)."""
 
     epochs: float = 0.0
     input_epochs: float = 0.0
@@ -58,7 +58,7 @@ class TrainingCost:
     gradient_images: int = 0
     batch: int | None = None
     seconds: float = 0.0
-    builds: float = 0.0
+    overhead_calls: float = 0.0
 
 
 @dataclass(frozen=True)

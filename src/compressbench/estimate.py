@@ -28,8 +28,9 @@ batch and at a large one, per second of CPU time), plus fixed seconds: those com
 (:class:`FixedCosts`: the run's process start once, model builds and checkpoint round trips per job, the
 runner's bookkeeping per job (:data:`JOB_BOOKKEEPING_S`, declared), and per
 budget-searched compression its search's :data:`SEARCH_TRIALS` trial compressions, each priced as
-:data:`SEARCH_TRIAL_BUILDS` model builds — a dependency-graph trace is per-layer Python work like a build —
-and a method's declared ``TrainingCost.builds``: static int8's fusion, observers and conversion).
+:data:`SEARCH_TRIAL_CALLS` per-call inference overheads — a dependency-graph trace is per-layer Python work
+like a call's dispatch — and a method's declared ``TrainingCost.overhead_calls``: static int8's fusion,
+observers and conversion; none of these with ``--cpu-gflops``).
 ``a`` is the parent's for every variant: right for pruned ones (same layers), high for a shallower student.
 GPU hours: FLOPs / (a reference GPU's peak × an assumed utilisation) plus the fixed seconds. Not counted: data
 decoding, the corruptions' own pixel work, cache hashing. Nothing is written: the cache is only read
@@ -81,8 +82,8 @@ class JobCost:
     forward_calls: float = 0.0
     train_calls: float = 0.0
     gradient_calls: float = 0.0
-    search_trials: int = 0  # trial compressions of a budget search (SEARCH_TRIAL_BUILDS model builds each)
-    builds: float = 0.0  # a method's declared fixed work in model builds (TrainingCost.builds)
+    search_trials: int = 0  # trial compressions of a budget search (SEARCH_TRIAL_CALLS call overheads each)
+    overhead_calls: float = 0.0  # a method's declared per-layer fixed work (TrainingCost.overhead_calls)
 
     @property
     def flops(self) -> float:
@@ -160,7 +161,7 @@ def _compress_cost(job: Job, method: str, params: Any, budget: Any, n: DataSizes
         out.forward += (n.train * c.epochs * f_in if c.teacher else 0.0) + f_img * f_in
         out.forward_calls += (steps * c.epochs if c.teacher else 0.0) + batches(f_img, c.batch or batch)
         out.seconds += c.seconds
-        out.builds += c.builds
+        out.overhead_calls += c.overhead_calls
     return out
 
 
@@ -294,12 +295,11 @@ class FixedCosts:
 # safeguarded regula falsi; and the final apply): 3–9 trials, mean 6, in the search records of the Office-31 smoke
 # and the goal-search benchmark's runs (result.json ``search``), + 1
 SEARCH_TRIALS = 7
-# one trial in model builds (``FixedCosts.build``: a deep copy + checkpoint round trip, single-threaded per-layer
-# work like the trial's): a copy, a Torch-Pruning dependency graph (a traced forward and backward at batch 1, then
-# a walk layer by layer) and the pruning step took 0.23–0.45 CPU s on the Office-31 smoke parent (ResNet-50 at
-# 1/16 width) where a deep copy took 0.08 s (AMD EPYC, 2 cores, loaded, 2 threads: the trace's share inflated by
-# spinning threads); in the smoke run itself (1 thread) its 6 searched jobs took 0.92 CPU s each, fine-tune included
-SEARCH_TRIAL_BUILDS = 2.0
+# one trial in the model's per-call inference overheads (``Rates.infer_call``: per-layer dispatch; a trial is
+# per-layer Python work: a copy, a Torch-Pruning dependency graph traced and walked layer by layer, the step): the
+# Office-31 smoke's 6 searched jobs took 0.92 CPU s each, ≈ 0.1 s per trial beyond the fine-tune, at 2.27 ms per
+# call (``benchmarks/plan_vs_run.py``, AMD EPYC, 1 thread, loaded machine)
+SEARCH_TRIAL_CALLS = 40.0
 
 # the runner's own CPU seconds per job outside the job (its key and spec, scheduling, result.json, artifact hashes,
 # the store's rows): (run's CPU − the jobs' CPU − start-up) / jobs = 0.075 on the Office-31 and noise smokes
@@ -374,8 +374,9 @@ def estimate(exp: ResolvedExperiment, *, gpu: str = DEFAULT_GPU, utilisation: fl
         rates = sustained_rates(base.model, shape, fp, batch_size=exp.recipe.batch_size,
                                 num_classes=meta.num_classes, threads=exp.threads)
     for c in costs:
-        builds = c.search_trials * SEARCH_TRIAL_BUILDS + c.builds
-        c.seconds += fixed.per_job.get(c.job.kind, 0.0) + builds * fixed.build + JOB_BOOKKEEPING_S
+        calls = c.search_trials * SEARCH_TRIAL_CALLS + c.overhead_calls
+        c.seconds += (fixed.per_job.get(c.job.kind, 0.0) + JOB_BOOKKEEPING_S
+                      + calls * (rates.infer_call if rates is not None else 0.0))
     return Estimate(exp, costs, sizes, fp, shape, GPUS[gpu], utilisation, rates,
                     cpu_gflops * 1e9 if cpu_gflops is not None else None, damaged, fixed)
 
@@ -398,8 +399,7 @@ def expected_seconds(exp: ResolvedExperiment, jobs: list[Job]) -> dict[str, floa
     fp = float(count_flops(base.model, (1, meta.channels, *meta.size)))
     fixed = measure_fixed(base.model, startup=False)
     return {c.job.key: c.flops / NOMINAL_WALL_FLOPS + c.seconds + fixed.per_job.get(c.job.kind, 0.0)
-            + (c.search_trials * SEARCH_TRIAL_BUILDS + c.builds) * fixed.build
-            for c in job_costs(exp, jobs, fp, meta, sizes)}
+            + JOB_BOOKKEEPING_S for c in job_costs(exp, jobs, fp, meta, sizes)}
 
 
 # --------------------------------------------------------------------------- output
