@@ -13,11 +13,6 @@ measured time is the run's fixed cost (start-up, validation, data decoding, the 
 
     .venv/bin/python benchmarks/plan_vs_run.py configs/quickstart.yaml [--scale smoke] [--set train.epochs=1]
 
-Per kind, the estimate's CPU seconds are also compared with the jobs' own CPU seconds (``result.json``'s
-``cpu_seconds``): on a loaded machine wall-clock time is mostly waiting. ``--against DIR`` re-estimates
-against a run kept with ``--keep DIR`` (same config and options) instead of running again: the estimate is
-new, the measured CPU time is the kept run's (``DIR/run.json``).
-
 Prints a Markdown summary and writes ``benchmarks/results/plan_vs_run-<experiment>.json``.
 """
 
@@ -53,13 +48,11 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--keep", metavar="DIR", help="run in DIR (new, empty) and keep its cache and store, e.g. to "
                     "compare the store with another run's (default: a temporary folder)")
-    ap.add_argument("--against", metavar="DIR", help="re-estimate against the run kept in DIR (--keep DIR) instead "
-                    "of running again")
     args = ap.parse_args()
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=False)
-    kept = args.keep or args.against
-    with (contextlib.nullcontext(kept) if kept else tempfile.TemporaryDirectory(prefix="cb-plan-vs-run-")) as tmp:
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="cb-plan-vs-run-")) \
+            as tmp:
         sets = [*args.set, f"cache_dir={tmp}/cache", f"store={tmp}/results.sqlite"]
         exp = load_config(args.config, dict(parse_override(s) for s in sets), scale=args.scale)
         t0 = time.perf_counter()
@@ -67,22 +60,15 @@ def main() -> None:
         plan_s = time.perf_counter() - t0
         cmd = [sys.executable, "-m", "compressbench", "-q", "run", args.config, "--quiet", "--no-progress",
                *(["--scale", args.scale] if args.scale else []), *[a for s in sets for a in ("--set", s)]]
-        if args.against:
-            run = json.loads((Path(tmp) / "run.json").read_text())
-            cpu, wall = run["cpu_s"], run["wall_s"]
-        else:
-            c0, w0 = _children_cpu(), time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            cpu, wall = _children_cpu() - c0, time.perf_counter() - w0
-            if proc.returncode != 0:
-                sys.exit(f"the run failed ({proc.returncode}): {proc.stderr[-2000:]}")
-            (Path(tmp) / "run.json").write_text(json.dumps({"cpu_s": cpu, "wall_s": wall, "cmd": cmd}))
+        c0, w0 = _children_cpu(), time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        cpu, wall = _children_cpu() - c0, time.perf_counter() - w0
+        if proc.returncode != 0:
+            sys.exit(f"the run failed ({proc.returncode}): {proc.stderr[-2000:]}")
         job_s: dict[str, float] = {}
-        job_cpu: dict[str, float] = {}
         for c in est.costs:
             rec = json.loads((Path(tmp) / "cache" / "jobs" / c.job.key / "result.json").read_text())
             job_s[c.job.kind] = job_s.get(c.job.kind, 0.0) + float(rec.get("seconds", 0.0))
-            job_cpu[c.job.kind] = job_cpu.get(c.job.kind, 0.0) + float(rec.get("cpu_seconds", 0.0))
     r = est.rates
     est_cpu = sum(est.cpu_hours(c) for c in est.costs) * 3600 + (est.fixed.startup if est.fixed else 0.0)
     kinds = {}
@@ -90,30 +76,23 @@ def main() -> None:
         cs = [c for c in est.costs if c.job.kind == kind]
         kinds[kind] = {"jobs": len(cs), "tflop": sum(c.flops for c in cs) / 1e12,
                        "est_wall_s": sum(est.cpu_hours(c) for c in cs) * 3600 * r.wall_per_cpu,
-                       "measured_wall_s": job_s.get(kind, 0.0), "est_cpu_s": sum(est.cpu_hours(c) for c in cs) * 3600,
-                       "measured_cpu_s": job_cpu.get(kind, 0.0)}
+                       "measured_wall_s": job_s.get(kind, 0.0)}
     out = {"config": args.config, "scale": args.scale, "set": args.set, "experiment": exp.name,
            "jobs": len(est.costs), "plan_seconds": plan_s, "rates": r.to_dict(),
            "estimated_cpu_s": est_cpu, "measured_cpu_s": cpu, "ratio": est_cpu / cpu, "measured_wall_s": wall,
-           "jobs_wall_s": sum(job_s.values()), "kinds": kinds, "load_before": r.load,
-           "against": args.against}
+           "jobs_wall_s": sum(job_s.values()), "kinds": kinds, "load_before": r.load}
     print(f"{args.config}{' --scale ' + args.scale if args.scale else ''} {' '.join(args.set)}: "
           f"{len(est.costs)} jobs, {sum(k['tflop'] for k in kinds.values()):.3g} TFLOP")
     print(f"rate: training {r.train_cpu / 1e9:.3g}, inference {r.infer_cpu / 1e9:.3g} GFLOP per CPU-second "
           f"({r.threads} threads, batch {r.train_batch} / {r.infer_batch}, load {r.load:.1f}); "
           f"plan took {plan_s:.1f} s")
-    print(f"per call: inference {r.infer_call * 1e3:.3g} ms + FLOPs at {r.infer_marginal / 1e9:.3g} GFLOP/s, "
-          f"training step {r.train_call * 1e3:.3g} ms + {r.train_marginal / 1e9:.3g}, "
-          f"input gradient {r.grad_call * 1e3:.3g} ms + {r.grad_marginal / 1e9:.3g} (CPU time)")
     print(f"CPU time: estimated {est_cpu:.0f} s, measured {cpu:.0f} s (user + sys) -> ratio {est_cpu / cpu:.2f}; "
           f"wall {wall:.0f} s, of which jobs {sum(job_s.values()):.0f} s")
-    print("| kind | jobs | TFLOP | est. CPU s | measured CPU s (jobs) | ratio | est. wall s | measured wall s (jobs) "
-          "| ratio |\n|---|---|---|---|---|---|---|---|---|")
+    print("| kind | jobs | TFLOP | est. wall s | measured wall s (jobs) | ratio |\n|---|---|---|---|---|---|")
     for kind, k in kinds.items():
         ratio = k["est_wall_s"] / k["measured_wall_s"] if k["measured_wall_s"] else float("nan")
-        c_ratio = k["est_cpu_s"] / k["measured_cpu_s"] if k["measured_cpu_s"] else float("nan")
-        print(f"| {kind} | {k['jobs']} | {k['tflop']:.3g} | {k['est_cpu_s']:.1f} | {k['measured_cpu_s']:.1f} | "
-              f"{c_ratio:.2f} | {k['est_wall_s']:.1f} | {k['measured_wall_s']:.1f} | {ratio:.2f} |")
+        print(f"| {kind} | {k['jobs']} | {k['tflop']:.3g} | {k['est_wall_s']:.1f} | {k['measured_wall_s']:.1f} | "
+              f"{ratio:.2f} |")
     res = Path(__file__).with_name("results")
     res.mkdir(exist_ok=True)
     (res / f"plan_vs_run-{exp.name}.json").write_text(json.dumps(out, indent=1))

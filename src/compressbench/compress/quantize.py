@@ -295,17 +295,10 @@ class StaticParams(Params):
     KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("keep_float",)
 
 
-# static int8's fixed work (fusion, observer insertion, int8 conversion: per-layer Python work) for ``compressbench
-# plan``, in the model's per-call inference overheads: 1.0 CPU s per job vs 2.27 ms per call on the Office-31 smoke's
-# ResNet-50 at 1/16 width (``benchmarks/plan_vs_run.py``, AMD EPYC, 1 thread, loaded machine)
-STATIC_OVERHEAD_CALLS = 400.0
-
-
 @methods.register("quantize.static", params=StaticParams, family="quantization", quantizes=True,
                   changes_architecture=True, needs_training_data=True, version=1, check_model=check_int8,
                   float_layers="keep_float",
-                  cost=lambda p: TrainingCost(forward_images=p.calibration_batches * p.batch_size, batch=p.batch_size,
-                                              overhead_calls=STATIC_OVERHEAD_CALLS),
+                  cost=lambda p: TrainingCost(forward_images=p.calibration_batches * p.batch_size),
                   description="int8 post-training static quantization (torch.ao eager, conv-bn-relu fusion, "
                               "calibration on training batches, real int8 CPU kernels)")
 def static_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: StaticParams) -> CompressResult:

@@ -10,14 +10,6 @@ Training: forward + backward + an SGD step on random images (3 forward FLOPs per
 forward passes under ``inference_mode``. The batch is the largest that keeps one step near
 ``step_s`` (at most ``batch_size``, the run's), so a ResNet-18 at 224 px is measured with small batches — which
 run at a lower rate than the batches of a real run (the estimate then leans high).
-
-Per-call overhead: time per call = a + b × FLOPs of the call. At the tiny scales of a smoke run a pass costs
-its per-layer dispatch (Python, operator launch, allocation), not its FLOPs, so the rates above alone
-under-price small-batch work (attack steps, batch-1 latency loops, narrow models). Each kind of pass is also
-timed at the smallest batch (1; 2 for a training step: batch norm needs two) and ``a`` (CPU seconds per call)
-and ``b`` (as a marginal rate, FLOP per CPU second) are solved from the two points. Three kinds: inference
-(forward under ``inference_mode``), training steps (forward, backward, SGD), and input gradients (forward and
-backward to the input with frozen weights: an attack step), the last at batch ≤ 128.
 """
 
 from __future__ import annotations
@@ -32,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..costs import INPUT_GRADIENT, TRAIN_STEP
+from ..costs import TRAIN_STEP
 
 
 @dataclass(frozen=True)
@@ -49,14 +41,6 @@ class Rates:
     seconds: float  # wall-clock time the measurement took
     load: float = 0.0  # the 1-minute load average when it started (busy: above the number of cores)
     cores: int = 1
-    # time per call = *_call + FLOPs / *_marginal (CPU seconds; FLOP per CPU second): see the module docstring
-    train_call: float = 0.0
-    infer_call: float = 0.0
-    grad_call: float = 0.0
-    train_marginal: float = 0.0
-    infer_marginal: float = 0.0
-    grad_marginal: float = 0.0
-    grad_batch: int = 0
 
     @property
     def busy(self) -> bool:
@@ -83,44 +67,17 @@ def _timed(fn: Callable[[], None], n: int) -> tuple[float, float]:
 def _measure(make_step: Callable[[int], Callable[[], None]], cap: int, step_s: float,
              steps: int) -> tuple[int, float, float]:
     """(batch, CPU seconds per image, wall seconds per image): the batch doubles from 2 (each new shape warmed
-    up once) until a step takes ``step_s / 2`` of CPU time per thread (not wall-clock: a niced process on a busy
-    machine waits, and its batch would stay tiny) or the batch reaches ``cap``; then ``steps`` steps are timed."""
+    up once) until a step takes ``step_s / 2`` or the batch reaches ``cap``; then ``steps`` steps are timed."""
     b = min(2, cap)
-    per_thread = max(1, torch.get_num_threads())
     while True:
         step = make_step(b)
         step()  # warm-up at this shape: kernels, allocator
-        c, _ = _timed(step, 1)
-        if c / per_thread >= step_s / 2 or b >= cap:
+        _, w = _timed(step, 1)
+        if w >= step_s / 2 or b >= cap:
             break
         b = min(cap, 2 * b)
     c, w = _timed(step, steps)
     return b, c / (b * steps), w / (b * steps)
-
-
-def _small_call(make_step: Callable[[int], Callable[[], None]], b: int, min_s: float = 0.15) -> float:
-    """CPU seconds of one call at batch ``b`` (after a warm-up): the mean over calls filling ``min_s``."""
-    step = make_step(b)
-    step()
-    n, c = 0, 0.0
-    while c < min_s and n < 200:
-        dc, _ = _timed(step, 1)
-        n, c = n + 1, c + dc
-    return c / n
-
-
-def split_call(small: float, b_small: int, per_image: float, b_large: int) -> tuple[float, float]:
-    """(a: CPU seconds per call, m: CPU seconds per image) from one call at ``b_small`` taking ``small`` and
-    ``per_image`` seconds per image at ``b_large``: t(b) = a + m·b through both points (a ≥ 0, m > 0; when the
-    two points contradict that, timing noise: all of the large batch's time is per image)."""
-    large = per_image * b_large
-    if b_large <= b_small:
-        return 0.0, per_image
-    m = (large - small) / (b_large - b_small)
-    a = small - m * b_small
-    if m <= 0 or a < 0:
-        return 0.0, per_image
-    return a, m
 
 
 def sustained_rates(model: nn.Module, input_shape: tuple[int, ...], flops: float, *, batch_size: int = 128,
@@ -160,28 +117,8 @@ def sustained_rates(model: nn.Module, input_shape: tuple[int, ...], flops: float
                 return step
 
             ib, ic, iw = _measure(infer_step, max(batch_size, 512), step_s / 2, steps)
-
-            def grad_step(b: int) -> Callable[[], None]:
-                x, y = torch.rand(b, *input_shape), torch.randint(0, num_classes, (b,))
-
-                def step() -> None:
-                    xr = x.clone().requires_grad_(True)
-                    torch.autograd.grad(F.cross_entropy(net(xr), y), xr)
-                return step
-
-            for q in net.parameters():
-                q.requires_grad_(False)
-            gb, gc, _ = _measure(grad_step, min(batch_size, 128), step_s / 2, steps)
-            g_a, g_m = split_call(_small_call(grad_step, 1), 1, gc, gb)
-            f_a, f_m = split_call(_small_call(infer_step, 1), 1, ic, ib)
-            for q in net.parameters():
-                q.requires_grad_(True)
-            net.train()
-            t_a, t_m = split_call(_small_call(train_step, 2), 2, tc, tb)
         return Rates(train_cpu=TRAIN_STEP * flops / tc, infer_cpu=flops / ic, train_wall=TRAIN_STEP * flops / tw,
                      infer_wall=flops / iw, threads=torch.get_num_threads(), train_batch=tb, infer_batch=ib,
-                     seconds=time.perf_counter() - t0, load=load, cores=os.cpu_count() or 1,
-                     train_call=t_a, infer_call=f_a, grad_call=g_a, train_marginal=TRAIN_STEP * flops / t_m,
-                     infer_marginal=flops / f_m, grad_marginal=INPUT_GRADIENT * flops / g_m, grad_batch=gb)
+                     seconds=time.perf_counter() - t0, load=load, cores=os.cpu_count() or 1)
     finally:
         torch.set_num_threads(prev)

@@ -21,7 +21,7 @@ import torch
 from pydantic import ValidationError, field_validator, model_validator
 from torch import nn
 
-from ...costs import CostContext, EvalCost, batches
+from ...costs import CostContext, EvalCost
 from ...data.transforms import fit_size
 from ...fields import BatchSize, Seed, Subset
 from ...interfaces import EvalContext, Measurement, Params
@@ -171,8 +171,7 @@ def corruptions_cost(p: CorruptionsParams, ctx: CostContext) -> EvalCost:
     """``compressbench plan``: a clean pass and one per cell over the subset (the corruptions' own pixel work
     is not counted)."""
     cells = sum(len(c) for _, c in p.cells())
-    n = ctx.images(-1 if p.subset is None else p.subset)
-    return EvalCost(forward=(1 + cells) * n, calls=(1 + cells) * batches(n, p.batch_size))
+    return EvalCost(forward=(1 + cells) * ctx.images(-1 if p.subset is None else p.subset))
 
 
 @evaluators.register("corruptions", params=CorruptionsParams, version=1, cost=corruptions_cost,
