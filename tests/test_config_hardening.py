@@ -42,10 +42,10 @@ def _err(raw) -> str:
 def _file_err(tmp_path: Path, text: str | bytes) -> str:
     p = tmp_path / "c.yaml"
     p.write_bytes(text if isinstance(text, bytes) else text.encode())
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: a blow-up trips it, a busy machine does not
     with pytest.raises(ConfigError) as e:
         load_config(p)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 1.0
     msg = str(e.value)
     assert "\n" not in msg
     return msg
