@@ -73,6 +73,15 @@ def clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
     return lerp_axis(y, zoom_taps(W, float(zoom)), -1)
 
 
+@lru_cache(maxsize=16)
+def base_grid(H: int, W: int, align_corners: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``F.affine_grid`` of the identity for one H×W image, as (H, W, 2) (x, y); cached, read-only."""
+    import torch.nn.functional as F
+
+    eye = torch.eye(2, 3, dtype=dtype, device=device)[None]
+    return F.affine_grid(eye, [1, 1, H, W], align_corners=align_corners)[0]
+
+
 # --------------------------------------------------------------------------- defocus disk by runs
 @lru_cache(maxsize=64)
 def disk_runs(radius: float, alias_blur: float) -> tuple[tuple[tuple[int, int], ...], np.ndarray, float] | None:
@@ -155,22 +164,50 @@ def disk_filter(x: torch.Tensor, radius: float, alias_blur: float) -> torch.Tens
 # --------------------------------------------------------------------------- FFT convolution
 # --------------------------------------------------------------------------- PIL BOX resampling
 @lru_cache(maxsize=128)
-def _box_taps(n_in: int, n_out: int) -> np.ndarray:
-    """Source index of tap t of output pixel j (t × j): a BOX window is a contiguous run; missing taps
-    (short windows) point at index ``n_in``, a zero appended by the caller."""
+def _box_windows(n_in: int, n_out: int) -> tuple[tuple[int, ...], np.ndarray]:
+    """A BOX pass's windows: the distinct window lengths and, for output pixel j, the index of its
+    window's sum in the stack of running sums of those lengths (``slot · n_in + first``; BOX windows
+    are contiguous runs)."""
     from .ops import _pil_box_pass
 
     ones = _pil_box_pass(n_in, n_out)[0] > 0
     n = ones.sum(1)
-    first = ones.argmax(1)
-    t = np.arange(int(n.max()))[:, None]
-    return np.where(t < n[None, :], first[None, :] + t, n_in)
+    sizes = np.unique(n)
+    return tuple(int(s) for s in sizes), np.searchsorted(sizes, n) * n_in + ones.argmax(1)
+
+
+def _running_sums(x: torch.Tensor, sizes: tuple[int, ...], dim: int) -> torch.Tensor:
+    """Integer sums of ``sizes[i]`` consecutive samples from every position along ``dim`` (−1 or −2) of a
+    uint8 batch, stacked along that dimension (length ``len(sizes) · n``; the tail of each stack entry,
+    where a window would leave the axis, is never read). Each length is the previous one plus shifted
+    adds of whole rows (or row slices): no gathers."""
+    n = x.shape[dim]
+    dtype = torch.int16 if max(sizes) <= 128 else torch.int32  # 255 · length must fit
+    x16 = x.to(dtype)
+    out = torch.empty((*x.shape[:dim], len(sizes), *x.shape[dim:]), dtype=dtype, device=x.device)
+    d = dim - 1  # the stack's entries are along dim − 1 of ``out``; their samples along ``dim``
+    acc, k = None, 0
+    for i, s in enumerate(sizes):
+        slot = out.select(d, i)
+        if acc is None:
+            slot.copy_(x16) if s == 1 else torch.add(x16.narrow(dim, 0, n - 1), x16.narrow(dim, 1, n - 1),
+                                                       out=slot.narrow(dim, 0, n - 1))
+            k = 2 if s > 1 else 1
+        else:
+            slot.narrow(dim, 0, n - k).copy_(acc.narrow(dim, 0, n - k))
+        while k < s:
+            slot.narrow(dim, 0, n - k).add_(x16.narrow(dim, k, n - k))
+            k += 1
+        acc = slot
+    return out.flatten(d, dim)
 
 
 def box_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``ops.pil_box_resize`` (Pillow's 8-bit BOX resize, bit-exact) for large uint8 batches: each pass
-    sums its ≤ ⌈n_in / n_out⌉ taps as gathers of whole rows (or columns) instead of a dense matmul,
-    then rounds exactly as there (``floor(S/n + ½ ± tie nudge)``, with S the integer sum)."""
+    """``ops.pil_box_resize`` (Pillow's 8-bit BOX resize, bit-exact) for large uint8 batches. A
+    downscaling pass computes the running sums of its few window lengths (shifted adds of whole rows)
+    and gathers one sum per output pixel, then rounds exactly as there (``floor(S/n + ½ ± tie
+    nudge)``, with S the integer sum); an upscaling pass (one tap per output pixel) is a gather —
+    instead of a dense matmul per pass (O(n) per output value)."""
     from .ops import _pil_box_pass, as_uint8
 
     H, W = x.shape[-2:]
@@ -181,12 +218,8 @@ def box_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         if copy is not None:  # one tap per output pixel (any BOX upscale): a copy
             x = take(x, copy, dim)
             continue
-        taps = _box_taps(n_in, n_out)
-        pad = [0, 1] if dim == -1 else [0, 0, 0, 1]
-        xe = torch.nn.functional.pad(x, pad) if len(taps) > 1 else x  # the zero at index n_in
-        s = take(xe, taps[0], dim).to(torch.float32)
-        for t in taps[1:]:
-            s.add_(take(xe, t, dim))
+        sizes, index = _box_windows(n_in, n_out)
+        s = take(_running_sums(x, sizes, dim), index, dim).to(torch.float32)
         shape = (-1,) if dim == -1 else (-1, 1)
         r = torch.as_tensor(recip, dtype=torch.float32, device=x.device).view(shape)
         b = torch.as_tensor(bias, dtype=torch.float32, device=x.device).view(shape)
