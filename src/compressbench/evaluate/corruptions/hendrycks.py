@@ -153,8 +153,9 @@ def gaussian_blur(x, rng, c, pset):
 
 
 # version 2: stacked rank-1 terms in two matmuls (float32 rounding differs, |Δ| ≈ 10⁻⁴/255);
-# version 4: large images by runs of the disk in uint8 units (large.disk_filter; exact sums)
-@_register("defocus_blur", "cifar10-c", True, "disk (defocus) blur, anti-aliased disk kernel", version=4, uint8=True)
+# version 4: large images by runs of the disk in uint8 units (large.disk_filter; exact sums); version 5: the FFT
+# path (radii 8 and 10 on large images) at power-of-two lengths where they are barely longer (planes._fft_len)
+@_register("defocus_blur", "cifar10-c", True, "disk (defocus) blur, anti-aliased disk kernel", version=5, uint8=True)
 def defocus_blur(x, rng, c, pset):
     """``cv2.filter2D(x, -1, disk(radius, alias_blur))`` per channel (BORDER_REFLECT_101). Large
     images: ``large.disk_filter`` where the kernel is a blurred disk without border effects (every
