@@ -85,7 +85,7 @@ def gaussian_noise(x, rng, c, pset):
         if large.is_large(x):
             z = ops.normal_table() * np.float32(c)  # the float path's z, float32
             offsets = np.floor(z.astype(np.float64) * 255 + 1e-4).astype(np.int16)
-            return large.offset_uint8(x, offsets, rng.normal_index(x[0].numel()))
+            return large.offset_uint8(x, offsets, rng)
         x = x.float().div_(255)  # as corrupt() converts
     return rng.normal(x.shape[1:], std=float(c)).to(x.dtype).add_(x)
 
@@ -113,9 +113,12 @@ def impulse_noise(x, rng, c, pset):
     """Each value (per channel, as skimage) is replaced with prob. ``c``: half 1 (salt), half 0.
     One 32-bit uniform u per value: u < c·2³² flips, and u < c/2·2³² (half of the flips) is salt.
     uint8 in: uint8 out, ``(x & keep) | salt`` with 0/255 byte masks (the float path's bytes)."""
+    flip, half = np.uint32(min(round(c * 2 ** 32), 2 ** 32 - 1)), np.uint32(round(c / 2 * 2 ** 32))
+    if x.dtype == torch.uint8 and x.device.type == "cpu" and large.is_large(x):
+        return large.impulse_uint8(x, rng, flip, half)
     u = rng.uniform_u32(x[0].numel())
-    keep = (u >= np.uint32(min(round(c * 2 ** 32), 2 ** 32 - 1))).view(np.uint8)
-    salt = (u < np.uint32(round(c / 2 * 2 ** 32))).view(np.uint8)
+    keep = (u >= flip).view(np.uint8)
+    salt = (u < half).view(np.uint8)
     if x.dtype == torch.uint8:
         np.negative(keep, out=keep)  # 1 -> 255 (uint8 wrap-around)
         np.negative(salt, out=salt)
@@ -137,7 +140,7 @@ def speckle_noise(x, rng, c, pset):
     if x.dtype == torch.uint8:
         if large.is_large(x):
             m = ops.normal_table() * np.float32(c) + np.float32(1.0)  # the float path's factors
-            return large.scale_uint8(x, m, rng.normal_index(x[0].numel()))
+            return large.scale_uint8(x, m, rng)
         x = x.float().div_(255)  # as corrupt() converts
     return rng.normal(x.shape[1:], mean=1.0, std=float(c)).to(x.dtype).mul_(x)
 

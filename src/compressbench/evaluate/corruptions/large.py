@@ -16,6 +16,7 @@ paths round differently (float32 ulps; each corruption that uses them bumped its
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 import torch
@@ -228,27 +229,72 @@ def box_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- noise in uint8 units
-def _normal_values(table: np.ndarray, idx: np.ndarray, x: torch.Tensor) -> np.ndarray | torch.Tensor:
-    if x.device.type == "cpu":
-        return np.take(table, idx)
-    return torch.as_tensor(table, device=x.device)[torch.from_numpy(idx.astype(np.int64)).to(x.device)]
+def _per_image(x: torch.Tensor, rng, table: np.ndarray, finish: Callable[[np.ndarray, np.ndarray], None]
+               ) -> torch.Tensor:
+    """uint8 ``finish(table[j], x_i)`` image by image on the CPU, j the image's next normal-table indices
+    (``rng.normal_index``'s, four per word): its words, the lookup and the arithmetic stay in the cache
+    (measured 1.4× faster than whole-batch passes at 224 px)."""
+    N = x.shape[0]
+    xn = x.numpy().reshape(N, -1)
+    m = xn.shape[1]
+    fill = rng.image_words((m + 3) // 4)
+    words = np.empty((m + 3) // 4, dtype=np.uint64)
+    out = np.empty(xn.shape, dtype=np.uint8)
+    t = np.empty(m, dtype=table.dtype)
+    for i in range(N):
+        np.take(table, fill(i, words).view(np.uint16)[:m], out=t)
+        finish(t, xn[i])
+        out[i] = t  # the cast truncates (values already clipped to 0..255)
+    return torch.from_numpy(out).view(x.shape)
 
 
-def offset_uint8(x: torch.Tensor, offsets: np.ndarray, idx: np.ndarray) -> torch.Tensor:
-    """``clip(x + offsets[idx], 0, 255)`` as uint8 (x: uint8 N×C×H×W; offsets: int16 table; idx: N×(C·H·W)
-    table indices)."""
-    t = _normal_values(offsets, idx, x)
+def _device_values(table: np.ndarray, idx: np.ndarray, x: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(table, device=x.device)[torch.from_numpy(idx.astype(np.int64)).to(x.device)].view(x.shape)
+
+
+def offset_uint8(x: torch.Tensor, offsets: np.ndarray, rng) -> torch.Tensor:
+    """``clip(x + offsets[j], 0, 255)`` as uint8 (x: uint8 N×C×H×W; offsets: int16 table; j: the next
+    ``rng.normal_index`` of every value)."""
     if x.device.type != "cpu":
-        return t.view(x.shape).add_(x).clamp_(0, 255).to(torch.uint8)
-    np.add(t, x.numpy().reshape(t.shape), out=t)
-    return torch.from_numpy(np.clip(t, 0, 255, out=t).astype(np.uint8)).view(x.shape)
+        return _device_values(offsets, rng.normal_index(x[0].numel()), x).add_(x).clamp_(0, 255).to(torch.uint8)
+
+    def finish(t: np.ndarray, xi: np.ndarray) -> None:
+        np.add(t, xi, out=t)
+        np.clip(t, 0, 255, out=t)
+
+    return _per_image(x, rng, offsets, finish)
 
 
-def scale_uint8(x: torch.Tensor, factors: np.ndarray, idx: np.ndarray) -> torch.Tensor:
-    """``⌊clip(x·factors[idx] + 10⁻⁴, 0, 255)⌋`` as uint8 (x: uint8 N×C×H×W; factors: float32 table)."""
-    t = _normal_values(factors, idx, x)
+def scale_uint8(x: torch.Tensor, factors: np.ndarray, rng) -> torch.Tensor:
+    """``⌊clip(x·factors[j] + 10⁻⁴, 0, 255)⌋`` as uint8 (x: uint8 N×C×H×W; factors: float32 table; j as
+    in :func:`offset_uint8`)."""
     if x.device.type != "cpu":
-        return t.view(x.shape).mul_(x).add_(1e-4).clamp_(0, 255).to(torch.uint8)
-    np.multiply(t, x.numpy().reshape(t.shape), out=t)
-    t += np.float32(1e-4)
-    return torch.from_numpy(np.clip(t, 0, 255, out=t).astype(np.uint8)).view(x.shape)
+        return _device_values(factors, rng.normal_index(x[0].numel()), x).mul_(x).add_(1e-4).clamp_(0, 255).to(
+            torch.uint8)
+
+    def finish(t: np.ndarray, xi: np.ndarray) -> None:
+        np.multiply(t, xi, out=t)
+        t += np.float32(1e-4)
+        np.clip(t, 0, 255, out=t)
+
+    return _per_image(x, rng, factors, finish)
+
+
+def impulse_uint8(x: torch.Tensor, rng, flip: np.uint32, half: np.uint32) -> torch.Tensor:
+    """Impulse noise of a uint8 CPU batch image by image (the words of ``rng.uniform_u32`` for one image
+    at a time, kept in the cache): ``(x & keep) | salt`` with byte masks 255·[u ≥ flip], 255·[u < half]."""
+    N = x.shape[0]
+    xn = x.numpy().reshape(N, -1)
+    m = xn.shape[1]
+    fill = rng.image_words((m + 1) // 2)
+    words = np.empty((m + 1) // 2, dtype=np.uint64)
+    out = np.empty(xn.shape, dtype=np.uint8)
+    keep, salt = np.empty(m, dtype=bool), np.empty(m, dtype=bool)
+    for i in range(N):
+        u = fill(i, words).view(np.uint32)[:m]
+        k8, s8 = np.greater_equal(u, flip, out=keep).view(np.uint8), np.less(u, half, out=salt).view(np.uint8)
+        np.negative(k8, out=k8)  # 1 -> 255 (uint8 wrap-around)
+        np.negative(s8, out=s8)
+        np.bitwise_and(xn[i], k8, out=out[i])
+        np.bitwise_or(out[i], s8, out=out[i])
+    return torch.from_numpy(out).view(x.shape)

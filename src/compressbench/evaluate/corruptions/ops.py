@@ -119,6 +119,23 @@ class BatchRNG:
         self._ctr += n
         return out
 
+    def image_words(self, n: int) -> Callable[[int, np.ndarray], np.ndarray]:
+        """Reserve the next ``n`` words of every image's stream (the words :meth:`words` would return) and
+        return ``fill(i, buf)``, which writes image i's n words into a uint64 buffer and returns it: for
+        loops that process one image at a time in the cache instead of the N×n array at once."""
+        keys = self.keys
+        with np.errstate(over="ignore"):
+            ctr = np.arange(self._ctr + 1, self._ctr + n + 1, dtype=np.uint64) * _GAMMA
+        self._ctr += n
+        tmp = np.empty(n, dtype=np.uint64)
+
+        def fill(i: int, buf: np.ndarray) -> np.ndarray:
+            with np.errstate(over="ignore"):
+                np.add(ctr, keys[i], out=buf)
+                return _mix64(buf, tmp)
+
+        return fill
+
     def bits24(self, m: int) -> np.ndarray:
         """``m`` 24-bit integers per image (uint32 N×m): two per 64-bit word."""
         w = self.words((m + 1) // 2).view(np.uint32)[:, :m]
@@ -240,20 +257,34 @@ def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float, uint8: bool = False)
     device, or with ``uint8`` ``np.uint8(clip(k / c, 0, 1)·255)`` computed exactly as
     :func:`~compressbench.evaluate.corruptions.corrupt` truncates the float32 k / c."""
     offset, inv, K, values = _poisson_table(float(c))
-    shape = v.shape
-    vc = v.to("cpu")
-    # QUANTILES = 2¹¹ buckets; v is integer-valued (uint8, int or float), converted in the same pass
-    idx = np.left_shift(vc.reshape(len(rng), -1).numpy(), 11, dtype=np.int32, casting="unsafe")
-    r = rng.uniform_u32(idx.shape[1])  # the tail beyond 1 − 2⁻³² is not reached
-    idx |= np.right_shift(r, np.uint32(32 - 11)).view(np.int32)
-    k = np.take(inv, idx)
-    pos = np.flatnonzero(k == (255 if inv.dtype == np.uint8 else -1))  # ambiguous buckets
-    if len(pos):
-        va = (idx.ravel()[pos] >> 11).astype(np.int64)
-        u = r.ravel()[pos].astype(np.float64) * 2.0 ** -32
-        k.ravel()[pos] = np.searchsorted(offset, u + va, side="left") - va * K
-    out = np.take(_scaled_uint8(values) if uint8 else values, k)
-    return torch.from_numpy(out).reshape(shape).to(v.device)
+    table = _scaled_uint8(values) if uint8 else values
+    ambiguous = 255 if inv.dtype == np.uint8 else -1
+    vc = v.to("cpu").reshape(len(rng), -1).numpy()
+    N, m = vc.shape
+
+    def draw(vals: np.ndarray, r: np.ndarray, out: np.ndarray) -> None:
+        # QUANTILES = 2¹¹ buckets; v is integer-valued (uint8, int or float), converted in the same pass
+        idx = np.left_shift(vals, 11, dtype=np.int32, casting="unsafe")
+        idx |= np.right_shift(r, np.uint32(32 - 11)).view(np.int32)  # the tail beyond 1 − 2⁻³² is not reached
+        k = np.take(inv, idx)
+        pos = np.flatnonzero(k == ambiguous)  # ambiguous buckets
+        if len(pos):
+            va = (idx.ravel()[pos] >> 11).astype(np.int64)
+            u = r.ravel()[pos].astype(np.float64) * 2.0 ** -32
+            k.ravel()[pos] = np.searchsorted(offset, u + va, side="left") - va * K
+        np.take(table, k, out=out)
+
+    out = np.empty((N, m), dtype=table.dtype)
+    if m >= PER_IMAGE_VALUES and N > 1:  # large images one at a time: the working set stays in the cache
+        fill, words = rng.image_words((m + 1) // 2), np.empty((m + 1) // 2, dtype=np.uint64)
+        for i in range(N):
+            draw(vc[i], fill(i, words).view(np.uint32)[:m], out[i])
+    else:
+        draw(vc, rng.uniform_u32(m), out)
+    return torch.from_numpy(out).reshape(v.shape).to(v.device)
+
+
+PER_IMAGE_VALUES = 3 * 64 * 64  # from this many values per image, some CPU noise paths go image by image
 
 
 def _scaled_uint8(values: np.ndarray) -> np.ndarray:
