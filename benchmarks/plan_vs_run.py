@@ -64,7 +64,7 @@ def main() -> None:
             rec = json.loads((Path(tmp) / "cache" / "jobs" / c.job.key / "result.json").read_text())
             job_s[c.job.kind] = job_s.get(c.job.kind, 0.0) + float(rec.get("seconds", 0.0))
     r = est.rates
-    est_cpu = sum(est.cpu_hours(c) for c in est.costs) * 3600
+    est_cpu = sum(est.cpu_hours(c) for c in est.costs) * 3600 + (est.fixed.startup if est.fixed else 0.0)
     kinds = {}
     for kind in ("train", "compress", "evaluate"):
         cs = [c for c in est.costs if c.job.kind == kind]

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from compressbench.cli import main
@@ -56,3 +57,30 @@ store: {tmp_path / 's.sqlite'}
     assert main(["run", str(cfg), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "sib.printed (mean over seeds)" in out and "sib.handwritten (mean over seeds)" in out
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plan", "--help"], ["run", "--help"]])
+def test_help_does_not_import_torch(args):
+    """``--help`` answers without importing torch (about 2.5 s of CPU before anything is said)."""
+    code = ("import runpy, sys\nsys.argv = ['compressbench', *sys.argv[1:]]\ntry:\n"
+            "    runpy.run_module('compressbench', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print('TORCH', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    assert "usage:" in out.stdout and out.stdout.strip().endswith("TORCH False")
+
+
+def test_cuda_home_warning_is_silenced_by_the_cli(capfd):
+    """A smoke run printed torch's `No CUDA runtime is found, using CUDA_HOME=...` (nvcc, no GPU): the CLI's
+    logging setup silences that one logger (nothing here builds C++ extensions)."""
+    import logging
+    import subprocess
+    import sys
+
+    from compressbench.cli import _setup_logging
+
+    _setup_logging(0)
+    assert logging.getLogger("torch.utils.cpp_extension").getEffectiveLevel() >= logging.ERROR
+    code = ("import logging, os; os.environ['CUDA_HOME'] = '/nonexistent-cuda'; from compressbench.cli import "
+            "_setup_logging; _setup_logging(0); import torch.utils.cpp_extension")
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stderr
+    assert "No CUDA runtime is found" not in err

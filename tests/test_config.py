@@ -60,6 +60,10 @@ def test_unknown_field_did_you_mean():
 
 def test_unknown_model_and_evaluator():
     assert "did you mean 'cnn5'" in _err({**GOOD, "model": {"name": "cnn4"}})
+    # a library's bare name: the registered names ending in it and the library's name family, not 'resnet8'
+    msg = _err({**GOOD, "model": {"name": "resnet18"}})
+    hint = msg.split("did you mean ")[1].split("?")[0]
+    assert hint.startswith("'tv_resnet18'") and {"'cifar_resnet18'", "'timm:resnet18'"} <= set(hint.split(" or "))
     msg = _err({**GOOD, "evaluations": [{"evaluator": "claen"}]})
     assert msg.startswith("evaluations[0].evaluator:") and "did you mean 'clean'" in msg
 

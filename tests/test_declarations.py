@@ -68,11 +68,11 @@ def test_store_declarations_table_is_additive(tmp_path):
     record_run(store, "r1", ["clean"])
     record_run(store, "r1", ["clean"])  # once per (run, evaluator)
     got = ResultStore(path).declarations(["r1", "r2"])
-    assert set(got["r1"]) == {"train", "compress", "clean"}
+    assert set(got["r1"]) == {"train", "compress", "export", "clean"}  # export: `compressbench export`'s rows
     assert got["r1"]["clean"]["metrics"][0]["name"] == "top1"
     with sqlite3.connect(path) as c:
-        assert c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
-        assert c.execute("SELECT COUNT(*), MIN(evaluator_version) FROM declarations").fetchone() == (3, 1)
+        assert c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
+        assert c.execute("SELECT COUNT(*), MIN(evaluator_version) FROM declarations").fetchone() == (4, 1)
 
 
 @pytest.fixture(scope="module")

@@ -84,12 +84,17 @@ def test_estimate_matches_hand_computed_flops(tmp_path):
     assert _by(est, "evaluate", evaluator="agreement", variant="baseline").forward == approx(30 * F)
     assert _by(est, "evaluate", evaluator="agreement", variant="distill@params=0.25").forward == \
         approx(30 * F + 30 * 0.25 * F)
-    # hours: FLOPs at the given rate (1 GFLOP per CPU-second) and on the reference GPU
+    # hours: FLOPs at the given rate (1 GFLOP per CPU-second) and on the reference GPU, plus the fixed costs
+    # measured here (model builds and checkpoint round trips per job, the run's start-up once)
+    fx = est.fixed
+    assert fx.startup > 0 and fx.build > 0 and fx.per_job["compress"] > fx.per_job["train"] > 0
     c = _by(est, "train")
-    assert est.cpu_hours(c) == approx(c.flops / 1e9 / 3600)
-    assert est.gpu_hours(c) == approx(c.flops / (156e12 * 0.35) / 3600)
+    assert c.seconds == approx(fx.per_job["train"])
+    assert est.cpu_hours(c) == approx((c.flops / 1e9 + c.seconds) / 3600)
+    assert est.gpu_hours(c) == approx((c.flops / (156e12 * 0.35) + c.seconds) / 3600)
     total = est.rows()[-1]
     assert total[:3] == ("total", len(est.costs), 0)
+    assert total[5] == approx(sum(est.cpu_hours(c) for c in est.costs) + fx.startup / 3600)
     assert total[3] == approx(sum(c.flops for c in est.costs) / 1e12)
 
 
@@ -161,6 +166,14 @@ def test_cached_counts_after_a_run_and_plan_writes_nothing(tmp_path, capsys):
     assert main(["plan", str(p), "--cpu-gflops", "5"]) == 0
     out = capsys.readouterr().out
     assert "4 jobs, 0 cached" in out and _tree(tmp_path) == before  # no cache dir, no store
+    total = next(ln for ln in out.splitlines() if ln.strip().startswith("total")).split()
+    assert float(total[-2]) > 0 and float(total[-1]) > 0 and " s " not in out  # GPU-h / CPU-h: hours, numbers
+    # several configs: one table each
+    p2 = tmp_path / "est2.yaml"
+    p2.write_text(yaml.safe_dump({**cfg, "name": "est2"}))
+    assert main(["plan", str(p), str(p2), "--cpu-gflops", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "experiment 'est'" in out and "experiment 'est2'" in out and out.count("4 jobs, 0 cached") == 2
     assert not (tmp_path / "cache").exists()
     run(validate(cfg), progress=False)
     before = _tree(tmp_path)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import torch
 import yaml
 
 from compressbench.cli import main
@@ -141,6 +142,22 @@ def hand_cases() -> list[Case]:
         Case("set-too-long", _tiny(), sets=["name=" + "x" * 5000]),
         Case("set-valid-path-bad-value", _tiny(variants=[{"method": "prune.unstructured"}]),
              sets=["variants.0.method=prune.unstructurd"]),
+        # issue 22: each was accepted silently
+        Case("std-1e-30", _tiny(model={"name": "tinycnn", "mean": [0.5], "std": [1e-30]})),
+        Case("mean-1e30", _tiny(model={"name": "tinycnn", "mean": [1e30], "std": [0.5]})),
+        Case("4-means-1-channel", _tiny(model={"name": "tinycnn", "mean": [0.1, 0.2, 0.3, 0.4], "std": [0.2] * 4})),
+        Case("warmup-beyond-epochs", _tiny(train={"epochs": 0.2, "warmup_epochs": 50})),
+        Case("val-fraction-0.999", _tiny(dataset={"name": "digits", "val_fraction": 0.999})),
+        Case("val-fraction-2-images", _tiny(dataset={"name": "digits", "train_subset": 2, "val_fraction": 0.5})),
+        Case("ray-memory-1PB", _tiny(executor={"name": "ray", "resources": {"evaluate": {"memory": 10**15}}})),
+        Case("table-metric-top7", _tiny(report={"tables": [{"name": "t", "title": "t", "columns": [
+            {"label": "x", "evaluator": "clean", "metric": "top7"}]}]}, evaluations=[{"evaluator": "clean"}])),
+        Case("table-train-metric-bogus", _tiny(report={"tables": [{"name": "t", "title": "t", "columns": [
+            {"label": "x", "evaluator": "train", "metric": "bogus"}]}]})),
+        Case("scales-empty-list", _tiny(scales=[])),
+        Case("resize-true", _tiny(dataset={"name": "digits", "resize": True})),
+        Case("resize-4096", _tiny(dataset={"name": "digits", "resize": 4096})),
+        Case("weights-proc-self-mem", _tiny(model={"name": "tinycnn", "weights": "/proc/self/mem"})),
     ]
     return c
 
@@ -342,3 +359,99 @@ def test_subprocess_cli_path(case, tmp_path):
     assert r.stdout == ""
     assert dt < 30  # interpreter start + torch import on a shared 2-core box; the parse itself is ms
     assert _snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------------ issue 22: generated configs over the new fields
+N_GENERATED = 220
+RUN_SAMPLE = 3  # accepted configs run to completion (tiny: a baseline of 0.1 epoch, clean on 100 images)
+
+
+def _pick(rng: random.Random, *choices: Any) -> Any:
+    return choices[rng.randrange(len(choices))]
+
+
+def generated(i: int, weights: dict[str, str]) -> dict[str, Any]:
+    """A config whose integrity-related fields (normalisation, weights, warm-up, validation split, resize,
+    study tables, Ray memory, scales) take plausible or hostile values, seeded by ``i``."""
+    rng = random.Random(f"gen-{i}")
+    raw: dict[str, Any] = {"name": f"g{i}", "dataset": {"name": "digits", "eval_subset": 100},
+                           "model": {"name": "tinycnn"},
+                           "train": {"epochs": 0.1, "batch_size": 64, "augment": "none"},
+                           "evaluations": [{"evaluator": "clean"}], "threads": 1}
+    if rng.random() < 0.3:
+        n = _pick(rng, 1, 1, 2, 4)
+        raw["model"]["mean"] = [_pick(rng, 0.5, 0.1, -0.5, 3.0, 1e30, -1e9, float("nan"), "x")] * n
+        raw["model"]["std"] = [_pick(rng, 0.25, 1.0, 1e-30, 0.0, -1.0, 50.0, float("inf"))] * _pick(rng, n, 1, 3)
+    if rng.random() < 0.3:
+        raw["model"]["weights"] = _pick(rng, *weights.values(), "/proc/self/mem", "/dev/zero", "/no/such.pt", "")
+        raw["train"] = _pick(rng, None, {"epochs": 0}, raw["train"])
+    if rng.random() < 0.3 and raw["train"]:
+        raw["train"]["warmup_epochs"] = _pick(rng, 0, 0.05, 0.1, 0.5, 50, -1, float("nan"))
+    if rng.random() < 0.3:
+        raw["dataset"]["val_fraction"] = _pick(rng, 0.1, 0.2, 0.5, 0.999, 0.0, 1.0, -0.1, True)
+        if rng.random() < 0.3:
+            raw["dataset"]["train_subset"] = _pick(rng, 2, 10, 50)
+    if rng.random() < 0.25:
+        raw["dataset"]["resize"] = _pick(rng, 12, 16, 4096, 5000, 0, True, False, "8", [8, 8], [8])
+    if rng.random() < 0.25:
+        col = {"label": "c", "evaluator": _pick(rng, "clean", "train", "compress", "nope"),
+               "metric": _pick(rng, "top1", "top5", "top7", "train_loss", "bogus", "params")}
+        if rng.random() < 0.3:
+            col["where"] = {_pick(rng, "severity", "class"): _pick(rng, 1, "3", None, "*")}
+        raw["report"] = {"tables": [{"name": "t", "title": "t", "columns": [col]}]}
+    if rng.random() < 0.15:
+        raw["executor"] = {"name": "ray", "resources": {
+            _pick(rng, "train", "evaluate"): {"memory": _pick(rng, 10**15, 2**30, 0, -5, 10**9)}}}
+    if rng.random() < 0.1:
+        raw["scales"] = _pick(rng, [], {}, None, {"smoke": {"train.epochs": 0.05}}, {"smoke": []})
+    return raw
+
+
+@pytest.fixture(scope="module")
+def weight_files(tmp_path_factory, tiny_model) -> dict[str, str]:
+    """A good state dict, one with 200 garbled bytes, an all-NaN one and an I32 safetensors file."""
+    from safetensors.torch import save_file
+
+    d = tmp_path_factory.mktemp("w")
+    sd = {k: v.clone() for k, v in tiny_model.net.state_dict().items()}
+    torch.save(sd, d / "good.pt")
+    blob = bytearray((d / "good.pt").read_bytes())
+    blob[len(blob) // 2: len(blob) // 2 + 200] = bytes(200)
+    (d / "garbled.pt").write_bytes(bytes(blob))
+    torch.save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in sd.items()},
+               d / "nan.pt")
+    save_file({k: (v * 100).to(torch.int32).contiguous() for k, v in sd.items()}, str(d / "i32.safetensors"))
+    return {p.stem: str(p) for p in d.iterdir()}
+
+
+def test_generated_configs_are_one_line_or_run(weight_files, sandbox, capsys):
+    """≥ 200 generated configs: each `validate` is exit 2 with one `error:` line, or exit 0; no traceback, none
+    over MAX_SECONDS (a hang); a sample of the accepted ones runs to completion with every job successful."""
+    counts = {"refused": 0, "accepted": 0, "ran": 0}
+    accepted: list[Path] = []
+    for i in range(N_GENERATED):
+        raw = generated(i, weight_files)
+        raw.update(cache_dir=str(sandbox / "cache"), store=str(sandbox / f"r{i}.sqlite"))
+        path = sandbox / f"g{i}.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        t0 = time.perf_counter()
+        rc = main(["validate", str(path)])
+        dt = time.perf_counter() - t0
+        cap = capsys.readouterr()
+        assert "Traceback" not in cap.err, (i, raw, cap.err)
+        assert dt < MAX_SECONDS * 5, f"config {i} took {dt:.1f}s: {raw}"
+        if rc == 2:
+            lines = cap.err.splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: "), (i, raw, cap.err)
+            counts["refused"] += 1
+        else:
+            assert rc == 0, (i, raw, rc, cap.err)
+            counts["accepted"] += 1
+            accepted.append(path)
+    for path in [p for p in accepted if "executor" not in p.read_text()][:RUN_SAMPLE]:
+        rc = main(["run", str(path), "-q"])
+        cap = capsys.readouterr()
+        assert rc == 0 and "Traceback" not in cap.err, (path.read_text(), cap.err)
+        counts["ran"] += 1
+    print(f"generated {N_GENERATED}: {counts}")
+    assert counts["refused"] >= 50 and counts["accepted"] >= 20 and counts["ran"] == RUN_SAMPLE

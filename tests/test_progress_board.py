@@ -24,6 +24,27 @@ class J:
 JOBS = [J("t", "train")] + [J(f"c{i}", "compress") for i in range(3)] + [J(f"e{i}", "evaluate") for i in range(6)]
 
 
+@dataclass
+class JE:
+    key: str
+    kind: str
+    expected_s: float
+
+
+def test_eta_from_the_plans_cost_model_before_any_job_ran():
+    jobs = [JE("t", "train", 100.0), JE("c", "compress", 20.0), JE("e0", "evaluate", 5.0), JE("e1", "evaluate", 5.0)]
+    b = RunBoard(jobs, live=False)
+    assert b.eta() == (pytest.approx(130.0), True)  # the first job already has an ETA
+    b.set("t", "running")
+    b.started["t"] = time.monotonic() - 40
+    assert b.eta()[0] == pytest.approx(90.0, abs=0.5)
+    b.finish("t", "ran", 200.0)  # twice what the model said: the jobs left are expected to take twice as long
+    assert b.correction() == pytest.approx(2.0)
+    assert b.eta() == (pytest.approx(60.0), True)
+    b.finish("c", "ran", 10_000.0)  # one odd job moves the correction at most to 4×
+    assert b.correction() == 4.0
+
+
 def test_counts_per_kind_and_state():
     b = RunBoard(JOBS, live=False)
     b.finish("t", "ran", 100)
@@ -71,7 +92,7 @@ def test_summary_line():
     line = b.line()
     assert line.startswith("jobs on Ray (2 CPU, 0 GPU): 4/10 finished (2 ran, 1 cached, 1 failed); 1 running, "
                            "0 queued, 4 waiting, 1 run by other drivers; train 1/1, compress 2/3, evaluate 1/6; "
-                           "elapsed 0s, ETA ≥ ")
+                           "running: c2 (0s); elapsed 0s, ETA ≥ ")  # the running job by name (no describe(): key)
     assert [fmt_seconds(s) for s in (0.4, 59, 61, 3599, 3600 * 2 + 65)] == ["0s", "59s", "1m01s", "59m59s", "2h01m"]
 
 

@@ -37,7 +37,9 @@ def _raw(tmp_path, **over):
 
 
 def test_study_table_from_a_real_run(tmp_path):
-    exp = validate(_raw(tmp_path))
+    nothing = {"label": "Sev 9", "evaluator": "clean", "metric": "top1", "where": {"severity": 9}}  # matches no row
+    layout = {"tables": [{**LAYOUT["tables"][0], "columns": [*LAYOUT["tables"][0]["columns"], nothing]}]}
+    exp = validate(_raw(tmp_path, report=layout))
     assert run(exp, progress=False).failed == 0
     build_report(exp.store_path, tmp_path / "rep", formats=("html", "csv", "md"))
     rows = list(csv.DictReader(open(tmp_path / "rep" / "study" / "study-per-name.csv")))
@@ -62,6 +64,7 @@ def test_study_table_from_a_real_run(tmp_path):
     assert "Accuracy and size per method" in html and "Size MB" in html
     md = (tmp_path / "rep" / "study" / "study-per-name.md").read_text()
     assert "50 % smaller (params)" in md
+    assert "EMPTY column 'Sev 9' matches no row (clean · top1 where {'severity': 9})" in md  # marked, not silent
 
 
 def test_study_layout_is_validated(tmp_path):

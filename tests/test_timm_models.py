@@ -106,3 +106,32 @@ def test_unsupported_pair_is_refused_at_validate(tmp_path, capsys, model, method
     assert cli_main(["validate", str(tmp_path / "c.yaml")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expect in err[0] and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("model, expect", [
+    ("timm:ghostnet_100", "params=0.5 is unreachable for 'prune.structured' on timm:ghostnet_100: at ratio=0.8991 "
+                          "(the smallest model it can make) the parent as built now keeps 1.000 of its params"),
+    ("timm:repvgg_a0", "params=0.5 is unreachable for 'prune.structured' on timm:repvgg_a0: at ratio=0.8991 "
+                       "(the smallest model it can make) the parent as built now keeps 0."),  # 0.65-0.71: weights
+])
+def test_unreachable_budget_is_refused_at_validate(tmp_path, model, expect):
+    """Validated and then failed at run before (issue 25): one guarded dry run at the largest ratio catches it."""
+    raw = _cfg(tmp_path, model, "prune.structured")
+    raw["variants"][0]["budget"] = {"params": 0.5}
+    with pytest.raises(ConfigError, match=r"^variants\[0\]\.budget: ") as e:
+        validate(raw)
+    assert expect in str(e.value)
+    assert float(str(e.value).split(" now keeps ")[1].split()[0]) > 0.5 * 1.02
+    raw["variants"][0]["budget"] = {"knob": 0.3}  # a ratio it can do is not refused
+    validate(raw)
+
+
+def test_efficientvit_answers_at_validate(tmp_path):
+    """Torch-Pruning's graph on efficientvit_m0 ran > 300 s / 8.5 GB inside validate (issue 25): its per-head
+    attention is refused by a structural check, and narrowing it for a student gives up within the guard."""
+    raw = _cfg(tmp_path, "timm:efficientvit_m0", "prune.structured")
+    raw["dataset"]["options"]["size"] = 64
+    with pytest.raises(ConfigError, match="multi-head attention"):
+        validate(raw)
+    raw["variants"] = [{"method": m} for m in ("prune.unstructured", "lowrank", "quantize.dynamic", "quantize.fp16")]
+    validate(raw)

@@ -172,6 +172,22 @@ def test_config_mistakes_are_one_line(tiny_model, tmp_path, over, expect):
     assert expect in str(e.value) and "\n" not in str(e.value)
 
 
+def test_weights_without_train_is_a_choice_not_a_silent_finetune(tiny_model, tmp_path, capsys):
+    """model.weights with no `train:` line would fine-tune the user's model with the default recipe: validate
+    refuses it (exit 2, one line) and offers both choices; each choice validates."""
+    torch.save(_net_sd(tiny_model), tmp_path / "w.pt")
+    raw = _config(tmp_path, str(tmp_path / "w.pt"))
+    del raw["train"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    assert cli_main(["validate", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: train: model.weights is given but 'train' is not")
+    assert "'train: null'" in err[0] and "'train: {init: weights" in err[0]
+    assert not (tmp_path / "cache").exists()
+    assert not validate({**raw, "train": None}).config.trains_baseline
+    assert validate({**raw, "train": {"init": "weights", "epochs": 1}}).config.transfer
+
+
 def test_weights_enter_the_key_by_content_not_path(tiny_model, tmp_path):
     sd = _net_sd(tiny_model)
     torch.save(sd, tmp_path / "a.pt")
@@ -218,3 +234,109 @@ def test_new_fields_at_defaults_keep_every_key():
     assert [j.key for j in plan(validate(explicit))] == [j.key for j in jobs]
     raw["dataset"]["val_fraction"] = 0.1
     assert plan(validate(raw))[0].key != jobs[0].key
+
+
+# ------------------------------------------------------------------ issue 22: the weights file's chain of custody
+def _top1(store: Path) -> float:
+    from compressbench.store import ResultStore
+
+    rows = [r for r in ResultStore(store).rows() if r["evaluator"] == "clean" and r["metric"] == "top1"
+            and r["variant"] == "baseline"]
+    assert len(rows) == 1
+    return rows[0]["value"]
+
+
+def test_weights_swapped_after_planning_fail_the_job_and_poison_nothing(tiny_model, tmp_path, caplog, monkeypatch):
+    """Before issue 22: a file swapped between plan and the baseline job filled the entry keyed by the original
+    with the replacement's numbers, forever. Now the job reads the bytes once and checks the planned sha256: the
+    job fails (one line naming the file), nothing is cached; the original restored gives the right numbers."""
+    import logging
+
+    from compressbench.runner import run
+
+    good, other = tmp_path / "w.pt", tmp_path / "other.pt"
+    torch.save(_net_sd(tiny_model), good)
+    torch.save({k: torch.randn_like(v) if v.is_floating_point() else v for k, v in _net_sd(tiny_model).items()},
+               other)
+    raw = _config(tmp_path, str(good), variants=[], evaluations=[{"evaluator": "clean"}])
+    ref = run(validate({**raw, "cache_dir": str(tmp_path / "ref"), "store": str(tmp_path / "ref.sqlite")}),
+              progress=False)
+    assert ref.failed == 0
+    import compressbench.runner as runner
+
+    backup = good.read_bytes()
+
+    def plan_then_swap(exp):  # run() plans (the key holds good's sha256), then the file is swapped before any job
+        jobs = real_plan(exp)
+        shutil.copy(other, good)
+        return jobs
+
+    real_plan = runner.plan
+    monkeypatch.setattr(runner, "plan", plan_then_swap)
+    with caplog.at_level(logging.ERROR, logger="compressbench"):
+        s = run(validate(raw), progress=False)
+    monkeypatch.setattr(runner, "plan", real_plan)
+    assert s.failed >= 1 and s.ran == 0
+    msgs = [r.getMessage() for r in caplog.records]
+    assert any(str(good) in m and "changed since this run was planned" in m for m in msgs), msgs
+    assert not list((tmp_path / "cache" / "jobs").glob("*/result.json"))  # nothing cached under good's key
+    good.write_bytes(backup)  # restored
+    s = run(validate(raw), progress=False)
+    assert (s.failed, s.cached) == (0, 0)
+    assert _top1(tmp_path / "r.sqlite") == _top1(tmp_path / "ref.sqlite")
+
+
+def _garbled(tmp: Path, sd: dict) -> Path:
+    """200 bytes inside the largest tensor's data of a torch.save zip: still a loadable zip, wrong CRC."""
+    import zipfile
+
+    p = tmp / "w.pt"
+    torch.save(sd, p)
+    with zipfile.ZipFile(p) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)
+    blob = bytearray(p.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + 16
+    blob[start: start + 200] = bytes((b + 97) % 256 for b in blob[start: start + 200])
+    p.write_bytes(bytes(blob))
+    return p
+
+
+@pytest.mark.parametrize("damage, expect", [
+    ("garbled-200-bytes", "fails its CRC-32 check"),
+    ("all-nan", "non-finite values (NaN or infinity)"),
+    ("safetensors-i32", "weights must be floating point"),
+    ("std-1e-30", "normalisation"),
+])
+def test_damaged_weights_are_one_line_at_validate(tiny_model, tmp_path, capsys, damage, expect):
+    """Each was accepted before issue 22 (NLL 6e34, a stored top-1 of 0.12, an integer file cast silently, inputs
+    multiplied by 1e30); now `validate` says one line and exits 2, and nothing is computed."""
+    sd = _net_sd(tiny_model)
+    if damage == "garbled-200-bytes":
+        w = _garbled(tmp_path, sd)
+    elif damage == "all-nan":
+        w = tmp_path / "w.pt"
+        torch.save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in sd.items()}, w)
+    elif damage == "safetensors-i32":  # a consistent header: the dtype is a lie about what the values are
+        from safetensors.torch import save_file
+
+        w = tmp_path / "w.safetensors"
+        save_file({k: (v * 1000).to(torch.int32).contiguous() for k, v in sd.items()}, str(w))
+    else:
+        w = tmp_path / "w.pt"
+        torch.save(sd, w)
+    raw = _config(tmp_path, str(w))
+    if damage == "std-1e-30":
+        raw["model"] = {**raw["model"], "mean": [0.5], "std": [1e-30]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    assert cli_main(["validate", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expect in err[0], err
+    assert not (tmp_path / "cache").exists()
+
+
+def test_proc_self_mem_as_weights_is_one_line(tmp_path, capsys):
+    (tmp_path / "w.pt").symlink_to("/proc/self/mem")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(_config(tmp_path, str(tmp_path / "w.pt"))))
+    assert cli_main(["validate", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a regular file (it resolves to /proc/" in err[0], err

@@ -6,6 +6,7 @@ Public API::
     exp = cb.load_config("configs/quickstart.yaml")   # resolved and checked once (a ResolvedExperiment)
     summary = cb.run(exp)                 # same code path as `compressbench run`
     df = cb.load_results(summary.store)   # one flat row per measurement
+    cb.export(summary.store, "structured+int8", format="onnx", out="ship/")   # verified, with a model card
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ __version__ = "0.1.0"
 from typing import Any
 
 __all__ = ["run", "load_config", "validate_config", "load_results", "create_model", "load_dataset", "load_model",
-           "save_model", "registry", "Experiment", "ResolvedExperiment", "__version__"]
+           "save_model", "export", "registry", "Experiment", "ResolvedExperiment", "__version__"]
 
 
 def __getattr__(name: str) -> Any:  # lazy: keep `import compressbench` light
-    if name == "run":
-        from .runner import run
+    if name == "run":  # an experiment with a goal is searched (compressbench.goal.search.run)
+        from .goal.search import run
 
         return run
     if name == "load_config":
@@ -51,6 +52,10 @@ def __getattr__(name: str) -> Any:  # lazy: keep `import compressbench` light
         from . import checkpoint
 
         return getattr(checkpoint, name)
+    if name == "export":
+        from .deploy.api import export
+
+        return export
     if name == "registry":
         import importlib
 

@@ -48,7 +48,7 @@ def published_for(model_name: str, source: str) -> Published:
 
 
 @lru_cache(maxsize=32)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
+def _sha256(path: str, stamp: tuple[int, ...]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -57,8 +57,10 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 
 
 def file_sha256(path: str | Path) -> str:
+    """sha256 of a weights file, cached per process while its inode, size, mtime and ctime stay the same (a
+    ctime cannot be set back: a file rewritten or swapped in is hashed again)."""
     st = Path(path).stat()
-    return _sha256(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    return _sha256(str(Path(path).resolve()), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
 
 
 def weights_identity(model_name: str, source: str) -> dict[str, Any]:
@@ -77,7 +79,17 @@ def run_path(source: str) -> str:
     return source if is_published(source) else str(Path(source).expanduser().resolve())
 
 
+def norm_mismatch(values: tuple[float, ...], channels: int) -> str | None:
+    """Why ``model.mean`` / ``std`` with these values cannot normalise ``channels`` channels (one value for
+    all channels, or one per channel), or None."""
+    if len(values) in (1, channels):
+        return None
+    return f"{len(values)} values for {channels} input channel(s); give one value per channel, or one for all"
+
+
 def _stats(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
+    """Published statistics for ``channels`` channels: as they are, averaged for one channel (RGB weights on a
+    grey dataset), else tiled; ``model.mean`` / ``std`` are checked first (:func:`norm_mismatch`)."""
     if len(values) == channels:
         return tuple(values)
     if channels == 1:
@@ -120,16 +132,23 @@ def _check_own(wf: Any, cfg: dict[str, Any]) -> None:
                               f"set model: to match it")
 
 
-def build_baseline(cfg: dict[str, Any], meta: DataMeta, *, transfer: bool, fetch: bool = True) -> Baseline:
+def build_baseline(cfg: dict[str, Any], meta: DataMeta, *, transfer: bool, fetch: bool = True,
+                   sha256: str | None = None) -> Baseline:
     """The parent for model config ``cfg`` (``name, width, kwargs, weights, mean, std``) on a dataset
     with ``meta``. ``transfer``: the weights start fine-tuning (head / first conv may be adapted);
     ``fetch``: download missing published weights (``validate`` passes False and skips the fit
-    check of weights not yet cached). Raises one-line :class:`CheckpointError`s."""
+    check of weights not yet cached); ``sha256``: the hash a weights file was planned with (the baseline
+    job: the bytes it reads must be those — a file swapped since is refused). Raises one-line
+    :class:`CheckpointError`s."""
     model = create_model(cfg["name"], meta, width=cfg.get("width", 1.0), **(cfg.get("kwargs") or {}))
     source = cfg.get("weights")
     user_norm = cfg.get("mean") is not None
     out = Baseline(model, source)
     if user_norm:
+        c = model.normalize.mean.shape[1]
+        bad = norm_mismatch(tuple(cfg["mean"]), c) or norm_mismatch(tuple(cfg["std"]), c)
+        if bad:
+            raise CheckpointError(f"model.mean / model.std: {bad}")
         _set_normalize(model, cfg["mean"], cfg["std"])
         out.normalize = "model.mean / model.std"
     if not source:
@@ -146,7 +165,7 @@ def build_baseline(cfg: dict[str, Any], meta: DataMeta, *, transfer: bool, fetch
             return out
     else:
         path = Path(source)
-    wf = read_weights(path)
+    wf = read_weights(path, sha256 if pub is None else None)
     if wf.spec is not None:
         _check_own(wf, cfg)
     what = f"{cfg['name']} built for {meta.name} ({meta.channels} channel(s), {meta.num_classes} classes)"

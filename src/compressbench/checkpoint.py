@@ -143,6 +143,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: no such checkpoint file")
+    if p.suffix == ".safetensors":  # an export (compressbench.deploy): tensors + a JSON recipe, nothing unpickled
+        from .deploy.tensors import read_export
+
+        return read_export(p)
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise on top of the real error
             warnings.simplefilter("ignore")

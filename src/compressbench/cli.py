@@ -1,6 +1,7 @@
 """The ``compressbench`` command: a thin shell over the library.
 
-Subcommands: run · validate · plan · list · results · report · profile · corrupt · compare.
+Subcommands: run · search · validate · plan · list · results · report · findings · recommend · profile ·
+corrupt · compare · export · verify.
 Errors in user input print one line and exit with code 2 (no traceback, no work started);
 ``run`` exits 1 when any job failed (after printing the summary), 0 when all succeeded.
 """
@@ -27,8 +28,22 @@ _HOOKS: dict[str, tuple[str, str, str, str]] = {
                 "measure params, bytes, FLOPs, latency and throughput of a saved model or package.module:factory"),
     "corrupt": ("compressbench.evaluate.corruptions", "add_corrupt_arguments", "corrupt_command",
                 "write a corrupted copy of a dataset in the CIFAR-10-C layout"),
+    "findings": ("compressbench.findings", "add_findings_arguments", "findings_command",
+                 "test the findings an experiment file declares on a results store: holds / contradicted / "
+                 "inconclusive, paired statistics, Holm"),
     "compare": ("compressbench.compare", "add_compare_arguments", "compare_command",
                 "which non-timing values and which recorded environment fields differ between two stores"),
+    "recommend": ("compressbench.goal", "add_recommend_arguments", "recommend_command",
+                  "the variant to ship for a goal (objective + tolerated drops) on an existing store: recommended "
+                  "variant per objective, gains, losses with CIs, Pareto fronts, rejected candidates; runs nothing"),
+    "verify": ("compressbench.verify", "add_verify_arguments", "verify_command",
+               "check that every number in a results store is the one measured: each row's hash and, with --cache, "
+               "each row re-derived from its job record; exit 1 if any fails"),
+    "export": ("compressbench.deploy.cli", "add_export_arguments", "export_command",
+               "export a variant of a study to a deployment runtime (onnx, executorch, openvino, pt2, safetensors), "
+               "verify it there and write its model card"),
+    "export-mlflow": ("compressbench.tracking", "add_export_mlflow_arguments", "export_mlflow_command",
+                      "copy a results store to MLflow: one run per variant x seed (params, every row as a metric)"),
 }
 
 
@@ -50,6 +65,9 @@ def _setup_logging(verbose: int) -> None:
                         stream=sys.stderr)
     for noisy in ("matplotlib", "PIL", "torch", "onnx", "onnxruntime", "onnxscript"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # torch's C++-extension helper, imported by some libraries, warns "No CUDA runtime is found, using CUDA_HOME=..."
+    # on any machine with nvcc but no GPU; nothing here builds extensions, so the line only alarms (issue 25)
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -79,12 +97,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .estimate import estimate, render, to_json
     from .validate import load_config
 
-    exp = load_config(args.config, _overrides(args.set), scale=args.scale)
-    est = estimate(exp, gpu=args.gpu, utilisation=args.gpu_util, cpu_gflops=args.cpu_gflops)
-    print(render(est, args.config + (f" [scale {args.scale}]" if args.scale else "")))
+    out = []
+    for config in args.config:  # several configs: one table each (a --json FILE then holds a list)
+        exp = load_config(config, _overrides(args.set), scale=args.scale)
+        est = estimate(exp, gpu=args.gpu, utilisation=args.gpu_util, cpu_gflops=args.cpu_gflops)
+        print(render(est, config + (f" [scale {args.scale}]" if args.scale else "")))
+        out.append(to_json(est))
     if args.json:
         try:
-            Path(args.json).write_text(json.dumps(to_json(est), indent=1))
+            Path(args.json).write_text(json.dumps(out[0] if len(out) == 1 else out, indent=1))
         except OSError as e:
             return _fail(f"--json: cannot write {args.json} ({e.strerror or type(e).__name__})")
         print(f"wrote {args.json}")
@@ -97,18 +118,54 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     exp = load_config(args.config, _overrides(args.set), scale=args.scale, executor=args.executor,
                       address=args.address)  # validated before any work
+    if exp.goal is not None:  # tolerances: the budgets lists are search ranges (compressbench.goal)
+        return _search(exp, args)
     t0 = time.perf_counter()
     summary = run(exp, progress=None if not args.no_progress else False)
-    dt = time.perf_counter() - t0
-    print(f"experiment '{summary.experiment}': {summary.jobs} jobs — {summary.ran} ran, {summary.cached} cached, "
-          f"{summary.failed} failed ({dt:.1f}s)")
-    for what, err in summary.failures:
-        print(f"  FAILED {what}: {err}")
-    print(f"results: {summary.store}")
+    _print_run(summary, time.perf_counter() - t0)
     if not args.quiet:
         for part in exp.parts:  # one table per experiment (one per source domain, if several)
             _print_summary(summary.store, part.name)
+        if exp.findings:  # the declared claims, tested (compressbench.findings)
+            from .findings import print_findings
+
+            print_findings(summary.store, [p.name for p in exp.parts], list(exp.findings))
     return EXIT_JOBS_FAILED if summary.failed else 0
+
+
+def _print_run(summary, seconds: float) -> None:
+    print(f"experiment '{summary.experiment}': {summary.jobs} jobs — {summary.ran} ran, {summary.cached} cached, "
+          f"{summary.failed} failed ({seconds:.1f}s)")
+    for what, err in summary.failures:
+        print(f"  FAILED {what}: {err}")
+    print(f"results: {summary.store}")
+
+
+def _search(exp, args: argparse.Namespace) -> int:
+    """``run`` / ``search`` of an experiment with a goal: the search, its summary, the decision."""
+    from .goal import print_decision
+    from .goal.search import search
+
+    t0 = time.perf_counter()
+    res = search(exp, progress=None if not args.no_progress else False,
+                 accept_noisy=True if getattr(args, "accept_noisy", False) else None)
+    _print_run(res.summary, time.perf_counter() - t0)
+    print("\n".join(res.lines()))
+    if res.decision is not None:
+        print_decision([res.decision])
+    return EXIT_JOBS_FAILED if res.summary.failed else 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .validate import load_config
+
+    exp = load_config(args.config, _overrides(args.set), scale=args.scale, executor=args.executor,
+                      address=args.address)
+    if exp.goal is None:
+        raise ConfigError(f"{args.config}: declares no goal; add goal: {{objective: {{minimize: latency_b1_ms}}, "
+                          f"constraints: {{clean_top1: 1.0}}}} (docs/goal.md)")
+    return _search(exp, args)
 
 
 def _print_summary(store_path: Path, experiment: str) -> None:
@@ -254,14 +311,24 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     _executor_flags(r)
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("-q", "--quiet", action="store_true", help="do not print the summary table")
+    r.add_argument("--accept-noisy", action="store_true", help="with a goal: let timings flagged noisy decide")
     r.set_defaults(fn=cmd_run)
+    se = sub.add_parser("search", help="search an experiment's goal: per family, the most compressed budget meeting "
+                        "every constraint (bisection through the cached job DAG), the int8 fallback, the decision")
+    se.add_argument("config", help="experiment YAML with a goal: block")
+    se.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
+    se.add_argument("--scale", metavar="NAME", help=scale_help)
+    _executor_flags(se)
+    se.add_argument("--no-progress", action="store_true", help="no progress bars")
+    se.add_argument("--accept-noisy", action="store_true", help="let timings flagged noisy decide")
+    se.set_defaults(fn=cmd_search)
     v = sub.add_parser("validate", help="check an experiment file (fast, no work started)")
     v.add_argument("config")
     v.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     v.add_argument("--scale", metavar="NAME", help="validate only this scale (default: the file and every scale)")
     _executor_flags(v)
     v.set_defaults(fn=cmd_validate)
-    from .estimate import DEFAULT_GPU, DEFAULT_UTILISATION, GPUS
+    from .costs import DEFAULT_GPU, DEFAULT_UTILISATION, GPUS  # no torch: --help stays instant
 
     pl = sub.add_parser("plan", help="the job DAG without running it: jobs per kind, what is cached, and estimated "
                         "compute (TFLOP, GPU-hours on a reference GPU, CPU-hours here); writes nothing",
@@ -269,9 +336,10 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
                         "(docs/extending.md) × forward FLOPs per image of the model (a budgeted variant: that "
                         "fraction of the parent's; a training step = 3 forward FLOPs, an attack step = 2). "
                         "GPU-h = FLOPs / (peak × utilisation); CPU-h = FLOPs / this machine's rate, measured in a "
-                        "few seconds on the experiment's model (per second of CPU time: user + sys). Fixed per-job "
-                        "costs (loading data and checkpoints, process start-up) are not counted.")
-    pl.add_argument("config")
+                        "few seconds on the experiment's model (per second of CPU time: user + sys), plus fixed costs "
+                        "measured here: the run's process start once, a model build and checkpoint round trip per "
+                        "job (data decoding is not counted).")
+    pl.add_argument("config", nargs="+", help="experiment YAML(s)")
     pl.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     pl.add_argument("--scale", metavar="NAME", help=scale_help)
     pl.add_argument("--gpu", default=DEFAULT_GPU, metavar="NAME",

@@ -133,5 +133,26 @@ def attack_cost(spec: Any, params: Any, meta: Any) -> float:
     return spec.cost(params, meta) if spec.cost is not None else default_attack_cost(params, meta)
 
 
-__all__ = ["TRAIN_STEP", "INPUT_GRADIENT", "TrainingCost", "EvalCost", "CostContext", "default_method_cost",
-           "default_eval_cost", "default_attack_cost", "method_cost", "eval_cost", "attack_cost"]
+# --------------------------------------------------------------------------- reference GPUs (``plan --gpu``)
+@dataclass(frozen=True)
+class ReferenceGPU:
+    """A named GPU and the dense peak its estimate assumes (``precision``: which number that is)."""
+
+    name: str
+    precision: str
+    peak_tflops: float
+
+
+GPUS: dict[str, ReferenceGPU] = {
+    "a100": ReferenceGPU("NVIDIA A100-SXM4-80GB", "TF32 tensor cores, dense", 156.0),
+    "h100": ReferenceGPU("NVIDIA H100 SXM5 80GB", "TF32 tensor cores, dense", 494.7),
+    "v100": ReferenceGPU("NVIDIA V100-SXM2-32GB", "FP32", 15.7),
+    "rtx4090": ReferenceGPU("NVIDIA GeForce RTX 4090", "TF32 tensor cores, dense", 82.6),
+    "t4": ReferenceGPU("NVIDIA T4", "FP32", 8.1),
+}
+DEFAULT_GPU, DEFAULT_UTILISATION = "a100", 0.35
+
+
+__all__ = ["ReferenceGPU", "GPUS", "DEFAULT_GPU", "DEFAULT_UTILISATION", "TRAIN_STEP", "INPUT_GRADIENT",
+           "TrainingCost", "EvalCost", "CostContext", "default_method_cost", "default_eval_cost", "default_attack_cost",
+           "method_cost", "eval_cost", "attack_cost"]

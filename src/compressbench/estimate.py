@@ -17,7 +17,8 @@ named here):
 
 Hours: FLOPs / (a reference GPU's peak × an assumed utilisation) and FLOPs / this machine's sustained rate
 (``measure.throughput``: training and inference measured separately, per second of CPU time), plus the fixed
-seconds components declare (fresh processes). Not counted: loading data and checkpoints, the budget search,
+seconds components declare (fresh processes), plus fixed costs measured here (:class:`FixedCosts`: the run's process
+start once, model builds and checkpoint round trips per job). Not counted: data decoding, the budget search,
 the corruptions' own pixel work, cache hashing — fixed per-job costs that dominate tiny jobs. Nothing is
 written: the cache is only read (``execute.cache.inspect_cached``).
 """
@@ -25,48 +26,29 @@ written: the cache is only read (``execute.cache.inspect_cached``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .compress.budget import capabilities
 from .config import BASELINE, Budget, ResolvedExperiment
-from .costs import TRAIN_STEP, CostContext, EvalCost, eval_cost, method_cost
+from .costs import (
+    DEFAULT_GPU,
+    DEFAULT_UTILISATION,
+    GPUS,
+    TRAIN_STEP,
+    CostContext,
+    EvalCost,
+    ReferenceGPU,
+    eval_cost,
+    method_cost,
+)
+from .data.sizes import DataSizes, data_sizes  # noqa: F401 — re-exported (compressbench plan's counts)
 from .errors import UserError
 from .jobs import CompressSpec, EvaluateSpec, Job
 from .plan import plan
-from .registry import datasets, evaluators, methods
+from .registry import evaluators, methods
 from .specs import SHARED_BUDGETS
-
-
-@dataclass(frozen=True)
-class ReferenceGPU:
-    """A named GPU and the dense peak its estimate assumes (``precision``: which number that is)."""
-
-    name: str
-    precision: str
-    peak_tflops: float
-
-
-GPUS: dict[str, ReferenceGPU] = {
-    "a100": ReferenceGPU("NVIDIA A100-SXM4-80GB", "TF32 tensor cores, dense", 156.0),
-    "h100": ReferenceGPU("NVIDIA H100 SXM5 80GB", "TF32 tensor cores, dense", 494.7),
-    "v100": ReferenceGPU("NVIDIA V100-SXM2-32GB", "FP32", 15.7),
-    "rtx4090": ReferenceGPU("NVIDIA GeForce RTX 4090", "TF32 tensor cores, dense", 82.6),
-    "t4": ReferenceGPU("NVIDIA T4", "FP32", 8.1),
-}
-DEFAULT_GPU, DEFAULT_UTILISATION = "a100", 0.35
-
-
-@dataclass(frozen=True)
-class DataSizes:
-    """Images per epoch and per evaluation set of one experiment (part), and where the counts came from."""
-
-    train: int
-    val: int
-    test: int
-    targets: dict[str, int] = field(default_factory=dict)
-    how: str = "declared"
 
 
 @dataclass
@@ -83,51 +65,6 @@ class JobCost:
     @property
     def flops(self) -> float:
         return self.forward + self.gradient
-
-
-# --------------------------------------------------------------------------- images
-def data_sizes(ds: Any, cache_dir: str) -> DataSizes:
-    """The image counts of one experiment part's dataset (``DatasetConfig``). One-line UserError if unknown."""
-    from .data import dataset_options
-    from .data.domains import resolve_domains
-
-    spec = datasets.spec(ds.name)
-    opts = dataset_options(ds.name, ds.options)
-    if spec.sizes is None:
-        return _loaded_sizes(ds, cache_dir)
-    raw = dict(spec.sizes(Path(ds.root).expanduser() if ds.root else None, **opts))
-    targets: dict[str, int] = {}
-    if spec.domain_names(opts):
-        src, tg = resolve_domains(ds.name, opts, ds.source, ds.targets)
-        split = ds.domain_split
-        test = max(1, round((split.test_fraction if split else 0.2) * raw[src]))
-        train = raw[src] - test
-        hold = split.target_holdout if split else None
-        targets = {t: raw[t] if hold is None else max(1, round(hold * raw[t])) for t in tg}
-    else:
-        train, test = raw["train"], raw["test"]
-    if ds.train_subset:
-        train = min(train, ds.train_subset)
-    val = round(ds.val_fraction * train) if ds.val_fraction else 0
-    return DataSizes(train - val, val, test, targets)
-
-
-def _loaded_sizes(ds: Any, cache_dir: str) -> DataSizes:
-    """A dataset without a size declaration: its local copy, loaded (never downloaded) and prepared."""
-    from .data import load_dataset
-    from .data.prepare import prepare_bundle
-
-    domains = {k: getattr(ds, k) for k in ("source", "targets") if getattr(ds, k) is not None}
-    if ds.domain_split is not None:
-        domains["split"] = ds.domain_split.model_dump()
-    try:
-        b = load_dataset(ds.name, root=ds.root, cache_dir=cache_dir, download=False, **domains, **ds.options)
-    except UserError as e:
-        raise UserError(f"dataset: cannot count the images of '{ds.name}': it declares no sizes and has no local "
-                        f"copy ({e})") from None
-    b = prepare_bundle(b, train_subset=ds.train_subset, val_fraction=ds.val_fraction)
-    return DataSizes(len(b.train), len(b.val) if b.val is not None else 0, len(b.test),
-                     {k: len(v) for k, v in b.targets.items()}, how="loaded")
 
 
 # --------------------------------------------------------------------------- model sizes
@@ -240,6 +177,7 @@ class Estimate:
     rates: Any  # measure.throughput.Rates, or None when given
     cpu_given: float | None = None  # --cpu-gflops: one rate for all work (FLOP/s of CPU time)
     damaged: int = 0
+    fixed: FixedCosts | None = None  # the run's start-up and per-job fixed CPU seconds (already in each job's seconds)
 
     @property
     def gpu_flops_s(self) -> float:
@@ -267,8 +205,67 @@ class Estimate:
             groups = list(dict.fromkeys(c.group for c in cs))
             if kind != "train" and len(groups) > 1:
                 out += [row(f"  {g}", [c for c in cs if c.group == g]) for g in groups]
-        out.append(row("total", self.costs))
+        total = row("total", self.costs)
+        if self.fixed is not None and any(not c.cached for c in self.costs):  # the run's own start-up
+            total = (*total[:4], total[4] + self.fixed.startup / 3600, total[5] + self.fixed.startup / 3600)
+        out.append(total)
         return out
+
+    def expected_seconds(self) -> dict[str, float]:
+        """Wall-clock seconds each job is expected to take here (its CPU time × the measured wall/CPU ratio;
+        with ``--cpu-gflops``, its CPU time): the run's live ETA (``progress.board``)."""
+        per = self.rates.wall_per_cpu if self.rates is not None else 1.0
+        return {c.job.key: self.cpu_hours(c) * 3600 * per for c in self.costs}
+
+
+@dataclass(frozen=True)
+class FixedCosts:
+    """CPU seconds no FLOP count sees, measured here: the run's process start (importing torch and the
+    library), and per job its model builds and checkpoint round trips (``per_job``, by kind)."""
+
+    startup: float
+    per_job: dict[str, float]
+    build: float  # one model build + checkpoint save and load
+
+
+# a job's model builds + checkpoint round trips: train builds and saves one; compress loads the parent and saves
+# a variant (2 + its method's own copies); evaluate loads its model (and a transfer attack's parent: counted by
+# the evaluator's parent_forward work, not here)
+BUILDS_PER_JOB = {"train": 1.0, "compress": 3.0, "evaluate": 1.0}
+
+
+def measure_fixed(model: Any, startup: bool = True) -> FixedCosts:
+    """Measure the fixed costs on this machine: a fresh ``python -c 'import compressbench.runner'`` (the run's
+    start-up, CPU time of that child) and a deep copy + checkpoint save/load of the parent (best of 3)."""
+    import copy
+    import io
+    import resource
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    start = 0.0
+    if startup:
+        k = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, "-c", "import compressbench.runner"], check=False, capture_output=True)
+        k2 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = k2.ru_utime + k2.ru_stime - k.ru_utime - k.ru_stime
+    best = float("inf")
+    for _ in range(3):
+        c0, t0 = cpu(), time.perf_counter()
+        m = copy.deepcopy(model)
+        buf = io.BytesIO()
+        torch.save(m.state_dict(), buf)
+        buf.seek(0)
+        m.load_state_dict(torch.load(buf, weights_only=True))
+        best = min(best, max(cpu() - c0, time.perf_counter() - t0))
+    return FixedCosts(start, {k: n * best for k, n in BUILDS_PER_JOB.items()}, best)
 
 
 def estimate(exp: ResolvedExperiment, *, gpu: str = DEFAULT_GPU, utilisation: float = DEFAULT_UTILISATION,
@@ -291,6 +288,9 @@ def estimate(exp: ResolvedExperiment, *, gpu: str = DEFAULT_GPU, utilisation: fl
     fp = float(count_flops(base.model, (1, *shape)))
     costs = job_costs(exp, jobs, fp, meta, sizes)
     damaged = mark_cached(costs, Path(exp.cache_dir))
+    fixed = measure_fixed(base.model)
+    for c in costs:
+        c.seconds += fixed.per_job.get(c.job.kind, 0.0)
     rates = None
     if cpu_gflops is None:
         from .measure.throughput import sustained_rates
@@ -298,7 +298,28 @@ def estimate(exp: ResolvedExperiment, *, gpu: str = DEFAULT_GPU, utilisation: fl
         rates = sustained_rates(base.model, shape, fp, batch_size=exp.recipe.batch_size,
                                 num_classes=meta.num_classes, threads=exp.threads)
     return Estimate(exp, costs, sizes, fp, shape, GPUS[gpu], utilisation, rates,
-                    cpu_gflops * 1e9 if cpu_gflops is not None else None, damaged)
+                    cpu_gflops * 1e9 if cpu_gflops is not None else None, damaged, fixed)
+
+
+# what the live ETA assumes before any job has run: the wall-clock FLOP rate of a quiet 2-core x86 machine on
+# the presets' models (``benchmarks/plan_vs_run.py``: 45 GFLOP/s on the noise preset's smoke scale); the board
+# rescales every expectation by measured / expected as jobs finish, so only the jobs' proportions must be right
+NOMINAL_WALL_FLOPS = 40e9
+
+
+def expected_seconds(exp: ResolvedExperiment, jobs: list[Job]) -> dict[str, float]:
+    """Seconds each job of ``jobs`` (``plan.plan(exp)``) is expected to take, for the run's live ETA: its FLOPs
+    at :data:`NOMINAL_WALL_FLOPS` plus its measured fixed costs (model builds and checkpoints), without the
+    estimate's rate measurement or start-up probe (a run must not pay seconds for its ETA)."""
+    from .measure.flops import count_flops
+    from .validate import parent_model
+
+    sizes = {part.name: data_sizes(part.dataset, exp.cache_dir) for part in exp.parts}
+    meta, base = parent_model(exp)
+    fp = float(count_flops(base.model, (1, meta.channels, *meta.size)))
+    fixed = measure_fixed(base.model, startup=False)
+    return {c.job.key: c.flops / NOMINAL_WALL_FLOPS + c.seconds + fixed.per_job.get(c.job.kind, 0.0)
+            for c in job_costs(exp, jobs, fp, meta, sizes)}
 
 
 # --------------------------------------------------------------------------- output
@@ -307,7 +328,8 @@ def _num(x: float) -> str:
 
 
 def _hours(h: float) -> str:
-    return _num(h) if h >= 0.001 else f"{h * 3600:.2g} s" if h > 0 else "0"
+    """Hours, always (the columns say h): 3 significant digits, 2 below a thousandth of an hour."""
+    return _num(h) if h >= 0.001 else f"{h:.2g}" if h > 0 else "0"
 
 
 def render(est: Estimate, config: str) -> str:

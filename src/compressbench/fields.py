@@ -39,13 +39,31 @@ Subset = Annotated[int, Field(ge=1)] | None  # images of the evaluation subset; 
 Severity = Annotated[int, Field(ge=1, le=5)]  # corruption severity (Hendrycks & Dietterich's 1..5)
 Fraction = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]  # open interval (0, 1)
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-ImageSize = Annotated[int, Field(ge=1, le=4096)]  # pixels of one image side (dataset.resize)
+# pixels of one image side (dataset.resize); strict: YAML's `true` is not 1 px
+ImageSize = Annotated[int, Field(ge=1, le=4096, strict=True)]
+# an input normalisation's mean / std per channel: images are in [0, 1], so a mean outside [-1, 2] or a std
+# outside [1e-3, 10] is another input scale (0-255) or a typo, and a std of 1e-30 multiplies inputs by 1e30
+NORM_MEAN_RANGE = (-1.0, 2.0)
+NORM_STD_RANGE = (1e-3, 10.0)
+
+
+def _norm_check(lo: float, hi: float, what: str):
+    def check(v: float) -> float:
+        if not lo <= v <= hi:
+            raise ValueError(f"a normalisation {what} must be in [{lo:g}, {hi:g}] (images are in [0, 1]), got {v:g}")
+        return v
+    return AfterValidator(check)
+
+
+NormMean = Annotated[float, Field(allow_inf_nan=False), _norm_check(*NORM_MEAN_RANGE, "mean")]
+NormStd = Annotated[float, Field(allow_inf_nan=False), _norm_check(*NORM_STD_RANGE, "std")]
 Aggregate = Literal["mean", "min", "max", "sum"]  # how a metric's conditions reduce to one number
 # cell formats (the report's and the console's renderings: ``report.tables.CELL_FORMATS``)
 Format = Literal["pct", "f1", "f2", "f3", "int", "bytes", "ms", "g"]
 
 __all__ = ["MAX_EPOCHS", "SEED_LIMIT", "MAX_BATCH_SIZE", "FiniteFloat", "Epochs", "FinetuneEpochs", "Seed",
            "PositiveInt", "NonNegativeInt", "BatchSize", "Subset", "Severity", "Fraction", "PositiveFloat", "ImageSize",
+           "NormMean", "NormStd", "NORM_MEAN_RANGE", "NORM_STD_RANGE",
            "Aggregate", "Format"]
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -40,9 +40,19 @@ from .data.base import DataMeta, DatasetBundle
 log = logging.getLogger(__name__)
 
 class Params(BaseModel):
-    """Base class of every method's / evaluator's parameter schema."""
+    """Base class of every method's / evaluator's parameter schema. ``KEY_OPTIONAL``: fields added after job
+    keys existed, in a key only when set (:meth:`key_dump`), so that adding them re-runs nothing."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ()
+
+    def key_dump(self) -> dict[str, Any]:
+        """``model_dump(mode="json")`` without the ``KEY_OPTIONAL`` fields that are at their defaults."""
+        d = self.model_dump(mode="json")
+        for f in self.KEY_OPTIONAL:
+            if getattr(self, f) == type(self).model_fields[f].get_default(call_default_factory=True):
+                d.pop(f, None)
+        return d
 
 
 @dataclass

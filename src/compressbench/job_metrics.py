@@ -3,7 +3,8 @@ the report and the printed run summary read them like any evaluator's (``specs.M
 
 ``compress`` rows: the size of every model the runner saves (the baseline's included) and, for a
 variant, the achieved fraction of the parent per budget kind and the method's knob. ``train`` rows:
-the baseline's training statistics.
+the baseline's training statistics. ``export`` rows: ``compressbench export``'s (declared in
+``deploy.metrics``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .deploy.metrics import EXPORT_SPEC
 from .specs import Console, EvaluatorSpec, MetricSpec
 
 _NO_TABLE: dict[str, Any] = {"table": None}
@@ -25,13 +27,15 @@ COMPRESS_METRICS = (
     MetricSpec("params", label="Params", unit="params", fmt="int", higher_is_better=False, **_NO_TABLE,
                description="parameters of the saved model"),
     MetricSpec("params_nonzero", label="Params (nonzero)", unit="params", fmt="int", higher_is_better=False,
-               summary=True, fallback=True, order=60, console=Console("params (nonzero)"), **_NO_TABLE,
+               summary=True, fallback=True, order=60, console=Console("params (nonzero)"), objective="params",
+               **_NO_TABLE,
                description="nonzero parameters of the saved model"),
     MetricSpec("checkpoint_bytes", label="Checkpoint size", unit="B", fmt="bytes", higher_is_better=False,
-               order=61, console=Console("checkpoint bytes"), **_NO_TABLE,
+               order=61, console=Console("checkpoint bytes"), objective="bytes", **_NO_TABLE,
                description="size of the saved checkpoint file"),
     MetricSpec("flops", label="MFLOPs", unit="FLOP", fmt="f2", higher_is_better=False, positive=True,
                summary=True, key="gflops", fallback=True, order=64, scale=((math.inf, 1e6, "MFLOPs"),),
+               objective="flops",
                console=Console("MFLOPs", missing="– (int8)",
                                note="MFLOPs: dense FLOPs (2×MAC) of one image; the efficiency evaluator and "
                                     "`compressbench report` give realised latency/throughput and effective FLOPs."),
@@ -77,4 +81,5 @@ TRAIN_METRICS = tuple(
 JOB_SPECS: dict[str, EvaluatorSpec] = {
     "compress": EvaluatorSpec(metrics=COMPRESS_METRICS, description="size of every saved model; achieved budget"),
     "train": EvaluatorSpec(metrics=TRAIN_METRICS, description="the baseline's training statistics"),
+    "export": EXPORT_SPEC,  # rows of `compressbench export` (compressbench.deploy)
 }

@@ -23,7 +23,10 @@ from .config import BASELINE, Budget, DatasetConfig, ModelConfig, TrainConfig
 
 
 def dump_params(params: Any) -> Any:
-    """A component's validated params as JSON data (``None``: it takes none)."""
+    """A component's validated params as JSON data (``None``: it takes none); fields its schema added after keys
+    existed are left out while at their defaults (``interfaces.Params.key_dump``)."""
+    if params is not None and hasattr(params, "key_dump"):
+        return params.key_dump()
     return params.model_dump(mode="json") if params is not None and hasattr(params, "model_dump") else params
 
 
@@ -114,6 +117,13 @@ class EvaluateSpec:
     def record(self) -> dict[str, Any]:
         return {**self.key_spec(), "dataset": dataset_record(self.dataset)}
 
+    def shared_spec(self) -> dict[str, Any]:
+        """What the evaluations of one evaluator share across the models of a seed: the key spec without the
+        model (same evaluator, params, images, seed and parent)."""
+        out = self.key_spec()
+        del out["model_job"]
+        return out
+
 
 JobSpec = Union[TrainSpec, CompressSpec, EvaluateSpec]
 
@@ -139,6 +149,11 @@ class Job:
     spec: JobSpec
     deps: list[str] = field(default_factory=list)
     labels: JobLabels = None  # type: ignore[assignment]
+    # jobs with the same group (an evaluator with a ``group`` form, one seed and parent, the same params) may
+    # run together, sharing their model-independent work (:mod:`compressbench.execute.group`); not in the key
+    group: str | None = None
+    # seconds the plan's cost model expects this job to take here (``estimate.expected_seconds``; the live ETA)
+    expected_s: float | None = None
 
     def describe(self) -> str:
         lab = self.labels
@@ -236,5 +251,16 @@ class ModelOutcome:
                    dict(info.get("record") or {}), info.get("capabilities"), info.get("spec"))
 
 
+def measurement_rows(base: dict[str, Any], default_evaluator: str, evaluator_version: int | None,
+                     measurements: list[dict[str, Any]], record_sha256: str | None) -> list[dict[str, Any]]:
+    """A finished job's store rows: ``base`` (its labels, budget, seed, job key, run) on each of its record's
+    measurements, with the record's content hash. The runner stores these; ``compressbench verify`` derives
+    them again from the cached record and compares them with the store's."""
+    return [{**base, "evaluator": m.get("evaluator", default_evaluator), "evaluator_version": evaluator_version,
+             "metric": m["metric"], "value": m.get("value"), "condition": m.get("condition") or {},
+             "tag": m.get("tag", ""), "unit": m.get("unit", ""), "record_sha256": record_sha256}
+            for m in measurements]
+
+
 __all__ = ["Job", "JobLabels", "JobSpec", "TrainSpec", "CompressSpec", "EvaluateSpec", "SizeStats", "ModelOutcome",
-           "PARENT_ACHIEVED", "BASELINE", "dataset_key", "dataset_record", "dump_params"]
+           "PARENT_ACHIEVED", "BASELINE", "dataset_key", "dataset_record", "dump_params", "measurement_rows"]

@@ -24,6 +24,7 @@ ANY = "*"  # a ``where`` value: the condition has this key, with any value
 
 # the quantity a declaration stands for, for other evaluators' report hooks (``MetricSpec.role``)
 CLEAN_ACCURACY = "clean_accuracy"
+CORRUPTION_ACCURACY = "corruption_accuracy"
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,12 @@ class Presentation:
     column of the table ``compressbench run`` prints. ``lead``: a summary column a decision needs (accuracy
     clean / corrupted / under attack, size, latency): the summary shows it first, with its change vs the
     parent next to it — points for a ``pct`` metric, a ratio (×) otherwise, when ``higher_is_better`` is
-    set — and the other summary columns behind a "show all columns" control."""
+    set — and the other summary columns behind a "show all columns" control. ``objective``: the goal
+    objective this metric measures (``latency_b1_ms``, ``onnx_latency_b1_ms``, ``latency_b1_ms@<format>``,
+    ``bytes``, ``flops``, ``params``: ``goal.objective.minimize`` names it; a ``fallback`` declaration
+    serves it only when no other does). A timing: ``spread`` names the metric holding its spread (IQR) and
+    ``load`` the one holding the machine's load while it was measured, rows of the same job and condition —
+    what flags it as noisy (:mod:`compressbench.noise`)."""
 
     label: str = ""
     unit: str = ""
@@ -97,6 +103,9 @@ class Presentation:
     check: bool = False
     console: Console | None = None
     lead: bool = False
+    objective: str = ""
+    spread: str = ""
+    load: str = ""
 
     def __post_init__(self) -> None:
         if self.fmt not in Format.__args__:  # type: ignore[attr-defined]

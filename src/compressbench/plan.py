@@ -73,6 +73,8 @@ def _plan_part(exp: ResolvedExperiment, part: ExperimentPart, weights: str | Non
                 espec = EvaluateSpec(ev.evaluator, ev.params, exp.dataset.eval_subset, part.dataset, seed, pkey, tkey)
                 deps = sorted({pkey, tkey})
                 ekey = content_key({"kind": "evaluate", "spec": espec.key_spec(), "deps": deps, "v": version})
+                group = content_key({"shared": espec.shared_spec(), "v": version}) if spec.group else None
                 jobs.append(Job("evaluate", ekey, espec, deps, JobLabels(
-                    part.name, seed, lab.variant, lab.method, lab.budget, ev.evaluator, spec.version, lab.is_parent)))
+                    part.name, seed, lab.variant, lab.method, lab.budget, ev.evaluator, spec.version, lab.is_parent),
+                    group))
     return jobs

@@ -67,7 +67,8 @@ def settings_from_args(args: argparse.Namespace) -> ProfileSettings:
     try:
         return ProfileSettings(throughput_batch=args.batch, threads=args.threads, repeats=args.repeats,
                                throughput_repeats=args.throughput_repeats, warmup=args.warmup,
-                               onnx=not args.no_onnx, onnx_int8=args.onnx_int8, fresh_process=not args.in_process,
+                               onnx=False if args.no_onnx else None, onnx_int8=args.onnx_int8,
+                               fresh_process=not args.in_process,
                                timing=not args.no_timing, device=args.device)
     except ValidationError as e:
         err = e.errors()[0]

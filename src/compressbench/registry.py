@@ -26,7 +26,7 @@ import importlib
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 from .errors import UserError
 from .specs import (
@@ -53,10 +53,16 @@ _OBJECT_PATH = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[
 class UnknownNameError(UserError, KeyError, ValueError):
     """An unknown registry name. ``str()`` is one readable line."""
 
-    def __init__(self, kind: str, name: str, known: list[str], message: str | None = None):
+    def __init__(self, kind: str, name: str, known: list[str], message: str | None = None,
+                 families: Iterable[str] = ()):
         self.kind, self.name, self.known = kind, name, known
-        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+        # a library's bare name ("resnet18"): the registered names ending in it ("tv_resnet18") and the name
+        # families that serve libraries' names ("torchvision:resnet18"), before mere spelling neighbours
+        same = sorted((k for k in known if k.lower().endswith(("_" + name.lower(), ":" + name.lower()))), key=len)
+        if same and ":" not in name:
+            same += [f"{p}{name}" for p in families]
+        close = list(dict.fromkeys(same))[:3] or difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         self.message = message or f"unknown {kind} '{name}'{hint} (known: {', '.join(known) or 'none'})"
         super().__init__(self.message)
 
@@ -213,7 +219,7 @@ class Registry(Generic[T, S]):
         self._ensure_loaded()
         name = self._aliases.get(name, name)
         if name not in self._entries and not self._from_source(name):
-            raise UnknownNameError(self.kind, name, self.names())
+            raise UnknownNameError(self.kind, name, self.names(), families=self._sources)
         return self._entries[name]
 
     def resolve(self, name: str) -> str:

@@ -14,7 +14,7 @@ import os
 import platform
 import subprocess
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -32,14 +32,24 @@ from .data.prepare import prepare_bundle
 from .declarations import record_run
 from .execute import GPU_SHARE, JobResult, create_executor, prepare_cache
 from .interfaces import CompressContext, EvalContext, VariantInfo
-from .jobs import PARENT_ACHIEVED, CompressSpec, EvaluateSpec, Job, ModelOutcome, SizeStats, TrainSpec, dataset_record
+from .jobs import (
+    PARENT_ACHIEVED,
+    CompressSpec,
+    EvaluateSpec,
+    Job,
+    ModelOutcome,
+    SizeStats,
+    TrainSpec,
+    dataset_record,
+    measurement_rows,
+)
 from .measure.counting import param_counts
 from .measure.flops import count_flops
 from .measure.sizes import checkpoint_bytes
 from .plan import plan
 from .progress import progress_enabled
 from .provenance import host_info, versions
-from .registry import evaluators
+from .registry import evaluators, import_object
 from .store import ResultStore, condition_str
 from .train import TrainRecipe, accuracy, resolve_device, seed_everything, train
 from .validate import check, load_config, with_executor
@@ -116,7 +126,10 @@ def job_train(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEnv) 
     seed_everything(s.seed)  # weight init is part of the seeded run
     cfg = s.model_config()
     # the model, with model.weights loaded (as they are, or adapted for fine-tuning: baseline.py)
-    base = build_baseline(cfg, data.meta, transfer=s.train is not None and bool(s.weights))
+    # a weights file is read once and must have the sha256 the job's key was planned with: a file swapped
+    # since fails the job (nothing cached) instead of filing another file's numbers under this key
+    base = build_baseline(cfg, data.meta, transfer=s.train is not None and bool(s.weights),
+                          sha256=(s.weights_key or {}).get("sha256"))
     model, stats, fit = base.model, {}, {}
     adapt = s.train.adapt if s.train is not None else None
     if s.train is not None:  # train: null -> the given weights are the baseline
@@ -174,7 +187,8 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEn
     return size.rows() + made.rows(), made.to_info()
 
 
-def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEnv) -> tuple[list[dict], dict]:
+def _eval_member(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEnv) -> tuple[Any, EvalContext]:
+    """The model an evaluate job measures, on its device, and the job's :class:`EvalContext`."""
     s: EvaluateSpec = job.spec  # type: ignore[assignment]
     data = get_dataset(s.dataset, env.cache)
     src, parent_res = upstream[s.model_job], upstream[s.parent_job]
@@ -183,7 +197,6 @@ def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEn
     caps = made.capabilities or {}
     dev = torch.device("cpu") if caps.get("quantizes") else env.device
     model.to(dev)
-    entry = evaluators.entry(s.evaluator)
 
     def load_parent():
         p, _ = load_model(parent_res.dir / "model.pt")
@@ -197,9 +210,40 @@ def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEn
                              "parent_checkpoint": str(parent_res.dir / "model.pt"),
                              "parent_record": ModelOutcome.from_info(parent_res.info).record},
                       plugins=env.plugins)
-    ms = entry.load()(model, ctx, s.params)
+    return model, ctx
+
+
+def _rows(ms: list[Any]) -> list[dict[str, Any]]:
     return [{"metric": m.metric, "value": float(m.value), "condition": m.condition, "tag": m.tag, "unit": m.unit}
-            for m in ms], {}
+            for m in ms]
+
+
+def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEnv) -> tuple[list[dict], dict]:
+    s: EvaluateSpec = job.spec  # type: ignore[assignment]
+    model, ctx = _eval_member(job, out, upstream, env)
+    return _rows(evaluators.entry(s.evaluator).load()(model, ctx, s.params)), {}
+
+
+def job_evaluate_group(jobs: list[Job], outs: dict[str, Path], upstreams: dict[str, dict[str, JobResult]],
+                       env: JobEnv) -> dict[str, tuple[list[dict], dict] | BaseException]:
+    """The evaluate jobs of one group (one evaluator, seed, parent and params) through the evaluator's
+    ``group`` form: their shared inputs made once (``execute.group``). A member whose model cannot be loaded
+    fails alone."""
+    s: EvaluateSpec = jobs[0].spec  # type: ignore[assignment]
+    group = evaluators.spec(s.evaluator).group
+    fn = import_object(group) if isinstance(group, str) else group
+    result: dict[str, tuple[list[dict], dict] | BaseException] = {}
+    members, keys = [], []
+    for job in jobs:
+        try:
+            members.append(_eval_member(job, outs[job.key], upstreams[job.key], env))
+            keys.append(job.key)
+        except Exception as e:  # this member fails; the others go on
+            result[job.key] = e
+    if members:
+        for key, got in zip(keys, fn(members, s.params), strict=True):
+            result[key] = got if isinstance(got, BaseException) else (_rows(got), {})
+    return result
 
 
 JOB_FNS = {"train": job_train, "compress": job_compress, "evaluate": job_evaluate}
@@ -252,11 +296,19 @@ class JobRunner:
         for key in sorted(seen):
             get_dataset(seen[key], self.cache)
 
-    def __call__(self, job: Job, out: Path, upstream: dict[str, JobResult]) -> tuple[list[dict], dict]:
+    def env(self) -> JobEnv:
         exp = self.experiment()
         share = GPU_SHARE.get()
         device = resolve_device("cpu" if share == 0 and exp.device == "auto" else exp.device)
-        return JOB_FNS[job.kind](job, out, upstream, JobEnv(self.cache, device, self.progress, exp.plugins))
+        return JobEnv(self.cache, device, self.progress, exp.plugins)
+
+    def __call__(self, job: Job, out: Path, upstream: dict[str, JobResult]) -> tuple[list[dict], dict]:
+        return JOB_FNS[job.kind](job, out, upstream, self.env())
+
+    def group(self, jobs: list[Job], outs: dict[str, Path], upstreams: dict[str, dict[str, JobResult]]
+              ) -> dict[str, tuple[list[dict], dict] | BaseException]:
+        """The jobs of one group together (``execute.group.GroupFn``)."""
+        return job_evaluate_group(jobs, outs, upstreams, self.env())
 
 
 # --------------------------------------------------------------------------- provenance
@@ -295,43 +347,122 @@ def _resolved(experiment: ResolvedExperiment | Experiment | str | Path) -> Resol
     return load_config(experiment)
 
 
-def run(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: bool | None = None,
-        executor: str | None = None) -> RunSummary:
-    """Run an experiment (resolved by :func:`compressbench.load_config` / ``validate_config``, or a YAML path).
-    Same code path as the CLI. ``executor`` overrides the experiment's executor by name (with that executor's
-    default options; checked against the experiment as if the config said so)."""
-    exp = _resolved(experiment)
-    if executor is not None and executor != exp.executor.name:
-        exp = with_executor(exp, executor)
+@dataclass
+class Session:
+    """One run in progress: its store, run id, cache and the results of the jobs it has executed so far. The
+    goal's search executes several plans in one session (:mod:`compressbench.goal.search`)."""
+
+    exp: ResolvedExperiment
+    store: ResultStore
+    run_id: str
+    cache: Path
+    progress: bool
+    results: dict[str, JobResult]
+    planned: dict[str, Job]
+    ran: set[str] = field(default_factory=set)  # jobs computed (not found in the cache) in this session
+
+    def summary(self) -> RunSummary:
+        """Distinct jobs: those that ran in this session, those only ever found cached, and those that failed."""
+        failures = [(self.planned[k].describe(), r.error) for k, r in self.results.items() if r.error]
+        cached = sum(1 for k, r in self.results.items() if r.cached and k not in self.ran)
+        return RunSummary(self.exp.name, self.exp.store_path, self.run_id, len(self.planned), len(self.ran), cached,
+                          len(failures), failures)  # type: ignore[arg-type]
+
+
+def start_run(exp: ResolvedExperiment, progress: bool | None = None, evaluators: set[str] | None = None) -> Session:
+    """Open the store (checked, writable) and record the run: its provenance and the declarations of
+    ``evaluators`` (default: the experiment's). Nothing is executed."""
     show = progress_enabled() if progress is None else progress
     if exp.threads:
         torch.set_num_threads(exp.threads)
     device = resolve_device(exp.device)
-    cache = Path(exp.cache_dir)
-    jobs = plan(exp)
-    prefetch_weights(exp, jobs, cache)  # published weights the baseline needs (offline: one line, nothing written)
-    # before any work: the store opens (header, integrity, schema) and is writable; the cache is a
-    # writable folder, or read-only but holding every job of the plan
     store = ResultStore(exp.store_path)
     store.check_writable()
-    prepare_cache(cache, jobs)
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     store.add_run(run_id, exp.name, dt.datetime.now(dt.timezone.utc).isoformat(), exp.config.model_dump(mode="json"),
                   _git_hash(), versions(exp), str(device), host_info(), plugins=exp.plugins.to_json())
-    record_run(store, run_id, {j.labels.evaluator for j in jobs if j.kind == "evaluate"})  # report: no code
-    by_key = {j.key: j for j in jobs}
-    results: dict[str, JobResult] = {}
-    fn = JobRunner.for_experiment(exp, cache.resolve(), show)
+    record_run(store, run_id, evaluators if evaluators is not None else {e.evaluator for e in exp.evaluations})
+    return Session(exp, store, run_id, Path(exp.cache_dir), show, {}, {})
+
+
+def execute(session: Session, exp: ResolvedExperiment, jobs: list[Job] | None = None) -> dict[str, JobResult]:
+    """Run ``jobs`` (default: ``plan(exp)``) with ``exp``'s executor and store their rows under the session's
+    run. ``exp`` is the experiment the jobs were planned from (its fingerprint is what a worker checks): the
+    session's own, or one the search derived from it (its probes as ordinary variants)."""
+    jobs = plan(exp) if jobs is None else jobs
+    cache = session.cache
+    prefetch_weights(exp, jobs, cache)  # published weights the baseline needs (offline: one line, nothing written)
+    _set_expected(exp, jobs)  # the live ETA's expectations
+    prepare_cache(cache, jobs)  # a writable folder, or read-only but holding every job of the plan
+    record_run(session.store, session.run_id, {j.labels.evaluator for j in jobs if j.kind == "evaluate"})
+    fn = JobRunner.for_experiment(exp, cache.resolve(), session.progress)
+    session.planned.update({j.key: j for j in jobs})
+    done: dict[str, JobResult] = {}
 
     def on_done(job: Job, res: JobResult) -> None:
-        results[job.key] = res
-        _store_job(store, job, res, results, run_id)
+        session.results[job.key] = done[job.key] = res
+        if not res.cached and not res.error:
+            session.ran.add(job.key)
+        _store_job(session.store, job, res, session.results, session.run_id)
 
-    create_executor(exp, cache, show).run(jobs, fn, on_done)
-    failures = [(by_key[k].describe(), r.error) for k, r in results.items() if r.error]
-    return RunSummary(exp.name, exp.store_path, run_id, len(jobs), sum(1 for r in results.values() if not r.cached
-                                                                       and not r.error),
-                      sum(1 for r in results.values() if r.cached), len(failures), failures)  # type: ignore[arg-type]
+    create_executor(exp, cache, session.progress).run(jobs, fn, on_done)
+    return done
+
+
+def run(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: bool | None = None,
+        executor: str | None = None) -> RunSummary:
+    """Run an experiment (resolved by :func:`compressbench.load_config` / ``validate_config``, or a YAML path).
+    Same code path as the CLI. ``executor`` overrides the experiment's executor by name (with that executor's
+    default options; checked against the experiment as if the config said so). An experiment with a ``goal``
+    is searched instead: ``compressbench.run`` (:func:`compressbench.goal.search.run`) does that."""
+    exp = _resolved(experiment)
+    if executor is not None and executor != exp.executor.name:
+        exp = with_executor(exp, executor)
+    if exp.goal is not None:
+        from .errors import ConfigError
+
+        raise ConfigError(f"experiment '{exp.name}' declares a goal: its budgets lists are search ranges, not "
+                          f"variants to run; run it with compressbench.run / compressbench.goal.search (the CLI's "
+                          f"run and search do), or remove 'goal'")
+    jobs = plan(exp)
+    prefetch_weights(exp, jobs, Path(exp.cache_dir))  # before the store is touched: offline, nothing is written
+    session = start_run(exp, progress)
+    execute(session, exp, jobs)
+    _track(exp)
+    return session.summary()
+
+
+def _set_expected(exp: ResolvedExperiment, jobs: list[Job]) -> None:
+    """Each job's expected seconds from the plan's cost model (the live ETA, ``progress.board``); an experiment
+    the model cannot price (a plug-in it cannot build here) runs without (the ETA then waits for finished jobs)."""
+    from .estimate import expected_seconds
+
+    try:
+        exp_s = expected_seconds(exp, jobs)
+    except Exception as e:  # noqa: BLE001 — the ETA is a convenience, never a reason to fail a run
+        log.debug("no cost model for the live ETA: %s", e)
+        return
+    for j in jobs:
+        j.expected_s = exp_s.get(j.key)
+
+
+def _track(exp: ResolvedExperiment) -> None:
+    """``tracking: {mlflow: ...}``: copy this experiment's rows to MLflow (:mod:`.tracking`). A tracking server
+    that fails is one logged line: the results are in the store, and ``compressbench export-mlflow`` retries."""
+    t = exp.config.tracking
+    if t is None or t.mlflow is None:
+        return
+    from .tracking import export_store
+
+    for part in exp.parts:
+        try:
+            runs = export_store(exp.store_path, t.mlflow.uri, experiment=part.name)
+        except Exception as e:  # the store holds everything; tracking is a copy
+            log.error("tracking.mlflow: export to %s failed (%s: %s); retry with `compressbench export-mlflow %s`",
+                      t.mlflow.uri or "MLflow's default URI", type(e).__name__, str(e).splitlines()[0][:200] if str(e)
+                      else "", exp.store_path)
+            return
+        log.info("tracking.mlflow: %d run(s) of %s in %s", len(runs), part.name, t.mlflow.uri or "MLflow's default URI")
 
 
 def _store_job(store: ResultStore, job: Job, res: JobResult, results: dict[str, JobResult], run_id: str) -> None:
@@ -349,9 +480,7 @@ def _store_job(store: ResultStore, job: Job, res: JobResult, results: dict[str, 
         store.add_job([{**base, "evaluator": default_eval, "evaluator_version": lab.evaluator_version,
                         "metric": "error", "value": None, "error": res.error}])
         return
-    rows = [{**base, "evaluator": m.get("evaluator", default_eval), "evaluator_version": lab.evaluator_version,
-             "metric": m["metric"], "value": m["value"], "condition": m.get("condition") or {},
-             "tag": m.get("tag", ""), "unit": m.get("unit", "")} for m in res.measurements]
+    rows = measurement_rows(base, default_eval, lab.evaluator_version, res.measurements, res.record_sha256)
     keys = {(r["evaluator"], r["condition"] if isinstance(r["condition"], str) else condition_str(r["condition"]),
              r["metric"]) for r in rows}
     if len(keys) < len(rows):
@@ -360,6 +489,6 @@ def _store_job(store: ResultStore, job: Job, res: JobResult, results: dict[str, 
     arts = [{"job_key": job.key, "experiment": lab.experiment, "variant": lab.variant, "method": lab.method,
              "seed": lab.seed, "evaluator": default_eval, "name": f.name, "path": f.resolve(), "created_at": now}
             for f in (sorted(res.dir.iterdir()) if res.dir.is_dir() else [])
-            if f.suffix.lower() in (".png", ".svg", ".jpg", ".json", ".csv") and f.name != "result.json"]
+            if f.suffix.lower() in (".png", ".svg", ".jpg", ".json", ".csv", ".npz") and f.name != "result.json"]
     # one transaction per job; rows already stored (a cached job, another driver) are skipped by the unique key
     store.add_job(rows, arts)

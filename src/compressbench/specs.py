@@ -23,6 +23,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 from .metric_specs import (
     ANY,
     CLEAN_ACCURACY,
+    CORRUPTION_ACCURACY,
     Aggregate,
     Console,
     Format,
@@ -125,7 +126,9 @@ class MethodSpec(ComponentSpec):
     ``compresses``: False for a method that only adapts or fine-tunes (tables that pair variants file it
     under the stages around it, not as a compression of its own). ``cost(params) -> costs.TrainingCost``:
     the training it does, for ``compressbench plan`` (None: every ``FinetuneParams`` field's epochs; see
-    :mod:`compressbench.costs`)."""
+    :mod:`compressbench.costs`). ``float_layers``: the name of its params field listing layers it keeps in
+    float (mixed precision: the module paths of the parent's conv / linear layers) — the goal's accuracy-aware
+    int8 fallback fills it (:mod:`compressbench.goal.fallback`)."""
 
     family: str = "other"
     budgets: tuple[str, ...] = ()
@@ -144,6 +147,7 @@ class MethodSpec(ComponentSpec):
     adapts: Callable[[Any], Any] | None = None
     cost: Callable[[Any], Any] | None = None
     compresses: bool = True
+    float_layers: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -177,7 +181,13 @@ class EvaluatorSpec(ComponentSpec):
     ``compressbench plan`` (None: one forward pass over its evaluation images; :mod:`compressbench.costs`).
     ``report_options``: options of ``compressbench report`` its hooks read (:class:`ReportOption`, a flag
     each). ``measures_time``: it measures wall-clock time (latency, throughput), so an executor gives its
-    jobs a machine of their own (other jobs beside it would be noise in its numbers).
+    jobs a machine of their own (other jobs beside it would be noise in its numbers). ``group``:
+    ``fn(members, params) -> [rows | exception per member]``, the evaluator run on several models at once
+    (``members``: ``(model, ctx)`` pairs of one seed, one parent and the same params), sharing the work that
+    does not depend on the model — each corrupted batch generated once, a transfer attack crafted once on the
+    parent; each member's rows must be exactly what ``fn(model, ctx, params)`` gives it alone. The scheduler
+    runs the evaluator's jobs of one seed together through it (each job still cached, stored and resumed on
+    its own: :mod:`compressbench.execute.group`); None: one model at a time.
 
     What the report needs of a spec — ``metrics``, ``captions``, ``gathers``, the names of its hooks and its
     report options — is stored with every run (:mod:`compressbench.declarations`)."""
@@ -195,6 +205,10 @@ class EvaluatorSpec(ComponentSpec):
     cost: Callable[[Any, Any], Any] | None = None
     report_options: tuple[ReportOption, ...] = ()
     measures_time: bool = False
+    group: Callable[[Any, Any], Any] | str | None = None
+    # extras(params) -> the pip extras (compressbench.extras.EXTRAS) these params need; validate refuses the
+    # evaluation with one line naming a missing one
+    extras: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -228,6 +242,7 @@ class CorruptionSpec(ComponentSpec):
     deterministic: bool = False
     uint8: bool = False
     from_params: Callable[[Any], Any] | None = None
+    caveat: str = ""  # how its numbers differ from the published ones (a model card lists it)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -371,5 +386,6 @@ SPEC_TYPES: dict[str, type[ComponentSpec]] = {
 
 __all__ = ["ComponentSpec", "Knob", "MethodSpec", "MetricSpec", "Console", "ANY", "EvaluatorSpec", "CorruptionSpec",
            "AttackSpec", "DatasetSpec", "ModelSpec", "RebuildSpec", "CriterionSpec", "ExecutorSpec", "SPEC_TYPES",
-           "SHARED_BUDGETS", "BudgetKind", "Selection", "Presentation", "ReportOption", "CLEAN_ACCURACY", "Aggregate",
+           "SHARED_BUDGETS", "BudgetKind", "Selection", "Presentation", "ReportOption", "CLEAN_ACCURACY",
+           "CORRUPTION_ACCURACY", "Aggregate",
            "Format"]

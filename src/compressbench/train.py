@@ -23,7 +23,8 @@ from torch import nn
 from .adapt import Adaptation, FeatureTap
 from .data.base import ImageSet
 from .data.transforms import photometric
-from .progress import progress_bar
+from .progress import log_interval, progress_bar
+from .progress.board import fmt_seconds
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,8 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
     target_batches = adapt.batches(recipe.batch_size, seed, device) if adapt is not None else None
     g_target = torch.Generator().manual_seed(seed + 104_729)  # the target batches' own augmentation stream
     run_adapt = 0.0
+    # not on a terminal (a log, CI): a line at least every log_interval() seconds instead of the bar
+    every, last_line = (log_interval() if bar.disable else 0.0), t0
     while step < total_steps:
         for x, y, _ in data.batches(recipe.batch_size, shuffle=True, generator=g, device=device):
             if step >= total_steps:
@@ -221,6 +224,12 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
             bar.update(1)
             bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}",
                             img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
+            now = time.perf_counter()
+            if every > 0 and (now - last_line >= every or step == total_steps):  # and the last step, always
+                last_line = now
+                log.info("%s: epoch %d/%g (step %d/%d), loss %.4f, acc %.3f, %.0f images/s, %s", desc,
+                         min(math.ceil(step / steps_per_epoch), math.ceil(recipe.epochs)), recipe.epochs, step,
+                         total_steps, run_loss, run_acc, seen / (now - t0), fmt_seconds(now - t0))
     bar.close()
     if tap is not None:
         tap.close()

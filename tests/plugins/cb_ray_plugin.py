@@ -9,6 +9,8 @@ plug-in takes.
   jobs really run at the same time.
 * ``sleepy``: the first of its jobs writes ``started`` and sleeps (the test kills the driver meanwhile);
   every other measures top-1 at once.
+* ``abort``: ``os.abort()`` in its worker (a native crash: SIGABRT, no Python exception) — a failed job, not
+  a dead driver.
 * ``fails``: raises — a failed job must become a row with its error.
 * ``spy``: reports how often this worker process resolved the experiment's variants and evaluations and
   validated it (``check_parent``): counted by spies this module wraps around the real functions when it
@@ -57,6 +59,11 @@ def crash_once(model, ctx, params: DirParams) -> list[Measurement]:
         first = float(marker.read_text())
     out = [Measurement("top1", _top1(model, ctx)), Measurement("pid", float(os.getpid()))]
     return out + ([Measurement("first_pid", first)] if first is not None else [])
+
+
+@evaluators.register("raytest.abort", params=DirParams, version=1, metrics=(MetricSpec("top1"),))
+def abort(model, ctx, params: DirParams) -> list[Measurement]:
+    os.abort()
 
 
 @evaluators.register("raytest.rendezvous", params=DirParams, version=1, metrics=(MetricSpec("met"),))

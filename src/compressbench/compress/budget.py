@@ -37,7 +37,9 @@ from ..interfaces import Budget, CompressContext, CompressResult
 from ..registry import methods
 from ..specs import Knob, MethodSpec
 from ..train import seed_everything
-from .common import ModelStats, fraction_of, fractions, model_stats
+from .common import ModelStats, first_unplain_module, fraction_of, fractions, model_stats
+from .dryrun import parent_stats as guarded_stats
+from .dryrun import smallest_end
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,36 @@ def check_model(name: str, model: nn.Module, ctx: CompressContext, params: Any) 
                 return f"stage {st_name}: {msg}"
         return None
     return spec.check_model(model, ctx, params) if spec.check_model else None
+
+
+def unreachable(name: str, parent: nn.Module, ctx: CompressContext, params: Any, kind: str,
+                target: float) -> str | None:
+    """Validate's budget check for a method with a knob: the closed form (``Knob.exact``) raising
+    :class:`BudgetError`, or the guarded dry run at the knob's smallest end (:func:`.dryrun.smallest_end`)
+    keeping more than ``target`` (with :data:`TOLERANCE`), as :func:`solve_knob` would find at run time. A dry
+    run that fails is ``check_model``'s business, not this check's (None). Not dry-run, as in ``check_model``:
+    networks of plain building blocks (every layer shrinks: the model zoo, torchvision's ResNets), and knobs
+    that grow the model from (near) nothing (a student's width, a rank ratio); the run's search still checks
+    them."""
+    spec = methods.spec(name)
+    knob = spec.knob
+    if knob.exact is not None:
+        try:
+            knob.exact(guarded_stats(parent, ctx.meta), parent, kind, target, params)
+        except BudgetError as e:
+            return str(e).split(" is unreachable — ", 1)[-1]
+        return None
+    if not knob.shrinks or first_unplain_module(getattr(parent, "net", parent)) is None:
+        return None  # a width / rank grows from (near) nothing; plain blocks shrink everywhere (not dry-run)
+    small = knob.bounds(params)[1]
+    dr = smallest_end(name, parent, ctx.meta, params, lambda m: spec.apply(m, small, ctx, params), small,
+                      nonzero=spec.sparsifies)
+    got = dr.fractions.get(kind)
+    if dr.error or got is None or got <= target * (1 + TOLERANCE):
+        return None
+    hint = f" ({knob.hint})" if knob.hint else ""
+    return (f"at {knob.name}={small:.4g} (the smallest model it can make) the parent as built now keeps {got:.3f} "
+            f"of its {kind}{hint}")
 
 
 # --------------------------------------------------------------------------- the search

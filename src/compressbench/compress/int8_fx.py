@@ -56,19 +56,23 @@ def _mapping(backend: str, qat: bool, cheap: bool = False) -> Any:
 
 
 def prepare_fx(model: nn.Module, backend: str, qat: bool, input_shape: tuple[int, ...],
-               cheap: bool = False) -> nn.Module:
+               cheap: bool = False, float_layers: list[str] | tuple[str, ...] = ()) -> nn.Module:
     """Classifier -> observed (or fake-quant, ``qat``) model: ``model.net`` traced and observed; the
     float normalisation stays outside the quantized graph. ``cheap``: min / max activation observers
-    (for a rebuild, whose scales come from the state dict)."""
+    (for a rebuild, whose scales come from the state dict). ``float_layers``: module paths inside
+    ``model.net`` kept in float (mixed precision: FX puts dequantize / quantize around them)."""
     from torch.ao.quantization import quantize_fx
 
     torch.backends.quantized.engine = backend
     model.train(qat)
     example = (torch.randn(*input_shape),)
+    mapping = _mapping(backend, qat, cheap)
+    for name in float_layers:
+        mapping.set_module_name(name, None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fn = quantize_fx.prepare_qat_fx if qat else quantize_fx.prepare_fx
-        model.net = fn(model.net, _mapping(backend, qat, cheap), example)
+        model.net = fn(model.net, mapping, example)
     return model
 
 

@@ -30,7 +30,8 @@ from __future__ import annotations
 import copy
 import logging
 import warnings
-from typing import Literal
+import weakref
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -127,8 +128,40 @@ def make_quantizable(net: nn.Module, qat: bool) -> nn.Module:
     return net
 
 
-def prepare_int8(model: nn.Module, backend: str, qat: bool = False) -> nn.Module:
-    """Float Classifier -> prepared (observed / fake-quant) model; normalisation stays float."""
+class FloatIsland(nn.Module):
+    """A layer kept in float inside an eager int8 network (mixed precision): its int8 input is dequantized, the
+    layer runs in float32, its output is quantized again (with its own calibrated scale) for the int8 layers
+    after it. ``inner`` carries ``qconfig = None``, so eager preparation leaves it and its children float."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.dequant = tq.DeQuantStub()
+        self.inner = inner
+        self.quant = tq.QuantStub()
+        inner.qconfig = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.quant(self.inner(self.dequant(x)))
+
+
+def net_path(name: str) -> str:
+    """A layer's path inside ``model.net`` from its path in the Classifier (``net.features.0`` -> ``features.0``)."""
+    return name[4:] if name.startswith("net.") else name
+
+
+def keep_float(net: nn.Module, float_layers: tuple[str, ...] | list[str]) -> nn.Module:
+    """Wrap each named layer of ``net`` (Classifier paths) in a :class:`FloatIsland` (in place); after fusion a
+    conv's path names its fused conv-bn-relu module, which stays float as a whole."""
+    for name in float_layers:
+        path = net_path(name)
+        net.set_submodule(path, FloatIsland(net.get_submodule(path)))
+    return net
+
+
+def prepare_int8(model: nn.Module, backend: str, qat: bool = False, float_layers: tuple[str, ...] | list[str] = ()
+                 ) -> nn.Module:
+    """Float Classifier -> prepared (observed / fake-quant) model; normalisation stays float, and so do the
+    layers named in ``float_layers`` (mixed precision: :class:`FloatIsland`)."""
     torch.backends.quantized.engine = backend
     if not hasattr(model, "net") or not hasattr(model, "normalize"):
         raise ValueError("int8 quantization expects a compressbench Classifier (normalize -> net)")
@@ -136,7 +169,7 @@ def prepare_int8(model: nn.Module, backend: str, qat: bool = False) -> nn.Module
         model.train()
     else:
         model.eval()
-    model.net = QuantNet(make_quantizable(model.net, qat))
+    model.net = QuantNet(keep_float(make_quantizable(model.net, qat), float_layers))
     model.net.qconfig = tq.get_default_qat_qconfig(backend) if qat else tq.get_default_qconfig(backend)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -178,23 +211,63 @@ def choose_path(model: nn.Module, backend: str, input_shape: tuple[int, ...]) ->
     return "fx"
 
 
-def prepare_any(model: nn.Module, backend: str, qat: bool, path: str, shape: tuple[int, ...]) -> nn.Module:
-    """:func:`prepare_int8` (eager) or FX graph mode's prepare, by ``path``."""
-    return int8_fx.prepare_fx(model, backend, qat, shape) if path == "fx" else prepare_int8(model, backend, qat)
+def prepare_any(model: nn.Module, backend: str, qat: bool, path: str, shape: tuple[int, ...],
+                float_layers: tuple[str, ...] | list[str] = ()) -> nn.Module:
+    """:func:`prepare_int8` (eager) or FX graph mode's prepare, by ``path``; ``float_layers`` stay float."""
+    if path == "fx":
+        return int8_fx.prepare_fx(model, backend, qat, shape, float_layers=[net_path(n) for n in float_layers])
+    return prepare_int8(model, backend, qat, float_layers)
 
 
-def _int8_step(mode: str, backend: str, path: str, shape: tuple[int, ...]) -> dict:
-    step = {"kind": "quantize.int8", "mode": mode, "backend": backend}
+def _int8_step(mode: str, backend: str, path: str, shape: tuple[int, ...], float_layers: list[str] | None = None
+               ) -> dict:
+    step: dict = {"kind": "quantize.int8", "mode": mode, "backend": backend}
+    if float_layers:  # mixed precision (only when set: steps of full int8 stay as they were)
+        step["float_layers"] = list(float_layers)
     return step if path == "eager" else {**step, "path": path, "input_shape": list(shape)}
 
 
+def quantizable_layers(model: nn.Module) -> list[str]:
+    """The conv / linear layers of a Classifier's network, by module path (``net.features.0``): what int8
+    quantizes and a mixed-precision variant may keep in float."""
+    net = getattr(model, "net", model)
+    prefix = "net." if net is not model else ""
+    return [prefix + n for n, m in net.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+
+
+def check_float_layers(model: nn.Module, names: list[str]) -> str | None:
+    """Why ``keep_float`` cannot name these layers of ``model`` (None: it can)."""
+    known = quantizable_layers(model)
+    bad = [n for n in names if n not in known]
+    if bad:
+        from ..errors import did_you_mean
+
+        return (f"keep_float: '{bad[0]}' is not a conv / linear layer of the model{did_you_mean(bad[0], known)}; "
+                f"layers: {', '.join(known[:20])}{' ...' if len(known) > 20 else ''}")
+    if len(set(names)) < len(names):
+        return "keep_float: a layer is listed twice"
+    return None
+
+
 def check_int8(model: nn.Module, ctx: CompressContext, params: Params) -> str | None:
-    """``check_model`` of static / QAT int8: eager or FX graph mode must be able to prepare the model."""
+    """``check_model`` of static / QAT int8: eager or FX graph mode must be able to prepare the model, and the
+    layers kept in float must be its conv / linear layers."""
     backend = default_backend() if params.backend == "auto" else params.backend
-    shape = input_shape(ctx.meta)
-    if choose_path(model, backend, shape) == "eager":
+    shape, qat = input_shape(ctx.meta), isinstance(params, QATParams)
+    msg = check_float_layers(model, list(getattr(params, "keep_float", []) or []))
+    if msg:
+        return msg
+    memo = _CHECKED.setdefault(model, {})  # static, QAT and a pipeline's int8 stage ask once per model
+    if ("path", backend, shape) not in memo:
+        memo["path", backend, shape] = choose_path(model, backend, shape)
+    if memo["path", backend, shape] == "eager":
         return None
-    return int8_fx.fx_blocker(model, backend, shape, qat=isinstance(params, QATParams))
+    if ("fx", backend, shape, qat) not in memo:
+        memo["fx", backend, shape, qat] = int8_fx.fx_blocker(model, backend, shape, qat=qat)
+    return memo["fx", backend, shape, qat]
+
+
+_CHECKED: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Any]] = weakref.WeakKeyDictionary()
 
 
 def calibrate(model: nn.Module, ctx: CompressContext, batches: int, batch_size: int) -> int:
@@ -216,10 +289,15 @@ class StaticParams(Params):
     calibration_batches: int = Field(16, ge=1)
     batch_size: int = Field(128, ge=1)
     backend: Literal["auto", "x86", "fbgemm", "qnnpack"] = "auto"
+    # mixed precision: conv / linear layers (module paths in the parent, e.g. net.features.0) kept in float32
+    keep_float: list[str] = Field(default_factory=list, max_length=10_000)
+
+    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("keep_float",)
 
 
 @methods.register("quantize.static", params=StaticParams, family="quantization", quantizes=True,
                   changes_architecture=True, needs_training_data=True, version=1, check_model=check_int8,
+                  float_layers="keep_float",
                   cost=lambda p: TrainingCost(forward_images=p.calibration_batches * p.batch_size),
                   description="int8 post-training static quantization (torch.ao eager, conv-bn-relu fusion, "
                               "calibration on training batches, real int8 CPU kernels)")
@@ -227,11 +305,16 @@ def static_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: 
     backend = default_backend() if params.backend == "auto" else params.backend
     shape = input_shape(ctx.meta)
     path = choose_path(parent, backend, shape)
-    model = prepare_any(clone(parent).cpu(), backend, False, path, shape)
+    msg = check_float_layers(parent, params.keep_float)
+    if msg:
+        raise ValueError(msg)
+    model = prepare_any(clone(parent).cpu(), backend, False, path, shape, params.keep_float)
     n = calibrate(model, ctx, params.calibration_batches, params.batch_size)
     convert_int8(model)
-    return CompressResult(model, {"backend": backend, "calibration_images": n, "path": f"torch.ao {path}"},
-                          [_int8_step("static", backend, path, shape)])
+    record = {"backend": backend, "calibration_images": n, "path": f"torch.ao {path}"}
+    if params.keep_float:
+        record["float_layers"] = list(params.keep_float)
+    return CompressResult(model, record, [_int8_step("static", backend, path, shape, params.keep_float)])
 
 
 # --------------------------------------------------------------------------- QAT
@@ -299,11 +382,13 @@ def _rebuild_int8(model: nn.Module, step: dict, state_dict: dict) -> nn.Module:
         return _dynamic(model, backend)
     # QAT converts to the same int8 modules as static preparation
     path, shape = step.get("path", "eager"), tuple(step.get("input_shape", ()))
+    floats = list(step.get("float_layers", []))  # mixed precision: these stay float32
     if path == "fx":  # the same preparation as the variant's (QAT and static FX graphs differ)
-        model = int8_fx.prepare_fx(model, backend, step["mode"] == "qat", shape, cheap=True)
+        model = int8_fx.prepare_fx(model, backend, step["mode"] == "qat", shape, cheap=True,
+                                   float_layers=[net_path(n) for n in floats])
         int8_fx.mark_observed(model)
         return convert_int8(model)
-    model = prepare_int8(model, backend, qat=False)  # eager QAT converts to the same int8 modules as static
+    model = prepare_int8(model, backend, qat=False, float_layers=floats)  # eager QAT: the same int8 modules
     return convert_int8(model)
 
 

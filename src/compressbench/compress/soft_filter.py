@@ -174,11 +174,16 @@ def _hard(model: nn.Module, rate: float, ctx: CompressContext, params: SoftFilte
     return model.eval()
 
 
+KNOB = Knob("rate", lo=0.0, hi=lambda p: p.max_layer_ratio * 0.999, shrinks=True, default=lambda p: p.rate,
+            hint="raise max_layer_ratio", valid=lambda v: None if 0 <= v < 1 else "must be in [0, 1)")
+
+
 def check_soft_filter(model: nn.Module, ctx: CompressContext, params: SoftFilterParams) -> str | None:
     """``check_model``: as ``prune.structured``'s, and (networks beyond the zoo's plain blocks) zeroing at
     rate 0.3 on a copy must be the same function as removing (an activation with f(0) ≠ 0 after a
     zeroed channel would break it)."""
-    blocked = attention_blocker(model) or dry_run(model, ctx, lambda m: _hard(m, 0.3, ctx, params))
+    blocked = attention_blocker(model) or dry_run("prune.soft_filter", model, ctx, params, KNOB.bounds(params)[1],
+                                                  lambda m, r: _hard(m, r, ctx, params))
     if blocked or first_unplain_module(getattr(model, "net", model)) is None:
         return blocked
     m = copy.deepcopy(model).cpu().eval()
@@ -194,9 +199,7 @@ def check_soft_filter(model: nn.Module, ctx: CompressContext, params: SoftFilter
 @methods.register("prune.soft_filter", params=SoftFilterParams, check_model=check_soft_filter,
                   budgets=("knob", "params", "bytes", "flops"),
                   family="pruning",
-                  knob=Knob("rate", lo=0.0, hi=lambda p: p.max_layer_ratio * 0.999, shrinks=True,
-                            default=lambda p: p.rate, hint="raise max_layer_ratio",
-                            valid=lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
+                  knob=KNOB,
                   apply=_hard, wants_model=False, changes_architecture=True, needs_training_data=True, version=2,
                   cost=lambda p: TrainingCost(input_epochs=p.train.epochs, epochs=p.finetune.epochs),
                   description="Soft Filter Pruning (He et al. 2018): lowest-L2 filters zeroed after every epoch, "

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,7 @@ from ..specs import Knob
 from .budget import Solution, solve_knob
 from .common import clone, finetune, first_unplain_module, get_module, head_name, input_shape, layer_table
 from .criteria import check_criterion
+from .dryrun import smallest_end
 
 log = logging.getLogger(__name__)
 
@@ -143,33 +144,32 @@ def _knob_range(v: float) -> str | None:
     return None if 0 <= v < 1 else "must be in [0, 1)"
 
 
-def dry_run(model: nn.Module, ctx: CompressContext, transform: Any) -> str | None:
-    """Why ``transform(copy)`` (channel removal at a small ratio) fails on ``model`` or removes nothing
-    (None: it works; plain networks — the model zoo — are not dry-run)."""
+def dry_run(name: str, model: nn.Module, ctx: CompressContext, params: Any, knob: float,
+            transform: Callable[[nn.Module, float], nn.Module]) -> str | None:
+    """Why ``transform(copy, knob)`` (channel removal at the knob's smallest end) fails on ``model`` or removes
+    nothing (None: it works; plain networks — the model zoo — are not dry-run). Guarded and memoized
+    (:func:`.dryrun.smallest_end`): the budget check of ``validate`` reuses the same dry run."""
     if first_unplain_module(getattr(model, "net", model)) is None:
         return None
-    m = copy.deepcopy(model).cpu().eval()
-    n0 = sum(p.numel() for p in m.parameters())
-    try:
-        m = transform(m)
-        with torch.inference_mode():
-            m(torch.rand(*input_shape(ctx.meta)))
-    except Exception as e:
-        lines = [ln for ln in str(e).splitlines() if ln.strip()]
-        return f"Torch-Pruning cannot remove its channels ({type(e).__name__}: {lines[0][:160] if lines else ''})"
-    if sum(p.numel() for p in m.parameters()) >= n0:
-        return ("Torch-Pruning finds no channel group it can remove (every group is coupled to something it cannot "
-                "shrink, e.g. a transformer's attention heads and position embedding)")
+    dr = smallest_end(name, model, ctx.meta, params, lambda m: transform(m, knob), knob)
+    if dr.error:
+        return dr.error if dr.error.startswith("gave up") else f"Torch-Pruning cannot remove its channels ({dr.error})"
+    if dr.fractions["params"] >= 1 and knob > 0.3:  # the largest ratio removes nothing: does a small one?
+        return dry_run(name, model, ctx, params, 0.3, transform)
+    if dr.fractions["params"] >= 1:
+        return (f"Torch-Pruning finds no channel group it can remove (at {KNOB.name}={knob:.3g} the model keeps "
+                f"all its parameters: every group is coupled to something it cannot shrink)")
     return None
 
 
 def attention_blocker(model: nn.Module) -> str | None:
-    """Multi-head attention (a module with ``num_heads`` and a ``qkv`` projection): removing channels
+    """Multi-head attention (a module with ``num_heads`` and a ``qkv`` projection, or per-head ``qkvs`` as in
+    EfficientViT's cascaded group attention): removing channels
     of its projections breaks the head split unless Torch-Pruning is told each architecture's heads,
     which this method does not do (measured on ViT-tiny: errors, or a ratio-to-size curve that is
     not monotone). Refused rather than pruned wrongly."""
     for n, m in model.named_modules():
-        if isinstance(getattr(m, "num_heads", None), int) and hasattr(m, "qkv"):
+        if isinstance(getattr(m, "num_heads", None), int) and (hasattr(m, "qkv") or hasattr(m, "qkvs")):
             return (f"multi-head attention ({n}: {m.num_heads} heads) — Torch-Pruning needs each architecture's "
                     f"head layout, which channel pruning here does not set (prune the MLPs with lowrank, or use "
                     f"unstructured pruning / distillation)")
@@ -177,13 +177,13 @@ def attention_blocker(model: nn.Module) -> str | None:
 
 
 def check_structured(model: nn.Module, ctx: CompressContext, params: StructuredParams) -> str | None:
-    """``check_model``: no multi-head attention, and one-shot pruning at ratio 0.3 on a copy must remove
+    """``check_model``: no multi-head attention, and one-shot pruning at the largest ratio on a copy must remove
     channels and run (a gradient criterion, which needs data, is dry-run as L1: the graph is the same)."""
     blocked = attention_blocker(model)
     if blocked:
         return blocked
     p = params.model_copy(update={"criterion": "l1"}) if params.needs_gradients else params
-    return dry_run(model, ctx, lambda m: prune_once(m, ctx, p, 0.3))
+    return dry_run("prune.structured", model, ctx, p, KNOB.bounds(p)[1], lambda m, r: prune_once(m, ctx, p, r))
 
 
 def structured_cost(p: StructuredParams) -> TrainingCost:

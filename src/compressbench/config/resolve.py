@@ -15,6 +15,7 @@ their built-ins on first use. :mod:`compressbench.validate` runs the checks that
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -24,6 +25,7 @@ from typing import Any, Mapping
 from pydantic import ValidationError
 
 from ..errors import ConfigError, did_you_mean
+from ..extras import needs
 from ..layouts import check_layout
 from ..registry import (
     ALL,
@@ -37,6 +39,8 @@ from ..registry import (
     models,
 )
 from ..specs import SHARED_BUDGETS
+from .findings import experiment_check
+from .goal import check_goal
 from .params import one_line_error, validate_params
 from .plugins import PluginSet, object_names
 from .schema import BASELINE, Budget, DatasetConfig, EvaluationConfig, ExecutorConfig, Experiment
@@ -114,6 +118,8 @@ class ResolvedExperiment:
     cache_dir = _from_config("cache_dir")
     store_path = _from_config("store_path")
     report = _from_config("report")
+    findings = _from_config("findings")
+    goal = _from_config("goal")
 
     def config_json(self) -> str:
         """The config as canonical JSON (what a Ray worker resolves again)."""
@@ -252,6 +258,8 @@ def resolve_evaluations(exp: Experiment, variant_names: list[str]) -> list[Resol
         name = _check_name(evaluators, ev.evaluator, f"{where}.evaluator")
         params = validate_params(evaluators.spec(name).params, ev.params, f"{where}.params",
                                  owner=f"evaluator '{name}'")
+        for extra in (evaluators.spec(name).extras or (lambda _: ()))(params):
+            needs(f"{where}: the {name} evaluator", extra)
         for j, vn in enumerate(ev.variants or []):
             if vn not in variant_names and vn != BASELINE:
                 raise ConfigError(f"{where}.variants[{j}]: unknown variant '{vn}'{did_you_mean(vn, variant_names)}; "
@@ -306,8 +314,20 @@ def parse_experiment(raw: Any) -> Experiment:
     return exp
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules: hidden, as if not installed
+        return False
+
+
 def resolve_experiment(exp: Experiment) -> ResolvedExperiment:
     """Resolve a parsed experiment (see the module docstring). Raises :class:`ConfigError` (one line)."""
+    if exp.model.weights is not None and "train" not in exp.model_fields_set:
+        # the default recipe would silently fine-tune the user's model: they choose
+        raise ConfigError("train: model.weights is given but 'train' is not: write 'train: null' to use the weights "
+                          "as they are (nothing is trained), or 'train: {init: weights, epochs: ..., lr: ...}' to "
+                          "fine-tune them first")
     if exp.train is not None and exp.train.adapt is not None:  # methods' params check theirs (adapt.AdaptParams)
         _check_name(adapt_losses, exp.train.adapt.method, "train.adapt.method")
     _check_dataset(exp)
@@ -315,9 +335,20 @@ def resolve_experiment(exp: Experiment) -> ResolvedExperiment:
     variants = resolve_variants(exp)
     evals = resolve_evaluations(exp, [v.name for v in variants])
     if exp.report is not None:
-        msg = check_layout(exp.report, [e.evaluator for e in evals])
+        msg = check_layout(exp.report, [e.evaluator for e in evals],
+                           {e.evaluator: [m.name for m in evaluators.spec(e.evaluator).metrics] for e in evals})
         if msg:
             raise ConfigError(msg)
+    msg = experiment_check(list(exp.findings), variants, [e.evaluator for e in evals])
+    if msg:
+        raise ConfigError(msg)
+    if exp.goal is not None:
+        msg = check_goal(exp.goal, evals, len(exp.variants), len(experiment_parts(exp)))
+        if msg:
+            raise ConfigError(msg)
+    if exp.tracking is not None and exp.tracking.mlflow is not None and not _installed("mlflow"):
+        raise ConfigError("tracking.mlflow: MLflow is not installed; pip install 'compressbench[mlflow]' "
+                          "(or mlflow-skinny), or drop tracking:")
     executor = resolve_executor(exp)
     # the user's code: "pkg.mod:obj" names, but not the name families a library serves ("timm:<arch>")
     names = [n for n in object_names(exp.model_dump(mode="json")) if not any(r.serves(n) for r in ALL.values())]

@@ -26,7 +26,8 @@ from ..fields import (
     Format,
     Fraction,
     ImageSize,
-    PositiveFloat,
+    NormMean,
+    NormStd,
     Seed,
 )
 
@@ -104,8 +105,8 @@ class ModelConfig(_Strict):
     weights: str | None = Field(None, min_length=1, max_length=4096)
     # the input normalisation a foreign weights file was trained with (default: the dataset's statistics;
     # published weights and compressbench files carry their own)
-    mean: tuple[float, ...] | None = Field(None, min_length=1, max_length=4)
-    std: tuple[PositiveFloat, ...] | None = Field(None, min_length=1, max_length=4)
+    mean: tuple[NormMean, ...] | None = Field(None, min_length=1, max_length=4)
+    std: tuple[NormStd, ...] | None = Field(None, min_length=1, max_length=4)
 
     KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("weights", "mean", "std")
 
@@ -224,6 +225,32 @@ class ExecutorConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+# ------------------------------------------------------------------ tracking (tracking:)
+_TRACKING_SCHEMES = ("file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+
+
+class MlflowTracking(_Strict):
+    """``tracking: {mlflow: {uri: ...}}``: at the end of a run, the store's rows of this experiment go to MLflow
+    (:mod:`compressbench.tracking`). ``uri``: a tracking URI (``file:``, ``sqlite:``, ``http(s):``, a database
+    URI, ``databricks``) or a folder; None: MLflow's default ($MLFLOW_TRACKING_URI, else ./mlruns)."""
+
+    uri: str | None = None
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        scheme = v.split(":", 1)[0].split("+", 1)[0] if re.match(r"^[A-Za-z][\w+.-]*:", v) else ""
+        if not v.strip() or (scheme and scheme not in _TRACKING_SCHEMES):
+            raise ValueError(f"a tracking URI ({', '.join(s + ':' for s in _TRACKING_SCHEMES)}) or a folder")
+        return v
+
+
+class TrackingConfig(_Strict):
+    mlflow: MlflowTracking | None = None
+
+
 # ------------------------------------------------------------------ study tables (report:)
 class _Layout(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -267,6 +294,176 @@ class ReportLayout(_Layout):
         return v
 
 
+# ------------------------------------------------------------------ findings: claims declared before the run
+# (the forms are described in compressbench.config.findings; the statistics in compressbench.findings)
+FINDING_ORDER = ("a > b", "a < b", "a ~= b")
+FINDING_TREND = ("decreases", "increases")
+FINDING_ALL = "all"
+
+
+class FindingPair(_Strict):
+    a: str = Field(min_length=1, max_length=200)
+    b: str = Field(min_length=1, max_length=200)
+
+
+class MetricRef(_Strict):
+    """The rows of ``metric`` from ``evaluator`` whose condition has the ``where`` items (``null``: the key is
+    absent; ``"*"``: present with any value; ``exact``: no other key), reduced per (variant, seed) with
+    ``aggregate`` — a selection as a study table's column makes."""
+
+    evaluator: str = Field(min_length=1, max_length=100)
+    metric: str = Field(min_length=1, max_length=100)
+    where: dict[str, str | int | float | bool | None] = {}
+    exact: bool = False
+    aggregate: Aggregate = "mean"
+    tag: str | None = None
+
+    def label(self) -> str:
+        cond = ",".join(f"{k}={v}" for k, v in self.where.items())
+        return f"{self.evaluator}.{self.metric}" + (f"[{cond}]" if cond else "")
+
+
+def _normalise_expect(v: Any) -> Any:
+    """``a>b``, ``a ≈ b``, ``A > B`` -> the canonical spelling."""
+    if not isinstance(v, str):
+        return v
+    s = re.sub(r"\s+", "", v.strip().lower()).replace("≈", "~=").replace("==", "~=")
+    m = re.fullmatch(r"a(>|<|~=)b", s)
+    return f"a {m.group(1)} b" if m else v.strip().lower()
+
+
+class Finding(_Strict):
+    """One declared claim (see the module docstring for the three forms)."""
+
+    claim: str = Field(min_length=1, max_length=400)
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")  # default F1, F2, ...
+    metric: str | MetricRef
+    compare: FindingPair | None = None
+    trend: str | list[str] | None = None
+    vs_parent: list[str] | Literal["all"] | None = None
+    expect: str
+    margin: float | None = Field(None, gt=0)
+    parent: bool = False
+
+    @field_validator("expect", mode="before")
+    @classmethod
+    def _expect(cls, v: Any) -> Any:
+        return _normalise_expect(v)
+
+    @field_validator("trend")
+    @classmethod
+    def _trend(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(v, list) and len(v) < 2:
+            raise ValueError("a trend over listed variants needs at least 2 of them (least compressed first)")
+        return v
+
+    @model_validator(mode="after")
+    def _form(self) -> Finding:
+        forms = [f for f in ("compare", "trend", "vs_parent") if getattr(self, f) is not None]
+        if len(forms) != 1:
+            raise ValueError(f"give exactly one of compare, trend, vs_parent (got {', '.join(forms) or 'none'})")
+        allowed = FINDING_TREND if self.trend is not None else FINDING_ORDER
+        if self.expect not in allowed:
+            raise ValueError(f"expect '{self.expect}' is not allowed with {forms[0]}; allowed: {', '.join(allowed)}")
+        if (self.expect == "a ~= b") != (self.margin is not None):
+            raise ValueError("'a ~= b' needs a margin (how close counts as equal, in the metric's units) and only "
+                             "'a ~= b' takes one")
+        if self.parent and self.trend is None:
+            raise ValueError("parent: true belongs to a trend (the parent as its first point)")
+        return self
+
+    @property
+    def form(self) -> str:
+        return "compare" if self.compare is not None else "trend" if self.trend is not None else "vs_parent"
+
+    def metric_label(self) -> str:
+        return self.metric if isinstance(self.metric, str) else self.metric.label()
+
+
+# ------------------------------------------------------------------ goal: tolerances -> the variant to ship
+# (the checks against the experiment's evaluators are in compressbench.config.goal; the search in compressbench.goal)
+GOAL_OBJECTIVES = ("latency_b1_ms", "bytes", "flops", "params", "onnx_latency_b1_ms")  # + "latency_b1_ms@<format>"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How much a constraint metric may get worse than the parent: ``value`` in points (a percentage metric:
+    ``1.0`` = one point) or the metric's own units, or — ``relative`` — a fraction of the parent's value
+    (written ``"2%"``)."""
+
+    value: float
+    relative: bool = False
+
+    def label(self) -> str:
+        return f"{100 * self.value:g}%" if self.relative else f"{self.value:g}"
+
+
+def parse_tolerance(v: Any) -> Tolerance:
+    """``1.0`` / ``0.02`` (points or units) or ``"2%"`` / ``"0.5 %"`` (relative to the parent)."""
+    if isinstance(v, Tolerance):
+        return v
+    if isinstance(v, bool):
+        raise ValueError("give a number (points, or the metric's units) or a percentage such as '2%'")
+    if isinstance(v, (int, float)):
+        x, rel = float(v), False
+    elif isinstance(v, str) and re.fullmatch(r"\s*[0-9]*\.?[0-9]+(e-?[0-9]+)?\s*%\s*", v):
+        x, rel = float(v.strip().rstrip("%").strip()) / 100, True
+    else:
+        raise ValueError(f"{v!r} is not a tolerance: give a number (points, or the metric's units) or a "
+                         f"percentage of the parent's value such as '2%'")
+    if not (x >= 0) or x != x or x == float("inf"):
+        raise ValueError(f"a tolerance must be a finite number >= 0, got {v!r}")
+    if rel and x > 1:
+        raise ValueError(f"a relative tolerance above 100 % allows anything, got {v!r}")
+    return Tolerance(x, rel)
+
+
+class GoalObjective(_Strict):
+    """``{minimize: <objective>}``: latency_b1_ms (eager PyTorch), onnx_latency_b1_ms, latency_b1_ms@<format>
+    (a runtime of the ``runtimes`` evaluator), bytes, flops or params — whichever the experiment's
+    evaluators measure (their metric declarations say which objective each metric measures)."""
+
+    minimize: str = Field(min_length=1, max_length=100)
+
+
+class GoalSearch(_Strict):
+    """How the search walks each family's budget range: ``points`` budgets evenly spaced from the smallest
+    to the largest listed budget, bisected (at most ceil(log2(points + 1)) probes per family); ``fallback``:
+    int8 variants that break a constraint get the accuracy-aware fallback (the most sensitive layers kept in
+    float); ``max_float_layers``: how many layers the fallback may keep in float (None: all but one)."""
+
+    points: int = Field(10, ge=2, le=1000)
+    fallback: bool = True
+    max_float_layers: int | None = Field(None, ge=1, le=10_000)
+
+
+class GoalConfig(_Strict):
+    """``goal:``: what the user ships for — minimise ``objective`` subject to ``constraints`` on the drop of each
+    named metric from the parent (a summary metric the experiment's evaluators declare, e.g. ``clean_top1``,
+    ``corr_top1``, ``robust_top1``, ``target_top1``, ``ece``), at ``confidence`` (a constraint holds when the
+    one-sided upper confidence bound of the drop is within its tolerance)."""
+
+    objective: GoalObjective
+    constraints: dict[str, Any] = Field(min_length=1, max_length=50)
+    confidence: float = Field(0.95, ge=0.5, lt=1)
+    accept_noisy: bool = False  # timing rows flagged noisy may decide (default: they are left out)
+    search: GoalSearch = GoalSearch()
+
+    @field_validator("constraints")
+    @classmethod
+    def _tolerances(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for k, x in v.items():
+            try:
+                parse_tolerance(x)
+            except ValueError as e:
+                raise ValueError(f"{k}: {e}") from None
+        return v
+
+    def tolerances(self) -> dict[str, Tolerance]:
+        """The constraints, parsed: metric key -> :class:`Tolerance`."""
+        return {k: parse_tolerance(x) for k, x in self.constraints.items()}
+
+
 class Experiment(_Strict):
     name: FileName(100)  # type: ignore[valid-type]
     seeds: list[Seed] = Field([0], min_length=1, max_length=1000)
@@ -281,6 +478,9 @@ class Experiment(_Strict):
     store: str | None = None  # default: results/<name>.sqlite
     executor: ExecutorConfig = ExecutorConfig.model_construct()  # "local", "ray", {name: ray, address: ..., ...}
     report: ReportLayout | None = None  # study tables drawn next to the standard report (layouts.py)
+    findings: list[Finding] = Field([], max_length=200)  # declared claims, tested on the results (config/findings.py)
+    tracking: TrackingConfig | None = None  # copy the results to MLflow at the end of a run (compressbench.tracking)
+    goal: GoalConfig | None = None  # tolerances -> a search and a decision (config/goal.py, compressbench.goal)
 
     @field_validator("device")
     @classmethod

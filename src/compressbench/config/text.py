@@ -283,7 +283,11 @@ def read_raw(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         raise ConfigError(f"{path}: the config file is empty")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the config must be a mapping of fields, got {_kind(raw)}")
-    scales = raw.pop(SCALES, None) or {}
+    present = SCALES in raw
+    scales = raw.pop(SCALES, {})
+    if present and not (isinstance(scales, dict) and scales):  # `scales: []`, `scales:`: said, not ignored
+        raise ConfigError(f"{SCALES}: give a non-empty mapping of scale names to mappings of overrides "
+                          f"({{smoke: {{train.epochs: 0.1, ...}}}}), or leave the key out; got {scales!r}")
     if not isinstance(scales, dict) or not all(isinstance(k, str) and isinstance(v, dict) and
                                                all(isinstance(kk, str) for kk in v) for k, v in scales.items()):
         raise ConfigError(f"{SCALES}: give a mapping of scale names to mappings of overrides "

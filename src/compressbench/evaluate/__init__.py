@@ -7,4 +7,6 @@ from . import (
     corruptions,  # noqa: F401
     domain_shift,  # noqa: F401
     efficiency,  # noqa: F401
+    runtimes,  # noqa: F401
+    sensitivity,  # noqa: F401
 )

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..fields import BatchSize, Subset
 from ..interfaces import EvalContext, Measurement, Params
+from ..outcomes import OutcomeRecorder, eval_set_name
 from ..registry import evaluators
 from ..specs import ANY, CLEAN_ACCURACY, Console, MetricSpec
 from ..train import predict
@@ -52,6 +53,9 @@ def clean(model: nn.Module, ctx: EvalContext, params: CleanParams) -> list[Measu
     y = images.y
     out = [Measurement("top1", top1(logits, y)), Measurement("nll", nll(logits, y)),
            Measurement("n_images", float(len(y)))]
+    rec = OutcomeRecorder()  # per-image correctness: the image-level test of findings on one seed
+    rec.mean("top1", out[0].value, {}, rec.image_set(eval_set_name(), images.index), logits.argmax(1) == y)
+    rec.save(ctx.workdir)
     if logits.shape[1] > 5:
         out.append(Measurement("top5", topk(logits, y, 5)))
     if params.per_class:

@@ -28,6 +28,7 @@ from torch import nn
 
 from ..costs import CostContext, EvalCost
 from ..interfaces import EvalContext, Measurement, Params
+from ..outcomes import OutcomeRecorder, eval_set_name
 from ..registry import evaluators
 from ..specs import ANY, MetricSpec
 
@@ -69,12 +70,13 @@ def variant_composition(ctx: EvalContext) -> dict[str, str]:
 
 
 @torch.inference_mode()
-def _hits(model: nn.Module, batches, device: torch.device, fn=None) -> int:
-    n = 0
+def _correct(model: nn.Module, batches, device: torch.device, fn=None) -> torch.Tensor:
+    """Per image: is the prediction right (in the images' order)."""
+    oks = []
     for x, y, idx in batches:
         x = fn(x, idx) if fn is not None else x
-        n += int((model(x.to(device)).argmax(1) == y.to(device)).sum())
-    return n
+        oks.append((model(x.to(device)).argmax(1) == y.to(device)).cpu())
+    return torch.cat(oks)
 
 
 def _domain_shift_cost(p: DomainShiftParams, ctx: CostContext) -> EvalCost:
@@ -121,33 +123,46 @@ def domain_shift(model: nn.Module, ctx: EvalContext, params: DomainShiftParams) 
     dev, bs, src = ctx.device, params.batch_size, data.source
     size = params.subset if params.subset is not None else -1  # -1: the experiment's eval_subset
     source = ctx.eval_set(size)
-    s_acc = _hits(model, source.batches(bs), dev) / len(source)
+    rec = OutcomeRecorder()  # per-image outcomes: the image-level test of findings on one seed
+    s_ok = _correct(model, source.batches(bs), dev)
+    s_acc = int(s_ok.sum()) / len(source)
+    s_term = rec.mean("source_top1", s_acc, {"source": src}, rec.image_set(eval_set_name(), source.index), s_ok)
     out = [Measurement("source_top1", s_acc, {"source": src}),
            Measurement("composition", 1.0, variant_composition(ctx))]
     for t in targets:
         images = ctx.eval_set(size, domain=t)
-        t_acc = _hits(model, images.batches(bs), dev) / len(images)
+        t_ok = _correct(model, images.batches(bs), dev)
+        t_acc = int(t_ok.sum()) / len(images)
         cond = {"source": src, "target": t}
+        t_set = rec.image_set(eval_set_name(t, src), images.index)
+        t_term = rec.mean("target_top1", t_acc, cond, t_set, t_ok)
+        rec.row("gap", s_acc - t_acc, cond, [(s_term, 1.0), (t_term, -1.0)])
         out += [Measurement("target_top1", t_acc, cond), Measurement("gap", s_acc - t_acc, cond)]
         if params.corruptions:
-            out += _corrupted(model, images, params, cond, dev)
+            out += _corrupted(model, images, params, cond, dev, rec, t_set)
+    rec.save(ctx.workdir)
     return out
 
 
-def _corrupted(model: nn.Module, images, params: DomainShiftParams, cond: dict, dev: torch.device
-               ) -> list[Measurement]:
+def _corrupted(model: nn.Module, images, params: DomainShiftParams, cond: dict, dev: torch.device,
+               rec: OutcomeRecorder, iset: int) -> list[Measurement]:
     """Top-1 on the target images under each corruption × severity (uint8 in, uint8 out, as the
-    corruptions evaluator does), and their mean."""
+    corruptions evaluator does), and their mean; their per-image outcomes go to ``rec`` (set ``iset``)."""
     from .corruptions import corrupt, resolve_names
 
-    out, accs = [], []
+    out, accs, terms = [], [], []
     for name in resolve_names(params.corruptions):
         for sev in params.severities:
             def fn(x: torch.Tensor, idx: torch.Tensor, name: str = name, sev: int = sev) -> torch.Tensor:
                 return corrupt(x, idx, name, sev, seed=params.corruption_seed).float().div_(255)
 
-            acc = _hits(model, images.batches(params.batch_size, uint8=True), dev, fn) / len(images)
+            ok = _correct(model, images.batches(params.batch_size, uint8=True), dev, fn)
+            acc = int(ok.sum()) / len(images)
             accs.append(acc)
-            out.append(Measurement("target_corruption_top1", acc, {**cond, "corruption": name, "severity": sev}))
-    out.append(Measurement("target_corruption_mean", sum(accs) / len(accs), cond))
+            c = {**cond, "corruption": name, "severity": sev}
+            terms.append(rec.mean("target_corruption_top1", acc, c, iset, ok))
+            out.append(Measurement("target_corruption_top1", acc, c))
+    mean = sum(accs) / len(accs)
+    rec.row("target_corruption_mean", mean, cond, [(t, 1 / len(terms)) for t in terms])
+    out.append(Measurement("target_corruption_mean", mean, cond))
     return out

@@ -21,6 +21,7 @@ from ..costs import CostContext, EvalCost
 from ..interfaces import EvalContext, Measurement
 from ..measure.precision import quantization_kind
 from ..measure.profiling import ProfileSettings, profile, resolve
+from ..measure.protocol import free_core_load
 from ..measure.targets import float_source_from_checkpoint
 from ..registry import evaluators
 from ..specs import MetricSpec
@@ -71,13 +72,30 @@ def to_measurements(rep: dict[str, Any]) -> list[Measurement]:
 
 
 def _timing_rows(prefix: str, r: dict[str, Any], base: dict[str, Any], st: dict[str, Any]) -> list[Measurement]:
-    """``<prefix>latency_b1_ms``, ``<prefix>latency_b1_iqr_ms`` and ``<prefix>throughput_img_s`` of one runtime."""
+    """``<prefix>latency_b1_ms``, ``<prefix>latency_b1_iqr_ms``, ``<prefix>latency_b1_load`` (when the timing
+    recorded the machine's load) and ``<prefix>throughput_img_s`` of one runtime."""
     ms = [Measurement(f"{prefix}latency_b1_ms", r["latency"]["median_ms"], {**base, "batch": 1}, "realised", "ms"),
           Measurement(f"{prefix}latency_b1_iqr_ms", r["latency"]["iqr_ms"], {**base, "batch": 1}, "realised", "ms")]
+    load = free_core_load(r["latency"].get("load"), int(st["threads"]))
+    if load is not None:  # the machine's other work while the batch-1 samples were taken (noise flag)
+        ms.append(Measurement(f"{prefix}latency_b1_load", load, {**base, "batch": 1}, "realised"))
     if "throughput" in r:
         ms.append(Measurement(f"{prefix}throughput_img_s", r["throughput"]["img_s"],
                               {**base, "batch": st["throughput_batch"]}, "realised", "img/s"))
     return ms
+
+
+LOAD_DESCRIPTION = ("other work on the cores the timing left free while the batch-1 samples were taken (/proc/stat "
+                    "busy time minus the timing process's own, over the free cores; 1 = as much other work as "
+                    "free cores): what flags a latency as noisy")
+
+
+def _timing_links(name: str) -> dict[str, str]:
+    """A latency's goal objective, and the rows of its spread and load (docs/efficiency.md, "Noisy timings")."""
+    if name not in ("latency_b1_ms", "onnx_latency_b1_ms"):
+        return {}
+    prefix = name.removesuffix("latency_b1_ms")
+    return {"objective": name, "spread": f"{prefix}latency_b1_iqr_ms", "load": f"{prefix}latency_b1_load"}
 
 
 # fixed CPU seconds of the profile, measured on this project's 2-core machine with the quickstart's 140 k-parameter
@@ -108,12 +126,13 @@ def efficiency_cost(p: EfficiencyParams, ctx: CostContext) -> EvalCost:
                      metrics=(
                          MetricSpec("params", label="Params", unit="params", fmt="int", table=None),
                          MetricSpec("params_nonzero", label="Params (nonzero)", unit="params", fmt="int",
-                                    higher_is_better=False, summary=True, order=60, table=None),
+                                    higher_is_better=False, summary=True, order=60, table=None, objective="params"),
                          MetricSpec("bytes_dense", label="Dense size", unit="B", fmt="bytes", higher_is_better=False,
                                     summary=True, order=61, table=None,
                                     description="file size of the dense model (torch.save, every weight stored)"),
                          MetricSpec("bytes_compressed", label="Compressed size", unit="B", fmt="bytes",
                                     higher_is_better=False, summary=True, order=62, table=None, lead=True,
+                                    objective="bytes",
                                     description="file size of the smallest encoding of the saved model (sparse "
                                                 "and/or zstd): what you would ship"),
                          MetricSpec("compression_pct", label="Saved vs base dense %", fmt="f1", higher_is_better=True,
@@ -125,12 +144,13 @@ def efficiency_cost(p: EfficiencyParams, ctx: CostContext) -> EvalCost:
                          MetricSpec("macs", label="MACs", unit="MAC", fmt="g", table=None),
                          MetricSpec("flops_effective", label="GFLOPs (eff.)", unit="FLOP", fmt="g",
                                     higher_is_better=False, summary=True, key="gflops", order=64, table=None,
+                                    objective="flops",
                                     scale=((1e8, 1e6, "MFLOPs (eff.)"), (float("inf"), 1e9, "GFLOPs (eff.)"))),
                          MetricSpec("int8_ops", label="int8 ops", unit="OP", fmt="g", table=None),
                          *(MetricSpec(name, label=label, unit=unit, fmt=fmt, higher_is_better=hib, summary=summary,
                                       order=order, tag=("realised", ""), protocol=("threads", "batch"),
                                       aggregate=agg, note=note, table=None, lead=name == "latency_b1_ms",
-                                      description=desc)
+                                      description=desc, **_timing_links(name))
                            for name, label, unit, fmt, hib, summary, order, agg, note, desc in (
                                ("latency_b1_ms", "Latency b1 ms", "ms", "ms", False, True, 70, "mean", "",
                                 "median latency of one image (batch 1) in a fresh process, realised timings only"),
@@ -145,7 +165,11 @@ def efficiency_cost(p: EfficiencyParams, ctx: CostContext) -> EvalCost:
                                ("onnx_latency_b1_iqr_ms", "ORT latency b1 IQR ms", "ms", "ms", None, False, 100,
                                 "min", "", ""),
                                ("onnx_throughput_img_s", "ORT throughput img/s", "img/s", "int", True, False, 100,
-                                "max", "", ""))),
+                                "max", "", ""),
+                               ("latency_b1_load", "Load on free cores, latency b1", "", "f2", None, False, 100,
+                                "mean", "", LOAD_DESCRIPTION),
+                               ("onnx_latency_b1_load", "Load on free cores, ORT latency b1", "", "f2", None, False,
+                                100, "max", "", LOAD_DESCRIPTION))),
                          MetricSpec("onnx_bytes", label="ONNX size", unit="B", fmt="bytes", table=None),
                      ),
                      figures="compressbench.evaluate.efficiency_report:figures")

@@ -34,6 +34,7 @@ from .cache import (  # noqa: F401 — the protocol's public names (and _HOST, r
     JobFn,
     JobResult,
     artifact_manifest,
+    canonical_json,
     claim_job,
     clean_stale_tmp,
     discard_job,
@@ -45,6 +46,7 @@ from .cache import (  # noqa: F401 — the protocol's public names (and _HOST, r
     lock_is_stale,
     lock_owner,
     prepare_cache,
+    record_hash,
     run_one,
 )
 from .local import LocalExecutor

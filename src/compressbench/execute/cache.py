@@ -7,11 +7,13 @@ The cache protocol (every executor uses these functions; docs/reliability.md sta
   renamed into place when complete (atomic on one filesystem), ``result.json`` written last: a job
   folder is either whole or absent. A failed job writes nothing, so the next run retries it; its
   dependents are skipped with an "upstream failed" error.
-* ``result.json`` records the sha256 and size of every file the job left and the digests of its
-  upstream jobs' ``result.json``. :func:`inspect_cached` verifies all of it on every load: a damaged
-  or missing file, an unreadable record, or an upstream that was rebuilt since (its digest changed)
-  makes the job *not cached* — it is discarded and re-run, with one warning, and so, transitively,
-  is everything computed from it.
+* ``result.json`` records the sha256 and size of every file the job left, the digests of its upstream
+  jobs' ``result.json``, and its own content hash (``record_sha256``: sha256 of the record's canonical JSON
+  without that field — measurements and info included). :func:`inspect_cached` verifies all of it on every
+  load: a damaged or missing file, an unreadable or edited record, a record without checksums (written by an
+  older compressbench: never trusted), or an upstream that was rebuilt since (its digest changed) makes the
+  job *not cached* — it is discarded and re-run, with one warning, and so, transitively, is everything
+  computed from it.
 * Before running, a job is *claimed*: :func:`claim_job` creates ``<cache>/jobs/<key>.lock`` with
   ``O_CREAT|O_EXCL`` (owner pid, host, start time; its mtime is a heartbeat refreshed every
   ``HEARTBEAT_S``). A driver that meets a job claimed by a live owner does other work and comes back
@@ -46,7 +48,8 @@ from ..jobs import Job
 
 log = logging.getLogger("compressbench")
 
-RECORD_FORMAT = 2  # 1: no checksums (still read, unverified); 2: files + upstream digests
+RECORD_FORMAT = 3  # 1: no checksums; 2: files + upstream digests; 3: + the record's own content hash
+# records of an older format are not trusted: re-run (their values could have been edited unnoticed)
 HEARTBEAT_S = float(os.environ.get("COMPRESSBENCH_LOCK_HEARTBEAT_S", "30"))
 LOCK_STALE_S = float(os.environ.get("COMPRESSBENCH_LOCK_STALE_S", "600"))
 WAIT_POLL_S = 0.5
@@ -67,7 +70,7 @@ class JobResult:
     cached: bool = False
     seconds: float = 0.0
     digest: str | None = None  # sha256 of the job's result.json (dependents record it)
-    verified: bool = True  # False for a format-1 record (written before checksums existed)
+    record_sha256: str | None = None  # the record's own content hash (each of its rows in the store carries it)
 
 
 JobFn = Callable[[Job, Path, dict[str, "JobResult"]], tuple[list[dict[str, Any]], dict[str, Any]]]
@@ -104,14 +107,32 @@ def artifact_manifest(d: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def canonical_json(obj: Any) -> bytes:
+    """The one JSON form a record's content hash is computed over (keys sorted, no spaces)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True).encode()
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    """sha256 of a job record's canonical JSON without its ``record_sha256`` field."""
+    return hashlib.sha256(canonical_json({k: v for k, v in record.items() if k != "record_sha256"})).hexdigest()
+
+
 def _record_problem(data: Any) -> str | None:
     if not isinstance(data, dict):
         return "result.json is not a JSON object"
-    if not isinstance(data.get("measurements"), list):
+    if data.get("format") != RECORD_FORMAT or "record_sha256" not in data or "files" not in data:
+        return (f"result.json carries no content hash (record format {data.get('format')!r}, this version writes "
+                f"{RECORD_FORMAT}: written by an older compressbench, or edited); it is not trusted")
+    if data["record_sha256"] != record_hash(data):
+        return "result.json does not match its own content hash (a value in it changed after it was written)"
+    ms = data.get("measurements")
+    if not isinstance(ms, list):
         return "result.json has no 'measurements' list"
+    if not all(isinstance(m, dict) and isinstance(m.get("metric"), str) for m in ms):
+        return "result.json has a measurement without a metric name"
     if not isinstance(data.get("info", {}), dict):
         return "result.json 'info' is not an object"
-    if not isinstance(data.get("files", {}), dict) or not isinstance(data.get("upstream", {}), dict):
+    if not isinstance(data.get("files"), dict) or not isinstance(data.get("upstream", {}), dict):
         return "result.json 'files'/'upstream' are not objects"
     return None
 
@@ -120,8 +141,9 @@ def inspect_cached(cache: Path, key: str, upstream: dict[str, JobResult] | None 
                    ) -> tuple[JobResult | None, str | None]:
     """Look a job up in the cache and verify it. Returns ``(result, None)`` when it is usable,
     ``(None, None)`` when it is absent, ``(None, why)`` when it is there but must not be used:
-    unreadable record, a file missing or changed (size / sha256), or an upstream job (in
-    ``upstream``) whose ``result.json`` digest differs from the one this job was computed from."""
+    unreadable record, no or a wrong content hash (an older format, an edit), another job's record, a file
+    missing or changed (size / sha256), or an upstream job (in ``upstream``) whose ``result.json`` digest
+    differs from the one this job was computed from."""
     d = job_dir(cache, key)
     f = d / "result.json"
     if not f.is_file():
@@ -134,13 +156,18 @@ def inspect_cached(cache: Path, key: str, upstream: dict[str, JobResult] | None 
     bad = _record_problem(data)
     if bad:
         return None, bad
-    files = data.get("files")
-    for rel, want in (files or {}).items():
+    if data.get("key") != key:
+        return None, f"result.json is the record of job {str(data.get('key'))[:24]}, not of this job"
+    for rel, want in data["files"].items():
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            return None, f"result.json lists an artifact outside the job's folder ({rel[:80]})"
         p = d / rel
         try:
             size = p.stat().st_size
         except OSError:
             return None, f"artifact {rel} is missing"
+        if not isinstance(want, dict):
+            return None, f"result.json lists artifact {rel} without its size and sha256"
         if size != want.get("size"):
             return None, f"artifact {rel} has {size} bytes, {want.get('size')} were written"
         if file_sha256(p) != want.get("sha256"):
@@ -151,7 +178,7 @@ def inspect_cached(cache: Path, key: str, upstream: dict[str, JobResult] | None 
             return None, f"upstream job {dep} was rebuilt since this job used it"
     return JobResult(key, d, data["measurements"], data.get("info", {}), cached=True,
                      seconds=data.get("seconds", 0.0), digest=hashlib.sha256(blob).hexdigest(),
-                     verified=files is not None), None
+                     record_sha256=data["record_sha256"]), None
 
 
 def load_cached(cache: Path, key: str, upstream: dict[str, JobResult] | None = None) -> JobResult | None:
@@ -353,25 +380,56 @@ def discard_job(cache: Path, key: str) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+def tmp_job_dir(cache: Path, key: str) -> Path:
+    """A new private folder a claimed job runs into (renamed into place by :func:`commit_job`)."""
+    tmp = cache / "jobs" / f".tmp-{key}-{_tag()}"
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def failed_job(job: Job, cache: Path, tmp: Path, e: BaseException, seconds: float) -> JobResult:
+    """The error result of a job whose function raised ``e`` (its temporary folder removed, nothing cached)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+    log.error("job %s failed: %s", job.describe(), msg)
+    log.debug("%s", "".join(traceback.format_exception(e)))
+    return JobResult(job.key, job_dir(cache, job.key), error=msg, seconds=seconds)
+
+
 def execute_job(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]) -> JobResult:
     """Run a claimed job into a private temporary folder, record checksums, move it into place."""
-    final = job_dir(cache, job.key)
-    tmp = cache / "jobs" / f".tmp-{job.key}-{_tag()}"
-    tmp.mkdir(parents=True)
-    t0 = time.perf_counter()
+    tmp = tmp_job_dir(cache, job.key)
+    t0, c0 = time.perf_counter(), cpu_seconds()
     try:
         measurements, info = fn(job, tmp, upstream)
     except Exception as e:  # a failed job is a row with its error, not a crashed sweep
-        shutil.rmtree(tmp, ignore_errors=True)
-        msg = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-        log.error("job %s failed: %s", job.describe(), msg)
-        log.debug("%s", traceback.format_exc())
-        return JobResult(job.key, final, error=msg, seconds=time.perf_counter() - t0)
-    secs = time.perf_counter() - t0
+        return failed_job(job, cache, tmp, e, time.perf_counter() - t0)
+    return commit_job(job, cache, tmp, measurements, info, time.perf_counter() - t0, upstream,
+                      cpu_seconds() - c0)
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + sys) of this process and of the child processes it has waited for (e.g. a fresh timing
+    process); recorded with each job (``result.json``'s ``cpu_seconds``: what ``compressbench plan`` models)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def commit_job(job: Job, cache: Path, tmp: Path, measurements: list[dict[str, Any]], info: dict[str, Any],
+               secs: float, upstream: dict[str, JobResult], cpu: float | None = None) -> JobResult:
+    """Record a finished job's checksums in ``tmp/result.json`` and move ``tmp`` into place (the commit).
+    ``secs``: its wall-clock seconds; ``cpu``: its CPU seconds (this process's threads and waited-for children;
+    a process-wide figure, so exact only when jobs do not run in parallel threads of one process)."""
+    final = job_dir(cache, job.key)
     record = {"format": RECORD_FORMAT, "key": job.key, "kind": job.kind, "spec": job.spec.record(),
-              "measurements": measurements, "info": info, "seconds": secs, "files": artifact_manifest(tmp),
+              "measurements": measurements, "info": info, "seconds": secs,
+              **({"cpu_seconds": cpu} if cpu is not None else {}), "files": artifact_manifest(tmp),
               "upstream": {k: upstream[k].digest for k in job.deps if k in upstream}}
-    blob = json.dumps(record, default=str, indent=1).encode()
+    record = json.loads(json.dumps(record, default=str))  # the values as a later load reads them
+    record["record_sha256"] = record_hash(record)
+    blob = json.dumps(record, indent=1).encode()
     atomic_write_bytes(tmp / "result.json", blob)
     try:
         tmp.rename(final)
@@ -382,9 +440,39 @@ def execute_job(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]
             res.cached, res.seconds = False, secs
             return res
         raise
-    data = json.loads(blob)  # what a later load returns (default=str applied)
-    return JobResult(job.key, final, data["measurements"], data["info"], cached=False, seconds=secs,
-                     digest=hashlib.sha256(blob).hexdigest())
+    return JobResult(job.key, final, record["measurements"], record["info"], cached=False, seconds=secs,
+                     digest=hashlib.sha256(blob).hexdigest(), record_sha256=record["record_sha256"])
+
+
+def claim_to_run(job: Job, cache: Path, upstream: dict[str, JobResult], *, owner: dict[str, Any] | None = None,
+                 is_dead: DeadOwner | None = None) -> tuple[JobResult | None, Claim | None]:
+    """The protocol up to running a job: verify → claim → re-verify (a damaged artifact discarded).
+    ``(result, None)``: cached, or an error result (an upstream job failed); ``(None, None)``: another live
+    driver holds the job's claim; ``(None, claim)``: this process runs it now and releases the claim after
+    the commit."""
+    res, problem = inspect_cached(cache, job.key, upstream)
+    if res is not None:
+        return res, None
+    failed = [k for k in job.deps if upstream.get(k) is None or upstream[k].error]
+    if failed:
+        why = upstream[failed[0]].error if failed[0] in upstream else failed[0]
+        return JobResult(job.key, job_dir(cache, job.key), error=f"upstream job failed: {why}"), None
+    claim = claim_job(cache, job.key, owner, is_dead)
+    if claim is None:
+        return None, None
+    try:
+        res, problem = inspect_cached(cache, job.key, upstream)  # another driver may have committed it
+        if res is not None:
+            claim.release()
+            return res, None
+        if problem:
+            log.warning("cached job %s (%s) is not usable: %s — discarding and re-running it", job.describe(),
+                        job.key, problem)
+            discard_job(cache, job.key)
+    except BaseException:
+        claim.release()
+        raise
+    return None, claim
 
 
 def run_one(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], *, owner: dict[str, Any] | None = None,
@@ -393,24 +481,10 @@ def run_one(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], *,
     ``upstream``. Returns the (cached or new) result, an error result (the job or an upstream
     failed), or None when another live driver holds the job's claim: call again later. ``owner`` and
     ``is_dead`` go to :func:`claim_job`."""
-    res, problem = inspect_cached(cache, job.key, upstream)
-    if res is not None:
-        return res
-    failed = [k for k in job.deps if upstream.get(k) is None or upstream[k].error]
-    if failed:
-        why = upstream[failed[0]].error if failed[0] in upstream else failed[0]
-        return JobResult(job.key, job_dir(cache, job.key), error=f"upstream job failed: {why}")
-    claim = claim_job(cache, job.key, owner, is_dead)
+    res, claim = claim_to_run(job, cache, upstream, owner=owner, is_dead=is_dead)
     if claim is None:
-        return None
+        return res
     try:
-        res, problem = inspect_cached(cache, job.key, upstream)  # another driver may have committed it
-        if res is not None:
-            return res
-        if problem:
-            log.warning("cached job %s (%s) is not usable: %s — discarding and re-running it", job.describe(),
-                        job.key, problem)
-            discard_job(cache, job.key)
         return execute_job(job, cache, fn, upstream)
     finally:
         claim.release()

@@ -1,4 +1,5 @@
-"""The local executor: every job in this process, one after another, in topological order."""
+"""The local executor: every job in this process, one after another, in topological order (the jobs of a
+group — one evaluator's jobs that share their inputs — together, :mod:`.group`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from ..jobs import Job
 from ..progress import progress_bar
 from ..progress.board import LOG_EVERY_S, RunBoard
 from .cache import JobFn, JobResult, clean_stale_tmp, run_one
+from .group import run_group
 from .loop import schedule
 
 
@@ -20,6 +22,13 @@ class _InProcess:
 
     def start(self, job: Job, upstream: dict[str, JobResult]) -> JobResult | None:
         return run_one(job, self.cache, self.fn, upstream)
+
+    def start_group(self, jobs: list[Job], upstreams: dict[str, dict[str, JobResult]]
+                    ) -> dict[str, JobResult | None]:
+        group = getattr(self.fn, "group", None)
+        if group is None:  # a job function without a group form: one by one
+            return {j.key: run_one(j, self.cache, self.fn, upstreams[j.key]) for j in jobs}
+        return run_group(jobs, self.cache, group, upstreams)
 
     def in_flight(self) -> int:
         return 0

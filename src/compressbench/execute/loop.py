@@ -7,6 +7,10 @@ are done, collects what finishes, and waits for jobs another driver holds. An ex
 * the Ray executor looks a job up in the cache in the driver, submits it as a task otherwise, and
   :meth:`Backend.collect` gathers finished tasks with ``ray.wait``.
 
+Jobs that share their inputs (the same :attr:`Job.group <compressbench.jobs.Job.group>`: one evaluator, seed,
+parent and params) start together once all of them are ready, when the backend can run a group
+(``start_group``; :mod:`.group`): corrupt once, evaluate many.
+
 A job another live driver has claimed (``start`` or ``collect`` answers None) is set aside: the other
 runnable jobs go first, then this driver polls the cache for its result (a log line every ``WAIT_LOG_S``)
 and runs it itself if its claim disappears or goes stale. The driver alone calls ``on_done`` (which writes
@@ -22,6 +26,7 @@ from typing import Any, Callable, Protocol
 from ..jobs import Job
 from ..progress.board import RunBoard
 from .cache import WAIT_LOG_S, WAIT_POLL_S, JobResult, inspect_cached, lock_is_stale, lock_owner
+from .group import chunks
 
 log = logging.getLogger("compressbench")
 
@@ -45,6 +50,15 @@ class Backend(Protocol):
         ...
 
 
+class GroupBackend(Backend, Protocol):
+    """A backend that can run the jobs of a group together (:mod:`.group`)."""
+
+    def start_group(self, jobs: list[Job], upstreams: dict[str, dict[str, JobResult]]
+                    ) -> dict[str, JobResult | None | object]:
+        """Run or submit ``jobs`` together: per job, what :meth:`Backend.start` returns."""
+        ...
+
+
 def owner_str(info: dict[str, Any] | None) -> str:
     """A claim's owner for log lines (the Ray task when a Ray worker holds it)."""
     if not info:
@@ -63,12 +77,10 @@ class _Run:
         self.results: dict[str, JobResult] = {}
         self.waiting = list(jobs)  # not started yet, in plan (topological) order
         self.held: dict[str, Job] = {}  # claimed by another driver: it runs there
-        self.unverified = 0
         self.last_wait_log = time.monotonic()
 
     def finish(self, job: Job, res: JobResult) -> None:
         self.results[job.key] = res
-        self.unverified += res.cached and not res.verified
         state = "cached" if res.cached else ("FAILED" if res.error else f"{res.seconds:.1f}s")
         log.info("[%d/%d] %s: %s", len(self.results), len(self.jobs), job.describe(), state)
         self.board.finish(job.key, "cached" if res.cached else ("failed" if res.error else "ran"), res.seconds)
@@ -81,24 +93,55 @@ class _Run:
         log.info("%s is being run by %s: doing other work first, then waiting for its result", job.describe(),
                  owner_str(lock_owner(self.cache, job.key)))
 
+    def ready(self, job: Job) -> bool:
+        return all(d in self.results for d in job.deps)
+
+    def started(self, job: Job, res: JobResult | None | object) -> bool:
+        """Book what starting ``job`` gave; whether it finished."""
+        if res is SUBMITTED:
+            self.board.set(job.key, "queued")
+        elif res is None:
+            self.hold(job)
+        else:
+            self.finish(job, res)  # type: ignore[arg-type]
+            return True
+        return False
+
     def start_ready(self) -> bool:
-        """Start every job whose upstream jobs are done; whether any finished."""
+        """Start every job whose upstream jobs are done (a group once all its jobs are); whether any finished."""
         progressed = False
         still: list[Job] = []
+        taken: set[str] = set()
+        grouping = hasattr(self.backend, "start_group")
         for job in self.waiting:
-            if any(d not in self.results for d in job.deps):  # an upstream job is still running (or held)
+            if job.key in taken:
+                continue
+            if not self.ready(job):  # an upstream job is still running (or held)
                 still.append(job)
                 continue
+            if grouping and job.group is not None:
+                members = [j for j in self.waiting if j.group == job.group and j.key not in taken]
+                if not all(self.ready(j) for j in members):  # the group starts together
+                    still.append(job)
+                    continue
+                taken.update(j.key for j in members)
+                progressed = self.start_group(members) or progressed
+                continue
             self.board.set(job.key, "running")
-            res = self.backend.start(job, {d: self.results[d] for d in job.deps})
-            if res is SUBMITTED:
-                self.board.set(job.key, "queued")
-            elif res is None:
-                self.hold(job)
-            else:
-                self.finish(job, res)  # type: ignore[arg-type]
-                progressed = True
-        self.waiting = still
+            progressed = self.started(job, self.backend.start(job, {d: self.results[d] for d in job.deps})) \
+                or progressed
+        self.waiting = [j for j in still if j.key not in taken]
+        return progressed
+
+    def start_group(self, members: list[Job]) -> bool:
+        progressed = False
+        for chunk in chunks(members):
+            for j in chunk:
+                self.board.set(j.key, "running")
+            ups = {j.key: {d: self.results[d] for d in j.deps} for j in chunk}
+            out = self.backend.start_group(chunk, ups)  # type: ignore[attr-defined]
+            for j in chunk:
+                progressed = self.started(j, out[j.key]) or progressed
         return progressed
 
     def collect(self) -> bool:
@@ -151,7 +194,4 @@ def schedule(jobs: list[Job], backend: Backend, cache: Any, board: RunBoard,
             r.wait()
         elif progressed:
             r.last_wait_log = time.monotonic()
-    if r.unverified:
-        log.warning("%d cached job(s) were written by an older compressbench and carry no checksums: used "
-                    "unverified (delete the cache folder to rebuild them with checksums)", r.unverified)
     return r.results

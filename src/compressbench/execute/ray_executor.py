@@ -40,6 +40,7 @@ from typing import Any, Callable
 from ..jobs import Job
 from ..progress import progress_enabled
 from ..progress.board import RunBoard
+from . import ray_reaper
 from .cache import JobFn, JobResult, clean_stale_tmp, inspect_cached
 from .loop import SUBMITTED, schedule
 from .ray_options import (  # noqa: F401 — re-exported: the options live beside the executor for readers
@@ -52,9 +53,48 @@ from .ray_options import (  # noqa: F401 — re-exported: the options live besid
     ray_missing,
     resources_for,
 )
-from .ray_worker import _worker_run, _worker_run_gpu, code_fingerprint, warm, worker_env
+from .ray_worker import (
+    _worker_run,
+    _worker_run_gpu,
+    _worker_run_group,
+    _worker_run_group_gpu,
+    code_fingerprint,
+    warm,
+    worker_env,
+)
 
 log = logging.getLogger("compressbench")
+
+
+# how long `executor.address` may stay silent before the run stops (ray.init itself retries for minutes)
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of ``"ray://host:10001"`` / ``"host:6379"`` / ``"[::1]:6379"``, or None (``auto``, no port)."""
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def probe(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """One TCP connection to the address's head port, bounded by ``timeout``: ``ray.init`` itself retries a port
+    where nothing listens for over ten minutes. One-line :class:`ExecutorError` when nothing answers."""
+    import socket
+
+    hp = _host_port(address)
+    if hp is None:
+        return
+    t0 = time.monotonic()
+    try:
+        socket.create_connection(hp, timeout=timeout).close()
+    except OSError as e:
+        why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__)
+        raise ExecutorError(f"executor.address: nothing answers at '{address}' ({why} after "
+                            f"{time.monotonic() - t0:.1f}s; limit {timeout:g}s): is the Ray cluster running there "
+                            f"(`ray status`), and is the port its head's?") from None
 
 
 def _is_loopback(address: str) -> bool:
@@ -93,6 +133,7 @@ class RayExecutor:
         self.options = options or RayOptions()
         self.threads = getattr(experiment, "threads", None)
         self.plugins = getattr(experiment, "plugins", None)  # its folders go on the workers' PYTHONPATH
+        self._local = False  # whether _connect started a local instance (not a cluster)
 
     # ------------------------------------------------------------------ connecting
     def _connect(self) -> tuple[Any, bool]:
@@ -113,6 +154,7 @@ class RayExecutor:
         if target is None or _is_loopback(target):
             _loopback_only()
         kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True, "logging_level": logging.WARNING}
+        self._local = target is None
         if target is None:
             cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
             if cpus and cpus < (os.cpu_count() or cpus):
@@ -120,6 +162,7 @@ class RayExecutor:
             kw["_node_ip_address"] = "127.0.0.1"
         else:
             kw["address"] = target
+            probe(target)
         t0 = time.perf_counter()
         try:
             ray.init(**kw)
@@ -175,11 +218,14 @@ class RayExecutor:
     # ------------------------------------------------------------------ the run
     def run(self, jobs: list[Job], fn: JobFn, on_done: Callable[[Job, JobResult], None]) -> dict[str, JobResult]:
         ray, started = self._connect()
+        # a local instance this driver started is torn down even if the driver is killed (:mod:`.ray_reaper`)
+        watcher = ray_reaper.spawn() if started and self._local else None
         try:
             return self._run(ray, jobs, fn, on_done)
         finally:
             if started:
                 ray.shutdown()
+            ray_reaper.stop(watcher)
 
     def _run(self, ray: Any, jobs: list[Job], fn: JobFn, on_done: Callable[[Job, JobResult], None]
              ) -> dict[str, JobResult]:
@@ -215,19 +261,28 @@ class RayExecutor:
                    for _ in range(min(len(cpu_asks), max(1, int(cpus // each))))]
         log.debug("warming %d worker(s): %s", len(warming), warming)
 
-    def _collect(self, ray: Any, ref: Any, job: Job) -> JobResult | None:
-        """A finished task's result; a task that raised or whose workers kept dying is an error result."""
-        d = self.cache / "jobs" / job.key
+    def _collect(self, ray: Any, ref: Any, jobs: list[Job]) -> list[tuple[Job, JobResult | None]]:
+        """A finished task's result per job (a group's task ran several); a task that raised or whose workers
+        kept dying is an error result for each of its jobs."""
         try:
-            res = ray.get(ref)
+            got = ray.get(ref)
         except ray.exceptions.RayTaskError as e:  # our code raised outside the job function
             cause = e.cause if getattr(e, "cause", None) is not None else e
-            return JobResult(job.key, d, error=f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:400]}")
+            msg = f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:400]}"
+            return [(j, JobResult(j.key, self.cache / "jobs" / j.key, error=msg)) for j in jobs]
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError,
                 ray.exceptions.RayError) as e:
             first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-            return JobResult(job.key, d, error=f"{type(e).__name__} after {self.options.max_retries + 1} attempt(s) "
-                             f"(executor.max_retries={self.options.max_retries}): {first}")
+            msg = (f"{type(e).__name__} after {self.options.max_retries + 1} attempt(s) "
+                   f"(executor.max_retries={self.options.max_retries}): {first}")
+            return [(j, JobResult(j.key, self.cache / "jobs" / j.key, error=msg)) for j in jobs]
+        if not isinstance(got, dict):
+            got = {jobs[0].key: got}
+        return [(j, self._seen(j, got.get(j.key))) for j in jobs]
+
+    def _seen(self, job: Job, res: JobResult | None) -> JobResult | None:
+        """``res``, once the driver sees the folder the worker committed."""
+        d = self.cache / "jobs" / job.key
         if res is None or res.error or res.digest is None:
             return res
         try:  # the driver must see what the worker committed: the cache is on a filesystem every node sees
@@ -250,36 +305,68 @@ class _RayTasks:
         self.ex, self.ray, self.asks, self.threads, self.env, self.board = ex, ray, asks, threads, env, board
         self.remote = ray.remote(_worker_run)
         self.remote_gpu = ray.remote(max_calls=1)(_worker_run_gpu)
+        self.remote_group = ray.remote(_worker_run_group)
+        self.remote_group_gpu = ray.remote(max_calls=1)(_worker_run_group_gpu)
+        self.fn = fn
         self.fn_ref = ray.put(fn)
-        self.setup = {"cwd": os.getcwd(), "code": code_fingerprint()}
-        self.inflight: dict[Any, Job] = {}
+        self.setup = {"cwd": os.getcwd(), "code": code_fingerprint(), "log_level": log.getEffectiveLevel()}
+        self.inflight: dict[Any, list[Job]] = {}
 
-    def start(self, job: Job, upstream: dict[str, JobResult]) -> JobResult | object:
+    def _known(self, job: Job, upstream: dict[str, JobResult]) -> JobResult | None:
+        """The job's result without running it: cached (looked up in the driver), or an upstream failed."""
         cache = self.ex.cache
         res, _ = inspect_cached(cache, job.key, upstream)
         failed = [d for d in job.deps if upstream[d].error]
         if res is None and failed:
             res = JobResult(job.key, cache / "jobs" / job.key,
                             error=f"upstream job failed: {upstream[failed[0]].error}")
+        return res
+
+    def _submit(self, jobs: list[Job], fun: Any, what: Any, upstream: Any) -> None:
+        """One task running ``what`` (a job, or the jobs of a group) with the first job's resources."""
+        a = self.asks[jobs[0].key]
+        setup = {**self.setup, "threads": self.threads[jobs[0].key], "num_gpus": a["num_gpus"]}
+        name = f"compressbench {jobs[0].kind} {jobs[0].key[:8]}" + (f" +{len(jobs) - 1}" if len(jobs) > 1 else "")
+        ref = fun.options(**a, max_retries=self.ex.options.max_retries, retry_exceptions=False, runtime_env=self.env,
+                          name=name).remote(what, self.ex.cache, self.fn_ref, upstream, setup)
+        self.inflight[ref] = jobs
+
+    def start(self, job: Job, upstream: dict[str, JobResult]) -> JobResult | object:
+        res = self._known(job, upstream)
         if res is not None:
             return res
-        a = self.asks[job.key]
-        setup = {**self.setup, "threads": self.threads[job.key], "num_gpus": a["num_gpus"]}
-        fun = self.remote_gpu if a["num_gpus"] else self.remote
-        ref = fun.options(**a, max_retries=self.ex.options.max_retries, retry_exceptions=False, runtime_env=self.env,
-                          name=f"compressbench {job.kind} {job.key[:8]}").remote(job, cache, self.fn_ref, upstream,
-                                                                                  setup)
-        self.inflight[ref] = job
+        self._submit([job], self.remote_gpu if self.asks[job.key]["num_gpus"] else self.remote, job, upstream)
         return SUBMITTED
 
+    def start_group(self, jobs: list[Job], upstreams: dict[str, dict[str, JobResult]]
+                    ) -> dict[str, JobResult | object]:
+        """The group's jobs not known yet as one task (:mod:`.group`); one job alone as :meth:`start` does."""
+        out: dict[str, JobResult | object] = {}
+        todo = []
+        for j in jobs:
+            res = self._known(j, upstreams[j.key])
+            out[j.key] = res if res is not None else SUBMITTED
+            if res is None:
+                todo.append(j)
+        if len(todo) == 1 or (todo and not hasattr(self.fn, "group")):
+            for j in todo:
+                out[j.key] = self.start(j, upstreams[j.key])
+        elif todo:
+            gpu = self.asks[todo[0].key]["num_gpus"]
+            self._submit(todo, self.remote_group_gpu if gpu else self.remote_group, todo,
+                         {j.key: upstreams[j.key] for j in todo})
+        return out
+
     def in_flight(self) -> int:
-        return len(self.inflight)
+        return sum(len(js) for js in self.inflight.values())
 
     def collect(self, timeout: float) -> list[tuple[Job, JobResult | None]]:
         ready, _ = self.ray.wait(list(self.inflight), num_returns=1, timeout=timeout)
         if ready:
             ready, _ = self.ray.wait(list(self.inflight), num_returns=len(self.inflight), timeout=0)
-        out = [(job, self.ex._collect(self.ray, ref, job)) for ref in ready for job in [self.inflight.pop(ref)]]
-        for job in self.inflight.values():  # started = claimed (its lock exists)
-            self.board.set(job.key, "running" if (self.ex.cache / "jobs" / f"{job.key}.lock").exists() else "queued")
+        out = [pair for ref in ready for pair in self.ex._collect(self.ray, ref, self.inflight.pop(ref))]
+        for jobs in self.inflight.values():  # started = claimed (its lock exists)
+            for job in jobs:
+                self.board.set(job.key, "running" if (self.ex.cache / "jobs" / f"{job.key}.lock").exists()
+                               else "queued")
         return out

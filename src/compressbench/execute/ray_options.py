@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..errors import UserError, did_you_mean
+from ..measure.hardware import total_memory
 from ..registry import evaluators
 
 _ADDRESS = re.compile(r"auto|(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}")
@@ -108,8 +109,15 @@ def check_experiment(exp: Any, opts: RayOptions) -> str | None:
         kinds["compress"] = opts.resources.compress
     for ev in sorted(used):
         kinds[f"evaluators.{ev}"] = resources_for(opts.resources, "evaluate", ev)
+    mem = total_memory() if opts.address is None else None
     for where, r in kinds.items():
         label = where if "." not in where else where.split(".", 1)[1] + " evaluation"
+        if mem is not None and r.memory is not None and r.memory > mem:  # a local instance never has more
+            path = where if where in ("train", "compress") else (
+                where if where.split(".", 1)[1] in opts.resources.evaluators else "evaluate")
+            return (f"executor.resources.{path}.memory: {label} jobs ask for {r.memory / 2**30:.3g} GiB, but the "
+                    f"local Ray instance has at most this machine's {mem / 2**30:.3g} GiB: they would never be "
+                    f"scheduled; ask for less (or give executor.address of a cluster with such nodes)")
         if exp.device == "cuda" and r.num_gpus == 0:
             path = where if where in ("train", "compress") else (
                 where if where.split(".", 1)[1] in opts.resources.evaluators else "evaluate")

@@ -1,5 +1,6 @@
-"""The Ray executor's worker side: one job in a Ray worker process, through the same cache protocol as
-the local executor (:func:`~compressbench.execute.cache.run_one`), with the task's identity in its claim.
+"""The Ray executor's worker side: one job (or the jobs of one group, :mod:`.group`) in a Ray worker process,
+through the same cache protocol as the local executor (:func:`~compressbench.execute.cache.run_one`), with the
+task's identity in its claim.
 
 Workers import the driver's compressbench (:func:`worker_env` puts its folder first on their
 ``PYTHONPATH``, and the folders of the experiment's plug-in set after it, so a job whose params are a
@@ -11,6 +12,7 @@ user wrote are imported, nothing is validated again, no model is built."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 from ..config.plugins import PluginSet
 from ..jobs import Job
 from .cache import _HOST, GPU_SHARE, JobFn, JobResult, run_one
+from .group import run_group
 
 
 @lru_cache(maxsize=1)
@@ -31,21 +34,41 @@ def code_fingerprint() -> tuple[str, str]:
     return h.hexdigest(), str(root)
 
 
+def _setup_worker(setup: dict[str, Any]) -> str | None:
+    """Prepare this worker for a task (cwd, threads); an error line when its code is not the driver's."""
+    if setup["cwd"] and os.path.isdir(setup["cwd"]):
+        os.chdir(setup["cwd"])  # relative paths in the config mean what they mean to the driver
+    digest, where = code_fingerprint()
+    if digest != setup["code"][0]:
+        return (f"the worker on {_HOST} runs compressbench from {where}, whose code differs from the driver's "
+                f"({setup['code'][1]}): install the same compressbench on every node")
+    import torch
+
+    torch.set_num_threads(setup["threads"])
+    _log_like_the_driver(setup.get("log_level", logging.INFO))
+    return None
+
+
+def _log_like_the_driver(level: int) -> None:
+    """The job's own lines (a training loop's epoch / loss / images/s) at the driver's level on the worker's
+    stderr, which Ray forwards to the driver's log (``log_to_driver``)."""
+    lg = logging.getLogger("compressbench")
+    if not lg.handlers:
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter("%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S"))
+        lg.addHandler(h)
+        lg.propagate = False  # one copy of each line, whatever the worker's root logger does
+    lg.setLevel(level)
+
+
 def _worker_run(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], setup: dict[str, Any]
                 ) -> JobResult | None:
     """One job in a Ray worker: the cache protocol (:func:`run_one`), with this task's identity in its claim."""
     import ray
 
-    if setup["cwd"] and os.path.isdir(setup["cwd"]):
-        os.chdir(setup["cwd"])  # relative paths in the config mean what they mean to the driver
-    digest, where = code_fingerprint()
-    if digest != setup["code"][0]:
-        return JobResult(job.key, cache / "jobs" / job.key, error=(
-            f"the worker on {_HOST} runs compressbench from {where}, whose code differs from the driver's "
-            f"({setup['code'][1]}): install the same compressbench on every node"))
-    import torch
-
-    torch.set_num_threads(setup["threads"])
+    bad = _setup_worker(setup)
+    if bad:
+        return JobResult(job.key, cache / "jobs" / job.key, error=bad)
     task = ray.get_runtime_context().get_task_id()
     token = GPU_SHARE.set(setup["num_gpus"])
     try:
@@ -53,6 +76,29 @@ def _worker_run(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]
                        is_dead=lambda info: info.get("ray_task") == task)  # an earlier attempt of this very task
     finally:
         GPU_SHARE.reset(token)
+
+
+def _worker_run_group(jobs: list[Job], cache: Path, fn: Any, upstreams: dict[str, dict[str, JobResult]],
+                      setup: dict[str, Any]) -> dict[str, JobResult | None]:
+    """The jobs of one group in a Ray worker, together (:func:`~.group.run_group`)."""
+    import ray
+
+    bad = _setup_worker(setup)
+    if bad:
+        return {j.key: JobResult(j.key, cache / "jobs" / j.key, error=bad) for j in jobs}
+    task = ray.get_runtime_context().get_task_id()
+    token = GPU_SHARE.set(setup["num_gpus"])
+    try:
+        return run_group(jobs, cache, fn.group, upstreams, owner={"ray_task": task},
+                         is_dead=lambda info: info.get("ray_task") == task)
+    finally:
+        GPU_SHARE.reset(token)
+
+
+def _worker_run_group_gpu(jobs: list[Job], cache: Path, fn: Any, upstreams: dict[str, dict[str, JobResult]],
+                          setup: dict[str, Any]) -> dict[str, JobResult | None]:
+    """:func:`_worker_run_group` with a GPU share (one task per worker process, as :func:`_worker_run_gpu`)."""
+    return _worker_run_group(jobs, cache, fn, upstreams, setup)
 
 
 def _worker_run_gpu(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], setup: dict[str, Any]

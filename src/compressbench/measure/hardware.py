@@ -34,6 +34,14 @@ def cpu_flags(wanted: tuple[str, ...]) -> list[str]:
     return [f for f in wanted if f in have]
 
 
+def total_memory() -> int | None:
+    """This machine's physical memory in bytes (None where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def hardware_info(device: str = "cpu", threads: int | None = None) -> dict[str, Any]:
     """The hardware/software record written with every profile."""
     import torch

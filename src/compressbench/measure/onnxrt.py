@@ -7,14 +7,14 @@ Module-level imports are numpy and the standard library only: the fresh-process 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from .protocol import latency_and_throughput, peak_mem_mb, reset_peak_rss, rss_kb, summarize
+from .protocol import peak_mem_mb, reset_peak_rss, rss_kb, time_calls
 
 if TYPE_CHECKING:
     from torch import nn
@@ -57,17 +57,37 @@ def quantize_onnx_static(fp32_path: str | Path, out_path: str | Path, calib: lis
             return next(self.it, None)
 
     pre = Path(out_path).with_suffix(".pre.onnx")
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.WARNING))  # onnxruntime.quantization logs every bias copy at INFO on root
     try:
-        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(out_path), _Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        with _quiet_root(logging.WARNING):
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+            quantize_static(str(pre), str(out_path), _Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     finally:
-        root.setLevel(level)
         pre.unlink(missing_ok=True)
     return Path(out_path)
+
+
+def quantize_onnx_dynamic(fp32_path: str | Path, out_path: str | Path) -> Path:
+    """onnxruntime's own dynamic int8 quantization of the MatMul / Gemm layers (int8 weights per channel,
+    activations quantized on the fly)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with _quiet_root(logging.ERROR):  # it also advises pre-processing on root at WARNING, every call
+        quantize_dynamic(str(fp32_path), str(out_path), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul", "Gemm"])
+    return Path(out_path)
+
+
+@contextlib.contextmanager
+def _quiet_root(level: int) -> Iterator[None]:
+    """onnxruntime.quantization logs on the root logger (every bias copy at INFO): at most ``level`` meanwhile."""
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(max(before, level))
+    try:
+        yield
+    finally:
+        root.setLevel(before)
 
 
 def time_onnx(path: str | Path, input_shape: tuple[int, ...], threads: int, throughput_batch: int, warmup: int,
@@ -78,25 +98,22 @@ def time_onnx(path: str | Path, input_shape: tuple[int, ...], threads: int, thro
 
     base = rss_kb()
     reset_peak_rss()
+    sess = ort_session(path, threads)
+    name = sess.get_inputs()[0].name
+    res = time_calls(lambda x: sess.run(None, {name: x}), input_shape, throughput_batch, warmup, repeats,
+                     throughput_repeats)
+    res.update(peak_mem_mb=peak_mem_mb(base), peak_mem_scope="session+activations", ort_version=ort.__version__)
+    return res
+
+
+def ort_session(path: str | Path, threads: int) -> Any:
+    """An ONNX Runtime CPU session as the protocol runs it: ``intra_op_num_threads=threads``, one inter-op
+    thread, sequential execution, all graph optimisations."""
+    import onnxruntime as ort
+
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    name = sess.get_inputs()[0].name
-
-    def time_batch(batch: int, w: int, r: int) -> dict[str, Any]:
-        x = np.random.default_rng(0).random((batch, *input_shape[1:]), dtype=np.float32)
-        for _ in range(w):
-            sess.run(None, {name: x})
-        samples = []
-        for _ in range(r):
-            t = time.perf_counter()
-            sess.run(None, {name: x})
-            samples.append(time.perf_counter() - t)
-        return summarize(samples)
-
-    res = latency_and_throughput(time_batch, input_shape[0], throughput_batch, warmup, repeats, throughput_repeats)
-    res.update(peak_mem_mb=peak_mem_mb(base), peak_mem_scope="session+activations", ort_version=ort.__version__)
-    return res
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])

@@ -16,9 +16,10 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import nn
 
+from ..extras import install_hint, missing, needs_message
 from ..interfaces import Params
 from .counting import is_masked_model, layer_density, param_counts
 from .flops import flop_profile
@@ -41,13 +42,29 @@ class ProfileSettings(Params):
     repeats: int = Field(50, ge=1)  # batch-1 samples (median + IQR)
     throughput_repeats: int = Field(10, ge=1)
     timing: bool = True  # False: parameters, bytes and FLOPs only
-    onnx: bool = True  # ONNX export + ONNX Runtime latency
+    # ONNX export + ONNX Runtime latency; None: when the 'onnx' extra is installed (decided once, at validate,
+    # so the resolved value is part of the cache key); True without the extra is refused at validate
+    onnx: bool | None = Field(None, validate_default=True)
     onnx_int8: Literal["auto", "always", "never"] = "auto"  # auto: only for quantized variants
     calib_batches: int = Field(4, ge=1)  # for ORT static int8 calibration
     fresh_process: bool = True  # time each variant in its own process (needs a checkpoint / factory)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     zstd_level: int = Field(10, ge=1, le=22)
     timeout_s: float = Field(900.0, gt=0, allow_inf_nan=False)
+
+
+    @field_validator("onnx")
+    @classmethod
+    def _onnx(cls, v: bool | None) -> bool:
+        absent = missing("onnx")
+        if v is None:
+            if absent:
+                log.info("efficiency: no ONNX Runtime timing (the 'onnx' extra is not installed: %s)",
+                         install_hint("onnx"))
+            return not absent
+        if v and absent:
+            raise ValueError(needs_message("ONNX Runtime timing", "onnx") + " (or onnx: false)")
+        return v
 
 
 def resolve(settings: ProfileSettings) -> tuple[str, int, int]:

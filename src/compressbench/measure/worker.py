@@ -4,8 +4,9 @@ Run by :func:`compressbench.measure.fresh.run_worker` so that a new interpreter 
 what the job needs. Mode ``torch`` loads the model (a checkpoint through ``checkpoint.load_model``, after
 loading the plug-in set the job names — ``config.PluginSet``: the experiment's user modules and entry
 points, so a plug-in method's rebuilder exists here as in the driver — or a factory) and times it; mode
-``onnx`` imports only numpy + onnxruntime and times an ``.onnx`` file. The resident set is read before the
-model is loaded (and after the plug-ins), so peak memory counts model + activations + workspace.
+``onnx`` imports only numpy + onnxruntime and times an ``.onnx`` file; mode ``artifact`` times an exported
+file in its format's runtime (``compressbench.deploy``). The resident set is read before the model is loaded
+(and after the plug-ins), so peak memory counts model + activations + workspace.
 
 Module-level imports are the standard library only: the same file also runs as the scratch folder's
 *janitor* (``python -I worker.py --janitor DIR``), which waits until its parent closes the pipe on its
@@ -122,6 +123,10 @@ def main(job_path: str, out_path: str) -> int:
         res["torch_imported"] = "torch" in sys.modules
     elif job["mode"] == "torch":
         res = _time_torch_target(job)
+    elif job["mode"] == "artifact":  # an exported file in its own runtime (a registered compressbench.deploy format)
+        from compressbench.deploy.timing import time_artifact
+
+        res = time_artifact(job)
     else:
         raise ValueError(f"unknown worker mode '{job['mode']}'")
     Path(out_path).write_text(json.dumps(res))

@@ -239,6 +239,9 @@ for _d in _TV:
 
 
 def _timm_source(name: str):
+    from ..extras import needs
+
+    needs(f"model '{name}'", "timm")  # one line naming the extra, before timm is imported
     from . import timm as timm_models
 
     return timm_models.source(name)

@@ -26,8 +26,11 @@ rescaled for more). Anything else that does not match — a missing or unexpecte
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
 import pickle
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +40,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..fields import NORM_MEAN_RANGE, NORM_STD_RANGE
+from .filecheck import check_bytes, check_finite, is_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +76,19 @@ def _inert(name: str) -> tuple[type, str]:
     return type(name.rsplit(".", 1)[-1], (Inert,), {"_cb_name": name}), name
 
 
-def _torch_load(path: Path) -> Any:
-    """``torch.load(weights_only=True)`` with every non-allow-listed global replaced by an inert class."""
+def _torch_load(path: Path, data: bytes) -> Any:
+    """``torch.load(weights_only=True)`` of the file's bytes ``data`` with every non-allow-listed global replaced
+    by an inert class."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data))
         except Exception as e:  # not a zip / pickle at all
             raise CheckpointError(f"{path}: not a readable weights file (a PyTorch pickle or .safetensors): "
                                   f"{_first_line(e)}") from None
         try:
             with torch.serialization.safe_globals([_inert(n) for n in names]):
-                return torch.load(path, map_location="cpu", weights_only=True)
+                return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:  # e.g. a global of a blocked module (os, subprocess ...)
             raise CheckpointError(f"{path}: refused by weights-only loading, which never runs code from a file "
                                   f"({unpickle_reason(e)})") from None
@@ -136,6 +142,7 @@ class WeightsFile:
     where: str
     spec: dict[str, Any] | None = None
     steps: list[Any] = field(default_factory=list)
+    sha256: str | None = None  # of the bytes read
 
 
 def _find_weights(obj: Any, where: str = "", depth: int = 0) -> tuple[dict[str, torch.Tensor], str] | None:
@@ -154,25 +161,57 @@ def _find_weights(obj: Any, where: str = "", depth: int = 0) -> tuple[dict[str, 
     return None
 
 
-def read_weights(path: str | Path) -> WeightsFile:
-    """Read a weights file (see the module docstring). One-line :class:`CheckpointError` on failure."""
+def read_bytes(path: str | Path, expect_sha256: str | None = None) -> tuple[Path, bytes, str]:
+    """(path, the file's bytes, their sha256), read once: everything after this — the planned hash, the
+    container's checks, the tensors — sees the same bytes, whatever happens to the file meanwhile. Only a
+    regular file is read (not a FIFO, a device, or a /proc, /sys or /dev entry such as ``/proc/self/mem``,
+    symlinks followed). ``expect_sha256``: the hash the run was planned with (a mismatch: the file changed)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise CheckpointError(f"{p}: no such weights file")
-    if not p.is_file():
-        raise CheckpointError(f"{p}: is not a file")
-    with open(p, "rb") as f:
-        head = f.read(9)
-    # safetensors: an 8-byte little-endian header length, then the JSON header
-    if p.suffix == ".safetensors" or (len(head) == 9 and head[8:9] == b"{"):
-        try:
-            from safetensors.torch import load_file
+    real = p.resolve()
+    try:
+        st = real.stat()
+    except OSError as e:
+        raise CheckpointError(f"{p}: cannot read the weights file ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode) or real.parts[1:2] in (("proc",), ("sys",), ("dev",)):
+        where = f" (it resolves to {real})" if real != p.absolute() else ""
+        raise CheckpointError(f"{p}: is not a regular file{where}; give a weights file on disk")
+    try:
+        data = real.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{p}: cannot read the weights file ({e.strerror or type(e).__name__})") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if expect_sha256 is not None and digest != expect_sha256:
+        raise CheckpointError(f"{p}: the weights file changed since this run was planned (sha256 {digest[:12]}, "
+                              f"planned {expect_sha256[:12]}); nothing was computed from it — run again to use "
+                              f"the file as it is now")
+    return p, data, digest
 
-            return WeightsFile(p, dict(load_file(str(p))), "the safetensors file")
+
+def read_weights(path: str | Path, expect_sha256: str | None = None) -> WeightsFile:
+    """Read a weights file (see the module docstring): its bytes once (:func:`read_bytes`; ``expect_sha256``:
+    the hash it must have), the container checked (:func:`.filecheck.check_bytes`: zip CRCs, a safetensors
+    header), every floating tensor finite. One-line :class:`CheckpointError` on failure."""
+    p, data, digest = read_bytes(path, expect_sha256)
+    check_bytes(data, str(p))
+    wf = _parse(p, data)
+    check_finite(wf.state_dict, str(p))
+    wf.sha256 = digest
+    return wf
+
+
+def _parse(p: Path, data: bytes) -> WeightsFile:
+    # safetensors: an 8-byte little-endian header length, then the JSON header
+    if p.suffix == ".safetensors" or is_safetensors(data):
+        try:
+            from safetensors.torch import load
+
+            return WeightsFile(p, dict(load(data)), "the safetensors file")
         except Exception as e:
             if p.suffix == ".safetensors":
                 raise CheckpointError(f"{p}: not a readable safetensors file: {_first_line(e)}") from None
-    obj = _torch_load(p)
+    obj = _torch_load(p, data)
     if (isinstance(obj, Mapping) and isinstance(obj.get("spec"), Mapping) and "format" in obj
             and _is_state_dict(obj.get("state_dict"))):
         return WeightsFile(p, dict(obj["state_dict"]), "a compressbench checkpoint", dict(obj["spec"]),
@@ -307,9 +346,22 @@ def fit_state_dict(sd: Mapping[str, torch.Tensor], model: nn.Module, *, classifi
             parts.append(f"{len(unexpected)} unexpected key(s): {_few(unexpected)}")
         hint = _hint(shapes, mapped, target, head, stem, transfer)
         raise CheckpointError(f"{label} do not fit {what}: " + "; ".join(parts) + hint)
+    ints = [k for k in mapped if target[k].is_floating_point() and not mapped[k].is_floating_point()]
+    if ints:  # load_state_dict would cast them silently: an integer file is not these weights
+        k = ints[0]
+        raise CheckpointError(f"{label}: tensor {k} is {str(mapped[k].dtype).removeprefix('torch.')} in the file "
+                              f"but a {str(target[k].dtype).removeprefix('torch.')} parameter of the model"
+                              + (f" (+{len(ints) - 1} more)" if len(ints) > 1 else "")
+                              + "; weights must be floating point (convert the file to float first)")
     for k in [k for k in mapped if k.endswith("num_batches_tracked")]:
         mapped[k] = mapped[k].to(target[k].dtype)
     has_norm = any(k.startswith("normalize.") for k in mapped)
+    for k, (lo, hi) in (("normalize.mean", NORM_MEAN_RANGE), ("normalize.std", NORM_STD_RANGE)):
+        v = mapped.get(k)
+        if v is not None and v.numel() and not bool(((v >= lo) & (v <= hi)).all()):
+            raise CheckpointError(f"{label}: the file's input normalisation {k} is {v.flatten().tolist()[:4]}, "
+                                  f"outside [{lo:g}, {hi:g}] (images are in [0, 1]); the file is damaged or was "
+                                  f"made for another input scale")
     return Fitted(mapped, notes, has_norm, fresh)
 
 

@@ -15,6 +15,13 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
+def log_interval() -> float:
+    """Seconds between progress lines when the output is a log, not a terminal: the run's summary line and a
+    training loop's epoch / loss / images-per-second line (``COMPRESSBENCH_PROGRESS_LOG_S``, default 30;
+    0: none)."""
+    return float(os.environ.get("COMPRESSBENCH_PROGRESS_LOG_S", "30"))
+
+
 def progress_bar(total: int | None = None, desc: str = "", unit: str = "it", disable: bool = False, **kw):
     """A tqdm bar with rate and ETA; disabled when not wanted (tests, logs)."""
     return tqdm(total=total, desc=desc, unit=unit, disable=disable or not progress_enabled(),

@@ -2,27 +2,35 @@
 waiting for their upstream jobs — and an ETA.
 
 On a terminal (progress enabled) it is a rich table redrawn twice a second, the run's log lines printed
-above it. Otherwise (CI, a log file, ``COMPRESSBENCH_PROGRESS=0``) it is one summary line at least every
-``LOG_EVERY_S`` seconds, next to the executor's per-job lines, so a long job never leaves a log silent.
+above it. Otherwise (CI, a log file, ``COMPRESSBENCH_PROGRESS=0``) it is one summary line (counts, the running
+jobs by name, ETA) at least every ``LOG_EVERY_S`` seconds (``COMPRESSBENCH_PROGRESS_LOG_S``), next to the
+executor's per-job lines and the training loop's epoch / loss / images-per-second lines, so a long job never
+leaves a log silent.
 
-The ETA is the remaining work divided among the slots: each kind's mean time of the jobs that ran (cached
-jobs take no time), times the jobs left, minus what the running ones have already done, each weighted by
-the share of the cluster one such job occupies (``share(job)``: 1 for the local executor, e.g. 0.5 for a
-1-CPU job on 2 CPUs). A kind with no finished job yet has no estimate: the ETA is then a lower bound (``≥``).
+The ETA is the remaining work divided among the slots: each job left is expected to take what the plan's
+cost model says (``job.expected_s``: ``compressbench plan``'s estimate for it on this machine, FLOPs and
+fixed costs, set by the runner before the jobs start), scaled by how the jobs that ran so far compared with
+their own expectation (measured / expected, so a busy machine or a model the estimate misjudges corrects
+itself as the run goes), minus what the running ones have already done, each weighted by the share of the
+cluster one such job occupies (``share(job)``: 1 for the local executor, e.g. 0.5 for a 1-CPU job on 2
+CPUs). So the first job already has an ETA. A job without an expectation (a plug-in executor's own plan)
+counts its kind's mean time of the jobs that ran (cached jobs take no time); a kind with neither makes the
+ETA a lower bound (``≥``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
 from typing import Any, Callable, Iterable
 
+from . import log_interval
+
 log = logging.getLogger("compressbench")
 
-LOG_EVERY_S = float(os.environ.get("COMPRESSBENCH_PROGRESS_LOG_S", "30"))
+LOG_EVERY_S = log_interval()
 KINDS = ("train", "compress", "evaluate")
 # per-job states; "held": claimed by another driver (it runs there, this run waits for its result)
 STATES = ("waiting", "queued", "running", "held", "ran", "cached", "failed")
@@ -36,6 +44,11 @@ def fmt_seconds(s: float) -> str:
     if s < 3600:
         return f"{int(s // 60)}m{int(s % 60):02d}s"
     return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+
+
+def _name(job: Any) -> str:
+    describe = getattr(job, "describe", None)
+    return describe() if callable(describe) else str(job.key)
 
 
 class RunBoard:
@@ -55,6 +68,10 @@ class RunBoard:
         self.state = {k: "waiting" for k in self.jobs}
         self.started: dict[str, float] = {}
         self.seconds: dict[str, list[float]] = {}
+        # what the plan's cost model expects of each job (seconds here); measured vs expected of those that ran
+        self.expected = {k: float(e) for k, j in self.jobs.items()
+                         if (e := getattr(j, "expected_s", None)) is not None and e >= 0}
+        self._ran_expected = self._ran_measured = 0.0
         self.t0 = time.monotonic()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -77,6 +94,9 @@ class RunBoard:
             self.started.pop(key, None)
             if state == "ran":
                 self.seconds.setdefault(self.jobs[key].kind, []).append(seconds)
+                if key in self.expected:
+                    self._ran_expected += self.expected[key]
+                    self._ran_measured += seconds
 
     # ------------------------------------------------------------------ reading
     def counts(self) -> dict[str, dict[str, int]]:
@@ -92,29 +112,48 @@ class RunBoard:
             order = [k for k in KINDS if k in out] + sorted(k for k in out if k not in KINDS and k != "all")
             return {k: out[k] for k in [*order, "all"] if k in out}
 
+    def correction(self) -> float:
+        """Measured / expected seconds of the jobs that ran so far (1 before any): how the plan's cost model
+        is doing on this run, applied to the jobs left (bounded to [1/4, 4]: one odd job must not swing it)."""
+        with self._lock:
+            if self._ran_expected <= 0:
+                return 1.0
+            return min(4.0, max(0.25, self._ran_measured / self._ran_expected))
+
     def eta(self) -> tuple[float | None, bool]:
-        """(seconds left, exact?) — not exact when some kind with jobs left has no timing yet."""
+        """(seconds left, exact?) — not exact when some job left has neither an expectation nor a finished job
+        of its kind to go by."""
         now = time.monotonic()
+        scale = self.correction()
         with self._lock:
             means = {k: sum(v) / len(v) for k, v in self.seconds.items() if v}
             left = [(k, st) for k, st in self.state.items() if st not in _FINISHED]
-            work, exact = 0.0, True
+            work, exact, known = 0.0, True, False
             for k, st in left:
                 job = self.jobs[k]
-                mean = means.get(job.kind)
+                mean = self.expected[k] * scale if k in self.expected else means.get(job.kind)
                 if mean is None:
                     exact = False
                     continue
+                known = True
                 done = now - self.started[k] if st == "running" and k in self.started else 0.0
                 work += max(mean - done, 0.0) * max(min(self.share(job), 1.0), 0.0)
         if not left:
             return 0.0, True
-        if not means:
+        if not known and not means:
             return None, False
         return work, exact
 
+    def running(self) -> list[tuple[str, float]]:
+        """(name, seconds so far) of the running jobs, longest first."""
+        now = time.monotonic()
+        with self._lock:
+            run = [(_name(self.jobs[k]), now - self.started.get(k, now)) for k, st in self.state.items()
+                   if st == "running"]
+        return sorted(run, key=lambda r: -r[1])
+
     def line(self) -> str:
-        """One summary line, e.g. for a log every 30 s."""
+        """One summary line, e.g. for a log every 30 s: counts, the running jobs by name, elapsed and ETA."""
         c = self.counts()
         a = c.get("all", {s: 0 for s in (*STATES, "total")})
         fin = sum(a[s] for s in _FINISHED)
@@ -123,6 +162,10 @@ class RunBoard:
         if a["held"]:
             parts[-1] += f", {a['held']} run by other drivers"
         parts.append(", ".join(f"{k} {sum(v[s] for s in _FINISHED)}/{v['total']}" for k, v in c.items() if k != "all"))
+        run = self.running()
+        if run:
+            more = f" and {len(run) - 3} more" if len(run) > 3 else ""
+            parts.append("running: " + ", ".join(f"{name} ({fmt_seconds(s)})" for name, s in run[:3]) + more)
         eta, exact = self.eta()
         tail = f"elapsed {fmt_seconds(time.monotonic() - self.t0)}"
         if eta is not None:

@@ -28,7 +28,7 @@ from typing import Sequence
 from .compare import find_stores, open_stores
 from .context import Derived, ReportContext
 from .data import ExperimentData, load_experiment
-from .declared import report_options
+from .declared import checked_options, report_options
 from .detail import all_tables
 from .html import _slug, comparison_html, experiment_html, page
 from .layout import study_tables
@@ -84,6 +84,15 @@ def build_report(store_path: str | Path | Sequence[str | Path], out_dir: str | P
         sections += _studies(store, names, base, out, fmts, opts)
     if several:
         sections.insert(0, _comparison_section(parts, out / "comparison", out, fmts, opts))
+    from ..findings import report_section  # the declared findings, tested: first on the page
+
+    findings = [report_section(store.path, names, out / _slug(label) if several else out, fmts, opts)
+                for label, store, names in picked if names]
+    from ..goal import report_section as decision_section  # the goal's decision: before the findings
+
+    decisions = [decision_section(store.path, names, out / _slug(label) if several else out, fmts, opts)
+                 for label, store, names in picked if names]
+    sections[:0] = decisions + findings
     if "html" not in fmts:
         return out
     every = [n for _, _, names in picked for n in names]
@@ -145,22 +154,6 @@ def _studies(store, names: list[str], base: Path, out: Path, fmts: set[str], opt
     return sections
 
 
-def checked_options(opts: ReportOptions) -> ReportOptions:
-    """``opts`` with every evaluator option checked against its declaration (text parsed, e.g. ``"8/255"``);
-    an option no registered evaluator declares, or a bad value, is a ``ValueError`` (one line)."""
-    declared = report_options()
-    values = {}
-    for name, raw in opts.values.items():
-        if name not in declared:
-            raise ValueError(f"unknown report option '{name}' (declared: {', '.join(sorted(declared)) or 'none'})")
-        opt = declared[name][0]
-        try:
-            values[name] = opt.value(raw)
-        except ValueError as e:
-            raise ValueError(f"{opt.flag} {e}") from None
-    return ReportOptions(opts.confidence, **values)
-
-
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``compressbench report STORE --out DIR [--experiment NAME] [--formats ...]``, and a flag
     per report option the registered evaluators declare (``--main-eps`` ...)."""
@@ -171,6 +164,9 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", "-e", default=None, help="only this experiment (default: all)")
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=FORMATS, metavar="FMT",
                         help=f"any of {' '.join(FORMATS)} (default: all)")
+    parser.add_argument("--redact", action="store_true",
+                        help="for sharing: replace absolute paths, the platform string, CPU/GPU model and host name in "
+                             "the report's text files with placeholders (docs/reliability.md)")
     for name, (opt, owners) in report_options().items():
         parser.add_argument(opt.flag, dest=f"option_{name}", default=None, metavar=name.upper(),
                             choices=list(opt.choices) or None,
@@ -186,6 +182,13 @@ def report_command(args: argparse.Namespace) -> int:
         opts = ReportOptions(**given)
         path = build_report(args.store, args.out, experiment=args.experiment,
                             formats=tuple(getattr(args, "formats", FORMATS)), options=opts)
+        if getattr(args, "redact", False):
+            from .compare import find_stores, open_stores
+            from .redact import redact_folder, secrets
+
+            paths = find_stores(list(args.store))
+            n = redact_folder(args.out, secrets([s for _, s in open_stores(paths)], paths))
+            log.info("--redact: %d file(s) of the report redacted", n)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -39,13 +39,18 @@ def print_run_tables(store_path: str | Path, experiment: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(stderr=False, width=max(100, Console().width))
+    term = Console()
     for ct in run_tables(store_path, experiment):
+        widths = [max([len(c), *(len(r[i]) for r in ct.rows)]) for i, c in enumerate(ct.headers)]
+        needed = sum(w + 3 for w in widths) + 1
+        # a log file (not a terminal) gets the table at its natural width: a wide study table squeezed into
+        # 100 columns would show its labels and no numbers; a terminal folds the labels, never the numbers
+        console = Console(stderr=False, width=max(100, term.width) if term.is_terminal else max(100, needed))
         t = Table(title=ct.title)
         for i, c in enumerate(ct.headers):
             text = i == 0 or c in ("group", "row", "variant", "method", "budget", "achieved")
-            t.add_column(c, justify="left" if text else "right", no_wrap=text, overflow="fold",
-                         min_width=12 if i == 0 else None)
+            t.add_column(c, justify="left" if text else "right", no_wrap=not text, overflow="fold",
+                         min_width=12 if i == 0 else (None if text else min(widths[i], 14)))
         for row in ct.rows:
             t.add_row(*row)
         console.print(t)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from ..declarations import spec_from_record
 from ..specs import EvaluatorSpec, MetricSpec, ReportOption
+from .tables import ReportOptions
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +104,19 @@ def hook(obj: Callable[..., Any] | str | None) -> Callable[..., Any] | None:
     if obj is None or callable(obj):
         return obj
     return _import(obj)
+
+
+def checked_options(opts: ReportOptions) -> ReportOptions:
+    """``opts`` with every evaluator option checked against its declaration (text parsed, e.g. ``"8/255"``);
+    an option no registered evaluator declares, or a bad value, is a ``ValueError`` (one line)."""
+    declared = report_options()
+    values = {}
+    for name, raw in opts.values.items():
+        if name not in declared:
+            raise ValueError(f"unknown report option '{name}' (declared: {', '.join(sorted(declared)) or 'none'})")
+        opt = declared[name][0]
+        try:
+            values[name] = opt.value(raw)
+        except ValueError as e:
+            raise ValueError(f"{opt.flag} {e}") from None
+    return ReportOptions(opts.confidence, **values)

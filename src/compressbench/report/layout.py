@@ -102,6 +102,12 @@ def study_table(data: ExperimentData, table: StudyTable, confidence: float = 0.9
     columns = [Column.of(k, c.label, c.fmt, per[k]) for k, c in zip(keys, table.columns)]
     notes = [f"{c.label}: {c.evaluator} · {c.metric}" + (f" where {c.where}" if c.where else "")
              + (f" × {c.scale:g}" if c.scale != 1 else "") for c in table.columns]
+    for k, c in zip(keys, table.columns):  # validate cannot know an evaluator's conditions: the report says it
+        if per[k].dropna().empty:
+            msg = (f"column '{c.label}' matches no row ({c.evaluator} · {c.metric}"
+                   + (f" where {c.where}" if c.where else "") + "): check its metric and where")
+            log.warning("study table %s: %s", table.name, msg)
+            notes.append(f"EMPTY {msg}")
     return Table(f"study-{table.name}", table.title, text_df, columns, mean, ci, n, notes)
 
 

@@ -8,8 +8,9 @@ these checks: it resolves the config once and compares the fingerprint (docs/arc
 
 * :func:`load_config` (``compressbench.load_config``): read a YAML file, resolve it, check it.
 * :func:`validate` (``compressbench.validate_config``): the same for a config mapping.
-* :func:`check`: the checks alone, in order: the model's fields and factory kwargs, domains, the
-  executor's own rules, and last the parent built and every method and evaluator asked about it.
+* :func:`check`: the checks alone, in order: the model's fields and factory kwargs, the recipe, domains, the
+  executor's own rules, the parent built and every method and evaluator asked about it, and last the
+  dataset split and resize against the dataset and this machine (:mod:`.inputs`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Mapping
 from ..config import ConfigError, ResolvedExperiment, read_experiment, resolve_config
 from ..registry import executors
 from .domains import check_domains
+from .inputs import check_recipe, check_resize, check_split
 from .parent import check_model, check_model_fields, check_parent, check_weights_source, parent_model
 
 
@@ -34,9 +36,13 @@ def check_executor(exp: ResolvedExperiment) -> None:
 def check(exp: ResolvedExperiment) -> ResolvedExperiment:
     """Every check of the module docstring, in order; returns ``exp`` (does no work, writes nothing)."""
     check_model(exp)
+    check_recipe(exp)
     check_domains(exp)
     check_executor(exp)
-    check_parent(exp)  # last: builds the model (the checks above are cheaper)
+    check_parent(exp)  # builds the model (the checks above are cheaper)
+    meta, base = parent_model(exp)  # built above: cached
+    check_split(exp, meta.num_classes)
+    check_resize(exp, meta, base.model)
     return exp
 
 

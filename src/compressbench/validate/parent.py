@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..baseline import build_baseline, published_for
+from ..compress.budget import SIZE_KINDS, unreachable
 from ..compress.budget import check_model as check_method_model
 from ..config import ResolvedExperiment
 from ..data.prepare import dataset_meta
@@ -94,8 +95,8 @@ def check_model_fields(exp: Any) -> None:
 
 @lru_cache(maxsize=8)
 def _parent(model_json: str, data_json: str, transfer: bool, cache_dir: str, stamp: Any = None) -> Any:
-    """(meta, Baseline) — cached per process; ``stamp`` (a weights file's size and mtime) re-checks a file
-    that changed since."""
+    """(meta, Baseline) — cached per process; ``stamp`` (a weights file's inode, size, mtime and
+    ctime) re-checks a file that changed since."""
     d = json.loads(data_json)
     try:
         meta = dataset_meta(d["name"], d.get("root"), d.get("options") or {}, resize=d.get("resize"),
@@ -107,7 +108,8 @@ def _parent(model_json: str, data_json: str, transfer: bool, cache_dir: str, sta
         base = build_baseline(cfg, meta, transfer=transfer, fetch=False)
     except UserError as e:
         where = "model.weights" if cfg.get("weights") else "model"
-        raise ConfigError(f"{where}: {str(e).removeprefix('model.weights: ')}") from None
+        msg = str(e).removeprefix("model.weights: ")
+        raise ConfigError(msg if msg.startswith("model.") else f"{where}: {msg}") from None
     except (TypeError, ValueError, RuntimeError, AssertionError) as e:
         lines = [ln for ln in str(e).splitlines() if ln.strip()]
         raise ConfigError(f"model: cannot build '{cfg['name']}' for {meta.name} ({meta.channels} channel(s), "
@@ -123,6 +125,32 @@ def _method_check(method: str, params_json: str, model_json: str, data_json: str
     meta, base = _parent(model_json, data_json, transfer, cache_dir, stamp)
     schema = methods.spec(method).params
     params = schema.model_validate(json.loads(params_json)) if schema is not None else None
+    ctx = _context(meta, model_json)
+    with torch.random.fork_rng():
+        return check_method_model(method, base.model, ctx, params)
+
+
+@lru_cache(maxsize=256)
+def _reach_check(method: str, params_json: str, kind: str, target: float, model_json: str, data_json: str,
+                 transfer: bool, cache_dir: str, stamp: Any = None) -> str | None:
+    """Why a shared budget cannot be met: the knob's closed form refuses it, or the smallest model the knob can
+    make (one guarded dry run per method and params, shared with ``check_model``: :mod:`..compress.dryrun`)
+    keeps more than the target. Composite methods and methods that solve the budget themselves are left to
+    the run. Measured on the parent as built now (before any baseline training)."""
+    meta, base = _parent(model_json, data_json, transfer, cache_dir, stamp)
+    spec = methods.spec(method)
+    schema = spec.params
+    params = schema.model_validate(json.loads(params_json)) if schema is not None else None
+    knob = spec.knob
+    if knob is None or spec.apply is None or spec.stages is not None or (
+            spec.own_budget is not None and spec.own_budget(params)):
+        return None
+    ctx = _context(meta, model_json)
+    with torch.random.fork_rng():
+        return unreachable(method, base.model, ctx, params, kind, target)
+
+
+def _context(meta: Any, model_json: str) -> CompressContext:
     cfg = json.loads(model_json)
     spec = {"model": cfg["name"], "width": cfg.get("width", 1.0), "kwargs": cfg.get("kwargs") or {},
             "meta": meta.to_dict()}
@@ -130,17 +158,32 @@ def _method_check(method: str, params_json: str, model_json: str, data_json: str
     def no_training(*a: Any, **k: Any) -> Any:
         raise RuntimeError("check_model must not train")
 
-    ctx = CompressContext(data=None, meta=meta, device=torch.device("cpu"), seed=0, workdir=Path("."),  # type: ignore[arg-type]
-                          train=no_training, accuracy=no_training, parent_spec=spec, progress=False)
-    with torch.random.fork_rng():
-        return check_method_model(method, base.model, ctx, params)
+    return CompressContext(data=None, meta=meta, device=torch.device("cpu"), seed=0, workdir=Path("."),  # type: ignore[arg-type]
+                           train=no_training, accuracy=no_training, parent_spec=spec, progress=False)
+
+
+def _check_variants(exp: ResolvedExperiment, args: tuple) -> None:
+    """Every variant's method, then its shared budget, against the parent (one line on the first refusal)."""
+    family = models.spec(exp.model.name).family
+    for v in exp.variants:
+        params_json = json.dumps(v.params.model_dump(mode="json") if v.params is not None else {}, sort_keys=True)
+        msg = _method_check(v.method, params_json, *args)
+        if msg:
+            raise ConfigError(f"variants[{v.index}].method: '{v.method}' cannot handle {exp.model.name} "
+                                f"({family}): {msg}")
+        if v.budget is not None and v.budget.kind in SIZE_KINDS:
+            msg = _reach_check(v.method, params_json, v.budget.kind, v.budget.value, *args)
+            if msg:
+                raise ConfigError(f"variants[{v.index}].budget: {v.budget.label()} is unreachable for '{v.method}' "
+                                    f"on {exp.model.name}: {msg}")
 
 
 def _parent_args(exp: ResolvedExperiment) -> tuple[str, str, bool, str, Any]:
     data_json = json.dumps(exp.dataset.model_dump(mode="json"), sort_keys=True)
     model_json = json.dumps(exp.model.model_dump(mode="json"), sort_keys=True)
     w = Path(exp.model.weights).expanduser() if exp.model.weights else None
-    stamp = (w.stat().st_size, w.stat().st_mtime_ns) if w is not None and w.is_file() else None
+    st = w.stat() if w is not None and w.is_file() else None
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) if st is not None else None
     return model_json, data_json, exp.transfer, str(Path(exp.cache_dir)), stamp
 
 
@@ -160,13 +203,12 @@ def check_parent(exp: ResolvedExperiment) -> None:
                             f"{meta.channels} channel(s) (use brightness / contrast)")
     if not base.checked:
         log.info("model.weights %s", base.where)
-    family = models.spec(exp.model.name).family
-    for v in exp.variants:
-        params_json = json.dumps(v.params.model_dump(mode="json") if v.params is not None else {}, sort_keys=True)
-        msg = _method_check(v.method, params_json, *args)
-        if msg:
-            raise ConfigError(f"variants[{v.index}].method: '{v.method}' cannot handle {exp.model.name} "
-                                f"({family}): {msg}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # batch-1 dry runs: more threads only contend (measured faster on a loaded 2-core box)
+    try:
+        _check_variants(exp, args)
+    finally:
+        torch.set_num_threads(threads)
     for ev in exp.evaluations:
         check = evaluators.spec(ev.evaluator).check_data
         msg = check(ev.params, meta) if check is not None else None

@@ -26,7 +26,9 @@ from pydantic import Field, model_validator
 from torch import nn
 
 from ...costs import CostContext, EvalCost, attack_cost
+from ...extras import extra_of
 from ...interfaces import EvalContext, Measurement, Params
+from ...outcomes import OutcomeRecorder, eval_set_name
 from ...progress import progress_bar
 from ...registry import attacks as attacks_registry
 from ...registry import evaluators
@@ -208,8 +210,9 @@ class _ModeRun:
     its middle non-zero ε (is a stronger attack not weaker?), and the gradient-masking probe."""
 
     def __init__(self, mode: str, model: nn.Module, source: nn.Module, atks: list[Attack],
-                 params: AdversarialParams, ctx: EvalContext):
+                 params: AdversarialParams, ctx: EvalContext, rec: OutcomeRecorder | None = None):
         self.mode, self.model, self.source, self.atks, self.params, self.ctx = mode, model, source, atks, params, ctx
+        self.rec, self.iset = rec, None  # per-image outcomes of the accuracies (compressbench.outcomes)
         self.tdev = model_device(model, "cpu")
         self.tally = _Tally()
         self.strong: dict[int, tuple[Attack, float]] = {
@@ -230,28 +233,44 @@ class _ModeRun:
 
     def craft(self, images: Any) -> None:
         """Run every attack on every batch of ``images``, tallying per-image outcomes."""
-        n_runs = sum(1 if a.minimum_norm else len(a.config.eps) for a in self.atks) + len(self.strong) + (
-            self.probe is not None)
-        bar = progress_bar(total=n_runs * len(images), desc=f"adversarial[{self.mode}]", unit="img",
-                           disable=not self.ctx.progress)
-        dev = model_device(self.source, self.ctx.device)
-        with _frozen(self.source) as src:
-            for bi, (x, y, _) in enumerate(images.batches(self.params.batch_size, device=dev)):
-                clean_ok = self.target_correct(x, y)
-                self.tally.add("clean", clean_ok)
-                if self.mode == "whitebox-ste":
-                    self._ste_agreement(src, x)
-                for i, a in enumerate(self.atks):
-                    self._attack_batch(i, a, self._seed(bi, i), src, x, y, clean_ok)
+        self.craft_many([self], images)
+
+    @staticmethod
+    def craft_many(runs: list[_ModeRun], images: Any) -> None:
+        """:meth:`craft` for several runs with one source (a transfer attack's parent): each adversarial batch
+        is crafted once and checked on every run's model — the same batches, seeds and examples each run
+        crafts alone."""
+        r0 = runs[0]
+        if any(r.source is not r0.source or r.probe is not None for r in runs[1:]):
+            raise ValueError("craft_many: the runs must share one source and have no masking probe")
+        for r in runs:
+            if r.rec is not None:
+                r.iset = r.rec.image_set(eval_set_name(), images.index)
+        n_runs = sum(1 if a.minimum_norm else len(a.config.eps) for a in r0.atks) + len(r0.strong) + (
+            r0.probe is not None)
+        bar = progress_bar(total=n_runs * len(images), desc=f"adversarial[{r0.mode}]" + (
+            f" ×{len(runs)} models" if len(runs) > 1 else ""), unit="img", disable=not r0.ctx.progress)
+        dev = model_device(r0.source, r0.ctx.device)
+        with _frozen(r0.source) as src:
+            for bi, (x, y, _) in enumerate(images.batches(r0.params.batch_size, device=dev)):
+                clean = [r.target_correct(x, y) for r in runs]
+                for r, ok in zip(runs, clean, strict=True):
+                    r.tally.add("clean", ok)
+                    if r.mode == "whitebox-ste":
+                        r._ste_agreement(src, x)
+                for i, a in enumerate(r0.atks):
+                    r0._attack_batch(i, a, r0._seed(bi, i), src, x, y, runs, clean)
                     bar.update(len(x) * (1 if a.minimum_norm else len(a.config.eps)))
-                for i, (sa, e) in self.strong.items():
-                    with _seeded(self._seed(bi, i)):
-                        self.tally.add((i, "strong"), self.target_correct(sa.run(src, x, y, e), y))
+                for i, (sa, e) in r0.strong.items():
+                    with _seeded(r0._seed(bi, i)):
+                        xa = sa.run(src, x, y, e)
+                    for r in runs:
+                        r.tally.add((i, "strong"), r.target_correct(xa, y))
                     bar.update(len(x))
-                if self.probe is not None:
-                    with _seeded(self.params.seed + bi):
-                        self.tally.add("probe", self.target_correct(
-                            self.probe.run(src, x, y, self.params.masking_probe_eps), y))
+                if r0.probe is not None:
+                    with _seeded(r0.params.seed + bi):
+                        xa = r0.probe.run(src, x, y, r0.params.masking_probe_eps)
+                    r0.tally.add("probe", r0.target_correct(xa, y))
                     bar.update(len(x))
         bar.close()
 
@@ -265,25 +284,29 @@ class _ModeRun:
         self.sim_agree.append(sim_pred == real_pred)
 
     def _attack_batch(self, i: int, a: Attack, seed: int, src: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                      clean_ok: torch.Tensor) -> None:
-        """Attack ``i`` on one batch: correctness at every ε, or (minimum-norm) the norm that fooled it."""
+                      runs: list[_ModeRun], clean: list[torch.Tensor]) -> None:
+        """Attack ``i`` on one batch, crafted once, checked on every run's model: correctness at every ε, or
+        (minimum-norm) the norm that fooled it."""
         if not a.minimum_norm:
             for e in a.config.eps:
                 with _seeded(seed):
                     xa = a.run(src, x, y, e)
-                self.tally.add((i, e), self.target_correct(xa, y))
+                for r in runs:
+                    r.tally.add((i, e), r.target_correct(xa, y))
             return
         with _seeded(seed):
             xa = a.run(src, x, y)
-        pred = self.target_pred(xa)
-        ok = pred == y.cpu()
-        goal = a.targets(y)
-        if goal is not None:  # a targeted attack: did it reach its target class?
-            self.tally.add((i, "hit"), pred == goal.cpu())
         norms = perturbation_norm(xa - x, a.norm).cpu()
-        # 0 where already misclassified, the norm where the attack fooled the target, inf otherwise
-        eff = torch.where(~clean_ok, torch.zeros_like(norms), torch.where(ok, torch.full_like(norms, math.inf), norms))
-        self.tally.add((i, "norm"), eff)
+        goal = a.targets(y)
+        for r, clean_ok in zip(runs, clean, strict=True):
+            pred = r.target_pred(xa)
+            ok = pred == y.cpu()
+            if goal is not None:  # a targeted attack: did it reach its target class?
+                r.tally.add((i, "hit"), pred == goal.cpu())
+            # 0 where already misclassified, the norm where the attack fooled the target, inf otherwise
+            eff = torch.where(~clean_ok, torch.zeros_like(norms),
+                              torch.where(ok, torch.full_like(norms, math.inf), norms))
+            r.tally.add((i, "norm"), eff)
 
     # ------------------------------------------------------------ rows
     def measurements(self) -> list[Measurement]:
@@ -302,8 +325,10 @@ class _ModeRun:
             self._m("check_ste_fidelity", float(torch.cat(self.sim_agree).float().mean()), {})
         return self.out
 
-    def _m(self, metric: str, value: float, cond: dict[str, Any]) -> None:
+    def _m(self, metric: str, value: float, cond: dict[str, Any], bits: torch.Tensor | None = None) -> None:
         self.out.append(Measurement(metric, float(value), {**cond, "mode": self.mode}, tag=self.mode))
+        if bits is not None and self.rec is not None:  # an accuracy: which images it counted as correct
+            self.rec.mean(metric, float(value), {**cond, "mode": self.mode}, self.iset, bits)
 
     def _success(self, ok: torch.Tensor) -> float:
         return float((self.clean & ~ok).sum()) / self.n_correct if self.n_correct else 0.0
@@ -318,7 +343,7 @@ class _ModeRun:
             hit = self.tally.get((i, "hit"))[self.clean]
             self._m("targeted_success_rate", float(hit.float().mean()) if self.n_correct else 0.0, cond)
         for t in a.config.thresholds if a.config.thresholds is not None else DEFAULT_THRESHOLDS[a.norm]:
-            self._m("robust_top1_at_norm", float((eff > t).float().mean()), {**cond, "eps": _r(t)})
+            self._m("robust_top1_at_norm", float((eff > t).float().mean()), {**cond, "eps": _r(t)}, eff > t)
 
     def _fixed_budget_rows(self, i: int, a: Attack) -> dict[tuple[int, float], float]:
         """Robust accuracy and success rate per ε, the monotone-in-ε check, the stronger re-run."""
@@ -327,7 +352,7 @@ class _ModeRun:
         for e in a.config.eps:
             ok = self.tally.get((i, e))
             robust[(i, e)] = float(ok.float().mean())
-            self._m("robust_top1", robust[(i, e)], {**cond, "eps": _r(e)})
+            self._m("robust_top1", robust[(i, e)], {**cond, "eps": _r(e)}, ok)
             self._m("success_rate", self._success(ok), {**cond, "eps": _r(e)})
         accs = sorted((e, robust[(i, e)]) for e in a.config.eps)
         mono = all(b[1] <= a_[1] + self.params.monotone_tol for a_, b in zip(accs, accs[1:], strict=False))
@@ -342,7 +367,7 @@ class _ModeRun:
         sa, e = self.strong[i]
         ok_strong = self.tally.get((i, "strong"))
         acc_s = float(ok_strong.float().mean())
-        self._m("robust_top1", acc_s, {**sa.describe(), "eps": _r(e)})
+        self._m("robust_top1", acc_s, {**sa.describe(), "eps": _r(e)}, ok_strong)
         self._m("success_rate", self._success(ok_strong), {**sa.describe(), "eps": _r(e)})
         ok_s = acc_s <= robust[(i, e)] + self.params.stronger_tol
         if not ok_s:
@@ -364,7 +389,8 @@ class _ModeRun:
         if self.probe is not None:
             eps = self.params.masking_probe_eps
             acc_p = float(self.tally.get("probe").float().mean())
-            self._m("robust_top1", acc_p, {**self.probe.describe(), "eps": _r(eps), "probe": True})
+            self._m("robust_top1", acc_p, {**self.probe.describe(), "eps": _r(eps), "probe": True},
+                    self.tally.get("probe"))
             checks.append("large_eps")
             if acc_p > tol:
                 reasons.append(f"{self.probe.name}-{self.probe.norm} at ε={eps:g} leaves {acc_p:.3f} accuracy")
@@ -375,8 +401,8 @@ class _ModeRun:
 
 
 def _run_mode(mode: str, model: nn.Module, source: nn.Module, images: Any, atks: list[Attack],
-              params: AdversarialParams, ctx: EvalContext) -> list[Measurement]:
-    run = _ModeRun(mode, model, source, atks, params, ctx)
+              params: AdversarialParams, ctx: EvalContext, rec: OutcomeRecorder | None = None) -> list[Measurement]:
+    run = _ModeRun(mode, model, source, atks, params, ctx, rec)
     run.craft(images)
     return run.measurements()
 
@@ -436,8 +462,15 @@ def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
     return total
 
 
+def attack_extras(params: AdversarialParams) -> list[str]:
+    """The pip extras the attacks' backends come from (``attacks``: foolbox, torchattacks)."""
+    found = (extra_of(attacks_registry.spec(a.name).backend or "") for a in params.attacks)
+    return list(dict.fromkeys(e for e in found if e))
+
+
 @evaluators.register("adversarial", params=AdversarialParams, version=1, check_data=check_inputs,
-                     cost=adversarial_cost,
+                     cost=adversarial_cost, group="compressbench.evaluate.attacks.evaluator:adversarial_group",
+                     extras=attack_extras,
                      description="robust accuracy under FGSM / PGD / DeepFool / C&W / DDN / AutoAttack "
                                  "(white-box, transfer from the float parent, or white-box through fake-quant STE)",
                      metrics=(
@@ -468,27 +501,91 @@ def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
                      report="compressbench.evaluate.attacks.report:tables",
                      figures="compressbench.evaluate.attacks.report:figures")
 def adversarial(model: nn.Module, ctx: EvalContext, params: AdversarialParams) -> list[Measurement]:
-    images = ctx.eval_set(params.subset if params.subset is not None else -1)
-    atks = [build_attack(s, ctx.meta.num_classes) for s in params.attacks]
-    model.eval()
-    probe, _, _ = next(images.batches(2, device=model_device(model, ctx.device)))
-    modes, skipped = resolve_modes(model, ctx, params, probe)
-    for s in skipped:
-        log.info("adversarial: skipping %s", s)
-    out: list[Measurement] = []
-    for mode in modes:
+    """One model: :func:`adversarial_group` with one member."""
+    out = adversarial_group([(model, ctx)], params)[0]
+    if isinstance(out, BaseException):
+        raise out
+    return out
+
+
+class _Plan:
+    """One member of :func:`adversarial_group`: its model, the modes that apply, its rows so far."""
+
+    def __init__(self, model: nn.Module, ctx: EvalContext, params: AdversarialParams):
+        self.model, self.ctx = model.eval(), ctx
+        self.images = ctx.eval_set(params.subset if params.subset is not None else -1)
+        self.atks = [build_attack(s, ctx.meta.num_classes) for s in params.attacks]
+        self.probe, _, _ = next(self.images.batches(2, device=model_device(model, ctx.device)))
+        self.modes, self.skipped = resolve_modes(model, ctx, params, self.probe)
+        for s in self.skipped:
+            log.info("adversarial: skipping %s", s)
+        self.rec = OutcomeRecorder()
+        self.transfer: _ModeRun | None = None  # crafted with the group, on the parent
+
+    def source(self, mode: str) -> nn.Module | None:
+        """The model ``mode`` crafts on (None: the mode does not apply, with a warning)."""
         try:
-            source = _source_for(mode, model, ctx)
+            source = _source_for(mode, self.model, self.ctx)
         except NotSimulatable as e:
-            log.warning("adversarial: no whitebox-ste mode for variant %s: %s", ctx.variant.name, e)
+            log.warning("adversarial: no whitebox-ste mode for variant %s: %s", self.ctx.variant.name, e)
+            return None
+        return _checked_source(mode, source, self.probe)
+
+    def run(self, params: AdversarialParams) -> list[Measurement]:
+        """Every mode in order (the transfer one crafted already); the rows, ``outcomes.npz`` written."""
+        out: list[Measurement] = []
+        for mode in self.modes:
+            if mode == "transfer" and self.transfer is not None:
+                out += self.transfer.measurements()
+                continue
+            source = self.source(mode) if mode != "transfer" else None
+            if source is not None:
+                out += _run_mode(mode, self.model, source, self.images, self.atks, params, self.ctx, self.rec)
+        if not out:
+            raise RuntimeError(f"adversarial: no attack mode applies to variant '{self.ctx.variant.name}' "
+                               f"({'; '.join(self.skipped) or 'see warnings'})")
+        self.rec.save(self.ctx.workdir)
+        return out
+
+
+def _checked_source(mode: str, source: nn.Module, probe: torch.Tensor) -> nn.Module | None:
+    if mode != "whitebox-ste" and is_quantized_model(source) and not gradient_works(source, probe):
+        log.warning("adversarial: %s source model is not differentiable; skipping", mode)
+        return None
+    return _Float32(source) if low_precision_dtype(source) is not None else source
+
+
+def adversarial_group(members: list[tuple[nn.Module, EvalContext]], params: AdversarialParams
+                      ) -> list[list[Measurement] | BaseException]:
+    """The evaluator on several models of one seed at once (``EvaluatorSpec.group``): the ``transfer`` mode's
+    adversarial examples come from the parent and are the same for every model, so they are crafted once and
+    checked on every model that is attacked by transfer; the other modes attack each model itself. A model's
+    rows are exactly those it gets alone."""
+    plans: list[_Plan | BaseException] = []
+    for model, ctx in members:
+        try:
+            plans.append(_Plan(model, ctx, params))
+        except Exception as e:  # noqa: BLE001 — this member's error
+            plans.append(e)
+    by_transfer = [p for p in plans if isinstance(p, _Plan) and "transfer" in p.modes]
+    if by_transfer:
+        p0 = by_transfer[0]
+        try:
+            source = _checked_source("transfer", p0.ctx.load_parent().eval(), p0.probe)
+            if source is not None:
+                runs = [_ModeRun("transfer", p.model, source, p.atks, params, p.ctx, p.rec) for p in by_transfer]
+                _ModeRun.craft_many(runs, p0.images)
+                for p, r in zip(by_transfer, runs, strict=True):
+                    p.transfer = r
+        except Exception as e:  # noqa: BLE001 — the shared crafting failed: every member attacked by transfer
+            plans = [e if p in by_transfer else p for p in plans]
+    out: list[list[Measurement] | BaseException] = []
+    for p in plans:
+        if isinstance(p, BaseException):
+            out.append(p)
             continue
-        if mode != "whitebox-ste" and is_quantized_model(source) and not gradient_works(source, probe):
-            log.warning("adversarial: %s source model is not differentiable; skipping", mode)
-            continue
-        if low_precision_dtype(source) is not None:
-            source = _Float32(source)
-        out += _run_mode(mode, model, source, images, atks, params, ctx)
-    if not out:
-        raise RuntimeError(f"adversarial: no attack mode applies to variant '{ctx.variant.name}' "
-                           f"({'; '.join(skipped) or 'see warnings'})")
+        try:
+            out.append(p.run(params))
+        except Exception as e:  # noqa: BLE001
+            out.append(e)
     return out

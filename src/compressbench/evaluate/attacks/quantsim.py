@@ -139,7 +139,8 @@ def _qrange(dtype: torch.dtype) -> tuple[int, int]:
     return (0, 255) if dtype == torch.quint8 else (-128, 127)
 
 
-def _float_conv(m: Any) -> nn.Module:
+def float_conv(m: Any) -> nn.Module:
+    """The float conv holding an int8 conv's dequantized weights (also the export's float twin, ``deploy.prepare``)."""
     w = m.weight().dequantize()
     b = m.bias()
     dims = w.dim() - 2
@@ -152,7 +153,8 @@ def _float_conv(m: Any) -> nn.Module:
     return conv
 
 
-def _float_linear(m: Any) -> nn.Linear:
+def float_linear(m: Any) -> nn.Linear:
+    """The float linear holding an int8 (static or dynamic) linear's dequantized weights."""
     w = m.weight().dequantize()
     b = m.bias()
     lin = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
@@ -174,12 +176,12 @@ def _convert(m: nn.Module) -> nn.Module | None:
         return nn.Identity()
     if isinstance(m, nnqd.Linear):
         return nn.Sequential(DynamicFakeQuant(0, 127 if getattr(m, "_reduce_range", True) else 255),
-                             _float_linear(m))
+                             float_linear(m))
     relu = isinstance(m, (nniq.ConvReLU1d, nniq.ConvReLU2d, nniq.ConvReLU3d, nniq.LinearReLU))
     if isinstance(m, (nnq.Conv1d, nnq.Conv2d, nnq.Conv3d)):
-        core: nn.Module = _float_conv(m)
+        core: nn.Module = float_conv(m)
     elif isinstance(m, nnq.Linear):
-        core = _float_linear(m)
+        core = float_linear(m)
     elif isinstance(m, nnq.QFunctional):
         return FakeQFunctional(float(m.scale), int(m.zero_point))
     elif isinstance(m, (nnq.ReLU6,)):

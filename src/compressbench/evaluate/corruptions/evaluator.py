@@ -1,4 +1,6 @@
-"""The ``corruptions`` evaluator: top-1 under every corruption × severity, corrupted on the fly.
+"""The ``corruptions`` evaluator: top-1 under every corruption × severity, corrupted on the fly — once per
+study: the evaluations of one seed run together (:func:`corruptions_group`, ``execute.group``), each
+corrupted batch scored by every variant.
 
 Measurements (naming contract): ``top1`` {corruption, severity, suite}; ``mean_top1`` {suite}
 (over all its corruptions × severities), {suite, severity} and {suite, corruption};
@@ -23,10 +25,11 @@ from ...costs import CostContext, EvalCost
 from ...data.transforms import fit_size
 from ...fields import BatchSize, Seed, Subset
 from ...interfaces import EvalContext, Measurement, Params
+from ...outcomes import OutcomeRecorder, Term, eval_set_name
 from ...progress import progress_bar
 from ...registry import corruptions as corruption_registry
 from ...registry import evaluators
-from ...specs import ANY, Console, MetricSpec
+from ...specs import ANY, CORRUPTION_ACCURACY, Console, MetricSpec
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +175,7 @@ def corruptions_cost(p: CorruptionsParams, ctx: CostContext) -> EvalCost:
 
 
 @evaluators.register("corruptions", params=CorruptionsParams, version=1, cost=corruptions_cost,
+                     group="compressbench.evaluate.corruptions.evaluator:corruptions_group",
                      key_versions=lambda p: corruption_versions(c.name for _, cs in p.cells() for c in cs),
                      description="top-1 under CIFAR-10-C / extra / noise-study corruptions × severities "
                                  "(deterministic, corrupted on the fly); mean_top1, mce_unnormalised",
@@ -179,6 +183,7 @@ def corruptions_cost(p: CorruptionsParams, ctx: CostContext) -> EvalCost:
                          MetricSpec("mean_top1", label="Corruption acc. %", fmt="pct", higher_is_better=True,
                                     where={"suite": ANY}, exact=True, summary=True, key="corr_top1", order=20,
                                     table=None, console=Console("corruption top-1"), lead=True,
+                                    role=CORRUPTION_ACCURACY,
                                     description="mean top-1 over the suite's corruptions × severities (several "
                                                 "suites: their mean)"),
                          MetricSpec("top1", label="Corruption acc. %", fmt="pct", higher_is_better=True,
@@ -216,52 +221,133 @@ def corruptions_cost(p: CorruptionsParams, ctx: CostContext) -> EvalCost:
                      report="compressbench.evaluate.corruptions.report:tables",
                      figures="compressbench.evaluate.corruptions.report:figures")
 def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: CorruptionsParams) -> list[Measurement]:
-    from .core import corrupt
-    from .gallery import make_gallery
+    """One model: :func:`corruptions_group` with one member."""
+    out = corruptions_group([(model, ctx)], params)[0]
+    if isinstance(out, BaseException):
+        raise out
+    return out
 
-    images = ctx.eval_set(params.subset if params.subset is not None else -1)
-    device = ctx.device
-    model = model.eval()
-    plan = params.plan()
-    cells = params.cells()
-    total = sum(len(c) for _, c in cells) * len(images)
-    out: list[Measurement] = []
+
+class _Member:
+    """One model of a group evaluation: its correct/incorrect vectors, per-image outcomes and rows."""
+
+    def __init__(self, model: nn.Module, ctx: EvalContext, images: Any):
+        self.model, self.ctx = model.eval(), ctx
+        self.rec = OutcomeRecorder()  # per-image outcomes of every row (compressbench.outcomes)
+        self.iset = self.rec.image_set(eval_set_name(), images.index)
+        self.n = len(images)
+        self.vals: dict[Term, float] = {}
+        self.out: list[Measurement] = []
+        self.oks: list[torch.Tensor] = []
+        self.error: BaseException | None = None
 
     @torch.inference_mode()
-    def correct(x: torch.Tensor, y: torch.Tensor) -> int:
-        return int((model(x).argmax(1) == y).sum())
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Score one batch (on this model's device); a failure stops this member alone."""
+        if self.error is None:
+            try:
+                self.oks.append((self.model(x).argmax(1) == y).cpu())
+            except Exception as e:  # noqa: BLE001 — reported as this job's error
+                self.error = e
 
-    clean = sum(correct(x, y) for x, y, _ in images.batches(params.batch_size, device=device)) / len(images)
-    with progress_bar(total=total, desc="corruptions", unit="img", disable=not ctx.progress) as bar:
+    def term(self) -> Term | None:
+        """The vector of the batches added since the last call."""
+        if self.error is not None:
+            return None
+        ok, self.oks = torch.cat(self.oks), []
+        t = self.rec.vector(self.iset, ok)
+        self.vals[t] = int(ok.sum()) / self.n
+        return t
+
+    def mean_row(self, metric: str, cond: dict, terms: list[Term], const: float = 0.0, sign: float = 1.0) -> None:
+        if self.error is None:
+            value = const + sign * sum(float(self.vals[t]) for t in terms) / len(terms)
+            self.rec.row(metric, value, cond, [(t, sign / len(terms)) for t in terms], const)
+            self.out.append(Measurement(metric, value, cond))
+
+
+def _by_device(members: list[_Member]) -> dict[torch.device, list[_Member]]:
+    out: dict[torch.device, list[_Member]] = {}
+    for m in members:
+        out.setdefault(torch.device(m.ctx.device), []).append(m)
+    return out
+
+
+def _score(ms: list[_Member], x: torch.Tensor, y: torch.Tensor) -> None:
+    """Every member scores the same batch (a copy each but the last: a model must not see another's edits)."""
+    for i, m in enumerate(ms):
+        m.add(x if i == len(ms) - 1 else x.clone(), y)
+
+
+def _cell_batches(cell: Cell, images: Any, params: CorruptionsParams, ctx: EvalContext, device: torch.device):
+    """(corrupted float batch, labels) of one cell on ``device``: from the official files, or corrupted here
+    (``quantize``: uint8 in -> uint8 out, the cheapest path, the same images)."""
+    from .core import corrupt
+
+    if params.files and cell.constant is None:
+        for x, y in _file_batches(params.files, cell.name, cell.severity, images.index, params.batch_size,
+                                  ctx.data.test.index):
+            yield fit_size(x, ctx.meta.size).to(device), y.to(device)  # dataset.resize: the files are 32 px
+        return
+    for x, y, idx in images.batches(params.batch_size, device=device, uint8=params.quantize):
+        xc = corrupt(x, idx, cell.name, cell.severity, seed=params.seed, params=params.param_set,
+                     constant=cell.constant)
+        yield (xc.float().div_(255) if params.quantize else xc), y
+
+
+def corruptions_group(members: list[tuple[nn.Module, EvalContext]], params: CorruptionsParams
+                      ) -> list[list[Measurement] | BaseException]:
+    """The evaluator on several models of one seed at once (``EvaluatorSpec.group``): each corrupted batch is
+    made once per device and scored by every model on that device, so a study corrupts its evaluation images
+    once instead of once per variant. A model's rows are exactly those it gets alone (same images, batches and
+    seeds)."""
+    ctx0 = members[0][1]
+    images = ctx0.eval_set(params.subset if params.subset is not None else -1)
+    ms = [_Member(model, ctx, images) for model, ctx in members]
+    devices = _by_device(ms)
+    cells = params.cells()
+    total = sum(len(c) for _, c in cells) * len(images) * len(devices)
+    for dev, group in devices.items():
+        for x, y, _ in images.batches(params.batch_size, device=dev):
+            _score(group, x, y)
+    clean = [m.term() for m in ms]
+    with progress_bar(total=total, desc="corruptions" + (f" ×{len(ms)} models" if len(ms) > 1 else ""),
+                      unit="img", disable=not ctx0.progress) as bar:
         for suite, suite_cells in cells:
-            acc: list[tuple[Cell, float]] = []
+            acc: list[tuple[Cell, list[Term | None]]] = []
             for cell in suite_cells:
-                hits = 0
-                if params.files and cell.constant is None:
-                    for x, y in _file_batches(params.files, cell.name, cell.severity, images.index,
-                                              params.batch_size, ctx.data.test.index):
-                        x = fit_size(x, ctx.meta.size)  # dataset.resize: the files hold 32-px images
-                        hits += correct(x.to(device), y.to(device))
+                for dev, group in devices.items():
+                    for x, y in _cell_batches(cell, images, params, ctx0, dev):
+                        _score(group, x, y)
                         bar.update(len(y))
-                else:  # quantize: uint8 in -> uint8 out, the cheapest path (same images)
-                    for x, y, idx in images.batches(params.batch_size, device=device, uint8=params.quantize):
-                        xc = corrupt(x, idx, cell.name, cell.severity, seed=params.seed, params=params.param_set,
-                                     constant=cell.constant)
-                        hits += correct(xc.float().div_(255) if params.quantize else xc, y)
-                        bar.update(len(y))
-                acc.append((cell, hits / len(images)))
-                out.append(Measurement("top1", acc[-1][1], {**cell.condition, "suite": suite}))
-            mean = sum(a for _, a in acc) / len(acc)
-            out.append(Measurement("mean_top1", mean, {"suite": suite}))
-            out.append(Measurement("mce_unnormalised", 1.0 - mean, {"suite": suite}))
-            out.append(Measurement("clean_top1", clean, {"suite": suite}))
-            for sev in params.severities:  # the means over severities, of the corruptions listed by name
-                vals = [a for c, a in acc if c.constant is None and c.severity == sev]
-                if vals:
-                    out.append(Measurement("mean_top1", sum(vals) / len(vals), {"suite": suite, "severity": sev}))
-            for n in dict.fromkeys(c.name for c, _ in acc if c.constant is None):
-                vals = [a for c, a in acc if c.constant is None and c.name == n]
-                out.append(Measurement("mean_top1", sum(vals) / len(vals), {"suite": suite, "corruption": n}))
+                terms = [m.term() for m in ms]
+                acc.append((cell, terms))
+                for m, t in zip(ms, terms, strict=True):
+                    m.mean_row("top1", {**cell.condition, "suite": suite}, [t])
+            for k, m in enumerate(ms):
+                ts = [t[k] for _, t in acc]
+                m.mean_row("mean_top1", {"suite": suite}, ts)
+                m.mean_row("mce_unnormalised", {"suite": suite}, ts, const=1.0, sign=-1.0)
+                m.mean_row("clean_top1", {"suite": suite}, [clean[k]])
+                for sev in params.severities:  # the means over severities, of the corruptions listed by name
+                    sev_ts = [t[k] for c, t in acc if c.constant is None and c.severity == sev]
+                    if sev_ts:
+                        m.mean_row("mean_top1", {"suite": suite, "severity": sev}, sev_ts)
+                for n in dict.fromkeys(c.name for c, _ in acc if c.constant is None):
+                    m.mean_row("mean_top1", {"suite": suite, "corruption": n},
+                               [t[k] for c, t in acc if c.constant is None and c.name == n])
+    for m in ms:
+        if m.error is None:
+            m.rec.save(m.ctx.workdir)
+            _gallery(m.ctx, params, images)
+    return [m.error if m.error is not None else m.out for m in ms]
+
+
+def _gallery(ctx: EvalContext, params: CorruptionsParams, images: Any) -> None:
+    """``gallery.png``: the first image under every corruption × severity (by default for the parent only)."""
+    from .gallery import make_gallery
+
+    plan = params.plan()
     want_gallery = params.gallery if params.gallery is not None else ctx.variant.is_parent
     if want_gallery and not params.files and plan:
         try:
@@ -272,4 +358,3 @@ def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: Corruption
                          indices=images.index[:1], seed=params.seed, params=params.param_set)
         except Exception as e:  # a gallery must never fail the evaluation
             log.warning("corruption gallery not written: %s", e)
-    return out

@@ -50,13 +50,13 @@ log = logging.getLogger(__name__)
 
 
 def _register(name: str, suite: str, deterministic: bool, description: str, version: int | None = None,
-              uint8: bool = False):
+              uint8: bool = False, caveat: str = ""):
     """``uint8=True``: the function also accepts the caller's uint8 batch as is (it works in uint8
     units) and may return uint8; the others always get float [0, 1] images."""
     # version 2 of the random ones: counter-based streams (different draws than version 1)
     version = version if version is not None else (1 if deterministic else 2)
     return corruptions.register(name, suites=(suite,), deterministic=deterministic, description=description,
-                                version=version, uint8=uint8,
+                                version=version, uint8=uint8, caveat=caveat,
                                 constants={"cifar": CIFAR[name], "imagenet": IMAGENET[name]})
 
 
@@ -310,7 +310,9 @@ def fog(x, rng, c, pset):
     return y * max_val / (max_val + c[0])
 
 
-@_register("frost", "cifar10-c", False, "frost texture overlay (procedural textures)")
+@_register("frost", "cifar10-c", False, "frost texture overlay (procedural textures)",
+           caveat="the original frost photographs are not redistributable: procedural textures replace them, so "
+                  "frost numbers differ from the published CIFAR-10-C files (use dataset cifar10-c for those)")
 def frost(x, rng, c, pset):
     """``c0·x + c1·frost_crop`` with a random crop of one of the first five textures (the
     source's ``randint(5)``). Textures: ``textures.frost_textures`` (procedural, see there)."""
