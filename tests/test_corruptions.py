@@ -419,3 +419,18 @@ def test_defocus_runs_equal_the_2d_filter():
         ref = ops.filter2d(x / 255, ops.disk_kernel(r, a), "mirror") * 255
         assert y is not None and float((y - ref).abs().max()) < 2e-3, r
     assert large.disk_runs(8.0, 0.5) is None and large.disk_runs(10.0, 0.5) is None  # the disk reaches its grid
+
+
+@pytest.mark.parametrize("name", ["defocus_blur", "glass_blur", "brightness", "contrast", "saturate"])
+def test_large_batches_image_by_image_equal_one_batch_call(name):
+    """The corruptions that run large CPU batches image by image (``large.by_images``, each image with its
+    part of the RNG) give exactly the whole-batch call's values, and leave the RNG where it would."""
+    g = torch.Generator().manual_seed(4)
+    u8 = torch.randint(0, 256, (3, 3, 64, 72), generator=g, dtype=torch.uint8)
+    fn = corruptions.entry(name).load()
+    x = u8 if corruptions.entry(name).spec.uint8 else u8.float() / 255
+    c = IMAGENET[name][2]
+    rngs = [ops.BatchRNG([11, 12, 13]) for _ in range(2)]
+    whole, by_image = fn.__wrapped__(x, rngs[0], c, "imagenet"), fn(x, rngs[1], c, "imagenet")
+    assert torch.equal(whole, by_image)
+    assert np.array_equal(rngs[0].words(2), rngs[1].words(2))

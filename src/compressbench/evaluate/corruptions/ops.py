@@ -100,6 +100,16 @@ class BatchRNG:
     def __len__(self) -> int:
         return self._n if self._n is not None else len(self.keys)
 
+    def split(self, rows: slice) -> "BatchRNG":
+        """The streams of the images ``rows`` at this point of the draws (for work on a part of the batch)."""
+        part = BatchRNG(self.keys[rows], self.device)
+        part._ctr = self._ctr
+        return part
+
+    def follow(self, part: "BatchRNG") -> None:
+        """Continue after the draws made from a :meth:`split` part (every image draws the same words)."""
+        self._ctr = part._ctr
+
     def words(self, n: int) -> np.ndarray:
         """The next ``n`` 64-bit words of every image's stream: uint64 N×n."""
         keys = self.keys
