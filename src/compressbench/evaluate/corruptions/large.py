@@ -201,6 +201,21 @@ def _box_windows(n_in: int, n_out: int) -> tuple[tuple[int, ...], np.ndarray]:
     return tuple(int(s) for s in sizes), np.searchsorted(sizes, n) * n_in + ones.argmax(1)
 
 
+@lru_cache(maxsize=128)
+def _pair_windows(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """For a BOX pass whose windows all have 1 or 2 samples and whose pairs round halves up (Pillow's weight
+    2²¹ each: ``(S·2²¹ + 2²¹) >> 22 = ⌈S/2⌉``): the first and last sample of every window, else ``None``.
+    Then the pass is ⌈(a + b)/2⌉ of two gathers (a = b for single samples), in uint8."""
+    from .ops import _pil_box_pass
+
+    ones, _, bias, _ = _pil_box_pass(n_in, n_out)
+    n = ones.sum(1).astype(np.int64)
+    if n.max() > 2 or not np.all(bias[n == 2] == 0.5):
+        return None
+    first = (ones > 0).argmax(1)
+    return first, first + n - 1
+
+
 def _running_sums(x: torch.Tensor, sizes: tuple[int, ...], dim: int) -> torch.Tensor:
     """Integer sums of ``sizes[i]`` consecutive samples from every position along ``dim`` (−1 or −2) of a
     uint8 batch, stacked along that dimension (length ``len(sizes) · n``; the tail of each stack entry,
@@ -242,6 +257,11 @@ def box_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         _, recip, bias, copy = _pil_box_pass(n_in, n_out)
         if copy is not None:  # one tap per output pixel (any BOX upscale): a copy
             x = take(x, copy, dim)
+            continue
+        pairs = _pair_windows(n_in, n_out)
+        if pairs is not None and x.dtype == torch.uint8:  # windows of 1 or 2: a rounded-up mean of two gathers
+            a, b = take(x, pairs[0], dim), take(x, pairs[1], dim)
+            x = (a | b) - ((a ^ b) >> 1)  # ⌈(a + b) / 2⌉ without overflow
             continue
         sizes, index = _box_windows(n_in, n_out)
         s = take(_running_sums(x, sizes, dim), index, dim).to(torch.float32)
