@@ -1,7 +1,7 @@
 """The ``compressbench`` command: a thin shell over the library.
 
 Subcommands: run · search · validate · plan · list · results · report · findings · recommend · profile ·
-corrupt · compare · export · verify.
+corrupt · compare · export · verify · remeasure · export-mlflow.
 Errors in user input print one line and exit with code 2 (no traceback, no work started);
 ``run`` exits 1 when any job failed (after printing the summary), 0 when all succeeded.
 """
@@ -42,6 +42,9 @@ _HOOKS: dict[str, tuple[str, str, str, str]] = {
     "export": ("compressbench.deploy.cli", "add_export_arguments", "export_command",
                "export a variant of a study to a deployment runtime (onnx, executorch, openvino, pt2, safetensors), "
                "verify it there and write its model card"),
+    "remeasure": ("compressbench.remeasure", "add_remeasure_arguments", "remeasure_command",
+                  "re-time a store's noisy timing rows (--all: every variant's) on the models in the run's cache; "
+                  "the quieter measurement is kept, the other recorded as superseded"),
     "export-mlflow": ("compressbench.tracking", "add_export_mlflow_arguments", "export_mlflow_command",
                       "copy a results store to MLflow: one run per variant x seed (params, every row as a metric)"),
 }
@@ -248,6 +251,8 @@ def _param_line(fname: str, f) -> str:
 def cmd_results(args: argparse.Namespace) -> int:
     from .store import load_results
 
+    if args.superseded:
+        return _print_superseded(args)
     df = load_results(args.store, args.experiment)
     if args.metric:
         df = df[df["metric"].isin(args.metric)]
@@ -266,6 +271,24 @@ def cmd_results(args: argparse.Namespace) -> int:
 
     with pd.option_context("display.max_rows", args.limit, "display.width", 200, "display.max_columns", 20):
         print(df[cols].to_string(index=False, max_rows=args.limit))
+    return 0
+
+
+def _print_superseded(args: argparse.Namespace) -> int:
+    """``results --superseded``: the store's ``superseded`` table, oldest first."""
+    from .store import ResultStore
+
+    p = Path(args.store)
+    if not p.is_file():
+        raise FileNotFoundError(f"no results store at {p}")
+    sups = [s for s in ResultStore(p).superseded(args.experiment)
+            if not args.evaluator or s["evaluator"] in args.evaluator]
+    if not sups:
+        print("no superseded measurements (nothing was re-timed by `compressbench remeasure`)")
+        return 0
+    for s in sups[:args.limit]:
+        print(f"{s['at'][:19]}  {s['experiment']} / {s['variant']} seed {s['seed']} {s['evaluator']}: job "
+              f"{s['job_key'][:12]} superseded by job {s['by_job_key'][:12]} (run {s['run_id']}): {s['why']}")
     return 0
 
 
@@ -366,6 +389,8 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     res.add_argument("--evaluator", action="append")
     res.add_argument("--csv", help="write CSV here instead of printing")
     res.add_argument("--limit", type=int, default=60, help="rows to print")
+    res.add_argument("--superseded", action="store_true", help="list the measurements a re-timing replaced "
+                     "(`compressbench remeasure`): which job, by which, when and why (readers use the kept one)")
     res.set_defaults(fn=cmd_results)
     for name in _HOOKS:
         hp = sub.add_parser(name, help=_HOOKS[name][3])

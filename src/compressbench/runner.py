@@ -466,8 +466,16 @@ def _track(exp: ResolvedExperiment) -> None:
 
 
 def _store_job(store: ResultStore, job: Job, res: JobResult, results: dict[str, JobResult], run_id: str) -> None:
-    """The job's rows and artifacts, in one transaction: its labels and budget on every row, the budget
-    achieved read from the outcome of the job that made the model."""
+    """The job's rows and artifacts (:func:`job_rows`), in one transaction."""
+    rows, arts = job_rows(job, res, results, run_id)
+    # one transaction per job; rows already stored (a cached job, another driver) are skipped by the unique key
+    store.add_job(rows, arts)
+
+
+def job_rows(job: Job, res: JobResult, results: dict[str, JobResult], run_id: str
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A finished job's store rows and artifact records: its labels and budget on every row, the budget achieved
+    read from the outcome of the job that made the model (in ``results``); a failed job: one error row."""
     lab, b = job.labels, job.labels.budget
     now = dt.datetime.now(dt.timezone.utc).isoformat()
     producer = results.get(job.spec.model_job if isinstance(job.spec, EvaluateSpec) else job.key)
@@ -477,9 +485,8 @@ def _store_job(store: ResultStore, job: Job, res: JobResult, results: dict[str, 
             "budget_achieved": achieved, "seed": lab.seed, "job_key": job.key, "run_id": run_id, "created_at": now}
     default_eval = lab.evaluator or job.kind
     if res.error:
-        store.add_job([{**base, "evaluator": default_eval, "evaluator_version": lab.evaluator_version,
-                        "metric": "error", "value": None, "error": res.error}])
-        return
+        return [{**base, "evaluator": default_eval, "evaluator_version": lab.evaluator_version,
+                 "metric": "error", "value": None, "error": res.error}], []
     rows = measurement_rows(base, default_eval, lab.evaluator_version, res.measurements, res.record_sha256)
     keys = {(r["evaluator"], r["condition"] if isinstance(r["condition"], str) else condition_str(r["condition"]),
              r["metric"]) for r in rows}
@@ -490,5 +497,4 @@ def _store_job(store: ResultStore, job: Job, res: JobResult, results: dict[str, 
              "seed": lab.seed, "evaluator": default_eval, "name": f.name, "path": f.resolve(), "created_at": now}
             for f in (sorted(res.dir.iterdir()) if res.dir.is_dir() else [])
             if f.suffix.lower() in (".png", ".svg", ".jpg", ".json", ".csv", ".npz") and f.name != "result.json"]
-    # one transaction per job; rows already stored (a cached job, another driver) are skipped by the unique key
-    store.add_job(rows, arts)
+    return rows, arts

@@ -15,6 +15,11 @@ Tables
              condition, metric, value (unrounded float) — plus the job key, the run that produced
              it, a tag (``realised`` / ``theoretical`` / ``simulated`` / ``transfer`` ...), and for a
              failed job the error (value NULL, metric ``error``).
+``superseded`` one row per job whose rows of one evaluator no reader uses any more: ``compressbench remeasure``
+             re-timed the job and kept the quieter of the two measurements (:mod:`compressbench.remeasure`).
+             Each row names the superseded job (experiment, variant, seed, evaluator, ``job_key``), the job kept
+             instead (``by_job_key``), the run that decided (``run_id``), when (``at``) and why. The superseded
+             rows stay in ``results`` untouched; :meth:`ResultStore.rows` leaves them out unless asked.
 
 Nothing is updated. Each measurement is stored exactly once: a UNIQUE index over
 (experiment, variant, job_key, evaluator, condition, metric) of the successful rows, and
@@ -60,7 +65,11 @@ from .errors import StoreError
 
 log = logging.getLogger("compressbench")
 
-SCHEMA_VERSION = 3  # 2: unique rows; 3: row_sha256 on every row, record_sha256 on results
+# 2: unique rows; 3: row_sha256 on every row, record_sha256 on results; 4: rows superseded by a re-timing (table
+# ``superseded`` holds some). A store is created, and migrated, as 3; it becomes 4 when its first row is superseded,
+# so an older compressbench refuses it then instead of showing superseded rows as current.
+SCHEMA_VERSION = 4
+BASE_VERSION = 3
 
 COLUMNS = ["experiment", "variant", "method", "budget_kind", "budget_target", "budget_achieved", "seed",
            "evaluator", "evaluator_version", "condition", "metric", "value", "unit", "tag", "error",
@@ -77,6 +86,14 @@ CREATE TABLE IF NOT EXISTS declarations (
 
 # each run's plug-in set (``config.PluginSet``), added in place like ``declarations``
 _PLUGINS = "CREATE TABLE IF NOT EXISTS run_plugins (run_id TEXT PRIMARY KEY, json TEXT NOT NULL, row_sha256 TEXT)"
+
+# rows no reader uses any more (``compressbench remeasure`` kept another measurement of the same keys): created with
+# the first such row, which makes the store schema 4 (a store never re-timed keeps schema 3's tables and layout)
+_SUPERSEDED = """
+CREATE TABLE IF NOT EXISTS superseded (
+    experiment TEXT NOT NULL, variant TEXT NOT NULL, seed INTEGER, evaluator TEXT NOT NULL, job_key TEXT NOT NULL,
+    by_job_key TEXT NOT NULL, run_id TEXT, at TEXT, why TEXT, row_sha256 TEXT,
+    PRIMARY KEY (experiment, variant, evaluator, job_key))"""
 
 _TABLES = _DECLARATIONS + ";\n" + _PLUGINS + """;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -126,6 +143,8 @@ HASHED: dict[str, tuple[tuple[str, str], ...]] = {
     "run_plugins": (("run_id", "T"), ("json", "T")),
     "artifacts": (("job_key", "T"), ("experiment", "T"), ("variant", "T"), ("method", "T"), ("seed", "I"),
                   ("evaluator", "T"), ("name", "T"), ("path", "T"), ("created_at", "T")),
+    "superseded": (("experiment", "T"), ("variant", "T"), ("seed", "I"), ("evaluator", "T"), ("job_key", "T"),
+                   ("by_job_key", "T"), ("run_id", "T"), ("at", "T"), ("why", "T")),
 }
 # a store of any version has these (declarations / run_plugins are added on the first write)
 _REQUIRED = ("meta", "runs", "results", "artifacts")
@@ -264,7 +283,7 @@ class ResultStore:
                 self._check_tables(c, version)
             elif any(self._columns(c, t) for t in _REQUIRED):
                 raise self._damaged("its schema version (table 'meta') is missing: a partial or damaged store")
-            if version == SCHEMA_VERSION:
+            if version is not None and BASE_VERSION <= version <= SCHEMA_VERSION:
                 return
             if version is not None and version > SCHEMA_VERSION:
                 raise StoreError(f"{self.path}: written by a newer compressbench (store schema {version}, this version "
@@ -275,8 +294,8 @@ class ResultStore:
                     if version is None:
                         for stmt in _statements(_TABLES + _UNIQUE):
                             c.execute(stmt)
-                        c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                    elif version < SCHEMA_VERSION:
+                        c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(BASE_VERSION),))
+                    elif version < BASE_VERSION:
                         self._migrate(c, version)
             except sqlite3.OperationalError as e:
                 if "readonly" not in str(e) and "read-only" not in str(e):
@@ -296,7 +315,7 @@ class ResultStore:
             for col in cols:
                 if have and col not in have:
                     c.execute(f"ALTER TABLE {table} ADD COLUMN {col} TEXT")
-        c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+        c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(BASE_VERSION),))
 
     @staticmethod
     def _columns(c: sqlite3.Connection, table: str) -> set[str]:
@@ -315,6 +334,8 @@ class ResultStore:
             missing = sorted(want - have)
             if missing:
                 raise self._damaged(f"its '{table}' table lacks column(s) {', '.join(missing)}")
+        if version >= 4 and not self._columns(c, "superseded"):
+            raise self._damaged("its 'superseded' table is missing (schema 4): a partial or damaged store")
 
     @staticmethod
     def _version(c: sqlite3.Connection) -> int | None:
@@ -381,6 +402,8 @@ class ResultStore:
         if chk.bad:
             what = chk.bad[0][1]
             fix = ("`compressbench run` replaces them from the cache" if table in ("results", "artifacts") else
+                   "which re-timing was kept cannot be rebuilt: move the store away and `compressbench run` again"
+                   if table == "superseded" else
                    "a run's provenance cannot be rebuilt: move the store away and `compressbench run` again (the cache "
                    "holds every job)")
             raise StoreError(f"{self.path}: {len(chk.bad)} of {chk.rows} {table} row(s) fail their integrity hash "
@@ -508,20 +531,29 @@ class ResultStore:
         return n
 
     @_guarded
-    def add_job(self, rows: Iterable[dict[str, Any]], artifacts: Iterable[dict[str, Any]] = ()) -> int:
+    def add_job(self, rows: Iterable[dict[str, Any]], artifacts: Iterable[dict[str, Any]] = (),
+                superseded: Iterable[dict[str, Any]] = ()) -> int:
         """Insert one job's measurement rows (keys from :data:`COLUMNS`, ``condition`` may be a dict, plus the
         job record's ``record_sha256``) and artifact records (keyword arguments of :meth:`add_artifact`) in one
         transaction, each with its row hash. Rows already stored (same :data:`UNIQUE_KEY`) are skipped, unless
-        their hash fails: those are replaced. Returns the number of rows inserted."""
+        their hash fails: those are replaced. ``superseded`` (``compressbench remeasure``): rows of the
+        ``superseded`` table (:data:`HASHED`), written in the same transaction; the store becomes schema 4.
+        Returns the number of rows inserted."""
         rows = list(rows)
         recs = [self._row_values(r) for r in rows]
         arts = [self._artifact_values(a) for a in artifacts]
+        sups = [hashed_values("superseded", s) for s in superseded]
         with self._conn() as c, self._tx(c):
             self._drop_damaged(c, {r["job_key"] for r in rows if r.get("error") is None})
             before = c.total_changes
             c.executemany(_insert("results"), recs)
             inserted = c.total_changes - before
             c.executemany(_insert("artifacts"), arts)
+            if sups:
+                c.execute(_SUPERSEDED)
+                c.executemany(_insert("superseded"), sups)
+                c.execute("UPDATE meta SET value=? WHERE key='schema_version' AND CAST(value AS INTEGER) < ?",
+                          (str(SCHEMA_VERSION), SCHEMA_VERSION))
         return inserted
 
     def add_rows(self, rows: Iterable[dict[str, Any]]) -> int:
@@ -547,13 +579,33 @@ class ResultStore:
                 " id IN (SELECT MIN(id) FROM artifacts GROUP BY job_key, name)"
         with self._conn() as c:
             c.row_factory = sqlite3.Row
-            return self._verified([dict(r) for r in c.execute(q + " ORDER BY id", args)], "artifacts")
+            out = self._verified([dict(r) for r in c.execute(q + " ORDER BY id", args)], "artifacts")
+        gone = self._superseded_keys()
+        return [a for a in out if (a["experiment"], a["variant"], a["evaluator"], a["job_key"]) not in gone]
+
+    @_guarded
+    def superseded(self, experiment: str | None = None) -> list[dict[str, Any]]:
+        """The ``superseded`` table's rows (each checked against its hash), oldest first: which job's rows a
+        re-timing replaced, by which job, when and why ([] for a store without the table)."""
+        with self._conn() as c:
+            if not c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='superseded'").fetchone():
+                return []
+            c.row_factory = sqlite3.Row
+            q, args = "SELECT * FROM superseded", []
+            if experiment is not None:
+                q, args = q + " WHERE experiment=?", [experiment]
+            rows = [dict(r) for r in c.execute(q + " ORDER BY at, rowid", args)]
+        return self._verified(rows, "superseded")
+
+    def _superseded_keys(self) -> set[tuple[str, str, str, str]]:
+        return {(s["experiment"], s["variant"], s["evaluator"], s["job_key"]) for s in self.superseded()}
 
     # ------------------------------------------------------------------ reading
     @_guarded
-    def rows(self, experiment: str | None = None, **where: Any) -> list[dict[str, Any]]:
+    def rows(self, experiment: str | None = None, superseded: bool = False, **where: Any) -> list[dict[str, Any]]:
         """Rows in insertion order, each measurement once (the unique index guarantees it), each checked
-        against its hash (one :class:`StoreError` line if any fails)."""
+        against its hash (one :class:`StoreError` line if any fails). Rows a re-timing superseded (table
+        ``superseded``) are left out unless ``superseded``: every reader sees the measurement that was kept."""
         q, args = "SELECT * FROM results", []
         conds = []
         if experiment is not None:
@@ -572,6 +624,10 @@ class ResultStore:
         with self._conn() as c:
             c.row_factory = sqlite3.Row
             out = self._verified([dict(r) for r in c.execute(q, args)], "results")
+        if not superseded:
+            gone = self._superseded_keys()
+            if gone:
+                out = [r for r in out if (r["experiment"], r["variant"], r["evaluator"], r["job_key"]) not in gone]
         for r in out:
             r["condition_json"] = json.loads(r["condition_json"] or "{}")
         return out
@@ -618,6 +674,35 @@ def _describe(table: str, r: dict[str, Any]) -> str:
 
 def _statements(script: str) -> list[str]:
     return [st.strip() for st in script.split(";") if st.strip()]
+
+
+def open_existing(path: str | Path) -> ResultStore:
+    """An existing compressbench store, opened; :class:`StoreError` (one line) for a path that is not one: absent,
+    not an SQLite file, or an SQLite file without a compressbench schema (opening that with :class:`ResultStore`
+    would create the schema in it). For commands that change a store they did not create (``remeasure``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise StoreError(f"{p}: no results store there")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise StoreError(f"{p}: cannot read the results store ({e.strerror})") from None
+    if head != _SQLITE_MAGIC:
+        raise StoreError(f"{p}: not a compressbench results store (not an SQLite file)")
+    try:
+        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        try:
+            version = ResultStore._version(conn)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{p}: not a readable compressbench results store ({' '.join(str(e).split())[:120]})"
+                         ) from None
+    if version is None:
+        raise StoreError(f"{p}: an SQLite file, but not a compressbench results store (no schema version in a "
+                         f"'meta' table)")
+    return ResultStore(p)
 
 
 def load_results(path: str | Path, experiment: str | None = None):

@@ -150,6 +150,19 @@ def _rederive(store_rows: list[dict[str, Any]], cache: Path, rep: VerifyReport, 
                                 f"no row (first: {ev} {cond} {metric})".replace("  ", " "))
 
 
+def _check_superseded(s: ResultStore, raw: list[dict[str, Any]], rep: VerifyReport) -> None:
+    """Each ``superseded`` row (``compressbench remeasure``) names two jobs that both have rows of its experiment,
+    variant and evaluator: the superseded one and the one kept instead."""
+    if rep.tables.get("superseded") is None or rep.tables["superseded"].bad or not rep.tables["superseded"].rows:
+        return
+    have = {(r["experiment"], r["variant"], r["evaluator"], r["job_key"]) for r in raw if r["error"] is None}
+    for sup in s.superseded():
+        for role, key in (("superseded", sup["job_key"]), ("kept", sup["by_job_key"])):
+            if (sup["experiment"], sup["variant"], sup["evaluator"], key) not in have:
+                rep.problems.append(f"superseded row of {sup['experiment']} / {sup['variant']} {sup['evaluator']}: the "
+                                    f"{role} job {key[:12]} has no rows in the store")
+
+
 def verify_store(store: str | Path, cache: str | Path | None = None, rehash: bool = False) -> VerifyReport:
     """Check a store's hashes and, with its ``cache``, re-derive every result row (see the module docstring).
     Raises :class:`~compressbench.errors.StoreError` (one line) when the store cannot be read."""
@@ -162,7 +175,9 @@ def verify_store(store: str | Path, cache: str | Path | None = None, rehash: boo
     if rep.cache is not None:
         if not (rep.cache / "jobs").is_dir():
             raise FileNotFoundError(f"--cache: {rep.cache} holds no jobs folder (give the run's cache_dir)")
-        _rederive(s.raw_rows(), rep.cache, rep, bad_ids)
+        raw = s.raw_rows()
+        _rederive(raw, rep.cache, rep, bad_ids)
+        _check_superseded(s, raw, rep)
         if rehash and rep.unhashed_equal:
             rep.rehashed = s.rehash(rep.unhashed_equal)
     return rep

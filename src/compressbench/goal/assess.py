@@ -251,6 +251,9 @@ def assess(data: ExperimentData, goal: GoalConfig, options: ReportOptions | None
         if o is not None:
             objectives[name] = o
     items = timings(data, ctx.specs)
+    if data.superseded:
+        notes.append(f"{len(data.superseded)} measurement(s) re-timed by `compressbench remeasure`: the decision uses "
+                     f"the quieter one kept (`compressbench results STORE --superseded` lists the others)")
     noisy = noisy_index(items)
     for name, o in objectives.items():
         evm = _objective_metrics(ctx, name)

@@ -51,6 +51,8 @@ class ExperimentData:
     # evaluator -> its stored declarations (``compressbench.declarations``), from the latest run recording it
     declared: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = ""  # the store it was read from, as the report names it (a report across stores)
+    # measurements a re-timing replaced (``compressbench remeasure``; the store's ``superseded`` table)
+    superseded: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def variant_order(self) -> list[str]:
@@ -153,7 +155,9 @@ def load_experiment(store: ResultStore, name: str) -> ExperimentData:
     runs = [r for r in store.runs() if r.get("experiment") in (name, name.rsplit(".", 1)[0], None)]
     variants = _variant_table(pd.concat([df, errors]) if len(errors) else df, latest_config(runs))
     seeds = sorted(int(s) for s in df["seed"].unique())
-    return ExperimentData(name, df, errors, variants, seeds, artifacts, runs, latest_declarations(store, runs))
+    superseded = store.superseded(name) if hasattr(store, "superseded") else []
+    return ExperimentData(name, df, errors, variants, seeds, artifacts, runs, latest_declarations(store, runs),
+                          superseded=superseded)
 
 
 def latest_config(runs: list[dict[str, Any]]) -> dict[str, Any] | None:

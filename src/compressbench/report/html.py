@@ -192,8 +192,22 @@ def provenance_html(data: ExperimentData) -> str:
         rows.append("<tr>" + "".join(f'<td class="t">{_e(x)}</td>' for x in cells) + "</tr>")
     cfg = data.runs[-1].get("config_json") or {}
     cfg_txt = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None) if cfg else "(no config recorded)"
-    return (f'<div class="scroll"><table class="prov">{head}{"".join(rows)}</table></div>'
+    return (f'<div class="scroll"><table class="prov">{head}{"".join(rows)}</table></div>{superseded_html(data)}'
             f"<details open><summary>Resolved config of the latest run</summary><pre>{_e(cfg_txt)}</pre></details>")
+
+
+def superseded_html(data: ExperimentData) -> str:
+    """The measurements a re-timing replaced (``compressbench remeasure``): which job, by which, when, why."""
+    if not data.superseded:
+        return ""
+    cols = ("when", "variant", "seed", "evaluator", "superseded job", "kept job", "run", "why")
+    head = "<tr>" + "".join(f"<th class='t'>{h}</th>" for h in cols) + "</tr>"
+    rows = "".join("<tr>" + "".join(f'<td class="t">{_e(x)}</td>' for x in (
+        str(s["at"])[:19], s["variant"], s["seed"], s["evaluator"], s["job_key"][:12], s["by_job_key"][:12],
+        s["run_id"], s["why"])) + "</tr>" for s in data.superseded)
+    return (f'<h3>Re-timed measurements</h3><p class="note">Replaced by <code>compressbench remeasure</code>: every '
+            f'table and the decision use the kept job\'s rows; the superseded rows stay in the store.</p>'
+            f'<div class="scroll"><table class="prov superseded">{head}{rows}</table></div>')
 
 
 def errors_html(data: ExperimentData) -> str:

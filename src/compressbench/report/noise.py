@@ -13,8 +13,8 @@ cores). Thresholds (docs/efficiency.md, "Noisy timings"):
   part of the time.
 
 A row without its spread / load rows (an older store, another OS) is judged on what it has. Everything here
-is a function of the store's rows; nothing is written. Re-timing noisy rows in place (``compressbench
-remeasure``) is not built yet.
+is a function of the store's rows; nothing is written. ``compressbench remeasure STORE --evaluator efficiency``
+(:mod:`compressbench.remeasure`) re-times the noisy rows and keeps the quieter measurement.
 """
 
 from __future__ import annotations
@@ -78,8 +78,13 @@ def timing_declarations(specs: dict[str, EvaluatorSpec | None]) -> dict[tuple[st
 
 def timings(data: ExperimentData, specs: dict[str, EvaluatorSpec | None]) -> list[Timing]:
     """Every timing row of the experiment whose declaration names a spread or load, judged."""
+    return frame_timings(data.df, specs)
+
+
+def frame_timings(df: pd.DataFrame, specs: dict[str, EvaluatorSpec | None]) -> list[Timing]:
+    """Every timing row of a frame of store rows (columns of ``results``) whose declaration names a spread or
+    load, judged against the rows of the same job and condition."""
     decl = timing_declarations(specs)
-    df = data.df
     if not decl or df.empty:
         return []
     idx = {(r.job_key, r.evaluator, r.condition, r.metric): float(r.value)
@@ -123,8 +128,8 @@ def noise_note(items: list[Timing], limit: int = 6) -> str:
     more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
     return (f"Noisy timings ({len(bad)} of {len(items)} rows; thresholds: IQR/median > {SPREAD_MAX:g}, load on free "
             f"cores > {LOAD_MAX:g}): {shown}{more}. A decision leaves them out unless accepted (--accept-noisy); "
-            f"re-time them on a quieter machine (a new cache or store; `compressbench remeasure` is not built yet).")
+            f"re-time them on a quieter machine: `compressbench remeasure STORE --evaluator efficiency`.")
 
 
-__all__ = ["SPREAD_MAX", "LOAD_MAX", "Timing", "judge", "timings", "timing_declarations", "noisy_index",
-           "noise_frame", "noise_note"]
+__all__ = ["SPREAD_MAX", "LOAD_MAX", "Timing", "judge", "timings", "frame_timings", "timing_declarations",
+           "noisy_index", "noise_frame", "noise_note"]
