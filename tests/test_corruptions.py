@@ -419,3 +419,33 @@ def test_defocus_runs_equal_the_2d_filter():
         ref = ops.filter2d(x / 255, ops.disk_kernel(r, a), "mirror") * 255
         assert y is not None and float((y - ref).abs().max()) < 2e-3, r
     assert large.disk_runs(8.0, 0.5) is None and large.disk_runs(10.0, 0.5) is None  # the disk reaches its grid
+
+
+@pytest.mark.parametrize("name", ["glass_blur", "brightness", "saturate"])
+def test_large_batches_image_by_image_equal_one_batch_call(name):
+    """The corruptions that run large CPU batches image by image (``large.by_images``, each image with its
+    part of the RNG) give exactly the whole-batch call's values, and leave the RNG where it would."""
+    g = torch.Generator().manual_seed(4)
+    u8 = torch.randint(0, 256, (3, 3, 64, 72), generator=g, dtype=torch.uint8)
+    fn = corruptions.entry(name).load()
+    x = u8 if corruptions.entry(name).spec.uint8 else u8.float() / 255
+    c = IMAGENET[name][2]
+    rngs = [ops.BatchRNG([11, 12, 13]) for _ in range(2)]
+    whole, by_image = fn.__wrapped__(x, rngs[0], c, "imagenet"), fn(x, rngs[1], c, "imagenet")
+    assert torch.equal(whole, by_image)
+    assert np.array_equal(rngs[0].words(2), rngs[1].words(2))
+
+
+def test_box_pairs_equal_the_exact_box_resize():
+    """BOX passes whose windows hold 1 or 2 samples (⌈(a + b)/2⌉ of two gathers) equal the exact dense path."""
+    from compressbench.evaluate.corruptions import large
+
+    g = torch.Generator().manual_seed(5)
+    seen = 0
+    for n_in in (64, 71, 99, 128, 130):
+        x = torch.randint(0, 256, (2, 3, n_in, n_in + 3), generator=g, dtype=torch.uint8)
+        for c in (0.5, 0.55, 0.6, 0.75, 0.9):
+            size = (int(n_in * c), int((n_in + 3) * c))
+            seen += large._pair_windows(n_in, size[0]) is not None
+            assert torch.equal(large.box_resize(x, size), ops.pil_box_resize(x, size)), (n_in, c)
+    assert seen >= 10

@@ -170,7 +170,8 @@ def _haze_points(g: torch.Generator, H: int, W: int, fog_coef: float) -> list[tu
     return pts
 
 
-@_register("random_fog", "albumentations-1.x RandomFog: alpha-blended white haze discs + box blur", version=3)
+# version 4: the box blur on planes from 96×96 px by sliced passes (ops.LARGE_SLICE_TAPS; float32 rounding differs)
+@_register("random_fog", "albumentations-1.x RandomFog: alpha-blended white haze discs + box blur", version=4)
 def random_fog(x, rng, c, pset):
     lo, hi, alpha_coef = c
     N, C, H, W = x.shape
