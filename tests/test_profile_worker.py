@@ -174,3 +174,18 @@ def test_sigkilled_driver_takes_template_and_child_along(tmp_path):
     finally:
         if driver.poll() is None:
             driver.kill()
+
+
+def test_forked_children_cpu_is_counted_for_the_job():
+    """A forked child is the template's child: its CPU reaches this process only through the template's answer,
+    which ``execute.cache.cpu_seconds`` (each job's ``cpu_seconds``) adds."""
+    from compressbench.execute.cache import cpu_seconds
+    from compressbench.measure.fresh import forked_cpu_seconds
+
+    with forked_workers():
+        run_worker(_short_job())  # the template's start is not a job's
+        f0, c0 = forked_cpu_seconds(), cpu_seconds()
+        run_worker(_short_job())
+        child = forked_cpu_seconds() - f0
+        assert child > 0.01  # it built a model and timed it
+        assert cpu_seconds() - c0 >= child

@@ -119,9 +119,9 @@ class _Template:
                 raise
             if done is None:  # timeout
                 self.kill(pid)
-                self._line(None)  # the template's answer for the killed child
+                _count_cpu(self._line(None) or "")  # the template's answer for the killed child
                 return None
-            return int(done.split()[1])
+            return _count_cpu(done)
 
     @staticmethod
     def kill(pid: int) -> None:
@@ -141,6 +141,22 @@ class _Template:
 
 
 _templates: dict[str, _Template] | None = None  # thread setting -> template, while forked_workers() is active
+_forked_cpu_s = 0.0  # CPU seconds of the forked children that ended (see forked_cpu_seconds)
+
+
+def _count_cpu(answer: str) -> int:
+    """Add the CPU seconds of a template's ``PID STATUS CPU`` answer to :func:`forked_cpu_seconds`; the status."""
+    global _forked_cpu_s
+    _, rc, cpu = answer.split()
+    _forked_cpu_s += float(cpu)
+    return int(rc)
+
+
+def forked_cpu_seconds() -> float:
+    """CPU seconds (user + sys) of every measurement child forked by a template for this process so far: they
+    are the template's children, so this process's ``RUSAGE_CHILDREN`` would not count them while the
+    template lives (``execute.cache.cpu_seconds`` adds them to the job that ran them)."""
+    return _forked_cpu_s
 
 
 @contextlib.contextmanager

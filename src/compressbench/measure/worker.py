@@ -223,8 +223,9 @@ def template() -> int:
     A child is a new process that has run nothing but these imports: its own heap, thread pools and peak
     resident set, as in a fresh worker; it sets its threads, warms up, measures, exits. The template runs no
     kernel itself (an OpenMP pool must not exist before a fork) and answers each line with ``PID`` (at the
-    fork) and ``PID STATUS`` (when the child ended). It exits at EOF on stdin (its parent closed the pipe or
-    died; see :func:`die_with_parent`), and a child dies with it (``PR_SET_PDEATHSIG``)."""
+    fork) and ``PID STATUS CPU`` (when the child ended; CPU: its user + sys seconds). It exits at EOF on stdin
+    (its parent closed the pipe or died; see :func:`die_with_parent`), and a child dies with it
+    (``PR_SET_PDEATHSIG``)."""
     _torch_imports()
     runs = resident_file_pages()
     me = os.getpid()
@@ -242,8 +243,9 @@ def template() -> int:
                 map_pages(runs)
                 os._exit(_run_child(line))
             os.write(1, f"{pid}\n".encode())
-            _, status = os.waitpid(pid, 0)
-            os.write(1, f"{pid} {os.waitstatus_to_exitcode(status)}\n".encode())
+            _, status, usage = os.wait4(pid, 0)
+            cpu = usage.ru_utime + usage.ru_stime  # the parent's RUSAGE_CHILDREN does not see a grandchild's
+            os.write(1, f"{pid} {os.waitstatus_to_exitcode(status)} {cpu:.6f}\n".encode())
 
 
 if __name__ == "__main__":
