@@ -95,7 +95,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="digits / tinycnn, 5 points: validates the script")
     ap.add_argument("--workdir", help="where caches and stores go (default: a temporary folder)")
+    ap.add_argument("--accept-noisy", action="store_true",
+                    help="timings flagged noisy may decide (a loaded machine); recorded in the JSON")
     args = ap.parse_args()
+    if args.accept_noisy:
+        GOAL["accept_noisy"] = True
     POINTS = 5 if args.quick else 10
     root = Path(args.workdir or tempfile.mkdtemp(prefix="goalbench-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -124,7 +128,7 @@ def main() -> None:
                          "probes": [(v, o) for v, _, o in f.probes]}
     rec = res.decision.recommended
     out = {
-        "quick": args.quick, "points": POINTS, "grid_budgets": grid,
+        "quick": args.quick, "points": POINTS, "accept_noisy": args.accept_noisy, "grid_budgets": grid,
         "search": {"jobs": res.jobs, "ran": res.ran, "cached": res.cached, "rounds": res.rounds,
                    "wall_s": round(t_search, 1), "failed": res.summary.failed,
                    "recommended": rec.candidate.variant if rec.candidate else None,

@@ -19,6 +19,7 @@ Prints a Markdown summary and writes ``benchmarks/results/plan_vs_run-<experimen
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -45,8 +46,13 @@ def main() -> None:
     ap.add_argument("config")
     ap.add_argument("--scale")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--keep", metavar="DIR", help="run in DIR (new, empty) and keep its cache and store, e.g. to "
+                    "compare the store with another run's (default: a temporary folder)")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cb-plan-vs-run-") as tmp:
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=False)
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="cb-plan-vs-run-")) \
+            as tmp:
         sets = [*args.set, f"cache_dir={tmp}/cache", f"store={tmp}/results.sqlite"]
         exp = load_config(args.config, dict(parse_override(s) for s in sets), scale=args.scale)
         t0 = time.perf_counter()

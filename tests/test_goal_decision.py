@@ -202,3 +202,17 @@ def test_recommend_command(tmp_path, capsys):
     assert main(["recommend", str(path), "--max-drop", "clean_top1"]) == 2
     assert main(["recommend", str(path), "--objective", "latency_b1_ms", "--max-drop", "clean_top1=-3"]) == 2
     assert "tolerance must be" in capsys.readouterr().err
+
+
+def test_a_second_constraint_changes_the_winner(tmp_path):
+    """The fastest variant that holds on clean top-1 breaks the other constraint: with it the slower one wins,
+    with the clean-only goal the faster one does (the comparison BENCHMARKS §12 reports on the real model)."""
+    parent = [0.90, 0.91, 0.89]
+    clean = {"baseline": parent, "fast": [0.899, 0.909, 0.889], "slow": [0.898, 0.907, 0.888]}
+    ece = {"baseline": [0.030, 0.031, 0.029], "fast": [0.080, 0.085, 0.078], "slow": [0.031, 0.032, 0.030]}
+    both = {"objective": {"minimize": "latency_b1_ms"}, "constraints": {"clean_top1": 1.0, "ece": 0.02}}
+    path = _store(tmp_path, clean, {"baseline": 1.0, "fast": 0.2, "slow": 0.5}, both, ece=ece)
+    assert _one(path).recommended.candidate.variant == "slow"
+    assert _cand(_one(path), "fast").drops["ece"].status == "broken"
+    (clean_only,) = decide_store(path, GoalConfig.model_validate({**both, "constraints": {"clean_top1": 1.0}}))
+    assert clean_only.recommended.candidate.variant == "fast"
