@@ -149,7 +149,7 @@ def _median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=64, help="throughput batch")
@@ -164,101 +164,125 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="fp32,unstructured90,unstructured90-masked,structured50,int8")
     ap.add_argument("--out", default=str(HERE / "results" / "efficiency.json"))
     ap.add_argument("--recheck", metavar="JSON", help="re-print table and targets of a saved result (no timing)")
-    args = ap.parse_args(argv)
-    if args.recheck:
-        from rich.console import Console
+    return ap.parse_args(argv)
 
-        saved = json.loads(Path(args.recheck).read_text())
-        add_min_speedups(saved["variants"])
-        saved["checks"] = evaluate_targets(saved["variants"])
-        Console(width=160).print(render_table(saved["variants"], ref="fp32"))
-        for c in saved["checks"]:
-            print(f"{'PASS' if c['pass'] else 'MISS'}  {c['what']}: {c['value']:.3f} (target {c['target']})")
-        Path(args.recheck).write_text(json.dumps(saved, indent=1, default=str))
-        return 0
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+def _recheck(path: str) -> int:
+    """Re-derive the min-based speedups and the targets of a saved result, print them and save them back."""
     from rich.console import Console
 
-    console = Console(width=max(160, Console().width))
-    load_before = os.getloadavg()
-    t_start = time.time()
-    names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    if "fp32" not in names:
-        names.insert(0, "fp32")
-    parent = baseline()
-    impl = args.impl
-    if impl == "auto":
-        try:
-            from compressbench.registry import methods
+    saved = json.loads(Path(path).read_text())
+    add_min_speedups(saved["variants"])
+    saved["checks"] = evaluate_targets(saved["variants"])
+    Console(width=160).print(render_table(saved["variants"], ref="fp32"))
+    for c in saved["checks"]:
+        print(f"{'PASS' if c['pass'] else 'MISS'}  {c['what']}: {c['value']:.3f} (target {c['target']})")
+    Path(path).write_text(json.dumps(saved, indent=1, default=str))
+    return 0
 
-            impl = "registered" if all(m in methods for m in ("prune.unstructured", "prune.structured",
-                                                              "quantize.static")) else "direct"
-        except Exception as e:  # noqa: BLE001 — in-progress methods must not block the benchmark
-            log.warning("registered methods unavailable (%s): using the libraries directly", e)
-            impl = "direct"
-    params = ProfileSettings(threads=args.threads, throughput_batch=args.batch, repeats=args.repeats,
-                                  throughput_repeats=args.throughput_repeats, warmup=args.warmup, fresh_process=True)
+
+def _resolve_impl(impl: str) -> str:
+    """``auto``: the registered methods when all three are there, else the libraries directly."""
+    if impl != "auto":
+        return impl
+    try:
+        from compressbench.registry import methods
+
+        return "registered" if all(m in methods for m in ("prune.unstructured", "prune.structured",
+                                                          "quantize.static")) else "direct"
+    except Exception as e:  # noqa: BLE001 — in-progress methods must not block the benchmark
+        log.warning("registered methods unavailable (%s): using the libraries directly", e)
+        return "direct"
+
+
+def _build(name: str, parent: nn.Module, impl: str, wd: Path) -> tuple[nn.Module, list[dict] | None, str]:
+    """The variant ``name``, its compression steps (None: built directly, no checkpoint) and how it was built;
+    a registered method that fails falls back to the libraries."""
+    if name == "fp32":
+        return parent, [], impl
+    if name.endswith("masked") or impl == "direct":
+        return build_direct(name, parent), None, "direct"
+    try:
+        model, steps = build_registered(name, parent, wd / name)
+        return model, steps, impl
+    except Exception as e:  # noqa: BLE001
+        log.warning("%s: registered method failed (%s) — building it directly", name, e)
+        return build_direct(name, parent), None, "direct"
+
+
+def _worker_target(name: str, model: nn.Module, steps: list[dict] | None, wd: Path) -> dict:
+    """How the fresh timing process gets the variant: a saved checkpoint, or this file's factory."""
+    if steps is not None:
+        from compressbench.checkpoint import save_model
+
+        return {"kind": "checkpoint", "path": str(save_model(model, wd / f"{name}.pt", SPEC, steps))}
+    return {"kind": "factory", "target": "efficiency:worker_variant", "kwargs": {"name": name},
+            "input_shape": list(SHAPE), "sys_path": [str(HERE), str(HERE.parent / "src")]}
+
+
+def _onnx_jobs(name: str, model: nn.Module, wd: Path, params: ProfileSettings, rep: dict,
+               jobs: dict[str, dict[str, dict]]) -> None:
+    """Export the variant to ONNX and add its ONNX Runtime timing jobs (fp32; for the parent also static int8
+    QDQ) to ``jobs[name]``, with their sources and bytes in ``rep["onnx"]``."""
+    rep["onnx"] = {}
+    if name == "int8":  # torch.ao int8 modules do not export: ORT int8 of the float parent
+        if "onnx-int8" in jobs["fp32"]:  # same file: timed once, under fp32, reported for both
+            rep["onnx"]["int8"] = {"source": "onnxruntime static int8 (QDQ) of the fp32 parent"}
+        return
+    fp = export_onnx(model, wd / f"{name}.onnx", SHAPE)
+    jobs[name]["onnx-fp32"] = timing_job("onnx", SHAPE, params, path=fp)
+    rep["onnx"]["fp32"] = {"source": "variant", "bytes": fp.stat().st_size}
+    if name == "fp32":
+        rng = np.random.default_rng(SEED)
+        calib = [rng.random((16, *SHAPE[1:]), dtype=np.float32) for _ in range(4)]
+        q = quantize_onnx_static(fp, wd / "fp32_int8.onnx", calib)
+        jobs[name]["onnx-int8"] = timing_job("onnx", SHAPE, params, path=q)
+        rep["onnx"]["int8"] = {"source": "onnxruntime static int8 (QDQ), random calibration",
+                               "bytes": q.stat().st_size}
+
+
+def _build_all(names: list[str], parent: nn.Module, impl: str, wd: Path, args: argparse.Namespace,
+               params: ProfileSettings, console) -> tuple[dict[str, dict], dict[str, dict[str, dict]]]:
+    """Step 1: build every variant, save it, count its static figures, export ONNX. Returns the reports and
+    the timing jobs (variant -> {"torch" | "onnx-fp32" | "onnx-int8": job})."""
     reps: dict[str, dict] = {}
-    jobs: dict[str, dict[str, dict]] = {}  # variant -> {"torch" | "onnx-fp32" | "onnx-int8": job}
-    with tempfile.TemporaryDirectory(prefix="cb-bench-eff-") as td:
-        wd = Path(td)
-        # ---- 1. build every variant, save it, count its static figures, export ONNX
-        for name in names:
-            t0 = time.time()
-            how = impl
-            if name == "fp32":
-                model, steps = parent, []
-            elif name.endswith("masked") or impl == "direct":
-                model, steps, how = build_direct(name, parent), None, "direct"
-            else:
-                try:
-                    model, steps = build_registered(name, parent, wd / name)
-                except Exception as e:  # noqa: BLE001
-                    log.warning("%s: registered method failed (%s) — building it directly", name, e)
-                    model, steps, how = build_direct(name, parent), None, "direct"
-            if steps is not None:
-                from compressbench.checkpoint import save_model
+    jobs: dict[str, dict[str, dict]] = {}
+    for name in names:
+        t0 = time.time()
+        model, steps, how = _build(name, parent, impl, wd)
+        target = _worker_target(name, model, steps, wd)
+        rep = static_profile(model, SHAPE)
+        rep.pop("layers", None)
+        rep["hardware"] = hardware_info("cpu", args.threads)
+        rep["settings"] = {"threads": args.threads, "throughput_batch": args.batch, "warmup": args.warmup,
+                           "repeats": args.repeats, "throughput_repeats": args.throughput_repeats,
+                           "rounds": args.rounds, "device": "cpu"}
+        rep["build"] = {"impl": how, "target_kind": target["kind"]}
+        jobs[name] = {"torch": timing_job("torch", SHAPE, params, target=target, device="cpu")}
+        if not args.no_onnx and not name.endswith("masked"):
+            _onnx_jobs(name, model, wd, params, rep, jobs)
+        rep["build"]["seconds"] = time.time() - t0
+        reps[name] = rep
+        console.print(f"[dim]built {name}: {time.time() - t0:.0f} s ({how}, {target['kind']})[/dim]")
+    return reps, jobs
 
-                target = {"kind": "checkpoint", "path": str(save_model(model, wd / f"{name}.pt", SPEC, steps))}
-            else:
-                target = {"kind": "factory", "target": "efficiency:worker_variant", "kwargs": {"name": name},
-                          "input_shape": list(SHAPE), "sys_path": [str(HERE), str(HERE.parent / "src")]}
-            rep = static_profile(model, SHAPE)
-            rep.pop("layers", None)
-            rep["hardware"] = hardware_info("cpu", args.threads)
-            rep["settings"] = {"threads": args.threads, "throughput_batch": args.batch, "warmup": args.warmup,
-                               "repeats": args.repeats, "throughput_repeats": args.throughput_repeats,
-                               "rounds": args.rounds, "device": "cpu"}
-            rep["build"] = {"impl": how, "target_kind": target["kind"]}
-            jobs[name] = {"torch": timing_job("torch", SHAPE, params, target=target, device="cpu")}
-            if not args.no_onnx and not name.endswith("masked"):
-                rep["onnx"] = {}
-                if name == "int8":  # torch.ao int8 modules do not export: ORT int8 of the float parent
-                    if "onnx-int8" in jobs["fp32"]:  # same file: timed once, under fp32, reported for both
-                        rep["onnx"]["int8"] = {"source": "onnxruntime static int8 (QDQ) of the fp32 parent"}
-                else:
-                    fp = export_onnx(model, wd / f"{name}.onnx", SHAPE)
-                    jobs[name]["onnx-fp32"] = timing_job("onnx", SHAPE, params, path=fp)
-                    rep["onnx"]["fp32"] = {"source": "variant", "bytes": fp.stat().st_size}
-                    if name == "fp32":
-                        rng = np.random.default_rng(SEED)
-                        calib = [rng.random((16, *SHAPE[1:]), dtype=np.float32) for _ in range(4)]
-                        q = quantize_onnx_static(fp, wd / "fp32_int8.onnx", calib)
-                        jobs[name]["onnx-int8"] = timing_job("onnx", SHAPE, params, path=q)
-                        rep["onnx"]["int8"] = {"source": "onnxruntime static int8 (QDQ), random calibration",
-                                               "bytes": q.stat().st_size}
-            rep["build"]["seconds"] = time.time() - t0
-            reps[name] = rep
-            console.print(f"[dim]built {name}: {time.time() - t0:.0f} s ({how}, {target['kind']})[/dim]")
-        # ---- 2. time: round-robin, every measurement in a fresh process
-        results: dict[str, dict[str, list[dict]]] = {n: {k: [] for k in jobs[n]} for n in names}
-        for r in range(args.rounds):
-            order = names[r % len(names):] + names[:r % len(names)]  # rotate so drift hits everyone alike
-            for name in order:
-                for kind, job in jobs[name].items():
-                    results[name][kind].append(run_worker(job))
-            console.print(f"[dim]round {r + 1}/{args.rounds} done, load {os.getloadavg()[0]:.1f}[/dim]")
-    # ---- 3. aggregate: medians over rounds; speedups as medians of per-round ratios
+
+def _time_rounds(names: list[str], jobs: dict[str, dict[str, dict]], rounds: int,
+                 console) -> dict[str, dict[str, list[dict]]]:
+    """Step 2: round-robin timing, every measurement in a fresh process; the order rotates each round so
+    drift hits every variant alike."""
+    results: dict[str, dict[str, list[dict]]] = {n: {k: [] for k in jobs[n]} for n in names}
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            for kind, job in jobs[name].items():
+                results[name][kind].append(run_worker(job))
+        console.print(f"[dim]round {r + 1}/{rounds} done, load {os.getloadavg()[0]:.1f}[/dim]")
+    return results
+
+
+def _aggregate(names: list[str], results: dict[str, dict[str, list[dict]]], reps: dict[str, dict]) -> None:
+    """Step 3: medians over rounds into ``reps``; speedups as medians of per-round ratios to fp32."""
     base_lat = [x["latency"]["median_ms"] for x in results["fp32"]["torch"]]
     for name in names:
         for kind, runs in results[name].items():
@@ -277,6 +301,29 @@ def main(argv: list[str] | None = None) -> int:
     if "int8" in reps and "int8" in (reps["int8"].get("onnx") or {}) and "int8" in reps["fp32"].get("onnx", {}):
         reps["int8"]["onnx"]["int8"] = {**reps["fp32"]["onnx"]["int8"],
                                         "source": "onnxruntime static int8 (QDQ) of the fp32 parent"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    if args.recheck:
+        return _recheck(args.recheck)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from rich.console import Console
+
+    console = Console(width=max(160, Console().width))
+    load_before = os.getloadavg()
+    t_start = time.time()
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if "fp32" not in names:
+        names.insert(0, "fp32")
+    parent = baseline()
+    impl = _resolve_impl(args.impl)
+    params = ProfileSettings(threads=args.threads, throughput_batch=args.batch, repeats=args.repeats,
+                             throughput_repeats=args.throughput_repeats, warmup=args.warmup, fresh_process=True)
+    with tempfile.TemporaryDirectory(prefix="cb-bench-eff-") as td:
+        reps, jobs = _build_all(names, parent, impl, Path(td), args, params, console)
+        results = _time_rounds(names, jobs, args.rounds, console)
+    _aggregate(names, results, reps)
     console.print(render_table(reps, ref="fp32"))
     checks = evaluate_targets(reps)
     for c in checks:

@@ -5,9 +5,42 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
-import torch
+
+HIDE_ENV = "COMPRESSBENCH_TEST_HIDE"
+
+
+def _hide_extras() -> list[str]:
+    """``COMPRESSBENCH_TEST_HIDE=onnx,timm,...`` (pip extras, or ``all``): run the suite as in an install without
+    those extras. Their packages are hidden from this process (:mod:`hide_modules`) before anything imports
+    them, and from every child process that inherits the environment (a ``sitecustomize`` put first on
+    ``PYTHONPATH``; a test that replaces ``PYTHONPATH`` for its child does not pass it on). Returns the extras
+    hidden."""
+    names = [n.strip() for n in os.environ.get(HIDE_ENV, "").split(",") if n.strip()]
+    if not names:
+        return []
+    from compressbench.extras import EXTRAS
+    from hide_modules import hide
+
+    extras = list(EXTRAS) if names == ["all"] else names
+    unknown = [e for e in extras if e not in EXTRAS]
+    if unknown:
+        raise pytest.UsageError(f"{HIDE_ENV}: unknown extra '{unknown[0]}'; known: {', '.join(EXTRAS)} (or all)")
+    modules = sorted({m for e in extras for m in EXTRAS[e]})
+    hide(modules)
+    site = Path(tempfile.mkdtemp(prefix="cb-test-hide-"))
+    (site / "sitecustomize.py").write_text(
+        f"import runpy\nrunpy.run_path({str(Path(__file__).with_name('hide_modules.py'))!r})['hide']({modules!r})\n")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
+    return extras
+
+
+HIDDEN_EXTRAS = _hide_extras()  # before torch: it probes optional packages (onnx ...) when imported
+
+import torch  # noqa: E402
 
 os.environ.setdefault("COMPRESSBENCH_PROGRESS", "0")
 torch.set_num_threads(1)  # tiny models: threads only add overhead
@@ -71,6 +104,12 @@ def _missing_extra(exc: BaseException) -> str | None:
         if isinstance(exc, (UserError, ValidationError)) and "' extra: pip install 'compressbench[" in str(exc):
             return str(exc).splitlines()[0]  # compressbench's own refusal (never an assertion quoting one)
         exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def pytest_report_header(config):
+    if HIDDEN_EXTRAS:
+        return f"extras hidden ({HIDE_ENV}): {', '.join(HIDDEN_EXTRAS)}"
     return None
 
 

@@ -270,6 +270,7 @@ def test_evaluator_in_process(digits_bundle, tmp_path):
     assert (tmp_path / "efficiency.json").is_file()
 
 
+@pytest.mark.extras("onnx")  # the ONNX Runtime rows are the point
 def test_fresh_process_checkpoint_and_onnx(digits_bundle, tmp_path):
     """Worker processes: torch timing from the saved checkpoint, ONNX Runtime without torch."""
     from compressbench.checkpoint import save_model
@@ -365,6 +366,7 @@ def test_efficiency_params_constraints():
     assert EfficiencyParams.model_validate({"throughput_batch": 0}).throughput_batch == 0  # 0: no throughput run
 
 
+@pytest.mark.extras("onnx")  # the ONNX Runtime rows are the point
 def test_profile_quantized_variant_uses_float_source_for_ort(tmp_path):
     net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                         nn.Linear(16, 4)).eval()

@@ -20,27 +20,11 @@ from compressbench.extras import EXTRAS, extra_of, needs_message
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
 
-# the CLI's own entry point, with the named top-level packages made uninstallable
-HIDDEN = textwrap.dedent("""
-    import importlib.abc, sys
+# the CLI's own entry point, with the named top-level packages made uninstallable (tests/hide_modules.py)
+HIDDEN = textwrap.dedent(f"""
+    import runpy, sys
 
-    HIDE = set(sys.argv[1].split(","))
-
-    class Hide(importlib.abc.MetaPathFinder):
-        # wraps every real finder: a hidden name is found by none of them, exactly as when it is not installed
-        # (importlib.util.find_spec answers None, import raises ModuleNotFoundError)
-        def __init__(self, finder):
-            self.finder = finder
-
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in HIDE or not hasattr(self.finder, "find_spec"):
-                return None
-            return self.finder.find_spec(name, path, target)
-
-        def invalidate_caches(self):
-            getattr(self.finder, "invalidate_caches", lambda: None)()
-
-    sys.meta_path[:] = [Hide(f) for f in sys.meta_path]
+    runpy.run_path({str(Path(__file__).with_name("hide_modules.py"))!r})["hide"](sys.argv[1].split(","))
     from compressbench.cli import main
     sys.exit(main(sys.argv[2:]))
 """)

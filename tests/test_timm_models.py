@@ -22,6 +22,8 @@ from compressbench.train import TrainRecipe, train
 from compressbench.validate import validate
 from test_compress_common import make_context
 
+pytestmark = pytest.mark.extras("timm")  # every test here builds a timm model
+
 ARCHS = ["timm:resnet18", "timm:mobilenetv3_small_100"]
 CASES = {
     "prune.structured": ({"finetune": {"epochs": 0.5}}, Budget("params", 0.5)),

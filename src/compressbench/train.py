@@ -13,7 +13,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 import torch
@@ -136,6 +136,91 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
     return scale * alpha * t * t * kl + (1 - alpha) * ce
 
 
+def _freeze_all_but(model: nn.Module, trainable: set[str] | None, recipe: TrainRecipe) -> list[nn.Parameter]:
+    """Freeze every trainable parameter not named in ``trainable`` (transfer learning's first
+    ``recipe.freeze_epochs``) and return them; none without ``trainable`` or a freeze period. They stay in the
+    optimizer, so they train once :func:`_thaw_when_due` unfreezes them."""
+    if trainable is None or recipe.freeze_epochs <= 0:
+        return []
+    frozen = [p for n, p in model.named_parameters() if n not in trainable and p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    return frozen
+
+
+def _thaw_when_due(model: nn.Module, frozen: list[nn.Parameter], epoch: float, recipe: TrainRecipe
+                   ) -> list[nn.Parameter]:
+    """The parameters still frozen at ``epoch``: past ``recipe.freeze_epochs`` all train again (and the model
+    returns to train mode); before it the model stays in eval mode, so BatchNorm statistics stay frozen too."""
+    if frozen and epoch >= recipe.freeze_epochs:
+        for p in frozen:
+            p.requires_grad_(True)
+        model.train()
+        return []
+    if frozen:
+        model.eval()
+    return frozen
+
+
+def _set_lr(opt: torch.optim.Optimizer, base_lrs: list[float], recipe: TrainRecipe, epoch: float) -> None:
+    """Scale every parameter group's initial learning rate by the schedule's factor at ``epoch``."""
+    f = _lr_factor(recipe, epoch)
+    for pg, lr0 in zip(opt.param_groups, base_lrs):
+        pg["lr"] = lr0 * f
+
+
+@dataclass
+class _Teacher:
+    """The teacher of a distillation run and its loss (:func:`kd_loss`)."""
+
+    model: nn.Module
+    alpha: float
+    temperature: float
+    kind: str
+
+
+@dataclass
+class _TargetStream:
+    """Domain adaptation's side of a step: the unlabeled target batches (augmented with their own generator, so
+    the source batches are the same as without adaptation) and the tap reading the penultimate features."""
+
+    adapt: Adaptation
+    tap: FeatureTap
+    batches: Iterator[torch.Tensor]
+    generator: torch.Generator
+
+
+def _forward_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: TrainRecipe, aug: str,
+                  teacher: _Teacher | None, target: _TargetStream | None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One forward pass: the logits, the training loss (cross-entropy, or the distillation loss against the
+    teacher's logits of the same batch, plus the weighted adaptation loss) and the adaptation loss alone."""
+    adapt_loss = None
+    if target is not None:  # one pass over [source; target]: BatchNorm sees both domains
+        xt = augment_batch(next(target.batches), aug, target.generator)
+        both = model(torch.cat([x, xt]))
+        logits = both[:len(x)]
+        feats = both if target.adapt.features == "logits" else target.tap.features
+        adapt_loss = target.adapt.loss(feats[:len(x)].float(), feats[len(x):].float())
+    else:
+        logits = model(x)
+    if teacher is not None:
+        with torch.no_grad():
+            t_logits = teacher.model(x)
+        loss = kd_loss(logits.float(), t_logits.float(), y, teacher.alpha, teacher.temperature,
+                       recipe.label_smoothing, teacher.kind)
+    else:
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
+    if target is not None:
+        loss = loss + target.adapt.weight * adapt_loss
+    return logits, loss, adapt_loss
+
+
+def _ema(running: float, value: float, first: bool) -> float:
+    """The running average shown in the bar and the log: the first step's value, then 0.95 · old + 0.05 · new."""
+    return value if first else 0.95 * running + 0.05 * value
+
+
 def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 0,
           device: torch.device | str = "cpu", augment_default: str = "crop", teacher: nn.Module | None = None,
           kd_alpha: float = 0.9, kd_temperature: float = 4.0, kd_kind: str = "hinton", desc: str = "train",
@@ -153,70 +238,44 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
     seed_everything(seed)
     g = torch.Generator().manual_seed(seed)
     model.to(device).train()
+    kd = None
     if teacher is not None:
         teacher.to(device).eval()
+        kd = _Teacher(teacher, kd_alpha, kd_temperature, kd_kind)
     opt = _optimizer(model, recipe)
-    frozen = [p for n, p in model.named_parameters() if n not in trainable and p.requires_grad] \
-        if trainable is not None and recipe.freeze_epochs > 0 else []
-    for p in frozen:  # in the optimizer already, so they train once unfrozen
-        p.requires_grad_(False)
+    frozen = _freeze_all_but(model, trainable, recipe)
     aug = augment_default if recipe.augment == "auto" else recipe.augment
     use_amp = recipe.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    n = len(data)
-    steps_per_epoch = max(1, math.ceil(n / recipe.batch_size))
+    steps_per_epoch = max(1, math.ceil(len(data) / recipe.batch_size))
     total_steps = max(1, int(round(recipe.epochs * steps_per_epoch)))
     base_lrs = [pg["lr"] for pg in opt.param_groups]
     step, t0, seen = 0, time.perf_counter(), 0
-    run_loss = run_acc = 0.0
+    run_loss = run_acc = run_adapt = 0.0
     bar = progress_bar(total=total_steps, desc=desc, unit="step", disable=not show_progress)
-    tap = FeatureTap(model) if adapt is not None else None
-    target_batches = adapt.batches(recipe.batch_size, seed, device) if adapt is not None else None
-    g_target = torch.Generator().manual_seed(seed + 104_729)  # the target batches' own augmentation stream
-    run_adapt = 0.0
+    target = None
+    if adapt is not None:  # the target batches' own augmentation stream
+        target = _TargetStream(adapt, FeatureTap(model), adapt.batches(recipe.batch_size, seed, device),
+                               torch.Generator().manual_seed(seed + 104_729))
     # not on a terminal (a log, CI): a line at least every log_interval() seconds instead of the bar
     every, last_line = (log_interval() if bar.disable else 0.0), t0
     while step < total_steps:
         for x, y, _ in data.batches(recipe.batch_size, shuffle=True, generator=g, device=device):
             if step >= total_steps:
                 break
-            if frozen and step / steps_per_epoch >= recipe.freeze_epochs:
-                for p in frozen:
-                    p.requires_grad_(True)
-                frozen = []
-                model.train()
-            if frozen:
-                model.eval()
-            f = _lr_factor(recipe, step / steps_per_epoch)
-            for pg, lr0 in zip(opt.param_groups, base_lrs):
-                pg["lr"] = lr0 * f
+            frozen = _thaw_when_due(model, frozen, step / steps_per_epoch, recipe)
+            _set_lr(opt, base_lrs, recipe, step / steps_per_epoch)
             x = photometric(augment_batch(x, aug, g), recipe, g)
             with torch.autocast(device.type, enabled=use_amp):
-                if adapt is not None:  # one pass over [source; target]: BatchNorm sees both domains
-                    xt = augment_batch(next(target_batches), aug, g_target)  # type: ignore[arg-type]
-                    both = model(torch.cat([x, xt]))
-                    logits = both[:len(x)]
-                    feats = both if adapt.features == "logits" else tap.features  # type: ignore[union-attr]
-                    adapt_loss = adapt.loss(feats[:len(x)].float(), feats[len(x):].float())
-                else:
-                    logits = model(x)
-                if teacher is not None:
-                    with torch.no_grad():
-                        t_logits = teacher(x)
-                    loss = kd_loss(logits.float(), t_logits.float(), y, kd_alpha, kd_temperature,
-                                   recipe.label_smoothing, kd_kind)
-                else:
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
-                if adapt is not None:
-                    loss = loss + adapt.weight * adapt_loss
-                    run_adapt = adapt_loss.item() if step == 0 else 0.95 * run_adapt + 0.05 * adapt_loss.item()
+                logits, loss, adapt_loss = _forward_loss(model, x, y, recipe, aug, kd, target)
+            if adapt_loss is not None:
+                run_adapt = _ema(run_adapt, adapt_loss.item(), step == 0)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-            acc = (logits.argmax(1) == y).float().mean().item()
-            run_loss = loss.item() if step == 0 else 0.95 * run_loss + 0.05 * loss.item()
-            run_acc = acc if step == 0 else 0.95 * run_acc + 0.05 * acc
+            run_loss = _ema(run_loss, loss.item(), step == 0)
+            run_acc = _ema(run_acc, (logits.argmax(1) == y).float().mean().item(), step == 0)
             seen += len(y)
             step += 1
             if epoch_end is not None and step % steps_per_epoch == 0:
@@ -231,8 +290,8 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
                          min(math.ceil(step / steps_per_epoch), math.ceil(recipe.epochs)), recipe.epochs, step,
                          total_steps, run_loss, run_acc, seen / (now - t0), fmt_seconds(now - t0))
     bar.close()
-    if tap is not None:
-        tap.close()
+    if target is not None:
+        target.tap.close()
     for p in frozen:  # freeze_epochs == epochs
         p.requires_grad_(True)
     model.eval()

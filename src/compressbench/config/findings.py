@@ -57,6 +57,62 @@ def trend_members(label: str, budgets: Mapping[str, tuple[str | None, float | No
     return [n for n, _ in sorted(members, key=lambda m: -float(m[1]))]
 
 
+def _metric_problem(where: str, metric: str | MetricRef, keys: list[str],
+                    evaluator_metrics: Mapping[str, Iterable[str]]) -> str | None:
+    """Why a finding's ``metric`` (a summary key, or an evaluator's metric) is not one this experiment
+    produces, or None."""
+    if isinstance(metric, str):
+        if metric in keys:
+            return None
+        return (f"{where}.metric: '{metric}' is not a metric this experiment produces{_dym(metric, keys)}"
+                f"; known: {_known(keys, 40)} (or {{evaluator: ..., metric: ..., where: ...}})")
+    evs = list(evaluator_metrics)
+    if metric.evaluator not in evaluator_metrics:
+        return (f"{where}.metric.evaluator: '{metric.evaluator}' is not among this experiment's evaluations"
+                f"{_dym(metric.evaluator, evs)}; known: {', '.join(evs)}")
+    declared = sorted(set(evaluator_metrics[metric.evaluator]))
+    if metric.metric not in declared:
+        return (f"{where}.metric.metric: evaluator '{metric.evaluator}' declares no metric "
+                f"'{metric.metric}'{_dym(metric.metric, declared)}; known: {_known(declared, 40)}")
+    return None
+
+
+def _named_variants(where: str, f: Finding) -> tuple[list[tuple[str, str]], str | None]:
+    """The variants a finding names explicitly, each with its field path, or why its pairing cannot be
+    tested (a variant compared with itself, the parent with the parent)."""
+    if f.compare is not None:
+        if f.compare.a == f.compare.b:
+            return [], f"{where}.compare: a and b are the same variant '{f.compare.a}'"
+        return [(f"{where}.compare.a", f.compare.a), (f"{where}.compare.b", f.compare.b)], None
+    if isinstance(f.trend, list):
+        return [(f"{where}.trend[{j}]", v) for j, v in enumerate(f.trend)], None
+    if isinstance(f.vs_parent, list):
+        if BASELINE in f.vs_parent:
+            return [], f"{where}.vs_parent: the parent ('{BASELINE}') is not compared with itself"
+        return [(f"{where}.vs_parent[{j}]", v) for j, v in enumerate(f.vs_parent)], None
+    return [], None
+
+
+def _variants_problem(where: str, f: Finding, budgets: Mapping[str, tuple[str | None, float | None]]) -> str | None:
+    """Why the variants a finding compares are not ones this experiment produces (a named variant, a budgets
+    list with fewer than two ordered points, ``vs_parent: all`` without variants), or None."""
+    names = list(budgets)
+    named, problem = _named_variants(where, f)
+    if problem is not None:
+        return problem
+    for path, v in named:
+        if v not in budgets:
+            return f"{path}: unknown variant '{v}'{_dym(v, names)}; the experiment produces: {_known(names)}"
+    if isinstance(f.trend, str) and len(trend_members(f.trend, budgets)) < 2:
+        labels = sorted({n.split("@", 1)[0] for n in names if "@" in n})
+        return (f"{where}.trend: '{f.trend}' names no budgets list of at least 2 params/bytes/flops "
+                f"budgets{_dym(f.trend, labels)}; lists: {', '.join(labels) or 'none'} (or list the "
+                f"variants, least compressed first)")
+    if f.vs_parent == ALL and len(names) < 2:
+        return f"{where}.vs_parent: the experiment has no variant besides the parent"
+    return None
+
+
 def check_findings(findings: list[Finding], budgets: Mapping[str, tuple[str | None, float | None]],
                    metric_keys: Iterable[str], evaluator_metrics: Mapping[str, Iterable[str]]) -> str | None:
     """Why a finding cannot be tested on this experiment's results (one line, with its field path), or None.
@@ -64,7 +120,6 @@ def check_findings(findings: list[Finding], budgets: Mapping[str, tuple[str | No
     ``budgets``: every variant the experiment produces (the baseline included) -> (budget kind, target);
     ``metric_keys``: the summary keys its evaluators declare; ``evaluator_metrics``: evaluator -> the
     metric names it declares (for the mapping form)."""
-    names = list(budgets)
     keys = sorted(set(metric_keys))
     ids: dict[str, int] = {}
     for i, f in enumerate(findings):
@@ -73,45 +128,10 @@ def check_findings(findings: list[Finding], budgets: Mapping[str, tuple[str | No
         if fid in ids:
             return f"{where}.id: duplicate finding id '{fid}' (also findings[{ids[fid]}])"
         ids[fid] = i
-        if isinstance(f.metric, str):
-            if f.metric not in keys:
-                return (f"{where}.metric: '{f.metric}' is not a metric this experiment produces{_dym(f.metric, keys)}"
-                        f"; known: {_known(keys, 40)} (or {{evaluator: ..., metric: ..., where: ...}})")
-        else:
-            evs = list(evaluator_metrics)
-            if f.metric.evaluator not in evaluator_metrics:
-                return (f"{where}.metric.evaluator: '{f.metric.evaluator}' is not among this experiment's evaluations"
-                        f"{_dym(f.metric.evaluator, evs)}; known: {', '.join(evs)}")
-            declared = sorted(set(evaluator_metrics[f.metric.evaluator]))
-            if f.metric.metric not in declared:
-                return (f"{where}.metric.metric: evaluator '{f.metric.evaluator}' declares no metric "
-                        f"'{f.metric.metric}'{_dym(f.metric.metric, declared)}; known: {_known(declared, 40)}")
-        named: list[tuple[str, str]] = []
-        if f.compare is not None:
-            named = [(f"{where}.compare.a", f.compare.a), (f"{where}.compare.b", f.compare.b)]
-            if f.compare.a == f.compare.b:
-                return f"{where}.compare: a and b are the same variant '{f.compare.a}'"
-        elif isinstance(f.trend, list):
-            named = [(f"{where}.trend[{j}]", v) for j, v in enumerate(f.trend)]
-        elif isinstance(f.vs_parent, list):
-            named = [(f"{where}.vs_parent[{j}]", v) for j, v in enumerate(f.vs_parent)]
-            if BASELINE in f.vs_parent:
-                return f"{where}.vs_parent: the parent ('{BASELINE}') is not compared with itself"
-        for path, v in named:
-            if v not in budgets:
-                return (f"{path}: unknown variant '{v}'{_dym(v, names)}; the experiment produces: "
-                        f"{_known(names)}")
-        if isinstance(f.trend, str):
-            members = trend_members(f.trend, budgets)
-            if len(members) < 2:
-                labels = sorted({n.split("@", 1)[0] for n in names if "@" in n})
-                return (f"{where}.trend: '{f.trend}' names no budgets list of at least 2 params/bytes/flops "
-                        f"budgets{_dym(f.trend, labels)}; lists: {', '.join(labels) or 'none'} (or list the "
-                        f"variants, least compressed first)")
-        if f.vs_parent == ALL and len(names) < 2:
-            return f"{where}.vs_parent: the experiment has no variant besides the parent"
+        problem = _metric_problem(where, f.metric, keys, evaluator_metrics) or _variants_problem(where, f, budgets)
+        if problem is not None:
+            return problem
     return None
-
 
 
 def experiment_check(findings: list[Finding], variants: Iterable[Any], evaluator_names: Iterable[str]) -> str | None:

@@ -290,6 +290,94 @@ class Fitted:
     fresh: list[str] = field(default_factory=list)  # model keys deliberately left at their initial values
 
 
+def _apply_filter(mapped: dict[str, torch.Tensor], filter_fn: Any, net: nn.Module) -> dict[str, torch.Tensor]:
+    """Run the architecture's converter over the ``net.`` part of ``mapped``; a converter meeting a layout it
+    does not know leaves the keys as they are (the key check below then says what does not fit)."""
+    net_sd = {k[4:]: v for k, v in mapped.items() if k.startswith("net.")}
+    try:
+        net_sd = filter_fn(net_sd, net)
+    except Exception as e:
+        log.debug("checkpoint filter skipped: %s", e)
+    return {**{k: v for k, v in mapped.items() if not k.startswith("net.")},
+            **{"net." + k: v for k, v in net_sd.items()}}
+
+
+def _drop_other_head(mapped: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor], head: str,
+                     notes: list[str]) -> list[str]:
+    """Transfer learning to another number of classes: drop the file's classifier ``net.{head}`` when its shape
+    differs from the model's, and return the model keys left at their initial values (none if it fits)."""
+    hp = f"net.{head}."
+    bad = [k for k, v in mapped.items() if k.startswith(hp) and k in target and v.shape != target[k].shape]
+    if not bad:
+        return []
+    old = mapped[bad[0]].shape[0]
+    for k in [k for k in mapped if k.startswith(hp)]:
+        del mapped[k]
+    notes.append(f"classifier net.{head} replaced: {old} → {target[bad[0]].shape[0]} classes (re-initialised)")
+    return [k for k in target if k.startswith(hp)]
+
+
+def _adapt_stem(mapped: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor], stem: str,
+                notes: list[str]) -> None:
+    """Transfer learning to another number of input channels: adapt the first conv ``net.{stem}``'s weight
+    with timm's ``adapt_input_conv`` (summed to one channel, or tiled and rescaled)."""
+    k = f"net.{stem}.weight"
+    if not (k in mapped and k in target and mapped[k].dim() == 4 and mapped[k].shape[1] != target[k].shape[1]):
+        return
+    from timm.models import adapt_input_conv
+
+    old = mapped[k].shape[1]
+    mapped[k] = adapt_input_conv(target[k].shape[1], mapped[k].float(), base_chans=old).to(mapped[k].dtype)
+    how = "summed over its input channels" if target[k].shape[1] == 1 else "tiled and rescaled"
+    notes.append(f"first conv net.{stem} adapted from {old} to {target[k].shape[1]} input channel(s) ({how})")
+
+
+def _check_keys(mapped: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], fresh: list[str],
+                head: str | None, stem: str | None, transfer: bool, label: str, what: str) -> None:
+    """Refuse (one line) a state dict with missing or unexpected keys or other shapes than the model's;
+    the input normalisation, BatchNorm step counters and deliberately fresh keys may be missing."""
+    missing = [k for k in target if k not in mapped and not k.startswith("normalize.")
+               and not k.endswith("num_batches_tracked") and k not in fresh]
+    unexpected = [k for k in mapped if k not in target]
+    shapes = [k for k in mapped if k in target and mapped[k].shape != target[k].shape]
+    if not (missing or unexpected or shapes):
+        return
+    parts = []
+    if shapes:
+        k = shapes[0]
+        parts.append(f"shape of {k} is {_shape(mapped[k])} in the file but {_shape(target[k])} in the model"
+                     + (f" (+{len(shapes) - 1} more shape mismatches)" if len(shapes) > 1 else ""))
+    if missing:
+        parts.append(f"{len(missing)} missing key(s): {_few(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s): {_few(unexpected)}")
+    hint = _hint(shapes, mapped, target, head, stem, transfer)
+    raise CheckpointError(f"{label} do not fit {what}: " + "; ".join(parts) + hint)
+
+
+def _check_floats(mapped: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], label: str) -> None:
+    """Refuse integer tensors for floating-point parameters (``load_state_dict`` would cast them silently: an
+    integer file is not these weights)."""
+    ints = [k for k in mapped if target[k].is_floating_point() and not mapped[k].is_floating_point()]
+    if ints:
+        k = ints[0]
+        raise CheckpointError(f"{label}: tensor {k} is {str(mapped[k].dtype).removeprefix('torch.')} in the file "
+                              f"but a {str(target[k].dtype).removeprefix('torch.')} parameter of the model"
+                              + (f" (+{len(ints) - 1} more)" if len(ints) > 1 else "")
+                              + "; weights must be floating point (convert the file to float first)")
+
+
+def _check_normalisation(mapped: Mapping[str, torch.Tensor], label: str) -> None:
+    """Refuse a file's input normalisation outside the range of images in [0, 1] (a damaged file, or one made
+    for 0-255 inputs)."""
+    for k, (lo, hi) in (("normalize.mean", NORM_MEAN_RANGE), ("normalize.std", NORM_STD_RANGE)):
+        v = mapped.get(k)
+        if v is not None and v.numel() and not bool(((v >= lo) & (v <= hi)).all()):
+            raise CheckpointError(f"{label}: the file's input normalisation {k} is {v.flatten().tolist()[:4]}, "
+                                  f"outside [{lo:g}, {hi:g}] (images are in [0, 1]); the file is damaged or was "
+                                  f"made for another input scale")
+
+
 def fit_state_dict(sd: Mapping[str, torch.Tensor], model: nn.Module, *, classifier: str | None = None,
                    first_conv: str | None = None, filter_fn: Any = None, transfer: bool = False,
                    label: str = "the weights", what: str = "the model") -> Fitted:
@@ -301,68 +389,21 @@ def fit_state_dict(sd: Mapping[str, torch.Tensor], model: nn.Module, *, classifi
     target = model.state_dict()
     mapped = to_model_keys(sd, set(target))
     if filter_fn is not None:
-        net_sd = {k[4:]: v for k, v in mapped.items() if k.startswith("net.")}
-        try:
-            net_sd = filter_fn(net_sd, model.net)
-        except Exception as e:  # a converter meeting a layout it does not know: keep the keys as they are
-            log.debug("checkpoint filter skipped: %s", e)
-        mapped = {**{k: v for k, v in mapped.items() if not k.startswith("net.")},
-                  **{"net." + k: v for k, v in net_sd.items()}}
+        mapped = _apply_filter(mapped, filter_fn, model.net)
     notes: list[str] = []
     fresh: list[str] = []
     head = module_path(model.net, classifier, last=True)
     stem = module_path(model.net, first_conv, last=False)
     if transfer and head:
-        hp = f"net.{head}."
-        bad = [k for k, v in mapped.items() if k.startswith(hp) and k in target and v.shape != target[k].shape]
-        if bad:
-            old = mapped[bad[0]].shape[0]
-            for k in [k for k in mapped if k.startswith(hp)]:
-                del mapped[k]
-            fresh = [k for k in target if k.startswith(hp)]
-            notes.append(f"classifier net.{head} replaced: {old} → {target[bad[0]].shape[0]} classes (re-initialised)")
+        fresh = _drop_other_head(mapped, target, head, notes)
     if transfer and stem:
-        k = f"net.{stem}.weight"
-        if k in mapped and k in target and mapped[k].dim() == 4 and mapped[k].shape[1] != target[k].shape[1]:
-            from timm.models import adapt_input_conv
-
-            old = mapped[k].shape[1]
-            mapped[k] = adapt_input_conv(target[k].shape[1], mapped[k].float(), base_chans=old).to(mapped[k].dtype)
-            how = "summed over its input channels" if target[k].shape[1] == 1 else "tiled and rescaled"
-            notes.append(f"first conv net.{stem} adapted from {old} to {target[k].shape[1]} input channel(s) ({how})")
-    missing = [k for k in target if k not in mapped and not k.startswith("normalize.")
-               and not k.endswith("num_batches_tracked") and k not in fresh]
-    unexpected = [k for k in mapped if k not in target]
-    shapes = [k for k in mapped if k in target and mapped[k].shape != target[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if shapes:
-            k = shapes[0]
-            parts.append(f"shape of {k} is {_shape(mapped[k])} in the file but {_shape(target[k])} in the model"
-                         + (f" (+{len(shapes) - 1} more shape mismatches)" if len(shapes) > 1 else ""))
-        if missing:
-            parts.append(f"{len(missing)} missing key(s): {_few(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s): {_few(unexpected)}")
-        hint = _hint(shapes, mapped, target, head, stem, transfer)
-        raise CheckpointError(f"{label} do not fit {what}: " + "; ".join(parts) + hint)
-    ints = [k for k in mapped if target[k].is_floating_point() and not mapped[k].is_floating_point()]
-    if ints:  # load_state_dict would cast them silently: an integer file is not these weights
-        k = ints[0]
-        raise CheckpointError(f"{label}: tensor {k} is {str(mapped[k].dtype).removeprefix('torch.')} in the file "
-                              f"but a {str(target[k].dtype).removeprefix('torch.')} parameter of the model"
-                              + (f" (+{len(ints) - 1} more)" if len(ints) > 1 else "")
-                              + "; weights must be floating point (convert the file to float first)")
+        _adapt_stem(mapped, target, stem, notes)
+    _check_keys(mapped, target, fresh, head, stem, transfer, label, what)
+    _check_floats(mapped, target, label)
     for k in [k for k in mapped if k.endswith("num_batches_tracked")]:
         mapped[k] = mapped[k].to(target[k].dtype)
-    has_norm = any(k.startswith("normalize.") for k in mapped)
-    for k, (lo, hi) in (("normalize.mean", NORM_MEAN_RANGE), ("normalize.std", NORM_STD_RANGE)):
-        v = mapped.get(k)
-        if v is not None and v.numel() and not bool(((v >= lo) & (v <= hi)).all()):
-            raise CheckpointError(f"{label}: the file's input normalisation {k} is {v.flatten().tolist()[:4]}, "
-                                  f"outside [{lo:g}, {hi:g}] (images are in [0, 1]); the file is damaged or was "
-                                  f"made for another input scale")
-    return Fitted(mapped, notes, has_norm, fresh)
+    _check_normalisation(mapped, label)
+    return Fitted(mapped, notes, any(k.startswith("normalize.") for k in mapped), fresh)
 
 
 def _hint(shapes: list[str], mapped: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor],
