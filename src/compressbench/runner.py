@@ -45,6 +45,7 @@ from .jobs import (
 )
 from .measure.counting import param_counts
 from .measure.flops import count_flops
+from .measure.fresh import forked_workers
 from .measure.sizes import checkpoint_bytes
 from .plan import plan
 from .progress import progress_enabled
@@ -405,7 +406,10 @@ def execute(session: Session, exp: ResolvedExperiment, jobs: list[Job] | None = 
             session.ran.add(job.key)
         _store_job(session.store, job, res, session.results, session.run_id)
 
-    create_executor(exp, cache, session.progress).run(jobs, fn, on_done)
+    # the efficiency evaluator's timing processes fork from one template per run instead of each starting an
+    # interpreter and importing torch (measure.fresh: each measurement still has a process of its own)
+    with forked_workers():
+        create_executor(exp, cache, session.progress).run(jobs, fn, on_done)
     return done
 
 

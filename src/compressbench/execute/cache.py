@@ -409,12 +409,15 @@ def execute_job(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]
 
 
 def cpu_seconds() -> float:
-    """CPU time (user + sys) of this process and of the child processes it has waited for (e.g. a fresh timing
-    process); recorded with each job (``result.json``'s ``cpu_seconds``: what ``compressbench plan`` models)."""
+    """CPU time (user + sys) of this process, of the child processes it has waited for (e.g. a fresh timing
+    process) and of the timing processes a template forked for it (``measure.fresh``); recorded with each job
+    (``result.json``'s ``cpu_seconds``: what ``compressbench plan`` models)."""
     import resource
 
+    from ..measure.fresh import forked_cpu_seconds
+
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime + forked_cpu_seconds()
 
 
 def commit_job(job: Job, cache: Path, tmp: Path, measurements: list[dict[str, Any]], info: dict[str, Any],
