@@ -18,14 +18,23 @@ import resource
 import subprocess
 import sys
 
-COMMANDS = [["--help"], ["plan", "--help"], ["list"], ["list", "methods", "--params"],
-            ["validate", "configs/quickstart.yaml"]]
+COMMANDS = [
+    ["--help"],
+    ["plan", "--help"],
+    ["list"],
+    ["list", "methods", "--params"],
+    ["validate", "configs/quickstart.yaml"],
+]
 
 
 def cpu_of(args: list[str], src: str) -> float:
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-m", "compressbench", *args], capture_output=True,
-                   env={**os.environ, "PYTHONPATH": src}, check=False)
+    subprocess.run(
+        [sys.executable, "-m", "compressbench", *args],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": src},
+        check=False,
+    )
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
 

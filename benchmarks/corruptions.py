@@ -85,7 +85,7 @@ def ours_run(u8: torch.Tensor, name: str, params: str, batch: int) -> tuple[int,
     def run() -> None:
         for sev in range(1, 6):
             for s in range(0, n, batch):
-                corrupt(u8[s:s + batch], torch.arange(s, min(s + batch, n)), name, sev, params=params)
+                corrupt(u8[s : s + batch], torch.arange(s, min(s + batch, n)), name, sev, params=params)
 
     return (5 * n, *timed(run))
 
@@ -114,8 +114,18 @@ class Worker:
 
     def __init__(self, kind: str, src: str, size: int, n_ours: int, n_ref: int):
         env = {**os.environ, "PYTHONPATH": src}
-        cmd = [sys.executable, __file__, "--worker", kind, "--size", str(size), "--n-ours", str(n_ours),
-               "--n-ref", str(n_ref)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            kind,
+            "--size",
+            str(size),
+            "--n-ours",
+            str(n_ours),
+            "--n-ref",
+            str(n_ref),
+        ]
         self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def run(self, name: str, params: str = "-", batch: int = 0) -> tuple[int, float, float] | str:
@@ -180,11 +190,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--size", type=int, default=32, help="image side (the 15× target is defined at 32)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "corruptions.json"))
-    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
-                    help="the time the speed-up is computed from: the process's CPU time (default: robust on a "
-                         "shared, loaded machine) or wall-clock time (both are recorded)")
-    ap.add_argument("--before-src", default=None,
-                    help="another source tree's src/ (e.g. main's): timed as a 'before' column, interleaved")
+    ap.add_argument(
+        "--clock",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="the time the speed-up is computed from: the process's CPU time (default: robust on a "
+        "shared, loaded machine) or wall-clock time (both are recorded)",
+    )
+    ap.add_argument(
+        "--before-src",
+        default=None,
+        help="another source tree's src/ (e.g. main's): timed as a 'before' column, interleaved",
+    )
     ap.add_argument("--only", default=None, help="comma-separated corruptions (default: all 19)")
     ap.add_argument("--worker", choices=["ours", "ref"], default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -211,8 +228,11 @@ def main() -> None:
     names = args.only.split(",") if args.only else SUITES["all"]
     rows = []
     before = "before" in sides
-    print(f"{'corruption':18s} {'ours(imagenet)':>14s} {'ours(cifar)':>12s} {'imagecorr.':>11s} {'speedup':>8s}"
-          + (f" {'before':>8s} {'b.speedup':>9s} {'after/before':>12s}" if before else "") + "  status")
+    print(
+        f"{'corruption':18s} {'ours(imagenet)':>14s} {'ours(cifar)':>12s} {'imagecorr.':>11s} {'speedup':>8s}"
+        + (f" {'before':>8s} {'b.speedup':>9s} {'after/before':>12s}" if before else "")
+        + "  status"
+    )
     for name in names:
         o_in, o_ci, r, b = Rate(), Rate(), Rate(), Rate()
         status = "ok" if have_ref else "not installed"
@@ -228,23 +248,41 @@ def main() -> None:
             if args.size <= 64:  # the CIFAR constants are for small images
                 o_ci.add(*sides["ours"].run(name, "cifar", args.batch))
         ok = status == "ok"
-        row = {"corruption": name, "status": status,
-               "ours_imagenet_img_s": o_in.get(clock), "ours_cifar_img_s": o_ci.get(clock) or None,
-               "imagecorruptions_img_s": r.get(clock) if ok else None,
-               "speedup": o_in.get(clock) / r.get(clock) if ok else None,
-               "speedup_wall": o_in.wall / r.wall if ok else None,
-               "wall_img_s": {"ours_imagenet": o_in.wall, "ours_cifar": o_ci.wall or None,
-                              "imagecorruptions": r.wall if ok else None},
-               "cpu_img_s": {"ours_imagenet": o_in.cpu, "ours_cifar": o_ci.cpu or None,
-                             "imagecorruptions": r.cpu if ok else None}}
+        row = {
+            "corruption": name,
+            "status": status,
+            "ours_imagenet_img_s": o_in.get(clock),
+            "ours_cifar_img_s": o_ci.get(clock) or None,
+            "imagecorruptions_img_s": r.get(clock) if ok else None,
+            "speedup": o_in.get(clock) / r.get(clock) if ok else None,
+            "speedup_wall": o_in.wall / r.wall if ok else None,
+            "wall_img_s": {
+                "ours_imagenet": o_in.wall,
+                "ours_cifar": o_ci.wall or None,
+                "imagecorruptions": r.wall if ok else None,
+            },
+            "cpu_img_s": {
+                "ours_imagenet": o_in.cpu,
+                "ours_cifar": o_ci.cpu or None,
+                "imagecorruptions": r.cpu if ok else None,
+            },
+        }
         if before:
-            row.update({"before_img_s": b.get(clock), "before_speedup": b.get(clock) / r.get(clock) if ok else None,
-                        "after_over_before": o_in.get(clock) / b.get(clock),
-                        "before_wall_img_s": b.wall, "before_cpu_img_s": b.cpu})
+            row.update(
+                {
+                    "before_img_s": b.get(clock),
+                    "before_speedup": b.get(clock) / r.get(clock) if ok else None,
+                    "after_over_before": o_in.get(clock) / b.get(clock),
+                    "before_wall_img_s": b.wall,
+                    "before_cpu_img_s": b.cpu,
+                }
+            )
         rows.append(row)
         nan = float("nan")
-        line = (f"{name:18s} {o_in.get(clock):14.0f} {o_ci.get(clock) or nan:12.0f} "
-                f"{r.get(clock) if ok else nan:11.0f} {row['speedup'] or nan:7.1f}x")
+        line = (
+            f"{name:18s} {o_in.get(clock):14.0f} {o_ci.get(clock) or nan:12.0f} "
+            f"{r.get(clock) if ok else nan:11.0f} {row['speedup'] or nan:7.1f}x"
+        )
         if before:
             line += f" {b.get(clock):8.0f} {row['before_speedup'] or nan:8.1f}x {row['after_over_before']:11.2f}x"
         print(f"{line}  (wall {row['speedup_wall'] or nan:.1f}x)  {status}", flush=True)
@@ -256,20 +294,39 @@ def main() -> None:
     n_both = sum(1 for r in rows if r["speedup"])
     load = os.getloadavg()
     if geo:
-        print(f"geometric-mean speedup over {n_both} corruptions both implement: {geo:.1f}x ({clock} time; "
-              f"wall-clock: {geo_wall:.1f}x)" + (f"; before: {geo_before:.1f}x" if geo_before else ""))
+        print(
+            f"geometric-mean speedup over {n_both} corruptions both implement: {geo:.1f}x ({clock} time; "
+            f"wall-clock: {geo_wall:.1f}x)" + (f"; before: {geo_before:.1f}x" if geo_before else "")
+        )
         print(f"slowest row: {min(r['speedup'] for r in rows if r['speedup']):.1f}x")
     else:
         print("no reference")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"load average during run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {cores} usable cores")
-    out = {"rows": rows, "geomean_speedup": geo, "geomean_speedup_wall": geo_wall,
-           "geomean_speedup_before": geo_before, "before_src": args.before_src, "n_both": n_both, "threads": 1,
-           "n_ours": args.n_ours, "n_ref": args.n_ref, "batch": args.batch, "repeat": args.repeat, "clock": clock,
-           "timing": "best of repeat, interleaved", "image_size": args.size, "severities": [1, 2, 3, 4, 5],
-           "processes": "one worker process per side (ours, before, imagecorruptions)",
-           "loadavg": load, "cpu": cpu_model(), "cores": cores, "torch": torch.__version__,
-           "imagecorruptions": ic_version, "all_ours_work": all(r["ours_imagenet_img_s"] > 0 for r in rows)}
+    out = {
+        "rows": rows,
+        "geomean_speedup": geo,
+        "geomean_speedup_wall": geo_wall,
+        "geomean_speedup_before": geo_before,
+        "before_src": args.before_src,
+        "n_both": n_both,
+        "threads": 1,
+        "n_ours": args.n_ours,
+        "n_ref": args.n_ref,
+        "batch": args.batch,
+        "repeat": args.repeat,
+        "clock": clock,
+        "timing": "best of repeat, interleaved",
+        "image_size": args.size,
+        "severities": [1, 2, 3, 4, 5],
+        "processes": "one worker process per side (ours, before, imagecorruptions)",
+        "loadavg": load,
+        "cpu": cpu_model(),
+        "cores": cores,
+        "torch": torch.__version__,
+        "imagecorruptions": ic_version,
+        "all_ours_work": all(r["ours_imagenet_img_s"] > 0 for r in rows),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")

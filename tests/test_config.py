@@ -90,12 +90,15 @@ def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "compressbench", *args], capture_output=True, text=True, cwd=cwd)
 
 
-@pytest.mark.parametrize("bad, expect", [
-    ({"dataset": {"name": "nope"}}, "dataset.name"),
-    ({"train": {"epochs": -3}}, "train.epochs"),
-    ({"model": None}, "model"),
-    ({"seeds": [0, "a"]}, "seeds[1]"),
-])
+@pytest.mark.parametrize(
+    "bad, expect",
+    [
+        ({"dataset": {"name": "nope"}}, "dataset.name"),
+        ({"train": {"epochs": -3}}, "train.epochs"),
+        ({"model": None}, "model"),
+        ({"seeds": [0, "a"]}, "seeds[1]"),
+    ],
+)
 def test_cli_validate_exit_2_one_line(tmp_path, bad, expect, monkeypatch, capsys):
     raw = {**GOOD, **bad}
     if raw.get("model") is None:

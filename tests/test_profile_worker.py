@@ -45,19 +45,45 @@ def _wait_for(cond, timeout: float, step: float = 0.05):
 
 
 def _long_job(tmp: Path) -> dict:
-    return {"mode": "torch", "input_shape": [1, 3, 16, 16], "threads": 1, "throughput_batch": 0, "warmup": 0,
-            "repeats": 10_000_000, "throughput_repeats": 1, "device": "cpu",
-            "target": {"kind": "factory", "target": "tinycnn", "kwargs": {}, "input_shape": [1, 3, 16, 16]}}
+    return {
+        "mode": "torch",
+        "input_shape": [1, 3, 16, 16],
+        "threads": 1,
+        "throughput_batch": 0,
+        "warmup": 0,
+        "repeats": 10_000_000,
+        "throughput_repeats": 1,
+        "device": "cpu",
+        "target": {"kind": "factory", "target": "tinycnn", "kwargs": {}, "input_shape": [1, 3, 16, 16]},
+    }
 
 
 def test_sigkilled_driver_leaves_no_worker_and_no_folder(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = dict(os.environ, TMPDIR=str(tmp), PYTHONPATH=SRC, COMPRESSBENCH_PROGRESS="0")
-    driver = subprocess.Popen([sys.executable, "-m", "compressbench", "profile", "tinycnn",
-                               "--input-shape", "1,3,16,16", "--repeats", "10000000", "--warmup", "0", "--batch", "0",
-                               "--no-onnx"],
-                              env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "compressbench",
+            "profile",
+            "tinycnn",
+            "--input-shape",
+            "1,3,16,16",
+            "--repeats",
+            "10000000",
+            "--warmup",
+            "0",
+            "--batch",
+            "0",
+            "--no-onnx",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         workers = _wait_for(lambda: {p: c for p, c in _procs_mentioning(str(tmp)).items() if "--parent" in c}, 120)
         assert workers, "no worker process started"
@@ -92,9 +118,13 @@ def test_worker_exits_when_parent_closes_pipe(tmp_path):
 
     job = tmp_path / "job.json"
     job.write_text(json.dumps(_long_job(tmp_path)))
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(job), str(tmp_path / "out.json"), "--parent",
-                             str(os.getpid())], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=SRC))
+    proc = subprocess.Popen(
+        [sys.executable, str(WORKER), str(job), str(tmp_path / "out.json"), "--parent", str(os.getpid())],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, PYTHONPATH=SRC),
+    )
     try:
         time.sleep(0.5)
         assert proc.poll() is None
@@ -155,13 +185,19 @@ def test_forked_worker_timeout_kills_the_child_and_the_template_serves_on(tmp_pa
 
 
 def test_sigkilled_driver_takes_template_and_child_along(tmp_path):
-    code = ("import sys; from compressbench.measure.fresh import forked_workers, run_worker\n"
-            "job = {'mode': 'torch', 'input_shape': [1, 3, 16, 16], 'threads': 1, 'throughput_batch': 0, "
-            "'warmup': 0, 'repeats': 10_000_000, 'throughput_repeats': 1, 'device': 'cpu', 'target': "
-            "{'kind': 'factory', 'target': 'tinycnn', 'kwargs': {}, 'input_shape': [1, 3, 16, 16]}}\n"
-            "with forked_workers():\n    run_worker(job)\n")
-    driver = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=SRC),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    code = (
+        "import sys; from compressbench.measure.fresh import forked_workers, run_worker\n"
+        "job = {'mode': 'torch', 'input_shape': [1, 3, 16, 16], 'threads': 1, 'throughput_batch': 0, "
+        "'warmup': 0, 'repeats': 10_000_000, 'throughput_repeats': 1, 'device': 'cpu', 'target': "
+        "{'kind': 'factory', 'target': 'tinycnn', 'kwargs': {}, 'input_shape': [1, 3, 16, 16]}}\n"
+        "with forked_workers():\n    run_worker(job)\n"
+    )
+    driver = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=dict(os.environ, PYTHONPATH=SRC),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         mark = f"--template --parent {driver.pid}"
         tpl = _wait_for(lambda: list(_procs_mentioning(mark)), 120)

@@ -32,15 +32,32 @@ PRUNED = "prune.unstructured@params=0.5"
 
 
 def _config(d: Path) -> dict:
-    return {"name": "rm", "seeds": [0], "dataset": {"name": "digits", "eval_subset": 200},
-            "model": {"name": "tinycnn"}, "train": {"epochs": 2, "batch_size": 64, "lr": 0.1, "augment": "none"},
-            "variants": [{"method": "prune.unstructured", "params": {"finetune": {"epochs": 0.2}},
-                          "budget": {"params": 0.5}}],
-            "evaluations": [{"evaluator": "clean"},
-                            {"evaluator": "efficiency", "params": {
-                                "repeats": 30, "warmup": 3, "throughput_batch": 8, "throughput_repeats": 2,
-                                "fresh_process": False, "onnx": False}}],
-            "cache_dir": str(d / "cache"), "store": str(d / "s.sqlite")}
+    return {
+        "name": "rm",
+        "seeds": [0],
+        "dataset": {"name": "digits", "eval_subset": 200},
+        "model": {"name": "tinycnn"},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 0.1, "augment": "none"},
+        "variants": [
+            {"method": "prune.unstructured", "params": {"finetune": {"epochs": 0.2}}, "budget": {"params": 0.5}}
+        ],
+        "evaluations": [
+            {"evaluator": "clean"},
+            {
+                "evaluator": "efficiency",
+                "params": {
+                    "repeats": 30,
+                    "warmup": 3,
+                    "throughput_batch": 8,
+                    "throughput_repeats": 2,
+                    "fresh_process": False,
+                    "onnx": False,
+                },
+            },
+        ],
+        "cache_dir": str(d / "cache"),
+        "store": str(d / "s.sqlite"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -87,16 +104,21 @@ def _eff(store: ResultStore, variant: str, **kw) -> list[dict]:
 def _state(d: Path) -> tuple:
     """Everything a refusal must leave as it was: every table's rows and the cache's job folders."""
     s = ResultStore(d / "s.sqlite")
-    return (json.dumps(s.raw_rows(), default=str), json.dumps(s.runs(), default=str), s.superseded(),
-            sorted(p.name for p in (d / "cache" / "jobs").iterdir()))
+    return (
+        json.dumps(s.raw_rows(), default=str),
+        json.dumps(s.runs(), default=str),
+        s.superseded(),
+        sorted(p.name for p in (d / "cache" / "jobs").iterdir()),
+    )
 
 
 def test_noisy_row_is_retimed_kept_quieter_and_old_recorded(copy, quiet_thresholds, capsys):
     store = ResultStore(copy / "s.sqlite")
     old = _eff(store, PRUNED)
     old_key = old[0]["job_key"]
-    assert main(["recommend", str(copy / "s.sqlite"), "--objective", "latency_b1_ms", "--max-drop",
-                 "clean_top1=50"]) == 0
+    assert (
+        main(["recommend", str(copy / "s.sqlite"), "--objective", "latency_b1_ms", "--max-drop", "clean_top1=50"]) == 0
+    )
     before = capsys.readouterr().out
     assert f"RECOMMENDED: {PRUNED}" not in before and "noisy" in before
 
@@ -109,16 +131,21 @@ def test_noisy_row_is_retimed_kept_quieter_and_old_recorded(copy, quiet_threshol
     new_key = new[0]["job_key"]
     assert new_key != old_key and {r["job_key"] for r in new} == {new_key}
     label = ("experiment", "variant", "method", "budget_kind", "budget_target", "budget_achieved", "seed", "evaluator")
-    assert {tuple(r[k] for k in (*label, "metric")) for r in new} == {tuple(r[k] for k in (*label, "metric"))
-                                                                     for r in old}
+    assert {tuple(r[k] for k in (*label, "metric")) for r in new} == {
+        tuple(r[k] for k in (*label, "metric")) for r in old
+    }
     # the same protocol (threads, batch): the conditions are the old ones
     assert {r["condition"] for r in new} == {r["condition"] for r in old}
     # the old rows stay, unchanged, and are recorded as superseded by the new job
     everything = _eff(store, PRUNED, superseded=True)
     assert [r for r in everything if r["job_key"] == old_key] == old
     (sup,) = store.superseded("rm")
-    assert (sup["variant"], sup["job_key"], sup["by_job_key"], sup["evaluator"]) == (PRUNED, old_key, new_key,
-                                                                                    "efficiency")
+    assert (sup["variant"], sup["job_key"], sup["by_job_key"], sup["evaluator"]) == (
+        PRUNED,
+        old_key,
+        new_key,
+        "efficiency",
+    )
     assert sup["at"] and "quieter" in sup["why"]
     run_row = next(r for r in store.runs() if r["run_id"] == sup["run_id"])
     assert run_row["host_json"]["cpu"] and {r["run_id"] for r in new} == {sup["run_id"]}
@@ -126,8 +153,9 @@ def test_noisy_row_is_retimed_kept_quieter_and_old_recorded(copy, quiet_threshol
     rec = json.loads((copy / "cache" / "jobs" / new_key / "result.json").read_text())
     assert rec["spec"]["remeasure_of"] == old_key and rec["record_sha256"] == record_hash(rec)
     old_rec = json.loads((copy / "cache" / "jobs" / old_key / "result.json").read_text())
-    assert rec["spec"]["params"] == old_rec["spec"]["params"] and rec["spec"]["model_job"] == old_rec["spec"][
-        "model_job"]
+    assert (
+        rec["spec"]["params"] == old_rec["spec"]["params"] and rec["spec"]["model_job"] == old_rec["spec"]["model_job"]
+    )
     assert verify_store(copy / "s.sqlite", copy / "cache").ok
     assert main(["verify", str(copy / "s.sqlite"), "--cache", str(copy / "cache")]) == 0
     # every reader sees the kept rows
@@ -142,8 +170,9 @@ def test_noisy_row_is_retimed_kept_quieter_and_old_recorded(copy, quiet_threshol
     capsys.readouterr()
     assert main(["results", str(copy / "s.sqlite"), "--superseded"]) == 0
     assert f"job {old_key[:12]} superseded by job {new_key[:12]}" in capsys.readouterr().out
-    assert main(["recommend", str(copy / "s.sqlite"), "--objective", "latency_b1_ms", "--max-drop",
-                 "clean_top1=50"]) == 0
+    assert (
+        main(["recommend", str(copy / "s.sqlite"), "--objective", "latency_b1_ms", "--max-drop", "clean_top1=50"]) == 0
+    )
     assert f"RECOMMENDED: {PRUNED}" in capsys.readouterr().out
     # nothing noisy is left: a second remeasure re-times nothing
     assert _remeasure(copy) == 0
@@ -215,16 +244,28 @@ def _drop_record(d: Path) -> None:
     shutil.rmtree(d / "cache" / "jobs" / key)
 
 
-@pytest.mark.parametrize("case, args, prepare, says", [
-    ("evaluator", ["--evaluator", "clean"], None, "--evaluator clean: it does not measure time"),
-    ("tries", ["--evaluator", "efficiency", "--tries", "0"], None, "--tries must be between 1 and 20"),
-    ("unknown evaluator", ["--evaluator", "efficency"], None, "did you mean 'efficiency'"),
-    ("variant", ["--evaluator", "efficiency", "--variant", "prune"], None, "--variant: no variant 'prune'"),
-    ("no jobs folder", ["--evaluator", "efficiency", "--cache", "EMPTY"], None, "holds no jobs folder"),
-    ("record missing", ["--evaluator", "efficiency", "--cache", "CACHE"], _drop_record, "is not there in the cache"),
-    ("tampered model", ["--evaluator", "efficiency", "--cache", "CACHE", "--all"], _tamper_model,
-     "does not match its sha256"),
-])
+@pytest.mark.parametrize(
+    "case, args, prepare, says",
+    [
+        ("evaluator", ["--evaluator", "clean"], None, "--evaluator clean: it does not measure time"),
+        ("tries", ["--evaluator", "efficiency", "--tries", "0"], None, "--tries must be between 1 and 20"),
+        ("unknown evaluator", ["--evaluator", "efficency"], None, "did you mean 'efficiency'"),
+        ("variant", ["--evaluator", "efficiency", "--variant", "prune"], None, "--variant: no variant 'prune'"),
+        ("no jobs folder", ["--evaluator", "efficiency", "--cache", "EMPTY"], None, "holds no jobs folder"),
+        (
+            "record missing",
+            ["--evaluator", "efficiency", "--cache", "CACHE"],
+            _drop_record,
+            "is not there in the cache",
+        ),
+        (
+            "tampered model",
+            ["--evaluator", "efficiency", "--cache", "CACHE", "--all"],
+            _tamper_model,
+            "does not match its sha256",
+        ),
+    ],
+)
 def test_refusals_are_one_line_and_change_nothing(copy, capsys, case, args, prepare, says):
     if prepare:
         prepare(copy)
@@ -245,9 +286,11 @@ def test_refuses_what_is_not_a_store(tmp_path, capsys):
     with sqlite3.connect(tmp_path / "foreign.sqlite") as c:
         c.execute("CREATE TABLE a (x)")
     digest = hashlib.sha256((tmp_path / "foreign.sqlite").read_bytes()).hexdigest()
-    for path, says in ((tmp_path / "none.sqlite", "no results store there"),
-                       (tmp_path / "x.txt", "not an SQLite file"),
-                       (tmp_path / "foreign.sqlite", "not a compressbench results store")):
+    for path, says in (
+        (tmp_path / "none.sqlite", "no results store there"),
+        (tmp_path / "x.txt", "not an SQLite file"),
+        (tmp_path / "foreign.sqlite", "not a compressbench results store"),
+    ):
         assert main(["remeasure", str(path), "--evaluator", "efficiency"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and says in err, err

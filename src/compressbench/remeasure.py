@@ -131,15 +131,24 @@ def _check_evaluator(name: str) -> None:
     timing = [n for n in known if evaluators.spec(n).measures_time]
     if name not in known:
         near = difflib.get_close_matches(name, known, n=1)
-        raise RemeasureError(f"--evaluator: no evaluator '{name}'{f'; did you mean {near[0]!r}?' if near else ''} "
-                             f"(timing evaluators: {', '.join(timing) or 'none'})")
+        raise RemeasureError(
+            f"--evaluator: no evaluator '{name}'{f'; did you mean {near[0]!r}?' if near else ''} "
+            f"(timing evaluators: {', '.join(timing) or 'none'})"
+        )
     if not evaluators.spec(name).measures_time:
-        raise RemeasureError(f"--evaluator {name}: it does not measure time; remeasure re-times timing evaluators "
-                             f"({', '.join(timing) or 'none'})")
+        raise RemeasureError(
+            f"--evaluator {name}: it does not measure time; remeasure re-times timing evaluators "
+            f"({', '.join(timing) or 'none'})"
+        )
 
 
-def select(store: ResultStore, evaluator: str, variants: list[str] | None = None, every: bool = False,
-           experiment: str | None = None) -> tuple[list[Target], list[Target]]:
+def select(
+    store: ResultStore,
+    evaluator: str,
+    variants: list[str] | None = None,
+    every: bool = False,
+    experiment: str | None = None,
+) -> tuple[list[Target], list[Target]]:
     """(the timing jobs to re-time, every timing job of ``evaluator``) in the store's current rows."""
     exps = store.experiments()
     if experiment is not None and experiment not in exps:
@@ -150,8 +159,10 @@ def select(store: ResultStore, evaluator: str, variants: list[str] | None = None
     for v in variants or []:
         if v not in names:
             near = [n for n in names if v in n][:1] or difflib.get_close_matches(v, names, n=1)
-            raise RemeasureError(f"--variant: no variant '{v}' in {store.path}"
-                                 f"{f'; did you mean {near[0]!r}?' if near else ''} (known: {', '.join(names)})")
+            raise RemeasureError(
+                f"--variant: no variant '{v}' in {store.path}"
+                f"{f'; did you mean {near[0]!r}?' if near else ''} (known: {', '.join(names)})"
+            )
         if not any(r["variant"] == v for r in mine):
             raise RemeasureError(f"--variant {v}: it has no {evaluator} rows in {store.path} (nothing to re-time)")
     if not mine:
@@ -173,8 +184,10 @@ def select(store: ResultStore, evaluator: str, variants: list[str] | None = None
 def _run_config(store: ResultStore, t: Target, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     run = runs.get(t.rows[0]["run_id"] or "")
     if run is None:
-        raise RemeasureError(f"the store has no record of the run that timed '{t.variant}' (run "
-                             f"{t.rows[0]['run_id']}): its cache and config are unknown")
+        raise RemeasureError(
+            f"the store has no record of the run that timed '{t.variant}' (run "
+            f"{t.rows[0]['run_id']}): its cache and config are unknown"
+        )
     return run
 
 
@@ -184,13 +197,16 @@ def _verified(cache: Path, key: str, what: str, upstream: dict[str, Any] | None 
     res, why = inspect_cached(cache, key, upstream)
     if res is None:
         state = f"is damaged ({why})" if why else "is not there"
-        raise RemeasureError(f"{what} (job {key[:12]}) {state} in the cache {cache}: give the cache the run used with "
-                             f"--cache, or rerun `compressbench run` to rebuild it (remeasure rebuilds nothing)")
+        raise RemeasureError(
+            f"{what} (job {key[:12]}) {state} in the cache {cache}: give the cache the run used with "
+            f"--cache, or rerun `compressbench run` to rebuild it (remeasure rebuilds nothing)"
+        )
     return res
 
 
-def prepare(store: ResultStore, targets: list[Target], evaluator: str, cache: str | Path | None = None,
-            trust: bool = False) -> dict[str, Any]:
+def prepare(
+    store: ResultStore, targets: list[Target], evaluator: str, cache: str | Path | None = None, trust: bool = False
+) -> dict[str, Any]:
     """Check every target before anything is timed: its run, its config, the records of its timing job, of the job
     that made its model and of the parent's, their files' checksums, its params here. Fills each target's
     re-timing job. Returns the experiments' resolved configs by run id."""
@@ -208,11 +224,15 @@ def prepare(store: ResultStore, targets: list[Target], evaluator: str, cache: st
         cfg = t.run.get("config_json") or {}
         where = Path(cache) if cache is not None else Path(cfg.get("cache_dir") or "")
         if not (where / "jobs").is_dir():
-            raise RemeasureError(f"the cache of the run that timed '{t.variant}' ({where}) holds no jobs folder: give "
-                                 f"the run's cache_dir with --cache")
+            raise RemeasureError(
+                f"the cache of the run that timed '{t.variant}' ({where}) holds no jobs folder: give "
+                f"the run's cache_dir with --cache"
+            )
         if not os.access(where / "jobs", os.W_OK | os.X_OK):
-            raise RemeasureError(f"the cache {where} is not writable: the re-timing is a new job of it; fix the "
-                                 f"permissions or copy the cache and give --cache")
+            raise RemeasureError(
+                f"the cache {where} is not writable: the re-timing is a new job of it; fix the "
+                f"permissions or copy the cache and give --cache"
+            )
         what = f"the {evaluator} record of '{t.variant}' seed {t.seed}"
         rec_res = _verified(where, t.job_key, what)
         rec = json.loads((rec_res.dir / "result.json").read_bytes())
@@ -226,34 +246,60 @@ def prepare(store: ResultStore, targets: list[Target], evaluator: str, cache: st
         if run_id not in resolved:
             named = sorted(_object_paths(cfg))
             if named and not trust:
-                raise RemeasureError(f"the run's config names code ({', '.join(named[:3])}); resolving it again "
-                                     f"imports that code: pass --trust-code if you trust the store {store.path}")
+                raise RemeasureError(
+                    f"the run's config names code ({', '.join(named[:3])}); resolving it again "
+                    f"imports that code: pass --trust-code if you trust the store {store.path}"
+                )
             try:
                 resolved[run_id] = resolve_config(cfg)
             except UserError as e:
                 raise RemeasureError(f"the config of run {run_id} no longer resolves here: {e}") from None
         exp = resolved[run_id]
-        ds = next((p.dataset for p in exp.parts
-                   if json.dumps(dataset_record(p.dataset), sort_keys=True, default=str)
-                   == json.dumps(spec.get("dataset"), sort_keys=True, default=str)), None)
+        ds = next(
+            (
+                p.dataset
+                for p in exp.parts
+                if json.dumps(dataset_record(p.dataset), sort_keys=True, default=str)
+                == json.dumps(spec.get("dataset"), sort_keys=True, default=str)
+            ),
+            None,
+        )
         if ds is None:
-            raise RemeasureError(f"{what}: its images ({(spec.get('dataset') or {}).get('name')}) are not a dataset of "
-                                 f"its run's config here")
+            raise RemeasureError(
+                f"{what}: its images ({(spec.get('dataset') or {}).get('name')}) are not a dataset of "
+                f"its run's config here"
+            )
         try:
             params = spec_ev.params.model_validate(spec.get("params") or {}) if spec_ev.params else None
         except Exception as e:  # pydantic: the recorded params do not validate under this version
-            raise RemeasureError(f"{what}: its params do not validate here ({str(e).splitlines()[0][:160]})"
-                                 ) from None
+            raise RemeasureError(f"{what}: its params do not validate here ({str(e).splitlines()[0][:160]})") from None
         first = t.rows[0]
         from .config import Budget
 
         budget = Budget(first["budget_kind"], float(first["budget_target"])) if first["budget_kind"] else None
-        new = RemeasureSpec(evaluator, params, spec.get("eval_subset"), ds, int(spec["seed"]), spec["model_job"],
-                            spec["parent_job"], remeasure_of=t.job_key, at=at)
+        new = RemeasureSpec(
+            evaluator,
+            params,
+            spec.get("eval_subset"),
+            ds,
+            int(spec["seed"]),
+            spec["model_job"],
+            spec["parent_job"],
+            remeasure_of=t.job_key,
+            at=at,
+        )
         from .config import BASELINE
 
-        labels = JobLabels(t.experiment, t.seed, t.variant, first["method"], budget, evaluator, spec_ev.version,
-                           is_parent=first["method"] == BASELINE)
+        labels = JobLabels(
+            t.experiment,
+            t.seed,
+            t.variant,
+            first["method"],
+            budget,
+            evaluator,
+            spec_ev.version,
+            is_parent=first["method"] == BASELINE,
+        )
         t.job = retime_job(new, labels)
         t.upstream, t.cache = {spec["model_job"]: model, spec["parent_job"]: parent}, where
     return resolved
@@ -269,14 +315,30 @@ def retime_job(spec: RemeasureSpec, labels: JobLabels) -> Job:
 
 
 def _superseded(loser: str, winner: str, t: Target, run_id: str, why: str) -> dict[str, Any]:
-    return {"experiment": t.experiment, "variant": t.variant, "seed": t.seed, "evaluator": t.rows[0]["evaluator"],
-            "job_key": loser, "by_job_key": winner, "run_id": run_id,
-            "at": dt.datetime.now(dt.timezone.utc).isoformat(), "why": why}
+    return {
+        "experiment": t.experiment,
+        "variant": t.variant,
+        "seed": t.seed,
+        "evaluator": t.rows[0]["evaluator"],
+        "job_key": loser,
+        "by_job_key": winner,
+        "run_id": run_id,
+        "at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "why": why,
+    }
 
 
-def remeasure(store_path: str | Path, evaluator: str = "efficiency", variants: list[str] | None = None,
-              every: bool = False, experiment: str | None = None, cache: str | Path | None = None,
-              trust: bool = False, progress: Callable[[str], None] | None = None, tries: int = 1) -> list[Outcome]:
+def remeasure(
+    store_path: str | Path,
+    evaluator: str = "efficiency",
+    variants: list[str] | None = None,
+    every: bool = False,
+    experiment: str | None = None,
+    cache: str | Path | None = None,
+    trust: bool = False,
+    progress: Callable[[str], None] | None = None,
+    tries: int = 1,
+) -> list[Outcome]:
     """Re-time the store's timing jobs of ``evaluator`` (see the module docstring), each up to ``tries`` times
     until the kept measurement is quiet. Raises :class:`RemeasureError` (one line; nothing timed or written) for
     a path that is not a store, an evaluator that does not time, an unknown variant, a cache whose records or
@@ -309,9 +371,17 @@ def remeasure(store_path: str | Path, evaluator: str = "efficiency", variants: l
                 torch.set_num_threads(exp.threads)
             mine = [r for r in all_runs if r.get("experiment") in (t.experiment, t.experiment.rsplit(".", 1)[0])]
             cfg = latest_config(mine) or t.run.get("config_json") or {}  # readers keep reading the latest config
-            store.add_run(run_id, t.run.get("experiment") or t.experiment, dt.datetime.now(dt.timezone.utc).isoformat(),
-                          cfg, _git_hash(), versions(exp), str(resolve_device(exp.device)), host_info(),
-                          plugins=exp.plugins.to_json())
+            store.add_run(
+                run_id,
+                t.run.get("experiment") or t.experiment,
+                dt.datetime.now(dt.timezone.utc).isoformat(),
+                cfg,
+                _git_hash(),
+                versions(exp),
+                str(resolve_device(exp.device)),
+                host_info(),
+                plugins=exp.plugins.to_json(),
+            )
             record_run(store, run_id, {evaluator})
             run_ids[t.experiment] = run_id
         run_id = run_ids[t.experiment]
@@ -322,8 +392,16 @@ def remeasure(store_path: str | Path, evaluator: str = "efficiency", variants: l
     return out
 
 
-def _retime(store: ResultStore, t: Target, env: Any, run_id: str, evaluator: str, tries: int, tag: str,
-            say: Callable[[str], None]) -> Outcome:
+def _retime(
+    store: ResultStore,
+    t: Target,
+    env: Any,
+    run_id: str,
+    evaluator: str,
+    tries: int,
+    tag: str,
+    say: Callable[[str], None],
+) -> Outcome:
     """Up to ``tries`` re-timings of one job, each compared with the measurement kept so far (the loser's rows
     superseded in the same transaction as the new rows), until the kept one is quiet."""
     from .execute.cache import execute_job
@@ -334,8 +412,11 @@ def _retime(store: ResultStore, t: Target, env: Any, run_id: str, evaluator: str
     cur_key, cur = t.job_key, t.timings
     for attempt in range(1, tries + 1):
         now = dt.datetime.now(dt.timezone.utc).isoformat()
-        job = t.job if attempt == 1 else retime_job(
-            dataclasses.replace(t.job.spec, remeasure_of=cur_key, at=now), t.job.labels)  # type: ignore[arg-type]
+        job = (
+            t.job
+            if attempt == 1
+            else retime_job(dataclasses.replace(t.job.spec, remeasure_of=cur_key, at=now), t.job.labels)
+        )  # type: ignore[arg-type]
         more = f", attempt {attempt}/{tries}" if tries > 1 else ""
         say(f"{tag} {job.describe()} ({'noisy' if t.noisy else 'asked'}{more}) ...")
         res = execute_job(job, t.cache, lambda j, d, up: job_evaluate(j, d, up, env), t.upstream)
@@ -360,8 +441,10 @@ def _retime(store: ResultStore, t: Target, env: Any, run_id: str, evaluator: str
             break
     o.kept = "new" if cur_key != t.job_key else "old"
     if o.attempts:
-        say(f"{tag} {t.variant} seed {t.seed}: kept the {o.kept} measurement"
-            + (f" after {o.attempts} attempt(s)" if tries > 1 else ""))
+        say(
+            f"{tag} {t.variant} seed {t.seed}: kept the {o.kept} measurement"
+            + (f" after {o.attempts} attempt(s)" if tries > 1 else "")
+        )
     return o
 
 
@@ -402,28 +485,54 @@ def lines(outcomes: list[Outcome]) -> list[str]:
 
 def add_remeasure_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", help="the results store (SQLite) whose timing rows to re-time")
-    p.add_argument("--evaluator", required=True, metavar="NAME",
-                   help="the timing evaluator whose rows to re-time (one that measures time: efficiency)")
-    p.add_argument("--all", action="store_true", dest="every",
-                   help="re-time every variant's rows (default: only those flagged noisy)")
+    p.add_argument(
+        "--evaluator",
+        required=True,
+        metavar="NAME",
+        help="the timing evaluator whose rows to re-time (one that measures time: efficiency)",
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        dest="every",
+        help="re-time every variant's rows (default: only those flagged noisy)",
+    )
     p.add_argument("--variant", action="append", metavar="NAME", help="re-time this variant's rows (repeatable)")
     p.add_argument("--experiment", help="only this experiment of the store")
     p.add_argument("--cache", metavar="DIR", help="the cache_dir the run used (default: the one its config names)")
-    p.add_argument("--tries", type=int, default=1, metavar="N",
-                   help="re-time a job up to N times until the kept measurement is quiet (default 1; each attempt "
-                        "is recorded)")
-    p.add_argument("--trust-code", action="store_true",
-                   help="resolve a run config that names code (package.module:object) again, importing it")
+    p.add_argument(
+        "--tries",
+        type=int,
+        default=1,
+        metavar="N",
+        help="re-time a job up to N times until the kept measurement is quiet (default 1; each attempt is recorded)",
+    )
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="resolve a run config that names code (package.module:object) again, importing it",
+    )
 
 
 def remeasure_command(args: argparse.Namespace) -> int:
     """``compressbench remeasure``: exit 0 all re-timed (or nothing to re-time), 1 some re-timing failed."""
     store = Path(args.store)
-    outcomes = remeasure(store, args.evaluator, args.variant, args.every, args.experiment, args.cache,
-                         args.trust_code, progress=lambda s: print(s, file=sys.stderr, flush=True), tries=args.tries)
+    outcomes = remeasure(
+        store,
+        args.evaluator,
+        args.variant,
+        args.every,
+        args.experiment,
+        args.cache,
+        args.trust_code,
+        progress=lambda s: print(s, file=sys.stderr, flush=True),
+        tries=args.tries,
+    )
     if not outcomes:
-        print(f"no noisy {args.evaluator} timing in {store} (thresholds: IQR/median > {noise.SPREAD_MAX:g}, load on "
-              f"free cores > {noise.LOAD_MAX:g}; docs/efficiency.md): nothing re-timed (--all re-times every variant)")
+        print(
+            f"no noisy {args.evaluator} timing in {store} (thresholds: IQR/median > {noise.SPREAD_MAX:g}, load on "
+            f"free cores > {noise.LOAD_MAX:g}; docs/efficiency.md): nothing re-timed (--all re-times every variant)"
+        )
         return 0
     print(f"re-timed {len(outcomes)} {args.evaluator} job(s) in {store}: median (IQR, load on free cores) old -> new")
     for line in lines(outcomes):
@@ -432,5 +541,16 @@ def remeasure_command(args: argparse.Namespace) -> int:
     return 1 if any(o.error for o in outcomes) else 0
 
 
-__all__ = ["remeasure", "select", "prepare", "quietness", "lines", "Outcome", "Target", "RemeasureError",
-           "RemeasureSpec", "add_remeasure_arguments", "remeasure_command"]
+__all__ = [
+    "remeasure",
+    "select",
+    "prepare",
+    "quietness",
+    "lines",
+    "Outcome",
+    "Target",
+    "RemeasureError",
+    "RemeasureSpec",
+    "add_remeasure_arguments",
+    "remeasure_command",
+]

@@ -58,9 +58,12 @@ class ScratchDir:
                 self.base.mkdir(parents=True, exist_ok=True)
             self._path = Path(tempfile.mkdtemp(prefix="cb-profile-", dir=self.base))
             try:
-                self._janitor = subprocess.Popen([sys.executable, "-I", str(WORKER), "--janitor", str(self._path)],
-                                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                                 stderr=subprocess.DEVNULL)
+                self._janitor = subprocess.Popen(
+                    [sys.executable, "-I", str(WORKER), "--janitor", str(self._path)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             except OSError as e:  # pragma: no cover — still removed by close()
                 log.debug("no janitor for %s: %s", self._path, e)
         return self._path
@@ -84,9 +87,13 @@ class _Template:
     """A ``worker.py --template`` process: forks one child per job (see :func:`.worker.template`)."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(WORKER), "--template", "--parent", str(os.getpid())],
-                                     env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WORKER), "--template", "--parent", str(os.getpid())],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
         self.lock = threading.Lock()
 
     def _line(self, timeout: float | None) -> str | None:
@@ -105,8 +112,9 @@ class _Template:
         with self.lock:
             assert self.proc.stdin is not None
             try:
-                self.proc.stdin.write((json.dumps({"job": str(jpath), "out": str(opath), "log": str(lpath)}) + "\n")
-                                      .encode())
+                self.proc.stdin.write(
+                    (json.dumps({"job": str(jpath), "out": str(opath), "log": str(lpath)}) + "\n").encode()
+                )
                 self.proc.stdin.flush()
             except OSError as e:  # a broken pipe: the template died
                 raise EOFError(f"the worker template exited ({e})") from None
@@ -210,9 +218,13 @@ def run_worker(job: dict[str, Any], timeout: float = 900.0, scratch: ScratchDir 
                     raise subprocess.TimeoutExpired(["worker", str(jpath)], timeout)
                 return _result(job, rc, opath, lpath)
             with open(lpath, "wb") as logf:
-                proc = subprocess.Popen([sys.executable, str(WORKER), str(jpath), str(opath), "--parent",
-                                         str(os.getpid())], env=env, stdin=subprocess.PIPE, stdout=logf,
-                                        stderr=subprocess.STDOUT)
+                proc = subprocess.Popen(
+                    [sys.executable, str(WORKER), str(jpath), str(opath), "--parent", str(os.getpid())],
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                )
                 try:
                     rc = proc.wait(timeout)
                 finally:  # timeout, Ctrl-C, any error: the worker does not outlive this call

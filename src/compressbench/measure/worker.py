@@ -120,9 +120,17 @@ def _time_torch_target(job: dict[str, Any]) -> dict[str, Any]:
         model = build_factory(t)
     else:
         raise ValueError(f"unknown target kind '{t['kind']}'")
-    res = measure_torch_model(model, tuple(job["input_shape"]), int(job["threads"]), int(job["throughput_batch"]),
-                              int(job["warmup"]), int(job["repeats"]), int(job["throughput_repeats"]),
-                              job.get("device", "cpu"), rss_base_kb=base)
+    res = measure_torch_model(
+        model,
+        tuple(job["input_shape"]),
+        int(job["threads"]),
+        int(job["throughput_batch"]),
+        int(job["warmup"]),
+        int(job["repeats"]),
+        int(job["throughput_repeats"]),
+        job.get("device", "cpu"),
+        rss_base_kb=base,
+    )
     res["torch_threads"] = torch.get_num_threads()
     return res
 
@@ -133,8 +141,15 @@ def main(job_path: str, out_path: str) -> int:
     if job["mode"] == "onnx":
         from compressbench.measure.onnxrt import time_onnx
 
-        res = time_onnx(job["path"], tuple(job["input_shape"]), int(job["threads"]), int(job["throughput_batch"]),
-                        int(job["warmup"]), int(job["repeats"]), int(job["throughput_repeats"]))
+        res = time_onnx(
+            job["path"],
+            tuple(job["input_shape"]),
+            int(job["threads"]),
+            int(job["throughput_batch"]),
+            int(job["warmup"]),
+            int(job["repeats"]),
+            int(job["throughput_repeats"]),
+        )
         res["torch_imported"] = "torch" in sys.modules
     elif job["mode"] == "torch":
         res = _time_torch_target(job)

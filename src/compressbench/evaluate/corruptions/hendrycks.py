@@ -41,23 +41,51 @@ from .textures import frost_textures
 
 Fn = Callable[[torch.Tensor, ops.BatchRNG, Any, str], torch.Tensor]
 
-CIFAR_C = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
-           "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
-           "jpeg_compression")
+CIFAR_C = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+)
 EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 
 log = logging.getLogger(__name__)
 
 
-def _register(name: str, suite: str, deterministic: bool, description: str, version: int | None = None,
-              uint8: bool = False, caveat: str = ""):
+def _register(
+    name: str,
+    suite: str,
+    deterministic: bool,
+    description: str,
+    version: int | None = None,
+    uint8: bool = False,
+    caveat: str = "",
+):
     """``uint8=True``: the function also accepts the caller's uint8 batch as is (it works in uint8
     units) and may return uint8; the others always get float [0, 1] images."""
     # version 2 of the random ones: counter-based streams (different draws than version 1)
     version = version if version is not None else (1 if deterministic else 2)
-    return corruptions.register(name, suites=(suite,), deterministic=deterministic, description=description,
-                                version=version, uint8=uint8, caveat=caveat,
-                                constants={"cifar": CIFAR[name], "imagenet": IMAGENET[name]})
+    return corruptions.register(
+        name,
+        suites=(suite,),
+        deterministic=deterministic,
+        description=description,
+        version=version,
+        uint8=uint8,
+        caveat=caveat,
+        constants={"cifar": CIFAR[name], "imagenet": IMAGENET[name]},
+    )
 
 
 def _via_rgb(fn: Fn) -> Fn:
@@ -128,13 +156,14 @@ def shot_noise(x, rng, c, pset):
 
 
 # version 3: 32-bit uniforms compared with integer thresholds
-@_register("impulse_noise", "cifar10-c", False, "salt-and-pepper noise (skimage random_noise 's&p')", version=3,
-           uint8=True)
+@_register(
+    "impulse_noise", "cifar10-c", False, "salt-and-pepper noise (skimage random_noise 's&p')", version=3, uint8=True
+)
 def impulse_noise(x, rng, c, pset):
     """Each value (per channel, as skimage) is replaced with prob. ``c``: half 1 (salt), half 0.
     One 32-bit uniform u per value: u < c·2³² flips, and u < c/2·2³² (half of the flips) is salt.
     uint8 in: uint8 out, ``(x & keep) | salt`` with 0/255 byte masks (the float path's bytes)."""
-    flip, half = np.uint32(min(round(c * 2 ** 32), 2 ** 32 - 1)), np.uint32(round(c / 2 * 2 ** 32))
+    flip, half = np.uint32(min(round(c * 2**32), 2**32 - 1)), np.uint32(round(c / 2 * 2**32))
     if x.dtype == torch.uint8 and x.device.type == "cpu" and large.is_large(x):
         return large.impulse_uint8(x, rng, flip, half)
     u = rng.uniform_u32(x[0].numel())
@@ -269,6 +298,7 @@ def _clipped_zoom(x: torch.Tensor, z: float) -> torch.Tensor:
 def zoom_blur(x, rng, c, pset):
     zs = zoom_factors(c)
     if large.is_large(x):
+
         def zoom_sum(p: torch.Tensor) -> torch.Tensor:
             acc = p.clone()
             for z in zs:
@@ -298,7 +328,7 @@ def plasma_fractal(rng: ops.BatchRNG, mapsize: int, wibbledecay: float, device) 
 
     def take(n: int, shape) -> torch.Tensor:
         nonlocal pos
-        r = u[:, pos:pos + n].reshape(N, *shape)
+        r = u[:, pos : pos + n].reshape(N, *shape)
         pos += n
         return r
 
@@ -332,9 +362,14 @@ def fog(x, rng, c, pset):
     return y * max_val / (max_val + c[0])
 
 
-@_register("frost", "cifar10-c", False, "frost texture overlay (procedural textures)",
-           caveat="the original frost photographs are not redistributable: procedural textures replace them, so "
-                  "frost numbers differ from the published CIFAR-10-C files (use dataset cifar10-c for those)")
+@_register(
+    "frost",
+    "cifar10-c",
+    False,
+    "frost texture overlay (procedural textures)",
+    caveat="the original frost photographs are not redistributable: procedural textures replace them, so "
+    "frost numbers differ from the published CIFAR-10-C files (use dataset cifar10-c for those)",
+)
 def frost(x, rng, c, pset):
     """``c0·x + c1·frost_crop`` with a random crop of one of the first five textures (the
     source's ``randint(5)``). Textures: ``textures.frost_textures`` (procedural, see there)."""
@@ -346,8 +381,9 @@ def frost(x, rng, c, pset):
     ys = (r[:, 1] * (S - H)).long().cpu()
     xs = (r[:, 2] * (S - W)).long().cpu()
     if large.is_large(x):  # one slice per image (the gather below costs ≈ 4 ns per value at 224 px)
-        crops = torch.stack([tex[t, :, y:y + H, c:c + W] for t, y, c in zip(ti.tolist(), ys.tolist(), xs.tolist(),
-                                                                               strict=True)])
+        crops = torch.stack(
+            [tex[t, :, y : y + H, c : c + W] for t, y, c in zip(ti.tolist(), ys.tolist(), xs.tolist(), strict=True)]
+        )
     else:
         rows = (ys[:, None] + torch.arange(H))[:, None, :, None]  # one gather for the whole batch
         cols = (xs[:, None] + torch.arange(W))[:, None, None, :]
@@ -391,7 +427,7 @@ def _chamfer(init: torch.Tensor) -> torch.Tensor:
     dist.copy_(init)
     for it in range(20):
         vert = torch.minimum(p[..., :-2, :], p[..., 2:, :])  # up/down neighbours, all columns
-        cand = torch.minimum(vert[..., :-2], vert[..., 2:]).add_(2 ** 0.5)  # diagonal neighbours
+        cand = torch.minimum(vert[..., :-2], vert[..., 2:]).add_(2**0.5)  # diagonal neighbours
         cross = torch.minimum(torch.minimum(p[..., 1:-1, :-2], p[..., 1:-1, 2:]), vert[..., 1:-1]).add_(1)
         torch.minimum(cand, cross, out=cand)
         if it % 4 == 3 and not bool((cand < dist).any()):  # the fixed point (checked every 4th step)
@@ -433,11 +469,12 @@ def _spatter_rgb(x, rng, c, pset):
         # (Sobel = [1 2 1]ᵀ ⊗ [−1 0 1]: separable integer taps, exact in float32 as in OpenCV)
         if big:  # |∇|² from one padded copy (integers below 2²⁴: exact, the same edges as hypot's thresholds)
             sq = _sobel_sq(lq)
-            strong, weak = sq >= 150 ** 2, sq >= 50 ** 2
+            strong, weak = sq >= 150**2, sq >= 50**2
         else:
-            smooth, diff = np.array([1., 2., 1.]), np.array([-1., 0., 1.])
-            mag = torch.hypot(ops.separable_filter(lq, smooth, diff, "mirror"),
-                              ops.separable_filter(lq, diff, smooth, "mirror"))
+            smooth, diff = np.array([1.0, 2.0, 1.0]), np.array([-1.0, 0.0, 1.0])
+            mag = torch.hypot(
+                ops.separable_filter(lq, smooth, diff, "mirror"), ops.separable_filter(lq, diff, smooth, "mirror")
+            )
             strong = mag >= 150
             weak = mag >= 50
         # any strong pixel in the 3×3 neighbourhood (edge replication adds nothing new to a max), in bytes
@@ -446,7 +483,7 @@ def _spatter_rgb(x, rng, c, pset):
         # distance to the nearest edge (chamfer 1/√2), truncated at 20 like cv2.threshold(TRUNC, 20)
         init = torch.where(edges, 0.0, 20.0).to(lq.dtype)
         if big and x.device.type == "cpu":  # a few images at a time: the 20 steps stay in cache
-            dist = torch.cat([_chamfer(init[s:s + CHAMFER_CHUNK]) for s in range(0, N, CHAMFER_CHUNK)])
+            dist = torch.cat([_chamfer(init[s : s + CHAMFER_CHUNK]) for s in range(0, N, CHAMFER_CHUNK)])
         else:
             dist = _chamfer(init)
         dist = torch.floor(ops.box_blur(dist.clamp(max=20), 3))  # blur then astype(uint8)
@@ -459,7 +496,7 @@ def _spatter_rgb(x, rng, c, pset):
         denom = (H * W - cmin).clamp_min(1)
         lut = torch.round((cdf - cmin).clamp_min(0) / denom * 255)
         dist = lut.gather(1, di).view(N, 1, H, W)
-        ker = np.array([[-2., -1., 0.], [-1., 1., 1.], [0., 1., 2.]])
+        ker = np.array([[-2.0, -1.0, 0.0], [-1.0, 1.0, 1.0], [0.0, 1.0, 2.0]])
         if big:  # integer taps on integers: the exact sums as shifted slices of one padded copy
             dist = _emboss(dist).clamp_(0, 255)
         else:
@@ -478,8 +515,9 @@ def _spatter_rgb(x, rng, c, pset):
 
 # version 3: exact integer Sobel (before: float rank-1 terms whose rounding could flip edge pixels);
 # version 4: normals by inversion of 16-bit uniforms
-spatter = _register("spatter", "extra", False, "water (sev. 1–3) or mud (sev. 4–5) spatter",
-                    version=5)(_via_rgb(_spatter_rgb))
+spatter = _register("spatter", "extra", False, "water (sev. 1–3) or mud (sev. 4–5) spatter", version=5)(
+    _via_rgb(_spatter_rgb)
+)
 
 
 # --------------------------------------------------------------------------- digital
@@ -526,7 +564,8 @@ def _saturate_rgb(x, rng, c, pset):
 
 
 saturate = _register("saturate", "extra", True, "HSV saturation × a + b", version=2)(
-    _by_images(random=False)(_via_rgb(_saturate_rgb)))
+    _by_images(random=False)(_via_rgb(_saturate_rgb))
+)
 
 
 # version 2: large uint8 images in uint8 units (below)
@@ -569,8 +608,9 @@ def _libjpeg_matches() -> bool:
         noise = torch.randint(0, 256, (1, 3, 40, 56), generator=g, dtype=torch.uint8)
         smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 5, 7, generator=g), size=(40, 56), mode="bicubic")
         x = torch.cat([noise, ops.as_uint8(smooth.clamp(0, 1) * 255)])
-        return all(torch.equal(_jpeg_libjpeg(t, q), jpeg_roundtrip(t, q)) for t in (x, x[:, :1].contiguous())
-                   for q in (7, 80))
+        return all(
+            torch.equal(_jpeg_libjpeg(t, q), jpeg_roundtrip(t, q)) for t in (x, x[:, :1].contiguous()) for q in (7, 80)
+        )
     except Exception as e:  # no torchvision image backend: the emulation it is
         log.info("JPEG: torchvision's libjpeg not usable (%s); using the emulation", e)
         return False
@@ -604,8 +644,9 @@ def _jpeg_libjpeg(u8: torch.Tensor, quality: int) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-@_register("jpeg_compression", "cifar10-c", True, "JPEG at the given quality (libjpeg-turbo as PIL, bit-exact)",
-           uint8=True)
+@_register(
+    "jpeg_compression", "cifar10-c", True, "JPEG at the given quality (libjpeg-turbo as PIL, bit-exact)", uint8=True
+)
 def jpeg_compression(x, rng, c, pset):
     """``PIL.Image.save(format='JPEG', quality=c)`` and decode, on uint8 (rounded) images: the
     batched, bit-exact torch emulation of libjpeg-turbo's round trip (``jpeg.jpeg_roundtrip``; any
@@ -613,8 +654,7 @@ def jpeg_compression(x, rng, c, pset):
     the batched tensor passes — libjpeg-turbo itself (Pillow's encoder, torchvision's decoder), where it
     gives the emulation's bytes (checked once per process). Both give Pillow's bytes."""
     u8 = x if x.dtype == torch.uint8 else ops.as_uint8((x * 255).round_().clamp_(0, 255))
-    if (u8.device.type == "cpu" and u8.shape[-2] * u8.shape[-1] > JPEG_EMULATION_MAX_PIXELS
-            and _libjpeg_matches()):
+    if u8.device.type == "cpu" and u8.shape[-2] * u8.shape[-1] > JPEG_EMULATION_MAX_PIXELS and _libjpeg_matches():
         return _jpeg_libjpeg(u8.contiguous(), int(c))
     return jpeg_roundtrip(u8, int(c))
 

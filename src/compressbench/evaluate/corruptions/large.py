@@ -55,13 +55,13 @@ def by_images(x: torch.Tensor, fn: Callable[..., torch.Tensor], rng=None) -> tor
     out = None
     for i in range(len(x)):
         if rng is None:
-            y = fn(x[i:i + 1])
+            y = fn(x[i : i + 1])
         else:
             sub = rng.split(slice(i, i + 1))
-            y = fn(x[i:i + 1], sub)
+            y = fn(x[i : i + 1], sub)
         if out is None:
             out = torch.empty((len(x), *y.shape[1:]), dtype=y.dtype)
-        out[i:i + 1] = y
+        out[i : i + 1] = y
     if rng is not None:
         rng.follow(sub)
     return out
@@ -77,7 +77,7 @@ def zoom_taps(n: int, zoom: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     out_n = int(round(ch * zoom))
     ratio = (ch - 1) / (out_n - 1) if out_n > 1 else 0.0
     trim = (out_n - n) // 2
-    c = np.clip(np.arange(out_n)[trim:trim + n] * ratio, 0, ch - 1)
+    c = np.clip(np.arange(out_n)[trim : trim + n] * ratio, 0, ch - 1)
     i0 = np.floor(c).astype(np.int64)
     i1 = np.minimum(i0 + 1, ch - 1)
     return i0 + top, i1 + top, (c - i0).astype(np.float32)
@@ -131,7 +131,7 @@ def disk_runs(radius: float, alias_blur: float) -> tuple[tuple[tuple[int, int], 
     if c < h:
         return None
     embedded = np.zeros_like(full)
-    embedded[c - h:c + h + 1, c - h:c + h + 1] = kernel
+    embedded[c - h : c + h + 1, c - h : c + h + 1] = kernel
     if np.abs(embedded - full).max() > 1e-7 * full.max():  # float32 kernel vs the float64 composition
         return None
     rows = tuple((int(s), int(np.count_nonzero(d[i]) // 2)) for i, s in enumerate(L) if d[i].any())
@@ -168,20 +168,20 @@ def disk_filter(x: torch.Tensor, radius: float, alias_blur: float) -> torch.Tens
         boxes: dict[int, torch.Tensor] = {}
         for _, w in rows:
             if w not in boxes:
-                boxes[w] = torch.sub(P[..., r + w + 1:r + w + 1 + Wo], P[..., r - w:r - w + Wo])
+                boxes[w] = torch.sub(P[..., r + w + 1 : r + w + 1 + Wo], P[..., r - w : r - w + Wo])
         y = None
         for s, w in rows:
-            part = boxes[w][..., r + s:r + s + Ho, :]
+            part = boxes[w][..., r + s : r + s + Ho, :]
             y = part.clone() if y is None else y.add_(part)
         gv = g * inv_area
         out = torch.mul(y[..., 0:H, :], float(gv[0]))
         for a in range(1, len(g)):
-            out.add_(y[..., a:a + H, :], alpha=float(gv[a]))
+            out.add_(y[..., a : a + H, :], alpha=float(gv[a]))
         if len(g) == 1:
             return out
         res = torch.mul(out[..., 0:W], float(g[0]))
         for b in range(1, len(g)):
-            res.add_(out[..., b:b + W], alpha=float(g[b]))
+            res.add_(out[..., b : b + W], alpha=float(g[b]))
         return res
 
     return per_plane(x, one)
@@ -231,8 +231,9 @@ def _running_sums(x: torch.Tensor, sizes: tuple[int, ...], dim: int) -> torch.Te
     for i, s in enumerate(sizes):
         slot = out.select(d, i)
         if acc is None:
-            slot.copy_(x16) if s == 1 else torch.add(x16.narrow(dim, 0, n - 1), x16.narrow(dim, 1, n - 1),
-                                                       out=slot.narrow(dim, 0, n - 1))
+            slot.copy_(x16) if s == 1 else torch.add(
+                x16.narrow(dim, 0, n - 1), x16.narrow(dim, 1, n - 1), out=slot.narrow(dim, 0, n - 1)
+            )
             k = 2 if s > 1 else 1
         else:
             slot.narrow(dim, 0, n - k).copy_(acc.narrow(dim, 0, n - k))
@@ -288,8 +289,9 @@ def _chunk_words(x: torch.Tensor, rng, per_word: int):
     return N, xn, m, step, fill, np.empty(min(step, N) * nw, dtype=np.uint64), np.empty(xn.shape, dtype=np.uint8)
 
 
-def _by_chunks(x: torch.Tensor, rng, table: np.ndarray, finish: Callable[[np.ndarray, np.ndarray], None]
-               ) -> torch.Tensor:
+def _by_chunks(
+    x: torch.Tensor, rng, table: np.ndarray, finish: Callable[[np.ndarray, np.ndarray], None]
+) -> torch.Tensor:
     """uint8 ``finish(table[j], x)`` a few images at a time on the CPU (``ops.chunk_rows``), j the images'
     next normal-table indices (``rng.normal_index``'s, four per word): a chunk's words, lookups and
     arithmetic stay in the cache (measured 1.4× faster than whole-batch passes at 224 px)."""
@@ -297,7 +299,7 @@ def _by_chunks(x: torch.Tensor, rng, table: np.ndarray, finish: Callable[[np.nda
     t = np.empty((min(step, N), m), dtype=table.dtype)
     for s in range(0, N, step):
         rows = slice(s, min(N, s + step))
-        tt = t[:rows.stop - s]
+        tt = t[: rows.stop - s]
         np.take(table, fill(rows, words).view(np.uint16)[:, :m], out=tt)
         finish(tt, xn[rows])
         out[rows] = tt  # the cast truncates (values already clipped to 0..255)
@@ -325,8 +327,9 @@ def scale_uint8(x: torch.Tensor, factors: np.ndarray, rng) -> torch.Tensor:
     """``⌊clip(x·factors[j] + 10⁻⁴, 0, 255)⌋`` as uint8 (x: uint8 N×C×H×W; factors: float32 table; j as
     in :func:`offset_uint8`)."""
     if x.device.type != "cpu":
-        return _device_values(factors, rng.normal_index(x[0].numel()), x).mul_(x).add_(1e-4).clamp_(0, 255).to(
-            torch.uint8)
+        return (
+            _device_values(factors, rng.normal_index(x[0].numel()), x).mul_(x).add_(1e-4).clamp_(0, 255).to(torch.uint8)
+        )
 
     def finish(t: np.ndarray, xi: np.ndarray) -> None:
         np.multiply(t, xi, out=t)
@@ -344,7 +347,7 @@ def impulse_uint8(x: torch.Tensor, rng, flip: np.uint32, half: np.uint32) -> tor
     keep, salt = np.empty((min(step, N), m), dtype=bool), np.empty((min(step, N), m), dtype=bool)
     for s in range(0, N, step):
         rows = slice(s, min(N, s + step))
-        k, sa = keep[:rows.stop - s], salt[:rows.stop - s]
+        k, sa = keep[: rows.stop - s], salt[: rows.stop - s]
         u = fill(rows, words).view(np.uint32)[:, :m]
         k8, s8 = np.greater_equal(u, flip, out=k).view(np.uint8), np.less(u, half, out=sa).view(np.uint8)
         np.negative(k8, out=k8)  # 1 -> 255 (uint8 wrap-around)

@@ -79,8 +79,12 @@ class BatchRNG:
     uniforms (:func:`normal_table`).
     """
 
-    def __init__(self, keys: Sequence[int] | np.ndarray | Callable[[], Sequence[int] | np.ndarray],
-                 device: torch.device | str = "cpu", n: int | None = None):
+    def __init__(
+        self,
+        keys: Sequence[int] | np.ndarray | Callable[[], Sequence[int] | np.ndarray],
+        device: torch.device | str = "cpu",
+        n: int | None = None,
+    ):
         # keys (or a function returning them) are only evaluated on the first draw,
         # so deterministic corruptions pay nothing
         self._keys_src = keys
@@ -93,8 +97,9 @@ class BatchRNG:
     def keys(self) -> np.ndarray:
         if self._keys is None:
             k = self._keys_src() if callable(self._keys_src) else self._keys_src
-            self._keys = np.asarray([int(v) for v in k] if not isinstance(k, np.ndarray) else k,
-                                    dtype=np.uint64).reshape(-1)
+            self._keys = np.asarray(
+                [int(v) for v in k] if not isinstance(k, np.ndarray) else k, dtype=np.uint64
+            ).reshape(-1)
         return self._keys
 
     def __len__(self) -> int:
@@ -123,9 +128,9 @@ class BatchRNG:
             rows = max(1, _CHUNK // n)
             tmp = np.empty((min(rows, N), n), dtype=np.uint64)
             for s in range(0, N, rows):
-                z = out[s:s + rows]
-                np.add(ctr[None, :], keys[s:s + rows, None], out=z)
-                _mix64(z, tmp[:len(z)])
+                z = out[s : s + rows]
+                np.add(ctr[None, :], keys[s : s + rows, None], out=z)
+                _mix64(z, tmp[: len(z)])
         self._ctr += n
         return out
 
@@ -141,7 +146,7 @@ class BatchRNG:
 
         def fill(rows: slice, buf: np.ndarray) -> np.ndarray:
             k = keys[rows]
-            z = buf.reshape(-1)[:len(k) * n].reshape(len(k), n)
+            z = buf.reshape(-1)[: len(k) * n].reshape(len(k), n)
             with np.errstate(over="ignore"):
                 np.add(ctr[None, :], k[:, None], out=z)
                 _mix64(z)
@@ -162,7 +167,7 @@ class BatchRNG:
         """float32 U[low, high) (24-bit resolution), N×shape."""
         m = math.prod(shape)
         u = self.bits24(m).astype(np.float32)
-        u *= np.float32((high - low) * 2.0 ** -24)
+        u *= np.float32((high - low) * 2.0**-24)
         if low:
             u += np.float32(low)
         return self._out(u, shape)
@@ -253,7 +258,7 @@ def _poisson_table(c: float) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     Q = QUANTILES
     b = np.minimum(np.floor(cdf * Q), Q).astype(np.int64)  # CDF(k) < j/Q  ⟺  b[k] < j
     flat = (np.arange(256)[:, None] * (Q + 2) + b + 1).reshape(-1)
-    lo = np.bincount(flat, minlength=256 * (Q + 2)).reshape(256, Q + 2).cumsum(1)[:, :Q + 1]
+    lo = np.bincount(flat, minlength=256 * (Q + 2)).reshape(256, Q + 2).cumsum(1)[:, : Q + 1]
     small = K < 255
     inv = np.where(lo[:, :-1] == lo[:, 1:], lo[:, :-1], 255 if small else -1)
     inv = inv.astype(np.uint8 if small else np.int16).reshape(-1)  # uint8: half the cache footprint
@@ -283,7 +288,7 @@ def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float, uint8: bool = False)
         pos = np.flatnonzero(k == ambiguous)  # ambiguous buckets
         if len(pos):
             va = (idx.ravel()[pos] >> 11).astype(np.int64)
-            u = r.ravel()[pos].astype(np.float64) * 2.0 ** -32
+            u = r.ravel()[pos].astype(np.float64) * 2.0**-32
             k.ravel()[pos] = np.searchsorted(offset, u + va, side="left") - va * K
         np.take(table, k, out=out)
 
@@ -423,8 +428,14 @@ def separable_filter(x: torch.Tensor, kh: np.ndarray, kw: np.ndarray, mode: str)
     ``LARGE_SLICE_TAPS`` < k ≤ ``LARGE_FFT_TAPS`` taps: one FFT product of their outer product (|Δ| ≈ 10⁻⁷)."""
     H, W = x.shape[-2:]
     k = max(len(kh), len(kw))
-    if (H * W >= FFT_MIN_PIXELS and LARGE_SLICE_TAPS < k <= LARGE_FFT_TAPS and len(kh) % 2 and len(kw) % 2
-            and mode in _TORCH_PAD and x.device.type == "cpu"):
+    if (
+        H * W >= FFT_MIN_PIXELS
+        and LARGE_SLICE_TAPS < k <= LARGE_FFT_TAPS
+        and len(kh) % 2
+        and len(kw) % 2
+        and mode in _TORCH_PAD
+        and x.device.type == "cpu"
+    ):
         from .planes import fft_filter2d
 
         return fft_filter2d(x, np.outer(kh, kw), _TORCH_PAD[mode])
@@ -453,8 +464,9 @@ def _svd_terms(kernel_bytes: bytes, shape: tuple[int, int]) -> list[tuple[np.nda
 
 
 @lru_cache(maxsize=64)
-def _filter2d_matrices(kernel_bytes: bytes, shape: tuple[int, int], H: int, W: int,
-                       mode: str) -> tuple[np.ndarray, np.ndarray]:
+def _filter2d_matrices(
+    kernel_bytes: bytes, shape: tuple[int, int], H: int, W: int, mode: str
+) -> tuple[np.ndarray, np.ndarray]:
     """The R rank-1 terms' column filters stacked as ``A[i, h·R + r] = A_r[i, h]`` (H × HR) and the
     row filters as ``Bᵀ[w, r·W + w'] = B_r[w', w]`` (W × RW)."""
     terms = _svd_terms(kernel_bytes, shape)
@@ -513,7 +525,7 @@ def box_blur(x: torch.Tensor, k: int, mode: str = "mirror") -> torch.Tensor:
 def cv2_gaussian_kernel(ksize: int, sigma: float) -> np.ndarray:
     """``cv2.getGaussianKernel(ksize, sigma)`` for σ > 0 (normalised samples of a Gaussian)."""
     t = np.arange(ksize, dtype=np.float64) - (ksize - 1) / 2
-    k = np.exp(-(t ** 2) / (2 * sigma * sigma))
+    k = np.exp(-(t**2) / (2 * sigma * sigma))
     return k / k.sum()
 
 
@@ -525,7 +537,7 @@ def disk_parts(radius: float, alias_blur: float) -> tuple[np.ndarray, np.ndarray
     else:
         L, ksize = np.arange(-radius, radius + 1), 5
     X, Y = np.meshgrid(L, L)
-    return L, ((X ** 2 + Y ** 2) <= radius ** 2).astype(np.float64), cv2_gaussian_kernel(ksize, alias_blur)
+    return L, ((X**2 + Y**2) <= radius**2).astype(np.float64), cv2_gaussian_kernel(ksize, alias_blur)
 
 
 @lru_cache(maxsize=64)
@@ -543,12 +555,12 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     out = np.zeros_like(d)
     for a in range(ksize):
         for b in range(ksize):
-            out += g[a] * g[b] * p[a:a + n, b:b + n]
+            out += g[a] * g[b] * p[a : a + n, b : b + n]
     out = out.astype(np.float32)
     nz = np.nonzero(np.abs(out) > 0)
     c = n // 2
     h = max(int(np.abs(nz[0] - c).max()), int(np.abs(nz[1] - c).max()))
-    return out[c - h:c + h + 1, c - h:c + h + 1]
+    return out[c - h : c + h + 1, c - h : c + h + 1]
 
 
 # --------------------------------------------------------------------------- colour spaces
@@ -569,8 +581,7 @@ def rgb_to_hls(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     eps = torch.finfo(x.dtype).eps
     S = torch.where(L < 0.5, diff / (vmax + vmin + eps), diff / (2 - vmax - vmin + eps))
     d = torch.where(diff > eps, diff, torch.ones_like(diff))
-    H = torch.where(vmax == r, (g - b) * 60 / d,
-                    torch.where(vmax == g, (b - r) * 60 / d + 120, (r - g) * 60 / d + 240))
+    H = torch.where(vmax == r, (g - b) * 60 / d, torch.where(vmax == g, (b - r) * 60 / d + 120, (r - g) * 60 / d + 240))
     H = torch.where(diff > eps, H, torch.zeros_like(H))
     H = torch.where(H < 0, H + 360, H)
     S = torch.where(diff > eps, S, torch.zeros_like(S))
@@ -584,8 +595,9 @@ def hls_to_rgb(H: torch.Tensor, L: torch.Tensor, S: torch.Tensor) -> torch.Tenso
 
     def ch(t: torch.Tensor) -> torch.Tensor:
         t = torch.remainder(t, 360.0)
-        return torch.where(t < 60, p + (q - p) * t / 60,
-                           torch.where(t < 180, q, torch.where(t < 240, p + (q - p) * (240 - t) / 60, p)))
+        return torch.where(
+            t < 60, p + (q - p) * t / 60, torch.where(t < 180, q, torch.where(t < 240, p + (q - p) * (240 - t) / 60, p))
+        )
 
     return torch.stack([ch(H + 120), ch(H), ch(H - 120)], 1)
 
@@ -615,7 +627,7 @@ def clipped_zoom_matrix(n: int, zoom: float) -> np.ndarray:
     coords = np.arange(out_n) * ratio
     trim = (out_n - n) // 2
     A = np.zeros((n, n))
-    A[:, top:top + ch] = _linear_rows(coords[trim:trim + n], ch)
+    A[:, top : top + ch] = _linear_rows(coords[trim : trim + n], ch)
     return A
 
 
@@ -742,7 +754,7 @@ def motion_blur(x: torch.Tensor, radius: float, sigma: float, angle_deg: torch.T
             pad_replicate_into(x[i], xp, p)
             acc = out[i]
             for j, ((dy, dx), w) in enumerate(zip(offsets[i], k, strict=True)):
-                tap = xp[:, p + dy:p + dy + H, p + dx:p + dx + W]
+                tap = xp[:, p + dy : p + dy + H, p + dx : p + dx + W]
                 if j == 0:
                     torch.mul(tap, float(w), out=acc)
                 else:
@@ -765,12 +777,12 @@ def pad_replicate_into(x: torch.Tensor, out: torch.Tensor, p: int) -> torch.Tens
     """``F.pad(x, (p, p, p, p), mode="replicate")`` of a C×H×W tensor written into ``out`` (C×(H+2p)×(W+2p)),
     for loops that reuse one buffer."""
     C, H, W = x.shape
-    out[:, p:p + H, p:p + W].copy_(x)
+    out[:, p : p + H, p : p + W].copy_(x)
     if p:
-        out[:, p:p + H, :p].copy_(x[:, :, :1].expand(C, H, p))
-        out[:, p:p + H, p + W:].copy_(x[:, :, W - 1:].expand(C, H, p))
-        out[:, :p].copy_(out[:, p:p + 1].expand(C, p, W + 2 * p))
-        out[:, p + H:].copy_(out[:, p + H - 1:p + H].expand(C, p, W + 2 * p))
+        out[:, p : p + H, :p].copy_(x[:, :, :1].expand(C, H, p))
+        out[:, p : p + H, p + W :].copy_(x[:, :, W - 1 :].expand(C, H, p))
+        out[:, :p].copy_(out[:, p : p + 1].expand(C, p, W + 2 * p))
+        out[:, p + H :].copy_(out[:, p + H - 1 : p + H].expand(C, p, W + 2 * p))
     return out
 
 

@@ -24,7 +24,7 @@ def per_plane(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> to
     out = torch.empty_like(planes)
     step = max(1, CHUNK_VALUES // (H * W))
     for s in range(0, N * C, step):
-        out[s:s + step] = fn(planes[s:s + step])
+        out[s : s + step] = fn(planes[s : s + step])
     return out.view(N, C, H, W)
 
 
@@ -61,6 +61,6 @@ def fft_filter2d(x: torch.Tensor, kernel: np.ndarray, pad_mode: str) -> torch.Te
     def one(p: torch.Tensor) -> torch.Tensor:
         xp = F.pad(p, (kw // 2, kw // 2, kh // 2, kh // 2), mode=pad_mode)
         y = torch.fft.irfft2(torch.fft.rfft2(xp, s=L).mul_(spec), s=L)
-        return y[..., kh - 1:kh - 1 + H, kw - 1:kw - 1 + W]
+        return y[..., kh - 1 : kh - 1 + H, kw - 1 : kw - 1 + W]
 
     return per_plane(x, one)
