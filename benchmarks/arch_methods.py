@@ -43,8 +43,14 @@ from compressbench.registry import methods, models  # noqa: E402
 from compressbench.train import TrainRecipe, train  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "arch_methods.json"
-ARCHS = ["cnn5", "timm:resnet18", "timm:mobilenetv3_small_100", "timm:efficientnet_b0", "timm:convnext_atto",
-         "timm:vit_tiny_patch16_224"]
+ARCHS = [
+    "cnn5",
+    "timm:resnet18",
+    "timm:mobilenetv3_small_100",
+    "timm:efficientnet_b0",
+    "timm:convnext_atto",
+    "timm:vit_tiny_patch16_224",
+]
 FT = {"finetune": {"epochs": 0.25}}
 CASES: dict[str, tuple[dict, Budget | None]] = {
     "prune.unstructured": (FT, Budget("params", 0.5)),
@@ -57,24 +63,69 @@ CASES: dict[str, tuple[dict, Budget | None]] = {
     "quantize.dynamic": ({}, None),
     "quantize.fp16": ({}, None),
     "quantize.bf16": ({}, None),
-    "pipeline": ({"stages": [{"method": "prune.structured", "params": FT},
-                             {"method": "quantize.static", "params": {"calibration_batches": 2}}]},
-                 Budget("params", 0.5)),
+    "pipeline": (
+        {
+            "stages": [
+                {"method": "prune.structured", "params": FT},
+                {"method": "quantize.static", "params": {"calibration_batches": 2}},
+            ]
+        },
+        Budget("params", 0.5),
+    ),
 }
 RECIPE = TrainRecipe(epochs=1, batch_size=64, lr=0.01, augment="none")
 
 
 def context(bundle, spec: dict, workdir: Path) -> CompressContext:
-    def ctx_train(model, epochs, lr=None, optimizer=None, schedule=None, teacher=None, kd_alpha=0.9,
-                  kd_temperature=4.0, kd_kind="hinton", desc="finetune", epoch_end=None, images=None):
-        r = TrainRecipe(**{**RECIPE.__dict__, "epochs": epochs, "lr": RECIPE.lr if lr is None else lr,
-                           "optimizer": optimizer or RECIPE.optimizer, "schedule": schedule or RECIPE.schedule})
-        train(model, images or bundle.train, r, seed=0, teacher=teacher, kd_alpha=kd_alpha,
-              kd_temperature=kd_temperature, kd_kind=kd_kind, desc=desc, show_progress=False, epoch_end=epoch_end)
+    def ctx_train(
+        model,
+        epochs,
+        lr=None,
+        optimizer=None,
+        schedule=None,
+        teacher=None,
+        kd_alpha=0.9,
+        kd_temperature=4.0,
+        kd_kind="hinton",
+        desc="finetune",
+        epoch_end=None,
+        images=None,
+    ):
+        r = TrainRecipe(
+            **{
+                **RECIPE.__dict__,
+                "epochs": epochs,
+                "lr": RECIPE.lr if lr is None else lr,
+                "optimizer": optimizer or RECIPE.optimizer,
+                "schedule": schedule or RECIPE.schedule,
+            }
+        )
+        train(
+            model,
+            images or bundle.train,
+            r,
+            seed=0,
+            teacher=teacher,
+            kd_alpha=kd_alpha,
+            kd_temperature=kd_temperature,
+            kd_kind=kd_kind,
+            desc=desc,
+            show_progress=False,
+            epoch_end=epoch_end,
+        )
         return model
 
-    return CompressContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0, workdir=workdir,
-                           train=ctx_train, accuracy=lambda m, images=None: 0.0, parent_spec=spec, progress=False)
+    return CompressContext(
+        data=bundle,
+        meta=bundle.meta,
+        device=torch.device("cpu"),
+        seed=0,
+        workdir=workdir,
+        train=ctx_train,
+        accuracy=lambda m, images=None: 0.0,
+        parent_spec=spec,
+        progress=False,
+    )
 
 
 def latency_ms(model: torch.nn.Module, x: torch.Tensor, n: int = 20) -> float:
@@ -114,8 +165,13 @@ def run_cell(arch: str, parent: torch.nn.Module, bundle, spec: dict, method: str
         re, _ = load_model(path)
         with torch.inference_mode():
             y2 = re(x).float()
-        cell.update(outcome="ok", seconds=time.perf_counter() - t0, achieved=res.achieved,
-                    reload_identical=bool(torch.equal(y, y2)), path=res.record.get("path"))
+        cell.update(
+            outcome="ok",
+            seconds=time.perf_counter() - t0,
+            achieved=res.achieved,
+            reload_identical=bool(torch.equal(y, y2)),
+            path=res.record.get("path"),
+        )
         if methods.spec(method).quantizes or method == "pipeline":
             cell["latency_ms"] = latency_ms(res.model, x)
             cell["parent_latency_ms"] = latency_ms(parent, x)
@@ -143,8 +199,13 @@ def main() -> None:
         for arch in archs:
             torch.manual_seed(0)
             parent = create_model(arch, bundle.meta)
-            train(parent, bundle.train, TrainRecipe(epochs=1, batch_size=64, lr=0.01, augment="none"), seed=0,
-                  show_progress=False)
+            train(
+                parent,
+                bundle.train,
+                TrainRecipe(epochs=1, batch_size=64, lr=0.01, augment="none"),
+                seed=0,
+                show_progress=False,
+            )
             parent.eval()
             spec = {"model": arch, "width": 1.0, "kwargs": {}, "meta": bundle.meta.to_dict()}
             for method in meths:
@@ -172,8 +233,13 @@ def table(cells: list[dict]) -> str:
             elif c["outcome"] == "ok":
                 extra = f" ({c['path'].split()[1]})" if c.get("path") else ""
                 ach = c["achieved"].get("params") if c.get("budget") else None
-                row.append("✓" + extra + (f" p={ach:.3f}" if ach else "") + f" {c['seconds']:.1f}s"
-                           + ("" if c.get("reload_identical") else " reload≠"))
+                row.append(
+                    "✓"
+                    + extra
+                    + (f" p={ach:.3f}" if ach else "")
+                    + f" {c['seconds']:.1f}s"
+                    + ("" if c.get("reload_identical") else " reload≠")
+                )
             elif c.get("refused"):
                 row.append("✗ validate: " + c["refused"][:80])
             else:

@@ -1,7 +1,8 @@
 """CPU time of the CLI's quick commands, before vs after (issue 27's instant CLI), on the same machine.
 
-Claim: ``compressbench --help`` does not import torch and costs ≤ 0.3 s of CPU; this script measures it and
-``validate`` (which builds the parent model, so imports torch) for one or more source trees.
+Claim: ``compressbench --help`` does not import torch and costs ≤ 0.3 s of CPU; this script measures it,
+``list`` (which imports the registries' implementations to read their specs, so imports torch) and ``validate``
+(which builds the parent model, so imports torch) for one or more source trees.
 
 Conditions: a fresh ``python -m compressbench ARGS`` per measurement, CPU time (user + sys) of the child from
 ``resource.getrusage(RUSAGE_CHILDREN)``, best of ``--repeat`` (CPU time, not wall: the machine may be loaded).
@@ -17,13 +18,23 @@ import resource
 import subprocess
 import sys
 
-COMMANDS = [["--help"], ["plan", "--help"], ["validate", "configs/quickstart.yaml"]]
+COMMANDS = [
+    ["--help"],
+    ["plan", "--help"],
+    ["list"],
+    ["list", "methods", "--params"],
+    ["validate", "configs/quickstart.yaml"],
+]
 
 
 def cpu_of(args: list[str], src: str) -> float:
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-m", "compressbench", *args], capture_output=True,
-                   env={**os.environ, "PYTHONPATH": src}, check=False)
+    subprocess.run(
+        [sys.executable, "-m", "compressbench", *args],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": src},
+        check=False,
+    )
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
 

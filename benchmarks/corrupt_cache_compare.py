@@ -36,8 +36,10 @@ def main() -> None:
             torch.from_numpy(np.load(f))
             tl = time.perf_counter() - t0
             gen, load = gen + tg, load + tl
-            print(f"{n}: generate {tg * 1000:.0f} ms, load from cache {tl * 1000:.1f} ms "
-                  f"({f.stat().st_size / 1e6:.1f} MB)")
+            print(
+                f"{n}: generate {tg * 1000:.0f} ms, load from cache {tl * 1000:.1f} ms "
+                f"({f.stat().st_size / 1e6:.1f} MB)"
+            )
     print(f"total generate {gen:.2f} s, load {load:.3f} s for {len(x)} images x {len(NAMES)} corruptions")
 
 

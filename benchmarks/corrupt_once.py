@@ -37,9 +37,17 @@ HERE = Path(__file__).resolve().parent
 def _model(num_classes: int):
     from torch import nn
 
-    return nn.Sequential(nn.Conv2d(3, 16, 4, stride=4), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1),
-                         nn.ReLU(), nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes))
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 4, stride=4),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, num_classes),
+    )
 
 
 def _variants(model):
@@ -75,10 +83,17 @@ def worker(mode: str, n: int, threads: int, out: Path) -> None:
         models = _variants(_model(bundle.meta.num_classes).eval())
 
         def ctx(name: str) -> EvalContext:
-            return EvalContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0,
-                               workdir=Path(tmp) / name,
-                               variant=VariantInfo(name=name, method=name, capabilities={}, is_parent=False),
-                               load_parent=lambda: models["baseline"], eval_size=n, progress=False)
+            return EvalContext(
+                data=bundle,
+                meta=bundle.meta,
+                device=torch.device("cpu"),
+                seed=0,
+                workdir=Path(tmp) / name,
+                variant=VariantInfo(name=name, method=name, capabilities={}, is_parent=False),
+                load_parent=lambda: models["baseline"],
+                eval_size=n,
+                progress=False,
+            )
 
         p = CorruptionsParams(severities=[1, 2, 3, 4, 5])
         t0 = time.perf_counter()
@@ -89,9 +104,18 @@ def worker(mode: str, n: int, threads: int, out: Path) -> None:
         secs = time.perf_counter() - t0
     from compressbench.measure.flops import count_flops
 
-    out.write_text(json.dumps({
-        "seconds": secs, "variants": list(models), "flops": count_flops(models["baseline"], (1, 3, 224, 224)),
-        "rows": [[[m.metric, json.dumps(m.condition, sort_keys=True), m.tag, m.value] for m in r] for r in rows]}))
+    out.write_text(
+        json.dumps(
+            {
+                "seconds": secs,
+                "variants": list(models),
+                "flops": count_flops(models["baseline"], (1, 3, 224, 224)),
+                "rows": [
+                    [[m.metric, json.dumps(m.condition, sort_keys=True), m.tag, m.value] for m in r] for r in rows
+                ],
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -111,25 +135,55 @@ def main() -> None:
             for mode in ("before", "after"):
                 out = Path(tmp) / f"{mode}{r}.json"
                 env = {**os.environ, "PYTHONPATH": srcs[mode], "COMPRESSBENCH_PROGRESS": "0"}
-                subprocess.run([sys.executable, __file__, "--before-src", args.before_src, "--n", str(args.n),
-                                "--threads", str(args.threads), "--worker", mode, str(out)], env=env, check=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--before-src",
+                        args.before_src,
+                        "--n",
+                        str(args.n),
+                        "--threads",
+                        str(args.threads),
+                        "--worker",
+                        mode,
+                        str(out),
+                    ],
+                    env=env,
+                    check=True,
+                )
                 res[mode].append(json.loads(out.read_text()))
                 print(f"{mode} #{r}: {res[mode][-1]['seconds']:.1f} s", flush=True)
     before, after = (min(res[m], key=lambda x: x["seconds"]) for m in ("before", "after"))
     same = before["rows"] == after["rows"]
     nrows = sum(len(r) for r in after["rows"])
     ratio = before["seconds"] / after["seconds"]
-    print("\n| variants | images | cells | before s | after s | ratio | non-timing rows equal |\n"
-          "|---|---|---|---|---|---|---|"
-          f"\n| {len(after['variants'])} | {args.n} | 75 | {before['seconds']:.1f} | {after['seconds']:.1f} | "
-          f"{ratio:.2f}× | {same} ({nrows} rows) |")
+    print(
+        "\n| variants | images | cells | before s | after s | ratio | non-timing rows equal |\n"
+        "|---|---|---|---|---|---|---|"
+        f"\n| {len(after['variants'])} | {args.n} | 75 | {before['seconds']:.1f} | {after['seconds']:.1f} | "
+        f"{ratio:.2f}× | {same} ({nrows} rows) |"
+    )
     print(f"model: {after['flops'] / 1e6:.1f} MFLOP per 224-px image; threads {args.threads}")
     (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "corrupt_once.json").write_text(json.dumps({
-        "n": args.n, "threads": args.threads, "repeat": args.repeat, "variants": after["variants"],
-        "flops": after["flops"], "before_s": [x["seconds"] for x in res["before"]],
-        "after_s": [x["seconds"] for x in res["after"]], "ratio": ratio, "rows_equal": same, "rows": nrows,
-        "load": os.getloadavg()}, indent=1))
+    (HERE / "results" / "corrupt_once.json").write_text(
+        json.dumps(
+            {
+                "n": args.n,
+                "threads": args.threads,
+                "repeat": args.repeat,
+                "variants": after["variants"],
+                "flops": after["flops"],
+                "before_s": [x["seconds"] for x in res["before"]],
+                "after_s": [x["seconds"] for x in res["after"]],
+                "ratio": ratio,
+                "rows_equal": same,
+                "rows": nrows,
+                "load": os.getloadavg(),
+            },
+            indent=1,
+        )
+    )
     if not same:
         sys.exit("the non-timing rows differ")
 

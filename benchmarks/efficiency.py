@@ -81,8 +81,17 @@ def _ctx(workdir: Path):
     def no_train(model, **kw):  # fine-tuning is off (epochs 0): speed/size only
         return model
 
-    return CompressContext(data=_random_bundle(), meta=META, device=torch.device("cpu"), seed=SEED, workdir=workdir,
-                           train=no_train, accuracy=lambda *a, **k: float("nan"), parent_spec=SPEC, progress=False)
+    return CompressContext(
+        data=_random_bundle(),
+        meta=META,
+        device=torch.device("cpu"),
+        seed=SEED,
+        workdir=workdir,
+        train=no_train,
+        accuracy=lambda *a, **k: float("nan"),
+        parent_spec=SPEC,
+        progress=False,
+    )
 
 
 # --------------------------------------------------------------------------- building variants
@@ -108,8 +117,9 @@ def build_direct(name: str, parent: nn.Module) -> nn.Module:
     if name.startswith("unstructured90"):
         from torch.nn.utils import prune
 
-        layers = [(mod, "weight") for n, mod in m.named_modules()
-                  if isinstance(mod, (nn.Conv2d, nn.Linear)) and n != "net.fc"]
+        layers = [
+            (mod, "weight") for n, mod in m.named_modules() if isinstance(mod, (nn.Conv2d, nn.Linear)) and n != "net.fc"
+        ]
         prune.global_unstructured(layers, prune.L1Unstructured, amount=0.9)
         if not name.endswith("masked"):
             for mod, p in layers:
@@ -118,8 +128,13 @@ def build_direct(name: str, parent: nn.Module) -> nn.Module:
     if name == "structured50":
         import torch_pruning as tp
 
-        pr = tp.pruner.MagnitudePruner(m, torch.rand(*SHAPE), importance=tp.importance.GroupMagnitudeImportance(p=1),
-                                       pruning_ratio=0.5, ignored_layers=[m.net.fc])
+        pr = tp.pruner.MagnitudePruner(
+            m,
+            torch.rand(*SHAPE),
+            importance=tp.importance.GroupMagnitudeImportance(p=1),
+            pruning_ratio=0.5,
+            ignored_layers=[m.net.fc],
+        )
         pr.step()
         return m.eval()
     if name == "int8":
@@ -156,9 +171,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=50, help="batch-1 samples per round")
     ap.add_argument("--throughput-repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3,
-                    help="round-robin timing rounds (each variant once per round, fresh process each time); "
-                         "figures are medians over rounds, speedups medians of per-round ratios")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="round-robin timing rounds (each variant once per round, fresh process each time); "
+        "figures are medians over rounds, speedups medians of per-round ratios",
+    )
     ap.add_argument("--no-onnx", action="store_true")
     ap.add_argument("--impl", choices=["auto", "registered", "direct"], default="auto")
     ap.add_argument("--variants", default="fp32,unstructured90,unstructured90-masked,structured50,int8")
@@ -188,8 +207,11 @@ def _resolve_impl(impl: str) -> str:
     try:
         from compressbench.registry import methods
 
-        return "registered" if all(m in methods for m in ("prune.unstructured", "prune.structured",
-                                                          "quantize.static")) else "direct"
+        return (
+            "registered"
+            if all(m in methods for m in ("prune.unstructured", "prune.structured", "quantize.static"))
+            else "direct"
+        )
     except Exception as e:  # noqa: BLE001 — in-progress methods must not block the benchmark
         log.warning("registered methods unavailable (%s): using the libraries directly", e)
         return "direct"
@@ -216,12 +238,18 @@ def _worker_target(name: str, model: nn.Module, steps: list[dict] | None, wd: Pa
         from compressbench.checkpoint import save_model
 
         return {"kind": "checkpoint", "path": str(save_model(model, wd / f"{name}.pt", SPEC, steps))}
-    return {"kind": "factory", "target": "efficiency:worker_variant", "kwargs": {"name": name},
-            "input_shape": list(SHAPE), "sys_path": [str(HERE), str(HERE.parent / "src")]}
+    return {
+        "kind": "factory",
+        "target": "efficiency:worker_variant",
+        "kwargs": {"name": name},
+        "input_shape": list(SHAPE),
+        "sys_path": [str(HERE), str(HERE.parent / "src")],
+    }
 
 
-def _onnx_jobs(name: str, model: nn.Module, wd: Path, params: ProfileSettings, rep: dict,
-               jobs: dict[str, dict[str, dict]]) -> None:
+def _onnx_jobs(
+    name: str, model: nn.Module, wd: Path, params: ProfileSettings, rep: dict, jobs: dict[str, dict[str, dict]]
+) -> None:
     """Export the variant to ONNX and add its ONNX Runtime timing jobs (fp32; for the parent also static int8
     QDQ) to ``jobs[name]``, with their sources and bytes in ``rep["onnx"]``."""
     rep["onnx"] = {}
@@ -237,12 +265,12 @@ def _onnx_jobs(name: str, model: nn.Module, wd: Path, params: ProfileSettings, r
         calib = [rng.random((16, *SHAPE[1:]), dtype=np.float32) for _ in range(4)]
         q = quantize_onnx_static(fp, wd / "fp32_int8.onnx", calib)
         jobs[name]["onnx-int8"] = timing_job("onnx", SHAPE, params, path=q)
-        rep["onnx"]["int8"] = {"source": "onnxruntime static int8 (QDQ), random calibration",
-                               "bytes": q.stat().st_size}
+        rep["onnx"]["int8"] = {"source": "onnxruntime static int8 (QDQ), random calibration", "bytes": q.stat().st_size}
 
 
-def _build_all(names: list[str], parent: nn.Module, impl: str, wd: Path, args: argparse.Namespace,
-               params: ProfileSettings, console) -> tuple[dict[str, dict], dict[str, dict[str, dict]]]:
+def _build_all(
+    names: list[str], parent: nn.Module, impl: str, wd: Path, args: argparse.Namespace, params: ProfileSettings, console
+) -> tuple[dict[str, dict], dict[str, dict[str, dict]]]:
     """Step 1: build every variant, save it, count its static figures, export ONNX. Returns the reports and
     the timing jobs (variant -> {"torch" | "onnx-fp32" | "onnx-int8": job})."""
     reps: dict[str, dict] = {}
@@ -254,9 +282,15 @@ def _build_all(names: list[str], parent: nn.Module, impl: str, wd: Path, args: a
         rep = static_profile(model, SHAPE)
         rep.pop("layers", None)
         rep["hardware"] = hardware_info("cpu", args.threads)
-        rep["settings"] = {"threads": args.threads, "throughput_batch": args.batch, "warmup": args.warmup,
-                           "repeats": args.repeats, "throughput_repeats": args.throughput_repeats,
-                           "rounds": args.rounds, "device": "cpu"}
+        rep["settings"] = {
+            "threads": args.threads,
+            "throughput_batch": args.batch,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "throughput_repeats": args.throughput_repeats,
+            "rounds": args.rounds,
+            "device": "cpu",
+        }
         rep["build"] = {"impl": how, "target_kind": target["kind"]}
         jobs[name] = {"torch": timing_job("torch", SHAPE, params, target=target, device="cpu")}
         if not args.no_onnx and not name.endswith("masked"):
@@ -267,13 +301,14 @@ def _build_all(names: list[str], parent: nn.Module, impl: str, wd: Path, args: a
     return reps, jobs
 
 
-def _time_rounds(names: list[str], jobs: dict[str, dict[str, dict]], rounds: int,
-                 console) -> dict[str, dict[str, list[dict]]]:
+def _time_rounds(
+    names: list[str], jobs: dict[str, dict[str, dict]], rounds: int, console
+) -> dict[str, dict[str, list[dict]]]:
     """Step 2: round-robin timing, every measurement in a fresh process; the order rotates each round so
     drift hits every variant alike."""
     results: dict[str, dict[str, list[dict]]] = {n: {k: [] for k in jobs[n]} for n in names}
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             for kind, job in jobs[name].items():
                 results[name][kind].append(run_worker(job))
@@ -286,11 +321,17 @@ def _aggregate(names: list[str], results: dict[str, dict[str, list[dict]]], reps
     base_lat = [x["latency"]["median_ms"] for x in results["fp32"]["torch"]]
     for name in names:
         for kind, runs in results[name].items():
-            agg = {"latency": {"median_ms": _median([x["latency"]["median_ms"] for x in runs]),
-                               "iqr_ms": _median([x["latency"]["iqr_ms"] for x in runs])},
-                   "throughput": {"img_s": _median([x["throughput"]["img_s"] for x in runs])},
-                   "peak_mem_mb": _median([x["peak_mem_mb"] for x in runs if x.get("peak_mem_mb") is not None] or [0]),
-                   "peak_mem_scope": runs[0].get("peak_mem_scope"), "process": "fresh", "rounds": runs}
+            agg = {
+                "latency": {
+                    "median_ms": _median([x["latency"]["median_ms"] for x in runs]),
+                    "iqr_ms": _median([x["latency"]["iqr_ms"] for x in runs]),
+                },
+                "throughput": {"img_s": _median([x["throughput"]["img_s"] for x in runs])},
+                "peak_mem_mb": _median([x["peak_mem_mb"] for x in runs if x.get("peak_mem_mb") is not None] or [0]),
+                "peak_mem_scope": runs[0].get("peak_mem_scope"),
+                "process": "fresh",
+                "rounds": runs,
+            }
             if kind == "torch":
                 ratios = [b / x["latency"]["median_ms"] for b, x in zip(base_lat, runs, strict=True)]
                 agg["speedup_b1"] = _median(ratios)
@@ -299,8 +340,10 @@ def _aggregate(names: list[str], results: dict[str, dict[str, list[dict]]], reps
                 reps[name]["onnx"][kind.split("-", 1)[1]].update(agg)
     add_min_speedups(reps)
     if "int8" in reps and "int8" in (reps["int8"].get("onnx") or {}) and "int8" in reps["fp32"].get("onnx", {}):
-        reps["int8"]["onnx"]["int8"] = {**reps["fp32"]["onnx"]["int8"],
-                                        "source": "onnxruntime static int8 (QDQ) of the fp32 parent"}
+        reps["int8"]["onnx"]["int8"] = {
+            **reps["fp32"]["onnx"]["int8"],
+            "source": "onnxruntime static int8 (QDQ) of the fp32 parent",
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,8 +361,14 @@ def main(argv: list[str] | None = None) -> int:
         names.insert(0, "fp32")
     parent = baseline()
     impl = _resolve_impl(args.impl)
-    params = ProfileSettings(threads=args.threads, throughput_batch=args.batch, repeats=args.repeats,
-                             throughput_repeats=args.throughput_repeats, warmup=args.warmup, fresh_process=True)
+    params = ProfileSettings(
+        threads=args.threads,
+        throughput_batch=args.batch,
+        repeats=args.repeats,
+        throughput_repeats=args.throughput_repeats,
+        warmup=args.warmup,
+        fresh_process=True,
+    )
     with tempfile.TemporaryDirectory(prefix="cb-bench-eff-") as td:
         reps, jobs = _build_all(names, parent, impl, Path(td), args, params, console)
         results = _time_rounds(names, jobs, args.rounds, console)
@@ -328,13 +377,21 @@ def main(argv: list[str] | None = None) -> int:
     checks = evaluate_targets(reps)
     for c in checks:
         console.print(f"{'PASS' if c['pass'] else 'MISS'}  {c['what']}: {c['value']:.3f} (target {c['target']})")
-    out = {"command": "python benchmarks/efficiency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "impl": impl, "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
-           "wall_seconds": time.time() - t_start, "checks": checks, "variants": reps}
+    out = {
+        "command": "python benchmarks/efficiency.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "impl": impl,
+        "load_avg_before": load_before,
+        "load_avg_after": os.getloadavg(),
+        "wall_seconds": time.time() - t_start,
+        "checks": checks,
+        "variants": reps,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1, default=str))
-    console.print(f"load average before {load_before[0]:.2f}, after {out['load_avg_after'][0]:.2f} "
-                  f"(on {os.cpu_count()} logical cores) · {out['wall_seconds']:.0f} s · wrote {args.out}")
+    console.print(
+        f"load average before {load_before[0]:.2f}, after {out['load_avg_after'][0]:.2f} "
+        f"(on {os.cpu_count()} logical cores) · {out['wall_seconds']:.0f} s · wrote {args.out}"
+    )
     return 0
 
 
@@ -366,8 +423,12 @@ def evaluate_targets(reps: dict[str, dict]) -> list[dict]:
         r = u["torch"]["speedup_b1"]
         add("unstructured90 b1 speedup (≈ 1: zeros are not skipped)", r, "0.9–1.1", 0.9 <= r <= 1.1)
         best = min(v for k, v in u["bytes"].items() if k != "torch.save")
-        add("  same, min-based (load-robust)", u["torch"]["speedup_b1_min"], "0.9–1.1",
-            0.9 <= u["torch"]["speedup_b1_min"] <= 1.1)
+        add(
+            "  same, min-based (load-robust)",
+            u["torch"]["speedup_b1_min"],
+            "0.9–1.1",
+            0.9 <= u["torch"]["speedup_b1_min"] <= 1.1,
+        )
         add("unstructured90 compressed bytes / fp32 dense", best / dense, "≤ 0.15", best / dense <= 0.15)
     if "structured50" in reps:
         r = reps["structured50"]["torch"]["speedup_b1"]

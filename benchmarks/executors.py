@@ -84,18 +84,28 @@ def job_seconds(root: Path) -> list[float]:
 
 
 def study(root: Path, n: int, subset: int, executor) -> dict:
-    return {"name": "bench-executors", "seeds": list(range(n)), "threads": 1,
-            "dataset": {"name": "fashion-mnist", "train_subset": subset},
-            "model": {"name": "cnn5"}, "train": {"epochs": 1, "batch_size": 128, "lr": 0.1},
-            "evaluations": [], "cache_dir": str(root / "cache"), "store": str(root / "r.sqlite"), "executor": executor}
+    return {
+        "name": "bench-executors",
+        "seeds": list(range(n)),
+        "threads": 1,
+        "dataset": {"name": "fashion-mnist", "train_subset": subset},
+        "model": {"name": "cnn5"},
+        "train": {"epochs": 1, "batch_size": 128, "lr": 0.1},
+        "evaluations": [],
+        "cache_dir": str(root / "cache"),
+        "store": str(root / "r.sqlite"),
+        "executor": executor,
+    }
 
 
 def rows(store: Path) -> dict:
     import sqlite3
 
     with sqlite3.connect(store) as c:
-        got = c.execute("SELECT seed, evaluator, metric, value FROM results WHERE error IS NULL AND metric NOT IN "
-                        "('train_seconds', 'train_images_per_s')").fetchall()
+        got = c.execute(
+            "SELECT seed, evaluator, metric, value FROM results WHERE error IS NULL AND metric NOT IN "
+            "('train_seconds', 'train_images_per_s')"
+        ).fetchall()
     return {r[:3]: r[3] for r in got}
 
 
@@ -113,8 +123,10 @@ def part_speedup(tmp: Path, n: int, subset: int, ray) -> dict:
     out["ray_start_s"] = time.perf_counter() - t0
     out["ray_cpus"] = ray.cluster_resources().get("CPU")
     c0, t0 = cpu_times(), time.perf_counter()
-    s = run(validate(study(tmp / "ray", n, subset, {"name": "ray", "resources": {"train": {"num_cpus": 1}}})),
-            progress=False)
+    s = run(
+        validate(study(tmp / "ray", n, subset, {"name": "ray", "resources": {"train": {"num_cpus": 1}}})),
+        progress=False,
+    )
     out["ray_s"] = time.perf_counter() - t0
     out["ray_machine_busy_pct"] = busy_pct(c0, cpu_times())
     assert (s.ran, s.failed) == (n, 0), s.failures
@@ -130,8 +142,9 @@ def part_speedup(tmp: Path, n: int, subset: int, ray) -> dict:
     # the driver preparing the data, the last job alone); and the speed-up the run would have had if its
     # jobs had run as fast as the local executor's (nobody else on the second core) — derived, not measured
     out["ray_fixed_s"] = out["ray_s"] - out["ray_ideal_s"]
-    out["speedup_at_local_job_speed"] = out["local_s"] / (sum(out["local_job_s"]) / (out["ray_cpus"] or 1)
-                                                          + out["ray_fixed_s"])
+    out["speedup_at_local_job_speed"] = out["local_s"] / (
+        sum(out["local_job_s"]) / (out["ray_cpus"] or 1) + out["ray_fixed_s"]
+    )
     out["speedup"] = out["local_s"] / out["ray_s"]
     out["speedup_with_start"] = out["local_s"] / (out["ray_s"] + out["ray_start_s"])
     return out
@@ -149,8 +162,16 @@ def nap(job: Job, out: Path, upstream: dict) -> tuple[list, dict]:
 
 def trivial_jobs(n: int, tag: str) -> list[Job]:
     data = DatasetConfig(name="digits")
-    return [Job("evaluate", f"{tag}{i:020d}", EvaluateSpec("noop", None, None, data, i, "", ""), [],
-                JobLabels("bench", i, "v", "m", evaluator="noop")) for i in range(n)]
+    return [
+        Job(
+            "evaluate",
+            f"{tag}{i:020d}",
+            EvaluateSpec("noop", None, None, data, i, "", ""),
+            [],
+            JobLabels("bench", i, "v", "m", evaluator="noop"),
+        )
+        for i in range(n)
+    ]
 
 
 def part_overhead(tmp: Path, n: int) -> dict:
@@ -179,10 +200,17 @@ def part_overhead(tmp: Path, n: int) -> dict:
 
 # ------------------------------------------------------------------ 3. harness overhead
 def part_harness(tmp: Path, repeats: int) -> dict:
-    raw = {"name": "bench-harness", "seeds": [0], "threads": 2, "model": {"name": "cnn5"},
-           "dataset": {"name": "fashion-mnist", "train_subset": 10_000, "download": False},  # eval_subset: all 10,000
-           "train": {"epochs": 1, "batch_size": 128, "lr": 0.1}, "evaluations": [{"evaluator": "clean"}],
-           "cache_dir": str(tmp / "h" / "cache"), "store": str(tmp / "h" / "r.sqlite")}
+    raw = {
+        "name": "bench-harness",
+        "seeds": [0],
+        "threads": 2,
+        "model": {"name": "cnn5"},
+        "dataset": {"name": "fashion-mnist", "train_subset": 10_000, "download": False},  # eval_subset: all 10,000
+        "train": {"epochs": 1, "batch_size": 128, "lr": 0.1},
+        "evaluations": [{"evaluator": "clean"}],
+        "cache_dir": str(tmp / "h" / "cache"),
+        "store": str(tmp / "h" / "r.sqlite"),
+    }
     exp = validate(raw)
     s = run(exp, progress=False)  # trains the model once (and decodes the data in this process)
     assert s.failed == 0
@@ -212,8 +240,14 @@ def part_harness(tmp: Path, repeats: int) -> dict:
         assert res is not None and res.error is None and not res.cached
         top1 = next(m["value"] for m in res.measurements if m["metric"] == "top1")
         assert top1 == bare_top1, (top1, bare_top1)
-    out.update(top1=top1, bare_s=bare, harness_s=harness, bare_median_s=statistics.median(bare),
-               harness_median_s=statistics.median(harness), load_after=load1())
+    out.update(
+        top1=top1,
+        bare_s=bare,
+        harness_s=harness,
+        bare_median_s=statistics.median(bare),
+        harness_median_s=statistics.median(harness),
+        load_after=load1(),
+    )
     out["overhead_pct"] = 100 * (out["harness_median_s"] / out["bare_median_s"] - 1)
     return out
 
@@ -231,9 +265,16 @@ def main() -> None:
     import ray
 
     only = args.only.split(",")
-    res: dict = {"machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "platform": platform.platform(),
-                             "torch": torch.__version__, "ray": ray.__version__},
-                 "date": time.strftime("%Y-%m-%d %H:%M")}
+    res: dict = {
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": os.cpu_count(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "ray": ray.__version__,
+        },
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
     with tempfile.TemporaryDirectory(prefix="cb-bench-exec-") as t:
         tmp = Path(t)
         try:
@@ -252,27 +293,37 @@ def main() -> None:
     print(f"machine: {res['machine']['cpu']}, {res['machine']['cores']} cores")
     if "speedup" in res:
         s = res["speedup"]
-        print(f"1. {s['jobs']} train jobs: local {s['local_s']:.1f}s, ray ({s['ray_cpus']:g} CPUs) {s['ray_s']:.1f}s "
-              f"-> speed-up {s['speedup']:.2f}x (target >= 1.7); with the instance's start ({s['ray_start_s']:.1f}s) "
-              f"{s['speedup_with_start']:.2f}x; load {s['load_before']:.2f} / {s['load_mid']:.2f} / "
-              f"{s['load_after']:.2f}; {s['identical_rows']} rows identical")
+        print(
+            f"1. {s['jobs']} train jobs: local {s['local_s']:.1f}s, ray ({s['ray_cpus']:g} CPUs) {s['ray_s']:.1f}s "
+            f"-> speed-up {s['speedup']:.2f}x (target >= 1.7); with the instance's start ({s['ray_start_s']:.1f}s) "
+            f"{s['speedup_with_start']:.2f}x; load {s['load_before']:.2f} / {s['load_mid']:.2f} / "
+            f"{s['load_after']:.2f}; {s['identical_rows']} rows identical"
+        )
         mean_l, mean_r = statistics.mean(s["local_job_s"]), statistics.mean(s["ray_job_s"])
-        print(f"   mean job: local {mean_l:.1f}s, ray {mean_r:.1f}s "
-              f"(ideal ray wall {s['ray_ideal_s']:.1f}s); machine busy: local run {s['local_machine_busy_pct']:.0f} %, "
-              f"ray run {s['ray_machine_busy_pct']:.0f} %")
-        print(f"   Ray's fixed cost {s['ray_fixed_s']:.1f}s; speed-up had the Ray jobs run as fast as the local ones "
-              f"(derived): {s['speedup_at_local_job_speed']:.2f}x")
+        print(
+            f"   mean job: local {mean_l:.1f}s, ray {mean_r:.1f}s "
+            f"(ideal ray wall {s['ray_ideal_s']:.1f}s); machine busy: local run {s['local_machine_busy_pct']:.0f} %, "
+            f"ray run {s['ray_machine_busy_pct']:.0f} %"
+        )
+        print(
+            f"   Ray's fixed cost {s['ray_fixed_s']:.1f}s; speed-up had the Ray jobs run as fast as the local ones "
+            f"(derived): {s['speedup_at_local_job_speed']:.2f}x"
+        )
     if "overhead" in res:
         o = res["overhead"]
-        print(f"2. {o['jobs']} trivial jobs: local {o['local_per_job_ms']:.1f} ms/job, ray one at a time "
-              f"{o['ray_serial_per_job_ms']:.1f} ms/job, two at a time {o['ray_parallel_per_job_ms']:.1f} ms/job "
-              f"-> Ray's overhead {o['overhead_per_job_ms']:.1f} ms per job; load {o['load_before']:.2f} / "
-              f"{o['load_after']:.2f}")
+        print(
+            f"2. {o['jobs']} trivial jobs: local {o['local_per_job_ms']:.1f} ms/job, ray one at a time "
+            f"{o['ray_serial_per_job_ms']:.1f} ms/job, two at a time {o['ray_parallel_per_job_ms']:.1f} ms/job "
+            f"-> Ray's overhead {o['overhead_per_job_ms']:.1f} ms per job; load {o['load_before']:.2f} / "
+            f"{o['load_after']:.2f}"
+        )
     if "harness" in res:
         h = res["harness"]
-        print(f"3. clean top-1 on {h['images']} images ({h['top1']:.4f} both): bare model(x) loop "
-              f"{h['bare_median_s']:.3f}s, harness job {h['harness_median_s']:.3f}s -> overhead "
-              f"{h['overhead_pct']:.1f} % (target <= 10 %); load {h['load_before']:.2f} / {h['load_after']:.2f}")
+        print(
+            f"3. clean top-1 on {h['images']} images ({h['top1']:.4f} both): bare model(x) loop "
+            f"{h['bare_median_s']:.3f}s, harness job {h['harness_median_s']:.3f}s -> overhead "
+            f"{h['overhead_pct']:.1f} % (target <= 10 %); load {h['load_before']:.2f} / {h['load_after']:.2f}"
+        )
     print(f"wrote {args.out}")
 
 

@@ -42,30 +42,48 @@ FAMILIES = [
     {"method": "prune.structured", "params": {"criterion": "l1", "scope": "global", "finetune": {"epochs": 0.1}}},
     {"method": "lowrank", "params": {"conv": "channel_svd", "finetune": {"epochs": 0.1}}},
 ]
-GOAL = {"objective": {"minimize": "latency_b1_ms"}, "constraints": {"clean_top1": 1.0, "corr_top1": 1.0},
-        "search": {"points": 10}}
+GOAL = {
+    "objective": {"minimize": "latency_b1_ms"},
+    "constraints": {"clean_top1": 1.0, "corr_top1": 1.0},
+    "search": {"points": 10},
+}
 
 
 def config(quick: bool, root: Path, name: str, grid: list[float] | None) -> dict:
     """The experiment: the search's (a budgets range per family, int8, the goal) or the grid's (every budget)."""
     if quick:
-        data, model, train = {"name": "digits", "eval_subset": 300}, {"name": "tinycnn"}, {"epochs": 2,
-                                                                                           "batch_size": 64}
+        data, model, train = (
+            {"name": "digits", "eval_subset": 300},
+            {"name": "tinycnn"},
+            {"epochs": 2, "batch_size": 64},
+        )
         corr = {"corruptions": ["gaussian_noise", "contrast"], "severities": [3]}
     else:
         data, model = {"name": "fashion-mnist", "eval_subset": 1000}, {"name": "cnn5"}
         train = {"epochs": 3, "batch_size": 128, "optimizer": "sgd", "lr": 0.1, "schedule": "onecycle"}
-        corr = {"corruptions": ["gaussian_noise", "shot_noise", "defocus_blur", "contrast", "jpeg_compression",
-                                "fog"], "severities": [3], "subset": 1000}
+        corr = {
+            "corruptions": ["gaussian_noise", "shot_noise", "defocus_blur", "contrast", "jpeg_compression", "fog"],
+            "severities": [3],
+            "subset": 1000,
+        }
     variants = [{**f, "budgets": {"params": grid if grid is not None else [0.1, 0.9]}} for f in FAMILIES]
     if grid is None:
         variants.append({"method": "quantize.static", "params": {"calibration_batches": 4}})
-    cfg = {"name": "goalbench", "seeds": [0], "dataset": data, "model": model, "train": train,
-           "cache_dir": str(root / name / "cache"), "store": str(root / name / "store.sqlite"),
-           "variants": variants,
-           "evaluations": [{"evaluator": "clean", "params": {"subset": 2000 if not quick else None}},
-                           {"evaluator": "corruptions", "params": corr},
-                           {"evaluator": "efficiency", "params": {"repeats": 30, "throughput_repeats": 3}}]}
+    cfg = {
+        "name": "goalbench",
+        "seeds": [0],
+        "dataset": data,
+        "model": model,
+        "train": train,
+        "cache_dir": str(root / name / "cache"),
+        "store": str(root / name / "store.sqlite"),
+        "variants": variants,
+        "evaluations": [
+            {"evaluator": "clean", "params": {"subset": 2000 if not quick else None}},
+            {"evaluator": "corruptions", "params": corr},
+            {"evaluator": "efficiency", "params": {"repeats": 30, "throughput_repeats": 3}},
+        ],
+    }
     if quick:
         cfg["evaluations"][0].pop("params")
     if grid is None:
@@ -95,8 +113,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="digits / tinycnn, 5 points: validates the script")
     ap.add_argument("--workdir", help="where caches and stores go (default: a temporary folder)")
-    ap.add_argument("--accept-noisy", action="store_true",
-                    help="timings flagged noisy may decide (a loaded machine); recorded in the JSON")
+    ap.add_argument(
+        "--accept-noisy",
+        action="store_true",
+        help="timings flagged noisy may decide (a loaded machine); recorded in the JSON",
+    )
     args = ap.parse_args()
     if args.accept_noisy:
         GOAL["accept_noisy"] = True
@@ -122,24 +143,42 @@ def main() -> None:
     fams = {}
     for f in res.families:
         g = grid_best.get(f.label)
-        within = (f.best is None and g is None) or (f.best is not None and g is not None
-                                                      and abs(f.best - g) <= step + 1e-9)
-        fams[f.label] = {"search_best": f.best, "grid_best": g, "within_one_step": within,
-                         "probes": [(v, o) for v, _, o in f.probes]}
+        within = (f.best is None and g is None) or (
+            f.best is not None and g is not None and abs(f.best - g) <= step + 1e-9
+        )
+        fams[f.label] = {
+            "search_best": f.best,
+            "grid_best": g,
+            "within_one_step": within,
+            "probes": [(v, o) for v, _, o in f.probes],
+        }
     rec = res.decision.recommended
     out = {
-        "quick": args.quick, "points": POINTS, "accept_noisy": args.accept_noisy, "grid_budgets": grid,
-        "search": {"jobs": res.jobs, "ran": res.ran, "cached": res.cached, "rounds": res.rounds,
-                   "wall_s": round(t_search, 1), "failed": res.summary.failed,
-                   "recommended": rec.candidate.variant if rec.candidate else None,
-                   "latency_ms": rec.value, "parent_latency_ms": rec.parent,
-                   "fallback": [ln for fb in res.fallback for ln in fb.lines()],
-                   "clean_only_recommended": sclean.recommended.candidate.variant
-                   if sclean.recommended.candidate else None},
-        "grid": {"jobs": gsum.jobs, "ran": gsum.ran, "wall_s": round(t_grid, 1), "failed": gsum.failed,
-                 "recommended": gdec.recommended.candidate.variant if gdec.recommended.candidate else None,
-                 "clean_only_recommended": gclean.recommended.candidate.variant
-                 if gclean.recommended.candidate else None},
+        "quick": args.quick,
+        "points": POINTS,
+        "accept_noisy": args.accept_noisy,
+        "grid_budgets": grid,
+        "search": {
+            "jobs": res.jobs,
+            "ran": res.ran,
+            "cached": res.cached,
+            "rounds": res.rounds,
+            "wall_s": round(t_search, 1),
+            "failed": res.summary.failed,
+            "recommended": rec.candidate.variant if rec.candidate else None,
+            "latency_ms": rec.value,
+            "parent_latency_ms": rec.parent,
+            "fallback": [ln for fb in res.fallback for ln in fb.lines()],
+            "clean_only_recommended": sclean.recommended.candidate.variant if sclean.recommended.candidate else None,
+        },
+        "grid": {
+            "jobs": gsum.jobs,
+            "ran": gsum.ran,
+            "wall_s": round(t_grid, 1),
+            "failed": gsum.failed,
+            "recommended": gdec.recommended.candidate.variant if gdec.recommended.candidate else None,
+            "clean_only_recommended": gclean.recommended.candidate.variant if gclean.recommended.candidate else None,
+        },
         "families": fams,
         "job_ratio": round(res.jobs / gsum.jobs, 3) if gsum.jobs else None,
     }
@@ -147,13 +186,19 @@ def main() -> None:
     dest = RESULTS / f"goal_search{'_quick' if args.quick else ''}.json"
     dest.write_text(json.dumps(out, indent=2))
     print("\n".join(res.lines()))
-    print(f"search: {res.jobs} jobs ({res.ran} ran) in {t_search:.0f}s; grid: {gsum.jobs} jobs ({gsum.ran} ran) in "
-          f"{t_grid:.0f}s; search/grid jobs = {out['job_ratio']}")
+    print(
+        f"search: {res.jobs} jobs ({res.ran} ran) in {t_search:.0f}s; grid: {gsum.jobs} jobs ({gsum.ran} ran) in "
+        f"{t_grid:.0f}s; search/grid jobs = {out['job_ratio']}"
+    )
     for fam, d in fams.items():
-        print(f"  {fam}: search {d['search_best']} vs grid {d['grid_best']} "
-              f"({'within' if d['within_one_step'] else 'NOT within'} one step of {step:.4f})")
-    print(f"winner: search {out['search']['recommended']}, grid {out['grid']['recommended']}; clean-only: search "
-          f"{out['search']['clean_only_recommended']}, grid {out['grid']['clean_only_recommended']}")
+        print(
+            f"  {fam}: search {d['search_best']} vs grid {d['grid_best']} "
+            f"({'within' if d['within_one_step'] else 'NOT within'} one step of {step:.4f})"
+        )
+    print(
+        f"winner: search {out['search']['recommended']}, grid {out['grid']['recommended']}; clean-only: search "
+        f"{out['search']['clean_only_recommended']}, grid {out['grid']['clean_only_recommended']}"
+    )
     print(f"-> {dest}")
 
 

@@ -79,13 +79,21 @@ def section_tests(out: Path) -> None:
     if not CUDA:
         return rows_out(out, "tests", [row("pytest -m cuda", SKIP)])
     t = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
-                        str(HERE.parent / "tests")], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(SRC)})
+    p = subprocess.run(
+        [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider", str(HERE.parent / "tests")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+    )
     last = [ln for ln in p.stdout.splitlines() if ln.strip()][-1:] or ["(no output)"]
     fails = [ln for ln in p.stdout.splitlines() if ln.startswith("FAILED")]
-    rows = [row("pytest -m cuda", "ok" if p.returncode == 0 else f"exit {p.returncode}",
-                f"{last[0]} ({time.perf_counter() - t:.0f} s)")]
+    rows = [
+        row(
+            "pytest -m cuda",
+            "ok" if p.returncode == 0 else f"exit {p.returncode}",
+            f"{last[0]} ({time.perf_counter() - t:.0f} s)",
+        )
+    ]
     rows += [row("  failed", "", f[7:][:100]) for f in fails[:8]]
     rows_out(out, "tests", rows)
 
@@ -121,11 +129,20 @@ def section_train(out: Path, steps: int = 30, batch: int = 256) -> None:
     x = torch.rand(batch, 3, 32, 32, device=dev, generator=g)
     y = torch.randint(0, 10, (batch,), device=dev, generator=g)
     rows = []
-    for name, amp, cl in (("fp32", False, False), ("AMP bf16", True, False), ("fp32 channels_last", False, True),
-                          ("AMP bf16 + channels_last", True, True)):
+    for name, amp, cl in (
+        ("fp32", False, False),
+        ("AMP bf16", True, False),
+        ("fp32 channels_last", False, True),
+        ("AMP bf16 + channels_last", True, True),
+    ):
         t = cuda_time(_train_step(x, y, amp, cl), steps, warmup=10)
-        rows.append(row(f"ResNet-18 train, b{batch}, {name}", f"{batch / statistics.median(t):,.0f} img/s",
-                        f"median of {steps} steps, synthetic 3×32×32"))
+        rows.append(
+            row(
+                f"ResNet-18 train, b{batch}, {name}",
+                f"{batch / statistics.median(t):,.0f} img/s",
+                f"median of {steps} steps, synthetic 3×32×32",
+            )
+        )
     base = float(rows[0]["value"].split()[0].replace(",", ""))
     for r in rows[1:]:
         r["note"] += f"; {float(r['value'].split()[0].replace(',', '')) / base:.2f}× fp32"
@@ -178,9 +195,14 @@ def section_latency(out: Path) -> None:
                 b1 = cuda_time(partial(m, torch.rand(1, 3, 32, 32, device=dev)), 200, warmup=20)
                 b256 = cuda_time(partial(m, torch.rand(256, 3, 32, 32, device=dev)), 50, warmup=10)
             q1, q3 = statistics.quantiles(b1, n=4)[0], statistics.quantiles(b1, n=4)[2]
-            rows.append(row(label, f"{statistics.median(b1) * 1e3:.3f} ms",
-                            f"b1 median (IQR {(q3 - q1) * 1e3:.3f} ms, 200 runs); b256 "
-                            f"{256 / statistics.median(b256):,.0f} img/s"))
+            rows.append(
+                row(
+                    label,
+                    f"{statistics.median(b1) * 1e3:.3f} ms",
+                    f"b1 median (IQR {(q3 - q1) * 1e3:.3f} ms, 200 runs); b256 "
+                    f"{256 / statistics.median(b256):,.0f} img/s",
+                )
+            )
     rows_out(out, "latency", rows)
 
 
@@ -203,7 +225,7 @@ def _evaluator_loop(device: torch.device, size: int, n: int, batch: int, names: 
         with torch.inference_mode():
             for name in names:
                 for s in range(0, n, batch):
-                    xc = corrupt(x[s:s + batch], idx[s:s + batch], name, 3)
+                    xc = corrupt(x[s : s + batch], idx[s : s + batch], name, 3)
                     model(xc.float().div_(255)).argmax(1)
 
     with torch.inference_mode():  # warm-up: kernels, tables, textures
@@ -222,8 +244,10 @@ def section_corrupt(out: Path) -> None:
     from compressbench.evaluate.corruptions import SUITES
 
     names = SUITES["cifar10-c"]
-    note = (f"15 CIFAR-10-C corruptions × severity 3: corrupt (uint8) + ResNet-18 forward; CPU "
-            f"{torch.get_num_threads()} threads")
+    note = (
+        f"15 CIFAR-10-C corruptions × severity 3: corrupt (uint8) + ResNet-18 forward; CPU "
+        f"{torch.get_num_threads()} threads"
+    )
     rows = []
     for size, n_gpu, n_cpu, batch in ((32, 2048, 32, 256), (224, 256, 1, 64)):
         cpu = _evaluator_loop(torch.device("cpu"), size, n_cpu, min(batch, n_cpu), names)
@@ -240,23 +264,32 @@ def section_corrupt(out: Path) -> None:
 
 # --------------------------------------------------------------------------- (e) Ray with fractional GPUs
 def _ray_config(tmp: Path, weights: Path, **over: Any) -> dict[str, Any]:
-    return {"name": "gpucheck", "seeds": [0], "threads": 1,
-            "dataset": {"name": "digits", "eval_subset": 1000},
-            "model": {"name": "tinycnn", "weights": str(weights)}, "train": None,
-            "variants": [{"method": "prune.unstructured", "params": {"finetune": {"epochs": 0}},
-                          "budget": {"params": 0.5}}],
-            "evaluations": [{"evaluator": "clean"},
-                            {"evaluator": "corruptions",
-                             "params": {"suites": ["cifar10-c"], "severities": [3], "subset": 1000}}],
-            "cache_dir": str(tmp / "cache"), **over}
+    return {
+        "name": "gpucheck",
+        "seeds": [0],
+        "threads": 1,
+        "dataset": {"name": "digits", "eval_subset": 1000},
+        "model": {"name": "tinycnn", "weights": str(weights)},
+        "train": None,
+        "variants": [
+            {"method": "prune.unstructured", "params": {"finetune": {"epochs": 0}}, "budget": {"params": 0.5}}
+        ],
+        "evaluations": [
+            {"evaluator": "clean"},
+            {"evaluator": "corruptions", "params": {"suites": ["cifar10-c"], "severities": [3], "subset": 1000}},
+        ],
+        "cache_dir": str(tmp / "cache"),
+        **over,
+    }
 
 
 def _top1(store: Path) -> dict[tuple, float]:
     import sqlite3
 
     with sqlite3.connect(store) as c:
-        rows = c.execute("SELECT variant, evaluator, condition, value FROM results WHERE error IS NULL AND "
-                         "metric = 'top1'").fetchall()
+        rows = c.execute(
+            "SELECT variant, evaluator, condition, value FROM results WHERE error IS NULL AND metric = 'top1'"
+        ).fetchall()
     return {r[:3]: r[3] for r in rows}
 
 
@@ -277,18 +310,25 @@ def section_ray(out: Path) -> None:
         data = load_dataset("digits", cache_dir=tmp / "data")
         torch.manual_seed(0)
         model = create_model("tinycnn", data.meta)
-        train(model, data.train, TrainRecipe(epochs=2, batch_size=64, lr=0.1, augment="none"), seed=0,
-              show_progress=False)
+        train(
+            model, data.train, TrainRecipe(epochs=2, batch_size=64, lr=0.1, augment="none"), seed=0, show_progress=False
+        )
         weights = tmp / "tinycnn_digits.pt"
         torch.save(model.state_dict(), weights)
         t = time.perf_counter()
         run(validate(_ray_config(tmp / "cpu", weights, device="cpu", store=str(tmp / "cpu.sqlite"))), progress=False)
         cpu = _top1(tmp / "cpu.sqlite")
         rows.append(row("CPU run (local executor)", f"{len(cpu)} top-1 rows", f"{time.perf_counter() - t:.0f} s"))
-        gpu_cfg = _ray_config(tmp / "gpu", weights, device="cuda", store=str(tmp / "gpu.sqlite"),
-                              executor={"name": "ray", "resources": {"train": {"num_gpus": 1},
-                                                                      "compress": {"num_gpus": 1},
-                                                                      "evaluate": {"num_gpus": 0.25}}})
+        gpu_cfg = _ray_config(
+            tmp / "gpu",
+            weights,
+            device="cuda",
+            store=str(tmp / "gpu.sqlite"),
+            executor={
+                "name": "ray",
+                "resources": {"train": {"num_gpus": 1}, "compress": {"num_gpus": 1}, "evaluate": {"num_gpus": 0.25}},
+            },
+        )
         if not CUDA:
             validate(gpu_cfg)  # the GPU run's configuration is accepted here
             rows.append(row("Ray run, evaluate num_gpus 0.25", SKIP, "its configuration validates"))
@@ -300,11 +340,17 @@ def section_ray(out: Path) -> None:
         missing = sorted(set(cpu) ^ set(gpu))
         worst = max(diffs.values(), default=float("nan"))
         ok = not missing and worst <= 0.5
-        rows.append(row("Ray run, evaluate num_gpus 0.25", f"{len(gpu)} top-1 rows",
-                        f"{time.perf_counter() - t:.0f} s"))
-        rows.append(row("top-1 Ray GPU vs CPU, max |Δ|", f"{worst:.2f} pt",
-                        ("OK (≤ 0.5 pt)" if ok else "FAILED (> 0.5 pt or rows differ)")
-                        + (f"; rows only in one run: {missing[:3]}" if missing else "")))
+        rows.append(
+            row("Ray run, evaluate num_gpus 0.25", f"{len(gpu)} top-1 rows", f"{time.perf_counter() - t:.0f} s")
+        )
+        rows.append(
+            row(
+                "top-1 Ray GPU vs CPU, max |Δ|",
+                f"{worst:.2f} pt",
+                ("OK (≤ 0.5 pt)" if ok else "FAILED (> 0.5 pt or rows differ)")
+                + (f"; rows only in one run: {missing[:3]}" if missing else ""),
+            )
+        )
     rows_out(out, "ray", rows)
     if not ok:
         sys.exit(1)
@@ -329,8 +375,13 @@ def table(d: Path) -> None:
     print(f"\ndevice: {dev}; torch {torch.__version__}; CUDA {torch.version.cuda}")
 
 
-SECTIONS = {"tests": section_tests, "train": section_train, "latency": section_latency, "corrupt": section_corrupt,
-            "ray": section_ray}
+SECTIONS = {
+    "tests": section_tests,
+    "train": section_train,
+    "latency": section_latency,
+    "corrupt": section_corrupt,
+    "ray": section_ray,
+}
 
 
 def main() -> None:

@@ -35,18 +35,51 @@ OUT = Path(__file__).parent / "results" / "methods_quickstart.json"
 
 
 def make_context(bundle, recipe: TrainRecipe, spec: dict, workdir: Path) -> CompressContext:
-    def ctx_train(model, epochs, lr=None, optimizer=None, schedule=None, teacher=None, kd_alpha=0.9,
-                  kd_temperature=4.0, desc="finetune"):
-        r = TrainRecipe(**{**recipe.__dict__, "epochs": epochs, "lr": recipe.lr * 0.1 if lr is None else lr,
-                           "optimizer": optimizer or recipe.optimizer, "schedule": schedule or recipe.schedule})
-        train(model, bundle.train, r, seed=0, teacher=teacher, kd_alpha=kd_alpha, kd_temperature=kd_temperature,
-              desc=desc, show_progress=False)
+    def ctx_train(
+        model,
+        epochs,
+        lr=None,
+        optimizer=None,
+        schedule=None,
+        teacher=None,
+        kd_alpha=0.9,
+        kd_temperature=4.0,
+        desc="finetune",
+    ):
+        r = TrainRecipe(
+            **{
+                **recipe.__dict__,
+                "epochs": epochs,
+                "lr": recipe.lr * 0.1 if lr is None else lr,
+                "optimizer": optimizer or recipe.optimizer,
+                "schedule": schedule or recipe.schedule,
+            }
+        )
+        train(
+            model,
+            bundle.train,
+            r,
+            seed=0,
+            teacher=teacher,
+            kd_alpha=kd_alpha,
+            kd_temperature=kd_temperature,
+            desc=desc,
+            show_progress=False,
+        )
         return model
 
     ev = bundle.eval_subset(2000)
-    return CompressContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0, workdir=workdir,
-                           train=ctx_train, accuracy=lambda m, images=None: accuracy(m, images or ev),
-                           parent_spec=spec, progress=False)
+    return CompressContext(
+        data=bundle,
+        meta=bundle.meta,
+        device=torch.device("cpu"),
+        seed=0,
+        workdir=workdir,
+        train=ctx_train,
+        accuracy=lambda m, images=None: accuracy(m, images or ev),
+        parent_spec=spec,
+        progress=False,
+    )
 
 
 def main() -> None:
@@ -90,8 +123,12 @@ def main() -> None:
         ("bf16", "quantize.bf16", None, {}),
         ("lowrank svd p=0.5", "lowrank", Budget("params", 0.5), {"finetune": ft}),
         ("lowrank tucker2 p=0.5", "lowrank", Budget("params", 0.5), {"conv": "tucker2", "finetune": ft}),
-        ("structured p=0.5 -> int8", "pipeline", Budget("params", 0.5),
-         {"stages": [{"method": "prune.structured", "params": {"finetune": ft}}, {"method": "quantize.static"}]}),
+        (
+            "structured p=0.5 -> int8",
+            "pipeline",
+            Budget("params", 0.5),
+            {"stages": [{"method": "prune.structured", "params": {"finetune": ft}}, {"method": "quantize.static"}]},
+        ),
     ]
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     rows = []
@@ -108,19 +145,40 @@ def main() -> None:
         x = ev.x[:64].float() / 255
         with torch.inference_mode():
             same = bool(torch.equal(reloaded(x), res.model(x)))
-        row = {"case": label, "method": name, "budget": budget.label() if budget else "", "accuracy": acc,
-               "drop_points": 100 * (base_acc - acc), "seconds": secs, "reload_identical": same,
-               **{f"achieved_{k}": v for k, v in res.achieved.items()},
-               "knob": res.record.get("knob"), "bytes_sparse_fraction": res.record.get("bytes_sparse_fraction")}
+        row = {
+            "case": label,
+            "method": name,
+            "budget": budget.label() if budget else "",
+            "accuracy": acc,
+            "drop_points": 100 * (base_acc - acc),
+            "seconds": secs,
+            "reload_identical": same,
+            **{f"achieved_{k}": v for k, v in res.achieved.items()},
+            "knob": res.record.get("knob"),
+            "bytes_sparse_fraction": res.record.get("bytes_sparse_fraction"),
+        }
         rows.append(row)
-        print(f"{label:26s} acc {acc:.4f} (Δ {row['drop_points']:+.2f} pt)  params {res.achieved['params']:.4f}  "
-              f"bytes {res.achieved['bytes']:.4f}  flops {res.achieved['flops']:.4f}  {secs:6.1f} s  "
-              f"reload={'ok' if same else 'DIFF'}", flush=True)
+        print(
+            f"{label:26s} acc {acc:.4f} (Δ {row['drop_points']:+.2f} pt)  params {res.achieved['params']:.4f}  "
+            f"bytes {res.achieved['bytes']:.4f}  flops {res.achieved['flops']:.4f}  {secs:6.1f} s  "
+            f"reload={'ok' if same else 'DIFF'}",
+            flush=True,
+        )
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"baseline_accuracy": base_acc, "baseline_epochs": args.epochs,
-                               "finetune_epochs": args.ft,
-                               "distill_epochs": de, "eval_images": len(ev), "threads": torch.get_num_threads(),
-                               "rows": rows}, indent=2))
+    OUT.write_text(
+        json.dumps(
+            {
+                "baseline_accuracy": base_acc,
+                "baseline_epochs": args.epochs,
+                "finetune_epochs": args.ft,
+                "distill_epochs": de,
+                "eval_images": len(ev),
+                "threads": torch.get_num_threads(),
+                "rows": rows,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {OUT}")
 
 

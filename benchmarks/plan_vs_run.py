@@ -46,20 +46,35 @@ def main() -> None:
     ap.add_argument("config")
     ap.add_argument("--scale")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--keep", metavar="DIR", help="run in DIR (new, empty) and keep its cache and store, e.g. to "
-                    "compare the store with another run's (default: a temporary folder)")
+    ap.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="run in DIR (new, empty) and keep its cache and store, e.g. to "
+        "compare the store with another run's (default: a temporary folder)",
+    )
     args = ap.parse_args()
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=False)
-    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="cb-plan-vs-run-")) \
-            as tmp:
+    with (
+        contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="cb-plan-vs-run-")
+    ) as tmp:
         sets = [*args.set, f"cache_dir={tmp}/cache", f"store={tmp}/results.sqlite"]
         exp = load_config(args.config, dict(parse_override(s) for s in sets), scale=args.scale)
         t0 = time.perf_counter()
         est = estimate(exp)
         plan_s = time.perf_counter() - t0
-        cmd = [sys.executable, "-m", "compressbench", "-q", "run", args.config, "--quiet", "--no-progress",
-               *(["--scale", args.scale] if args.scale else []), *[a for s in sets for a in ("--set", s)]]
+        cmd = [
+            sys.executable,
+            "-m",
+            "compressbench",
+            "-q",
+            "run",
+            args.config,
+            "--quiet",
+            "--no-progress",
+            *(["--scale", args.scale] if args.scale else []),
+            *[a for s in sets for a in ("--set", s)],
+        ]
         c0, w0 = _children_cpu(), time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         cpu, wall = _children_cpu() - c0, time.perf_counter() - w0
@@ -74,25 +89,48 @@ def main() -> None:
     kinds = {}
     for kind in ("train", "compress", "evaluate"):
         cs = [c for c in est.costs if c.job.kind == kind]
-        kinds[kind] = {"jobs": len(cs), "tflop": sum(c.flops for c in cs) / 1e12,
-                       "est_wall_s": sum(est.cpu_hours(c) for c in cs) * 3600 * r.wall_per_cpu,
-                       "measured_wall_s": job_s.get(kind, 0.0)}
-    out = {"config": args.config, "scale": args.scale, "set": args.set, "experiment": exp.name,
-           "jobs": len(est.costs), "plan_seconds": plan_s, "rates": r.to_dict(),
-           "estimated_cpu_s": est_cpu, "measured_cpu_s": cpu, "ratio": est_cpu / cpu, "measured_wall_s": wall,
-           "jobs_wall_s": sum(job_s.values()), "kinds": kinds, "load_before": r.load}
-    print(f"{args.config}{' --scale ' + args.scale if args.scale else ''} {' '.join(args.set)}: "
-          f"{len(est.costs)} jobs, {sum(k['tflop'] for k in kinds.values()):.3g} TFLOP")
-    print(f"rate: training {r.train_cpu / 1e9:.3g}, inference {r.infer_cpu / 1e9:.3g} GFLOP per CPU-second "
-          f"({r.threads} threads, batch {r.train_batch} / {r.infer_batch}, load {r.load:.1f}); "
-          f"plan took {plan_s:.1f} s")
-    print(f"CPU time: estimated {est_cpu:.0f} s, measured {cpu:.0f} s (user + sys) -> ratio {est_cpu / cpu:.2f}; "
-          f"wall {wall:.0f} s, of which jobs {sum(job_s.values()):.0f} s")
+        kinds[kind] = {
+            "jobs": len(cs),
+            "tflop": sum(c.flops for c in cs) / 1e12,
+            "est_wall_s": sum(est.cpu_hours(c) for c in cs) * 3600 * r.wall_per_cpu,
+            "measured_wall_s": job_s.get(kind, 0.0),
+        }
+    out = {
+        "config": args.config,
+        "scale": args.scale,
+        "set": args.set,
+        "experiment": exp.name,
+        "jobs": len(est.costs),
+        "plan_seconds": plan_s,
+        "rates": r.to_dict(),
+        "estimated_cpu_s": est_cpu,
+        "measured_cpu_s": cpu,
+        "ratio": est_cpu / cpu,
+        "measured_wall_s": wall,
+        "jobs_wall_s": sum(job_s.values()),
+        "kinds": kinds,
+        "load_before": r.load,
+    }
+    print(
+        f"{args.config}{' --scale ' + args.scale if args.scale else ''} {' '.join(args.set)}: "
+        f"{len(est.costs)} jobs, {sum(k['tflop'] for k in kinds.values()):.3g} TFLOP"
+    )
+    print(
+        f"rate: training {r.train_cpu / 1e9:.3g}, inference {r.infer_cpu / 1e9:.3g} GFLOP per CPU-second "
+        f"({r.threads} threads, batch {r.train_batch} / {r.infer_batch}, load {r.load:.1f}); "
+        f"plan took {plan_s:.1f} s"
+    )
+    print(
+        f"CPU time: estimated {est_cpu:.0f} s, measured {cpu:.0f} s (user + sys) -> ratio {est_cpu / cpu:.2f}; "
+        f"wall {wall:.0f} s, of which jobs {sum(job_s.values()):.0f} s"
+    )
     print("| kind | jobs | TFLOP | est. wall s | measured wall s (jobs) | ratio |\n|---|---|---|---|---|---|")
     for kind, k in kinds.items():
         ratio = k["est_wall_s"] / k["measured_wall_s"] if k["measured_wall_s"] else float("nan")
-        print(f"| {kind} | {k['jobs']} | {k['tflop']:.3g} | {k['est_wall_s']:.1f} | {k['measured_wall_s']:.1f} | "
-              f"{ratio:.2f} |")
+        print(
+            f"| {kind} | {k['jobs']} | {k['tflop']:.3g} | {k['est_wall_s']:.1f} | {k['measured_wall_s']:.1f} | "
+            f"{ratio:.2f} |"
+        )
     res = Path(__file__).with_name("results")
     res.mkdir(exist_ok=True)
     (res / f"plan_vs_run-{exp.name}.json").write_text(json.dumps(out, indent=1))

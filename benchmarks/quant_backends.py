@@ -95,8 +95,14 @@ def main() -> None:
         fp32.eval()
         with torch.inference_mode():
             ref = fp32(xs).argmax(1)
-        entry = {"model": mname, "fp32": {"acc": float((ref == ev.y).float().mean()),
-                                          "b1_ms": latency_ms(fp32, xs[:1]), "b64_ms": latency_ms(fp32, xs[:64])}}
+        entry = {
+            "model": mname,
+            "fp32": {
+                "acc": float((ref == ev.y).float().mean()),
+                "b1_ms": latency_ms(fp32, xs[:1]),
+                "b64_ms": latency_ms(fp32, xs[:64]),
+            },
+        }
         for path, fn in (("eager torch.ao", eager_int8), ("pt2e torchao", pt2e_int8)):
             r: dict = {}
             try:

@@ -68,20 +68,31 @@ def main() -> None:
         ev = evidence(model, data.eval_subset(eval_size), data, settings.calib_batches, loc.seed or 0)
         ckpts[v] = loc.model_path
         for f in fmts:
-            w, rows = export_one(f, model, ck, Path(args.out) / v / f, shape, ev,
-                                 settings.model_copy(update={"timing": False}))
-            checks[v, f] = {m.metric: m.value for m in rows} | {"reason": next(
-                (m.condition.get("reason") for m in rows if m.metric == "verified" and m.value != 1.0), None)}
+            w, rows = export_one(
+                f, model, ck, Path(args.out) / v / f, shape, ev, settings.model_copy(update={"timing": False})
+            )
+            checks[v, f] = {m.metric: m.value for m in rows} | {
+                "reason": next(
+                    (m.condition.get("reason") for m in rows if m.metric == "verified" and m.value != 1.0), None
+                )
+            }
             if w is not None:
                 artifacts[v, f] = w
                 checks[v, f]["dtype"] = w.dtype
-            print(f"exported {v} -> {f}: agreement {checks[v, f].get('agreement')} {checks[v, f]['reason'] or ''}",
-                  flush=True)
+            print(
+                f"exported {v} -> {f}: agreement {checks[v, f].get('agreement')} {checks[v, f]['reason'] or ''}",
+                flush=True,
+            )
     samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for r in range(args.rounds):  # interleaved timing rounds
         for v in variants:
-            job = timing_job("torch", shape, settings.profile(), target={"kind": "checkpoint", "path": str(ckpts[v]),
-                                                                         **worker_trust()}, device="cpu")
+            job = timing_job(
+                "torch",
+                shape,
+                settings.profile(),
+                target={"kind": "checkpoint", "path": str(ckpts[v]), **worker_trust()},
+                device="cpu",
+            )
             job["throughput_batch"] = 0
             lat = run_worker(job, settings.timeout_s)["latency"]
             samples.setdefault((v, "torch"), []).append((lat["median_ms"], lat["iqr_ms"]))
@@ -90,14 +101,22 @@ def main() -> None:
                     continue
                 ms = {m.metric: m.value for m in timings(f, artifacts[v, f], shape, settings)}
                 samples.setdefault((v, f), []).append((ms["latency_b1_ms"], ms["latency_b1_iqr_ms"]))
-        print(f"round {r + 1}/{args.rounds} done ({time.perf_counter() - t0:.0f}s, load {os.getloadavg()[0]:.1f})",
-              flush=True)
-    cells = {f"{v}|{rt}": {"median_ms": statistics.median(m for m, _ in s),
-                           "iqr_ms": statistics.median(i for _, i in s), "rounds": [m for m, _ in s]}
-             for (v, rt), s in samples.items()}
+        print(
+            f"round {r + 1}/{args.rounds} done ({time.perf_counter() - t0:.0f}s, load {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
+    cells = {
+        f"{v}|{rt}": {
+            "median_ms": statistics.median(m for m, _ in s),
+            "iqr_ms": statistics.median(i for _, i in s),
+            "rounds": [m for m, _ in s],
+        }
+        for (v, rt), s in samples.items()
+    }
     runtimes = ["torch"] + fmts
-    names = {"torch": f"PyTorch eager (torch {hw['torch']})"} | {f: f"{formats.spec(f).label} ({runtime_name(f)})"
-                                                                 for f in fmts}
+    names = {"torch": f"PyTorch eager (torch {hw['torch']})"} | {
+        f: f"{formats.spec(f).label} ({runtime_name(f)})" for f in fmts
+    }
     print("\n| variant | " + " | ".join(names[r] for r in runtimes) + " | fastest |")
     print("|---|" + "---|" * (len(runtimes) + 1))
     for v in variants:
@@ -105,17 +124,32 @@ def main() -> None:
         for rt in runtimes:
             c = cells.get(f"{v}|{rt}")
             dt = "" if rt == "torch" else f" {checks.get((v, rt), {}).get('dtype', '')}"
-            row.append(f"{c['median_ms']:.3f} ± {c['iqr_ms']:.3f}{dt}" if c else
-                       f"failed: {checks.get((v, rt), {}).get('reason')}")
+            row.append(
+                f"{c['median_ms']:.3f} ± {c['iqr_ms']:.3f}{dt}"
+                if c
+                else f"failed: {checks.get((v, rt), {}).get('reason')}"
+            )
         best = min((rt for rt in runtimes if f"{v}|{rt}" in cells), key=lambda rt: cells[f"{v}|{rt}"]["median_ms"])
         print(f"| {v} | " + " | ".join(row) + f" | {best} |")
-    out = {"claim": __doc__.splitlines()[0], "store": args.store, "rounds": args.rounds, "repeats": args.repeats,
-           "warmup": args.warmup, "threads": 1, "hardware": hw, "seconds": time.perf_counter() - t0,
-           "cells": cells, "checks": {f"{v}|{f}": c for (v, f), c in checks.items()}, "runtimes": names}
+    out = {
+        "claim": __doc__.splitlines()[0],
+        "store": args.store,
+        "rounds": args.rounds,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "threads": 1,
+        "hardware": hw,
+        "seconds": time.perf_counter() - t0,
+        "cells": cells,
+        "checks": {f"{v}|{f}": c for (v, f), c in checks.items()},
+        "runtimes": names,
+    }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1, default=str))
-    print(f"\nwrote {args.json} ({out['seconds']:.0f}s; CPU {hw['cpu']}, {hw['logical_cores']} logical cores, "
-          f"load {hw.get('loadavg_1m')})")
+    print(
+        f"\nwrote {args.json} ({out['seconds']:.0f}s; CPU {hw['cpu']}, {hw['logical_cores']} logical cores, "
+        f"load {hw.get('loadavg_1m')})"
+    )
 
 
 if __name__ == "__main__":

@@ -42,16 +42,25 @@ VARIANTS = [
     {"method": "quantize.dynamic"},
     {"method": "quantize.fp16"},
     {"method": "quantize.bf16"},
-    {"name": "structured+int8", "method": "pipeline", "budget": {"params": 0.25},
-     "params": {"stages": [{"method": "prune.structured", "params": FT}, {"method": "quantize.static"}]}},
+    {
+        "name": "structured+int8",
+        "method": "pipeline",
+        "budget": {"params": 0.25},
+        "params": {"stages": [{"method": "prune.structured", "params": FT}, {"method": "quantize.static"}]},
+    },
 ]
 
 
 def config(model: str) -> dict:
-    return {"name": "validate-cost", "seeds": [0],
-            "dataset": {"name": "synthetic", "options": {"size": 224, "num_classes": 10}},
-            "model": {"name": model}, "train": {"epochs": 1},
-            "variants": VARIANTS, "evaluations": [{"evaluator": "clean"}]}
+    return {
+        "name": "validate-cost",
+        "seeds": [0],
+        "dataset": {"name": "synthetic", "options": {"size": 224, "num_classes": 10}},
+        "model": {"name": model},
+        "train": {"epochs": 1},
+        "variants": VARIANTS,
+        "evaluations": [{"evaluator": "clean"}],
+    }
 
 
 def measure(model: str, timeout: float) -> dict:
@@ -79,8 +88,14 @@ def measure(model: str, timeout: float) -> dict:
         wall = time.perf_counter() - t0
         out = log.read_text().strip().splitlines()
     cpu = ru.ru_utime + ru.ru_stime
-    return {"model": model, "rc": rc, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-            "peak_rss_mb": round(ru.ru_maxrss / 1024), "last_line": out[-1][:300] if out else ""}
+    return {
+        "model": model,
+        "rc": rc,
+        "wall_s": round(wall, 2),
+        "cpu_s": round(cpu, 2),
+        "peak_rss_mb": round(ru.ru_maxrss / 1024),
+        "last_line": out[-1][:300] if out else "",
+    }
 
 
 def main() -> None:
@@ -93,8 +108,11 @@ def main() -> None:
     for m in args.models.split(","):
         r = measure(m, args.timeout)
         rows.append(r)
-        print(f"{m:<32} rc={r['rc']} cpu {r['cpu_s']:7.2f} s  wall {r['wall_s']:7.2f} s  peak {r['peak_rss_mb']:6d} MB"
-              f"  | {r['last_line']}", flush=True)
+        print(
+            f"{m:<32} rc={r['rc']} cpu {r['cpu_s']:7.2f} s  wall {r['wall_s']:7.2f} s  peak {r['peak_rss_mb']:6d} MB"
+            f"  | {r['last_line']}",
+            flush=True,
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"cpu": os.uname().machine, "rows": rows}, indent=1))
 

@@ -33,7 +33,8 @@ def _hide_extras() -> list[str]:
     hide(modules)
     site = Path(tempfile.mkdtemp(prefix="cb-test-hide-"))
     (site / "sitecustomize.py").write_text(
-        f"import runpy\nrunpy.run_path({str(Path(__file__).with_name('hide_modules.py'))!r})['hide']({modules!r})\n")
+        f"import runpy\nrunpy.run_path({str(Path(__file__).with_name('hide_modules.py'))!r})['hide']({modules!r})\n"
+    )
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)
     return extras
 
@@ -67,8 +68,13 @@ def _trained(bundle, name="tinycnn", epochs=15, width=1.0):
 
     torch.manual_seed(0)  # the initial weights must not depend on which tests ran before
     model = create_model(name, bundle.meta, width=width)
-    train(model, bundle.train, TrainRecipe(epochs=epochs, batch_size=64, lr=0.1, augment="none"), seed=0,
-          show_progress=False)
+    train(
+        model,
+        bundle.train,
+        TrainRecipe(epochs=epochs, batch_size=64, lr=0.1, augment="none"),
+        seed=0,
+        show_progress=False,
+    )
     return model.eval()
 
 

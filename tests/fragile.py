@@ -27,8 +27,9 @@ def fragile_tinycnn(bundle, epochs: int = 15, dead: int = 0) -> torch.nn.Module:
     with torch.no_grad():
         m.net[1].weight[dead] = 0.0
         m.net[1].bias[dead] = -1.0
-    train(m, bundle.train, TrainRecipe(epochs=epochs, batch_size=64, lr=0.1, augment="none"), seed=0,
-          show_progress=False)
+    train(
+        m, bundle.train, TrainRecipe(epochs=epochs, batch_size=64, lr=0.1, augment="none"), seed=0, show_progress=False
+    )
     m.eval()
     with torch.no_grad():
         m.net[4].weight[:, dead] = OUTLIER

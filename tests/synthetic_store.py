@@ -24,8 +24,14 @@ VARIANTS = {
     "quantize.dynamic@knob=8": ("quantize.dynamic", "knob", 8.0, None),
     "distill@params=0.25": ("distill", "params", 0.25, 0.26),
 }
-CLEAN = {"baseline": 0.90, "prune.unstructured@params=0.5": 0.89, "prune.unstructured@params=0.25": 0.85,
-         "prune.structured@params=0.5": 0.87, "quantize.dynamic@knob=8": 0.895, "distill@params=0.25": 0.86}
+CLEAN = {
+    "baseline": 0.90,
+    "prune.unstructured@params=0.5": 0.89,
+    "prune.unstructured@params=0.25": 0.85,
+    "prune.structured@params=0.5": 0.87,
+    "quantize.dynamic@knob=8": 0.895,
+    "distill@params=0.25": 0.86,
+}
 CORRUPTIONS = ("gaussian_noise", "defocus_blur", "contrast")
 SEVERITIES = (1, 3, 5)
 EPS = (0.0, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
@@ -71,12 +77,29 @@ class _Rows:
         self.method, bkind, btarget, ach = VARIANTS[v]
         self.off = SEED_OFFSETS[i % len(SEED_OFFSETS)]
         self.frac = ach if ach is not None else 1.0
-        self.base = {"experiment": EXPERIMENT, "variant": v, "method": self.method, "budget_kind": bkind,
-                     "budget_target": btarget, "budget_achieved": ach, "seed": seed, "run_id": "run-synthetic"}
+        self.base = {
+            "experiment": EXPERIMENT,
+            "variant": v,
+            "method": self.method,
+            "budget_kind": bkind,
+            "budget_target": btarget,
+            "budget_achieved": ach,
+            "seed": seed,
+            "run_id": "run-synthetic",
+        }
 
     def add(self, evaluator: str, metric: str, value: float, condition: dict | None = None, tag: str = "") -> None:
-        self.rows.append({**self.base, "evaluator": evaluator, "metric": metric, "value": value,
-                          "condition": condition or {}, "tag": tag, "job_key": f"{self.v}/{self.seed}/{evaluator}"})
+        self.rows.append(
+            {
+                **self.base,
+                "evaluator": evaluator,
+                "metric": metric,
+                "value": value,
+                "condition": condition or {},
+                "tag": tag,
+                "job_key": f"{self.v}/{self.seed}/{evaluator}",
+            }
+        )
 
 
 def _compress_rows(r: _Rows) -> None:
@@ -108,8 +131,13 @@ def _efficiency_rows(r: _Rows) -> None:
     r.add("efficiency", "params", PARENT_PARAMS * (frac if shrinks else 1.0), tag="realised")
     r.add("efficiency", "params_nonzero", nz, tag="theoretical")
     r.add("efficiency", "bytes_dense", dense, tag="realised")
-    r.add("efficiency", "bytes_compressed", comp,
-          {"encoding": "sparse+zstd" if method == "prune.unstructured" else "zstd"}, tag="realised")
+    r.add(
+        "efficiency",
+        "bytes_compressed",
+        comp,
+        {"encoding": "sparse+zstd" if method == "prune.unstructured" else "zstd"},
+        tag="realised",
+    )
     r.add("efficiency", "flops", 2.4e7 * frac, tag="realised")
     r.add("efficiency", "flops_effective", 2.4e7 * frac, tag="theoretical")
     lat = 1.0 * (frac if shrinks else 0.5 if quantized else 1.0) + 0.01 * r.i
@@ -142,20 +170,49 @@ def _corruption_rows(r: _Rows) -> None:
 def _adversarial_rows(r: _Rows) -> None:
     v, off = r.v, r.off
     for e in EPS:
-        r.add("adversarial", "robust_top1", robust_top1(v, e, off),
-              {"attack": "pgd", "norm": "linf", "eps": e, "steps": 10, "mode": "whitebox"}, "whitebox")
-    r.add("adversarial", "robust_top1", robust_top1(v, 8 / 255, off) + 0.05,
-          {"attack": "fgsm", "norm": "linf", "eps": 8 / 255, "steps": 1, "mode": "whitebox"}, "whitebox")
-    r.add("adversarial", "robust_top1", robust_top1(v, 8 / 255, off) + 0.2,
-          {"attack": "pgd", "norm": "linf", "eps": 8 / 255, "steps": 10, "mode": "transfer"}, "transfer")
+        r.add(
+            "adversarial",
+            "robust_top1",
+            robust_top1(v, e, off),
+            {"attack": "pgd", "norm": "linf", "eps": e, "steps": 10, "mode": "whitebox"},
+            "whitebox",
+        )
+    r.add(
+        "adversarial",
+        "robust_top1",
+        robust_top1(v, 8 / 255, off) + 0.05,
+        {"attack": "fgsm", "norm": "linf", "eps": 8 / 255, "steps": 1, "mode": "whitebox"},
+        "whitebox",
+    )
+    r.add(
+        "adversarial",
+        "robust_top1",
+        robust_top1(v, 8 / 255, off) + 0.2,
+        {"attack": "pgd", "norm": "linf", "eps": 8 / 255, "steps": 10, "mode": "transfer"},
+        "transfer",
+    )
     # the evaluator's stronger-attack check: more PGD steps, slightly lower accuracy
-    r.add("adversarial", "robust_top1", robust_top1(v, 8 / 255, off) - 0.01,
-          {"attack": "pgd", "norm": "linf", "eps": 8 / 255, "steps": 20, "mode": "whitebox"}, "whitebox")
+    r.add(
+        "adversarial",
+        "robust_top1",
+        robust_top1(v, 8 / 255, off) - 0.01,
+        {"attack": "pgd", "norm": "linf", "eps": 8 / 255, "steps": 20, "mode": "whitebox"},
+        "whitebox",
+    )
     r.add("adversarial", "check_monotone_eps", 1.0, {"attack": "pgd", "norm": "linf", "steps": 10})
-    r.add("adversarial", "check_stronger_not_weaker", 0.0 if r.method == "distill" else 1.0,
-          {"attack": "pgd", "norm": "linf", "steps": 10, "steps_strong": 20})
-    r.add("adversarial", "robust_top1", 0.5 + off,
-          {"attack": "pgd", "norm": "l2", "eps": 0.5, "steps": 10, "mode": "whitebox"}, "whitebox")
+    r.add(
+        "adversarial",
+        "check_stronger_not_weaker",
+        0.0 if r.method == "distill" else 1.0,
+        {"attack": "pgd", "norm": "linf", "steps": 10, "steps_strong": 20},
+    )
+    r.add(
+        "adversarial",
+        "robust_top1",
+        0.5 + off,
+        {"attack": "pgd", "norm": "l2", "eps": 0.5, "steps": 10, "mode": "whitebox"},
+        "whitebox",
+    )
 
 
 def _calibration_rows(r: _Rows) -> None:
@@ -176,22 +233,46 @@ def _agreement_rows(r: _Rows) -> None:
 
 
 # each evaluator's writer, in the order the rows of one variant × seed are written
-_WRITERS = {"compress": _compress_rows, "clean": _clean_rows, "efficiency": _efficiency_rows,
-            "corruptions": _corruption_rows, "adversarial": _adversarial_rows, "calibration": _calibration_rows,
-            "agreement": _agreement_rows}
+_WRITERS = {
+    "compress": _compress_rows,
+    "clean": _clean_rows,
+    "efficiency": _efficiency_rows,
+    "corruptions": _corruption_rows,
+    "adversarial": _adversarial_rows,
+    "calibration": _calibration_rows,
+    "agreement": _agreement_rows,
+}
 
 
-def make_store(path: str | Path, seeds: Iterable[int] = (0, 1, 2), evaluators: Iterable[str] = ALL_EVALUATORS,
-               artifacts_dir: str | Path | None = None, variants: Iterable[str] | None = None) -> ResultStore:
+def make_store(
+    path: str | Path,
+    seeds: Iterable[int] = (0, 1, 2),
+    evaluators: Iterable[str] = ALL_EVALUATORS,
+    artifacts_dir: str | Path | None = None,
+    variants: Iterable[str] | None = None,
+) -> ResultStore:
     """Write a synthetic experiment into a new store at ``path`` and return it."""
     seeds = list(seeds)
     evaluators = set(evaluators)
     store = ResultStore(path)
-    store.add_run("run-synthetic", EXPERIMENT, "2025-01-01T00:00:00", {"name": EXPERIMENT, "synthetic": True,
-                  "seeds": seeds, "model": {"name": "cnn5"}, "dataset": {"name": "fashion-mnist"}},
-                  "0000000synthetic", {"torch": "synthetic"}, "cpu", {"cpu": "synthetic", "threads": 2})
+    store.add_run(
+        "run-synthetic",
+        EXPERIMENT,
+        "2025-01-01T00:00:00",
+        {
+            "name": EXPERIMENT,
+            "synthetic": True,
+            "seeds": seeds,
+            "model": {"name": "cnn5"},
+            "dataset": {"name": "fashion-mnist"},
+        },
+        "0000000synthetic",
+        {"torch": "synthetic"},
+        "cpu",
+        {"cpu": "synthetic", "threads": 2},
+    )
     rows: list[dict] = []
-    for v in (variants or VARIANTS):
+    for v in variants or VARIANTS:
         for i, seed in enumerate(seeds):
             r = _Rows(rows, v, seed, i)
             for evaluator, write in _WRITERS.items():
@@ -216,6 +297,14 @@ def _add_galleries(store: ResultStore, adir: Path, seed: int, evaluators: set[st
 
 
 def _add_artifact(store: ResultStore, variant: str, method: str, seed: int, evaluator: str, path: Path) -> None:
-    store.add_artifact(job_key=f"{variant}/{seed}/{evaluator}", experiment=EXPERIMENT, variant=variant,
-                       method=method, seed=seed, evaluator=evaluator, name=path.name, path=str(path),
-                       created_at="2025-01-01T00:00:00")
+    store.add_artifact(
+        job_key=f"{variant}/{seed}/{evaluator}",
+        experiment=EXPERIMENT,
+        variant=variant,
+        method=method,
+        seed=seed,
+        evaluator=evaluator,
+        name=path.name,
+        path=str(path),
+        created_at="2025-01-01T00:00:00",
+    )

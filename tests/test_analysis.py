@@ -33,8 +33,9 @@ def test_ece_known_value():
     expected = 2 / 4 * abs(0.5 - 0.9) + 1 / 4 * abs(1 - 0.7) + 1 / 4 * abs(1 - 0.55)
     assert expected_calibration_error(LOGITS, TARGETS, 15) == pytest.approx(expected, abs=1e-6)
     # one bin: |mean acc − mean conf|
-    assert expected_calibration_error(LOGITS, TARGETS, 1) == pytest.approx(abs(0.75 - (0.9 + 0.9 + 0.7 + 0.55) / 4),
-                                                                            abs=1e-6)
+    assert expected_calibration_error(LOGITS, TARGETS, 1) == pytest.approx(
+        abs(0.75 - (0.9 + 0.9 + 0.7 + 0.55) / 4), abs=1e-6
+    )
 
 
 def test_ece_zero_for_confident_correct_and_bad_bins():
@@ -45,7 +46,7 @@ def test_ece_zero_for_confident_correct_and_bad_bins():
 
 
 def test_brier_and_nll_known_values():
-    expected = (0.01 + 0.01 + 0.81 + 0.81 + 0.09 + 0.09 + 0.45 ** 2 + 0.45 ** 2) / 4
+    expected = (0.01 + 0.01 + 0.81 + 0.81 + 0.09 + 0.09 + 0.45**2 + 0.45**2) / 4
     assert brier_score(LOGITS, TARGETS) == pytest.approx(expected, abs=1e-6)
     nll = -(math.log(0.9) + math.log(0.1) + math.log(0.7) + math.log(0.55)) / 4
     assert negative_log_likelihood(LOGITS, TARGETS) == pytest.approx(nll, abs=1e-6)
@@ -69,14 +70,23 @@ def test_registered():
 
 
 def _ctx(bundle, tmp_path, method, parent):
-    return EvalContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0, workdir=tmp_path,
-                       variant=VariantInfo(name=method, method=method, is_parent=method == "baseline"),
-                       load_parent=lambda: parent, eval_size=300, progress=False)
+    return EvalContext(
+        data=bundle,
+        meta=bundle.meta,
+        device=torch.device("cpu"),
+        seed=0,
+        workdir=tmp_path,
+        variant=VariantInfo(name=method, method=method, is_parent=method == "baseline"),
+        load_parent=lambda: parent,
+        eval_size=300,
+        progress=False,
+    )
 
 
 def test_calibration_evaluator_clean(tiny_model, digits_bundle, tmp_path):
-    ms = calibration(tiny_model, _ctx(digits_bundle, tmp_path, "baseline", tiny_model),
-                     CalibrationParams(corruptions=[]))
+    ms = calibration(
+        tiny_model, _ctx(digits_bundle, tmp_path, "baseline", tiny_model), CalibrationParams(corruptions=[])
+    )
     got = {m.metric: m.value for m in ms}
     assert set(got) == {"ece", "nll", "brier"} and all(m.condition == {} for m in ms)
     assert 0 <= got["ece"] < 0.5 and 0 < got["brier"] < 1 and got["nll"] > 0
@@ -87,8 +97,11 @@ def test_calibration_evaluator_corrupted(tiny_model, digits_bundle, tmp_path):
 
     if not hasattr(mod, "corrupt"):
         pytest.skip("compressbench.evaluate.corruptions.corrupt not available yet")
-    ms = calibration(tiny_model, _ctx(digits_bundle, tmp_path, "baseline", tiny_model),
-                     CalibrationParams(corruptions=["gaussian_noise"], severities=[5], subset=200))
+    ms = calibration(
+        tiny_model,
+        _ctx(digits_bundle, tmp_path, "baseline", tiny_model),
+        CalibrationParams(corruptions=["gaussian_noise"], severities=[5], subset=200),
+    )
     corr = [m for m in ms if m.condition]
     assert {m.metric for m in corr} == {"ece", "nll", "brier"}
     assert corr[0].condition == {"corruption": "gaussian_noise", "severity": 5}
@@ -96,8 +109,10 @@ def test_calibration_evaluator_corrupted(tiny_model, digits_bundle, tmp_path):
 
 def test_agreement_evaluator(tiny_model, digits_bundle, tmp_path):
     # baseline vs itself: no disagreement, no thumbnails
-    ms = {m.metric: m.value for m in agreement(tiny_model, _ctx(digits_bundle, tmp_path / "b", "baseline",
-                                                                 tiny_model), AgreementParams())}
+    ms = {
+        m.metric: m.value
+        for m in agreement(tiny_model, _ctx(digits_bundle, tmp_path / "b", "baseline", tiny_model), AgreementParams())
+    }
     assert ms["disagreement"] == 0 and ms["agreement_top1"] == 1
     assert not (tmp_path / "b" / "disagreed.png").exists()
     # a damaged copy disagrees on some images
@@ -106,8 +121,14 @@ def test_agreement_evaluator(tiny_model, digits_bundle, tmp_path):
         g = torch.Generator().manual_seed(0)
         for p in variant.parameters():
             p.add_(0.5 * p.std() * torch.randn(p.shape, generator=g))
-    ms = {m.metric: m.value for m in agreement(variant, _ctx(digits_bundle, tmp_path / "v", "prune.unstructured",
-                                                              tiny_model), AgreementParams(thumbnails=8))}
+    ms = {
+        m.metric: m.value
+        for m in agreement(
+            variant,
+            _ctx(digits_bundle, tmp_path / "v", "prune.unstructured", tiny_model),
+            AgreementParams(thumbnails=8),
+        )
+    }
     assert 0 < ms["disagreement"] <= 1 and ms["agreement_top1"] == pytest.approx(1 - ms["disagreement"])
     assert ms["churn_correct_to_wrong"] <= ms["disagreement"]
     assert (tmp_path / "v" / "disagreed.png").stat().st_size > 1000

@@ -32,10 +32,18 @@ def make_ctx(bundle, parent, tmp_path, method="baseline", steps=None) -> EvalCon
     from compressbench.registry import methods
 
     caps = capabilities(method, methods.spec(method).params()) if method in methods else {}
-    return EvalContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0, workdir=tmp_path,
-                       variant=VariantInfo(name=method, method=method, steps=steps or [], capabilities=caps,
-                                           is_parent=method == "baseline"),
-                       load_parent=lambda: parent, progress=False)
+    return EvalContext(
+        data=bundle,
+        meta=bundle.meta,
+        device=torch.device("cpu"),
+        seed=0,
+        workdir=tmp_path,
+        variant=VariantInfo(
+            name=method, method=method, steps=steps or [], capabilities=caps, is_parent=method == "baseline"
+        ),
+        load_parent=lambda: parent,
+        progress=False,
+    )
 
 
 def rows(ms, metric, **cond):
@@ -113,11 +121,15 @@ def test_spec_validation_errors():
 def test_whitebox_eps0_clean_large_eps_zero_monotone(tiny_model, digits_bundle, tmp_path, batch):
     grid = [0.0, 1 / 255, 4 / 255, 0.1, 0.3]
     # FGSM is not monotone at huge ε (a single step overshoots), so its grid stops at 0.1
-    p = AdversarialParams(attacks=[AttackConfig(name="fgsm", eps=grid[:-1]),
-                                   AttackConfig(name="pgd", eps=grid, steps=10, stronger_steps=20),
-                                   AttackConfig(name="pgd", norm="l2", eps=[0.0, 0.5, 4.0], steps=10,
-                                                stronger_steps=0)],
-                          subset=N, masking_probe_eps=0.5)
+    p = AdversarialParams(
+        attacks=[
+            AttackConfig(name="fgsm", eps=grid[:-1]),
+            AttackConfig(name="pgd", eps=grid, steps=10, stronger_steps=20),
+            AttackConfig(name="pgd", norm="l2", eps=[0.0, 0.5, 4.0], steps=10, stronger_steps=0),
+        ],
+        subset=N,
+        masking_probe_eps=0.5,
+    )
     ms = adversarial(tiny_model, make_ctx(digits_bundle, tiny_model, tmp_path), p)
     clean = float((predict(tiny_model, batch).argmax(1) == batch.y).float().mean())
     assert all(m.tag == "whitebox" and m.condition["mode"] == "whitebox" for m in ms)
@@ -137,8 +149,9 @@ def test_whitebox_eps0_clean_large_eps_zero_monotone(tiny_model, digits_bundle, 
     assert s >= 0.97
 
 
-@pytest.mark.parametrize("name,steps,norm", [("deepfool", 50, "l2"), ("deepfool", 50, "linf"),
-                                             ("cw", 30, "l2"), ("ddn", 50, "l2")])
+@pytest.mark.parametrize(
+    "name,steps,norm", [("deepfool", 50, "l2"), ("deepfool", 50, "linf"), ("cw", 30, "l2"), ("ddn", 50, "l2")]
+)
 def test_minimum_norm_attacks_report_norms(tiny_model, batch, name, steps, norm):
     x, y = batch.x[:40].float() / 255, batch.y[:40]
     a = build_attack(AttackConfig(name=name, steps=steps, norm=norm), 10)
@@ -153,9 +166,14 @@ def test_minimum_norm_attacks_report_norms(tiny_model, batch, name, steps, norm)
 
 
 def test_minimum_norm_rows(tiny_model, digits_bundle, tmp_path, batch):
-    p = AdversarialParams(attacks=[AttackConfig(name="ddn", steps=50), AttackConfig(name="deepfool"),
-                                   AttackConfig(name="cw", steps=30, thresholds=[0.0, 0.5, 100.0],
-                                              binary_search_steps=3)], subset=N)
+    p = AdversarialParams(
+        attacks=[
+            AttackConfig(name="ddn", steps=50),
+            AttackConfig(name="deepfool"),
+            AttackConfig(name="cw", steps=30, thresholds=[0.0, 0.5, 100.0], binary_search_steps=3),
+        ],
+        subset=N,
+    )
     ms = adversarial(tiny_model, make_ctx(digits_bundle, tiny_model, tmp_path), p)
     clean = float((predict(tiny_model, batch).argmax(1) == batch.y).float().mean())
     for atk in ("ddn", "deepfool", "cw"):
@@ -177,8 +195,9 @@ def test_quantized_transfer_and_ste(tiny_model, digits_bundle, tmp_path, batch):
     assert is_quantized_model(q)
     steps = [{"kind": "quantize.static_int8"}]
     grid = [0.0, 2 / 255, 0.1, 0.3]
-    p = AdversarialParams(attacks=[AttackConfig(name="fgsm", eps=grid), AttackConfig(name="pgd", eps=grid, steps=10)],
-                          subset=N)
+    p = AdversarialParams(
+        attacks=[AttackConfig(name="fgsm", eps=grid), AttackConfig(name="pgd", eps=grid, steps=10)], subset=N
+    )
     ms = adversarial(q, make_ctx(digits_bundle, tiny_model, tmp_path, method="quantize.static_int8", steps=steps), p)
     assert {m.condition["mode"] for m in ms} == {"transfer", "whitebox-ste"}
     clean_q = float((predict(q, batch).argmax(1) == batch.y).float().mean())
@@ -207,8 +226,17 @@ def test_ste_simulation_matches_dynamic_and_half(tiny_model, batch):
 def test_dynamic_int8_transfer_runs(tiny_model, digits_bundle, tmp_path):
     dyn = tq.quantize_dynamic(copy.deepcopy(tiny_model), {nn.Linear}, dtype=torch.qint8)
     p = AdversarialParams(attacks=[AttackConfig(name="fgsm", eps=[0.0, 0.1])], subset=50, modes=["transfer"])
-    ms = adversarial(dyn, make_ctx(digits_bundle, tiny_model, tmp_path, method="quantize.dynamic_int8",
-                                   steps=[{"kind": "quantize.dynamic_int8"}]), p)
+    ms = adversarial(
+        dyn,
+        make_ctx(
+            digits_bundle,
+            tiny_model,
+            tmp_path,
+            method="quantize.dynamic_int8",
+            steps=[{"kind": "quantize.dynamic_int8"}],
+        ),
+        p,
+    )
     assert {m.tag for m in ms} == {"transfer"}
     assert one(ms, "robust_top1", eps=0.1) < one(ms, "robust_top1", eps=0.0)
 
@@ -217,15 +245,21 @@ def test_whitebox_on_quantized_is_refused(tiny_model, digits_bundle, tmp_path):
     dyn = tq.quantize_dynamic(copy.deepcopy(tiny_model), {nn.Linear}, dtype=torch.qint8)
     p = AdversarialParams(attacks=[AttackConfig(name="fgsm", eps=[0.0, 0.1])], subset=20, modes=["whitebox"])
     with pytest.raises(RuntimeError, match="no attack mode applies"):
-        adversarial(dyn, make_ctx(digits_bundle, tiny_model, tmp_path, method="q",
-                                  steps=[{"kind": "quantize.dynamic_int8"}]), p)
+        adversarial(
+            dyn, make_ctx(digits_bundle, tiny_model, tmp_path, method="q", steps=[{"kind": "quantize.dynamic_int8"}]), p
+        )
 
 
 @pytest.mark.slow
 def test_autoattack_not_weaker_than_pgd(tiny_model, digits_bundle, tmp_path):
     eps = [0.0, 4 / 255]
-    p = AdversarialParams(attacks=[AttackConfig(name="pgd", eps=eps, steps=10, stronger_steps=0),
-                                   AttackConfig(name="autoattack", eps=eps)], subset=40)
+    p = AdversarialParams(
+        attacks=[
+            AttackConfig(name="pgd", eps=eps, steps=10, stronger_steps=0),
+            AttackConfig(name="autoattack", eps=eps),
+        ],
+        subset=40,
+    )
     ms = adversarial(tiny_model, make_ctx(digits_bundle, tiny_model, tmp_path), p)
     aa = one(ms, "robust_top1", attack="autoattack", eps=4 / 255)
     pgd = one(ms, "robust_top1", attack="pgd", eps=4 / 255)
@@ -239,13 +273,15 @@ def test_variants_from_compress_quantize(method, tiny_model, digits_bundle, tmp_
     from compressbench.registry import methods
     from test_compress_common import make_context
 
-    res = compress(method, copy.deepcopy(tiny_model), make_context(digits_bundle, tmp_path), None,
-                   methods.spec(method).params())
+    res = compress(
+        method, copy.deepcopy(tiny_model), make_context(digits_bundle, tmp_path), None, methods.spec(method).params()
+    )
     q = res.model
     ctx = make_ctx(digits_bundle, tiny_model, tmp_path, method=method, steps=res.steps)
     assert ctx.variant.is_quantized
-    p = AdversarialParams(attacks=[AttackConfig(name="pgd", eps=[0.0, 0.05, 0.3], steps=5, stronger_steps=0)],
-                          subset=60)
+    p = AdversarialParams(
+        attacks=[AttackConfig(name="pgd", eps=[0.0, 0.05, 0.3], steps=5, stronger_steps=0)], subset=60
+    )
     ms = adversarial(q, ctx, p)
     assert {m.tag for m in ms} == {"transfer", "whitebox-ste"}
     assert one(ms, "check_ste_fidelity") >= 0.9
@@ -276,8 +312,11 @@ def test_jsma_reports_targeted_success_next_to_misclassification(tiny_model, dig
     from compressbench.evaluate.attacks.evaluator import AdversarialParams, adversarial
 
     ctx = make_ctx(digits_bundle, tiny_model, tmp_path)
-    ms = adversarial(tiny_model, ctx, AdversarialParams(attacks=[AttackConfig(name="jsma", gamma=0.1)], subset=24,
-                                                        modes=["whitebox"]))
+    ms = adversarial(
+        tiny_model,
+        ctx,
+        AdversarialParams(attacks=[AttackConfig(name="jsma", gamma=0.1)], subset=24, modes=["whitebox"]),
+    )
     images = ctx.eval_set(24)
     x, y = images.x.float() / 255, images.y
     a = build_attack(AttackConfig(name="jsma", gamma=0.1), 10)
@@ -297,11 +336,19 @@ def test_jsma_on_large_images_is_refused_at_validate(tmp_path):
     from compressbench.config import ConfigError
     from compressbench.validate import validate
 
-    raw = {"name": "j", "dataset": {"name": "synthetic", "options": {"size": 64}}, "model": {"name": "tinycnn"},
-           "evaluations": [{"evaluator": "adversarial", "params": {"attacks": [{"name": "jsma"}]}}],
-           "cache_dir": str(tmp_path / "c"), "store": str(tmp_path / "s.sqlite")}
-    with pytest.raises(ConfigError, match=r"evaluations\[0\].params: attacks\[0\]: 'jsma' handles inputs of at most "
-                                          r"4,096 features .* 12,288"):
+    raw = {
+        "name": "j",
+        "dataset": {"name": "synthetic", "options": {"size": 64}},
+        "model": {"name": "tinycnn"},
+        "evaluations": [{"evaluator": "adversarial", "params": {"attacks": [{"name": "jsma"}]}}],
+        "cache_dir": str(tmp_path / "c"),
+        "store": str(tmp_path / "s.sqlite"),
+    }
+    with pytest.raises(
+        ConfigError,
+        match=r"evaluations\[0\].params: attacks\[0\]: 'jsma' handles inputs of at most "
+        r"4,096 features .* 12,288",
+    ):
         validate(raw)
     raw["dataset"]["options"]["size"] = 32  # 3×32×32 = 3,072 features: fine
     validate(raw)

@@ -16,14 +16,20 @@ def test_list_models_and_datasets(capsys):
 
 
 def test_run_results_csv_and_module_entry(tmp_path, monkeypatch):
-    cfg = {"name": "c", "dataset": {"name": "digits", "eval_subset": 100}, "model": {"name": "tinycnn"},
-           "train": {"epochs": 1, "batch_size": 128}, "cache_dir": str(tmp_path / "cache"),
-           "store": str(tmp_path / "c.sqlite")}
+    cfg = {
+        "name": "c",
+        "dataset": {"name": "digits", "eval_subset": 100},
+        "model": {"name": "tinycnn"},
+        "train": {"epochs": 1, "batch_size": 128},
+        "cache_dir": str(tmp_path / "cache"),
+        "store": str(tmp_path / "c.sqlite"),
+    }
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(cfg))
     monkeypatch.setenv("COMPRESSBENCH_PROGRESS", "0")
-    r = subprocess.run([sys.executable, "-m", "compressbench", "run", str(p), "--quiet"], capture_output=True,
-                       text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "compressbench", "run", str(p), "--quiet"], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     assert "2 jobs — 2 ran" in r.stdout and f"results: {tmp_path / 'c.sqlite'}" in r.stdout
     assert main(["results", str(tmp_path / "c.sqlite"), "--csv", str(tmp_path / "out.csv")]) == 0
@@ -51,8 +57,8 @@ dataset: {{name: digits-domains, source: [printed, handwritten], options: {{size
 model: {{name: tinycnn}}
 train: {{epochs: 0.5, batch_size: 64, augment: none}}
 evaluations: [{{evaluator: clean}}]
-cache_dir: {tmp_path / 'c'}
-store: {tmp_path / 's.sqlite'}
+cache_dir: {tmp_path / "c"}
+store: {tmp_path / "s.sqlite"}
 """)
     assert main(["run", str(cfg), "--no-progress"]) == 0
     out = capsys.readouterr().out
@@ -62,9 +68,11 @@ store: {tmp_path / 's.sqlite'}
 @pytest.mark.parametrize("args", [["--help"], ["plan", "--help"], ["run", "--help"]])
 def test_help_does_not_import_torch(args):
     """``--help`` answers without importing torch (about 2.5 s of CPU before anything is said)."""
-    code = ("import runpy, sys\nsys.argv = ['compressbench', *sys.argv[1:]]\ntry:\n"
-            "    runpy.run_module('compressbench', run_name='__main__')\nexcept SystemExit:\n    pass\n"
-            "print('TORCH', 'torch' in sys.modules)")
+    code = (
+        "import runpy, sys\nsys.argv = ['compressbench', *sys.argv[1:]]\ntry:\n"
+        "    runpy.run_module('compressbench', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+        "print('TORCH', 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
     assert "usage:" in out.stdout and out.stdout.strip().endswith("TORCH False")
 
@@ -80,7 +88,9 @@ def test_cuda_home_warning_is_silenced_by_the_cli(capfd):
 
     _setup_logging(0)
     assert logging.getLogger("torch.utils.cpp_extension").getEffectiveLevel() >= logging.ERROR
-    code = ("import logging, os; os.environ['CUDA_HOME'] = '/nonexistent-cuda'; from compressbench.cli import "
-            "_setup_logging; _setup_logging(0); import torch.utils.cpp_extension")
+    code = (
+        "import logging, os; os.environ['CUDA_HOME'] = '/nonexistent-cuda'; from compressbench.cli import "
+        "_setup_logging; _setup_logging(0); import torch.utils.cpp_extension"
+    )
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stderr
     assert "No CUDA runtime is found" not in err

@@ -22,18 +22,27 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 def _capabilities() -> tuple[str, str | None]:
     """(this CPU's default capability, a lower one to force with ATEN_CPU_CAPABILITY), in a clean process."""
     env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
-    out = subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
-                         capture_output=True, text=True, env=env, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout.strip()
     lower = {"AVX512": "avx2", "AVX2": "default"}.get(out)
     return out, lower
 
 
 def _run(cfg: Path, env_extra: dict[str, str]) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
-    env.update({"PYTHONPATH": SRC + os.pathsep + env.get("PYTHONPATH", ""), "COMPRESSBENCH_PROGRESS": "0",
-                **env_extra})
-    return subprocess.Popen([sys.executable, "-m", "compressbench", "-q", "run", str(cfg), "-q", "--no-progress"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env.update({"PYTHONPATH": SRC + os.pathsep + env.get("PYTHONPATH", ""), "COMPRESSBENCH_PROGRESS": "0", **env_extra})
+    return subprocess.Popen(
+        [sys.executable, "-m", "compressbench", "-q", "run", str(cfg), "-q", "--no-progress"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +53,20 @@ def two_stores(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("cmp")
     procs = []
     for tag, env in (("a", {}), ("b", {"ATEN_CPU_CAPABILITY": lower})):
-        cfg = {"name": "cap", "seeds": [0], "threads": 1, "dataset": {"name": "digits"},
-               "model": {"name": "tinycnn"}, "train": {"epochs": 2, "batch_size": 64, "lr": 0.1, "augment": "none"},
-               "variants": [{"method": "prune.structured", "params": {"finetune": {"epochs": 0.5}},
-                             "budget": {"knob": 0.4}}],
-               "evaluations": [{"evaluator": "clean"}],
-               "cache_dir": str(tmp / f"cache_{tag}"), "store": str(tmp / f"{tag}.sqlite")}
+        cfg = {
+            "name": "cap",
+            "seeds": [0],
+            "threads": 1,
+            "dataset": {"name": "digits"},
+            "model": {"name": "tinycnn"},
+            "train": {"epochs": 2, "batch_size": 64, "lr": 0.1, "augment": "none"},
+            "variants": [
+                {"method": "prune.structured", "params": {"finetune": {"epochs": 0.5}}, "budget": {"knob": 0.4}}
+            ],
+            "evaluations": [{"evaluator": "clean"}],
+            "cache_dir": str(tmp / f"cache_{tag}"),
+            "store": str(tmp / f"{tag}.sqlite"),
+        }
         (tmp / f"{tag}.yaml").write_text(yaml.safe_dump(cfg))
         procs.append(_run(tmp / f"{tag}.yaml", env))
     for p in procs:  # both runs at once: two cores
@@ -68,8 +85,14 @@ def test_compare_names_the_capability_and_the_values_that_differ(two_stores, cap
     assert f"host.cpu_capability: {ha['cpu_capability']} | {hb['cpu_capability']}" in out
     assert f"host.env.ATEN_CPU_CAPABILITY: (absent) | {lower}" in out
     # the differing non-timing values, computed here from the rows (timing: the trainer's wall time and rate)
-    rows = [{(r["variant"], r["evaluator"], r["condition"], r["metric"]): r["value"]
-             for r in ResultStore(p).rows() if not r["error"]} for p in (a, b)]
+    rows = [
+        {
+            (r["variant"], r["evaluator"], r["condition"], r["metric"]): r["value"]
+            for r in ResultStore(p).rows()
+            if not r["error"]
+        }
+        for p in (a, b)
+    ]
     timing = {"train_seconds", "train_images_per_s"}
     differ = sorted(k for k in rows[0] if k in rows[1] and k[3] not in timing and rows[0][k] != rows[1][k])
     compared = sum(1 for k in rows[0] if k in rows[1] and k[3] not in timing)

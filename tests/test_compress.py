@@ -27,10 +27,16 @@ TEST_PARAMS: dict[str, tuple[dict, Budget | None]] = {
     "lowrank": ({"finetune": FT}, Budget("knob", 0.5)),
     "finetune": (FT, None),
     "adapt.coral": ({"weight": 1.0, "epochs": 0.2}, None),
-    "pipeline": ({"stages": [{"method": "prune.structured", "params": {"finetune": {"epochs": 0}}},
-                             {"method": "finetune", "params": FT},
-                             {"method": "quantize.static", "params": {"calibration_batches": 2}}]},
-                 Budget("params", 0.6)),
+    "pipeline": (
+        {
+            "stages": [
+                {"method": "prune.structured", "params": {"finetune": {"epochs": 0}}},
+                {"method": "finetune", "params": FT},
+                {"method": "quantize.static", "params": {"calibration_batches": 2}},
+            ]
+        },
+        Budget("params", 0.6),
+    ),
 }
 
 
@@ -82,8 +88,13 @@ def test_static_int8_on_zoo_resnets_round_trips(arch, digits_bundle, tmp_path):
     parent = create_model(arch, digits_bundle.meta, width=0.0625).eval()
     spec = {"model": arch, "width": 0.0625, "kwargs": {}, "meta": digits_bundle.meta.to_dict()}
     ctx = make_context(digits_bundle, tmp_path, spec=spec)
-    res = compress("quantize.static", parent, ctx, None,
-                   methods.spec("quantize.static").params(calibration_batches=2, batch_size=32))
+    res = compress(
+        "quantize.static",
+        parent,
+        ctx,
+        None,
+        methods.spec("quantize.static").params(calibration_batches=2, batch_size=32),
+    )
     x = digits_bundle.test.x[:16].float() / 255
     with torch.inference_mode():
         y = res.model(x)

@@ -38,11 +38,14 @@ def run(name, parent, ctx, budget, **params):
     return compress(name, parent, ctx, budget, methods.spec(name).params.model_validate(params))
 
 
-@pytest.mark.parametrize("name,params", [
-    ("prune.unstructured", NO_FT),
-    ("prune.structured", NO_FT),
-    ("distill", {"epochs": 0.1}),
-])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("prune.unstructured", NO_FT),
+        ("prune.structured", NO_FT),
+        ("distill", {"epochs": 0.1}),
+    ],
+)
 def test_params_budget_within_two_percent(name, params, cnn_parent, cnn_ctx):
     res = run(name, cnn_parent, cnn_ctx, Budget("params", 0.25), **params)
     assert within(res.achieved["params"], 0.25), res.achieved
@@ -58,8 +61,16 @@ def test_params_budget_within_two_percent(name, params, cnn_parent, cnn_ctx):
 def test_structured_flops_budget_and_iterative(cnn_parent, cnn_ctx):
     res = run("prune.structured", cnn_parent, cnn_ctx, Budget("flops", 0.4), **NO_FT)
     assert within(res.achieved["flops"], 0.4) and res.achieved["params"] < 0.6
-    it = run("prune.structured", cnn_parent, cnn_ctx, Budget("params", 0.5), iterative_steps=2,
-             step_finetune={"epochs": 0.1}, finetune={"epochs": 0}, criterion="taylor")
+    it = run(
+        "prune.structured",
+        cnn_parent,
+        cnn_ctx,
+        Budget("params", 0.5),
+        iterative_steps=2,
+        step_finetune={"epochs": 0.1},
+        finetune={"epochs": 0},
+        criterion="taylor",
+    )
     assert within(it.achieved["params"], 0.5) and len(it.record["knobs"]["step_ratios"]) == 2
 
 
@@ -87,22 +98,36 @@ def test_static_int8_stores_int8_weights(digits_bundle, tmp_path):
 
 
 def test_pipeline_distill_then_int8(cnn_parent, cnn_ctx):
-    res = run("pipeline", cnn_parent, cnn_ctx, Budget("params", 0.3),
-              stages=[{"method": "distill", "params": {"epochs": 0.1}}, {"method": "quantize.static",
-                                                                         "params": {"calibration_batches": 2}}])
+    res = run(
+        "pipeline",
+        cnn_parent,
+        cnn_ctx,
+        Budget("params", 0.3),
+        stages=[
+            {"method": "distill", "params": {"epochs": 0.1}},
+            {"method": "quantize.static", "params": {"calibration_batches": 2}},
+        ],
+    )
     assert res.record["stages"][0]["budget"] == "params=0.3"
     assert [s["kind"] for s in res.steps] == ["distill.student", "quantize.int8"]
     assert res.achieved["bytes"] < 0.2  # 0.3 of the params, int8 (small-model overhead included)
 
 
-@pytest.mark.parametrize("name,budget,params,needle", [
-    ("quantize.dynamic", Budget("params", 0.25), {}, "fixed size"),
-    ("prune.unstructured", Budget("flops", 0.5), {}, "does not support 'flops'"),
-    ("prune.structured", Budget("params", 1.5), {}, "fraction of the parent"),
-    ("pipeline", Budget("bytes", 0.2), {"stages": [{"method": "prune.structured"}, {"method": "quantize.static"}]},
-     "bytes budget"),
-    ("pipeline", Budget("params", 0.2), {"stages": [{"method": "quantize.static"}]}, "no stage supports"),
-])
+@pytest.mark.parametrize(
+    "name,budget,params,needle",
+    [
+        ("quantize.dynamic", Budget("params", 0.25), {}, "fixed size"),
+        ("prune.unstructured", Budget("flops", 0.5), {}, "does not support 'flops'"),
+        ("prune.structured", Budget("params", 1.5), {}, "fraction of the parent"),
+        (
+            "pipeline",
+            Budget("bytes", 0.2),
+            {"stages": [{"method": "prune.structured"}, {"method": "quantize.static"}]},
+            "bytes budget",
+        ),
+        ("pipeline", Budget("params", 0.2), {"stages": [{"method": "quantize.static"}]}, "no stage supports"),
+    ],
+)
 def test_check_budget_messages(name, budget, params, needle):
     msg = check_budget(name, budget, methods.spec(name).params.model_validate(params))
     assert msg and needle in msg and "\n" not in msg

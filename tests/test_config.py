@@ -90,12 +90,15 @@ def _cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "compressbench", *args], capture_output=True, text=True, cwd=cwd)
 
 
-@pytest.mark.parametrize("bad, expect", [
-    ({"dataset": {"name": "nope"}}, "dataset.name"),
-    ({"train": {"epochs": -3}}, "train.epochs"),
-    ({"model": None}, "model"),
-    ({"seeds": [0, "a"]}, "seeds[1]"),
-])
+@pytest.mark.parametrize(
+    "bad, expect",
+    [
+        ({"dataset": {"name": "nope"}}, "dataset.name"),
+        ({"train": {"epochs": -3}}, "train.epochs"),
+        ({"model": None}, "model"),
+        ({"seeds": [0, "a"]}, "seeds[1]"),
+    ],
+)
 def test_cli_validate_exit_2_one_line(tmp_path, bad, expect, monkeypatch, capsys):
     raw = {**GOOD, **bad}
     if raw.get("model") is None:
@@ -103,10 +106,8 @@ def test_cli_validate_exit_2_one_line(tmp_path, bad, expect, monkeypatch, capsys
     p = tmp_path / "c.yaml"
     p.write_text(yaml.safe_dump(raw))
     if expect == "dataset.name":  # the real entry point, in a fresh interpreter, once
-        t0 = time.perf_counter()
-        r = _cli("validate", str(p))
+        r = _cli("validate", str(p))  # (its time: benchmarks/cli_start.py, not a timed test)
         rc, stderr = r.returncode, r.stderr
-        assert time.perf_counter() - t0 < 30  # includes interpreter + torch import on a loaded CI box
     else:  # the same main(), in this process
         rc, stderr = main(["validate", str(p)]), capsys.readouterr().err
     assert rc == 2
@@ -126,10 +127,10 @@ def test_cli_validate_ok(tmp_path):
 
 def test_validate_is_fast_in_process():
     validate(GOOD)  # warm imports
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: a busy machine does not trip it, a slow path does
     for _ in range(10):
         validate(GOOD)
-    assert (time.perf_counter() - t0) / 10 < 1.0
+    assert (time.process_time() - t0) / 10 < 1.0
 
 
 def test_unreachable_budget_fails_at_validation():

@@ -42,10 +42,10 @@ def _err(raw) -> str:
 def _file_err(tmp_path: Path, text: str | bytes) -> str:
     p = tmp_path / "c.yaml"
     p.write_bytes(text if isinstance(text, bytes) else text.encode())
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: a blow-up trips it, a busy machine does not
     with pytest.raises(ConfigError) as e:
         load_config(p)
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 1.0
     msg = str(e.value)
     assert "\n" not in msg
     return msg
@@ -74,9 +74,11 @@ def test_alias_bomb_fails_fast_with_bounded_memory(tmp_path):
 
 
 def test_merge_key_bomb_and_many_aliases(tmp_path):
-    chain = "a: &a {x: 1}\n" + "".join(f"b{i}: &b{i} {{<<: *{'a' if i == 0 else f'b{i - 1}'}, "
-                                       f"y: [*{'a' if i == 0 else f'b{i - 1}'}, *{'a' if i == 0 else f'b{i - 1}'}]}}\n"
-                                       for i in range(30))
+    chain = "a: &a {x: 1}\n" + "".join(
+        f"b{i}: &b{i} {{<<: *{'a' if i == 0 else f'b{i - 1}'}, "
+        f"y: [*{'a' if i == 0 else f'b{i - 1}'}, *{'a' if i == 0 else f'b{i - 1}'}]}}\n"
+        for i in range(30)
+    )
     assert "once aliases are expanded" in _file_err(tmp_path, chain)
     many = "a: &a 1\nb: [" + ", ".join(["*a"] * 1500) + "]\n"
     assert "more than 1,000 aliases" in _file_err(tmp_path, many)
@@ -86,9 +88,14 @@ def test_recursive_alias(tmp_path):
     assert "refers to a value that contains it" in _file_err(tmp_path, "name: &n [*n]\n")
 
 
-@pytest.mark.parametrize("text", ["name: " + "[" * 5000 + "]" * 5000 + "\n",
-                                  "name: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n",
-                                  "".join("  " * i + f"k{i}:\n" for i in range(200))])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: " + "[" * 5000 + "]" * 5000 + "\n",
+        "name: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n",
+        "".join("  " * i + f"k{i}:\n" for i in range(200)),
+    ],
+)
 def test_deep_nesting(tmp_path, text):
     assert f"nested deeper than {cfg.MAX_DEPTH} levels" in _file_err(tmp_path, text)
 
@@ -102,17 +109,20 @@ def test_duplicate_key_names_key_and_lines(tmp_path):
 
 def test_merge_keys_and_aliases_still_work(tmp_path):
     p = tmp_path / "c.yaml"
-    p.write_text("name: ok\ndataset: {name: digits}\nmodel: {name: tinycnn}\nvariants:\n"
-                 "  - method: prune.unstructured\n    params: &p {criterion: l1, finetune: {epochs: 0.1}}\n"
-                 "  - method: prune.unstructured\n    name: second\n    params: {<<: *p, criterion: random}\n"
-                 "  - method: prune.unstructured\n    name: third\n    params: *p\n")
+    p.write_text(
+        "name: ok\ndataset: {name: digits}\nmodel: {name: tinycnn}\nvariants:\n"
+        "  - method: prune.unstructured\n    params: &p {criterion: l1, finetune: {epochs: 0.1}}\n"
+        "  - method: prune.unstructured\n    name: second\n    params: {<<: *p, criterion: random}\n"
+        "  - method: prune.unstructured\n    name: third\n    params: *p\n"
+    )
     exp = load_config(p)
     assert exp.config.variants[1].params == {"criterion": "random", "finetune": {"epochs": 0.1}}
     assert exp.config.variants[2].params == exp.config.variants[0].params
 
 
-@pytest.mark.parametrize("tag", ["!!python/object/apply:os.system ['touch pwned']", "!!python/name:os.system",
-                                 "!custom value"])
+@pytest.mark.parametrize(
+    "tag", ["!!python/object/apply:os.system ['touch pwned']", "!!python/name:os.system", "!custom value"]
+)
 def test_tags_rejected_and_nothing_runs(tmp_path, monkeypatch, tag):
     monkeypatch.chdir(tmp_path)
     msg = _file_err(tmp_path, f"name: {tag}\n")
@@ -120,19 +130,22 @@ def test_tags_rejected_and_nothing_runs(tmp_path, monkeypatch, tag):
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("data, expect", [
-    (b"\xff\xfe\x00n\x00a\x00m\x00e", "not UTF-8 text"),
-    (b"name: caf\xe9\n", "not UTF-8 text (byte 0xe9 at offset 9)"),
-    (b"name: ok\x00\x01\x02", "a binary file (NUL byte at offset 8)"),
-    (b"name: \x07bell\n", "not YAML text: character #x0007"),
-    (b"", "the config file is empty"),
-    (b"# only a comment\n\n", "the config file is empty"),
-    (b"- a\n- b\n", "must be a mapping of fields, got a list"),
-    (b"just a string\n", "must be a mapping of fields, got a string"),
-    (b"name: a\n---\nname: b\n", "not valid YAML"),
-    (b"name: [unclosed\n", "not valid YAML at line 2"),
-    (b"name: ok\n\tdataset: x\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "data, expect",
+    [
+        (b"\xff\xfe\x00n\x00a\x00m\x00e", "not UTF-8 text"),
+        (b"name: caf\xe9\n", "not UTF-8 text (byte 0xe9 at offset 9)"),
+        (b"name: ok\x00\x01\x02", "a binary file (NUL byte at offset 8)"),
+        (b"name: \x07bell\n", "not YAML text: character #x0007"),
+        (b"", "the config file is empty"),
+        (b"# only a comment\n\n", "the config file is empty"),
+        (b"- a\n- b\n", "must be a mapping of fields, got a list"),
+        (b"just a string\n", "must be a mapping of fields, got a string"),
+        (b"name: a\n---\nname: b\n", "not valid YAML"),
+        (b"name: [unclosed\n", "not valid YAML at line 2"),
+        (b"name: ok\n\tdataset: x\n", "not valid YAML"),
+    ],
+)
 def test_bad_files_are_one_line(tmp_path, data, expect):
     assert expect in _file_err(tmp_path, data)
 
@@ -195,29 +208,45 @@ def test_huge_python_structures_are_bounded():
 
 
 # ------------------------------------------------------------------ numbers
-@pytest.mark.parametrize("patch, where", [
-    ({"train": {"epochs": float("inf")}}, "train.epochs"),
-    ({"train": {"epochs": 1, "lr": float("nan")}}, "train.lr"),
-    ({"train": {"epochs": 1, "lr": "inf"}}, "train.lr"),
-    ({"variants": [{"method": "prune.unstructured", "budget": {"params": float("nan")}}]}, "variants[0].budget"),
-    ({"variants": [{"method": "prune.unstructured", "budget": {"knob": float("inf")}}]}, "variants[0].budget.knob"),
-    ({"variants": [{"method": "prune.unstructured", "params": {"finetune": {"epochs": float("inf")}}}]},
-     "variants[0].params.finetune.epochs"),
-    ({"variants": [{"method": "prune.unstructured", "params": {"finetune": {"lr": "nan"}}}]},
-     "variants[0].params.finetune.lr"),
-    ({"evaluations": [{"evaluator": "adversarial", "params": {"attacks": [{"name": "fgsm", "eps": [float("inf")]}]}}]},
-     "evaluations[0].params.attacks[0].eps[0]"),
-    ({"dataset": {"name": "digits", "options": {"test_fraction": float("nan")}}}, "dataset.options.test_fraction"),
-    ({"model": {"name": "cnn5", "kwargs": {"channels": [8, float("inf")]}}}, "model.kwargs.channels[1]"),
-])
+@pytest.mark.parametrize(
+    "patch, where",
+    [
+        ({"train": {"epochs": float("inf")}}, "train.epochs"),
+        ({"train": {"epochs": 1, "lr": float("nan")}}, "train.lr"),
+        ({"train": {"epochs": 1, "lr": "inf"}}, "train.lr"),
+        ({"variants": [{"method": "prune.unstructured", "budget": {"params": float("nan")}}]}, "variants[0].budget"),
+        ({"variants": [{"method": "prune.unstructured", "budget": {"knob": float("inf")}}]}, "variants[0].budget.knob"),
+        (
+            {"variants": [{"method": "prune.unstructured", "params": {"finetune": {"epochs": float("inf")}}}]},
+            "variants[0].params.finetune.epochs",
+        ),
+        (
+            {"variants": [{"method": "prune.unstructured", "params": {"finetune": {"lr": "nan"}}}]},
+            "variants[0].params.finetune.lr",
+        ),
+        (
+            {
+                "evaluations": [
+                    {"evaluator": "adversarial", "params": {"attacks": [{"name": "fgsm", "eps": [float("inf")]}]}}
+                ]
+            },
+            "evaluations[0].params.attacks[0].eps[0]",
+        ),
+        ({"dataset": {"name": "digits", "options": {"test_fraction": float("nan")}}}, "dataset.options.test_fraction"),
+        ({"model": {"name": "cnn5", "kwargs": {"channels": [8, float("inf")]}}}, "model.kwargs.channels[1]"),
+    ],
+)
 def test_non_finite_numbers_name_the_path(patch, where):
     msg = _err({**GOOD, **patch})
     assert msg.startswith(where) and ("finite" in msg or "inf" in msg or "nan" in msg), msg
 
 
 def test_non_finite_from_yaml(tmp_path):
-    msg = _file_err(tmp_path, "name: ok\ndataset: {name: digits}\nmodel: {name: tinycnn}\n"
-                              "evaluations: [{evaluator: clean, params: {subset: .inf}}]\n")
+    msg = _file_err(
+        tmp_path,
+        "name: ok\ndataset: {name: digits}\nmodel: {name: tinycnn}\n"
+        "evaluations: [{evaluator: clean, params: {subset: .inf}}]\n",
+    )
     assert msg.startswith("evaluations[0].params.subset")
 
 
@@ -260,7 +289,8 @@ def test_user_factory_kwargs(tmp_path, monkeypatch, forget_adopted_models):
         "def loose(meta, width=1.0, **kw):\n    return _net(meta)\n"
         "def needs(meta, width=1.0, *, depth):\n    return _net(meta)\n"
         "def broken(meta, width=1.0):\n    raise RuntimeError('boom')\n"
-        "def not_a_factory(command):\n    raise RuntimeError('not called')\n")
+        "def not_a_factory(command):\n    raise RuntimeError('not called')\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     assert validate({**GOOD, "model": {"name": "cb_user_models:strict", "kwargs": {"depth": 3}}})
     assert validate({**GOOD, "model": {"name": "cb_user_models:loose", "kwargs": {"anything": 3}}})
@@ -269,13 +299,15 @@ def test_user_factory_kwargs(tmp_path, monkeypatch, forget_adopted_models):
     assert "is not a model factory" in _err({**GOOD, "model": {"name": "cb_user_models:not_a_factory"}})
     assert "cannot import model" in _err({**GOOD, "model": {"name": "cb_user_models_no_such_module:f"}})
     assert _err({**GOOD, "model": {"name": "cb_user_models:broken"}}) == (
-        "model: cannot build 'cb_user_models:broken' for digits (1 channel(s), 10 classes, 16×16): RuntimeError: boom")
+        "model: cannot build 'cb_user_models:broken' for digits (1 channel(s), 10 classes, 16×16): RuntimeError: boom"
+    )
 
 
 def test_executor_names(monkeypatch):
     assert _err({**GOOD, "executor": "slurm"}) == "executor: unknown executor 'slurm'; known: local, ray"
-    assert _err({**GOOD, "executor": "rya"}) == ("executor: unknown executor 'rya' (did you mean 'ray'?); "
-                                                 "known: local, ray")
+    assert _err({**GOOD, "executor": "rya"}) == (
+        "executor: unknown executor 'rya' (did you mean 'ray'?); known: local, ray"
+    )
     from compressbench import execute
     from compressbench.registry import executors
 
@@ -288,12 +320,21 @@ def test_executor_names(monkeypatch):
 
 def test_nested_unknown_key_lists_the_nested_schema():
     msg = _err({**GOOD, "variants": [{"method": "prune.unstructured", "params": {"finetune": {"epoch": 1}}}]})
-    assert msg == ("variants[0].params.finetune.epoch: unknown parameter (did you mean 'epochs'?); "
-                   "allowed: epochs, lr, optimizer, schedule")
-    msg = _err({**GOOD, "evaluations": [{"evaluator": "adversarial",
-                                         "params": {"attacks": [{"name": "pgd", "eps": [0.1], "stepz": 3}]}}]})
-    assert msg.startswith("evaluations[0].params.attacks[0]: unknown parameter 'stepz' for attack 'pgd' "
-                          "(did you mean 'steps'?)")
+    assert msg == (
+        "variants[0].params.finetune.epoch: unknown parameter (did you mean 'epochs'?); "
+        "allowed: epochs, lr, optimizer, schedule"
+    )
+    msg = _err(
+        {
+            **GOOD,
+            "evaluations": [
+                {"evaluator": "adversarial", "params": {"attacks": [{"name": "pgd", "eps": [0.1], "stepz": 3}]}}
+            ],
+        }
+    )
+    assert msg.startswith(
+        "evaluations[0].params.attacks[0]: unknown parameter 'stepz' for attack 'pgd' (did you mean 'steps'?)"
+    )
     assert "allowed: name, eps, norm, stronger_steps, steps" in msg
     msg = _err({**GOOD, "train": {"epocs": 1}})
     assert msg.startswith("train.epocs: unknown field (did you mean 'epochs'?); allowed: epochs, batch_size")
@@ -305,23 +346,26 @@ def test_union_member_tags_are_not_shown():
 
 
 # ------------------------------------------------------------------ evaluator params
-@pytest.mark.parametrize("ev, params, expect", [
-    ("clean", {"subset": -3}, "evaluations[0].params.subset: Input should be greater than or equal to 1"),
-    ("clean", {"subset": 0}, "evaluations[0].params.subset"),
-    ("clean", {"batch_size": 0}, "evaluations[0].params.batch_size: Input should be greater than or equal to 1"),
-    ("calibration", {"corruptions": ["fogg"]}, "unknown corruption 'fogg'; did you mean 'fog'?"),
-    ("calibration", {"corruptions": "cifar10-cc"}, "unknown corruption 'cifar10-cc'"),
-    ("calibration", {"severities": [9]}, "params.severities[0]: Input should be less than or equal to 5"),
-    ("calibration", {"severities": [0]}, "severities[0]"),
-    ("calibration", {"corruption_seed": -1}, "corruption_seed"),
-    ("calibration", {"batch_size": 0}, "batch_size"),
-    ("agreement", {"subset": -1}, "subset"),
-    ("agreement", {"thumbnails": -1}, "thumbnails"),
-    ("corruptions", {"subset": 0}, "subset"),
-    ("corruptions", {"batch_size": -5}, "batch_size"),
-    ("corruptions", {"suites": []}, "give at least one suite"),
-    ("corruptions", {"seed": 2**40}, "seed"),
-])
+@pytest.mark.parametrize(
+    "ev, params, expect",
+    [
+        ("clean", {"subset": -3}, "evaluations[0].params.subset: Input should be greater than or equal to 1"),
+        ("clean", {"subset": 0}, "evaluations[0].params.subset"),
+        ("clean", {"batch_size": 0}, "evaluations[0].params.batch_size: Input should be greater than or equal to 1"),
+        ("calibration", {"corruptions": ["fogg"]}, "unknown corruption 'fogg'; did you mean 'fog'?"),
+        ("calibration", {"corruptions": "cifar10-cc"}, "unknown corruption 'cifar10-cc'"),
+        ("calibration", {"severities": [9]}, "params.severities[0]: Input should be less than or equal to 5"),
+        ("calibration", {"severities": [0]}, "severities[0]"),
+        ("calibration", {"corruption_seed": -1}, "corruption_seed"),
+        ("calibration", {"batch_size": 0}, "batch_size"),
+        ("agreement", {"subset": -1}, "subset"),
+        ("agreement", {"thumbnails": -1}, "thumbnails"),
+        ("corruptions", {"subset": 0}, "subset"),
+        ("corruptions", {"batch_size": -5}, "batch_size"),
+        ("corruptions", {"suites": []}, "give at least one suite"),
+        ("corruptions", {"seed": 2**40}, "seed"),
+    ],
+)
 def test_evaluator_params_constrained(ev, params, expect):
     msg = _err({**GOOD, "evaluations": [{"evaluator": ev, "params": params}]})
     assert expect in msg, msg
@@ -340,25 +384,35 @@ def _with_overrides(tmp_path, *items):
 
 
 def test_set_list_index_and_nested(tmp_path):
-    exp = _with_overrides(tmp_path, "variants.0.method=prune.structured", "variants.0.budget={params: 0.5}",
-                          "train.epochs=2", "seeds=[0, 1]", "store=null", "dataset.options.size=8")
+    exp = _with_overrides(
+        tmp_path,
+        "variants.0.method=prune.structured",
+        "variants.0.budget={params: 0.5}",
+        "train.epochs=2",
+        "seeds=[0, 1]",
+        "store=null",
+        "dataset.options.size=8",
+    )
     assert exp.config.variants[0].method == "prune.structured" and exp.config.variants[0].budget == {"params": 0.5}
     assert exp.train.epochs == 2 and exp.seeds == [0, 1] and exp.dataset.options == {"size": 8}
 
 
-@pytest.mark.parametrize("item, expect", [
-    ("name.x=1", "--set name.x: name is a string ('ok'), not a mapping; cannot set 'x' inside it"),
-    ("variants.3.method=x", "--set variants.3.method: variants has 1 item(s); index 3 is out of range"),
-    ("variants.first.method=x", "variants is a list; address its items by index (0..0), not 'first'"),
-    ("train.epochs=[1", "--set train.epochs: not valid YAML at line 1"),
-    ("train.epochs=!!python/name:os.system", "is not allowed: a config is plain data"),
-    ("train..epochs=1", "empty part in the key"),
-    ("train.epochs", "--set expects KEY=VALUE"),
-    ("=1", "--set expects KEY=VALUE"),
-    ("train.epochs=.inf", "train.epochs: Input should be a finite number"),
-    ("train.epochs=" + "[" * 100 + "]" * 100, "nested deeper than 64 levels"),
-    ("name=" + "x" * 5000, "at most 4,096"),
-])
+@pytest.mark.parametrize(
+    "item, expect",
+    [
+        ("name.x=1", "--set name.x: name is a string ('ok'), not a mapping; cannot set 'x' inside it"),
+        ("variants.3.method=x", "--set variants.3.method: variants has 1 item(s); index 3 is out of range"),
+        ("variants.first.method=x", "variants is a list; address its items by index (0..0), not 'first'"),
+        ("train.epochs=[1", "--set train.epochs: not valid YAML at line 1"),
+        ("train.epochs=!!python/name:os.system", "is not allowed: a config is plain data"),
+        ("train..epochs=1", "empty part in the key"),
+        ("train.epochs", "--set expects KEY=VALUE"),
+        ("=1", "--set expects KEY=VALUE"),
+        ("train.epochs=.inf", "train.epochs: Input should be a finite number"),
+        ("train.epochs=" + "[" * 100 + "]" * 100, "nested deeper than 64 levels"),
+        ("name=" + "x" * 5000, "at most 4,096"),
+    ],
+)
 def test_set_errors_one_line(tmp_path, item, expect):
     with pytest.raises(ConfigError) as e:
         _with_overrides(tmp_path, item)
@@ -414,7 +468,8 @@ def test_run_exits_1_when_a_job_failed(tmp_path, capsys, monkeypatch, forget_ado
         "class Boom(nn.Module):\n"
         "    def __init__(self):\n        super().__init__()\n        self.w = nn.Parameter(torch.zeros(1))\n"
         "    def forward(self, x):\n        raise RuntimeError('boom at train time')\n"
-        "def build(meta, width=1.0):\n    return Boom()\n")
+        "def build(meta, width=1.0):\n    return Boom()\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COMPRESSBENCH_CACHE", str(tmp_path / "home-cache"))
@@ -426,20 +481,31 @@ def test_run_exits_1_when_a_job_failed(tmp_path, capsys, monkeypatch, forget_ado
 
 
 # ------------------------------------------------------------------ datasets
-@pytest.mark.parametrize("ds, expect", [
-    ({"name": "digits", "options": {"sise": 8}}, "dataset.options.sise: unknown option (did you mean 'size'?); "
-                                                 "allowed: size, test_fraction"),
-    ({"name": "digits", "options": {"size": 0}}, "dataset.options.size: Input should be greater than or equal to 1"),
-    ({"name": "digits", "options": {"test_fraction": 1.5}}, "dataset.options.test_fraction"),
-    ({"name": "fashion-mnist", "options": {"size": 32}}, "dataset.options: dataset 'fashion-mnist' takes no options"),
-    ({"name": "cifar10", "options": {"download_url": "x"}}, "dataset.options: dataset 'cifar10' takes no options"),
-    ({"name": "synthetic", "options": {"n_classes": 3}}, "did you mean 'num_classes'?"),
-    ({"name": "synthetic", "options": {"seed": -1}}, "dataset.options.seed"),
-    ({"name": "imagefolder", "options": {"channels": 2}}, "dataset.options.channels"),
-    ({"name": "cifar10-c", "options": {"corruption": "fgo"}}, "unknown corruption 'fgo'; did you mean 'fog'?"),
-    ({"name": "cifar10-c", "options": {"severity": 6}}, "dataset.options.severity"),
-    ({"name": "digits", "root": "/no/such/folder"}, "dataset.root: folder '/no/such/folder' does not exist"),
-])
+@pytest.mark.parametrize(
+    "ds, expect",
+    [
+        (
+            {"name": "digits", "options": {"sise": 8}},
+            "dataset.options.sise: unknown option (did you mean 'size'?); allowed: size, test_fraction",
+        ),
+        (
+            {"name": "digits", "options": {"size": 0}},
+            "dataset.options.size: Input should be greater than or equal to 1",
+        ),
+        ({"name": "digits", "options": {"test_fraction": 1.5}}, "dataset.options.test_fraction"),
+        (
+            {"name": "fashion-mnist", "options": {"size": 32}},
+            "dataset.options: dataset 'fashion-mnist' takes no options",
+        ),
+        ({"name": "cifar10", "options": {"download_url": "x"}}, "dataset.options: dataset 'cifar10' takes no options"),
+        ({"name": "synthetic", "options": {"n_classes": 3}}, "did you mean 'num_classes'?"),
+        ({"name": "synthetic", "options": {"seed": -1}}, "dataset.options.seed"),
+        ({"name": "imagefolder", "options": {"channels": 2}}, "dataset.options.channels"),
+        ({"name": "cifar10-c", "options": {"corruption": "fgo"}}, "unknown corruption 'fgo'; did you mean 'fog'?"),
+        ({"name": "cifar10-c", "options": {"severity": 6}}, "dataset.options.severity"),
+        ({"name": "digits", "root": "/no/such/folder"}, "dataset.root: folder '/no/such/folder' does not exist"),
+    ],
+)
 def test_dataset_options_and_root_at_validate(ds, expect):
     assert expect in _err({**GOOD, "dataset": ds})
 

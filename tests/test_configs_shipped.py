@@ -43,8 +43,9 @@ def test_study_presets_have_a_smoke_scale_of_the_same_graph():
     for path in studies:
         full, smoke = load_config(path), load_config(path, scale="smoke")
         assert {v.name for v in full.config.variants} == {v.name for v in smoke.config.variants}
-        assert {(v.method, v.budget.kind if v.budget else None) for v in full.variants} == \
-            {(v.method, v.budget.kind if v.budget else None) for v in smoke.variants}
+        assert {(v.method, v.budget.kind if v.budget else None) for v in full.variants} == {
+            (v.method, v.budget.kind if v.budget else None) for v in smoke.variants
+        }
         assert [e.evaluator for e in full.evaluations] == [e.evaluator for e in smoke.evaluations]
         assert full.report == smoke.report
 
@@ -52,8 +53,15 @@ def test_study_presets_have_a_smoke_scale_of_the_same_graph():
 def test_quickstart_covers_every_family():
     exp = load_config(Path(__file__).parents[1] / "configs" / "quickstart.yaml")
     methods = {v.method for v in exp.variants}
-    assert {"prune.unstructured", "prune.structured", "distill", "lowrank", "quantize.static",
-            "quantize.dynamic", "pipeline"} <= methods
+    assert {
+        "prune.unstructured",
+        "prune.structured",
+        "distill",
+        "lowrank",
+        "quantize.static",
+        "quantize.dynamic",
+        "pipeline",
+    } <= methods
     evaluators = {e.evaluator for e in exp.evaluations}
     assert {"clean", "corruptions", "adversarial", "calibration", "agreement", "efficiency"} <= evaluators
 
@@ -73,7 +81,12 @@ def test_digits_preset_header_and_readme_give_the_same_time():
 def test_no_doc_or_docstring_cites_files_outside_the_repository():
     """REFERENCES.md / DESIGN.md are not in the repository (issue 25): docs/architecture.md is the in-repo home."""
     repo = Path(__file__).resolve().parents[1]
-    files = [repo / "README.md", repo / "BENCHMARKS.md", *(repo / "docs").glob("*.md"), *(repo / "src").rglob("*.py"),
-             *(repo / "configs").rglob("*.yaml")]
+    files = [
+        repo / "README.md",
+        repo / "BENCHMARKS.md",
+        *(repo / "docs").glob("*.md"),
+        *(repo / "src").rglob("*.py"),
+        *(repo / "configs").rglob("*.yaml"),
+    ]
     bad = [str(f.relative_to(repo)) for f in files if any(n in f.read_text() for n in ("REFERENCES.md", "DESIGN.md"))]
     assert bad == []

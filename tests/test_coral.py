@@ -17,6 +17,7 @@ from compressbench.train import TrainRecipe, train
 
 def _np_coral(s: np.ndarray, t: np.ndarray) -> float:
     """The paper's formula, written out: C = (DᵀD − (1ᵀD)ᵀ(1ᵀD)/n) / (n − 1); ‖C_S − C_T‖²_F / (4d²)."""
+
     def cov(d):
         n = d.shape[0]
         ones = np.ones((1, n))
@@ -75,8 +76,14 @@ def _with_target(bundle, target):
 def _train(bundle, adapt, epochs=1.0, seed=0):
     torch.manual_seed(seed)
     m = create_model("tinycnn", bundle.meta)
-    stats = train(m, bundle.train, TrainRecipe(epochs=epochs, batch_size=64, lr=0.1, augment="crop"), seed=seed,
-                  show_progress=False, adapt=adapt)
+    stats = train(
+        m,
+        bundle.train,
+        TrainRecipe(epochs=epochs, batch_size=64, lr=0.1, augment="crop"),
+        seed=seed,
+        show_progress=False,
+        adapt=adapt,
+    )
     return m, stats
 
 
@@ -88,8 +95,9 @@ def test_coral_training_reads_target_images_never_their_labels(digits_bundle):
     target = digits_bundle.test
     scrambled = dataclasses.replace(target, y=target.y[torch.randperm(len(target))])
     a, stats = _train(digits_bundle, Adaptation("coral", 5.0, target))  # labels present: still unread
-    b, _ = _train(digits_bundle, make_adaptation({"method": "coral", "weight": 5.0}, _with_target(digits_bundle,
-                                                                                                scrambled)))
+    b, _ = _train(
+        digits_bundle, make_adaptation({"method": "coral", "weight": 5.0}, _with_target(digits_bundle, scrambled))
+    )
     assert _same(a, b) and stats["train_adapt_loss"] > 0
     noise = dataclasses.replace(target, x=torch.randint(0, 256, target.x.shape, dtype=torch.uint8))
     c, _ = _train(digits_bundle, Adaptation("coral", 5.0, noise))
@@ -110,8 +118,11 @@ def test_adaptation_params_and_targets(digits_bundle):
         make_adaptation({"targets": ["x"]}, b)
     ad = make_adaptation(p, b)
     assert (ad.target.y == -1).all() and len(ad.target) == len(digits_bundle.test)
-    two = dataclasses.replace(b, targets={**b.targets, "u": digits_bundle.train},
-                              unlabeled={**b.unlabeled, "u": unlabeled(digits_bundle.train)})
+    two = dataclasses.replace(
+        b,
+        targets={**b.targets, "u": digits_bundle.train},
+        unlabeled={**b.unlabeled, "u": unlabeled(digits_bundle.train)},
+    )
     pooled = make_adaptation(p, two).target  # no targets named: every target, pooled
     assert len(pooled) == len(digits_bundle.test) + len(digits_bundle.train) and (pooled.y == -1).all()
     assert len(make_adaptation({"targets": ["u"]}, two).target) == len(digits_bundle.train)
@@ -127,9 +138,16 @@ def test_domain_shift_evaluator_on_target_images(tiny_model, digits_bundle, tmp_
 
     inverted = dataclasses.replace(digits_bundle.test, x=255 - digits_bundle.test.x)  # another "domain"
     b = _with_target(digits_bundle, inverted)
-    ctx = EvalContext(data=b, meta=b.meta, device=torch.device("cpu"), seed=0, workdir=tmp_path,
-                      variant=VariantInfo("baseline", "baseline", is_parent=True), load_parent=lambda: tiny_model,
-                      progress=False)
+    ctx = EvalContext(
+        data=b,
+        meta=b.meta,
+        device=torch.device("cpu"),
+        seed=0,
+        workdir=tmp_path,
+        variant=VariantInfo("baseline", "baseline", is_parent=True),
+        load_parent=lambda: tiny_model,
+        progress=False,
+    )
     params = DomainShiftParams(corruptions=["gaussian_noise", "contrast"], severities=[2, 5])
     ms = {(m.metric, tuple(sorted(m.condition.items()))): m.value for m in domain_shift(tiny_model, ctx, params)}
     src, tgt = ms["source_top1", (("source", "s"),)], ms["target_top1", (("source", "s"), ("target", "t"))]

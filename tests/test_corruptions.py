@@ -81,8 +81,22 @@ def test_severity_monotonic_psnr(name, rgb_bundle):
     assert p[-1] < p[0]
 
 
-@pytest.mark.parametrize("name", ["gaussian_noise", "glass_blur", "fog", "frost", "snow", "elastic_transform",
-                                  "motion_blur", "impulse_noise", "shot_noise", "spatter", "iso_noise"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "gaussian_noise",
+        "glass_blur",
+        "fog",
+        "frost",
+        "snow",
+        "elastic_transform",
+        "motion_blur",
+        "impulse_noise",
+        "shot_noise",
+        "spatter",
+        "iso_noise",
+    ],
+)
 def test_deterministic_per_index_across_batch_sizes(name, rgb):
     idx = torch.arange(100, 108)
     full = corrupt(rgb, idx, name, 3, seed=7)
@@ -142,10 +156,10 @@ def reference(name: str, img: np.ndarray, s: int) -> np.ndarray:
         radius, alias = c
         L = np.arange(-8, 8 + 1)
         X, Y = np.meshgrid(L, L)
-        d = np.array((X ** 2 + Y ** 2) <= radius ** 2, dtype=np.float32)
+        d = np.array((X**2 + Y**2) <= radius**2, dtype=np.float32)
         d /= np.sum(d)
         t = np.arange(3) - 1.0
-        g = np.exp(-t ** 2 / (2 * alias ** 2))
+        g = np.exp(-(t**2) / (2 * alias**2))
         g /= g.sum()
         k = correlate1d(correlate1d(d, g, axis=0, mode="mirror"), g, axis=1, mode="mirror")
         return np.clip(np.stack([correlate(x[:, :, i], k, mode="mirror") for i in range(3)], -1), 0, 1) * 255
@@ -156,9 +170,9 @@ def reference(name: str, img: np.ndarray, s: int) -> np.ndarray:
             h = im.shape[0]
             ch = int(np.ceil(h / z))
             top = (h - ch) // 2
-            im = scizoom(im[top:top + ch, top:top + ch], (z, z, 1), order=1)
+            im = scizoom(im[top : top + ch, top : top + ch], (z, z, 1), order=1)
             tt = (im.shape[0] - h) // 2
-            return im[tt:tt + h, tt:tt + h]
+            return im[tt : tt + h, tt : tt + h]
 
         xf = x.astype(np.float32)
         out = np.zeros_like(xf)
@@ -177,8 +191,16 @@ def reference(name: str, img: np.ndarray, s: int) -> np.ndarray:
 
 
 # exact float formulas: |Δ| < 0.02/255 ; PIL uint8 paths (BOX fixed point, libjpeg): bit-exact
-TOL = {"brightness": 0.02, "saturate": 0.02, "contrast": 0.02, "gaussian_blur": 0.02, "defocus_blur": 0.02,
-       "zoom_blur": 0.02, "pixelate": 1e-3, "jpeg_compression": 1e-3}
+TOL = {
+    "brightness": 0.02,
+    "saturate": 0.02,
+    "contrast": 0.02,
+    "gaussian_blur": 0.02,
+    "defocus_blur": 0.02,
+    "zoom_blur": 0.02,
+    "pixelate": 1e-3,
+    "jpeg_compression": 1e-3,
+}
 
 
 @pytest.mark.parametrize("name", list(TOL))
@@ -196,13 +218,13 @@ def test_defocus_kernel_matches_opencv_when_available():
     for radius, alias in CIFAR["defocus_blur"] + IMAGENET["defocus_blur"]:
         L = np.arange(-8, 9) if radius <= 8 else np.arange(-radius, radius + 1)
         X, Y = np.meshgrid(L, L)
-        d = np.array((X ** 2 + Y ** 2) <= radius ** 2, dtype=np.float32)
+        d = np.array((X**2 + Y**2) <= radius**2, dtype=np.float32)
         d /= d.sum()
         ref = cv2.GaussianBlur(d, ksize=(3, 3) if radius <= 8 else (5, 5), sigmaX=alias)
         ours = ops.disk_kernel(float(radius), float(alias))
         h = ours.shape[0] // 2
         c = ref.shape[0] // 2
-        assert np.abs(ref[c - h:c + h + 1, c - h:c + h + 1] - ours).max() < 1e-6
+        assert np.abs(ref[c - h : c + h + 1, c - h : c + h + 1] - ours).max() < 1e-6
         assert abs(ref.sum() - ours.sum()) < 1e-5  # nothing outside the crop
 
 
@@ -279,7 +301,7 @@ def test_impulse_and_shot_noise_rates(rgb):
     c = CIFAR["shot_noise"][4]
     k = corrupt(v, None, "shot_noise", 5).double()  # uint8 out: floor(255·k/c)/… ≈ Poisson(c·128/255)·255/c
     lam = c * 128 / 255
-    assert abs(float(k.mean()) * c / 255 - lam) < 0.05 * lam ** 0.5 + 0.5
+    assert abs(float(k.mean()) * c / 255 - lam) < 0.05 * lam**0.5 + 0.5
     assert abs(float((k * c / 255).var()) / lam - 1) < 0.1
 
 
@@ -323,7 +345,7 @@ def test_motion_blur_slices_equal_gathers():
     x, ang = torch.rand(3, 3, 70, 66, generator=g), torch.tensor([-44.0, 3.0, 37.5])
     sliced = ops.motion_blur(x, 10, 3, ang)
     old = ops.MOTION_SLICE_PIXELS
-    ops.MOTION_SLICE_PIXELS = 10 ** 9
+    ops.MOTION_SLICE_PIXELS = 10**9
     try:
         gathered = ops.motion_blur(x, 10, 3, ang)
     finally:
@@ -385,7 +407,7 @@ def test_large_paths_are_faithful_to_the_small_ones(smooth96, monkeypatch):
     from compressbench.evaluate.corruptions import large
 
     fast = {(n, s): corrupt(smooth96, None, n, s, seed=4, params="imagenet") for n in ALL for s in (1, 3, 5)}
-    monkeypatch.setattr(large, "LARGE_PIXELS", 10 ** 9)
+    monkeypatch.setattr(large, "LARGE_PIXELS", 10**9)
     for (n, s), y in fast.items():
         ref = corrupt(smooth96, None, n, s, seed=4, params="imagenet")
         d = (y.int() - ref.int()).abs()
@@ -419,3 +441,33 @@ def test_defocus_runs_equal_the_2d_filter():
         ref = ops.filter2d(x / 255, ops.disk_kernel(r, a), "mirror") * 255
         assert y is not None and float((y - ref).abs().max()) < 2e-3, r
     assert large.disk_runs(8.0, 0.5) is None and large.disk_runs(10.0, 0.5) is None  # the disk reaches its grid
+
+
+@pytest.mark.parametrize("name", ["glass_blur", "brightness", "saturate"])
+def test_large_batches_image_by_image_equal_one_batch_call(name):
+    """The corruptions that run large CPU batches image by image (``large.by_images``, each image with its
+    part of the RNG) give exactly the whole-batch call's values, and leave the RNG where it would."""
+    g = torch.Generator().manual_seed(4)
+    u8 = torch.randint(0, 256, (3, 3, 64, 72), generator=g, dtype=torch.uint8)
+    fn = corruptions.entry(name).load()
+    x = u8 if corruptions.entry(name).spec.uint8 else u8.float() / 255
+    c = IMAGENET[name][2]
+    rngs = [ops.BatchRNG([11, 12, 13]) for _ in range(2)]
+    whole, by_image = fn.__wrapped__(x, rngs[0], c, "imagenet"), fn(x, rngs[1], c, "imagenet")
+    assert torch.equal(whole, by_image)
+    assert np.array_equal(rngs[0].words(2), rngs[1].words(2))
+
+
+def test_box_pairs_equal_the_exact_box_resize():
+    """BOX passes whose windows hold 1 or 2 samples (⌈(a + b)/2⌉ of two gathers) equal the exact dense path."""
+    from compressbench.evaluate.corruptions import large
+
+    g = torch.Generator().manual_seed(5)
+    seen = 0
+    for n_in in (64, 71, 99, 128, 130):
+        x = torch.randint(0, 256, (2, 3, n_in, n_in + 3), generator=g, dtype=torch.uint8)
+        for c in (0.5, 0.55, 0.6, 0.75, 0.9):
+            size = (int(n_in * c), int((n_in + 3) * c))
+            seen += large._pair_windows(n_in, size[0]) is not None
+            assert torch.equal(large.box_resize(x, size), ops.pil_box_resize(x, size)), (n_in, c)
+    assert seen >= 10

@@ -30,8 +30,9 @@ def test_corruption_error_formulas():
     assert corruption_error([0.8, 0.6], [0.9, 0.7]) == pytest.approx(1.5)
     # relative: model clean err 0.1 -> (0.1 + 0.3) / parent clean err 0.05 -> (0.05 + 0.25)
     assert relative_ce([0.8, 0.6], 0.9, [0.9, 0.7], 0.95) == pytest.approx(0.4 / 0.3)
-    assert mean_corruption_error({"a": [0.8, 0.6], "b": [0.5, 0.5]}, {"a": [0.9, 0.7], "b": [0.5, 0.5]}) == \
-        pytest.approx((1.5 + 1.0) / 2)
+    assert mean_corruption_error(
+        {"a": [0.8, 0.6], "b": [0.5, 0.5]}, {"a": [0.9, 0.7], "b": [0.5, 0.5]}
+    ) == pytest.approx((1.5 + 1.0) / 2)
     assert mean_corruption_error({"a": [0.8, 0.6]}, {"a": [0.9, 0.7]}, 0.9, 0.95) == pytest.approx(0.4 / 0.3)
     assert retention(0.45, 0.9) == pytest.approx(0.5)
     assert math.isnan(corruption_error([0.5], [1.0])) and math.isnan(retention(0.5, 0.0))
@@ -41,9 +42,17 @@ def test_corruption_error_formulas():
 
 # --------------------------------------------------------------------------- evaluator
 def _ctx(bundle, tmp_path, method="baseline"):
-    return EvalContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0, workdir=tmp_path,
-                       variant=VariantInfo(name=method, method=method, is_parent=method == "baseline"),
-                       load_parent=lambda: None, eval_size=120, progress=False)
+    return EvalContext(
+        data=bundle,
+        meta=bundle.meta,
+        device=torch.device("cpu"),
+        seed=0,
+        workdir=tmp_path,
+        variant=VariantInfo(name=method, method=method, is_parent=method == "baseline"),
+        load_parent=lambda: None,
+        eval_size=120,
+        progress=False,
+    )
 
 
 def test_params_validation():
@@ -90,8 +99,24 @@ def test_corrupt_command_writes_cifar_c_layout_and_loader_reads_it(tmp_path):
     parser = argparse.ArgumentParser()
     add_corrupt_arguments(parser)
     out = tmp_path / "digits-c"
-    args = parser.parse_args(["--dataset", "digits", "--out", str(out), "--corruptions", "fog", "contrast",
-                              "--severities", "2", "4", "--subset", "30", "--cache-dir", str(tmp_path / "c")])
+    args = parser.parse_args(
+        [
+            "--dataset",
+            "digits",
+            "--out",
+            str(out),
+            "--corruptions",
+            "fog",
+            "contrast",
+            "--severities",
+            "2",
+            "4",
+            "--subset",
+            "30",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
+    )
     assert corrupt_command(args) == 0
     arr = np.load(out / "fog.npy")
     assert arr.shape == (60, 16, 16, 1) and arr.dtype == np.uint8
@@ -142,11 +167,18 @@ def test_corruption_parameters_given_directly(tiny_model, digits_bundle, tmp_pat
     from compressbench.registry import corruptions
 
     P = evaluators.spec("corruptions").params
-    p = P.model_validate({"corruptions": ["contrast", {"name": "gauss_noise", "params": {"var_limit": [0, 2]}},
-                                          {"name": "rgb_shift", "params": {"r_shift_limit": 20, "g_shift_limit": 20,
-                                                                           "b_shift_limit": 20}}],
-                          "severities": [3], "subset": 60})
-    (suite, cells), = p.cells()
+    p = P.model_validate(
+        {
+            "corruptions": [
+                "contrast",
+                {"name": "gauss_noise", "params": {"var_limit": [0, 2]}},
+                {"name": "rgb_shift", "params": {"r_shift_limit": 20, "g_shift_limit": 20, "b_shift_limit": 20}},
+            ],
+            "severities": [3],
+            "subset": 60,
+        }
+    )
+    ((suite, cells),) = p.cells()
     assert suite == "custom" and [c.name for c in cells] == ["contrast", "gauss_noise", "rgb_shift"]
     assert cells[1].constant == (0.0, 2.0) and cells[1].condition["params"] == "var_limit=[0.0, 2.0]"
     # the study's settings are the severity-3 constants of the noise set: same numbers either way

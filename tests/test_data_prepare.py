@@ -59,8 +59,12 @@ def test_rotation_and_colour_jitter_are_seeded_and_bounded():
 
 
 def test_colour_on_grey_images_fails_at_validate():
-    raw = {"name": "x", "dataset": {"name": "digits"}, "model": {"name": "tinycnn"},
-           "train": {"epochs": 1, "color_jitter": {"hue": 0.1}}}
+    raw = {
+        "name": "x",
+        "dataset": {"name": "digits"},
+        "model": {"name": "tinycnn"},
+        "train": {"epochs": 1, "color_jitter": {"hue": 0.1}},
+    }
     with pytest.raises(ConfigError, match="train.color_jitter: saturation and hue need 3-channel images"):
         validate(raw)
     raw["train"]["color_jitter"] = {"brightness": 0.2, "contrast": 0.2}
@@ -88,14 +92,20 @@ def test_training_finetuning_and_calibration_never_touch_the_test_split(tmp_path
         return DatasetBundle(b.meta, b.train, _Trap(b.test.x, b.test.y, b.test.index, b.test.size), b.val)
 
     monkeypatch.setattr(runner, "_dataset", trapped)
-    raw = {"name": "trap", "dataset": {"name": "digits", "val_fraction": 0.2},
-           "model": {"name": "tinycnn"}, "train": {"epochs": 2, "batch_size": 64, "lr": 0.1, "augment": "none"},
-           "variants": [{"method": "prune.structured", "params": {"finetune": {"epochs": 0.2}},
-                         "budget": {"params": 0.6}},
-                        {"method": "quantize.static", "params": {"calibration_batches": 2}},
-                        {"method": "distill", "params": {"epochs": 0.2}, "budget": {"params": 0.5}}],
-           "evaluations": [{"evaluator": "clean"}], "cache_dir": str(tmp_path / "c"),
-           "store": str(tmp_path / "r.sqlite")}
+    raw = {
+        "name": "trap",
+        "dataset": {"name": "digits", "val_fraction": 0.2},
+        "model": {"name": "tinycnn"},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 0.1, "augment": "none"},
+        "variants": [
+            {"method": "prune.structured", "params": {"finetune": {"epochs": 0.2}}, "budget": {"params": 0.6}},
+            {"method": "quantize.static", "params": {"calibration_batches": 2}},
+            {"method": "distill", "params": {"epochs": 0.2}, "budget": {"params": 0.5}},
+        ],
+        "evaluations": [{"evaluator": "clean"}],
+        "cache_dir": str(tmp_path / "c"),
+        "store": str(tmp_path / "r.sqlite"),
+    }
     s = runner.run(validate(raw), progress=False)
     rows = ResultStore(tmp_path / "r.sqlite").dataframe()
     failed = rows[rows.metric == "error"]

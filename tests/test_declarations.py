@@ -20,8 +20,17 @@ from synthetic_store import EXPERIMENT, make_store
 
 
 def test_metric_spec_splits_flat_arguments_into_selection_and_presentation():
-    m = MetricSpec("top1", label="Clean acc. %", fmt="pct", where={}, exact=True, summary=True, key="clean_top1",
-                   console=Console("clean"), role=CLEAN_ACCURACY)
+    m = MetricSpec(
+        "top1",
+        label="Clean acc. %",
+        fmt="pct",
+        where={},
+        exact=True,
+        summary=True,
+        key="clean_top1",
+        console=Console("clean"),
+        role=CLEAN_ACCURACY,
+    )
     assert m.select == Selection(where={}, exact=True) and m.show.label == "Clean acc. %" and m.show.summary
     assert (m.title, m.column, m.role) == ("Clean acc. %", "clean_top1", CLEAN_ACCURACY)
     assert MetricSpec("top1", select=m.select, show=m.show, role=CLEAN_ACCURACY) == m  # ready parts, the same
@@ -43,11 +52,16 @@ def test_every_builtin_declaration_round_trips_through_json():
 
 
 def test_a_record_without_its_code_renders_what_is_data_and_says_what_is_not():
-    spec = EvaluatorSpec(metrics=(
-        MetricSpec("score", label="Score", fmt="f2", summary=True, order=95),
-        MetricSpec("score_rel", label="Score vs base", summary=True, derive="my_plugin.report:relative"),
-        MetricSpec("detail", label="Detail", where={"k": ANY}, table=None),
-    ), report="my_plugin.report:tables", captions={"x.png": "an image"}, version=3)
+    spec = EvaluatorSpec(
+        metrics=(
+            MetricSpec("score", label="Score", fmt="f2", summary=True, order=95),
+            MetricSpec("score_rel", label="Score vs base", summary=True, derive="my_plugin.report:relative"),
+            MetricSpec("detail", label="Detail", where={"k": ANY}, table=None),
+        ),
+        report="my_plugin.report:tables",
+        captions={"x.png": "an image"},
+        version=3,
+    )
     record = json.loads(to_json(evaluator_record(spec)))
     assert record["metrics"][1]["select"]["derive"] == "my_plugin.report:relative"  # a name, for information
     out = spec_from_record("my.eval", record, None)  # nothing registered under that name here

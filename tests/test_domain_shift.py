@@ -40,12 +40,23 @@ def _tampered(root, cache, download, *, requested, tamper="none") -> DomainImage
 CORAL = {"method": "coral", "weight": 5.0}
 VARIANTS = [
     {"method": "adapt.coral", "params": {"weight": 5.0, "epochs": 0.5}},
-    {"name": "coral-scratch", "method": "adapt.coral",  # the baseline's recipe: what train.adapt does
-     "params": {"weight": 5.0, "init": "scratch", "epochs": 30, "lr": 0.1, "schedule": "onecycle"}},
+    {
+        "name": "coral-scratch",
+        "method": "adapt.coral",  # the baseline's recipe: what train.adapt does
+        "params": {"weight": 5.0, "init": "scratch", "epochs": 30, "lr": 0.1, "schedule": "onecycle"},
+    },
     {"method": "prune.structured", "params": {"finetune": {"epochs": 0.3}}, "budget": {"knob": 0.3}},
-    {"name": "prune+coral", "method": "pipeline", "budget": {"knob": 0.3},
-     "params": {"stages": [{"method": "prune.structured", "params": {"finetune": {"epochs": 0}}},
-                           {"method": "adapt.coral", "params": {"weight": 5.0, "epochs": 0.3}}]}},
+    {
+        "name": "prune+coral",
+        "method": "pipeline",
+        "budget": {"knob": 0.3},
+        "params": {
+            "stages": [
+                {"method": "prune.structured", "params": {"finetune": {"epochs": 0}}},
+                {"method": "adapt.coral", "params": {"weight": 5.0, "epochs": 0.3}},
+            ]
+        },
+    },
     {"method": "distill", "params": {"epochs": 3}, "budget": {"knob": 0.5}},
     {"name": "distill+coral", "method": "distill", "params": {"epochs": 3, "adapt": CORAL}, "budget": {"knob": 0.5}},
 ]
@@ -53,19 +64,27 @@ ADAPTING = {"adapt.coral", "coral-scratch", "prune+coral", "distill+coral"}
 
 
 def _exp(tmp, source, tamper="none", name="d"):
-    return validate({
-        "name": name, "seeds": [0],
-        "dataset": {"name": "test.digit-domains", "source": source, "options": {"tamper": tamper}},
-        "model": {"name": "tinycnn"},
-        "train": {"epochs": 30, "batch_size": 64, "lr": 0.1, "augment": "none"},
-        "variants": VARIANTS, "evaluations": [{"evaluator": "domain_shift"}],
-        "threads": 1, "cache_dir": str(tmp / "cache"), "store": str(tmp / "r.sqlite")})
+    return validate(
+        {
+            "name": name,
+            "seeds": [0],
+            "dataset": {"name": "test.digit-domains", "source": source, "options": {"tamper": tamper}},
+            "model": {"name": "tinycnn"},
+            "train": {"epochs": 30, "batch_size": 64, "lr": 0.1, "augment": "none"},
+            "variants": VARIANTS,
+            "evaluations": [{"evaluator": "domain_shift"}],
+            "threads": 1,
+            "cache_dir": str(tmp / "cache"),
+            "store": str(tmp / "r.sqlite"),
+        }
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _register():
-    datasets.register("test.digit-domains", _tampered, params=TamperOptions, domains=("printed", "handwritten"),
-                      description="test")
+    datasets.register(
+        "test.digit-domains", _tampered, params=TamperOptions, domains=("printed", "handwritten"), description="test"
+    )
     yield
     datasets.unregister("test.digit-domains")  # registries are global: leave them as found
 
@@ -73,8 +92,11 @@ def _register():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     out = {}
-    for key, source, tamper in (("both", ["printed", "handwritten"], "none"), ("labels", "printed", "labels"),
-                                ("images", "printed", "images")):
+    for key, source, tamper in (
+        ("both", ["printed", "handwritten"], "none"),
+        ("labels", "printed", "labels"),
+        ("images", "printed", "images"),
+    ):
         tmp = tmp_path_factory.mktemp(key)
         summary = run(_exp(tmp, source, tamper), progress=False)
         assert summary.failed == 0, summary.failures
@@ -96,8 +118,15 @@ def _equal(a, b) -> bool:
 def test_targets_reach_training_only_as_unlabeled_images(runs):
     ref_tmp, ref = runs["both"]
     base = _weights(ref, "d.printed", ref_tmp)
-    assert set(base) == {"baseline", "adapt.coral", "coral-scratch", "prune.structured@knob=0.3", "prune+coral",
-                         "distill@knob=0.5", "distill+coral"}
+    assert set(base) == {
+        "baseline",
+        "adapt.coral",
+        "coral-scratch",
+        "prune.structured@knob=0.3",
+        "prune+coral",
+        "distill@knob=0.5",
+        "distill+coral",
+    }
     lab_tmp, lab = runs["labels"]
     for v, sd in _weights(lab, "d", lab_tmp).items():  # permuted target labels: every model identical
         assert _equal(sd, base[v]), v
@@ -130,9 +159,10 @@ def test_domain_shift_rows(runs):
     # the labels of the tampered target are permuted: target accuracy falls to chance, source accuracy is kept
     _, lab = runs["labels"]
     assert _rows(lab, "d", "target_top1")["value"].max() < 0.2
-    assert torch.allclose(torch.tensor(_rows(lab, "d", "source_top1").sort_values("variant")["value"].to_numpy()),
-                          torch.tensor(_rows(store, "d.printed", "source_top1").sort_values("variant")["value"]
-                                       .to_numpy()))
+    assert torch.allclose(
+        torch.tensor(_rows(lab, "d", "source_top1").sort_values("variant")["value"].to_numpy()),
+        torch.tensor(_rows(store, "d.printed", "source_top1").sort_values("variant")["value"].to_numpy()),
+    )
 
 
 def test_report_domain_table_and_study_section(runs, tmp_path):
@@ -146,13 +176,27 @@ def test_report_domain_table_and_study_section(runs, tmp_path):
 
     study = pd.read_csv(tmp_path / "rep" / "d" / "domain_shift.csv").fillna("")
     assert list(zip(study["compression"], study["budget"], study["adaptation"], strict=True)) == [
-        ("baseline", "", "source-only"), ("baseline", "", "coral(λ=5)"), ("baseline", "", "coral(λ=5, from scratch)"),
-        ("prune.structured", "knob=0.3", "source-only"), ("prune.structured", "knob=0.3", "coral(λ=5)"),
-        ("distill", "knob=0.5", "source-only"), ("distill", "knob=0.5", "coral(λ=5)")]  # the file's order
-    cols = [c for c in study.columns if c not in ("model", "compression", "budget", "adaptation")
-            and not c.endswith(("_ci95", "_n"))]
-    assert cols == ["handwritten→printed", "printed→handwritten", "Δ handwritten→printed", "Δ printed→handwritten",
-                    "handwritten (in-domain)", "printed (in-domain)"]
+        ("baseline", "", "source-only"),
+        ("baseline", "", "coral(λ=5)"),
+        ("baseline", "", "coral(λ=5, from scratch)"),
+        ("prune.structured", "knob=0.3", "source-only"),
+        ("prune.structured", "knob=0.3", "coral(λ=5)"),
+        ("distill", "knob=0.5", "source-only"),
+        ("distill", "knob=0.5", "coral(λ=5)"),
+    ]  # the file's order
+    cols = [
+        c
+        for c in study.columns
+        if c not in ("model", "compression", "budget", "adaptation") and not c.endswith(("_ci95", "_n"))
+    ]
+    assert cols == [
+        "handwritten→printed",
+        "printed→handwritten",
+        "Δ handwritten→printed",
+        "Δ printed→handwritten",
+        "handwritten (in-domain)",
+        "printed (in-domain)",
+    ]
     # each cell is the store's number for that pair and variant; Δ is paired with the source-only row
     t = _rows(store, "d.printed", "target_top1").set_index("variant")["value"]
     s = _rows(store, "d.printed", "source_top1").set_index("variant")["value"]
@@ -161,13 +205,17 @@ def test_report_domain_table_and_study_section(runs, tmp_path):
     assert cell.at[("baseline", "coral(λ=5)"), "printed→handwritten"] == pytest.approx(t["adapt.coral"])
     assert cell.at[("prune.structured", "coral(λ=5)"), "printed→handwritten"] == pytest.approx(t["prune+coral"])
     assert cell.at[("distill", "coral(λ=5)"), "Δ printed→handwritten"] == pytest.approx(
-        t["distill+coral"] - t["distill@knob=0.5"])
+        t["distill+coral"] - t["distill@knob=0.5"]
+    )
     assert cell.at[("distill", "source-only"), "Δ printed→handwritten"] == ""
     assert cell.at[("prune.structured", "source-only"), "printed (in-domain)"] == pytest.approx(
-        s["prune.structured@knob=0.3"])
+        s["prune.structured@knob=0.3"]
+    )
     single = pd.read_csv(tmp_path / "rep" / "d-printed" / "domain_shift.csv")
     assert [c for c in single.columns if "→" in c and not c.endswith(("_ci95", "_n"))] == [
-        "printed→handwritten", "Δ printed→handwritten"]
+        "printed→handwritten",
+        "Δ printed→handwritten",
+    ]
     assert (tmp_path / "rep" / "d" / "figures" / "domain_pairs.png").is_file()  # knob budgets: no vs-budget plot
     summary = pd.read_csv(tmp_path / "rep" / "d-printed" / "summary.csv")
     assert {"source_top1", "target_top1", "gap"} <= set(summary.columns)
@@ -183,8 +231,10 @@ def test_train_adapt_trains_the_baseline_with_coral(runs, tmp_path):
     assert summary.failed == 0, summary.failures
     store = ResultStore(summary.store)
     comp = {r.variant: r.condition_json for r in _rows(store, "tadapt", "composition").itertuples()}
-    assert comp == {"baseline": {"compression": "", "adapt": "coral(λ=5)"},
-                    "prune.structured@knob=0.3": {"compression": "prune.structured", "adapt": "coral(λ=5) (parent)"}}
+    assert comp == {
+        "baseline": {"compression": "", "adapt": "coral(λ=5)"},
+        "prune.structured@knob=0.3": {"compression": "prune.structured", "adapt": "coral(λ=5) (parent)"},
+    }
     df = store.dataframe("tadapt")
     assert (df[(df["evaluator"] == "train") & (df["metric"] == "train_adapt_loss")]["value"] > 0).all()
     ref_tmp, ref = runs["both"]  # not the source-only baseline, but exactly adapt.coral's init: scratch variant

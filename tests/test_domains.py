@@ -149,27 +149,47 @@ def _cfg(**dataset):
     return {"name": "d", "dataset": {"name": "digits-domains", **dataset}, "model": {"name": "tinycnn"}}
 
 
-@pytest.mark.parametrize("raw, expect", [
-    (_cfg(source="printd"), "dataset.source: unknown source domain 'printd' (did you mean 'printed'?)"),
-    (_cfg(source="printed", targets=["printed"]), "dataset.targets: the source domain 'printed' is also a target"),
-    (_cfg(targets=["handwriten"]), "dataset.targets: unknown target domain 'handwriten'"),
-    (_cfg(source=[]), "dataset.source: the list of source domains is empty"),
-    ({**_cfg(), "dataset": {"name": "digits", "source": "a"}}, "dataset.source: dataset 'digits' has no named domains"),
-    ({**_cfg(), "dataset": {"name": "digits"}, "variants": [{"method": "adapt.coral"}]},
-     "variants[0]: domain adaptation (coral) needs a dataset with named domains"),
-    ({**_cfg(), "dataset": {"name": "digits"}, "train": {"adapt": {"method": "coral", "weight": 1}}},
-     "train.adapt: domain adaptation (coral) needs"),
-    ({**_cfg(), "dataset": {"name": "digits"}, "evaluations": [{"evaluator": "domain_shift"}]},
-     "evaluations[0]: domain_shift needs a dataset with named domains"),
-    ({**_cfg(source=["printed", "handwritten"]), "variants": [{"method": "adapt.coral",
-                                                               "params": {"targets": ["handwritten"]}}]},
-     "variants[0]: adaptation target(s) ['handwritten'] are not targets of experiment 'd.handwritten'"),
-    ({**_cfg(), "train": {"adapt": {"method": "mmd"}}}, "train.adapt.method"),
-    ({**_cfg(), "variants": [{"method": "adapt.coral", "params": {"init": "scratch"}}]},
-     "init: scratch trains from scratch: give its lr"),
-    ({**_cfg(), "dataset": {"name": "digits-domains", "domain_split": {"test_fraction": 1.5}}},
-     "dataset.domain_split.test_fraction"),
-])
+@pytest.mark.parametrize(
+    "raw, expect",
+    [
+        (_cfg(source="printd"), "dataset.source: unknown source domain 'printd' (did you mean 'printed'?)"),
+        (_cfg(source="printed", targets=["printed"]), "dataset.targets: the source domain 'printed' is also a target"),
+        (_cfg(targets=["handwriten"]), "dataset.targets: unknown target domain 'handwriten'"),
+        (_cfg(source=[]), "dataset.source: the list of source domains is empty"),
+        (
+            {**_cfg(), "dataset": {"name": "digits", "source": "a"}},
+            "dataset.source: dataset 'digits' has no named domains",
+        ),
+        (
+            {**_cfg(), "dataset": {"name": "digits"}, "variants": [{"method": "adapt.coral"}]},
+            "variants[0]: domain adaptation (coral) needs a dataset with named domains",
+        ),
+        (
+            {**_cfg(), "dataset": {"name": "digits"}, "train": {"adapt": {"method": "coral", "weight": 1}}},
+            "train.adapt: domain adaptation (coral) needs",
+        ),
+        (
+            {**_cfg(), "dataset": {"name": "digits"}, "evaluations": [{"evaluator": "domain_shift"}]},
+            "evaluations[0]: domain_shift needs a dataset with named domains",
+        ),
+        (
+            {
+                **_cfg(source=["printed", "handwritten"]),
+                "variants": [{"method": "adapt.coral", "params": {"targets": ["handwritten"]}}],
+            },
+            "variants[0]: adaptation target(s) ['handwritten'] are not targets of experiment 'd.handwritten'",
+        ),
+        ({**_cfg(), "train": {"adapt": {"method": "mmd"}}}, "train.adapt.method"),
+        (
+            {**_cfg(), "variants": [{"method": "adapt.coral", "params": {"init": "scratch"}}]},
+            "init: scratch trains from scratch: give its lr",
+        ),
+        (
+            {**_cfg(), "dataset": {"name": "digits-domains", "domain_split": {"test_fraction": 1.5}}},
+            "dataset.domain_split.test_fraction",
+        ),
+    ],
+)
 def test_domain_config_errors_are_one_line(raw, expect):
     with pytest.raises(ConfigError) as e:
         validate(raw)
@@ -179,11 +199,18 @@ def test_domain_config_errors_are_one_line(raw, expect):
 def test_a_list_of_sources_expands_into_siblings():
     from compressbench.plan import plan
 
-    exp = validate({**_cfg(source=["printed", "handwritten"]), "variants": [{"method": "adapt.coral"}],
-                    "evaluations": [{"evaluator": "domain_shift"}]})
+    exp = validate(
+        {
+            **_cfg(source=["printed", "handwritten"]),
+            "variants": [{"method": "adapt.coral"}],
+            "evaluations": [{"evaluator": "domain_shift"}],
+        }
+    )
     parts = exp.parts
-    assert [(p.name, p.dataset.source, p.dataset.targets) for p in parts] == [("d.printed", "printed", None),
-                                                            ("d.handwritten", "handwritten", None)]
+    assert [(p.name, p.dataset.source, p.dataset.targets) for p in parts] == [
+        ("d.printed", "printed", None),
+        ("d.handwritten", "handwritten", None),
+    ]
     jobs = plan(exp)
     assert {j.labels.experiment for j in jobs} == {"d.printed", "d.handwritten"}
     assert sum(j.kind == "train" for j in jobs) == 2 and len({j.key for j in jobs}) == len(jobs)

@@ -47,13 +47,21 @@ def test_linear_flops_and_params_exact():
 
 def _resnet8_macs() -> int:
     """He et al. ResNet-8 (16/32/64, one basic block per stage, 1×1 projection shortcuts), 32×32 input."""
+
     def conv(cout, hw, cin, k):
         return cout * hw * hw * cin * k * k
-    return (conv(16, 32, 3, 3)                                                  # stem
-            + 2 * conv(16, 32, 16, 3)                                           # layer1
-            + conv(32, 16, 16, 3) + conv(32, 16, 32, 3) + conv(32, 16, 16, 1)   # layer2 (+ shortcut)
-            + conv(64, 8, 32, 3) + conv(64, 8, 64, 3) + conv(64, 8, 32, 1)      # layer3 (+ shortcut)
-            + 64 * 10)                                                          # fc
+
+    return (
+        conv(16, 32, 3, 3)  # stem
+        + 2 * conv(16, 32, 16, 3)  # layer1
+        + conv(32, 16, 16, 3)
+        + conv(32, 16, 32, 3)
+        + conv(32, 16, 16, 1)  # layer2 (+ shortcut)
+        + conv(64, 8, 32, 3)
+        + conv(64, 8, 64, 3)
+        + conv(64, 8, 32, 1)  # layer3 (+ shortcut)
+        + 64 * 10
+    )  # fc
 
 
 def _resnet8_params() -> int:
@@ -104,8 +112,12 @@ def test_sparse_encoding_byte_math_and_roundtrip():
     assert sizes.bitmask_encoded_size(64_000, 6_400, 4) == 8_000 + 25_600
     rest = io.BytesIO()
     torch.save({"dense": dense}, rest)
-    head = json.dumps({"tensors": [{"name": "w", "shape": [1000, 64], "dtype": "float32", "mask": 8000,
-                                    "values": 25600}], "rest": rest.tell()}).encode()
+    head = json.dumps(
+        {
+            "tensors": [{"name": "w", "shape": [1000, 64], "dtype": "float32", "mask": 8000, "values": 25600}],
+            "rest": rest.tell(),
+        }
+    ).encode()
     assert len(blob) == len(b"CBSPARSE1\n") + 8 + len(head) + 33_600 + rest.tell()
     back = sizes.decode_sparse_state_dict(blob)
     assert torch.equal(back["w"], w) and torch.equal(back["dense"], dense)
@@ -136,8 +148,15 @@ def _quantize_fx(model: nn.Module, shape) -> nn.Module:
 
 
 def test_quantized_model_bytes_params_and_int8_ops():
-    net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
-                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)).eval()
+    net = nn.Sequential(
+        nn.Conv2d(3, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, 10),
+    ).eval()
     q = _quantize_fx(net, (1, 3, 16, 16))
     assert precision.quantization_kind(q) == "int8" and precision.quantization_kind(net) is None
     weights = 64 * 3 * 9 + 64 * 64 * 9 + 64 * 10
@@ -155,9 +174,11 @@ def _conv_linear_macs(model: nn.Module, hw: int) -> dict[str, int]:
     """tinycnn's MACs per layer by formula (3×3 convs, padding 1; a 2×2 max-pool between them)."""
     net = model.net
     c1, c2, fc = net[0], net[4], net[-1]
-    return {"net.0": c1.out_channels * hw * hw * c1.in_channels * 9,
-            "net.4": c2.out_channels * (hw // 2) ** 2 * c2.in_channels * 9,
-            "net.9": fc.in_features * fc.out_features}
+    return {
+        "net.0": c1.out_channels * hw * hw * c1.in_channels * 9,
+        "net.4": c2.out_channels * (hw // 2) ** 2 * c2.in_channels * 9,
+        "net.9": fc.in_features * fc.out_features,
+    }
 
 
 def test_trained_model_profile_numbers_by_independent_computation(tiny_model, digits_bundle, tmp_path):
@@ -173,11 +194,13 @@ def test_trained_model_profile_numbers_by_independent_computation(tiny_model, di
     assert shape == (1, 1, 16, 16)
     with torch.no_grad():  # prune half of conv2 (exactly 576 of 1152 weights) so density matters
         w = m.net[4].weight
-        w.view(-1)[w.abs().view(-1).argsort()[:w.numel() // 2]] = 0
+        w.view(-1)[w.abs().view(-1).argsort()[: w.numel() // 2]] = 0
     rep = profiling.profile(m, shape, profiling.ProfileSettings(timing=False))
     ps = list(m.parameters())
-    assert rep["params"] == {"params": sum(p.numel() for p in ps),
-                             "params_nonzero": sum(int((p != 0).sum()) for p in ps)}
+    assert rep["params"] == {
+        "params": sum(p.numel() for p in ps),
+        "params_nonzero": sum(int((p != 0).sum()) for p in ps),
+    }
     assert rep["params"]["params"] == 8 * 9 + 2 * 8 + 16 * 8 * 9 + 2 * 16 + 16 * 10 + 10 == 1442
     buf = io.BytesIO()
     torch.save(dict(m.state_dict()), buf)  # the tensors as a plain dict (no module-version metadata)
@@ -190,8 +213,9 @@ def test_trained_model_profile_numbers_by_independent_computation(tiny_model, di
     eff_flops = sum(2 * v * density[k] for k, v in macs.items())
     assert rep["flops"]["flops_effective"] == pytest.approx(eff_flops, abs=1e-6) and rep["flops"]["int8_ops"] == 0
     # the three sizes: checkpoint file, dense weights, theoretical sparse payload
-    ck = save_model(m, tmp_path / "m.pt", {"model": "tinycnn", "width": 1.0, "kwargs": {},
-                                           "meta": digits_bundle.meta.to_dict()})
+    ck = save_model(
+        m, tmp_path / "m.pt", {"model": "tinycnn", "width": 1.0, "kwargs": {}, "meta": digits_bundle.meta.to_dict()}
+    )
     size = measure_size(m, ck, shape)
     rows = size.rows()
     assert size.checkpoint_bytes == (tmp_path / "m.pt").stat().st_size == sizes.checkpoint_bytes(ck)
@@ -220,11 +244,14 @@ def test_quantization_kind_one_answer_for_both_call_sites():
         def forward(self, x):
             return torch.dequantize(torch.quantize_per_tensor(x, 0.1, 0, torch.quint8))
 
-    cases = {"float": (net, None), "int8": (_quantize_fx(net, (1, 3, 16, 16)), "int8"),
-             "dynamic": (torch.ao.quantization.quantize_dynamic(copy.deepcopy(net), {nn.Linear}), "int8"),
-             "fp16": (cast_model(copy.deepcopy(net), "float16"), "float16"),
-             "bf16": (copy.deepcopy(net).bfloat16(), "bfloat16"),
-             "qdq": (nn.Sequential(torch.fx.symbolic_trace(QDQ()), copy.deepcopy(net)), "int8-qdq")}
+    cases = {
+        "float": (net, None),
+        "int8": (_quantize_fx(net, (1, 3, 16, 16)), "int8"),
+        "dynamic": (torch.ao.quantization.quantize_dynamic(copy.deepcopy(net), {nn.Linear}), "int8"),
+        "fp16": (cast_model(copy.deepcopy(net), "float16"), "float16"),
+        "bf16": (copy.deepcopy(net).bfloat16(), "bfloat16"),
+        "qdq": (nn.Sequential(torch.fx.symbolic_trace(QDQ()), copy.deepcopy(net)), "int8-qdq"),
+    }
     for name, (model, kind) in cases.items():
         assert precision.quantization_kind(model) == kind, name
         assert is_quantized_model(model) == (kind is not None), name  # the attacks' question
@@ -244,10 +271,17 @@ def test_time_torch_sane():
 def _fake_ctx(bundle, workdir, extra=None):
     from compressbench.interfaces import EvalContext, VariantInfo
 
-    return EvalContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0, workdir=workdir,
-                       variant=VariantInfo("baseline", "baseline", is_parent=True), load_parent=lambda: None,
-                       progress=False,
-                       extra=extra or {})
+    return EvalContext(
+        data=bundle,
+        meta=bundle.meta,
+        device=torch.device("cpu"),
+        seed=0,
+        workdir=workdir,
+        variant=VariantInfo("baseline", "baseline", is_parent=True),
+        load_parent=lambda: None,
+        progress=False,
+        extra=extra or {},
+    )
 
 
 def test_evaluator_in_process(digits_bundle, tmp_path):
@@ -257,11 +291,23 @@ def test_evaluator_in_process(digits_bundle, tmp_path):
 
     fn = evaluators.get("efficiency")
     params = evaluators.spec("efficiency").params.model_validate(
-        {"repeats": 3, "warmup": 1, "throughput_batch": 8, "throughput_repeats": 2, "onnx": False})
+        {"repeats": 3, "warmup": 1, "throughput_batch": 8, "throughput_repeats": 2, "onnx": False}
+    )
     ms = fn(tiny_model, _fake_ctx(digits_bundle, tmp_path), params)
     by = {m.metric: m for m in ms}
-    for k in ("params", "params_nonzero", "bytes_dense", "bytes_compressed", "flops", "flops_effective", "macs",
-              "latency_b1_ms", "latency_b1_iqr_ms", "throughput_img_s", "peak_mem_mb"):
+    for k in (
+        "params",
+        "params_nonzero",
+        "bytes_dense",
+        "bytes_compressed",
+        "flops",
+        "flops_effective",
+        "macs",
+        "latency_b1_ms",
+        "latency_b1_iqr_ms",
+        "throughput_img_s",
+        "peak_mem_mb",
+    ):
         assert k in by, k
     assert by["latency_b1_ms"].tag == "realised" and by["flops"].tag == "theoretical"
     assert by["latency_b1_ms"].condition["process"] == "in-process"
@@ -312,29 +358,51 @@ def test_profile_command_table_and_json(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     profile_cli.add_profile_arguments(parser)
     out = tmp_path / "p.json"
-    args = parser.parse_args(["tinycnn", "--input-shape", "1,3,16,16", "--no-onnx", "--in-process",
-                              "--repeats", "3", "--warmup", "1", "--batch", "4", "--json", str(out)])
+    args = parser.parse_args(
+        [
+            "tinycnn",
+            "--input-shape",
+            "1,3,16,16",
+            "--no-onnx",
+            "--in-process",
+            "--repeats",
+            "3",
+            "--warmup",
+            "1",
+            "--batch",
+            "4",
+            "--json",
+            str(out),
+        ]
+    )
     assert profile_cli.profile_command(args) == 0
     rep = json.loads(out.read_text())
-    assert rep["params"]["params"] == counting.param_counts(create_model("tinycnn", DataMeta(
-        "p", 10, 3, (16, 16), (0.5,) * 3, (0.25,) * 3)))["params"]
+    assert (
+        rep["params"]["params"]
+        == counting.param_counts(create_model("tinycnn", DataMeta("p", 10, 3, (16, 16), (0.5,) * 3, (0.25,) * 3)))[
+            "params"
+        ]
+    )
     assert rep["torch"]["latency"]["median_ms"] > 0 and rep["hardware"]["torch"] == torch.__version__
     printed = capsys.readouterr().out
     assert "size and compute" in printed and "b1 ms" in printed
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["torchvision.models:resnet18"], "give --input-shape"),
-    (["tinycnn", "--input-shape", "1,a,3"], "--input-shape must be positive integers"),
-    (["tinycnn", "--input-shape", "1,3,0,8"], "--input-shape must be positive integers"),
-    (["missing.pt"], "checkpoint 'missing.pt' does not exist"),
-    (["no_such_model", "--input-shape", "1,3,8,8"], "neither a checkpoint file"),
-    (["no_such_pkg.mod:fn", "--input-shape", "1,3,8,8"], "cannot import profile target"),
-    (["tinycnn", "--input-shape", "1,3,8,8", "--repeats", "0"], "--repeats: "),
-    (["tinycnn", "--input-shape", "1,3,8,8", "--warmup", "-1"], "--warmup: "),
-    (["tinycnn", "--input-shape", "1,3,8,8", "--threads", "-2"], "--threads: "),
-    (["tinycnn", "--input-shape", "1,3,8,8", "--batch", "-4"], "--batch: "),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["torchvision.models:resnet18"], "give --input-shape"),
+        (["tinycnn", "--input-shape", "1,a,3"], "--input-shape must be positive integers"),
+        (["tinycnn", "--input-shape", "1,3,0,8"], "--input-shape must be positive integers"),
+        (["missing.pt"], "checkpoint 'missing.pt' does not exist"),
+        (["no_such_model", "--input-shape", "1,3,8,8"], "neither a checkpoint file"),
+        (["no_such_pkg.mod:fn", "--input-shape", "1,3,8,8"], "cannot import profile target"),
+        (["tinycnn", "--input-shape", "1,3,8,8", "--repeats", "0"], "--repeats: "),
+        (["tinycnn", "--input-shape", "1,3,8,8", "--warmup", "-1"], "--warmup: "),
+        (["tinycnn", "--input-shape", "1,3,8,8", "--threads", "-2"], "--threads: "),
+        (["tinycnn", "--input-shape", "1,3,8,8", "--batch", "-4"], "--batch: "),
+    ],
+)
 def test_profile_bad_input_is_one_line_exit_2(argv, match, capsys, tmp_path, monkeypatch):
     from compressbench.cli import main
 
@@ -351,16 +419,31 @@ def test_profile_without_input_shape_cli_subprocess(tmp_path):
     import sys
 
     env = dict(os.environ, PYTHONPATH=str(Path(profile_cli.__file__).parents[1]))
-    p = subprocess.run([sys.executable, "-m", "compressbench", "profile", "torchvision.models:resnet18"],
-                       capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "compressbench", "profile", "torchvision.models:resnet18"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert p.returncode == 2 and p.stderr.strip().count("\n") == 0 and "Traceback" not in p.stderr, p.stderr
     assert "give --input-shape" in p.stderr
 
 
 def test_efficiency_params_constraints():
-    for bad in ({"repeats": 0}, {"warmup": -1}, {"threads": -1}, {"throughput_batch": -1},
-                {"throughput_repeats": 0}, {"calib_batches": 0}, {"timeout_s": 0}, {"timeout_s": float("inf")},
-                {"zstd_level": 23}, {"bogus": 1}):
+    for bad in (
+        {"repeats": 0},
+        {"warmup": -1},
+        {"threads": -1},
+        {"throughput_batch": -1},
+        {"throughput_repeats": 0},
+        {"calib_batches": 0},
+        {"timeout_s": 0},
+        {"timeout_s": float("inf")},
+        {"zstd_level": 23},
+        {"bogus": 1},
+    ):
         with pytest.raises(ValueError):  # pydantic ValidationError (a ValueError): the config check names the field
             EfficiencyParams.model_validate(bad)
     assert EfficiencyParams.model_validate({"throughput_batch": 0}).throughput_batch == 0  # 0: no throughput run
@@ -368,8 +451,9 @@ def test_efficiency_params_constraints():
 
 @pytest.mark.extras("onnx")  # the ONNX Runtime rows are the point
 def test_profile_quantized_variant_uses_float_source_for_ort(tmp_path):
-    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                        nn.Linear(16, 4)).eval()
+    net = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4)
+    ).eval()
     q = _quantize_fx(net, (1, 3, 16, 16))
     params = EfficiencyParams(repeats=3, warmup=1, throughput_batch=4, throughput_repeats=2, fresh_process=False)
     rep = profiling.profile(q, (1, 3, 16, 16), params, float_model=net, workdir=tmp_path)

@@ -24,9 +24,14 @@ TRAIN, TEST = 1797 - 449, 449  # digits: 1,797 images, a quarter for test
 
 
 def _config(tmp_path: Path, **over) -> dict:
-    cfg = {"name": "est", "dataset": {"name": "digits", "eval_subset": 100}, "model": {"name": "tinycnn"},
-           "train": {"epochs": 2, "batch_size": 64, "lr": 0.1},
-           "cache_dir": str(tmp_path / "cache"), "store": str(tmp_path / "est.sqlite")}
+    cfg = {
+        "name": "est",
+        "dataset": {"name": "digits", "eval_subset": 100},
+        "model": {"name": "tinycnn"},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 0.1},
+        "cache_dir": str(tmp_path / "cache"),
+        "store": str(tmp_path / "est.sqlite"),
+    }
     cfg.update(over)
     return cfg
 
@@ -38,20 +43,44 @@ def _by(est, kind: str, **labels):
 
 
 def test_estimate_matches_hand_computed_flops(tmp_path):
-    cfg = _config(tmp_path, variants=[
-        {"method": "prune.unstructured", "params": {"finetune": {"epochs": 1}}, "budget": {"params": 0.5}},
-        {"method": "distill", "params": {"epochs": 1}, "budget": {"params": 0.25}},
-        {"method": "quantize.static", "params": {"calibration_batches": 2, "batch_size": 64}},
-        {"name": "s+q", "method": "pipeline", "budget": {"params": 0.5},
-         "params": {"stages": [{"method": "prune.structured", "params": {"finetune": {"epochs": 0.5}}},
-                               {"method": "quantize.static"}]}},
-    ], evaluations=[
-        {"evaluator": "clean"},
-        {"evaluator": "corruptions", "params": {"corruptions": ["gaussian_noise"], "severities": [1, 3], "subset": 50}},
-        {"evaluator": "adversarial", "params": {"subset": 20, "modes": ["auto"], "attacks": [
-            {"name": "fgsm", "eps": [0, 0.01]}, {"name": "pgd", "eps": [0.01], "steps": 3, "stronger_steps": 0}]}},
-        {"evaluator": "agreement", "params": {"subset": 30}},
-    ])
+    cfg = _config(
+        tmp_path,
+        variants=[
+            {"method": "prune.unstructured", "params": {"finetune": {"epochs": 1}}, "budget": {"params": 0.5}},
+            {"method": "distill", "params": {"epochs": 1}, "budget": {"params": 0.25}},
+            {"method": "quantize.static", "params": {"calibration_batches": 2, "batch_size": 64}},
+            {
+                "name": "s+q",
+                "method": "pipeline",
+                "budget": {"params": 0.5},
+                "params": {
+                    "stages": [
+                        {"method": "prune.structured", "params": {"finetune": {"epochs": 0.5}}},
+                        {"method": "quantize.static"},
+                    ]
+                },
+            },
+        ],
+        evaluations=[
+            {"evaluator": "clean"},
+            {
+                "evaluator": "corruptions",
+                "params": {"corruptions": ["gaussian_noise"], "severities": [1, 3], "subset": 50},
+            },
+            {
+                "evaluator": "adversarial",
+                "params": {
+                    "subset": 20,
+                    "modes": ["auto"],
+                    "attacks": [
+                        {"name": "fgsm", "eps": [0, 0.01]},
+                        {"name": "pgd", "eps": [0.01], "steps": 3, "stronger_steps": 0},
+                    ],
+                },
+            },
+            {"evaluator": "agreement", "params": {"subset": 30}},
+        ],
+    )
     est = estimate(validate(cfg), cpu_gflops=1.0)
     assert est.parent_flops == F
     n = est.sizes["est"]
@@ -82,8 +111,9 @@ def test_estimate_matches_hand_computed_flops(tmp_path):
     c = _by(est, "evaluate", evaluator="adversarial", variant="quantize.static")
     assert (c.forward, c.gradient) == (approx((4 + 6) * 20 * F), approx(2 * (2 + 2 * 3) * 20 * F))
     assert _by(est, "evaluate", evaluator="agreement", variant="baseline").forward == approx(30 * F)
-    assert _by(est, "evaluate", evaluator="agreement", variant="distill@params=0.25").forward == \
-        approx(30 * F + 30 * 0.25 * F)
+    assert _by(est, "evaluate", evaluator="agreement", variant="distill@params=0.25").forward == approx(
+        30 * F + 30 * 0.25 * F
+    )
     # hours: FLOPs at the given rate (1 GFLOP per CPU-second) and on the reference GPU, plus the fixed costs
     # measured here (model builds and checkpoint round trips per job, the run's start-up once)
     fx = est.fixed
@@ -103,8 +133,15 @@ def test_validation_split_and_domain_sizes():
     assert (n.train, n.val, n.test) == (18_000, 2_000, 10_000)
     n = data_sizes(DatasetConfig(name="office31", source="amazon"), "unused")
     assert (n.train, n.test, n.targets) == (2817 - 563, 563, {"dslr": 498, "webcam": 795})
-    n = data_sizes(DatasetConfig(name="office31", source="dslr", targets=["amazon"],
-                                 domain_split={"test_fraction": 0.5, "target_holdout": 0.1}), "unused")
+    n = data_sizes(
+        DatasetConfig(
+            name="office31",
+            source="dslr",
+            targets=["amazon"],
+            domain_split={"test_fraction": 0.5, "target_holdout": 0.1},
+        ),
+        "unused",
+    )
     assert (n.train, n.test, n.targets) == (249, 249, {"amazon": 282})
 
 
@@ -156,10 +193,12 @@ def _tree(p: Path) -> dict[str, tuple[int, int]]:
 def test_cached_counts_after_a_run_and_plan_writes_nothing(tmp_path, capsys):
     from compressbench.runner import run
 
-    cfg = _config(tmp_path, train={"epochs": 0.3, "batch_size": 128},
-                  variants=[{"method": "prune.unstructured", "params": {"finetune": {"epochs": 0.1}},
-                             "budget": {"params": 0.5}}],
-                  evaluations=[{"evaluator": "clean"}])
+    cfg = _config(
+        tmp_path,
+        train={"epochs": 0.3, "batch_size": 128},
+        variants=[{"method": "prune.unstructured", "params": {"finetune": {"epochs": 0.1}}, "budget": {"params": 0.5}}],
+        evaluations=[{"evaluator": "clean"}],
+    )
     p = tmp_path / "est.yaml"
     p.write_text(yaml.safe_dump(cfg))
     before = _tree(tmp_path)
@@ -183,8 +222,7 @@ def test_cached_counts_after_a_run_and_plan_writes_nothing(tmp_path, capsys):
     assert _tree(tmp_path).keys() - before.keys() == {"plan.json"}  # only the file asked for
     assert {k: v for k, v in _tree(tmp_path).items() if k != "plan.json"} == before
     data = json.loads((tmp_path / "plan.json").read_text())
-    assert data["rows"][-1] == {"label": "total", "jobs": 4, "cached": 4, "tflop": 0, "gpu_hours": 0,
-                                "cpu_hours": 0}
+    assert data["rows"][-1] == {"label": "total", "jobs": 4, "cached": 4, "tflop": 0, "gpu_hours": 0, "cpu_hours": 0}
     assert all(j["cached"] for j in data["jobs"]) and data["parent_flops_per_image"] == F
     # one changed method: its compression and evaluation run again, the baseline's two jobs stay cached
     assert main(["plan", str(p), "--cpu-gflops", "5", "--set", "variants.0.params.finetune.epochs=0.2"]) == 0
@@ -194,13 +232,16 @@ def test_cached_counts_after_a_run_and_plan_writes_nothing(tmp_path, capsys):
     assert row.split()[1:3] == ["1", "0"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--gpu", "b200"], "--gpu: unknown reference GPU 'b200' (known: a100"),
-    (["--gpu-util", "1.5"], "--gpu-util: give a fraction in (0, 1]"),
-    (["--cpu-gflops", "0"], "--cpu-gflops: give a positive rate"),
-    (["--set", "train.epochs=-1"], "train.epochs:"),
-    (["--scale", "huge"], "no scale 'huge'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--gpu", "b200"], "--gpu: unknown reference GPU 'b200' (known: a100"),
+        (["--gpu-util", "1.5"], "--gpu-util: give a fraction in (0, 1]"),
+        (["--cpu-gflops", "0"], "--cpu-gflops: give a positive rate"),
+        (["--set", "train.epochs=-1"], "train.epochs:"),
+        (["--scale", "huge"], "no scale 'huge'"),
+    ],
+)
 def test_bad_input_is_one_line(tmp_path, capsys, args, message):
     p = tmp_path / "est.yaml"
     p.write_text(yaml.safe_dump(_config(tmp_path)))
@@ -224,4 +265,3 @@ def test_cpu_rate_is_measured_in_seconds_and_leaves_the_model_alone():
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
     assert r.train_cpu > 0 and r.infer_cpu > 0 and 2 <= r.train_batch <= 64 and r.seconds < 30
     assert r.cores == (os.cpu_count() or 1)
-

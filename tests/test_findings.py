@@ -21,25 +21,45 @@ from compressbench.store import ResultStore
 EXP = "hand"
 
 
-def _store(tmp_path, values: dict[str, list[float]], findings: list[dict], entries: list[dict] | None = None,
-           bits: dict[tuple[str, int], np.ndarray] | None = None, evaluator: str = "clean", metric: str = "top1"):
+def _store(
+    tmp_path,
+    values: dict[str, list[float]],
+    findings: list[dict],
+    entries: list[dict] | None = None,
+    bits: dict[tuple[str, int], np.ndarray] | None = None,
+    evaluator: str = "clean",
+    metric: str = "top1",
+):
     """A store with one row per (variant, seed) of ``evaluator.metric`` (the clean top-1 by default), the run's
     config declaring ``findings``; ``bits``: per-image outcomes written as the evaluators write them."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "hand.sqlite"
     st = ResultStore(path)
-    entries = entries if entries is not None else [{"name": v, "method": "prune.unstructured"} for v in values
-                                                   if v != "baseline"]
+    entries = (
+        entries
+        if entries is not None
+        else [{"name": v, "method": "prune.unstructured"} for v in values if v != "baseline"]
+    )
     cfg = {"name": EXP, "variants": entries, "findings": findings, "cache_dir": str(tmp_path / "cache")}
     st.add_run("r1", EXP, "2025-01-01T00:00:00", cfg, None, {}, "cpu", {})
     for v, vals in values.items():
         for seed, x in enumerate(vals):
             key = f"{v}-{seed}".replace("@", "_").replace("=", "_")
             budget = v.split("@")[1].split("=") if "@" in v else (None, None)
-            row = {"experiment": EXP, "variant": v, "method": "baseline" if v == "baseline" else "prune.unstructured",
-                   "budget_kind": budget[0], "budget_target": float(budget[1]) if budget[1] else None, "seed": seed,
-                   "evaluator": evaluator, "metric": metric, "value": x, "condition": {}, "job_key": key,
-                   "run_id": "r1"}
+            row = {
+                "experiment": EXP,
+                "variant": v,
+                "method": "baseline" if v == "baseline" else "prune.unstructured",
+                "budget_kind": budget[0],
+                "budget_target": float(budget[1]) if budget[1] else None,
+                "seed": seed,
+                "evaluator": evaluator,
+                "metric": metric,
+                "value": x,
+                "condition": {},
+                "job_key": key,
+                "run_id": "r1",
+            }
             arts = []
             if bits and (v, seed) in bits:
                 rec = OutcomeRecorder()
@@ -47,8 +67,9 @@ def _store(tmp_path, values: dict[str, list[float]], findings: list[dict], entri
                 rec.mean(metric, x, {}, rec.image_set("test", np.arange(len(b))), b)
                 folder = tmp_path / "cache" / "jobs" / key
                 f = rec.save(folder)
-                (folder / "result.json").write_text(json.dumps({"measurements": [], "files":
-                                                                artifact_manifest(folder)}))
+                (folder / "result.json").write_text(
+                    json.dumps({"measurements": [], "files": artifact_manifest(folder)})
+                )
                 arts = [{"job_key": key, "experiment": EXP, "variant": v, "seed": seed, "name": f.name, "path": f}]
             st.add_job([row], arts)
     return path
@@ -58,8 +79,11 @@ A, B = [0.80, 0.82, 0.81], [0.75, 0.78, 0.74]  # a − b = 0.05, 0.04, 0.07
 
 
 def test_known_difference_and_interval_over_seeds(tmp_path):
-    path = _store(tmp_path, {"baseline": [0.9] * 3, "a": A, "b": B},
-                  [{"claim": "a beats b", "compare": {"a": "a", "b": "b"}, "metric": "clean_top1", "expect": "a > b"}])
+    path = _store(
+        tmp_path,
+        {"baseline": [0.9] * 3, "a": A, "b": B},
+        [{"claim": "a beats b", "compare": {"a": "a", "b": "b"}, "metric": "clean_top1", "expect": "a > b"}],
+    )
     (res,) = evaluate_store(path)
     (t,) = res.tests
     want = paired_difference(A, B)
@@ -74,10 +98,20 @@ def test_known_difference_and_interval_over_seeds(tmp_path):
 
 def test_contradicted_and_inconclusive_rendered_with_holm(tmp_path, capsys):
     a, c = [0.90, 0.94, 0.88], [0.80, 0.74, 0.79]  # a − b = 0.15, 0.16, 0.14; c − b = 0.05, −0.04, 0.05
-    path = _store(tmp_path, {"baseline": [0.9] * 3, "a": a, "b": B, "c": c},
-                  [{"claim": "b beats a", "compare": {"a": "a", "b": "b"}, "metric": "clean_top1", "expect": "a < b"},
-                   {"claim": "c beats b", "compare": {"a": "c", "b": "b"}, "metric": "clean_top1", "expect": "a > b",
-                    "id": "noisy"}])
+    path = _store(
+        tmp_path,
+        {"baseline": [0.9] * 3, "a": a, "b": B, "c": c},
+        [
+            {"claim": "b beats a", "compare": {"a": "a", "b": "b"}, "metric": "clean_top1", "expect": "a < b"},
+            {
+                "claim": "c beats b",
+                "compare": {"a": "c", "b": "b"},
+                "metric": "clean_top1",
+                "expect": "a > b",
+                "id": "noisy",
+            },
+        ],
+    )
     (res,) = evaluate_store(path)
     contra, noisy = res.tests
     assert contra.verdict == "contradicted" and contra.estimate.mean > 0
@@ -151,12 +185,23 @@ def test_damaged_outcomes_file_is_not_used(tmp_path):
 
 
 def test_trend_over_budgets_and_each_variant_vs_parent(tmp_path):
-    vals = {"baseline": [0.90, 0.91, 0.89], "p@params=0.5": [0.88, 0.90, 0.87],
-            "p@params=0.25": [0.84, 0.85, 0.84], "p@params=0.1": [0.70, 0.74, 0.71]}
+    vals = {
+        "baseline": [0.90, 0.91, 0.89],
+        "p@params=0.5": [0.88, 0.90, 0.87],
+        "p@params=0.25": [0.84, 0.85, 0.84],
+        "p@params=0.1": [0.70, 0.74, 0.71],
+    }
     entries = [{"name": "p", "method": "prune.unstructured", "budgets": {"params": [0.5, 0.25, 0.1]}}]
-    findings = [{"claim": "falls with compression", "trend": "p", "parent": True, "metric": "clean_top1",
-                 "expect": "decreases"},
-                {"claim": "every variant loses", "vs_parent": "all", "metric": "clean_top1", "expect": "a < b"}]
+    findings = [
+        {
+            "claim": "falls with compression",
+            "trend": "p",
+            "parent": True,
+            "metric": "clean_top1",
+            "expect": "decreases",
+        },
+        {"claim": "every variant loses", "vs_parent": "all", "metric": "clean_top1", "expect": "a < b"},
+    ]
     (res,) = evaluate_store(_store(tmp_path, vals, findings, entries))
     trend, *each = res.tests
     order = ["baseline", "p@params=0.5", "p@params=0.25", "p@params=0.1"]  # least compressed first
@@ -168,23 +213,47 @@ def test_trend_over_budgets_and_each_variant_vs_parent(tmp_path):
 
 
 # ---------------------------------------------------------------- validate
-CFG = {"name": "fv", "dataset": {"name": "digits"}, "model": {"name": "tinycnn"}, "train": {"epochs": 1},
-       "variants": [{"method": "prune.unstructured", "budgets": {"params": [0.5, 0.25]}}],
-       "evaluations": [{"evaluator": "clean"}]}
+CFG = {
+    "name": "fv",
+    "dataset": {"name": "digits"},
+    "model": {"name": "tinycnn"},
+    "train": {"epochs": 1},
+    "variants": [{"method": "prune.unstructured", "budgets": {"params": [0.5, 0.25]}}],
+    "evaluations": [{"evaluator": "clean"}],
+}
 
 
-@pytest.mark.parametrize("finding, start", [
-    ({"claim": "x", "compare": {"a": "prune.unstructured@params=0.5", "b": "prune.unstructured@params=0.3"},
-      "metric": "clean_top1", "expect": "a > b"},
-     "error: findings[0].compare.b: unknown variant 'prune.unstructured@params=0.3'"),
-    ({"claim": "x", "vs_parent": ["prune.unstructured@params=0.5"], "metric": "robust_top1", "expect": "a < b"},
-     "error: findings[0].metric: 'robust_top1' is not a metric this experiment produces"),
-    ({"claim": "x", "trend": "prune.structured", "metric": "clean_top1", "expect": "decreases"},
-     "error: findings[0].trend: 'prune.structured' names no budgets list"),
-    ({"claim": "x", "compare": {"a": "baseline", "b": "prune.unstructured@params=0.5"},
-      "metric": {"evaluator": "corruptions", "metric": "top1"}, "expect": "a > b"},
-     "error: findings[0].metric.evaluator: 'corruptions' is not among this experiment's evaluations"),
-])
+@pytest.mark.parametrize(
+    "finding, start",
+    [
+        (
+            {
+                "claim": "x",
+                "compare": {"a": "prune.unstructured@params=0.5", "b": "prune.unstructured@params=0.3"},
+                "metric": "clean_top1",
+                "expect": "a > b",
+            },
+            "error: findings[0].compare.b: unknown variant 'prune.unstructured@params=0.3'",
+        ),
+        (
+            {"claim": "x", "vs_parent": ["prune.unstructured@params=0.5"], "metric": "robust_top1", "expect": "a < b"},
+            "error: findings[0].metric: 'robust_top1' is not a metric this experiment produces",
+        ),
+        (
+            {"claim": "x", "trend": "prune.structured", "metric": "clean_top1", "expect": "decreases"},
+            "error: findings[0].trend: 'prune.structured' names no budgets list",
+        ),
+        (
+            {
+                "claim": "x",
+                "compare": {"a": "baseline", "b": "prune.unstructured@params=0.5"},
+                "metric": {"evaluator": "corruptions", "metric": "top1"},
+                "expect": "a > b",
+            },
+            "error: findings[0].metric.evaluator: 'corruptions' is not among this experiment's evaluations",
+        ),
+    ],
+)
 def test_validate_rejects_what_the_file_does_not_produce(tmp_path, capsys, finding, start):
     p = tmp_path / "f.yaml"
     p.write_text(yaml.safe_dump({**CFG, "findings": [finding]}))
@@ -194,12 +263,35 @@ def test_validate_rejects_what_the_file_does_not_produce(tmp_path, capsys, findi
 
 def test_validate_accepts_the_three_forms(tmp_path, capsys):
     p = tmp_path / "f.yaml"
-    p.write_text(yaml.safe_dump({**CFG, "findings": [
-        {"claim": "c", "compare": {"a": "prune.unstructured@params=0.5", "b": "prune.unstructured@params=0.25"},
-         "metric": "clean_top1", "expect": "a>b"},
-        {"claim": "t", "trend": "prune.unstructured", "parent": True, "metric": "clean_top1", "expect": "decreases"},
-        {"claim": "v", "vs_parent": "all", "metric": {"evaluator": "clean", "metric": "top1", "where": {}},
-         "expect": "a ≈ b", "margin": 0.01}]}))
+    p.write_text(
+        yaml.safe_dump(
+            {
+                **CFG,
+                "findings": [
+                    {
+                        "claim": "c",
+                        "compare": {"a": "prune.unstructured@params=0.5", "b": "prune.unstructured@params=0.25"},
+                        "metric": "clean_top1",
+                        "expect": "a>b",
+                    },
+                    {
+                        "claim": "t",
+                        "trend": "prune.unstructured",
+                        "parent": True,
+                        "metric": "clean_top1",
+                        "expect": "decreases",
+                    },
+                    {
+                        "claim": "v",
+                        "vs_parent": "all",
+                        "metric": {"evaluator": "clean", "metric": "top1", "where": {}},
+                        "expect": "a ≈ b",
+                        "margin": 0.01,
+                    },
+                ],
+            }
+        )
+    )
     assert main(["validate", str(p)]) == 0, capsys.readouterr().err
 
 
@@ -219,15 +311,22 @@ def test_the_coral_statement_comes_from_declared_findings():
 
 
 def test_findings_command(tmp_path, capsys):
-    path = _store(tmp_path, {"baseline": [0.9] * 3, "a": A, "b": B},
-                  [{"claim": "a beats b", "compare": {"a": "a", "b": "b"}, "metric": "clean_top1", "expect": "a > b"}])
+    path = _store(
+        tmp_path,
+        {"baseline": [0.9] * 3, "a": A, "b": B},
+        [{"claim": "a beats b", "compare": {"a": "a", "b": "b"}, "metric": "clean_top1", "expect": "a > b"}],
+    )
     assert main(["findings", str(path), "--csv", str(tmp_path / "f.csv"), "--md", str(tmp_path / "f.md")]) == 0
     out = capsys.readouterr().out
     assert "F1 HOLDS: a beats b" in out and "3 seeds (t)" in out
     assert "holds" in (tmp_path / "f.csv").read_text() and "**holds**" in (tmp_path / "f.md").read_text()
-    for bad, msg in ((["--confidence", "2"], "--confidence"), (["--bootstrap", "5"], "--bootstrap"),
-                     (["--main-eps", "x"], "--main-eps"), (["--scale", "smoke"], "--config"),
-                     (["-e", "nope"], "experiment 'nope' not in")):
+    for bad, msg in (
+        (["--confidence", "2"], "--confidence"),
+        (["--bootstrap", "5"], "--bootstrap"),
+        (["--main-eps", "x"], "--main-eps"),
+        (["--scale", "smoke"], "--config"),
+        (["-e", "nope"], "experiment 'nope' not in"),
+    ):
         assert main(["findings", str(path), *bad]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and msg in err and err.count("\n") == 1, err

@@ -14,8 +14,10 @@ from compressbench.report import build_report
 from test_goal_decision import _store
 from test_report_browser import CHROMIUM, PROBE_HEAD, _chromium
 
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary installed (apt-get install chromium)")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary installed (apt-get install chromium)"),
+]
 
 PROBE = """<script>window.addEventListener('load',()=>{
   const d=document.body.dataset, sec=[...document.querySelectorAll('section')];
@@ -29,12 +31,17 @@ PROBE = """<script>window.addEventListener('load',()=>{
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     d = tmp_path_factory.mktemp("goalbrowser")
-    clean = {"baseline": [0.90, 0.901, 0.899], "prune@params=0.7": [0.899, 0.898, 0.899],
-             "prune@params=0.4": [0.894, 0.893, 0.895], "prune@params=0.1": [0.70, 0.72, 0.69],
-             "int8": [0.899, 0.9, 0.898]}
+    clean = {
+        "baseline": [0.90, 0.901, 0.899],
+        "prune@params=0.7": [0.899, 0.898, 0.899],
+        "prune@params=0.4": [0.894, 0.893, 0.895],
+        "prune@params=0.1": [0.70, 0.72, 0.69],
+        "int8": [0.899, 0.9, 0.898],
+    }
     lat = {"baseline": 2.0, "prune@params=0.7": 1.5, "prune@params=0.4": 1.0, "prune@params=0.1": 0.4, "int8": 0.8}
-    path = _store(d, clean, lat, noise={"int8": (0.5, 0.9)},
-                  budgets={f"prune@params={x}": ("params", x) for x in (0.7, 0.4, 0.1)})
+    path = _store(
+        d, clean, lat, noise={"int8": (0.5, 0.9)}, budgets={f"prune@params={x}": ("params", x) for x in (0.7, 0.4, 0.1)}
+    )
     return build_report(path, d / "out", formats=("html",))
 
 
@@ -46,7 +53,7 @@ def test_decision_section_renders_first_in_chromium(report, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     dom = r.stdout
     assert "data-jserr" not in dom
-    attrs = dict(re.findall(r'data-(\w+)="([^"]*)"', dom[dom.index("<body"):dom.index(">", dom.index("<body"))]))
+    attrs = dict(re.findall(r'data-(\w+)="([^"]*)"', dom[dom.index("<body") : dom.index(">", dom.index("<body"))]))
     assert attrs["first"] == "decision", attrs
     assert int(attrs["imgs"]) >= 1 and attrs["imgsok"] == attrs["imgs"]
     assert attrs["rows"] == "4"  # every candidate: 2 meet, the noisy int8, the broken 0.1

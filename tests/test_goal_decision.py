@@ -22,9 +22,16 @@ EXP = "goal-hand"
 GOAL = {"objective": {"minimize": "latency_b1_ms"}, "constraints": {"clean_top1": 1.0}}
 
 
-def _store(tmp, clean: dict[str, list[float]], latency: dict[str, float] | None = None, goal: dict | None = None,
-           bits: dict[str, np.ndarray] | None = None, ece: dict[str, list[float]] | None = None,
-           noise: dict[str, tuple[float, float]] | None = None, budgets: dict[str, tuple[str, float]] | None = None):
+def _store(
+    tmp,
+    clean: dict[str, list[float]],
+    latency: dict[str, float] | None = None,
+    goal: dict | None = None,
+    bits: dict[str, np.ndarray] | None = None,
+    ece: dict[str, list[float]] | None = None,
+    noise: dict[str, tuple[float, float]] | None = None,
+    budgets: dict[str, tuple[str, float]] | None = None,
+):
     """One row per (variant, seed) of clean top-1 (and ECE), one latency per variant (seed 0: its IQR and load
     from ``noise``, default quiet), the run's config declaring ``goal``; ``bits``: one-seed per-image outcomes."""
     tmp.mkdir(parents=True, exist_ok=True)
@@ -36,8 +43,16 @@ def _store(tmp, clean: dict[str, list[float]], latency: dict[str, float] | None 
 
     def base(v, seed, key):
         kind, target = budgets.get(v, (None, None))
-        return {"experiment": EXP, "variant": v, "method": "baseline" if v == "baseline" else "prune.structured",
-                "budget_kind": kind, "budget_target": target, "seed": seed, "job_key": key, "run_id": "r1"}
+        return {
+            "experiment": EXP,
+            "variant": v,
+            "method": "baseline" if v == "baseline" else "prune.structured",
+            "budget_kind": kind,
+            "budget_target": target,
+            "seed": seed,
+            "job_key": key,
+            "run_id": "r1",
+        }
 
     for v, vals in clean.items():
         for seed, x in enumerate(vals):
@@ -48,8 +63,9 @@ def _store(tmp, clean: dict[str, list[float]], latency: dict[str, float] | None 
                 rec.mean("top1", x, {}, rec.image_set("test", np.arange(len(bits[v]))), bits[v])
                 folder = tmp / "cache" / "jobs" / key
                 f = rec.save(folder)
-                (folder / "result.json").write_text(json.dumps({"measurements": [], "files":
-                                                                artifact_manifest(folder)}))
+                (folder / "result.json").write_text(
+                    json.dumps({"measurements": [], "files": artifact_manifest(folder)})
+                )
                 arts = [{"job_key": key, "experiment": EXP, "variant": v, "seed": seed, "name": f.name, "path": f}]
             st.add_job([{**base(v, seed, key), "evaluator": "clean", "metric": "top1", "value": x}], arts)
     for v, vals in (ece or {}).items():
@@ -60,9 +76,19 @@ def _store(tmp, clean: dict[str, list[float]], latency: dict[str, float] | None 
         key = f"{v}-0-eff"
         cond = {"batch": 1, "threads": 1, "runtime": "torch", "process": "fresh"}
         iqr, load = (noise or {}).get(v, (0.02 * lat, 0.1))
-        st.add_job([{**base(v, 0, key), "evaluator": "efficiency", "metric": m, "value": x, "condition": cond,
-                     "tag": "realised"} for m, x in (("latency_b1_ms", lat), ("latency_b1_iqr_ms", iqr),
-                                                      ("latency_b1_load", load))])
+        st.add_job(
+            [
+                {
+                    **base(v, 0, key),
+                    "evaluator": "efficiency",
+                    "metric": m,
+                    "value": x,
+                    "condition": cond,
+                    "tag": "realised",
+                }
+                for m, x in (("latency_b1_ms", lat), ("latency_b1_iqr_ms", iqr), ("latency_b1_load", load))
+            ]
+        )
     return path
 
 
@@ -193,8 +219,10 @@ def test_recommend_command(tmp_path, capsys):
     assert main(["recommend", str(path)]) == 0  # the goal the run declared
     assert "RECOMMENDED: a" in capsys.readouterr().out
     md = tmp_path / "d.md"
-    assert main(["recommend", str(path), "--objective", "latency_b1_ms", "--max-drop", "clean_top1=0.1",
-                 "--md", str(md)]) == 0
+    assert (
+        main(["recommend", str(path), "--objective", "latency_b1_ms", "--max-drop", "clean_top1=0.1", "--md", str(md)])
+        == 0
+    )
     assert "NO VARIANT MEETS THE GOAL" in capsys.readouterr().out and md.is_file()
     assert main(["recommend", str(path), "--objective", "bytes", "--max-drop", "clean_top1=1"]) == 2
     err = capsys.readouterr().err

@@ -63,8 +63,18 @@ DIAL = """\
 
 
 def test_budget_grid():
-    assert budget_grid([0.9, 0.1], 10, "params") == [0.1, 0.1889, 0.2778, 0.3667, 0.4556, 0.5444, 0.6333, 0.7222,
-                                                      0.8111, 0.9]
+    assert budget_grid([0.9, 0.1], 10, "params") == [
+        0.1,
+        0.1889,
+        0.2778,
+        0.3667,
+        0.4556,
+        0.5444,
+        0.6333,
+        0.7222,
+        0.8111,
+        0.9,
+    ]
     assert budget_grid([0.05, 0.95], 10, "knob")[:3] == [0.05, 0.15, 0.25]
 
 
@@ -86,8 +96,13 @@ def test_bisection_finds_a_known_threshold_through_the_dag(tmp_path, goal_plugin
     assert drops["dial@knob=0.25"].estimate.mean == pytest.approx(0.25, abs=1e-6)
     assert drops["dial@knob=0.35"].status == "broken" and drops["dial@knob=0.25"].status == "holds"
     rows = ResultStore(tmp_path / "dial.sqlite").rows("dial")
-    assert {r["variant"] for r in rows} == {"baseline", "dial@knob=0.45", "dial@knob=0.15", "dial@knob=0.25",
-                                            "dial@knob=0.35"}
+    assert {r["variant"] for r in rows} == {
+        "baseline",
+        "dial@knob=0.45",
+        "dial@knob=0.15",
+        "dial@knob=0.25",
+        "dial@knob=0.35",
+    }
     assert len({r["run_id"] for r in rows}) == 1  # every round is one run of the experiment
     # resumable: the same probes again, every job from the cache (and the CLI's run is the search)
     assert main(["run", str(cfg), "--no-progress"]) == 0
@@ -100,8 +115,7 @@ def test_a_non_monotone_family_is_reported(tmp_path, goal_plugin):
     # a bump: levels in [0.5, 0.6] lose 90 points; the search probes 0.45 (meets), 0.75 (breaks), 0.55 (breaks,
     # yet less compressed than 0.75 and losing more)
     params = "{bump_lo: 0.5, bump_hi: 0.6, bump_drop: 0.9}"
-    res = search(load_config(_write(tmp_path, DIAL.replace("PARAMS", params).replace("LIMIT", "60"))),
-                 progress=False)
+    res = search(load_config(_write(tmp_path, DIAL.replace("PARAMS", params).replace("LIMIT", "60"))), progress=False)
     (fam,) = res.families
     assert [v for v, _, _ in fam.probes] == pytest.approx([0.45, 0.75, 0.55])
     assert fam.best == pytest.approx(0.45)
@@ -118,7 +132,9 @@ def test_int8_fallback_keeps_the_fragile_layer_in_float(tmp_path, digits_bundle)
     model = fragile_tinycnn(digits_bundle)
     weights = tmp_path / "fragile.pt"
     torch.save(model.state_dict(), weights)
-    cfg = _write(tmp_path, f"""\
+    cfg = _write(
+        tmp_path,
+        f"""\
         name: frag
         dataset: {{name: digits, eval_subset: 300}}
         model: {{name: tinycnn, weights: {weights}}}
@@ -135,7 +151,8 @@ def test_int8_fallback_keeps_the_fragile_layer_in_float(tmp_path, digits_bundle)
         goal:
           objective: {{minimize: bytes}}
           constraints: {{clean_top1: 2.0, corr_top1: 5.0}}
-        """)
+        """,
+    )
     res = search(load_config(cfg), progress=False)
     (fb,) = res.fallback
     assert fb.base == "quantize.static" and fb.ranking[0][0] == FRAGILE  # ranked first on clean and corrupted

@@ -28,10 +28,19 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def _ctx(bundle, workdir, name, parent=None, quantized=False) -> EvalContext:
-    return EvalContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0, workdir=workdir,
-                       variant=VariantInfo(name=name, method=name, capabilities={"quantizes": quantized},
-                                           is_parent=name == "baseline"),
-                       load_parent=lambda: copy.deepcopy(parent), eval_size=120, progress=False)
+    return EvalContext(
+        data=bundle,
+        meta=bundle.meta,
+        device=torch.device("cpu"),
+        seed=0,
+        workdir=workdir,
+        variant=VariantInfo(
+            name=name, method=name, capabilities={"quantizes": quantized}, is_parent=name == "baseline"
+        ),
+        load_parent=lambda: copy.deepcopy(parent),
+        eval_size=120,
+        progress=False,
+    )
 
 
 def _variants(model: nn.Module) -> dict[str, nn.Module]:
@@ -69,8 +78,9 @@ def test_corruptions_group_gives_each_model_its_own_rows(tiny_model, digits_bund
 
     corruption_core.corrupt = counting
     try:
-        together = corruptions_group([(m, _ctx(digits_bundle, tmp_path / "group" / n, n))
-                                      for n, m in models.items()], p)
+        together = corruptions_group(
+            [(m, _ctx(digits_bundle, tmp_path / "group" / n, n)) for n, m in models.items()], p
+        )
     finally:
         corruption_core.corrupt = real
     # cells × batches (120 images / 50): once for the three models; and the parent's gallery (1 image a cell)
@@ -89,22 +99,35 @@ def test_corruptions_group_a_failing_model_fails_alone(tiny_model, digits_bundle
             raise RuntimeError("broken model")
 
     p = CorruptionsParams(corruptions=["contrast"], severities=[3])
-    out = corruptions_group([(Broken(), _ctx(digits_bundle, tmp_path / "b", "broken")),
-                             (tiny_model, _ctx(digits_bundle, tmp_path / "ok", "baseline"))], p)
+    out = corruptions_group(
+        [
+            (Broken(), _ctx(digits_bundle, tmp_path / "b", "broken")),
+            (tiny_model, _ctx(digits_bundle, tmp_path / "ok", "baseline")),
+        ],
+        p,
+    )
     assert isinstance(out[0], RuntimeError) and "broken model" in str(out[0])
     assert _key(out[1]) == _key(corruptions_evaluator(tiny_model, _ctx(digits_bundle, tmp_path / "a", "baseline"), p))
 
 
 def test_adversarial_group_crafts_the_transfer_attack_once(tiny_model, digits_bundle, tmp_path):
     torch.set_num_threads(1)
-    p = AdversarialParams(attacks=[AttackConfig(name="fgsm", eps=[0.0, 0.05]),
-                                   AttackConfig(name="pgd", eps=[0.05], steps=3, stronger_steps=0)],
-                          subset=60, batch_size=30, modes=["auto-transfer"])
+    p = AdversarialParams(
+        attacks=[
+            AttackConfig(name="fgsm", eps=[0.0, 0.05]),
+            AttackConfig(name="pgd", eps=[0.05], steps=3, stronger_steps=0),
+        ],
+        subset=60,
+        batch_size=30,
+        modes=["auto-transfer"],
+    )
     m = _variants(tiny_model)
     dyn2 = tq.quantize_dynamic(copy.deepcopy(m["pruned"]), {nn.Linear}, dtype=torch.qint8).eval()
     members = {"baseline": (m["baseline"], False), "dynamic": (m["dynamic"], True), "dyn2": (dyn2, True)}
-    alone = {n: adversarial(mod, _ctx(digits_bundle, tmp_path / "alone" / n, n, tiny_model, q), p)
-             for n, (mod, q) in members.items()}
+    alone = {
+        n: adversarial(mod, _ctx(digits_bundle, tmp_path / "alone" / n, n, tiny_model, q), p)
+        for n, (mod, q) in members.items()
+    }
     loads = []
 
     def ctx(n, q):
@@ -148,19 +171,34 @@ def shared_evaluator():
 
 
 def _exp(tmp_path, variants):
-    return validate({
-        "name": "g", "seeds": [0], "dataset": {"name": "digits", "eval_subset": 120}, "model": {"name": "tinycnn"},
-        "train": {"epochs": 2, "batch_size": 64, "lr": 0.2, "augment": "none"},
-        "variants": variants,
-        "evaluations": [{"evaluator": "test.shared"},
-                        {"evaluator": "corruptions", "params": {"corruptions": ["contrast"], "severities": [2]}}],
-        "cache_dir": str(tmp_path / "cache"), "store": str(tmp_path / "r.sqlite")})
+    return validate(
+        {
+            "name": "g",
+            "seeds": [0],
+            "dataset": {"name": "digits", "eval_subset": 120},
+            "model": {"name": "tinycnn"},
+            "train": {"epochs": 2, "batch_size": 64, "lr": 0.2, "augment": "none"},
+            "variants": variants,
+            "evaluations": [
+                {"evaluator": "test.shared"},
+                {"evaluator": "corruptions", "params": {"corruptions": ["contrast"], "severities": [2]}},
+            ],
+            "cache_dir": str(tmp_path / "cache"),
+            "store": str(tmp_path / "r.sqlite"),
+        }
+    )
 
 
 def test_a_group_runs_together_and_each_job_is_cached_alone(tmp_path, shared_evaluator):
-    two = [{"method": "prune.unstructured", "params": {"finetune": {"epochs": 0}}, "budget": {"params": 0.5}},
-           {"name": "boom", "method": "prune.unstructured", "params": {"finetune": {"epochs": 0}},
-            "budget": {"params": 0.25}}]
+    two = [
+        {"method": "prune.unstructured", "params": {"finetune": {"epochs": 0}}, "budget": {"params": 0.5}},
+        {
+            "name": "boom",
+            "method": "prune.unstructured",
+            "params": {"finetune": {"epochs": 0}},
+            "budget": {"params": 0.25},
+        },
+    ]
     s1 = run(_exp(tmp_path, two), progress=False)
     assert (s1.jobs, s1.failed) == (9, 1)
     assert _SEEN == [["baseline", "prune.unstructured@params=0.5", "boom"]]  # one call, the three models
@@ -176,8 +214,13 @@ def test_a_group_runs_together_and_each_job_is_cached_alone(tmp_path, shared_eva
 
     # one more variant: its evaluations run (alone), the others' are cached; the failed one is retried
     _SEEN.clear()
-    s2 = run(_exp(tmp_path, [*two, {"method": "prune.unstructured", "params": {"finetune": {"epochs": 0}},
-                                    "budget": {"params": 0.75}}]), progress=False)
+    s2 = run(
+        _exp(
+            tmp_path,
+            [*two, {"method": "prune.unstructured", "params": {"finetune": {"epochs": 0}}, "budget": {"params": 0.75}}],
+        ),
+        progress=False,
+    )
     assert (s2.jobs, s2.cached, s2.failed) == (12, 8, 1)
     assert _SEEN == [["boom", "prune.unstructured@params=0.75"]]
     rows2 = ResultStore(tmp_path / "r.sqlite").rows("g")
@@ -189,22 +232,46 @@ def test_a_group_gives_the_rows_of_jobs_run_one_by_one(tmp_path, monkeypatch):
     """The same experiment with grouping switched off in the local executor: identical stored values."""
     from compressbench.execute.local import _InProcess
 
-    variants = [{"method": "prune.unstructured", "params": {"finetune": {"epochs": 0}}, "budget": {"params": 0.5}},
-                {"method": "quantize.dynamic"}]
-    evals = [{"evaluator": "corruptions", "params": {"corruptions": ["contrast", "gaussian_noise"],
-                                                    "severities": [1, 4], "batch_size": 50}},
-             {"evaluator": "adversarial", "params": {"subset": 40, "batch_size": 20, "modes": ["auto-transfer"],
-                                                    "attacks": [{"name": "fgsm", "eps": [0.0, 0.05]}]}}]
+    variants = [
+        {"method": "prune.unstructured", "params": {"finetune": {"epochs": 0}}, "budget": {"params": 0.5}},
+        {"method": "quantize.dynamic"},
+    ]
+    evals = [
+        {
+            "evaluator": "corruptions",
+            "params": {"corruptions": ["contrast", "gaussian_noise"], "severities": [1, 4], "batch_size": 50},
+        },
+        {
+            "evaluator": "adversarial",
+            "params": {
+                "subset": 40,
+                "batch_size": 20,
+                "modes": ["auto-transfer"],
+                "attacks": [{"name": "fgsm", "eps": [0.0, 0.05]}],
+            },
+        },
+    ]
 
     def values(folder):
-        exp = validate({"name": "v", "seeds": [0], "dataset": {"name": "digits", "eval_subset": 120},
-                        "model": {"name": "tinycnn"}, "train": {"epochs": 2, "batch_size": 64, "lr": 0.2,
-                                                                 "augment": "none"},
-                        "variants": variants, "evaluations": evals, "cache_dir": str(folder / "cache"),
-                        "store": str(folder / "r.sqlite")})
+        exp = validate(
+            {
+                "name": "v",
+                "seeds": [0],
+                "dataset": {"name": "digits", "eval_subset": 120},
+                "model": {"name": "tinycnn"},
+                "train": {"epochs": 2, "batch_size": 64, "lr": 0.2, "augment": "none"},
+                "variants": variants,
+                "evaluations": evals,
+                "cache_dir": str(folder / "cache"),
+                "store": str(folder / "r.sqlite"),
+            }
+        )
         assert run(exp, progress=False).failed == 0
-        return {(r["variant"], r["evaluator"], r["condition"], r["metric"]): r["value"]
-                for r in ResultStore(folder / "r.sqlite").rows("v") if r["evaluator"] != "train"}  # no timings
+        return {
+            (r["variant"], r["evaluator"], r["condition"], r["metric"]): r["value"]
+            for r in ResultStore(folder / "r.sqlite").rows("v")
+            if r["evaluator"] != "train"
+        }  # no timings
 
     grouped = values(tmp_path / "a")
     monkeypatch.delattr(_InProcess, "start_group")

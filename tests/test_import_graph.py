@@ -86,7 +86,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(v)
         for w in sorted(graph[v]):
             if state.get(w) == 1:
-                return stack[stack.index(w):] + [w]
+                return stack[stack.index(w) :] + [w]
             if w not in state and (c := visit(w)):
                 return c
         stack.pop()
@@ -132,9 +132,19 @@ def test_the_config_schema_is_the_bottom_of_the_graph():
     of it), and nothing in ``config/`` reaches up to the layers that build models or run jobs."""
     graph = import_graph(inside_functions=True)
     assert _reachable(graph, "compressbench.config.schema") == {"compressbench.fields", "compressbench.errors"}
-    above = ("compressbench.validate", "compressbench.plan", "compressbench.execute", "compressbench.runner",
-             "compressbench.compress", "compressbench.models", "compressbench.evaluate", "compressbench.report",
-             "compressbench.data", "compressbench.baseline", "compressbench.train")
+    above = (
+        "compressbench.validate",
+        "compressbench.plan",
+        "compressbench.execute",
+        "compressbench.runner",
+        "compressbench.compress",
+        "compressbench.models",
+        "compressbench.evaluate",
+        "compressbench.report",
+        "compressbench.data",
+        "compressbench.baseline",
+        "compressbench.train",
+    )
     for m in graph:
         if m.startswith("compressbench.config"):
             assert not {d for d in _reachable(graph, m) if d.startswith(above)}, m
@@ -152,15 +162,32 @@ def test_measure_registers_nothing_and_has_no_cli():
     graph = import_graph()
     for m in graph:
         if m.startswith("compressbench.measure"):
-            assert not {d for d in graph[m] if d.startswith(("compressbench.evaluate", "compressbench.compress",
-                                                             "compressbench.cli", "compressbench.profile_cli"))}
+            assert not {
+                d
+                for d in graph[m]
+                if d.startswith(
+                    (
+                        "compressbench.evaluate",
+                        "compressbench.compress",
+                        "compressbench.cli",
+                        "compressbench.profile_cli",
+                    )
+                )
+            }
 
 
 def test_importing_compress_and_runner_registers_no_evaluator():
-    code = ("import sys, compressbench.compress, compressbench.runner, compressbench.measure.profiling\n"
-            "from compressbench.registry import evaluators\n"
-            "bad = [m for m in sys.modules if m.startswith(('compressbench.evaluate', 'compressbench.profile_cli'))]\n"
-            "assert not bad and not evaluators._entries, (bad, list(evaluators._entries))\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       env=dict(os.environ, PYTHONPATH=str(PKG.parent)))
+    code = (
+        "import sys, compressbench.compress, compressbench.runner, compressbench.measure.profiling\n"
+        "from compressbench.registry import evaluators\n"
+        "bad = [m for m in sys.modules if m.startswith(('compressbench.evaluate', 'compressbench.profile_cli'))]\n"
+        "assert not bad and not evaluators._entries, (bad, list(evaluators._entries))\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(PKG.parent)),
+    )
     assert p.returncode == 0, p.stderr[-2000:]

@@ -36,14 +36,16 @@ def _images(seed: int, c: int, h: int, w: int) -> np.ndarray:
     ch = np.arange(c)[:, None, None]
     smooth = 127.5 + 120 * np.sin(xx / 3.7 + ch) * np.cos(yy / 5.3 - ch)
     ramp = (xx * 7 + yy * 5 + 40 * ch) % 256
-    x = np.stack([
-        rng.integers(0, 256, (c, h, w)),  # noise
-        smooth,  # smooth
-        np.clip(smooth + rng.normal(0, 12, (c, h, w)), 0, 255),  # smooth + noise
-        ramp,  # gradients with wrap-around edges
-        rng.integers(0, 2, (c, h, w)) * 255,  # extreme values
-        np.broadcast_to(((xx + yy) % 2) * 255, (c, h, w)),  # checkerboard
-    ])
+    x = np.stack(
+        [
+            rng.integers(0, 256, (c, h, w)),  # noise
+            smooth,  # smooth
+            np.clip(smooth + rng.normal(0, 12, (c, h, w)), 0, 255),  # smooth + noise
+            ramp,  # gradients with wrap-around edges
+            rng.integers(0, 2, (c, h, w)) * 255,  # extreme values
+            np.broadcast_to(((xx + yy) % 2) * 255, (c, h, w)),  # checkerboard
+        ]
+    )
     return np.clip(x, 0, 255).astype(np.uint8)
 
 
@@ -51,8 +53,9 @@ def _check(x: np.ndarray, quality: int) -> None:
     ours = jpeg.jpeg_roundtrip(torch.from_numpy(x), quality).numpy()
     ref = _pillow(x, quality)
     diff = np.abs(ours.astype(np.int16) - ref)
-    assert diff.max() == 0, (f"quality {quality}, {x.shape}: {int((diff > 0).sum())} values differ, "
-                             f"by up to {int(diff.max())}")
+    assert diff.max() == 0, (
+        f"quality {quality}, {x.shape}: {int((diff > 0).sum())} values differ, by up to {int(diff.max())}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -166,8 +169,12 @@ def _fdct_reference(block: np.ndarray) -> np.ndarray:
         out[6] = _descale(z1 + tmp12 * -c[1.847759065], shift)
         z1, z2, z3, z4 = tmp4 + tmp7, tmp5 + tmp6, tmp4 + tmp6, tmp5 + tmp7
         z5 = (z3 + z4) * c[1.175875602]
-        tmp4, tmp5, tmp6, tmp7 = tmp4 * c[0.298631336], tmp5 * c[2.053119869], tmp6 * c[3.072711026], \
-            tmp7 * c[1.501321110]
+        tmp4, tmp5, tmp6, tmp7 = (
+            tmp4 * c[0.298631336],
+            tmp5 * c[2.053119869],
+            tmp6 * c[3.072711026],
+            tmp7 * c[1.501321110],
+        )
         z1, z2, z3, z4 = z1 * -c[0.899976223], z2 * -c[2.562915447], z3 * -c[1.961570560], z4 * -c[0.390180644]
         z3, z4 = z3 + z5, z4 + z5
         out[7], out[5] = _descale(tmp4 + z1 + z3, shift), _descale(tmp5 + z2 + z4, shift)
@@ -191,8 +198,7 @@ def _idct_pass(x: np.ndarray, shift: int) -> np.ndarray:
     z1, z2, z3, z4 = z1 * -c[0.899976223], z2 * -c[2.562915447], z3 * -c[1.961570560], z4 * -c[0.390180644]
     z3, z4 = z3 + z5, z4 + z5
     t0, t1, t2, t3 = t0 + z1 + z3, t1 + z2 + z4, t2 + z2 + z3, t3 + z1 + z4
-    out = np.stack([tmp10 + t3, tmp11 + t2, tmp12 + t1, tmp13 + t0, tmp13 - t0, tmp12 - t1, tmp11 - t2,
-                    tmp10 - t3])
+    out = np.stack([tmp10 + t3, tmp11 + t2, tmp12 + t1, tmp13 + t0, tmp13 - t0, tmp12 - t1, tmp11 - t2, tmp10 - t3])
     out = _descale(out, shift)
     ac_zero = (x[1:] == 0).all(0)
     dc = x[0] << 2 if shift == 11 else _descale(x[0], 5)  # the shortcuts of both passes
@@ -210,8 +216,20 @@ def _idct_reference(samples: np.ndarray, quality: int) -> np.ndarray:
 
 
 def test_dct_constants_and_matrices():
-    assert [jpeg._fix(k, 13) for k in sorted(jpeg._C)] == [2446, 3196, 4433, 6270, 7373, 9633, 12299, 15137,
-                                                           16069, 16819, 20995, 25172]
+    assert [jpeg._fix(k, 13) for k in sorted(jpeg._C)] == [
+        2446,
+        3196,
+        4433,
+        6270,
+        7373,
+        9633,
+        12299,
+        15137,
+        16069,
+        16819,
+        20995,
+        25172,
+    ]
     m = jpeg.dct_matrices()
     rng = np.random.default_rng(0)
     blocks = np.concatenate([rng.integers(-128, 128, (2000, 8, 8)), rng.choice([-128, 127], (2000, 8, 8))])
@@ -235,8 +253,8 @@ def test_quantize_matches_integer_arithmetic(quality):
     d = 8 * np.stack([jpeg.quant_table(quality, False), jpeg.quant_table(quality, True)])  # [R, u, v]
     t_all = np.arange(-(1 << 15) + 1, 1 << 15, dtype=np.int64)
     for t in np.array_split(t_all, 8):
-        v = np.concatenate([t * 2 ** 15 - 2 ** 14, t * 2 ** 15 + 2 ** 14 - 1])
-        w = torch.from_numpy(v.astype(np.float64) * 2.0 ** 12).view(1, 1, 1, 1, -1).expand(8, 2, 1, 8, -1)
+        v = np.concatenate([t * 2**15 - 2**14, t * 2**15 + 2**14 - 1])
+        w = torch.from_numpy(v.astype(np.float64) * 2.0**12).view(1, 1, 1, 1, -1).expand(8, 2, 1, 8, -1)
         out = torch.empty(w.shape, dtype=torch.float64)
         got = p.quantize(w, out)[:, :, 0].numpy()  # [u, R, v, m]
         tt = np.concatenate([t, t])

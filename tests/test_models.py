@@ -52,7 +52,8 @@ def test_user_factory(tmp_path, monkeypatch):
         "import torch.nn as nn\n"
         "def build(meta, width=1.0):\n"
         "    n = meta.channels * meta.size[0] * meta.size[1]\n"
-        "    return nn.Sequential(nn.Flatten(), nn.Linear(n, meta.num_classes))\n")
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(n, meta.num_classes))\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(UnknownNameError, match="not registered in this process"):
         create_model("mymodels:build", GRAY)  # create_model only looks up: it never imports

@@ -21,9 +21,17 @@ from compressbench.outcomes import FILE, OutcomeRecorder, OutcomesError, conditi
 
 
 def _ctx(bundle, workdir, parent):
-    return EvalContext(data=bundle, meta=bundle.meta, device=torch.device("cpu"), seed=0, workdir=workdir,
-                       variant=VariantInfo("baseline", "baseline"), load_parent=lambda: parent, eval_size=150,
-                       progress=False)
+    return EvalContext(
+        data=bundle,
+        meta=bundle.meta,
+        device=torch.device("cpu"),
+        seed=0,
+        workdir=workdir,
+        variant=VariantInfo("baseline", "baseline"),
+        load_parent=lambda: parent,
+        eval_size=150,
+        progress=False,
+    )
 
 
 def _check(ms, workdir, expect: set[str]) -> None:
@@ -51,16 +59,19 @@ def test_clean_and_corruptions_write_outcomes_reproducing_their_rows(tiny_model,
 
 
 def test_adversarial_and_domain_shift_write_outcomes(tiny_model, digits_bundle, tmp_path):
-    params = AdversarialParams(subset=40, batch_size=40, attacks=[{"name": "fgsm", "eps": [0.0, 0.05]},
-                                                                  {"name": "deepfool", "steps": 5}])
+    params = AdversarialParams(
+        subset=40, batch_size=40, attacks=[{"name": "fgsm", "eps": [0.0, 0.05]}, {"name": "deepfool", "steps": 5}]
+    )
     ms = adversarial(tiny_model, _ctx(digits_bundle, tmp_path / "a", tiny_model), params)
     _check(ms, tmp_path / "a", {"robust_top1", "robust_top1_at_norm"})
     inverted = dataclasses.replace(digits_bundle.test, x=255 - digits_bundle.test.x)
     b = dataclasses.replace(digits_bundle, source="s", targets={"t": inverted}, unlabeled={"t": unlabeled(inverted)})
-    ms = domain_shift(tiny_model, _ctx(b, tmp_path / "d", tiny_model),
-                      DomainShiftParams(corruptions=["contrast"], severities=[3]))
-    _check(ms, tmp_path / "d", {"source_top1", "target_top1", "gap", "target_corruption_top1",
-                                "target_corruption_mean"})
+    ms = domain_shift(
+        tiny_model, _ctx(b, tmp_path / "d", tiny_model), DomainShiftParams(corruptions=["contrast"], severities=[3])
+    )
+    _check(
+        ms, tmp_path / "d", {"source_top1", "target_top1", "gap", "target_corruption_top1", "target_corruption_mean"}
+    )
     assert {s.name for s in load_outcomes(tmp_path / "d" / FILE).sets} == {"test", "domain:t"}
 
 

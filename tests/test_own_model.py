@@ -38,10 +38,16 @@ def _clean(store: Path) -> dict[str, float]:
 
 
 def test_exported_weights_compress_to_the_same_numbers(tmp_path):
-    base = {"name": "tiny-base", "dataset": {"name": "digits"}, "model": {"name": "tinycnn"},
-            "train": {"epochs": 2, "batch_size": 64, "lr": 0.1, "augment": "none"}, "variants": VARIANTS,
-            "evaluations": [{"evaluator": "clean"}], "cache_dir": str(tmp_path / "cache"),
-            "store": str(tmp_path / "base.sqlite")}
+    base = {
+        "name": "tiny-base",
+        "dataset": {"name": "digits"},
+        "model": {"name": "tinycnn"},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 0.1, "augment": "none"},
+        "variants": VARIANTS,
+        "evaluations": [{"evaluator": "clean"}],
+        "cache_dir": str(tmp_path / "cache"),
+        "store": str(tmp_path / "base.sqlite"),
+    }
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
     pt = _export_script().main(["--config", str(tmp_path / "base.yaml"), "--out", str(tmp_path / "out")])
     assert pt == tmp_path / "out" / "tinycnn_digits.pt" and pt.with_suffix(".safetensors").is_file()
@@ -49,8 +55,13 @@ def test_exported_weights_compress_to_the_same_numbers(tmp_path):
     trained = run(load_config(tmp_path / "base.yaml"), progress=False)
     assert trained.failed == 0 and trained.cached == 1  # the export trained the baseline through the cache
     # epochs: 0 -> nothing trained; the recipe (batch size, lr ...) is what the compression fine-tunes use
-    own = {**base, "name": "tiny-own", "model": {"name": "tinycnn", "weights": str(pt)},
-           "train": {**base["train"], "epochs": 0}, "store": str(tmp_path / "own.sqlite")}
+    own = {
+        **base,
+        "name": "tiny-own",
+        "model": {"name": "tinycnn", "weights": str(pt)},
+        "train": {**base["train"], "epochs": 0},
+        "store": str(tmp_path / "own.sqlite"),
+    }
     (tmp_path / "own.yaml").write_text(yaml.safe_dump(own))
     s = run(load_config(tmp_path / "own.yaml"), progress=False)
     assert s.failed == 0 and s.cached == 0 and s.jobs == 2 * (1 + len(VARIANTS))
@@ -59,8 +70,13 @@ def test_exported_weights_compress_to_the_same_numbers(tmp_path):
     df = ResultStore(tmp_path / "own.sqlite").dataframe()
     assert "train_seconds" not in set(df.metric)
 
-    sft = {**own, "model": {"name": "tinycnn", "weights": str(pt.with_suffix(".safetensors"))}, "train": None,
-           "variants": [VARIANTS[-2]], "store": str(tmp_path / "sft.sqlite")}  # train: null, the same baseline
+    sft = {
+        **own,
+        "model": {"name": "tinycnn", "weights": str(pt.with_suffix(".safetensors"))},
+        "train": None,
+        "variants": [VARIANTS[-2]],
+        "store": str(tmp_path / "sft.sqlite"),
+    }  # train: null, the same baseline
     (tmp_path / "sft.yaml").write_text(yaml.safe_dump(sft))
     assert run(load_config(tmp_path / "sft.yaml"), progress=False).failed == 0
     got = _clean(tmp_path / "sft.sqlite")

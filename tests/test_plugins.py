@@ -28,8 +28,14 @@ def demo_plugin(monkeypatch):
     """The plug-in's module importable (as a user's package would be); its registrations undone after."""
     monkeypatch.syspath_prepend(str(PLUGINS))
     yield
-    for reg, name in ((methods, "demo.magnitude"), (methods, "demo.factor_head"), (evaluators, "demo.margin"),
-                      (corruptions, "demo.invert"), (attacks, "demo.sign_noise"), (rebuilders, "demo.factor_head")):
+    for reg, name in (
+        (methods, "demo.magnitude"),
+        (methods, "demo.factor_head"),
+        (evaluators, "demo.margin"),
+        (corruptions, "demo.invert"),
+        (attacks, "demo.sign_noise"),
+        (rebuilders, "demo.factor_head"),
+    ):
         if name in reg:
             reg.unregister(name)
     sys.modules.pop("cb_demo_plugin", None)
@@ -43,8 +49,12 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def _one(rows: list[dict], variant: str, evaluator: str, metric: str, **cond) -> float:
     """The value of the one row with these labels and condition items."""
-    vals = [r["value"] for r in rows if (r["variant"], r["evaluator"], r["metric"]) == (variant, evaluator, metric)
-            and all(r["condition_json"].get(k) == v for k, v in cond.items())]
+    vals = [
+        r["value"]
+        for r in rows
+        if (r["variant"], r["evaluator"], r["metric"]) == (variant, evaluator, metric)
+        and all(r["condition_json"].get(k) == v for k, v in cond.items())
+    ]
     assert len(vals) == 1, (variant, evaluator, metric, cond, vals)
     return vals[0]
 
@@ -117,15 +127,18 @@ def _report_without_the_plugin(store: Path, out: Path, base_margin: float) -> No
 
     import compressbench
 
-    script = ("import importlib.util, sys\n"
-              "assert importlib.util.find_spec('cb_demo_plugin') is None, 'the plug-in is importable'\n"
-              "from compressbench.cli import main\n"
-              f"rc = main(['report', {str(store)!r}, '--out', {str(out)!r}, '--formats', 'html', 'csv'])\n"
-              "assert 'cb_demo_plugin' not in sys.modules\n"
-              "sys.exit(rc)\n")
+    script = (
+        "import importlib.util, sys\n"
+        "assert importlib.util.find_spec('cb_demo_plugin') is None, 'the plug-in is importable'\n"
+        "from compressbench.cli import main\n"
+        f"rc = main(['report', {str(store)!r}, '--out', {str(out)!r}, '--formats', 'html', 'csv'])\n"
+        "assert 'cb_demo_plugin' not in sys.modules\n"
+        "sys.exit(rc)\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(compressbench.__file__).parents[1])}
-    res = subprocess.run([sys.executable, "-c", script], cwd=out.parent, env=env, capture_output=True, text=True,
-                         timeout=600)
+    res = subprocess.run(
+        [sys.executable, "-c", script], cwd=out.parent, env=env, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     header = (out / "plugins" / "summary.csv").read_text().splitlines()
     cols = header[0].split(",")
@@ -190,14 +203,16 @@ def test_unknown_plugin_names_are_one_line(demo_plugin, tmp_path):
 def test_entry_point_group_registers(tmp_path, monkeypatch):
     """An installed package's ``compressbench.plugins`` entry point is loaded once, on first use."""
     pkg = tmp_path / "cb_ep_plugin.py"
-    pkg.write_text(textwrap.dedent('''
+    pkg.write_text(
+        textwrap.dedent("""
         from compressbench.registry import corruptions
 
         @corruptions.register("ep.darken", constants={"any": [0.9, 0.8, 0.7, 0.6, 0.5]}, deterministic=True,
                               description="entry-point demo")
         def darken(x, rng, c, pset):
             return x * c
-    '''))
+    """)
+    )
     dist = tmp_path / "cb_ep_plugin-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cb-ep-plugin\nVersion: 0.1\n")

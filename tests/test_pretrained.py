@@ -45,10 +45,14 @@ def imagenet_file(torch_home):
 
 def test_torchvision_offline_run_is_one_line(tmp_path, torch_home, monkeypatch, capsys):
     monkeypatch.setattr(pub, "_reachable", lambda host, timeout=5.0: False)  # as on this machine: no network
-    raw = {"name": "pre", "dataset": {"name": "synthetic", "options": {"num_classes": 1000, "n_train": 4,
-                                                                       "n_test": 4}},
-           "model": {"name": "tv_resnet18", "weights": "torchvision:IMAGENET1K_V1"}, "train": None,
-           "cache_dir": str(tmp_path / "cache"), "store": str(tmp_path / "r.sqlite")}
+    raw = {
+        "name": "pre",
+        "dataset": {"name": "synthetic", "options": {"num_classes": 1000, "n_train": 4, "n_test": 4}},
+        "model": {"name": "tv_resnet18", "weights": "torchvision:IMAGENET1K_V1"},
+        "train": None,
+        "cache_dir": str(tmp_path / "cache"),
+        "store": str(tmp_path / "r.sqlite"),
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
     assert cli_main(["validate", str(tmp_path / "c.yaml")]) == 0  # the tag resolves; the file comes at run
     capsys.readouterr()
@@ -97,8 +101,10 @@ def test_transfer_replaces_the_head_and_adapts_the_first_conv(imagenet_file):
     assert net.fc.weight.shape == (31, 512) and not torch.equal(net.fc.weight[:31], sd["fc.weight"][:31])
     assert torch.allclose(net.conv1.weight, sd["conv1.weight"].sum(1, keepdim=True))  # summed over RGB
     assert torch.equal(net.layer4[1].conv2.weight, sd["layer4.1.conv2.weight"])  # the backbone is the file's
-    assert base.notes == ["classifier net.fc replaced: 1000 → 31 classes (re-initialised)",
-                          "first conv net.conv1 adapted from 3 to 1 input channel(s) (summed over its input channels)"]
+    assert base.notes == [
+        "classifier net.fc replaced: 1000 → 31 classes (re-initialised)",
+        "first conv net.conv1 adapted from 3 to 1 input channel(s) (summed over its input channels)",
+    ]
     assert base.model.normalize.mean.item() == pytest.approx(sum(IMAGENET[0]) / 3)
 
 

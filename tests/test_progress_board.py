@@ -55,8 +55,16 @@ def test_counts_per_kind_and_state():
     b.set("e1", "held")
     c = b.counts()
     assert list(c) == ["train", "compress", "evaluate", "all"]
-    assert c["train"] == {"waiting": 0, "queued": 0, "running": 0, "held": 0, "ran": 1, "cached": 0, "failed": 0,
-                          "total": 1}
+    assert c["train"] == {
+        "waiting": 0,
+        "queued": 0,
+        "running": 0,
+        "held": 0,
+        "ran": 1,
+        "cached": 0,
+        "failed": 0,
+        "total": 1,
+    }
     assert (c["compress"]["cached"], c["compress"]["running"], c["compress"]["queued"]) == (1, 1, 1)
     assert (c["evaluate"]["failed"], c["evaluate"]["held"], c["evaluate"]["waiting"]) == (1, 1, 4)
     assert c["all"]["total"] == 10 and c["all"]["waiting"] == 4
@@ -90,9 +98,11 @@ def test_summary_line():
     b.finish("e0", "failed")
     b.set("e1", "held")
     line = b.line()
-    assert line.startswith("jobs on Ray (2 CPU, 0 GPU): 4/10 finished (2 ran, 1 cached, 1 failed); 1 running, "
-                           "0 queued, 4 waiting, 1 run by other drivers; train 1/1, compress 2/3, evaluate 1/6; "
-                           "running: c2 (0s); elapsed 0s, ETA ≥ ")  # the running job by name (no describe(): key)
+    assert line.startswith(
+        "jobs on Ray (2 CPU, 0 GPU): 4/10 finished (2 ran, 1 cached, 1 failed); 1 running, "
+        "0 queued, 4 waiting, 1 run by other drivers; train 1/1, compress 2/3, evaluate 1/6; "
+        "running: c2 (0s); elapsed 0s, ETA ≥ "
+    )  # the running job by name (no describe(): key)
     assert [fmt_seconds(s) for s in (0.4, 59, 61, 3599, 3600 * 2 + 65)] == ["0s", "59s", "1m01s", "59m59s", "2h01m"]
 
 

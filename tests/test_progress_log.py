@@ -16,22 +16,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_piped_run_logs_the_running_job_and_its_epochs(tmp_path):
-    cfg = {"name": "logs", "dataset": {"name": "digits", "eval_subset": 100}, "model": {"name": "tinycnn"},
-           "train": {"epochs": 2, "batch_size": 64}, "cache_dir": str(tmp_path / "cache"),
-           "store": str(tmp_path / "r.sqlite")}
+    cfg = {
+        "name": "logs",
+        "dataset": {"name": "digits", "eval_subset": 100},
+        "model": {"name": "tinycnn"},
+        "train": {"epochs": 2, "batch_size": 64},
+        "cache_dir": str(tmp_path / "cache"),
+        "store": str(tmp_path / "r.sqlite"),
+    }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     env = {k: v for k, v in os.environ.items() if k != "COMPRESSBENCH_PROGRESS"}  # decided by isatty: a pipe
     env.update(COMPRESSBENCH_PROGRESS_LOG_S="0.2", PYTHONPATH=str(ROOT / "src"))
-    r = subprocess.run([sys.executable, "-m", "compressbench", "run", str(tmp_path / "c.yaml")], capture_output=True,
-                       text=True, env=env, cwd=tmp_path, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "compressbench", "run", str(tmp_path / "c.yaml")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     log = r.stdout + r.stderr
     assert "\r" not in log and "\x1b[" not in log  # no bar, no live table: plain lines
     # the summary line names the running job ...
     assert re.search(r"jobs: .*running: train baseline seed=0 \(\d+s\)", log), log[-3000:]
     # ... and the training loop says where it is: epoch, step, loss, images/s
-    epochs = re.findall(r"train seed=0: epoch (\d)/2 \(step (\d+)/(\d+)\), loss (\d+\.\d+), acc (\d\.\d+), "
-                        r"(\d+) images/s", log)
+    epochs = re.findall(
+        r"train seed=0: epoch (\d)/2 \(step (\d+)/(\d+)\), loss (\d+\.\d+), acc (\d\.\d+), "
+        r"(\d+) images/s",
+        log,
+    )
     assert epochs, log[-3000:]
     steps = [int(s) for _, s, _, _, _, _ in epochs]
     assert steps == sorted(steps) and all(1 <= int(e) <= 2 for e, *_ in epochs)

@@ -55,8 +55,11 @@ def _raw(d: Path, **over) -> dict:
 def _values(store: Path, evaluators_: tuple[str, ...] | None = None) -> dict:
     """{(variant, evaluator, condition, metric): value} of the successful rows; asserts each appears once."""
     with sqlite3.connect(store) as c:
-        rows = c.execute("SELECT variant, evaluator, condition, metric, value FROM results WHERE error IS NULL "
-                         "AND metric NOT IN (?, ?)", NONDETERMINISTIC).fetchall()
+        rows = c.execute(
+            "SELECT variant, evaluator, condition, metric, value FROM results WHERE error IS NULL "
+            "AND metric NOT IN (?, ?)",
+            NONDETERMINISTIC,
+        ).fetchall()
     out = {r[:4]: r[4] for r in rows if evaluators_ is None or r[1] in evaluators_}
     assert len({r[:4] for r in rows}) == len(rows), "a measurement is stored twice"
     return out
@@ -137,8 +140,9 @@ def test_a_worker_resolves_the_experiment_once_and_never_validates_it(ray_addres
     assert (s.ran, s.failed) == (8, 0), s.failures  # 2 × (train, compress, spy on baseline, spy on the variant)
     rows: dict = {}
     with sqlite3.connect(tmp_path / "r.sqlite") as c:
-        for key, metric, value in c.execute("SELECT job_key, metric, value FROM results WHERE evaluator = "
-                                            "'raytest.spy'"):
+        for key, metric, value in c.execute(
+            "SELECT job_key, metric, value FROM results WHERE evaluator = 'raytest.spy'"
+        ):
             rows.setdefault(key, {})[metric] = value
     assert len(rows) == 4
     for r in rows.values():
@@ -152,10 +156,15 @@ def test_killed_worker_is_retried_jobs_run_concurrently_failures_are_rows(ray_ru
     marks = tmp_path / "marks"
     marks.mkdir()
     params = {"dir": str(marks)}
-    raw = _raw(d, executor={"name": "ray", "max_retries": 1}, evaluations=[
-        {"evaluator": "cb_ray_plugin:crash_once", "params": params},  # kills its worker on the baseline
-        {"evaluator": "cb_ray_plugin:rendezvous", "params": {**params, "n": 2}},  # the two must overlap
-        {"evaluator": "cb_ray_plugin:fails"}])
+    raw = _raw(
+        d,
+        executor={"name": "ray", "max_retries": 1},
+        evaluations=[
+            {"evaluator": "cb_ray_plugin:crash_once", "params": params},  # kills its worker on the baseline
+            {"evaluator": "cb_ray_plugin:rendezvous", "params": {**params, "n": 2}},  # the two must overlap
+            {"evaluator": "cb_ray_plugin:fails"},
+        ],
+    )
     s = run(validate(raw), progress=False)
     assert (s.ran, s.cached, s.failed) == (4, 2, 2), s.failures
     assert {e for _, e in s.failures} == {"ValueError: this evaluator always fails"}
@@ -165,12 +174,17 @@ def test_killed_worker_is_retried_jobs_run_concurrently_failures_are_rows(ray_ru
     assert first != retry and os.getpid() not in (first, retry)  # the retry ran in a new worker process
     assert not (Path(f"/proc/{int(first)}")).exists()  # the first worker is dead
     assert 0.3 < v[("baseline", "raytest.crash_once", "", "top1")] <= 1
-    assert v[("baseline", "raytest.rendezvous", "", "met")] == v[("prune.unstructured@params=0.5", "raytest.rendezvous",
-                                                                   "", "met")] == 1.0
+    assert (
+        v[("baseline", "raytest.rendezvous", "", "met")]
+        == v[("prune.unstructured@params=0.5", "raytest.rendezvous", "", "met")]
+        == 1.0
+    )
     with sqlite3.connect(d / "r.sqlite") as c:
         errs = c.execute("SELECT variant, error FROM results WHERE error IS NOT NULL").fetchall()
-    assert sorted(errs) == [("baseline", "ValueError: this evaluator always fails"),
-                            ("prune.unstructured@params=0.5", "ValueError: this evaluator always fails")]
+    assert sorted(errs) == [
+        ("baseline", "ValueError: this evaluator always fails"),
+        ("prune.unstructured@params=0.5", "ValueError: this evaluator always fails"),
+    ]
     assert _leftovers(d) == []  # the dead attempt's lock was taken over, its temporary folder removed
 
 
@@ -179,14 +193,28 @@ def test_driver_killed_with_sigkill_then_rerun(ray_address, local_run, ray_run, 
     d = _copy(ray_run, tmp_path)
     marks = tmp_path / "marks"
     marks.mkdir()
-    raw = _raw(d, executor="ray", evaluations=[*RAW["evaluations"],
-                                               {"evaluator": "cb_ray_plugin:sleepy", "params": {"dir": str(marks)}}])
+    raw = _raw(
+        d,
+        executor="ray",
+        evaluations=[*RAW["evaluations"], {"evaluator": "cb_ray_plugin:sleepy", "params": {"dir": str(marks)}}],
+    )
     cfg = tmp_path / "exp.yaml"
     cfg.write_text(yaml.safe_dump(raw))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([SRC, PLUGINS]), COMPRESSBENCH_PROGRESS="0",
-               RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0")
-    p = subprocess.Popen([sys.executable, "-m", "compressbench", "run", str(cfg), "--address", ray_address],
-                         cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([SRC, PLUGINS]),
+        COMPRESSBENCH_PROGRESS="0",
+        RAY_AUTH_MODE="token",
+        RAY_USAGE_STATS_ENABLED="0",
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-m", "compressbench", "run", str(cfg), "--address", ray_address],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         t0 = time.monotonic()
         while not (marks / "started").exists() and p.poll() is None and time.monotonic() - t0 < 120:
@@ -216,8 +244,11 @@ def test_job_claimed_by_another_driver_is_waited_for(ray_run, tmp_path, caplog):
     plan_raw = _raw(d, executor="ray")
     from compressbench.plan import plan
 
-    job = next(j for j in plan(validate(plan_raw)) if j.kind == "evaluate" and j.labels.evaluator == "clean"
-               and j.labels.variant == "baseline")
+    job = next(
+        j
+        for j in plan(validate(plan_raw))
+        if j.kind == "evaluate" and j.labels.evaluator == "clean" and j.labels.variant == "baseline"
+    )
     shutil.rmtree(d / "cache" / "jobs" / job.key)  # this job must run again ...
     claim = claim_job(d / "cache", job.key)  # ... but "another driver" (this process) holds it
     assert claim is not None
@@ -242,23 +273,38 @@ def test_resources_threads_and_infeasible_requests(ray_address, tmp_path):
     from compressbench.execute import ExecutorError, RayExecutor, create_executor
     from compressbench.plan import plan
 
-    raw = _raw(tmp_path, threads=None, evaluations=[{"evaluator": "clean"}, {"evaluator": "efficiency"}],
-               executor={"name": "ray", "resources": {"compress": {"num_cpus": 0.5},
-                                                      "evaluators": {"clean": {"num_cpus": 2}}}})
+    raw = _raw(
+        tmp_path,
+        threads=None,
+        evaluations=[{"evaluator": "clean"}, {"evaluator": "efficiency"}],
+        executor={
+            "name": "ray",
+            "resources": {"compress": {"num_cpus": 0.5}, "evaluators": {"clean": {"num_cpus": 2}}},
+        },
+    )
     exp = validate(raw)
     ex = create_executor(exp, tmp_path / "cache", False)
     assert isinstance(ex, RayExecutor)
     asks, threads = ex._plan_resources(ray, plan(exp))
-    got = {(j.kind, j.labels.evaluator, j.labels.variant): (asks[j.key]["num_cpus"], asks[j.key]["num_gpus"],
-                                                              threads[j.key]) for j in plan(exp)}
+    got = {
+        (j.kind, j.labels.evaluator, j.labels.variant): (
+            asks[j.key]["num_cpus"],
+            asks[j.key]["num_gpus"],
+            threads[j.key],
+        )
+        for j in plan(exp)
+    }
     v = "prune.unstructured@params=0.5"
     assert got[("train", None, "baseline")] == (1, 0, 1)
     assert got[("compress", None, v)] == (0.5, 0, 1)  # a fraction of a CPU still runs one thread
     assert got[("evaluate", "clean", v)] == (2, 0, 2)
     assert got[("evaluate", "efficiency", v)] == (2, 0, 2)  # it measures time: the whole (2-CPU) node
     raw["executor"] = {"name": "ray", "resources": {"train": {"num_gpus": 1}}}
-    with pytest.raises(ExecutorError, match=r"^executor.resources.train: a train job asks for 1 CPU\(s\) and 1 "
-                                            r"GPU\(s\), but the largest node of the Ray cluster has 2 CPU\(s\) and 0"):
+    with pytest.raises(
+        ExecutorError,
+        match=r"^executor.resources.train: a train job asks for 1 CPU\(s\) and 1 "
+        r"GPU\(s\), but the largest node of the Ray cluster has 2 CPU\(s\) and 0",
+    ):
         run(validate(raw), progress=False)
     assert not list((tmp_path / "cache" / "jobs").iterdir())  # no job was started
 
@@ -272,28 +318,47 @@ def test_executor_options_are_validated(tmp_path):
             validate({**g, **over})
         return str(e.value)
 
-    ok = validate({**g, "executor": {"name": "ray", "address": "ray://head:10001", "max_retries": 3,
-                                     "resources": {"train": {"num_gpus": 1}, "compress": {"num_gpus": 0.5},
-                                                   "evaluate": {"num_gpus": 0.25, "num_cpus": 1}}}})
+    ok = validate(
+        {
+            **g,
+            "executor": {
+                "name": "ray",
+                "address": "ray://head:10001",
+                "max_retries": 3,
+                "resources": {
+                    "train": {"num_gpus": 1},
+                    "compress": {"num_gpus": 0.5},
+                    "evaluate": {"num_gpus": 0.25, "num_cpus": 1},
+                },
+            },
+        }
+    )
     assert ok.executor.name == "ray" and ok.executor.options.max_retries == 3
     assert validate({**g, "executor": "ray"}).executor.options == RayOptions()
     assert err(executor={"name": "ray", "adress": "auto"}).startswith(
-        "executor.adress: unknown option (did you mean 'address'?); allowed: address, resources, max_retries")
-    assert err(executor={"name": "local", "max_retries": 1}) == ("executor: executor 'local' takes no options; got "
-                                                                 "{'max_retries': 1}")
+        "executor.adress: unknown option (did you mean 'address'?); allowed: address, resources, max_retries"
+    )
+    assert err(executor={"name": "local", "max_retries": 1}) == (
+        "executor: executor 'local' takes no options; got {'max_retries': 1}"
+    )
     assert err(executor={"name": "ray", "address": "head"}).startswith("executor.address: give null")
     assert err(executor={"name": "ray", "resources": {"train": {"num_gpus": 1.5}}}).startswith(
-        "executor.resources.train.num_gpus: above 1, a GPU count must be whole")
+        "executor.resources.train.num_gpus: above 1, a GPU count must be whole"
+    )
     assert err(executor={"name": "ray", "resources": {"evaluat": {}}}).startswith(
-        "executor.resources.evaluat: unknown option (did you mean 'evaluate'?)")
+        "executor.resources.evaluat: unknown option (did you mean 'evaluate'?)"
+    )
     assert err(executor={"name": "ray", "resources": {"evaluators": {"clen": {"num_cpus": 2}}}}) == (
         "executor.resources.evaluators.clen: no evaluation of this experiment uses evaluator 'clen' (did you mean "
-        "'clean'?); its evaluators: agreement, clean")
+        "'clean'?); its evaluators: agreement, clean"
+    )
     assert err(executor="ray", device="cuda:1").startswith("device: 'cuda:1' names one GPU")
-    assert err(executor="ray", device="cuda").startswith("executor.resources.train.num_gpus: device is 'cuda' but "
-                                                         "train jobs ask for no GPU")
+    assert err(executor="ray", device="cuda").startswith(
+        "executor.resources.train.num_gpus: device is 'cuda' but train jobs ask for no GPU"
+    )
     assert err(executor={"name": "ray", "resources": {"train": {"num_cpus": 2}}}).startswith(
-        "threads: 1, but train jobs ask for num_cpus 2")
+        "threads: 1, but train jobs ask for num_cpus 2"
+    )
     assert err(executor={"name": "ray", "max_retries": -1}).startswith("executor.max_retries: ")
 
 
@@ -308,8 +373,9 @@ def test_cli_executor_flags_and_ray_missing(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     for cmd in ("validate", "run"):
         assert cli_main([cmd, str(cfg), "--executor", "ray"]) == 2
-        assert capsys.readouterr().err == ("error: executor: the ray executor needs Ray, which is not installed: "
-                                           "pip install 'compressbench[ray]'\n")
+        assert capsys.readouterr().err == (
+            "error: executor: the ray executor needs Ray, which is not installed: pip install 'compressbench[ray]'\n"
+        )
     assert not (tmp_path / "c").exists()  # nothing done
 
 

@@ -36,9 +36,18 @@ def _closed_port() -> int:
 
 def test_address_where_nothing_listens_is_one_line_within_15_s(tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"name": "p", "dataset": {"name": "digits"}, "model": {"name": "tinycnn"},
-                                   "train": {"epochs": 1}, "cache_dir": str(tmp_path / "cache"),
-                                   "store": str(tmp_path / "r.sqlite")}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "name": "p",
+                "dataset": {"name": "digits"},
+                "model": {"name": "tinycnn"},
+                "train": {"epochs": 1},
+                "cache_dir": str(tmp_path / "cache"),
+                "store": str(tmp_path / "r.sqlite"),
+            }
+        )
+    )
     port = _closed_port()
     t0 = time.monotonic()
     assert cli_main(["run", str(cfg), "-q", "--executor", "ray", "--address", f"127.0.0.1:{port}"]) == 2
@@ -74,17 +83,30 @@ def _wait_gone(known: dict[int, int], timeout: float = 20.0) -> list[int]:
 def test_driver_sigkill_leaves_no_ray_process_and_a_native_crash_is_a_failed_job(tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
-    raw = {"name": "life", "seeds": [0], "threads": 1, "dataset": {"name": "digits", "eval_subset": 100},
-           "model": {"name": "tinycnn"}, "train": {"epochs": 1, "batch_size": 64, "augment": "none"},
-           "evaluations": [{"evaluator": "cb_ray_plugin:sleepy", "params": {"dir": str(marks)}}],
-           "executor": {"name": "ray", "max_retries": 0}, "cache_dir": str(tmp_path / "cache"),
-           "store": str(tmp_path / "r.sqlite")}
+    raw = {
+        "name": "life",
+        "seeds": [0],
+        "threads": 1,
+        "dataset": {"name": "digits", "eval_subset": 100},
+        "model": {"name": "tinycnn"},
+        "train": {"epochs": 1, "batch_size": 64, "augment": "none"},
+        "evaluations": [{"evaluator": "cb_ray_plugin:sleepy", "params": {"dir": str(marks)}}],
+        "executor": {"name": "ray", "max_retries": 0},
+        "cache_dir": str(tmp_path / "cache"),
+        "store": str(tmp_path / "r.sqlite"),
+    }
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(raw))
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(PYTHONPATH=os.pathsep.join([SRC, PLUGINS]), COMPRESSBENCH_PROGRESS="0", RAY_USAGE_STATS_ENABLED="0")
-    p = subprocess.Popen([sys.executable, "-m", "compressbench", "run", str(cfg), "-q"], cwd=tmp_path, env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "compressbench", "run", str(cfg), "-q"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     tree = _Tree(p.pid)
     tree.start()
     try:
@@ -101,16 +123,23 @@ def test_driver_sigkill_leaves_no_ray_process_and_a_native_crash_is_a_failed_job
             p.kill()
     tree.join()
     first = dict(tree.seen)
-    names = {Path(f"/proc/{q}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-             for q in reaper.alive(first)}
+    names = {
+        Path(f"/proc/{q}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace") for q in reaper.alive(first)
+    }
     assert len(first) >= 4, first  # gcs_server, raylet, agents, the worker ...
     left = _wait_gone(first)
     assert left == [], f"Ray processes of the killed driver still alive: {left} ({names})"
     # the rerun: finishes the sleepy job from the cache's state; an evaluator that aborts its worker natively
     raw["evaluations"].append({"evaluator": "cb_ray_plugin:abort", "params": {"dir": str(marks)}})
     cfg.write_text(yaml.safe_dump(raw))
-    p = subprocess.Popen([sys.executable, "-m", "compressbench", "run", str(cfg), "-q"], cwd=tmp_path, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "compressbench", "run", str(cfg), "-q"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     tree = _Tree(p.pid)
     tree.start()
     try:

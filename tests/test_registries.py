@@ -27,8 +27,13 @@ from compressbench.train import TrainRecipe, train
 from compressbench.validate import validate
 from test_compress_common import make_context
 
-BASE = {"name": "t", "dataset": {"name": "digits"}, "model": {"name": "tinycnn"}, "train": {"epochs": 1},
-        "evaluations": [{"evaluator": "clean"}]}
+BASE = {
+    "name": "t",
+    "dataset": {"name": "digits"},
+    "model": {"name": "tinycnn"},
+    "train": {"epochs": 1},
+    "evaluations": [{"evaluator": "clean"}],
+}
 
 
 def _error(tmp_path, **changes) -> str:
@@ -47,15 +52,20 @@ def test_unknown_criteria_and_losses_fail_with_the_field_and_a_suggestion(tmp_pa
     msg = _error(tmp_path, variants=[{"method": "distill", "params": {"adapt": {"method": "corl"}}}])
     assert msg.startswith("variants[0].params.adapt.method: unknown adaptation loss 'corl'; did you mean 'coral'")
     assert "train.adapt.method: unknown adaptation loss 'mmd'" in _error(
-        tmp_path, train={"epochs": 1, "adapt": {"method": "mmd"}})
+        tmp_path, train={"epochs": 1, "adapt": {"method": "mmd"}}
+    )
 
 
 def test_params_dump_as_before():
     """Criterion and loss names stay strings as written: the params (and the cache keys) dump as before."""
     assert StructuredParams().model_dump(mode="json")["criterion"] == "l1"
     assert UnstructuredParams(criterion="random").model_dump(mode="json")["criterion"] == "random"
-    assert AdaptParams().model_dump(mode="json") == {"method": "coral", "weight": 1.0, "targets": None,
-                                                     "features": "penultimate"}
+    assert AdaptParams().model_dump(mode="json") == {
+        "method": "coral",
+        "weight": 1.0,
+        "targets": None,
+        "features": "penultimate",
+    }
 
 
 @pytest.fixture
@@ -85,13 +95,20 @@ def test_a_new_channel_criterion_is_one_registration(registered, tiny_model, dig
     registered(channel_criteria, "test.l1", l1_counted, description="L1, counted")
     ctx = make_context(digits_bundle, tmp_path)
     params = {"finetune": {"epochs": 0}}
-    ours = compress("prune.structured", tiny_model, ctx, Budget("knob", 0.4),
-                    StructuredParams.model_validate({**params, "criterion": "test.l1"}))
+    ours = compress(
+        "prune.structured",
+        tiny_model,
+        ctx,
+        Budget("knob", 0.4),
+        StructuredParams.model_validate({**params, "criterion": "test.l1"}),
+    )
     ref = compress("prune.structured", tiny_model, ctx, Budget("knob", 0.4), StructuredParams.model_validate(params))
     assert calls  # the registered criterion scored the groups ...
     assert ours.record["layers"] == ref.record["layers"]  # ... as Torch-Pruning's own L1 does
-    assert all(torch.equal(a, b) for a, b in zip(ours.model.state_dict().values(), ref.model.state_dict().values(),
-                                                 strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(ours.model.state_dict().values(), ref.model.state_dict().values(), strict=True)
+    )
     assert channel_criteria.spec("taylor").gradients and not channel_criteria.spec("test.l1").gradients
 
 
@@ -107,8 +124,13 @@ def test_a_new_weight_criterion_is_one_registration(registered, tiny_model, digi
     registered(weight_criteria, "test.largest", LargestFirst, description="largest |w| first")
     ctx = make_context(digits_bundle, tmp_path)
     params = {"finetune": {"epochs": 0}, "sparsity": 0.5}
-    odd = compress("prune.unstructured", tiny_model, ctx, None,
-                   UnstructuredParams.model_validate({**params, "criterion": "test.largest"}))
+    odd = compress(
+        "prune.unstructured",
+        tiny_model,
+        ctx,
+        None,
+        UnstructuredParams.model_validate({**params, "criterion": "test.largest"}),
+    )
     l1 = compress("prune.unstructured", tiny_model, ctx, None, UnstructuredParams.model_validate(params))
     w0, w_odd, w_l1 = (m.net[0].weight for m in (tiny_model, odd.model, l1.model))
     kept_odd, kept_l1 = w0[w_odd != 0].abs(), w0[w_l1 != 0].abs()
@@ -129,8 +151,14 @@ def test_a_second_adaptation_loss_is_one_registration(registered, digits_bundle)
     target = digits_bundle.test
     torch.manual_seed(0)
     m = create_model("tinycnn", digits_bundle.meta)
-    stats = train(m, digits_bundle.train, TrainRecipe(epochs=0.2, batch_size=64, lr=0.1, augment="none"), seed=0,
-                  show_progress=False, adapt=Adaptation(p.method, p.weight, unlabeled(target)))
+    stats = train(
+        m,
+        digits_bundle.train,
+        TrainRecipe(epochs=0.2, batch_size=64, lr=0.1, augment="none"),
+        seed=0,
+        show_progress=False,
+        adapt=Adaptation(p.method, p.weight, unlabeled(target)),
+    )
     assert seen and seen[0] == (torch.Size([64, 16]), torch.Size([64, 16])) and stats["train_adapt_loss"] > 0
     a = torch.randn(8, 4)
     assert Adaptation("coral", 1.0, target).loss(a, a + 1) == coral_loss(a, a + 1)

@@ -41,8 +41,11 @@ def _sfp_parent(arch, bundle):
 
 def _bn_constants(model: nn.Module) -> torch.Tensor:
     """β − γμ/√(σ²+ε) of every BatchNorm channel: what a channel emits after a zeroed filter."""
-    out = [bn.bias - bn.weight * bn.running_mean / (bn.running_var + bn.eps).sqrt()
-           for bn in model.modules() if isinstance(bn, nn.BatchNorm2d)]
+    out = [
+        bn.bias - bn.weight * bn.running_mean / (bn.running_var + bn.eps).sqrt()
+        for bn in model.modules()
+        if isinstance(bn, nn.BatchNorm2d)
+    ]
     return torch.cat(out).detach()
 
 
@@ -80,12 +83,19 @@ def test_soft_filter_stored_top1_is_the_masked_models(tmp_path, monkeypatch, dig
         return real(trained, model, ctx, what, **kw)
 
     monkeypatch.setattr(soft_filter, "check_same_function", spy)
-    exp = validate({"name": "sfp", "seeds": [0], "dataset": {"name": "digits"}, "model": {"name": "cnn5", "width": 0.5},
-                    "train": {"epochs": 2, "batch_size": 64, "lr": 0.1, "augment": "none"},
-                    "variants": [{"method": "prune.soft_filter", "params": {"train": {"epochs": 2}},
-                                  "budget": {"knob": 0.3}}],
-                    "evaluations": [{"evaluator": "clean"}],
-                    "cache_dir": str(tmp_path / "cache"), "store": str(tmp_path / "r.sqlite")})
+    exp = validate(
+        {
+            "name": "sfp",
+            "seeds": [0],
+            "dataset": {"name": "digits"},
+            "model": {"name": "cnn5", "width": 0.5},
+            "train": {"epochs": 2, "batch_size": 64, "lr": 0.1, "augment": "none"},
+            "variants": [{"method": "prune.soft_filter", "params": {"train": {"epochs": 2}}, "budget": {"knob": 0.3}}],
+            "evaluations": [{"evaluator": "clean"}],
+            "cache_dir": str(tmp_path / "cache"),
+            "store": str(tmp_path / "r.sqlite"),
+        }
+    )
     assert run(exp, progress=False).failed == 0
     assert len(seen) == 1
     rows = ResultStore(tmp_path / "r.sqlite").rows(method="prune.soft_filter", evaluator="clean", metric="top1")
@@ -95,8 +105,14 @@ def test_soft_filter_stored_top1_is_the_masked_models(tmp_path, monkeypatch, dig
 
 # --------------------------------------------------------------------------- every method × every architecture
 # the architectures of docs/methods.md "Architectures: which method works on which" (benchmarks/arch_methods.py)
-ARCHS = ["cnn5", "timm:resnet18", "timm:mobilenetv3_small_100", "timm:efficientnet_b0", "timm:convnext_atto",
-         "timm:vit_tiny_patch16_224"]
+ARCHS = [
+    "cnn5",
+    "timm:resnet18",
+    "timm:mobilenetv3_small_100",
+    "timm:efficientnet_b0",
+    "timm:convnext_atto",
+    "timm:vit_tiny_patch16_224",
+]
 # cheap parameters; a method not listed runs with its schema's defaults (a tiny dataset keeps epochs cheap)
 CHEAP = {
     "prune.structured": {"finetune": {"epochs": 1}},
@@ -105,8 +121,9 @@ CHEAP = {
     "distill": {"epochs": 1},
     "quantize.static": {"calibration_batches": 1, "batch_size": 16},
     "quantize.qat": {"calibration_batches": 1, "batch_size": 16, "finetune": {"epochs": 1}},
-    "pipeline": {"stages": [{"method": "prune.soft_filter", "params": {"train": {"epochs": 2}}},
-                            {"method": "quantize.fp16"}]},
+    "pipeline": {
+        "stages": [{"method": "prune.soft_filter", "params": {"train": {"epochs": 2}}}, {"method": "quantize.fp16"}]
+    },
 }
 
 

@@ -28,9 +28,18 @@ T95_2 = float(stats.t.ppf(0.975, 2))  # 4.3027
 CI3 = T95_2 * 0.01 / math.sqrt(3)  # offsets -0.01, 0, 0.01: s = 0.01
 U25 = "prune.unstructured@params=0.25"
 
-EXPECTED_FIGURES = {"acc_vs_budget_params", "acc_vs_budget_params_corruptions", "bars_corruptions",
-                    "acc_vs_severity", "retention_heatmap", "pareto_latency", "pareto_bytes", "robust_vs_eps_linf",
-                    "robust_vs_eps_l2", "calibration_ece"}
+EXPECTED_FIGURES = {
+    "acc_vs_budget_params",
+    "acc_vs_budget_params_corruptions",
+    "bars_corruptions",
+    "acc_vs_severity",
+    "retention_heatmap",
+    "pareto_latency",
+    "pareto_bytes",
+    "robust_vs_eps_linf",
+    "robust_vs_eps_l2",
+    "calibration_ece",
+}
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +76,10 @@ def test_summary_numbers(full):
     # mean corruption accuracy and retention
     exp_corr = sum(corruption_top1(U25, c, s, 0.0) for c in CORRUPTIONS for s in SEVERITIES) / 9
     assert m.at[U25, "corr_top1"] == pytest.approx(exp_corr)
-    ret = [sum(corruption_top1(U25, c, s, o) for c in CORRUPTIONS for s in SEVERITIES) / 9 / (CLEAN[U25] + o)
-           for o in SEED_OFFSETS]
+    ret = [
+        sum(corruption_top1(U25, c, s, o) for c in CORRUPTIONS for s in SEVERITIES) / 9 / (CLEAN[U25] + o)
+        for o in SEED_OFFSETS
+    ]
     assert m.at[U25, "retention"] == pytest.approx(sum(ret) / 3)
     # CE and relative CE vs the baseline (ImageNet-C formulas), seed 0 offsets cancel per seed
     ces, rces = [], []
@@ -163,8 +174,17 @@ def test_one_seed_says_so(tmp_path):
     assert "±" not in (tmp_path / "out" / EXPERIMENT / "summary.md").read_text().split("- 1 seed")[0]
 
 
-@pytest.mark.parametrize("evaluators", [("clean",), ("compress", "clean"), ("compress", "efficiency"),
-                                        ("corruptions",), ("adversarial", "agreement"), ("calibration",)])
+@pytest.mark.parametrize(
+    "evaluators",
+    [
+        ("clean",),
+        ("compress", "clean"),
+        ("compress", "efficiency"),
+        ("corruptions",),
+        ("adversarial", "agreement"),
+        ("calibration",),
+    ],
+)
 def test_missing_evaluators_do_not_break(tmp_path, evaluators):
     make_store(tmp_path / "s.db", seeds=[0, 1], evaluators=evaluators, artifacts_dir=tmp_path / "a")
     html = build_report(tmp_path / "s.db", tmp_path / "out", formats=("html", "csv"))
@@ -182,9 +202,21 @@ def test_missing_evaluators_do_not_break(tmp_path, evaluators):
 
 def test_no_baseline_and_failed_jobs(tmp_path):
     store = make_store(tmp_path / "s.db", seeds=[0], variants=[U25, "distill@params=0.25"])
-    store.add_rows([{"experiment": EXPERIMENT, "variant": "distill@params=0.25", "method": "distill", "seed": 0,
-                     "evaluator": "adversarial", "metric": "error", "value": None, "error": "RuntimeError: boom",
-                     "job_key": "failed-job"}])
+    store.add_rows(
+        [
+            {
+                "experiment": EXPERIMENT,
+                "variant": "distill@params=0.25",
+                "method": "distill",
+                "seed": 0,
+                "evaluator": "adversarial",
+                "metric": "error",
+                "value": None,
+                "error": "RuntimeError: boom",
+                "job_key": "failed-job",
+            }
+        ]
+    )
     html = build_report(tmp_path / "s.db", tmp_path / "out", formats=("html",)).read_text()
     assert "Failed jobs" in html and "RuntimeError: boom" in html
     data = load_experiment(store, EXPERIMENT)
@@ -196,8 +228,20 @@ def test_no_baseline_and_failed_jobs(tmp_path):
 def test_cli(full, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_report_arguments(parser)
-    args = parser.parse_args([str(full / "s.db"), "--out", str(tmp_path / "r"), "--experiment", EXPERIMENT,
-                              "--formats", "html", "md", "--main-eps", "4/255"])
+    args = parser.parse_args(
+        [
+            str(full / "s.db"),
+            "--out",
+            str(tmp_path / "r"),
+            "--experiment",
+            EXPERIMENT,
+            "--formats",
+            "html",
+            "md",
+            "--main-eps",
+            "4/255",
+        ]
+    )
     assert report_command(args) == 0
     assert re.search(r"report written: .*report\.html", capsys.readouterr().out)
     assert "Robust acc. % (linf ε=4/255)" in (tmp_path / "r" / "report.html").read_text()
@@ -206,8 +250,21 @@ def test_cli(full, tmp_path, capsys):
 
 def test_only_failed_jobs(tmp_path):
     s = ResultStore(tmp_path / "s.db")
-    s.add_rows([{"experiment": "x", "variant": "baseline", "method": "baseline", "seed": 0, "evaluator": "train",
-                 "metric": "error", "value": None, "error": "RuntimeError: out of memory", "job_key": "k"}])
+    s.add_rows(
+        [
+            {
+                "experiment": "x",
+                "variant": "baseline",
+                "method": "baseline",
+                "seed": 0,
+                "evaluator": "train",
+                "metric": "error",
+                "value": None,
+                "error": "RuntimeError: out of memory",
+                "job_key": "k",
+            }
+        ]
+    )
     html = build_report(tmp_path / "s.db", tmp_path / "out", formats=("html", "md")).read_text()
     assert "RuntimeError: out of memory" in html and "No figure" in html
     md = (tmp_path / "out" / "x" / "summary.md").read_text()
@@ -217,9 +274,11 @@ def test_only_failed_jobs(tmp_path):
 def test_cli_errors_are_one_line(full, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_report_arguments(parser)
-    for argv, msg in (([str(full / "s.db"), "--experiment", "nope"], "experiment 'nope' not in"),
-                      ([str(full / "s.db"), "--main-eps", "abc"], "--main-eps must be"),
-                      ([str(tmp_path / "none.db")], "no results store")):
+    for argv, msg in (
+        ([str(full / "s.db"), "--experiment", "nope"], "experiment 'nope' not in"),
+        ([str(full / "s.db"), "--main-eps", "abc"], "--main-eps must be"),
+        ([str(tmp_path / "none.db")], "no results store"),
+    ):
         assert report_command(parser.parse_args(argv + ["--out", str(tmp_path / "o")])) == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1
@@ -234,9 +293,18 @@ def test_transfer_only_variant_gets_transfer_robustness(tmp_path):
         rows.append({**base, "variant": v, "method": m, "evaluator": "clean", "metric": "top1", "value": 0.9})
         modes = ("whitebox",) if v == "baseline" else ("transfer",)
         for mode in modes:
-            rows.append({**base, "variant": v, "method": m, "evaluator": "adversarial", "metric": "robust_top1",
-                         "value": 0.4 if v == "baseline" else 0.7, "tag": mode,
-                         "condition": {"attack": "pgd", "norm": "linf", "eps": 4 / 255, "steps": 5, "mode": mode}})
+            rows.append(
+                {
+                    **base,
+                    "variant": v,
+                    "method": m,
+                    "evaluator": "adversarial",
+                    "metric": "robust_top1",
+                    "value": 0.4 if v == "baseline" else 0.7,
+                    "tag": mode,
+                    "condition": {"attack": "pgd", "norm": "linf", "eps": 4 / 255, "steps": 5, "mode": mode},
+                }
+            )
     store.add_rows(rows)
     t = summary_table(load_experiment(store, "q")).to_frame().set_index("variant")
     col = next(c for c in t.columns if c.startswith("robust") and not c.endswith(("_ci95", "_n")))
@@ -250,17 +318,31 @@ def test_transfer_only_variant_gets_transfer_robustness(tmp_path):
 def _console_store(path):
     s = ResultStore(path)
     rows = []
-    for v, m, top1, nz, ck, fl in (("baseline", "baseline", 0.9, 1000, 5000, 2.5e6), ("q8", "quantize.static", 0.8,
-                                                                                     990, 1500, 0.0)):
+    for v, m, top1, nz, ck, fl in (
+        ("baseline", "baseline", 0.9, 1000, 5000, 2.5e6),
+        ("q8", "quantize.static", 0.8, 990, 1500, 0.0),
+    ):
         base = {"experiment": "c", "variant": v, "method": m, "seed": 0, "job_key": f"{v}/k"}
-        rows += [{**base, "evaluator": "clean", "metric": "top1", "value": top1},
-                 {**base, "evaluator": "corruptions", "metric": "mean_top1", "value": top1 - 0.2,
-                  "condition": {"suite": "cifar10-c"}},
-                 {**base, "evaluator": "corruptions", "metric": "mean_top1", "value": 0.0,  # a per-severity mean
-                  "condition": {"suite": "cifar10-c", "severity": 1}},
-                 {**base, "evaluator": "compress", "metric": "params_nonzero", "value": nz, "tag": "realised"},
-                 {**base, "evaluator": "compress", "metric": "checkpoint_bytes", "value": ck, "tag": "realised"},
-                 {**base, "evaluator": "compress", "metric": "flops", "value": fl, "tag": "theoretical"}]
+        rows += [
+            {**base, "evaluator": "clean", "metric": "top1", "value": top1},
+            {
+                **base,
+                "evaluator": "corruptions",
+                "metric": "mean_top1",
+                "value": top1 - 0.2,
+                "condition": {"suite": "cifar10-c"},
+            },
+            {
+                **base,
+                "evaluator": "corruptions",
+                "metric": "mean_top1",
+                "value": 0.0,  # a per-severity mean
+                "condition": {"suite": "cifar10-c", "severity": 1},
+            },
+            {**base, "evaluator": "compress", "metric": "params_nonzero", "value": nz, "tag": "realised"},
+            {**base, "evaluator": "compress", "metric": "checkpoint_bytes", "value": ck, "tag": "realised"},
+            {**base, "evaluator": "compress", "metric": "flops", "value": fl, "tag": "theoretical"},
+        ]
     s.add_rows(rows)
     return s
 
@@ -272,8 +354,10 @@ def test_console_summary_from_declarations(tmp_path, capsys):
     store = _console_store(tmp_path / "c.db")
     headers, rows, notes = console_summary(load_experiment(store, "c"))
     assert headers == ["variant", "clean top-1", "corruption top-1", "params (nonzero)", "checkpoint bytes", "MFLOPs"]
-    assert rows == [["baseline", "90.00%", "70.00%", "1,000", "5,000", "2.50"],
-                    ["q8", "80.00%", "60.00%", "990", "1,500", "– (int8)"]]  # 0 FLOPs: int8 kernels not counted
+    assert rows == [
+        ["baseline", "90.00%", "70.00%", "1,000", "5,000", "2.50"],
+        ["q8", "80.00%", "60.00%", "990", "1,500", "– (int8)"],
+    ]  # 0 FLOPs: int8 kernels not counted
     assert notes and notes[0].startswith("MFLOPs: dense FLOPs")
     _print_summary(tmp_path / "c.db", "c")
     out = capsys.readouterr().out

@@ -16,14 +16,35 @@ from synthetic_store import CLEAN, make_store
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"),
-                             shutil.which("google-chrome"), "/usr/bin/chromium") if p and Path(p).exists()), None)
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--virtual-time-budget=5000"]
+CHROMIUM = next(
+    (
+        p
+        for p in (
+            shutil.which("chromium"),
+            shutil.which("chromium-browser"),
+            shutil.which("google-chrome"),
+            "/usr/bin/chromium",
+        )
+        if p and Path(p).exists()
+    ),
+    None,
+)
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--virtual-time-budget=5000",
+]
 
 # injected into a copy of the page: record JS errors, check images decoded, then sort by clean accuracy
-PROBE_HEAD = ("<script>window.addEventListener('error',e=>{document.documentElement.dataset.jserr="
-              "(e.message||'resource error')},true);</script>")
+PROBE_HEAD = (
+    "<script>window.addEventListener('error',e=>{document.documentElement.dataset.jserr="
+    "(e.message||'resource error')},true);</script>"
+)
 PROBE_BODY = """<script>window.addEventListener('load',()=>{
   const imgs=[...document.images];
   document.body.dataset.imgs=String(imgs.length);

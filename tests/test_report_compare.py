@@ -21,15 +21,33 @@ PRUNED = "prune.unstructured@knob=0.5"
 
 
 def _experiment(tmp, name: str, model: str) -> str:
-    exp = validate({
-        "name": name, "seeds": [0], "dataset": {"name": "digits", "eval_subset": 120},
-        "model": {"name": model}, "train": {"epochs": 1, "batch_size": 64, "lr": 0.1, "augment": "none"},
-        "variants": [{"method": "prune.unstructured", "params": {"finetune": {"epochs": 0}},
-                      "budgets": {"knob": [0.5]}}],
-        "evaluations": [{"evaluator": "clean"},
-                        {"evaluator": "efficiency", "params": {"repeats": 3, "throughput_repeats": 1, "warmup": 1,
-                                                               "onnx": False, "fresh_process": False}}],
-        "cache_dir": str(tmp / "cache"), "store": str(tmp / "stores" / f"{name}.sqlite")})
+    exp = validate(
+        {
+            "name": name,
+            "seeds": [0],
+            "dataset": {"name": "digits", "eval_subset": 120},
+            "model": {"name": model},
+            "train": {"epochs": 1, "batch_size": 64, "lr": 0.1, "augment": "none"},
+            "variants": [
+                {"method": "prune.unstructured", "params": {"finetune": {"epochs": 0}}, "budgets": {"knob": [0.5]}}
+            ],
+            "evaluations": [
+                {"evaluator": "clean"},
+                {
+                    "evaluator": "efficiency",
+                    "params": {
+                        "repeats": 3,
+                        "throughput_repeats": 1,
+                        "warmup": 1,
+                        "onnx": False,
+                        "fresh_process": False,
+                    },
+                },
+            ],
+            "cache_dir": str(tmp / "cache"),
+            "store": str(tmp / "stores" / f"{name}.sqlite"),
+        }
+    )
     summary = run(exp, progress=False)
     assert summary.failed == 0, summary.failures
     return str(exp.store_path)
@@ -56,8 +74,11 @@ def test_two_stores_one_report(stores):
     table = pd.read_csv(tmp / "rep" / "comparison" / "comparison.csv")
     assert list(table.columns[:3]) == ["store", "experiment", "variant"]
     assert [(r.store, r.experiment, r.variant) for r in table.itertuples()] == [
-        ("tiny.sqlite", "tiny", "baseline"), ("tiny.sqlite", "tiny", PRUNED),
-        ("five.sqlite", "five", "baseline"), ("five.sqlite", "five", PRUNED)]
+        ("tiny.sqlite", "tiny", "baseline"),
+        ("tiny.sqlite", "tiny", PRUNED),
+        ("five.sqlite", "five", "baseline"),
+        ("five.sqlite", "five", PRUNED),
+    ]
     for name, path in paths.items():
         rows = table[table["experiment"] == name].set_index("variant")
         top1 = _measured(path, name, "clean", "top1")
@@ -89,8 +110,12 @@ def test_folder_of_stores_from_the_cli(stores, capsys):
     table = pd.read_csv(tmp / "cli" / "comparison" / "comparison.csv")
     assert set(table["experiment"]) == set(MODELS)
     # one experiment of several stores
-    assert report_command(p.parse_args([str(folder), "--out", str(tmp / "one"), "--formats", "csv",
-                                        "--experiment", "five"])) == 0
+    assert (
+        report_command(
+            p.parse_args([str(folder), "--out", str(tmp / "one"), "--formats", "csv", "--experiment", "five"])
+        )
+        == 0
+    )
     assert set(pd.read_csv(tmp / "one" / "comparison" / "comparison.csv")["experiment"]) == {"five"}
     capsys.readouterr()
     empty = tmp / "empty"

@@ -29,12 +29,22 @@ def margin(model, ctx, params) -> list[Measurement]:
     x, _, _ = next(ctx.eval_set().batches(128))
     with torch.inference_mode():
         top2 = model(x).topk(2, dim=1).values
-    return [Measurement("margin", float((top2[:, 0] - top2[:, 1]).mean())),
-            Measurement("n_seen", float(len(x)), {"split": "eval"})]
+    return [
+        Measurement("margin", float((top2[:, 0] - top2[:, 1]).mean())),
+        Measurement("n_seen", float(len(x)), {"split": "eval"}),
+    ]
 
 
-MARGIN = MetricSpec("margin", label="Logit margin", fmt="f3", higher_is_better=True, summary=True, order=90,
-                    figure="margin_vs_budget_{kind}", description="mean top-1 minus top-2 logit")
+MARGIN = MetricSpec(
+    "margin",
+    label="Logit margin",
+    fmt="f3",
+    higher_is_better=True,
+    summary=True,
+    order=90,
+    figure="margin_vs_budget_{kind}",
+    description="mean top-1 minus top-2 logit",
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,22 +52,33 @@ def store(tmp_path_factory):
     d = tmp_path_factory.mktemp("e2e")
     evaluators.register(PLUGIN, margin, metrics=(MARGIN,), description="test plug-in")
     try:
-        exp = validate({
-            "name": "e2e", "seeds": [0],
-            "dataset": {"name": "digits", "eval_subset": 200},
-            "model": {"name": "tinycnn"},
-            "train": {"epochs": 3, "batch_size": 64, "lr": 0.2, "augment": "none"},
-            "variants": [{"method": "prune.unstructured", "params": {"finetune": {"epochs": 0}},
-                          "budgets": {"knob": [0.5, 0.75]}}],
-            "evaluations": [
-                {"evaluator": "clean"},
-                {"evaluator": "corruptions", "params": {"corruptions": ["contrast"], "severities": [3],
-                                                        "subset": 100}},
-                {"evaluator": "efficiency", "params": {"timing": False, "onnx": False}},
-                {"evaluator": PLUGIN},
-            ],
-            "cache_dir": str(d / "cache"), "store": str(d / "r.sqlite"),
-        })
+        exp = validate(
+            {
+                "name": "e2e",
+                "seeds": [0],
+                "dataset": {"name": "digits", "eval_subset": 200},
+                "model": {"name": "tinycnn"},
+                "train": {"epochs": 3, "batch_size": 64, "lr": 0.2, "augment": "none"},
+                "variants": [
+                    {
+                        "method": "prune.unstructured",
+                        "params": {"finetune": {"epochs": 0}},
+                        "budgets": {"knob": [0.5, 0.75]},
+                    }
+                ],
+                "evaluations": [
+                    {"evaluator": "clean"},
+                    {
+                        "evaluator": "corruptions",
+                        "params": {"corruptions": ["contrast"], "severities": [3], "subset": 100},
+                    },
+                    {"evaluator": "efficiency", "params": {"timing": False, "onnx": False}},
+                    {"evaluator": PLUGIN},
+                ],
+                "cache_dir": str(d / "cache"),
+                "store": str(d / "r.sqlite"),
+            }
+        )
         summary = run(exp, progress=False)
         assert summary.failed == 0, summary.failures
         out = build_report(exp.store_path, d / "out", formats=("html", "csv"))
@@ -68,15 +89,22 @@ def store(tmp_path_factory):
 
 def _measured(path, evaluator: str, metric: str, condition: str = "") -> dict[str, float]:
     rows = ResultStore(path).rows("e2e")
-    return {r["variant"]: r["value"] for r in rows
-            if r["evaluator"] == evaluator and r["metric"] == metric and r["condition"] == condition}
+    return {
+        r["variant"]: r["value"]
+        for r in rows
+        if r["evaluator"] == evaluator and r["metric"] == metric and r["condition"] == condition
+    }
 
 
 def test_summary_csv_holds_the_measured_numbers(store):
     s = pd.read_csv(store["csv"] / "summary.csv").set_index("variant")
     assert list(s.index) == ["baseline", *PRUNED]  # baseline first, then the experiment file's order
-    checks = {"clean_top1": ("clean", "top1", ""), "corr_top1": ("corruptions", "mean_top1", "suite=custom"),
-              "params_nonzero": ("efficiency", "params_nonzero", ""), "margin": (PLUGIN, "margin", "")}
+    checks = {
+        "clean_top1": ("clean", "top1", ""),
+        "corr_top1": ("corruptions", "mean_top1", "suite=custom"),
+        "params_nonzero": ("efficiency", "params_nonzero", ""),
+        "margin": (PLUGIN, "margin", ""),
+    }
     for col, (ev, metric, cond) in checks.items():
         measured = _measured(store["path"], ev, metric, cond)
         assert set(measured) == set(s.index), col

@@ -13,25 +13,52 @@ from compressbench.runner import run
 from compressbench.store import ResultStore
 from compressbench.validate import validate
 
-LAYOUT = {"tables": [
-    {"name": "per-name", "title": "Accuracy and size per method", "group_by": "name", "row_label": "reduction",
-     "columns": [{"label": "Acc %", "evaluator": "clean", "metric": "top1", "exact": True, "fmt": "pct"},
-                 {"label": "Size MB", "evaluator": "efficiency", "metric": "bytes_dense", "scale": 1.0e-6,
-                  "fmt": "f3"},
-                 {"label": "Params", "evaluator": "compress", "metric": "params_nonzero", "fmt": "int"}]},
-]}
+LAYOUT = {
+    "tables": [
+        {
+            "name": "per-name",
+            "title": "Accuracy and size per method",
+            "group_by": "name",
+            "row_label": "reduction",
+            "columns": [
+                {"label": "Acc %", "evaluator": "clean", "metric": "top1", "exact": True, "fmt": "pct"},
+                {"label": "Size MB", "evaluator": "efficiency", "metric": "bytes_dense", "scale": 1.0e-6, "fmt": "f3"},
+                {"label": "Params", "evaluator": "compress", "metric": "params_nonzero", "fmt": "int"},
+            ],
+        },
+    ]
+}
 
 
 def _raw(tmp_path, **over):
-    raw = {"name": "study", "seeds": [0], "dataset": {"name": "digits", "eval_subset": 150},
-           "model": {"name": "tinycnn"}, "train": {"epochs": 4, "batch_size": 64, "lr": 0.2, "augment": "none"},
-           "variants": [{"name": "l1", "method": "prune.unstructured", "params": {"finetune": {"epochs": 0}},
-                         "budgets": {"params": [0.9, 0.5]}},
-                        {"name": "filters", "method": "prune.structured", "params": {"finetune": {"epochs": 0}},
-                         "budget": {"params": 0.5}}],
-           "evaluations": [{"evaluator": "clean"}, {"evaluator": "efficiency",
-                                                    "params": {"timing": False, "onnx": False}}],
-           "cache_dir": str(tmp_path / "cache"), "store": str(tmp_path / "s.sqlite"), "report": LAYOUT}
+    raw = {
+        "name": "study",
+        "seeds": [0],
+        "dataset": {"name": "digits", "eval_subset": 150},
+        "model": {"name": "tinycnn"},
+        "train": {"epochs": 4, "batch_size": 64, "lr": 0.2, "augment": "none"},
+        "variants": [
+            {
+                "name": "l1",
+                "method": "prune.unstructured",
+                "params": {"finetune": {"epochs": 0}},
+                "budgets": {"params": [0.9, 0.5]},
+            },
+            {
+                "name": "filters",
+                "method": "prune.structured",
+                "params": {"finetune": {"epochs": 0}},
+                "budget": {"params": 0.5},
+            },
+        ],
+        "evaluations": [
+            {"evaluator": "clean"},
+            {"evaluator": "efficiency", "params": {"timing": False, "onnx": False}},
+        ],
+        "cache_dir": str(tmp_path / "cache"),
+        "store": str(tmp_path / "s.sqlite"),
+        "report": LAYOUT,
+    }
     raw.update(over)
     return raw
 
@@ -44,21 +71,29 @@ def test_study_table_from_a_real_run(tmp_path):
     build_report(exp.store_path, tmp_path / "rep", formats=("html", "csv", "md"))
     rows = list(csv.DictReader(open(tmp_path / "rep" / "study" / "study-per-name.csv")))
     # two blocks in the experiment file's order (entries, then budgets as listed), each starting with the baseline
-    assert [(r["group"], r["row"]) for r in rows] == [("l1", "baseline"), ("l1", "10 % smaller (params)"),
-                                                     ("l1", "50 % smaller (params)"), ("filters", "baseline"),
-                                                     ("filters", "50 % smaller (params)")]
+    assert [(r["group"], r["row"]) for r in rows] == [
+        ("l1", "baseline"),
+        ("l1", "10 % smaller (params)"),
+        ("l1", "50 % smaller (params)"),
+        ("filters", "baseline"),
+        ("filters", "50 % smaller (params)"),
+    ]
     store = [r for r in ResultStore(exp.store_path).rows("study") if r["error"] is None]
 
     def one(variant, evaluator, metric, cond=""):
-        v = [r["value"] for r in store if (r["variant"], r["evaluator"], r["metric"], r["condition"])
-             == (variant, evaluator, metric, cond)]
+        v = [
+            r["value"]
+            for r in store
+            if (r["variant"], r["evaluator"], r["metric"], r["condition"]) == (variant, evaluator, metric, cond)
+        ]
         assert len(v) == 1, (variant, metric, v)
         return v[0]
 
     for r in rows:
         assert float(r["c0"]) == pytest.approx(one(r["variant"], "clean", "top1"))
-        assert float(r["c1"]) == pytest.approx(one(r["variant"], "efficiency", "bytes_dense",
-                                                   "encoding=torch.save") * 1e-6)
+        assert float(r["c1"]) == pytest.approx(
+            one(r["variant"], "efficiency", "bytes_dense", "encoding=torch.save") * 1e-6
+        )
         assert float(r["c2"]) == pytest.approx(one(r["variant"], "compress", "params_nonzero"))
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "Accuracy and size per method" in html and "Size MB" in html
@@ -68,20 +103,39 @@ def test_study_table_from_a_real_run(tmp_path):
 
 
 def test_study_layout_is_validated(tmp_path):
-    bad = {"tables": [{"name": "t", "title": "T", "columns": [{"label": "x", "evaluator": "adversarial",
-                                                                 "metric": "robust_top1"}]}]}
+    bad = {
+        "tables": [
+            {
+                "name": "t",
+                "title": "T",
+                "columns": [{"label": "x", "evaluator": "adversarial", "metric": "robust_top1"}],
+            }
+        ]
+    }
     with pytest.raises(ConfigError, match=r"report.tables\[0\].columns\[0\].evaluator: 'adversarial' is not among"):
         validate(_raw(tmp_path, report=bad))
     with pytest.raises(ConfigError, match="group_by"):
         validate(_raw(tmp_path, report={"tables": [{**LAYOUT["tables"][0], "group_by": "families"}]}))
 
 
-SWEEP = {"tables": [
-    {"name": "sweep", "title": "Pruning sweep: L1 vs random",
-     "columns": [{"label": "Accuracy %", "evaluator": "clean", "metric": "top1", "exact": True, "fmt": "pct"},
-                 {"label": "Dense size (% of base)", "evaluator": "compress", "metric": "achieved_bytes",
-                  "scale": 100, "fmt": "f1"}]},
-]}
+SWEEP = {
+    "tables": [
+        {
+            "name": "sweep",
+            "title": "Pruning sweep: L1 vs random",
+            "columns": [
+                {"label": "Accuracy %", "evaluator": "clean", "metric": "top1", "exact": True, "fmt": "pct"},
+                {
+                    "label": "Dense size (% of base)",
+                    "evaluator": "compress",
+                    "metric": "achieved_bytes",
+                    "scale": 100,
+                    "fmt": "f1",
+                },
+            ],
+        },
+    ]
+}
 
 
 def test_study_outputs_keep_the_studys_series_order_and_console(tmp_path, capsys):
@@ -94,12 +148,26 @@ def test_study_outputs_keep_the_studys_series_order_and_console(tmp_path, capsys
     from compressbench.report.data import load_experiment
     from compressbench.report.plots import Plotter
 
-    raw = _raw(tmp_path, name="sweep", report=SWEEP, variants=[
-        {"name": "l1-local", "method": "prune.unstructured", "budgets": {"knob": [0.5, 0.9]},
-         "params": {"criterion": "l1", "scope": "local", "finetune": {"epochs": 0}}},
-        {"name": "random", "method": "prune.unstructured", "budgets": {"knob": [0.5, 0.9]},
-         "params": {"criterion": "random", "scope": "local", "finetune": {"epochs": 0}}}],
-        evaluations=[{"evaluator": "clean"}])
+    raw = _raw(
+        tmp_path,
+        name="sweep",
+        report=SWEEP,
+        variants=[
+            {
+                "name": "l1-local",
+                "method": "prune.unstructured",
+                "budgets": {"knob": [0.5, 0.9]},
+                "params": {"criterion": "l1", "scope": "local", "finetune": {"epochs": 0}},
+            },
+            {
+                "name": "random",
+                "method": "prune.unstructured",
+                "budgets": {"knob": [0.5, 0.9]},
+                "params": {"criterion": "random", "scope": "local", "finetune": {"epochs": 0}},
+            },
+        ],
+        evaluations=[{"evaluator": "clean"}],
+    )
     cfg = tmp_path / "sweep.yaml"
     cfg.write_text(yaml.safe_dump(raw))
     assert main(["run", str(cfg), "--no-progress"]) == 0

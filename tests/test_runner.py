@@ -1,6 +1,5 @@
 """End-to-end: plan -> cached jobs -> store, on digits with the tiny CNN."""
 
-
 import pytest
 import torch
 from torch import nn
@@ -40,9 +39,15 @@ def _parent_agree(model, ctx, params):
 
 @pytest.fixture(scope="module", autouse=True)
 def _register():
-    methods.register("test.halve", _halve, params=HalfParams, budgets=("knob",), description="test",
-                     knob=Knob("scale", lo=0.0, hi=1.0, shrinks=True, default=lambda p: p.scale),
-                     apply=lambda model, knob, ctx, params: model)
+    methods.register(
+        "test.halve",
+        _halve,
+        params=HalfParams,
+        budgets=("knob",),
+        description="test",
+        knob=Knob("scale", lo=0.0, hi=1.0, shrinks=True, default=lambda p: p.scale),
+        apply=lambda model, knob, ctx, params: model,
+    )
     evaluators.register("test.boom", _boom, description="test")
     evaluators.register("test.agree", _parent_agree, description="test")
     yield
@@ -92,8 +97,9 @@ def test_run_then_cached_then_partial(tmp_path):
     assert len(store.rows("t")) == n1
 
     # change one evaluator's params -> only that job re-runs
-    exp3 = _exp(tmp_path, evaluations=[{"evaluator": "clean", "params": {"per_class": False}},
-                                       {"evaluator": "test.agree"}])
+    exp3 = _exp(
+        tmp_path, evaluations=[{"evaluator": "clean", "params": {"per_class": False}}, {"evaluator": "test.agree"}]
+    )
     s3 = run(exp3, progress=False)
     assert (s3.ran, s3.cached) == (2, 4)  # clean on baseline and on the variant
 
@@ -146,11 +152,18 @@ def test_evaluation_key_covers_the_corruption_versions(tmp_path):
     from compressbench.plan import plan
     from compressbench.registry import corruptions
 
-    raw = {"evaluations": [{"evaluator": "clean"},
-                           {"evaluator": "corruptions", "params": {"corruptions": ["fog", "gaussian_noise"]}},
-                           {"evaluator": "corruptions", "params": {"corruptions": ["contrast"]}}]}
-    keys = lambda: {(j.labels.evaluator, j.labels.variant, str(dump_params(j.spec.params))): j.key  # noqa: E731
-                    for j in plan(_exp(tmp_path, **raw)) if j.kind == "evaluate"}
+    raw = {
+        "evaluations": [
+            {"evaluator": "clean"},
+            {"evaluator": "corruptions", "params": {"corruptions": ["fog", "gaussian_noise"]}},
+            {"evaluator": "corruptions", "params": {"corruptions": ["contrast"]}},
+        ]
+    }
+    keys = lambda: {
+        (j.labels.evaluator, j.labels.variant, str(dump_params(j.spec.params))): j.key  # noqa: E731
+        for j in plan(_exp(tmp_path, **raw))
+        if j.kind == "evaluate"
+    }
     before = keys()
     import dataclasses
 
@@ -188,14 +201,23 @@ def test_an_experiment_is_resolved_and_validated_once_per_run(tmp_path, monkeypa
 
         monkeypatch.setattr(owner, name, counted)
 
-    for owner, name in ((resolve_mod, "resolve_variants"), (resolve_mod, "resolve_evaluations"),
-                        (validate_mod, "check_parent")):
+    for owner, name in (
+        (resolve_mod, "resolve_variants"),
+        (resolve_mod, "resolve_evaluations"),
+        (validate_mod, "check_parent"),
+    ):
         spy(owner, name)
-    raw = {"name": "t", "seeds": [0, 1], "dataset": {"name": "digits", "eval_subset": 100},
-           "model": {"name": "tinycnn"}, "train": {"epochs": 1, "batch_size": 64, "lr": 0.2, "augment": "none"},
-           "variants": [{"method": "test.halve", "budgets": {"knob": [0.5, 0.25]}}],
-           "evaluations": [{"evaluator": "clean"}, {"evaluator": "test.agree"}],
-           "cache_dir": str(tmp_path / "cache"), "store": str(tmp_path / "r.sqlite")}
+    raw = {
+        "name": "t",
+        "seeds": [0, 1],
+        "dataset": {"name": "digits", "eval_subset": 100},
+        "model": {"name": "tinycnn"},
+        "train": {"epochs": 1, "batch_size": 64, "lr": 0.2, "augment": "none"},
+        "variants": [{"method": "test.halve", "budgets": {"knob": [0.5, 0.25]}}],
+        "evaluations": [{"evaluator": "clean"}, {"evaluator": "test.agree"}],
+        "cache_dir": str(tmp_path / "cache"),
+        "store": str(tmp_path / "r.sqlite"),
+    }
     cfg = tmp_path / "exp.yaml"
     cfg.write_text(yaml.safe_dump(raw))
     exp = load_config(cfg)

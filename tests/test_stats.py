@@ -70,8 +70,9 @@ def test_one_seed_paired_bootstrap_over_images():
     assert e.method == "bootstrap" and e.n_seeds == 1 and e.n_images == 400
     assert e.mean == pytest.approx(0.10)
     # the paired difference per image is 1 on 40 images, 0 elsewhere: its standard error is √(.1·.9/400) = .015
-    assert e.lo == pytest.approx(0.10 - 1.96 * 0.015, abs=0.006) and e.hi == pytest.approx(0.10 + 1.96 * 0.015,
-                                                                                            abs=0.006)
+    assert e.lo == pytest.approx(0.10 - 1.96 * 0.015, abs=0.006) and e.hi == pytest.approx(
+        0.10 + 1.96 * 0.015, abs=0.006
+    )
     assert p_greater(e) == pytest.approx(1 / 4001)  # no replicate at or below 0
     assert e.describe() == "1 seed, 400 images (paired bootstrap)"
     # pairing matters: the same accuracies unpaired (independent images) would give a much wider interval

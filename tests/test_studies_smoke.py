@@ -25,8 +25,7 @@ STUDIES = sorted((Path(__file__).parents[1] / "configs" / "studies").glob("*.yam
 
 @pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
 def test_study_preset_at_smoke_scale(path, tmp_path, capsys):
-    exp = load_config(path, {"cache_dir": str(tmp_path / "cache"), "store": str(tmp_path / "s.sqlite")},
-                      scale="smoke")
+    exp = load_config(path, {"cache_dir": str(tmp_path / "cache"), "store": str(tmp_path / "s.sqlite")}, scale="smoke")
     t0 = time.perf_counter()
     summary = run(exp, progress=False)
     secs = time.perf_counter() - t0

@@ -84,21 +84,38 @@ def test_timm_models_take_the_dataset_and_a_width(small_rgb):
 
 
 def _cfg(tmp: Path, model: str, method: str, params: dict | None = None) -> dict:
-    return {"name": "refuse", "dataset": {"name": "synthetic", "options": {"size": 32}}, "model": {"name": model},
-            "train": {"epochs": 1}, "variants": [{"method": method, "params": params or {}}],
-            "cache_dir": str(tmp / "c"), "store": str(tmp / "r.sqlite")}
+    return {
+        "name": "refuse",
+        "dataset": {"name": "synthetic", "options": {"size": 32}},
+        "model": {"name": model},
+        "train": {"epochs": 1},
+        "variants": [{"method": method, "params": params or {}}],
+        "cache_dir": str(tmp / "c"),
+        "store": str(tmp / "r.sqlite"),
+    }
 
 
-@pytest.mark.parametrize("model, method, expect", [
-    ("timm:vit_tiny_patch16_224", "prune.structured", "multi-head attention (net.blocks.0.attn: 3 heads)"),
-    ("timm:vit_tiny_patch16_224", "prune.soft_filter", "multi-head attention"),
-    ("timm:vit_tiny_patch16_224", "pipeline", "stage prune.structured: multi-head attention"),
-    ("timm:mobilenetv3_small_100", "distill",
-     "cannot build the student timm:mobilenetv3_small_100 at width 0.5 with {'depth_scale': 0.5} (TypeError: "),
-])
+@pytest.mark.parametrize(
+    "model, method, expect",
+    [
+        ("timm:vit_tiny_patch16_224", "prune.structured", "multi-head attention (net.blocks.0.attn: 3 heads)"),
+        ("timm:vit_tiny_patch16_224", "prune.soft_filter", "multi-head attention"),
+        ("timm:vit_tiny_patch16_224", "pipeline", "stage prune.structured: multi-head attention"),
+        (
+            "timm:mobilenetv3_small_100",
+            "distill",
+            "cannot build the student timm:mobilenetv3_small_100 at width 0.5 with {'depth_scale': 0.5} (TypeError: ",
+        ),
+    ],
+)
 def test_unsupported_pair_is_refused_at_validate(tmp_path, capsys, model, method, expect):
-    params = {"stages": [{"method": "prune.structured"}, {"method": "quantize.static"}]} if method == "pipeline" \
-        else {"depth_scale": 0.5} if method == "distill" else None
+    params = (
+        {"stages": [{"method": "prune.structured"}, {"method": "quantize.static"}]}
+        if method == "pipeline"
+        else {"depth_scale": 0.5}
+        if method == "distill"
+        else None
+    )
     raw = _cfg(tmp_path, model, method, params)
     with pytest.raises(ConfigError) as e:
         validate(raw)
@@ -110,12 +127,21 @@ def test_unsupported_pair_is_refused_at_validate(tmp_path, capsys, model, method
     assert len(err) == 1 and expect in err[0] and not (tmp_path / "c").exists()
 
 
-@pytest.mark.parametrize("model, expect", [
-    ("timm:ghostnet_100", "params=0.5 is unreachable for 'prune.structured' on timm:ghostnet_100: at ratio=0.8991 "
-                          "(the smallest model it can make) the parent as built now keeps 1.000 of its params"),
-    ("timm:repvgg_a0", "params=0.5 is unreachable for 'prune.structured' on timm:repvgg_a0: at ratio=0.8991 "
-                       "(the smallest model it can make) the parent as built now keeps 0."),  # 0.65-0.71: weights
-])
+@pytest.mark.parametrize(
+    "model, expect",
+    [
+        (
+            "timm:ghostnet_100",
+            "params=0.5 is unreachable for 'prune.structured' on timm:ghostnet_100: at ratio=0.8991 "
+            "(the smallest model it can make) the parent as built now keeps 1.000 of its params",
+        ),
+        (
+            "timm:repvgg_a0",
+            "params=0.5 is unreachable for 'prune.structured' on timm:repvgg_a0: at ratio=0.8991 "
+            "(the smallest model it can make) the parent as built now keeps 0.",
+        ),  # 0.65-0.71: weights
+    ],
+)
 def test_unreachable_budget_is_refused_at_validate(tmp_path, model, expect):
     """Validated and then failed at run before (issue 25): one guarded dry run at the largest ratio catches it."""
     raw = _cfg(tmp_path, model, "prune.structured")

@@ -20,12 +20,19 @@ from compressbench.tracking import KEY_TAG, metric_name  # noqa: E402
 
 
 def _raw(tmp_path, **over):
-    raw = {"name": "trk", "seeds": [0, 1], "dataset": {"name": "digits", "eval_subset": 100},
-           "model": {"name": "tinycnn"}, "train": {"epochs": 1, "batch_size": 64, "augment": "none"},
-           "variants": [{"method": "prune.unstructured", "budget": {"params": 0.5},
-                         "params": {"finetune": {"epochs": 0}}}],
-           "evaluations": [{"evaluator": "clean"}],  # per-class rows: a condition per class
-           "cache_dir": str(tmp_path / "cache"), "store": str(tmp_path / "r.sqlite")}
+    raw = {
+        "name": "trk",
+        "seeds": [0, 1],
+        "dataset": {"name": "digits", "eval_subset": 100},
+        "model": {"name": "tinycnn"},
+        "train": {"epochs": 1, "batch_size": 64, "augment": "none"},
+        "variants": [
+            {"method": "prune.unstructured", "budget": {"params": 0.5}, "params": {"finetune": {"epochs": 0}}}
+        ],
+        "evaluations": [{"evaluator": "clean"}],  # per-class rows: a condition per class
+        "cache_dir": str(tmp_path / "cache"),
+        "store": str(tmp_path / "r.sqlite"),
+    }
     raw.update(over)
     return raw
 
@@ -66,8 +73,10 @@ def test_run_with_tracking_then_export_again(tmp_path):
     # the CLI exports again into the same runs (nothing duplicated), with the report attached
     (tmp_path / "rep").mkdir()
     (tmp_path / "rep" / "report.html").write_text("<html>r</html>")
-    assert main(["export-mlflow", str(tmp_path / "r.sqlite"), "--tracking-uri", uri, "--report",
-                 str(tmp_path / "rep")]) == 0
+    assert (
+        main(["export-mlflow", str(tmp_path / "r.sqlite"), "--tracking-uri", uri, "--report", str(tmp_path / "rep")])
+        == 0
+    )
     again = _check_equal(tmp_path / "r.sqlite", uri)
     assert {k: r.info.run_id for k, r in again.items()} == {k: r.info.run_id for k, r in runs.items()}
     client = MlflowClient(tracking_uri=uri)

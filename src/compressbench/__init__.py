@@ -15,8 +15,21 @@ __version__ = "0.1.0"
 
 from typing import Any
 
-__all__ = ["run", "load_config", "validate_config", "load_results", "create_model", "load_dataset", "load_model",
-           "save_model", "export", "registry", "Experiment", "ResolvedExperiment", "__version__"]
+__all__ = [
+    "run",
+    "load_config",
+    "validate_config",
+    "load_results",
+    "create_model",
+    "load_dataset",
+    "load_model",
+    "save_model",
+    "export",
+    "registry",
+    "Experiment",
+    "ResolvedExperiment",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:  # lazy: keep `import compressbench` light

@@ -44,15 +44,20 @@ def covariance(f: torch.Tensor) -> torch.Tensor:
 def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Deep CORAL: ``‖C_S − C_T‖²_F / (4 d²)`` for source / target features (n_s × d, n_t × d)."""
     if source.dim() != 2 or target.dim() != 2 or source.shape[1] != target.shape[1]:
-        raise ValueError(f"CORAL needs n × d features of one width, got {tuple(source.shape)} and "
-                         f"{tuple(target.shape)}")
+        raise ValueError(
+            f"CORAL needs n × d features of one width, got {tuple(source.shape)} and {tuple(target.shape)}"
+        )
     d = source.shape[1]
     diff = covariance(source.float()) - covariance(target.float())
     return (diff * diff).sum() / (4 * d * d)
 
 
-adapt_losses.register("coral", coral_loss, version=1,
-                      description="Deep CORAL (Sun & Saenko 2016): ‖C_S − C_T‖²_F / (4d²) of the feature covariances")
+adapt_losses.register(
+    "coral",
+    coral_loss,
+    version=1,
+    description="Deep CORAL (Sun & Saenko 2016): ‖C_S − C_T‖²_F / (4d²) of the feature covariances",
+)
 
 
 class AdaptParams(AdaptConfig):
@@ -76,8 +81,9 @@ class FeatureTap:
             if isinstance(m, nn.Linear):
                 head = m
         if head is None:
-            raise ValueError("domain adaptation needs the penultimate features: the model has no nn.Linear "
-                             "classifier head to hook")
+            raise ValueError(
+                "domain adaptation needs the penultimate features: the model has no nn.Linear classifier head to hook"
+            )
         self.features: torch.Tensor | None = None
         self._handle = head.register_forward_hook(self._hook)
 
@@ -111,18 +117,20 @@ class Adaptation:
 def target_images(data: DatasetBundle, targets: list[str] | None) -> ImageSet:
     """The unlabeled images of ``targets`` (None: every target of the bundle), pooled."""
     if not data.unlabeled:
-        raise ValueError("domain adaptation needs target domains: give dataset.source / dataset.targets of a "
-                         "dataset with named domains")
+        raise ValueError(
+            "domain adaptation needs target domains: give dataset.source / dataset.targets of a "
+            "dataset with named domains"
+        )
     names = list(targets) if targets else list(data.unlabeled)
     bad = [t for t in names if t not in data.unlabeled]
     if bad:
-        raise ValueError(f"adaptation target(s) {bad} are not targets of this experiment "
-                         f"({', '.join(data.unlabeled)})")
+        raise ValueError(f"adaptation target(s) {bad} are not targets of this experiment ({', '.join(data.unlabeled)})")
     sets = [data.unlabeled[t] for t in names]
     if len(sets) == 1:
         return sets[0]
-    return ImageSet(torch.cat([s.x for s in sets]), torch.cat([s.y for s in sets]),
-                    torch.arange(sum(len(s) for s in sets)))
+    return ImageSet(
+        torch.cat([s.x for s in sets]), torch.cat([s.y for s in sets]), torch.arange(sum(len(s) for s in sets))
+    )
 
 
 def make_adaptation(params: AdaptConfig | dict | None, data: DatasetBundle) -> Adaptation | None:

@@ -42,8 +42,10 @@ def published_for(model_name: str, source: str) -> Published:
     """The published weights ``source`` names for the model (one-line error if it has none / no such tag)."""
     spec = models.spec(model_name)
     if spec.published is None:
-        raise CheckpointError(f"model.weights: '{source}': model '{model_name}' has no published weights; pass a "
-                              f"file, or use a model that has them (tv_resnet18, timm:<arch>, torchvision:<model>)")
+        raise CheckpointError(
+            f"model.weights: '{source}': model '{model_name}' has no published weights; pass a "
+            f"file, or use a model that has them (tv_resnet18, timm:<arch>, torchvision:<model>)"
+        )
     return spec.published(source)
 
 
@@ -115,25 +117,29 @@ class Baseline:
     checked: bool = True  # False: published weights not cached at validate (checked when fetched)
 
     def record(self) -> dict[str, Any]:
-        return {"weights": self.source, "read_from": self.where, "adapted": self.notes,
-                "normalize": self.normalize}
+        return {"weights": self.source, "read_from": self.where, "adapted": self.notes, "normalize": self.normalize}
 
 
 def _check_own(wf: Any, cfg: dict[str, Any]) -> None:
     if wf.steps:
         kinds = ", ".join(str(s.get("kind")) for s in wf.steps if isinstance(s, dict))
-        raise CheckpointError(f"{wf.path}: a compressed variant (steps: {kinds}), not a baseline; give the baseline's "
-                              f"checkpoint, or its parent's")
+        raise CheckpointError(
+            f"{wf.path}: a compressed variant (steps: {kinds}), not a baseline; give the baseline's "
+            f"checkpoint, or its parent's"
+        )
     got = (wf.spec.get("model"), float(wf.spec.get("width", 1.0)), dict(wf.spec.get("kwargs") or {}))
     want = (cfg["name"], float(cfg.get("width", 1.0)), dict(cfg.get("kwargs") or {}))
     if got != want:
-        raise CheckpointError(f"{wf.path}: a compressbench checkpoint of model '{got[0]}' (width {got[1]:g}, kwargs "
-                              f"{got[2]}), but the config names '{want[0]}' (width {want[1]:g}, kwargs {want[2]}); "
-                              f"set model: to match it")
+        raise CheckpointError(
+            f"{wf.path}: a compressbench checkpoint of model '{got[0]}' (width {got[1]:g}, kwargs "
+            f"{got[2]}), but the config names '{want[0]}' (width {want[1]:g}, kwargs {want[2]}); "
+            f"set model: to match it"
+        )
 
 
-def build_baseline(cfg: dict[str, Any], meta: DataMeta, *, transfer: bool, fetch: bool = True,
-                   sha256: str | None = None) -> Baseline:
+def build_baseline(
+    cfg: dict[str, Any], meta: DataMeta, *, transfer: bool, fetch: bool = True, sha256: str | None = None
+) -> Baseline:
     """The parent for model config ``cfg`` (``name, width, kwargs, weights, mean, std``) on a dataset
     with ``meta``. ``transfer``: the weights start fine-tuning (head / first conv may be adapted);
     ``fetch``: download missing published weights (``validate`` passes False and skips the fit
@@ -156,8 +162,14 @@ def build_baseline(cfg: dict[str, Any], meta: DataMeta, *, transfer: bool, fetch
     spec = models.spec(cfg["name"])
     pub = published_for(cfg["name"], source) if is_published(source) else None
     if pub is not None and pub.input_size and tuple(pub.input_size) != tuple(meta.size):
-        log.warning("%s were trained on %d×%d images; %s gives %d×%d (dataset.resize: %d resizes them)", pub.label,
-                    *pub.input_size, meta.name, *meta.size, pub.input_size[0])
+        log.warning(
+            "%s were trained on %d×%d images; %s gives %d×%d (dataset.resize: %d resizes them)",
+            pub.label,
+            *pub.input_size,
+            meta.name,
+            *meta.size,
+            pub.input_size[0],
+        )
     if pub is not None:
         path = pub.fetch() if fetch else pub.locate()
         if path is None:
@@ -169,12 +181,21 @@ def build_baseline(cfg: dict[str, Any], meta: DataMeta, *, transfer: bool, fetch
     if wf.spec is not None:
         _check_own(wf, cfg)
     what = f"{cfg['name']} built for {meta.name} ({meta.channels} channel(s), {meta.num_classes} classes)"
-    fitted = fit_state_dict(wf.state_dict, model, classifier=spec.classifier, first_conv=spec.first_conv,
-                            filter_fn=spec.filter_weights, transfer=transfer,
-                            label=f"weights {pub.label if pub else path}", what=what)
+    fitted = fit_state_dict(
+        wf.state_dict,
+        model,
+        classifier=spec.classifier,
+        first_conv=spec.first_conv,
+        filter_fn=spec.filter_weights,
+        transfer=transfer,
+        label=f"weights {pub.label if pub else path}",
+        what=what,
+    )
     if fitted.has_normalize and user_norm:
-        raise CheckpointError(f"model.mean / model.std: {path} carries its own input normalisation "
-                              f"(normalize.mean / normalize.std); leave model.mean and model.std out")
+        raise CheckpointError(
+            f"model.mean / model.std: {path} carries its own input normalisation "
+            f"(normalize.mean / normalize.std); leave model.mean and model.std out"
+        )
     with torch.no_grad():
         load_fitted(model, fitted)
         if pub is not None and not user_norm:
@@ -194,8 +215,17 @@ def head_parameters(model: nn.Module, model_name: str) -> set[str]:
     return {f"net.{head}.{n}" for n, _ in model.net.get_submodule(head).named_parameters()} if head else set()
 
 
-def train_baseline(model: nn.Module, data: Any, recipe: Any, *, model_name: str, seed: int, device: torch.device,
-                   show_progress: bool = False, adapt: Any = None) -> tuple[dict[str, float], dict[str, Any]]:
+def train_baseline(
+    model: nn.Module,
+    data: Any,
+    recipe: Any,
+    *,
+    model_name: str,
+    seed: int,
+    device: torch.device,
+    show_progress: bool = False,
+    adapt: Any = None,
+) -> tuple[dict[str, float], dict[str, Any]]:
     """Train (or fine-tune) the baseline; with a validation split (``dataset.val_fraction``) keep the
     weights of the epoch with the best validation accuracy (checked after every whole epoch and at the
     end). ``adapt``: a domain adaptation (``adapt.make_adaptation``, Deep CORAL) trained alongside.
@@ -212,13 +242,22 @@ def train_baseline(model: nn.Module, data: Any, recipe: Any, *, model_name: str,
         acc = accuracy(m, val, device=next(m.parameters()).device)
         history.append({"epoch": float(epoch), "val_top1": acc})
         if acc > best["top1"]:
-            best.update(top1=acc, epoch=float(epoch),
-                        state={k: v.detach().clone() for k, v in m.state_dict().items()})
+            best.update(top1=acc, epoch=float(epoch), state={k: v.detach().clone() for k, v in m.state_dict().items()})
         m.train(was_training)
 
-    stats = train(model, data.train, recipe, seed=seed, device=device, augment_default=data.meta.augment,
-                  desc=f"train seed={seed}", show_progress=show_progress,
-                  epoch_end=evaluate if val is not None else None, trainable=trainable, adapt=adapt)
+    stats = train(
+        model,
+        data.train,
+        recipe,
+        seed=seed,
+        device=device,
+        augment_default=data.meta.augment,
+        desc=f"train seed={seed}",
+        show_progress=show_progress,
+        epoch_end=evaluate if val is not None else None,
+        trainable=trainable,
+        adapt=adapt,
+    )
     if val is None:
         return stats, {}
     if not history or history[-1]["epoch"] < recipe.epochs:

@@ -37,8 +37,9 @@ from .registry import Registry, UnknownNameError
 from .specs import RebuildSpec
 
 CHECKPOINT_FORMAT = 1
-rebuilders: Registry[Callable[[nn.Module, dict[str, Any], dict[str, torch.Tensor]], nn.Module], RebuildSpec] = \
-    Registry("rebuild step", "compressbench.compress", RebuildSpec)
+rebuilders: Registry[Callable[[nn.Module, dict[str, Any], dict[str, torch.Tensor]], nn.Module], RebuildSpec] = Registry(
+    "rebuild step", "compressbench.compress", RebuildSpec
+)
 
 
 def register_rebuilder(kind: str, quantizes: bool = False):
@@ -104,21 +105,32 @@ def _repack(model: nn.Module, sd: dict[str, Any]) -> dict[str, Any]:
         if v["packed"] == "linear":
             new = torch.ops.quantized.linear_prepack(v["weight"], v["bias"])
         else:
-            new = torch.ops.quantized.conv2d_prepack(v["weight"], v["bias"], cur.stride(), cur.padding(),
-                                                    cur.dilation(), cur.groups())
+            new = torch.ops.quantized.conv2d_prepack(
+                v["weight"], v["bias"], cur.stride(), cur.padding(), cur.dilation(), cur.groups()
+            )
         setattr(mod, attr, new)
     return rest
 
 
-def save_model(model: nn.Module, path: str | Path, spec: dict[str, Any], steps: list[dict[str, Any]] | None = None,
-               extra: dict[str, Any] | None = None) -> Path:
+def save_model(
+    model: nn.Module,
+    path: str | Path,
+    spec: dict[str, Any],
+    steps: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Atomically write a checkpoint that :func:`load_model` can rebuild."""
     sd = model.state_dict()
     state = OrderedDict((k, _portable(v)) for k, v in sd.items())
     # module versions (e.g. quantized Linear's packed-params layout) are read from _metadata on load
     state._metadata = getattr(sd, "_metadata", OrderedDict())  # type: ignore[attr-defined]
-    payload = {"format": CHECKPOINT_FORMAT, "spec": spec, "steps": list(steps or []),
-               "state_dict": state, "extra": extra or {}}
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "spec": spec,
+        "steps": list(steps or []),
+        "state_dict": state,
+        "extra": extra or {},
+    }
     buf = io.BytesIO()
     torch.save(payload, buf)
     atomic_write_bytes(Path(path), buf.getvalue())
@@ -152,16 +164,25 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             ck = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{p}: not a compressbench checkpoint, or an unsafe pickle — refused by weights-only "
-                              f"loading, which never runs code from a file ({unpickle_reason(e)})") from None
+        raise CheckpointError(
+            f"{p}: not a compressbench checkpoint, or an unsafe pickle — refused by weights-only "
+            f"loading, which never runs code from a file ({unpickle_reason(e)})"
+        ) from None
     except Exception as e:  # truncated / garbled zip, empty file, I/O error
         raise CheckpointError(f"{p}: not a readable checkpoint (damaged or truncated?): {_first_line(e)}") from None
-    ok = (isinstance(ck, dict) and isinstance(ck.get("spec"), dict) and isinstance(ck.get("state_dict"), dict)
-          and isinstance(ck.get("steps", []), list) and isinstance(ck["spec"].get("model"), str)
-          and isinstance(ck["spec"].get("meta"), dict))
+    ok = (
+        isinstance(ck, dict)
+        and isinstance(ck.get("spec"), dict)
+        and isinstance(ck.get("state_dict"), dict)
+        and isinstance(ck.get("steps", []), list)
+        and isinstance(ck["spec"].get("model"), str)
+        and isinstance(ck["spec"].get("meta"), dict)
+    )
     if not ok:
-        raise CheckpointError(f"{p}: not a compressbench checkpoint (expected a dict with 'spec' {{model, meta, ...}}, "
-                              f"'steps' and 'state_dict'; save one with compressbench.save_model)")
+        raise CheckpointError(
+            f"{p}: not a compressbench checkpoint (expected a dict with 'spec' {{model, meta, ...}}, "
+            f"'steps' and 'state_dict'; save one with compressbench.save_model)"
+        )
     ck.setdefault("steps", [])
     return ck
 
@@ -191,10 +212,11 @@ def load_model(path: str | Path, *, trust: bool = False) -> tuple[nn.Module, dic
             for step in ck["steps"]:
                 model = rebuilders.get(step["kind"])(model, step, sd)
     except UntrustedModelError as e:
-        raise CheckpointError(f"{path}: the checkpoint names the model factory '{e.name}', which is not registered "
-                              f"here, and loading it would import and run that code; if you trust this file pass "
-                              f"trust=True (CLI: --trust-code), or name the factory in your config / --model"
-                              ) from None
+        raise CheckpointError(
+            f"{path}: the checkpoint names the model factory '{e.name}', which is not registered "
+            f"here, and loading it would import and run that code; if you trust this file pass "
+            f"trust=True (CLI: --trust-code), or name the factory in your config / --model"
+        ) from None
     except UnknownNameError as e:
         raise CheckpointError(f"{path}: {e}") from None
     except Exception as e:  # kwargs a factory does not take, a malformed step ...

@@ -1,7 +1,7 @@
 """The ``compressbench`` command: a thin shell over the library.
 
 Subcommands: run · search · validate · plan · list · results · report · findings · recommend · profile ·
-corrupt · compare · export · verify.
+corrupt · compare · export · verify · remeasure · export-mlflow.
 Errors in user input print one line and exit with code 2 (no traceback, no work started);
 ``run`` exits 1 when any job failed (after printing the summary), 0 when all succeeded.
 """
@@ -22,28 +22,71 @@ EXIT_JOBS_FAILED = 1  # `run` finished, but at least one job failed (its row hol
 
 # Subcommands implemented in their own modules: (module, add_arguments, command, help)
 _HOOKS: dict[str, tuple[str, str, str, str]] = {
-    "report": ("compressbench.report", "add_report_arguments", "report_command",
-               "write tables, plots and a self-contained HTML report from a results store"),
-    "profile": ("compressbench.profile_cli", "add_profile_arguments", "profile_command",
-                "measure params, bytes, FLOPs, latency and throughput of a saved model or package.module:factory"),
-    "corrupt": ("compressbench.evaluate.corruptions", "add_corrupt_arguments", "corrupt_command",
-                "write a corrupted copy of a dataset in the CIFAR-10-C layout"),
-    "findings": ("compressbench.findings", "add_findings_arguments", "findings_command",
-                 "test the findings an experiment file declares on a results store: holds / contradicted / "
-                 "inconclusive, paired statistics, Holm"),
-    "compare": ("compressbench.compare", "add_compare_arguments", "compare_command",
-                "which non-timing values and which recorded environment fields differ between two stores"),
-    "recommend": ("compressbench.goal", "add_recommend_arguments", "recommend_command",
-                  "the variant to ship for a goal (objective + tolerated drops) on an existing store: recommended "
-                  "variant per objective, gains, losses with CIs, Pareto fronts, rejected candidates; runs nothing"),
-    "verify": ("compressbench.verify", "add_verify_arguments", "verify_command",
-               "check that every number in a results store is the one measured: each row's hash and, with --cache, "
-               "each row re-derived from its job record; exit 1 if any fails"),
-    "export": ("compressbench.deploy.cli", "add_export_arguments", "export_command",
-               "export a variant of a study to a deployment runtime (onnx, executorch, openvino, pt2, safetensors), "
-               "verify it there and write its model card"),
-    "export-mlflow": ("compressbench.tracking", "add_export_mlflow_arguments", "export_mlflow_command",
-                      "copy a results store to MLflow: one run per variant x seed (params, every row as a metric)"),
+    "report": (
+        "compressbench.report",
+        "add_report_arguments",
+        "report_command",
+        "write tables, plots and a self-contained HTML report from a results store",
+    ),
+    "profile": (
+        "compressbench.profile_cli",
+        "add_profile_arguments",
+        "profile_command",
+        "measure params, bytes, FLOPs, latency and throughput of a saved model or package.module:factory",
+    ),
+    "corrupt": (
+        "compressbench.evaluate.corruptions",
+        "add_corrupt_arguments",
+        "corrupt_command",
+        "write a corrupted copy of a dataset in the CIFAR-10-C layout",
+    ),
+    "findings": (
+        "compressbench.findings",
+        "add_findings_arguments",
+        "findings_command",
+        "test the findings an experiment file declares on a results store: holds / contradicted / "
+        "inconclusive, paired statistics, Holm",
+    ),
+    "compare": (
+        "compressbench.compare",
+        "add_compare_arguments",
+        "compare_command",
+        "which non-timing values and which recorded environment fields differ between two stores",
+    ),
+    "recommend": (
+        "compressbench.goal",
+        "add_recommend_arguments",
+        "recommend_command",
+        "the variant to ship for a goal (objective + tolerated drops) on an existing store: recommended "
+        "variant per objective, gains, losses with CIs, Pareto fronts, rejected candidates; runs nothing",
+    ),
+    "verify": (
+        "compressbench.verify",
+        "add_verify_arguments",
+        "verify_command",
+        "check that every number in a results store is the one measured: each row's hash and, with --cache, "
+        "each row re-derived from its job record; exit 1 if any fails",
+    ),
+    "export": (
+        "compressbench.deploy.cli",
+        "add_export_arguments",
+        "export_command",
+        "export a variant of a study to a deployment runtime (onnx, executorch, openvino, pt2, safetensors), "
+        "verify it there and write its model card",
+    ),
+    "remeasure": (
+        "compressbench.remeasure",
+        "add_remeasure_arguments",
+        "remeasure_command",
+        "re-time a store's noisy timing rows (--all: every variant's) on the models in the run's cache; "
+        "the quieter measurement is kept, the other recorded as superseded",
+    ),
+    "export-mlflow": (
+        "compressbench.tracking",
+        "add_export_mlflow_arguments",
+        "export_mlflow_command",
+        "copy a results store to MLflow: one run per variant x seed (params, every row as a metric)",
+    ),
 }
 
 
@@ -61,8 +104,9 @@ def _overrides(items: list[str] | None) -> dict[str, object]:
 
 def _setup_logging(verbose: int) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose >= 0 else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname).1s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr
+    )
     for noisy in ("matplotlib", "PIL", "torch", "onnx", "onnxruntime", "onnxscript"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # torch's C++-extension helper, imported by some libraries, warns "No CUDA runtime is found, using CUDA_HOME=..."
@@ -79,14 +123,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     scales = [args.scale] if args.scale else [None, *scale_names(args.config)]
     for scale in scales:
         t0 = time.perf_counter()
-        exp = load_config(args.config, _overrides(args.set), scale=scale, executor=args.executor,
-                          address=args.address)
+        exp = load_config(args.config, _overrides(args.set), scale=scale, executor=args.executor, address=args.address)
         jobs = plan(exp)
         kinds = {k: sum(1 for j in jobs if j.kind == k) for k in ("train", "compress", "evaluate")}
         label = f" [scale {scale}]" if scale else ""
-        print(f"{args.config}{label}: OK — experiment '{exp.name}', {len(exp.seeds)} seed(s), {len(exp.variants)} "
-              f"variant(s) + baseline, {len(exp.evaluations)} evaluation(s) -> {kinds['train']} train, "
-              f"{kinds['compress']} compress, {kinds['evaluate']} evaluate jobs ({time.perf_counter() - t0:.2f}s)")
+        print(
+            f"{args.config}{label}: OK — experiment '{exp.name}', {len(exp.seeds)} seed(s), {len(exp.variants)} "
+            f"variant(s) + baseline, {len(exp.evaluations)} evaluation(s) -> {kinds['train']} train, "
+            f"{kinds['compress']} compress, {kinds['evaluate']} evaluate jobs ({time.perf_counter() - t0:.2f}s)"
+        )
     return 0
 
 
@@ -116,8 +161,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import run
     from .validate import load_config
 
-    exp = load_config(args.config, _overrides(args.set), scale=args.scale, executor=args.executor,
-                      address=args.address)  # validated before any work
+    exp = load_config(
+        args.config, _overrides(args.set), scale=args.scale, executor=args.executor, address=args.address
+    )  # validated before any work
     if exp.goal is not None:  # tolerances: the budgets lists are search ranges (compressbench.goal)
         return _search(exp, args)
     t0 = time.perf_counter()
@@ -134,8 +180,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_run(summary, seconds: float) -> None:
-    print(f"experiment '{summary.experiment}': {summary.jobs} jobs — {summary.ran} ran, {summary.cached} cached, "
-          f"{summary.failed} failed ({seconds:.1f}s)")
+    print(
+        f"experiment '{summary.experiment}': {summary.jobs} jobs — {summary.ran} ran, {summary.cached} cached, "
+        f"{summary.failed} failed ({seconds:.1f}s)"
+    )
     for what, err in summary.failures:
         print(f"  FAILED {what}: {err}")
     print(f"results: {summary.store}")
@@ -147,8 +195,11 @@ def _search(exp, args: argparse.Namespace) -> int:
     from .goal.search import search
 
     t0 = time.perf_counter()
-    res = search(exp, progress=None if not args.no_progress else False,
-                 accept_noisy=True if getattr(args, "accept_noisy", False) else None)
+    res = search(
+        exp,
+        progress=None if not args.no_progress else False,
+        accept_noisy=True if getattr(args, "accept_noisy", False) else None,
+    )
     _print_run(res.summary, time.perf_counter() - t0)
     print("\n".join(res.lines()))
     if res.decision is not None:
@@ -160,11 +211,12 @@ def cmd_search(args: argparse.Namespace) -> int:
     from .errors import ConfigError
     from .validate import load_config
 
-    exp = load_config(args.config, _overrides(args.set), scale=args.scale, executor=args.executor,
-                      address=args.address)
+    exp = load_config(args.config, _overrides(args.set), scale=args.scale, executor=args.executor, address=args.address)
     if exp.goal is None:
-        raise ConfigError(f"{args.config}: declares no goal; add goal: {{objective: {{minimize: latency_b1_ms}}, "
-                          f"constraints: {{clean_top1: 1.0}}}} (docs/goal.md)")
+        raise ConfigError(
+            f"{args.config}: declares no goal; add goal: {{objective: {{minimize: latency_b1_ms}}, "
+            f"constraints: {{clean_top1: 1.0}}}} (docs/goal.md)"
+        )
     return _search(exp, args)
 
 
@@ -248,13 +300,28 @@ def _param_line(fname: str, f) -> str:
 def cmd_results(args: argparse.Namespace) -> int:
     from .store import load_results
 
+    if args.superseded:
+        return _print_superseded(args)
     df = load_results(args.store, args.experiment)
     if args.metric:
         df = df[df["metric"].isin(args.metric)]
     if args.evaluator:
         df = df[df["evaluator"].isin(args.evaluator)]
-    cols = ["experiment", "variant", "method", "budget_kind", "budget_target", "budget_achieved", "seed",
-            "evaluator", "condition", "metric", "value", "tag", "error"]
+    cols = [
+        "experiment",
+        "variant",
+        "method",
+        "budget_kind",
+        "budget_target",
+        "budget_achieved",
+        "seed",
+        "evaluator",
+        "condition",
+        "metric",
+        "value",
+        "tag",
+        "error",
+    ]
     if args.csv:
         df[cols + ["unit", "job_key", "run_id", "created_at"]].to_csv(args.csv, index=False)
         print(f"wrote {len(df)} rows to {args.csv}")
@@ -266,6 +333,27 @@ def cmd_results(args: argparse.Namespace) -> int:
 
     with pd.option_context("display.max_rows", args.limit, "display.width", 200, "display.max_columns", 20):
         print(df[cols].to_string(index=False, max_rows=args.limit))
+    return 0
+
+
+def _print_superseded(args: argparse.Namespace) -> int:
+    """``results --superseded``: the store's ``superseded`` table, oldest first."""
+    from .store import ResultStore
+
+    p = Path(args.store)
+    if not p.is_file():
+        raise FileNotFoundError(f"no results store at {p}")
+    sups = [
+        s for s in ResultStore(p).superseded(args.experiment) if not args.evaluator or s["evaluator"] in args.evaluator
+    ]
+    if not sups:
+        print("no superseded measurements (nothing was re-timed by `compressbench remeasure`)")
+        return 0
+    for s in sups[: args.limit]:
+        print(
+            f"{s['at'][:19]}  {s['experiment']} / {s['variant']} seed {s['seed']} {s['evaluator']}: job "
+            f"{s['job_key'][:12]} superseded by job {s['by_job_key'][:12]} (run {s['run_id']}): {s['why']}"
+        )
     return 0
 
 
@@ -288,23 +376,37 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _executor_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--executor", metavar="NAME", help="run the jobs with this executor (local, ray), overriding the "
-                   "config's 'executor' (its options are kept when the name is the same)")
-    p.add_argument("--address", metavar="ADDR", help="ray executor: the cluster to join ('auto', 'ray://HOST:10001', "
-                   "'HOST:PORT'); without it a local Ray instance sized to this machine is started")
+    p.add_argument(
+        "--executor",
+        metavar="NAME",
+        help="run the jobs with this executor (local, ray), overriding the "
+        "config's 'executor' (its options are kept when the name is the same)",
+    )
+    p.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="ray executor: the cluster to join ('auto', 'ray://HOST:10001', "
+        "'HOST:PORT'); without it a local Ray instance sized to this machine is started",
+    )
 
 
 def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
-    p = _Parser(prog="compressbench", description="Compress image classifiers at matched budgets "
-                                "and measure accuracy, robustness and real efficiency.")
+    p = _Parser(
+        prog="compressbench",
+        description="Compress image classifiers at matched budgets "
+        "and measure accuracy, robustness and real efficiency.",
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     p.add_argument("-q", "--quiet", action="store_true", help="less output")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    r = sub.add_parser("run", help="run an experiment (cached: unchanged jobs are not re-run); exit code 1 if "
-                       "any job failed")
+    r = sub.add_parser(
+        "run", help="run an experiment (cached: unchanged jobs are not re-run); exit code 1 if any job failed"
+    )
     r.add_argument("config", help="experiment YAML")
-    set_help = ("override a config field (the value is YAML), e.g. train.epochs=1 or variants.0.budget={params: 0.5}; "
-                "repeatable")
+    set_help = (
+        "override a config field (the value is YAML), e.g. train.epochs=1 or variants.0.budget={params: 0.5}; "
+        "repeatable"
+    )
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     scale_help = "apply an override profile the file declares under 'scales:' (e.g. smoke: the same study, tiny)"
     r.add_argument("--scale", metavar="NAME", help=scale_help)
@@ -313,8 +415,11 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     r.add_argument("-q", "--quiet", action="store_true", help="do not print the summary table")
     r.add_argument("--accept-noisy", action="store_true", help="with a goal: let timings flagged noisy decide")
     r.set_defaults(fn=cmd_run)
-    se = sub.add_parser("search", help="search an experiment's goal: per family, the most compressed budget meeting "
-                        "every constraint (bisection through the cached job DAG), the int8 fallback, the decision")
+    se = sub.add_parser(
+        "search",
+        help="search an experiment's goal: per family, the most compressed budget meeting "
+        "every constraint (bisection through the cached job DAG), the int8 fallback, the decision",
+    )
     se.add_argument("config", help="experiment YAML with a goal: block")
     se.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     se.add_argument("--scale", metavar="NAME", help=scale_help)
@@ -330,33 +435,65 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     v.set_defaults(fn=cmd_validate)
     from .costs import DEFAULT_GPU, DEFAULT_UTILISATION, GPUS  # no torch: --help stays instant
 
-    pl = sub.add_parser("plan", help="the job DAG without running it: jobs per kind, what is cached, and estimated "
-                        "compute (TFLOP, GPU-hours on a reference GPU, CPU-hours here); writes nothing",
-                        description="Estimate: passes over images declared by each method / evaluator / attack "
-                        "(docs/extending.md) × forward FLOPs per image of the model (a budgeted variant: that "
-                        "fraction of the parent's; a training step = 3 forward FLOPs, an attack step = 2). "
-                        "GPU-h = FLOPs / (peak × utilisation); CPU-h = FLOPs / this machine's rate, measured in a "
-                        "few seconds on the experiment's model (per second of CPU time: user + sys), plus fixed costs "
-                        "measured here: the run's process start once, a model build and checkpoint round trip per "
-                        "job (data decoding is not counted).")
+    pl = sub.add_parser(
+        "plan",
+        help="the job DAG without running it: jobs per kind, what is cached, and estimated "
+        "compute (TFLOP, GPU-hours on a reference GPU, CPU-hours here); writes nothing",
+        description="Estimate: passes over images declared by each method / evaluator / attack "
+        "(docs/extending.md) × forward FLOPs per image of the model (a budgeted variant: that "
+        "fraction of the parent's; a training step = 3 forward FLOPs, an attack step = 2). "
+        "GPU-h = FLOPs / (peak × utilisation); CPU-h = FLOPs / this machine's rate, measured in a "
+        "few seconds on the experiment's model (per second of CPU time: user + sys), plus fixed costs "
+        "measured here: the run's process start once, a model build and checkpoint round trip per "
+        "job (data decoding is not counted).",
+    )
     pl.add_argument("config", nargs="+", help="experiment YAML(s)")
     pl.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
     pl.add_argument("--scale", metavar="NAME", help=scale_help)
-    pl.add_argument("--gpu", default=DEFAULT_GPU, metavar="NAME",
-                    help=f"reference GPU for GPU-hours: {', '.join(GPUS)} (default {DEFAULT_GPU}: "
-                         f"{GPUS[DEFAULT_GPU].name}, {GPUS[DEFAULT_GPU].peak_tflops:g} TFLOPS "
-                         f"{GPUS[DEFAULT_GPU].precision})")
-    pl.add_argument("--gpu-util", type=float, default=DEFAULT_UTILISATION, metavar="FRACTION",
-                    help=f"sustained share of the GPU's peak (default {DEFAULT_UTILISATION:g})")
-    pl.add_argument("--cpu-gflops", type=float, metavar="GFLOPS",
-                    help="this machine's sustained GFLOP per CPU-second, instead of measuring it")
+    pl.add_argument(
+        "--gpu",
+        default=DEFAULT_GPU,
+        metavar="NAME",
+        help=f"reference GPU for GPU-hours: {', '.join(GPUS)} (default {DEFAULT_GPU}: "
+        f"{GPUS[DEFAULT_GPU].name}, {GPUS[DEFAULT_GPU].peak_tflops:g} TFLOPS "
+        f"{GPUS[DEFAULT_GPU].precision})",
+    )
+    pl.add_argument(
+        "--gpu-util",
+        type=float,
+        default=DEFAULT_UTILISATION,
+        metavar="FRACTION",
+        help=f"sustained share of the GPU's peak (default {DEFAULT_UTILISATION:g})",
+    )
+    pl.add_argument(
+        "--cpu-gflops",
+        type=float,
+        metavar="GFLOPS",
+        help="this machine's sustained GFLOP per CPU-second, instead of measuring it",
+    )
     pl.add_argument("--json", metavar="FILE", help="also write the estimate (assumptions, totals, every job) as JSON")
     pl.set_defaults(fn=cmd_plan)
-    ls = sub.add_parser("list", help="list registered models, datasets, methods, evaluators, corruptions, attacks, "
-                        "executors")
-    ls.add_argument("what", nargs="?", default="all",
-                    choices=["all", "models", "datasets", "methods", "evaluators", "corruptions", "attacks",
-                             "channel_criteria", "weight_criteria", "adapt_losses", "executors"])
+    ls = sub.add_parser(
+        "list", help="list registered models, datasets, methods, evaluators, corruptions, attacks, executors"
+    )
+    ls.add_argument(
+        "what",
+        nargs="?",
+        default="all",
+        choices=[
+            "all",
+            "models",
+            "datasets",
+            "methods",
+            "evaluators",
+            "corruptions",
+            "attacks",
+            "channel_criteria",
+            "weight_criteria",
+            "adapt_losses",
+            "executors",
+        ],
+    )
     ls.add_argument("--params", dest="verbose_params", action="store_true", help="show each entry's parameters")
     ls.set_defaults(fn=cmd_list)
     res = sub.add_parser("results", help="print or export the rows of a results store")
@@ -366,6 +503,12 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
     res.add_argument("--evaluator", action="append")
     res.add_argument("--csv", help="write CSV here instead of printing")
     res.add_argument("--limit", type=int, default=60, help="rows to print")
+    res.add_argument(
+        "--superseded",
+        action="store_true",
+        help="list the measurements a re-timing replaced "
+        "(`compressbench remeasure`): which job, by which, when and why (readers use the kept one)",
+    )
     res.set_defaults(fn=cmd_results)
     for name in _HOOKS:
         hp = sub.add_parser(name, help=_HOOKS[name][3])
@@ -392,8 +535,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose < 2:  # torch's deprecation chatter about int8 tensors says nothing to a CLI user
         import warnings
 
-        for msg in ("TypedStorage is deprecated", "torch.quantize_per_tensor", "torch.ao.quantization is deprecated",
-                    "Please use quant_min and quant_max"):
+        for msg in (
+            "TypedStorage is deprecated",
+            "torch.quantize_per_tensor",
+            "torch.ao.quantization is deprecated",
+            "Please use quant_min and quant_max",
+        ):
             warnings.filterwarnings("ignore", message=f".*{msg}")
     from .errors import UserError
 

@@ -145,7 +145,7 @@ def compare_stores(a: str | Path, b: str | Path) -> Comparison:
 
 def _short(v: Any, n: int = 80) -> str:
     s = str(v)
-    return s if len(s) <= n else s[:n - 3] + "..."
+    return s if len(s) <= n else s[: n - 3] + "..."
 
 
 def _fmt(v: float | None) -> str:
@@ -154,14 +154,18 @@ def _fmt(v: float | None) -> str:
 
 def render(c: Comparison, a: str, b: str, limit: int = 50) -> str:
     """The printed answer: differing values (with both), rows in one store only, differing environment."""
-    lines = [f"A: {a}", f"B: {b}",
-             f"values: {c.compared} non-timing measurements in both stores, {len(c.values)} differ"
-             + (f" (timing left out by unit: {', '.join(c.timing_metrics)})" if c.timing_metrics else "")]
+    lines = [
+        f"A: {a}",
+        f"B: {b}",
+        f"values: {c.compared} non-timing measurements in both stores, {len(c.values)} differ"
+        + (f" (timing left out by unit: {', '.join(c.timing_metrics)})" if c.timing_metrics else ""),
+    ]
     for k, x, y in c.values[:limit]:
         exp, variant, seed, ev, cond, metric = k
         delta = f"  Δ {y - x:+.3g}" if x is not None and y is not None and not (math.isnan(x) or math.isnan(y)) else ""
-        lines.append(f"  {exp} / {variant} / seed {seed} / {ev} / {cond or '-'} / {metric}: {_fmt(x)} | {_fmt(y)}"
-                     f"{delta}")
+        lines.append(
+            f"  {exp} / {variant} / seed {seed} / {ev} / {cond or '-'} / {metric}: {_fmt(x)} | {_fmt(y)}{delta}"
+        )
     if len(c.values) > limit:
         lines.append(f"  ... and {len(c.values) - limit} more")
     for label, only in (("A", c.only_a), ("B", c.only_b)):

@@ -68,9 +68,13 @@ class EvalCost:
     seconds: float = 0.0
 
     def __add__(self, other: EvalCost) -> EvalCost:
-        return EvalCost(self.forward + other.forward, self.gradient + other.gradient,
-                        self.parent_forward + other.parent_forward, self.parent_gradient + other.parent_gradient,
-                        self.seconds + other.seconds)
+        return EvalCost(
+            self.forward + other.forward,
+            self.gradient + other.gradient,
+            self.parent_forward + other.parent_forward,
+            self.parent_gradient + other.parent_gradient,
+            self.seconds + other.seconds,
+        )
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,20 @@ GPUS: dict[str, ReferenceGPU] = {
 DEFAULT_GPU, DEFAULT_UTILISATION = "a100", 0.35
 
 
-__all__ = ["ReferenceGPU", "GPUS", "DEFAULT_GPU", "DEFAULT_UTILISATION", "TRAIN_STEP", "INPUT_GRADIENT",
-           "TrainingCost", "EvalCost", "CostContext", "default_method_cost", "default_eval_cost", "default_attack_cost",
-           "method_cost", "eval_cost", "attack_cost"]
+__all__ = [
+    "ReferenceGPU",
+    "GPUS",
+    "DEFAULT_GPU",
+    "DEFAULT_UTILISATION",
+    "TRAIN_STEP",
+    "INPUT_GRADIENT",
+    "TrainingCost",
+    "EvalCost",
+    "CostContext",
+    "default_method_cost",
+    "default_eval_cost",
+    "default_attack_cost",
+    "method_cost",
+    "eval_cost",
+    "attack_cost",
+]

@@ -48,11 +48,18 @@ def metric_record(m: MetricSpec) -> dict[str, Any]:
 
 def evaluator_record(spec: EvaluatorSpec) -> dict[str, Any]:
     """The data form of what the report reads of ``spec`` (JSON-serialisable)."""
-    return {"format": RECORD_FORMAT, "description": spec.description, "version": spec.version,
-            "metrics": [metric_record(m) for m in spec.metrics], "gathers": spec.gathers,
-            "captions": dict(spec.captions), "report": code_name(spec.report), "figures": code_name(spec.figures),
-            "report_options": [{"name": o.name, "default": o.default, "help": o.help} for o in spec.report_options],
-            "measures_time": spec.measures_time}
+    return {
+        "format": RECORD_FORMAT,
+        "description": spec.description,
+        "version": spec.version,
+        "metrics": [metric_record(m) for m in spec.metrics],
+        "gathers": spec.gathers,
+        "captions": dict(spec.captions),
+        "report": code_name(spec.report),
+        "figures": code_name(spec.figures),
+        "report_options": [{"name": o.name, "default": o.default, "help": o.help} for o in spec.report_options],
+        "measures_time": spec.measures_time,
+    }
 
 
 def to_json(record: Mapping[str, Any]) -> str:
@@ -93,25 +100,38 @@ def spec_from_record(evaluator: str, record: Mapping[str, Any], code: EvaluatorS
         m = _newer_fields(m, r, code)
         derive = r["select"].get("derive")
         if derive is not None:
-            own = next((c for c in (code.metrics if code else ()) if c.name == m.name and c.column == m.column
-                        and c.select.derive is not None), None)
+            own = next(
+                (
+                    c
+                    for c in (code.metrics if code else ())
+                    if c.name == m.name and c.column == m.column and c.select.derive is not None
+                ),
+                None,
+            )
             if own is None:
-                notes.append(f"{m.title} ({evaluator}): computed by code this installation does not have "
-                             f"({derive}); not shown.")
+                notes.append(
+                    f"{m.title} ({evaluator}): computed by code this installation does not have ({derive}); not shown."
+                )
                 continue
             m = replace(m, derive=own.select.derive)
         metrics.append(m)
-    fields: dict[str, Any] = {"metrics": tuple(metrics), "captions": dict(record.get("captions", {})),
-                              "gathers": bool(record.get("gathers", False)),
-                              "description": record.get("description", "")}
+    fields: dict[str, Any] = {
+        "metrics": tuple(metrics),
+        "captions": dict(record.get("captions", {})),
+        "gathers": bool(record.get("gathers", False)),
+        "description": record.get("description", ""),
+    }
     if code is not None:
         return Rendered(replace(code, **fields), notes)
     hooks = [h for h in (record.get("report"), record.get("figures")) if h]
     if hooks:  # the metrics its own tables showed go to its generic table instead
-        fields["metrics"] = tuple(replace(m, table="") if m.show.table is None and not m.show.summary else m
-                                  for m in metrics)
-        notes.append(f"{evaluator}: its own tables and figures are drawn by code this installation does not have "
-                     f"({', '.join(hooks)}); its rows are in its generic table.")
+        fields["metrics"] = tuple(
+            replace(m, table="") if m.show.table is None and not m.show.summary else m for m in metrics
+        )
+        notes.append(
+            f"{evaluator}: its own tables and figures are drawn by code this installation does not have "
+            f"({', '.join(hooks)}); its rows are in its generic table."
+        )
     return Rendered(EvaluatorSpec(version=int(record.get("version", 1)), **fields), notes)
 
 
@@ -122,8 +142,9 @@ def _newer_fields(m: MetricSpec, r: Mapping[str, Any], code: EvaluatorSpec | Non
     own = next((c for c in (code.metrics if code else ()) if c.name == m.name and c.column == m.column), None)
     if not missing or own is None:
         return m
-    return MetricSpec(m.name, role=m.role, select=m.select,
-                      show=replace(m.show, **{f: getattr(own.show, f) for f in missing}))
+    return MetricSpec(
+        m.name, role=m.role, select=m.select, show=replace(m.show, **{f: getattr(own.show, f) for f in missing})
+    )
 
 
 def run_records(evaluators: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -136,5 +157,6 @@ def run_records(evaluators: Iterable[str]) -> dict[str, dict[str, Any]]:
 def record_run(store: ResultStore, run_id: str, evaluators: Iterable[str]) -> None:
     """The driver, when a run starts: store the declarations of every evaluator the run uses."""
     records = run_records(evaluators)
-    store.add_declarations(run_id, {ev: to_json(r) for ev, r in records.items()},
-                           {ev: int(r["version"]) for ev, r in records.items()})
+    store.add_declarations(
+        run_id, {ev: to_json(r) for ev, r in records.items()}, {ev: int(r["version"]) for ev, r in records.items()}
+    )

@@ -75,8 +75,7 @@ def size_fraction(method: str, params: Any, budget: Budget | None) -> float:
     return float(budget.value)
 
 
-def _stages(method: str, params: Any, budget: Budget | None, fp: float
-            ) -> list[tuple[Any, Any, float, float]]:
+def _stages(method: str, params: Any, budget: Budget | None, fp: float) -> list[tuple[Any, Any, float, float]]:
     """(spec, params, FLOPs of its input, FLOPs of its output) per stage: a lone method is one stage; in a
     pipeline the first stage that takes the budget's kind shrinks the model to the variant's size."""
     spec, child = methods.spec(method), fp * size_fraction(method, params, budget)
@@ -101,8 +100,10 @@ def _train_cost(exp: ResolvedExperiment, n: DataSizes, fp: float) -> tuple[float
     t = exp.train
     mult = 2.0 if t.adapt is not None else 1.0
     val_passes = math.floor(t.epochs) + (t.epochs != math.floor(t.epochs)) if n.val else 0
-    return (n.train * fp * t.freeze_epochs * mult + n.val * fp * val_passes,
-            n.train * fp * TRAIN_STEP * (t.epochs - t.freeze_epochs) * mult)
+    return (
+        n.train * fp * t.freeze_epochs * mult + n.val * fp * val_passes,
+        n.train * fp * TRAIN_STEP * (t.epochs - t.freeze_epochs) * mult,
+    )
 
 
 def _compress_cost(method: str, params: Any, budget: Any, n: DataSizes, fp: float) -> tuple[float, float]:
@@ -116,8 +117,9 @@ def _compress_cost(method: str, params: Any, budget: Any, n: DataSizes, fp: floa
     return fwd, grad
 
 
-def job_costs(exp: ResolvedExperiment, jobs: list[Job], fp: float, meta: Any, sizes: dict[str, DataSizes]
-              ) -> list[JobCost]:
+def job_costs(
+    exp: ResolvedExperiment, jobs: list[Job], fp: float, meta: Any, sizes: dict[str, DataSizes]
+) -> list[JobCost]:
     """Every job's FLOPs (``fp``: the parent's forward FLOPs per image; ``sizes``: per experiment part)."""
     by_key = {j.key: j for j in jobs}
     out: list[JobCost] = []
@@ -138,11 +140,22 @@ def _evaluate_cost(job: Job, s: EvaluateSpec, producer: Any, n: DataSizes, fp: f
         frac = size_fraction(producer.method, producer.params, producer.budget)
         quantizes = capabilities(producer.method, producer.params)["quantizes"]
     espec = evaluators.spec(s.evaluator)
-    ctx = CostContext(test=n.test, eval_subset=s.eval_subset, targets=n.targets, meta=meta, quantizes=quantizes,
-                      baseline=not isinstance(producer, CompressSpec))
+    ctx = CostContext(
+        test=n.test,
+        eval_subset=s.eval_subset,
+        targets=n.targets,
+        meta=meta,
+        quantizes=quantizes,
+        baseline=not isinstance(producer, CompressSpec),
+    )
     c: EvalCost = eval_cost(espec, s.params, ctx)
-    return JobCost(job, s.evaluator, (c.forward * frac + c.parent_forward) * fp,
-                   (c.gradient * frac + c.parent_gradient) * fp, c.seconds)
+    return JobCost(
+        job,
+        s.evaluator,
+        (c.forward * frac + c.parent_forward) * fp,
+        (c.gradient * frac + c.parent_gradient) * fp,
+        c.seconds,
+    )
 
 
 def mark_cached(costs: list[JobCost], cache: Path) -> int:
@@ -194,10 +207,18 @@ class Estimate:
     def rows(self) -> list[tuple[str, int, int, float, float, float]]:
         """(label, jobs, cached, TFLOP to run, GPU-h to run, CPU-h to run) per kind, per method / evaluator
         under it (indented), and the total."""
+
         def row(label: str, cs: list[JobCost]) -> tuple[str, int, int, float, float, float]:
             todo = [c for c in cs if not c.cached]
-            return (label, len(cs), len(cs) - len(todo), sum(c.flops for c in todo) / 1e12,
-                    sum(self.gpu_hours(c) for c in todo), sum(self.cpu_hours(c) for c in todo))
+            return (
+                label,
+                len(cs),
+                len(cs) - len(todo),
+                sum(c.flops for c in todo) / 1e12,
+                sum(self.gpu_hours(c) for c in todo),
+                sum(self.cpu_hours(c) for c in todo),
+            )
+
         out = []
         for kind in ("train", "compress", "evaluate"):
             cs = [c for c in self.costs if c.job.kind == kind]
@@ -268,8 +289,13 @@ def measure_fixed(model: Any, startup: bool = True) -> FixedCosts:
     return FixedCosts(start, {k: n * best for k, n in BUILDS_PER_JOB.items()}, best)
 
 
-def estimate(exp: ResolvedExperiment, *, gpu: str = DEFAULT_GPU, utilisation: float = DEFAULT_UTILISATION,
-             cpu_gflops: float | None = None) -> Estimate:
+def estimate(
+    exp: ResolvedExperiment,
+    *,
+    gpu: str = DEFAULT_GPU,
+    utilisation: float = DEFAULT_UTILISATION,
+    cpu_gflops: float | None = None,
+) -> Estimate:
     """Price every job of ``exp`` (validated). ``cpu_gflops``: this machine's sustained rate in GFLOP per CPU
     second instead of measuring it (a few seconds on the experiment's model)."""
     from .measure.flops import count_flops
@@ -295,10 +321,22 @@ def estimate(exp: ResolvedExperiment, *, gpu: str = DEFAULT_GPU, utilisation: fl
     if cpu_gflops is None:
         from .measure.throughput import sustained_rates
 
-        rates = sustained_rates(base.model, shape, fp, batch_size=exp.recipe.batch_size,
-                                num_classes=meta.num_classes, threads=exp.threads)
-    return Estimate(exp, costs, sizes, fp, shape, GPUS[gpu], utilisation, rates,
-                    cpu_gflops * 1e9 if cpu_gflops is not None else None, damaged, fixed)
+        rates = sustained_rates(
+            base.model, shape, fp, batch_size=exp.recipe.batch_size, num_classes=meta.num_classes, threads=exp.threads
+        )
+    return Estimate(
+        exp,
+        costs,
+        sizes,
+        fp,
+        shape,
+        GPUS[gpu],
+        utilisation,
+        rates,
+        cpu_gflops * 1e9 if cpu_gflops is not None else None,
+        damaged,
+        fixed,
+    )
 
 
 # what the live ETA assumes before any job has run: the wall-clock FLOP rate of a quiet 2-core x86 machine on
@@ -318,8 +356,10 @@ def expected_seconds(exp: ResolvedExperiment, jobs: list[Job]) -> dict[str, floa
     meta, base = parent_model(exp)
     fp = float(count_flops(base.model, (1, meta.channels, *meta.size)))
     fixed = measure_fixed(base.model, startup=False)
-    return {c.job.key: c.flops / NOMINAL_WALL_FLOPS + c.seconds + fixed.per_job.get(c.job.kind, 0.0)
-            for c in job_costs(exp, jobs, fp, meta, sizes)}
+    return {
+        c.job.key: c.flops / NOMINAL_WALL_FLOPS + c.seconds + fixed.per_job.get(c.job.kind, 0.0)
+        for c in job_costs(exp, jobs, fp, meta, sizes)
+    }
 
 
 # --------------------------------------------------------------------------- output
@@ -336,14 +376,21 @@ def render(est: Estimate, config: str) -> str:
     """The table ``compressbench plan`` prints, with the assumptions under it."""
     exp, n_jobs = est.exp, len(est.costs)
     cached = sum(c.cached for c in est.costs)
-    lines = [f"{config}: experiment '{exp.name}', {len(exp.seeds)} seed(s) — {n_jobs} jobs, {cached} cached"
-             + (f" ({est.damaged} damaged artifact(s) will be re-run)" if est.damaged else "")]
+    lines = [
+        f"{config}: experiment '{exp.name}', {len(exp.seeds)} seed(s) — {n_jobs} jobs, {cached} cached"
+        + (f" ({est.damaged} damaged artifact(s) will be re-run)" if est.damaged else "")
+    ]
     for name, n in est.sizes.items():
         tg = "".join(f", target {t} {v:,}" for t, v in n.targets.items())
-        lines.append(f"  images ({name}, {n.how}): train {n.train:,}" + (f", validation {n.val:,}" if n.val else "")
-                     + f", test {n.test:,}{tg}; eval_subset {exp.dataset.eval_subset or 'none'}")
-    lines.append(f"  parent: {exp.model.name} at {'×'.join(map(str, est.input_shape))}: "
-                 f"{est.parent_flops / 1e6:,.2f} MFLOPs per image (forward, 2×MAC)")
+        lines.append(
+            f"  images ({name}, {n.how}): train {n.train:,}"
+            + (f", validation {n.val:,}" if n.val else "")
+            + f", test {n.test:,}{tg}; eval_subset {exp.dataset.eval_subset or 'none'}"
+        )
+    lines.append(
+        f"  parent: {exp.model.name} at {'×'.join(map(str, est.input_shape))}: "
+        f"{est.parent_flops / 1e6:,.2f} MFLOPs per image (forward, 2×MAC)"
+    )
     head = ("", "jobs", "cached", "TFLOP", "GPU-h", "CPU-h")
     rows = [(label, f"{j}", f"{c}", _num(t), _hours(g), _hours(h)) for label, j, c, t, g, h in est.rows()]
     width = [max(len(r[i]) for r in [head, *rows]) for i in range(6)]
@@ -351,32 +398,55 @@ def render(est: Estimate, config: str) -> str:
         lines.append("  " + "  ".join(r[i].ljust(width[i]) if i == 0 else r[i].rjust(width[i]) for i in range(6)))
     lines.append("  (TFLOP and hours: the jobs not cached; estimated — FLOPs-based, see `compressbench plan --help`)")
     g = est.gpu
-    lines.append(f"GPU-h: {g.name}, {g.peak_tflops:g} TFLOPS peak ({g.precision}) × {est.utilisation:.0%} assumed "
-                 f"utilisation = {est.gpu_flops_s / 1e12:.3g} TFLOP/s sustained (--gpu, --gpu-util)")
+    lines.append(
+        f"GPU-h: {g.name}, {g.peak_tflops:g} TFLOPS peak ({g.precision}) × {est.utilisation:.0%} assumed "
+        f"utilisation = {est.gpu_flops_s / 1e12:.3g} TFLOP/s sustained (--gpu, --gpu-util)"
+    )
     if est.cpu_given is not None:
         lines.append(f"CPU-h: {est.cpu_given / 1e9:g} GFLOP per CPU-second, as given (--cpu-gflops)")
     else:
         r = est.rates
         todo_cpu_h = sum(est.cpu_hours(c) for c in est.costs if not c.cached)
-        lines.append(f"CPU-h (CPU time, user + sys): measured here on {exp.model.name} in {r.seconds:.1f} s with "
-                     f"{r.threads} thread(s): training {r.train_cpu / 1e9:.3g} GFLOP/s (batch {r.train_batch}), "
-                     f"inference {r.infer_cpu / 1e9:.3g} GFLOP/s (batch {r.infer_batch}) per CPU-second; "
-                     f"wall-clock here ≈ {todo_cpu_h * r.wall_per_cpu:.3g} h")
+        lines.append(
+            f"CPU-h (CPU time, user + sys): measured here on {exp.model.name} in {r.seconds:.1f} s with "
+            f"{r.threads} thread(s): training {r.train_cpu / 1e9:.3g} GFLOP/s (batch {r.train_batch}), "
+            f"inference {r.infer_cpu / 1e9:.3g} GFLOP/s (batch {r.infer_batch}) per CPU-second; "
+            f"wall-clock here ≈ {todo_cpu_h * r.wall_per_cpu:.3g} h"
+        )
         if r.busy:
-            lines.append(f"  note: the machine was busy (load {r.load:.1f} on {r.cores} cores): the rate is low and "
-                         f"the CPU-h high; measure when it is quiet, or give --cpu-gflops")
+            lines.append(
+                f"  note: the machine was busy (load {r.load:.1f} on {r.cores} cores): the rate is low and "
+                f"the CPU-h high; measure when it is quiet, or give --cpu-gflops"
+            )
     return "\n".join(lines)
 
 
 def to_json(est: Estimate) -> dict[str, Any]:
     """The estimate as data: assumptions, totals per kind, and every job."""
-    return {"experiment": est.exp.name, "parent_flops_per_image": est.parent_flops, "input_shape": est.input_shape,
-            "images": {k: vars(v) for k, v in est.sizes.items()},
-            "gpu": {**vars(est.gpu), "utilisation": est.utilisation, "sustained_flops_s": est.gpu_flops_s},
-            "cpu": est.rates.to_dict() if est.rates is not None else {"given_flops_per_cpu_s": est.cpu_given},
-            "rows": [dict(zip(("label", "jobs", "cached", "tflop", "gpu_hours", "cpu_hours"), r, strict=True))
-                     for r in est.rows()],
-            "jobs": [{"key": c.job.key, "kind": c.job.kind, "what": c.job.describe(), "group": c.group,
-                      "cached": c.cached, "forward_flops": c.forward, "gradient_flops": c.gradient,
-                      "fixed_seconds": c.seconds, "gpu_hours": est.gpu_hours(c), "cpu_hours": est.cpu_hours(c)}
-                     for c in est.costs]}
+    return {
+        "experiment": est.exp.name,
+        "parent_flops_per_image": est.parent_flops,
+        "input_shape": est.input_shape,
+        "images": {k: vars(v) for k, v in est.sizes.items()},
+        "gpu": {**vars(est.gpu), "utilisation": est.utilisation, "sustained_flops_s": est.gpu_flops_s},
+        "cpu": est.rates.to_dict() if est.rates is not None else {"given_flops_per_cpu_s": est.cpu_given},
+        "rows": [
+            dict(zip(("label", "jobs", "cached", "tflop", "gpu_hours", "cpu_hours"), r, strict=True))
+            for r in est.rows()
+        ],
+        "jobs": [
+            {
+                "key": c.job.key,
+                "kind": c.job.kind,
+                "what": c.job.describe(),
+                "group": c.group,
+                "cached": c.cached,
+                "forward_flops": c.forward,
+                "gradient_flops": c.gradient,
+                "fixed_seconds": c.seconds,
+                "gpu_hours": est.gpu_hours(c),
+                "cpu_hours": est.cpu_hours(c),
+            }
+            for c in est.costs
+        ],
+    }

@@ -52,6 +52,7 @@ def _norm_check(lo: float, hi: float, what: str):
         if not lo <= v <= hi:
             raise ValueError(f"a normalisation {what} must be in [{lo:g}, {hi:g}] (images are in [0, 1]), got {v:g}")
         return v
+
     return AfterValidator(check)
 
 
@@ -61,10 +62,29 @@ Aggregate = Literal["mean", "min", "max", "sum"]  # how a metric's conditions re
 # cell formats (the report's and the console's renderings: ``report.tables.CELL_FORMATS``)
 Format = Literal["pct", "f1", "f2", "f3", "int", "bytes", "ms", "g"]
 
-__all__ = ["MAX_EPOCHS", "SEED_LIMIT", "MAX_BATCH_SIZE", "FiniteFloat", "Epochs", "FinetuneEpochs", "Seed",
-           "PositiveInt", "NonNegativeInt", "BatchSize", "Subset", "Severity", "Fraction", "PositiveFloat", "ImageSize",
-           "NormMean", "NormStd", "NORM_MEAN_RANGE", "NORM_STD_RANGE",
-           "Aggregate", "Format"]
+__all__ = [
+    "MAX_EPOCHS",
+    "SEED_LIMIT",
+    "MAX_BATCH_SIZE",
+    "FiniteFloat",
+    "Epochs",
+    "FinetuneEpochs",
+    "Seed",
+    "PositiveInt",
+    "NonNegativeInt",
+    "BatchSize",
+    "Subset",
+    "Severity",
+    "Fraction",
+    "PositiveFloat",
+    "ImageSize",
+    "NormMean",
+    "NormStd",
+    "NORM_MEAN_RANGE",
+    "NORM_STD_RANGE",
+    "Aggregate",
+    "Format",
+]
 
 
 def file_name(v: str) -> str:

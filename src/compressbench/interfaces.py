@@ -39,6 +39,7 @@ from .data.base import DataMeta, DatasetBundle
 
 log = logging.getLogger(__name__)
 
+
 class Params(BaseModel):
     """Base class of every method's / evaluator's parameter schema. ``KEY_OPTIONAL``: fields added after job
     keys existed, in a key only when set (:meth:`key_dump`), so that adding them re-runs nothing."""

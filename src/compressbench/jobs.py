@@ -67,8 +67,12 @@ class TrainSpec:
         model = self.model.key_dump()
         if self.weights is not None:
             model["weights"] = self.weights_key
-        return {"dataset": dataset_key(self.dataset), "model": model,
-                "train": self.train.key_dump() if self.train is not None else None, "seed": self.seed}
+        return {
+            "dataset": dataset_key(self.dataset),
+            "model": model,
+            "train": self.train.key_dump() if self.train is not None else None,
+            "seed": self.seed,
+        }
 
     def record(self) -> dict[str, Any]:
         return {**self.key_spec(), "dataset": dataset_record(self.dataset), "model": self.model_config()}
@@ -88,9 +92,14 @@ class CompressSpec:
     seed: int
 
     def key_spec(self) -> dict[str, Any]:
-        return {"method": self.method, "params": dump_params(self.params),
-                "budget": self.budget.to_json() if self.budget is not None else None,
-                "dataset": dataset_key(self.dataset), "train": self.recipe.key_dump(), "seed": self.seed}
+        return {
+            "method": self.method,
+            "params": dump_params(self.params),
+            "budget": self.budget.to_json() if self.budget is not None else None,
+            "dataset": dataset_key(self.dataset),
+            "train": self.recipe.key_dump(),
+            "seed": self.seed,
+        }
 
     def record(self) -> dict[str, Any]:
         return {**self.key_spec(), "dataset": dataset_record(self.dataset)}
@@ -110,9 +119,15 @@ class EvaluateSpec:
     parent_job: str
 
     def key_spec(self) -> dict[str, Any]:
-        return {"evaluator": self.evaluator, "params": dump_params(self.params), "eval_subset": self.eval_subset,
-                "dataset": dataset_key(self.dataset), "seed": self.seed, "model_job": self.model_job,
-                "parent_job": self.parent_job}
+        return {
+            "evaluator": self.evaluator,
+            "params": dump_params(self.params),
+            "eval_subset": self.eval_subset,
+            "dataset": dataset_key(self.dataset),
+            "seed": self.seed,
+            "model_job": self.model_job,
+            "parent_job": self.parent_job,
+        }
 
     def record(self) -> dict[str, Any]:
         return {**self.key_spec(), "dataset": dataset_record(self.dataset)}
@@ -177,20 +192,35 @@ class SizeStats:
     flops: float
 
     def to_json(self) -> dict[str, float]:
-        return {"params": self.params, "params_nonzero": self.params_nonzero,
-                "checkpoint_bytes": self.checkpoint_bytes, "flops": self.flops}
+        return {
+            "params": self.params,
+            "params_nonzero": self.params_nonzero,
+            "checkpoint_bytes": self.checkpoint_bytes,
+            "flops": self.flops,
+        }
 
     def rows(self) -> list[dict[str, Any]]:
         """The size rows (evaluator ``compress``). ``params_nonzero`` is ``theoretical`` here as in the
         efficiency evaluator: the count is exact, but the saving it implies needs a sparse format or sparse
         kernels (the file and the kernels are dense)."""
-        return [{"evaluator": "compress", "metric": "params", "value": self.params, "tag": "realised"},
-                {"evaluator": "compress", "metric": "params_nonzero", "value": self.params_nonzero,
-                 "tag": "theoretical"},
-                {"evaluator": "compress", "metric": "checkpoint_bytes", "value": self.checkpoint_bytes, "unit": "B",
-                 "tag": "realised"},
-                {"evaluator": "compress", "metric": "flops", "value": self.flops, "unit": "FLOP (2×MAC)",
-                 "tag": "theoretical"}]
+        return [
+            {"evaluator": "compress", "metric": "params", "value": self.params, "tag": "realised"},
+            {"evaluator": "compress", "metric": "params_nonzero", "value": self.params_nonzero, "tag": "theoretical"},
+            {
+                "evaluator": "compress",
+                "metric": "checkpoint_bytes",
+                "value": self.checkpoint_bytes,
+                "unit": "B",
+                "tag": "realised",
+            },
+            {
+                "evaluator": "compress",
+                "metric": "flops",
+                "value": self.flops,
+                "unit": "FLOP (2×MAC)",
+                "tag": "theoretical",
+            },
+        ]
 
 
 PARENT_ACHIEVED = {"params": 1.0, "bytes": 1.0, "flops": 1.0}
@@ -226,41 +256,91 @@ class ModelOutcome:
     def rows(self) -> list[dict[str, Any]]:
         """The job's own rows after its size rows: the achieved fractions, whether a shared budget was matched,
         and the knob."""
-        out = [{"evaluator": "compress", "metric": f"achieved_{k}", "value": float(v)}
-               for k, v in self.achieved.items() if isinstance(v, (int, float))]
+        out = [
+            {"evaluator": "compress", "metric": f"achieved_{k}", "value": float(v)}
+            for k, v in self.achieved.items()
+            if isinstance(v, (int, float))
+        ]
         if "within_tolerance" in self.record:  # a shared budget: matched within ±2 % or not (job_metrics)
-            out.append({"evaluator": "compress", "metric": "budget_matched",
-                        "value": float(self.record["within_tolerance"])})
+            out.append(
+                {"evaluator": "compress", "metric": "budget_matched", "value": float(self.record["within_tolerance"])}
+            )
         if self.knob is not None:
             out.append({"evaluator": "compress", "metric": "knob", "value": self.knob})
         return out
 
     def to_info(self) -> dict[str, Any]:
         if self.capabilities is None:  # the parent
-            return {"size": self.size.to_json(), "spec": self.spec, "steps": self.steps, "record": self.record,
-                    "achieved": self.achieved}
-        return {"size": self.size.to_json(), "steps": self.steps, "record": self.record, "achieved": self.achieved,
-                "capabilities": self.capabilities}
+            return {
+                "size": self.size.to_json(),
+                "spec": self.spec,
+                "steps": self.steps,
+                "record": self.record,
+                "achieved": self.achieved,
+            }
+        return {
+            "size": self.size.to_json(),
+            "steps": self.steps,
+            "record": self.record,
+            "achieved": self.achieved,
+            "capabilities": self.capabilities,
+        }
 
     @classmethod
     def from_info(cls, info: dict[str, Any]) -> ModelOutcome:
         s = info.get("size") or {}
-        size = SizeStats(*(float(s.get(k, math.nan)) for k in ("params", "params_nonzero", "checkpoint_bytes",
-                                                               "flops")))
-        return cls(size, dict(info.get("achieved") or {}), list(info.get("steps") or []),
-                   dict(info.get("record") or {}), info.get("capabilities"), info.get("spec"))
+        size = SizeStats(
+            *(float(s.get(k, math.nan)) for k in ("params", "params_nonzero", "checkpoint_bytes", "flops"))
+        )
+        return cls(
+            size,
+            dict(info.get("achieved") or {}),
+            list(info.get("steps") or []),
+            dict(info.get("record") or {}),
+            info.get("capabilities"),
+            info.get("spec"),
+        )
 
 
-def measurement_rows(base: dict[str, Any], default_evaluator: str, evaluator_version: int | None,
-                     measurements: list[dict[str, Any]], record_sha256: str | None) -> list[dict[str, Any]]:
+def measurement_rows(
+    base: dict[str, Any],
+    default_evaluator: str,
+    evaluator_version: int | None,
+    measurements: list[dict[str, Any]],
+    record_sha256: str | None,
+) -> list[dict[str, Any]]:
     """A finished job's store rows: ``base`` (its labels, budget, seed, job key, run) on each of its record's
     measurements, with the record's content hash. The runner stores these; ``compressbench verify`` derives
     them again from the cached record and compares them with the store's."""
-    return [{**base, "evaluator": m.get("evaluator", default_evaluator), "evaluator_version": evaluator_version,
-             "metric": m["metric"], "value": m.get("value"), "condition": m.get("condition") or {},
-             "tag": m.get("tag", ""), "unit": m.get("unit", ""), "record_sha256": record_sha256}
-            for m in measurements]
+    return [
+        {
+            **base,
+            "evaluator": m.get("evaluator", default_evaluator),
+            "evaluator_version": evaluator_version,
+            "metric": m["metric"],
+            "value": m.get("value"),
+            "condition": m.get("condition") or {},
+            "tag": m.get("tag", ""),
+            "unit": m.get("unit", ""),
+            "record_sha256": record_sha256,
+        }
+        for m in measurements
+    ]
 
 
-__all__ = ["Job", "JobLabels", "JobSpec", "TrainSpec", "CompressSpec", "EvaluateSpec", "SizeStats", "ModelOutcome",
-           "PARENT_ACHIEVED", "BASELINE", "dataset_key", "dataset_record", "dump_params", "measurement_rows"]
+__all__ = [
+    "Job",
+    "JobLabels",
+    "JobSpec",
+    "TrainSpec",
+    "CompressSpec",
+    "EvaluateSpec",
+    "SizeStats",
+    "ModelOutcome",
+    "PARENT_ACHIEVED",
+    "BASELINE",
+    "dataset_key",
+    "dataset_record",
+    "dump_params",
+    "measurement_rows",
+]

@@ -28,8 +28,9 @@ from .config.schema import ReportLayout, StudyColumn, StudyTable  # noqa: F401 (
 RUNNER_EVALUATORS = ("compress", "train")  # the rows the runner's own jobs write (job_metrics.py)
 
 
-def check_layout(layout: ReportLayout, evaluators: list[str], metrics: dict[str, list[str]] | None = None
-                 ) -> str | None:
+def check_layout(
+    layout: ReportLayout, evaluators: list[str], metrics: dict[str, list[str]] | None = None
+) -> str | None:
     """Why a layout cannot be drawn from this experiment's rows (a column reading an evaluator the
     experiment does not run, or a metric its evaluator does not declare: ``metrics`` = {evaluator: the
     metric names its spec declares}; an evaluator declaring none is not checked), or None."""
@@ -41,11 +42,15 @@ def check_layout(layout: ReportLayout, evaluators: list[str], metrics: dict[str,
     for i, t in enumerate(layout.tables):
         for j, c in enumerate(t.columns):
             if c.evaluator not in known:
-                return (f"report.tables[{i}].columns[{j}].evaluator: '{c.evaluator}' is not among this "
-                        f"experiment's evaluations ({', '.join(known)})")
+                return (
+                    f"report.tables[{i}].columns[{j}].evaluator: '{c.evaluator}' is not among this "
+                    f"experiment's evaluations ({', '.join(known)})"
+                )
             names = declared.get(c.evaluator) or []
             if names and c.metric not in names:  # the column would stay empty: no row can match it
-                return (f"report.tables[{i}].columns[{j}].metric: '{c.metric}' is not a metric of "
-                        f"'{c.evaluator}'{did_you_mean(c.metric, names)}; it declares {', '.join(names[:12])}"
-                        + (" ..." if len(names) > 12 else ""))
+                return (
+                    f"report.tables[{i}].columns[{j}].metric: '{c.metric}' is not a metric of "
+                    f"'{c.evaluator}'{did_you_mean(c.metric, names)}; it declares {', '.join(names[:12])}"
+                    + (" ..." if len(names) > 12 else "")
+                )
     return None

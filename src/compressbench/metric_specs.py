@@ -134,12 +134,21 @@ class MetricSpec:
     show: Presentation
     role: str
 
-    def __init__(self, name: str, *, select: Selection | None = None, show: Presentation | None = None,
-                 role: str = "", **flat: Any):
+    def __init__(
+        self,
+        name: str,
+        *,
+        select: Selection | None = None,
+        show: Presentation | None = None,
+        role: str = "",
+        **flat: Any,
+    ):
         bad = sorted(set(flat) - set(SELECTION_FIELDS) - set(PRESENTATION_FIELDS))
         if bad:
-            raise TypeError(f"metric '{name}': unknown field(s) {bad}; selection: {', '.join(SELECTION_FIELDS)}; "
-                            f"presentation: {', '.join(PRESENTATION_FIELDS)}")
+            raise TypeError(
+                f"metric '{name}': unknown field(s) {bad}; selection: {', '.join(SELECTION_FIELDS)}; "
+                f"presentation: {', '.join(PRESENTATION_FIELDS)}"
+            )
         try:
             sel = replace(select or Selection(), **{k: v for k, v in flat.items() if k in SELECTION_FIELDS})
             shw = replace(show or Presentation(), **{k: v for k, v in flat.items() if k in PRESENTATION_FIELDS})

@@ -91,11 +91,24 @@ class OutcomeRecorder:
         self._bits[s].append(v)
         return Term(s, len(self._bits[s]) - 1)
 
-    def row(self, metric: str, value: float, condition: dict[str, Any] | None,
-            terms: Iterable[tuple[Term, float]], const: float = 0.0) -> None:
+    def row(
+        self,
+        metric: str,
+        value: float,
+        condition: dict[str, Any] | None,
+        terms: Iterable[tuple[Term, float]],
+        const: float = 0.0,
+    ) -> None:
         """Say that the row (``metric``, ``condition``) of value ``value`` is ``const + Σ w · mean(term)``."""
-        self._rows.append({"metric": metric, "condition": condition or {}, "value": float(value),
-                           "terms": [[t.set, t.k, float(w)] for t, w in terms], "const": float(const)})
+        self._rows.append(
+            {
+                "metric": metric,
+                "condition": condition or {},
+                "value": float(value),
+                "terms": [[t.set, t.k, float(w)] for t, w in terms],
+                "const": float(const),
+            }
+        )
 
     def mean(self, metric: str, value: float, condition: dict[str, Any] | None, s: int, correct: Any) -> Term:
         """A plain accuracy: the row is the mean of ``correct`` over set ``s``."""
@@ -121,14 +134,22 @@ class OutcomeRecorder:
         for r in self._rows:
             got = self._value(r)
             if not math.isclose(got, r["value"], rel_tol=0, abs_tol=_TOL):
-                log.warning("outcomes: %s %s is %.6g but its per-image outcomes give %.6g; not recorded",
-                            r["metric"], r["condition"], r["value"], got)
+                log.warning(
+                    "outcomes: %s %s is %.6g but its per-image outcomes give %.6g; not recorded",
+                    r["metric"],
+                    r["condition"],
+                    r["value"],
+                    got,
+                )
                 continue
             rows.append({k: v for k, v in r.items() if k != "value"})
         if not rows:
             return None
-        meta = {"format": FORMAT, "sets": [{"name": n, "n": int(len(idx)), "digest": _digest(idx)}
-                                           for n, idx in self._sets], "rows": rows}
+        meta = {
+            "format": FORMAT,
+            "sets": [{"name": n, "n": int(len(idx)), "digest": _digest(idx)} for n, idx in self._sets],
+            "rows": rows,
+        }
         arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta, sort_keys=True, default=str))}
         for s, (_, idx) in enumerate(self._sets):
             arrays[f"index_{s}"] = idx
@@ -195,8 +216,11 @@ def load_outcomes(path: Path) -> Outcomes:
                 if len(idx) != n or _digest(idx) != info["digest"]:
                     raise OutcomesError(f"{path}: image set {s} does not match its digest")
                 packed = z[f"bits_{s}"]
-                bits = np.unpackbits(packed, axis=1, count=n).astype(bool) if packed.size else \
-                    np.zeros((len(packed), n), dtype=bool)
+                bits = (
+                    np.unpackbits(packed, axis=1, count=n).astype(bool)
+                    if packed.size
+                    else np.zeros((len(packed), n), dtype=bool)
+                )
                 sets.append(ImageSetOutcomes(str(info["name"]), idx, str(info["digest"]), bits))
     except OutcomesError:
         raise
@@ -217,5 +241,14 @@ def eval_set_name(domain: str | None = None, source: str | None = None) -> str:
     return "test" if domain is None or domain == source else f"domain:{domain}"
 
 
-__all__ = ["FILE", "OutcomeRecorder", "Outcomes", "OutcomesError", "ImageSetOutcomes", "Term", "load_outcomes",
-           "condition_key", "eval_set_name"]
+__all__ = [
+    "FILE",
+    "OutcomeRecorder",
+    "Outcomes",
+    "OutcomesError",
+    "ImageSetOutcomes",
+    "Term",
+    "load_outcomes",
+    "condition_key",
+    "eval_set_name",
+]

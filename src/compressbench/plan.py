@@ -44,8 +44,9 @@ def plan(exp: ResolvedExperiment) -> list[Job]:
     return jobs
 
 
-def _plan_part(exp: ResolvedExperiment, part: ExperimentPart, weights: str | None,
-               weights_key: dict[str, Any] | None) -> list[Job]:
+def _plan_part(
+    exp: ResolvedExperiment, part: ExperimentPart, weights: str | None, weights_key: dict[str, Any] | None
+) -> list[Job]:
     """The jobs of one experiment part (one name, one dataset)."""
     jobs: list[Job] = []
     train = exp.train if exp.trains_baseline else None  # None: nothing is trained
@@ -57,8 +58,14 @@ def _plan_part(exp: ResolvedExperiment, part: ExperimentPart, weights: str | Non
         producers: list[tuple[JobLabels, str]] = [(jobs[-1].labels, tkey)]
         for v in exp.variants:
             cspec = CompressSpec(v.method, v.params, v.budget, part.dataset, exp.recipe, seed)
-            ckey = content_key({"kind": "compress", "spec": cspec.key_spec(), "deps": [tkey],
-                                "v": [COMPRESS_RUNNER_VERSION, methods.spec(v.method).version]})
+            ckey = content_key(
+                {
+                    "kind": "compress",
+                    "spec": cspec.key_spec(),
+                    "deps": [tkey],
+                    "v": [COMPRESS_RUNNER_VERSION, methods.spec(v.method).version],
+                }
+            )
             jobs.append(Job("compress", ckey, cspec, [tkey], JobLabels(part.name, seed, v.name, v.method, v.budget)))
             producers.append((jobs[-1].labels, ckey))
         for ev in exp.evaluations:
@@ -74,7 +81,23 @@ def _plan_part(exp: ResolvedExperiment, part: ExperimentPart, weights: str | Non
                 deps = sorted({pkey, tkey})
                 ekey = content_key({"kind": "evaluate", "spec": espec.key_spec(), "deps": deps, "v": version})
                 group = content_key({"shared": espec.shared_spec(), "v": version}) if spec.group else None
-                jobs.append(Job("evaluate", ekey, espec, deps, JobLabels(
-                    part.name, seed, lab.variant, lab.method, lab.budget, ev.evaluator, spec.version, lab.is_parent),
-                    group))
+                jobs.append(
+                    Job(
+                        "evaluate",
+                        ekey,
+                        espec,
+                        deps,
+                        JobLabels(
+                            part.name,
+                            seed,
+                            lab.variant,
+                            lab.method,
+                            lab.budget,
+                            ev.evaluator,
+                            spec.version,
+                            lab.is_parent,
+                        ),
+                        group,
+                    )
+                )
     return jobs

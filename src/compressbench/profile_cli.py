@@ -39,9 +39,14 @@ def parse_shape(s: str) -> tuple[int, ...]:
     return shape
 
 
-def load_target(target: str, input_shape: tuple[int, ...] | None = None, num_classes: int = 10,
-                kwargs: dict[str, Any] | None = None, *, trust: bool = False
-                ) -> tuple[nn.Module, dict[str, Any], tuple[int, ...]]:
+def load_target(
+    target: str,
+    input_shape: tuple[int, ...] | None = None,
+    num_classes: int = 10,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    trust: bool = False,
+) -> tuple[nn.Module, dict[str, Any], tuple[int, ...]]:
     """A model from a checkpoint (.pt), a ``package.module:factory`` or a registered model name.
     Returns (model, worker target dict, input shape). ``trust``: see ``checkpoint.load_model``."""
     from .checkpoint import load_model, worker_trust
@@ -57,19 +62,32 @@ def load_target(target: str, input_shape: tuple[int, ...] | None = None, num_cla
         return model, {"kind": "checkpoint", "path": str(p.resolve()), **worker_trust(trust)}, input_shape
     if input_shape is None:
         raise ProfileInputError(f"'{target}' is not a checkpoint: give --input-shape N,C,H,W, e.g. 1,3,32,32")
-    spec = {"kind": "factory", "target": target, "kwargs": dict(kwargs or {}), "input_shape": list(input_shape),
-            "num_classes": num_classes, "sys_path": [os.getcwd()]}
+    spec = {
+        "kind": "factory",
+        "target": target,
+        "kwargs": dict(kwargs or {}),
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
+        "sys_path": [os.getcwd()],
+    }
     return build_factory(spec), spec, input_shape
 
 
 def settings_from_args(args: argparse.Namespace) -> ProfileSettings:
     """The protocol settings the flags ask for; an out-of-range flag is one line naming it."""
     try:
-        return ProfileSettings(throughput_batch=args.batch, threads=args.threads, repeats=args.repeats,
-                               throughput_repeats=args.throughput_repeats, warmup=args.warmup,
-                               onnx=False if args.no_onnx else None, onnx_int8=args.onnx_int8,
-                               fresh_process=not args.in_process,
-                               timing=not args.no_timing, device=args.device)
+        return ProfileSettings(
+            throughput_batch=args.batch,
+            threads=args.threads,
+            repeats=args.repeats,
+            throughput_repeats=args.throughput_repeats,
+            warmup=args.warmup,
+            onnx=False if args.no_onnx else None,
+            onnx_int8=args.onnx_int8,
+            fresh_process=not args.in_process,
+            timing=not args.no_timing,
+            device=args.device,
+        )
     except ValidationError as e:
         err = e.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else ""
@@ -83,20 +101,28 @@ def add_profile_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-shape", help="N,C,H,W for factories / model names (e.g. 1,3,32,32)")
     parser.add_argument("--num-classes", type=int, default=10, help="classes for model names / meta factories")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (0 = all cores; default 1)")
-    parser.add_argument("--batch", type=int, default=None,
-                        help="throughput batch (default 64 CPU / 256 GPU; 0 = no throughput run)")
+    parser.add_argument(
+        "--batch", type=int, default=None, help="throughput batch (default 64 CPU / 256 GPU; 0 = no throughput run)"
+    )
     parser.add_argument("--repeats", type=int, default=50, help="batch-1 timing samples")
     parser.add_argument("--throughput-repeats", type=int, default=10, help="throughput-batch timing samples")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--no-onnx", action="store_true", help="skip ONNX export / ONNX Runtime")
-    parser.add_argument("--onnx-int8", choices=["auto", "always", "never"], default="auto",
-                        help="ONNX Runtime static int8 (auto: quantized models only)")
+    parser.add_argument(
+        "--onnx-int8",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="ONNX Runtime static int8 (auto: quantized models only)",
+    )
     parser.add_argument("--in-process", action="store_true", help="time in this process (default: fresh process)")
     parser.add_argument("--no-timing", action="store_true", help="params, bytes and FLOPs only")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--json", metavar="FILE", help="write the full profile as JSON")
-    parser.add_argument("--trust-code", action="store_true",
-                        help="let a checkpoint's 'pkg.mod:factory' model name be imported and run (trusted files only)")
+    parser.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="let a checkpoint's 'pkg.mod:factory' model name be imported and run (trusted files only)",
+    )
 
 
 def profile_command(args: argparse.Namespace) -> int:
@@ -126,9 +152,14 @@ def summary_rows(rep: dict[str, Any], ref: dict[str, Any] | None = None) -> tupl
     """Readable cells of one profile — (size & compute, speed) — with ratios against ``ref``."""
     b, f, p = rep["bytes"], rep["flops"], rep["params"]
     best = min((k for k in b if k != "torch.save"), key=lambda k: b[k])
-    size = {"params": f"{p['params'] / 1e6:.3f} M", "nonzero [T]": f"{p['params_nonzero'] / 1e6:.3f} M",
-            "dense [R]": _fmt_bytes(b["torch.save"]), "compressed [R]": f"{_fmt_bytes(b[best])} {best}",
-            "FLOPs [T]": f"{f['flops'] / 1e6:.1f} M", "eff. FLOPs [T]": f"{f['flops_effective'] / 1e6:.1f} M"}
+    size = {
+        "params": f"{p['params'] / 1e6:.3f} M",
+        "nonzero [T]": f"{p['params_nonzero'] / 1e6:.3f} M",
+        "dense [R]": _fmt_bytes(b["torch.save"]),
+        "compressed [R]": f"{_fmt_bytes(b[best])} {best}",
+        "FLOPs [T]": f"{f['flops'] / 1e6:.1f} M",
+        "eff. FLOPs [T]": f"{f['flops_effective'] / 1e6:.1f} M",
+    }
     if f.get("int8_ops"):
         size["FLOPs [T]"] += " (int8)"
     if ref is not None:
@@ -163,9 +194,11 @@ def render_table(reps: dict[str, dict[str, Any]], ref: str | None = None) -> Gro
     rows = {name: summary_rows(r, reps.get(ref) if ref else None) for name, r in reps.items()}
     any_rep = next(iter(reps.values()))
     hw, st = any_rep["hardware"], any_rep["settings"]
-    titles = ("size and compute — [R] realised (bytes really written), [T] theoretical (counted)",
-              f"speed — {hw['cpu']}, {st['threads']} thread(s), torch {hw['torch']}, onnxruntime "
-              f"{hw['onnxruntime']}, throughput batch {st['throughput_batch']}; median ± IQR")
+    titles = (
+        "size and compute — [R] realised (bytes really written), [T] theoretical (counted)",
+        f"speed — {hw['cpu']}, {st['threads']} thread(s), torch {hw['torch']}, onnxruntime "
+        f"{hw['onnxruntime']}, throughput batch {st['throughput_batch']}; median ± IQR",
+    )
     tables = []
     for i, title in enumerate(titles):
         cols: list[str] = []

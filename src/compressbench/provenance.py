@@ -39,13 +39,47 @@ from .measure.hardware import cpu_flags, cpu_model
 log = logging.getLogger(__name__)
 
 # environment variables that change which CPU kernels run (or how many threads reduce)
-KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS",
-              "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+KERNEL_ENV = (
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
 # /proc/cpuinfo flags that select kernel paths (vector width, FMA, int8 / bf16 dot products, AMX)
-ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
-             "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "asimd", "sve")
-PACKAGES = ("compressbench", "torch", "torchvision", "numpy", "torch-pruning", "onnxruntime", "pydantic", "foolbox",
-            "torchattacks", "timm")
+ISA_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "sve",
+)
+PACKAGES = (
+    "compressbench",
+    "torch",
+    "torchvision",
+    "numpy",
+    "torch-pruning",
+    "onnxruntime",
+    "pydantic",
+    "foolbox",
+    "torchattacks",
+    "timm",
+)
 
 
 def cpu_capability() -> str:
@@ -58,13 +92,19 @@ def cpu_capability() -> str:
 
 def host_info() -> dict[str, Any]:
     """The run's host: CPU model and kernel selection, threads, GPU (stored as the run's ``host_json``)."""
-    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "cpu": cpu_model(),
-                            "cpu_flags": cpu_flags(ISA_FLAGS), "cpu_capability": cpu_capability(),
-                            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                            "mkldnn": bool(torch.backends.mkldnn.is_available()),
-                            "quantized_engine": torch.backends.quantized.engine,
-                            "env": {k: os.environ[k] for k in KERNEL_ENV if k in os.environ},
-                            "cuda": torch.cuda.is_available()}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(ISA_FLAGS),
+        "cpu_capability": cpu_capability(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "quantized_engine": torch.backends.quantized.engine,
+        "env": {k: os.environ[k] for k in KERNEL_ENV if k in os.environ},
+        "cuda": torch.cuda.is_available(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

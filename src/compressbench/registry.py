@@ -53,8 +53,9 @@ _OBJECT_PATH = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[
 class UnknownNameError(UserError, KeyError, ValueError):
     """An unknown registry name. ``str()`` is one readable line."""
 
-    def __init__(self, kind: str, name: str, known: list[str], message: str | None = None,
-                 families: Iterable[str] = ()):
+    def __init__(
+        self, kind: str, name: str, known: list[str], message: str | None = None, families: Iterable[str] = ()
+    ):
         self.kind, self.name, self.known = kind, name, known
         # a library's bare name ("resnet18"): the registered names ending in it ("tv_resnet18") and the name
         # families that serve libraries' names ("torchvision:resnet18"), before mere spelling neighbours
@@ -128,8 +129,13 @@ def loaded_plugins() -> list[str]:
 class Registry(Generic[T, S]):
     """Name -> (object, spec). ``spec``: the registry's spec class (``specs.py``)."""
 
-    def __init__(self, kind: str, loader: str | None = None, spec: type[S] = ComponentSpec,  # type: ignore[assignment]
-                 adopt: Callable[[Any], bool] | None = None):
+    def __init__(
+        self,
+        kind: str,
+        loader: str | None = None,
+        spec: type[S] = ComponentSpec,  # type: ignore[assignment]
+        adopt: Callable[[Any], bool] | None = None,
+    ):
         self.kind = kind
         self.spec_cls = spec
         self._entries: dict[str, Entry[T, S]] = {}
@@ -185,8 +191,9 @@ class Registry(Generic[T, S]):
             raise TypeError(f"unknown {self.kind} spec field(s) {bad}; allowed: {', '.join(allowed)}")
         return self.spec_cls(**fields)
 
-    def register(self, name: str, target: T | str | None = None, *, spec: S | None = None,
-                 **fields: Any) -> Callable[[T], T] | T:
+    def register(
+        self, name: str, target: T | str | None = None, *, spec: S | None = None, **fields: Any
+    ) -> Callable[[T], T] | T:
         """``@reg.register("name", version=1, ...)`` or ``reg.register("name", obj_or_"pkg.mod:obj", ...)``.
         ``fields`` build the registry's spec (or pass a ready ``spec``)."""
         if spec is not None and fields:
@@ -233,8 +240,12 @@ class Registry(Generic[T, S]):
         try:
             obj = import_object(name)
         except Exception as e:  # ImportError, AttributeError, or the module's own error
-            raise UnknownNameError(self.kind, name, self.names(), f"cannot import {self.kind} '{name}': "
-                                   f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+            raise UnknownNameError(
+                self.kind,
+                name,
+                self.names(),
+                f"cannot import {self.kind} '{name}': {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+            ) from None
         for e in self._entries.values():
             if e.target is obj:
                 self._aliases[name] = e.name
@@ -242,9 +253,13 @@ class Registry(Generic[T, S]):
         if self._adopt is not None and self._adopt(obj):
             self._add(name, obj, self.spec_cls(description=(obj.__doc__ or "").strip().split("\n")[0]))
             return name
-        raise UnknownNameError(self.kind, name, self.names(),
-                               f"'{name}' is not a registered {self.kind}: register it in its module with "
-                               f"@compressbench.registry.{_REGISTRY_NAMES.get(self.kind, self.kind)}.register(...)")
+        raise UnknownNameError(
+            self.kind,
+            name,
+            self.names(),
+            f"'{name}' is not a registered {self.kind}: register it in its module with "
+            f"@compressbench.registry.{_REGISTRY_NAMES.get(self.kind, self.kind)}.register(...)",
+        )
 
     def get(self, name: str) -> T:
         return self.entry(name).load()
@@ -280,14 +295,17 @@ datasets: Registry[Any, DatasetSpec] = Registry("dataset", "compressbench.data",
 models: Registry[Any, ModelSpec] = Registry("model", "compressbench.models", ModelSpec, adopt=callable)
 methods: Registry[Any, MethodSpec] = Registry("method", "compressbench.compress", MethodSpec)
 evaluators: Registry[Any, EvaluatorSpec] = Registry("evaluator", "compressbench.evaluate", EvaluatorSpec)
-corruptions: Registry[Any, CorruptionSpec] = Registry("corruption", "compressbench.evaluate.corruptions",
-                                                      CorruptionSpec)
+corruptions: Registry[Any, CorruptionSpec] = Registry(
+    "corruption", "compressbench.evaluate.corruptions", CorruptionSpec
+)
 attacks: Registry[Any, AttackSpec] = Registry("attack", "compressbench.evaluate.attacks", AttackSpec)
 # pruning importance criteria: channel groups (Torch-Pruning importances) and single weights (torch.nn.utils.prune)
-channel_criteria: Registry[Any, CriterionSpec] = Registry("channel criterion", "compressbench.compress.criteria",
-                                                          CriterionSpec)
-weight_criteria: Registry[Any, CriterionSpec] = Registry("weight criterion", "compressbench.compress.criteria",
-                                                         CriterionSpec)
+channel_criteria: Registry[Any, CriterionSpec] = Registry(
+    "channel criterion", "compressbench.compress.criteria", CriterionSpec
+)
+weight_criteria: Registry[Any, CriterionSpec] = Registry(
+    "weight criterion", "compressbench.compress.criteria", CriterionSpec
+)
 # domain adaptation losses fn(source_features, target_features) -> loss (compressbench.adapt)
 adapt_losses: Registry[Any, ComponentSpec] = Registry("adaptation loss", "compressbench.adapt", ComponentSpec)
 executors: Registry[Any, ExecutorSpec] = Registry("executor", "compressbench.execute", ExecutorSpec)

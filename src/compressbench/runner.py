@@ -45,6 +45,7 @@ from .jobs import (
 )
 from .measure.counting import param_counts
 from .measure.flops import count_flops
+from .measure.fresh import forked_workers
 from .measure.sizes import checkpoint_bytes
 from .plan import plan
 from .progress import progress_enabled
@@ -64,10 +65,17 @@ def _dataset(spec_json: str, cache_dir: str) -> DatasetBundle:
     domains = {k: spec[k] for k in ("source", "targets") if spec.get(k) is not None}
     if spec.get("domain_split") is not None:
         domains["split"] = spec["domain_split"]
-    bundle = load_dataset(spec["name"], root=spec.get("root"), cache_dir=cache_dir, download=spec.get("download", True),
-                          **domains, **spec.get("options", {}))
-    return prepare_bundle(bundle, train_subset=spec.get("train_subset"), val_fraction=spec.get("val_fraction"),
-                          resize=spec.get("resize"))
+    bundle = load_dataset(
+        spec["name"],
+        root=spec.get("root"),
+        cache_dir=cache_dir,
+        download=spec.get("download", True),
+        **domains,
+        **spec.get("options", {}),
+    )
+    return prepare_bundle(
+        bundle, train_subset=spec.get("train_subset"), val_fraction=spec.get("val_fraction"), resize=spec.get("resize")
+    )
 
 
 def get_dataset(ds: DatasetConfig, cache_dir: Path) -> DatasetBundle:
@@ -128,14 +136,22 @@ def job_train(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEnv) 
     # the model, with model.weights loaded (as they are, or adapted for fine-tuning: baseline.py)
     # a weights file is read once and must have the sha256 the job's key was planned with: a file swapped
     # since fails the job (nothing cached) instead of filing another file's numbers under this key
-    base = build_baseline(cfg, data.meta, transfer=s.train is not None and bool(s.weights),
-                          sha256=(s.weights_key or {}).get("sha256"))
+    base = build_baseline(
+        cfg, data.meta, transfer=s.train is not None and bool(s.weights), sha256=(s.weights_key or {}).get("sha256")
+    )
     model, stats, fit = base.model, {}, {}
     adapt = s.train.adapt if s.train is not None else None
     if s.train is not None:  # train: null -> the given weights are the baseline
-        stats, fit = train_baseline(model, data, _recipe(s.train.key_dump()), model_name=cfg["name"], seed=s.seed,
-                                    device=env.device, show_progress=env.progress,
-                                    adapt=make_adaptation(adapt, data) if adapt is not None else None)
+        stats, fit = train_baseline(
+            model,
+            data,
+            _recipe(s.train.key_dump()),
+            model_name=cfg["name"],
+            seed=s.seed,
+            device=env.device,
+            show_progress=env.progress,
+            adapt=make_adaptation(adapt, data) if adapt is not None else None,
+        )
     model.cpu()
     spec = {"model": cfg["name"], "width": cfg["width"], "kwargs": cfg["kwargs"], "meta": data.meta.to_dict()}
     ckpt = save_model(model, out / "model.pt", spec)
@@ -156,27 +172,68 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEn
     parent.to(device)
     recipe = s.recipe.key_dump()
 
-    def ctx_train(model, epochs: float, lr: float | None = None, optimizer=None, schedule=None, teacher=None,
-                  kd_alpha: float = 0.9, kd_temperature: float = 4.0, kd_kind: str = "hinton", desc: str = "finetune",
-                  images=None, epoch_end=None, adapt=None):
-        r = _recipe(recipe, epochs=epochs, lr=lr if lr is not None else 0.1 * recipe["lr"], optimizer=optimizer,
-                    schedule=schedule)
+    def ctx_train(
+        model,
+        epochs: float,
+        lr: float | None = None,
+        optimizer=None,
+        schedule=None,
+        teacher=None,
+        kd_alpha: float = 0.9,
+        kd_temperature: float = 4.0,
+        kd_kind: str = "hinton",
+        desc: str = "finetune",
+        images=None,
+        epoch_end=None,
+        adapt=None,
+    ):
+        r = _recipe(
+            recipe,
+            epochs=epochs,
+            lr=lr if lr is not None else 0.1 * recipe["lr"],
+            optimizer=optimizer,
+            schedule=schedule,
+        )
         dev = next((p.device for p in model.parameters()), device)
-        train(model, images if images is not None else data.train, r, seed=s.seed, device=dev,
-              augment_default=data.meta.augment, teacher=teacher, kd_alpha=kd_alpha,
-              kd_temperature=kd_temperature, kd_kind=kd_kind, desc=desc, show_progress=env.progress,
-              epoch_end=epoch_end, adapt=make_adaptation(adapt, data))
+        train(
+            model,
+            images if images is not None else data.train,
+            r,
+            seed=s.seed,
+            device=dev,
+            augment_default=data.meta.augment,
+            teacher=teacher,
+            kd_alpha=kd_alpha,
+            kd_temperature=kd_temperature,
+            kd_kind=kd_kind,
+            desc=desc,
+            show_progress=env.progress,
+            epoch_end=epoch_end,
+            adapt=make_adaptation(adapt, data),
+        )
         return model
 
     def ctx_accuracy(model, images: ImageSet | None = None) -> float:
         # the validation split when there is one: the test split is for evaluators only
-        imgs = images if images is not None else (data.val if data.val is not None and len(data.val)
-                                                  else data.eval_subset(s.dataset.eval_subset))
+        imgs = (
+            images
+            if images is not None
+            else (data.val if data.val is not None and len(data.val) else data.eval_subset(s.dataset.eval_subset))
+        )
         dev = next((p.device for p in model.parameters()), torch.device("cpu"))
         return accuracy(model, imgs, device=dev)
 
-    ctx = CompressContext(data=data, meta=data.meta, device=device, seed=s.seed, workdir=out,
-                          train=ctx_train, accuracy=ctx_accuracy, parent_spec=ck["spec"], progress=env.progress)
+    ctx = CompressContext(
+        data=data,
+        meta=data.meta,
+        device=device,
+        seed=s.seed,
+        workdir=out,
+        train=ctx_train,
+        accuracy=ctx_accuracy,
+        parent_spec=ck["spec"],
+        progress=env.progress,
+    )
     res = compress(s.method, parent, ctx, s.budget, s.params)
     caps = capabilities(s.method, s.params)
     model = res.model if caps["quantizes"] else res.model.cpu()  # int8 kernels run on CPU
@@ -204,18 +261,31 @@ def _eval_member(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEn
 
     lab = job.labels
     variant = VariantInfo(lab.variant, lab.method, ck["steps"], made.record, caps, is_parent=lab.is_parent)
-    ctx = EvalContext(data=data, meta=data.meta, device=dev, seed=s.seed, workdir=out, variant=variant,
-                      load_parent=load_parent, eval_size=s.eval_subset, progress=env.progress,
-                      extra={"checkpoint": str(src.dir / "model.pt"),
-                             "parent_checkpoint": str(parent_res.dir / "model.pt"),
-                             "parent_record": ModelOutcome.from_info(parent_res.info).record},
-                      plugins=env.plugins)
+    ctx = EvalContext(
+        data=data,
+        meta=data.meta,
+        device=dev,
+        seed=s.seed,
+        workdir=out,
+        variant=variant,
+        load_parent=load_parent,
+        eval_size=s.eval_subset,
+        progress=env.progress,
+        extra={
+            "checkpoint": str(src.dir / "model.pt"),
+            "parent_checkpoint": str(parent_res.dir / "model.pt"),
+            "parent_record": ModelOutcome.from_info(parent_res.info).record,
+        },
+        plugins=env.plugins,
+    )
     return model, ctx
 
 
 def _rows(ms: list[Any]) -> list[dict[str, Any]]:
-    return [{"metric": m.metric, "value": float(m.value), "condition": m.condition, "tag": m.tag, "unit": m.unit}
-            for m in ms]
+    return [
+        {"metric": m.metric, "value": float(m.value), "condition": m.condition, "tag": m.tag, "unit": m.unit}
+        for m in ms
+    ]
 
 
 def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEnv) -> tuple[list[dict], dict]:
@@ -224,8 +294,9 @@ def job_evaluate(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEn
     return _rows(evaluators.entry(s.evaluator).load()(model, ctx, s.params)), {}
 
 
-def job_evaluate_group(jobs: list[Job], outs: dict[str, Path], upstreams: dict[str, dict[str, JobResult]],
-                       env: JobEnv) -> dict[str, tuple[list[dict], dict] | BaseException]:
+def job_evaluate_group(
+    jobs: list[Job], outs: dict[str, Path], upstreams: dict[str, dict[str, JobResult]], env: JobEnv
+) -> dict[str, tuple[list[dict], dict] | BaseException]:
     """The evaluate jobs of one group (one evaluator, seed, parent and params) through the evaluator's
     ``group`` form: their shared inputs made once (``execute.group``). A member whose model cannot be loaded
     fails alone."""
@@ -283,7 +354,8 @@ class JobRunner:
                 raise FingerprintError(
                     f"this process ({platform.node()}, pid {os.getpid()}) resolves the experiment differently from "
                     f"the driver (fingerprint {exp.fingerprint[:12]}, the driver's {self.fingerprint[:12]}): install "
-                    f"the same compressbench and plug-ins ({', '.join(exp.plugins.modules) or 'none'}) everywhere")
+                    f"the same compressbench and plug-ins ({', '.join(exp.plugins.modules) or 'none'}) everywhere"
+                )
             _RESOLVED[self.fingerprint] = exp
         return exp
 
@@ -305,8 +377,9 @@ class JobRunner:
     def __call__(self, job: Job, out: Path, upstream: dict[str, JobResult]) -> tuple[list[dict], dict]:
         return JOB_FNS[job.kind](job, out, upstream, self.env())
 
-    def group(self, jobs: list[Job], outs: dict[str, Path], upstreams: dict[str, dict[str, JobResult]]
-              ) -> dict[str, tuple[list[dict], dict] | BaseException]:
+    def group(
+        self, jobs: list[Job], outs: dict[str, Path], upstreams: dict[str, dict[str, JobResult]]
+    ) -> dict[str, tuple[list[dict], dict] | BaseException]:
         """The jobs of one group together (``execute.group.GroupFn``)."""
         return job_evaluate_group(jobs, outs, upstreams, self.env())
 
@@ -365,8 +438,16 @@ class Session:
         """Distinct jobs: those that ran in this session, those only ever found cached, and those that failed."""
         failures = [(self.planned[k].describe(), r.error) for k, r in self.results.items() if r.error]
         cached = sum(1 for k, r in self.results.items() if r.cached and k not in self.ran)
-        return RunSummary(self.exp.name, self.exp.store_path, self.run_id, len(self.planned), len(self.ran), cached,
-                          len(failures), failures)  # type: ignore[arg-type]
+        return RunSummary(
+            self.exp.name,
+            self.exp.store_path,
+            self.run_id,
+            len(self.planned),
+            len(self.ran),
+            cached,
+            len(failures),
+            failures,
+        )  # type: ignore[arg-type]
 
 
 def start_run(exp: ResolvedExperiment, progress: bool | None = None, evaluators: set[str] | None = None) -> Session:
@@ -379,8 +460,17 @@ def start_run(exp: ResolvedExperiment, progress: bool | None = None, evaluators:
     store = ResultStore(exp.store_path)
     store.check_writable()
     run_id = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-    store.add_run(run_id, exp.name, dt.datetime.now(dt.timezone.utc).isoformat(), exp.config.model_dump(mode="json"),
-                  _git_hash(), versions(exp), str(device), host_info(), plugins=exp.plugins.to_json())
+    store.add_run(
+        run_id,
+        exp.name,
+        dt.datetime.now(dt.timezone.utc).isoformat(),
+        exp.config.model_dump(mode="json"),
+        _git_hash(),
+        versions(exp),
+        str(device),
+        host_info(),
+        plugins=exp.plugins.to_json(),
+    )
     record_run(store, run_id, evaluators if evaluators is not None else {e.evaluator for e in exp.evaluations})
     return Session(exp, store, run_id, Path(exp.cache_dir), show, {}, {})
 
@@ -405,12 +495,19 @@ def execute(session: Session, exp: ResolvedExperiment, jobs: list[Job] | None = 
             session.ran.add(job.key)
         _store_job(session.store, job, res, session.results, session.run_id)
 
-    create_executor(exp, cache, session.progress).run(jobs, fn, on_done)
+    # the efficiency evaluator's timing processes fork from one template per run instead of each starting an
+    # interpreter and importing torch (measure.fresh: each measurement still has a process of its own)
+    with forked_workers():
+        create_executor(exp, cache, session.progress).run(jobs, fn, on_done)
     return done
 
 
-def run(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: bool | None = None,
-        executor: str | None = None) -> RunSummary:
+def run(
+    experiment: ResolvedExperiment | Experiment | str | Path,
+    *,
+    progress: bool | None = None,
+    executor: str | None = None,
+) -> RunSummary:
     """Run an experiment (resolved by :func:`compressbench.load_config` / ``validate_config``, or a YAML path).
     Same code path as the CLI. ``executor`` overrides the experiment's executor by name (with that executor's
     default options; checked against the experiment as if the config said so). An experiment with a ``goal``
@@ -421,9 +518,11 @@ def run(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: b
     if exp.goal is not None:
         from .errors import ConfigError
 
-        raise ConfigError(f"experiment '{exp.name}' declares a goal: its budgets lists are search ranges, not "
-                          f"variants to run; run it with compressbench.run / compressbench.goal.search (the CLI's "
-                          f"run and search do), or remove 'goal'")
+        raise ConfigError(
+            f"experiment '{exp.name}' declares a goal: its budgets lists are search ranges, not "
+            f"variants to run; run it with compressbench.run / compressbench.goal.search (the CLI's "
+            f"run and search do), or remove 'goal'"
+        )
     jobs = plan(exp)
     prefetch_weights(exp, jobs, Path(exp.cache_dir))  # before the store is touched: offline, nothing is written
     session = start_run(exp, progress)
@@ -458,37 +557,86 @@ def _track(exp: ResolvedExperiment) -> None:
         try:
             runs = export_store(exp.store_path, t.mlflow.uri, experiment=part.name)
         except Exception as e:  # the store holds everything; tracking is a copy
-            log.error("tracking.mlflow: export to %s failed (%s: %s); retry with `compressbench export-mlflow %s`",
-                      t.mlflow.uri or "MLflow's default URI", type(e).__name__, str(e).splitlines()[0][:200] if str(e)
-                      else "", exp.store_path)
+            log.error(
+                "tracking.mlflow: export to %s failed (%s: %s); retry with `compressbench export-mlflow %s`",
+                t.mlflow.uri or "MLflow's default URI",
+                type(e).__name__,
+                str(e).splitlines()[0][:200] if str(e) else "",
+                exp.store_path,
+            )
             return
         log.info("tracking.mlflow: %d run(s) of %s in %s", len(runs), part.name, t.mlflow.uri or "MLflow's default URI")
 
 
 def _store_job(store: ResultStore, job: Job, res: JobResult, results: dict[str, JobResult], run_id: str) -> None:
-    """The job's rows and artifacts, in one transaction: its labels and budget on every row, the budget
-    achieved read from the outcome of the job that made the model."""
+    """The job's rows and artifacts (:func:`job_rows`), in one transaction."""
+    rows, arts = job_rows(job, res, results, run_id)
+    # one transaction per job; rows already stored (a cached job, another driver) are skipped by the unique key
+    store.add_job(rows, arts)
+
+
+def job_rows(
+    job: Job, res: JobResult, results: dict[str, JobResult], run_id: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A finished job's store rows and artifact records: its labels and budget on every row, the budget achieved
+    read from the outcome of the job that made the model (in ``results``); a failed job: one error row."""
     lab, b = job.labels, job.labels.budget
     now = dt.datetime.now(dt.timezone.utc).isoformat()
     producer = results.get(job.spec.model_job if isinstance(job.spec, EvaluateSpec) else job.key)
     achieved = ModelOutcome.from_info(producer.info).budget_achieved(b) if producer is not None else None
-    base = {"experiment": lab.experiment, "variant": lab.variant, "method": lab.method,
-            "budget_kind": b.kind if b else None, "budget_target": b.value if b else None,
-            "budget_achieved": achieved, "seed": lab.seed, "job_key": job.key, "run_id": run_id, "created_at": now}
+    base = {
+        "experiment": lab.experiment,
+        "variant": lab.variant,
+        "method": lab.method,
+        "budget_kind": b.kind if b else None,
+        "budget_target": b.value if b else None,
+        "budget_achieved": achieved,
+        "seed": lab.seed,
+        "job_key": job.key,
+        "run_id": run_id,
+        "created_at": now,
+    }
     default_eval = lab.evaluator or job.kind
     if res.error:
-        store.add_job([{**base, "evaluator": default_eval, "evaluator_version": lab.evaluator_version,
-                        "metric": "error", "value": None, "error": res.error}])
-        return
+        return [
+            {
+                **base,
+                "evaluator": default_eval,
+                "evaluator_version": lab.evaluator_version,
+                "metric": "error",
+                "value": None,
+                "error": res.error,
+            }
+        ], []
     rows = measurement_rows(base, default_eval, lab.evaluator_version, res.measurements, res.record_sha256)
-    keys = {(r["evaluator"], r["condition"] if isinstance(r["condition"], str) else condition_str(r["condition"]),
-             r["metric"]) for r in rows}
+    keys = {
+        (
+            r["evaluator"],
+            r["condition"] if isinstance(r["condition"], str) else condition_str(r["condition"]),
+            r["metric"],
+        )
+        for r in rows
+    }
     if len(keys) < len(rows):
-        log.warning("job %s gave %d measurements with the same (evaluator, condition, metric): only the first of each "
-                    "is stored", job.describe(), len(rows) - len(keys))
-    arts = [{"job_key": job.key, "experiment": lab.experiment, "variant": lab.variant, "method": lab.method,
-             "seed": lab.seed, "evaluator": default_eval, "name": f.name, "path": f.resolve(), "created_at": now}
-            for f in (sorted(res.dir.iterdir()) if res.dir.is_dir() else [])
-            if f.suffix.lower() in (".png", ".svg", ".jpg", ".json", ".csv", ".npz") and f.name != "result.json"]
-    # one transaction per job; rows already stored (a cached job, another driver) are skipped by the unique key
-    store.add_job(rows, arts)
+        log.warning(
+            "job %s gave %d measurements with the same (evaluator, condition, metric): only the first of each "
+            "is stored",
+            job.describe(),
+            len(rows) - len(keys),
+        )
+    arts = [
+        {
+            "job_key": job.key,
+            "experiment": lab.experiment,
+            "variant": lab.variant,
+            "method": lab.method,
+            "seed": lab.seed,
+            "evaluator": default_eval,
+            "name": f.name,
+            "path": f.resolve(),
+            "created_at": now,
+        }
+        for f in (sorted(res.dir.iterdir()) if res.dir.is_dir() else [])
+        if f.suffix.lower() in (".png", ".svg", ".jpg", ".json", ".csv", ".npz") and f.name != "result.json"
+    ]
+    return rows, arts

@@ -155,13 +155,16 @@ class MethodSpec(ComponentSpec):
         if bad:
             raise TypeError(f"unknown budget kind(s) {bad}; allowed: knob, {', '.join(SHARED_BUDGETS)}")
         if self.budgets and self.stages is None and (self.knob is None or self.apply is None):
-            raise TypeError("a method that takes budgets needs a 'knob' and an 'apply' transform "
-                            "(or 'stages', for a composite method)")
+            raise TypeError(
+                "a method that takes budgets needs a 'knob' and an 'apply' transform "
+                "(or 'stages', for a composite method)"
+            )
 
 
 # --------------------------------------------------------------------------- evaluators
 
 # metric declarations and report options: :mod:`compressbench.metric_specs` (re-exported here)
+
 
 @dataclass(frozen=True)
 class EvaluatorSpec(ComponentSpec):
@@ -365,6 +368,8 @@ class ExecutorSpec(ComponentSpec):
     None``: its rules about the whole resolved experiment, run by ``validate`` before any work."""
 
     check: Callable[[Any, Any], str | None] | None = None
+
+
 # --------------------------------------------------------------------------- pruning criteria
 
 
@@ -380,12 +385,38 @@ class CriterionSpec(ComponentSpec):
 
 
 SPEC_TYPES: dict[str, type[ComponentSpec]] = {
-    "method": MethodSpec, "evaluator": EvaluatorSpec, "corruption": CorruptionSpec, "attack": AttackSpec,
-    "dataset": DatasetSpec, "model": ModelSpec, "executor": ExecutorSpec,
+    "method": MethodSpec,
+    "evaluator": EvaluatorSpec,
+    "corruption": CorruptionSpec,
+    "attack": AttackSpec,
+    "dataset": DatasetSpec,
+    "model": ModelSpec,
+    "executor": ExecutorSpec,
 }
 
-__all__ = ["ComponentSpec", "Knob", "MethodSpec", "MetricSpec", "Console", "ANY", "EvaluatorSpec", "CorruptionSpec",
-           "AttackSpec", "DatasetSpec", "ModelSpec", "RebuildSpec", "CriterionSpec", "ExecutorSpec", "SPEC_TYPES",
-           "SHARED_BUDGETS", "BudgetKind", "Selection", "Presentation", "ReportOption", "CLEAN_ACCURACY",
-           "CORRUPTION_ACCURACY", "Aggregate",
-           "Format"]
+__all__ = [
+    "ComponentSpec",
+    "Knob",
+    "MethodSpec",
+    "MetricSpec",
+    "Console",
+    "ANY",
+    "EvaluatorSpec",
+    "CorruptionSpec",
+    "AttackSpec",
+    "DatasetSpec",
+    "ModelSpec",
+    "RebuildSpec",
+    "CriterionSpec",
+    "ExecutorSpec",
+    "SPEC_TYPES",
+    "SHARED_BUDGETS",
+    "BudgetKind",
+    "Selection",
+    "Presentation",
+    "ReportOption",
+    "CLEAN_ACCURACY",
+    "CORRUPTION_ACCURACY",
+    "Aggregate",
+    "Format",
+]

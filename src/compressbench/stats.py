@@ -98,8 +98,9 @@ def resample_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray
     return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float32)
 
 
-def from_replicates(observed: float, replicates: np.ndarray, confidence: float = 0.95, n_seeds: int = 1,
-                    n_images: int = 0) -> Estimate:
+def from_replicates(
+    observed: float, replicates: np.ndarray, confidence: float = 0.95, n_seeds: int = 1, n_images: int = 0
+) -> Estimate:
     """An estimate from bootstrap replicates of a statistic: the observed value, the percentile interval."""
     r = np.asarray(replicates, dtype=float)
     r = r[~np.isnan(r)]
@@ -107,12 +108,12 @@ def from_replicates(observed: float, replicates: np.ndarray, confidence: float =
         return _undefined(observed, n_seeds, n_images, confidence)
     a = (1 - confidence) / 2
     lo, hi = np.quantile(r, [a, 1 - a])
-    return Estimate(float(observed), float(lo), float(hi), n_seeds, n_images, "bootstrap", confidence,
-                    replicates=r)
+    return Estimate(float(observed), float(lo), float(hi), n_seeds, n_images, "bootstrap", confidence, replicates=r)
 
 
-def bootstrap_mean(d: Sequence[float] | np.ndarray, confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP,
-                   seed: int = 0) -> Estimate:
+def bootstrap_mean(
+    d: Sequence[float] | np.ndarray, confidence: float = 0.95, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0
+) -> Estimate:
     """Paired bootstrap of the mean of per-image differences ``d`` (one seed)."""
     x = np.asarray(d, dtype=float)
     if not len(x):
@@ -121,8 +122,15 @@ def bootstrap_mean(d: Sequence[float] | np.ndarray, confidence: float = 0.95, n_
     return from_replicates(float(x.mean()), w @ x / len(x), confidence, 1, len(x))
 
 
-def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, confidence: float = 0.95,
-                      method: Method = "seeds", *, n_boot: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> Estimate:
+def paired_difference(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    method: Method = "seeds",
+    *,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+) -> Estimate:
     """The mean paired difference ``a − b``.
 
     ``method="seeds"``: ``a`` and ``b`` hold one value per seed (same order); Student-t interval.
@@ -138,8 +146,13 @@ def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.n
     raise ValueError(f"method must be 'seeds' or 'bootstrap', got {method!r}")
 
 
-def paired_drop(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, confidence: float = 0.95,
-                method: Method = "seeds", **kw: int) -> Estimate:
+def paired_drop(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    method: Method = "seeds",
+    **kw: int,
+) -> Estimate:
     """The drop from ``a`` (the parent) to ``b`` (a variant), ``a − b``: its ``hi`` is the upper confidence
     bound a tolerance ("loses at most 1 point") is checked against. Same inputs as :func:`paired_difference`."""
     return paired_difference(a, b, confidence, method, **kw)
@@ -204,6 +217,20 @@ def holm(p: Sequence[float] | np.ndarray) -> np.ndarray:
     return out
 
 
-__all__ = ["Estimate", "Method", "DEFAULT_BOOTSTRAP", "t_estimate", "resample_counts", "from_replicates",
-           "bootstrap_mean", "paired_difference", "paired_drop", "trend_weights", "p_greater", "p_less",
-           "p_equivalent", "p_outside", "holm"]
+__all__ = [
+    "Estimate",
+    "Method",
+    "DEFAULT_BOOTSTRAP",
+    "t_estimate",
+    "resample_counts",
+    "from_replicates",
+    "bootstrap_mean",
+    "paired_difference",
+    "paired_drop",
+    "trend_weights",
+    "p_greater",
+    "p_less",
+    "p_equivalent",
+    "p_outside",
+    "holm",
+]

@@ -15,6 +15,11 @@ Tables
              condition, metric, value (unrounded float) — plus the job key, the run that produced
              it, a tag (``realised`` / ``theoretical`` / ``simulated`` / ``transfer`` ...), and for a
              failed job the error (value NULL, metric ``error``).
+``superseded`` one row per job whose rows of one evaluator no reader uses any more: ``compressbench remeasure``
+             re-timed the job and kept the quieter of the two measurements (:mod:`compressbench.remeasure`).
+             Each row names the superseded job (experiment, variant, seed, evaluator, ``job_key``), the job kept
+             instead (``by_job_key``), the run that decided (``run_id``), when (``at``) and why. The superseded
+             rows stay in ``results`` untouched; :meth:`ResultStore.rows` leaves them out unless asked.
 
 Nothing is updated. Each measurement is stored exactly once: a UNIQUE index over
 (experiment, variant, job_key, evaluator, condition, metric) of the successful rows, and
@@ -60,11 +65,32 @@ from .errors import StoreError
 
 log = logging.getLogger("compressbench")
 
-SCHEMA_VERSION = 3  # 2: unique rows; 3: row_sha256 on every row, record_sha256 on results
+# 2: unique rows; 3: row_sha256 on every row, record_sha256 on results; 4: rows superseded by a re-timing (table
+# ``superseded`` holds some). A store is created, and migrated, as 3; it becomes 4 when its first row is superseded,
+# so an older compressbench refuses it then instead of showing superseded rows as current.
+SCHEMA_VERSION = 4
+BASE_VERSION = 3
 
-COLUMNS = ["experiment", "variant", "method", "budget_kind", "budget_target", "budget_achieved", "seed",
-           "evaluator", "evaluator_version", "condition", "metric", "value", "unit", "tag", "error",
-           "job_key", "run_id", "created_at"]
+COLUMNS = [
+    "experiment",
+    "variant",
+    "method",
+    "budget_kind",
+    "budget_target",
+    "budget_achieved",
+    "seed",
+    "evaluator",
+    "evaluator_version",
+    "condition",
+    "metric",
+    "value",
+    "unit",
+    "tag",
+    "error",
+    "job_key",
+    "run_id",
+    "created_at",
+]
 
 # the identity of a measurement (successful rows) and of a failure record (error rows)
 UNIQUE_KEY = ("experiment", "variant", "job_key", "evaluator", "condition", "metric")
@@ -78,7 +104,19 @@ CREATE TABLE IF NOT EXISTS declarations (
 # each run's plug-in set (``config.PluginSet``), added in place like ``declarations``
 _PLUGINS = "CREATE TABLE IF NOT EXISTS run_plugins (run_id TEXT PRIMARY KEY, json TEXT NOT NULL, row_sha256 TEXT)"
 
-_TABLES = _DECLARATIONS + ";\n" + _PLUGINS + """;
+# rows no reader uses any more (``compressbench remeasure`` kept another measurement of the same keys): created with
+# the first such row, which makes the store schema 4 (a store never re-timed keeps schema 3's tables and layout)
+_SUPERSEDED = """
+CREATE TABLE IF NOT EXISTS superseded (
+    experiment TEXT NOT NULL, variant TEXT NOT NULL, seed INTEGER, evaluator TEXT NOT NULL, job_key TEXT NOT NULL,
+    by_job_key TEXT NOT NULL, run_id TEXT, at TEXT, why TEXT, row_sha256 TEXT,
+    PRIMARY KEY (experiment, variant, evaluator, job_key))"""
+
+_TABLES = (
+    _DECLARATIONS
+    + ";\n"
+    + _PLUGINS
+    + """;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, experiment TEXT, started_at TEXT, config_json TEXT, git_hash TEXT,
@@ -97,6 +135,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
 CREATE INDEX IF NOT EXISTS results_job ON results(job_key);
 CREATE INDEX IF NOT EXISTS results_exp ON results(experiment, variant, evaluator);
 """
+)
 
 _UNIQUE = f"""
 CREATE UNIQUE INDEX IF NOT EXISTS results_once ON results({", ".join(UNIQUE_KEY)}) WHERE error IS NULL;
@@ -115,26 +154,78 @@ DELETE FROM artifacts WHERE id NOT IN (SELECT MIN(id) FROM artifacts GROUP BY jo
 # the hashed columns of each table, in order, with their SQLite types (values are normalised to what SQLite
 # hands back: REAL -> float, NaN -> NULL; INTEGER -> int; TEXT -> str), so a row read back hashes as written
 HASHED: dict[str, tuple[tuple[str, str], ...]] = {
-    "results": (("experiment", "T"), ("variant", "T"), ("method", "T"), ("budget_kind", "T"), ("budget_target", "R"),
-                ("budget_achieved", "R"), ("seed", "I"), ("evaluator", "T"), ("evaluator_version", "I"),
-                ("condition", "T"), ("condition_json", "T"), ("metric", "T"), ("value", "R"), ("unit", "T"),
-                ("tag", "T"), ("error", "T"), ("job_key", "T"), ("run_id", "T"), ("created_at", "T"),
-                ("record_sha256", "T")),
-    "runs": (("run_id", "T"), ("experiment", "T"), ("started_at", "T"), ("config_json", "T"), ("git_hash", "T"),
-             ("versions_json", "T"), ("device", "T"), ("host_json", "T")),
+    "results": (
+        ("experiment", "T"),
+        ("variant", "T"),
+        ("method", "T"),
+        ("budget_kind", "T"),
+        ("budget_target", "R"),
+        ("budget_achieved", "R"),
+        ("seed", "I"),
+        ("evaluator", "T"),
+        ("evaluator_version", "I"),
+        ("condition", "T"),
+        ("condition_json", "T"),
+        ("metric", "T"),
+        ("value", "R"),
+        ("unit", "T"),
+        ("tag", "T"),
+        ("error", "T"),
+        ("job_key", "T"),
+        ("run_id", "T"),
+        ("created_at", "T"),
+        ("record_sha256", "T"),
+    ),
+    "runs": (
+        ("run_id", "T"),
+        ("experiment", "T"),
+        ("started_at", "T"),
+        ("config_json", "T"),
+        ("git_hash", "T"),
+        ("versions_json", "T"),
+        ("device", "T"),
+        ("host_json", "T"),
+    ),
     "declarations": (("run_id", "T"), ("evaluator", "T"), ("evaluator_version", "I"), ("json", "T")),
     "run_plugins": (("run_id", "T"), ("json", "T")),
-    "artifacts": (("job_key", "T"), ("experiment", "T"), ("variant", "T"), ("method", "T"), ("seed", "I"),
-                  ("evaluator", "T"), ("name", "T"), ("path", "T"), ("created_at", "T")),
+    "artifacts": (
+        ("job_key", "T"),
+        ("experiment", "T"),
+        ("variant", "T"),
+        ("method", "T"),
+        ("seed", "I"),
+        ("evaluator", "T"),
+        ("name", "T"),
+        ("path", "T"),
+        ("created_at", "T"),
+    ),
+    "superseded": (
+        ("experiment", "T"),
+        ("variant", "T"),
+        ("seed", "I"),
+        ("evaluator", "T"),
+        ("job_key", "T"),
+        ("by_job_key", "T"),
+        ("run_id", "T"),
+        ("at", "T"),
+        ("why", "T"),
+    ),
 }
 # a store of any version has these (declarations / run_plugins are added on the first write)
 _REQUIRED = ("meta", "runs", "results", "artifacts")
-_ADDED_IN_3 = {"results": ("record_sha256", "row_sha256"), "runs": ("row_sha256",), "artifacts": ("row_sha256",),
-               "declarations": ("row_sha256",), "run_plugins": ("row_sha256",)}
+_ADDED_IN_3 = {
+    "results": ("record_sha256", "row_sha256"),
+    "runs": ("row_sha256",),
+    "artifacts": ("row_sha256",),
+    "declarations": ("row_sha256",),
+    "run_plugins": ("row_sha256",),
+}
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_WHAT_TO_DO = ("move it away (e.g. `mv {p} {p}.damaged`); the cache still holds every finished job, so "
-               "`compressbench run` rebuilds the rows")
+_WHAT_TO_DO = (
+    "move it away (e.g. `mv {p} {p}.damaged`); the cache still holds every finished job, so "
+    "`compressbench run` rebuilds the rows"
+)
 
 
 def condition_str(cond: dict[str, Any]) -> str:
@@ -196,10 +287,12 @@ def _guarded(fn: F) -> F:
             raise
         except (sqlite3.DatabaseError, UnicodeDecodeError, json.JSONDecodeError) as e:
             if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
-                raise StoreError(f"{self.path}: the results store stayed locked by another process for 60 s ({e})"
-                                 ) from None
+                raise StoreError(
+                    f"{self.path}: the results store stayed locked by another process for 60 s ({e})"
+                ) from None
             detail = " ".join(str(e).split())[:160] or type(e).__name__
             raise self._damaged(f"{type(e).__name__}: {detail}") from None
+
     return wrapper  # type: ignore[return-value]
 
 
@@ -223,20 +316,23 @@ class ResultStore:
 
     # ------------------------------------------------------------------ opening
     def _damaged(self, detail: str) -> StoreError:
-        return StoreError(f"{self.path}: the results store is damaged ({detail}); "
-                          + _WHAT_TO_DO.format(p=self.path))
+        return StoreError(f"{self.path}: the results store is damaged ({detail}); " + _WHAT_TO_DO.format(p=self.path))
 
     def _prepare_path(self) -> None:
         p = self.path
         if p.is_dir():
-            raise StoreError(f"{p}: the results store path is a folder, not a file; set 'store' to a file path "
-                             f"(e.g. {p / 'results.sqlite'})")
+            raise StoreError(
+                f"{p}: the results store path is a folder, not a file; set 'store' to a file path "
+                f"(e.g. {p / 'results.sqlite'})"
+            )
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError):
             blocker = next((q for q in [p.parent, *p.parent.parents] if q.exists() and not q.is_dir()), p.parent)
-            raise StoreError(f"{p}: cannot create the store's folder: {blocker} is a file, not a folder; move it "
-                             f"away or choose another 'store' path") from None
+            raise StoreError(
+                f"{p}: cannot create the store's folder: {blocker} is a file, not a folder; move it "
+                f"away or choose another 'store' path"
+            ) from None
         except OSError as e:
             raise StoreError(f"{p}: cannot create the store's folder {p.parent} ({e.strerror})") from None
 
@@ -264,19 +360,21 @@ class ResultStore:
                 self._check_tables(c, version)
             elif any(self._columns(c, t) for t in _REQUIRED):
                 raise self._damaged("its schema version (table 'meta') is missing: a partial or damaged store")
-            if version == SCHEMA_VERSION:
+            if version is not None and BASE_VERSION <= version <= SCHEMA_VERSION:
                 return
             if version is not None and version > SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: written by a newer compressbench (store schema {version}, this version "
-                                 f"reads up to {SCHEMA_VERSION}); upgrade compressbench or use another store")
+                raise StoreError(
+                    f"{self.path}: written by a newer compressbench (store schema {version}, this version "
+                    f"reads up to {SCHEMA_VERSION}); upgrade compressbench or use another store"
+                )
             try:
                 with self._tx(c):
                     version = self._version(c)  # another process may have migrated it meanwhile
                     if version is None:
                         for stmt in _statements(_TABLES + _UNIQUE):
                             c.execute(stmt)
-                        c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                    elif version < SCHEMA_VERSION:
+                        c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(BASE_VERSION),))
+                    elif version < BASE_VERSION:
                         self._migrate(c, version)
             except sqlite3.OperationalError as e:
                 if "readonly" not in str(e) and "read-only" not in str(e):
@@ -296,7 +394,7 @@ class ResultStore:
             for col in cols:
                 if have and col not in have:
                     c.execute(f"ALTER TABLE {table} ADD COLUMN {col} TEXT")
-        c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+        c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(BASE_VERSION),))
 
     @staticmethod
     def _columns(c: sqlite3.Connection, table: str) -> set[str]:
@@ -315,6 +413,8 @@ class ResultStore:
             missing = sorted(want - have)
             if missing:
                 raise self._damaged(f"its '{table}' table lacks column(s) {', '.join(missing)}")
+        if version >= 4 and not self._columns(c, "superseded"):
+            raise self._damaged("its 'superseded' table is missing (schema 4): a partial or damaged store")
 
     @staticmethod
     def _version(c: sqlite3.Connection) -> int | None:
@@ -358,8 +458,10 @@ class ResultStore:
         SQLite's journal files) — checked by ``run`` before any work."""
         p = self.path
         if (p.exists() and not os.access(p, os.W_OK)) or not os.access(p.parent, os.W_OK | os.X_OK):
-            raise StoreError(f"{p}: the results store (or its folder) is not writable; fix the permissions or "
-                             f"choose another 'store' path")
+            raise StoreError(
+                f"{p}: the results store (or its folder) is not writable; fix the permissions or "
+                f"choose another 'store' path"
+            )
 
     # ------------------------------------------------------------------ integrity
     def check_table(self, rows: Iterable[dict[str, Any]], table: str = "results") -> TableCheck:
@@ -380,17 +482,28 @@ class ResultStore:
         chk = self.check_table(rows, table)
         if chk.bad:
             what = chk.bad[0][1]
-            fix = ("`compressbench run` replaces them from the cache" if table in ("results", "artifacts") else
-                   "a run's provenance cannot be rebuilt: move the store away and `compressbench run` again (the cache "
-                   "holds every job)")
-            raise StoreError(f"{self.path}: {len(chk.bad)} of {chk.rows} {table} row(s) fail their integrity hash "
-                             f"(first: {what}): the store changed after they were written; `compressbench verify "
-                             f"{self.path} --cache CACHE_DIR` lists them; {fix}")
+            fix = (
+                "`compressbench run` replaces them from the cache"
+                if table in ("results", "artifacts")
+                else "which re-timing was kept cannot be rebuilt: move the store away and `compressbench run` again"
+                if table == "superseded"
+                else "a run's provenance cannot be rebuilt: move the store away and `compressbench run` again "
+                "(the cache holds every job)"
+            )
+            raise StoreError(
+                f"{self.path}: {len(chk.bad)} of {chk.rows} {table} row(s) fail their integrity hash "
+                f"(first: {what}): the store changed after they were written; `compressbench verify "
+                f"{self.path} --cache CACHE_DIR` lists them; {fix}"
+            )
         if chk.unhashed and str(self.path) not in ResultStore._warned_unhashed:
             ResultStore._warned_unhashed.add(str(self.path))
-            log.warning("%s: %d row(s) were written before rows carried hashes (schema 2) and cannot be checked; "
-                        "`compressbench verify %s --cache CACHE_DIR --rehash` re-derives them from the cache",
-                        self.path, chk.unhashed, self.path)
+            log.warning(
+                "%s: %d row(s) were written before rows carried hashes (schema 2) and cannot be checked; "
+                "`compressbench verify %s --cache CACHE_DIR --rehash` re-derives them from the cache",
+                self.path,
+                chk.unhashed,
+                self.path,
+            )
         return rows
 
     @_guarded
@@ -401,8 +514,10 @@ class ResultStore:
             c.row_factory = sqlite3.Row
             for table in HASHED:
                 if "row_sha256" not in self._columns(c, table):
-                    out[table] = TableCheck(table, c.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                                            if self._columns(c, table) else 0)
+                    out[table] = TableCheck(
+                        table,
+                        c.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0] if self._columns(c, table) else 0,
+                    )
                     out[table].unhashed = out[table].rows
                     continue
                 out[table] = self.check_table((dict(r) for r in c.execute(f"SELECT * FROM {table}")), table)
@@ -421,44 +536,75 @@ class ResultStore:
         record re-derived exactly). Returns how many were updated."""
         with self._conn() as c, self._tx(c):
             before = c.total_changes
-            c.executemany("UPDATE results SET record_sha256=?, row_sha256=? WHERE id=? AND row_sha256 IS NULL",
-                          [(rec, row, i) for i, (rec, row) in hashes.items()])
+            c.executemany(
+                "UPDATE results SET record_sha256=?, row_sha256=? WHERE id=? AND row_sha256 IS NULL",
+                [(rec, row, i) for i, (rec, row) in hashes.items()],
+            )
             return c.total_changes - before
 
     # ------------------------------------------------------------------ writing
     @_guarded
-    def add_run(self, run_id: str, experiment: str, started_at: str, config: dict, git_hash: str | None,
-                versions: dict, device: str, host: dict, plugins: dict | None = None) -> None:
-        run = {"run_id": run_id, "experiment": experiment, "started_at": started_at,
-               "config_json": json.dumps(config, sort_keys=True, default=str), "git_hash": git_hash,
-               "versions_json": json.dumps(versions, sort_keys=True), "device": device,
-               "host_json": json.dumps(host, sort_keys=True)}
+    def add_run(
+        self,
+        run_id: str,
+        experiment: str,
+        started_at: str,
+        config: dict,
+        git_hash: str | None,
+        versions: dict,
+        device: str,
+        host: dict,
+        plugins: dict | None = None,
+    ) -> None:
+        run = {
+            "run_id": run_id,
+            "experiment": experiment,
+            "started_at": started_at,
+            "config_json": json.dumps(config, sort_keys=True, default=str),
+            "git_hash": git_hash,
+            "versions_json": json.dumps(versions, sort_keys=True),
+            "device": device,
+            "host_json": json.dumps(host, sort_keys=True),
+        }
         with self._conn() as c, self._tx(c):
             c.execute(_insert("runs"), hashed_values("runs", run))
             c.execute(_PLUGINS)
-            c.execute(_insert("run_plugins"), hashed_values("run_plugins", {
-                "run_id": run_id, "json": json.dumps(plugins or {}, sort_keys=True)}))
+            c.execute(
+                _insert("run_plugins"),
+                hashed_values("run_plugins", {"run_id": run_id, "json": json.dumps(plugins or {}, sort_keys=True)}),
+            )
 
     @_guarded
     def add_declarations(self, run_id: str, records: dict[str, str], versions: dict[str, int]) -> None:
         """Store each evaluator's declarations (``records``: evaluator -> JSON) for run ``run_id``, once."""
         with self._conn() as c, self._tx(c):
             c.execute(_DECLARATIONS)
-            c.executemany(_insert("declarations"), [hashed_values("declarations", {
-                "run_id": run_id, "evaluator": ev, "evaluator_version": versions.get(ev), "json": js})
-                for ev, js in records.items()])
+            c.executemany(
+                _insert("declarations"),
+                [
+                    hashed_values(
+                        "declarations",
+                        {"run_id": run_id, "evaluator": ev, "evaluator_version": versions.get(ev), "json": js},
+                    )
+                    for ev, js in records.items()
+                ],
+            )
 
     @_guarded
     def declarations(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """``{run_id: {evaluator: record}}`` of these runs ({} for a store without the table)."""
         ids = list(run_ids)
         with self._conn() as c:
-            if not ids or not c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='declarations'"
-                                        ).fetchone():
+            if (
+                not ids
+                or not c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='declarations'").fetchone()
+            ):
                 return {}
             c.row_factory = sqlite3.Row
-            rows = [dict(r) for r in c.execute(f"SELECT * FROM declarations WHERE run_id IN "
-                                               f"({','.join('?' * len(ids))})", ids)]
+            rows = [
+                dict(r)
+                for r in c.execute(f"SELECT * FROM declarations WHERE run_id IN ({','.join('?' * len(ids))})", ids)
+            ]
         out: dict[str, dict[str, Any]] = {}
         for r in self._verified(rows, "declarations"):
             out.setdefault(r["run_id"], {})[r["evaluator"]] = json.loads(r["json"])
@@ -503,25 +649,41 @@ class ResultStore:
             n += len(bad)
         c.row_factory = None
         if n:
-            log.warning("%s: replaced %d damaged row(s) (their hash failed) with the job's verified record", self.path,
-                        n)
+            log.warning(
+                "%s: replaced %d damaged row(s) (their hash failed) with the job's verified record", self.path, n
+            )
         return n
 
     @_guarded
-    def add_job(self, rows: Iterable[dict[str, Any]], artifacts: Iterable[dict[str, Any]] = ()) -> int:
+    def add_job(
+        self,
+        rows: Iterable[dict[str, Any]],
+        artifacts: Iterable[dict[str, Any]] = (),
+        superseded: Iterable[dict[str, Any]] = (),
+    ) -> int:
         """Insert one job's measurement rows (keys from :data:`COLUMNS`, ``condition`` may be a dict, plus the
         job record's ``record_sha256``) and artifact records (keyword arguments of :meth:`add_artifact`) in one
         transaction, each with its row hash. Rows already stored (same :data:`UNIQUE_KEY`) are skipped, unless
-        their hash fails: those are replaced. Returns the number of rows inserted."""
+        their hash fails: those are replaced. ``superseded`` (``compressbench remeasure``): rows of the
+        ``superseded`` table (:data:`HASHED`), written in the same transaction; the store becomes schema 4.
+        Returns the number of rows inserted."""
         rows = list(rows)
         recs = [self._row_values(r) for r in rows]
         arts = [self._artifact_values(a) for a in artifacts]
+        sups = [hashed_values("superseded", s) for s in superseded]
         with self._conn() as c, self._tx(c):
             self._drop_damaged(c, {r["job_key"] for r in rows if r.get("error") is None})
             before = c.total_changes
             c.executemany(_insert("results"), recs)
             inserted = c.total_changes - before
             c.executemany(_insert("artifacts"), arts)
+            if sups:
+                c.execute(_SUPERSEDED)
+                c.executemany(_insert("superseded"), sups)
+                c.execute(
+                    "UPDATE meta SET value=? WHERE key='schema_version' AND CAST(value AS INTEGER) < ?",
+                    (str(SCHEMA_VERSION), SCHEMA_VERSION),
+                )
         return inserted
 
     def add_rows(self, rows: Iterable[dict[str, Any]]) -> int:
@@ -529,13 +691,36 @@ class ResultStore:
         return self.add_job(rows)
 
     @_guarded
-    def add_artifact(self, job_key: str, experiment: str, variant: str, method: str, seed: int | None,
-                     evaluator: str, name: str, path: str | Path, created_at: str | None = None) -> None:
+    def add_artifact(
+        self,
+        job_key: str,
+        experiment: str,
+        variant: str,
+        method: str,
+        seed: int | None,
+        evaluator: str,
+        name: str,
+        path: str | Path,
+        created_at: str | None = None,
+    ) -> None:
         """Record a file an evaluator wrote (an image, a JSON) so the report can embed it (once per job and name)."""
         with self._conn() as c, self._tx(c):
-            c.execute(_insert("artifacts"), self._artifact_values(dict(
-                job_key=job_key, experiment=experiment, variant=variant, method=method, seed=seed,
-                evaluator=evaluator, name=name, path=path, created_at=created_at)))
+            c.execute(
+                _insert("artifacts"),
+                self._artifact_values(
+                    dict(
+                        job_key=job_key,
+                        experiment=experiment,
+                        variant=variant,
+                        method=method,
+                        seed=seed,
+                        evaluator=evaluator,
+                        name=name,
+                        path=path,
+                        created_at=created_at,
+                    )
+                ),
+            )
 
     @_guarded
     def artifacts(self, experiment: str | None = None) -> list[dict[str, Any]]:
@@ -543,17 +728,38 @@ class ResultStore:
         if experiment is not None:
             q, args = q + " WHERE experiment=?", [experiment]
         if self._dedup_reads:
-            q += (" AND" if experiment is not None else " WHERE") + \
-                " id IN (SELECT MIN(id) FROM artifacts GROUP BY job_key, name)"
+            q += (
+                " AND" if experiment is not None else " WHERE"
+            ) + " id IN (SELECT MIN(id) FROM artifacts GROUP BY job_key, name)"
         with self._conn() as c:
             c.row_factory = sqlite3.Row
-            return self._verified([dict(r) for r in c.execute(q + " ORDER BY id", args)], "artifacts")
+            out = self._verified([dict(r) for r in c.execute(q + " ORDER BY id", args)], "artifacts")
+        gone = self._superseded_keys()
+        return [a for a in out if (a["experiment"], a["variant"], a["evaluator"], a["job_key"]) not in gone]
+
+    @_guarded
+    def superseded(self, experiment: str | None = None) -> list[dict[str, Any]]:
+        """The ``superseded`` table's rows (each checked against its hash), oldest first: which job's rows a
+        re-timing replaced, by which job, when and why ([] for a store without the table)."""
+        with self._conn() as c:
+            if not c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='superseded'").fetchone():
+                return []
+            c.row_factory = sqlite3.Row
+            q, args = "SELECT * FROM superseded", []
+            if experiment is not None:
+                q, args = q + " WHERE experiment=?", [experiment]
+            rows = [dict(r) for r in c.execute(q + " ORDER BY at, rowid", args)]
+        return self._verified(rows, "superseded")
+
+    def _superseded_keys(self) -> set[tuple[str, str, str, str]]:
+        return {(s["experiment"], s["variant"], s["evaluator"], s["job_key"]) for s in self.superseded()}
 
     # ------------------------------------------------------------------ reading
     @_guarded
-    def rows(self, experiment: str | None = None, **where: Any) -> list[dict[str, Any]]:
+    def rows(self, experiment: str | None = None, superseded: bool = False, **where: Any) -> list[dict[str, Any]]:
         """Rows in insertion order, each measurement once (the unique index guarantees it), each checked
-        against its hash (one :class:`StoreError` line if any fails)."""
+        against its hash (one :class:`StoreError` line if any fails). Rows a re-timing superseded (table
+        ``superseded``) are left out unless ``superseded``: every reader sees the measurement that was kept."""
         q, args = "SELECT * FROM results", []
         conds = []
         if experiment is not None:
@@ -564,14 +770,20 @@ class ResultStore:
             conds.append(f"{k}=?")
             args.append(v)
         if self._dedup_reads:  # an unmigrated (read-only, version 1) store
-            conds.append(f"(error IS NOT NULL OR id IN (SELECT MIN(id) FROM results WHERE error IS NULL "
-                         f"GROUP BY {', '.join(UNIQUE_KEY)}))")
+            conds.append(
+                f"(error IS NOT NULL OR id IN (SELECT MIN(id) FROM results WHERE error IS NULL "
+                f"GROUP BY {', '.join(UNIQUE_KEY)}))"
+            )
         if conds:
             q += " WHERE " + " AND ".join(conds)
         q += " ORDER BY id"
         with self._conn() as c:
             c.row_factory = sqlite3.Row
             out = self._verified([dict(r) for r in c.execute(q, args)], "results")
+        if not superseded:
+            gone = self._superseded_keys()
+            if gone:
+                out = [r for r in out if (r["experiment"], r["variant"], r["evaluator"], r["job_key"]) not in gone]
         for r in out:
             r["condition_json"] = json.loads(r["condition_json"] or "{}")
         return out
@@ -609,8 +821,10 @@ class ResultStore:
 def _describe(table: str, r: dict[str, Any]) -> str:
     """A row for a message: the results row's labels, or another table's key."""
     if table == "results":
-        return (f"id {r.get('id')}: {r.get('experiment')} / {r.get('variant')} / {r.get('evaluator')} "
-                f"{r.get('condition') or ''} {r.get('metric')}").replace("  ", " ")
+        return (
+            f"id {r.get('id')}: {r.get('experiment')} / {r.get('variant')} / {r.get('evaluator')} "
+            f"{r.get('condition') or ''} {r.get('metric')}"
+        ).replace("  ", " ")
     if table == "artifacts":
         return f"artifact id {r.get('id')} ({r.get('name')})"
     return f"{table} row of run {r.get('run_id')}" + (f" / {r['evaluator']}" if r.get("evaluator") else "")
@@ -618,6 +832,37 @@ def _describe(table: str, r: dict[str, Any]) -> str:
 
 def _statements(script: str) -> list[str]:
     return [st.strip() for st in script.split(";") if st.strip()]
+
+
+def open_existing(path: str | Path) -> ResultStore:
+    """An existing compressbench store, opened; :class:`StoreError` (one line) for a path that is not one: absent,
+    not an SQLite file, or an SQLite file without a compressbench schema (opening that with :class:`ResultStore`
+    would create the schema in it). For commands that change a store they did not create (``remeasure``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise StoreError(f"{p}: no results store there")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise StoreError(f"{p}: cannot read the results store ({e.strerror})") from None
+    if head != _SQLITE_MAGIC:
+        raise StoreError(f"{p}: not a compressbench results store (not an SQLite file)")
+    try:
+        conn = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        try:
+            version = ResultStore._version(conn)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        raise StoreError(
+            f"{p}: not a readable compressbench results store ({' '.join(str(e).split())[:120]})"
+        ) from None
+    if version is None:
+        raise StoreError(
+            f"{p}: an SQLite file, but not a compressbench results store (no schema version in a 'meta' table)"
+        )
+    return ResultStore(p)
 
 
 def load_results(path: str | Path, experiment: str | None = None):

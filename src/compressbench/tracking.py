@@ -54,8 +54,9 @@ def _mlflow() -> Any:
         import mlflow  # noqa: F401
         from mlflow.tracking import MlflowClient
     except ImportError:
-        raise MissingExtra("MLflow tracking needs the mlflow extra: pip install 'compressbench[mlflow]' "
-                           "(or pip install mlflow-skinny)") from None
+        raise MissingExtra(
+            "MLflow tracking needs the mlflow extra: pip install 'compressbench[mlflow]' (or pip install mlflow-skinny)"
+        ) from None
     return MlflowClient
 
 
@@ -72,8 +73,12 @@ def metric_name(row: dict[str, Any]) -> str:
 
 def _params(rows: list[dict[str, Any]]) -> dict[str, str]:
     first = rows[0]
-    out = {"experiment": first["experiment"], "variant": first["variant"], "method": first["method"],
-           "seed": first["seed"]}
+    out = {
+        "experiment": first["experiment"],
+        "variant": first["variant"],
+        "method": first["method"],
+        "seed": first["seed"],
+    }
     kind, target = first["budget_kind"], first["budget_target"]
     if kind is not None:
         out.update(budget=f"{kind}={target:g}", budget_kind=kind, budget_target=target)
@@ -92,8 +97,9 @@ def _report_file(report: str | Path | None) -> Path | None:
     p = Path(report)
     p = p / "report.html" if p.is_dir() else p
     if not p.is_file():
-        raise UserError(f"--report: no report at {report} (give a report.html or the folder "
-                        f"`compressbench report` wrote)")
+        raise UserError(
+            f"--report: no report at {report} (give a report.html or the folder `compressbench report` wrote)"
+        )
     return p
 
 
@@ -105,12 +111,18 @@ def _artifact_root(uri: str | None) -> str | None:
     return None
 
 
-def export_store(store_path: str | Path, tracking_uri: str | None = None, *, experiment: str | None = None,
-                 report: str | Path | None = None) -> dict[str, str]:
+def export_store(
+    store_path: str | Path,
+    tracking_uri: str | None = None,
+    *,
+    experiment: str | None = None,
+    report: str | Path | None = None,
+) -> dict[str, str]:
     """Copy the store's rows (all experiments, or ``experiment``) to MLflow at ``tracking_uri`` (MLflow's
     default when None). Returns {``experiment/variant/seed``: MLflow run id}."""
     client_cls = _mlflow()
     from mlflow.entities import Metric, Param, RunTag
+
     path = Path(store_path)
     if not path.is_file():
         raise UserError(f"no results store at {store_path}")
@@ -125,27 +137,41 @@ def export_store(store_path: str | Path, tracking_uri: str | None = None, *, exp
     for (exp_name, variant, seed), rows in groups.items():
         if exp_name not in exp_ids:
             found = client.get_experiment_by_name(exp_name)
-            exp_ids[exp_name] = found.experiment_id if found else client.create_experiment(
-                exp_name, artifact_location=_artifact_root(tracking_uri))
+            exp_ids[exp_name] = (
+                found.experiment_id
+                if found
+                else client.create_experiment(exp_name, artifact_location=_artifact_root(tracking_uri))
+            )
         key = f"{exp_name}/{variant}/{seed}"
         hits = client.search_runs([exp_ids[exp_name]], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1)
-        run = hits[0] if hits else client.create_run(exp_ids[exp_name], run_name=f"{variant} seed {seed}",
-                                                     tags={KEY_TAG: key, "compressbench.store": str(path.resolve())})
+        run = (
+            hits[0]
+            if hits
+            else client.create_run(
+                exp_ids[exp_name],
+                run_name=f"{variant} seed {seed}",
+                tags={KEY_TAG: key, "compressbench.store": str(path.resolve())},
+            )
+        )
         rid = run.info.run_id
         have_m, have_p = dict(run.data.metrics), dict(run.data.params)
         metrics, tags, seen = [], [], set()
         for r in rows:
             name = metric_name(r)
             if r["error"] is not None:
-                tags.append(RunTag(f"compressbench.error.{_clean(r['evaluator'])}.{_clean(r['metric'])}",
-                                   str(r["error"])[:5000]))
+                tags.append(
+                    RunTag(
+                        f"compressbench.error.{_clean(r['evaluator'])}.{_clean(r['metric'])}", str(r["error"])[:5000]
+                    )
+                )
             elif r["value"] is not None and name not in have_m and name not in seen:
                 seen.add(name)
                 metrics.append(Metric(name, float(r["value"]), 0, 0))
         params = [Param(k, v) for k, v in _params(rows).items() if k not in have_p]
         for i in range(0, max(len(metrics), 1), 1000):  # MLflow's batch limit: 1000 metrics
-            client.log_batch(rid, metrics=metrics[i:i + 1000], params=params if i == 0 else [],
-                             tags=tags if i == 0 else [])
+            client.log_batch(
+                rid, metrics=metrics[i : i + 1000], params=params if i == 0 else [], tags=tags if i == 0 else []
+            )
         if report_file is not None:
             client.log_artifact(rid, str(report_file), artifact_path="report")
         client.set_terminated(rid)
@@ -156,14 +182,19 @@ def export_store(store_path: str | Path, tracking_uri: str | None = None, *, exp
 
 def add_export_mlflow_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", help="results store (SQLite file written by `compressbench run`)")
-    parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow tracking URI (default: MLflow's own, i.e. $MLFLOW_TRACKING_URI or ./mlruns)")
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking URI (default: MLflow's own, i.e. $MLFLOW_TRACKING_URI or ./mlruns)",
+    )
     parser.add_argument("--experiment", "-e", default=None, help="only this experiment (default: all)")
     parser.add_argument("--report", default=None, help="a report.html (or its folder) to attach to every run")
 
 
 def export_mlflow_command(args: argparse.Namespace) -> int:
     runs = export_store(args.store, args.tracking_uri, experiment=args.experiment, report=args.report)
-    print(f"mlflow: {len(runs)} run(s) exported from {args.store}"
-          + (f" to {args.tracking_uri}" if args.tracking_uri else ""))
+    print(
+        f"mlflow: {len(runs)} run(s) exported from {args.store}"
+        + (f" to {args.tracking_uri}" if args.tracking_uri else "")
+    )
     return 0

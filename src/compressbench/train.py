@@ -120,8 +120,15 @@ KD_LOSSES = ("hinton", "hinton_2t2", "reverse_kl")
 another study used (KL(student ‖ teacher)). p = softmax(z / T); KL and CE are batch means."""
 
 
-def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-            alpha: float, temperature: float, label_smoothing: float = 0.0, kind: str = "hinton") -> torch.Tensor:
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float,
+    temperature: float,
+    label_smoothing: float = 0.0,
+    kind: str = "hinton",
+) -> torch.Tensor:
     """The distillation loss ``kind`` (:data:`KD_LOSSES`)."""
     t = temperature
     log_s, log_t = F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1)
@@ -148,8 +155,9 @@ def _freeze_all_but(model: nn.Module, trainable: set[str] | None, recipe: TrainR
     return frozen
 
 
-def _thaw_when_due(model: nn.Module, frozen: list[nn.Parameter], epoch: float, recipe: TrainRecipe
-                   ) -> list[nn.Parameter]:
+def _thaw_when_due(
+    model: nn.Module, frozen: list[nn.Parameter], epoch: float, recipe: TrainRecipe
+) -> list[nn.Parameter]:
     """The parameters still frozen at ``epoch``: past ``recipe.freeze_epochs`` all train again (and the model
     returns to train mode); before it the model stays in eval mode, so BatchNorm statistics stay frozen too."""
     if frozen and epoch >= recipe.freeze_epochs:
@@ -190,25 +198,38 @@ class _TargetStream:
     generator: torch.Generator
 
 
-def _forward_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, recipe: TrainRecipe, aug: str,
-                  teacher: _Teacher | None, target: _TargetStream | None
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def _forward_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    recipe: TrainRecipe,
+    aug: str,
+    teacher: _Teacher | None,
+    target: _TargetStream | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """One forward pass: the logits, the training loss (cross-entropy, or the distillation loss against the
     teacher's logits of the same batch, plus the weighted adaptation loss) and the adaptation loss alone."""
     adapt_loss = None
     if target is not None:  # one pass over [source; target]: BatchNorm sees both domains
         xt = augment_batch(next(target.batches), aug, target.generator)
         both = model(torch.cat([x, xt]))
-        logits = both[:len(x)]
+        logits = both[: len(x)]
         feats = both if target.adapt.features == "logits" else target.tap.features
-        adapt_loss = target.adapt.loss(feats[:len(x)].float(), feats[len(x):].float())
+        adapt_loss = target.adapt.loss(feats[: len(x)].float(), feats[len(x) :].float())
     else:
         logits = model(x)
     if teacher is not None:
         with torch.no_grad():
             t_logits = teacher.model(x)
-        loss = kd_loss(logits.float(), t_logits.float(), y, teacher.alpha, teacher.temperature,
-                       recipe.label_smoothing, teacher.kind)
+        loss = kd_loss(
+            logits.float(),
+            t_logits.float(),
+            y,
+            teacher.alpha,
+            teacher.temperature,
+            recipe.label_smoothing,
+            teacher.kind,
+        )
     else:
         loss = F.cross_entropy(logits.float(), y, label_smoothing=recipe.label_smoothing)
     if target is not None:
@@ -221,11 +242,24 @@ def _ema(running: float, value: float, first: bool) -> float:
     return value if first else 0.95 * running + 0.05 * value
 
 
-def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 0,
-          device: torch.device | str = "cpu", augment_default: str = "crop", teacher: nn.Module | None = None,
-          kd_alpha: float = 0.9, kd_temperature: float = 4.0, kd_kind: str = "hinton", desc: str = "train",
-          show_progress: bool = True, epoch_end: Callable[[nn.Module, int], None] | None = None,
-          adapt: Adaptation | None = None, trainable: set[str] | None = None) -> dict[str, float]:
+def train(
+    model: nn.Module,
+    data: ImageSet,
+    recipe: TrainRecipe,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    augment_default: str = "crop",
+    teacher: nn.Module | None = None,
+    kd_alpha: float = 0.9,
+    kd_temperature: float = 4.0,
+    kd_kind: str = "hinton",
+    desc: str = "train",
+    show_progress: bool = True,
+    epoch_end: Callable[[nn.Module, int], None] | None = None,
+    adapt: Adaptation | None = None,
+    trainable: set[str] | None = None,
+) -> dict[str, float]:
     """Train ``model`` in place on ``data``. Returns summary stats (final loss/acc, seconds, images/s).
 
     Fractional ``epochs`` are allowed (e.g. 0.5 for a short fine-tune). ``epoch_end(model, epoch)`` is
@@ -255,8 +289,12 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
     bar = progress_bar(total=total_steps, desc=desc, unit="step", disable=not show_progress)
     target = None
     if adapt is not None:  # the target batches' own augmentation stream
-        target = _TargetStream(adapt, FeatureTap(model), adapt.batches(recipe.batch_size, seed, device),
-                               torch.Generator().manual_seed(seed + 104_729))
+        target = _TargetStream(
+            adapt,
+            FeatureTap(model),
+            adapt.batches(recipe.batch_size, seed, device),
+            torch.Generator().manual_seed(seed + 104_729),
+        )
     # not on a terminal (a log, CI): a line at least every log_interval() seconds instead of the bar
     every, last_line = (log_interval() if bar.disable else 0.0), t0
     while step < total_steps:
@@ -281,14 +319,27 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
             if epoch_end is not None and step % steps_per_epoch == 0:
                 epoch_end(model, step // steps_per_epoch)
             bar.update(1)
-            bar.set_postfix(loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}",
-                            img_s=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
+            bar.set_postfix(
+                loss=f"{run_loss:.3f}",
+                acc=f"{run_acc:.3f}",
+                img_s=f"{seen / (time.perf_counter() - t0):.0f}",
+                refresh=False,
+            )
             now = time.perf_counter()
             if every > 0 and (now - last_line >= every or step == total_steps):  # and the last step, always
                 last_line = now
-                log.info("%s: epoch %d/%g (step %d/%d), loss %.4f, acc %.3f, %.0f images/s, %s", desc,
-                         min(math.ceil(step / steps_per_epoch), math.ceil(recipe.epochs)), recipe.epochs, step,
-                         total_steps, run_loss, run_acc, seen / (now - t0), fmt_seconds(now - t0))
+                log.info(
+                    "%s: epoch %d/%g (step %d/%d), loss %.4f, acc %.3f, %.0f images/s, %s",
+                    desc,
+                    min(math.ceil(step / steps_per_epoch), math.ceil(recipe.epochs)),
+                    recipe.epochs,
+                    step,
+                    total_steps,
+                    run_loss,
+                    run_acc,
+                    seen / (now - t0),
+                    fmt_seconds(now - t0),
+                )
     bar.close()
     if target is not None:
         target.tap.close()
@@ -296,16 +347,22 @@ def train(model: nn.Module, data: ImageSet, recipe: TrainRecipe, *, seed: int = 
         p.requires_grad_(True)
     model.eval()
     secs = time.perf_counter() - t0
-    stats = {"train_loss": run_loss, "train_acc": run_acc, "train_seconds": secs, "train_images_per_s": seen / secs,
-             "train_steps": step}
+    stats = {
+        "train_loss": run_loss,
+        "train_acc": run_acc,
+        "train_seconds": secs,
+        "train_images_per_s": seen / secs,
+        "train_steps": step,
+    }
     if adapt is not None:
         stats["train_adapt_loss"] = run_adapt
     return stats
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, data: ImageSet, batch_size: int = 512, device: torch.device | str = "cpu",
-            desc: str | None = None) -> torch.Tensor:
+def predict(
+    model: nn.Module, data: ImageSet, batch_size: int = 512, device: torch.device | str = "cpu", desc: str | None = None
+) -> torch.Tensor:
     """Logits (float32, CPU) for every image of ``data``, in order."""
     model.eval()
     out = []

@@ -77,10 +77,14 @@ def _derived(cache: Path, key: str, memo: dict[str, Any]) -> tuple[dict[tuple, d
     pspec = prod.get("spec") or {}
     b = pspec.get("budget") if prod.get("kind") == "compress" else None
     budget = Budget(b["kind"], float(b["value"])) if isinstance(b, dict) else None
-    base = {"method": pspec.get("method", BASELINE) if prod.get("kind") == "compress" else BASELINE,
-            "budget_kind": budget.kind if budget else None, "budget_target": budget.value if budget else None,
-            "budget_achieved": ModelOutcome.from_info(prod.get("info") or {}).budget_achieved(budget),
-            "seed": spec.get("seed"), "job_key": key}
+    base = {
+        "method": pspec.get("method", BASELINE) if prod.get("kind") == "compress" else BASELINE,
+        "budget_kind": budget.kind if budget else None,
+        "budget_target": budget.value if budget else None,
+        "budget_achieved": ModelOutcome.from_info(prod.get("info") or {}).budget_achieved(budget),
+        "seed": spec.get("seed"),
+        "job_key": key,
+    }
     default = spec.get("evaluator") if rec.get("kind") == "evaluate" else rec.get("kind")
     out: dict[tuple, dict[str, Any]] = {}
     for r in measurement_rows(base, default, None, rec["measurements"], rec["record_sha256"]):
@@ -115,10 +119,13 @@ def _rederive(store_rows: list[dict[str, Any]], cache: Path, rep: VerifyReport, 
             continue
         if r["id"] in bad_ids:  # reported by the hash check; its measurement is not "missing"
             seen.setdefault((r["job_key"], r["experiment"], r["variant"], r["run_id"] or ""), set()).add(
-                (r["evaluator"], r["condition"], r["metric"]))
+                (r["evaluator"], r["condition"], r["metric"])
+            )
             continue
-        where = f"row id {r['id']} ({r['experiment']} / {r['variant']} / {r['evaluator']} {r['condition']} " \
-                f"{r['metric']})".replace("  ", " ")
+        where = (
+            f"row id {r['id']} ({r['experiment']} / {r['variant']} / {r['evaluator']} {r['condition']} "
+            f"{r['metric']})".replace("  ", " ")
+        )
         rows, why = _derived(cache, r["job_key"], memo)
         if rows is None:
             rep.problems.append(f"{where}: job {r['job_key'][:12]}'s record cannot be used: {why}")
@@ -128,8 +135,14 @@ def _rederive(store_rows: list[dict[str, Any]], cache: Path, rep: VerifyReport, 
         if want is None:
             rep.problems.append(f"{where}: its job's record has no such measurement")
             continue
-        full = {**want, "experiment": r["experiment"], "variant": r["variant"], "run_id": r["run_id"],
-                "created_at": r["created_at"], "evaluator_version": r["evaluator_version"]}
+        full = {
+            **want,
+            "experiment": r["experiment"],
+            "variant": r["variant"],
+            "run_id": r["run_id"],
+            "created_at": r["created_at"],
+            "evaluator_version": r["evaluator_version"],
+        }
         diff = _diff(r, full)
         if diff:
             rep.problems.append(f"{where}: differs from its job record: {'; '.join(diff[:3])}")
@@ -146,8 +159,25 @@ def _rederive(store_rows: list[dict[str, Any]], cache: Path, rep: VerifyReport, 
         missing = sorted(set(rows or {}) - keys)
         if missing:
             ev, cond, metric = missing[0]
-            rep.problems.append(f"job {job[:12]} ({exp} / {var}): {len(missing)} measurement(s) of its record have "
-                                f"no row (first: {ev} {cond} {metric})".replace("  ", " "))
+            rep.problems.append(
+                f"job {job[:12]} ({exp} / {var}): {len(missing)} measurement(s) of its record have "
+                f"no row (first: {ev} {cond} {metric})".replace("  ", " ")
+            )
+
+
+def _check_superseded(s: ResultStore, raw: list[dict[str, Any]], rep: VerifyReport) -> None:
+    """Each ``superseded`` row (``compressbench remeasure``) names two jobs that both have rows of its experiment,
+    variant and evaluator: the superseded one and the one kept instead."""
+    if rep.tables.get("superseded") is None or rep.tables["superseded"].bad or not rep.tables["superseded"].rows:
+        return
+    have = {(r["experiment"], r["variant"], r["evaluator"], r["job_key"]) for r in raw if r["error"] is None}
+    for sup in s.superseded():
+        for role, key in (("superseded", sup["job_key"]), ("kept", sup["by_job_key"])):
+            if (sup["experiment"], sup["variant"], sup["evaluator"], key) not in have:
+                rep.problems.append(
+                    f"superseded row of {sup['experiment']} / {sup['variant']} {sup['evaluator']}: the "
+                    f"{role} job {key[:12]} has no rows in the store"
+                )
 
 
 def verify_store(store: str | Path, cache: str | Path | None = None, rehash: bool = False) -> VerifyReport:
@@ -162,7 +192,9 @@ def verify_store(store: str | Path, cache: str | Path | None = None, rehash: boo
     if rep.cache is not None:
         if not (rep.cache / "jobs").is_dir():
             raise FileNotFoundError(f"--cache: {rep.cache} holds no jobs folder (give the run's cache_dir)")
-        _rederive(s.raw_rows(), rep.cache, rep, bad_ids)
+        raw = s.raw_rows()
+        _rederive(raw, rep.cache, rep, bad_ids)
+        _check_superseded(s, raw, rep)
         if rehash and rep.unhashed_equal:
             rep.rehashed = s.rehash(rep.unhashed_equal)
     return rep
@@ -186,29 +218,43 @@ def render(rep: VerifyReport, show: int = 20) -> list[str]:
         if name != "results":
             lines += [f"  FAIL {what}: its hash does not match its values" for _, what in t.bad[:show]]
     if rep.cache is not None:
-        lines.append(f"re-derived from the job records in {rep.cache}: {rep.derived} row(s) equal, "
-                     f"{len(rep.problems)} problem(s)")
+        lines.append(
+            f"re-derived from the job records in {rep.cache}: {rep.derived} row(s) equal, "
+            f"{len(rep.problems)} problem(s)"
+        )
         lines += [f"  {p}" for p in rep.problems[:show]]
         if len(rep.problems) > show:
             lines.append(f"  ... and {len(rep.problems) - show} more (--show N)")
         unhashed = rep.tables["results"].unhashed
         if unhashed:
-            lines.append(f"{rep.rehashed} unhashed row(s) given their hashes (--rehash)" if rep.rehashed else
-                         f"{len(rep.unhashed_equal)} of {unhashed} unhashed row(s) equal their job record: "
-                         f"`--rehash` gives them their hashes")
+            lines.append(
+                f"{rep.rehashed} unhashed row(s) given their hashes (--rehash)"
+                if rep.rehashed
+                else f"{len(rep.unhashed_equal)} of {unhashed} unhashed row(s) equal their job record: "
+                f"`--rehash` gives them their hashes"
+            )
     else:
         lines.append("(give --cache DIR to re-derive every row from its job record)")
-    lines.append("OK: every row checks out" if rep.ok else "PROBLEMS: see above; `compressbench run` replaces damaged "
-                 "rows of its jobs from the verified cache")
+    lines.append(
+        "OK: every row checks out"
+        if rep.ok
+        else "PROBLEMS: see above; `compressbench run` replaces damaged rows of its jobs from the verified cache"
+    )
     return lines
 
 
 def add_verify_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("store", help="the results store (SQLite)")
-    p.add_argument("--cache", metavar="DIR", help="the cache_dir the store was filled from: re-derive every row "
-                   "from its job record")
-    p.add_argument("--rehash", action="store_true", help="with --cache: give rows written before hashes (schema 2) "
-                   "that equal their job record their hashes")
+    p.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="the cache_dir the store was filled from: re-derive every row from its job record",
+    )
+    p.add_argument(
+        "--rehash",
+        action="store_true",
+        help="with --cache: give rows written before hashes (schema 2) that equal their job record their hashes",
+    )
     p.add_argument("--show", type=int, default=20, metavar="N", help="problems listed (default 20)")
 
 

@@ -37,9 +37,16 @@ def zero_smallest(model: nn.Module, fraction: float, ctx, params: MagnitudeParam
     return model
 
 
-@methods.register("demo.magnitude", params=MagnitudeParams, budgets=("knob", "params"), family="pruning",
-                  knob=Knob("fraction", lo=0.0, hi=0.99, shrinks=True, default=lambda p: p.fraction),
-                  apply=zero_smallest, sparsifies=True, description="demo: global magnitude zeroing, no fine-tune")
+@methods.register(
+    "demo.magnitude",
+    params=MagnitudeParams,
+    budgets=("knob", "params"),
+    family="pruning",
+    knob=Knob("fraction", lo=0.0, hi=0.99, shrinks=True, default=lambda p: p.fraction),
+    apply=zero_smallest,
+    sparsifies=True,
+    description="demo: global magnitude zeroing, no fine-tune",
+)
 def magnitude(parent: nn.Module, ctx, sol, params: MagnitudeParams) -> CompressResult:
     return CompressResult(sol.model, record={"zeroed_fraction_of_weights": sol.knob})
 
@@ -58,8 +65,13 @@ def _factored(in_f: int, out_f: int, rank: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_f, rank, bias=False), nn.Linear(rank, out_f))
 
 
-@methods.register("demo.factor_head", params=FactorParams, family="lowrank", changes_architecture=True,
-                  description="demo: the classifier head as two linear layers of a truncated SVD (rank r)")
+@methods.register(
+    "demo.factor_head",
+    params=FactorParams,
+    family="lowrank",
+    changes_architecture=True,
+    description="demo: the classifier head as two linear layers of a truncated SVD (rank r)",
+)
 def factor_head(parent: nn.Module, ctx, sol, params: FactorParams) -> CompressResult:
     import copy
 
@@ -85,9 +97,12 @@ def _rebuild_factor_head(model: nn.Module, step: dict, state_dict: dict) -> nn.M
 
 
 # --------------------------------------------------------------------------- an evaluator with a new metric
-@evaluators.register("demo.margin", version=1, description="demo: mean logit margin (top-1 minus top-2)",
-                     metrics=(MetricSpec("mean_margin", label="logit margin", higher_is_better=True, fmt="f3",
-                                         summary=True),))
+@evaluators.register(
+    "demo.margin",
+    version=1,
+    description="demo: mean logit margin (top-1 minus top-2)",
+    metrics=(MetricSpec("mean_margin", label="logit margin", higher_is_better=True, fmt="f3", summary=True),),
+)
 def margin(model: nn.Module, ctx, params) -> list[Measurement]:
     images = ctx.eval_set()
     with torch.inference_mode():
@@ -97,8 +112,13 @@ def margin(model: nn.Module, ctx, params) -> list[Measurement]:
 
 
 # --------------------------------------------------------------------------- a corruption
-@corruptions.register("demo.invert", constants={"any": [0.02, 0.05, 0.1, 0.2, 0.4]}, suites=("demo",),
-                      deterministic=True, description="demo: blend towards the inverted image")
+@corruptions.register(
+    "demo.invert",
+    constants={"any": [0.02, 0.05, 0.1, 0.2, 0.4]},
+    suites=("demo",),
+    deterministic=True,
+    description="demo: blend towards the inverted image",
+)
 def invert(x: torch.Tensor, rng, c: float, pset: str) -> torch.Tensor:
     return x * (1 - c) + (1 - x) * c
 

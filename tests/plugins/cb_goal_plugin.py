@@ -40,16 +40,27 @@ def dial(model: nn.Module, level: float, ctx, params: DialParams) -> nn.Module:
     return model
 
 
-@methods.register("goalt.dial", params=DialParams, budgets=("knob",), family="other",
-                  knob=Knob("level", lo=0.0, hi=1.0, shrinks=True, default=lambda p: p.level), apply=dial,
-                  description="goal test: the head's weights times a known function of the knob")
+@methods.register(
+    "goalt.dial",
+    params=DialParams,
+    budgets=("knob",),
+    family="other",
+    knob=Knob("level", lo=0.0, hi=1.0, shrinks=True, default=lambda p: p.level),
+    apply=dial,
+    description="goal test: the head's weights times a known function of the knob",
+)
 def dial_method(parent: nn.Module, ctx, sol, params: DialParams) -> CompressResult:
     return CompressResult(sol.model, record={"factor": factor(sol.knob, params)})
 
 
-@evaluators.register("goalt.score", version=1, description="goal test: head weight norm / the parent's",
-                     metrics=(MetricSpec("score", label="head norm ratio", fmt="pct", higher_is_better=True,
-                                         summary=True, key="goal_score"),))
+@evaluators.register(
+    "goalt.score",
+    version=1,
+    description="goal test: head weight norm / the parent's",
+    metrics=(
+        MetricSpec("score", label="head norm ratio", fmt="pct", higher_is_better=True, summary=True, key="goal_score"),
+    ),
+)
 def score(model: nn.Module, ctx, params) -> list[Measurement]:
     parent = ctx.load_parent()
     mine, theirs = _head(model).weight.detach().cpu(), _head(parent).weight.detach().cpu()

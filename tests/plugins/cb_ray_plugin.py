@@ -47,8 +47,12 @@ def _top1(model, ctx) -> float:
     return float((pred == images.y).float().mean())
 
 
-@evaluators.register("raytest.crash_once", params=DirParams, version=1,
-                     metrics=(MetricSpec("top1"), MetricSpec("pid"), MetricSpec("first_pid")))
+@evaluators.register(
+    "raytest.crash_once",
+    params=DirParams,
+    version=1,
+    metrics=(MetricSpec("top1"), MetricSpec("pid"), MetricSpec("first_pid")),
+)
 def crash_once(model, ctx, params: DirParams) -> list[Measurement]:
     marker = Path(params.dir) / f"crashed-{ctx.variant.name}"
     first = None
@@ -114,8 +118,15 @@ if os.environ.get("COMPRESSBENCH_TEST_SPY", str(os.getpid())) != str(os.getpid()
     _spy(_parent, "check_parent", "check_parent")
 
 
-@evaluators.register("raytest.spy", version=1, metrics=(MetricSpec("resolve_variants"),
-                                                         MetricSpec("resolve_evaluations"), MetricSpec("check_parent"),
-                                                         MetricSpec("pid")))
+@evaluators.register(
+    "raytest.spy",
+    version=1,
+    metrics=(
+        MetricSpec("resolve_variants"),
+        MetricSpec("resolve_evaluations"),
+        MetricSpec("check_parent"),
+        MetricSpec("pid"),
+    ),
+)
 def spy(model, ctx, params) -> list[Measurement]:
     return [Measurement(k, float(v)) for k, v in CALLS.items()] + [Measurement("pid", float(os.getpid()))]

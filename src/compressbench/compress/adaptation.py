@@ -60,8 +60,9 @@ class CoralParams(Params):
         return self
 
     def adaptation(self) -> CoralStage:
-        return CoralStage(method="coral", weight=self.weight, targets=self.targets, features=self.features,
-                          init=self.init)
+        return CoralStage(
+            method="coral", weight=self.weight, targets=self.targets, features=self.features, init=self.init
+        )
 
 
 def _is_float(model: nn.Module) -> bool:
@@ -76,22 +77,40 @@ def _fresh(parent: nn.Module, ctx: CompressContext) -> nn.Module:
     model = build_from_spec(ctx.parent_spec)
     shapes = [tuple(p.shape) for p in model.parameters()]
     if shapes != [tuple(p.shape) for p in parent.parameters()]:
-        raise ValueError("adapt.coral init: scratch rebuilds the baseline's architecture; use it on the baseline, "
-                         "not after a stage that changes the architecture")
+        raise ValueError(
+            "adapt.coral init: scratch rebuilds the baseline's architecture; use it on the baseline, "
+            "not after a stage that changes the architecture"
+        )
     return model
 
 
-@methods.register("adapt.coral", params=CoralParams, family="adaptation", compresses=False, needs_training_data=True,
-                  adapts=lambda p: p.adaptation(), version=1, cost=lambda p: TrainingCost(epochs=p.epochs, adapt=True),
-                  description="Deep CORAL (Sun & Saenko 2016): source cross-entropy + λ·CORAL on the penultimate "
-                              "features of unlabeled target batches; fine-tuning (a stage before int8) or from scratch")
+@methods.register(
+    "adapt.coral",
+    params=CoralParams,
+    family="adaptation",
+    compresses=False,
+    needs_training_data=True,
+    adapts=lambda p: p.adaptation(),
+    version=1,
+    cost=lambda p: TrainingCost(epochs=p.epochs, adapt=True),
+    description="Deep CORAL (Sun & Saenko 2016): source cross-entropy + λ·CORAL on the penultimate "
+    "features of unlabeled target batches; fine-tuning (a stage before int8) or from scratch",
+)
 def coral(parent: nn.Module, ctx: CompressContext, sol: Solution, params: CoralParams) -> CompressResult:
     if not _is_float(parent):
         raise ValueError("adapt.coral: cannot train an int8-converted model; put adapt.coral before quantization")
     model = _fresh(parent, ctx) if params.init == "scratch" else clone(parent).cpu()
     ad = params.adaptation()
-    out = ctx.train(model, epochs=params.epochs, lr=params.lr, optimizer=params.optimizer, schedule=params.schedule,
-                    desc="coral", adapt=ad)
+    out = ctx.train(
+        model,
+        epochs=params.epochs,
+        lr=params.lr,
+        optimizer=params.optimizer,
+        schedule=params.schedule,
+        desc="coral",
+        adapt=ad,
+    )
     model = (out if out is not None else model).eval()
-    return CompressResult(model=model, record={"adapt": {**ad.model_dump(), "label": ad.label()},
-                                               "epochs": params.epochs})
+    return CompressResult(
+        model=model, record={"adapt": {**ad.model_dump(), "label": ad.label()}, "epochs": params.epochs}
+    )

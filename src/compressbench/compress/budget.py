@@ -69,8 +69,9 @@ def check_model(name: str, model: nn.Module, ctx: CompressContext, params: Any) 
     return spec.check_model(model, ctx, params) if spec.check_model else None
 
 
-def unreachable(name: str, parent: nn.Module, ctx: CompressContext, params: Any, kind: str,
-                target: float) -> str | None:
+def unreachable(
+    name: str, parent: nn.Module, ctx: CompressContext, params: Any, kind: str, target: float
+) -> str | None:
     """Validate's budget check for a method with a knob: the closed form (``Knob.exact``) raising
     :class:`BudgetError`, or the guarded dry run at the knob's smallest end (:func:`.dryrun.smallest_end`)
     keeping more than ``target`` (with :data:`TOLERANCE`), as :func:`solve_knob` would find at run time. A dry
@@ -89,21 +90,32 @@ def unreachable(name: str, parent: nn.Module, ctx: CompressContext, params: Any,
     if not knob.shrinks or first_unplain_module(getattr(parent, "net", parent)) is None:
         return None  # a width / rank grows from (near) nothing; plain blocks shrink everywhere (not dry-run)
     small = knob.bounds(params)[1]
-    dr = smallest_end(name, parent, ctx.meta, params, lambda m: spec.apply(m, small, ctx, params), small,
-                      nonzero=spec.sparsifies)
+    dr = smallest_end(
+        name, parent, ctx.meta, params, lambda m: spec.apply(m, small, ctx, params), small, nonzero=spec.sparsifies
+    )
     got = dr.fractions.get(kind)
     if dr.error or got is None or got <= target * (1 + TOLERANCE):
         return None
     hint = f" ({knob.hint})" if knob.hint else ""
-    return (f"at {knob.name}={small:.4g} (the smallest model it can make) the parent as built now keeps {got:.3f} "
-            f"of its {kind}{hint}")
+    return (
+        f"at {knob.name}={small:.4g} (the smallest model it can make) the parent as built now keeps {got:.3f} "
+        f"of its {kind}{hint}"
+    )
 
 
 # --------------------------------------------------------------------------- the search
-def search_knob(evaluate: Callable[[float], float], target: float, lo: float, hi: float, *,
-                decreasing: bool = True, tol: float = TOLERANCE, max_iter: int = 20,
-                what: str = "knob", seen: list[tuple[float, float]] = ()
-                ) -> tuple[float, float, list[tuple[float, float]]]:
+def search_knob(
+    evaluate: Callable[[float], float],
+    target: float,
+    lo: float,
+    hi: float,
+    *,
+    decreasing: bool = True,
+    tol: float = TOLERANCE,
+    max_iter: int = 20,
+    what: str = "knob",
+    seen: list[tuple[float, float]] = (),
+) -> tuple[float, float, list[tuple[float, float]]]:
     """Find a knob in ``[lo, hi]`` with ``evaluate(knob)`` ≈ ``target`` (monotone ``evaluate``).
 
     Safeguarded regula falsi: interpolate inside the bracket, but never closer than 10 % of the
@@ -138,14 +150,23 @@ def search_knob(evaluate: Callable[[float], float], target: float, lo: float, hi
             b, fb = x, fx
     best = min(history, key=lambda kv: abs(kv[1] - target))
     if not within(best[1], target, tol):
-        log.warning("%s search: best achieved %.4f for target %.4f (outside ±%.0f %%)", what, best[1], target,
-                    tol * 100)
+        log.warning(
+            "%s search: best achieved %.4f for target %.4f (outside ±%.0f %%)", what, best[1], target, tol * 100
+        )
     return best[0], best[1], history
 
 
-def solve_knob(name: str, knob: Knob, transform: Callable[[float], nn.Module], ref: ModelStats, meta: Any,
-               kind: str, target: float, params: Any, nonzero: bool = False
-               ) -> tuple[float, list[tuple[float, float]]]:
+def solve_knob(
+    name: str,
+    knob: Knob,
+    transform: Callable[[float], nn.Module],
+    ref: ModelStats,
+    meta: Any,
+    kind: str,
+    target: float,
+    params: Any,
+    nonzero: bool = False,
+) -> tuple[float, list[tuple[float, float]]]:
     """The knob at which ``transform(knob)`` (a compressed copy) keeps ``target`` of ``ref`` in ``kind``.
 
     Evaluates the range's ends (growing ``hi`` up to ``knob.grow_hi`` while the target is not
@@ -166,10 +187,13 @@ def solve_knob(name: str, knob: Knob, transform: Callable[[float], nn.Module], r
     small_val = frac(small)
     if small_val > target * (1 + TOLERANCE):
         hint = f" ({knob.hint})" if knob.hint else ""
-        raise BudgetError(f"{name}: {kind}={target:g} is unreachable — at {knob.name}={small:g} the model keeps "
-                          f"{small_val:.3f} of the parent{hint}")
-    value, _, history = search_knob(frac, target, lo, hi, decreasing=knob.shrinks, what=f"{name} {kind}",
-                                    seen=[(small, small_val), (big, big_val)])
+        raise BudgetError(
+            f"{name}: {kind}={target:g} is unreachable — at {knob.name}={small:g} the model keeps "
+            f"{small_val:.3f} of the parent{hint}"
+        )
+    value, _, history = search_knob(
+        frac, target, lo, hi, decreasing=knob.shrinks, what=f"{name} {kind}", seen=[(small, small_val), (big, big_val)]
+    )
     return value, history
 
 
@@ -186,8 +210,14 @@ class Solution:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-def solve(name: str, parent: nn.Module, ctx: CompressContext, budget: Budget | None, params: Any,
-          ref: ModelStats | None = None) -> Solution:
+def solve(
+    name: str,
+    parent: nn.Module,
+    ctx: CompressContext,
+    budget: Budget | None,
+    params: Any,
+    ref: ModelStats | None = None,
+) -> Solution:
     """Turn ``budget`` into method ``name``'s knob and apply it (see the module docstring)."""
     spec = methods.spec(name)
     ref = ref or model_stats(parent, ctx.meta)
@@ -205,8 +235,17 @@ def solve(name: str, parent: nn.Module, ctx: CompressContext, budget: Budget | N
     else:
         value = knob.exact(ref, parent, budget.kind, budget.value, params) if knob.exact else None
         if value is None:
-            value, history = solve_knob(name, knob, lambda k: apply(spec, parent, k, ctx, params), ref, ctx.meta,
-                                        budget.kind, budget.value, params, nonzero=spec.sparsifies)
+            value, history = solve_knob(
+                name,
+                knob,
+                lambda k: apply(spec, parent, k, ctx, params),
+                ref,
+                ctx.meta,
+                budget.kind,
+                budget.value,
+                params,
+                nonzero=spec.sparsifies,
+            )
             record["search"] = [[k, v] for k, v in history]
     if itself or not spec.wants_model:  # the method applies the knob itself
         return Solution(budget, ref, float(value), None, record)
@@ -262,21 +301,25 @@ def composition(name: str, params: Any) -> dict[str, str]:
     spec = methods.spec(name)
     if spec.stages is not None:
         parts = [composition(n, p) for n, p in spec.stages(params)]
-        return {"compression": "+".join(c["compression"] for c in parts if c["compression"]),
-                "adapt": "+".join(c["adapt"] for c in parts if c["adapt"])}
-    return {"compression": name if spec.compresses else "",
-            "adapt": "+".join(a.label() for a in adaptations(name, params))}
+        return {
+            "compression": "+".join(c["compression"] for c in parts if c["compression"]),
+            "adapt": "+".join(c["adapt"] for c in parts if c["adapt"]),
+        }
+    return {
+        "compression": name if spec.compresses else "",
+        "adapt": "+".join(a.label() for a in adaptations(name, params)),
+    }
 
 
-def measure_result(parent_stats: ModelStats, model: nn.Module, meta: Any, *, sparsifies: bool,
-                   flops: int | None = None) -> tuple[ModelStats, dict[str, float]]:
+def measure_result(
+    parent_stats: ModelStats, model: nn.Module, meta: Any, *, sparsifies: bool, flops: int | None = None
+) -> tuple[ModelStats, dict[str, float]]:
     """Stats of a compressed model and its achieved fractions of the parent."""
     cs = model_stats(model, meta, flops=flops)
     return cs, fractions(parent_stats, cs, nonzero=sparsifies)
 
 
-def compress(name: str, parent: nn.Module, ctx: CompressContext, budget: Budget | None, params: Any
-             ) -> CompressResult:
+def compress(name: str, parent: nn.Module, ctx: CompressContext, budget: Budget | None, params: Any) -> CompressResult:
     """Run method ``name`` on ``parent`` at ``budget``: check, solve the knob, run, measure, record.
 
     The parent is never modified. ``result.achieved`` holds the achieved params / bytes / FLOPs
@@ -298,8 +341,13 @@ def compress(name: str, parent: nn.Module, ctx: CompressContext, budget: Budget 
         achieved = dict(res.achieved)
         missing = [k for k in SIZE_KINDS if k not in achieved]
         if missing:  # it measured only part: the rest is measured here, as for any method
-            cs, measured = measure_result(ps, res.model, ctx.meta, sparsifies=spec.sparsifies,
-                                          flops=ps.flops if capabilities(name, params)["quantizes"] else None)
+            cs, measured = measure_result(
+                ps,
+                res.model,
+                ctx.meta,
+                sparsifies=spec.sparsifies,
+                flops=ps.flops if capabilities(name, params)["quantizes"] else None,
+            )
             achieved.update((k, measured[k]) for k in missing)
     else:
         flops = res.flops if res.flops is not None else (ps.flops if spec.quantizes else None)
@@ -309,5 +357,6 @@ def compress(name: str, parent: nn.Module, ctx: CompressContext, budget: Budget 
         record["target"] = {"kind": budget.kind, "value": budget.value, **record.get("target", {})}
         if budget.kind != "knob":
             record["within_tolerance"] = within(achieved[budget.kind], budget.value)
-    return CompressResult(model=res.model, record=record, steps=res.steps, achieved=achieved, stats=cs,
-                          trained=res.trained)
+    return CompressResult(
+        model=res.model, record=record, steps=res.steps, achieved=achieved, stats=cs, trained=res.trained
+    )

@@ -31,8 +31,7 @@ class ModelStats:
     flops_counted: bool = True  # False: ``flops`` was given (e.g. the float graph's, for a quantized model)
 
     def to_dict(self) -> dict[str, int]:
-        return {"params": self.params, "params_nonzero": self.params_nonzero, "bytes": self.bytes,
-                "flops": self.flops}
+        return {"params": self.params, "params_nonzero": self.params_nonzero, "bytes": self.bytes, "flops": self.flops}
 
 
 def input_shape(meta: Any) -> tuple[int, int, int, int]:
@@ -53,8 +52,11 @@ def model_stats(model: nn.Module, meta: Any, flops: int | None = None) -> ModelS
 def fractions(parent: ModelStats, child: ModelStats, nonzero: bool = False) -> dict[str, float]:
     """Achieved fractions of the parent for params / bytes / flops."""
     num = child.params_nonzero if nonzero else child.params
-    return {"params": num / parent.params, "bytes": child.bytes / parent.bytes,
-            "flops": child.flops / max(parent.flops, 1)}
+    return {
+        "params": num / parent.params,
+        "bytes": child.bytes / parent.bytes,
+        "flops": child.flops / max(parent.flops, 1),
+    }
 
 
 def fraction_of(model: nn.Module, meta: Any, parent: ModelStats, kind: str, nonzero: bool = False) -> float:
@@ -67,13 +69,13 @@ def fraction_of(model: nn.Module, meta: Any, parent: ModelStats, kind: str, nonz
     return count_flops(model, input_shape(meta)) / max(parent.flops, 1)
 
 
-def finetune(model: nn.Module, ctx: CompressContext, ft: FinetuneParams | None, desc: str = "finetune",
-             **kw: Any) -> nn.Module:
+def finetune(
+    model: nn.Module, ctx: CompressContext, ft: FinetuneParams | None, desc: str = "finetune", **kw: Any
+) -> nn.Module:
     """Fine-tune in place with the experiment's recipe plus ``ft``'s overrides (no-op at 0 epochs)."""
     if ft is None or ft.epochs <= 0:
         return model
-    out = ctx.train(model, epochs=ft.epochs, lr=ft.lr, optimizer=ft.optimizer, schedule=ft.schedule, desc=desc,
-                    **kw)
+    out = ctx.train(model, epochs=ft.epochs, lr=ft.lr, optimizer=ft.optimizer, schedule=ft.schedule, desc=desc, **kw)
     return out if out is not None else model
 
 
@@ -89,16 +91,19 @@ def logit_gap(a: nn.Module, b: nn.Module, x: torch.Tensor) -> float:
         return float((a.to(dev)(x.to(dev)).float() - b(x.to(dev)).float()).abs().max())
 
 
-def check_same_function(trained: nn.Module, model: nn.Module, ctx: CompressContext, what: str,
-                        n_images: int = 64) -> dict[str, float]:
+def check_same_function(
+    trained: nn.Module, model: nn.Module, ctx: CompressContext, what: str, n_images: int = 64
+) -> dict[str, float]:
     """``model`` (restructured: channels removed) must compute what ``trained`` computed — logits within
     :data:`SAME_FUNCTION_TOL` on the first ``n_images`` training images; raises otherwise (the job fails
     with the gap rather than storing a model that is not the one trained). Returns the record."""
     x, _, _ = next(ctx.data.train.batches(n_images))
     gap = logit_gap(trained, model, x)
     if not gap <= SAME_FUNCTION_TOL:
-        raise RuntimeError(f"{what} changed the model's function: max |Δlogit| {gap:.3g} > {SAME_FUNCTION_TOL:g} on "
-                           f"{len(x)} training images")
+        raise RuntimeError(
+            f"{what} changed the model's function: max |Δlogit| {gap:.3g} > {SAME_FUNCTION_TOL:g} on "
+            f"{len(x)} training images"
+        )
     return {"max_abs_logit_diff": gap, "images": len(x), "tolerance": SAME_FUNCTION_TOL}
 
 
@@ -128,12 +133,22 @@ def clone(model: nn.Module) -> nn.Module:
     return m
 
 
-
-
 # building blocks every method is known to handle (tested on the model zoo): modules whose forward is
 # one standard op, sequential containers, and torchvision's ResNet classes
-_PLAIN = (nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.Linear, nn.MaxPool2d, nn.AvgPool2d,
-          nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Identity)
+_PLAIN = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.ReLU,
+    nn.Linear,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Flatten,
+    nn.Dropout,
+    nn.Identity,
+)
 
 
 def first_unplain_module(net: nn.Module) -> str | None:

@@ -43,8 +43,9 @@ def bn_scale() -> Any:
     return _tp().importance.BNScaleImportance()
 
 
-@channel_criteria.register("taylor", gradients=True,
-                           description="first-order Taylor |w · ∂L/∂w| per group, gradients from training batches")
+@channel_criteria.register(
+    "taylor", gradients=True, description="first-order Taylor |w · ∂L/∂w| per group, gradients from training batches"
+)
 def group_taylor() -> Any:
     return _tp().importance.GroupTaylorImportance()
 

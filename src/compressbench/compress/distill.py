@@ -114,14 +114,16 @@ def _student_kwargs(ctx: CompressContext, params: DistillParams) -> tuple[str, f
     return name, base_width, kwargs
 
 
-def _match_budget(student: nn.Module, ctx: CompressContext, sol: Solution, params: DistillParams
-                  ) -> tuple[nn.Module, float, dict[str, Any] | None]:
+def _match_budget(
+    student: nn.Module, ctx: CompressContext, sol: Solution, params: DistillParams
+) -> tuple[nn.Module, float, dict[str, Any] | None]:
     """(student, width scale, trim record): ``student`` as the solver built it when it meets a shared
     budget within tolerance (or there is none); else the smallest width at or above the target, trimmed
     channel-wise to it (see the module docstring)."""
     b = sol.budget
     if b is None or b.kind not in SHARED_BUDGETS:
         return student, float(sol.knob), None
+
     def frac(m: nn.Module) -> float:
         return fraction_of(m, ctx.meta, sol.parent_stats, b.kind)
 
@@ -147,9 +149,16 @@ def _match_budget(student: nn.Module, ctx: CompressContext, sol: Solution, param
     trim = StructuredParams(criterion="l1", scope="global", finetune=FinetuneParams(epochs=0))
     record: dict[str, Any] = {"width_scale": hi, "achieved_untrimmed": frac(base), "uniform_best": before}
     try:
-        ratio, hist = solve_knob("distill (student trim)", STRUCTURED_KNOB,
-                                 lambda r: prune_once(copy.deepcopy(base), ctx, trim, r), sol.parent_stats, ctx.meta,
-                                 b.kind, b.value, trim)
+        ratio, hist = solve_knob(
+            "distill (student trim)",
+            STRUCTURED_KNOB,
+            lambda r: prune_once(copy.deepcopy(base), ctx, trim, r),
+            sol.parent_stats,
+            ctx.meta,
+            b.kind,
+            b.value,
+            trim,
+        )
         trimmed = prune_once(base, ctx, trim, ratio)
     except Exception as e:  # e.g. a student Torch-Pruning cannot prune: keep the uniform width, say so
         log.warning("distill: cannot trim the student to %s=%g (%s): the budget is not matched", b.kind, b.value, e)
@@ -175,40 +184,81 @@ def check_student(parent: nn.Module, ctx: CompressContext, params: DistillParams
             except Exception as e:
                 error = one_line(e)
         else:  # narrowing a library network runs Torch-Pruning (efficientvit_m0: > 300 s, 8.5 GB unguarded)
-            error = guarded(parent, ctx.meta, lambda _m, w=width: build_student(name, ctx.meta, w, kwargs),
-                            f"building the student {name} at width {width:g}").error
+            error = guarded(
+                parent,
+                ctx.meta,
+                lambda _m, w=width: build_student(name, ctx.meta, w, kwargs),
+                f"building the student {name} at width {width:g}",
+            ).error
         if error:
             extra = f" with {kwargs}" if kwargs else ""
-            return error if error.startswith("gave up") else \
-                f"cannot build the student {name} at width {width:g}{extra} ({error})"
+            return (
+                error
+                if error.startswith("gave up")
+                else f"cannot build the student {name} at width {width:g}{extra} ({error})"
+            )
     return None
 
 
-@methods.register("distill", params=DistillParams, budgets=BUDGETS, family="distillation",
-                  knob=Knob("width", lo=0.01, hi=1.0, grow_hi=8.0, shrinks=False, default=lambda p: p.width,
-                            hint="try depth_scale or a smaller student model", valid=_knob_range),
-                  apply=fresh_student, apply_on_copy=False, changes_architecture=True, needs_training_data=True,
-                  adapts=lambda p: p.adapt, check_model=check_student, version=2,
-                  cost=lambda p: TrainingCost(epochs=p.epochs, teacher=True, adapt=p.adapt is not None),
-                  description="Hinton knowledge distillation into a named student or the parent's family "
-                              "scaled in width (searched to a budget) and depth")
+@methods.register(
+    "distill",
+    params=DistillParams,
+    budgets=BUDGETS,
+    family="distillation",
+    knob=Knob(
+        "width",
+        lo=0.01,
+        hi=1.0,
+        grow_hi=8.0,
+        shrinks=False,
+        default=lambda p: p.width,
+        hint="try depth_scale or a smaller student model",
+        valid=_knob_range,
+    ),
+    apply=fresh_student,
+    apply_on_copy=False,
+    changes_architecture=True,
+    needs_training_data=True,
+    adapts=lambda p: p.adapt,
+    check_model=check_student,
+    version=2,
+    cost=lambda p: TrainingCost(epochs=p.epochs, teacher=True, adapt=p.adapt is not None),
+    description="Hinton knowledge distillation into a named student or the parent's family "
+    "scaled in width (searched to a budget) and depth",
+)
 def distill(parent: nn.Module, ctx: CompressContext, sol: Solution, params: DistillParams) -> CompressResult:
     name, base_width, kwargs = _student_kwargs(ctx, params)
     parent.eval()
     student, scale, trim = _match_budget(sol.model, ctx, sol, params)  # built after seeding with the job's seed
     width = base_width * scale
-    record: dict[str, Any] = {"student": name, "derived": params.student is None, "alpha": params.alpha,
-                              "temperature": params.temperature, "loss": params.loss, "epochs": params.epochs,
-                              **({"adapt": {**params.adapt.model_dump(), "label": params.adapt.label()}}
-                                 if params.adapt is not None else {}),
-                              "knobs": {"student_width": width,
-                                        **({"depth_scale": params.depth_scale} if params.depth_scale is not None
-                                           else {})}}
+    record: dict[str, Any] = {
+        "student": name,
+        "derived": params.student is None,
+        "alpha": params.alpha,
+        "temperature": params.temperature,
+        "loss": params.loss,
+        "epochs": params.epochs,
+        **({"adapt": {**params.adapt.model_dump(), "label": params.adapt.label()}} if params.adapt is not None else {}),
+        "knobs": {
+            "student_width": width,
+            **({"depth_scale": params.depth_scale} if params.depth_scale is not None else {}),
+        },
+    }
     if trim is not None:
         record.update(trim=trim, knob=scale)
-    out = ctx.train(student, epochs=params.epochs, lr=params.lr, optimizer=params.optimizer, schedule=params.schedule,
-                    teacher=parent, kd_alpha=params.alpha, kd_temperature=params.temperature, kd_kind=params.loss,
-                    desc="distill", **({"adapt": params.adapt} if params.adapt is not None else {}))
+    out = ctx.train(
+        student,
+        epochs=params.epochs,
+        lr=params.lr,
+        optimizer=params.optimizer,
+        schedule=params.schedule,
+        teacher=parent,
+        kd_alpha=params.alpha,
+        kd_temperature=params.temperature,
+        kd_kind=params.loss,
+        desc="distill",
+        **({"adapt": params.adapt} if params.adapt is not None else {}),
+    )
     student = (out if out is not None else student).cpu().eval()
     step = {"kind": "distill.student", "model": name, "width": width, "kwargs": kwargs, "meta": ctx.meta.to_dict()}
     steps = [step] + ([resize_step(student)] if trim is not None and "ratio" in trim else [])

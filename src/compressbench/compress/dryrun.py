@@ -59,8 +59,9 @@ def one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {lines[0][:160] if lines else ''}"
 
 
-def _work(model: nn.Module, meta: Any, ref: ModelStats, transform: Callable[[nn.Module], nn.Module],
-          nonzero: bool) -> DryRun:
+def _work(
+    model: nn.Module, meta: Any, ref: ModelStats, transform: Callable[[nn.Module], nn.Module], nonzero: bool
+) -> DryRun:
     import copy
 
     try:
@@ -95,8 +96,9 @@ def parent_stats(model: nn.Module, meta: Any) -> ModelStats:
     return _STATS[model]
 
 
-def guarded(model: nn.Module, meta: Any, transform: Callable[[nn.Module], nn.Module], what: str,
-            nonzero: bool = False) -> DryRun:
+def guarded(
+    model: nn.Module, meta: Any, transform: Callable[[nn.Module], nn.Module], what: str, nonzero: bool = False
+) -> DryRun:
     """``transform`` on a copy of ``model`` and one forward pass, in a limited child (module docstring)."""
     ref = parent_stats(model, meta)
     if "fork" not in mp.get_all_start_methods():
@@ -117,23 +119,39 @@ def guarded(model: nn.Module, meta: Any, transform: Callable[[nn.Module], nn.Mod
     p.join()
     recv.close()
     if out is None:
-        limit = f"{CPU_LIMIT_S} CPU s and {MEMORY_LIMIT >> 30} GB" if p.exitcode != -signal.SIGKILL else \
-            f"{WALL_LIMIT_S} s"
-        return DryRun(f"gave up: the dry run of {what} did not finish within {limit} (validate's limit; the "
-                      f"transform's cost on this network is out of bounds)")
+        limit = (
+            f"{CPU_LIMIT_S} CPU s and {MEMORY_LIMIT >> 30} GB" if p.exitcode != -signal.SIGKILL else f"{WALL_LIMIT_S} s"
+        )
+        return DryRun(
+            f"gave up: the dry run of {what} did not finish within {limit} (validate's limit; the "
+            f"transform's cost on this network is out of bounds)"
+        )
     return DryRun(*out)
 
 
-def smallest_end(name: str, model: nn.Module, meta: Any, params: Any, transform: Callable[[nn.Module], nn.Module],
-                 knob: float, nonzero: bool = False) -> DryRun:
+def smallest_end(
+    name: str,
+    model: nn.Module,
+    meta: Any,
+    params: Any,
+    transform: Callable[[nn.Module], nn.Module],
+    knob: float,
+    nonzero: bool = False,
+) -> DryRun:
     """The memoized, guarded dry run of method ``name`` at knob value ``knob`` (its smallest end)."""
-    key = json.dumps([name, knob, params.model_dump(mode="json") if params is not None else None], sort_keys=True,
-                     default=str)
+    key = json.dumps(
+        [name, knob, params.model_dump(mode="json") if params is not None else None], sort_keys=True, default=str
+    )
     memo = _MEMO.setdefault(model, {})
     if key not in memo:
         t0 = time.perf_counter()
         memo[key] = guarded(model, meta, transform, f"{name} at {knob:g}", nonzero)
         memo[key].knob = knob
-        log.debug("dry run of %s at %g: %.2f s wall, %s", name, knob, time.perf_counter() - t0,
-                  memo[key].error or memo[key].fractions)
+        log.debug(
+            "dry run of %s at %g: %.2f s wall, %s",
+            name,
+            knob,
+            time.perf_counter() - t0,
+            memo[key].error or memo[key].fractions,
+        )
     return memo[key]

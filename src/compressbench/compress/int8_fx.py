@@ -55,8 +55,14 @@ def _mapping(backend: str, qat: bool, cheap: bool = False) -> Any:
     return mapping
 
 
-def prepare_fx(model: nn.Module, backend: str, qat: bool, input_shape: tuple[int, ...],
-               cheap: bool = False, float_layers: list[str] | tuple[str, ...] = ()) -> nn.Module:
+def prepare_fx(
+    model: nn.Module,
+    backend: str,
+    qat: bool,
+    input_shape: tuple[int, ...],
+    cheap: bool = False,
+    float_layers: list[str] | tuple[str, ...] = (),
+) -> nn.Module:
     """Classifier -> observed (or fake-quant, ``qat``) model: ``model.net`` traced and observed; the
     float normalisation stays outside the quantized graph. ``cheap``: min / max activation observers
     (for a rebuild, whose scales come from the state dict). ``float_layers``: module paths inside
@@ -92,8 +98,12 @@ def mark_observed(model: nn.Module) -> None:
     For rebuilding a checkpoint: the real scales and zero points come from its state dict."""
     for m in model.modules():
         lo, hi = getattr(m, "min_val", None), getattr(m, "max_val", None)
-        if isinstance(lo, torch.Tensor) and isinstance(hi, torch.Tensor) and lo.numel() == 1 \
-                and not torch.isfinite(lo).all():
+        if (
+            isinstance(lo, torch.Tensor)
+            and isinstance(hi, torch.Tensor)
+            and lo.numel() == 1
+            and not torch.isfinite(lo).all()
+        ):
             lo.fill_(-1.0)
             hi.fill_(1.0)
 
@@ -110,5 +120,7 @@ def fx_blocker(model: nn.Module, backend: str, input_shape: tuple[int, ...], qat
         return None
     except Exception as e:
         lines = [ln for ln in str(e).splitlines() if ln.strip()]
-        return (f"neither eager nor FX graph-mode int8 can prepare it (torch.fx tracing: {type(e).__name__}: "
-                f"{lines[0][:160] if lines else ''})")
+        return (
+            f"neither eager nor FX graph-mode int8 can prepare it (torch.fx tracing: {type(e).__name__}: "
+            f"{lines[0][:160] if lines else ''})"
+        )

@@ -68,8 +68,16 @@ def plan_layer(m: nn.Module, ratio: float, params: LowRankParams) -> dict[str, A
 
 def _conv(src: nn.Conv2d, cin: int, cout: int, k: tuple[int, int] | int, spatial: bool, bias: bool) -> nn.Conv2d:
     if spatial:
-        return nn.Conv2d(cin, cout, k, stride=src.stride, padding=src.padding, dilation=src.dilation, bias=bias,
-                         padding_mode=src.padding_mode)
+        return nn.Conv2d(
+            cin,
+            cout,
+            k,
+            stride=src.stride,
+            padding=src.padding,
+            dilation=src.dilation,
+            bias=bias,
+            padding_mode=src.padding_mode,
+        )
     return nn.Conv2d(cin, cout, 1, bias=bias)
 
 
@@ -84,8 +92,11 @@ def build_factorised(m: nn.Module, plan: dict[str, Any]) -> nn.Sequential:
         r = plan["rank"]
         return nn.Sequential(_conv(m, i, r, m.kernel_size, True, False), _conv(m, r, o, 1, False, has_bias))
     r_in, r_out = plan["ranks"]
-    return nn.Sequential(_conv(m, i, r_in, 1, False, False), _conv(m, r_in, r_out, m.kernel_size, True, False),
-                         _conv(m, r_out, o, 1, False, has_bias))
+    return nn.Sequential(
+        _conv(m, i, r_in, 1, False, False),
+        _conv(m, r_in, r_out, m.kernel_size, True, False),
+        _conv(m, r_out, o, 1, False, has_bias),
+    )
 
 
 @torch.no_grad()
@@ -97,7 +108,7 @@ def factorise(m: nn.Module, plan: dict[str, Any]) -> nn.Sequential:
         r = plan["rank"]
         u, s, vh = torch.linalg.svd(w.reshape(w.shape[0], -1), full_matrices=False)
         sq = s[:r].sqrt()
-        a = (sq[:, None] * vh[:r])  # r × (I·k·k) or r × in
+        a = sq[:, None] * vh[:r]  # r × (I·k·k) or r × in
         b = u[:, :r] * sq[None]  # O × r
         new[0].weight.copy_(a.reshape(new[0].weight.shape))
         new[1].weight.copy_(b.reshape(new[1].weight.shape))
@@ -119,8 +130,11 @@ def factorise(m: nn.Module, plan: dict[str, Any]) -> nn.Sequential:
 
 def _targets(model: nn.Module, params: LowRankParams) -> list[tuple[str, nn.Module]]:
     head = head_name(model)
-    return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, (nn.Conv2d, nn.Linear)) and (params.include_head or n != head)]
+    return [
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear)) and (params.include_head or n != head)
+    ]
 
 
 def lowrank_plan(model: nn.Module, ratio: float, params: LowRankParams) -> dict[str, dict[str, Any]]:
@@ -142,23 +156,44 @@ def _knob_range(v: float) -> str | None:
 
 def check_lowrank(model: nn.Module, ctx: CompressContext, params: LowRankParams) -> str | None:
     if not lowrank_plan(model, 0.5, params):
-        return ("no conv / linear layer whose factorisation saves parameters (grouped and depthwise convs are "
-                "skipped; try linear: true or include_head: true)")
+        return (
+            "no conv / linear layer whose factorisation saves parameters (grouped and depthwise convs are "
+            "skipped; try linear: true or include_head: true)"
+        )
     return None
 
 
-@methods.register("lowrank", params=LowRankParams, check_model=check_lowrank, budgets=BUDGETS, family="factorization",
-                  knob=Knob("ratio", lo=1e-3, hi=1.0, shrinks=False, default=lambda p: p.ratio,
-                            hint="factorise the head / linear layers, or prune instead", valid=_knob_range),
-                  apply=apply_lowrank, changes_architecture=True, needs_training_data=True, version=1,
-                  description="low-rank factorisation: channel SVD or Tucker-2 for convs, SVD for linears, "
-                              "to a rank ratio, then fine-tuning")
+@methods.register(
+    "lowrank",
+    params=LowRankParams,
+    check_model=check_lowrank,
+    budgets=BUDGETS,
+    family="factorization",
+    knob=Knob(
+        "ratio",
+        lo=1e-3,
+        hi=1.0,
+        shrinks=False,
+        default=lambda p: p.ratio,
+        hint="factorise the head / linear layers, or prune instead",
+        valid=_knob_range,
+    ),
+    apply=apply_lowrank,
+    changes_architecture=True,
+    needs_training_data=True,
+    version=1,
+    description="low-rank factorisation: channel SVD or Tucker-2 for convs, SVD for linears, "
+    "to a rank ratio, then fine-tuning",
+)
 def lowrank(parent: nn.Module, ctx: CompressContext, sol: Solution, params: LowRankParams) -> CompressResult:
     layers = lowrank_plan(parent, sol.knob, params)
     model = finetune(sol.model, ctx, params.finetune, desc="finetune(lowrank)")
     model.eval()
-    return CompressResult(model=model, record={"conv": params.conv, "linear": params.linear, "layers": layers},
-                          steps=[{"kind": "lowrank", "layers": layers}])
+    return CompressResult(
+        model=model,
+        record={"conv": params.conv, "linear": params.linear, "layers": layers},
+        steps=[{"kind": "lowrank", "layers": layers}],
+    )
 
 
 @register_rebuilder("lowrank")

@@ -81,16 +81,25 @@ def check_pipeline_budget(budget: Budget | None, params: PipelineParams) -> str 
     sub = check_budget(name, budget, sp)
     if sub:
         return f"pipeline stage {i}: {sub}"
-    if budget.kind == "bytes" and any(methods.spec(s.method).quantizes for s in params.stages[i + 1:]):
-        return ("pipeline: a bytes budget cannot be matched before a quantization stage (it changes the bytes "
-                "again); budget params or flops instead")
+    if budget.kind == "bytes" and any(methods.spec(s.method).quantizes for s in params.stages[i + 1 :]):
+        return (
+            "pipeline: a bytes budget cannot be matched before a quantization stage (it changes the bytes "
+            "again); budget params or flops instead"
+        )
     return None
 
 
-@methods.register("pipeline", params=PipelineParams, budgets=("knob", "params", "bytes", "flops"),
-                  stages=stage_list, check_budget=check_pipeline_budget, family="pipeline", version=1,
-                  description="a sequence of methods, e.g. prune.structured -> finetune -> "
-                              "quantize.static; the budget goes to one stage")
+@methods.register(
+    "pipeline",
+    params=PipelineParams,
+    budgets=("knob", "params", "bytes", "flops"),
+    stages=stage_list,
+    check_budget=check_pipeline_budget,
+    family="pipeline",
+    version=1,
+    description="a sequence of methods, e.g. prune.structured -> finetune -> "
+    "quantize.static; the budget goes to one stage",
+)
 def pipeline(parent: nn.Module, ctx: CompressContext, sol: Solution, params: PipelineParams) -> CompressResult:
     budget = sol.budget
     b_idx = _budget_stage(budget, params)
@@ -101,12 +110,27 @@ def pipeline(parent: nn.Module, ctx: CompressContext, sol: Solution, params: Pip
         model = res.model
         steps += res.steps
         flops_frac *= res.achieved.get("flops", 1.0)
-        stages.append({"method": name, "budget": budget.label() if i == b_idx and budget else None,
-                       "achieved_vs_input": res.achieved, "record": res.record})
-    cs, achieved = measure_result(ps, model, ctx.meta, sparsifies=capabilities("pipeline", params)["sparsifies"],
-                                  flops=int(round(flops_frac * ps.flops)))
-    record: dict[str, Any] = {"stages": stages, "parent": ps.to_dict(), "child": cs.to_dict(),
-                              "knobs": {s["method"]: s["record"]["knobs"] for s in stages if "knobs" in s["record"]}}
+        stages.append(
+            {
+                "method": name,
+                "budget": budget.label() if i == b_idx and budget else None,
+                "achieved_vs_input": res.achieved,
+                "record": res.record,
+            }
+        )
+    cs, achieved = measure_result(
+        ps,
+        model,
+        ctx.meta,
+        sparsifies=capabilities("pipeline", params)["sparsifies"],
+        flops=int(round(flops_frac * ps.flops)),
+    )
+    record: dict[str, Any] = {
+        "stages": stages,
+        "parent": ps.to_dict(),
+        "child": cs.to_dict(),
+        "knobs": {s["method"]: s["record"]["knobs"] for s in stages if "knobs" in s["record"]},
+    }
     if b_idx is not None and "knob" in stages[b_idx]["record"]:
         record["knob"] = stages[b_idx]["record"]["knob"]
     if budget is not None and budget.kind != "knob":
@@ -118,8 +142,14 @@ class FinetuneOnly(FinetuneParams):
     pass
 
 
-@methods.register("finetune", params=FinetuneOnly, family="pipeline", needs_training_data=True, version=1,
-                  description="fine-tune with the experiment's recipe (a pipeline stage between methods)")
+@methods.register(
+    "finetune",
+    params=FinetuneOnly,
+    family="pipeline",
+    needs_training_data=True,
+    version=1,
+    description="fine-tune with the experiment's recipe (a pipeline stage between methods)",
+)
 def finetune_method(parent: nn.Module, ctx: CompressContext, sol: Solution, params: FinetuneOnly) -> CompressResult:
     if any("quantized" in type(m).__module__ for m in parent.modules()):
         raise ValueError("finetune: cannot train an int8-converted model; put finetune before quantization")

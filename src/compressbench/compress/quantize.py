@@ -72,8 +72,12 @@ class QuantNet(nn.Module):
 
 
 _FUSE_PATTERNS = [
-    (nn.Conv2d, nn.BatchNorm2d, nn.ReLU), (nn.Conv2d, nn.BatchNorm2d), (nn.Conv2d, nn.ReLU),
-    (nn.Conv1d, nn.BatchNorm1d, nn.ReLU), (nn.Conv1d, nn.BatchNorm1d), (nn.Linear, nn.ReLU),
+    (nn.Conv2d, nn.BatchNorm2d, nn.ReLU),
+    (nn.Conv2d, nn.BatchNorm2d),
+    (nn.Conv2d, nn.ReLU),
+    (nn.Conv1d, nn.BatchNorm1d, nn.ReLU),
+    (nn.Conv1d, nn.BatchNorm1d),
+    (nn.Linear, nn.ReLU),
     (nn.Linear, nn.BatchNorm1d),
 ]
 
@@ -85,8 +89,8 @@ def _sequential_groups(seq: nn.Sequential) -> list[list[str]]:
     while i < len(mods):
         for pat in _FUSE_PATTERNS:
             k = len(pat)
-            if i + k <= len(mods) and all(type(m) is t for m, t in zip(mods[i:i + k], pat, strict=True)):
-                groups.append(names[i:i + k])
+            if i + k <= len(mods) and all(type(m) is t for m, t in zip(mods[i : i + k], pat, strict=True)):
+                groups.append(names[i : i + k])
                 i += k
                 break
         else:
@@ -97,8 +101,11 @@ def _sequential_groups(seq: nn.Sequential) -> list[list[str]]:
 def _fuse_if_plain(module: nn.Module, groups: list[list[str]], qat: bool) -> None:
     """Fuse the named groups whose first module is a plain conv / linear (a factorised conv —
     an ``nn.Sequential`` from ``lowrank`` — stays unfused)."""
-    ok = [g for g in groups if all(hasattr(module, n) for n in g)
-          and type(getattr(module, g[0])) in (nn.Conv2d, nn.Conv1d, nn.Linear)]
+    ok = [
+        g
+        for g in groups
+        if all(hasattr(module, n) for n in g) and type(getattr(module, g[0])) in (nn.Conv2d, nn.Conv1d, nn.Linear)
+    ]
     if ok:
         (tq.fuse_modules_qat if qat else tq.fuse_modules)(module, ok, inplace=True)
 
@@ -158,8 +165,9 @@ def keep_float(net: nn.Module, float_layers: tuple[str, ...] | list[str]) -> nn.
     return net
 
 
-def prepare_int8(model: nn.Module, backend: str, qat: bool = False, float_layers: tuple[str, ...] | list[str] = ()
-                 ) -> nn.Module:
+def prepare_int8(
+    model: nn.Module, backend: str, qat: bool = False, float_layers: tuple[str, ...] | list[str] = ()
+) -> nn.Module:
     """Float Classifier -> prepared (observed / fake-quant) model; normalisation stays float, and so do the
     layers named in ``float_layers`` (mixed precision: :class:`FloatIsland`)."""
     torch.backends.quantized.engine = backend
@@ -211,16 +219,23 @@ def choose_path(model: nn.Module, backend: str, input_shape: tuple[int, ...]) ->
     return "fx"
 
 
-def prepare_any(model: nn.Module, backend: str, qat: bool, path: str, shape: tuple[int, ...],
-                float_layers: tuple[str, ...] | list[str] = ()) -> nn.Module:
+def prepare_any(
+    model: nn.Module,
+    backend: str,
+    qat: bool,
+    path: str,
+    shape: tuple[int, ...],
+    float_layers: tuple[str, ...] | list[str] = (),
+) -> nn.Module:
     """:func:`prepare_int8` (eager) or FX graph mode's prepare, by ``path``; ``float_layers`` stay float."""
     if path == "fx":
         return int8_fx.prepare_fx(model, backend, qat, shape, float_layers=[net_path(n) for n in float_layers])
     return prepare_int8(model, backend, qat, float_layers)
 
 
-def _int8_step(mode: str, backend: str, path: str, shape: tuple[int, ...], float_layers: list[str] | None = None
-               ) -> dict:
+def _int8_step(
+    mode: str, backend: str, path: str, shape: tuple[int, ...], float_layers: list[str] | None = None
+) -> dict:
     step: dict = {"kind": "quantize.int8", "mode": mode, "backend": backend}
     if float_layers:  # mixed precision (only when set: steps of full int8 stay as they were)
         step["float_layers"] = list(float_layers)
@@ -242,8 +257,10 @@ def check_float_layers(model: nn.Module, names: list[str]) -> str | None:
     if bad:
         from ..errors import did_you_mean
 
-        return (f"keep_float: '{bad[0]}' is not a conv / linear layer of the model{did_you_mean(bad[0], known)}; "
-                f"layers: {', '.join(known[:20])}{' ...' if len(known) > 20 else ''}")
+        return (
+            f"keep_float: '{bad[0]}' is not a conv / linear layer of the model{did_you_mean(bad[0], known)}; "
+            f"layers: {', '.join(known[:20])}{' ...' if len(known) > 20 else ''}"
+        )
     if len(set(names)) < len(names):
         return "keep_float: a layer is listed twice"
     return None
@@ -295,12 +312,20 @@ class StaticParams(Params):
     KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("keep_float",)
 
 
-@methods.register("quantize.static", params=StaticParams, family="quantization", quantizes=True,
-                  changes_architecture=True, needs_training_data=True, version=1, check_model=check_int8,
-                  float_layers="keep_float",
-                  cost=lambda p: TrainingCost(forward_images=p.calibration_batches * p.batch_size),
-                  description="int8 post-training static quantization (torch.ao eager, conv-bn-relu fusion, "
-                              "calibration on training batches, real int8 CPU kernels)")
+@methods.register(
+    "quantize.static",
+    params=StaticParams,
+    family="quantization",
+    quantizes=True,
+    changes_architecture=True,
+    needs_training_data=True,
+    version=1,
+    check_model=check_int8,
+    float_layers="keep_float",
+    cost=lambda p: TrainingCost(forward_images=p.calibration_batches * p.batch_size),
+    description="int8 post-training static quantization (torch.ao eager, conv-bn-relu fusion, "
+    "calibration on training batches, real int8 CPU kernels)",
+)
 def static_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: StaticParams) -> CompressResult:
     backend = default_backend() if params.backend == "auto" else params.backend
     shape = input_shape(ctx.meta)
@@ -325,11 +350,18 @@ class QATParams(Params):
     backend: Literal["auto", "x86", "fbgemm", "qnnpack"] = "auto"
 
 
-@methods.register("quantize.qat", params=QATParams, family="quantization", quantizes=True,
-                  changes_architecture=True, needs_training_data=True, version=1, check_model=check_int8,
-                  cost=lambda p: TrainingCost(input_epochs=p.finetune.epochs,
-                                              forward_images=p.calibration_batches * p.batch_size),
-                  description="int8 quantization-aware training (fake-quant fine-tuning, then convert to int8)")
+@methods.register(
+    "quantize.qat",
+    params=QATParams,
+    family="quantization",
+    quantizes=True,
+    changes_architecture=True,
+    needs_training_data=True,
+    version=1,
+    check_model=check_int8,
+    cost=lambda p: TrainingCost(input_epochs=p.finetune.epochs, forward_images=p.calibration_batches * p.batch_size),
+    description="int8 quantization-aware training (fake-quant fine-tuning, then convert to int8)",
+)
 def qat_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: QATParams) -> CompressResult:
     backend = default_backend() if params.backend == "auto" else params.backend
     shape = input_shape(ctx.meta)
@@ -338,9 +370,11 @@ def qat_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: QAT
     n = calibrate(model, ctx, params.calibration_batches, params.batch_size)
     model = finetune(model, ctx, params.finetune, desc="finetune(qat)")
     convert_int8(model)
-    return CompressResult(model, {"backend": backend, "warmup_images": n, "qat_epochs": params.finetune.epochs,
-                                  "path": f"torch.ao {path} QAT"},
-                          [_int8_step("qat", backend, path, shape)])
+    return CompressResult(
+        model,
+        {"backend": backend, "warmup_images": n, "qat_epochs": params.finetune.epochs, "path": f"torch.ao {path} QAT"},
+        [_int8_step("qat", backend, path, shape)],
+    )
 
 
 # --------------------------------------------------------------------------- dynamic int8
@@ -354,16 +388,26 @@ def check_dynamic(model: nn.Module, ctx: CompressContext, params: Params) -> str
     return None
 
 
-@methods.register("quantize.dynamic", params=DynamicParams, family="quantization", quantizes=True,
-                  changes_architecture=True, version=1, check_model=check_dynamic,
-                  description="int8 dynamic quantization of linear layers (weights int8, activations "
-                              "quantized on the fly; convs stay fp32)")
+@methods.register(
+    "quantize.dynamic",
+    params=DynamicParams,
+    family="quantization",
+    quantizes=True,
+    changes_architecture=True,
+    version=1,
+    check_model=check_dynamic,
+    description="int8 dynamic quantization of linear layers (weights int8, activations "
+    "quantized on the fly; convs stay fp32)",
+)
 def dynamic_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: DynamicParams) -> CompressResult:
     backend = default_backend() if params.backend == "auto" else params.backend
     model = _dynamic(clone(parent).cpu(), backend)
     n_lin = sum(1 for m in model.modules() if "quantized" in type(m).__module__ and "Linear" in type(m).__name__)
-    return CompressResult(model, {"backend": backend, "quantized_linear_layers": n_lin},
-                          [{"kind": "quantize.int8", "mode": "dynamic", "backend": backend}])
+    return CompressResult(
+        model,
+        {"backend": backend, "quantized_linear_layers": n_lin},
+        [{"kind": "quantize.int8", "mode": "dynamic", "backend": backend}],
+    )
 
 
 def _dynamic(model: nn.Module, backend: str) -> nn.Module:
@@ -384,8 +428,9 @@ def _rebuild_int8(model: nn.Module, step: dict, state_dict: dict) -> nn.Module:
     path, shape = step.get("path", "eager"), tuple(step.get("input_shape", ()))
     floats = list(step.get("float_layers", []))  # mixed precision: these stay float32
     if path == "fx":  # the same preparation as the variant's (QAT and static FX graphs differ)
-        model = int8_fx.prepare_fx(model, backend, step["mode"] == "qat", shape, cheap=True,
-                                   float_layers=[net_path(n) for n in floats])
+        model = int8_fx.prepare_fx(
+            model, backend, step["mode"] == "qat", shape, cheap=True, float_layers=[net_path(n) for n in floats]
+        )
         int8_fx.mark_observed(model)
         return convert_int8(model)
     model = prepare_int8(model, backend, qat=False, float_layers=floats)  # eager QAT: the same int8 modules
@@ -424,13 +469,21 @@ def _cast_method(dtype_name: str):
     def fn(parent: nn.Module, ctx: CompressContext, sol: Solution, params: CastParams) -> CompressResult:
         model = cast_model(clone(parent).cpu(), dtype_name).eval()
         return CompressResult(model, {"dtype": dtype_name}, [{"kind": "quantize.cast", "dtype": dtype_name}])
+
     return fn
 
 
 for _short, _dt in (("fp16", "float16"), ("bf16", "bfloat16")):
-    methods.register(f"quantize.{_short}", _cast_method(_dt), params=CastParams, family="quantization",
-                     quantizes=True, changes_architecture=True, version=1,
-                     description=f"cast weights and activations to {_dt} (normalisation stays float32)")
+    methods.register(
+        f"quantize.{_short}",
+        _cast_method(_dt),
+        params=CastParams,
+        family="quantization",
+        quantizes=True,
+        changes_architecture=True,
+        version=1,
+        description=f"cast weights and activations to {_dt} (normalisation stays float32)",
+    )
 
 
 @register_rebuilder("quantize.cast", quantizes=True)

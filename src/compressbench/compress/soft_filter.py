@@ -81,8 +81,9 @@ class SoftFilterParams(Params):
 
 
 def _structured(params: SoftFilterParams) -> StructuredParams:
-    return StructuredParams(criterion="l2", scope="local", max_layer_ratio=params.max_layer_ratio,
-                            round_to=params.round_to)
+    return StructuredParams(
+        criterion="l2", scope="local", max_layer_ratio=params.max_layer_ratio, round_to=params.round_to
+    )
 
 
 _FILTERS = (nn.modules.conv._ConvNd, nn.Linear)
@@ -91,8 +92,11 @@ _CHANNEL_NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._Inst
 
 def _filter_deps(group: Any, dg: Any) -> list[tuple[nn.Module, list[int]]]:
     """(layer, out-channel indices) of every conv / linear whose filters the group removes."""
-    return [(dep.target.module, list(idxs)) for dep, idxs in group
-            if dg.is_out_channel_pruning_fn(dep.handler) and isinstance(dep.target.module, _FILTERS)]
+    return [
+        (dep.target.module, list(idxs))
+        for dep, idxs in group
+        if dg.is_out_channel_pruning_fn(dep.handler) and isinstance(dep.target.module, _FILTERS)
+    ]
 
 
 def _mixes_channels(m: nn.Module) -> bool:
@@ -154,8 +158,12 @@ def soft_zero(model: nn.Module, ctx: CompressContext, params: SoftFilterParams, 
     was_training = model.training
     names = {id(m): n for n, m in model.named_modules()}
     pruner = _sfp_pruner(model, ctx, params, rate)
-    zeroed = {(names[id(layer)], i) for group in pruner.step(interactive=True)
-              for layer, idxs in _zero_group(group, pruner.DG) for i in idxs}
+    zeroed = {
+        (names[id(layer)], i)
+        for group in pruner.step(interactive=True)
+        for layer, idxs in _zero_group(group, pruner.DG)
+        for i in idxs
+    }
     model.train(was_training)
     return zeroed
 
@@ -174,16 +182,24 @@ def _hard(model: nn.Module, rate: float, ctx: CompressContext, params: SoftFilte
     return model.eval()
 
 
-KNOB = Knob("rate", lo=0.0, hi=lambda p: p.max_layer_ratio * 0.999, shrinks=True, default=lambda p: p.rate,
-            hint="raise max_layer_ratio", valid=lambda v: None if 0 <= v < 1 else "must be in [0, 1)")
+KNOB = Knob(
+    "rate",
+    lo=0.0,
+    hi=lambda p: p.max_layer_ratio * 0.999,
+    shrinks=True,
+    default=lambda p: p.rate,
+    hint="raise max_layer_ratio",
+    valid=lambda v: None if 0 <= v < 1 else "must be in [0, 1)",
+)
 
 
 def check_soft_filter(model: nn.Module, ctx: CompressContext, params: SoftFilterParams) -> str | None:
     """``check_model``: as ``prune.structured``'s, and (networks beyond the zoo's plain blocks) zeroing at
     rate 0.3 on a copy must be the same function as removing (an activation with f(0) ≠ 0 after a
     zeroed channel would break it)."""
-    blocked = attention_blocker(model) or dry_run("prune.soft_filter", model, ctx, params, KNOB.bounds(params)[1],
-                                                  lambda m, r: _hard(m, r, ctx, params))
+    blocked = attention_blocker(model) or dry_run(
+        "prune.soft_filter", model, ctx, params, KNOB.bounds(params)[1], lambda m, r: _hard(m, r, ctx, params)
+    )
     if blocked or first_unplain_module(getattr(model, "net", model)) is None:
         return blocked
     m = copy.deepcopy(model).cpu().eval()
@@ -191,19 +207,29 @@ def check_soft_filter(model: nn.Module, ctx: CompressContext, params: SoftFilter
     masked = copy.deepcopy(m)
     gap = logit_gap(masked, _hard(m, 0.3, ctx, params), torch.rand(4, *input_shape(ctx.meta)[1:]))
     if not gap <= SAME_FUNCTION_TOL:
-        return (f"zeroing its filters is not the same function as removing them here (max |Δlogit| {gap:.2g} on "
-                f"random images): an op after a zeroed channel turns 0 into a value (use prune.structured)")
+        return (
+            f"zeroing its filters is not the same function as removing them here (max |Δlogit| {gap:.2g} on "
+            f"random images): an op after a zeroed channel turns 0 into a value (use prune.structured)"
+        )
     return None
 
 
-@methods.register("prune.soft_filter", params=SoftFilterParams, check_model=check_soft_filter,
-                  budgets=("knob", "params", "bytes", "flops"),
-                  family="pruning",
-                  knob=KNOB,
-                  apply=_hard, wants_model=False, changes_architecture=True, needs_training_data=True, version=2,
-                  cost=lambda p: TrainingCost(input_epochs=p.train.epochs, epochs=p.finetune.epochs),
-                  description="Soft Filter Pruning (He et al. 2018): lowest-L2 filters zeroed after every epoch, "
-                              "still trained, removed at the end (Torch-Pruning groups)")
+@methods.register(
+    "prune.soft_filter",
+    params=SoftFilterParams,
+    check_model=check_soft_filter,
+    budgets=("knob", "params", "bytes", "flops"),
+    family="pruning",
+    knob=KNOB,
+    apply=_hard,
+    wants_model=False,
+    changes_architecture=True,
+    needs_training_data=True,
+    version=2,
+    cost=lambda p: TrainingCost(input_epochs=p.train.epochs, epochs=p.finetune.epochs),
+    description="Soft Filter Pruning (He et al. 2018): lowest-L2 filters zeroed after every epoch, "
+    "still trained, removed at the end (Torch-Pruning groups)",
+)
 def soft_filter(parent: nn.Module, ctx: CompressContext, sol: Solution, params: SoftFilterParams) -> CompressResult:
     rate = float(sol.knob)
     model = clone(parent).cpu()
@@ -224,7 +250,15 @@ def soft_filter(parent: nn.Module, ctx: CompressContext, sol: Solution, params: 
     gap = check_same_function(masked, model, ctx, "prune.soft_filter: removing the zeroed channels")
     tuned = params.finetune.epochs > 0
     model = finetune(model, ctx, params.finetune, desc="finetune(soft filter)").eval()
-    return CompressResult(model=model, record={"rate": rate, "epochs": params.train.epochs, "zeroing": history,
-                                               "removal_check": gap,
-                                               "layers": {n: v["shape"] for n, v in layer_table(model).items()}},
-                          steps=[resize_step(model)], trained=None if tuned else masked)
+    return CompressResult(
+        model=model,
+        record={
+            "rate": rate,
+            "epochs": params.train.epochs,
+            "zeroing": history,
+            "removal_check": gap,
+            "layers": {n: v["shape"] for n, v in layer_table(model).items()},
+        },
+        steps=[resize_step(model)],
+        trained=None if tuned else masked,
+    )

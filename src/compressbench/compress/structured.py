@@ -69,8 +69,9 @@ class StructuredParams(Params):
         return channel_criteria.spec(self.criterion).gradients
 
 
-def _pruner(model: nn.Module, meta: Any, params: StructuredParams, ratio: float, steps: int = 1,
-            importance: Any = None):
+def _pruner(
+    model: nn.Module, meta: Any, params: StructuredParams, ratio: float, steps: int = 1, importance: Any = None
+):
     """Torch-Pruning's MetaPruner for ``model`` (the classifier head is never pruned); ``importance``
     overrides the criterion's."""
     import torch_pruning as tp
@@ -78,10 +79,17 @@ def _pruner(model: nn.Module, meta: Any, params: StructuredParams, ratio: float,
     head = head_name(model)
     ignored = [get_module(model, head)] if head else []
     example = torch.rand(*input_shape(meta))
-    return tp.pruner.MetaPruner(model, example, importance=importance or channel_criteria.get(params.criterion)(),
-                                global_pruning=params.scope == "global", pruning_ratio=ratio,
-                                iterative_steps=steps, max_pruning_ratio=params.max_layer_ratio,
-                                ignored_layers=ignored, round_to=params.round_to)
+    return tp.pruner.MetaPruner(
+        model,
+        example,
+        importance=importance or channel_criteria.get(params.criterion)(),
+        global_pruning=params.scope == "global",
+        pruning_ratio=ratio,
+        iterative_steps=steps,
+        max_pruning_ratio=params.max_layer_ratio,
+        ignored_layers=ignored,
+        round_to=params.round_to,
+    )
 
 
 def _taylor_grads(model: nn.Module, ctx: CompressContext, n_batches: int) -> None:
@@ -129,8 +137,11 @@ def resize_step(model: nn.Module) -> dict[str, Any]:
             continue
         else:
             attrs = {}
-        shapes = {k: list(t.shape) for k, t in list(m.named_parameters(recurse=False))
-                  + list(m.named_buffers(recurse=False)) if t is not None and t.dim() > 0}
+        shapes = {
+            k: list(t.shape)
+            for k, t in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False))
+            if t is not None and t.dim() > 0
+        }
         mods[n] = {"attrs": attrs, "shapes": shapes}
     return {"kind": "prune.structured", "modules": mods}
 
@@ -144,8 +155,14 @@ def _knob_range(v: float) -> str | None:
     return None if 0 <= v < 1 else "must be in [0, 1)"
 
 
-def dry_run(name: str, model: nn.Module, ctx: CompressContext, params: Any, knob: float,
-            transform: Callable[[nn.Module, float], nn.Module]) -> str | None:
+def dry_run(
+    name: str,
+    model: nn.Module,
+    ctx: CompressContext,
+    params: Any,
+    knob: float,
+    transform: Callable[[nn.Module, float], nn.Module],
+) -> str | None:
     """Why ``transform(copy, knob)`` (channel removal at the knob's smallest end) fails on ``model`` or removes
     nothing (None: it works; plain networks — the model zoo — are not dry-run). Guarded and memoized
     (:func:`.dryrun.smallest_end`): the budget check of ``validate`` reuses the same dry run."""
@@ -157,8 +174,10 @@ def dry_run(name: str, model: nn.Module, ctx: CompressContext, params: Any, knob
     if dr.fractions["params"] >= 1 and knob > 0.3:  # the largest ratio removes nothing: does a small one?
         return dry_run(name, model, ctx, params, 0.3, transform)
     if dr.fractions["params"] >= 1:
-        return (f"Torch-Pruning finds no channel group it can remove (at {KNOB.name}={knob:.3g} the model keeps "
-                f"all its parameters: every group is coupled to something it cannot shrink)")
+        return (
+            f"Torch-Pruning finds no channel group it can remove (at {KNOB.name}={knob:.3g} the model keeps "
+            f"all its parameters: every group is coupled to something it cannot shrink)"
+        )
     return None
 
 
@@ -170,9 +189,11 @@ def attention_blocker(model: nn.Module) -> str | None:
     not monotone). Refused rather than pruned wrongly."""
     for n, m in model.named_modules():
         if isinstance(getattr(m, "num_heads", None), int) and (hasattr(m, "qkv") or hasattr(m, "qkvs")):
-            return (f"multi-head attention ({n}: {m.num_heads} heads) — Torch-Pruning needs each architecture's "
-                    f"head layout, which channel pruning here does not set (prune the MLPs with lowrank, or use "
-                    f"unstructured pruning / distillation)")
+            return (
+                f"multi-head attention ({n}: {m.num_heads} heads) — Torch-Pruning needs each architecture's "
+                f"head layout, which channel pruning here does not set (prune the MLPs with lowrank, or use "
+                f"unstructured pruning / distillation)"
+            )
     return None
 
 
@@ -190,21 +211,39 @@ def structured_cost(p: StructuredParams) -> TrainingCost:
     """``compressbench plan``: the fine-tunes between iterative steps (counted at the final size) and after
     the last one; a gradient criterion's batches (64 images) at every step."""
     taylor = 64 * p.taylor_batches * p.iterative_steps if p.needs_gradients else 0
-    return TrainingCost(epochs=p.finetune.epochs + p.step_finetune.epochs * (p.iterative_steps - 1),
-                        gradient_images=taylor)
+    return TrainingCost(
+        epochs=p.finetune.epochs + p.step_finetune.epochs * (p.iterative_steps - 1), gradient_images=taylor
+    )
 
 
-KNOB = Knob("ratio", lo=0.0, hi=lambda p: p.max_layer_ratio * 0.999, shrinks=True, default=lambda p: p.ratio,
-            hint="raise max_layer_ratio", valid=_knob_range)
+KNOB = Knob(
+    "ratio",
+    lo=0.0,
+    hi=lambda p: p.max_layer_ratio * 0.999,
+    shrinks=True,
+    default=lambda p: p.ratio,
+    hint="raise max_layer_ratio",
+    valid=_knob_range,
+)
 
 
-@methods.register("prune.structured", params=StructuredParams, budgets=BUDGETS, family="pruning", knob=KNOB,
-                  apply=_prune, own_budget=lambda p: p.iterative_steps > 1, changes_architecture=True,
-                  check_model=check_structured, cost=structured_cost,
-                  needs_training_data=True, version=1,
-                  description="channel pruning that removes filters (Torch-Pruning dependency graph): "
-                              "a registered criterion (L1/L2/BN-scale/Taylor/random), local or global, one-shot or "
-                              "iterative")
+@methods.register(
+    "prune.structured",
+    params=StructuredParams,
+    budgets=BUDGETS,
+    family="pruning",
+    knob=KNOB,
+    apply=_prune,
+    own_budget=lambda p: p.iterative_steps > 1,
+    changes_architecture=True,
+    check_model=check_structured,
+    cost=structured_cost,
+    needs_training_data=True,
+    version=1,
+    description="channel pruning that removes filters (Torch-Pruning dependency graph): "
+    "a registered criterion (L1/L2/BN-scale/Taylor/random), local or global, one-shot or "
+    "iterative",
+)
 def structured(parent: nn.Module, ctx: CompressContext, sol: Solution, params: StructuredParams) -> CompressResult:
     k_steps = params.iterative_steps
     record: dict[str, Any] = {"criterion": params.criterion, "scope": params.scope, "iterative_steps": k_steps}
@@ -231,17 +270,25 @@ def structured(parent: nn.Module, ctx: CompressContext, sol: Solution, params: S
     return CompressResult(model=model, record=record, steps=[resize_step(model)])
 
 
-def _iterative_to_budget(parent: nn.Module, ctx: CompressContext, sol: Solution,
-                         params: StructuredParams) -> tuple[nn.Module, list[float]]:
+def _iterative_to_budget(
+    parent: nn.Module, ctx: CompressContext, sol: Solution, params: StructuredParams
+) -> tuple[nn.Module, list[float]]:
     kind, target = sol.budget.kind, sol.budget.value
     k_steps = params.iterative_steps
     model, ratios = clone(parent).cpu(), []
     for k in range(1, k_steps + 1):
         step_target = 1 - (1 - target) * k / k_steps
         base = model
-        ratio, _ = solve_knob("prune.structured", KNOB, lambda r, base=base: prune_once(copy.deepcopy(base), ctx,
-                                                                                         params, r),
-                              sol.parent_stats, ctx.meta, kind, step_target, params)
+        ratio, _ = solve_knob(
+            "prune.structured",
+            KNOB,
+            lambda r, base=base: prune_once(copy.deepcopy(base), ctx, params, r),
+            sol.parent_stats,
+            ctx.meta,
+            kind,
+            step_target,
+            params,
+        )
         model = prune_once(copy.deepcopy(base), ctx, params, ratio)
         ratios.append(ratio)
         if k < k_steps:

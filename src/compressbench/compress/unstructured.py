@@ -49,15 +49,19 @@ class UnstructuredParams(Params):
 
 def prunable_layers(model: nn.Module, include_head: bool) -> list[tuple[str, nn.Module]]:
     head = head_name(model)
-    layers = [(n, m) for n, m in model.named_modules()
-              if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) and (include_head or n != head)]
+    layers = [
+        (n, m)
+        for n, m in model.named_modules()
+        if isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) and (include_head or n != head)
+    ]
     if not layers:
         raise BudgetError("prune.unstructured: the model has no conv/linear layers to prune")
     return layers
 
 
-def apply_masks(model: nn.Module, layers: list[tuple[str, nn.Module]], n_prune: int, criterion: str,
-                scope: str) -> None:
+def apply_masks(
+    model: nn.Module, layers: list[tuple[str, nn.Module]], n_prune: int, criterion: str, scope: str
+) -> None:
     """Attach pruning masks removing ``n_prune`` weights (globally ranked, or the same fraction per layer)."""
     method = weight_criteria.get(criterion)
     if scope == "global":
@@ -71,13 +75,15 @@ def apply_masks(model: nn.Module, layers: list[tuple[str, nn.Module]], n_prune: 
 def attach_masks(model: nn.Module, sparsity: float, ctx: CompressContext, params: UnstructuredParams) -> nn.Module:
     """The transform: masks zeroing ``sparsity`` of the prunable weights (in place; masks stay attached)."""
     layers = prunable_layers(model, params.include_head)
-    apply_masks(model, layers, int(round(sparsity * sum(m.weight.numel() for _, m in layers))), params.criterion,
-                params.scope)
+    apply_masks(
+        model, layers, int(round(sparsity * sum(m.weight.numel() for _, m in layers))), params.criterion, params.scope
+    )
     return model
 
 
-def exact_sparsity(ref: ModelStats, parent: nn.Module, kind: str, target: float,
-                   params: UnstructuredParams) -> float | None:
+def exact_sparsity(
+    ref: ModelStats, parent: nn.Module, kind: str, target: float, params: UnstructuredParams
+) -> float | None:
     """A params budget in closed form: zero exactly enough weights that ``target`` of the parent's
     parameters stay nonzero (everything not prunable counts as kept)."""
     if kind != "params":
@@ -87,9 +93,11 @@ def exact_sparsity(ref: ModelStats, parent: nn.Module, kind: str, target: float,
     other_nonzero = ref.params_nonzero - sum(int((m.weight != 0).sum()) for _, m in layers)
     keep = int(round(target * ref.params)) - other_nonzero
     if keep <= 0:
-        raise BudgetError(f"prune.unstructured: params={target:g} is unreachable — the unpruned parameters alone "
-                          f"are {other_nonzero / ref.params:.3f} of the parent"
-                          + ("" if params.include_head else " (try include_head: true)"))
+        raise BudgetError(
+            f"prune.unstructured: params={target:g} is unreachable — the unpruned parameters alone "
+            f"are {other_nonzero / ref.params:.3f} of the parent"
+            + ("" if params.include_head else " (try include_head: true)")
+        )
     return max(0, w_total - keep) / w_total
 
 
@@ -105,13 +113,28 @@ def check_unstructured(model: nn.Module, ctx: CompressContext, params: Unstructu
     return None
 
 
-@methods.register("prune.unstructured", params=UnstructuredParams, check_model=check_unstructured,
-                  budgets=("knob", "params"), family="pruning",
-                  knob=Knob("sparsity", lo=0.0, hi=0.999, shrinks=True, default=lambda p: p.sparsity,
-                            exact=exact_sparsity, valid=_knob_range),
-                  apply=attach_masks, sparsifies=True, needs_training_data=True, version=2,
-                  description="unstructured weight pruning by a registered criterion (L1, random: "
-                              "torch.nn.utils.prune), local or global; params = nonzero parameters")
+@methods.register(
+    "prune.unstructured",
+    params=UnstructuredParams,
+    check_model=check_unstructured,
+    budgets=("knob", "params"),
+    family="pruning",
+    knob=Knob(
+        "sparsity",
+        lo=0.0,
+        hi=0.999,
+        shrinks=True,
+        default=lambda p: p.sparsity,
+        exact=exact_sparsity,
+        valid=_knob_range,
+    ),
+    apply=attach_masks,
+    sparsifies=True,
+    needs_training_data=True,
+    version=2,
+    description="unstructured weight pruning by a registered criterion (L1, random: "
+    "torch.nn.utils.prune), local or global; params = nonzero parameters",
+)
 def unstructured(parent: nn.Module, ctx: CompressContext, sol: Solution, params: UnstructuredParams) -> CompressResult:
     model = sol.model
     layers = prunable_layers(model, params.include_head)
@@ -120,9 +143,13 @@ def unstructured(parent: nn.Module, ctx: CompressContext, sol: Solution, params:
         prune.remove(m, "weight")
     model.eval()
     b_sparse = sparse_payload_bytes(model)
-    record: dict[str, Any] = {"criterion": params.criterion, "scope": params.scope, "bytes_sparse": b_sparse,
-                              "bytes_sparse_fraction": b_sparse / sol.parent_stats.bytes,
-                              "layers": {n: v for n, v in layer_table(model).items() if n in dict(layers)}}
+    record: dict[str, Any] = {
+        "criterion": params.criterion,
+        "scope": params.scope,
+        "bytes_sparse": b_sparse,
+        "bytes_sparse_fraction": b_sparse / sol.parent_stats.bytes,
+        "layers": {n: v for n, v in layer_table(model).items() if n in dict(layers)},
+    }
     return CompressResult(model=model, record=record, steps=[{"kind": "prune.unstructured", "sparsity": sol.knob}])
 
 

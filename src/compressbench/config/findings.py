@@ -52,28 +52,38 @@ def trend_members(label: str, budgets: Mapping[str, tuple[str | None, float | No
     """The variants of a budgets list named ``label`` (the variant name before ``@``), least compressed
     first: ``budgets`` maps each variant name to (budget kind, target). Only shared budget kinds (params,
     bytes, flops: a fraction of the parent, smaller = more compressed) order a trend by themselves."""
-    members = [(n, t) for n, (k, t) in budgets.items()
-               if "@" in n and n.split("@", 1)[0] == label and k not in (None, "knob") and t is not None]
+    members = [
+        (n, t)
+        for n, (k, t) in budgets.items()
+        if "@" in n and n.split("@", 1)[0] == label and k not in (None, "knob") and t is not None
+    ]
     return [n for n, _ in sorted(members, key=lambda m: -float(m[1]))]
 
 
-def _metric_problem(where: str, metric: str | MetricRef, keys: list[str],
-                    evaluator_metrics: Mapping[str, Iterable[str]]) -> str | None:
+def _metric_problem(
+    where: str, metric: str | MetricRef, keys: list[str], evaluator_metrics: Mapping[str, Iterable[str]]
+) -> str | None:
     """Why a finding's ``metric`` (a summary key, or an evaluator's metric) is not one this experiment
     produces, or None."""
     if isinstance(metric, str):
         if metric in keys:
             return None
-        return (f"{where}.metric: '{metric}' is not a metric this experiment produces{_dym(metric, keys)}"
-                f"; known: {_known(keys, 40)} (or {{evaluator: ..., metric: ..., where: ...}})")
+        return (
+            f"{where}.metric: '{metric}' is not a metric this experiment produces{_dym(metric, keys)}"
+            f"; known: {_known(keys, 40)} (or {{evaluator: ..., metric: ..., where: ...}})"
+        )
     evs = list(evaluator_metrics)
     if metric.evaluator not in evaluator_metrics:
-        return (f"{where}.metric.evaluator: '{metric.evaluator}' is not among this experiment's evaluations"
-                f"{_dym(metric.evaluator, evs)}; known: {', '.join(evs)}")
+        return (
+            f"{where}.metric.evaluator: '{metric.evaluator}' is not among this experiment's evaluations"
+            f"{_dym(metric.evaluator, evs)}; known: {', '.join(evs)}"
+        )
     declared = sorted(set(evaluator_metrics[metric.evaluator]))
     if metric.metric not in declared:
-        return (f"{where}.metric.metric: evaluator '{metric.evaluator}' declares no metric "
-                f"'{metric.metric}'{_dym(metric.metric, declared)}; known: {_known(declared, 40)}")
+        return (
+            f"{where}.metric.metric: evaluator '{metric.evaluator}' declares no metric "
+            f"'{metric.metric}'{_dym(metric.metric, declared)}; known: {_known(declared, 40)}"
+        )
     return None
 
 
@@ -105,16 +115,22 @@ def _variants_problem(where: str, f: Finding, budgets: Mapping[str, tuple[str | 
             return f"{path}: unknown variant '{v}'{_dym(v, names)}; the experiment produces: {_known(names)}"
     if isinstance(f.trend, str) and len(trend_members(f.trend, budgets)) < 2:
         labels = sorted({n.split("@", 1)[0] for n in names if "@" in n})
-        return (f"{where}.trend: '{f.trend}' names no budgets list of at least 2 params/bytes/flops "
-                f"budgets{_dym(f.trend, labels)}; lists: {', '.join(labels) or 'none'} (or list the "
-                f"variants, least compressed first)")
+        return (
+            f"{where}.trend: '{f.trend}' names no budgets list of at least 2 params/bytes/flops "
+            f"budgets{_dym(f.trend, labels)}; lists: {', '.join(labels) or 'none'} (or list the "
+            f"variants, least compressed first)"
+        )
     if f.vs_parent == ALL and len(names) < 2:
         return f"{where}.vs_parent: the experiment has no variant besides the parent"
     return None
 
 
-def check_findings(findings: list[Finding], budgets: Mapping[str, tuple[str | None, float | None]],
-                   metric_keys: Iterable[str], evaluator_metrics: Mapping[str, Iterable[str]]) -> str | None:
+def check_findings(
+    findings: list[Finding],
+    budgets: Mapping[str, tuple[str | None, float | None]],
+    metric_keys: Iterable[str],
+    evaluator_metrics: Mapping[str, Iterable[str]],
+) -> str | None:
     """Why a finding cannot be tested on this experiment's results (one line, with its field path), or None.
 
     ``budgets``: every variant the experiment produces (the baseline included) -> (budget kind, target);
@@ -151,5 +167,15 @@ def experiment_check(findings: list[Finding], variants: Iterable[Any], evaluator
     return check_findings(findings, budgets, keys, names)
 
 
-__all__ = ["Finding", "Pair", "MetricRef", "ORDER", "TREND", "ALL", "BASELINE", "trend_members", "check_findings",
-           "experiment_check"]
+__all__ = [
+    "Finding",
+    "Pair",
+    "MetricRef",
+    "ORDER",
+    "TREND",
+    "ALL",
+    "BASELINE",
+    "trend_members",
+    "check_findings",
+    "experiment_check",
+]

@@ -64,8 +64,10 @@ def check_goal(goal: GoalConfig, evaluations: list[Any], n_variants: int, n_part
     from ..registry import evaluators
 
     if n_parts > 1:
-        return ("goal: a file with several source domains (dataset.source: [...]) runs several experiments; the "
-                "search decides for one: give one source")
+        return (
+            "goal: a file with several source domains (dataset.source: [...]) runs several experiments; the "
+            "search decides for one: give one source"
+        )
     if n_variants == 0:
         return "goal: the experiment lists no variants to choose from (add variants: with budgets to search)"
     specs = {e.evaluator: evaluators.spec(e.evaluator) for e in evaluations}
@@ -74,34 +76,51 @@ def check_goal(goal: GoalConfig, evaluations: list[Any], n_variants: int, n_part
     objectives = objectives_of(everyone)
     want = goal.objective.minimize
     if want not in objectives:
-        where = sorted({ev for ev in evaluators.names() for m in evaluators.spec(ev).metrics
-                        if m.show.objective == want})
+        where = sorted(
+            {ev for ev in evaluators.names() for m in evaluators.spec(ev).metrics if m.show.objective == want}
+        )
         if where or want in GOAL_OBJECTIVES:
             how = f"add evaluator: {where[0]}" if where else "add an evaluator that measures it"
-            return (f"goal.objective.minimize: '{want}' is not measured by this experiment's evaluators ({how}); "
-                    f"measured here: {', '.join(sorted(objectives))}")
+            return (
+                f"goal.objective.minimize: '{want}' is not measured by this experiment's evaluators ({how}); "
+                f"measured here: {', '.join(sorted(objectives))}"
+            )
         known = sorted(set(objectives) | set(GOAL_OBJECTIVES))
-        return (f"goal.objective.minimize: unknown objective '{want}'{_dym(want, known)}; allowed: "
-                f"{', '.join(GOAL_OBJECTIVES)}, latency_b1_ms@<format> (measured here: "
-                f"{', '.join(sorted(objectives))})")
+        return (
+            f"goal.objective.minimize: unknown objective '{want}'{_dym(want, known)}; allowed: "
+            f"{', '.join(GOAL_OBJECTIVES)}, latency_b1_ms@<format> (measured here: "
+            f"{', '.join(sorted(objectives))})"
+        )
     ev0 = objectives[want][0][0]
     if ev0 in restricted:
-        return (f"goal.objective.minimize: '{want}' comes from evaluations[{restricted[ev0]}], which measures only the "
-                f"variants it lists; the search needs it on every variant (remove its 'variants')")
+        return (
+            f"goal.objective.minimize: '{want}' comes from evaluations[{restricted[ev0]}], which measures only the "
+            f"variants it lists; the search needs it on every variant (remove its 'variants')"
+        )
     metrics = constraint_metrics(specs)
     for key, raw in goal.constraints.items():
         path = f"goal.constraints.{key}"
         if key not in metrics:
-            undirected = sorted({m.column for s in specs.values() for m in s.metrics
-                                 if m.show.summary and m.show.higher_is_better is None})
+            undirected = sorted(
+                {
+                    m.column
+                    for s in specs.values()
+                    for m in s.metrics
+                    if m.show.summary and m.show.higher_is_better is None
+                }
+            )
             if key in undirected:
                 return f"{path}: '{key}' declares no direction (better higher or lower), so it has no drop"
-            return (f"{path}: '{key}' is not a metric this experiment's evaluators declare{_dym(key, metrics)}; "
-                    f"known: {', '.join(sorted(metrics)) or 'none (add evaluations)'}")
+            return (
+                f"{path}: '{key}' is not a metric this experiment's evaluators declare{_dym(key, metrics)}; "
+                f"known: {', '.join(sorted(metrics)) or 'none (add evaluations)'}"
+            )
         ev, _ = metrics[key]
         if ev in restricted:
-            return (f"{path}: '{key}' comes from evaluations[{restricted[ev]}], which measures only the variants it "
-                    f"lists; a constraint must be measured on every variant (remove its 'variants')")
+            return (
+                f"{path}: '{key}' comes from evaluations[{restricted[ev]}], which measures only the variants it "
+                f"lists; a constraint must be measured on every variant (remove its 'variants')"
+            )
         parse_tolerance(raw)  # checked by the schema already
     return None
 
@@ -123,5 +142,14 @@ def tolerance_units(tol: Tolerance, fmt: str, parent_value: float) -> float:
     return tol.value / 100 if fmt == "pct" else tol.value
 
 
-__all__ = ["GoalConfig", "Tolerance", "parse_tolerance", "check_goal", "objectives_of", "constraint_metrics",
-           "describe_tolerance", "tolerance_units", "GOAL_OBJECTIVES"]
+__all__ = [
+    "GoalConfig",
+    "Tolerance",
+    "parse_tolerance",
+    "check_goal",
+    "objectives_of",
+    "constraint_metrics",
+    "describe_tolerance",
+    "tolerance_units",
+    "GOAL_OBJECTIVES",
+]

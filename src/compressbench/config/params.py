@@ -91,8 +91,9 @@ def one_line_error(e: ValidationError, prefix: str = "", root: Any = None, kind:
     return ConfigError(f"{where}: {msg}" + ("" if got in msg else f"; got {got}") + extra)
 
 
-def validate_params(schema: type[BaseModel] | None, raw: Mapping[str, Any], where: str,
-                    kind: str = "parameter", owner: str = "this") -> Any:
+def validate_params(
+    schema: type[BaseModel] | None, raw: Mapping[str, Any], where: str, kind: str = "parameter", owner: str = "this"
+) -> Any:
     """Validate a component's params dict against its schema (``None``: it takes none). Errors name the
     path under ``where`` and, for an unknown key at any depth, the keys allowed there."""
     if schema is None:

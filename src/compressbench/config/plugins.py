@@ -75,8 +75,12 @@ class PluginSet:
         return {"objects": list(self.objects), "entry_points": list(self.entry_points)}
 
     def to_json(self) -> dict[str, Any]:
-        return {"objects": list(self.objects), "models": list(self.models), "paths": list(self.paths),
-                "entry_points": list(self.entry_points)}
+        return {
+            "objects": list(self.objects),
+            "models": list(self.models),
+            "paths": list(self.paths),
+            "entry_points": list(self.entry_points),
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> PluginSet:

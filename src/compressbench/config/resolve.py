@@ -132,10 +132,20 @@ class ResolvedExperiment:
         the same config with the same code and plug-ins gets the same fingerprint."""
         payload = {
             "config": self.config.model_dump(mode="json"),
-            "variants": [[v.name, v.method, methods.spec(v.method).version, _dump(v.params),
-                          v.budget.to_json() if v.budget else None] for v in self.variants],
-            "evaluations": [[e.evaluator, evaluators.spec(e.evaluator).version, _dump(e.params), e.variants]
-                            for e in self.evaluations],
+            "variants": [
+                [
+                    v.name,
+                    v.method,
+                    methods.spec(v.method).version,
+                    _dump(v.params),
+                    v.budget.to_json() if v.budget else None,
+                ]
+                for v in self.variants
+            ],
+            "evaluations": [
+                [e.evaluator, evaluators.spec(e.evaluator).version, _dump(e.params), e.variants]
+                for e in self.evaluations
+            ],
             "executor": [self.executor.name, _dump(self.executor.options)],
             "plugins": self.plugins.identity(),
         }
@@ -156,9 +166,11 @@ def check_budget(name: str, budget: Budget | None, params: Any) -> str | None:
         return None
     spec = methods.spec(name)
     if not spec.budgets:
-        return (f"{name} has a fixed size and cannot be steered to {budget.label()}; give no budget, or put a "
-                f"size-steerable method (pruning, distillation, lowrank) before it in a 'pipeline' and budget "
-                f"that stage")
+        return (
+            f"{name} has a fixed size and cannot be steered to {budget.label()}; give no budget, or put a "
+            f"size-steerable method (pruning, distillation, lowrank) before it in a 'pipeline' and budget "
+            f"that stage"
+        )
     if budget.kind not in spec.budgets:
         return f"{name} does not support '{budget.kind}' budgets (supported: {', '.join(spec.budgets)})"
     if budget.kind in SHARED_BUDGETS and not 0 < budget.value <= 1:
@@ -186,12 +198,15 @@ def _check_dataset(exp: Experiment) -> None:
     if ds.root is not None:
         root = Path(ds.root).expanduser()
         if not root.exists():
-            raise ConfigError(f"dataset.root: folder '{ds.root}' does not exist (give the folder that holds the "
-                              f"dataset, or leave root out to use the default places)")
+            raise ConfigError(
+                f"dataset.root: folder '{ds.root}' does not exist (give the folder that holds the "
+                f"dataset, or leave root out to use the default places)"
+            )
         if not root.is_dir():
             raise ConfigError(f"dataset.root: '{ds.root}' is not a folder")
-    validate_params(datasets.spec(ds.name).params, ds.options, "dataset.options", kind="option",
-                    owner=f"dataset '{ds.name}'")
+    validate_params(
+        datasets.spec(ds.name).params, ds.options, "dataset.options", kind="option", owner=f"dataset '{ds.name}'"
+    )
 
 
 def experiment_parts(exp: Experiment) -> tuple[ExperimentPart, ...]:
@@ -244,8 +259,10 @@ def resolve_variants(exp: Experiment) -> list[ResolvedVariant]:
         if rv.name == BASELINE:
             raise ConfigError(f"variants[{rv.index}].name: '{BASELINE}' is reserved for the parent model")
         if rv.name in seen:
-            raise ConfigError(f"variants[{rv.index}].name: duplicate variant name '{rv.name}' "
-                              f"(also variants[{seen[rv.name]}]); give each a distinct 'name'")
+            raise ConfigError(
+                f"variants[{rv.index}].name: duplicate variant name '{rv.name}' "
+                f"(also variants[{seen[rv.name]}]); give each a distinct 'name'"
+            )
         seen[rv.name] = rv.index
     return out
 
@@ -256,16 +273,20 @@ def resolve_evaluations(exp: Experiment, variant_names: list[str]) -> list[Resol
     for i, ev in enumerate(exp.evaluations):
         where = f"evaluations[{i}]"
         name = _check_name(evaluators, ev.evaluator, f"{where}.evaluator")
-        params = validate_params(evaluators.spec(name).params, ev.params, f"{where}.params",
-                                 owner=f"evaluator '{name}'")
+        params = validate_params(
+            evaluators.spec(name).params, ev.params, f"{where}.params", owner=f"evaluator '{name}'"
+        )
         for extra in (evaluators.spec(name).extras or (lambda _: ()))(params):
             needs(f"{where}: the {name} evaluator", extra)
         for j, vn in enumerate(ev.variants or []):
             if vn not in variant_names and vn != BASELINE:
-                raise ConfigError(f"{where}.variants[{j}]: unknown variant '{vn}'{did_you_mean(vn, variant_names)}; "
-                                  f"known: {BASELINE}, {', '.join(variant_names)}")
-        out.append(ResolvedEvaluation(name, params, tuple(ev.variants) if ev.variants is not None else None, i,
-                                      ev.evaluator))
+                raise ConfigError(
+                    f"{where}.variants[{j}]: unknown variant '{vn}'{did_you_mean(vn, variant_names)}; "
+                    f"known: {BASELINE}, {', '.join(variant_names)}"
+                )
+        out.append(
+            ResolvedEvaluation(name, params, tuple(ev.variants) if ev.variants is not None else None, i, ev.evaluator)
+        )
     return out
 
 
@@ -278,10 +299,12 @@ def resolve_executor(exp: Experiment) -> ResolvedExecutor:
         if is_object_path(name):
             raise ConfigError(f"executor: {e}") from None
         known = executors.names()
-        raise ConfigError(f"executor: unknown executor {name!r}{did_you_mean(name, known)}; "
-                          f"known: {', '.join(known)}") from None
-    opts = validate_params(executors.spec(name).params, exp.executor.options, "executor", kind="option",
-                           owner=f"executor '{name}'")
+        raise ConfigError(
+            f"executor: unknown executor {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}"
+        ) from None
+    opts = validate_params(
+        executors.spec(name).params, exp.executor.options, "executor", kind="option", owner=f"executor '{name}'"
+    )
     return ResolvedExecutor(name, opts)
 
 
@@ -325,9 +348,11 @@ def resolve_experiment(exp: Experiment) -> ResolvedExperiment:
     """Resolve a parsed experiment (see the module docstring). Raises :class:`ConfigError` (one line)."""
     if exp.model.weights is not None and "train" not in exp.model_fields_set:
         # the default recipe would silently fine-tune the user's model: they choose
-        raise ConfigError("train: model.weights is given but 'train' is not: write 'train: null' to use the weights "
-                          "as they are (nothing is trained), or 'train: {init: weights, epochs: ..., lr: ...}' to "
-                          "fine-tune them first")
+        raise ConfigError(
+            "train: model.weights is given but 'train' is not: write 'train: null' to use the weights "
+            "as they are (nothing is trained), or 'train: {init: weights, epochs: ..., lr: ...}' to "
+            "fine-tune them first"
+        )
     if exp.train is not None and exp.train.adapt is not None:  # methods' params check theirs (adapt.AdaptParams)
         _check_name(adapt_losses, exp.train.adapt.method, "train.adapt.method")
     _check_dataset(exp)
@@ -335,8 +360,11 @@ def resolve_experiment(exp: Experiment) -> ResolvedExperiment:
     variants = resolve_variants(exp)
     evals = resolve_evaluations(exp, [v.name for v in variants])
     if exp.report is not None:
-        msg = check_layout(exp.report, [e.evaluator for e in evals],
-                           {e.evaluator: [m.name for m in evaluators.spec(e.evaluator).metrics] for e in evals})
+        msg = check_layout(
+            exp.report,
+            [e.evaluator for e in evals],
+            {e.evaluator: [m.name for m in evaluators.spec(e.evaluator).metrics] for e in evals},
+        )
         if msg:
             raise ConfigError(msg)
     msg = experiment_check(list(exp.findings), variants, [e.evaluator for e in evals])
@@ -347,8 +375,10 @@ def resolve_experiment(exp: Experiment) -> ResolvedExperiment:
         if msg:
             raise ConfigError(msg)
     if exp.tracking is not None and exp.tracking.mlflow is not None and not _installed("mlflow"):
-        raise ConfigError("tracking.mlflow: MLflow is not installed; pip install 'compressbench[mlflow]' "
-                          "(or mlflow-skinny), or drop tracking:")
+        raise ConfigError(
+            "tracking.mlflow: MLflow is not installed; pip install 'compressbench[mlflow]' "
+            "(or mlflow-skinny), or drop tracking:"
+        )
     executor = resolve_executor(exp)
     # the user's code: "pkg.mod:obj" names, but not the name families a library serves ("timm:<arch>")
     names = [n for n in object_names(exp.model_dump(mode="json")) if not any(r.serves(n) for r in ALL.values())]
@@ -362,8 +392,14 @@ def resolve_config(raw: Any) -> ResolvedExperiment:
     return resolve_experiment(parse_experiment(raw))
 
 
-def read_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None, scale: str | None = None, *,
-                    executor: str | None = None, address: str | None = None) -> dict[str, Any]:
+def read_experiment(
+    path: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    scale: str | None = None,
+    *,
+    executor: str | None = None,
+    address: str | None = None,
+) -> dict[str, Any]:
     """The raw config of a YAML file with ``scale``, ``overrides`` and ``executor`` / ``address`` applied
     (:func:`~.text.read_config`, :func:`with_executor`)."""
     raw = read_config(path, overrides, scale)
@@ -372,7 +408,21 @@ def read_experiment(path: str | Path, overrides: Mapping[str, Any] | None = None
     return raw
 
 
-__all__ = ["ResolvedExperiment", "ResolvedVariant", "ResolvedEvaluation", "ResolvedExecutor", "ExperimentPart",
-           "resolve_config", "resolve_experiment", "parse_experiment", "resolve_variants", "resolve_evaluations",
-           "resolve_executor", "experiment_parts", "check_budget", "with_executor", "read_experiment",
-           "EvaluationConfig"]
+__all__ = [
+    "ResolvedExperiment",
+    "ResolvedVariant",
+    "ResolvedEvaluation",
+    "ResolvedExecutor",
+    "ExperimentPart",
+    "resolve_config",
+    "resolve_experiment",
+    "parse_experiment",
+    "resolve_variants",
+    "resolve_evaluations",
+    "resolve_executor",
+    "experiment_parts",
+    "check_budget",
+    "with_executor",
+    "read_experiment",
+    "EvaluationConfig",
+]

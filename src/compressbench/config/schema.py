@@ -184,8 +184,9 @@ class VariantConfig(_Strict):
             raise ValueError(f"give exactly one budget kind out of {', '.join(BUDGET_KINDS)}, got {sorted(v)}")
         kind = next(iter(v))
         if kind not in BUDGET_KINDS:
-            raise ValueError(f"unknown budget kind '{kind}'{did_you_mean(kind, BUDGET_KINDS)}; "
-                             f"allowed: {', '.join(BUDGET_KINDS)}")
+            raise ValueError(
+                f"unknown budget kind '{kind}'{did_you_mean(kind, BUDGET_KINDS)}; allowed: {', '.join(BUDGET_KINDS)}"
+            )
         vals = v[kind] if isinstance(v[kind], list) else [v[kind]]
         if not vals:
             raise ValueError("the budget list is empty")
@@ -366,8 +367,9 @@ class Finding(_Strict):
         if self.expect not in allowed:
             raise ValueError(f"expect '{self.expect}' is not allowed with {forms[0]}; allowed: {', '.join(allowed)}")
         if (self.expect == "a ~= b") != (self.margin is not None):
-            raise ValueError("'a ~= b' needs a margin (how close counts as equal, in the metric's units) and only "
-                             "'a ~= b' takes one")
+            raise ValueError(
+                "'a ~= b' needs a margin (how close counts as equal, in the metric's units) and only 'a ~= b' takes one"
+            )
         if self.parent and self.trend is None:
             raise ValueError("parent: true belongs to a trend (the parent as its first point)")
         return self
@@ -409,8 +411,10 @@ def parse_tolerance(v: Any) -> Tolerance:
     elif isinstance(v, str) and re.fullmatch(r"\s*[0-9]*\.?[0-9]+(e-?[0-9]+)?\s*%\s*", v):
         x, rel = float(v.strip().rstrip("%").strip()) / 100, True
     else:
-        raise ValueError(f"{v!r} is not a tolerance: give a number (points, or the metric's units) or a "
-                         f"percentage of the parent's value such as '2%'")
+        raise ValueError(
+            f"{v!r} is not a tolerance: give a number (points, or the metric's units) or a "
+            f"percentage of the parent's value such as '2%'"
+        )
     if not (x >= 0) or x != x or x == float("inf"):
         raise ValueError(f"a tolerance must be a finite number >= 0, got {v!r}")
     if rel and x > 1:

@@ -52,6 +52,7 @@ def _short(v: Any) -> str:
     s = repr(v)
     return s if len(s) <= 60 else s[:57] + "..."
 
+
 # ------------------------------------------------------------------ values no schema accepts
 def check_data(obj: Any, where: str = "") -> None:
     """Reject, with the path, what no field of any schema accepts: non-finite floats (``.inf``,
@@ -82,6 +83,7 @@ def check_data(obj: Any, where: str = "") -> None:
                 sub = _join(path, f"[{k}]") if not isinstance(v, dict) else _join(path, str(k))
                 stack.append((child, sub, depth + 1))
 
+
 # ------------------------------------------------------------------ reading YAML safely
 def read_config_text(path: str | Path) -> str:
     """The text of a config file: at most ``MAX_CONFIG_BYTES``, UTF-8 (a BOM is allowed), no NUL bytes."""
@@ -107,8 +109,9 @@ def read_config_text(path: str | Path) -> str:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{p}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
-                          f"a config is a YAML text file") from None
+        raise ConfigError(
+            f"{p}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); a config is a YAML text file"
+        ) from None
     if "\x00" in text:
         raise ConfigError(f"{p}: a binary file (NUL byte at offset {data.index(0)}), not a YAML config")
     return text
@@ -139,8 +142,9 @@ class ConfigLoader(yaml.SafeLoader):
                 raise _LimitError(None, None, f"more than {MAX_ALIASES:,} aliases", event.start_mark)
             node = super().compose_node(parent, index)
             if id(node) not in self._weight:
-                raise _LimitError(None, None, f"alias '*{event.anchor}' refers to a value that contains it",
-                                  event.start_mark)
+                raise _LimitError(
+                    None, None, f"alias '*{event.anchor}' refers to a value that contains it", event.start_mark
+                )
             return node
         self._composed += 1
         self._depth += 1
@@ -158,8 +162,7 @@ class ConfigLoader(yaml.SafeLoader):
         elif isinstance(node, MappingNode):
             w += sum(self._weight.get(id(k), 1) + self._weight.get(id(v), 1) for k, v in node.value)
         if w > MAX_NODES:
-            raise _LimitError(None, None, f"more than {MAX_NODES:,} values once aliases are expanded",
-                              node.start_mark)
+            raise _LimitError(None, None, f"more than {MAX_NODES:,} values once aliases are expanded", node.start_mark)
         self._weight[id(node)] = w
         return node
 
@@ -177,15 +180,24 @@ class ConfigLoader(yaml.SafeLoader):
             if isinstance(key, ScalarNode) and key.tag != _MERGE_TAG:
                 ident = (key.tag, key.value)
                 if ident in first:
-                    raise _LimitError(None, None, f"duplicate key '{key.value}' (first at line "
-                                      f"{first[ident].line + 1}); each key may appear once", key.start_mark)
+                    raise _LimitError(
+                        None,
+                        None,
+                        f"duplicate key '{key.value}' (first at line "
+                        f"{first[ident].line + 1}); each key may appear once",
+                        key.start_mark,
+                    )
                 first[ident] = key.start_mark
         return node
 
     def construct_undefined(self, node: Any) -> Any:
         tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
-        raise _LimitError(None, None, f"the tag '{tag}' is not allowed: a config is plain data "
-                          f"(mappings, lists, strings, numbers, booleans)", node.start_mark)
+        raise _LimitError(
+            None,
+            None,
+            f"the tag '{tag}' is not allowed: a config is plain data (mappings, lists, strings, numbers, booleans)",
+            node.start_mark,
+        )
 
 
 ConfigLoader.add_constructor(None, ConfigLoader.construct_undefined)
@@ -201,8 +213,9 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = e.problem_mark
         raise ConfigError(f"{source}: line {mark.line + 1}, column {mark.column + 1}: {e.problem}") from None
     except yaml.reader.ReaderError as e:
-        raise ConfigError(f"{source}: not YAML text: character #x{e.character:04x} at offset {e.position} is not "
-                          f"allowed") from None
+        raise ConfigError(
+            f"{source}: not YAML text: character #x{e.character:04x} at offset {e.position} is not allowed"
+        ) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -225,16 +238,25 @@ def parse_override(item: str) -> tuple[str, Any]:
     if not sep or not key:
         raise ConfigError(f"--set expects KEY=VALUE (e.g. train.epochs=1), got {_short(item)}")
     if any(not part.strip() for part in key.split(".")):
-        raise ConfigError(f"--set {key}: empty part in the key; use dots between field names "
-                          f"(train.epochs) and numbers for list items (variants.0.method)")
+        raise ConfigError(
+            f"--set {key}: empty part in the key; use dots between field names "
+            f"(train.epochs) and numbers for list items (variants.0.method)"
+        )
     if len(text) > MAX_OVERRIDE_CHARS:
         raise ConfigError(f"--set {key}: the value has {len(text):,} characters; at most {MAX_OVERRIDE_CHARS:,}")
     return key, parse_yaml(text, f"--set {key}")
 
 
 def _kind(v: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-            float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(v), type(v).__name__)
 
 
 def apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
@@ -256,8 +278,9 @@ def apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
             path.append(part)
         elif isinstance(cur, list):
             if not part.isdigit():
-                raise ConfigError(f"--set {dotted}: {here} is a list; address its items by index "
-                                  f"(0..{len(cur) - 1}), not '{part}'")
+                raise ConfigError(
+                    f"--set {dotted}: {here} is a list; address its items by index (0..{len(cur) - 1}), not '{part}'"
+                )
             idx = int(part)
             if idx >= len(cur):
                 raise ConfigError(f"--set {dotted}: {here} has {len(cur)} item(s); index {idx} is out of range")
@@ -267,8 +290,9 @@ def apply_override(raw: dict[str, Any], dotted: str, value: Any) -> None:
             nxt = cur[idx]
             path.append(idx)
         else:
-            raise ConfigError(f"--set {dotted}: {here} is {_kind(cur)} ({_short(cur)}), not a mapping; "
-                              f"cannot set '{part}' inside it")
+            raise ConfigError(
+                f"--set {dotted}: {here} is {_kind(cur)} ({_short(cur)}), not a mapping; cannot set '{part}' inside it"
+            )
         cur = nxt
 
 
@@ -286,12 +310,16 @@ def read_raw(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     present = SCALES in raw
     scales = raw.pop(SCALES, {})
     if present and not (isinstance(scales, dict) and scales):  # `scales: []`, `scales:`: said, not ignored
-        raise ConfigError(f"{SCALES}: give a non-empty mapping of scale names to mappings of overrides "
-                          f"({{smoke: {{train.epochs: 0.1, ...}}}}), or leave the key out; got {scales!r}")
-    if not isinstance(scales, dict) or not all(isinstance(k, str) and isinstance(v, dict) and
-                                               all(isinstance(kk, str) for kk in v) for k, v in scales.items()):
-        raise ConfigError(f"{SCALES}: give a mapping of scale names to mappings of overrides "
-                          f"({{smoke: {{train.epochs: 0.1, ...}}}})")
+        raise ConfigError(
+            f"{SCALES}: give a non-empty mapping of scale names to mappings of overrides "
+            f"({{smoke: {{train.epochs: 0.1, ...}}}}), or leave the key out; got {scales!r}"
+        )
+    if not isinstance(scales, dict) or not all(
+        isinstance(k, str) and isinstance(v, dict) and all(isinstance(kk, str) for kk in v) for k, v in scales.items()
+    ):
+        raise ConfigError(
+            f"{SCALES}: give a mapping of scale names to mappings of overrides ({{smoke: {{train.epochs: 0.1, ...}}}})"
+        )
     return raw, scales
 
 
@@ -300,8 +328,9 @@ def scale_names(path: str | Path) -> list[str]:
     return list(read_raw(Path(path))[1])
 
 
-def read_config(path: str | Path, overrides: Mapping[str, Any] | None = None, scale: str | None = None
-                ) -> dict[str, Any]:
+def read_config(
+    path: str | Path, overrides: Mapping[str, Any] | None = None, scale: str | None = None
+) -> dict[str, Any]:
     """The raw config of a YAML file with the named ``scale`` (an override profile the file declares under
     ``scales:``, e.g. ``smoke``) and then ``overrides`` (``{"train.epochs": 1, "variants.0.method": ...}``)
     applied. Raises ConfigError (one line)."""
@@ -309,8 +338,10 @@ def read_config(path: str | Path, overrides: Mapping[str, Any] | None = None, sc
     raw, scales = read_raw(p)
     if scale is not None:
         if scale not in scales:
-            raise ConfigError(f"{p}: no scale '{scale}'{did_you_mean(scale, scales)}; the file declares: "
-                              f"{', '.join(scales) or 'none'}")
+            raise ConfigError(
+                f"{p}: no scale '{scale}'{did_you_mean(scale, scales)}; the file declares: "
+                f"{', '.join(scales) or 'none'}"
+            )
         for k, v in scales[scale].items():
             apply_override(raw, k, v)
     for k, v in (overrides or {}).items():

@@ -32,13 +32,32 @@ from ..fields import Fraction, Seed
 from ..registry import datasets
 from .base import DataMeta, DatasetBundle, DatasetError, DatasetOptions, ImageSet, eval_indices, to_uint8_nchw
 
-__all__ = ["DataMeta", "DatasetBundle", "DatasetError", "DatasetOptions", "ImageSet", "eval_indices",
-           "load_dataset", "dataset_options", "DEBIAN_FASHION_MNIST"]
+__all__ = [
+    "DataMeta",
+    "DatasetBundle",
+    "DatasetError",
+    "DatasetOptions",
+    "ImageSet",
+    "eval_indices",
+    "load_dataset",
+    "dataset_options",
+    "DEBIAN_FASHION_MNIST",
+]
 
 log = logging.getLogger(__name__)
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                   "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
@@ -51,14 +70,22 @@ def dataset_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     Raises ConfigError (one line, "did you mean" for unknown options)."""
     from ..config.params import validate_params
 
-    params = validate_params(datasets.spec(name).params, options, "dataset.options", kind="option",
-                             owner=f"dataset '{name}'")
+    params = validate_params(
+        datasets.spec(name).params, options, "dataset.options", kind="option", owner=f"dataset '{name}'"
+    )
     return params.model_dump() if params is not None else {}
 
 
-def load_dataset(name: str, root: str | Path | None = None, cache_dir: str | Path | None = None,
-                 download: bool = True, source: str | None = None, targets: list[str] | None = None,
-                 split: dict[str, Any] | None = None, **options: Any) -> DatasetBundle:
+def load_dataset(
+    name: str,
+    root: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    download: bool = True,
+    source: str | None = None,
+    targets: list[str] | None = None,
+    split: dict[str, Any] | None = None,
+    **options: Any,
+) -> DatasetBundle:
     """Load a registered dataset. ``root``: the folder to read it from (the only place looked at when
     given); ``download``: may a missing dataset be downloaded; ``options``: the loader's options. For a
     dataset with named domains (``DatasetSpec.domains``): ``source`` / ``targets`` (default: the first
@@ -73,8 +100,7 @@ def load_dataset(name: str, root: str | Path | None = None, cache_dir: str | Pat
     if datasets.spec(name).domain_names(kwargs):
         from .domains import load_domain_dataset
 
-        return load_domain_dataset(name, loader, folder, cache / "data", download, source, targets, split,
-                                   **kwargs)
+        return load_domain_dataset(name, loader, folder, cache / "data", download, source, targets, split, **kwargs)
     if source is not None or targets is not None:
         raise DatasetError(f"dataset '{name}' has no named domains; 'source' / 'targets' need one that does")
     return loader(folder, cache / "data", download, **kwargs)
@@ -82,8 +108,10 @@ def load_dataset(name: str, root: str | Path | None = None, cache_dir: str | Pat
 
 def _counts_match(images: Path, x: np.ndarray, labels: Path, y: np.ndarray) -> None:
     if len(x) != len(y):
-        raise DatasetError(f"{images} has {len(x):,} images but {labels} has {len(y):,} labels; "
-                           f"the files do not belong together (re-download or re-extract them)")
+        raise DatasetError(
+            f"{images} has {len(x):,} images but {labels} has {len(y):,} labels; "
+            f"the files do not belong together (re-download or re-extract them)"
+        )
 
 
 # --------------------------------------------------------------------------- IDX (MNIST family)
@@ -95,22 +123,32 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DatasetError(f"{path} is not an unsigned-byte IDX file")
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(shape)):
         raise DatasetError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {arr.size}")
     return arr.reshape(shape)
 
 
-_IDX = {"train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
-        "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+_IDX = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
 
 
 def _find_idx(folder: Path) -> dict[str, Path] | None:
     found = {}
     for key, stem in _IDX.items():
-        for cand in (folder / stem, folder / f"{stem}.gz", folder / "raw" / stem, folder / "raw" / f"{stem}.gz",
-                     folder / "FashionMNIST" / "raw" / stem, folder / "FashionMNIST" / "raw" / f"{stem}.gz"):
+        for cand in (
+            folder / stem,
+            folder / f"{stem}.gz",
+            folder / "raw" / stem,
+            folder / "raw" / f"{stem}.gz",
+            folder / "FashionMNIST" / "raw" / stem,
+            folder / "FashionMNIST" / "raw" / f"{stem}.gz",
+        ):
             if cand.is_file():
                 found[key] = cand
                 break
@@ -122,9 +160,12 @@ def _find_idx(folder: Path) -> dict[str, Path] | None:
 FASHION_META = DataMeta("fashion-mnist", 10, 1, (28, 28), (0.2860,), (0.3530,), FASHION_CLASSES, augment="crop")
 
 
-@datasets.register("fashion-mnist", probe=lambda root: FASHION_META,
-                   sizes=lambda root: {"train": 60_000, "test": 10_000},
-                   description="Fashion-MNIST 28×28 grayscale, 10 classes (60k/10k)")
+@datasets.register(
+    "fashion-mnist",
+    probe=lambda root: FASHION_META,
+    sizes=lambda root: {"train": 60_000, "test": 10_000},
+    description="Fashion-MNIST 28×28 grayscale, 10 classes (60k/10k)",
+)
 def fashion_mnist(root: Path | None, cache: Path, download: bool) -> DatasetBundle:
     """Search order: the Debian package, the cache dir, then a torchvision download (into the cache);
     with ``root``: only ``root`` (downloaded into it when ``download``)."""
@@ -142,10 +183,13 @@ def fashion_mnist(root: Path | None, cache: Path, download: bool) -> DatasetBund
             log.debug("Fashion-MNIST download failed: %s", e)
     if files is None:
         how = "could not be downloaded" if download else "was not downloaded (dataset.download: false)"
-        fix = ("put the four IDX files there, or leave dataset.root out to use the system copy "
-               "('apt-get install dataset-fashion-mnist' on Debian/Ubuntu)" if root is not None else
-               "install it with 'apt-get install dataset-fashion-mnist' (Debian/Ubuntu) or set dataset.root "
-               "to a folder with the four IDX files")
+        fix = (
+            "put the four IDX files there, or leave dataset.root out to use the system copy "
+            "('apt-get install dataset-fashion-mnist' on Debian/Ubuntu)"
+            if root is not None
+            else "install it with 'apt-get install dataset-fashion-mnist' (Debian/Ubuntu) or set dataset.root "
+            "to a folder with the four IDX files"
+        )
         where = f"dataset.root {root}" if root is not None else ", ".join(str(p) for p in places)
         raise DatasetError(f"Fashion-MNIST not found in {where} and {how}; {fix}")
 
@@ -175,15 +219,20 @@ def _cifar(name: str, tv_cls: str, num_classes: int, mean: tuple, std: tuple):
         except Exception as e:
             where = f"dataset.root {folder}" if root is not None else str(folder)
             how = "could not be downloaded" if download else "was not downloaded (dataset.download: false)"
-            raise DatasetError(f"{name} not found in {where} and {how} ({type(e).__name__}: "
-                               f"{str(e).splitlines()[0] if str(e) else ''}); put the python-version archive's "
-                               f"extracted folder there or run once with internet") from None
+            raise DatasetError(
+                f"{name} not found in {where} and {how} ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}); put the python-version archive's "
+                f"extracted folder there or run once with internet"
+            ) from None
         if len(tr.data) != len(tr.targets) or len(te.data) != len(te.targets):
             raise DatasetError(f"{name} in {folder}: images and labels differ in number; re-extract the archive")
         classes = tuple(getattr(tr, "classes", ()))
         meta = DataMeta(name, num_classes, 3, (32, 32), mean, std, classes, augment="flip_crop")
-        return DatasetBundle(meta, ImageSet(to_uint8_nchw(tr.data), torch.tensor(tr.targets)),
-                             ImageSet(to_uint8_nchw(te.data), torch.tensor(te.targets)))
+        return DatasetBundle(
+            meta,
+            ImageSet(to_uint8_nchw(tr.data), torch.tensor(tr.targets)),
+            ImageSet(to_uint8_nchw(te.data), torch.tensor(te.targets)),
+        )
 
     return loader
 
@@ -196,12 +245,20 @@ def _cifar_probe(name: str, num_classes: int, mean: tuple, std: tuple, classes: 
 _CIFAR_SIZES = {"train": 50_000, "test": 10_000}
 _C10 = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 _C100 = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
-datasets.register("cifar10", _cifar("cifar10", "CIFAR10", 10, *_C10),
-                  probe=_cifar_probe("cifar10", 10, *_C10, CIFAR10_CLASSES), sizes=lambda root: _CIFAR_SIZES,
-                  description="CIFAR-10 32×32 RGB via torchvision (downloads to the cache dir)")
-datasets.register("cifar100", _cifar("cifar100", "CIFAR100", 100, *_C100), probe=_cifar_probe("cifar100", 100, *_C100),
-                  sizes=lambda root: _CIFAR_SIZES,
-                  description="CIFAR-100 32×32 RGB via torchvision (downloads to the cache dir)")
+datasets.register(
+    "cifar10",
+    _cifar("cifar10", "CIFAR10", 10, *_C10),
+    probe=_cifar_probe("cifar10", 10, *_C10, CIFAR10_CLASSES),
+    sizes=lambda root: _CIFAR_SIZES,
+    description="CIFAR-10 32×32 RGB via torchvision (downloads to the cache dir)",
+)
+datasets.register(
+    "cifar100",
+    _cifar("cifar100", "CIFAR100", 100, *_C100),
+    probe=_cifar_probe("cifar100", 100, *_C100),
+    sizes=lambda root: _CIFAR_SIZES,
+    description="CIFAR-100 32×32 RGB via torchvision (downloads to the cache dir)",
+)
 
 
 # --------------------------------------------------------------------------- image folders
@@ -217,8 +274,14 @@ def _folder_domains(options: dict[str, Any]) -> tuple[str, ...]:
     return tuple(options.get("domains") or ())
 
 
-def _imagefolder_probe(root: Path | None, size: int = 32, channels: int = 3, test_fraction: float = 0.2,
-                      split_seed: int = 0, domains: dict[str, str] | None = None) -> DataMeta:
+def _imagefolder_probe(
+    root: Path | None,
+    size: int = 32,
+    channels: int = 3,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    domains: dict[str, str] | None = None,
+) -> DataMeta:
     """Classes from the folder names; mean / std are placeholders (computed from the images at load)."""
     if root is None or not Path(root).is_dir():
         raise DatasetError(f"imagefolder needs dataset.root to be an existing folder, got {root}")
@@ -227,8 +290,16 @@ def _imagefolder_probe(root: Path | None, size: int = 32, channels: int = 3, tes
     else:
         base = root / "train" if (root / "train").is_dir() and (root / "test").is_dir() else root
     classes = tuple(sorted(d.name for d in base.iterdir() if d.is_dir())) if base.is_dir() else ()
-    return DataMeta(root.name, len(classes), channels, (size, size), (0.5,) * channels, (0.25,) * channels, classes,
-                    augment="flip_crop")
+    return DataMeta(
+        root.name,
+        len(classes),
+        channels,
+        (size, size),
+        (0.5,) * channels,
+        (0.25,) * channels,
+        classes,
+        augment="flip_crop",
+    )
 
 
 def _count_images(folder: Path) -> int:
@@ -237,8 +308,14 @@ def _count_images(folder: Path) -> int:
     return sum(1 for d in folder.iterdir() if d.is_dir() for f in d.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _imagefolder_sizes(root: Path | None, size: int = 32, channels: int = 3, test_fraction: float = 0.2,
-                       split_seed: int = 0, domains: dict[str, str] | None = None) -> dict[str, int]:
+def _imagefolder_sizes(
+    root: Path | None,
+    size: int = 32,
+    channels: int = 3,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    domains: dict[str, str] | None = None,
+) -> dict[str, int]:
     """Image files per split (``train/`` + ``test/``, or the split by ``test_fraction``) or per domain; none decoded."""
     if root is None or not Path(root).is_dir():
         raise DatasetError(f"imagefolder needs dataset.root to be an existing folder, got {root}")
@@ -252,13 +329,27 @@ def _imagefolder_sizes(root: Path | None, size: int = 32, channels: int = 3, tes
     return {"train": n - k, "test": k}
 
 
-@datasets.register("imagefolder", params=ImageFolderOptions, domains=_folder_domains, probe=_imagefolder_probe,
-                   sizes=_imagefolder_sizes,
-                   description="any folder of class subfolders (train/ and test/ or a split); with options "
-                               "domains: {name: folder}, one domain per folder")
-def imagefolder(root: Path | None, cache: Path, download: bool, *, requested: tuple[str, ...] | None = None,
-                size: int = 32, channels: int = 3, test_fraction: float = 0.2, split_seed: int = 0,
-                domains: dict[str, str] | None = None) -> Any:
+@datasets.register(
+    "imagefolder",
+    params=ImageFolderOptions,
+    domains=_folder_domains,
+    probe=_imagefolder_probe,
+    sizes=_imagefolder_sizes,
+    description="any folder of class subfolders (train/ and test/ or a split); with options "
+    "domains: {name: folder}, one domain per folder",
+)
+def imagefolder(
+    root: Path | None,
+    cache: Path,
+    download: bool,
+    *,
+    requested: tuple[str, ...] | None = None,
+    size: int = 32,
+    channels: int = 3,
+    test_fraction: float = 0.2,
+    split_seed: int = 0,
+    domains: dict[str, str] | None = None,
+) -> Any:
     """``root/train/<class>/*`` and ``root/test/<class>/*``, or ``root/<class>/*`` split by seed.
     Images are decoded and resized once (PIL), then kept as tensors. With ``domains`` (domain name ->
     class-folder tree, relative to ``root``) it is a dataset with domains: ``requested`` are read by
@@ -309,14 +400,21 @@ class DigitsOptions(DatasetOptions):
     test_fraction: Fraction = 0.25
 
 
-@datasets.register("digits", params=DigitsOptions,
-                   probe=lambda root, size=16, test_fraction=0.25: DataMeta(
-                       "digits", 10, 1, (size, size), (0.5,), (0.25,), tuple(map(str, range(10))), augment="none"),
-                   sizes=lambda root, size=16, test_fraction=0.25: {
-                       "train": 1797 - max(1, int(1797 * test_fraction)), "test": max(1, int(1797 * test_fraction))},
-                   description="scikit-learn's bundled 8×8 handwritten digits (1797), upsampled; for tests")
-def digits(root: Path | None, cache: Path, download: bool, size: int = 16,
-           test_fraction: float = 0.25) -> DatasetBundle:
+@datasets.register(
+    "digits",
+    params=DigitsOptions,
+    probe=lambda root, size=16, test_fraction=0.25: DataMeta(
+        "digits", 10, 1, (size, size), (0.5,), (0.25,), tuple(map(str, range(10))), augment="none"
+    ),
+    sizes=lambda root, size=16, test_fraction=0.25: {
+        "train": 1797 - max(1, int(1797 * test_fraction)),
+        "test": max(1, int(1797 * test_fraction)),
+    },
+    description="scikit-learn's bundled 8×8 handwritten digits (1797), upsampled; for tests",
+)
+def digits(
+    root: Path | None, cache: Path, download: bool, size: int = 16, test_fraction: float = 0.25
+) -> DatasetBundle:
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -329,8 +427,16 @@ def digits(root: Path | None, cache: Path, download: bool, size: int = 16,
     k = max(1, int(len(y) * test_fraction))
     full = ImageSet(x, y)
     xf = x.float() / 255
-    meta = DataMeta("digits", 10, 1, (size, size), (float(xf.mean()),), (float(xf.std()),),
-                    tuple(str(i) for i in range(10)), augment="none")
+    meta = DataMeta(
+        "digits",
+        10,
+        1,
+        (size, size),
+        (float(xf.mean()),),
+        (float(xf.std()),),
+        tuple(str(i) for i in range(10)),
+        augment="none",
+    )
     return DatasetBundle(meta, full.subset(perm[k:].sort().values), full.subset(perm[:k].sort().values))
 
 
@@ -343,14 +449,36 @@ class SyntheticOptions(DatasetOptions):
     seed: Seed = 0
 
 
-def _synthetic_probe(root: Path | None, n_train: int = 600, n_test: int = 200, size: int = 32, num_classes: int = 4,
-                     channels: int = 3, seed: int = 0) -> DataMeta:
-    return DataMeta("synthetic", num_classes, channels, (size, size), (0.5,) * channels, (0.25,) * channels,
-                    tuple(f"c{i}" for i in range(num_classes)), augment="none")
+def _synthetic_probe(
+    root: Path | None,
+    n_train: int = 600,
+    n_test: int = 200,
+    size: int = 32,
+    num_classes: int = 4,
+    channels: int = 3,
+    seed: int = 0,
+) -> DataMeta:
+    return DataMeta(
+        "synthetic",
+        num_classes,
+        channels,
+        (size, size),
+        (0.5,) * channels,
+        (0.25,) * channels,
+        tuple(f"c{i}" for i in range(num_classes)),
+        augment="none",
+    )
 
 
-def _synthetic_sizes(root: Path | None, n_train: int = 600, n_test: int = 200, size: int = 32, num_classes: int = 4,
-                     channels: int = 3, seed: int = 0) -> dict[str, int]:
+def _synthetic_sizes(
+    root: Path | None,
+    n_train: int = 600,
+    n_test: int = 200,
+    size: int = 32,
+    num_classes: int = 4,
+    channels: int = 3,
+    seed: int = 0,
+) -> dict[str, int]:
     return {"train": n_train, "test": n_test}
 
 
@@ -360,15 +488,33 @@ def _synthetic_fingerprint(root: Path | None, cache: Path, **options: int) -> di
     from ..provenance import cpu_capability, sha256_tensors
 
     b = synthetic(root, cache, False, **options)
-    return {"options": dict(options), "torch": torch.__version__, "cpu_capability": cpu_capability(),
-            "images_sha256": sha256_tensors([b.train.x, b.train.y, b.test.x, b.test.y])}
+    return {
+        "options": dict(options),
+        "torch": torch.__version__,
+        "cpu_capability": cpu_capability(),
+        "images_sha256": sha256_tensors([b.train.x, b.train.y, b.test.x, b.test.y]),
+    }
 
 
-@datasets.register("synthetic", params=SyntheticOptions, probe=_synthetic_probe, sizes=_synthetic_sizes,
-                   fingerprint=_synthetic_fingerprint,
-                   description="seeded RGB shapes (class = shape×colour), any size; for tests")
-def synthetic(root: Path | None, cache: Path, download: bool, n_train: int = 600, n_test: int = 200,
-              size: int = 32, num_classes: int = 4, channels: int = 3, seed: int = 0) -> DatasetBundle:
+@datasets.register(
+    "synthetic",
+    params=SyntheticOptions,
+    probe=_synthetic_probe,
+    sizes=_synthetic_sizes,
+    fingerprint=_synthetic_fingerprint,
+    description="seeded RGB shapes (class = shape×colour), any size; for tests",
+)
+def synthetic(
+    root: Path | None,
+    cache: Path,
+    download: bool,
+    n_train: int = 600,
+    n_test: int = 200,
+    size: int = 32,
+    num_classes: int = 4,
+    channels: int = 3,
+    seed: int = 0,
+) -> DatasetBundle:
     """A learnable RGB dataset generated on the fly: class c draws a bright blob whose position and
     colour depend on c, over textured noise. Used where a 3-channel image set is needed offline."""
     g = torch.Generator().manual_seed(seed)
@@ -388,7 +534,17 @@ def synthetic(root: Path | None, cache: Path, download: bool, n_train: int = 600
 
     train, test = make(n_train), make(n_test)
     xf = train.x.float() / 255
-    meta = DataMeta("synthetic", num_classes, channels, (size, size), tuple(xf.mean(dim=(0, 2, 3)).tolist()),
-                    tuple(xf.std(dim=(0, 2, 3)).tolist()), tuple(f"c{i}" for i in range(num_classes)), augment="none")
+    meta = DataMeta(
+        "synthetic",
+        num_classes,
+        channels,
+        (size, size),
+        tuple(xf.mean(dim=(0, 2, 3)).tolist()),
+        tuple(xf.std(dim=(0, 2, 3)).tolist()),
+        tuple(f"c{i}" for i in range(num_classes)),
+        augment="none",
+    )
     return DatasetBundle(meta, train, test)
+
+
 from . import cifar_c, digits_domains, office31  # noqa: E402,F401

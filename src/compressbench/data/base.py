@@ -82,15 +82,20 @@ class ImageSet:
         idx = torch.as_tensor(idx, dtype=torch.long)
         return ImageSet(self.x[idx], self.y[idx], self.index[idx], self.size)
 
-    def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None,
-                device: torch.device | str = "cpu",
-                uint8: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+        uint8: bool = False,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Yield (float images in [0,1] — or the stored uint8 images with ``uint8`` —, labels,
         dataset indices)."""
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         for s in range(0, n, batch_size):
-            b = order[s:s + batch_size]
+            b = order[s : s + batch_size]
             x = self.x[b].to(device, non_blocking=True)
             if self.size is not None:
                 from .transforms import fit_size

@@ -22,8 +22,10 @@ from ..registry import datasets
 from .base import DataMeta, DatasetBundle, DatasetError, DatasetOptions, ImageSet, to_uint8_nchw
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-_STATS = {"cifar10-c": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 10, "CIFAR-10-C"),
-          "cifar100-c": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 100, "CIFAR-100-C")}
+_STATS = {
+    "cifar10-c": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 10, "CIFAR-10-C"),
+    "cifar100-c": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 100, "CIFAR-100-C"),
+}
 
 
 def _meta_json(folder: Path) -> dict[str, Any]:
@@ -35,8 +37,10 @@ def _layout(folder: Path, corruption: str) -> tuple[np.ndarray, list[int], int]:
     f = folder / f"{corruption}.npy"
     if not f.is_file():
         have = sorted(p.stem for p in folder.glob("*.npy") if p.stem != "labels")
-        raise DatasetError(f"{f} not found (corruptions in {folder}: {', '.join(have) or 'none'}); download "
-                           "CIFAR-10-C from https://zenodo.org/record/2535967 and extract it there")
+        raise DatasetError(
+            f"{f} not found (corruptions in {folder}: {', '.join(have) or 'none'}); download "
+            "CIFAR-10-C from https://zenodo.org/record/2535967 and extract it there"
+        )
     arr = np.load(f, mmap_mode="r")
     sev = list(_meta_json(folder).get("severities", [1, 2, 3, 4, 5]))
     if arr.ndim != 4 or arr.shape[0] % len(sev):
@@ -57,16 +61,19 @@ def load_cifar_c(folder: str | Path, corruption: str, severity: int) -> ImageSet
         raise DatasetError(f"{labels_f} not found")
     y = np.load(labels_f, mmap_mode="r")
     if len(y) != len(arr):
-        raise DatasetError(f"{folder / (corruption + '.npy')} has {len(arr):,} images but {labels_f} has "
-                           f"{len(y):,} labels; the files do not belong together")
-    x = to_uint8_nchw(np.asarray(arr[k * n:(k + 1) * n]))
-    lab = torch.from_numpy(np.asarray(y[k * n:(k + 1) * n]).astype(np.int64))
+        raise DatasetError(
+            f"{folder / (corruption + '.npy')} has {len(arr):,} images but {labels_f} has "
+            f"{len(y):,} labels; the files do not belong together"
+        )
+    x = to_uint8_nchw(np.asarray(arr[k * n : (k + 1) * n]))
+    lab = torch.from_numpy(np.asarray(y[k * n : (k + 1) * n]).astype(np.int64))
     idx = _meta_json(folder).get("indices")
     return ImageSet(x, lab, torch.tensor(idx) if idx is not None else torch.arange(n))
 
 
-def load_cifar_c_rows(folder: Path, corruption: str, severity: int, index: torch.Tensor,
-                      test_index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def load_cifar_c_rows(
+    folder: Path, corruption: str, severity: int, index: torch.Tensor, test_index: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Float [0, 1] images and labels of the test images with dataset indices ``index``.
 
     Rows of official files are test-split positions: ``test_index`` (the clean test split's
@@ -110,17 +117,28 @@ class CifarCOptions(DatasetOptions):
 def _loader(name: str):
     mean, std, ncls, folder_name = _STATS[name]
 
-    def load(root: Path | None, cache: Path, download: bool, corruption: str = "gaussian_noise",
-             severity: int = 5) -> DatasetBundle:
+    def load(
+        root: Path | None, cache: Path, download: bool, corruption: str = "gaussian_noise", severity: int = 5
+    ) -> DatasetBundle:
         folder = Path(root) if root else cache / folder_name
         if not folder.is_dir():
-            raise DatasetError(f"{name}: folder {folder} not found; download the .npy files (Zenodo "
-                               f"{'2535967' if ncls == 10 else '3555552'}) and set dataset.root to it")
+            raise DatasetError(
+                f"{name}: folder {folder} not found; download the .npy files (Zenodo "
+                f"{'2535967' if ncls == 10 else '3555552'}) and set dataset.root to it"
+            )
         test = load_cifar_c(folder, corruption, int(severity))
         C, H, W = test.x.shape[1:]
         train = ImageSet(torch.zeros((0, C, H, W), dtype=torch.uint8), torch.zeros(0, dtype=torch.long))
-        meta = DataMeta(name, ncls, C, (H, W), mean if C == 3 else (0.5,), std if C == 3 else (0.25,),
-                        CIFAR10_CLASSES if ncls == 10 else tuple(str(i) for i in range(ncls)), augment="none")
+        meta = DataMeta(
+            name,
+            ncls,
+            C,
+            (H, W),
+            mean if C == 3 else (0.5,),
+            std if C == 3 else (0.25,),
+            CIFAR10_CLASSES if ncls == 10 else tuple(str(i) for i in range(ncls)),
+            augment="none",
+        )
         return DatasetBundle(meta, train, test)
 
     return load
@@ -134,7 +152,17 @@ def _sizes(root: Path | None, corruption: str = "gaussian_noise", severity: int 
     return {"train": 0, "test": n}
 
 
-datasets.register("cifar10-c", _loader("cifar10-c"), params=CifarCOptions, sizes=_sizes,
-                  description="official CIFAR-10-C .npy files (one corruption × severity as the test split)")
-datasets.register("cifar100-c", _loader("cifar100-c"), params=CifarCOptions, sizes=_sizes,
-                  description="official CIFAR-100-C .npy files (one corruption × severity as the test split)")
+datasets.register(
+    "cifar10-c",
+    _loader("cifar10-c"),
+    params=CifarCOptions,
+    sizes=_sizes,
+    description="official CIFAR-10-C .npy files (one corruption × severity as the test split)",
+)
+datasets.register(
+    "cifar100-c",
+    _loader("cifar100-c"),
+    params=CifarCOptions,
+    sizes=_sizes,
+    description="official CIFAR-100-C .npy files (one corruption × severity as the test split)",
+)

@@ -42,8 +42,11 @@ from .domains import DomainImages, cached_sets
 log = logging.getLogger(__name__)
 
 DOMAINS = ("printed", "handwritten")
-EXCLUDED_FONTS = {"LastResortHE-Regular.ttf": "placeholder glyphs", "cmex10.ttf": "math extension symbols",
-                  "cmsy10.ttf": "math symbols at the digit code points"}
+EXCLUDED_FONTS = {
+    "LastResortHE-Regular.ttf": "placeholder glyphs",
+    "cmex10.ttf": "math extension symbols",
+    "cmsy10.ttf": "math symbols at the digit code points",
+}
 FONT_SIZES = (24, 32, 48)
 STROKES = (0, 1, 2)
 _VERSION = 1  # bump when the rendering could change pixels (part of the cache key)
@@ -99,8 +102,12 @@ def render_digit(font, digit: int, stroke: int, rng: np.random.Generator) -> np.
     gx, gy = w / 2, h / 2
     padded = Image.new("L", (big, big), 0)
     padded.paste(glyph, (int(cx - gx), int(cy - gy)))
-    warped = padded.transform((big, big), Image.AFFINE, (ia, ib, cx - ia * cx - ib * cy, ic, id_,
-                                                         cy - ic * cx - id_ * cy), resample=Image.BILINEAR)
+    warped = padded.transform(
+        (big, big),
+        Image.AFFINE,
+        (ia, ib, cx - ia * cx - ib * cy, ic, id_, cy - ic * cx - id_ * cy),
+        resample=Image.BILINEAR,
+    )
     warped = warped.crop(warped.getbbox())
     # size-normalised like the bitmaps UCI counted: the height fills the 32-px box (less 0-1 px), the
     # aspect ratio is kept (width at most 28 px), centred with a ±1 px horizontal offset
@@ -142,8 +149,9 @@ def _to_images(counts: np.ndarray, labels: np.ndarray, size: int) -> ImageSet:
 
 def _probe(root: Path | None, size: int = 16, renders: int = 8, seed: int = 0) -> DataMeta:
     """The metadata without rendering a digit (statistics: placeholders, computed on the source at load)."""
-    return DataMeta("digits-domains", 10, 1, (size, size), (0.5,), (0.25,), tuple(str(i) for i in range(10)),
-                    augment="none")
+    return DataMeta(
+        "digits-domains", 10, 1, (size, size), (0.5,), (0.25,), tuple(str(i) for i in range(10)), augment="none"
+    )
 
 
 def _sizes(root: Path | None, size: int = 16, renders: int = 8, seed: int = 0) -> dict[str, int]:
@@ -160,13 +168,20 @@ def _render_inputs() -> dict[str, object]:
 
     from ..provenance import sha256_file
 
-    return {"fonts": [[f.name, sha256_file(f)] for f in font_files()], "matplotlib": matplotlib.__version__,
-            "pillow": PIL.__version__, "freetype": features.version("freetype2"), "numpy": np.__version__}
+    return {
+        "fonts": [[f.name, sha256_file(f)] for f in font_files()],
+        "matplotlib": matplotlib.__version__,
+        "pillow": PIL.__version__,
+        "freetype": features.version("freetype2"),
+        "numpy": np.__version__,
+    }
 
 
-def _domain_sets(cache: Path, requested: tuple[str, ...], size: int, renders: int, seed: int
-                 ) -> tuple[dict[str, ImageSet], dict[str, object]]:
+def _domain_sets(
+    cache: Path, requested: tuple[str, ...], size: int, renders: int, seed: int
+) -> tuple[dict[str, ImageSet], dict[str, object]]:
     """The domains' images (built once per inputs, cached) and the render inputs they were built from."""
+
     def build() -> dict[str, ImageSet]:
         out = {}
         if "printed" in requested:
@@ -180,8 +195,14 @@ def _domain_sets(cache: Path, requested: tuple[str, ...], size: int, renders: in
         return out
 
     inputs = _render_inputs() if "printed" in requested else {}
-    fingerprint = {"v": _VERSION, "size": size, "renders": renders, "seed": seed, "domains": sorted(requested),
-                   **inputs}
+    fingerprint = {
+        "v": _VERSION,
+        "size": size,
+        "renders": renders,
+        "seed": seed,
+        "domains": sorted(requested),
+        **inputs,
+    }
     return cached_sets(cache, "digits-domains", fingerprint, build), inputs
 
 
@@ -193,18 +214,35 @@ def _fingerprint(root: Path | None, cache: Path, size: int = 16, renders: int = 
     from ..provenance import sha256_tensors
 
     sets, inputs = _domain_sets(cache, DOMAINS, size, renders, seed)
-    return {"generator_version": _VERSION, "options": {"size": size, "renders": renders, "seed": seed}, **inputs,
-            "scikit-learn": sklearn.__version__,
-            "images_sha256": {d: sha256_tensors([sets[d].x, sets[d].y]) for d in DOMAINS}}
+    return {
+        "generator_version": _VERSION,
+        "options": {"size": size, "renders": renders, "seed": seed},
+        **inputs,
+        "scikit-learn": sklearn.__version__,
+        "images_sha256": {d: sha256_tensors([sets[d].x, sets[d].y]) for d in DOMAINS},
+    }
 
 
-@datasets.register("digits-domains", params=DigitsDomainsOptions, domains=DOMAINS, probe=_probe, sizes=_sizes,
-                   fingerprint=_fingerprint,
-                   description="offline two-domain digits: printed (22 matplotlib fonts, jittered) vs handwritten "
-                               "(scikit-learn's 1,797), both via UCI's 32×32 -> 8×8 block counts")
-def digits_domains(root: Path | None, cache: Path, download: bool, *, requested: tuple[str, ...] = DOMAINS,
-                   size: int = 16, renders: int = 8, seed: int = 0) -> DomainImages:
+@datasets.register(
+    "digits-domains",
+    params=DigitsDomainsOptions,
+    domains=DOMAINS,
+    probe=_probe,
+    sizes=_sizes,
+    fingerprint=_fingerprint,
+    description="offline two-domain digits: printed (22 matplotlib fonts, jittered) vs handwritten "
+    "(scikit-learn's 1,797), both via UCI's 32×32 -> 8×8 block counts",
+)
+def digits_domains(
+    root: Path | None,
+    cache: Path,
+    download: bool,
+    *,
+    requested: tuple[str, ...] = DOMAINS,
+    size: int = 16,
+    renders: int = 8,
+    seed: int = 0,
+) -> DomainImages:
     sets, inputs = _domain_sets(cache, requested, size, renders, seed)
-    meta = DataMeta("digits-domains", 10, 1, (size, size), (), (), tuple(str(i) for i in range(10)),
-                    augment="none")
+    meta = DataMeta("digits-domains", 10, 1, (size, size), (), (), tuple(str(i) for i in range(10)), augment="none")
     return DomainImages(meta, sets, {"fonts": [n for n, _ in inputs.get("fonts", [])]})

@@ -58,14 +58,17 @@ def domain_names(name: str, options: dict[str, Any] | None = None) -> tuple[str,
     return datasets.spec(datasets.resolve(name)).domain_names(options)
 
 
-def resolve_domains(name: str, options: dict[str, Any] | None, source: str | None,
-                    targets: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
+def resolve_domains(
+    name: str, options: dict[str, Any] | None, source: str | None, targets: Sequence[str] | None
+) -> tuple[str, tuple[str, ...]]:
     """(source, targets) with defaults filled in: the first declared domain is the default source; the
     default targets are every other declared domain. Raises :class:`DatasetError` (one line)."""
     declared = domain_names(name, options)
     if not declared:
-        raise DatasetError(f"dataset '{name}' has no named domains; 'source' / 'targets' need one that does "
-                           f"({', '.join(n for n, s in datasets.items() if s.domains) or 'none registered'})")
+        raise DatasetError(
+            f"dataset '{name}' has no named domains; 'source' / 'targets' need one that does "
+            f"({', '.join(n for n, s in datasets.items() if s.domains) or 'none registered'})"
+        )
     bad = check_domains(declared, source, targets)
     if bad:
         raise DatasetError(f"{name}: dataset.{bad[0]}: {bad[1]}")
@@ -74,8 +77,9 @@ def resolve_domains(name: str, options: dict[str, Any] | None, source: str | Non
     return src, tg
 
 
-def check_domains(declared: Sequence[str], source: str | Sequence[str] | None,
-                  targets: Sequence[str] | None) -> tuple[str, str] | None:
+def check_domains(
+    declared: Sequence[str], source: str | Sequence[str] | None, targets: Sequence[str] | None
+) -> tuple[str, str] | None:
     """(field, why) when ``source`` / ``targets`` do not fit the declared domains (None: they do). A list
     of sources (sibling experiments) is checked source by source, each against the targets but itself."""
     import difflib
@@ -135,8 +139,14 @@ def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]
     return tuple(xf.mean(dim=(0, 2, 3)).tolist()), tuple(xf.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
 
 
-def build_bundle(images: DomainImages, source: str, targets: Sequence[str], test_fraction: float = 0.2,
-                 seed: int = 0, target_holdout: float | None = None) -> DatasetBundle:
+def build_bundle(
+    images: DomainImages,
+    source: str,
+    targets: Sequence[str],
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    target_holdout: float | None = None,
+) -> DatasetBundle:
     """Split the source domain into train / test (stratified, seeded) and keep each target for evaluation
     (and, unlabeled, for adaptation); see the module docstring."""
     missing = [d for d in (source, *targets) if d not in images.sets]
@@ -146,8 +156,10 @@ def build_bundle(images: DomainImages, source: str, targets: Sequence[str], test
     tr, te = stratified_split(src.y, test_fraction, seed)
     train, test = src.subset(tr), src.subset(te)
     if len(train) == 0 or len(test) == 0:
-        raise DatasetError(f"{images.meta.name}: source domain '{source}' has {len(src)} images, too few to "
-                           f"split into train and test (test_fraction {test_fraction:g})")
+        raise DatasetError(
+            f"{images.meta.name}: source domain '{source}' has {len(src)} images, too few to "
+            f"split into train and test (test_fraction {test_fraction:g})"
+        )
     evals, adapt = {}, {}
     for t in targets:
         full = images.sets[t]
@@ -163,16 +175,30 @@ def build_bundle(images: DomainImages, source: str, targets: Sequence[str], test
     return DatasetBundle(meta, train, test, source=source, targets=evals, unlabeled=adapt)
 
 
-def load_domain_dataset(name: str, loader: Callable[..., DomainImages], root: Path | None, cache: Path,
-                        download: bool, source: str | None = None, targets: Sequence[str] | None = None,
-                        split: dict[str, Any] | None = None, **options: Any) -> DatasetBundle:
+def load_domain_dataset(
+    name: str,
+    loader: Callable[..., DomainImages],
+    root: Path | None,
+    cache: Path,
+    download: bool,
+    source: str | None = None,
+    targets: Sequence[str] | None = None,
+    split: dict[str, Any] | None = None,
+    **options: Any,
+) -> DatasetBundle:
     """Load only the source and target domains of dataset ``name`` and build its bundle.
     ``split``: ``{test_fraction, seed, target_holdout}`` (see :func:`build_bundle`)."""
     src, tg = resolve_domains(name, options, source, targets)
     images = loader(root, cache, download, requested=(src, *tg), **options)
     split = dict(split or {})
-    return build_bundle(images, src, tg, test_fraction=split.get("test_fraction", 0.2), seed=split.get("seed", 0),
-                        target_holdout=split.get("target_holdout"))
+    return build_bundle(
+        images,
+        src,
+        tg,
+        test_fraction=split.get("test_fraction", 0.2),
+        seed=split.get("seed", 0),
+        target_holdout=split.get("target_holdout"),
+    )
 
 
 # --------------------------------------------------------------------------- reading image folders
@@ -205,8 +231,9 @@ def decode(path: Path, size: int, channels: int, resize: int | None = None) -> n
         return np.asarray(im, dtype=np.uint8)
 
 
-def read_class_folder(files: dict[str, list[Path]], classes: Sequence[str], size: int, channels: int,
-                      resize: int | None = None) -> ImageSet:
+def read_class_folder(
+    files: dict[str, list[Path]], classes: Sequence[str], size: int, channels: int, resize: int | None = None
+) -> ImageSet:
     """Decode every file of ``files`` ({class: paths}) with label = position of its class in ``classes``."""
     xs, ys = [], []
     for c, paths in files.items():
@@ -222,8 +249,9 @@ def read_class_folder(files: dict[str, list[Path]], classes: Sequence[str], size
     return ImageSet(to_uint8_nchw(np.stack(xs)), torch.tensor(ys, dtype=torch.long))
 
 
-def cached_sets(cache: Path, tag: str, fingerprint: Any, build: Callable[[], dict[str, ImageSet]]
-                ) -> dict[str, ImageSet]:
+def cached_sets(
+    cache: Path, tag: str, fingerprint: Any, build: Callable[[], dict[str, ImageSet]]
+) -> dict[str, ImageSet]:
     """``build()`` once per ``fingerprint`` (JSON-able: files, sizes, options, version); the uint8
     tensors are kept in ``cache/<tag>/<hash>.pt`` and re-read afterwards (``weights_only``)."""
     key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:20]
@@ -253,8 +281,9 @@ def tree_fingerprint(files: dict[str, dict[str, list[Path]]]) -> list[tuple[str,
     return out
 
 
-def folder_domains(root: Path | None, cache: Path, mapping: dict[str, str], requested: Sequence[str], size: int,
-                   channels: int) -> DomainImages:
+def folder_domains(
+    root: Path | None, cache: Path, mapping: dict[str, str], requested: Sequence[str], size: int, channels: int
+) -> DomainImages:
     """``imagefolder`` with ``domains: {name: folder}``: each folder (relative to ``root``, or absolute) is a
     ``<class>/*`` tree; labels follow the sorted union of the class names of all the mapped folders."""
     base = Path(root).expanduser() if root is not None else Path.cwd()
@@ -265,8 +294,13 @@ def folder_domains(root: Path | None, cache: Path, mapping: dict[str, str], requ
     classes = sorted({c for f in folders.values() if f.is_dir() for c in list_class_images(f)})
     files = {d: list_class_images(folders[d]) for d in requested}
     fingerprint = {"v": 1, "size": size, "channels": channels, "classes": classes, "files": tree_fingerprint(files)}
-    sets = cached_sets(cache, "imagefolder-domains", fingerprint,
-                       lambda: {d: read_class_folder(files[d], classes, size, channels) for d in requested})
-    meta = DataMeta(base.name or "imagefolder", len(classes), channels, (size, size), (), (), tuple(classes),
-                    augment="flip_crop")
+    sets = cached_sets(
+        cache,
+        "imagefolder-domains",
+        fingerprint,
+        lambda: {d: read_class_folder(files[d], classes, size, channels) for d in requested},
+    )
+    meta = DataMeta(
+        base.name or "imagefolder", len(classes), channels, (size, size), (), (), tuple(classes), augment="flip_crop"
+    )
     return DomainImages(meta, sets)

@@ -55,8 +55,9 @@ def domain_folder(root: Path, domain: str) -> Path | None:
 NUM_CLASSES = 31
 
 
-def _probe(root: Path | None, size: int = 224, resize: int | None = None, channels: int = 3,
-           stats: str = "source") -> DataMeta:
+def _probe(
+    root: Path | None, size: int = 224, resize: int | None = None, channels: int = 3, stats: str = "source"
+) -> DataMeta:
     """The metadata without decoding an image (validate builds the model from it): 31 classes, the class
     names from the extracted tree when it is there; placeholder statistics (``stats: source`` computes them
     from the source domain at load). A missing archive is reported when the data is loaded, before any work."""
@@ -64,17 +65,22 @@ def _probe(root: Path | None, size: int = 224, resize: int | None = None, channe
     if root is not None and Path(root).is_dir():
         folders = [f for f in (domain_folder(Path(root), d) for d in DOMAINS) if f is not None]
         names = tuple(sorted({c for f in folders for c in list_class_images(f)}))
-    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if stats == "imagenet" and channels == 3 else \
-        ((0.5,) * channels, (0.25,) * channels)
-    return DataMeta("office31", len(names) or NUM_CLASSES, channels, (size, size), mean, std, names,
-                    augment="flip_crop")
+    mean, std = (
+        (IMAGENET_MEAN, IMAGENET_STD)
+        if stats == "imagenet" and channels == 3
+        else ((0.5,) * channels, (0.25,) * channels)
+    )
+    return DataMeta(
+        "office31", len(names) or NUM_CLASSES, channels, (size, size), mean, std, names, augment="flip_crop"
+    )
 
 
 PUBLISHED_SIZES = {"amazon": 2817, "dslr": 498, "webcam": 795}  # images per domain in the archive
 
 
-def _sizes(root: Path | None, size: int = 224, resize: int | None = None, channels: int = 3,
-           stats: str = "source") -> dict[str, int]:
+def _sizes(
+    root: Path | None, size: int = 224, resize: int | None = None, channels: int = 3, stats: str = "source"
+) -> dict[str, int]:
     """Images per domain: counted in the extracted tree when it is there (none decoded), else the archive's;
     no option changes the counts."""
     out = dict(PUBLISHED_SIZES)
@@ -86,12 +92,26 @@ def _sizes(root: Path | None, size: int = 224, resize: int | None = None, channe
     return out
 
 
-@datasets.register("office31", params=Office31Options, domains=DOMAINS, probe=_probe, sizes=_sizes,
-                   description="Office-31 (amazon, dslr, webcam; 31 classes) from the extracted archive at "
-                               "dataset.root; decoded once, cached")
-def office31(root: Path | None, cache: Path, download: bool, *, requested: tuple[str, ...] = DOMAINS,
-             size: int = 224, resize: int | None = None, channels: int = 3,
-             stats: str = "source") -> DomainImages:
+@datasets.register(
+    "office31",
+    params=Office31Options,
+    domains=DOMAINS,
+    probe=_probe,
+    sizes=_sizes,
+    description="Office-31 (amazon, dslr, webcam; 31 classes) from the extracted archive at "
+    "dataset.root; decoded once, cached",
+)
+def office31(
+    root: Path | None,
+    cache: Path,
+    download: bool,
+    *,
+    requested: tuple[str, ...] = DOMAINS,
+    size: int = 224,
+    resize: int | None = None,
+    channels: int = 3,
+    stats: str = "source",
+) -> DomainImages:
     if stats == "imagenet" and channels != 3:
         raise DatasetError("office31: stats: imagenet needs channels: 3 (ImageNet statistics are per RGB channel)")
     given = root is not None
@@ -100,16 +120,27 @@ def office31(root: Path | None, cache: Path, download: bool, *, requested: tuple
     missing = [d for d in requested if folders[d] is None]
     if missing:
         where = f"under {root}" if given else f"under {root} (dataset.root not set)"
-        raise DatasetError(f"office31: no {'/'.join(missing)} images {where}; extract "
-                           f"domain_adaptation_images.tar.gz and set dataset.root to it (expected "
-                           f"<root>/<domain>/images/<class>/*.jpg); it cannot be downloaded automatically")
+        raise DatasetError(
+            f"office31: no {'/'.join(missing)} images {where}; extract "
+            f"domain_adaptation_images.tar.gz and set dataset.root to it (expected "
+            f"<root>/<domain>/images/<class>/*.jpg); it cannot be downloaded automatically"
+        )
     classes = sorted({c for f in folders.values() if f is not None for c in list_class_images(f)})
     files = {d: list_class_images(folders[d]) for d in requested}  # type: ignore[arg-type]
-    fingerprint = {"v": _VERSION, "size": size, "resize": resize, "channels": channels, "classes": classes,
-                   "files": tree_fingerprint(files)}
-    sets = cached_sets(cache, "office31", fingerprint,
-                       lambda: {d: read_class_folder(files[d], classes, size, channels, resize) for d in requested})
+    fingerprint = {
+        "v": _VERSION,
+        "size": size,
+        "resize": resize,
+        "channels": channels,
+        "classes": classes,
+        "files": tree_fingerprint(files),
+    }
+    sets = cached_sets(
+        cache,
+        "office31",
+        fingerprint,
+        lambda: {d: read_class_folder(files[d], classes, size, channels, resize) for d in requested},
+    )
     mean, std = (IMAGENET_MEAN, IMAGENET_STD) if stats == "imagenet" else ((), ())
-    meta = DataMeta("office31", len(classes), channels, (size, size), mean, std, tuple(classes),
-                    augment="flip_crop")
+    meta = DataMeta("office31", len(classes), channels, (size, size), mean, std, tuple(classes), augment="flip_crop")
     return DomainImages(meta, sets, {"root": str(root)})

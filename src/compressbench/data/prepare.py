@@ -57,8 +57,9 @@ def _sized(s: ImageSet | None, size: tuple[int, int] | None) -> ImageSet | None:
     return None if s is None else ImageSet(s.x, s.y, s.index, size)
 
 
-def prepare_bundle(bundle: DatasetBundle, *, train_subset: int | None = None, val_fraction: float | None = None,
-                   resize: Any = None) -> DatasetBundle:
+def prepare_bundle(
+    bundle: DatasetBundle, *, train_subset: int | None = None, val_fraction: float | None = None, resize: Any = None
+) -> DatasetBundle:
     """``bundle`` with the experiment's subset, validation split and resizing applied (see above)."""
     train, val = bundle.train, bundle.val
     if train_subset and train_subset < len(train):
@@ -70,14 +71,26 @@ def prepare_bundle(bundle: DatasetBundle, *, train_subset: int | None = None, va
     meta = resized_meta(bundle.meta, resize)
     if resize is None:
         return dataclasses.replace(bundle, train=train, val=val)
-    return dataclasses.replace(bundle, meta=meta, train=_sized(train, meta.size), test=_sized(bundle.test, meta.size),
-                               val=_sized(val, meta.size),
-                               targets={k: _sized(v, meta.size) for k, v in bundle.targets.items()},
-                               unlabeled={k: _sized(v, meta.size) for k, v in bundle.unlabeled.items()})
+    return dataclasses.replace(
+        bundle,
+        meta=meta,
+        train=_sized(train, meta.size),
+        test=_sized(bundle.test, meta.size),
+        val=_sized(val, meta.size),
+        targets={k: _sized(v, meta.size) for k, v in bundle.targets.items()},
+        unlabeled={k: _sized(v, meta.size) for k, v in bundle.unlabeled.items()},
+    )
 
 
-def dataset_meta(name: str, root: str | None, options: dict[str, Any], *, resize: Any = None,
-                 cache_dir: str | Path | None = None, download: bool = True) -> DataMeta:
+def dataset_meta(
+    name: str,
+    root: str | None,
+    options: dict[str, Any],
+    *,
+    resize: Any = None,
+    cache_dir: str | Path | None = None,
+    download: bool = True,
+) -> DataMeta:
     """The dataset's metadata: from its probe (no image decoded), else by loading it."""
     spec = datasets.spec(name)
     if spec.probe is not None:

@@ -23,7 +23,6 @@ class DataSizes:
     how: str = "declared"
 
 
-
 def data_sizes(ds: Any, cache_dir: str) -> DataSizes:
     """The image counts of one experiment part's dataset (``DatasetConfig``). One-line UserError if unknown."""
     from . import dataset_options
@@ -61,11 +60,17 @@ def _loaded_sizes(ds: Any, cache_dir: str) -> DataSizes:
     try:
         b = load_dataset(ds.name, root=ds.root, cache_dir=cache_dir, download=False, **domains, **ds.options)
     except UserError as e:
-        raise UserError(f"dataset: cannot count the images of '{ds.name}': it declares no sizes and has no local "
-                        f"copy ({e})") from None
+        raise UserError(
+            f"dataset: cannot count the images of '{ds.name}': it declares no sizes and has no local copy ({e})"
+        ) from None
     b = prepare_bundle(b, train_subset=ds.train_subset, val_fraction=ds.val_fraction)
-    return DataSizes(len(b.train), len(b.val) if b.val is not None else 0, len(b.test),
-                     {k: len(v) for k, v in b.targets.items()}, how="loaded")
+    return DataSizes(
+        len(b.train),
+        len(b.val) if b.val is not None else 0,
+        len(b.test),
+        {k: len(v) for k, v in b.targets.items()},
+        how="loaded",
+    )
 
 
 __all__ = ["DataSizes", "data_sizes"]

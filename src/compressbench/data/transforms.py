@@ -66,8 +66,14 @@ def _grey(x: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(1, keepdim=True)
 
 
-def color_jitter(x: torch.Tensor, g: torch.Generator, brightness: float = 0.0, contrast: float = 0.0,
-                 saturation: float = 0.0, hue: float = 0.0) -> torch.Tensor:
+def color_jitter(
+    x: torch.Tensor,
+    g: torch.Generator,
+    brightness: float = 0.0,
+    contrast: float = 0.0,
+    saturation: float = 0.0,
+    hue: float = 0.0,
+) -> torch.Tensor:
     """Per-image brightness / contrast / saturation / hue jitter (see the module docstring)."""
     n = x.shape[0]
     shape = (n, 1, 1, 1)

@@ -47,9 +47,20 @@ class ExportResult:
     located: Located
 
 
-def export(store: str | Path, variant: str, *, format: str = "onnx", out: str | Path, seed: int | None = None,
-           experiment: str | None = None, cache: str | Path | None = None, settings: VerifySettings | None = None,
-           subset: int | None = -1, trust: bool = False, command: str | None = None) -> ExportResult:
+def export(
+    store: str | Path,
+    variant: str,
+    *,
+    format: str = "onnx",
+    out: str | Path,
+    seed: int | None = None,
+    experiment: str | None = None,
+    cache: str | Path | None = None,
+    settings: VerifySettings | None = None,
+    subset: int | None = -1,
+    trust: bool = False,
+    command: str | None = None,
+) -> ExportResult:
     """Export ``variant`` (seed ``seed``) of the study in ``store`` as ``format`` into ``out``, verify it in its
     runtime on ``subset`` evaluation images (-1: the run's ``eval_subset``; None: the whole test split),
     store the rows and write ``out/README.md``, the model card. ``cache``: the run's cache folder when it
@@ -93,40 +104,91 @@ def export(store: str | Path, variant: str, *, format: str = "onnx", out: str | 
     ok = any(m.metric == "verified" and m.value == 1.0 for m in mine)
     error = None if ok else "; ".join(m.condition.get("reason", "") for m in mine if m.metric == "verified")
     files = list(written.files) if written is not None else []
-    config = {"export": {"store": str(Path(store)), "experiment": loc.experiment, "variant": loc.variant,
-                         "seed": loc.seed, "format": format, "out": str(out), "model_job": loc.job_key,
-                         "subset": len(images), "settings": settings.model_dump(mode="json")}}
-    key = content_key({"kind": "export", "model_job": loc.job_key, "format": format, "subset": len(images),
-                       "settings": settings.model_dump(mode="json"), "v": EXPORT_VERSION})
+    config = {
+        "export": {
+            "store": str(Path(store)),
+            "experiment": loc.experiment,
+            "variant": loc.variant,
+            "seed": loc.seed,
+            "format": format,
+            "out": str(out),
+            "model_job": loc.job_key,
+            "subset": len(images),
+            "settings": settings.model_dump(mode="json"),
+        }
+    }
+    key = content_key(
+        {
+            "kind": "export",
+            "model_job": loc.job_key,
+            "format": format,
+            "subset": len(images),
+            "settings": settings.model_dump(mode="json"),
+            "v": EXPORT_VERSION,
+        }
+    )
     store_obj = loc.store
     store_obj.add_run(run_id, f"{loc.experiment}:export", created, config, _git_hash(), vers, "cpu", host)
     rows = _rows(loc, mine, key, run_id, created, format, error)
     card = out / "README.md"
-    arts = [{"job_key": key, "experiment": loc.experiment, "variant": loc.variant, "method": loc.method,
-             "seed": loc.seed, "evaluator": "export", "name": f"{format}/{f.name}", "path": f.resolve(),
-             "created_at": created} for f in files + [card]]
+    arts = [
+        {
+            "job_key": key,
+            "experiment": loc.experiment,
+            "variant": loc.variant,
+            "method": loc.method,
+            "seed": loc.seed,
+            "evaluator": "export",
+            "name": f"{format}/{f.name}",
+            "path": f.resolve(),
+            "created_at": created,
+        }
+        for f in files + [card]
+    ]
     stored = store_obj.add_job(rows, arts)
     if stored == 0:
-        log.info("export %s/%s: the store holds this export's rows already (key %s): nothing added", loc.variant,
-                 format, key)
-    prov = {"run_id": run_id, "created": created, "git": _git_hash(), "versions": vers, "host": host,
-            "threads": threads, "runtime": runtime_name(format),
-            "command": command or f"compressbench.export({str(store)!r}, {loc.variant!r}, format={format!r})"}
-    card.write_text(render(loc, ck, format, written, mine, prov,
-                           [(f.name, f.stat().st_size, file_sha256(f)) for f in files]))
+        log.info(
+            "export %s/%s: the store holds this export's rows already (key %s): nothing added", loc.variant, format, key
+        )
+    prov = {
+        "run_id": run_id,
+        "created": created,
+        "git": _git_hash(),
+        "versions": vers,
+        "host": host,
+        "threads": threads,
+        "runtime": runtime_name(format),
+        "command": command or f"compressbench.export({str(store)!r}, {loc.variant!r}, format={format!r})",
+    }
+    card.write_text(
+        render(loc, ck, format, written, mine, prov, [(f.name, f.stat().st_size, file_sha256(f)) for f in files])
+    )
     return ExportResult(format, out, files, card, mine, ok, error, stored, loc)
 
 
-def _rows(loc: Located, mine: list[Measurement], key: str, run_id: str, created: str, fmt: str,
-          error: str | None) -> list[dict[str, Any]]:
-    base = {"experiment": loc.experiment, "variant": loc.variant, "method": loc.method, "seed": loc.seed,
-            "evaluator": "export", "evaluator_version": EXPORT_VERSION, "job_key": key, "run_id": run_id,
-            "created_at": created, **loc.labels}
-    rows = [{**base, "metric": m.metric, "value": float(m.value), "condition": m.condition, "tag": m.tag,
-             "unit": m.unit} for m in mine]
+def _rows(
+    loc: Located, mine: list[Measurement], key: str, run_id: str, created: str, fmt: str, error: str | None
+) -> list[dict[str, Any]]:
+    base = {
+        "experiment": loc.experiment,
+        "variant": loc.variant,
+        "method": loc.method,
+        "seed": loc.seed,
+        "evaluator": "export",
+        "evaluator_version": EXPORT_VERSION,
+        "job_key": key,
+        "run_id": run_id,
+        "created_at": created,
+        **loc.labels,
+    }
+    rows = [
+        {**base, "metric": m.metric, "value": float(m.value), "condition": m.condition, "tag": m.tag, "unit": m.unit}
+        for m in mine
+    ]
     if error is not None:
-        rows.append({**base, "metric": "error", "value": None, "error": f"export {fmt}: {error}",
-                     "condition": {"format": fmt}})
+        rows.append(
+            {**base, "metric": "error", "value": None, "error": f"export {fmt}: {error}", "condition": {"format": fmt}}
+        )
     return rows
 
 

@@ -58,8 +58,10 @@ def write_onnx(inp: ExportInput, out: Path) -> Written:
         with tempfile.TemporaryDirectory() as tmp:
             fp32 = export_onnx(float_twin(inp.model), Path(tmp) / "fp32.onnx", inp.input_shape)
             quantize_onnx_dynamic(fp32, path)
-        notes.append("dynamic int8 by ONNX Runtime's quantize_dynamic (MatMul/Gemm) of the variant's dequantized "
-                     "weights: the runtime's own weight scales")
+        notes.append(
+            "dynamic int8 by ONNX Runtime's quantize_dynamic (MatMul/Gemm) of the variant's dequantized "
+            "weights: the runtime's own weight scales"
+        )
     else:
         export_onnx(inp.model, path, inp.input_shape)
         if int8_kind(inp.model):
@@ -73,14 +75,23 @@ def open_onnx(path: Path, threads: int) -> Predict:
     return lambda x: sess.run(None, {name: x})[0]
 
 
-formats.register("onnx", write_onnx, label="ONNX Runtime", suffix=".onnx", open=open_onnx,
-                 runtime_version=lambda: f"onnxruntime-{metadata.version('onnxruntime')}",
-                 missing=lambda: _absent("onnxruntime"), extra="onnx", version=1, worker="onnx",
-                 usage='import numpy as np, onnxruntime as ort\n'
-                       'sess = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])\n'
-                       'x = np.random.rand({shape}).astype(np.float32)  # images in [0, 1], N×C×H×W\n'
-                       'logits = sess.run(None, {{"input": x}})[0]',
-                 description="ONNX (opset 17, dynamic batch): fp32, or QDQ int8 with the variant's own scales")
+formats.register(
+    "onnx",
+    write_onnx,
+    label="ONNX Runtime",
+    suffix=".onnx",
+    open=open_onnx,
+    runtime_version=lambda: f"onnxruntime-{metadata.version('onnxruntime')}",
+    missing=lambda: _absent("onnxruntime"),
+    extra="onnx",
+    version=1,
+    worker="onnx",
+    usage="import numpy as np, onnxruntime as ort\n"
+    'sess = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])\n'
+    "x = np.random.rand({shape}).astype(np.float32)  # images in [0, 1], N×C×H×W\n"
+    'logits = sess.run(None, {{"input": x}})[0]',
+    description="ONNX (opset 17, dynamic batch): fp32, or QDQ int8 with the variant's own scales",
+)
 
 
 # --------------------------------------------------------------------------- OpenVINO
@@ -92,17 +103,25 @@ def write_openvino(inp: ExportInput, out: Path) -> Written:
         model = ov.convert_model(str(src.path))
     xml = out / "model.xml"
     ov.save_model(model, str(xml), compress_to_fp16=False)  # the default would halve fp32 weights
-    return Written(xml, [xml, xml.with_suffix(".bin")], src.dtype,
-                   notes=src.notes + ["converted from the ONNX export by openvino.convert_model"],
-                   max_batch=inp.max_batch)
+    return Written(
+        xml,
+        [xml, xml.with_suffix(".bin")],
+        src.dtype,
+        notes=src.notes + ["converted from the ONNX export by openvino.convert_model"],
+        max_batch=inp.max_batch,
+    )
 
 
 def open_openvino(path: Path, threads: int) -> Predict:
     import openvino as ov
 
     core = ov.Core()
-    config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-              "INFERENCE_PRECISION_HINT": "f32"}
+    config = {
+        "INFERENCE_NUM_THREADS": threads,
+        "NUM_STREAMS": 1,
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": "f32",
+    }
     requests = {}
 
     def predict(x: np.ndarray) -> np.ndarray:
@@ -116,13 +135,21 @@ def open_openvino(path: Path, threads: int) -> Predict:
     return predict
 
 
-formats.register("openvino", write_openvino, label="OpenVINO", suffix=".xml", open=open_openvino,
-                 runtime_version=lambda: f"openvino-{metadata.version('openvino')}",
-                 missing=lambda: _absent("openvino"), extra="openvino", version=1,
-                 usage='import numpy as np, openvino as ov\n'
-                       'compiled = ov.Core().compile_model("model.xml", "CPU")\n'
-                       'logits = compiled(np.random.rand({shape}).astype(np.float32))[0]  # images in [0, 1]',
-                 description="OpenVINO IR (openvino.convert_model of the ONNX export; int8 from its QDQ graph)")
+formats.register(
+    "openvino",
+    write_openvino,
+    label="OpenVINO",
+    suffix=".xml",
+    open=open_openvino,
+    runtime_version=lambda: f"openvino-{metadata.version('openvino')}",
+    missing=lambda: _absent("openvino"),
+    extra="openvino",
+    version=1,
+    usage="import numpy as np, openvino as ov\n"
+    'compiled = ov.Core().compile_model("model.xml", "CPU")\n'
+    "logits = compiled(np.random.rand({shape}).astype(np.float32))[0]  # images in [0, 1]",
+    description="OpenVINO IR (openvino.convert_model of the ONNX export; int8 from its QDQ graph)",
+)
 
 
 # --------------------------------------------------------------------------- torch.export / ExecuTorch
@@ -133,8 +160,10 @@ def write_pt2(inp: ExportInput, out: Path) -> Written:
     tag = "realised"
     if dtype.startswith("int8"):
         tag = "simulated"
-        notes = notes + ["PyTorch eager runs this q/dq graph with float kernels: its timings are simulated int8 "
-                         "(ExecuTorch or torch.compile run it with int8 kernels)"]
+        notes = notes + [
+            "PyTorch eager runs this q/dq graph with float kernels: its timings are simulated int8 "
+            "(ExecuTorch or torch.compile run it with int8 kernels)"
+        ]
     return Written(path, [path], dtype, tag=tag, notes=notes, max_batch=inp.max_batch)
 
 
@@ -156,14 +185,21 @@ def open_pt2(path: Path, threads: int) -> Predict:
     return predict
 
 
-formats.register("pt2", write_pt2, label="torch.export (eager)", suffix=".pt2", open=open_pt2,
-                 runtime_version=lambda: f"torch.export-{torch.__version__}", version=1,
-                 usage='import torch\n'
-                       '# int8 graphs: import torchao.quantization.pt2e first (registers the q/dq ops)\n'
-                       'module = torch.export.load("model.pt2").module()\n'
-                       'logits = module(torch.rand({shape}))  # images in [0, 1], batch up to 64',
-                 description="torch.export ExportedProgram (torch.export.save), the entry to ExecuTorch and "
-                             "AOTInductor; int8 variants as an XNNPACK-quantized q/dq graph")
+formats.register(
+    "pt2",
+    write_pt2,
+    label="torch.export (eager)",
+    suffix=".pt2",
+    open=open_pt2,
+    runtime_version=lambda: f"torch.export-{torch.__version__}",
+    version=1,
+    usage="import torch\n"
+    "# int8 graphs: import torchao.quantization.pt2e first (registers the q/dq ops)\n"
+    'module = torch.export.load("model.pt2").module()\n'
+    "logits = module(torch.rand({shape}))  # images in [0, 1], batch up to 64",
+    description="torch.export ExportedProgram (torch.export.save), the entry to ExecuTorch and "
+    "AOTInductor; int8 variants as an XNNPACK-quantized q/dq graph",
+)
 
 
 def write_executorch(inp: ExportInput, out: Path) -> Written:
@@ -174,10 +210,15 @@ def write_executorch(inp: ExportInput, out: Path) -> Written:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         edge = to_edge_transform_and_lower(ep, partitioner=[XnnpackPartitioner()])
-    left = sorted({str(n.target).split(".")[-2] if "." in str(n.target) else str(n.target)
-                   for n in edge.exported_program().graph.nodes
-                   if n.op == "call_function" and "executorch_call_delegate" not in str(n.target)
-                   and "getitem" not in str(n.target)})
+    left = sorted(
+        {
+            str(n.target).split(".")[-2] if "." in str(n.target) else str(n.target)
+            for n in edge.exported_program().graph.nodes
+            if n.op == "call_function"
+            and "executorch_call_delegate" not in str(n.target)
+            and "getitem" not in str(n.target)
+        }
+    )
     if left:
         notes = notes + [f"not delegated to XNNPACK (portable kernels): {', '.join(left)}"]
     path = out / "model.pte"
@@ -198,14 +239,22 @@ def open_executorch(path: Path, threads: int) -> Predict:
     return lambda x: method.execute([torch.from_numpy(x)])[0].numpy()
 
 
-formats.register("executorch", write_executorch, label="ExecuTorch (XNNPACK)", suffix=".pte", open=open_executorch,
-                 runtime_version=lambda: f"executorch-{metadata.version('executorch')}-xnnpack",
-                 missing=lambda: _absent("executorch"), extra="executorch", version=1,
-                 usage='import torch\n'
-                       'from executorch.runtime import Runtime\n'
-                       'method = Runtime.get().load_program("model.pte").load_method("forward")\n'
-                       'logits = method.execute([torch.rand({shape})])[0]  # images in [0, 1], batch up to 64',
-                 description="ExecuTorch .pte lowered to XNNPACK; int8 variants through the XNNPACK quantizer")
+formats.register(
+    "executorch",
+    write_executorch,
+    label="ExecuTorch (XNNPACK)",
+    suffix=".pte",
+    open=open_executorch,
+    runtime_version=lambda: f"executorch-{metadata.version('executorch')}-xnnpack",
+    missing=lambda: _absent("executorch"),
+    extra="executorch",
+    version=1,
+    usage="import torch\n"
+    "from executorch.runtime import Runtime\n"
+    'method = Runtime.get().load_program("model.pte").load_method("forward")\n'
+    "logits = method.execute([torch.rand({shape})])[0]  # images in [0, 1], batch up to 64",
+    description="ExecuTorch .pte lowered to XNNPACK; int8 variants through the XNNPACK quantizer",
+)
 
 
 # --------------------------------------------------------------------------- safetensors + JSON
@@ -223,11 +272,22 @@ def write_safetensors(inp: ExportInput, out: Path) -> Written:
     path = out / "model.safetensors"
     save_file(tensors, str(path), metadata={"format": "compressbench-safetensors"})
     meta = ck["spec"]["meta"]
-    spec = {"format": "compressbench-safetensors", "version": 1,
-            "input": {"shape": list(inp.input_shape), "range": [0.0, 1.0], "layout": "NCHW",
-                      "normalisation": "inside the model (mean/std buffers)", "mean": list(meta["mean"]),
-                      "std": list(meta["std"]), "classes": list(meta.get("class_names") or [])},
-            "compressbench": {"spec": ck["spec"], "steps": ck["steps"]}, "state": layout, "graph": None}
+    spec = {
+        "format": "compressbench-safetensors",
+        "version": 1,
+        "input": {
+            "shape": list(inp.input_shape),
+            "range": [0.0, 1.0],
+            "layout": "NCHW",
+            "normalisation": "inside the model (mean/std buffers)",
+            "mean": list(meta["mean"]),
+            "std": list(meta["std"]),
+            "classes": list(meta.get("class_names") or []),
+        },
+        "compressbench": {"spec": ck["spec"], "steps": ck["steps"]},
+        "state": layout,
+        "graph": None,
+    }
     notes: list[str] = []
     jpath = path.with_suffix(".json")
     try:
@@ -239,8 +299,14 @@ def write_safetensors(inp: ExportInput, out: Path) -> Written:
         spec["graph"], spec["graph_note"] = None, f"{type(e).__name__}: {e}"
         notes.append(f"no standalone graph (load with compressbench.load_model): {e}")
     jpath.write_text(json.dumps(spec, indent=1))
-    return Written(path, [path, jpath], _dtype_of(inp.model), notes=notes, max_batch=inp.max_batch,
-                   info={"standalone": spec["graph"] is not None})
+    return Written(
+        path,
+        [path, jpath],
+        _dtype_of(inp.model),
+        notes=notes,
+        max_batch=inp.max_batch,
+        info={"standalone": spec["graph"] is not None},
+    )
 
 
 def _check_standalone(model: torch.nn.Module, inp: ExportInput) -> None:
@@ -264,12 +330,21 @@ def open_safetensors(path: Path, threads: int) -> Predict:
     return predict
 
 
-formats.register("safetensors", write_safetensors, label="PyTorch (safetensors)", suffix=".safetensors",
-                 open=open_safetensors, runtime_version=lambda: f"torch-{torch.__version__}",
-                 missing=lambda: _absent("safetensors"), graph="weights", worker="torch", version=1,
-                 usage='import compressbench as cb, torch\n'
-                       'model, _ = cb.load_model("model.safetensors")  # + model.json; nothing unpickled\n'
-                       'logits = model(torch.rand({shape}))  # images in [0, 1]\n'
-                       '# without compressbench (float models): from load_model import load; model = load("model")',
-                 description="safetensors + a JSON architecture spec (no pickle): compressbench.load_model, "
-                             "or torch + safetensors alone with the standalone loader for float models")
+formats.register(
+    "safetensors",
+    write_safetensors,
+    label="PyTorch (safetensors)",
+    suffix=".safetensors",
+    open=open_safetensors,
+    runtime_version=lambda: f"torch-{torch.__version__}",
+    missing=lambda: _absent("safetensors"),
+    graph="weights",
+    worker="torch",
+    version=1,
+    usage="import compressbench as cb, torch\n"
+    'model, _ = cb.load_model("model.safetensors")  # + model.json; nothing unpickled\n'
+    "logits = model(torch.rand({shape}))  # images in [0, 1]\n"
+    '# without compressbench (float models): from load_model import load; model = load("model")',
+    description="safetensors + a JSON architecture spec (no pickle): compressbench.load_model, "
+    "or torch + safetensors alone with the standalone loader for float models",
+)

@@ -52,10 +52,18 @@ def evidence(model: nn.Module, images: ImageSet, data: DatasetBundle, calib_batc
     return Evidence(xs, torch.cat(ys), ref, calib)
 
 
-def export_one(name: str, model: nn.Module, checkpoint: dict[str, Any] | None, out: Path,
-               input_shape: tuple[int, ...], ev: Evidence, settings: VerifySettings, *,
-               target: dict[str, Any] | None = None, scratch: ScratchDir | None = None
-               ) -> tuple[Written | None, list[Measurement]]:
+def export_one(
+    name: str,
+    model: nn.Module,
+    checkpoint: dict[str, Any] | None,
+    out: Path,
+    input_shape: tuple[int, ...],
+    ev: Evidence,
+    settings: VerifySettings,
+    *,
+    target: dict[str, Any] | None = None,
+    scratch: ScratchDir | None = None,
+) -> tuple[Written | None, list[Measurement]]:
     """Write ``model`` as format ``name`` into ``out`` and verify it: ``(written or None, rows)``."""
     why = missing_reason(name)
     if why:
@@ -68,8 +76,9 @@ def export_one(name: str, model: nn.Module, checkpoint: dict[str, Any] | None, o
         log.warning("export %s failed: %s: %s", name, type(e).__name__, e)
         return None, [failure(name, e)]
     try:
-        rows = verify(name, written, inp.input_shape, ev.images, ev.labels, ev.reference, settings, target=target,
-                      scratch=scratch)
+        rows = verify(
+            name, written, inp.input_shape, ev.images, ev.labels, ev.reference, settings, target=target, scratch=scratch
+        )
     except Exception as e:  # noqa: BLE001 — the runtime could not run it
         log.warning("export %s: the runtime failed: %s: %s", name, type(e).__name__, e)
         return written, [failure(name, e)]

@@ -86,7 +86,8 @@ class Written:
 
 
 formats: Registry[Callable[[ExportInput, Path], Written], FormatSpec] = Registry(
-    "export format", "compressbench.deploy.builtin", FormatSpec)
+    "export format", "compressbench.deploy.builtin", FormatSpec
+)
 
 
 def missing_reason(name: str) -> str | None:

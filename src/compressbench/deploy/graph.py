@@ -71,8 +71,9 @@ def graph_spec(model: nn.Module) -> dict[str, Any]:
     try:
         gm = torch.fx.symbolic_trace(model)
     except Exception as e:  # noqa: BLE001 — any tracing failure is "not representable"
-        raise NotRepresentable(f"torch.fx cannot trace the model: {type(e).__name__}: {str(e).splitlines()[0]}") \
-            from None
+        raise NotRepresentable(
+            f"torch.fx cannot trace the model: {type(e).__name__}: {str(e).splitlines()[0]}"
+        ) from None
     modules = []
     for name, m in model.named_modules():
         if not name:
@@ -92,16 +93,20 @@ def graph_spec(model: nn.Module) -> dict[str, Any]:
             target = _FN_NAMES.get(n.target)
             if target is None:
                 fn = getattr(n.target, "__qualname__", str(n.target))
-                raise NotRepresentable(f"{where} calls {getattr(n.target, '__module__', '')}.{fn}, which the "
-                                       f"standalone loader does not allow")
+                raise NotRepresentable(
+                    f"{where} calls {getattr(n.target, '__module__', '')}.{fn}, which the "
+                    f"standalone loader does not allow"
+                )
         elif n.op == "call_method" and n.target not in METHODS:
-            raise NotRepresentable(f"{where} calls the tensor method '{n.target}', which the standalone loader "
-                                   f"does not allow")
+            raise NotRepresentable(
+                f"{where} calls the tensor method '{n.target}', which the standalone loader does not allow"
+            )
         elif n.op == "call_module" and n.target not in typed:
             m = model.get_submodule(n.target)
-            raise NotRepresentable(f"{where} calls {n.target} ({type(m).__module__}.{type(m).__name__}), not a "
-                                   f"torch.nn layer")
-        nodes.append([n.name, n.op, str(target), _arg(list(n.args), where),
-                      {k: _arg(v, where) for k, v in n.kwargs.items()}])
+            raise NotRepresentable(
+                f"{where} calls {n.target} ({type(m).__module__}.{type(m).__name__}), not a torch.nn layer"
+            )
+        nodes.append(
+            [n.name, n.op, str(target), _arg(list(n.args), where), {k: _arg(v, where) for k, v in n.kwargs.items()}]
+        )
     return {"modules": modules, "nodes": nodes}
-

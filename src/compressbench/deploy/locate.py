@@ -51,8 +51,10 @@ class Located:
         cfg = self.run.get("config_json") or {}
         named = sorted(_object_paths(cfg))
         if named and not trust:
-            raise ExportError(f"the run's config names code ({', '.join(named[:3])}); validating it again imports that "
-                              f"code: pass --trust-code (trust=True) if you trust the store {self.store.path}")
+            raise ExportError(
+                f"the run's config names code ({', '.join(named[:3])}); validating it again imports that "
+                f"code: pass --trust-code (trust=True) if you trust the store {self.store.path}"
+            )
         try:
             return validate(cfg)
         except UserError as e:
@@ -65,8 +67,9 @@ class Located:
         exp = self.experiment_config(trust)
         parts = {p.name: p.dataset for p in exp.parts}
         if self.experiment not in parts:
-            raise ExportError(f"experiment '{self.experiment}' is not one of its run's experiments "
-                              f"({', '.join(parts)})")
+            raise ExportError(
+                f"experiment '{self.experiment}' is not one of its run's experiments ({', '.join(parts)})"
+            )
         ds = parts[self.experiment]
         return get_dataset(ds.model_copy(update={"download": False}), self.cache), exp.dataset.eval_subset
 
@@ -87,17 +90,25 @@ def _pick(what: str, value: Any, known: list[Any], flag: str) -> Any:
             names = [str(k) for k in known]
             near = [k for k in names if str(value) in k][:1] or difflib.get_close_matches(str(value), names, n=1)
             hint = f"; did you mean '{near[0]}'?" if near else ""
-            raise ExportError(f"{flag}: no {what} '{value}' in the store{hint} (known: "
-                              f"{', '.join(str(k) for k in known) or 'none'})")
+            raise ExportError(
+                f"{flag}: no {what} '{value}' in the store{hint} (known: {', '.join(str(k) for k in known) or 'none'})"
+            )
         return value
     if len(known) == 1:
         return known[0]
-    raise ExportError(f"the store has {len(known)} {what}s ({', '.join(str(k) for k in known)}): choose one with "
-                      f"{flag}")
+    raise ExportError(
+        f"the store has {len(known)} {what}s ({', '.join(str(k) for k in known)}): choose one with {flag}"
+    )
 
 
-def locate(store_path: str | Path, variant: str, *, seed: int | None = None, experiment: str | None = None,
-           cache: str | Path | None = None) -> Located:
+def locate(
+    store_path: str | Path,
+    variant: str,
+    *,
+    seed: int | None = None,
+    experiment: str | None = None,
+    cache: str | Path | None = None,
+) -> Located:
     """The model of ``variant`` (seed ``seed``; needed when the store has several) of ``experiment`` (needed
     when the store has several) in the cache of the run that made it (or ``cache``). One-line
     :class:`ExportError` for anything missing."""
@@ -117,12 +128,26 @@ def locate(store_path: str | Path, variant: str, *, seed: int | None = None, exp
     run = runs.get(row["run_id"]) or {}
     cache_dir = Path(cache) if cache is not None else Path((run.get("config_json") or {}).get("cache_dir") or "")
     if cache is None and not run:
-        raise ExportError(f"the store has no record of the run that made '{variant}' (run {row['run_id']}): give its "
-                          f"cache folder with --cache")
+        raise ExportError(
+            f"the store has no record of the run that made '{variant}' (run {row['run_id']}): give its "
+            f"cache folder with --cache"
+        )
     res, why = inspect_cached(cache_dir, row["job_key"])
     if res is None:
         state = f"is damaged ({why})" if why else "is not there"
-        raise ExportError(f"the model of '{variant}' (job {row['job_key']}) {state} in the cache {cache_dir}: give the "
-                          f"cache folder the run used with --cache, or rerun `compressbench run` to rebuild it")
-    return Located(store, exp, variant, seed, row["method"], row["job_key"], res.dir / "model.pt", cache_dir, run,
-                   {k: row[k] for k in ("budget_kind", "budget_target", "budget_achieved")})
+        raise ExportError(
+            f"the model of '{variant}' (job {row['job_key']}) {state} in the cache {cache_dir}: give the "
+            f"cache folder the run used with --cache, or rerun `compressbench run` to rebuild it"
+        )
+    return Located(
+        store,
+        exp,
+        variant,
+        seed,
+        row["method"],
+        row["job_key"],
+        res.dir / "model.pt",
+        cache_dir,
+        run,
+        {k: row[k] for k in ("budget_kind", "budget_target", "budget_achieved")},
+    )

@@ -37,26 +37,59 @@ def _links(name: str, fmt_name: str) -> dict[str, str]:
 
 def declarations(fallback: bool = False) -> tuple[MetricSpec, ...]:
     """The generic and per-format declarations (``fallback``: for ``export`` rows, see the module docstring)."""
-    out = [MetricSpec("verified", label="export verified", fmt="int", check=True, table=None,
-                      description="1 = the artifact ran in its runtime and agreed with the variant")]
+    out = [
+        MetricSpec(
+            "verified",
+            label="export verified",
+            fmt="int",
+            check=True,
+            table=None,
+            description="1 = the artifact ran in its runtime and agreed with the variant",
+        )
+    ]
     for name, label, unit, fmt, hib, _, _ in _METRICS:
         timing = name in _TIMING
-        out.append(MetricSpec(name, label=label, unit=unit, fmt=fmt, higher_is_better=hib,  # type: ignore[arg-type]
-                              tag=None, protocol=("threads", "batch") if timing else (),
-                              description=f"{label} of the exported artifact in its runtime"))
+        out.append(
+            MetricSpec(
+                name,
+                label=label,
+                unit=unit,
+                fmt=fmt,
+                higher_is_better=hib,  # type: ignore[arg-type]
+                tag=None,
+                protocol=("threads", "batch") if timing else (),
+                description=f"{label} of the exported artifact in its runtime",
+            )
+        )
     for i, fmt_name in enumerate(formats.names()):
         spec = formats.spec(fmt_name)
         for name, label, unit, fmt, hib, summary, order in _METRICS:
             timing = name in _TIMING
-            out.append(MetricSpec(
-                name, label=f"{spec.label} {label}", unit=unit, fmt=fmt, higher_is_better=hib,  # type: ignore[arg-type]
-                where={"format": fmt_name}, key=f"{name}@{fmt_name}", summary=summary, fallback=fallback and summary,
-                order=order + i / 100, table=None, tag=("realised",) if timing else None,
-                protocol=("threads", "batch") if timing else (),
-                note="{label}: {condition}." if timing and summary else "",
-                description=f"{label} of the {fmt_name} export in {spec.label}", **_links(name, fmt_name)))
+            out.append(
+                MetricSpec(
+                    name,
+                    label=f"{spec.label} {label}",
+                    unit=unit,
+                    fmt=fmt,
+                    higher_is_better=hib,  # type: ignore[arg-type]
+                    where={"format": fmt_name},
+                    key=f"{name}@{fmt_name}",
+                    summary=summary,
+                    fallback=fallback and summary,
+                    order=order + i / 100,
+                    table=None,
+                    tag=("realised",) if timing else None,
+                    protocol=("threads", "batch") if timing else (),
+                    note="{label}: {condition}." if timing and summary else "",
+                    description=f"{label} of the {fmt_name} export in {spec.label}",
+                    **_links(name, fmt_name),
+                )
+            )
     return tuple(out)
 
 
-EXPORT_SPEC = EvaluatorSpec(metrics=declarations(fallback=True), version=1,
-                            description="compressbench export: an exported artifact verified and timed in its runtime")
+EXPORT_SPEC = EvaluatorSpec(
+    metrics=declarations(fallback=True),
+    version=1,
+    description="compressbench export: an exported artifact verified and timed in its runtime",
+)

@@ -103,8 +103,9 @@ def float_twin(model: nn.Module) -> nn.Module:
                 continue
             f = _float_module(child)
             if f is None:
-                raise ValueError(f"no float equivalent of int8 module {type(child).__module__}."
-                                 f"{type(child).__name__} ({name})")
+                raise ValueError(
+                    f"no float equivalent of int8 module {type(child).__module__}.{type(child).__name__} ({name})"
+                )
             setattr(parent, name, f)
 
     swap(twin)
@@ -123,8 +124,9 @@ def _xnnpack_quantizer(kind: Int8Kind):
     return q.set_global(get_symmetric_quantization_config(is_per_channel=True))
 
 
-def pt2e_program(model: nn.Module, input_shape: tuple[int, ...], max_batch: int,
-                 calib: list[torch.Tensor]) -> tuple[torch.export.ExportedProgram, str, list[str]]:
+def pt2e_program(
+    model: nn.Module, input_shape: tuple[int, ...], max_batch: int, calib: list[torch.Tensor]
+) -> tuple[torch.export.ExportedProgram, str, list[str]]:
     """``(ExportedProgram, dtype, notes)``: ``torch.export`` of the variant with the batch axis dynamic up
     to ``max_batch``. An int8 variant goes through its :func:`float_twin` and the XNNPACK quantizer
     (per-channel symmetric int8 weights; static: int8 activations calibrated on ``calib``; dynamic: linear
@@ -140,8 +142,10 @@ def pt2e_program(model: nn.Module, input_shape: tuple[int, ...], max_batch: int,
             dtype = "fp32" if low is None else str(low).replace("torch.", "")
             return torch.export.export(model, example, dynamic_shapes=dyn), dtype, notes
         if importlib.util.find_spec("executorch") is None or importlib.util.find_spec("torchao") is None:
-            raise ModuleNotFoundError(f"an int8 ({kind}) variant is re-quantized by ExecuTorch's XNNPACK quantizer "
-                                      f"(PT2E): pip install '{INT8_EXTRA}'")
+            raise ModuleNotFoundError(
+                f"an int8 ({kind}) variant is re-quantized by ExecuTorch's XNNPACK quantizer "
+                f"(PT2E): pip install '{INT8_EXTRA}'"
+            )
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
         twin = float_twin(model)
@@ -154,9 +158,17 @@ def pt2e_program(model: nn.Module, input_shape: tuple[int, ...], max_batch: int,
                     prepared(x)
                     n += len(x)
         converted = convert_pt2e(prepared)
-        notes.append("int8 re-quantized by the XNNPACK quantizer (PT2E) from the variant's dequantized weights"
-                     + (f", activations calibrated on {n} images" if kind == "static" else
-                        ", linear layers with dynamic activation quantization")
-                     + ": the runtime's own int8 scales, not the variant's")
-        return (torch.export.export(converted, example, dynamic_shapes=dyn),
-                "int8" if kind == "static" else "int8-dynamic", notes)
+        notes.append(
+            "int8 re-quantized by the XNNPACK quantizer (PT2E) from the variant's dequantized weights"
+            + (
+                f", activations calibrated on {n} images"
+                if kind == "static"
+                else ", linear layers with dynamic activation quantization"
+            )
+            + ": the runtime's own int8 scales, not the variant's"
+        )
+        return (
+            torch.export.export(converted, example, dynamic_shapes=dyn),
+            "int8" if kind == "static" else "int8-dynamic",
+            notes,
+        )

@@ -6,15 +6,24 @@ torch.fx graph: modules are built from ``torch.nn`` classes and their arguments,
 and tensor methods listed in ``OPS`` / ``METHODS`` can be called — a JSON file cannot make it run
 anything else. Usage: ``model = load("out/model")`` (reads ``model.json`` + ``model.safetensors``).
 """
+
 import json
 import operator
 
 import torch
 from safetensors.torch import load_file
 
-OPS = {"operator.add": operator.add, "operator.iadd": operator.iadd, "operator.sub": operator.sub,
-       "operator.mul": operator.mul, "operator.truediv": operator.truediv, "torch.flatten": torch.flatten,
-       "torch.cat": torch.cat, "torch.add": torch.add, "torch.nn.functional.relu": torch.nn.functional.relu}
+OPS = {
+    "operator.add": operator.add,
+    "operator.iadd": operator.iadd,
+    "operator.sub": operator.sub,
+    "operator.mul": operator.mul,
+    "operator.truediv": operator.truediv,
+    "torch.flatten": torch.flatten,
+    "torch.cat": torch.cat,
+    "torch.add": torch.add,
+    "torch.nn.functional.relu": torch.nn.functional.relu,
+}
 METHODS = {"view", "reshape", "flatten", "size", "mean", "relu", "add", "mul", "contiguous"}
 
 

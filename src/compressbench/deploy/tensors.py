@@ -66,8 +66,9 @@ def _dec(key: str, d: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Any:
     if t == "qtensor":  # the integer tensor's dtype (int8 / uint8 / int32) gives qint8 / quint8 / qint32
         ints = tensors[key]
         if d["qscheme"].startswith("per_channel"):
-            q = torch._make_per_channel_quantized_tensor(ints, tensors[key + "::scales"],
-                                                         tensors[key + "::zero_points"], int(d["axis"]))
+            q = torch._make_per_channel_quantized_tensor(
+                ints, tensors[key + "::scales"], tensors[key + "::zero_points"], int(d["axis"])
+            )
         else:
             q = torch._make_per_tensor_quantized_tensor(ints, float(d["scale"]), int(d["zero_point"]))
         if q.dtype != _dtype(d["dtype"]):
@@ -112,15 +113,26 @@ def read_export(path: str | Path) -> dict[str, Any]:
     try:
         spec = json.loads(jp.read_text())
         cb = spec["compressbench"]
-        ok = isinstance(cb.get("spec"), dict) and isinstance(cb["spec"].get("model"), str) \
-            and isinstance(cb["spec"].get("meta"), dict) and isinstance(cb.get("steps", []), list)
+        ok = (
+            isinstance(cb.get("spec"), dict)
+            and isinstance(cb["spec"].get("model"), str)
+            and isinstance(cb["spec"].get("meta"), dict)
+            and isinstance(cb.get("steps", []), list)
+        )
         if not ok:
             raise ValueError("'compressbench' needs 'spec' {model, meta, ...} and 'steps'")
         state = decode(load_file(str(p)), spec["state"])
     except CheckpointError:
         raise
     except Exception as e:  # noqa: BLE001 — a damaged or foreign file: one line
-        raise CheckpointError(f"{p}: not a readable compressbench safetensors export ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    return {"format": 1, "spec": cb["spec"], "steps": list(cb.get("steps", [])), "state_dict": state,
-            "extra": cb.get("extra", {})}
+        raise CheckpointError(
+            f"{p}: not a readable compressbench safetensors export ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
+    return {
+        "format": 1,
+        "spec": cb["spec"],
+        "steps": list(cb.get("steps", [])),
+        "state_dict": state,
+        "extra": cb.get("extra", {}),
+    }

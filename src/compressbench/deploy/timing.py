@@ -17,7 +17,13 @@ from .formats import formats
 def time_artifact(job: dict[str, Any]) -> dict[str, Any]:
     """Latency and throughput of ``job["path"]`` in format ``job["format"]``'s runtime."""
     predict = formats.spec(job["format"]).open(Path(job["path"]), int(job["threads"]))
-    res = time_calls(predict, tuple(job["input_shape"]), int(job["throughput_batch"]), int(job["warmup"]),
-                     int(job["repeats"]), int(job["throughput_repeats"]))
+    res = time_calls(
+        predict,
+        tuple(job["input_shape"]),
+        int(job["throughput_batch"]),
+        int(job["warmup"]),
+        int(job["repeats"]),
+        int(job["throughput_repeats"]),
+    )
     res["format"] = job["format"]
     return res

@@ -51,9 +51,16 @@ class VerifySettings(Params):
 
     def profile(self) -> ProfileSettings:
         """The efficiency protocol's settings these timings follow."""
-        return ProfileSettings(threads=self.threads, warmup=self.warmup, repeats=self.repeats,
-                               throughput_batch=self.throughput_batch, throughput_repeats=self.throughput_repeats,
-                               fresh_process=self.fresh_process, timeout_s=self.timeout_s, device="cpu")
+        return ProfileSettings(
+            threads=self.threads,
+            warmup=self.warmup,
+            repeats=self.repeats,
+            throughput_batch=self.throughput_batch,
+            throughput_repeats=self.throughput_repeats,
+            fresh_process=self.fresh_process,
+            timeout_s=self.timeout_s,
+            device="cpu",
+        )
 
     @property
     def max_batch(self) -> int:
@@ -74,16 +81,28 @@ def run_artifact(name: str, written: Written, images: list[torch.Tensor], thread
     before = torch.get_num_threads()
     try:
         predict = formats.spec(name).open(written.path, threads)
-        out = [predict(np.ascontiguousarray(x.numpy(), dtype=np.float32))
-               for batch in images for x in batch.split(max(1, written.max_batch))]
+        out = [
+            predict(np.ascontiguousarray(x.numpy(), dtype=np.float32))
+            for batch in images
+            for x in batch.split(max(1, written.max_batch))
+        ]
     finally:
         torch.set_num_threads(before)
     return np.concatenate(out).astype(np.float32)
 
 
-def verify(name: str, written: Written, input_shape: tuple[int, ...], images: list[torch.Tensor], labels: torch.Tensor,
-           reference: torch.Tensor, settings: VerifySettings, *, target: dict[str, Any] | None = None,
-           scratch: ScratchDir | None = None) -> list[Measurement]:
+def verify(
+    name: str,
+    written: Written,
+    input_shape: tuple[int, ...],
+    images: list[torch.Tensor],
+    labels: torch.Tensor,
+    reference: torch.Tensor,
+    settings: VerifySettings,
+    *,
+    target: dict[str, Any] | None = None,
+    scratch: ScratchDir | None = None,
+) -> list[Measurement]:
     """The rows of one export (see the module docstring). ``input_shape``: one image with its batch axis
     (1, C, H, W); ``reference``: the variant's logits on ``images``; ``target``: the trust decisions a fresh
     PyTorch worker needs (``checkpoint.worker_trust``)."""
@@ -94,10 +113,12 @@ def verify(name: str, written: Written, input_shape: tuple[int, ...], images: li
     y = labels.numpy()
     agree = float((logits.argmax(1) == ref.argmax(1)).mean())
     maxd = float(np.abs(logits - ref).max())
-    ms = [Measurement("top1", float((logits.argmax(1) == y).mean()), dict(cond), "realised"),
-          Measurement("agreement", agree, dict(cond), "realised"),
-          Measurement("max_abs_dlogit", maxd, dict(cond), "realised", "logit"),
-          Measurement("file_bytes", float(written.bytes), dict(cond), "realised", "B")]
+    ms = [
+        Measurement("top1", float((logits.argmax(1) == y).mean()), dict(cond), "realised"),
+        Measurement("agreement", agree, dict(cond), "realised"),
+        Measurement("max_abs_dlogit", maxd, dict(cond), "realised", "logit"),
+        Measurement("file_bytes", float(written.bytes), dict(cond), "realised", "B"),
+    ]
     problems = []
     if agree < settings.min_agreement:
         problems.append(f"top-1 agreement {agree:.2%} < {settings.min_agreement:.0%} on {len(y)} images")
@@ -106,13 +127,23 @@ def verify(name: str, written: Written, input_shape: tuple[int, ...], images: li
         problems.append(f"fp32 logits differ by {maxd:.3g} > {tol:.3g}")
     if settings.timing:
         ms += timings(name, written, input_shape, settings, target=target, scratch=scratch)
-    ms.append(Measurement("verified", 0.0 if problems else 1.0,
-                          {**cond, **({"reason": "; ".join(problems)} if problems else {})}))
+    ms.append(
+        Measurement(
+            "verified", 0.0 if problems else 1.0, {**cond, **({"reason": "; ".join(problems)} if problems else {})}
+        )
+    )
     return ms
 
 
-def timings(name: str, written: Written, input_shape: tuple[int, ...], settings: VerifySettings, *,
-            target: dict[str, Any] | None = None, scratch: ScratchDir | None = None) -> list[Measurement]:
+def timings(
+    name: str,
+    written: Written,
+    input_shape: tuple[int, ...],
+    settings: VerifySettings,
+    *,
+    target: dict[str, Any] | None = None,
+    scratch: ScratchDir | None = None,
+) -> list[Measurement]:
     """Latency at batch 1 and throughput at the throughput batch, in the artifact's runtime, by the efficiency
     protocol; a fresh process per artifact unless ``fresh_process`` is off."""
     spec = formats.spec(name)
@@ -122,8 +153,13 @@ def timings(name: str, written: Written, input_shape: tuple[int, ...], settings:
     shape = (1, *input_shape[1:])
     if settings.fresh_process:
         if spec.worker == "torch":
-            job = timing_job("torch", shape, ps, target={"kind": "checkpoint", "path": str(written.path),
-                                                         **(target or {})}, device="cpu")
+            job = timing_job(
+                "torch",
+                shape,
+                ps,
+                target={"kind": "checkpoint", "path": str(written.path), **(target or {})},
+                device="cpu",
+            )
         else:
             job = timing_job("onnx", shape, ps, path=written.path)
             if spec.worker != "onnx":
@@ -137,17 +173,24 @@ def timings(name: str, written: Written, input_shape: tuple[int, ...], settings:
             res = time_calls(predict, shape, tb, settings.warmup, settings.repeats, settings.throughput_repeats)
         finally:
             torch.set_num_threads(before)
-    base = {**condition(name, written), "threads": threads, "device": f"cpu:{cpu_model()}",
-            "process": "fresh" if settings.fresh_process else "in-process"}
+    base = {
+        **condition(name, written),
+        "threads": threads,
+        "device": f"cpu:{cpu_model()}",
+        "process": "fresh" if settings.fresh_process else "in-process",
+    }
     lat = res["latency"]
-    ms = [Measurement("latency_b1_ms", lat["median_ms"], {**base, "batch": 1}, written.tag, "ms"),
-          Measurement("latency_b1_iqr_ms", lat["iqr_ms"], {**base, "batch": 1}, written.tag, "ms")]
+    ms = [
+        Measurement("latency_b1_ms", lat["median_ms"], {**base, "batch": 1}, written.tag, "ms"),
+        Measurement("latency_b1_iqr_ms", lat["iqr_ms"], {**base, "batch": 1}, written.tag, "ms"),
+    ]
     load = free_core_load(lat.get("load"), threads)
     if load is not None:  # the machine's other work during the batch-1 samples (what flags a noisy timing)
         ms.append(Measurement("latency_b1_load", load, {**base, "batch": 1}, written.tag))
     if "throughput" in res:
-        ms.append(Measurement("throughput_img_s", res["throughput"]["img_s"], {**base, "batch": tb}, written.tag,
-                              "img/s"))
+        ms.append(
+            Measurement("throughput_img_s", res["throughput"]["img_s"], {**base, "batch": tb}, written.tag, "img/s")
+        )
     return ms
 
 

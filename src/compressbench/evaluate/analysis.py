@@ -105,9 +105,11 @@ class CalibrationParams(Params):
 
 
 def _calib(logits: torch.Tensor, y: torch.Tensor, n_bins: int, cond: dict[str, Any]) -> list[Measurement]:
-    return [Measurement("ece", expected_calibration_error(logits, y, n_bins), dict(cond)),
-            Measurement("nll", negative_log_likelihood(logits, y), dict(cond)),
-            Measurement("brier", brier_score(logits, y), dict(cond))]
+    return [
+        Measurement("ece", expected_calibration_error(logits, y, n_bins), dict(cond)),
+        Measurement("nll", negative_log_likelihood(logits, y), dict(cond)),
+        Measurement("brier", brier_score(logits, y), dict(cond)),
+    ]
 
 
 def _corruption_fn():
@@ -123,8 +125,9 @@ def _corruption_fn():
     return fn
 
 
-def corrupted_logits(model: nn.Module, images: ImageSet, fn, name: str, severity: int, seed: int,
-                     batch_size: int, device: torch.device) -> torch.Tensor:
+def corrupted_logits(
+    model: nn.Module, images: ImageSet, fn, name: str, severity: int, seed: int, batch_size: int, device: torch.device
+) -> torch.Tensor:
     model.eval()
     out = []
     with torch.inference_mode():
@@ -167,18 +170,32 @@ def _calibration_cost(p: CalibrationParams, ctx: CostContext) -> EvalCost:
     return EvalCost(forward=(1 + cells) * ctx.images(-1 if p.subset is None else p.subset))
 
 
-@evaluators.register("calibration", params=CalibrationParams, version=1, key_versions=_key_versions,
-                     cost=_calibration_cost,
-                     description="15-bin ECE, NLL and Brier score, clean and under selected corruptions",
-                     metrics=(
-                         MetricSpec("ece", label="ECE", fmt="f3", higher_is_better=False, where={}, exact=True,
-                                    summary=True, order=40, table=None,
-                                    description="15-bin expected calibration error, clean"),
-                         MetricSpec("nll", label="NLL", fmt="f3", higher_is_better=False, table=None),
-                         MetricSpec("brier", label="Brier", fmt="f3", higher_is_better=False, table=None),
-                     ),
-                     report="compressbench.evaluate.analysis_report:tables",
-                     figures="compressbench.evaluate.analysis_report:figures")
+@evaluators.register(
+    "calibration",
+    params=CalibrationParams,
+    version=1,
+    key_versions=_key_versions,
+    cost=_calibration_cost,
+    description="15-bin ECE, NLL and Brier score, clean and under selected corruptions",
+    metrics=(
+        MetricSpec(
+            "ece",
+            label="ECE",
+            fmt="f3",
+            higher_is_better=False,
+            where={},
+            exact=True,
+            summary=True,
+            order=40,
+            table=None,
+            description="15-bin expected calibration error, clean",
+        ),
+        MetricSpec("nll", label="NLL", fmt="f3", higher_is_better=False, table=None),
+        MetricSpec("brier", label="Brier", fmt="f3", higher_is_better=False, table=None),
+    ),
+    report="compressbench.evaluate.analysis_report:tables",
+    figures="compressbench.evaluate.analysis_report:figures",
+)
 def calibration(model: nn.Module, ctx: EvalContext, params: CalibrationParams) -> list[Measurement]:
     images = ctx.eval_set(params.subset if params.subset is not None else -1)
     logits = predict(model, images, params.batch_size, ctx.device, desc="calibration" if ctx.progress else None)
@@ -190,8 +207,7 @@ def calibration(model: nn.Module, ctx: EvalContext, params: CalibrationParams) -
     for name in names:
         for s in params.severities:
             try:
-                lg = corrupted_logits(model, images, fn, name, s, params.corruption_seed, params.batch_size,
-                                      ctx.device)
+                lg = corrupted_logits(model, images, fn, name, s, params.corruption_seed, params.batch_size, ctx.device)
             except Exception as e:
                 log.warning("calibration: corruption %s severity %s failed (%s); skipped", name, s, e)
                 continue
@@ -238,21 +254,37 @@ def _agreement_cost(p: AgreementParams, ctx: CostContext) -> EvalCost:
     return EvalCost(forward=n, parent_forward=0 if ctx.baseline else n)
 
 
-@evaluators.register("agreement", params=AgreementParams, version=1, cost=_agreement_cost,
-                     description="disagreement with the parent's top-1 predictions; most-disagreed images",
-                     metrics=(
-                         MetricSpec("disagreement", label="Disagree %", fmt="pct", higher_is_better=False,
-                                    summary=True, order=50, table=None,
-                                    description="share of images whose top-1 differs from the parent's"),
-                         MetricSpec("agreement_top1", label="Agree %", fmt="pct", higher_is_better=True, table=None),
-                         MetricSpec("churn_correct_to_wrong", label="Correct → wrong %", fmt="pct",
-                                    higher_is_better=False, table=None),
-                         MetricSpec("churn_wrong_to_correct", label="Wrong → correct %", fmt="pct", table=None),
-                         MetricSpec("prob_shift_mean", label="Prob. shift", fmt="f3", higher_is_better=False,
-                                    table=None, description="mean total-variation distance of the softmax outputs"),
-                     ),
-                     captions={"disagreed.png": "images the variant disagrees on most with its parent "
-                                                "(P: parent, V: variant)"})
+@evaluators.register(
+    "agreement",
+    params=AgreementParams,
+    version=1,
+    cost=_agreement_cost,
+    description="disagreement with the parent's top-1 predictions; most-disagreed images",
+    metrics=(
+        MetricSpec(
+            "disagreement",
+            label="Disagree %",
+            fmt="pct",
+            higher_is_better=False,
+            summary=True,
+            order=50,
+            table=None,
+            description="share of images whose top-1 differs from the parent's",
+        ),
+        MetricSpec("agreement_top1", label="Agree %", fmt="pct", higher_is_better=True, table=None),
+        MetricSpec("churn_correct_to_wrong", label="Correct → wrong %", fmt="pct", higher_is_better=False, table=None),
+        MetricSpec("churn_wrong_to_correct", label="Wrong → correct %", fmt="pct", table=None),
+        MetricSpec(
+            "prob_shift_mean",
+            label="Prob. shift",
+            fmt="f3",
+            higher_is_better=False,
+            table=None,
+            description="mean total-variation distance of the softmax outputs",
+        ),
+    ),
+    captions={"disagreed.png": "images the variant disagrees on most with its parent (P: parent, V: variant)"},
+)
 def agreement(model: nn.Module, ctx: EvalContext, params: AgreementParams) -> list[Measurement]:
     images = ctx.eval_set(params.subset if params.subset is not None else -1)
     desc = "agreement" if ctx.progress else None
@@ -265,10 +297,13 @@ def agreement(model: nn.Module, ctx: EvalContext, params: AgreementParams) -> li
     pp, pv = lp.argmax(1), lv.argmax(1)
     shift = probability_shift(lp, lv)
     d = disagreement(lp, lv)
-    out = [Measurement("disagreement", d), Measurement("agreement_top1", 1.0 - d),
-           Measurement("churn_correct_to_wrong", float(((pp == y) & (pv != y)).float().mean())),
-           Measurement("churn_wrong_to_correct", float(((pp != y) & (pv == y)).float().mean())),
-           Measurement("prob_shift_mean", float(shift.mean()))]
+    out = [
+        Measurement("disagreement", d),
+        Measurement("agreement_top1", 1.0 - d),
+        Measurement("churn_correct_to_wrong", float(((pp == y) & (pv != y)).float().mean())),
+        Measurement("churn_wrong_to_correct", float(((pp != y) & (pv == y)).float().mean())),
+        Measurement("prob_shift_mean", float(shift.mean())),
+    ]
     differ = pp != pv
     k = min(params.thumbnails, int(differ.sum()))
     if k == 0:
@@ -284,7 +319,15 @@ def agreement(model: nn.Module, ctx: EvalContext, params: AgreementParams) -> li
     titles = [f"P: {cname(int(pp[i]))}\nV: {cname(int(pv[i]))}\n(true {cname(int(y[i]))})" for i in top]
     ctx.workdir.mkdir(parents=True, exist_ok=True)
     save_thumbnail_grid(ctx.workdir / "disagreed.png", images.x[top], titles)
-    info = [{"index": int(images.index[i]), "true": cname(int(y[i])), "parent": cname(int(pp[i])),
-             "variant": cname(int(pv[i])), "prob_shift": float(shift[i])} for i in top]
+    info = [
+        {
+            "index": int(images.index[i]),
+            "true": cname(int(y[i])),
+            "parent": cname(int(pp[i])),
+            "variant": cname(int(pv[i])),
+            "prob_shift": float(shift[i]),
+        }
+        for i in top
+    ]
     (ctx.workdir / "disagreed.json").write_text(json.dumps(info, indent=1))
     return out

@@ -44,8 +44,9 @@ def figures(ctx: ReportContext, plot: Plotter) -> None:
     x = np.arange(len(vs))
     for i, c in enumerate(conds):
         ac = a[a["cond"] == c].set_index("variant").reindex(vs)
-        ax.bar(x + (i - (len(conds) - 1) / 2) * w, ac["mean"], w, yerr=yerr(ac["mean"], ac["ci"], 0, 1), capsize=2,
-               label=c)
+        ax.bar(
+            x + (i - (len(conds) - 1) / 2) * w, ac["mean"], w, yerr=yerr(ac["mean"], ac["ci"], 0, 1), capsize=2, label=c
+        )
     ax.set_xticks(x, [plot.short(v) for v in vs], rotation=30, ha="right")
     ax.set_ylabel("ECE (15 bins)")
     ax.grid(axis="y", alpha=0.3)

@@ -33,26 +33,52 @@ def nll(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return float(F.cross_entropy(logits.float(), targets))
 
 
-@evaluators.register("clean", params=CleanParams, version=1,
-                     description="top-1/top-5 accuracy, per-class accuracy and NLL on the evaluation subset",
-                     metrics=(
-                         MetricSpec("top1", label="Clean acc. %", fmt="pct", higher_is_better=True, where={},
-                                    exact=True, summary=True, key="clean_top1", order=10, table=None,
-                                    figure="acc_vs_budget_{kind}", console=Console("clean top-1"), role=CLEAN_ACCURACY,
-                                    lead=True,
-                                    description="top-1 accuracy on the clean evaluation subset"),
-                         MetricSpec("top5", label="Top-5 %", fmt="pct", higher_is_better=True, table=None),
-                         MetricSpec("nll", label="NLL", fmt="f3", higher_is_better=False, table=None),
-                         MetricSpec("n_images", label="Images", fmt="int", table=None),
-                         MetricSpec("class_top1", label="Class acc. %", fmt="pct", higher_is_better=True,
-                                    where={"class": ANY}, table=None, description="top-1 per true class"),
-                     ))
+@evaluators.register(
+    "clean",
+    params=CleanParams,
+    version=1,
+    description="top-1/top-5 accuracy, per-class accuracy and NLL on the evaluation subset",
+    metrics=(
+        MetricSpec(
+            "top1",
+            label="Clean acc. %",
+            fmt="pct",
+            higher_is_better=True,
+            where={},
+            exact=True,
+            summary=True,
+            key="clean_top1",
+            order=10,
+            table=None,
+            figure="acc_vs_budget_{kind}",
+            console=Console("clean top-1"),
+            role=CLEAN_ACCURACY,
+            lead=True,
+            description="top-1 accuracy on the clean evaluation subset",
+        ),
+        MetricSpec("top5", label="Top-5 %", fmt="pct", higher_is_better=True, table=None),
+        MetricSpec("nll", label="NLL", fmt="f3", higher_is_better=False, table=None),
+        MetricSpec("n_images", label="Images", fmt="int", table=None),
+        MetricSpec(
+            "class_top1",
+            label="Class acc. %",
+            fmt="pct",
+            higher_is_better=True,
+            where={"class": ANY},
+            table=None,
+            description="top-1 per true class",
+        ),
+    ),
+)
 def clean(model: nn.Module, ctx: EvalContext, params: CleanParams) -> list[Measurement]:
     images = ctx.eval_set(params.subset if params.subset is not None else -1)
     logits = predict(model, images, params.batch_size, ctx.device, desc="clean" if ctx.progress else None)
     y = images.y
-    out = [Measurement("top1", top1(logits, y)), Measurement("nll", nll(logits, y)),
-           Measurement("n_images", float(len(y)))]
+    out = [
+        Measurement("top1", top1(logits, y)),
+        Measurement("nll", nll(logits, y)),
+        Measurement("n_images", float(len(y))),
+    ]
     rec = OutcomeRecorder()  # per-image correctness: the image-level test of findings on one seed
     rec.mean("top1", out[0].value, {}, rec.image_set(eval_set_name(), images.index), logits.argmax(1) == y)
     rec.save(ctx.workdir)
@@ -64,6 +90,11 @@ def clean(model: nn.Module, ctx: EvalContext, params: CleanParams) -> list[Measu
         for c in range(ctx.meta.num_classes):
             m = y == c
             if m.any():
-                out.append(Measurement("class_top1", float((pred[m] == c).float().mean()),
-                                       condition={"class": names[c] if c < len(names) else str(c)}))
+                out.append(
+                    Measurement(
+                        "class_top1",
+                        float((pred[m] == c).float().mean()),
+                        condition={"class": names[c] if c < len(names) else str(c)},
+                    )
+                )
     return out

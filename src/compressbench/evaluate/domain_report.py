@@ -45,8 +45,13 @@ def compositions(ctx: ReportContext) -> pd.DataFrame:
     """Per variant: compression ('' = none), adaptation label (``source-only`` when none) and budget."""
     rows = ctx.rows
     m = (rows["metric"] == "composition").to_numpy()
-    comp = pd.DataFrame({"variant": rows["variant"][m], "compression": ctx.cond("compression")[m].fillna(""),
-                         "adapt": ctx.cond("adapt")[m].fillna("")}).drop_duplicates("variant")
+    comp = pd.DataFrame(
+        {
+            "variant": rows["variant"][m],
+            "compression": ctx.cond("compression")[m].fillna(""),
+            "adapt": ctx.cond("adapt")[m].fillna(""),
+        }
+    ).drop_duplicates("variant")
     comp["adapt"] = comp["adapt"].replace("", SOURCE_ONLY)
     var = ctx.data.variants.set_index("variant")
     comp["budget"] = [_budget(var.loc[v]) if v in var.index else "" for v in comp["variant"]]
@@ -54,8 +59,12 @@ def compositions(ctx: ReportContext) -> pd.DataFrame:
 
 
 def _budget(r: pd.Series) -> str:
-    if r["method"] == BASELINE or r["budget_kind"] is None or not isinstance(r["budget_target"], float) \
-            or math.isnan(r["budget_target"]):
+    if (
+        r["method"] == BASELINE
+        or r["budget_kind"] is None
+        or not isinstance(r["budget_target"], float)
+        or math.isnan(r["budget_target"])
+    ):
         return ""
     return f"{r['budget_kind']}={r['budget_target']:g}"
 
@@ -64,10 +73,15 @@ def _per_seed(ctx: ReportContext, metric: str) -> pd.DataFrame:
     """Rows of ``metric``: variant, seed, source, target, value."""
     rows = ctx.rows
     m = (rows["metric"] == metric).to_numpy()
-    return pd.DataFrame({"variant": rows["variant"][m], "seed": rows["seed"][m],
-                         "source": ctx.cond("source")[m].astype(str),
-                         "target": ctx.cond("target")[m].where(ctx.cond("target")[m].notna(), ""),
-                         "value": rows["value"][m]})
+    return pd.DataFrame(
+        {
+            "variant": rows["variant"][m],
+            "seed": rows["seed"][m],
+            "source": ctx.cond("source")[m].astype(str),
+            "target": ctx.cond("target")[m].where(ctx.cond("target")[m].notna(), ""),
+            "value": rows["value"][m],
+        }
+    )
 
 
 def _row_keys(comp: pd.DataFrame) -> pd.Series:
@@ -108,8 +122,10 @@ def study_table(ctx: ReportContext) -> Table | None:
     tgt = tgt[tgt["variant"].isin(comp.index)]
     src = src[src["variant"].isin(comp.index)]
     pairs = sorted({_arrow(a, b) for a, b in zip(tgt["source"], tgt["target"], strict=True)})
-    for frame, label_of, fmt in ((tgt, lambda r: _arrow(r.source, r.target), "{}"), (src, lambda r: r.source,
-                                                                                    "{} (in-domain)")):
+    for frame, label_of, fmt in (
+        (tgt, lambda r: _arrow(r.source, r.target), "{}"),
+        (src, lambda r: r.source, "{} (in-domain)"),
+    ):
         for r in frame.itertuples():
             cells.setdefault((row_of[r.variant], fmt.format(label_of(r))), {})[int(r.seed)] = r.value
         columns += [(fmt.format(x), fmt.format(x)) for x in sorted({label_of(r) for r in frame.itertuples()})]
@@ -122,12 +138,16 @@ def study_table(ctx: ReportContext) -> Table | None:
                     if a != SOURCE_ONLY and base and mine:
                         cells[row, key] = {sd: v - base[sd] for sd, v in mine.items() if sd in base}
                 columns.append((key, f"{key} (pts)"))
-    text = pd.DataFrame({"model": _model_name(ctx),
-                         "compression": [r.split("#")[0].split("|")[0] for r in order],
-                         "budget": [r.split("#")[0].split("|")[1] for r in order],
-                         "adaptation": [r.split("#")[1] for r in order],
-                         "variant": [r.split("#")[0].split("|")[2] if r.count("|") > 1 else "" for r in order]},
-                        index=order)
+    text = pd.DataFrame(
+        {
+            "model": _model_name(ctx),
+            "compression": [r.split("#")[0].split("|")[0] for r in order],
+            "budget": [r.split("#")[0].split("|")[1] for r in order],
+            "adaptation": [r.split("#")[1] for r in order],
+            "variant": [r.split("#")[0].split("|")[2] if r.count("|") > 1 else "" for r in order],
+        },
+        index=order,
+    )
     if not (text["variant"] != "").any():
         text = text.drop(columns="variant")
     keys = [c[0] for c in columns]
@@ -137,22 +157,37 @@ def study_table(ctx: ReportContext) -> Table | None:
         for k in keys:
             e = mean_ci(list(cells.get((row, k), {}).values()), ctx.options.confidence)
             mean.at[row, k], ci.at[row, k], n.at[row, k] = e.mean, e.ci, e.n
-    notes = [seeds_note(ctx.data), "Top-1 % on the target domain of each source → target pair, and on the source's "
-             "own test split (in-domain). A row is a base model × compression × budget × adaptation; Δ: the row's "
-             "target accuracy − the source-only row's of the same compression and budget, per seed (both derive "
-             "from that seed's baseline), in points. Adaptation-only variants (adapt.coral on the baseline) are "
-             "rows of the baseline; '(parent)': the baseline itself was trained with that adaptation."]
-    return Table("domain_shift", f"{ctx.data.name}: target-domain accuracy % (model × compression × budget × "
-                 "adaptation; columns: source → target)", text,
-                 [Column.of(k, lab, "pct") for k, lab in columns], mean, ci, n, notes)
+    notes = [
+        seeds_note(ctx.data),
+        "Top-1 % on the target domain of each source → target pair, and on the source's "
+        "own test split (in-domain). A row is a base model × compression × budget × adaptation; Δ: the row's "
+        "target accuracy − the source-only row's of the same compression and budget, per seed (both derive "
+        "from that seed's baseline), in points. Adaptation-only variants (adapt.coral on the baseline) are "
+        "rows of the baseline; '(parent)': the baseline itself was trained with that adaptation.",
+    ]
+    return Table(
+        "domain_shift",
+        f"{ctx.data.name}: target-domain accuracy % (model × compression × budget × "
+        "adaptation; columns: source → target)",
+        text,
+        [Column.of(k, lab, "pct") for k, lab in columns],
+        mean,
+        ci,
+        n,
+        notes,
+    )
 
 
 def variant_table(ctx: ReportContext) -> Table | None:
     """One row per variant: in-domain and target accuracy and the gap per pair."""
     parts: dict[str, pd.Series] = {}
     columns = []
-    for metric, what in (("source_top1", "in-domain"), ("target_top1", ""), ("gap", "gap (pts)"),
-                         ("target_corruption_mean", "corrupted")):
+    for metric, what in (
+        ("source_top1", "in-domain"),
+        ("target_top1", ""),
+        ("gap", "gap (pts)"),
+        ("target_corruption_mean", "corrupted"),
+    ):
         f = _per_seed(ctx, metric)
         for (s, t), g in f.groupby(["source", "target"], sort=True):
             lab = f"{s} {what}" if not t else f"{_arrow(s, t)} {what}".strip()
@@ -162,8 +197,9 @@ def variant_table(ctx: ReportContext) -> Table | None:
         return None
     per = pd.DataFrame(parts)
     per.index = per.index.set_names(["variant", "seed"])
-    return ctx.table("domain_shift_variants", f"{ctx.data.name}: in-domain and target accuracy % per variant",
-                     per, columns)
+    return ctx.table(
+        "domain_shift_variants", f"{ctx.data.name}: in-domain and target accuracy % per variant", per, columns
+    )
 
 
 def tables(ctx: ReportContext) -> list[Table]:
@@ -224,20 +260,32 @@ def _vs_budget(ctx: ReportContext, plot: Plotter, comp: pd.DataFrame, tgt: pd.Da
                 ax.axhline(100 * g["mean"].mean(), color="gray", ls=dashes[ad], lw=1, label=f"baseline, {ad}")
                 continue
             hollow = ad != SOURCE_ONLY
-            ax.errorbar(g["x"], 100 * g["mean"], yerr=yerr(100 * g["mean"], 100 * g["ci"]), color=colour[c],
-                        ls=dashes[ad], marker="s" if hollow else "o", mfc="white" if hollow else colour[c],
-                        capsize=3, label=f"{c}, {ad}")
+            ax.errorbar(
+                g["x"],
+                100 * g["mean"],
+                yerr=yerr(100 * g["mean"], 100 * g["ci"]),
+                color=colour[c],
+                ls=dashes[ad],
+                marker="s" if hollow else "o",
+                mfc="white" if hollow else colour[c],
+                capsize=3,
+                label=f"{c}, {ad}",
+            )
         ax.set_title(pair)
         ax.set_xlabel(f"achieved {kind} (fraction of the parent)")
         ax.set_ylabel("target top-1 %")
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(pairs):]:
+    for ax in list(axes.flat)[len(pairs) :]:
         ax.axis("off")
     axes.flat[0].legend(fontsize=6)
     fig.tight_layout()
-    plot.save(fig, f"target_acc_vs_{kind}", f"Target-domain accuracy vs {kind} budget, source-only and adapted",
-              "A colour per compression; solid: source-only, dashed/dotted: adapted. Unbudgeted variants "
-              "(e.g. int8) at their achieved fraction.")
+    plot.save(
+        fig,
+        f"target_acc_vs_{kind}",
+        f"Target-domain accuracy vs {kind} budget, source-only and adapted",
+        "A colour per compression; solid: source-only, dashed/dotted: adapted. Unbudgeted variants "
+        "(e.g. int8) at their achieved fraction.",
+    )
 
 
 def _bars(ctx: ReportContext, plot: Plotter, comp: pd.DataFrame, tgt: pd.DataFrame) -> None:
@@ -250,15 +298,22 @@ def _bars(ctx: ReportContext, plot: Plotter, comp: pd.DataFrame, tgt: pd.DataFra
     adapts = [SOURCE_ONLY] + sorted(set(a["adapt"]) - {SOURCE_ONLY})
     if len(adapts) < 2 and len(rows) < 2:
         return
-    fig, axes = plt.subplots(len(pairs), 1, figsize=(max(6, 0.6 * len(rows) * len(adapts) + 2), 3.4 * len(pairs)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(pairs), 1, figsize=(max(6, 0.6 * len(rows) * len(adapts) + 2), 3.4 * len(pairs)), squeeze=False
+    )
     w = 0.8 / len(adapts)
     xs = np.arange(len(rows))
     for ax, pair in zip(axes.flat, pairs, strict=True):
         for i, ad in enumerate(adapts):
             g = a[(a["pair"] == pair) & (a["adapt"] == ad)].set_index("row").reindex(rows)
-            ax.bar(xs + (i - (len(adapts) - 1) / 2) * w, 100 * g["mean"], w,
-                   yerr=yerr(100 * g["mean"], 100 * g["ci"]), capsize=2, label=ad)
+            ax.bar(
+                xs + (i - (len(adapts) - 1) / 2) * w,
+                100 * g["mean"],
+                w,
+                yerr=yerr(100 * g["mean"], 100 * g["ci"]),
+                capsize=2,
+                label=ad,
+            )
         ax.set_xticks(xs, [r.replace("|", " ").strip() for r in rows], rotation=25, ha="right", fontsize=7)
         ax.set_ylabel("target top-1 %")
         ax.set_title(pair)
@@ -267,5 +322,9 @@ def _bars(ctx: ReportContext, plot: Plotter, comp: pd.DataFrame, tgt: pd.DataFra
         ax.set_ylim(max(0.0, 10 * math.floor(low / 10) - 10), 100)
     axes.flat[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
-    plot.save(fig, "domain_pairs", "Target-domain accuracy per compression and budget, source-only vs adapted",
-              "The y axis starts below the lowest bar; the domain table has the paired differences.")
+    plot.save(
+        fig,
+        "domain_pairs",
+        "Target-domain accuracy per compression and budget, source-only vs adapted",
+        "The y axis starts below the lowest bar; the domain table has the paired differences.",
+    )

@@ -90,25 +90,68 @@ def _domain_shift_cost(p: DomainShiftParams, ctx: CostContext) -> EvalCost:
 
 
 @evaluators.register(
-    "domain_shift", params=DomainShiftParams, version=1, target_domains=lambda p: p.targets, gathers=True,
+    "domain_shift",
+    params=DomainShiftParams,
+    version=1,
+    target_domains=lambda p: p.targets,
+    gathers=True,
     cost=_domain_shift_cost,
     description="top-1 in-domain (source test split) and on every target domain, the gap; optionally on "
-                "corrupted target images",
+    "corrupted target images",
     metrics=(
-        MetricSpec("source_top1", label="Source acc. %", fmt="pct", higher_is_better=True, where={"source": ANY},
-                   summary=True, order=11, table=None, description="top-1 on the source domain's test split"),
-        MetricSpec("target_top1", label="Target acc. %", fmt="pct", higher_is_better=True, where={"target": ANY},
-                   summary=True, order=12, table=None,
-                   description="top-1 on the target domain(s) (several: their mean)"),
-        MetricSpec("gap", label="Domain gap (pts)", fmt="pct", higher_is_better=False, where={"target": ANY},
-                   summary=True, order=13, table=None, description="source top-1 − target top-1"),
-        MetricSpec("target_corruption_mean", label="Target corr. acc. %", fmt="pct", higher_is_better=True,
-                   where={"target": ANY}, summary=True, order=14, table=None,
-                   description="top-1 on corrupted target images, mean over corruptions × severities"),
-        MetricSpec("target_corruption_top1", label="Target acc. % (corrupted)", fmt="pct", higher_is_better=True,
-                   table=None),
-        MetricSpec("composition", label="Composition", table=None,
-                   description="1 per variant; its condition names the compression and the adaptation"),
+        MetricSpec(
+            "source_top1",
+            label="Source acc. %",
+            fmt="pct",
+            higher_is_better=True,
+            where={"source": ANY},
+            summary=True,
+            order=11,
+            table=None,
+            description="top-1 on the source domain's test split",
+        ),
+        MetricSpec(
+            "target_top1",
+            label="Target acc. %",
+            fmt="pct",
+            higher_is_better=True,
+            where={"target": ANY},
+            summary=True,
+            order=12,
+            table=None,
+            description="top-1 on the target domain(s) (several: their mean)",
+        ),
+        MetricSpec(
+            "gap",
+            label="Domain gap (pts)",
+            fmt="pct",
+            higher_is_better=False,
+            where={"target": ANY},
+            summary=True,
+            order=13,
+            table=None,
+            description="source top-1 − target top-1",
+        ),
+        MetricSpec(
+            "target_corruption_mean",
+            label="Target corr. acc. %",
+            fmt="pct",
+            higher_is_better=True,
+            where={"target": ANY},
+            summary=True,
+            order=14,
+            table=None,
+            description="top-1 on corrupted target images, mean over corruptions × severities",
+        ),
+        MetricSpec(
+            "target_corruption_top1", label="Target acc. % (corrupted)", fmt="pct", higher_is_better=True, table=None
+        ),
+        MetricSpec(
+            "composition",
+            label="Composition",
+            table=None,
+            description="1 per variant; its condition names the compression and the adaptation",
+        ),
     ),
     report="compressbench.evaluate.domain_report:tables",
     figures="compressbench.evaluate.domain_report:figures",
@@ -116,8 +159,9 @@ def _domain_shift_cost(p: DomainShiftParams, ctx: CostContext) -> EvalCost:
 def domain_shift(model: nn.Module, ctx: EvalContext, params: DomainShiftParams) -> list[Measurement]:
     data = ctx.data
     if data.source is None or not data.targets:
-        raise ValueError("domain_shift needs a dataset with named domains and target domains (dataset.source / "
-                         "dataset.targets)")
+        raise ValueError(
+            "domain_shift needs a dataset with named domains and target domains (dataset.source / dataset.targets)"
+        )
     targets = params.targets or list(data.targets)
     model = model.eval()
     dev, bs, src = ctx.device, params.batch_size, data.source
@@ -127,8 +171,10 @@ def domain_shift(model: nn.Module, ctx: EvalContext, params: DomainShiftParams) 
     s_ok = _correct(model, source.batches(bs), dev)
     s_acc = int(s_ok.sum()) / len(source)
     s_term = rec.mean("source_top1", s_acc, {"source": src}, rec.image_set(eval_set_name(), source.index), s_ok)
-    out = [Measurement("source_top1", s_acc, {"source": src}),
-           Measurement("composition", 1.0, variant_composition(ctx))]
+    out = [
+        Measurement("source_top1", s_acc, {"source": src}),
+        Measurement("composition", 1.0, variant_composition(ctx)),
+    ]
     for t in targets:
         images = ctx.eval_set(size, domain=t)
         t_ok = _correct(model, images.batches(bs), dev)
@@ -144,8 +190,9 @@ def domain_shift(model: nn.Module, ctx: EvalContext, params: DomainShiftParams) 
     return out
 
 
-def _corrupted(model: nn.Module, images, params: DomainShiftParams, cond: dict, dev: torch.device,
-               rec: OutcomeRecorder, iset: int) -> list[Measurement]:
+def _corrupted(
+    model: nn.Module, images, params: DomainShiftParams, cond: dict, dev: torch.device, rec: OutcomeRecorder, iset: int
+) -> list[Measurement]:
     """Top-1 on the target images under each corruption × severity (uint8 in, uint8 out, as the
     corruptions evaluator does), and their mean; their per-image outcomes go to ``rec`` (set ``iset``)."""
     from .corruptions import corrupt, resolve_names
@@ -153,6 +200,7 @@ def _corrupted(model: nn.Module, images, params: DomainShiftParams, cond: dict, 
     out, accs, terms = [], [], []
     for name in resolve_names(params.corruptions):
         for sev in params.severities:
+
             def fn(x: torch.Tensor, idx: torch.Tensor, name: str = name, sev: int = sev) -> torch.Tensor:
                 return corrupt(x, idx, name, sev, seed=params.corruption_seed).float().div_(255)
 

@@ -27,8 +27,10 @@ def figures(ctx: ReportContext, plot: Plotter) -> None:
     if not len(clean):
         return
     acc = agg(clean, ["variant"]).set_index("variant")
-    for key, name, xlabel in (("latency_b1_ms", "pareto_latency", "latency at batch 1, ms"),
-                              ("bytes_compressed", "pareto_bytes", "compressed size")):
+    for key, name, xlabel in (
+        ("latency_b1_ms", "pareto_latency", "latency at batch 1, ms"),
+        ("bytes_compressed", "pareto_bytes", "compressed size"),
+    ):
         col = ctx.summary.column(key)
         if not len(col.values):
             continue
@@ -45,8 +47,16 @@ def figures(ctx: ReportContext, plot: Plotter) -> None:
         pts = []
         for v in vs:
             xv, yv = x.at[v, "mean"] * scale, 100 * acc.at[v, "mean"]
-            ax.errorbar(xv, yv, xerr=x.at[v, "ci"] * scale, yerr=yerr([yv], [100 * acc.at[v, "ci"]]), fmt="o",
-                        color=plot.colors[v], capsize=3, label=plot.short(v))
+            ax.errorbar(
+                xv,
+                yv,
+                xerr=x.at[v, "ci"] * scale,
+                yerr=yerr([yv], [100 * acc.at[v, "ci"]]),
+                fmt="o",
+                color=plot.colors[v],
+                capsize=3,
+                label=plot.short(v),
+            )
             pts.append((xv, yv))
         front = pareto_front(pts)
         ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
@@ -55,5 +65,9 @@ def figures(ctx: ReportContext, plot: Plotter) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        plot.save(fig, name, f"Accuracy vs {'latency' if 'latency' in key else 'size'}: Pareto front",
-                  "Upper left is better; the dashed line joins the non-dominated variants.")
+        plot.save(
+            fig,
+            name,
+            f"Accuracy vs {'latency' if 'latency' in key else 'size'}: Pareto front",
+            "Upper left is better; the dashed line joins the non-dominated variants.",
+        )

@@ -59,14 +59,22 @@ def runtimes_cost(p: RuntimesParams, ctx: CostContext) -> EvalCost:
     _, _, tb = resolve(p.profile())
     timed = (p.warmup + p.repeats + (max(1, p.warmup // 5) + p.throughput_repeats) * tb) if p.timing else 0
     n = len(p.formats)
-    return EvalCost(forward=n * (ctx.images(p.subset if p.subset is not None else -1) + timed),
-                    seconds=sum(EXPORT_S.get(f, 5.0) for f in p.formats))
+    return EvalCost(
+        forward=n * (ctx.images(p.subset if p.subset is not None else -1) + timed),
+        seconds=sum(EXPORT_S.get(f, 5.0) for f in p.formats),
+    )
 
 
-@evaluators.register("runtimes", params=RuntimesParams, version=1, cost=runtimes_cost, metrics=declarations(),
-                     description="export to deployment runtimes (ONNX Runtime, ExecuTorch-XNNPACK, OpenVINO, "
-                                 "torch.export, safetensors), verify against the variant, latency b1 + throughput "
-                                 "there (efficiency protocol)")
+@evaluators.register(
+    "runtimes",
+    params=RuntimesParams,
+    version=1,
+    cost=runtimes_cost,
+    metrics=declarations(),
+    description="export to deployment runtimes (ONNX Runtime, ExecuTorch-XNNPACK, OpenVINO, "
+    "torch.export, safetensors), verify against the variant, latency b1 + throughput "
+    "there (efficiency protocol)",
+)
 def runtimes(model: nn.Module, ctx: EvalContext, params: RuntimesParams) -> list[Measurement]:
     images = ctx.eval_set(params.subset if params.subset is not None else -1)
     ev = evidence(model, images, ctx.data, params.calib_batches, ctx.seed)
@@ -76,7 +84,8 @@ def runtimes(model: nn.Module, ctx: EvalContext, params: RuntimesParams) -> list
     ms: list[Measurement] = []
     with ScratchDir(ctx.workdir) as scratch:
         for name in params.formats:
-            _, rows = export_one(name, model, ck, scratch.path / name, shape, ev, params, target=worker_trust(),
-                                 scratch=scratch)
+            _, rows = export_one(
+                name, model, ck, scratch.path / name, shape, ev, params, target=worker_trust(), scratch=scratch
+            )
             ms += rows
     return ms

@@ -126,26 +126,56 @@ OPS: dict[str, _Op] = {
 }
 
 
-
-@evaluators.register("sensitivity", params=SensitivityParams, version=1, cost=sensitivity_cost,
-                     description="per conv / linear layer: the drop in clean and corrupted top-1 when that layer "
-                                 "alone is quantized to int8 or L1-pruned (feeds the goal's int8 fallback)",
-                     metrics=(
-                         MetricSpec("clean_drop", label="Clean top-1 drop", fmt="pct", higher_is_better=False,
-                                    where={"layer": "*"}, role=CLEAN_ACCURACY, table=None,
-                                    description="clean top-1 of the model minus that with the layer alone "
-                                                "quantized / pruned"),
-                         MetricSpec("corr_drop", label="Corrupted top-1 drop", fmt="pct", higher_is_better=False,
-                                    where={"layer": "*"}, role=CORRUPTION_ACCURACY, table=None,
-                                    description="mean corrupted top-1 of the model minus that with the layer "
-                                                "alone quantized / pruned"),
-                         MetricSpec("clean_top1", label="Clean top-1 (sensitivity subset)", fmt="pct",
-                                    higher_is_better=True, where={}, exact=True, table=None),
-                         MetricSpec("corr_top1", label="Corrupted top-1 (sensitivity subset)", fmt="pct",
-                                    higher_is_better=True, where={}, exact=True, table=None),
-                     ),
-                     report="compressbench.evaluate.sensitivity_report:tables",
-                     figures="compressbench.evaluate.sensitivity_report:figures")
+@evaluators.register(
+    "sensitivity",
+    params=SensitivityParams,
+    version=1,
+    cost=sensitivity_cost,
+    description="per conv / linear layer: the drop in clean and corrupted top-1 when that layer "
+    "alone is quantized to int8 or L1-pruned (feeds the goal's int8 fallback)",
+    metrics=(
+        MetricSpec(
+            "clean_drop",
+            label="Clean top-1 drop",
+            fmt="pct",
+            higher_is_better=False,
+            where={"layer": "*"},
+            role=CLEAN_ACCURACY,
+            table=None,
+            description="clean top-1 of the model minus that with the layer alone quantized / pruned",
+        ),
+        MetricSpec(
+            "corr_drop",
+            label="Corrupted top-1 drop",
+            fmt="pct",
+            higher_is_better=False,
+            where={"layer": "*"},
+            role=CORRUPTION_ACCURACY,
+            table=None,
+            description="mean corrupted top-1 of the model minus that with the layer alone quantized / pruned",
+        ),
+        MetricSpec(
+            "clean_top1",
+            label="Clean top-1 (sensitivity subset)",
+            fmt="pct",
+            higher_is_better=True,
+            where={},
+            exact=True,
+            table=None,
+        ),
+        MetricSpec(
+            "corr_top1",
+            label="Corrupted top-1 (sensitivity subset)",
+            fmt="pct",
+            higher_is_better=True,
+            where={},
+            exact=True,
+            table=None,
+        ),
+    ),
+    report="compressbench.evaluate.sensitivity_report:tables",
+    figures="compressbench.evaluate.sensitivity_report:figures",
+)
 def sensitivity(model: nn.Module, ctx: EvalContext, params: SensitivityParams) -> list[Measurement]:
     from ..compress.quantize import default_backend
     from .corruptions.core import corrupt
@@ -171,8 +201,9 @@ def sensitivity(model: nn.Module, ctx: EvalContext, params: SensitivityParams) -
     layers = params.layers if params.layers is not None else quantizable(model)
     unknown = [n for n in layers if n not in dict(model.named_modules())]
     if unknown:
-        raise ValueError(f"sensitivity: the model has no layer '{unknown[0]}' (layers: "
-                         f"{', '.join(quantizable(model))})")
+        raise ValueError(
+            f"sensitivity: the model has no layer '{unknown[0]}' (layers: {', '.join(quantizable(model))})"
+        )
     calib: list[torch.Tensor] = []
     if any(OPS[op].needs_calibration for op in params.ops):
         val = getattr(ctx.data, "val", None)
@@ -180,8 +211,9 @@ def sensitivity(model: nn.Module, ctx: EvalContext, params: SensitivityParams) -
         g = torch.Generator().manual_seed(ctx.seed)
         calib = [x for x, _, _ in islice(src.batches(64, shuffle=True, generator=g), params.calibration_batches)]
     backend = default_backend()
-    with progress_bar(total=len(layers) * len(params.ops), desc="sensitivity", unit="layer",
-                      disable=not ctx.progress) as bar:
+    with progress_bar(
+        total=len(layers) * len(params.ops), desc="sensitivity", unit="layer", disable=not ctx.progress
+    ) as bar:
         for name in layers:
             for op in params.ops:
                 try:

@@ -18,8 +18,9 @@ def layer_drops(ctx: ReportContext) -> pd.DataFrame:
     if sub.empty:
         return pd.DataFrame(columns=["variant", "seed", "layer", "op", "clean_drop", "corr_drop"])
     df = sub.assign(layer=ctx.cond("layer")[sub.index], op=ctx.cond("op")[sub.index])
-    wide = df.pivot_table(index=["variant", "seed", "layer", "op"], columns="metric", values="value",
-                          aggfunc="mean").reset_index()
+    wide = df.pivot_table(
+        index=["variant", "seed", "layer", "op"], columns="metric", values="value", aggfunc="mean"
+    ).reset_index()
     for c in ("clean_drop", "corr_drop"):
         if c not in wide:
             wide[c] = float("nan")
@@ -36,14 +37,18 @@ def tables(ctx: ReportContext) -> list[Table]:
     d["row"] = d["variant"] + " · " + d["layer"] + " · " + d["op"]
     order = list(dict.fromkeys(d["row"]))
     per = d.set_index(["row", "seed"])[["clean_drop", "corr_drop"]]
-    cols = [Column.of("clean_drop", "Clean top-1 drop (pts)", "pct"),
-            Column.of("corr_drop", "Corrupted top-1 drop (pts)", "pct")]
+    cols = [
+        Column.of("clean_drop", "Clean top-1 drop (pts)", "pct"),
+        Column.of("corr_drop", "Corrupted top-1 drop (pts)", "pct"),
+    ]
     mean, ci, n = estimates(per, order, [c.key for c in cols], ctx.options.confidence)
     first = d.drop_duplicates("row").set_index("row").loc[order]
     text = pd.DataFrame({"variant": first["variant"], "layer": first["layer"], "op": first["op"]}, index=order)
-    notes = ["The drop in top-1 when this layer alone is quantized to int8 (torch.ao, calibrated) or L1-pruned, "
-             "everything else unchanged; corrupted: mean over the evaluator's corruptions × severities. Positive: "
-             "the layer is sensitive. The goal's int8 fallback keeps the most sensitive layers in float."]
+    notes = [
+        "The drop in top-1 when this layer alone is quantized to int8 (torch.ao, calibrated) or L1-pruned, "
+        "everything else unchanged; corrupted: mean over the evaluator's corruptions × severities. Positive: "
+        "the layer is sensitive. The goal's int8 fallback keeps the most sensitive layers in float."
+    ]
     return [Table("sensitivity", f"{ctx.data.name}: per-layer sensitivity", text, cols, mean, ci, n, notes)]
 
 
@@ -67,5 +72,9 @@ def figures(ctx: ReportContext, plot: Plotter) -> None:
         ax.legend(fontsize=8)
         fig.tight_layout()
         slug = "".join(c if c.isalnum() else "-" for c in str(variant)).strip("-").lower()
-        plot.save(fig, f"sensitivity_{slug}", f"Per-layer sensitivity of {variant}",
-                  "Each layer quantized (or pruned) alone; longer bars: layers to keep in float.")
+        plot.save(
+            fig,
+            f"sensitivity_{slug}",
+            f"Per-layer sensitivity of {variant}",
+            "Each layer quantized (or pruned) alone; longer bars: layers to keep in float.",
+        )

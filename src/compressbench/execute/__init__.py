@@ -55,8 +55,13 @@ from .ray_executor import ExecutorError, RayExecutor
 from .ray_options import RayOptions, check_experiment
 
 executors.register("local", LocalExecutor, description="every job in this process, one after another")
-executors.register("ray", RayExecutor, params=RayOptions, check=check_experiment,
-                   description="jobs as Ray tasks on a local Ray instance or a Ray cluster, in parallel")
+executors.register(
+    "ray",
+    RayExecutor,
+    params=RayOptions,
+    check=check_experiment,
+    description="jobs as Ray tasks on a local Ray instance or a Ray cluster, in parallel",
+)
 
 
 def create_executor(experiment: Any, cache: Path, show_progress: bool) -> Executor:
@@ -65,6 +70,24 @@ def create_executor(experiment: Any, cache: Path, show_progress: bool) -> Execut
     return factory(cache, show_progress=show_progress, options=experiment.executor.options, experiment=experiment)
 
 
-__all__ = ["Executor", "ExecutorError", "JobFn", "JobResult", "LocalExecutor", "RayExecutor", "Backend", "schedule",
-           "SUBMITTED", "create_executor", "run_one", "prepare_cache", "clean_stale_tmp", "claim_job",
-           "inspect_cached", "load_cached", "execute_job", "discard_job", "GPU_SHARE"]
+__all__ = [
+    "Executor",
+    "ExecutorError",
+    "JobFn",
+    "JobResult",
+    "LocalExecutor",
+    "RayExecutor",
+    "Backend",
+    "schedule",
+    "SUBMITTED",
+    "create_executor",
+    "run_one",
+    "prepare_cache",
+    "clean_stale_tmp",
+    "claim_job",
+    "inspect_cached",
+    "load_cached",
+    "execute_job",
+    "discard_job",
+    "GPU_SHARE",
+]

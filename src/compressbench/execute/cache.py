@@ -80,8 +80,7 @@ driver before (e.g. the runner's ``JobRunner`` loads each dataset there once, do
 
 
 class Executor(Protocol):
-    def run(self, jobs: list[Job], fn: JobFn, on_done: Callable[[Job, JobResult], None]) -> dict[str, JobResult]:
-        ...
+    def run(self, jobs: list[Job], fn: JobFn, on_done: Callable[[Job, JobResult], None]) -> dict[str, JobResult]: ...
 
 
 def job_dir(cache: Path, key: str) -> Path:
@@ -121,8 +120,10 @@ def _record_problem(data: Any) -> str | None:
     if not isinstance(data, dict):
         return "result.json is not a JSON object"
     if data.get("format") != RECORD_FORMAT or "record_sha256" not in data or "files" not in data:
-        return (f"result.json carries no content hash (record format {data.get('format')!r}, this version writes "
-                f"{RECORD_FORMAT}: written by an older compressbench, or edited); it is not trusted")
+        return (
+            f"result.json carries no content hash (record format {data.get('format')!r}, this version writes "
+            f"{RECORD_FORMAT}: written by an older compressbench, or edited); it is not trusted"
+        )
     if data["record_sha256"] != record_hash(data):
         return "result.json does not match its own content hash (a value in it changed after it was written)"
     ms = data.get("measurements")
@@ -137,8 +138,9 @@ def _record_problem(data: Any) -> str | None:
     return None
 
 
-def inspect_cached(cache: Path, key: str, upstream: dict[str, JobResult] | None = None
-                   ) -> tuple[JobResult | None, str | None]:
+def inspect_cached(
+    cache: Path, key: str, upstream: dict[str, JobResult] | None = None
+) -> tuple[JobResult | None, str | None]:
     """Look a job up in the cache and verify it. Returns ``(result, None)`` when it is usable,
     ``(None, None)`` when it is absent, ``(None, why)`` when it is there but must not be used:
     unreadable record, no or a wrong content hash (an older format, an edit), another job's record, a file
@@ -176,9 +178,16 @@ def inspect_cached(cache: Path, key: str, upstream: dict[str, JobResult] | None 
         up = (upstream or {}).get(dep)
         if up is not None and up.digest is not None and digest != up.digest:
             return None, f"upstream job {dep} was rebuilt since this job used it"
-    return JobResult(key, d, data["measurements"], data.get("info", {}), cached=True,
-                     seconds=data.get("seconds", 0.0), digest=hashlib.sha256(blob).hexdigest(),
-                     record_sha256=data["record_sha256"]), None
+    return JobResult(
+        key,
+        d,
+        data["measurements"],
+        data.get("info", {}),
+        cached=True,
+        seconds=data.get("seconds", 0.0),
+        digest=hashlib.sha256(blob).hexdigest(),
+        record_sha256=data["record_sha256"],
+    ), None
 
 
 def load_cached(cache: Path, key: str, upstream: dict[str, JobResult] | None = None) -> JobResult | None:
@@ -219,8 +228,12 @@ def _pid_alive(pid: int, start: str | None = None) -> bool:
 
 
 def _owner() -> dict[str, Any]:
-    return {"pid": os.getpid(), "host": _HOST, "pid_start": _proc_start(os.getpid()),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return {
+        "pid": os.getpid(),
+        "host": _HOST,
+        "pid_start": _proc_start(os.getpid()),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def _read_lock(path: Path) -> dict[str, Any] | None:
@@ -255,6 +268,7 @@ def lock_is_stale(path: Path, info: dict[str, Any] | None, is_dead: DeadOwner | 
 @dataclass
 class Claim:
     """This process's claim on a job (its lock file); :meth:`release` when the job is committed."""
+
     path: Path
     token: str
     released: bool = False
@@ -271,6 +285,7 @@ class Claim:
 
 class _Heartbeat:
     """One daemon thread per process refreshing the mtime of every lock it holds."""
+
     _lock = threading.Lock()
     _claims: dict[Path, Claim] = {}
     _thread: threading.Thread | None = None
@@ -323,15 +338,20 @@ def _break_stale(lock: Path, seen: dict[str, Any] | None, is_dead: DeadOwner | N
         same = (now or {}).get("token") == (seen or {}).get("token")
         if same and lock_is_stale(lock, now, is_dead):
             owner = f"pid {now.get('pid')} on {now.get('host')}" if now else "an unknown owner"
-            log.warning("taking over the stale claim on job %s (%s, started %s)", lock.stem, owner,
-                        (now or {}).get("started", "?"))
+            log.warning(
+                "taking over the stale claim on job %s (%s, started %s)",
+                lock.stem,
+                owner,
+                (now or {}).get("started", "?"),
+            )
             lock.unlink(missing_ok=True)
     finally:
         breaker.unlink(missing_ok=True)
 
 
-def claim_job(cache: Path, key: str, owner: dict[str, Any] | None = None,
-              is_dead: DeadOwner | None = None) -> Claim | None:
+def claim_job(
+    cache: Path, key: str, owner: dict[str, Any] | None = None, is_dead: DeadOwner | None = None
+) -> Claim | None:
     """Claim a job for this process, or None when a live owner holds it. ``owner``: extra fields for
     the lock file (who we are, e.g. a Ray task id); ``is_dead``: see :data:`DeadOwner`. Raises
     :class:`CacheError` when the cache cannot be written."""
@@ -346,8 +366,10 @@ def claim_job(cache: Path, key: str, owner: dict[str, Any] | None = None,
             _break_stale(lock, info, is_dead)
             continue
         except OSError as e:
-            raise CacheError(f"{cache}: cannot claim job {key} ({e.strerror}); the cache must be writable to run "
-                             f"jobs that are not in it yet") from None
+            raise CacheError(
+                f"{cache}: cannot claim job {key} ({e.strerror}); the cache must be writable to run "
+                f"jobs that are not in it yet"
+            ) from None
         token = os.urandom(8).hex()
         with os.fdopen(fd, "w") as f:
             json.dump({**(owner or {}), **_owner(), "token": token, "key": key}, f)
@@ -404,29 +426,47 @@ def execute_job(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]
         measurements, info = fn(job, tmp, upstream)
     except Exception as e:  # a failed job is a row with its error, not a crashed sweep
         return failed_job(job, cache, tmp, e, time.perf_counter() - t0)
-    return commit_job(job, cache, tmp, measurements, info, time.perf_counter() - t0, upstream,
-                      cpu_seconds() - c0)
+    return commit_job(job, cache, tmp, measurements, info, time.perf_counter() - t0, upstream, cpu_seconds() - c0)
 
 
 def cpu_seconds() -> float:
-    """CPU time (user + sys) of this process and of the child processes it has waited for (e.g. a fresh timing
-    process); recorded with each job (``result.json``'s ``cpu_seconds``: what ``compressbench plan`` models)."""
+    """CPU time (user + sys) of this process, of the child processes it has waited for (e.g. a fresh timing
+    process) and of the timing processes a template forked for it (``measure.fresh``); recorded with each job
+    (``result.json``'s ``cpu_seconds``: what ``compressbench plan`` models)."""
     import resource
 
+    from ..measure.fresh import forked_cpu_seconds
+
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime + forked_cpu_seconds()
 
 
-def commit_job(job: Job, cache: Path, tmp: Path, measurements: list[dict[str, Any]], info: dict[str, Any],
-               secs: float, upstream: dict[str, JobResult], cpu: float | None = None) -> JobResult:
+def commit_job(
+    job: Job,
+    cache: Path,
+    tmp: Path,
+    measurements: list[dict[str, Any]],
+    info: dict[str, Any],
+    secs: float,
+    upstream: dict[str, JobResult],
+    cpu: float | None = None,
+) -> JobResult:
     """Record a finished job's checksums in ``tmp/result.json`` and move ``tmp`` into place (the commit).
     ``secs``: its wall-clock seconds; ``cpu``: its CPU seconds (this process's threads and waited-for children;
     a process-wide figure, so exact only when jobs do not run in parallel threads of one process)."""
     final = job_dir(cache, job.key)
-    record = {"format": RECORD_FORMAT, "key": job.key, "kind": job.kind, "spec": job.spec.record(),
-              "measurements": measurements, "info": info, "seconds": secs,
-              **({"cpu_seconds": cpu} if cpu is not None else {}), "files": artifact_manifest(tmp),
-              "upstream": {k: upstream[k].digest for k in job.deps if k in upstream}}
+    record = {
+        "format": RECORD_FORMAT,
+        "key": job.key,
+        "kind": job.kind,
+        "spec": job.spec.record(),
+        "measurements": measurements,
+        "info": info,
+        "seconds": secs,
+        **({"cpu_seconds": cpu} if cpu is not None else {}),
+        "files": artifact_manifest(tmp),
+        "upstream": {k: upstream[k].digest for k in job.deps if k in upstream},
+    }
     record = json.loads(json.dumps(record, default=str))  # the values as a later load reads them
     record["record_sha256"] = record_hash(record)
     blob = json.dumps(record, indent=1).encode()
@@ -440,12 +480,26 @@ def commit_job(job: Job, cache: Path, tmp: Path, measurements: list[dict[str, An
             res.cached, res.seconds = False, secs
             return res
         raise
-    return JobResult(job.key, final, record["measurements"], record["info"], cached=False, seconds=secs,
-                     digest=hashlib.sha256(blob).hexdigest(), record_sha256=record["record_sha256"])
+    return JobResult(
+        job.key,
+        final,
+        record["measurements"],
+        record["info"],
+        cached=False,
+        seconds=secs,
+        digest=hashlib.sha256(blob).hexdigest(),
+        record_sha256=record["record_sha256"],
+    )
 
 
-def claim_to_run(job: Job, cache: Path, upstream: dict[str, JobResult], *, owner: dict[str, Any] | None = None,
-                 is_dead: DeadOwner | None = None) -> tuple[JobResult | None, Claim | None]:
+def claim_to_run(
+    job: Job,
+    cache: Path,
+    upstream: dict[str, JobResult],
+    *,
+    owner: dict[str, Any] | None = None,
+    is_dead: DeadOwner | None = None,
+) -> tuple[JobResult | None, Claim | None]:
     """The protocol up to running a job: verify → claim → re-verify (a damaged artifact discarded).
     ``(result, None)``: cached, or an error result (an upstream job failed); ``(None, None)``: another live
     driver holds the job's claim; ``(None, claim)``: this process runs it now and releases the claim after
@@ -466,8 +520,9 @@ def claim_to_run(job: Job, cache: Path, upstream: dict[str, JobResult], *, owner
             claim.release()
             return res, None
         if problem:
-            log.warning("cached job %s (%s) is not usable: %s — discarding and re-running it", job.describe(),
-                        job.key, problem)
+            log.warning(
+                "cached job %s (%s) is not usable: %s — discarding and re-running it", job.describe(), job.key, problem
+            )
             discard_job(cache, job.key)
     except BaseException:
         claim.release()
@@ -475,8 +530,15 @@ def claim_to_run(job: Job, cache: Path, upstream: dict[str, JobResult], *, owner
     return None, claim
 
 
-def run_one(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], *, owner: dict[str, Any] | None = None,
-            is_dead: DeadOwner | None = None) -> JobResult | None:
+def run_one(
+    job: Job,
+    cache: Path,
+    fn: JobFn,
+    upstream: dict[str, JobResult],
+    *,
+    owner: dict[str, Any] | None = None,
+    is_dead: DeadOwner | None = None,
+) -> JobResult | None:
     """Verify → claim → re-verify → run → commit → release, for one job whose upstream results are in
     ``upstream``. Returns the (cached or new) result, an error result (the job or an upstream
     failed), or None when another live driver holds the job's claim: call again later. ``owner`` and
@@ -533,20 +595,27 @@ def prepare_cache(cache: Path, jobs: list[Job]) -> None:
     jobs_dir = cache / "jobs"
     for p in (cache, jobs_dir):
         if p.exists() and not p.is_dir():
-            raise CacheError(f"{p}: is a file, but the cache needs a folder here; move the file away or set "
-                             f"'cache_dir' to another folder")
+            raise CacheError(
+                f"{p}: is a file, but the cache needs a folder here; move the file away or set "
+                f"'cache_dir' to another folder"
+            )
     try:
         jobs_dir.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
         blocker = next((q for q in [cache, *cache.parents] if q.exists() and not q.is_dir()), cache)
-        raise CacheError(f"{cache}: cannot create the cache folder: {blocker} is a file, not a folder; move it away "
-                         f"or set 'cache_dir' to another folder") from None
+        raise CacheError(
+            f"{cache}: cannot create the cache folder: {blocker} is a file, not a folder; move it away "
+            f"or set 'cache_dir' to another folder"
+        ) from None
     except OSError as e:
-        raise CacheError(f"{cache}: cannot create the cache folder ({e.strerror}); set 'cache_dir' to a writable "
-                         f"folder") from None
+        raise CacheError(
+            f"{cache}: cannot create the cache folder ({e.strerror}); set 'cache_dir' to a writable folder"
+        ) from None
     if os.access(jobs_dir, os.W_OK | os.X_OK):
         return
     missing = [j for j in jobs if not (job_dir(cache, j.key) / "result.json").is_file()]
     if missing:
-        raise CacheError(f"{cache}: the cache is read-only and {len(missing)} of {len(jobs)} jobs are not in it "
-                         f"(first: {missing[0].describe()}); make it writable or set 'cache_dir' to a writable folder")
+        raise CacheError(
+            f"{cache}: the cache is read-only and {len(missing)} of {len(jobs)} jobs are not in it "
+            f"(first: {missing[0].describe()}); make it writable or set 'cache_dir' to a writable folder"
+        )

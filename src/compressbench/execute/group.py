@@ -27,19 +27,28 @@ from .cache import DeadOwner, JobResult, claim_to_run, commit_job, cpu_seconds, 
 
 GROUP_MAX = 16  # models of one group in memory at once
 
-GroupFn = Callable[[list[Job], dict[str, Path], dict[str, dict[str, JobResult]]],
-                   dict[str, "tuple[list[dict[str, Any]], dict[str, Any]] | BaseException"]]
+GroupFn = Callable[
+    [list[Job], dict[str, Path], dict[str, dict[str, JobResult]]],
+    dict[str, "tuple[list[dict[str, Any]], dict[str, Any]] | BaseException"],
+]
 """``fn(jobs, out dirs, upstream results per job) -> {job key: (measurements, info) or the exception that
 failed it}`` (the runner's ``JobRunner.group``)."""
 
 
 def chunks(jobs: list[Job]) -> list[list[Job]]:
     """``jobs`` in groups of at most :data:`GROUP_MAX`, in order."""
-    return [jobs[i:i + GROUP_MAX] for i in range(0, len(jobs), GROUP_MAX)]
+    return [jobs[i : i + GROUP_MAX] for i in range(0, len(jobs), GROUP_MAX)]
 
 
-def run_group(jobs: list[Job], cache: Path, fn: GroupFn, upstreams: dict[str, dict[str, JobResult]], *,
-              owner: dict[str, Any] | None = None, is_dead: DeadOwner | None = None) -> dict[str, JobResult | None]:
+def run_group(
+    jobs: list[Job],
+    cache: Path,
+    fn: GroupFn,
+    upstreams: dict[str, dict[str, JobResult]],
+    *,
+    owner: dict[str, Any] | None = None,
+    is_dead: DeadOwner | None = None,
+) -> dict[str, JobResult | None]:
     """The cache protocol for a group of jobs run by one call of ``fn``: each job cached, failed upstream,
     held by another driver (None) or claimed; the claimed ones run together into their own temporary
     folders and are committed one by one; every claim released. Returns each job's result (None: held)."""

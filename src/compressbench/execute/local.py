@@ -23,8 +23,7 @@ class _InProcess:
     def start(self, job: Job, upstream: dict[str, JobResult]) -> JobResult | None:
         return run_one(job, self.cache, self.fn, upstream)
 
-    def start_group(self, jobs: list[Job], upstreams: dict[str, dict[str, JobResult]]
-                    ) -> dict[str, JobResult | None]:
+    def start_group(self, jobs: list[Job], upstreams: dict[str, dict[str, JobResult]]) -> dict[str, JobResult | None]:
         group = getattr(self.fn, "group", None)
         if group is None:  # a job function without a group form: one by one
             return {j.key: run_one(j, self.cache, self.fn, upstreams[j.key]) for j in jobs}

@@ -53,8 +53,9 @@ class Backend(Protocol):
 class GroupBackend(Backend, Protocol):
     """A backend that can run the jobs of a group together (:mod:`.group`)."""
 
-    def start_group(self, jobs: list[Job], upstreams: dict[str, dict[str, JobResult]]
-                    ) -> dict[str, JobResult | None | object]:
+    def start_group(
+        self, jobs: list[Job], upstreams: dict[str, dict[str, JobResult]]
+    ) -> dict[str, JobResult | None | object]:
         """Run or submit ``jobs`` together: per job, what :meth:`Backend.start` returns."""
         ...
 
@@ -70,8 +71,15 @@ def owner_str(info: dict[str, Any] | None) -> str:
 class _Run:
     """The state of one :func:`schedule` call."""
 
-    def __init__(self, jobs: list[Job], backend: Backend, cache: Any, board: RunBoard,
-                 on_done: Callable[[Job, JobResult], None], tick: Callable[[], None]):
+    def __init__(
+        self,
+        jobs: list[Job],
+        backend: Backend,
+        cache: Any,
+        board: RunBoard,
+        on_done: Callable[[Job, JobResult], None],
+        tick: Callable[[], None],
+    ):
         self.jobs, self.backend, self.cache, self.board = jobs, backend, cache, board
         self.on_done, self.tick = on_done, tick
         self.results: dict[str, JobResult] = {}
@@ -90,8 +98,11 @@ class _Run:
     def hold(self, job: Job) -> None:
         self.held[job.key] = job
         self.board.set(job.key, "held")
-        log.info("%s is being run by %s: doing other work first, then waiting for its result", job.describe(),
-                 owner_str(lock_owner(self.cache, job.key)))
+        log.info(
+            "%s is being run by %s: doing other work first, then waiting for its result",
+            job.describe(),
+            owner_str(lock_owner(self.cache, job.key)),
+        )
 
     def ready(self, job: Job) -> bool:
         return all(d in self.results for d in job.deps)
@@ -128,8 +139,9 @@ class _Run:
                 progressed = self.start_group(members) or progressed
                 continue
             self.board.set(job.key, "running")
-            progressed = self.started(job, self.backend.start(job, {d: self.results[d] for d in job.deps})) \
-                or progressed
+            progressed = (
+                self.started(job, self.backend.start(job, {d: self.results[d] for d in job.deps})) or progressed
+            )
         self.waiting = [j for j in still if j.key not in taken]
         return progressed
 
@@ -174,14 +186,23 @@ class _Run:
         if self.held and time.monotonic() - self.last_wait_log >= WAIT_LOG_S:
             self.last_wait_log = time.monotonic()
             first = next(iter(self.held.values()))
-            log.info("waiting for %d job(s) run by other drivers, e.g. %s (%s)", len(self.held), first.describe(),
-                     owner_str(lock_owner(self.cache, first.key)))
+            log.info(
+                "waiting for %d job(s) run by other drivers, e.g. %s (%s)",
+                len(self.held),
+                first.describe(),
+                owner_str(lock_owner(self.cache, first.key)),
+            )
         time.sleep(WAIT_POLL_S)
 
 
-def schedule(jobs: list[Job], backend: Backend, cache: Any, board: RunBoard,
-             on_done: Callable[[Job, JobResult], None], tick: Callable[[], None] = lambda: None
-             ) -> dict[str, JobResult]:
+def schedule(
+    jobs: list[Job],
+    backend: Backend,
+    cache: Any,
+    board: RunBoard,
+    on_done: Callable[[Job, JobResult], None],
+    tick: Callable[[], None] = lambda: None,
+) -> dict[str, JobResult]:
     """Run ``jobs`` (a DAG in topological order) through ``backend`` until every one has a result (see the
     module docstring). ``tick`` is called after each finished job (e.g. a progress bar's update)."""
     r = _Run(jobs, backend, cache, board, on_done, tick)

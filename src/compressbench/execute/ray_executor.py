@@ -92,9 +92,11 @@ def probe(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         socket.create_connection(hp, timeout=timeout).close()
     except OSError as e:
         why = "timed out" if isinstance(e, TimeoutError) else (e.strerror or type(e).__name__)
-        raise ExecutorError(f"executor.address: nothing answers at '{address}' ({why} after "
-                            f"{time.monotonic() - t0:.1f}s; limit {timeout:g}s): is the Ray cluster running there "
-                            f"(`ray status`), and is the port its head's?") from None
+        raise ExecutorError(
+            f"executor.address: nothing answers at '{address}' ({why} after "
+            f"{time.monotonic() - t0:.1f}s; limit {timeout:g}s): is the Ray cluster running there "
+            f"(`ray status`), and is the port its head's?"
+        ) from None
 
 
 def _is_loopback(address: str) -> bool:
@@ -126,8 +128,9 @@ def _loopback_only() -> None:
 class RayExecutor:
     """Runs the DAG on Ray; see the module docstring."""
 
-    def __init__(self, cache: Path, show_progress: bool = True, options: RayOptions | None = None,
-                 experiment: Any = None):
+    def __init__(
+        self, cache: Path, show_progress: bool = True, options: RayOptions | None = None, experiment: Any = None
+    ):
         self.cache = Path(cache).resolve()
         self.show_progress = show_progress
         self.options = options or RayOptions()
@@ -146,8 +149,10 @@ class RayExecutor:
         address = self.options.address
         if ray.is_initialized():
             if address is not None:
-                raise ExecutorError(f"executor.address: Ray is already initialised in this process; leave the address "
-                                    f"empty to use that connection, or call ray.shutdown() first (got '{address}')")
+                raise ExecutorError(
+                    f"executor.address: Ray is already initialised in this process; leave the address "
+                    f"empty to use that connection, or call ray.shutdown() first (got '{address}')"
+                )
             return ray, False
         # no address: like Ray itself, join RAY_ADDRESS when set (e.g. under `ray job submit`), else start one
         target = address or os.environ.get("RAY_ADDRESS") or None
@@ -169,13 +174,22 @@ class RayExecutor:
         except Exception as e:  # unreachable cluster, bad address, version mismatch
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             where = f"cannot connect to Ray at '{target}'" if target else "cannot start a local Ray instance"
-            hint = ("; a cluster with token authentication also needs RAY_AUTH_MODE=token and its token (Ray's "
-                    "docs: token-auth)" if target and "RAY_AUTH_MODE" not in os.environ else "")
+            hint = (
+                "; a cluster with token authentication also needs RAY_AUTH_MODE=token and its token (Ray's "
+                "docs: token-auth)"
+                if target and "RAY_AUTH_MODE" not in os.environ
+                else ""
+            )
             raise ExecutorError(f"executor.address: {where}: {first[:300]}{hint}") from None
         res = ray.cluster_resources()
-        log.info("%s in %.1fs: %g CPU(s), %g GPU(s), %d node(s)", "started a local Ray instance" if target is None
-                 else f"joined the Ray cluster at {target}", time.perf_counter() - t0, res.get("CPU", 0),
-                 res.get("GPU", 0), len([n for n in ray.nodes() if n.get("Alive")]))
+        log.info(
+            "%s in %.1fs: %g CPU(s), %g GPU(s), %d node(s)",
+            "started a local Ray instance" if target is None else f"joined the Ray cluster at {target}",
+            time.perf_counter() - t0,
+            res.get("CPU", 0),
+            res.get("GPU", 0),
+            len([n for n in ray.nodes() if n.get("Alive")]),
+        )
         return ray, True
 
     # ------------------------------------------------------------------ resources
@@ -200,9 +214,11 @@ class RayExecutor:
                 timed_note.add(ev)
             where = f"evaluators.{ev}" if ev and r is not table.evaluate else job.kind
             if cpus > max_cpus or r.num_gpus > max_gpus:
-                msg = (f"executor.resources.{where}: a {job.kind} job asks for {cpus:g} CPU(s) and {r.num_gpus:g} "
-                       f"GPU(s), but the largest node of the Ray cluster has {max_cpus:g} CPU(s) and {max_gpus:g} "
-                       f"GPU(s)")
+                msg = (
+                    f"executor.resources.{where}: a {job.kind} job asks for {cpus:g} CPU(s) and {r.num_gpus:g} "
+                    f"GPU(s), but the largest node of the Ray cluster has {max_cpus:g} CPU(s) and {max_gpus:g} "
+                    f"GPU(s)"
+                )
                 if self.options.address is None:
                     raise ExecutorError(msg)
                 log.warning("%s: it waits until the cluster grows", msg)
@@ -211,8 +227,13 @@ class RayExecutor:
                 opts["memory"] = r.memory
             out[job.key] = opts
         for ev in sorted(timed_note):
-            log.info("%s jobs measure wall-clock time: each runs alone on a node (num_cpus=%g); set "
-                     "executor.resources.evaluators.%s to share nodes instead", ev, max_cpus, ev)
+            log.info(
+                "%s jobs measure wall-clock time: each runs alone on a node (num_cpus=%g); set "
+                "executor.resources.evaluators.%s to share nodes instead",
+                ev,
+                max_cpus,
+                ev,
+            )
         return out, threads
 
     # ------------------------------------------------------------------ the run
@@ -227,8 +248,9 @@ class RayExecutor:
                 ray.shutdown()
             ray_reaper.stop(watcher)
 
-    def _run(self, ray: Any, jobs: list[Job], fn: JobFn, on_done: Callable[[Job, JobResult], None]
-             ) -> dict[str, JobResult]:
+    def _run(
+        self, ray: Any, jobs: list[Job], fn: JobFn, on_done: Callable[[Job, JobResult], None]
+    ) -> dict[str, JobResult]:
         clean_stale_tmp(self.cache)
         asks, threads = self._plan_resources(ray, jobs)
         total = ray.cluster_resources()
@@ -243,8 +265,12 @@ class RayExecutor:
         self._warm(ray, [asks[j.key]["num_cpus"] for j in todo if not asks[j.key]["num_gpus"]], cpus, env)
         if todo and hasattr(fn, "prepare"):  # e.g. download a missing dataset once, here, not in every worker
             fn.prepare(todo)
-        board = RunBoard(jobs, live=self.show_progress and progress_enabled(), share=share,
-                         title=f"jobs on Ray ({cpus:g} CPU, {gpus:g} GPU)")
+        board = RunBoard(
+            jobs,
+            live=self.show_progress and progress_enabled(),
+            share=share,
+            title=f"jobs on Ray ({cpus:g} CPU, {gpus:g} GPU)",
+        )
         backend = _RayTasks(self, ray, fn, asks, threads, env, board)
         with board:
             results = schedule(jobs, backend, self.cache, board, on_done)
@@ -257,8 +283,10 @@ class RayExecutor:
         if not cpu_asks:
             return
         each = min(cpu_asks)
-        warming = [ray.remote(warm).options(num_cpus=each, runtime_env=env).remote()
-                   for _ in range(min(len(cpu_asks), max(1, int(cpus // each))))]
+        warming = [
+            ray.remote(warm).options(num_cpus=each, runtime_env=env).remote()
+            for _ in range(min(len(cpu_asks), max(1, int(cpus // each))))
+        ]
         log.debug("warming %d worker(s): %s", len(warming), warming)
 
     def _collect(self, ray: Any, ref: Any, jobs: list[Job]) -> list[tuple[Job, JobResult | None]]:
@@ -270,11 +298,17 @@ class RayExecutor:
             cause = e.cause if getattr(e, "cause", None) is not None else e
             msg = f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:400]}"
             return [(j, JobResult(j.key, self.cache / "jobs" / j.key, error=msg)) for j in jobs]
-        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.OutOfMemoryError,
-                ray.exceptions.RayError) as e:
+        except (
+            ray.exceptions.WorkerCrashedError,
+            ray.exceptions.NodeDiedError,
+            ray.exceptions.OutOfMemoryError,
+            ray.exceptions.RayError,
+        ) as e:
             first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-            msg = (f"{type(e).__name__} after {self.options.max_retries + 1} attempt(s) "
-                   f"(executor.max_retries={self.options.max_retries}): {first}")
+            msg = (
+                f"{type(e).__name__} after {self.options.max_retries + 1} attempt(s) "
+                f"(executor.max_retries={self.options.max_retries}): {first}"
+            )
             return [(j, JobResult(j.key, self.cache / "jobs" / j.key, error=msg)) for j in jobs]
         if not isinstance(got, dict):
             got = {jobs[0].key: got}
@@ -290,9 +324,13 @@ class RayExecutor:
         except OSError:
             seen = None
         if seen != res.digest:
-            return JobResult(job.key, d, error=f"the job finished on a worker, but the driver does not see its folder "
-                             f"{d} (or sees other bytes): cache_dir must be on a filesystem every Ray node and the "
-                             f"driver share, at the same path")
+            return JobResult(
+                job.key,
+                d,
+                error=f"the job finished on a worker, but the driver does not see its folder "
+                f"{d} (or sees other bytes): cache_dir must be on a filesystem every Ray node and the "
+                f"driver share, at the same path",
+            )
         return res
 
 
@@ -300,8 +338,16 @@ class _RayTasks:
     """The :class:`~.loop.Backend` of the Ray executor: a job is looked up in the cache in the driver and
     submitted as a task if it is not there; finished tasks are collected with ``ray.wait``."""
 
-    def __init__(self, ex: RayExecutor, ray: Any, fn: JobFn, asks: dict[str, dict[str, Any]], threads: dict[str, int],
-                 env: dict[str, Any], board: RunBoard):
+    def __init__(
+        self,
+        ex: RayExecutor,
+        ray: Any,
+        fn: JobFn,
+        asks: dict[str, dict[str, Any]],
+        threads: dict[str, int],
+        env: dict[str, Any],
+        board: RunBoard,
+    ):
         self.ex, self.ray, self.asks, self.threads, self.env, self.board = ex, ray, asks, threads, env, board
         self.remote = ray.remote(_worker_run)
         self.remote_gpu = ray.remote(max_calls=1)(_worker_run_gpu)
@@ -318,8 +364,9 @@ class _RayTasks:
         res, _ = inspect_cached(cache, job.key, upstream)
         failed = [d for d in job.deps if upstream[d].error]
         if res is None and failed:
-            res = JobResult(job.key, cache / "jobs" / job.key,
-                            error=f"upstream job failed: {upstream[failed[0]].error}")
+            res = JobResult(
+                job.key, cache / "jobs" / job.key, error=f"upstream job failed: {upstream[failed[0]].error}"
+            )
         return res
 
     def _submit(self, jobs: list[Job], fun: Any, what: Any, upstream: Any) -> None:
@@ -327,8 +374,9 @@ class _RayTasks:
         a = self.asks[jobs[0].key]
         setup = {**self.setup, "threads": self.threads[jobs[0].key], "num_gpus": a["num_gpus"]}
         name = f"compressbench {jobs[0].kind} {jobs[0].key[:8]}" + (f" +{len(jobs) - 1}" if len(jobs) > 1 else "")
-        ref = fun.options(**a, max_retries=self.ex.options.max_retries, retry_exceptions=False, runtime_env=self.env,
-                          name=name).remote(what, self.ex.cache, self.fn_ref, upstream, setup)
+        ref = fun.options(
+            **a, max_retries=self.ex.options.max_retries, retry_exceptions=False, runtime_env=self.env, name=name
+        ).remote(what, self.ex.cache, self.fn_ref, upstream, setup)
         self.inflight[ref] = jobs
 
     def start(self, job: Job, upstream: dict[str, JobResult]) -> JobResult | object:
@@ -338,8 +386,7 @@ class _RayTasks:
         self._submit([job], self.remote_gpu if self.asks[job.key]["num_gpus"] else self.remote, job, upstream)
         return SUBMITTED
 
-    def start_group(self, jobs: list[Job], upstreams: dict[str, dict[str, JobResult]]
-                    ) -> dict[str, JobResult | object]:
+    def start_group(self, jobs: list[Job], upstreams: dict[str, dict[str, JobResult]]) -> dict[str, JobResult | object]:
         """The group's jobs not known yet as one task (:mod:`.group`); one job alone as :meth:`start` does."""
         out: dict[str, JobResult | object] = {}
         todo = []
@@ -353,8 +400,9 @@ class _RayTasks:
                 out[j.key] = self.start(j, upstreams[j.key])
         elif todo:
             gpu = self.asks[todo[0].key]["num_gpus"]
-            self._submit(todo, self.remote_group_gpu if gpu else self.remote_group, todo,
-                         {j.key: upstreams[j.key] for j in todo})
+            self._submit(
+                todo, self.remote_group_gpu if gpu else self.remote_group, todo, {j.key: upstreams[j.key] for j in todo}
+            )
         return out
 
     def in_flight(self) -> int:
@@ -367,6 +415,7 @@ class _RayTasks:
         out = [pair for ref in ready for pair in self.ex._collect(self.ray, ref, self.inflight.pop(ref))]
         for jobs in self.inflight.values():  # started = claimed (its lock exists)
             for job in jobs:
-                self.board.set(job.key, "running" if (self.ex.cache / "jobs" / f"{job.key}.lock").exists()
-                               else "queued")
+                self.board.set(
+                    job.key, "running" if (self.ex.cache / "jobs" / f"{job.key}.lock").exists() else "queued"
+                )
         return out

@@ -64,8 +64,10 @@ class RayOptions(_Strict):
     @classmethod
     def _address(cls, v: str | None) -> str | None:
         if v is not None and not _ADDRESS.fullmatch(v):
-            raise ValueError("give null (start a local Ray instance), 'auto' (the cluster `ray start` runs on this "
-                             "machine), 'ray://HOST:10001' (Ray Client) or 'HOST:PORT' (the head's GCS)")
+            raise ValueError(
+                "give null (start a local Ray instance), 'auto' (the cluster `ray start` runs on this "
+                "machine), 'ray://HOST:10001' (Ray Client) or 'HOST:PORT' (the head's GCS)"
+            )
         return v
 
 
@@ -93,8 +95,10 @@ def check_experiment(exp: Any, opts: RayOptions) -> str | None:
     if ray_missing():
         return "executor: the ray executor needs Ray, which is not installed: pip install 'compressbench[ray]'"
     if re.fullmatch(r"cuda:\d+", exp.device):
-        return (f"device: '{exp.device}' names one GPU, but the ray executor gives each job its own GPU share; use "
-                f"device: cuda (or auto)")
+        return (
+            f"device: '{exp.device}' names one GPU, but the ray executor gives each job its own GPU share; use "
+            f"device: cuda (or auto)"
+        )
     used = {ev.evaluator for ev in exp.evaluations}
     for name in opts.resources.evaluators:
         try:
@@ -102,8 +106,10 @@ def check_experiment(exp: Any, opts: RayOptions) -> str | None:
         except Exception:
             resolved = name
         if resolved not in used:
-            return (f"executor.resources.evaluators.{name}: no evaluation of this experiment uses evaluator '{name}'"
-                    f"{did_you_mean(name, used)}; its evaluators: {', '.join(sorted(used))}")
+            return (
+                f"executor.resources.evaluators.{name}: no evaluation of this experiment uses evaluator '{name}'"
+                f"{did_you_mean(name, used)}; its evaluators: {', '.join(sorted(used))}"
+            )
     kinds: dict[str, JobResources] = {"train": opts.resources.train}
     if exp.variants:
         kinds["compress"] = opts.resources.compress
@@ -113,20 +119,32 @@ def check_experiment(exp: Any, opts: RayOptions) -> str | None:
     for where, r in kinds.items():
         label = where if "." not in where else where.split(".", 1)[1] + " evaluation"
         if mem is not None and r.memory is not None and r.memory > mem:  # a local instance never has more
-            path = where if where in ("train", "compress") else (
-                where if where.split(".", 1)[1] in opts.resources.evaluators else "evaluate")
-            return (f"executor.resources.{path}.memory: {label} jobs ask for {r.memory / 2**30:.3g} GiB, but the "
-                    f"local Ray instance has at most this machine's {mem / 2**30:.3g} GiB: they would never be "
-                    f"scheduled; ask for less (or give executor.address of a cluster with such nodes)")
+            path = (
+                where
+                if where in ("train", "compress")
+                else (where if where.split(".", 1)[1] in opts.resources.evaluators else "evaluate")
+            )
+            return (
+                f"executor.resources.{path}.memory: {label} jobs ask for {r.memory / 2**30:.3g} GiB, but the "
+                f"local Ray instance has at most this machine's {mem / 2**30:.3g} GiB: they would never be "
+                f"scheduled; ask for less (or give executor.address of a cluster with such nodes)"
+            )
         if exp.device == "cuda" and r.num_gpus == 0:
-            path = where if where in ("train", "compress") else (
-                where if where.split(".", 1)[1] in opts.resources.evaluators else "evaluate")
-            return (f"executor.resources.{path}.num_gpus: device is 'cuda' but {label} jobs ask for no GPU; give them "
-                    f"a GPU share (e.g. 0.25) or use device: auto (jobs without a GPU share then run on the CPU)")
+            path = (
+                where
+                if where in ("train", "compress")
+                else (where if where.split(".", 1)[1] in opts.resources.evaluators else "evaluate")
+            )
+            return (
+                f"executor.resources.{path}.num_gpus: device is 'cuda' but {label} jobs ask for no GPU; give them "
+                f"a GPU share (e.g. 0.25) or use device: auto (jobs without a GPU share then run on the CPU)"
+            )
         if exp.threads and r.num_cpus is not None and max(1, math.floor(r.num_cpus)) != exp.threads:
-            return (f"threads: {exp.threads}, but {label} jobs ask for num_cpus {r.num_cpus:g} and run "
-                    f"{max(1, math.floor(r.num_cpus))} thread(s): with the ray executor a job's threads follow its "
-                    f"CPU share; drop 'threads' or make them agree")
+            return (
+                f"threads: {exp.threads}, but {label} jobs ask for num_cpus {r.num_cpus:g} and run "
+                f"{max(1, math.floor(r.num_cpus))} thread(s): with the ray executor a job's threads follow its "
+                f"CPU share; drop 'threads' or make them agree"
+            )
     return None
 
 

@@ -40,7 +40,7 @@ def start_time(pid: int) -> int | None:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
-    return int(stat[stat.rindex(b")") + 2:].split()[19])
+    return int(stat[stat.rindex(b")") + 2 :].split()[19])
 
 
 def _children() -> dict[int, list[int]]:
@@ -53,7 +53,7 @@ def _children() -> dict[int, list[int]]:
             stat = (p / "stat").read_bytes()
         except OSError:
             continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
         out.setdefault(ppid, []).append(int(p.name))
     return out
 
@@ -122,9 +122,14 @@ def spawn() -> subprocess.Popen | None:
         return None
     me = os.getpid()
     # by path, not -m: the watcher needs the standard library only, not compressbench's (torch's) imports
-    return subprocess.Popen([sys.executable, "-I", str(Path(__file__).resolve()), str(me), str(start_time(me))],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, close_fds=True)
+    return subprocess.Popen(
+        [sys.executable, "-I", str(Path(__file__).resolve()), str(me), str(start_time(me))],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        close_fds=True,
+    )
 
 
 def stop(proc: subprocess.Popen | None, timeout: float = GRACE_S + 5) -> None:

@@ -40,8 +40,10 @@ def _setup_worker(setup: dict[str, Any]) -> str | None:
         os.chdir(setup["cwd"])  # relative paths in the config mean what they mean to the driver
     digest, where = code_fingerprint()
     if digest != setup["code"][0]:
-        return (f"the worker on {_HOST} runs compressbench from {where}, whose code differs from the driver's "
-                f"({setup['code'][1]}): install the same compressbench on every node")
+        return (
+            f"the worker on {_HOST} runs compressbench from {where}, whose code differs from the driver's "
+            f"({setup['code'][1]}): install the same compressbench on every node"
+        )
     import torch
 
     torch.set_num_threads(setup["threads"])
@@ -61,8 +63,9 @@ def _log_like_the_driver(level: int) -> None:
     lg.setLevel(level)
 
 
-def _worker_run(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], setup: dict[str, Any]
-                ) -> JobResult | None:
+def _worker_run(
+    job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], setup: dict[str, Any]
+) -> JobResult | None:
     """One job in a Ray worker: the cache protocol (:func:`run_one`), with this task's identity in its claim."""
     import ray
 
@@ -72,14 +75,16 @@ def _worker_run(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult]
     task = ray.get_runtime_context().get_task_id()
     token = GPU_SHARE.set(setup["num_gpus"])
     try:
-        return run_one(job, cache, fn, upstream, owner={"ray_task": task},
-                       is_dead=lambda info: info.get("ray_task") == task)  # an earlier attempt of this very task
+        return run_one(
+            job, cache, fn, upstream, owner={"ray_task": task}, is_dead=lambda info: info.get("ray_task") == task
+        )  # an earlier attempt of this very task
     finally:
         GPU_SHARE.reset(token)
 
 
-def _worker_run_group(jobs: list[Job], cache: Path, fn: Any, upstreams: dict[str, dict[str, JobResult]],
-                      setup: dict[str, Any]) -> dict[str, JobResult | None]:
+def _worker_run_group(
+    jobs: list[Job], cache: Path, fn: Any, upstreams: dict[str, dict[str, JobResult]], setup: dict[str, Any]
+) -> dict[str, JobResult | None]:
     """The jobs of one group in a Ray worker, together (:func:`~.group.run_group`)."""
     import ray
 
@@ -89,20 +94,28 @@ def _worker_run_group(jobs: list[Job], cache: Path, fn: Any, upstreams: dict[str
     task = ray.get_runtime_context().get_task_id()
     token = GPU_SHARE.set(setup["num_gpus"])
     try:
-        return run_group(jobs, cache, fn.group, upstreams, owner={"ray_task": task},
-                         is_dead=lambda info: info.get("ray_task") == task)
+        return run_group(
+            jobs,
+            cache,
+            fn.group,
+            upstreams,
+            owner={"ray_task": task},
+            is_dead=lambda info: info.get("ray_task") == task,
+        )
     finally:
         GPU_SHARE.reset(token)
 
 
-def _worker_run_group_gpu(jobs: list[Job], cache: Path, fn: Any, upstreams: dict[str, dict[str, JobResult]],
-                          setup: dict[str, Any]) -> dict[str, JobResult | None]:
+def _worker_run_group_gpu(
+    jobs: list[Job], cache: Path, fn: Any, upstreams: dict[str, dict[str, JobResult]], setup: dict[str, Any]
+) -> dict[str, JobResult | None]:
     """:func:`_worker_run_group` with a GPU share (one task per worker process, as :func:`_worker_run_gpu`)."""
     return _worker_run_group(jobs, cache, fn, upstreams, setup)
 
 
-def _worker_run_gpu(job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], setup: dict[str, Any]
-                    ) -> JobResult | None:
+def _worker_run_gpu(
+    job: Job, cache: Path, fn: JobFn, upstream: dict[str, JobResult], setup: dict[str, Any]
+) -> JobResult | None:
     """:func:`_worker_run` for a job with a GPU share: submitted as a function whose worker process serves
     one task only (``max_calls=1``, as Ray does for ``@ray.remote(num_gpus=...)``): CUDA, once initialised
     in a process, keeps the GPU it saw first, and the next job may be given another one."""

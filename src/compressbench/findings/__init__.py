@@ -37,15 +37,38 @@ from .render import frame, print_console, to_html, to_markdown
 
 log = logging.getLogger(__name__)
 
-__all__ = ["evaluate_store", "evaluate", "evaluate_experiment", "decide", "findings_of", "metric_values",
-           "replicate_values", "FindingsResult", "Verdict", "HOLDS", "CONTRADICTED", "INCONCLUSIVE", "report_section",
-           "print_findings", "frame", "to_markdown", "to_html", "print_console", "add_findings_arguments",
-           "findings_command"]
+__all__ = [
+    "evaluate_store",
+    "evaluate",
+    "evaluate_experiment",
+    "decide",
+    "findings_of",
+    "metric_values",
+    "replicate_values",
+    "FindingsResult",
+    "Verdict",
+    "HOLDS",
+    "CONTRADICTED",
+    "INCONCLUSIVE",
+    "report_section",
+    "print_findings",
+    "frame",
+    "to_markdown",
+    "to_html",
+    "print_console",
+    "add_findings_arguments",
+    "findings_command",
+]
 
 
-def evaluate_store(store_path: str | Path, experiments: list[str] | None = None,
-                   findings: list[Finding] | None = None, options: ReportOptions | None = None,
-                   n_boot: int = DEFAULT_BOOTSTRAP, boot_seed: int = 0) -> list[FindingsResult]:
+def evaluate_store(
+    store_path: str | Path,
+    experiments: list[str] | None = None,
+    findings: list[Finding] | None = None,
+    options: ReportOptions | None = None,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    boot_seed: int = 0,
+) -> list[FindingsResult]:
     """Test findings on a store's experiments (default: all): ``findings`` on each, or each one's own."""
     store = load_store(store_path)
     names = experiments if experiments is not None else store.experiments()
@@ -56,8 +79,9 @@ def evaluate_store(store_path: str | Path, experiments: list[str] | None = None,
     return evaluate(datas, findings, options, n_boot, boot_seed)
 
 
-def report_section(store_path: str | Path, names: list[str], out: Path, formats: set[str],
-                   options: ReportOptions | None = None) -> str:
+def report_section(
+    store_path: str | Path, names: list[str], out: Path, formats: set[str], options: ReportOptions | None = None
+) -> str:
     """The report's findings: ``findings.csv`` / ``findings.md`` in ``out`` (as ``formats`` ask) and the HTML
     section ("" when no experiment declares findings). A failure is logged, never fatal to the report."""
     try:
@@ -89,19 +113,37 @@ def print_findings(store_path: str | Path, experiments: list[str], findings: lis
 # ---------------------------------------------------------------- compressbench findings STORE
 def add_findings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", help="results store (SQLite file written by `compressbench run`)")
-    parser.add_argument("--config", metavar="FILE", help="test this experiment file's findings (default: those "
-                        "declared by each experiment's latest run in the store)")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="test this experiment file's findings (default: those "
+        "declared by each experiment's latest run in the store)",
+    )
     parser.add_argument("--scale", metavar="NAME", help="with --config: the file's scale that was run")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="with --config: override a field")
     parser.add_argument("--experiment", "-e", action="append", help="only this experiment (repeatable)")
-    parser.add_argument("--confidence", type=float, default=0.95, help="confidence of the intervals; verdicts at "
-                        "1 − confidence after Holm (default 0.95)")
-    parser.add_argument("--bootstrap", type=int, default=DEFAULT_BOOTSTRAP, metavar="N",
-                        help=f"bootstrap replicates for one-seed tests (default {DEFAULT_BOOTSTRAP})")
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=0.95,
+        help="confidence of the intervals; verdicts at 1 − confidence after Holm (default 0.95)",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=DEFAULT_BOOTSTRAP,
+        metavar="N",
+        help=f"bootstrap replicates for one-seed tests (default {DEFAULT_BOOTSTRAP})",
+    )
     for name, (opt, owners) in report_options().items():  # the report's options: numbers as the report's
-        parser.add_argument(opt.flag, dest=f"option_{name}", default=None, metavar=name.upper(),
-                            choices=list(opt.choices) or None,
-                            help=f"{opt.help} (default {opt.default}; declared by {', '.join(owners)})")
+        parser.add_argument(
+            opt.flag,
+            dest=f"option_{name}",
+            default=None,
+            metavar=name.upper(),
+            choices=list(opt.choices) or None,
+            help=f"{opt.help} (default {opt.default}; declared by {', '.join(owners)})",
+        )
     parser.add_argument("--csv", metavar="FILE", help="also write the verdicts as CSV")
     parser.add_argument("--md", metavar="FILE", help="also write them as Markdown")
 

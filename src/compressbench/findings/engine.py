@@ -120,10 +120,16 @@ class OutcomeFiles:
     folder) says they are; each loaded and verified once."""
 
     def __init__(self, data: ExperimentData):
-        self.paths: dict[str, Path] = {a["job_key"]: Path(a["path"]) for a in data.artifacts
-                                       if a.get("name") == FILE and a.get("path")}
-        self.caches = list(dict.fromkeys(Path(str((r.get("config_json") or {}).get("cache_dir")))
-                                         for r in data.runs if (r.get("config_json") or {}).get("cache_dir")))
+        self.paths: dict[str, Path] = {
+            a["job_key"]: Path(a["path"]) for a in data.artifacts if a.get("name") == FILE and a.get("path")
+        }
+        self.caches = list(
+            dict.fromkeys(
+                Path(str((r.get("config_json") or {}).get("cache_dir")))
+                for r in data.runs
+                if (r.get("config_json") or {}).get("cache_dir")
+            )
+        )
         self._loaded: dict[str, Outcomes | None] = {}
         self.problems: list[str] = []
 
@@ -156,8 +162,9 @@ def _forms(sub: pd.DataFrame, files: OutcomeFiles) -> tuple[dict[int, _Form], di
     forms: dict[int, _Form] = {}
     sets: dict[tuple[str, str], int] = {}
     images: dict[tuple[str, tuple[str, str]], list[tuple[str, str]]] = {}  # a row of every variant: same images
-    for pos, (job, ev, metric, cond, value) in enumerate(zip(sub["job_key"], sub["evaluator"], sub["metric"],
-                                                             sub["condition_json"], sub["value"], strict=True)):
+    for pos, (job, ev, metric, cond, value) in enumerate(
+        zip(sub["job_key"], sub["evaluator"], sub["metric"], sub["condition_json"], sub["value"], strict=True)
+    ):
         oc = files.get(job)
         key = condition_key(metric, cond)
         if oc is None or key not in oc.forms:
@@ -181,9 +188,16 @@ def _set_seed(key: tuple[str, str], seed: int, chunk: int) -> list[int]:
     return [seed, int(key[1][:8], 16), chunk]
 
 
-def replicate_values(data: ExperimentData, seed: int, variants: list[str], metric: str | MetricRef,
-                     options: ReportOptions, files: OutcomeFiles, n_boot: int = DEFAULT_BOOTSTRAP,
-                     boot_seed: int = 0) -> tuple[dict[str, np.ndarray], int] | str:
+def replicate_values(
+    data: ExperimentData,
+    seed: int,
+    variants: list[str],
+    metric: str | MetricRef,
+    options: ReportOptions,
+    files: OutcomeFiles,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    boot_seed: int = 0,
+) -> tuple[dict[str, np.ndarray], int] | str:
     """Bootstrap replicates of ``metric`` for ``variants`` at ``seed``: {variant: n_boot values} and the number
     of images behind the rows it reads (every image set they use, counted once) — or the reason there are
     none. Each replicate resamples every image set once (the same draw for every variant and every row on
@@ -209,8 +223,10 @@ def replicate_values(data: ExperimentData, seed: int, variants: list[str], metri
     missing = [i for i in read_pos if i not in forms]
     if not forms or missing:
         what = sorted({f"{sub['evaluator'].iloc[i]}.{sub['metric'].iloc[i]}" for i in (missing or read_pos)})
-        return (f"no per-image outcomes for {', '.join(what) or 'its rows'} (evaluated before outcomes were "
-                f"recorded, or not a mean over images)")
+        return (
+            f"no per-image outcomes for {', '.join(what) or 'its rows'} (evaluated before outcomes were "
+            f"recorded, or not a mean over images)"
+        )
     n_rows = len(sub)
     out: dict[str, list[np.ndarray]] = {v: [] for v in variants}
     for c0 in range(0, n_boot, _CHUNK):
@@ -219,7 +235,7 @@ def replicate_values(data: ExperimentData, seed: int, variants: list[str], metri
         means: dict[tuple[str, str], Callable[[np.ndarray], np.ndarray]] = {}
         for key, n in sets.items():
             w = resample_counts(n, b, np.random.default_rng(_set_seed(key, boot_seed, c0)))
-            means[key] = (lambda vec, w=w, n=n: w @ vec.astype(np.float32) / n)
+            means[key] = lambda vec, w=w, n=n: w @ vec.astype(np.float32) / n
         for pos, form in forms.items():
             col = np.full(b, form.const)
             for key, vec, wt in form.terms:
@@ -229,8 +245,16 @@ def replicate_values(data: ExperimentData, seed: int, variants: list[str], metri
         rep["seed"] = np.repeat(np.arange(b), n_rows)
         rep["value"] = values.reshape(-1)
         rep["id"] = np.arange(len(rep))
-        rdata = ExperimentData(data.name, rep.reset_index(drop=True), data.errors.iloc[:0], data.variants,
-                               list(range(b)), [], data.runs, data.declared)
+        rdata = ExperimentData(
+            data.name,
+            rep.reset_index(drop=True),
+            data.errors.iloc[:0],
+            data.variants,
+            list(range(b)),
+            [],
+            data.runs,
+            data.declared,
+        )
         vals, _ = metric_values(rdata, metric, options)
         for v in variants:
             s = vals.loc[v] if v in vals.index.get_level_values(0) else pd.Series(dtype=float)
@@ -252,9 +276,17 @@ def _observed(values: pd.Series, variants: list[str]) -> pd.DataFrame:
     return pd.DataFrame(cols).dropna()
 
 
-def _estimate(data: ExperimentData, variants: list[str], weights: np.ndarray, values: pd.Series,
-              metric: str | MetricRef, options: ReportOptions, files: OutcomeFiles, n_boot: int,
-              boot_seed: int) -> tuple[Estimate | None, str]:
+def _estimate(
+    data: ExperimentData,
+    variants: list[str],
+    weights: np.ndarray,
+    values: pd.Series,
+    metric: str | MetricRef,
+    options: ReportOptions,
+    files: OutcomeFiles,
+    n_boot: int,
+    boot_seed: int,
+) -> tuple[Estimate | None, str]:
     """The contrast ``weights · values`` of ``variants`` (a − b: [1, −1]; a trend: its slope weights): over
     seeds when ≥ 2 seeds have every variant, else a paired bootstrap over the images of the one seed."""
     obs = _observed(values, variants)
@@ -269,8 +301,10 @@ def _estimate(data: ExperimentData, variants: list[str], weights: np.ndarray, va
     seed = int(obs.index[0])
     reps = replicate_values(data, seed, variants, metric, options, files, n_boot, boot_seed)
     if isinstance(reps, str):
-        return (Estimate(float(per[0]), math.nan, math.nan, 1, 0, "none", options.confidence),
-                f"1 seed and no image-level test: {reps}")
+        return (
+            Estimate(float(per[0]), math.nan, math.nan, 1, 0, "none", options.confidence),
+            f"1 seed and no image-level test: {reps}",
+        )
     rep, n_images = reps
     r = np.column_stack([rep[v] for v in variants]) @ weights
     return from_replicates(float(per[0]), r, options.confidence, 1, n_images), ""
@@ -286,8 +320,9 @@ def _pvalues(f: Finding, est: Estimate) -> tuple[float, float]:
     return p_equivalent(est, m), p_outside(est, m)
 
 
-def subjects(f: Finding, budgets: dict[str, tuple[str | None, float | None]]) -> list[tuple[str, list[str],
-                                                                                             np.ndarray]]:
+def subjects(
+    f: Finding, budgets: dict[str, tuple[str | None, float | None]]
+) -> list[tuple[str, list[str], np.ndarray]]:
     """The tests a finding makes on an experiment with these variants: (subject, variants, weights)."""
     if f.compare is not None:
         return [(f"{f.compare.a} − {f.compare.b}", [f.compare.a, f.compare.b], np.array([1.0, -1.0]))]
@@ -300,12 +335,22 @@ def subjects(f: Finding, budgets: dict[str, tuple[str | None, float | None]]) ->
     if len(members) < 2:
         return [(f"trend of {f.trend}", members, np.zeros(len(members)))]
     label = f.trend if isinstance(f.trend, str) else "listed variants"
-    return [(f"slope per step over {label} ({len(members)} points, least compressed first)", members,
-             trend_weights(len(members)))]
+    return [
+        (
+            f"slope per step over {label} ({len(members)} points, least compressed first)",
+            members,
+            trend_weights(len(members)),
+        )
+    ]
 
 
-def evaluate_experiment(data: ExperimentData, findings: list[Finding], options: ReportOptions | None = None,
-                  n_boot: int = DEFAULT_BOOTSTRAP, boot_seed: int = 0) -> list[Verdict]:
+def evaluate_experiment(
+    data: ExperimentData,
+    findings: list[Finding],
+    options: ReportOptions | None = None,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    boot_seed: int = 0,
+) -> list[Verdict]:
     """Every test of ``findings`` on one experiment's data (not yet Holm-adjusted: :func:`decide`)."""
     options = options or ReportOptions()
     files = OutcomeFiles(data)
@@ -323,8 +368,9 @@ def evaluate_experiment(data: ExperimentData, findings: list[Finding], options: 
             if len(variants) < 2:
                 t.reason = f"fewer than 2 points in {data.name}"
             else:
-                t.estimate, t.reason = _estimate(data, variants, weights, values, f.metric, options, files, n_boot,
-                                                 boot_seed)
+                t.estimate, t.reason = _estimate(
+                    data, variants, weights, values, f.metric, options, files, n_boot, boot_seed
+                )
                 if t.estimate is not None and t.estimate.defined:
                     t.p_holds, t.p_against = _pvalues(f, t.estimate)
                     t.p = min(1.0, 2 * min(t.p_holds, t.p_against))
@@ -351,8 +397,11 @@ def decide(tests: list[Verdict], confidence: float = 0.95) -> list[Verdict]:
             t.reason = ""
         else:
             t.verdict = INCONCLUSIVE
-            t.reason = (f"not significant at {alpha:g} after Holm over {int(np.isfinite(adj).sum())} tests"
-                        if t.p < alpha else f"not significant at {alpha:g}")
+            t.reason = (
+                f"not significant at {alpha:g} after Holm over {int(np.isfinite(adj).sum())} tests"
+                if t.p < alpha
+                else f"not significant at {alpha:g}"
+            )
     return tests
 
 
@@ -389,8 +438,10 @@ def budgets_of(data: ExperimentData) -> dict[str, tuple[str | None, float | None
             log.warning("experiment %s: variants of the stored config not read; using the store's", data.name)
     for r in data.variants.itertuples():
         t = r.budget_target
-        out[r.variant] = (r.budget_kind if isinstance(r.budget_kind, str) else None,
-                          None if t is None or math.isnan(t) else float(t))
+        out[r.variant] = (
+            r.budget_kind if isinstance(r.budget_kind, str) else None,
+            None if t is None or math.isnan(t) else float(t),
+        )
     return out
 
 
@@ -408,8 +459,13 @@ def findings_of(data: ExperimentData) -> tuple[str, list[Finding]]:
         return name, []
 
 
-def evaluate(datas: list[ExperimentData], findings: list[Finding] | None = None, options: ReportOptions | None = None,
-             n_boot: int = DEFAULT_BOOTSTRAP, boot_seed: int = 0) -> list[FindingsResult]:
+def evaluate(
+    datas: list[ExperimentData],
+    findings: list[Finding] | None = None,
+    options: ReportOptions | None = None,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    boot_seed: int = 0,
+) -> list[FindingsResult]:
     """Test findings on experiments: ``findings`` on every one of them, or (None) each experiment's own,
     from its latest run. Experiments of one file (siblings) form one family for Holm."""
     options = options or ReportOptions()
@@ -426,5 +482,18 @@ def evaluate(datas: list[ExperimentData], findings: list[Finding] | None = None,
     return out
 
 
-__all__ = ["Verdict", "FindingsResult", "HOLDS", "CONTRADICTED", "INCONCLUSIVE", "metric_values", "replicate_values",
-           "evaluate_experiment", "decide", "evaluate", "findings_of", "OutcomeFiles", "subjects"]
+__all__ = [
+    "Verdict",
+    "FindingsResult",
+    "HOLDS",
+    "CONTRADICTED",
+    "INCONCLUSIVE",
+    "metric_values",
+    "replicate_values",
+    "evaluate_experiment",
+    "decide",
+    "evaluate",
+    "findings_of",
+    "OutcomeFiles",
+    "subjects",
+]

@@ -12,8 +12,21 @@ import pandas as pd
 
 from .engine import CONTRADICTED, HOLDS, INCONCLUSIVE, FindingsResult, Verdict
 
-COLUMNS = ("id", "experiment", "claim", "test", "metric", "expected", "difference", "ci", "method", "p", "p_holm",
-           "verdict", "note")
+COLUMNS = (
+    "id",
+    "experiment",
+    "claim",
+    "test",
+    "metric",
+    "expected",
+    "difference",
+    "ci",
+    "method",
+    "p",
+    "p_holm",
+    "verdict",
+    "note",
+)
 _COLOURS = {HOLDS: "#1b7f3b", CONTRADICTED: "#b3261e", INCONCLUSIVE: "#8a6d00"}
 
 
@@ -50,10 +63,21 @@ def row(t: Verdict) -> dict[str, Any]:
     diff = _num(e.mean, t.fmt) + (f" {unit(t)}" if unit(t) else "") if e is not None else "–"
     ci = f"[{_num(e.lo, t.fmt)}, {_num(e.hi, t.fmt)}]" if e is not None and e.defined else "–"
     note = "; ".join([t.reason] * bool(t.reason) + t.notes)
-    return {"id": t.fid, "experiment": t.experiment, "claim": t.claim, "test": t.subject,
-            "metric": t.finding.metric_label(), "expected": expected(t), "difference": diff, "ci": ci,
-            "method": e.describe() if e is not None else "–", "p": _p(t.p), "p_holm": _p(t.p_holm),
-            "verdict": t.verdict, "note": note}
+    return {
+        "id": t.fid,
+        "experiment": t.experiment,
+        "claim": t.claim,
+        "test": t.subject,
+        "metric": t.finding.metric_label(),
+        "expected": expected(t),
+        "difference": diff,
+        "ci": ci,
+        "method": e.describe() if e is not None else "–",
+        "p": _p(t.p),
+        "p_holm": _p(t.p_holm),
+        "verdict": t.verdict,
+        "note": note,
+    }
 
 
 def frame(results: list[FindingsResult]) -> pd.DataFrame:
@@ -62,14 +86,31 @@ def frame(results: list[FindingsResult]) -> pd.DataFrame:
     for r in results:
         for t in r.tests:
             e = t.estimate
-            recs.append({"file": r.name, "id": t.fid, "experiment": t.experiment, "claim": t.claim, "test": t.subject,
-                         "metric": t.finding.metric_label(), "expect": t.finding.expect, "margin": t.finding.margin,
-                         "difference": e.mean if e else math.nan, "ci_low": e.lo if e else math.nan,
-                         "ci_high": e.hi if e else math.nan, "confidence": r.confidence,
-                         "method": e.method if e else "none", "n_seeds": e.n_seeds if e else 0,
-                         "n_images": e.n_images if e else 0, "p_claim": t.p_holds, "p_opposite": t.p_against,
-                         "p": t.p, "p_holm": t.p_holm, "verdict": t.verdict,
-                         "note": "; ".join([t.reason] * bool(t.reason) + t.notes)})
+            recs.append(
+                {
+                    "file": r.name,
+                    "id": t.fid,
+                    "experiment": t.experiment,
+                    "claim": t.claim,
+                    "test": t.subject,
+                    "metric": t.finding.metric_label(),
+                    "expect": t.finding.expect,
+                    "margin": t.finding.margin,
+                    "difference": e.mean if e else math.nan,
+                    "ci_low": e.lo if e else math.nan,
+                    "ci_high": e.hi if e else math.nan,
+                    "confidence": r.confidence,
+                    "method": e.method if e else "none",
+                    "n_seeds": e.n_seeds if e else 0,
+                    "n_images": e.n_images if e else 0,
+                    "p_claim": t.p_holds,
+                    "p_opposite": t.p_against,
+                    "p": t.p,
+                    "p_holm": t.p_holm,
+                    "verdict": t.verdict,
+                    "note": "; ".join([t.reason] * bool(t.reason) + t.notes),
+                }
+            )
     return pd.DataFrame(recs)
 
 
@@ -88,8 +129,7 @@ def _by_finding(r: FindingsResult) -> dict[str, list[Verdict]]:
 def _headline(fid: str, ts: list[Verdict]) -> str:
     """A finding's verdict over its tests (holds only if every test holds) and its claim."""
     verdicts = [t.verdict for t in ts]
-    overall = HOLDS if all(v == HOLDS for v in verdicts) else CONTRADICTED if CONTRADICTED in verdicts \
-        else INCONCLUSIVE
+    overall = HOLDS if all(v == HOLDS for v in verdicts) else CONTRADICTED if CONTRADICTED in verdicts else INCONCLUSIVE
     counts = ", ".join(f"{verdicts.count(v)} {v}" for v in (HOLDS, CONTRADICTED, INCONCLUSIVE) if verdicts.count(v))
     return f"{fid} {overall.upper()}: {ts[0].claim} ({counts})"
 
@@ -102,12 +142,14 @@ def summary_lines(results: list[FindingsResult]) -> list[str]:
 def method_note(results: list[FindingsResult]) -> str:
     conf = results[0].confidence if results else 0.95
     n = sum(len(r.tests) for r in results)
-    return (f"Paired differences (a − b; a trend: the least-squares slope per budget step, least compressed first): "
-            f"over seeds, mean and {conf:.0%} Student-t interval; with one seed, a paired bootstrap over the "
-            f"evaluation images (percentile interval). p: two-sided (2 × the smaller one-sided p-value, for or "
-            f"against the claim; an equivalence ≈ uses two one-sided tests against its margin). A verdict "
-            f"holds / is contradicted when the Holm-adjusted p-value over the file's {n} tests is below "
-            f"{1 - conf:g}; otherwise it is inconclusive. Accuracy differences are in points.")
+    return (
+        f"Paired differences (a − b; a trend: the least-squares slope per budget step, least compressed first): "
+        f"over seeds, mean and {conf:.0%} Student-t interval; with one seed, a paired bootstrap over the "
+        f"evaluation images (percentile interval). p: two-sided (2 × the smaller one-sided p-value, for or "
+        f"against the claim; an equivalence ≈ uses two one-sided tests against its margin). A verdict "
+        f"holds / is contradicted when the Holm-adjusted p-value over the file's {n} tests is below "
+        f"{1 - conf:g}; otherwise it is inconclusive. Accuracy differences are in points."
+    )
 
 
 def to_markdown(results: list[FindingsResult]) -> str:
@@ -138,10 +180,12 @@ def to_html(results: list[FindingsResult]) -> str:
                 cells.append(f'<td class="t"{style}>{e(str(x[c]))}</td>')
             body.append(f'<tr data-verdict="{e(t.verdict)}">' + "".join(cells) + "</tr>")
     lines = "".join(f"<li>{e(s)}</li>" for s in summary_lines(results))
-    return ('<section class="findings" id="findings"><h2>Findings</h2>'
-            f"<ul>{lines}</ul><div class=\"scroll\"><table class=\"sortable findings\" data-name=\"findings\">"
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
-            f'<p class="note">{e(method_note(results))}</p></section>')
+    return (
+        '<section class="findings" id="findings"><h2>Findings</h2>'
+        f'<ul>{lines}</ul><div class="scroll"><table class="sortable findings" data-name="findings">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+        f'<p class="note">{e(method_note(results))}</p></section>'
+    )
 
 
 def console_lines(results: list[FindingsResult]) -> list[str]:
@@ -154,9 +198,11 @@ def console_lines(results: list[FindingsResult]) -> list[str]:
             for t in ts:
                 x = row(t)
                 where = f"{t.experiment}: " if several else ""
-                out.append(f"    {where}{t.subject} on {x['metric']} = {x['difference']}, {r.confidence:.0%} CI "
-                           f"{x['ci']}; {x['method']}; expected {x['expected']}; p {x['p']}, Holm {x['p_holm']} "
-                           f"-> {t.verdict}" + (f" ({x['note']})" if x["note"] else ""))
+                out.append(
+                    f"    {where}{t.subject} on {x['metric']} = {x['difference']}, {r.confidence:.0%} CI "
+                    f"{x['ci']}; {x['method']}; expected {x['expected']}; p {x['p']}, Holm {x['p_holm']} "
+                    f"-> {t.verdict}" + (f" ({x['note']})" if x["note"] else "")
+                )
     return out
 
 

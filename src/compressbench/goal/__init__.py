@@ -33,9 +33,25 @@ from .render import lines, pareto_figure, print_decision, to_html, to_markdown
 
 log = logging.getLogger(__name__)
 
-__all__ = ["decide_store", "goal_of", "Assessment", "Candidate", "Drop", "Decision", "Violation", "assess", "decide",
-           "lines", "print_decision", "to_html", "to_markdown", "pareto_figure", "report_section",
-           "add_recommend_arguments", "recommend_command"]
+__all__ = [
+    "decide_store",
+    "goal_of",
+    "Assessment",
+    "Candidate",
+    "Drop",
+    "Decision",
+    "Violation",
+    "assess",
+    "decide",
+    "lines",
+    "print_decision",
+    "to_html",
+    "to_markdown",
+    "pareto_figure",
+    "report_section",
+    "add_recommend_arguments",
+    "recommend_command",
+]
 
 
 def goal_of(data: Any) -> GoalConfig | None:
@@ -54,9 +70,14 @@ def goal_of(data: Any) -> GoalConfig | None:
         return None
 
 
-def decide_store(store_path: str | Path, goal: GoalConfig | None = None, experiments: list[str] | None = None,
-                 accept_noisy: bool | None = None, options: ReportOptions | None = None,
-                 n_boot: int | None = None) -> list[Decision]:
+def decide_store(
+    store_path: str | Path,
+    goal: GoalConfig | None = None,
+    experiments: list[str] | None = None,
+    accept_noisy: bool | None = None,
+    options: ReportOptions | None = None,
+    n_boot: int | None = None,
+) -> list[Decision]:
     """The decision on each experiment of a store (default: all) for ``goal`` (default: the goal each one's
     latest run declared; experiments without one are skipped). Runs nothing, writes nothing."""
     from ..stats import DEFAULT_BOOTSTRAP
@@ -77,8 +98,9 @@ def decide_store(store_path: str | Path, goal: GoalConfig | None = None, experim
     return out
 
 
-def report_section(store_path: str | Path, names: list[str], out: Path, formats: set[str],
-                   options: ReportOptions | None = None) -> str:
+def report_section(
+    store_path: str | Path, names: list[str], out: Path, formats: set[str], options: ReportOptions | None = None
+) -> str:
     """The report's decision section (first on the page) for the experiments whose latest run declared a goal:
     ``decision.md`` and the Pareto figure in ``out`` as ``formats`` ask; "" when none did. A failure is logged,
     never fatal to the report."""
@@ -105,24 +127,39 @@ def report_section(store_path: str | Path, names: list[str], out: Path, formats:
             import base64
 
             data = base64.b64encode(png.read_bytes()).decode()
-            figs[dec.experiment] = (f'<figure><img alt="decision: Pareto fronts" src="data:image/png;base64,{data}">'
-                                    f'<figcaption>Each constraint metric\'s drop against the objective; shaded: the '
-                                    f'tolerance; line: the Pareto front; ringed: the recommendation.</figcaption>'
-                                    f'</figure>')
+            figs[dec.experiment] = (
+                f'<figure><img alt="decision: Pareto fronts" src="data:image/png;base64,{data}">'
+                f"<figcaption>Each constraint metric's drop against the objective; shaded: the "
+                f"tolerance; line: the Pareto front; ringed: the recommendation.</figcaption>"
+                f"</figure>"
+            )
     return to_html(decisions, figs) if "html" in formats else ""
 
 
 # ---------------------------------------------------------------- compressbench recommend STORE
 def add_recommend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", help="results store (SQLite file written by `compressbench run` / `search`)")
-    parser.add_argument("--objective", metavar="NAME", help="minimise this: latency_b1_ms, onnx_latency_b1_ms, "
-                        "latency_b1_ms@<format>, bytes, flops, params (default: the goal the run declared)")
-    parser.add_argument("--max-drop", action="append", metavar="METRIC=TOL", default=[],
-                        help="a constraint: the most METRIC may drop from the parent, in points (percentage "
-                             "metrics), the metric's units, or '2%%' of the parent's value; repeatable, e.g. "
-                             "--max-drop clean_top1=1 --max-drop corr_top1=2")
-    parser.add_argument("--confidence", type=float, default=None, help="one-sided confidence of the bounds "
-                        "(default: the goal's, else 0.95)")
+    parser.add_argument(
+        "--objective",
+        metavar="NAME",
+        help="minimise this: latency_b1_ms, onnx_latency_b1_ms, "
+        "latency_b1_ms@<format>, bytes, flops, params (default: the goal the run declared)",
+    )
+    parser.add_argument(
+        "--max-drop",
+        action="append",
+        metavar="METRIC=TOL",
+        default=[],
+        help="a constraint: the most METRIC may drop from the parent, in points (percentage "
+        "metrics), the metric's units, or '2%%' of the parent's value; repeatable, e.g. "
+        "--max-drop clean_top1=1 --max-drop corr_top1=2",
+    )
+    parser.add_argument(
+        "--confidence",
+        type=float,
+        default=None,
+        help="one-sided confidence of the bounds (default: the goal's, else 0.95)",
+    )
     parser.add_argument("--accept-noisy", action="store_true", help="let timings flagged noisy decide")
     parser.add_argument("--config", metavar="FILE", help="take the goal from this experiment file")
     parser.add_argument("--experiment", "-e", action="append", help="only this experiment (repeatable)")
@@ -175,8 +212,10 @@ def check_against(goal: GoalConfig, decisions: list[Decision]) -> None:
     for dec in decisions:
         a = dec.assessment
         if goal.objective.minimize not in a.objectives:
-            raise UserError(f"--objective: '{goal.objective.minimize}' is not measured in experiment '{a.experiment}' "
-                            f"(measured: {', '.join(a.objectives) or 'nothing'})")
+            raise UserError(
+                f"--objective: '{goal.objective.minimize}' is not measured in experiment '{a.experiment}' "
+                f"(measured: {', '.join(a.objectives) or 'nothing'})"
+            )
         for key in goal.constraints:
             if a.candidates and all(c.drops[key].reason.startswith("no metric") for c in a.candidates):
                 raise UserError(f"--max-drop {key}: no evaluator of experiment '{a.experiment}' declares '{key}'")
@@ -188,8 +227,9 @@ def recommend_command(args: argparse.Namespace) -> int:
     if args.bootstrap is not None and not 100 <= args.bootstrap <= 100_000:
         raise UserError(f"--bootstrap must be between 100 and 100000, got {args.bootstrap}")
     try:
-        decisions = decide_store(args.store, goal, args.experiment, True if args.accept_noisy else None,
-                                 n_boot=args.bootstrap)
+        decisions = decide_store(
+            args.store, goal, args.experiment, True if args.accept_noisy else None, n_boot=args.bootstrap
+        )
     except ValueError as e:
         raise UserError(str(e)) from None
     if not decisions:

@@ -124,14 +124,24 @@ def _two_sided(est: Estimate, confidence: float) -> Estimate:
         if est.se == 0:
             return Estimate(est.mean, est.mean, est.mean, est.n_seeds, est.n_images, "seeds", confidence, 0.0, est.df)
         h = float(st.t.ppf(0.5 + confidence / 2, est.df)) * est.se
-        return Estimate(est.mean, est.mean - h, est.mean + h, est.n_seeds, est.n_images, "seeds", confidence, est.se,
-                        est.df)
+        return Estimate(
+            est.mean, est.mean - h, est.mean + h, est.n_seeds, est.n_images, "seeds", confidence, est.se, est.df
+        )
     return from_replicates(est.mean, est.replicates, confidence, est.n_seeds, est.n_images)
 
 
-def _drop_estimates(data: ExperimentData, key: str, values: pd.Series, sign: float, variants: list[str],
-                    one_sided: float, confidence: float, options: ReportOptions, files: OutcomeFiles,
-                    n_boot: int) -> dict[str, tuple[Estimate | None, str]]:
+def _drop_estimates(
+    data: ExperimentData,
+    key: str,
+    values: pd.Series,
+    sign: float,
+    variants: list[str],
+    one_sided: float,
+    confidence: float,
+    options: ReportOptions,
+    files: OutcomeFiles,
+    n_boot: int,
+) -> dict[str, tuple[Estimate | None, str]]:
     """variant -> (drop estimate with ``hi`` the one-sided bound, reason when there is no interval)."""
     out: dict[str, tuple[Estimate | None, str]] = {}
     have = set(values.index.get_level_values(0)) if len(values) else set()
@@ -187,8 +197,11 @@ def objective_series(ctx: ReportContext, name: str) -> Objective | None:
 
 def measured_objectives(ctx: ReportContext) -> list[str]:
     """Every objective some declaration of this experiment measures (in declaration order)."""
-    return list(dict.fromkeys(m.show.objective for s in ctx.specs.values() if s is not None for m in s.metrics
-                              if m.show.objective))
+    return list(
+        dict.fromkeys(
+            m.show.objective for s in ctx.specs.values() if s is not None for m in s.metrics if m.show.objective
+        )
+    )
 
 
 @dataclass
@@ -203,8 +216,9 @@ class Assessment:
     notes: list[str] = field(default_factory=list)
 
 
-def assess(data: ExperimentData, goal: GoalConfig, options: ReportOptions | None = None,
-           n_boot: int = DEFAULT_BOOTSTRAP) -> Assessment:
+def assess(
+    data: ExperimentData, goal: GoalConfig, options: ReportOptions | None = None, n_boot: int = DEFAULT_BOOTSTRAP
+) -> Assessment:
     """Every variant of ``data`` (the parent excluded) against ``goal`` (see the module docstring)."""
     c = goal.confidence
     one_sided = 2 * c - 1  # a two-sided interval at 2c − 1 has its upper end at the one-sided c bound
@@ -213,8 +227,15 @@ def assess(data: ExperimentData, goal: GoalConfig, options: ReportOptions | None
     files = OutcomeFiles(data)
     names = [v for v in data.variant_order if v != BASELINE]
     info = data.variants.set_index("variant")
-    cands = {v: Candidate(v, str(info.at[v, "method"]), info.at[v, "budget_kind"] if isinstance(
-        info.at[v, "budget_kind"], str) else None, float(info.at[v, "budget_target"])) for v in names}
+    cands = {
+        v: Candidate(
+            v,
+            str(info.at[v, "method"]),
+            info.at[v, "budget_kind"] if isinstance(info.at[v, "budget_kind"], str) else None,
+            float(info.at[v, "budget_target"]),
+        )
+        for v in names
+    }
     declared = constraint_metrics({ev: s for ev, s in ctx.specs.items() if s is not None})
     notes: list[str] = []
     for key, tol in goal.tolerances().items():
@@ -224,16 +245,29 @@ def assess(data: ExperimentData, goal: GoalConfig, options: ReportOptions | None
         label = col.label if main is not None else key
         if hib is None:
             for cand in cands.values():
-                cand.drops[key] = Drop(key, label, col.fmt, tol, math.nan, None, math.nan, UNKNOWN,
-                                       f"no metric '{key}' is declared in this store")
+                cand.drops[key] = Drop(
+                    key,
+                    label,
+                    col.fmt,
+                    tol,
+                    math.nan,
+                    None,
+                    math.nan,
+                    UNKNOWN,
+                    f"no metric '{key}' is declared in this store",
+                )
             notes.append(f"{key}: no evaluator of this store declares it (every candidate is 'unknown' on it)")
             continue
         sign = 1.0 if hib else -1.0
         values = col.values.dropna()
-        parent_mean = float(values.loc[BASELINE].mean()) if len(values) and BASELINE in \
-            values.index.get_level_values(0) else math.nan
-        limit = tolerance_units(tol, col.fmt, parent_mean) if not math.isnan(parent_mean) or not tol.relative \
+        parent_mean = (
+            float(values.loc[BASELINE].mean())
+            if len(values) and BASELINE in values.index.get_level_values(0)
             else math.nan
+        )
+        limit = (
+            tolerance_units(tol, col.fmt, parent_mean) if not math.isnan(parent_mean) or not tol.relative else math.nan
+        )
         ests = _drop_estimates(data, key, values, sign, names, one_sided, c, opts, files, n_boot)
         for v, (est, why) in ests.items():
             if est is None:
@@ -242,8 +276,18 @@ def assess(data: ExperimentData, goal: GoalConfig, options: ReportOptions | None
             bound = est.hi if est.defined else est.mean
             status = HOLDS if bound <= limit + 1e-12 else BROKEN
             shown = _two_sided(est, c) if est.defined else est
-            shown = Estimate(shown.mean, shown.lo, shown.hi, shown.n_seeds, shown.n_images, shown.method, c,
-                             shown.se, shown.df, shown.replicates)
+            shown = Estimate(
+                shown.mean,
+                shown.lo,
+                shown.hi,
+                shown.n_seeds,
+                shown.n_images,
+                shown.method,
+                c,
+                shown.se,
+                shown.df,
+                shown.replicates,
+            )
             cands[v].drops[key] = Drop(key, label, col.fmt, tol, limit, shown, bound, status, why)
     objectives: dict[str, Objective] = {}
     for name in dict.fromkeys([goal.objective.minimize, *measured_objectives(ctx)]):
@@ -251,6 +295,11 @@ def assess(data: ExperimentData, goal: GoalConfig, options: ReportOptions | None
         if o is not None:
             objectives[name] = o
     items = timings(data, ctx.specs)
+    if data.superseded:
+        notes.append(
+            f"{len(data.superseded)} measurement(s) re-timed by `compressbench remeasure`: the decision uses "
+            f"the quieter one kept (`compressbench results STORE --superseded` lists the others)"
+        )
     noisy = noisy_index(items)
     for name, o in objectives.items():
         evm = _objective_metrics(ctx, name)
@@ -265,8 +314,7 @@ def assess(data: ExperimentData, goal: GoalConfig, options: ReportOptions | None
 
 def _objective_metrics(ctx: ReportContext, name: str) -> set[tuple[str, str]]:
     """(evaluator, metric) of the declarations measuring objective ``name``."""
-    return {(ev, m.name) for ev, s in ctx.specs.items() if s is not None for m in s.metrics
-            if m.show.objective == name}
+    return {(ev, m.name) for ev, s in ctx.specs.items() if s is not None for m in s.metrics if m.show.objective == name}
 
 
 def parent_value(a: Assessment, objective: str) -> float:
@@ -274,5 +322,16 @@ def parent_value(a: Assessment, objective: str) -> float:
     return float(o.values[BASELINE]) if o is not None and BASELINE in o.values.index else math.nan
 
 
-__all__ = ["Drop", "Candidate", "Objective", "Assessment", "assess", "objective_series", "measured_objectives",
-           "parent_value", "HOLDS", "BROKEN", "UNKNOWN"]
+__all__ = [
+    "Drop",
+    "Candidate",
+    "Objective",
+    "Assessment",
+    "assess",
+    "objective_series",
+    "measured_objectives",
+    "parent_value",
+    "HOLDS",
+    "BROKEN",
+    "UNKNOWN",
+]

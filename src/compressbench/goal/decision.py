@@ -33,8 +33,7 @@ class Pick:
     @property
     def gain(self) -> float:
         """Parent / candidate (× smaller or faster; nan without both)."""
-        return self.parent / self.value if self.value and self.value > 0 and not math.isnan(self.parent) \
-            else math.nan
+        return self.parent / self.value if self.value and self.value > 0 and not math.isnan(self.parent) else math.nan
 
 
 @dataclass(frozen=True)
@@ -86,18 +85,33 @@ def pick(a: Assessment, objective: str, accept_noisy: bool) -> Pick:
     noisy = [c for c in ok if objective in c.noisy]
     usable = ok if accept_noisy else [c for c in ok if objective not in c.noisy]
     best = min(usable, key=lambda c: (c.objectives[objective], c.worst()), default=None)
-    left = [] if accept_noisy else [c for c in noisy if best is None or c.objectives[objective] <
-                                    best.objectives[objective]]
-    return Pick(objective, label, unit, best, best.objectives[objective] if best else math.nan,
-                parent_value(a, objective), sorted(left, key=lambda c: c.objectives[objective]))
+    left = (
+        []
+        if accept_noisy
+        else [c for c in noisy if best is None or c.objectives[objective] < best.objectives[objective]]
+    )
+    return Pick(
+        objective,
+        label,
+        unit,
+        best,
+        best.objectives[objective] if best else math.nan,
+        parent_value(a, objective),
+        sorted(left, key=lambda c: c.objectives[objective]),
+    )
 
 
 def pareto_front(a: Assessment, key: str, objective: str) -> list[str]:
     """Variants not dominated on (objective, drop of ``key``): nothing is both cheaper and loses less. The parent
     (drop 0) is a point of it when it has the objective."""
-    pts = [(c.objectives[objective], c.drops[key].estimate.mean, c.variant) for c in a.candidates
-           if objective in c.objectives and key in c.drops and c.drops[key].estimate is not None
-           and not math.isnan(c.drops[key].estimate.mean)]
+    pts = [
+        (c.objectives[objective], c.drops[key].estimate.mean, c.variant)
+        for c in a.candidates
+        if objective in c.objectives
+        and key in c.drops
+        and c.drops[key].estimate is not None
+        and not math.isnan(c.drops[key].estimate.mean)
+    ]
     pv = parent_value(a, objective)
     if not math.isnan(pv):
         pts.append((pv, 0.0, BASELINE))
@@ -140,7 +154,7 @@ def monotonicity(a: Assessment) -> list[Violation]:
         members.sort(key=lambda m: m[0])
         for key in a.goal.constraints:
             for i, (_, less) in enumerate(members):
-                for _, more in members[i + 1:]:
+                for _, more in members[i + 1 :]:
                     v = _violation(fam, key, less, more)
                     if v is not None:
                         out.append(v)
@@ -153,19 +167,34 @@ def _violation(fam: str, key: str, less: Candidate, more: Candidate) -> Violatio
         return None
     el, em = dl.estimate, dm.estimate
     if dm.status == HOLDS and dl.status == BROKEN:
-        return Violation(fam, key, less.variant, more.variant,
-                         f"{more.variant} meets {key} (bound {dm.amount(dm.bound)}) but the less compressed "
-                         f"{less.variant} breaks it (bound {dl.amount(dl.bound)})")
+        return Violation(
+            fam,
+            key,
+            less.variant,
+            more.variant,
+            f"{more.variant} meets {key} (bound {dm.amount(dm.bound)}) but the less compressed "
+            f"{less.variant} breaks it (bound {dl.amount(dl.bound)})",
+        )
     if el.defined and em.defined:
         if em.hi < el.lo:
-            return Violation(fam, key, less.variant, more.variant,
-                             f"{key} drops less at {more.variant} ({dm.amount(em.mean)}, CI up to {dm.amount(em.hi)}) "
-                             f"than at the less compressed {less.variant} ({dl.amount(el.mean)}, CI from "
-                             f"{dl.amount(el.lo)})")
+            return Violation(
+                fam,
+                key,
+                less.variant,
+                more.variant,
+                f"{key} drops less at {more.variant} ({dm.amount(em.mean)}, CI up to {dm.amount(em.hi)}) "
+                f"than at the less compressed {less.variant} ({dl.amount(el.mean)}, CI from "
+                f"{dl.amount(el.lo)})",
+            )
     elif em.mean < el.mean - 1e-9:
-        return Violation(fam, key, less.variant, more.variant,
-                         f"{key} drops less at {more.variant} ({dm.amount(em.mean)}) than at the less compressed "
-                         f"{less.variant} ({dl.amount(el.mean)}) (point estimates: no intervals)")
+        return Violation(
+            fam,
+            key,
+            less.variant,
+            more.variant,
+            f"{key} drops less at {more.variant} ({dm.amount(em.mean)}) than at the less compressed "
+            f"{less.variant} ({dl.amount(el.mean)}) (point estimates: no intervals)",
+        )
     return None
 
 
@@ -176,19 +205,29 @@ def decide(a: Assessment, accept_noisy: bool | None = None) -> Decision:
     per = {name: pick(a, name, accept) for name in a.objectives}
     rec = per.get(goal_obj) or pick(a, goal_obj, accept)
     per[goal_obj] = rec
-    qualifying = sorted([c for c in a.candidates if c.meets],
-                        key=lambda c: c.objectives.get(goal_obj, math.inf))
+    qualifying = sorted([c for c in a.candidates if c.meets], key=lambda c: c.objectives.get(goal_obj, math.inf))
     rejected = sorted([c for c in a.candidates if not c.meets], key=lambda c: c.worst())
     closest = [] if rec.candidate is not None else (rejected[:3] if rejected else qualifying[:3])
     notes = list(a.notes)
     if goal_obj not in a.objectives:
         notes.append(f"no variant has a number for the objective {goal_obj}")
     if rec.candidate is not None and not math.isnan(rec.parent) and rec.value >= rec.parent:
-        notes.append(f"the best qualifying variant ({rec.candidate.variant}) is not below the parent on {goal_obj} "
-                     f"({rec.value:.4g} vs {rec.parent:.4g}): keeping the parent gives up nothing")
+        notes.append(
+            f"the best qualifying variant ({rec.candidate.variant}) is not below the parent on {goal_obj} "
+            f"({rec.value:.4g} vs {rec.parent:.4g}): keeping the parent gives up nothing"
+        )
     pareto = {k: pareto_front(a, k, goal_obj) for k in a.goal.constraints}
     return Decision(a, accept, rec, per, qualifying, rejected, closest, pareto, monotonicity(a), notes)
 
 
-__all__ = ["Pick", "Decision", "Violation", "decide", "pick", "pareto_front", "monotonicity", "aggressiveness",
-           "family_of"]
+__all__ = [
+    "Pick",
+    "Decision",
+    "Violation",
+    "decide",
+    "pick",
+    "pareto_front",
+    "monotonicity",
+    "aggressiveness",
+    "family_of",
+]

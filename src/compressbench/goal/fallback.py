@@ -73,10 +73,15 @@ class Fallback:
     def lines(self) -> list[str]:
         rank = ", ".join(f"{n} ({s:.2f})" for n, s in self.ranking[:6]) + (" ..." if len(self.ranking) > 6 else "")
         walked = ", ".join(f"k={k} {o}" for k, _, o in self.probes)
-        res = (f"{self.name(self.best)} keeps {', '.join(self.layers(self.best))} in float"
-               if self.best is not None else f"none of 1..{self.k_max} float layers meets the goal")
-        out = [f"int8 fallback for {self.base}: {res}; layers ranked by drop / tolerance on "
-               f"{', '.join(self.ranked_on) or 'nothing'}: {rank}; probes: {walked or 'none'}"]
+        res = (
+            f"{self.name(self.best)} keeps {', '.join(self.layers(self.best))} in float"
+            if self.best is not None
+            else f"none of 1..{self.k_max} float layers meets the goal"
+        )
+        out = [
+            f"int8 fallback for {self.base}: {res}; layers ranked by drop / tolerance on "
+            f"{', '.join(self.ranked_on) or 'nothing'}: {rank}; probes: {walked or 'none'}"
+        ]
         if self.unranked:
             out.append(f"  (not ranked on {', '.join(self.unranked)}: no per-layer measure of it)")
         return out
@@ -87,8 +92,12 @@ def _sensitivity_evaluation(s: Any) -> str | None:
     the parent (the one this module reads), or None."""
     for e in s.exp.evaluations:
         ops = getattr(e.params, "ops", None)
-        if e.evaluator == evaluators.resolve(SENSITIVITY["evaluator"]) and ops and "quantize" in ops \
-                and e.runs_on(BASELINE):
+        if (
+            e.evaluator == evaluators.resolve(SENSITIVITY["evaluator"])
+            and ops
+            and "quantize" in ops
+            and e.runs_on(BASELINE)
+        ):
             return e.evaluator
     return None
 
@@ -99,8 +108,10 @@ def _ranking(s: Any, a: Assessment) -> tuple[list[tuple[str, float]], list[str],
     ctx = ReportContext.build(data)
     rows = data.df[data.df["evaluator"] == evaluators.resolve(SENSITIVITY["evaluator"])]
     drops = drops_by_role(rows, BASELINE)
-    limits = {k: next((c.drops[k].limit for c in a.candidates if k in c.drops and not math.isnan(c.drops[k].limit)),
-                      math.nan) for k in a.goal.constraints}
+    limits = {
+        k: next((c.drops[k].limit for c in a.candidates if k in c.drops and not math.isnan(c.drops[k].limit)), math.nan)
+        for k in a.goal.constraints
+    }
     scores: dict[str, float] = {}
     used, unused = [], []
     for key in a.goal.constraints:

@@ -5,8 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 
-def single(entry: dict[str, Any], name: str, kind: str | None = None, value: float | None = None,
-           params: dict[str, Any] | None = None) -> dict[str, Any]:
+def single(
+    entry: dict[str, Any],
+    name: str,
+    kind: str | None = None,
+    value: float | None = None,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A single-variant entry (``name``, one budget or none) from a variants entry."""
     out = {"method": entry["method"], "name": name, "params": params if params is not None else entry.get("params", {})}
     if kind is not None:

@@ -47,8 +47,7 @@ def drop_text(d: Drop) -> str:
     ci = f" [{round(100 * e.confidence)} % CI {d.amount(e.lo)}, {d.amount(e.hi)}]" if e.defined else ""
     cmp = "≤" if d.status == "holds" else ">"
     over = f", over by {d.amount(d.excess)}" if d.status != "holds" else ""
-    return (f"{d.key}: drop {d.amount(e.mean)}{ci}; bound {d.amount(d.bound)} {cmp} {d.limit_text()}{over} "
-            f"({d.basis})")
+    return f"{d.key}: drop {d.amount(e.mean)}{ci}; bound {d.amount(d.bound)} {cmp} {d.limit_text()}{over} ({d.basis})"
 
 
 def goal_line(dec: Decision) -> str:
@@ -58,13 +57,17 @@ def goal_line(dec: Decision) -> str:
     cons = ", ".join(f"{k} drop ≤ {first[k].limit_text() if k in first else tol[k].label()}" for k in tol)
     obj = dec.assessment.objectives.get(dec.objective)
     what = f" ({obj.label}, {obj.evaluator})" if obj is not None else ""
-    return (f"goal for '{dec.experiment}': minimize {dec.objective}{what} subject to {cons} "
-            f"(one-sided {round(100 * g.confidence)} % bounds)")
+    return (
+        f"goal for '{dec.experiment}': minimize {dec.objective}{what} subject to {cons} "
+        f"(one-sided {round(100 * g.confidence)} % bounds)"
+    )
 
 
 def _cand_head(c: Candidate, p: Pick) -> str:
-    return (f"{c.variant} — {fmt_value(p.value, p.unit)} vs {fmt_value(p.parent, p.unit)} for the parent"
-            f"{': ' + gain_text(p) if gain_text(p) else ''}")
+    return (
+        f"{c.variant} — {fmt_value(p.value, p.unit)} vs {fmt_value(p.parent, p.unit)} for the parent"
+        f"{': ' + gain_text(p) if gain_text(p) else ''}"
+    )
 
 
 def lines(dec: Decision, max_rejected: int = 50) -> list[str]:
@@ -73,17 +76,22 @@ def lines(dec: Decision, max_rejected: int = 50) -> list[str]:
     rec = dec.recommended
     if rec.candidate is not None:
         c = rec.candidate
-        out.append(f"RECOMMENDED: {_cand_head(c, rec)}" + (" (noisy timing, accepted)" if dec.objective in c.noisy
-                                                             else ""))
+        out.append(
+            f"RECOMMENDED: {_cand_head(c, rec)}" + (" (noisy timing, accepted)" if dec.objective in c.noisy else "")
+        )
         out += [f"  {drop_text(d)}" for d in c.drops.values()]
     else:
         out.append("NO VARIANT MEETS THE GOAL" + (f" ({len(dec.assessment.candidates)} candidates)"))
         for c in dec.closest:
             out.append(f"  closest: {c.variant}: " + "; ".join(drop_text(d) for d in c.broken))
     if rec.left_noisy:
-        out.append("  left out (noisy timing; --accept-noisy to use): " + ", ".join(
-            f"{c.variant} {fmt_value(c.objectives[rec.objective], rec.unit)} ({c.noisy[rec.objective].describe()})"
-            for c in rec.left_noisy))
+        out.append(
+            "  left out (noisy timing; --accept-noisy to use): "
+            + ", ".join(
+                f"{c.variant} {fmt_value(c.objectives[rec.objective], rec.unit)} ({c.noisy[rec.objective].describe()})"
+                for c in rec.left_noisy
+            )
+        )
     others = [p for name, p in dec.per_objective.items() if name != dec.objective]
     if others:
         out.append("best qualifying variant per objective:")
@@ -140,18 +148,27 @@ def to_html(decisions: list[Decision], figures: dict[str, str] | None = None) ->
         parts.append(f'<p class="note">{_e(goal_line(dec))}</p>')
         if rec.candidate is not None:
             c = rec.candidate
-            parts.append(f'<div class="decision ok"><b>Recommended: {_e(c.variant)}</b> — {_e(rec.label)} '
-                         f'{_e(fmt_value(rec.value, rec.unit))} vs {_e(fmt_value(rec.parent, rec.unit))} for the '
-                         f'parent{": <b>" + _e(gain_text(rec)) + "</b>" if gain_text(rec) else ""}<ul>'
-                         + "".join(f"<li>{_e(drop_text(d))}</li>" for d in c.drops.values()) + "</ul></div>")
+            parts.append(
+                f'<div class="decision ok"><b>Recommended: {_e(c.variant)}</b> — {_e(rec.label)} '
+                f"{_e(fmt_value(rec.value, rec.unit))} vs {_e(fmt_value(rec.parent, rec.unit))} for the "
+                f"parent{': <b>' + _e(gain_text(rec)) + '</b>' if gain_text(rec) else ''}<ul>"
+                + "".join(f"<li>{_e(drop_text(d))}</li>" for d in c.drops.values())
+                + "</ul></div>"
+            )
         else:
-            parts.append('<div class="decision none"><b>No variant meets the goal.</b> Closest:<ul>'
-                         + "".join(f"<li>{_e(c.variant)}: {_e('; '.join(drop_text(d) for d in c.broken))}</li>"
-                                   for c in dec.closest) + "</ul></div>")
+            parts.append(
+                '<div class="decision none"><b>No variant meets the goal.</b> Closest:<ul>'
+                + "".join(
+                    f"<li>{_e(c.variant)}: {_e('; '.join(drop_text(d) for d in c.broken))}</li>" for c in dec.closest
+                )
+                + "</ul></div>"
+            )
         if rec.left_noisy:
-            parts.append('<p class="warn">Left out (noisy timing; <code>--accept-noisy</code> to use): '
-                         + _e(", ".join(f"{c.variant} ({c.noisy[rec.objective].describe()})"
-                                        for c in rec.left_noisy)) + "</p>")
+            parts.append(
+                '<p class="warn">Left out (noisy timing; <code>--accept-noisy</code> to use): '
+                + _e(", ".join(f"{c.variant} ({c.noisy[rec.objective].describe()})" for c in rec.left_noisy))
+                + "</p>"
+            )
         parts.append(_per_objective_html(dec))
         if figures and dec.experiment in figures:
             parts.append(figures[dec.experiment])
@@ -171,12 +188,16 @@ def _per_objective_html(dec: Decision) -> str:
     for name, p in dec.per_objective.items():
         who = _e(p.candidate.variant) if p.candidate is not None else "<i>none qualifies</i>"
         star = " ★" if name == dec.objective else ""
-        rows.append(f'<tr><td class="t">{_e(name)}{star}</td><td class="t">{_e(p.label)}</td><td class="t">{who}</td>'
-                    f'<td>{_e(fmt_value(p.value, p.unit))}</td><td>{_e(fmt_value(p.parent, p.unit))}</td>'
-                    f'<td>{_e(gain_text(p))}</td></tr>')
-    return ('<table class="decision-objectives"><thead><tr><th class="t">objective</th><th class="t">measured as</th>'
-            '<th class="t">best qualifying variant</th><th>value</th><th>parent</th><th>gain</th></tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table>')
+        rows.append(
+            f'<tr><td class="t">{_e(name)}{star}</td><td class="t">{_e(p.label)}</td><td class="t">{who}</td>'
+            f"<td>{_e(fmt_value(p.value, p.unit))}</td><td>{_e(fmt_value(p.parent, p.unit))}</td>"
+            f"<td>{_e(gain_text(p))}</td></tr>"
+        )
+    return (
+        '<table class="decision-objectives"><thead><tr><th class="t">objective</th><th class="t">measured as</th>'
+        '<th class="t">best qualifying variant</th><th>value</th><th>parent</th><th>gain</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _candidates_html(dec: Decision) -> str:
@@ -191,13 +212,18 @@ def _candidates_html(dec: Decision) -> str:
         if c is dec.recommended.candidate:
             status = "recommended"
         noisy = f' <span class="warn">noisy: {_e(c.noisy[obj].describe())}</span>' if obj in c.noisy else ""
-        rows.append(f'<tr><td class="t">{_e(c.variant)}</td><td class="t">{status}</td>'
-                    f'<td>{_e(fmt_value(c.objectives.get(obj, math.nan), unit))}{noisy}</td>'
-                    + "".join(_drop_cells(c.drops.get(k)) for k in keys) + "</tr>")
-    return (f'<details open><summary>Every candidate ({len(order)}): {len(dec.qualifying)} meet the goal, '
-            f'{len(dec.rejected)} rejected</summary><div class="scroll"><table class="sortable decision-candidates">'
-            f'<thead><tr><th class="t">variant</th><th class="t">verdict</th><th>{_e(obj)}</th>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div></details>')
+        rows.append(
+            f'<tr><td class="t">{_e(c.variant)}</td><td class="t">{status}</td>'
+            f"<td>{_e(fmt_value(c.objectives.get(obj, math.nan), unit))}{noisy}</td>"
+            + "".join(_drop_cells(c.drops.get(k)) for k in keys)
+            + "</tr>"
+        )
+    return (
+        f"<details open><summary>Every candidate ({len(order)}): {len(dec.qualifying)} meet the goal, "
+        f'{len(dec.rejected)} rejected</summary><div class="scroll"><table class="sortable decision-candidates">'
+        f'<thead><tr><th class="t">variant</th><th class="t">verdict</th><th>{_e(obj)}</th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div></details>"
+    )
 
 
 # ---------------------------------------------------------------- figure
@@ -228,8 +254,13 @@ def pareto_figure(dec: Decision, out: Path, formats: set[str]) -> list[Path]:
         xs = [c.objectives[obj] for c, _ in pts]
         lo_x, hi_x = min(xs + [dec.recommended.parent]) * 0.8, max(xs + [dec.recommended.parent]) * 1.25
         if not math.isnan(limit):
-            ax.axhspan(min(-1e-9, min(d.estimate.mean * k for _, d in pts)) - 1, limit, color="#e7f5e9", zorder=0,
-                       label=f"feasible: drop ≤ {pts[0][1].limit_text()}")
+            ax.axhspan(
+                min(-1e-9, min(d.estimate.mean * k for _, d in pts)) - 1,
+                limit,
+                color="#e7f5e9",
+                zorder=0,
+                label=f"feasible: drop ≤ {pts[0][1].limit_text()}",
+            )
             ax.axhline(limit, color="#1b7f3b", lw=1, ls="--")
         for c, d in pts:
             e = d.estimate
@@ -238,16 +269,26 @@ def pareto_figure(dec: Decision, out: Path, formats: set[str]) -> list[Path]:
             yerr = [[y - e.lo * k], [e.hi * k - y]] if e.defined else None
             ax.errorbar(c.objectives[obj], y, yerr=yerr, fmt="o", color=colour, ms=5, capsize=2, alpha=0.85)
         front = [v for v in dec.pareto.get(key, [])]
-        fpts = sorted([(c.objectives[obj], d.estimate.mean * k) for c, d in pts if c.variant in front]
-                      + ([(dec.recommended.parent, 0.0)] if "baseline" in front else []))
+        fpts = sorted(
+            [(c.objectives[obj], d.estimate.mean * k) for c, d in pts if c.variant in front]
+            + ([(dec.recommended.parent, 0.0)] if "baseline" in front else [])
+        )
         if fpts:
-            ax.step([p[0] for p in fpts], [p[1] for p in fpts], where="post", color="#4a6fa5", lw=1.2,
-                    label="Pareto front")
+            ax.step(
+                [p[0] for p in fpts], [p[1] for p in fpts], where="post", color="#4a6fa5", lw=1.2, label="Pareto front"
+            )
         if dec.recommended.candidate is not None:
             rc = dec.recommended.candidate
             if key in rc.drops and rc.drops[key].estimate is not None:
-                ax.plot(rc.objectives[obj], rc.drops[key].estimate.mean * k, "o", ms=14, mfc="none", mec="#222",
-                        label=f"recommended: {rc.variant}")
+                ax.plot(
+                    rc.objectives[obj],
+                    rc.drops[key].estimate.mean * k,
+                    "o",
+                    ms=14,
+                    mfc="none",
+                    mec="#222",
+                    label=f"recommended: {rc.variant}",
+                )
         if not math.isnan(dec.recommended.parent):
             ax.plot(dec.recommended.parent, 0, "k*", ms=10, label="parent")
         if lo_x > 0:
@@ -259,8 +300,11 @@ def pareto_figure(dec: Decision, out: Path, formats: set[str]) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     sep = ", " if len(keys) > 1 else "\n"  # one panel: two lines (the title must fit its width)
-    fig.suptitle(f"{a.experiment}: green meet every constraint, red do not{sep}bars: "
-                 f"{round(100 * a.goal.confidence)} % intervals", fontsize=9)
+    fig.suptitle(
+        f"{a.experiment}: green meet every constraint, red do not{sep}bars: "
+        f"{round(100 * a.goal.confidence)} % intervals",
+        fontsize=9,
+    )
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -272,5 +316,14 @@ def pareto_figure(dec: Decision, out: Path, formats: set[str]) -> list[Path]:
     return paths
 
 
-__all__ = ["lines", "print_decision", "to_markdown", "to_html", "pareto_figure", "drop_text", "fmt_value",
-           "gain_text", "goal_line"]
+__all__ = [
+    "lines",
+    "print_decision",
+    "to_markdown",
+    "to_html",
+    "pareto_figure",
+    "drop_text",
+    "fmt_value",
+    "gain_text",
+    "goal_line",
+]

@@ -125,8 +125,10 @@ class SearchResult:
         for f in self.families:
             walked = ", ".join(f"{v:g} {o}" for v, _, o in f.probes)
             best = f"{f.kind}={f.best:g}" if f.best is not None else "none in range"
-            out.append(f"  {f.label}: most compressed budget meeting the goal: {best} "
-                       f"(range {f.grid[0]:g}..{f.grid[-1]:g}, {len(f.grid)} points; probes: {walked})")
+            out.append(
+                f"  {f.label}: most compressed budget meeting the goal: {best} "
+                f"(range {f.grid[0]:g}..{f.grid[-1]:g}, {len(f.grid)} points; probes: {walked})"
+            )
         for fb in self.fallback:
             out += [f"  {ln}" for ln in fb.lines()]
         out += [f"  note: {n}" for n in self.notes]
@@ -134,8 +136,9 @@ class SearchResult:
 
 
 # ---------------------------------------------------------------- probe experiments
-def probe_config(exp: ResolvedExperiment, variants: list[dict[str, Any]],
-                 extra_evaluations: list[dict[str, Any]] | None = None) -> ResolvedExperiment:
+def probe_config(
+    exp: ResolvedExperiment, variants: list[dict[str, Any]], extra_evaluations: list[dict[str, Any]] | None = None
+) -> ResolvedExperiment:
     """The experiment one round runs: the file's with ``variants`` as its variants (each a single-budget entry
     named as the probe), without its goal and findings (the probes are ordinary variants), plus
     ``extra_evaluations``. Resolved like any config — so a Ray worker resolving it gets the same fingerprint."""
@@ -175,8 +178,9 @@ def families_and_fixed(exp: ResolvedExperiment) -> tuple[list[Family], list[dict
             fams.append(Family(i, entry.get("name") or entry["method"], kind, grid))
         else:
             v = vs[0]
-            fixed.append(single(entry, v.name, v.budget.kind if v.budget else None,
-                                v.budget.value if v.budget else None))
+            fixed.append(
+                single(entry, v.name, v.budget.kind if v.budget else None, v.budget.value if v.budget else None)
+            )
     return fams, fixed
 
 
@@ -211,8 +215,11 @@ class Searcher:
     def bisect(self) -> None:
         """Advance every family one probe per round until each is done."""
         first = [self.families_probe(f) for f in self.families if not f.done]
-        self.run_round(self.fixed + first, f"the parent, {len(self.fixed)} fixed variant(s), the first probe of "
-                       f"{len(first)} famil{'y' if len(first) == 1 else 'ies'}")
+        self.run_round(
+            self.fixed + first,
+            f"the parent, {len(self.fixed)} fixed variant(s), the first probe of "
+            f"{len(first)} famil{'y' if len(first) == 1 else 'ies'}",
+        )
         while True:
             a = self.assess()
             by_name = {c.variant: c for c in a.candidates}
@@ -224,9 +231,19 @@ class Searcher:
                 name = f.variant_name(value)
                 c = by_name.get(name)
                 meets = c is not None and c.meets
-                outcome = "meets" if meets else ("breaks " + ", ".join(
-                    f"{d.key}" + (f" (+{d.amount(d.excess)})" if d.status == "broken" else " (unknown)")
-                    for d in c.broken) if c is not None else "has no rows")
+                outcome = (
+                    "meets"
+                    if meets
+                    else (
+                        "breaks "
+                        + ", ".join(
+                            f"{d.key}" + (f" (+{d.amount(d.excess)})" if d.status == "broken" else " (unknown)")
+                            for d in c.broken
+                        )
+                        if c is not None
+                        else "has no rows"
+                    )
+                )
                 f.record(value, name, meets, outcome)
                 log.info("goal search: %s %s", name, outcome)
                 if not f.done:
@@ -240,8 +257,12 @@ class Searcher:
         return single(entry_of(self.exp, f.index), f.variant_name(value), f.kind, value)
 
 
-def search(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: bool | None = None,
-           accept_noisy: bool | None = None) -> SearchResult:
+def search(
+    experiment: ResolvedExperiment | Experiment | str | Path,
+    *,
+    progress: bool | None = None,
+    accept_noisy: bool | None = None,
+) -> SearchResult:
     """Search for the experiment's goal (see the module docstring); returns what was done and decided. The rows of
     every probe are in the experiment's store under one run; ``compressbench report`` draws the decision first."""
     exp = _resolved(experiment)
@@ -256,8 +277,12 @@ def search(experiment: ResolvedExperiment | Experiment | str | Path, *, progress
     return SearchResult(summary, dec, s.families, fbs, s.rounds, summary.jobs, summary.ran, summary.cached, s.notes)
 
 
-def run(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: bool | None = None,
-        executor: str | None = None) -> RunSummary:
+def run(
+    experiment: ResolvedExperiment | Experiment | str | Path,
+    *,
+    progress: bool | None = None,
+    executor: str | None = None,
+) -> RunSummary:
     """``compressbench.run``: an experiment with a goal is searched (:func:`search`), any other run as it is
     (:func:`compressbench.runner.run`). Same code path as the CLI's ``run``."""
     from ..runner import run as run_plain
@@ -271,5 +296,16 @@ def run(experiment: ResolvedExperiment | Experiment | str | Path, *, progress: b
     return search(exp, progress=progress).summary
 
 
-__all__ = ["search", "run", "SearchResult", "Family", "Searcher", "budget_grid", "probe_config", "families_and_fixed",
-           "more_compressed_first", "single", "entry_of"]
+__all__ = [
+    "search",
+    "run",
+    "SearchResult",
+    "Family",
+    "Searcher",
+    "budget_grid",
+    "probe_config",
+    "families_and_fixed",
+    "more_compressed_first",
+    "single",
+    "entry_of",
+]

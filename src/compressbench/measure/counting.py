@@ -66,8 +66,14 @@ def layer_density(model: nn.Module) -> list[dict[str, Any]]:
         if pname != "weight":
             continue
         nz = nonzero(t)
-        rows[mname] = {"layer": mname, "type": type(m).__name__, "params": t.numel(), "nonzero": nz,
-                       "density": nz / max(1, t.numel()), "dtype": str(t.dtype).replace("torch.", "")}
+        rows[mname] = {
+            "layer": mname,
+            "type": type(m).__name__,
+            "params": t.numel(),
+            "nonzero": nz,
+            "density": nz / max(1, t.numel()),
+            "dtype": str(t.dtype).replace("torch.", ""),
+        }
     return list(rows.values())
 
 

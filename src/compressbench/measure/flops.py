@@ -71,11 +71,15 @@ def shape_macs(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, dict
                 per = m.in_features
             rec = out.setdefault(name, {"macs": 0, "quantized": is_int8_module(m)})
             rec["macs"] += int(o.numel()) * int(per)
+
         return fn
 
     # innermost layers only (an int8 Linear owns a packed-params child, so "leaf" is too strict)
-    hooks = [m.register_forward_hook(hook(name, m)) for name, m in model.named_modules()
-             if _is_layer(m) and not any(_is_layer(c) for c in m.modules() if c is not m)]
+    hooks = [
+        m.register_forward_hook(hook(name, m))
+        for name, m in model.named_modules()
+        if _is_layer(m) and not any(_is_layer(c) for c in m.modules() if c is not m)
+    ]
     was_training = model.training
     model.eval()
     try:
@@ -103,6 +107,12 @@ def flop_profile(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, An
     for name, r in layers.items():
         f = 2 * r["macs"] if r["quantized"] else per.get(name, 0)
         eff -= f * (1.0 - dens.get(name, 1.0))
-    return {"flops": flops, "macs": flops // 2, "flops_effective": eff, "int8_ops": 2 * int8_macs,
-            "float_flops": total, "counter": "FlopCounterMode" + ("+shape-hooks(int8)" if int8_macs else ""),
-            "input_shape": list(input_shape)}
+    return {
+        "flops": flops,
+        "macs": flops // 2,
+        "flops_effective": eff,
+        "int8_ops": 2 * int8_macs,
+        "float_flops": total,
+        "counter": "FlopCounterMode" + ("+shape-hooks(int8)" if int8_macs else ""),
+        "input_shape": list(input_shape),
+    }

@@ -46,10 +46,17 @@ def hardware_info(device: str = "cpu", threads: int | None = None) -> dict[str, 
     """The hardware/software record written with every profile."""
     import torch
 
-    info: dict[str, Any] = {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "threads": threads,
-                            "machine": platform.machine(), "os": platform.platform(),
-                            "python": platform.python_version(), "torch": torch.__version__,
-                            "device": device, "quantized_engine": torch.backends.quantized.engine}
+    info: dict[str, Any] = {
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "threads": threads,
+        "machine": platform.machine(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": device,
+        "quantized_engine": torch.backends.quantized.engine,
+    }
     try:
         import onnxruntime
 

@@ -36,14 +36,22 @@ def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, ...]
     x = torch.rand(*input_shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=["logits"],
-                          dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
-                          dynamo=False)
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
     return path
 
 
-def quantize_onnx_static(fp32_path: str | Path, out_path: str | Path, calib: list[np.ndarray],
-                         per_channel: bool = True) -> Path:
+def quantize_onnx_static(
+    fp32_path: str | Path, out_path: str | Path, calib: list[np.ndarray], per_channel: bool = True
+) -> Path:
     """onnxruntime's own static int8 quantization (QDQ format, int8 weights per channel, uint8
     activations), calibrated (MinMax) on ``calib`` batches."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -60,8 +68,15 @@ def quantize_onnx_static(fp32_path: str | Path, out_path: str | Path, calib: lis
     try:
         with _quiet_root(logging.WARNING):
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-            quantize_static(str(pre), str(out_path), _Reader(), quant_format=QuantFormat.QDQ,
-                            per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+            quantize_static(
+                str(pre),
+                str(out_path),
+                _Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
     finally:
         pre.unlink(missing_ok=True)
     return Path(out_path)
@@ -73,8 +88,13 @@ def quantize_onnx_dynamic(fp32_path: str | Path, out_path: str | Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet_root(logging.ERROR):  # it also advises pre-processing on root at WARNING, every call
-        quantize_dynamic(str(fp32_path), str(out_path), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul", "Gemm"])
+        quantize_dynamic(
+            str(fp32_path),
+            str(out_path),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Gemm"],
+        )
     return Path(out_path)
 
 
@@ -90,8 +110,15 @@ def _quiet_root(level: int) -> Iterator[None]:
         root.setLevel(before)
 
 
-def time_onnx(path: str | Path, input_shape: tuple[int, ...], threads: int, throughput_batch: int, warmup: int,
-              repeats: int, throughput_repeats: int) -> dict[str, Any]:
+def time_onnx(
+    path: str | Path,
+    input_shape: tuple[int, ...],
+    threads: int,
+    throughput_batch: int,
+    warmup: int,
+    repeats: int,
+    throughput_repeats: int,
+) -> dict[str, Any]:
     """ONNX Runtime (CPU EP, ``intra_op_num_threads=threads``, sequential, all graph optimisations)
     latency and throughput, timed per call with ``time.perf_counter``; peak memory of the session."""
     import onnxruntime as ort
@@ -100,8 +127,9 @@ def time_onnx(path: str | Path, input_shape: tuple[int, ...], threads: int, thro
     reset_peak_rss()
     sess = ort_session(path, threads)
     name = sess.get_inputs()[0].name
-    res = time_calls(lambda x: sess.run(None, {name: x}), input_shape, throughput_batch, warmup, repeats,
-                     throughput_repeats)
+    res = time_calls(
+        lambda x: sess.run(None, {name: x}), input_shape, throughput_batch, warmup, repeats, throughput_repeats
+    )
     res.update(peak_mem_mb=peak_mem_mb(base), peak_mem_scope="session+activations", ort_version=ort.__version__)
     return res
 

@@ -24,8 +24,13 @@ from torch import nn
 QuantKind = Literal["int8", "int8-qdq", "float16", "bfloat16"]
 
 # where torch keeps its integer-kernel modules (``torch.nn.quantized`` is the legacy alias)
-INT8_NAMESPACES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized", "torch.ao.nn.sparse.quantized",
-                   "torch.nn.quantized", "torch.nn.intrinsic.quantized")
+INT8_NAMESPACES = (
+    "torch.ao.nn.quantized",
+    "torch.ao.nn.intrinsic.quantized",
+    "torch.ao.nn.sparse.quantized",
+    "torch.nn.quantized",
+    "torch.nn.intrinsic.quantized",
+)
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 

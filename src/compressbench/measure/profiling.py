@@ -52,15 +52,15 @@ class ProfileSettings(Params):
     zstd_level: int = Field(10, ge=1, le=22)
     timeout_s: float = Field(900.0, gt=0, allow_inf_nan=False)
 
-
     @field_validator("onnx")
     @classmethod
     def _onnx(cls, v: bool | None) -> bool:
         absent = missing("onnx")
         if v is None:
             if absent:
-                log.info("efficiency: no ONNX Runtime timing (the 'onnx' extra is not installed: %s)",
-                         install_hint("onnx"))
+                log.info(
+                    "efficiency: no ONNX Runtime timing (the 'onnx' extra is not installed: %s)", install_hint("onnx")
+                )
             return not absent
         if v and absent:
             raise ValueError(needs_message("ONNX Runtime timing", "onnx") + " (or onnx: false)")
@@ -77,14 +77,26 @@ def resolve(settings: ProfileSettings) -> tuple[str, int, int]:
     return device, threads, tb
 
 
-def timing_job(mode: Literal["torch", "onnx"], input_shape: tuple[int, ...], settings: ProfileSettings, *,
-               target: dict[str, Any] | None = None, path: str | Path | None = None,
-               device: str | None = None) -> dict[str, Any]:
+def timing_job(
+    mode: Literal["torch", "onnx"],
+    input_shape: tuple[int, ...],
+    settings: ProfileSettings,
+    *,
+    target: dict[str, Any] | None = None,
+    path: str | Path | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
     """The JSON job :func:`~.fresh.run_worker` hands to a fresh process (torch: ``target``; onnx: ``path``)."""
     dev, threads, tb = resolve(settings)
-    job: dict[str, Any] = {"mode": mode, "input_shape": list(input_shape), "threads": threads, "throughput_batch": tb,
-                           "warmup": settings.warmup, "repeats": settings.repeats,
-                           "throughput_repeats": settings.throughput_repeats}
+    job: dict[str, Any] = {
+        "mode": mode,
+        "input_shape": list(input_shape),
+        "threads": threads,
+        "throughput_batch": tb,
+        "warmup": settings.warmup,
+        "repeats": settings.repeats,
+        "throughput_repeats": settings.throughput_repeats,
+    }
     if mode == "torch":
         job.update(target=target, device=device or dev, quantized_engine=torch.backends.quantized.engine)
     else:
@@ -95,14 +107,26 @@ def timing_job(mode: Literal["torch", "onnx"], input_shape: tuple[int, ...], set
 def static_profile(model: nn.Module, input_shape: tuple[int, ...], zstd_level: int = 10) -> dict[str, Any]:
     """Parameters, per-layer density, bytes under every encoding, FLOPs — no timing."""
     model = model.eval()
-    return {"params": param_counts(model), "layers": layer_density(model),
-            "bytes": compressed_sizes(model, zstd_level), "flops": flop_profile(model, input_shape),
-            "quantized": quantization_kind(model) == "int8", "masked": is_masked_model(model)}
+    return {
+        "params": param_counts(model),
+        "layers": layer_density(model),
+        "bytes": compressed_sizes(model, zstd_level),
+        "flops": flop_profile(model, input_shape),
+        "quantized": quantization_kind(model) == "int8",
+        "masked": is_masked_model(model),
+    }
 
 
-def profile(model: nn.Module, input_shape: tuple[int, ...], settings: ProfileSettings | None = None, *,
-            target: dict[str, Any] | None = None, float_model: nn.Module | None = None,
-            calib: list[np.ndarray] | None = None, workdir: str | Path | None = None) -> dict[str, Any]:
+def profile(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    settings: ProfileSettings | None = None,
+    *,
+    target: dict[str, Any] | None = None,
+    float_model: nn.Module | None = None,
+    calib: list[np.ndarray] | None = None,
+    workdir: str | Path | None = None,
+) -> dict[str, Any]:
     """The whole efficiency profile of one model as a JSON-able dict.
 
     ``target``: how a fresh process rebuilds the model (see :mod:`.targets`); without it (or with
@@ -118,9 +142,14 @@ def profile(model: nn.Module, input_shape: tuple[int, ...], settings: ProfileSet
     if rep["quantized"] and device == "cuda":
         device = "cpu"  # torch.ao int8 kernels are CPU-only
     rep["hardware"] = hardware_info(device, threads)
-    rep["settings"] = {"threads": threads, "throughput_batch": tb, "warmup": settings.warmup,
-                       "repeats": settings.repeats, "throughput_repeats": settings.throughput_repeats,
-                       "device": device}
+    rep["settings"] = {
+        "threads": threads,
+        "throughput_batch": tb,
+        "warmup": settings.warmup,
+        "repeats": settings.repeats,
+        "throughput_repeats": settings.throughput_repeats,
+        "device": device,
+    }
     if not settings.timing:
         return rep
     fresh = settings.fresh_process and target is not None
@@ -133,8 +162,16 @@ def profile(model: nn.Module, input_shape: tuple[int, ...], settings: ProfileSet
                 log.info("efficiency: no checkpoint/factory for a fresh process — timing in-process")
             prev = torch.get_num_threads()
             try:
-                rep["torch"] = measure_torch_model(model, input_shape, threads, tb, settings.warmup, settings.repeats,
-                                                   settings.throughput_repeats, device)
+                rep["torch"] = measure_torch_model(
+                    model,
+                    input_shape,
+                    threads,
+                    tb,
+                    settings.warmup,
+                    settings.repeats,
+                    settings.throughput_repeats,
+                    device,
+                )
             finally:
                 torch.set_num_threads(prev)
         rep["torch"]["process"] = "fresh" if fresh else "in-process"
@@ -145,8 +182,15 @@ def profile(model: nn.Module, input_shape: tuple[int, ...], settings: ProfileSet
     return rep
 
 
-def _onnx_profiles(src: nn.Module | None, quant: bool, input_shape: tuple[int, ...], settings: ProfileSettings,
-                   calib: list[np.ndarray] | None, out_dir: Path | None, scratch: ScratchDir) -> dict[str, Any]:
+def _onnx_profiles(
+    src: nn.Module | None,
+    quant: bool,
+    input_shape: tuple[int, ...],
+    settings: ProfileSettings,
+    calib: list[np.ndarray] | None,
+    out_dir: Path | None,
+    scratch: ScratchDir,
+) -> dict[str, Any]:
     """ONNX Runtime fp32 (float models) and/or int8 (``onnx_int8``) of ``src``; best-effort: an error is
     recorded, the torch figures still stand."""
     out: dict[str, Any] = {}
@@ -168,17 +212,17 @@ def _onnx_profiles(src: nn.Module | None, quant: bool, input_shape: tuple[int, .
             if dt == "int8":
                 if calib is None:
                     rng = np.random.default_rng(0)
-                    calib = [rng.random((8, *input_shape[1:]), dtype=np.float32)
-                             for _ in range(settings.calib_batches)]
+                    calib = [rng.random((8, *input_shape[1:]), dtype=np.float32) for _ in range(settings.calib_batches)]
                     out["calibration"] = "random-uniform"
                 else:
                     out.setdefault("calibration", "data")
-                path = quantize_onnx_static(fp32, wd / "model_int8.onnx", calib[:settings.calib_batches])
+                path = quantize_onnx_static(fp32, wd / "model_int8.onnx", calib[: settings.calib_batches])
             if settings.fresh_process:
                 r = run_worker(timing_job("onnx", input_shape, settings, path=path), settings.timeout_s, scratch)
             else:
-                r = time_onnx(path, input_shape, threads, tb, settings.warmup, settings.repeats,
-                              settings.throughput_repeats)
+                r = time_onnx(
+                    path, input_shape, threads, tb, settings.warmup, settings.repeats, settings.throughput_repeats
+                )
             r["bytes"] = Path(path).stat().st_size
             r["source"] = "float-source" if quant else "variant"
             r["process"] = "fresh" if settings.fresh_process else "in-process"

@@ -43,8 +43,14 @@ def summarize(samples_s: list[float]) -> dict[str, Any]:
     """Median / IQR (ms) of per-call wall-clock samples given in seconds."""
     a = np.asarray(samples_s, dtype=float) * 1e3
     q1, med, q3 = np.percentile(a, [25, 50, 75])
-    return {"median_ms": float(med), "iqr_ms": float(q3 - q1), "p25_ms": float(q1), "p75_ms": float(q3),
-            "min_ms": float(a.min()), "n": int(len(a))}
+    return {
+        "median_ms": float(med),
+        "iqr_ms": float(q3 - q1),
+        "p25_ms": float(q1),
+        "p75_ms": float(q3),
+        "min_ms": float(a.min()),
+        "n": int(len(a)),
+    }
 
 
 def _cpu_jiffies() -> tuple[float, float] | None:
@@ -105,8 +111,14 @@ def _own_cpu() -> float:
     return t.user + t.system
 
 
-def latency_and_throughput(time_batch: Callable[[int, int, int], dict[str, Any]], batch: int, throughput_batch: int,
-                           warmup: int, repeats: int, throughput_repeats: int) -> dict[str, Any]:
+def latency_and_throughput(
+    time_batch: Callable[[int, int, int], dict[str, Any]],
+    batch: int,
+    throughput_batch: int,
+    warmup: int,
+    repeats: int,
+    throughput_repeats: int,
+) -> dict[str, Any]:
     """The protocol for any runtime. ``time_batch(batch, warmup, repeats)`` returns :func:`summarize` of
     ``repeats`` single calls after ``warmup`` calls. Latency: at ``batch`` (normally 1). Throughput
     (skipped when ``throughput_batch`` is 0): at ``throughput_batch`` after ``max(1, warmup // 5)``
@@ -122,10 +134,17 @@ def latency_and_throughput(time_batch: Callable[[int, int, int], dict[str, Any]]
     return res
 
 
-def time_calls(run: Callable[[np.ndarray], Any], input_shape: tuple[int, ...], throughput_batch: int, warmup: int,
-               repeats: int, throughput_repeats: int) -> dict[str, Any]:
+def time_calls(
+    run: Callable[[np.ndarray], Any],
+    input_shape: tuple[int, ...],
+    throughput_batch: int,
+    warmup: int,
+    repeats: int,
+    throughput_repeats: int,
+) -> dict[str, Any]:
     """:func:`latency_and_throughput` of a runtime that takes numpy batches (ONNX Runtime, OpenVINO,
     ExecuTorch ...): each call on the same uniform random float32 batch, timed with ``time.perf_counter``."""
+
     def time_batch(batch: int, w: int, r: int) -> dict[str, Any]:
         x = np.random.default_rng(0).random((batch, *input_shape[1:]), dtype=np.float32)
         for _ in range(w):

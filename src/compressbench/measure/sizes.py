@@ -106,8 +106,15 @@ def encode_sparse_state_dict(sd: dict[str, Any]) -> bytes:
             if bitmask_encoded_size(flat.numel(), int(mask.sum()), es) < flat.numel() * es:
                 mbytes = np.packbits(mask.numpy()).tobytes()
                 vbytes = flat[mask].contiguous().view(torch.uint8).numpy().tobytes()
-                header.append({"name": k, "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", ""),
-                               "mask": len(mbytes), "values": len(vbytes)})
+                header.append(
+                    {
+                        "name": k,
+                        "shape": list(v.shape),
+                        "dtype": str(v.dtype).replace("torch.", ""),
+                        "mask": len(mbytes),
+                        "values": len(vbytes),
+                    }
+                )
                 chunks += [mbytes, vbytes]
                 continue
         rest[k] = v
@@ -121,9 +128,9 @@ def decode_sparse_state_dict(data: bytes) -> dict[str, Any]:
     if not data.startswith(SPARSE_MAGIC):
         raise ValueError("not a compressbench sparse state dict (bad magic)")
     pos = len(SPARSE_MAGIC)
-    n = int.from_bytes(data[pos:pos + 8], "little")
+    n = int.from_bytes(data[pos : pos + 8], "little")
     pos += 8
-    head = json.loads(data[pos:pos + n])
+    head = json.loads(data[pos : pos + n])
     pos += n
     out: dict[str, Any] = {}
     for t in head["tensors"]:
@@ -131,13 +138,16 @@ def decode_sparse_state_dict(data: bytes) -> dict[str, Any]:
         mask = np.unpackbits(np.frombuffer(data, np.uint8, t["mask"], pos))[:numel].astype(bool)
         pos += t["mask"]
         dtype = getattr(torch, t["dtype"])
-        vals = torch.frombuffer(bytearray(data[pos:pos + t["values"]]), dtype=dtype) if t["values"] else \
-            torch.empty(0, dtype=dtype)
+        vals = (
+            torch.frombuffer(bytearray(data[pos : pos + t["values"]]), dtype=dtype)
+            if t["values"]
+            else torch.empty(0, dtype=dtype)
+        )
         pos += t["values"]
         full = torch.zeros(numel, dtype=dtype)
         full[torch.from_numpy(mask)] = vals
         out[t["name"]] = full.reshape(t["shape"])
-    out.update(torch.load(io.BytesIO(data[pos:pos + head["rest"]]), weights_only=True))
+    out.update(torch.load(io.BytesIO(data[pos : pos + head["rest"]]), weights_only=True))
     return out
 
 
@@ -151,5 +161,10 @@ def compressed_sizes(model: nn.Module, zstd_level: int = 10) -> dict[str, int]:
     dense = torch_save_bytes(sd)
     sparse = encode_sparse_state_dict(sd)
     zc = zstandard.ZstdCompressor(level=zstd_level)
-    return {"torch.save": len(dense), "zlib": len(zlib.compress(dense, 6)), "zstd": len(zc.compress(dense)),
-            "bitmask": len(sparse), "bitmask+zstd": len(zc.compress(sparse))}
+    return {
+        "torch.save": len(dense),
+        "zlib": len(zlib.compress(dense, 6)),
+        "zstd": len(zc.compress(dense)),
+        "bitmask": len(sparse),
+        "bitmask+zstd": len(zc.compress(sparse)),
+    }

@@ -36,8 +36,14 @@ def build_factory(spec: dict[str, Any]) -> nn.Module:
             sys.path.insert(0, sp)
     target, kwargs = spec["target"], dict(spec.get("kwargs") or {})
     shape = spec["input_shape"]
-    meta = DataMeta("profile", int(spec.get("num_classes", 10)), int(shape[1]), tuple(shape[2:4]),
-                    (0.5,) * int(shape[1]), (0.25,) * int(shape[1]))
+    meta = DataMeta(
+        "profile",
+        int(spec.get("num_classes", 10)),
+        int(shape[1]),
+        tuple(shape[2:4]),
+        (0.5,) * int(shape[1]),
+        (0.25,) * int(shape[1]),
+    )
     if ":" in target:
         try:
             fn = import_object(target)
@@ -50,9 +56,13 @@ def build_factory(spec: dict[str, Any]) -> nn.Module:
     elif target in models:
         model = create_model(target, meta, **kwargs)
     else:
-        raise UnknownNameError("profile target", target, models.names(),
-                               f"profile target '{target}' is neither a checkpoint file, a package.module:factory "
-                               f"nor a registered model ({', '.join(models.names())})")
+        raise UnknownNameError(
+            "profile target",
+            target,
+            models.names(),
+            f"profile target '{target}' is neither a checkpoint file, a package.module:factory "
+            f"nor a registered model ({', '.join(models.names())})",
+        )
     if not isinstance(model, nn.Module):
         raise ProfileInputError(f"factory '{target}' returned {type(model).__name__}, not an nn.Module")
     return model.eval()

@@ -64,8 +64,9 @@ def _timed(fn: Callable[[], None], n: int) -> tuple[float, float]:
     return time.process_time() - c0, time.perf_counter() - w0
 
 
-def _measure(make_step: Callable[[int], Callable[[], None]], cap: int, step_s: float,
-             steps: int) -> tuple[int, float, float]:
+def _measure(
+    make_step: Callable[[int], Callable[[], None]], cap: int, step_s: float, steps: int
+) -> tuple[int, float, float]:
     """(batch, CPU seconds per image, wall seconds per image): the batch doubles from 2 (each new shape warmed
     up once) until a step takes ``step_s / 2`` or the batch reaches ``cap``; then ``steps`` steps are timed."""
     b = min(2, cap)
@@ -80,9 +81,17 @@ def _measure(make_step: Callable[[int], Callable[[], None]], cap: int, step_s: f
     return b, c / (b * steps), w / (b * steps)
 
 
-def sustained_rates(model: nn.Module, input_shape: tuple[int, ...], flops: float, *, batch_size: int = 128,
-                    num_classes: int = 10, threads: int | None = None, step_s: float = 1.0,
-                    steps: int = 3) -> Rates:
+def sustained_rates(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    flops: float,
+    *,
+    batch_size: int = 128,
+    num_classes: int = 10,
+    threads: int | None = None,
+    step_s: float = 1.0,
+    steps: int = 3,
+) -> Rates:
     """Measure ``model`` (left unchanged: a copy trains) at ``input_shape`` (C, H, W) with ``flops`` forward
     FLOPs per image: a few seconds (about ``2 × steps × step_s`` plus the batch search, more when even two
     images take longer than a step); the global random state is kept."""
@@ -103,6 +112,7 @@ def sustained_rates(model: nn.Module, input_shape: tuple[int, ...], flops: float
                     opt.zero_grad(set_to_none=True)
                     F.cross_entropy(net(x), y).backward()
                     opt.step()
+
                 return step
 
             tb, tc, tw = _measure(train_step, batch_size, step_s, steps)
@@ -114,11 +124,21 @@ def sustained_rates(model: nn.Module, input_shape: tuple[int, ...], flops: float
                 def step() -> None:
                     with torch.inference_mode():
                         net(x)
+
                 return step
 
             ib, ic, iw = _measure(infer_step, max(batch_size, 512), step_s / 2, steps)
-        return Rates(train_cpu=TRAIN_STEP * flops / tc, infer_cpu=flops / ic, train_wall=TRAIN_STEP * flops / tw,
-                     infer_wall=flops / iw, threads=torch.get_num_threads(), train_batch=tb, infer_batch=ib,
-                     seconds=time.perf_counter() - t0, load=load, cores=os.cpu_count() or 1)
+        return Rates(
+            train_cpu=TRAIN_STEP * flops / tc,
+            infer_cpu=flops / ic,
+            train_wall=TRAIN_STEP * flops / tw,
+            infer_wall=flops / iw,
+            threads=torch.get_num_threads(),
+            train_batch=tb,
+            infer_batch=ib,
+            seconds=time.perf_counter() - t0,
+            load=load,
+            cores=os.cpu_count() or 1,
+        )
     finally:
         torch.set_num_threads(prev)

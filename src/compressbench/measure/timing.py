@@ -31,9 +31,17 @@ def time_torch(model: nn.Module, x: torch.Tensor, threads: int, warmup: int = 10
     return summarize(samples)
 
 
-def measure_torch_model(model: nn.Module, input_shape: tuple[int, ...], threads: int, throughput_batch: int,
-                        warmup: int, repeats: int, throughput_repeats: int, device: str = "cpu",
-                        rss_base_kb: int | None = None) -> dict[str, Any]:
+def measure_torch_model(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    threads: int,
+    throughput_batch: int,
+    warmup: int,
+    repeats: int,
+    throughput_repeats: int,
+    device: str = "cpu",
+    rss_base_kb: int | None = None,
+) -> dict[str, Any]:
     """Latency at batch ``input_shape[0]`` (normally 1), throughput at ``throughput_batch`` and peak
     memory, in this process. ``rss_base_kb``: the resident set before the model was loaded (fresh
     process: peak = model + activations); without it the base is taken now (activations only)."""

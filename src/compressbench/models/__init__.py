@@ -30,8 +30,16 @@ from ..data.base import DataMeta
 from ..registry import UnknownNameError, is_object_path, models
 from .published import torchvision_weights
 
-__all__ = ["Classifier", "Normalize", "create_model", "count_params", "ModelName", "trusting_code",
-           "user_model_names", "check_factory_kwargs"]
+__all__ = [
+    "Classifier",
+    "Normalize",
+    "create_model",
+    "count_params",
+    "ModelName",
+    "trusting_code",
+    "user_model_names",
+    "check_factory_kwargs",
+]
 
 # while set, create_model may import an unregistered "pkg.mod:factory" (the caller trusts the source)
 _TRUST_CODE: contextvars.ContextVar[bool] = contextvars.ContextVar("compressbench_trust_code", default=False)
@@ -52,10 +60,14 @@ class UntrustedModelError(UnknownNameError):
     """A ``"pkg.mod:factory"`` that nobody resolved in this process: building it would import code."""
 
     def __init__(self, name: str):
-        super().__init__("model", name, models.names(),
-                         f"model factory '{name}' is not registered in this process, and importing it would run "
-                         f"its code: name it in the config's model.name (or call "
-                         f"compressbench.registry.models.resolve('{name}')) first")
+        super().__init__(
+            "model",
+            name,
+            models.names(),
+            f"model factory '{name}' is not registered in this process, and importing it would run "
+            f"its code: name it in the config's model.name (or call "
+            f"compressbench.registry.models.resolve('{name}')) first",
+        )
 
 
 def _resolve_model_name(name: str) -> str:
@@ -141,13 +153,21 @@ def check_factory_kwargs(name: str, kwargs: dict[str, Any]) -> tuple[str, str] |
             if k not in named:
                 close = difflib.get_close_matches(str(k), accepted, n=1, cutoff=0.5)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
-                return f"model.kwargs.{k}", (f"model '{name}' takes no argument '{k}'{hint}; accepted: "
-                                             f"{', '.join(accepted) or 'none (only model.width)'}")
+                return f"model.kwargs.{k}", (
+                    f"model '{name}' takes no argument '{k}'{hint}; accepted: "
+                    f"{', '.join(accepted) or 'none (only model.width)'}"
+                )
     try:
         sig.bind(None, width=1.0, **kwargs)
     except TypeError as e:
-        missing = [p.name for p in params[1:] if p.default is p.empty and p.name not in kwargs
-                   and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "width"]
+        missing = [
+            p.name
+            for p in params[1:]
+            if p.default is p.empty
+            and p.name not in kwargs
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name != "width"
+        ]
         if missing:
             return f"model.kwargs.{missing[0]}", f"model '{name}' needs argument '{missing[0]}' ({e})"
         return "model.name", f"'{name}' is not a model factory fn(meta, width=1.0, **kwargs): its signature is {sig}"
@@ -163,8 +183,9 @@ def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-@models.register("cnn5", family="cnn",
-                 description="plain CNN: 5 conv-bn-relu layers (2 max-pools), global pool, linear")
+@models.register(
+    "cnn5", family="cnn", description="plain CNN: 5 conv-bn-relu layers (2 max-pools), global pool, linear"
+)
 def cnn5(meta: DataMeta, width: float = 1.0, channels: Sequence[int] = (32, 32, 64, 64, 128)) -> nn.Module:
     c = [_w(ch, width) for ch in channels]
     layers: list[nn.Module] = []
@@ -181,8 +202,14 @@ def cnn5(meta: DataMeta, width: float = 1.0, channels: Sequence[int] = (32, 32, 
 @models.register("tinycnn", family="cnn", description="2-conv test fixture (a few thousand parameters)")
 def tinycnn(meta: DataMeta, width: float = 1.0) -> nn.Module:
     c1, c2 = _w(8, width), _w(16, width)
-    return nn.Sequential(*_conv_bn(meta.channels, c1), nn.MaxPool2d(2), *_conv_bn(c1, c2),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c2, meta.num_classes))
+    return nn.Sequential(
+        *_conv_bn(meta.channels, c1),
+        nn.MaxPool2d(2),
+        *_conv_bn(c1, c2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(c2, meta.num_classes),
+    )
 
 
 # --------------------------------------------------------------------------- ResNets
@@ -198,19 +225,36 @@ def _cifar_resnet(depth: int):
         from .resnet import ResNet
 
         blocks = max(1, int(round(n * depth_scale)))
-        return ResNet(tv_resnet.BasicBlock, [blocks] * 3, [_w(c, width) for c in (16, 32, 64)],
-                      meta.num_classes, meta.channels, "cifar")
+        return ResNet(
+            tv_resnet.BasicBlock,
+            [blocks] * 3,
+            [_w(c, width) for c in (16, 32, 64)],
+            meta.num_classes,
+            meta.channels,
+            "cifar",
+        )
 
     factory.__doc__ = f"CIFAR ResNet-{depth} (He et al. 2016), 3 stages of {n} basic blocks"
     return factory
 
 
 for _d in (8, 20, 32, 44, 56, 110):
-    models.register(f"resnet{_d}", _cifar_resnet(_d), family="resnet", classifier="fc", first_conv="conv1",
-                    description=f"CIFAR ResNet-{_d} of He et al. (3×3 stem)")
+    models.register(
+        f"resnet{_d}",
+        _cifar_resnet(_d),
+        family="resnet",
+        classifier="fc",
+        first_conv="conv1",
+        description=f"CIFAR ResNet-{_d} of He et al. (3×3 stem)",
+    )
 
-_TV = {18: ("BasicBlock", [2, 2, 2, 2]), 34: ("BasicBlock", [3, 4, 6, 3]), 50: ("Bottleneck", [3, 4, 6, 3]),
-       101: ("Bottleneck", [3, 4, 23, 3]), 152: ("Bottleneck", [3, 8, 36, 3])}
+_TV = {
+    18: ("BasicBlock", [2, 2, 2, 2]),
+    34: ("BasicBlock", [3, 4, 6, 3]),
+    50: ("Bottleneck", [3, 4, 6, 3]),
+    101: ("Bottleneck", [3, 4, 23, 3]),
+    152: ("Bottleneck", [3, 8, 36, 3]),
+}
 
 
 def _tv_resnet(depth: int, stem: str):
@@ -223,19 +267,29 @@ def _tv_resnet(depth: int, stem: str):
 
         block = getattr(tv_resnet, block_name)
         ls = [max(1, int(round(n * depth_scale))) for n in layers]
-        return ResNet(block, ls, [_w(c, width) for c in (64, 128, 256, 512)], meta.num_classes,
-                      meta.channels, stem)
+        return ResNet(block, ls, [_w(c, width) for c in (64, 128, 256, 512)], meta.num_classes, meta.channels, stem)
 
     return factory
 
 
 for _d in _TV:
-    models.register(f"cifar_resnet{_d}", _tv_resnet(_d, "cifar"), family="resnet", classifier="fc",
-                    first_conv="conv1",
-                    description=f"ResNet-{_d} (torchvision blocks) with a 3×3 stem for small images")
-    models.register(f"tv_resnet{_d}", _tv_resnet(_d, "imagenet"), family="resnet", classifier="fc",
-                    first_conv="conv1", published=torchvision_weights(f"resnet{_d}"),
-                    description=f"torchvision ImageNet ResNet-{_d} (7×7 stem; torchvision:IMAGENET1K_V1 weights load)")
+    models.register(
+        f"cifar_resnet{_d}",
+        _tv_resnet(_d, "cifar"),
+        family="resnet",
+        classifier="fc",
+        first_conv="conv1",
+        description=f"ResNet-{_d} (torchvision blocks) with a 3×3 stem for small images",
+    )
+    models.register(
+        f"tv_resnet{_d}",
+        _tv_resnet(_d, "imagenet"),
+        family="resnet",
+        classifier="fc",
+        first_conv="conv1",
+        published=torchvision_weights(f"resnet{_d}"),
+        description=f"torchvision ImageNet ResNet-{_d} (7×7 stem; torchvision:IMAGENET1K_V1 weights load)",
+    )
 
 
 def _timm_source(name: str):
@@ -254,5 +308,8 @@ def _torchvision_source(name: str):
 
 
 models.add_source("timm:", _timm_source, "any timm architecture, random init (timm.list_models())")
-models.add_source("torchvision:", _torchvision_source,
-                  "any torchvision classification model, random init (torchvision.models.list_models())")
+models.add_source(
+    "torchvision:",
+    _torchvision_source,
+    "any torchvision classification model, random init (torchvision.models.list_models())",
+)

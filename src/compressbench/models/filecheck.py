@@ -31,8 +31,23 @@ import torch
 from ..errors import CheckpointError
 
 # the safetensors format's dtypes and their sizes in bytes (its specification)
-SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4,
-                      "I16": 2, "I8": 1, "U64": 8, "U32": 4, "U16": 2, "U8": 1, "BOOL": 1}
+SAFETENSORS_DTYPES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U64": 8,
+    "U32": 4,
+    "U16": 2,
+    "U8": 1,
+    "BOOL": 1,
+}
 MAX_HEADER = 100 << 20  # the format's own limit on the JSON header (100 MB)
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -48,11 +63,15 @@ def check_zip(data: bytes, label: str) -> None:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             bad = z.testzip()
     except Exception as e:  # BadZipFile, a garbled central directory (UnicodeDecodeError, struct.error ...)
-        raise CheckpointError(f"{label}: a damaged PyTorch checkpoint (its zip directory is unreadable: "
-                              f"{type(e).__name__}); restore the file or save it again") from None
+        raise CheckpointError(
+            f"{label}: a damaged PyTorch checkpoint (its zip directory is unreadable: "
+            f"{type(e).__name__}); restore the file or save it again"
+        ) from None
     if bad is not None:
-        raise CheckpointError(f"{label}: a damaged PyTorch checkpoint (member '{bad}' fails its CRC-32 check: the "
-                              f"bytes changed after torch.save wrote them); restore the file or save it again")
+        raise CheckpointError(
+            f"{label}: a damaged PyTorch checkpoint (member '{bad}' fails its CRC-32 check: the "
+            f"bytes changed after torch.save wrote them); restore the file or save it again"
+        )
 
 
 def check_safetensors_header(data: bytes, label: str) -> None:
@@ -60,10 +79,11 @@ def check_safetensors_header(data: bytes, label: str) -> None:
     elements × dtype size, together covering the data exactly. One-line :class:`CheckpointError`."""
     n = int.from_bytes(data[:8], "little")
     if n > min(MAX_HEADER, len(data) - 8):
-        raise CheckpointError(f"{label}: a damaged safetensors file (header length {n} exceeds the file's "
-                              f"{len(data)} bytes)")
+        raise CheckpointError(
+            f"{label}: a damaged safetensors file (header length {n} exceeds the file's {len(data)} bytes)"
+        )
     try:
-        header = json.loads(data[8:8 + n])
+        header = json.loads(data[8 : 8 + n])
     except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{label}: a damaged safetensors file (its header is not JSON: {e})") from None
     if not isinstance(header, dict):
@@ -75,30 +95,41 @@ def check_safetensors_header(data: bytes, label: str) -> None:
             continue
         if not isinstance(t, dict) or t.get("dtype") not in SAFETENSORS_DTYPES:
             dtype = t.get("dtype") if isinstance(t, dict) else None
-            raise CheckpointError(f"{label}: tensor '{name}' has dtype {dtype!r}, not one of the safetensors "
-                                  f"dtypes ({', '.join(SAFETENSORS_DTYPES)})")
+            raise CheckpointError(
+                f"{label}: tensor '{name}' has dtype {dtype!r}, not one of the safetensors "
+                f"dtypes ({', '.join(SAFETENSORS_DTYPES)})"
+            )
         shape, off = t.get("shape"), t.get("data_offsets")
-        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                                for d in shape)):
+        if not (
+            isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        ):
             raise CheckpointError(f"{label}: tensor '{name}' has shape {shape!r}, not a list of sizes")
-        if not (isinstance(off, list) and len(off) == 2 and all(isinstance(o, int) for o in off)
-                and 0 <= off[0] <= off[1] <= body):
-            raise CheckpointError(f"{label}: tensor '{name}' has data_offsets {off!r}, outside the file's {body} "
-                                  f"data bytes")
+        if not (
+            isinstance(off, list)
+            and len(off) == 2
+            and all(isinstance(o, int) for o in off)
+            and 0 <= off[0] <= off[1] <= body
+        ):
+            raise CheckpointError(
+                f"{label}: tensor '{name}' has data_offsets {off!r}, outside the file's {body} data bytes"
+            )
         want = math.prod(shape) * SAFETENSORS_DTYPES[t["dtype"]]
         if off[1] - off[0] != want:
-            raise CheckpointError(f"{label}: tensor '{name}' ({t['dtype']} {shape}) needs {want} bytes but its "
-                                  f"offsets span {off[1] - off[0]}: the header and the data disagree")
+            raise CheckpointError(
+                f"{label}: tensor '{name}' ({t['dtype']} {shape}) needs {want} bytes but its "
+                f"offsets span {off[1] - off[0]}: the header and the data disagree"
+            )
         spans.append((off[0], off[1], name))
     end = 0
     for a, b, name in sorted(spans):
         if a != end:
-            raise CheckpointError(f"{label}: tensor '{name}' starts at byte {a} of the data, expected {end}: "
-                                  f"the tensors overlap or leave a gap")
+            raise CheckpointError(
+                f"{label}: tensor '{name}' starts at byte {a} of the data, expected {end}: "
+                f"the tensors overlap or leave a gap"
+            )
         end = b
     if end != body:
-        raise CheckpointError(f"{label}: the tensors cover {end} of the file's {body} data bytes (truncated or "
-                              f"padded)")
+        raise CheckpointError(f"{label}: the tensors cover {end} of the file's {body} data bytes (truncated or padded)")
 
 
 def check_bytes(data: bytes, label: str) -> None:
@@ -118,9 +149,17 @@ def check_finite(state_dict: Mapping[str, torch.Tensor], label: str) -> None:
     k, v = bad[0]
     n = int((~torch.isfinite(v)).sum())
     more = f" (+{len(bad) - 1} more tensors)" if len(bad) > 1 else ""
-    raise CheckpointError(f"{label}: tensor '{k}' holds {n} of {v.numel()} non-finite values (NaN or infinity)"
-                          f"{more}; these are not usable weights")
+    raise CheckpointError(
+        f"{label}: tensor '{k}' holds {n} of {v.numel()} non-finite values (NaN or infinity)"
+        f"{more}; these are not usable weights"
+    )
 
 
-__all__ = ["check_bytes", "check_zip", "check_safetensors_header", "check_finite", "is_safetensors",
-           "SAFETENSORS_DTYPES"]
+__all__ = [
+    "check_bytes",
+    "check_zip",
+    "check_safetensors_header",
+    "check_finite",
+    "is_safetensors",
+    "SAFETENSORS_DTYPES",
+]

@@ -36,8 +36,9 @@ def family_name(module: str) -> str:
 def check_kwargs(name: str, kwargs: dict[str, Any], blocked: Iterable[str]) -> None:
     bad = sorted(set(kwargs) & set(blocked))
     if bad:
-        raise TypeError(f"{name}: model.kwargs {bad} would load or download weights; give weights with "
-                        f"model.weights instead")
+        raise TypeError(
+            f"{name}: model.kwargs {bad} would load or download weights; give weights with model.weights instead"
+        )
 
 
 def narrow(net: nn.Module, meta: DataMeta, width: float, classifier: str | None) -> nn.Module:
@@ -57,9 +58,15 @@ def narrow(net: nn.Module, meta: DataMeta, width: float, classifier: str | None)
     net.eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Torch-Pruning's notes on unwrapped parameters (layer scales)
-        pruner = tp.pruner.MetaPruner(net, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
-                                      global_pruning=False, pruning_ratio=1.0 - width, max_pruning_ratio=1.0 - width,
-                                      ignored_layers=ignored)
+        pruner = tp.pruner.MetaPruner(
+            net,
+            example,
+            importance=tp.importance.GroupMagnitudeImportance(p=1),
+            global_pruning=False,
+            pruning_ratio=1.0 - width,
+            max_pruning_ratio=1.0 - width,
+            ignored_layers=ignored,
+        )
         pruner.step()
     net.zero_grad(set_to_none=True)
     net.train(was_training)
@@ -71,7 +78,16 @@ def set_in_channels(net: nn.Module, path: str, channels: int) -> None:
     old = net.get_submodule(path)
     if not isinstance(old, nn.Conv2d) or old.in_channels == channels:
         return
-    new = nn.Conv2d(channels, old.out_channels, old.kernel_size, old.stride, old.padding, old.dilation,
-                    old.groups if old.groups == 1 else channels, old.bias is not None, old.padding_mode)
+    new = nn.Conv2d(
+        channels,
+        old.out_channels,
+        old.kernel_size,
+        old.stride,
+        old.padding,
+        old.dilation,
+        old.groups if old.groups == 1 else channels,
+        old.bias is not None,
+        old.padding_mode,
+    )
     parent, _, child = path.rpartition(".")
     setattr(net.get_submodule(parent) if parent else net, child, new)

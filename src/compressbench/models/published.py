@@ -76,9 +76,11 @@ class Published:
 
     def where_to_put(self) -> str:
         if self.hf_hub_id:
-            return (f"download {self.filenames[0]} from https://huggingface.co/{self.hf_hub_id} (on a machine with "
-                    f"internet: `huggingface-cli download {self.hf_hub_id} {self.filenames[0]}`, then copy "
-                    f"{self.cache_path} here)")
+            return (
+                f"download {self.filenames[0]} from https://huggingface.co/{self.hf_hub_id} (on a machine with "
+                f"internet: `huggingface-cli download {self.hf_hub_id} {self.filenames[0]}`, then copy "
+                f"{self.cache_path} here)"
+            )
         return f"download {self.url} to {self.cache_path}"
 
     def fetch(self) -> Path:
@@ -95,8 +97,10 @@ class Published:
                 return self._download()
             except Exception as e:
                 why = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})"
-        raise CheckpointError(f"weights {self.label} are not cached in {self.cache_path} and {why}: "
-                              f"{self.where_to_put()}, or pass a local file as model.weights: path/to/weights")
+        raise CheckpointError(
+            f"weights {self.label} are not cached in {self.cache_path} and {why}: "
+            f"{self.where_to_put()}, or pass a local file as model.weights: path/to/weights"
+        )
 
     def _download(self) -> Path:
         if self.hf_hub_id:
@@ -122,8 +126,10 @@ class Published:
 
 def offline() -> bool:
     """``COMPRESSBENCH_OFFLINE=1`` (or Hugging Face's ``HF_HUB_OFFLINE=1``): never try to download."""
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("COMPRESSBENCH_OFFLINE", "HF_HUB_OFFLINE"))
+    return any(
+        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+        for v in ("COMPRESSBENCH_OFFLINE", "HF_HUB_OFFLINE")
+    )
 
 
 def _reachable(host: str, timeout: float = 5.0) -> bool:
@@ -158,14 +164,22 @@ def torchvision_weights(arch: str):
         name = tag.split(".", 1)[1] if tag.startswith(enum.__name__ + ".") else tag
         members = list(enum.__members__)
         if name not in members:
-            raise CheckpointError(f"model.weights: '{source}' is not a torchvision weight of {arch}"
-                                  f"{_dym(name, members)} (known: {', '.join(members)})")
+            raise CheckpointError(
+                f"model.weights: '{source}' is not a torchvision weight of {arch}"
+                f"{_dym(name, members)} (known: {', '.join(members)})"
+            )
         w = enum[name]
         tr = w.transforms()
         crop = getattr(tr, "crop_size", None)
         size = (int(crop[0]), int(crop[0])) if crop else None
-        return Published(f"torchvision:{enum.__name__}.{w.name}", tuple(tr.mean), tuple(tr.std),
-                         len(w.meta.get("categories") or []) or 1000, size, url=w.url)
+        return Published(
+            f"torchvision:{enum.__name__}.{w.name}",
+            tuple(tr.mean),
+            tuple(tr.std),
+            len(w.meta.get("categories") or []) or 1000,
+            size,
+            url=w.url,
+        )
 
     return published
 
@@ -178,20 +192,30 @@ def timm_weights(arch: str):
 
         tag = _split(source, "timm")
         if tag.startswith(arch + "."):
-            tag = tag[len(arch) + 1:]
+            tag = tag[len(arch) + 1 :]
         tags = [n.split(".", 1)[1] for n in timm.list_pretrained(arch + ".*") if n.split(".", 1)[0] == arch]
         if not tags:
             raise CheckpointError(f"model.weights: timm has no pretrained weights for {arch}")
         tag = tag or tags[0]
         if tag not in tags:
-            raise CheckpointError(f"model.weights: '{source}' is not a pretrained tag of timm:{arch}{_dym(tag, tags)} "
-                                  f"(known: {', '.join(tags[:12])}{' ...' if len(tags) > 12 else ''})")
+            raise CheckpointError(
+                f"model.weights: '{source}' is not a pretrained tag of timm:{arch}{_dym(tag, tags)} "
+                f"(known: {', '.join(tags[:12])}{' ...' if len(tags) > 12 else ''})"
+            )
         cfg = timm.models.get_pretrained_cfg(f"{arch}.{tag}")
         size = tuple(cfg.input_size[1:]) if cfg.input_size else None
         hub = cfg.hf_hub_id or None
         fn = getattr(cfg, "hf_hub_filename", None)
         files = (fn,) if fn else ("model.safetensors", "pytorch_model.bin")
-        return Published(f"timm:{arch}.{tag}", tuple(cfg.mean), tuple(cfg.std), int(cfg.num_classes or 1000), size,
-                         url=None if hub else cfg.url, hf_hub_id=hub, filenames=files)
+        return Published(
+            f"timm:{arch}.{tag}",
+            tuple(cfg.mean),
+            tuple(cfg.std),
+            int(cfg.num_classes or 1000),
+            size,
+            url=None if hub else cfg.url,
+            hf_hub_id=hub,
+            filenames=files,
+        )
 
     return published

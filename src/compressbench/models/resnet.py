@@ -15,8 +15,15 @@ class ResNet(tv_resnet.ResNet):
     ``stem='imagenet'``: torchvision's 7×7 stride-2 conv + max-pool.
     """
 
-    def __init__(self, block: type, layers: Sequence[int], widths: Sequence[int], num_classes: int,
-                 in_channels: int = 3, stem: str = "cifar"):
+    def __init__(
+        self,
+        block: type,
+        layers: Sequence[int],
+        widths: Sequence[int],
+        num_classes: int,
+        in_channels: int = 3,
+        stem: str = "cifar",
+    ):
         nn.Module.__init__(self)
         self._norm_layer = nn.BatchNorm2d
         self.dilation, self.groups, self.base_width = 1, 1, 64

@@ -27,8 +27,15 @@ from .hub import check_kwargs, family_name, narrow
 from .published import timm_weights
 
 PREFIX = "timm:"
-BLOCKED = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir",
-           "features_only", "pretrained_strict")
+BLOCKED = (
+    "pretrained",
+    "pretrained_cfg",
+    "pretrained_cfg_overlay",
+    "checkpoint_path",
+    "cache_dir",
+    "features_only",
+    "pretrained_strict",
+)
 
 
 def _vit_width(net: nn.Module, width: float) -> dict[str, Any] | None:
@@ -67,19 +74,34 @@ def source(name: str) -> tuple[Any, ModelSpec]:
     """The registry source of ``timm:<arch>`` names."""
     import timm
 
-    arch = name[len(PREFIX):]
+    arch = name[len(PREFIX) :]
     if "." in arch and timm.is_model(arch.split(".", 1)[0]):
-        raise UnknownNameError("model", name, [], f"'{name}': give the architecture as model.name "
-                               f"('timm:{arch.split('.', 1)[0]}') and the pretrained tag as model.weights "
-                               f"('timm:{arch.split('.', 1)[1]}')")
+        raise UnknownNameError(
+            "model",
+            name,
+            [],
+            f"'{name}': give the architecture as model.name "
+            f"('timm:{arch.split('.', 1)[0]}') and the pretrained tag as model.weights "
+            f"('timm:{arch.split('.', 1)[1]}')",
+        )
     if not arch or not timm.is_model(arch):
         close = difflib.get_close_matches(arch, timm.list_models(), n=1, cutoff=0.6)
         hint = f"; did you mean 'timm:{close[0]}'?" if close else ""
-        raise UnknownNameError("model", name, [], f"unknown timm architecture '{arch}'{hint} "
-                               f"(timm {timm.__version__} has {len(timm.list_models())}: timm.list_models())")
+        raise UnknownNameError(
+            "model",
+            name,
+            [],
+            f"unknown timm architecture '{arch}'{hint} "
+            f"(timm {timm.__version__} has {len(timm.list_models())}: timm.list_models())",
+        )
     cfg = timm.models.get_pretrained_cfg(arch)
     module = timm.models.model_entrypoint(arch).__module__
-    spec = ModelSpec(family=family_name(module), classifier=getattr(cfg, "classifier", None),
-                     first_conv=getattr(cfg, "first_conv", None), published=timm_weights(arch),
-                     filter_weights=_filter, description=f"timm {arch}")
+    spec = ModelSpec(
+        family=family_name(module),
+        classifier=getattr(cfg, "classifier", None),
+        first_conv=getattr(cfg, "first_conv", None),
+        published=timm_weights(arch),
+        filter_weights=_filter,
+        description=f"timm {arch}",
+    )
     return _factory(arch, cfg), spec

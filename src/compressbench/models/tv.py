@@ -54,13 +54,18 @@ def _factory(arch: str, family: str):
 
 def source(name: str) -> tuple[Any, ModelSpec]:
     """The registry source of ``torchvision:<model>`` names."""
-    arch = name[len(PREFIX):]
+    arch = name[len(PREFIX) :]
     known = _classification_models()
     if arch not in known:
         close = difflib.get_close_matches(arch, known, n=1, cutoff=0.6)
         hint = f"; did you mean 'torchvision:{close[0]}'?" if close else ""
-        raise UnknownNameError("model", name, [], f"unknown torchvision classification model '{arch}'{hint} "
-                               f"(known: torchvision.models.list_models(module=torchvision.models))")
+        raise UnknownNameError(
+            "model",
+            name,
+            [],
+            f"unknown torchvision classification model '{arch}'{hint} "
+            f"(known: torchvision.models.list_models(module=torchvision.models))",
+        )
     from torchvision.models import get_model_builder
 
     family = family_name(get_model_builder(arch).__module__)

@@ -47,8 +47,18 @@ log = logging.getLogger(__name__)
 
 PUBLISHED_PREFIXES = ("torchvision", "timm")
 # keys under which training scripts store the weights, in the order they are looked for
-WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "weights", "params",
-                "state_dict_ema", "model_ema")
+WRAPPER_KEYS = (
+    "state_dict",
+    "model_state_dict",
+    "model",
+    "module",
+    "net",
+    "network",
+    "weights",
+    "params",
+    "state_dict_ema",
+    "model_ema",
+)
 # leading key components a wrapper adds: DataParallel / DDP, Lightning's self.model, torch.compile
 WRAPPER_PREFIXES = ("module", "model", "_orig_mod")
 _SHOW = 3  # offending keys named in an error
@@ -84,17 +94,20 @@ def _torch_load(path: Path, data: bytes) -> Any:
         try:
             names = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data))
         except Exception as e:  # not a zip / pickle at all
-            raise CheckpointError(f"{path}: not a readable weights file (a PyTorch pickle or .safetensors): "
-                                  f"{_first_line(e)}") from None
+            raise CheckpointError(
+                f"{path}: not a readable weights file (a PyTorch pickle or .safetensors): {_first_line(e)}"
+            ) from None
         try:
             with torch.serialization.safe_globals([_inert(n) for n in names]):
                 return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:  # e.g. a global of a blocked module (os, subprocess ...)
-            raise CheckpointError(f"{path}: refused by weights-only loading, which never runs code from a file "
-                                  f"({unpickle_reason(e)})") from None
+            raise CheckpointError(
+                f"{path}: refused by weights-only loading, which never runs code from a file ({unpickle_reason(e)})"
+            ) from None
         except Exception as e:
-            raise CheckpointError(f"{path}: not a readable weights file (damaged or truncated?): "
-                                  f"{_first_line(e)}") from None
+            raise CheckpointError(
+                f"{path}: not a readable weights file (damaged or truncated?): {_first_line(e)}"
+            ) from None
 
 
 def unpickle_reason(e: BaseException) -> str:
@@ -112,8 +125,12 @@ def _first_line(e: BaseException) -> str:
 
 
 def _is_state_dict(obj: Any) -> bool:
-    return (isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(k, str) for k in obj)
-            and all(isinstance(v, torch.Tensor) for v in obj.values()))
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) for k in obj)
+        and all(isinstance(v, torch.Tensor) for v in obj.values())
+    )
 
 
 def _module_tensors(obj: Any, prefix: str = "", depth: int = 0) -> dict[str, torch.Tensor]:
@@ -150,8 +167,11 @@ def _find_weights(obj: Any, where: str = "", depth: int = 0) -> tuple[dict[str, 
         return dict(obj), where or "the file itself (a bare state dict)"
     if isinstance(obj, Inert):
         sd = _module_tensors(obj)
-        return (sd, (where or "the file") + f" (a pickled {getattr(obj, '_cb_name', 'module')}, read as data)") \
-            if sd else None
+        return (
+            (sd, (where or "the file") + f" (a pickled {getattr(obj, '_cb_name', 'module')}, read as data)")
+            if sd
+            else None
+        )
     if isinstance(obj, Mapping) and depth < 3:
         for k in WRAPPER_KEYS:
             if k in obj:
@@ -183,9 +203,11 @@ def read_bytes(path: str | Path, expect_sha256: str | None = None) -> tuple[Path
         raise CheckpointError(f"{p}: cannot read the weights file ({e.strerror or type(e).__name__})") from None
     digest = hashlib.sha256(data).hexdigest()
     if expect_sha256 is not None and digest != expect_sha256:
-        raise CheckpointError(f"{p}: the weights file changed since this run was planned (sha256 {digest[:12]}, "
-                              f"planned {expect_sha256[:12]}); nothing was computed from it — run again to use "
-                              f"the file as it is now")
+        raise CheckpointError(
+            f"{p}: the weights file changed since this run was planned (sha256 {digest[:12]}, "
+            f"planned {expect_sha256[:12]}); nothing was computed from it — run again to use "
+            f"the file as it is now"
+        )
     return p, data, digest
 
 
@@ -212,15 +234,22 @@ def _parse(p: Path, data: bytes) -> WeightsFile:
             if p.suffix == ".safetensors":
                 raise CheckpointError(f"{p}: not a readable safetensors file: {_first_line(e)}") from None
     obj = _torch_load(p, data)
-    if (isinstance(obj, Mapping) and isinstance(obj.get("spec"), Mapping) and "format" in obj
-            and _is_state_dict(obj.get("state_dict"))):
-        return WeightsFile(p, dict(obj["state_dict"]), "a compressbench checkpoint", dict(obj["spec"]),
-                           list(obj.get("steps") or []))
+    if (
+        isinstance(obj, Mapping)
+        and isinstance(obj.get("spec"), Mapping)
+        and "format" in obj
+        and _is_state_dict(obj.get("state_dict"))
+    ):
+        return WeightsFile(
+            p, dict(obj["state_dict"]), "a compressbench checkpoint", dict(obj["spec"]), list(obj.get("steps") or [])
+        )
     found = _find_weights(obj)
     if found is None:
         keys = f" (top-level keys: {', '.join(map(str, list(obj)[:8]))})" if isinstance(obj, Mapping) else ""
-        raise CheckpointError(f"{p}: holds no state dict of tensors{keys}; save model.state_dict(), or a dict with "
-                              f"it under one of {', '.join(WRAPPER_KEYS[:4])}")
+        raise CheckpointError(
+            f"{p}: holds no state dict of tensors{keys}; save model.state_dict(), or a dict with "
+            f"it under one of {', '.join(WRAPPER_KEYS[:4])}"
+        )
     return WeightsFile(p, found[0], found[1])
 
 
@@ -233,7 +262,7 @@ def _rename(sd: Mapping[str, torch.Tensor], prefix: str, as_net: bool) -> dict[s
         if not k.startswith(prefix):
             out[k] = v
             continue
-        r = k[len(prefix):]
+        r = k[len(prefix) :]
         out[r if not as_net and r.startswith(("net.", "normalize.")) else "net." + r] = v
     return out
 
@@ -298,12 +327,15 @@ def _apply_filter(mapped: dict[str, torch.Tensor], filter_fn: Any, net: nn.Modul
         net_sd = filter_fn(net_sd, net)
     except Exception as e:
         log.debug("checkpoint filter skipped: %s", e)
-    return {**{k: v for k, v in mapped.items() if not k.startswith("net.")},
-            **{"net." + k: v for k, v in net_sd.items()}}
+    return {
+        **{k: v for k, v in mapped.items() if not k.startswith("net.")},
+        **{"net." + k: v for k, v in net_sd.items()},
+    }
 
 
-def _drop_other_head(mapped: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor], head: str,
-                     notes: list[str]) -> list[str]:
+def _drop_other_head(
+    mapped: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor], head: str, notes: list[str]
+) -> list[str]:
     """Transfer learning to another number of classes: drop the file's classifier ``net.{head}`` when its shape
     differs from the model's, and return the model keys left at their initial values (none if it fits)."""
     hp = f"net.{head}."
@@ -317,8 +349,9 @@ def _drop_other_head(mapped: dict[str, torch.Tensor], target: Mapping[str, torch
     return [k for k in target if k.startswith(hp)]
 
 
-def _adapt_stem(mapped: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor], stem: str,
-                notes: list[str]) -> None:
+def _adapt_stem(
+    mapped: dict[str, torch.Tensor], target: Mapping[str, torch.Tensor], stem: str, notes: list[str]
+) -> None:
     """Transfer learning to another number of input channels: adapt the first conv ``net.{stem}``'s weight
     with timm's ``adapt_input_conv`` (summed to one channel, or tiled and rescaled)."""
     k = f"net.{stem}.weight"
@@ -332,12 +365,26 @@ def _adapt_stem(mapped: dict[str, torch.Tensor], target: Mapping[str, torch.Tens
     notes.append(f"first conv net.{stem} adapted from {old} to {target[k].shape[1]} input channel(s) ({how})")
 
 
-def _check_keys(mapped: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor], fresh: list[str],
-                head: str | None, stem: str | None, transfer: bool, label: str, what: str) -> None:
+def _check_keys(
+    mapped: Mapping[str, torch.Tensor],
+    target: Mapping[str, torch.Tensor],
+    fresh: list[str],
+    head: str | None,
+    stem: str | None,
+    transfer: bool,
+    label: str,
+    what: str,
+) -> None:
     """Refuse (one line) a state dict with missing or unexpected keys or other shapes than the model's;
     the input normalisation, BatchNorm step counters and deliberately fresh keys may be missing."""
-    missing = [k for k in target if k not in mapped and not k.startswith("normalize.")
-               and not k.endswith("num_batches_tracked") and k not in fresh]
+    missing = [
+        k
+        for k in target
+        if k not in mapped
+        and not k.startswith("normalize.")
+        and not k.endswith("num_batches_tracked")
+        and k not in fresh
+    ]
     unexpected = [k for k in mapped if k not in target]
     shapes = [k for k in mapped if k in target and mapped[k].shape != target[k].shape]
     if not (missing or unexpected or shapes):
@@ -345,8 +392,10 @@ def _check_keys(mapped: Mapping[str, torch.Tensor], target: Mapping[str, torch.T
     parts = []
     if shapes:
         k = shapes[0]
-        parts.append(f"shape of {k} is {_shape(mapped[k])} in the file but {_shape(target[k])} in the model"
-                     + (f" (+{len(shapes) - 1} more shape mismatches)" if len(shapes) > 1 else ""))
+        parts.append(
+            f"shape of {k} is {_shape(mapped[k])} in the file but {_shape(target[k])} in the model"
+            + (f" (+{len(shapes) - 1} more shape mismatches)" if len(shapes) > 1 else "")
+        )
     if missing:
         parts.append(f"{len(missing)} missing key(s): {_few(missing)}")
     if unexpected:
@@ -361,10 +410,12 @@ def _check_floats(mapped: Mapping[str, torch.Tensor], target: Mapping[str, torch
     ints = [k for k in mapped if target[k].is_floating_point() and not mapped[k].is_floating_point()]
     if ints:
         k = ints[0]
-        raise CheckpointError(f"{label}: tensor {k} is {str(mapped[k].dtype).removeprefix('torch.')} in the file "
-                              f"but a {str(target[k].dtype).removeprefix('torch.')} parameter of the model"
-                              + (f" (+{len(ints) - 1} more)" if len(ints) > 1 else "")
-                              + "; weights must be floating point (convert the file to float first)")
+        raise CheckpointError(
+            f"{label}: tensor {k} is {str(mapped[k].dtype).removeprefix('torch.')} in the file "
+            f"but a {str(target[k].dtype).removeprefix('torch.')} parameter of the model"
+            + (f" (+{len(ints) - 1} more)" if len(ints) > 1 else "")
+            + "; weights must be floating point (convert the file to float first)"
+        )
 
 
 def _check_normalisation(mapped: Mapping[str, torch.Tensor], label: str) -> None:
@@ -373,14 +424,24 @@ def _check_normalisation(mapped: Mapping[str, torch.Tensor], label: str) -> None
     for k, (lo, hi) in (("normalize.mean", NORM_MEAN_RANGE), ("normalize.std", NORM_STD_RANGE)):
         v = mapped.get(k)
         if v is not None and v.numel() and not bool(((v >= lo) & (v <= hi)).all()):
-            raise CheckpointError(f"{label}: the file's input normalisation {k} is {v.flatten().tolist()[:4]}, "
-                                  f"outside [{lo:g}, {hi:g}] (images are in [0, 1]); the file is damaged or was "
-                                  f"made for another input scale")
+            raise CheckpointError(
+                f"{label}: the file's input normalisation {k} is {v.flatten().tolist()[:4]}, "
+                f"outside [{lo:g}, {hi:g}] (images are in [0, 1]); the file is damaged or was "
+                f"made for another input scale"
+            )
 
 
-def fit_state_dict(sd: Mapping[str, torch.Tensor], model: nn.Module, *, classifier: str | None = None,
-                   first_conv: str | None = None, filter_fn: Any = None, transfer: bool = False,
-                   label: str = "the weights", what: str = "the model") -> Fitted:
+def fit_state_dict(
+    sd: Mapping[str, torch.Tensor],
+    model: nn.Module,
+    *,
+    classifier: str | None = None,
+    first_conv: str | None = None,
+    filter_fn: Any = None,
+    transfer: bool = False,
+    label: str = "the weights",
+    what: str = "the model",
+) -> Fitted:
     """Map ``sd`` onto ``model`` (a Classifier: ``normalize`` → ``net``) and check it fits exactly.
 
     ``classifier`` / ``first_conv``: module paths inside ``model.net`` (None: by position);
@@ -406,8 +467,14 @@ def fit_state_dict(sd: Mapping[str, torch.Tensor], model: nn.Module, *, classifi
     return Fitted(mapped, notes, any(k.startswith("normalize.") for k in mapped), fresh)
 
 
-def _hint(shapes: list[str], mapped: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor],
-          head: str | None, stem: str | None, transfer: bool) -> str:
+def _hint(
+    shapes: list[str],
+    mapped: Mapping[str, torch.Tensor],
+    target: Mapping[str, torch.Tensor],
+    head: str | None,
+    stem: str | None,
+    transfer: bool,
+) -> str:
     """What a shape mismatch means, when it is only the head's classes or the first conv's channels."""
     if transfer or not shapes:
         return ""
@@ -417,19 +484,26 @@ def _hint(shapes: list[str], mapped: Mapping[str, torch.Tensor], target: Mapping
         return len(a) == len(b) and all((x == y) != (i == d) for i, (x, y) in enumerate(zip(a, b)))
 
     if head and all(k.startswith(f"net.{head}.") and only_dim(k, 0) for k in shapes):
-        return ("; the weights were trained for another number of classes: fine-tune them on this dataset with "
-                "train: {init: weights, ...} (the classifier head is replaced)")
+        return (
+            "; the weights were trained for another number of classes: fine-tune them on this dataset with "
+            "train: {init: weights, ...} (the classifier head is replaced)"
+        )
     if stem and shapes == [f"net.{stem}.weight"] and only_dim(shapes[0], 1):
-        return ("; the weights expect another number of input channels: fine-tune with train: {init: weights, ...} "
-                "(the first conv is adapted)")
+        return (
+            "; the weights expect another number of input channels: fine-tune with train: {init: weights, ...} "
+            "(the first conv is adapted)"
+        )
     return "; the file holds another architecture (or width) than model.name"
 
 
 def load_fitted(model: nn.Module, fitted: Fitted) -> nn.Module:
     """Load a :class:`Fitted` state dict into ``model`` (checked already: strict on everything it holds)."""
     missing, unexpected = model.load_state_dict(fitted.state_dict, strict=False)
-    bad = [k for k in missing if not k.startswith("normalize.") and not k.endswith("num_batches_tracked")
-           and k not in fitted.fresh]
+    bad = [
+        k
+        for k in missing
+        if not k.startswith("normalize.") and not k.endswith("num_batches_tracked") and k not in fitted.fresh
+    ]
     if bad or unexpected:  # fit_state_dict guarantees this cannot happen
         raise CheckpointError(f"weights do not load: missing {bad[:3]}, unexpected {list(unexpected)[:3]}")
     return model

@@ -24,5 +24,13 @@ def log_interval() -> float:
 
 def progress_bar(total: int | None = None, desc: str = "", unit: str = "it", disable: bool = False, **kw):
     """A tqdm bar with rate and ETA; disabled when not wanted (tests, logs)."""
-    return tqdm(total=total, desc=desc, unit=unit, disable=disable or not progress_enabled(),
-                dynamic_ncols=True, leave=False, mininterval=0.5, **kw)
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        disable=disable or not progress_enabled(),
+        dynamic_ncols=True,
+        leave=False,
+        mininterval=0.5,
+        **kw,
+    )

@@ -58,8 +58,16 @@ class RunBoard:
     (else log a line every ``log_every`` seconds; ``log_every=0``: never); ``share(job)``: the fraction
     of the cluster one such job occupies (for the ETA)."""
 
-    def __init__(self, jobs: Iterable[Any], *, live: bool, share: Callable[[Any], float] | None = None,
-                 log_every: float = LOG_EVERY_S, title: str = "jobs", console: Any = None):
+    def __init__(
+        self,
+        jobs: Iterable[Any],
+        *,
+        live: bool,
+        share: Callable[[Any], float] | None = None,
+        log_every: float = LOG_EVERY_S,
+        title: str = "jobs",
+        console: Any = None,
+    ):
         self.jobs = {j.key: j for j in jobs}
         self.live = live
         self.share = share or (lambda job: 1.0)
@@ -69,8 +77,9 @@ class RunBoard:
         self.started: dict[str, float] = {}
         self.seconds: dict[str, list[float]] = {}
         # what the plan's cost model expects of each job (seconds here); measured vs expected of those that ran
-        self.expected = {k: float(e) for k, j in self.jobs.items()
-                         if (e := getattr(j, "expected_s", None)) is not None and e >= 0}
+        self.expected = {
+            k: float(e) for k, j in self.jobs.items() if (e := getattr(j, "expected_s", None)) is not None and e >= 0
+        }
         self._ran_expected = self._ran_measured = 0.0
         self.t0 = time.monotonic()
         self._lock = threading.Lock()
@@ -148,8 +157,9 @@ class RunBoard:
         """(name, seconds so far) of the running jobs, longest first."""
         now = time.monotonic()
         with self._lock:
-            run = [(_name(self.jobs[k]), now - self.started.get(k, now)) for k, st in self.state.items()
-                   if st == "running"]
+            run = [
+                (_name(self.jobs[k]), now - self.started.get(k, now)) for k, st in self.state.items() if st == "running"
+            ]
         return sorted(run, key=lambda r: -r[1])
 
     def line(self) -> str:
@@ -157,8 +167,10 @@ class RunBoard:
         c = self.counts()
         a = c.get("all", {s: 0 for s in (*STATES, "total")})
         fin = sum(a[s] for s in _FINISHED)
-        parts = [f"{fin}/{a['total']} finished ({a['ran']} ran, {a['cached']} cached, {a['failed']} failed)",
-                 f"{a['running']} running, {a['queued']} queued, {a['waiting']} waiting"]
+        parts = [
+            f"{fin}/{a['total']} finished ({a['ran']} ran, {a['cached']} cached, {a['failed']} failed)",
+            f"{a['running']} running, {a['queued']} queued, {a['waiting']} waiting",
+        ]
         if a["held"]:
             parts[-1] += f", {a['held']} run by other drivers"
         parts.append(", ".join(f"{k} {sum(v[s] for s in _FINISHED)}/{v['total']}" for k, v in c.items() if k != "all"))
@@ -207,9 +219,14 @@ class RunBoard:
             from rich.console import Console
             from rich.live import Live
 
-            self._live = Live(get_renderable=self.table, console=self._console or Console(stderr=True),
-                              refresh_per_second=2,
-                              redirect_stdout=True, redirect_stderr=True, transient=False)
+            self._live = Live(
+                get_renderable=self.table,
+                console=self._console or Console(stderr=True),
+                refresh_per_second=2,
+                redirect_stdout=True,
+                redirect_stderr=True,
+                transient=False,
+            )
             before = sys.stderr
             self._live.start()
             # log lines go through the live display (printed above the table), not across it

@@ -72,8 +72,9 @@ def open_stores(paths: list[Path]) -> list[tuple[str, ResultStore]]:
     return [(label, ResultStore(p)) for label, p in zip(store_labels(paths), paths, strict=True)]
 
 
-def comparison_table(parts: list[tuple[ExperimentData, ReportContext]], confidence: float = 0.95
-                     ) -> tuple[Table, list[SummaryColumn]]:
+def comparison_table(
+    parts: list[tuple[ExperimentData, ReportContext]], confidence: float = 0.95
+) -> tuple[Table, list[SummaryColumn]]:
     """One row per (store, experiment, variant): the summary columns of every experiment, computed within it.
     Returns the table and its columns' declarations (for the figure)."""
     keyed: dict[str, list[tuple[str, SummaryColumn]]] = {}
@@ -117,8 +118,10 @@ def comparison_table(parts: list[tuple[ExperimentData, ReportContext]], confiden
     rows = list(text_df.index)
     mean, ci, n = estimates(frame, rows, [c.key for c in columns], confidence)
     seeds = "; ".join(f"{d.source} · {d.name}: {len(d.seeds)} seed(s)" for d, _ in parts)
-    lines = [f"Each row: mean ± 95 % CI over its experiment's seeds ({seeds}); changes vs the parent and "
-             "every derived column are computed within each experiment, against its own baseline."]
+    lines = [
+        f"Each row: mean ± 95 % CI over its experiment's seeds ({seeds}); changes vs the parent and "
+        "every derived column are computed within each experiment, against its own baseline."
+    ]
     lines += [n if len(exps) == len(parts) else f"{n} [{'; '.join(exps)}]" for n, exps in notes.items()]
     if any(c.fmt in ("delta_pct", "ratio") for c in shown):
         lines.append(DELTA_NOTE)
@@ -148,8 +151,13 @@ def comparison_figures(table: Table, shown: list[SummaryColumn], out_dir: Path, 
             m = table.mean.loc[table.text.index[(table.text["store"] == store) & (table.text["experiment"] == exp)]]
             ok = m[xc.key].notna() & m[y.key].notna()
             if ok.any():
-                ax.scatter(m.loc[ok, xc.key] / divisor, k * m.loc[ok, y.key], color=cmap(i % cmap.N), s=28,
-                           label=f"{exp} ({store})")
+                ax.scatter(
+                    m.loc[ok, xc.key] / divisor,
+                    k * m.loc[ok, y.key],
+                    color=cmap(i % cmap.N),
+                    s=28,
+                    label=f"{exp} ({store})",
+                )
         ax.set_xscale("log")
         ax.set_xlabel(f"{labels[xc.key]} (log scale)")
         ax.set_ylabel(labels[y.key])
@@ -164,5 +172,11 @@ def comparison_figures(table: Table, shown: list[SummaryColumn], out_dir: Path, 
         files[fmt] = p
     plt.close(fig)
     what = ", ".join(labels[c.key] for c in xcols)
-    return [Figure("comparison", f"{labels[y.key]} vs {what}: every experiment", files,
-                   "One colour per experiment (and store), one point per variant; upper left is better.")]
+    return [
+        Figure(
+            "comparison",
+            f"{labels[y.key]} vs {what}: every experiment",
+            files,
+            "One colour per experiment (and store), one point per variant; upper left is better.",
+        )
+    ]

@@ -49,8 +49,13 @@ def print_run_tables(store_path: str | Path, experiment: str) -> None:
         t = Table(title=ct.title)
         for i, c in enumerate(ct.headers):
             text = i == 0 or c in ("group", "row", "variant", "method", "budget", "achieved")
-            t.add_column(c, justify="left" if text else "right", no_wrap=not text, overflow="fold",
-                         min_width=12 if i == 0 else (None if text else min(widths[i], 14)))
+            t.add_column(
+                c,
+                justify="left" if text else "right",
+                no_wrap=not text,
+                overflow="fold",
+                min_width=12 if i == 0 else (None if text else min(widths[i], 14)),
+            )
         for row in ct.rows:
             t.add_row(*row)
         console.print(t)

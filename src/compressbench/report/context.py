@@ -58,8 +58,10 @@ class SummaryColumns:
     def __init__(self, ctx: ReportContext):
         self.ctx = ctx
         self.by_key: dict[str, list[Decl]] = {}
-        for d in sorted((d for d in declarations(ctx.specs) if d.spec.show.summary),
-                        key=lambda d: (d.spec.show.fallback, d.spec.show.order)):
+        for d in sorted(
+            (d for d in declarations(ctx.specs) if d.spec.show.summary),
+            key=lambda d: (d.spec.show.fallback, d.spec.show.order),
+        ):
             self.by_key.setdefault(d.spec.column, []).append(d)
         self.keys = sorted(self.by_key, key=lambda k: self.by_key[k][0].spec.show.order)
         self._done: dict[str, ColumnResult] = {}
@@ -95,10 +97,18 @@ class SummaryColumns:
         notes = list(out.notes)
         if used is not None and used.spec.show.fallback:
             tmpl = used.spec.show.note or "{name}: from the {evaluator} job (no {primary} rows)."
-            notes.append(tmpl.format(name=main.spec.name, label=main.spec.title, evaluator=used.evaluator,
-                                     primary=main.evaluator, condition=""))
-        return ColumnResult(key, out.label or main.spec.title, main.spec.show.fmt, out.values, notes, used,
-                            out.condition, main.spec)
+            notes.append(
+                tmpl.format(
+                    name=main.spec.name,
+                    label=main.spec.title,
+                    evaluator=used.evaluator,
+                    primary=main.evaluator,
+                    condition="",
+                )
+            )
+        return ColumnResult(
+            key, out.label or main.spec.title, main.spec.show.fmt, out.values, notes, used, out.condition, main.spec
+        )
 
     def evaluate(self, d: Decl) -> Derived:
         """One declaration's values per (variant, seed), and its notes."""
@@ -114,8 +124,11 @@ class SummaryColumns:
         values = reduce_rows(rows, spec)
         notes = []
         if sel.protocol and cond and len(values) and not spec.show.fallback:
-            notes.append((spec.show.note or "{name}: {condition}.").format(
-                name=spec.name, label=spec.title, condition=cond, evaluator=d.evaluator, primary=d.evaluator))
+            notes.append(
+                (spec.show.note or "{name}: {condition}.").format(
+                    name=spec.name, label=spec.title, condition=cond, evaluator=d.evaluator, primary=d.evaluator
+                )
+            )
         for k, v in sel.where.items():  # e.g. the mean over several suites: say so
             if v == ANY and len(rows):
                 vals = sorted({str(x) for x in self.ctx.data.cond(k)[rows.index].dropna()})
@@ -142,8 +155,14 @@ class ReportContext:
     it; :meth:`at` moves to another evaluator sharing the caches. ``notes``: what the declarations could
     not render here (code this installation does not have), shown under the summary table."""
 
-    def __init__(self, data: ExperimentData, options: ReportOptions, declared: Declared,
-                 evaluator: str = "", _shared: tuple[SummaryColumns, dict] | None = None):
+    def __init__(
+        self,
+        data: ExperimentData,
+        options: ReportOptions,
+        declared: Declared,
+        evaluator: str = "",
+        _shared: tuple[SummaryColumns, dict] | None = None,
+    ):
         self.data, self.options, self.evaluator = data, options, evaluator
         self.specs, self.notes, self._declared = declared.specs, declared.notes, declared
         if _shared is None:
@@ -213,9 +232,11 @@ class ReportContext:
             self._memo[key] = fn()
         return self._memo[key]
 
-    def table(self, name: str, title: str, per: pd.DataFrame, columns: list[Column],
-              notes: list[str] | None = None) -> Table:
+    def table(
+        self, name: str, title: str, per: pd.DataFrame, columns: list[Column], notes: list[str] | None = None
+    ) -> Table:
         """A variant × column table of mean ± CI over seeds; ``per``: index (variant, seed), a column per
         ``Column.key``. The seeds note comes first."""
-        return aggregate(name, title, self.data, per, columns, self.options.confidence,
-                         notes=[seeds_note(self.data), *(notes or [])])
+        return aggregate(
+            name, title, self.data, per, columns, self.options.confidence, notes=[seeds_note(self.data), *(notes or [])]
+        )

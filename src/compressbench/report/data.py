@@ -51,6 +51,8 @@ class ExperimentData:
     # evaluator -> its stored declarations (``compressbench.declarations``), from the latest run recording it
     declared: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str = ""  # the store it was read from, as the report names it (a report across stores)
+    # measurements a re-timing replaced (``compressbench remeasure``; the store's ``superseded`` table)
+    superseded: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def variant_order(self) -> list[str]:
@@ -111,21 +113,31 @@ def _variant_table(df: pd.DataFrame, config: dict[str, Any] | None = None) -> pd
         kind = g["budget_kind"].dropna()
         target = g["budget_target"].dropna()
         achieved = g.dropna(subset=["budget_achieved"]).groupby("seed")["budget_achieved"].first()
-        recs.append({"variant": v, "method": str(g["method"].iloc[0]),
-                     "budget_kind": kind.iloc[0] if len(kind) else None,
-                     "budget_target": float(target.iloc[0]) if len(target) else math.nan,
-                     "budget_achieved": float(achieved.mean()) if len(achieved) else math.nan})
+        recs.append(
+            {
+                "variant": v,
+                "method": str(g["method"].iloc[0]),
+                "budget_kind": kind.iloc[0] if len(kind) else None,
+                "budget_target": float(target.iloc[0]) if len(target) else math.nan,
+                "budget_achieved": float(achieved.mean()) if len(achieved) else math.nan,
+            }
+        )
     out = pd.DataFrame(recs, columns=["variant", "method", "budget_kind", "budget_target", "budget_achieved"])
     if out.empty:
         return out
     entries = (config or {}).get("variants") or []
-    pos = [_file_position(r.variant, r.budget_kind, r.budget_target, entries if isinstance(entries, list) else [])
-           for r in out.itertuples()]
+    pos = [
+        _file_position(r.variant, r.budget_kind, r.budget_target, entries if isinstance(entries, list) else [])
+        for r in out.itertuples()
+    ]
     out["_base"] = out["method"] != BASELINE
     out["_i"], out["_j"] = [p[0] for p in pos], [p[1] for p in pos]
     out["_t"] = out["budget_target"].fillna(math.inf)
-    out = out.sort_values(["_base", "_i", "_j", "method", "budget_kind", "_t", "variant"],
-                          ascending=[True, True, True, True, True, False, True], na_position="last")
+    out = out.sort_values(
+        ["_base", "_i", "_j", "method", "budget_kind", "_t", "variant"],
+        ascending=[True, True, True, True, True, False, True],
+        na_position="last",
+    )
     return out.drop(columns=["_base", "_i", "_j", "_t"]).reset_index(drop=True)
 
 
@@ -153,7 +165,10 @@ def load_experiment(store: ResultStore, name: str) -> ExperimentData:
     runs = [r for r in store.runs() if r.get("experiment") in (name, name.rsplit(".", 1)[0], None)]
     variants = _variant_table(pd.concat([df, errors]) if len(errors) else df, latest_config(runs))
     seeds = sorted(int(s) for s in df["seed"].unique())
-    return ExperimentData(name, df, errors, variants, seeds, artifacts, runs, latest_declarations(store, runs))
+    superseded = store.superseded(name) if hasattr(store, "superseded") else []
+    return ExperimentData(
+        name, df, errors, variants, seeds, artifacts, runs, latest_declarations(store, runs), superseded=superseded
+    )
 
 
 def latest_config(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -218,8 +233,11 @@ def select_rows(data: ExperimentData, evaluator: str, spec: MetricSpec) -> tuple
     sub = pick_tag(sub, tags)
     cond = ""
     if sel.protocol and not sub.empty:
-        sub = sub.assign(condition=sub["condition_json"].map(
-            lambda c: ",".join(f"{k}={(c or {}).get(k)}" for k in sel.protocol if k in (c or {}))))
+        sub = sub.assign(
+            condition=sub["condition_json"].map(
+                lambda c: ",".join(f"{k}={(c or {}).get(k)}" for k in sel.protocol if k in (c or {}))
+            )
+        )
         sub, cond = pick_condition(sub)
     return sub, cond
 

@@ -57,8 +57,9 @@ def specs_for(evaluators: list[str], stored: Mapping[str, Mapping[str, Any]] | N
         try:
             rendered = spec_from_record(name, record, known.get(name))
         except Exception as e:  # a record another version wrote: say so, render from the code (or generically)
-            log.warning("stored declarations of %s not readable (%s: %s); using this installation's", name,
-                        type(e).__name__, e)
+            log.warning(
+                "stored declarations of %s not readable (%s: %s); using this installation's", name, type(e).__name__, e
+            )
             continue
         specs[name] = rendered.spec
         notes += rendered.notes
@@ -75,6 +76,7 @@ def declarations(specs: dict[str, EvaluatorSpec | None]) -> list[Decl]:
 def evaluator_order(specs: dict[str, EvaluatorSpec | None], present: list[str]) -> list[str]:
     """Evaluators with rows, in the order of their first declared metric's ``order`` (the summary's
     order); undeclared evaluators after them, in store order."""
+
     def rank(ev: str) -> float:
         spec = specs.get(ev)
         return min((m.show.order for m in spec.metrics), default=1e9) if spec else 2e9

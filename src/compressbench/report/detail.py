@@ -42,8 +42,11 @@ def _table_metrics(ctx: ReportContext) -> dict[str, list[MetricSpec]]:
                 continue
         else:
             units = ctx.rows.loc[ctx.rows["metric"] == name, "unit"].dropna()
-            m = MetricSpec(name, unit=units.iloc[0] if len(units) else "",
-                           fmt=_UNIT_FORMATS.get(units.iloc[0] if len(units) else "", "g"))  # type: ignore[arg-type]
+            m = MetricSpec(
+                name,
+                unit=units.iloc[0] if len(units) else "",
+                fmt=_UNIT_FORMATS.get(units.iloc[0] if len(units) else "", "g"),
+            )  # type: ignore[arg-type]
         out.setdefault(m.show.table or ctx.evaluator, []).append(m)
     return out
 
@@ -59,8 +62,11 @@ def generic_tables(ctx: ReportContext) -> list[Table]:
             for cond, g in rows.groupby(rows["condition"].fillna(""), sort=True):
                 key = m.name if cond == "" else f"{m.name}[{cond}]"
                 per[key] = reduce_rows(g, m)
-                columns.append(Column.of(key, m.title if cond == "" else f"{m.title} ({cond})", m.show.fmt,
-                                         per[key], m.show.description))
+                columns.append(
+                    Column.of(
+                        key, m.title if cond == "" else f"{m.title} ({cond})", m.show.fmt, per[key], m.show.description
+                    )
+                )
         if columns:
             frame = pd.DataFrame(per)
             frame.index = frame.index.set_names(["variant", "seed"])
@@ -90,8 +96,9 @@ def evaluator_tables(ctx: ReportContext) -> list[Table]:
     return out
 
 
-def all_tables(data: ExperimentData, opts: ReportOptions | None = None, ctx: ReportContext | None = None
-               ) -> list[Table]:
+def all_tables(
+    data: ExperimentData, opts: ReportOptions | None = None, ctx: ReportContext | None = None
+) -> list[Table]:
     """The summary table, then every evaluator's detail tables."""
     ctx = ctx or ReportContext.build(data, opts)
     return [summary_table(data, ctx.options, ctx), *evaluator_tables(ctx)]

@@ -67,8 +67,14 @@ document.addEventListener('DOMContentLoaded',()=>{
 });
 """
 
-IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
-               ".svg": "image/svg+xml", ".webp": "image/webp"}
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".svg": "image/svg+xml",
+    ".webp": "image/webp",
+}
 
 
 def _e(x: Any) -> str:
@@ -115,8 +121,8 @@ def table_html(t: Table, exp_slug: str) -> str:
         head += f"<th{cls}{tip}>{_e(c.label)}{'<sup>?</sup>' if c.note else ''}</th>"
     rows = []
     for v, srow in zip(t.text.index, t.string_rows(), strict=False):
-        cells = [f'<td class="t">{_breakable(x)}</td>' for x in srow[:len(text_cols)]]
-        for c, s, x in zip(t.columns, srow[len(text_cols):], more, strict=False):
+        cells = [f'<td class="t">{_breakable(x)}</td>' for x in srow[: len(text_cols)]]
+        for c, s, x in zip(t.columns, srow[len(text_cols) :], more, strict=False):
             cell = _cell_html(t, v, c, s)
             cells.append(cell.replace('<td class="n', '<td class="more n', 1) if x else cell)
         base = "method" in t.text and t.text.at[v, "method"] == BASELINE  # hooks' tables may have no method
@@ -126,11 +132,15 @@ def table_html(t: Table, exp_slug: str) -> str:
     toggle = ""
     if hide:
         box = f"{exp_slug}-{t.name}-all"
-        toggle = (f'<input type="checkbox" class="allcols" id="{box}"><label class="allcols" for="{box}">'
-                  f"Show all {len(t.columns)} columns ({len(t.columns) - t.lead} more)</label>")  # type: ignore[operator]
-    return (f'<h3 id="{exp_slug}-{t.name}">{_e(t.title)}</h3>{toggle}<div class="scroll">'
-            f'<table class="sortable" data-name="{_e(t.name)}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody></table></div>{notes}')
+        toggle = (
+            f'<input type="checkbox" class="allcols" id="{box}"><label class="allcols" for="{box}">'
+            f"Show all {len(t.columns)} columns ({len(t.columns) - t.lead} more)</label>"
+        )  # type: ignore[operator]
+    return (
+        f'<h3 id="{exp_slug}-{t.name}">{_e(t.title)}</h3>{toggle}<div class="scroll">'
+        f'<table class="sortable" data-name="{_e(t.name)}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>{notes}"
+    )
 
 
 def _img_tag(path: Path, alt: str) -> str:
@@ -149,8 +159,10 @@ def figure_html(f: Figure) -> str:
     path = f.files.get("png") or f.files.get("svg")
     if path is None:
         return ""
-    return (f'<figure data-name="{_e(f.name)}">{_img_tag(path, f.title)}'
-            f"<figcaption><b>{_e(f.title)}</b>{(' ' + _e(f.caption)) if f.caption else ''}</figcaption></figure>")
+    return (
+        f'<figure data-name="{_e(f.name)}">{_img_tag(path, f.title)}'
+        f"<figcaption><b>{_e(f.title)}</b>{(' ' + _e(f.caption)) if f.caption else ''}</figcaption></figure>"
+    )
 
 
 def artifacts_html(data: ExperimentData, specs: Specs) -> str:
@@ -174,16 +186,20 @@ def artifacts_html(data: ExperimentData, specs: Specs) -> str:
         caption = spec.captions.get(str(a.get("name"))) if spec is not None else None
         if caption:
             title += f": {caption}"
-        out.append(f'<figure class="artifact" data-name="{_e(a.get("name"))}">{_img_tag(Path(a["path"]), title)}'
-                   f"<figcaption>{_e(title)}</figcaption></figure>")
+        out.append(
+            f'<figure class="artifact" data-name="{_e(a.get("name"))}">{_img_tag(Path(a["path"]), title)}'
+            f"<figcaption>{_e(title)}</figcaption></figure>"
+        )
     return "<h3>Images written by evaluators</h3>" + "".join(out)
 
 
 def provenance_html(data: ExperimentData) -> str:
     if not data.runs:
         return '<p class="note">No run recorded in the store (no provenance).</p>'
-    head = "<tr><th class='t'>run</th><th class='t'>started</th><th class='t'>git</th><th class='t'>device</th>" \
-           "<th class='t'>host</th><th class='t'>versions</th></tr>"
+    head = (
+        "<tr><th class='t'>run</th><th class='t'>started</th><th class='t'>git</th><th class='t'>device</th>"
+        "<th class='t'>host</th><th class='t'>versions</th></tr>"
+    )
     rows = []
     for r in data.runs:
         host = ", ".join(f"{k}={v}" for k, v in (r.get("host_json") or {}).items())
@@ -192,8 +208,41 @@ def provenance_html(data: ExperimentData) -> str:
         rows.append("<tr>" + "".join(f'<td class="t">{_e(x)}</td>' for x in cells) + "</tr>")
     cfg = data.runs[-1].get("config_json") or {}
     cfg_txt = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None) if cfg else "(no config recorded)"
-    return (f'<div class="scroll"><table class="prov">{head}{"".join(rows)}</table></div>'
-            f"<details open><summary>Resolved config of the latest run</summary><pre>{_e(cfg_txt)}</pre></details>")
+    return (
+        f'<div class="scroll"><table class="prov">{head}{"".join(rows)}</table></div>{superseded_html(data)}'
+        f"<details open><summary>Resolved config of the latest run</summary><pre>{_e(cfg_txt)}</pre></details>"
+    )
+
+
+def superseded_html(data: ExperimentData) -> str:
+    """The measurements a re-timing replaced (``compressbench remeasure``): which job, by which, when, why."""
+    if not data.superseded:
+        return ""
+    cols = ("when", "variant", "seed", "evaluator", "superseded job", "kept job", "run", "why")
+    head = "<tr>" + "".join(f"<th class='t'>{h}</th>" for h in cols) + "</tr>"
+    rows = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="t">{_e(x)}</td>'
+            for x in (
+                str(s["at"])[:19],
+                s["variant"],
+                s["seed"],
+                s["evaluator"],
+                s["job_key"][:12],
+                s["by_job_key"][:12],
+                s["run_id"],
+                s["why"],
+            )
+        )
+        + "</tr>"
+        for s in data.superseded
+    )
+    return (
+        f'<h3>Re-timed measurements</h3><p class="note">Replaced by <code>compressbench remeasure</code>: every '
+        f"table and the decision use the kept job's rows; the superseded rows stay in the store.</p>"
+        f'<div class="scroll"><table class="prov superseded">{head}{rows}</table></div>'
+    )
 
 
 def errors_html(data: ExperimentData) -> str:
@@ -204,17 +253,22 @@ def errors_html(data: ExperimentData) -> str:
     upstream = err["error"].astype(str).str.startswith("upstream job failed")
     rows = "".join(
         f'<tr><td class="t">{_e(r.variant)}</td><td>{_e(r.seed)}</td><td class="t">{_e(r.evaluator)}</td>'
-        f'<td class="t">{_e(r.error)}</td></tr>' for r in err[~upstream].itertuples())
+        f'<td class="t">{_e(r.error)}</td></tr>'
+        for r in err[~upstream].itertuples()
+    )
     skipped = int(upstream.sum())
     note = f'<p class="note">{skipped} more job(s) did not run because an upstream job failed.</p>' if skipped else ""
-    return ('<h3>Failed jobs</h3><div class="warn"><table class="errors"><tr><th class="t">variant</th><th>seed</th>'
-            f'<th class="t">evaluator</th><th class="t">error</th></tr>{rows}</table>{note}</div>')
+    return (
+        '<h3>Failed jobs</h3><div class="warn"><table class="errors"><tr><th class="t">variant</th><th>seed</th>'
+        f'<th class="t">evaluator</th><th class="t">error</th></tr>{rows}</table>{note}</div>'
+    )
 
 
 def checks_html(data: ExperimentData, specs: Specs) -> str:
     """Evaluators' self-checks (metrics declared ``check=True``, 1 = passed): a count, and every failure."""
-    checks = {(ev, m.name): m.title for ev, spec in specs.items() if spec is not None for m in spec.metrics
-              if m.show.check}
+    checks = {
+        (ev, m.name): m.title for ev, spec in specs.items() if spec is not None for m in spec.metrics if m.show.check
+    }
     df = data.df[[(e, m) in checks for e, m in zip(data.df["evaluator"], data.df["metric"], strict=True)]]
     if df.empty:
         return ""
@@ -223,23 +277,30 @@ def checks_html(data: ExperimentData, specs: Specs) -> str:
     head = f'<p class="note">Evaluator self-checks: {len(df) - len(failed)} of {len(df)} passed ({_e(what)}).</p>'
     if failed.empty:
         return head
-    rows = "".join(f'<tr><td class="t">{_e(r.variant)}</td><td>{_e(r.seed)}</td><td class="t">{_e(r.evaluator)}'
-                   f'</td><td class="t">{_e(r.metric)}</td><td class="t">{_e(r.condition)}</td></tr>'
-                   for r in failed.itertuples())
-    return (head + '<div class="warn"><b>Failed checks</b> — numbers of these evaluations may be unreliable'
-            '<table class="checks"><tr><th class="t">variant</th><th>seed</th><th class="t">evaluator</th>'
-            f'<th class="t">check</th><th class="t">condition</th></tr>{rows}</table></div>')
+    rows = "".join(
+        f'<tr><td class="t">{_e(r.variant)}</td><td>{_e(r.seed)}</td><td class="t">{_e(r.evaluator)}'
+        f'</td><td class="t">{_e(r.metric)}</td><td class="t">{_e(r.condition)}</td></tr>'
+        for r in failed.itertuples()
+    )
+    return (
+        head + '<div class="warn"><b>Failed checks</b> — numbers of these evaluations may be unreliable'
+        '<table class="checks"><tr><th class="t">variant</th><th>seed</th><th class="t">evaluator</th>'
+        f'<th class="t">check</th><th class="t">condition</th></tr>{rows}</table></div>'
+    )
 
 
-def experiment_html(data: ExperimentData, tables: list[Table], figures: list[Figure], files_dir: str,
-                    specs: Specs) -> str:
+def experiment_html(
+    data: ExperimentData, tables: list[Table], figures: list[Figure], files_dir: str, specs: Specs
+) -> str:
     s = _slug(f"{data.source}-{data.name}" if data.source else data.name)
     nav = " ".join(f'<a href="#{s}-{t.name}">{_e(t.name)}</a>' for t in tables)
     store = f' <span class="store">({_e(data.source)})</span>' if data.source else ""
-    parts = [f'<section class="experiment" id="{s}"><h2>Experiment: {_e(data.name)}{store}</h2>',
-             f'<p class="note">{len(data.variant_order)} variants · seeds {_e(data.seeds)} · '
-             f"files in <code>{_e(files_dir)}</code></p>", f"<nav>{nav} <a href='#{s}-figures'>figures</a> "
-             f"<a href='#{s}-provenance'>provenance</a></nav>"]
+    parts = [
+        f'<section class="experiment" id="{s}"><h2>Experiment: {_e(data.name)}{store}</h2>',
+        f'<p class="note">{len(data.variant_order)} variants · seeds {_e(data.seeds)} · '
+        f"files in <code>{_e(files_dir)}</code></p>",
+        f"<nav>{nav} <a href='#{s}-figures'>figures</a> <a href='#{s}-provenance'>provenance</a></nav>",
+    ]
     if len(data.seeds) <= 1:
         parts.append('<p class="warn">1 seed: no confidence interval.</p>')
     parts += [table_html(t, s) for t in tables]
@@ -254,20 +315,29 @@ def experiment_html(data: ExperimentData, tables: list[Table], figures: list[Fig
 
 def comparison_html(table: Table, figures: list[Figure], files_dir: str) -> str:
     """The section comparing experiments across stores (:mod:`.compare`)."""
-    return (f'<section class="experiment" id="comparison"><h2>Comparison across stores</h2>'
-            f'<p class="note">One row per store · experiment · variant; files in <code>{_e(files_dir)}</code>. '
-            f"Each experiment follows in its own section.</p>{table_html(table, 'comparison')}"
-            + "".join(figure_html(f) for f in figures) + "</section>")
+    return (
+        f'<section class="experiment" id="comparison"><h2>Comparison across stores</h2>'
+        f'<p class="note">One row per store · experiment · variant; files in <code>{_e(files_dir)}</code>. '
+        f"Each experiment follows in its own section.</p>{table_html(table, 'comparison')}"
+        + "".join(figure_html(f) for f in figures)
+        + "</section>"
+    )
 
 
 def page(sections: list[str], title: str, store_path: str | list[str]) -> str:
     stores = [store_path] if isinstance(store_path, str) else store_path
     where = ("the results store " if len(stores) == 1 else "the results stores ") + ", ".join(
-        f"<code>{_e(p)}</code>" for p in stores)
-    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{_e(title)}</title><style>{_CSS}</style><script>{_JS}</script></head><body>"
-            f"<h1>{_e(title)}</h1><p class='note'>Drawn from {where}. "
-            "Accuracies in %; sizes in kB and MB (decimal: 1 kB = 1,000 bytes, 1 MB = 1,000,000 bytes); "
-            "hover a header marked ? for what it means; click a header to sort.</p>"
-            + "\n".join(sections) + "\n<script>window.__report_ok=" + json.dumps(True) + ";</script></body></html>\n")
+        f"<code>{_e(p)}</code>" for p in stores
+    )
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{_e(title)}</title><style>{_CSS}</style><script>{_JS}</script></head><body>"
+        f"<h1>{_e(title)}</h1><p class='note'>Drawn from {where}. "
+        "Accuracies in %; sizes in kB and MB (decimal: 1 kB = 1,000 bytes, 1 MB = 1,000,000 bytes); "
+        "hover a header marked ? for what it means; click a header to sort.</p>"
+        + "\n".join(sections)
+        + "\n<script>window.__report_ok="
+        + json.dumps(True)
+        + ";</script></body></html>\n"
+    )

@@ -54,8 +54,9 @@ def _groups(data: ExperimentData, table: StudyTable) -> list[tuple[str, list[str
     order = data.variant_order
     if table.group_by == "none":
         return [("", order)]
-    key = {"family": lambda n: _family(v.at[n, "method"]), "method": lambda n: v.at[n, "method"],
-           "name": series_of}[table.group_by]
+    key = {"family": lambda n: _family(v.at[n, "method"]), "method": lambda n: v.at[n, "method"], "name": series_of}[
+        table.group_by
+    ]
     groups: dict[str, list[str]] = {}
     for n in order:
         if v.at[n, "method"] != BASELINE:
@@ -93,19 +94,26 @@ def study_table(data: ExperimentData, table: StudyTable, confidence: float = 0.9
     text_df = pd.DataFrame([t for _, t in rows], index=index)
     mean = pd.DataFrame(index=index, columns=keys, dtype=float)
     ci, n = mean.copy(), mean.copy()
-    for (row_key, t) in rows:
+    for row_key, t in rows:
         for k in keys:
             s = per[k]
             vals = s.loc[t["variant"]].tolist() if t["variant"] in s.index.get_level_values(0) else []
             e = mean_ci(vals, confidence)
             mean.at[row_key, k], ci.at[row_key, k], n.at[row_key, k] = e.mean, e.ci, e.n
     columns = [Column.of(k, c.label, c.fmt, per[k]) for k, c in zip(keys, table.columns)]
-    notes = [f"{c.label}: {c.evaluator} · {c.metric}" + (f" where {c.where}" if c.where else "")
-             + (f" × {c.scale:g}" if c.scale != 1 else "") for c in table.columns]
+    notes = [
+        f"{c.label}: {c.evaluator} · {c.metric}"
+        + (f" where {c.where}" if c.where else "")
+        + (f" × {c.scale:g}" if c.scale != 1 else "")
+        for c in table.columns
+    ]
     for k, c in zip(keys, table.columns):  # validate cannot know an evaluator's conditions: the report says it
         if per[k].dropna().empty:
-            msg = (f"column '{c.label}' matches no row ({c.evaluator} · {c.metric}"
-                   + (f" where {c.where}" if c.where else "") + "): check its metric and where")
+            msg = (
+                f"column '{c.label}' matches no row ({c.evaluator} · {c.metric}"
+                + (f" where {c.where}" if c.where else "")
+                + "): check its metric and where"
+            )
             log.warning("study table %s: %s", table.name, msg)
             notes.append(f"EMPTY {msg}")
     return Table(f"study-{table.name}", table.title, text_df, columns, mean, ci, n, notes)

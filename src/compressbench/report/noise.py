@@ -13,8 +13,8 @@ cores). Thresholds (docs/efficiency.md, "Noisy timings"):
   part of the time.
 
 A row without its spread / load rows (an older store, another OS) is judged on what it has. Everything here
-is a function of the store's rows; nothing is written. Re-timing noisy rows in place (``compressbench
-remeasure``) is not built yet.
+is a function of the store's rows; nothing is written. ``compressbench remeasure STORE --evaluator efficiency``
+(:mod:`compressbench.remeasure`) re-times the noisy rows and keeps the quieter measurement.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def timing_declarations(specs: dict[str, EvaluatorSpec | None]) -> dict[tuple[st
     """(evaluator, timing metric) -> (its spread metric, its load metric) as declared ('' when none)."""
     out: dict[tuple[str, str], tuple[str, str]] = {}
     for ev, spec in specs.items():
-        for m in (spec.metrics if spec is not None else ()):
+        for m in spec.metrics if spec is not None else ():
             if m.show.spread or m.show.load:
                 out.setdefault((ev, m.name), (m.show.spread, m.show.load))
     return out
@@ -78,12 +78,19 @@ def timing_declarations(specs: dict[str, EvaluatorSpec | None]) -> dict[tuple[st
 
 def timings(data: ExperimentData, specs: dict[str, EvaluatorSpec | None]) -> list[Timing]:
     """Every timing row of the experiment whose declaration names a spread or load, judged."""
+    return frame_timings(data.df, specs)
+
+
+def frame_timings(df: pd.DataFrame, specs: dict[str, EvaluatorSpec | None]) -> list[Timing]:
+    """Every timing row of a frame of store rows (columns of ``results``) whose declaration names a spread or
+    load, judged against the rows of the same job and condition."""
     decl = timing_declarations(specs)
-    df = data.df
     if not decl or df.empty:
         return []
-    idx = {(r.job_key, r.evaluator, r.condition, r.metric): float(r.value)
-           for r in df[["job_key", "evaluator", "condition", "metric", "value"]].itertuples(index=False)}
+    idx = {
+        (r.job_key, r.evaluator, r.condition, r.metric): float(r.value)
+        for r in df[["job_key", "evaluator", "condition", "metric", "value"]].itertuples(index=False)
+    }
     out = []
     for r in df[df.set_index(["evaluator", "metric"]).index.isin(list(decl))].itertuples(index=False):
         spread_m, load_m = decl[(r.evaluator, r.metric)]
@@ -91,8 +98,20 @@ def timings(data: ExperimentData, specs: dict[str, EvaluatorSpec | None]) -> lis
         load = idx.get((r.job_key, r.evaluator, r.condition, load_m)) if load_m else None
         value = float(r.value)
         spread, ld, why = judge(value, iqr, load)
-        out.append(Timing(str(r.evaluator), str(r.metric), str(r.variant), int(r.seed), str(r.condition),
-                          str(r.job_key), value, spread, ld, why))
+        out.append(
+            Timing(
+                str(r.evaluator),
+                str(r.metric),
+                str(r.variant),
+                int(r.seed),
+                str(r.condition),
+                str(r.job_key),
+                value,
+                spread,
+                ld,
+                why,
+            )
+        )
     return out
 
 
@@ -107,11 +126,35 @@ def noisy_index(items: list[Timing]) -> dict[tuple[str, str, str, int], Timing]:
 
 def noise_frame(items: list[Timing]) -> pd.DataFrame:
     """The noisy timings as a table (variant, seed, metric, condition, value, spread, load, why)."""
-    recs = [{"variant": t.variant, "seed": t.seed, "evaluator": t.evaluator, "metric": t.metric,
-             "condition": t.condition, "value": t.value, "iqr_over_median": t.spread, "load_free_cores": t.load,
-             "why": t.describe()} for t in items if t.noisy]
-    return pd.DataFrame(recs, columns=["variant", "seed", "evaluator", "metric", "condition", "value",
-                                       "iqr_over_median", "load_free_cores", "why"])
+    recs = [
+        {
+            "variant": t.variant,
+            "seed": t.seed,
+            "evaluator": t.evaluator,
+            "metric": t.metric,
+            "condition": t.condition,
+            "value": t.value,
+            "iqr_over_median": t.spread,
+            "load_free_cores": t.load,
+            "why": t.describe(),
+        }
+        for t in items
+        if t.noisy
+    ]
+    return pd.DataFrame(
+        recs,
+        columns=[
+            "variant",
+            "seed",
+            "evaluator",
+            "metric",
+            "condition",
+            "value",
+            "iqr_over_median",
+            "load_free_cores",
+            "why",
+        ],
+    )
 
 
 def noise_note(items: list[Timing], limit: int = 6) -> str:
@@ -121,10 +164,22 @@ def noise_note(items: list[Timing], limit: int = 6) -> str:
         return ""
     shown = "; ".join(f"{t.variant} {t.metric} ({t.describe()})" for t in bad[:limit])
     more = f"; and {len(bad) - limit} more" if len(bad) > limit else ""
-    return (f"Noisy timings ({len(bad)} of {len(items)} rows; thresholds: IQR/median > {SPREAD_MAX:g}, load on free "
-            f"cores > {LOAD_MAX:g}): {shown}{more}. A decision leaves them out unless accepted (--accept-noisy); "
-            f"re-time them on a quieter machine (a new cache or store; `compressbench remeasure` is not built yet).")
+    return (
+        f"Noisy timings ({len(bad)} of {len(items)} rows; thresholds: IQR/median > {SPREAD_MAX:g}, load on free "
+        f"cores > {LOAD_MAX:g}): {shown}{more}. A decision leaves them out unless accepted (--accept-noisy); "
+        f"re-time them on a quieter machine: `compressbench remeasure STORE --evaluator efficiency`."
+    )
 
 
-__all__ = ["SPREAD_MAX", "LOAD_MAX", "Timing", "judge", "timings", "timing_declarations", "noisy_index",
-           "noise_frame", "noise_note"]
+__all__ = [
+    "SPREAD_MAX",
+    "LOAD_MAX",
+    "Timing",
+    "judge",
+    "timings",
+    "frame_timings",
+    "timing_declarations",
+    "noisy_index",
+    "noise_frame",
+    "noise_note",
+]

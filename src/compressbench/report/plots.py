@@ -61,8 +61,14 @@ class Plotter:
     """Draws every figure for one experiment into ``out_dir``: the declared vs-budget figures, then each
     evaluator's ``figures`` hook (evaluators in summary order)."""
 
-    def __init__(self, data: ExperimentData, out_dir: Path, formats: set[str], opts: ReportOptions | None = None,
-                 ctx: ReportContext | None = None):
+    def __init__(
+        self,
+        data: ExperimentData,
+        out_dir: Path,
+        formats: set[str],
+        opts: ReportOptions | None = None,
+        ctx: ReportContext | None = None,
+    ):
         self.ctx = ctx or ReportContext.build(data, opts)
         self.data, self.out_dir, self.opts = data, out_dir, self.ctx.options
         self.formats = [f for f in ("png", "svg") if f in formats] or ["png"]
@@ -89,8 +95,9 @@ class Plotter:
             files[fmt] = p
         plt.close(fig)
         if not self.single_seed and error_bars:
-            caption = (caption + " " if caption else "") + \
-                "Error bars: 95 % CI over seeds (clipped to the valid range)."
+            caption = (
+                caption + " " if caption else ""
+            ) + "Error bars: 95 % CI over seeds (clipped to the valid range)."
         self.figures.append(Figure(name, title, files, caption, series, xlabel))
 
     def short(self, v: str) -> str:
@@ -133,8 +140,9 @@ class Plotter:
         method with one set of params: L1 and random pruning stay apart), the baseline dashed; one figure
         per budget kind with at least two variants."""
         groups: dict[str, list[Decl]] = {}
-        for d in sorted((d for d in declarations(self.ctx.specs) if d.spec.show.figure),
-                        key=lambda d: d.spec.show.order):
+        for d in sorted(
+            (d for d in declarations(self.ctx.specs) if d.spec.show.figure), key=lambda d: d.spec.show.order
+        ):
             groups.setdefault(d.spec.show.figure, []).append(d)  # type: ignore[arg-type]
         var = self.data.variants
         kinds = sorted(k for k in var.loc[var["method"] != BASELINE, "budget_kind"].dropna().unique())
@@ -187,12 +195,21 @@ class Plotter:
                 am = a[a["variant"].isin(members)].copy()
                 if am.empty:
                     continue
-                am["x"] = [pos[float(self.budget.at[v, "budget_target"])] + (i - (len(series) - 1) / 2) * width
-                           for v in am["variant"]]
+                am["x"] = [
+                    pos[float(self.budget.at[v, "budget_target"])] + (i - (len(series) - 1) / 2) * width
+                    for v in am["variant"]
+                ]
                 am = am.sort_values("x")
                 err = yerr(k * am["mean"], k * am["ci"]) if k == 100 else k * am["ci"]
-                ax.errorbar(am["x"], k * am["mean"], yerr=err, marker="o", capsize=3,
-                            label=self.series_label(members), color=cmap(i % cmap.N))
+                ax.errorbar(
+                    am["x"],
+                    k * am["mean"],
+                    yerr=err,
+                    marker="o",
+                    capsize=3,
+                    label=self.series_label(members),
+                    color=cmap(i % cmap.N),
+                )
             b = a[a["variant"] == BASELINE]
             if len(b):
                 ax.axhline(k * b["mean"].iloc[0], ls="--", color="gray", lw=1, label="baseline")
@@ -202,16 +219,23 @@ class Plotter:
             ax.set_xlabel(xlabel, fontsize=8)
             ax.set_ylabel(pans[0][2].title)
             ax.grid(alpha=0.3)
-        for ax in list(axes.flat)[len(pans):]:
+        for ax in list(axes.flat)[len(pans) :]:
             ax.axis("off")
         axes.flat[0].legend(fontsize=7)
         fig.tight_layout()
         spec = pans[0][2]
-        what = (f"{spec.title}, per {spec.show.panels}" if spec.show.panels
-                else ", ".join(dict.fromkeys(p[2].title for p in pans)))
-        self.save(fig, name, f"{what} vs {kind} budget",
-                  "x: the budget target, evenly spaced (the achieved values are in the summary table); "
-                  "one line per experiment-file entry (method and params).")
+        what = (
+            f"{spec.title}, per {spec.show.panels}"
+            if spec.show.panels
+            else ", ".join(dict.fromkeys(p[2].title for p in pans))
+        )
+        self.save(
+            fig,
+            name,
+            f"{what} vs {kind} budget",
+            "x: the budget target, evenly spaced (the achieved values are in the summary table); "
+            "one line per experiment-file entry (method and params).",
+        )
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -57,8 +57,9 @@ def study_data(store: ResultStore, name: str, members: list[str]) -> ExperimentD
     return ExperimentData(name, df, errors, variants, seeds, [], runs, declared)
 
 
-def study_section(store: ResultStore, name: str, members: list[str], out_dir, fig_formats: set[str],
-                  opts: ReportOptions) -> tuple[ExperimentData, list[Table], list] | None:
+def study_section(
+    store: ResultStore, name: str, members: list[str], out_dir, fig_formats: set[str], opts: ReportOptions
+) -> tuple[ExperimentData, list[Table], list] | None:
     """(data, tables, figures) of one study: each gathering evaluator's hooks over all siblings."""
     data = study_data(store, name, members)
     if data is None:

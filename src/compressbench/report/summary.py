@@ -40,10 +40,12 @@ class SummaryColumn:
         return c
 
 
-DELTA_NOTE = ("Δ pp: the variant minus its parent (the baseline of the same seed), in percentage points; "
-              "× parent: the variant's value over its parent's (0.50× = half); blank for the baseline itself. "
-              "In the HTML, green: better, red: worse (as each metric declares higher or lower is better), "
-              "where the 95 % interval excludes no change (one seed: wherever it changed).")
+DELTA_NOTE = (
+    "Δ pp: the variant minus its parent (the baseline of the same seed), in percentage points; "
+    "× parent: the variant's value over its parent's (0.50× = half); blank for the baseline itself. "
+    "In the HTML, green: better, red: worse (as each metric declares higher or lower is better), "
+    "where the 95 % interval excludes no change (one seed: wherever it changed)."
+)
 
 
 def delta_column(c: SummaryColumn) -> SummaryColumn | None:
@@ -65,8 +67,10 @@ def delta_column(c: SummaryColumn) -> SummaryColumn | None:
     values = values[values.index.get_level_values(0) != BASELINE]  # the parent itself: blank, not "+0.00"
     if values.empty:
         return None
-    note = (f"{c.label}: the variant's value {how} its parent's (the baseline of the same seed); "
-            f"{'higher' if good > 0 else 'lower'} is better")
+    note = (
+        f"{c.label}: the variant's value {how} its parent's (the baseline of the same seed); "
+        f"{'higher' if good > 0 else 'lower'} is better"
+    )
     return SummaryColumn(key, label, fmt, values, note, True, good, neutral)
 
 
@@ -116,8 +120,9 @@ def summary_table(data: ExperimentData, opts: ReportOptions | None = None, ctx: 
         if c.key not in per:
             per[c.key] = math.nan
     if per.empty:
-        per = pd.DataFrame(columns=[c.key for c in cols],
-                           index=pd.MultiIndex.from_tuples([], names=["variant", "seed"]))
+        per = pd.DataFrame(
+            columns=[c.key for c in cols], index=pd.MultiIndex.from_tuples([], names=["variant", "seed"])
+        )
     per.index = per.index.set_names(["variant", "seed"])
     notes = [seeds_note(data)] + col_notes + ctx.notes
     notes += [f"{v}: {msg}." for v, msg in budget_not_matched(data.df).items()]
@@ -125,8 +130,9 @@ def summary_table(data: ExperimentData, opts: ReportOptions | None = None, ctx: 
         failed = sorted(set(data.errors["variant"]) - set(data.df["variant"]))
         if failed:
             notes.append(f"No numbers for {', '.join(failed)}: every job failed (see Failed jobs).")
-    t = aggregate("summary", f"{data.name}: summary", data, per, [c.column() for c in cols], opts.confidence,
-                  notes=notes)
+    t = aggregate(
+        "summary", f"{data.name}: summary", data, per, [c.column() for c in cols], opts.confidence, notes=notes
+    )
     t.lead = lead_count(cols)
     return t
 
@@ -137,8 +143,10 @@ def console_summary(data: ExperimentData) -> tuple[list[str], list[list[str]], l
     A column whose evaluator has no rows in this experiment (it did not run) is left out."""
     ctx = ReportContext.build(data)
     present = set(data.evaluators)
-    decls = sorted((d for d in declarations(ctx.specs) if d.spec.show.console is not None and d.evaluator in present),
-                   key=lambda d: d.spec.show.order)
+    decls = sorted(
+        (d for d in declarations(ctx.specs) if d.spec.show.console is not None and d.evaluator in present),
+        key=lambda d: d.spec.show.order,
+    )
     order = [v for v in data.variant_order if v in set(data.df["variant"])]
     misses = budget_not_matched(data.df)
     cells: list[list[str]] = [[v + (" (budget not matched)" if v in misses else "")] for v in order]

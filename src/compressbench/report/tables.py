@@ -154,8 +154,13 @@ class Table:
     def string_rows(self) -> list[list[str]]:
         out = []
         for v in self.text.index:
-            out.append([str(x) if x is not None and not (isinstance(x, float) and math.isnan(x)) else ""
-                        for x in self.text.loc[v]] + [self.cell(v, c.key) for c in self.columns])
+            out.append(
+                [
+                    str(x) if x is not None and not (isinstance(x, float) and math.isnan(x)) else ""
+                    for x in self.text.loc[v]
+                ]
+                + [self.cell(v, c.key) for c in self.columns]
+            )
         return out
 
     def to_frame(self) -> pd.DataFrame:
@@ -178,9 +183,20 @@ class Table:
     def to_latex(self) -> str:
         h = self.header()
         body = [" & ".join(_tex(x) for x in r) + r" \\" for r in self.string_rows()]
-        return "\n".join([r"\begin{tabular}{" + "l" * len(self.text.columns) + "r" * len(self.columns) + "}",
-                          r"\toprule", " & ".join(_tex(x) for x in h) + r" \\", r"\midrule", *body,
-                          r"\bottomrule", r"\end{tabular}"]) + "\n"
+        return (
+            "\n".join(
+                [
+                    r"\begin{tabular}{" + "l" * len(self.text.columns) + "r" * len(self.columns) + "}",
+                    r"\toprule",
+                    " & ".join(_tex(x) for x in h) + r" \\",
+                    r"\midrule",
+                    *body,
+                    r"\bottomrule",
+                    r"\end{tabular}",
+                ]
+            )
+            + "\n"
+        )
 
     def write(self, out_dir: Path, formats: set[str]) -> list[Path]:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -200,8 +216,18 @@ class Table:
         return paths
 
 
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_TEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def _tex(s: str) -> str:
@@ -209,8 +235,9 @@ def _tex(s: str) -> str:
     return s.replace("±", r"$\pm$").replace("ε", r"$\varepsilon$").replace("Δ", r"$\Delta$")
 
 
-def estimates(per: pd.DataFrame, order: list[str], cols: list[str], confidence: float
-              ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def estimates(
+    per: pd.DataFrame, order: list[str], cols: list[str], confidence: float
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """``per``: index (row, seed), a column per key -> (mean, CI half-width, n) per row of ``order`` and key."""
     mean = pd.DataFrame(index=order, columns=cols, dtype=float)
     ci = mean.copy()
@@ -224,8 +251,16 @@ def estimates(per: pd.DataFrame, order: list[str], cols: list[str], confidence: 
     return mean, ci, n
 
 
-def aggregate(name: str, title: str, data: ExperimentData, per: pd.DataFrame, columns: list[Column],
-              confidence: float, text: pd.DataFrame | None = None, notes: list[str] | None = None) -> Table:
+def aggregate(
+    name: str,
+    title: str,
+    data: ExperimentData,
+    per: pd.DataFrame,
+    columns: list[Column],
+    confidence: float,
+    text: pd.DataFrame | None = None,
+    notes: list[str] | None = None,
+) -> Table:
     """``per``: index (variant, seed), one column per Column.key -> Table over data.variant_order."""
     order = data.variant_order
     if text is None:
@@ -242,9 +277,15 @@ def variant_text(data: ExperimentData) -> pd.DataFrame:
             return ""
         return f"{r['budget_kind']}={r['budget_target']:g}"
 
-    return pd.DataFrame({"variant": v.index, "method": v["method"], "budget": v.apply(budget, axis=1),
-                         "achieved": v["budget_achieved"].map(lambda x: "" if math.isnan(x) else f"{x:.3f}")},
-                        index=v.index).rename_axis("variant")
+    return pd.DataFrame(
+        {
+            "variant": v.index,
+            "method": v["method"],
+            "budget": v.apply(budget, axis=1),
+            "achieved": v["budget_achieved"].map(lambda x: "" if math.isnan(x) else f"{x:.3f}"),
+        },
+        index=v.index,
+    ).rename_axis("variant")
 
 
 def seeds_note(data: ExperimentData) -> str:
@@ -254,5 +295,3 @@ def seeds_note(data: ExperimentData) -> str:
     if n == 1:
         return f"{n} seed: no confidence interval."
     return f"{n} seeds ({', '.join(map(str, data.seeds))}): mean ± 95 % CI (Student t, {n - 1} d.o.f.)."
-
-

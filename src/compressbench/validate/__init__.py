@@ -53,8 +53,14 @@ def validate(raw: dict[str, Any]) -> ResolvedExperiment:
     return check(resolve_config(raw))
 
 
-def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None, scale: str | None = None, *,
-                executor: str | None = None, address: str | None = None) -> ResolvedExperiment:
+def load_config(
+    path: str | Path,
+    overrides: Mapping[str, Any] | None = None,
+    scale: str | None = None,
+    *,
+    executor: str | None = None,
+    address: str | None = None,
+) -> ResolvedExperiment:
     """Read a YAML experiment file, apply the named ``scale`` (an override profile the file declares under
     ``scales:``, e.g. ``smoke``), then ``overrides`` (``{"train.epochs": 1, "variants.0.method": ...}``) and
     ``executor`` / ``address``, and validate it (:func:`validate`). Raises ConfigError (one line)."""
@@ -68,5 +74,16 @@ def with_executor(exp: ResolvedExperiment, name: str) -> ResolvedExperiment:
     return out
 
 
-__all__ = ["load_config", "validate", "check", "check_executor", "check_domains", "check_model",
-           "check_model_fields", "check_parent", "check_weights_source", "parent_model", "with_executor"]
+__all__ = [
+    "load_config",
+    "validate",
+    "check",
+    "check_executor",
+    "check_domains",
+    "check_model",
+    "check_model_fields",
+    "check_parent",
+    "check_weights_source",
+    "parent_model",
+    "with_executor",
+]

@@ -23,8 +23,10 @@ def check_domains(exp: ResolvedExperiment) -> None:
     given = [k for k in _DOMAIN_FIELDS if getattr(ds, k) is not None]
     if not declared:
         if given:
-            raise ConfigError(f"dataset.{given[0]}: dataset '{ds.name}' has no named domains (datasets with "
-                              f"domains: {', '.join(n for n, sp in datasets.items() if sp.domains)})")
+            raise ConfigError(
+                f"dataset.{given[0]}: dataset '{ds.name}' has no named domains (datasets with "
+                f"domains: {', '.join(n for n, sp in datasets.items() if sp.domains)})"
+            )
     else:
         bad = check_declared(declared, ds.source, ds.targets)
         if bad:
@@ -34,8 +36,10 @@ def check_domains(exp: ResolvedExperiment) -> None:
         if domains_of is None:
             continue
         if not declared:
-            raise ConfigError(f"evaluations[{ev.index}]: {ev.evaluator} needs a dataset with named domains and "
-                              f"dataset.source / dataset.targets; '{ds.name}' has none")
+            raise ConfigError(
+                f"evaluations[{ev.index}]: {ev.evaluator} needs a dataset with named domains and "
+                f"dataset.source / dataset.targets; '{ds.name}' has none"
+            )
         _check_targets(exp, declared, domains_of(ev.params) or [], f"evaluations[{ev.index}].params.targets")
     wanted: list[tuple[str, AdaptConfig]] = []
     if exp.train is not None and exp.train.adapt is not None:
@@ -43,8 +47,10 @@ def check_domains(exp: ResolvedExperiment) -> None:
     wanted += [(f"variants[{v.index}]", a) for v in exp.variants for a in adaptations(v.method, v.params)]
     for where, a in wanted:
         if not declared:
-            raise ConfigError(f"{where}: domain adaptation ({a.method}) needs a dataset with named domains and "
-                              f"dataset.source / dataset.targets; '{ds.name}' has none")
+            raise ConfigError(
+                f"{where}: domain adaptation ({a.method}) needs a dataset with named domains and "
+                f"dataset.source / dataset.targets; '{ds.name}' has none"
+            )
         _check_targets(exp, declared, a.targets or [], f"{where}: adaptation")
 
 
@@ -55,5 +61,7 @@ def _check_targets(exp: ResolvedExperiment, declared: tuple[str, ...], named: li
         targets = part.dataset.targets if part.dataset.targets is not None else [d for d in declared if d != src]
         bad = [t for t in named if t not in targets]
         if bad:
-            raise ConfigError(f"{where} target(s) {bad} are not targets of experiment '{part.name}' "
-                              f"(source {src}; targets: {', '.join(targets)})")
+            raise ConfigError(
+                f"{where} target(s) {bad} are not targets of experiment '{part.name}' "
+                f"(source {src}; targets: {', '.join(targets)})"
+            )

@@ -22,8 +22,10 @@ def check_recipe(exp: ResolvedExperiment) -> None:
     """``train.warmup_epochs`` within ``train.epochs``."""
     t = exp.train
     if t is not None and t.warmup_epochs > 0 and t.warmup_epochs > t.epochs:
-        raise ConfigError(f"train.warmup_epochs: {t.warmup_epochs:g} > train.epochs ({t.epochs:g}): the learning "
-                          f"rate would never leave its warm-up; give warmup_epochs <= epochs")
+        raise ConfigError(
+            f"train.warmup_epochs: {t.warmup_epochs:g} > train.epochs ({t.epochs:g}): the learning "
+            f"rate would never leave its warm-up; give warmup_epochs <= epochs"
+        )
 
 
 def check_split(exp: ResolvedExperiment, num_classes: int) -> None:
@@ -40,9 +42,11 @@ def check_split(exp: ResolvedExperiment, num_classes: int) -> None:
         log.debug("val_fraction not checked: %s", e)
         return
     if n.train < num_classes or n.val < num_classes:
-        raise ConfigError(f"dataset.val_fraction: {ds.val_fraction:g} of {n.train + n.val} training image(s) leaves "
-                          f"{n.train} for training and {n.val} for validation, fewer than one per class "
-                          f"({num_classes} classes); use a fraction that leaves both sides one image per class")
+        raise ConfigError(
+            f"dataset.val_fraction: {ds.val_fraction:g} of {n.train + n.val} training image(s) leaves "
+            f"{n.train} for training and {n.val} for validation, fewer than one per class "
+            f"({num_classes} classes); use a fraction that leaves both sides one image per class"
+        )
 
 
 def activations_per_pixel(model: torch.nn.Module, channels: int, side: int = 32) -> float | None:
@@ -82,9 +86,11 @@ def check_resize(exp: ResolvedExperiment, meta: Any, model: torch.nn.Module) -> 
     batch = exp.train.batch_size if exp.train is not None else 128
     need = batch * (per_px + meta.channels) * h * w * FLOAT_BYTES
     if need > mem:
-        raise ConfigError(f"dataset.resize: {h}×{w} px needs about {need / 2**30:.0f} GiB for one batch of {batch} "
-                          f"({exp.model.name}'s activations, float32), more than this machine's "
-                          f"{mem / 2**30:.0f} GiB; use a smaller resize or batch_size")
+        raise ConfigError(
+            f"dataset.resize: {h}×{w} px needs about {need / 2**30:.0f} GiB for one batch of {batch} "
+            f"({exp.model.name}'s activations, float32), more than this machine's "
+            f"{mem / 2**30:.0f} GiB; use a smaller resize or batch_size"
+        )
 
 
 __all__ = ["check_recipe", "check_split", "check_resize", "activations_per_pixel"]

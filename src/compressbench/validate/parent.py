@@ -46,8 +46,10 @@ def check_weights_source(model_name: str, source: str) -> str | None:
         return None
     p = Path(source).expanduser()
     if not p.exists():
-        return (f"no such file '{source}' (give a .pt / .pth / .safetensors weights file or a compressbench "
-                f"model.pt, or published weights: torchvision:<ENUM>, timm:<tag>)")
+        return (
+            f"no such file '{source}' (give a .pt / .pth / .safetensors weights file or a compressbench "
+            f"model.pt, or published weights: torchvision:<ENUM>, timm:<tag>)"
+        )
     if not p.is_file():
         return f"'{source}' is not a file"
     return None
@@ -68,25 +70,32 @@ def check_model_fields(exp: Any) -> None:
     if (m.mean is None) != (m.std is None) or (m.mean is not None and len(m.mean) != len(m.std)):
         raise ConfigError("model.mean / model.std: give both, with one value per input channel")
     if t is None and m.weights is None:
-        raise ConfigError("train: null means the model is not trained here, so model.weights must give the "
-                            "weights to compress (a file, torchvision:<ENUM> or timm:<tag>); or give a train: recipe")
+        raise ConfigError(
+            "train: null means the model is not trained here, so model.weights must give the "
+            "weights to compress (a file, torchvision:<ENUM> or timm:<tag>); or give a train: recipe"
+        )
     if t is not None and t.epochs == 0 and m.weights is None:
-        raise ConfigError("train.epochs: 0 trains nothing, so model.weights must give the baseline (the recipe is "
-                            "then what compression fine-tunes build on); or train for epochs > 0")
+        raise ConfigError(
+            "train.epochs: 0 trains nothing, so model.weights must give the baseline (the recipe is "
+            "then what compression fine-tunes build on); or train for epochs > 0"
+        )
     if t is not None and t.init == "weights" and m.weights is None:
         raise ConfigError("train.init: 'weights' needs model.weights (the weights to start from)")
     if t is not None and t.init == "scratch" and m.weights is not None:
-        raise ConfigError("train.init: 'scratch' ignores model.weights; drop one of them (init: weights "
-                            "fine-tunes the weights, train: null uses them as they are)")
+        raise ConfigError(
+            "train.init: 'scratch' ignores model.weights; drop one of them (init: weights "
+            "fine-tunes the weights, train: null uses them as they are)"
+        )
     if t is not None and t.freeze_epochs > 0:
         if t.freeze_epochs > t.epochs:
             raise ConfigError(f"train.freeze_epochs: {t.freeze_epochs:g} > train.epochs ({t.epochs:g})")
         if not exp.transfer:
-            raise ConfigError("train.freeze_epochs: freezing the backbone needs pretrained weights to keep: "
-                                "set model.weights (train.init: weights)")
+            raise ConfigError(
+                "train.freeze_epochs: freezing the backbone needs pretrained weights to keep: "
+                "set model.weights (train.init: weights)"
+            )
     if m.weights is not None and m.mean is not None and is_published(m.weights):
-        raise ConfigError("model.mean / model.std: published weights bring their own normalisation; leave them "
-                            "out")
+        raise ConfigError("model.mean / model.std: published weights bring their own normalisation; leave them out")
     if m.weights is not None:
         msg = check_weights_source(m.name, m.weights)
         if msg:
@@ -99,8 +108,14 @@ def _parent(model_json: str, data_json: str, transfer: bool, cache_dir: str, sta
     ctime) re-checks a file that changed since."""
     d = json.loads(data_json)
     try:
-        meta = dataset_meta(d["name"], d.get("root"), d.get("options") or {}, resize=d.get("resize"),
-                            cache_dir=cache_dir, download=d.get("download", True))
+        meta = dataset_meta(
+            d["name"],
+            d.get("root"),
+            d.get("options") or {},
+            resize=d.get("resize"),
+            cache_dir=cache_dir,
+            download=d.get("download", True),
+        )
     except UserError as e:
         raise ConfigError(f"dataset: {e}") from None
     cfg = json.loads(model_json)
@@ -112,16 +127,19 @@ def _parent(model_json: str, data_json: str, transfer: bool, cache_dir: str, sta
         raise ConfigError(msg if msg.startswith("model.") else f"{where}: {msg}") from None
     except (TypeError, ValueError, RuntimeError, AssertionError) as e:
         lines = [ln for ln in str(e).splitlines() if ln.strip()]
-        raise ConfigError(f"model: cannot build '{cfg['name']}' for {meta.name} ({meta.channels} channel(s), "
-                            f"{meta.num_classes} classes, {meta.size[0]}×{meta.size[1]}): {type(e).__name__}: "
-                            f"{lines[0][:200] if lines else ''}") from None
+        raise ConfigError(
+            f"model: cannot build '{cfg['name']}' for {meta.name} ({meta.channels} channel(s), "
+            f"{meta.num_classes} classes, {meta.size[0]}×{meta.size[1]}): {type(e).__name__}: "
+            f"{lines[0][:200] if lines else ''}"
+        ) from None
     base.model.eval()
     return meta, base
 
 
 @lru_cache(maxsize=64)
-def _method_check(method: str, params_json: str, model_json: str, data_json: str, transfer: bool,
-                  cache_dir: str, stamp: Any = None) -> str | None:
+def _method_check(
+    method: str, params_json: str, model_json: str, data_json: str, transfer: bool, cache_dir: str, stamp: Any = None
+) -> str | None:
     meta, base = _parent(model_json, data_json, transfer, cache_dir, stamp)
     schema = methods.spec(method).params
     params = schema.model_validate(json.loads(params_json)) if schema is not None else None
@@ -131,8 +149,17 @@ def _method_check(method: str, params_json: str, model_json: str, data_json: str
 
 
 @lru_cache(maxsize=256)
-def _reach_check(method: str, params_json: str, kind: str, target: float, model_json: str, data_json: str,
-                 transfer: bool, cache_dir: str, stamp: Any = None) -> str | None:
+def _reach_check(
+    method: str,
+    params_json: str,
+    kind: str,
+    target: float,
+    model_json: str,
+    data_json: str,
+    transfer: bool,
+    cache_dir: str,
+    stamp: Any = None,
+) -> str | None:
     """Why a shared budget cannot be met: the knob's closed form refuses it, or the smallest model the knob can
     make (one guarded dry run per method and params, shared with ``check_model``: :mod:`..compress.dryrun`)
     keeps more than the target. Composite methods and methods that solve the budget themselves are left to
@@ -142,8 +169,12 @@ def _reach_check(method: str, params_json: str, kind: str, target: float, model_
     schema = spec.params
     params = schema.model_validate(json.loads(params_json)) if schema is not None else None
     knob = spec.knob
-    if knob is None or spec.apply is None or spec.stages is not None or (
-            spec.own_budget is not None and spec.own_budget(params)):
+    if (
+        knob is None
+        or spec.apply is None
+        or spec.stages is not None
+        or (spec.own_budget is not None and spec.own_budget(params))
+    ):
         return None
     ctx = _context(meta, model_json)
     with torch.random.fork_rng():
@@ -152,14 +183,27 @@ def _reach_check(method: str, params_json: str, kind: str, target: float, model_
 
 def _context(meta: Any, model_json: str) -> CompressContext:
     cfg = json.loads(model_json)
-    spec = {"model": cfg["name"], "width": cfg.get("width", 1.0), "kwargs": cfg.get("kwargs") or {},
-            "meta": meta.to_dict()}
+    spec = {
+        "model": cfg["name"],
+        "width": cfg.get("width", 1.0),
+        "kwargs": cfg.get("kwargs") or {},
+        "meta": meta.to_dict(),
+    }
 
     def no_training(*a: Any, **k: Any) -> Any:
         raise RuntimeError("check_model must not train")
 
-    return CompressContext(data=None, meta=meta, device=torch.device("cpu"), seed=0, workdir=Path("."),  # type: ignore[arg-type]
-                           train=no_training, accuracy=no_training, parent_spec=spec, progress=False)
+    return CompressContext(
+        data=None,
+        meta=meta,
+        device=torch.device("cpu"),
+        seed=0,
+        workdir=Path("."),  # type: ignore[arg-type]
+        train=no_training,
+        accuracy=no_training,
+        parent_spec=spec,
+        progress=False,
+    )
 
 
 def _check_variants(exp: ResolvedExperiment, args: tuple) -> None:
@@ -169,13 +213,16 @@ def _check_variants(exp: ResolvedExperiment, args: tuple) -> None:
         params_json = json.dumps(v.params.model_dump(mode="json") if v.params is not None else {}, sort_keys=True)
         msg = _method_check(v.method, params_json, *args)
         if msg:
-            raise ConfigError(f"variants[{v.index}].method: '{v.method}' cannot handle {exp.model.name} "
-                                f"({family}): {msg}")
+            raise ConfigError(
+                f"variants[{v.index}].method: '{v.method}' cannot handle {exp.model.name} ({family}): {msg}"
+            )
         if v.budget is not None and v.budget.kind in SIZE_KINDS:
             msg = _reach_check(v.method, params_json, v.budget.kind, v.budget.value, *args)
             if msg:
-                raise ConfigError(f"variants[{v.index}].budget: {v.budget.label()} is unreachable for '{v.method}' "
-                                    f"on {exp.model.name}: {msg}")
+                raise ConfigError(
+                    f"variants[{v.index}].budget: {v.budget.label()} is unreachable for '{v.method}' "
+                    f"on {exp.model.name}: {msg}"
+                )
 
 
 def _parent_args(exp: ResolvedExperiment) -> tuple[str, str, bool, str, Any]:
@@ -199,8 +246,10 @@ def check_parent(exp: ResolvedExperiment) -> None:
     meta, base = _parent(*args)
     cj = exp.train.color_jitter if exp.train is not None else None
     if cj is not None and (cj.saturation > 0 or cj.hue > 0) and meta.channels != 3:
-        raise ConfigError(f"train.color_jitter: saturation and hue need 3-channel images; {meta.name} has "
-                            f"{meta.channels} channel(s) (use brightness / contrast)")
+        raise ConfigError(
+            f"train.color_jitter: saturation and hue need 3-channel images; {meta.name} has "
+            f"{meta.channels} channel(s) (use brightness / contrast)"
+        )
     if not base.checked:
         log.info("model.weights %s", base.where)
     threads = torch.get_num_threads()

@@ -12,5 +12,14 @@ from .evaluator import AdversarialParams, adversarial
 from .library import Attack, AttackConfig, build_attack, perturbation_norm
 from .quantsim import NotSimulatable, is_quantized_model, ste_simulation
 
-__all__ = ["AdversarialParams", "adversarial", "Attack", "AttackConfig", "build_attack", "perturbation_norm",
-           "NotSimulatable", "is_quantized_model", "ste_simulation"]
+__all__ = [
+    "AdversarialParams",
+    "adversarial",
+    "Attack",
+    "AttackConfig",
+    "build_attack",
+    "perturbation_norm",
+    "NotSimulatable",
+    "is_quantized_model",
+    "ste_simulation",
+]

@@ -48,9 +48,11 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["auto", "auto-transfer", "whitebox", "transfer", "whitebox-ste"]
 
-DEFAULT_THRESHOLDS = {"l2": [0.0, 0.25, 0.5, 1.0, 2.0], "linf": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255],
-                      "l0": [0.0, 0.005, 0.01, 0.02, 0.05, 0.1]}  # l0: fraction of input features changed
-
+DEFAULT_THRESHOLDS = {
+    "l2": [0.0, 0.25, 0.5, 1.0, 2.0],
+    "linf": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255],
+    "l0": [0.0, 0.005, 0.01, 0.02, 0.05, 0.1],
+}  # l0: fraction of input features changed
 
 
 def _default_attacks() -> list[AttackConfig]:
@@ -116,16 +118,18 @@ class _Float32(nn.Module):
         return forward_float(self.model, x)
 
 
-def resolve_modes(model: nn.Module, ctx: EvalContext, params: AdversarialParams,
-                  probe: torch.Tensor) -> tuple[list[str], list[str]]:
+def resolve_modes(
+    model: nn.Module, ctx: EvalContext, params: AdversarialParams, probe: torch.Tensor
+) -> tuple[list[str], list[str]]:
     """Modes to run and human-readable reasons for the ones skipped."""
     quantized = ctx.variant.is_quantized or is_quantized_model(model)
     differentiable = not quantized and gradient_works(model, probe)
     return choose_modes(params.modes, quantized, differentiable, ctx.variant.is_parent)
 
 
-def choose_modes(wanted_modes: list[str], quantized: bool, differentiable: bool,
-                 is_baseline: bool) -> tuple[list[str], list[str]]:
+def choose_modes(
+    wanted_modes: list[str], quantized: bool, differentiable: bool, is_baseline: bool
+) -> tuple[list[str], list[str]]:
     """:func:`resolve_modes` once the variant's nature is known (also what ``compressbench plan`` counts)."""
     wanted: list[str] = []
     for m in wanted_modes:
@@ -172,8 +176,13 @@ class _Tally:
 def strong_steps(a: AttackConfig) -> int | None:
     """Steps of the stronger-attack re-run of a fixed-budget iterative attack (None: no re-run)."""
     spec, steps = attacks_registry.spec(a.name), getattr(a.params, "steps", None)
-    if not spec.iterative or spec.minimum_norm or steps is None or a.stronger_steps == 0 or not any(
-            e > 0 for e in a.eps or ()):
+    if (
+        not spec.iterative
+        or spec.minimum_norm
+        or steps is None
+        or a.stronger_steps == 0
+        or not any(e > 0 for e in a.eps or ())
+    ):
         return None
     return a.stronger_steps or 4 * int(steps)
 
@@ -189,10 +198,14 @@ def probe_attack(params: AdversarialParams) -> AttackConfig | None:
         listed = [n for n in dict.fromkeys(attacks_registry.resolve(a.name) for a in params.attacks) if n in able]
         able = listed[:1] or able
     if len(able) != 1:
-        raise ValueError("masking_probe_eps: " + ("no registered attack declares masking_probe (an L∞ attack that "
-                                                  "can probe gradient masking)" if not able else
-                                                  f"several attacks can be the probe ({', '.join(able)}); list the "
-                                                  f"one to use in 'attacks'"))
+        raise ValueError(
+            "masking_probe_eps: "
+            + (
+                "no registered attack declares masking_probe (an L∞ attack that can probe gradient masking)"
+                if not able
+                else f"several attacks can be the probe ({', '.join(able)}); list the one to use in 'attacks'"
+            )
+        )
     spec = attacks_registry.spec(able[0])
     return AttackConfig(name=able[0], norm="linf", eps=[params.masking_probe_eps], **dict(spec.masking_probe or {}))
 
@@ -209,15 +222,25 @@ class _ModeRun:
     Besides the configured attacks: a stronger re-run (more steps) of each fixed-budget iterative attack at
     its middle non-zero ε (is a stronger attack not weaker?), and the gradient-masking probe."""
 
-    def __init__(self, mode: str, model: nn.Module, source: nn.Module, atks: list[Attack],
-                 params: AdversarialParams, ctx: EvalContext, rec: OutcomeRecorder | None = None):
+    def __init__(
+        self,
+        mode: str,
+        model: nn.Module,
+        source: nn.Module,
+        atks: list[Attack],
+        params: AdversarialParams,
+        ctx: EvalContext,
+        rec: OutcomeRecorder | None = None,
+    ):
         self.mode, self.model, self.source, self.atks, self.params, self.ctx = mode, model, source, atks, params, ctx
         self.rec, self.iset = rec, None  # per-image outcomes of the accuracies (compressbench.outcomes)
         self.tdev = model_device(model, "cpu")
         self.tally = _Tally()
         self.strong: dict[int, tuple[Attack, float]] = {
-            i: (a.with_params(steps=n), _middle_eps(a)) for i, a in enumerate(atks)
-            if (n := strong_steps(a.config)) is not None}
+            i: (a.with_params(steps=n), _middle_eps(a))
+            for i, a in enumerate(atks)
+            if (n := strong_steps(a.config)) is not None
+        }
         probe = probe_attack(params) if mode != "transfer" else None
         self.probe = build_attack(probe, ctx.meta.num_classes) if probe is not None else None
         self.sim_agree: list[torch.Tensor] = []
@@ -246,10 +269,15 @@ class _ModeRun:
         for r in runs:
             if r.rec is not None:
                 r.iset = r.rec.image_set(eval_set_name(), images.index)
-        n_runs = sum(1 if a.minimum_norm else len(a.config.eps) for a in r0.atks) + len(r0.strong) + (
-            r0.probe is not None)
-        bar = progress_bar(total=n_runs * len(images), desc=f"adversarial[{r0.mode}]" + (
-            f" ×{len(runs)} models" if len(runs) > 1 else ""), unit="img", disable=not r0.ctx.progress)
+        n_runs = (
+            sum(1 if a.minimum_norm else len(a.config.eps) for a in r0.atks) + len(r0.strong) + (r0.probe is not None)
+        )
+        bar = progress_bar(
+            total=n_runs * len(images),
+            desc=f"adversarial[{r0.mode}]" + (f" ×{len(runs)} models" if len(runs) > 1 else ""),
+            unit="img",
+            disable=not r0.ctx.progress,
+        )
         dev = model_device(r0.source, r0.ctx.device)
         with _frozen(r0.source) as src:
             for bi, (x, y, _) in enumerate(images.batches(r0.params.batch_size, device=dev)):
@@ -283,8 +311,17 @@ class _ModeRun:
             real_pred = forward_float(self.model, x.to(self.tdev)).argmax(1).cpu()
         self.sim_agree.append(sim_pred == real_pred)
 
-    def _attack_batch(self, i: int, a: Attack, seed: int, src: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                      runs: list[_ModeRun], clean: list[torch.Tensor]) -> None:
+    def _attack_batch(
+        self,
+        i: int,
+        a: Attack,
+        seed: int,
+        src: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        runs: list[_ModeRun],
+        clean: list[torch.Tensor],
+    ) -> None:
         """Attack ``i`` on one batch, crafted once, checked on every run's model: correctness at every ε, or
         (minimum-norm) the norm that fooled it."""
         if not a.minimum_norm:
@@ -304,8 +341,9 @@ class _ModeRun:
             if goal is not None:  # a targeted attack: did it reach its target class?
                 r.tally.add((i, "hit"), pred == goal.cpu())
             # 0 where already misclassified, the norm where the attack fooled the target, inf otherwise
-            eff = torch.where(~clean_ok, torch.zeros_like(norms),
-                              torch.where(ok, torch.full_like(norms, math.inf), norms))
+            eff = torch.where(
+                ~clean_ok, torch.zeros_like(norms), torch.where(ok, torch.full_like(norms, math.inf), norms)
+            )
             r.tally.add((i, "norm"), eff)
 
     # ------------------------------------------------------------ rows
@@ -371,10 +409,20 @@ class _ModeRun:
         self._m("success_rate", self._success(ok_strong), {**sa.describe(), "eps": _r(e)})
         ok_s = acc_s <= robust[(i, e)] + self.params.stronger_tol
         if not ok_s:
-            log.warning("adversarial[%s]: PGD with %d steps (%.3f) is weaker than with %s steps (%.3f) at ε=%g",
-                        self.mode, sa.steps, acc_s, a.steps, robust[(i, e)], e)
-        self._m("check_stronger_not_weaker", 1.0 if ok_s else 0.0,
-                {**a.describe(), "eps": _r(e), "steps_strong": int(sa.steps)})
+            log.warning(
+                "adversarial[%s]: PGD with %d steps (%.3f) is weaker than with %s steps (%.3f) at ε=%g",
+                self.mode,
+                sa.steps,
+                acc_s,
+                a.steps,
+                robust[(i, e)],
+                e,
+            )
+        self._m(
+            "check_stronger_not_weaker",
+            1.0 if ok_s else 0.0,
+            {**a.describe(), "eps": _r(e), "steps_strong": int(sa.steps)},
+        )
 
     def _masking_rows(self, robust: dict[tuple[int, float], float]) -> None:
         """Gradient masking suspected: a one-step attack beating an iterative one of the same norm and ε by
@@ -382,15 +430,21 @@ class _ModeRun:
         tol = self.params.masking_tol
         single = [(i, a) for i, a in enumerate(self.atks) if a.spec.single_step]
         iterative = [(i, a) for i, a in enumerate(self.atks) if a.spec.iterative and not a.minimum_norm]
-        reasons = [f"{f.name} ({robust[(i, e)]:.3f}) beats {p.name} ({robust[(j, e)]:.3f}) at {p.norm} ε={e:g}"
-                   for i, f in single for j, p in iterative if p.norm == f.norm
-                   for e in set(f.config.eps) & set(p.config.eps) if e > 0 and robust[(i, e)] + tol < robust[(j, e)]]
+        reasons = [
+            f"{f.name} ({robust[(i, e)]:.3f}) beats {p.name} ({robust[(j, e)]:.3f}) at {p.norm} ε={e:g}"
+            for i, f in single
+            for j, p in iterative
+            if p.norm == f.norm
+            for e in set(f.config.eps) & set(p.config.eps)
+            if e > 0 and robust[(i, e)] + tol < robust[(j, e)]
+        ]
         checks = ["fgsm_vs_iterative"] if single and iterative else []
         if self.probe is not None:
             eps = self.params.masking_probe_eps
             acc_p = float(self.tally.get("probe").float().mean())
-            self._m("robust_top1", acc_p, {**self.probe.describe(), "eps": _r(eps), "probe": True},
-                    self.tally.get("probe"))
+            self._m(
+                "robust_top1", acc_p, {**self.probe.describe(), "eps": _r(eps), "probe": True}, self.tally.get("probe")
+            )
             checks.append("large_eps")
             if acc_p > tol:
                 reasons.append(f"{self.probe.name}-{self.probe.norm} at ε={eps:g} leaves {acc_p:.3f} accuracy")
@@ -400,8 +454,16 @@ class _ModeRun:
             self._m("gradient_masking_suspect", 1.0 if reasons else 0.0, {"check": "+".join(checks)})
 
 
-def _run_mode(mode: str, model: nn.Module, source: nn.Module, images: Any, atks: list[Attack],
-              params: AdversarialParams, ctx: EvalContext, rec: OutcomeRecorder | None = None) -> list[Measurement]:
+def _run_mode(
+    mode: str,
+    model: nn.Module,
+    source: nn.Module,
+    images: Any,
+    atks: list[Attack],
+    params: AdversarialParams,
+    ctx: EvalContext,
+    rec: OutcomeRecorder | None = None,
+) -> list[Measurement]:
     run = _ModeRun(mode, model, source, atks, params, ctx, rec)
     run.craft(images)
     return run.measurements()
@@ -430,8 +492,10 @@ def check_inputs(params: AdversarialParams, meta: Any) -> str | None:
     for i, a in enumerate(params.attacks):
         limit = attacks_registry.spec(a.name).max_features
         if limit is not None and feats > limit:
-            return (f"attacks[{i}]: '{a.name}' handles inputs of at most {limit:,} features (channels × height × "
-                    f"width); {meta.name} at {meta.channels}×{meta.size[0]}×{meta.size[1]} has {feats:,}")
+            return (
+                f"attacks[{i}]: '{a.name}' handles inputs of at most {limit:,} features (channels × height × "
+                f"width); {meta.name} at {meta.channels}×{meta.size[0]}×{meta.size[1]} has {feats:,}"
+            )
     return None
 
 
@@ -457,8 +521,11 @@ def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
     for mode in modes:
         probe = probe_grad if mode != "transfer" else 0.0
         g = (grad + probe) * n
-        total += EvalCost(forward=(fwd + (probe > 0) + 2 * (mode == "whitebox-ste")) * n,
-                          gradient=0.0 if mode == "transfer" else g, parent_gradient=g if mode == "transfer" else 0.0)
+        total += EvalCost(
+            forward=(fwd + (probe > 0) + 2 * (mode == "whitebox-ste")) * n,
+            gradient=0.0 if mode == "transfer" else g,
+            parent_gradient=g if mode == "transfer" else 0.0,
+        )
     return total
 
 
@@ -468,38 +535,72 @@ def attack_extras(params: AdversarialParams) -> list[str]:
     return list(dict.fromkeys(e for e in found if e))
 
 
-@evaluators.register("adversarial", params=AdversarialParams, version=1, check_data=check_inputs,
-                     cost=adversarial_cost, group="compressbench.evaluate.attacks.evaluator:adversarial_group",
-                     extras=attack_extras,
-                     description="robust accuracy under FGSM / PGD / DeepFool / C&W / DDN / AutoAttack "
-                                 "(white-box, transfer from the float parent, or white-box through fake-quant STE)",
-                     metrics=(
-                         MetricSpec("robust_top1", label="Robust acc. %", fmt="pct", higher_is_better=True,
-                                    summary=True, order=30, table=None, lead=True,
-                                    derive="compressbench.evaluate.attacks.report:robust_summary",
-                                    description="worst case over white-box attacks at the report's main ε "
-                                                "(transfer where no white-box attack applies)"),
-                         MetricSpec("success_rate", label="Success rate", fmt="pct", higher_is_better=False,
-                                    table=None, description="share of correctly classified images the attack "
-                                    "makes misclassified — as any wrong class, targeted attacks (JSMA) included"),
-                         MetricSpec("targeted_success_rate", label="Targeted success rate", fmt="pct",
-                                    higher_is_better=False, table=None,
-                                    description="targeted attacks (JSMA: the next class): share of correctly "
-                                                "classified images classified as the target after the attack"),
-                         MetricSpec("median_norm", label="Median norm", fmt="g", higher_is_better=True, table=None,
-                                    description="minimum-norm attacks: median perturbation norm"),
-                         MetricSpec("robust_top1_at_norm", label="Robust acc. % at norm", fmt="pct",
-                                    higher_is_better=True, table=None),
-                         MetricSpec("gradient_masking_suspect", label="Gradient masking suspected", fmt="int",
-                                    higher_is_better=False, table=None),
-                         MetricSpec("check_monotone_eps", label="monotone in ε", fmt="int", check=True, table=None),
-                         MetricSpec("check_stronger_not_weaker", label="stronger attack not weaker", fmt="int",
-                                    check=True, table=None),
-                         MetricSpec("check_ste_fidelity", label="STE fidelity", fmt="f3", check=True, table=None),
-                     ),
-                     report_options=REPORT_OPTIONS,
-                     report="compressbench.evaluate.attacks.report:tables",
-                     figures="compressbench.evaluate.attacks.report:figures")
+@evaluators.register(
+    "adversarial",
+    params=AdversarialParams,
+    version=1,
+    check_data=check_inputs,
+    cost=adversarial_cost,
+    group="compressbench.evaluate.attacks.evaluator:adversarial_group",
+    extras=attack_extras,
+    description="robust accuracy under FGSM / PGD / DeepFool / C&W / DDN / AutoAttack "
+    "(white-box, transfer from the float parent, or white-box through fake-quant STE)",
+    metrics=(
+        MetricSpec(
+            "robust_top1",
+            label="Robust acc. %",
+            fmt="pct",
+            higher_is_better=True,
+            summary=True,
+            order=30,
+            table=None,
+            lead=True,
+            derive="compressbench.evaluate.attacks.report:robust_summary",
+            description="worst case over white-box attacks at the report's main ε "
+            "(transfer where no white-box attack applies)",
+        ),
+        MetricSpec(
+            "success_rate",
+            label="Success rate",
+            fmt="pct",
+            higher_is_better=False,
+            table=None,
+            description="share of correctly classified images the attack "
+            "makes misclassified — as any wrong class, targeted attacks (JSMA) included",
+        ),
+        MetricSpec(
+            "targeted_success_rate",
+            label="Targeted success rate",
+            fmt="pct",
+            higher_is_better=False,
+            table=None,
+            description="targeted attacks (JSMA: the next class): share of correctly "
+            "classified images classified as the target after the attack",
+        ),
+        MetricSpec(
+            "median_norm",
+            label="Median norm",
+            fmt="g",
+            higher_is_better=True,
+            table=None,
+            description="minimum-norm attacks: median perturbation norm",
+        ),
+        MetricSpec("robust_top1_at_norm", label="Robust acc. % at norm", fmt="pct", higher_is_better=True, table=None),
+        MetricSpec(
+            "gradient_masking_suspect",
+            label="Gradient masking suspected",
+            fmt="int",
+            higher_is_better=False,
+            table=None,
+        ),
+        MetricSpec("check_monotone_eps", label="monotone in ε", fmt="int", check=True, table=None),
+        MetricSpec("check_stronger_not_weaker", label="stronger attack not weaker", fmt="int", check=True, table=None),
+        MetricSpec("check_ste_fidelity", label="STE fidelity", fmt="f3", check=True, table=None),
+    ),
+    report_options=REPORT_OPTIONS,
+    report="compressbench.evaluate.attacks.report:tables",
+    figures="compressbench.evaluate.attacks.report:figures",
+)
 def adversarial(model: nn.Module, ctx: EvalContext, params: AdversarialParams) -> list[Measurement]:
     """One model: :func:`adversarial_group` with one member."""
     out = adversarial_group([(model, ctx)], params)[0]
@@ -542,8 +643,10 @@ class _Plan:
             if source is not None:
                 out += _run_mode(mode, self.model, source, self.images, self.atks, params, self.ctx, self.rec)
         if not out:
-            raise RuntimeError(f"adversarial: no attack mode applies to variant '{self.ctx.variant.name}' "
-                               f"({'; '.join(self.skipped) or 'see warnings'})")
+            raise RuntimeError(
+                f"adversarial: no attack mode applies to variant '{self.ctx.variant.name}' "
+                f"({'; '.join(self.skipped) or 'see warnings'})"
+            )
         self.rec.save(self.ctx.workdir)
         return out
 
@@ -555,8 +658,9 @@ def _checked_source(mode: str, source: nn.Module, probe: torch.Tensor) -> nn.Mod
     return _Float32(source) if low_precision_dtype(source) is not None else source
 
 
-def adversarial_group(members: list[tuple[nn.Module, EvalContext]], params: AdversarialParams
-                      ) -> list[list[Measurement] | BaseException]:
+def adversarial_group(
+    members: list[tuple[nn.Module, EvalContext]], params: AdversarialParams
+) -> list[list[Measurement] | BaseException]:
     """The evaluator on several models of one seed at once (``EvaluatorSpec.group``): the ``transfer`` mode's
     adversarial examples come from the parent and are the same for every model, so they are crafted once and
     checked on every model that is attacked by transfer; the other modes attack each model itself. A model's

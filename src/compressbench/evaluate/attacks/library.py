@@ -77,8 +77,10 @@ class AttackConfig(BaseModel):
             raise ValueError(f"attack '{n}' supports norms {list(spec.norms)}, not '{self.norm}'")
         if spec.minimum_norm:
             if self.eps is not None:
-                raise ValueError(f"attack '{n}' is minimum-norm (it finds the smallest perturbation): it takes no "
-                                 f"eps; use 'thresholds' to report robust accuracy at given norms")
+                raise ValueError(
+                    f"attack '{n}' is minimum-norm (it finds the smallest perturbation): it takes no "
+                    f"eps; use 'thresholds' to report robust accuracy at given norms"
+                )
             if self.thresholds is not None and any(not t >= 0 for t in self.thresholds):
                 raise ValueError(f"attack '{n}': thresholds must be >= 0, got {self.thresholds}")
         else:
@@ -112,8 +114,9 @@ class AttackConfig(BaseModel):
                 allowed += (["stronger_steps"] if spec.iterative else []) + list(spec.params.model_fields)
                 close = difflib.get_close_matches(field, allowed, n=1, cutoff=0.5)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ValueError(f"unknown parameter '{field}' for attack '{self.name}'{hint}; allowed: "
-                                 f"{', '.join(allowed)}") from None
+                raise ValueError(
+                    f"unknown parameter '{field}' for attack '{self.name}'{hint}; allowed: {', '.join(allowed)}"
+                ) from None
             raise ValueError(f"attack '{self.name}' parameter '{field}': {err['msg']}") from None
 
     @property
@@ -203,8 +206,14 @@ class _Foolbox(Attack):
         return clipped
 
 
-@attacks.register("fgsm", version=1, backend="foolbox", norms=("linf", "l2"), single_step=True,
-                  description="FGSM (Goodfellow et al. 2015); norm l2 = fast gradient method")
+@attacks.register(
+    "fgsm",
+    version=1,
+    backend="foolbox",
+    norms=("linf", "l2"),
+    single_step=True,
+    description="FGSM (Goodfellow et al. 2015); norm l2 = fast gradient method",
+)
 class FGSM(_Foolbox):
     def _make(self, eps: float | None) -> Any:
         import foolbox as fb
@@ -219,9 +228,16 @@ class PGDParams(Params):
     random_start: bool = True
 
 
-@attacks.register("pgd", version=1, backend="foolbox", norms=("linf", "l2"), iterative=True, params=PGDParams,
-                  masking_probe={"steps": 20},
-                  description="PGD (Madry et al. 2018), L∞ or L2, random start; step 2.5·ε/steps by default")
+@attacks.register(
+    "pgd",
+    version=1,
+    backend="foolbox",
+    norms=("linf", "l2"),
+    iterative=True,
+    params=PGDParams,
+    masking_probe={"steps": 20},
+    description="PGD (Madry et al. 2018), L∞ or L2, random start; step 2.5·ε/steps by default",
+)
 class PGD(_Foolbox):
     def _make(self, eps: float | None) -> Any:
         import foolbox as fb
@@ -248,15 +264,26 @@ def _deepfool_cost(p: DeepFoolParams, meta: Any) -> float:
     return INPUT_GRADIENT * p.steps * max(1, candidates - 1)
 
 
-@attacks.register("deepfool", version=1, backend="foolbox", norms=("l2", "linf"), minimum_norm=True, iterative=True,
-                  params=DeepFoolParams, cost=_deepfool_cost,
-                  description="DeepFool (Moosavi-Dezfooli et al. 2016), minimum-norm, 10 candidate classes")
+@attacks.register(
+    "deepfool",
+    version=1,
+    backend="foolbox",
+    norms=("l2", "linf"),
+    minimum_norm=True,
+    iterative=True,
+    params=DeepFoolParams,
+    cost=_deepfool_cost,
+    description="DeepFool (Moosavi-Dezfooli et al. 2016), minimum-norm, 10 candidate classes",
+)
 class DeepFool(_Foolbox):
     def _make(self, eps: float | None) -> Any:
         import foolbox as fb
 
-        kw = {"steps": self.p.steps, "candidates": self.p.candidates or min(10, self.num_classes),
-              "overshoot": self.p.overshoot}
+        kw = {
+            "steps": self.p.steps,
+            "candidates": self.p.candidates or min(10, self.num_classes),
+            "overshoot": self.p.overshoot,
+        }
         return (fb.attacks.L2DeepFoolAttack if self.norm == "l2" else fb.attacks.LinfDeepFoolAttack)(**kw)
 
 
@@ -269,9 +296,17 @@ class CWParams(Params):
     abort_early: bool = True
 
 
-@attacks.register("cw", version=1, backend="foolbox", norms=("l2",), minimum_norm=True, iterative=True,
-                  params=CWParams, cost=lambda p, meta: INPUT_GRADIENT * p.steps * p.binary_search_steps,  # at most
-                  description="Carlini & Wagner L2 with binary search over c (binary_search_steps)")
+@attacks.register(
+    "cw",
+    version=1,
+    backend="foolbox",
+    norms=("l2",),
+    minimum_norm=True,
+    iterative=True,
+    params=CWParams,
+    cost=lambda p, meta: INPUT_GRADIENT * p.steps * p.binary_search_steps,  # at most
+    description="Carlini & Wagner L2 with binary search over c (binary_search_steps)",
+)
 class CarliniWagner(_Foolbox):
     def _make(self, eps: float | None) -> Any:
         import foolbox as fb
@@ -288,9 +323,16 @@ class DDNParams(Params):
     gamma: float = Field(0.05, gt=0, lt=1)
 
 
-@attacks.register("ddn", version=1, backend="foolbox", norms=("l2",), minimum_norm=True, iterative=True,
-                  params=DDNParams,
-                  description="Decoupled Direction and Norm (Rony et al. 2019), minimum-norm L2")
+@attacks.register(
+    "ddn",
+    version=1,
+    backend="foolbox",
+    norms=("l2",),
+    minimum_norm=True,
+    iterative=True,
+    params=DDNParams,
+    description="Decoupled Direction and Norm (Rony et al. 2019), minimum-norm L2",
+)
 class DDN(_Foolbox):
     def _make(self, eps: float | None) -> Any:
         import foolbox as fb
@@ -306,15 +348,28 @@ class AutoAttackParams(Params):
 
 # ``compressbench plan``: APGD-CE's 100 steps; the suite's later attacks (APGD-T, FAB-T, Square) run only on
 # the images still robust — few on an undefended model, up to ≈ 50× more on a robust one
-@attacks.register("autoattack", version=1, backend="torchattacks", norms=("linf", "l2"), iterative=True,
-                  params=AutoAttackParams, cost=lambda p, meta: INPUT_GRADIENT * 100,
-                  description="AutoAttack standard suite (APGD-CE, APGD-T, FAB-T, Square), torchattacks; slow")
+@attacks.register(
+    "autoattack",
+    version=1,
+    backend="torchattacks",
+    norms=("linf", "l2"),
+    iterative=True,
+    params=AutoAttackParams,
+    cost=lambda p, meta: INPUT_GRADIENT * 100,
+    description="AutoAttack standard suite (APGD-CE, APGD-T, FAB-T, Square), torchattacks; slow",
+)
 class AutoAttack(Attack):
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None) -> torch.Tensor:
         import torchattacks
 
-        atk = torchattacks.AutoAttack(model, norm="Linf" if self.norm == "linf" else "L2", eps=float(eps),
-                                      n_classes=self.num_classes, version=self.p.version, seed=self.p.seed)
+        atk = torchattacks.AutoAttack(
+            model,
+            norm="Linf" if self.norm == "linf" else "L2",
+            eps=float(eps),
+            n_classes=self.num_classes,
+            version=self.p.version,
+            seed=self.p.seed,
+        )
         x_adv = atk(x, y)
         # guard against float round-off of the projection
         delta = x_adv - x
@@ -341,10 +396,17 @@ def _jsma_cost(p: JSMAParams, meta: Any) -> float:
     return math.ceil(features * p.gamma / 2) * (1 + meta.num_classes)
 
 
-@attacks.register("jsma", version=2, backend="torchattacks", norms=("l0",), minimum_norm=True, params=JSMAParams,
-                  max_features=JSMA_MAX_FEATURES,
-                  cost=_jsma_cost,
-                  description="Jacobian saliency map attack (Papernot et al. 2016), L0, torchattacks; small images")
+@attacks.register(
+    "jsma",
+    version=2,
+    backend="torchattacks",
+    norms=("l0",),
+    minimum_norm=True,
+    params=JSMAParams,
+    max_features=JSMA_MAX_FEATURES,
+    cost=_jsma_cost,
+    description="Jacobian saliency map attack (Papernot et al. 2016), L0, torchattacks; small images",
+)
 class JSMA(Attack):
     """torchattacks' JSMA, targeted at the next class ``(y + 1) mod classes`` (its own untargeted default
     assumes 10 classes). Its saliency map is features × features per image, so inputs are limited to
@@ -362,8 +424,10 @@ class JSMA(Attack):
 
         feats = int(x[0].numel())
         if feats > JSMA_MAX_FEATURES:
-            raise ValueError(f"jsma: {tuple(x.shape[1:])} inputs have {feats} features; torchattacks' JSMA needs "
-                             f"features² memory per image — use images of at most {JSMA_MAX_FEATURES} features")
+            raise ValueError(
+                f"jsma: {tuple(x.shape[1:])} inputs have {feats} features; torchattacks' JSMA needs "
+                f"features² memory per image — use images of at most {JSMA_MAX_FEATURES} features"
+            )
         atk = torchattacks.JSMA(model, theta=self.p.theta, gamma=self.p.gamma)
         atk.set_mode_targeted_by_function(lambda _x, labels: self.targets(labels), quiet=True)
         return atk(x, y)

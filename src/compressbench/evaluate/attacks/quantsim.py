@@ -72,7 +72,7 @@ def gradient_works(model: nn.Module, x: torch.Tensor) -> bool:
         xi = x[:2].clone().requires_grad_(True)
         with torch.enable_grad():
             out = forward_float(model, xi)
-            g, = torch.autograd.grad(out.logsumexp(1).sum() - out.max(1).values.sum() + out.sum(), xi)
+            (g,) = torch.autograd.grad(out.logsumexp(1).sum() - out.max(1).values.sum() + out.sum(), xi)
         return bool(torch.isfinite(g).all()) and bool(g.abs().sum() > 0)
     except (RuntimeError, NotImplementedError) as e:
         log.debug("backward through model failed: %s", e)
@@ -145,8 +145,17 @@ def float_conv(m: Any) -> nn.Module:
     b = m.bias()
     dims = w.dim() - 2
     cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[dims]
-    conv = cls(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
-               dilation=m.dilation, groups=m.groups, bias=b is not None, padding_mode=m.padding_mode)
+    conv = cls(
+        m.in_channels,
+        m.out_channels,
+        m.kernel_size,
+        stride=m.stride,
+        padding=m.padding,
+        dilation=m.dilation,
+        groups=m.groups,
+        bias=b is not None,
+        padding_mode=m.padding_mode,
+    )
     conv.weight.data.copy_(w)
     if b is not None:
         conv.bias.data.copy_(b.detach().float())
@@ -175,8 +184,7 @@ def _convert(m: nn.Module) -> nn.Module | None:
     if isinstance(m, nnq.DeQuantize):
         return nn.Identity()
     if isinstance(m, nnqd.Linear):
-        return nn.Sequential(DynamicFakeQuant(0, 127 if getattr(m, "_reduce_range", True) else 255),
-                             float_linear(m))
+        return nn.Sequential(DynamicFakeQuant(0, 127 if getattr(m, "_reduce_range", True) else 255), float_linear(m))
     relu = isinstance(m, (nniq.ConvReLU1d, nniq.ConvReLU2d, nniq.ConvReLU3d, nniq.LinearReLU))
     if isinstance(m, (nnq.Conv1d, nnq.Conv2d, nnq.Conv3d)):
         core: nn.Module = float_conv(m)

@@ -34,9 +34,17 @@ def robust_cells(ctx: ReportContext) -> pd.DataFrame:
     # the same attack at several step counts (e.g. the evaluator's stronger-attack check): name the steps
     multi = steps.groupby(attack).transform(lambda x: x.nunique(dropna=True) > 1).astype(bool)
     attack = attack.where(~multi, attack + "-" + steps.map(lambda x: f"{int(to_float(x))}" if x is not None else "?"))
-    return pd.DataFrame({"variant": sub["variant"], "seed": sub["seed"], "attack": attack,
-                         "norm": ctx.cond("norm")[m].astype(str), "eps": ctx.cond("eps")[m].map(to_float),
-                         "mode": ctx.cond("mode")[m].fillna(sub["tag"]).astype(str), "value": sub["value"]})
+    return pd.DataFrame(
+        {
+            "variant": sub["variant"],
+            "seed": sub["seed"],
+            "attack": attack,
+            "norm": ctx.cond("norm")[m].astype(str),
+            "eps": ctx.cond("eps")[m].map(to_float),
+            "mode": ctx.cond("mode")[m].fillna(sub["tag"]).astype(str),
+            "value": sub["value"],
+        }
+    )
 
 
 def main_eps(ctx: ReportContext) -> float | None:
@@ -62,13 +70,16 @@ def robust_summary(ctx: ReportContext) -> Derived:
     transfer = r[r["mode"] == "transfer"].groupby(["variant", "seed"])["value"].min()
     values = pd.concat([white, transfer[~transfer.index.isin(white.index)]]).sort_index()
     label = f"{ctx.option('norm')} ε={eps_str(eps)}"
-    notes = [f"Robust accuracy: worst case over white-box attacks ({', '.join(sorted(r['attack'].unique()))}) "
-             f"at {label}."]
+    notes = [
+        f"Robust accuracy: worst case over white-box attacks ({', '.join(sorted(r['attack'].unique()))}) at {label}."
+    ]
     modes = r.groupby("variant")["mode"].agg(lambda m: set(m))
     t_only = sorted(v for v, ms in modes.items() if ms == {"transfer"})
     if t_only:
-        notes.append(f"Robust accuracy of {', '.join(t_only)}: transfer attacks from the float parent "
-                     "(no white-box gradient through int8 kernels).")
+        notes.append(
+            f"Robust accuracy of {', '.join(t_only)}: transfer attacks from the float parent "
+            "(no white-box gradient through int8 kernels)."
+        )
     return Derived(values, notes, f"Robust acc. % ({label})")
 
 
@@ -77,8 +88,14 @@ def tables(ctx: ReportContext) -> list[Table]:
     r = robust_cells(ctx)
     if r.empty:
         return []
-    r["col"] = r["attack"] + " " + r["norm"] + " ε=" + r["eps"].map(eps_str) + \
-        r["mode"].map(lambda m: "" if m in ("whitebox", "", "nan") else f" ({m})")
+    r["col"] = (
+        r["attack"]
+        + " "
+        + r["norm"]
+        + " ε="
+        + r["eps"].map(eps_str)
+        + r["mode"].map(lambda m: "" if m in ("whitebox", "", "nan") else f" ({m})")
+    )
     r["_mrank"] = r["mode"].map(lambda m: {"whitebox": 0, "": 0, "nan": 0, "whitebox-ste": 1}.get(m, 2))
     order = r.sort_values(["norm", "_mrank", "mode", "attack", "eps"])["col"].unique()
     per = r.groupby(["variant", "seed", "col"])["value"].mean().unstack("col")[list(order)]
@@ -98,9 +115,16 @@ def figures(ctx: ReportContext, plot: Plotter) -> None:
             av = a[a["variant"] == v].sort_values("eps")
             if av.empty:
                 continue
-            ax.errorbar(av["eps"] * (255 if norm == "linf" else 1), 100 * av["mean"],
-                        yerr=yerr(100 * av["mean"], 100 * av["ci"]), marker="o", capsize=3, label=plot.short(v),
-                        color=plot.colors[v], ls="--" if v == BASELINE else "-")
+            ax.errorbar(
+                av["eps"] * (255 if norm == "linf" else 1),
+                100 * av["mean"],
+                yerr=yerr(100 * av["mean"], 100 * av["ci"]),
+                marker="o",
+                capsize=3,
+                label=plot.short(v),
+                color=plot.colors[v],
+                ls="--" if v == BASELINE else "-",
+            )
         ax.set_xlabel("ε × 255" if norm == "linf" else "ε (L2)")
         ax.set_ylabel("robust top-1 accuracy %")
         ax.set_title(f"{norm}: worst case over white-box attacks")
@@ -108,5 +132,9 @@ def figures(ctx: ReportContext, plot: Plotter) -> None:
         ax.legend(fontsize=7)
         fig.tight_layout()
         eps_main = eps_str(ctx.option("main_eps")) if norm == ctx.option("norm") else ""
-        plot.save(fig, f"robust_vs_eps_{norm}", f"Robust accuracy vs ε ({norm})",
-                  f"The summary table uses the largest ε ≤ {eps_main}." if eps_main else "")
+        plot.save(
+            fig,
+            f"robust_vs_eps_{norm}",
+            f"Robust accuracy vs ε ({norm})",
+            f"The summary table uses the largest ε ≤ {eps_main}." if eps_main else "",
+        )

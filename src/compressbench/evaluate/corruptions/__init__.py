@@ -24,7 +24,23 @@ from .gallery import make_gallery
 from .hendrycks import CIFAR_C, EXTRA
 from .metrics import corruption_error, mean_corruption_error, relative_ce, retention
 
-__all__ = ["corrupt", "SUITES", "suites", "SEVERITIES", "suite_names", "resolve_names", "CorruptionsParams",
-           "corruptions_evaluator", "add_corrupt_arguments", "corrupt_command", "make_gallery",
-           "corruption_error", "mean_corruption_error", "relative_ce", "retention", "CIFAR_C", "EXTRA",
-           "NOISE_STUDY"]
+__all__ = [
+    "corrupt",
+    "SUITES",
+    "suites",
+    "SEVERITIES",
+    "suite_names",
+    "resolve_names",
+    "CorruptionsParams",
+    "corruptions_evaluator",
+    "add_corrupt_arguments",
+    "corrupt_command",
+    "make_gallery",
+    "corruption_error",
+    "mean_corruption_error",
+    "relative_ce",
+    "retention",
+    "CIFAR_C",
+    "EXTRA",
+    "NOISE_STUDY",
+]

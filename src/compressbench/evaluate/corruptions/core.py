@@ -18,8 +18,16 @@ from .params import resolve_set
 
 log = logging.getLogger(__name__)
 
-NOISE_STUDY = ("gauss_noise", "iso_noise", "rgb_shift", "pixel_dropout", "random_fog", "brightness", "contrast",
-               "defocus_blur")
+NOISE_STUDY = (
+    "gauss_noise",
+    "iso_noise",
+    "rgb_shift",
+    "pixel_dropout",
+    "random_fog",
+    "brightness",
+    "contrast",
+    "defocus_blur",
+)
 # the built-in suites in their published order; a corruption registered elsewhere joins the suites named
 # in its spec's ``suites`` (after the built-in members), and may name new suites
 SUITES: dict[str, tuple[str, ...]] = {
@@ -60,8 +68,16 @@ def resolve_names(items: Sequence[str]) -> list[str]:
     return out
 
 
-def corrupt(images: torch.Tensor, indices: torch.Tensor | Sequence[int] | None, name: str, severity: int,
-            seed: int = 0, params: str = "auto", quantize: bool = False, constant: Any = None) -> torch.Tensor:
+def corrupt(
+    images: torch.Tensor,
+    indices: torch.Tensor | Sequence[int] | None,
+    name: str,
+    severity: int,
+    seed: int = 0,
+    params: str = "auto",
+    quantize: bool = False,
+    constant: Any = None,
+) -> torch.Tensor:
     """Corrupt a batch deterministically.
 
     ``images``: float N×C×H×W in [0, 1], or uint8 (0..255), C ∈ {1, 3}, on any device. ``indices``:
@@ -89,8 +105,11 @@ def corrupt(images: torch.Tensor, indices: torch.Tensor | Sequence[int] | None, 
     if indices is None:
         idx = np.arange(N, dtype=np.int64)
     else:
-        idx = (indices.detach().cpu().numpy() if isinstance(indices, torch.Tensor)
-               else np.asarray(indices)).astype(np.int64).reshape(-1)
+        idx = (
+            (indices.detach().cpu().numpy() if isinstance(indices, torch.Tensor) else np.asarray(indices))
+            .astype(np.int64)
+            .reshape(-1)
+        )
     if len(idx) != N:
         raise ValueError(f"corrupt(): {len(idx)} indices for {N} images")
     if not (1 <= int(severity) <= 5 or (constant is not None and int(severity) == 0)):

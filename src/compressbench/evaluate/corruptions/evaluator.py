@@ -45,8 +45,9 @@ class CorruptionSetting(Params):
     def _check(self) -> CorruptionSetting:
         spec = corruption_registry.spec(corruption_registry.resolve(self.name))
         if spec.params is None:
-            raise ValueError(f"corruption '{self.name}' takes no parameters directly; list it by name and choose "
-                             f"'severities'")
+            raise ValueError(
+                f"corruption '{self.name}' takes no parameters directly; list it by name and choose 'severities'"
+            )
         self.typed  # validate now  # noqa: B018
         return self
 
@@ -59,8 +60,10 @@ class CorruptionSetting(Params):
             err = e.errors()[0]
             loc = ".".join(str(x) for x in err["loc"])
             if err["type"] == "extra_forbidden":
-                raise ValueError(f"corruption '{self.name}': unknown parameter '{loc}'; allowed: "
-                                 f"{', '.join(spec.params.model_fields)}") from None
+                raise ValueError(
+                    f"corruption '{self.name}': unknown parameter '{loc}'; allowed: "
+                    f"{', '.join(spec.params.model_fields)}"
+                ) from None
             raise ValueError(f"corruption '{self.name}' parameter '{loc}': {err['msg']}") from None
 
     @property
@@ -130,11 +133,26 @@ class CorruptionsParams(Params):
 
     def cells(self) -> list[tuple[str, list[Cell]]]:
         """(suite label, cells): every (corruption, severity) to evaluate, and every direct setting."""
-        out = [(suite, [Cell(corruption_registry.entry(n).name, sev, None, {"corruption": n, "severity": sev})
-                        for n in names for sev in self.severities]) for suite, names in self.plan()]
-        direct = [Cell(corruption_registry.entry(st.name).name, 0, st.constant(),
-                       {"corruption": corruption_registry.entry(st.name).name, "params": st.label})
-                  for st in self.settings()]
+        out = [
+            (
+                suite,
+                [
+                    Cell(corruption_registry.entry(n).name, sev, None, {"corruption": n, "severity": sev})
+                    for n in names
+                    for sev in self.severities
+                ],
+            )
+            for suite, names in self.plan()
+        ]
+        direct = [
+            Cell(
+                corruption_registry.entry(st.name).name,
+                0,
+                st.constant(),
+                {"corruption": corruption_registry.entry(st.name).name, "params": st.label},
+            )
+            for st in self.settings()
+        ]
         if direct:
             if out and out[0][0] == "custom":
                 out[0][1].extend(direct)
@@ -153,12 +171,11 @@ class Cell:
     condition: dict[str, Any]
 
 
-def _file_batches(files: str, name: str, severity: int, index: torch.Tensor, batch_size: int,
-                  test_index: torch.Tensor):
+def _file_batches(files: str, name: str, severity: int, index: torch.Tensor, batch_size: int, test_index: torch.Tensor):
     from ...data.cifar_c import load_cifar_c_rows
 
     for s in range(0, len(index), batch_size):
-        b = index[s:s + batch_size]
+        b = index[s : s + batch_size]
         yield load_cifar_c_rows(Path(files), name, severity, b, test_index)
 
 
@@ -174,52 +191,101 @@ def corruptions_cost(p: CorruptionsParams, ctx: CostContext) -> EvalCost:
     return EvalCost(forward=(1 + cells) * ctx.images(-1 if p.subset is None else p.subset))
 
 
-@evaluators.register("corruptions", params=CorruptionsParams, version=1, cost=corruptions_cost,
-                     group="compressbench.evaluate.corruptions.evaluator:corruptions_group",
-                     key_versions=lambda p: corruption_versions(c.name for _, cs in p.cells() for c in cs),
-                     description="top-1 under CIFAR-10-C / extra / noise-study corruptions × severities "
-                                 "(deterministic, corrupted on the fly); mean_top1, mce_unnormalised",
-                     metrics=(
-                         MetricSpec("mean_top1", label="Corruption acc. %", fmt="pct", higher_is_better=True,
-                                    where={"suite": ANY}, exact=True, summary=True, key="corr_top1", order=20,
-                                    table=None, console=Console("corruption top-1"), lead=True,
-                                    role=CORRUPTION_ACCURACY,
-                                    description="mean top-1 over the suite's corruptions × severities (several "
-                                                "suites: their mean)"),
-                         MetricSpec("top1", label="Corruption acc. %", fmt="pct", higher_is_better=True,
-                                    summary=True, key="corr_top1", fallback=True, order=20, table=None,
-                                    note="Corruption acc. %: mean over the stored cells (no mean_top1 rows).",
-                                    description="top-1 per corruption × severity (without mean_top1 rows: their "
-                                                "mean)"),
-                         MetricSpec("top1", label="top-1 accuracy %", fmt="pct", higher_is_better=True,
-                                    where={"corruption": ANY}, order=20, table=None, panels="corruption",
-                                    figure="acc_vs_budget_{kind}_corruptions"),
-                         MetricSpec("retention", label="Retention", fmt="f3", higher_is_better=True, summary=True,
-                                    order=21, derive="compressbench.evaluate.corruptions.report:retention",
-                                    description="corrupted accuracy / clean accuracy of the same variant and "
-                                                "seed; 1 = nothing lost under corruption"),
-                         MetricSpec("mce", label="CE vs base", fmt="f3", higher_is_better=False, summary=True,
-                                    order=22, derive="compressbench.evaluate.corruptions.report:mce",
-                                    description="corruption error vs the baseline (ImageNet-C's CE with the "
-                                                "baseline of the same seed in place of AlexNet): Σ_s E_s,c / "
-                                                "Σ_s E^base_s,c, mean over corruptions; 1 = as many errors as "
-                                                "the baseline, < 1 fewer"),
-                         MetricSpec("rel_mce", label="Rel. CE vs base", fmt="f3", higher_is_better=False,
-                                    summary=True, order=23, derive="compressbench.evaluate.corruptions.report:"
-                                                                   "relative_mce",
-                                    description="relative corruption error vs the baseline: the variant's "
-                                                "loss from clean to corrupted over the baseline's, Σ_s (E_s,c − "
-                                                "E_clean) / Σ_s (E^base_s,c − E^base_clean), mean over "
-                                                "corruptions; 1 = degrades like the baseline, < 1 less, < 0: "
-                                                "more accurate corrupted than clean; large when the baseline "
-                                                "barely degrades (a ratio over a small number)"),
-                         MetricSpec("mce_unnormalised", label="1 − corruption acc.", fmt="f3",
-                                    higher_is_better=False, table=None),
-                         MetricSpec("clean_top1", label="Clean acc. % (same subset)", fmt="pct",
-                                    higher_is_better=True, table=None),
-                     ),
-                     report="compressbench.evaluate.corruptions.report:tables",
-                     figures="compressbench.evaluate.corruptions.report:figures")
+@evaluators.register(
+    "corruptions",
+    params=CorruptionsParams,
+    version=1,
+    cost=corruptions_cost,
+    group="compressbench.evaluate.corruptions.evaluator:corruptions_group",
+    key_versions=lambda p: corruption_versions(c.name for _, cs in p.cells() for c in cs),
+    description="top-1 under CIFAR-10-C / extra / noise-study corruptions × severities "
+    "(deterministic, corrupted on the fly); mean_top1, mce_unnormalised",
+    metrics=(
+        MetricSpec(
+            "mean_top1",
+            label="Corruption acc. %",
+            fmt="pct",
+            higher_is_better=True,
+            where={"suite": ANY},
+            exact=True,
+            summary=True,
+            key="corr_top1",
+            order=20,
+            table=None,
+            console=Console("corruption top-1"),
+            lead=True,
+            role=CORRUPTION_ACCURACY,
+            description="mean top-1 over the suite's corruptions × severities (several suites: their mean)",
+        ),
+        MetricSpec(
+            "top1",
+            label="Corruption acc. %",
+            fmt="pct",
+            higher_is_better=True,
+            summary=True,
+            key="corr_top1",
+            fallback=True,
+            order=20,
+            table=None,
+            note="Corruption acc. %: mean over the stored cells (no mean_top1 rows).",
+            description="top-1 per corruption × severity (without mean_top1 rows: their mean)",
+        ),
+        MetricSpec(
+            "top1",
+            label="top-1 accuracy %",
+            fmt="pct",
+            higher_is_better=True,
+            where={"corruption": ANY},
+            order=20,
+            table=None,
+            panels="corruption",
+            figure="acc_vs_budget_{kind}_corruptions",
+        ),
+        MetricSpec(
+            "retention",
+            label="Retention",
+            fmt="f3",
+            higher_is_better=True,
+            summary=True,
+            order=21,
+            derive="compressbench.evaluate.corruptions.report:retention",
+            description="corrupted accuracy / clean accuracy of the same variant and "
+            "seed; 1 = nothing lost under corruption",
+        ),
+        MetricSpec(
+            "mce",
+            label="CE vs base",
+            fmt="f3",
+            higher_is_better=False,
+            summary=True,
+            order=22,
+            derive="compressbench.evaluate.corruptions.report:mce",
+            description="corruption error vs the baseline (ImageNet-C's CE with the "
+            "baseline of the same seed in place of AlexNet): Σ_s E_s,c / "
+            "Σ_s E^base_s,c, mean over corruptions; 1 = as many errors as "
+            "the baseline, < 1 fewer",
+        ),
+        MetricSpec(
+            "rel_mce",
+            label="Rel. CE vs base",
+            fmt="f3",
+            higher_is_better=False,
+            summary=True,
+            order=23,
+            derive="compressbench.evaluate.corruptions.report:relative_mce",
+            description="relative corruption error vs the baseline: the variant's "
+            "loss from clean to corrupted over the baseline's, Σ_s (E_s,c − "
+            "E_clean) / Σ_s (E^base_s,c − E^base_clean), mean over "
+            "corruptions; 1 = degrades like the baseline, < 1 less, < 0: "
+            "more accurate corrupted than clean; large when the baseline "
+            "barely degrades (a ratio over a small number)",
+        ),
+        MetricSpec("mce_unnormalised", label="1 − corruption acc.", fmt="f3", higher_is_better=False, table=None),
+        MetricSpec("clean_top1", label="Clean acc. % (same subset)", fmt="pct", higher_is_better=True, table=None),
+    ),
+    report="compressbench.evaluate.corruptions.report:tables",
+    figures="compressbench.evaluate.corruptions.report:figures",
+)
 def corruptions_evaluator(model: nn.Module, ctx: EvalContext, params: CorruptionsParams) -> list[Measurement]:
     """One model: :func:`corruptions_group` with one member."""
     out = corruptions_group([(model, ctx)], params)[0]
@@ -285,18 +351,21 @@ def _cell_batches(cell: Cell, images: Any, params: CorruptionsParams, ctx: EvalC
     from .core import corrupt
 
     if params.files and cell.constant is None:
-        for x, y in _file_batches(params.files, cell.name, cell.severity, images.index, params.batch_size,
-                                  ctx.data.test.index):
+        for x, y in _file_batches(
+            params.files, cell.name, cell.severity, images.index, params.batch_size, ctx.data.test.index
+        ):
             yield fit_size(x, ctx.meta.size).to(device), y.to(device)  # dataset.resize: the files are 32 px
         return
     for x, y, idx in images.batches(params.batch_size, device=device, uint8=params.quantize):
-        xc = corrupt(x, idx, cell.name, cell.severity, seed=params.seed, params=params.param_set,
-                     constant=cell.constant)
+        xc = corrupt(
+            x, idx, cell.name, cell.severity, seed=params.seed, params=params.param_set, constant=cell.constant
+        )
         yield (xc.float().div_(255) if params.quantize else xc), y
 
 
-def corruptions_group(members: list[tuple[nn.Module, EvalContext]], params: CorruptionsParams
-                      ) -> list[list[Measurement] | BaseException]:
+def corruptions_group(
+    members: list[tuple[nn.Module, EvalContext]], params: CorruptionsParams
+) -> list[list[Measurement] | BaseException]:
     """The evaluator on several models of one seed at once (``EvaluatorSpec.group``): each corrupted batch is
     made once per device and scored by every model on that device, so a study corrupts its evaluation images
     once instead of once per variant. A model's rows are exactly those it gets alone (same images, batches and
@@ -311,8 +380,12 @@ def corruptions_group(members: list[tuple[nn.Module, EvalContext]], params: Corr
         for x, y, _ in images.batches(params.batch_size, device=dev):
             _score(group, x, y)
     clean = [m.term() for m in ms]
-    with progress_bar(total=total, desc="corruptions" + (f" ×{len(ms)} models" if len(ms) > 1 else ""),
-                      unit="img", disable=not ctx0.progress) as bar:
+    with progress_bar(
+        total=total,
+        desc="corruptions" + (f" ×{len(ms)} models" if len(ms) > 1 else ""),
+        unit="img",
+        disable=not ctx0.progress,
+    ) as bar:
         for suite, suite_cells in cells:
             acc: list[tuple[Cell, list[Term | None]]] = []
             for cell in suite_cells:
@@ -334,8 +407,11 @@ def corruptions_group(members: list[tuple[nn.Module, EvalContext]], params: Corr
                     if sev_ts:
                         m.mean_row("mean_top1", {"suite": suite, "severity": sev}, sev_ts)
                 for n in dict.fromkeys(c.name for c, _ in acc if c.constant is None):
-                    m.mean_row("mean_top1", {"suite": suite, "corruption": n},
-                               [t[k] for c, t in acc if c.constant is None and c.name == n])
+                    m.mean_row(
+                        "mean_top1",
+                        {"suite": suite, "corruption": n},
+                        [t[k] for c, t in acc if c.constant is None and c.name == n],
+                    )
     for m in ms:
         if m.error is None:
             m.rec.save(m.ctx.workdir)
@@ -354,7 +430,14 @@ def _gallery(ctx: EvalContext, params: CorruptionsParams, images: Any) -> None:
             ctx.workdir.mkdir(parents=True, exist_ok=True)
             names = [n for _, ns in plan for n in ns]
             x0 = images.x[:1].float() / 255
-            make_gallery(x0, list(dict.fromkeys(names)), params.severities, ctx.workdir / "gallery.png",
-                         indices=images.index[:1], seed=params.seed, params=params.param_set)
+            make_gallery(
+                x0,
+                list(dict.fromkeys(names)),
+                params.severities,
+                ctx.workdir / "gallery.png",
+                indices=images.index[:1],
+                seed=params.seed,
+                params=params.param_set,
+            )
         except Exception as e:  # a gallery must never fail the evaluation
             log.warning("corruption gallery not written: %s", e)

@@ -8,8 +8,15 @@ from typing import Sequence
 import torch
 
 
-def make_gallery(images: torch.Tensor, names: Sequence[str], severities: Sequence[int], path: str | Path,
-                 indices: torch.Tensor | Sequence[int] | None = None, seed: int = 0, params: str = "auto") -> Path:
+def make_gallery(
+    images: torch.Tensor,
+    names: Sequence[str],
+    severities: Sequence[int],
+    path: str | Path,
+    indices: torch.Tensor | Sequence[int] | None = None,
+    seed: int = 0,
+    params: str = "auto",
+) -> Path:
     """Write ``path`` (PNG). ``images``: float [0, 1] C×H×W or 1×C×H×W (the first image is used);
     the first column is the clean image."""
     import matplotlib
@@ -28,8 +35,7 @@ def make_gallery(images: torch.Tensor, names: Sequence[str], severities: Sequenc
 
     def show(ax, t: torch.Tensor) -> None:
         img = t[0].permute(1, 2, 0).clamp(0, 1).cpu().numpy()
-        ax.imshow(img[..., 0] if gray else img, cmap="gray" if gray else None, vmin=0, vmax=1,
-                  interpolation="nearest")
+        ax.imshow(img[..., 0] if gray else img, cmap="gray" if gray else None, vmin=0, vmax=1, interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
 

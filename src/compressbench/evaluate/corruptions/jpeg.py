@@ -76,24 +76,144 @@ import torch
 __all__ = ["jpeg_roundtrip", "quant_table", "dct_matrices"]
 
 # jcparam.c: Annex K (ITU-T T.81) sample quantization tables, natural (row-major) order.
-_STD_LUMINANCE = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61,
-    12, 12, 14, 19, 26, 58, 60, 55,
-    14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62,
-    18, 22, 37, 56, 68, 109, 103, 77,
-    24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101,
-    72, 92, 95, 98, 112, 100, 103, 99], dtype=np.int64).reshape(8, 8)
-_STD_CHROMINANCE = np.array([
-    17, 18, 24, 47, 99, 99, 99, 99,
-    18, 21, 26, 66, 99, 99, 99, 99,
-    24, 26, 56, 99, 99, 99, 99, 99,
-    47, 66, 99, 99, 99, 99, 99, 99,
-    99, 99, 99, 99, 99, 99, 99, 99,
-    99, 99, 99, 99, 99, 99, 99, 99,
-    99, 99, 99, 99, 99, 99, 99, 99,
-    99, 99, 99, 99, 99, 99, 99, 99], dtype=np.int64).reshape(8, 8)
+_STD_LUMINANCE = np.array(
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+        120,
+        101,
+        72,
+        92,
+        95,
+        98,
+        112,
+        100,
+        103,
+        99,
+    ],
+    dtype=np.int64,
+).reshape(8, 8)
+_STD_CHROMINANCE = np.array(
+    [
+        17,
+        18,
+        24,
+        47,
+        99,
+        99,
+        99,
+        99,
+        18,
+        21,
+        26,
+        66,
+        99,
+        99,
+        99,
+        99,
+        24,
+        26,
+        56,
+        99,
+        99,
+        99,
+        99,
+        99,
+        47,
+        66,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+        99,
+    ],
+    dtype=np.int64,
+).reshape(8, 8)
 
 # jccolor.c / jdcolor.c: SCALEBITS = 16, FIX(x) = (INT32)(x·2^16 + 0.5), ONE_HALF = 2^15.
 _SCALEBITS = 16
@@ -105,20 +225,39 @@ def _fix(x: float, bits: int) -> int:
 
 
 # jccolor.c rgb_ycc_start: rows Y, Cb, Cr; columns R, G, B; offsets added before ">> 16".
-_RGB_YCC = np.array([[_fix(0.29900, 16), _fix(0.58700, 16), _fix(0.11400, 16)],
-                     [-_fix(0.16874, 16), -_fix(0.33126, 16), _fix(0.50000, 16)],
-                     [_fix(0.50000, 16), -_fix(0.41869, 16), -_fix(0.08131, 16)]], dtype=np.int64)
+_RGB_YCC = np.array(
+    [
+        [_fix(0.29900, 16), _fix(0.58700, 16), _fix(0.11400, 16)],
+        [-_fix(0.16874, 16), -_fix(0.33126, 16), _fix(0.50000, 16)],
+        [_fix(0.50000, 16), -_fix(0.41869, 16), -_fix(0.08131, 16)],
+    ],
+    dtype=np.int64,
+)
 _RGB_YCC_OFFSET = np.array([_ONE_HALF, (128 << _SCALEBITS) + _ONE_HALF - 1, (128 << _SCALEBITS) + _ONE_HALF - 1])
 # jdcolor.c build_ycc_rgb_table: rows R, G, B; columns Cb − 128, Cr − 128 (Y is added as is).
-_YCC_RGB = np.array([[0, _fix(1.40200, 16)],
-                     [-_fix(0.34414, 16), -_fix(0.71414, 16)],
-                     [_fix(1.77200, 16), 0]], dtype=np.int64)
+_YCC_RGB = np.array(
+    [[0, _fix(1.40200, 16)], [-_fix(0.34414, 16), -_fix(0.71414, 16)], [_fix(1.77200, 16), 0]], dtype=np.int64
+)
 
 # jfdctint.c / jidctint.c: CONST_BITS = 13, PASS1_BITS = 2, FIX_0_298631336 = FIX(0.298631336) = 2446 ...
 _CONST_BITS, _PASS1_BITS = 13, 2
-_C = {x: _fix(x, _CONST_BITS) for x in (0.298631336, 0.390180644, 0.541196100, 0.765366865, 0.899976223,
-                                        1.175875602, 1.501321110, 1.847759065, 1.961570560, 2.053119869,
-                                        2.562915447, 3.072711026)}
+_C = {
+    x: _fix(x, _CONST_BITS)
+    for x in (
+        0.298631336,
+        0.390180644,
+        0.541196100,
+        0.765366865,
+        0.899976223,
+        1.175875602,
+        1.501321110,
+        1.847759065,
+        1.961570560,
+        2.053119869,
+        2.562915447,
+        3.072711026,
+    )
+}
 # DESCALE shifts of the four 1-D passes (outputs that libjpeg left-shifts instead are scaled to match)
 FDCT_SHIFTS = (_CONST_BITS - _PASS1_BITS, _CONST_BITS + _PASS1_BITS)  # 11 (rows), 15 (columns)
 IDCT_SHIFTS = (_CONST_BITS - _PASS1_BITS, _CONST_BITS + _PASS1_BITS + 3)  # 11 (columns), 18 (rows)
@@ -201,14 +340,14 @@ class _Plan:
         self.device, self.lo, self.rgb, self.h, self.w = device, lo, channels == 3, h, w
         fdct, idct = dct_matrices()["fdct"], dct_matrices()["idct"]
         # float32 is exact for FDCT pass 1 iff every partial sum stays below 2^24 (samples 0..255)
-        assert lo == f64 or np.abs(fdct).sum(1).max() * 255 < 2 ** 24
+        assert lo == f64 or np.abs(fdct).sum(1).max() * 255 < 2**24
         s1, s2 = FDCT_SHIFTS
         r1, r2 = IDCT_SHIFTS
-        self.fdct1 = t(fdct / 2 ** s1)
-        self.fdct2 = t(fdct * 2.0 ** 12, f64)  # w = v·2^12 for the integer pass-2 sum v: see quantize
+        self.fdct1 = t(fdct / 2**s1)
+        self.fdct2 = t(fdct * 2.0**12, f64)  # w = v·2^12 for the integer pass-2 sum v: see quantize
         # IDCT pass 1 has a 9th input, the constant row of _Run.a (self.dc), with the weight of u = 0
-        idct1 = idct / 2 ** r1
-        self.idct1, self.idct2 = t(np.hstack([idct1, idct1[:, :1]]), f64), t(idct / 2 ** r2, f64)
+        idct1 = idct / 2**r1
+        self.idct1, self.idct2 = t(np.hstack([idct1, idct1[:, :1]]), f64), t(idct / 2**r2, f64)
         self.hy = _ceil_to(h, 8)  # rows of whole luma blocks
         self.wp = _ceil_to(w, 16 if self.rgb else 8)  # columns of whole blocks of every component
         self.nby, self.nbx = self.hy // 8, self.wp // 8
@@ -220,26 +359,26 @@ class _Plan:
             self.hc, self.wc = _ceil_to(h, 16) // 2, self.wp // 2  # downsampled, whole blocks
             tables += [quant_table(quality, True)] * (self.hc // 8)
             # jccolor.c, centred (− 128 for the FDCT): floor(offset/2^16 + Σ FIX(k)/2^16 · x)
-            self.enc_k = (_RGB_YCC / 2 ** _SCALEBITS).tolist()
-            self.enc_off = t(_RGB_YCC_OFFSET / 2 ** _SCALEBITS - 128)
+            self.enc_k = (_RGB_YCC / 2**_SCALEBITS).tolist()
+            self.enc_off = t(_RGB_YCC_OFFSET / 2**_SCALEBITS - 128)
             self.down_b = t(np.tile([1, 2], self.wc // 2) / 4)  # jcsample.c h2v2_downsample bias / 4
             self.half16 = t(1 / 32)  # see _Run._upsample
-            self.dec_k = (_YCC_RGB / 2 ** _SCALEBITS).tolist()  # jdcolor.c, see _Run.__call__
+            self.dec_k = (_YCC_RGB / 2**_SCALEBITS).tolist()  # jdcolor.c, see _Run.__call__
         else:
             # uncentred samples: the − 128 only moves the DC output, by 128·2^16 / 2^11
-            self.row_b = t(0.5 - 128 * fdct.sum(1, keepdims=True) / 2 ** s1)
+            self.row_b = t(0.5 - 128 * fdct.sum(1, keepdims=True) / 2**s1)
         self.r = r = len(tables)  # block rows: luma, then chroma
         q = np.stack(tables).astype(np.float64).transpose(1, 0, 2).reshape(8, r, 1, 8, 1)  # [u, R, ., v, .]
         self.q, self.inv = t(q, f64), t(1 / (8 * q * 2.0 ** (s2 + 12)), f64)  # 1/(D·2^12), D = 2^15·8·qval
-        self.clamp_lo, self.clamp_hi = -(2.0 ** 14 - 0.5) * 2 ** 12, (2.0 ** 14 + 0.5) * 2 ** 12
+        self.clamp_lo, self.clamp_hi = -(2.0**14 - 0.5) * 2**12, (2.0**14 + 0.5) * 2**12
         # dc: added to the dequantized u = 0 coefficients (through IDCT pass 1's 9th input). Every
         # pass-1 output moves by 4× this (weight 2^13 / 2^11): by 2^-12 everywhere, so that round()
         # equals libjpeg's floor(x + 1/2) on these multiples of 2^-11, and in column v = 0 also by the
         # integer 32·shift, which moves every pass-2 output by 32·shift·2^13 / 2^18 = shift: the pass-2
         # DESCALE's 1/2, plus 128 for the luma (decoded uncentred); chroma stays centred.
-        dc = np.full((r, 8), 2.0 ** -14)  # [R, v]
-        dc[:self.nby, 0] += 8 * 128.5
-        dc[self.nby:, 0] += 8 * 0.5
+        dc = np.full((r, 8), 2.0**-14)  # [R, v]
+        dc[: self.nby, 0] += 8 * 128.5
+        dc[self.nby :, 0] += 8 * 0.5
         self.dc = t(dc, f64)
 
     def quantize(self, w: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -286,7 +425,7 @@ class _Run:
         k = p.r * 8 * wp
         self.enc = buf(n, k)
         self.enc_in = self.enc.view(n, k // 8, 8).permute(1, 2, 0)
-        self.enc_luma = self.enc[:, :hy * wp].view(n, hy, wp)
+        self.enc_luma = self.enc[:, : hy * wp].view(n, hy, wp)
         self.fdct1 = p.fdct1.expand(k // 8, 8, 8)
         self.rows = buf(k // 8, 8, n)  # FDCT pass 1 output [(block row, sample row, bx), v, image]
         self.rows_t = self.rows.view(p.r, 8, wp * n).transpose(0, 1)
@@ -311,17 +450,17 @@ class _Run:
         chroma_full = buf(2, n, hy, wp)  # Cb, Cr before downsampling
         self.color_out = (self.enc_luma[:, :h, :w], chroma_full[0, :, :h, :w], chroma_full[1, :, :h, :w])
         self.chroma_full = chroma_full
-        self.even_odd_rows = chroma_full[:, :, 0:p.he:2], chroma_full[:, :, 1:p.he:2]
+        self.even_odd_rows = chroma_full[:, :, 0 : p.he : 2], chroma_full[:, :, 1 : p.he : 2]
         pairs = buf(n, hd, 2, wp)  # row pairs [image, row, plane, column]
         self.pairs_t = pairs.permute(2, 0, 1, 3)
         self.even_odd_cols = pairs[..., 0::2], pairs[..., 1::2]
-        self.down = self.enc[:, hy * wp:].view(n, hc, 2, wc)
+        self.down = self.enc[:, hy * wp :].view(n, hc, 2, wc)
         self.down_real = self.down[:, :hd]
         # decoded chroma between copies of its edge rows (jdmainct.c provides them above and below)
         c = self.chroma = buf(hc + 2, 2, wc, n)
-        self.chroma_blocks = c[1:hc + 1].view(ncby, 8, 2, wc // 8, 8, n)
-        self.chroma_real = c[1:hd + 1]
-        self.vert_in = c[None, :hd + 2, :, :wd]
+        self.chroma_blocks = c[1 : hc + 1].view(ncby, 8, 2, wc // 8, 8, n)
+        self.chroma_real = c[1 : hd + 1]
+        self.vert_in = c[None, : hd + 2, :, :wd]
         self.chroma_pix = b6[:, :, nby:].view(8, 8, ncby, 2, wc // 8, n).permute(2, 1, 3, 4, 0, 5)
         self.vert = buf(hd, 2, 2, wd + 2, n)  # [row, phase, plane, column (+ edge columns), image]
         self.vert_out = self.vert[None, ..., 1:-1, :]
@@ -348,7 +487,7 @@ class _Run:
             real = torch.add(*self.even_odd_cols, out=self.down_real)
             torch.add(p.down_b, real, alpha=0.25, out=real).floor_()
             if p.hd < p.hc:
-                self.down[:, p.hd:] = self.down[:, p.hd - 1:p.hd]
+                self.down[:, p.hd :] = self.down[:, p.hd - 1 : p.hd]
         else:
             self.enc_luma[:, :h, :w] = x[0]
         _replicate_edges(self.enc_luma, h, w)
@@ -401,9 +540,9 @@ class _Run:
 def _replicate_edges(x: torch.Tensor, h: int, w: int) -> None:
     """Fill ``x[..., h:, :]`` and ``x[..., :, w:]`` with copies of row h−1 and column w−1 (in place)."""
     if w < x.shape[-1]:
-        x[..., :h, w:] = x[..., :h, w - 1:w]
+        x[..., :h, w:] = x[..., :h, w - 1 : w]
     if h < x.shape[-2]:
-        x[..., h:, :] = x[..., h - 1:h, :]
+        x[..., h:, :] = x[..., h - 1 : h, :]
 
 
 def _upsample(x: torch.Tensor, out: torch.Tensor, fancy: bool) -> None:
@@ -435,8 +574,9 @@ def jpeg_roundtrip(u8: torch.Tensor, quality: int) -> torch.Tensor:
     """Pillow's default JPEG save at ``quality`` + load, for a uint8 N×C×H×W batch (C = 1: mode "L",
     C = 3: RGB), bit-exact; returns a new uint8 tensor of the same shape on the same device."""
     if u8.dtype != torch.uint8 or u8.dim() != 4 or u8.shape[1] not in (1, 3):
-        raise ValueError(f"jpeg_roundtrip() needs a uint8 N×C×H×W tensor with C in (1, 3), got "
-                         f"{tuple(u8.shape)} {u8.dtype}")
+        raise ValueError(
+            f"jpeg_roundtrip() needs a uint8 N×C×H×W tensor with C in (1, 3), got {tuple(u8.shape)} {u8.dtype}"
+        )
     n, c, h, w = u8.shape
     out = torch.empty(u8.shape, dtype=torch.uint8, device=u8.device)
     if out.numel() == 0:
@@ -445,11 +585,11 @@ def jpeg_roundtrip(u8: torch.Tensor, quality: int) -> torch.Tensor:
     chunk = max(1, _CHUNK_PIXELS // (p.hy * p.wp))
     with torch.no_grad(), _LOCK:
         for i in range(0, n, chunk):
-            part = u8[i:i + chunk]
+            part = u8[i : i + chunk]
             key = (p, len(part))
             run = _RUNS.pop(key, None) or _Run(p, len(part))
             _RUNS[key] = run
             while len(_RUNS) > 2:
                 _RUNS.popitem(last=False)
-            run(part, out[i:i + chunk])
+            run(part, out[i : i + chunk])
     return out

@@ -38,8 +38,12 @@ def relative_ce(top1: Sequence[float], clean_top1: float, ref_top1: Sequence[flo
     return num / den if den else math.nan
 
 
-def mean_corruption_error(top1: Mapping[str, Sequence[float]], ref_top1: Mapping[str, Sequence[float]],
-                          clean_top1: float | None = None, ref_clean_top1: float | None = None) -> float:
+def mean_corruption_error(
+    top1: Mapping[str, Sequence[float]],
+    ref_top1: Mapping[str, Sequence[float]],
+    clean_top1: float | None = None,
+    ref_clean_top1: float | None = None,
+) -> float:
     """mCE over the corruptions both mappings share (relative mCE when both clean values are given)."""
     names = [c for c in top1 if c in ref_top1]
     if not names:

@@ -102,9 +102,16 @@ DIRECT = {
 
 def _register(name: str, description: str, version: int = 2, suites: tuple[str, ...] = ("noise",)):
     schema, from_params = DIRECT[name]
-    return corruptions.register(name, suites=suites, deterministic=False, description=description,
-                                version=version, constants={"any": NOISE[name]}, params=schema,
-                                from_params=from_params)
+    return corruptions.register(
+        name,
+        suites=suites,
+        deterministic=False,
+        description=description,
+        version=version,
+        constants={"any": NOISE[name]},
+        params=schema,
+        from_params=from_params,
+    )
 
 
 # version 3 (and iso_noise's): normals by inversion of 16-bit uniforms (ops.normal_table)
@@ -170,7 +177,8 @@ def _haze_points(g: torch.Generator, H: int, W: int, fog_coef: float) -> list[tu
     return pts
 
 
-@_register("random_fog", "albumentations-1.x RandomFog: alpha-blended white haze discs + box blur", version=3)
+# version 4: the box blur on planes from 96×96 px by sliced passes (ops.LARGE_SLICE_TAPS; float32 rounding differs)
+@_register("random_fog", "albumentations-1.x RandomFog: alpha-blended white haze discs + box blur", version=4)
 def random_fog(x, rng, c, pset):
     lo, hi, alpha_coef = c
     N, C, H, W = x.shape
@@ -180,7 +188,7 @@ def random_fog(x, rng, c, pset):
         fog_coef = lo + (hi - lo) * float(torch.rand((), generator=g))
         pts = _haze_points(g, H, W, fog_coef)
         hw = max(int(W // 3 * fog_coef), 10)
-        img = x[i:i + 1]
+        img = x[i : i + 1]
         if pts:
             p = torch.tensor(pts, device=x.device, dtype=torch.long)
             cx, cy, rad = p[:, 0] + hw // 2, p[:, 1] + hw // 2, hw // 2
@@ -192,8 +200,12 @@ def random_fog(x, rng, c, pset):
     return torch.cat(out)
 
 
-@_register("random_brightness_contrast", "albumentations-1.x RandomBrightnessContrast: x·(1 + U(−c, c)) + U(−b, b)",
-           version=1, suites=())
+@_register(
+    "random_brightness_contrast",
+    "albumentations-1.x RandomBrightnessContrast: x·(1 + U(−c, c)) + U(−b, b)",
+    version=1,
+    suites=(),
+)
 def random_brightness_contrast(x, rng, c, pset):
     b_lim, c_lim = c
     beta = rng.uniform((), -float(b_lim), float(b_lim))

@@ -79,8 +79,12 @@ class BatchRNG:
     uniforms (:func:`normal_table`).
     """
 
-    def __init__(self, keys: Sequence[int] | np.ndarray | Callable[[], Sequence[int] | np.ndarray],
-                 device: torch.device | str = "cpu", n: int | None = None):
+    def __init__(
+        self,
+        keys: Sequence[int] | np.ndarray | Callable[[], Sequence[int] | np.ndarray],
+        device: torch.device | str = "cpu",
+        n: int | None = None,
+    ):
         # keys (or a function returning them) are only evaluated on the first draw,
         # so deterministic corruptions pay nothing
         self._keys_src = keys
@@ -93,12 +97,23 @@ class BatchRNG:
     def keys(self) -> np.ndarray:
         if self._keys is None:
             k = self._keys_src() if callable(self._keys_src) else self._keys_src
-            self._keys = np.asarray([int(v) for v in k] if not isinstance(k, np.ndarray) else k,
-                                    dtype=np.uint64).reshape(-1)
+            self._keys = np.asarray(
+                [int(v) for v in k] if not isinstance(k, np.ndarray) else k, dtype=np.uint64
+            ).reshape(-1)
         return self._keys
 
     def __len__(self) -> int:
         return self._n if self._n is not None else len(self.keys)
+
+    def split(self, rows: slice) -> "BatchRNG":
+        """The streams of the images ``rows`` at this point of the draws (for work on a part of the batch)."""
+        part = BatchRNG(self.keys[rows], self.device)
+        part._ctr = self._ctr
+        return part
+
+    def follow(self, part: "BatchRNG") -> None:
+        """Continue after the draws made from a :meth:`split` part (every image draws the same words)."""
+        self._ctr = part._ctr
 
     def words(self, n: int) -> np.ndarray:
         """The next ``n`` 64-bit words of every image's stream: uint64 N×n."""
@@ -113,11 +128,31 @@ class BatchRNG:
             rows = max(1, _CHUNK // n)
             tmp = np.empty((min(rows, N), n), dtype=np.uint64)
             for s in range(0, N, rows):
-                z = out[s:s + rows]
-                np.add(ctr[None, :], keys[s:s + rows, None], out=z)
-                _mix64(z, tmp[:len(z)])
+                z = out[s : s + rows]
+                np.add(ctr[None, :], keys[s : s + rows, None], out=z)
+                _mix64(z, tmp[: len(z)])
         self._ctr += n
         return out
+
+    def image_words(self, n: int) -> Callable[[slice, np.ndarray], np.ndarray]:
+        """Reserve the next ``n`` words of every image's stream (the words :meth:`words` would return) and
+        return ``fill(rows, buf)``, which writes the words of the images ``rows`` (a slice) into a uint64
+        buffer of at least that many × n and returns that part: for loops that process a few images at a
+        time in the cache instead of the N×n array at once."""
+        keys = self.keys
+        with np.errstate(over="ignore"):
+            ctr = np.arange(self._ctr + 1, self._ctr + n + 1, dtype=np.uint64) * _GAMMA
+        self._ctr += n
+
+        def fill(rows: slice, buf: np.ndarray) -> np.ndarray:
+            k = keys[rows]
+            z = buf.reshape(-1)[: len(k) * n].reshape(len(k), n)
+            with np.errstate(over="ignore"):
+                np.add(ctr[None, :], k[:, None], out=z)
+                _mix64(z)
+            return z
+
+        return fill
 
     def bits24(self, m: int) -> np.ndarray:
         """``m`` 24-bit integers per image (uint32 N×m): two per 64-bit word."""
@@ -132,7 +167,7 @@ class BatchRNG:
         """float32 U[low, high) (24-bit resolution), N×shape."""
         m = math.prod(shape)
         u = self.bits24(m).astype(np.float32)
-        u *= np.float32((high - low) * 2.0 ** -24)
+        u *= np.float32((high - low) * 2.0**-24)
         if low:
             u += np.float32(low)
         return self._out(u, shape)
@@ -223,7 +258,7 @@ def _poisson_table(c: float) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     Q = QUANTILES
     b = np.minimum(np.floor(cdf * Q), Q).astype(np.int64)  # CDF(k) < j/Q  ⟺  b[k] < j
     flat = (np.arange(256)[:, None] * (Q + 2) + b + 1).reshape(-1)
-    lo = np.bincount(flat, minlength=256 * (Q + 2)).reshape(256, Q + 2).cumsum(1)[:, :Q + 1]
+    lo = np.bincount(flat, minlength=256 * (Q + 2)).reshape(256, Q + 2).cumsum(1)[:, : Q + 1]
     small = K < 255
     inv = np.where(lo[:, :-1] == lo[:, 1:], lo[:, :-1], 255 if small else -1)
     inv = inv.astype(np.uint8 if small else np.int16).reshape(-1)  # uint8: half the cache footprint
@@ -240,20 +275,46 @@ def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float, uint8: bool = False)
     device, or with ``uint8`` ``np.uint8(clip(k / c, 0, 1)·255)`` computed exactly as
     :func:`~compressbench.evaluate.corruptions.corrupt` truncates the float32 k / c."""
     offset, inv, K, values = _poisson_table(float(c))
-    shape = v.shape
-    vc = v.to("cpu")
-    # QUANTILES = 2¹¹ buckets; v is integer-valued (uint8, int or float), converted in the same pass
-    idx = np.left_shift(vc.reshape(len(rng), -1).numpy(), 11, dtype=np.int32, casting="unsafe")
-    r = rng.uniform_u32(idx.shape[1])  # the tail beyond 1 − 2⁻³² is not reached
-    idx |= np.right_shift(r, np.uint32(32 - 11)).view(np.int32)
-    k = np.take(inv, idx)
-    pos = np.flatnonzero(k == (255 if inv.dtype == np.uint8 else -1))  # ambiguous buckets
-    if len(pos):
-        va = (idx.ravel()[pos] >> 11).astype(np.int64)
-        u = r.ravel()[pos].astype(np.float64) * 2.0 ** -32
-        k.ravel()[pos] = np.searchsorted(offset, u + va, side="left") - va * K
-    out = np.take(_scaled_uint8(values) if uint8 else values, k)
-    return torch.from_numpy(out).reshape(shape).to(v.device)
+    table = _scaled_uint8(values) if uint8 else values
+    ambiguous = 255 if inv.dtype == np.uint8 else -1
+    vc = v.to("cpu").reshape(len(rng), -1).numpy()
+    N, m = vc.shape
+
+    def draw(vals: np.ndarray, r: np.ndarray, out: np.ndarray) -> None:
+        # QUANTILES = 2¹¹ buckets; v is integer-valued (uint8, int or float), converted in the same pass
+        idx = np.left_shift(vals, 11, dtype=np.int32, casting="unsafe")
+        idx |= np.right_shift(r, np.uint32(32 - 11)).view(np.int32)  # the tail beyond 1 − 2⁻³² is not reached
+        k = np.take(inv, idx)
+        pos = np.flatnonzero(k == ambiguous)  # ambiguous buckets
+        if len(pos):
+            va = (idx.ravel()[pos] >> 11).astype(np.int64)
+            u = r.ravel()[pos].astype(np.float64) * 2.0**-32
+            k.ravel()[pos] = np.searchsorted(offset, u + va, side="left") - va * K
+        np.take(table, k, out=out)
+
+    out = np.empty((N, m), dtype=table.dtype)
+    step = chunk_rows(m)
+    if step < N:  # large images a few at a time: the working set stays in the cache
+        fill, words = rng.image_words((m + 1) // 2), np.empty(step * ((m + 1) // 2), dtype=np.uint64)
+        for s in range(0, N, step):
+            rows = slice(s, min(N, s + step))
+            draw(vc[rows], fill(rows, words).view(np.uint32)[:, :m], out[rows])
+    else:
+        draw(vc, rng.uniform_u32(m), out)
+    return torch.from_numpy(out).reshape(v.shape).to(v.device)
+
+
+CHUNK_NOISE_VALUES = 3 * 224 * 224  # CPU noise on large images: this many values per chunk of images
+
+
+def chunk_rows(m: int) -> int:
+    """Images per chunk for CPU noise paths that work a few images at a time (m values per image): ≈
+    ``CHUNK_NOISE_VALUES`` values (one 224-px image), so that the random words, lookups and arithmetic of a
+    chunk stay in the cache (measured 1.2–1.6× faster than whole-batch passes at 224 px). Images below a
+    quarter of that (< 112 px) are not chunked (at 64 px the loop was ≈ 5–10 % slower than one pass)."""
+    if 4 * m < CHUNK_NOISE_VALUES:
+        return 1 << 62
+    return max(1, CHUNK_NOISE_VALUES // max(m, 1))
 
 
 def _scaled_uint8(values: np.ndarray) -> np.ndarray:
@@ -328,6 +389,11 @@ def _tensor(a: np.ndarray, x: torch.Tensor) -> torch.Tensor:
 
 SLICE_RATIO = 16  # a 1-D pass of k taps over n samples uses k shifted slices when k·16 ≤ n, else a matmul
 FFT_MIN_PIXELS = 96 * 96  # 2-D kernels ≥ 5×5 on larger CPU images: FFT convolution (float32)
+# Separable kernels on planes of ≥ FFT_MIN_PIXELS: up to 25 taps as slices, 27–33 taps (odd) as one FFT product
+# on the CPU, longer ones as matmuls. Measured at 224 px, one thread, per plane (matmul → new path): 15 taps
+# 0.69 → 0.34 ms, 17 taps 0.60 → 0.32, 25 taps 0.65 → 0.46 (slices), 33 taps 0.61 → 0.40 (FFT); 49 taps by FFT
+# (length 288) 0.73, slower than the matmul's 0.60.
+LARGE_SLICE_TAPS, LARGE_FFT_TAPS = 25, 33
 _TORCH_PAD = {"mirror": "reflect", "nearest": "replicate", "wrap": "circular"}  # scipy -> F.pad
 
 
@@ -338,7 +404,8 @@ def filter1d(x: torch.Tensor, weights, first: int, mode: str, dim: int) -> torch
     but a GEMM: the faster one at CIFAR sizes)."""
     w = np.asarray(weights, dtype=np.float64).ravel()
     n, k = x.shape[dim], len(w)
-    if k * SLICE_RATIO > n:
+    large = x.shape[-2] * x.shape[-1] >= FFT_MIN_PIXELS and k <= LARGE_SLICE_TAPS and k < n
+    if k * SLICE_RATIO > n and not large:
         M = _tensor(filter_matrix(n, w, first, mode), x)
         return torch.matmul(x, M.T) if dim == -1 else torch.matmul(M, x)
     before, after = max(0, -first), max(0, first + k - 1)
@@ -357,7 +424,21 @@ def filter1d(x: torch.Tensor, weights, first: int, mode: str, dim: int) -> torch
 
 def separable_filter(x: torch.Tensor, kh: np.ndarray, kw: np.ndarray, mode: str) -> torch.Tensor:
     """Correlate with ``kh`` along H and ``kw`` along W (anchored at ``len // 2``: centred for odd
-    lengths, OpenCV's anchor for even ones), scipy boundary ``mode``."""
+    lengths, OpenCV's anchor for even ones), scipy boundary ``mode``. On large CPU planes, odd kernels of
+    ``LARGE_SLICE_TAPS`` < k ≤ ``LARGE_FFT_TAPS`` taps: one FFT product of their outer product (|Δ| ≈ 10⁻⁷)."""
+    H, W = x.shape[-2:]
+    k = max(len(kh), len(kw))
+    if (
+        H * W >= FFT_MIN_PIXELS
+        and LARGE_SLICE_TAPS < k <= LARGE_FFT_TAPS
+        and len(kh) % 2
+        and len(kw) % 2
+        and mode in _TORCH_PAD
+        and x.device.type == "cpu"
+    ):
+        from .planes import fft_filter2d
+
+        return fft_filter2d(x, np.outer(kh, kw), _TORCH_PAD[mode])
     y = filter1d(x, kh, -(len(kh) // 2), mode, -2)
     return filter1d(y, kw, -(len(kw) // 2), mode, -1)
 
@@ -383,8 +464,9 @@ def _svd_terms(kernel_bytes: bytes, shape: tuple[int, int]) -> list[tuple[np.nda
 
 
 @lru_cache(maxsize=64)
-def _filter2d_matrices(kernel_bytes: bytes, shape: tuple[int, int], H: int, W: int,
-                       mode: str) -> tuple[np.ndarray, np.ndarray]:
+def _filter2d_matrices(
+    kernel_bytes: bytes, shape: tuple[int, int], H: int, W: int, mode: str
+) -> tuple[np.ndarray, np.ndarray]:
     """The R rank-1 terms' column filters stacked as ``A[i, h·R + r] = A_r[i, h]`` (H × HR) and the
     row filters as ``Bᵀ[w, r·W + w'] = B_r[w', w]`` (W × RW)."""
     terms = _svd_terms(kernel_bytes, shape)
@@ -443,7 +525,7 @@ def box_blur(x: torch.Tensor, k: int, mode: str = "mirror") -> torch.Tensor:
 def cv2_gaussian_kernel(ksize: int, sigma: float) -> np.ndarray:
     """``cv2.getGaussianKernel(ksize, sigma)`` for σ > 0 (normalised samples of a Gaussian)."""
     t = np.arange(ksize, dtype=np.float64) - (ksize - 1) / 2
-    k = np.exp(-(t ** 2) / (2 * sigma * sigma))
+    k = np.exp(-(t**2) / (2 * sigma * sigma))
     return k / k.sum()
 
 
@@ -455,7 +537,7 @@ def disk_parts(radius: float, alias_blur: float) -> tuple[np.ndarray, np.ndarray
     else:
         L, ksize = np.arange(-radius, radius + 1), 5
     X, Y = np.meshgrid(L, L)
-    return L, ((X ** 2 + Y ** 2) <= radius ** 2).astype(np.float64), cv2_gaussian_kernel(ksize, alias_blur)
+    return L, ((X**2 + Y**2) <= radius**2).astype(np.float64), cv2_gaussian_kernel(ksize, alias_blur)
 
 
 @lru_cache(maxsize=64)
@@ -473,12 +555,12 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
     out = np.zeros_like(d)
     for a in range(ksize):
         for b in range(ksize):
-            out += g[a] * g[b] * p[a:a + n, b:b + n]
+            out += g[a] * g[b] * p[a : a + n, b : b + n]
     out = out.astype(np.float32)
     nz = np.nonzero(np.abs(out) > 0)
     c = n // 2
     h = max(int(np.abs(nz[0] - c).max()), int(np.abs(nz[1] - c).max()))
-    return out[c - h:c + h + 1, c - h:c + h + 1]
+    return out[c - h : c + h + 1, c - h : c + h + 1]
 
 
 # --------------------------------------------------------------------------- colour spaces
@@ -499,8 +581,7 @@ def rgb_to_hls(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     eps = torch.finfo(x.dtype).eps
     S = torch.where(L < 0.5, diff / (vmax + vmin + eps), diff / (2 - vmax - vmin + eps))
     d = torch.where(diff > eps, diff, torch.ones_like(diff))
-    H = torch.where(vmax == r, (g - b) * 60 / d,
-                    torch.where(vmax == g, (b - r) * 60 / d + 120, (r - g) * 60 / d + 240))
+    H = torch.where(vmax == r, (g - b) * 60 / d, torch.where(vmax == g, (b - r) * 60 / d + 120, (r - g) * 60 / d + 240))
     H = torch.where(diff > eps, H, torch.zeros_like(H))
     H = torch.where(H < 0, H + 360, H)
     S = torch.where(diff > eps, S, torch.zeros_like(S))
@@ -514,8 +595,9 @@ def hls_to_rgb(H: torch.Tensor, L: torch.Tensor, S: torch.Tensor) -> torch.Tenso
 
     def ch(t: torch.Tensor) -> torch.Tensor:
         t = torch.remainder(t, 360.0)
-        return torch.where(t < 60, p + (q - p) * t / 60,
-                           torch.where(t < 180, q, torch.where(t < 240, p + (q - p) * (240 - t) / 60, p)))
+        return torch.where(
+            t < 60, p + (q - p) * t / 60, torch.where(t < 180, q, torch.where(t < 240, p + (q - p) * (240 - t) / 60, p))
+        )
 
     return torch.stack([ch(H + 120), ch(H), ch(H - 120)], 1)
 
@@ -545,7 +627,7 @@ def clipped_zoom_matrix(n: int, zoom: float) -> np.ndarray:
     coords = np.arange(out_n) * ratio
     trim = (out_n - n) // 2
     A = np.zeros((n, n))
-    A[:, top:top + ch] = _linear_rows(coords[trim:trim + n], ch)
+    A[:, top : top + ch] = _linear_rows(coords[trim : trim + n], ch)
     return A
 
 
@@ -664,12 +746,15 @@ def motion_blur(x: torch.Tensor, radius: float, sigma: float, angle_deg: torch.T
     if H * W >= MOTION_SLICE_PIXELS:  # large images: per image (cache-sized), each tap a shifted slice
         out = torch.empty_like(x)
         offsets = torch.stack([oy, ox], -1).tolist()  # N × K × (dy, dx)
+        p = max(max(abs(dy), abs(dx)) for row in offsets for dy, dx in row)
+        # one edge-padded buffer refilled per image: a fresh padded copy per image costs page faults
+        # (measured 2× slower at 224 px on a 2-core VM)
+        xp = x.new_empty((C, H + 2 * p, W + 2 * p))
         for i in range(N):
-            p = max(max(abs(dy), abs(dx)) for dy, dx in offsets[i])
-            xp = F.pad(x[i:i + 1], (p, p, p, p), mode="replicate")[0] if p else x[i]
+            pad_replicate_into(x[i], xp, p)
             acc = out[i]
             for j, ((dy, dx), w) in enumerate(zip(offsets[i], k, strict=True)):
-                tap = xp[:, p + dy:p + dy + H, p + dx:p + dx + W]
+                tap = xp[:, p + dy : p + dy + H, p + dx : p + dx + W]
                 if j == 0:
                     torch.mul(tap, float(w), out=acc)
                 else:
@@ -688,6 +773,19 @@ def motion_blur(x: torch.Tensor, radius: float, sigma: float, angle_deg: torch.T
 
 
 # --------------------------------------------------------------------------- helpers
+def pad_replicate_into(x: torch.Tensor, out: torch.Tensor, p: int) -> torch.Tensor:
+    """``F.pad(x, (p, p, p, p), mode="replicate")`` of a C×H×W tensor written into ``out`` (C×(H+2p)×(W+2p)),
+    for loops that reuse one buffer."""
+    C, H, W = x.shape
+    out[:, p : p + H, p : p + W].copy_(x)
+    if p:
+        out[:, p : p + H, :p].copy_(x[:, :, :1].expand(C, H, p))
+        out[:, p : p + H, p + W :].copy_(x[:, :, W - 1 :].expand(C, H, p))
+        out[:, :p].copy_(out[:, p : p + 1].expand(C, p, W + 2 * p))
+        out[:, p + H :].copy_(out[:, p + H - 1 : p + H].expand(C, p, W + 2 * p))
+    return out
+
+
 def per_image(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Reshape an N-vector to broadcast against an N×C×H×W batch."""
     return t.to(x.device, x.dtype).view(-1, *([1] * (x.dim() - 1)))

@@ -24,7 +24,7 @@ def per_plane(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> to
     out = torch.empty_like(planes)
     step = max(1, CHUNK_VALUES // (H * W))
     for s in range(0, N * C, step):
-        out[s:s + step] = fn(planes[s:s + step])
+        out[s : s + step] = fn(planes[s : s + step])
     return out.view(N, C, H, W)
 
 
@@ -35,23 +35,32 @@ def _spectrum(kernel_bytes: bytes, shape: tuple[int, int], size: tuple[int, int]
     return torch.fft.rfft2(torch.as_tensor(k, device=device), s=size).to(torch.complex64)
 
 
+def _fft_len(n: int) -> int:
+    """A fast FFT length ≥ n: the next power of two when it is at most 10 % longer than scipy's next 5-smooth
+    length (torch's CPU FFT, one thread, per 224-px plane padded to 248: 256 takes 0.37 ms for rfft2 + irfft2,
+    250 takes 0.44 ms, 248 0.66 ms; measured), else the 5-smooth one."""
+    import scipy.fft as sf
+
+    smooth, pow2 = sf.next_fast_len(n, real=True), 1 << (n - 1).bit_length()
+    return pow2 if pow2 <= 1.1 * smooth else smooth
+
+
 def fft_filter2d(x: torch.Tensor, kernel: np.ndarray, pad_mode: str) -> torch.Tensor:
     """Correlation of every plane with an odd 2-D ``kernel`` after padding with ``pad_mode`` (a
     ``F.pad`` mode), as one float32 FFT product (torch.fft: MKL on the CPU, cuFFT on CUDA) of a
-    5-smooth length ≥ the padded size, so that the valid part has no wrap-around (|error| ≈ 10⁻⁶,
+    fast length ≥ the padded size (:func:`_fft_len`), so that the valid part has no wrap-around (|error| ≈ 10⁻⁶,
     as OpenCV's own DFT path for large kernels)."""
-    import scipy.fft as sf
     import torch.nn.functional as F
 
     k = np.ascontiguousarray(kernel, dtype=np.float64)
     kh, kw = k.shape
     H, W = x.shape[-2:]
-    L = (sf.next_fast_len(H + kh - 1, real=True), sf.next_fast_len(W + kw - 1, real=True))
+    L = (_fft_len(H + kh - 1), _fft_len(W + kw - 1))
     spec = _spectrum(k.tobytes(), k.shape, L, x.device)
 
     def one(p: torch.Tensor) -> torch.Tensor:
         xp = F.pad(p, (kw // 2, kw // 2, kh // 2, kh // 2), mode=pad_mode)
         y = torch.fft.irfft2(torch.fft.rfft2(xp, s=L).mul_(spec), s=L)
-        return y[..., kh - 1:kh - 1 + H, kw - 1:kw - 1 + W]
+        return y[..., kh - 1 : kh - 1 + H, kw - 1 : kw - 1 + W]
 
     return per_plane(x, one)

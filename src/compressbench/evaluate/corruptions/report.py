@@ -39,8 +39,15 @@ def cells(ctx: ReportContext) -> pd.DataFrame:
     suites = ctx.cond("suite")[m]
     if suites.nunique(dropna=True) > 1:
         corr = suites.astype(str) + "/" + corr
-    out = pd.DataFrame({"variant": sub["variant"], "seed": sub["seed"], "corruption": corr,
-                        "severity": ctx.cond("severity")[m].map(to_float), "value": sub["value"]})
+    out = pd.DataFrame(
+        {
+            "variant": sub["variant"],
+            "seed": sub["seed"],
+            "corruption": corr,
+            "severity": ctx.cond("severity")[m].map(to_float),
+            "value": sub["value"],
+        }
+    )
     return out.groupby(["variant", "seed", "corruption", "severity"], as_index=False)["value"].mean()
 
 
@@ -77,8 +84,14 @@ def _ce(ctx: ReportContext) -> pd.DataFrame:
             ces.append(ev / eb if eb > 0 else math.nan)
             den = (1 - bc[common] - b_clean).sum()  # relative CE: degradation from clean vs the baseline's
             rces.append((1 - vc[common] - e_clean).sum() / den if den > 0 else math.nan)
-        recs.append({"variant": v, "seed": seed, "mce": float(np.nanmean(ces)) if ces else math.nan,
-                     "rel_mce": float(np.nanmean(rces)) if rces and not all(map(math.isnan, rces)) else math.nan})
+        recs.append(
+            {
+                "variant": v,
+                "seed": seed,
+                "mce": float(np.nanmean(ces)) if ces else math.nan,
+                "rel_mce": float(np.nanmean(rces)) if rces and not all(map(math.isnan, rces)) else math.nan,
+            }
+        )
     return pd.DataFrame(recs).set_index(["variant", "seed"])
 
 
@@ -99,8 +112,10 @@ def relative_mce(ctx: ReportContext) -> Derived:
     if len(base) and len(clean):
         drop = float(np.nanmean([baseline_value(clean, s) - g["value"].mean() for s, g in base.groupby("seed")]))
         if drop < SMALL_DROP:
-            notes.append(f"Rel. CE vs base: the baseline loses only {100 * drop:.2f} points under corruption, so "
-                         "this ratio divides by a small number — large values and sign changes are expected.")
+            notes.append(
+                f"Rel. CE vs base: the baseline loses only {100 * drop:.2f} points under corruption, so "
+                "this ratio divides by a small number — large values and sign changes are expected."
+            )
     return Derived(values, notes)
 
 
@@ -112,8 +127,9 @@ def tables(ctx: ReportContext) -> list[Table]:
         return []
     per = c.groupby(["variant", "seed", "corruption"])["value"].mean().unstack("corruption")
     columns = [Column.of(name, name, "pct") for name in per.columns]
-    return [ctx.table("corruptions", f"{ctx.data.name}: accuracy % per corruption (mean over severities)", per,
-                      columns)]
+    return [
+        ctx.table("corruptions", f"{ctx.data.name}: accuracy % per corruption (mean over severities)", per, columns)
+    ]
 
 
 # ---------------------------------------------------------------- figures
@@ -137,8 +153,9 @@ def figures(ctx: ReportContext, plot: Plotter) -> None:
 
 def _bars(ctx: ReportContext, plot: Plotter, c: pd.DataFrame) -> None:
     """Grouped bars: variants × (clean, each corruption averaged over severities)."""
-    per = _with_clean(ctx, c.groupby(["variant", "seed", "corruption"])["value"].mean().reset_index(),
-                      "corruption", "clean")
+    per = _with_clean(
+        ctx, c.groupby(["variant", "seed", "corruption"])["value"].mean().reset_index(), "corruption", "clean"
+    )
     a = agg(per.set_index(["variant", "seed", "corruption"])["value"], ["variant", "corruption"])
     groups = list(dict.fromkeys(a["corruption"]))
     vs = [v for v in ctx.data.variant_order if v in set(a["variant"])]
@@ -147,8 +164,15 @@ def _bars(ctx: ReportContext, plot: Plotter, c: pd.DataFrame) -> None:
     x = np.arange(len(groups))
     for i, v in enumerate(vs):
         av = a[a["variant"] == v].set_index("corruption").reindex(groups)
-        ax.bar(x + (i - (len(vs) - 1) / 2) * w, 100 * av["mean"], w, yerr=yerr(100 * av["mean"], 100 * av["ci"]),
-               capsize=2, label=plot.short(v), color=plot.colors[v])
+        ax.bar(
+            x + (i - (len(vs) - 1) / 2) * w,
+            100 * av["mean"],
+            w,
+            yerr=yerr(100 * av["mean"], 100 * av["ci"]),
+            capsize=2,
+            label=plot.short(v),
+            color=plot.colors[v],
+        )
     ax.set_xticks(x, groups, rotation=30, ha="right")
     ax.set_ylabel("top-1 accuracy %")
     ax.grid(axis="y", alpha=0.3)
@@ -165,8 +189,16 @@ def _severity(ctx: ReportContext, plot: Plotter, c: pd.DataFrame) -> None:
         av = a[a["variant"] == v].sort_values("severity")
         if av.empty:
             continue
-        ax.errorbar(av["severity"], 100 * av["mean"], yerr=yerr(100 * av["mean"], 100 * av["ci"]), marker="o",
-                    capsize=3, label=plot.short(v), color=plot.colors[v], ls="--" if v == BASELINE else "-")
+        ax.errorbar(
+            av["severity"],
+            100 * av["mean"],
+            yerr=yerr(100 * av["mean"], 100 * av["ci"]),
+            marker="o",
+            capsize=3,
+            label=plot.short(v),
+            color=plot.colors[v],
+            ls="--" if v == BASELINE else "-",
+        )
     ax.set_xlabel("severity (0 = clean)")
     ax.set_ylabel("top-1 accuracy %, mean over corruptions")
     ax.grid(alpha=0.3)
@@ -186,8 +218,9 @@ def _retention_heatmap(ctx: ReportContext, plot: Plotter, c: pd.DataFrame) -> No
     mat = a.pivot(index="variant", columns="corruption", values="mean")
     mat = mat.reindex([v for v in ctx.data.variant_order if v in mat.index])
     fig, ax = plt.subplots(figsize=(1.1 * mat.shape[1] + 3, 0.45 * mat.shape[0] + 1.6))
-    im = ax.imshow(mat.values, cmap="viridis", aspect="auto", vmin=np.nanmin(mat.values),
-                   vmax=max(1.0, np.nanmax(mat.values)))
+    im = ax.imshow(
+        mat.values, cmap="viridis", aspect="auto", vmin=np.nanmin(mat.values), vmax=max(1.0, np.nanmax(mat.values))
+    )
     ax.set_xticks(range(mat.shape[1]), mat.columns, rotation=30, ha="right")
     ax.set_yticks(range(mat.shape[0]), [plot.short(v) for v in mat.index])
     for i in range(mat.shape[0]):
@@ -197,6 +230,10 @@ def _retention_heatmap(ctx: ReportContext, plot: Plotter, c: pd.DataFrame) -> No
                 ax.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=7, color="w")
     fig.colorbar(im, ax=ax, label="retention = corrupted / clean accuracy")
     fig.tight_layout()
-    plot.save(fig, "retention_heatmap", "Retention (corrupted / clean accuracy), variant × corruption",
-              "Mean over seeds and severities." if not plot.single_seed else "Mean over severities.",
-              error_bars=False)
+    plot.save(
+        fig,
+        "retention_heatmap",
+        "Retention (corrupted / clean accuracy), variant × corruption",
+        "Mean over seeds and severities." if not plot.single_seed else "Mean over severities.",
+        error_bars=False,
+    )

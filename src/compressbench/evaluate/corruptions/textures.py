@@ -49,7 +49,7 @@ def _stretched(g: torch.Generator, size: int, cells: int, stretch: float) -> tor
 def _one(g: torch.Generator, size: int) -> torch.Tensor:
     base = torch.zeros(size, size)
     for o in range(5):
-        base += _smooth_noise(g, size, 2 ** (o + 1)) * 0.5 ** o
+        base += _smooth_noise(g, size, 2 ** (o + 1)) * 0.5**o
     base = (base - base.min()) / (base.max() - base.min() + 1e-8)
     veins = torch.zeros(size, size)
     for o, (cells, w) in enumerate(((size // 24, 1.0), (size // 12, 0.7), (size // 6, 0.45))):
