@@ -211,7 +211,7 @@ def prepare(
     that made its model and of the parent's, their files' checksums, its params here. Fills each target's
     re-timing job. Returns the experiments' resolved configs by run id."""
     from .config import resolve_config
-    from .deploy.locate import _object_paths
+    from .deploy.locate import check_code_trust
     from .registry import evaluators
 
     spec_ev = evaluators.spec(evaluator)
@@ -244,12 +244,7 @@ def prepare(
         _verified(where, t.job_key, what, {spec["model_job"]: model, spec["parent_job"]: parent})
         run_id = t.run["run_id"]
         if run_id not in resolved:
-            named = sorted(_object_paths(cfg))
-            if named and not trust:
-                raise RemeasureError(
-                    f"the run's config names code ({', '.join(named[:3])}); resolving it again "
-                    f"imports that code: pass --trust-code if you trust the store {store.path}"
-                )
+            check_code_trust(cfg, trust, store.path, "resolving it again", RemeasureError)
             try:
                 resolved[run_id] = resolve_config(cfg)
             except UserError as e:

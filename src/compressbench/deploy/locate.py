@@ -49,12 +49,7 @@ class Located:
         from ..validate import validate
 
         cfg = self.run.get("config_json") or {}
-        named = sorted(_object_paths(cfg))
-        if named and not trust:
-            raise ExportError(
-                f"the run's config names code ({', '.join(named[:3])}); validating it again imports that "
-                f"code: pass --trust-code (trust=True) if you trust the store {self.store.path}"
-            )
+        check_code_trust(cfg, trust, self.store.path, "validating it again", ExportError)
         try:
             return validate(cfg)
         except UserError as e:
@@ -72,6 +67,19 @@ class Located:
             )
         ds = parts[self.experiment]
         return get_dataset(ds.model_copy(update={"download": False}), self.cache), exp.dataset.eval_subset
+
+
+def check_code_trust(
+    cfg: dict[str, Any], trust: bool, store: Any, doing: str, error: type[UserError] = ExportError
+) -> None:
+    """Refuse (``error``) to re-read a stored run config that names code (``package.module:object``) unless the
+    caller trusts the store: ``doing`` it would import that code."""
+    named = sorted(_object_paths(cfg))
+    if named and not trust:
+        raise error(
+            f"the run's config names code ({', '.join(named[:3])}); {doing} imports that code: pass "
+            f"--trust-code (trust=True) if you trust the store {store}"
+        )
 
 
 def _object_paths(obj: Any) -> set[str]:
