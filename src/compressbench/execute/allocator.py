@@ -3,13 +3,14 @@
 glibc's ``malloc`` serves a block of 128 KiB or more with its own ``mmap`` and gives it back with ``munmap`` when it
 is freed (the threshold adapts upwards as such blocks are freed, up to 32 MiB), and returns free memory at the
 top of its heap to the kernel above 128 KiB. A training step or an evaluation batch allocates and frees the same
-activation tensors again and again (cnn5 at batch 512: 51 MB for the first layer's output alone), so each of them
-is mapped, zero-filled page by page by the kernel, and unmapped every time. Profiled on the quickstart (AMD EPYC,
-1 torch thread, ``benchmarks/quickstart_floor.py``): 38 % of the clean evaluator's CPU time at batch 512 was such
-system time. :func:`keep_freed_memory` raises the mmap threshold to glibc's maximum (32 MiB) and the trim
-threshold to 1 GiB, so freed blocks are reused from the heap; the arithmetic is the same kernels on the same
-numbers (trained weights and evaluation outputs are bit for bit those of the default allocator: tested). Measured
-on real jobs (BENCHMARKS.md §1): a training job 9 % less CPU time, a clean evaluation of 10,000 images 38 % less.
+activation tensors again and again, so each of them is mapped, zero-filled page by page by the kernel, and unmapped
+every time. Profiled on the quickstart (AMD EPYC, 1 torch thread, ``benchmarks/quickstart_floor.py``): 30–38 % of
+the clean evaluator's CPU time at batch 512 was such system time, 5–10 % of a training step's.
+:func:`keep_freed_memory` raises the mmap threshold to glibc's maximum (32 MiB) and the trim threshold to 1 GiB, so
+freed blocks up to 32 MiB are reused from the heap (larger ones, such as cnn5's first activation at batch 512, 51 MB,
+are still mapped each time); the arithmetic is the same kernels on the same numbers (trained weights and evaluation
+outputs are bit for bit those of the default allocator: tested). Measured on real jobs (BENCHMARKS.md §1): a
+training job 9 % less CPU time, a clean evaluation of 10,000 images 38 % less.
 
 The settings are process-wide (``mallopt``), so they hold only inside the block — a whole ``compressbench run``
 (``runner.execute``) or one Ray task —; on exit the kept memory is trimmed and the thresholds are left where glibc's
