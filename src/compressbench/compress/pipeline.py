@@ -17,41 +17,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydantic import model_validator
 from torch import nn
 
-from ..interfaces import Budget, CompressContext, CompressResult, FinetuneParams, Params
+from ..catalog.methods import FinetuneOnly, PipelineParams, Stage  # noqa: F401 (torch-free: compressbench.catalog)
+from ..interfaces import Budget, CompressContext, CompressResult
 from ..registry import methods
 from .budget import Solution, capabilities, check_budget, compress, measure_result
 from .common import clone, finetune
 
 log = logging.getLogger(__name__)
-
-
-class Stage(Params):
-    method: str
-    params: dict[str, Any] = {}
-
-
-class PipelineParams(Params):
-    stages: list[Stage]
-    budget_stage: int | None = None  # index of the stage that receives the budget
-
-    @model_validator(mode="after")
-    def _check_stages(self) -> PipelineParams:
-        if not self.stages:
-            raise ValueError("pipeline needs at least one stage")
-        for i, st in enumerate(self.stages):
-            spec = methods.spec(methods.resolve(st.method))  # unknown name -> error with did-you-mean
-            if spec.stages is not None:
-                raise ValueError(f"pipeline stage {i}: pipelines cannot be nested")
-            try:
-                spec.params.model_validate(st.params)
-            except Exception as e:  # pydantic's message names the field
-                raise ValueError(f"pipeline stage {i} ({st.method}): {e}") from e
-        if self.budget_stage is not None and not 0 <= self.budget_stage < len(self.stages):
-            raise ValueError(f"budget_stage {self.budget_stage} is out of range (0..{len(self.stages) - 1})")
-        return self
 
 
 def stage_list(params: PipelineParams) -> list[tuple[str, Any]]:
@@ -136,10 +110,6 @@ def pipeline(parent: nn.Module, ctx: CompressContext, sol: Solution, params: Pip
     if budget is not None and budget.kind != "knob":
         record["target"] = {"stage": b_idx}
     return CompressResult(model=model, record=record, steps=steps, achieved=achieved, stats=cs)
-
-
-class FinetuneOnly(FinetuneParams):
-    pass
 
 
 @methods.register(

@@ -19,15 +19,19 @@ import math
 from collections import defaultdict
 from contextlib import contextmanager
 from fractions import Fraction
-from typing import Any, Iterator, Literal, get_args
+from typing import Any, Iterator, get_args
 
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
+from ...catalog.evaluators import (  # noqa: F401 (torch-free: compressbench.catalog)
+    AdversarialParams,
+    Mode,
+    _default_attacks,
+)
 from ...costs import CostContext, EvalCost, attack_cost
 from ...extras import extra_of
-from ...interfaces import EvalContext, Measurement, Params
+from ...interfaces import EvalContext, Measurement
 from ...outcomes import OutcomeRecorder, eval_set_name
 from ...progress import progress_bar
 from ...registry import attacks as attacks_registry
@@ -46,37 +50,11 @@ from .quantsim import (
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["auto", "auto-transfer", "whitebox", "transfer", "whitebox-ste"]
-
 DEFAULT_THRESHOLDS = {
     "l2": [0.0, 0.25, 0.5, 1.0, 2.0],
     "linf": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255],
     "l0": [0.0, 0.005, 0.01, 0.02, 0.05, 0.1],
 }  # l0: fraction of input features changed
-
-
-def _default_attacks() -> list[AttackConfig]:
-    grid = [0.0, 1 / 255, 2 / 255, 4 / 255]
-    return [AttackConfig(name="fgsm", eps=grid), AttackConfig(name="pgd", eps=grid, steps=10)]
-
-
-class AdversarialParams(Params):
-    attacks: list[AttackConfig] = Field(default_factory=_default_attacks)
-    subset: int | None = Field(200, ge=1)  # fixed seeded subset of the test set; None: experiment default
-    batch_size: int = Field(100, ge=1)
-    seed: int = 0  # random starts / AutoAttack
-    modes: list[Mode] = Field(default_factory=lambda: ["auto"])
-    monotone_tol: float = Field(0.0, ge=0)  # allowed rise of robust_top1 with ε before check_monotone_eps = 0
-    stronger_tol: float = Field(0.01, ge=0)  # allowed rise of robust_top1 with more PGD steps
-    masking_probe_eps: float | None = Field(None, gt=0)  # extra PGD-L∞ at this large ε; robust_top1 must be ~0
-    masking_tol: float = Field(0.02, ge=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> AdversarialParams:
-        if not self.attacks:
-            raise ValueError("adversarial: 'attacks' is empty")
-        probe_attack(self)  # an attack that can probe gradient masking, when masking_probe_eps asks for one
-        return self
 
 
 def _r(v: float) -> float:
