@@ -136,6 +136,8 @@ attacks.declare(
     norms=('linf', 'l2'),
     minimum_norm=False,
     iterative=True,
+    backend='torchattacks',
+    masking_probe=None,
 )
 attacks.declare(
     'cw',
@@ -144,6 +146,8 @@ attacks.declare(
     norms=('l2',),
     minimum_norm=True,
     iterative=True,
+    backend='foolbox',
+    masking_probe=None,
 )
 attacks.declare(
     'ddn',
@@ -152,6 +156,8 @@ attacks.declare(
     norms=('l2',),
     minimum_norm=True,
     iterative=True,
+    backend='foolbox',
+    masking_probe=None,
 )
 attacks.declare(
     'deepfool',
@@ -160,6 +166,8 @@ attacks.declare(
     norms=('l2', 'linf'),
     minimum_norm=True,
     iterative=True,
+    backend='foolbox',
+    masking_probe=None,
 )
 attacks.declare(
     'fgsm',
@@ -167,6 +175,8 @@ attacks.declare(
     norms=('linf', 'l2'),
     minimum_norm=False,
     iterative=False,
+    backend='foolbox',
+    masking_probe=None,
 )
 attacks.declare(
     'jsma',
@@ -176,6 +186,8 @@ attacks.declare(
     norms=('l0',),
     minimum_norm=True,
     iterative=False,
+    backend='torchattacks',
+    masking_probe=None,
 )
 attacks.declare(
     'pgd',
@@ -184,4 +196,6 @@ attacks.declare(
     norms=('linf', 'l2'),
     minimum_norm=False,
     iterative=True,
+    backend='foolbox',
+    masking_probe={'steps': 20},
 )

@@ -4,10 +4,79 @@ first use)."""
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from pydantic import Field, model_validator
 
 from ..registry import corruptions
 from .base import Params
+
+CIFAR_C = (
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
+)
+EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+NOISE_STUDY = (
+    "gauss_noise",
+    "iso_noise",
+    "rgb_shift",
+    "pixel_dropout",
+    "random_fog",
+    "brightness",
+    "contrast",
+    "defocus_blur",
+)
+# the built-in suites in their published order; a corruption registered elsewhere joins the suites named
+# in its spec's ``suites`` (after the built-in members), and may name new suites
+SUITES: dict[str, tuple[str, ...]] = {
+    "cifar10-c": CIFAR_C,
+    "extra": EXTRA,
+    "noise": NOISE_STUDY,
+    "all": CIFAR_C + EXTRA,
+}
+
+
+def suites() -> dict[str, tuple[str, ...]]:
+    """Every suite: the built-in ones, extended by the ``suites`` of every registered corruption."""
+    out = {k: list(v) for k, v in SUITES.items()}
+    for name in corruptions.names():  # declared suites: no corruption code imported
+        for s in corruptions.field(name, "suites"):
+            members = out.setdefault(s, [])
+            if name not in members:
+                members.append(name)
+    return {k: tuple(v) for k, v in out.items()}
+
+
+def suite_names(suite: str) -> tuple[str, ...]:
+    """The corruption names of a suite (``cifar10-c``, ``extra``, ``noise``, ``all``, or a plugin's)."""
+    known = suites()
+    if suite not in known:
+        raise ValueError(f"unknown corruption suite '{suite}' (known: {', '.join(known)})")
+    return known[suite]
+
+
+def resolve_names(items: Sequence[str]) -> list[str]:
+    """Expand suite names and check corruption names (order kept, duplicates dropped)."""
+    out: list[str] = []
+    known = suites()
+    for it in items:
+        names = known[it] if it in known else (corruptions.declared(it).name,)
+        out += [n for n in names if n not in out]
+    return out
+
 
 
 class _Range(Params):

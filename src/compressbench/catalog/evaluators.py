@@ -10,10 +10,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ..extras import install_hint, missing, needs_message
+from ..extras import extra_of, install_hint, missing, needs_message
 from ..fields import BatchSize, Seed, Severity, Subset
+from ..registry import attacks, evaluators
 from ..registry import corruptions as corruption_registry
-from ..registry import evaluators
 from .attacks import AttackConfig
 from .base import Params
 
@@ -44,12 +44,13 @@ class DomainShiftParams(Params):
     @field_validator("corruptions")
     @classmethod
     def _names(cls, v: list[str]) -> list[str]:
-        from ..evaluate.corruptions import resolve_names
+        from .corruptions import resolve_names
 
         resolve_names(v)  # unknown names fail with the known ones and a "did you mean"
         return v
 
 
+# the corruptions the sensitivity and calibration evaluators use by default
 DEFAULT_CORRUPTIONS = ("gaussian_noise", "defocus_blur", "contrast", "jpeg_compression")
 
 
@@ -93,7 +94,7 @@ class CalibrationParams(Params):
     @classmethod
     def _known(cls, v: list[str] | str) -> list[str] | str:
         """Unknown names fail at validate time (with "did you mean"), not as run-time warnings."""
-        from ..evaluate.corruptions import resolve_names, suites
+        from .corruptions import resolve_names, suites
 
         for it in [v] if isinstance(v, str) else v:
             if it not in suites():
@@ -138,10 +139,42 @@ class AdversarialParams(Params):
     def _check(self) -> AdversarialParams:
         if not self.attacks:
             raise ValueError("adversarial: 'attacks' is empty")
-        from ..evaluate.attacks.evaluator import probe_attack
-
         probe_attack(self)  # an attack that can probe gradient masking, when masking_probe_eps asks for one
         return self
+
+
+def probe_attack(params: AdversarialParams) -> AttackConfig | None:
+    """The gradient-masking probe (None without ``masking_probe_eps``): the attack whose spec declares
+    ``masking_probe`` (its parameters for the probe) and supports L∞, run at ``masking_probe_eps``. With
+    several such attacks registered, the first of them that the evaluation lists in ``attacks``."""
+    if not params.masking_probe_eps:
+        return None
+    # declared capabilities: no attack code imported
+    able = [
+        n
+        for n in attacks.names()
+        if attacks.field(n, "masking_probe") is not None and "linf" in attacks.field(n, "norms")
+    ]
+    if len(able) > 1:
+        listed = [n for n in dict.fromkeys(attacks.resolve(a.name) for a in params.attacks) if n in able]
+        able = listed[:1] or able
+    if len(able) != 1:
+        raise ValueError(
+            "masking_probe_eps: "
+            + (
+                "no registered attack declares masking_probe (an L∞ attack that can probe gradient masking)"
+                if not able
+                else f"several attacks can be the probe ({', '.join(able)}); list the one to use in 'attacks'"
+            )
+        )
+    probe = attacks.field(able[0], "masking_probe")
+    return AttackConfig(name=able[0], norm="linf", eps=[params.masking_probe_eps], **dict(probe or {}))
+
+
+def attack_extras(params: AdversarialParams) -> list[str]:
+    """The pip extras the attacks' backends come from (``attacks``: foolbox, torchattacks)."""
+    found = (extra_of(attacks.field(a.name, "backend") or "") for a in params.attacks)
+    return list(dict.fromkeys(e for e in found if e))
 
 
 @dataclass(frozen=True)
@@ -219,7 +252,7 @@ class CorruptionsParams(Params):
     @field_validator("suites")
     @classmethod
     def _suites(cls, v: list[str]) -> list[str]:
-        from ..evaluate.corruptions.core import suites
+        from .corruptions import suites
 
         known = suites()
         bad = [s for s in v if s not in known]
@@ -240,7 +273,7 @@ class CorruptionsParams(Params):
 
     def plan(self) -> list[tuple[str, list[str]]]:
         """(suite label, corruption names evaluated at ``severities``) pairs."""
-        from ..evaluate.corruptions.core import resolve_names, suite_names
+        from .corruptions import resolve_names, suite_names
 
         if self.corruptions:
             names = [n for n in self.corruptions if isinstance(n, str)]
@@ -385,21 +418,25 @@ evaluators.declare(
         'from the float parent, or white-box through fake-quant STE)'
     ),
     params=AdversarialParams,
+    extras=attack_extras,
 )
 evaluators.declare(
     'agreement',
     description="disagreement with the parent's top-1 predictions; most-disagreed images",
     params=AgreementParams,
+    extras=None,
 )
 evaluators.declare(
     'calibration',
     description='15-bin ECE, NLL and Brier score, clean and under selected corruptions',
     params=CalibrationParams,
+    extras=None,
 )
 evaluators.declare(
     'clean',
     description='top-1/top-5 accuracy, per-class accuracy and NLL on the evaluation subset',
     params=CleanParams,
+    extras=None,
 )
 evaluators.declare(
     'corruptions',
@@ -408,6 +445,7 @@ evaluators.declare(
         'corrupted on the fly); mean_top1, mce_unnormalised'
     ),
     params=CorruptionsParams,
+    extras=None,
 )
 evaluators.declare(
     'domain_shift',
@@ -416,6 +454,7 @@ evaluators.declare(
         'corrupted target images'
     ),
     params=DomainShiftParams,
+    extras=None,
 )
 evaluators.declare(
     'efficiency',
@@ -425,6 +464,7 @@ evaluators.declare(
         'each figure tagged realised or theoretical'
     ),
     params=EfficiencyParams,
+    extras=None,
 )
 evaluators.declare(
     'runtimes',
@@ -434,6 +474,7 @@ evaluators.declare(
         'protocol)'
     ),
     params=RuntimesParams,
+    extras=None,
 )
 evaluators.declare(
     'sensitivity',
@@ -442,4 +483,5 @@ evaluators.declare(
         "quantized to int8 or L1-pruned (feeds the goal's int8 fallback)"
     ),
     params=SensitivityParams,
+    extras=None,
 )

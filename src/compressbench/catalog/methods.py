@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_serializer, model_validator
 
+from ..config.schema import Budget
 from ..registry import adapt_losses, channel_criteria, methods, weight_criteria
 from .base import AdaptParams, FinetuneParams, Params
 from .models import ModelName
@@ -85,16 +86,54 @@ class PipelineParams(Params):
         if not self.stages:
             raise ValueError("pipeline needs at least one stage")
         for i, st in enumerate(self.stages):
-            spec = methods.spec(methods.resolve(st.method))  # unknown name -> error with did-you-mean
-            if spec.stages is not None:
+            name = methods.resolve(st.method)  # unknown name -> error with did-you-mean
+            if methods.field(name, "stages") is not None:  # declared: no method code imported
                 raise ValueError(f"pipeline stage {i}: pipelines cannot be nested")
             try:
-                spec.params.model_validate(st.params)
+                methods.field(name, "params").model_validate(st.params)
             except Exception as e:  # pydantic's message names the field
                 raise ValueError(f"pipeline stage {i} ({st.method}): {e}") from e
         if self.budget_stage is not None and not 0 <= self.budget_stage < len(self.stages):
             raise ValueError(f"budget_stage {self.budget_stage} is out of range (0..{len(self.stages) - 1})")
         return self
+
+
+
+def stage_list(params: PipelineParams) -> list[tuple[str, Any]]:
+    """(method, validated params) of every stage."""
+    return [(st.method, methods.field(st.method, "params").model_validate(st.params)) for st in params.stages]
+
+
+def _budget_stage(budget: Budget | None, params: PipelineParams) -> int | None:
+    if budget is None:
+        return None
+    if params.budget_stage is not None:
+        return params.budget_stage
+    for i, st in enumerate(params.stages):
+        if budget.kind in methods.field(st.method, "budgets"):
+            return i
+    return None
+
+
+def check_pipeline_budget(budget: Budget | None, params: PipelineParams) -> str | None:
+    """The budget's stage must accept it; a bytes budget cannot precede a quantizing stage."""
+    from ..config.resolve import check_budget  # the checks of a variant's budget, applied to the stage
+
+    if budget is None:
+        return None
+    i = _budget_stage(budget, params)
+    if i is None:
+        return f"pipeline: no stage supports a '{budget.kind}' budget ({[s.method for s in params.stages]})"
+    name, sp = stage_list(params)[i]
+    sub = check_budget(name, budget, sp)
+    if sub:
+        return f"pipeline stage {i}: {sub}"
+    if budget.kind == "bytes" and any(methods.field(s.method, "quantizes") for s in params.stages[i + 1 :]):
+        return (
+            "pipeline: a bytes budget cannot be matched before a quantization stage (it changes the bytes "
+            "again); budget params or flops instead"
+        )
+    return None
 
 
 class FinetuneOnly(FinetuneParams):
@@ -199,6 +238,9 @@ methods.declare(
         'of unlabeled target batches; fine-tuning (a stage before int8) or from scratch'
     ),
     params=CoralParams,
+    quantizes=False,
+    stages=None,
+    check_budget=None,
 )
 methods.declare(
     'distill',
@@ -209,11 +251,17 @@ methods.declare(
     version=2,
     params=DistillParams,
     budgets=('knob', 'params', 'bytes', 'flops'),
+    quantizes=False,
+    stages=None,
+    check_budget=None,
 )
 methods.declare(
     'finetune',
     description="fine-tune with the experiment's recipe (a pipeline stage between methods)",
     params=FinetuneOnly,
+    quantizes=False,
+    stages=None,
+    check_budget=None,
 )
 methods.declare(
     'lowrank',
@@ -223,6 +271,9 @@ methods.declare(
     ),
     params=LowRankParams,
     budgets=('knob', 'params', 'bytes', 'flops'),
+    quantizes=False,
+    stages=None,
+    check_budget=None,
 )
 methods.declare(
     'pipeline',
@@ -232,6 +283,9 @@ methods.declare(
     ),
     params=PipelineParams,
     budgets=('knob', 'params', 'bytes', 'flops'),
+    quantizes=False,
+    stages=stage_list,
+    check_budget=check_pipeline_budget,
 )
 methods.declare(
     'prune.soft_filter',
@@ -242,6 +296,9 @@ methods.declare(
     version=2,
     params=SoftFilterParams,
     budgets=('knob', 'params', 'bytes', 'flops'),
+    quantizes=False,
+    stages=None,
+    check_budget=None,
 )
 methods.declare(
     'prune.structured',
@@ -251,6 +308,9 @@ methods.declare(
     ),
     params=StructuredParams,
     budgets=('knob', 'params', 'bytes', 'flops'),
+    quantizes=False,
+    stages=None,
+    check_budget=None,
 )
 methods.declare(
     'prune.unstructured',
@@ -261,11 +321,17 @@ methods.declare(
     version=2,
     params=UnstructuredParams,
     budgets=('knob', 'params'),
+    quantizes=False,
+    stages=None,
+    check_budget=None,
 )
 methods.declare(
     'quantize.bf16',
     description='cast weights and activations to bfloat16 (normalisation stays float32)',
     params=CastParams,
+    quantizes=True,
+    stages=None,
+    check_budget=None,
 )
 methods.declare(
     'quantize.dynamic',
@@ -274,16 +340,25 @@ methods.declare(
         'convs stay fp32)'
     ),
     params=DynamicParams,
+    quantizes=True,
+    stages=None,
+    check_budget=None,
 )
 methods.declare(
     'quantize.fp16',
     description='cast weights and activations to float16 (normalisation stays float32)',
     params=CastParams,
+    quantizes=True,
+    stages=None,
+    check_budget=None,
 )
 methods.declare(
     'quantize.qat',
     description='int8 quantization-aware training (fake-quant fine-tuning, then convert to int8)',
     params=QATParams,
+    quantizes=True,
+    stages=None,
+    check_budget=None,
 )
 methods.declare(
     'quantize.static',
@@ -292,6 +367,9 @@ methods.declare(
         'training batches, real int8 CPU kernels)'
     ),
     params=StaticParams,
+    quantizes=True,
+    stages=None,
+    check_budget=None,
 )
 
 

@@ -19,48 +19,20 @@ from typing import Any
 
 from torch import nn
 
-from ..catalog.methods import FinetuneOnly, PipelineParams, Stage  # noqa: F401 (torch-free: compressbench.catalog)
-from ..interfaces import Budget, CompressContext, CompressResult
+from ..catalog.methods import (  # noqa: F401 (torch-free: compressbench.catalog)
+    FinetuneOnly,
+    PipelineParams,
+    Stage,
+    _budget_stage,
+    check_pipeline_budget,
+    stage_list,
+)
+from ..interfaces import CompressContext, CompressResult
 from ..registry import methods
-from .budget import Solution, capabilities, check_budget, compress, measure_result
+from .budget import Solution, capabilities, compress, measure_result
 from .common import clone, finetune
 
 log = logging.getLogger(__name__)
-
-
-def stage_list(params: PipelineParams) -> list[tuple[str, Any]]:
-    """(method, validated params) of every stage."""
-    return [(st.method, methods.spec(st.method).params.model_validate(st.params)) for st in params.stages]
-
-
-def _budget_stage(budget: Budget | None, params: PipelineParams) -> int | None:
-    if budget is None:
-        return None
-    if params.budget_stage is not None:
-        return params.budget_stage
-    for i, st in enumerate(params.stages):
-        if budget.kind in methods.spec(st.method).budgets:
-            return i
-    return None
-
-
-def check_pipeline_budget(budget: Budget | None, params: PipelineParams) -> str | None:
-    """The budget's stage must accept it; a bytes budget cannot precede a quantizing stage."""
-    if budget is None:
-        return None
-    i = _budget_stage(budget, params)
-    if i is None:
-        return f"pipeline: no stage supports a '{budget.kind}' budget ({[s.method for s in params.stages]})"
-    name, sp = stage_list(params)[i]
-    sub = check_budget(name, budget, sp)
-    if sub:
-        return f"pipeline stage {i}: {sub}"
-    if budget.kind == "bytes" and any(methods.spec(s.method).quantizes for s in params.stages[i + 1 :]):
-        return (
-            "pipeline: a bytes budget cannot be matched before a quantization stage (it changes the bytes "
-            "again); budget params or flops instead"
-        )
-    return None
 
 
 @methods.register(

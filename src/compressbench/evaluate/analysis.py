@@ -19,7 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..catalog.evaluators import AgreementParams, CalibrationParams  # noqa: F401 (torch-free: compressbench.catalog)
+from ..catalog.evaluators import (  # noqa: F401 (torch-free: compressbench.catalog)
+    DEFAULT_CORRUPTIONS,
+    AgreementParams,
+    CalibrationParams,
+)
 from ..costs import CostContext, EvalCost
 from ..data.base import ImageSet
 from ..interfaces import EvalContext, Measurement
@@ -28,8 +32,6 @@ from ..specs import MetricSpec
 from ..train import predict
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CORRUPTIONS = ("gaussian_noise", "defocus_blur", "contrast", "jpeg_compression")
 
 
 # ------------------------------------------------------------------ pure metric functions

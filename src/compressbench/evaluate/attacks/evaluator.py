@@ -28,9 +28,10 @@ from ...catalog.evaluators import (  # noqa: F401 (torch-free: compressbench.cat
     AdversarialParams,
     Mode,
     _default_attacks,
+    attack_extras,
+    probe_attack,
 )
 from ...costs import CostContext, EvalCost, attack_cost
-from ...extras import extra_of
 from ...interfaces import EvalContext, Measurement
 from ...outcomes import OutcomeRecorder, eval_set_name
 from ...progress import progress_bar
@@ -163,29 +164,6 @@ def strong_steps(a: AttackConfig) -> int | None:
     ):
         return None
     return a.stronger_steps or 4 * int(steps)
-
-
-def probe_attack(params: AdversarialParams) -> AttackConfig | None:
-    """The gradient-masking probe (None without ``masking_probe_eps``): the attack whose spec declares
-    ``masking_probe`` (its parameters for the probe) and supports L∞, run at ``masking_probe_eps``. With
-    several such attacks registered, the first of them that the evaluation lists in ``attacks``."""
-    if not params.masking_probe_eps:
-        return None
-    able = [n for n, spec in attacks_registry.items() if spec.masking_probe is not None and "linf" in spec.norms]
-    if len(able) > 1:
-        listed = [n for n in dict.fromkeys(attacks_registry.resolve(a.name) for a in params.attacks) if n in able]
-        able = listed[:1] or able
-    if len(able) != 1:
-        raise ValueError(
-            "masking_probe_eps: "
-            + (
-                "no registered attack declares masking_probe (an L∞ attack that can probe gradient masking)"
-                if not able
-                else f"several attacks can be the probe ({', '.join(able)}); list the one to use in 'attacks'"
-            )
-        )
-    spec = attacks_registry.spec(able[0])
-    return AttackConfig(name=able[0], norm="linf", eps=[params.masking_probe_eps], **dict(spec.masking_probe or {}))
 
 
 def _middle_eps(a: Attack) -> float:
@@ -505,12 +483,6 @@ def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
             parent_gradient=g if mode == "transfer" else 0.0,
         )
     return total
-
-
-def attack_extras(params: AdversarialParams) -> list[str]:
-    """The pip extras the attacks' backends come from (``attacks``: foolbox, torchattacks)."""
-    found = (extra_of(attacks_registry.spec(a.name).backend or "") for a in params.attacks)
-    return list(dict.fromkeys(e for e in found if e))
 
 
 @evaluators.register(
