@@ -16,6 +16,7 @@ from ..registry import attacks, evaluators
 from ..registry import corruptions as corruption_registry
 from .attacks import AttackConfig
 from .base import Params
+from .corruptions import resolve_names, suite_names, suites
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,6 @@ class DomainShiftParams(Params):
     @field_validator("corruptions")
     @classmethod
     def _names(cls, v: list[str]) -> list[str]:
-        from .corruptions import resolve_names
-
         resolve_names(v)  # unknown names fail with the known ones and a "did you mean"
         return v
 
@@ -94,8 +93,6 @@ class CalibrationParams(Params):
     @classmethod
     def _known(cls, v: list[str] | str) -> list[str] | str:
         """Unknown names fail at validate time (with "did you mean"), not as run-time warnings."""
-        from .corruptions import resolve_names, suites
-
         for it in [v] if isinstance(v, str) else v:
             if it not in suites():
                 resolve_names([it])  # raises UnknownNameError (a ValueError): known names, did you mean
@@ -252,8 +249,6 @@ class CorruptionsParams(Params):
     @field_validator("suites")
     @classmethod
     def _suites(cls, v: list[str]) -> list[str]:
-        from .corruptions import suites
-
         known = suites()
         bad = [s for s in v if s not in known]
         if not v:
@@ -273,8 +268,6 @@ class CorruptionsParams(Params):
 
     def plan(self) -> list[tuple[str, list[str]]]:
         """(suite label, corruption names evaluated at ``severities``) pairs."""
-        from .corruptions import resolve_names, suite_names
-
         if self.corruptions:
             names = [n for n in self.corruptions if isinstance(n, str)]
             return [("custom", resolve_names(names))] if names else []
