@@ -21,39 +21,18 @@ ModelName = Annotated[str, AfterValidator(_resolve_model_name)]
 
 
 # --------------------------------------------------------------------------- declarations: registry.models
-models.declare('cifar_resnet101', description='ResNet-101 (torchvision blocks) with a 3×3 stem for small images')
-models.declare('cifar_resnet152', description='ResNet-152 (torchvision blocks) with a 3×3 stem for small images')
-models.declare('cifar_resnet18', description='ResNet-18 (torchvision blocks) with a 3×3 stem for small images')
-models.declare('cifar_resnet34', description='ResNet-34 (torchvision blocks) with a 3×3 stem for small images')
-models.declare('cifar_resnet50', description='ResNet-50 (torchvision blocks) with a 3×3 stem for small images')
-models.declare('cnn5', description='plain CNN: 5 conv-bn-relu layers (2 max-pools), global pool, linear')
-models.declare('resnet110', description='CIFAR ResNet-110 of He et al. (3×3 stem)')
-models.declare('resnet20', description='CIFAR ResNet-20 of He et al. (3×3 stem)')
-models.declare('resnet32', description='CIFAR ResNet-32 of He et al. (3×3 stem)')
-models.declare('resnet44', description='CIFAR ResNet-44 of He et al. (3×3 stem)')
-models.declare('resnet56', description='CIFAR ResNet-56 of He et al. (3×3 stem)')
-models.declare('resnet8', description='CIFAR ResNet-8 of He et al. (3×3 stem)')
-models.declare('tinycnn', description='2-conv test fixture (a few thousand parameters)')
-models.declare(
-    'tv_resnet101',
-    description='torchvision ImageNet ResNet-101 (7×7 stem; torchvision:IMAGENET1K_V1 weights load)',
-)
-models.declare(
-    'tv_resnet152',
-    description='torchvision ImageNet ResNet-152 (7×7 stem; torchvision:IMAGENET1K_V1 weights load)',
-)
-models.declare(
-    'tv_resnet18',
-    description='torchvision ImageNet ResNet-18 (7×7 stem; torchvision:IMAGENET1K_V1 weights load)',
-)
-models.declare(
-    'tv_resnet34',
-    description='torchvision ImageNet ResNet-34 (7×7 stem; torchvision:IMAGENET1K_V1 weights load)',
-)
-models.declare(
-    'tv_resnet50',
-    description='torchvision ImageNet ResNet-50 (7×7 stem; torchvision:IMAGENET1K_V1 weights load)',
-)
+models.declare("cnn5", description="plain CNN: 5 conv-bn-relu layers (2 max-pools), global pool, linear")
+models.declare("tinycnn", description="2-conv test fixture (a few thousand parameters)")
+for _d in (8, 20, 32, 44, 56, 110):
+    models.declare(f"resnet{_d}", description=f"CIFAR ResNet-{_d} of He et al. (3×3 stem)")
+for _d in (18, 34, 50, 101, 152):
+    models.declare(
+        f"cifar_resnet{_d}", description=f"ResNet-{_d} (torchvision blocks) with a 3×3 stem for small images"
+    )
+    models.declare(
+        f"tv_resnet{_d}",
+        description=f"torchvision ImageNet ResNet-{_d} (7×7 stem; torchvision:IMAGENET1K_V1 weights load)",
+    )
 models.declare_source(
     'timm:',
     'any timm architecture, random init (timm.list_models())',
