@@ -128,5 +128,3 @@ class EvalContext:
         """The fixed, seeded evaluation subset (``size=-1`` -> experiment default); ``domain``: of that
         target domain's evaluation images (datasets with domains; None: the source's test split)."""
         return self.data.eval_subset(self.eval_size if size == -1 else size, seed=0, domain=domain)
-
-

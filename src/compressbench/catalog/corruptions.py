@@ -78,7 +78,6 @@ def resolve_names(items: Sequence[str]) -> list[str]:
     return out
 
 
-
 class _Range(Params):
     @model_validator(mode="after")
     def _ordered(self):
@@ -125,121 +124,121 @@ class BrightnessContrastParams(Params):
 
 
 # --------------------------------------------------------------------------- declarations: registry.corruptions
-corruptions.declare('brightness', description='HSV value + c', version=3, suites=('cifar10-c',))
-corruptions.declare('contrast', description='(x − per-channel mean) · c + mean', version=2, suites=('cifar10-c',))
+corruptions.declare("brightness", description="HSV value + c", version=3, suites=("cifar10-c",))
+corruptions.declare("contrast", description="(x − per-channel mean) · c + mean", version=2, suites=("cifar10-c",))
 corruptions.declare(
-    'defocus_blur',
-    description='disk (defocus) blur, anti-aliased disk kernel',
+    "defocus_blur",
+    description="disk (defocus) blur, anti-aliased disk kernel",
     version=5,
-    suites=('cifar10-c',),
+    suites=("cifar10-c",),
 )
 corruptions.declare(
-    'elastic_transform',
-    description='random affine + smooth elastic displacement',
+    "elastic_transform",
+    description="random affine + smooth elastic displacement",
     version=3,
-    suites=('cifar10-c',),
+    suites=("cifar10-c",),
 )
-corruptions.declare('fog', description='plasma-fractal fog', version=2, suites=('cifar10-c',))
+corruptions.declare("fog", description="plasma-fractal fog", version=2, suites=("cifar10-c",))
 corruptions.declare(
-    'frost',
-    description='frost texture overlay (procedural textures)',
+    "frost",
+    description="frost texture overlay (procedural textures)",
     version=2,
-    suites=('cifar10-c',),
+    suites=("cifar10-c",),
 )
 corruptions.declare(
-    'gauss_noise',
-    description='albumentations-1.x GaussNoise(var_limit): σ = √U(lo, hi) / 255',
+    "gauss_noise",
+    description="albumentations-1.x GaussNoise(var_limit): σ = √U(lo, hi) / 255",
     version=3,
     params=GaussNoiseParams,
-    suites=('noise',),
+    suites=("noise",),
 )
 corruptions.declare(
-    'gaussian_blur',
-    description='Gaussian blur (skimage.filters.gaussian)',
+    "gaussian_blur",
+    description="Gaussian blur (skimage.filters.gaussian)",
     version=3,
-    suites=('extra',),
+    suites=("extra",),
 )
 corruptions.declare(
-    'gaussian_noise',
-    description='additive Gaussian noise, σ per severity',
+    "gaussian_noise",
+    description="additive Gaussian noise, σ per severity",
     version=4,
-    suites=('cifar10-c',),
+    suites=("cifar10-c",),
 )
 corruptions.declare(
-    'glass_blur',
-    description='Gaussian blur, local pixel shuffling, Gaussian blur',
+    "glass_blur",
+    description="Gaussian blur, local pixel shuffling, Gaussian blur",
     version=4,
-    suites=('cifar10-c',),
+    suites=("cifar10-c",),
 )
 corruptions.declare(
-    'impulse_noise',
+    "impulse_noise",
     description="salt-and-pepper noise (skimage random_noise 's&p')",
     version=3,
-    suites=('cifar10-c',),
+    suites=("cifar10-c",),
 )
 corruptions.declare(
-    'iso_noise',
-    description='albumentations-1.x ISONoise: HLS hue jitter + Poisson luminance noise',
+    "iso_noise",
+    description="albumentations-1.x ISONoise: HLS hue jitter + Poisson luminance noise",
     version=3,
     params=ISONoiseParams,
-    suites=('noise',),
+    suites=("noise",),
 )
 corruptions.declare(
-    'jpeg_compression',
-    description='JPEG at the given quality (libjpeg-turbo as PIL, bit-exact)',
-    suites=('cifar10-c',),
+    "jpeg_compression",
+    description="JPEG at the given quality (libjpeg-turbo as PIL, bit-exact)",
+    suites=("cifar10-c",),
 )
 corruptions.declare(
-    'motion_blur',
-    description='ImageMagick-style motion blur, angle U(-45°, 45°)',
+    "motion_blur",
+    description="ImageMagick-style motion blur, angle U(-45°, 45°)",
     version=3,
-    suites=('cifar10-c',),
+    suites=("cifar10-c",),
 )
 corruptions.declare(
-    'pixel_dropout',
-    description='albumentations-1.x PixelDropout: pixels set to 0 with probability p',
+    "pixel_dropout",
+    description="albumentations-1.x PixelDropout: pixels set to 0 with probability p",
     version=2,
     params=PixelDropoutParams,
-    suites=('noise',),
+    suites=("noise",),
 )
 corruptions.declare(
-    'pixelate',
-    description='PIL BOX downscale to int(size·c) and back',
+    "pixelate",
+    description="PIL BOX downscale to int(size·c) and back",
     version=2,
-    suites=('cifar10-c',),
+    suites=("cifar10-c",),
 )
 corruptions.declare(
-    'random_brightness_contrast',
-    description='albumentations-1.x RandomBrightnessContrast: x·(1 + U(−c, c)) + U(−b, b)',
+    "random_brightness_contrast",
+    description="albumentations-1.x RandomBrightnessContrast: x·(1 + U(−c, c)) + U(−b, b)",
     params=BrightnessContrastParams,
 )
 corruptions.declare(
-    'random_fog',
-    description='albumentations-1.x RandomFog: alpha-blended white haze discs + box blur',
+    "random_fog",
+    description="albumentations-1.x RandomFog: alpha-blended white haze discs + box blur",
     version=4,
     params=RandomFogParams,
-    suites=('noise',),
+    suites=("noise",),
 )
 corruptions.declare(
-    'rgb_shift',
-    description='albumentations-1.x RGBShift: per-channel shift U(−l, l)/255',
+    "rgb_shift",
+    description="albumentations-1.x RGBShift: per-channel shift U(−l, l)/255",
     version=2,
     params=RGBShiftParams,
-    suites=('noise',),
+    suites=("noise",),
 )
-corruptions.declare('saturate', description='HSV saturation × a + b', version=2, suites=('extra',))
-corruptions.declare('shot_noise', description='Poisson (photon) noise', version=3, suites=('cifar10-c',))
+corruptions.declare("saturate", description="HSV saturation × a + b", version=2, suites=("extra",))
+corruptions.declare("shot_noise", description="Poisson (photon) noise", version=3, suites=("cifar10-c",))
 corruptions.declare(
-    'snow',
-    description='snow flakes: zoomed, thresholded, motion-blurred noise layer',
+    "snow",
+    description="snow flakes: zoomed, thresholded, motion-blurred noise layer",
     version=4,
-    suites=('cifar10-c',),
+    suites=("cifar10-c",),
 )
-corruptions.declare('spatter', description='water (sev. 1–3) or mud (sev. 4–5) spatter', version=5, suites=('extra',))
-corruptions.declare('speckle_noise', description='multiplicative Gaussian noise', version=4, suites=('extra',))
+corruptions.declare("spatter", description="water (sev. 1–3) or mud (sev. 4–5) spatter", version=5, suites=("extra",))
+corruptions.declare("speckle_noise", description="multiplicative Gaussian noise", version=4, suites=("extra",))
 corruptions.declare(
-    'zoom_blur',
-    description='average of centre zooms 1 → z_max (scipy zoom, order 1)',
+    "zoom_blur",
+    description="average of centre zooms 1 → z_max (scipy zoom, order 1)",
     version=2,
-    suites=('cifar10-c',),
+    suites=("cifar10-c",),
 )

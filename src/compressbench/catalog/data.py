@@ -67,50 +67,49 @@ class Office31Options(DatasetOptions):
 
 
 # --------------------------------------------------------------------------- declarations: registry.datasets
-datasets.declare('cifar10', description='CIFAR-10 32×32 RGB via torchvision (downloads to the cache dir)')
+datasets.declare("cifar10", description="CIFAR-10 32×32 RGB via torchvision (downloads to the cache dir)")
 datasets.declare(
-    'cifar10-c',
-    description='official CIFAR-10-C .npy files (one corruption × severity as the test split)',
+    "cifar10-c",
+    description="official CIFAR-10-C .npy files (one corruption × severity as the test split)",
     params=CifarCOptions,
 )
-datasets.declare('cifar100', description='CIFAR-100 32×32 RGB via torchvision (downloads to the cache dir)')
+datasets.declare("cifar100", description="CIFAR-100 32×32 RGB via torchvision (downloads to the cache dir)")
 datasets.declare(
-    'cifar100-c',
-    description='official CIFAR-100-C .npy files (one corruption × severity as the test split)',
+    "cifar100-c",
+    description="official CIFAR-100-C .npy files (one corruption × severity as the test split)",
     params=CifarCOptions,
 )
 datasets.declare(
-    'digits',
+    "digits",
     description="scikit-learn's bundled 8×8 handwritten digits (1797), upsampled; for tests",
     params=DigitsOptions,
 )
 datasets.declare(
-    'digits-domains',
+    "digits-domains",
     description=(
-        'offline two-domain digits: printed (22 matplotlib fonts, jittered) vs handwritten (scikit-'
+        "offline two-domain digits: printed (22 matplotlib fonts, jittered) vs handwritten (scikit-"
         "learn's 1,797), both via UCI's 32×32 -> 8×8 block counts"
     ),
     params=DigitsDomainsOptions,
 )
-datasets.declare('fashion-mnist', description='Fashion-MNIST 28×28 grayscale, 10 classes (60k/10k)')
+datasets.declare("fashion-mnist", description="Fashion-MNIST 28×28 grayscale, 10 classes (60k/10k)")
 datasets.declare(
-    'imagefolder',
+    "imagefolder",
     description=(
-        'any folder of class subfolders (train/ and test/ or a split); with options domains: {name: '
-        'folder}, one domain per folder'
+        "any folder of class subfolders (train/ and test/ or a split); with options domains: {name: "
+        "folder}, one domain per folder"
     ),
     params=ImageFolderOptions,
 )
 datasets.declare(
-    'office31',
+    "office31",
     description=(
-        'Office-31 (amazon, dslr, webcam; 31 classes) from the extracted archive at dataset.root; '
-        'decoded once, cached'
+        "Office-31 (amazon, dslr, webcam; 31 classes) from the extracted archive at dataset.root; decoded once, cached"
     ),
     params=Office31Options,
 )
 datasets.declare(
-    'synthetic',
-    description='seeded RGB shapes (class = shape×colour), any size; for tests',
+    "synthetic",
+    description="seeded RGB shapes (class = shape×colour), any size; for tests",
     params=SyntheticOptions,
 )

@@ -405,74 +405,73 @@ class RuntimesParams(VerifySettings):
 
 # --------------------------------------------------------------------------- declarations: registry.evaluators
 evaluators.declare(
-    'adversarial',
+    "adversarial",
     description=(
-        'robust accuracy under FGSM / PGD / DeepFool / C&W / DDN / AutoAttack (white-box, transfer '
-        'from the float parent, or white-box through fake-quant STE)'
+        "robust accuracy under FGSM / PGD / DeepFool / C&W / DDN / AutoAttack (white-box, transfer "
+        "from the float parent, or white-box through fake-quant STE)"
     ),
     params=AdversarialParams,
     extras=attack_extras,
 )
 evaluators.declare(
-    'agreement',
+    "agreement",
     description="disagreement with the parent's top-1 predictions; most-disagreed images",
     params=AgreementParams,
     extras=None,
 )
 evaluators.declare(
-    'calibration',
-    description='15-bin ECE, NLL and Brier score, clean and under selected corruptions',
+    "calibration",
+    description="15-bin ECE, NLL and Brier score, clean and under selected corruptions",
     params=CalibrationParams,
     extras=None,
 )
 evaluators.declare(
-    'clean',
-    description='top-1/top-5 accuracy, per-class accuracy and NLL on the evaluation subset',
+    "clean",
+    description="top-1/top-5 accuracy, per-class accuracy and NLL on the evaluation subset",
     params=CleanParams,
     extras=None,
 )
 evaluators.declare(
-    'corruptions',
+    "corruptions",
     description=(
-        'top-1 under CIFAR-10-C / extra / noise-study corruptions × severities (deterministic, '
-        'corrupted on the fly); mean_top1, mce_unnormalised'
+        "top-1 under CIFAR-10-C / extra / noise-study corruptions × severities (deterministic, "
+        "corrupted on the fly); mean_top1, mce_unnormalised"
     ),
     params=CorruptionsParams,
     extras=None,
 )
 evaluators.declare(
-    'domain_shift',
+    "domain_shift",
     description=(
-        'top-1 in-domain (source test split) and on every target domain, the gap; optionally on '
-        'corrupted target images'
+        "top-1 in-domain (source test split) and on every target domain, the gap; optionally on corrupted target images"
     ),
     params=DomainShiftParams,
     extras=None,
 )
 evaluators.declare(
-    'efficiency',
+    "efficiency",
     description=(
-        'params, bytes (dense / sparse-encoded / zstd), FLOPs & MACs (dense, effective, int8), '
-        'latency b1 + throughput + peak memory in a fresh process, ONNX Runtime fp32/int8 latency; '
-        'each figure tagged realised or theoretical'
+        "params, bytes (dense / sparse-encoded / zstd), FLOPs & MACs (dense, effective, int8), "
+        "latency b1 + throughput + peak memory in a fresh process, ONNX Runtime fp32/int8 latency; "
+        "each figure tagged realised or theoretical"
     ),
     params=EfficiencyParams,
     extras=None,
 )
 evaluators.declare(
-    'runtimes',
+    "runtimes",
     description=(
-        'export to deployment runtimes (ONNX Runtime, ExecuTorch-XNNPACK, OpenVINO, torch.export, '
-        'safetensors), verify against the variant, latency b1 + throughput there (efficiency '
-        'protocol)'
+        "export to deployment runtimes (ONNX Runtime, ExecuTorch-XNNPACK, OpenVINO, torch.export, "
+        "safetensors), verify against the variant, latency b1 + throughput there (efficiency "
+        "protocol)"
     ),
     params=RuntimesParams,
     extras=None,
 )
 evaluators.declare(
-    'sensitivity',
+    "sensitivity",
     description=(
-        'per conv / linear layer: the drop in clean and corrupted top-1 when that layer alone is '
+        "per conv / linear layer: the drop in clean and corrupted top-1 when that layer alone is "
         "quantized to int8 or L1-pruned (feeds the goal's int8 fallback)"
     ),
     params=SensitivityParams,

@@ -61,9 +61,9 @@ class RayOptions(_Strict):
 
 
 # --------------------------------------------------------------------------- declarations: registry.executors
-executors.declare('local', description='every job in this process, one after another')
+executors.declare("local", description="every job in this process, one after another")
 executors.declare(
-    'ray',
-    description='jobs as Ray tasks on a local Ray instance or a Ray cluster, in parallel',
+    "ray",
+    description="jobs as Ray tasks on a local Ray instance or a Ray cluster, in parallel",
     params=RayOptions,
 )

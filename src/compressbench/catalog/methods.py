@@ -98,7 +98,6 @@ class PipelineParams(Params):
         return self
 
 
-
 def stage_list(params: PipelineParams) -> list[tuple[str, Any]]:
     """(method, validated params) of every stage."""
     return [(st.method, methods.field(st.method, "params").model_validate(st.params)) for st in params.stages]
@@ -232,10 +231,10 @@ class CastParams(Params):
 
 # --------------------------------------------------------------------------- declarations: registry.methods
 methods.declare(
-    'adapt.coral',
+    "adapt.coral",
     description=(
-        'Deep CORAL (Sun & Saenko 2016): source cross-entropy + λ·CORAL on the penultimate features '
-        'of unlabeled target batches; fine-tuning (a stage before int8) or from scratch'
+        "Deep CORAL (Sun & Saenko 2016): source cross-entropy + λ·CORAL on the penultimate features "
+        "of unlabeled target batches; fine-tuning (a stage before int8) or from scratch"
     ),
     params=CoralParams,
     quantizes=False,
@@ -243,20 +242,20 @@ methods.declare(
     check_budget=None,
 )
 methods.declare(
-    'distill',
+    "distill",
     description=(
         "Hinton knowledge distillation into a named student or the parent's family scaled in width "
-        '(searched to a budget) and depth'
+        "(searched to a budget) and depth"
     ),
     version=2,
     params=DistillParams,
-    budgets=('knob', 'params', 'bytes', 'flops'),
+    budgets=("knob", "params", "bytes", "flops"),
     quantizes=False,
     stages=None,
     check_budget=None,
 )
 methods.declare(
-    'finetune',
+    "finetune",
     description="fine-tune with the experiment's recipe (a pipeline stage between methods)",
     params=FinetuneOnly,
     quantizes=False,
@@ -264,80 +263,77 @@ methods.declare(
     check_budget=None,
 )
 methods.declare(
-    'lowrank',
+    "lowrank",
     description=(
-        'low-rank factorisation: channel SVD or Tucker-2 for convs, SVD for linears, to a rank ratio,'
-        ' then fine-tuning'
+        "low-rank factorisation: channel SVD or Tucker-2 for convs, SVD for linears, to a rank ratio, then fine-tuning"
     ),
     params=LowRankParams,
-    budgets=('knob', 'params', 'bytes', 'flops'),
+    budgets=("knob", "params", "bytes", "flops"),
     quantizes=False,
     stages=None,
     check_budget=None,
 )
 methods.declare(
-    'pipeline',
+    "pipeline",
     description=(
-        'a sequence of methods, e.g. prune.structured -> finetune -> quantize.static; the budget goes'
-        ' to one stage'
+        "a sequence of methods, e.g. prune.structured -> finetune -> quantize.static; the budget goes to one stage"
     ),
     params=PipelineParams,
-    budgets=('knob', 'params', 'bytes', 'flops'),
+    budgets=("knob", "params", "bytes", "flops"),
     quantizes=False,
     stages=stage_list,
     check_budget=check_pipeline_budget,
 )
 methods.declare(
-    'prune.soft_filter',
+    "prune.soft_filter",
     description=(
-        'Soft Filter Pruning (He et al. 2018): lowest-L2 filters zeroed after every epoch, still '
-        'trained, removed at the end (Torch-Pruning groups)'
+        "Soft Filter Pruning (He et al. 2018): lowest-L2 filters zeroed after every epoch, still "
+        "trained, removed at the end (Torch-Pruning groups)"
     ),
     version=2,
     params=SoftFilterParams,
-    budgets=('knob', 'params', 'bytes', 'flops'),
+    budgets=("knob", "params", "bytes", "flops"),
     quantizes=False,
     stages=None,
     check_budget=None,
 )
 methods.declare(
-    'prune.structured',
+    "prune.structured",
     description=(
-        'channel pruning that removes filters (Torch-Pruning dependency graph): a registered '
-        'criterion (L1/L2/BN-scale/Taylor/random), local or global, one-shot or iterative'
+        "channel pruning that removes filters (Torch-Pruning dependency graph): a registered "
+        "criterion (L1/L2/BN-scale/Taylor/random), local or global, one-shot or iterative"
     ),
     params=StructuredParams,
-    budgets=('knob', 'params', 'bytes', 'flops'),
+    budgets=("knob", "params", "bytes", "flops"),
     quantizes=False,
     stages=None,
     check_budget=None,
 )
 methods.declare(
-    'prune.unstructured',
+    "prune.unstructured",
     description=(
-        'unstructured weight pruning by a registered criterion (L1, random: torch.nn.utils.prune), '
-        'local or global; params = nonzero parameters'
+        "unstructured weight pruning by a registered criterion (L1, random: torch.nn.utils.prune), "
+        "local or global; params = nonzero parameters"
     ),
     version=2,
     params=UnstructuredParams,
-    budgets=('knob', 'params'),
+    budgets=("knob", "params"),
     quantizes=False,
     stages=None,
     check_budget=None,
 )
 methods.declare(
-    'quantize.bf16',
-    description='cast weights and activations to bfloat16 (normalisation stays float32)',
+    "quantize.bf16",
+    description="cast weights and activations to bfloat16 (normalisation stays float32)",
     params=CastParams,
     quantizes=True,
     stages=None,
     check_budget=None,
 )
 methods.declare(
-    'quantize.dynamic',
+    "quantize.dynamic",
     description=(
-        'int8 dynamic quantization of linear layers (weights int8, activations quantized on the fly; '
-        'convs stay fp32)'
+        "int8 dynamic quantization of linear layers (weights int8, activations quantized on the fly; convs stay fp32)"
     ),
     params=DynamicParams,
     quantizes=True,
@@ -345,26 +341,26 @@ methods.declare(
     check_budget=None,
 )
 methods.declare(
-    'quantize.fp16',
-    description='cast weights and activations to float16 (normalisation stays float32)',
+    "quantize.fp16",
+    description="cast weights and activations to float16 (normalisation stays float32)",
     params=CastParams,
     quantizes=True,
     stages=None,
     check_budget=None,
 )
 methods.declare(
-    'quantize.qat',
-    description='int8 quantization-aware training (fake-quant fine-tuning, then convert to int8)',
+    "quantize.qat",
+    description="int8 quantization-aware training (fake-quant fine-tuning, then convert to int8)",
     params=QATParams,
     quantizes=True,
     stages=None,
     check_budget=None,
 )
 methods.declare(
-    'quantize.static',
+    "quantize.static",
     description=(
-        'int8 post-training static quantization (torch.ao eager, conv-bn-relu fusion, calibration on '
-        'training batches, real int8 CPU kernels)'
+        "int8 post-training static quantization (torch.ao eager, conv-bn-relu fusion, calibration on "
+        "training batches, real int8 CPU kernels)"
     ),
     params=StaticParams,
     quantizes=True,
@@ -374,23 +370,23 @@ methods.declare(
 
 
 # --------------------------------------------------------------------------- declarations: registry.channel_criteria
-channel_criteria.declare('bn_scale', description='|γ| of the BatchNorm after the channel (network slimming)')
-channel_criteria.declare('l1', description="L1 norm of each channel group's weights (Torch-Pruning)")
-channel_criteria.declare('l2', description="L2 norm of each channel group's weights (Torch-Pruning)")
-channel_criteria.declare('random', description='random scores (a baseline; seeded by the job)')
+channel_criteria.declare("bn_scale", description="|γ| of the BatchNorm after the channel (network slimming)")
+channel_criteria.declare("l1", description="L1 norm of each channel group's weights (Torch-Pruning)")
+channel_criteria.declare("l2", description="L2 norm of each channel group's weights (Torch-Pruning)")
+channel_criteria.declare("random", description="random scores (a baseline; seeded by the job)")
 channel_criteria.declare(
-    'taylor',
-    description='first-order Taylor |w · ∂L/∂w| per group, gradients from training batches',
+    "taylor",
+    description="first-order Taylor |w · ∂L/∂w| per group, gradients from training batches",
 )
 
 
 # --------------------------------------------------------------------------- declarations: registry.weight_criteria
-weight_criteria.declare('l1', description='smallest |w| first (torch.nn.utils.prune)')
-weight_criteria.declare('random', description='random weights (torch.nn.utils.prune)')
+weight_criteria.declare("l1", description="smallest |w| first (torch.nn.utils.prune)")
+weight_criteria.declare("random", description="random weights (torch.nn.utils.prune)")
 
 
 # --------------------------------------------------------------------------- declarations: registry.adapt_losses
 adapt_losses.declare(
-    'coral',
-    description='Deep CORAL (Sun & Saenko 2016): ‖C_S − C_T‖²_F / (4d²) of the feature covariances',
+    "coral",
+    description="Deep CORAL (Sun & Saenko 2016): ‖C_S − C_T‖²_F / (4d²) of the feature covariances",
 )

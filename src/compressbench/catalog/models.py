@@ -34,10 +34,10 @@ for _d in (18, 34, 50, 101, 152):
         description=f"torchvision ImageNet ResNet-{_d} (7×7 stem; torchvision:IMAGENET1K_V1 weights load)",
     )
 models.declare_source(
-    'timm:',
-    'any timm architecture, random init (timm.list_models())',
+    "timm:",
+    "any timm architecture, random init (timm.list_models())",
 )
 models.declare_source(
-    'torchvision:',
-    'any torchvision classification model, random init (torchvision.models.list_models())',
+    "torchvision:",
+    "any torchvision classification model, random init (torchvision.models.list_models())",
 )

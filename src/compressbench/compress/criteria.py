@@ -58,5 +58,3 @@ def group_random() -> Any:
 
 weight_criteria.register("l1", prune.L1Unstructured, description="smallest |w| first (torch.nn.utils.prune)")
 weight_criteria.register("random", prune.RandomUnstructured, description="random weights (torch.nn.utils.prune)")
-
-

@@ -42,6 +42,7 @@ from ..specs import CLEAN_ACCURACY, CORRUPTION_ACCURACY, MetricSpec
 
 log = logging.getLogger(__name__)
 
+
 def quantizable(model: nn.Module) -> list[str]:
     """The conv / linear layers of a model, by module path."""
     return [n for n, m in model.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]

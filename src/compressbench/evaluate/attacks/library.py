@@ -56,6 +56,7 @@ from ...specs import AttackSpec
 
 log = logging.getLogger(__name__)
 
+
 def perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     """Per-image norm of a perturbation in pixel space; ``l0`` is the *fraction* of input features
     (pixels × channels) changed, so that thresholds do not depend on the image size."""
