@@ -22,13 +22,18 @@ threads on a loaded machine idle OpenMP workers spin and inflate CPU time — us
 * **clean**: the ``clean`` evaluator on ``--eval-images`` test images (the quickstart's 10,000), split the
   same way (the model's forward vs batching, outcomes, per-class accuracy).
 * **whole run**: every quickstart job's FLOPs from the planner's cost model (``estimate.job_costs``) divided
-  by the GEMM peak and by the training step's achieved rate, per job kind.
+  by the best rate measured (the GEMM's or the convolutions' alone at batch 128) and by the training loop's
+  achieved rate, per job kind.
+
+Everything runs inside ``execute.allocator.keep_freed_memory`` as ``compressbench run``'s jobs do;
+``--allocator default`` measures with glibc's default malloc settings instead (the code before it).
 
 FLOPs: ``compressbench.measure.flops.count_flops`` (convolutions and linear layers; a training step counts
 ``costs.TRAIN_STEP`` = 3 × forward). Rates are GFLOP per CPU second (user + sys of the process) and per wall
 second; the CPU figure is what carries over between a loaded and a quiet machine.
 
-    nice -n 19 .venv/bin/python benchmarks/quickstart_floor.py [--threads 1] [--steps 100]
+    nice -n 19 .venv/bin/python benchmarks/quickstart_floor.py [--threads 1] [--steps 100] [--allocator default]
+    .venv/bin/python benchmarks/quickstart_floor.py --report benchmarks/results/quickstart_floor.json
 
 Prints a Markdown table and writes ``benchmarks/results/quickstart_floor.json``.
 """
