@@ -70,9 +70,10 @@ def test_kept_memory_changes_no_bit_and_maps_no_pages():
     # five steps of the quickstart recipe's code path (crop augmentation, SGD one-cycle, BatchNorm), then the
     # evaluation forward pass: the same bytes
     assert kept["sha256"] == default["sha256"]
-    # the default allocator maps (and the kernel zero-fills) a batch's large activations on every pass
-    assert default["faults_per_pass"] > 1000
-    assert kept["faults_per_pass"] < default["faults_per_pass"] / 20
+    # kept: every block of a pass is reused, nothing is mapped anew (default glibc, 4 KiB pages: ~20,000 faults per
+    # pass here, as it maps and the kernel zero-fills each large activation again; fewer with transparent huge pages)
+    assert kept["faults_per_pass"] < 100
+    assert default["faults_per_pass"] > kept["faults_per_pass"]
 
 
 def test_blocks_nest_and_off_switch(monkeypatch):
