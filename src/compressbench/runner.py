@@ -31,6 +31,7 @@ from .data.base import ImageSet
 from .data.prepare import prepare_bundle
 from .declarations import record_run
 from .execute import GPU_SHARE, JobResult, create_executor, prepare_cache
+from .execute.allocator import keep_freed_memory
 from .interfaces import CompressContext, EvalContext, VariantInfo
 from .jobs import (
     PARENT_ACHIEVED,
@@ -496,8 +497,9 @@ def execute(session: Session, exp: ResolvedExperiment, jobs: list[Job] | None = 
         _store_job(session.store, job, res, session.results, session.run_id)
 
     # the efficiency evaluator's timing processes fork from one template per run instead of each starting an
-    # interpreter and importing torch (measure.fresh: each measurement still has a process of its own)
-    with forked_workers():
+    # interpreter and importing torch (measure.fresh: each measurement still has a process of its own); the jobs
+    # reuse freed memory instead of mapping and zero-filling each large tensor anew (execute.allocator)
+    with forked_workers(), keep_freed_memory():
         create_executor(exp, cache, session.progress).run(jobs, fn, on_done)
     return done
 

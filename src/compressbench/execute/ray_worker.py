@@ -20,6 +20,7 @@ from typing import Any
 
 from ..config.plugins import PluginSet
 from ..jobs import Job
+from .allocator import keep_freed_memory
 from .cache import _HOST, GPU_SHARE, JobFn, JobResult, run_one
 from .group import run_group
 
@@ -75,9 +76,10 @@ def _worker_run(
     task = ray.get_runtime_context().get_task_id()
     token = GPU_SHARE.set(setup["num_gpus"])
     try:
-        return run_one(
-            job, cache, fn, upstream, owner={"ray_task": task}, is_dead=lambda info: info.get("ray_task") == task
-        )  # an earlier attempt of this very task
+        with keep_freed_memory():  # as in a local run (execute.allocator)
+            return run_one(
+                job, cache, fn, upstream, owner={"ray_task": task}, is_dead=lambda info: info.get("ray_task") == task
+            )  # an earlier attempt of this very task
     finally:
         GPU_SHARE.reset(token)
 
@@ -94,14 +96,15 @@ def _worker_run_group(
     task = ray.get_runtime_context().get_task_id()
     token = GPU_SHARE.set(setup["num_gpus"])
     try:
-        return run_group(
-            jobs,
-            cache,
-            fn.group,
-            upstreams,
-            owner={"ray_task": task},
-            is_dead=lambda info: info.get("ray_task") == task,
-        )
+        with keep_freed_memory():
+            return run_group(
+                jobs,
+                cache,
+                fn.group,
+                upstreams,
+                owner={"ray_task": task},
+                is_dead=lambda info: info.get("ray_task") == task,
+            )
     finally:
         GPU_SHARE.reset(token)
 
