@@ -111,6 +111,8 @@ def channels_last_rand(*shape: int) -> torch.Tensor:
     (``.contiguous(memory_format=torch.channels_last)`` leaves a one-channel NCHW tensor as it is)."""
     n, c, h, w = shape
     return torch.rand(n, h, w, c).permute(0, 3, 1, 2)
+
+
 def gemm_peak(n: int = 2048, repeats: int = 4, rounds: int = 3) -> dict[str, float]:
     import torch
 
@@ -384,8 +386,15 @@ def profile_clean(bundle, meta, n: int) -> dict[str, object]:
     fp = count_flops(model, (1, meta.channels, *meta.size))
     with tempfile.TemporaryDirectory(prefix="cb-floor-") as tmp:
         ctx = EvalContext(
-            bundle, meta, torch.device("cpu"), 0, Path(tmp), VariantInfo("baseline", "baseline"),
-            lambda: model, eval_size=1000, progress=False,
+            bundle,
+            meta,
+            torch.device("cpu"),
+            0,
+            Path(tmp),
+            VariantInfo("baseline", "baseline"),
+            lambda: model,
+            eval_size=1000,
+            progress=False,
         )
         params = CleanParams(subset=n)
         clean(model, ctx, CleanParams(subset=min(n, 1024)))  # warm-up: first-call allocations
@@ -513,8 +522,10 @@ def main() -> None:
 def report(res: dict[str, object]) -> None:
     m = res["machine"]
     load = " → ".join("/".join(f"{v:.1f}" for v in m[k]) for k in ("loadavg_start", "loadavg_end"))
-    print(f"\n{m['cpu']}, {m['cores']} cores, {res['threads']} torch thread(s), allocator {res['allocator']}, "
-          f"load average {load}\n")
+    print(
+        f"\n{m['cpu']}, {m['cores']} cores, {res['threads']} torch thread(s), allocator {res['allocator']}, "
+        f"load average {load}\n"
+    )
     print("| what | GFLOP | CPU s (of which sys) | wall s | GFLOP / CPU s | GFLOP / wall s |")
     print("|---|---|---|---|---|---|")
     rows = [
@@ -540,8 +551,10 @@ def report(res: dict[str, object]) -> None:
         for name in ("float", "dynamic_int8"):
             for bs, r in res["eval_batch"][name].items():
                 print(f"| {name} | {bs} | {r['cpu_s']:.2f} | {r['gflop_per_cpu_s']:.1f} | {r['equal_to_b512']} |")
-    for key, title, total_key in (("train", "train() under cProfile", "profiled_cpu_s"),
-                                  ("clean", "clean evaluator under cProfile", "profiled_cpu_s")):
+    for key, title, total_key in (
+        ("train", "train() under cProfile", "profiled_cpu_s"),
+        ("clean", "clean evaluator under cProfile", "profiled_cpu_s"),
+    ):
         if key in res:
             r = res[key]
             tot = r[total_key]
