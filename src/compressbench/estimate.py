@@ -329,12 +329,14 @@ SEARCH_TRIALS = 7
 # one trial in the model's per-call inference overheads (``Rates.infer_call``: per-layer dispatch; a trial is
 # per-layer Python work: a copy, a Torch-Pruning dependency graph traced and walked layer by layer, the step): the
 # Office-31 smoke's 6 searched jobs took 0.92 CPU s each, ≈ 0.1 s per trial beyond the fine-tune, at 2.27 ms per
-# call (``benchmarks/plan_vs_run.py``, AMD EPYC, 1 thread, loaded machine)
+# call (``benchmarks/plan_vs_run.py``, AMD EPYC, 1 thread, loaded machine; the mean of small calls). Re-checked with
+# the fastest-call measurement (1.4 ms per call on that model): those 6 jobs priced at 0.76 of their 5.4 CPU s
 SEARCH_TRIAL_CALLS = 40.0
 
 # the runner's own CPU seconds per job outside the job (its key and spec, scheduling, result.json, artifact hashes,
 # the store's rows): (run's CPU − the jobs' CPU − start-up) / jobs = 0.075 on the Office-31 and noise smokes
-# (``benchmarks/plan_vs_run.py``, AMD EPYC, 1 thread, loaded machine); declared, not measured by ``plan``
+# (``benchmarks/plan_vs_run.py``, AMD EPYC, 1 thread, loaded machine; 0.08 on all three smokes when re-run at one
+# thread in round r27plan2); declared, not measured by ``plan``
 JOB_BOOKKEEPING_S = 0.075
 
 # a job's model builds + checkpoint round trips: train builds and saves one; compress loads the parent and saves

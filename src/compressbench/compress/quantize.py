@@ -314,7 +314,9 @@ class StaticParams(Params):
 
 # static int8's fixed work (fusion, observer insertion, int8 conversion: per-layer Python work) for ``compressbench
 # plan``, in the model's per-call inference overheads: 1.0 CPU s per job vs 2.27 ms per call on the Office-31 smoke's
-# ResNet-50 at 1/16 width (``benchmarks/plan_vs_run.py``, AMD EPYC, 1 thread, loaded machine)
+# ResNet-50 at 1/16 width (``benchmarks/plan_vs_run.py``, AMD EPYC, 1 thread, loaded machine; the mean of small
+# calls). Re-checked with the fastest-call measurement (1.4 ms per call there): its 2 static jobs priced at 0.84 of
+# their 2.05 CPU s
 STATIC_OVERHEAD_CALLS = 400.0
 
 
