@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 import torch
-from pydantic import field_validator
 from torch import nn
 
+from .catalog.base import AdaptParams  # noqa: F401 (torch-free: compressbench.catalog)
 from .config.schema import AdaptConfig
 from .data.base import DatasetBundle, ImageSet
 from .registry import adapt_losses
@@ -58,18 +58,6 @@ adapt_losses.register(
     version=1,
     description="Deep CORAL (Sun & Saenko 2016): ‖C_S − C_T‖²_F / (4d²) of the feature covariances",
 )
-
-
-class AdaptParams(AdaptConfig):
-    """:class:`~compressbench.config.schema.AdaptConfig` (``{method: coral, weight: λ}``) with its loss looked
-    up in ``registry.adapt_losses`` when validated: the form methods' params use (``train.adapt`` is checked
-    the same way when the experiment is resolved)."""
-
-    @field_validator("method")
-    @classmethod
-    def _method(cls, v: str) -> str:
-        adapt_losses.resolve(v)  # unknown -> "unknown adaptation loss ...; did you mean" (a ValueError)
-        return v
 
 
 class FeatureTap:

@@ -236,13 +236,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     for kind, reg in regs.items():
         print(f"{kind}:")
         for name in reg.names():
-            spec = reg.spec(name)
+            spec = reg.declared(name)  # a built-in's declaration: its code (torch) is not imported
             desc = spec.description or (getattr(reg.get(name), "__doc__", "") or "").strip().split("\n")[0]
             line = f"  {name:<24} {desc}"
             extras = []
-            if getattr(spec, "budgets", None):
+            if spec.budgets:
                 extras.append("budgets: " + ", ".join(spec.budgets))
-            if getattr(spec, "suites", None):
+            if spec.suites:
                 extras.append(f"suite: {', '.join(spec.suites)}")
             extras.append(f"v{spec.version}")
             print(line + ("  [" + "; ".join(extras) + "]" if extras else ""))

@@ -27,33 +27,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, Callable
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from .catalog.base import FinetuneParams, Params  # noqa: F401 (torch-free: compressbench.catalog)
 from .config.plugins import PluginSet
 from .config.schema import BASELINE, Budget, BudgetKind  # noqa: F401 (re-exported: the plug-in contract)
 from .data.base import DataMeta, DatasetBundle
 
 log = logging.getLogger(__name__)
-
-
-class Params(BaseModel):
-    """Base class of every method's / evaluator's parameter schema. ``KEY_OPTIONAL``: fields added after job
-    keys existed, in a key only when set (:meth:`key_dump`), so that adding them re-runs nothing."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ()
-
-    def key_dump(self) -> dict[str, Any]:
-        """``model_dump(mode="json")`` without the ``KEY_OPTIONAL`` fields that are at their defaults."""
-        d = self.model_dump(mode="json")
-        for f in self.KEY_OPTIONAL:
-            if getattr(self, f) == type(self).model_fields[f].get_default(call_default_factory=True):
-                d.pop(f, None)
-        return d
 
 
 @dataclass
@@ -144,12 +128,3 @@ class EvalContext:
         """The fixed, seeded evaluation subset (``size=-1`` -> experiment default); ``domain``: of that
         target domain's evaluation images (datasets with domains; None: the source's test split)."""
         return self.data.eval_subset(self.eval_size if size == -1 else size, seed=0, domain=domain)
-
-
-class FinetuneParams(Params):
-    """Fine-tuning after compression: the experiment's training recipe with these overrides."""
-
-    epochs: float = Field(1.0, ge=0, le=10_000)
-    lr: float | None = Field(None, gt=0)  # None -> 0.1 × the baseline recipe's lr
-    optimizer: Literal["sgd", "adam", "adamw"] | None = None
-    schedule: Literal["cosine", "onecycle", "step", "constant"] = "cosine"

@@ -13,6 +13,12 @@ Plugins (docs/architecture.md, convention 14: data never chooses code):
 * installed packages register through the ``compressbench.plugins`` entry-point group (each entry
   point is a module that registers on import, or a callable taking no arguments), loaded once, the
   first time any registry is used.
+* *declarations*: a registry may know its built-ins before their code is imported. Its ``catalog`` module
+  (torch-free, :mod:`compressbench.catalog`) :meth:`~Registry.declare`-s each built-in's name and what
+  ``compressbench list`` shows (description, version, params schema, budgets, suites); the implementation
+  (the ``loader`` module, torch code) is imported the first time an object or a full spec is asked for.
+  :meth:`Registry.names`, :meth:`Registry.resolve` of a declared name, :meth:`Registry.declared` and
+  :meth:`Registry.sources` import no implementation.
 * *name families* of an installed library (``"timm:<architecture>"``, ``"torchvision:<model>"``) are
   served by a source (:meth:`Registry.add_source`): the first lookup of such a name asks the library
   whether it knows it and registers it. Nothing is imported but the library itself, so a checkpoint
@@ -25,8 +31,8 @@ import difflib
 import importlib
 import logging
 import re
-from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, TypeVar
 
 from .errors import UserError
 from .specs import (
@@ -99,6 +105,35 @@ class Entry(Generic[T, S]):
         return self.target  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class Declaration:
+    """What a registry knows of a component without importing its code: what ``compressbench list`` shows
+    and the params schema. For a built-in, its catalog module declares it (``Registry.declare``); every field
+    must equal the spec its implementation registers (``tests/test_catalog.py``)."""
+
+    name: str
+    description: str = ""
+    version: int = 1
+    params: type | None = None
+    budgets: tuple[str, ...] = ()
+    suites: tuple[str, ...] = ()
+    # more spec fields, declared where torch-free code needs them before the implementation is loaded (an
+    # attack's norms for validating an ``attacks:`` entry): {field: value}
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, name: str, spec: ComponentSpec) -> Declaration:
+        """The declaration a registered spec amounts to."""
+        return cls(
+            name,
+            spec.description,
+            spec.version,
+            spec.params,
+            tuple(getattr(spec, "budgets", ())),
+            tuple(getattr(spec, "suites", ())),
+        )
+
+
 _plugins_loaded = False
 _plugins: list[str] = []  # "name = value" of each entry point loaded
 
@@ -135,6 +170,7 @@ class Registry(Generic[T, S]):
         loader: str | None = None,
         spec: type[S] = ComponentSpec,  # type: ignore[assignment]
         adopt: Callable[[Any], bool] | None = None,
+        catalog: str | None = None,
     ):
         self.kind = kind
         self.spec_cls = spec
@@ -143,6 +179,11 @@ class Registry(Generic[T, S]):
         # module imported on first lookup so that built-ins self-register lazily
         self._loader = loader
         self._loaded = loader is None
+        # torch-free module that declares the built-ins (their code stays unimported until needed)
+        self._catalog = catalog
+        self._catalog_loaded = False
+        self._declared: dict[str, Declaration] = {}
+        self._declared_sources: dict[str, str] = {}
         # for "pkg.mod:obj" names: may an unregistered object be registered on the fly (model factories)?
         self._adopt = adopt
         # name families served by an installed library: prefix -> fn(name) -> (object, spec)
@@ -157,8 +198,8 @@ class Registry(Generic[T, S]):
 
     def sources(self) -> dict[str, str]:
         """{prefix: description} of the name families served by libraries (for ``compressbench list``)."""
-        self._ensure_loaded()
-        return dict(self._source_help)
+        self._ensure_declared()
+        return {**self._declared_sources, **self._source_help}
 
     def serves(self, name: str) -> bool:
         """Whether ``name`` belongs to a name family a library serves here (never loads anything)."""
@@ -183,6 +224,70 @@ class Registry(Generic[T, S]):
             self._loaded = True
             importlib.import_module(self._loader)  # type: ignore[arg-type]
             load_plugins()
+
+    def _ensure_declared(self) -> None:
+        """The catalog's declarations and the plug-ins, without the built-ins' code (a registry without a
+        catalog loads its code)."""
+        if self._catalog is None:
+            self._ensure_loaded()
+        elif not self._catalog_loaded:
+            self._catalog_loaded = True
+            importlib.import_module(self._catalog)
+            load_plugins()
+
+    def declare(
+        self,
+        name: str,
+        *,
+        description: str,
+        version: int = 1,
+        params: type | None = None,
+        budgets: tuple[str, ...] = (),
+        suites: tuple[str, ...] = (),
+        **fields: Any,
+    ) -> None:
+        """Declare a built-in without importing its code (in the registry's ``catalog`` module); its
+        implementation registers the full spec under the same name. ``fields``: more of its spec's fields
+        (plain data) that torch-free code reads through :meth:`field`."""
+        bad = [k for k in fields if k not in self.spec_cls.field_names()]
+        if bad:
+            allowed = ", ".join(self.spec_cls.field_names())
+            raise TypeError(f"unknown {self.kind} spec field(s) {bad}; allowed: {allowed}")
+        self._declared[name] = Declaration(
+            name, description, version, params, tuple(budgets), tuple(suites), dict(fields)
+        )
+
+    def declarations(self) -> tuple[dict[str, Declaration], dict[str, str]]:
+        """The catalog's declarations and declared name families (:meth:`declare`, :meth:`declare_source`),
+        for the test that checks them against the registered specs."""
+        self._ensure_declared()
+        return dict(self._declared), dict(self._declared_sources)
+
+    def field(self, name: str, key: str) -> Any:
+        """One field of ``name``'s spec: from its declaration while its code is not loaded and the field is
+        declared (nothing imported), else from the registered spec."""
+        self._ensure_declared()
+        name = self._aliases.get(name, name)
+        d = self._declared.get(name)
+        if name not in self._entries and d is not None:
+            if key in d.fields:
+                return d.fields[key]
+            if key in ("description", "version", "params", "budgets", "suites"):
+                return getattr(d, key)
+        return getattr(self.entry(name).spec, key)
+
+    def declare_source(self, prefix: str, description: str) -> None:
+        """Declare a name family (:meth:`add_source`) for the listing; its module adds the source itself."""
+        self._declared_sources[prefix] = description
+
+    def declared(self, name: str) -> Declaration:
+        """What ``compressbench list`` shows of ``name``: its spec's, when its code is loaded (or it has no
+        declaration), else its declaration (nothing imported)."""
+        self._ensure_declared()
+        name = self._aliases.get(name, name)
+        if name not in self._entries and name in self._declared:
+            return self._declared[name]
+        return Declaration.of(self.entry(name).name, self.entry(name).spec)
 
     def make_spec(self, fields: dict[str, Any]) -> S:
         allowed = self.spec_cls.field_names()
@@ -220,11 +325,14 @@ class Registry(Generic[T, S]):
         """Remove an entry (for tests and plugins that register temporarily)."""
         e = self.entry(name)  # unknown name -> the usual one-line error
         del self._entries[e.name]
+        self._declared.pop(e.name, None)
         self._aliases = {k: v for k, v in self._aliases.items() if v != e.name and k != name}
 
     def entry(self, name: str) -> Entry[T, S]:
-        self._ensure_loaded()
+        self._ensure_declared()
         name = self._aliases.get(name, name)
+        if name not in self._entries:  # a declared built-in (its code), or any other name: load the built-ins
+            self._ensure_loaded()
         if name not in self._entries and not self._from_source(name):
             raise UnknownNameError(self.kind, name, self.names(), families=self._sources)
         return self._entries[name]
@@ -232,9 +340,13 @@ class Registry(Generic[T, S]):
     def resolve(self, name: str) -> str:
         """The registered name for ``name``. A ``"pkg.mod:obj"`` the user wrote is imported here (its
         module registers ``obj``); afterwards :meth:`entry` finds it under that string too. Raises
-        :class:`UnknownNameError` (one line) for anything else."""
-        self._ensure_loaded()
+        :class:`UnknownNameError` (one line) for anything else. A declared name is resolved without
+        importing its code."""
+        self._ensure_declared()
         name = self._aliases.get(name, name)
+        if name in self._declared:
+            return name
+        self._ensure_loaded()
         if name in self._entries or not is_object_path(name) or self.source_of(name):
             return self.entry(name).name
         try:
@@ -268,13 +380,18 @@ class Registry(Generic[T, S]):
         return self.entry(name).spec
 
     def names(self) -> list[str]:
-        self._ensure_loaded()
-        return sorted(self._entries)
+        """Every registered or declared name (declared built-ins are not imported)."""
+        self._ensure_declared()
+        return sorted({*self._entries, *self._declared})
 
     def items(self) -> list[tuple[str, S]]:
-        return [(n, self._entries[n].spec) for n in self.names()]
+        """(name, full spec) of every entry (imports the built-ins' code)."""
+        return [(n, self.entry(n).spec) for n in self.names()]
 
     def __contains__(self, name: object) -> bool:
+        self._ensure_declared()
+        if name in self._entries or name in self._aliases or name in self._declared:
+            return True
         self._ensure_loaded()
         if name in self._entries or name in self._aliases:
             return True
@@ -290,25 +407,37 @@ class Registry(Generic[T, S]):
         return len(self.names())
 
 
-# The project's extension points. Each loader module registers the built-ins.
-datasets: Registry[Any, DatasetSpec] = Registry("dataset", "compressbench.data", DatasetSpec)
-models: Registry[Any, ModelSpec] = Registry("model", "compressbench.models", ModelSpec, adopt=callable)
-methods: Registry[Any, MethodSpec] = Registry("method", "compressbench.compress", MethodSpec)
-evaluators: Registry[Any, EvaluatorSpec] = Registry("evaluator", "compressbench.evaluate", EvaluatorSpec)
-corruptions: Registry[Any, CorruptionSpec] = Registry(
-    "corruption", "compressbench.evaluate.corruptions", CorruptionSpec
+# The project's extension points. Each loader module registers the built-ins; each catalog module (torch-free)
+# declares them.
+_C = "compressbench.catalog."
+datasets: Registry[Any, DatasetSpec] = Registry("dataset", "compressbench.data", DatasetSpec, catalog=_C + "data")
+models: Registry[Any, ModelSpec] = Registry(
+    "model", "compressbench.models", ModelSpec, adopt=callable, catalog=_C + "models"
 )
-attacks: Registry[Any, AttackSpec] = Registry("attack", "compressbench.evaluate.attacks", AttackSpec)
+methods: Registry[Any, MethodSpec] = Registry("method", "compressbench.compress", MethodSpec, catalog=_C + "methods")
+evaluators: Registry[Any, EvaluatorSpec] = Registry(
+    "evaluator", "compressbench.evaluate", EvaluatorSpec, catalog=_C + "evaluators"
+)
+corruptions: Registry[Any, CorruptionSpec] = Registry(
+    "corruption", "compressbench.evaluate.corruptions", CorruptionSpec, catalog=_C + "corruptions"
+)
+attacks: Registry[Any, AttackSpec] = Registry(
+    "attack", "compressbench.evaluate.attacks", AttackSpec, catalog=_C + "attacks"
+)
 # pruning importance criteria: channel groups (Torch-Pruning importances) and single weights (torch.nn.utils.prune)
 channel_criteria: Registry[Any, CriterionSpec] = Registry(
-    "channel criterion", "compressbench.compress.criteria", CriterionSpec
+    "channel criterion", "compressbench.compress.criteria", CriterionSpec, catalog=_C + "methods"
 )
 weight_criteria: Registry[Any, CriterionSpec] = Registry(
-    "weight criterion", "compressbench.compress.criteria", CriterionSpec
+    "weight criterion", "compressbench.compress.criteria", CriterionSpec, catalog=_C + "methods"
 )
 # domain adaptation losses fn(source_features, target_features) -> loss (compressbench.adapt)
-adapt_losses: Registry[Any, ComponentSpec] = Registry("adaptation loss", "compressbench.adapt", ComponentSpec)
-executors: Registry[Any, ExecutorSpec] = Registry("executor", "compressbench.execute", ExecutorSpec)
+adapt_losses: Registry[Any, ComponentSpec] = Registry(
+    "adaptation loss", "compressbench.adapt", ComponentSpec, catalog=_C + "methods"
+)
+executors: Registry[Any, ExecutorSpec] = Registry(
+    "executor", "compressbench.execute", ExecutorSpec, catalog=_C + "executors"
+)
 
 ALL = {
     "datasets": datasets,

@@ -16,53 +16,18 @@ setting — as a variant next to the source-only baseline, so one experiment hol
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
-from pydantic import Field, model_validator
 from torch import nn
 
-from ..adapt import AdaptParams
+from ..catalog.methods import CoralParams, CoralStage  # noqa: F401 (torch-free: compressbench.catalog)
 from ..costs import TrainingCost
-from ..interfaces import CompressContext, CompressResult, Params
+from ..interfaces import CompressContext, CompressResult
 from ..registry import methods
 from ..train import seed_everything
 from .budget import Solution
 from .common import clone
 
 log = logging.getLogger(__name__)
-
-
-class CoralStage(AdaptParams):
-    """The adaptation an ``adapt.coral`` variant applies; ``init: scratch`` shows in its label."""
-
-    init: Literal["parent", "scratch"] = "parent"
-
-    def _label_parts(self) -> list[str]:
-        return super()._label_parts() + (["from scratch"] if self.init == "scratch" else [])
-
-
-class CoralParams(Params):
-    weight: float = Field(1.0, ge=0, le=1e6)  # λ
-    targets: list[str] | None = None  # target domains to align with (None: every target, pooled)
-    features: Literal["penultimate", "logits"] = "penultimate"  # where the CORAL loss is taken
-    # parent: fine-tune the input model; scratch: train the baseline's architecture from the baseline's own
-    # initial weights (the job's seed) with CORAL — Deep CORAL's setting, what train.adapt does, as a variant
-    init: Literal["parent", "scratch"] = "parent"
-    epochs: float = Field(1.0, gt=0, le=10_000)
-    lr: float | None = Field(None, gt=0)  # None: 0.1 × the baseline recipe's lr (init: scratch needs it given)
-    optimizer: Literal["sgd", "adam", "adamw"] | None = None
-    schedule: Literal["cosine", "onecycle", "step", "constant"] = "cosine"
-
-    @model_validator(mode="after")
-    def _scratch_lr(self) -> CoralParams:
-        if self.init == "scratch" and self.lr is None:
-            raise ValueError("init: scratch trains from scratch: give its lr (and epochs, schedule) — the baseline's")
-        return self
-
-    def adaptation(self) -> CoralStage:
-        return CoralStage(
-            method="coral", weight=self.weight, targets=self.targets, features=self.features, init=self.init
-        )
 
 
 def _is_float(model: nn.Module) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 
 from torch.nn.utils import prune
 
+from ..catalog.methods import check_criterion  # noqa: F401 (torch-free: compressbench.catalog)
 from ..registry import channel_criteria, weight_criteria
 
 
@@ -57,11 +58,3 @@ def group_random() -> Any:
 
 weight_criteria.register("l1", prune.L1Unstructured, description="smallest |w| first (torch.nn.utils.prune)")
 weight_criteria.register("random", prune.RandomUnstructured, description="random weights (torch.nn.utils.prune)")
-
-
-def check_criterion(registry: Any, name: str) -> str:
-    """A ``criterion`` field's validator: ``name`` as written when ``registry`` knows it (a ``"pkg.mod:obj"``
-    the user wrote is imported here); else :class:`~compressbench.registry.UnknownNameError` — a
-    ``ValueError``, so pydantic reports it at the field's path."""
-    registry.resolve(name)
-    return name

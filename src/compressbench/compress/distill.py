@@ -31,17 +31,16 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, model_serializer
 from torch import nn
 
-from ..adapt import AdaptParams
+from ..catalog.methods import DistillParams, StudentSpec  # noqa: F401 (torch-free: compressbench.catalog)
 from ..checkpoint import register_rebuilder
 from ..costs import TrainingCost
 from ..data.base import DataMeta
-from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
-from ..models import ModelName, create_model
+from ..interfaces import CompressContext, CompressResult, FinetuneParams
+from ..models import create_model
 from ..registry import methods
 from ..specs import SHARED_BUDGETS, Knob
 from ..train import seed_everything
@@ -54,35 +53,6 @@ from .structured import StructuredParams, prune_once, resize_step
 log = logging.getLogger(__name__)
 
 BUDGETS = ("knob", "params", "bytes", "flops")
-
-
-class StudentSpec(Params):
-    model: ModelName  # a registered model or "pkg.mod:factory" (resolved = imported when validated)
-    width: float = Field(1.0, gt=0, le=64)
-    kwargs: dict[str, Any] = {}
-
-
-class DistillParams(Params):
-    student: StudentSpec | None = None  # None: the parent's family, scaled
-    width: float = Field(0.5, gt=0, le=64)  # the knob: student width relative to the parent's / the spec's
-    depth_scale: float | None = Field(None, gt=0, le=16)  # e.g. 0.5 halves the blocks per ResNet stage
-    alpha: float = Field(0.9, ge=0, le=1)  # 0: the student learns from the labels alone ("raw student")
-    temperature: float = Field(4.0, gt=0)
-    loss: Literal["hinton", "hinton_2t2", "reverse_kl"] = "hinton"  # see train.KD_LOSSES
-    epochs: float = Field(3.0, ge=0, le=10_000)  # the student trains from scratch: use the baseline's epochs
-    lr: float = Field(0.05, gt=0)  # scratch-training learning rate (set to the baseline's)
-    optimizer: Literal["sgd", "adam", "adamw"] | None = None
-    schedule: Literal["cosine", "onecycle", "step", "constant"] | None = None
-    adapt: AdaptParams | None = None  # e.g. {method: coral, weight: 1}: the student also minimises λ·CORAL
-
-    @model_serializer(mode="wrap")
-    def _omit_unset_adapt(self, handler: Any) -> dict[str, Any]:
-        """Without ``adapt`` the dump (hence every distill variant's cache key) is what it was before
-        the field existed: cached students are not retrained for nothing."""
-        out = handler(self)
-        if out.get("adapt") is None:
-            out.pop("adapt", None)
-        return out
 
 
 def _student_base(ctx: CompressContext, params: DistillParams) -> tuple[str, float, dict[str, Any]]:

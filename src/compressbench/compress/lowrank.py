@@ -18,14 +18,14 @@ rebuilder must re-create the exact module layout anyway.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 from torch import nn
 
+from ..catalog.methods import LowRankParams  # noqa: F401 (torch-free: compressbench.catalog)
 from ..checkpoint import register_rebuilder
-from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
+from ..interfaces import CompressContext, CompressResult
 from ..registry import methods
 from ..specs import Knob
 from .budget import Solution
@@ -34,14 +34,6 @@ from .common import finetune, get_module, head_name, set_module
 log = logging.getLogger(__name__)
 
 BUDGETS = ("knob", "params", "bytes", "flops")
-
-
-class LowRankParams(Params):
-    conv: Literal["channel_svd", "tucker2", "none"] = "channel_svd"
-    linear: bool = True  # factorise linear layers (SVD)
-    ratio: float = Field(0.5, gt=0, le=1)  # the knob: rank ratio (used without a budget)
-    include_head: bool = False
-    finetune: FinetuneParams = FinetuneParams(epochs=0.5)
 
 
 def _r(ratio: float, full: int) -> int:

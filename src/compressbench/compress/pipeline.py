@@ -17,76 +17,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydantic import model_validator
 from torch import nn
 
-from ..interfaces import Budget, CompressContext, CompressResult, FinetuneParams, Params
+from ..catalog.methods import (  # noqa: F401 (torch-free: compressbench.catalog)
+    FinetuneOnly,
+    PipelineParams,
+    Stage,
+    _budget_stage,
+    check_pipeline_budget,
+    stage_list,
+)
+from ..interfaces import CompressContext, CompressResult
 from ..registry import methods
-from .budget import Solution, capabilities, check_budget, compress, measure_result
+from .budget import Solution, capabilities, compress, measure_result
 from .common import clone, finetune
 
 log = logging.getLogger(__name__)
-
-
-class Stage(Params):
-    method: str
-    params: dict[str, Any] = {}
-
-
-class PipelineParams(Params):
-    stages: list[Stage]
-    budget_stage: int | None = None  # index of the stage that receives the budget
-
-    @model_validator(mode="after")
-    def _check_stages(self) -> PipelineParams:
-        if not self.stages:
-            raise ValueError("pipeline needs at least one stage")
-        for i, st in enumerate(self.stages):
-            spec = methods.spec(methods.resolve(st.method))  # unknown name -> error with did-you-mean
-            if spec.stages is not None:
-                raise ValueError(f"pipeline stage {i}: pipelines cannot be nested")
-            try:
-                spec.params.model_validate(st.params)
-            except Exception as e:  # pydantic's message names the field
-                raise ValueError(f"pipeline stage {i} ({st.method}): {e}") from e
-        if self.budget_stage is not None and not 0 <= self.budget_stage < len(self.stages):
-            raise ValueError(f"budget_stage {self.budget_stage} is out of range (0..{len(self.stages) - 1})")
-        return self
-
-
-def stage_list(params: PipelineParams) -> list[tuple[str, Any]]:
-    """(method, validated params) of every stage."""
-    return [(st.method, methods.spec(st.method).params.model_validate(st.params)) for st in params.stages]
-
-
-def _budget_stage(budget: Budget | None, params: PipelineParams) -> int | None:
-    if budget is None:
-        return None
-    if params.budget_stage is not None:
-        return params.budget_stage
-    for i, st in enumerate(params.stages):
-        if budget.kind in methods.spec(st.method).budgets:
-            return i
-    return None
-
-
-def check_pipeline_budget(budget: Budget | None, params: PipelineParams) -> str | None:
-    """The budget's stage must accept it; a bytes budget cannot precede a quantizing stage."""
-    if budget is None:
-        return None
-    i = _budget_stage(budget, params)
-    if i is None:
-        return f"pipeline: no stage supports a '{budget.kind}' budget ({[s.method for s in params.stages]})"
-    name, sp = stage_list(params)[i]
-    sub = check_budget(name, budget, sp)
-    if sub:
-        return f"pipeline stage {i}: {sub}"
-    if budget.kind == "bytes" and any(methods.spec(s.method).quantizes for s in params.stages[i + 1 :]):
-        return (
-            "pipeline: a bytes budget cannot be matched before a quantization stage (it changes the bytes "
-            "again); budget params or flops instead"
-        )
-    return None
 
 
 @methods.register(
@@ -136,10 +82,6 @@ def pipeline(parent: nn.Module, ctx: CompressContext, sol: Solution, params: Pip
     if budget is not None and budget.kind != "knob":
         record["target"] = {"stage": b_idx}
     return CompressResult(model=model, record=record, steps=steps, achieved=achieved, stats=cs)
-
-
-class FinetuneOnly(FinetuneParams):
-    pass
 
 
 @methods.register(

@@ -31,16 +31,21 @@ import copy
 import logging
 import warnings
 import weakref
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 from torch import nn
 from torch.ao import quantization as tq
 
+from ..catalog.methods import (  # noqa: F401 (torch-free: compressbench.catalog)
+    CastParams,
+    DynamicParams,
+    QATParams,
+    StaticParams,
+)
 from ..checkpoint import register_rebuilder
 from ..costs import TrainingCost
-from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
+from ..interfaces import CompressContext, CompressResult, Params
 from ..registry import methods
 from . import int8_fx
 from .budget import Solution
@@ -301,17 +306,6 @@ def calibrate(model: nn.Module, ctx: CompressContext, batches: int, batch_size: 
     return seen
 
 
-# --------------------------------------------------------------------------- static int8
-class StaticParams(Params):
-    calibration_batches: int = Field(16, ge=1)
-    batch_size: int = Field(128, ge=1)
-    backend: Literal["auto", "x86", "fbgemm", "qnnpack"] = "auto"
-    # mixed precision: conv / linear layers (module paths in the parent, e.g. net.features.0) kept in float32
-    keep_float: list[str] = Field(default_factory=list, max_length=10_000)
-
-    KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("keep_float",)
-
-
 # static int8's fixed work (fusion, observer insertion, int8 conversion: per-layer Python work) for ``compressbench
 # plan``, in the model's per-call inference overheads: 1.0 CPU s per job vs 2.27 ms per call on the Office-31 smoke's
 # ResNet-50 at 1/16 width (``benchmarks/plan_vs_run.py``, AMD EPYC, 1 thread, loaded machine; the mean of small
@@ -352,14 +346,6 @@ def static_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: 
     return CompressResult(model, record, [_int8_step("static", backend, path, shape, params.keep_float)])
 
 
-# --------------------------------------------------------------------------- QAT
-class QATParams(Params):
-    finetune: FinetuneParams = FinetuneParams(epochs=0.5)
-    calibration_batches: int = Field(4, ge=1)  # observer warm-up before fake-quant training
-    batch_size: int = Field(128, ge=1)
-    backend: Literal["auto", "x86", "fbgemm", "qnnpack"] = "auto"
-
-
 @methods.register(
     "quantize.qat",
     params=QATParams,
@@ -385,11 +371,6 @@ def qat_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: QAT
         {"backend": backend, "warmup_images": n, "qat_epochs": params.finetune.epochs, "path": f"torch.ao {path} QAT"},
         [_int8_step("qat", backend, path, shape)],
     )
-
-
-# --------------------------------------------------------------------------- dynamic int8
-class DynamicParams(Params):
-    backend: Literal["auto", "x86", "fbgemm", "qnnpack"] = "auto"
 
 
 def check_dynamic(model: nn.Module, ctx: CompressContext, params: Params) -> str | None:
@@ -469,10 +450,6 @@ def cast_model(model: nn.Module, dtype_name: str) -> nn.Module:
         model.net = CastNet(model.net, dtype)  # normalisation stays float32
         return model
     return CastNet(model, dtype)
-
-
-class CastParams(Params):
-    pass
 
 
 def _cast_method(dtype_name: str):

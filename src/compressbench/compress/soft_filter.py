@@ -49,11 +49,11 @@ import logging
 from typing import Any
 
 import torch
-from pydantic import Field
 from torch import nn
 
+from ..catalog.methods import SoftFilterParams  # noqa: F401 (torch-free: compressbench.catalog)
 from ..costs import TrainingCost
-from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
+from ..interfaces import CompressContext, CompressResult
 from ..registry import methods
 from ..specs import Knob
 from .budget import Solution
@@ -70,14 +70,6 @@ from .common import (
 from .structured import StructuredParams, _pruner, attention_blocker, dry_run, resize_step
 
 log = logging.getLogger(__name__)
-
-
-class SoftFilterParams(Params):
-    rate: float = Field(0.3, ge=0, lt=1)  # the knob: fraction of each layer's filters pruned (no budget)
-    train: FinetuneParams = FinetuneParams(epochs=1.0)  # the soft-pruning training run (zeroing after each epoch)
-    finetune: FinetuneParams = FinetuneParams(epochs=0.0)  # optional fine-tuning after the removal
-    max_layer_ratio: float = Field(0.9, gt=0, lt=1)
-    round_to: int | None = Field(None, ge=1)
 
 
 def _structured(params: SoftFilterParams) -> StructuredParams:

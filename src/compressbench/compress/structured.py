@@ -26,47 +26,25 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
 from torch import nn
 
+from ..catalog.methods import StructuredParams  # noqa: F401 (torch-free: compressbench.catalog)
 from ..checkpoint import register_rebuilder
 from ..costs import TrainingCost
-from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
+from ..interfaces import CompressContext, CompressResult
 from ..registry import channel_criteria, methods
 from ..specs import Knob
 from .budget import Solution, solve_knob
 from .common import clone, finetune, first_unplain_module, get_module, head_name, input_shape, layer_table
-from .criteria import check_criterion
 from .dryrun import smallest_end
 
 log = logging.getLogger(__name__)
 
 BUDGETS = ("knob", "params", "bytes", "flops")
-
-
-class StructuredParams(Params):
-    criterion: str = "l1"  # a channel criterion (registry.channel_criteria): l1, l2, bn_scale, taylor, random
-    scope: Literal["local", "global"] = "global"
-    ratio: float = Field(0.5, ge=0, lt=1)  # the knob: Torch-Pruning's channel pruning ratio (used without a budget)
-    iterative_steps: int = Field(1, ge=1, le=100)  # >1: prune in steps with fine-tuning in between
-    step_finetune: FinetuneParams = FinetuneParams(epochs=0.25)  # between iterative steps
-    finetune: FinetuneParams = FinetuneParams(epochs=0.5)  # after the last step
-    max_layer_ratio: float = Field(0.9, gt=0, lt=1)  # never remove more than this fraction of one layer's channels
-    round_to: int | None = Field(None, ge=1)  # keep channel counts multiples of this (e.g. 8 for SIMD)
-    taylor_batches: int = Field(4, ge=1)  # training batches whose gradients a gradient criterion reads
-
-    @field_validator("criterion")
-    @classmethod
-    def _criterion(cls, v: str) -> str:
-        return check_criterion(channel_criteria, v)
-
-    @property
-    def needs_gradients(self) -> bool:
-        return channel_criteria.spec(self.criterion).gradients
 
 
 def _pruner(

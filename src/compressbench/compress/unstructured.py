@@ -16,35 +16,21 @@ change — the record carries the theoretical sparse size (bitmask + values) for
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, field_validator
 from torch import nn
 from torch.nn.utils import prune
 
+from ..catalog.methods import UnstructuredParams  # noqa: F401 (torch-free: compressbench.catalog)
 from ..checkpoint import register_rebuilder
-from ..interfaces import CompressContext, CompressResult, FinetuneParams, Params
+from ..interfaces import CompressContext, CompressResult
 from ..measure.sizes import sparse_payload_bytes
 from ..registry import methods, weight_criteria
 from ..specs import Knob
 from .budget import BudgetError, Solution
 from .common import ModelStats, finetune, head_name, layer_table
-from .criteria import check_criterion
 
 log = logging.getLogger(__name__)
-
-
-class UnstructuredParams(Params):
-    criterion: str = "l1"  # a weight criterion (registry.weight_criteria): l1, random
-    scope: Literal["local", "global"] = "global"
-    sparsity: float = Field(0.5, ge=0, lt=1)  # the knob: fraction of prunable weights set to zero (no budget)
-    include_head: bool = False  # prune the classifier head too
-    finetune: FinetuneParams = FinetuneParams(epochs=0.5)
-
-    @field_validator("criterion")
-    @classmethod
-    def _criterion(cls, v: str) -> str:
-        return check_criterion(weight_criteria, v)
 
 
 def prunable_layers(model: nn.Module, include_head: bool) -> list[tuple[str, nn.Module]]:

@@ -136,14 +136,14 @@ class ResolvedExperiment:
                 [
                     v.name,
                     v.method,
-                    methods.spec(v.method).version,
+                    methods.field(v.method, "version"),
                     _dump(v.params),
                     v.budget.to_json() if v.budget else None,
                 ]
                 for v in self.variants
             ],
             "evaluations": [
-                [e.evaluator, evaluators.spec(e.evaluator).version, _dump(e.params), e.variants]
+                [e.evaluator, evaluators.field(e.evaluator, "version"), _dump(e.params), e.variants]
                 for e in self.evaluations
             ],
             "executor": [self.executor.name, _dump(self.executor.options)],
@@ -164,22 +164,25 @@ def check_budget(name: str, budget: Budget | None, params: Any) -> str | None:
     without a model can tell). Run when variants are resolved, and again by ``compress.budget.compress``."""
     if budget is None:
         return None
-    spec = methods.spec(name)
-    if not spec.budgets:
+    budgets = methods.field(name, "budgets")  # declared: no method code imported for these checks
+    if not budgets:
         return (
             f"{name} has a fixed size and cannot be steered to {budget.label()}; give no budget, or put a "
             f"size-steerable method (pruning, distillation, lowrank) before it in a 'pipeline' and budget "
             f"that stage"
         )
-    if budget.kind not in spec.budgets:
-        return f"{name} does not support '{budget.kind}' budgets (supported: {', '.join(spec.budgets)})"
+    if budget.kind not in budgets:
+        return f"{name} does not support '{budget.kind}' budgets (supported: {', '.join(budgets)})"
     if budget.kind in SHARED_BUDGETS and not 0 < budget.value <= 1:
         return f"{name}: a {budget.kind} budget is a fraction of the parent in (0, 1], got {budget.value:g}"
-    if budget.kind == "knob" and spec.knob is not None and spec.knob.valid is not None:
-        msg = spec.knob.valid(budget.value)
-        if msg:
-            return f"{name}: knob ({spec.knob.name}) {msg}, got {budget.value:g}"
-    return spec.check_budget(budget, params) if spec.check_budget else None
+    if budget.kind == "knob":  # the knob is the method's code (imported here)
+        spec = methods.spec(name)
+        if spec.knob is not None and spec.knob.valid is not None:
+            msg = spec.knob.valid(budget.value)
+            if msg:
+                return f"{name}: knob ({spec.knob.name}) {msg}, got {budget.value:g}"
+    check = methods.field(name, "check_budget")  # declared with the method (torch-free)
+    return check(budget, params) if check else None
 
 
 # ------------------------------------------------------------------ names and parts
@@ -205,7 +208,7 @@ def _check_dataset(exp: Experiment) -> None:
         if not root.is_dir():
             raise ConfigError(f"dataset.root: '{ds.root}' is not a folder")
     validate_params(
-        datasets.spec(ds.name).params, ds.options, "dataset.options", kind="option", owner=f"dataset '{ds.name}'"
+        datasets.field(ds.name, "params"), ds.options, "dataset.options", kind="option", owner=f"dataset '{ds.name}'"
     )
 
 
@@ -247,7 +250,8 @@ def resolve_variants(exp: Experiment) -> list[ResolvedVariant]:
     for i, v in enumerate(exp.variants):
         where = f"variants[{i}]"
         method = _check_name(methods, v.method, f"{where}.method")
-        params = validate_params(methods.spec(method).params, v.params, f"{where}.params", owner=f"method '{method}'")
+        schema = methods.field(method, "params")
+        params = validate_params(schema, v.params, f"{where}.params", owner=f"method '{method}'")
         budgets = _budgets(v, where)
         for b in budgets:
             msg = check_budget(method, b, params)
@@ -274,9 +278,9 @@ def resolve_evaluations(exp: Experiment, variant_names: list[str]) -> list[Resol
         where = f"evaluations[{i}]"
         name = _check_name(evaluators, ev.evaluator, f"{where}.evaluator")
         params = validate_params(
-            evaluators.spec(name).params, ev.params, f"{where}.params", owner=f"evaluator '{name}'"
+            evaluators.field(name, "params"), ev.params, f"{where}.params", owner=f"evaluator '{name}'"
         )
-        for extra in (evaluators.spec(name).extras or (lambda _: ()))(params):
+        for extra in (evaluators.field(name, "extras") or (lambda _: ()))(params):
             needs(f"{where}: the {name} evaluator", extra)
         for j, vn in enumerate(ev.variants or []):
             if vn not in variant_names and vn != BASELINE:
@@ -303,7 +307,7 @@ def resolve_executor(exp: Experiment) -> ResolvedExecutor:
             f"executor: unknown executor {name!r}{did_you_mean(name, known)}; known: {', '.join(known)}"
         ) from None
     opts = validate_params(
-        executors.spec(name).params, exp.executor.options, "executor", kind="option", owner=f"executor '{name}'"
+        executors.field(name, "params"), exp.executor.options, "executor", kind="option", owner=f"executor '{name}'"
     )
     return ResolvedExecutor(name, opts)
 
@@ -317,7 +321,7 @@ def with_executor(raw: dict[str, Any], name: str | None = None, address: str | N
         cur = {"name": name}
     if address is not None:
         ename = cur.get("name", "local")
-        schema = executors.spec(ename).params if ename in executors else None
+        schema = executors.field(ename, "params") if ename in executors else None
         if schema is None or "address" not in schema.model_fields:
             raise ConfigError(f"--address: the {ename} executor joins no cluster; add --executor ray")
         cur["address"] = address

@@ -22,13 +22,12 @@ import gzip
 import logging
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from ..fields import Fraction, Seed
+from ..catalog.data import DigitsOptions, ImageFolderOptions, SyntheticOptions  # noqa: F401 (torch-free)
 from ..registry import datasets
 from .base import DataMeta, DatasetBundle, DatasetError, DatasetOptions, ImageSet, eval_indices, to_uint8_nchw
 
@@ -261,15 +260,6 @@ datasets.register(
 )
 
 
-# --------------------------------------------------------------------------- image folders
-class ImageFolderOptions(DatasetOptions):
-    size: int = Field(32, ge=1, le=1024)  # images are resized to size × size
-    channels: Literal[1, 3] = 3  # 1: grayscale, 3: RGB
-    test_fraction: Fraction = 0.2  # share held out as the test split when there is no train/ + test/
-    split_seed: Seed = 0
-    domains: dict[str, str] | None = None  # domain name -> class-folder tree (relative to root)
-
-
 def _folder_domains(options: dict[str, Any]) -> tuple[str, ...]:
     return tuple(options.get("domains") or ())
 
@@ -394,12 +384,6 @@ def imagefolder(
     return DatasetBundle(meta, train, test)
 
 
-# --------------------------------------------------------------------------- tiny real / synthetic data
-class DigitsOptions(DatasetOptions):
-    size: int = Field(16, ge=1, le=256)  # the 8×8 images are resized to size × size
-    test_fraction: Fraction = 0.25
-
-
 @datasets.register(
     "digits",
     params=DigitsOptions,
@@ -438,15 +422,6 @@ def digits(
         augment="none",
     )
     return DatasetBundle(meta, full.subset(perm[k:].sort().values), full.subset(perm[:k].sort().values))
-
-
-class SyntheticOptions(DatasetOptions):
-    n_train: int = Field(600, ge=1, le=1_000_000)
-    n_test: int = Field(200, ge=1, le=1_000_000)
-    size: int = Field(32, ge=4, le=512)
-    num_classes: int = Field(4, ge=2, le=1000)
-    channels: int = Field(3, ge=1, le=4)
-    seed: Seed = 0
 
 
 def _synthetic_probe(

@@ -12,23 +12,13 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
 
+from ..catalog.base import DatasetOptions  # noqa: F401 (torch-free: compressbench.catalog)
 from ..errors import UserError
 
 
 class DatasetError(UserError, RuntimeError):
     """A dataset is missing or malformed. The message says how to fix it (one line)."""
-
-
-class DatasetOptions(BaseModel):
-    """Base class of a loader's ``dataset.options`` schema (registered as the dataset spec's ``params``).
-
-    Same contract as ``interfaces.Params`` (unknown keys are errors, values frozen, no inf/nan); it
-    lives here because ``interfaces`` imports this module. A loader takes exactly its schema's
-    fields as keyword arguments: ``fn(root, cache, download, **options)``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import field_validator
 
-from ..fields import Severity
+from ..catalog.data import CifarCOptions  # noqa: F401 (torch-free: compressbench.catalog)
 from ..registry import datasets
-from .base import DataMeta, DatasetBundle, DatasetError, DatasetOptions, ImageSet, to_uint8_nchw
+from .base import DataMeta, DatasetBundle, DatasetError, ImageSet, to_uint8_nchw
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _STATS = {
@@ -99,19 +98,6 @@ def load_cifar_c_rows(
     x = to_uint8_nchw(np.asarray(arr[rows])).float() / 255
     y = torch.from_numpy(np.load(folder / "labels.npy", mmap_mode="r")[rows].astype(np.int64))
     return x, y
-
-
-class CifarCOptions(DatasetOptions):
-    corruption: str = "gaussian_noise"  # the <corruption>.npy file to use as the test split
-    severity: Severity = 5
-
-    @field_validator("corruption")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        from ..registry import corruptions
-
-        corruptions.entry(v)  # unknown: the known names and a "did you mean"
-        return v
 
 
 def _loader(name: str):

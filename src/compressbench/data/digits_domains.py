@@ -33,10 +33,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import Field
 
+from ..catalog.data import DigitsDomainsOptions  # noqa: F401 (torch-free: compressbench.catalog)
 from ..registry import datasets
-from .base import DataMeta, DatasetOptions, ImageSet
+from .base import DataMeta, ImageSet
 from .domains import DomainImages, cached_sets
 
 log = logging.getLogger(__name__)
@@ -50,14 +50,6 @@ EXCLUDED_FONTS = {
 FONT_SIZES = (24, 32, 48)
 STROKES = (0, 1, 2)
 _VERSION = 1  # bump when the rendering could change pixels (part of the cache key)
-
-
-class DigitsDomainsOptions(DatasetOptions):
-    """``dataset.options`` of digits-domains."""
-
-    size: int = Field(16, ge=8, le=64)  # both domains are resized from 8 × 8 to size × size
-    renders: int = Field(8, ge=1, le=100)  # renders per font and digit (printed domain)
-    seed: int = Field(0, ge=0)  # the printed domain's jitter seed
 
 
 def font_files() -> list[Path]:

@@ -21,26 +21,15 @@ ImageNet-pretrained backbones expect).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field
-
+from ..catalog.data import Office31Options  # noqa: F401 (torch-free: compressbench.catalog)
 from ..registry import datasets
-from .base import DataMeta, DatasetError, DatasetOptions
+from .base import DataMeta, DatasetError
 from .domains import DomainImages, cached_sets, list_class_images, read_class_folder, tree_fingerprint
 
 DOMAINS = ("amazon", "dslr", "webcam")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 _VERSION = 1  # bump when decoding could change pixels (part of the cache key)
-
-
-class Office31Options(DatasetOptions):
-    """``dataset.options`` of office31."""
-
-    size: int = Field(224, ge=8, le=1024)  # images are size × size
-    resize: int | None = Field(None, ge=8, le=2048)  # shorter side -> resize, then centre crop (None: plain resize)
-    channels: Literal[1, 3] = 3
-    stats: Literal["source", "imagenet"] = "source"  # normalisation statistics
 
 
 def domain_folder(root: Path, domain: str) -> Path | None:

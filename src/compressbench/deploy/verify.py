@@ -21,51 +21,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from ..interfaces import Measurement, Params
+from ..catalog.evaluators import VerifySettings  # noqa: F401 (torch-free: compressbench.catalog)
+from ..interfaces import Measurement
 from ..measure.fresh import ScratchDir, run_worker
 from ..measure.hardware import cpu_model
-from ..measure.profiling import ProfileSettings, resolve, timing_job
+from ..measure.profiling import resolve, timing_job
 from ..measure.protocol import free_core_load, time_calls
 from .formats import Written, formats, runtime_name
 
 log = logging.getLogger(__name__)
-
-
-class VerifySettings(Params):
-    """How exports are verified and timed (the ``runtimes`` evaluator's and ``compressbench export``'s
-    settings; the timing fields are the efficiency protocol's, same defaults)."""
-
-    threads: int = Field(1, ge=0)  # intra-op threads of every runtime (0 = all logical cores)
-    warmup: int = Field(10, ge=0)
-    repeats: int = Field(50, ge=1)  # batch-1 samples (median + IQR)
-    throughput_batch: int | None = Field(None, ge=0)  # None: 64; 0: no throughput run
-    throughput_repeats: int = Field(10, ge=1)
-    timing: bool = True  # False: verification only (no latency rows)
-    fresh_process: bool = True  # time in a new process per artifact (False: in this one, labelled)
-    timeout_s: float = Field(900.0, gt=0, allow_inf_nan=False)
-    calib_batches: int = Field(8, ge=1)  # batches of 64 images for a runtime's own int8 quantizer
-    min_agreement: float = Field(0.99, ge=0, le=1)  # top-1 agreement an export must reach
-    fp32_atol: float = Field(1e-3, gt=0)  # fp32 artifacts: max |Δlogit| ≤ fp32_atol × max(1, max |logit|)
-
-    def profile(self) -> ProfileSettings:
-        """The efficiency protocol's settings these timings follow."""
-        return ProfileSettings(
-            threads=self.threads,
-            warmup=self.warmup,
-            repeats=self.repeats,
-            throughput_batch=self.throughput_batch,
-            throughput_repeats=self.throughput_repeats,
-            fresh_process=self.fresh_process,
-            timeout_s=self.timeout_s,
-            device="cpu",
-        )
-
-    @property
-    def max_batch(self) -> int:
-        """The largest batch an artifact must take: the throughput batch (64 when 0 or unset)."""
-        return self.throughput_batch or 64
 
 
 def condition(name: str, written: Written | None = None) -> dict[str, Any]:

@@ -17,20 +17,21 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
 from torch import nn
 
+from ..catalog.evaluators import (  # noqa: F401 (torch-free: compressbench.catalog)
+    DEFAULT_CORRUPTIONS,
+    AgreementParams,
+    CalibrationParams,
+)
 from ..costs import CostContext, EvalCost, batches
 from ..data.base import ImageSet
-from ..fields import BatchSize, Seed, Severity, Subset
-from ..interfaces import EvalContext, Measurement, Params
+from ..interfaces import EvalContext, Measurement
 from ..registry import evaluators
 from ..specs import MetricSpec
 from ..train import predict
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CORRUPTIONS = ("gaussian_noise", "defocus_blur", "contrast", "jpeg_compression")
 
 
 # ------------------------------------------------------------------ pure metric functions
@@ -73,35 +74,6 @@ def disagreement(logits_a: torch.Tensor, logits_b: torch.Tensor) -> float:
 def probability_shift(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
     """Per image: total-variation distance ½ Σ_k |p_k − q_k| between the two softmax outputs, in [0, 1]."""
     return 0.5 * (logits_a.float().softmax(1) - logits_b.float().softmax(1)).abs().sum(1)
-
-
-# ------------------------------------------------------------------ calibration
-class CalibrationParams(Params):
-    subset: Subset = None  # None: the experiment's evaluation subset
-    batch_size: BatchSize = 512
-    n_bins: int = Field(15, ge=1, le=1000)
-    # corruption or suite names (``compressbench.evaluate.corruptions``), "all", or [] for clean only
-    corruptions: list[str] | str = Field(default_factory=lambda: list(DEFAULT_CORRUPTIONS))
-    severities: list[Severity] = Field(default_factory=lambda: [3])
-    corruption_seed: Seed = 0
-
-    @field_validator("corruptions")
-    @classmethod
-    def _known(cls, v: list[str] | str) -> list[str] | str:
-        """Unknown names fail at validate time (with "did you mean"), not as run-time warnings."""
-        from .corruptions import resolve_names, suites
-
-        for it in [v] if isinstance(v, str) else v:
-            if it not in suites():
-                resolve_names([it])  # raises UnknownNameError (a ValueError): known names, did you mean
-        return v
-
-    @field_validator("severities")
-    @classmethod
-    def _some(cls, v: list[int]) -> list[int]:
-        if not v:
-            raise ValueError("give at least one severity (1..5)")
-        return v
 
 
 def _calib(logits: torch.Tensor, y: torch.Tensor, n_bins: int, cond: dict[str, Any]) -> list[Measurement]:
@@ -214,13 +186,6 @@ def calibration(model: nn.Module, ctx: EvalContext, params: CalibrationParams) -
                 continue
             out += _calib(lg, images.y, params.n_bins, {"corruption": name, "severity": s})
     return out
-
-
-# ------------------------------------------------------------------ agreement with the parent
-class AgreementParams(Params):
-    subset: Subset = None
-    batch_size: BatchSize = 512
-    thumbnails: int = Field(16, ge=0, le=256)  # most-disagreed images saved as disagreed.png (0: none)
 
 
 def save_thumbnail_grid(path: Path, images: torch.Tensor, titles: list[str], ncols: int = 8) -> Path:

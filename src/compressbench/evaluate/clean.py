@@ -6,18 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..fields import BatchSize, Subset
-from ..interfaces import EvalContext, Measurement, Params
+from ..catalog.evaluators import CleanParams  # noqa: F401 (torch-free: compressbench.catalog)
+from ..interfaces import EvalContext, Measurement
 from ..outcomes import OutcomeRecorder, eval_set_name
 from ..registry import evaluators
 from ..specs import ANY, CLEAN_ACCURACY, Console, MetricSpec
 from ..train import predict
-
-
-class CleanParams(Params):
-    subset: Subset = None  # None: the experiment's default evaluation subset; else >= 1 images
-    batch_size: BatchSize = 512
-    per_class: bool = True
 
 
 def top1(logits: torch.Tensor, targets: torch.Tensor) -> float:

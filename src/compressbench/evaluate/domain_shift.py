@@ -23,40 +23,16 @@ from __future__ import annotations
 import logging
 
 import torch
-from pydantic import Field, field_validator
 from torch import nn
 
+from ..catalog.evaluators import DomainShiftParams  # noqa: F401 (torch-free: compressbench.catalog)
 from ..costs import CostContext, EvalCost, batches
-from ..interfaces import EvalContext, Measurement, Params
+from ..interfaces import EvalContext, Measurement
 from ..outcomes import OutcomeRecorder, eval_set_name
 from ..registry import evaluators
 from ..specs import ANY, MetricSpec
 
 log = logging.getLogger(__name__)
-
-
-class DomainShiftParams(Params):
-    subset: int | None = Field(None, gt=0)  # per domain: a fixed seeded subset (None: dataset.eval_subset, or all)
-    batch_size: int = Field(512, ge=1, le=65_536)
-    targets: list[str] | None = None  # target domains to measure (None: every target of the experiment)
-    corruptions: list[str] = []  # also top-1 on corrupted target images (corruption or suite names)
-    severities: list[int] = [3]
-    corruption_seed: int = Field(0, ge=0)
-
-    @field_validator("severities")
-    @classmethod
-    def _sev(cls, v: list[int]) -> list[int]:
-        if not v or any(not 1 <= s <= 5 for s in v):
-            raise ValueError(f"severities must be a non-empty list of integers in 1..5, got {v}")
-        return v
-
-    @field_validator("corruptions")
-    @classmethod
-    def _names(cls, v: list[str]) -> list[str]:
-        from .corruptions import resolve_names
-
-        resolve_names(v)  # unknown names fail with the known ones and a "did you mean"
-        return v
 
 
 def variant_composition(ctx: EvalContext) -> dict[str, str]:

@@ -16,19 +16,16 @@ from typing import Any
 
 from torch import nn
 
+from ..catalog.evaluators import EfficiencyParams  # noqa: F401 (torch-free: compressbench.catalog)
 from ..checkpoint import step_quantizes, worker_trust
 from ..costs import CostContext, EvalCost
 from ..interfaces import EvalContext, Measurement
 from ..measure.precision import quantization_kind
-from ..measure.profiling import ProfileSettings, profile, resolve
+from ..measure.profiling import profile, resolve
 from ..measure.protocol import free_core_load
 from ..measure.targets import float_source_from_checkpoint
 from ..registry import evaluators
 from ..specs import MetricSpec
-
-
-class EfficiencyParams(ProfileSettings):
-    """Parameters of the ``efficiency`` evaluator: the measurement protocol's settings."""
 
 
 def to_measurements(rep: dict[str, Any]) -> list[Measurement]:

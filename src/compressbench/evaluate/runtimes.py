@@ -12,16 +12,13 @@ A format that is not installed is refused at ``validate``, naming the pip extra.
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
 from torch import nn
 
+from ..catalog.evaluators import RuntimesParams  # noqa: F401 (torch-free: compressbench.catalog)
 from ..checkpoint import read_checkpoint, worker_trust
 from ..costs import CostContext, EvalCost
 from ..deploy.engine import evidence, export_one
-from ..deploy.formats import formats, missing_reason
 from ..deploy.metrics import declarations
-from ..deploy.verify import VerifySettings
-from ..fields import Subset
 from ..interfaces import EvalContext, Measurement
 from ..measure.fresh import ScratchDir
 from ..measure.profiling import resolve
@@ -30,27 +27,6 @@ from ..registry import evaluators
 # fixed CPU seconds per format and variant (export + conversion + a fresh timing process), measured on the
 # project's 2-core machine with the quickstart's 140 k-parameter CNN: ExecuTorch's lowering dominates
 EXPORT_S = {"onnx": 1.5, "openvino": 5.0, "pt2": 5.0, "executorch": 20.0, "safetensors": 3.0}
-
-
-class RuntimesParams(VerifySettings):
-    """Parameters of the ``runtimes`` evaluator: the formats, the images, and the efficiency protocol."""
-
-    formats: list[str] = Field(default_factory=lambda: ["onnx"])
-    subset: Subset = None  # verification images; None: the experiment's evaluation subset
-
-    @field_validator("formats")
-    @classmethod
-    def _formats(cls, v: list[str]) -> list[str]:
-        if not v:
-            raise ValueError(f"give at least one format (known: {', '.join(formats.names())})")
-        if len(set(v)) < len(v):
-            raise ValueError(f"a format is listed twice: {v}")
-        for name in v:
-            formats.spec(name)  # unknown: one line with the known names and a "did you mean"
-            why = missing_reason(name)
-            if why:
-                raise ValueError(f"format '{name}' cannot be used here: {why}")
-        return v
 
 
 def runtimes_cost(p: RuntimesParams, ctx: CostContext) -> EvalCost:

@@ -25,49 +25,22 @@ import logging
 import warnings
 from dataclasses import dataclass
 from itertools import islice
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
-from pydantic import Field, field_validator
 from torch import nn
 
+from ..catalog.evaluators import (  # noqa: F401 (torch-free: compressbench.catalog)
+    DEFAULT_CORRUPTIONS,
+    SensitivityParams,
+)
 from ..costs import CostContext, EvalCost
-from ..fields import BatchSize, Seed, Severity, Subset
-from ..interfaces import EvalContext, Measurement, Params
+from ..interfaces import EvalContext, Measurement
 from ..progress import progress_bar
-from ..registry import corruptions as corruption_registry
 from ..registry import evaluators
 from ..specs import CLEAN_ACCURACY, CORRUPTION_ACCURACY, MetricSpec
 
 log = logging.getLogger(__name__)
-
-DEFAULT_CORRUPTIONS = ("gaussian_noise", "defocus_blur", "contrast", "jpeg_compression")
-
-
-class SensitivityParams(Params):
-    """Parameters of the ``sensitivity`` evaluator."""
-
-    ops: list[Literal["quantize", "prune"]] = Field(default_factory=lambda: ["quantize"], min_length=1)
-    prune_ratio: float = Field(0.5, gt=0, lt=1)  # share of a layer's weights zeroed (L1) by the prune op
-    layers: list[str] | None = None  # module paths (net.features.0 ...); None: every conv / linear layer
-    subset: Subset = None  # images; None: the experiment's evaluation subset
-    corruptions: list[str] = Field(default_factory=lambda: list(DEFAULT_CORRUPTIONS), max_length=100)
-    severities: list[Severity] = Field(default_factory=lambda: [3], min_length=1)
-    seed: Seed = 0  # the corruptions' seed (not the training seed): the same images for every model
-    calibration_batches: int = Field(4, ge=1, le=10_000)
-    batch_size: BatchSize = 256
-
-    @field_validator("ops")
-    @classmethod
-    def _distinct(cls, v: list[str]) -> list[str]:
-        if len(set(v)) < len(v):
-            raise ValueError(f"an op is listed twice: {v}")
-        return v
-
-    @field_validator("corruptions")
-    @classmethod
-    def _names(cls, v: list[str]) -> list[str]:
-        return [corruption_registry.resolve(n) for n in v]  # unknown: the known names and a "did you mean"
 
 
 def quantizable(model: nn.Module) -> list[str]:

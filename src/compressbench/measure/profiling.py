@@ -16,11 +16,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
 from torch import nn
 
-from ..extras import install_hint, missing, needs_message
-from ..interfaces import Params
+from ..catalog.evaluators import ProfileSettings  # noqa: F401 (torch-free: compressbench.catalog)
 from .counting import is_masked_model, layer_density, param_counts
 from .flops import flop_profile
 from .fresh import ScratchDir, run_worker
@@ -31,40 +29,6 @@ from .sizes import compressed_sizes
 from .timing import measure_torch_model
 
 log = logging.getLogger(__name__)
-
-
-class ProfileSettings(Params):
-    """The measurement protocol's knobs (the efficiency evaluator's params, ``compressbench profile``'s flags)."""
-
-    throughput_batch: int | None = Field(None, ge=0)  # None: 64 on CPU, 256 on GPU; 0: no throughput run
-    threads: int = Field(1, ge=0)  # intra-op threads for torch and ONNX Runtime (0 = all logical cores)
-    warmup: int = Field(10, ge=0)
-    repeats: int = Field(50, ge=1)  # batch-1 samples (median + IQR)
-    throughput_repeats: int = Field(10, ge=1)
-    timing: bool = True  # False: parameters, bytes and FLOPs only
-    # ONNX export + ONNX Runtime latency; None: when the 'onnx' extra is installed (decided once, at validate,
-    # so the resolved value is part of the cache key); True without the extra is refused at validate
-    onnx: bool | None = Field(None, validate_default=True)
-    onnx_int8: Literal["auto", "always", "never"] = "auto"  # auto: only for quantized variants
-    calib_batches: int = Field(4, ge=1)  # for ORT static int8 calibration
-    fresh_process: bool = True  # time each variant in its own process (needs a checkpoint / factory)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    zstd_level: int = Field(10, ge=1, le=22)
-    timeout_s: float = Field(900.0, gt=0, allow_inf_nan=False)
-
-    @field_validator("onnx")
-    @classmethod
-    def _onnx(cls, v: bool | None) -> bool:
-        absent = missing("onnx")
-        if v is None:
-            if absent:
-                log.info(
-                    "efficiency: no ONNX Runtime timing (the 'onnx' extra is not installed: %s)", install_hint("onnx")
-                )
-            return not absent
-        if v and absent:
-            raise ValueError(needs_message("ONNX Runtime timing", "onnx") + " (or onnx: false)")
-        return v
 
 
 def resolve(settings: ProfileSettings) -> tuple[str, int, int]:

@@ -20,12 +20,12 @@ import contextlib
 import contextvars
 import difflib
 import inspect
-from typing import Annotated, Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
-from pydantic import AfterValidator
 from torch import nn
 
+from ..catalog.models import ModelName, _resolve_model_name  # noqa: F401 (torch-free: compressbench.catalog)
 from ..data.base import DataMeta
 from ..registry import UnknownNameError, is_object_path, models
 from .published import torchvision_weights
@@ -68,16 +68,6 @@ class UntrustedModelError(UnknownNameError):
             f"its code: name it in the config's model.name (or call "
             f"compressbench.registry.models.resolve('{name}')) first",
         )
-
-
-def _resolve_model_name(name: str) -> str:
-    models.resolve(name)  # imports a "pkg.mod:factory" the user wrote; one-line error otherwise
-    return name
-
-
-ModelName = Annotated[str, AfterValidator(_resolve_model_name)]
-"""A model name in a config or a method's parameters: validating it resolves it (imports a
-``"pkg.mod:factory"`` the user wrote), so later :func:`create_model` calls find it registered."""
 
 
 def user_model_names() -> list[str]:

@@ -19,15 +19,20 @@ import math
 from collections import defaultdict
 from contextlib import contextmanager
 from fractions import Fraction
-from typing import Any, Iterator, Literal, get_args
+from typing import Any, Iterator, get_args
 
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
+from ...catalog.evaluators import (  # noqa: F401 (torch-free: compressbench.catalog)
+    AdversarialParams,
+    Mode,
+    _default_attacks,
+    attack_extras,
+    probe_attack,
+)
 from ...costs import INPUT_GRADIENT, CostContext, EvalCost, attack_cost, batches
-from ...extras import extra_of
-from ...interfaces import EvalContext, Measurement, Params
+from ...interfaces import EvalContext, Measurement
 from ...outcomes import OutcomeRecorder, eval_set_name
 from ...progress import progress_bar
 from ...registry import attacks as attacks_registry
@@ -46,37 +51,11 @@ from .quantsim import (
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["auto", "auto-transfer", "whitebox", "transfer", "whitebox-ste"]
-
 DEFAULT_THRESHOLDS = {
     "l2": [0.0, 0.25, 0.5, 1.0, 2.0],
     "linf": [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255],
     "l0": [0.0, 0.005, 0.01, 0.02, 0.05, 0.1],
 }  # l0: fraction of input features changed
-
-
-def _default_attacks() -> list[AttackConfig]:
-    grid = [0.0, 1 / 255, 2 / 255, 4 / 255]
-    return [AttackConfig(name="fgsm", eps=grid), AttackConfig(name="pgd", eps=grid, steps=10)]
-
-
-class AdversarialParams(Params):
-    attacks: list[AttackConfig] = Field(default_factory=_default_attacks)
-    subset: int | None = Field(200, ge=1)  # fixed seeded subset of the test set; None: experiment default
-    batch_size: int = Field(100, ge=1)
-    seed: int = 0  # random starts / AutoAttack
-    modes: list[Mode] = Field(default_factory=lambda: ["auto"])
-    monotone_tol: float = Field(0.0, ge=0)  # allowed rise of robust_top1 with ε before check_monotone_eps = 0
-    stronger_tol: float = Field(0.01, ge=0)  # allowed rise of robust_top1 with more PGD steps
-    masking_probe_eps: float | None = Field(None, gt=0)  # extra PGD-L∞ at this large ε; robust_top1 must be ~0
-    masking_tol: float = Field(0.02, ge=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> AdversarialParams:
-        if not self.attacks:
-            raise ValueError("adversarial: 'attacks' is empty")
-        probe_attack(self)  # an attack that can probe gradient masking, when masking_probe_eps asks for one
-        return self
 
 
 def _r(v: float) -> float:
@@ -185,29 +164,6 @@ def strong_steps(a: AttackConfig) -> int | None:
     ):
         return None
     return a.stronger_steps or 4 * int(steps)
-
-
-def probe_attack(params: AdversarialParams) -> AttackConfig | None:
-    """The gradient-masking probe (None without ``masking_probe_eps``): the attack whose spec declares
-    ``masking_probe`` (its parameters for the probe) and supports L∞, run at ``masking_probe_eps``. With
-    several such attacks registered, the first of them that the evaluation lists in ``attacks``."""
-    if not params.masking_probe_eps:
-        return None
-    able = [n for n, spec in attacks_registry.items() if spec.masking_probe is not None and "linf" in spec.norms]
-    if len(able) > 1:
-        listed = [n for n in dict.fromkeys(attacks_registry.resolve(a.name) for a in params.attacks) if n in able]
-        able = listed[:1] or able
-    if len(able) != 1:
-        raise ValueError(
-            "masking_probe_eps: "
-            + (
-                "no registered attack declares masking_probe (an L∞ attack that can probe gradient masking)"
-                if not able
-                else f"several attacks can be the probe ({', '.join(able)}); list the one to use in 'attacks'"
-            )
-        )
-    spec = attacks_registry.spec(able[0])
-    return AttackConfig(name=able[0], norm="linf", eps=[params.masking_probe_eps], **dict(spec.masking_probe or {}))
 
 
 def _middle_eps(a: Attack) -> float:
@@ -531,12 +487,6 @@ def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
             gradient_calls=(grad + probe) / INPUT_GRADIENT * nb,
         )
     return total
-
-
-def attack_extras(params: AdversarialParams) -> list[str]:
-    """The pip extras the attacks' backends come from (``attacks``: foolbox, torchattacks)."""
-    found = (extra_of(attacks_registry.spec(a.name).backend or "") for a in params.attacks)
-    return list(dict.fromkeys(e for e in found if e))
 
 
 @evaluators.register(

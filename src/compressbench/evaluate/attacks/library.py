@@ -32,96 +32,29 @@ tuned for 40 steps at ε = 0.3; with few steps it under-attacks (it came out *we
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 from abc import ABC, abstractmethod
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
+from ...catalog.attacks import (  # noqa: F401 (torch-free: compressbench.catalog)
+    AttackConfig,
+    AutoAttackParams,
+    CWParams,
+    DDNParams,
+    DeepFoolParams,
+    JSMAParams,
+    Norm,
+    PGDParams,
+)
 from ...costs import INPUT_GRADIENT
-from ...interfaces import Params
 from ...registry import attacks
 from ...specs import AttackSpec
 
 log = logging.getLogger(__name__)
-
-Norm = Literal["linf", "l2", "l0"]
-
-
-class AttackConfig(BaseModel):
-    """One attack configuration: the fields every attack understands, plus the attack's own
-    parameters (any other key), validated by the attack's registered ``params`` schema.
-
-    ``eps`` (fixed-budget attacks only): ε grid in pixel space ([0, 1] images; 0 → clean);
-    ``thresholds`` (minimum-norm attacks only): report ``robust_top1_at_norm`` at these norms;
-    ``stronger_steps`` (iterative attacks only): sanity check — re-run at one ε with this many steps
-    (0: off; None: 4 × steps)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    name: str
-    eps: list[float] | None = None
-    norm: Norm | None = None
-    thresholds: list[float] | None = None
-    stronger_steps: int | None = Field(None, ge=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> AttackConfig:
-        spec = attacks.spec(attacks.resolve(self.name))  # unknown -> "unknown attack ...; did you mean"
-        n = self.name
-        if self.norm is not None and self.norm not in spec.norms:
-            raise ValueError(f"attack '{n}' supports norms {list(spec.norms)}, not '{self.norm}'")
-        if spec.minimum_norm:
-            if self.eps is not None:
-                raise ValueError(
-                    f"attack '{n}' is minimum-norm (it finds the smallest perturbation): it takes no "
-                    f"eps; use 'thresholds' to report robust accuracy at given norms"
-                )
-            if self.thresholds is not None and any(not t >= 0 for t in self.thresholds):
-                raise ValueError(f"attack '{n}': thresholds must be >= 0, got {self.thresholds}")
-        else:
-            if not self.eps:
-                raise ValueError(f"attack '{n}' needs an eps grid (e.g. eps: [0, 0.00392, 0.00784])")
-            if any(not e >= 0 for e in self.eps):
-                raise ValueError(f"attack '{n}': eps must be >= 0, got {self.eps}")
-            if self.thresholds is not None:
-                raise ValueError(f"attack '{n}' has a fixed budget (eps): 'thresholds' is for minimum-norm attacks")
-        if self.stronger_steps is not None and not spec.iterative:
-            raise ValueError(f"attack '{n}' is not iterative: 'stronger_steps' does not apply")
-        self.params  # validate the attack's own parameters now  # noqa: B018
-        return self
-
-    @property
-    def params(self) -> Params:
-        """The attack's own parameters (validated by its schema)."""
-        spec = attacks.spec(self.name)
-        extra = dict(self.model_extra or {})
-        if spec.params is None:
-            if extra:
-                raise ValueError(f"attack '{self.name}' takes no parameters besides eps/norm; got {sorted(extra)}")
-            return Params()
-        try:
-            return spec.params.model_validate(extra)
-        except ValidationError as e:
-            err = e.errors()[0]
-            field = ".".join(str(p) for p in err["loc"])
-            if err["type"] == "extra_forbidden":
-                allowed = ["name", "thresholds" if spec.minimum_norm else "eps", "norm"]
-                allowed += (["stronger_steps"] if spec.iterative else []) + list(spec.params.model_fields)
-                close = difflib.get_close_matches(field, allowed, n=1, cutoff=0.5)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ValueError(
-                    f"unknown parameter '{field}' for attack '{self.name}'{hint}; allowed: {', '.join(allowed)}"
-                ) from None
-            raise ValueError(f"attack '{self.name}' parameter '{field}': {err['msg']}") from None
-
-    @property
-    def resolved_norm(self) -> str:
-        return self.norm or attacks.spec(self.name).norms[0]
 
 
 def perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
@@ -221,13 +154,6 @@ class FGSM(_Foolbox):
         return fb.attacks.FGSM() if self.norm == "linf" else fb.attacks.L2FastGradientAttack()
 
 
-class PGDParams(Params):
-    steps: int = Field(10, ge=1, le=100_000)
-    step_size: float | None = Field(None, gt=0)  # absolute step size; default rel_step_size·ε
-    rel_step_size: float | None = Field(None, gt=0)  # step as a fraction of ε; default 2.5 / steps
-    random_start: bool = True
-
-
 @attacks.register(
     "pgd",
     version=1,
@@ -249,12 +175,6 @@ class PGD(_Foolbox):
         else:
             kw["rel_stepsize"] = p.rel_step_size or 2.5 / p.steps
         return (fb.attacks.LinfPGD if self.norm == "linf" else fb.attacks.L2PGD)(**kw)
-
-
-class DeepFoolParams(Params):
-    steps: int = Field(50, ge=1, le=100_000)
-    candidates: int | None = Field(None, ge=2)  # None: min(10, classes)
-    overshoot: float = Field(0.02, ge=0)
 
 
 def _deepfool_cost(p: DeepFoolParams, meta: Any) -> float:
@@ -287,15 +207,6 @@ class DeepFool(_Foolbox):
         return (fb.attacks.L2DeepFoolAttack if self.norm == "l2" else fb.attacks.LinfDeepFoolAttack)(**kw)
 
 
-class CWParams(Params):
-    steps: int = Field(100, ge=1, le=100_000)  # per binary-search step; the paper uses up to 10 000 (slow on CPU)
-    binary_search_steps: int = Field(5, ge=1, le=100)
-    stepsize: float = Field(0.01, gt=0)
-    initial_const: float = Field(0.01, gt=0)
-    confidence: float = Field(0.0, ge=0)
-    abort_early: bool = True
-
-
 @attacks.register(
     "cw",
     version=1,
@@ -317,12 +228,6 @@ class CarliniWagner(_Foolbox):
         return {**super().describe(), "search_steps": int(self.p.binary_search_steps)}
 
 
-class DDNParams(Params):
-    steps: int = Field(100, ge=1, le=100_000)
-    init_epsilon: float = Field(1.0, gt=0)
-    gamma: float = Field(0.05, gt=0, lt=1)
-
-
 @attacks.register(
     "ddn",
     version=1,
@@ -338,12 +243,6 @@ class DDN(_Foolbox):
         import foolbox as fb
 
         return fb.attacks.DDNAttack(**self.p.model_dump())
-
-
-# --------------------------------------------------------------------------- torchattacks
-class AutoAttackParams(Params):
-    version: Literal["standard", "plus", "rand"] = "standard"
-    seed: int = Field(0, ge=0, lt=2**32)
 
 
 # ``compressbench plan``: APGD-CE's 100 steps; the suite's later attacks (APGD-T, FAB-T, Square) run only on
@@ -379,11 +278,6 @@ class AutoAttack(Attack):
             n = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
             delta = delta * (eps / n).clamp(max=1.0).view(-1, *[1] * (x.dim() - 1))
         return (x + delta).clamp(0, 1)
-
-
-class JSMAParams(Params):
-    theta: float = Field(1.0, gt=0, le=1)  # perturbation per changed feature (pixels pushed towards 1 or 0)
-    gamma: float = Field(0.1, gt=0, le=1)  # largest fraction of features that may change
 
 
 JSMA_MAX_FEATURES = 4096  # the saliency map is features × features floats per image: 4096² × 4 B = 64 MB

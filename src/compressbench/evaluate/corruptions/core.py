@@ -10,62 +10,23 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ...catalog.corruptions import (  # noqa: F401 (torch-free: compressbench.catalog)
+    CIFAR_C,
+    EXTRA,
+    NOISE_STUDY,
+    SUITES,
+    resolve_names,
+    suite_names,
+    suites,
+)
 from ...registry import corruptions
 from . import hendrycks, noise, ops  # noqa: F401  (hendrycks, noise: register the corruptions)
-from .hendrycks import CIFAR_C, EXTRA
 from .ops import BatchRNG, image_keys
 from .params import resolve_set
 
 log = logging.getLogger(__name__)
 
-NOISE_STUDY = (
-    "gauss_noise",
-    "iso_noise",
-    "rgb_shift",
-    "pixel_dropout",
-    "random_fog",
-    "brightness",
-    "contrast",
-    "defocus_blur",
-)
-# the built-in suites in their published order; a corruption registered elsewhere joins the suites named
-# in its spec's ``suites`` (after the built-in members), and may name new suites
-SUITES: dict[str, tuple[str, ...]] = {
-    "cifar10-c": CIFAR_C,
-    "extra": EXTRA,
-    "noise": NOISE_STUDY,
-    "all": CIFAR_C + EXTRA,
-}
 SEVERITIES = (1, 2, 3, 4, 5)
-
-
-def suites() -> dict[str, tuple[str, ...]]:
-    """Every suite: the built-in ones, extended by the ``suites`` of every registered corruption."""
-    out = {k: list(v) for k, v in SUITES.items()}
-    for name, spec in corruptions.items():
-        for s in spec.suites:
-            members = out.setdefault(s, [])
-            if name not in members:
-                members.append(name)
-    return {k: tuple(v) for k, v in out.items()}
-
-
-def suite_names(suite: str) -> tuple[str, ...]:
-    """The corruption names of a suite (``cifar10-c``, ``extra``, ``noise``, ``all``, or a plugin's)."""
-    known = suites()
-    if suite not in known:
-        raise ValueError(f"unknown corruption suite '{suite}' (known: {', '.join(known)})")
-    return known[suite]
-
-
-def resolve_names(items: Sequence[str]) -> list[str]:
-    """Expand suite names and check corruption names (order kept, duplicates dropped)."""
-    out: list[str] = []
-    known = suites()
-    for it in items:
-        names = known[it] if it in known else (corruptions.entry(it).name,)
-        out += [n for n in names if n not in out]
-    return out
 
 
 def corrupt(

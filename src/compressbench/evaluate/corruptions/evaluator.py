@@ -11,20 +11,17 @@ retention and relative CE). CE / relative CE against the parent are computed by 
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import ValidationError, field_validator, model_validator
 from torch import nn
 
+from ...catalog.evaluators import Cell, CorruptionSetting, CorruptionsParams  # noqa: F401 (torch-free: compressbench.catalog)
 from ...costs import CostContext, EvalCost, batches
 from ...data.transforms import fit_size
-from ...fields import BatchSize, Seed, Subset
-from ...interfaces import EvalContext, Measurement, Params
+from ...interfaces import EvalContext, Measurement
 from ...outcomes import OutcomeRecorder, Term, eval_set_name
 from ...progress import progress_bar
 from ...registry import corruptions as corruption_registry
@@ -32,143 +29,6 @@ from ...registry import evaluators
 from ...specs import ANY, CORRUPTION_ACCURACY, Console, MetricSpec
 
 log = logging.getLogger(__name__)
-
-
-class CorruptionSetting(Params):
-    """A corruption with its parameters given directly (its registered schema) instead of severities:
-    ``{name: gauss_noise, params: {var_limit: [0, 2]}}`` — one condition, labelled by the parameters."""
-
-    name: str
-    params: dict[str, Any] = {}
-
-    @model_validator(mode="after")
-    def _check(self) -> CorruptionSetting:
-        spec = corruption_registry.spec(corruption_registry.resolve(self.name))
-        if spec.params is None:
-            raise ValueError(
-                f"corruption '{self.name}' takes no parameters directly; list it by name and choose 'severities'"
-            )
-        self.typed  # validate now  # noqa: B018
-        return self
-
-    @property
-    def typed(self) -> Params:
-        spec = corruption_registry.spec(self.name)
-        try:
-            return spec.params.model_validate(self.params)
-        except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"])
-            if err["type"] == "extra_forbidden":
-                raise ValueError(
-                    f"corruption '{self.name}': unknown parameter '{loc}'; allowed: "
-                    f"{', '.join(spec.params.model_fields)}"
-                ) from None
-            raise ValueError(f"corruption '{self.name}' parameter '{loc}': {err['msg']}") from None
-
-    @property
-    def label(self) -> str:
-        """The condition value naming the setting: ``var_limit=[0.0, 2.0]`` (every parameter, defaults included)."""
-        return ",".join(f"{k}={json.dumps(v)}" for k, v in self.typed.model_dump(mode="json").items())
-
-    def constant(self) -> Any:
-        return corruption_registry.spec(self.name).from_params(self.typed)
-
-
-class CorruptionsParams(Params):
-    suites: list[str] = ["cifar10-c"]  # cifar10-c | extra | noise | all
-    # explicit names (at `severities`) and/or settings with parameters: replace `suites` (suite label "custom")
-    corruptions: list[str | CorruptionSetting] | None = None
-    severities: list[int] = [1, 2, 3, 4, 5]
-    subset: Subset = None  # None: the experiment's evaluation subset
-    batch_size: BatchSize = 256
-    seed: Seed = 0  # corruption seed (NOT the training seed): same inputs for every model
-    param_set: Literal["auto", "cifar", "imagenet"] = "auto"
-    quantize: bool = True  # truncate to uint8 steps, as the published CIFAR-10-C files
-    gallery: bool | None = None  # write gallery.png; None = only for the baseline variant
-    files: str | None = None  # folder of official CIFAR-10-C/100-C .npy files: use them instead
-
-    @field_validator("severities")
-    @classmethod
-    def _sev(cls, v: list[int]) -> list[int]:
-        bad = [s for s in v if not 1 <= s <= 5]
-        if bad or not v:
-            raise ValueError(f"severities must be a non-empty list of integers in 1..5, got {v}")
-        return v
-
-    @field_validator("suites")
-    @classmethod
-    def _suites(cls, v: list[str]) -> list[str]:
-        from .core import suites
-
-        known = suites()
-        bad = [s for s in v if s not in known]
-        if not v:
-            raise ValueError(f"give at least one suite (known: {', '.join(known)})")
-        if bad:
-            raise ValueError(f"unknown corruption suite(s) {bad} (known: {', '.join(known)})")
-        return v
-
-    @field_validator("corruptions")
-    @classmethod
-    def _names(cls, v: list[str | CorruptionSetting] | None) -> list[str | CorruptionSetting] | None:
-        if v is not None:
-            for n in v:
-                if isinstance(n, str):
-                    corruption_registry.resolve(n)  # raises with the known names and a "did you mean"
-        return v
-
-    def plan(self) -> list[tuple[str, list[str]]]:
-        """(suite label, corruption names evaluated at ``severities``) pairs."""
-        from .core import resolve_names, suite_names
-
-        if self.corruptions:
-            names = [n for n in self.corruptions if isinstance(n, str)]
-            return [("custom", resolve_names(names))] if names else []
-        return [(s, list(suite_names(s))) for s in self.suites]
-
-    def settings(self) -> list[CorruptionSetting]:
-        """The corruptions given with their parameters (evaluated once each, suite ``custom``)."""
-        return [n for n in self.corruptions or [] if isinstance(n, CorruptionSetting)]
-
-    def cells(self) -> list[tuple[str, list[Cell]]]:
-        """(suite label, cells): every (corruption, severity) to evaluate, and every direct setting."""
-        out = [
-            (
-                suite,
-                [
-                    Cell(corruption_registry.entry(n).name, sev, None, {"corruption": n, "severity": sev})
-                    for n in names
-                    for sev in self.severities
-                ],
-            )
-            for suite, names in self.plan()
-        ]
-        direct = [
-            Cell(
-                corruption_registry.entry(st.name).name,
-                0,
-                st.constant(),
-                {"corruption": corruption_registry.entry(st.name).name, "params": st.label},
-            )
-            for st in self.settings()
-        ]
-        if direct:
-            if out and out[0][0] == "custom":
-                out[0][1].extend(direct)
-            else:
-                out.append(("custom", direct))
-        return out
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One corrupted condition: a corruption at a severity, or with its parameters given (severity 0)."""
-
-    name: str
-    severity: int
-    constant: Any  # None: the severity's constant
-    condition: dict[str, Any]
 
 
 def _file_batches(files: str, name: str, severity: int, index: torch.Tensor, batch_size: int, test_index: torch.Tensor):

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...catalog.corruptions import CIFAR_C, EXTRA  # noqa: F401 (torch-free: compressbench.catalog)
 from ...registry import corruptions
 from . import large, ops
 from .jpeg import jpeg_roundtrip
@@ -41,24 +42,6 @@ from .textures import frost_textures
 
 Fn = Callable[[torch.Tensor, ops.BatchRNG, Any, str], torch.Tensor]
 
-CIFAR_C = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "glass_blur",
-    "motion_blur",
-    "zoom_blur",
-    "snow",
-    "frost",
-    "fog",
-    "brightness",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
-EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 
 log = logging.getLogger(__name__)
 

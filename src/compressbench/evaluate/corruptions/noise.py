@@ -28,9 +28,16 @@ study's setting; the table is ``params.NOISE``.
 from __future__ import annotations
 
 import torch
-from pydantic import Field, model_validator
 
-from ...interfaces import Params
+from ...catalog.corruptions import (  # noqa: F401 (torch-free: compressbench.catalog)
+    BrightnessContrastParams,
+    GaussNoiseParams,
+    ISONoiseParams,
+    PixelDropoutParams,
+    RandomFogParams,
+    RGBShiftParams,
+    _Range,
+)
 from ...registry import corruptions
 from . import ops
 from .params import NOISE
@@ -38,51 +45,6 @@ from .params import NOISE
 # --------------------------------------------------------------------------- direct parameters
 # albumentations 1.x argument names and defaults; ``from_params`` turns them into the constant the
 # function takes (the same layout as a severity's). Symmetric limits only (a float l means (−l, l)).
-
-
-class _Range(Params):
-    @model_validator(mode="after")
-    def _ordered(self):
-        for name, v in self:
-            if isinstance(v, tuple) and len(v) == 2 and v[0] > v[1]:
-                raise ValueError(f"{name}: the lower end {v[0]} is above the upper end {v[1]}")
-        return self
-
-
-class GaussNoiseParams(_Range):
-    var_limit: tuple[float, float] = (10.0, 50.0)  # variance in uint8² units, drawn per image
-
-
-class ISONoiseParams(_Range):
-    color_shift: tuple[float, float] = (0.01, 0.05)
-    intensity: tuple[float, float] = (0.1, 0.5)
-
-
-class RGBShiftParams(Params):
-    r_shift_limit: float = Field(20.0, ge=0, le=255)
-    g_shift_limit: float = Field(20.0, ge=0, le=255)
-    b_shift_limit: float = Field(20.0, ge=0, le=255)
-
-
-class PixelDropoutParams(Params):
-    dropout_prob: float = Field(0.01, ge=0, le=1)
-
-
-class RandomFogParams(Params):
-    fog_coef_lower: float = Field(0.3, ge=0, le=1)
-    fog_coef_upper: float = Field(1.0, ge=0, le=1)
-    alpha_coef: float = Field(0.08, ge=0, le=1)
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        if self.fog_coef_lower > self.fog_coef_upper:
-            raise ValueError("fog_coef_lower must not exceed fog_coef_upper")
-        return self
-
-
-class BrightnessContrastParams(Params):
-    brightness_limit: float = Field(0.2, ge=0, le=1)
-    contrast_limit: float = Field(0.2, ge=0, le=1)
 
 
 def _rgb_constant(p: RGBShiftParams):
