@@ -317,14 +317,11 @@ def test_per_call_overhead_arithmetic():
     assert large_batch(0.3, 1, 128, 0.25) == 1  # 0.6 s is not: no second point
     assert large_batch(0.001, 2, 2, 0.25) == 2  # the cap leaves no room above the small batch
     assert (batches(0, 64), batches(64, 64), batches(65, 64), batches(1000, None)) == (0, 1, 2, 2)
+    measured = dict(
+        train_cpu=1e9, infer_cpu=2e9, train_wall=1e9, infer_wall=2e9, threads=2, train_batch=64, infer_batch=512
+    )
     r = Rates(
-        train_cpu=1e9,
-        infer_cpu=2e9,
-        train_wall=1e9,
-        infer_wall=2e9,
-        threads=2,
-        train_batch=64,
-        infer_batch=512,
+        **measured,
         seconds=1.0,
         train_call=0.01,
         infer_call=0.002,
@@ -349,14 +346,5 @@ def test_per_call_overhead_arithmetic():
         100 * 0.002 + 8e9 / 4e9 + 10 * 0.01 + 4e9 / 2e9 + 50 * 0.005 + 6e9 / 3e9 + 1.5
     )
     # rates measured without the split (no marginal rate): FLOPs at the measured rate, calls free
-    old = Rates(
-        train_cpu=1e9,
-        infer_cpu=2e9,
-        train_wall=1e9,
-        infer_wall=2e9,
-        threads=2,
-        train_batch=64,
-        infer_batch=512,
-        seconds=1.0,
-    )
+    old = Rates(**measured, seconds=1.0)
     assert cpu_seconds(c, old) == pytest.approx(8e9 / 2e9 + 4e9 / 1e9 + 6e9 / 1e9 + 1.5)

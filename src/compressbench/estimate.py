@@ -18,7 +18,7 @@ named here):
   baseline's; the recipe's for fine-tunes, distillation and its teacher), a method's declared batch
   (calibration, importance), an evaluator's (``EvalCost.calls``: its ``batch_size``; the adversarial
   evaluator's batch × every attack step, DeepFool's per-candidate gradients included; the efficiency
-  evaluator's batch-1 latency loop). A call costs a + b × FLOPs: at small scales the per-call overhead ``a``
+  evaluator's batch-1 latency loop). A call costs a + FLOPs / b: at small scales the per-call overhead ``a``
   (per-layer dispatch, ∝ the model's layers) dominates.
 
 CPU hours, per job: for each kind of pass (inference, training step, input gradient), calls × ``a`` + FLOPs /

@@ -21,19 +21,21 @@ Load-robust by construction (a plan made on a busy machine must price the same w
   ``time.thread_time`` of the calling thread. A call's work is the same whichever thread count runs it (a run
   at n threads splits it; CPU time sums the threads), but a multi-threaded timing on a loaded machine also
   counts the OpenMP workers spinning at every operator's barrier while a sibling thread waits for a core: on
-  this project's 2-core machine, 2 threads at nice 19 beside a busy process measured 3.6× the CPU time of one
-  thread for the same training step, and a batch-2 step 808 ms instead of 7 ms. One thread has no barrier to
-  spin at, and the thread clock does not run while the thread waits for a core.
+  this project's 2-core machine (AMD EPYC), 2 threads at nice 19 beside a 2-thread process measured 3.6× the
+  CPU time of one thread for the same batch-128 training step of the quickstart's CNN, and 278 ms instead of
+  6.9 ms for a batch-2 step (BENCHMARKS.md §13). One thread has no barrier to spin at, and the thread clock
+  does not run while the thread waits for a core.
 * **the minimum over repeats.** Preemption, cache and memory-bandwidth contention only ever add time, so the
   fastest of several calls is the closest to the work itself; each probe is capped (``probe_s`` of CPU and
   ``max_calls`` calls) so that plan stays a few seconds.
 * **wall-clock is separate.** Only the run's wall-clock per CPU second (for plan's "wall-clock here" line) is
   timed at the run's threads — one inference call at the large batch, load-dependent by nature.
 
-What one thread does not see: the CPU a run at n threads spends in its own parallel overhead (on a quiet
-machine a few per cent; the quickstart's training at 2 threads measured 65 GFLOP per CPU second against 61 at
-one thread here), and the spinning of its threads when it shares the cores — a busy machine makes a
-multi-threaded run cost more CPU than planned.
+What one thread does not see: the CPU a run at n threads spends in its own parallel overhead (small for large
+batches: the quickstart's training at 2 threads ran at 65 GFLOP per CPU second, one thread measures 55–69 here;
+large for millisecond calls: the Office-31 smoke cost 65 CPU s at 2 threads against 41 s at one), and the
+spinning of its threads when it shares the cores — a busy machine makes a multi-threaded run cost more CPU than
+planned (BENCHMARKS.md §13).
 """
 
 from __future__ import annotations
