@@ -13,7 +13,16 @@ measured time is the run's fixed cost (start-up, validation, data decoding, the 
 
     .venv/bin/python benchmarks/plan_vs_run.py configs/quickstart.yaml [--scale smoke] [--set train.epochs=1]
 
-Prints a Markdown summary and writes ``benchmarks/results/plan_vs_run-<experiment>.json``.
+Per kind, the estimate's CPU seconds are also compared with the jobs' own CPU seconds (``result.json``'s
+``cpu_seconds``): on a loaded machine wall-clock time is mostly waiting. ``--against DIR`` re-estimates
+against a run kept with ``--keep DIR`` (same config and options) instead of running again: the estimate is
+new (made with an empty cache of its own: DIR is only read), the measured CPU time is the kept run's
+(``DIR/run.json``) and the per-kind CPU its jobs' records (``DIR/cache/jobs``). The plan's own cost is
+printed too: CPU time of ``estimate()`` in this process plus its start-up probe's child.
+
+    .venv/bin/python benchmarks/plan_vs_run.py configs/quickstart.yaml --against /tmp/qs1 [--tag loaded]
+
+Prints a Markdown summary and writes ``benchmarks/results/plan_vs_run-<experiment>[-<tag>].json``.
 """
 
 from __future__ import annotations
@@ -52,17 +61,30 @@ def main() -> None:
         help="run in DIR (new, empty) and keep its cache and store, e.g. to "
         "compare the store with another run's (default: a temporary folder)",
     )
+    ap.add_argument(
+        "--against",
+        metavar="DIR",
+        help="re-estimate against the run kept in DIR (--keep DIR) instead of running again (DIR is only read)",
+    )
+    ap.add_argument(
+        "--tag",
+        help="suffix of the JSON's name (e.g. loaded / quiet), so one run can be re-estimated under several conditions",
+    )
     args = ap.parse_args()
     if args.keep:
         Path(args.keep).mkdir(parents=True, exist_ok=False)
+    kept = args.keep or args.against
     with (
-        contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="cb-plan-vs-run-")
-    ) as tmp:
-        sets = [*args.set, f"cache_dir={tmp}/cache", f"store={tmp}/results.sqlite"]
+        contextlib.nullcontext(kept) if kept else tempfile.TemporaryDirectory(prefix="cb-plan-vs-run-") as tmp,
+        tempfile.TemporaryDirectory(prefix="cb-plan-vs-run-est-") as own,
+    ):
+        # against a kept run, the estimate gets an empty cache of its own: the kept folder is never written
+        where = own if args.against else tmp
+        sets = [*args.set, f"cache_dir={where}/cache", f"store={where}/results.sqlite"]
         exp = load_config(args.config, dict(parse_override(s) for s in sets), scale=args.scale)
-        t0 = time.perf_counter()
+        t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
         est = estimate(exp)
-        plan_s = time.perf_counter() - t0
+        plan_s, plan_cpu = time.perf_counter() - t0, time.process_time() - c0 + _children_cpu() - k0
         cmd = [
             sys.executable,
             "-m",
@@ -75,15 +97,25 @@ def main() -> None:
             *(["--scale", args.scale] if args.scale else []),
             *[a for s in sets for a in ("--set", s)],
         ]
-        c0, w0 = _children_cpu(), time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        cpu, wall = _children_cpu() - c0, time.perf_counter() - w0
-        if proc.returncode != 0:
-            sys.exit(f"the run failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        if args.against:
+            run = json.loads((Path(tmp) / "run.json").read_text())
+            cpu, wall = run["cpu_s"], run["wall_s"]
+        else:
+            c0, w0 = _children_cpu(), time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            cpu, wall = _children_cpu() - c0, time.perf_counter() - w0
+            if proc.returncode != 0:
+                sys.exit(f"the run failed ({proc.returncode}): {proc.stderr[-2000:]}")
+            (Path(tmp) / "run.json").write_text(json.dumps({"cpu_s": cpu, "wall_s": wall, "cmd": cmd}))
         job_s: dict[str, float] = {}
-        for c in est.costs:
-            rec = json.loads((Path(tmp) / "cache" / "jobs" / c.job.key / "result.json").read_text())
-            job_s[c.job.kind] = job_s.get(c.job.kind, 0.0) + float(rec.get("seconds", 0.0))
+        job_cpu: dict[str, float] = {}
+        job_n: dict[str, int] = {}
+        # every job record of the run, by its own kind (a kept run's keys may predate a component's version bump)
+        for path in sorted((Path(tmp) / "cache" / "jobs").glob("*/result.json")):
+            rec = json.loads(path.read_text())
+            job_s[rec["kind"]] = job_s.get(rec["kind"], 0.0) + float(rec.get("seconds", 0.0))
+            job_cpu[rec["kind"]] = job_cpu.get(rec["kind"], 0.0) + float(rec.get("cpu_seconds", 0.0))
+            job_n[rec["kind"]] = job_n.get(rec["kind"], 0) + 1
     r = est.rates
     est_cpu = sum(est.cpu_hours(c) for c in est.costs) * 3600 + (est.fixed.startup if est.fixed else 0.0)
     kinds = {}
@@ -94,6 +126,9 @@ def main() -> None:
             "tflop": sum(c.flops for c in cs) / 1e12,
             "est_wall_s": sum(est.cpu_hours(c) for c in cs) * 3600 * r.wall_per_cpu,
             "measured_wall_s": job_s.get(kind, 0.0),
+            "est_cpu_s": sum(est.cpu_hours(c) for c in cs) * 3600,
+            "measured_cpu_s": job_cpu.get(kind, 0.0),
+            "measured_jobs": job_n.get(kind, 0),
         }
     out = {
         "config": args.config,
@@ -110,6 +145,8 @@ def main() -> None:
         "jobs_wall_s": sum(job_s.values()),
         "kinds": kinds,
         "load_before": r.load,
+        "against": args.against,
+        "plan_cpu_s": plan_cpu,
     }
     print(
         f"{args.config}{' --scale ' + args.scale if args.scale else ''} {' '.join(args.set)}: "
@@ -118,22 +155,32 @@ def main() -> None:
     print(
         f"rate: training {r.train_cpu / 1e9:.3g}, inference {r.infer_cpu / 1e9:.3g} GFLOP per CPU-second "
         f"({r.threads} threads, batch {r.train_batch} / {r.infer_batch}, load {r.load:.1f}); "
-        f"plan took {plan_s:.1f} s"
+        f"plan took {plan_s:.1f} s ({plan_cpu:.1f} s CPU, its start-up probe included)"
+    )
+    print(
+        f"per call: inference {r.infer_call * 1e3:.3g} ms + FLOPs at {r.infer_marginal / 1e9:.3g} GFLOP/s, "
+        f"training step {r.train_call * 1e3:.3g} ms + {r.train_marginal / 1e9:.3g}, "
+        f"input gradient {r.grad_call * 1e3:.3g} ms + {r.grad_marginal / 1e9:.3g} (CPU time)"
     )
     print(
         f"CPU time: estimated {est_cpu:.0f} s, measured {cpu:.0f} s (user + sys) -> ratio {est_cpu / cpu:.2f}; "
         f"wall {wall:.0f} s, of which jobs {sum(job_s.values()):.0f} s"
     )
-    print("| kind | jobs | TFLOP | est. wall s | measured wall s (jobs) | ratio |\n|---|---|---|---|---|---|")
+    print(
+        "| kind | jobs | TFLOP | est. CPU s | measured CPU s (jobs) | ratio | est. wall s | measured wall s (jobs) "
+        "| ratio |\n|---|---|---|---|---|---|---|---|---|"
+    )
     for kind, k in kinds.items():
         ratio = k["est_wall_s"] / k["measured_wall_s"] if k["measured_wall_s"] else float("nan")
+        c_ratio = k["est_cpu_s"] / k["measured_cpu_s"] if k["measured_cpu_s"] else float("nan")
         print(
-            f"| {kind} | {k['jobs']} | {k['tflop']:.3g} | {k['est_wall_s']:.1f} | {k['measured_wall_s']:.1f} | "
-            f"{ratio:.2f} |"
+            f"| {kind} | {k['jobs']} | {k['tflop']:.3g} | {k['est_cpu_s']:.1f} | {k['measured_cpu_s']:.1f} | "
+            f"{c_ratio:.2f} | {k['est_wall_s']:.1f} | {k['measured_wall_s']:.1f} | {ratio:.2f} |"
         )
     res = Path(__file__).with_name("results")
     res.mkdir(exist_ok=True)
-    (res / f"plan_vs_run-{exp.name}.json").write_text(json.dumps(out, indent=1))
+    tag = f"-{args.tag}" if args.tag else ""
+    (res / f"plan_vs_run-{exp.name}{tag}.json").write_text(json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ import torch
 import yaml
 
 from compressbench.cli import main
+from compressbench.compress.quantize import STATIC_OVERHEAD_CALLS
 from compressbench.config import DatasetConfig
 from compressbench.errors import UserError
-from compressbench.estimate import data_sizes, estimate
+from compressbench.estimate import JOB_BOOKKEEPING_S, SEARCH_TRIALS, data_sizes, estimate
 from compressbench.validate import validate
 
 # tinycnn on digits (1×16×16, 10 classes): conv 1→8 at 16×16 (18,432 MACs), max-pool, conv 8→16 at 8×8
@@ -86,8 +87,9 @@ def test_estimate_matches_hand_computed_flops(tmp_path):
     n = est.sizes["est"]
     assert (n.train, n.val, n.test) == (TRAIN, 0, TEST)
     approx = pytest.approx
-    # the baseline: 2 epochs × 3 forward FLOPs per image (forward + backward)
+    # the baseline: 2 epochs × 3 forward FLOPs per image (forward + backward), in ⌈1348 / 64⌉ = 22 steps each
     assert _by(est, "train").gradient == approx(2 * TRAIN * 3 * F)
+    assert _by(est, "train").train_calls == 2 * 22
     # unstructured pruning stays dense: the fine-tune at the parent's FLOPs
     c = _by(est, "compress", variant="prune.unstructured@params=0.5")
     assert (c.forward, c.gradient) == (0, approx(1 * TRAIN * 3 * F))
@@ -95,21 +97,30 @@ def test_estimate_matches_hand_computed_flops(tmp_path):
     c = _by(est, "compress", variant="distill@params=0.25")
     assert (c.forward, c.gradient) == (approx(TRAIN * F), approx(TRAIN * 3 * 0.25 * F))
     assert _by(est, "compress", variant="quantize.static").forward == approx(2 * 64 * F)
+    assert _by(est, "compress", variant="quantize.static").forward_calls == 2  # its calibration batches
     # pipeline: the pruning stage shrinks to half and fine-tunes there; int8 calibration (16 × 128 images by
     # default) draws at most one pass over the training images, through the pruned model
     c = _by(est, "compress", variant="s+q")
     assert (c.forward, c.gradient) == (approx(TRAIN * 0.5 * F), approx(0.5 * TRAIN * 3 * 0.5 * F))
+    # its pruning stage searches the ratio that meets the budget: trial compressions, each a model copy
+    assert c.search_trials == SEARCH_TRIALS and _by(est, "compress", variant="quantize.static").search_trials == 0
+    assert c.seconds == approx(est.fixed.per_job["compress"] + JOB_BOOKKEEPING_S)  # no call overheads: --cpu-gflops
+    assert c.overhead_calls == STATIC_OVERHEAD_CALLS  # its int8 stage's declared per-layer work
     # evaluations: clean on eval_subset, one pass per corruption cell plus a clean one
     assert _by(est, "evaluate", evaluator="clean", variant="baseline").forward == approx(100 * F)
     assert _by(est, "evaluate", evaluator="clean", variant="s+q").forward == approx(100 * 0.5 * F)
     assert _by(est, "evaluate", evaluator="corruptions", variant="baseline").forward == approx(3 * 50 * F)
+    assert _by(est, "evaluate", evaluator="corruptions", variant="baseline").forward_calls == 3
     # adversarial, per image: forwards = the clean check + one per ε (3); gradients = FGSM's one (2 forward FLOPs)
     # at its non-zero ε + PGD's 3 steps; a float variant is attacked white-box, int8 by transfer (crafted on the
     # parent) and white-box through its float simulation (2 more forwards per image)
     c = _by(est, "evaluate", evaluator="adversarial", variant="baseline")
-    assert (c.forward, c.gradient) == (approx(4 * 20 * F), approx((2 + 2 * 3) * 20 * F))
+    assert (c.forward, c.input_gradient) == (approx(4 * 20 * F), approx((2 + 2 * 3) * 20 * F))
+    # model calls: 20 images fit one batch (the evaluator's 100): 4 forward calls, 1 + 3 input-gradient calls
+    assert (c.forward_calls, c.gradient_calls, c.train_calls) == (4, 4, 0)
     c = _by(est, "evaluate", evaluator="adversarial", variant="quantize.static")
-    assert (c.forward, c.gradient) == (approx((4 + 6) * 20 * F), approx(2 * (2 + 2 * 3) * 20 * F))
+    assert (c.forward, c.input_gradient) == (approx((4 + 6) * 20 * F), approx(2 * (2 + 2 * 3) * 20 * F))
+    assert (c.forward_calls, c.gradient_calls) == (4 + 6, 2 * 4)
     assert _by(est, "evaluate", evaluator="agreement", variant="baseline").forward == approx(30 * F)
     assert _by(est, "evaluate", evaluator="agreement", variant="distill@params=0.25").forward == approx(
         30 * F + 30 * 0.25 * F
@@ -119,7 +130,7 @@ def test_estimate_matches_hand_computed_flops(tmp_path):
     fx = est.fixed
     assert fx.startup > 0 and fx.build > 0 and fx.per_job["compress"] > fx.per_job["train"] > 0
     c = _by(est, "train")
-    assert c.seconds == approx(fx.per_job["train"])
+    assert c.seconds == approx(fx.per_job["train"] + JOB_BOOKKEEPING_S)
     assert est.cpu_hours(c) == approx((c.flops / 1e9 + c.seconds) / 3600)
     assert est.gpu_hours(c) == approx((c.flops / (156e12 * 0.35) + c.seconds) / 3600)
     total = est.rows()[-1]
@@ -258,10 +269,82 @@ def test_cpu_rate_is_measured_in_seconds_and_leaves_the_model_alone():
     model = create_model("tinycnn", DataMeta("digits", 10, 1, (16, 16), (0.5,), (0.25,)))
     state = {k: v.clone() for k, v in model.state_dict().items()}
     torch.manual_seed(7)
+    threads = torch.get_num_threads()
     r = sustained_rates(model, (1, 16, 16), F, batch_size=64, step_s=0.2, steps=2)
     after = torch.rand(1).item()
     torch.manual_seed(7)
     assert after == torch.rand(1).item()  # the global random state is as it was
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
     assert r.train_cpu > 0 and r.infer_cpu > 0 and 2 <= r.train_batch <= 64 and r.seconds < 30
-    assert r.cores == (os.cpu_count() or 1)
+    assert r.train_marginal > 0 and r.infer_marginal > 0 and r.grad_marginal > 0 and 1 <= r.grad_batch <= 64
+    assert min(r.train_call, r.infer_call, r.grad_call) >= 0
+    assert r.cores == (os.cpu_count() or 1) and 0 < r.cpu_seconds
+    assert torch.get_num_threads() == threads  # the one-thread timings leave the caller's threads as they were
+
+
+def test_fastest_call_counts_its_calls():
+    """min_call: one warm-up, at least min_calls, at most max_calls (a zero CPU budget stops at min_calls)."""
+    from compressbench.measure.throughput import min_call
+
+    calls = []
+    assert min_call(lambda: calls.append(1), 0.0, 30, min_calls=3) >= 0 and len(calls) == 1 + 3
+    calls.clear()
+    min_call(lambda: calls.append(1), 1e9, 7, min_calls=3)  # an unreachable budget: the call cap stops it
+    assert len(calls) == 1 + 7
+    calls.clear()
+    min_call(lambda: calls.append(1), 0.0, 5, min_calls=2, warm_up=False)
+    assert len(calls) == 2
+
+
+def test_per_call_overhead_arithmetic():
+    """time per call = a + FLOPs / marginal rate: the two-point split, and a job priced from its calls."""
+    from compressbench.costs import batches
+    from compressbench.estimate import JobCost, cpu_seconds
+    from compressbench.measure.throughput import Rates, large_batch, split_call
+
+    # t(1) = 0.012 s, t(64) = 64 × 0.001 s: a + m = 0.012, a + 64 m = 0.064 -> m = 0.052 / 63, a = 0.012 - m
+    a, m = split_call(0.012, 1, 0.001, 64)
+    assert m == pytest.approx(0.052 / 63) and a == pytest.approx(0.012 - 0.052 / 63)
+    # noise that would make a or m negative: all of the large batch's time is per image
+    assert split_call(0.2, 1, 0.001, 64) == (0.0, 0.001)
+    assert split_call(0.0001, 2, 0.01, 64) == (0.0, 0.01)
+    # the large batch: the largest power of two <= the cap whose call, at the small call's cost per image, fits
+    # step_s; none (the small batch itself) when twice the small batch would take over 2 step_s
+    assert large_batch(0.001, 1, 512, 0.25) == 128  # 128 ms fits 250 ms, 256 ms does not
+    assert large_batch(0.004, 2, 128, 0.25) == 64  # 2 ms per image: 64 -> 128 ms
+    assert large_batch(0.001, 1, 32, 0.25) == 32  # the run's batch caps it
+    assert large_batch(0.2, 1, 128, 0.25) == 2  # 0.4 s at batch 2 is within 2 step_s: the second point is kept
+    assert large_batch(0.3, 1, 128, 0.25) == 1  # 0.6 s is not: no second point
+    assert large_batch(0.001, 2, 2, 0.25) == 2  # the cap leaves no room above the small batch
+    assert (batches(0, 64), batches(64, 64), batches(65, 64), batches(1000, None)) == (0, 1, 2, 2)
+    measured = dict(
+        train_cpu=1e9, infer_cpu=2e9, train_wall=1e9, infer_wall=2e9, threads=2, train_batch=64, infer_batch=512
+    )
+    r = Rates(
+        **measured,
+        seconds=1.0,
+        train_call=0.01,
+        infer_call=0.002,
+        grad_call=0.005,
+        train_marginal=2e9,
+        infer_marginal=4e9,
+        grad_marginal=3e9,
+        grad_batch=64,
+    )
+    c = JobCost(
+        job=None,
+        group="x",
+        forward=8e9,
+        gradient=4e9,
+        input_gradient=6e9,
+        forward_calls=100,
+        train_calls=10,
+        gradient_calls=50,
+        seconds=1.5,
+    )
+    assert cpu_seconds(c, r) == pytest.approx(
+        100 * 0.002 + 8e9 / 4e9 + 10 * 0.01 + 4e9 / 2e9 + 50 * 0.005 + 6e9 / 3e9 + 1.5
+    )
+    # rates measured without the split (no marginal rate): FLOPs at the measured rate, calls free
+    old = Rates(**measured, seconds=1.0)
+    assert cpu_seconds(c, old) == pytest.approx(8e9 / 2e9 + 4e9 / 1e9 + 6e9 / 1e9 + 1.5)

@@ -442,10 +442,12 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
         description="Estimate: passes over images declared by each method / evaluator / attack "
         "(docs/extending.md) × forward FLOPs per image of the model (a budgeted variant: that "
         "fraction of the parent's; a training step = 3 forward FLOPs, an attack step = 2). "
-        "GPU-h = FLOPs / (peak × utilisation); CPU-h = FLOPs / this machine's rate, measured in a "
-        "few seconds on the experiment's model (per second of CPU time: user + sys), plus fixed costs "
-        "measured here: the run's process start once, a model build and checkpoint round trip per "
-        "job (data decoding is not counted).",
+        "GPU-h = FLOPs / (peak × utilisation); CPU-h = per model call, a per-call overhead + its FLOPs / "
+        "a marginal rate, both measured in a few seconds on the experiment's model (training steps, "
+        "inference, input gradients, each at the smallest and a large batch, on one thread in CPU time, "
+        "the fastest of a few calls: a busy machine does not inflate them), plus fixed costs measured "
+        "here: the run's process start once, a model build and checkpoint round trip per job (data "
+        "decoding is not counted).",
     )
     pl.add_argument("config", nargs="+", help="experiment YAML(s)")
     pl.add_argument("--set", action="append", metavar="KEY=VALUE", help=set_help)
@@ -469,7 +471,8 @@ def build_parser(hook_names: tuple[str, ...] = ()) -> argparse.ArgumentParser:
         "--cpu-gflops",
         type=float,
         metavar="GFLOPS",
-        help="this machine's sustained GFLOP per CPU-second, instead of measuring it",
+        help="this machine's sustained GFLOP per CPU-second for all work, instead of measuring it "
+        "(no per-call overheads)",
     )
     pl.add_argument("--json", metavar="FILE", help="also write the estimate (assumptions, totals, every job) as JSON")
     pl.set_defaults(fn=cmd_plan)

@@ -25,6 +25,7 @@ Hooks (optional; the defaults below apply to components that declare nothing):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -43,7 +44,11 @@ class TrainingCost:
     also passes an unlabeled target batch of the same size (domain adaptation: twice the images);
     ``forward_images``: images passed forward through the input model without gradients
     (calibration); ``gradient_images``: images passed forward and backward through it (Taylor
-    importance). Image passes are drawn from the training (or validation) images: at most one pass."""
+    importance). Image passes are drawn from the training (or validation) images: at most one pass.
+    ``batch``: the images per call of those passes (None: the run's training batch); ``seconds``: fixed CPU
+    seconds of the method's own machinery that no pass count sees; ``overhead_calls``: per-layer Python work
+    (module fusion, observer insertion, int8 conversion) in units of the model's per-call inference overhead
+    (measured by ``plan`` on the parent: it is per-layer dispatch too, so it scales with the model's layers)."""
 
     epochs: float = 0.0
     input_epochs: float = 0.0
@@ -51,6 +56,9 @@ class TrainingCost:
     adapt: bool = False
     forward_images: int = 0
     gradient_images: int = 0
+    batch: int | None = None
+    seconds: float = 0.0
+    overhead_calls: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -59,13 +67,18 @@ class EvalCost:
     hook): ``forward`` / ``gradient``: of the evaluated variant, forward-only and gradient work
     (attacks: ``INPUT_GRADIENT`` per step and image); ``parent_forward`` / ``parent_gradient``: the same
     on the float parent (transfer attacks, agreement); ``seconds``: fixed work no FLOP count sees (a
-    fresh process, an ONNX export), in CPU seconds."""
+    fresh process, an ONNX export), in CPU seconds; ``calls`` / ``gradient_calls``: how many forward-only
+    and input-gradient model calls that work takes, variant's and parent's together (each call pays the
+    model's per-call overhead: :func:`batches`); a hook that leaves ``calls`` at 0 for forward work gets
+    ``forward / params.batch_size`` (:data:`DEFAULT_EVAL_BATCH` without one)."""
 
     forward: float = 0.0
     gradient: float = 0.0
     parent_forward: float = 0.0
     parent_gradient: float = 0.0
     seconds: float = 0.0
+    calls: float = 0.0
+    gradient_calls: float = 0.0
 
     def __add__(self, other: EvalCost) -> EvalCost:
         return EvalCost(
@@ -74,6 +87,8 @@ class EvalCost:
             self.parent_forward + other.parent_forward,
             self.parent_gradient + other.parent_gradient,
             self.seconds + other.seconds,
+            self.calls + other.calls,
+            self.gradient_calls + other.gradient_calls,
         )
 
 
@@ -100,6 +115,14 @@ class CostContext:
         return n if size is None else min(n, int(size))
 
 
+DEFAULT_EVAL_BATCH = 512  # the evaluators' usual batch (``train.predict``)
+
+
+def batches(images: float, batch: int | None) -> int:
+    """Model calls of one pass over ``images`` in batches of ``batch`` (the last one partial)."""
+    return math.ceil(images / max(1, int(batch or DEFAULT_EVAL_BATCH))) if images > 0 else 0
+
+
 def default_method_cost(params: Any) -> TrainingCost:
     """Every ``FinetuneParams``-typed field's epochs (and the params' own, when they are one)."""
     from .interfaces import FinetuneParams
@@ -114,7 +137,8 @@ def default_method_cost(params: Any) -> TrainingCost:
 def default_eval_cost(params: Any, ctx: CostContext) -> EvalCost:
     """One forward pass over ``params.subset`` images (None or absent: the experiment's default subset)."""
     subset = getattr(params, "subset", None)
-    return EvalCost(forward=ctx.images(-1 if subset is None else subset))
+    n = ctx.images(-1 if subset is None else subset)
+    return EvalCost(forward=n, calls=batches(n, getattr(params, "batch_size", None)))
 
 
 def default_attack_cost(params: Any, meta: Any) -> float:
@@ -166,6 +190,8 @@ __all__ = [
     "INPUT_GRADIENT",
     "TrainingCost",
     "EvalCost",
+    "DEFAULT_EVAL_BATCH",
+    "batches",
     "CostContext",
     "default_method_cost",
     "default_eval_cost",

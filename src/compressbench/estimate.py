@@ -14,13 +14,28 @@ named here):
   the parent (approximate: structured pruning and students shrink FLOPs roughly with parameters); a
   sparsifying variant keeps the parent's dense FLOPs, and so does a variant without a shared budget.
   A training step counts 3 forward FLOPs, an attack step 2 (:mod:`.costs`).
+* **model calls** — the passes above cut into the batches the job really uses: the training batch (the
+  baseline's; the recipe's for fine-tunes, distillation and its teacher), a method's declared batch
+  (calibration, importance), an evaluator's (``EvalCost.calls``: its ``batch_size``; the adversarial
+  evaluator's batch × every attack step, DeepFool's per-candidate gradients included; the efficiency
+  evaluator's batch-1 latency loop). A call costs a + FLOPs / b: at small scales the per-call overhead ``a``
+  (per-layer dispatch, ∝ the model's layers) dominates.
 
-Hours: FLOPs / (a reference GPU's peak × an assumed utilisation) and FLOPs / this machine's sustained rate
-(``measure.throughput``: training and inference measured separately, per second of CPU time), plus the fixed
-seconds components declare (fresh processes), plus fixed costs measured here (:class:`FixedCosts`: the run's process
-start once, model builds and checkpoint round trips per job). Not counted: data decoding, the budget search,
-the corruptions' own pixel work, cache hashing — fixed per-job costs that dominate tiny jobs. Nothing is
-written: the cache is only read (``execute.cache.inspect_cached``).
+CPU hours, per job: for each kind of pass (inference, training step, input gradient), calls × ``a`` + FLOPs /
+``b``, both measured here on the parent (``measure.throughput.sustained_rates``: each kind timed at the smallest
+batch and at a large one, on one thread in thread CPU time, the fastest of a few calls — so a plan made on a
+busy machine prices the same work as on a quiet one; the module says why), plus fixed seconds: those components declare
+(``EvalCost.seconds``: fresh processes, ONNX exports; ``TrainingCost.seconds``), and those measured here
+(:class:`FixedCosts`: the run's process start once, model builds and checkpoint round trips per job, the
+runner's bookkeeping per job (:data:`JOB_BOOKKEEPING_S`, declared), and per
+budget-searched compression its search's :data:`SEARCH_TRIALS` trial compressions, each priced as
+:data:`SEARCH_TRIAL_CALLS` per-call inference overheads — a dependency-graph trace is per-layer Python work
+like a call's dispatch — and a method's declared ``TrainingCost.overhead_calls``: static int8's fusion,
+observers and conversion; none of these with ``--cpu-gflops``).
+``a`` is the parent's for every variant: right for pruned ones (same layers), high for a shallower student.
+GPU hours: FLOPs / (a reference GPU's peak × an assumed utilisation) plus the fixed seconds. Not counted: data
+decoding, the corruptions' own pixel work, cache hashing. Nothing is written: the cache is only read
+(``execute.cache.inspect_cached``).
 """
 
 from __future__ import annotations
@@ -33,6 +48,7 @@ from typing import Any
 from .compress.budget import capabilities
 from .config import BASELINE, Budget, ResolvedExperiment
 from .costs import (
+    DEFAULT_EVAL_BATCH,
     DEFAULT_GPU,
     DEFAULT_UTILISATION,
     GPUS,
@@ -40,6 +56,7 @@ from .costs import (
     CostContext,
     EvalCost,
     ReferenceGPU,
+    batches,
     eval_cost,
     method_cost,
 )
@@ -53,18 +70,25 @@ from .specs import SHARED_BUDGETS
 
 @dataclass
 class JobCost:
-    """One job's work: FLOPs in forward-only and in gradient passes, fixed seconds, and whether it is cached."""
+    """One job's work: FLOPs in forward-only, training-step and input-gradient (attack) passes, the model calls
+    of each (every call pays the model's per-call overhead), fixed seconds, and whether it is cached."""
 
     job: Job
     group: str  # BASELINE, the method, or the evaluator
     forward: float = 0.0
-    gradient: float = 0.0
+    gradient: float = 0.0  # training steps (weights updated)
     seconds: float = 0.0
     cached: bool = False
+    input_gradient: float = 0.0  # attack steps: forward and backward to the input, weights frozen
+    forward_calls: float = 0.0
+    train_calls: float = 0.0
+    gradient_calls: float = 0.0
+    search_trials: int = 0  # trial compressions of a budget search (SEARCH_TRIAL_CALLS call overheads each)
+    overhead_calls: float = 0.0  # a method's declared per-layer fixed work (TrainingCost.overhead_calls)
 
     @property
     def flops(self) -> float:
-        return self.forward + self.gradient
+        return self.forward + self.gradient + self.input_gradient
 
 
 # --------------------------------------------------------------------------- model sizes
@@ -75,46 +99,75 @@ def size_fraction(method: str, params: Any, budget: Budget | None) -> float:
     return float(budget.value)
 
 
-def _stages(method: str, params: Any, budget: Budget | None, fp: float) -> list[tuple[Any, Any, float, float]]:
-    """(spec, params, FLOPs of its input, FLOPs of its output) per stage: a lone method is one stage; in a
-    pipeline the first stage that takes the budget's kind shrinks the model to the variant's size."""
+def _stages(method: str, params: Any, budget: Budget | None, fp: float) -> list[tuple[Any, Any, float, float, bool]]:
+    """(spec, params, FLOPs of its input, FLOPs of its output, whether it searches its knob) per stage: a lone
+    method is one stage; in a pipeline the first stage that takes the budget's kind shrinks the model to the
+    variant's size."""
     spec, child = methods.spec(method), fp * size_fraction(method, params, budget)
     if spec.stages is None:
-        return [(spec, params, fp, child)]
+        return [(spec, params, fp, child, searches(spec, params, budget))]
     out, f_in, shrunk = [], fp, False
     for name, sp in spec.stages(params):
         st = methods.spec(name)
         takes = budget is not None and not shrunk and budget.kind in st.budgets
         f_out, shrunk = (child if takes else f_in), shrunk or takes
-        out.append((st, sp, f_in, f_out))
+        out.append((st, sp, f_in, f_out, takes and searches(st, sp, budget)))
         f_in = f_out
     return out
 
 
-# --------------------------------------------------------------------------- jobs
-def _train_cost(exp: ResolvedExperiment, n: DataSizes, fp: float) -> tuple[float, float]:
-    """(forward, gradient) FLOPs of the baseline job: epochs (frozen-backbone epochs forward only), doubled with
-    ``train.adapt``; a validation pass after every whole epoch and at the end."""
-    if not exp.trains_baseline:
-        return 0.0, 0.0
-    t = exp.train
-    mult = 2.0 if t.adapt is not None else 1.0
-    val_passes = math.floor(t.epochs) + (t.epochs != math.floor(t.epochs)) if n.val else 0
+def searches(spec: Any, params: Any, budget: Budget | None) -> bool:
+    """Whether the shared budget solver searches this method's knob (``compress.budget.solve``): a shared
+    budget, a knob with a transform, no closed form, and the method not solving the budget itself."""
     return (
-        n.train * fp * t.freeze_epochs * mult + n.val * fp * val_passes,
-        n.train * fp * TRAIN_STEP * (t.epochs - t.freeze_epochs) * mult,
+        budget is not None
+        and budget.kind in SHARED_BUDGETS
+        and spec.knob is not None
+        and spec.apply is not None
+        and spec.knob.exact is None
+        and not (spec.own_budget is not None and spec.own_budget(params))
     )
 
 
-def _compress_cost(method: str, params: Any, budget: Any, n: DataSizes, fp: float) -> tuple[float, float]:
-    fwd = grad = 0.0
+# --------------------------------------------------------------------------- jobs
+def _train_cost(job: Job, exp: ResolvedExperiment, n: DataSizes, fp: float) -> JobCost:
+    """The baseline job: epochs (frozen-backbone epochs forward only) at the training batch, doubled with
+    ``train.adapt``; a validation pass (batches of :data:`~.costs.DEFAULT_EVAL_BATCH`) after every whole epoch
+    and at the end."""
+    c = JobCost(job, BASELINE)
+    if not exp.trains_baseline:
+        return c
+    t = exp.train
+    mult = 2.0 if t.adapt is not None else 1.0
+    val_passes = math.floor(t.epochs) + (t.epochs != math.floor(t.epochs)) if n.val else 0
+    steps = batches(n.train, t.batch_size) * mult  # per epoch
+    c.forward = n.train * fp * t.freeze_epochs * mult + n.val * fp * val_passes
+    c.gradient = n.train * fp * TRAIN_STEP * (t.epochs - t.freeze_epochs) * mult
+    c.forward_calls = steps * t.freeze_epochs + batches(n.val, None) * val_passes
+    c.train_calls = steps * (t.epochs - t.freeze_epochs)
+    return c
+
+
+def _compress_cost(job: Job, method: str, params: Any, budget: Any, n: DataSizes, fp: float, batch: int) -> JobCost:
+    """A compression job: its stages' training epochs at the run's batch (``batch``: the recipe's), teacher
+    passes, calibration and importance batches (at most one pass, in batches of the method's ``batch``), and
+    each stage's declared fixed seconds."""
+    out = JobCost(job, method)
     cap = n.train + n.val  # calibration / importance batches: at most one pass
-    for spec, sp, f_in, f_out in _stages(method, params, budget, fp):
+    steps = batches(n.train, batch)  # per epoch
+    for spec, sp, f_in, f_out, searched in _stages(method, params, budget, fp):
         c = method_cost(spec, sp)
-        grad += n.train * TRAIN_STEP * (c.epochs * f_out * (2 if c.adapt else 1) + c.input_epochs * f_in)
-        grad += min(c.gradient_images, cap) * TRAIN_STEP * f_in
-        fwd += (n.train * c.epochs * f_in if c.teacher else 0.0) + min(c.forward_images, cap) * f_in
-    return fwd, grad
+        out.search_trials += SEARCH_TRIALS if searched else 0
+        out.gradient += n.train * TRAIN_STEP * (c.epochs * f_out * (2 if c.adapt else 1) + c.input_epochs * f_in)
+        out.train_calls += steps * (c.epochs * (2 if c.adapt else 1) + c.input_epochs)
+        g_img, f_img = min(c.gradient_images, cap), min(c.forward_images, cap)
+        out.gradient += g_img * TRAIN_STEP * f_in
+        out.train_calls += batches(g_img, c.batch or batch)
+        out.forward += (n.train * c.epochs * f_in if c.teacher else 0.0) + f_img * f_in
+        out.forward_calls += (steps * c.epochs if c.teacher else 0.0) + batches(f_img, c.batch or batch)
+        out.seconds += c.seconds
+        out.overhead_calls += c.overhead_calls
+    return out
 
 
 def job_costs(
@@ -126,11 +179,11 @@ def job_costs(
     for job in jobs:
         s, n = job.spec, sizes[job.labels.experiment]
         if isinstance(s, CompressSpec):
-            out.append(JobCost(job, s.method, *_compress_cost(s.method, s.params, s.budget, n, fp)))
+            out.append(_compress_cost(job, s.method, s.params, s.budget, n, fp, exp.recipe.batch_size))
         elif isinstance(s, EvaluateSpec):
             out.append(_evaluate_cost(job, s, by_key[s.model_job].spec, n, fp, meta))
         else:
-            out.append(JobCost(job, BASELINE, *_train_cost(exp, n, fp)))
+            out.append(_train_cost(job, exp, n, fp))
     return out
 
 
@@ -149,12 +202,16 @@ def _evaluate_cost(job: Job, s: EvaluateSpec, producer: Any, n: DataSizes, fp: f
         baseline=not isinstance(producer, CompressSpec),
     )
     c: EvalCost = eval_cost(espec, s.params, ctx)
+    fwd = c.forward + c.parent_forward
+    calls = c.calls if c.calls or not fwd else fwd / max(1, getattr(s.params, "batch_size", None) or DEFAULT_EVAL_BATCH)
     return JobCost(
         job,
         s.evaluator,
-        (c.forward * frac + c.parent_forward) * fp,
-        (c.gradient * frac + c.parent_gradient) * fp,
-        c.seconds,
+        forward=(c.forward * frac + c.parent_forward) * fp,
+        seconds=c.seconds,
+        input_gradient=(c.gradient * frac + c.parent_gradient) * fp,
+        forward_calls=calls,
+        gradient_calls=c.gradient_calls,
     )
 
 
@@ -202,7 +259,7 @@ class Estimate:
     def cpu_hours(self, c: JobCost) -> float:
         if self.cpu_given is not None:
             return (c.flops / self.cpu_given + c.seconds) / 3600
-        return (c.forward / self.rates.infer_cpu + c.gradient / self.rates.train_cpu + c.seconds) / 3600
+        return cpu_seconds(c, self.rates) / 3600
 
     def rows(self) -> list[tuple[str, int, int, float, float, float]]:
         """(label, jobs, cached, TFLOP to run, GPU-h to run, CPU-h to run) per kind, per method / evaluator
@@ -239,6 +296,22 @@ class Estimate:
         return {c.job.key: self.cpu_hours(c) * 3600 * per for c in self.costs}
 
 
+def cpu_seconds(c: JobCost, r: Any) -> float:
+    """A job's CPU seconds at the rates ``r`` (``measure.throughput.Rates``): per kind of pass, its calls × the
+    per-call overhead + its FLOPs / the marginal rate (rates measured without the split: FLOPs / the rate at
+    the measured batch), plus the job's fixed seconds."""
+
+    def part(flops: float, calls: float, call_s: float, marginal: float, rate: float) -> float:
+        return calls * call_s + flops / marginal if marginal > 0 else flops / rate
+
+    return (
+        part(c.forward, c.forward_calls, r.infer_call, r.infer_marginal, r.infer_cpu)
+        + part(c.gradient, c.train_calls, r.train_call, r.train_marginal, r.train_cpu)
+        + part(c.input_gradient, c.gradient_calls, r.grad_call, r.grad_marginal, r.train_cpu)
+        + c.seconds
+    )
+
+
 @dataclass(frozen=True)
 class FixedCosts:
     """CPU seconds no FLOP count sees, measured here: the run's process start (importing torch and the
@@ -249,6 +322,23 @@ class FixedCosts:
     build: float  # one model build + checkpoint save and load
 
 
+# a budget search's trial compressions (``compress.budget.solve_knob``: both ends of the knob's range, then a
+# safeguarded regula falsi; and the final apply): 3–9 trials, mean 6, in the search records of the Office-31 smoke
+# and the goal-search benchmark's runs (result.json ``search``), + 1
+SEARCH_TRIALS = 7
+# one trial in the model's per-call inference overheads (``Rates.infer_call``: per-layer dispatch; a trial is
+# per-layer Python work: a copy, a Torch-Pruning dependency graph traced and walked layer by layer, the step): the
+# Office-31 smoke's 6 searched jobs took 0.92 CPU s each, ≈ 0.1 s per trial beyond the fine-tune, at 2.27 ms per
+# call (``benchmarks/plan_vs_run.py``, AMD EPYC, 1 thread, loaded machine; the mean of small calls). Re-checked with
+# the fastest-call measurement (1.4 ms per call on that model): those 6 jobs priced at 0.76 of their 5.4 CPU s
+SEARCH_TRIAL_CALLS = 40.0
+
+# the runner's own CPU seconds per job outside the job (its key and spec, scheduling, result.json, artifact hashes,
+# the store's rows): (run's CPU − the jobs' CPU − start-up) / jobs = 0.075 on the Office-31 and noise smokes
+# (``benchmarks/plan_vs_run.py``, AMD EPYC, 1 thread, loaded machine; 0.08 on all three smokes when re-run at one
+# thread in round r27plan2); declared, not measured by ``plan``
+JOB_BOOKKEEPING_S = 0.075
+
 # a job's model builds + checkpoint round trips: train builds and saves one; compress loads the parent and saves
 # a variant (2 + its method's own copies); evaluate loads its model (and a transfer attack's parent: counted by
 # the evaluator's parent_forward work, not here)
@@ -257,7 +347,9 @@ BUILDS_PER_JOB = {"train": 1.0, "compress": 3.0, "evaluate": 1.0}
 
 def measure_fixed(model: Any, startup: bool = True) -> FixedCosts:
     """Measure the fixed costs on this machine: a fresh ``python -c 'import compressbench.runner'`` (the run's
-    start-up, CPU time of that child) and a deep copy + checkpoint save/load of the parent (best of 3)."""
+    start-up, CPU time of that child: single-threaded imports, so not inflated by load) and a deep copy +
+    checkpoint save/load of the parent (best of 3, in CPU time of this thread: what the estimate predicts —
+    wall-clock time on a busy machine is mostly waiting, and process time would count idle pool threads)."""
     import copy
     import io
     import resource
@@ -267,10 +359,6 @@ def measure_fixed(model: Any, startup: bool = True) -> FixedCosts:
 
     import torch
 
-    def cpu() -> float:
-        r = resource.getrusage(resource.RUSAGE_SELF)
-        return r.ru_utime + r.ru_stime
-
     start = 0.0
     if startup:
         k = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -279,13 +367,13 @@ def measure_fixed(model: Any, startup: bool = True) -> FixedCosts:
         start = k2.ru_utime + k2.ru_stime - k.ru_utime - k.ru_stime
     best = float("inf")
     for _ in range(3):
-        c0, t0 = cpu(), time.perf_counter()
+        c0 = time.thread_time()
         m = copy.deepcopy(model)
         buf = io.BytesIO()
         torch.save(m.state_dict(), buf)
         buf.seek(0)
         m.load_state_dict(torch.load(buf, weights_only=True))
-        best = min(best, max(cpu() - c0, time.perf_counter() - t0))
+        best = min(best, time.thread_time() - c0)
     return FixedCosts(start, {k: n * best for k, n in BUILDS_PER_JOB.items()}, best)
 
 
@@ -315,14 +403,19 @@ def estimate(
     costs = job_costs(exp, jobs, fp, meta, sizes)
     damaged = mark_cached(costs, Path(exp.cache_dir))
     fixed = measure_fixed(base.model)
-    for c in costs:
-        c.seconds += fixed.per_job.get(c.job.kind, 0.0)
     rates = None
     if cpu_gflops is None:
         from .measure.throughput import sustained_rates
 
         rates = sustained_rates(
             base.model, shape, fp, batch_size=exp.recipe.batch_size, num_classes=meta.num_classes, threads=exp.threads
+        )
+    for c in costs:
+        calls = c.search_trials * SEARCH_TRIAL_CALLS + c.overhead_calls
+        c.seconds += (
+            fixed.per_job.get(c.job.kind, 0.0)
+            + JOB_BOOKKEEPING_S
+            + calls * (rates.infer_call if rates is not None else 0.0)
         )
     return Estimate(
         exp,
@@ -357,7 +450,7 @@ def expected_seconds(exp: ResolvedExperiment, jobs: list[Job]) -> dict[str, floa
     fp = float(count_flops(base.model, (1, meta.channels, *meta.size)))
     fixed = measure_fixed(base.model, startup=False)
     return {
-        c.job.key: c.flops / NOMINAL_WALL_FLOPS + c.seconds + fixed.per_job.get(c.job.kind, 0.0)
+        c.job.key: c.flops / NOMINAL_WALL_FLOPS + c.seconds + fixed.per_job.get(c.job.kind, 0.0) + JOB_BOOKKEEPING_S
         for c in job_costs(exp, jobs, fp, meta, sizes)
     }
 
@@ -408,15 +501,17 @@ def render(est: Estimate, config: str) -> str:
         r = est.rates
         todo_cpu_h = sum(est.cpu_hours(c) for c in est.costs if not c.cached)
         lines.append(
-            f"CPU-h (CPU time, user + sys): measured here on {exp.model.name} in {r.seconds:.1f} s with "
-            f"{r.threads} thread(s): training {r.train_cpu / 1e9:.3g} GFLOP/s (batch {r.train_batch}), "
-            f"inference {r.infer_cpu / 1e9:.3g} GFLOP/s (batch {r.infer_batch}) per CPU-second; "
-            f"wall-clock here ≈ {todo_cpu_h * r.wall_per_cpu:.3g} h"
+            f"CPU-h (CPU time, user + sys): measured here on {exp.model.name} in {r.seconds:.1f} s on one "
+            f"thread: training {r.train_cpu / 1e9:.3g} GFLOP/s (batch {r.train_batch}), inference "
+            f"{r.infer_cpu / 1e9:.3g} GFLOP/s (batch {r.infer_batch}) per CPU-second, + per call "
+            f"{r.train_call * 1e3:.2g} / {r.infer_call * 1e3:.2g} ms; wall-clock here at {r.threads} "
+            f"thread(s) ≈ {todo_cpu_h * r.wall_per_cpu:.3g} h"
         )
         if r.busy:
             lines.append(
-                f"  note: the machine was busy (load {r.load:.1f} on {r.cores} cores): the rate is low and "
-                f"the CPU-h high; measure when it is quiet, or give --cpu-gflops"
+                f"  note: the machine was busy (load {r.load:.1f} on {r.cores} cores): the wall-clock figure "
+                f"is slow; the CPU-h are not inflated (one thread, thread time), but a multi-threaded run "
+                f"sharing the cores spends more CPU than planned (its threads spin while they wait)"
             )
     return "\n".join(lines)
 

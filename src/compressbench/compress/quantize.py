@@ -306,6 +306,14 @@ def calibrate(model: nn.Module, ctx: CompressContext, batches: int, batch_size: 
     return seen
 
 
+# static int8's fixed work (fusion, observer insertion, int8 conversion: per-layer Python work) for ``compressbench
+# plan``, in the model's per-call inference overheads: 1.0 CPU s per job vs 2.27 ms per call on the Office-31 smoke's
+# ResNet-50 at 1/16 width (``benchmarks/plan_vs_run.py``, AMD EPYC, 1 thread, loaded machine; the mean of small
+# calls). Re-checked with the fastest-call measurement (1.4 ms per call there): its 2 static jobs priced at 0.84 of
+# their 2.05 CPU s
+STATIC_OVERHEAD_CALLS = 400.0
+
+
 @methods.register(
     "quantize.static",
     params=StaticParams,
@@ -316,7 +324,9 @@ def calibrate(model: nn.Module, ctx: CompressContext, batches: int, batch_size: 
     version=1,
     check_model=check_int8,
     float_layers="keep_float",
-    cost=lambda p: TrainingCost(forward_images=p.calibration_batches * p.batch_size),
+    cost=lambda p: TrainingCost(
+        forward_images=p.calibration_batches * p.batch_size, batch=p.batch_size, overhead_calls=STATIC_OVERHEAD_CALLS
+    ),
     description="int8 post-training static quantization (torch.ao eager, conv-bn-relu fusion, "
     "calibration on training batches, real int8 CPU kernels)",
 )

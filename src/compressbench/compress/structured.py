@@ -190,7 +190,7 @@ def structured_cost(p: StructuredParams) -> TrainingCost:
     the last one; a gradient criterion's batches (64 images) at every step."""
     taylor = 64 * p.taylor_batches * p.iterative_steps if p.needs_gradients else 0
     return TrainingCost(
-        epochs=p.finetune.epochs + p.step_finetune.epochs * (p.iterative_steps - 1), gradient_images=taylor
+        epochs=p.finetune.epochs + p.step_finetune.epochs * (p.iterative_steps - 1), gradient_images=taylor, batch=64
     )
 
 

@@ -24,7 +24,7 @@ from ..catalog.evaluators import (  # noqa: F401 (torch-free: compressbench.cata
     AgreementParams,
     CalibrationParams,
 )
-from ..costs import CostContext, EvalCost
+from ..costs import CostContext, EvalCost, batches
 from ..data.base import ImageSet
 from ..interfaces import EvalContext, Measurement
 from ..registry import evaluators
@@ -139,7 +139,8 @@ def _key_versions(p: CalibrationParams) -> dict[str, int]:
 def _calibration_cost(p: CalibrationParams, ctx: CostContext) -> EvalCost:
     """A clean pass, and one per corruption × severity."""
     cells = len(_corruption_names(p.corruptions)) * len(p.severities) if p.corruptions else 0
-    return EvalCost(forward=(1 + cells) * ctx.images(-1 if p.subset is None else p.subset))
+    n = ctx.images(-1 if p.subset is None else p.subset)
+    return EvalCost(forward=(1 + cells) * n, calls=(1 + cells) * batches(n, p.batch_size))
 
 
 @evaluators.register(
@@ -216,7 +217,9 @@ def save_thumbnail_grid(path: Path, images: torch.Tensor, titles: list[str], nco
 def _agreement_cost(p: AgreementParams, ctx: CostContext) -> EvalCost:
     """A pass of the variant and one of its parent (the baseline is its own parent: one pass)."""
     n = ctx.images(-1 if p.subset is None else p.subset)
-    return EvalCost(forward=n, parent_forward=0 if ctx.baseline else n)
+    return EvalCost(
+        forward=n, parent_forward=0 if ctx.baseline else n, calls=(1 if ctx.baseline else 2) * batches(n, p.batch_size)
+    )
 
 
 @evaluators.register(

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..catalog.evaluators import DomainShiftParams  # noqa: F401 (torch-free: compressbench.catalog)
-from ..costs import CostContext, EvalCost
+from ..costs import CostContext, EvalCost, batches
 from ..interfaces import EvalContext, Measurement
 from ..outcomes import OutcomeRecorder, eval_set_name
 from ..registry import evaluators
@@ -62,7 +62,11 @@ def _domain_shift_cost(p: DomainShiftParams, ctx: CostContext) -> EvalCost:
     size = p.subset if p.subset is not None else -1
     per_target = 1 + (len(resolve_names(p.corruptions)) * len(p.severities) if p.corruptions else 0)
     targets = p.targets or list(ctx.targets)
-    return EvalCost(forward=ctx.images(size) + sum(per_target * ctx.images(size, domain=t) for t in targets))
+    return EvalCost(
+        forward=ctx.images(size) + sum(per_target * ctx.images(size, domain=t) for t in targets),
+        calls=batches(ctx.images(size), p.batch_size)
+        + sum(per_target * batches(ctx.images(size, domain=t), p.batch_size) for t in targets),
+    )
 
 
 @evaluators.register(

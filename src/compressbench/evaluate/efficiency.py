@@ -136,12 +136,15 @@ def efficiency_cost(p: EfficiencyParams, ctx: CostContext) -> EvalCost:
         return EvalCost(seconds=STATIC_S)
     _, _, tb = resolve(p)
     per_runtime = (p.warmup + p.repeats) + ((max(1, p.warmup // 5) + p.throughput_repeats) * tb if tb else 0)
+    calls = (p.warmup + p.repeats) + ((max(1, p.warmup // 5) + p.throughput_repeats) if tb else 0)
     onnx = 0
     if p.onnx:
         onnx = (0 if ctx.quantizes else 1) + (p.onnx_int8 == "always" or (ctx.quantizes and p.onnx_int8 == "auto"))
     runtimes = 1 + onnx
     return EvalCost(
-        forward=per_runtime * runtimes, seconds=STATIC_S + (FRESH_PROCESS_S if p.fresh_process else 0) + ONNX_S * onnx
+        forward=per_runtime * runtimes,
+        calls=calls * runtimes,
+        seconds=STATIC_S + (FRESH_PROCESS_S if p.fresh_process else 0) + ONNX_S * onnx,
     )
 
 

@@ -31,7 +31,7 @@ from ...catalog.evaluators import (  # noqa: F401 (torch-free: compressbench.cat
     attack_extras,
     probe_attack,
 )
-from ...costs import CostContext, EvalCost, attack_cost
+from ...costs import INPUT_GRADIENT, CostContext, EvalCost, attack_cost, batches
 from ...interfaces import EvalContext, Measurement
 from ...outcomes import OutcomeRecorder, eval_set_name
 from ...progress import progress_bar
@@ -461,6 +461,7 @@ def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
     re-runs and the masking probe, each followed by a forward pass of the variant; crafted on the parent for
     ``transfer``, on the variant (or its float simulation) otherwise."""
     n = ctx.images(-1 if p.subset is None else p.subset)
+    nb = batches(n, p.batch_size)  # every pass and attack step runs batch by batch
     modes, _ = choose_modes(p.modes, ctx.quantizes, not ctx.quantizes, ctx.baseline)
     grad, fwd = 0.0, 1.0  # the clean check
     for a in p.attacks:
@@ -477,10 +478,13 @@ def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
     for mode in modes:
         probe = probe_grad if mode != "transfer" else 0.0
         g = (grad + probe) * n
+        fwd_passes = fwd + (probe > 0) + 2 * (mode == "whitebox-ste")
         total += EvalCost(
-            forward=(fwd + (probe > 0) + 2 * (mode == "whitebox-ste")) * n,
+            forward=fwd_passes * n,
             gradient=0.0 if mode == "transfer" else g,
             parent_gradient=g if mode == "transfer" else 0.0,
+            calls=fwd_passes * nb,
+            gradient_calls=(grad + probe) / INPUT_GRADIENT * nb,
         )
     return total
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ...catalog.evaluators import Cell, CorruptionSetting, CorruptionsParams  # noqa: F401 (torch-free: compressbench.catalog)
-from ...costs import CostContext, EvalCost
+from ...costs import CostContext, EvalCost, batches
 from ...data.transforms import fit_size
 from ...interfaces import EvalContext, Measurement
 from ...outcomes import OutcomeRecorder, Term, eval_set_name
@@ -48,7 +48,8 @@ def corruptions_cost(p: CorruptionsParams, ctx: CostContext) -> EvalCost:
     """``compressbench plan``: a clean pass and one per cell over the subset (the corruptions' own pixel work
     is not counted)."""
     cells = sum(len(c) for _, c in p.cells())
-    return EvalCost(forward=(1 + cells) * ctx.images(-1 if p.subset is None else p.subset))
+    n = ctx.images(-1 if p.subset is None else p.subset)
+    return EvalCost(forward=(1 + cells) * n, calls=(1 + cells) * batches(n, p.batch_size))
 
 
 @evaluators.register(
