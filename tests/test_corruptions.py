@@ -471,3 +471,15 @@ def test_box_pairs_equal_the_exact_box_resize():
             seen += large._pair_windows(n_in, size[0]) is not None
             assert torch.equal(large.box_resize(x, size), ops.pil_box_resize(x, size)), (n_in, c)
     assert seen >= 10
+
+
+def test_motion_blur_uint8_units_round_as_the_float_path():
+    """Large uint8 CPU batches are blurred in uint8 units and rounded to uint8 image by image: the float
+    path's round(blur(x / 255) · 255) up to float32 rounding (a tie moved by an ulp), never more than 1 level."""
+    g = torch.Generator().manual_seed(5)
+    u8 = torch.randint(0, 256, (3, 3, 70, 66), dtype=torch.uint8, generator=g)
+    ang = torch.tensor([-44.0, 3.0, 37.5])
+    units = ops.motion_blur(u8, 10, 3, ang)
+    ref = torch.round(ops.motion_blur(u8.float() / 255, 10, 3, ang) * 255)
+    d = (units.int() - ref.int()).abs()
+    assert units.dtype == torch.uint8 and int(d.max()) <= 1 and float((d > 0).float().mean()) < 1e-3

@@ -260,10 +260,19 @@ def glass_blur(x, rng, c, pset):
     return ops.gaussian_blur(flat.reshape(N, C, H, W), sigma)
 
 
-# version 3: large images accumulate the taps with fused multiply-adds (32 px unchanged)
-@_register("motion_blur", "cifar10-c", False, "ImageMagick-style motion blur, angle U(-45°, 45°)", version=3)
+# version 3: large images accumulate the taps with fused multiply-adds (32 px unchanged); version 4: large uint8
+# CPU images in uint8 units, rounded to uint8 image by image (float32 rounding differs)
+@_register(
+    "motion_blur", "cifar10-c", False, "ImageMagick-style motion blur, angle U(-45°, 45°)", version=4, uint8=True
+)
 def motion_blur(x, rng, c, pset):
+    """ImageMagick's motion blur (``ops.motion_blur``), written as a uint8 PNG (rounded). Large uint8 CPU
+    images: blurred in uint8 units and rounded to uint8 image by image (no float batch)."""
     angle = rng.uniform((), -45, 45)
+    if x.dtype == torch.uint8:
+        if large.is_large(x) and x.device.type == "cpu":
+            return ops.motion_blur(x, float(c[0]), float(c[1]), angle)
+        x = x.float().div_(255)  # as corrupt() converts
     y = ops.motion_blur(x, float(c[0]), float(c[1]), angle)
     return torch.round(y * 255) / 255  # ImageMagick writes a uint8 PNG
 
