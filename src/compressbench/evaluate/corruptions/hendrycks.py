@@ -475,9 +475,24 @@ def _emboss(d: torch.Tensor) -> torch.Tensor:
     return out.add_(p[..., 2:, 1:-1]).sub_(p[..., :-2, 1:-1])
 
 
+def _blend_uint8(x: torch.Tensor, fn: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
+    """``fn(image in uint8 units, i)`` (a float 1×C×H×W blend of image i) for every image of a uint8 CPU batch,
+    cast into the uint8 result as ``corrupt()`` casts (+10⁻⁴, clip, truncate): at 224 px, whole-batch float
+    blends (fresh 9.6 MB tensors: page faults) and ``corrupt()``'s ×255 and cast cost more than they compute."""
+    out = torch.empty_like(x)
+    for i in range(len(x)):
+        y = fn(x[i : i + 1].float(), i).add_(1e-4).clamp_(0, 255)
+        np.copyto(out[i].numpy(), y[0].numpy(), casting="unsafe")  # truncation
+    return out
+
+
 def _spatter_rgb(x, rng, c, pset):
+    """``spatter`` of an RGB batch: float [0, 1], or — large CPU batches — uint8, blended in uint8 units
+    image by image (``_blend_uint8``) and returned as uint8 (the float path's bytes up to float32 rounding)."""
     N, C, H, W = x.shape
-    liquid = rng.normal((1, H, W), mean=float(c[0]), std=float(c[1])).to(x.dtype)
+    u8 = x.dtype == torch.uint8
+    dt = torch.float32 if u8 else x.dtype
+    liquid = rng.normal((1, H, W), mean=float(c[0]), std=float(c[1])).to(dt)
     liquid = ops.gaussian_blur(liquid, float(c[2]))
     liquid = F.threshold(liquid, _below(c[3]), 0.0)  # liquid[liquid < c3] = 0 (branch-free)
     if c[5] == 0:
@@ -507,8 +522,8 @@ def _spatter_rgb(x, rng, c, pset):
         dist = torch.floor(ops.box_blur(dist.clamp(max=20), 3))  # blur then astype(uint8)
         # equalizeHist per image
         di = dist.long().clamp(0, 255).view(N, -1)
-        ones = torch.ones_like(di, dtype=x.dtype)
-        hist = torch.zeros(N, 256, dtype=x.dtype, device=x.device).scatter_add_(1, di, ones)
+        ones = torch.ones_like(di, dtype=dt)
+        hist = torch.zeros(N, 256, dtype=dt, device=x.device).scatter_add_(1, di, ones)
         cdf = hist.cumsum(1)
         cmin = torch.where(hist > 0, cdf, torch.full_like(cdf, float("inf"))).amin(1, keepdim=True)
         denom = (H * W - cmin).clamp_min(1)
@@ -522,20 +537,34 @@ def _spatter_rgb(x, rng, c, pset):
         dist = ops.box_blur(dist, 3)
         m = liquid * dist
         m = m / m.amax((2, 3), keepdim=True).clamp_min(1e-12) * c[4]
+        if u8:
+            color = torch.tensor([175.0, 238.0, 238.0]).view(1, 3, 1, 1)
+            return _blend_uint8(x, lambda xi, i: xi.addcmul_(m[i : i + 1], color))
         color = torch.tensor([175 / 255, 238 / 255, 238 / 255], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
         return torch.addcmul(x, m, color)
-    m = (liquid > c[3]).to(x.dtype)
+    m = (liquid > c[3]).to(dt)
     m = ops.gaussian_blur(m, float(c[4]))
     m = F.threshold(m, _below(0.8), 0.0)
+    if u8:
+        color = torch.tensor([63.0, 42.0, 20.0]).view(1, 3, 1, 1)
+        return _blend_uint8(x, lambda xi, i: xi.mul_(1 - m[i : i + 1]).addcmul_(color, m[i : i + 1]))
     color = torch.tensor([63 / 255, 42 / 255, 20 / 255], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return torch.addcmul(x * (1 - m), color, m)
 
 
+_spatter_float = _via_rgb(_spatter_rgb)
+
+
 # version 3: exact integer Sobel (before: float rank-1 terms whose rounding could flip edge pixels);
-# version 4: normals by inversion of 16-bit uniforms
-spatter = _register("spatter", "extra", False, "water (sev. 1–3) or mud (sev. 4–5) spatter", version=5)(
-    _via_rgb(_spatter_rgb)
-)
+# version 4: normals by inversion of 16-bit uniforms; version 6: large uint8 RGB CPU batches blended in uint8 units
+@_register("spatter", "extra", False, "water (sev. 1–3) or mud (sev. 4–5) spatter", version=6, uint8=True)
+def spatter(x, rng, c, pset):
+    """Water (severities 1–3) or mud (4–5) spatter (``_spatter_rgb``; gray images through RGB)."""
+    if x.dtype == torch.uint8:
+        if x.shape[1] == 3 and large.is_large(x) and x.device.type == "cpu":
+            return _spatter_rgb(x, rng, c, pset)
+        x = x.float().div_(255)  # as corrupt() converts
+    return _spatter_float(x, rng, c, pset)
 
 
 # --------------------------------------------------------------------------- digital
