@@ -197,11 +197,15 @@ def defocus_blur(x, rng, c, pset):
     images: ``large.disk_filter`` where the kernel is a blurred disk without border effects (every
     radius below 8), in uint8 units."""
     if large.is_large(x) and x.dtype == torch.uint8:  # in uint8 units, uint8 out (no round trip to [0, 1])
-        units = x.float()
-        y = large.disk_filter(units, float(c[0]), float(c[1]))
-        if y is None:
-            y = ops.filter2d(units, ops.disk_kernel(float(c[0]), float(c[1])), mode="mirror")
-        return ops.as_uint8(y.add_(1e-4).clamp_(0, 255))
+
+        def planes(p: torch.Tensor) -> torch.Tensor:  # a cache-sized chunk of uint8 planes: no float batch
+            units = p.float()
+            y = large.disk_filter(units, float(c[0]), float(c[1]))
+            if y is None:
+                y = ops.filter2d(units, ops.disk_kernel(float(c[0]), float(c[1])), mode="mirror")
+            return ops.as_uint8(y.add_(1e-4).clamp_(0, 255))
+
+        return large.per_plane(x, planes)
     if large.is_large(x):
         y = large.disk_filter(x * 255, float(c[0]), float(c[1]))
         if y is not None:
