@@ -358,17 +358,21 @@ def fog(x, rng, c, pset):
     return y * max_val / (max_val + c[0])
 
 
+# version 3: large uint8 CPU images blended in uint8 units image by image (float32 rounding differs)
 @_register(
     "frost",
     "cifar10-c",
     False,
     "frost texture overlay (procedural textures)",
+    version=3,
+    uint8=True,
     caveat="the original frost photographs are not redistributable: procedural textures replace them, so "
     "frost numbers differ from the published CIFAR-10-C files (use dataset cifar10-c for those)",
 )
 def frost(x, rng, c, pset):
     """``c0·x + c1·frost_crop`` with a random crop of one of the first five textures (the
-    source's ``randint(5)``). Textures: ``textures.frost_textures`` (procedural, see there)."""
+    source's ``randint(5)``). Textures: ``textures.frost_textures`` (procedural, see there). Large uint8
+    CPU images: in uint8 units, one image at a time (``_blend_uint8``), uint8 out."""
     N, C, H, W = x.shape
     tex = frost_textures(max(128, 2 * ops.next_pow2(max(H, W))))  # 6×3×S×S uint8, CPU (128 for 32 px)
     S = tex.shape[-1]
@@ -376,6 +380,17 @@ def frost(x, rng, c, pset):
     ti = (r[:, 0] * 5).long().clamp(0, 4).cpu()
     ys = (r[:, 1] * (S - H)).long().cpu()
     xs = (r[:, 2] * (S - W)).long().cpu()
+    if x.dtype == torch.uint8 and large.is_large(x) and x.device.type == "cpu":
+        where = list(zip(ti.tolist(), ys.tolist(), xs.tolist(), strict=True))
+
+        def blend(xi: torch.Tensor, i: int) -> torch.Tensor:
+            t, y, cx = where[i]
+            crop = tex[t, :, y : y + H, cx : cx + W].float()[None]
+            return xi.mul_(c[0]).add_(ops.gray(crop) if C == 1 else crop, alpha=c[1])
+
+        return _blend_uint8(x, blend)
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255)  # as corrupt() converts
     if large.is_large(x):  # one slice per image (the gather below costs ≈ 4 ns per value at 224 px)
         crops = torch.stack(
             [tex[t, :, y : y + H, c : c + W] for t, y, c in zip(ti.tolist(), ys.tolist(), xs.tolist(), strict=True)]
