@@ -728,15 +728,22 @@ def jpeg_compression(x, rng, c, pset):
 # version 2: float32 sampling grids from fused affine_grid / one multiply-add (was float64
 # coordinate arithmetic; |Δ| ≈ 10⁻⁶ px); version 3: large images apply θ to a cached base grid by broadcasting
 # and blur the fields by the size-dependent filter paths (see gaussian_blur)
-@_register("elastic_transform", "cifar10-c", False, "random affine + smooth elastic displacement", version=3)
+# version 4: large uint8 CPU images sampled in uint8 units image by image, uint8 out (float32 rounding differs)
+@_register(
+    "elastic_transform", "cifar10-c", False, "random affine + smooth elastic displacement", version=4, uint8=True
+)
 def elastic_transform(x, rng, c, pset):
     """Random affine (three points around the centre moved by U(−a, a), ``cv2.getAffineTransform``
     + ``warpAffine`` with BORDER_REFLECT_101), then a smooth random displacement field
-    (uniform noise, Gaussian-blurred, × alpha; ``map_coordinates(order=1, mode='reflect')``)."""
+    (uniform noise, Gaussian-blurred, × alpha; ``map_coordinates(order=1, mode='reflect')``). Large uint8
+    CPU images: both samplings in uint8 units one image at a time, uint8 out (``_blend_uint8``)."""
     N, C, H, W = x.shape
+    u8 = x.dtype == torch.uint8 and large.is_large(x) and x.device.type == "cpu"
+    if x.dtype == torch.uint8 and not u8:
+        x = x.float().div_(255)  # as corrupt() converts
     scale = min(H, W) / REF_SIZE[pset]
     alpha, sigma, aff = c[0] * scale, c[1] * scale, c[2] * scale
-    dev, dt = x.device, x.dtype
+    dev, dt = x.device, torch.float32 if u8 else x.dtype
     r_aff = rng.uniform((3, 2), -aff, aff).to(torch.float64)
     fields = rng.uniform((2, H, W), -1.0, 1.0).to(dev, dt)
     cs = torch.tensor([H // 2, W // 2], dtype=torch.float64)
@@ -751,21 +758,31 @@ def elastic_transform(x, rng, c, pset):
     lin = Ainv * D[None, None, :] / D[None, :, None]
     shift = torch.einsum("nij,nj->ni", Ainv, D[None] - M[:, :, 2]) / D - 1
     theta = torch.cat([lin, shift[:, :, None]], 2).to(dev, dt)
-    if large.is_large(x):  # θ applied to the cached base grid by broadcasting (affine_grid's batched matmul
-        # with K = 3 costs ≈ 0.8 ms per 224-px image here, measured; float32 rounding differs, |Δ| ≈ 10⁻⁷)
+
+    def affine(t: torch.Tensor) -> torch.Tensor:  # the affine sampling grid of the images whose θ are t
+        if not large.is_large(x):
+            return F.affine_grid(t, [len(t), C, H, W], align_corners=True)
+        # θ applied to the cached base grid by broadcasting (affine_grid's batched matmul with K = 3 costs
+        # ≈ 0.8 ms per 224-px image here, measured; float32 rounding differs, |Δ| ≈ 10⁻⁷)
         b = large.base_grid(H, W, True, dt, dev)  # (H, W, 2)
-        grid = torch.addcmul(theta[:, None, None, :, 2], b[..., :1], theta[:, None, None, :, 0])
-        grid.addcmul_(b[..., 1:], theta[:, None, None, :, 1])
-    else:
-        grid = F.affine_grid(theta, [N, C, H, W], align_corners=True)
-    # BORDER_REFLECT_101 == reflection about the edge pixel centres (align_corners=True)
-    y = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=True)
-    if alpha == 0:
-        return y
-    d = ops.gaussian_blur(fields.reshape(N * 2, 1, H, W), sigma, mode="reflect", truncate=3.0).view(N, 2, H, W)
+        grid = torch.addcmul(t[:, None, None, :, 2], b[..., :1], t[:, None, None, :, 0])
+        return grid.addcmul_(b[..., 1:], t[:, None, None, :, 1])
+
+    d = None
+    if alpha != 0:
+        d = ops.gaussian_blur(fields.reshape(N * 2, 1, H, W), sigma, mode="reflect", truncate=3.0).view(N, 2, H, W)
     # map_coordinates(order=1, mode='reflect') at (x + dx, y + dy) == half-sample reflection
     # (align_corners=False): n = (2(px + d) + 1)/S − 1 = base + d·2α/S
-    base = large.base_grid(H, W, False, dt, dev)[None]  # affine_grid of the identity
     k = torch.tensor([2 * alpha / W, 2 * alpha / H], dtype=dt, device=dev)
-    grid = torch.addcmul(base, d.permute(0, 2, 3, 1), k)
-    return F.grid_sample(y, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    def warp(xi: torch.Tensor, s: slice) -> torch.Tensor:
+        # BORDER_REFLECT_101 == reflection about the edge pixel centres (align_corners=True)
+        y = F.grid_sample(xi, affine(theta[s]), mode="bilinear", padding_mode="reflection", align_corners=True)
+        if d is None:
+            return y
+        grid = torch.addcmul(large.base_grid(H, W, False, dt, dev)[None], d[s].permute(0, 2, 3, 1), k)
+        return F.grid_sample(y, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    if u8:
+        return _blend_uint8(x, lambda xi, i: warp(xi, slice(i, i + 1)))
+    return warp(x, slice(0, N))
