@@ -451,6 +451,10 @@ def test_large_batches_image_by_image_equal_one_batch_call(name):
     u8 = torch.randint(0, 256, (3, 3, 64, 72), generator=g, dtype=torch.uint8)
     fn = corruptions.entry(name).load()
     x = u8 if corruptions.entry(name).spec.uint8 else u8.float() / 255
+    if name == "saturate":  # its registered function adds a uint8 path around the image-by-image float one
+        from compressbench.evaluate.corruptions import hendrycks
+
+        fn, x = hendrycks._saturate_float, u8.float() / 255
     c = IMAGENET[name][2]
     rngs = [ops.BatchRNG([11, 12, 13]) for _ in range(2)]
     whole, by_image = fn.__wrapped__(x, rngs[0], c, "imagenet"), fn(x, rngs[1], c, "imagenet")
@@ -483,3 +487,18 @@ def test_motion_blur_uint8_units_round_as_the_float_path():
     ref = torch.round(ops.motion_blur(u8.float() / 255, 10, 3, ang) * 255)
     d = (units.int() - ref.int()).abs()
     assert units.dtype == torch.uint8 and int(d.max()) <= 1 and float((d > 0).float().mean()) < 1e-3
+
+
+@pytest.mark.parametrize("name", ["saturate", "frost"])
+def test_large_uint8_blends_equal_the_quantized_float_path(name):
+    """Large uint8 CPU batches blended image by image in uint8 units (``hendrycks._blend_uint8``) give the
+    bytes of the float path cast as ``corrupt()`` casts: saturate exactly (the same float operations), frost up
+    to float32 rounding (≤ 1 level, rarely)."""
+    g = torch.Generator().manual_seed(6)
+    u8 = torch.randint(0, 256, (3, 3, 64, 72), generator=g, dtype=torch.uint8)
+    for s in (1, 5):
+        q = corrupt(u8, None, name, s, seed=2)
+        f = corrupt(u8.float() / 255, None, name, s, seed=2, quantize=True)
+        d = ((f * 255).round().int() - q.int()).abs()
+        assert q.dtype == torch.uint8 and int(d.max()) <= (0 if name == "saturate" else 1)
+        assert float((d > 0).float().mean()) < 1e-3
