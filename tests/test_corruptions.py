@@ -502,3 +502,17 @@ def test_large_uint8_blends_equal_the_quantized_float_path(name):
         d = ((f * 255).round().int() - q.int()).abs()
         assert q.dtype == torch.uint8 and int(d.max()) <= (0 if name == "saturate" else 1)
         assert float((d > 0).float().mean()) < 1e-3
+
+
+def test_chamfer_closed_form_equals_the_relaxation():
+    """spatter's closed-form chamfer distance (large CPU images) equals the Jacobi relaxation up to float32
+    rounding, and after the source's 3×3 box blur and truncation exactly, for sparse to dense edges."""
+    from compressbench.evaluate.corruptions import hendrycks
+
+    g = torch.Generator().manual_seed(8)
+    for density in (0.0, 0.002, 0.02, 0.2):
+        edges = torch.rand(2, 1, 70, 90, generator=g) < density
+        relaxed = hendrycks._chamfer(torch.where(edges, 0.0, 20.0)).clamp(max=20)
+        closed = hendrycks._chamfer_closed(edges)
+        assert float((relaxed - closed).abs().max()) < 1e-4, density
+        assert torch.equal(torch.floor(ops.box_blur(relaxed, 3)), torch.floor(ops.box_blur(closed, 3))), density

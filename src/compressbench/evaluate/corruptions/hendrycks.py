@@ -451,7 +451,9 @@ def _below(t: float) -> float:
     return float(np.nextafter(np.float32(t), np.float32(-np.inf)))
 
 
-CHAMFER_CHUNK = 4  # large images on the CPU: this many per chamfer relaxation (1.4× faster than the batch, measured)
+# large images on the CPU: this many per chamfer distance (the relaxation was 1.4× faster so than whole-batch,
+# measured; kept for its closed form, ``_chamfer_closed``)
+CHAMFER_CHUNK = 4
 
 
 def _chamfer(init: torch.Tensor) -> torch.Tensor:
@@ -471,6 +473,37 @@ def _chamfer(init: torch.Tensor) -> torch.Tensor:
             break
         torch.minimum(dist, cand, out=dist)  # cand was computed from the previous step (Jacobi)
     return dist
+
+
+_OCT_DIAG = float(np.float32(2**0.5 - 1))  # a diagonal step costs √2 = 1 + (√2 − 1)
+
+
+def _chamfer_closed(edges: torch.Tensor) -> torch.Tensor:
+    """``_chamfer`` (then clipped at 20) in closed form, for large images: without obstacles the chamfer (1, √2)
+    distance to an edge at offset (dx, dy) is max(|dx|, |dy|) + (√2 − 1)·min(|dx|, |dy|). So: each row's 1-D
+    distance b to its nearest edge (capped at 21: shifted minima at offsets 1, 2, 4, 8, 16 — every distance ≤ 31
+    is a sum of distinct powers of two), then D = min over a = |dy| ≤ 19 of f(min(b[y − a], b[y + a]), a) with
+    f(b, a) = max(a, b) + (√2 − 1)·min(a, b) (a ≥ 20 gives f ≥ 20: the clip). 5 passes per row offset instead of
+    ≈ 8.5 per Jacobi step: 1.4–2.5× faster where edges are sparse (the water branch), measured. The values
+    differ from the relaxation's sums by float32 rounding (≤ 4·10⁻⁶, measured); the caller's 3×3 box blur and
+    floor never see it (a sum m + n√2 of ≤ 9 such values is never within 10⁻⁵ of a multiple of 9 for n ≠ 0,
+    and n = 0 sums are exact integers in both)."""
+    N, _, H, W = edges.shape
+    cap, R, S = 21.0, 19, 16
+    P = torch.full((N, 1, H + 2 * R, W + 2 * S), cap, device=edges.device)  # cap outside the image
+    b = P[..., R : R + H, S : S + W]
+    torch.mul(edges.logical_not(), cap, out=b)
+    rows = P[..., R : R + H, :]
+    for s in (1, 2, 4, 8, 16):
+        t = torch.minimum(rows[..., S - s : S - s + W], rows[..., S + s : S + s + W]).add_(s)
+        torch.minimum(b, t, out=b)
+    D = b.clone()
+    cols = P[..., S : S + W]
+    for a in range(1, R + 1):
+        bb = torch.minimum(cols[..., R - a : R - a + H, :], cols[..., R + a : R + a + H, :])
+        t = bb.clamp_max(a)
+        torch.minimum(D, bb.clamp_min_(a).add_(t, alpha=_OCT_DIAG), out=D)
+    return D.clamp_(max=20)
 
 
 def _sobel_sq(lq: torch.Tensor) -> torch.Tensor:
@@ -534,11 +567,10 @@ def _spatter_rgb(x, rng, c, pset):
         grow = ops.max3x3(strong.view(torch.uint8)).view(torch.bool)
         edges = strong | (weak & grow)
         # distance to the nearest edge (chamfer 1/√2), truncated at 20 like cv2.threshold(TRUNC, 20)
-        init = torch.where(edges, 0.0, 20.0).to(lq.dtype)
-        if big and x.device.type == "cpu":  # a few images at a time: the 20 steps stay in cache
-            dist = torch.cat([_chamfer(init[s : s + CHAMFER_CHUNK]) for s in range(0, N, CHAMFER_CHUNK)])
+        if big and x.device.type == "cpu":  # closed form, a few images at a time (the passes stay in cache)
+            dist = torch.cat([_chamfer_closed(edges[s : s + CHAMFER_CHUNK]) for s in range(0, N, CHAMFER_CHUNK)])
         else:
-            dist = _chamfer(init)
+            dist = _chamfer(torch.where(edges, 0.0, 20.0).to(lq.dtype))
         dist = torch.floor(ops.box_blur(dist.clamp(max=20), 3))  # blur then astype(uint8)
         # equalizeHist per image
         di = dist.long().clamp(0, 255).view(N, -1)
