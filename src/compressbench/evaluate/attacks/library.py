@@ -3,9 +3,10 @@
 Every attack is a class registered with an :class:`~compressbench.specs.AttackSpec` (its norms,
 whether it is minimum-norm / iterative / single-step, its own parameters schema, its version; a built-in's
 declared fields come from its declaration in :mod:`compressbench.catalog.attacks`, the registration here adds
-the code-side ones: cost hooks, ``single_step``, ``max_features``) and built from an :class:`AttackConfig` (one entry of the ``adversarial`` evaluator's ``attacks`` list:
-``{name, eps | thresholds, norm, stronger_steps}`` plus the attack's own parameters, validated by
-its schema), then run as ``attack.run(model, x, y, eps)``:
+the code-side ones: cost hooks, ``single_step``, ``max_features``) and built from an :class:`AttackConfig`
+(one entry of the ``adversarial`` evaluator's ``attacks`` list: ``{name, eps | thresholds, norm,
+stronger_steps}`` plus the attack's own parameters, validated by its schema),
+then run as ``attack.run(model, x, y, eps)``:
 
 * fixed-budget attacks (FGSM, PGD, AutoAttack) return adversarials with ``‖x_adv − x‖ ≤ eps``;
 * minimum-norm attacks (DeepFool, C&W-L2, DDN) ignore ``eps`` and return the smallest
