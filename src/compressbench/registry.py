@@ -329,7 +329,7 @@ class Registry(Generic[T, S]):
         decl = self._declaration(name)
         if decl is not None:
             held = decl.spec_fields(self.spec_cls.field_names())
-            both = [k for k in fields if k in held and fields[k] != held[k]]  # TRANSITIONAL: equal copies pass
+            both = [k for k in fields if k in held]
             if spec is not None or both:
                 what = "a ready spec" if spec is not None else f"field(s) {', '.join(both)}"
                 raise TypeError(
