@@ -124,6 +124,7 @@ class BrightnessContrastParams(Params):
 
 
 # --------------------------------------------------------------------------- declarations: registry.corruptions
+# (the random ones of the Hendrycks set start at version 2: counter-based streams, other draws than version 1)
 corruptions.declare("brightness", description="HSV value + c", version=3, suites=("cifar10-c",))
 corruptions.declare("contrast", description="(x − per-channel mean) · c + mean", version=2, suites=("cifar10-c",))
 corruptions.declare(
@@ -135,14 +136,14 @@ corruptions.declare(
 corruptions.declare(
     "elastic_transform",
     description="random affine + smooth elastic displacement",
-    version=3,
+    version=4,
     suites=("cifar10-c",),
 )
 corruptions.declare("fog", description="plasma-fractal fog", version=2, suites=("cifar10-c",))
 corruptions.declare(
     "frost",
     description="frost texture overlay (procedural textures)",
-    version=2,
+    version=3,
     suites=("cifar10-c",),
 )
 corruptions.declare(
@@ -191,7 +192,7 @@ corruptions.declare(
 corruptions.declare(
     "motion_blur",
     description="ImageMagick-style motion blur, angle U(-45°, 45°)",
-    version=3,
+    version=4,
     suites=("cifar10-c",),
 )
 corruptions.declare(
@@ -231,10 +232,10 @@ corruptions.declare("shot_noise", description="Poisson (photon) noise", version=
 corruptions.declare(
     "snow",
     description="snow flakes: zoomed, thresholded, motion-blurred noise layer",
-    version=4,
+    version=5,
     suites=("cifar10-c",),
 )
-corruptions.declare("spatter", description="water (sev. 1–3) or mud (sev. 4–5) spatter", version=5, suites=("extra",))
+corruptions.declare("spatter", description="water (sev. 1–3) or mud (sev. 4–5) spatter", version=6, suites=("extra",))
 corruptions.declare("speckle_noise", description="multiplicative Gaussian noise", version=4, suites=("extra",))
 corruptions.declare(
     "zoom_blur",
