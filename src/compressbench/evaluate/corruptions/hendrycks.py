@@ -77,7 +77,9 @@ def _by_images(random: bool) -> Callable[[Fn], Fn]:
     first-touch page faults cost as much as the work at 224 px); ``random``: with each image's part of the
     RNG. The same values as one call. Used where it measured faster at 224 px, batches of 16, one thread
     (brightness 1.4×, saturate 1.1×, glass blur 1.4×), not where the whole batch is as fast or faster (the
-    noises, spatter, motion blur, contrast, defocus blur, pixelate, elastic; per-op overhead outweighs)."""
+    noises, contrast, defocus blur, pixelate; per-op overhead outweighs). Large uint8 CPU batches of motion
+    blur, snow, spatter, frost, elastic transform and saturate go from uint8 to uint8 image by image instead
+    (``_blend_uint8``, ``ops.motion_blur``)."""
 
     def deco(fn: Fn) -> Fn:
         @functools.wraps(fn)
@@ -430,8 +432,8 @@ def _below(t: float) -> float:
     return float(np.nextafter(np.float32(t), np.float32(-np.inf)))
 
 
-# large images on the CPU: this many per chamfer distance (the relaxation was 1.4× faster so than whole-batch,
-# measured; kept for its closed form, ``_chamfer_closed``)
+# large images on the CPU: this many per chamfer distance (chunks of 4 made the relaxation 1.4× faster than one
+# whole-batch call, measured; kept for the closed form, ``_chamfer_closed``)
 CHAMFER_CHUNK = 4
 
 
