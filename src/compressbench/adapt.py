@@ -52,12 +52,7 @@ def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (diff * diff).sum() / (4 * d * d)
 
 
-adapt_losses.register(
-    "coral",
-    coral_loss,
-    version=1,
-    description="Deep CORAL (Sun & Saenko 2016): ‖C_S − C_T‖²_F / (4d²) of the feature covariances",
-)
+adapt_losses.register("coral", coral_loss)
 
 
 class FeatureTap:

@@ -2,11 +2,11 @@
 
 Compressor (registered in ``registry.methods``; the spec fields are in ``specs.MethodSpec``)::
 
-    @methods.register("prune.unstructured", params=MyParams, budgets=("knob", "params"),
+    @methods.register("my.sparsify", params=MyParams, budgets=("knob", "params"),
                       knob=Knob("sparsity", lo=0.0, hi=0.999, shrinks=True, default=lambda p: p.sparsity),
-                      apply=attach_masks, sparsifies=True, description="...", version=1)
-    def unstructured(parent: nn.Module, ctx: CompressContext, solution: Solution,
-                     params: MyParams) -> CompressResult: ...
+                      apply=my_masks, sparsifies=True, description="...", version=1)
+    def my_sparsify(parent: nn.Module, ctx: CompressContext, solution: Solution,
+                    params: MyParams) -> CompressResult: ...
 
 ``compress.budget.compress(name, parent, ctx, budget, params)`` checks the budget, solves the knob
 (``solution.knob``; ``solution.model`` is ``apply`` at that knob on a copy of the parent), calls the
@@ -14,8 +14,11 @@ method, and measures and records what it achieved.
 
 Evaluator (registered in ``registry.evaluators``)::
 
-    @evaluators.register("clean", params=MyParams, description="...", version=1)
-    def clean(model: nn.Module, ctx: EvalContext, params: MyParams) -> list[Measurement]: ...
+    @evaluators.register("my.metric", params=MyParams, description="...", version=1)
+    def my_metric(model: nn.Module, ctx: EvalContext, params: MyParams) -> list[Measurement]: ...
+
+(A plug-in gives every field at ``register``. A built-in declares its plain-data fields in
+:mod:`compressbench.catalog` and registers only the code-side ones: :meth:`~compressbench.registry.Registry.register`.)
 
 ``params`` classes are pydantic models (``extra="forbid"``) so that configs are validated
 before any work. Models always take float images in [0, 1] (N×C×H×W); normalisation is the

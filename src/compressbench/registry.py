@@ -18,7 +18,10 @@ Plugins (docs/architecture.md, convention 14: data never chooses code):
   ``compressbench list`` shows (description, version, params schema, budgets, suites); the implementation
   (the ``loader`` module, torch code) is imported the first time an object or a full spec is asked for.
   :meth:`Registry.names`, :meth:`Registry.resolve` of a declared name, :meth:`Registry.declared` and
-  :meth:`Registry.sources` import no implementation.
+  :meth:`Registry.sources` import no implementation. The declaration is the one source of a built-in's
+  declared fields: its implementation's :meth:`~Registry.register` gives only the fields it does not hold
+  (code: apply functions, cost hooks, kernels, checks) and the spec is built from both; a field given at both
+  places is a ``TypeError``. A name with no declaration (a plug-in) registers every field at the call site.
 * *name families* of an installed library (``"timm:<architecture>"``, ``"torchvision:<model>"``) are
   served by a source (:meth:`Registry.add_source`): the first lookup of such a name asks the library
   whether it knows it and registers it. Nothing is imported but the library itself, so a checkpoint
@@ -108,8 +111,8 @@ class Entry(Generic[T, S]):
 @dataclass(frozen=True)
 class Declaration:
     """What a registry knows of a component without importing its code: what ``compressbench list`` shows
-    and the params schema. For a built-in, its catalog module declares it (``Registry.declare``); every field
-    must equal the spec its implementation registers (``tests/test_catalog.py``)."""
+    and the params schema. For a built-in, its catalog module declares it (``Registry.declare``) and its
+    implementation registers only the other fields: :meth:`Registry.register` builds the spec from both."""
 
     name: str
     description: str = ""
@@ -120,6 +123,14 @@ class Declaration:
     # more spec fields, declared where torch-free code needs them before the implementation is loaded (an
     # attack's norms for validating an ``attacks:`` entry): {field: value}
     fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def spec_fields(self, allowed: Iterable[str]) -> dict[str, Any]:
+        """The spec fields this declaration holds, of those in ``allowed`` (the registry's spec class):
+        the listed ones (``description``, ``version``, ``params``, ``budgets``, ``suites``; each held, at
+        its default where not given) and the extra ``fields``."""
+        allowed = set(allowed)
+        listed = {k: getattr(self, k) for k in ("description", "version", "params", "budgets", "suites")}
+        return {k: v for k, v in listed.items() if k in allowed} | dict(self.fields)
 
     @classmethod
     def of(cls, name: str, spec: ComponentSpec) -> Declaration:
@@ -235,6 +246,13 @@ class Registry(Generic[T, S]):
             importlib.import_module(self._catalog)
             load_plugins()
 
+    def _declaration(self, name: str) -> Declaration | None:
+        """``name``'s declaration, importing the catalog module (only: no plug-ins, no implementation) when
+        an implementation registers before anything else used the registry."""
+        if self._catalog is not None and name not in self._declared:
+            importlib.import_module(self._catalog)
+        return self._declared.get(name)
+
     def declare(
         self,
         name: str,
@@ -247,8 +265,9 @@ class Registry(Generic[T, S]):
         **fields: Any,
     ) -> None:
         """Declare a built-in without importing its code (in the registry's ``catalog`` module); its
-        implementation registers the full spec under the same name. ``fields``: more of its spec's fields
-        (plain data) that torch-free code reads through :meth:`field`."""
+        implementation registers under the same name with only the fields not declared here (:meth:`register`
+        takes these from the declaration). ``fields``: more of its spec's fields (plain data, or hooks that
+        live in the catalog) that torch-free code reads through :meth:`field`."""
         bad = [k for k in fields if k not in self.spec_cls.field_names()]
         if bad:
             allowed = ", ".join(self.spec_cls.field_names())
@@ -300,9 +319,24 @@ class Registry(Generic[T, S]):
         self, name: str, target: T | str | None = None, *, spec: S | None = None, **fields: Any
     ) -> Callable[[T], T] | T:
         """``@reg.register("name", version=1, ...)`` or ``reg.register("name", obj_or_"pkg.mod:obj", ...)``.
-        ``fields`` build the registry's spec (or pass a ready ``spec``)."""
+        ``fields`` build the registry's spec (or pass a ready ``spec``).
+
+        A declared name (a built-in, :meth:`declare`) takes its declared fields from the declaration: pass only
+        the others (code-side fields). Giving a declared field here too, or a ready ``spec``, raises
+        ``TypeError``: the declaration is the one source of truth. An undeclared name (a plug-in) passes all."""
         if spec is not None and fields:
             raise TypeError("give either spec= or spec fields, not both")
+        decl = self._declaration(name)
+        if decl is not None:
+            held = decl.spec_fields(self.spec_cls.field_names())
+            both = [k for k in fields if k in held]
+            if spec is not None or both:
+                what = "a ready spec" if spec is not None else f"field(s) {', '.join(both)}"
+                raise TypeError(
+                    f"{self.kind} '{name}' is declared in {self._catalog}: register it with only the fields its "
+                    f"declaration does not hold, not {what} (declared: {', '.join(held)})"
+                )
+            fields = {**held, **fields}
         s = spec if spec is not None else self.make_spec(fields)
         if not isinstance(s, self.spec_cls):
             raise TypeError(f"a {self.kind} needs a {self.spec_cls.__name__}, got {type(s).__name__}")

@@ -1,8 +1,9 @@
 """The typed spec of every extension point: what a component *is* and what it *does*.
 
 Each registry (``registry.methods``, ``registry.evaluators``, ...) holds one spec class; the keyword
-arguments of ``registry.register(name, ...)`` build that spec, so an unknown or mistyped field fails
-at registration, not in the middle of a run. Code outside a component's own module reads only these
+arguments of ``registry.register(name, ...)`` build that spec (for a built-in, together with the fields its
+declaration in :mod:`compressbench.catalog` holds), so an unknown or mistyped field fails at registration,
+not in the middle of a run. Code outside a component's own module reads only these
 specs — capabilities (``sparsifies``, ``quantizes``, ``minimum_norm``, declared metrics ...) — and
 never tests a component's name (docs/architecture.md, conventions 13 and 14)::
 

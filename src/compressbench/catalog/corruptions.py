@@ -124,6 +124,7 @@ class BrightnessContrastParams(Params):
 
 
 # --------------------------------------------------------------------------- declarations: registry.corruptions
+# (the random ones of the Hendrycks set start at version 2: counter-based streams, other draws than version 1)
 corruptions.declare("brightness", description="HSV value + c", version=3, suites=("cifar10-c",))
 corruptions.declare("contrast", description="(x − per-channel mean) · c + mean", version=2, suites=("cifar10-c",))
 corruptions.declare(

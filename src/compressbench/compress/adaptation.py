@@ -51,15 +51,11 @@ def _fresh(parent: nn.Module, ctx: CompressContext) -> nn.Module:
 
 @methods.register(
     "adapt.coral",
-    params=CoralParams,
     family="adaptation",
     compresses=False,
     needs_training_data=True,
     adapts=lambda p: p.adaptation(),
-    version=1,
     cost=lambda p: TrainingCost(epochs=p.epochs, adapt=True),
-    description="Deep CORAL (Sun & Saenko 2016): source cross-entropy + λ·CORAL on the penultimate "
-    "features of unlabeled target batches; fine-tuning (a stage before int8) or from scratch",
 )
 def coral(parent: nn.Module, ctx: CompressContext, sol: Solution, params: CoralParams) -> CompressResult:
     if not _is_float(parent):

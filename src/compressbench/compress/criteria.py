@@ -29,32 +29,30 @@ def _tp() -> Any:
     return tp
 
 
-@channel_criteria.register("l1", description="L1 norm of each channel group's weights (Torch-Pruning)")
+@channel_criteria.register("l1")
 def group_l1() -> Any:
     return _tp().importance.GroupMagnitudeImportance(p=1)
 
 
-@channel_criteria.register("l2", description="L2 norm of each channel group's weights (Torch-Pruning)")
+@channel_criteria.register("l2")
 def group_l2() -> Any:
     return _tp().importance.GroupMagnitudeImportance(p=2)
 
 
-@channel_criteria.register("bn_scale", description="|γ| of the BatchNorm after the channel (network slimming)")
+@channel_criteria.register("bn_scale")
 def bn_scale() -> Any:
     return _tp().importance.BNScaleImportance()
 
 
-@channel_criteria.register(
-    "taylor", gradients=True, description="first-order Taylor |w · ∂L/∂w| per group, gradients from training batches"
-)
+@channel_criteria.register("taylor", gradients=True)
 def group_taylor() -> Any:
     return _tp().importance.GroupTaylorImportance()
 
 
-@channel_criteria.register("random", description="random scores (a baseline; seeded by the job)")
+@channel_criteria.register("random")
 def group_random() -> Any:
     return _tp().importance.RandomImportance()
 
 
-weight_criteria.register("l1", prune.L1Unstructured, description="smallest |w| first (torch.nn.utils.prune)")
-weight_criteria.register("random", prune.RandomUnstructured, description="random weights (torch.nn.utils.prune)")
+weight_criteria.register("l1", prune.L1Unstructured)
+weight_criteria.register("random", prune.RandomUnstructured)

@@ -52,8 +52,6 @@ from .structured import StructuredParams, prune_once, resize_step
 
 log = logging.getLogger(__name__)
 
-BUDGETS = ("knob", "params", "bytes", "flops")
-
 
 def _student_base(ctx: CompressContext, params: DistillParams) -> tuple[str, float, dict[str, Any]]:
     if params.student is not None:
@@ -172,8 +170,6 @@ def check_student(parent: nn.Module, ctx: CompressContext, params: DistillParams
 
 @methods.register(
     "distill",
-    params=DistillParams,
-    budgets=BUDGETS,
     family="distillation",
     knob=Knob(
         "width",
@@ -191,10 +187,7 @@ def check_student(parent: nn.Module, ctx: CompressContext, params: DistillParams
     needs_training_data=True,
     adapts=lambda p: p.adapt,
     check_model=check_student,
-    version=2,
     cost=lambda p: TrainingCost(epochs=p.epochs, teacher=True, adapt=p.adapt is not None),
-    description="Hinton knowledge distillation into a named student or the parent's family "
-    "scaled in width (searched to a budget) and depth",
 )
 def distill(parent: nn.Module, ctx: CompressContext, sol: Solution, params: DistillParams) -> CompressResult:
     name, base_width, kwargs = _student_kwargs(ctx, params)

@@ -33,8 +33,6 @@ from .common import finetune, get_module, head_name, set_module
 
 log = logging.getLogger(__name__)
 
-BUDGETS = ("knob", "params", "bytes", "flops")
-
 
 def _r(ratio: float, full: int) -> int:
     return max(1, min(full, int(round(ratio * full))))
@@ -157,9 +155,7 @@ def check_lowrank(model: nn.Module, ctx: CompressContext, params: LowRankParams)
 
 @methods.register(
     "lowrank",
-    params=LowRankParams,
     check_model=check_lowrank,
-    budgets=BUDGETS,
     family="factorization",
     knob=Knob(
         "ratio",
@@ -173,9 +169,6 @@ def check_lowrank(model: nn.Module, ctx: CompressContext, params: LowRankParams)
     apply=apply_lowrank,
     changes_architecture=True,
     needs_training_data=True,
-    version=1,
-    description="low-rank factorisation: channel SVD or Tucker-2 for convs, SVD for linears, "
-    "to a rank ratio, then fine-tuning",
 )
 def lowrank(parent: nn.Module, ctx: CompressContext, sol: Solution, params: LowRankParams) -> CompressResult:
     layers = lowrank_plan(parent, sol.knob, params)

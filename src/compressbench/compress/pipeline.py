@@ -35,17 +35,7 @@ from .common import clone, finetune
 log = logging.getLogger(__name__)
 
 
-@methods.register(
-    "pipeline",
-    params=PipelineParams,
-    budgets=("knob", "params", "bytes", "flops"),
-    stages=stage_list,
-    check_budget=check_pipeline_budget,
-    family="pipeline",
-    version=1,
-    description="a sequence of methods, e.g. prune.structured -> finetune -> "
-    "quantize.static; the budget goes to one stage",
-)
+@methods.register("pipeline", family="pipeline")
 def pipeline(parent: nn.Module, ctx: CompressContext, sol: Solution, params: PipelineParams) -> CompressResult:
     budget = sol.budget
     b_idx = _budget_stage(budget, params)
@@ -84,14 +74,7 @@ def pipeline(parent: nn.Module, ctx: CompressContext, sol: Solution, params: Pip
     return CompressResult(model=model, record=record, steps=steps, achieved=achieved, stats=cs)
 
 
-@methods.register(
-    "finetune",
-    params=FinetuneOnly,
-    family="pipeline",
-    needs_training_data=True,
-    version=1,
-    description="fine-tune with the experiment's recipe (a pipeline stage between methods)",
-)
+@methods.register("finetune", family="pipeline", needs_training_data=True)
 def finetune_method(parent: nn.Module, ctx: CompressContext, sol: Solution, params: FinetuneOnly) -> CompressResult:
     if any("quantized" in type(m).__module__ for m in parent.modules()):
         raise ValueError("finetune: cannot train an int8-converted model; put finetune before quantization")

@@ -316,19 +316,14 @@ STATIC_OVERHEAD_CALLS = 400.0
 
 @methods.register(
     "quantize.static",
-    params=StaticParams,
     family="quantization",
-    quantizes=True,
     changes_architecture=True,
     needs_training_data=True,
-    version=1,
     check_model=check_int8,
     float_layers="keep_float",
     cost=lambda p: TrainingCost(
         forward_images=p.calibration_batches * p.batch_size, batch=p.batch_size, overhead_calls=STATIC_OVERHEAD_CALLS
     ),
-    description="int8 post-training static quantization (torch.ao eager, conv-bn-relu fusion, "
-    "calibration on training batches, real int8 CPU kernels)",
 )
 def static_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: StaticParams) -> CompressResult:
     backend = default_backend() if params.backend == "auto" else params.backend
@@ -348,15 +343,11 @@ def static_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: 
 
 @methods.register(
     "quantize.qat",
-    params=QATParams,
     family="quantization",
-    quantizes=True,
     changes_architecture=True,
     needs_training_data=True,
-    version=1,
     check_model=check_int8,
     cost=lambda p: TrainingCost(input_epochs=p.finetune.epochs, forward_images=p.calibration_batches * p.batch_size),
-    description="int8 quantization-aware training (fake-quant fine-tuning, then convert to int8)",
 )
 def qat_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: QATParams) -> CompressResult:
     backend = default_backend() if params.backend == "auto" else params.backend
@@ -379,17 +370,7 @@ def check_dynamic(model: nn.Module, ctx: CompressContext, params: Params) -> str
     return None
 
 
-@methods.register(
-    "quantize.dynamic",
-    params=DynamicParams,
-    family="quantization",
-    quantizes=True,
-    changes_architecture=True,
-    version=1,
-    check_model=check_dynamic,
-    description="int8 dynamic quantization of linear layers (weights int8, activations "
-    "quantized on the fly; convs stay fp32)",
-)
+@methods.register("quantize.dynamic", family="quantization", changes_architecture=True, check_model=check_dynamic)
 def dynamic_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: DynamicParams) -> CompressResult:
     backend = default_backend() if params.backend == "auto" else params.backend
     model = _dynamic(clone(parent).cpu(), backend)
@@ -461,16 +442,7 @@ def _cast_method(dtype_name: str):
 
 
 for _short, _dt in (("fp16", "float16"), ("bf16", "bfloat16")):
-    methods.register(
-        f"quantize.{_short}",
-        _cast_method(_dt),
-        params=CastParams,
-        family="quantization",
-        quantizes=True,
-        changes_architecture=True,
-        version=1,
-        description=f"cast weights and activations to {_dt} (normalisation stays float32)",
-    )
+    methods.register(f"quantize.{_short}", _cast_method(_dt), family="quantization", changes_architecture=True)
 
 
 @register_rebuilder("quantize.cast", quantizes=True)

@@ -208,19 +208,14 @@ def check_soft_filter(model: nn.Module, ctx: CompressContext, params: SoftFilter
 
 @methods.register(
     "prune.soft_filter",
-    params=SoftFilterParams,
     check_model=check_soft_filter,
-    budgets=("knob", "params", "bytes", "flops"),
     family="pruning",
     knob=KNOB,
     apply=_hard,
     wants_model=False,
     changes_architecture=True,
     needs_training_data=True,
-    version=2,
     cost=lambda p: TrainingCost(input_epochs=p.train.epochs, epochs=p.finetune.epochs),
-    description="Soft Filter Pruning (He et al. 2018): lowest-L2 filters zeroed after every epoch, "
-    "still trained, removed at the end (Torch-Pruning groups)",
 )
 def soft_filter(parent: nn.Module, ctx: CompressContext, sol: Solution, params: SoftFilterParams) -> CompressResult:
     rate = float(sol.knob)

@@ -44,8 +44,6 @@ from .dryrun import smallest_end
 
 log = logging.getLogger(__name__)
 
-BUDGETS = ("knob", "params", "bytes", "flops")
-
 
 def _pruner(
     model: nn.Module, meta: Any, params: StructuredParams, ratio: float, steps: int = 1, importance: Any = None
@@ -207,8 +205,6 @@ KNOB = Knob(
 
 @methods.register(
     "prune.structured",
-    params=StructuredParams,
-    budgets=BUDGETS,
     family="pruning",
     knob=KNOB,
     apply=_prune,
@@ -217,10 +213,6 @@ KNOB = Knob(
     check_model=check_structured,
     cost=structured_cost,
     needs_training_data=True,
-    version=1,
-    description="channel pruning that removes filters (Torch-Pruning dependency graph): "
-    "a registered criterion (L1/L2/BN-scale/Taylor/random), local or global, one-shot or "
-    "iterative",
 )
 def structured(parent: nn.Module, ctx: CompressContext, sol: Solution, params: StructuredParams) -> CompressResult:
     k_steps = params.iterative_steps

@@ -101,9 +101,7 @@ def check_unstructured(model: nn.Module, ctx: CompressContext, params: Unstructu
 
 @methods.register(
     "prune.unstructured",
-    params=UnstructuredParams,
     check_model=check_unstructured,
-    budgets=("knob", "params"),
     family="pruning",
     knob=Knob(
         "sparsity",
@@ -117,9 +115,6 @@ def check_unstructured(model: nn.Module, ctx: CompressContext, params: Unstructu
     apply=attach_masks,
     sparsifies=True,
     needs_training_data=True,
-    version=2,
-    description="unstructured weight pruning by a registered criterion (L1, random: "
-    "torch.nn.utils.prune), local or global; params = nonzero parameters",
 )
 def unstructured(parent: nn.Module, ctx: CompressContext, sol: Solution, params: UnstructuredParams) -> CompressResult:
     model = sol.model

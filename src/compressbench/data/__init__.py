@@ -160,10 +160,7 @@ FASHION_META = DataMeta("fashion-mnist", 10, 1, (28, 28), (0.2860,), (0.3530,), 
 
 
 @datasets.register(
-    "fashion-mnist",
-    probe=lambda root: FASHION_META,
-    sizes=lambda root: {"train": 60_000, "test": 10_000},
-    description="Fashion-MNIST 28×28 grayscale, 10 classes (60k/10k)",
+    "fashion-mnist", probe=lambda root: FASHION_META, sizes=lambda root: {"train": 60_000, "test": 10_000}
 )
 def fashion_mnist(root: Path | None, cache: Path, download: bool) -> DatasetBundle:
     """Search order: the Debian package, the cache dir, then a torchvision download (into the cache);
@@ -249,14 +246,12 @@ datasets.register(
     _cifar("cifar10", "CIFAR10", 10, *_C10),
     probe=_cifar_probe("cifar10", 10, *_C10, CIFAR10_CLASSES),
     sizes=lambda root: _CIFAR_SIZES,
-    description="CIFAR-10 32×32 RGB via torchvision (downloads to the cache dir)",
 )
 datasets.register(
     "cifar100",
     _cifar("cifar100", "CIFAR100", 100, *_C100),
     probe=_cifar_probe("cifar100", 100, *_C100),
     sizes=lambda root: _CIFAR_SIZES,
-    description="CIFAR-100 32×32 RGB via torchvision (downloads to the cache dir)",
 )
 
 
@@ -319,15 +314,7 @@ def _imagefolder_sizes(
     return {"train": n - k, "test": k}
 
 
-@datasets.register(
-    "imagefolder",
-    params=ImageFolderOptions,
-    domains=_folder_domains,
-    probe=_imagefolder_probe,
-    sizes=_imagefolder_sizes,
-    description="any folder of class subfolders (train/ and test/ or a split); with options "
-    "domains: {name: folder}, one domain per folder",
-)
+@datasets.register("imagefolder", domains=_folder_domains, probe=_imagefolder_probe, sizes=_imagefolder_sizes)
 def imagefolder(
     root: Path | None,
     cache: Path,
@@ -386,7 +373,6 @@ def imagefolder(
 
 @datasets.register(
     "digits",
-    params=DigitsOptions,
     probe=lambda root, size=16, test_fraction=0.25: DataMeta(
         "digits", 10, 1, (size, size), (0.5,), (0.25,), tuple(map(str, range(10))), augment="none"
     ),
@@ -394,7 +380,6 @@ def imagefolder(
         "train": 1797 - max(1, int(1797 * test_fraction)),
         "test": max(1, int(1797 * test_fraction)),
     },
-    description="scikit-learn's bundled 8×8 handwritten digits (1797), upsampled; for tests",
 )
 def digits(
     root: Path | None, cache: Path, download: bool, size: int = 16, test_fraction: float = 0.25
@@ -471,14 +456,7 @@ def _synthetic_fingerprint(root: Path | None, cache: Path, **options: int) -> di
     }
 
 
-@datasets.register(
-    "synthetic",
-    params=SyntheticOptions,
-    probe=_synthetic_probe,
-    sizes=_synthetic_sizes,
-    fingerprint=_synthetic_fingerprint,
-    description="seeded RGB shapes (class = shape×colour), any size; for tests",
-)
+@datasets.register("synthetic", probe=_synthetic_probe, sizes=_synthetic_sizes, fingerprint=_synthetic_fingerprint)
 def synthetic(
     root: Path | None,
     cache: Path,

@@ -138,17 +138,5 @@ def _sizes(root: Path | None, corruption: str = "gaussian_noise", severity: int 
     return {"train": 0, "test": n}
 
 
-datasets.register(
-    "cifar10-c",
-    _loader("cifar10-c"),
-    params=CifarCOptions,
-    sizes=_sizes,
-    description="official CIFAR-10-C .npy files (one corruption × severity as the test split)",
-)
-datasets.register(
-    "cifar100-c",
-    _loader("cifar100-c"),
-    params=CifarCOptions,
-    sizes=_sizes,
-    description="official CIFAR-100-C .npy files (one corruption × severity as the test split)",
-)
+datasets.register("cifar10-c", _loader("cifar10-c"), sizes=_sizes)
+datasets.register("cifar100-c", _loader("cifar100-c"), sizes=_sizes)

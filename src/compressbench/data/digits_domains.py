@@ -215,16 +215,7 @@ def _fingerprint(root: Path | None, cache: Path, size: int = 16, renders: int = 
     }
 
 
-@datasets.register(
-    "digits-domains",
-    params=DigitsDomainsOptions,
-    domains=DOMAINS,
-    probe=_probe,
-    sizes=_sizes,
-    fingerprint=_fingerprint,
-    description="offline two-domain digits: printed (22 matplotlib fonts, jittered) vs handwritten "
-    "(scikit-learn's 1,797), both via UCI's 32×32 -> 8×8 block counts",
-)
+@datasets.register("digits-domains", domains=DOMAINS, probe=_probe, sizes=_sizes, fingerprint=_fingerprint)
 def digits_domains(
     root: Path | None,
     cache: Path,

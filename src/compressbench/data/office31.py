@@ -81,15 +81,7 @@ def _sizes(
     return out
 
 
-@datasets.register(
-    "office31",
-    params=Office31Options,
-    domains=DOMAINS,
-    probe=_probe,
-    sizes=_sizes,
-    description="Office-31 (amazon, dslr, webcam; 31 classes) from the extracted archive at "
-    "dataset.root; decoded once, cached",
-)
+@datasets.register("office31", domains=DOMAINS, probe=_probe, sizes=_sizes)
 def office31(
     root: Path | None,
     cache: Path,

@@ -145,11 +145,8 @@ def _calibration_cost(p: CalibrationParams, ctx: CostContext) -> EvalCost:
 
 @evaluators.register(
     "calibration",
-    params=CalibrationParams,
-    version=1,
     key_versions=_key_versions,
     cost=_calibration_cost,
-    description="15-bin ECE, NLL and Brier score, clean and under selected corruptions",
     metrics=(
         MetricSpec(
             "ece",
@@ -224,10 +221,7 @@ def _agreement_cost(p: AgreementParams, ctx: CostContext) -> EvalCost:
 
 @evaluators.register(
     "agreement",
-    params=AgreementParams,
-    version=1,
     cost=_agreement_cost,
-    description="disagreement with the parent's top-1 predictions; most-disagreed images",
     metrics=(
         MetricSpec(
             "disagreement",

@@ -29,9 +29,6 @@ def nll(logits: torch.Tensor, targets: torch.Tensor) -> float:
 
 @evaluators.register(
     "clean",
-    params=CleanParams,
-    version=1,
-    description="top-1/top-5 accuracy, per-class accuracy and NLL on the evaluation subset",
     metrics=(
         MetricSpec(
             "top1",

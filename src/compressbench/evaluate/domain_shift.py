@@ -71,13 +71,9 @@ def _domain_shift_cost(p: DomainShiftParams, ctx: CostContext) -> EvalCost:
 
 @evaluators.register(
     "domain_shift",
-    params=DomainShiftParams,
-    version=1,
     target_domains=lambda p: p.targets,
     gathers=True,
     cost=_domain_shift_cost,
-    description="top-1 in-domain (source test split) and on every target domain, the gap; optionally on "
-    "corrupted target images",
     metrics=(
         MetricSpec(
             "source_top1",

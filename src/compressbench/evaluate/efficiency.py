@@ -150,13 +150,8 @@ def efficiency_cost(p: EfficiencyParams, ctx: CostContext) -> EvalCost:
 
 @evaluators.register(
     "efficiency",
-    params=EfficiencyParams,
-    version=1,
     cost=efficiency_cost,
     measures_time=True,
-    description="params, bytes (dense / sparse-encoded / zstd), FLOPs & MACs (dense, effective, "
-    "int8), latency b1 + throughput + peak memory in a fresh process, ONNX Runtime "
-    "fp32/int8 latency; each figure tagged realised or theoretical",
     metrics=(
         MetricSpec("params", label="Params", unit="params", fmt="int", table=None),
         MetricSpec(

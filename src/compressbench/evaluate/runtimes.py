@@ -41,16 +41,7 @@ def runtimes_cost(p: RuntimesParams, ctx: CostContext) -> EvalCost:
     )
 
 
-@evaluators.register(
-    "runtimes",
-    params=RuntimesParams,
-    version=1,
-    cost=runtimes_cost,
-    metrics=declarations(),
-    description="export to deployment runtimes (ONNX Runtime, ExecuTorch-XNNPACK, OpenVINO, "
-    "torch.export, safetensors), verify against the variant, latency b1 + throughput "
-    "there (efficiency protocol)",
-)
+@evaluators.register("runtimes", cost=runtimes_cost, metrics=declarations())
 def runtimes(model: nn.Module, ctx: EvalContext, params: RuntimesParams) -> list[Measurement]:
     images = ctx.eval_set(params.subset if params.subset is not None else -1)
     ev = evidence(model, images, ctx.data, params.calib_batches, ctx.seed)

@@ -101,11 +101,7 @@ OPS: dict[str, _Op] = {
 
 @evaluators.register(
     "sensitivity",
-    params=SensitivityParams,
-    version=1,
     cost=sensitivity_cost,
-    description="per conv / linear layer: the drop in clean and corrupted top-1 when that layer "
-    "alone is quantized to int8 or L1-pruned (feeds the goal's int8 fallback)",
     metrics=(
         MetricSpec(
             "clean_drop",

@@ -52,16 +52,10 @@ from .cache import (  # noqa: F401 — the protocol's public names (and _HOST, r
 from .local import LocalExecutor
 from .loop import SUBMITTED, Backend, schedule
 from .ray_executor import ExecutorError, RayExecutor
-from .ray_options import RayOptions, check_experiment
+from .ray_options import check_experiment
 
-executors.register("local", LocalExecutor, description="every job in this process, one after another")
-executors.register(
-    "ray",
-    RayExecutor,
-    params=RayOptions,
-    check=check_experiment,
-    description="jobs as Ray tasks on a local Ray instance or a Ray cluster, in parallel",
-)
+executors.register("local", LocalExecutor)
+executors.register("ray", RayExecutor, check=check_experiment)
 
 
 def create_executor(experiment: Any, cache: Path, show_progress: bool) -> Executor:

@@ -173,9 +173,7 @@ def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-@models.register(
-    "cnn5", family="cnn", description="plain CNN: 5 conv-bn-relu layers (2 max-pools), global pool, linear"
-)
+@models.register("cnn5", family="cnn")
 def cnn5(meta: DataMeta, width: float = 1.0, channels: Sequence[int] = (32, 32, 64, 64, 128)) -> nn.Module:
     c = [_w(ch, width) for ch in channels]
     layers: list[nn.Module] = []
@@ -189,7 +187,7 @@ def cnn5(meta: DataMeta, width: float = 1.0, channels: Sequence[int] = (32, 32, 
     return nn.Sequential(*layers)
 
 
-@models.register("tinycnn", family="cnn", description="2-conv test fixture (a few thousand parameters)")
+@models.register("tinycnn", family="cnn")
 def tinycnn(meta: DataMeta, width: float = 1.0) -> nn.Module:
     c1, c2 = _w(8, width), _w(16, width)
     return nn.Sequential(
@@ -235,7 +233,6 @@ for _d in (8, 20, 32, 44, 56, 110):
         family="resnet",
         classifier="fc",
         first_conv="conv1",
-        description=f"CIFAR ResNet-{_d} of He et al. (3×3 stem)",
     )
 
 _TV = {
@@ -269,7 +266,6 @@ for _d in _TV:
         family="resnet",
         classifier="fc",
         first_conv="conv1",
-        description=f"ResNet-{_d} (torchvision blocks) with a 3×3 stem for small images",
     )
     models.register(
         f"tv_resnet{_d}",
@@ -278,7 +274,6 @@ for _d in _TV:
         classifier="fc",
         first_conv="conv1",
         published=torchvision_weights(f"resnet{_d}"),
-        description=f"torchvision ImageNet ResNet-{_d} (7×7 stem; torchvision:IMAGENET1K_V1 weights load)",
     )
 
 

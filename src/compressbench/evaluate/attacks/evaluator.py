@@ -491,14 +491,9 @@ def adversarial_cost(p: AdversarialParams, ctx: CostContext) -> EvalCost:
 
 @evaluators.register(
     "adversarial",
-    params=AdversarialParams,
-    version=1,
     check_data=check_inputs,
     cost=adversarial_cost,
     group="compressbench.evaluate.attacks.evaluator:adversarial_group",
-    extras=attack_extras,
-    description="robust accuracy under FGSM / PGD / DeepFool / C&W / DDN / AutoAttack "
-    "(white-box, transfer from the float parent, or white-box through fake-quant STE)",
     metrics=(
         MetricSpec(
             "robust_top1",

@@ -1,10 +1,12 @@
 """Attacks behind one interface, registered in ``registry.attacks``.
 
 Every attack is a class registered with an :class:`~compressbench.specs.AttackSpec` (its norms,
-whether it is minimum-norm / iterative / single-step, its own parameters schema, its version) and
-built from an :class:`AttackConfig` (one entry of the ``adversarial`` evaluator's ``attacks`` list:
-``{name, eps | thresholds, norm, stronger_steps}`` plus the attack's own parameters, validated by
-its schema), then run as ``attack.run(model, x, y, eps)``:
+whether it is minimum-norm / iterative / single-step, its own parameters schema, its version; a built-in's
+declared fields come from its declaration in :mod:`compressbench.catalog.attacks`, the registration here adds
+the code-side ones: cost hooks, ``single_step``, ``max_features``) and built from an :class:`AttackConfig`
+(one entry of the ``adversarial`` evaluator's ``attacks`` list: ``{name, eps | thresholds, norm,
+stronger_steps}`` plus the attack's own parameters, validated by its schema),
+then run as ``attack.run(model, x, y, eps)``:
 
 * fixed-budget attacks (FGSM, PGD, AutoAttack) return adversarials with ``‖x_adv − x‖ ≤ eps``;
 * minimum-norm attacks (DeepFool, C&W-L2, DDN) ignore ``eps`` and return the smallest
@@ -139,14 +141,7 @@ class _Foolbox(Attack):
         return clipped
 
 
-@attacks.register(
-    "fgsm",
-    version=1,
-    backend="foolbox",
-    norms=("linf", "l2"),
-    single_step=True,
-    description="FGSM (Goodfellow et al. 2015); norm l2 = fast gradient method",
-)
+@attacks.register("fgsm", single_step=True)
 class FGSM(_Foolbox):
     def _make(self, eps: float | None) -> Any:
         import foolbox as fb
@@ -154,16 +149,7 @@ class FGSM(_Foolbox):
         return fb.attacks.FGSM() if self.norm == "linf" else fb.attacks.L2FastGradientAttack()
 
 
-@attacks.register(
-    "pgd",
-    version=1,
-    backend="foolbox",
-    norms=("linf", "l2"),
-    iterative=True,
-    params=PGDParams,
-    masking_probe={"steps": 20},
-    description="PGD (Madry et al. 2018), L∞ or L2, random start; step 2.5·ε/steps by default",
-)
+@attacks.register("pgd")
 class PGD(_Foolbox):
     def _make(self, eps: float | None) -> Any:
         import foolbox as fb
@@ -184,17 +170,7 @@ def _deepfool_cost(p: DeepFoolParams, meta: Any) -> float:
     return INPUT_GRADIENT * p.steps * max(1, candidates - 1)
 
 
-@attacks.register(
-    "deepfool",
-    version=1,
-    backend="foolbox",
-    norms=("l2", "linf"),
-    minimum_norm=True,
-    iterative=True,
-    params=DeepFoolParams,
-    cost=_deepfool_cost,
-    description="DeepFool (Moosavi-Dezfooli et al. 2016), minimum-norm, 10 candidate classes",
-)
+@attacks.register("deepfool", cost=_deepfool_cost)
 class DeepFool(_Foolbox):
     def _make(self, eps: float | None) -> Any:
         import foolbox as fb
@@ -209,14 +185,7 @@ class DeepFool(_Foolbox):
 
 @attacks.register(
     "cw",
-    version=1,
-    backend="foolbox",
-    norms=("l2",),
-    minimum_norm=True,
-    iterative=True,
-    params=CWParams,
     cost=lambda p, meta: INPUT_GRADIENT * p.steps * p.binary_search_steps,  # at most
-    description="Carlini & Wagner L2 with binary search over c (binary_search_steps)",
 )
 class CarliniWagner(_Foolbox):
     def _make(self, eps: float | None) -> Any:
@@ -228,16 +197,7 @@ class CarliniWagner(_Foolbox):
         return {**super().describe(), "search_steps": int(self.p.binary_search_steps)}
 
 
-@attacks.register(
-    "ddn",
-    version=1,
-    backend="foolbox",
-    norms=("l2",),
-    minimum_norm=True,
-    iterative=True,
-    params=DDNParams,
-    description="Decoupled Direction and Norm (Rony et al. 2019), minimum-norm L2",
-)
+@attacks.register("ddn")
 class DDN(_Foolbox):
     def _make(self, eps: float | None) -> Any:
         import foolbox as fb
@@ -247,16 +207,7 @@ class DDN(_Foolbox):
 
 # ``compressbench plan``: APGD-CE's 100 steps; the suite's later attacks (APGD-T, FAB-T, Square) run only on
 # the images still robust — few on an undefended model, up to ≈ 50× more on a robust one
-@attacks.register(
-    "autoattack",
-    version=1,
-    backend="torchattacks",
-    norms=("linf", "l2"),
-    iterative=True,
-    params=AutoAttackParams,
-    cost=lambda p, meta: INPUT_GRADIENT * 100,
-    description="AutoAttack standard suite (APGD-CE, APGD-T, FAB-T, Square), torchattacks; slow",
-)
+@attacks.register("autoattack", cost=lambda p, meta: INPUT_GRADIENT * 100)
 class AutoAttack(Attack):
     def _run(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | None) -> torch.Tensor:
         import torchattacks
@@ -290,17 +241,7 @@ def _jsma_cost(p: JSMAParams, meta: Any) -> float:
     return math.ceil(features * p.gamma / 2) * (1 + meta.num_classes)
 
 
-@attacks.register(
-    "jsma",
-    version=2,
-    backend="torchattacks",
-    norms=("l0",),
-    minimum_norm=True,
-    params=JSMAParams,
-    max_features=JSMA_MAX_FEATURES,
-    cost=_jsma_cost,
-    description="Jacobian saliency map attack (Papernot et al. 2016), L0, torchattacks; small images",
-)
+@attacks.register("jsma", max_features=JSMA_MAX_FEATURES, cost=_jsma_cost)
 class JSMA(Attack):
     """torchattacks' JSMA, targeted at the next class ``(y + 1) mod classes`` (its own untargeted default
     assumes 10 classes). Its saliency map is features × features per image, so inputs are limited to

@@ -54,13 +54,9 @@ def corruptions_cost(p: CorruptionsParams, ctx: CostContext) -> EvalCost:
 
 @evaluators.register(
     "corruptions",
-    params=CorruptionsParams,
-    version=1,
     cost=corruptions_cost,
     group="compressbench.evaluate.corruptions.evaluator:corruptions_group",
     key_versions=lambda p: corruption_versions(c.name for _, cs in p.cells() for c in cs),
-    description="top-1 under CIFAR-10-C / extra / noise-study corruptions × severities "
-    "(deterministic, corrupted on the fly); mean_top1, mce_unnormalised",
     metrics=(
         MetricSpec(
             "mean_top1",

@@ -50,25 +50,13 @@ Fn = Callable[[torch.Tensor, ops.BatchRNG, Any, str], torch.Tensor]
 log = logging.getLogger(__name__)
 
 
-def _register(
-    name: str,
-    suite: str,
-    deterministic: bool,
-    description: str,
-    version: int | None = None,
-    uint8: bool = False,
-    caveat: str = "",
-):
-    """``uint8=True``: the function also accepts the caller's uint8 batch as is (it works in uint8
-    units) and may return uint8; the others always get float [0, 1] images."""
-    # version 2 of the random ones: counter-based streams (different draws than version 1)
-    version = version if version is not None else (1 if deterministic else 2)
+def _register(name: str, deterministic: bool, uint8: bool = False, caveat: str = ""):
+    """Register a corruption's code-side fields; its description, version and suites are declared in
+    :mod:`compressbench.catalog.corruptions`. ``uint8=True``: the function also accepts the caller's uint8
+    batch as is (it works in uint8 units) and may return uint8; the others always get float [0, 1] images."""
     return corruptions.register(
         name,
-        suites=(suite,),
         deterministic=deterministic,
-        description=description,
-        version=version,
         uint8=uint8,
         caveat=caveat,
         constants={"cifar": CIFAR[name], "imagenet": IMAGENET[name]},
@@ -112,7 +100,7 @@ def _by_images(random: bool) -> Callable[[Fn], Fn]:
 # --------------------------------------------------------------------------- noise
 # version 3 of the normal-based ones: normals by inversion of 16-bit uniforms (ops.normal_table)
 # version 4: large uint8 images in integers (below)
-@_register("gaussian_noise", "cifar10-c", False, "additive Gaussian noise, σ per severity", version=4, uint8=True)
+@_register("gaussian_noise", False, uint8=True)
 def gaussian_noise(x, rng, c, pset):
     """``x + N(0, c²)`` per pixel and channel. Large uint8 images: since x is an integer,
     ``⌊x + 255·z + ε⌋ = x + ⌊255·z + ε⌋``, so the normal's table is tabulated as integer offsets and
@@ -127,7 +115,7 @@ def gaussian_noise(x, rng, c, pset):
 
 
 # version 3: 32-bit uniforms for the inversion (was 24-bit; same table, different draws)
-@_register("shot_noise", "cifar10-c", False, "Poisson (photon) noise", version=3, uint8=True)
+@_register("shot_noise", False, uint8=True)
 def shot_noise(x, rng, c, pset):
     """``Poisson(x·c) / c``. For uint8-valued images (every dataset image) the Poisson draw is an
     exact inverse-CDF lookup over the 256 possible rates (``ops.poisson_uint8``)."""
@@ -143,9 +131,7 @@ def shot_noise(x, rng, c, pset):
 
 
 # version 3: 32-bit uniforms compared with integer thresholds
-@_register(
-    "impulse_noise", "cifar10-c", False, "salt-and-pepper noise (skimage random_noise 's&p')", version=3, uint8=True
-)
+@_register("impulse_noise", False, uint8=True)
 def impulse_noise(x, rng, c, pset):
     """Each value (per channel, as skimage) is replaced with prob. ``c``: half 1 (salt), half 0.
     One 32-bit uniform u per value: u < c·2³² flips, and u < c/2·2³² (half of the flips) is salt.
@@ -170,7 +156,7 @@ def impulse_noise(x, rng, c, pset):
 
 
 # version 4: large uint8 images in uint8 units (below)
-@_register("speckle_noise", "extra", False, "multiplicative Gaussian noise", version=4, uint8=True)
+@_register("speckle_noise", False, uint8=True)
 def speckle_noise(x, rng, c, pset):
     """``x · (1 + N(0, c²))``. Large uint8 images: in uint8 units, ``⌊x·m + ε⌋`` with the factor m
     looked up from the normal's table (no conversion to [0, 1] and back)."""
@@ -187,7 +173,7 @@ def speckle_noise(x, rng, c, pset):
 # defocus_blur 3, glass_blur 3, random_fog 3 (spatter and elastic_transform were bumped in the same round);
 # version 3 (glass_blur 4, spatter 5, random_fog 4): on planes from 96×96 px, 1-D passes of ≤ 25 taps as slices
 # and odd kernels of 27–33 taps as one FFT product instead of matmuls (float32 rounding differs)
-@_register("gaussian_blur", "extra", True, "Gaussian blur (skimage.filters.gaussian)", version=3)
+@_register("gaussian_blur", True)
 def gaussian_blur(x, rng, c, pset):
     return ops.gaussian_blur(x, float(c))
 
@@ -195,7 +181,7 @@ def gaussian_blur(x, rng, c, pset):
 # version 2: stacked rank-1 terms in two matmuls (float32 rounding differs, |Δ| ≈ 10⁻⁴/255);
 # version 4: large images by runs of the disk in uint8 units (large.disk_filter; exact sums); version 5: the FFT
 # path (radii 8 and 10 on large images) at power-of-two lengths where they are barely longer (planes._fft_len)
-@_register("defocus_blur", "cifar10-c", True, "disk (defocus) blur, anti-aliased disk kernel", version=5, uint8=True)
+@_register("defocus_blur", True, uint8=True)
 def defocus_blur(x, rng, c, pset):
     """``cv2.filter2D(x, -1, disk(radius, alias_blur))`` per channel (BORDER_REFLECT_101). Large
     images: ``large.disk_filter`` where the kernel is a blurred disk without border effects (every
@@ -252,7 +238,7 @@ def _glass_sources(rng: ops.BatchRNG, H: int, W: int, d: int, iters: int, device
     return out
 
 
-@_register("glass_blur", "cifar10-c", False, "Gaussian blur, local pixel shuffling, Gaussian blur", version=4)
+@_register("glass_blur", False)
 @_by_images(random=True)
 def glass_blur(x, rng, c, pset):
     sigma, d, iters = float(c[0]), int(c[1]), int(c[2])
@@ -265,7 +251,7 @@ def glass_blur(x, rng, c, pset):
 
 
 # version 3: large images accumulate the taps with fused multiply-adds (32 px unchanged)
-@_register("motion_blur", "cifar10-c", False, "ImageMagick-style motion blur, angle U(-45°, 45°)", version=3)
+@_register("motion_blur", False)
 def motion_blur(x, rng, c, pset):
     angle = rng.uniform((), -45, 45)
     y = ops.motion_blur(x, float(c[0]), float(c[1]), angle)
@@ -281,7 +267,7 @@ def _clipped_zoom(x: torch.Tensor, z: float) -> torch.Tensor:
 
 
 # version 2: large images zoom by gathers (float32 rounding differs from the matmuls; 32 px unchanged)
-@_register("zoom_blur", "cifar10-c", True, "average of centre zooms 1 → z_max (scipy zoom, order 1)", version=2)
+@_register("zoom_blur", True)
 def zoom_blur(x, rng, c, pset):
     zs = zoom_factors(c)
     if large.is_large(x):
@@ -337,7 +323,7 @@ def plasma_fractal(rng: ops.BatchRNG, mapsize: int, wibbledecay: float, device) 
     return a / a.amax((1, 2), keepdim=True)
 
 
-@_register("fog", "cifar10-c", False, "plasma-fractal fog")
+@_register("fog", False)
 def fog(x, rng, c, pset):
     N, C, H, W = x.shape
     M = ops.next_pow2(max(H, W))
@@ -351,9 +337,7 @@ def fog(x, rng, c, pset):
 
 @_register(
     "frost",
-    "cifar10-c",
     False,
-    "frost texture overlay (procedural textures)",
     caveat="the original frost photographs are not redistributable: procedural textures replace them, so "
     "frost numbers differ from the published CIFAR-10-C files (use dataset cifar10-c for those)",
 )
@@ -382,7 +366,7 @@ def frost(x, rng, c, pset):
 
 
 # version 4: large images zoom by gathers (see zoom_blur)
-@_register("snow", "cifar10-c", False, "snow flakes: zoomed, thresholded, motion-blurred noise layer", version=4)
+@_register("snow", False)
 def snow(x, rng, c, pset):
     N, C, H, W = x.shape
     layer = rng.normal((1, H, W), mean=float(c[0]), std=float(c[1])).to(x.dtype)
@@ -502,9 +486,7 @@ def _spatter_rgb(x, rng, c, pset):
 
 # version 3: exact integer Sobel (before: float rank-1 terms whose rounding could flip edge pixels);
 # version 4: normals by inversion of 16-bit uniforms
-spatter = _register("spatter", "extra", False, "water (sev. 1–3) or mud (sev. 4–5) spatter", version=5)(
-    _via_rgb(_spatter_rgb)
-)
+spatter = _register("spatter", False)(_via_rgb(_spatter_rgb))
 
 
 # --------------------------------------------------------------------------- digital
@@ -514,7 +496,7 @@ spatter = _register("spatter", "extra", False, "water (sev. 1–3) or mud (sev. 
 # several times slower on CPU than arithmetic). Equal to rgb2hsv → edit → hsv2rgb in exact
 # arithmetic; float32 rounding differs by ≈ 10⁻⁷ (version 2).
 # version 3: large uint8 images in uint8 units (below)
-@_register("brightness", "cifar10-c", True, "HSV value + c", version=3, uint8=True)
+@_register("brightness", True, uint8=True)
 @_by_images(random=False)
 def brightness(x, rng, c, pset):
     """``hsv2rgb(h, s, clip(v + c, 0, 1))``: rgb·v'/v, and (v', v', v') for black pixels. Large uint8
@@ -550,13 +532,11 @@ def _saturate_rgb(x, rng, c, pset):
     return out
 
 
-saturate = _register("saturate", "extra", True, "HSV saturation × a + b", version=2)(
-    _by_images(random=False)(_via_rgb(_saturate_rgb))
-)
+saturate = _register("saturate", True)(_by_images(random=False)(_via_rgb(_saturate_rgb)))
 
 
 # version 2: large uint8 images in uint8 units (below)
-@_register("contrast", "cifar10-c", True, "(x − per-channel mean) · c + mean", version=2, uint8=True)
+@_register("contrast", True, uint8=True)
 def contrast(x, rng, c, pset):
     """Per channel ``(x − mean)·c + mean``. Large uint8 images: in uint8 units, with the exact integer
     mean (float32 rounding differs)."""
@@ -570,7 +550,7 @@ def contrast(x, rng, c, pset):
     return torch.add(m * (1 - c), x, alpha=c)
 
 
-@_register("pixelate", "cifar10-c", True, "PIL BOX downscale to int(size·c) and back", version=2, uint8=True)
+@_register("pixelate", True, uint8=True)
 def pixelate(x, rng, c, pset):
     """The source works on a PIL (uint8) image: so do we, and return uint8."""
     H, W = x.shape[-2:]
@@ -674,9 +654,7 @@ def _jpeg_libjpeg(u8: torch.Tensor, quality: int, decode: Callable[[list[bytes],
     return torch.from_numpy(out)
 
 
-@_register(
-    "jpeg_compression", "cifar10-c", True, "JPEG at the given quality (libjpeg-turbo as PIL, bit-exact)", uint8=True
-)
+@_register("jpeg_compression", True, uint8=True)
 def jpeg_compression(x, rng, c, pset):
     """``PIL.Image.save(format='JPEG', quality=c)`` and decode, on uint8 (rounded) images: the
     batched, bit-exact torch emulation of libjpeg-turbo's round trip (``jpeg.jpeg_roundtrip``; any
@@ -694,7 +672,7 @@ def jpeg_compression(x, rng, c, pset):
 # version 2: float32 sampling grids from fused affine_grid / one multiply-add (was float64
 # coordinate arithmetic; |Δ| ≈ 10⁻⁶ px); version 3: large images apply θ to a cached base grid by broadcasting
 # and blur the fields by the size-dependent filter paths (see gaussian_blur)
-@_register("elastic_transform", "cifar10-c", False, "random affine + smooth elastic displacement", version=3)
+@_register("elastic_transform", False)
 def elastic_transform(x, rng, c, pset):
     """Random affine (three points around the centre moved by U(−a, a), ``cv2.getAffineTransform``
     + ``warpAffine`` with BORDER_REFLECT_101), then a smooth random displacement field

@@ -62,22 +62,19 @@ DIRECT = {
 }
 
 
-def _register(name: str, description: str, version: int = 2, suites: tuple[str, ...] = ("noise",)):
-    schema, from_params = DIRECT[name]
+def _register(name: str):
+    """Register a corruption's code-side fields; its description, version, suites and params schema (the
+    schema of ``DIRECT``) are declared in :mod:`compressbench.catalog.corruptions`."""
     return corruptions.register(
         name,
-        suites=suites,
         deterministic=False,
-        description=description,
-        version=version,
         constants={"any": NOISE[name]},
-        params=schema,
-        from_params=from_params,
+        from_params=DIRECT[name][1],
     )
 
 
 # version 3 (and iso_noise's): normals by inversion of 16-bit uniforms (ops.normal_table)
-@_register("gauss_noise", "albumentations-1.x GaussNoise(var_limit): σ = √U(lo, hi) / 255", version=3)
+@_register("gauss_noise")
 def gauss_noise(x, rng, c, pset):
     lo, hi = c
     sigma = torch.sqrt(rng.uniform((), lo, hi)) / 255.0
@@ -85,7 +82,7 @@ def gauss_noise(x, rng, c, pset):
     return x + z * ops.per_image(sigma, x)
 
 
-@_register("iso_noise", "albumentations-1.x ISONoise: HLS hue jitter + Poisson luminance noise", version=3)
+@_register("iso_noise")
 def iso_noise(x, rng, c, pset):
     (cs_lo, cs_hi), (in_lo, in_hi) = c
     N, C, H, W = x.shape
@@ -105,7 +102,7 @@ def iso_noise(x, rng, c, pset):
     return ops.hls_to_rgb(Hh, L, S)
 
 
-@_register("rgb_shift", "albumentations-1.x RGBShift: per-channel shift U(−l, l)/255")
+@_register("rgb_shift")
 def rgb_shift(x, rng, c, pset):
     if isinstance(c, (tuple, list)):  # per-channel limits (r, g, b) given directly
         lim = torch.tensor([float(v) for v in c][: x.shape[1]], dtype=torch.float32)
@@ -115,7 +112,7 @@ def rgb_shift(x, rng, c, pset):
     return x + s.to(x.dtype)[:, :, None, None]
 
 
-@_register("pixel_dropout", "albumentations-1.x PixelDropout: pixels set to 0 with probability p")
+@_register("pixel_dropout")
 def pixel_dropout(x, rng, c, pset):
     drop = rng.uniform((1, *x.shape[2:])) < float(c)
     return torch.where(drop, torch.zeros_like(x), x)
@@ -140,7 +137,7 @@ def _haze_points(g: torch.Generator, H: int, W: int, fog_coef: float) -> list[tu
 
 
 # version 4: the box blur on planes from 96×96 px by sliced passes (ops.LARGE_SLICE_TAPS; float32 rounding differs)
-@_register("random_fog", "albumentations-1.x RandomFog: alpha-blended white haze discs + box blur", version=4)
+@_register("random_fog")
 def random_fog(x, rng, c, pset):
     lo, hi, alpha_coef = c
     N, C, H, W = x.shape
@@ -162,12 +159,7 @@ def random_fog(x, rng, c, pset):
     return torch.cat(out)
 
 
-@_register(
-    "random_brightness_contrast",
-    "albumentations-1.x RandomBrightnessContrast: x·(1 + U(−c, c)) + U(−b, b)",
-    version=1,
-    suites=(),
-)
+@_register("random_brightness_contrast")
 def random_brightness_contrast(x, rng, c, pset):
     b_lim, c_lim = c
     beta = rng.uniform((), -float(b_lim), float(b_lim))
