@@ -305,6 +305,41 @@ def test_impulse_and_shot_noise_rates(rgb):
     assert abs(float((k * c / 255).var()) / lam - 1) < 0.1
 
 
+@pytest.mark.parametrize("decoder", ["simplejpeg", "torchvision"])
+def test_libjpeg_decoders_give_pillows_bytes(decoder):
+    """Pillow's encoder with each libjpeg decoder gives Pillow's own round trip (and the emulation) at every
+    quality the suites use: random and smooth images, RGB and gray, odd sizes."""
+    from PIL import Image
+
+    from compressbench.evaluate.corruptions.hendrycks import _LIBJPEG_DECODERS, _jpeg_libjpeg
+    from compressbench.evaluate.corruptions.jpeg import jpeg_roundtrip
+
+    pytest.importorskip(decoder)
+    g = torch.Generator().manual_seed(6)
+    smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 9, 9, generator=g), size=(117, 123), mode="bicubic")
+    noise = torch.randint(0, 256, (1, 3, 117, 123), generator=g, dtype=torch.uint8)
+    x = torch.cat([noise, (smooth.clamp(0, 1) * 255).round().to(torch.uint8)])
+    for t in (x, x[:, :1].contiguous()):
+        mode = "RGB" if t.shape[1] == 3 else "L"
+        for q in sorted(set(IMAGENET["jpeg_compression"]) | set(CIFAR["jpeg_compression"])):
+            ours = _jpeg_libjpeg(t, q, _LIBJPEG_DECODERS[decoder])
+            for i in range(len(t)):
+                buf = BytesIO()
+                Image.fromarray(t[i].permute(1, 2, 0).squeeze(-1).numpy(), mode).save(buf, "JPEG", quality=q)
+                ref = np.asarray(Image.open(buf)).reshape(t.shape[2], t.shape[3], -1)
+                assert np.array_equal(ours[i].permute(1, 2, 0).numpy(), ref), (decoder, mode, q)
+            if q in (7, 80):
+                assert torch.equal(ours, jpeg_roundtrip(t, q))
+
+
+def test_jpeg_prefers_simplejpeg_when_it_matches():
+    """The round trip above 112×112 px decodes with simplejpeg where it is installed (it is a dependency)."""
+    pytest.importorskip("simplejpeg")
+    from compressbench.evaluate.corruptions.hendrycks import _decode_simplejpeg, _libjpeg_decoder
+
+    assert _libjpeg_decoder() is _decode_simplejpeg
+
+
 def test_jpeg_large_images_go_through_libjpeg_with_the_same_bytes():
     """Above 112×112 px on CPU the corruption calls libjpeg-turbo (torchvision) per image; the emulation
     agrees."""
@@ -462,19 +497,29 @@ def test_large_batches_image_by_image_equal_one_batch_call(name):
     assert np.array_equal(rngs[0].words(2), rngs[1].words(2))
 
 
-def test_box_pairs_equal_the_exact_box_resize():
-    """BOX passes whose windows hold 1 or 2 samples (⌈(a + b)/2⌉ of two gathers) equal the exact dense path."""
+def test_box_resize_paths_equal_the_exact_box_resize():
+    """Every path of the large-image BOX resize — uniform factors 2 and 4 on machine words, windows of 1–2
+    samples (one gather of samples and neighbour means), running sums, upscaling gathers — equals the dense
+    exact path (Pillow's bits), down and back up: RGB and gray, widths with and without a multiple of 4, a
+    non-contiguous batch (the general paths)."""
     from compressbench.evaluate.corruptions import large
 
     g = torch.Generator().manual_seed(5)
-    seen = 0
-    for n_in in (64, 71, 99, 128, 130):
-        x = torch.randint(0, 256, (2, 3, n_in, n_in + 3), generator=g, dtype=torch.uint8)
-        for c in (0.5, 0.55, 0.6, 0.75, 0.9):
-            size = (int(n_in * c), int((n_in + 3) * c))
-            seen += large._pair_windows(n_in, size[0]) is not None
-            assert torch.equal(large.box_resize(x, size), ops.pil_box_resize(x, size)), (n_in, c)
-    assert seen >= 10
+    assert large._uniform_factor(224, 112) == 2 and large._uniform_factor(56, 224) == 4
+    assert large._uniform_factor(224, 89) == 0 and large._pair_windows(224, 134) is not None
+    for h, w in ((64, 64), (71, 102), (99, 130), (130, 96), (224, 224)):
+        for ch in (3, 1):
+            x = torch.randint(0, 256, (2, ch, h, w), generator=g, dtype=torch.uint8)
+            for c in (0.6, 0.5, 0.4, 0.3, 0.25, 0.55, 0.75, 0.9):
+                size = (int(h * c), int(w * c))
+                down = large.box_resize(x, size)
+                assert torch.equal(down, ops.pil_box_resize(x, size)), (h, w, ch, c)
+                assert torch.equal(large.box_resize(down, (h, w)), ops.pil_box_resize(down, (h, w))), (h, w, ch, c)
+    x = torch.randint(0, 256, (2, 3, 64, 132), generator=g, dtype=torch.uint8)[..., 2:130]
+    assert not x.is_contiguous()
+    for c in (0.5, 0.25, 0.4):
+        size = (int(64 * c), int(128 * c))
+        assert torch.equal(large.box_resize(x, size), ops.pil_box_resize(x, size)), c
 
 
 def test_motion_blur_uint8_units_round_as_the_float_path():

@@ -6,8 +6,9 @@ At 32 px a dense n×n matrix per axis (resampling, filtering) is one small GEMM 
 form; at 224 px it costs n multiply-adds per output value where the operation needs 1–4. Here the
 sparse structure is used instead: linear interpolation and BOX resampling as gathers of whole rows
 (contiguous copies) or columns, and the defocus disk as runs of a prefix sum. Every function takes
-and returns float tensors on any device; only the column gather on the CPU goes through numpy
-(``np.take`` along the last axis is 3–10× faster than ``torch.index_select`` there, measured).
+and returns tensors on any device; on the CPU the column gather goes through numpy (``np.take`` along
+the last axis is 3–10× faster than ``torch.index_select`` there, measured), and so do the BOX resize's
+uniform factors of 2 and 4, on machine words (numpy's unsigned arithmetic wraps as the bit tricks need).
 
 The small-image paths are unchanged, so 32-px outputs are bit-identical; at large sizes these
 paths round differently (float32 ulps; each corruption that uses them bumped its version).
@@ -203,10 +204,11 @@ def _box_windows(n_in: int, n_out: int) -> tuple[tuple[int, ...], np.ndarray]:
 
 
 @lru_cache(maxsize=128)
-def _pair_windows(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _pair_windows(n_in: int, n_out: int) -> np.ndarray | None:
     """For a BOX pass whose windows all have 1 or 2 samples and whose pairs round halves up (Pillow's weight
-    2²¹ each: ``(S·2²¹ + 2²¹) >> 22 = ⌈S/2⌉``): the first and last sample of every window, else ``None``.
-    Then the pass is ⌈(a + b)/2⌉ of two gathers (a = b for single samples), in uint8."""
+    2²¹ each: ``(S·2²¹ + 2²¹) >> 22 = ⌈S/2⌉``): for output pixel j, the index of its value in the stack of the
+    samples and the rounded-up means of neighbours (``first`` for a single sample, ``n_in + first`` for a
+    pair), else ``None``."""
     from .ops import _pil_box_pass
 
     ones, _, bias, _ = _pil_box_pass(n_in, n_out)
@@ -214,7 +216,20 @@ def _pair_windows(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray] | None
     if n.max() > 2 or not np.all(bias[n == 2] == 0.5):
         return None
     first = (ones > 0).argmax(1)
-    return first, first + n - 1
+    return np.where(n == 2, n_in + first, first)
+
+
+def _pair_means(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """A uint8 batch and ⌈(a + b)/2⌉ of its neighbours a = x[i], b = x[i + 1] along ``dim``, stacked along it
+    (length 2n; the last entry is never read) — uint8 operations on whole rows, no widening."""
+    n = x.shape[dim]
+    out = torch.empty((*x.shape[:dim], 2 * n, *x.shape[dim:][1:]), dtype=torch.uint8, device=x.device)
+    out.narrow(dim, 0, n).copy_(x)
+    a, b = x.narrow(dim, 0, n - 1), x.narrow(dim, 1, n - 1)
+    half = torch.bitwise_xor(a, b).bitwise_right_shift_(1)
+    means = out.narrow(dim, n, n - 1)
+    torch.bitwise_or(a, b, out=means).sub_(half)  # ⌈(a + b) / 2⌉ = (a | b) − ((a ^ b) >> 1), no overflow
+    return out
 
 
 def _running_sums(x: torch.Tensor, sizes: tuple[int, ...], dim: int) -> torch.Tensor:
@@ -244,33 +259,112 @@ def _running_sums(x: torch.Tensor, sizes: tuple[int, ...], dim: int) -> torch.Te
     return out.flatten(d, dim)
 
 
-def box_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``ops.pil_box_resize`` (Pillow's 8-bit BOX resize, bit-exact) for large uint8 batches. A
-    downscaling pass computes the running sums of its few window lengths (shifted adds of whole rows)
-    and gathers one sum per output pixel, then rounds exactly as there (``floor(S/n + ½ ± tie
-    nudge)``, with S the integer sum); an upscaling pass (one tap per output pixel) is a gather —
-    instead of a dense matmul per pass (O(n) per output value)."""
+@lru_cache(maxsize=128)
+def _uniform_factor(n_in: int, n_out: int) -> int:
+    """k when a BOX pass averages every k consecutive samples into one (n_in = k·n_out) or repeats every
+    sample k times (n_out = k·n_in), else 0."""
+    from .ops import _pil_box_pass
+
+    ones = _pil_box_pass(n_in, n_out)[0] > 0
+    big, small = max(n_in, n_out), min(n_in, n_out)
+    if big % small:
+        return 0
+    k = big // small
+    blocks = np.arange(big)[None, :] // k == np.arange(small)[:, None]  # (small, big)
+    return k if np.array_equal(ones, blocks if n_in > n_out else blocks.T) else 0
+
+
+_WORDS = {2: ("<u2", 0x0101), 4: ("<u4", 0x01010101)}  # uniform factors done on machine words
+
+
+def _words_down(x: np.ndarray, k: int) -> np.ndarray:
+    """A uniform BOX downscale by k ∈ {2, 4} along the last axis of a uint8 array (its length a multiple of
+    4), Pillow's rounding exactly — the weights are powers of two there: ``(S·2²¹ + 2²¹) >> 22 = (S + 1) >> 1``
+    for pairs, ``(S + 2) >> 2`` for quads. Each 4 samples are read as one little-endian 32-bit word whose
+    even and odd bytes are added as two 16-bit lanes (the pairs' sums, ≤ 510, no carry between lanes):
+    a few whole-array word operations instead of running sums and a gather."""
+    w = x.view("<u4")
+    t = w >> 8
+    t &= 0x00FF00FF
+    t += w & 0x00FF00FF  # lanes: x0 + x1 (bits 0–15), x2 + x3 (bits 16–31)
+    if k == 2:
+        t += 0x00010001
+        t >>= 1  # (S + 1) >> 1 per lane; a lane's low byte is its result (higher bits are dropped below)
+        return t.view("<u2").astype(np.uint8)
+    s = t >> 16
+    t &= 0xFFFF
+    s += t
+    s += 2
+    s >>= 2
+    return s.astype(np.uint8)
+
+
+def _words_up(v: np.ndarray, k: int) -> np.ndarray:
+    """A uniform BOX upscale by k ∈ {2, 4} along the last axis of a uint8 array (every sample repeated k
+    times): each sample times 0x0101 (0x01010101) is a 16-bit (32-bit) word of k copies of its byte."""
+    dtype, ones = _WORDS[k]
+    return (v.astype(dtype) * ones).view(np.uint8)
+
+
+def _words_ready(x: torch.Tensor) -> bool:
+    return x.dtype == torch.uint8 and x.device.type == "cpu" and not x.requires_grad and x.is_contiguous()
+
+
+def _down_by_sums(x: torch.Tensor, n_out: int, dim: int) -> torch.Tensor:
+    """A BOX downscale pass along ``dim`` by running sums of its window lengths and one gather of the sums,
+    rounded as ``ops.pil_box_resize`` (``floor(S/n + ½ ± tie nudge)``, S the integer sum). On the CPU a few
+    images at a time: the int16 sums of a whole batch (≈ 10 MB at 224 px) are new memory each call — page
+    faults — while a chunk's are reused from the heap and stay in the cache (with the rounding as one
+    ``addcmul``: the column pass ≈ 1.3–1.5× faster at 224 px, measured)."""
     from .ops import _pil_box_pass, as_uint8
+
+    n_in = x.shape[dim]
+    _, recip, bias, _ = _pil_box_pass(n_in, n_out)
+    sizes, index = _box_windows(n_in, n_out)
+    shape = (-1,) if dim == -1 else (-1, 1)
+    r = torch.as_tensor(recip, dtype=torch.float32, device=x.device).view(shape)
+    b = torch.as_tensor(bias, dtype=torch.float32, device=x.device).view(shape)
+
+    def one(part: torch.Tensor) -> torch.Tensor:
+        s = take(_running_sums(part, sizes, dim), index, dim)
+        return as_uint8(torch.addcmul(b, s.to(torch.float32), r))  # the uint8 cast truncates = floor (≥ 0)
+
+    # ≈ 1.2 MB of int16 sums per chunk (2 images at 224 px)
+    step = max(1, 4 * CHUNK_VALUES // (x[0].numel() * len(sizes))) if x.device.type == "cpu" and dim == -1 else len(x)
+    if step >= len(x):
+        return one(x)
+    out = torch.empty((*x.shape[:dim], n_out, *x.shape[dim:][1:]), dtype=torch.uint8)
+    for i in range(0, len(x), step):
+        out[i : i + step] = one(x[i : i + step])
+    return out
+
+
+def box_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``ops.pil_box_resize`` (Pillow's 8-bit BOX resize, bit-exact) for large uint8 batches, pass by pass
+    (columns, then rows, as Pillow), each by the cheapest exact form: a uniform factor of 2 or 4 along the
+    rows of a contiguous CPU batch on machine words (:func:`_words_down`, :func:`_words_up`); any other
+    upscale (one tap per output pixel) a gather; windows of 1 or 2 samples rounding halves up one gather of
+    the samples and their neighbours' means (:func:`_pair_means`); any other downscale running sums and a
+    gather (:func:`_down_by_sums`) — instead of a dense matmul per pass (O(n) per output value)."""
+    from .ops import _pil_box_pass
 
     H, W = x.shape[-2:]
     for dim, n_in, n_out in ((-1, W, size[1]), (-2, H, size[0])):
         if n_out == n_in:
             continue
-        _, recip, bias, copy = _pil_box_pass(n_in, n_out)
+        k = _uniform_factor(n_in, n_out) if dim == -1 and _words_ready(x) else 0
+        if k in _WORDS and (n_out > n_in or n_in % 4 == 0):
+            x = torch.from_numpy((_words_up if n_out > n_in else _words_down)(x.numpy(), k))
+            continue
+        copy = _pil_box_pass(n_in, n_out)[3]
         if copy is not None:  # one tap per output pixel (any BOX upscale): a copy
             x = take(x, copy, dim)
             continue
         pairs = _pair_windows(n_in, n_out)
-        if pairs is not None and x.dtype == torch.uint8:  # windows of 1 or 2: a rounded-up mean of two gathers
-            a, b = take(x, pairs[0], dim), take(x, pairs[1], dim)
-            x = (a | b) - ((a ^ b) >> 1)  # ⌈(a + b) / 2⌉ without overflow
+        if pairs is not None and x.dtype == torch.uint8:  # windows of 1 or 2: one gather of samples and means
+            x = take(_pair_means(x, dim), pairs, dim)
             continue
-        sizes, index = _box_windows(n_in, n_out)
-        s = take(_running_sums(x, sizes, dim), index, dim).to(torch.float32)
-        shape = (-1,) if dim == -1 else (-1, 1)
-        r = torch.as_tensor(recip, dtype=torch.float32, device=x.device).view(shape)
-        b = torch.as_tensor(bias, dtype=torch.float32, device=x.device).view(shape)
-        x = as_uint8(s.mul_(r).add_(b))  # the uint8 cast truncates = floor (values ≥ 0)
+        x = _down_by_sums(x, n_out, dim)
     return x
 
 
