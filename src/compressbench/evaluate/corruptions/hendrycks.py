@@ -63,6 +63,30 @@ def _register(name: str, deterministic: bool, uint8: bool = False, caveat: str =
     )
 
 
+def _as_unit(x: torch.Tensor) -> torch.Tensor:
+    """The float [0, 1] images ``corrupt()`` gives a corruption registered without ``uint8`` (for the uint8
+    corruptions' float paths: a uint8 batch that does not take their uint8-unit path)."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x
+
+
+def _u8_cpu_large(x: torch.Tensor) -> bool:
+    """Whether a batch takes the uint8-unit, image-by-image paths (:func:`_blend_uint8`): uint8 images of
+    ImageNet size on the CPU (elsewhere the whole-batch float path is as fast or the only one)."""
+    return x.dtype == torch.uint8 and large.is_large(x) and x.device.type == "cpu"
+
+
+def _blend_uint8(x: torch.Tensor, fn: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
+    """``fn(image in uint8 units, i)`` (a float 1×C×H×W blend of image i) for every image of a uint8 CPU batch,
+    cast into the uint8 result as ``corrupt()`` casts (+10⁻⁴, clip, truncate): at 224 px, whole-batch float
+    blends (fresh 9.6 MB tensors: page faults) and ``corrupt()``'s ×255 and cast cost more than they compute
+    (frost 3.6×, measured; not for contrast, whose whole-batch uint8-unit map was faster)."""
+    out = torch.empty_like(x)
+    for i in range(len(x)):
+        y = fn(x[i : i + 1].float(), i).add_(1e-4).clamp_(0, 255)
+        np.copyto(out[i].numpy(), y[0].numpy(), casting="unsafe")  # truncation
+    return out
+
+
 def _via_rgb(fn: Fn) -> Fn:
     """Run a colour corruption on gray images by replicating to RGB and taking luminance."""
 
@@ -112,7 +136,7 @@ def gaussian_noise(x, rng, c, pset):
             z = ops.normal_table() * np.float32(c)  # the float path's z, float32
             offsets = np.floor(z.astype(np.float64) * 255 + 1e-4).astype(np.int16)
             return large.offset_uint8(x, offsets, rng)
-        x = x.float().div_(255)  # as corrupt() converts
+        x = _as_unit(x)
     return rng.normal(x.shape[1:], std=float(c)).to(x.dtype).add_(x)
 
 
@@ -166,7 +190,7 @@ def speckle_noise(x, rng, c, pset):
         if large.is_large(x):
             m = ops.normal_table() * np.float32(c) + np.float32(1.0)  # the float path's factors
             return large.scale_uint8(x, m, rng)
-        x = x.float().div_(255)  # as corrupt() converts
+        x = _as_unit(x)
     return rng.normal(x.shape[1:], mean=1.0, std=float(c)).to(x.dtype).mul_(x)
 
 
@@ -202,7 +226,7 @@ def defocus_blur(x, rng, c, pset):
         y = large.disk_filter(x * 255, float(c[0]), float(c[1]))
         if y is not None:
             return y.div_(255)
-    x = x.float().div_(255) if x.dtype == torch.uint8 else x  # as corrupt() converts
+    x = _as_unit(x)
     return ops.filter2d(x, ops.disk_kernel(float(c[0]), float(c[1])), mode="mirror")
 
 
@@ -263,10 +287,9 @@ def motion_blur(x, rng, c, pset):
     """ImageMagick's motion blur (``ops.motion_blur``), written as a uint8 PNG (rounded). Large uint8 CPU
     images: blurred in uint8 units and rounded to uint8 image by image (no float batch)."""
     angle = rng.uniform((), -45, 45)
-    if x.dtype == torch.uint8:
-        if large.is_large(x) and x.device.type == "cpu":
-            return ops.motion_blur(x, float(c[0]), float(c[1]), angle)
-        x = x.float().div_(255)  # as corrupt() converts
+    if _u8_cpu_large(x):
+        return ops.motion_blur(x, float(c[0]), float(c[1]), angle)
+    x = _as_unit(x)
     y = ops.motion_blur(x, float(c[0]), float(c[1]), angle)
     return torch.round(y * 255) / 255  # ImageMagick writes a uint8 PNG
 
@@ -367,7 +390,7 @@ def frost(x, rng, c, pset):
     ti = (r[:, 0] * 5).long().clamp(0, 4).cpu()
     ys = (r[:, 1] * (S - H)).long().cpu()
     xs = (r[:, 2] * (S - W)).long().cpu()
-    if x.dtype == torch.uint8 and large.is_large(x) and x.device.type == "cpu":
+    if _u8_cpu_large(x):
         where = list(zip(ti.tolist(), ys.tolist(), xs.tolist(), strict=True))
 
         def blend(xi: torch.Tensor, i: int) -> torch.Tensor:
@@ -376,8 +399,7 @@ def frost(x, rng, c, pset):
             return xi.mul_(c[0]).add_(ops.gray(crop) if C == 1 else crop, alpha=c[1])
 
         return _blend_uint8(x, blend)
-    if x.dtype == torch.uint8:
-        x = x.float().div_(255)  # as corrupt() converts
+    x = _as_unit(x)
     if large.is_large(x):  # one slice per image (the gather below costs ≈ 4 ns per value at 224 px)
         crops = torch.stack(
             [tex[t, :, y : y + H, c : c + W] for t, y, c in zip(ti.tolist(), ys.tolist(), xs.tolist(), strict=True)]
@@ -401,13 +423,12 @@ def _snow_uint8(x: torch.Tensor, layer: torch.Tensor, angle: torch.Tensor, c) ->
     lay = ops.motion_blur(ops.as_uint8(layer.clamp_(0, 1).mul_(255)), float(c[4]), float(c[5]), angle)
     flakes = lay.float()
     flakes.add_(flakes.flip((-2, -1)))  # layer + its 180° rotation, N×1×H×W in uint8 units
-    out = torch.empty_like(x)
-    for i in range(len(x)):
-        xi = x[i : i + 1].float()
+
+    def blend(xi: torch.Tensor, i: int) -> torch.Tensor:
         y = torch.maximum(xi, ops.gray(xi).mul(1.5).add_(0.5 * 255)).mul_(1 - c[6])
-        y.add_(xi, alpha=c[6]).add_(flakes[i]).add_(1e-4).clamp_(0, 255)  # the margin of corrupt()'s cast
-        np.copyto(out[i].numpy(), y[0].numpy(), casting="unsafe")  # truncation, as corrupt() casts
-    return out
+        return y.add_(xi, alpha=c[6]).add_(flakes[i])
+
+    return _blend_uint8(x, blend)
 
 
 # version 4: large images zoom by gathers (see zoom_blur); version 5: large uint8 CPU images in uint8 units
@@ -419,10 +440,9 @@ def snow(x, rng, c, pset):
     angle = rng.uniform((), -135, -45)
     layer = _clipped_zoom(layer, float(c[2]))
     layer = F.threshold(layer, _below(c[3]), 0.0, inplace=True)  # layer[layer < c3] = 0 (branch-free, in place)
-    if x.dtype == torch.uint8:
-        if large.is_large(x) and x.device.type == "cpu":
-            return _snow_uint8(x, layer, angle, c)
-        x = x.float().div_(255)  # as corrupt() converts
+    if _u8_cpu_large(x):
+        return _snow_uint8(x, layer, angle, c)
+    x = _as_unit(x)
     layer = layer.to(x.dtype)
     layer = torch.floor(layer.clamp(0, 1) * 255) / 255  # (np.clip(...) * 255).astype(np.uint8)
     layer = torch.round(ops.motion_blur(layer, float(c[4]), float(c[5]), angle) * 255) / 255
@@ -512,18 +532,6 @@ def _emboss(d: torch.Tensor) -> torch.Tensor:
     return out.add_(p[..., 2:, 1:-1]).sub_(p[..., :-2, 1:-1])
 
 
-def _blend_uint8(x: torch.Tensor, fn: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
-    """``fn(image in uint8 units, i)`` (a float 1×C×H×W blend of image i) for every image of a uint8 CPU batch,
-    cast into the uint8 result as ``corrupt()`` casts (+10⁻⁴, clip, truncate): at 224 px, whole-batch float
-    blends (fresh 9.6 MB tensors: page faults) and ``corrupt()``'s ×255 and cast cost more than they compute
-    (frost 3.6×, measured; not for contrast, whose whole-batch uint8-unit map was faster)."""
-    out = torch.empty_like(x)
-    for i in range(len(x)):
-        y = fn(x[i : i + 1].float(), i).add_(1e-4).clamp_(0, 255)
-        np.copyto(out[i].numpy(), y[0].numpy(), casting="unsafe")  # truncation
-    return out
-
-
 def _spatter_rgb(x, rng, c, pset):
     """``spatter`` of an RGB batch: float [0, 1], or — large CPU batches — uint8, blended in uint8 units
     image by image (``_blend_uint8``) and returned as uint8 (the float path's bytes up to float32 rounding)."""
@@ -597,11 +605,9 @@ _spatter_float = _via_rgb(_spatter_rgb)
 @_register("spatter", False, uint8=True)
 def spatter(x, rng, c, pset):
     """Water (severities 1–3) or mud (4–5) spatter (``_spatter_rgb``; gray images through RGB)."""
-    if x.dtype == torch.uint8:
-        if x.shape[1] == 3 and large.is_large(x) and x.device.type == "cpu":
-            return _spatter_rgb(x, rng, c, pset)
-        x = x.float().div_(255)  # as corrupt() converts
-    return _spatter_float(x, rng, c, pset)
+    if x.shape[1] == 3 and _u8_cpu_large(x):
+        return _spatter_rgb(x, rng, c, pset)
+    return _spatter_float(_as_unit(x), rng, c, pset)
 
 
 # --------------------------------------------------------------------------- digital
@@ -625,7 +631,7 @@ def brightness(x, rng, c, pset):
             v2 = (v + 255 * c).clamp_(0, 255)
             r = v2 / v.clamp_min(1e-12)
             return ops.as_uint8(torch.addcmul(v2.addcmul_(v, r, value=-1).add_(1e-4), xf, r).clamp_(0, 255))
-        x = x.float().div_(255)  # as corrupt() converts
+        x = _as_unit(x)
     if x.shape[1] == 1:
         return (x + c).clamp(0, 1)
     v = x.amax(1, keepdim=True)
@@ -647,7 +653,8 @@ def _saturate_rgb(x, rng, c, pset):
     return out
 
 
-_saturate_float = _by_images(random=False)(_via_rgb(_saturate_rgb))
+_saturate_one = _via_rgb(_saturate_rgb)
+_saturate_float = _by_images(random=False)(_saturate_one)
 
 
 @_register("saturate", True, uint8=True)
@@ -655,12 +662,9 @@ def saturate(x, rng, c, pset):
     """``_saturate_rgb`` (gray images through RGB). Large uint8 CPU batches: image by image from uint8 to
     uint8 (``_blend_uint8``), the same float operations and bytes as ``corrupt()``'s conversions around the
     float path, without its whole-batch float tensors."""
-    if x.dtype == torch.uint8:
-        if large.is_large(x) and x.device.type == "cpu":
-            one = _via_rgb(_saturate_rgb)
-            return _blend_uint8(x, lambda xi, i: one(xi.div_(255), rng, c, pset).mul_(255))
-        x = x.float().div_(255)  # as corrupt() converts
-    return _saturate_float(x, rng, c, pset)
+    if _u8_cpu_large(x):
+        return _blend_uint8(x, lambda xi, i: _saturate_one(xi.div_(255), rng, c, pset).mul_(255))
+    return _saturate_float(_as_unit(x), rng, c, pset)
 
 
 # version 2: large uint8 images in uint8 units (below)
@@ -673,7 +677,7 @@ def contrast(x, rng, c, pset):
             xf = x.float()
             m = xf.sum((2, 3), keepdim=True).double().div_(x.shape[-2] * x.shape[-1])  # exact below 2²⁴
             return ops.as_uint8(torch.add((m * (1 - c) + 1e-4).float(), xf, alpha=c).clamp_(0, 255))
-        x = x.float().div_(255)  # as corrupt() converts
+        x = _as_unit(x)
     m = x.mean((2, 3), keepdim=True)
     return torch.add(m * (1 - c), x, alpha=c)
 
@@ -808,9 +812,9 @@ def elastic_transform(x, rng, c, pset):
     (uniform noise, Gaussian-blurred, × alpha; ``map_coordinates(order=1, mode='reflect')``). Large uint8
     CPU images: both samplings in uint8 units one image at a time, uint8 out (``_blend_uint8``)."""
     N, C, H, W = x.shape
-    u8 = x.dtype == torch.uint8 and large.is_large(x) and x.device.type == "cpu"
-    if x.dtype == torch.uint8 and not u8:
-        x = x.float().div_(255)  # as corrupt() converts
+    u8 = _u8_cpu_large(x)
+    if not u8:
+        x = _as_unit(x)
     scale = min(H, W) / REF_SIZE[pset]
     alpha, sigma, aff = c[0] * scale, c[1] * scale, c[2] * scale
     dev, dt = x.device, torch.float32 if u8 else x.dtype
