@@ -406,9 +406,17 @@ def estimate(
     rates = None
     if cpu_gflops is None:
         from .measure.throughput import sustained_rates
+        from .train import AUTOCAST_DTYPES, train_precision
 
         rates = sustained_rates(
-            base.model, shape, fp, batch_size=exp.recipe.batch_size, num_classes=meta.num_classes, threads=exp.threads
+            base.model,
+            shape,
+            fp,
+            batch_size=exp.recipe.batch_size,
+            num_classes=meta.num_classes,
+            threads=exp.threads,
+            # training steps timed in the precision they run in on the CPU (train.amp: bf16; true / false: fp32)
+            autocast=AUTOCAST_DTYPES.get(train_precision(exp.recipe.amp, "cpu")),
         )
     for c in costs:
         calls = c.search_trials * SEARCH_TRIAL_CALLS + c.overhead_calls
