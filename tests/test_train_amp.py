@@ -65,10 +65,11 @@ def test_bf16_trains_under_bf16_autocast_with_fp32_weights_and_differs_from_fp32
     # autocast casts op inputs only: the master weights (and so the checkpoint) stay fp32
     assert all(p.dtype == torch.float32 for p in m16.parameters())
     assert all(b.dtype in (torch.float32, torch.int64) for b in m16.buffers())
-    p16, p32 = torch.nn.utils.parameters_to_vector(m16.parameters()), torch.nn.utils.parameters_to_vector(m32.parameters())
+    flat = torch.nn.utils.parameters_to_vector
+    p16, p32 = flat(m16.parameters()), flat(m32.parameters())
     assert not torch.equal(p16, p32)  # bf16 rounding changed the trajectory
     # amp: true on a CPU is exactly what it was before bf16 existed: fp32, the same weights as amp: false
-    assert torch.equal(torch.nn.utils.parameters_to_vector(mtrue.parameters()), p32)
+    assert torch.equal(flat(mtrue.parameters()), p32)
 
 
 def test_precision_of_each_value():
