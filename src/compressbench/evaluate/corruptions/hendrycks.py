@@ -663,8 +663,43 @@ def saturate(x, rng, c, pset):
     uint8 (``_blend_uint8``), the same float operations and bytes as ``corrupt()``'s conversions around the
     float path, without its whole-batch float tensors."""
     if _u8_cpu_large(x):
+        if x.shape[1] == 3:
+            return _saturate_uint8_rgb(x, c)
         return _blend_uint8(x, lambda xi, i: _saturate_one(xi.div_(255), rng, c, pset).mul_(255))
     return _saturate_float(_as_unit(x), rng, c, pset)
+
+
+def _saturate_uint8_rgb(x: torch.Tensor, c) -> torch.Tensor:
+    """``saturate`` of a large uint8 RGB CPU batch image by image, the bytes of ``_blend_uint8`` around
+    ``_saturate_rgb`` with fewer passes (sev. 1–3 ≈ 1.1×, 4–5 ≈ 1.35×, measured at 224 px):
+
+    * ``s·a + b`` skips the addition when b = 0 (s ≥ 0: adding 0 changes no value);
+    * the gray pixels' term (b > 0) is applied only where δ = 0 — none: one reduction; a few: at their
+      indices found by numpy — instead of a whole-plane mask product (torch's float comparison and the
+      products cost ≈ +45 % of the image); elsewhere the float path subtracts exactly 0;
+    * no clip before the cast: out = v − (v − x)·g with 0 ≤ (v − x)·g ≤ v·(1 + 4ε) (v − x ≤ δ and
+      g ≈ v·s'/δ, s' ≤ 1; ε = 2⁻²⁴, every operand ≥ 0), so 255·out + 10⁻⁴ lies in (−1, 256) and truncation
+      already gives what the clip would (0 below 0, 255 from 255 up)."""
+    out8 = torch.empty_like(x)
+    for i in range(len(x)):
+        xi = x[i : i + 1].float().div_(255)
+        v = xi.amax(1, keepdim=True)
+        delta = v - xi.amin(1, keepdim=True)
+        s2 = (delta / v.clamp_min(1e-12)).mul_(c[0])
+        s2 = (s2.add_(c[1]) if c[1] else s2).clamp_(0, 1)
+        g = v * s2 / delta.clamp_min(1e-12)
+        out = torch.addcmul(v, v - xi, g, value=-1)
+        if c[1] and float(delta.amin()) == 0:
+            z = np.flatnonzero(delta.numpy() == 0)
+            if 8 * len(z) > delta.numel():  # mostly gray (a gray photograph in RGB): the float path's form
+                out[:, 1:] -= (delta == 0).float() * v * s2
+            else:
+                gs = v.numpy().ravel()[z] * s2.numpy().ravel()[z]  # float32, as the float path's v·s2
+                planes = out.numpy().reshape(3, -1)
+                planes[1, z] -= gs
+                planes[2, z] -= gs
+        np.copyto(out8[i].numpy(), out.mul_(255).add_(1e-4)[0].numpy(), casting="unsafe")  # truncation
+    return out8
 
 
 # version 2: large uint8 images in uint8 units (below)
