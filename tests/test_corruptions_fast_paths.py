@@ -4,6 +4,7 @@ the fast one on a few images with the cases the fast path special-cases."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from compressbench.evaluate.corruptions import hendrycks, ops
@@ -33,3 +34,20 @@ def test_saturate_uint8_rgb_equals_the_blend_of_the_float_path():
                 x, lambda xi, i, c=c: hendrycks._saturate_rgb(xi.div_(255), rng, c, "").mul_(255)
             )
             assert torch.equal(hendrycks._saturate_uint8_rgb(x, c), ref), c
+
+
+def test_noise_tables_looked_up_in_chunks_equal_the_plain_gather():
+    """gaussian and speckle noise of large uint8 CPU batches (``large.offset_uint8`` / ``scale_uint8``: chunks of
+    images, ``np.take(mode="wrap")``) equal the plain formula on the whole batch's table indices."""
+    from compressbench.evaluate.corruptions import large
+
+    x = _images(2, 128)  # 3 images per chunk (ops.chunk_rows)
+    keys = [5, 6, 7, 8, 9]
+    for c in (0.08, 0.38):
+        offsets = np.floor((ops.normal_table() * np.float32(c)).astype(np.float64) * 255 + 1e-4).astype(np.int16)
+        factors = ops.normal_table() * np.float32(c) + np.float32(1.0)
+        j = torch.from_numpy(ops.BatchRNG(keys).normal_index(x[0].numel()).astype(np.int64)).view(x.shape)
+        off = torch.from_numpy(offsets)[j].add_(x).clamp_(0, 255).to(torch.uint8)
+        scaled = torch.from_numpy(factors)[j].mul_(x).add_(1e-4).clamp_(0, 255).to(torch.uint8)
+        assert torch.equal(large.offset_uint8(x, offsets, ops.BatchRNG(keys)), off), c
+        assert torch.equal(large.scale_uint8(x, factors, ops.BatchRNG(keys)), scaled), c
