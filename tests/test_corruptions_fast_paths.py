@@ -51,3 +51,13 @@ def test_noise_tables_looked_up_in_chunks_equal_the_plain_gather():
         scaled = torch.from_numpy(factors)[j].mul_(x).add_(1e-4).clamp_(0, 255).to(torch.uint8)
         assert torch.equal(large.offset_uint8(x, offsets, ops.BatchRNG(keys)), off), c
         assert torch.equal(large.scale_uint8(x, factors, ops.BatchRNG(keys)), scaled), c
+
+
+def test_brightness_uint8_rgb_equals_the_image_by_image_path():
+    """``_brightness_uint8_rgb`` (no clip before the cast, cast into the result) equals ``_brightness``'s
+    image-by-image uint8 path byte for byte: every severity of both constant sets and settings beyond them
+    (a negative shift, v' clipped at 255 everywhere), black and white pixels."""
+    x = _images(3)
+    rng = ops.BatchRNG(list(range(len(x))))
+    for c in (*CIFAR["brightness"], *IMAGENET["brightness"], -0.3, -1.0, 0.9, 1.0):
+        assert torch.equal(hendrycks._brightness_uint8_rgb(x, c), hendrycks._brightness(x, rng, c, "")), c

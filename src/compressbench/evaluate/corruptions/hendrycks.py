@@ -618,10 +618,34 @@ def spatter(x, rng, c, pset):
 # arithmetic; float32 rounding differs by ≈ 10⁻⁷ (version 2).
 # version 3: large uint8 images in uint8 units (below)
 @_register("brightness", True, uint8=True)
-@_by_images(random=False)
 def brightness(x, rng, c, pset):
-    """``hsv2rgb(h, s, clip(v + c, 0, 1))``: rgb·v'/v, and (v', v', v') for black pixels. Large uint8
-    images: the same map in uint8 units (no conversion to [0, 1] and back; float32 rounding differs)."""
+    """``hsv2rgb(h, s, clip(v + c, 0, 1))``: rgb·v'/v, and (v', v', v') for black pixels (``_brightness``;
+    large uint8 RGB CPU batches: ``_brightness_uint8_rgb``, the same bytes)."""
+    if _u8_cpu_large(x) and x.shape[1] == 3:
+        return _brightness_uint8_rgb(x, c)
+    return _brightness(x, rng, c, pset)
+
+
+def _brightness_uint8_rgb(x: torch.Tensor, c) -> torch.Tensor:
+    """``_brightness`` of a large uint8 RGB CPU batch, image by image, with the same float operations and bytes
+    and two passes fewer (≈ 1.2× at 224 px, measured): no clip before the cast — out = (v' − v·r + 10⁻⁴) + x·r
+    with r = v'/v, 0 ≤ x·r ≤ v·r and |v' − v·r| ≤ 3·10⁻⁵ (v' ≤ 255, two roundings), so out ∈ (0, 256) and
+    truncation gives the clip's byte — and the cast straight into the result (no uint8 copy per image)."""
+    out = torch.empty_like(x)
+    for i in range(len(x)):
+        xi = x[i : i + 1]
+        v = xi.amax(1, keepdim=True).float()
+        v2 = (v + 255 * c).clamp_(0, 255)
+        r = v2 / v.clamp_min(1e-12)
+        y = torch.addcmul(v2.addcmul_(v, r, value=-1).add_(1e-4), xi.float(), r)
+        np.copyto(out[i].numpy(), y[0].numpy(), casting="unsafe")  # truncation
+    return out
+
+
+@_by_images(random=False)
+def _brightness(x, rng, c, pset):
+    """``brightness``. Large uint8 images: the same map in uint8 units (no conversion to [0, 1] and back; float32
+    rounding differs from the float path)."""
     if x.dtype == torch.uint8:
         if large.is_large(x):
             xf = x.float()
