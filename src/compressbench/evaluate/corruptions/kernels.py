@@ -1,0 +1,115 @@
+"""Fused CPU loops for the noise corruptions of large uint8 images (numba), with the numpy paths' bytes.
+
+Gaussian, speckle, shot and impulse noise at ImageNet size are, per value, a keyed random word
+(``ops.BatchRNG``: SplitMix64 of the image's key and a counter), a table lookup or a threshold, an
+addition or a product, a clip and a cast. numpy runs each of those as a pass over the image — 10 to 15
+passes and a gather whose per-element cost dominates (≈ 0.7–0.9 ns a value here) — where one compiled
+loop per image does them in registers: the mixing loop vectorises (≈ 11 µs for one 224-px image's
+37,632 words against ≈ 58 µs in numpy) and the lookups run without numpy's per-call casts and checks.
+No maintained library fuses a keyed counter RNG with these maps (numpy's own generators are other
+streams, and the streams are part of the corruptions' versions), so the loops are ours; numba compiles
+them (``cache=True``: once per installation where the package directory is writable).
+
+Every kernel gives exactly the bytes of the numpy path it replaces — the same words, the same
+integer arithmetic, and for speckle the same float32 operations in the same order (no fast-math, no
+contraction into FMA) — tested value for value (``tests/test_noise_kernels.py``). Where numba is missing
+or unusable, or with ``COMPRESSBENCH_NUMBA=0`` (for a side-by-side measurement), :func:`available` is
+False and the numpy paths run. numba is imported on the first large CPU noise batch only (≈ 0.7 s).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+OFF_ENV = "COMPRESSBENCH_NUMBA"
+
+
+@functools.cache
+def _compiled() -> Any:
+    """The module's kernels compiled by numba (a namespace), or None where numba cannot be used."""
+    if os.environ.get(OFF_ENV, "") == "0":
+        return None
+    try:
+        from . import _numba_kernels
+    except Exception as e:  # not installed, or no build for this Python / numpy
+        log.info("noise kernels: numba not usable (%s); the numpy paths run", e)
+        return None
+    return _numba_kernels
+
+
+def available() -> bool:
+    """Whether the fused kernels run (numba importable and not turned off)."""
+    return _compiled() is not None
+
+
+def large_enough(m: int) -> bool:
+    """Whether images of ``m`` values take the kernels: from 112×112 RGB (the chunked numpy paths' size,
+    ``ops.chunk_rows``); smaller images keep numpy (no numba import, no compilation for CIFAR-size work)."""
+    return 4 * m >= 3 * 224 * 224
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.reshape(len(x), -1))
+
+
+def offset_uint8(x: np.ndarray, keys: np.ndarray, ctr0: int, offsets: np.ndarray) -> np.ndarray:
+    """``clip(x + offsets[j], 0, 255)`` (uint8 N×…), j the images' next 16-bit normal indices from counter
+    ``ctr0`` (``BatchRNG.normal_index``'s: four per word, little-endian)."""
+    xr = _rows(x)
+    out = np.empty_like(xr)
+    _compiled().offset_uint8(xr, keys, np.uint64(ctr0), offsets, out, _words_buffer(xr.shape[1], 4))
+    return out.reshape(x.shape)
+
+
+def scale_uint8(x: np.ndarray, keys: np.ndarray, ctr0: int, factors: np.ndarray) -> np.ndarray:
+    """``⌊clip(x·factors[j] + 10⁻⁴, 0, 255)⌋`` in float32 (uint8 N×…), j as in :func:`offset_uint8`."""
+    xr = _rows(x)
+    out = np.empty_like(xr)
+    _compiled().scale_uint8(xr, keys, np.uint64(ctr0), factors.astype(np.float32), out, _words_buffer(xr.shape[1], 4))
+    return out.reshape(x.shape)
+
+
+def impulse_uint8(x: np.ndarray, keys: np.ndarray, ctr0: int, flip: np.uint32, half: np.uint32) -> np.ndarray:
+    """Per value a 32-bit uniform u (two per word): 255 where u < half, 0 where half ≤ u < flip, else x."""
+    xr = _rows(x)
+    out = np.empty_like(xr)
+    _compiled().impulse_uint8(
+        xr, keys, np.uint64(ctr0), np.uint32(flip), np.uint32(half), out, _words_buffer(xr.shape[1], 2)
+    )
+    return out.reshape(x.shape)
+
+
+def poisson_uint8(
+    v: np.ndarray, keys: np.ndarray, ctr0: int, tables: tuple[np.ndarray, np.ndarray, int], out_table: np.ndarray
+) -> np.ndarray:
+    """``ops.poisson_uint8``'s draw (uint8 v, N×m) with 32-bit uniforms from counter ``ctr0``: the bucket table
+    ``inv``, the exact search over the offset CDFs for ambiguous buckets, then ``out_table[k]``."""
+    offset, inv, K = tables
+    vr = _rows(v)
+    out = np.empty(vr.shape, dtype=out_table.dtype)
+    ambiguous = 255 if inv.dtype == np.uint8 else -1
+    _compiled().poisson_uint8(
+        vr,
+        keys,
+        np.uint64(ctr0),
+        inv,
+        np.int64(ambiguous),
+        offset,
+        np.int64(K),
+        out_table,
+        out,
+        _words_buffer(vr.shape[1], 2),
+    )
+    return out
+
+
+def _words_buffer(m: int, per_word: int) -> np.ndarray:
+    """Room for one image's random words (the kernels mix an image's words, then use them)."""
+    return np.empty((m + per_word - 1) // per_word, dtype=np.uint64)
