@@ -5,10 +5,13 @@ the fast one on a few images with the cases the fast path special-cases."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from compressbench.evaluate.corruptions import hendrycks, ops
+from compressbench.evaluate.corruptions import corrupt, hendrycks, ops
 from compressbench.evaluate.corruptions.params import CIFAR, IMAGENET
+
+PARAMS = ("cifar", "imagenet")
 
 
 def _images(seed: int, size: int = 72) -> torch.Tensor:
@@ -61,3 +64,45 @@ def test_brightness_uint8_rgb_equals_the_image_by_image_path():
     rng = ops.BatchRNG(list(range(len(x))))
     for c in (*CIFAR["brightness"], *IMAGENET["brightness"], -0.3, -1.0, 0.9, 1.0):
         assert torch.equal(hendrycks._brightness_uint8_rgb(x, c), hendrycks._brightness(x, rng, c, "")), c
+
+
+def _torch_paths(monkeypatch, off: bool) -> None:
+    from compressbench.evaluate.corruptions import kernels
+
+    monkeypatch.setenv(kernels.OFF_ENV, "0" if off else "1")
+    kernels._compiled.cache_clear()
+    kernels.colour_maps_exact.cache_clear()
+
+
+def test_colour_map_kernels_equal_the_torch_paths():
+    """The numba loops of brightness and saturate give the torch paths' bytes for every pair of a pixel's
+    maximum and value (brightness), gray pixels, an odd size (torch's scalar tails), every severity of both
+    constant sets and constants beyond them."""
+    pytest.importorskip("numba")
+    from compressbench.evaluate.corruptions import kernels
+
+    if not kernels.colour_maps_exact():
+        pytest.skip("torch's CPU kernels round differently here (no FMA): the torch paths run")
+    ramp = torch.arange(256, dtype=torch.uint8)
+    pairs = torch.stack(
+        [ramp[:, None].expand(256, 256), ramp[None, :].expand(256, 256), (ramp // 2)[None, :].expand(256, 256)]
+    )[None]
+    for x in (pairs.contiguous(), _images(4, 67)):
+        for c in (*CIFAR["brightness"], *IMAGENET["brightness"], -0.2, 1.0):
+            assert np.array_equal(kernels.brightness_rgb(x.numpy(), c), hendrycks._brightness_uint8_rgb(x, c).numpy())
+        for c in (*CIFAR["saturate"], *IMAGENET["saturate"], (0.0, 1.0)):
+            assert np.array_equal(kernels.saturate_rgb(x.numpy(), c), hendrycks._saturate_uint8_rgb(x, c).numpy())
+
+
+@pytest.mark.parametrize("name", ["brightness", "saturate"])
+def test_corrupt_with_and_without_numba_gives_the_same_bytes(monkeypatch, name):
+    """``corrupt()`` on large uint8 RGB and gray batches: the numba loops and the torch paths agree."""
+    pytest.importorskip("numba")
+    x = _images(5, 80)
+    outs = {}
+    for off in (False, True):
+        _torch_paths(monkeypatch, off)
+        outs[off] = [corrupt(b, None, name, s, params=p) for b in (x, x[:, :1]) for s in (1, 3, 5) for p in PARAMS]
+    _torch_paths(monkeypatch, False)
+    for a, b in zip(outs[False], outs[True], strict=True):
+        assert a.dtype == torch.uint8 and torch.equal(a, b)

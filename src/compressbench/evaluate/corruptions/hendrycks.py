@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from ...catalog.corruptions import CIFAR_C, EXTRA  # noqa: F401 (torch-free: compressbench.catalog)
 from ...registry import corruptions
-from . import large, ops
+from . import kernels, large, ops
 from .jpeg import jpeg_roundtrip
 from .params import CIFAR, IMAGENET, REF_SIZE, zoom_factors
 from .textures import frost_textures
@@ -623,8 +623,11 @@ def spatter(x, rng, c, pset):
 @_register("brightness", True, uint8=True)
 def brightness(x, rng, c, pset):
     """``hsv2rgb(h, s, clip(v + c, 0, 1))``: rgb·v'/v, and (v', v', v') for black pixels (``_brightness``;
-    large uint8 RGB CPU batches: ``_brightness_uint8_rgb``, the same bytes)."""
+    large uint8 RGB CPU batches: ``_brightness_uint8_rgb`` or its numba loop, ``kernels.brightness_rgb``, the
+    same bytes)."""
     if _u8_cpu_large(x) and x.shape[1] == 3:
+        if kernels.colour_maps_exact():  # one numba loop per image, the same bytes
+            return torch.from_numpy(kernels.brightness_rgb(x.numpy(), c))
         return _brightness_uint8_rgb(x, c)
     return _brightness(x, rng, c, pset)
 
@@ -687,10 +690,13 @@ _saturate_float = _by_images(random=False)(_saturate_one)
 @_register("saturate", True, uint8=True)
 def saturate(x, rng, c, pset):
     """``_saturate_rgb`` (gray images through RGB). Large uint8 CPU batches: image by image from uint8 to
-    uint8 (``_blend_uint8``), the same float operations and bytes as ``corrupt()``'s conversions around the
-    float path, without its whole-batch float tensors."""
+    uint8 (``_blend_uint8``; RGB: ``_saturate_uint8_rgb`` or its numba loop, ``kernels.saturate_rgb``), the same
+    float operations and bytes as ``corrupt()``'s conversions around the float path, without its whole-batch
+    float tensors."""
     if _u8_cpu_large(x):
         if x.shape[1] == 3:
+            if kernels.colour_maps_exact():  # one numba loop per image, the same bytes
+                return torch.from_numpy(kernels.saturate_rgb(x.numpy(), c))
             return _saturate_uint8_rgb(x, c)
         return _blend_uint8(x, lambda xi, i: _saturate_one(xi.div_(255), rng, c, pset).mul_(255))
     return _saturate_float(_as_unit(x), rng, c, pset)
