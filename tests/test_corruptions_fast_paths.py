@@ -75,9 +75,9 @@ def _torch_paths(monkeypatch, off: bool) -> None:
 
 
 def test_colour_map_kernels_equal_the_torch_paths():
-    """The numba loops of brightness and saturate give the torch paths' bytes for every pair of a pixel's
-    maximum and value (brightness), gray pixels, an odd size (torch's scalar tails), every severity of both
-    constant sets and constants beyond them."""
+    """The numba loops of brightness, saturate and frost give the torch paths' bytes for every pair of a pixel's
+    maximum and value (brightness), every (value, texture) pair (frost), gray pixels, an odd size (torch's scalar
+    tails), every severity of both constant sets and constants beyond them."""
     pytest.importorskip("numba")
     from compressbench.evaluate.corruptions import kernels
 
@@ -92,9 +92,16 @@ def test_colour_map_kernels_equal_the_torch_paths():
             assert np.array_equal(kernels.brightness_rgb(x.numpy(), c), hendrycks._brightness_uint8_rgb(x, c).numpy())
         for c in (*CIFAR["saturate"], *IMAGENET["saturate"], (0.0, 1.0)):
             assert np.array_equal(kernels.saturate_rgb(x.numpy(), c), hendrycks._saturate_uint8_rgb(x, c).numpy())
+        H, W = x.shape[-2:]
+        tex = torch.stack([pairs[0].transpose(-1, -2)] * 2)[..., :H, :W].contiguous()  # texture value = row
+        tex = torch.nn.functional.pad(tex, (3, 3, 2, 2))
+        where = torch.tensor([[1, 2, 3]] * len(x))
+        for c in (*CIFAR["frost"], *IMAGENET["frost"], (0.3, 1.9)):
+            fused = kernels.frost_rgb(x.numpy(), tex.numpy(), where.numpy(), c)
+            assert np.array_equal(fused, hendrycks._frost_uint8(x, tex, where, c).numpy()), c
 
 
-@pytest.mark.parametrize("name", ["brightness", "saturate"])
+@pytest.mark.parametrize("name", ["brightness", "saturate", "frost"])
 def test_corrupt_with_and_without_numba_gives_the_same_bytes(monkeypatch, name):
     """``corrupt()`` on large uint8 RGB and gray batches: the numba loops and the torch paths agree."""
     pytest.importorskip("numba")

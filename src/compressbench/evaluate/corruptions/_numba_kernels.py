@@ -149,3 +149,22 @@ def saturate_rgb(x, a, b, out):  # pragma: no cover — compiled
     """``hendrycks._saturate_uint8_rgb`` (x, out: uint8 N×3×m; a, b: float32 of the constants)."""
     for i in range(x.shape[0]):
         _saturate_planes(x[i, 0], x[i, 1], x[i, 2], out[i, 0], out[i, 1], out[i, 2], a, b)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _frost_row(x, t, o, a, b):  # pragma: no cover — compiled
+    eps = np.float32(1e-4)
+    for j in range(x.shape[0]):
+        o[j] = _byte(_fma(np.float32(t[j]), b, np.float32(x[j]) * a) + eps)  # x.mul_(a).add_(t, alpha=b) + 1e-4
+
+
+@njit(cache=True, nogil=True)
+def frost_rgb(x, tex, where, a, b, out):  # pragma: no cover — compiled
+    """``hendrycks._frost_uint8_rgb`` (x, out: uint8 N×3×H×W; tex: the textures; where: N×(texture, row,
+    column) of each image's crop; a, b: float32 of the constants)."""
+    H, W = x.shape[2], x.shape[3]
+    for i in range(x.shape[0]):
+        t, y, c = where[i, 0], where[i, 1], where[i, 2]
+        for k in range(3):
+            for r in range(H):
+                _frost_row(x[i, k, r], tex[t, k, y + r, c : c + W], out[i, k, r], a, b)

@@ -385,7 +385,8 @@ def fog(x, rng, c, pset):
 def frost(x, rng, c, pset):
     """``c0·x + c1·frost_crop`` with a random crop of one of the first five textures (the
     source's ``randint(5)``). Textures: ``textures.frost_textures`` (procedural, see there). Large uint8
-    CPU images: in uint8 units, one image at a time (``_blend_uint8``), uint8 out."""
+    CPU images: in uint8 units, one image at a time (``_frost_uint8``; RGB: its numba loop, ``kernels.frost_rgb``,
+    the same bytes), uint8 out."""
     N, C, H, W = x.shape
     tex = frost_textures(max(128, 2 * ops.next_pow2(max(H, W))))  # 6×3×S×S uint8, CPU (128 for 32 px)
     S = tex.shape[-1]
@@ -394,14 +395,10 @@ def frost(x, rng, c, pset):
     ys = (r[:, 1] * (S - H)).long().cpu()
     xs = (r[:, 2] * (S - W)).long().cpu()
     if _u8_cpu_large(x):
-        where = list(zip(ti.tolist(), ys.tolist(), xs.tolist(), strict=True))
-
-        def blend(xi: torch.Tensor, i: int) -> torch.Tensor:
-            t, y, cx = where[i]
-            crop = tex[t, :, y : y + H, cx : cx + W].float()[None]
-            return xi.mul_(c[0]).add_(ops.gray(crop) if C == 1 else crop, alpha=c[1])
-
-        return _blend_uint8(x, blend)
+        where = torch.stack([ti, ys, xs], 1)
+        if C == 3 and kernels.colour_maps_exact():  # one numba loop per image, the same bytes
+            return torch.from_numpy(kernels.frost_rgb(x.numpy(), tex.numpy(), where.numpy(), c))
+        return _frost_uint8(x, tex, where, c)
     x = _as_unit(x)
     if large.is_large(x):  # one slice per image (the gather below costs ≈ 4 ns per value at 224 px)
         crops = torch.stack(
@@ -415,6 +412,20 @@ def frost(x, rng, c, pset):
     if C == 1:
         crops = ops.gray(crops)
     return c[0] * x + c[1] * crops
+
+
+def _frost_uint8(x: torch.Tensor, tex: torch.Tensor, where: torch.Tensor, c) -> torch.Tensor:
+    """``frost``'s blend of a large uint8 CPU batch in uint8 units, image by image (``_blend_uint8``); ``where``:
+    N×(texture, row, column) of each image's crop."""
+    H, W = x.shape[-2:]
+    at = where.tolist()
+
+    def blend(xi: torch.Tensor, i: int) -> torch.Tensor:
+        t, y, cx = at[i]
+        crop = tex[t, :, y : y + H, cx : cx + W].float()[None]
+        return xi.mul_(c[0]).add_(ops.gray(crop) if x.shape[1] == 1 else crop, alpha=c[1])
+
+    return _blend_uint8(x, blend)
 
 
 def _snow_uint8(x: torch.Tensor, layer: torch.Tensor, angle: torch.Tensor, c) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Fused CPU loops for the noise corruptions and the per-pixel colour maps (brightness, saturate) of large
+"""Fused CPU loops for the noise corruptions and the per-pixel colour maps (brightness, saturate, frost) of large
 uint8 images (numba), with the numpy / torch paths' bytes.
 
 Gaussian, speckle, shot and impulse noise at ImageNet size are, per value, a keyed random word
@@ -17,7 +17,7 @@ contraction into FMA) — tested value for value (``tests/test_noise_kernels.py`
 or unusable, or with ``COMPRESSBENCH_NUMBA=0`` (for a side-by-side measurement), :func:`available` is
 False and the numpy paths run. numba is imported on the first large CPU noise batch only (≈ 0.7 s).
 
-The colour maps (brightness, saturate of large uint8 RGB CPU batches) are one loop over an image's
+The colour maps (brightness, saturate, frost of large uint8 RGB CPU batches) are one loop over an image's
 pixels instead of ≈ 10–20 torch passes and their temporaries (≈ 3–5× faster at 224 px, measured). They
 reproduce torch's CPU kernels operation by operation: the same float32 operations in the same order, and
 where torch's ``addcmul`` / ``add(alpha=)`` use a fused multiply-add (its vector kernels on CPUs with FMA), an
@@ -142,6 +142,14 @@ def saturate_rgb(x: np.ndarray, c: tuple[float, float]) -> np.ndarray:
     return out.reshape(x.shape)
 
 
+def frost_rgb(x: np.ndarray, tex: np.ndarray, where: np.ndarray, c: tuple[float, float]) -> np.ndarray:
+    """``hendrycks._frost_uint8`` of a uint8 N×3×H×W batch (``where``: N×(texture, row, column))."""
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    _compiled().frost_rgb(x, tex, np.ascontiguousarray(where, dtype=np.int64), np.float32(c[0]), np.float32(c[1]), out)
+    return out
+
+
 @functools.cache
 def colour_maps_exact() -> bool:
     """Whether the colour-map loops run: numba usable and, checked once per process, the loops give the torch
@@ -164,6 +172,15 @@ def colour_maps_exact() -> bool:
         (brightness_rgb, hendrycks._brightness_uint8_rgb, (*CIFAR["brightness"], *IMAGENET["brightness"], -0.4, 0.9)),
         (saturate_rgb, hendrycks._saturate_uint8_rgb, (*CIFAR["saturate"], *IMAGENET["saturate"], (3.3, 0.7))),
     ]
+    tex = torch.randint(0, 256, (2, 3, 90, 100), generator=g, dtype=torch.uint8)
+    where = torch.tensor([[1, 3, 20], [0, 23, 25]])
+    checks.append(
+        (
+            lambda x, c: frost_rgb(x, tex.numpy(), where.numpy(), c),
+            lambda x, c: hendrycks._frost_uint8(x, tex, where, c),
+            (*CIFAR["frost"], *IMAGENET["frost"], (0.3, 1.9)),
+        )
+    )
     for fused, reference, constants in checks:
         for c in constants:
             if not np.array_equal(fused(x.numpy(), c), reference(x, c).numpy()):
