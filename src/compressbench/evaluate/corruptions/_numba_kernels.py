@@ -152,19 +152,19 @@ def saturate_rgb(x, a, b, out):  # pragma: no cover — compiled
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _frost_row(x, t, o, a, b):  # pragma: no cover — compiled
+def _frost_plane(x, t, o, a, b):  # pragma: no cover — compiled
     eps = np.float32(1e-4)
-    for j in range(x.shape[0]):
-        o[j] = _byte(_fma(np.float32(t[j]), b, np.float32(x[j]) * a) + eps)  # x.mul_(a).add_(t, alpha=b) + 1e-4
+    for r in range(x.shape[0]):
+        for j in range(x.shape[1]):  # x.mul_(a).add_(t, alpha=b), then + 1e-4 and the cast
+            o[r, j] = _byte(_fma(np.float32(t[r, j]), b, np.float32(x[r, j]) * a) + eps)
 
 
 @njit(cache=True, nogil=True)
 def frost_rgb(x, tex, where, a, b, out):  # pragma: no cover — compiled
-    """``hendrycks._frost_uint8_rgb`` (x, out: uint8 N×3×H×W; tex: the textures; where: N×(texture, row,
+    """``hendrycks._frost_uint8`` (x, out: uint8 N×3×H×W; tex: the textures; where: N×(texture, row,
     column) of each image's crop; a, b: float32 of the constants)."""
     H, W = x.shape[2], x.shape[3]
     for i in range(x.shape[0]):
         t, y, c = where[i, 0], where[i, 1], where[i, 2]
         for k in range(3):
-            for r in range(H):
-                _frost_row(x[i, k, r], tex[t, k, y + r, c : c + W], out[i, k, r], a, b)
+            _frost_plane(x[i, k], tex[t, k, y : y + H, c : c + W], out[i, k], a, b)
