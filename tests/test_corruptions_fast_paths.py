@@ -81,6 +81,8 @@ def test_colour_map_kernels_equal_the_torch_paths():
     pytest.importorskip("numba")
     from compressbench.evaluate.corruptions import kernels
 
+    if not kernels.available():
+        pytest.skip(f"numba missing or turned off ({kernels.OFF_ENV}=0)")
     if not kernels.colour_maps_exact():
         pytest.skip("torch's CPU kernels round differently here (no FMA): the torch paths run")
     ramp = torch.arange(256, dtype=torch.uint8)
