@@ -490,6 +490,10 @@ def test_large_batches_image_by_image_equal_one_batch_call(name):
         from compressbench.evaluate.corruptions import hendrycks
 
         fn, x = hendrycks._saturate_float, u8.float() / 255
+    if name == "brightness":  # its registered function adds a uint8 RGB path around the image-by-image one
+        from compressbench.evaluate.corruptions import hendrycks
+
+        fn = hendrycks._brightness
     c = IMAGENET[name][2]
     rngs = [ops.BatchRNG([11, 12, 13]) for _ in range(2)]
     whole, by_image = fn.__wrapped__(x, rngs[0], c, "imagenet"), fn(x, rngs[1], c, "imagenet")
@@ -561,3 +565,16 @@ def test_chamfer_closed_form_equals_the_relaxation():
         closed = hendrycks._chamfer_closed(edges)
         assert float((relaxed - closed).abs().max()) < 1e-4, density
         assert torch.equal(torch.floor(ops.box_blur(relaxed, 3)), torch.floor(ops.box_blur(closed, 3))), density
+
+
+def test_contrast_image_by_image_equals_the_whole_batch_map():
+    """Large uint8 CPU batches of contrast run image by image (``_blend_uint8``): the bytes of the whole-batch
+    uint8-unit map (its channel sums are exact integers in float32, whatever the batch)."""
+    from compressbench.evaluate.corruptions import hendrycks
+
+    g = torch.Generator().manual_seed(12)
+    u8 = torch.randint(0, 256, (3, 3, 64, 72), generator=g, dtype=torch.uint8)
+    for s in range(1, 6):
+        c = IMAGENET["contrast"][s - 1]
+        whole = ops.as_uint8(hendrycks._contrast_units(u8.float(), c).clamp_(0, 255))
+        assert torch.equal(corrupt(u8, None, "contrast", s), whole), s

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from . import kernels
 from .planes import CHUNK_VALUES, fft_filter2d, per_plane  # noqa: F401 (part of this module's API)
 
 LARGE_PIXELS = 64 * 64  # from this many pixels per image: the paths of this module
@@ -388,13 +389,16 @@ def _by_chunks(
 ) -> torch.Tensor:
     """uint8 ``finish(table[j], x)`` a few images at a time on the CPU (``ops.chunk_rows``), j the images'
     next normal-table indices (``rng.normal_index``'s, four per word): a chunk's words, lookups and
-    arithmetic stay in the cache (measured 1.4× faster than whole-batch passes at 224 px)."""
+    arithmetic stay in the cache (measured 1.4× faster than whole-batch passes at 224 px). The lookup is
+    ``np.take``'s ``mode="wrap"``: the same values (16-bit indices into the 2¹⁶-entry table never wrap) without
+    the default mode's bounds checks (the take ≈ 15–20 % faster, measured at 224 px)."""
+    assert len(table) == 1 << 16
     N, xn, m, step, fill, words, out = _chunk_words(x, rng, 4)
     t = np.empty((min(step, N), m), dtype=table.dtype)
     for s in range(0, N, step):
         rows = slice(s, min(N, s + step))
         tt = t[: rows.stop - s]
-        np.take(table, fill(rows, words).view(np.uint16)[:, :m], out=tt)
+        np.take(table, fill(rows, words).view(np.uint16)[:, :m], out=tt, mode="wrap")  # no bounds checks
         finish(tt, xn[rows])
         out[rows] = tt  # the cast truncates (values already clipped to 0..255)
     return torch.from_numpy(out).view(x.shape)
@@ -404,11 +408,19 @@ def _device_values(table: np.ndarray, idx: np.ndarray, x: torch.Tensor) -> torch
     return torch.as_tensor(table, device=x.device)[torch.from_numpy(idx.astype(np.int64)).to(x.device)].view(x.shape)
 
 
+def _fused(x: torch.Tensor) -> bool:
+    """Whether a uint8 CPU batch's noise runs in the fused numba loops (``kernels``: the numpy paths' bytes)."""
+    return x.device.type == "cpu" and kernels.large_enough(x[0].numel()) and kernels.available()
+
+
 def offset_uint8(x: torch.Tensor, offsets: np.ndarray, rng) -> torch.Tensor:
     """``clip(x + offsets[j], 0, 255)`` as uint8 (x: uint8 N×C×H×W; offsets: int16 table; j: the next
     ``rng.normal_index`` of every value)."""
     if x.device.type != "cpu":
         return _device_values(offsets, rng.normal_index(x[0].numel()), x).add_(x).clamp_(0, 255).to(torch.uint8)
+    if _fused(x):
+        keys, ctr0 = rng.reserve((x[0].numel() + 3) // 4)
+        return torch.from_numpy(kernels.offset_uint8(x.numpy(), keys, ctr0, offsets))
 
     def finish(t: np.ndarray, xi: np.ndarray) -> None:
         np.add(t, xi, out=t)
@@ -424,6 +436,9 @@ def scale_uint8(x: torch.Tensor, factors: np.ndarray, rng) -> torch.Tensor:
         return (
             _device_values(factors, rng.normal_index(x[0].numel()), x).mul_(x).add_(1e-4).clamp_(0, 255).to(torch.uint8)
         )
+    if _fused(x):
+        keys, ctr0 = rng.reserve((x[0].numel() + 3) // 4)
+        return torch.from_numpy(kernels.scale_uint8(x.numpy(), keys, ctr0, factors))
 
     def finish(t: np.ndarray, xi: np.ndarray) -> None:
         np.multiply(t, xi, out=t)
@@ -436,7 +451,10 @@ def scale_uint8(x: torch.Tensor, factors: np.ndarray, rng) -> torch.Tensor:
 def impulse_uint8(x: torch.Tensor, rng, flip: np.uint32, half: np.uint32) -> torch.Tensor:
     """Impulse noise of a uint8 CPU batch a few images at a time (``ops.chunk_rows``; the words of
     ``rng.uniform_u32`` of one chunk at a time, kept in the cache): ``(x & keep) | salt`` with byte masks
-    255·[u ≥ flip], 255·[u < half]."""
+    255·[u ≥ flip], 255·[u < half]. With numba (``kernels``): one fused loop per image, the same bytes."""
+    if _fused(x):
+        keys, ctr0 = rng.reserve((x[0].numel() + 1) // 2)
+        return torch.from_numpy(kernels.impulse_uint8(x.numpy(), keys, ctr0, flip, half))
     N, xn, m, step, fill, words, out = _chunk_words(x, rng, 2)
     keep, salt = np.empty((min(step, N), m), dtype=bool), np.empty((min(step, N), m), dtype=bool)
     for s in range(0, N, step):

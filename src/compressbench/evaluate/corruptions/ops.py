@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import kernels
+
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as cv2.COLOR_RGB2GRAY
 
 
@@ -139,10 +141,9 @@ class BatchRNG:
         return ``fill(rows, buf)``, which writes the words of the images ``rows`` (a slice) into a uint64
         buffer of at least that many × n and returns that part: for loops that process a few images at a
         time in the cache instead of the N×n array at once."""
-        keys = self.keys
+        keys, ctr0 = self.reserve(n)
         with np.errstate(over="ignore"):
-            ctr = np.arange(self._ctr + 1, self._ctr + n + 1, dtype=np.uint64) * _GAMMA
-        self._ctr += n
+            ctr = np.arange(ctr0 + 1, ctr0 + n + 1, dtype=np.uint64) * _GAMMA
 
         def fill(rows: slice, buf: np.ndarray) -> np.ndarray:
             k = keys[rows]
@@ -153,6 +154,13 @@ class BatchRNG:
             return z
 
         return fill
+
+    def reserve(self, n: int) -> tuple[np.ndarray, int]:
+        """Reserve the next ``n`` words of every image's stream: (the keys, the counter before them) — word w
+        (0-based) of image i is ``mix(keys[i] + (ctr0 + w + 1)·γ)``, for code that mixes the words itself."""
+        ctr0 = self._ctr
+        self._ctr += n
+        return self.keys, ctr0
 
     def bits24(self, m: int) -> np.ndarray:
         """``m`` 24-bit integers per image (uint32 N×m): two per 64-bit word."""
@@ -279,6 +287,10 @@ def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float, uint8: bool = False)
     ambiguous = 255 if inv.dtype == np.uint8 else -1
     vc = v.to("cpu").reshape(len(rng), -1).numpy()
     N, m = vc.shape
+    if vc.dtype == np.uint8 and v.device.type == "cpu" and kernels.large_enough(m) and kernels.available():
+        keys, ctr0 = rng.reserve((m + 1) // 2)  # the words of the chunked path below, mixed in the kernel
+        out = kernels.poisson_uint8(vc, keys, ctr0, (offset, inv, K), table)
+        return torch.from_numpy(out).reshape(v.shape)
 
     def draw(vals: np.ndarray, r: np.ndarray, out: np.ndarray) -> None:
         # QUANTILES = 2¹¹ buckets; v is integer-valued (uint8, int or float), converted in the same pass

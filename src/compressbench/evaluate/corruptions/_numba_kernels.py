@@ -1,0 +1,170 @@
+"""The numba loops behind :mod:`.kernels` (imported, and so compiled or loaded from numba's cache, on first
+use only). Each works one image at a time: the image's SplitMix64 words into ``wbuf`` (a loop that
+vectorises), then one pass over its values. Integer arithmetic, and float32 operations exactly as numpy's
+passes order them (numba's default: no fast-math, no FMA contraction)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic
+
+from .ops import _GAMMA, _M1, _M2
+
+
+@njit(cache=True, nogil=True)
+def _mix_words(key, ctr0, wbuf):  # pragma: no cover — compiled
+    """``wbuf[w]`` = SplitMix64 word ``ctr0 + w + 1`` of the stream ``key`` (``ops.BatchRNG.words``)."""
+    for w in range(wbuf.shape[0]):
+        z = key + (ctr0 + np.uint64(w + 1)) * _GAMMA
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        wbuf[w] = z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True)
+def offset_uint8(x, keys, ctr0, offsets, out, wbuf):  # pragma: no cover — compiled
+    u16 = wbuf.view(np.uint16)
+    t = np.empty(x.shape[1], dtype=np.int16)
+    for i in range(x.shape[0]):
+        _mix_words(keys[i], ctr0, wbuf)
+        xi, oi = x[i], out[i]
+        for j in range(xi.shape[0]):  # the lookups (a gather) ...
+            t[j] = offsets[u16[j]]
+        for j in range(xi.shape[0]):  # ... then the addition and the clip (vectorises)
+            oi[j] = min(max(np.int16(xi[j]) + t[j], 0), 255)
+
+
+@njit(cache=True, nogil=True)
+def scale_uint8(x, keys, ctr0, factors, out, wbuf):  # pragma: no cover — compiled
+    u16 = wbuf.view(np.uint16)
+    t = np.empty(x.shape[1], dtype=np.float32)
+    eps, hi = np.float32(1e-4), np.float32(255.0)
+    for i in range(x.shape[0]):
+        _mix_words(keys[i], ctr0, wbuf)
+        xi, oi = x[i], out[i]
+        for j in range(xi.shape[0]):  # the lookups (a gather) ...
+            t[j] = factors[u16[j]]
+        for j in range(xi.shape[0]):  # ... then numpy's t *= x; t += 1e-4; clip; truncating cast (vectorises)
+            v = t[j] * np.float32(xi[j]) + eps
+            oi[j] = np.uint8(min(max(v, np.float32(0.0)), hi))
+
+
+@njit(cache=True, nogil=True)
+def impulse_uint8(x, keys, ctr0, flip, half, out, wbuf):  # pragma: no cover — compiled
+    u32 = wbuf.view(np.uint32)
+    for i in range(x.shape[0]):
+        _mix_words(keys[i], ctr0, wbuf)
+        xi, oi = x[i], out[i]
+        for j in range(xi.shape[0]):
+            u = u32[j]
+            oi[j] = 255 if u < half else (0 if u < flip else xi[j])
+
+
+@njit(cache=True, nogil=True)
+def poisson_uint8(v, keys, ctr0, inv, ambiguous, offset, K, table, out, wbuf):  # pragma: no cover — compiled
+    u32 = wbuf.view(np.uint32)
+    for i in range(v.shape[0]):
+        _mix_words(keys[i], ctr0, wbuf)
+        vi, oi = v[i], out[i]
+        for j in range(vi.shape[0]):
+            r = u32[j]
+            va = np.int64(vi[j])
+            k = np.int64(inv[(va << 11) | np.int64(r >> np.uint32(21))])
+            if k == ambiguous:  # a CDF step inside the bucket: the exact search (numpy's searchsorted, left)
+                k = np.searchsorted(offset, np.float64(r) * 2.0**-32 + va) - va * K
+            oi[j] = table[k]
+
+
+# --------------------------------------------------------------------------- per-pixel colour maps
+# torch's CPU kernels compute ``addcmul`` and ``add(..., alpha=)`` with a fused multiply-add where the CPU has
+# one (``Vectorized::fmadd``: one rounding); these loops do the same through LLVM's fma intrinsic, and
+# ``kernels`` checks once per process that they give torch's bytes here before using them.
+@intrinsic
+def _fma(typingctx, a, b, c):  # pragma: no cover — compiled
+    """a·b + c with one rounding (float32)."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return sig, codegen
+
+
+# The loops over an image's values take its three planes as separate arrays (called once per image): LLVM then
+# checks at run time that they do not overlap and vectorises; stores into three planes of one array it does not
+# (measured ≈ 20× slower). ``error_model="numpy"``: IEEE division, without Python's zero-division check.
+@njit(cache=True, nogil=True, inline="always")
+def _byte(y):  # pragma: no cover — compiled
+    """``corrupt()``'s cast of a float32 value: clip to 0..255, truncate."""
+    y = y if y > np.float32(0.0) else np.float32(0.0)
+    return np.uint8(y if y < np.float32(255.0) else np.float32(255.0))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _brightness_planes(x0, x1, x2, o0, o1, o2, s):  # pragma: no cover — compiled
+    zero, hi, tiny, eps = np.float32(0.0), np.float32(255.0), np.float32(1e-12), np.float32(1e-4)
+    for j in range(x0.shape[0]):
+        q0, q1, q2 = np.float32(x0[j]), np.float32(x1[j]), np.float32(x2[j])
+        v = q0 if q0 > q1 else q1  # amax over the channels
+        v = v if v > q2 else q2
+        v2 = v + s  # (v + 255·c).clamp_(0, 255)
+        v2 = v2 if v2 > zero else zero
+        v2 = v2 if v2 < hi else hi
+        r = v2 / (v if v > tiny else tiny)  # v2 / v.clamp_min(1e-12)
+        a = _fma(-v, r, v2) + eps  # v2.addcmul_(v, r, value=-1).add_(1e-4)
+        o0[j], o1[j], o2[j] = _byte(_fma(q0, r, a)), _byte(_fma(q1, r, a)), _byte(_fma(q2, r, a))  # addcmul(a, x, r)
+
+
+@njit(cache=True, nogil=True)
+def brightness_rgb(x, s, out):  # pragma: no cover — compiled
+    """``hendrycks._brightness_uint8_rgb`` (x, out: uint8 N×3×m; s = float32(255·c))."""
+    for i in range(x.shape[0]):
+        _brightness_planes(x[i, 0], x[i, 1], x[i, 2], out[i, 0], out[i, 1], out[i, 2], s)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _saturate_planes(x0, x1, x2, o0, o1, o2, a, b):  # pragma: no cover — compiled
+    zero, one, tiny = np.float32(0.0), np.float32(1.0), np.float32(1e-12)
+    u, eps = np.float32(255.0), np.float32(1e-4)
+    gray = b != zero
+    for j in range(x0.shape[0]):
+        p0, p1, p2 = np.float32(x0[j]) / u, np.float32(x1[j]) / u, np.float32(x2[j]) / u  # x.float().div_(255)
+        v = p0 if p0 > p1 else p1  # amax, amin over the channels
+        v = v if v > p2 else p2
+        mn = p0 if p0 < p1 else p1
+        mn = mn if mn < p2 else p2
+        delta = v - mn
+        s2 = delta / (v if v > tiny else tiny) * a + b  # (δ / v.clamp_min(1e-12)).mul_(a).add_(b).clamp_(0, 1)
+        s2 = s2 if s2 > zero else zero
+        s2 = s2 if s2 < one else one
+        g = v * s2 / (delta if delta > tiny else tiny)
+        y0, y1, y2 = _fma(-(v - p0), g, v), _fma(-(v - p1), g, v), _fma(-(v - p2), g, v)  # addcmul(v, v − x, g, −1)
+        gs = v * s2 if gray and delta == zero else zero  # gray pixels: (v, v − v·s', v − v·s')
+        o0[j], o1[j], o2[j] = _byte(y0 * u + eps), _byte((y1 - gs) * u + eps), _byte((y2 - gs) * u + eps)
+
+
+@njit(cache=True, nogil=True)
+def saturate_rgb(x, a, b, out):  # pragma: no cover — compiled
+    """``hendrycks._saturate_uint8_rgb`` (x, out: uint8 N×3×m; a, b: float32 of the constants)."""
+    for i in range(x.shape[0]):
+        _saturate_planes(x[i, 0], x[i, 1], x[i, 2], out[i, 0], out[i, 1], out[i, 2], a, b)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _frost_plane(x, t, o, a, b):  # pragma: no cover — compiled
+    eps = np.float32(1e-4)
+    for r in range(x.shape[0]):
+        for j in range(x.shape[1]):  # x.mul_(a).add_(t, alpha=b), then + 1e-4 and the cast
+            o[r, j] = _byte(_fma(np.float32(t[r, j]), b, np.float32(x[r, j]) * a) + eps)
+
+
+@njit(cache=True, nogil=True)
+def frost_rgb(x, tex, where, a, b, out):  # pragma: no cover — compiled
+    """``hendrycks._frost_uint8`` (x, out: uint8 N×3×H×W; tex: the textures; where: N×(texture, row,
+    column) of each image's crop; a, b: float32 of the constants)."""
+    H, W = x.shape[2], x.shape[3]
+    for i in range(x.shape[0]):
+        t, y, c = where[i, 0], where[i, 1], where[i, 2]
+        for k in range(3):
+            _frost_plane(x[i, k], tex[t, k, y : y + H, c : c + W], out[i, k], a, b)

@@ -1,0 +1,189 @@
+"""Fused CPU loops for the noise corruptions and the per-pixel colour maps (brightness, saturate, frost) of large
+uint8 images (numba), with the numpy / torch paths' bytes.
+
+Gaussian, speckle, shot and impulse noise at ImageNet size are, per value, a keyed random word
+(``ops.BatchRNG``: SplitMix64 of the image's key and a counter), a table lookup or a threshold, an
+addition or a product, a clip and a cast. numpy runs each of those as a pass over the image — 10 to 15
+passes and a gather whose per-element cost dominates (≈ 0.7–0.9 ns a value here) — where one compiled
+loop per image does them in registers: the mixing loop vectorises (≈ 11 µs for one 224-px image's
+37,632 words against ≈ 58 µs in numpy) and the lookups run without numpy's per-call casts and checks.
+No maintained library fuses a keyed counter RNG with these maps (numpy's own generators are other
+streams, and the streams are part of the corruptions' versions), so the loops are ours; numba compiles
+them (``cache=True``: once per installation where the package directory is writable).
+
+Every kernel gives exactly the bytes of the numpy path it replaces — the same words, the same
+integer arithmetic, and for speckle the same float32 operations in the same order (no fast-math, no
+contraction into FMA) — tested value for value (``tests/test_noise_kernels.py``). Where numba is missing
+or unusable, or with ``COMPRESSBENCH_NUMBA=0`` (for a side-by-side measurement), :func:`available` is
+False and the numpy paths run. numba is imported on the first large CPU noise batch only (≈ 0.7 s).
+
+The colour maps (brightness, saturate, frost of large uint8 RGB CPU batches) are one loop over an image's
+pixels instead of ≈ 10–20 torch passes and their temporaries (≈ 3–5× faster at 224 px, measured). They
+reproduce torch's CPU kernels operation by operation: the same float32 operations in the same order, and
+where torch's ``addcmul`` / ``add(alpha=)`` use a fused multiply-add (its vector kernels on CPUs with FMA), an
+FMA (LLVM's intrinsic). Since that is a property of the CPU and the torch build, :func:`colour_maps_exact`
+checks once per process that the loops give the torch paths' bytes here, else the torch paths run. Checked
+beyond that on this machine: every one of the 2²⁴ RGB triples, all 20 severities of brightness and saturate,
+equal to the torch paths.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+OFF_ENV = "COMPRESSBENCH_NUMBA"
+
+
+@functools.cache
+def _compiled() -> Any:
+    """The module's kernels compiled by numba (a namespace), or None where numba cannot be used."""
+    if os.environ.get(OFF_ENV, "") == "0":
+        return None
+    try:
+        from . import _numba_kernels
+    except Exception as e:  # not installed, or no build for this Python / numpy
+        log.info("noise kernels: numba not usable (%s); the numpy paths run", e)
+        return None
+    return _numba_kernels
+
+
+def available() -> bool:
+    """Whether the fused kernels run (numba importable and not turned off)."""
+    return _compiled() is not None
+
+
+def large_enough(m: int) -> bool:
+    """Whether images of ``m`` values take the kernels: from 112×112 RGB (the chunked numpy paths' size,
+    ``ops.chunk_rows``); smaller images keep numpy (no numba import, no compilation for CIFAR-size work)."""
+    return 4 * m >= 3 * 224 * 224
+
+
+def _rows(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.reshape(len(x), -1))
+
+
+def offset_uint8(x: np.ndarray, keys: np.ndarray, ctr0: int, offsets: np.ndarray) -> np.ndarray:
+    """``clip(x + offsets[j], 0, 255)`` (uint8 N×…), j the images' next 16-bit normal indices from counter
+    ``ctr0`` (``BatchRNG.normal_index``'s: four per word, little-endian)."""
+    xr = _rows(x)
+    out = np.empty_like(xr)
+    _compiled().offset_uint8(xr, keys, np.uint64(ctr0), offsets, out, _words_buffer(xr.shape[1], 4))
+    return out.reshape(x.shape)
+
+
+def scale_uint8(x: np.ndarray, keys: np.ndarray, ctr0: int, factors: np.ndarray) -> np.ndarray:
+    """``⌊clip(x·factors[j] + 10⁻⁴, 0, 255)⌋`` in float32 (uint8 N×…), j as in :func:`offset_uint8`."""
+    xr = _rows(x)
+    out = np.empty_like(xr)
+    _compiled().scale_uint8(xr, keys, np.uint64(ctr0), factors.astype(np.float32), out, _words_buffer(xr.shape[1], 4))
+    return out.reshape(x.shape)
+
+
+def impulse_uint8(x: np.ndarray, keys: np.ndarray, ctr0: int, flip: np.uint32, half: np.uint32) -> np.ndarray:
+    """Per value a 32-bit uniform u (two per word): 255 where u < half, 0 where half ≤ u < flip, else x."""
+    xr = _rows(x)
+    out = np.empty_like(xr)
+    _compiled().impulse_uint8(
+        xr, keys, np.uint64(ctr0), np.uint32(flip), np.uint32(half), out, _words_buffer(xr.shape[1], 2)
+    )
+    return out.reshape(x.shape)
+
+
+def poisson_uint8(
+    v: np.ndarray, keys: np.ndarray, ctr0: int, tables: tuple[np.ndarray, np.ndarray, int], out_table: np.ndarray
+) -> np.ndarray:
+    """``ops.poisson_uint8``'s draw (uint8 v, N×m) with 32-bit uniforms from counter ``ctr0``: the bucket table
+    ``inv``, the exact search over the offset CDFs for ambiguous buckets, then ``out_table[k]``."""
+    offset, inv, K = tables
+    vr = _rows(v)
+    out = np.empty(vr.shape, dtype=out_table.dtype)
+    ambiguous = 255 if inv.dtype == np.uint8 else -1
+    _compiled().poisson_uint8(
+        vr,
+        keys,
+        np.uint64(ctr0),
+        inv,
+        np.int64(ambiguous),
+        offset,
+        np.int64(K),
+        out_table,
+        out,
+        _words_buffer(vr.shape[1], 2),
+    )
+    return out
+
+
+def _words_buffer(m: int, per_word: int) -> np.ndarray:
+    """Room for one image's random words (the kernels mix an image's words, then use them)."""
+    return np.empty((m + per_word - 1) // per_word, dtype=np.uint64)
+
+
+# --------------------------------------------------------------------------- per-pixel colour maps
+def brightness_rgb(x: np.ndarray, c: float) -> np.ndarray:
+    """``hendrycks._brightness_uint8_rgb`` of a uint8 N×3×H×W batch in one loop per image."""
+    xr = np.ascontiguousarray(x.reshape(len(x), 3, -1))
+    out = np.empty_like(xr)
+    _compiled().brightness_rgb(xr, np.float32(255 * c), out)
+    return out.reshape(x.shape)
+
+
+def saturate_rgb(x: np.ndarray, c: tuple[float, float]) -> np.ndarray:
+    """``hendrycks._saturate_uint8_rgb`` of a uint8 N×3×H×W batch in one loop per image."""
+    xr = np.ascontiguousarray(x.reshape(len(x), 3, -1))
+    out = np.empty_like(xr)
+    _compiled().saturate_rgb(xr, np.float32(c[0]), np.float32(c[1]), out)
+    return out.reshape(x.shape)
+
+
+def frost_rgb(x: np.ndarray, tex: np.ndarray, where: np.ndarray, c: tuple[float, float]) -> np.ndarray:
+    """``hendrycks._frost_uint8`` of a uint8 N×3×H×W batch (``where``: N×(texture, row, column))."""
+    x = np.ascontiguousarray(x)
+    out = np.empty_like(x)
+    _compiled().frost_rgb(x, tex, np.ascontiguousarray(where, dtype=np.int64), np.float32(c[0]), np.float32(c[1]), out)
+    return out
+
+
+@functools.cache
+def colour_maps_exact() -> bool:
+    """Whether the colour-map loops run: numba usable and, checked once per process, the loops give the torch
+    paths' bytes here — they reproduce torch's CPU kernels operation by operation, including the fused
+    multiply-adds of ``addcmul`` (one rounding on CPUs with FMA; a CPU or torch build without them rounds twice,
+    and then the torch paths run). Checked on random images (every byte value, gray pixels, an odd size that
+    leaves torch's vector loops a scalar tail) at the reference constants and beyond."""
+    if not available():
+        return False
+    import torch
+
+    from . import hendrycks
+    from .params import CIFAR, IMAGENET
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (2, 3, 67, 75), generator=g, dtype=torch.uint8)
+    x[0, :, :9] = x[0, :1, :9]  # gray pixels
+    x[1, :, :, :4] = 255
+    checks = [
+        (brightness_rgb, hendrycks._brightness_uint8_rgb, (*CIFAR["brightness"], *IMAGENET["brightness"], -0.4, 0.9)),
+        (saturate_rgb, hendrycks._saturate_uint8_rgb, (*CIFAR["saturate"], *IMAGENET["saturate"], (3.3, 0.7))),
+    ]
+    tex = torch.randint(0, 256, (2, 3, 90, 100), generator=g, dtype=torch.uint8)
+    where = torch.tensor([[1, 3, 20], [0, 23, 25]])
+    checks.append(
+        (
+            lambda x, c: frost_rgb(x, tex.numpy(), where.numpy(), c),
+            lambda x, c: hendrycks._frost_uint8(x, tex, where, c),
+            (*CIFAR["frost"], *IMAGENET["frost"], (0.3, 1.9)),
+        )
+    )
+    for fused, reference, constants in checks:
+        for c in constants:
+            if not np.array_equal(fused(x.numpy(), c), reference(x, c).numpy()):
+                log.info("colour-map kernels: a loop differs from torch here (c = %s); the torch paths run", c)
+                return False
+    return True

@@ -1,0 +1,117 @@
+"""The large-image fast paths of the cheap per-pixel corruptions give the bytes of the general paths they replace
+(issue 27: faster at 224 px with the same bytes). Each test runs the old form, kept as the general path, next to
+the fast one on a few images with the cases the fast path special-cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from compressbench.evaluate.corruptions import corrupt, hendrycks, ops
+from compressbench.evaluate.corruptions.params import CIFAR, IMAGENET
+
+PARAMS = ("cifar", "imagenet")
+
+
+def _images(seed: int, size: int = 72) -> torch.Tensor:
+    """Random RGB images with a few gray pixels (r = g = b), a mostly gray one, and black and white ones."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (5, 3, size, size), generator=g, dtype=torch.uint8)
+    x[0, :, :3, :5] = x[0, :1, :3, :5]  # a few gray pixels
+    x[1] = x[1, :1]  # a gray photograph stored as RGB
+    x[1, 0, :4, :4] = 7  # ... with a few coloured pixels
+    x[2, :, ::7] = 0
+    x[3, :, :, ::5] = 255
+    return x
+
+
+def test_saturate_uint8_rgb_equals_the_blend_of_the_float_path():
+    """``_saturate_uint8_rgb`` (sparse gray term, no clip before the cast) equals ``_blend_uint8`` around
+    ``_saturate_rgb``, byte for byte, at every severity of both constant sets."""
+    x = _images(1)
+    rng = ops.BatchRNG(list(range(len(x))))
+    for table in (CIFAR, IMAGENET):
+        for c in table["saturate"]:
+            ref = hendrycks._blend_uint8(
+                x, lambda xi, i, c=c: hendrycks._saturate_rgb(xi.div_(255), rng, c, "").mul_(255)
+            )
+            assert torch.equal(hendrycks._saturate_uint8_rgb(x, c), ref), c
+
+
+def test_noise_tables_looked_up_in_chunks_equal_the_plain_gather():
+    """gaussian and speckle noise of large uint8 CPU batches (``large.offset_uint8`` / ``scale_uint8``: chunks of
+    images, ``np.take(mode="wrap")``) equal the plain formula on the whole batch's table indices."""
+    from compressbench.evaluate.corruptions import large
+
+    x = _images(2, 128)  # 3 images per chunk (ops.chunk_rows)
+    keys = [5, 6, 7, 8, 9]
+    for c in (0.08, 0.38):
+        offsets = np.floor((ops.normal_table() * np.float32(c)).astype(np.float64) * 255 + 1e-4).astype(np.int16)
+        factors = ops.normal_table() * np.float32(c) + np.float32(1.0)
+        j = torch.from_numpy(ops.BatchRNG(keys).normal_index(x[0].numel()).astype(np.int64)).view(x.shape)
+        off = torch.from_numpy(offsets)[j].add_(x).clamp_(0, 255).to(torch.uint8)
+        scaled = torch.from_numpy(factors)[j].mul_(x).add_(1e-4).clamp_(0, 255).to(torch.uint8)
+        assert torch.equal(large.offset_uint8(x, offsets, ops.BatchRNG(keys)), off), c
+        assert torch.equal(large.scale_uint8(x, factors, ops.BatchRNG(keys)), scaled), c
+
+
+def test_brightness_uint8_rgb_equals_the_image_by_image_path():
+    """``_brightness_uint8_rgb`` (no clip before the cast, cast into the result) equals ``_brightness``'s
+    image-by-image uint8 path byte for byte: every severity of both constant sets and settings beyond them
+    (a negative shift, v' clipped at 255 everywhere), black and white pixels."""
+    x = _images(3)
+    rng = ops.BatchRNG(list(range(len(x))))
+    for c in (*CIFAR["brightness"], *IMAGENET["brightness"], -0.3, -1.0, 0.9, 1.0):
+        assert torch.equal(hendrycks._brightness_uint8_rgb(x, c), hendrycks._brightness(x, rng, c, "")), c
+
+
+def _torch_paths(monkeypatch, off: bool) -> None:
+    from compressbench.evaluate.corruptions import kernels
+
+    monkeypatch.setenv(kernels.OFF_ENV, "0" if off else "1")
+    kernels._compiled.cache_clear()
+    kernels.colour_maps_exact.cache_clear()
+
+
+def test_colour_map_kernels_equal_the_torch_paths():
+    """The numba loops of brightness, saturate and frost give the torch paths' bytes for every pair of a pixel's
+    maximum and value (brightness), every (value, texture) pair (frost), gray pixels, an odd size (torch's scalar
+    tails), every severity of both constant sets and constants beyond them."""
+    pytest.importorskip("numba")
+    from compressbench.evaluate.corruptions import kernels
+
+    if not kernels.available():
+        pytest.skip(f"numba missing or turned off ({kernels.OFF_ENV}=0)")
+    if not kernels.colour_maps_exact():
+        pytest.skip("torch's CPU kernels round differently here (no FMA): the torch paths run")
+    ramp = torch.arange(256, dtype=torch.uint8)
+    pairs = torch.stack(
+        [ramp[:, None].expand(256, 256), ramp[None, :].expand(256, 256), (ramp // 2)[None, :].expand(256, 256)]
+    )[None]
+    for x in (pairs.contiguous(), _images(4, 67)):
+        for c in (*CIFAR["brightness"], *IMAGENET["brightness"], -0.2, 1.0):
+            assert np.array_equal(kernels.brightness_rgb(x.numpy(), c), hendrycks._brightness_uint8_rgb(x, c).numpy())
+        for c in (*CIFAR["saturate"], *IMAGENET["saturate"], (0.0, 1.0)):
+            assert np.array_equal(kernels.saturate_rgb(x.numpy(), c), hendrycks._saturate_uint8_rgb(x, c).numpy())
+        H, W = x.shape[-2:]
+        tex = torch.stack([pairs[0].transpose(-1, -2)] * 2)[..., :H, :W].contiguous()  # texture value = row
+        tex = torch.nn.functional.pad(tex, (3, 3, 2, 2))
+        where = torch.tensor([[1, 2, 3]] * len(x))
+        for c in (*CIFAR["frost"], *IMAGENET["frost"], (0.3, 1.9)):
+            fused = kernels.frost_rgb(x.numpy(), tex.numpy(), where.numpy(), c)
+            assert np.array_equal(fused, hendrycks._frost_uint8(x, tex, where, c).numpy()), c
+
+
+@pytest.mark.parametrize("name", ["brightness", "saturate", "frost"])
+def test_corrupt_with_and_without_numba_gives_the_same_bytes(monkeypatch, name):
+    """``corrupt()`` on large uint8 RGB and gray batches: the numba loops and the torch paths agree."""
+    pytest.importorskip("numba")
+    x = _images(5, 80)
+    outs = {}
+    for off in (False, True):
+        _torch_paths(monkeypatch, off)
+        outs[off] = [corrupt(b, None, name, s, params=p) for b in (x, x[:, :1]) for s in (1, 3, 5) for p in PARAMS]
+    _torch_paths(monkeypatch, False)
+    for a, b in zip(outs[False], outs[True], strict=True):
+        assert a.dtype == torch.uint8 and torch.equal(a, b)
