@@ -33,6 +33,7 @@ def make_context(
         desc="finetune",
         epoch_end=None,
         adapt=None,
+        amp=None,
     ):
         r = TrainRecipe(
             **{
@@ -41,6 +42,7 @@ def make_context(
                 "lr": recipe.lr * 0.1 if lr is None else lr,
                 "optimizer": optimizer or recipe.optimizer,
                 "schedule": schedule or recipe.schedule,
+                "amp": recipe.amp if amp is None else amp,
             }
         )
         train(

@@ -406,9 +406,17 @@ def estimate(
     rates = None
     if cpu_gflops is None:
         from .measure.throughput import sustained_rates
+        from .train import AUTOCAST_DTYPES, train_precision
 
         rates = sustained_rates(
-            base.model, shape, fp, batch_size=exp.recipe.batch_size, num_classes=meta.num_classes, threads=exp.threads
+            base.model,
+            shape,
+            fp,
+            batch_size=exp.recipe.batch_size,
+            num_classes=meta.num_classes,
+            threads=exp.threads,
+            # training steps timed in the precision they run in on the CPU (train.amp: bf16; true / false: fp32)
+            autocast=AUTOCAST_DTYPES.get(train_precision(exp.recipe.amp, "cpu")),
         )
     for c in costs:
         calls = c.search_trials * SEARCH_TRIAL_CALLS + c.overhead_calls
@@ -500,9 +508,10 @@ def render(est: Estimate, config: str) -> str:
     else:
         r = est.rates
         todo_cpu_h = sum(est.cpu_hours(c) for c in est.costs if not c.cached)
+        prec = ", bf16 autocast: train.amp" if exp.recipe.amp == "bf16" else ""
         lines.append(
             f"CPU-h (CPU time, user + sys): measured here on {exp.model.name} in {r.seconds:.1f} s on one "
-            f"thread: training {r.train_cpu / 1e9:.3g} GFLOP/s (batch {r.train_batch}), inference "
+            f"thread: training {r.train_cpu / 1e9:.3g} GFLOP/s (batch {r.train_batch}{prec}), inference "
             f"{r.infer_cpu / 1e9:.3g} GFLOP/s (batch {r.infer_batch}) per CPU-second, + per call "
             f"{r.train_call * 1e3:.2g} / {r.infer_call * 1e3:.2g} ms; wall-clock here at {r.threads} "
             f"thread(s) ≈ {todo_cpu_h * r.wall_per_cpu:.3g} h"

@@ -64,7 +64,8 @@ class CompressContext:
     seed: int
     workdir: Path  # scratch / artifact dir for this job
     # train(model, epochs=..., lr=..., teacher=None, kd_alpha=..., kd_temperature=..., kd_kind=..., desc=...,
-    #       epoch_end=None) -> model
+    #       epoch_end=None, adapt=None, amp=None) -> model; the experiment's recipe with these overrides (None: the
+    #       recipe's own value; amp=False: fp32 whatever train.amp says, for models autocast cannot run)
     train: Callable[..., nn.Module]
     # accuracy(model, images: ImageSet | None = None) -> float in [0, 1]
     accuracy: Callable[..., float]

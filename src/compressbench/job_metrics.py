@@ -143,6 +143,7 @@ TRAIN_METRICS = tuple(
         ("train_images_per_s", "Train img/s", "int", "img/s"),
         ("train_steps", "Train steps", "int", "step"),
         ("train_adapt_loss", "Train adaptation loss", "g", ""),
+        ("train_bf16", "Trained in bf16 (train.amp)", "int", ""),
     )
 )
 

@@ -53,7 +53,7 @@ from .progress import progress_enabled
 from .provenance import host_info, versions
 from .registry import evaluators, import_object
 from .store import ResultStore, condition_str
-from .train import TrainRecipe, accuracy, resolve_device, seed_everything, train
+from .train import TrainRecipe, accuracy, resolve_device, seed_everything, train, train_precision
 from .validate import check, load_config, with_executor
 
 log = logging.getLogger("compressbench")
@@ -158,6 +158,8 @@ def job_train(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEnv) 
     ckpt = save_model(model, out / "model.pt", spec)
     size = measure_size(model, ckpt, (1, data.meta.channels, *data.meta.size))
     record = {**base.record(), **fit} if s.weights or fit else {}
+    if s.train is not None:  # what the training steps ran in (train.amp on this device): fp32, fp16 or bf16
+        record["precision"] = train_precision(s.train.amp, env.device)
     if adapt is not None:
         record["composition"] = {"compression": "", "adapt": adapt.label()}
     made = ModelOutcome(size, dict(PARENT_ACHIEVED), [], record, None, spec)
@@ -172,6 +174,7 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEn
     parent, ck = load_model(upstream[job.deps[0]].dir / "model.pt")
     parent.to(device)
     recipe = s.recipe.key_dump()
+    precisions: set[str] = set()  # what the method's training steps ran in (fine-tunes, distillation, QAT, SFP)
 
     def ctx_train(
         model,
@@ -187,6 +190,7 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEn
         images=None,
         epoch_end=None,
         adapt=None,
+        amp=None,
     ):
         r = _recipe(
             recipe,
@@ -194,8 +198,10 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEn
             lr=lr if lr is not None else 0.1 * recipe["lr"],
             optimizer=optimizer,
             schedule=schedule,
+            amp=amp,
         )
         dev = next((p.device for p in model.parameters()), device)
+        precisions.add(train_precision(r.amp, dev))
         train(
             model,
             images if images is not None else data.train,
@@ -240,8 +246,9 @@ def job_compress(job: Job, out: Path, upstream: dict[str, JobResult], env: JobEn
     model = res.model if caps["quantizes"] else res.model.cpu()  # int8 kernels run on CPU
     ckpt = save_model(model, out / "model.pt", ck["spec"], res.steps)
     size = measure_size(model, ckpt, (1, data.meta.channels, *data.meta.size), res.stats)
-    (out / "record.json").write_text(json.dumps(res.record, indent=1, default=str))
-    made = ModelOutcome(size, dict(res.achieved), res.steps, json.loads(json.dumps(res.record, default=str)), caps)
+    record = {**res.record, "precision": "+".join(sorted(precisions))} if precisions else res.record
+    (out / "record.json").write_text(json.dumps(record, indent=1, default=str))
+    made = ModelOutcome(size, dict(res.achieved), res.steps, json.loads(json.dumps(record, default=str)), caps)
     return size.rows() + made.rows(), made.to_info()
 
 

@@ -1,13 +1,15 @@
 """One training loop for baseline training, fine-tuning and knowledge distillation.
 
 SGD/Adam(W), cosine/one-cycle/step/constant schedules, label smoothing, flips/crops where they
-suit the data, seeding of python/numpy/torch, CUDA + AMP when a GPU is present. Distillation
+suit the data, seeding of python/numpy/torch, CUDA + AMP when a GPU is present, and bf16 mixed precision
+on the CPU or a GPU on request (``amp: "bf16"``, :func:`train_precision`). Distillation
 uses Hinton et al.'s loss ``α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)) + (1−α)·CE(z_s, y)`` or one of
 the variants the reference studies used (:data:`KD_LOSSES`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -43,7 +45,7 @@ class TrainRecipe:
     label_smoothing: float = 0.0
     augment: Literal["auto", "none", "crop", "flip", "flip_crop"] = "auto"
     warmup_epochs: float = 0.0
-    amp: bool = True  # only used on CUDA
+    amp: bool | Literal["bf16"] = True  # what it runs: train_precision()
     init: str | None = None  # where the baseline starts (read by the baseline job, not by this loop)
     freeze_epochs: float = 0.0  # with ``train(trainable=...)``: only those parameters train at first
     rotation: float = 0.0  # degrees (``data.transforms.rotate``)
@@ -62,6 +64,76 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+Precision = Literal["fp32", "fp16", "bf16"]
+AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}  # fp32: no autocast
+NATIVE_BF16_CPU = ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16")
+"""``torch.cpu.get_capabilities()`` flags of a CPU that computes bf16 in hardware: x86 AVX512_BF16 / AMX-BF16,
+Arm BF16 / SVE-BF16. Without one, oneDNN and ATen convert bf16 to fp32 and back around fp32 arithmetic."""
+
+
+def train_precision(amp: bool | str, device: torch.device | str) -> Precision:
+    """The precision a training step runs in for ``train.amp`` on ``device``: ``True`` is fp16 autocast with a
+    GradScaler on CUDA and fp32 elsewhere (no native fp16 training on CPUs); ``False`` fp32; ``"bf16"`` bf16
+    autocast on any device (no scaler: bf16 has fp32's exponent range). The weights, the optimizer's state and
+    the loss stay fp32 in every case (autocast casts only the inputs of the ops it lists)."""
+    kind = torch.device(device).type
+    if amp == "bf16":
+        return "bf16"
+    return "fp16" if amp is True and kind == "cuda" else "fp32"
+
+
+def native_bf16_cpu() -> bool:
+    """Whether this CPU has bf16 arithmetic in hardware (:data:`NATIVE_BF16_CPU`)."""
+    caps = torch.cpu.get_capabilities()
+    return any(bool(caps.get(f, False)) for f in NATIVE_BF16_CPU)
+
+
+def bf16_problem(device: torch.device | str) -> str | None:
+    """Why bf16 training cannot run on ``device`` (a CUDA GPU that cannot even emulate bf16), or None."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return (
+            f"train.amp: bf16 needs a GPU with bf16, and {torch.cuda.get_device_name(dev)} has none "
+            "(torch.cuda.is_bf16_supported() is false); use amp: true (fp16 with a gradient scaler) or false (fp32)"
+        )
+    return None
+
+
+def bf16_emulated(device: torch.device | str) -> bool:
+    """Whether bf16 on ``device`` runs without bf16 arithmetic in hardware: a CPU without :data:`NATIVE_BF16_CPU`,
+    a GPU before Ampere (``torch.cuda.is_bf16_supported(including_emulation=False)`` false)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return not torch.cuda.is_bf16_supported(including_emulation=False)
+    return dev.type == "cpu" and not native_bf16_cpu()
+
+
+@functools.cache
+def _warn_emulated_bf16(device_type: str) -> None:
+    what = (
+        f"a CPU without bf16 instructions (none of {' / '.join(NATIVE_BF16_CPU)})"
+        if device_type == "cpu"
+        else "a GPU without bf16 arithmetic (before Ampere)"
+    )
+    log.warning(
+        "train.amp: bf16 on %s runs emulated and may be slower than amp: false (fp32); the results are still valid",
+        what,
+    )
+
+
+def check_precision(amp: bool | str, device: torch.device | str) -> Precision:
+    """:func:`train_precision`, after refusing bf16 on a GPU without it (ValueError, :func:`bf16_problem`) and
+    warning once per process and device type where it is emulated (:func:`bf16_emulated`)."""
+    prec = train_precision(amp, device)
+    if prec == "bf16":
+        bad = bf16_problem(device)
+        if bad:
+            raise ValueError(bad)
+        if bf16_emulated(device):
+            _warn_emulated_bf16(torch.device(device).type)
+    return prec
 
 
 def augment_batch(x: torch.Tensor, mode: str, g: torch.Generator) -> torch.Tensor:
@@ -279,8 +351,10 @@ def train(
     opt = _optimizer(model, recipe)
     frozen = _freeze_all_but(model, trainable, recipe)
     aug = augment_default if recipe.augment == "auto" else recipe.augment
-    use_amp = recipe.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    precision = check_precision(recipe.amp, device)
+    # fp32: autocast off; fp16 (CUDA only) with loss scaling; bf16 needs none (fp32's exponent range)
+    autocast = {"dtype": AUTOCAST_DTYPES[precision]} if precision in AUTOCAST_DTYPES else {"enabled": False}
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
     steps_per_epoch = max(1, math.ceil(len(data) / recipe.batch_size))
     total_steps = max(1, int(round(recipe.epochs * steps_per_epoch)))
     base_lrs = [pg["lr"] for pg in opt.param_groups]
@@ -304,7 +378,7 @@ def train(
             frozen = _thaw_when_due(model, frozen, step / steps_per_epoch, recipe)
             _set_lr(opt, base_lrs, recipe, step / steps_per_epoch)
             x = photometric(augment_batch(x, aug, g), recipe, g)
-            with torch.autocast(device.type, enabled=use_amp):
+            with torch.autocast(device.type, **autocast):
                 logits, loss, adapt_loss = _forward_loss(model, x, y, recipe, aug, kd, target)
             if adapt_loss is not None:
                 run_adapt = _ema(run_adapt, adapt_loss.item(), step == 0)
@@ -353,6 +427,7 @@ def train(
         "train_seconds": secs,
         "train_images_per_s": seen / secs,
         "train_steps": step,
+        "train_bf16": float(precision == "bf16"),
     }
     if adapt is not None:
         stats["train_adapt_loss"] = run_adapt

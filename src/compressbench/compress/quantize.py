@@ -355,7 +355,9 @@ def qat_int8(parent: nn.Module, ctx: CompressContext, sol: Solution, params: QAT
     path = choose_path(parent, backend, shape)
     model = prepare_any(clone(parent).cpu(), backend, True, path, shape)
     n = calibrate(model, ctx, params.calibration_batches, params.batch_size)
-    model = finetune(model, ctx, params.finetune, desc="finetune(qat)")
+    # fp32 whatever train.amp says: torch.ao's fused observer + fake-quantize kernel takes float32 only (a bf16
+    # autocast step fails with "expected scalar type Float but found BFloat16")
+    model = finetune(model, ctx, params.finetune, desc="finetune(qat)", amp=False)
     convert_int8(model)
     return CompressResult(
         model,

@@ -158,7 +158,8 @@ class TrainConfig(_Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     augment: Literal["auto", "none", "crop", "flip", "flip_crop"] = "auto"
     warmup_epochs: FinetuneEpochs = 0.0
-    amp: bool = True
+    # true: fp16 autocast + gradient scaler on CUDA, fp32 on CPU; false: fp32; "bf16": bf16 autocast on CPU and CUDA
+    amp: bool | Literal["bf16"] = True
     adapt: AdaptConfig | None = None  # domain adaptation of the baseline, e.g. {method: coral, weight: 1}
     init: Literal["scratch", "weights"] | None = None  # None: "weights" when model.weights is given
     freeze_epochs: FinetuneEpochs = 0.0  # transfer: only the classifier head trains for the first N epochs
@@ -166,6 +167,19 @@ class TrainConfig(_Strict):
     color_jitter: ColorJitterConfig | None = None
 
     KEY_OPTIONAL: ClassVar[tuple[str, ...]] = ("init", "freeze_epochs", "rotation", "color_jitter", "adapt")
+    AMP_VALUES: ClassVar[tuple[Any, ...]] = (True, False, "bf16")
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp(cls, v: Any) -> Any:
+        """Exactly true, false or "bf16" (no "yes" / "fp16" / 1 read as a bool): one line naming the choices.
+        The values keep their JSON form (true / false / "bf16"), so existing job keys stay as they were."""
+        if not any(v is a or (isinstance(v, str) and v == a) for a in cls.AMP_VALUES):
+            raise ValueError(
+                "allowed: true (fp16 autocast with a gradient scaler on CUDA, fp32 on CPU), false (fp32), "
+                f'"bf16" (bf16 autocast on CPU and CUDA); got {v!r}'
+            )
+        return v
 
 
 class VariantConfig(_Strict):

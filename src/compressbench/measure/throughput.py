@@ -178,11 +178,14 @@ def sustained_rates(
     steps: int = 3,
     probe_s: float = 0.1,
     max_calls: int = 30,
+    autocast: torch.dtype | None = None,
 ) -> Rates:
     """Measure ``model`` (left unchanged: a copy trains) at ``input_shape`` (C, H, W) with ``flops`` forward
     FLOPs per image: per kind of pass, the fastest of up to ``max_calls`` small calls (``probe_s`` of CPU) and of
     ``steps`` calls at a large batch that the small call says takes about ``step_s``, on one thread; then
-    one inference call at the run's ``threads`` for the wall clock. The global random state is kept."""
+    one inference call at the run's ``threads`` for the wall clock. The global random state is kept. ``autocast``:
+    the training steps' forward runs under CPU autocast to this dtype, as the training loop runs it for
+    ``train.amp: bf16`` (inference and input gradients stay fp32, as evaluations do)."""
     prev = torch.get_num_threads()
     t0, c0, load = time.perf_counter(), time.process_time(), os.getloadavg()[0]
     try:
@@ -196,7 +199,9 @@ def sustained_rates(
 
                 def step() -> None:
                     opt.zero_grad(set_to_none=True)
-                    F.cross_entropy(net(x), y).backward()
+                    with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+                        logits = net(x)
+                    F.cross_entropy(logits.float(), y).backward()
                     opt.step()
 
                 return step

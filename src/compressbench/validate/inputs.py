@@ -19,8 +19,15 @@ FLOAT_BYTES = 4
 
 
 def check_recipe(exp: ResolvedExperiment) -> None:
-    """``train.warmup_epochs`` within ``train.epochs``."""
+    """``train.warmup_epochs`` within ``train.epochs``; ``train.amp: bf16`` on a device with bf16 (a GPU before
+    Ampere that cannot even emulate it is refused; the training loop warns where it is emulated)."""
     t = exp.train
+    if t is not None and t.amp == "bf16" and exp.device != "cpu" and torch.cuda.is_available():
+        from ..train import bf16_problem, resolve_device
+
+        bad = bf16_problem(resolve_device(exp.device))
+        if bad:
+            raise ConfigError(bad)
     if t is not None and t.warmup_epochs > 0 and t.warmup_epochs > t.epochs:
         raise ConfigError(
             f"train.warmup_epochs: {t.warmup_epochs:g} > train.epochs ({t.epochs:g}): the learning "
