@@ -71,7 +71,7 @@ def _torch_paths(monkeypatch, off: bool) -> None:
 
     monkeypatch.setenv(kernels.OFF_ENV, "0" if off else "1")
     kernels._compiled.cache_clear()
-    kernels.colour_maps_exact.cache_clear()
+    hendrycks.colour_maps_exact.cache_clear()
 
 
 def test_colour_map_kernels_equal_the_torch_paths():
@@ -83,7 +83,7 @@ def test_colour_map_kernels_equal_the_torch_paths():
 
     if not kernels.available():
         pytest.skip(f"numba missing or turned off ({kernels.OFF_ENV}=0)")
-    if not kernels.colour_maps_exact():
+    if not hendrycks.colour_maps_exact():
         pytest.skip("torch's CPU kernels round differently here (no FMA): the torch paths run")
     ramp = torch.arange(256, dtype=torch.uint8)
     pairs = torch.stack(

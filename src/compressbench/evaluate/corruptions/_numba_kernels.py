@@ -9,7 +9,9 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
-from .ops import _GAMMA, _M1, _M2
+from . import splitmix
+
+_GAMMA, _M1, _M2 = splitmix.GAMMA, splitmix.M1, splitmix.M2
 
 
 @njit(cache=True, nogil=True)

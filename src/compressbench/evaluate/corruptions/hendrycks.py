@@ -90,6 +90,41 @@ def _blend_uint8(
     return out
 
 
+@functools.cache
+def colour_maps_exact() -> bool:
+    """Whether the colour-map loops (``kernels.brightness_rgb`` / ``saturate_rgb`` / ``frost_rgb``) run: numba
+    usable and, checked once per process, the loops give the torch paths' bytes here — they reproduce torch's CPU
+    kernels operation by operation, including the fused multiply-adds of ``addcmul`` (one rounding on CPUs with
+    FMA; a CPU or torch build without them rounds twice, and then the torch paths run). Checked on random images
+    (every byte value, gray pixels, an odd size that leaves torch's vector loops a scalar tail) at the reference
+    constants and beyond."""
+    if not kernels.available():
+        return False
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (2, 3, 67, 75), generator=g, dtype=torch.uint8)
+    x[0, :, :9] = x[0, :1, :9]  # gray pixels
+    x[1, :, :, :4] = 255
+    checks = [
+        (kernels.brightness_rgb, _brightness_uint8_rgb, (*CIFAR["brightness"], *IMAGENET["brightness"], -0.4, 0.9)),
+        (kernels.saturate_rgb, _saturate_uint8_rgb, (*CIFAR["saturate"], *IMAGENET["saturate"], (3.3, 0.7))),
+    ]
+    tex = torch.randint(0, 256, (2, 3, 90, 100), generator=g, dtype=torch.uint8)
+    where = torch.tensor([[1, 3, 20], [0, 23, 25]])
+    checks.append(
+        (
+            lambda x, c: kernels.frost_rgb(x, tex.numpy(), where.numpy(), c),
+            lambda x, c: _frost_uint8(x, tex, where, c),
+            (*CIFAR["frost"], *IMAGENET["frost"], (0.3, 1.9)),
+        )
+    )
+    for fused, reference, constants in checks:
+        for c in constants:
+            if not np.array_equal(fused(x.numpy(), c), reference(x, c).numpy()):
+                log.info("colour-map kernels: a loop differs from torch here (c = %s); the torch paths run", c)
+                return False
+    return True
+
+
 def _via_rgb(fn: Fn) -> Fn:
     """Run a colour corruption on gray images by replicating to RGB and taking luminance."""
 
@@ -396,7 +431,7 @@ def frost(x, rng, c, pset):
     xs = (r[:, 2] * (S - W)).long().cpu()
     if _u8_cpu_large(x):
         where = torch.stack([ti, ys, xs], 1)
-        if C == 3 and kernels.colour_maps_exact():  # one numba loop per image, the same bytes
+        if C == 3 and colour_maps_exact():  # one numba loop per image, the same bytes
             return torch.from_numpy(kernels.frost_rgb(x.numpy(), tex.numpy(), where.numpy(), c))
         return _frost_uint8(x, tex, where, c)
     x = _as_unit(x)
@@ -637,7 +672,7 @@ def brightness(x, rng, c, pset):
     large uint8 RGB CPU batches: ``_brightness_uint8_rgb`` or its numba loop, ``kernels.brightness_rgb``, the
     same bytes)."""
     if _u8_cpu_large(x) and x.shape[1] == 3:
-        if kernels.colour_maps_exact():  # one numba loop per image, the same bytes
+        if colour_maps_exact():  # one numba loop per image, the same bytes
             return torch.from_numpy(kernels.brightness_rgb(x.numpy(), c))
         return _brightness_uint8_rgb(x, c)
     return _brightness(x, rng, c, pset)
@@ -706,7 +741,7 @@ def saturate(x, rng, c, pset):
     float tensors."""
     if _u8_cpu_large(x):
         if x.shape[1] == 3:
-            if kernels.colour_maps_exact():  # one numba loop per image, the same bytes
+            if colour_maps_exact():  # one numba loop per image, the same bytes
                 return torch.from_numpy(kernels.saturate_rgb(x.numpy(), c))
             return _saturate_uint8_rgb(x, c)
         return _blend_uint8(x, lambda xi, i: _saturate_one(xi.div_(255), rng, c, pset).mul_(255))

@@ -21,7 +21,7 @@ The colour maps (brightness, saturate, frost of large uint8 RGB CPU batches) are
 pixels instead of ≈ 10–20 torch passes and their temporaries (≈ 3–5× faster at 224 px, measured). They
 reproduce torch's CPU kernels operation by operation: the same float32 operations in the same order, and
 where torch's ``addcmul`` / ``add(alpha=)`` use a fused multiply-add (its vector kernels on CPUs with FMA), an
-FMA (LLVM's intrinsic). Since that is a property of the CPU and the torch build, :func:`colour_maps_exact`
+FMA (LLVM's intrinsic). Since that is a property of the CPU and the torch build, ``hendrycks.colour_maps_exact``
 checks once per process that the loops give the torch paths' bytes here, else the torch paths run. Checked
 beyond that on this machine: every one of the 2²⁴ RGB triples, all 20 severities of brightness and saturate,
 equal to the torch paths.
@@ -148,42 +148,3 @@ def frost_rgb(x: np.ndarray, tex: np.ndarray, where: np.ndarray, c: tuple[float,
     out = np.empty_like(x)
     _compiled().frost_rgb(x, tex, np.ascontiguousarray(where, dtype=np.int64), np.float32(c[0]), np.float32(c[1]), out)
     return out
-
-
-@functools.cache
-def colour_maps_exact() -> bool:
-    """Whether the colour-map loops run: numba usable and, checked once per process, the loops give the torch
-    paths' bytes here — they reproduce torch's CPU kernels operation by operation, including the fused
-    multiply-adds of ``addcmul`` (one rounding on CPUs with FMA; a CPU or torch build without them rounds twice,
-    and then the torch paths run). Checked on random images (every byte value, gray pixels, an odd size that
-    leaves torch's vector loops a scalar tail) at the reference constants and beyond."""
-    if not available():
-        return False
-    import torch
-
-    from . import hendrycks
-    from .params import CIFAR, IMAGENET
-
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 256, (2, 3, 67, 75), generator=g, dtype=torch.uint8)
-    x[0, :, :9] = x[0, :1, :9]  # gray pixels
-    x[1, :, :, :4] = 255
-    checks = [
-        (brightness_rgb, hendrycks._brightness_uint8_rgb, (*CIFAR["brightness"], *IMAGENET["brightness"], -0.4, 0.9)),
-        (saturate_rgb, hendrycks._saturate_uint8_rgb, (*CIFAR["saturate"], *IMAGENET["saturate"], (3.3, 0.7))),
-    ]
-    tex = torch.randint(0, 256, (2, 3, 90, 100), generator=g, dtype=torch.uint8)
-    where = torch.tensor([[1, 3, 20], [0, 23, 25]])
-    checks.append(
-        (
-            lambda x, c: frost_rgb(x, tex.numpy(), where.numpy(), c),
-            lambda x, c: hendrycks._frost_uint8(x, tex, where, c),
-            (*CIFAR["frost"], *IMAGENET["frost"], (0.3, 1.9)),
-        )
-    )
-    for fused, reference, constants in checks:
-        for c in constants:
-            if not np.array_equal(fused(x.numpy(), c), reference(x, c).numpy()):
-                log.info("colour-map kernels: a loop differs from torch here (c = %s); the torch paths run", c)
-                return False
-    return True

@@ -24,14 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from . import kernels
+from .splitmix import GAMMA, M1, M2
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as cv2.COLOR_RGB2GRAY
 
 
 # --------------------------------------------------------------------------- keyed RNG
-_GAMMA = np.uint64(0x9E37_79B9_7F4A_7C15)  # SplitMix64 increment (golden ratio)
-_M1 = np.uint64(0xBF58_476D_1CE4_E5B9)
-_M2 = np.uint64(0x94D0_49BB_1331_11EB)
+_GAMMA, _M1, _M2 = GAMMA, M1, M2  # SplitMix64's increment and finaliser multipliers
 _CHUNK = 1 << 15  # uint64 words per mixing chunk (256 KiB: stays in L2 cache)
 
 
