@@ -65,64 +65,45 @@ def large_enough(m: int) -> bool:
     return 4 * m >= 3 * 224 * 224
 
 
-def _rows(x: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(x.reshape(len(x), -1))
+def fuses(m: int, device: Any) -> bool:
+    """Whether a uint8 batch of images of ``m`` values on ``device`` runs its noise in the fused loops."""
+    return getattr(device, "type", device) == "cpu" and large_enough(m) and available()
 
 
-def offset_uint8(x: np.ndarray, keys: np.ndarray, ctr0: int, offsets: np.ndarray) -> np.ndarray:
-    """``clip(x + offsets[j], 0, 255)`` (uint8 N×…), j the images' next 16-bit normal indices from counter
-    ``ctr0`` (``BatchRNG.normal_index``'s: four per word, little-endian)."""
-    xr = _rows(x)
-    out = np.empty_like(xr)
-    _compiled().offset_uint8(xr, keys, np.uint64(ctr0), offsets, out, _words_buffer(xr.shape[1], 4))
+def _noise(kernel: str, x: np.ndarray, rng: Any, per_word: int, *args: Any, dtype: Any = np.uint8) -> np.ndarray:
+    """Run the noise loop ``kernel`` on a uint8 N×… batch: ``per_word`` values per random word, the next words of
+    every image's stream (``rng``: an ``ops.BatchRNG``, advanced as the numpy path advances it), the loop's own
+    ``args``, a ``dtype`` result of ``x``'s shape."""
+    xr = np.ascontiguousarray(x.reshape(len(x), -1))
+    n = (xr.shape[1] + per_word - 1) // per_word
+    keys, ctr0 = rng.reserve(n)
+    out = np.empty(xr.shape, dtype=dtype)
+    getattr(_compiled(), kernel)(xr, keys, np.uint64(ctr0), *args, out, np.empty(n, dtype=np.uint64))
     return out.reshape(x.shape)
 
 
-def scale_uint8(x: np.ndarray, keys: np.ndarray, ctr0: int, factors: np.ndarray) -> np.ndarray:
-    """``⌊clip(x·factors[j] + 10⁻⁴, 0, 255)⌋`` in float32 (uint8 N×…), j as in :func:`offset_uint8`."""
-    xr = _rows(x)
-    out = np.empty_like(xr)
-    _compiled().scale_uint8(xr, keys, np.uint64(ctr0), factors.astype(np.float32), out, _words_buffer(xr.shape[1], 4))
-    return out.reshape(x.shape)
+def offset_uint8(x: np.ndarray, rng: Any, offsets: np.ndarray) -> np.ndarray:
+    """``clip(x + offsets[j], 0, 255)``, j the images' next 16-bit normal indices (``BatchRNG.normal_index``'s:
+    four per word, little-endian)."""
+    return _noise("offset_uint8", x, rng, 4, offsets)
 
 
-def impulse_uint8(x: np.ndarray, keys: np.ndarray, ctr0: int, flip: np.uint32, half: np.uint32) -> np.ndarray:
+def scale_uint8(x: np.ndarray, rng: Any, factors: np.ndarray) -> np.ndarray:
+    """``⌊clip(x·factors[j] + 10⁻⁴, 0, 255)⌋`` in float32, j as in :func:`offset_uint8`."""
+    return _noise("scale_uint8", x, rng, 4, np.asarray(factors, dtype=np.float32))
+
+
+def impulse_uint8(x: np.ndarray, rng: Any, flip: np.uint32, half: np.uint32) -> np.ndarray:
     """Per value a 32-bit uniform u (two per word): 255 where u < half, 0 where half ≤ u < flip, else x."""
-    xr = _rows(x)
-    out = np.empty_like(xr)
-    _compiled().impulse_uint8(
-        xr, keys, np.uint64(ctr0), np.uint32(flip), np.uint32(half), out, _words_buffer(xr.shape[1], 2)
-    )
-    return out.reshape(x.shape)
+    return _noise("impulse_uint8", x, rng, 2, np.uint32(flip), np.uint32(half))
 
 
 def poisson_uint8(
-    v: np.ndarray, keys: np.ndarray, ctr0: int, tables: tuple[np.ndarray, np.ndarray, int], out_table: np.ndarray
+    v: np.ndarray, rng: Any, inv: np.ndarray, ambiguous: int, offset: np.ndarray, K: int, table: np.ndarray
 ) -> np.ndarray:
-    """``ops.poisson_uint8``'s draw (uint8 v, N×m) with 32-bit uniforms from counter ``ctr0``: the bucket table
-    ``inv``, the exact search over the offset CDFs for ambiguous buckets, then ``out_table[k]``."""
-    offset, inv, K = tables
-    vr = _rows(v)
-    out = np.empty(vr.shape, dtype=out_table.dtype)
-    ambiguous = 255 if inv.dtype == np.uint8 else -1
-    _compiled().poisson_uint8(
-        vr,
-        keys,
-        np.uint64(ctr0),
-        inv,
-        np.int64(ambiguous),
-        offset,
-        np.int64(K),
-        out_table,
-        out,
-        _words_buffer(vr.shape[1], 2),
-    )
-    return out
-
-
-def _words_buffer(m: int, per_word: int) -> np.ndarray:
-    """Room for one image's random words (the kernels mix an image's words, then use them)."""
-    return np.empty((m + per_word - 1) // per_word, dtype=np.uint64)
+    """``ops.poisson_uint8``'s draw (uint8 v) with 32-bit uniforms: the bucket table ``inv``, the exact search
+    over the offset CDFs where a bucket is ``ambiguous``, then ``table[k]`` (its dtype is the result's)."""
+    return _noise("poisson_uint8", v, rng, 2, inv, np.int64(ambiguous), offset, np.int64(K), table, dtype=table.dtype)
 
 
 # --------------------------------------------------------------------------- per-pixel colour maps

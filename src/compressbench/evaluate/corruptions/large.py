@@ -408,19 +408,13 @@ def _device_values(table: np.ndarray, idx: np.ndarray, x: torch.Tensor) -> torch
     return torch.as_tensor(table, device=x.device)[torch.from_numpy(idx.astype(np.int64)).to(x.device)].view(x.shape)
 
 
-def _fused(x: torch.Tensor) -> bool:
-    """Whether a uint8 CPU batch's noise runs in the fused numba loops (``kernels``: the numpy paths' bytes)."""
-    return x.device.type == "cpu" and kernels.large_enough(x[0].numel()) and kernels.available()
-
-
 def offset_uint8(x: torch.Tensor, offsets: np.ndarray, rng) -> torch.Tensor:
     """``clip(x + offsets[j], 0, 255)`` as uint8 (x: uint8 N×C×H×W; offsets: int16 table; j: the next
     ``rng.normal_index`` of every value)."""
     if x.device.type != "cpu":
         return _device_values(offsets, rng.normal_index(x[0].numel()), x).add_(x).clamp_(0, 255).to(torch.uint8)
-    if _fused(x):
-        keys, ctr0 = rng.reserve((x[0].numel() + 3) // 4)
-        return torch.from_numpy(kernels.offset_uint8(x.numpy(), keys, ctr0, offsets))
+    if kernels.fuses(x[0].numel(), x.device):  # one numba loop per image, the same bytes
+        return torch.from_numpy(kernels.offset_uint8(x.numpy(), rng, offsets))
 
     def finish(t: np.ndarray, xi: np.ndarray) -> None:
         np.add(t, xi, out=t)
@@ -436,9 +430,8 @@ def scale_uint8(x: torch.Tensor, factors: np.ndarray, rng) -> torch.Tensor:
         return (
             _device_values(factors, rng.normal_index(x[0].numel()), x).mul_(x).add_(1e-4).clamp_(0, 255).to(torch.uint8)
         )
-    if _fused(x):
-        keys, ctr0 = rng.reserve((x[0].numel() + 3) // 4)
-        return torch.from_numpy(kernels.scale_uint8(x.numpy(), keys, ctr0, factors))
+    if kernels.fuses(x[0].numel(), x.device):  # one numba loop per image, the same bytes
+        return torch.from_numpy(kernels.scale_uint8(x.numpy(), rng, factors))
 
     def finish(t: np.ndarray, xi: np.ndarray) -> None:
         np.multiply(t, xi, out=t)
@@ -452,9 +445,8 @@ def impulse_uint8(x: torch.Tensor, rng, flip: np.uint32, half: np.uint32) -> tor
     """Impulse noise of a uint8 CPU batch a few images at a time (``ops.chunk_rows``; the words of
     ``rng.uniform_u32`` of one chunk at a time, kept in the cache): ``(x & keep) | salt`` with byte masks
     255·[u ≥ flip], 255·[u < half]. With numba (``kernels``): one fused loop per image, the same bytes."""
-    if _fused(x):
-        keys, ctr0 = rng.reserve((x[0].numel() + 1) // 2)
-        return torch.from_numpy(kernels.impulse_uint8(x.numpy(), keys, ctr0, flip, half))
+    if kernels.fuses(x[0].numel(), x.device):
+        return torch.from_numpy(kernels.impulse_uint8(x.numpy(), rng, flip, half))
     N, xn, m, step, fill, words, out = _chunk_words(x, rng, 2)
     keep, salt = np.empty((min(step, N), m), dtype=bool), np.empty((min(step, N), m), dtype=bool)
     for s in range(0, N, step):

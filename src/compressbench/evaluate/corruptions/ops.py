@@ -286,10 +286,8 @@ def poisson_uint8(rng: BatchRNG, v: torch.Tensor, c: float, uint8: bool = False)
     ambiguous = 255 if inv.dtype == np.uint8 else -1
     vc = v.to("cpu").reshape(len(rng), -1).numpy()
     N, m = vc.shape
-    if vc.dtype == np.uint8 and v.device.type == "cpu" and kernels.large_enough(m) and kernels.available():
-        keys, ctr0 = rng.reserve((m + 1) // 2)  # the words of the chunked path below, mixed in the kernel
-        out = kernels.poisson_uint8(vc, keys, ctr0, (offset, inv, K), table)
-        return torch.from_numpy(out).reshape(v.shape)
+    if vc.dtype == np.uint8 and kernels.fuses(m, v.device):  # the chunked path's words, in one loop per image
+        return torch.from_numpy(kernels.poisson_uint8(vc, rng, inv, ambiguous, offset, K, table)).reshape(v.shape)
 
     def draw(vals: np.ndarray, r: np.ndarray, out: np.ndarray) -> None:
         # QUANTILES = 2¹¹ buckets; v is integer-valued (uint8, int or float), converted in the same pass
