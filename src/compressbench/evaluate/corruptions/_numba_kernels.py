@@ -120,7 +120,7 @@ def _brightness_planes(x0, x1, x2, o0, o1, o2, s):  # pragma: no cover — compi
 
 @njit(cache=True, nogil=True)
 def brightness_rgb(x, s, out):  # pragma: no cover — compiled
-    """``hendrycks._brightness_uint8_rgb`` (x, out: uint8 N×3×m; s = float32(255·c))."""
+    """``hendrycks._brightness``'s uint8 path (x, out: uint8 N×3×m; s = float32(255·c))."""
     for i in range(x.shape[0]):
         _brightness_planes(x[i, 0], x[i, 1], x[i, 2], out[i, 0], out[i, 1], out[i, 2], s)
 
@@ -148,7 +148,7 @@ def _saturate_planes(x0, x1, x2, o0, o1, o2, a, b):  # pragma: no cover — comp
 
 @njit(cache=True, nogil=True)
 def saturate_rgb(x, a, b, out):  # pragma: no cover — compiled
-    """``hendrycks._saturate_uint8_rgb`` (x, out: uint8 N×3×m; a, b: float32 of the constants)."""
+    """``hendrycks._saturate_uint8`` (x, out: uint8 N×3×m; a, b: float32 of the constants)."""
     for i in range(x.shape[0]):
         _saturate_planes(x[i, 0], x[i, 1], x[i, 2], out[i, 0], out[i, 1], out[i, 2], a, b)
 

@@ -105,8 +105,12 @@ def colour_maps_exact() -> bool:
     x[0, :, :9] = x[0, :1, :9]  # gray pixels
     x[1, :, :, :4] = 255
     checks = [
-        (kernels.brightness_rgb, _brightness_uint8_rgb, (*CIFAR["brightness"], *IMAGENET["brightness"], -0.4, 0.9)),
-        (kernels.saturate_rgb, _saturate_uint8_rgb, (*CIFAR["saturate"], *IMAGENET["saturate"], (3.3, 0.7))),
+        (
+            kernels.brightness_rgb,
+            lambda x, c: _brightness(x, None, c, ""),
+            (*CIFAR["brightness"], *IMAGENET["brightness"], -0.4, 0.9),
+        ),
+        (kernels.saturate_rgb, _saturate_uint8, (*CIFAR["saturate"], *IMAGENET["saturate"], (3.3, 0.7))),
     ]
     tex = torch.randint(0, 256, (2, 3, 90, 100), generator=g, dtype=torch.uint8)
     where = torch.tensor([[1, 3, 20], [0, 23, 25]])
@@ -669,29 +673,10 @@ def spatter(x, rng, c, pset):
 @_register("brightness", True, uint8=True)
 def brightness(x, rng, c, pset):
     """``hsv2rgb(h, s, clip(v + c, 0, 1))``: rgb·v'/v, and (v', v', v') for black pixels (``_brightness``;
-    large uint8 RGB CPU batches: ``_brightness_uint8_rgb`` or its numba loop, ``kernels.brightness_rgb``, the
-    same bytes)."""
-    if _u8_cpu_large(x) and x.shape[1] == 3:
-        if colour_maps_exact():  # one numba loop per image, the same bytes
-            return torch.from_numpy(kernels.brightness_rgb(x.numpy(), c))
-        return _brightness_uint8_rgb(x, c)
+    large uint8 RGB CPU batches: its numba loop, ``kernels.brightness_rgb``, the same bytes)."""
+    if _u8_cpu_large(x) and x.shape[1] == 3 and colour_maps_exact():  # one numba loop per image
+        return torch.from_numpy(kernels.brightness_rgb(x.numpy(), c))
     return _brightness(x, rng, c, pset)
-
-
-def _brightness_uint8_rgb(x: torch.Tensor, c) -> torch.Tensor:
-    """``_brightness`` of a large uint8 RGB CPU batch, image by image, with the same float operations and bytes
-    and two passes fewer (≈ 1.2× at 224 px, measured): no clip before the cast — out = (v' − v·r + 10⁻⁴) + x·r
-    with r = v'/v, 0 ≤ x·r ≤ v·r and |v' − v·r| ≤ 3·10⁻⁵ (v' ≤ 255, two roundings), so out ∈ (0, 256) and
-    truncation gives the clip's byte — and the cast straight into the result (no uint8 copy per image)."""
-    out = torch.empty_like(x)
-    for i in range(len(x)):
-        xi = x[i : i + 1]
-        v = xi.amax(1, keepdim=True).float()
-        v2 = (v + 255 * c).clamp_(0, 255)
-        r = v2 / v.clamp_min(1e-12)
-        y = torch.addcmul(v2.addcmul_(v, r, value=-1).add_(1e-4), xi.float(), r)
-        np.copyto(out[i].numpy(), y[0].numpy(), casting="unsafe")  # truncation
-    return out
 
 
 @_by_images(random=False)
@@ -736,49 +721,19 @@ _saturate_float = _by_images(random=False)(_saturate_one)
 @_register("saturate", True, uint8=True)
 def saturate(x, rng, c, pset):
     """``_saturate_rgb`` (gray images through RGB). Large uint8 CPU batches: image by image from uint8 to
-    uint8 (``_blend_uint8``; RGB: ``_saturate_uint8_rgb`` or its numba loop, ``kernels.saturate_rgb``), the same
-    float operations and bytes as ``corrupt()``'s conversions around the float path, without its whole-batch
-    float tensors."""
+    uint8 (``_saturate_uint8``; RGB: its numba loop, ``kernels.saturate_rgb``), the same float operations and
+    bytes as ``corrupt()``'s conversions around the float path, without its whole-batch float tensors."""
     if _u8_cpu_large(x):
-        if x.shape[1] == 3:
-            if colour_maps_exact():  # one numba loop per image, the same bytes
-                return torch.from_numpy(kernels.saturate_rgb(x.numpy(), c))
-            return _saturate_uint8_rgb(x, c)
-        return _blend_uint8(x, lambda xi, i: _saturate_one(xi.div_(255), rng, c, pset).mul_(255))
+        if x.shape[1] == 3 and colour_maps_exact():  # one numba loop per image, the same bytes
+            return torch.from_numpy(kernels.saturate_rgb(x.numpy(), c))
+        return _saturate_uint8(x, c)
     return _saturate_float(_as_unit(x), rng, c, pset)
 
 
-def _saturate_uint8_rgb(x: torch.Tensor, c) -> torch.Tensor:
-    """``saturate`` of a large uint8 RGB CPU batch image by image, the bytes of ``_blend_uint8`` around
-    ``_saturate_rgb`` with fewer passes (sev. 1–3 ≈ 1.1×, 4–5 ≈ 1.35×, measured at 224 px):
-
-    * ``s·a + b`` skips the addition when b = 0 (s ≥ 0: adding 0 changes no value);
-    * the gray pixels' term (b > 0) is applied only where δ = 0 — none: one reduction; a few: at their
-      indices found by numpy — instead of a whole-plane mask product (torch's float comparison and the
-      products cost ≈ +45 % of the image); elsewhere the float path subtracts exactly 0;
-    * no clip before the cast: out = v − (v − x)·g with 0 ≤ (v − x)·g ≤ v·(1 + 4ε) (v − x ≤ δ and
-      g ≈ v·s'/δ, s' ≤ 1; ε = 2⁻²⁴, every operand ≥ 0), so 255·out + 10⁻⁴ lies in (−1, 256) and truncation
-      already gives what the clip would (0 below 0, 255 from 255 up)."""
-    out8 = torch.empty_like(x)
-    for i in range(len(x)):
-        xi = x[i : i + 1].float().div_(255)
-        v = xi.amax(1, keepdim=True)
-        delta = v - xi.amin(1, keepdim=True)
-        s2 = (delta / v.clamp_min(1e-12)).mul_(c[0])
-        s2 = (s2.add_(c[1]) if c[1] else s2).clamp_(0, 1)
-        g = v * s2 / delta.clamp_min(1e-12)
-        out = torch.addcmul(v, v - xi, g, value=-1)
-        if c[1] and float(delta.amin()) == 0:
-            z = np.flatnonzero(delta.numpy() == 0)
-            if 8 * len(z) > delta.numel():  # mostly gray (a gray photograph in RGB): the float path's form
-                out[:, 1:] -= (delta == 0).float() * v * s2
-            else:
-                gs = v.numpy().ravel()[z] * s2.numpy().ravel()[z]  # float32, as the float path's v·s2
-                planes = out.numpy().reshape(3, -1)
-                planes[1, z] -= gs
-                planes[2, z] -= gs
-        np.copyto(out8[i].numpy(), out.mul_(255).add_(1e-4)[0].numpy(), casting="unsafe")  # truncation
-    return out8
+def _saturate_uint8(x: torch.Tensor, c) -> torch.Tensor:
+    """``saturate`` of a large uint8 CPU batch: image by image from uint8 to uint8 (``_blend_uint8``), the float
+    path's operations and ``corrupt()``'s casts around them."""
+    return _blend_uint8(x, lambda xi, i: _saturate_one(xi.div_(255), None, c, "").mul_(255))
 
 
 def _contrast_units(xf: torch.Tensor, c: float) -> torch.Tensor:

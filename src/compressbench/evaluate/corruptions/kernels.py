@@ -108,7 +108,7 @@ def poisson_uint8(
 
 # --------------------------------------------------------------------------- per-pixel colour maps
 def brightness_rgb(x: np.ndarray, c: float) -> np.ndarray:
-    """``hendrycks._brightness_uint8_rgb`` of a uint8 N×3×H×W batch in one loop per image."""
+    """``hendrycks._brightness`` of a uint8 N×3×H×W batch in one loop per image."""
     xr = np.ascontiguousarray(x.reshape(len(x), 3, -1))
     out = np.empty_like(xr)
     _compiled().brightness_rgb(xr, np.float32(255 * c), out)
@@ -116,7 +116,7 @@ def brightness_rgb(x: np.ndarray, c: float) -> np.ndarray:
 
 
 def saturate_rgb(x: np.ndarray, c: tuple[float, float]) -> np.ndarray:
-    """``hendrycks._saturate_uint8_rgb`` of a uint8 N×3×H×W batch in one loop per image."""
+    """``hendrycks._saturate_uint8`` of a uint8 N×3×H×W batch in one loop per image."""
     xr = np.ascontiguousarray(x.reshape(len(x), 3, -1))
     out = np.empty_like(xr)
     _compiled().saturate_rgb(xr, np.float32(c[0]), np.float32(c[1]), out)
