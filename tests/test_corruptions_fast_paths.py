@@ -162,3 +162,18 @@ def test_defocus_dispatch_takes_the_kernel_with_the_torch_paths_bytes(monkeypatc
     _torch_paths(monkeypatch, False)
     for a, b in zip(outs[False], outs[True], strict=True):
         assert a.dtype == torch.uint8 and torch.equal(a, b)
+
+
+def test_defocus_kernel_general_gaussian_equals_the_torch_path(monkeypatch):
+    """The loop's general Gaussian passes (any odd number of taps; the source's kernels have 1 or 3 after trimming)
+    give the torch path's bytes: a 5-tap plan given to both paths."""
+    pytest.importorskip("numba")
+    from compressbench.evaluate.corruptions import kernels, large
+
+    if not kernels.available() or not hendrycks.defocus_exact():
+        pytest.skip("numba missing or turned off, or torch's CPU kernels round differently here")
+    rows, _, inv_area = large.disk_runs(3.0, 0.1)
+    plan = (rows, ops.cv2_gaussian_kernel(5, 0.8), inv_area)
+    monkeypatch.setattr(large, "disk_runs", lambda r, a: plan)
+    for x in _defocus_images()[:2]:
+        assert torch.equal(large.disk_uint8(x, 3.0, 0.1), hendrycks._defocus_uint8(x, (3.0, 0.1)))

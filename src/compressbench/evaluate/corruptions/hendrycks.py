@@ -259,7 +259,8 @@ def defocus_blur(x, rng, c, pset):
     radius below 8), in uint8 units — for uint8 CPU batches in one numba loop per plane where
     :func:`defocus_exact`."""
     if large.is_large(x) and x.dtype == torch.uint8:  # in uint8 units, uint8 out (no round trip to [0, 1])
-        if x.device.type == "cpu" and defocus_exact():
+        runs = large.disk_runs(float(c[0]), float(c[1])) is not None  # (radii 8, 10: no numba import)
+        if runs and x.device.type == "cpu" and defocus_exact():
             y = large.disk_uint8(x, float(c[0]), float(c[1]))  # one numba loop per plane, the same bytes
             if y is not None:
                 return y
