@@ -113,7 +113,8 @@ class Worker:
     (as this script's own process once did for "ours") pays different page-fault costs than a fresh one."""
 
     def __init__(self, kind: str, src: str, size: int, n_ours: int, n_ref: int):
-        env = {**os.environ, "PYTHONPATH": src}
+        inherited = os.environ.get("PYTHONPATH")  # kept after src (e.g. where imagecorruptions is installed)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, inherited] if inherited else [src])}
         cmd = [
             sys.executable,
             __file__,

@@ -49,6 +49,7 @@ def _torch_paths(monkeypatch, off: bool) -> None:
     monkeypatch.setenv(kernels.OFF_ENV, "0" if off else "1")
     kernels._compiled.cache_clear()
     hendrycks.colour_maps_exact.cache_clear()
+    hendrycks.defocus_exact.cache_clear()
 
 
 def test_colour_map_kernels_equal_the_torch_paths():
@@ -93,3 +94,86 @@ def test_corrupt_with_and_without_numba_gives_the_same_bytes(monkeypatch, name):
     _torch_paths(monkeypatch, False)
     for a, b in zip(outs[False], outs[True], strict=True):
         assert a.dtype == torch.uint8 and torch.equal(a, b)
+
+
+DEFOCUS = [(p, s) for p in PARAMS for s in range(1, 6)]
+
+
+def _defocus_images() -> list[torch.Tensor]:
+    """Large enough for the large path (``large.is_large``): RGB with an odd width, gray non-square, an RGB image
+    with black and white areas (the clip at 0 and 255), each with random values."""
+    g = torch.Generator().manual_seed(27)
+    x = torch.randint(0, 256, (1, 3, 224, 171), generator=g, dtype=torch.uint8)
+    x[0, :, :40] = 255
+    x[0, :, 60:90, 30:] = 0
+    return [
+        torch.randint(0, 256, (2, 3, 113, 120), generator=g, dtype=torch.uint8),
+        torch.randint(0, 256, (2, 1, 97, 150), generator=g, dtype=torch.uint8),
+        x,
+    ]
+
+
+def test_defocus_kernel_equals_the_torch_path():
+    """The numba loop of defocus blur's runs path (``large.disk_uint8``) gives the torch path's bytes at every
+    severity of both constant sets whose kernel the runs accept (all but ImageNet's radii 8 and 10, which keep the
+    FFT path), on odd, non-square, RGB and gray images of the large path's sizes."""
+    pytest.importorskip("numba")
+    from compressbench.evaluate.corruptions import kernels, large
+
+    if not kernels.available():
+        pytest.skip(f"numba missing or turned off ({kernels.OFF_ENV}=0)")
+    if not hendrycks.defocus_exact():
+        pytest.skip("torch's CPU kernels round differently here (no FMA): the torch path runs")
+    runs = 0
+    for x in _defocus_images():
+        assert large.is_large(x)
+        for pset, s in DEFOCUS:
+            c = (CIFAR if pset == "cifar" else IMAGENET)["defocus_blur"][s - 1]
+            fused = large.disk_uint8(x, *c)
+            if large.disk_runs(*map(float, c)) is None:
+                assert fused is None and c[0] >= 8
+                continue
+            runs += 1
+            assert fused.dtype == torch.uint8 and torch.equal(fused, hendrycks._defocus_uint8(x, c)), (x.shape, c)
+    assert runs == 3 * 8  # CIFAR's five severities and ImageNet's first three, on each image
+
+
+def test_defocus_dispatch_takes_the_kernel_with_the_torch_paths_bytes(monkeypatch):
+    """``corrupt()`` of large uint8 CPU batches runs the loop for every runs severity (and only those) and gives the
+    bytes of the torch paths (``COMPRESSBENCH_NUMBA=0``)."""
+    pytest.importorskip("numba")
+    from compressbench.evaluate.corruptions import kernels
+
+    x = _images(6, 80)
+    cases = [(b, s, p) for b in (x, x[:, :1]) for s in (1, 3, 4, 5) for p in PARAMS]
+    outs = {}
+    for off in (True, False):
+        _torch_paths(monkeypatch, off)
+        exact = hendrycks.defocus_exact()  # (its own check calls the loop)
+        calls = []
+        real = kernels.disk_uint8
+        monkeypatch.setattr(kernels, "disk_uint8", lambda *a, calls=calls, real=real: calls.append(a[3]) or real(*a))
+        outs[off] = [corrupt(b, None, "defocus_blur", s, params=p) for b, s, p in cases]
+        monkeypatch.setattr(kernels, "disk_uint8", real)
+        if off:
+            assert not calls
+        elif exact:
+            assert len(calls) == len(cases) - 4  # all but ImageNet's severities 4 and 5 (the FFT path)
+    _torch_paths(monkeypatch, False)
+    for a, b in zip(outs[False], outs[True], strict=True):
+        assert a.dtype == torch.uint8 and torch.equal(a, b)
+
+
+def test_defocus_kernel_general_gaussian_equals_the_torch_path(monkeypatch):
+    """The loop's general Gaussian passes (any odd number of taps; the source's kernels have 1 or 3 after trimming)
+    give the torch path's bytes: a 5-tap plan given to both paths."""
+    pytest.importorskip("numba")
+    from compressbench.evaluate.corruptions import kernels, large
+
+    if not kernels.available() or not hendrycks.defocus_exact():
+        pytest.skip("numba missing or turned off, or torch's CPU kernels round differently here")
+    rows, _, inv_area = large.disk_runs(3.0, 0.1)
+    plan = (rows, ops.cv2_gaussian_kernel(5, 0.8), inv_area)
+    monkeypatch.setattr(large, "disk_runs", lambda r, a: plan)
+    for x in _defocus_images()[:2]:
+        assert torch.equal(large.disk_uint8(x, 3.0, 0.1), hendrycks._defocus_uint8(x, (3.0, 0.1)))

@@ -170,3 +170,137 @@ def frost_rgb(x, tex, where, a, b, out):  # pragma: no cover — compiled
         t, y, c = where[i, 0], where[i, 1], where[i, 2]
         for k in range(3):
             _frost_plane(x[i, k], tex[t, k, y : y + H, c : c + W], out[i, k], a, b)
+
+
+# --------------------------------------------------------------------------- defocus disk by runs
+@njit(cache=True, nogil=True, inline="always")
+def _reflect(i, n):  # pragma: no cover — compiled
+    """Row ``i`` of REFLECT_101 padding of ``n`` rows (|overhang| < n)."""
+    i = -i if i < 0 else i
+    return 2 * (n - 1) - i if i >= n else i
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _pad_rows(x, xp, R):  # pragma: no cover — compiled
+    """The rows of ``x`` padded by ``R`` columns each side (REFLECT_101) into ``xp`` (the sums' type)."""
+    W = x.shape[1]
+    for i in range(x.shape[0]):
+        xi, pi = x[i], xp[i]
+        mid = pi[R : R + W]
+        for q in range(W):
+            mid[q] = xi[q]
+        for q in range(R):
+            pi[R - 1 - q] = xi[q + 1]
+            pi[R + W + q] = xi[W - 2 - q]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _disk_row(V, D, offs, hidx, r):  # pragma: no cover — compiled
+    """One row of disk sums: the columns' vertical sums (rows of ``V``) shifted by their offsets, four per pass
+    (the list padded with the row of zeros)."""
+    Wo = D.shape[0]
+    for c in range(0, offs.shape[0], 4):
+        s0, s1, s2, s3 = r + offs[c], r + offs[c + 1], r + offs[c + 2], r + offs[c + 3]
+        v0, v1 = V[hidx[c], s0 : s0 + Wo], V[hidx[c + 1], s1 : s1 + Wo]
+        v2, v3 = V[hidx[c + 2], s2 : s2 + Wo], V[hidx[c + 3], s3 : s3 + Wo]
+        if c == 0:
+            for j in range(Wo):
+                D[j] = v0[j] + v1[j] + v2[j] + v3[j]
+        else:
+            for j in range(Wo):
+                D[j] += v0[j] + v1[j] + v2[j] + v3[j]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _gauss_row(Y, T, oi, i, gv, g):  # pragma: no cover — compiled
+    """Output row ``i`` from the float32 disk rows i … i + 2gr (``Y``, a ring): the vertical pass (``torch.mul`` by
+    the first tap, then ``add_(alpha=)``: FMA), the horizontal pass likewise, + 1e-4, the cast."""
+    nt, W = gv.shape[0], oi.shape[0]
+    eps = np.float32(1e-4)
+    if nt == 3:  # the source's 3×3 Gaussian: each pass one loop, the taps in torch's order
+        y0, y1, y2 = Y[i % 3], Y[(i + 1) % 3], Y[(i + 2) % 3]
+        w0, w1, w2 = gv[0], gv[1], gv[2]
+        for j in range(T.shape[0]):
+            T[j] = _fma(y2[j], w2, _fma(y1[j], w1, y0[j] * w0))
+        t0, t1, t2 = T[0:W], T[1 : W + 1], T[2 : W + 2]
+        w0, w1, w2 = g[0], g[1], g[2]
+        for j in range(W):
+            oi[j] = _byte(_fma(t2[j], w2, _fma(t1[j], w1, t0[j] * w0)) + eps)
+        return
+    y, w = Y[i % nt], gv[0]
+    for j in range(T.shape[0]):
+        T[j] = y[j] * w
+    for a in range(1, nt):
+        y, w = Y[(i + a) % nt], gv[a]
+        for j in range(T.shape[0]):
+            T[j] = _fma(y[j], w, T[j])
+    t, w = T[0:W], g[0]
+    u = Y[i % nt, 0:W]  # (its disk sums are used)
+    for j in range(W):
+        u[j] = t[j] * w
+    for b in range(1, nt):
+        t, w = T[b : b + W], g[b]
+        for j in range(W):
+            u[j] = _fma(t[j], w, u[j])
+    for j in range(W):
+        oi[j] = _byte(u[j] + eps)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _disk_plane(x, o, xp, V, D, Y, T, offs, hidx, hs, gv, g, r):  # pragma: no cover — compiled
+    """One H×W uint8 plane ``x`` into ``o``: ``large.disk_filter``'s sums in integers, its Gaussian passes in float32
+    as torch orders them, the uint8 cast. Scratch (the sums' integer type): ``xp`` the rows padded horizontally
+    (H × W + 2R), ``V`` the vertical running sums of every distinct half-height (and a row of zeros), ``D`` one row
+    of disk sums; float32: ``Y`` the last len(g) rows of them (a ring), ``T`` one row of the vertical pass.
+    Slices rather than offset indices in the inner loops: numba's wraparound of an index that might be negative
+    (i + s < 0?) keeps a loop from vectorising."""
+    H, W = x.shape
+    nt = gv.shape[0]
+    gr = nt // 2
+    R = r + gr
+    Wp = W + 2 * R
+    _pad_rows(x, xp, R)
+    V[:] = 0
+    for k in range(hs.shape[0]):  # sums of 2h + 1 padded rows centred on row −gr
+        h, Vk = hs[k], V[k]
+        for t in range(-gr - h, -gr + h + 1):
+            row = xp[_reflect(t, H)]
+            for q in range(Wp):
+                Vk[q] += row[q]
+    for m in range(-gr, H + gr):  # the disk sums centred on row m (columns −gr … W + gr − 1)
+        if m > -gr:
+            for k in range(hs.shape[0]):
+                h, Vk = hs[k], V[k]
+                add, sub = xp[_reflect(m + h, H)], xp[_reflect(m - 1 - h, H)]
+                for q in range(Wp):
+                    Vk[q] = Vk[q] + add[q] - sub[q]
+        _disk_row(V, D, offs, hidx, r)
+        if nt == 1:  # no Gaussian (m is the output row): torch.mul, + 1e-4, the cast
+            oi, w, eps = o[m], gv[0], np.float32(1e-4)
+            for j in range(W):
+                oi[j] = _byte(np.float32(D[j]) * w + eps)
+            continue
+        y = Y[(m + gr) % nt]
+        for j in range(D.shape[0]):
+            y[j] = np.float32(D[j])
+        if m >= gr:  # output row m − gr: its disk rows are in Y
+            _gauss_row(Y, T, o[m - gr], m - gr, gv, g)
+
+
+@njit(cache=True, nogil=True)
+def disk_uint8(x, offs, hidx, hs, gv, g, r, acc, out):  # pragma: no cover — compiled
+    """``hendrycks.defocus_blur``'s runs path on uint8 planes (x, out: P×H×W): ``offs`` the disk's column offsets
+    (= its row offsets, r the largest) and ``hs[hidx[c]]`` the half-height of column ``offs[c]``, padded to a
+    multiple of 4 with ``hidx`` = len(hs) (a row of zeros); ``gv`` / ``g`` the Gaussian's taps (float32) with /
+    without 1 / the disk's area; ``acc`` (one value) the integer type of the sums."""
+    H, W = x.shape[1], x.shape[2]
+    nt = gv.shape[0]
+    R = r + nt // 2
+    Wp, Wo = W + 2 * R, W + nt - 1
+    xp = np.empty((H, Wp), dtype=acc.dtype)
+    V = np.empty((hs.shape[0] + 1, Wp), dtype=acc.dtype)
+    D = np.empty(Wo, dtype=acc.dtype)
+    Y = np.empty((nt, Wo), dtype=np.float32)
+    T = np.empty(Wo, dtype=np.float32)
+    for p in range(x.shape[0]):
+        _disk_plane(x[p], out[p], xp, V, D, Y, T, offs, hidx, hs, gv, g, r)

@@ -248,28 +248,70 @@ def gaussian_blur(x, rng, c, pset):
 
 # version 2: stacked rank-1 terms in two matmuls (float32 rounding differs, |Δ| ≈ 10⁻⁴/255);
 # version 4: large images by runs of the disk in uint8 units (large.disk_filter; exact sums); version 5: the FFT
-# path (radii 8 and 10 on large images) at power-of-two lengths where they are barely longer (planes._fft_len)
+# path (radii 8 and 10 on large images) at power-of-two lengths where they are barely longer (planes._fft_len).
+# Large uint8 CPU batches by runs: one numba loop per plane (large.disk_uint8: the same integer sums, the Gaussian's
+# float32 operations in torch's order, checked once per process by defocus_exact) — the same bytes, no new version;
+# else, and for radii 8 and 10 (the FFT path, whose float32 rounding no direct sum reproduces), the torch paths.
 @_register("defocus_blur", True, uint8=True)
 def defocus_blur(x, rng, c, pset):
     """``cv2.filter2D(x, -1, disk(radius, alias_blur))`` per channel (BORDER_REFLECT_101). Large
     images: ``large.disk_filter`` where the kernel is a blurred disk without border effects (every
-    radius below 8), in uint8 units."""
+    radius below 8), in uint8 units — for uint8 CPU batches in one numba loop per plane where
+    :func:`defocus_exact`."""
     if large.is_large(x) and x.dtype == torch.uint8:  # in uint8 units, uint8 out (no round trip to [0, 1])
-
-        def planes(p: torch.Tensor) -> torch.Tensor:  # a cache-sized chunk of uint8 planes: no float batch
-            units = p.float()
-            y = large.disk_filter(units, float(c[0]), float(c[1]))
-            if y is None:
-                y = ops.filter2d(units, ops.disk_kernel(float(c[0]), float(c[1])), mode="mirror")
-            return ops.as_uint8(y.add_(1e-4).clamp_(0, 255))
-
-        return large.per_plane(x, planes)
+        runs = large.disk_runs(float(c[0]), float(c[1])) is not None  # (radii 8, 10: no numba import)
+        if runs and x.device.type == "cpu" and defocus_exact():
+            y = large.disk_uint8(x, float(c[0]), float(c[1]))  # one numba loop per plane, the same bytes
+            if y is not None:
+                return y
+        return _defocus_uint8(x, c)
     if large.is_large(x):
         y = large.disk_filter(x * 255, float(c[0]), float(c[1]))
         if y is not None:
             return y.div_(255)
     x = _as_unit(x)
     return ops.filter2d(x, ops.disk_kernel(float(c[0]), float(c[1])), mode="mirror")
+
+
+def _defocus_uint8(x: torch.Tensor, c: Any) -> torch.Tensor:
+    """``defocus_blur`` of a large uint8 batch in uint8 units, in torch: ``large.disk_filter`` where it accepts the
+    kernel, else the FFT path; + 10⁻⁴, clip, truncate."""
+
+    def planes(p: torch.Tensor) -> torch.Tensor:  # a cache-sized chunk of uint8 planes: no float batch
+        units = p.float()
+        y = large.disk_filter(units, float(c[0]), float(c[1]))
+        if y is None:
+            y = ops.filter2d(units, ops.disk_kernel(float(c[0]), float(c[1])), mode="mirror")
+        return ops.as_uint8(y.add_(1e-4).clamp_(0, 255))
+
+    return large.per_plane(x, planes)
+
+
+@functools.cache
+def defocus_exact() -> bool:
+    """Whether ``defocus_blur``'s runs path on large uint8 CPU batches is the numba loop (``large.disk_uint8``):
+    numba usable and, checked once per process, the loop gives :func:`_defocus_uint8`'s bytes here — its integer
+    sums are exact, and its Gaussian passes are torch's float32 operations in torch's order, with fused multiply-adds
+    where ``add_(alpha=)`` uses them (a CPU or torch build without them: the torch path runs). Checked on random
+    images (an odd size that leaves torch's vector loops a scalar tail, and per radius the smallest image its
+    padding allows) at both constant sets' radii the runs accept and beyond."""
+    if not kernels.available():
+        return False
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (2, 3, 67, 75), generator=g, dtype=torch.uint8)
+    x[0, :, :9] = 255
+    x[1, :, :, :7] = 0
+    for c in (*CIFAR["defocus_blur"], *IMAGENET["defocus_blur"], (2, 0.3), (5, 0.3), (6.5, 0.2)):
+        plan = large.disk_runs(float(c[0]), float(c[1]))
+        if plan is None:  # (radii 8 and 10: the FFT path)
+            continue
+        n = max(s for s, _ in plan[0]) + len(plan[1]) // 2 + 1  # padding at its limit (n − 1 rows)
+        edge = torch.randint(0, 256, (1, 2, n, n + 3), generator=g, dtype=torch.uint8)
+        for xi in (x, edge, edge.transpose(-1, -2).contiguous()):
+            if not torch.equal(large.disk_uint8(xi, float(c[0]), float(c[1])), _defocus_uint8(xi, c)):
+                log.info("defocus kernel: the loop differs from torch here (c = %s); the torch path runs", c)
+                return False
+    return True
 
 
 def _glass_sources(rng: ops.BatchRNG, H: int, W: int, d: int, iters: int, device) -> list[torch.Tensor]:

@@ -1,5 +1,5 @@
-"""Fused CPU loops for the noise corruptions and the per-pixel colour maps (brightness, saturate, frost) of large
-uint8 images (numba), with the numpy / torch paths' bytes.
+"""Fused CPU loops for the noise corruptions, the per-pixel colour maps (brightness, saturate, frost) and defocus
+blur's disk by runs of large uint8 images (numba), with the numpy / torch paths' bytes.
 
 Gaussian, speckle, shot and impulse noise at ImageNet size are, per value, a keyed random word
 (``ops.BatchRNG``: SplitMix64 of the image's key and a counter), a table lookup or a threshold, an
@@ -25,6 +25,16 @@ FMA (LLVM's intrinsic). Since that is a property of the CPU and the torch build,
 checks once per process that the loops give the torch paths' bytes here, else the torch paths run. Checked
 beyond that on this machine: every one of the 2²⁴ RGB triples, all 20 severities of brightness and saturate,
 equal to the torch paths.
+
+Defocus blur of large uint8 CPU batches, where ``large.disk_runs`` accepts the kernel (every severity but
+ImageNet's 4 and 5, radii 8 and 10, which keep the FFT path), is one loop per plane (:func:`disk_uint8`) instead
+of ``large.disk_filter``'s ≈ 20–30 torch passes over float32 chunks and the cast: REFLECT_101 padding along the
+rows (the columns by index), the disk's sums in 16-bit integers (vertical running sums per distinct half-height of
+its columns, then the columns' shifted sums — every partial sum an exact integer, as the float32 prefix sums of
+the torch path), then the anti-aliasing Gaussian's vertical and horizontal passes in float32 exactly as torch
+orders them (``torch.mul`` by the first tap, ``add_(alpha=)`` — an FMA — for the others), + 10⁻⁴, clip, truncate.
+The same bytes; ``hendrycks.defocus_exact`` checks that once per process (else the torch path runs). ≈ 5× faster
+at 224 px (severities 1–3, measured).
 """
 
 from __future__ import annotations
@@ -129,3 +139,23 @@ def frost_rgb(x: np.ndarray, tex: np.ndarray, where: np.ndarray, c: tuple[float,
     out = np.empty_like(x)
     _compiled().frost_rgb(x, tex, np.ascontiguousarray(where, dtype=np.int64), np.float32(c[0]), np.float32(c[1]), out)
     return out
+
+
+# --------------------------------------------------------------------------- defocus disk by runs
+def disk_uint8(x: np.ndarray, rows: tuple[tuple[int, int], ...], g: np.ndarray, inv_area: float) -> np.ndarray:
+    """``large.disk_filter`` of a uint8 N×C×H×W batch in uint8 units, + 10⁻⁴, clipped and truncated to uint8 — one
+    loop per plane; ``rows``, ``g``, ``inv_area``: ``large.disk_runs``' plan (the disk's (row offset, half-width)
+    runs, the Gaussian's taps, 1 / the disk's area). Needs r + len(g) // 2 < min(H, W) (r: the disk's reach)."""
+    hs, hidx = np.unique(np.array([w for _, w in rows], dtype=np.int64), return_inverse=True)
+    pad = -len(rows) % 4  # the loop sums four columns per pass: pad with the row of zeros (index len(hs))
+    offs = np.array([s for s, _ in rows] + [0] * pad, dtype=np.int64)
+    hidx = np.concatenate([hidx.astype(np.int64), np.full(pad, len(hs), dtype=np.int64)])
+    area = round(1.0 / inv_area)
+    acc = np.zeros(1, dtype=np.uint16 if 255 * area < 1 << 16 else np.int32)  # the sums' type: exact, narrow
+    gv = np.asarray(g * inv_area, dtype=np.float32)  # torch's float(gv[a]) as float32
+    N, C, H, W = x.shape
+    xr = np.ascontiguousarray(x).reshape(N * C, H, W)
+    out = np.empty_like(xr)
+    r = max(abs(s) for s, _ in rows)
+    _compiled().disk_uint8(xr, offs, hidx, hs, gv, np.asarray(g, dtype=np.float32), r, acc, out)
+    return out.reshape(x.shape)

@@ -189,6 +189,20 @@ def disk_filter(x: torch.Tensor, radius: float, alias_blur: float) -> torch.Tens
     return per_plane(x, one)
 
 
+def disk_uint8(x: torch.Tensor, radius: float, alias_blur: float) -> torch.Tensor | None:
+    """:func:`disk_filter` of a uint8 CPU batch in uint8 units, + 10⁻⁴, clipped and truncated to uint8 — in one
+    numba loop per plane (``kernels.disk_uint8``: the same integer sums, the Gaussian's float32 operations in
+    torch's order; the caller checks once per process that the loop gives the torch path's bytes here). ``None``
+    where :func:`disk_filter` would decline (the kernel, or padding wider than the image)."""
+    plan = disk_runs(float(radius), float(alias_blur))
+    if plan is None:
+        return None
+    rows, g, inv_area = plan
+    if max(s for s, _ in rows) + len(g) // 2 >= min(x.shape[-2:]):
+        return None
+    return torch.from_numpy(kernels.disk_uint8(x.numpy(), rows, g, inv_area))
+
+
 # --------------------------------------------------------------------------- FFT convolution
 # --------------------------------------------------------------------------- PIL BOX resampling
 @lru_cache(maxsize=128)
