@@ -170,3 +170,29 @@ def frost_rgb(x, tex, where, a, b, out):  # pragma: no cover — compiled
         t, y, c = where[i, 0], where[i, 1], where[i, 2]
         for k in range(3):
             _frost_plane(x[i, k], tex[t, k, y : y + H, c : c + W], out[i, k], a, b)
+
+
+# --------------------------------------------------------------------------- JPEG's pixel layouts
+# libjpeg takes and gives interleaved pixels; the batches are planar. Each pixel as one little-endian 32-bit RGBX
+# word (channel k in bits 8k..8k+7) makes both conversions loops LLVM vectorises (measured at 224 px: ≈ 8 µs
+# each way per image, against ≈ 30 µs for Pillow's ``Image.merge`` and ≈ 16 µs for numpy's three casts).
+@njit(cache=True, nogil=True)
+def rgbx_words(p0, p1, p2, words):  # pragma: no cover — compiled
+    """``words[j]`` = the RGBX word of pixel j of the uint8 planes (X = 255)."""
+    for j in range(words.shape[0]):
+        words[j] = (
+            np.uint32(p0[j])
+            | (np.uint32(p1[j]) << np.uint32(8))
+            | (np.uint32(p2[j]) << np.uint32(16))
+            | np.uint32(0xFF000000)
+        )
+
+
+@njit(cache=True, nogil=True)
+def rgb_planes(words, o0, o1, o2):  # pragma: no cover — compiled
+    """The three uint8 planes of RGBX words (the inverse of :func:`rgbx_words`, X dropped)."""
+    for j in range(words.shape[0]):
+        v = words[j]
+        o0[j] = np.uint8(v & np.uint32(255))
+        o1[j] = np.uint8((v >> np.uint32(8)) & np.uint32(255))
+        o2[j] = np.uint8((v >> np.uint32(16)) & np.uint32(255))
