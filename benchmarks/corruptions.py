@@ -23,6 +23,8 @@ measured side by side, in one run.
 Prints a table and writes ``benchmarks/results/corruptions.json`` (``--out``).
 
     .venv/bin/pip install imagecorruptions "setuptools<81"   # bench-only; pkg_resources is needed
+    # or, leaving .venv as it is: .venv/bin/pip install --target /tmp/icpkgs --no-deps imagecorruptions \
+    #     opencv-python-headless "setuptools<81", then run with PYTHONPATH=/tmp/icpkgs (kept for both sides)
     .venv/bin/python benchmarks/corruptions.py [--n-ours 512] [--n-ref 96] [--batch 128] [--repeat 3]
     .venv/bin/python benchmarks/corruptions.py --size 224 --n-ours 32 --n-ref 16 --batch 16 --repeat 5 \\
         --before-src /path/to/main/src --out benchmarks/results/corruptions_224.json
@@ -105,6 +107,11 @@ def ref_run(imgs: np.ndarray, name: str) -> tuple[int, float, float] | str:
         return f"crashed: {type(e).__name__}: {str(e).splitlines()[0][:80] if str(e) else ''}"
 
 
+def _holds_compressbench(entry: str) -> bool:
+    """Whether a PYTHONPATH entry is a source tree of this package (its own ``src``, not the side's)."""
+    return (Path(entry) / "compressbench" / "__init__.py").exists()
+
+
 class Worker:
     """One side of the comparison in a process of its own (``--worker KIND``), fed one line per timed run:
     our corruptions as the source tree ``src`` computes them (``ours``), or ``imagecorruptions`` (``ref``).
@@ -113,8 +120,9 @@ class Worker:
     (as this script's own process once did for "ours") pays different page-fault costs than a fresh one."""
 
     def __init__(self, kind: str, src: str, size: int, n_ours: int, n_ref: int):
-        inherited = os.environ.get("PYTHONPATH")  # kept after src (e.g. where imagecorruptions is installed)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, inherited] if inherited else [src])}
+        # ``src`` first; other PYTHONPATH entries (e.g. a folder holding imagecorruptions) kept, other trees' not
+        keep = [e for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e and not _holds_compressbench(e)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, *keep])}
         cmd = [
             sys.executable,
             __file__,

@@ -332,6 +332,38 @@ def test_libjpeg_decoders_give_pillows_bytes(decoder):
                 assert torch.equal(ours, jpeg_roundtrip(t, q))
 
 
+def test_jpeg_interleaving_loops_give_the_same_bytes(monkeypatch):
+    """The numba loops that interleave the planes into RGBX pixels for Pillow's encoder and de-interleave the
+    decoder's RGBX pixels give the bytes of Pillow's ``Image.merge`` and numpy's casts (RGB; gray images never
+    take them), at every quality the suites use, on a noise and a smooth image of an odd size."""
+    pytest.importorskip("simplejpeg")
+    from compressbench.evaluate.corruptions import kernels
+    from compressbench.evaluate.corruptions.hendrycks import _decode_simplejpeg, _jpeg_libjpeg
+
+    g = torch.Generator().manual_seed(8)
+    smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 9, 9, generator=g), size=(119, 121), mode="bicubic")
+    noise = torch.randint(0, 256, (1, 3, 119, 121), generator=g, dtype=torch.uint8)
+    x = torch.cat([noise, (smooth.clamp(0, 1) * 255).round().to(torch.uint8)])
+    qualities = sorted(set(IMAGENET["jpeg_compression"]) | set(CIFAR["jpeg_compression"]))
+    runs = {}
+    for fused in (True, False):
+        monkeypatch.setenv(kernels.OFF_ENV, "1" if fused else "0")
+        kernels._compiled.cache_clear()
+        assert kernels.interleaves() is fused
+        runs[fused] = [_jpeg_libjpeg(x, q, _decode_simplejpeg) for q in qualities]
+    monkeypatch.setenv(kernels.OFF_ENV, "1")
+    kernels._compiled.cache_clear()
+    for q, a, b in zip(qualities, runs[True], runs[False], strict=True):
+        assert torch.equal(a, b), q
+    planes = x[0].numpy()
+    rgbx = np.empty((119, 121, 4), dtype=np.uint8)
+    kernels.rgbx_from_planes(planes, rgbx)
+    assert np.array_equal(rgbx[..., :3], planes.transpose(1, 2, 0)) and (rgbx[..., 3] == 255).all()
+    back = np.empty_like(planes)
+    kernels.planes_from_rgbx(rgbx, back)
+    assert np.array_equal(back, planes)
+
+
 def test_jpeg_prefers_simplejpeg_when_it_matches():
     """The round trip above 112×112 px decodes with simplejpeg where it is installed (it is a dependency)."""
     pytest.importorskip("simplejpeg")

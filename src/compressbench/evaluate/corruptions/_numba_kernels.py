@@ -304,3 +304,29 @@ def disk_uint8(x, offs, hidx, hs, gv, g, r, acc, out):  # pragma: no cover — c
     T = np.empty(Wo, dtype=np.float32)
     for p in range(x.shape[0]):
         _disk_plane(x[p], out[p], xp, V, D, Y, T, offs, hidx, hs, gv, g, r)
+
+
+# --------------------------------------------------------------------------- JPEG's pixel layouts
+# libjpeg takes and gives interleaved pixels; the batches are planar. Each pixel as one little-endian 32-bit RGBX
+# word (channel k in bits 8k..8k+7) makes both conversions loops LLVM vectorises (measured at 224 px: ≈ 8 µs
+# each way per image, against ≈ 30 µs for Pillow's ``Image.merge`` and ≈ 16 µs for numpy's three casts).
+@njit(cache=True, nogil=True)
+def rgbx_words(p0, p1, p2, words):  # pragma: no cover — compiled
+    """``words[j]`` = the RGBX word of pixel j of the uint8 planes (X = 255)."""
+    for j in range(words.shape[0]):
+        words[j] = (
+            np.uint32(p0[j])
+            | (np.uint32(p1[j]) << np.uint32(8))
+            | (np.uint32(p2[j]) << np.uint32(16))
+            | np.uint32(0xFF000000)
+        )
+
+
+@njit(cache=True, nogil=True)
+def rgb_planes(words, o0, o1, o2):  # pragma: no cover — compiled
+    """The three uint8 planes of RGBX words (the inverse of :func:`rgbx_words`, X dropped)."""
+    for j in range(words.shape[0]):
+        v = words[j]
+        o0[j] = np.uint8(v & np.uint32(255))
+        o1[j] = np.uint8((v >> np.uint32(8)) & np.uint32(255))
+        o2[j] = np.uint8((v >> np.uint32(16)) & np.uint32(255))
