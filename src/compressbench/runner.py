@@ -368,8 +368,10 @@ class JobRunner:
         return exp
 
     def prepare(self, jobs: list[Job]) -> None:
-        """Once, in the driver, before ``jobs`` run in parallel: load each dataset they use, so that a missing
-        one is downloaded by this process alone — not by every worker at once into the same folder."""
+        """Once, in the driver, before ``jobs`` run: load each dataset they use, so that a missing one is
+        downloaded by this process alone — not by every worker at once into the same folder — and one that is
+        missing or malformed is one :class:`DatasetError` line before any work (the CLI's exit 2), not a failed
+        row for every job. The local executor's jobs then reuse it (decoded once per process)."""
         seen: dict[str, DatasetConfig] = {}
         for j in jobs:
             seen.setdefault(json.dumps(dataset_record(j.spec.dataset), sort_keys=True), j.spec.dataset)

@@ -51,6 +51,11 @@ class LocalExecutor:
         # on a terminal the bars show progress; in a log, the board's line every 30 s does
         board = RunBoard(jobs, live=False, log_every=LOG_EVERY_S if bar.disable else 0)
         clean_stale_tmp(self.cache)
+        # before any job: the datasets the uncached jobs read, decoded here (the jobs, in this process, reuse them):
+        # a missing or malformed dataset is one line and exit 2 instead of a failed row for every job of the plan
+        todo = [j for j in jobs if not (self.cache / "jobs" / j.key / "result.json").is_file()]
+        if todo and hasattr(fn, "prepare"):
+            fn.prepare(todo)
         with board:
             results = schedule(jobs, _InProcess(self.cache, fn), self.cache, board, on_done, lambda: bar.update(1))
         bar.close()
