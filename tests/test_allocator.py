@@ -4,6 +4,7 @@ numbers — trained weights, evaluation logits — are the default allocator's b
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -33,12 +34,14 @@ x = torch.randint(0, 256, (320, 1, 28, 28), dtype=torch.uint8, generator=g)
 data = ImageSet(x, torch.randint(0, 10, (320,), generator=g))
 
 def faults(net, xb):
+    per = []  # page faults of each of five passes after a first one
     with torch.no_grad():
         net(xb)
-        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        for _ in range(3):
+        for _ in range(5):
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             net(xb)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 3
+            per.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    return per
 
 with keep_freed_memory() as kept:
     seed_everything(0)
@@ -70,10 +73,16 @@ def test_kept_memory_changes_no_bit_and_maps_no_pages():
     # five steps of the quickstart recipe's code path (crop augmentation, SGD one-cycle, BatchNorm), then the
     # evaluation forward pass: the same bytes
     assert kept["sha256"] == default["sha256"]
-    # kept: every block of a pass is reused, nothing is mapped anew (default glibc, 4 KiB pages: ~20,000 faults per
-    # pass here, as it maps and the kernel zero-fills each large activation again; fewer with transparent huge pages)
-    assert kept["faults_per_pass"] < 100
-    assert default["faults_per_pass"] > kept["faults_per_pass"]
+    # kept: a pass reuses the blocks freed by the one before, nothing is mapped anew (default glibc, 4 KiB pages:
+    # ~12,000–27,000 faults in every pass here, as it maps and the kernel zero-fills each large activation again;
+    # fewer with transparent huge pages). The median of five passes: now and then one pass of the kept allocator
+    # faults in a few MB (≈ 1 in 10 here: 980 or 1,960 pages; cause not pinned down), the others none
+    kept_median, default_median = (
+        statistics.median(kept["faults_per_pass"]),
+        statistics.median(default["faults_per_pass"]),
+    )
+    assert kept_median < 100, kept["faults_per_pass"]
+    assert default_median > 10 * max(kept_median, 100), (default["faults_per_pass"], kept["faults_per_pass"])
 
 
 def test_blocks_nest_and_off_switch(monkeypatch):
