@@ -20,13 +20,13 @@ def test_piped_run_logs_the_running_job_and_its_epochs(tmp_path):
         "name": "logs",
         "dataset": {"name": "digits", "eval_subset": 100},
         "model": {"name": "tinycnn"},
-        "train": {"epochs": 2, "batch_size": 64},
+        "train": {"epochs": 8, "batch_size": 64},  # ≈ 1 s of training: several log periods
         "cache_dir": str(tmp_path / "cache"),
         "store": str(tmp_path / "r.sqlite"),
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     env = {k: v for k, v in os.environ.items() if k != "COMPRESSBENCH_PROGRESS"}  # decided by isatty: a pipe
-    env.update(COMPRESSBENCH_PROGRESS_LOG_S="0.2", PYTHONPATH=str(ROOT / "src"))
+    env.update(COMPRESSBENCH_PROGRESS_LOG_S="0.1", PYTHONPATH=str(ROOT / "src"))
     r = subprocess.run(
         [sys.executable, "-m", "compressbench", "run", str(tmp_path / "c.yaml")],
         capture_output=True,
@@ -42,13 +42,13 @@ def test_piped_run_logs_the_running_job_and_its_epochs(tmp_path):
     assert re.search(r"jobs: .*running: train baseline seed=0 \(\d+s\)", log), log[-3000:]
     # ... and the training loop says where it is: epoch, step, loss, images/s
     epochs = re.findall(
-        r"train seed=0: epoch (\d)/2 \(step (\d+)/(\d+)\), loss (\d+\.\d+), acc (\d\.\d+), "
+        r"train seed=0: epoch (\d)/8 \(step (\d+)/(\d+)\), loss (\d+\.\d+), acc (\d\.\d+), "
         r"(\d+) images/s",
         log,
     )
     assert epochs, log[-3000:]
     steps = [int(s) for _, s, _, _, _, _ in epochs]
-    assert steps == sorted(steps) and all(1 <= int(e) <= 2 for e, *_ in epochs)
+    assert steps == sorted(steps) and all(1 <= int(e) <= 8 for e, *_ in epochs)
     totals = {int(t) for _, _, t, _, _, _ in epochs}
-    assert len(totals) == 1 and totals.pop() % 2 == 0  # 2 epochs of whole batches
+    assert len(totals) == 1 and totals.pop() % 8 == 0  # 8 epochs of whole batches
     assert all(float(loss) > 0 and int(ips) > 0 for _, _, _, loss, _, ips in epochs)
