@@ -191,6 +191,17 @@ def geomean(xs: list[float]) -> float | None:
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
 
 
+def _reference_libraries() -> dict[str, str] | None:
+    """The versions of the C libraries behind the reference (another OpenCV build moves its rows), or None."""
+    try:
+        import cv2
+        import PIL
+
+        return {"opencv": cv2.__version__, "pillow": PIL.__version__}
+    except Exception:
+        return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n-ours", type=int, default=512)
@@ -334,6 +345,7 @@ def main() -> None:
         "cores": cores,
         "torch": torch.__version__,
         "imagecorruptions": ic_version,
+        "reference_libraries": _reference_libraries(),
         "all_ours_work": all(r["ours_imagenet_img_s"] > 0 for r in rows),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
