@@ -87,6 +87,11 @@ def job_dir(cache: Path, key: str) -> Path:
     return cache / "jobs" / key
 
 
+def uncached(jobs: list[Job], cache: Path) -> list[Job]:
+    """The jobs whose result the cache does not hold (yet), in order."""
+    return [j for j in jobs if not (job_dir(cache, j.key) / "result.json").is_file()]
+
+
 # =========================================================================== integrity
 def file_sha256(path: Path) -> str:
     """sha256 of a file, streamed in 1 MiB chunks (≈ 0.1 s for 50 MB on one core of this machine)."""
@@ -613,7 +618,7 @@ def prepare_cache(cache: Path, jobs: list[Job]) -> None:
         ) from None
     if os.access(jobs_dir, os.W_OK | os.X_OK):
         return
-    missing = [j for j in jobs if not (job_dir(cache, j.key) / "result.json").is_file()]
+    missing = uncached(jobs, cache)
     if missing:
         raise CacheError(
             f"{cache}: the cache is read-only and {len(missing)} of {len(jobs)} jobs are not in it "

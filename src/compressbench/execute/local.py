@@ -9,7 +9,7 @@ from typing import Any, Callable
 from ..jobs import Job
 from ..progress import progress_bar
 from ..progress.board import LOG_EVERY_S, RunBoard
-from .cache import JobFn, JobResult, clean_stale_tmp, run_one
+from .cache import JobFn, JobResult, clean_stale_tmp, run_one, uncached
 from .group import run_group
 from .loop import schedule
 
@@ -53,7 +53,7 @@ class LocalExecutor:
         clean_stale_tmp(self.cache)
         # before any job: the datasets the uncached jobs read, decoded here (the jobs, in this process, reuse them):
         # a missing or malformed dataset is one line and exit 2 instead of a failed row for every job of the plan
-        todo = [j for j in jobs if not (self.cache / "jobs" / j.key / "result.json").is_file()]
+        todo = uncached(jobs, self.cache)
         if todo and hasattr(fn, "prepare"):
             fn.prepare(todo)
         with board:

@@ -41,7 +41,7 @@ from ..jobs import Job
 from ..progress import progress_enabled
 from ..progress.board import RunBoard
 from . import ray_reaper
-from .cache import JobFn, JobResult, clean_stale_tmp, inspect_cached
+from .cache import JobFn, JobResult, clean_stale_tmp, inspect_cached, uncached
 from .loop import SUBMITTED, schedule
 from .ray_options import (  # noqa: F401 — re-exported: the options live beside the executor for readers
     ExecutorError,
@@ -261,7 +261,7 @@ class RayExecutor:
             return max(a["num_cpus"] / cpus, a["num_gpus"] / gpus if a["num_gpus"] and gpus else 0.0)
 
         env = {"env_vars": worker_env(self.plugins)}
-        todo = [j for j in jobs if not (self.cache / "jobs" / j.key / "result.json").is_file()]
+        todo = uncached(jobs, self.cache)
         self._warm(ray, [asks[j.key]["num_cpus"] for j in todo if not asks[j.key]["num_gpus"]], cpus, env)
         if todo and hasattr(fn, "prepare"):  # e.g. download a missing dataset once, here, not in every worker
             fn.prepare(todo)
