@@ -100,9 +100,7 @@ def test_run_with_a_missing_dataset_is_one_line_and_exit_2(tmp_path):
     """A dataset that is not there stops ``run`` before any job with the loader's one-line error and exit 2 —
     not a failed row for each of the plan's jobs (the local executor loads the data first, as Ray's driver
     does). A second run with the data in place then runs every job."""
-    import numpy as np
-
-    from compressbench.data import _IDX
+    from test_config_hardening import _fake_fashion
 
     empty = tmp_path / "fm"
     empty.mkdir()
@@ -123,13 +121,7 @@ def test_run_with_a_missing_dataset_is_one_line_and_exit_2(tmp_path):
     err = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(err) == 1 and f"dataset.root {empty}" in err[0] and "Fashion-MNIST not found" in err[0], r.stderr
     assert "FAILED" not in r.stdout and "jobs —" not in r.stdout
-    rng = np.random.default_rng(0)
-    for key, n in (("train", 64), ("test", 20)):  # the four IDX files, uncompressed
-        x = rng.integers(0, 256, (n, 28, 28)).astype(np.uint8)
-        y = rng.integers(0, 10, n).astype(np.uint8)
-        for arr, stem in ((x, _IDX[f"{key}_x"]), (y, _IDX[f"{key}_y"])):
-            head = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
-            (empty / stem).write_bytes(head + arr.tobytes())
+    _fake_fashion(empty)  # the four IDX files
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "2 jobs — 2 ran, 0 cached, 0 failed" in r.stdout
