@@ -53,6 +53,7 @@ import torch  # noqa: E402
 import compressbench  # noqa: E402
 from compressbench.data import load_dataset  # noqa: E402
 from compressbench.evaluate.corruptions import SUITES, corrupt  # noqa: E402
+from compressbench.measure.hardware import cpu_id, cpu_model  # noqa: E402
 
 
 class Rate:
@@ -173,18 +174,6 @@ def worker(kind: str, size: int, n_ours: int, n_ref: int) -> None:
         name, params, batch = line.split()
         res = ref_run(ref_imgs, name) if kind == "ref" else ours_run(u8, name, params, int(batch))
         print(res if isinstance(res, str) else " ".join(str(v) for v in res), flush=True)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
 
 
 def geomean(xs: list[float]) -> float | None:
@@ -342,6 +331,7 @@ def main() -> None:
         "processes": "one worker process per side (ours, before, imagecorruptions)",
         "loadavg": load,
         "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
         "cores": cores,
         "torch": torch.__version__,
         "imagecorruptions": ic_version,

@@ -42,6 +42,7 @@ os.environ.setdefault("COMPRESSBENCH_PROGRESS", "0")
 
 from compressbench.config import parse_override  # noqa: E402
 from compressbench.estimate import estimate  # noqa: E402
+from compressbench.measure.hardware import cpu_id, cpu_model  # noqa: E402
 from compressbench.validate import load_config  # noqa: E402
 
 
@@ -145,6 +146,8 @@ def main() -> None:
         "jobs_wall_s": sum(job_s.values()),
         "kinds": kinds,
         "load_before": r.load,
+        "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
         "against": args.against,
         "plan_cpu_s": plan_cpu,
     }

@@ -118,3 +118,46 @@ def test_compare_same_store_and_bad_input(two_stores, tmp_path, capsys):
     assert cli_main(["compare", str(junk), str(a)]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a SQLite results store" in err and "\n" not in err
+
+
+# /proc/cpuinfo's first block on an AWS Graviton 3 (ARM), as the kernel prints it
+_ARM_CPUINFO = """processor\t: 0
+BogoMIPS\t: 2100.00
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid sve
+CPU implementer\t: 0x41
+CPU architecture: 8
+CPU variant\t: 0x1
+CPU part\t: 0xd40
+CPU revision\t: 1
+
+processor\t: 1
+CPU implementer\t: 0x42
+"""
+
+
+def test_cpu_id_names_the_generation_as_lscpu_does():
+    """Two VMs can both call their CPU "AMD EPYC" (family 25 and 26 here, Zen 4 and Zen 5): every run records
+    vendor, family, model and stepping beside the name, and they are lscpu's."""
+    from compressbench.measure.hardware import cpu_id, hardware_info
+    from compressbench.provenance import host_info
+
+    if not Path("/proc/cpuinfo").exists() or sys.platform != "linux":
+        pytest.skip("reads /proc/cpuinfo (Linux)")
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, env={"LC_ALL": "C"}, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("lscpu is not installed")
+    lscpu = {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in out.splitlines())}
+    if "Vendor ID" not in lscpu or "CPU family" not in lscpu:
+        pytest.skip("not an x86 CPU")
+    want = f"{lscpu['Vendor ID']} family {lscpu['CPU family']} model {lscpu['Model']} stepping {lscpu['Stepping']}"
+    assert cpu_id() == want
+    assert host_info()["cpu_id"] == want and hardware_info()["cpu_id"] == want
+
+
+def test_cpu_id_of_an_arm_cpu_and_of_a_cpuinfo_without_ids():
+    from compressbench.measure.hardware import cpu_id
+
+    assert cpu_id(_ARM_CPUINFO) == "implementer 0x41 part 0xd40 variant 0x1 revision 1"  # the first CPU's
+    assert cpu_id("processor\t: 0\nmodel name\t: Some CPU\n") == ""
+    assert cpu_id("") == ""

@@ -34,7 +34,7 @@ from typing import Any, Iterable
 
 import torch
 
-from .measure.hardware import cpu_flags, cpu_model
+from .measure.hardware import cpu_flags, cpu_id, cpu_model
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ def host_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
         "cpu_flags": cpu_flags(ISA_FLAGS),
         "cpu_capability": cpu_capability(),
         "cpu_count": os.cpu_count(),

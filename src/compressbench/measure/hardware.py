@@ -28,6 +28,33 @@ def cpu_model() -> str:
     return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
+def cpu_id(cpuinfo: str | None = None) -> str:
+    """The CPU's identity beyond its marketing name, from the first processor of ``/proc/cpuinfo``: vendor,
+    family, model and stepping on x86 (``AuthenticAMD family 26 model 2 stepping 1``), implementer, part,
+    variant and revision on ARM; '' where the platform does not say. Two VMs that both call their CPU "AMD
+    EPYC" can be different generations (family 25, Zen 4; family 26, Zen 5) with other kernel speeds, so a
+    timing or a ratio is quoted with this, not with the name alone. ``cpuinfo``: that file's text (default:
+    read it)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return ""
+    first = cpuinfo.split("\n\n", 1)[0]
+    fields: dict[str, str] = {}
+    for line in first.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    x86 = ("cpu family", "model", "stepping")
+    arm = ("cpu implementer", "cpu part", "cpu variant", "cpu revision")
+    if "vendor_id" in fields and all(k in fields for k in x86):
+        return " ".join([fields["vendor_id"], *(f"{k.removeprefix('cpu ')} {fields[k]}" for k in x86)])
+    if all(k in fields for k in arm):
+        return " ".join(f"{k.removeprefix('cpu ')} {fields[k]}" for k in arm)
+    return ""
+
+
 def cpu_flags(wanted: tuple[str, ...]) -> list[str]:
     """Which of the ISA extensions ``wanted`` this CPU reports (``/proc/cpuinfo`` flags; [] elsewhere)."""
     have = set((_cpuinfo("flags", "features") or "").split())
@@ -48,6 +75,7 @@ def hardware_info(device: str = "cpu", threads: int | None = None) -> dict[str, 
 
     info: dict[str, Any] = {
         "cpu": cpu_model(),
+        "cpu_id": cpu_id(),
         "logical_cores": os.cpu_count(),
         "threads": threads,
         "machine": platform.machine(),
