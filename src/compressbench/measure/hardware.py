@@ -1,7 +1,7 @@
 """What every timing depends on: CPU model, cores, threads, GPU, library versions, load.
 
-:func:`cpu_model` is the only ``/proc/cpuinfo`` parser in the package (the runner's run
-provenance uses it too).
+:func:`_cpuinfo_fields` is the only ``/proc/cpuinfo`` parser in the package (:func:`cpu_model`,
+:func:`cpu_id` and :func:`cpu_flags` read it; the runner's run provenance uses them too).
 """
 
 from __future__ import annotations
@@ -12,20 +12,25 @@ from pathlib import Path
 from typing import Any
 
 
-def _cpuinfo(*keys: str) -> str | None:
-    """The value of the first ``/proc/cpuinfo`` line starting with one of ``keys`` (Linux; None elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(keys):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
+def _cpuinfo_fields(text: str | None = None) -> dict[str, str]:
+    """The fields of the first processor in ``/proc/cpuinfo`` (``text``: that file's text; default: read it),
+    keys lower-cased; {} where there is no such file."""
+    if text is None:
+        try:
+            text = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return {}
+    fields: dict[str, str] = {}
+    for line in text.split("\n\n", 1)[0].splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    return fields
 
 
 def cpu_model() -> str:
     """The CPU's marketing name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
-    return _cpuinfo("model name") or platform.processor() or platform.machine()
+    return _cpuinfo_fields().get("model name") or platform.processor() or platform.machine()
 
 
 def cpu_id(cpuinfo: str | None = None) -> str:
@@ -35,17 +40,7 @@ def cpu_id(cpuinfo: str | None = None) -> str:
     EPYC" can be different generations (family 25, Zen 4; family 26, Zen 5) with other kernel speeds, so a
     timing or a ratio is quoted with this, not with the name alone. ``cpuinfo``: that file's text (default:
     read it)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return ""
-    first = cpuinfo.split("\n\n", 1)[0]
-    fields: dict[str, str] = {}
-    for line in first.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip().lower(), value.strip())
+    fields = _cpuinfo_fields(cpuinfo)
     x86 = ("cpu family", "model", "stepping")
     arm = ("cpu implementer", "cpu part", "cpu variant", "cpu revision")
     if "vendor_id" in fields and all(k in fields for k in x86):
@@ -57,7 +52,8 @@ def cpu_id(cpuinfo: str | None = None) -> str:
 
 def cpu_flags(wanted: tuple[str, ...]) -> list[str]:
     """Which of the ISA extensions ``wanted`` this CPU reports (``/proc/cpuinfo`` flags; [] elsewhere)."""
-    have = set((_cpuinfo("flags", "features") or "").split())
+    fields = _cpuinfo_fields()
+    have = set((fields.get("flags") or fields.get("features") or "").split())
     return [f for f in wanted if f in have]
 
 

@@ -9,18 +9,16 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
-from . import splitmix
-
-_GAMMA, _M1, _M2 = splitmix.GAMMA, splitmix.M1, splitmix.M2
+from .splitmix import GAMMA, M1, M2
 
 
 @njit(cache=True, nogil=True)
 def _mix_words(key, ctr0, wbuf):  # pragma: no cover — compiled
     """``wbuf[w]`` = SplitMix64 word ``ctr0 + w + 1`` of the stream ``key`` (``ops.BatchRNG.words``)."""
     for w in range(wbuf.shape[0]):
-        z = key + (ctr0 + np.uint64(w + 1)) * _GAMMA
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
+        z = key + (ctr0 + np.uint64(w + 1)) * GAMMA
+        z = (z ^ (z >> np.uint64(30))) * M1
+        z = (z ^ (z >> np.uint64(27))) * M2
         wbuf[w] = z ^ (z >> np.uint64(31))
 
 

@@ -30,7 +30,6 @@ LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as cv2.COLOR_RGB2GRAY
 
 
 # --------------------------------------------------------------------------- keyed RNG
-_GAMMA, _M1, _M2 = GAMMA, M1, M2  # SplitMix64's increment and finaliser multipliers
 _CHUNK = 1 << 15  # uint64 words per mixing chunk (256 KiB: stays in L2 cache)
 
 
@@ -39,10 +38,10 @@ def _mix64(z: np.ndarray, tmp: np.ndarray | None = None) -> np.ndarray:
     t = np.empty_like(z) if tmp is None else tmp
     np.right_shift(z, np.uint64(30), out=t)
     z ^= t
-    z *= _M1
+    z *= M1
     np.right_shift(z, np.uint64(27), out=t)
     z ^= t
-    z *= _M2
+    z *= M2
     np.right_shift(z, np.uint64(31), out=t)
     z ^= t
     return z
@@ -58,7 +57,7 @@ def image_keys(seed: int, name: str, severity: int, indices: np.ndarray | Sequen
     only inputs of the noise: ``mix(blake2b(seed|name|severity) + mix(index + 1)·γ)``, vectorised."""
     idx = np.asarray(indices, dtype=np.int64).astype(np.uint64).reshape(-1)
     with np.errstate(over="ignore"):
-        z = _mix64((idx + np.uint64(1)) * _GAMMA)
+        z = _mix64((idx + np.uint64(1)) * GAMMA)
         z += _base_key(seed, name, severity)
         return _mix64(z)
 
@@ -125,7 +124,7 @@ class BatchRNG:
             self._ctr += n
             return out
         with np.errstate(over="ignore"):
-            ctr = np.arange(self._ctr + 1, self._ctr + n + 1, dtype=np.uint64) * _GAMMA
+            ctr = np.arange(self._ctr + 1, self._ctr + n + 1, dtype=np.uint64) * GAMMA
             rows = max(1, _CHUNK // n)
             tmp = np.empty((min(rows, N), n), dtype=np.uint64)
             for s in range(0, N, rows):
@@ -142,7 +141,7 @@ class BatchRNG:
         time in the cache instead of the N×n array at once."""
         keys, ctr0 = self.reserve(n)
         with np.errstate(over="ignore"):
-            ctr = np.arange(ctr0 + 1, ctr0 + n + 1, dtype=np.uint64) * _GAMMA
+            ctr = np.arange(ctr0 + 1, ctr0 + n + 1, dtype=np.uint64) * GAMMA
 
         def fill(rows: slice, buf: np.ndarray) -> np.ndarray:
             k = keys[rows]
